@@ -1,0 +1,45 @@
+# byol-ref: the two commands are `make run` and `make test`; everything else is optional.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HYPOTHESIS_PROFILE ?= ci
+export HYPOTHESIS_PROFILE
+
+.PHONY: run test test-all bench gpu-check collapse-lab clean
+
+# A local virtual environment, created once and reused; the stamp files record which
+# extras are installed so a change to pyproject.toml reinstalls.
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.stamp-test: pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+$(VENV)/.stamp-run: pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e '.[plot]'
+	touch $@
+
+## Main job: train BYOL on the embedded digits on CPU and report what it learned.
+run: $(VENV)/.stamp-run
+	$(PY) -m byol_ref train --data digits --out runs/digits --overwrite
+
+## CPU test suite (what CI runs).
+test: $(VENV)/.stamp-test
+	$(PY) -m pytest -m "not gpu" -q
+
+## Everything, including slow end-to-end tests.
+test-all: $(VENV)/.stamp-test
+	$(PY) -m pytest -q
+
+## Benchmark (CPU float32, 2 threads); compares with PyTorch eager when torch is installed.
+bench: $(VENV)/.stamp-test
+	$(PY) benchmarks/bench_step.py
+
+## On a machine with CuPy and a GPU (installs nothing): the gpu tests and the GPU benchmark.
+gpu-check:
+	bash benchmarks/gpu_check.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

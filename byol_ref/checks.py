@@ -1,0 +1,73 @@
+"""Input validation with messages that name the argument, what it got and what was expected."""
+from __future__ import annotations
+
+from .backend import get_array_module
+
+
+def check_choice(value, name, choices):
+    """Raise ValueError unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def check_positive_int(value, name, minimum=1):
+    """Raise unless ``value`` is an int >= minimum (bools are refused)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
+    return value
+
+
+def check_float_range(value, name, lo=None, hi=None, lo_open=False, hi_open=False):
+    """Raise unless ``value`` is a real number inside the given range."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {value!r}") from None
+    if v != v:
+        raise ValueError(f"{name} must not be NaN")
+    bad = (lo is not None and (v < lo or (lo_open and v == lo))) or (
+        hi is not None and (v > hi or (hi_open and v == hi)))
+    if bad:
+        left = "(" if lo_open else "["
+        right = ")" if hi_open else "]"
+        raise ValueError(f"{name} must be in {left}{lo if lo is not None else '-inf'}, "
+                         f"{hi if hi is not None else 'inf'}{right}, got {value!r}")
+    return v
+
+
+def check_array(x, name, *, ndim=None, last_dim=None, dtype=None, finite=True, min_rows=None):
+    """Validate an array argument.
+
+    Args:
+        x: the array (NumPy or CuPy).
+        name: argument name for the message.
+        ndim: required rank.
+        last_dim: required size of the last axis (feature width).
+        dtype: required dtype name (``"float32"``/``"float64"``), or None for any float.
+        finite: refuse NaN and infinity.
+        min_rows: required minimum size of the first axis.
+    """
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise TypeError(f"{name} must be a NumPy or CuPy array, got {type(x).__name__}")
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-D array, got shape {tuple(x.shape)} ({x.ndim}-D)")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{name} must be a floating array (float32 or float64), got dtype {x.dtype}")
+    if dtype is not None and x.dtype.name != dtype:
+        raise TypeError(f"{name} has dtype {x.dtype}, expected {dtype} (the parameters' dtype); "
+                        "cast it first, byol_ref never mixes dtypes silently")
+    if last_dim is not None and x.shape[-1] != last_dim:
+        raise ValueError(f"{name} must have {last_dim} features in its last axis, got shape {tuple(x.shape)}")
+    if min_rows is not None and x.shape[0] < min_rows:
+        raise ValueError(f"{name} must have at least {min_rows} rows, got shape {tuple(x.shape)}")
+    if finite:
+        xp = get_array_module(x)
+        ok = xp.isfinite(x)
+        if not bool(ok.all()):
+            bad = int((~ok).sum())
+            first = tuple(int(i) for i in xp.argwhere(~ok)[0])
+            raise ValueError(f"{name} has {bad} non-finite value(s) (NaN or inf), first at index {first}")
+    return x

@@ -1,0 +1,668 @@
+"""Data sets for byol_ref: the embedded UCI digits, user files, a synthetic set, batching.
+
+Everything here is host (CPU) work on NumPy arrays obtained from :mod:`byol_ref.backend`
+(``host``); a training loop moves batches to its device with ``backend.asarray``.
+
+Conventions:
+    * ``x`` arrays are float64, shape (N, D): images are stored flattened, and
+      :attr:`Dataset.image_shape` says how to fold them back ((H, W) or (C, H, W)).
+    * ``y`` arrays are int64 class ids >= 0, shape (N,), or ``None`` when unlabelled.
+    * Every random choice (split, batch order) is drawn from a ``numpy.random.Generator``
+      that the caller passes in or seeds, so data order is part of the generator state.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+from pathlib import Path
+from typing import Iterator, NamedTuple, Optional, Union
+
+from .backend import host as np
+
+__all__ = [
+    "Dataset",
+    "load_digits",
+    "load_file",
+    "synthetic",
+    "train_test_indices",
+    "feature_stats",
+    "standardize",
+    "standardize_dataset",
+    "batches",
+    "DIGITS_PATH",
+]
+
+#: Where the embedded digits live (shipped as package data, see datasets/README.md).
+DIGITS_PATH = Path(__file__).resolve().parent / "datasets" / "digits.npz"
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class Dataset(NamedTuple):
+    """A split data set on the host.
+
+    Attributes:
+        x_train: features, float64, shape (N_train, D); images are flattened.
+        y_train: int64 class ids, shape (N_train,), or None when unlabelled.
+        x_test: features, float64, shape (N_test, D) (N_test may be 0).
+        y_test: int64 class ids, shape (N_test,), or None when unlabelled.
+        image_shape: (H, W) or (C, H, W) when each row of x is a flattened image,
+            None for plain feature vectors.
+        name: a short name (``"digits"``, a file stem, ``"synthetic"``).
+    """
+
+    x_train: object
+    y_train: Optional[object]
+    x_test: object
+    y_test: Optional[object]
+    image_shape: Optional[tuple]
+    name: str
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def _check_fraction(test_fraction) -> float:
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)):
+        raise TypeError(f"test_fraction must be a float in [0, 1), got {test_fraction!r}")
+    f = float(test_fraction)
+    if not (0.0 <= f < 1.0):
+        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction!r}")
+    return f
+
+
+def _round_half_up(v: float) -> int:
+    # floor(v + 0.5): round half up, not Python's round-half-to-even, so the split
+    # rule is easy to state and reproduce in any language.
+    return int(math.floor(v + 0.5))
+
+
+def train_test_indices(n: int, test_fraction: float, rng, labels=None):
+    """Split ``range(n)`` into train and test indices.
+
+    Rule (it is the one used to make ``datasets/digits.npz``):
+
+    * With ``labels`` (stratified): for each class ``c`` in ascending order, take that
+      class's indices in ascending order, permute them with ``rng.permutation``, and send
+      the first ``floor(test_fraction * n_c + 0.5)`` of them to test (at most ``n_c - 1``,
+      so every class keeps a training sample); the rest go to train.
+    * Without labels: permute ``range(n)`` once; the first
+      ``floor(test_fraction * n + 0.5)`` indices (at least 1 when ``test_fraction > 0``,
+      at most ``n - 1``) go to test.
+
+    Both index arrays are returned sorted, so the split keeps the original order.
+
+    Args:
+        n: number of samples (>= 2).
+        test_fraction: fraction in [0, 1) sent to test.
+        rng: ``numpy.random.Generator``.
+        labels: optional int class ids, shape (n,).
+
+    Returns:
+        (train_idx, test_idx): int64 arrays, disjoint, together ``range(n)``.
+
+    Raises:
+        ValueError: n < 2, bad test_fraction, labels of the wrong length, or a
+            positive test_fraction that rounds to an empty test set.
+    """
+    f = _check_fraction(test_fraction)
+    _check_rng(rng)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
+        raise ValueError(f"n must be an integer >= 2 (a split needs 2 samples), got {n!r}")
+    n = int(n)
+    if labels is None:
+        perm = rng.permutation(n)
+        n_test = _round_half_up(f * n)
+        if f > 0:
+            n_test = max(n_test, 1)
+        n_test = min(n_test, n - 1)
+        test, train = perm[:n_test], perm[n_test:]
+    else:
+        labels = np.asarray(labels)
+        if labels.shape != (n,):
+            raise ValueError(f"labels must have shape ({n},), got {labels.shape}")
+        tests, trains = [], []
+        for c in np.unique(labels):
+            idx = np.flatnonzero(labels == c)  # ascending
+            perm = rng.permutation(idx)
+            k = min(_round_half_up(f * idx.size), idx.size - 1)
+            tests.append(perm[:k])
+            trains.append(perm[k:])
+        test, train = np.concatenate(tests), np.concatenate(trains)
+        if f > 0 and test.size == 0:
+            raise ValueError(
+                f"test_fraction={f} of {n} labelled samples gives an empty stratified test set "
+                "(each class keeps at least one training sample); use more samples, a larger "
+                "test_fraction, or test_fraction=0"
+            )
+    return np.sort(train).astype(np.int64), np.sort(test).astype(np.int64)
+
+
+def _check_rng(rng) -> None:
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(
+            f"rng must be a numpy.random.Generator (e.g. byol_ref.backend.host.random.default_rng(0)), "
+            f"got {type(rng).__name__}"
+        )
+
+
+def _split(x, y, test_fraction, seed, image_shape, name) -> Dataset:
+    """Split checked arrays ``x`` (N, D) and ``y`` (N,) or None into a Dataset."""
+    rng = np.random.default_rng(seed)
+    train, test = train_test_indices(x.shape[0], test_fraction, rng, labels=y)
+    return Dataset(
+        x_train=x[train], y_train=None if y is None else y[train],
+        x_test=x[test], y_test=None if y is None else y[test],
+        image_shape=image_shape, name=name,
+    )
+
+
+# --------------------------------------------------------------------------- digits
+
+
+def load_digits() -> Dataset:
+    """Load the embedded UCI optical handwritten digits (8x8 grey images, 10 classes).
+
+    1797 images with pixel counts 0..16, stored as a fixed stratified 80/20 split
+    (1438 train, 359 test; see ``byol_ref/datasets/README.md`` for source, license
+    (CC BY 4.0) and the split rule). Pixels are returned as ``pixel / 16`` in [0, 1].
+
+    Returns:
+        Dataset with x_train (1438, 64), x_test (359, 64) float64 in [0, 1], y int64 in
+        0..9, image_shape (8, 8), name ``"digits"``.
+
+    References:
+        Alpaydin, E. & Kaynak, C. (1998). Optical Recognition of Handwritten Digits.
+        UCI Machine Learning Repository. https://doi.org/10.24432/C50P49
+    """
+    if not DIGITS_PATH.is_file():
+        raise FileNotFoundError(
+            f"embedded digits file not found at {DIGITS_PATH}; regenerate it with "
+            "scripts/make_digits_npz.py"
+        )
+    with np.load(DIGITS_PATH, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+    out = {}
+    for split in ("train", "test"):
+        xi, yi = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if xi.ndim != 3 or xi.shape[1:] != (8, 8) or yi.shape != (xi.shape[0],):
+            raise ValueError(f"{DIGITS_PATH} is corrupt: x_{split} {xi.shape}, y_{split} {yi.shape}")
+        # Pixel counts 0..16 (how many of a 4x4 block's 16 bitmap pixels were set) -> [0, 1].
+        out[f"x_{split}"] = xi.reshape(xi.shape[0], 64).astype(np.float64) / 16.0
+        out[f"y_{split}"] = yi.astype(np.int64)
+    return Dataset(image_shape=(8, 8), name="digits", **out)
+
+
+# --------------------------------------------------------------------------- user files
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_csv(path: Path, what: str, header=None):
+    """Read a numeric CSV table.
+
+    Args:
+        path: the file.
+        what: how to name the file in errors.
+        header: True/False, or None to detect: the first row is a header when any of
+            its fields is not a number.
+
+    Returns:
+        (names, values): column names (list of str) or None, float64 array (R, K).
+    """
+    rows = []  # (line number in the file, stripped fields)
+    with open(path, newline="") as fh:
+        reader = csv.reader(fh)
+        for fields in reader:
+            if not fields or all(not s.strip() for s in fields):
+                continue  # blank line
+            rows.append((reader.line_num, [s.strip() for s in fields]))
+    if not rows:
+        raise ValueError(f"{what} {str(path)!r} is empty (expected a numeric CSV table)")
+    if header is None:
+        header = not all(_is_number(s) for s in rows[0][1])
+    names = rows[0][1] if header else None
+    data = rows[1:] if header else rows
+    width = len(rows[0][1])
+    for line, fields in data:
+        if len(fields) != width:
+            raise ValueError(
+                f"{what} {str(path)!r}: line {line} has {len(fields)} fields, expected {width} "
+                "(like the first line)"
+            )
+    try:
+        values = np.array([fields for _, fields in data], dtype=np.float64).reshape(len(data), width)
+    except ValueError:
+        # Slow path, only to say where the bad value is.
+        for line, fields in data:
+            for col, s in enumerate(fields):
+                if not _is_number(s):
+                    colname = f" ({names[col]!r})" if names else ""
+                    raise ValueError(
+                        f"{what} {str(path)!r}: non-numeric value {s!r} at line {line}, "
+                        f"column {col}{colname}; expected numbers only"
+                        + ("" if header else " (the first line was taken as data, not a header)")
+                    ) from None
+        raise
+    return names, values
+
+
+def _check_path(path, arg: str) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{arg} must be a str or os.PathLike, got {type(path).__name__}")
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{arg}: no such file: {str(p)!r}")
+    return p
+
+
+def _load_npy(path: Path, what: str):
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        # Object arrays need pickle, which byol_ref never enables (it can run code).
+        raise ValueError(
+            f"{what} {str(path)!r} could not be loaded without pickle ({exc}); save a numeric "
+            "array (e.g. float or int dtype), not an object array"
+        ) from None
+
+
+def _check_numeric(a, what: str):
+    a = np.asarray(a)
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"{what} must be numeric, got dtype {a.dtype}")
+    return a
+
+
+def _check_finite(x, what: str) -> None:
+    bad = ~np.isfinite(x)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"{what} has {int(bad.sum())} non-finite value(s) (NaN or inf); the first is at "
+            f"index {first}; expected finite numbers"
+        )
+
+
+def _as_labels(y, what: str):
+    """Check class ids: integer-valued, >= 0, shape (N,) (or (N, 1)); return int64 (N,)."""
+    y = _check_numeric(y, what)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"{what} must be 1-D class ids (N,), got shape {y.shape}")
+    if y.dtype.kind == "f":
+        _check_finite(y, what)
+        if not np.all(y == np.round(y)):
+            i = int(np.flatnonzero(y != np.round(y))[0])
+            raise ValueError(f"{what} must be integer class ids, got {y[i]!r} at index {i}")
+    y = y.astype(np.int64)
+    if y.size and y.min() < 0:
+        i = int(np.argmin(y))
+        raise ValueError(
+            f"{what} must be class ids >= 0, got {int(y[i])} at index {i}; remap classes to 0..K-1"
+        )
+    return y
+
+
+def _fold_features(x, image_shape, what: str):
+    """Turn (N, D), (N, H, W) or (N, C, H, W) into float64 (N, D) and an image shape."""
+    if x.ndim not in (2, 3, 4):
+        raise ValueError(
+            f"{what} must be a feature matrix (N, D), images (N, H, W) or (N, C, H, W); "
+            f"got shape {x.shape}"
+        )
+    if image_shape is not None:
+        image_shape = tuple(int(s) for s in image_shape)
+        if len(image_shape) not in (2, 3) or min(image_shape) < 1:
+            raise ValueError(f"image_shape must be (H, W) or (C, H, W) of positive ints, got {image_shape}")
+        if x.ndim > 2 and tuple(x.shape[1:]) != image_shape:
+            raise ValueError(f"image_shape={image_shape} does not match {what} of shape {x.shape}")
+        if x.ndim == 2 and math.prod(image_shape) != x.shape[1]:
+            raise ValueError(
+                f"image_shape={image_shape} has {math.prod(image_shape)} pixels but {what} has "
+                f"D={x.shape[1]} features"
+            )
+    elif x.ndim > 2:
+        image_shape = tuple(int(s) for s in x.shape[1:])
+    _check_finite(x, what)
+    return x.reshape(x.shape[0], -1).astype(np.float64), image_shape
+
+
+def _column_index(labels, names, ncols: int, what: str) -> int:
+    if isinstance(labels, str):
+        if names is None:
+            raise ValueError(f"labels={labels!r} names a column, but {what} has no header row")
+        if labels not in names:
+            raise ValueError(f"labels={labels!r} is not a column of {what}; columns are {names}")
+        return names.index(labels)
+    if not -ncols <= labels < ncols:
+        raise ValueError(f"labels column index {labels} is out of range for {ncols} columns in {what}")
+    return labels % ncols
+
+
+def _labels_from_file(path, n: int):
+    p = _check_path(path, "labels")
+    ext = p.suffix.lower()
+    what = f"labels file {str(p)!r}"
+    if ext == ".npy":
+        y = _load_npy(p, "labels file")
+    elif ext in (".csv", ".txt"):
+        _, y = _read_csv(p, "labels file")
+        if y.shape[1] != 1:
+            raise ValueError(f"{what} must have one column of class ids, got {y.shape[1]} columns")
+    else:
+        raise ValueError(f"labels file must end in .npy or .csv, got {str(p)!r}")
+    y = _as_labels(y, what)
+    if y.shape[0] != n:
+        raise ValueError(f"{what} has {y.shape[0]} labels but the features have {n} samples")
+    return y
+
+
+def _is_label_path(labels, names) -> bool:
+    if isinstance(labels, os.PathLike):
+        return True
+    return isinstance(labels, str) and (names is None or labels not in names) and (
+        Path(labels).suffix.lower() in (".npy", ".csv", ".txt")
+    )
+
+
+def load_file(
+    path: PathLike,
+    labels=None,
+    *,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    image_shape=None,
+    header: Optional[bool] = None,
+) -> Dataset:
+    """Load a user data set from a .npy, .npz or .csv file and split it.
+
+    Accepted layouts:
+
+    * ``.npy``: a feature matrix (N, D), or images (N, H, W) / (N, C, H, W), which are
+      flattened and set ``image_shape``.
+    * ``.npz``: keys ``x`` (and optionally ``y``), split here; or ``x_train``, ``x_test``
+      (and optionally ``y_train``, ``y_test``), used as given (``test_fraction`` ignored).
+    * ``.csv``: a numeric table, one sample per row. The first row is a header when any
+      of its fields is not a number (or as ``header`` says).
+
+    ``labels`` selects class ids:
+
+    * ``None``: unlabelled (or ``y`` keys of an .npz);
+    * ``str``: a column name of a CSV with a header;
+    * ``int``: a column index of a CSV or a 2-D .npy table (negative counts from the end);
+      that column is removed from the features;
+    * a path (``os.PathLike``, or a str ending in .npy/.csv/.txt that is not a column
+      name): a separate label file with one class id per sample.
+
+    Labels must be integer class ids >= 0. Features are converted to float64 and must be
+    finite. With labels the split is stratified, otherwise random (see
+    :func:`train_test_indices`), drawn from ``numpy.random.default_rng(seed)``.
+
+    Args:
+        path: the data file.
+        labels: see above.
+        test_fraction: fraction in [0, 1) held out for testing.
+        seed: seed of the split.
+        image_shape: (H, W) or (C, H, W) to declare that the D columns of a 2-D table are
+            flattened images (H * W or C * H * W must equal D); checked against 3-D/4-D arrays.
+        header: force (True) or forbid (False) a CSV header row; None detects it.
+
+    Returns:
+        Dataset with x float64 (N, D), y int64 (N,) or None, named after the file stem.
+
+    Raises:
+        FileNotFoundError: ``path`` (or a label file) does not exist.
+        ValueError: unknown extension, wrong rank, non-numeric or non-finite values,
+            label count mismatch, fewer than 2 samples, bad split settings.
+        TypeError: ``labels`` or ``path`` of the wrong type.
+    """
+    p = _check_path(path, "path")
+    ext = p.suffix.lower()
+    what = f"file {str(p)!r}"
+    if labels is not None and (isinstance(labels, bool) or not isinstance(labels, (str, int, os.PathLike))):
+        raise TypeError(
+            f"labels must be None, a column name (str), a column index (int) or a label file path, "
+            f"got {type(labels).__name__}"
+        )
+    _check_fraction(test_fraction)
+
+    if ext == ".npz":
+        with np.load(p, allow_pickle=False) as f:
+            keys = set(f.files)
+            try:
+                arrays = {k: f[k] for k in keys}
+            except ValueError as exc:
+                raise ValueError(f"{what} could not be loaded without pickle ({exc})") from None
+        if "x_train" in keys or "x_test" in keys:
+            return _load_presplit(arrays, labels, image_shape, what, p.stem)
+        if "x" not in keys:
+            raise ValueError(f"{what} must hold key 'x' (and optionally 'y'), or x_train/x_test; got {sorted(keys)}")
+        x = _check_numeric(arrays["x"], f"x in {what}")
+        y = arrays.get("y")
+        if y is not None and labels is not None:
+            raise ValueError(f"{what} already holds 'y'; pass labels=None")
+        if labels is not None and not _is_label_path(labels, None):
+            raise ValueError(f"labels for an .npz file must be a label file path, got {labels!r}")
+        names = None
+    elif ext == ".npy":
+        x = _check_numeric(_load_npy(p, "file"), what)
+        y, names = None, None
+    elif ext in (".csv", ".txt"):
+        names, x = _read_csv(p, "file", header=header)
+        y = None
+    else:
+        raise ValueError(f"path must end in .npy, .npz or .csv, got {str(p)!r}")
+
+    # Labels from a column of the table.
+    if labels is not None and not _is_label_path(labels, names):
+        if x.ndim != 2:
+            raise ValueError(
+                f"labels={labels!r} selects a column, which needs a 2-D table, but {what} has shape {x.shape}"
+            )
+        col = _column_index(labels, names, x.shape[1], what)
+        y = x[:, col]
+        x = np.delete(x, col, axis=1)
+        if x.shape[1] == 0:
+            raise ValueError(f"{what} has no feature columns left after taking labels from column {col}")
+        y = _as_labels(y, f"labels column {col} of {what}")
+
+    if x.ndim < 1 or x.shape[0] < 2:
+        raise ValueError(f"{what} must hold at least 2 samples, got shape {x.shape}")
+    x, image_shape = _fold_features(x, image_shape, f"features in {what}")
+    n = x.shape[0]
+    if labels is not None and _is_label_path(labels, names):
+        y = _labels_from_file(labels, n)
+    elif y is not None:
+        y = _as_labels(y, f"labels in {what}")  # idempotent for a column checked above
+    if y is not None and y.shape[0] != n:
+        raise ValueError(f"{what}: {y.shape[0]} labels but {n} samples")
+    return _split(x, y, test_fraction, seed, image_shape, p.stem)
+
+
+def _load_presplit(arrays, labels, image_shape, what, name) -> Dataset:
+    """The x_train/y_train/x_test/y_test layout of an .npz file."""
+    for k in ("x_train", "x_test"):
+        if k not in arrays:
+            raise ValueError(f"{what} holds x_train/x_test layout but lacks {k!r}")
+    if labels is not None:
+        raise ValueError(
+            f"{what} is already split (x_train/x_test keys); labels must come from "
+            f"y_train/y_test, got labels={labels!r}"
+        )
+    has_y = ("y_train" in arrays, "y_test" in arrays)
+    if has_y[0] != has_y[1]:
+        raise ValueError(f"{what} must hold both y_train and y_test or neither")
+    out = {}
+    shape = image_shape
+    for split in ("train", "test"):
+        x = _check_numeric(arrays[f"x_{split}"], f"x_{split} in {what}")
+        if x.ndim < 1 or (split == "train" and x.shape[0] < 2):
+            raise ValueError(f"x_train in {what} must hold at least 2 samples, got shape {x.shape}")
+        x, s = _fold_features(x, image_shape, f"x_{split} in {what}")
+        if split == "test" and s != shape:
+            raise ValueError(f"x_train and x_test in {what} have different image shapes: {shape} vs {s}")
+        shape = s
+        y = None
+        if has_y[0]:
+            y = _as_labels(arrays[f"y_{split}"], f"y_{split} in {what}")
+            if y.shape[0] != x.shape[0]:
+                raise ValueError(f"{what}: y_{split} has {y.shape[0]} labels but x_{split} has {x.shape[0]} samples")
+        out[f"x_{split}"], out[f"y_{split}"] = x, y
+    if out["x_train"].shape[1] != out["x_test"].shape[1]:
+        raise ValueError(
+            f"x_train and x_test in {what} have different feature counts: "
+            f"{out['x_train'].shape[1]} vs {out['x_test'].shape[1]}"
+        )
+    return Dataset(image_shape=shape, name=name, **out)
+
+
+# --------------------------------------------------------------------------- synthetic
+
+
+def synthetic(
+    n: int = 512,
+    dim: int = 32,
+    n_classes: int = 4,
+    *,
+    latent_dim: int = 4,
+    noise: float = 0.1,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+) -> Dataset:
+    """A labelled synthetic set: Gaussian classes in a latent subspace, plus noise.
+
+    Generative model: class means ``mu_c ~ N(0, 2^2 I)`` in R^latent_dim; a sample of class
+    ``c`` is ``z = mu_c + N(0, I)`` (classes overlap a little), mapped to R^dim by a fixed
+    random map with orthonormal rows (so latent distances are kept), plus isotropic noise
+    ``noise * N(0, I)`` in all ``dim`` directions. Classes are balanced (``n % n_classes``
+    classes get one extra sample) and the split is stratified.
+
+    Args:
+        n: number of samples (>= 2).
+        dim: feature dimension D (>= latent_dim).
+        n_classes: number of classes K (>= 1).
+        latent_dim: dimension of the class subspace.
+        noise: standard deviation of the additive feature noise (>= 0).
+        seed: everything (means, map, samples, split) is drawn from ``default_rng(seed)``.
+        test_fraction: fraction held out, as in :func:`train_test_indices`.
+
+    Returns:
+        Dataset with x float64 (N, D), y int64 in 0..K-1, image_shape None, name ``"synthetic"``.
+    """
+    for arg, v, lo in (("n", n, 2), ("dim", dim, 1), ("n_classes", n_classes, 1), ("latent_dim", latent_dim, 1)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise ValueError(f"{arg} must be an integer >= {lo}, got {v!r}")
+    if latent_dim > dim:
+        raise ValueError(f"latent_dim must be <= dim, got latent_dim={latent_dim}, dim={dim}")
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not (noise >= 0 and math.isfinite(noise)):
+        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+    rng = np.random.default_rng(seed)
+    means = 2.0 * rng.standard_normal((n_classes, latent_dim))  # (K, L)
+    # Orthonormal rows: Q of a QR factorisation of a Gaussian (D, L) matrix, transposed.
+    q, _ = np.linalg.qr(rng.standard_normal((dim, latent_dim)))  # (D, L)
+    y = rng.permutation(np.arange(n) % n_classes).astype(np.int64)  # (N,)
+    z = means[y] + rng.standard_normal((n, latent_dim))  # (N, L)
+    x = z @ q.T + noise * rng.standard_normal((n, dim))  # (N, D)
+    train, test = train_test_indices(n, test_fraction, rng, labels=y)
+    return Dataset(x[train], y[train], x[test], y[test], None, "synthetic")
+
+
+# --------------------------------------------------------------------------- standardize
+
+
+def feature_stats(x_train, *, eps: float = 1e-8):
+    """Per-feature mean and standard deviation of the training features.
+
+    Constant features (std < eps, e.g. the always-blank corner pixels of the digits) get
+    std 1 instead: dividing by ~0 would send any test value that differs from the
+    training constant to ~1e8. Such a feature is then only centred.
+
+    Args:
+        x_train: features, shape (N, D).
+        eps: threshold below which a std counts as zero.
+
+    Returns:
+        (mean, std): float64 arrays, shape (D,). The std is the biased (population) one.
+    """
+    x = np.asarray(x_train, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 1:
+        raise ValueError(f"x_train must have shape (N, D) with N >= 1, got {x.shape}")
+    mean = x.mean(axis=0)  # (D,)
+    std = x.std(axis=0)  # (D,), biased: divide by N
+    std = np.where(std < eps, 1.0, std)
+    return mean, std
+
+
+def standardize(x, mean, std):
+    """Return ``(x - mean) / std`` (a new array), shape (N, D)."""
+    return (np.asarray(x, dtype=np.float64) - mean) / std
+
+
+def standardize_dataset(ds: Dataset, *, eps: float = 1e-8):
+    """Standardise a Dataset's features with statistics of its training split only.
+
+    Args:
+        ds: the data set.
+        eps: see :func:`feature_stats`.
+
+    Returns:
+        (dataset, mean, std): the standardised Dataset (image_shape set to None, because
+        image augmentations expect pixels in [0, 1]) and the statistics, shape (D,).
+    """
+    mean, std = feature_stats(ds.x_train, eps=eps)
+    return (
+        ds._replace(x_train=standardize(ds.x_train, mean, std), x_test=standardize(ds.x_test, mean, std),
+                    image_shape=None),
+        mean,
+        std,
+    )
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def batches(n: int, batch_size: int, rng, *, drop_last: bool = True) -> Iterator:
+    """One epoch of shuffled batch indices.
+
+    The permutation is drawn from ``rng`` when this function is called (not lazily on the
+    first ``next``), so the data order is part of the generator state at that point.
+
+    Args:
+        n: number of samples.
+        batch_size: samples per batch (>= 1).
+        rng: ``numpy.random.Generator``.
+        drop_last: drop the last, smaller batch (BYOL's batch norm wants full batches).
+
+    Returns:
+        An iterator of int64 index arrays, each of shape (batch_size,) (the last may be
+        shorter when ``drop_last`` is False).
+
+    Raises:
+        ValueError: n < 1, batch_size < 1, or drop_last with batch_size > n (an empty epoch).
+    """
+    _check_rng(rng)
+    for arg, v in (("n", n), ("batch_size", batch_size)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{arg} must be an integer >= 1, got {v!r}")
+    if drop_last and batch_size > n:
+        raise ValueError(
+            f"batch_size={batch_size} > n={n} with drop_last=True gives an empty epoch; "
+            "use a smaller batch_size or drop_last=False"
+        )
+    perm = rng.permutation(int(n)).astype(np.int64)
+    stop = (n // batch_size) * batch_size if drop_last else n
+
+    def _gen():
+        for start in range(0, stop, batch_size):
+            yield perm[start:start + batch_size]
+
+    return _gen()

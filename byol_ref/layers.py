@@ -1,0 +1,291 @@
+"""Layers as pure forward/backward pairs: linear, ReLU, batch norm, layer norm.
+
+Every op is ``<op>_forward(...) -> (out, cache)`` and ``<op>_backward(dout, cache) ->
+(dx, dparams...)`` (CS231n ``layers.py``). Nothing is stored on objects: BYOL runs the
+same online network on two views in one step, and a per-call cache is what makes that
+safe. Derivations, with these variable names, are in ``docs/derivations.md``.
+
+Shapes. Activations are ``(N, F)`` or ``(G, N, F)``: ``G`` independent batches that
+share parameters (BYOL's two views, stacked). Linear layers and ReLU do not care;
+batch norm takes its statistics over ``N`` separately for each of the ``G`` groups
+(per-view statistics, as the official code gets by calling the network once per view).
+Weights are stored ``(in, out)`` so that a layer is ``x @ w + b``.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .backend import get_array_module
+
+# --------------------------------------------------------------------------- linear
+
+
+class LinearCache(NamedTuple):
+    """What linear_backward needs: the input (for dw) and the weight (for dx)."""
+
+    x: object  # (..., N, D)
+    w: object  # (D, H)
+    has_bias: bool
+
+
+def linear_forward(x, w, b=None):
+    """Affine map ``out = x @ w + b``.
+
+    Args:
+        x: input, shape (N, D) or (G, N, D).
+        w: weight, shape (D, H) (stored (in, out)).
+        b: bias, shape (H,), or None for a layer without bias.
+
+    Returns:
+        out: shape (N, H) or (G, N, H).
+        cache: LinearCache.
+    """
+    # One matmul over all groups: (G*N, D) @ (D, H) is a bigger, faster GEMM than G small ones.
+    out = (x.reshape(-1, x.shape[-1]) @ w).reshape(*x.shape[:-1], w.shape[1])  # (..., N, H)
+    if b is not None:
+        out += b
+    return out, LinearCache(x, w, b is not None)
+
+
+def linear_backward(dout, cache):
+    """Backward of ``out = x @ w + b``.
+
+    dx = dout @ w.T,  dw = x.T @ dout,  db = sum of dout over every row.
+    With stacked views the row sums run over both views at once, which *is* the sum of
+    the per-view gradients, with no extra temporary.
+
+    Args:
+        dout: upstream gradient, shape of out (..., N, H).
+        cache: LinearCache from linear_forward.
+
+    Returns:
+        (dx, dw, db): shapes (..., N, D), (D, H), (H,) (db is None without bias).
+    """
+    x, w, has_bias = cache
+    dout2 = dout.reshape(-1, dout.shape[-1])  # (G*N, H)
+    dx = (dout2 @ w.T).reshape(x.shape)  # (..., N, D)
+    dw = x.reshape(-1, x.shape[-1]).T @ dout2  # (D, H)
+    db = dout2.sum(axis=0) if has_bias else None  # (H,)
+    return dx, dw, db
+
+
+# --------------------------------------------------------------------------- ReLU
+
+
+class ReluCache(NamedTuple):
+    """The ReLU output; its sign is the mask (out > 0 exactly where x > 0)."""
+
+    out: object
+
+
+def relu_forward(x):
+    """``out = max(x, 0)``. Returns (out, ReluCache)."""
+    xp = get_array_module(x)
+    out = xp.maximum(x, 0)
+    return out, ReluCache(out)
+
+
+def relu_backward(dout, cache):
+    """``dx = dout * [x > 0]``; the subgradient at exactly 0 is taken as 0 (as in JAX and PyTorch)."""
+    xp = get_array_module(dout)
+    return xp.where(cache.out > 0, dout, 0).astype(dout.dtype, copy=False)
+
+
+# --------------------------------------------------------------------------- normalisation
+
+
+class NormCache(NamedTuple):
+    """Cached for batch and layer norm backward.
+
+    x_hat and rstd are kept; x and the mean are not (x_hat carries everything the
+    closed-form backward needs). ``axis`` is the axis the statistics ran over: -2
+    (the batch) for batch norm, -1 (the features) for layer norm. In batch-norm eval
+    mode the statistics are constants, and ``train`` is False.
+    """
+
+    x_hat: object  # same shape as x
+    rstd: object  # 1 / sqrt(var + eps), broadcastable to x
+    gamma: object  # (F,)
+    axis: int
+    train: bool
+
+
+def _moments(x, axis, var_formula):
+    """Mean and *biased* variance of x over ``axis`` (kept as a broadcastable dim).
+
+    ``two_pass``: var = mean((x - mean)^2), numerically stable.
+    ``one_pass``: var = mean(x^2) - mean^2, what the official Haiku code computes (it
+    lets the two moments be all-reduced together across devices); it cancels
+    catastrophically in float32 when |mean| >> std, and can even come out slightly
+    negative, so it is clamped at 0 (as Haiku does not, but negative var + eps is
+    already a bug report).
+    """
+    xp = get_array_module(x)
+    mean = x.mean(axis=axis, keepdims=True)
+    if var_formula == "two_pass":
+        xc = x - mean
+        var = (xc * xc).mean(axis=axis, keepdims=True)
+    elif var_formula == "one_pass":
+        var = xp.maximum((x * x).mean(axis=axis, keepdims=True) - mean * mean, 0)
+    else:
+        raise ValueError(f"var_formula must be 'two_pass' or 'one_pass', got {var_formula!r}")
+    return mean, var
+
+
+def _normalize_backward(dout, cache):
+    """Shared closed-form backward of x_hat = (x - mean) * rstd followed by gamma * x_hat + beta.
+
+    With m the size of the normalised axis and means taken over that axis:
+        dx_hat = dout * gamma
+        dx     = rstd * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat))
+    The two subtracted terms are the paths through the mean and through the variance.
+    In eval mode (constant statistics) both vanish: dx = rstd * dx_hat.
+    """
+    x_hat, rstd, gamma, axis, train = cache
+    dx_hat = dout * gamma  # same shape as x
+    if train:
+        dx = rstd * (
+            dx_hat
+            - dx_hat.mean(axis=axis, keepdims=True)
+            - x_hat * (dx_hat * x_hat).mean(axis=axis, keepdims=True)
+        )
+    else:
+        dx = rstd * dx_hat
+    sum_axes = tuple(range(dout.ndim - 1))  # every axis but the features
+    dgamma = (dout * x_hat).sum(axis=sum_axes)  # (F,)
+    dbeta = dout.sum(axis=sum_axes)  # (F,)
+    return dx, dgamma, dbeta
+
+
+class RunningStats(NamedTuple):
+    """Batch-norm running statistics (the buffers), returned, never hidden.
+
+    mean, var: (F,) arrays, the values eval mode uses.
+    count: 0-d integer array, how many updates have been made (the zero-debiased EMA needs it).
+    """
+
+    mean: object
+    var: object
+    count: object
+
+
+def update_running_stats(running, batch_mean, batch_var, n, *, decay, mode):
+    """One EMA update of batch-norm running statistics.
+
+    Args:
+        running: RunningStats before the update.
+        batch_mean, batch_var: this batch's mean and *biased* variance, shape (F,).
+        n: number of samples the batch statistics came from.
+        decay: weight on the old value (Haiku ``decay_rate`` 0.9; PyTorch ``momentum`` 0.1
+            is decay 0.9).
+        mode: ``"haiku"``: the biased variance is averaged by a zero-debiased EMA,
+            h_t = decay * h_{t-1} + (1 - decay) * v with h_0 = 0 and value h_t / (1 - decay^t)
+            (``hk.ExponentialMovingAverage``). We store the debiased value, so the hidden
+            h_{t-1} is value_{t-1} * (1 - decay^{t-1}).
+            ``"torch"``: value <- decay * value + (1 - decay) * v, with the *unbiased*
+            variance v * n / (n - 1) (``nn.BatchNorm1d``; initial mean 0, var 1).
+
+    Returns:
+        RunningStats after the update.
+    """
+    xp = get_array_module(batch_mean)
+    t = running.count + 1
+    if mode == "haiku":
+        # Debiasing factors in the buffers' dtype, so float32 stays float32.
+        keep = decay * (1 - decay ** (t - 1)) / (1 - decay**t)  # weight on the old value
+        new = (1 - decay) / (1 - decay**t)  # weight on this batch
+        keep = xp.asarray(keep, dtype=batch_mean.dtype)
+        new = xp.asarray(new, dtype=batch_mean.dtype)
+        mean = keep * running.mean + new * batch_mean
+        var = keep * running.var + new * batch_var
+    elif mode == "torch":
+        unbiased = batch_var * (n / (n - 1))
+        mean = decay * running.mean + (1 - decay) * batch_mean
+        var = decay * running.var + (1 - decay) * unbiased
+    else:
+        raise ValueError(f"running-stats mode must be 'haiku' or 'torch', got {mode!r}")
+    return RunningStats(mean, var, t)
+
+
+def batch_norm_forward(x, gamma, beta, running, *, train, eps=1e-5, decay=0.9,
+                       mode="haiku", var_formula="two_pass"):
+    """Batch normalisation.
+
+    Train mode: statistics over the batch axis N, separately for each group G (each
+    view), with the *biased* variance (divide by N), as every BYOL implementation
+    normalises. out = gamma * (x - mean) / sqrt(var + eps) + beta.
+    The running statistics get one update per group, in order, so with two stacked
+    views they are updated twice per call, the second update seeing the first (as the
+    official code, which calls the network once per view).
+    Eval mode: the running statistics are used and returned unchanged.
+
+    Args:
+        x: (N, F) or (G, N, F).
+        gamma, beta: (F,).
+        running: RunningStats (mean, var, count).
+        train: batch statistics (True) or running statistics (False).
+        eps: added to the variance inside the square root (1e-5 in Haiku and PyTorch).
+        decay: weight on the old running value.
+        mode: ``"haiku"`` or ``"torch"`` running-statistics convention (update_running_stats).
+        var_formula: ``"two_pass"`` or ``"one_pass"`` (see ``_moments``).
+
+    Returns:
+        out: same shape as x.
+        cache: NormCache.
+        running: updated RunningStats (the same object in eval mode).
+
+    References:
+        Ioffe & Szegedy 2015, Algorithm 1; Haiku ``batch_norm.py``.
+    """
+    xp = get_array_module(x)
+    if train:
+        n = x.shape[-2]
+        mean, var = _moments(x, -2, var_formula)  # (..., 1, F)
+        for g_mean, g_var in zip(mean.reshape(-1, x.shape[-1]), var.reshape(-1, x.shape[-1])):
+            running = update_running_stats(running, g_mean, g_var, n, decay=decay, mode=mode)
+    else:
+        mean, var = running.mean, running.var  # (F,)
+    rstd = 1 / xp.sqrt(var + eps)  # eps inside the root: bounds rstd by 1/sqrt(eps)
+    x_hat = (x - mean) * rstd
+    out = gamma * x_hat + beta
+    return out, NormCache(x_hat, rstd, gamma, -2, train), running
+
+
+def batch_norm_backward(dout, cache):
+    """Backward of batch_norm_forward.
+
+    Args:
+        dout: (N, F) or (G, N, F).
+        cache: NormCache.
+
+    Returns:
+        (dx, dgamma, dbeta): dx like dout; dgamma, dbeta (F,) summed over groups and batch.
+    """
+    return _normalize_backward(dout, cache)
+
+
+def layer_norm_forward(x, gamma, beta, *, eps=1e-5):
+    """Layer normalisation over the feature axis (biased variance; Axon's eps is 1e-5).
+
+    Args:
+        x: (..., F).
+        gamma, beta: (F,).
+        eps: added to the variance inside the square root.
+
+    Returns:
+        out: like x.
+        cache: NormCache.
+
+    References:
+        Ba, Kiros & Hinton 2016.
+    """
+    xp = get_array_module(x)
+    mean, var = _moments(x, -1, "two_pass")  # (..., 1)
+    rstd = 1 / xp.sqrt(var + eps)
+    x_hat = (x - mean) * rstd
+    return gamma * x_hat + beta, NormCache(x_hat, rstd, gamma, -1, True)
+
+
+def layer_norm_backward(dout, cache):
+    """Backward of layer_norm_forward: (dx, dgamma, dbeta)."""
+    return _normalize_backward(dout, cache)

@@ -1,0 +1,161 @@
+"""L2 normalisation and BYOL's regression loss, forward and backward.
+
+The loss of one pair is ``l(p, z) = || n(p) - n(z) ||^2`` where n is l2 normalisation:
+``2 - 2 cos(p, z)`` when both norms are away from zero. Derivations in
+``docs/derivations.md``.
+
+Three normalisation epsilon conventions are in use (BYOL_FACTS d1):
+
+=========== ============================== ============ ======================================
+eps_mode    formula                        default eps  who
+=========== ============================== ============ ======================================
+``sq_norm`` x * rsqrt(max(sum x^2, eps))   1e-12        official BYOL (``helpers.l2_normalize``)
+``norm``    x / max(||x||, eps)            1e-12        PyTorch ``F.normalize`` (byol-pytorch)
+``add``     x / sqrt(sum x^2 + eps)        1e-8         the Elixir/Axon module (Edifice)
+=========== ============================== ============ ======================================
+
+All three are ``n = x * rstd(s)`` with ``s = sum x^2``, so one backward serves them all:
+``dx = dn * rstd + 2 x (x . dn) * drstd/ds``, where ``drstd/ds = -rstd^3 / 2`` except
+where the clamp is active (then rstd is a constant and the derivative is 0).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .backend import get_array_module
+
+EPS_MODES = ("sq_norm", "norm", "add")
+DEFAULT_EPS = {"sq_norm": 1e-12, "norm": 1e-12, "add": 1e-8}
+LOSS_FORMS = ("mse", "2-2cos", "neg_cos")
+
+
+class NormalizeCache(NamedTuple):
+    """The input x and two per-row scalars; n = x * rstd is recomputed, not stored."""
+
+    x: object  # (..., P)
+    rstd: object  # (..., 1)
+    drstd_ds: object  # (..., 1): derivative of rstd w.r.t. s = sum x^2 (0 where clamped)
+
+
+def l2_normalize_forward(x, *, eps=None, eps_mode="sq_norm"):
+    """Normalise each row of x to unit l2 norm.
+
+    Args:
+        x: (..., P).
+        eps: the clamp or additive epsilon; None for the mode's default.
+        eps_mode: ``"sq_norm"`` (official), ``"norm"`` (PyTorch), ``"add"`` (Edifice).
+
+    Returns:
+        n: like x.
+        cache: NormalizeCache.
+    """
+    if eps_mode not in EPS_MODES:
+        raise ValueError(f"eps_mode must be one of {EPS_MODES}, got {eps_mode!r}")
+    eps = DEFAULT_EPS[eps_mode] if eps is None else eps
+    xp = get_array_module(x)
+    s = (x * x).sum(axis=-1, keepdims=True)  # (..., 1) squared norm
+    if eps_mode == "sq_norm":
+        # The clamp is on the *squared* norm: rstd = 1/sqrt(max(s, eps)), i.e. ||x|| >= 1e-6.
+        clamped = s <= eps
+        rstd = 1 / xp.sqrt(xp.maximum(s, eps))
+    elif eps_mode == "norm":
+        # The clamp is on the norm itself: rstd = 1/max(||x||, eps).
+        norm = xp.sqrt(s)
+        clamped = norm <= eps
+        rstd = 1 / xp.maximum(norm, eps)
+    else:
+        # Additive: never clamped, slightly shrinks every vector (||n||^2 = s/(s+eps) < 1).
+        clamped = xp.zeros(s.shape, dtype=bool)
+        rstd = 1 / xp.sqrt(s + eps)
+    drstd_ds = xp.where(clamped, 0, -0.5 * rstd**3).astype(x.dtype, copy=False)
+    return x * rstd, NormalizeCache(x, rstd, drstd_ds)
+
+
+def l2_normalize_backward(dn, cache):
+    """Backward of n = x * rstd(sum x^2).
+
+    dx = dn * rstd + 2 * x * (x . dn) * drstd/ds. Unclamped this is
+    (dn - n (n . dn)) / ||x||: the component of dn along n is removed, since moving x
+    along itself does not change n.
+
+    Args:
+        dn: (..., P).
+        cache: NormalizeCache.
+
+    Returns:
+        dx: (..., P).
+    """
+    x, rstd, drstd_ds = cache
+    x_dot_dn = (x * dn).sum(axis=-1, keepdims=True)  # (..., 1)
+    return dn * rstd + x * (2 * x_dot_dn * drstd_ds)
+
+
+class RegressionCache(NamedTuple):
+    """Caches of both normalisations plus the normalised vectors and the loss form."""
+
+    p_cache: NormalizeCache
+    z_cache: NormalizeCache
+    n_p: object  # (..., P)
+    n_z: object  # (..., P)
+    form: str
+
+
+def regression_loss_forward(p, z, *, form="mse", eps=None, eps_mode="sq_norm"):
+    """Per-sample BYOL regression loss between predictions p and projections z.
+
+    Forms (BYOL_FACTS d3):
+      ``"mse"``:     || n(p) - n(z) ||^2, official (``helpers.regression_loss``), in [0, 4];
+      ``"2-2cos"``:  2 - 2 n(p) . n(z), byol-pytorch, the Elixir module;
+      ``"neg_cos"``: - n(p) . n(z), lightly's ``NegativeCosineSimilarity``.
+    "mse" and "2-2cos" agree exactly when both vectors are away from the eps clamp and
+    eps_mode is not ``"add"``.
+
+    Args:
+        p: online predictions, (..., P).
+        z: target projections, (..., P).
+        form: one of the forms above.
+        eps, eps_mode: as in l2_normalize_forward.
+
+    Returns:
+        loss: per-sample loss, shape (...,).
+        cache: RegressionCache.
+
+    References:
+        Grill et al. 2020, eq. 2.
+    """
+    if form not in LOSS_FORMS:
+        raise ValueError(f"form must be one of {LOSS_FORMS}, got {form!r}")
+    n_p, p_cache = l2_normalize_forward(p, eps=eps, eps_mode=eps_mode)
+    n_z, z_cache = l2_normalize_forward(z, eps=eps, eps_mode=eps_mode)
+    if form == "mse":
+        diff = n_p - n_z
+        loss = (diff * diff).sum(axis=-1)
+    else:
+        cos = (n_p * n_z).sum(axis=-1)
+        loss = 2 - 2 * cos if form == "2-2cos" else -cos
+    return loss, RegressionCache(p_cache, z_cache, n_p, n_z, form)
+
+
+def regression_loss_backward(dloss, cache):
+    """Backward of regression_loss_forward with respect to both inputs.
+
+    In BYOL the target side gets no gradient (stop-gradient), but the gradient exists
+    and the no-stop-gradient ablation needs it, so both are returned.
+
+    Args:
+        dloss: upstream gradient of the per-sample loss, (...,).
+        cache: RegressionCache.
+
+    Returns:
+        (dp, dz): each (..., P).
+    """
+    p_cache, z_cache, n_p, n_z, form = cache
+    g = dloss[..., None]  # (..., 1)
+    if form == "mse":
+        dn_p = 2 * (n_p - n_z) * g
+        dn_z = -dn_p
+    else:
+        scale = -2 * g if form == "2-2cos" else -g
+        dn_p = n_z * scale
+        dn_z = n_p * scale
+    return l2_normalize_backward(dn_p, p_cache), l2_normalize_backward(dn_z, z_cache)

@@ -1,0 +1,724 @@
+"""BYOL networks: configuration, parameters, forward/backward, the objective, the EMA.
+
+The online network is encoder -> projector -> predictor, the target network is
+encoder -> projector (no predictor). Each part is a short list of steps
+``(kind, name)`` (linear, batch/layer norm, ReLU) that :func:`mlp_forward` walks top to
+bottom and :func:`mlp_backward` walks back up. State is plain flat dicts with dotted
+keys: ``params`` (weights ``(in, out)``, biases, norm gamma/beta), ``buffers`` (batch-norm
+running statistics, never inside params) and ``grads`` (exactly the keys of params).
+
+The public API mirrors the Elixir/Axon module ``Edifice.Contrastive.BYOL``
+(``build``, ``build_online``, ``build_target``, ``ema_update``, ``loss``,
+``output_size``), see BYOL_FACTS section (g).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Callable, NamedTuple
+
+from .backend import Backend, get_array_module, get_backend
+from .checks import check_array, check_choice, check_float_range, check_positive_int
+from .layers import (RunningStats, batch_norm_backward, batch_norm_forward, layer_norm_backward,
+                     layer_norm_forward, linear_backward, linear_forward, relu_backward, relu_forward)
+from .losses import DEFAULT_EPS, EPS_MODES, LOSS_FORMS, regression_loss_backward, regression_loss_forward
+
+DEFAULT_PROJECTION_DIM = 256
+DEFAULT_PREDICTOR_DIM = 64
+DEFAULT_HIDDEN_SIZE = 256
+DEFAULT_MOMENTUM = 0.996
+
+# Per-layout defaults for the fields left as None in Config.
+_LAYOUT_DEFAULTS = {
+    # The paper / official code: Linear -> BN -> ReLU -> Linear(no bias), official loss.
+    "paper": dict(norm="batch", head_bias=False, norm_eps_mode="sq_norm", loss_form="mse", symmetric=True),
+    # Edifice.Contrastive.BYOL: ReLU before LayerNorm, biases everywhere, no norm in the
+    # predictor, x / sqrt(sum x^2 + 1e-8), one-sided 2 - 2 cos.
+    "edifice": dict(norm="layer", head_bias=True, norm_eps_mode="add", loss_form="2-2cos", symmetric=False),
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Architecture and objective conventions of a BYOL model.
+
+    Fields left as None take the layout's default (``paper`` or ``edifice``).
+
+    Attributes:
+        encoder_dim: input feature width D (required).
+        hidden_size: encoder width H (default 256).
+        projection_dim: projector output P (default 256).
+        predictor_dim: predictor hidden width Q (default 64).
+        projector_hidden_dim: projector hidden width (default: projection_dim, as the
+            Elixir module; the paper uses 4096).
+        layout: ``"paper"`` (Linear -> norm -> ReLU blocks) or ``"edifice"`` (the Elixir
+            module exactly: Linear -> ReLU -> LayerNorm, no norm in the predictor).
+        norm: ``"batch"``, ``"layer"`` or ``"none"`` (the BN-free collapse ablation).
+        hidden_bias: bias on the first Linear of projector and predictor and on encoder
+            linears (official: yes; lightly: no, since BN follows).
+        head_bias: bias on the *last* Linear of projector and predictor (official: no).
+        use_predictor: False is the no-predictor ablation (p = z).
+        init: ``"haiku"`` (w ~ truncated normal, std 1/sqrt(fan_in), cut at 2 std; b = 0) or
+            ``"torch"`` (w, b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))).
+        target_init: ``"copy"`` (byol-pytorch, lightly, solo-learn, Edifice docs) or
+            ``"independent"`` (official: a separate random draw).
+        bn_eps: batch-norm eps inside the square root (1e-5 everywhere).
+        bn_decay: weight on the old running statistic (Haiku decay_rate 0.9 = torch momentum 0.1).
+        bn_running: ``"haiku"`` (biased variance, zero-debiased EMA) or ``"torch"`` (unbiased).
+        bn_var: ``"two_pass"`` or ``"one_pass"`` (official E[x^2] - mean^2) batch variance.
+        ln_eps: layer-norm eps (Axon 1e-5).
+        views: ``"separate"`` (per-view batch statistics: official, lightly, solo-learn) or
+            ``"concat"`` (both views as one batch of 2N: byol-pytorch).
+        target_bn: ``"batch"`` (target in training mode: every implementation) or ``"running"``.
+        norm_eps_mode, norm_eps: l2-normalisation epsilon convention (see ``losses``).
+        loss_form: ``"mse"``, ``"2-2cos"`` or ``"neg_cos"``.
+        symmetric: sum both directions l(p1, z2) + l(p2, z1) (paper) or only l(p1, z2) (Edifice).
+        sym_reduce: ``"sum"`` (official, loss in [0, 8]) or ``"mean"`` of the two directions.
+        stop_gradient: False is the no-stop-gradient ablation: the target branch's gradient is
+            added to the online gradient of the same parameter name (exact when the target
+            shares the online weights, i.e. with tau = 0).
+    """
+
+    encoder_dim: int
+    hidden_size: int = DEFAULT_HIDDEN_SIZE
+    projection_dim: int = DEFAULT_PROJECTION_DIM
+    predictor_dim: int = DEFAULT_PREDICTOR_DIM
+    projector_hidden_dim: int | None = None
+    layout: str = "paper"
+    norm: str | None = None
+    hidden_bias: bool = True
+    head_bias: bool | None = None
+    use_predictor: bool = True
+    init: str = "haiku"
+    target_init: str = "copy"
+    bn_eps: float = 1e-5
+    bn_decay: float = 0.9
+    bn_running: str = "haiku"
+    bn_var: str = "two_pass"
+    ln_eps: float = 1e-5
+    views: str = "separate"
+    target_bn: str = "batch"
+    norm_eps_mode: str | None = None
+    norm_eps: float | None = None
+    loss_form: str | None = None
+    symmetric: bool | None = None
+    sym_reduce: str = "sum"
+    stop_gradient: bool = True
+
+    def __post_init__(self):
+        check_choice(self.layout, "layout", _LAYOUT_DEFAULTS)
+        for key, value in _LAYOUT_DEFAULTS[self.layout].items():
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, value)
+        if self.projector_hidden_dim is None:
+            object.__setattr__(self, "projector_hidden_dim", self.projection_dim)
+        if self.norm_eps is None:
+            object.__setattr__(self, "norm_eps", DEFAULT_EPS[self.norm_eps_mode]
+                               if self.norm_eps_mode in DEFAULT_EPS else None)
+        for name in ("encoder_dim", "hidden_size", "projection_dim", "predictor_dim", "projector_hidden_dim"):
+            check_positive_int(getattr(self, name), name)
+        check_choice(self.norm, "norm", ("batch", "layer", "none"))
+        check_choice(self.init, "init", ("haiku", "torch"))
+        check_choice(self.target_init, "target_init", ("copy", "independent"))
+        check_choice(self.bn_running, "bn_running", ("haiku", "torch"))
+        check_choice(self.bn_var, "bn_var", ("two_pass", "one_pass"))
+        check_choice(self.views, "views", ("separate", "concat"))
+        check_choice(self.target_bn, "target_bn", ("batch", "running"))
+        check_choice(self.norm_eps_mode, "norm_eps_mode", EPS_MODES)
+        check_choice(self.loss_form, "loss_form", LOSS_FORMS)
+        check_choice(self.sym_reduce, "sym_reduce", ("sum", "mean"))
+        for name in ("hidden_bias", "head_bias", "use_predictor", "symmetric", "stop_gradient"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        check_float_range(self.bn_eps, "bn_eps", 0, None, lo_open=True)
+        check_float_range(self.ln_eps, "ln_eps", 0, None, lo_open=True)
+        check_float_range(self.norm_eps, "norm_eps", 0, None, lo_open=True)
+        check_float_range(self.bn_decay, "bn_decay", 0, 1, hi_open=True)
+
+    def replace(self, **changes) -> "Config":
+        """A copy with some fields changed (layout-dependent fields re-resolved only if passed)."""
+        return Config(**{**asdict(self), **changes})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown Config field(s) {unknown}; known fields: {sorted(known)}")
+        return cls(**d)
+
+
+class Network(NamedTuple):
+    """One BYOL network: its config, role (``"online"``/``"target"``), params and buffers."""
+
+    config: Config
+    role: str
+    params: dict
+    buffers: dict
+
+
+# --------------------------------------------------------------------------- architecture
+
+
+def network_plan(config: Config, role: str) -> dict:
+    """The steps of each part of a network, in execution order.
+
+    Returns:
+        dict part -> list of (kind, name); kind in linear, batch_norm, layer_norm, relu.
+        The online net has parts encoder, projector and (unless disabled) predictor;
+        the target net has encoder and projector.
+    """
+    check_choice(role, "role", ("online", "target"))
+    norm = {"batch": "batch_norm", "layer": "layer_norm", "none": None}[config.norm]
+
+    def block(part, i, *, has_norm=True):
+        # paper: Linear -> norm -> ReLU; edifice: Linear -> ReLU -> norm
+        steps = [("linear", f"{part}.fc{i}")]
+        tail = [(norm, f"{part}.norm{i}")] if (norm and has_norm) else []
+        relu = [("relu", f"{part}.relu{i}")]
+        return steps + (tail + relu if config.layout == "paper" else relu + tail)
+
+    if config.layout == "paper":
+        plan = {
+            "encoder": block("encoder", 1) + block("encoder", 2),
+            "projector": block("projector", 1) + [("linear", "projector.fc2")],
+            "predictor": block("predictor", 1) + [("linear", "predictor.fc2")],
+        }
+    else:
+        plan = {
+            "encoder": block("encoder", 1) + [("linear", "encoder.fc2"), ("relu", "encoder.relu2")],
+            "projector": block("projector", 1) + [("linear", "projector.fc2")],
+            "predictor": block("predictor", 1, has_norm=False) + [("linear", "predictor.fc2")],
+        }
+    if role == "target" or not config.use_predictor:
+        del plan["predictor"]
+    return plan
+
+
+def param_shapes(config: Config, role: str) -> dict:
+    """Shapes of every parameter (dict name -> shape), in execution order."""
+    widths = {
+        "encoder.fc1": config.hidden_size, "encoder.fc2": config.hidden_size,
+        "projector.fc1": config.projector_hidden_dim, "projector.fc2": config.projection_dim,
+        "predictor.fc1": config.predictor_dim, "predictor.fc2": config.projection_dim,
+    }
+    shapes = {}
+    width = config.encoder_dim
+    for steps in network_plan(config, role).values():
+        for kind, name in steps:
+            if kind == "linear":
+                shapes[f"{name}.weight"] = (width, widths[name])
+                width = widths[name]
+                is_last = name.endswith("fc2") and not name.startswith("encoder")
+                if config.head_bias if is_last else config.hidden_bias:
+                    shapes[f"{name}.bias"] = (width,)
+            elif kind in ("batch_norm", "layer_norm"):
+                shapes[f"{name}.gamma"] = (width,)
+                shapes[f"{name}.beta"] = (width,)
+    return shapes
+
+
+def init_params(config: Config, role: str, rng, backend: Backend) -> dict:
+    """Draw fresh parameters on the host from ``rng`` and move them to the backend.
+
+    ``haiku``: w ~ N(0, 1/fan_in) truncated at 2 standard deviations (Haiku's
+    TruncatedNormal, which does not rescale for the truncation), b = 0.
+    ``torch``: w, b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (``nn.Linear``'s default,
+    kaiming_uniform with a = sqrt(5)). Norm layers: gamma = 1, beta = 0.
+    """
+    from .backend import host as np
+
+    params = {}
+    shapes = param_shapes(config, role)
+    for name, shape in shapes.items():
+        if name.endswith(".gamma"):
+            value = np.ones(shape)
+        elif name.endswith(".beta"):
+            value = np.zeros(shape)
+        else:
+            fan_in = shapes[name.rsplit(".", 1)[0] + ".weight"][0]
+            bound = 1 / np.sqrt(fan_in)
+            if config.init == "torch":
+                value = rng.uniform(-bound, bound, size=shape)
+            elif name.endswith(".bias"):
+                value = np.zeros(shape)
+            else:
+                value = rng.standard_normal(shape)
+                while True:  # rejection: redraw anything outside [-2, 2]
+                    bad = np.abs(value) > 2
+                    if not bad.any():
+                        break
+                    value[bad] = rng.standard_normal(int(bad.sum()))
+                value *= bound
+        params[name] = backend.asarray(value)
+    return params
+
+
+def init_buffers(config: Config, role: str, backend: Backend) -> dict:
+    """Batch-norm running statistics: mean 0, var 1, count 0 (none without batch norm)."""
+    buffers = {}
+    for steps in network_plan(config, role).values():
+        for kind, name in steps:
+            if kind == "batch_norm":
+                width = param_shapes(config, role)[f"{name}.gamma"][0]
+                buffers[f"{name}.running_mean"] = backend.xp.zeros(width, dtype=backend.dtype)
+                buffers[f"{name}.running_var"] = backend.xp.ones(width, dtype=backend.dtype)
+                buffers[f"{name}.count"] = backend.xp.zeros((), dtype="int64")
+    return buffers
+
+
+# --------------------------------------------------------------------------- forward / backward
+
+
+def mlp_forward(steps, params, buffers, x, *, config: Config, train: bool, record=None, prefix=""):
+    """Run a list of steps forward.
+
+    Args:
+        steps: list of (kind, name) from network_plan.
+        params, buffers: flat dicts.
+        x: (N, F) or (G, N, F) input.
+        config: Config (norm eps and running-statistics conventions).
+        train: batch statistics (True) or running statistics (False) in batch norm.
+        record: optional callable ``record(key, array)`` that sees every step's output,
+            keyed ``prefix + name + ".out"`` (and batch statistics), in execution order.
+        prefix: key prefix for ``record``.
+
+    Returns:
+        out: the last step's output.
+        caches: list of (kind, name, cache) for mlp_backward.
+        new_buffers: the updated running statistics of the batch-norm steps run.
+    """
+    caches = []
+    new_buffers = {}
+    for kind, name in steps:
+        if kind == "linear":
+            x, cache = linear_forward(x, params[f"{name}.weight"], params.get(f"{name}.bias"))
+        elif kind == "relu":
+            x, cache = relu_forward(x)
+        elif kind == "batch_norm":
+            running = RunningStats(buffers[f"{name}.running_mean"], buffers[f"{name}.running_var"],
+                                   buffers[f"{name}.count"])
+            x, cache, running = batch_norm_forward(
+                x, params[f"{name}.gamma"], params[f"{name}.beta"], running, train=train,
+                eps=config.bn_eps, decay=config.bn_decay, mode=config.bn_running, var_formula=config.bn_var)
+            new_buffers[f"{name}.running_mean"] = running.mean
+            new_buffers[f"{name}.running_var"] = running.var
+            new_buffers[f"{name}.count"] = running.count
+        elif kind == "layer_norm":
+            x, cache = layer_norm_forward(x, params[f"{name}.gamma"], params[f"{name}.beta"], eps=config.ln_eps)
+        else:  # pragma: no cover - network_plan only makes the kinds above
+            raise ValueError(f"unknown step kind {kind!r}")
+        caches.append((kind, name, cache))
+        if record is not None:
+            record(f"{prefix}{name}.out", x)
+    return x, caches, new_buffers
+
+
+def mlp_backward(dout, caches, grads: dict, *, record=None, prefix=""):
+    """Run the steps backward, *adding* parameter gradients into ``grads``.
+
+    Args:
+        dout: gradient of the last output.
+        caches: from mlp_forward.
+        grads: dict to accumulate into (a key absent so far is set, not added).
+        record: optional ``record(key, array)`` for the gradient of each step's output.
+
+    Returns:
+        dx: gradient of the input.
+    """
+
+    def acc(key, g):
+        if key in grads:
+            grads[key] = grads[key] + g
+        else:
+            grads[key] = g
+
+    for kind, name, cache in reversed(caches):
+        if record is not None:
+            record(f"{prefix}{name}.dout", dout)
+        if kind == "linear":
+            dout, dw, db = linear_backward(dout, cache)
+            acc(f"{name}.weight", dw)
+            if db is not None:
+                acc(f"{name}.bias", db)
+        elif kind == "relu":
+            dout = relu_backward(dout, cache)
+        else:
+            backward = batch_norm_backward if kind == "batch_norm" else layer_norm_backward
+            dout, dgamma, dbeta = backward(dout, cache)
+            acc(f"{name}.gamma", dgamma)
+            acc(f"{name}.beta", dbeta)
+    return dout
+
+
+def network_forward(config: Config, role: str, params, buffers, x, *, train: bool, record=None, prefix=""):
+    """Forward through every part of a network.
+
+    Returns:
+        outputs: dict ``y`` (encoder), ``z`` (projection) and, online with a predictor, ``p``.
+        caches: dict part -> caches.
+        new_buffers: updated running statistics (the given buffers where a layer did not run).
+    """
+    outputs, caches = {}, {}
+    new_buffers = dict(buffers)
+    out_names = {"encoder": "y", "projector": "z", "predictor": "p"}
+    for part, steps in network_plan(config, role).items():
+        x, caches[part], updated = mlp_forward(steps, params, buffers, x, config=config, train=train,
+                                               record=record, prefix=prefix)
+        new_buffers.update(updated)
+        outputs[out_names[part]] = x
+    if "p" not in outputs:
+        outputs["p"] = outputs["z"]  # no-predictor ablation: the projection is the prediction
+    return outputs, caches, new_buffers
+
+
+def network_backward(dout, caches: dict, grads: dict, *, record=None, prefix=""):
+    """Backward through every part, last part first; returns the input gradient."""
+    for part in reversed(list(caches)):
+        dout = mlp_backward(dout, caches[part], grads, record=record, prefix=prefix)
+    return dout
+
+
+def forward(network: Network, x, *, train: bool = False):
+    """Apply a network to one batch.
+
+    Args:
+        network: a Network from build/build_online/build_target.
+        x: (N, encoder_dim) inputs.
+        train: batch statistics (and updated running statistics) if True; running
+            statistics if False (evaluation).
+
+    Returns:
+        outputs: dict with ``y`` (N, H), ``z`` (N, P) and ``p`` (N, P) (``p`` is ``z`` for a
+            target or predictor-less network).
+        buffers: the network's buffers, updated when train is True.
+    """
+    cfg = network.config
+    _check_network(network, "network")
+    dtype = _params_dtype(network.params)
+    has_bn = any(k.endswith(".running_mean") for k in network.buffers)
+    check_array(x, "x", ndim=2, last_dim=cfg.encoder_dim, dtype=dtype,
+                min_rows=2 if (train and has_bn) else 1)
+    outputs, _, buffers = network_forward(cfg, network.role, network.params, network.buffers, x, train=train)
+    return outputs, buffers
+
+
+# --------------------------------------------------------------------------- the objective
+
+
+class LossAndGrads(NamedTuple):
+    """Result of loss_and_grads.
+
+    Attributes:
+        loss: 0-d array, the BYOL objective averaged over the batch.
+        grads: dict, the gradient of loss for every online parameter (exactly its keys).
+        online_buffers, target_buffers: updated batch-norm running statistics.
+        outputs: dict of stacked per-view activations, each (2, N, F):
+            ``online.y``, ``online.z``, ``online.p``, ``target.z``, ``loss_per_sample`` (2, N)
+            or (1, N) when one-sided.
+    """
+
+    loss: object
+    grads: dict
+    online_buffers: dict
+    target_buffers: dict
+    outputs: dict
+
+
+def loss_and_grads(online: Network, target: Network, view1, view2, *, record: Callable | None = None):
+    """The BYOL objective for two views, its gradient for the online params, new buffers.
+
+    1. Online forward on each view (training mode; batch statistics per view, or over
+       the concatenated 2N batch with ``views="concat"``).
+    2. Target forward on each view, with no gradient (training-mode batch statistics
+       unless ``target_bn="running"``).
+    3. loss = mean_i [ l(p1_i, z'2_i) + l(p2_i, z'1_i) ], the official scale in [0, 8]
+       (``sym_reduce="mean"`` halves it; one-sided configs keep only the first term).
+    4. Backward through the online network. The stop-gradient on the target is
+       structural: the target's gradient is never propagated (unless
+       ``stop_gradient=False``, the collapse ablation).
+
+    Args:
+        online, target: Networks with the same config.
+        view1, view2: (N, encoder_dim) augmented views, in the params' dtype.
+        record: optional ``record(key, array)`` callback seeing every intermediate in
+            execution order (used by the trace tool).
+
+    Returns:
+        LossAndGrads.
+
+    References:
+        Grill et al. 2020, section 3.1 and eq. 2; official ``byol_experiment.py``.
+    """
+    _check_network(online, "online", role="online")
+    _check_network(target, "target", role="target")
+    cfg = online.config
+    if target.config != cfg:
+        raise ValueError("online and target were built with different configs: "
+                         f"{_config_diff(cfg, target.config)}")
+    dtype = _params_dtype(online.params)
+    min_rows = 2 if cfg.norm == "batch" else 1
+    check_array(view1, "view1", ndim=2, last_dim=cfg.encoder_dim, dtype=dtype, min_rows=min_rows)
+    check_array(view2, "view2", ndim=2, last_dim=cfg.encoder_dim, dtype=dtype, min_rows=min_rows)
+    if view1.shape != view2.shape:
+        raise ValueError(f"view1 and view2 must have the same shape, got {tuple(view1.shape)} and {tuple(view2.shape)}")
+    xp = get_array_module(view1)
+    n = view1.shape[0]
+
+    # Stack the views: (2, N, D). Batch norm takes statistics per leading group, so
+    # "separate" keeps two groups and "concat" reshapes to one group of 2N rows.
+    x = xp.stack([view1, view2])  # (2, N, D)
+    groups = (2, n) if cfg.views == "separate" else (1, 2 * n)
+    x = x.reshape(*groups, -1)
+
+    on, on_caches, online_buffers = network_forward(cfg, "online", online.params, online.buffers, x,
+                                                    train=True, record=record, prefix="online.")
+    target_train = cfg.target_bn == "batch"
+    tg, tg_caches, target_buffers = network_forward(cfg, "target", target.params, target.buffers, x,
+                                                    train=target_train, record=record, prefix="target.")
+    p = on["p"].reshape(2, n, -1)  # (2, N, P)
+    z = tg["z"].reshape(2, n, -1)  # (2, N, P)
+
+    # Each online prediction regresses the target projection of the *other* view.
+    if cfg.symmetric:
+        per_sample, loss_cache = regression_loss_forward(p, z[::-1], form=cfg.loss_form,
+                                                         eps=cfg.norm_eps, eps_mode=cfg.norm_eps_mode)  # (2, N)
+        weight = 1.0 / n if cfg.sym_reduce == "sum" else 0.5 / n
+    else:
+        per_sample, loss_cache = regression_loss_forward(p[:1], z[1:], form=cfg.loss_form,
+                                                         eps=cfg.norm_eps, eps_mode=cfg.norm_eps_mode)  # (1, N)
+        weight = 1.0 / n
+    loss = per_sample.sum() * weight
+    if record is not None:
+        record("loss.per_sample", per_sample)
+        record("loss.total", loss)
+
+    dper_sample = xp.full(per_sample.shape, weight, dtype=per_sample.dtype)
+    dp, dz = regression_loss_backward(dper_sample, loss_cache)
+    if not cfg.symmetric:
+        dp = xp.concatenate([dp, xp.zeros_like(dp)])  # view 2's prediction is unused
+        dz = xp.concatenate([xp.zeros_like(dz), dz])
+    else:
+        dz = dz[::-1]  # undo the view swap
+    if record is not None:
+        record("online.p.grad", dp)
+
+    grads = {}
+    network_backward(dp.reshape(*groups, -1), on_caches, grads, record=record, prefix="online.")
+    if not cfg.stop_gradient:
+        # The ablation: let the gradient flow into the target branch too, and credit it to
+        # the online parameter of the same name (exact when the weights are shared, tau = 0).
+        network_backward(dz.reshape(*groups, -1), tg_caches, grads, record=record, prefix="target.")
+    # A Linear bias followed by batch norm has an exactly-zero true gradient; keep every key.
+    for key, value in online.params.items():
+        if key not in grads:
+            grads[key] = xp.zeros_like(value)
+    grads = {key: grads[key] for key in online.params}
+
+    outputs = {"online.y": on["y"].reshape(2, n, -1), "online.z": on["z"].reshape(2, n, -1),
+               "online.p": p, "target.z": z, "loss_per_sample": per_sample}
+    return LossAndGrads(loss, grads, online_buffers, target_buffers, outputs)
+
+
+def loss(online_pred, target_proj, *, eps=None, eps_mode="sq_norm", form="mse"):
+    """One-sided BYOL loss: the batch mean of l(p, z) = ||n(p) - n(z)||^2 = 2 - 2 cos(p, z).
+
+    Mirrors ``Edifice.Contrastive.BYOL.loss``; with ``eps_mode="add", form="2-2cos"``
+    it reproduces that module's numbers exactly (x / sqrt(sum x^2 + 1e-8)).
+
+    Args:
+        online_pred: (N, P) online predictions.
+        target_proj: (N, P) target projections (no gradient flows to them in BYOL).
+        eps, eps_mode, form: see ``losses.regression_loss_forward``.
+
+    Returns:
+        0-d array, the mean over the batch.
+    """
+    check_array(online_pred, "online_pred", ndim=2)
+    check_array(target_proj, "target_proj", ndim=2, dtype=online_pred.dtype.name)
+    if online_pred.shape != target_proj.shape:
+        raise ValueError(f"online_pred and target_proj must have the same shape, got "
+                         f"{tuple(online_pred.shape)} and {tuple(target_proj.shape)}")
+    per_sample, _ = regression_loss_forward(online_pred, target_proj, form=form, eps=eps, eps_mode=eps_mode)
+    return per_sample.mean()
+
+
+# --------------------------------------------------------------------------- target EMA
+
+
+def ema_update(online_params: dict, target_params: dict, momentum: float = DEFAULT_MOMENTUM) -> dict:
+    """Exponential moving average of the target parameters.
+
+    target <- momentum * target + (1 - momentum) * online, for every target parameter,
+    matched to the online parameter of the same name. ``momentum`` is the paper's tau,
+    the weight on the *old* target (optax's ``step_size`` is 1 - tau). tau = 1 keeps the
+    target; tau = 0 copies the online params. Online-only params (the predictor) are
+    ignored. Buffers (running statistics) are not averaged, as in every implementation.
+
+    Args:
+        online_params: dict name -> array.
+        target_params: dict name -> array (a subset of the online names).
+        momentum: tau in [0, 1].
+
+    Returns:
+        New target params (a new dict of new arrays; nothing is mutated).
+
+    References:
+        Grill et al. 2020, eq. 1 (xi <- tau xi + (1 - tau) theta).
+    """
+    tau = check_float_range(momentum, "momentum", 0, 1)
+    missing = sorted(set(target_params) - set(online_params))
+    if missing:
+        raise ValueError(f"ema_update: target parameter(s) {missing} have no online twin of the same name")
+    new = {}
+    for key, t in target_params.items():
+        o = online_params[key]
+        if o.shape != t.shape:
+            raise ValueError(f"ema_update: shape mismatch for {key!r}: online {tuple(o.shape)}, target {tuple(t.shape)}")
+        if o.dtype != t.dtype:
+            raise TypeError(f"ema_update: dtype mismatch for {key!r}: online {o.dtype}, target {t.dtype}")
+        new[key] = tau * t + (1 - tau) * o
+    return new
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _make_config(encoder_dim, projection_dim, predictor_dim, hidden_size, options) -> Config:
+    if "config" in options:
+        raise TypeError("pass either a config (build_from_config) or keyword options, not both")
+    return Config(encoder_dim=encoder_dim, projection_dim=projection_dim, predictor_dim=predictor_dim,
+                  hidden_size=hidden_size, **options)
+
+
+def _resolve_backend(backend, dtype, seed) -> Backend:
+    if isinstance(backend, Backend):
+        return backend
+    return get_backend(backend or "numpy", dtype, seed)
+
+
+def build_from_config(config: Config, *, seed: int | None = 0, dtype="float64", backend=None):
+    """Build (online, target) from a Config (see build)."""
+    be = _resolve_backend(backend, dtype, seed)
+    online_params = init_params(config, "online", be.rng, be)
+    online = Network(config, "online", online_params, init_buffers(config, "online", be))
+    if config.target_init == "copy":
+        target_params = {k: online_params[k].copy() for k in param_shapes(config, "target")}
+    else:
+        target_params = init_params(config, "target", be.rng, be)
+    target = Network(config, "target", target_params, init_buffers(config, "target", be))
+    return online, target
+
+
+def build(encoder_dim: int, projection_dim: int = DEFAULT_PROJECTION_DIM, predictor_dim: int = DEFAULT_PREDICTOR_DIM,
+          hidden_size: int = DEFAULT_HIDDEN_SIZE, *, seed: int | None = 0, dtype="float64", backend=None, **options):
+    """Build the online and target networks.
+
+    Args:
+        encoder_dim: input feature width D.
+        projection_dim: P (default 256).
+        predictor_dim: predictor hidden width Q (default 64).
+        hidden_size: encoder width H (default 256).
+        seed: seed of the parameter draw (ignored when a Backend object is passed).
+        dtype: ``"float64"`` (default) or ``"float32"``.
+        backend: ``"numpy"`` (default), ``"cupy"``, or a Backend.
+        **options: any other Config field (layout, norm, projector_hidden_dim, target_init, ...).
+
+    Returns:
+        (online, target): Networks. The target is an exact copy of the online encoder and
+        projector unless ``target_init="independent"``.
+    """
+    cfg = _make_config(encoder_dim, projection_dim, predictor_dim, hidden_size, options)
+    return build_from_config(cfg, seed=seed, dtype=dtype, backend=backend)
+
+
+def build_online(encoder_dim: int, projection_dim: int = DEFAULT_PROJECTION_DIM,
+                 predictor_dim: int = DEFAULT_PREDICTOR_DIM, hidden_size: int = DEFAULT_HIDDEN_SIZE, *,
+                 seed: int | None = 0, dtype="float64", backend=None, **options) -> Network:
+    """Build only the online network (encoder -> projector -> predictor); same args as build."""
+    cfg = _make_config(encoder_dim, projection_dim, predictor_dim, hidden_size, options)
+    be = _resolve_backend(backend, dtype, seed)
+    return Network(cfg, "online", init_params(cfg, "online", be.rng, be), init_buffers(cfg, "online", be))
+
+
+def build_target(encoder_dim: int, projection_dim: int = DEFAULT_PROJECTION_DIM,
+                 predictor_dim: int = DEFAULT_PREDICTOR_DIM, hidden_size: int = DEFAULT_HIDDEN_SIZE, *,
+                 seed: int | None = 0, dtype="float64", backend=None, online: Network | None = None,
+                 **options) -> Network:
+    """Build only the target network (encoder -> projector, no predictor).
+
+    With ``online`` given, the target copies its encoder and projector params (the
+    config then comes from ``online`` and the size arguments are ignored); otherwise the
+    params are a fresh draw.
+    """
+    if online is not None:
+        _check_network(online, "online", role="online")
+        cfg = online.config
+        be = _resolve_backend(backend, dtype, seed)
+        params = {k: online.params[k].copy() for k in param_shapes(cfg, "target")}
+        return Network(cfg, "target", params, init_buffers(cfg, "target", be)
+                       if not online.buffers else _target_buffers_like(online, cfg, be))
+    cfg = _make_config(encoder_dim, projection_dim, predictor_dim, hidden_size, options)
+    be = _resolve_backend(backend, dtype, seed)
+    return Network(cfg, "target", init_params(cfg, "target", be.rng, be), init_buffers(cfg, "target", be))
+
+
+def _target_buffers_like(online, cfg, be):
+    xp = get_array_module(*online.buffers.values())
+    dtype = _params_dtype(online.params)
+    fresh = init_buffers(cfg, "target", be)
+    return {k: xp.asarray(v, dtype=(v.dtype if k.endswith(".count") else dtype)) for k, v in fresh.items()}
+
+
+def output_size(projection_dim: int = DEFAULT_PROJECTION_DIM, **_options) -> int:
+    """Width of the network output (the projection and prediction), i.e. projection_dim."""
+    return check_positive_int(projection_dim, "projection_dim")
+
+
+def default_projection_dim() -> int:
+    return DEFAULT_PROJECTION_DIM
+
+
+def default_predictor_dim() -> int:
+    return DEFAULT_PREDICTOR_DIM
+
+
+def default_hidden_size() -> int:
+    return DEFAULT_HIDDEN_SIZE
+
+
+def default_momentum() -> float:
+    return DEFAULT_MOMENTUM
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _params_dtype(params: dict) -> str:
+    dtypes = {v.dtype.name for v in params.values()}
+    if len(dtypes) != 1:
+        raise TypeError(f"params mix dtypes {sorted(dtypes)}; expected one floating dtype")
+    return dtypes.pop()
+
+
+def _check_network(net, name, role=None):
+    if not isinstance(net, Network):
+        raise TypeError(f"{name} must be a byol_ref Network (from build/build_online/build_target), "
+                        f"got {type(net).__name__}")
+    if role is not None and net.role != role:
+        raise ValueError(f"{name} must be the {role} network, got a {net.role} network")
+    expected = param_shapes(net.config, net.role)
+    missing = sorted(set(expected) - set(net.params))
+    extra = sorted(set(net.params) - set(expected))
+    if missing or extra:
+        raise ValueError(f"{name}.params do not match the config: missing {missing}, unexpected {extra}")
+    for key, shape in expected.items():
+        if tuple(net.params[key].shape) != shape:
+            raise ValueError(f"{name}.params[{key!r}] has shape {tuple(net.params[key].shape)}, expected {shape}")
+
+
+def _config_diff(a: Config, b: Config) -> str:
+    da, db = a.to_dict(), b.to_dict()
+    return ", ".join(f"{k}: {da[k]!r} vs {db[k]!r}" for k in da if da[k] != db[k])

@@ -1,0 +1,718 @@
+"""Optimisers as pure ``init`` / ``update`` function pairs (optax style): SGD, LARS, Adam, AdamW.
+
+Each optimiser ``<name>`` is two functions::
+
+    state = <name>_init(params)
+    new_params, new_state = <name>_update(grads, state, params, *, lr, <hyper>...,
+                                          lr_mult=None, inplace=False)
+
+``params``, ``grads`` and ``state`` are flat dicts with dotted keys (STYLE.md 3). The state
+holds one buffer per parameter, keyed ``"<buffer>.<param key>"`` (``"momentum.encoder.fc1.weight"``),
+and nothing else: the step count and the learning-rate schedule belong to the trainer, which
+passes ``lr`` as a Python float each step. The one exception is Adam's bias correction, which
+needs the number of updates so far; it is kept in the state as the 0-d integer array ``"count"``
+so that an Adam state is self-contained.
+
+Conventions shared by every update:
+
+* ``lr`` is the scheduled learning rate (a Python float, >= 0); the learning rate multiplies the
+  whole step and sits *outside* the momentum buffer (official LARS, torch SGD).
+* ``lr_mult``: per-parameter multiplier of ``lr`` by key (a callable ``name -> float`` or a dict,
+  missing keys meaning 1). :func:`predictor_lr_mult` gives the usual "predictor learns k times
+  faster" rule. It plays the role of a torch param group's own ``lr``.
+* ``exclude``: which tensors get no weight decay (and, for LARS, no trust ratio). ``"name"``
+  (default, official BYOL): :func:`exclude_bias_and_norm`; ``"ndim"`` (solo-learn): ndim <= 1
+  gets no weight decay, ndim == 1 gets no trust ratio; ``None``: nothing excluded (plain torch
+  SGD/Adam); a callable ``(name, param) -> bool`` (True = excluded) for both; or a pair of
+  callables ``(exclude_wd, exclude_lars)``.
+* ``inplace=False`` (default) is pure: no input is mutated, and no output shares memory with an
+  input. ``inplace=True`` overwrites the param and state arrays through ufunc ``out=`` arguments,
+  using two preallocated scratch buffers (sized to the largest tensor, reused by every tensor)
+  instead of fresh weight-sized temporaries. Both modes run the very same sequence of ufunc
+  calls (pure mode only points ``out=`` at new arrays), so their results are bitwise identical.
+* dtype in = dtype out: all arithmetic is written into arrays of the param's dtype, and
+  hyper-parameters are Python floats (weak scalars), so float32 params never pass through
+  float64. Norms are reduced in the param's dtype.
+
+Code works on NumPy and CuPy arrays alike (``xp`` from the arrays). LARS's "ratio = 1 when a
+norm is 0" is computed with ``xp.where`` on 0-d arrays rather than a Python ``if``, so a GPU step
+never waits for the device to answer a branch.
+
+References:
+    Grill et al., "Bootstrap Your Own Latent", NeurIPS 2020, appendix C (LARS, weight decay
+    1.5e-6, biases and BN parameters excluded). deepmind-research/byol ``utils/optimizers.py``
+    (BYOL_FACTS a7); solo-learn ``solo/utils/lars.py`` and lightly ``lightly/utils/lars.py``
+    (BYOL_FACTS d13-d15). You et al., "Large Batch Training of Convolutional Networks", 2017
+    (LARS). Kingma & Ba, "Adam", 2015; Loshchilov & Hutter, "Decoupled Weight Decay
+    Regularization", 2019 (AdamW).
+"""
+from __future__ import annotations
+
+import inspect
+import math
+from functools import partial
+from typing import Any, Callable, Mapping, NamedTuple, Union
+
+from .backend import get_array_module
+from .tree import check_same_keys
+
+__all__ = [
+    "Optimizer", "make_optimizer", "exclude_bias_and_norm", "predictor_lr_mult",
+    "sgd_init", "sgd_update", "lars_init", "lars_update",
+    "adam_init", "adam_update", "adamw_init", "adamw_update",
+]
+
+LrMult = Union[Callable[[str], float], Mapping[str, float], None]
+Exclude = Union[str, Callable[[str, Any], bool], tuple, None]
+
+
+# ----------------------------------------------------------------------------------------------
+# Filters and per-parameter learning-rate multipliers
+# ----------------------------------------------------------------------------------------------
+
+def exclude_bias_and_norm(name: str, param: Any = None) -> bool:
+    """True when a parameter is *excluded* from weight decay and the LARS trust ratio.
+
+    A key is excluded when its last component is ``"bias"`` (or ``"b"``, Haiku's name) or when any
+    component contains ``"norm"`` (every BN/LN gamma and beta, e.g. ``"encoder.norm1.gamma"``).
+    Linear and conv weights are included, the online classifier's weight too.
+
+    Note the sign: the official filter of the same name returns True for *included* params
+    (``False`` when ``path[-1] == "b" or "norm" in path[-2]``); here True means excluded.
+
+    Args:
+        name: dotted parameter key.
+        param: the array (unused; present so that every filter has the same signature).
+
+    Returns:
+        bool, True if excluded.
+
+    References:
+        deepmind-research/byol ``utils/optimizers.py`` ``exclude_bias_and_norm`` (BYOL_FACTS a7).
+    """
+    del param
+    parts = name.split(".")
+    return parts[-1] in ("bias", "b") or any("norm" in part for part in parts)
+
+
+def _exclude_ndim_wd(name: str, param: Any) -> bool:
+    # solo-learn `exclude_bias_n_norm_wd`: every tensor with ndim <= 1 goes to a wd = 0 group.
+    return param.ndim <= 1
+
+
+def _exclude_ndim_lars(name: str, param: Any) -> bool:
+    # solo-learn LARS.step: `if p.ndim != 1 or not exclude_bias_n_norm` -> ndim == 1 skips LARS.
+    return param.ndim == 1
+
+
+def _never(name: str, param: Any) -> bool:
+    return False
+
+
+def _exclude_fns(exclude: Exclude) -> tuple[Callable, Callable]:
+    """Turn ``exclude`` into ``(exclude_wd, exclude_lars)``, two ``(name, param) -> bool`` filters."""
+    if exclude == "name":
+        return exclude_bias_and_norm, exclude_bias_and_norm
+    if exclude == "ndim":
+        return _exclude_ndim_wd, _exclude_ndim_lars
+    if exclude is None:
+        return _never, _never
+    if callable(exclude):
+        return exclude, exclude
+    if isinstance(exclude, tuple) and len(exclude) == 2 and all(callable(f) for f in exclude):
+        return exclude
+    raise ValueError(
+        "exclude must be 'name', 'ndim', None, a callable (name, param) -> bool or a pair of "
+        f"such callables (exclude_wd, exclude_lars), got {exclude!r}"
+    )
+
+
+def predictor_lr_mult(mult: float) -> Callable[[str], float]:
+    """An ``lr_mult`` giving every ``"predictor."`` key ``mult`` times the learning rate.
+
+    Args:
+        mult: finite multiplier >= 0 (e.g. 10, as in the predictor-lr ablations that followed BYOL).
+
+    Returns:
+        ``fn(name) -> float``: ``mult`` for keys starting with ``"predictor."``, else 1.0.
+    """
+    mult = _check_float(mult, "mult")
+
+    def lr_mult(name: str) -> float:
+        return mult if name.startswith("predictor.") else 1.0
+
+    return lr_mult
+
+
+def _lr_mults(lr_mult: LrMult, params: Mapping[str, Any]) -> dict[str, float]:
+    """Resolve ``lr_mult`` into ``{key: float}`` for every key of ``params``."""
+    if lr_mult is None:
+        return {k: 1.0 for k in params}
+    if isinstance(lr_mult, Mapping):
+        extra = sorted(set(lr_mult) - set(params))
+        if extra:
+            raise ValueError(f"lr_mult has keys that are not in params: {extra}")
+        get = lambda k: lr_mult.get(k, 1.0)  # noqa: E731
+    elif callable(lr_mult):
+        get = lr_mult
+    else:
+        raise ValueError(
+            f"lr_mult must be None, a dict or a callable name -> float, got {type(lr_mult).__name__}"
+        )
+    return {k: _check_float(get(k), f"lr_mult({k!r})") for k in params}
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation and shared plumbing
+# ----------------------------------------------------------------------------------------------
+
+def _check_float(value: Any, name: str, lo: float = 0.0, hi: float = math.inf,
+                 hi_open: bool = False) -> float:
+    """``value`` as a finite Python float in [lo, hi] (or [lo, hi)), else a ValueError naming it."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = math.nan
+    ok = math.isfinite(v) and lo <= v and (v < hi if hi_open else v <= hi)
+    if not ok:
+        interval = f"[{lo}, {hi})" if hi_open else f"[{lo}, {hi}]"
+        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
+    return v
+
+
+def _check_bool(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def _buffers_init(params: Mapping[str, Any], prefixes: tuple[str, ...]) -> dict:
+    """Zero buffers ``"<prefix>.<key>"`` shaped like each param."""
+    return {f"{pre}.{k}": get_array_module(p).zeros_like(p) for pre in prefixes for k, p in params.items()}
+
+
+def _check_inputs(grads, state, params, prefixes: tuple[str, ...], extra=()) -> None:
+    """Same keys, shapes and floating dtypes across params, grads and the optimiser state."""
+    check_same_keys(params, grads, "params", "grads")
+    expected = {f"{pre}.{k}": k for pre in prefixes for k in params}  # state key -> param key
+    check_same_keys(dict.fromkeys([*expected, *extra]), state, "the expected optimiser state", "state")
+    for k, p in params.items():
+        if getattr(p, "dtype", None) is None or p.dtype.kind != "f":
+            raise ValueError(f"params[{k!r}] must be a floating-point array, got {type(p).__name__} "
+                             f"of dtype {getattr(p, 'dtype', None)}")
+        _check_like(grads[k], p, f"grads[{k!r}]", k)
+    for sk, k in expected.items():
+        _check_like(state[sk], params[k], f"state[{sk!r}]", k)
+
+
+def _check_like(a, p, what: str, key: str) -> None:
+    shape, dtype = getattr(a, "shape", None), getattr(a, "dtype", None)
+    if shape != p.shape or dtype != p.dtype:
+        raise ValueError(f"{what} must match params[{key!r}] (shape {p.shape}, dtype {p.dtype}), "
+                         f"got shape {shape}, dtype {dtype}")
+
+
+def _scratch(xp, params: Mapping[str, Any], n_slots: int) -> Callable[[Any], list]:
+    """Preallocated scratch: ``n_slots`` flat buffers per dtype, sized to the largest tensor.
+
+    Returns ``views(p)``: ``n_slots`` contiguous views shaped like ``p`` (first ``p.size`` entries
+    of each buffer). Every tensor reuses the same memory, so a whole update allocates
+    ``n_slots`` weight-sized arrays in total instead of several per tensor.
+    """
+    sizes: dict = {}
+    for p in params.values():
+        sizes[p.dtype] = max(sizes.get(p.dtype, 0), p.size)
+    bufs = {dt: [xp.empty(n, dtype=dt) for _ in range(n_slots)] for dt, n in sizes.items()}
+    return lambda p: [b[: p.size].reshape(p.shape) for b in bufs[p.dtype]]
+
+
+def _out(a, inplace: bool):
+    """Where a result goes: ``a`` itself when in place, otherwise a new array like ``a``."""
+    return a if inplace else get_array_module(a).empty_like(a)
+
+
+def _add_scaled(xp, g, p, wd, out) -> None:
+    """``out = g + wd * p`` (computed as ``wd*p`` then ``+ g``: one scratch, no temporary).
+
+    ``wd`` is a Python float or a 0-d array; a Python 0.0 copies ``g`` exactly.
+    """
+    if isinstance(wd, float) and wd == 0.0:
+        xp.copyto(out, g)
+    else:
+        xp.multiply(p, wd, out=out)
+        xp.add(out, g, out=out)
+
+
+def _norm(xp, a):
+    """l2 norm of the whole tensor, in its own dtype (numpy: a 0-d scalar; cupy: a 0-d array)."""
+    return xp.linalg.norm(a)
+
+
+def _ratio_or_one(xp, ok, num, den):
+    """``num / den`` where ``ok`` else 1, as a 0-d array of den's dtype, never dividing by 0."""
+    one = xp.ones((), dtype=den.dtype)
+    return xp.where(ok, num / xp.where(ok, den, one), one)
+
+
+# ----------------------------------------------------------------------------------------------
+# SGD
+# ----------------------------------------------------------------------------------------------
+
+def sgd_init(params: Mapping[str, Any]) -> dict:
+    """Zero momentum buffers ``{"momentum.<key>": zeros_like(params[key])}``.
+
+    Args:
+        params: flat dict of parameter arrays.
+
+    Returns:
+        The SGD state (also kept when ``momentum = 0``, so the state's keys never depend on
+        hyper-parameters).
+    """
+    return _buffers_init(params, ("momentum",))
+
+
+def sgd_update(
+    grads: Mapping[str, Any],
+    state: Mapping[str, Any],
+    params: Mapping[str, Any],
+    *,
+    lr: float,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    nesterov: bool = False,
+    exclude: Exclude = "name",
+    lr_mult: LrMult = None,
+    inplace: bool = False,
+) -> tuple[dict, dict]:
+    """One step of SGD with heavy-ball momentum and coupled (L2) weight decay, as torch.optim.SGD.
+
+    For each tensor p with gradient g, buffer m (m_0 = 0) and learning rate lr_p = lr * lr_mult(key)::
+
+        u = g + wd * p               (wd = 0 for excluded tensors)
+        m <- momentum * m + u        (no dampening; the first step gives m = u, as torch's clone)
+        p <- p - lr_p * m            or, Nesterov:  p <- p - lr_p * (u + momentum * m)
+
+    Args:
+        grads: gradients, exactly the keys, shapes and dtypes of ``params``.
+        state: from :func:`sgd_init` or a previous update.
+        params: current parameters.
+        lr: learning rate (Python float >= 0).
+        momentum: in [0, 1); 0 is plain SGD.
+        weight_decay: L2 coefficient >= 0, added to the gradient.
+        nesterov: use the Nesterov form of the step.
+        exclude: tensors without weight decay (see the module docstring); default by name.
+        lr_mult: per-key learning-rate multiplier (callable or dict), or None.
+        inplace: overwrite params and state arrays instead of returning new ones.
+
+    Returns:
+        ``(new_params, new_state)``.
+
+    Raises:
+        ValueError: bad hyper-parameter, or keys/shapes/dtypes that do not match.
+
+    References:
+        torch.optim.SGD (momentum, nesterov, weight_decay); Sutskever et al. 2013.
+    """
+    lr = _check_float(lr, "lr")
+    momentum = _check_float(momentum, "momentum", 0.0, 1.0, hi_open=True)
+    weight_decay = _check_float(weight_decay, "weight_decay")
+    nesterov = _check_bool(nesterov, "nesterov")
+    inplace = _check_bool(inplace, "inplace")
+    exclude_wd, _ = _exclude_fns(exclude)
+    _check_inputs(grads, state, params, ("momentum",))
+    mults = _lr_mults(lr_mult, params)
+    xp = get_array_module(*params.values())
+    views = _scratch(xp, params, 2)
+
+    new_params, new_state = {}, {}  # new dicts; in place they hold the same arrays
+    for k, p in params.items():
+        g, m = grads[k], state["momentum." + k]
+        p_out, m_out = _out(p, inplace), _out(m, inplace)
+        u, s = views(p)
+        wd = 0.0 if exclude_wd(k, p) else weight_decay
+        _add_scaled(xp, g, p, wd, out=u)            # u = g + wd*p
+        xp.multiply(m, momentum, out=m_out)
+        xp.add(m_out, u, out=m_out)                  # m = momentum*m + u
+        if nesterov:
+            xp.multiply(m_out, momentum, out=s)
+            xp.add(u, s, out=u)                      # d = u + momentum*m_new
+            d = u
+        else:
+            d = m_out
+        xp.multiply(d, lr * mults[k], out=s)
+        xp.subtract(p, s, out=p_out)                 # p = p - lr_p*d
+        new_params[k], new_state["momentum." + k] = p_out, m_out
+    return new_params, new_state
+
+
+# ----------------------------------------------------------------------------------------------
+# LARS
+# ----------------------------------------------------------------------------------------------
+
+def lars_init(params: Mapping[str, Any]) -> dict:
+    """Zero momentum buffers ``{"momentum.<key>": zeros_like(params[key])}`` (official m_0 = 0)."""
+    return _buffers_init(params, ("momentum",))
+
+
+def lars_update(
+    grads: Mapping[str, Any],
+    state: Mapping[str, Any],
+    params: Mapping[str, Any],
+    *,
+    lr: float,
+    momentum: float = 0.9,
+    weight_decay: float = 1e-6,
+    eta: float = 1e-3,
+    trust_ratio: str = "norm_of_sum",
+    eps: float = 0.0,
+    exclude: Exclude = "name",
+    clip_lr: bool = False,
+    lr_mult: LrMult = None,
+    inplace: bool = False,
+) -> tuple[dict, dict]:
+    """One LARS step, exactly as the official BYOL code by default.
+
+    Official (``trust_ratio="norm_of_sum"``, BYOL_FACTS a7), per tensor, norms over the whole
+    tensor, lr_p = lr * lr_mult(key)::
+
+        u = g + wd * p                           only if the weight-decay filter passes
+        u <- u * r,  r = eta ||p|| / ||u||       only if the LARS filter passes;
+                                                 r = 1 when ||p|| = 0 or ||u|| = 0 (no eps)
+        m <- momentum * m + u                    heavy ball, m_0 = 0, no dampening, no Nesterov
+        p <- p - lr_p * m                        the learning rate sits outside the buffer
+
+    Note that u already holds the weight-decay term when the trust ratio is taken, and that
+    a tensor with a zero norm still gets weight decay. On the first step (m = 0) a
+    non-excluded tensor moves by exactly ``lr_p * eta * ||p||``.
+
+    Variants, to reproduce other implementations (BYOL_FACTS d13, d14):
+
+    * ``trust_ratio="sum_of_norms"`` (solo-learn, lightly): ``r = eta ||p|| / (||g|| + wd ||p|| + eps)``
+      and ``u = (g + wd p) * r``. Weight decay lives inside this LARS branch as in their ``step``:
+      when ``||p|| = 0`` or ``||g|| = 0``, or when the LARS filter excludes the tensor, neither
+      weight decay nor scaling is applied (u = g). The weight-decay filter still zeroes ``wd``
+      for the tensors it excludes (solo-learn's classifier: no wd, still LARS-scaled).
+      solo-learn and lightly use ``eps=1e-8``.
+    * ``eps``: added to the trust-ratio denominator in either mode (official: 0). The
+      "ratio = 1 when a norm is 0" rule is kept regardless.
+    * ``exclude="ndim"`` (solo-learn): ndim == 1 skips LARS, ndim <= 1 gets wd = 0. lightly
+      excludes by param group (groups with wd = 0 skip LARS): pass one callable that returns
+      True for the wd = 0 tensors, so that it gates both.
+    * ``clip_lr=True`` (solo-learn, used with eta = 0.02 on CIFAR): the multiplier becomes
+      ``min(r / lr_p, 1)``, so the step is ``min(r, lr_p) * u`` instead of ``lr_p * r * u``.
+      Only a computed ratio is clipped (not the r = 1 fallback), and with ``lr_p = 0`` the
+      multiplier is 1, as torch's ``min(r / 0.0, 1)`` gives.
+
+    Args:
+        grads: gradients, exactly the keys, shapes and dtypes of ``params``.
+        state: from :func:`lars_init` or a previous update.
+        params: current parameters.
+        lr: scheduled learning rate (Python float >= 0).
+        momentum: in [0, 1) (0.9 everywhere).
+        weight_decay: >= 0 (official 1e-6; 1.5e-6 for 1000 epochs; solo-learn CIFAR 1e-5).
+        eta: trust coefficient > 0 (1e-3; solo-learn CIFAR 0.02).
+        trust_ratio: ``"norm_of_sum"`` (official) or ``"sum_of_norms"`` (solo-learn, lightly).
+        eps: >= 0, added to the ratio's denominator.
+        exclude: ``"name"`` (official), ``"ndim"`` (solo-learn), None, a callable or a pair.
+        clip_lr: solo-learn's clipping of the multiplier.
+        lr_mult: per-key learning-rate multiplier (callable or dict), or None.
+        inplace: overwrite params and state arrays instead of returning new ones.
+
+    Returns:
+        ``(new_params, new_state)``.
+
+    Raises:
+        ValueError: bad hyper-parameter, or keys/shapes/dtypes that do not match.
+
+    References:
+        deepmind-research/byol ``utils/optimizers.py`` (``add_weight_decay``, ``scale_by_lars``,
+        ``lars``); solo-learn ``solo/utils/lars.py``; lightly ``lightly/utils/lars.py``;
+        You et al. 2017.
+    """
+    lr = _check_float(lr, "lr")
+    momentum = _check_float(momentum, "momentum", 0.0, 1.0, hi_open=True)
+    weight_decay = _check_float(weight_decay, "weight_decay")
+    eta = _check_float(eta, "eta")
+    if eta == 0.0:
+        raise ValueError("eta must be > 0, got 0.0")
+    eps = _check_float(eps, "eps")
+    if trust_ratio not in ("norm_of_sum", "sum_of_norms"):
+        raise ValueError(f"trust_ratio must be 'norm_of_sum' (official) or 'sum_of_norms' "
+                         f"(solo-learn, lightly), got {trust_ratio!r}")
+    clip_lr = _check_bool(clip_lr, "clip_lr")
+    inplace = _check_bool(inplace, "inplace")
+    exclude_wd, exclude_lars = _exclude_fns(exclude)
+    _check_inputs(grads, state, params, ("momentum",))
+    mults = _lr_mults(lr_mult, params)
+    xp = get_array_module(*params.values())
+    views = _scratch(xp, params, 2)
+
+    new_params, new_state = {}, {}  # new dicts; in place they hold the same arrays
+    for k, p in params.items():
+        g, m = grads[k], state["momentum." + k]
+        p_out, m_out = _out(p, inplace), _out(m, inplace)
+        u, s = views(p)
+        lr_p = lr * mults[k]
+        wd = 0.0 if exclude_wd(k, p) else weight_decay
+        use_lars = not exclude_lars(k, p)
+
+        if trust_ratio == "norm_of_sum":
+            _add_scaled(xp, g, p, wd, out=u)                     # u = g + wd*p
+            if use_lars:
+                p_norm, u_norm = _norm(xp, p), _norm(xp, u)
+                ok = (p_norm > 0) & (u_norm > 0)
+                r = _ratio_or_one(xp, ok, eta * p_norm, u_norm + eps)  # eta||p||/(||u|| + eps), or 1
+        elif use_lars:  # sum_of_norms
+            p_norm, g_norm = _norm(xp, p), _norm(xp, g)
+            ok = (p_norm > 0) & (g_norm > 0)
+            r = _ratio_or_one(xp, ok, eta * p_norm, g_norm + wd * p_norm + eps)
+            # Weight decay only together with the ratio: where a norm is 0, wd -> 0 and u = g.
+            _add_scaled(xp, g, p, xp.where(ok, xp.asarray(wd, dtype=p.dtype), xp.zeros((), p.dtype)), out=u)
+        else:           # sum_of_norms, LARS-excluded: plain gradient, no weight decay
+            xp.copyto(u, g)
+
+        if use_lars:
+            if clip_lr and lr_p > 0.0:
+                one = xp.ones((), dtype=p.dtype)
+                r = xp.where(ok, xp.minimum(r / lr_p, one), one)  # min(r/lr, 1): step = min(r, lr)*u
+            xp.multiply(u, r, out=u)                              # u = u*r
+        xp.multiply(m, momentum, out=m_out)
+        xp.add(m_out, u, out=m_out)                               # m = momentum*m + u
+        xp.multiply(m_out, lr_p, out=s)
+        xp.subtract(p, s, out=p_out)                              # p = p - lr_p*m
+        new_params[k], new_state["momentum." + k] = p_out, m_out
+    return new_params, new_state
+
+
+# ----------------------------------------------------------------------------------------------
+# Adam / AdamW
+# ----------------------------------------------------------------------------------------------
+
+def adam_init(params: Mapping[str, Any]) -> dict:
+    """Zero moments ``"mu.<key>"``, ``"nu.<key>"`` and the update count ``"count"``.
+
+    ``"count"`` (a 0-d int64 array, 0 here) is the one state entry that is not a per-parameter
+    buffer: Adam's bias correction needs the number of updates applied so far, and keeping it in
+    the state makes the state self-contained (optax's ``ScaleByAdamState.count`` likewise).
+
+    Args:
+        params: flat dict of parameter arrays.
+
+    Returns:
+        The Adam/AdamW state.
+    """
+    xp = get_array_module(*params.values())
+    state = _buffers_init(params, ("mu", "nu"))
+    state["count"] = xp.zeros((), dtype=xp.int64)
+    return state
+
+
+adamw_init = adam_init
+
+
+def _adam_update(grads, state, params, *, lr, b1, b2, eps, weight_decay, decoupled, exclude,
+                 lr_mult, inplace):
+    """Adam (``decoupled=False``: L2 weight decay in the gradient) or AdamW (decoupled)."""
+    lr = _check_float(lr, "lr")
+    b1 = _check_float(b1, "b1", 0.0, 1.0, hi_open=True)
+    b2 = _check_float(b2, "b2", 0.0, 1.0, hi_open=True)
+    eps = _check_float(eps, "eps")
+    weight_decay = _check_float(weight_decay, "weight_decay")
+    inplace = _check_bool(inplace, "inplace")
+    exclude_wd, _ = _exclude_fns(exclude)
+    _check_inputs(grads, state, params, ("mu", "nu"), extra=("count",))
+    count = state["count"]
+    if getattr(count, "shape", None) != () or count.dtype.kind not in "iu":
+        raise ValueError(f"state['count'] must be a 0-d integer array, got {count!r}")
+    mults = _lr_mults(lr_mult, params)
+    xp = get_array_module(*params.values(), count)
+    views = _scratch(xp, params, 2)
+
+    new_params, new_state = {}, {}  # new dicts; in place they hold the same arrays
+    count_out = _out(count, inplace)
+    xp.add(count, 1, out=count_out)
+    t = int(count_out)                       # this update's number, 1 on the first step
+    bc1, bc2 = 1.0 - b1**t, 1.0 - b2**t      # bias corrections (Python floats)
+    new_state["count"] = count_out
+
+    for k, p in params.items():
+        g, m, v = grads[k], state["mu." + k], state["nu." + k]
+        p_out, m_out, v_out = _out(p, inplace), _out(m, inplace), _out(v, inplace)
+        s1, s2 = views(p)
+        wd = 0.0 if exclude_wd(k, p) else weight_decay
+        if decoupled or wd == 0.0:
+            u = g
+        else:
+            _add_scaled(xp, g, p, wd, out=s1)          # Adam: u = g + wd*p (L2 in the gradient)
+            u = s1
+        xp.multiply(u, 1.0 - b1, out=s2)
+        xp.multiply(m, b1, out=m_out)
+        xp.add(m_out, s2, out=m_out)                   # m = b1*m + (1-b1)*u
+        xp.multiply(u, u, out=s2)
+        xp.multiply(s2, 1.0 - b2, out=s2)
+        xp.multiply(v, b2, out=v_out)
+        xp.add(v_out, s2, out=v_out)                   # v = b2*v + (1-b2)*u^2
+        # eps goes *outside* the square root, after bias correction: m_hat / (sqrt(v_hat) + eps)
+        xp.divide(v_out, bc2, out=s1)
+        xp.sqrt(s1, out=s1)
+        xp.add(s1, eps, out=s1)                        # sqrt(v_hat) + eps
+        xp.divide(m_out, bc1, out=s2)
+        xp.divide(s2, s1, out=s2)                      # d = m_hat / (sqrt(v_hat) + eps)
+        if decoupled and wd != 0.0:
+            xp.multiply(p, wd, out=s1)
+            xp.add(s2, s1, out=s2)                     # AdamW: d += wd*p (old p; scaled by lr below)
+        xp.multiply(s2, lr * mults[k], out=s2)
+        xp.subtract(p, s2, out=p_out)                  # p = p - lr_p*d
+        new_params[k], new_state["mu." + k], new_state["nu." + k] = p_out, m_out, v_out
+    return new_params, new_state
+
+
+def adam_update(
+    grads: Mapping[str, Any],
+    state: Mapping[str, Any],
+    params: Mapping[str, Any],
+    *,
+    lr: float,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    exclude: Exclude = "name",
+    lr_mult: LrMult = None,
+    inplace: bool = False,
+) -> tuple[dict, dict]:
+    """One Adam step with optional L2 weight decay added to the gradient (torch.optim.Adam).
+
+    With t the update number (1 on the first step) and lr_p = lr * lr_mult(key)::
+
+        u = g + wd * p                            (wd = 0 for excluded tensors)
+        m <- b1 m + (1 - b1) u ;  v <- b2 v + (1 - b2) u^2
+        p <- p - lr_p * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+
+    byol-pytorch trains with Adam(lr=3e-4). Note that torch applies weight decay to every
+    tensor; pass ``exclude=None`` to match it.
+
+    Args:
+        grads: gradients, exactly the keys, shapes and dtypes of ``params``.
+        state: from :func:`adam_init` or a previous update (includes ``"count"``).
+        params: current parameters.
+        lr: learning rate (Python float >= 0).
+        b1: first-moment decay in [0, 1).
+        b2: second-moment decay in [0, 1).
+        eps: >= 0, added to sqrt(v_hat) (outside the square root).
+        weight_decay: L2 coefficient >= 0.
+        exclude: tensors without weight decay; default by name.
+        lr_mult: per-key learning-rate multiplier (callable or dict), or None.
+        inplace: overwrite params and state arrays instead of returning new ones.
+
+    Returns:
+        ``(new_params, new_state)``.
+
+    References:
+        Kingma & Ba 2015, algorithm 1; torch.optim.Adam; optax.adam.
+    """
+    return _adam_update(grads, state, params, lr=lr, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
+                        decoupled=False, exclude=exclude, lr_mult=lr_mult, inplace=inplace)
+
+
+def adamw_update(
+    grads: Mapping[str, Any],
+    state: Mapping[str, Any],
+    params: Mapping[str, Any],
+    *,
+    lr: float,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 1e-4,
+    exclude: Exclude = "name",
+    lr_mult: LrMult = None,
+    inplace: bool = False,
+) -> tuple[dict, dict]:
+    """One AdamW step: Adam on the raw gradient plus decoupled weight decay.
+
+    As :func:`adam_update` with ``u = g``, and the decay applied to the old params, scaled by the
+    learning rate (optax.adamw's form; torch's ``p *= 1 - lr*wd`` first is the same to rounding)::
+
+        p <- p - lr_p * (m_hat / (sqrt(v_hat) + eps) + wd * p)
+
+    Args:
+        grads: gradients, exactly the keys, shapes and dtypes of ``params``.
+        state: from :func:`adamw_init` or a previous update (includes ``"count"``).
+        params: current parameters.
+        lr: learning rate (Python float >= 0).
+        b1: first-moment decay in [0, 1).
+        b2: second-moment decay in [0, 1).
+        eps: >= 0, added to sqrt(v_hat) (outside the square root).
+        weight_decay: decoupled coefficient >= 0 (default 1e-4, optax's; torch's is 1e-2).
+        exclude: tensors without weight decay; default by name.
+        lr_mult: per-key learning-rate multiplier (callable or dict), or None.
+        inplace: overwrite params and state arrays instead of returning new ones.
+
+    Returns:
+        ``(new_params, new_state)``.
+
+    References:
+        Loshchilov & Hutter 2019, algorithm 2; optax.adamw; torch.optim.AdamW.
+    """
+    return _adam_update(grads, state, params, lr=lr, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
+                        decoupled=True, exclude=exclude, lr_mult=lr_mult, inplace=inplace)
+
+
+# ----------------------------------------------------------------------------------------------
+# Binding hyper-parameters
+# ----------------------------------------------------------------------------------------------
+
+class Optimizer(NamedTuple):
+    """An optimiser with its hyper-parameters bound.
+
+    Attributes:
+        init: ``init(params) -> state``.
+        update: ``update(grads, state, params, *, lr, **overrides) -> (new_params, new_state)``.
+        name: ``"sgd"``, ``"lars"``, ``"adam"`` or ``"adamw"``.
+        hyper: the bound hyper-parameters (those given to :func:`make_optimizer`).
+    """
+
+    init: Callable
+    update: Callable
+    name: str
+    hyper: dict
+
+
+_OPTIMIZERS = {
+    "sgd": (sgd_init, sgd_update),
+    "lars": (lars_init, lars_update),
+    "adam": (adam_init, adam_update),
+    "adamw": (adamw_init, adamw_update),
+}
+
+
+def make_optimizer(name: str, **hyper: Any) -> Optimizer:
+    """Bind hyper-parameters to one of the optimisers, so a trainer calls ``opt.update(..., lr=lr_k)``.
+
+    Args:
+        name: ``"sgd"``, ``"lars"``, ``"adam"`` or ``"adamw"``.
+        **hyper: keyword arguments of ``<name>_update`` other than ``lr`` (e.g. ``momentum``,
+            ``weight_decay``, ``eta``, ``exclude``, ``lr_mult``, ``inplace``).
+
+    Returns:
+        An :class:`Optimizer`.
+
+    Raises:
+        ValueError: unknown name, unknown hyper-parameter, or an invalid value (checked here,
+            not at the first step).
+    """
+    if name not in _OPTIMIZERS:
+        raise ValueError(f"name must be one of {sorted(_OPTIMIZERS)}, got {name!r}")
+    init, update = _OPTIMIZERS[name]
+    allowed = [q.name for q in inspect.signature(update).parameters.values()
+               if q.kind is inspect.Parameter.KEYWORD_ONLY and q.name != "lr"]
+    unknown = sorted(set(hyper) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown hyper-parameter(s) {unknown} for {name!r}; expected some of {allowed}")
+    # Validate every value now, with a dry run on empty trees. A dict lr_mult is left out of the
+    # dry run (its keys can only be checked against real params); its type is checked here.
+    if not isinstance(hyper.get("lr_mult"), Mapping):
+        _lr_mults(hyper.get("lr_mult"), {})
+    update({}, init({}), {}, lr=0.0, **{k: v for k, v in hyper.items() if k != "lr_mult"})
+    return Optimizer(init=init, update=partial(update, **hyper), name=name, hyper=dict(hyper))

@@ -1,0 +1,176 @@
+"""Learning-rate and target-EMA schedules, as pure functions of the step.
+
+Both schedules take the global step ``k`` *before* the update it is used for (the
+first update uses ``k = 0``), as the official code does, and return Python floats.
+They are plain ``math`` code: no arrays, so they cost nothing on either backend.
+
+References:
+    Grill et al., "Bootstrap Your Own Latent", NeurIPS 2020, section 3.2 and appendix C.
+    deepmind-research/byol ``utils/schedules.py`` (``learning_schedule``, ``target_ema``);
+    BYOL_FACTS a5, a6 and d10, d16.
+"""
+from __future__ import annotations
+
+import math
+import operator
+
+__all__ = ["warmup_cosine_lr", "target_tau"]
+
+
+def _check_int(value, name: str, minimum: int) -> int:
+    """``value`` as an int >= ``minimum``, or a ValueError naming ``name``."""
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}") from None
+    if v < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {v}")
+    return v
+
+
+def _check_float(value, name: str, lo: float = 0.0, hi: float = math.inf) -> float:
+    """``value`` as a finite Python float in [lo, hi], or a ValueError naming ``name``."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a real number in [{lo}, {hi}], got {value!r}") from None
+    if not (math.isfinite(v) and lo <= v <= hi):
+        raise ValueError(f"{name} must be a finite number in [{lo}, {hi}], got {value!r}")
+    return v
+
+
+def warmup_cosine_lr(
+    step: int,
+    *,
+    base_lr: float,
+    batch_size: int,
+    total_steps: int,
+    warmup_steps: int,
+    final_lr: float = 0.0,
+    warmup_start: float = 0.0,
+    batch_scale: int = 256,
+    warmup_offset: int = 0,
+) -> float:
+    """Linear warm-up then cosine decay, with the linear batch-size scaling rule.
+
+    With peak ``eta* = base_lr * batch_size / batch_scale``, ``W = warmup_steps`` and
+    ``K = total_steps``::
+
+        k <  W:  eta_k = warmup_start + (eta* - warmup_start) * (k + warmup_offset) / W
+        k >= W:  eta_k = final_lr + (eta* - final_lr) * (1 + cos(pi * min(k - W, K - W) / (K - W))) / 2
+
+    so the schedule ends at ``final_lr`` at ``k = K`` and stays there for every ``k >= K``.
+    Edge cases: ``W = 0`` has no warm-up (``eta_0 = eta*``); ``W = K`` is warm-up only, and
+    ``eta_k = final_lr`` for ``k >= K`` (the cosine phase has zero length, so the formula
+    above would be 0/0).
+
+    Implementation presets (BYOL_FACTS d16):
+
+    * official BYOL: ``warmup_start=0, warmup_offset=0, final_lr=0``. Then ``eta_0 = 0``:
+      the first update moves nothing, although LARS's momentum buffer starts to fill.
+    * lightly: ``warmup_offset=1`` (``eta* (k + 1) / W``, so the first step is not a no-op and
+      ``eta_{W-1} = eta*``) and ``final_lr = 0.001 * eta*``.
+    * solo-learn: ``warmup_start=3e-5`` (its Lightning scheduler divides by ``W - 1``
+      rather than ``W``, which this function does not reproduce).
+
+    Args:
+        step: global step ``k >= 0`` before the update.
+        base_lr: learning rate per ``batch_scale`` examples (0.2 to 0.45 for BYOL, a6).
+        batch_size: examples per step ``B > 0``.
+        total_steps: ``K > 0``, the number of optimiser steps in the run.
+        warmup_steps: ``W`` with ``0 <= W <= K``.
+        final_lr: value reached at ``k = K`` (absolute, not a fraction of the peak).
+        warmup_start: value at ``k = 0`` when ``warmup_offset = 0``.
+        batch_scale: the batch size at which ``base_lr`` applies (256 in the paper).
+        warmup_offset: 0 (official) or 1 (lightly); added to ``k`` in the warm-up only.
+
+    Returns:
+        The learning rate ``eta_k`` as a Python float.
+
+    Raises:
+        ValueError: a negative step, ``W > K``, a non-positive batch size, a negative rate,
+            or ``warmup_offset`` not in {0, 1}.
+
+    References:
+        BYOL paper appendix C (LARS, cosine decay, 10 warm-up epochs, lr = 0.2 x B/256);
+        deepmind-research/byol ``utils/schedules.py`` ``learning_schedule`` (BYOL_FACTS a6).
+    """
+    k = _check_int(step, "step", 0)
+    K = _check_int(total_steps, "total_steps", 1)
+    W = _check_int(warmup_steps, "warmup_steps", 0)
+    if W > K:
+        raise ValueError(f"warmup_steps must be <= total_steps ({K}), got {W}")
+    base_lr = _check_float(base_lr, "base_lr")
+    B = _check_int(batch_size, "batch_size", 1)
+    scale = _check_int(batch_scale, "batch_scale", 1)
+    final_lr = _check_float(final_lr, "final_lr")
+    warmup_start = _check_float(warmup_start, "warmup_start")
+    if warmup_offset not in (0, 1):
+        raise ValueError(f"warmup_offset must be 0 (official) or 1 (lightly), got {warmup_offset!r}")
+
+    peak = base_lr * B / scale
+    if k < W:
+        return warmup_start + (peak - warmup_start) * (k + warmup_offset) / W
+    if W == K:  # warm-up only: the run is over at k = K
+        return final_lr
+    t = min(k - W, K - W)  # clamp: constant final_lr after the run
+    # At t = K - W, cos(pi) = -1.0 exactly, so the factor is exactly 0.0 and the value final_lr.
+    return final_lr + (peak - final_lr) * 0.5 * (1.0 + math.cos(math.pi * t / (K - W)))
+
+
+def target_tau(
+    step: int,
+    *,
+    tau_base: float,
+    total_steps: int,
+    schedule: str = "cosine",
+    denominator: str = "K",
+) -> float:
+    """The target-network EMA rate tau_k (the weight on the *old* target).
+
+    The target update is ``xi <- tau_k * xi + (1 - tau_k) * theta``. The cosine schedule
+    raises tau from ``tau_base`` at ``k = 0`` to 1 at ``k = K``::
+
+        tau_k = 1 - (1 - tau_base) * (cos(pi * min(k, K) / K) + 1) / 2      (denominator "K")
+
+    Variants (BYOL_FACTS d10):
+
+    * ``denominator="K"``: official BYOL and solo-learn (k = optimiser steps so far, from 0).
+    * ``denominator="K-1"``: lightly's ``cosine_schedule``: ``K - 1`` replaces ``K``, so
+      tau is exactly 1 from ``k = K - 1`` on (the last training step copies nothing from
+      the online net). ``K = 1`` gives 1. For ``k > K - 1`` the step is clamped (lightly
+      itself only warns there).
+    * ``schedule="constant"``: byol-pytorch's fixed ``tau = tau_base`` (0.99).
+
+    Args:
+        step: global step ``k >= 0`` before this EMA update.
+        tau_base: tau at ``k = 0``, in [0, 1] (0.996 in the paper; 0.99 for 300 epochs).
+        total_steps: ``K >= 1``.
+        schedule: ``"cosine"`` or ``"constant"``.
+        denominator: ``"K"`` (official) or ``"K-1"`` (lightly); cosine schedule only.
+
+    Returns:
+        tau_k as a Python float in [tau_base, 1].
+
+    Raises:
+        ValueError: a negative step, ``tau_base`` outside [0, 1], ``total_steps < 1``, or an
+            unknown ``schedule`` / ``denominator``.
+
+    References:
+        BYOL paper section 3.2, "tau = 1 - (1 - tau_base)(cos(pi k / K) + 1)/2";
+        deepmind-research/byol ``utils/schedules.py`` ``target_ema`` (BYOL_FACTS a5).
+    """
+    k = _check_int(step, "step", 0)
+    K = _check_int(total_steps, "total_steps", 1)
+    tau_base = _check_float(tau_base, "tau_base", 0.0, 1.0)
+    if schedule not in ("cosine", "constant"):
+        raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
+    if denominator not in ("K", "K-1"):
+        raise ValueError(f"denominator must be 'K' (official) or 'K-1' (lightly), got {denominator!r}")
+    if schedule == "constant":
+        return tau_base
+    n = K if denominator == "K" else K - 1
+    if n == 0:  # lightly, K = 1: avoid 0/0, the schedule is already at its end value
+        return 1.0
+    # At k >= n, cos(pi) = -1.0 exactly, so tau is exactly 1.0.
+    return 1.0 - (1.0 - tau_base) * (math.cos(math.pi * min(k, n) / n) + 1.0) / 2.0

@@ -1,0 +1,38 @@
+"""Shared test configuration: hypothesis profiles and the backend fixture.
+
+Profiles (STYLE.md 16), chosen by ``HYPOTHESIS_PROFILE``:
+  dev  few examples, for a quick local loop;
+  ci   derandomized, no deadline (the default here and in .ci/run);
+  gpu  fewer examples, no deadline (kernel compilation makes first calls slow).
+"""
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("dev", max_examples=10, deadline=None)
+settings.register_profile(
+    "ci", max_examples=40, deadline=None, derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "gpu", max_examples=15, deadline=None, derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def _cupy_params():
+    return pytest.param("cupy", marks=pytest.mark.gpu, id="cupy")
+
+
+@pytest.fixture(params=["numpy", _cupy_params()])
+def backend(request):
+    """A float64 byol_ref Backend over numpy and (gpu-marked) cupy."""
+    from byol_ref.backend import cupy_status, get_backend
+
+    if request.param == "cupy":
+        ok, reason = cupy_status()
+        if not ok:
+            pytest.skip(reason)
+    return get_backend(request.param, "float64", seed=0)

@@ -1,0 +1,423 @@
+"""Tests for byol_ref.augment: shapes, dtypes, ranges, determinism, identities, formulas, config checks."""
+from dataclasses import replace
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from byol_ref.augment import (
+    ImageAug,
+    VectorAug,
+    augment_images,
+    augment_vectors,
+    crop_resize,
+    default_views_for,
+    digits_views,
+    gaussian_blur,
+    solarize,
+    two_views,
+)
+from byol_ref.backend import host as np
+from byol_ref.data import load_digits, synthetic
+
+IDENTITY = ImageAug.identity()
+DTYPES = ["float32", "float64"]
+
+
+def images(seed, shape, dtype="float64"):
+    """Random images in [0, 1] with some exact 0s and 1s (digit-like), generated from a seed."""
+    rng = np.random.default_rng(seed)
+    x = rng.random(shape)
+    x = np.where(x < 0.2, 0.0, np.where(x > 0.9, 1.0, x))
+    return x.astype(dtype)
+
+
+def rng_(seed=0):
+    return np.random.default_rng(seed)
+
+
+layouts = st.sampled_from(["ND", "NHW", "NCHW"])
+
+
+def _make(layout, n, c, h, w, seed, dtype):
+    """(x, image_shape) for one of the three accepted layouts."""
+    if layout == "ND":
+        return images(seed, (n, c * h * w), dtype), ((h, w) if c == 1 else (c, h, w))
+    if layout == "NHW":
+        return images(seed, (n, h, w), dtype), None
+    return images(seed, (n, c, h, w), dtype), None
+
+
+# --------------------------------------------------------------------------- shapes, dtypes, range, purity
+
+
+@given(
+    layout=layouts,
+    n=st.integers(1, 5),
+    c=st.integers(1, 3),
+    h=st.integers(3, 10),
+    w=st.integers(3, 10),
+    seed=st.integers(0, 2**32 - 1),
+    dtype=st.sampled_from(DTYPES),
+    view=st.sampled_from([0, 1]),
+)
+def test_image_shape_dtype_range_purity_determinism(layout, n, c, h, w, seed, dtype, view):
+    if layout == "NHW":
+        c = 1
+    x, shape = _make(layout, n, c, h, w, seed, dtype)
+    x0 = x.copy()
+    cfg = replace(digits_views()[view], p_blur=0.7, p_solarize=0.5, p_flip=0.5)
+    out = augment_images(x, rng_(seed), cfg, shape)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    np.testing.assert_array_equal(x, x0)  # input not mutated
+    assert not np.shares_memory(out, x)
+    np.testing.assert_array_equal(out, augment_images(x, rng_(seed), cfg, shape))  # same seed
+    assert not np.array_equal(out, augment_images(x, rng_(seed + 1), cfg, shape))  # other seed
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_float32_stays_float32_through_every_op(dtype):
+    x = images(0, (6, 2, 8, 8), dtype)
+    cfg = ImageAug(p_flip=0.5, p_jitter=1, p_blur=1, p_solarize=1, p_noise=1)
+    assert augment_images(x, rng_(), cfg).dtype == dtype
+    n = x.shape[0]
+    assert crop_resize(x, np.tile([1.0, 1.0, 5.0, 6.0], (n, 1)), np.full(n, 7.0), np.ones(n, bool)).dtype == dtype
+    assert gaussian_blur(x, np.full(n, 0.8), 2).dtype == dtype
+    assert solarize(x).dtype == dtype
+    v = images(0, (6, 5), dtype)
+    assert augment_vectors(v, rng_(), VectorAug()).dtype == dtype
+
+
+def test_empty_batch():
+    x = images(0, (0, 64))
+    assert augment_images(x, rng_(), ImageAug(), (8, 8)).shape == (0, 64)
+
+
+# --------------------------------------------------------------------------- randomness
+
+
+def test_identical_images_get_different_augmentations():
+    digit = load_digits().x_train[:1]
+    x = np.repeat(digit, 16, axis=0)
+    for cfg in digits_views():
+        out = augment_images(x, rng_(0), cfg, (8, 8))
+        assert len({row.tobytes() for row in out}) == 16
+
+
+def test_two_views_differ_and_are_reproducible():
+    x = load_digits().x_train[:32]
+    v1, v2 = two_views(x, rng_(5), digits_views(), (8, 8))
+    assert v1.shape == v2.shape == x.shape
+    assert np.all(np.abs(v1 - v2).sum(axis=1) > 0)  # every sample differs between views
+    w1, w2 = two_views(x, rng_(5), digits_views(), (8, 8))
+    np.testing.assert_array_equal(v1, w1)
+    np.testing.assert_array_equal(v2, w2)
+
+
+def test_two_views_draw_view1_then_view2_from_one_generator():
+    x = load_digits().x_train[:8]
+    c1, c2 = digits_views()
+    v1, v2 = two_views(x, rng_(3), (c1, c2), (8, 8))
+    g = rng_(3)
+    np.testing.assert_array_equal(v1, augment_images(x, g, c1, (8, 8)))
+    np.testing.assert_array_equal(v2, augment_images(x, g, c2, (8, 8)))
+
+
+def test_per_sample_independence_of_batch_position():
+    # Sample i's output depends only on its own parameters: a constant batch made from
+    # different images is augmented like each image alone would be with the same draws.
+    x = images(1, (4, 8, 8))
+    out = augment_images(x, rng_(9), ImageAug(p_blur=1, p_solarize=0.5), None)
+    swapped = x.copy()
+    swapped[[0, 1]] = x[[1, 0]]
+    out2 = augment_images(swapped, rng_(9), ImageAug(p_blur=1, p_solarize=0.5), None)
+    np.testing.assert_array_equal(out[2:], out2[2:])
+    assert not np.array_equal(out[0], out2[0])
+
+
+# --------------------------------------------------------------------------- identities
+
+
+@given(
+    layout=layouts,
+    c=st.integers(1, 3),
+    h=st.integers(2, 9),
+    w=st.integers(2, 9),
+    seed=st.integers(0, 1000),
+    dtype=st.sampled_from(DTYPES),
+)
+def test_identity_settings_return_input(layout, c, h, w, seed, dtype):
+    if layout == "NHW":
+        c = 1
+    x, shape = _make(layout, 3, c, h, w, seed, dtype)
+    # Any ratio range: a crop of area fraction 1 must be the full image.
+    cfg = replace(IDENTITY, crop_ratio=(0.5, 2.0))
+    out = augment_images(x, rng_(seed), cfg, shape)
+    np.testing.assert_allclose(out, x, rtol=0, atol=1e-12)
+
+
+@given(h=st.integers(1, 9), w=st.integers(1, 9), seed=st.integers(0, 1000), dtype=st.sampled_from(DTYPES))
+def test_crop_of_full_image_is_identity(h, w, seed, dtype):
+    x = images(seed, (3, 2, h, w), dtype)
+    boxes = np.tile([0.0, 0.0, w, h], (3, 1))
+    np.testing.assert_array_equal(crop_resize(x, boxes), x)
+    np.testing.assert_array_equal(crop_resize(x, boxes, np.zeros(3), np.zeros(3, bool)), x)
+
+
+def test_full_box_flip_and_quarter_turn():
+    x = images(0, (2, 1, 6, 6))
+    full = np.tile([0.0, 0.0, 6.0, 6.0], (2, 1))
+    np.testing.assert_array_equal(crop_resize(x, full, flips=np.ones(2, bool)), x[..., ::-1])
+    # Rotating the sampling grid by +90 degrees about the centre reads x[j, W-1-i]: np.rot90.
+    rot = crop_resize(x, full, angles=np.full(2, 90.0))
+    np.testing.assert_allclose(rot, np.rot90(x, 1, axes=(2, 3)), atol=1e-12)
+
+
+@given(
+    x0=st.floats(0.5, 2.0), y0=st.floats(0.5, 2.0), bw=st.floats(2.0, 4.5), bh=st.floats(2.0, 4.5),
+    a=st.floats(-1, 1), b=st.floats(-1, 1),
+)
+def test_crop_reproduces_a_linear_ramp(x0, y0, bw, bh, a, b):
+    # Bilinear interpolation is exact on a linear function, so the crop of the ramp
+    # f(i, j) = a j + b i samples it at sx = x0 + (j + 0.5) w / W - 0.5 (and likewise sy).
+    h = w = 8
+    i, j = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    x = (a * j + b * i)[None, None].astype(np.float64)
+    out = crop_resize(x, np.array([[x0, y0, bw, bh]]))
+    sx = x0 + (j + 0.5) * bw / w - 0.5
+    sy = y0 + (i + 0.5) * bh / h - 0.5
+    np.testing.assert_allclose(out[0, 0], a * sx + b * sy, atol=1e-12)
+
+
+def test_crop_area_fraction_and_box_inside():
+    # Crop boxes are inside the image and have the drawn area: check through the sampler on a
+    # constant image (any sample point outside the image would read a zero).
+    x = np.ones((64, 1, 8, 8))
+    out = augment_images(x, rng_(0), replace(IDENTITY, crop_scale=(0.3, 1.0), crop_ratio=(0.5, 2.0)))
+    np.testing.assert_allclose(out, 1.0, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- ops
+
+
+@given(sigma=st.floats(0.1, 3.0), r=st.integers(1, 3), c=st.floats(0.0, 1.0))
+def test_blur_keeps_constant_interior(sigma, r, c):
+    h, w = 9, 10
+    x = np.full((1, 1, h, w), c)
+    out = gaussian_blur(x, np.array([sigma]), r)
+    np.testing.assert_allclose(out[..., r:h - r, r:w - r], c, atol=1e-12)
+    assert np.all(out <= c + 1e-12)  # zero padding only removes mass at the border
+
+
+@given(seed=st.integers(0, 1000), r=st.integers(1, 2), dtype=st.sampled_from(DTYPES))
+def test_blur_mass(seed, r, dtype):
+    x = images(seed, (3, 2, 8, 8), dtype)
+    sigma = np.random.default_rng(seed).uniform(0.1, 2.0, size=3)
+    tol = 1e-12 if dtype == "float64" else 1e-4
+    out = gaussian_blur(x, sigma, r)
+    # Never more mass than before (non-negative image, zero padding) ...
+    assert np.all(out.sum(axis=(2, 3)) <= x.sum(axis=(2, 3)) + tol)
+    # ... and exactly the same mass when nothing is within r pixels of the border.
+    inner = np.zeros_like(x)
+    inner[..., r:-r, r:-r] = x[..., r:-r, r:-r]
+    np.testing.assert_allclose(gaussian_blur(inner, sigma, r).sum(axis=(2, 3)), inner.sum(axis=(2, 3)),
+                               rtol=tol, atol=tol)
+
+
+def test_blur_per_sample_sigma_and_kernel():
+    x = np.zeros((3, 1, 5, 5))
+    x[:, 0, 2, 2] = 1.0  # an impulse gives the 2-D kernel back
+    sigma = np.array([0.5, 1.0, 1e-3])
+    out = gaussian_blur(x, sigma, 1)
+    for n, s in enumerate(sigma):
+        k = np.exp(-np.array([1.0, 0.0, 1.0]) / (2 * s * s))
+        k /= k.sum()
+        np.testing.assert_allclose(out[n, 0, 1:4, 1:4], np.outer(k, k), atol=1e-15)
+    np.testing.assert_allclose(out[2], x[2], atol=1e-12)  # tiny sigma: identity
+    np.testing.assert_array_equal(gaussian_blur(x, sigma, 0), x)
+
+
+@given(seed=st.integers(0, 1000), t=st.floats(0.0, 1.0), dtype=st.sampled_from(DTYPES))
+def test_solarize_formula(seed, t, dtype):
+    x = images(seed, (4, 7), dtype)
+    out = solarize(x, t)
+    expected = np.where(x < t, x, 1 - x)
+    np.testing.assert_array_equal(out, expected)
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_solarize_in_pipeline_uses_threshold():
+    x = np.linspace(0, 1, 64).reshape(1, 8, 8)
+    out = augment_images(x, rng_(), replace(IDENTITY, p_solarize=1.0, solarize_threshold=0.5))
+    np.testing.assert_allclose(out, np.where(x < 0.5, x, 1 - x), atol=1e-15)
+
+
+def test_brightness_is_additive_and_contrast_scales_about_the_mean():
+    x = np.full((20, 1, 4, 4), 0.5)
+    x[:, :, :2] = 0.4
+    bright = augment_images(x, rng_(1), replace(IDENTITY, p_jitter=1.0, brightness=0.05, contrast=(1.0, 1.0)))
+    delta = bright - x
+    np.testing.assert_allclose(delta, delta[:, :, :1, :1] * np.ones_like(x), atol=1e-12)  # one delta per image
+    assert np.abs(delta).max() <= 0.05 and np.unique(np.round(delta[:, 0, 0, 0], 12)).size == 20
+    con = augment_images(x, rng_(1), replace(IDENTITY, p_jitter=1.0, brightness=0.0, contrast=(1.5, 1.5)))
+    mean = x.mean(axis=(2, 3), keepdims=True)
+    np.testing.assert_allclose(con, (x - mean) * 1.5 + mean, atol=1e-12)
+    np.testing.assert_allclose(con.mean(axis=(2, 3)), mean[..., 0, 0], atol=1e-12)
+
+
+def test_noise_std():
+    x = np.full((200, 8, 8), 0.5)
+    out = augment_images(x, rng_(2), replace(IDENTITY, p_noise=1.0, noise_std=0.05))
+    assert abs((out - x).std() - 0.05) < 0.003
+
+
+def test_probabilities_select_samples():
+    x = np.full((2000, 1, 2, 2), 0.75)
+    out = augment_images(x, rng_(4), replace(IDENTITY, p_solarize=0.3))
+    frac = (out[:, 0, 0, 0] == 0.25).mean()
+    assert 0.25 < frac < 0.35
+    assert set(np.round(np.unique(out), 12)) == {0.25, 0.75}
+
+
+# --------------------------------------------------------------------------- vectors
+
+
+@given(seed=st.integers(0, 1000), dtype=st.sampled_from(DTYPES), n=st.integers(1, 6), d=st.integers(1, 9))
+def test_vector_aug(seed, dtype, n, d):
+    x = np.random.default_rng(seed).normal(size=(n, d)).astype(dtype)
+    x0 = x.copy()
+    out = augment_vectors(x, rng_(seed), VectorAug())
+    assert out.shape == x.shape and out.dtype == x.dtype
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(out, augment_vectors(x, rng_(seed), VectorAug()))
+    np.testing.assert_array_equal(augment_vectors(x, rng_(seed), VectorAug.identity()), x)
+
+
+def test_vector_mask_and_scale():
+    x = np.ones((400, 50))
+    out = augment_vectors(x, rng_(0), VectorAug(noise_std=0.0, p_mask=0.25, scale=(0.5, 2.0)))
+    assert abs((out == 0).mean() - 0.25) < 0.02
+    per_sample = np.where(out == 0, np.nan, out)
+    np.testing.assert_allclose(np.nanmax(per_sample, 1), np.nanmin(per_sample, 1))  # one scale per row
+    assert np.nanmin(per_sample) >= 0.5 and np.nanmax(per_sample) <= 2.0
+
+
+def test_two_views_on_vectors():
+    ds = synthetic(64, 8, 2)
+    v1, v2 = two_views(ds.x_train, rng_(), default_views_for(ds))
+    assert v1.shape == ds.x_train.shape and not np.array_equal(v1, v2)
+
+
+# --------------------------------------------------------------------------- defaults
+
+
+def test_digits_views_are_asymmetric_and_mild():
+    v1, v2 = digits_views()
+    for v in (v1, v2):
+        assert v.crop_scale == (0.6, 1.0) and v.rotation == 10.0 and v.p_flip == 0.0
+        assert v.p_jitter == 0.8 and v.brightness == 0.2 and v.contrast == (0.7, 1.3)
+        assert v.p_noise == 0.5 and v.noise_std == 0.05 and v.solarize_threshold == 0.5
+    assert (v1.p_blur, v1.p_solarize) == (0.5, 0.0)
+    assert (v2.p_blur, v2.p_solarize) == (0.1, 0.2)
+
+
+def test_default_views_for():
+    assert default_views_for(load_digits()) == digits_views()
+    assert all(isinstance(v, VectorAug) for v in default_views_for(synthetic(16, 4, 2)))
+    big = synthetic(16, 4, 2)._replace(image_shape=(3, 64, 64))
+    assert default_views_for(big)[0].blur_radius == 3
+    with pytest.raises(TypeError, match="image_shape"):
+        default_views_for(object())
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("p_flip", -0.1), ("p_jitter", 1.5), ("p_blur", 2.0), ("p_solarize", -1.0), ("p_noise", 1.01),
+        ("crop_scale", (0.0, 1.0)), ("crop_scale", (0.8, 0.5)), ("crop_scale", (0.5, 1.2)),
+        ("crop_scale", (0.5,)), ("crop_ratio", (0.0, 1.0)), ("crop_ratio", (2.0, 1.0)),
+        ("rotation", -1.0), ("rotation", 200.0), ("brightness", -0.1), ("contrast", (1.2, 0.8)),
+        ("blur_sigma", (0.0, 1.0)), ("blur_radius", -1), ("blur_radius", 1.5),
+        ("solarize_threshold", 1.5), ("noise_std", -0.01), ("noise_std", float("nan")),
+    ],
+)
+def test_image_config_errors_name_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        ImageAug(**{field: value})
+
+
+def test_config_type_errors():
+    with pytest.raises(TypeError, match="p_blur"):
+        ImageAug(p_blur="0.5")
+    with pytest.raises(TypeError, match="p_mask"):
+        VectorAug(p_mask=True)
+
+
+@pytest.mark.parametrize("field,value", [("noise_std", -1.0), ("p_mask", 1.5), ("scale", (2.0, 1.0))])
+def test_vector_config_errors_name_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        VectorAug(**{field: value})
+
+
+def test_configs_are_frozen_and_lists_become_tuples():
+    cfg = ImageAug(crop_scale=[0.5, 1])
+    assert cfg.crop_scale == (0.5, 1.0)
+    hash(cfg)
+    with pytest.raises(Exception):
+        cfg.p_blur = 0.2
+
+
+def test_bad_image_shapes():
+    x = images(0, (2, 64))
+    with pytest.raises(ValueError, match="image_shape"):
+        augment_images(x, rng_(), ImageAug(), (7, 7))
+    with pytest.raises(ValueError, match="image_shape is required"):
+        augment_images(x, rng_(), ImageAug())
+    with pytest.raises(ValueError, match="image_shape"):
+        augment_images(images(0, (2, 8, 8)), rng_(), ImageAug(), (4, 16))
+    with pytest.raises(ValueError, match="image_shape"):
+        augment_images(x, rng_(), ImageAug(), (8, -8))
+    with pytest.raises(ValueError, match="shape"):
+        augment_images(images(0, (64,)), rng_(), ImageAug(), (8, 8))
+
+
+def test_bad_arguments():
+    x = images(0, (2, 64))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        augment_images((x * 16).astype(np.int64), rng_(), ImageAug(), (8, 8))
+    with pytest.raises(TypeError, match="rng"):
+        augment_images(x, 0, ImageAug(), (8, 8))
+    with pytest.raises(TypeError, match="cfg"):
+        augment_images(x, rng_(), VectorAug(), (8, 8))
+    with pytest.raises(TypeError, match="x must be"):
+        augment_vectors([[0.0]], rng_(), VectorAug())
+    with pytest.raises(ValueError, match="cfgs"):
+        two_views(x, rng_(), ImageAug(), (8, 8))
+    with pytest.raises(TypeError, match=r"cfgs\[1\]"):
+        two_views(x, rng_(), (ImageAug(), "x"), (8, 8))
+
+
+# --------------------------------------------------------------------------- numpy vs cupy
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_backend_matches_numpy(backend, dtype):
+    """Same seed, same views on the device: parameters are drawn on the host."""
+    x = load_digits().x_train[:64].astype(dtype)
+    cfgs = (replace(digits_views()[0], p_flip=0.5), digits_views()[1])
+    ref = two_views(x, rng_(7), cfgs, (8, 8))
+    got = two_views(backend.asarray(x, dtype=dtype), rng_(7), cfgs, (8, 8))
+    eps = np.finfo(dtype).eps
+    for r, g in zip(ref, got):
+        g = backend.to_numpy(g)
+        assert g.dtype == dtype
+        # Dtype-aware tolerance (atol + |ref| * eps): a few ops per pixel, all O(1) values.
+        np.testing.assert_allclose(g, r, rtol=64 * eps, atol=64 * eps)
+    vx = synthetic(32, 8, 2).x_train.astype(dtype)
+    ref_v = augment_vectors(vx, rng_(1), VectorAug())
+    got_v = backend.to_numpy(augment_vectors(backend.asarray(vx, dtype=dtype), rng_(1), VectorAug()))
+    np.testing.assert_allclose(got_v, ref_v, rtol=64 * eps, atol=64 * eps)

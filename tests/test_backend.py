@@ -1,0 +1,79 @@
+"""The backend boundary: only backend.py imports numpy/cupy; import byol_ref never imports cupy;
+asking for cupy without it (or without a GPU) gives a clear error; numpy and cupy agree."""
+import ast
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import byol_ref as byol
+from byol_ref.backend import cupy_status, get_array_module, get_backend
+
+PKG = pathlib.Path(byol.__file__).parent
+
+
+def test_only_backend_imports_numpy_or_cupy():
+    offenders = []
+    for path in sorted(PKG.rglob("*.py")):
+        if path.name == "backend.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in ("numpy", "cupy")]
+    assert offenders == [], offenders
+
+
+def test_import_and_a_tiny_step_never_import_cupy():
+    code = (
+        "import sys, byol_ref as b\n"
+        "from byol_ref.backend import host as np\n"
+        "on, tg = b.build(4, 3, 2, 5)\n"
+        "r = np.random.default_rng(0)\n"
+        "res = b.loss_and_grads(on, tg, r.standard_normal((3, 4)), r.standard_normal((3, 4)))\n"
+        "b.ema_update(on.params, tg.params)\n"
+        "assert 'cupy' not in sys.modules, 'cupy was imported'\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=PKG.parent, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_numpy_backend_and_errors():
+    be = get_backend("numpy", "float32", seed=3)
+    assert be.xp is np and be.dtype == "float32"
+    assert be.asarray([1, 2]).dtype == np.float32
+    assert get_array_module(np.zeros(2)) is np
+    with pytest.raises(ValueError, match="backend name"):
+        get_backend("tpu")
+    with pytest.raises(ValueError, match="dtype"):
+        get_backend("numpy", "float16")
+
+
+def test_cupy_request_without_a_gpu_says_what_to_do():
+    ok, reason = cupy_status()
+    if ok:
+        pytest.skip("a GPU answers here")
+    with pytest.raises(RuntimeError, match="cupy"):
+        get_backend("cupy")
+    assert "cuda12" in reason or "device" in reason
+
+
+def test_backend_fixture_objective_matches_numpy(backend):
+    """The same seed gives the same step on numpy and cupy (float64)."""
+    online, target = byol.build(6, 5, 3, 7, backend=get_backend(backend.name, "float64", seed=1))
+    ref_on, ref_tg = byol.build(6, 5, 3, 7, seed=1)
+    rng = np.random.default_rng(0)
+    v1, v2 = rng.standard_normal((5, 6)), rng.standard_normal((5, 6))
+    res = byol.loss_and_grads(online, target, backend.asarray(v1), backend.asarray(v2))
+    ref = byol.loss_and_grads(ref_on, ref_tg, v1, v2)
+    assert float(res.loss) == pytest.approx(float(ref.loss), rel=1e-12)
+    for k in ref.grads:
+        np.testing.assert_allclose(backend.to_numpy(res.grads[k]), ref.grads[k], rtol=1e-10, atol=1e-13)

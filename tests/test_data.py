@@ -1,0 +1,405 @@
+"""Tests for byol_ref.data: embedded digits, file loading, synthetic set, splits, batches."""
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from byol_ref.backend import host as np
+from byol_ref.data import (
+    DIGITS_PATH,
+    Dataset,
+    batches,
+    feature_stats,
+    load_digits,
+    load_file,
+    standardize,
+    standardize_dataset,
+    synthetic,
+    train_test_indices,
+)
+
+# UCI optdigits.tes class counts (the 1797 images scikit-learn ships).
+DIGIT_COUNTS = [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
+
+
+# --------------------------------------------------------------------------- digits
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits()
+
+
+def test_digits_shapes_and_types(digits):
+    assert isinstance(digits, Dataset)
+    assert digits.name == "digits"
+    assert digits.image_shape == (8, 8)
+    assert digits.x_train.shape == (1438, 64) and digits.x_test.shape == (359, 64)
+    assert digits.y_train.shape == (1438,) and digits.y_test.shape == (359,)
+    assert digits.x_train.dtype == np.float64 and digits.y_train.dtype == np.int64
+
+
+def test_digits_values_are_counts_over_16(digits):
+    for x in (digits.x_train, digits.x_test):
+        assert x.min() == 0.0 and x.max() == 1.0
+        counts = x * 16
+        np.testing.assert_array_equal(counts, np.round(counts))
+
+
+def test_digits_classes_and_stratified_split(digits):
+    assert set(np.unique(digits.y_train)) == set(range(10))
+    total = np.bincount(digits.y_train, minlength=10) + np.bincount(digits.y_test, minlength=10)
+    assert total.tolist() == DIGIT_COUNTS
+    expected_test = [math.floor(0.2 * c + 0.5) for c in DIGIT_COUNTS]
+    assert np.bincount(digits.y_test, minlength=10).tolist() == expected_test
+
+
+def test_digits_split_is_disjoint(digits):
+    # The 1797 images are pairwise distinct, so disjoint indices mean disjoint rows.
+    train_rows = {r.tobytes() for r in digits.x_train}
+    assert len(train_rows) == len(digits.x_train)
+    assert not any(r.tobytes() in train_rows for r in digits.x_test)
+
+
+def test_digits_file_is_pickle_free():
+    with np.load(DIGITS_PATH, allow_pickle=False) as f:
+        assert sorted(f.files) == ["x_test", "x_train", "y_test", "y_train"]
+        assert f["x_train"].dtype == np.uint8 and f["x_train"].shape == (1438, 8, 8)
+
+
+# --------------------------------------------------------------------------- splits
+
+
+@given(
+    n=st.integers(2, 60),
+    k=st.integers(1, 5),
+    frac=st.sampled_from([0.0, 0.1, 0.2, 0.5, 0.9]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_train_test_indices_stratified(n, k, frac, seed):
+    labels = np.random.default_rng(seed).integers(0, k, size=n)
+    try:
+        train, test = train_test_indices(n, frac, np.random.default_rng(seed), labels=labels)
+    except ValueError as exc:  # only allowed when rounding leaves the test set empty
+        assert "empty stratified test set" in str(exc) and frac > 0
+        return
+    assert np.intersect1d(train, test).size == 0
+    np.testing.assert_array_equal(np.sort(np.concatenate([train, test])), np.arange(n))
+    assert np.all(np.diff(train) > 0) and np.all(np.diff(test) > 0)
+    for c in np.unique(labels):
+        n_c = int((labels == c).sum())
+        assert (labels[test] == c).sum() == min(math.floor(frac * n_c + 0.5), n_c - 1)
+        assert (labels[train] == c).sum() >= 1
+
+
+@given(n=st.integers(2, 200), frac=st.floats(0.0, 0.99), seed=st.integers(0, 1000))
+def test_train_test_indices_random(n, frac, seed):
+    train, test = train_test_indices(n, frac, np.random.default_rng(seed))
+    assert len(train) >= 1 and (len(test) >= 1 or frac == 0)
+    np.testing.assert_array_equal(np.sort(np.concatenate([train, test])), np.arange(n))
+    again = train_test_indices(n, frac, np.random.default_rng(seed))
+    np.testing.assert_array_equal(train, again[0])
+
+
+@pytest.mark.parametrize("frac", [-0.1, 1.0, 1.5])
+def test_train_test_indices_bad_fraction(frac):
+    with pytest.raises(ValueError, match="test_fraction"):
+        train_test_indices(10, frac, np.random.default_rng(0))
+
+
+def test_train_test_indices_bad_args():
+    with pytest.raises(ValueError, match="n must be"):
+        train_test_indices(1, 0.2, np.random.default_rng(0))
+    with pytest.raises(TypeError, match="rng"):
+        train_test_indices(10, 0.2, 0)
+    with pytest.raises(ValueError, match="labels must have shape"):
+        train_test_indices(10, 0.2, np.random.default_rng(0), labels=np.zeros(9, int))
+
+
+# --------------------------------------------------------------------------- load_file: round trips
+
+
+def _expected_split(n, seed, labels=None, frac=0.2):
+    return train_test_indices(n, frac, np.random.default_rng(seed), labels=labels)
+
+
+def _table(n=20, d=5, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, d)), rng.integers(0, 3, size=n)
+
+
+def test_load_npy_matrix_roundtrip(tmp_path):
+    x, _ = _table()
+    np.save(tmp_path / "feat.npy", x)
+    ds = load_file(tmp_path / "feat.npy", seed=3)
+    train, test = _expected_split(20, 3)
+    np.testing.assert_array_equal(ds.x_train, x[train])
+    np.testing.assert_array_equal(ds.x_test, x[test])
+    assert ds.y_train is None and ds.y_test is None
+    assert ds.image_shape is None and ds.name == "feat"
+
+
+def test_load_npy_images_are_flattened(tmp_path):
+    x = np.random.default_rng(0).integers(0, 255, size=(10, 4, 6)).astype(np.uint8)
+    np.save(tmp_path / "img.npy", x)
+    ds = load_file(str(tmp_path / "img.npy"))
+    assert ds.image_shape == (4, 6)
+    assert ds.x_train.dtype == np.float64 and ds.x_train.shape[1] == 24
+    train, _ = _expected_split(10, 0)
+    np.testing.assert_array_equal(ds.x_train, x[train].reshape(len(train), 24))
+
+
+def test_load_npy_with_image_shape_and_label_file(tmp_path):
+    x, y = _table(n=12, d=6)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    ds = load_file(tmp_path / "x.npy", labels=tmp_path / "y.npy", image_shape=(2, 3))
+    assert ds.image_shape == (2, 3)
+    train, test = _expected_split(12, 0, labels=y)
+    np.testing.assert_array_equal(ds.y_train, y[train])
+    np.testing.assert_array_equal(ds.x_test, x[test])
+
+
+def test_load_npy_label_column(tmp_path):
+    x, y = _table(n=12, d=4)
+    np.save(tmp_path / "t.npy", np.column_stack([x, y]))
+    ds = load_file(tmp_path / "t.npy", labels=-1)
+    train, _ = _expected_split(12, 0, labels=y)
+    np.testing.assert_array_equal(ds.x_train, x[train])
+    np.testing.assert_array_equal(ds.y_train, y[train])
+
+
+def test_load_npz_x_y(tmp_path):
+    x, y = _table()
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    ds = load_file(tmp_path / "d.npz", test_fraction=0.25, seed=1)
+    train, test = _expected_split(20, 1, labels=y, frac=0.25)
+    np.testing.assert_array_equal(ds.x_train, x[train])
+    np.testing.assert_array_equal(ds.y_test, y[test])
+    assert ds.y_train.dtype == np.int64
+
+
+def test_load_npz_presplit(tmp_path):
+    rng = np.random.default_rng(0)
+    xt, xv = rng.random((8, 3, 3)), rng.random((4, 3, 3))
+    yt, yv = rng.integers(0, 2, 8), rng.integers(0, 2, 4)
+    np.savez(tmp_path / "s.npz", x_train=xt, y_train=yt, x_test=xv, y_test=yv)
+    ds = load_file(tmp_path / "s.npz")
+    assert ds.image_shape == (3, 3)
+    np.testing.assert_array_equal(ds.x_train, xt.reshape(8, 9))
+    np.testing.assert_array_equal(ds.y_test, yv)
+
+
+def test_load_csv_header_and_label_name(tmp_path):
+    x, y = _table(n=10, d=3)
+    lines = ["a,label,b,c"] + [f"{float(r[0])!r},{lab},{float(r[1])!r},{float(r[2])!r}" for r, lab in zip(x, y)]
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n\n")
+    ds = load_file(tmp_path / "t.csv", labels="label")
+    train, test = _expected_split(10, 0, labels=y)
+    np.testing.assert_array_equal(ds.x_train, x[train])  # repr round-trips floats exactly
+    np.testing.assert_array_equal(ds.y_test, y[test])
+
+
+def test_load_csv_no_header_index_and_label_file(tmp_path):
+    x, y = _table(n=10, d=3)
+    np.savetxt(tmp_path / "t.csv", np.column_stack([y, x]), delimiter=",", fmt="%.17g")
+    ds = load_file(tmp_path / "t.csv", labels=0)
+    train, _ = _expected_split(10, 0, labels=y)
+    np.testing.assert_array_equal(ds.x_train, x[train])
+    np.savetxt(tmp_path / "x.csv", x, delimiter=",", fmt="%.17g")
+    (tmp_path / "y.csv").write_text("class\n" + "\n".join(str(v) for v in y) + "\n")
+    ds2 = load_file(tmp_path / "x.csv", labels=str(tmp_path / "y.csv"))
+    np.testing.assert_array_equal(ds2.x_train, ds.x_train)
+    np.testing.assert_array_equal(ds2.y_train, ds.y_train)
+
+
+def test_load_csv_unlabelled_random_split(tmp_path):
+    x, _ = _table(n=7, d=2)
+    np.savetxt(tmp_path / "u.csv", x, delimiter=",", fmt="%.17g")
+    ds = load_file(tmp_path / "u.csv", test_fraction=0.0)
+    np.testing.assert_array_equal(ds.x_train, x)
+    assert ds.x_test.shape == (0, 2)
+
+
+# --------------------------------------------------------------------------- load_file: errors
+
+
+def test_missing_file_names_path(tmp_path):
+    p = tmp_path / "nope.npy"
+    with pytest.raises(FileNotFoundError, match="nope.npy"):
+        load_file(p)
+
+
+def test_unknown_extension(tmp_path):
+    (tmp_path / "d.json").write_text("[]")
+    with pytest.raises(ValueError, match=r"\.npy, \.npz or \.csv"):
+        load_file(tmp_path / "d.json")
+
+
+@pytest.mark.parametrize("shape", [(5,), (2, 2, 2, 2, 2)])
+def test_wrong_rank(tmp_path, shape):
+    np.save(tmp_path / "r.npy", np.zeros(shape))
+    with pytest.raises(ValueError, match="shape"):
+        load_file(tmp_path / "r.npy")
+
+
+def test_non_numeric_csv_names_line_and_column(tmp_path):
+    (tmp_path / "b.csv").write_text("x,y\n1,2\n3,oops\n5,6\n")
+    with pytest.raises(ValueError, match=r"'oops' at line 3, column 1 \('y'\)"):
+        load_file(tmp_path / "b.csv")
+
+
+def test_non_numeric_npy(tmp_path):
+    np.save(tmp_path / "s.npy", np.array([["a", "b"], ["c", "d"]]))
+    with pytest.raises(ValueError, match="numeric"):
+        load_file(tmp_path / "s.npy")
+
+
+def test_object_npy_is_refused_without_pickle(tmp_path):
+    np.save(tmp_path / "o.npy", np.array([[1, None], [2, 3]], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="pickle"):
+        load_file(tmp_path / "o.npy")
+
+
+def test_non_finite_reports_count_and_first_index(tmp_path):
+    x = np.ones((4, 3))
+    x[1, 2] = np.nan
+    x[3, 0] = np.inf
+    np.save(tmp_path / "n.npy", x)
+    with pytest.raises(ValueError, match=r"2 non-finite .* index \(1, 2\)"):
+        load_file(tmp_path / "n.npy")
+
+
+def test_label_count_mismatch(tmp_path):
+    x, y = _table(n=10)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y[:9])
+    with pytest.raises(ValueError, match="9 labels .* 10 samples"):
+        load_file(tmp_path / "x.npy", labels=tmp_path / "y.npy")
+    np.savez(tmp_path / "d.npz", x=x, y=y[:9])
+    with pytest.raises(ValueError, match="9 labels but 10 samples"):
+        load_file(tmp_path / "d.npz")
+
+
+def test_fewer_than_two_samples(tmp_path):
+    np.save(tmp_path / "one.npy", np.ones((1, 3)))
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        load_file(tmp_path / "one.npy")
+
+
+def test_bad_labels(tmp_path):
+    x, _ = _table(n=6, d=2)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "yf.npy", np.array([0, 1, 0.5, 1, 0, 1]))
+    with pytest.raises(ValueError, match="integer class ids"):
+        load_file(tmp_path / "x.npy", labels=tmp_path / "yf.npy")
+    np.save(tmp_path / "yn.npy", np.array([0, 1, -1, 1, 0, 1]))
+    with pytest.raises(ValueError, match=">= 0"):
+        load_file(tmp_path / "x.npy", labels=tmp_path / "yn.npy")
+    with pytest.raises(TypeError, match="labels"):
+        load_file(tmp_path / "x.npy", labels=1.5)
+    with pytest.raises(ValueError, match="out of range"):
+        load_file(tmp_path / "x.npy", labels=5)
+
+
+def test_csv_label_name_errors(tmp_path):
+    (tmp_path / "h.csv").write_text("a,b\n1,0\n2,1\n3,0\n")
+    with pytest.raises(ValueError, match="'c' is not a column"):
+        load_file(tmp_path / "h.csv", labels="c")
+    (tmp_path / "n.csv").write_text("1,0\n2,1\n3,0\n")
+    with pytest.raises(ValueError, match="no header"):
+        load_file(tmp_path / "n.csv", labels="b")
+
+
+def test_ragged_csv(tmp_path):
+    (tmp_path / "r.csv").write_text("1,2\n3\n")
+    with pytest.raises(ValueError, match="line 2 has 1 fields"):
+        load_file(tmp_path / "r.csv")
+
+
+def test_image_shape_mismatch(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((4, 10)))
+    with pytest.raises(ValueError, match="image_shape"):
+        load_file(tmp_path / "x.npy", image_shape=(3, 3))
+
+
+# --------------------------------------------------------------------------- synthetic
+
+
+@given(seed=st.integers(0, 10_000), n=st.integers(12, 80), k=st.integers(1, 4))  # >= 3 per class
+def test_synthetic_is_deterministic(seed, n, k):
+    a = synthetic(n, 6, k, latent_dim=3, seed=seed)
+    b = synthetic(n, 6, k, latent_dim=3, seed=seed)
+    for u, v in zip(a[:4], b[:4]):
+        np.testing.assert_array_equal(u, v)
+    assert a.x_train.shape[0] + a.x_test.shape[0] == n
+    assert a.x_train.shape[1] == 6 and a.image_shape is None
+    c = synthetic(n, 6, k, latent_dim=3, seed=seed + 1)
+    assert not np.array_equal(a.x_train, c.x_train)
+
+
+def test_synthetic_defaults_are_balanced_and_learnable():
+    ds = synthetic()
+    assert ds.x_train.shape == (408, 32) and ds.x_test.shape == (104, 32)
+    assert np.bincount(ds.y_train).tolist() == [102] * 4
+    # Nearest class mean on the test split: the classes carry signal.
+    means = np.stack([ds.x_train[ds.y_train == c].mean(0) for c in range(4)])
+    pred = np.argmin(((ds.x_test[:, None, :] - means) ** 2).sum(-1), axis=1)
+    assert (pred == ds.y_test).mean() > 0.7
+
+
+@pytest.mark.parametrize("kw", [dict(n=1), dict(dim=2, latent_dim=3), dict(noise=-1.0), dict(n_classes=0)])
+def test_synthetic_bad_args(kw):
+    with pytest.raises(ValueError, match=next(iter(kw))):
+        synthetic(**kw)
+
+
+# --------------------------------------------------------------------------- standardize
+
+
+def test_standardize_uses_train_stats_only(digits):
+    ds, mean, std = standardize_dataset(digits)
+    assert ds.image_shape is None
+    np.testing.assert_allclose(ds.x_train.mean(0), 0.0, atol=1e-12)
+    varying = digits.x_train.std(0) > 1e-8
+    np.testing.assert_allclose(ds.x_train.std(0)[varying], 1.0, rtol=1e-12)
+    assert np.all(std[~varying] == 1.0)  # constant pixels are only centred
+    np.testing.assert_array_equal(ds.x_test, standardize(digits.x_test, mean, std))
+    m2, s2 = feature_stats(digits.x_train)
+    np.testing.assert_array_equal(mean, m2)
+
+
+# --------------------------------------------------------------------------- batches
+
+
+@given(n=st.integers(1, 50), bs=st.integers(1, 20), drop=st.booleans(), seed=st.integers(0, 1000))
+def test_batches_cover_a_permutation(n, bs, drop, seed):
+    if drop and bs > n:
+        with pytest.raises(ValueError, match="empty epoch"):
+            batches(n, bs, np.random.default_rng(seed), drop_last=drop)
+        return
+    rng = np.random.default_rng(seed)
+    out = list(batches(n, bs, rng, drop_last=drop))
+    flat = np.concatenate(out)
+    assert len(np.unique(flat)) == len(flat)
+    if drop:
+        assert all(len(b) == bs for b in out) and len(out) == n // bs
+    else:
+        np.testing.assert_array_equal(np.sort(flat), np.arange(n))
+    again = list(batches(n, bs, np.random.default_rng(seed), drop_last=drop))
+    assert all(np.array_equal(a, b) for a, b in zip(out, again))
+
+
+def test_batches_advance_the_generator():
+    rng = np.random.default_rng(0)
+    first = np.concatenate(list(batches(30, 10, rng)))
+    second = np.concatenate(list(batches(30, 10, rng)))
+    assert not np.array_equal(first, second)
+
+
+def test_batches_bad_args():
+    with pytest.raises(ValueError, match="batch_size"):
+        batches(10, 0, np.random.default_rng(0))
+    with pytest.raises(TypeError, match="rng"):
+        batches(10, 2, None)

@@ -1,0 +1,100 @@
+"""Bad input gets a ValueError or TypeError naming the argument, what it got and what was expected."""
+import numpy as np
+import pytest
+
+import byol_ref as byol
+
+
+@pytest.fixture(scope="module")
+def nets():
+    return byol.build(4, 3, 2, 5)
+
+
+def _views(n=3, d=4, dtype="float64"):
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((n, d)).astype(dtype), rng.standard_normal((n, d)).astype(dtype)
+
+
+def test_mismatched_view_shapes(nets):
+    v1, _ = _views(3)
+    _, v2 = _views(4)
+    with pytest.raises(ValueError, match=r"view1 and view2 must have the same shape, got \(3, 4\) and \(4, 4\)"):
+        byol.loss_and_grads(*nets, v1, v2)
+
+
+def test_wrong_feature_width(nets):
+    v1, v2 = _views(3, 5)
+    with pytest.raises(ValueError, match=r"view1 must have 4 features .* got shape \(3, 5\)"):
+        byol.loss_and_grads(*nets, v1, v2)
+
+
+def test_wrong_rank(nets):
+    v1, v2 = _views()
+    with pytest.raises(ValueError, match=r"view1 must be a 2-D array, got shape \(12,\)"):
+        byol.loss_and_grads(*nets, v1.reshape(-1), v2)
+    with pytest.raises(ValueError, match="x must be a 2-D array"):
+        byol.forward(nets[0], v1[None])
+
+
+def test_mixed_dtypes(nets):
+    v1, v2 = _views()
+    with pytest.raises(TypeError, match="view2 has dtype float32, expected float64"):
+        byol.loss_and_grads(*nets, v1, v2.astype("float32"))
+    with pytest.raises(TypeError, match="view1 must be a floating array"):
+        byol.loss_and_grads(*nets, v1.astype(int), v2)
+
+
+def test_non_finite(nets):
+    v1, v2 = _views()
+    v2[1, 2] = np.nan
+    with pytest.raises(ValueError, match=r"view2 has 1 non-finite value\(s\).*first at index \(1, 2\)"):
+        byol.loss_and_grads(*nets, v1, v2)
+
+
+def test_batch_of_one_in_batch_norm_training(nets):
+    v1, v2 = _views(1)
+    with pytest.raises(ValueError, match=r"view1 must have at least 2 rows, got shape \(1, 4\)"):
+        byol.loss_and_grads(*nets, v1, v2)
+    with pytest.raises(ValueError, match="x must have at least 2 rows"):
+        byol.forward(nets[0], v1, train=True)
+    byol.forward(nets[0], v1, train=False)  # evaluation with running statistics is fine
+
+
+def test_unknown_option_values():
+    with pytest.raises(ValueError, match=r"norm must be one of \('batch', 'layer', 'none'\), got 'group'"):
+        byol.build(4, norm="group")
+    with pytest.raises(ValueError, match="layout must be one of"):
+        byol.build(4, layout="simclr")
+    with pytest.raises(ValueError, match="views must be one of"):
+        byol.build(4, views="both")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'nrom'"):
+        byol.build(4, nrom="batch")
+    with pytest.raises(ValueError, match="encoder_dim must be an int >= 1, got 0"):
+        byol.build(0)
+    with pytest.raises(TypeError, match="hidden_size must be an int"):
+        byol.build(4, hidden_size=2.5)
+    with pytest.raises(ValueError, match="bn_decay must be in"):
+        byol.build(4, bn_decay=1.0)
+
+
+def test_wrong_network_roles_and_configs(nets):
+    online, target = nets
+    v1, v2 = _views()
+    with pytest.raises(ValueError, match="online must be the online network, got a target network"):
+        byol.loss_and_grads(target, target, v1, v2)
+    with pytest.raises(TypeError, match="online must be a byol_ref Network"):
+        byol.loss_and_grads(online.params, target, v1, v2)
+    other = byol.build_target(4, 3, 2, 5, views="concat")
+    with pytest.raises(ValueError, match="different configs: views"):
+        byol.loss_and_grads(online, other, v1, v2)
+    broken = online._replace(params={**online.params, "encoder.fc1.weight": np.zeros((4, 6))})
+    with pytest.raises(ValueError, match=r"encoder.fc1.weight'\] has shape \(4, 6\), expected \(4, 5\)"):
+        byol.loss_and_grads(broken, target, v1, v2)
+
+
+def test_loss_errors():
+    a = np.ones((3, 4))
+    with pytest.raises(ValueError, match="same shape"):
+        byol.loss(a, np.ones((3, 5)))
+    with pytest.raises(TypeError, match="target_proj has dtype float32"):
+        byol.loss(a, a.astype("float32"))

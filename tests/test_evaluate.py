@@ -1,0 +1,473 @@
+"""Tests of byol_ref.evaluate: hand-written logistic regression, probes, kNN, collapse monitors."""
+import math
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from byol_ref import evaluate as ev
+from byol_ref.backend import host as np
+
+
+# ---------------------------------------------------------------------------------------
+# Local helpers
+# ---------------------------------------------------------------------------------------
+
+def num_grad(f, x, dout, h=1e-5):
+    """Central-difference gradient of sum(f(x) * dout) with respect to x (float64).
+
+    ``f`` may return a scalar (then ``dout`` is the scalar upstream gradient) or an array
+    of dout's shape. ``x`` is perturbed in place and restored.
+    """
+    grad = np.zeros_like(x)
+    it = np.nditer(x, flags=["multi_index"], op_flags=[["readwrite"]])
+    while not it.finished:
+        i = it.multi_index
+        old = x[i]
+        x[i] = old + h
+        fp = np.sum(np.asarray(f(x)) * dout)
+        x[i] = old - h
+        fm = np.sum(np.asarray(f(x)) * dout)
+        x[i] = old
+        grad[i] = (fp - fm) / (2 * h)
+        it.iternext()
+    return grad
+
+
+def rel_error(a, b):
+    """Norm-wise relative error ||a - b|| / (||a|| + ||b||), floored to avoid 0/0."""
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-12))
+
+
+def blobs(seed, n_per_class=30, c=3, d=5, spread=0.3, labels=None):
+    """c well-separated Gaussian clusters on different directions. Returns (x, y)."""
+    rng = np.random.default_rng(seed)
+    centers = 3.0 * np.eye(c, d) + 0.1 * rng.normal(size=(c, d))
+    y = np.repeat(np.arange(c), n_per_class)
+    x = centers[y] + spread * rng.normal(size=(y.size, d))
+    perm = rng.permutation(y.size)
+    x, y = x[perm], y[perm]
+    if labels is not None:
+        y = np.asarray(labels)[y]
+    return x, y
+
+
+upstream = st.floats(0.1, 3.0).flatmap(lambda m: st.sampled_from([m, -m]))
+seeds = st.integers(0, 2**31 - 1)
+
+
+# ---------------------------------------------------------------------------------------
+# Softmax cross-entropy and the logistic-regression objective
+# ---------------------------------------------------------------------------------------
+
+@given(n=st.integers(1, 6), c=st.integers(2, 5), seed=seeds, scale=st.floats(0.1, 5.0), dloss=upstream)
+def test_softmax_xent_gradient_matches_central_differences(n, c, seed, scale, dloss):
+    rng = np.random.default_rng(seed)
+    logits = scale * rng.normal(size=(n, c))
+    y = rng.integers(0, c, size=n)
+    loss, cache = ev.softmax_xent_forward(logits, y)
+    dlogits = ev.softmax_xent_backward(dloss, cache)
+    num = num_grad(lambda z: ev.softmax_xent_forward(z, y)[0], logits.copy(), dloss)
+    assert dlogits.shape == (n, c)
+    assert rel_error(dlogits, num) <= 1e-6
+    # Identity: each row of d loss / d logits sums to 0 (softmax is shift invariant).
+    np.testing.assert_allclose(dlogits.sum(axis=1), 0.0, atol=1e-14)
+    assert loss >= 0.0
+
+
+@given(n=st.integers(1, 6), c=st.integers(2, 5), seed=seeds, shift=st.floats(-1e3, 1e3))
+def test_softmax_xent_is_invariant_to_per_row_shifts(n, c, seed, shift):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(n, c))
+    y = rng.integers(0, c, size=n)
+    offsets = shift * rng.uniform(0.0, 1.0, size=(n, 1))  # a different shift per row
+    loss0, cache0 = ev.softmax_xent_forward(logits, y)
+    loss1, cache1 = ev.softmax_xent_forward(logits + offsets, y)
+    assert loss1 == pytest.approx(loss0, rel=1e-9, abs=1e-9)
+    np.testing.assert_allclose(
+        ev.softmax_xent_backward(1.0, cache1), ev.softmax_xent_backward(1.0, cache0), atol=1e-10
+    )
+
+
+def test_softmax_xent_matches_the_naive_formula_and_survives_huge_logits():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(7, 4))
+    y = rng.integers(0, 4, size=7)
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    naive = -np.mean(np.log(p[np.arange(7), y]))
+    assert ev.softmax_xent_forward(logits, y)[0] == pytest.approx(naive, rel=1e-12)
+    # exp(1000) overflows; the stabilised loss is exactly the margin here.
+    big = np.array([[1000.0, 0.0], [0.0, 1000.0]])
+    loss, cache = ev.softmax_xent_forward(big, np.array([1, 1]))
+    assert loss == pytest.approx(500.0)
+    assert np.all(np.isfinite(cache.probs))
+
+
+@given(n=st.integers(1, 6), d=st.integers(1, 4), c=st.integers(2, 4), seed=seeds,
+       l2=st.one_of(st.just(0.0), st.floats(1e-4, 2.0)))
+def test_logreg_gradient_matches_central_differences(n, d, c, seed, l2):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d))
+    y = rng.integers(0, c, size=n)
+    w = rng.normal(size=(d, c))
+    b = rng.normal(size=c)  # random bias: a wrong (penalised) db would show
+    loss, dw, db = ev.logreg_loss_and_grad(w, b, x, y, l2)
+    num_w = num_grad(lambda v: ev.logreg_loss_and_grad(v, b, x, y, l2)[0], w.copy(), 1.0)
+    num_b = num_grad(lambda v: ev.logreg_loss_and_grad(w, v, x, y, l2)[0], b.copy(), 1.0)
+    assert rel_error(dw, num_w) <= 1e-6
+    assert rel_error(db, num_b) <= 1e-6
+    # The penalty is 0.5 * l2 * ||w||^2 and does not touch b.
+    xent = ev.softmax_xent_forward(x @ w + b, y)[0]
+    assert loss == pytest.approx(xent + 0.5 * l2 * np.sum(w * w), rel=1e-12)
+
+
+def test_evaluation_functions_do_not_mutate_inputs():
+    rng = np.random.default_rng(1)
+    x, y = blobs(1)
+    w, b = rng.normal(size=(5, 3)), rng.normal(size=3)
+    copies = [a.copy() for a in (x, y, w, b)]
+    ev.logreg_loss_and_grad(w, b, x, y, 0.1)
+    ev.fit_logreg(x, y, l2=0.1)
+    ev.knn_predict(x, y, x, k=3, temperature=0.1)
+    ev.collapse_report(x, y)
+    for a, a0 in zip((x, y, w, b), copies):
+        np.testing.assert_array_equal(a, a0)
+
+
+# ---------------------------------------------------------------------------------------
+# Fitting
+# ---------------------------------------------------------------------------------------
+
+@given(seed=seeds, n=st.integers(20, 60), d=st.integers(1, 8), c=st.integers(2, 4),
+       l2=st.floats(1e-3, 1.0))
+def test_fit_logreg_reaches_a_stationary_point(seed, n, d, c, l2):
+    rng = np.random.default_rng(seed)
+    x = 3.0 * rng.normal(size=(n, d)) + rng.normal(size=d)
+    y = np.arange(n) % c  # every class present
+    model = ev.fit_logreg(x, y, l2=l2, tol=1e-8)
+    assert model.converged
+    xs = (x - model.mean) / model.std
+    _, dw, db = ev.logreg_loss_and_grad(model.w, model.b, xs, y, l2)
+    assert max(np.abs(dw).max(), np.abs(db).max()) <= 1e-8
+    # Optimality condition of the bias: predicted class frequencies match the labels.
+    probs = ev.softmax_xent_forward(xs @ model.w + model.b, y)[1].probs
+    np.testing.assert_allclose(probs.mean(axis=0), np.bincount(y, minlength=c) / n, atol=1e-7)
+
+
+@given(seed=seeds)
+def test_fit_logreg_separates_a_linearly_separable_set(seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(120, 6))
+    scores = x @ rng.normal(size=(6, 3)) + rng.normal(size=3)
+    top2 = np.sort(scores, axis=1)[:, -2:]
+    keep = top2[:, 1] - top2[:, 0] > 0.3  # a margin, so separability is robust
+    x, y = x[keep], np.argmax(scores[keep], axis=1)
+    assume(np.unique(y).size >= 2)
+    model = ev.fit_logreg(x, y, l2=1e-6, max_iter=2000)
+    assert ev.accuracy(y, ev.predict(model, x)) == 1.0
+
+
+def test_fit_logreg_standardises_so_feature_scale_and_offset_do_not_matter():
+    x, y = blobs(2, labels=[3, 7, 11])
+    scale = np.array([1e-3, 1.0, 1e3, 5.0, 0.2])
+    m0 = ev.fit_logreg(x, y, l2=0.1, tol=1e-10)
+    m1 = ev.fit_logreg(x * scale + 100.0, y, l2=0.1, tol=1e-10)
+    np.testing.assert_allclose(m1.w, m0.w, atol=1e-6)
+    np.testing.assert_allclose(m1.b, m0.b, atol=1e-6)
+    np.testing.assert_array_equal(m0.classes, [3, 7, 11])
+    np.testing.assert_array_equal(ev.predict(m1, x * scale + 100.0), ev.predict(m0, x))
+    assert set(np.unique(ev.predict(m0, x))) <= {3, 7, 11}
+
+
+def test_fit_logreg_handles_constant_features():
+    x, y = blobs(3)
+    x = np.concatenate([x, np.zeros((x.shape[0], 1)), np.full((x.shape[0], 1), 0.1)], axis=1)
+    model = ev.fit_logreg(x, y, l2=0.01)
+    assert model.std[-2] == 1.0 and model.std[-1] == 1.0
+    assert np.all(np.isfinite(model.w))
+    assert ev.accuracy(y, ev.predict(model, x)) == 1.0
+
+
+# ---------------------------------------------------------------------------------------
+# Probes
+# ---------------------------------------------------------------------------------------
+
+@given(seed=seeds, counts=st.lists(st.integers(1, 12), min_size=2, max_size=5),
+       frac=st.floats(0.05, 0.95))
+def test_stratified_split_partitions_every_class(seed, counts, frac):
+    y = np.repeat(np.arange(len(counts)), counts)
+    tr, va = ev.stratified_split(y, frac, seed)
+    np.testing.assert_array_equal(np.sort(np.concatenate([tr, va])), np.arange(y.size))
+    for cls, n_c in enumerate(counts):
+        n_val = int(np.sum(y[va] == cls))
+        if n_c >= 2:
+            assert 1 <= n_val <= n_c - 1
+        else:
+            assert n_val == 0
+    tr2, va2 = ev.stratified_split(y, frac, seed)
+    np.testing.assert_array_equal(va, va2)
+
+
+def test_linear_probe_on_separable_blobs():
+    x, y = blobs(4, n_per_class=40)
+    xt, yt = blobs(5, n_per_class=20)
+    out = ev.linear_probe(x, y, xt, yt, l2_grid=(1e-3, 1e-1), seed=0)
+    assert set(out) == {"accuracy", "l2", "val_accuracy"}
+    assert out["accuracy"] == 1.0 and out["val_accuracy"] == 1.0
+    assert out["l2"] == 1e-1  # ties go to the larger l2
+    assert ev.linear_probe(x, y, xt, yt, l2_grid=(1e-3, 1e-1), seed=0) == out
+
+
+def test_linear_probe_chooses_strong_regularisation_for_pure_noise_features():
+    rng = np.random.default_rng(6)
+    x, y = rng.normal(size=(80, 40)), np.arange(80) % 2
+    xt, yt = rng.normal(size=(40, 40)), np.arange(40) % 2
+    out = ev.linear_probe(x, y, xt, yt)
+    assert 0.0 <= out["accuracy"] <= 1.0
+    assert out["l2"] in ev.DEFAULT_L2_GRID
+
+
+def test_low_label_probe_is_seeded_and_uses_few_labels():
+    x, y = blobs(7, n_per_class=50, spread=1.5)
+    xt, yt = blobs(8, n_per_class=30, spread=1.5)
+    a = ev.low_label_probe(x, y, xt, yt, labels_per_class=4, repeats=3, seed=1)
+    b = ev.low_label_probe(x, y, xt, yt, labels_per_class=4, repeats=3, seed=1)
+    c = ev.low_label_probe(x, y, xt, yt, labels_per_class=4, repeats=2, seed=1)
+    assert a == b
+    assert c["accuracies"] == a["accuracies"][:2]  # repeat r does not depend on `repeats`
+    assert len(a["accuracies"]) == 3 and len(a["l2"]) == 3
+    assert a["accuracy"] == pytest.approx(np.mean(a["accuracies"]))
+    assert a["accuracy_std"] == pytest.approx(np.std(a["accuracies"], ddof=1))
+    assert 0.5 < a["accuracy"] <= 1.0
+    # Only the drawn examples are used: overwriting every train row outside all three
+    # subsets with garbage changes nothing.
+    drawn = set()
+    for r in range(3):
+        drawn |= set(ev._sample_per_class(y, 4, np.random.default_rng([1, r])).tolist())
+    assert len(drawn) <= 3 * 3 * 4
+    others = np.array(sorted(set(range(y.size)) - drawn))
+    x_garbage = x.copy()
+    x_garbage[others] = 1e3 * np.random.default_rng(0).normal(size=(others.size, x.shape[1]))
+    assert ev.low_label_probe(x_garbage, y, xt, yt, labels_per_class=4, repeats=3, seed=1) == a
+
+
+# ---------------------------------------------------------------------------------------
+# kNN
+# ---------------------------------------------------------------------------------------
+
+def knn_reference(x_train, y_train, x_query, k, temperature):
+    """Slow, obvious kNN: full sort per query, dict of votes."""
+    tn = x_train / np.linalg.norm(x_train, axis=1, keepdims=True)
+    out = []
+    for q in x_query:
+        sim = tn @ (q / np.linalg.norm(q))
+        nn = np.argsort(-sim, kind="stable")[:k]
+        votes = {}
+        for j in nn:
+            w = 1.0 if temperature is None else math.exp(sim[j] / temperature)
+            votes[y_train[j]] = votes.get(y_train[j], 0.0) + w
+        out.append(max(votes, key=votes.get))
+    return np.array(out)
+
+
+def test_knn_on_a_toy_problem():
+    x, y = blobs(9, labels=[10, 20, 30])
+    xt, yt = blobs(10, n_per_class=10, labels=[10, 20, 30])
+    for t in (None, 0.1, 0.07):
+        assert ev.knn_accuracy(x, y, xt, yt, k=5, temperature=t) == 1.0
+    pred = ev.knn_predict(x, y, xt, k=5)
+    assert set(pred.tolist()) <= {10, 20, 30}
+
+
+@given(seed=seeds, n=st.integers(2, 40), d=st.integers(2, 6), t=st.sampled_from([None, 0.1, 0.07]))
+def test_knn_k1_on_the_train_set_is_perfect(seed, n, d, t):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d))
+    y = rng.integers(0, 4, size=n)
+    assert ev.knn_accuracy(x, y, x, y, k=1, temperature=t) == 1.0
+
+
+@given(seed=seeds, k=st.integers(1, 9), t=st.sampled_from([None, 0.5, 0.1, 0.07]),
+       batch=st.integers(1, 7))
+def test_knn_matches_a_slow_reference_for_any_batch_size(seed, k, t, batch):
+    rng = np.random.default_rng(seed)
+    x, y = rng.normal(size=(30, 4)), rng.integers(0, 3, size=30)
+    xq = rng.normal(size=(11, 4))
+    got = ev.knn_predict(x, y, xq, k=k, temperature=t, batch_size=batch)
+    if t is not None:  # continuous weights: ties have probability 0
+        np.testing.assert_array_equal(got, knn_reference(x, y, xq, k, t))
+    else:  # majority vote: agree wherever the vote count is not tied
+        ref = knn_reference(x, y, xq, k, None)
+        sim = (x / np.linalg.norm(x, axis=1, keepdims=True)) @ (xq / np.linalg.norm(xq, axis=1, keepdims=True)).T
+        for i in range(xq.shape[0]):
+            counts = np.bincount(y[np.argsort(-sim[:, i])[:k]], minlength=3)
+            if np.sum(counts == counts.max()) == 1:
+                assert got[i] == ref[i]
+    # Cosine similarity ignores the length of each row.
+    scale = rng.uniform(0.1, 10.0, size=(30, 1))
+    np.testing.assert_array_equal(ev.knn_predict(x * scale, y, xq, k=k, temperature=t), got)
+
+
+def test_knn_temperature_weighting_can_overturn_the_majority():
+    angle = lambda a: [math.cos(a), math.sin(a)]  # noqa: E731
+    # One train point of class 1 almost on the query, two of class 0 further away.
+    x = np.array([angle(0.05), angle(1.0), angle(-1.0), angle(3.0)])
+    y = np.array([1, 0, 0, 2])
+    q = np.array([angle(0.0)])
+    assert ev.knn_predict(x, y, q, k=3)[0] == 0  # majority: 2 votes to 1
+    assert ev.knn_predict(x, y, q, k=3, temperature=0.1)[0] == 1  # e^{10} >> 2 e^{5.4}
+    assert ev.knn_predict(x, y, q, k=3, temperature=100.0)[0] == 0  # T -> inf: majority again
+    # A tiny T would overflow exp(sim / T) without the max-subtraction.
+    assert ev.knn_predict(x, y, q, k=3, temperature=1e-4)[0] == 1
+
+
+def test_knn_majority_ties_go_to_the_more_similar_class():
+    x = np.array([[1.0, 0.1], [1.0, -0.5]])
+    y = np.array([5, 2])
+    assert ev.knn_predict(x, y, np.array([[1.0, 0.0]]), k=2)[0] == 5
+
+
+# ---------------------------------------------------------------------------------------
+# Collapse monitors
+# ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("d", [8, 32, 128])
+def test_normalized_std_of_isotropic_gaussian_is_about_one_over_sqrt_d(d):
+    z = np.random.default_rng(d).normal(size=(4000, d))
+    assert ev.normalized_std(z) == pytest.approx(1.0 / math.sqrt(d), rel=0.05)
+    # Rescaling rows does not change it (it works on l2-normalised rows).
+    scale = np.random.default_rng(0).uniform(0.01, 100.0, size=(4000, 1))
+    assert ev.normalized_std(z * scale) == pytest.approx(ev.normalized_std(z), rel=1e-12)
+
+
+@given(seed=seeds, n=st.integers(2, 20), d=st.integers(1, 10), scale=st.floats(1e-3, 1e3))
+def test_normalized_std_is_zero_for_identical_rows(seed, n, d, scale):
+    row = np.random.default_rng(seed).normal(size=d)
+    assume(np.linalg.norm(row) > 1e-6)
+    z = np.tile(scale * row, (n, 1))
+    assert ev.normalized_std(z) <= 1e-12
+    rep = ev.collapse_report(z)
+    assert rep["mean_cos"] == pytest.approx(1.0, abs=1e-12)
+    assert rep["effective_rank"] == 0.0
+
+
+def centred_orthonormal(rng, n, r):
+    """n x r matrix with orthonormal columns, each orthogonal to the all-ones vector."""
+    a = rng.normal(size=(n, r))
+    q, _ = np.linalg.qr(a - a.mean(axis=0))
+    return q
+
+
+@given(seed=seeds, r=st.integers(1, 6), extra_n=st.integers(2, 10), extra_d=st.integers(0, 6),
+       s=st.floats(1e-2, 1e3))
+def test_effective_rank_counts_equal_singular_values(seed, r, extra_n, extra_d, s):
+    rng = np.random.default_rng(seed)
+    n, d = r + extra_n, r + extra_d
+    u = centred_orthonormal(rng, n, r)  # (N, r)
+    v, _ = np.linalg.qr(rng.normal(size=(d, r)))  # (D, r)
+    x = s * u @ v.T + rng.normal(size=d)  # r equal singular values after centring, plus an offset
+    assert ev.effective_rank(x) == pytest.approx(r, rel=1e-9)
+
+
+@given(seed=seeds, n=st.integers(2, 15), d=st.integers(1, 8))
+def test_effective_rank_is_one_for_rank_one_and_bounded_for_any_data(seed, n, d):
+    rng = np.random.default_rng(seed)
+    a, v = rng.normal(size=(n, 1)), rng.normal(size=(1, d))
+    assume(np.ptp(a) > 1e-3)
+    assert ev.effective_rank(a @ v + rng.normal(size=d)) == pytest.approx(1.0, rel=1e-9)
+    x = rng.normal(size=(n, d))
+    assert 1.0 - 1e-12 <= ev.effective_rank(x) <= min(n - 1, d) + 1e-9
+
+
+def test_collapse_report_against_a_brute_force_gram_matrix():
+    rng = np.random.default_rng(11)
+    z, y = rng.normal(size=(25, 6)) + 0.5, rng.integers(0, 3, size=25)
+    rep = ev.collapse_report(z, y)
+    zn = z / np.linalg.norm(z, axis=1, keepdims=True)
+    g = zn @ zn.T
+    off = ~np.eye(25, dtype=bool)
+    same = (y[:, None] == y[None, :]) & off
+    diff = y[:, None] != y[None, :]
+    assert rep["mean_cos"] == pytest.approx(g[off].mean(), rel=1e-10)
+    assert rep["cos_within"] == pytest.approx(g[same].mean(), rel=1e-10)
+    assert rep["cos_between"] == pytest.approx(g[diff].mean(), rel=1e-10)
+    assert rep["healthy_std"] == pytest.approx(1 / math.sqrt(6))
+    assert rep["std_ratio"] == pytest.approx(rep["normalized_std"] * math.sqrt(6))
+    assert rep["max_rank"] == 6
+    assert rep["mean_norm"] == pytest.approx(np.linalg.norm(z, axis=1).mean())
+
+
+# ---------------------------------------------------------------------------------------
+# Report and table
+# ---------------------------------------------------------------------------------------
+
+def test_probe_report_and_format_table():
+    x, y = blobs(12, n_per_class=30, spread=0.8)
+    xt, yt = blobs(13, n_per_class=15, spread=0.8)
+    rng = np.random.default_rng(0)
+    feats = {"good": (x, xt), "noise": (rng.normal(size=x.shape), rng.normal(size=xt.shape))}
+    rows = ev.probe_report(feats, y, yt, labels_per_class=5, k=5, repeats=2)
+    assert [r["name"] for r in rows] == ["good", "noise"]
+    for r in rows:
+        for key in ("knn", "low_label", "linear"):
+            assert 0.0 <= r[key] <= 1.0
+    assert rows[0]["knn"] > rows[1]["knn"] and rows[0]["linear"] > rows[1]["linear"]
+    table = ev.format_table(rows)
+    lines = table.splitlines()
+    assert len(lines) == 4 and len({len(line) for line in lines}) == 1  # fixed width
+    assert "kNN" in lines[0] and "low-label" in lines[0] and "linear" in lines[0]
+    assert lines[2].startswith("good") and f"{100 * rows[0]['linear']:.1f}" in lines[2]
+    assert "+-" in lines[2]
+    assert ev.format_table([{"name": "x", "knn": 0.5}]).splitlines()[2].split() == ["x", "50.0", "-", "-"]
+
+
+# ---------------------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------------------
+
+X, Y = blobs(14, n_per_class=12)
+XT, YT = blobs(15, n_per_class=4)
+
+
+@pytest.mark.parametrize("call, exc, words", [
+    (lambda: ev.softmax_xent_forward(np.zeros((3, 2)), np.array([0, 1])), ValueError, "y"),
+    (lambda: ev.softmax_xent_forward(np.zeros((3, 2)), np.array([0, 1, 2])), ValueError, "[0, 2)"),
+    (lambda: ev.softmax_xent_forward(np.zeros(3), np.array([0, 1, 2])), ValueError, "logits"),
+    (lambda: ev.logreg_loss_and_grad(np.zeros((4, 3)), np.zeros(3), X, Y, 0.1), ValueError, "w"),
+    (lambda: ev.logreg_loss_and_grad(np.zeros((5, 3)), np.zeros(2), X, Y, 0.1), ValueError, "b"),
+    (lambda: ev.fit_logreg(X, Y[:-1], l2=0.1), ValueError, "y"),
+    (lambda: ev.fit_logreg(X, Y.astype(float), l2=0.1), TypeError, "integer"),
+    (lambda: ev.fit_logreg(np.where(X > 2, np.nan, X), Y, l2=0.1), ValueError, "finite"),
+    (lambda: ev.fit_logreg(np.where(X > 2, np.inf, X), Y, l2=0.1), ValueError, "x"),
+    (lambda: ev.fit_logreg(X, Y, l2=-1.0), ValueError, "l2"),
+    (lambda: ev.fit_logreg(X, Y, l2=float("nan")), ValueError, "l2"),
+    (lambda: ev.fit_logreg(X, np.zeros_like(Y), l2=0.1), ValueError, "2 classes"),
+    (lambda: ev.fit_logreg(X, Y, l2=0.1, max_iter=0), ValueError, "max_iter"),
+    (lambda: ev.predict(ev.fit_logreg(X, Y, l2=0.1), X[:, :3]), ValueError, "features"),
+    (lambda: ev.linear_probe(X, Y, XT[:, :3], YT), ValueError, "x_test"),
+    (lambda: ev.linear_probe(X, Y, XT, YT[:-1]), ValueError, "y_test"),
+    (lambda: ev.linear_probe(X, Y, XT, YT, val_fraction=1.0), ValueError, "val_fraction"),
+    (lambda: ev.linear_probe(X, Y, XT, YT, l2_grid=()), ValueError, "l2_grid"),
+    (lambda: ev.low_label_probe(X, Y, XT, YT, labels_per_class=13), ValueError, "only 12"),
+    (lambda: ev.low_label_probe(X, Y, XT, YT, labels_per_class=1), ValueError, "labels_per_class"),
+    (lambda: ev.low_label_probe(X, Y, XT, YT, repeats=0), ValueError, "repeats"),
+    (lambda: ev.knn_predict(X, Y, XT, k=0), ValueError, "k must"),
+    (lambda: ev.knn_predict(X, Y, XT, k=2.0), TypeError, "k must"),
+    (lambda: ev.knn_predict(X, Y, XT, k=X.shape[0] + 1), ValueError, "k must"),
+    (lambda: ev.knn_predict(X, Y, XT, temperature=0.0), ValueError, "temperature"),
+    (lambda: ev.knn_predict(X, Y, XT, temperature=-0.1), ValueError, "temperature"),
+    (lambda: ev.knn_predict(X, Y, XT[:, :2]), ValueError, "x_query"),
+    (lambda: ev.knn_predict(X, Y[:5], XT), ValueError, "y_train"),
+    (lambda: ev.knn_predict(X[None], Y, XT), ValueError, "x_train"),
+    (lambda: ev.knn_accuracy(X, Y, XT, YT, batch_size=0), ValueError, "batch_size"),
+    (lambda: ev.normalized_std(np.ones((1, 4))), ValueError, "z"),
+    (lambda: ev.effective_rank(np.ones(4)), ValueError, "x"),
+    (lambda: ev.collapse_report(X, Y[:3]), ValueError, "y"),
+    (lambda: ev.probe_report({}, Y, YT), TypeError, "feats_by_name"),
+    (lambda: ev.probe_report({"a": X}, Y, YT), TypeError, "feats_by_name['a']"),
+    (lambda: ev.format_table([{"knn": 0.5}]), TypeError, "rows[0]"),
+])
+def test_bad_input_raises_a_clear_error(call, exc, words):
+    with pytest.raises(exc) as info:
+        call()
+    assert words in str(info.value)

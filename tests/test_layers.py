@@ -1,0 +1,267 @@
+"""Layers: float64 gradient checks (hypothesis draws shapes, seeds, eps, upstream gradients),
+identities, a step-by-step "graph" backward as an oracle for the closed forms."""
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from byol_ref.gradcheck import grad_error, numerical_gradient, rel_error
+from byol_ref.layers import (RunningStats, batch_norm_backward, batch_norm_forward, layer_norm_backward,
+                             layer_norm_forward, linear_backward, linear_forward, relu_backward, relu_forward,
+                             update_running_stats)
+
+TOL = 1e-6
+seeds = st.integers(0, 2**32 - 1)
+groups = st.sampled_from([None, 1, 2])
+
+
+def _shape(g, n, d):
+    return (n, d) if g is None else (g, n, d)
+
+
+def _running(d, rng):
+    return RunningStats(rng.standard_normal(d), rng.uniform(0.5, 2, d), np.array(3))
+
+
+def grad_err(analytic, numeric):
+    """Elementwise relative error |a - n| / (|a| + |n|), with the denominator floored at
+    1e-4 of the gradient's largest entry: entries that are exactly zero analytically
+    (~1e-13 numerically) then pass only if |a - n| < 1e-10 * max|grad|."""
+    return grad_error(analytic, numeric)
+
+
+@given(seed=seeds, g=groups, n=st.integers(1, 5), d=st.integers(1, 5), h=st.integers(1, 5), bias=st.booleans())
+def test_linear_gradients(seed, g, n, d, h, bias):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(_shape(g, n, d))
+    w = rng.standard_normal((d, h))
+    b = rng.standard_normal(h) if bias else None
+    out, cache = linear_forward(x, w, b)
+    dout = rng.standard_normal(out.shape)
+    dx, dw, db = linear_backward(dout, cache)
+    assert grad_err(dx, numerical_gradient(lambda x_: linear_forward(x_, w, b)[0], x, dout)) < TOL
+    assert grad_err(dw, numerical_gradient(lambda w_: linear_forward(x, w_, b)[0], w, dout)) < TOL
+    if bias:
+        assert grad_err(db, numerical_gradient(lambda b_: linear_forward(x, w, b_)[0], b, dout)) < TOL
+    else:
+        assert db is None
+
+
+@given(seed=seeds, g=groups, n=st.integers(1, 5), d=st.integers(1, 6))
+def test_relu_gradient(seed, g, n, d):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(_shape(g, n, d))
+    assume(np.abs(x).min() > 1e-3)  # the kink is not differentiable
+    out, cache = relu_forward(x)
+    dout = rng.standard_normal(out.shape)
+    dx = relu_backward(dout, cache)
+    assert grad_err(dx, numerical_gradient(lambda x_: relu_forward(x_)[0], x, dout)) < TOL
+
+
+# n >= 3: with two samples a normalised feature is always (-1, +1) up to eps, so its
+# true gradient is O(eps) and a finite difference cannot resolve it to 1e-6 relative.
+bn_hyper = dict(seed=seeds, g=groups, n=st.integers(3, 6), d=st.integers(1, 5),
+                eps=st.sampled_from([1e-5, 1e-3, 0.1]), var_formula=st.sampled_from(["two_pass", "one_pass"]))
+
+
+@given(**bn_hyper)
+def test_batch_norm_train_gradients(seed, g, n, d, eps, var_formula):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(_shape(g, n, d)) * rng.uniform(0.5, 3) + rng.uniform(-2, 2)
+    # Near-constant features (std << |mean|) make the *finite difference* ill-conditioned
+    # (the one-pass variance cancels), not the analytic gradient: keep the check meaningful.
+    assume(x.std(axis=-2).min() > 0.1 * max(1.0, np.abs(x.mean(axis=-2)).max()))
+    gamma, beta = rng.standard_normal(d), rng.standard_normal(d)
+    running = _running(d, rng)
+
+    def f(x_, gamma_, beta_):
+        return batch_norm_forward(x_, gamma_, beta_, running, train=True, eps=eps, var_formula=var_formula)[0]
+
+    out, cache, _ = batch_norm_forward(x, gamma, beta, running, train=True, eps=eps, var_formula=var_formula)
+    dout = rng.standard_normal(out.shape)
+    dx, dgamma, dbeta = batch_norm_backward(dout, cache)
+    assert grad_err(dx, numerical_gradient(lambda x_: f(x_, gamma, beta), x, dout)) < TOL
+    assert grad_err(dgamma, numerical_gradient(lambda g_: f(x, g_, beta), gamma, dout)) < TOL
+    assert grad_err(dbeta, numerical_gradient(lambda b_: f(x, gamma, b_), beta, dout)) < TOL
+
+
+@given(seed=seeds, g=groups, n=st.integers(1, 5), d=st.integers(1, 5), eps=st.sampled_from([1e-5, 0.1]))
+def test_batch_norm_eval_gradients(seed, g, n, d, eps):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(_shape(g, n, d))
+    gamma, beta = rng.standard_normal(d), rng.standard_normal(d)
+    running = _running(d, rng)
+    out, cache, new_running = batch_norm_forward(x, gamma, beta, running, train=False, eps=eps)
+    assert new_running is running
+    np.testing.assert_allclose(out, gamma * (x - running.mean) / np.sqrt(running.var + eps) + beta, rtol=1e-12)
+    dout = rng.standard_normal(out.shape)
+    dx, dgamma, dbeta = batch_norm_backward(dout, cache)
+    f = lambda x_: batch_norm_forward(x_, gamma, beta, running, train=False, eps=eps)[0]  # noqa: E731
+    assert grad_err(dx, numerical_gradient(f, x, dout)) < TOL
+
+
+# d >= 3 for the same reason as batch norm's n >= 3 (two features normalise to -1, +1).
+@given(seed=seeds, g=groups, n=st.integers(1, 5), d=st.integers(3, 6), eps=st.sampled_from([1e-5, 1e-3, 0.1]))
+def test_layer_norm_gradients(seed, g, n, d, eps):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(_shape(g, n, d)) * 2 + 1
+    assume(x.std(axis=-1).min() > 0.1 * max(1.0, np.abs(x.mean(axis=-1)).max()))
+    gamma, beta = rng.standard_normal(d), rng.standard_normal(d)
+    out, cache = layer_norm_forward(x, gamma, beta, eps=eps)
+    dout = rng.standard_normal(out.shape)
+    dx, dgamma, dbeta = layer_norm_backward(dout, cache)
+    assert grad_err(dx, numerical_gradient(lambda x_: layer_norm_forward(x_, gamma, beta, eps=eps)[0], x, dout)) < TOL
+    assert grad_err(dgamma, numerical_gradient(lambda g_: layer_norm_forward(x, g_, beta, eps=eps)[0], gamma, dout)) < TOL
+    assert grad_err(dbeta, numerical_gradient(lambda b_: layer_norm_forward(x, gamma, b_, eps=eps)[0], beta, dout)) < TOL
+
+
+# ----------------------------------------------------------------- graph-backward oracle
+
+
+def graph_norm_backward(dout, x, gamma, eps, axis):
+    """Step-by-step backward through mean -> centre -> var -> rstd -> x_hat -> affine
+    (makemore part 4 / CS231n batchnorm_backward): independent of the closed form."""
+    m = x.shape[axis]
+    mean = x.mean(axis=axis, keepdims=True)
+    xc = x - mean
+    var = (xc**2).mean(axis=axis, keepdims=True)
+    std = np.sqrt(var + eps)
+    rstd = 1 / std
+    x_hat = xc * rstd
+    dx_hat = dout * gamma
+    drstd = (dx_hat * xc).sum(axis=axis, keepdims=True)
+    dxc = dx_hat * rstd
+    dstd = -drstd / std**2
+    dvar = dstd * 0.5 / std
+    dxc = dxc + 2 * xc / m * dvar
+    dmean = -dxc.sum(axis=axis, keepdims=True)
+    dx = dxc + dmean / m
+    red = tuple(range(dout.ndim - 1))
+    return dx, (dout * x_hat).sum(axis=red), dout.sum(axis=red)
+
+
+@given(seed=seeds, g=groups, n=st.integers(2, 8), d=st.integers(2, 6), eps=st.sampled_from([1e-5, 0.1]))
+def test_closed_forms_match_graph_backward(seed, g, n, d, eps):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(_shape(g, n, d))
+    gamma, beta = rng.standard_normal(d), rng.standard_normal(d)
+    dout = rng.standard_normal(x.shape)
+    out, cache, _ = batch_norm_forward(x, gamma, beta, _running(d, rng), train=True, eps=eps)
+    for got, want in zip(batch_norm_backward(dout, cache), graph_norm_backward(dout, x, gamma, eps, -2)):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+    out, cache = layer_norm_forward(x, gamma, beta, eps=eps)
+    for got, want in zip(layer_norm_backward(dout, cache), graph_norm_backward(dout, x, gamma, eps, -1)):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+# ----------------------------------------------------------------- identities
+
+
+@given(seed=seeds, g=groups, n=st.integers(2, 16), d=st.integers(1, 6))
+def test_batch_norm_identities(seed, g, n, d):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(_shape(g, n, d)) * 3 + 5
+    assume(x.std(axis=-2).min() > 0.05)
+    ones, zeros = np.ones(d), np.zeros(d)
+    out, cache, _ = batch_norm_forward(x, ones, zeros, _running(d, rng), train=True, eps=1e-12)
+    np.testing.assert_allclose(out.mean(axis=-2), 0, atol=1e-10)
+    np.testing.assert_allclose(out.var(axis=-2), 1, atol=1e-8)  # biased variance, tiny eps
+    dout = rng.standard_normal(x.shape)
+    dx, _, _ = batch_norm_backward(dout, cache)
+    # shifting every sample of a feature by c leaves the output unchanged: dx sums to 0 over the batch
+    np.testing.assert_allclose(dx.sum(axis=-2), 0, atol=1e-9)
+    # and scaling a feature's batch leaves it unchanged too: sum(dx * x_hat) = 0
+    np.testing.assert_allclose((dx * cache.x_hat).sum(axis=-2), 0, atol=1e-8)
+
+
+def test_batch_norm_dout_ones_gives_zero_dx_so_tests_must_not_use_it():
+    # Why upstream gradients are always random: with dout = 1 the true dx is exactly 0.
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 3))
+    out, cache, _ = batch_norm_forward(x, np.ones(3), np.zeros(3), _running(3, rng), train=True)
+    dx, _, _ = batch_norm_backward(np.ones_like(x), cache)
+    np.testing.assert_allclose(dx, 0, atol=1e-12)
+
+
+def test_running_stats_haiku_is_zero_debiased():
+    rng = np.random.default_rng(1)
+    d, decay = 4, 0.9
+    running = RunningStats(np.zeros(d), np.ones(d), np.array(0))
+    h_mean, h_var = np.zeros(d), np.zeros(d)
+    for t in range(1, 6):
+        m, v = rng.standard_normal(d), rng.uniform(0.1, 2, d)
+        running = update_running_stats(running, m, v, 8, decay=decay, mode="haiku")
+        h_mean = decay * h_mean + (1 - decay) * m
+        h_var = decay * h_var + (1 - decay) * v
+        np.testing.assert_allclose(running.mean, h_mean / (1 - decay**t), rtol=1e-12)
+        np.testing.assert_allclose(running.var, h_var / (1 - decay**t), rtol=1e-12)
+        assert int(running.count) == t
+        if t == 1:  # the first debiased value is the batch value itself
+            np.testing.assert_allclose(running.mean, m, rtol=1e-12)
+
+
+def test_running_stats_torch_is_unbiased_and_not_debiased():
+    m, v = np.array([1.0, -2.0]), np.array([0.5, 2.0])
+    r = update_running_stats(RunningStats(np.zeros(2), np.ones(2), np.array(0)), m, v, 5, decay=0.9, mode="torch")
+    np.testing.assert_allclose(r.mean, 0.1 * m, rtol=1e-12)
+    np.testing.assert_allclose(r.var, 0.9 + 0.1 * v * 5 / 4, rtol=1e-12)
+
+
+def test_two_views_update_running_stats_twice_in_order():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 6, 3))
+    start = RunningStats(np.zeros(3), np.ones(3), np.array(0))
+    _, _, r_both = batch_norm_forward(x, np.ones(3), np.zeros(3), start, train=True, mode="torch")
+    _, _, r1 = batch_norm_forward(x[0], np.ones(3), np.zeros(3), start, train=True, mode="torch")
+    _, _, r2 = batch_norm_forward(x[1], np.ones(3), np.zeros(3), r1, train=True, mode="torch")
+    np.testing.assert_allclose(r_both.mean, r2.mean, rtol=1e-12)
+    np.testing.assert_allclose(r_both.var, r2.var, rtol=1e-12)
+    assert int(r_both.count) == 2
+
+
+def test_per_view_statistics_are_separate():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 5, 3))
+    x[1] += 10  # a shifted second view
+    g, b = rng.standard_normal(3), rng.standard_normal(3)
+    run = RunningStats(np.zeros(3), np.ones(3), np.array(0))
+    out, _, _ = batch_norm_forward(x, g, b, run, train=True)
+    for v in range(2):
+        np.testing.assert_allclose(out[v], batch_norm_forward(x[v], g, b, run, train=True)[0], rtol=1e-12)
+
+
+def test_one_pass_variance_matches_two_pass_in_float64():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((7, 4))
+    g, b = rng.standard_normal(4), rng.standard_normal(4)
+    run = RunningStats(np.zeros(4), np.ones(4), np.array(0))
+    a = batch_norm_forward(x, g, b, run, train=True, var_formula="one_pass")[0]
+    c = batch_norm_forward(x, g, b, run, train=True, var_formula="two_pass")[0]
+    np.testing.assert_allclose(a, c, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_layers_keep_dtype_and_never_alias_or_mutate(dtype):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 4, 3)).astype(dtype)
+    w = rng.standard_normal((3, 5)).astype(dtype)
+    b = rng.standard_normal(5).astype(dtype)
+    g, be = np.ones(5, dtype), np.zeros(5, dtype)
+    run = RunningStats(np.zeros(5, dtype), np.ones(5, dtype), np.array(0))
+    saved = [a.copy() for a in (x, w, b)]
+    h, c1 = linear_forward(x, w, b)
+    y, c2, run2 = batch_norm_forward(h, g, be, run, train=True)
+    r, c3 = relu_forward(y)
+    ln, c4 = layer_norm_forward(r, g, be)
+    dout = rng.standard_normal(ln.shape).astype(dtype)
+    d4 = layer_norm_backward(dout, c4)
+    d3 = relu_backward(d4[0], c3)
+    d2 = batch_norm_backward(d3, c2)
+    d1 = linear_backward(d2[0], c1)
+    for a in (h, y, r, ln, run2.mean, run2.var, *d4, d3, *d2, *d1):
+        assert a.dtype == dtype
+    for a, s in zip((x, w, b), saved):
+        np.testing.assert_array_equal(a, s)
+    for grad in (*d1, *d2, d3, *d4):
+        for inp in (x, w, b, g, be, dout):
+            assert not np.shares_memory(grad, inp)

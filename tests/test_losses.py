@@ -1,0 +1,101 @@
+"""l2 normalisation and the regression loss: gradients for every eps convention and loss form,
+identities (range, scale invariance, p . dl/dp = 0), the clamped regime."""
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from byol_ref.gradcheck import grad_error, numerical_gradient
+from byol_ref.losses import (l2_normalize_backward, l2_normalize_forward, regression_loss_backward,
+                             regression_loss_forward)
+
+seeds = st.integers(0, 2**32 - 1)
+modes = st.sampled_from(["sq_norm", "norm", "add"])
+forms = st.sampled_from(["mse", "2-2cos", "neg_cos"])
+lead = st.sampled_from([(3,), (2, 3), (1, 4)])
+
+
+@given(seed=seeds, shape=lead, p=st.integers(2, 6), mode=modes, eps=st.sampled_from([None, 1e-3, 0.5]))
+def test_l2_normalize_gradient(seed, shape, p, mode, eps):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((*shape, p)) * rng.uniform(0.1, 3)
+    s = (x * x).sum(-1)
+    if eps is not None and mode != "add":  # stay away from the clamp's kink
+        kink = eps if mode == "sq_norm" else eps**2
+        assume(np.abs(s / kink - 1).min() > 0.05)
+    n, cache = l2_normalize_forward(x, eps=eps, eps_mode=mode)
+    dn = rng.standard_normal(n.shape)
+    dx = l2_normalize_backward(dn, cache)
+    num = numerical_gradient(lambda x_: l2_normalize_forward(x_, eps=eps, eps_mode=mode)[0], x, dn)
+    assert grad_error(dx, num) < 1e-6
+
+
+def test_clamped_regime_is_linear_with_the_documented_slope():
+    # Official: ||x|| <= 1e-6 -> n = x * 1e6 (rsqrt(1e-12)), dn/dx = 1e6 * I, no projection term.
+    x = np.array([[3e-7, -4e-7]])
+    n, cache = l2_normalize_forward(x, eps_mode="sq_norm")
+    np.testing.assert_allclose(n, x * 1e6, rtol=1e-12)
+    dn = np.array([[0.3, 0.7]])
+    np.testing.assert_allclose(l2_normalize_backward(dn, cache), dn * 1e6, rtol=1e-12)
+    # torch F.normalize: x / max(||x||, 1e-12): the clamp bites only below 1e-12
+    n, _ = l2_normalize_forward(x, eps_mode="norm")
+    np.testing.assert_allclose(np.linalg.norm(n), 1, rtol=1e-12)
+    # Edifice: x / sqrt(s + 1e-8) shrinks small vectors
+    n, _ = l2_normalize_forward(np.array([[1e-4, 0.0]]), eps_mode="add")
+    np.testing.assert_allclose(n, [[1e-4 / np.sqrt(1e-8 + 1e-8), 0]], rtol=1e-12)
+
+
+@given(seed=seeds, shape=lead, p=st.integers(2, 6), mode=modes, form=forms)
+def test_regression_loss_gradients_both_inputs(seed, shape, p, mode, form):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((*shape, p)) * rng.uniform(0.1, 3)
+    b = rng.standard_normal((*shape, p)) * rng.uniform(0.1, 3)
+    loss, cache = regression_loss_forward(a, b, form=form, eps_mode=mode)
+    dloss = rng.standard_normal(loss.shape)
+    da, db = regression_loss_backward(dloss, cache)
+    f_a = lambda a_: regression_loss_forward(a_, b, form=form, eps_mode=mode)[0]  # noqa: E731
+    f_b = lambda b_: regression_loss_forward(a, b_, form=form, eps_mode=mode)[0]  # noqa: E731
+    assert grad_error(da, numerical_gradient(f_a, a, dloss)) < 1e-6
+    assert grad_error(db, numerical_gradient(f_b, b, dloss)) < 1e-6
+
+
+@given(seed=seeds, n=st.integers(1, 8), p=st.integers(1, 8), c1=st.floats(0.01, 100), c2=st.floats(0.01, 100))
+def test_loss_range_scale_invariance_and_orthogonality(seed, n, p, c1, c2):
+    rng = np.random.default_rng(seed)
+    a, b = rng.standard_normal((n, p)), rng.standard_normal((n, p))
+    assume(min(np.linalg.norm(a, axis=1).min(), np.linalg.norm(b, axis=1).min()) > 1e-3)
+    loss, cache = regression_loss_forward(a, b)
+    assert np.all(loss >= 0) and np.all(loss <= 4 + 1e-12)
+    # equal to 2 - 2 cos away from the clamp
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    np.testing.assert_allclose(loss, 2 - 2 * cos, atol=1e-12)
+    # invariant to positive rescaling of either side
+    np.testing.assert_allclose(regression_loss_forward(c1 * a, c2 * b)[0], loss, atol=1e-11)
+    # the gradient is orthogonal to p: sum(p * dl/dp) = 0 (rescaling p changes nothing)
+    da, db = regression_loss_backward(rng.standard_normal(n), cache)
+    np.testing.assert_allclose((a * da).sum(1), 0, atol=1e-10)
+    np.testing.assert_allclose((b * db).sum(1), 0, atol=1e-10)
+
+
+def test_loss_extremes():
+    a = np.array([[1.0, 2.0, -1.0]])
+    assert regression_loss_forward(a, 3 * a)[0][0] == pytest.approx(0, abs=1e-15)
+    assert regression_loss_forward(a, -a)[0][0] == pytest.approx(4, abs=1e-15)
+    assert regression_loss_forward(a, a, form="neg_cos")[0][0] == pytest.approx(-1, abs=1e-15)
+
+
+def test_bad_options():
+    x = np.ones((2, 3))
+    with pytest.raises(ValueError, match="eps_mode"):
+        l2_normalize_forward(x, eps_mode="nope")
+    with pytest.raises(ValueError, match="form"):
+        regression_loss_forward(x, x, form="cosine")
+
+
+def test_one_dimensional_vectors_have_zero_gradient():
+    # p = 1: n(x) = sign(x) away from 0, so the true gradient is exactly 0 (the
+    # hypothesis tests start at p = 2, where relative errors mean something).
+    x = np.array([[0.3], [-2.0]])
+    n, cache = l2_normalize_forward(x)
+    np.testing.assert_allclose(n, [[1.0], [-1.0]])
+    np.testing.assert_allclose(l2_normalize_backward(np.array([[0.7], [1.3]]), cache), 0, atol=1e-14)

@@ -1,0 +1,317 @@
+"""The whole objective: every online gradient of loss_and_grads checked numerically in float64
+for each layout, norm and batch-statistics convention; the API; EMA identities."""
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+import byol_ref as byol
+from byol_ref.gradcheck import directional_check, grad_error, numerical_gradient
+
+seeds = st.integers(0, 2**32 - 1)
+
+CONFIGS = [
+    dict(layout="paper", norm="batch", views="separate"),
+    dict(layout="paper", norm="batch", views="concat"),
+    dict(layout="paper", norm="layer"),
+    dict(layout="paper", norm="none"),
+    dict(layout="edifice"),
+    dict(layout="edifice", symmetric=True),
+    dict(layout="paper", norm="batch", head_bias=True, hidden_bias=False, sym_reduce="mean",
+         loss_form="2-2cos", norm_eps_mode="norm", init="torch", bn_running="torch"),
+    dict(layout="paper", norm="batch", target_bn="running", target_init="independent", bn_var="one_pass"),
+    dict(layout="paper", norm="batch", use_predictor=False),
+]
+
+
+def _randomize(network, rng):
+    """Random gamma/beta and biases (never 1 and 0), and non-trivial running stats."""
+    params = {k: (rng.standard_normal(v.shape) * 0.5 + (1.0 if k.endswith("gamma") else 0.0))
+              if k.endswith(("gamma", "beta", "bias")) else v for k, v in network.params.items()}
+    buffers = {k: (rng.uniform(0.5, 2, v.shape) if k.endswith("var") else
+                   rng.standard_normal(v.shape) * 0.1 if k.endswith("mean") else v)
+               for k, v in network.buffers.items()}
+    return network._replace(params=params, buffers=buffers)
+
+
+def _well_conditioned(online, target, v1, v2):
+    """Avoid degenerate draws (STYLE.md 13): every batch-norm input feature must vary over
+    its batch (a near-constant feature gives rstd ~ 1/sqrt(eps), a correct but so curved
+    objective that no finite difference resolves it), and no ReLU input may sit within
+    reach of the finite-difference step of its kink."""
+    from byol_ref.model import network_plan
+
+    seen = {}
+    byol.loss_and_grads(online, target, v1, v2, record=lambda k, v: seen.__setitem__(k, np.asarray(v)))
+    for role in ("online", "target"):
+        steps = [s for part in network_plan(online.config, role).values() for s in part]
+        for (kind, name), (prev_kind, prev_name) in zip(steps[1:], steps[:-1]):
+            x = seen[f"{role}.{prev_name}.out"]
+            if kind == "batch_norm":
+                spread = x.std(axis=-2) / (1 + np.abs(x.mean(axis=-2)))
+                if spread.min() < 0.05:
+                    return False
+            if kind == "relu" and np.abs(x).min() < 1e-3:
+                return False
+    return True
+
+
+def _small(config_kw, seed):
+    online, target = byol.build(4, projection_dim=3, predictor_dim=2, hidden_size=5, projector_hidden_dim=4,
+                                seed=seed, **config_kw)
+    rng = np.random.default_rng(seed + 1)
+    return _randomize(online, rng), _randomize(target, rng), rng
+
+
+@pytest.mark.parametrize("config_kw", CONFIGS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
+@settings(max_examples=6)  # each example is ~600 objective evaluations
+@given(seed=st.integers(0, 10_000), n=st.integers(3, 6))
+def test_every_online_gradient_matches_finite_differences(config_kw, seed, n):
+    online, target, rng = _small(config_kw, seed)
+    v1, v2 = rng.standard_normal((n, 4)), rng.standard_normal((n, 4))
+    assume(_well_conditioned(online, target, v1, v2))
+    res = byol.loss_and_grads(online, target, v1, v2)
+    assert list(res.grads) == list(online.params)
+
+    def loss_of(params):
+        return byol.loss_and_grads(online._replace(params=params), target, v1, v2).loss
+
+    # A bias followed by batch norm has a true gradient of exactly 0, so errors are
+    # measured against the scale of the whole model's gradient.
+    scale = max(float(np.abs(g).max()) for g in res.grads.values())
+    assume(scale > 1e-6)  # a dead draw (every ReLU off, possible with norm="none") checks nothing
+    for key, value in online.params.items():
+        def f(x, key=key):
+            return loss_of({**online.params, key: x})
+        num = numerical_gradient(f, value.copy())
+        assert grad_error(res.grads[key], num, scale=scale) < 1e-5, key
+
+
+@given(seed=st.integers(0, 10_000), n=st.integers(3, 5), views=st.sampled_from(["separate", "concat"]))
+def test_no_stop_gradient_ablation_is_the_gradient_with_shared_weights(seed, n, views):
+    # With stop_gradient=False and the target sharing the online weights (tau = 0), the
+    # returned gradient is the full derivative of L(theta) through both branches.
+    online, _, rng = _small(dict(stop_gradient=False, views=views), seed)
+    target_keys = [k for k in online.params if not k.startswith("predictor.")]
+
+    def target_of(params):
+        return byol.build_target(4, online=online._replace(params=params))
+
+    v1, v2 = rng.standard_normal((n, 4)), rng.standard_normal((n, 4))
+    assume(_well_conditioned(online, target_of(online.params), v1, v2))
+    res = byol.loss_and_grads(online, target_of(online.params), v1, v2)
+
+    def loss_fn(params):
+        return byol.loss_and_grads(online._replace(params=params), target_of(params), v1, v2).loss
+
+    a, num, err = directional_check(loss_fn, online.params, res.grads, seed=seed)
+    assert err < 1e-6, (a, num)
+    assert set(target_keys) < set(online.params)
+
+
+@settings(max_examples=3)  # ~100k parameters: a few draws are enough for this one
+@given(seed=st.integers(0, 10_000))
+def test_directional_check_on_a_default_size_network(seed):
+    online, target = byol.build(12, seed=seed)  # the defaults: H 256, P 256, Q 64
+    rng = np.random.default_rng(seed)
+    v1, v2 = rng.standard_normal((8, 12)), rng.standard_normal((8, 12))
+    res = byol.loss_and_grads(online, target, v1, v2)
+    loss_fn = lambda p: byol.loss_and_grads(online._replace(params=p), target, v1, v2).loss  # noqa: E731
+    _, _, err = directional_check(loss_fn, online.params, res.grads, seed=seed)
+    assert err < 1e-7
+
+
+def test_loss_is_the_symmetrised_official_objective():
+    online, target, rng = _small({}, 3)
+    v1, v2 = rng.standard_normal((5, 4)), rng.standard_normal((5, 4))
+    res = byol.loss_and_grads(online, target, v1, v2)
+    p1 = byol.forward(online, v1, train=True)[0]["p"]
+    p2 = byol.forward(online, v2, train=True)[0]["p"]
+    z1 = byol.forward(target, v1, train=True)[0]["z"]
+    z2 = byol.forward(target, v2, train=True)[0]["z"]
+
+    def ell(p, z):  # official: x * rsqrt(max(sum x^2, 1e-12)); a dead sample has p = 0 exactly
+        p = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-6)
+        z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-6)
+        return ((p - z) ** 2).sum(1)
+
+    want = np.mean(ell(p1, z2) + ell(p2, z1))
+    assert float(res.loss) == pytest.approx(want, rel=1e-12)
+    assert 0 <= float(res.loss) <= 8
+    # the public one-sided loss is one of the two terms
+    assert float(byol.loss(p1, z2)) == pytest.approx(np.mean(ell(p1, z2)), rel=1e-12)
+
+
+def test_concat_views_share_batch_statistics():
+    online, target, rng = _small(dict(views="concat"), 4)
+    v1, v2 = rng.standard_normal((5, 4)), rng.standard_normal((5, 4))
+    res = byol.loss_and_grads(online, target, v1, v2)
+    out, _ = byol.forward(online, np.concatenate([v1, v2]), train=True)
+    np.testing.assert_allclose(res.outputs["online.p"].reshape(10, -1), out["p"], rtol=1e-12)
+    # one running-stat update per step with concatenated views, two with separate views
+    assert int(res.online_buffers["encoder.norm1.count"]) == 1
+    online2, target2, _ = _small({}, 4)
+    assert int(byol.loss_and_grads(online2, target2, v1, v2).online_buffers["encoder.norm1.count"]) == 2
+
+
+def test_inputs_never_mutated_and_grads_never_alias():
+    online, target, rng = _small({}, 5)
+    v1, v2 = rng.standard_normal((4, 4)), rng.standard_normal((4, 4))
+    saved = {k: v.copy() for k, v in {**online.params, **{"t." + k: v for k, v in target.params.items()},
+                                      **{"b." + k: v for k, v in online.buffers.items()}}.items()}
+    s1, s2 = v1.copy(), v2.copy()
+    res = byol.loss_and_grads(online, target, v1, v2)
+    for k, v in online.params.items():
+        np.testing.assert_array_equal(v, saved[k])
+    for k, v in target.params.items():
+        np.testing.assert_array_equal(v, saved["t." + k])
+    for k, v in online.buffers.items():
+        np.testing.assert_array_equal(v, saved["b." + k])
+    np.testing.assert_array_equal(v1, s1)
+    np.testing.assert_array_equal(v2, s2)
+    everything = [*online.params.values(), *target.params.values(), v1, v2]
+    for g in res.grads.values():
+        assert not any(np.shares_memory(g, a) for a in everything)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_dtypes_are_kept(dtype):
+    online, target = byol.build(6, 8, 4, 10, dtype=dtype)
+    rng = np.random.default_rng(0)
+    v1, v2 = (rng.standard_normal((4, 6)).astype(dtype) for _ in range(2))
+    res = byol.loss_and_grads(online, target, v1, v2)
+    assert res.loss.dtype == dtype
+    assert all(g.dtype == dtype for g in res.grads.values())
+    assert all(b.dtype == dtype for k, b in res.online_buffers.items() if not k.endswith("count"))
+
+
+# ----------------------------------------------------------------- EMA
+
+
+@given(seed=seeds, tau=st.floats(0, 1))
+def test_ema_formula_and_identities(seed, tau):
+    online, _ = byol.build(3, 4, 2, 5, seed=seed % 1000)
+    rng = np.random.default_rng(seed)
+    target = {k: rng.standard_normal(v.shape) for k, v in online.params.items() if not k.startswith("predictor")}
+    saved = {k: v.copy() for k, v in target.items()}
+    new = byol.ema_update(online.params, target, momentum=tau)
+    assert set(new) == set(target)
+    for k in target:
+        np.testing.assert_allclose(new[k], tau * target[k] + (1 - tau) * online.params[k], rtol=1e-12, atol=1e-15)
+        np.testing.assert_array_equal(target[k], saved[k])  # pure
+        assert not np.shares_memory(new[k], target[k])
+    keep = byol.ema_update(online.params, target, momentum=1.0)
+    copy = byol.ema_update(online.params, target, momentum=0.0)
+    for k in target:
+        np.testing.assert_array_equal(keep[k], target[k])
+        np.testing.assert_array_equal(copy[k], online.params[k])
+
+
+def test_ema_errors():
+    online, target = byol.build(3, 4, 2, 5)
+    with pytest.raises(ValueError, match="no online twin"):
+        byol.ema_update({k: v for k, v in online.params.items() if k != "encoder.fc1.weight"}, target.params)
+    bad = dict(target.params, **{"encoder.fc1.weight": np.zeros((2, 2))})
+    with pytest.raises(ValueError, match="shape mismatch.*encoder.fc1.weight"):
+        byol.ema_update(online.params, bad)
+    with pytest.raises(ValueError, match="momentum"):
+        byol.ema_update(online.params, target.params, momentum=1.5)
+
+
+# ----------------------------------------------------------------- API
+
+
+def test_defaults_and_output_size():
+    assert byol.default_projection_dim() == 256
+    assert byol.default_predictor_dim() == 64
+    assert byol.default_hidden_size() == 256
+    assert byol.default_momentum() == 0.996
+    assert byol.output_size() == 256
+    assert byol.output_size(projection_dim=32) == 32
+    online, target = byol.build(10)
+    assert online.params["encoder.fc1.weight"].shape == (10, 256)
+    assert online.params["projector.fc2.weight"].shape == (256, 256)
+    assert online.params["predictor.fc1.weight"].shape == (256, 64)
+    assert online.params["predictor.fc2.weight"].shape == (64, 256)
+    out, _ = byol.forward(online, np.zeros((3, 10)) + np.arange(3)[:, None], train=True)
+    assert out["y"].shape == (3, 256) and out["z"].shape == (3, 256) and out["p"].shape == (3, 256)
+    assert online.params["encoder.fc1.weight"].dtype == np.float64
+
+
+def test_paper_layout_names():
+    online, target = byol.build(5, 6, 3, 7, projector_hidden_dim=9)
+    assert list(online.params) == [
+        "encoder.fc1.weight", "encoder.fc1.bias", "encoder.norm1.gamma", "encoder.norm1.beta",
+        "encoder.fc2.weight", "encoder.fc2.bias", "encoder.norm2.gamma", "encoder.norm2.beta",
+        "projector.fc1.weight", "projector.fc1.bias", "projector.norm1.gamma", "projector.norm1.beta",
+        "projector.fc2.weight",
+        "predictor.fc1.weight", "predictor.fc1.bias", "predictor.norm1.gamma", "predictor.norm1.beta",
+        "predictor.fc2.weight"]
+    assert online.params["projector.fc1.weight"].shape == (7, 9)
+    assert online.params["projector.fc2.weight"].shape == (9, 6)
+    assert list(target.params) == [k for k in online.params if not k.startswith("predictor")]
+    assert "encoder.norm1.running_mean" in online.buffers and "encoder.norm1.running_var" in online.buffers
+    assert not any("running" in k for k in online.params)
+    with_bias = byol.build_online(5, 6, 3, 7, head_bias=True)
+    assert "projector.fc2.bias" in with_bias.params and "predictor.fc2.bias" in with_bias.params
+
+
+def test_edifice_layout_names_and_order():
+    online, target = byol.build(5, 6, 3, 7, layout="edifice")
+    assert list(online.params) == [
+        "encoder.fc1.weight", "encoder.fc1.bias", "encoder.norm1.gamma", "encoder.norm1.beta",
+        "encoder.fc2.weight", "encoder.fc2.bias",
+        "projector.fc1.weight", "projector.fc1.bias", "projector.norm1.gamma", "projector.norm1.beta",
+        "projector.fc2.weight", "projector.fc2.bias",
+        "predictor.fc1.weight", "predictor.fc1.bias", "predictor.fc2.weight", "predictor.fc2.bias"]
+    assert online.buffers == {}
+    from byol_ref.model import network_plan
+    assert network_plan(online.config, "online")["encoder"] == [
+        ("linear", "encoder.fc1"), ("relu", "encoder.relu1"), ("layer_norm", "encoder.norm1"),
+        ("linear", "encoder.fc2"), ("relu", "encoder.relu2")]
+    # and its loss: one-sided 2 - 2 mean(p_hat . z_hat) with x / sqrt(sum x^2 + 1e-8)
+    rng = np.random.default_rng(0)
+    v1, v2 = rng.standard_normal((4, 5)), rng.standard_normal((4, 5))
+    res = byol.loss_and_grads(online, target, v1, v2)
+    p = byol.forward(online, v1)[0]["p"]
+    z = byol.forward(target, v2)[0]["z"]
+    nrm = lambda x: x / np.sqrt((x * x).sum(1, keepdims=True) + 1e-8)  # noqa: E731
+    assert float(res.loss) == pytest.approx(2 - 2 * np.mean((nrm(p) * nrm(z)).sum(1)), rel=1e-13)
+    assert float(byol.loss(p, z, eps_mode="add", form="2-2cos")) == pytest.approx(float(res.loss), rel=1e-13)
+
+
+def test_target_starts_as_copy_or_independent():
+    online, target = byol.build(5, 6, 3, 7, seed=1)
+    for k, v in target.params.items():
+        np.testing.assert_array_equal(v, online.params[k])
+        assert not np.shares_memory(v, online.params[k])
+    online2, target2 = byol.build(5, 6, 3, 7, seed=1, target_init="independent")
+    assert not np.allclose(target2.params["encoder.fc1.weight"], online2.params["encoder.fc1.weight"])
+    t3 = byol.build_target(5, online=online)
+    for k, v in t3.params.items():
+        np.testing.assert_array_equal(v, online.params[k])
+    # same seed, same draw
+    again, _ = byol.build(5, 6, 3, 7, seed=1)
+    for k in online.params:
+        np.testing.assert_array_equal(again.params[k], online.params[k])
+
+
+def test_init_schemes():
+    online, _ = byol.build(400, 4, 2, 300, seed=0)
+    w = online.params["encoder.fc1.weight"]
+    assert np.abs(w).max() <= 2 / np.sqrt(400)  # truncated at 2 std
+    assert w.std() == pytest.approx(0.88 / np.sqrt(400), rel=0.03)  # truncation shrinks the std
+    assert np.all(online.params["encoder.fc1.bias"] == 0)
+    torch_like, _ = byol.build(400, 4, 2, 300, seed=0, init="torch")
+    w = torch_like.params["encoder.fc1.weight"]
+    assert np.abs(w).max() <= 1 / np.sqrt(400)
+    assert w.std() == pytest.approx(1 / np.sqrt(3 * 400), rel=0.03)
+    assert np.any(torch_like.params["encoder.fc1.bias"] != 0)
+
+
+def test_readme_example_runs():
+    import pathlib
+    import re
+    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    block = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    exec(compile(block, "README.md", "exec"), {})

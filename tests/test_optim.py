@@ -1,0 +1,507 @@
+"""Tests for byol_ref.optim (SGD, LARS, Adam, AdamW) and the byol_ref.tree helpers.
+
+Expected values are worked out by hand (literal numbers, with the arithmetic in comments) or by a
+scalar plain-Python oracle written here, never by calling the code under test.
+"""
+import math
+
+import pytest
+from hypothesis import assume, given, strategies as st
+
+from byol_ref import optim, tree
+from byol_ref.backend import host as np
+from byol_ref.optim import exclude_bias_and_norm, make_optimizer, predictor_lr_mult
+
+F64 = "float64"
+
+
+def arr(x, dtype=F64):
+    return np.asarray(x, dtype=dtype)
+
+
+def run(name, params, grads_seq, lr=1.0, **hyper):
+    """Apply ``name`` for len(grads_seq) steps; returns the params after each step."""
+    opt = make_optimizer(name, **hyper)
+    state = opt.init(params)
+    out = []
+    for grads in grads_seq:
+        lr_k = lr(len(out)) if callable(lr) else lr
+        params, state = opt.update(grads, state, params, lr=lr_k)
+        out.append(params)
+    return out
+
+
+def assert_close(actual, expected, atol=1e-12):
+    np.testing.assert_allclose(actual, arr(expected), rtol=0, atol=atol)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hand-computed trajectories
+# ---------------------------------------------------------------------------------------------
+
+def test_sgd_three_steps_by_hand():
+    params = {"encoder.fc1.weight": arr([[1.0, -2.0]]), "encoder.fc1.bias": arr([0.5])}
+    grads = {"encoder.fc1.weight": arr([[0.5, 1.0]]), "encoder.fc1.bias": arr([1.0])}
+    steps = run("sgd", params, [grads] * 3, lr=0.1, momentum=0.5, weight_decay=0.1)
+    # weight: u = g + 0.1 p
+    #   1: u = [0.6, 0.8]         m = [0.6, 0.8]        p = [0.94, -2.08]
+    #   2: u = [0.594, 0.792]     m = [0.894, 1.192]    p = [0.8506, -2.1992]
+    #   3: u = [0.58506, 0.78008] m = [1.03206, 1.37608] p = [0.747394, -2.336808]
+    assert_close(steps[0]["encoder.fc1.weight"], [[0.94, -2.08]])
+    assert_close(steps[1]["encoder.fc1.weight"], [[0.8506, -2.1992]])
+    assert_close(steps[2]["encoder.fc1.weight"], [[0.747394, -2.336808]])
+    # bias: excluded from weight decay by name; m = 1, 1.5, 1.75
+    assert_close([s["encoder.fc1.bias"][0] for s in steps], [0.4, 0.25, 0.075])
+
+
+def test_sgd_nesterov_and_zero_momentum_by_hand():
+    params = {"encoder.fc1.weight": arr([[1.0, -2.0]])}
+    grads = {"encoder.fc1.weight": arr([[0.5, 1.0]])}
+    steps = run("sgd", params, [grads] * 2, lr=0.1, momentum=0.5, weight_decay=0.1, nesterov=True)
+    # 1: u = [0.6, 0.8], m = u, d = u + 0.5 m = [0.9, 1.2], p = [0.91, -2.12]
+    # 2: u = [0.591, 0.788], m = [0.891, 1.188], d = [1.0365, 1.382], p = [0.80635, -2.2582]
+    assert_close(steps[0]["encoder.fc1.weight"], [[0.91, -2.12]])
+    assert_close(steps[1]["encoder.fc1.weight"], [[0.80635, -2.2582]])
+    steps = run("sgd", params, [grads] * 2, lr=0.1, momentum=0.0)
+    assert_close(steps[1]["encoder.fc1.weight"], [[0.9, -2.2]])  # plain SGD: p - 2 * 0.1 g
+
+
+def lars_tiny():
+    params = {
+        "encoder.fc1.weight": arr([[3.0, 4.0]]),   # ||p|| = 5
+        "encoder.fc1.bias": arr([2.0]),
+        "encoder.norm1.gamma": arr([1.0, -1.0]),
+        "classifier.weight": arr([[0.0, 0.0]]),    # ||p|| = 0 on the first step
+    }
+    grads = {
+        "encoder.fc1.weight": arr([[0.3, 0.4]]),
+        "encoder.fc1.bias": arr([1.0]),
+        "encoder.norm1.gamma": arr([0.5, 0.25]),
+        "classifier.weight": arr([[0.3, 0.4]]),
+    }
+    return params, grads
+
+
+def test_lars_official_three_steps_by_hand():
+    params, grads = lars_tiny()
+    steps = run("lars", params, [grads] * 3, lr=1.0, momentum=0.9, weight_decay=0.1, eta=0.01)
+    # weight, always parallel to [0.6, 0.8], so u*r = eta ||p|| [0.6, 0.8]:
+    #   1: u = g + 0.1 p = [0.6, 0.8], ||u|| = 1, r = 0.01*5/1; m = [0.03, 0.04]; p = [2.97, 3.96]
+    #   2: ||p|| = 4.95: u*r = [0.0297, 0.0396]; m = [0.0567, 0.0756]; p = [2.9133, 3.8844]
+    #   3: ||p|| = 4.8555: u*r = [0.029133, 0.038844]; m = [0.080163, 0.106884]; p = [2.833137, 3.777516]
+    w = [s["encoder.fc1.weight"] for s in steps]
+    assert_close(w[0], [[2.97, 3.96]])
+    assert_close(w[1], [[2.9133, 3.8844]])
+    assert_close(w[2], [[2.833137, 3.777516]])
+    # bias and norm gamma: no wd, no trust ratio; m = g, 1.9 g, 2.71 g
+    assert_close([s["encoder.fc1.bias"][0] for s in steps], [1.0, -0.9, -3.61])
+    assert_close(steps[0]["encoder.norm1.gamma"], [0.5, -1.25])
+    assert_close(steps[1]["encoder.norm1.gamma"], [-0.45, -1.725])
+    assert_close(steps[2]["encoder.norm1.gamma"], [-1.805, -2.4025])
+    # classifier weight: included (official), but ||p|| = 0 at step 1 so r = 1:
+    #   1: u = g, m = [0.3, 0.4], p = [-0.3, -0.4]
+    #   2: ||p|| = 0.5, u = g + 0.1 p = [0.27, 0.36], ||u|| = 0.45, r = 1/90: u*r = [0.003, 0.004]
+    #      m = [0.273, 0.364], p = [-0.573, -0.764]
+    #   3: ||p|| = 0.955, u*r = 0.00955 [0.6, 0.8]; m = [0.25143, 0.33524]; p = [-0.82443, -1.09924]
+    c = [s["classifier.weight"] for s in steps]
+    assert_close(c[0], [[-0.3, -0.4]])
+    assert_close(c[1], [[-0.573, -0.764]])
+    assert_close(c[2], [[-0.82443, -1.09924]])
+
+
+def test_lars_sum_of_norms_by_hand():
+    params = {"encoder.fc1.weight": arr([[3.0, 4.0]]), "classifier.weight": arr([[0.0, 0.0]])}
+    grads = {"encoder.fc1.weight": arr([[0.4, -0.3]]), "classifier.weight": arr([[0.3, 0.4]])}
+    hyper = dict(lr=1.0, momentum=0.9, weight_decay=0.1, eta=0.01)
+    # g orthogonal to p, ||g|| = 0.5, ||p|| = 5, u = g + 0.1 p = [0.7, 0.1], ||u|| = sqrt(0.5)
+    (s,) = run("lars", params, [grads], trust_ratio="sum_of_norms", **hyper)
+    # r = 0.05 / (0.5 + 0.5) = 0.05: u r = [0.035, 0.005]
+    assert_close(s["encoder.fc1.weight"], [[2.965, 3.995]])
+    assert_close(s["classifier.weight"], [[-0.3, -0.4]])  # ||p|| = 0: u = g
+    (s,) = run("lars", params, [grads], **hyper)
+    # official: r = 0.05 / sqrt(0.5): u r = 0.05 [0.7, 0.1] / sqrt(0.5)
+    assert_close(s["encoder.fc1.weight"], [[3 - 0.035 / math.sqrt(0.5), 4 - 0.005 / math.sqrt(0.5)]])
+    # with eps = 1e-8 (solo-learn, lightly): r = 0.05 / (1 + 1e-8)
+    (s,) = run("lars", params, [grads], trust_ratio="sum_of_norms", eps=1e-8, **hyper)
+    assert_close(s["encoder.fc1.weight"], [[3 - 0.035 / (1 + 1e-8), 4 - 0.005 / (1 + 1e-8)]], atol=1e-15)
+
+
+def test_lars_zero_gradient_official_vs_sum_of_norms():
+    params = {"encoder.fc1.weight": arr([[3.0, 4.0]])}
+    grads = {"encoder.fc1.weight": arr([[0.0, 0.0]])}
+    hyper = dict(lr=1.0, weight_decay=0.1, eta=0.01)
+    # official: u = 0.1 p, r = eta ||p|| / (0.1 ||p||) = 0.1, so the step is eta p = [0.03, 0.04]
+    (s,) = run("lars", params, [grads], **hyper)
+    assert_close(s["encoder.fc1.weight"], [[2.97, 3.96]])
+    # sum_of_norms: ||g|| = 0 -> neither weight decay nor scaling: u = g = 0, nothing moves
+    (s,) = run("lars", params, [grads], trust_ratio="sum_of_norms", **hyper)
+    assert_close(s["encoder.fc1.weight"], [[3.0, 4.0]], atol=0)
+    # official, wd = 0 and g = 0: ||u|| = 0 -> r = 1, u = 0 (no nan from 0/0)
+    (s,) = run("lars", params, [grads], lr=1.0, weight_decay=0.0)
+    assert_close(s["encoder.fc1.weight"], [[3.0, 4.0]], atol=0)
+
+
+def test_lars_exclude_ndim_solo_learn():
+    params = {
+        "head.weight": arr([3.0, 4.0]),              # 1-d but not excluded by name
+        "encoder.norm1.weight": arr([[3.0, 4.0]]),   # 2-d, excluded by name, not by ndim
+        "scale": arr(5.0),                           # 0-d: LARS-scaled but no weight decay
+    }
+    grads = {"head.weight": arr([0.3, 0.4]), "encoder.norm1.weight": arr([[0.3, 0.4]]), "scale": arr(1.0)}
+    (s,) = run("lars", params, [grads], lr=1.0, weight_decay=0.1, eta=0.01, exclude="ndim")
+    assert_close(s["head.weight"], [2.7, 3.6])                # p - g: no wd, no ratio
+    assert_close(s["encoder.norm1.weight"], [[2.97, 3.96]])   # u = [0.6, 0.8], r = 0.05
+    assert_close(s["scale"], 4.95)                            # u = g = 1, r = 0.01 * 5 / 1
+    (s,) = run("lars", params, [grads], lr=1.0, weight_decay=0.1, eta=0.01)  # by name
+    assert_close(s["head.weight"], [2.97, 3.96])
+    assert_close(s["encoder.norm1.weight"], [[2.7, 3.6]])
+
+
+def test_lars_clip_lr():
+    params = {"encoder.fc1.weight": arr([[3.0, 4.0]])}
+    grads = {"encoder.fc1.weight": arr([[0.3, 0.4]])}
+    hyper = dict(weight_decay=0.0, eta=0.1, trust_ratio="sum_of_norms", clip_lr=True)
+    # r = 0.1 * 5 / 0.5 = 1. Step = min(r, lr) * u.
+    (s,) = run("lars", params, [grads], lr=0.5, **hyper)        # r > lr: multiplier 1, step 0.5 u
+    assert_close(s["encoder.fc1.weight"], [[2.85, 3.8]])
+    (s,) = run("lars", params, [grads], lr=2.0, **hyper)        # r < lr: multiplier r/lr, step r u
+    assert_close(s["encoder.fc1.weight"], [[2.7, 3.6]])
+    (s,) = run("lars", params, [grads], lr=2.0, **dict(hyper, clip_lr=False))  # unclipped: lr r u
+    assert_close(s["encoder.fc1.weight"], [[2.4, 3.2]])
+
+
+def adam_oracle(p, gs, lr, b1, b2, eps, wd=0.0, decoupled=False):
+    """Scalar Adam/AdamW in plain Python floats (Kingma & Ba, algorithm 1)."""
+    m = v = 0.0
+    out = []
+    for t, g in enumerate(gs, start=1):
+        u = g if decoupled else g + wd * p
+        m = b1 * m + (1 - b1) * u
+        v = b2 * v + (1 - b2) * u * u
+        d = (m / (1 - b1**t)) / (math.sqrt(v / (1 - b2**t)) + eps)
+        p = p - lr * (d + (wd * p if decoupled else 0.0))
+        out.append(p)
+    return out
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_adam_three_steps(name):
+    params = {"encoder.fc1.weight": arr([1.0, -2.0]), "encoder.fc1.bias": arr([0.5, 0.0])}
+    g_w = [[0.1, -0.2], [0.3, 0.0], [-0.5, 0.4]]
+    g_b = [[1.0, -1.0], [0.0, 2.0], [0.5, 0.5]]
+    grads = [{"encoder.fc1.weight": arr(a), "encoder.fc1.bias": arr(b)} for a, b in zip(g_w, g_b)]
+    hyper = dict(b1=0.5, b2=0.75, eps=1e-3, weight_decay=0.1)
+    steps = run(name, params, grads, lr=0.1, **hyper)
+    dec = name == "adamw"
+    for i in range(2):
+        w = adam_oracle([1.0, -2.0][i], [g[i] for g in g_w], 0.1, 0.5, 0.75, 1e-3, 0.1, dec)
+        b = adam_oracle([0.5, 0.0][i], [g[i] for g in g_b], 0.1, 0.5, 0.75, 1e-3, 0.0, dec)  # bias: no wd
+        assert_close([s["encoder.fc1.weight"][i] for s in steps], w, atol=1e-13)
+        assert_close([s["encoder.fc1.bias"][i] for s in steps], b, atol=1e-13)
+
+
+def test_adam_first_step_literal():
+    params = {"encoder.fc1.weight": arr([1.0, -2.0])}
+    grads = {"encoder.fc1.weight": arr([0.1, -0.2])}
+    # step 1, eps = 0: m_hat = g, v_hat = g^2, so the direction is sign(g)
+    (s,) = run("adam", params, [grads], lr=0.1, eps=0.0)
+    assert_close(s["encoder.fc1.weight"], [0.9, -1.9])
+    # AdamW wd = 0.1: p - lr (sign(g) + 0.1 p) = [1 - 0.11, -2 + 0.12]
+    (s,) = run("adamw", params, [grads], lr=0.1, eps=0.0, weight_decay=0.1)
+    assert_close(s["encoder.fc1.weight"], [0.89, -1.88])
+    # Adam L2 wd = 0.1: u = g + 0.1 p = [0.2, -0.4], still sign(u) = sign(g) on step 1
+    (s,) = run("adam", params, [grads], lr=0.1, eps=0.0, weight_decay=0.1)
+    assert_close(s["encoder.fc1.weight"], [0.9, -1.9])
+
+
+def test_adam_count_in_state():
+    params = {"encoder.fc1.weight": arr([1.0])}
+    state = optim.adam_init(params)
+    assert set(state) == {"mu.encoder.fc1.weight", "nu.encoder.fc1.weight", "count"}
+    assert state["count"].shape == () and int(state["count"]) == 0
+    _, state = optim.adam_update({"encoder.fc1.weight": arr([1.0])}, state, params, lr=0.1)
+    assert int(state["count"]) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Filters, lr_mult, make_optimizer
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, excluded", [
+    ("encoder.fc1.weight", False),
+    ("encoder.fc1.bias", True),
+    ("encoder.norm1.gamma", True),
+    ("encoder.norm1.beta", True),
+    ("projector.batchnorm.gamma", True),
+    ("projector.layer_norm.weight", True),
+    ("predictor.fc2.weight", False),
+    ("classifier.weight", False),
+    ("classifier.bias", True),
+    ("encoder.conv1.b", True),          # Haiku's name for a bias
+    ("encoder.bias_net.weight", False),  # "bias" only counts as the last component
+])
+def test_exclude_bias_and_norm(name, excluded):
+    assert exclude_bias_and_norm(name, None) is excluded
+
+
+def test_predictor_lr_mult():
+    f = predictor_lr_mult(10.0)
+    assert f("predictor.fc1.weight") == 10.0
+    assert f("projector.fc1.weight") == 1.0
+    assert f("encoder.predictor.weight") == 1.0
+    with pytest.raises(ValueError, match="mult"):
+        predictor_lr_mult(-1.0)
+
+
+def test_make_optimizer_binds_hyper():
+    params, grads = lars_tiny()
+    opt = make_optimizer("lars", momentum=0.8, weight_decay=0.1, eta=0.01)
+    assert opt.name == "lars" and opt.hyper == dict(momentum=0.8, weight_decay=0.1, eta=0.01)
+    a, sa = opt.update(grads, opt.init(params), params, lr=0.5)
+    b, sb = optim.lars_update(grads, optim.lars_init(params), params, lr=0.5, momentum=0.8,
+                              weight_decay=0.1, eta=0.01)
+    for k in params:
+        np.testing.assert_array_equal(a[k], b[k])
+        np.testing.assert_array_equal(sa["momentum." + k], sb["momentum." + k])
+    assert set(sa) == {"momentum." + k for k in params}
+
+
+@pytest.mark.parametrize("name, hyper, arg", [
+    ("rmsprop", {}, "name"),
+    ("sgd", dict(eta=0.1), "eta"),
+    ("sgd", dict(momentum=1.0), "momentum"),
+    ("sgd", dict(momentum=-0.1), "momentum"),
+    ("sgd", dict(weight_decay=-1e-6), "weight_decay"),
+    ("sgd", dict(nesterov=1), "nesterov"),
+    ("lars", dict(eta=0.0), "eta"),
+    ("lars", dict(eps=-1.0), "eps"),
+    ("lars", dict(trust_ratio="trust"), "trust_ratio"),
+    ("lars", dict(exclude="bias"), "exclude"),
+    ("lars", dict(clip_lr="yes"), "clip_lr"),
+    ("lars", dict(lr_mult=3.0), "lr_mult"),
+    ("lars", dict(inplace="yes"), "inplace"),
+    ("adam", dict(b1=1.0), "b1"),
+    ("adam", dict(b2=float("nan")), "b2"),
+    ("adamw", dict(eps=-1e-8), "eps"),
+])
+def test_make_optimizer_validates(name, hyper, arg):
+    with pytest.raises(ValueError, match=arg):
+        make_optimizer(name, **hyper)
+
+
+def test_update_validates_inputs():
+    params, grads = lars_tiny()
+    state = optim.lars_init(params)
+    with pytest.raises(ValueError, match="lr"):
+        optim.lars_update(grads, state, params, lr=-0.1)
+    with pytest.raises(ValueError, match="missing from grads.*encoder.fc1.bias"):
+        optim.lars_update({k: v for k, v in grads.items() if k != "encoder.fc1.bias"}, state, params, lr=0.1)
+    with pytest.raises(ValueError, match=r"grads\['encoder.fc1.weight'\].*dtype"):
+        optim.lars_update(dict(grads, **{"encoder.fc1.weight": arr([[0.3, 0.4]], "float32")}),
+                          state, params, lr=0.1)
+    with pytest.raises(ValueError, match=r"grads\['encoder.fc1.weight'\].*shape"):
+        optim.lars_update(dict(grads, **{"encoder.fc1.weight": arr([0.3, 0.4])}), state, params, lr=0.1)
+    with pytest.raises(ValueError, match="state"):
+        optim.lars_update(grads, optim.adam_init(params), params, lr=0.1)
+    with pytest.raises(ValueError, match="lr_mult has keys that are not in params"):
+        optim.lars_update(grads, state, params, lr=0.1, lr_mult={"predictor.typo": 2.0})
+    with pytest.raises(ValueError, match="lr_mult"):
+        optim.lars_update(grads, state, params, lr=0.1, lr_mult=lambda k: -1.0)
+    with pytest.raises(ValueError, match="floating"):
+        optim.sgd_update({"w": arr([1], "int64")}, {"momentum.w": arr([1], "int64")}, {"w": arr([1], "int64")},
+                         lr=0.1)
+
+
+def test_tree_helpers():
+    a = {"x.weight": arr([[1.0, 2.0]]), "x.bias": arr([2.0])}
+    b = tree.scale(a, 2.0)
+    assert_close(tree.add(a, b)["x.weight"], [[3.0, 6.0]])
+    assert_close(tree.global_norm(a), 3.0)
+    c = tree.copy(a)
+    assert not np.shares_memory(c["x.weight"], a["x.weight"])
+    assert_close(tree.zeros_like(a)["x.bias"], [0.0], atol=0)
+    assert tree.tree_to_numpy(a)["x.bias"].dtype == np.float64
+    assert tree.scale({"w": arr([1.0], "float32")}, 0.5)["w"].dtype == np.float32
+    with pytest.raises(ValueError, match=r"missing from trees\[1\]: \['x.bias'\], extra in trees\[1\]: \['y'\]"):
+        tree.tree_map(lambda u, v: u, a, {"x.weight": 1, "y": 2})
+    with pytest.raises(ValueError, match="grads"):
+        tree.check_same_keys(a, {}, "params", "grads")
+
+
+# ---------------------------------------------------------------------------------------------
+# Property tests (hypothesis)
+# ---------------------------------------------------------------------------------------------
+
+KEYS = ("encoder.fc1.weight", "encoder.fc1.bias", "encoder.norm1.gamma", "encoder.norm1.beta",
+        "projector.fc2.weight", "predictor.fc1.weight", "predictor.fc1.bias", "classifier.weight")
+
+
+def make_tree(seed, dims, dtype, n_grads=3):
+    """Random params and ``n_grads`` gradient dicts with BYOL-like keys and shapes."""
+    D, H, P, Q = dims
+    shapes = {"encoder.fc1.weight": (D, H), "encoder.fc1.bias": (H,), "encoder.norm1.gamma": (H,),
+              "encoder.norm1.beta": (H,), "projector.fc2.weight": (H, P), "predictor.fc1.weight": (P, Q),
+              "predictor.fc1.bias": (Q,), "classifier.weight": (H, 3)}
+    rng = np.random.default_rng(seed)
+    params = {k: rng.standard_normal(s).astype(dtype) for k, s in shapes.items()}
+    grads = [{k: rng.standard_normal(s).astype(dtype) for k, s in shapes.items()} for _ in range(n_grads)]
+    return params, grads
+
+
+dims_st = st.tuples(*[st.integers(1, 5)] * 4)
+
+optimizer_st = st.one_of(
+    st.fixed_dictionaries({"name": st.just("sgd"), "momentum": st.sampled_from([0.0, 0.5, 0.9]),
+                           "weight_decay": st.sampled_from([0.0, 1e-4, 0.1]), "nesterov": st.booleans()}),
+    st.fixed_dictionaries({"name": st.just("lars"), "momentum": st.sampled_from([0.0, 0.9]),
+                           "weight_decay": st.sampled_from([0.0, 1e-6, 0.1]),
+                           "eta": st.sampled_from([1e-3, 0.02]),
+                           "trust_ratio": st.sampled_from(["norm_of_sum", "sum_of_norms"]),
+                           "eps": st.sampled_from([0.0, 1e-8]),
+                           "exclude": st.sampled_from(["name", "ndim", None]),
+                           "clip_lr": st.booleans()}),
+    st.fixed_dictionaries({"name": st.sampled_from(["adam", "adamw"]), "b1": st.sampled_from([0.0, 0.9]),
+                           "b2": st.sampled_from([0.5, 0.999]), "eps": st.sampled_from([0.0, 1e-8]),
+                           "weight_decay": st.sampled_from([0.0, 0.01])}),
+)
+
+
+def build(cfg):
+    cfg = dict(cfg)
+    return make_optimizer(cfg.pop("name"), **cfg)
+
+
+def float_leaves(tree_):
+    return {k: v for k, v in tree_.items() if v.dtype.kind == "f"}
+
+
+@given(cfg=optimizer_st, seed=st.integers(0, 2**32 - 1), dims=dims_st, dtype=st.sampled_from(["float32", F64]))
+def test_lr_zero_leaves_params_unchanged(cfg, seed, dims, dtype):
+    opt = build(cfg)
+    params, grads = make_tree(seed, dims, dtype)
+    state = opt.init(params)
+    p = params
+    for g in grads:
+        p, state = opt.update(g, state, p, lr=0.0)
+    for k in params:
+        np.testing.assert_array_equal(p[k], params[k])
+
+
+@given(cfg=optimizer_st, seed=st.integers(0, 2**32 - 1), dims=dims_st, dtype=st.sampled_from(["float32", F64]),
+       mult=st.sampled_from([None, 0.0, 10.0]))
+def test_inplace_equals_pure_and_pure_does_not_mutate(cfg, seed, dims, dtype, mult):
+    opt = build(cfg)
+    lr_mult = None if mult is None else predictor_lr_mult(mult)
+    params, grads = make_tree(seed, dims, dtype)
+    p_pure, s_pure = params, opt.init(params)
+    p_in, s_in = tree.copy(params), opt.init(params)
+    for i, g in enumerate(grads):
+        before = (tree.copy(p_pure), tree.copy(s_pure), tree.copy(g))
+        new_p, new_s = opt.update(g, s_pure, p_pure, lr=0.3 + i, lr_mult=lr_mult)
+        # pure: inputs untouched, outputs own their memory
+        for old, now in zip(before, (p_pure, s_pure, g)):
+            for k in old:
+                np.testing.assert_array_equal(now[k], old[k])
+        inputs = [*p_pure.values(), *s_pure.values(), *g.values()]
+        for out in (*new_p.values(), *new_s.values()):
+            assert not any(np.shares_memory(out, x) for x in inputs)
+        p_pure, s_pure = new_p, new_s
+        # in place: same arrays come back, overwritten
+        ids = {k: id(v) for k, v in {**p_in, **s_in}.items()}
+        p_in, s_in = opt.update(g, s_in, p_in, lr=0.3 + i, lr_mult=lr_mult, inplace=True)
+        assert {k: id(v) for k, v in {**p_in, **s_in}.items()} == ids
+    for k in params:
+        np.testing.assert_array_equal(p_in[k], p_pure[k])  # bitwise identical
+    for k in s_pure:
+        np.testing.assert_array_equal(s_in[k], s_pure[k])
+    # dtype in = dtype out, for params and every float state buffer
+    assert all(v.dtype == np.dtype(dtype) for v in (*p_pure.values(), *float_leaves(s_pure).values()))
+
+
+@given(seed=st.integers(0, 2**32 - 1), dims=dims_st, lr=st.floats(1e-3, 10), eta=st.floats(1e-4, 0.1),
+       wd=st.sampled_from([0.0, 1e-6, 0.5]), momentum=st.sampled_from([0.0, 0.9]),
+       trust_ratio=st.sampled_from(["norm_of_sum", "sum_of_norms"]), eps=st.sampled_from([0.0, 1e-8]))
+def test_lars_first_step_norm(seed, dims, lr, eta, wd, momentum, trust_ratio, eps):
+    params, (grads, *_) = make_tree(seed, dims, F64)
+    new, _ = optim.lars_update(grads, optim.lars_init(params), params, lr=lr, eta=eta, weight_decay=wd,
+                               momentum=momentum, trust_ratio=trust_ratio, eps=eps)
+    for k, p in params.items():
+        step, g = params[k] - new[k], grads[k]
+        if exclude_bias_and_norm(k):
+            # excluded by name: no weight decay, no trust ratio, m = g on the first step
+            np.testing.assert_allclose(step, lr * g, rtol=1e-12, atol=1e-15)
+            continue
+        pn, gn, un = (float(np.linalg.norm(x)) for x in (p, g, g + wd * p))
+        if trust_ratio == "norm_of_sum":
+            expected = lr * eta * pn * un / (un + eps)             # = lr eta ||p|| when eps = 0
+        else:
+            expected = lr * eta * pn * un / (gn + wd * pn + eps)
+        assert float(np.linalg.norm(step)) == pytest.approx(expected, rel=1e-10)
+        # and the step points along g + wd p
+        np.testing.assert_allclose(step * un, (g + wd * p) * float(np.linalg.norm(step)), rtol=1e-9, atol=1e-12)
+
+
+@given(cfg=optimizer_st, seed=st.integers(0, 2**32 - 1), dims=dims_st, mult=st.floats(0, 20))
+def test_lr_mult_only_scales_predictor_steps(cfg, seed, dims, mult):
+    assume(not cfg.get("clip_lr"))  # clip_lr makes the step non-linear in lr
+    opt = build(cfg)
+    params, grads = make_tree(seed, dims, F64)
+    state = opt.init(params)
+    for g in grads[:2]:  # two steps so that momentum and Adam moments are non-trivial
+        params, state = opt.update(g, state, params, lr=0.1)
+    base_p, base_s = opt.update(grads[2], state, params, lr=0.1)
+    mult_p, mult_s = opt.update(grads[2], state, params, lr=0.1, lr_mult=predictor_lr_mult(mult))
+    dict_p, _ = opt.update(grads[2], state, params, lr=0.1,
+                           lr_mult={k: mult for k in params if k.startswith("predictor.")})
+    for k in params:
+        np.testing.assert_array_equal(mult_p[k], dict_p[k])
+        if k.startswith("predictor."):
+            np.testing.assert_allclose(params[k] - mult_p[k], mult * (params[k] - base_p[k]),
+                                       rtol=1e-9, atol=1e-12)
+        else:
+            np.testing.assert_array_equal(mult_p[k], base_p[k])
+    for k in base_s:  # the lr sits outside the buffers: state is the same
+        np.testing.assert_array_equal(mult_s[k], base_s[k])
+
+
+@given(name=st.sampled_from(["adam", "adamw"]), seed=st.integers(0, 2**32 - 1), dims=dims_st,
+       lr=st.floats(1e-4, 1.0))
+def test_adam_first_step_moves_lr_per_coordinate(name, seed, dims, lr):
+    params, (grads, *_) = make_tree(seed, dims, F64)
+    new, _ = make_optimizer(name, eps=0.0, weight_decay=0.0).update(
+        grads, optim.adam_init(params), params, lr=lr)
+    for k in params:
+        np.testing.assert_allclose(params[k] - new[k], lr * np.sign(grads[k]), rtol=1e-12)
+
+
+def test_float32_never_upcast_in_lars_scalars():
+    # the trust ratio and the norms are float32 0-d values, so no float64 creeps in
+    params, grads = make_tree(0, (3, 4, 2, 5), "float32")
+    for variant in ("norm_of_sum", "sum_of_norms"):
+        new, st_ = optim.lars_update(grads[0], optim.lars_init(params), params, lr=np.float64(0.5),
+                                     trust_ratio=variant, clip_lr=True, eps=1e-8)
+        assert all(v.dtype == np.float32 for v in (*new.values(), *st_.values()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Backends (the cupy case is gpu-marked and skipped without a device)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["sgd", "lars", "adam", "adamw"])
+def test_backend_matches_numpy(backend, name):
+    hyper = {"lars": dict(weight_decay=0.1, eta=0.01), "sgd": dict(weight_decay=0.1, nesterov=True)}.get(name, {})
+    params, grads = make_tree(1, (4, 6, 3, 5), F64)
+    opt = make_optimizer(name, lr_mult=predictor_lr_mult(5.0), **hyper)
+    ref_p, ref_s = params, opt.init(params)
+    dev_p = {k: backend.asarray(v) for k, v in params.items()}
+    dev_s, dev_in_p = opt.init(dev_p), tree.copy(dev_p)
+    dev_in_s = opt.init(dev_in_p)
+    for g in grads:
+        ref_p, ref_s = opt.update(g, ref_s, ref_p, lr=0.2)
+        dg = {k: backend.asarray(v) for k, v in g.items()}
+        dev_p, dev_s = opt.update(dg, dev_s, dev_p, lr=0.2)
+        dev_in_p, dev_in_s = opt.update(dg, dev_in_s, dev_in_p, lr=0.2, inplace=True)
+    got, got_in = tree.tree_to_numpy(dev_p), tree.tree_to_numpy(dev_in_p)
+    for k in params:
+        np.testing.assert_allclose(got[k], ref_p[k], rtol=1e-12, atol=1e-14)
+        np.testing.assert_array_equal(got_in[k], got[k])

@@ -1,0 +1,176 @@
+"""Tests for byol_ref.schedules: warm-up + cosine learning rate and the target EMA rate tau."""
+import math
+
+import pytest
+from hypothesis import given, strategies as st
+
+from byol_ref.schedules import target_tau, warmup_cosine_lr
+
+
+def lr(k, **kw):
+    base = dict(base_lr=0.2, batch_size=4096, total_steps=100, warmup_steps=10)
+    base.update(kw)
+    return warmup_cosine_lr(k, **base)
+
+
+# ---------------------------------------------------------------------------------------------
+# learning rate
+# ---------------------------------------------------------------------------------------------
+
+def test_lr_official_values():
+    peak = 0.2 * 4096 / 256  # 3.2, BYOL_FACTS a6
+    assert lr(0) == 0.0                          # eta_0 = 0: the first update is a no-op
+    assert lr(5) == pytest.approx(peak / 2, rel=1e-15)
+    assert lr(9) == pytest.approx(peak * 9 / 10, rel=1e-15)
+    assert lr(10) == pytest.approx(peak, rel=1e-15)  # end of warm-up: the peak
+    assert lr(55) == pytest.approx(peak / 2, rel=1e-12)  # half-way through the cosine
+    assert lr(100) == 0.0                        # exactly final_lr at K ...
+    assert lr(10_000) == 0.0                     # ... and after
+    assert isinstance(lr(3), float) and isinstance(lr(50), float)
+
+
+def test_lr_paper_schedule_1000_epochs():
+    # B = 4096, 1000 epochs: K = 312,784, W = 3,127, peak 0.2 * 16 = 3.2 (BYOL_FACTS a6).
+    kw = dict(base_lr=0.2, batch_size=4096, total_steps=312_784, warmup_steps=3_127)
+    assert warmup_cosine_lr(0, **kw) == 0.0
+    assert warmup_cosine_lr(3_127, **kw) == pytest.approx(3.2, rel=1e-15)
+    assert warmup_cosine_lr(312_784, **kw) == 0.0
+
+
+def test_lr_final_and_warmup_start():
+    peak = 3.2
+    assert lr(0, warmup_start=0.1) == 0.1
+    assert lr(5, warmup_start=0.1) == pytest.approx(0.1 + (peak - 0.1) / 2, rel=1e-15)
+    assert lr(10, final_lr=0.0032) == pytest.approx(peak, rel=1e-15)
+    assert lr(55, final_lr=0.0032) == pytest.approx((peak + 0.0032) / 2, rel=1e-12)
+    assert lr(100, final_lr=0.0032) == 0.0032
+    assert lr(500, final_lr=0.0032) == 0.0032
+
+
+def test_lr_warmup_offset_lightly():
+    peak = 3.2
+    assert lr(0, warmup_offset=1) == pytest.approx(peak / 10, rel=1e-15)  # (k + 1)/W
+    assert lr(9, warmup_offset=1) == pytest.approx(peak, rel=1e-15)       # peak reached at W - 1
+    assert lr(10, warmup_offset=1) == pytest.approx(peak, rel=1e-15)
+    assert lr(20, warmup_offset=1) == lr(20)                              # cosine phase unchanged
+
+
+def test_lr_no_warmup_and_warmup_only():
+    assert lr(0, warmup_steps=0) == pytest.approx(3.2, rel=1e-15)
+    assert lr(100, warmup_steps=0) == 0.0
+    # W = K: the whole run is warm-up; at and after K the schedule sits at final_lr.
+    assert lr(99, warmup_steps=100) == pytest.approx(3.2 * 99 / 100, rel=1e-15)
+    assert lr(100, warmup_steps=100, final_lr=0.01) == 0.01
+    assert lr(1000, warmup_steps=100) == 0.0
+
+
+def test_lr_batch_scale():
+    assert lr(10, batch_size=512, batch_scale=512) == pytest.approx(0.2, rel=1e-15)
+
+
+@pytest.mark.parametrize("kw, arg", [
+    (dict(warmup_steps=101), "warmup_steps"),
+    (dict(warmup_steps=-1), "warmup_steps"),
+    (dict(total_steps=0), "total_steps"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(base_lr=-0.1), "base_lr"),
+    (dict(base_lr=float("nan")), "base_lr"),
+    (dict(final_lr=-1.0), "final_lr"),
+    (dict(warmup_start=-1.0), "warmup_start"),
+    (dict(warmup_offset=2), "warmup_offset"),
+    (dict(batch_scale=0), "batch_scale"),
+])
+def test_lr_validation(kw, arg):
+    with pytest.raises(ValueError, match=arg):
+        lr(5, **kw)
+
+
+@pytest.mark.parametrize("step", [-1, 1.5, "3"])
+def test_lr_bad_step(step):
+    with pytest.raises(ValueError, match="step"):
+        lr(step)
+
+
+@given(
+    K=st.integers(1, 300),
+    frac=st.floats(0, 1),
+    base_lr=st.floats(0, 5),
+    B=st.integers(1, 8192),
+    final_frac=st.floats(0, 1),
+    start_frac=st.floats(0, 1),
+    offset=st.sampled_from([0, 1]),
+)
+def test_lr_monotone_and_bounded(K, frac, base_lr, B, final_frac, start_frac, offset):
+    W = int(frac * K)
+    peak = base_lr * B / 256
+    kw = dict(base_lr=base_lr, batch_size=B, total_steps=K, warmup_steps=W,
+              final_lr=final_frac * peak, warmup_start=start_frac * peak, warmup_offset=offset)
+    vals = [warmup_cosine_lr(k, **kw) for k in range(K + 3)]
+    tol = 1e-12 * max(peak, 1e-300)
+    # Non-decreasing during warm-up, non-increasing after, and inside [min(start, final), peak].
+    assert all(b >= a - tol for a, b in zip(vals[:W], vals[1:W]))
+    assert all(b <= a + tol for a, b in zip(vals[W:], vals[W + 1:]))
+    assert all(min(kw["warmup_start"], kw["final_lr"]) - tol <= v <= peak + tol for v in vals)
+    assert vals[K] == vals[K + 2] == kw["final_lr"]
+    if W < K:
+        assert vals[W] == pytest.approx(peak, rel=1e-12, abs=1e-300)
+
+
+# ---------------------------------------------------------------------------------------------
+# tau
+# ---------------------------------------------------------------------------------------------
+
+def test_tau_official_values():
+    assert target_tau(0, tau_base=0.996, total_steps=1000) == pytest.approx(0.996, abs=1e-15)
+    assert target_tau(500, tau_base=0.996, total_steps=1000) == pytest.approx(0.998, abs=1e-15)
+    assert target_tau(1000, tau_base=0.996, total_steps=1000) == 1.0
+    assert target_tau(5000, tau_base=0.996, total_steps=1000) == 1.0
+    # k = 250: 1 - 0.004 * (cos(pi/4) + 1)/2
+    assert target_tau(250, tau_base=0.996, total_steps=1000) == pytest.approx(
+        1 - 0.004 * (math.sqrt(0.5) + 1) / 2, abs=1e-15)
+    assert isinstance(target_tau(3, tau_base=0.99, total_steps=10), float)
+
+
+def test_tau_lightly_k_minus_1():
+    K = 11
+    assert target_tau(0, tau_base=0.99, total_steps=K, denominator="K-1") == pytest.approx(0.99, abs=1e-15)
+    assert target_tau(5, tau_base=0.99, total_steps=K, denominator="K-1") == pytest.approx(0.995, abs=1e-15)
+    assert target_tau(K - 1, tau_base=0.99, total_steps=K, denominator="K-1") == 1.0  # exactly 1 at K - 1
+    assert target_tau(K + 4, tau_base=0.99, total_steps=K, denominator="K-1") == 1.0
+    assert target_tau(0, tau_base=0.99, total_steps=1, denominator="K-1") == 1.0     # K = 1
+    # the two denominators differ before the end
+    assert target_tau(5, tau_base=0.99, total_steps=K) < target_tau(5, tau_base=0.99, total_steps=K,
+                                                                      denominator="K-1")
+
+
+def test_tau_constant_and_extremes():
+    assert target_tau(123, tau_base=0.99, total_steps=10, schedule="constant") == 0.99
+    assert target_tau(3, tau_base=1.0, total_steps=10) == 1.0
+    assert target_tau(0, tau_base=0.0, total_steps=10) == 0.0
+
+
+@pytest.mark.parametrize("kw, arg", [
+    (dict(tau_base=1.5), "tau_base"),
+    (dict(tau_base=-0.1), "tau_base"),
+    (dict(total_steps=0), "total_steps"),
+    (dict(schedule="linear"), "schedule"),
+    (dict(denominator="K+1"), "denominator"),
+])
+def test_tau_validation(kw, arg):
+    base = dict(tau_base=0.99, total_steps=10)
+    base.update(kw)
+    with pytest.raises(ValueError, match=arg):
+        target_tau(1, **base)
+    with pytest.raises(ValueError, match="step"):
+        target_tau(-1, tau_base=0.99, total_steps=10)
+
+
+@given(K=st.integers(1, 400), tau_base=st.floats(0, 1), denom=st.sampled_from(["K", "K-1"]))
+def test_tau_monotone_bounded(K, tau_base, denom):
+    vals = [target_tau(k, tau_base=tau_base, total_steps=K, denominator=denom) for k in range(K + 2)]
+    assert all(b >= a - 1e-15 for a, b in zip(vals, vals[1:]))
+    assert all(tau_base - 1e-15 <= v <= 1.0 for v in vals)
+    end = K if denom == "K" else K - 1
+    assert vals[end] == vals[K + 1] == 1.0
+    if end > 0:
+        assert vals[0] == pytest.approx(tau_base, abs=1e-15)
