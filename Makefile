@@ -4,6 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 HYPOTHESIS_PROFILE ?= ci
 export HYPOTHESIS_PROFILE
+# On small machines OpenBLAS's threads cost more than they bring for BYOL-sized matmuls
+# (measured on the 2-vCPU reference machine: 1 thread is 4-10x faster; docs/benchmarks.md).
+# Override with `make run BLAS_THREADS=2`.
+BLAS_THREADS ?= 1
+run test test-all: export OPENBLAS_NUM_THREADS = $(BLAS_THREADS)
+run test test-all: export OMP_NUM_THREADS = $(BLAS_THREADS)
 
 .PHONY: run test test-all bench gpu-check collapse-lab clean
 
@@ -23,7 +29,7 @@ $(VENV)/.stamp-run: pyproject.toml | $(VENV)/bin/python
 
 ## Main job: train BYOL on the embedded digits on CPU and report what it learned.
 run: $(VENV)/.stamp-run
-	$(PY) -m byol_ref train --data digits --out runs/digits --overwrite
+	$(PY) -m byol_ref train --data digits
 
 ## CPU test suite (what CI runs).
 test: $(VENV)/.stamp-test

@@ -214,7 +214,7 @@ def softmax_xent_backward(dloss: Any, cache: SoftmaxXentCache) -> Any:
     n = probs.shape[0]
     dlogits = probs.copy()  # (N, C)
     dlogits[np.arange(n), y] -= 1.0
-    dlogits *= float(dloss)  # the 1/N of the mean
+    dlogits *= float(dloss) / n  # the 1/N of the mean
     return dlogits
 
 

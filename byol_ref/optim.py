@@ -131,7 +131,7 @@ def predictor_lr_mult(mult: float) -> Callable[[str], float]:
     """An ``lr_mult`` giving every ``"predictor."`` key ``mult`` times the learning rate.
 
     Args:
-        mult: finite multiplier >= 0 (e.g. 10, as in the predictor-lr ablations that followed BYOL).
+        mult: finite multiplier >= 0 (e.g. 10 for a predictor that learns faster than the rest).
 
     Returns:
         ``fn(name) -> float``: ``mult`` for keys starting with ``"predictor."``, else 1.0.

@@ -87,8 +87,8 @@ def global_norm(tree: Tree):
     The sum of squares is accumulated in the arrays' own dtype (float32 stays float32).
 
     Returns:
-        A 0-d array on the trees' device (``float(...)`` brings it to the host);
-        ``0.0`` for an empty tree.
+        A 0-d value in the trees' dtype and on their device (a NumPy scalar on NumPy, a 0-d
+        CuPy array on CuPy; ``float(...)`` brings it to the host); ``0.0`` for an empty tree.
     """
     total = 0.0
     for v in tree.values():

@@ -340,6 +340,13 @@ def test_normalized_std_of_isotropic_gaussian_is_about_one_over_sqrt_d(d):
     assert ev.normalized_std(z * scale) == pytest.approx(ev.normalized_std(z), rel=1e-12)
 
 
+def test_normalized_std_matches_the_formula_with_unbiased_std():
+    z = np.array([[3.0, 4.0], [0.0, 2.0], [-1.0, 0.0]])
+    zn = np.array([[0.6, 0.8], [0.0, 1.0], [-1.0, 0.0]])
+    col = [np.sqrt(np.sum((zn[:, j] - zn[:, j].mean()) ** 2) / 2) for j in range(2)]  # ddof=1
+    assert ev.normalized_std(z) == pytest.approx(np.mean(col), rel=1e-12)
+
+
 @given(seed=seeds, n=st.integers(2, 20), d=st.integers(1, 10), scale=st.floats(1e-3, 1e3))
 def test_normalized_std_is_zero_for_identical_rows(seed, n, d, scale):
     row = np.random.default_rng(seed).normal(size=d)

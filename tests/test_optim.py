@@ -14,6 +14,9 @@ from byol_ref.optim import exclude_bias_and_norm, make_optimizer, predictor_lr_m
 
 F64 = "float64"
 
+# Any numpy warning (0/0 in a trust ratio, r / lr at lr = 0, overflow) is a failure.
+pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
+
 
 def arr(x, dtype=F64):
     return np.asarray(x, dtype=dtype)
@@ -155,6 +158,13 @@ def test_lars_exclude_ndim_solo_learn():
     (s,) = run("lars", params, [grads], lr=1.0, weight_decay=0.1, eta=0.01)  # by name
     assert_close(s["head.weight"], [2.97, 3.96])
     assert_close(s["encoder.norm1.weight"], [[2.7, 3.6]])
+    # ndim <= 1 gets no weight decay in SGD too (0-d included); by name only the norm key is spared
+    (s,) = run("sgd", params, [grads], lr=1.0, weight_decay=0.1, exclude="ndim")
+    assert_close(s["scale"], 4.0)
+    assert_close(s["encoder.norm1.weight"], [[2.4, 3.2]])     # p - (g + 0.1 p)
+    (s,) = run("sgd", params, [grads], lr=1.0, weight_decay=0.1)
+    assert_close(s["scale"], 3.5)                             # 5 - (1 + 0.5)
+    assert_close(s["encoder.norm1.weight"], [[2.7, 3.6]])
 
 
 def test_lars_clip_lr():
@@ -168,6 +178,16 @@ def test_lars_clip_lr():
     assert_close(s["encoder.fc1.weight"], [[2.7, 3.6]])
     (s,) = run("lars", params, [grads], lr=2.0, **dict(hyper, clip_lr=False))  # unclipped: lr r u
     assert_close(s["encoder.fc1.weight"], [[2.4, 3.2]])
+    # ||p|| = 0: the r = 1 fallback is not clipped, the step is lr u (not min(1/lr, 1) lr u = u)
+    zero = {"encoder.fc1.weight": arr([[0.0, 0.0]])}
+    for variant in ("norm_of_sum", "sum_of_norms"):
+        (s,) = run("lars", zero, [grads], lr=2.0, **dict(hyper, trust_ratio=variant))
+        assert_close(s["encoder.fc1.weight"], [[-0.6, -0.8]])
+    # lr = 0: the multiplier is 1 (torch: min(r / 0.0, 1)); params stay, the buffer gets u
+    opt = make_optimizer("lars", **hyper)
+    p0, s0 = opt.update(grads, opt.init(params), params, lr=0.0)
+    assert_close(p0["encoder.fc1.weight"], [[3.0, 4.0]], atol=0)
+    assert_close(s0["momentum.encoder.fc1.weight"], [[0.3, 0.4]])
 
 
 def adam_oracle(p, gs, lr, b1, b2, eps, wd=0.0, decoupled=False):
@@ -436,7 +456,8 @@ def test_lars_first_step_norm(seed, dims, lr, eta, wd, momentum, trust_ratio, ep
             expected = lr * eta * pn * un / (un + eps)             # = lr eta ||p|| when eps = 0
         else:
             expected = lr * eta * pn * un / (gn + wd * pn + eps)
-        assert float(np.linalg.norm(step)) == pytest.approx(expected, rel=1e-10)
+        # the step is recovered as p - new, exact to ~eps*||p|| (cancellation), hence the abs term
+        assert float(np.linalg.norm(step)) == pytest.approx(expected, rel=1e-10, abs=1e-14 * pn)
         # and the step points along g + wd p
         np.testing.assert_allclose(step * un, (g + wd * p) * float(np.linalg.norm(step)), rtol=1e-9, atol=1e-12)
 
@@ -471,7 +492,9 @@ def test_adam_first_step_moves_lr_per_coordinate(name, seed, dims, lr):
     new, _ = make_optimizer(name, eps=0.0, weight_decay=0.0).update(
         grads, optim.adam_init(params), params, lr=lr)
     for k in params:
-        np.testing.assert_allclose(params[k] - new[k], lr * np.sign(grads[k]), rtol=1e-12)
+        # p - new loses ~eps*|p| to cancellation when lr is small: allow that much absolutely
+        np.testing.assert_allclose(params[k] - new[k], lr * np.sign(grads[k]), rtol=1e-12,
+                                   atol=4e-16 * float(np.abs(params[k]).max()))
 
 
 def test_float32_never_upcast_in_lars_scalars():

@@ -1,0 +1,108 @@
+"""Checkpoints: one ``.npz`` (never pickled), written atomically, read with clear errors.
+
+Layout (format ``byol-ref-checkpoint``, version 1): every array is stored under a
+prefixed name, ``online/<param>``, ``target/<param>``, ``online_buffers/<buffer>``,
+``target_buffers/<buffer>``, ``opt/<state key>``, ``data/epoch_perm``; one 0-d string
+``meta`` holds JSON: format, version, step, epoch position, the generator state, the
+model and training configs, and anything the caller adds. ``numpy.load`` is always
+called with ``allow_pickle=False``.
+
+Writes go to a temporary file in the same folder, are flushed to disk, then renamed
+over the destination (``os.replace`` is atomic on POSIX and Windows), so a crash leaves
+either the old checkpoint or the new one, never half of one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+from .backend import host as np
+from .backend import to_numpy
+
+FORMAT = "byol-ref-checkpoint"
+VERSION = 1
+GROUPS = ("online", "target", "online_buffers", "target_buffers", "opt", "data")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, truncated, corrupt or not a byol-ref checkpoint."""
+
+
+def save(path, arrays: dict, meta: dict) -> Path:
+    """Atomically write a checkpoint.
+
+    Args:
+        path: destination ``.npz`` path.
+        arrays: group name (one of GROUPS) -> dict name -> array (NumPy or CuPy).
+        meta: JSON-serialisable dict (step, configs, generator state, ...).
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    flat = {}
+    for group, tree in arrays.items():
+        if group not in GROUPS:
+            raise ValueError(f"checkpoint group must be one of {GROUPS}, got {group!r}")
+        for name, value in tree.items():
+            flat[f"{group}/{name}"] = to_numpy(value)
+    flat["meta"] = np.array(json.dumps({"format": FORMAT, "version": VERSION, **meta}))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **flat)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load(path) -> tuple[dict, dict]:
+    """Read a checkpoint written by :func:`save`.
+
+    Returns:
+        (arrays, meta): arrays as group -> dict name -> host array; meta the JSON dict.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: truncated, corrupt, foreign (not a byol-ref checkpoint) or of a
+            newer format version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            names = list(f.files)
+            if "meta" not in names:
+                raise CheckpointError(f"{path} is an .npz file but not a byol-ref checkpoint "
+                                      f"(no 'meta' entry; it has {names[:5]}{'...' if len(names) > 5 else ''})")
+            meta = json.loads(str(f["meta"][()]))
+            arrays = {g: {} for g in GROUPS}
+            for name in names:
+                if name == "meta":
+                    continue
+                group, _, key = name.partition("/")
+                if group not in arrays or not key:
+                    raise CheckpointError(f"{path}: unexpected entry {name!r} in a byol-ref checkpoint")
+                arrays[group][key] = f[name]
+    except CheckpointError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is truncated or corrupt and cannot be read as a byol-ref checkpoint "
+                              f"({type(exc).__name__}: {exc})") from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a byol-ref checkpoint (format {meta.get('format')!r}, "
+                              f"expected {FORMAT!r})")
+    if not isinstance(meta.get("version"), int) or meta["version"] > VERSION:
+        raise CheckpointError(f"{path} has checkpoint format version {meta.get('version')!r}; this byol-ref "
+                              f"reads versions up to {VERSION}: upgrade byol-ref")
+    return arrays, meta

@@ -1,0 +1,489 @@
+"""The ``byol-ref`` command line (also ``python -m byol_ref``).
+
+    byol-ref train [--data digits|synthetic|PATH] [options]   train, evaluate, plot
+    byol-ref eval RUN_DIR_OR_CHECKPOINT                        evaluate a saved run
+    byol-ref trace --preset NAME (--inputs FILE | --dims ...)  trace every tensor of N steps
+    byol-ref diff A.npz B.npz                                  compare two traces
+    byol-ref convert IN OUT --from/--to byol-ref|torch         weight interchange
+
+Every run writes into its own directory: ``config.json``, ``metrics.jsonl``,
+``checkpoint.npz`` (atomic, never pickled), ``report.json``, ``report.txt`` and PNG plots.
+An existing non-empty directory is refused unless ``--resume`` or ``--overwrite``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+
+from .augment import default_views_for
+from .backend import get_backend
+from .data import load_digits, load_file, synthetic
+from .model import Config
+from .train import TrainConfig, TrainingDiverged, fit, load_checkpoint, prepare_data, InputNorm
+
+EXIT_USAGE = 2
+
+
+def _load_data(spec: dict):
+    kind = spec["data"]
+    if kind == "digits":
+        return load_digits()
+    if kind == "synthetic":
+        return synthetic(seed=spec.get("data_seed", 0))
+    return load_file(kind, labels=spec.get("labels"), seed=spec.get("data_seed", 0))
+
+
+def _parse_value(field, text):
+    """Convert ``text`` to the type of a dataclass field (bool, int, float, str, or None)."""
+    if text.lower() in ("none", "null"):
+        return None
+    kind = str(field.type)
+    if "bool" in kind:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"--set {field.name}: expected true/false, got {text!r}")
+    if "int" in kind and "float" not in kind:
+        return int(text)
+    if "float" in kind:
+        return float(text)
+    return text
+
+
+def _apply_sets(pairs, model_kw, train_kw):
+    model_fields = {f.name: f for f in fields(Config)}
+    train_fields = {f.name: f for f in fields(TrainConfig)}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
+        key, text = pair.split("=", 1)
+        key = key.strip().replace("-", "_")
+        if key in model_fields:
+            model_kw[key] = _parse_value(model_fields[key], text)
+        elif key in train_fields:
+            train_kw[key] = _parse_value(train_fields[key], text)
+        else:
+            raise ValueError(f"--set: unknown field {key!r}; model fields: {sorted(model_fields)}; "
+                             f"training fields: {sorted(train_fields)}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="byol-ref", description="BYOL reference implementation (NumPy/CuPy).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train BYOL, then evaluate and plot",
+                       description="Train BYOL on a data set, then report probes against baselines.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = t.add_argument_group("data")
+    g.add_argument("--data", default="digits",
+                   help="'digits' (embedded UCI digits), 'synthetic', or a .npy/.npz/.csv feature file")
+    g.add_argument("--labels", default=None,
+                   help="for a CSV: label column name or index; or a separate .npy/.csv label file")
+    g.add_argument("--data-seed", type=int, default=0, help="seed of the train/test split of a user file")
+    g = t.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    g.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    g.add_argument("--optimizer", choices=("adamw", "adam", "sgd", "lars"), default=TrainConfig.optimizer)
+    g.add_argument("--lr", type=float, default=TrainConfig.lr, help="base lr; peak = lr * batch / 256")
+    g.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay)
+    g.add_argument("--tau", type=float, default=TrainConfig.tau_base, help="target EMA rate tau at step 0")
+    g.add_argument("--tau-schedule", choices=("cosine", "constant"), default=TrainConfig.tau_schedule)
+    g.add_argument("--predictor-lr-mult", type=float, default=1.0, help="learning-rate multiplier of the predictor")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cpu (NumPy) or cuda (CuPy)")
+    g.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    g = t.add_argument_group("model")
+    g.add_argument("--hidden-size", type=int, default=Config.hidden_size, help="encoder width H")
+    g.add_argument("--projection-dim", type=int, default=Config.projection_dim, help="projection width P")
+    g.add_argument("--projector-hidden-dim", type=int, default=None, help="projector hidden width (default P)")
+    g.add_argument("--predictor-dim", type=int, default=Config.predictor_dim, help="predictor hidden width Q")
+    g.add_argument("--norm", choices=("batch", "layer", "none"), default=None, help="normalisation layers")
+    g.add_argument("--layout", choices=("paper", "edifice"), default="paper")
+    g = t.add_argument_group("collapse-lab ablations")
+    g.add_argument("--no-predictor", action="store_true", help="drop the predictor (p = z)")
+    g.add_argument("--no-stop-gradient", action="store_true",
+                   help="let the gradient flow through the target branch (use with --tau 0)")
+    g.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override any model.Config or TrainConfig field, e.g. --set views=concat")
+    g = t.add_argument_group("run directory")
+    g.add_argument("--out", default=None, help="run directory (default runs/<data>-<time>)")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    g.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
+    g.add_argument("--checkpoint-every", type=int, default=TrainConfig.checkpoint_every, help="steps (0: end only)")
+    g.add_argument("--log-every", type=int, default=TrainConfig.log_every, help="steps between metric records")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    g.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
+
+    e = sub.add_parser("eval", help="evaluate a saved run or checkpoint",
+                       description="Probe the online encoder of a saved run against baselines.")
+    e.add_argument("path", help="a run directory or a checkpoint .npz")
+    e.add_argument("--data", default=None, help="data set (default: the run's own, from config.json)")
+    e.add_argument("--labels", default=None)
+    e.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    e.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_verify_parsers(sub, t)
+    return p
+
+
+def _train(args) -> int:
+    data_spec = {"data": args.data, "labels": args.labels, "data_seed": args.data_seed}
+    out = Path(args.out) if args.out else Path("runs") / f"{Path(args.data).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.resume:
+        cfg_file = out / "config.json"
+        if not cfg_file.is_file():
+            raise FileNotFoundError(f"--resume: {cfg_file} not found; is {out} a byol-ref run directory?")
+        saved = json.loads(cfg_file.read_text())
+        model_cfg = Config.from_dict(saved["model_config"])
+        tcfg = TrainConfig.from_dict({**saved["train_config"], "epochs": args.epochs}
+                                     if args.epochs != TrainConfig.epochs else saved["train_config"])
+        data_spec = saved["data"]
+    else:
+        if out.exists() and any(out.iterdir()) and not args.overwrite:
+            raise FileExistsError(f"run directory {out} exists and is not empty; pass --resume to continue it, "
+                                  "--overwrite to replace it, or choose another --out")
+        dataset = _load_data(data_spec)
+        model_kw = dict(encoder_dim=dataset.x_train.shape[1], hidden_size=args.hidden_size,
+                        projection_dim=args.projection_dim, projector_hidden_dim=args.projector_hidden_dim,
+                        predictor_dim=args.predictor_dim, norm=args.norm, layout=args.layout,
+                        use_predictor=not args.no_predictor, stop_gradient=not args.no_stop_gradient)
+        train_kw = dict(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                        weight_decay=args.weight_decay, tau_base=args.tau, tau_schedule=args.tau_schedule,
+                        predictor_lr_mult=args.predictor_lr_mult, seed=args.seed, dtype=args.dtype,
+                        checkpoint_every=args.checkpoint_every, log_every=args.log_every)
+        if args.preset:  # verification toolkit block below
+            model_cfg, tcfg = _preset_configs(args, model_kw, train_kw)
+        else:
+            _apply_sets(args.set, model_kw, train_kw)
+            model_cfg = Config(**model_kw)
+            tcfg = TrainConfig(**train_kw)
+    dataset = _load_data(data_spec)
+    if dataset.x_train.shape[0] < tcfg.batch_size:
+        raise ValueError(f"--batch-size {tcfg.batch_size} exceeds the {dataset.x_train.shape[0]} training samples")
+    backend = get_backend("cupy" if args.device == "cuda" else "numpy", tcfg.dtype, tcfg.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(
+        {"model_config": model_cfg.to_dict(), "train_config": asdict(tcfg), "data": data_spec,
+         "views": [repr(v) for v in default_views_for(dataset)]}, indent=2))
+    print(f"byol-ref: training on {dataset.name} ({dataset.x_train.shape[0]} train / {dataset.x_test.shape[0]} test, "
+          f"{dataset.x_train.shape[1]} features) for {tcfg.epochs} epochs, batch {tcfg.batch_size}, "
+          f"{tcfg.optimizer} lr {tcfg.lr}, tau {tcfg.tau_base} ({tcfg.tau_schedule}), {tcfg.dtype} on {backend.name}",
+          flush=True)
+    t0 = time.perf_counter()
+    try:
+        result = fit(dataset, model_cfg, tcfg, backend=backend, out_dir=out, resume=args.resume,
+                     progress=not args.no_progress)
+    except TrainingDiverged as exc:
+        print(f"byol-ref: {exc}", file=sys.stderr)
+        return 1
+    train_s = time.perf_counter() - t0
+    print(f"byol-ref: trained {result.state.step} steps in {train_s:.1f} s; run directory {out}", flush=True)
+    if args.no_eval:
+        return 0
+    return _report(result.state.online, dataset, result.input_norm, backend, out, result.history,
+                   plots=not args.no_plots, seed=tcfg.seed, extra={"train_seconds": train_s})
+
+
+def _report(online, dataset, input_norm, backend, out: Path | None, history, *, plots=True, seed=0,
+            extra=None, as_json=False) -> int:
+    from .report import evaluate_features, format_collapse
+
+    if dataset.y_train is None:
+        print("byol-ref: the data set has no labels, so there is nothing to probe; features are in the checkpoint")
+        return 0
+    t0 = time.perf_counter()
+    report = evaluate_features(online, dataset, input_norm, backend, seed=seed)
+    report["eval_seconds"] = time.perf_counter() - t0
+    report.update(extra or {})
+    text = ("Test accuracy (%) on the held-out split; kNN = cosine k=20, low-label = 10 labels per class "
+            "(mean of 5 draws), linear = l2-regularised logistic regression on all train labels\n"
+            + report["table"] + "\n\nCollapse monitors (test split):\n" + format_collapse(report["collapse"]))
+    if out is not None:
+        (out / "report.json").write_text(json.dumps({k: v for k, v in report.items() if k != "table"}, indent=2))
+        (out / "report.txt").write_text(text + "\n")
+        if plots:
+            from .plots import have_matplotlib, plot_run
+            if history is None and (out / "metrics.jsonl").is_file():
+                history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line]
+            paths = plot_run(history or [], report, out)
+            if paths:
+                text += "\n\nPlots: " + ", ".join(str(p) for p in paths)
+            elif not have_matplotlib():
+                text += "\n\n(no plots: matplotlib is not installed; pip install 'byol-ref[plot]')"
+    if as_json:
+        print(json.dumps({k: v for k, v in report.items() if k != "table"}, indent=2))
+    else:
+        print(text)
+    return 0
+
+
+def _eval(args) -> int:
+    path = Path(args.path)
+    run_dir = path if path.is_dir() else path.parent
+    ckpt_path = path / "checkpoint.npz" if path.is_dir() else path
+    state, model_cfg, tcfg, _ = load_checkpoint(ckpt_path)
+    data_spec = {"data": "digits"}
+    cfg_file = run_dir / "config.json"
+    if cfg_file.is_file():
+        data_spec = json.loads(cfg_file.read_text())["data"]
+    if args.data:
+        data_spec = {"data": args.data, "labels": args.labels}
+    dataset = _load_data(data_spec)
+    if dataset.x_train.shape[1] != model_cfg.encoder_dim:
+        raise ValueError(f"the data have {dataset.x_train.shape[1]} features but the checkpoint's encoder expects "
+                         f"{model_cfg.encoder_dim}")
+    _, norm = prepare_data(dataset)
+    dataset, _ = prepare_data(dataset) if dataset.image_shape is None else (dataset, None)
+    backend = get_backend("cupy" if args.device == "cuda" else "numpy", tcfg.dtype, tcfg.seed)
+    online = state.online
+    if backend.name != "numpy":
+        online = online._replace(params={k: backend.asarray(v) for k, v in online.params.items()},
+                                 buffers={k: backend.xp.asarray(v) for k, v in online.buffers.items()})
+    return _report(online, dataset, None if norm is None else InputNorm(*norm), backend,
+                   None, None, plots=False, seed=tcfg.seed, as_json=args.json)
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "train":
+            return _train(args)
+        if args.command in _VERIFY_COMMANDS:
+            return _VERIFY_COMMANDS[args.command](args)
+        return _eval(args)
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
+        print(f"byol-ref {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+# =========================================================================== verification toolkit
+# ``byol-ref trace`` / ``diff`` / ``convert`` and ``train --preset`` (issue #4). Everything the
+# rest of this file calls from here is _add_verify_parsers, _preset_configs and _VERIFY_COMMANDS.
+
+
+def _add_verify_parsers(sub, train_parser) -> None:
+    from .diff import DEFAULT_ATOL, DEFAULT_RTOL
+    from .interchange import MAPPING_STYLES
+    from .presets import preset_names
+
+    train_parser.add_argument(
+        "--preset", choices=preset_names(), default=None,
+        help="start from an implementation's conventions (byol_ref.presets); flags you pass explicitly and "
+             "--set KEY=VALUE override it")
+
+    t = sub.add_parser(
+        "trace", help="run N training steps on fixed views and save every intermediate",
+        description="Run N full BYOL training steps under a preset from given params and views (--inputs) or "
+                    "from a seed (--dims), and save every intermediate in execution order as .npz "
+                    "(docs/trace-format.md).", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    t.add_argument("--out", required=True, help="trace file to write (.npz)")
+    t.add_argument("--preset", choices=preset_names(), default="deepmind")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a preset field, or set another model.Config / TrainConfig field")
+    g = t.add_argument_group("inputs (one of)")
+    g.add_argument("--inputs", default=None,
+                   help=".npz/.safetensors with online.param.*, target.param.*, optional buffers and opt state, "
+                        "and step<i>.input.view1/2 (or view1/view2); a trace file works too")
+    g.add_argument("--layout", choices=("byol-ref", "torch"), default="byol-ref",
+                   help="layout of the --inputs weights (torch: state_dict names, weights (out, in))")
+    g.add_argument("--mapping", default=None,
+                   help=f"with --layout torch: {' or '.join(MAPPING_STYLES)}, or a JSON file "
+                        "{byol-ref name: torch name}")
+    g.add_argument("--dims", default=None, metavar="D,H,P,Q[,PH]",
+                   help="generate inputs: encoder_dim, hidden_size, projection_dim, predictor_dim "
+                        "[, projector_hidden_dim]")
+    g.add_argument("--batch", type=int, default=4, help="with --dims: batch size N")
+    g.add_argument("--seed", type=int, default=0, help="with --dims: seed of params and views")
+    g = t.add_argument_group("steps")
+    g.add_argument("--steps", type=int, default=None, help="steps to trace (default: as many as the inputs "
+                                                           "have views for; 2 with --dims)")
+    g.add_argument("--total-steps", type=int, default=None, help="K of the lr and tau schedules (default: steps)")
+    g.add_argument("--warmup-steps", type=int, default=None,
+                   help="W of the lr warm-up (default: round(warmup_fraction * K))")
+    g.add_argument("--start-step", type=int, default=0, help="global step k of the first traced step")
+    g.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+
+    d = sub.add_parser(
+        "diff", help="compare two traces tensor by tensor",
+        description="Compare two trace .npz files: per tensor max abs/rel error, shape and dtype mismatches, names "
+                    "on one side only, and the first tensor in execution order outside tolerance. Exit status 0 "
+                    "when all agree, 1 otherwise (2 on a usage error).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d.add_argument("a", help="trace A (.npz)")
+    d.add_argument("b", help="trace B (.npz)")
+    d.add_argument("--rtol", type=float, default=DEFAULT_RTOL)
+    d.add_argument("--atol", type=float, default=DEFAULT_ATOL)
+    d.add_argument("--only-common", action="store_true", help="names on one side only do not fail the diff")
+    d.add_argument("--ignore-dtype", action="store_true", help="dtype differences alone do not fail the diff")
+    d.add_argument("--transpose-weights", choices=("a", "b"), default=None,
+                   help="that side stores 2-D *.weight arrays in PyTorch's (out, in) layout")
+    d.add_argument("--all", action="store_true", help="list every tensor, not only those that differ")
+    d.add_argument("--json", action="store_true", help="print the full report as JSON")
+
+    c = sub.add_parser(
+        "convert", help="convert weights between byol-ref's layout and a PyTorch state_dict layout",
+        description="Convert weights (never via pickle) between byol-ref's .npz layout and a PyTorch state_dict "
+                    "exported as .npz or .safetensors. The mapping's structure comes from --preset/--set.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    c.add_argument("src", help="input .npz or .safetensors")
+    c.add_argument("dst", help="output .npz or .safetensors")
+    c.add_argument("--from", dest="src_layout", choices=("byol-ref", "torch"), required=True)
+    c.add_argument("--to", dest="dst_layout", choices=("byol-ref", "torch"), required=True)
+    c.add_argument("--mapping", default=None, help=f"{' or '.join(MAPPING_STYLES)}, or a JSON file")
+    c.add_argument("--preset", choices=preset_names(), default="deepmind",
+                   help="network structure for a named mapping (biases, layout)")
+    c.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a structure field")
+    c.add_argument("--partial", action="store_true", help="allow names without a mapping entry (dropped)")
+
+
+def _route_sets(pairs, preset):
+    """Split --set pairs into preset fields, other Config fields and other TrainConfig fields."""
+    from .presets import Preset
+
+    preset_fields = {f.name: f for f in fields(Preset) if f.name != "name"}
+    model_fields = {f.name: f for f in fields(Config)}
+    train_fields = {f.name: f for f in fields(TrainConfig)}
+    changes, model_extra, train_extra = {}, {}, {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
+        key, text = pair.split("=", 1)
+        key = key.strip().replace("-", "_")
+        if key in preset_fields:
+            changes[key] = _parse_value(preset_fields[key], text)
+        elif key in model_fields:
+            model_extra[key] = _parse_value(model_fields[key], text)
+        elif key in train_fields:
+            train_extra[key] = _parse_value(train_fields[key], text)
+        else:
+            raise ValueError(f"--set: unknown field {key!r}; preset fields: {sorted(preset_fields)}; other model "
+                             f"fields: {sorted(set(model_fields) - set(preset_fields))}; other training fields: "
+                             f"{sorted(set(train_fields) - set(preset_fields))}")
+    return (preset.replace(**changes) if changes else preset), model_extra, train_extra
+
+
+# train keyword -> the argparse dest that sets it (when not the same name)
+_TRAIN_DEST = {"tau_base": "tau", "use_predictor": "no_predictor", "stop_gradient": "no_stop_gradient"}
+
+
+def _preset_configs(args, model_kw, train_kw):
+    """``train --preset``: the preset seeds every convention; flags given explicitly (a value other
+    than the flag's default) and then --set override it."""
+    from .presets import get_preset, preset_field_names
+
+    defaults = build_parser().parse_args(["train"])
+    def given(key):
+        dest = _TRAIN_DEST.get(key, key)
+        return getattr(args, dest) != getattr(defaults, dest)
+
+    conventions = set(preset_field_names())
+    changes = {k: v for kw in (model_kw, train_kw) for k, v in kw.items() if k in conventions and given(k)}
+    preset = get_preset(args.preset, **changes)
+    preset, model_extra, train_extra = _route_sets(args.set, preset)
+    if preset.ema_scope != "params":
+        raise ValueError(f"ema_scope={preset.ema_scope!r} is honoured by `byol-ref trace` only; train supports "
+                         "ema_scope=params")
+    model_cfg = preset.config(**{**{k: v for k, v in model_kw.items() if k not in conventions}, **model_extra})
+    rest = {k: v for k, v in train_kw.items() if k not in conventions and k not in ("epochs", "batch_size")}
+    tcfg = preset.train_config(epochs=train_kw["epochs"], batch_size=train_kw["batch_size"],
+                               **{**rest, **train_extra})
+    return model_cfg, tcfg
+
+
+def _cmd_trace(args) -> int:
+    import re as _re
+
+    from .interchange import from_torch_layout, load_arrays, resolve_mapping
+    from .presets import get_preset
+    from .trace import make_inputs, save_trace, trace_inputs
+
+    preset, model_extra, train_extra = _route_sets(args.set, get_preset(args.preset))
+    if (args.inputs is None) == (args.dims is None):
+        raise ValueError("pass exactly one of --inputs FILE and --dims D,H,P,Q[,PH]")
+    steps = args.steps
+    if args.inputs is not None:
+        inputs = load_arrays(args.inputs)
+        if args.layout == "torch":
+            if args.mapping is None:
+                raise ValueError("--layout torch needs --mapping (byol-pytorch, lightly, or a JSON file)")
+            keep = _re.compile(r"^(step\d+\.input\.view[12]|view[12])$")
+            views = {k: v for k, v in inputs.items() if keep.match(k)}
+            weights = {k: v for k, v in inputs.items() if not keep.match(k)}
+            structure = preset.config(encoder_dim=1, **{k: v for k, v in model_extra.items()
+                                                        if not k.endswith("_dim") and k != "hidden_size"})
+            from .interchange import _ALIASES
+            inputs = {**from_torch_layout(weights, resolve_mapping(args.mapping, structure), strict=False,
+                                          ignore_prefixes=_ALIASES.get(args.mapping, ())), **views}
+    else:
+        try:
+            dims = [int(x) for x in args.dims.split(",")]
+        except ValueError:
+            raise ValueError(f"--dims must be integers D,H,P,Q[,PH], got {args.dims!r}") from None
+        if len(dims) not in (4, 5):
+            raise ValueError(f"--dims must be D,H,P,Q or D,H,P,Q,PH, got {args.dims!r}")
+        steps = steps or 2
+        inputs = make_inputs(preset, encoder_dim=dims[0], hidden_size=dims[1], projection_dim=dims[2],
+                             predictor_dim=dims[3], projector_hidden_dim=dims[4] if len(dims) == 5 else None,
+                             batch=args.batch, steps=steps, seed=args.seed, dtype=args.dtype, model_extra=model_extra)
+    tr = trace_inputs(inputs, preset, steps=steps, dtype=args.dtype, model_extra=model_extra, train_extra=train_extra,
+                      total_steps=args.total_steps, warmup_steps=args.warmup_steps, start_step=args.start_step)
+    save_trace(args.out, tr)
+    losses = ", ".join(f"{float(tr.arrays[f'step{i}.loss.total']):.10g}" for i in range(tr.meta["steps"]))
+    print(f"byol-ref trace: preset {preset.name}, {tr.meta['steps']} step(s), batch {tr.meta['batch']}, "
+          f"{tr.meta['dtype']}: {len(tr.arrays)} tensors -> {args.out} (loss per step: {losses})")
+    return 0
+
+
+def _cmd_diff(args) -> int:
+    from .diff import diff_traces, format_report
+    from .interchange import transpose_weights
+    from .trace import Trace, load_trace
+
+    a, b = load_trace(args.a), load_trace(args.b)
+    if args.transpose_weights == "a":
+        a = Trace(transpose_weights(a.arrays), a.meta)
+    elif args.transpose_weights == "b":
+        b = Trace(transpose_weights(b.arrays), b.meta)
+    rep = diff_traces(a, b, rtol=args.rtol, atol=args.atol, only_common=args.only_common,
+                      ignore_dtype=args.ignore_dtype, a_label=args.a, b_label=args.b)
+    if args.json:
+        print(json.dumps(rep.to_dict(), indent=1, allow_nan=True))
+    else:
+        print(format_report(rep, show_all=args.all))
+    return 0 if rep.ok else 1
+
+
+def _cmd_convert(args) -> int:
+    from .interchange import (_ALIASES, from_torch_layout, load_arrays, resolve_mapping, save_arrays,
+                              to_torch_layout)
+    from .presets import get_preset
+
+    preset, model_extra, _ = _route_sets(args.set, get_preset(args.preset))
+    arrays = load_arrays(args.src)
+    if args.src_layout != args.dst_layout:
+        if args.mapping is None:
+            raise ValueError("converting between layouts needs --mapping (byol-pytorch, lightly, or a JSON file)")
+        structure = preset.config(encoder_dim=1, **{k: v for k, v in model_extra.items()
+                                                    if not k.endswith("_dim") and k != "hidden_size"})
+        mapping = resolve_mapping(args.mapping, structure)
+        if args.dst_layout == "torch":
+            arrays = to_torch_layout(arrays, mapping, strict=not args.partial)
+        else:
+            arrays = from_torch_layout(arrays, mapping, strict=not args.partial,
+                                       ignore_prefixes=_ALIASES.get(args.mapping, ()))
+    save_arrays(args.dst, arrays)
+    print(f"byol-ref convert: {len(arrays)} arrays, {args.src_layout} -> {args.dst_layout}: {args.dst}")
+    return 0
+
+
+_VERIFY_COMMANDS = {"trace": _cmd_trace, "diff": _cmd_diff, "convert": _cmd_convert}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

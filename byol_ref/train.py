@@ -1,0 +1,553 @@
+"""Training BYOL: the step in the official order, the loop, checkpoints and resume.
+
+One step (BYOL_FACTS a1):
+
+1. draw two augmented views of the batch (independent per-sample draws, per-view settings);
+2. ``loss_and_grads``: online forward on each view, target forward on each view (training-mode
+   batch statistics), symmetrised loss, gradients of the online params;
+3. the optimiser update with the scheduled learning rate lr_k;
+4. the target EMA with tau_k, using the *updated* online params (``ema_when="pre_forward"``
+   instead averages before step 2 with the old params, as lightly does).
+
+The training state is plain data (:class:`TrainState`); the random generator, the
+current epoch's data order and the position in it are part of it, which is what makes
+``--resume`` bit-identical to an uninterrupted run.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+from . import checkpoint as ckpt
+from .augment import ImageAug, VectorAug, default_views_for, two_views
+from .backend import Backend, get_array_module, get_backend
+from .backend import host as np
+from .backend import to_numpy
+from .checks import check_choice, check_float_range, check_positive_int
+from .data import Dataset, standardize_dataset
+from .model import Config, Network, build_from_config, ema_update, loss_and_grads
+from .optim import make_optimizer, predictor_lr_mult
+from .schedules import target_tau, warmup_cosine_lr
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of a training run (the model's are in ``model.Config``).
+
+    Attributes:
+        epochs: passes over the training set.
+        batch_size: samples per step (each gives two views).
+        optimizer: ``"lars"`` (official), ``"sgd"``, ``"adam"`` or ``"adamw"``.
+        lr: base learning rate; the peak is ``lr * batch_size / lr_batch_scale``.
+        lr_batch_scale: the linear-scaling denominator (256 officially; 0 disables scaling).
+        weight_decay: decay on weights (biases and norm params are excluded by name).
+        momentum: SGD/LARS momentum (0.9).
+        nesterov: Nesterov momentum for SGD.
+        lars_eta: LARS trust coefficient (1e-3).
+        lars_trust_ratio: ``"norm_of_sum"`` (official: eta ||p|| / ||g + wd p||) or
+            ``"sum_of_norms"`` (lightly, solo-learn: eta ||p|| / (||g|| + wd ||p|| + eps)).
+        lars_eps: epsilon in the LARS denominator (official 0; lightly/solo-learn 1e-8).
+        lars_clip_lr: solo-learn's ``clip_lr``.
+        exclude: which params skip weight decay and LARS: ``"name"`` (official: biases and
+            anything with "norm" in its name), ``"ndim"`` (solo-learn: 1-D tensors) or ``"none"``.
+        warmup_epochs: linear warm-up from 0 (official: 10 of 1000 epochs; None: 5% of epochs).
+        final_lr: learning rate at the end of the cosine decay (official 0).
+        warmup_start: learning rate at step 0 of the warm-up (official 0).
+        warmup_offset: 0 (official: lr_k = peak k / W) or 1 (lightly: peak (k + 1) / W).
+        tau_base: the target EMA rate at step 0 (0.996).
+        tau_schedule: ``"cosine"`` (tau -> 1, official) or ``"constant"`` (byol-pytorch).
+        tau_denominator: ``"K"`` (official) or ``"K-1"`` (lightly's cosine_schedule).
+        ema_when: ``"post_step"`` (official, with the updated online params) or ``"pre_forward"``.
+        predictor_lr_mult: learning-rate multiplier of the predictor (the paper's tau = 0 ablation).
+        seed: seed of initialisation, data order and augmentations.
+        dtype: ``"float64"`` or ``"float32"``.
+        log_every: steps between metric records (metrics.jsonl).
+        eval_every: steps between kNN monitors on the test split (0: ten per run).
+        checkpoint_every: steps between checkpoints (0: only at the end).
+    """
+
+    epochs: int = 300
+    batch_size: int = 256
+    optimizer: str = "adamw"
+    lr: float = 2e-3
+    lr_batch_scale: int = 256
+    weight_decay: float = 1e-6
+    momentum: float = 0.9
+    nesterov: bool = False
+    lars_eta: float = 1e-3
+    lars_trust_ratio: str = "norm_of_sum"
+    lars_eps: float = 0.0
+    lars_clip_lr: bool = False
+    exclude: str = "name"
+    warmup_epochs: float | None = None
+    final_lr: float = 0.0
+    warmup_start: float = 0.0
+    warmup_offset: int = 0
+    tau_base: float = 0.996
+    tau_schedule: str = "cosine"
+    tau_denominator: str = "K"
+    ema_when: str = "post_step"
+    predictor_lr_mult: float = 1.0
+    seed: int = 0
+    dtype: str = "float64"
+    log_every: int = 10
+    eval_every: int = 0
+    checkpoint_every: int = 500
+
+    def __post_init__(self):
+        check_positive_int(self.epochs, "epochs")
+        check_positive_int(self.batch_size, "batch_size", minimum=2)
+        check_choice(self.optimizer, "optimizer", ("lars", "sgd", "adam", "adamw"))
+        check_float_range(self.lr, "lr", 0, None)
+        check_positive_int(self.lr_batch_scale, "lr_batch_scale", minimum=0)
+        check_float_range(self.weight_decay, "weight_decay", 0, None)
+        check_float_range(self.momentum, "momentum", 0, 1, hi_open=True)
+        check_float_range(self.lars_eta, "lars_eta", 0, None, lo_open=True)
+        check_choice(self.lars_trust_ratio, "lars_trust_ratio", ("norm_of_sum", "sum_of_norms"))
+        check_float_range(self.lars_eps, "lars_eps", 0, None)
+        check_choice(self.exclude, "exclude", ("name", "ndim", "none"))
+        check_float_range(self.warmup_start, "warmup_start", 0, None)
+        check_choice(self.warmup_offset, "warmup_offset", (0, 1))
+        if self.warmup_epochs is None:
+            object.__setattr__(self, "warmup_epochs", 0.05 * self.epochs)
+        check_float_range(self.warmup_epochs, "warmup_epochs", 0, self.epochs)
+        check_float_range(self.final_lr, "final_lr", 0, None)
+        check_float_range(self.tau_base, "tau_base", 0, 1)
+        check_choice(self.tau_schedule, "tau_schedule", ("cosine", "constant"))
+        check_choice(self.tau_denominator, "tau_denominator", ("K", "K-1"))
+        check_choice(self.ema_when, "ema_when", ("post_step", "pre_forward"))
+        check_float_range(self.predictor_lr_mult, "predictor_lr_mult", 0, None)
+        check_choice(self.dtype, "dtype", ("float32", "float64"))
+        check_positive_int(self.log_every, "log_every")
+        check_positive_int(self.eval_every, "eval_every", minimum=0)
+        check_positive_int(self.checkpoint_every, "checkpoint_every", minimum=0)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise TypeError(f"seed must be an int, got {self.seed!r}")
+
+    def replace(self, **changes) -> "TrainConfig":
+        return replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s) {unknown}")
+        return cls(**d)
+
+
+class TrainState(NamedTuple):
+    """Everything a run needs to continue bit-identically.
+
+    Attributes:
+        online, target: Networks (params and buffers).
+        opt_state: the optimiser state (flat dict).
+        step: optimiser steps taken so far (k).
+        rng: numpy Generator for data order and augmentations.
+        epoch_perm: this epoch's sample order (host int64 array), or None before the first.
+        epoch_pos: index of the next batch within epoch_perm.
+    """
+
+    online: Network
+    target: Network
+    opt_state: dict
+    step: int
+    rng: object
+    epoch_perm: object
+    epoch_pos: int
+
+
+class Schedules(NamedTuple):
+    """Step -> learning rate and step -> tau, with the run's totals bound."""
+
+    lr: Callable[[int], float]
+    tau: Callable[[int], float]
+    total_steps: int
+    steps_per_epoch: int
+
+
+def make_schedules(tcfg: TrainConfig, n_train: int) -> Schedules:
+    """Bind the schedules of a run over ``n_train`` samples (the last partial batch is dropped)."""
+    steps_per_epoch = n_train // tcfg.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(f"batch_size={tcfg.batch_size} exceeds the {n_train} training samples")
+    total = tcfg.epochs * steps_per_epoch
+    warmup = int(round(tcfg.warmup_epochs * steps_per_epoch))
+    scale = tcfg.lr_batch_scale or tcfg.batch_size  # 0 disables the linear scaling rule
+
+    def lr(k):
+        return warmup_cosine_lr(k, base_lr=tcfg.lr, batch_size=tcfg.batch_size, total_steps=total,
+                                warmup_steps=warmup, final_lr=tcfg.final_lr, batch_scale=scale,
+                                warmup_start=tcfg.warmup_start, warmup_offset=tcfg.warmup_offset)
+
+    def tau(k):
+        return target_tau(k, tau_base=tcfg.tau_base, total_steps=total, schedule=tcfg.tau_schedule,
+                          denominator=tcfg.tau_denominator)
+
+    return Schedules(lr, tau, total, steps_per_epoch)
+
+
+def make_optimizer_for(tcfg: TrainConfig):
+    """The optimiser a TrainConfig asks for, with the predictor multiplier bound."""
+    hyper = {"weight_decay": tcfg.weight_decay, "exclude": None if tcfg.exclude == "none" else tcfg.exclude}
+    if tcfg.optimizer in ("sgd", "lars"):
+        hyper["momentum"] = tcfg.momentum
+    if tcfg.optimizer == "sgd":
+        hyper["nesterov"] = tcfg.nesterov
+    if tcfg.optimizer == "lars":
+        hyper.update(eta=tcfg.lars_eta, trust_ratio=tcfg.lars_trust_ratio, eps=tcfg.lars_eps,
+                     clip_lr=tcfg.lars_clip_lr)
+    if tcfg.predictor_lr_mult != 1.0:
+        hyper["lr_mult"] = predictor_lr_mult(tcfg.predictor_lr_mult)
+    return make_optimizer(tcfg.optimizer, **hyper)
+
+
+def init_state(model_cfg: Config, tcfg: TrainConfig, backend: Backend) -> TrainState:
+    """Fresh networks (drawn from the backend's generator) and optimiser state."""
+    online, target = build_from_config(model_cfg, backend=backend)
+    opt = make_optimizer_for(tcfg)
+    return TrainState(online, target, opt.init(online.params), 0, backend.rng, None, 0)
+
+
+class InputNorm(NamedTuple):
+    """Fixed affine input normalisation applied to each view after augmentation
+    (the official code normalises images with the ImageNet mean and std inside the net)."""
+
+    mean: object
+    std: object
+
+    def __call__(self, x):
+        return (x - self.mean) / self.std
+
+
+def train_step(state: TrainState, x, *, optimizer, schedules: Schedules, views: tuple, tcfg: TrainConfig,
+               image_shape=None, input_norm: InputNorm | None = None):
+    """One BYOL step on a batch, in the official order.
+
+    Args:
+        state: TrainState before the step.
+        x: (N, D) batch on the backend, in the run's dtype.
+        optimizer: from make_optimizer_for.
+        schedules: from make_schedules.
+        views: pair of augmentation configs (ImageAug or VectorAug).
+        tcfg: TrainConfig (ema_when).
+        image_shape: (H, W) or (C, H, W) when rows are flattened images.
+        input_norm: applied to both views after augmentation.
+
+    Returns:
+        (new_state, metrics): metrics has loss (float), lr, tau, and the stacked outputs.
+    """
+    k = state.step
+    lr, tau = schedules.lr(k), schedules.tau(k)
+    online, target = state.online, state.target
+    if tcfg.ema_when == "pre_forward":  # lightly: average with theta_k before the forward
+        target = target._replace(params=ema_update(online.params, target.params, tau))
+    view1, view2 = two_views(x, state.rng, views, image_shape)
+    if input_norm is not None:
+        view1, view2 = input_norm(view1), input_norm(view2)
+    res = loss_and_grads(online, target, view1, view2)
+    params, opt_state = optimizer.update(res.grads, state.opt_state, online.params, lr=lr)
+    online = online._replace(params=params, buffers=res.online_buffers)
+    target = target._replace(buffers=res.target_buffers)
+    if tcfg.ema_when == "post_step":  # official: average with the updated theta_{k+1}
+        target = target._replace(params=ema_update(online.params, target.params, tau))
+    new = state._replace(online=online, target=target, opt_state=opt_state, step=k + 1)
+    return new, {"loss": float(res.loss), "lr": lr, "tau": tau, "outputs": res.outputs}
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the message names the step."""
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path, state: TrainState, model_cfg: Config, tcfg: TrainConfig, extra: dict | None = None):
+    """Write a TrainState (and the configs that made it) atomically to ``path``."""
+    arrays = {
+        "online": state.online.params, "target": state.target.params,
+        "online_buffers": state.online.buffers, "target_buffers": state.target.buffers,
+        "opt": state.opt_state,
+        "data": {} if state.epoch_perm is None else {"epoch_perm": state.epoch_perm},
+    }
+    meta = {"step": state.step, "epoch_pos": state.epoch_pos,
+            "rng_state": _jsonable(state.rng.bit_generator.state),
+            "model_config": model_cfg.to_dict(), "train_config": asdict(tcfg), **(extra or {})}
+    return ckpt.save(path, arrays, meta)
+
+
+def load_checkpoint(path, backend: Backend | None = None):
+    """Read a checkpoint into (TrainState, model Config, TrainConfig, meta).
+
+    The arrays go to ``backend`` (default: NumPy with the checkpoint's dtype).
+    """
+    arrays, meta = ckpt.load(path)
+    try:
+        model_cfg = Config.from_dict(meta["model_config"])
+        tcfg = TrainConfig.from_dict(meta["train_config"])
+        step, pos = int(meta["step"]), int(meta["epoch_pos"])
+        rng_state = meta["rng_state"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ckpt.CheckpointError(f"{path}: checkpoint metadata is incomplete or invalid ({exc})") from None
+    be = backend or get_backend("numpy", tcfg.dtype, seed=None)
+    dev = {g: {k: be.xp.asarray(v) for k, v in arrays[g].items()}
+           for g in ("online", "target", "online_buffers", "target_buffers", "opt")}
+    online = Network(model_cfg, "online", dev["online"], dev["online_buffers"])
+    target = Network(model_cfg, "target", dev["target"], dev["target_buffers"])
+    from .model import _check_network
+    try:
+        _check_network(online, "checkpoint online")
+        _check_network(target, "checkpoint target")
+    except ValueError as exc:
+        raise ckpt.CheckpointError(f"{path}: {exc}") from None
+    rng = np.random.Generator(np.random.PCG64())
+    try:
+        rng.bit_generator.state = rng_state
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ckpt.CheckpointError(f"{path}: invalid generator state ({exc})") from None
+    perm = arrays["data"].get("epoch_perm")
+    state = TrainState(online, target, dev["opt"], step, rng, perm, pos)
+    return state, model_cfg, tcfg, meta
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if hasattr(obj, "item"):
+        return obj.item()
+    return obj
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class Progress:
+    """A dependency-free progress bar: redrawn in place on a terminal, a line every 10% otherwise."""
+
+    def __init__(self, total: int, *, enabled: bool = True, stream=None, start: int = 0):
+        self.total, self.enabled = total, enabled
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.t0 = time.perf_counter()
+        self.start = start
+        self.last_decile = -1
+        self.last_draw = 0.0
+
+    def update(self, step: int, **fields):
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        frac = step / max(self.total, 1)
+        rate = (step - self.start) / max(now - self.t0, 1e-9)
+        eta = (self.total - step) / rate if rate > 0 else float("nan")
+        info = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in fields.items())
+        width = 24
+        bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
+        line = f"[{bar}] {step}/{self.total}  {info}  {rate:.0f} it/s  eta {eta:.0f}s"
+        if self.tty:
+            if now - self.last_draw > 0.1 or step == self.total:
+                self.stream.write("\r" + line[:150].ljust(150))
+                self.stream.flush()
+                self.last_draw = now
+        else:
+            decile = int(frac * 10)
+            if decile != self.last_decile:
+                self.last_decile = decile
+                self.stream.write(line + "\n")
+                self.stream.flush()
+
+    def close(self):
+        if self.enabled and self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+class FitResult(NamedTuple):
+    state: TrainState
+    history: list
+    model_config: Config
+    train_config: TrainConfig
+    input_norm: InputNorm | None
+    dataset: Dataset
+
+
+def prepare_data(dataset: Dataset):
+    """Standardise feature vectors on the train split; leave images in [0, 1] (they are
+    augmented in pixel space and normalised afterwards by an InputNorm with the train
+    set's scalar mean and std)."""
+    if dataset.image_shape is None:
+        dataset, _, _ = standardize_dataset(dataset)
+        return dataset, None
+    mean = float(dataset.x_train.mean())
+    std = float(dataset.x_train.std())
+    return dataset, (mean, std)
+
+
+def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str | Backend = "numpy",
+        out_dir=None, resume: bool = False, progress: bool = True, views: tuple | None = None,
+        state: TrainState | None = None, stop_at: int | None = None, log=None) -> FitResult:
+    """Train BYOL on ``dataset.x_train``.
+
+    Args:
+        dataset: a Dataset (see ``byol_ref.data``).
+        model_cfg: the networks' Config (its encoder_dim must match the data).
+        tcfg: TrainConfig.
+        backend: ``"numpy"``, ``"cupy"`` or a Backend (its dtype must match ``tcfg.dtype``).
+        out_dir: run directory for metrics.jsonl and checkpoint.npz (None: nothing written).
+        resume: continue from ``out_dir/checkpoint.npz``.
+        progress: show a progress bar on stderr.
+        views: pair of augmentation configs (default: ``default_views_for(dataset)``).
+        state: start from this TrainState instead of a fresh one.
+        stop_at: stop after this many total steps (for tests of interrupted runs).
+        log: callable for one-line messages (default: print to stderr).
+
+    Returns:
+        FitResult.
+
+    Raises:
+        TrainingDiverged: a non-finite loss; the last good checkpoint is left in place.
+    """
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    if model_cfg.encoder_dim != dataset.x_train.shape[1]:
+        raise ValueError(f"model encoder_dim is {model_cfg.encoder_dim} but the data has "
+                         f"{dataset.x_train.shape[1]} features")
+    be = backend if isinstance(backend, Backend) else get_backend(backend, tcfg.dtype, tcfg.seed)
+    if be.dtype != tcfg.dtype:
+        raise ValueError(f"backend dtype {be.dtype} differs from TrainConfig.dtype {tcfg.dtype}")
+    data, norm = prepare_data(dataset)
+    if not np.isfinite(data.x_train).all() or (norm is not None and not all(map(math.isfinite, norm))):
+        raise ValueError("x_train has values whose standardisation overflows to inf or NaN "
+                         f"(largest magnitude {float(np.abs(dataset.x_train).max()):.3g}); rescale the data")
+    input_norm = None if norm is None else InputNorm(*norm)
+    views = views or default_views_for(dataset)
+    sched = make_schedules(tcfg, data.x_train.shape[0])
+    optimizer = make_optimizer_for(tcfg)
+    out = Path(out_dir) if out_dir is not None else None
+    ckpt_path = out / "checkpoint.npz" if out is not None else None
+
+    if resume:
+        if ckpt_path is None or not ckpt_path.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
+        state, saved_model, saved_train, _ = load_checkpoint(ckpt_path, be)
+        if saved_model != model_cfg:
+            raise ValueError(f"--resume: the checkpoint's model config differs: {saved_model} vs {model_cfg}")
+        if replace(saved_train, epochs=tcfg.epochs) != replace(tcfg, epochs=tcfg.epochs):
+            raise ValueError("--resume: the checkpoint's training config differs from the requested one")
+        log(f"resuming from {ckpt_path} at step {state.step}")
+    elif state is None:
+        state = init_state(model_cfg, tcfg, be)
+
+    history = []
+    metrics_file = None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        metrics_file = open(out / "metrics.jsonl", "a" if resume else "w")
+    eval_every = tcfg.eval_every or max(sched.total_steps // 10, 1)
+    x_train = data.x_train.astype(tcfg.dtype)
+    bar = Progress(sched.total_steps, enabled=progress, start=state.step)
+    end = sched.total_steps if stop_at is None else min(stop_at, sched.total_steps)
+    n, B = x_train.shape[0], tcfg.batch_size
+    try:
+        while state.step < end:
+            if state.epoch_perm is None or state.epoch_pos >= sched.steps_per_epoch:
+                state = state._replace(epoch_perm=state.rng.permutation(n).astype(np.int64), epoch_pos=0)
+            idx = state.epoch_perm[state.epoch_pos * B:(state.epoch_pos + 1) * B]
+            xb = be.asarray(x_train[idx])
+            state, m = train_step(state._replace(epoch_pos=state.epoch_pos + 1), xb, optimizer=optimizer,
+                                  schedules=sched, views=views, tcfg=tcfg, image_shape=data.image_shape,
+                                  input_norm=input_norm)
+            if not math.isfinite(m["loss"]):
+                raise TrainingDiverged(
+                    f"the loss became {m['loss']} at step {state.step - 1} (lr {m['lr']:.3g}, tau {m['tau']:.5f}); "
+                    f"stopping. The last good checkpoint{' at ' + str(ckpt_path) if ckpt_path else ''} is untouched; "
+                    "lower the learning rate or check the data.")
+            k = state.step
+            if k % tcfg.log_every == 0 or k == end:
+                record = _step_record(k, sched, m)
+                if k % eval_every == 0 or k == sched.total_steps:
+                    record.update(knn_monitor(state.online, data, input_norm, be))
+                history.append(record)
+                if metrics_file is not None:
+                    metrics_file.write(json.dumps(record) + "\n")
+                    metrics_file.flush()
+            bar.update(k, loss=m["loss"], lr=m["lr"], tau=m["tau"])
+            if ckpt_path is not None and ((tcfg.checkpoint_every and k % tcfg.checkpoint_every == 0) or k == end):
+                if not _all_finite(state.online.params) or not _all_finite(state.target.params):
+                    raise TrainingDiverged(
+                        f"the parameters became non-finite at step {k - 1} (lr {m['lr']:.3g}); stopping without "
+                        f"overwriting the last good checkpoint {ckpt_path}; lower the learning rate.")
+                save_checkpoint(ckpt_path, state, model_cfg, tcfg)
+    finally:
+        bar.close()
+        if metrics_file is not None:
+            metrics_file.close()
+    return FitResult(state, history, model_cfg, tcfg, input_norm, dataset)
+
+
+def _all_finite(tree: dict) -> bool:
+    return all(bool(get_array_module(v).isfinite(v).all()) for v in tree.values())
+
+
+def _step_record(k, sched, m):
+    from .evaluate import effective_rank, normalized_std
+
+    z = to_numpy(m["outputs"]["online.z"][0])  # (N, P), view 1
+    y = to_numpy(m["outputs"]["online.y"][0])
+    if not (np.isfinite(z).all() and np.isfinite(y).all()):
+        return {"step": k, "epoch": k / sched.steps_per_epoch, "loss": m["loss"], "lr": m["lr"], "tau": m["tau"]}
+    return {"step": k, "epoch": k / sched.steps_per_epoch, "loss": m["loss"], "lr": m["lr"], "tau": m["tau"],
+            "z_std": normalized_std(z), "z_std_healthy": 1 / math.sqrt(z.shape[1]),
+            "z_rank": effective_rank(z), "y_rank": effective_rank(y)}
+
+
+# --------------------------------------------------------------------------- features
+
+
+def encode(network: Network, x, input_norm: InputNorm | None, backend: Backend, *, batch: int = 2048,
+           which: str = "y"):
+    """Features of ``x`` (host array) from an eval-mode network: ``y`` (encoder) or ``z`` (projector)."""
+    from .model import network_forward
+
+    outs = []
+    for i in range(0, x.shape[0], batch):
+        xb = backend.asarray(x[i:i + batch])
+        if input_norm is not None:
+            xb = input_norm(xb)
+        o, _, _ = network_forward(network.config, network.role, network.params, network.buffers, xb, train=False)
+        outs.append(to_numpy(o[which]))
+    return np.concatenate(outs)
+
+
+def calibrate_batch_norm(network: Network, x, input_norm, backend: Backend) -> Network:
+    """Set batch-norm running statistics to the statistics of ``x`` (one training-mode pass
+    over the whole set), e.g. for a random-init baseline whose running stats are still 0/1."""
+    from .model import network_forward
+
+    fresh = {k: (v * 0 if k.endswith("count") else v) for k, v in network.buffers.items()}
+    xb = backend.asarray(x)
+    if input_norm is not None:
+        xb = input_norm(xb)
+    cfg = replace(network.config, bn_running="haiku")  # one debiased update = the batch value
+    _, _, buffers = network_forward(cfg, network.role, network.params, fresh, xb, train=True)
+    return network._replace(buffers=buffers)
+
+
+def knn_monitor(online: Network, data: Dataset, input_norm, backend: Backend) -> dict:
+    """kNN (cosine, k = 20) test accuracy of the online encoder, if the data are labelled."""
+    from .evaluate import knn_accuracy
+
+    if data.y_train is None or data.y_test is None or len(data.y_test) == 0:
+        return {}
+    tr = encode(online, data.x_train, input_norm, backend)
+    te = encode(online, data.x_test, input_norm, backend)
+    if not (np.isfinite(tr).all() and np.isfinite(te).all()):
+        return {}  # diverging: the loss check or the checkpoint guard reports it
+    return {"knn": knn_accuracy(tr, data.y_train, te, data.y_test, k=20)}

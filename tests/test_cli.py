@@ -1,0 +1,95 @@
+"""The command line through a subprocess: help, a tiny train + eval, resume, and bad arguments."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).parents[1]
+
+
+def run(*args, cwd=None):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "byol_ref", *args], capture_output=True, text=True,
+                          cwd=cwd or ROOT, env=env, timeout=300)
+
+
+def test_help_explains_every_option():
+    out = run("train", "--help")
+    assert out.returncode == 0
+    for flag in ("--data", "--epochs", "--batch-size", "--optimizer", "--lr", "--tau", "--device", "--dtype",
+                 "--seed", "--out", "--resume", "--no-predictor", "--no-stop-gradient", "--predictor-lr-mult"):
+        assert flag in out.stdout
+    assert run("eval", "--help").returncode == 0
+    assert run("--help").returncode == 0
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    res = run("train", "--data", "synthetic", "--epochs", "3", "--batch-size", "64", "--hidden-size", "32",
+              "--projection-dim", "16", "--predictor-dim", "16", "--out", str(out), "--no-plots",
+              "--no-progress", "--checkpoint-every", "2")
+    assert res.returncode == 0, res.stderr
+    return out, res
+
+
+def test_train_writes_a_run_directory_and_reports(tiny_run):
+    out, res = tiny_run
+    for name in ("config.json", "metrics.jsonl", "checkpoint.npz", "report.json", "report.txt"):
+        assert (out / name).is_file(), name
+    assert "BYOL encoder (y)" in res.stdout and "random-init encoder" in res.stdout and "raw inputs" in res.stdout
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["step"] == 18  # 409 train samples // 64 = 6 steps x 3 epochs
+    report = json.loads((out / "report.json").read_text())
+    assert {r["name"] for r in report["rows"]} >= {"BYOL encoder (y)", "raw inputs"}
+
+
+def test_eval_of_a_run_dir_and_of_a_checkpoint(tiny_run):
+    out, _ = tiny_run
+    res = run("eval", str(out))
+    assert res.returncode == 0, res.stderr
+    assert "BYOL encoder (y)" in res.stdout
+    res = run("eval", str(out / "checkpoint.npz"), "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["rows"]
+
+
+def test_existing_run_directory_is_never_overwritten(tiny_run):
+    out, _ = tiny_run
+    before = (out / "checkpoint.npz").read_bytes()
+    res = run("train", "--data", "synthetic", "--epochs", "1", "--out", str(out))
+    assert res.returncode == 2
+    assert "exists and is not empty" in res.stderr
+    assert (out / "checkpoint.npz").read_bytes() == before
+
+
+def test_resume_continues_a_run(tmp_path):
+    out = tmp_path / "r"
+    common = ["--data", "synthetic", "--batch-size", "64", "--hidden-size", "16", "--projection-dim", "8",
+              "--predictor-dim", "8", "--out", str(out), "--no-eval", "--no-progress"]
+    assert run("train", "--epochs", "2", *common).returncode == 0
+    res = run("train", "--epochs", "3", "--resume", *common)
+    assert res.returncode == 0, res.stderr
+    assert "resuming" in res.stderr
+
+
+def test_bad_arguments_get_clear_errors(tmp_path):
+    res = run("train", "--data", str(tmp_path / "nope.npy"), "--out", str(tmp_path / "a"))
+    assert res.returncode == 2 and "nope.npy" in res.stderr
+    res = run("train", "--data", "synthetic", "--set", "colour=red", "--out", str(tmp_path / "b"))
+    assert res.returncode == 2 and "unknown field 'colour'" in res.stderr
+    res = run("train", "--data", "synthetic", "--epochs", "0", "--out", str(tmp_path / "c"))
+    assert res.returncode == 2 and "epochs must be an int >= 1" in res.stderr
+    res = run("train", "--optimizer", "rmsprop")
+    assert res.returncode == 2 and "invalid choice" in res.stderr
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.array([[1.0, np.nan], [2.0, 3.0]] * 10))
+    res = run("train", "--data", str(bad), "--out", str(tmp_path / "d"))
+    assert res.returncode == 2 and "finite" in res.stderr.lower() or "nan" in res.stderr.lower()
+    (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04garbage")
+    res = run("eval", str(tmp_path / "corrupt.npz"))
+    assert res.returncode == 2 and "corrupt" in res.stderr

@@ -1,0 +1,156 @@
+"""Training: the step order, schedules wiring, bit-exact resume, checkpoints and their errors,
+divergence handling, and a short run that learns without collapsing."""
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+import byol_ref as byol
+from byol_ref import checkpoint as ckpt
+from byol_ref.augment import VectorAug
+from byol_ref.backend import get_backend
+from byol_ref.data import synthetic
+from byol_ref.train import (TrainConfig, TrainingDiverged, fit, init_state, load_checkpoint, make_optimizer_for,
+                            make_schedules, save_checkpoint, train_step)
+
+SMALL = dict(hidden_size=32, projection_dim=16, predictor_dim=16)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic(n=160, dim=12, n_classes=4, seed=0)
+
+
+def _tcfg(**kw):
+    base = dict(epochs=4, batch_size=32, lr=2e-3, log_every=1, checkpoint_every=3, seed=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_step_follows_the_official_order():
+    """optimizer update first, then EMA with the *updated* online params."""
+    cfg = byol.Config(encoder_dim=6, **SMALL)
+    tcfg = _tcfg(optimizer="sgd", lr=0.5, tau_base=0.9, tau_schedule="constant", warmup_epochs=0)
+    be = get_backend("numpy", "float64", 0)
+    state = init_state(cfg, tcfg, be)
+    sched = make_schedules(tcfg, 64)
+    opt = make_optimizer_for(tcfg)
+    x = np.random.default_rng(0).standard_normal((8, 6))
+    ident = (VectorAug.identity(), VectorAug.identity())
+    new, m = train_step(state, x, optimizer=opt, schedules=sched, views=ident, tcfg=tcfg)
+    res = byol.loss_and_grads(state.online, state.target, x, x)
+    want_params, _ = opt.update(res.grads, state.opt_state, state.online.params, lr=sched.lr(0))
+    for k, v in want_params.items():
+        np.testing.assert_allclose(new.online.params[k], v, rtol=1e-12)
+    want_target = byol.ema_update(want_params, state.target.params, 0.9)
+    for k, v in want_target.items():
+        np.testing.assert_allclose(new.target.params[k], v, rtol=1e-12)
+    assert m["loss"] == pytest.approx(float(res.loss), rel=1e-12)
+    # lightly's timing: EMA with the old params, before the forward
+    tl = tcfg.replace(ema_when="pre_forward")
+    new2, _ = train_step(state, x, optimizer=opt, schedules=sched, views=ident, tcfg=tl)
+    pre = byol.ema_update(state.online.params, state.target.params, 0.9)
+    for k, v in pre.items():
+        np.testing.assert_allclose(new2.target.params[k], v, rtol=1e-12)
+
+
+def test_short_run_lowers_the_loss_without_collapse(data):
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    res = fit(data, cfg, _tcfg(epochs=30, lr=5e-3), progress=False)
+    losses = [h["loss"] for h in res.history]
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.1
+    assert res.history[-1]["z_std"] > 0.3 * res.history[-1]["z_std_healthy"]  # not collapsed (collapse is 0)
+    assert res.history[-1]["z_rank"] > 2
+
+
+def test_resume_is_bit_identical(tmp_path, data):
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    tcfg = _tcfg(epochs=4)  # 128 train samples: 4 steps per epoch -> 16 steps, checkpoints every 3
+    full = fit(data, cfg, tcfg, progress=False, out_dir=tmp_path / "full")
+    part = tmp_path / "part"
+    fit(data, cfg, tcfg, progress=False, out_dir=part, stop_at=7)  # "crash" after step 7 (mid-epoch)
+    resumed = fit(data, cfg, tcfg, progress=False, out_dir=part, resume=True)
+    assert resumed.state.step == full.state.step == 16
+    for a, b in [(full.state.online.params, resumed.state.online.params),
+                 (full.state.target.params, resumed.state.target.params),
+                 (full.state.online.buffers, resumed.state.online.buffers),
+                 (full.state.opt_state, resumed.state.opt_state)]:
+        assert set(a) == set(b)
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert full.state.rng.bit_generator.state == resumed.state.rng.bit_generator.state
+
+
+def test_checkpoint_round_trip_and_atomicity(tmp_path):
+    cfg = byol.Config(encoder_dim=5, **SMALL)
+    tcfg = _tcfg()
+    state = init_state(cfg, tcfg, get_backend("numpy", "float64", 3))
+    path = save_checkpoint(tmp_path / "c.npz", state, cfg, tcfg)
+    assert [p.name for p in tmp_path.iterdir()] == ["c.npz"]  # no temporary left behind
+    loaded, cfg2, tcfg2, meta = load_checkpoint(path)
+    assert cfg2 == cfg and tcfg2 == tcfg and meta["format"] == "byol-ref-checkpoint"
+    for k, v in state.online.params.items():
+        np.testing.assert_array_equal(loaded.online.params[k], v)
+    assert loaded.rng.bit_generator.state == state.rng.bit_generator.state
+
+
+def test_corrupt_truncated_and_foreign_checkpoints(tmp_path):
+    cfg = byol.Config(encoder_dim=5, **SMALL)
+    tcfg = _tcfg()
+    good = save_checkpoint(tmp_path / "good.npz", init_state(cfg, tcfg, get_backend()), cfg, tcfg)
+    raw = good.read_bytes()
+    (tmp_path / "trunc.npz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ckpt.CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(tmp_path / "trunc.npz")
+    (tmp_path / "garbage.npz").write_bytes(b"not a zip file at all")
+    with pytest.raises(ckpt.CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(tmp_path / "garbage.npz")
+    np.savez(tmp_path / "foreign.npz", weights=np.zeros(3))
+    with pytest.raises(ckpt.CheckpointError, match="not a byol-ref checkpoint"):
+        load_checkpoint(tmp_path / "foreign.npz")
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "missing.npz")
+    # a pickled object array is refused, never unpickled
+    with zipfile.ZipFile(tmp_path / "pickled.npz", "w") as z:
+        with z.open("meta.npy", "w") as f:
+            np.lib.format.write_array(f, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ckpt.CheckpointError):
+        load_checkpoint(tmp_path / "pickled.npz")
+    # a newer format version is refused with advice
+    arrays, meta = ckpt.load(good)
+    meta["version"] = 99
+    ckpt.save(tmp_path / "newer.npz", {g: v for g, v in arrays.items() if v}, {k: v for k, v in meta.items()
+                                                                             if k not in ("format", "version")})
+    data = dict(np.load(tmp_path / "newer.npz", allow_pickle=False))
+    data["meta"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "newer.npz", **data)
+    with pytest.raises(ckpt.CheckpointError, match="version 99"):
+        load_checkpoint(tmp_path / "newer.npz")
+
+
+def test_divergence_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path, data):
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    out = tmp_path / "run"
+    fit(data, cfg, _tcfg(epochs=1), progress=False, out_dir=out)  # 5 steps, checkpoint at the end
+    before = (out / "checkpoint.npz").read_bytes()
+    poisoned = data._replace(x_train=data.x_train.copy())
+    poisoned.x_train[:] = 1e308  # standardisation overflows: refused before any step
+    with pytest.raises(ValueError, match="overflows"):
+        fit(poisoned, cfg, _tcfg(epochs=1), progress=False, out_dir=tmp_path / "run2")
+    # resume an existing run with a lr so large the loss overflows
+    huge = _tcfg(epochs=3, lr=1e300, optimizer="sgd", warmup_epochs=0)
+    with pytest.raises(TrainingDiverged, match=r"at step \d+"):
+        fit(data, cfg, huge, progress=False, out_dir=out, state=None)
+    assert (out / "checkpoint.npz").read_bytes() == before  # the last good checkpoint is untouched
+
+
+def test_train_config_validation():
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        TrainConfig(optimizer="rmsprop")
+    with pytest.raises(ValueError, match="tau_base must be in"):
+        TrainConfig(tau_base=1.5)
+    with pytest.raises(ValueError, match="batch_size must be an int >= 2"):
+        TrainConfig(batch_size=1)
+    with pytest.raises(ValueError, match="warmup_epochs must be in"):
+        TrainConfig(epochs=5, warmup_epochs=6)
