@@ -1,0 +1,236 @@
+"""Compare two traces tensor by tensor and name the first divergence in execution order.
+
+``diff_traces(a, b)`` returns a :class:`DiffReport`: for every name, the shapes, dtypes,
+max absolute and max relative error and a status; the names present on one side only; and
+the first tensor, in execution order, that is outside tolerance. Element ``i`` agrees when
+
+    |a_i - b_i| <= atol + rtol * max(|a_i|, |b_i|)
+
+(symmetric in a and b; NaN agrees only with NaN at the same place; infinities must match
+exactly). The relative error reported is ``max_i |a_i - b_i| / max(|a_i|, |b_i|)`` over the
+elements where the denominator is not 0.
+
+Execution order is A's (its ``__order__``, else its file order), except when only B is a
+byol-ref trace (has ``__meta__``): then B's order is used, so ``byol-ref diff mine.npz
+ref.npz`` and ``byol-ref diff ref.npz mine.npz`` name the same first divergence. Names only
+in B come last. A value mismatch or a shape mismatch is a divergence; a dtype mismatch is
+reported and is a divergence unless ``ignore_dtype`` (values are then compared in float64);
+names present on one side only are listed and make the comparison fail unless
+``only_common``, but they are never the "first divergence".
+
+Command line: ``byol-ref diff A.npz B.npz [--rtol R] [--atol A] [--only-common]
+[--ignore-dtype] [--all] [--json]``; exit status 0 when everything agrees, 1 otherwise.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+
+from .backend import host as np
+from .trace import Trace, load_trace
+
+__all__ = ["TensorDiff", "DiffReport", "diff_traces", "diff_files", "format_report", "DEFAULT_RTOL", "DEFAULT_ATOL"]
+
+DEFAULT_RTOL = 1e-9
+DEFAULT_ATOL = 1e-12
+_STEP_RE = re.compile(r"^(step(\d+)|init)\.(.*)$")
+
+
+@dataclass
+class TensorDiff:
+    """One name's comparison.
+
+    Attributes:
+        name: the trace name.
+        status: ``"ok"``, ``"mismatch"`` (values outside tolerance), ``"shape"``, ``"dtype"``
+            (dtypes differ; values may still agree, see ``values_ok``), ``"only_a"`` or ``"only_b"``.
+        shape_a, shape_b, dtype_a, dtype_b: as stored (None on the missing side).
+        max_abs, max_rel: errors over all elements (None when not comparable).
+        n_bad: number of elements outside tolerance.
+        worst_index: index of the largest tolerance violation (or of max_abs when all agree).
+        a_value, b_value: the two values at worst_index.
+        values_ok: whether the values agree within tolerance (None when not comparable).
+    """
+
+    name: str
+    status: str
+    shape_a: list | None = None
+    shape_b: list | None = None
+    dtype_a: str | None = None
+    dtype_b: str | None = None
+    max_abs: float | None = None
+    max_rel: float | None = None
+    n_bad: int = 0
+    worst_index: list | None = None
+    a_value: float | None = None
+    b_value: float | None = None
+    values_ok: bool | None = None
+
+
+@dataclass
+class DiffReport:
+    """Result of diff_traces.
+
+    Attributes:
+        rtol, atol: the tolerances used.
+        tensors: TensorDiff for every name, in execution order.
+        only_a, only_b: names present on one side only.
+        first_divergence: the first name in execution order that diverges (None if none).
+        first_step: its step (``"init"`` or an int), and ``first_tensor`` the name without the step.
+        ok: True when everything agrees (under only_common / ignore_dtype).
+    """
+
+    rtol: float
+    atol: float
+    tensors: list = field(default_factory=list)
+    only_a: list = field(default_factory=list)
+    only_b: list = field(default_factory=list)
+    first_divergence: str | None = None
+    first_step: object = None
+    first_tensor: str | None = None
+    ok: bool = True
+    a_label: str = "A"
+    b_label: str = "B"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _as_trace(x, label) -> Trace:
+    if isinstance(x, Trace):
+        return x
+    if isinstance(x, dict):
+        return Trace({k: v for k, v in x.items() if not k.startswith("__")}, {})
+    raise TypeError(f"{label} must be a Trace or a dict name -> array, got {type(x).__name__}")
+
+
+def _compare(name, a, b, rtol, atol) -> TensorDiff:
+    a, b = np.asarray(a), np.asarray(b)
+    d = TensorDiff(name, "ok", list(a.shape), list(b.shape), a.dtype.name, b.dtype.name)
+    if a.shape != b.shape:
+        d.status = "shape"
+        return d
+    for arr, side in ((a, "A"), (b, "B")):
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"{name!r} in {side} has dtype {arr.dtype}; traces hold numbers only")
+    x, y = a.astype("float64"), b.astype("float64")
+    both_nan = np.isnan(x) & np.isnan(y)
+    same_inf = np.isinf(x) & (x == y)
+    err = np.where(both_nan | same_inf, 0.0, np.abs(x - y))
+    err = np.where(np.isnan(err), np.inf, err)  # NaN on one side only: infinitely wrong
+    scale = np.maximum(np.abs(np.nan_to_num(x)), np.abs(np.nan_to_num(y)))
+    bad = err > atol + rtol * scale
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(scale > 0, err / np.where(scale > 0, scale, 1.0), np.where(err > 0, np.inf, 0.0))
+    d.max_abs = float(err.max()) if err.size else 0.0
+    d.max_rel = float(rel.max()) if rel.size else 0.0
+    d.n_bad = int(bad.sum())
+    d.values_ok = d.n_bad == 0
+    if err.size:
+        excess = np.where(bad, err - (atol + rtol * scale), -np.inf)
+        flat = int(np.argmax(excess)) if d.n_bad else int(np.argmax(err))
+        idx = np.unravel_index(flat, err.shape)
+        d.worst_index = [int(i) for i in idx]
+        d.a_value, d.b_value = float(x[idx]), float(y[idx])
+    if not d.values_ok:
+        d.status = "mismatch"
+    elif a.dtype != b.dtype:
+        d.status = "dtype"
+    return d
+
+
+def diff_traces(a, b, *, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL, only_common: bool = False,
+                ignore_dtype: bool = False, a_label: str = "A", b_label: str = "B") -> DiffReport:
+    """Compare two traces (Trace objects or dicts name -> array).
+
+    Args:
+        a, b: the traces (see the module docstring for whose order is used).
+        rtol, atol: tolerances (>= 0).
+        only_common: names on one side only do not make the comparison fail.
+        ignore_dtype: dtype differences do not make it fail (values still must agree).
+
+    Returns:
+        DiffReport.
+    """
+    for v, nm in ((rtol, "rtol"), (atol, "atol")):
+        if not isinstance(v, (int, float)) or not v >= 0:
+            raise ValueError(f"{nm} must be a number >= 0, got {v!r}")
+    ta, tb = _as_trace(a, "a"), _as_trace(b, "b")
+    order = list(ta.arrays)
+    if not ta.meta and tb.meta:
+        # A has no recorded order (a user-written file) but B is a byol-ref trace: use B's order.
+        order = [n for n in tb.arrays if n in ta.arrays] + [n for n in ta.arrays if n not in tb.arrays]
+    names = order + [n for n in tb.arrays if n not in ta.arrays]
+    rep = DiffReport(float(rtol), float(atol), a_label=a_label, b_label=b_label)
+    for name in names:
+        if name not in tb.arrays:
+            rep.tensors.append(TensorDiff(name, "only_a", list(np.shape(ta.arrays[name])), None,
+                                          np.asarray(ta.arrays[name]).dtype.name))
+            rep.only_a.append(name)
+            continue
+        if name not in ta.arrays:
+            rep.tensors.append(TensorDiff(name, "only_b", None, list(np.shape(tb.arrays[name])), None,
+                                          np.asarray(tb.arrays[name]).dtype.name))
+            rep.only_b.append(name)
+            continue
+        d = _compare(name, ta.arrays[name], tb.arrays[name], rtol, atol)
+        rep.tensors.append(d)
+        diverged = d.status in ("mismatch", "shape") or (d.status == "dtype" and not ignore_dtype)
+        if diverged and rep.first_divergence is None:
+            rep.first_divergence = name
+            m = _STEP_RE.match(name)
+            if m:
+                rep.first_step = "init" if m.group(1) == "init" else int(m.group(2))
+                rep.first_tensor = m.group(3)
+            else:
+                rep.first_tensor = name
+    rep.ok = rep.first_divergence is None and (only_common or not (rep.only_a or rep.only_b))
+    return rep
+
+
+def diff_files(path_a, path_b, **kwargs) -> DiffReport:
+    """diff_traces on two ``.npz`` files (read without pickle)."""
+    return diff_traces(load_trace(path_a), load_trace(path_b), a_label=str(path_a), b_label=str(path_b), **kwargs)
+
+
+def _fmt(x):
+    return "-" if x is None else f"{x:.3g}"
+
+
+def format_report(rep: DiffReport, *, show_all: bool = False, max_rows: int = 40) -> str:
+    """A human-readable report: a table of diverging tensors (all with show_all), the one-sided
+    names, a summary and the first divergence."""
+    lines = [f"byol-ref diff: A = {rep.a_label}, B = {rep.b_label} (rtol {rep.rtol:g}, atol {rep.atol:g})"]
+    rows = [d for d in rep.tensors if show_all or d.status not in ("ok", "only_a", "only_b")]
+    if rows:
+        w = max(len(d.name) for d in rows[:max_rows])
+        lines.append(f"  {'name':<{w}}  {'status':<8} {'shape A':<12} {'shape B':<12} {'max abs':>9} {'max rel':>9}")
+        for d in rows[:max_rows]:
+            shape_a = "x".join(map(str, d.shape_a)) if d.shape_a is not None else "-"
+            shape_b = "x".join(map(str, d.shape_b)) if d.shape_b is not None else "-"
+            extra = ""
+            if d.status == "dtype":
+                extra = f"  ({d.dtype_a} vs {d.dtype_b})"
+            elif d.status == "mismatch":
+                extra = f"  ({d.n_bad} bad; worst at {tuple(d.worst_index)}: {d.a_value:.17g} vs {d.b_value:.17g})"
+            lines.append(f"  {d.name:<{w}}  {d.status:<8} {shape_a or '()':<12} {shape_b or '()':<12} "
+                         f"{_fmt(d.max_abs):>9} {_fmt(d.max_rel):>9}{extra}")
+        if len(rows) > max_rows:
+            lines.append(f"  ... and {len(rows) - max_rows} more (use --json for all)")
+    for side, names in (("A", rep.only_a), ("B", rep.only_b)):
+        if names:
+            shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+            lines.append(f"only in {side}: {shown}")
+    n = len(rep.tensors)
+    n_common = n - len(rep.only_a) - len(rep.only_b)
+    n_bad = sum(d.status in ("mismatch", "shape", "dtype") for d in rep.tensors)
+    lines.append(f"{n_common} common tensor(s), {n_bad} differ; {len(rep.only_a)} only in A, "
+                 f"{len(rep.only_b)} only in B")
+    if rep.first_divergence is not None:
+        step = "init" if rep.first_step == "init" else (f"step {rep.first_step}" if rep.first_step is not None
+                                                        else "no step")
+        lines.append(f"first divergence: {step}, {rep.first_tensor}")
+    else:
+        lines.append("first divergence: none")
+    lines.append("result: " + ("agree" if rep.ok else "DIFFER"))
+    return "\n".join(lines)

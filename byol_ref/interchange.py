@@ -1,0 +1,326 @@
+"""Weight interchange: byol-ref's own ``.npz`` layout and the PyTorch ``state_dict`` layout.
+
+Nothing here ever unpickles. Files are plain ``.npz`` (``numpy.load(allow_pickle=False)``) or
+``.safetensors`` (read and written by the small reader/writer below, no extra package). A
+PyTorch ``.pt``/``.pth``/``.bin`` file *is* a pickle and is refused with the export recipe:
+
+    import numpy as np
+    np.savez("weights.npz", **{k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})
+    # or: safetensors.torch.save_file(model.state_dict(), "weights.safetensors")
+
+**byol-ref layout** (the trace inputs layout, ``byol_ref.trace``): ``online.param.<name>``,
+``online.buffer.<name>``, ``target.param.<name>``, ``target.buffer.<name>``, where ``<name>`` is a
+byol-ref key (``projector.fc1.weight``) and Linear weights are stored ``(in, out)``.
+
+**PyTorch layout**: the model's ``state_dict`` names; Linear weights ``(out, in)`` (transposed on
+the way in and out); a norm layer's ``weight``/``bias`` are byol-ref's ``gamma``/``beta``; batch
+norm's ``running_mean``, ``running_var`` and ``num_batches_tracked`` are byol-ref's buffers
+``running_mean``, ``running_var`` and ``count``. A *mapping* ``{byol-ref name: torch name}`` ties the
+two; two are shipped, built for a byol-ref network of the same structure (see
+:func:`torch_mapping`):
+
+* ``"byol-pytorch"`` (lucidrains/byol-pytorch 0.9, ``byol_pytorch.py``): ``online_encoder.net.<i>``
+  (your ``net``, assumed an ``nn.Sequential`` laid out like byol-ref's encoder; pass
+  ``hidden_layer=-1`` so the representation is its output), ``online_encoder.projector.<i>`` and
+  ``online_predictor.<i>`` (``MLP``: 0 Linear, 1 BatchNorm1d, 2 ReLU, 3 Linear),
+  ``target_encoder.net.<i>``, ``target_encoder.projector.<i>`` (created by the first forward).
+  Versions before 0.6 wrapped the MLP in a module with ``.net``: pass your own mapping.
+* ``"lightly"`` (lightly 1.6, ``lightly/models/modules/heads.py`` ``BYOLProjectionHead`` /
+  ``BYOLPredictionHead``: ``layers.0`` Linear without bias, ``layers.1`` BatchNorm1d, ``layers.2`` ReLU,
+  ``layers.3`` Linear with bias; the model of ``examples/pytorch/byol.py``): ``backbone.<i>``,
+  ``projection_head.layers.<i>``, ``prediction_head.layers.<i>``, ``backbone_momentum.<i>``,
+  ``projection_head_momentum.layers.<i>``.
+
+For your own model pass a dict (or a JSON file of one); ``<i>`` above is the position of the step
+in byol-ref's ``network_plan`` (ReLUs count, as in an ``nn.Sequential``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+
+from .backend import host as np
+from .backend import to_numpy
+from .model import Config, Network, network_plan, param_shapes
+from .trace import TraceError, load_npz
+
+__all__ = ["torch_mapping", "MAPPING_STYLES", "to_torch_layout", "from_torch_layout", "load_arrays",
+           "save_arrays", "networks_to_arrays", "save_networks", "load_networks", "transpose_weights",
+           "read_safetensors", "write_safetensors", "resolve_mapping"]
+
+MAPPING_STYLES = ("byol-pytorch", "lightly")
+
+_PREFIXES = {
+    "byol-pytorch": {("online", "encoder"): "online_encoder.net", ("online", "projector"): "online_encoder.projector",
+                     ("online", "predictor"): "online_predictor", ("target", "encoder"): "target_encoder.net",
+                     ("target", "projector"): "target_encoder.projector"},
+    "lightly": {("online", "encoder"): "backbone", ("online", "projector"): "projection_head.layers",
+                ("online", "predictor"): "prediction_head.layers", ("target", "encoder"): "backbone_momentum",
+                ("target", "projector"): "projection_head_momentum.layers"},
+}
+# state_dict names that are aliases of mapped tensors: byol-pytorch's BYOL keeps ``self.net`` as well as
+# ``online_encoder.net`` (the same module), so its state_dict lists ``net.*`` twice.
+_ALIASES = {"byol-pytorch": ("net.",), "lightly": ()}
+_SUFFIX = {"weight": "weight", "bias": "bias", "gamma": "weight", "beta": "bias", "running_mean": "running_mean",
+           "running_var": "running_var", "count": "num_batches_tracked"}
+
+
+def torch_mapping(style: str, config: Config) -> dict:
+    """The shipped ``{byol-ref name: torch state_dict name}`` mapping for a network structure.
+
+    Args:
+        style: ``"byol-pytorch"`` or ``"lightly"``.
+        config: the byol-ref Config (layout, norm, biases, use_predictor decide the names; sizes
+            do not matter).
+
+    Returns:
+        dict over every ``online.param.*``, ``online.buffer.*``, ``target.param.*``, ``target.buffer.*``.
+    """
+    if style not in _PREFIXES:
+        raise ValueError(f"mapping style must be one of {MAPPING_STYLES} (or pass a dict), got {style!r}")
+    mapping = {}
+    for role in ("online", "target"):
+        shapes = param_shapes(config, role)
+        for part, steps in network_plan(config, role).items():
+            base = _PREFIXES[style][(role, part)]
+            for i, (kind, name) in enumerate(steps):
+                own = [k for k in shapes if k.rsplit(".", 1)[0] == name]
+                if kind == "batch_norm":
+                    own = own + [f"{name}.running_mean", f"{name}.running_var", f"{name}.count"]
+                for key in own:
+                    group = "buffer" if key.rsplit(".", 1)[1] in ("running_mean", "running_var", "count") else "param"
+                    mapping[f"{role}.{group}.{key}"] = f"{base}.{i}.{_SUFFIX[key.rsplit('.', 1)[1]]}"
+    return mapping
+
+
+def resolve_mapping(mapping, config: Config | None = None) -> dict:
+    """A mapping from a style name (needs ``config``), a dict, or a path to a JSON file of a dict."""
+    if isinstance(mapping, dict):
+        bad = [(k, v) for k, v in mapping.items() if not isinstance(k, str) or not isinstance(v, str)]
+        if bad:
+            raise TypeError(f"mapping must map str to str, got {bad[:2]}")
+        if len(set(mapping.values())) != len(mapping):
+            raise ValueError("mapping sends two byol-ref names to the same torch name")
+        return dict(mapping)
+    if isinstance(mapping, str) and mapping in _PREFIXES:
+        if config is None:
+            raise ValueError(f"mapping style {mapping!r} needs the network config (layout, norm, biases)")
+        return torch_mapping(mapping, config)
+    if isinstance(mapping, (str, os.PathLike)) and os.fspath(mapping).endswith(".json"):
+        with open(mapping) as f:
+            try:
+                return resolve_mapping(json.load(f))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"mapping file {mapping} is not JSON ({exc})") from None
+    raise ValueError(f"mapping must be one of {MAPPING_STYLES}, a dict {{byol-ref name: torch name}} or a .json "
+                     f"file of one, got {mapping!r}")
+
+
+def _is_weight(name: str, a) -> bool:
+    return name.rsplit(".", 1)[-1] == "weight" and np.ndim(a) == 2
+
+
+def transpose_weights(arrays: dict) -> dict:
+    """Transpose every 2-D array whose name ends in ``.weight`` (Linear weights, their gradients and
+    optimiser buffers): turns a trace written in PyTorch's (out, in) layout into byol-ref's (in, out),
+    and back. Other arrays are passed through. Returns a new dict in the same order."""
+    return {k: (np.ascontiguousarray(np.asarray(v).T) if _is_weight(k, v) else v) for k, v in arrays.items()}
+
+
+def to_torch_layout(arrays: dict, mapping: dict, *, strict: bool = True) -> dict:
+    """byol-ref layout -> torch state_dict layout (rename, transpose Linear weights).
+
+    Args:
+        arrays: ``online.param.*`` etc. (host arrays).
+        mapping: ``{byol-ref name: torch name}`` (see :func:`resolve_mapping`).
+        strict: every array must have a mapping entry (else ValueError listing them).
+    """
+    missing = [k for k in arrays if k not in mapping]
+    if strict and missing:
+        raise ValueError(f"no torch name for {len(missing)} byol-ref array(s), e.g. {missing[:4]}; "
+                         "extend the mapping or pass strict=False")
+    out = {}
+    for k, v in arrays.items():
+        if k in mapping:
+            a = np.asarray(to_numpy(v))
+            out[mapping[k]] = np.ascontiguousarray(a.T) if _is_weight(k, a) else a
+    return out
+
+
+def from_torch_layout(state: dict, mapping: dict, *, strict: bool = True, ignore_prefixes=()) -> dict:
+    """torch state_dict layout -> byol-ref layout (rename, transpose Linear weights).
+
+    Args:
+        state: ``{torch name: array}``.
+        mapping: ``{byol-ref name: torch name}``.
+        strict: every mapped torch name must be present, and every torch name must be mapped
+            (else ValueError listing them).
+        ignore_prefixes: torch names starting with these are aliases, never "unmapped".
+
+    Returns:
+        ``{byol-ref name: array}`` in the mapping's order.
+    """
+    absent = [t for t in mapping.values() if t not in state]
+    inverse = set(mapping.values())
+    unmapped = [t for t in state if t not in inverse and not t.startswith(tuple(ignore_prefixes))]
+    if absent and (strict or len(absent) == len(mapping)):
+        raise ValueError(f"the torch state lacks {len(absent)} mapped name(s), e.g. {absent[:4]}; its names "
+                         f"include {list(state)[:6]}. Wrong mapping style, or a model with another layout?")
+    if strict and unmapped:
+        raise ValueError(f"{len(unmapped)} torch name(s) have no byol-ref name, e.g. {unmapped[:4]}; "
+                         "extend the mapping or pass strict=False")
+    out = {}
+    for ref, t in mapping.items():
+        if t in state:
+            a = np.asarray(state[t])
+            if _is_weight(ref, a):
+                a = np.ascontiguousarray(a.T)
+            elif ref.endswith(".count"):
+                a = np.asarray(a, dtype="int64")
+            out[ref] = a
+    return out
+
+
+# --------------------------------------------------------------------------- files
+
+
+_ST_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
+              "U8": "u1", "BOOL": "?"}
+_ST_NAMES = {np.dtype(v).name: k for k, v in _ST_DTYPES.items()}
+
+
+def read_safetensors(path) -> dict:
+    """Read a ``.safetensors`` file into host arrays (BF16 is widened to float32 exactly)."""
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 8:
+        raise TraceError(f"{path} is too short to be a .safetensors file")
+    (n,) = struct.unpack("<Q", raw[:8])
+    if n > len(raw) - 8:
+        raise TraceError(f"{path}: header length {n} exceeds the file size; truncated or not .safetensors")
+    try:
+        header = json.loads(raw[8:8 + n])
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise TraceError(f"{path}: the .safetensors header is not JSON ({exc})") from None
+    data = memoryview(raw)[8 + n:]
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dt, shape, (lo, hi) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
+        except (KeyError, TypeError, ValueError):
+            raise TraceError(f"{path}: malformed header entry for {name!r}: {info!r}") from None
+        if not 0 <= lo <= hi <= len(data):
+            raise TraceError(f"{path}: {name!r} has data offsets {lo}..{hi} outside the {len(data)}-byte buffer")
+        buf = bytes(data[lo:hi])
+        if dt == "BF16":
+            a = (np.frombuffer(buf, dtype="<u2").astype("<u4") << 16).view("<f4")
+        elif dt in _ST_DTYPES:
+            a = np.frombuffer(buf, dtype=_ST_DTYPES[dt])
+        else:
+            raise TraceError(f"{path}: {name!r} has dtype {dt}, which byol-ref does not read")
+        if a.size != int(np.prod(shape, dtype="int64")):
+            raise TraceError(f"{path}: {name!r} holds {a.size} elements but its shape is {list(shape)}")
+        out[name] = a.reshape(shape).astype(a.dtype.newbyteorder("="), copy=True)
+    return out
+
+
+def write_safetensors(path, arrays: dict) -> None:
+    """Write host arrays as ``.safetensors`` (little-endian, header padded to 8 bytes)."""
+    header, chunks, offset = {}, [], 0
+    for name, v in arrays.items():
+        a = np.array(to_numpy(v), order="C")  # (ascontiguousarray would turn a 0-d array into 1-d)
+        if a.dtype.name not in _ST_NAMES:
+            raise TypeError(f"{name!r} has dtype {a.dtype}; .safetensors here holds {sorted(_ST_NAMES)}")
+        b = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
+        header[name] = {"dtype": _ST_NAMES[a.dtype.name], "shape": list(a.shape),
+                        "data_offsets": [offset, offset + len(b)]}
+        chunks.append(b)
+        offset += len(b)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h)
+        for c in chunks:
+            f.write(c)
+
+
+def load_arrays(path) -> dict:
+    """Every array of a ``.npz`` or ``.safetensors`` file, in file order; pickles are refused."""
+    p = os.fspath(path)
+    if p.lower().endswith(".safetensors"):
+        if not os.path.isfile(p):
+            raise FileNotFoundError(f"weights file {p} does not exist")
+        return read_safetensors(p)
+    return load_npz(p, "weights file")
+
+
+def save_arrays(path, arrays: dict) -> str:
+    """Write arrays as ``.safetensors`` (by extension) or ``.npz`` (otherwise; the exact path is kept)."""
+    p = os.fspath(path)
+    if p.lower().endswith(".safetensors"):
+        write_safetensors(p, arrays)
+    else:
+        with open(p, "wb") as f:
+            np.savez(f, **{k: np.asarray(to_numpy(v)) for k, v in arrays.items()})
+    return p
+
+
+def networks_to_arrays(online: Network, target: Network | None = None) -> dict:
+    """``online.param.*``, ``online.buffer.*`` (and the target's) as host arrays, byol-ref layout."""
+    out = {}
+    for role, net in (("online", online), ("target", target)):
+        if net is None:
+            continue
+        if not isinstance(net, Network):
+            raise TypeError(f"{role} must be a byol_ref Network, got {type(net).__name__}")
+        out.update({f"{role}.param.{k}": np.asarray(to_numpy(v)) for k, v in net.params.items()})
+        out.update({f"{role}.buffer.{k}": np.asarray(to_numpy(v)) for k, v in net.buffers.items()})
+    return out
+
+
+def save_networks(path, online: Network, target: Network | None = None, *, layout: str = "byol-ref",
+                  mapping=None) -> str:
+    """Save networks in byol-ref's layout or as a torch state_dict (``layout="torch"`` with a mapping).
+
+    Args:
+        path: ``.npz`` or ``.safetensors``.
+        online, target: Networks (target optional).
+        layout: ``"byol-ref"`` or ``"torch"``.
+        mapping: with ``"torch"``: a style (``"byol-pytorch"``, ``"lightly"``), a dict or a JSON path.
+    """
+    arrays = networks_to_arrays(online, target)
+    if layout == "torch":
+        arrays = to_torch_layout(arrays, resolve_mapping(mapping, online.config), strict=False)
+    elif layout != "byol-ref":
+        raise ValueError(f"layout must be 'byol-ref' or 'torch', got {layout!r}")
+    return save_arrays(path, arrays)
+
+
+def load_networks(path, *, layout: str = "byol-ref", mapping=None, config: Config | None = None,
+                  strict: bool = True) -> dict:
+    """Load weights into byol-ref's layout (a dict; feed it to ``trace.networks_from_inputs``).
+
+    Args:
+        path: ``.npz`` or ``.safetensors`` (never a pickle).
+        layout: ``"byol-ref"`` (the file is already in byol-ref's layout) or ``"torch"``.
+        mapping: with ``"torch"``: a style name (needs ``config``), a dict or a JSON path.
+        config: the structure the style mapping is built for (e.g. ``preset.config(encoder_dim=1)``).
+        strict: with ``"torch"``: every torch name must be mapped.
+
+    Returns:
+        ``{"online.param.<name>": array, ...}`` (host arrays, weights (in, out)).
+    """
+    arrays = load_arrays(path)
+    if layout == "byol-ref":
+        return arrays
+    if layout != "torch":
+        raise ValueError(f"layout must be 'byol-ref' or 'torch', got {layout!r}")
+    if mapping is None:
+        raise ValueError(f"loading {path} in the torch layout needs a mapping: one of {MAPPING_STYLES}, a dict or "
+                         "a JSON file")
+    ignore = _ALIASES.get(mapping, ()) if isinstance(mapping, str) else ()
+    return from_torch_layout(arrays, resolve_mapping(mapping, config), strict=strict, ignore_prefixes=ignore)

@@ -1,0 +1,476 @@
+"""Trace: run BYOL training steps on fixed views and keep every intermediate, in order.
+
+A trace is a flat, ordered dict ``name -> array``: the initial state, then for each step
+the learning rate and tau, the views, every layer output of both networks for each view,
+batch statistics, normalised vectors, per-sample and total loss, the gradient of every
+activation and every parameter, the new running statistics, the optimiser state, the new
+online params and the new target params. Names and shapes are documented in
+``docs/trace-format.md``; a trace file is a plain ``.npz`` (never pickled) with two extra
+entries: ``__order__`` (1-D string array, the names in execution order) and ``__meta__``
+(0-d string, JSON: format, version, preset, configs, step counts, dtype).
+
+A step runs in the order of :func:`byol_ref.train.train_step` (BYOL_FACTS a1), with fixed
+views instead of augmentation:
+
+1. ``lr_k`` and ``tau_k`` from the schedules (``k = start_step + i``);
+2. with ``ema_when="pre_forward"`` (lightly), the target EMA with the *old* online params;
+3. ``loss_and_grads``: online then target forward, loss, online backward;
+4. the optimiser update;
+5. with ``ema_when="post_step"`` (official), the target EMA with the *updated* online params.
+
+``ema_scope="params+buffers"`` also averages the running mean and variance (no preset does).
+
+Usage::
+
+    from byol_ref.presets import get_preset
+    from byol_ref.trace import make_inputs, trace_inputs, save_trace
+    preset = get_preset("deepmind")
+    inputs = make_inputs(preset, encoder_dim=5, hidden_size=6, projection_dim=4, predictor_dim=3,
+                         batch=4, steps=2, seed=0)
+    tr = trace_inputs(inputs, preset, steps=2)
+    save_trace("deepmind.npz", tr)
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import zipfile
+from dataclasses import asdict
+from typing import NamedTuple
+
+from .backend import get_backend, to_numpy
+from .backend import host as np
+from .layers import _moments
+from .losses import l2_normalize_forward
+from .model import (Network, _check_network, build_from_config, ema_update, init_buffers, loss_and_grads,
+                    network_plan)
+from .presets import Preset, get_preset
+from .train import make_optimizer_for, make_schedules
+
+__all__ = ["Trace", "TraceError", "trace_networks", "trace_inputs", "make_inputs", "networks_from_inputs",
+           "save_trace", "load_trace", "load_npz", "FORMAT", "VERSION"]
+
+FORMAT = "byol-ref-trace"
+VERSION = 1
+ORDER_KEY = "__order__"
+META_KEY = "__meta__"
+_VIEW_RE = re.compile(r"^step(\d+)\.input\.view([12])$")
+
+
+class TraceError(ValueError):
+    """A trace or inputs file that cannot be used; the message names the file and the problem."""
+
+
+class Trace(NamedTuple):
+    """A trace: ``arrays`` (ordered dict name -> host NumPy array) and ``meta`` (JSON-able dict)."""
+
+    arrays: dict
+    meta: dict
+
+
+# --------------------------------------------------------------------------- recording
+
+
+class _Recorder:
+    """Turns ``loss_and_grads``'s ``record(key, array)`` calls into per-view trace names.
+
+    Activations arrive stacked ``(G, N, F)``: G = 2 views, or G = 1 group of 2N rows with
+    ``views="concat"`` (view 1 first). Each is split into ``<net>.view1.<key>`` and
+    ``<net>.view2.<key>``. After every training-mode batch norm, the batch mean and biased
+    variance it normalised with are added (recomputed from the recorded layer input with the
+    same formula, ``layers._moments``), per view or for the joint batch (``view12``). Just
+    before the loss, the l2-normalised p and z of each view are added.
+    """
+
+    def __init__(self, out: dict, prefix: str, cfg, n: int):
+        self.out, self.prefix, self.cfg, self.n = out, prefix, cfg, n
+        self.last = {}  # net -> last recorded (G, N, F) output, the input of the next layer
+        self.stacked = {}  # record key -> stacked array (for p and z)
+        self.bn = {f"{role}.{name}" for role in ("online", "target")
+                   for steps in network_plan(cfg, role).values() for kind, name in steps if kind == "batch_norm"}
+        if cfg.target_bn != "batch":
+            self.bn = {k for k in self.bn if not k.startswith("target.")}
+
+    def put(self, name, value):
+        self.out[self.prefix + name] = to_numpy(value).copy()
+
+    def split(self, net, key, a):
+        a = to_numpy(a)
+        if a.shape[0] == 2:
+            parts = (a[0], a[1])
+        else:  # one group of 2N rows: view 1 is the first N
+            parts = (a[0, :self.n], a[0, self.n:])
+        for v, part in enumerate(parts, start=1):
+            self.put(f"{net}.view{v}.{key}", part)
+
+    def __call__(self, key, value):
+        if key == "loss.per_sample":
+            self._normalised()
+            self.put(key, value)
+            return
+        if key == "loss.total":
+            self.put(key, value)
+            return
+        net, _, rest = key.partition(".")  # "online" / "target"
+        if rest == "p.grad":
+            self.split(net, "p.grad", value)
+            return
+        layer, _, what = rest.rpartition(".")  # "encoder.norm1", "out"/"dout"
+        if what == "out":
+            if f"{net}.{layer}" in self.bn:
+                x = self.last[net]  # the batch-norm input, (G, N, F)
+                mean, var = _moments(x, -2, self.cfg.bn_var)  # (G, 1, F) each
+                groups = ["view1", "view2"] if x.shape[0] == 2 else ["view12"]
+                for g, m, s in zip(groups, to_numpy(mean)[:, 0], to_numpy(var)[:, 0]):
+                    self.put(f"{net}.{g}.{layer}.batch_mean", m)
+                    self.put(f"{net}.{g}.{layer}.batch_var", s)
+            self.last[net] = value
+            self.stacked[key] = value
+        self.split(net, f"{layer}.{what}", value)
+
+    def _normalised(self):
+        cfg = self.cfg
+        p_key = "online.predictor.fc2.out" if cfg.use_predictor else "online.projector.fc2.out"
+        for net, key, short in (("online", p_key, "p"), ("target", "target.projector.fc2.out", "z")):
+            n, _ = l2_normalize_forward(self.stacked[key], eps=cfg.norm_eps, eps_mode=cfg.norm_eps_mode)
+            self.split(net, f"{short}.normed", n)
+
+
+def _put_tree(out, prefix, tree):
+    for k, v in tree.items():
+        out[f"{prefix}{k}"] = to_numpy(v).copy()
+
+
+# --------------------------------------------------------------------------- running steps
+
+
+def trace_networks(online: Network, target: Network, views, *, preset: Preset, total_steps: int | None = None,
+                   warmup_steps: int | None = None, opt_state: dict | None = None, start_step: int = 0,
+                   train_extra: dict | None = None) -> Trace:
+    """Run ``len(views)`` training steps and record everything.
+
+    Args:
+        online, target: Networks (from ``build_from_config`` or :func:`networks_from_inputs`), whose
+            Config carries the model conventions (build it with ``preset.config(...)``).
+        views: list of (view1, view2) pairs, one per step, each (N, D) in the params' dtype.
+        preset: the training conventions (optimiser, LARS, schedules, EMA timing and scope).
+        total_steps: K of the schedules (default: start_step + number of steps).
+        warmup_steps: W (default: round(preset.warmup_fraction * K)).
+        opt_state: optimiser state to start from (default: a fresh one).
+        start_step: the global step k of the first traced step.
+        train_extra: other TrainConfig fields (e.g. ``predictor_lr_mult``, ``nesterov``).
+
+    Returns:
+        Trace; names in docs/trace-format.md.
+    """
+    if not isinstance(preset, Preset):
+        raise TypeError(f"preset must be a byol_ref.presets.Preset, got {type(preset).__name__}")
+    _check_network(online, "online", role="online")
+    _check_network(target, "target", role="target")
+    if not views:
+        raise ValueError("views must hold at least one (view1, view2) pair, got none")
+    cfg = online.config
+    n = views[0][0].shape[0]
+    dtype = online.params[next(iter(online.params))].dtype.name
+    if not isinstance(start_step, int) or start_step < 0:
+        raise ValueError(f"start_step must be an int >= 0, got {start_step!r}")
+    K = start_step + len(views) if total_steps is None else total_steps
+    if not isinstance(K, int) or K < start_step + len(views):
+        raise ValueError(f"total_steps must be an int >= start_step + steps = {start_step + len(views)}, got {K!r}")
+    W = int(round(preset.warmup_fraction * K)) if warmup_steps is None else warmup_steps
+    if not isinstance(W, int) or not 0 <= W <= K:
+        raise ValueError(f"warmup_steps must be an int in [0, total_steps={K}], got {W!r}")
+    tcfg = preset.train_config(epochs=K, batch_size=n, **{"warmup_epochs": W, "dtype": dtype, **(train_extra or {})})
+    sched = make_schedules(tcfg, n)  # one batch per "epoch": K steps, W warm-up steps
+    optimizer = make_optimizer_for(tcfg)
+    if opt_state is None:
+        opt_state = optimizer.init(online.params)
+
+    out = {}
+    _put_tree(out, "init.online.param.", online.params)
+    _put_tree(out, "init.online.buffer.", online.buffers)
+    _put_tree(out, "init.target.param.", target.params)
+    _put_tree(out, "init.target.buffer.", target.buffers)
+    _put_tree(out, "init.opt.", opt_state)
+
+    def ema(online, target, tau, pre):
+        target = target._replace(params=ema_update(online.params, target.params, tau))
+        _put_tree(out, pre + "target.param.", target.params)
+        if preset.ema_scope == "params+buffers":
+            bufs = dict(target.buffers)
+            for key in bufs:
+                if not key.endswith(".count"):
+                    bufs[key] = tau * target.buffers[key] + (1 - tau) * online.buffers[key]
+            target = target._replace(buffers=bufs)
+            _put_tree(out, pre + "target.buffer_ema.", bufs)
+        return target
+
+    for i, (view1, view2) in enumerate(views):
+        k = start_step + i
+        pre = f"step{i}."
+        lr, tau = sched.lr(k), sched.tau(k)
+        out[pre + "lr"] = np.asarray(lr, dtype="float64")
+        out[pre + "tau"] = np.asarray(tau, dtype="float64")
+        if tcfg.ema_when == "pre_forward":  # lightly: average with theta_k before the forward
+            target = ema(online, target, tau, pre)
+        out[pre + "input.view1"] = to_numpy(view1).copy()
+        out[pre + "input.view2"] = to_numpy(view2).copy()
+        res = loss_and_grads(online, target, view1, view2, record=_Recorder(out, pre, cfg, n))
+        _put_tree(out, pre + "online.grad.", res.grads)
+        _put_tree(out, pre + "online.buffer.", res.online_buffers)
+        _put_tree(out, pre + "target.buffer.", res.target_buffers)
+        params, opt_state = optimizer.update(res.grads, opt_state, online.params, lr=lr)
+        _put_tree(out, pre + "opt.", opt_state)
+        _put_tree(out, pre + "online.param.", params)
+        online = online._replace(params=params, buffers=res.online_buffers)
+        target = target._replace(buffers=res.target_buffers)
+        if tcfg.ema_when == "post_step":  # official: average with the updated theta_{k+1}
+            target = ema(online, target, tau, pre)
+
+    meta = {"format": FORMAT, "version": VERSION, "preset": preset.to_dict(), "config": cfg.to_dict(),
+            "train_config": asdict(tcfg), "steps": len(views), "start_step": start_step, "total_steps": K,
+            "warmup_steps": W, "batch": n, "dtype": dtype}
+    return Trace(out, meta)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def make_inputs(preset: Preset, *, encoder_dim: int, hidden_size: int, projection_dim: int, predictor_dim: int,
+                projector_hidden_dim: int | None = None, batch: int = 4, steps: int = 2, seed: int = 0,
+                dtype: str = "float64", model_extra: dict | None = None) -> dict:
+    """Inputs for a trace drawn from a seed: params (preset init and target_init), fresh buffers,
+    and standard-normal views for each step.
+
+    Returns:
+        dict in the inputs layout (see :func:`networks_from_inputs`): ``online.param.<name>``,
+        ``online.buffer.<name>``, ``target.param.<name>``, ``target.buffer.<name>``,
+        ``step<i>.input.view1``, ``step<i>.input.view2`` (host arrays).
+    """
+    cfg = preset.config(encoder_dim=encoder_dim, hidden_size=hidden_size, projection_dim=projection_dim,
+                        predictor_dim=predictor_dim, projector_hidden_dim=projector_hidden_dim, **(model_extra or {}))
+    be = get_backend("numpy", dtype, seed)
+    online, target = build_from_config(cfg, backend=be)
+    inputs = {}
+    _put_tree(inputs, "online.param.", online.params)
+    _put_tree(inputs, "online.buffer.", online.buffers)
+    _put_tree(inputs, "target.param.", target.params)
+    _put_tree(inputs, "target.buffer.", target.buffers)
+    for i in range(steps):
+        for v in (1, 2):
+            inputs[f"step{i}.input.view{v}"] = be.rng.standard_normal((batch, encoder_dim)).astype(dtype)
+    return inputs
+
+
+def _infer_sizes(params: dict) -> dict:
+    need = ["encoder.fc1.weight", "projector.fc1.weight", "projector.fc2.weight"]
+    missing = [k for k in need if k not in params]
+    if missing:
+        raise TraceError(f"inputs lack online.param.{missing[0]} (needed to infer the network sizes); "
+                         f"got online params {sorted(params)[:8]}")
+    for k in need + ["predictor.fc1.weight"]:
+        if k in params and np.ndim(params[k]) != 2:
+            raise TraceError(f"online.param.{k} must be 2-D (in, out), got shape {np.shape(params[k])}")
+    sizes = dict(encoder_dim=int(params["encoder.fc1.weight"].shape[0]),
+                 hidden_size=int(params["encoder.fc1.weight"].shape[1]),
+                 projector_hidden_dim=int(params["projector.fc1.weight"].shape[1]),
+                 projection_dim=int(params["projector.fc2.weight"].shape[1]))
+    if "predictor.fc1.weight" in params:
+        sizes["predictor_dim"] = int(params["predictor.fc1.weight"].shape[1])
+    else:
+        sizes["use_predictor"] = False
+    return sizes
+
+
+def networks_from_inputs(inputs: dict, preset: Preset, *, dtype: str = "float64", model_extra: dict | None = None):
+    """Networks, views and optional state from an inputs dict.
+
+    The inputs layout (any trace is also valid: its ``init.`` prefix is stripped):
+    ``online.param.<name>`` and ``target.param.<name>`` (required, byol-ref layout: weights
+    ``(in, out)``), ``online.buffer.<name>`` / ``target.buffer.<name>`` (optional; default mean 0,
+    var 1, count 0), ``opt.<key>`` (optional optimiser state), ``step<i>.input.view1`` and
+    ``...view2`` for i = 0, 1, ... (or ``view1`` / ``view2``, used for every step). Sizes are read
+    off the weight shapes; the preset decides every convention.
+
+    Returns:
+        (online, target, views, opt_state or None): views is a list of (view1, view2) pairs, one
+        per step, or ``{"shared": (view1, view2)}`` when the inputs hold only ``view1``/``view2``.
+    """
+    groups = {"online.param.": {}, "target.param.": {}, "online.buffer.": {}, "target.buffer.": {}, "opt.": {}}
+    steps = {}
+    shared = {}
+    for name, value in inputs.items():
+        if name.startswith("__"):
+            continue
+        key = name[len("init."):] if name.startswith("init.") else name
+        m = _VIEW_RE.match(key)
+        if m:
+            steps.setdefault(int(m.group(1)), {})[int(m.group(2))] = value
+            continue
+        if key in ("view1", "view2"):
+            shared[int(key[-1])] = value
+            continue
+        for g in groups:
+            if key.startswith(g):
+                groups[g][key[len(g):]] = value
+                break
+    sizes = _infer_sizes(groups["online.param."])
+    cfg = preset.config(**{**sizes, **(model_extra or {})})
+    be = get_backend("numpy", dtype, seed=None)
+
+    def as_dev(tree, what):
+        out = {}
+        for k, v in tree.items():
+            a = np.asarray(v)
+            if k.endswith(".count") or what == "opt" and k == "count":
+                out[k] = np.asarray(a, dtype="int64")
+            else:
+                if a.dtype.kind not in "fiu":
+                    raise TraceError(f"{what}.{k} must be numeric, got dtype {a.dtype}")
+                out[k] = be.asarray(a)
+        return out
+
+    nets = []
+    for role in ("online", "target"):
+        params = as_dev(groups[f"{role}.param."], f"{role}.param")
+        buffers = as_dev(groups[f"{role}.buffer."], f"{role}.buffer") or init_buffers(cfg, role, be)
+        expected = set(init_buffers(cfg, role, be))
+        if set(buffers) != expected:
+            raise TraceError(f"{role} buffers do not match the config: missing {sorted(expected - set(buffers))}, "
+                             f"unexpected {sorted(set(buffers) - expected)}")
+        net = Network(cfg, role, params, buffers)
+        try:
+            _check_network(net, role, role=role)
+        except ValueError as exc:
+            raise TraceError(f"{exc} (the preset's hidden_bias={cfg.hidden_bias} and head_bias={cfg.head_bias} "
+                             "decide which biases exist; override them to match your weights)") from None
+        nets.append(net)
+    if sorted(steps) != list(range(len(steps))) or any(set(s) != {1, 2} for s in steps.values()):
+        raise TraceError(f"views must be step<i>.input.view1 and .view2 for i = 0, 1, ... without gaps; "
+                         f"got steps {sorted(steps)}")
+    if shared and set(shared) != {1, 2}:
+        raise TraceError("view1 and view2 must be given together")
+    views = [(be.asarray(s[1]), be.asarray(s[2])) for _, s in sorted(steps.items())]
+    if shared and not views:
+        views = {"shared": (be.asarray(shared[1]), be.asarray(shared[2]))}
+    return nets[0], nets[1], views, as_dev(groups["opt."], "opt") or None
+
+
+def trace_inputs(inputs: dict, preset: Preset | str = "deepmind", *, steps: int | None = None,
+                 dtype: str = "float64", model_extra: dict | None = None, train_extra: dict | None = None,
+                 total_steps: int | None = None, warmup_steps: int | None = None, start_step: int = 0) -> Trace:
+    """Trace ``steps`` training steps from an inputs dict (see :func:`networks_from_inputs`).
+
+    Args:
+        inputs: params, optional buffers and optimiser state, and views.
+        preset: a Preset or a preset name.
+        steps: number of steps (default: the number of per-step views in the inputs).
+        dtype: ``"float64"`` (default) or ``"float32"``: everything is cast to it.
+        model_extra, train_extra: other Config / TrainConfig fields.
+        total_steps, warmup_steps, start_step: see :func:`trace_networks`.
+
+    Returns:
+        Trace.
+    """
+    preset = get_preset(preset) if isinstance(preset, str) else preset
+    online, target, views, opt_state = networks_from_inputs(inputs, preset, dtype=dtype, model_extra=model_extra)
+    if isinstance(views, dict):  # one pair for every step
+        if steps is None:
+            raise TraceError("the inputs hold one view1/view2 pair: pass steps")
+        views = [views["shared"]] * steps
+    elif steps is None:
+        steps = len(views)
+    elif steps > len(views):
+        raise TraceError(f"steps={steps} but the inputs hold views for only {len(views)} step(s)")
+    views = views[:steps]
+    if not views:
+        raise TraceError("the inputs hold no views: add step0.input.view1 and step0.input.view2 (or view1/view2)")
+    tr = trace_networks(online, target, views, preset=preset, total_steps=total_steps, warmup_steps=warmup_steps,
+                        opt_state=opt_state, start_step=start_step, train_extra=train_extra)
+    tr.meta["model_extra"] = dict(model_extra or {})
+    tr.meta["train_extra"] = dict(train_extra or {})
+    return tr
+
+
+# --------------------------------------------------------------------------- files
+
+
+def save_trace(path, trace: Trace) -> str:
+    """Write a trace as ``.npz`` with ``__order__`` and ``__meta__`` (no pickle; exact path kept).
+
+    Returns:
+        The path written.
+    """
+    arrays = {k: np.asarray(v) for k, v in trace.arrays.items()}
+    bad = [k for k in arrays if k.startswith("__") or "/" in k]
+    if bad:
+        raise ValueError(f"trace names must not start with '__' or contain '/', got {bad[:3]}")
+    arrays[ORDER_KEY] = np.asarray(list(trace.arrays), dtype=str)
+    arrays[META_KEY] = np.asarray(json.dumps(trace.meta))
+    path = os.fspath(path)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def load_npz(path, what: str = "file") -> dict:
+    """Read every array of an ``.npz`` (never unpickling), in file order, with clear errors."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    lower = path.lower()
+    if lower.endswith((".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")):
+        raise TraceError(f"{path}: byol-ref never reads pickles (PyTorch .pt/.pth/.bin files are pickles); export "
+                         "plain arrays instead: np.savez(path, **{k: v.detach().cpu().numpy() for k, v in "
+                         "state_dict.items()})")
+    if not zipfile.is_zipfile(path):
+        raise TraceError(f"{path} is not an .npz file (not a zip archive); {what}s are written with numpy.savez")
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+        if any(n.endswith(".pkl") for n in names):
+            raise TraceError(f"{path} looks like a PyTorch zip checkpoint (it holds a .pkl), which is a pickle; "
+                             "byol-ref never unpickles. Export with np.savez(path, **{k: v.detach().cpu().numpy() "
+                             "for k, v in state_dict.items()})")
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except TraceError:
+        raise
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise TraceError(f"{path} holds object arrays, which need pickle; byol-ref never unpickles. Save "
+                             "numeric arrays only (convert tensors with .numpy())") from None
+        raise TraceError(f"{path} is corrupt or not an .npz ({exc})") from None
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise TraceError(f"{path} is truncated or corrupt ({type(exc).__name__}: {exc})") from None
+
+
+def load_trace(path) -> Trace:
+    """Read a trace file (byol-ref's or anyone's ``.npz``).
+
+    The order is ``__order__`` when present (names in it must exist), else the file order;
+    ``meta`` is ``__meta__`` parsed, or ``{}``.
+    """
+    arrays = load_npz(path, "trace")
+    meta = {}
+    if META_KEY in arrays:
+        try:
+            meta = json.loads(str(arrays.pop(META_KEY)[()]))
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise TraceError(f"{path}: __meta__ is not JSON ({exc})") from None
+    order = list(arrays)
+    if ORDER_KEY in arrays:
+        raw = arrays.pop(ORDER_KEY)
+        if raw.ndim != 1 or raw.dtype.kind != "U":
+            raise TraceError(f"{path}: __order__ must be a 1-D string array, got dtype {raw.dtype}, shape {raw.shape}")
+        order = [str(s) for s in raw]
+        missing = [n for n in order if n not in arrays]
+        if missing:
+            raise TraceError(f"{path}: __order__ names {len(missing)} array(s) the file lacks, e.g. {missing[:3]}")
+        order += [n for n in arrays if n not in set(order)]
+    else:
+        order = [n for n in order if n != ORDER_KEY]
+    return Trace({n: arrays[n] for n in order}, meta)

@@ -1,0 +1,127 @@
+"""Diff (byol_ref.diff): a single perturbed element is found and the right first tensor named;
+shape/dtype mismatches and one-sided names are reported; tolerances; CLI exit status and --json."""
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from byol_ref.diff import diff_traces, format_report
+from byol_ref.presets import get_preset
+from byol_ref.trace import Trace, make_inputs, save_trace, trace_inputs
+
+_TRACE = {}
+
+
+def _trace(name="deepmind"):
+    if name not in _TRACE:
+        inputs = make_inputs(get_preset(name), encoder_dim=5, hidden_size=6, projection_dim=4, predictor_dim=3,
+                             batch=4, steps=2, seed=0)
+        _TRACE[name] = trace_inputs(inputs, name)
+    return _TRACE[name]
+
+
+def _perturbed(tr, name, index, delta):
+    arrays = dict(tr.arrays)
+    a = arrays[name].astype("float64", copy=True)
+    a[index] += delta
+    arrays[name] = a.astype(tr.arrays[name].dtype)
+    return Trace(arrays, tr.meta)
+
+
+def test_identical_traces_agree():
+    rep = diff_traces(_trace(), _trace())
+    assert rep.ok and rep.first_divergence is None and not rep.only_a and not rep.only_b
+    assert all(d.status == "ok" and d.max_abs == 0 for d in rep.tensors)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.data())
+def test_single_perturbed_element_is_found(data):
+    tr = _trace()
+    floats = [k for k, v in tr.arrays.items() if v.dtype.kind == "f" and v.size and not k.startswith("init.")]
+    name = data.draw(st.sampled_from(floats), label="name")
+    shape = tr.arrays[name].shape
+    index = tuple(data.draw(st.integers(0, s - 1)) for s in shape)
+    delta = data.draw(st.sampled_from([1e-6, -3e-4, 0.5]))
+    rep = diff_traces(tr, _perturbed(tr, name, index, delta))
+    assert not rep.ok
+    assert rep.first_divergence == name
+    bad = [d for d in rep.tensors if d.status != "ok"]
+    assert [d.name for d in bad] == [name]
+    assert bad[0].n_bad == 1 and tuple(bad[0].worst_index) == index
+    assert bad[0].max_abs == pytest.approx(abs(delta), rel=1e-6)
+    text = format_report(rep)
+    step = name.split(".")[0]
+    assert f"first divergence: step {int(step[4:])}, {name.split('.', 1)[1]}" in text
+
+
+def test_first_divergence_is_earliest_in_execution_order():
+    tr = _trace()
+    a = _perturbed(tr, "step1.loss.total", (), 1.0)
+    b = _perturbed(a, "step0.online.view2.projector.norm1.out", (0, 1), 1e-3)
+    rep = diff_traces(tr, b)
+    assert rep.first_divergence == "step0.online.view2.projector.norm1.out"
+    assert (rep.first_step, rep.first_tensor) == (0, "online.view2.projector.norm1.out")
+    # a user's file without __order__/__meta__ on the A side: B's (byol-ref's) order is used
+    user = {k: b.arrays[k] for k in reversed(list(b.arrays))}
+    assert diff_traces(user, tr).first_divergence == "step0.online.view2.projector.norm1.out"
+
+
+def test_tolerances():
+    tr = _trace()
+    name = "step0.online.view1.encoder.fc1.out"
+    x = tr.arrays[name][0, 0]
+    rel = _perturbed(tr, name, (0, 0), abs(x) * 1e-7)
+    assert not diff_traces(tr, rel, rtol=1e-9).ok
+    assert diff_traces(tr, rel, rtol=1e-6).ok
+    assert diff_traces(tr, rel, rtol=0, atol=abs(x) * 2e-7).ok
+    with pytest.raises(ValueError, match="rtol"):
+        diff_traces(tr, tr, rtol=-1)
+
+
+def test_shape_dtype_missing_and_nan():
+    tr = _trace()
+    arrays = dict(tr.arrays)
+    arrays["step0.loss.per_sample"] = arrays["step0.loss.per_sample"][:1]
+    count = "init.online.buffer.encoder.norm1.count"
+    arrays[count] = arrays[count].astype("int32")
+    del arrays["step1.tau"]
+    arrays["extra.thing"] = np.zeros(3)
+    rep = diff_traces(tr, arrays)
+    status = {d.name: d.status for d in rep.tensors}
+    assert status["step0.loss.per_sample"] == "shape"
+    assert status[count] == "dtype"
+    assert rep.only_a == ["step1.tau"] and rep.only_b == ["extra.thing"]
+    assert rep.first_divergence == count
+    rep2 = diff_traces(tr, arrays, ignore_dtype=True)
+    assert rep2.first_divergence == "step0.loss.per_sample"
+    common = {k: v for k, v in tr.arrays.items() if k != "step1.tau"}
+    assert not diff_traces(tr, common).ok
+    assert diff_traces(tr, common, only_common=True).ok
+    nan = dict(tr.arrays)
+    nan["step1.loss.total"] = np.asarray(np.nan)
+    rep3 = diff_traces(tr, nan)
+    assert rep3.first_divergence == "step1.loss.total" and rep3.tensors[-1].max_abs is not None
+    assert diff_traces(nan, nan).ok  # NaN in the same place on both sides agrees
+
+
+def test_cli_exit_status_and_json(tmp_path, capsys):
+    from byol_ref.cli import main
+
+    tr = _trace()
+    a = save_trace(tmp_path / "a.npz", tr)
+    b = save_trace(tmp_path / "b.npz", _perturbed(tr, "step0.online.view1.projector.norm1.out", (1, 2), 1e-5))
+    assert main(["diff", a, a]) == 0
+    assert "result: agree" in capsys.readouterr().out
+    assert main(["diff", a, b]) == 1
+    out = capsys.readouterr().out
+    assert "first divergence: step 0, online.view1.projector.norm1.out" in out
+    assert main(["diff", a, b, "--atol", "1e-3"]) == 0
+    capsys.readouterr()
+    assert main(["diff", a, b, "--json"]) == 1
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["first_divergence"] == "step0.online.view1.projector.norm1.out" and rep["ok"] is False
+    assert main(["diff", a, str(tmp_path / "none.npz")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -1,0 +1,82 @@
+"""Golden vectors (tests/golden/<preset>.npz): byol-ref's trace of two float64 steps agrees with an
+independent PyTorch autodiff implementation (scripts/make_golden.py) for every preset. The goldens are
+committed, so this runs without torch; test_regenerate_goldens reruns the generator when torch is
+installed (skipped otherwise)."""
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from byol_ref.diff import diff_traces, format_report
+from byol_ref.presets import get_preset, preset_names
+from byol_ref.trace import load_trace, trace_inputs
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+ROOT = GOLDEN.parents[1]
+# float64 throughout. atol covers parameters whose true gradient is exactly 0 (a bias followed by batch
+# norm, BYOL_FACTS d "consequences"): each implementation's rounding noise (~1e-17) there differs, and Adam
+# (byol-pytorch) divides it by sqrt(v) + eps, turning it into ~1e-12 differences in those params.
+RTOL, ATOL = 1e-9, 1e-10
+
+
+def _check(golden_path):
+    g = load_trace(golden_path)
+    m = g.meta
+    tr = trace_inputs(g.arrays, get_preset(m["preset"]), steps=m["steps"], total_steps=m["total_steps"],
+                      warmup_steps=m["warmup_steps"], start_step=m["start_step"], dtype=m["dtype"])
+    rep = diff_traces(tr, g, rtol=RTOL, atol=ATOL)
+    return g, tr, rep
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_golden(name):
+    g, tr, rep = _check(GOLDEN / f"{name}.npz")
+    assert g.meta["format"] == "byol-ref-trace" and g.meta["preset"] == name
+    assert len(g.arrays) > 300
+    assert not rep.only_b, f"golden tensors byol-ref does not produce: {rep.only_b[:5]}"
+    assert rep.ok, format_report(rep)
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_golden_conventions_match_presets(name):
+    """The generator's own reading of each implementation equals byol-ref's preset, field by field."""
+    conventions = load_trace(GOLDEN / f"{name}.npz").meta["conventions"]
+    preset = get_preset(name)
+    for key, value in conventions.items():
+        assert getattr(preset, key) == value, (name, key)
+
+
+def test_golden_detects_a_wrong_convention():
+    g = load_trace(GOLDEN / "lightly.npz")
+    m = g.meta
+    wrong = get_preset("lightly", tau_denominator="K")
+    tr = trace_inputs(g.arrays, wrong, steps=m["steps"], total_steps=m["total_steps"], warmup_steps=m["warmup_steps"])
+    rep = diff_traces(tr, g, rtol=RTOL, atol=ATOL)
+    assert rep.first_divergence == "step1.tau"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed (optional cross-check)")
+def test_regenerate_goldens(tmp_path):
+    script = ROOT / "scripts" / "make_golden.py"
+    res = subprocess.run([sys.executable, str(script), "--out", str(tmp_path)], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    for name in preset_names():
+        new, old = load_trace(tmp_path / f"{name}.npz"), load_trace(GOLDEN / f"{name}.npz")
+        assert diff_traces(new, old, rtol=1e-12, atol=1e-14).ok, name
+        _, _, rep = _check(tmp_path / f"{name}.npz")
+        assert rep.ok, format_report(rep)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed (optional example)")
+def test_example_verify_pytorch(tmp_path):
+    script = ROOT / "examples" / "verify_pytorch.py"
+    ok = subprocess.run([sys.executable, str(script), "--workdir", str(tmp_path)], capture_output=True, text=True,
+                        timeout=300)
+    assert ok.returncode == 0 and "result: agree" in ok.stdout, ok.stdout + ok.stderr
+    bug = subprocess.run([sys.executable, str(script), "--bug", "--workdir", str(tmp_path)], capture_output=True,
+                         text=True, timeout=300)
+    assert bug.returncode == 1 and "first divergence: step 0, loss.total" in bug.stdout

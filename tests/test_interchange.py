@@ -1,0 +1,192 @@
+"""Weight interchange (byol_ref.interchange): byol-ref and PyTorch layouts round trip, Linear weights
+are transposed, the shipped byol-pytorch and lightly mappings name every tensor, safetensors
+read/write, custom mappings, and pickles are refused with the export recipe."""
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from byol_ref.interchange import (from_torch_layout, load_arrays, load_networks, networks_to_arrays,
+                                  read_safetensors, resolve_mapping, save_networks, to_torch_layout,
+                                  torch_mapping, transpose_weights, write_safetensors)
+from byol_ref.model import build_from_config
+from byol_ref.presets import get_preset
+from byol_ref.trace import TraceError, networks_from_inputs, trace_inputs
+
+
+def _nets(preset="deepmind"):
+    cfg = get_preset(preset).config(encoder_dim=5, hidden_size=6, projection_dim=4, predictor_dim=3,
+                                    projector_hidden_dim=7)
+    return build_from_config(cfg, seed=3)
+
+
+@pytest.mark.parametrize("ext", ["npz", "safetensors"])
+@pytest.mark.parametrize("preset", ["deepmind", "lightly", "byol-pytorch", "edifice"])
+def test_round_trips(tmp_path, preset, ext):
+    online, target = _nets(preset)
+    ref = networks_to_arrays(online, target)
+    path = save_networks(tmp_path / f"own.{ext}", online, target)
+    back = load_networks(path)
+    assert list(back) == list(ref)
+    for k in ref:
+        np.testing.assert_array_equal(back[k], ref[k])
+        assert back[k].dtype == ref[k].dtype
+    style = "lightly" if preset == "lightly" else "byol-pytorch"
+    tpath = save_networks(tmp_path / f"torch.{ext}", online, target, layout="torch", mapping=style)
+    state = load_arrays(tpath)
+    back = load_networks(tpath, layout="torch", mapping=style, config=online.config)
+    assert set(back) == set(ref)
+    for k in ref:
+        np.testing.assert_array_equal(back[k], ref[k])
+
+
+def test_torch_layout_transposes_and_renames():
+    online, target = _nets("byol-pytorch")
+    ref = networks_to_arrays(online, target)
+    m = torch_mapping("byol-pytorch", online.config)
+    state = to_torch_layout(ref, m)
+    w = ref["online.param.projector.fc1.weight"]  # (in, out) = (6, 7)
+    assert w.shape == (6, 7)
+    np.testing.assert_array_equal(state["online_encoder.projector.0.weight"], w.T)  # torch (out, in)
+    np.testing.assert_array_equal(state["online_encoder.projector.1.weight"], ref["online.param.projector.norm1.gamma"])
+    np.testing.assert_array_equal(state["online_encoder.projector.1.bias"], ref["online.param.projector.norm1.beta"])
+    assert state["online_encoder.projector.1.num_batches_tracked"].dtype == np.int64
+    np.testing.assert_array_equal(state["online_predictor.3.weight"], ref["online.param.predictor.fc2.weight"].T)
+    assert "target_encoder.projector.3.bias" in state and "target_encoder.net.4.running_var" in state
+    # forward in torch convention (x @ W.T + b) equals byol-ref's x @ w + b
+    x = np.random.default_rng(0).standard_normal((3, 6))
+    np.testing.assert_allclose(x @ state["online_encoder.projector.0.weight"].T, x @ w)
+
+
+def test_lightly_mapping_names():
+    online, _ = _nets("lightly")
+    m = torch_mapping("lightly", online.config)
+    assert m["online.param.projector.fc1.weight"] == "projection_head.layers.0.weight"
+    assert "online.param.projector.fc1.bias" not in m  # lightly: Linear1 without bias (BN follows)
+    assert m["online.param.projector.fc2.bias"] == "projection_head.layers.3.bias"
+    assert m["online.param.predictor.norm1.gamma"] == "prediction_head.layers.1.weight"
+    assert m["target.buffer.projector.norm1.count"] == "projection_head_momentum.layers.1.num_batches_tracked"
+    assert m["target.param.encoder.fc2.weight"] == "backbone_momentum.3.weight"
+
+
+def test_byol_pytorch_aliases_and_custom_mapping(tmp_path):
+    online, target = _nets("byol-pytorch")
+    ref = networks_to_arrays(online, target)
+    m = torch_mapping("byol-pytorch", online.config)
+    state = to_torch_layout(ref, m)
+    state.update({k.replace("online_encoder.net.", "net."): v for k, v in state.items()
+                  if k.startswith("online_encoder.net.")})  # BYOL.net is online_encoder.net, listed twice
+    np.savez(tmp_path / "sd.npz", **state)
+    back = load_networks(tmp_path / "sd.npz", layout="torch", mapping="byol-pytorch", config=online.config)
+    assert set(back) == set(ref)
+    with pytest.raises(ValueError, match="no byol-ref name"):
+        from_torch_layout(state, m)
+    custom = {k: "my." + k.replace(".", "_") for k in ref}
+    (tmp_path / "map.json").write_text(json.dumps(custom))
+    st = to_torch_layout(ref, resolve_mapping(str(tmp_path / "map.json")))
+    back = from_torch_layout(st, custom)
+    for k in ref:
+        np.testing.assert_array_equal(back[k], ref[k])
+
+
+def test_loaded_weights_trace(tmp_path):
+    """Weights exported in torch layout load back into a trace identical to the original one."""
+    online, target = _nets("lightly")
+    ref = networks_to_arrays(online, target)
+    rng = np.random.default_rng(0)
+    views = {"step0.input.view1": rng.standard_normal((4, 5)), "step0.input.view2": rng.standard_normal((4, 5))}
+    a = trace_inputs({**ref, **views}, "lightly")
+    tpath = save_networks(tmp_path / "w.safetensors", online, target, layout="torch", mapping="lightly")
+    loaded = load_networks(tpath, layout="torch", mapping="lightly", config=online.config)
+    b = trace_inputs({**loaded, **views}, "lightly")
+    for k in a.arrays:
+        np.testing.assert_array_equal(a.arrays[k], b.arrays[k])
+
+
+def test_transpose_weights():
+    d = {"step0.online.grad.encoder.fc1.weight": np.arange(6.0).reshape(2, 3), "x.norm1.weight": np.ones(3),
+         "step0.opt.momentum.projector.fc2.weight": np.zeros((4, 5)), "loss.total": np.asarray(1.0)}
+    t = transpose_weights(d)
+    assert t["step0.online.grad.encoder.fc1.weight"].shape == (3, 2)
+    assert t["step0.opt.momentum.projector.fc2.weight"].shape == (5, 4)
+    assert t["x.norm1.weight"].shape == (3,) and list(t) == list(d)
+    np.testing.assert_array_equal(transpose_weights(t)["step0.online.grad.encoder.fc1.weight"], d[
+        "step0.online.grad.encoder.fc1.weight"])
+
+
+def test_safetensors_dtypes(tmp_path):
+    arrays = {"a": np.arange(6, dtype="float64").reshape(2, 3), "b": np.ones(3, "float32"), "c": np.array(7, "int64"),
+              "d": np.array([True, False])}
+    write_safetensors(tmp_path / "x.safetensors", arrays)
+    back = read_safetensors(tmp_path / "x.safetensors")
+    for k in arrays:
+        np.testing.assert_array_equal(back[k], arrays[k])
+        assert back[k].dtype == arrays[k].dtype and back[k].shape == arrays[k].shape
+    # bf16: the top 16 bits of a float32
+    bits = (np.array([1.5, -2.0], dtype="float32").view("<u4") >> 16).astype("<u2").tobytes()
+    header = json.dumps({"w": {"dtype": "BF16", "shape": [2], "data_offsets": [0, 4]}}).encode()
+    (tmp_path / "bf.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + bits)
+    np.testing.assert_array_equal(read_safetensors(tmp_path / "bf.safetensors")["w"], [1.5, -2.0])
+
+
+def test_bad_files_and_mappings(tmp_path):
+    online, target = _nets()
+    for name in ("model.pt", "model.pth", "pytorch_model.bin"):
+        (tmp_path / name).write_bytes(b"\x80\x02}q\x00.")
+        with pytest.raises(TraceError, match="never reads pickles.*np.savez"):
+            load_networks(tmp_path / name, layout="torch", mapping="byol-pytorch", config=online.config)
+    (tmp_path / "bad.safetensors").write_bytes(struct.pack("<Q", 10 ** 6) + b"{}")
+    with pytest.raises(TraceError, match="header length"):
+        load_arrays(tmp_path / "bad.safetensors")
+    header = json.dumps({"w": {"dtype": "F64", "shape": [4], "data_offsets": [0, 64]}}).encode()
+    (tmp_path / "short.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 8)
+    with pytest.raises(TraceError, match="outside"):
+        load_arrays(tmp_path / "short.safetensors")
+    with pytest.raises(ValueError, match="mapping style must be one of|mapping must be one of"):
+        resolve_mapping("timm", online.config)
+    with pytest.raises(ValueError, match="needs a mapping"):
+        save_networks(tmp_path / "x.npz", online, target)
+        load_networks(tmp_path / "x.npz", layout="torch")
+    np.savez(tmp_path / "other.npz", **{"fc.weight": np.zeros((2, 2))})
+    with pytest.raises(ValueError, match="lacks .* mapped name"):
+        load_networks(tmp_path / "other.npz", layout="torch", mapping="lightly", config=online.config)
+    with pytest.raises(ValueError, match="layout must be"):
+        load_networks(tmp_path / "other.npz", layout="jax")
+    with pytest.raises(ValueError, match="no torch name"):
+        to_torch_layout({"online.param.zzz": np.zeros(2)}, {})
+
+
+def test_cli_convert_round_trip(tmp_path):
+    from byol_ref.cli import main
+
+    online, target = _nets("lightly")
+    own = save_networks(tmp_path / "own.npz", online, target)
+    assert main(["convert", own, str(tmp_path / "t.safetensors"), "--from", "byol-ref", "--to", "torch",
+                 "--mapping", "lightly", "--preset", "lightly"]) == 0
+    assert main(["convert", str(tmp_path / "t.safetensors"), str(tmp_path / "back.npz"), "--from", "torch",
+                 "--to", "byol-ref", "--mapping", "lightly", "--preset", "lightly"]) == 0
+    a, b = load_arrays(own), load_arrays(tmp_path / "back.npz")
+    assert set(a) == set(b)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert main(["convert", own, str(tmp_path / "x.npz"), "--from", "byol-ref", "--to", "torch"]) == 2
+
+
+def test_cli_trace_from_torch_layout(tmp_path):
+    from byol_ref.cli import main
+    from byol_ref.trace import load_trace
+
+    online, target = _nets("byol-pytorch")
+    ref = networks_to_arrays(online, target)
+    state = to_torch_layout(ref, torch_mapping("byol-pytorch", online.config))
+    rng = np.random.default_rng(1)
+    state["view1"], state["view2"] = rng.standard_normal((4, 5)), rng.standard_normal((4, 5))
+    np.savez(tmp_path / "sd.npz", **state)
+    assert main(["trace", "--inputs", str(tmp_path / "sd.npz"), "--layout", "torch", "--mapping", "byol-pytorch",
+                 "--preset", "byol-pytorch", "--steps", "2", "--out", str(tmp_path / "t.npz")]) == 0
+    tr = load_trace(tmp_path / "t.npz")
+    np.testing.assert_array_equal(tr.arrays["init.online.param.encoder.fc1.weight"],
+                                  ref["online.param.encoder.fc1.weight"])
+    online2, _, views, _ = networks_from_inputs(tr.arrays, get_preset("byol-pytorch"))
+    assert len(views) == 2

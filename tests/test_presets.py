@@ -1,0 +1,174 @@
+"""Presets (byol_ref.presets): every implementation builds valid configs, every field is documented,
+every field reaches the computation where it should and nowhere else (issue #4), and the CLI
+``train --preset`` seeds the conventions under explicit flags and --set."""
+import json
+from dataclasses import fields
+
+import pytest
+
+from byol_ref.diff import diff_traces
+from byol_ref.model import Config
+from byol_ref.presets import (FIELD_DOCS, MODEL_FIELDS, OWN_FIELDS, PRESETS, TRAIN_FIELDS, Preset, get_preset,
+                              preset_field_names, preset_names, presets_markdown)
+from byol_ref.trace import make_inputs, trace_inputs
+from byol_ref.train import TrainConfig
+
+
+def test_shipped_presets_and_default():
+    assert preset_names() == ["deepmind", "byol-pytorch", "lightly", "solo-learn", "edifice"]
+    assert get_preset() == Preset() == PRESETS["deepmind"]
+    for name in preset_names():
+        p = get_preset(name)
+        assert p.name == name
+        cfg = p.config(encoder_dim=8, hidden_size=6, projection_dim=4, predictor_dim=3)
+        tcfg = p.train_config(epochs=10, batch_size=32)
+        assert isinstance(cfg, Config) and isinstance(tcfg, TrainConfig)
+        for f in MODEL_FIELDS:
+            assert getattr(cfg, f) == getattr(p, f), (name, f)
+        for f in TRAIN_FIELDS:
+            assert getattr(tcfg, f) == getattr(p, f), (name, f)
+        assert tcfg.warmup_epochs == pytest.approx(p.warmup_fraction * 10)
+        scale = p.lr_batch_scale or 32
+        assert tcfg.final_lr == pytest.approx(p.final_lr_ratio * p.lr * 32 / scale)
+
+
+def test_every_field_is_a_config_field_and_documented():
+    names = preset_field_names()
+    assert set(names) == set(MODEL_FIELDS) | set(TRAIN_FIELDS) | set(OWN_FIELDS)
+    assert set(MODEL_FIELDS) <= {f.name for f in fields(Config)}
+    assert set(TRAIN_FIELDS) <= {f.name for f in fields(TrainConfig)}
+    for f in names:
+        assert f in FIELD_DOCS and len(FIELD_DOCS[f]) > 40, f
+        assert f"    {f}: " in Preset.__doc__
+    md = presets_markdown()
+    for f in names:
+        assert f"`{f}`" in md
+
+
+def test_docs_presets_md_is_current():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "presets.md"
+    assert path.read_text() == presets_markdown(), "regenerate docs/presets.md with presets_markdown()"
+
+
+def test_overrides_and_errors():
+    p = get_preset("lightly", norm_eps=1e-6, views="concat")
+    assert (p.norm_eps, p.views, p.loss_form) == (1e-6, "concat", "neg_cos")
+    assert p.replace(lr=0.1).lr == 0.1
+    with pytest.raises(ValueError, match="preset must be one of"):
+        get_preset("simclr")
+    with pytest.raises(ValueError, match="unknown preset field.*bogus"):
+        get_preset("deepmind", bogus=1)
+    with pytest.raises(ValueError, match="views must be one of"):
+        get_preset("deepmind", views="mixed")
+    with pytest.raises(ValueError, match="ema_scope must be one of"):
+        get_preset("deepmind", ema_scope="everything")
+    with pytest.raises(ValueError, match="warmup_fraction"):
+        get_preset("deepmind", warmup_fraction=2.0)
+    with pytest.raises(ValueError, match="unknown preset field"):
+        Preset.from_dict({"name": "x", "nope": 1})
+    assert Preset.from_dict(get_preset("solo-learn").to_dict()) == get_preset("solo-learn")
+
+
+# ------------------------------------------------------------------ every field reaches the computation
+
+# Base: the deepmind preset with a 1-step warm-up from 1e-3 (so step 0 moves the params), 3 steps of K = 3.
+BASE = dict(warmup_fraction=1 / 3, warmup_start=1e-3)
+
+# (change, extra base fields, expected first divergence in execution order, one-sided names expected).
+# The comparison is exact (rtol = atol = 0): everything before the named tensor is bitwise identical.
+REACH = [
+    (dict(layout="edifice"), {}, "step0.online.view1.encoder.norm1.batch_mean", True),
+    (dict(norm="layer"), {}, "step0.online.view1.encoder.norm1.out", True),
+    (dict(hidden_bias=False), {}, "step1.online.view2.encoder.fc1.out", True),  # Haiku biases start at 0
+    (dict(head_bias=True), {}, "step1.online.view1.predictor.fc2.out", True),
+    (dict(init="torch"), {}, "init.online.param.encoder.fc1.weight", False),
+    (dict(target_init="copy"), {}, "init.target.param.encoder.fc1.weight", False),
+    (dict(bn_eps=1e-3), {}, "step0.online.view1.encoder.norm1.out", False),
+    (dict(bn_decay=0.5), {}, "step0.online.buffer.encoder.norm1.running_mean", False),
+    (dict(bn_running="torch"), {}, "step0.online.buffer.encoder.norm1.running_mean", False),
+    (dict(bn_var="two_pass"), {}, "step0.online.view1.encoder.norm1.batch_var", False),
+    (dict(ln_eps=1e-3), {}, None, False),  # no layer norm in this network: nowhere
+    (dict(ln_eps=1e-3), dict(norm="layer"), "step0.online.view1.encoder.norm1.out", False),
+    (dict(views="concat"), {}, "step0.online.view1.encoder.norm1.out", True),
+    (dict(target_bn="running"), {}, "step0.target.view1.encoder.norm1.out", True),
+    (dict(norm_eps_mode="norm"), dict(norm_eps=10.0), "step0.online.view1.p.normed", False),
+    (dict(norm_eps=100.0), {}, "step0.online.view1.p.normed", False),
+    (dict(loss_form="2-2cos"), {}, "step0.loss.per_sample", False),
+    (dict(loss_form="neg_cos"), {}, "step0.loss.per_sample", False),
+    (dict(symmetric=False), {}, "step0.loss.per_sample", False),
+    (dict(sym_reduce="mean"), {}, "step0.loss.total", False),
+    (dict(optimizer="adam"), {}, "step0.online.param.encoder.fc1.weight", True),
+    (dict(optimizer="sgd"), {}, "step0.opt.momentum.encoder.fc1.weight", False),
+    (dict(lr=0.5), {}, "step1.lr", False),  # step 0 is the warm-up start
+    (dict(lr_batch_scale=128), {}, "step1.lr", False),
+    (dict(weight_decay=1e-2), {}, "step0.opt.momentum.encoder.fc1.weight", False),
+    (dict(momentum=0.5), {}, "step1.opt.momentum.encoder.fc1.weight", False),  # m_1 = u_0 whatever the momentum
+    (dict(lars_eta=1e-2), {}, "step0.opt.momentum.encoder.fc1.weight", False),
+    (dict(lars_trust_ratio="sum_of_norms"), {}, "step0.opt.momentum.encoder.fc1.weight", False),
+    (dict(lars_eps=1e-3), {}, "step0.opt.momentum.encoder.fc1.weight", False),
+    (dict(lars_clip_lr=True), {}, "step0.opt.momentum.encoder.fc1.weight", False),
+    (dict(exclude="none"), {}, "step0.opt.momentum.encoder.norm1.gamma", False),  # a zero bias has no LARS ratio
+    (dict(exclude="ndim"), {}, None, False),  # in an MLP every 1-D tensor is a bias or a norm param
+    (dict(exclude="ndim"), dict(exclude="none"), "step0.opt.momentum.encoder.norm1.gamma", False),
+    (dict(warmup_fraction=2 / 3), {}, "step1.lr", False),
+    (dict(warmup_start=2e-3), {}, "step0.lr", False),
+    (dict(warmup_offset=1), {}, "step0.lr", False),
+    (dict(final_lr_ratio=0.5), {}, "step2.lr", False),
+    (dict(tau_base=0.9), {}, "step0.tau", False),
+    (dict(tau_schedule="constant"), {}, "step1.tau", False),
+    (dict(tau_denominator="K-1"), {}, "step1.tau", False),
+    (dict(ema_when="pre_forward"), {}, "step0.target.view1.encoder.fc1.out", False),
+    (dict(ema_scope="params+buffers"), {}, "step1.target.buffer.encoder.norm1.running_mean", True),
+]
+
+
+def _trace(preset):
+    inputs = make_inputs(preset, encoder_dim=5, hidden_size=6, projection_dim=4, predictor_dim=3,
+                         projector_hidden_dim=7, batch=4, steps=3, seed=0)
+    return trace_inputs(inputs, preset, total_steps=3)
+
+
+def test_reach_table_covers_every_field():
+    assert {k for change, _, _, _ in REACH for k in change} == set(preset_field_names())
+
+
+@pytest.mark.parametrize("change,base,first,one_sided", REACH,
+                         ids=[f"{k}={v}" + ("+" + ",".join(b) if b else "") for c, b, _, _ in REACH
+                              for k, v in c.items()])
+def test_every_field_reaches_the_computation(change, base, first, one_sided):
+    p = get_preset("deepmind", **{**BASE, **base})
+    rep = diff_traces(_trace(p), _trace(p.replace(**change)), rtol=0, atol=0)
+    assert rep.first_divergence == first
+    assert bool(rep.only_a or rep.only_b) == one_sided
+
+
+# ------------------------------------------------------------------ CLI: train --preset
+
+
+def test_train_preset_flags_and_sets(tmp_path):
+    from byol_ref.cli import main
+
+    out = tmp_path / "run"
+    rc = main(["train", "--data", "synthetic", "--preset", "lightly", "--epochs", "1", "--batch-size", "128",
+               "--lr", "0.3", "--set", "norm_eps=1e-6", "--set", "nesterov=false", "--no-eval", "--no-plots",
+               "--no-progress", "--out", str(out)])
+    assert rc == 0
+    saved = json.loads((out / "config.json").read_text())
+    m, t = saved["model_config"], saved["train_config"]
+    lightly = get_preset("lightly")
+    assert m["norm_eps"] == 1e-6 and m["loss_form"] == "neg_cos" and m["hidden_bias"] is False
+    assert t["lr"] == 0.3 and t["optimizer"] == "lars" and t["ema_when"] == "pre_forward"
+    assert t["tau_base"] == lightly.tau_base  # the --tau default did not override the preset
+    assert t["final_lr"] == pytest.approx(0.001 * 0.3 * 128 / 256)
+
+
+def test_train_preset_errors(capsys):
+    from byol_ref.cli import main
+
+    assert main(["train", "--data", "synthetic", "--preset", "deepmind", "--set", "ema_scope=params+buffers",
+                 "--no-eval", "--out", "/nonexistent/never"]) == 2
+    assert "ema_scope" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--preset", "nope"])

@@ -1,0 +1,202 @@
+"""Trace (byol_ref.trace): documented names in execution order, determinism, agreement with
+train.train_step, file round trips, inputs layouts, and clear errors for bad inputs."""
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from byol_ref.presets import get_preset
+from byol_ref.trace import (TraceError, load_trace, make_inputs, networks_from_inputs, save_trace, trace_inputs,
+                            trace_networks)
+
+SIZES = dict(encoder_dim=5, hidden_size=6, projection_dim=4, predictor_dim=3, projector_hidden_dim=7)
+
+
+def _inputs(preset="deepmind", steps=2, seed=0, **kw):
+    return make_inputs(get_preset(preset), **SIZES, batch=4, steps=steps, seed=seed, **kw)
+
+
+@pytest.mark.parametrize("name", ["deepmind", "byol-pytorch", "lightly", "solo-learn", "edifice"])
+def test_traces_are_deterministic(name, tmp_path):
+    a = trace_inputs(_inputs(name), name)
+    b = trace_inputs(_inputs(name), name)
+    assert list(a.arrays) == list(b.arrays)
+    for k in a.arrays:
+        assert a.arrays[k].dtype == b.arrays[k].dtype
+        np.testing.assert_array_equal(a.arrays[k], b.arrays[k], err_msg=k)
+    path = save_trace(tmp_path / "t.npz", a)
+    c = load_trace(path)
+    assert list(c.arrays) == list(a.arrays) and c.meta == json.loads(json.dumps(a.meta))
+    for k in a.arrays:
+        np.testing.assert_array_equal(c.arrays[k], a.arrays[k])
+
+
+def test_names_shapes_and_order():
+    tr = trace_inputs(_inputs(), "deepmind")
+    names = list(tr.arrays)
+    n, d = 4, 5
+    assert names[0] == "init.online.param.encoder.fc1.weight"
+    assert tr.arrays["step0.input.view1"].shape == (n, d)
+    assert tr.arrays["step0.online.view1.projector.norm1.out"].shape == (n, 7)
+    assert tr.arrays["step0.online.view2.encoder.norm1.batch_mean"].shape == (6,)
+    assert tr.arrays["step0.loss.per_sample"].shape == (2, n)
+    assert tr.arrays["step0.loss.total"].shape == ()
+    assert tr.arrays["step0.online.grad.encoder.fc1.weight"].shape == (d, 6)  # (in, out)
+    assert tr.arrays["step1.opt.momentum.predictor.fc2.weight"].shape == (3, 4)
+    assert tr.arrays["step0.online.buffer.encoder.norm1.count"] == 2  # two views, two updates
+    order = [
+        "step0.lr", "step0.tau", "step0.input.view1", "step0.online.view1.encoder.fc1.out",
+        "step0.online.view1.encoder.norm1.batch_mean", "step0.online.view1.encoder.norm1.out",
+        "step0.online.view1.predictor.fc2.out", "step0.target.view1.encoder.fc1.out",
+        "step0.target.view2.projector.fc2.out", "step0.online.view1.p.normed", "step0.target.view2.z.normed",
+        "step0.loss.per_sample", "step0.loss.total", "step0.online.view1.p.grad",
+        "step0.online.view1.predictor.fc2.dout", "step0.online.view1.encoder.fc1.dout",
+        "step0.online.grad.encoder.fc1.weight", "step0.online.buffer.encoder.norm1.running_mean",
+        "step0.target.buffer.encoder.norm1.running_mean", "step0.opt.momentum.encoder.fc1.weight",
+        "step0.online.param.encoder.fc1.weight", "step0.target.param.encoder.fc1.weight", "step1.lr"]
+    idx = [names.index(k) for k in order]
+    assert idx == sorted(idx)
+    # the recorded pieces are consistent with each other
+    a = tr.arrays
+    p1 = a["step0.online.view1.predictor.fc2.out"]
+    np.testing.assert_allclose(a["step0.online.view1.p.normed"], p1 / np.linalg.norm(p1, axis=1, keepdims=True))
+    np.testing.assert_allclose(a["step0.loss.total"], a["step0.loss.per_sample"].sum(0).mean())
+    x = a["step0.online.view2.encoder.fc1.out"]
+    np.testing.assert_allclose(a["step0.online.view2.encoder.norm1.batch_mean"], x.mean(0))
+    np.testing.assert_allclose(a["step0.online.view2.encoder.norm1.batch_var"], x.var(0), rtol=1e-12)
+    np.testing.assert_array_equal(a["step0.online.view1.p.grad"], a["step0.online.view1.predictor.fc2.dout"])
+
+
+def test_concat_views_names_and_split():
+    tr = trace_inputs(_inputs("byol-pytorch"), "byol-pytorch")
+    a = tr.arrays
+    assert "step0.online.view12.encoder.norm1.batch_mean" in a
+    assert "step0.online.view1.encoder.norm1.batch_mean" not in a
+    x = np.concatenate([a["step0.online.view1.encoder.fc1.out"], a["step0.online.view2.encoder.fc1.out"]])
+    np.testing.assert_allclose(a["step0.online.view12.encoder.norm1.batch_mean"], x.mean(0))
+    assert a["step0.online.buffer.encoder.norm1.count"] == 1
+
+
+@pytest.mark.parametrize("name", ["deepmind", "lightly"])
+def test_trace_matches_train_step(name, monkeypatch):
+    """The traced step is train.train_step with fixed views (augmentation replaced by the given views)."""
+    import byol_ref.train as train_mod
+    from byol_ref.train import TrainState, make_optimizer_for, make_schedules, train_step
+
+    preset = get_preset(name)
+    online, target, views, _ = networks_from_inputs(_inputs(name, steps=1), preset)
+    tr = trace_networks(online, target, views, preset=preset, total_steps=5, warmup_steps=2)
+    tcfg = preset.train_config(epochs=5, batch_size=4, warmup_epochs=2)
+    opt = make_optimizer_for(tcfg)
+    state = TrainState(online, target, opt.init(online.params), 0, np.random.default_rng(0), None, 0)
+    v1, v2 = views[0]
+    monkeypatch.setattr(train_mod, "two_views", lambda x, rng, vs, shape: (v1, v2))
+    new, m = train_step(state, v1, optimizer=opt, schedules=make_schedules(tcfg, 4), views=(None, None), tcfg=tcfg)
+    assert float(tr.arrays["step0.loss.total"]) == m["loss"]
+    for k, v in new.online.params.items():
+        np.testing.assert_array_equal(tr.arrays[f"step0.online.param.{k}"], v)
+    for k, v in new.target.params.items():
+        np.testing.assert_array_equal(tr.arrays[f"step0.target.param.{k}"], v)
+    for k, v in new.opt_state.items():
+        np.testing.assert_array_equal(tr.arrays[f"step0.opt.{k}"], v)
+
+
+def test_float32_trace():
+    tr = trace_inputs(_inputs(), "deepmind", dtype="float32")
+    assert tr.arrays["step0.online.view1.encoder.fc1.out"].dtype == np.float32
+    assert tr.meta["dtype"] == "float32"
+
+
+def test_shared_views_and_trace_as_inputs():
+    inputs = _inputs(steps=1)
+    shared = {k: v for k, v in inputs.items() if ".input." not in k}
+    shared["view1"], shared["view2"] = inputs["step0.input.view1"], inputs["step0.input.view2"]
+    tr = trace_inputs(shared, "deepmind", steps=3)
+    np.testing.assert_array_equal(tr.arrays["step2.input.view1"], inputs["step0.input.view1"])
+    again = trace_inputs(tr.arrays, "deepmind")  # a trace is a valid inputs file (init.* and step<i>.input.*)
+    for k in tr.arrays:
+        np.testing.assert_array_equal(again.arrays[k], tr.arrays[k])
+
+
+def test_ema_scope_buffers_average_running_stats():
+    p = get_preset("deepmind", ema_scope="params+buffers")
+    tr = trace_inputs(_inputs(), p)
+    a = tr.arrays
+    tau = float(a["step0.tau"])
+    key = "encoder.norm1.running_mean"
+    np.testing.assert_allclose(a[f"step0.target.buffer_ema.{key}"],
+                               tau * a[f"step0.target.buffer.{key}"] + (1 - tau) * a[f"step0.online.buffer.{key}"])
+
+
+def test_input_errors(tmp_path):
+    inputs = _inputs()
+    bad = {k: v for k, v in inputs.items() if k != "online.param.encoder.fc1.bias"}
+    with pytest.raises(TraceError, match="missing.*encoder.fc1.bias.*hidden_bias"):
+        trace_inputs(bad, "deepmind")
+    with pytest.raises(TraceError, match="projector.fc1.weight"):
+        trace_inputs({k: v for k, v in inputs.items() if "projector.fc1.weight" not in k}, "deepmind")
+    with pytest.raises(TraceError, match="without gaps"):
+        trace_inputs({k: v for k, v in inputs.items() if k != "step0.input.view2"}, "deepmind")
+    with pytest.raises(TraceError, match="only 2 step"):
+        trace_inputs(inputs, "deepmind", steps=3)
+    with pytest.raises(TraceError, match="no views"):
+        trace_inputs({k: v for k, v in inputs.items() if ".input." not in k}, "deepmind")
+    with pytest.raises(ValueError, match="total_steps"):
+        trace_inputs(inputs, "deepmind", total_steps=1)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        trace_inputs(inputs, "deepmind", warmup_steps=9)
+    wrong = dict(inputs, **{"step0.input.view1": inputs["step0.input.view1"][:, :3]})
+    with pytest.raises(ValueError, match="view1"):
+        trace_inputs(wrong, "deepmind")
+    with pytest.raises(ValueError, match="preset must be one of"):
+        trace_inputs(inputs, "nope")
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_trace(tmp_path / "missing.npz")
+    (tmp_path / "text.npz").write_text("hello")
+    with pytest.raises(TraceError, match="not an .npz"):
+        load_trace(tmp_path / "text.npz")
+    (tmp_path / "m.pt").write_bytes(b"\x80\x02")
+    with pytest.raises(TraceError, match="never reads pickles.*np.savez"):
+        load_trace(tmp_path / "m.pt")
+    np.savez(tmp_path / "obj.npz", a=np.array([{"x": 1}], dtype=object))
+    with pytest.raises(TraceError, match="pickle"):
+        load_trace(tmp_path / "obj.npz")
+    with zipfile.ZipFile(tmp_path / "torchlike.npz", "w") as z:
+        z.writestr("archive/data.pkl", b"\x80\x02")
+    with pytest.raises(TraceError, match="PyTorch zip checkpoint"):
+        load_trace(tmp_path / "torchlike.npz")
+    np.savez(tmp_path / "order.npz", a=np.zeros(2), __order__=np.array(["a", "b"]))
+    with pytest.raises(TraceError, match="__order__ names"):
+        load_trace(tmp_path / "order.npz")
+    tr = trace_inputs(_inputs(), "deepmind")
+    path = save_trace(tmp_path / "t.npz", tr)
+    raw = open(path, "rb").read()
+    open(tmp_path / "cut.npz", "wb").write(raw[: len(raw) // 2])
+    with pytest.raises(TraceError):
+        load_trace(tmp_path / "cut.npz")
+
+
+def test_cli_trace_generated_and_from_inputs(tmp_path, capsys):
+    from byol_ref.cli import main
+
+    out = tmp_path / "a.npz"
+    assert main(["trace", "--dims", "5,6,4,3,7", "--batch", "4", "--preset", "lightly", "--set", "views=concat",
+                 "--set", "predictor_lr_mult=2", "--out", str(out)]) == 0
+    tr = load_trace(out)
+    assert tr.meta["preset"]["views"] == "concat" and tr.meta["train_extra"] == {"predictor_lr_mult": 2.0}
+    assert tr.meta["steps"] == 2
+    out2 = tmp_path / "b.npz"
+    assert main(["trace", "--inputs", str(out), "--preset", "lightly", "--set", "views=concat",
+                 "--set", "predictor_lr_mult=2", "--out", str(out2)]) == 0
+    tr2 = load_trace(out2)
+    for k in tr.arrays:
+        np.testing.assert_array_equal(tr.arrays[k], tr2.arrays[k])
+    assert main(["trace", "--out", str(out2)]) == 2
+    assert "exactly one of" in capsys.readouterr().err
+    assert main(["trace", "--dims", "5,6", "--out", str(out2)]) == 2
+    assert main(["trace", "--dims", "5,6,4,3", "--set", "wat=1", "--out", str(out2)]) == 2
+    assert "unknown field 'wat'" in capsys.readouterr().err
