@@ -34,6 +34,8 @@ def plot_run(history: list, report: dict | None, out_dir) -> list:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
+    knn = [(h["step"], h["knn"]) for h in history if "knn" in h]
+    history = [h for h in history if "z_std" in h]  # step records (a step-0 record has only kNN)
     steps = [h["step"] for h in history]
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
@@ -61,14 +63,14 @@ def plot_run(history: list, report: dict | None, out_dir) -> list:
     ax2.plot(steps, [h["z_rank"] for h in history], color="C4", label="effective rank of z")
     ax2.plot(steps, [h["y_rank"] for h in history], color="C5", label="effective rank of y")
     ax2.set_ylabel("effective rank")
-    ax.legend(handles=ax.get_lines() + ax2.get_lines(), loc="lower right", fontsize=8)
+    ax.legend(handles=ax.get_lines() + ax2.get_lines(), loc="center right", fontsize=8, framealpha=0.9)
     ax.grid(alpha=0.3)
 
     ax = axes[1, 1]
-    knn = [(h["step"], h["knn"]) for h in history if "knn" in h]
     if knn:
         ax.plot([s for s, _ in knn], [100 * a for _, a in knn], marker="o", color="C0")
-    ax.set(title="kNN test accuracy of the online encoder", xlabel="step", ylabel="accuracy (%)")
+    ax.set(title="kNN test accuracy of the online encoder (step 0: at init)", xlabel="step",
+           ylabel="accuracy (%)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = out / "training.png"

@@ -455,6 +455,12 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
     bar = Progress(sched.total_steps, enabled=progress, start=state.step)
     end = sched.total_steps if stop_at is None else min(stop_at, sched.total_steps)
     n, B = x_train.shape[0], tcfg.batch_size
+    if state.step == 0:  # where the encoder starts: the kNN of the random init
+        first = {"step": 0, "epoch": 0.0, **knn_monitor(state.online, data, input_norm, be)}
+        if "knn" in first:
+            history.append(first)
+            if metrics_file is not None:
+                metrics_file.write(json.dumps(first) + "\n")
     try:
         while state.step < end:
             if state.epoch_perm is None or state.epoch_pos >= sched.steps_per_epoch:

@@ -53,8 +53,9 @@ def main(argv=None):
     results = []
     for name, model_kw, train_kw, lit in ARMS:
         t0 = time.perf_counter()
-        cfg = byol.Config(encoder_dim=64, **model_kw)
-        tcfg = TrainConfig(epochs=args.epochs, seed=args.seed, **train_kw)
+        # the `make run` recipe (Makefile), one switch changed per arm
+        cfg = byol.Config(encoder_dim=64, projection_dim=64, projector_hidden_dim=256, predictor_dim=256, **model_kw)
+        tcfg = TrainConfig(epochs=args.epochs, seed=args.seed, **{"lr": 3e-3, **train_kw})
         be = get_backend("numpy", tcfg.dtype, tcfg.seed)
         res = fit(ds, cfg, tcfg, backend=be, progress=False)
         rep = evaluate_features(res.state.online, ds, res.input_norm, be, seed=args.seed)
@@ -99,8 +100,9 @@ def main(argv=None):
     for r in results:
         h = [x for x in r["history"] if "z_std" in x]
         axes[0].plot([x["step"] for x in h], [x["z_std"] / x["z_std_healthy"] for x in h], label=r["arm"])
-        axes[1].plot([x["step"] for x in r["history"]], [x["loss"] for x in r["history"]], label=r["arm"])
-    axes[0].set(title="std of l2-normalised z  x sqrt(P)  (1 healthy, 0 collapsed)", xlabel="step")
+        axes[1].plot([x["step"] for x in h], [x["loss"] for x in h], label=r["arm"])
+    axes[0].set(title="spread of l2-normalised z (x sqrt(P): 1 healthy, 0 collapsed)", xlabel="step")
+    axes[0].title.set_fontsize(10)
     axes[1].set(title="BYOL loss", xlabel="step")
     axes[0].legend(fontsize=7)
     names = [r["arm"] for r in results]

@@ -58,7 +58,8 @@ def test_step_follows_the_official_order():
 def test_short_run_lowers_the_loss_without_collapse(data):
     cfg = byol.Config(encoder_dim=12, **SMALL)
     res = fit(data, cfg, _tcfg(epochs=30, lr=5e-3), progress=False)
-    losses = [h["loss"] for h in res.history]
+    assert res.history[0]["step"] == 0 and "knn" in res.history[0]  # the kNN of the random init
+    losses = [h["loss"] for h in res.history if "loss" in h]
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.1
     assert res.history[-1]["z_std"] > 0.3 * res.history[-1]["z_std_healthy"]  # not collapsed (collapse is 0)
     assert res.history[-1]["z_rank"] > 2
@@ -154,3 +155,19 @@ def test_train_config_validation():
         TrainConfig(batch_size=1)
     with pytest.raises(ValueError, match="warmup_epochs must be in"):
         TrainConfig(epochs=5, warmup_epochs=6)
+
+
+def test_fit_gives_the_same_run_on_every_backend(backend, data, tmp_path):
+    """A few steps on the backend (numpy, and cupy where a GPU answers) match NumPy float64,
+    and the run checkpoints and resumes there too."""
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    tcfg = _tcfg(epochs=2)
+    ref = fit(data, cfg, tcfg, progress=False)
+    be = get_backend(backend.name, "float64", tcfg.seed)
+    got = fit(data, cfg, tcfg, backend=be, progress=False, out_dir=tmp_path / "run")
+    for k, v in ref.state.online.params.items():
+        np.testing.assert_allclose(be.to_numpy(got.state.online.params[k]), v, rtol=1e-9, atol=1e-12, err_msg=k)
+    for k, v in ref.state.target.params.items():
+        np.testing.assert_allclose(be.to_numpy(got.state.target.params[k]), v, rtol=1e-9, atol=1e-12, err_msg=k)
+    state, _, _, _ = load_checkpoint(tmp_path / "run" / "checkpoint.npz", be)
+    assert state.step == got.state.step
