@@ -119,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     g.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
+    g.add_argument("--knn-k", type=int, default=20, help="kNN neighbours in the report")
+    g.add_argument("--knn-temperature", type=float, default=None,
+                   help="kNN vote weights exp(sim/T) (e.g. 0.1); default: majority vote")
+    g.add_argument("--labels-per-class", type=int, default=10, help="labels per class of the low-label probe")
 
     e = sub.add_parser("eval", help="evaluate a saved run or checkpoint",
                        description="Probe the online encoder of a saved run against baselines.")
@@ -127,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--labels", default=None)
     e.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     e.add_argument("--json", action="store_true", help="print the report as JSON")
+    g = e
+    g.add_argument("--knn-k", type=int, default=20, help="kNN neighbours in the report")
+    g.add_argument("--knn-temperature", type=float, default=None,
+                   help="kNN vote weights exp(sim/T) (e.g. 0.1); default: majority vote")
+    g.add_argument("--labels-per-class", type=int, default=10, help="labels per class of the low-label probe")
     _add_verify_parsers(sub, t)
     return p
 
@@ -186,21 +195,23 @@ def _train(args) -> int:
     if args.no_eval:
         return 0
     return _report(result.state.online, dataset, result.input_norm, backend, out, result.history,
-                   plots=not args.no_plots, seed=tcfg.seed, extra={"train_seconds": train_s})
+                   plots=not args.no_plots, seed=tcfg.seed, extra={"train_seconds": train_s}, probe=_probe_opts(args))
 
 
 def _report(online, dataset, input_norm, backend, out: Path | None, history, *, plots=True, seed=0,
-            extra=None, as_json=False) -> int:
+            extra=None, as_json=False, probe=None) -> int:
     from .report import evaluate_features, format_collapse
 
     if dataset.y_train is None:
         print("byol-ref: the data set has no labels, so there is nothing to probe; features are in the checkpoint")
         return 0
     t0 = time.perf_counter()
-    report = evaluate_features(online, dataset, input_norm, backend, seed=seed)
+    probe = probe or {}
+    report = evaluate_features(online, dataset, input_norm, backend, seed=seed, **probe)
     report["eval_seconds"] = time.perf_counter() - t0
     report.update(extra or {})
-    text = ("Test accuracy (%) on the held-out split; kNN = cosine k=20, low-label = 10 labels per class "
+    k, lpc = probe.get("k", 20), probe.get("labels_per_class", 10)
+    text = (f"Test accuracy (%) on the held-out split; kNN = cosine k={k}, low-label = {lpc} labels per class "
             "(mean of 5 draws), linear = l2-regularised logistic regression on all train labels\n"
             + report["table"] + "\n\nCollapse monitors (test split):\n" + format_collapse(report["collapse"]))
     if out is not None:
@@ -245,7 +256,14 @@ def _eval(args) -> int:
         online = online._replace(params={k: backend.asarray(v) for k, v in online.params.items()},
                                  buffers={k: backend.xp.asarray(v) for k, v in online.buffers.items()})
     return _report(online, dataset, None if norm is None else InputNorm(*norm), backend,
-                   None, None, plots=False, seed=tcfg.seed, as_json=args.json)
+                   None, None, plots=False, seed=tcfg.seed, as_json=args.json, probe=_probe_opts(args))
+
+
+def _probe_opts(args) -> dict:
+    if args.knn_k < 1 or args.labels_per_class < 2:
+        raise ValueError(f"--knn-k must be >= 1 and --labels-per-class >= 2, got {args.knn_k} and "
+                         f"{args.labels_per_class}")
+    return {"k": args.knn_k, "temperature": args.knn_temperature, "labels_per_class": args.labels_per_class}
 
 
 def main(argv=None) -> int:

@@ -14,7 +14,7 @@ from .model import Network, build_from_config
 
 
 def evaluate_features(online: Network, dataset, input_norm, backend: Backend, *, seed: int = 0,
-                      labels_per_class: int = 10, k: int = 20) -> dict:
+                      labels_per_class: int = 10, k: int = 20, temperature: float | None = None) -> dict:
     """Probe table and collapse statistics for a trained online network.
 
     Args:
@@ -23,6 +23,8 @@ def evaluate_features(online: Network, dataset, input_norm, backend: Backend, *,
         input_norm: the run's InputNorm (or None).
         backend: where to run the networks.
         seed: seed of the random-init baseline and of the probes' draws.
+        labels_per_class: labels per class of the low-label probe.
+        k, temperature: kNN neighbours and vote temperature (None: majority vote).
 
     Returns:
         dict with ``rows`` (one per feature set: name, knn, low_label, low_label_std, linear),
@@ -44,7 +46,8 @@ def evaluate_features(online: Network, dataset, input_norm, backend: Backend, *,
     feats["random-init encoder"] = (encode(random_online, x_tr, input_norm, backend),
                                     encode(random_online, x_te, input_norm, backend))
     feats["raw inputs"] = (x_tr, x_te)
-    rows = probe_report(feats, dataset.y_train, dataset.y_test, labels_per_class=labels_per_class, k=k, seed=seed)
+    rows = probe_report(feats, dataset.y_train, dataset.y_test, labels_per_class=labels_per_class, k=k, seed=seed,
+                        temperature=temperature)
     collapse = {
         "projection_z": collapse_report(feats["BYOL projector (z)"][1], dataset.y_test),
         "encoder_y": collapse_report(feats["BYOL encoder (y)"][1], dataset.y_test),
