@@ -265,3 +265,28 @@ def test_layers_keep_dtype_and_never_alias_or_mutate(dtype):
     for grad in (*d1, *d2, d3, *d4):
         for inp in (x, w, b, g, be, dout):
             assert not np.shares_memory(grad, inp)
+
+
+@given(seed=seeds, g=st.sampled_from([1, 2]), n=st.integers(2, 6), d=st.integers(1, 4),
+       decay=st.floats(0.0, 0.999), mode=st.sampled_from(["haiku", "torch"]), t0=st.integers(0, 5))
+def test_running_stats_updates_follow_their_formulas(seed, g, n, d, decay, mode, t0):
+    """Hypothesis draws the momentum (decay), the mode, the starting count and the groups;
+    each group's update is checked against a from-scratch formula."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((g, n, d))
+    start = RunningStats(rng.standard_normal(d), rng.uniform(0.5, 2, d), np.array(t0))
+    _, _, got = batch_norm_forward(x, np.ones(d), np.zeros(d), start, train=True, decay=decay, mode=mode)
+    mean, var, t = start.mean.copy(), start.var.copy(), t0
+    for v in range(g):
+        m, s2 = x[v].mean(0), x[v].var(0)
+        t += 1
+        if mode == "torch":
+            mean = decay * mean + (1 - decay) * m
+            var = decay * var + (1 - decay) * s2 * n / (n - 1)
+        else:  # recover the hidden zero-initialised EMA, update it, debias again
+            h_mean, h_var = mean * (1 - decay ** (t - 1)), var * (1 - decay ** (t - 1))
+            mean = (decay * h_mean + (1 - decay) * m) / (1 - decay**t)
+            var = (decay * h_var + (1 - decay) * s2) / (1 - decay**t)
+    np.testing.assert_allclose(got.mean, mean, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got.var, var, rtol=1e-10, atol=1e-12)
+    assert int(got.count) == t0 + g

@@ -130,6 +130,8 @@ def test_corrupt_truncated_and_foreign_checkpoints(tmp_path):
         load_checkpoint(tmp_path / "newer.npz")
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 def test_divergence_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path, data):
     cfg = byol.Config(encoder_dim=12, **SMALL)
     out = tmp_path / "run"
