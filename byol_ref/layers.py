@@ -10,11 +10,18 @@ share parameters (BYOL's two views, stacked). Linear layers and ReLU do not care
 batch norm takes its statistics over ``N`` separately for each of the ``G`` groups
 (per-view statistics, as the official code gets by calling the network once per view).
 Weights are stored ``(in, out)`` so that a layer is ``x @ w + b``.
+
+Speed without a second implementation. The functions never mutate their inputs by default.
+Model code that owns a fresh temporary (the output of the previous step, which nothing else
+holds) passes ``inplace=True`` and the layer reuses that memory instead of allocating another
+activation-sized array; the arithmetic is the same ufunc for ufunc. On CuPy the element-wise
+chains run as fused kernels (``kernels.py``), each beside its xp reference formula.
 """
 from __future__ import annotations
 
 from typing import NamedTuple
 
+from . import kernels
 from .backend import get_array_module
 
 # --------------------------------------------------------------------------- linear
@@ -47,7 +54,7 @@ def linear_forward(x, w, b=None):
     return out, LinearCache(x, w, b is not None)
 
 
-def linear_backward(dout, cache):
+def linear_backward(dout, cache, *, need_dx=True):
     """Backward of ``out = x @ w + b``.
 
     dx = dout @ w.T,  dw = x.T @ dout,  db = sum of dout over every row.
@@ -57,13 +64,16 @@ def linear_backward(dout, cache):
     Args:
         dout: upstream gradient, shape of out (..., N, H).
         cache: LinearCache from linear_forward.
+        need_dx: False skips the input gradient (a third of the layer's backward FLOPs), for
+            a first layer whose input is data; dx is then None.
 
     Returns:
         (dx, dw, db): shapes (..., N, D), (D, H), (H,) (db is None without bias).
     """
     x, w, has_bias = cache
     dout2 = dout.reshape(-1, dout.shape[-1])  # (G*N, H)
-    dx = (dout2 @ w.T).reshape(x.shape)  # (..., N, D)
+    # w.T and x.T are transposed views: BLAS reads them with a transpose flag, no copy.
+    dx = (dout2 @ w.T).reshape(x.shape) if need_dx else None  # (..., N, D)
     dw = x.reshape(-1, x.shape[-1]).T @ dout2  # (D, H)
     db = dout2.sum(axis=0) if has_bias else None  # (H,)
     return dx, dw, db
@@ -78,17 +88,21 @@ class ReluCache(NamedTuple):
     out: object
 
 
-def relu_forward(x):
-    """``out = max(x, 0)``. Returns (out, ReluCache)."""
+def relu_forward(x, *, inplace=False):
+    """``out = max(x, 0)``. Returns (out, ReluCache). ``inplace``: x is overwritten by out."""
     xp = get_array_module(x)
-    out = xp.maximum(x, 0)
+    out = xp.maximum(x, 0, out=x if inplace else None)
     return out, ReluCache(out)
 
 
-def relu_backward(dout, cache):
-    """``dx = dout * [x > 0]``; the subgradient at exactly 0 is taken as 0 (as in JAX and PyTorch)."""
+def relu_backward(dout, cache, *, inplace=False):
+    """``dx = dout * [x > 0]``; the subgradient at exactly 0 is taken as 0 (as in JAX and PyTorch).
+
+    The mask multiplies (``xp.where`` on a random mask is ~10x slower on the CPU: it branches).
+    ``inplace``: dout is overwritten by dx.
+    """
     xp = get_array_module(dout)
-    return xp.where(cache.out > 0, dout, 0).astype(dout.dtype, copy=False)
+    return kernels.relu_backward(xp, dout, cache.out, out=dout if inplace else None)
 
 
 # --------------------------------------------------------------------------- normalisation
@@ -120,16 +134,29 @@ def _moments(x, axis, var_formula):
     negative, so it is clamped at 0 (as Haiku does not, but negative var + eps is
     already a bug report).
     """
+    mean, var, _ = _moments_centered(x, axis, var_formula)
+    return mean, var
+
+
+def _moments_centered(x, axis, var_formula, *, inplace=False):
+    """``_moments`` that also returns ``xc = x - mean`` when the formula computed it (else None).
+
+    The normalisation reuses xc for x_hat = xc * rstd (the same arithmetic as (x - mean) * rstd),
+    and the squares' buffer is returned for reuse as well. ``inplace``: x is overwritten by xc.
+    Returns (mean, var, (xc, scratch)) with xc None for ``one_pass``.
+    """
     xp = get_array_module(x)
     mean = x.mean(axis=axis, keepdims=True)
     if var_formula == "two_pass":
-        xc = x - mean
-        var = (xc * xc).mean(axis=axis, keepdims=True)
-    elif var_formula == "one_pass":
-        var = xp.maximum((x * x).mean(axis=axis, keepdims=True) - mean * mean, 0)
-    else:
-        raise ValueError(f"var_formula must be 'two_pass' or 'one_pass', got {var_formula!r}")
-    return mean, var
+        xc = xp.subtract(x, mean, out=x if inplace else None)
+        sq = xc * xc
+        var = sq.mean(axis=axis, keepdims=True)
+        return mean, var, (xc, sq)
+    if var_formula == "one_pass":
+        sq = x * x
+        var = xp.maximum(sq.mean(axis=axis, keepdims=True) - mean * mean, 0)
+        return mean, var, (None, sq)
+    raise ValueError(f"var_formula must be 'two_pass' or 'one_pass', got {var_formula!r}")
 
 
 def _normalize_backward(dout, cache):
@@ -208,7 +235,7 @@ def update_running_stats(running, batch_mean, batch_var, n, *, decay, mode):
 
 
 def batch_norm_forward(x, gamma, beta, running, *, train, eps=1e-5, decay=0.9,
-                       mode="haiku", var_formula="two_pass"):
+                       mode="haiku", var_formula="two_pass", inplace=False, need_cache=True):
     """Batch normalisation.
 
     Train mode: statistics over the batch axis N, separately for each group G (each
@@ -228,40 +255,74 @@ def batch_norm_forward(x, gamma, beta, running, *, train, eps=1e-5, decay=0.9,
         decay: weight on the old running value.
         mode: ``"haiku"`` or ``"torch"`` running-statistics convention (update_running_stats).
         var_formula: ``"two_pass"`` or ``"one_pass"`` (see ``_moments``).
+        inplace: x may be overwritten (it then holds x_hat, or out without a cache): for a
+            temporary nobody else holds, such as the output of the previous linear layer.
+        need_cache: False for a forward that will not be differentiated (the BYOL target):
+            no x_hat is kept, out is computed in the memory of x_hat, and the cache is None.
 
     Returns:
         out: same shape as x.
-        cache: NormCache.
+        cache: NormCache (None when need_cache is False).
         running: updated RunningStats (the same object in eval mode).
 
     References:
         Ioffe & Szegedy 2015, Algorithm 1; Haiku ``batch_norm.py``.
     """
     xp = get_array_module(x)
+    src, center, overwrite, scratch = x, None, inplace, None
     if train:
         n = x.shape[-2]
-        mean, var = _moments(x, -2, var_formula)  # (..., 1, F)
+        mean, var, (xc, scratch) = _moments_centered(x, -2, var_formula, inplace=inplace)  # (..., 1, F)
         for g_mean, g_var in zip(mean.reshape(-1, x.shape[-1]), var.reshape(-1, x.shape[-1])):
             running = update_running_stats(running, g_mean, g_var, n, decay=decay, mode=mode)
+        if xc is None:
+            center = mean
+        else:  # two-pass already made xc = x - mean (our own array): x_hat = xc * rstd
+            src, overwrite = xc, True
     else:
         mean, var = running.mean, running.var  # (F,)
+        center = mean
     rstd = 1 / xp.sqrt(var + eps)  # eps inside the root: bounds rstd by 1/sqrt(eps)
-    x_hat = (x - mean) * rstd
-    out = gamma * x_hat + beta
-    return out, NormCache(x_hat, rstd, gamma, -2, train), running
+    # x_hat = (x - mean) * rstd;  out = gamma * x_hat + beta
+    out, x_hat = kernels.bn_apply(xp, src, center, rstd, gamma, beta, need_cache=need_cache,
+                                  overwrite_x=overwrite, out=scratch)
+    cache = NormCache(x_hat, rstd, gamma, -2, train) if need_cache else None
+    return out, cache, running
 
 
-def batch_norm_backward(dout, cache):
+def batch_norm_backward(dout, cache, *, inplace=False):
     """Backward of batch_norm_forward.
+
+    The closed form of ``_normalize_backward`` with gamma taken out of the batch means (it is
+    constant along the batch axis), so that the per-group sums the parameter gradients need
+    are also the two means of the input gradient, each computed once (means over N, per group):
+
+        s1 = sum_N dout,  s2 = sum_N dout * x_hat          (..., 1, F)
+        dbeta = sum over groups of s1,  dgamma = sum over groups of s2
+        dx = rstd * gamma * (dout - s1 / N - x_hat * s2 / N)
+    In eval mode (constant statistics) dx = rstd * gamma * dout.
 
     Args:
         dout: (N, F) or (G, N, F).
         cache: NormCache.
+        inplace: dout may be overwritten by dx.
 
     Returns:
         (dx, dgamma, dbeta): dx like dout; dgamma, dbeta (F,) summed over groups and batch.
     """
-    return _normalize_backward(dout, cache)
+    x_hat, rstd, gamma, axis, train = cache
+    xp = get_array_module(dout)
+    f, n = dout.shape[-1], dout.shape[-2]
+    s1 = dout.sum(axis=-2, keepdims=True)  # (..., 1, F)
+    s2 = kernels.sum_of_product(xp, dout, x_hat, -2)  # (..., 1, F)
+    dbeta = s1.reshape(-1, f).sum(axis=0)  # (F,)
+    dgamma = s2.reshape(-1, f).sum(axis=0)  # (F,)
+    scale = rstd * gamma  # (..., 1, F) or (F,)
+    if train:
+        dx = kernels.bn_backward_dx(xp, dout, x_hat, s1, s2, scale, n, out=dout if inplace else None)
+    else:
+        dx = xp.multiply(dout, scale, out=dout if inplace else None)
+    return dx, dgamma, dbeta
 
 
 def layer_norm_forward(x, gamma, beta, *, eps=1e-5):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from . import kernels
 from .backend import get_array_module
 
 EPS_MODES = ("sq_norm", "norm", "add")
@@ -86,8 +87,10 @@ def l2_normalize_backward(dn, cache):
         dx: (..., P).
     """
     x, rstd, drstd_ds = cache
-    x_dot_dn = (x * dn).sum(axis=-1, keepdims=True)  # (..., 1)
-    return dn * rstd + x * (2 * x_dot_dn * drstd_ds)
+    xp = get_array_module(dn)
+    x_dot_dn = kernels.sum_of_product(xp, x, dn, -1)  # (..., 1)
+    # dn * rstd + x * c, c = 2 (x . dn) drstd/ds: one fused kernel on CuPy
+    return kernels.l2n_backward(xp, dn, x, rstd, 2 * x_dot_dn * drstd_ds)
 
 
 class RegressionCache(NamedTuple):
@@ -136,7 +139,7 @@ def regression_loss_forward(p, z, *, form="mse", eps=None, eps_mode="sq_norm"):
     return loss, RegressionCache(p_cache, z_cache, n_p, n_z, form)
 
 
-def regression_loss_backward(dloss, cache):
+def regression_loss_backward(dloss, cache, *, need_dz=True):
     """Backward of regression_loss_forward with respect to both inputs.
 
     In BYOL the target side gets no gradient (stop-gradient), but the gradient exists
@@ -145,6 +148,7 @@ def regression_loss_backward(dloss, cache):
     Args:
         dloss: upstream gradient of the per-sample loss, (...,).
         cache: RegressionCache.
+        need_dz: False under stop-gradient: dz is then not computed and None is returned.
 
     Returns:
         (dp, dz): each (..., P).
@@ -152,10 +156,11 @@ def regression_loss_backward(dloss, cache):
     p_cache, z_cache, n_p, n_z, form = cache
     g = dloss[..., None]  # (..., 1)
     if form == "mse":
-        dn_p = 2 * (n_p - n_z) * g
-        dn_z = -dn_p
+        dn_p = kernels.mse_dn(get_array_module(n_p), n_p, n_z, g)  # 2 (n_p - n_z) g
+        dn_z = -dn_p if need_dz else None
     else:
         scale = -2 * g if form == "2-2cos" else -g
         dn_p = n_z * scale
-        dn_z = n_p * scale
-    return l2_normalize_backward(dn_p, p_cache), l2_normalize_backward(dn_z, z_cache)
+        dn_z = n_p * scale if need_dz else None
+    dz = l2_normalize_backward(dn_z, z_cache) if need_dz else None
+    return l2_normalize_backward(dn_p, p_cache), dz

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Callable, NamedTuple
 
+from . import kernels
 from .backend import Backend, get_array_module, get_backend
 from .checks import check_array, check_choice, check_float_range, check_positive_int
 from .layers import (RunningStats, batch_norm_backward, batch_norm_forward, layer_norm_backward,
@@ -272,7 +273,8 @@ def init_buffers(config: Config, role: str, backend: Backend) -> dict:
 # --------------------------------------------------------------------------- forward / backward
 
 
-def mlp_forward(steps, params, buffers, x, *, config: Config, train: bool, record=None, prefix=""):
+def mlp_forward(steps, params, buffers, x, *, config: Config, train: bool, record=None, prefix="",
+                need_cache: bool = True):
     """Run a list of steps forward.
 
     Args:
@@ -284,25 +286,33 @@ def mlp_forward(steps, params, buffers, x, *, config: Config, train: bool, recor
         record: optional callable ``record(key, array)`` that sees every step's output,
             keyed ``prefix + name + ".out"`` (and batch statistics), in execution order.
         prefix: key prefix for ``record``.
+        need_cache: False for a forward that is never differentiated (the BYOL target under
+            stop-gradient): batch norm keeps no x_hat and caches is empty.
 
     Returns:
         out: the last step's output.
-        caches: list of (kind, name, cache) for mlp_backward.
+        caches: list of (kind, name, cache) for mlp_backward (empty without need_cache).
         new_buffers: the updated running statistics of the batch-norm steps run.
     """
     caches = []
     new_buffers = {}
+    # Memory: a step may overwrite its input when that input is a temporary made by the previous
+    # step of this loop (``owned``), which nothing else holds: never the caller's x, and never
+    # while ``record`` may keep references to the intermediates.
+    owned = False
     for kind, name in steps:
+        inplace = owned and record is None
         if kind == "linear":
             x, cache = linear_forward(x, params[f"{name}.weight"], params.get(f"{name}.bias"))
         elif kind == "relu":
-            x, cache = relu_forward(x)
+            x, cache = relu_forward(x, inplace=inplace)
         elif kind == "batch_norm":
             running = RunningStats(buffers[f"{name}.running_mean"], buffers[f"{name}.running_var"],
                                    buffers[f"{name}.count"])
             x, cache, running = batch_norm_forward(
                 x, params[f"{name}.gamma"], params[f"{name}.beta"], running, train=train,
-                eps=config.bn_eps, decay=config.bn_decay, mode=config.bn_running, var_formula=config.bn_var)
+                eps=config.bn_eps, decay=config.bn_decay, mode=config.bn_running, var_formula=config.bn_var,
+                inplace=inplace, need_cache=need_cache)
             new_buffers[f"{name}.running_mean"] = running.mean
             new_buffers[f"{name}.running_var"] = running.var
             new_buffers[f"{name}.count"] = running.count
@@ -310,13 +320,15 @@ def mlp_forward(steps, params, buffers, x, *, config: Config, train: bool, recor
             x, cache = layer_norm_forward(x, params[f"{name}.gamma"], params[f"{name}.beta"], eps=config.ln_eps)
         else:  # pragma: no cover - network_plan only makes the kinds above
             raise ValueError(f"unknown step kind {kind!r}")
-        caches.append((kind, name, cache))
+        owned = True
+        if need_cache:
+            caches.append((kind, name, cache))
         if record is not None:
             record(f"{prefix}{name}.out", x)
     return x, caches, new_buffers
 
 
-def mlp_backward(dout, caches, grads: dict, *, record=None, prefix=""):
+def mlp_backward(dout, caches, grads: dict, *, record=None, prefix="", need_input_grad: bool = True):
     """Run the steps backward, *adding* parameter gradients into ``grads``.
 
     Args:
@@ -324,37 +336,47 @@ def mlp_backward(dout, caches, grads: dict, *, record=None, prefix=""):
         caches: from mlp_forward.
         grads: dict to accumulate into (a key absent so far is set, not added).
         record: optional ``record(key, array)`` for the gradient of each step's output.
+        need_input_grad: False when the input is data: the first linear layer then skips its
+            dx GEMM, and None is returned.
 
     Returns:
-        dx: gradient of the input.
+        dx: gradient of the input (None without need_input_grad).
     """
 
     def acc(key, g):
         if key in grads:
-            grads[key] = grads[key] + g
+            grads[key] += g  # both are gradients this backward made: add in place
         else:
             grads[key] = g
 
-    for kind, name, cache in reversed(caches):
+    # As in mlp_forward: overwrite dout only when it is a temporary made by the previous step.
+    owned = False
+    for i, (kind, name, cache) in reversed(list(enumerate(caches))):
         if record is not None:
             record(f"{prefix}{name}.dout", dout)
+        inplace = owned and record is None
         if kind == "linear":
-            dout, dw, db = linear_backward(dout, cache)
+            dout, dw, db = linear_backward(dout, cache, need_dx=need_input_grad or i > 0)
             acc(f"{name}.weight", dw)
             if db is not None:
                 acc(f"{name}.bias", db)
         elif kind == "relu":
-            dout = relu_backward(dout, cache)
-        else:
-            backward = batch_norm_backward if kind == "batch_norm" else layer_norm_backward
-            dout, dgamma, dbeta = backward(dout, cache)
+            dout = relu_backward(dout, cache, inplace=inplace)
+        elif kind == "batch_norm":
+            dout, dgamma, dbeta = batch_norm_backward(dout, cache, inplace=inplace)
             acc(f"{name}.gamma", dgamma)
             acc(f"{name}.beta", dbeta)
+        else:
+            dout, dgamma, dbeta = layer_norm_backward(dout, cache)
+            acc(f"{name}.gamma", dgamma)
+            acc(f"{name}.beta", dbeta)
+        owned = True
     return dout
 
 
-def network_forward(config: Config, role: str, params, buffers, x, *, train: bool, record=None, prefix=""):
-    """Forward through every part of a network.
+def network_forward(config: Config, role: str, params, buffers, x, *, train: bool, record=None, prefix="",
+                    need_cache: bool = True):
+    """Forward through every part of a network (``need_cache``: see mlp_forward).
 
     Returns:
         outputs: dict ``y`` (encoder), ``z`` (projection) and, online with a predictor, ``p``.
@@ -366,7 +388,7 @@ def network_forward(config: Config, role: str, params, buffers, x, *, train: boo
     out_names = {"encoder": "y", "projector": "z", "predictor": "p"}
     for part, steps in network_plan(config, role).items():
         x, caches[part], updated = mlp_forward(steps, params, buffers, x, config=config, train=train,
-                                               record=record, prefix=prefix)
+                                               record=record, prefix=prefix, need_cache=need_cache)
         new_buffers.update(updated)
         outputs[out_names[part]] = x
     if "p" not in outputs:
@@ -374,10 +396,15 @@ def network_forward(config: Config, role: str, params, buffers, x, *, train: boo
     return outputs, caches, new_buffers
 
 
-def network_backward(dout, caches: dict, grads: dict, *, record=None, prefix=""):
-    """Backward through every part, last part first; returns the input gradient."""
-    for part in reversed(list(caches)):
-        dout = mlp_backward(dout, caches[part], grads, record=record, prefix=prefix)
+def network_backward(dout, caches: dict, grads: dict, *, record=None, prefix="", need_input_grad: bool = True):
+    """Backward through every part, last part first; returns the input gradient.
+
+    ``need_input_grad=False`` (the input is data) skips the first layer's dx and returns None.
+    """
+    parts = list(caches)
+    for part in reversed(parts):
+        dout = mlp_backward(dout, caches[part], grads, record=record, prefix=prefix,
+                            need_input_grad=need_input_grad or part != parts[0])
     return dout
 
 
@@ -476,10 +503,14 @@ def loss_and_grads(online: Network, target: Network, view1, view2, *, record: Ca
     on, on_caches, online_buffers = network_forward(cfg, "online", online.params, online.buffers, x,
                                                     train=True, record=record, prefix="online.")
     target_train = cfg.target_bn == "batch"
+    # Under stop-gradient nothing differentiates the target: it keeps no caches, and each of
+    # its activations is freed (or overwritten) as soon as the next one is made.
     tg, tg_caches, target_buffers = network_forward(cfg, "target", target.params, target.buffers, x,
-                                                    train=target_train, record=record, prefix="target.")
+                                                    train=target_train, record=record, prefix="target.",
+                                                    need_cache=not cfg.stop_gradient)
     p = on["p"].reshape(2, n, -1)  # (2, N, P)
     z = tg["z"].reshape(2, n, -1)  # (2, N, P)
+    del tg  # the target's other outputs (its y) are not needed: free them now
 
     # Each online prediction regresses the target projection of the *other* view.
     if cfg.symmetric:
@@ -496,21 +527,26 @@ def loss_and_grads(online: Network, target: Network, view1, view2, *, record: Ca
         record("loss.total", loss)
 
     dper_sample = xp.full(per_sample.shape, weight, dtype=per_sample.dtype)
-    dp, dz = regression_loss_backward(dper_sample, loss_cache)
+    # dz (the target's gradient) only exists for the no-stop-gradient ablation.
+    dp, dz = regression_loss_backward(dper_sample, loss_cache, need_dz=not cfg.stop_gradient)
     if not cfg.symmetric:
         dp = xp.concatenate([dp, xp.zeros_like(dp)])  # view 2's prediction is unused
-        dz = xp.concatenate([xp.zeros_like(dz), dz])
-    else:
+        if dz is not None:
+            dz = xp.concatenate([xp.zeros_like(dz), dz])
+    elif dz is not None:
         dz = dz[::-1]  # undo the view swap
     if record is not None:
         record("online.p.grad", dp)
 
     grads = {}
-    network_backward(dp.reshape(*groups, -1), on_caches, grads, record=record, prefix="online.")
+    # The views are data: no gradient for them (skips the first layer's dx GEMM).
+    network_backward(dp.reshape(*groups, -1), on_caches, grads, record=record, prefix="online.",
+                     need_input_grad=False)
     if not cfg.stop_gradient:
         # The ablation: let the gradient flow into the target branch too, and credit it to
         # the online parameter of the same name (exact when the weights are shared, tau = 0).
-        network_backward(dz.reshape(*groups, -1), tg_caches, grads, record=record, prefix="target.")
+        network_backward(dz.reshape(*groups, -1), tg_caches, grads, record=record, prefix="target.",
+                         need_input_grad=False)
     # A Linear bias followed by batch norm has an exactly-zero true gradient; keep every key.
     for key, value in online.params.items():
         if key not in grads:
@@ -548,7 +584,8 @@ def loss(online_pred, target_proj, *, eps=None, eps_mode="sq_norm", form="mse"):
 # --------------------------------------------------------------------------- target EMA
 
 
-def ema_update(online_params: dict, target_params: dict, momentum: float = DEFAULT_MOMENTUM) -> dict:
+def ema_update(online_params: dict, target_params: dict, momentum: float = DEFAULT_MOMENTUM, *,
+               inplace: bool = False) -> dict:
     """Exponential moving average of the target parameters.
 
     target <- momentum * target + (1 - momentum) * online, for every target parameter,
@@ -561,25 +598,35 @@ def ema_update(online_params: dict, target_params: dict, momentum: float = DEFAU
         online_params: dict name -> array.
         target_params: dict name -> array (a subset of the online names).
         momentum: tau in [0, 1].
+        inplace: overwrite the target arrays instead of making new ones (no weight-sized
+            temporaries: on the CPU the update runs block by block through one small scratch,
+            on CuPy as one fused kernel). The values are bitwise those of the pure update on
+            the CPU.
 
     Returns:
-        New target params (a new dict of new arrays; nothing is mutated).
+        New target params: a new dict of new arrays (nothing is mutated), or, in place, a new
+        dict holding the updated target arrays themselves.
 
     References:
         Grill et al. 2020, eq. 1 (xi <- tau xi + (1 - tau) theta).
     """
     tau = check_float_range(momentum, "momentum", 0, 1)
+    if not isinstance(inplace, bool):
+        raise ValueError(f"inplace must be True or False, got {inplace!r}")
     missing = sorted(set(target_params) - set(online_params))
     if missing:
         raise ValueError(f"ema_update: target parameter(s) {missing} have no online twin of the same name")
-    new = {}
     for key, t in target_params.items():
         o = online_params[key]
         if o.shape != t.shape:
             raise ValueError(f"ema_update: shape mismatch for {key!r}: online {tuple(o.shape)}, target {tuple(t.shape)}")
         if o.dtype != t.dtype:
             raise TypeError(f"ema_update: dtype mismatch for {key!r}: online {o.dtype}, target {t.dtype}")
-        new[key] = tau * t + (1 - tau) * o
+    if not inplace:
+        return {key: tau * t + (1 - tau) * online_params[key] for key, t in target_params.items()}
+    new = {}
+    for key, t in target_params.items():
+        new[key] = kernels.ema(get_array_module(t), t, online_params[key], tau, out=t)  # t = tau t + (1 - tau) o
     return new
 
 

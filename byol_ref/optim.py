@@ -53,6 +53,7 @@ import math
 from functools import partial
 from typing import Any, Callable, Mapping, NamedTuple, Union
 
+from . import kernels
 from .backend import get_array_module
 from .tree import check_same_keys
 
@@ -239,8 +240,11 @@ def _add_scaled(xp, g, p, wd, out) -> None:
     if isinstance(wd, float) and wd == 0.0:
         xp.copyto(out, g)
     else:
-        xp.multiply(p, wd, out=out)
-        xp.add(out, g, out=out)
+        def chain(pb, gb, ob):  # block by block: p, g read once, out written once
+            xp.multiply(pb, wd, out=ob)
+            xp.add(ob, gb, out=ob)
+
+        kernels.run_blocked(chain, p, g, out)
 
 
 def _norm(xp, a):
@@ -445,13 +449,13 @@ def lars_update(
     _check_inputs(grads, state, params, ("momentum",))
     mults = _lr_mults(lr_mult, params)
     xp = get_array_module(*params.values())
-    views = _scratch(xp, params, 2)
+    views = _scratch(xp, params, 1)
 
     new_params, new_state = {}, {}  # new dicts; in place they hold the same arrays
     for k, p in params.items():
         g, m = grads[k], state["momentum." + k]
         p_out, m_out = _out(p, inplace), _out(m, inplace)
-        u, s = views(p)
+        (u,) = views(p)
         lr_p = lr * mults[k]
         wd = 0.0 if exclude_wd(k, p) else weight_decay
         use_lars = not exclude_lars(k, p)
@@ -475,11 +479,10 @@ def lars_update(
             if clip_lr and lr_p > 0.0:
                 one = xp.ones((), dtype=p.dtype)
                 r = xp.where(ok, xp.minimum(r / lr_p, one), one)  # min(r/lr, 1): step = min(r, lr)*u
-            xp.multiply(u, r, out=u)                              # u = u*r
-        xp.multiply(m, momentum, out=m_out)
-        xp.add(m_out, u, out=m_out)                               # m = momentum*m + u
-        xp.multiply(m_out, lr_p, out=s)
-        xp.subtract(p, s, out=p_out)                              # p = p - lr_p*m
+        else:
+            r = None                                              # no scaling
+        # u = u*r;  m = momentum*m + u;  p = p - lr_p*m   (blocked on the CPU, one fused kernel on CuPy)
+        kernels.lars_apply(xp, u, r, m, p, momentum, lr_p, m_out, p_out)
         new_params[k], new_state["momentum." + k] = p_out, m_out
     return new_params, new_state
 

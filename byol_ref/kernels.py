@@ -1,0 +1,306 @@
+"""Fused element-wise kernels, each beside the plain-``xp`` formula it replaces (STYLE.md 6).
+
+Every op here comes in two forms with the same arguments:
+
+* ``<op>_ref(xp, ...)``: the readable formula, written with ``xp`` ufuncs. It is what NumPy
+  runs, and the twin each fused kernel is tested against (``tests/test_kernels.py``).
+* ``<op>(...)``: the dispatcher the layers call. On CuPy arrays, with fusion enabled, it
+  runs one CUDA ``ElementwiseKernel`` that reads each input once and writes each output once
+  (a chain of k CuPy ufuncs launches k kernels and makes k - 1 round trips through device
+  memory); otherwise it runs the reference.
+
+Kernels are compiled lazily, the first time CuPy arrays reach them, from the ``cupy`` module
+the arrays came from: importing this module never imports CuPy (STYLE.md 5), and on a machine
+without a GPU nothing is ever compiled. :func:`set_fused` turns fusion off (the reference
+formulas then run on CuPy too), which is how the parity tests get the xp twin on the device.
+
+On the CPU the same idea, "read and write each array as few times as possible", is served by
+:func:`blocks`: a chain of in-place ufuncs applied block by block over flat views, so that a
+block stays in cache between the ops of the chain (used by the optimiser and the in-place EMA;
+element-wise ops give bitwise the same result blocked or not).
+
+The fused kernels let the CUDA compiler contract ``a * b + c`` into one fused multiply-add, so
+they can differ from their reference by an ulp or so per op; the parity tests allow
+``atol + |ref| * k * eps(dtype)``.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+
+from .backend import get_array_module
+
+_FUSED = True
+
+#: Elements per block for :func:`blocks`: 32768 float32 values are 128 KiB per array, so a
+#: chain touching four arrays stays within a 1-2 MiB L2 cache.
+BLOCK = 1 << 15
+
+
+def set_fused(enabled: bool) -> bool:
+    """Turn the fused CuPy kernels on or off; returns the previous setting."""
+    global _FUSED
+    if not isinstance(enabled, bool):
+        raise ValueError(f"enabled must be True or False, got {enabled!r}")
+    previous, _FUSED = _FUSED, enabled
+    return previous
+
+
+@contextlib.contextmanager
+def fused(enabled: bool):
+    """Context manager form of :func:`set_fused`."""
+    previous = set_fused(enabled)
+    try:
+        yield
+    finally:
+        set_fused(previous)
+
+
+def run_blocked(fn, *arrays, scratch_dtype=None):
+    """Call ``fn(*blocks)`` over :func:`blocks` of ``arrays`` (plus one block-sized scratch,
+    reused by every block, when ``scratch_dtype`` is given)."""
+    extra = ()
+    for b in blocks(*arrays):
+        if scratch_dtype is not None and not extra:
+            extra = (get_array_module(arrays[0]).empty(b[0].size, dtype=scratch_dtype),)
+        fn(*b, *extra)
+
+
+def use_fused(xp) -> bool:
+    """True when ``xp`` is CuPy and fusion is enabled."""
+    return _FUSED and getattr(xp, "__name__", "") == "cupy"
+
+
+def blocks(*arrays, block: int = BLOCK):
+    """Yield tuples of matching flat blocks of same-sized C-contiguous arrays.
+
+    Used for chains of in-place ufuncs (``out=`` the block itself), so that each block is
+    read from memory once for the whole chain. If any array is not C-contiguous (a reshape
+    would copy, and writes would be lost), or the arrays live on a GPU, the whole arrays are
+    yielded once instead.
+    """
+    on_device = type(arrays[0]).__module__.startswith("cupy")  # a GPU wants one launch, not many
+    if on_device or not all(a.flags.c_contiguous for a in arrays):
+        yield arrays
+        return
+    flat = [a.reshape(-1) for a in arrays]
+    n = flat[0].size
+    for start in range(0, n, block):
+        yield tuple(f[start:start + block] for f in flat)
+
+
+# --------------------------------------------------------------------------- kernel sources
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel(xp, name: str):
+    """Build (once per CuPy module) the ElementwiseKernel called ``name``."""
+    in_params, out_params, body = _SOURCES[name]
+    return xp.ElementwiseKernel(in_params, out_params, body, f"byol_{name}")
+
+
+_SOURCES = {
+    # ReLU backward: dx = dout * [y > 0] (y the ReLU output; the mask multiplies, as the reference).
+    "relu_backward": ("T dout, T y", "T dx", "dx = dout * (T)(y > (T)0)"),
+    # Batch-norm apply: x_hat = (x - mean) * rstd; out = gamma * x_hat + beta.
+    "bn_apply": ("T x, T mean, T rstd, T gamma, T beta", "T x_hat, T y",
+                 "T h = (x - mean) * rstd; x_hat = h; y = gamma * h + beta"),
+    "bn_apply_nocache": ("T x, T mean, T rstd, T gamma, T beta", "T y",
+                         "y = gamma * ((x - mean) * rstd) + beta"),
+    # Batch-norm backward, with per-group sums s1 = sum_N dout, s2 = sum_N dout * x_hat:
+    # dx = rstd * gamma * (dout - s1 / N - x_hat * s2 / N).
+    "bn_backward": ("T dout, T x_hat, T s1, T s2, T scale, T inv_n", "T dx",
+                    "dx = scale * ((dout - s1 * inv_n) - x_hat * (s2 * inv_n))"),
+    # The official regression loss's gradient with respect to n(p): dn = 2 (n_p - n_z) g.
+    "mse_dn": ("T n_p, T n_z, T g", "T dn", "dn = (T)2 * (n_p - n_z) * g"),
+    # l2-normalise backward: dx = dn * rstd + x * c, with c = 2 (x . dn) drstd/ds per row.
+    "l2n_backward": ("T dn, T x, T rstd, T c", "T dx", "dx = dn * rstd + x * c"),
+    # LARS, after the norms: m <- momentum m + r u; p <- p - lr m.
+    "lars_apply": ("T u, T r, T m, T p, T momentum, T lr", "T m_out, T p_out",
+                   "T m_new = m * momentum + u * r; m_out = m_new; p_out = p - m_new * lr"),
+    # EMA of the target: t <- tau t + (1 - tau) o.
+    "ema": ("T t, T o, T tau, T one_minus_tau", "T t_out", "t_out = tau * t + one_minus_tau * o"),
+}
+
+
+# --------------------------------------------------------------------------- ReLU
+
+
+def relu_backward_ref(xp, dout, y, out=None):
+    """dx = dout * [y > 0] (y: ReLU output), written into ``out`` when given."""
+    return xp.multiply(dout, y > 0, out=out)
+
+
+def relu_backward(xp, dout, y, out=None):
+    if use_fused(xp):
+        return _kernel(xp, "relu_backward")(dout, y, out) if out is not None else \
+            _kernel(xp, "relu_backward")(dout, y)
+    return relu_backward_ref(xp, dout, y, out)
+
+
+# --------------------------------------------------------------------------- batch norm
+
+
+def bn_apply_ref(xp, x, mean, rstd, gamma, beta, *, need_cache=True, overwrite_x=False, out=None):
+    """x_hat = (x - mean) * rstd, out = gamma * x_hat + beta; returns (out, x_hat or None).
+
+    ``mean`` None: x is already centred. ``overwrite_x``: x may be used as storage (for x_hat,
+    or for out without a cache). ``out``: storage for out (with a cache), or None.
+    """
+    if mean is None:
+        x_hat = xp.multiply(x, rstd, out=x if overwrite_x else None)  # (..., N, F)
+    else:
+        x_hat = xp.subtract(x, mean, out=x if overwrite_x else None)  # (..., N, F)
+        xp.multiply(x_hat, rstd, out=x_hat)
+    if not need_cache:
+        xp.multiply(x_hat, gamma, out=x_hat)
+        xp.add(x_hat, beta, out=x_hat)
+        return x_hat, None
+    y = xp.multiply(x_hat, gamma, out=out)
+    y += beta
+    return y, x_hat
+
+
+def bn_apply(xp, x, mean, rstd, gamma, beta, *, need_cache=True, overwrite_x=False, out=None):
+    if use_fused(xp):
+        center = 0.0 if mean is None else mean
+        if not need_cache:
+            k = _kernel(xp, "bn_apply_nocache")
+            return (k(x, center, rstd, gamma, beta, x) if overwrite_x else k(x, center, rstd, gamma, beta)), None
+        x_hat = x if overwrite_x else xp.empty_like(x)
+        y = out if out is not None else xp.empty_like(x)
+        _kernel(xp, "bn_apply")(x, center, rstd, gamma, beta, x_hat, y)
+        return y, x_hat
+    return bn_apply_ref(xp, x, mean, rstd, gamma, beta, need_cache=need_cache, overwrite_x=overwrite_x, out=out)
+
+
+def bn_backward_dx_ref(xp, dout, x_hat, s1, s2, scale, n, out=None):
+    """dx = scale * (dout - s1 / n - x_hat * (s2 / n)), scale = rstd * gamma; into ``out`` if given.
+
+    s1, s2: per-group sums over the batch of dout and dout * x_hat, shape (..., 1, F).
+    On the CPU the chain runs over blocks of rows through a block-sized scratch, so the
+    x_hat * (s2 / n) term never takes an activation-sized temporary (same values as whole-array
+    ufuncs: each element sees the same operations).
+    """
+    c1, c2 = s1 / n, s2 / n  # (..., 1, F)
+    dx = xp.empty_like(dout) if out is None else out
+    f = dout.shape[-1]
+    d3, x3, o3 = (a.reshape(-1, n, f) for a in (dout, x_hat, dx))  # (G, N, F) views
+    c1, c2 = c1.reshape(-1, 1, f), c2.reshape(-1, 1, f)
+    sc = scale.reshape(-1, 1, f) if scale.ndim == dout.ndim else scale.reshape(1, 1, f)
+    rows = n if getattr(xp, "__name__", "") == "cupy" else max(1, min(n, (BLOCK * 4) // f))
+    t = xp.empty((rows, f), dtype=dout.dtype)
+    for g in range(d3.shape[0]):
+        for r in range(0, n, rows):
+            d, tb = o3[g, r:r + rows], t[: min(rows, n - r)]
+            xp.subtract(d3[g, r:r + rows], c1[g], out=d)
+            xp.multiply(x3[g, r:r + rows], c2[g], out=tb)
+            d -= tb
+            d *= sc[min(g, sc.shape[0] - 1)]
+    return dx
+
+
+def bn_backward_dx(xp, dout, x_hat, s1, s2, scale, n, out=None):
+    if use_fused(xp):
+        k = _kernel(xp, "bn_backward")
+        inv_n = 1.0 / n
+        return k(dout, x_hat, s1, s2, scale, inv_n, out) if out is not None else \
+            k(dout, x_hat, s1, s2, scale, inv_n)
+    return bn_backward_dx_ref(xp, dout, x_hat, s1, s2, scale, n, out)
+
+
+def sum_of_product(xp, a, b, axis):
+    """sum(a * b) over ``axis`` (-1 or -2), kept as a dim, without an array for a * b.
+
+    NumPy: ``einsum`` (one pass, no temporary); CuPy: one reduction kernel.
+    """
+    if axis not in (-1, -2):
+        raise ValueError(f"axis must be -1 or -2, got {axis!r}")
+    if use_fused(xp):
+        return _reduction(xp, "sum_of_product")(a, b, axis=axis, keepdims=True)
+    if axis == -1:
+        return xp.einsum("...p,...p->...", a, b)[..., None]
+    return xp.einsum("...nf,...nf->...f", a, b)[..., None, :]
+
+
+@functools.lru_cache(maxsize=None)
+def _reduction(xp, name: str):
+    assert name == "sum_of_product"
+    return xp.ReductionKernel("T a, T b", "T y", "a * b", "a + b", "y = a", "0", "byol_sum_of_product")
+
+
+# --------------------------------------------------------------------------- l2 normalisation / loss
+
+
+def mse_dn_ref(xp, n_p, n_z, g):
+    """dn_p = 2 (n_p - n_z) g: gradient of ||n_p - n_z||^2 * g with respect to n_p."""
+    dn = n_p - n_z
+    dn *= 2
+    dn *= g
+    return dn
+
+
+def mse_dn(xp, n_p, n_z, g):
+    if use_fused(xp):
+        return _kernel(xp, "mse_dn")(n_p, n_z, g)
+    return mse_dn_ref(xp, n_p, n_z, g)
+
+
+def l2n_backward_ref(xp, dn, x, rstd, c):
+    """dx = dn * rstd + x * c (c = 2 (x . dn) drstd/ds, one value per row)."""
+    dx = dn * rstd
+    dx += x * c
+    return dx
+
+
+def l2n_backward(xp, dn, x, rstd, c):
+    if use_fused(xp):
+        return _kernel(xp, "l2n_backward")(dn, x, rstd, c)
+    return l2n_backward_ref(xp, dn, x, rstd, c)
+
+
+# --------------------------------------------------------------------------- optimiser and EMA
+
+
+def lars_apply_ref(xp, u, r, m, p, momentum, lr, m_out, p_out):
+    """u <- u * r (skipped when r is None); m_out = momentum * m + u; p_out = p - lr * m_out.
+
+    Written block by block (:func:`run_blocked`), so that on the CPU each block of u, m, p stays
+    in cache for the whole chain, and every array is read or written once; the result is
+    bitwise that of whole-array ufuncs.
+    """
+    def chain(ub, mb, pb, mob, pob, scratch):
+        sb = scratch[: ub.size].reshape(ub.shape)
+        if r is not None:
+            xp.multiply(ub, r, out=ub)
+        xp.multiply(mb, momentum, out=mob)
+        xp.add(mob, ub, out=mob)
+        xp.multiply(mob, lr, out=sb)
+        xp.subtract(pb, sb, out=pob)
+
+    run_blocked(chain, u, m, p, m_out, p_out, scratch_dtype=p.dtype)
+
+
+def lars_apply(xp, u, r, m, p, momentum, lr, m_out, p_out):
+    if use_fused(xp):
+        _kernel(xp, "lars_apply")(u, 1.0 if r is None else r, m, p, momentum, lr, m_out, p_out)
+        return
+    lars_apply_ref(xp, u, r, m, p, momentum, lr, m_out, p_out)
+
+
+def ema_ref(xp, t, o, tau, out):
+    """out = tau * t + (1 - tau) * o, block by block through a block-sized scratch."""
+    def chain(tb, ob, outb, scratch):
+        sb = scratch[: tb.size].reshape(tb.shape)
+        xp.multiply(ob, 1 - tau, out=sb)
+        xp.multiply(tb, tau, out=outb)
+        xp.add(outb, sb, out=outb)
+
+    run_blocked(chain, t, o, out, scratch_dtype=t.dtype)
+    return out
+
+
+def ema(xp, t, o, tau, out):
+    if use_fused(xp):
+        return _kernel(xp, "ema")(t, o, tau, 1 - tau, out)
+    return ema_ref(xp, t, o, tau, out)

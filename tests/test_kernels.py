@@ -1,0 +1,364 @@
+"""Fast paths against their references (STYLE.md 6).
+
+CPU part (always runs): the in-place / cache-free / blocked paths the model uses for speed give the
+same numbers as the plain calls, and the batch-norm backward that ships (gamma factored out of the
+batch means) agrees with the general closed form it replaces.
+
+GPU part (``-m gpu``, skipped with a reason when no GPU answers): every fused CuPy kernel against its
+xp twin run on the device with fusion off, and both against CPU NumPy, with the dtype-aware
+tolerance ``atol + |ref| * k * eps(dtype)`` (llm.c ``dev/cuda``).
+"""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import byol_ref as byol
+from byol_ref import kernels
+from byol_ref.layers import (RunningStats, _normalize_backward, batch_norm_backward, batch_norm_forward,
+                             linear_backward, linear_forward, relu_backward, relu_forward)
+from byol_ref.losses import regression_loss_backward, regression_loss_forward
+from byol_ref.model import ema_update, loss_and_grads, mlp_backward, mlp_forward, network_plan
+from byol_ref.optim import make_optimizer
+
+DTYPES = ["float32", "float64"]
+
+
+def _bn_inputs(seed, g, n, f, dtype):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((g, n, f)) * rng.uniform(0.5, 2, f) + rng.standard_normal(f)).astype(dtype)
+    gamma = rng.uniform(0.5, 1.5, f).astype(dtype)
+    beta = rng.standard_normal(f).astype(dtype)
+    run = RunningStats(np.zeros(f, dtype), np.ones(f, dtype), np.array(0))
+    dout = rng.standard_normal((g, n, f)).astype(dtype)
+    return x, gamma, beta, run, dout
+
+
+# --------------------------------------------------------------------------- CPU: blocks
+
+
+def test_blocks_cover_contiguous_arrays_and_fall_back_to_whole_arrays():
+    a, b = np.arange(10.0), np.arange(10.0) * 2
+    got = list(kernels.blocks(a, b, block=4))
+    assert [len(x) for x, _ in got] == [4, 4, 2]
+    for x, y in got:
+        x += y  # writes reach the original
+    np.testing.assert_array_equal(a, np.arange(10.0) * 3)
+    c = np.zeros((4, 6))[:, ::2]
+    assert len(list(kernels.blocks(c, c.copy(), block=2))) == 1  # not contiguous: one whole-array block
+
+
+# --------------------------------------------------------------------------- CPU: layers
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("var_formula", ["two_pass", "one_pass"])
+@pytest.mark.parametrize("train", [True, False])
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(2, 9), f=st.integers(1, 7), g=st.integers(1, 2))
+def test_batch_norm_inplace_and_cache_free_forward_equal_the_plain_call(dtype, var_formula, train, seed, n, f, g):
+    x, gamma, beta, run, _ = _bn_inputs(seed, g, n, f, dtype)
+    out, cache, r1 = batch_norm_forward(x, gamma, beta, run, train=train, var_formula=var_formula)
+    x2 = x.copy()
+    out2, cache2, r2 = batch_norm_forward(x2, gamma, beta, run, train=train, var_formula=var_formula, inplace=True)
+    out3, cache3, r3 = batch_norm_forward(x.copy(), gamma, beta, run, train=train, var_formula=var_formula,
+                                          inplace=True, need_cache=False)
+    np.testing.assert_array_equal(out2, out)
+    np.testing.assert_array_equal(out3, out)
+    np.testing.assert_array_equal(cache2.x_hat, cache.x_hat)
+    assert cache3 is None
+    for a, b in ((r1, r2), (r1, r3)):
+        np.testing.assert_array_equal(a.mean, b.mean)
+        np.testing.assert_array_equal(a.var, b.var)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("train", [True, False])
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(2, 9), f=st.integers(1, 7), g=st.integers(1, 2))
+def test_batch_norm_backward_matches_the_general_closed_form(dtype, train, seed, n, f, g):
+    """The shipped backward (gamma out of the means, per-group sums shared with dgamma, dbeta) is
+    the general ``_normalize_backward`` formula rearranged; in place it gives the same bits."""
+    x, gamma, beta, run, dout = _bn_inputs(seed, g, n, f, dtype)
+    _, cache, _ = batch_norm_forward(x, gamma, beta, run, train=train)
+    got = batch_norm_backward(dout, cache)
+    want = _normalize_backward(dout, cache)
+    eps = np.finfo(dtype).eps
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=64 * eps, atol=64 * eps * (1 + np.abs(b).max()))
+    d2 = dout.copy()
+    got2 = batch_norm_backward(d2, cache, inplace=True)
+    for a, b in zip(got2, got):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_and_linear_fast_paths(dtype):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 5, 4)).astype(dtype)
+    out, cache = relu_forward(x)
+    out2, cache2 = relu_forward(x.copy(), inplace=True)
+    np.testing.assert_array_equal(out2, out)
+    dout = rng.standard_normal(x.shape).astype(dtype)
+    want = np.where(x > 0, dout, 0)
+    np.testing.assert_array_equal(relu_backward(dout, cache), want)
+    np.testing.assert_array_equal(relu_backward(dout.copy(), cache, inplace=True), want)
+    w = rng.standard_normal((4, 3)).astype(dtype)
+    h, lc = linear_forward(x, w, None)
+    dx, dw, db = linear_backward(rng.standard_normal(h.shape).astype(dtype), lc, need_dx=False)
+    assert dx is None and db is None and dw.shape == w.shape
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_regression_loss_backward_without_dz(dtype):
+    rng = np.random.default_rng(4)
+    p, z = rng.standard_normal((2, 2, 6, 5)).astype(dtype)
+    for form in ("mse", "2-2cos"):
+        _, cache = regression_loss_forward(p, z, form=form)
+        dl = rng.standard_normal((2, 6)).astype(dtype)
+        dp, dz = regression_loss_backward(dl, cache)
+        dp2, dz2 = regression_loss_backward(dl, cache, need_dz=False)
+        np.testing.assert_array_equal(dp2, dp)
+        assert dz2 is None and dz.shape == z.shape
+
+
+# --------------------------------------------------------------------------- CPU: model and EMA
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("options", [{}, {"stop_gradient": False}, {"layout": "edifice"},
+                                     {"bn_var": "one_pass", "views": "concat"}])
+def test_fast_loss_and_grads_equals_the_allocating_path(dtype, options):
+    """Without ``record`` the model overwrites its own temporaries; with it nothing is overwritten.
+    Both must give the same bits."""
+    online, target = byol.build(7, 6, 3, 8, projector_hidden_dim=9, dtype=dtype, seed=2, **options)
+    rng = np.random.default_rng(0)
+    v1, v2 = (rng.standard_normal((2, 5, 7)).astype(dtype))
+    fast = loss_and_grads(online, target, v1, v2)
+    slow = loss_and_grads(online, target, v1, v2, record=lambda key, value: None)
+    assert float(fast.loss) == float(slow.loss)
+    for k in slow.grads:
+        np.testing.assert_array_equal(fast.grads[k], slow.grads[k])
+    for k in slow.online_buffers:
+        np.testing.assert_array_equal(fast.online_buffers[k], slow.online_buffers[k])
+        np.testing.assert_array_equal(fast.target_buffers.get(k, 0), slow.target_buffers.get(k, 0))
+
+
+def test_mlp_backward_without_input_grad():
+    online, _ = byol.build(6, 5, 3, 7, seed=1)
+    cfg = online.config
+    steps = network_plan(cfg, "online")["encoder"]
+    x = np.random.default_rng(0).standard_normal((2, 4, 6))
+    out, caches, _ = mlp_forward(steps, online.params, online.buffers, x, config=cfg, train=True)
+    dout = np.random.default_rng(1).standard_normal(out.shape)
+    g1, g2 = {}, {}
+    dx = mlp_backward(dout, caches, g1)
+    none = mlp_backward(dout, caches, g2, need_input_grad=False)
+    assert dx.shape == x.shape and none is None
+    for k in g1:
+        np.testing.assert_array_equal(g1[k], g2[k])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("tau", [0.0, 0.37, 0.996, 1.0])
+def test_ema_in_place_equals_pure(dtype, tau):
+    online, target = byol.build(9, 6, 3, 40, dtype=dtype, seed=0, target_init="independent")
+    pure = ema_update(online.params, target.params, tau)
+    ids = {k: id(v) for k, v in target.params.items()}
+    saved_online = {k: v.copy() for k, v in online.params.items()}
+    new = ema_update(online.params, target.params, tau, inplace=True)
+    for k in pure:
+        np.testing.assert_array_equal(new[k], pure[k])
+        assert id(new[k]) == ids[k] and new[k].dtype == dtype
+        np.testing.assert_array_equal(online.params[k], saved_online[k])
+    with pytest.raises(ValueError, match="inplace"):
+        ema_update(online.params, target.params, tau, inplace="yes")
+
+
+def test_ema_in_place_on_blocks_larger_than_one():
+    rng = np.random.default_rng(0)
+    o = {"w": rng.standard_normal((300, 250)).astype("float32")}  # 75000 > one block
+    t = {"w": rng.standard_normal((300, 250)).astype("float32")}
+    want = ema_update(o, t, 0.9)
+    np.testing.assert_array_equal(ema_update(o, t, 0.9, inplace=True)["w"], want["w"])
+
+
+# --------------------------------------------------------------------------- GPU
+
+
+@pytest.fixture(scope="module")  # module scope: hypothesis rejects function-scoped fixtures
+def cp():
+    from byol_ref.backend import cupy_status
+
+    ok, reason = cupy_status()
+    if not ok:
+        pytest.skip(reason)
+    import cupy
+
+    return cupy
+
+
+def _tol(ref, dtype, k=8, atol=None):
+    eps = np.finfo(dtype).eps
+    atol = k * eps if atol is None else atol
+    return atol + np.abs(ref) * k * eps
+
+
+def _close(got, want, dtype, k=8, atol=None):
+    got = np.asarray(got.get() if hasattr(got, "get") else got)
+    want = np.asarray(want.get() if hasattr(want, "get") else want)
+    err = np.abs(got.astype(np.float64) - want.astype(np.float64))
+    bound = _tol(want.astype(np.float64), dtype, k, atol)
+    assert np.all(err <= bound), f"max excess {np.max(err - bound)} (max err {err.max()})"
+
+
+def _both(cp, fn, *host_args):
+    """Run ``fn(xp, *args)`` fused on cupy, unfused on cupy, and on numpy."""
+    dev = [cp.asarray(a) if isinstance(a, np.ndarray) else a for a in host_args]
+    with kernels.fused(True):
+        fused_out = fn(cp, *[a.copy() if hasattr(a, "copy") else a for a in dev])
+    with kernels.fused(False):
+        twin_out = fn(cp, *[a.copy() if hasattr(a, "copy") else a for a in dev])
+    host_out = fn(np, *[a.copy() if hasattr(a, "copy") else a for a in host_args])
+    return fused_out, twin_out, host_out
+
+
+shapes = st.tuples(st.integers(1, 2), st.integers(2, 33), st.integers(1, 70))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(seed=st.integers(0, 2**31 - 1), shape=shapes)
+def test_gpu_relu_backward(cp, dtype, seed, shape):
+    rng = np.random.default_rng(seed)
+    dout, y = rng.standard_normal((2, *shape)).astype(dtype)
+    y = np.maximum(y, 0)
+    f, t, h = _both(cp, lambda xp, a, b: kernels.relu_backward(xp, a, b), dout, y)
+    _close(f, h, dtype, k=0, atol=0)  # a mask multiply is exact
+    _close(t, h, dtype, k=0, atol=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("need_cache", [True, False])
+@given(seed=st.integers(0, 2**31 - 1), shape=shapes)
+def test_gpu_bn_apply(cp, dtype, need_cache, seed, shape):
+    x, gamma, beta, _, _ = _bn_inputs(seed, *shape, dtype)
+    mean = x.mean(axis=-2, keepdims=True)
+    rstd = (1 / np.sqrt(x.var(axis=-2, keepdims=True) + 1e-5)).astype(dtype)
+
+    def fn(xp, x, mean, rstd, gamma, beta):
+        out, x_hat = kernels.bn_apply(xp, x, mean, rstd, gamma, beta, need_cache=need_cache)
+        return out if x_hat is None else xp.stack([out, x_hat])
+
+    f, t, h = _both(cp, fn, x, mean, rstd, gamma, beta)
+    _close(f, h, dtype, atol=64 * np.finfo(dtype).eps)
+    _close(t, h, dtype, atol=64 * np.finfo(dtype).eps)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(seed=st.integers(0, 2**31 - 1), shape=shapes)
+def test_gpu_bn_backward_and_sum_of_product(cp, dtype, seed, shape):
+    x, gamma, beta, run, dout = _bn_inputs(seed, *shape, dtype)
+    _, cache, _ = batch_norm_forward(x, gamma, beta, run, train=True)
+    n = shape[1]
+
+    def sums(xp, dout, x_hat):
+        return kernels.sum_of_product(xp, dout, x_hat, -2)
+
+    f, t, h = _both(cp, sums, dout, cache.x_hat)
+    scale_sum = n * 8 * np.finfo(dtype).eps * (1 + np.abs(dout).max())
+    _close(f, h, dtype, atol=scale_sum)
+    _close(t, h, dtype, atol=scale_sum)
+    s1 = dout.sum(axis=-2, keepdims=True)
+    s2 = (dout * cache.x_hat).sum(axis=-2, keepdims=True)
+    scale = (cache.rstd * gamma).astype(dtype)
+
+    def dx(xp, dout, x_hat, s1, s2, scale):
+        return kernels.bn_backward_dx(xp, dout, x_hat, s1, s2, scale, n)
+
+    f, t, h = _both(cp, dx, dout, cache.x_hat, s1, s2, scale)
+    atol = 64 * np.finfo(dtype).eps * float(np.abs(h).max() + 1)
+    _close(f, h, dtype, atol=atol)
+    _close(t, h, dtype, atol=atol)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(seed=st.integers(0, 2**31 - 1), shape=shapes)
+def test_gpu_l2_normalise_and_loss_gradient(cp, dtype, seed, shape):
+    rng = np.random.default_rng(seed)
+    p, z = rng.standard_normal((2, *shape)).astype(dtype)
+    g = rng.uniform(0.1, 1, (*shape[:-1], 1)).astype(dtype)
+    f, t, h = _both(cp, lambda xp, a, b, c: kernels.mse_dn(xp, a, b, c), p, z, g)
+    _close(f, h, dtype)
+    _close(t, h, dtype)
+    rstd = (1 / np.sqrt((p * p).sum(-1, keepdims=True))).astype(dtype)
+    c = rng.standard_normal((*shape[:-1], 1)).astype(dtype)
+    f, t, h = _both(cp, lambda xp, a, b, r, c: kernels.l2n_backward(xp, a, b, r, c), z, p, rstd, c)
+    atol = 16 * np.finfo(dtype).eps * float(np.abs(z * rstd).max() + np.abs(p * c).max())
+    _close(f, h, dtype, atol=atol)
+    _close(t, h, dtype, atol=atol)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(seed=st.integers(0, 2**31 - 1), size=st.integers(1, 5000))
+def test_gpu_lars_apply_and_ema(cp, dtype, seed, size):
+    rng = np.random.default_rng(seed)
+    u, m, p, t = rng.standard_normal((4, size)).astype(dtype)
+    r = np.asarray(rng.uniform(1e-3, 2), dtype=dtype)
+
+    def lars(xp, u, r, m, p):
+        m_out, p_out = xp.empty_like(m), xp.empty_like(p)
+        kernels.lars_apply(xp, u, r, m, p, 0.9, 0.3, m_out, p_out)
+        return xp.stack([m_out, p_out])
+
+    f, tw, h = _both(cp, lars, u, r, m, p)
+    atol = 16 * np.finfo(dtype).eps * float(np.abs(h).max() + 1)
+    _close(f, h, dtype, atol=atol)
+    _close(tw, h, dtype, atol=atol)
+
+    def ema(xp, t, o):
+        return kernels.ema(xp, t, o, 0.99, xp.empty_like(t))
+
+    f, tw, h = _both(cp, ema, t, p)
+    _close(f, h, dtype)
+    _close(tw, h, dtype)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gpu_whole_step_fused_matches_numpy(cp, dtype):
+    """loss_and_grads + LARS (in place) + EMA (in place) on CuPy with the fused kernels, against
+    the same step on CPU NumPy."""
+    from byol_ref.backend import get_backend
+
+    rng = np.random.default_rng(0)
+    v1, v2 = rng.standard_normal((2, 16, 12)).astype(dtype)
+    results = []
+    for name in ("cupy", "numpy"):
+        be = get_backend(name, dtype, seed=3)
+        online, target = byol.build(12, 8, 6, 16, projector_hidden_dim=24, backend=be)
+        opt = make_optimizer("lars", inplace=True)
+        state = opt.init(online.params)
+        res = loss_and_grads(online, target, be.asarray(v1), be.asarray(v2))
+        params, state = opt.update(res.grads, state, online.params, lr=0.2)
+        tparams = ema_update(params, target.params, 0.99, inplace=True)
+        results.append((float(res.loss), {k: be.to_numpy(v) for k, v in res.grads.items()},
+                        {k: be.to_numpy(v) for k, v in params.items()},
+                        {k: be.to_numpy(v) for k, v in tparams.items()}))
+    (l_dev, g_dev, p_dev, t_dev), (l_host, g_host, p_host, t_host) = results
+    rtol = 1e-4 if dtype == "float32" else 1e-10
+    assert l_dev == pytest.approx(l_host, rel=rtol)
+    for dev, host in ((g_dev, g_host), (p_dev, p_host), (t_dev, t_host)):
+        for k in host:
+            scale = np.abs(host[k]).max() + 1e-30
+            np.testing.assert_allclose(dev[k], host[k], rtol=rtol, atol=rtol * scale, err_msg=k)
+
+
+@pytest.mark.gpu
+def test_gpu_fusion_switch_and_lazy_compilation(cp):
+    assert kernels.use_fused(cp)
+    with kernels.fused(False):
+        assert not kernels.use_fused(cp)
+    assert kernels.use_fused(cp) and not kernels.use_fused(np)
