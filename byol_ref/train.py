@@ -226,7 +226,7 @@ class InputNorm(NamedTuple):
 
 
 def train_step(state: TrainState, x, *, optimizer, schedules: Schedules, views: tuple, tcfg: TrainConfig,
-               image_shape=None, input_norm: InputNorm | None = None):
+               image_shape=None, input_norm: InputNorm | None = None, inplace: bool = False):
     """One BYOL step on a batch, in the official order.
 
     Args:
@@ -238,6 +238,9 @@ def train_step(state: TrainState, x, *, optimizer, schedules: Schedules, views: 
         tcfg: TrainConfig (ema_when).
         image_shape: (H, W) or (C, H, W) when rows are flattened images.
         input_norm: applied to both views after augmentation.
+        inplace: update the params, optimiser state and target arrays in place (no
+            weight-sized temporaries; bitwise the same values). The given state is then
+            consumed: ``fit`` uses it because it owns its state.
 
     Returns:
         (new_state, metrics): metrics has loss (float), lr, tau, and the stacked outputs.
@@ -246,16 +249,16 @@ def train_step(state: TrainState, x, *, optimizer, schedules: Schedules, views: 
     lr, tau = schedules.lr(k), schedules.tau(k)
     online, target = state.online, state.target
     if tcfg.ema_when == "pre_forward":  # lightly: average with theta_k before the forward
-        target = target._replace(params=ema_update(online.params, target.params, tau))
+        target = target._replace(params=ema_update(online.params, target.params, tau, inplace=inplace))
     view1, view2 = two_views(x, state.rng, views, image_shape)
     if input_norm is not None:
         view1, view2 = input_norm(view1), input_norm(view2)
     res = loss_and_grads(online, target, view1, view2)
-    params, opt_state = optimizer.update(res.grads, state.opt_state, online.params, lr=lr)
+    params, opt_state = optimizer.update(res.grads, state.opt_state, online.params, lr=lr, inplace=inplace)
     online = online._replace(params=params, buffers=res.online_buffers)
     target = target._replace(buffers=res.target_buffers)
     if tcfg.ema_when == "post_step":  # official: average with the updated theta_{k+1}
-        target = target._replace(params=ema_update(online.params, target.params, tau))
+        target = target._replace(params=ema_update(online.params, target.params, tau, inplace=inplace))
     new = state._replace(online=online, target=target, opt_state=opt_state, step=k + 1)
     return new, {"loss": float(res.loss), "lr": lr, "tau": tau, "outputs": res.outputs}
 
@@ -469,7 +472,7 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
             xb = be.asarray(x_train[idx])
             state, m = train_step(state._replace(epoch_pos=state.epoch_pos + 1), xb, optimizer=optimizer,
                                   schedules=sched, views=views, tcfg=tcfg, image_shape=data.image_shape,
-                                  input_norm=input_norm)
+                                  input_norm=input_norm, inplace=True)
             if not math.isfinite(m["loss"]):
                 raise TrainingDiverged(
                     f"the loss became {m['loss']} at step {state.step - 1} (lr {m['lr']:.3g}, tau {m['tau']:.5f}); "
