@@ -71,3 +71,14 @@ def check_array(x, name, *, ndim=None, last_dim=None, dtype=None, finite=True, m
             first = tuple(int(i) for i in xp.argwhere(~ok)[0])
             raise ValueError(f"{name} has {bad} non-finite value(s) (NaN or inf), first at index {first}")
     return x
+
+
+def dataclass_from_dict(cls, d: dict):
+    """Build dataclass ``cls`` from a dict, naming any key that is not one of its fields."""
+    from dataclasses import fields
+
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; known fields: {sorted(known)}")
+    return cls(**d)

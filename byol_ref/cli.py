@@ -55,21 +55,30 @@ def _parse_value(field, text):
     return text
 
 
-def _apply_sets(pairs, model_kw, train_kw):
-    model_fields = {f.name: f for f in fields(Config)}
-    train_fields = {f.name: f for f in fields(TrainConfig)}
+def _route_pairs(pairs, groups):
+    """Parse ``--set KEY=VALUE`` pairs into the first group whose dataclass has that field.
+
+    Args:
+        pairs: the --set strings (or None).
+        groups: list of (label, {field name: dataclasses.Field}, dict to fill), in priority order.
+    """
     for pair in pairs or []:
         if "=" not in pair:
             raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
         key, text = pair.split("=", 1)
         key = key.strip().replace("-", "_")
-        if key in model_fields:
-            model_kw[key] = _parse_value(model_fields[key], text)
-        elif key in train_fields:
-            train_kw[key] = _parse_value(train_fields[key], text)
+        for _, known, target in groups:
+            if key in known:
+                target[key] = _parse_value(known[key], text)
+                break
         else:
-            raise ValueError(f"--set: unknown field {key!r}; model fields: {sorted(model_fields)}; "
-                             f"training fields: {sorted(train_fields)}")
+            listed = "; ".join(f"{label}: {sorted(known)}" for label, known, _ in groups)
+            raise ValueError(f"--set: unknown field {key!r}; {listed}")
+
+
+def _apply_sets(pairs, model_kw, train_kw):
+    _route_pairs(pairs, [("model fields", {f.name: f for f in fields(Config)}, model_kw),
+                         ("training fields", {f.name: f for f in fields(TrainConfig)}, train_kw)])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -365,24 +374,11 @@ def _route_sets(pairs, preset):
     from .presets import Preset
 
     preset_fields = {f.name: f for f in fields(Preset) if f.name != "name"}
-    model_fields = {f.name: f for f in fields(Config)}
-    train_fields = {f.name: f for f in fields(TrainConfig)}
+    model_fields = {f.name: f for f in fields(Config) if f.name not in preset_fields}
+    train_fields = {f.name: f for f in fields(TrainConfig) if f.name not in preset_fields}
     changes, model_extra, train_extra = {}, {}, {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
-        key, text = pair.split("=", 1)
-        key = key.strip().replace("-", "_")
-        if key in preset_fields:
-            changes[key] = _parse_value(preset_fields[key], text)
-        elif key in model_fields:
-            model_extra[key] = _parse_value(model_fields[key], text)
-        elif key in train_fields:
-            train_extra[key] = _parse_value(train_fields[key], text)
-        else:
-            raise ValueError(f"--set: unknown field {key!r}; preset fields: {sorted(preset_fields)}; other model "
-                             f"fields: {sorted(set(model_fields) - set(preset_fields))}; other training fields: "
-                             f"{sorted(set(train_fields) - set(preset_fields))}")
+    _route_pairs(pairs, [("preset fields", preset_fields, changes), ("other model fields", model_fields, model_extra),
+                         ("other training fields", train_fields, train_extra)])
     return (preset.replace(**changes) if changes else preset), model_extra, train_extra
 
 

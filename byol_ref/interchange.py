@@ -2,9 +2,9 @@
 
 Nothing here ever unpickles. Files are plain ``.npz`` (``numpy.load(allow_pickle=False)``) or
 ``.safetensors`` (read and written by the small reader/writer below, no extra package). A
-PyTorch ``.pt``/``.pth``/``.bin`` file *is* a pickle and is refused with the export recipe:
+PyTorch ``.pt``/``.pth``/``.bin`` file *is* a pickle and is refused with the export recipe
+(run in your PyTorch process, with NumPy available there as ``np``):
 
-    import numpy as np
     np.savez("weights.npz", **{k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})
     # or: safetensors.torch.save_file(model.state_dict(), "weights.safetensors")
 

@@ -13,12 +13,12 @@ The public API mirrors the Elixir/Axon module ``Edifice.Contrastive.BYOL``
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Callable, NamedTuple
 
 from . import kernels
 from .backend import Backend, get_array_module, get_backend
-from .checks import check_array, check_choice, check_float_range, check_positive_int
+from .checks import dataclass_from_dict, check_array, check_choice, check_float_range, check_positive_int
 from .layers import (RunningStats, batch_norm_backward, batch_norm_forward, layer_norm_backward,
                      layer_norm_forward, linear_backward, linear_forward, relu_backward, relu_forward)
 from .losses import DEFAULT_EPS, EPS_MODES, LOSS_FORMS, regression_loss_backward, regression_loss_forward
@@ -144,11 +144,7 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown Config field(s) {unknown}; known fields: {sorted(known)}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d)
 
 
 class Network(NamedTuple):

@@ -19,7 +19,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -28,7 +28,7 @@ from .augment import ImageAug, VectorAug, default_views_for, two_views
 from .backend import Backend, get_array_module, get_backend
 from .backend import host as np
 from .backend import to_numpy
-from .checks import check_choice, check_float_range, check_positive_int
+from .checks import dataclass_from_dict, check_choice, check_float_range, check_positive_int
 from .data import Dataset, standardize_dataset
 from .model import Config, Network, build_from_config, ema_update, loss_and_grads
 from .optim import make_optimizer, predictor_lr_mult
@@ -134,11 +134,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig field(s) {unknown}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d)
 
 
 class TrainState(NamedTuple):
