@@ -26,13 +26,20 @@ def _cupy_params():
     return pytest.param("cupy", marks=pytest.mark.gpu, id="cupy")
 
 
-@pytest.fixture(params=["numpy", _cupy_params()])
+@pytest.fixture(params=["numpy", "standin", _cupy_params()])
 def backend(request):
-    """A float64 byol_ref Backend over numpy and (gpu-marked) cupy."""
+    """A float64 byol_ref Backend over numpy, the CuPy stand-in (tests/cupy_standin.py: CuPy's
+    host/device rules and namespace, on the CPU) and, gpu-marked, real CuPy."""
     from byol_ref.backend import cupy_status, get_backend
 
+    if request.param == "standin":
+        from cupy_standin import install
+
+        with install():
+            yield get_backend("cupy", "float64", seed=0)
+        return
     if request.param == "cupy":
         ok, reason = cupy_status()
         if not ok:
             pytest.skip(reason)
-    return get_backend(request.param, "float64", seed=0)
+    yield get_backend(request.param, "float64", seed=0)

@@ -24,3 +24,21 @@ def test_bench_step_smoke(tmp_path):
     assert row["peak_mb"] > 0 and row["needed_mb"] > 0
     assert "torch_ms_median" not in row
     assert "| smoke |" in out.with_suffix(".md").read_text()
+
+
+def test_bench_step_cupy_branch_on_the_standin(tmp_path):
+    """The benchmark's CuPy branch (device arrays, synchronisation, the memory pool, the GPU table) on
+    the CPU stand-in of cupy_standin.py, so the GPU run does not spend its minutes on a Python error."""
+    from cupy_standin import install
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_step
+        with install():
+            rows = bench_step.main(bench_step.parse_args(
+                ["--backend", "cupy", "--configs", "smoke", "--batch", "8,16", "--steps", "2", "--warmup", "1",
+                 "--no-torch", "--out", str(tmp_path / "gpu")]))
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    assert [r["dims"][0] for r in rows] == [8, 16] and all(r["ms_median"] > 0 for r in rows)
+    assert "stand-in" in (tmp_path / "gpu.md").read_text()

@@ -9,7 +9,7 @@ import pytest
 import byol_ref as byol
 from byol_ref import checkpoint as ckpt
 from byol_ref.augment import VectorAug
-from byol_ref.backend import get_backend
+from byol_ref.backend import get_backend, to_numpy
 from byol_ref.data import synthetic
 from byol_ref.train import (TrainConfig, TrainingDiverged, fit, init_state, load_checkpoint, make_optimizer_for,
                             make_schedules, save_checkpoint, train_step)
@@ -65,13 +65,17 @@ def test_short_run_lowers_the_loss_without_collapse(data):
     assert res.history[-1]["z_rank"] > 2
 
 
-def test_resume_is_bit_identical(tmp_path, data):
+def test_resume_is_bit_identical(tmp_path, data, backend):
     cfg = byol.Config(encoder_dim=12, **SMALL)
     tcfg = _tcfg(epochs=4)  # 128 train samples: 4 steps per epoch -> 16 steps, checkpoints every 3
-    full = fit(data, cfg, tcfg, progress=False, out_dir=tmp_path / "full")
+
+    def be():
+        return get_backend(backend.name, "float64", tcfg.seed)
+
+    full = fit(data, cfg, tcfg, backend=be(), progress=False, out_dir=tmp_path / "full")
     part = tmp_path / "part"
-    fit(data, cfg, tcfg, progress=False, out_dir=part, stop_at=7)  # "crash" after step 7 (mid-epoch)
-    resumed = fit(data, cfg, tcfg, progress=False, out_dir=part, resume=True)
+    fit(data, cfg, tcfg, backend=be(), progress=False, out_dir=part, stop_at=7)  # "crash" after step 7 (mid-epoch)
+    resumed = fit(data, cfg, tcfg, backend=be(), progress=False, out_dir=part, resume=True)
     assert resumed.state.step == full.state.step == 16
     for a, b in [(full.state.online.params, resumed.state.online.params),
                  (full.state.target.params, resumed.state.target.params),
@@ -79,7 +83,7 @@ def test_resume_is_bit_identical(tmp_path, data):
                  (full.state.opt_state, resumed.state.opt_state)]:
         assert set(a) == set(b)
         for k in a:
-            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+            np.testing.assert_array_equal(to_numpy(a[k]), to_numpy(b[k]), err_msg=k)
     assert full.state.rng.bit_generator.state == resumed.state.rng.bit_generator.state
 
 
@@ -161,15 +165,22 @@ def test_train_config_validation():
 
 def test_fit_gives_the_same_run_on_every_backend(backend, data, tmp_path):
     """A few steps on the backend (numpy, and cupy where a GPU answers) match NumPy float64,
-    and the run checkpoints and resumes there too."""
-    cfg = byol.Config(encoder_dim=12, **SMALL)
+    and the run checkpoints and resumes there too.
+
+    No biases before batch norm: their true gradient is exactly zero, so they hold rounding noise,
+    which Adam's g / sqrt(v) turns into steps of size lr whose signs depend on the order of
+    operations; they would differ between backends by ~lr per step while meaning nothing."""
+    cfg = byol.Config(encoder_dim=12, hidden_bias=False, **SMALL)
     tcfg = _tcfg(epochs=2)
     ref = fit(data, cfg, tcfg, progress=False)
     be = get_backend(backend.name, "float64", tcfg.seed)
     got = fit(data, cfg, tcfg, backend=be, progress=False, out_dir=tmp_path / "run")
-    for k, v in ref.state.online.params.items():
-        np.testing.assert_allclose(be.to_numpy(got.state.online.params[k]), v, rtol=1e-9, atol=1e-12, err_msg=k)
-    for k, v in ref.state.target.params.items():
-        np.testing.assert_allclose(be.to_numpy(got.state.target.params[k]), v, rtol=1e-9, atol=1e-12, err_msg=k)
+    # atol from the scale of each tree: biases that feed batch norm have exactly-zero gradients, so
+    # they hold only rounding noise, which differs with the order of operations (fused kernels).
+    for tree_ref, tree_got in ((ref.state.online.params, got.state.online.params),
+                               (ref.state.target.params, got.state.target.params)):
+        scale = max(np.abs(v).max() for v in tree_ref.values())
+        for k, v in tree_ref.items():
+            np.testing.assert_allclose(be.to_numpy(tree_got[k]), v, rtol=1e-9, atol=1e-9 * scale, err_msg=k)
     state, _, _, _ = load_checkpoint(tmp_path / "run" / "checkpoint.npz", be)
     assert state.step == got.state.step

@@ -1,0 +1,95 @@
+"""The CuPy code paths without a GPU: the stand-in of tests/cupy_standin.py, and whole runs on it.
+
+First the stand-in itself: it must fail where CuPy fails (a checker that cannot fail is a defect).
+Then everything the ``cuda`` device touches, end to end through the CLI: train (with checkpoints,
+metrics, the final report), resume, eval. The backend-parametrised tests of the other files run on
+it too (the ``backend`` fixture in conftest.py and the ``cp`` fixture in test_kernels.py).
+"""
+import json
+
+import numpy as np
+import pytest
+from cupy_standin import install
+
+from byol_ref import kernels
+from byol_ref.backend import get_array_module, get_backend, to_numpy
+from byol_ref.cli import main
+
+
+@pytest.fixture
+def cp():
+    with install() as module:
+        yield module
+
+
+def test_standin_refuses_what_cupy_refuses(cp):
+    a = cp.asarray(np.arange(6.0).reshape(2, 3))
+    with pytest.raises(TypeError, match="Implicit conversion to a NumPy array"):
+        np.asarray(a)
+    with pytest.raises(TypeError, match="Unsupported type"):
+        a + np.ones(3)  # a host array in a device ufunc
+    with pytest.raises(TypeError, match="Unsupported type"):
+        cp.concatenate([a, np.ones((1, 3))])
+    with pytest.raises(AttributeError, match="no attribute 'errstate'"):
+        cp.errstate  # NumPy has it, CuPy does not
+    with pytest.raises(AttributeError, match="no attribute 'itemset'"):
+        a.itemset
+    k = cp.ElementwiseKernel("T x, T y", "T z", "z = x + y", "add")
+    with pytest.raises(TypeError, match="Type is mismatched"):
+        k(a, cp.asarray(np.ones((2, 3), np.float32)))
+    with pytest.raises(SyntaxError, match="assigns to input"):
+        cp.ElementwiseKernel("T x", "T z", "x = 1; z = x", "bad")
+
+
+def test_standin_behaves_like_cupy_where_cupy_works(cp):
+    a = cp.asarray(np.arange(6.0).reshape(2, 3))
+    assert type(a).__module__ == "cupy" and get_array_module(a) is cp
+    b = a * 2 + 1.0  # Python and NumPy scalars are fine
+    b += np.float64(1)
+    s = b.sum()
+    assert isinstance(s, cp.ndarray) and s.shape == () and float(s) == 42.0  # 0-d, not a scalar
+    v = a.reshape(-1)
+    v[0] = 7.0  # views write through
+    np.testing.assert_array_equal(to_numpy(a)[0], [7.0, 1.0, 2.0])
+    assert cp.asarray(a) is a and cp.asarray(a, dtype=np.float32) is not a
+    np.testing.assert_array_equal(a.get(), to_numpy(a))
+    k = cp.ElementwiseKernel("T x, T w", "T y, T z", "T h = x * w; y = h; z = h + (T)1", "k")
+    y, z = k(a, 2.0)
+    np.testing.assert_array_equal(to_numpy(z), to_numpy(a) * 2 + 1)
+    r = cp.ReductionKernel("T a, T b", "T y", "a * b", "a + b", "y = a", "0", "dot")(a, a, axis=-1, keepdims=True)
+    np.testing.assert_allclose(to_numpy(r), (to_numpy(a) ** 2).sum(-1, keepdims=True))
+
+
+SMALL = ["--epochs", "2", "--batch-size", "128", "--hidden-size", "32", "--projection-dim", "16",
+         "--predictor-dim", "16", "--no-progress", "--no-plots", "--checkpoint-every", "5", "--log-every", "5", "--set", "hidden_bias=false"]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_cli_train_and_eval_on_the_device(tmp_path, capsys, dtype):
+    """`byol-ref train/eval --device cuda` through the stand-in: the same run, checkpoint and report as
+    on the CPU, fused kernels on. (Bit-exact resume on the device: test_train.py, backend-parametrised.)
+    No biases before batch norm: with Adam their rounding noise makes lr-sized steps of arbitrary sign
+    (see test_fit_gives_the_same_run_on_every_backend)."""
+    cpu, dev = tmp_path / "cpu", tmp_path / "dev"
+    assert main(["train", "--data", "digits", "--dtype", dtype, "--out", str(cpu), *SMALL]) == 0
+    with install():
+        assert kernels.use_fused(get_backend("cupy").xp)
+        assert main(["train", "--data", "digits", "--dtype", dtype, "--device", "cuda", "--out", str(dev),
+                     "--no-eval", *SMALL]) == 0
+        capsys.readouterr()
+        assert main(["eval", str(dev), "--device", "cuda", "--json"]) == 0
+        dev_eval = json.loads(capsys.readouterr().out)
+    rtol = 1e-9 if dtype == "float64" else 2e-3
+    ref = dict(np.load(cpu / "checkpoint.npz", allow_pickle=False))
+    got = dict(np.load(dev / "checkpoint.npz", allow_pickle=False))
+    assert set(got) == set(ref)
+    for name, want in ref.items():
+        if want.dtype.kind != "f":
+            np.testing.assert_array_equal(got[name], want, err_msg=name)
+            continue
+        scale = np.abs(want).max() + 1.0
+        np.testing.assert_allclose(got[name], want, rtol=rtol, atol=rtol * scale, err_msg=name)
+    cpu_report = json.loads((cpu / "report.json").read_text())
+    assert dev_eval["collapse"].keys() == cpu_report["collapse"].keys()
+    for key, want in cpu_report["collapse"].items():
+        assert dev_eval["collapse"][key] == pytest.approx(want, rel=1e-3, abs=1e-6), key
