@@ -22,10 +22,10 @@ Design:
       ``xp.where`` instead of being run with neutral parameters, so an image that is not
       jittered is bit-for-bit unchanged rather than off by an ulp.
 
-Order per view (official order, BYOL_FACTS a8, with rotation and noise added for digits):
-flip + random resized crop + rotation (one affine bilinear sample) -> colour jitter
-(brightness, contrast, in a random per-sample order, each clipped to [0, 1]) -> Gaussian
-blur -> solarize -> Gaussian noise -> final clip to [0, 1].
+Order per view (official order, BYOL_FACTS a8, with rotation, zoom, shift, noise and erasing
+added for digits): flip + random resized crop + zoom + shift + rotation (one affine bilinear
+sample) -> colour jitter (brightness, contrast, in a random per-sample order, each clipped to
+[0, 1]) -> Gaussian blur -> solarize -> Gaussian noise -> erase a patch -> final clip to [0, 1].
 
 References:
     Grill et al. (2020), Bootstrap Your Own Latent, Appendix B (image augmentations).
@@ -110,6 +110,16 @@ class ImageAug:
         rotation: maximum absolute rotation in degrees, angle ~ U[-rotation, rotation],
             about the crop centre; 0 <= rotation <= 180. Sample points falling outside
             the image read zeros (the digits' background).
+        zoom: (low, high) magnification of the crop about its centre, drawn log-uniformly;
+            below 1 zooms out (the box grows past the image edge, which reads zeros).
+            (1, 1) is off. With ``crop_scale=(1, 1)`` this and ``shift`` give the
+            rotate-zoom-shift affine of the digits recipe (BYOL_FACTS h: zoom [1/1.1, 1.1]).
+        shift: maximum translation of the crop in pixels, ~ U[-shift, shift] per axis
+            (0 is off).
+        p_erase: probability of erasing (zeroing) one ``erase_size`` x ``erase_size``
+            patch at a uniformly drawn position, after every other op (random erasing,
+            Zhong et al. 2020; the digits recipe erases 2 x 2 with p 0.5).
+        erase_size: side of the erased square in pixels, 1 <= erase_size <= min(H, W).
         p_flip: probability of a horizontal flip (official 0.5; 0 for digits).
         p_jitter: probability of colour jitter (brightness and contrast together).
         brightness: additive delta ~ U[-brightness, brightness] (TF-style, as official).
@@ -139,13 +149,22 @@ class ImageAug:
     solarize_threshold: float = 0.5
     p_noise: float = 0.5
     noise_std: float = 0.05
+    zoom: tuple = (1.0, 1.0)
+    shift: float = 0.0
+    p_erase: float = 0.0
+    erase_size: int = 2
 
     def __post_init__(self):
         _check_range(self, "crop_scale", 0.0, 1.0, lo_open=True)
         _check_range(self, "crop_ratio", 0.0, lo_open=True)
         _check_nonneg(self, "rotation", 180.0)
-        for name in ("p_flip", "p_jitter", "p_blur", "p_solarize", "p_noise"):
+        _check_range(self, "zoom", 0.0, lo_open=True)
+        _check_nonneg(self, "shift")
+        for name in ("p_flip", "p_jitter", "p_blur", "p_solarize", "p_noise", "p_erase"):
             _check_prob(self, name)
+        e = self.erase_size
+        if isinstance(e, bool) or not isinstance(e, (int, np.integer)) or e < 1:
+            raise ValueError(f"ImageAug.erase_size must be an integer >= 1, got {e!r}")
         _check_nonneg(self, "brightness")
         _check_range(self, "contrast", 0.0)
         _check_range(self, "blur_sigma", 0.0, lo_open=True)
@@ -192,21 +211,32 @@ class VectorAug:
         return cls(noise_std=0.0, p_mask=0.0, scale=(1.0, 1.0))
 
 
-def digits_views() -> tuple:
+def digits_views(recipe: str = "crop") -> tuple:
     """The default pair of view configs for the 8x8 UCI digits.
 
-    Both views: crop scale (0.6, 1), aspect ratio (3/4, 4/3), rotation +-10 degrees, no
-    flip, jitter with p 0.8 (brightness +-0.2, contrast [0.7, 1.3]), noise with p 0.5
-    (std 0.05). Asymmetric like BYOL (official blur 1.0 / 0.1, solarize 0 / 0.2), kept
-    mild for 8x8 images: view 1 blurs with p 0.5 (sigma 0.1..0.7 px, 3 taps); view 2
-    blurs with p 0.1 and solarizes (threshold 0.5) with p 0.2.
+    ``recipe="crop"`` (the default, what ``make run`` uses): both views crop scale (0.6, 1),
+    aspect ratio (3/4, 4/3), rotation +-10 degrees, no flip, jitter with p 0.8 (brightness
+    +-0.2, contrast [0.7, 1.3]), noise with p 0.5 (std 0.05). Asymmetric like BYOL (official
+    blur 1.0 / 0.1, solarize 0 / 0.2), kept mild for 8x8 images: view 1 blurs with p 0.5
+    (sigma 0.1..0.7 px, 3 taps); view 2 blurs with p 0.1 and solarizes (threshold 0.5) with p 0.2.
+
+    ``recipe="affine"``: the recipe of BYOL_FACTS (h), the same for both views: no crop,
+    rotation +-10 degrees, zoom [1/1.1, 1.1], shift +-1 px, jitter p 0.8, noise p 0.5, erase a
+    2 x 2 patch with p 0.5, no blur or solarize. Measured with the ``make run`` model over
+    seeds 0-2 it scores like "crop" (encoder kNN 96.3 vs 96.4, 10-label probe 92.2 vs 92.5,
+    linear 97.7 vs 97.6; one test image is 0.28 points).
 
     Returns:
         (ImageAug for view 1, ImageAug for view 2).
     """
-    view1 = ImageAug()
-    view2 = replace(view1, p_blur=0.1, p_solarize=0.2)
-    return view1, view2
+    if recipe == "crop":
+        view1 = ImageAug()
+        return view1, replace(view1, p_blur=0.1, p_solarize=0.2)
+    if recipe == "affine":
+        view = ImageAug(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), zoom=(1 / 1.1, 1.1), shift=1.0,
+                        p_blur=0.0, p_erase=0.5, erase_size=2)
+        return view, view
+    raise ValueError(f"recipe must be 'crop' or 'affine', got {recipe!r}")
 
 
 def default_views_for(dataset) -> tuple:
@@ -396,6 +426,8 @@ class _ImageParams(NamedTuple):
     sol: object
     noise: object
     eps: Optional[object]  # (N, C, H, W) standard normal, or None when noise is off
+    erase: Optional[object] = None  # (N,) bool, or None when erasing is off
+    erase_at: Optional[object] = None  # (N, 2) int: top-left row, column of the patch
 
 
 def _draw_image_params(rng, n: int, cfg: ImageAug, chw: tuple) -> _ImageParams:
@@ -411,6 +443,14 @@ def _draw_image_params(rng, n: int, cfg: ImageAug, chw: tuple) -> _ImageParams:
     bh = np.minimum(np.sqrt(s * area / r), h)
     x0 = rng.uniform(size=n) * (w - bw)  # uniform offset
     y0 = rng.uniform(size=n) * (h - bh)
+    # Optional zoom and shift of the box (drawn only when on, so the stream of other settings
+    # is unchanged): magnification z shrinks the box to (bw, bh) / z about its centre.
+    if cfg.zoom != (1.0, 1.0):
+        z = np.exp(rng.uniform(math.log(cfg.zoom[0]), math.log(cfg.zoom[1]), size=n))
+        x0, y0, bw, bh = x0 + bw * (1 - 1 / z) / 2, y0 + bh * (1 - 1 / z) / 2, bw / z, bh / z
+    if cfg.shift > 0:
+        x0 = x0 + rng.uniform(-cfg.shift, cfg.shift, size=n)
+        y0 = y0 + rng.uniform(-cfg.shift, cfg.shift, size=n)
     angle = rng.uniform(-cfg.rotation, cfg.rotation, size=n)
     jitter = rng.uniform(size=n) < cfg.p_jitter
     delta = rng.uniform(-cfg.brightness, cfg.brightness, size=n)
@@ -423,8 +463,15 @@ def _draw_image_params(rng, n: int, cfg: ImageAug, chw: tuple) -> _ImageParams:
     eps = None
     if cfg.p_noise > 0 and cfg.noise_std > 0:
         eps = rng.standard_normal((n, c, h, w))
+    erase = erase_at = None
+    if cfg.p_erase > 0:
+        if cfg.erase_size > min(h, w):
+            raise ValueError(f"ImageAug.erase_size {cfg.erase_size} does not fit in {h}x{w} images")
+        erase = rng.uniform(size=n) < cfg.p_erase
+        erase_at = np.stack([rng.integers(0, h - cfg.erase_size + 1, size=n),
+                             rng.integers(0, w - cfg.erase_size + 1, size=n)], axis=1)
     return _ImageParams(flip, np.stack([x0, y0, bw, bh], axis=1), angle, jitter, delta, factor,
-                        bright_first, blur, sigma, sol, noise, eps)
+                        bright_first, blur, sigma, sol, noise, eps, erase, erase_at)
 
 
 def _apply_image_params(x, p: _ImageParams, cfg: ImageAug):
@@ -449,7 +496,24 @@ def _apply_image_params(x, p: _ImageParams, cfg: ImageAug):
         x = xp.where(col(p.sol, bool), solarize(x, cfg.solarize_threshold), x)
     if p.eps is not None and p.noise.any():
         x = xp.where(col(p.noise, bool), x + cfg.noise_std * xp.asarray(p.eps, dtype=dt), x)
+    if p.erase is not None and p.erase.any():
+        x = xp.where(xp.asarray(erase_mask(p.erase, p.erase_at, cfg.erase_size, x.shape[2:])), 0, x)
     return xp.clip(x, 0, 1)
+
+
+def erase_mask(erase, at, size: int, hw: tuple):
+    """Host bool mask (N, 1, H, W): True on the size x size patch at ``at`` of each erased sample.
+
+    Args:
+        erase: (N,) bool, which samples are erased.
+        at: (N, 2) int, top-left (row, column) of each patch.
+        size: patch side in pixels.
+        hw: image (H, W).
+    """
+    rows = np.arange(hw[0])[None, :] - at[:, :1]  # (N, H): offset of each row from the patch top
+    cols = np.arange(hw[1])[None, :] - at[:, 1:]  # (N, W)
+    inside = ((rows >= 0) & (rows < size))[:, :, None] & ((cols >= 0) & (cols < size))[:, None, :]
+    return (inside & erase[:, None, None])[:, None]  # (N, 1, H, W)
 
 
 # --------------------------------------------------------------------------- public entry points

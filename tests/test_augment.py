@@ -272,6 +272,55 @@ def test_noise_std():
     assert abs((out - x).std() - 0.05) < 0.003
 
 
+@given(seed=st.integers(0, 1000), size=st.integers(1, 4), dtype=st.sampled_from(DTYPES))
+def test_erase_zeroes_one_square_patch_per_erased_sample(seed, size, dtype):
+    x = np.full((300, 1, 6, 7), 0.5, dtype=dtype)
+    out = augment_images(x, rng_(seed), replace(IDENTITY, p_erase=0.4, erase_size=size))
+    assert out.dtype == dtype
+    zero = out[:, 0] == 0
+    erased = zero.any(axis=(1, 2))
+    assert 0.25 < erased.mean() < 0.55
+    for z in zero[erased]:  # a size x size square of zeros, everything else untouched
+        rows, cols = np.flatnonzero(z.any(1)), np.flatnonzero(z.any(0))
+        assert z.sum() == size * size and len(rows) == len(cols) == size
+        assert rows[-1] - rows[0] == cols[-1] - cols[0] == size - 1
+    np.testing.assert_array_equal(out[~erased], x[~erased])
+    # every position of the patch occurs (uniform top-left corner)
+    corners = {(int(np.argmax(z.any(1))), int(np.argmax(z.any(0)))) for z in zero[erased]}
+    assert len(corners) > 0.8 * (6 - size + 1) * (7 - size + 1) or erased.sum() < 20
+
+
+def test_erase_that_does_not_fit_is_an_error():
+    with pytest.raises(ValueError, match="erase_size 5 does not fit in 4x4"):
+        augment_images(np.zeros((2, 4, 4)), rng_(), replace(IDENTITY, p_erase=0.5, erase_size=5))
+
+
+def test_zoom_and_shift_move_a_dot_as_drawn():
+    # A centred 2x2 block on a 0 background: zoom z scales its extent by z about the centre,
+    # shift moves it by up to `shift` pixels; zooming out reads zeros past the edge.
+    x = np.zeros((400, 1, 8, 8))
+    x[:, :, 3:5, 3:5] = 1.0
+    out = augment_images(x, rng_(3), replace(IDENTITY, zoom=(0.5, 2.0)))
+    mass = out.sum(axis=(1, 2, 3)) / 4.0  # area relative to the original block: ~ z ** 2
+    assert mass.min() < 0.5 and mass.max() > 2.0 and np.all((mass > 0.2) & (mass < 4.5))
+    i, j = np.meshgrid(np.arange(8), np.arange(8), indexing="ij")
+    cy = (out[:, 0] * i).sum(axis=(1, 2)) / out[:, 0].sum(axis=(1, 2))
+    np.testing.assert_allclose(cy, 3.5, atol=1e-9)  # zoom alone keeps the centre
+    moved = augment_images(x, rng_(3), replace(IDENTITY, shift=1.5))
+    cy = (moved[:, 0] * i).sum(axis=(1, 2)) / moved[:, 0].sum(axis=(1, 2))
+    cx = (moved[:, 0] * j).sum(axis=(1, 2)) / moved[:, 0].sum(axis=(1, 2))
+    for c in (cx, cy):
+        assert np.all(np.abs(c - 3.5) <= 1.5 + 1e-9) and c.std() > 0.5
+
+
+def test_new_ops_off_keep_the_random_stream():
+    # zoom, shift and erase draw nothing when off, so runs with older settings are unchanged.
+    x = images(0, (16, 8, 8))
+    a = augment_images(x, rng_(5), digits_views()[0], None)
+    b = augment_images(x, rng_(5), replace(digits_views()[0], zoom=(1.0, 1.0), shift=0.0, p_erase=0.0), None)
+    np.testing.assert_array_equal(a, b)
+
+
 def test_probabilities_select_samples():
     x = np.full((2000, 1, 2, 2), 0.75)
     out = augment_images(x, rng_(4), replace(IDENTITY, p_solarize=0.3))
@@ -322,6 +371,18 @@ def test_digits_views_are_asymmetric_and_mild():
     assert (v2.p_blur, v2.p_solarize) == (0.1, 0.2)
 
 
+def test_affine_recipe_is_the_facts_h_recipe():
+    v1, v2 = digits_views("affine")
+    assert v1 == v2 and v1.crop_scale == (1.0, 1.0) and v1.zoom == (1 / 1.1, 1.1) and v1.shift == 1.0
+    assert (v1.rotation, v1.p_jitter, v1.p_noise, v1.p_erase, v1.erase_size) == (10.0, 0.8, 0.5, 0.5, 2)
+    assert v1.p_blur == v1.p_solarize == v1.p_flip == 0.0
+    x = load_digits().x_train[:32]
+    a, b = two_views(x, rng_(0), (v1, v2), (8, 8))
+    assert a.shape == b.shape == x.shape and not np.array_equal(a, b)
+    with pytest.raises(ValueError, match="recipe must be"):
+        digits_views("strong")
+
+
 def test_default_views_for():
     assert default_views_for(load_digits()) == digits_views()
     assert all(isinstance(v, VectorAug) for v in default_views_for(synthetic(16, 4, 2)))
@@ -343,6 +404,8 @@ def test_default_views_for():
         ("rotation", -1.0), ("rotation", 200.0), ("brightness", -0.1), ("contrast", (1.2, 0.8)),
         ("blur_sigma", (0.0, 1.0)), ("blur_radius", -1), ("blur_radius", 1.5),
         ("solarize_threshold", 1.5), ("noise_std", -0.01), ("noise_std", float("nan")),
+        ("zoom", (0.0, 1.0)), ("zoom", (1.2, 0.9)), ("shift", -1.0), ("p_erase", 1.5), ("erase_size", 0),
+        ("erase_size", 2.0),
     ],
 )
 def test_image_config_errors_name_the_field(field, value):
@@ -408,7 +471,7 @@ def test_bad_arguments():
 def test_backend_matches_numpy(backend, dtype):
     """Same seed, same views on the device: parameters are drawn on the host."""
     x = load_digits().x_train[:64].astype(dtype)
-    cfgs = (replace(digits_views()[0], p_flip=0.5), digits_views()[1])
+    cfgs = (replace(digits_views()[0], p_flip=0.5, zoom=(0.9, 1.1), shift=1.0, p_erase=0.5), digits_views()[1])
     ref = two_views(x, rng_(7), cfgs, (8, 8))
     got = two_views(backend.asarray(x, dtype=dtype), rng_(7), cfgs, (8, 8))
     eps = np.finfo(dtype).eps
