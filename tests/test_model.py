@@ -309,9 +309,21 @@ def test_init_schemes():
     assert np.any(torch_like.params["encoder.fc1.bias"] != 0)
 
 
-def test_readme_example_runs():
+def _python_blocks():
     import pathlib
     import re
-    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
-    block = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
-    exec(compile(block, "README.md", "exec"), {})
+    root = pathlib.Path(__file__).parents[1]
+    for path in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        for i, block in enumerate(re.findall(r"```python\n(.*?)```", path.read_text(), re.S)):
+            yield pytest.param(block, id=f"{path.name}:{i}")
+
+
+def test_docs_have_python_examples():
+    names = {p.id.split(":")[0] for p in _python_blocks()}
+    assert {"README.md", "derivations.md", "verifying.md"} <= names
+
+
+@pytest.mark.parametrize("block", list(_python_blocks()))
+def test_docs_python_examples_run(block, capsys):
+    """Every ```python block of README.md and docs/*.md runs as written (their asserts included)."""
+    exec(compile(block, "<doc block>", "exec"), {})
