@@ -288,7 +288,13 @@ class ElementwiseKernel:
         for (t, pname), a in bound[:n_in]:
             dt = dtypes.get(t, t)
             env[pname] = a._a if isinstance(a, ndarray) else numpy.asarray(a, dtype=dt)[()]
+        # CuPy broadcasts inputs and given outputs together; each output must have that shape.
         shape = numpy.broadcast_shapes(*(a._a.shape for a in args if isinstance(a, ndarray)))
+        for a in args[n_in:]:
+            if not isinstance(a, ndarray):
+                raise TypeError(f"Output arguments type must be cupy.ndarray, not {type(a)}")
+            if a._a.shape != shape:
+                raise ValueError(f"Out shape is mismatched: {a._a.shape} while {shape} is expected.")
         exec(self.code, {}, env)
         outs = []
         for i, (t, pname) in enumerate(self.out_params):

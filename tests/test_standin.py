@@ -37,6 +37,8 @@ def test_standin_refuses_what_cupy_refuses(cp):
     k = cp.ElementwiseKernel("T x, T y", "T z", "z = x + y", "add")
     with pytest.raises(TypeError, match="Type is mismatched"):
         k(a, cp.asarray(np.ones((2, 3), np.float32)))
+    with pytest.raises(ValueError, match="Out shape is mismatched"):
+        k(a, a, cp.asarray(np.zeros((1, 3))))
     with pytest.raises(SyntaxError, match="assigns to input"):
         cp.ElementwiseKernel("T x", "T z", "x = 1; z = x", "bad")
 
