@@ -29,7 +29,7 @@ $(VENV)/.stamp-run: pyproject.toml | $(VENV)/bin/python
 
 ## Main job: train BYOL on the embedded digits on CPU and report what it learned.
 run: $(VENV)/.stamp-run
-	$(PY) -m byol_ref train --data digits --projection-dim 64 --projector-hidden-dim 256 --predictor-dim 256 --lr 3e-3
+	$(PY) -m byol_ref train --data digits --projection-dim 64 --projector-hidden-dim 256 --predictor-dim 256 --lr 6e-3
 
 ## CPU test suite (what CI runs).
 test: $(VENV)/.stamp-test

@@ -216,6 +216,8 @@ def _report(online, dataset, input_norm, backend, out: Path | None, history, *, 
         return 0
     t0 = time.perf_counter()
     probe = probe or {}
+    print(f"byol-ref: probing the features (kNN, {probe.get('labels_per_class', 10)}-label and linear probes of the "
+          "BYOL encoder and projector, a random-init encoder and the raw inputs)...", file=sys.stderr, flush=True)
     report = evaluate_features(online, dataset, input_norm, backend, seed=seed, **probe)
     report["eval_seconds"] = time.perf_counter() - t0
     report.update(extra or {})

@@ -55,7 +55,7 @@ def main(argv=None):
         t0 = time.perf_counter()
         # the `make run` recipe (Makefile), one switch changed per arm
         cfg = byol.Config(encoder_dim=64, projection_dim=64, projector_hidden_dim=256, predictor_dim=256, **model_kw)
-        tcfg = TrainConfig(epochs=args.epochs, seed=args.seed, **{"lr": 3e-3, **train_kw})
+        tcfg = TrainConfig(epochs=args.epochs, seed=args.seed, **{"lr": 6e-3, **train_kw})
         be = get_backend("numpy", tcfg.dtype, tcfg.seed)
         res = fit(ds, cfg, tcfg, backend=be, progress=False)
         rep = evaluate_features(res.state.online, ds, res.input_norm, be, seed=args.seed)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ["--data", "digits", "--projection-dim", "64", "--projector-hidden-dim", "256", "--predictor-dim", "256",
-          "--lr", "3e-3"]
+          "--lr", "6e-3"]
 
 
 def main(argv=None):

@@ -93,3 +93,17 @@ def test_bad_arguments_get_clear_errors(tmp_path):
     (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04garbage")
     res = run("eval", str(tmp_path / "corrupt.npz"))
     assert res.returncode == 2 and "corrupt" in res.stderr
+
+
+def test_make_run_recipe_is_the_one_the_readme_table_measures():
+    """scripts/seed_table.py (which produced the README table) runs the Makefile's `run` recipe."""
+    import importlib.util
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    make = re.search(r"^run:.*\n\t\$\(PY\) -m byol_ref train (.*)$", (root / "Makefile").read_text(), re.M).group(1)
+    spec = importlib.util.spec_from_file_location("seed_table", root / "scripts" / "seed_table.py")
+    seed_table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(seed_table)
+    assert make.split() == seed_table.RECIPE
+    assert f"`byol-ref train {' '.join(seed_table.RECIPE)}`" in (root / "README.md").read_text()
