@@ -34,16 +34,17 @@ def _randomize(network, rng):
     return network._replace(params=params, buffers=buffers)
 
 
-def _well_conditioned(online, target, v1, v2):
+def _well_conditioned(online, target, v1, v2, roles=("online", "target")):
     """Avoid degenerate draws (STYLE.md 13): every batch-norm input feature must vary over
     its batch (a near-constant feature gives rstd ~ 1/sqrt(eps), a correct but so curved
     objective that no finite difference resolves it), and no ReLU input may sit within
-    reach of the finite-difference step of its kink."""
+    reach of the finite-difference step of its kink. Only the networks in ``roles`` are
+    checked: those whose forward the finite differences perturb."""
     from byol_ref.model import network_plan
 
     seen = {}
     byol.loss_and_grads(online, target, v1, v2, record=lambda k, v: seen.__setitem__(k, np.asarray(v)))
-    for role in ("online", "target"):
+    for role in roles:
         steps = [s for part in network_plan(online.config, role).values() for s in part]
         for (kind, name), (prev_kind, prev_name) in zip(steps[1:], steps[:-1]):
             x = seen[f"{role}.{prev_name}.out"]
@@ -69,7 +70,9 @@ def _small(config_kw, seed):
 def test_every_online_gradient_matches_finite_differences(config_kw, seed, n):
     online, target, rng = _small(config_kw, seed)
     v1, v2 = rng.standard_normal((n, 4)), rng.standard_normal((n, 4))
-    assume(_well_conditioned(online, target, v1, v2))
+    # Under stop-gradient the target has its own parameters and its forward does not move when an
+    # online parameter is perturbed, so only the online network must be away from kinks.
+    assume(_well_conditioned(online, target, v1, v2, roles=("online",)))
     res = byol.loss_and_grads(online, target, v1, v2)
     assert list(res.grads) == list(online.params)
 
