@@ -97,32 +97,46 @@ def numerical_gradient(f, x, dout=None, h: float | None = None, order: int = 4):
     return grad
 
 
-def directional_check(loss_fn, params: dict, grads: dict, *, h: float = 1e-5, seed: int = 0):
+def random_direction(params: dict, seed: int = 0) -> dict:
+    """A random unit direction over all of ``params`` (standard normal, drawn on the host in
+    the dict's order, then scaled to unit l2 norm over every entry together)."""
+    from .backend import host
+
+    xp = get_array_module(*params.values())
+    rng = host.random.default_rng(seed)
+    u = {k: xp.asarray(rng.standard_normal(v.shape)) for k, v in params.items()}
+    norm = sum(float((d * d).sum()) for d in u.values()) ** 0.5
+    return {k: d / norm for k, d in u.items()}
+
+
+def directional_check(loss_fn, params: dict, grads: dict, *, h: float = 1e-5, seed: int = 0,
+                      direction: dict | None = None):
     """Check a whole gradient along one random direction.
 
-    Draws a random unit direction u over all params (same keys as ``grads``) and compares
-    the analytic directional derivative ``sum_k <grads[k], u[k]>`` with the
-    fourth-order central difference of t -> L(params + t u) at t = 0.
+    Takes a unit direction u over all params (:func:`random_direction` with ``seed``, or
+    ``direction``) and compares the analytic directional derivative ``sum_k <grads[k], u[k]>``
+    with the fourth-order central difference of t -> L(params + t u) at t = 0, which samples
+    t in [-2h, 2h]. A network with ReLUs is only piecewise smooth: if a ReLU input changes
+    sign inside that interval the difference quotient is wrong by O(1) while the gradient is
+    right, so callers should make sure none does (the tests compare the ReLU input signs at
+    t = -2h and t = +2h).
 
     Args:
         loss_fn: function of a params dict returning a scalar loss.
         params: float64 params dict.
         grads: analytic gradients, same keys.
         h: step.
-        seed: seed of the direction.
+        seed: seed of the direction (ignored when ``direction`` is given).
+        direction: the direction, same keys and shapes as params (not normalised here).
 
     Returns:
         (analytic, numerical, relative_error).
     """
-    from .backend import host
-
     if set(params) != set(grads):
         raise ValueError(f"params and grads keys differ: {sorted(set(params) ^ set(grads))}")
-    xp = get_array_module(*params.values())
-    rng = host.random.default_rng(seed)
-    u = {k: xp.asarray(rng.standard_normal(v.shape)) for k, v in params.items()}
-    norm = sum(float((d * d).sum()) for d in u.values()) ** 0.5
-    u = {k: d / norm for k, d in u.items()}
+    u = random_direction(params, seed) if direction is None else direction
+    if set(u) != set(params):
+        raise ValueError(f"direction and params keys differ: {sorted(set(u) ^ set(params))}")
     analytic = sum(float((grads[k] * u[k]).sum()) for k in params)
     def at(t):
         return float(loss_fn({k: params[k] + t * u[k] for k in params}))

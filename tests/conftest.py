@@ -3,7 +3,8 @@
 Profiles (STYLE.md 16), chosen by ``HYPOTHESIS_PROFILE``:
   dev  few examples, for a quick local loop;
   ci   derandomized, no deadline (the default here and in .ci/run);
-  gpu  fewer examples, no deadline (kernel compilation makes first calls slow).
+  gpu  fewer examples, no deadline (kernel compilation makes first calls slow);
+  search  many random examples: run it now and then to find rare draws the fixed ci seeds miss.
 """
 import os
 
@@ -18,6 +19,9 @@ settings.register_profile(
 settings.register_profile(
     "gpu", max_examples=15, deadline=None, derandomize=True,
     suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(  # a wider, random search for rare draws (several minutes)
+    "search", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 

@@ -6,7 +6,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import byol_ref as byol
-from byol_ref.gradcheck import directional_check, grad_error, numerical_gradient
+from byol_ref.gradcheck import directional_check, grad_error, numerical_gradient, random_direction
 
 seeds = st.integers(0, 2**32 - 1)
 
@@ -40,14 +40,9 @@ def _well_conditioned(online, target, v1, v2, roles=("online", "target")):
     objective that no finite difference resolves it), and no ReLU input may sit within
     reach of the finite-difference step of its kink. Only the networks in ``roles`` are
     checked: those whose forward the finite differences perturb."""
-    from byol_ref.model import network_plan
-
-    seen = {}
-    byol.loss_and_grads(online, target, v1, v2, record=lambda k, v: seen.__setitem__(k, np.asarray(v)))
+    seen = _recorded(online, target, v1, v2)
     for role in roles:
-        steps = [s for part in network_plan(online.config, role).values() for s in part]
-        for (kind, name), (prev_kind, prev_name) in zip(steps[1:], steps[:-1]):
-            x = seen[f"{role}.{prev_name}.out"]
+        for kind, x in _layer_inputs(seen, online.config, role):
             if kind == "batch_norm":
                 spread = x.std(axis=-2) / (1 + np.abs(x.mean(axis=-2)))
                 if spread.min() < 0.05:
@@ -55,6 +50,38 @@ def _well_conditioned(online, target, v1, v2, roles=("online", "target")):
             if kind == "relu" and np.abs(x).min() < 1e-3:
                 return False
     return True
+
+
+def _recorded(online, target, v1, v2):
+    """Every intermediate of loss_and_grads, by name."""
+    seen = {}
+    byol.loss_and_grads(online, target, v1, v2, record=lambda k, v: seen.__setitem__(k, np.asarray(v)))
+    return seen
+
+
+def _layer_inputs(seen, config, role):
+    """(kind, input) of every layer of ``role`` after the first, from a _recorded dict."""
+    from byol_ref.model import network_plan
+
+    steps = [s for part in network_plan(config, role).values() for s in part]
+    for (kind, _), (_, prev_name) in zip(steps[1:], steps[:-1]):
+        yield kind, seen[f"{role}.{prev_name}.out"]
+
+
+def _relu_signs(online, target, v1, v2):
+    return [x > 0 for kind, x in _layer_inputs(_recorded(online, target, v1, v2), online.config, "online")
+            if kind == "relu"]
+
+
+def _no_kink_crossed(online, target_of, v1, v2, u, h):
+    """True when no online ReLU input changes sign between params - 2h u and params + 2h u, the
+    interval the directional difference samples (the loss is smooth there; a crossing makes the
+    difference quotient wrong while the gradient is right)."""
+    ends = []
+    for t in (-2 * h, 2 * h):
+        params = {k: v + t * u[k] for k, v in online.params.items()}
+        ends.append(_relu_signs(online._replace(params=params), target_of(params), v1, v2))
+    return all(np.array_equal(a, b) for a, b in zip(*ends))
 
 
 def _small(config_kw, seed):
@@ -102,12 +129,16 @@ def test_no_stop_gradient_ablation_is_the_gradient_with_shared_weights(seed, n, 
 
     v1, v2 = rng.standard_normal((n, 4)), rng.standard_normal((n, 4))
     assume(_well_conditioned(online, target_of(online.params), v1, v2))
+    u = random_direction(online.params, seed)
+    assume(_no_kink_crossed(online, target_of, v1, v2, u, 1e-5))
     res = byol.loss_and_grads(online, target_of(online.params), v1, v2)
+    # a dead draw (seed 1045, n = 3: the loss is flat, the gradient rounding noise) checks nothing
+    assume(max(float(np.abs(g).max()) for g in res.grads.values()) > 1e-6)
 
     def loss_fn(params):
         return byol.loss_and_grads(online._replace(params=params), target_of(params), v1, v2).loss
 
-    a, num, err = directional_check(loss_fn, online.params, res.grads, seed=seed)
+    a, num, err = directional_check(loss_fn, online.params, res.grads, direction=u, h=1e-5)
     assert err < 1e-6, (a, num)
     assert set(target_keys) < set(online.params)
 
@@ -118,10 +149,30 @@ def test_directional_check_on_a_default_size_network(seed):
     online, target = byol.build(12, seed=seed)  # the defaults: H 256, P 256, Q 64
     rng = np.random.default_rng(seed)
     v1, v2 = rng.standard_normal((8, 12)), rng.standard_normal((8, 12))
+    u = random_direction(online.params, seed)
+    # ~13k ReLU inputs: now and then one sits within the stencil's reach of its kink (seed 449
+    # has one at 7e-8 that the h = 1e-5 stencil crosses); such a draw checks nothing.
+    assume(_no_kink_crossed(online, lambda p: target, v1, v2, u, 1e-5))
     res = byol.loss_and_grads(online, target, v1, v2)
     loss_fn = lambda p: byol.loss_and_grads(online._replace(params=p), target, v1, v2).loss  # noqa: E731
-    _, _, err = directional_check(loss_fn, online.params, res.grads, seed=seed)
+    _, _, err = directional_check(loss_fn, online.params, res.grads, direction=u, h=1e-5)
     assert err < 1e-7
+
+
+def test_directional_check_next_to_a_relu_kink():
+    """The draw hypothesis found (seed 449): a ReLU input at 7e-8 from its kink. The h = 1e-5
+    stencil crosses it and disagrees (1e-3); a stencil that stays on one side agrees, so the
+    gradient is right and the guard above is what the default-size check needs."""
+    online, target = byol.build(12, seed=449)
+    rng = np.random.default_rng(449)
+    v1, v2 = rng.standard_normal((8, 12)), rng.standard_normal((8, 12))
+    u = random_direction(online.params, 449)
+    assert not _no_kink_crossed(online, lambda p: target, v1, v2, u, 1e-5)
+    assert _no_kink_crossed(online, lambda p: target, v1, v2, u, 1e-7)
+    res = byol.loss_and_grads(online, target, v1, v2)
+    loss_fn = lambda p: byol.loss_and_grads(online._replace(params=p), target, v1, v2).loss  # noqa: E731
+    assert directional_check(loss_fn, online.params, res.grads, direction=u, h=1e-5)[2] > 1e-4
+    assert directional_check(loss_fn, online.params, res.grads, direction=u, h=1e-7)[2] < 1e-6
 
 
 def test_loss_is_the_symmetrised_official_objective():
