@@ -55,8 +55,12 @@ def test_regression_loss_gradients_both_inputs(seed, shape, p, mode, form):
     da, db = regression_loss_backward(dloss, cache)
     f_a = lambda a_: regression_loss_forward(a_, b, form=form, eps_mode=mode)[0]  # noqa: E731
     f_b = lambda b_: regression_loss_forward(a, b_, form=form, eps_mode=mode)[0]  # noqa: E731
-    assert grad_error(da, numerical_gradient(f_a, a, dloss)) < 1e-6
-    assert grad_error(db, numerical_gradient(f_b, b, dloss)) < 1e-6
+    # The step scales with the smallest row: n(x) = x / ||x|| curves on the scale ||x|| (its fifth
+    # derivative ~ ||x||^-5), so a fixed h = 1e-4 next to a row of norm 3e-3 (seed 255591) is a
+    # 3% step whose truncation error shows; 1e-3 ||x|| keeps it at ~1e-12 relative.
+    h = min(1e-4, 1e-3 * float(np.linalg.norm(a, axis=-1).min()), 1e-3 * float(np.linalg.norm(b, axis=-1).min()))
+    assert grad_error(da, numerical_gradient(f_a, a, dloss, h=h)) < 1e-6
+    assert grad_error(db, numerical_gradient(f_b, b, dloss, h=h)) < 1e-6
 
 
 @given(seed=seeds, n=st.integers(1, 8), p=st.integers(1, 8), c1=st.floats(0.01, 100), c2=st.floats(0.01, 100))
