@@ -33,11 +33,12 @@ References:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import NamedTuple, Optional
 
 from .backend import get_array_module
 from .backend import host as np
+from .checks import dataclass_from_dict
 
 __all__ = [
     "ImageAug",
@@ -47,6 +48,8 @@ __all__ = [
     "two_views",
     "digits_views",
     "default_views_for",
+    "views_to_dicts",
+    "views_from_dicts",
     "crop_resize",
     "gaussian_blur",
     "solarize",
@@ -257,6 +260,30 @@ def default_views_for(dataset) -> tuple:
         return VectorAug(), VectorAug()
     radius = max(1, int(min(shape[-2:]) / 20))
     return tuple(replace(v, blur_radius=radius) for v in digits_views())
+
+
+def views_to_dicts(views) -> list:
+    """The pair of view configs as JSON-ready dicts (``kind`` plus every field), for checkpoints."""
+    kinds = {ImageAug: "image", VectorAug: "vector"}
+    out = []
+    for v in views:
+        if type(v) not in kinds:
+            raise TypeError(f"views must be ImageAug or VectorAug configs, got {type(v).__name__}")
+        out.append({"kind": kinds[type(v)], **asdict(v)})
+    return out
+
+
+def views_from_dicts(dicts) -> tuple:
+    """Inverse of :func:`views_to_dicts`; unknown kinds or fields raise ValueError naming them."""
+    classes = {"image": ImageAug, "vector": VectorAug}
+    out = []
+    for d in dicts:
+        d = dict(d)
+        kind = d.pop("kind", None)
+        if kind not in classes:
+            raise ValueError(f"view kind must be 'image' or 'vector', got {kind!r}")
+        out.append(dataclass_from_dict(classes[kind], d))
+    return tuple(out)
 
 
 # --------------------------------------------------------------------------- image ops

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 from . import checkpoint as ckpt
-from .augment import ImageAug, VectorAug, default_views_for, two_views
+from .augment import ImageAug, VectorAug, default_views_for, two_views, views_from_dicts, views_to_dicts
 from .backend import Backend, get_array_module, get_backend
 from .backend import host as np
 from .backend import to_numpy
@@ -403,7 +403,8 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
         out_dir: run directory for metrics.jsonl and checkpoint.npz (None: nothing written).
         resume: continue from ``out_dir/checkpoint.npz``.
         progress: show a progress bar on stderr.
-        views: pair of augmentation configs (default: ``default_views_for(dataset)``).
+        views: pair of augmentation configs (default: ``default_views_for(dataset)``; on resume,
+            the ones stored in the checkpoint, and passing different ones is an error).
         state: start from this TrainState instead of a fresh one.
         stop_at: stop after this many total steps (for tests of interrupted runs).
         log: callable for one-line messages (default: print to stderr).
@@ -426,6 +427,7 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
         raise ValueError("x_train has values whose standardisation overflows to inf or NaN "
                          f"(largest magnitude {float(np.abs(dataset.x_train).max()):.3g}); rescale the data")
     input_norm = None if norm is None else InputNorm(*norm)
+    requested_views = views
     views = views or default_views_for(dataset)
     sched = make_schedules(tcfg, data.x_train.shape[0])
     optimizer = make_optimizer_for(tcfg)
@@ -435,11 +437,20 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
     if resume:
         if ckpt_path is None or not ckpt_path.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
-        state, saved_model, saved_train, _ = load_checkpoint(ckpt_path, be)
+        state, saved_model, saved_train, meta = load_checkpoint(ckpt_path, be)
         if saved_model != model_cfg:
             raise ValueError(f"--resume: the checkpoint's model config differs: {saved_model} vs {model_cfg}")
         if replace(saved_train, epochs=tcfg.epochs) != replace(tcfg, epochs=tcfg.epochs):
             raise ValueError("--resume: the checkpoint's training config differs from the requested one")
+        if "views" in meta:  # the run's augmentations continue unless others are asked for (an error)
+            try:
+                saved_views = views_from_dicts(meta["views"])
+            except (TypeError, ValueError) as exc:
+                raise ckpt.CheckpointError(f"{ckpt_path}: invalid augmentation settings ({exc})") from None
+            if requested_views is not None and tuple(requested_views) != saved_views:
+                raise ValueError(f"--resume: the checkpoint was trained with other augmentations: {saved_views} "
+                                 f"vs {tuple(requested_views)}")
+            views = saved_views
         log(f"resuming from {ckpt_path} at step {state.step}")
     elif state is None:
         state = init_state(model_cfg, tcfg, be)
@@ -489,7 +500,7 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
                     raise TrainingDiverged(
                         f"the parameters became non-finite at step {k - 1} (lr {m['lr']:.3g}); stopping without "
                         f"overwriting the last good checkpoint {ckpt_path}; lower the learning rate.")
-                save_checkpoint(ckpt_path, state, model_cfg, tcfg)
+                save_checkpoint(ckpt_path, state, model_cfg, tcfg, extra={"views": views_to_dicts(views)})
     finally:
         bar.close()
         if metrics_file is not None:

@@ -87,6 +87,35 @@ def test_resume_is_bit_identical(tmp_path, data, backend):
     assert full.state.rng.bit_generator.state == resumed.state.rng.bit_generator.state
 
 
+def test_resume_keeps_the_runs_augmentations(tmp_path, data):
+    """Custom views are stored in the checkpoint: a resume that does not pass them again continues
+    with them (bit-identically), and one that passes others is refused."""
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    tcfg = _tcfg(epochs=3)
+    views = (VectorAug(noise_std=0.3, p_mask=0.2), VectorAug(noise_std=0.05, p_mask=0.0, scale=(0.9, 1.1)))
+    full = fit(data, cfg, tcfg, progress=False, views=views)
+    part = tmp_path / "part"
+    fit(data, cfg, tcfg, progress=False, out_dir=part, stop_at=5, views=views)
+    with pytest.raises(ValueError, match="other augmentations"):
+        fit(data, cfg, tcfg, progress=False, out_dir=part, resume=True, views=(VectorAug(), VectorAug()))
+    resumed = fit(data, cfg, tcfg, progress=False, out_dir=part, resume=True)
+    for k, v in full.state.online.params.items():
+        np.testing.assert_array_equal(resumed.state.online.params[k], v, err_msg=k)
+
+
+def test_views_round_trip_through_json():
+    from byol_ref.augment import ImageAug, digits_views, views_from_dicts, views_to_dicts
+
+    for views in (digits_views(), digits_views("affine"), (VectorAug(), VectorAug(p_mask=0.3))):
+        assert views_from_dicts(json.loads(json.dumps(views_to_dicts(views)))) == tuple(views)
+    with pytest.raises(ValueError, match="view kind"):
+        views_from_dicts([{"kind": "audio"}])
+    with pytest.raises(ValueError, match="unknown ImageAug field"):
+        views_from_dicts([{"kind": "image", "hue": 0.1}])
+    with pytest.raises(TypeError, match="ImageAug or VectorAug"):
+        views_to_dicts([ImageAug(), "strong"])
+
+
 def test_checkpoint_round_trip_and_atomicity(tmp_path):
     cfg = byol.Config(encoder_dim=5, **SMALL)
     tcfg = _tcfg()
