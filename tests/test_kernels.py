@@ -388,21 +388,30 @@ def _cupy_codegen():
     return cupy, _kernel, compiler
 
 
-@pytest.mark.parametrize("name", sorted(kernels._SOURCES))
-def test_kernel_sources_compile_with_nvrtc(name):
-    """Each fused kernel, as the C++ CuPy generates for it, compiles for sm_90 in float and double, with
-    its scalar inputs passed as arrays or as scalars (a body that writes an input, uses an undeclared
-    name or mistypes a cast fails here, on a machine with CuPy and no GPU, instead of on the GPU)."""
+def _nvrtc_compile(cupy, compiler, src, name):
+    """Compile ``src`` for sm_90 with NVRTC and CuPy's headers; fail with the log and the source."""
     import glob
     import os
 
-    cupy, _kernel, compiler = _cupy_codegen()
     root = os.path.dirname(cupy.__file__)
     includes = [os.path.join(root, "_core", "include")]
     includes += glob.glob(os.path.join(os.path.dirname(root), "nvidia", "*", "include"))
     cuda_path = cupy.cuda.get_cuda_path()
     if cuda_path and os.path.isdir(os.path.join(cuda_path, "include")):
         includes.append(os.path.join(cuda_path, "include"))
+    try:
+        compiler._NVRTCProgram("#include <cupy/carray.cuh>\n" + src, f"{name}.cu").compile(
+            ("-arch=compute_90", "-std=c++17", *(f"-I{d}" for d in includes)))
+    except Exception as exc:  # NVRTCError carries the compiler log
+        pytest.fail(f"{name} does not compile:\n{exc}\n--- source ---\n{src}")
+
+
+@pytest.mark.parametrize("name", sorted(kernels._SOURCES))
+def test_kernel_sources_compile_with_nvrtc(name):
+    """Each fused kernel, as the C++ CuPy generates for it, compiles for sm_90 in float and double, with
+    its scalar inputs passed as arrays or as scalars (a body that writes an input, uses an undeclared
+    name or mistypes a cast fails here, on a machine with CuPy and no GPU, instead of on the GPU)."""
+    cupy, _kernel, compiler = _cupy_codegen()
     in_params, out_params, body = kernels._SOURCES[name]
     k = cupy.ElementwiseKernel(in_params, out_params, body, f"byol_{name}")
     n_in = len(in_params.split(","))
@@ -415,10 +424,27 @@ def test_kernel_sources_compile_with_nvrtc(name):
                 else:
                     infos.append(_kernel._ArgInfo(1, cupy.ndarray, dtype, 2, True, True))
             infos.append(_kernel._ArgInfo(2, None, None, 2, True, True))
-            src = "#include <cupy/carray.cuh>\n" + _kernel._get_elementwise_kernel_code(
+            src = _kernel._get_elementwise_kernel_code(
                 tuple(infos), _kernel._TypeMap((("T", dtype),)), k.params, k.operation, k.name, k.preamble)
-            try:
-                compiler._NVRTCProgram(src, f"{name}.cu").compile(
-                    ("-arch=compute_90", "-std=c++17", *(f"-I{d}" for d in includes)))
-            except Exception as exc:  # NVRTCError carries the compiler log
-                pytest.fail(f"{name} ({dtype}, scalars={scalars}) does not compile:\n{exc}\n--- source ---\n{src}")
+            _nvrtc_compile(cupy, compiler, src, f"{name}_{dtype}_{'scalars' if scalars else 'arrays'}")
+
+
+def test_reduction_kernel_source_compiles_with_nvrtc():
+    """The fused sum-of-product reduction (batch-norm backward), as CuPy generates it, compiles."""
+    cupy, _kernel, compiler = _cupy_codegen()
+    try:
+        from cupy._core import _reduction
+
+        codegen = _reduction._ReductionKernel_get_cached_function_code
+    except (ImportError, AttributeError) as exc:
+        pytest.skip(f"this CuPy's internals differ from 14.x ({exc})")
+    rk = kernels._reduction(cupy, "sum_of_product")
+    for dtype in (np.dtype("float32"), np.dtype("float64")):
+        array = _kernel._ArgInfo(1, cupy.ndarray, dtype, 2, True, True)
+        indexer = _kernel._ArgInfo(2, None, None, 2, True, True)
+        stride = _kernel._ArgInfo(3, np.int32, np.dtype("int32"), 0, True, True)  # _block_stride
+        type_map = _kernel._TypeMap((("T", dtype), ("IndexT", np.dtype("int32"))))
+        src = codegen(rk.nin, rk.nout, rk._params, (array, array, array, indexer, indexer, stride), type_map,
+                      rk.name, 128, rk.reduce_type, rk.identity, rk.map_expr, rk.reduce_expr, rk.post_map_expr,
+                      rk.preamble, ())
+        _nvrtc_compile(cupy, compiler, src, f"sum_of_product_{dtype}")
