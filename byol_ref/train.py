@@ -455,6 +455,7 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
     elif state is None:
         state = init_state(model_cfg, tcfg, be)
 
+    ckpt_extra = {"views": views_to_dicts(views)}  # the run's augmentations, for --resume
     history = []
     metrics_file = None
     if out is not None:
@@ -500,7 +501,7 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
                     raise TrainingDiverged(
                         f"the parameters became non-finite at step {k - 1} (lr {m['lr']:.3g}); stopping without "
                         f"overwriting the last good checkpoint {ckpt_path}; lower the learning rate.")
-                save_checkpoint(ckpt_path, state, model_cfg, tcfg, extra={"views": views_to_dicts(views)})
+                save_checkpoint(ckpt_path, state, model_cfg, tcfg, extra=ckpt_extra)
     finally:
         bar.close()
         if metrics_file is not None:

@@ -27,6 +27,10 @@ from byol_ref.data import load_digits  # noqa: E402
 from byol_ref.report import evaluate_features  # noqa: E402
 from byol_ref.train import TrainConfig, fit  # noqa: E402
 
+# The `make run` recipe (Makefile; tests/test_cli.py checks they agree), one switch changed per arm.
+RECIPE_MODEL = dict(encoder_dim=64, projection_dim=64, projector_hidden_dim=256, predictor_dim=256)
+RECIPE_TRAIN = dict(lr=6e-3)
+
 ARMS = [
     # name, model Config changes, TrainConfig changes, what the literature reports
     ("BYOL (default)", {}, {}, "healthy: std near 1/sqrt(P)"),
@@ -53,9 +57,8 @@ def main(argv=None):
     results = []
     for name, model_kw, train_kw, lit in ARMS:
         t0 = time.perf_counter()
-        # the `make run` recipe (Makefile), one switch changed per arm
-        cfg = byol.Config(encoder_dim=64, projection_dim=64, projector_hidden_dim=256, predictor_dim=256, **model_kw)
-        tcfg = TrainConfig(epochs=args.epochs, seed=args.seed, **{"lr": 6e-3, **train_kw})
+        cfg = byol.Config(**{**RECIPE_MODEL, **model_kw})
+        tcfg = TrainConfig(epochs=args.epochs, seed=args.seed, **{**RECIPE_TRAIN, **train_kw})
         be = get_backend("numpy", tcfg.dtype, tcfg.seed)
         res = fit(ds, cfg, tcfg, backend=be, progress=False)
         rep = evaluate_features(res.state.online, ds, res.input_norm, be, seed=args.seed)

@@ -107,3 +107,10 @@ def test_make_run_recipe_is_the_one_the_readme_table_measures():
     spec.loader.exec_module(seed_table)
     assert make.split() == seed_table.RECIPE
     assert f"`byol-ref train {' '.join(seed_table.RECIPE)}`" in (root / "README.md").read_text()
+    # and scripts/collapse_lab.py runs the same recipe (as configs rather than flags)
+    spec = importlib.util.spec_from_file_location("collapse_lab", root / "scripts" / "collapse_lab.py")
+    lab = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lab)
+    flags = dict(zip(seed_table.RECIPE[2::2], seed_table.RECIPE[3::2]))  # after --data digits
+    assert {k.lstrip("-").replace("-", "_"): float(v) for k, v in flags.items()} == \
+        {**{k: float(v) for k, v in lab.RECIPE_MODEL.items() if k != "encoder_dim"}, **lab.RECIPE_TRAIN}
