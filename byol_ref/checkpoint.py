@@ -50,11 +50,29 @@ def save(path, arrays: dict, meta: dict) -> Path:
         for name, value in tree.items():
             flat[f"{group}/{name}"] = to_numpy(value)
     flat["meta"] = np.array(json.dumps({"format": FORMAT, "version": VERSION, **meta}))
+    return atomic_savez(path, flat)
+
+
+def atomic_savez(path, arrays: dict) -> Path:
+    """Write host arrays as an uncompressed ``.npz`` that appears whole or not at all.
+
+    The data go to a temporary file in the destination's folder, are flushed to disk, and
+    the file is renamed over ``path``; on any error the temporary file is removed and an
+    existing ``path`` is untouched.
+
+    Args:
+        path: destination; its folder is created if missing.
+        arrays: name -> NumPy array (no object arrays: they would need pickle to read).
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **flat)
+            np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -2,6 +2,7 @@
 
     byol-ref train [--data digits|synthetic|PATH] [options]   train, evaluate, plot
     byol-ref eval RUN_DIR_OR_CHECKPOINT                        evaluate a saved run
+    byol-ref embed RUN_DIR_OR_CHECKPOINT --out FEATURES.npz    export its features for your own probes
     byol-ref trace --preset NAME (--inputs FILE | --dims ...)  trace every tensor of N steps
     byol-ref diff A.npz B.npz                                  compare two traces
     byol-ref convert IN OUT --from/--to byol-ref|torch         weight interchange
@@ -21,9 +22,11 @@ from pathlib import Path
 
 from .augment import default_views_for
 from .backend import get_backend
+from .checkpoint import atomic_savez
 from .data import load_digits, load_file, synthetic
 from .model import Config
-from .train import TrainConfig, TrainingDiverged, fit, load_checkpoint, prepare_data, InputNorm
+from .train import (TrainConfig, TrainingDiverged, apply_preprocessing, encode, fit, fit_preprocessing,
+                    load_checkpoint)
 
 EXIT_USAGE = 2
 
@@ -103,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--tau", type=float, default=TrainConfig.tau_base, help="target EMA rate tau at step 0")
     g.add_argument("--tau-schedule", choices=("cosine", "constant"), default=TrainConfig.tau_schedule)
     g.add_argument("--predictor-lr-mult", type=float, default=1.0, help="learning-rate multiplier of the predictor")
+    g.add_argument("--augment", choices=("crop", "affine"), default=None,
+                   help="image augmentation recipe (byol_ref.augment.digits_views): crop (default: random "
+                        "resized crop, jitter, noise, asymmetric blur/solarize) or affine (BYOL_FACTS (h): "
+                        "rotation, zoom, shift, jitter, noise, erase); feature vectors have one recipe")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cpu (NumPy) or cuda (CuPy)")
     g.add_argument("--dtype", choices=("float64", "float32"), default="float64")
@@ -145,6 +152,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--knn-temperature", type=float, default=None,
                    help="kNN vote weights exp(sim/T) (e.g. 0.1); default: majority vote")
     g.add_argument("--labels-per-class", type=int, default=10, help="labels per class of the low-label probe")
+    m = sub.add_parser("embed", help="write a saved run's features of its data to an .npz",
+                       description="Write the online encoder's (and projector's) eval-mode features of the "
+                                   "run's train and test splits, after the run's own input preprocessing, with "
+                                   "the labels, to an .npz (plain arrays, readable with numpy.load without "
+                                   "pickle): encoder_train (N, H), encoder_test, projector_train (N, P), "
+                                   "projector_test, labels_train, labels_test (when the data have labels).")
+    m.add_argument("path", help="a run directory or a checkpoint .npz")
+    m.add_argument("--out", required=True, help="the .npz to write (never overwritten unless --overwrite)")
+    m.add_argument("--data", default=None, help="data set (default: the run's own, from config.json)")
+    m.add_argument("--labels", default=None)
+    m.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    m.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     _add_verify_parsers(sub, t)
     return p
 
@@ -183,11 +202,22 @@ def _train(args) -> int:
     dataset = _load_data(data_spec)
     if dataset.x_train.shape[0] < tcfg.batch_size:
         raise ValueError(f"--batch-size {tcfg.batch_size} exceeds the {dataset.x_train.shape[0]} training samples")
+    try:
+        views = default_views_for(dataset, args.augment)
+    except ValueError:
+        raise ValueError(f"--augment {args.augment}: {dataset.name} holds feature vectors, not images; their "
+                         "augmentations (noise, masking, scaling) have no recipe to choose") from None
+    if args.resume:
+        # The checkpoint holds the run's augmentations; an explicit --augment must agree with them (fit checks).
+        views_record = saved.get("views", [repr(v) for v in views])
+        views = views if args.augment else None
+    else:
+        views_record = [repr(v) for v in views]
     backend = get_backend("cupy" if args.device == "cuda" else "numpy", tcfg.dtype, tcfg.seed)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(
         {"model_config": model_cfg.to_dict(), "train_config": asdict(tcfg), "data": data_spec,
-         "views": [repr(v) for v in default_views_for(dataset)]}, indent=2))
+         "views": views_record}, indent=2))
     print(f"byol-ref: training on {dataset.name} ({dataset.x_train.shape[0]} train / {dataset.x_test.shape[0]} test, "
           f"{dataset.x_train.shape[1]} features) for {tcfg.epochs} epochs, batch {tcfg.batch_size}, "
           f"{tcfg.optimizer} lr {tcfg.lr}, tau {tcfg.tau_base} ({tcfg.tau_schedule}), {tcfg.dtype} on {backend.name}",
@@ -195,7 +225,7 @@ def _train(args) -> int:
     t0 = time.perf_counter()
     try:
         result = fit(dataset, model_cfg, tcfg, backend=backend, out_dir=out, resume=args.resume,
-                     progress=not args.no_progress)
+                     progress=not args.no_progress, views=views)
     except TrainingDiverged as exc:
         print(f"byol-ref: {exc}", file=sys.stderr)
         return 1
@@ -203,7 +233,7 @@ def _train(args) -> int:
     print(f"byol-ref: trained {result.state.step} steps in {train_s:.1f} s; run directory {out}", flush=True)
     if args.no_eval:
         return 0
-    return _report(result.state.online, dataset, result.input_norm, backend, out, result.history,
+    return _report(result.state.online, result.dataset, result.input_norm, backend, out, result.history,
                    plots=not args.no_plots, seed=tcfg.seed, extra={"train_seconds": train_s}, probe=_probe_opts(args))
 
 
@@ -245,10 +275,37 @@ def _report(online, dataset, input_norm, backend, out: Path | None, history, *, 
 
 
 def _eval(args) -> int:
+    online, dataset, input_norm, backend, tcfg = _load_run(args)
+    return _report(online, dataset, input_norm, backend, None, None, plots=False, seed=tcfg.seed,
+                   as_json=args.json, probe=_probe_opts(args))
+
+
+def _embed(args) -> int:
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        raise ValueError(f"--out must name an .npz file, got {out}")
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"--out {out} exists; pass --overwrite to replace it or choose another path")
+    online, dataset, input_norm, backend, _ = _load_run(args)
+    arrays = {}
+    for split, x in (("train", dataset.x_train), ("test", dataset.x_test)):
+        arrays[f"encoder_{split}"] = encode(online, x, input_norm, backend)
+        arrays[f"projector_{split}"] = encode(online, x, input_norm, backend, which="z")
+    if dataset.y_train is not None:
+        arrays["labels_train"], arrays["labels_test"] = dataset.y_train, dataset.y_test
+    atomic_savez(out, arrays)
+    shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in arrays.items())
+    print(f"byol-ref: wrote {out}: {shapes}")
+    return 0
+
+
+def _load_run(args):
+    """(online network on the device, data as the network sees it, InputNorm, backend, TrainConfig)
+    of ``args.path`` (a run directory or checkpoint) on its own data or ``args.data``."""
     path = Path(args.path)
     run_dir = path if path.is_dir() else path.parent
     ckpt_path = path / "checkpoint.npz" if path.is_dir() else path
-    state, model_cfg, tcfg, _ = load_checkpoint(ckpt_path)
+    state, model_cfg, tcfg, meta = load_checkpoint(ckpt_path)
     data_spec = {"data": "digits"}
     cfg_file = run_dir / "config.json"
     if cfg_file.is_file():
@@ -259,15 +316,18 @@ def _eval(args) -> int:
     if dataset.x_train.shape[1] != model_cfg.encoder_dim:
         raise ValueError(f"the data have {dataset.x_train.shape[1]} features but the checkpoint's encoder expects "
                          f"{model_cfg.encoder_dim}")
-    _, norm = prepare_data(dataset)
-    dataset, _ = prepare_data(dataset) if dataset.image_shape is None else (dataset, None)
+    # The run's own input statistics; checkpoints written before they were stored refit them on this data.
+    prep = meta.get("preprocessing") or fit_preprocessing(dataset)
+    try:
+        dataset, input_norm = apply_preprocessing(dataset, prep)
+    except ValueError as exc:
+        raise ValueError(f"{ckpt_path}: {exc}") from None
     backend = get_backend("cupy" if args.device == "cuda" else "numpy", tcfg.dtype, tcfg.seed)
     online = state.online
     if backend.name != "numpy":
         online = online._replace(params={k: backend.asarray(v) for k, v in online.params.items()},
                                  buffers={k: backend.xp.asarray(v) for k, v in online.buffers.items()})
-    return _report(online, dataset, None if norm is None else InputNorm(*norm), backend,
-                   None, None, plots=False, seed=tcfg.seed, as_json=args.json, probe=_probe_opts(args))
+    return online, dataset, input_norm, backend, tcfg
 
 
 def _probe_opts(args) -> dict:
@@ -285,6 +345,8 @@ def main(argv=None) -> int:
             return _train(args)
         if args.command in _VERIFY_COMMANDS:
             return _VERIFY_COMMANDS[args.command](args)
+        if args.command == "embed":
+            return _embed(args)
         return _eval(args)
     except (ValueError, TypeError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
         print(f"byol-ref {args.command}: error: {exc}", file=sys.stderr)

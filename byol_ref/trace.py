@@ -41,6 +41,7 @@ from typing import NamedTuple
 
 from .backend import get_backend, to_numpy
 from .backend import host as np
+from .checkpoint import atomic_savez
 from .layers import _moments
 from .losses import l2_normalize_forward
 from .model import (Network, _check_network, build_from_config, ema_update, init_buffers, loss_and_grads,
@@ -409,10 +410,7 @@ def save_trace(path, trace: Trace) -> str:
     arrays[ORDER_KEY] = np.asarray(list(trace.arrays), dtype=str)
     arrays[META_KEY] = np.asarray(json.dumps(trace.meta))
     path = os.fspath(path)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
+    atomic_savez(path, arrays)  # np.savez would add ".npz" to a bare path; the exact path is kept
     return path
 
 

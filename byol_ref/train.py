@@ -28,8 +28,8 @@ from .augment import ImageAug, VectorAug, default_views_for, two_views, views_fr
 from .backend import Backend, get_array_module, get_backend
 from .backend import host as np
 from .backend import to_numpy
-from .checks import dataclass_from_dict, check_choice, check_float_range, check_positive_int
-from .data import Dataset, standardize_dataset
+from .checks import check_array, check_choice, check_float_range, check_positive_int, dataclass_from_dict
+from .data import Dataset, feature_stats, standardize
 from .model import Config, Network, build_from_config, ema_update, loss_and_grads
 from .optim import make_optimizer, predictor_lr_mult
 from .schedules import target_tau, warmup_cosine_lr
@@ -370,24 +370,87 @@ class Progress:
 
 
 class FitResult(NamedTuple):
+    """What :func:`fit` returns.
+
+    ``dataset`` is the data as the networks see it before augmentation (feature vectors
+    standardised with the train statistics, images unchanged), and ``input_norm`` the
+    per-view normalisation of images, so ``evaluate_features(result.state.online,
+    result.dataset, result.input_norm, backend)`` probes what was trained.
+    ``preprocessing`` is the JSON form of both (:func:`fit_preprocessing`).
+    """
+
     state: TrainState
     history: list
     model_config: Config
     train_config: TrainConfig
     input_norm: InputNorm | None
     dataset: Dataset
+    preprocessing: dict
+
+
+def fit_preprocessing(dataset: Dataset) -> dict:
+    """How a run turns the data set's features into network inputs, fitted on its train split.
+
+    Images are augmented in pixel space (values in [0, 1]) and only then normalised with
+    the train set's scalar mean and std (an :class:`InputNorm` on each view). Feature
+    vectors are standardised per feature first (:func:`byol_ref.data.feature_stats`) and
+    augmented afterwards. The result is plain JSON, stored in every checkpoint so that
+    features of new data are computed with the training statistics.
+
+    Returns:
+        ``{"kind": "image", "mean": m, "std": s}`` with floats, or
+        ``{"kind": "standardize", "mean": [...], "std": [...]}`` with D floats each.
+    """
+    if dataset.image_shape is None:
+        mean, std = feature_stats(dataset.x_train)
+        return {"kind": "standardize", "mean": mean.tolist(), "std": std.tolist()}
+    return {"kind": "image", "mean": float(dataset.x_train.mean()), "std": float(dataset.x_train.std())}
+
+
+def preprocess(x, prep: dict, what: str = "x") -> tuple:
+    """Apply a run's preprocessing (from :func:`fit_preprocessing`) to raw features.
+
+    Args:
+        x: host features (N, D).
+        prep: the preprocessing dict (possibly another data set's: a checkpoint's).
+        what: the name of ``x`` in error messages.
+
+    Returns:
+        (x as the networks see it before augmentation, float64; the per-view InputNorm or None).
+    """
+    try:
+        kind = prep["kind"]
+        if kind == "image":
+            return x, InputNorm(float(prep["mean"]), float(prep["std"]))
+        if kind != "standardize":
+            raise ValueError(f"unknown kind {kind!r}")
+        mean, std = np.asarray(prep["mean"], dtype=np.float64), np.asarray(prep["std"], dtype=np.float64)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"preprocessing must come from fit_preprocessing, got {prep!r:.200} ({exc})") from None
+    if mean.shape != (x.shape[1],) or std.shape != mean.shape:
+        raise ValueError(f"the preprocessing standardises {mean.size} features, but {what} has {x.shape[1]}")
+    return standardize(x, mean, std), None
+
+
+def apply_preprocessing(dataset: Dataset, prep: dict) -> tuple[Dataset, InputNorm | None]:
+    """(the data set as the networks see it before augmentation, the per-view InputNorm or None).
+
+    ``prep`` is from :func:`fit_preprocessing` (possibly another data set's: a checkpoint's).
+    """
+    if prep.get("kind") == "image" and dataset.image_shape is None:
+        raise ValueError(f"the preprocessing is for images, but {dataset.name} holds feature vectors")
+    x_train, norm = preprocess(dataset.x_train, prep, f"{dataset.name} x_train")
+    x_test, _ = preprocess(dataset.x_test, prep, f"{dataset.name} x_test")
+    image_shape = dataset.image_shape if norm is not None else None  # standardised values are not pixels
+    return dataset._replace(x_train=x_train, x_test=x_test, image_shape=image_shape), norm
 
 
 def prepare_data(dataset: Dataset):
     """Standardise feature vectors on the train split; leave images in [0, 1] (they are
     augmented in pixel space and normalised afterwards by an InputNorm with the train
-    set's scalar mean and std)."""
-    if dataset.image_shape is None:
-        dataset, _, _ = standardize_dataset(dataset)
-        return dataset, None
-    mean = float(dataset.x_train.mean())
-    std = float(dataset.x_train.std())
-    return dataset, (mean, std)
+    set's scalar mean and std). Returns (dataset, (mean, std) or None)."""
+    data, norm = apply_preprocessing(dataset, fit_preprocessing(dataset))
+    return data, None if norm is None else tuple(norm)
 
 
 def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str | Backend = "numpy",
@@ -422,11 +485,11 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
     be = backend if isinstance(backend, Backend) else get_backend(backend, tcfg.dtype, tcfg.seed)
     if be.dtype != tcfg.dtype:
         raise ValueError(f"backend dtype {be.dtype} differs from TrainConfig.dtype {tcfg.dtype}")
-    data, norm = prepare_data(dataset)
-    if not np.isfinite(data.x_train).all() or (norm is not None and not all(map(math.isfinite, norm))):
+    prep = fit_preprocessing(dataset)
+    data, input_norm = apply_preprocessing(dataset, prep)
+    if not np.isfinite(data.x_train).all() or (input_norm is not None and not all(map(math.isfinite, input_norm))):
         raise ValueError("x_train has values whose standardisation overflows to inf or NaN "
                          f"(largest magnitude {float(np.abs(dataset.x_train).max()):.3g}); rescale the data")
-    input_norm = None if norm is None else InputNorm(*norm)
     requested_views = views
     views = views or default_views_for(dataset)
     sched = make_schedules(tcfg, data.x_train.shape[0])
@@ -455,7 +518,8 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
     elif state is None:
         state = init_state(model_cfg, tcfg, be)
 
-    ckpt_extra = {"views": views_to_dicts(views)}  # the run's augmentations, for --resume
+    # The run's augmentations (for --resume) and input preprocessing (for features of new data).
+    ckpt_extra = {"views": views_to_dicts(views), "preprocessing": prep}
     history = []
     metrics_file = None
     if out is not None:
@@ -506,7 +570,7 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
         bar.close()
         if metrics_file is not None:
             metrics_file.close()
-    return FitResult(state, history, model_cfg, tcfg, input_norm, dataset)
+    return FitResult(state, history, model_cfg, tcfg, input_norm, data, prep)
 
 
 def _all_finite(tree: dict) -> bool:
@@ -541,6 +605,37 @@ def encode(network: Network, x, input_norm: InputNorm | None, backend: Backend, 
         o, _, _ = network_forward(network.config, network.role, network.params, network.buffers, xb, train=False)
         outs.append(to_numpy(o[which]))
     return np.concatenate(outs)
+
+
+def checkpoint_features(path, x, *, which: str = "y", backend: Backend | None = None, batch: int = 2048):
+    """Features of new inputs from a saved run: its online network in eval mode, after the
+    run's own input preprocessing (stored in the checkpoint, see :func:`fit_preprocessing`).
+
+    Args:
+        path: a checkpoint ``.npz`` or a run directory holding ``checkpoint.npz``.
+        x: host array (N, D), the same kind of values the run trained on (for the embedded
+            digits: ``pixel / 16`` in [0, 1], as :func:`byol_ref.data.load_digits` returns).
+        which: ``"y"`` (encoder output, the representation) or ``"z"`` (projector output).
+        backend: where to run (default: NumPy in the checkpoint's dtype).
+        batch: rows per forward pass.
+
+    Returns:
+        NumPy array (N, H) for ``"y"`` or (N, P) for ``"z"``, in the checkpoint's dtype.
+    """
+    path = Path(path)
+    ckpt_path = path / "checkpoint.npz" if path.is_dir() else path
+    check_choice(which, "which", ("y", "z"))
+    state, model_cfg, tcfg, meta = load_checkpoint(ckpt_path, backend)
+    if "preprocessing" not in meta:
+        raise ckpt.CheckpointError(f"{ckpt_path} predates stored input statistics; use `byol-ref eval` or "
+                                   "`byol-ref embed`, which refit them on the run's data")
+    x = check_array(np.asarray(x), "x", ndim=2, last_dim=model_cfg.encoder_dim)
+    try:
+        x, input_norm = preprocess(x, meta["preprocessing"])
+    except ValueError as exc:
+        raise ckpt.CheckpointError(f"{ckpt_path}: {exc}") from None
+    be = backend or get_backend("numpy", tcfg.dtype, seed=None)
+    return encode(state.online, x.astype(tcfg.dtype), input_norm, be, batch=batch, which=which)
 
 
 def calibrate_batch_norm(network: Network, x, input_norm, backend: Backend) -> Network:

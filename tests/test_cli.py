@@ -21,9 +21,11 @@ def test_help_explains_every_option():
     out = run("train", "--help")
     assert out.returncode == 0
     for flag in ("--data", "--epochs", "--batch-size", "--optimizer", "--lr", "--tau", "--device", "--dtype",
-                 "--seed", "--out", "--resume", "--no-predictor", "--no-stop-gradient", "--predictor-lr-mult"):
+                 "--seed", "--out", "--resume", "--no-predictor", "--no-stop-gradient", "--predictor-lr-mult",
+                 "--augment"):
         assert flag in out.stdout
     assert run("eval", "--help").returncode == 0
+    assert run("embed", "--help").returncode == 0
     assert run("--help").returncode == 0
 
 
@@ -77,6 +79,69 @@ def test_resume_continues_a_run(tmp_path):
     assert "resuming" in res.stderr
 
 
+def test_augment_chooses_the_image_recipe_and_resume_keeps_it(tmp_path):
+    out = tmp_path / "aff"
+    common = ["--data", "digits", "--batch-size", "256", "--hidden-size", "16", "--projection-dim", "8",
+              "--predictor-dim", "8", "--out", str(out), "--no-eval", "--no-progress"]
+    res = run("train", "--epochs", "1", "--augment", "affine", *common)
+    assert res.returncode == 0, res.stderr
+    recorded = json.loads((out / "config.json").read_text())["views"]
+    assert all("p_erase=0.5" in v and "zoom=(0.909" in v for v in recorded)
+    # Resuming without --augment continues with the run's own recipe; asking for another is refused.
+    res = run("train", "--epochs", "2", "--augment", "crop", "--resume", *common)
+    assert res.returncode == 2 and "other augmentations" in res.stderr
+    res = run("train", "--epochs", "2", "--resume", *common)
+    assert res.returncode == 0, res.stderr
+    assert json.loads((out / "config.json").read_text())["views"] == recorded
+    # Feature vectors have no image recipe to choose.
+    res = run("train", "--data", "synthetic", "--augment", "affine", "--out", str(tmp_path / "v"))
+    assert res.returncode == 2 and "--augment affine" in res.stderr and "feature vectors" in res.stderr
+    assert not (tmp_path / "v").exists()
+
+
+def test_train_report_eval_and_embed_agree_on_unstandardised_vectors(tmp_path):
+    """A feature file far from zero mean and unit scale: the report printed after training, the
+    report of `eval` and the features of `embed` all see the inputs as the network was trained
+    on them (standardised with the train split's statistics, stored in the checkpoint)."""
+    from byol_ref.data import synthetic
+    from byol_ref.train import checkpoint_features
+
+    ds = synthetic(n=300, dim=10, n_classes=3, seed=4)
+    data = tmp_path / "far.npz"
+    np.savez(data, x=np.concatenate([ds.x_train, ds.x_test]) * 50.0 + 20.0,
+             y=np.concatenate([ds.y_train, ds.y_test]))
+    out = tmp_path / "run"
+    res = run("train", "--data", str(data), "--epochs", "3", "--batch-size", "64", "--hidden-size", "24",
+              "--projection-dim", "12", "--predictor-dim", "12", "--out", str(out), "--no-plots", "--no-progress")
+    assert res.returncode == 0, res.stderr
+    trained = json.loads((out / "report.json").read_text())
+    res = run("eval", str(out), "--json")
+    assert res.returncode == 0, res.stderr
+    evaluated = json.loads(res.stdout)
+    assert evaluated["rows"] == trained["rows"]
+    assert evaluated["collapse"] == trained["collapse"]
+
+    feats = tmp_path / "feats.npz"
+    res = run("embed", str(out), "--out", str(feats))
+    assert res.returncode == 0, res.stderr
+    with np.load(feats, allow_pickle=False) as f:
+        got = {k: f[k] for k in f.files}
+    assert set(got) == {"encoder_train", "encoder_test", "projector_train", "projector_test", "labels_train",
+                        "labels_test"}
+    assert got["encoder_train"].shape == (240, 24) and got["projector_test"].shape == (60, 12)
+    from byol_ref.data import load_file
+    split = load_file(str(data))
+    np.testing.assert_array_equal(got["labels_test"], split.y_test)
+    np.testing.assert_array_equal(got["encoder_test"], checkpoint_features(out, split.x_test))
+    # Never overwritten unless asked; only .npz.
+    before = feats.read_bytes()
+    res = run("embed", str(out), "--out", str(feats))
+    assert res.returncode == 2 and "exists" in res.stderr and feats.read_bytes() == before
+    assert run("embed", str(out), "--out", str(feats), "--overwrite").returncode == 0
+    res = run("embed", str(out), "--out", str(tmp_path / "f.csv"))
+    assert res.returncode == 2 and "--out must name an .npz" in res.stderr
+
+
 def test_bad_arguments_get_clear_errors(tmp_path):
     res = run("train", "--data", str(tmp_path / "nope.npy"), "--out", str(tmp_path / "a"))
     assert res.returncode == 2 and "nope.npy" in res.stderr
@@ -89,7 +154,7 @@ def test_bad_arguments_get_clear_errors(tmp_path):
     bad = tmp_path / "bad.npy"
     np.save(bad, np.array([[1.0, np.nan], [2.0, 3.0]] * 10))
     res = run("train", "--data", str(bad), "--out", str(tmp_path / "d"))
-    assert res.returncode == 2 and "finite" in res.stderr.lower() or "nan" in res.stderr.lower()
+    assert res.returncode == 2 and ("finite" in res.stderr.lower() or "nan" in res.stderr.lower())
     (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04garbage")
     res = run("eval", str(tmp_path / "corrupt.npz"))
     assert res.returncode == 2 and "corrupt" in res.stderr

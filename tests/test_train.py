@@ -103,6 +103,51 @@ def test_resume_keeps_the_runs_augmentations(tmp_path, data):
         np.testing.assert_array_equal(resumed.state.online.params[k], v, err_msg=k)
 
 
+def test_checkpoint_features_use_the_runs_own_input_statistics(tmp_path):
+    """Feature vectors are standardised with the train split's statistics before augmentation;
+    the checkpoint stores them, so features of new rows match what the report probes (shifted
+    and scaled data would otherwise be standardised with the new rows' own statistics)."""
+    from byol_ref.report import evaluate_features
+    from byol_ref.train import apply_preprocessing, checkpoint_features, encode, fit_preprocessing
+
+    raw = synthetic(n=160, dim=12, n_classes=4, seed=0)
+    shifted = raw._replace(x_train=raw.x_train * 40.0 + 7.0, x_test=raw.x_test * 40.0 + 7.0)
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    res = fit(shifted, cfg, _tcfg(epochs=2), progress=False, out_dir=tmp_path / "r")
+    prep = load_checkpoint(tmp_path / "r" / "checkpoint.npz")[3]["preprocessing"]
+    assert prep == fit_preprocessing(shifted) and prep["kind"] == "standardize"
+    # FitResult.dataset is what the networks saw: standardised, so the probes see the same thing.
+    np.testing.assert_allclose(res.dataset.x_train.mean(axis=0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(res.dataset.x_train.std(axis=0), 1.0, rtol=1e-12)
+    be = get_backend()
+    expected = encode(res.state.online, res.dataset.x_test, res.input_norm, be)
+    np.testing.assert_array_equal(checkpoint_features(tmp_path / "r", shifted.x_test), expected)
+    assert checkpoint_features(tmp_path / "r", shifted.x_test[:3], which="z").shape == (3, SMALL["projection_dim"])
+    report = evaluate_features(res.state.online, res.dataset, res.input_norm, be)
+    assert report["collapse"]["encoder_y"]["std_ratio"] == pytest.approx(
+        evaluate_features(res.state.online, *apply_preprocessing(shifted, prep), be)["collapse"]["encoder_y"]["std_ratio"])
+    # Images keep their pixels and get a scalar per-view normalisation.
+    from byol_ref.data import load_digits
+
+    digits = load_digits()
+    img_prep = fit_preprocessing(digits)
+    assert img_prep == {"kind": "image", "mean": float(digits.x_train.mean()), "std": float(digits.x_train.std())}
+    same, norm = apply_preprocessing(digits, img_prep)
+    assert same.x_train is digits.x_train and same.x_test is digits.x_test and same.image_shape == (8, 8)
+    assert norm == (img_prep["mean"], img_prep["std"])
+    # Clear errors: wrong width, wrong kind, malformed dicts, bad inputs.
+    with pytest.raises(ValueError, match="standardises 12 features, but .* has 64"):
+        apply_preprocessing(digits._replace(image_shape=None), prep)
+    with pytest.raises(ValueError, match="for images, but synthetic holds feature vectors"):
+        apply_preprocessing(raw, img_prep)
+    with pytest.raises(ValueError, match="must come from fit_preprocessing"):
+        apply_preprocessing(raw, {"kind": "whiten"})
+    with pytest.raises(ValueError, match="x must have 12 features"):
+        checkpoint_features(tmp_path / "r", np.zeros((2, 5)))
+    with pytest.raises(ValueError, match="which must be one of"):
+        checkpoint_features(tmp_path / "r", shifted.x_test, which="p")
+
+
 def test_views_round_trip_through_json():
     from byol_ref.augment import ImageAug, digits_views, views_from_dicts, views_to_dicts
 
