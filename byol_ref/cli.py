@@ -242,7 +242,8 @@ def _report(online, dataset, input_norm, backend, out: Path | None, history, *, 
     from .report import evaluate_features, format_collapse
 
     if dataset.y_train is None:
-        print("byol-ref: the data set has no labels, so there is nothing to probe; features are in the checkpoint")
+        hint = f"byol-ref embed {out} --out features.npz" if out is not None else "byol-ref embed"
+        print(f"byol-ref: the data set has no labels, so there is nothing to probe; {hint} writes the features")
         return 0
     t0 = time.perf_counter()
     probe = probe or {}
@@ -258,15 +259,18 @@ def _report(online, dataset, input_norm, backend, out: Path | None, history, *, 
     if out is not None:
         (out / "report.json").write_text(json.dumps({k: v for k, v in report.items() if k != "table"}, indent=2))
         (out / "report.txt").write_text(text + "\n")
+        footer = []  # where the run's other outputs are (printed, not part of report.txt)
         if plots:
             from .plots import have_matplotlib, plot_run
             if history is None and (out / "metrics.jsonl").is_file():
                 history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line]
             paths = plot_run(history or [], report, out)
             if paths:
-                text += "\n\nPlots: " + ", ".join(str(p) for p in paths)
+                footer.append("Plots: " + ", ".join(str(p) for p in paths))
             elif not have_matplotlib():
-                text += "\n\n(no plots: matplotlib is not installed; pip install 'byol-ref[plot]')"
+                footer.append("(no plots: matplotlib is not installed; pip install 'byol-ref[plot]')")
+        footer.append(f"Features for your own probes: byol-ref embed {out} --out {out / 'features.npz'}")
+        text += "\n\n" + "\n".join(footer)
     if as_json:
         print(json.dumps({k: v for k, v in report.items() if k != "table"}, indent=2))
     else:

@@ -267,7 +267,13 @@ class TrainingDiverged(RuntimeError):
 
 
 def save_checkpoint(path, state: TrainState, model_cfg: Config, tcfg: TrainConfig, extra: dict | None = None):
-    """Write a TrainState (and the configs that made it) atomically to ``path``."""
+    """Write a TrainState (and the configs that made it) atomically to ``path``.
+
+    ``meta`` holds the step, the position in the epoch, the generator state and both configs;
+    :func:`fit` adds through ``extra`` the run's augmentations (``views``, so ``--resume``
+    continues them) and input statistics (``preprocessing``, so :func:`checkpoint_features`
+    and ``byol-ref eval``/``embed`` treat new data as the run treated its own).
+    """
     arrays = {
         "online": state.online.params, "target": state.target.params,
         "online_buffers": state.online.buffers, "target_buffers": state.target.buffers,
@@ -416,7 +422,8 @@ def preprocess(x, prep: dict, what: str = "x") -> tuple:
         what: the name of ``x`` in error messages.
 
     Returns:
-        (x as the networks see it before augmentation, float64; the per-view InputNorm or None).
+        (x as the networks see it before augmentation: standardised float64 rows, or the pixels
+        unchanged; the per-view InputNorm for images, else None).
     """
     try:
         kind = prep["kind"]
@@ -436,9 +443,9 @@ def apply_preprocessing(dataset: Dataset, prep: dict) -> tuple[Dataset, InputNor
     """(the data set as the networks see it before augmentation, the per-view InputNorm or None).
 
     ``prep`` is from :func:`fit_preprocessing` (possibly another data set's: a checkpoint's).
+    An image run's preprocessing also applies to the same pixels loaded as plain rows (a CSV
+    export of the digits, say): the networks only need the values, not the image shape.
     """
-    if prep.get("kind") == "image" and dataset.image_shape is None:
-        raise ValueError(f"the preprocessing is for images, but {dataset.name} holds feature vectors")
     x_train, norm = preprocess(dataset.x_train, prep, f"{dataset.name} x_train")
     x_test, _ = preprocess(dataset.x_test, prep, f"{dataset.name} x_test")
     image_shape = dataset.image_shape if norm is not None else None  # standardised values are not pixels

@@ -142,6 +142,21 @@ def test_train_report_eval_and_embed_agree_on_unstandardised_vectors(tmp_path):
     assert res.returncode == 2 and "--out must name an .npz" in res.stderr
 
 
+def test_unlabelled_data_train_and_embed(tmp_path):
+    data = tmp_path / "x.npy"
+    np.save(data, np.random.default_rng(0).standard_normal((200, 6)))
+    out = tmp_path / "run"
+    res = run("train", "--data", str(data), "--epochs", "2", "--batch-size", "64", "--hidden-size", "16",
+              "--projection-dim", "8", "--predictor-dim", "8", "--out", str(out), "--no-progress")
+    assert res.returncode == 0, res.stderr
+    assert "no labels" in res.stdout and "byol-ref embed" in res.stdout
+    res = run("embed", str(out), "--out", str(tmp_path / "f.npz"))
+    assert res.returncode == 0, res.stderr
+    with np.load(tmp_path / "f.npz", allow_pickle=False) as f:
+        assert sorted(f.files) == ["encoder_test", "encoder_train", "projector_test", "projector_train"]
+        assert f["encoder_train"].shape[0] + f["encoder_test"].shape[0] == 200
+
+
 def test_bad_arguments_get_clear_errors(tmp_path):
     res = run("train", "--data", str(tmp_path / "nope.npy"), "--out", str(tmp_path / "a"))
     assert res.returncode == 2 and "nope.npy" in res.stderr

@@ -138,8 +138,8 @@ def test_checkpoint_features_use_the_runs_own_input_statistics(tmp_path):
     # Clear errors: wrong width, wrong kind, malformed dicts, bad inputs.
     with pytest.raises(ValueError, match="standardises 12 features, but .* has 64"):
         apply_preprocessing(digits._replace(image_shape=None), prep)
-    with pytest.raises(ValueError, match="for images, but synthetic holds feature vectors"):
-        apply_preprocessing(raw, img_prep)
+    as_rows, norm = apply_preprocessing(digits._replace(image_shape=None), img_prep)  # e.g. a CSV export
+    assert as_rows.x_train is digits.x_train and norm == (img_prep["mean"], img_prep["std"])
     with pytest.raises(ValueError, match="must come from fit_preprocessing"):
         apply_preprocessing(raw, {"kind": "whiten"})
     with pytest.raises(ValueError, match="x must have 12 features"):
