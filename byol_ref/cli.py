@@ -255,7 +255,8 @@ def _report(online, dataset, input_norm, backend, out: Path | None, history, *, 
     k, lpc = probe.get("k", 20), probe.get("labels_per_class", 10)
     text = (f"Test accuracy (%) on the held-out split; kNN = cosine k={k}, low-label = {lpc} labels per class "
             "(mean of 5 draws), linear = l2-regularised logistic regression on all train labels\n"
-            + report["table"] + "\n\nCollapse monitors (test split):\n" + format_collapse(report["collapse"]))
+            + report["table"] + "\n\n" + _gains(report["rows"], len(dataset.y_test))
+            + "\n\nCollapse monitors (test split):\n" + format_collapse(report["collapse"]))
     if out is not None:
         (out / "report.json").write_text(json.dumps({k: v for k, v in report.items() if k != "table"}, indent=2))
         (out / "report.txt").write_text(text + "\n")
@@ -276,6 +277,18 @@ def _report(online, dataset, input_norm, backend, out: Path | None, history, *, 
     else:
         print(text)
     return 0
+
+
+def _gains(rows: list, n_test: int) -> str:
+    """One line per baseline: what the BYOL encoder gains over it, in accuracy points."""
+    by_name = {r["name"]: r for r in rows}
+    byol = by_name["BYOL encoder (y)"]
+    lines = []
+    for base in ("random-init encoder", "raw inputs"):
+        gains = ", ".join(f"{label} {100 * (byol[key] - by_name[base][key]):+.1f}"
+                          for key, label in (("knn", "kNN"), ("low_label", "low-label"), ("linear", "linear")))
+        lines.append(f"BYOL encoder vs {base}: {gains} points")
+    return "\n".join(lines) + f" (one test sample is {100 / n_test:.2f} points)"
 
 
 def _eval(args) -> int:

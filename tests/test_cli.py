@@ -44,6 +44,11 @@ def test_train_writes_a_run_directory_and_reports(tiny_run):
     for name in ("config.json", "metrics.jsonl", "checkpoint.npz", "report.json", "report.txt"):
         assert (out / name).is_file(), name
     assert "BYOL encoder (y)" in res.stdout and "random-init encoder" in res.stdout and "raw inputs" in res.stdout
+    # The gain lines restate the table's differences.
+    report = json.loads((out / "report.json").read_text())
+    rows = {r["name"]: r for r in report["rows"]}
+    knn_gain = 100 * (rows["BYOL encoder (y)"]["knn"] - rows["raw inputs"]["knn"])
+    assert f"BYOL encoder vs raw inputs: kNN {knn_gain:+.1f}" in res.stdout
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["step"] == 18  # 409 train samples // 64 = 6 steps x 3 epochs
     report = json.loads((out / "report.json").read_text())
