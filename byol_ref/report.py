@@ -19,7 +19,10 @@ def evaluate_features(online: Network, dataset, input_norm, backend: Backend, *,
 
     Args:
         online: the trained online Network (evaluated with running statistics).
-        dataset: the Dataset it was trained on (labels needed).
+        dataset: the data as the network saw them before augmentation (labels needed):
+            ``FitResult.dataset``, or :func:`byol_ref.train.apply_preprocessing` of the raw
+            data with the run's preprocessing. Its features are the "raw inputs" row (pixels
+            for images, the standardised features for feature vectors).
         input_norm: the run's InputNorm (or None).
         backend: where to run the networks.
         seed: seed of the random-init baseline and of the probes' draws.
