@@ -249,7 +249,9 @@ def _report(online, dataset, input_norm, backend, out: Path | None, history, *, 
     probe = probe or {}
     print(f"byol-ref: probing the features (kNN, {probe.get('labels_per_class', 10)}-label and linear probes of the "
           "BYOL encoder and projector, a random-init encoder and the raw inputs)...", file=sys.stderr, flush=True)
-    report = evaluate_features(online, dataset, input_norm, backend, seed=seed, **probe)
+    want_plots = plots and out is not None
+    report = evaluate_features(online, dataset, input_norm, backend, seed=seed, return_features=want_plots, **probe)
+    features = report.pop("features", None)
     report["eval_seconds"] = time.perf_counter() - t0
     report.update(extra or {})
     k, lpc = probe.get("k", 20), probe.get("labels_per_class", 10)
@@ -262,10 +264,12 @@ def _report(online, dataset, input_norm, backend, out: Path | None, history, *, 
         (out / "report.txt").write_text(text + "\n")
         footer = []  # where the run's other outputs are (printed, not part of report.txt)
         if plots:
-            from .plots import have_matplotlib, plot_run
+            from .plots import have_matplotlib, plot_features, plot_run
             if history is None and (out / "metrics.jsonl").is_file():
                 history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line]
             paths = plot_run(history or [], report, out)
+            if paths and features is not None:
+                paths.append(plot_features(features, dataset.y_test, out))
             if paths:
                 footer.append("Plots: " + ", ".join(str(p) for p in paths))
             elif not have_matplotlib():

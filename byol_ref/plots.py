@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .backend import host as np
+
 
 def have_matplotlib() -> bool:
     try:
@@ -80,7 +82,9 @@ def plot_run(history: list, report: dict | None, out_dir) -> list:
 
     if report and report.get("rows"):
         rows = report["rows"]
-        metrics = [("knn", "kNN (k=20)"), ("low_label", "10 labels/class"), ("linear", "full linear probe")]
+        probe = report.get("probe", {})
+        metrics = [("knn", f"kNN (k={probe.get('k', 20)})"),
+                   ("low_label", f"{probe.get('labels_per_class', 10)} labels/class"), ("linear", "full linear probe")]
         fig, ax = plt.subplots(figsize=(9, 4.5))
         width = 0.8 / len(rows)
         for i, row in enumerate(rows):
@@ -102,3 +106,70 @@ def plot_run(history: list, report: dict | None, out_dir) -> list:
         plt.close(fig)
         written.append(path)
     return written
+
+
+# The feature sets drawn by plot_features, left to right (names as in the report's rows).
+FEATURE_PANELS = ("raw inputs", "random-init encoder", "BYOL encoder (y)")
+
+
+def pca_2d(x):
+    """Coordinates of the rows of x (N, D) on its first two principal axes, and the share of
+    the variance they hold. (Centre, then SVD: x_c = U S V^T; the coordinates are x_c V[:, :2].)"""
+    xc = x - x.mean(axis=0)
+    _, s, vt = np.linalg.svd(xc, full_matrices=False)
+    total = float((s ** 2).sum())
+    return xc @ vt[:2].T, (float((s[:2] ** 2).sum()) / total if total > 0 else 0.0)
+
+
+def plot_features(features: dict, labels, out_dir, names=FEATURE_PANELS, *, dpi: int = 100, filename="features.png"):
+    """Draw what the features look like: for each feature set, a 2-D PCA of the test split
+    coloured by class (top) and the cosine similarity of the centred features, rows and
+    columns sorted by class (bottom: a sharp block diagonal means same-class samples point
+    the same way and other classes elsewhere).
+
+    Args:
+        features: name -> host array (N, width) of test features (``evaluate_features(...,
+            return_features=True)["features"]``).
+        labels: int class ids, shape (N,).
+        out_dir: folder for the PNG.
+        names: which entries of ``features`` to draw, left to right (missing ones are skipped).
+        dpi, filename: resolution and name of the PNG.
+
+    Returns:
+        The path written, or None if matplotlib is missing or no named set is present.
+    """
+    if not have_matplotlib():
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n in names if n in features]
+    if not names:
+        return None
+    labels = np.asarray(labels)
+    order = np.argsort(labels, kind="stable")
+    fig, axes = plt.subplots(2, len(names), figsize=(4.6 * len(names), 8.6), squeeze=False, layout="constrained")
+    for col, name in enumerate(names):
+        x = np.asarray(features[name], dtype=np.float64)
+        xy, share = pca_2d(x)
+        ax = axes[0, col]
+        sc = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", s=7)
+        ax.set(title=f"{name}\nPCA of the test split ({100 * share:.0f}% of the variance)", xticks=[], yticks=[])
+        ax.title.set_fontsize(10)
+        xc = x - x.mean(axis=0)
+        xn = xc / np.maximum(np.linalg.norm(xc, axis=1, keepdims=True), 1e-12)
+        ax = axes[1, col]
+        ax.imshow(xn[order] @ xn[order].T, cmap=plt.get_cmap("RdBu_r", 9), vmin=-1, vmax=1, interpolation="nearest")
+        ax.set(title="cosine similarity (centred), sorted by class", xticks=[], yticks=[])
+        ax.title.set_fontsize(10)
+        bounds = np.flatnonzero(np.diff(labels[order])) + 0.5
+        for b in bounds:
+            ax.axhline(b, color="k", lw=0.3, alpha=0.5)
+            ax.axvline(b, color="k", lw=0.3, alpha=0.5)
+    fig.colorbar(sc, ax=axes[0, :].tolist(), label="class", shrink=0.8)
+    path = Path(out_dir) / filename
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path

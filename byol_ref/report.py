@@ -14,7 +14,8 @@ from .model import Network, build_from_config
 
 
 def evaluate_features(online: Network, dataset, input_norm, backend: Backend, *, seed: int = 0,
-                      labels_per_class: int = 10, k: int = 20, temperature: float | None = None) -> dict:
+                      labels_per_class: int = 10, k: int = 20, temperature: float | None = None,
+                      return_features: bool = False) -> dict:
     """Probe table and collapse statistics for a trained online network.
 
     Args:
@@ -28,10 +29,13 @@ def evaluate_features(online: Network, dataset, input_norm, backend: Backend, *,
         seed: seed of the random-init baseline and of the probes' draws.
         labels_per_class: labels per class of the low-label probe.
         k, temperature: kNN neighbours and vote temperature (None: majority vote).
+        return_features: also return the test-split features of every row under
+            ``features`` (name -> host array (N_test, width); not JSON).
 
     Returns:
         dict with ``rows`` (one per feature set: name, knn, low_label, low_label_std, linear),
-        ``collapse`` (statistics of the test-set projections and encodings) and ``table`` (text).
+        ``collapse`` (statistics of the test-set projections and encodings), ``table`` (text)
+        and ``probe`` (the probe settings).
     """
     from .train import calibrate_batch_norm, encode
 
@@ -56,7 +60,11 @@ def evaluate_features(online: Network, dataset, input_norm, backend: Backend, *,
         "encoder_y": collapse_report(feats["BYOL encoder (y)"][1], dataset.y_test),
         "random_encoder_y": collapse_report(feats["random-init encoder"][1], dataset.y_test),
     }
-    return {"rows": rows, "collapse": collapse, "table": format_table(rows)}
+    out = {"rows": rows, "collapse": collapse, "table": format_table(rows),
+           "probe": {"k": k, "labels_per_class": labels_per_class, "temperature": temperature}}
+    if return_features:
+        out["features"] = {name: test for name, (_, test) in feats.items()}
+    return out
 
 
 def format_collapse(collapse: dict) -> str:

@@ -2,7 +2,9 @@
 
     OPENBLAS_NUM_THREADS=1 python scripts/seed_table.py [--seeds 0 1 2] [--out docs/results-digits.md]
 
-The recipe (the flags below) must match the Makefile's `run` target.
+The recipe (the flags below) must match the Makefile's `run` target. With matplotlib installed
+it also draws the first seed's features (docs/img/make-run-features.png, as `make run` draws
+them into its run directory, at a lower resolution).
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--out", default=str(ROOT / "docs" / "results-digits.md"))
     p.add_argument("--runs", default=str(ROOT / "runs" / "seeds"))
+    p.add_argument("--figure", default=str(ROOT / "docs" / "img" / "make-run-features.png"))
     args = p.parse_args(argv)
     reports = []
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -52,6 +55,24 @@ def main(argv=None):
               f"Training time per run: {statistics.mean(secs):.0f} s."]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    features_figure(Path(args.runs) / f"seed{args.seeds[0]}", Path(args.figure))
+
+
+def features_figure(run_dir: Path, path: Path) -> None:
+    """Redraw a digits run's features.png (PCA and similarity of raw, random-init and BYOL features)."""
+    sys.path.insert(0, str(ROOT))
+    from byol_ref.backend import get_backend
+    from byol_ref.data import load_digits
+    from byol_ref.plots import plot_features
+    from byol_ref.report import evaluate_features
+    from byol_ref.train import apply_preprocessing, load_checkpoint
+
+    state, _, tcfg, meta = load_checkpoint(run_dir / "checkpoint.npz")
+    data, norm = apply_preprocessing(load_digits(), meta["preprocessing"])
+    rep = evaluate_features(state.online, data, norm, get_backend("numpy", tcfg.dtype, tcfg.seed), seed=tcfg.seed,
+                            return_features=True)
+    written = plot_features(rep["features"], data.y_test, path.parent, dpi=70, filename=path.name)
+    print(f"features figure: {written}" if written else "matplotlib missing: no features figure")
 
 
 if __name__ == "__main__":

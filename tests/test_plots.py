@@ -1,0 +1,41 @@
+"""The PNG plots of a run (skipped where matplotlib is not installed) and the PCA they use."""
+import numpy as np
+import pytest
+
+from byol_ref.plots import FEATURE_PANELS, pca_2d, plot_features, plot_run
+
+
+def test_pca_2d_finds_the_principal_plane():
+    rng = np.random.default_rng(0)
+    basis, _ = np.linalg.qr(rng.standard_normal((6, 6)))  # orthonormal columns
+    scores = rng.standard_normal((400, 6)) * np.array([10.0, 3.0, 0.1, 0.1, 0.1, 0.1])
+    x = scores @ basis.T + 5.0  # the plane of basis[:, :2], shifted away from the origin
+    xy, share = pca_2d(x)
+    assert xy.shape == (400, 2)
+    # Independently: the eigen-decomposition of the scatter matrix of the centred data.
+    xc = x - x.mean(0)
+    evals, evecs = np.linalg.eigh(xc.T @ xc)  # ascending
+    assert share == pytest.approx(evals[-2:].sum() / evals.sum(), rel=1e-12)
+    for j, col in enumerate((-1, -2)):  # coordinates on the top two eigenvectors, up to sign
+        np.testing.assert_allclose(np.abs(xy[:, j]), np.abs(xc @ evecs[:, col]), rtol=1e-9, atol=1e-9)
+    assert share > 0.99  # and that plane is (nearly) the one the data were drawn in
+    assert pca_2d(np.ones((5, 3)))[1] == 0.0  # no variance at all: share 0, no division by zero
+
+
+def test_plots_are_written(tmp_path):
+    pytest.importorskip("matplotlib")
+    rng = np.random.default_rng(1)
+    history = [{"step": 0, "epoch": 0.0, "knn": 0.5}] + [
+        {"step": k, "loss": 4.0 / k, "lr": 1e-3, "tau": 0.996, "z_std": 0.1, "z_std_healthy": 0.125,
+         "z_rank": 10.0, "y_rank": 20.0, **({"knn": 0.9} if k % 5 == 0 else {})} for k in range(1, 11)]
+    rows = [{"name": n, "knn": 0.9, "low_label": 0.8, "linear": 0.95} for n in FEATURE_PANELS]
+    report = {"rows": rows, "probe": {"k": 7, "labels_per_class": 3}}
+    paths = plot_run(history, report, tmp_path)
+    assert [p.name for p in paths] == ["training.png", "probes.png"]
+    labels = np.repeat(np.arange(4), 10)
+    feats = {n: rng.standard_normal((40, 5)) + labels[:, None] for n in FEATURE_PANELS}
+    path = plot_features(feats, labels, tmp_path)
+    assert path.name == "features.png"
+    for p in [*paths, path]:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot_features({"other": feats["raw inputs"]}, labels, tmp_path / "none") is None
