@@ -39,3 +39,12 @@ def test_plots_are_written(tmp_path):
     for p in [*paths, path]:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot_features({"other": feats["raw inputs"]}, labels, tmp_path / "none") is None
+
+
+def test_without_matplotlib_nothing_is_drawn(tmp_path, monkeypatch):
+    import byol_ref.plots as plots
+
+    monkeypatch.setattr(plots, "have_matplotlib", lambda: False)
+    assert plots.plot_run([], {"rows": []}, tmp_path) == []
+    assert plots.plot_features({"raw inputs": np.zeros((4, 2))}, np.arange(4), tmp_path) is None
+    assert list(tmp_path.iterdir()) == []
