@@ -28,6 +28,8 @@ def check_float_range(value, name, lo=None, hi=None, lo_open=False, hi_open=Fals
         raise TypeError(f"{name} must be a real number, got {value!r}") from None
     if v != v:
         raise ValueError(f"{name} must not be NaN")
+    if v in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be finite, got {value!r}")
     bad = (lo is not None and (v < lo or (lo_open and v == lo))) or (
         hi is not None and (v > hi or (hi_open and v == hi)))
     if bad:

@@ -449,7 +449,7 @@ def load_file(
         x = _check_numeric(arrays["x"], f"x in {what}")
         y = arrays.get("y")
         if y is not None and labels is not None:
-            raise ValueError(f"{what} already holds 'y'; pass labels=None")
+            raise ValueError(f"{what} already holds its labels under 'y'; do not pass labels (--labels) as well")
         if labels is not None and not _is_label_path(labels, None):
             raise ValueError(f"labels for an .npz file must be a label file path, got {labels!r}")
         names = None

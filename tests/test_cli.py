@@ -169,6 +169,12 @@ def test_bad_arguments_get_clear_errors(tmp_path):
     assert res.returncode == 2 and "unknown field 'colour'" in res.stderr
     res = run("train", "--data", "synthetic", "--epochs", "0", "--out", str(tmp_path / "c"))
     assert res.returncode == 2 and "epochs must be an int >= 1" in res.stderr
+    res = run("train", "--data", "synthetic", "--lr", "inf", "--out", str(tmp_path / "e"))
+    assert res.returncode == 2 and "lr must be finite, got inf" in res.stderr
+    both = tmp_path / "both.npz"
+    np.savez(both, x=np.ones((10, 3)), y=np.arange(10) % 2)
+    res = run("train", "--data", str(both), "--labels", "2", "--out", str(tmp_path / "f"))
+    assert res.returncode == 2 and "already holds its labels under 'y'" in res.stderr and "--labels" in res.stderr
     res = run("train", "--optimizer", "rmsprop")
     assert res.returncode == 2 and "invalid choice" in res.stderr
     bad = tmp_path / "bad.npy"
