@@ -377,7 +377,7 @@ def _python_blocks():
 
 def test_docs_have_python_examples():
     names = {p.id.split(":")[0] for p in _python_blocks()}
-    assert {"README.md", "derivations.md", "verifying.md"} <= names
+    assert {"README.md", "derivations.md", "verifying.md", "step-by-hand.md"} <= names
 
 
 @pytest.mark.parametrize("block", list(_python_blocks()))
