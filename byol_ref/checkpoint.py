@@ -53,16 +53,16 @@ def save(path, arrays: dict, meta: dict) -> Path:
     return atomic_savez(path, flat)
 
 
-def atomic_savez(path, arrays: dict) -> Path:
-    """Write host arrays as an uncompressed ``.npz`` that appears whole or not at all.
+def atomic_write(path, write) -> Path:
+    """Write a file that appears whole or not at all.
 
-    The data go to a temporary file in the destination's folder, are flushed to disk, and
-    the file is renamed over ``path``; on any error the temporary file is removed and an
-    existing ``path`` is untouched.
+    ``write(f)`` fills a temporary binary file in the destination's folder, which is then
+    flushed to disk and renamed over ``path``; on any error (or interrupt) the temporary
+    file is removed and an existing ``path`` is untouched.
 
     Args:
         path: destination; its folder is created if missing.
-        arrays: name -> NumPy array (no object arrays: they would need pickle to read).
+        write: callable taking the open binary file.
 
     Returns:
         The path written.
@@ -72,7 +72,7 @@ def atomic_savez(path, arrays: dict) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -81,6 +81,17 @@ def atomic_savez(path, arrays: dict) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def atomic_savez(path, arrays: dict) -> Path:
+    """:func:`atomic_write` of host arrays as an uncompressed ``.npz`` at exactly ``path``
+    (no object arrays: they would need pickle to read)."""
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def atomic_write_text(path, text: str) -> Path:
+    """:func:`atomic_write` of UTF-8 text (config.json, report.json, report.txt)."""
+    return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def load(path) -> tuple[dict, dict]:

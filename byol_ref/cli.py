@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .augment import default_views_for
 from .backend import get_backend
-from .checkpoint import atomic_savez
+from .checkpoint import atomic_savez, atomic_write_text
 from .data import load_digits, load_file, synthetic
 from .model import Config
 from .train import (TrainConfig, TrainingDiverged, apply_preprocessing, encode, fit, fit_preprocessing,
@@ -215,7 +215,7 @@ def _train(args) -> int:
         views_record = [repr(v) for v in views]
     backend = get_backend("cupy" if args.device == "cuda" else "numpy", tcfg.dtype, tcfg.seed)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(
+    atomic_write_text(out / "config.json", json.dumps(
         {"model_config": model_cfg.to_dict(), "train_config": asdict(tcfg), "data": data_spec,
          "views": views_record}, indent=2))
     print(f"byol-ref: training on {dataset.name} ({dataset.x_train.shape[0]} train / {dataset.x_test.shape[0]} test, "
@@ -260,8 +260,8 @@ def _report(online, dataset, input_norm, backend, out: Path | None, history, *, 
             + report["table"] + "\n\n" + _gains(report["rows"], len(dataset.y_test))
             + "\n\nCollapse monitors (test split):\n" + format_collapse(report["collapse"]))
     if out is not None:
-        (out / "report.json").write_text(json.dumps({k: v for k, v in report.items() if k != "table"}, indent=2))
-        (out / "report.txt").write_text(text + "\n")
+        atomic_write_text(out / "report.json", json.dumps({k: v for k, v in report.items() if k != "table"}, indent=2))
+        atomic_write_text(out / "report.txt", text + "\n")
         footer = []  # where the run's other outputs are (printed, not part of report.txt)
         if plots:
             from .plots import have_matplotlib, plot_features, plot_run

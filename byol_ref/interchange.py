@@ -42,6 +42,7 @@ import struct
 
 from .backend import host as np
 from .backend import to_numpy
+from .checkpoint import atomic_savez, atomic_write
 from .model import Config, Network, network_plan, param_shapes
 from .trace import TraceError, load_npz
 
@@ -242,10 +243,13 @@ def write_safetensors(path, arrays: dict) -> None:
         offset += len(b)
     h = json.dumps(header, separators=(",", ":")).encode()
     h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
+
+    def write(f):
         f.write(struct.pack("<Q", len(h)) + h)
         for c in chunks:
             f.write(c)
+
+    atomic_write(path, write)
 
 
 def load_arrays(path) -> dict:
@@ -264,8 +268,7 @@ def save_arrays(path, arrays: dict) -> str:
     if p.lower().endswith(".safetensors"):
         write_safetensors(p, arrays)
     else:
-        with open(p, "wb") as f:
-            np.savez(f, **{k: np.asarray(to_numpy(v)) for k, v in arrays.items()})
+        atomic_savez(p, {k: np.asarray(to_numpy(v)) for k, v in arrays.items()})
     return p
 
 

@@ -174,6 +174,44 @@ def test_checkpoint_round_trip_and_atomicity(tmp_path):
     assert loaded.rng.bit_generator.state == state.rng.bit_generator.state
 
 
+def test_every_file_byol_ref_writes_appears_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A write that fails half-way (a crash, Ctrl-C, a full disk) leaves the earlier file as it was
+    and no temporary behind: checkpoints, traces, converted weights, features, config and reports."""
+    from byol_ref.interchange import save_arrays
+
+    def half_then_fail(f):
+        f.write(b"partial")
+        raise KeyboardInterrupt
+
+    for name in ("checkpoint.npz", "config.json", "w.safetensors"):
+        target = tmp_path / name
+        target.write_bytes(b"the user's file")
+        with pytest.raises(KeyboardInterrupt):
+            ckpt.atomic_write(target, half_then_fail)
+        assert target.read_bytes() == b"the user's file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.npz", "config.json", "w.safetensors"]
+    # The .npz writers go through it: np.savez failing half-way leaves the old file.
+    (tmp_path / "w.npz").write_bytes(b"the user's file")
+
+    def failing_savez(f, **arrays):
+        f.write(b"PK\x03\x04 partial")
+        raise OSError("disk full")
+
+    with monkeypatch.context() as m:
+        m.setattr(np, "savez", failing_savez)
+        for write in (lambda: save_arrays(tmp_path / "w.npz", {"a": np.ones(3)}),
+                      lambda: ckpt.save(tmp_path / "w.npz", {"online": {"a": np.ones(3)}}, {})):
+            with pytest.raises(OSError, match="disk full"):
+                write()
+            assert (tmp_path / "w.npz").read_bytes() == b"the user's file"
+    ckpt.atomic_write_text(tmp_path / "config.json", "{}")
+    save_arrays(tmp_path / "w.safetensors", {"a": np.ones(3)})
+    save_arrays(tmp_path / "w.npz", {"a": np.ones(3)})
+    assert (tmp_path / "config.json").read_text() == "{}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.npz", "config.json", "w.npz",
+                                                         "w.safetensors"]
+
+
 def test_corrupt_truncated_and_foreign_checkpoints(tmp_path):
     cfg = byol.Config(encoder_dim=5, **SMALL)
     tcfg = _tcfg()
