@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .backend import host as np
+from .checkpoint import atomic_write
 
 
 def have_matplotlib() -> bool:
@@ -76,7 +77,7 @@ def plot_run(history: list, report: dict | None, out_dir) -> list:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = out / "training.png"
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
     written.append(path)
 
@@ -102,7 +103,7 @@ def plot_run(history: list, report: dict | None, out_dir) -> list:
         ax.grid(axis="y", alpha=0.3)
         fig.tight_layout()
         path = out / "probes.png"
-        fig.savefig(path, dpi=110)
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
         plt.close(fig)
         written.append(path)
     return written
@@ -170,6 +171,6 @@ def plot_features(features: dict, labels, out_dir, names=FEATURE_PANELS, *, dpi:
             ax.axvline(b, color="k", lw=0.3, alpha=0.5)
     fig.colorbar(sc, ax=axes[0, :].tolist(), label="class", shrink=0.8)
     path = Path(out_dir) / filename
-    fig.savefig(path, dpi=dpi)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
     plt.close(fig)
     return path
