@@ -452,14 +452,6 @@ def apply_preprocessing(dataset: Dataset, prep: dict) -> tuple[Dataset, InputNor
     return dataset._replace(x_train=x_train, x_test=x_test, image_shape=image_shape), norm
 
 
-def prepare_data(dataset: Dataset):
-    """Standardise feature vectors on the train split; leave images in [0, 1] (they are
-    augmented in pixel space and normalised afterwards by an InputNorm with the train
-    set's scalar mean and std). Returns (dataset, (mean, std) or None)."""
-    data, norm = apply_preprocessing(dataset, fit_preprocessing(dataset))
-    return data, None if norm is None else tuple(norm)
-
-
 def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str | Backend = "numpy",
         out_dir=None, resume: bool = False, progress: bool = True, views: tuple | None = None,
         state: TrainState | None = None, stop_at: int | None = None, log=None) -> FitResult:
