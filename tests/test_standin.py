@@ -81,6 +81,13 @@ def test_cli_train_and_eval_on_the_device(tmp_path, capsys, dtype):
         capsys.readouterr()
         assert main(["eval", str(dev), "--device", "cuda", "--json"]) == 0
         dev_eval = json.loads(capsys.readouterr().out)
+        assert main(["embed", str(dev), "--device", "cuda", "--out", str(tmp_path / "dev.npz")]) == 0
+    assert main(["embed", str(dev), "--out", str(tmp_path / "host.npz")]) == 0  # the same weights on the CPU
+    with np.load(tmp_path / "dev.npz", allow_pickle=False) as d, np.load(tmp_path / "host.npz") as h:
+        assert d.files == h.files
+        for name in d.files:
+            np.testing.assert_allclose(d[name], h[name], rtol=1e-12 if dtype == "float64" else 1e-5,
+                                       atol=1e-12 if dtype == "float64" else 1e-5, err_msg=name)
     rtol = 1e-9 if dtype == "float64" else 2e-3
     ref = dict(np.load(cpu / "checkpoint.npz", allow_pickle=False))
     got = dict(np.load(dev / "checkpoint.npz", allow_pickle=False))
