@@ -269,7 +269,7 @@ def _report(online, dataset, input_norm, backend, out: Path | None, history, *, 
                 history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line]
             paths = plot_run(history or [], report, out)
             if paths and features is not None:
-                paths.append(plot_features(features, dataset.y_test, out))
+                paths += [p for p in [plot_features(features, dataset.y_test, out)] if p is not None]
             if paths:
                 footer.append("Plots: " + ", ".join(str(p) for p in paths))
             elif not have_matplotlib():
