@@ -8,7 +8,7 @@ from .model import (Config, LossAndGrads, Network, build, build_from_config, bui
                     default_hidden_size, default_momentum, default_predictor_dim, default_projection_dim,
                     ema_update, forward, loss, loss_and_grads, output_size)
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "Backend", "Config", "LossAndGrads", "Network", "build", "build_from_config", "build_online",

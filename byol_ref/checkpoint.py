@@ -3,8 +3,9 @@
 Layout (format ``byol-ref-checkpoint``, version 1): every array is stored under a
 prefixed name, ``online/<param>``, ``target/<param>``, ``online_buffers/<buffer>``,
 ``target_buffers/<buffer>``, ``opt/<state key>``, ``data/epoch_perm``; one 0-d string
-``meta`` holds JSON: format, version, step, epoch position, the generator state, the
-model and training configs, and anything the caller adds. ``numpy.load`` is always
+``meta`` holds JSON: format, version, ``written_by`` (the byol-ref and NumPy versions), step,
+epoch position, the generator state, the model and training configs, and anything the caller
+adds. ``numpy.load`` is always
 called with ``allow_pickle=False``.
 
 Writes go to a temporary file in the same folder, are flushed to disk, then renamed
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from .backend import host as np
 from .backend import to_numpy
+from .version import __version__
 
 FORMAT = "byol-ref-checkpoint"
 VERSION = 1
@@ -49,7 +51,8 @@ def save(path, arrays: dict, meta: dict) -> Path:
             raise ValueError(f"checkpoint group must be one of {GROUPS}, got {group!r}")
         for name, value in tree.items():
             flat[f"{group}/{name}"] = to_numpy(value)
-    flat["meta"] = np.array(json.dumps({"format": FORMAT, "version": VERSION, **meta}))
+    written_by = {"byol_ref": __version__, "numpy": np.__version__}  # provenance, never checked on load
+    flat["meta"] = np.array(json.dumps({"format": FORMAT, "version": VERSION, "written_by": written_by, **meta}))
     return atomic_savez(path, flat)
 
 

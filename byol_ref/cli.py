@@ -15,18 +15,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import sys
 import time
 from dataclasses import asdict, fields
 from pathlib import Path
 
 from .augment import default_views_for
-from .backend import get_backend
+from .backend import get_backend, host
 from .checkpoint import atomic_savez, atomic_write_text
 from .data import load_digits, load_file, synthetic
 from .model import Config
 from .train import (TrainConfig, TrainingDiverged, apply_preprocessing, encode, fit, fit_preprocessing,
                     load_checkpoint)
+from .version import __version__
 
 EXIT_USAGE = 2
 
@@ -86,6 +88,8 @@ def _apply_sets(pairs, model_kw, train_kw):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="byol-ref", description="BYOL reference implementation (NumPy/CuPy).")
+    p.add_argument("--version", action="version",
+                   version=f"byol-ref {__version__} (NumPy {host.__version__}, Python {platform.python_version()})")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train BYOL, then evaluate and plot",

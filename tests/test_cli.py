@@ -27,6 +27,9 @@ def test_help_explains_every_option():
     assert run("eval", "--help").returncode == 0
     assert run("embed", "--help").returncode == 0
     assert run("--help").returncode == 0
+    import byol_ref
+    out = run("--version")
+    assert out.returncode == 0 and out.stdout.startswith(f"byol-ref {byol_ref.__version__} (NumPy {np.__version__}")
 
 
 @pytest.fixture(scope="module")

@@ -175,6 +175,7 @@ def test_checkpoint_round_trip_and_atomicity(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["c.npz"]  # no temporary left behind
     loaded, cfg2, tcfg2, meta = load_checkpoint(path)
     assert cfg2 == cfg and tcfg2 == tcfg and meta["format"] == "byol-ref-checkpoint"
+    assert meta["written_by"] == {"byol_ref": byol.__version__, "numpy": np.__version__}
     for k, v in state.online.params.items():
         np.testing.assert_array_equal(loaded.online.params[k], v)
     assert loaded.rng.bit_generator.state == state.rng.bit_generator.state
