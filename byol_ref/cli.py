@@ -27,7 +27,7 @@ from .checkpoint import atomic_savez, atomic_write_text
 from .data import load_digits, load_file, synthetic
 from .model import Config
 from .train import (TrainConfig, TrainingDiverged, apply_preprocessing, encode, fit, fit_preprocessing,
-                    load_checkpoint)
+                    load_checkpoint, prepare_training_data)
 from .version import __version__
 
 EXIT_USAGE = 2
@@ -211,6 +211,7 @@ def _train(args) -> int:
     except ValueError:
         raise ValueError(f"--augment {args.augment}: {dataset.name} holds feature vectors, not images; their "
                          "augmentations (noise, masking, scaling) have no recipe to choose") from None
+    prepare_training_data(dataset, views)  # bad data are refused before the run directory is made
     if args.resume:
         # The checkpoint holds the run's augmentations; an explicit --augment must agree with them (fit checks).
         views_record = saved.get("views", [repr(v) for v in views])

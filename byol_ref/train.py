@@ -452,6 +452,35 @@ def apply_preprocessing(dataset: Dataset, prep: dict) -> tuple[Dataset, InputNor
     return dataset._replace(x_train=x_train, x_test=x_test, image_shape=image_shape), norm
 
 
+def prepare_training_data(dataset: Dataset, views) -> tuple[dict, Dataset, InputNorm | None]:
+    """Refuse data the run would silently mistreat, then preprocess them.
+
+    * Image views clip every augmented view to [0, 1], so image pixels must already lie
+      there (8-bit images divided by 255, the digits' counts by 16).
+    * Standardising feature vectors must not overflow (values near the float64 limit).
+
+    Args:
+        dataset: the Dataset to train on.
+        views: the pair of view configs the run will use.
+
+    Returns:
+        (``fit_preprocessing(dataset)``, then :func:`apply_preprocessing`'s data and InputNorm).
+    """
+    if any(isinstance(v, ImageAug) for v in views):
+        lo, hi = float(dataset.x_train.min()), float(dataset.x_train.max())
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(f"{dataset.name}: image pixels must lie in [0, 1] (the image augmentations clip "
+                             f"each view to that range), but x_train spans [{lo:.4g}, {hi:.4g}]; divide them by "
+                             "their full scale (255 for 8-bit images), or load the rows as plain feature "
+                             "vectors (a 2-D table, augmented with VectorAug)")
+    prep = fit_preprocessing(dataset)
+    data, input_norm = apply_preprocessing(dataset, prep)
+    if not np.isfinite(data.x_train).all() or (input_norm is not None and not all(map(math.isfinite, input_norm))):
+        raise ValueError(f"{dataset.name}: x_train has values whose standardisation overflows to inf or NaN "
+                         f"(largest magnitude {float(np.abs(dataset.x_train).max()):.3g}); rescale the data")
+    return prep, data, input_norm
+
+
 def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str | Backend = "numpy",
         out_dir=None, resume: bool = False, progress: bool = True, views: tuple | None = None,
         state: TrainState | None = None, stop_at: int | None = None, log=None) -> FitResult:
@@ -484,13 +513,9 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
     be = backend if isinstance(backend, Backend) else get_backend(backend, tcfg.dtype, tcfg.seed)
     if be.dtype != tcfg.dtype:
         raise ValueError(f"backend dtype {be.dtype} differs from TrainConfig.dtype {tcfg.dtype}")
-    prep = fit_preprocessing(dataset)
-    data, input_norm = apply_preprocessing(dataset, prep)
-    if not np.isfinite(data.x_train).all() or (input_norm is not None and not all(map(math.isfinite, input_norm))):
-        raise ValueError("x_train has values whose standardisation overflows to inf or NaN "
-                         f"(largest magnitude {float(np.abs(dataset.x_train).max()):.3g}); rescale the data")
     requested_views = views
     views = views or default_views_for(dataset)
+    prep, data, input_norm = prepare_training_data(dataset, views)
     sched = make_schedules(tcfg, data.x_train.shape[0])
     optimizer = make_optimizer_for(tcfg)
     out = Path(out_dir) if out_dir is not None else None

@@ -178,6 +178,11 @@ def test_bad_arguments_get_clear_errors(tmp_path):
     np.savez(both, x=np.ones((10, 3)), y=np.arange(10) % 2)
     res = run("train", "--data", str(both), "--labels", "2", "--out", str(tmp_path / "f"))
     assert res.returncode == 2 and "already holds its labels under 'y'" in res.stderr and "--labels" in res.stderr
+    images = tmp_path / "img255.npy"  # 8-bit pixels: the image augmentations would clip every view to white
+    np.save(images, np.random.default_rng(0).integers(0, 256, (40, 8, 8)).astype(np.uint8))
+    res = run("train", "--data", str(images), "--batch-size", "16", "--out", str(tmp_path / "g"))
+    assert res.returncode == 2 and "pixels must lie in [0, 1]" in res.stderr and "[0, 255]" in res.stderr
+    assert not (tmp_path / "g").exists()  # refused before the run directory is made
     res = run("train", "--optimizer", "rmsprop")
     assert res.returncode == 2 and "invalid choice" in res.stderr
     bad = tmp_path / "bad.npy"

@@ -154,6 +154,23 @@ def test_checkpoint_features_use_the_runs_own_input_statistics(tmp_path):
         checkpoint_features(bad, shifted.x_test)
 
 
+def test_image_pixels_outside_the_unit_interval_are_refused():
+    """The image augmentations clip each view to [0, 1]: 8-bit pixels would train on white images."""
+    from byol_ref.augment import digits_views
+    from byol_ref.data import load_digits
+
+    digits = load_digits()
+    cfg = byol.Config(encoder_dim=64, **SMALL)
+    counts = digits._replace(x_train=digits.x_train * 16)  # the raw 0..16 counts
+    with pytest.raises(ValueError, match=r"digits: image pixels must lie in \[0, 1\].*spans \[0, 16\]"):
+        fit(counts, cfg, _tcfg(epochs=1), progress=False)
+    shifted = digits._replace(x_train=digits.x_train - 0.5)
+    with pytest.raises(ValueError, match=r"spans \[-0.5, 0.5\]"):
+        fit(shifted, cfg, _tcfg(epochs=1), progress=False, views=digits_views("affine"))
+    # The same values augmented as plain feature vectors (VectorAug views) are fine: nothing clips them.
+    fit(counts, cfg, _tcfg(epochs=1, batch_size=256), progress=False, views=(VectorAug(), VectorAug()))
+
+
 def test_views_round_trip_through_json():
     from byol_ref.augment import ImageAug, digits_views, views_from_dicts, views_to_dicts
 
@@ -264,6 +281,7 @@ def test_divergence_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path, 
     poisoned.x_train[:] = 1e308  # standardisation overflows: refused before any step
     with pytest.raises(ValueError, match="overflows"):
         fit(poisoned, cfg, _tcfg(epochs=1), progress=False, out_dir=tmp_path / "run2")
+    assert not (tmp_path / "run2").exists()
     # resume an existing run with a lr so large the loss overflows
     huge = _tcfg(epochs=3, lr=1e300, optimizer="sgd", warmup_epochs=0)
     with pytest.raises(TrainingDiverged, match=r"at step \d+"):
