@@ -151,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--labels", default=None)
     e.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     e.add_argument("--json", action="store_true", help="print the report as JSON")
+    e.add_argument("--out", default=None,
+                   help="also write report.json, report.txt and the plots (training curves from the run's "
+                        "metrics.jsonl, probes, features) into this folder")
+    e.add_argument("--overwrite", action="store_true", help="replace report and plot files already in --out")
     g = e
     g.add_argument("--knn-k", type=int, default=20, help="kNN neighbours in the report")
     g.add_argument("--knn-temperature", type=float, default=None,
@@ -243,7 +247,9 @@ def _train(args) -> int:
 
 
 def _report(online, dataset, input_norm, backend, out: Path | None, history, *, plots=True, seed=0,
-            extra=None, as_json=False, probe=None) -> int:
+            extra=None, as_json=False, probe=None, run: Path | None = None) -> int:
+    """Probe, print, and (with ``out``) write report.json/.txt and the plots into ``out``.
+    ``run`` is the run directory or checkpoint the features come from (default: ``out``)."""
     from .report import evaluate_features, format_collapse
 
     if dataset.y_train is None:
@@ -279,7 +285,8 @@ def _report(online, dataset, input_norm, backend, out: Path | None, history, *, 
                 footer.append("Plots: " + ", ".join(str(p) for p in paths))
             elif not have_matplotlib():
                 footer.append("(no plots: matplotlib is not installed; pip install 'byol-ref[plot]')")
-        footer.append(f"Features for your own probes: byol-ref embed {out} --out {out / 'features.npz'}")
+        run = run or out
+        footer.append(f"Features for your own probes: byol-ref embed {run} --out {out / 'features.npz'}")
         text += "\n\n" + "\n".join(footer)
     if as_json:
         print(json.dumps({k: v for k, v in report.items() if k != "table"}, indent=2))
@@ -301,9 +308,23 @@ def _gains(rows: list, n_test: int) -> str:
 
 
 def _eval(args) -> int:
+    out = Path(args.out) if args.out else None
+    if out is not None and not args.overwrite:
+        taken = [n for n in ("report.json", "report.txt", "training.png", "probes.png", "features.png")
+                 if (out / n).exists()]
+        if taken:
+            raise FileExistsError(f"--out {out} already holds {', '.join(taken)}; pass --overwrite to replace "
+                                  "them or choose another folder")
     online, dataset, input_norm, backend, tcfg = _load_run(args)
-    return _report(online, dataset, input_norm, backend, None, None, plots=False, seed=tcfg.seed,
-                   as_json=args.json, probe=_probe_opts(args))
+    history = None
+    path = Path(args.path)
+    metrics = (path if path.is_dir() else path.parent) / "metrics.jsonl"
+    if out is not None and metrics.is_file():  # the run's own training curves, for training.png
+        history = [json.loads(line) for line in metrics.read_text().splitlines() if line]
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    return _report(online, dataset, input_norm, backend, out, history, plots=out is not None, seed=tcfg.seed,
+                   as_json=args.json, probe=_probe_opts(args), run=path)
 
 
 def _embed(args) -> int:

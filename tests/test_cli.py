@@ -68,6 +68,30 @@ def test_eval_of_a_run_dir_and_of_a_checkpoint(tiny_run):
     assert json.loads(res.stdout)["rows"]
 
 
+def test_eval_writes_its_report_and_plots_on_request(tiny_run, tmp_path):
+    pytest.importorskip("matplotlib")
+    out, _ = tiny_run
+    dest = tmp_path / "ev"
+    res = run("eval", str(out), "--out", str(dest))
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in dest.iterdir()) == ["features.png", "probes.png", "report.json", "report.txt",
+                                                      "training.png"]  # training.png from the run's metrics
+    assert f"byol-ref embed {out} --out" in res.stdout  # the hint names the run, not the report folder
+    before = (dest / "report.json").read_bytes()
+    res = run("eval", str(out), "--out", str(dest))
+    assert res.returncode == 2 and "already holds report.json" in res.stderr
+    assert (dest / "report.json").read_bytes() == before
+    assert run("eval", str(out), "--out", str(dest), "--overwrite").returncode == 0
+    # A checkpoint on its own has no training curves: no training.png.
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "c.npz").write_bytes((out / "checkpoint.npz").read_bytes())
+    res = run("eval", str(alone / "c.npz"), "--data", "synthetic", "--out", str(tmp_path / "ev2"))
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in (tmp_path / "ev2").iterdir()) == ["features.png", "probes.png", "report.json",
+                                                                     "report.txt"]
+
+
 def test_existing_run_directory_is_never_overwritten(tiny_run):
     out, _ = tiny_run
     before = (out / "checkpoint.npz").read_bytes()

@@ -39,6 +39,7 @@ def test_plots_are_written(tmp_path):
     for p in [*paths, path]:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot_features({"other": feats["raw inputs"]}, labels, tmp_path / "none") is None
+    assert [p.name for p in plot_run([], report, tmp_path / "eval")] == ["probes.png"]  # no curves, no training.png
 
 
 def test_without_matplotlib_nothing_is_drawn(tmp_path, monkeypatch):
