@@ -253,7 +253,7 @@ def _report(online, dataset, input_norm, backend, out: Path | None, history, *, 
     from .report import evaluate_features, format_collapse
 
     if dataset.y_train is None:
-        hint = f"byol-ref embed {out} --out features.npz" if out is not None else "byol-ref embed"
+        hint = f"{_prog()} embed {out} --out features.npz" if out is not None else f"{_prog()} embed"
         print(f"byol-ref: the data set has no labels, so there is nothing to probe; {hint} writes the features")
         return 0
     t0 = time.perf_counter()
@@ -286,13 +286,26 @@ def _report(online, dataset, input_norm, backend, out: Path | None, history, *, 
             elif not have_matplotlib():
                 footer.append("(no plots: matplotlib is not installed; pip install 'byol-ref[plot]')")
         run = run or out
-        footer.append(f"Features for your own probes: byol-ref embed {run} --out {out / 'features.npz'}")
+        footer.append(f"Features for your own probes: {_prog()} embed {run} --out {out / 'features.npz'}")
         text += "\n\n" + "\n".join(footer)
     if as_json:
         print(json.dumps({k: v for k, v in report.items() if k != "table"}, indent=2))
     else:
         print(text)
     return 0
+
+
+def _prog() -> str:
+    """How to run this program again, for hints: ``byol-ref`` when called by that name, else the
+    interpreter that runs it (``make run`` calls ``.venv/bin/python -m byol_ref``, not on PATH)."""
+    if Path(sys.argv[0]).name == "byol-ref":
+        return "byol-ref"
+    exe = Path(sys.executable)
+    try:
+        exe = exe.relative_to(Path.cwd())  # keep the venv's own python: it may be a symlink to the system one
+    except ValueError:
+        pass
+    return f"{exe} -m byol_ref"
 
 
 def _gains(rows: list, n_test: int) -> str:

@@ -1,6 +1,7 @@
 """The command line through a subprocess: help, a tiny train + eval, resume, and bad arguments."""
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -76,7 +77,13 @@ def test_eval_writes_its_report_and_plots_on_request(tiny_run, tmp_path):
     assert res.returncode == 0, res.stderr
     assert sorted(p.name for p in dest.iterdir()) == ["features.png", "probes.png", "report.json", "report.txt",
                                                       "training.png"]  # training.png from the run's metrics
-    assert f"byol-ref embed {out} --out" in res.stdout  # the hint names the run, not the report folder
+    # The hint names the run, not the report folder, and runs as printed (here: this python -m byol_ref).
+    hint = next(line for line in res.stdout.splitlines() if line.startswith("Features for your own probes: "))
+    cmd = shlex.split(hint.split(": ", 1)[1])
+    assert cmd[:3] == [sys.executable, "-m", "byol_ref"] and cmd[3:5] == ["embed", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert done.returncode == 0 and (dest / "features.npz").is_file(), done.stderr
     before = (dest / "report.json").read_bytes()
     res = run("eval", str(out), "--out", str(dest))
     assert res.returncode == 2 and "already holds report.json" in res.stderr
@@ -181,7 +188,7 @@ def test_unlabelled_data_train_and_embed(tmp_path):
     res = run("train", "--data", str(data), "--epochs", "2", "--batch-size", "64", "--hidden-size", "16",
               "--projection-dim", "8", "--predictor-dim", "8", "--out", str(out), "--no-progress")
     assert res.returncode == 0, res.stderr
-    assert "no labels" in res.stdout and "byol-ref embed" in res.stdout
+    assert "no labels" in res.stdout and f"-m byol_ref embed {out} --out" in res.stdout
     res = run("embed", str(out), "--out", str(tmp_path / "f.npz"))
     assert res.returncode == 0, res.stderr
     with np.load(tmp_path / "f.npz", allow_pickle=False) as f:
