@@ -148,8 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Probe the online encoder of a saved run against baselines.")
     e.add_argument("path", help="a run directory or a checkpoint .npz")
     e.add_argument("--data", default=None, help="data set (default: the run's own, from config.json)")
-    e.add_argument("--labels", default=None)
-    e.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    e.add_argument("--labels", default=None, help="with --data: the label column or label file, as for train")
+    e.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cpu (NumPy) or cuda (CuPy)")
     e.add_argument("--json", action="store_true", help="print the report as JSON")
     e.add_argument("--out", default=None,
                    help="also write report.json, report.txt and the plots (training curves from the run's "
@@ -169,8 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("path", help="a run directory or a checkpoint .npz")
     m.add_argument("--out", required=True, help="the .npz to write (never overwritten unless --overwrite)")
     m.add_argument("--data", default=None, help="data set (default: the run's own, from config.json)")
-    m.add_argument("--labels", default=None)
-    m.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    m.add_argument("--labels", default=None, help="with --data: the label column or label file, as for train")
+    m.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cpu (NumPy) or cuda (CuPy)")
     m.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     _add_verify_parsers(sub, t)
     return p
