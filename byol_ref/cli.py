@@ -102,28 +102,34 @@ def build_parser() -> argparse.ArgumentParser:
                    help="for a CSV: label column name or index; or a separate .npy/.csv label file")
     g.add_argument("--data-seed", type=int, default=0, help="seed of the train/test split of a user file")
     g = t.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=TrainConfig.epochs)
-    g.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    g.add_argument("--optimizer", choices=("adamw", "adam", "sgd", "lars"), default=TrainConfig.optimizer)
+    g.add_argument("--epochs", type=int, default=TrainConfig.epochs, help="passes over the training split")
+    g.add_argument("--batch-size", type=int, default=TrainConfig.batch_size,
+                   help="samples per step (each gives two views); the last partial batch of an epoch is dropped")
+    g.add_argument("--optimizer", choices=("adamw", "adam", "sgd", "lars"), default=TrainConfig.optimizer,
+                   help="lars is the official optimiser (biases and norm params excluded by name)")
     g.add_argument("--lr", type=float, default=TrainConfig.lr, help="base lr; peak = lr * batch / 256")
-    g.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay)
+    g.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay,
+                   help="decay on weights (biases and norm params excluded)")
     g.add_argument("--tau", type=float, default=TrainConfig.tau_base, help="target EMA rate tau at step 0")
-    g.add_argument("--tau-schedule", choices=("cosine", "constant"), default=TrainConfig.tau_schedule)
+    g.add_argument("--tau-schedule", choices=("cosine", "constant"), default=TrainConfig.tau_schedule,
+                   help="cosine: tau -> 1 over the run (official); constant: tau throughout (byol-pytorch)")
     g.add_argument("--predictor-lr-mult", type=float, default=1.0, help="learning-rate multiplier of the predictor")
     g.add_argument("--augment", choices=("crop", "affine"), default=None,
                    help="image augmentation recipe (byol_ref.augment.digits_views): crop (default: random "
                         "resized crop, jitter, noise, asymmetric blur/solarize) or affine (BYOL_FACTS (h): "
                         "rotation, zoom, shift, jitter, noise, erase); feature vectors have one recipe")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=int, default=0, help="seed of the initialisation, data order and augmentations")
     g.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cpu (NumPy) or cuda (CuPy)")
-    g.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    g.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                   help="float64 for verification, float32 for speed")
     g = t.add_argument_group("model")
     g.add_argument("--hidden-size", type=int, default=Config.hidden_size, help="encoder width H")
     g.add_argument("--projection-dim", type=int, default=Config.projection_dim, help="projection width P")
     g.add_argument("--projector-hidden-dim", type=int, default=None, help="projector hidden width (default P)")
     g.add_argument("--predictor-dim", type=int, default=Config.predictor_dim, help="predictor hidden width Q")
     g.add_argument("--norm", choices=("batch", "layer", "none"), default=None, help="normalisation layers")
-    g.add_argument("--layout", choices=("paper", "edifice"), default="paper")
+    g.add_argument("--layout", choices=("paper", "edifice"), default="paper",
+                   help="paper: Linear -> norm -> ReLU blocks; edifice: the Elixir/Axon module's layout")
     g = t.add_argument_group("collapse-lab ablations")
     g.add_argument("--no-predictor", action="store_true", help="drop the predictor (p = z)")
     g.add_argument("--no-stop-gradient", action="store_true",
@@ -434,7 +440,8 @@ def _add_verify_parsers(sub, train_parser) -> None:
                     "from a seed (--dims), and save every intermediate in execution order as .npz "
                     "(docs/trace-format.md).", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     t.add_argument("--out", required=True, help="trace file to write (.npz)")
-    t.add_argument("--preset", choices=preset_names(), default="deepmind")
+    t.add_argument("--preset", choices=preset_names(), default="deepmind",
+                   help="the implementation whose conventions the traced steps follow (docs/presets.md)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a preset field, or set another model.Config / TrainConfig field")
     g = t.add_argument_group("inputs (one of)")
@@ -458,7 +465,7 @@ def _add_verify_parsers(sub, train_parser) -> None:
     g.add_argument("--warmup-steps", type=int, default=None,
                    help="W of the lr warm-up (default: round(warmup_fraction * K))")
     g.add_argument("--start-step", type=int, default=0, help="global step k of the first traced step")
-    g.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    g.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="dtype of params, views and every traced tensor")
 
     d = sub.add_parser(
         "diff", help="compare two traces tensor by tensor",
@@ -468,8 +475,9 @@ def _add_verify_parsers(sub, train_parser) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     d.add_argument("a", help="trace A (.npz)")
     d.add_argument("b", help="trace B (.npz)")
-    d.add_argument("--rtol", type=float, default=DEFAULT_RTOL)
-    d.add_argument("--atol", type=float, default=DEFAULT_ATOL)
+    d.add_argument("--rtol", type=float, default=DEFAULT_RTOL,
+                   help="relative tolerance: an element agrees when |a - b| <= atol + rtol max(|a|, |b|)")
+    d.add_argument("--atol", type=float, default=DEFAULT_ATOL, help="absolute tolerance (see --rtol)")
     d.add_argument("--only-common", action="store_true", help="names on one side only do not fail the diff")
     d.add_argument("--ignore-dtype", action="store_true", help="dtype differences alone do not fail the diff")
     d.add_argument("--transpose-weights", choices=("a", "b"), default=None,
@@ -484,8 +492,10 @@ def _add_verify_parsers(sub, train_parser) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     c.add_argument("src", help="input .npz or .safetensors")
     c.add_argument("dst", help="output .npz or .safetensors")
-    c.add_argument("--from", dest="src_layout", choices=("byol-ref", "torch"), required=True)
-    c.add_argument("--to", dest="dst_layout", choices=("byol-ref", "torch"), required=True)
+    c.add_argument("--from", dest="src_layout", choices=("byol-ref", "torch"), required=True,
+                   help="layout of src: byol-ref names and (in, out) weights, or a PyTorch state_dict")
+    c.add_argument("--to", dest="dst_layout", choices=("byol-ref", "torch"), required=True,
+                   help="layout of dst")
     c.add_argument("--mapping", default=None, help=f"{' or '.join(MAPPING_STYLES)}, or a JSON file")
     c.add_argument("--preset", choices=preset_names(), default="deepmind",
                    help="network structure for a named mapping (biases, layout)")

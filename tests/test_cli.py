@@ -33,6 +33,17 @@ def test_help_explains_every_option():
     assert out.returncode == 0 and out.stdout.startswith(f"byol-ref {byol_ref.__version__} (NumPy {np.__version__}")
 
 
+def test_every_option_of_every_command_has_help():
+    import argparse
+
+    from byol_ref.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [f"{name} {'/'.join(a.option_strings) or a.dest}" for name, parser in sub.choices.items()
+               for a in parser._actions if not isinstance(a, argparse._HelpAction) and not a.help]
+    assert not missing, missing
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "tiny"
