@@ -124,6 +124,25 @@ def pca_2d(x):
     return xc @ vt[:2].T, (float((s[:2] ** 2).sum()) / total if total > 0 else 0.0)
 
 
+def draw_similarity(ax, x, labels, *, centre: bool):
+    """Draw the cosine similarity of the rows of x (N, D) on ``ax``, rows and columns sorted by
+    class, with thin lines between classes. ``centre`` subtracts the mean row first (shows how
+    classes differ); without it a collapsed representation is one uniform red square."""
+    import matplotlib.pyplot as plt
+
+    x = np.asarray(x, dtype=np.float64)
+    labels = np.asarray(labels)
+    if centre:
+        x = x - x.mean(axis=0)
+    xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    order = np.argsort(labels, kind="stable")
+    ax.imshow(xn[order] @ xn[order].T, cmap=plt.get_cmap("RdBu_r", 9), vmin=-1, vmax=1, interpolation="nearest")
+    ax.set(xticks=[], yticks=[])
+    for b in np.flatnonzero(np.diff(labels[order])) + 0.5:
+        ax.axhline(b, color="k", lw=0.3, alpha=0.5)
+        ax.axvline(b, color="k", lw=0.3, alpha=0.5)
+
+
 def plot_features(features: dict, labels, out_dir, names=FEATURE_PANELS, *, dpi: int = 100, filename="features.png"):
     """Draw what the features look like: for each feature set, a 2-D PCA of the test split
     coloured by class (top) and the cosine similarity of the centred features, rows and
@@ -152,7 +171,6 @@ def plot_features(features: dict, labels, out_dir, names=FEATURE_PANELS, *, dpi:
     if not names:
         return None
     labels = np.asarray(labels)
-    order = np.argsort(labels, kind="stable")
     fig, axes = plt.subplots(2, len(names), figsize=(4.6 * len(names), 8.6), squeeze=False, layout="constrained")
     for col, name in enumerate(names):
         x = np.asarray(features[name], dtype=np.float64)
@@ -161,16 +179,8 @@ def plot_features(features: dict, labels, out_dir, names=FEATURE_PANELS, *, dpi:
         sc = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", s=7)
         ax.set(title=f"{name}\nPCA of the test split ({100 * share:.0f}% of the variance)", xticks=[], yticks=[])
         ax.title.set_fontsize(10)
-        xc = x - x.mean(axis=0)
-        xn = xc / np.maximum(np.linalg.norm(xc, axis=1, keepdims=True), 1e-12)
-        ax = axes[1, col]
-        ax.imshow(xn[order] @ xn[order].T, cmap=plt.get_cmap("RdBu_r", 9), vmin=-1, vmax=1, interpolation="nearest")
-        ax.set(title="cosine similarity (centred), sorted by class", xticks=[], yticks=[])
-        ax.title.set_fontsize(10)
-        bounds = np.flatnonzero(np.diff(labels[order])) + 0.5
-        for b in bounds:
-            ax.axhline(b, color="k", lw=0.3, alpha=0.5)
-            ax.axvline(b, color="k", lw=0.3, alpha=0.5)
+        draw_similarity(axes[1, col], x, labels, centre=True)
+        axes[1, col].set_title("cosine similarity (centred), sorted by class", fontsize=10)
     fig.colorbar(sc, ax=axes[0, :].tolist(), label="class", shrink=0.8)
     path = Path(out_dir) / filename
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi))

@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 import byol_ref as byol  # noqa: E402
 from byol_ref.backend import get_backend  # noqa: E402
 from byol_ref.data import load_digits  # noqa: E402
+from byol_ref.plots import draw_similarity  # noqa: E402
 from byol_ref.report import evaluate_features  # noqa: E402
 from byol_ref.train import TrainConfig, fit  # noqa: E402
 
@@ -60,7 +61,8 @@ def main(argv=None):
         tcfg = TrainConfig(epochs=args.epochs, seed=args.seed, **{**RECIPE_TRAIN, **train_kw})
         be = get_backend("numpy", tcfg.dtype, tcfg.seed)
         res = fit(ds, cfg, tcfg, backend=be, progress=False)
-        rep = evaluate_features(res.state.online, ds, res.input_norm, be, seed=args.seed)
+        rep = evaluate_features(res.state.online, res.dataset, res.input_norm, be, seed=args.seed,
+                                return_features=True)
         rows = {r["name"]: r for r in rep["rows"]}
         results.append({
             "arm": name, "literature": lit, "history": res.history,
@@ -72,6 +74,7 @@ def main(argv=None):
             "linear_y": rows["BYOL encoder (y)"]["linear"],
             "knn_random": rows["random-init encoder"]["knn"], "low_random": rows["random-init encoder"]["low_label"],
             "seconds": time.perf_counter() - t0,
+            "z_test": rep["features"]["BYOL projector (z)"],
         })
         print(f"{name:<30} loss {results[-1]['final_loss']:.3f}  z std ratio {results[-1]['z_std_ratio']:.2f}  "
               f"kNN {100 * results[-1]['knn_y']:.1f}  low-label {100 * results[-1]['low_y']:.1f}  "
@@ -79,7 +82,7 @@ def main(argv=None):
     out = Path(args.out)
     (out / "img").mkdir(parents=True, exist_ok=True)
     (out / "collapse-lab-results.json").write_text(json.dumps(
-        [{k: v for k, v in r.items() if k != "history"} for r in results], indent=2))
+        [{k: v for k, v in r.items() if k not in ("history", "z_test")} for r in results], indent=2))
     lines = ["| arm | final loss | z std x sqrt(P) | eff. rank z | eff. rank y | kNN y | 10-label y | linear y |"
              " literature |", "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
@@ -121,6 +124,18 @@ def main(argv=None):
     fig.tight_layout()
     fig.savefig(out / "img" / "collapse-lab.png", dpi=110)
     print("wrote", out / "img" / "collapse-lab.png")
+
+    # What each arm's projections look like: cosine similarity of the test z (not centred), sorted
+    # by class. Healthy: same-class blocks on a cooler background; collapsed: one red square.
+    fig, axes = plt.subplots(2, (len(results) + 1) // 2, figsize=(3.3 * ((len(results) + 1) // 2), 7.0),
+                             squeeze=False, layout="constrained")
+    for ax, r in zip(axes.ravel(), results):
+        draw_similarity(ax, r["z_test"], ds.y_test, centre=False)
+        ax.set_title(f"{r['arm']}\nspread {r['z_std_ratio']:.2f}, eff. rank {r['z_rank']:.1f}", fontsize=9)
+    for ax in axes.ravel()[len(results):]:
+        ax.axis("off")
+    fig.savefig(out / "img" / "collapse-lab-similarity.png", dpi=70)
+    print("wrote", out / "img" / "collapse-lab-similarity.png")
     return 0
 
 
