@@ -5,8 +5,7 @@ prefixed name, ``online/<param>``, ``target/<param>``, ``online_buffers/<buffer>
 ``target_buffers/<buffer>``, ``opt/<state key>``, ``data/epoch_perm``; one 0-d string
 ``meta`` holds JSON: format, version, ``written_by`` (the byol-ref and NumPy versions), step,
 epoch position, the generator state, the model and training configs, and anything the caller
-adds. ``numpy.load`` is always
-called with ``allow_pickle=False``.
+adds. ``numpy.load`` is always called with ``allow_pickle=False``.
 
 Writes go to a temporary file in the same folder, are flushed to disk, then renamed
 over the destination (``os.replace`` is atomic on POSIX and Windows), so a crash leaves

@@ -42,46 +42,8 @@ def plot_run(history: list, report: dict | None, out_dir) -> list:
     history = [h for h in history if "z_std" in h]  # step records (a step-0 record has only kNN)
     steps = [h["step"] for h in history]
 
-    if history or knn:  # no training curves (a checkpoint evaluated alone): no training.png
-        fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
-        ax = axes[0, 0]
-        ax.plot(steps, [h["loss"] for h in history], color="C0")
-        ax.set(title="BYOL loss (symmetrised, in [0, 8])", xlabel="step", ylabel="loss")
-        ax.grid(alpha=0.3)
-
-        ax = axes[0, 1]
-        ax.plot(steps, [h["lr"] for h in history], color="C1", label="learning rate")
-        ax.set(title="schedules", xlabel="step", ylabel="learning rate")
-        ax2 = ax.twinx()
-        ax2.plot(steps, [h["tau"] for h in history], color="C2", label="tau (target EMA)")
-        ax2.set_ylabel("tau")
-        ax.legend(handles=ax.get_lines() + ax2.get_lines(), loc="center right")
-        ax.grid(alpha=0.3)
-
-        ax = axes[1, 0]
-        ax.plot(steps, [h["z_std"] for h in history], color="C3", label="std of l2-normalised z")
-        if history:
-            ax.axhline(history[0]["z_std_healthy"], color="C3", ls="--", alpha=0.6, label="healthy 1/sqrt(P)")
-        ax.set(title="collapse monitors (online projection, view 1)", xlabel="step", ylabel="normalised std")
-        ax.set_ylim(bottom=0)
-        ax2 = ax.twinx()
-        ax2.plot(steps, [h["z_rank"] for h in history], color="C4", label="effective rank of z")
-        ax2.plot(steps, [h["y_rank"] for h in history], color="C5", label="effective rank of y")
-        ax2.set_ylabel("effective rank")
-        ax.legend(handles=ax.get_lines() + ax2.get_lines(), loc="center right", fontsize=8, framealpha=0.9)
-        ax.grid(alpha=0.3)
-
-        ax = axes[1, 1]
-        if knn:
-            ax.plot([s for s, _ in knn], [100 * a for _, a in knn], marker="o", color="C0")
-        ax.set(title="kNN test accuracy of the online encoder (step 0: at init)", xlabel="step",
-               ylabel="accuracy (%)")
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        path = out / "training.png"
-        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
-        plt.close(fig)
-        written.append(path)
+    if history or knn:  # a checkpoint evaluated alone has no training curves: no training.png
+        written.append(_plot_training(plt, steps, history, knn, out / "training.png"))
 
     if report and report.get("rows"):
         rows = report["rows"]
@@ -109,6 +71,48 @@ def plot_run(history: list, report: dict | None, out_dir) -> list:
         plt.close(fig)
         written.append(path)
     return written
+
+
+def _plot_training(plt, steps, history, knn, path):
+    """training.png: loss, schedules, collapse monitors and the kNN monitor over the steps."""
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    ax = axes[0, 0]
+    ax.plot(steps, [h["loss"] for h in history], color="C0")
+    ax.set(title="BYOL loss (symmetrised, in [0, 8])", xlabel="step", ylabel="loss")
+    ax.grid(alpha=0.3)
+
+    ax = axes[0, 1]
+    ax.plot(steps, [h["lr"] for h in history], color="C1", label="learning rate")
+    ax.set(title="schedules", xlabel="step", ylabel="learning rate")
+    ax2 = ax.twinx()
+    ax2.plot(steps, [h["tau"] for h in history], color="C2", label="tau (target EMA)")
+    ax2.set_ylabel("tau")
+    ax.legend(handles=ax.get_lines() + ax2.get_lines(), loc="center right")
+    ax.grid(alpha=0.3)
+
+    ax = axes[1, 0]
+    ax.plot(steps, [h["z_std"] for h in history], color="C3", label="std of l2-normalised z")
+    if history:
+        ax.axhline(history[0]["z_std_healthy"], color="C3", ls="--", alpha=0.6, label="healthy 1/sqrt(P)")
+    ax.set(title="collapse monitors (online projection, view 1)", xlabel="step", ylabel="normalised std")
+    ax.set_ylim(bottom=0)
+    ax2 = ax.twinx()
+    ax2.plot(steps, [h["z_rank"] for h in history], color="C4", label="effective rank of z")
+    ax2.plot(steps, [h["y_rank"] for h in history], color="C5", label="effective rank of y")
+    ax2.set_ylabel("effective rank")
+    ax.legend(handles=ax.get_lines() + ax2.get_lines(), loc="center right", fontsize=8, framealpha=0.9)
+    ax.grid(alpha=0.3)
+
+    ax = axes[1, 1]
+    if knn:
+        ax.plot([s for s, _ in knn], [100 * a for _, a in knn], marker="o", color="C0")
+    ax.set(title="kNN test accuracy of the online encoder (step 0: at init)", xlabel="step",
+           ylabel="accuracy (%)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    plt.close(fig)
+    return path
 
 
 # The feature sets drawn by plot_features, left to right (names as in the report's rows).
