@@ -127,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--projection-dim", type=int, default=Config.projection_dim, help="projection width P")
     g.add_argument("--projector-hidden-dim", type=int, default=None, help="projector hidden width (default P)")
     g.add_argument("--predictor-dim", type=int, default=Config.predictor_dim, help="predictor hidden width Q")
-    g.add_argument("--norm", choices=("batch", "layer", "none"), default=None, help="normalisation layers")
+    g.add_argument("--norm", choices=("batch", "layer", "group", "none"), default=None,
+                   help="normalisation layers (group: --set norm_groups=G, and --set weight_std=true for "
+                        "the batch-statistics-free BYOL)")
     g.add_argument("--layout", choices=("paper", "edifice"), default="paper",
                    help="paper: Linear -> norm -> ReLU blocks; edifice: the Elixir/Axon module's layout")
     g = t.add_argument_group("collapse-lab ablations")

@@ -178,9 +178,9 @@ def _normalize_backward(dout, cache):
         )
     else:
         dx = rstd * dx_hat
-    sum_axes = tuple(range(dout.ndim - 1))  # every axis but the features
-    dgamma = (dout * x_hat).sum(axis=sum_axes)  # (F,)
-    dbeta = dout.sum(axis=sum_axes)  # (F,)
+    sum_axes = tuple(range(dout.ndim - gamma.ndim))  # every axis but gamma's (the features)
+    dgamma = (dout * x_hat).sum(axis=sum_axes)  # like gamma
+    dbeta = dout.sum(axis=sum_axes)  # like gamma
     return dx, dgamma, dbeta
 
 
@@ -350,3 +350,83 @@ def layer_norm_forward(x, gamma, beta, *, eps=1e-5):
 def layer_norm_backward(dout, cache):
     """Backward of layer_norm_forward: (dx, dgamma, dbeta)."""
     return _normalize_backward(dout, cache)
+
+
+def group_norm_forward(x, gamma, beta, *, groups, eps=1e-5):
+    """Group normalisation: layer norm within each of ``groups`` equal slices of the features.
+
+    x (..., F) is viewed as (..., G, F/G) and each sample's group is normalised on its own
+    (biased variance); gamma and beta stay per feature. G = 1 is layer norm, G = F instance
+    norm. With weight standardisation it is the batch-statistics-free BYOL of Richemond et
+    al. (2020), no sample's output depending on any other sample.
+
+    Args:
+        x: (..., F) with F divisible by ``groups``.
+        gamma, beta: (F,).
+        groups: G, the number of groups.
+        eps: added to each group's variance inside the square root (PyTorch and Haiku 1e-5).
+
+    Returns:
+        out: like x.
+        cache: NormCache over the grouped view (x_hat (..., G, F/G), gamma (G, F/G)).
+
+    References:
+        Wu & He, "Group Normalization", ECCV 2018.
+    """
+    f = x.shape[-1]
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or f % groups:
+        raise ValueError(f"groups must be a positive int dividing the {f} features, got {groups!r}")
+    grouped = (*x.shape[:-1], groups, f // groups)
+    out, cache = layer_norm_forward(x.reshape(grouped), gamma.reshape(groups, -1), beta.reshape(groups, -1), eps=eps)
+    return out.reshape(x.shape), cache
+
+
+def group_norm_backward(dout, cache):
+    """Backward of group_norm_forward: layer norm's, on the grouped view. Returns (dx, dgamma, dbeta)."""
+    dx, dgamma, dbeta = _normalize_backward(dout.reshape(cache.x_hat.shape), cache)
+    return dx.reshape(dout.shape), dgamma.reshape(-1), dbeta.reshape(-1)
+
+
+# --------------------------------------------------------------------------- weight standardisation
+
+
+class WeightStdCache(NamedTuple):
+    w_hat: object  # (D, H), the standardised weight
+    rstd: object  # (1, H)
+
+
+def weight_standardize_forward(w, *, eps=1e-5):
+    """Weight standardisation of a Linear weight stored (in, out): each output unit's incoming
+    weights get mean 0 and variance 1,
+
+        w_hat = (w - mean_D(w)) / sqrt(var_D(w) + eps)        (statistics over axis 0, per column)
+
+    and the layer computes ``x @ w_hat + b``. The parameter stays ``w``; only its use changes.
+
+    Args:
+        w: (D, H), D >= 2.
+        eps: added to each column's (biased) variance inside the square root.
+
+    Returns:
+        (w_hat (D, H), WeightStdCache).
+
+    References:
+        Qiao et al., "Micro-Batch Training with Batch-Channel Normalization and Weight
+        Standardization", 2019; Richemond et al., "BYOL works even without batch statistics", 2020.
+    """
+    xp = get_array_module(w)
+    mean, var = _moments(w, 0, "two_pass")  # (1, H)
+    rstd = 1 / xp.sqrt(var + eps)
+    w_hat = (w - mean) * rstd
+    return w_hat, WeightStdCache(w_hat, rstd)
+
+
+def weight_standardize_backward(dw_hat, cache):
+    """Backward of weight_standardize_forward: the normalisation backward over axis 0 (D), with
+    no gamma,
+
+        dw = rstd * (dw_hat - mean_D(dw_hat) - w_hat * mean_D(dw_hat * w_hat))
+    """
+    w_hat, rstd = cache
+    return rstd * (dw_hat - dw_hat.mean(axis=0, keepdims=True)
+                   - w_hat * (dw_hat * w_hat).mean(axis=0, keepdims=True))

@@ -19,8 +19,9 @@ from typing import Callable, NamedTuple
 from . import kernels
 from .backend import Backend, get_array_module, get_backend
 from .checks import dataclass_from_dict, check_array, check_choice, check_float_range, check_positive_int
-from .layers import (RunningStats, batch_norm_backward, batch_norm_forward, layer_norm_backward,
-                     layer_norm_forward, linear_backward, linear_forward, relu_backward, relu_forward)
+from .layers import (RunningStats, batch_norm_backward, batch_norm_forward, group_norm_backward, group_norm_forward,
+                     layer_norm_backward, layer_norm_forward, linear_backward, linear_forward, relu_backward,
+                     relu_forward, weight_standardize_backward, weight_standardize_forward)
 from .losses import DEFAULT_EPS, EPS_MODES, LOSS_FORMS, regression_loss_backward, regression_loss_forward
 
 DEFAULT_PROJECTION_DIM = 256
@@ -53,7 +54,15 @@ class Config:
             Elixir module; the paper uses 4096).
         layout: ``"paper"`` (Linear -> norm -> ReLU blocks) or ``"edifice"`` (the Elixir
             module exactly: Linear -> ReLU -> LayerNorm, no norm in the predictor).
-        norm: ``"batch"``, ``"layer"`` or ``"none"`` (the BN-free collapse ablation).
+        norm: ``"batch"``, ``"layer"``, ``"group"`` (per-sample statistics over feature
+            groups; with ``weight_std`` the BN-free BYOL of Richemond et al. 2020) or ``"none"``
+            (the normalisation-free collapse ablation).
+        norm_groups: number of feature groups G of ``norm="group"`` (must divide every
+            normalised width; Wu & He's default 32).
+        weight_std: standardise the weight of every Linear except the last one of projector
+            and predictor (per output unit: mean 0, variance 1 over its inputs), as in
+            Richemond et al.; the parameter stays the raw weight.
+        ws_eps: weight-standardisation eps inside the square root.
         hidden_bias: bias on the first Linear of projector and predictor and on encoder
             linears (official: yes; lightly: no, since BN follows).
         head_bias: bias on the *last* Linear of projector and predictor (official: no).
@@ -86,6 +95,9 @@ class Config:
     projector_hidden_dim: int | None = None
     layout: str = "paper"
     norm: str | None = None
+    norm_groups: int = 32
+    weight_std: bool = False
+    ws_eps: float = 1e-5
     hidden_bias: bool = True
     head_bias: bool | None = None
     use_predictor: bool = True
@@ -117,7 +129,8 @@ class Config:
                                if self.norm_eps_mode in DEFAULT_EPS else None)
         for name in ("encoder_dim", "hidden_size", "projection_dim", "predictor_dim", "projector_hidden_dim"):
             check_positive_int(getattr(self, name), name)
-        check_choice(self.norm, "norm", ("batch", "layer", "none"))
+        check_choice(self.norm, "norm", ("batch", "layer", "group", "none"))
+        check_positive_int(self.norm_groups, "norm_groups")
         check_choice(self.init, "init", ("haiku", "torch"))
         check_choice(self.target_init, "target_init", ("copy", "independent"))
         check_choice(self.bn_running, "bn_running", ("haiku", "torch"))
@@ -127,11 +140,18 @@ class Config:
         check_choice(self.norm_eps_mode, "norm_eps_mode", EPS_MODES)
         check_choice(self.loss_form, "loss_form", LOSS_FORMS)
         check_choice(self.sym_reduce, "sym_reduce", ("sum", "mean"))
-        for name in ("hidden_bias", "head_bias", "use_predictor", "symmetric", "stop_gradient"):
+        for name in ("hidden_bias", "head_bias", "use_predictor", "symmetric", "stop_gradient", "weight_std"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         check_float_range(self.bn_eps, "bn_eps", 0, None, lo_open=True)
         check_float_range(self.ln_eps, "ln_eps", 0, None, lo_open=True)
+        check_float_range(self.ws_eps, "ws_eps", 0, None, lo_open=True)
+        if self.norm == "group":
+            for role in ("online", "target"):
+                for name, shape in param_shapes(self, role).items():
+                    if name.endswith(".gamma") and shape[0] % self.norm_groups:
+                        raise ValueError(f"norm_groups={self.norm_groups} must divide every normalised width, "
+                                         f"but {name.rsplit('.', 1)[0]} has {shape[0]} features")
         check_float_range(self.norm_eps, "norm_eps", 0, None, lo_open=True)
         check_float_range(self.bn_decay, "bn_decay", 0, 1, hi_open=True)
 
@@ -163,12 +183,12 @@ def network_plan(config: Config, role: str) -> dict:
     """The steps of each part of a network, in execution order.
 
     Returns:
-        dict part -> list of (kind, name); kind in linear, batch_norm, layer_norm, relu.
+        dict part -> list of (kind, name); kind in linear, batch_norm, layer_norm, group_norm, relu.
         The online net has parts encoder, projector and (unless disabled) predictor;
         the target net has encoder and projector.
     """
     check_choice(role, "role", ("online", "target"))
-    norm = {"batch": "batch_norm", "layer": "layer_norm", "none": None}[config.norm]
+    norm = {"batch": "batch_norm", "layer": "layer_norm", "group": "group_norm", "none": None}[config.norm]
 
     def block(part, i, *, has_norm=True):
         # paper: Linear -> norm -> ReLU; edifice: Linear -> ReLU -> norm
@@ -194,6 +214,12 @@ def network_plan(config: Config, role: str) -> dict:
     return plan
 
 
+def is_head_output(name: str) -> bool:
+    """Whether a Linear is the last one of projector or predictor (no norm after it, ``head_bias``,
+    never weight-standardised)."""
+    return name.endswith("fc2") and not name.startswith("encoder")
+
+
 def param_shapes(config: Config, role: str) -> dict:
     """Shapes of every parameter (dict name -> shape), in execution order."""
     widths = {
@@ -208,10 +234,9 @@ def param_shapes(config: Config, role: str) -> dict:
             if kind == "linear":
                 shapes[f"{name}.weight"] = (width, widths[name])
                 width = widths[name]
-                is_last = name.endswith("fc2") and not name.startswith("encoder")
-                if config.head_bias if is_last else config.hidden_bias:
+                if config.head_bias if is_head_output(name) else config.hidden_bias:
                     shapes[f"{name}.bias"] = (width,)
-            elif kind in ("batch_norm", "layer_norm"):
+            elif kind in ("batch_norm", "layer_norm", "group_norm"):
                 shapes[f"{name}.gamma"] = (width,)
                 shapes[f"{name}.beta"] = (width,)
     return shapes
@@ -298,7 +323,11 @@ def mlp_forward(steps, params, buffers, x, *, config: Config, train: bool, recor
     owned = False
     for kind, name in steps:
         inplace = owned and record is None
-        if kind == "linear":
+        if kind == "linear" and config.weight_std and not is_head_output(name):
+            w_hat, ws_cache = weight_standardize_forward(params[f"{name}.weight"], eps=config.ws_eps)
+            x, cache = linear_forward(x, w_hat, params.get(f"{name}.bias"))
+            kind, cache = "ws_linear", (cache, ws_cache)
+        elif kind == "linear":
             x, cache = linear_forward(x, params[f"{name}.weight"], params.get(f"{name}.bias"))
         elif kind == "relu":
             x, cache = relu_forward(x, inplace=inplace)
@@ -314,6 +343,9 @@ def mlp_forward(steps, params, buffers, x, *, config: Config, train: bool, recor
             new_buffers[f"{name}.count"] = running.count
         elif kind == "layer_norm":
             x, cache = layer_norm_forward(x, params[f"{name}.gamma"], params[f"{name}.beta"], eps=config.ln_eps)
+        elif kind == "group_norm":  # eps: the same ln_eps as layer norm (per-sample statistics)
+            x, cache = group_norm_forward(x, params[f"{name}.gamma"], params[f"{name}.beta"],
+                                          groups=config.norm_groups, eps=config.ln_eps)
         else:  # pragma: no cover - network_plan only makes the kinds above
             raise ValueError(f"unknown step kind {kind!r}")
         owned = True
@@ -351,8 +383,11 @@ def mlp_backward(dout, caches, grads: dict, *, record=None, prefix="", need_inpu
         if record is not None:
             record(f"{prefix}{name}.dout", dout)
         inplace = owned and record is None
-        if kind == "linear":
-            dout, dw, db = linear_backward(dout, cache, need_dx=need_input_grad or i > 0)
+        if kind in ("linear", "ws_linear"):
+            lin_cache, ws_cache = cache if kind == "ws_linear" else (cache, None)
+            dout, dw, db = linear_backward(dout, lin_cache, need_dx=need_input_grad or i > 0)
+            if ws_cache is not None:  # the layer used w_hat(w): chain through the standardisation
+                dw = weight_standardize_backward(dw, ws_cache)
             acc(f"{name}.weight", dw)
             if db is not None:
                 acc(f"{name}.bias", db)
@@ -363,7 +398,8 @@ def mlp_backward(dout, caches, grads: dict, *, record=None, prefix="", need_inpu
             acc(f"{name}.gamma", dgamma)
             acc(f"{name}.beta", dbeta)
         else:
-            dout, dgamma, dbeta = layer_norm_backward(dout, cache)
+            backward = group_norm_backward if kind == "group_norm" else layer_norm_backward
+            dout, dgamma, dbeta = backward(dout, cache)
             acc(f"{name}.gamma", dgamma)
             acc(f"{name}.beta", dbeta)
         owned = True

@@ -66,10 +66,12 @@ def test_cupy_request_without_a_gpu_says_what_to_do():
     assert "cuda12" in reason or "device" in reason
 
 
-def test_backend_fixture_objective_matches_numpy(backend):
+@pytest.mark.parametrize("options", [{}, dict(norm="group", norm_groups=1, weight_std=True)],
+                         ids=["batch-norm", "group-norm+ws"])
+def test_backend_fixture_objective_matches_numpy(backend, options):
     """The same seed gives the same step on numpy and cupy (float64)."""
-    online, target = byol.build(6, 5, 3, 7, backend=get_backend(backend.name, "float64", seed=1))
-    ref_on, ref_tg = byol.build(6, 5, 3, 7, seed=1)
+    online, target = byol.build(6, 5, 3, 7, backend=get_backend(backend.name, "float64", seed=1), **options)
+    ref_on, ref_tg = byol.build(6, 5, 3, 7, seed=1, **options)
     rng = np.random.default_rng(0)
     v1, v2 = rng.standard_normal((5, 6)), rng.standard_normal((5, 6))
     res = byol.loss_and_grads(online, target, backend.asarray(v1), backend.asarray(v2))

@@ -61,8 +61,16 @@ def test_batch_of_one_in_batch_norm_training(nets):
 
 
 def test_unknown_option_values():
-    with pytest.raises(ValueError, match=r"norm must be one of \('batch', 'layer', 'none'\), got 'group'"):
-        byol.build(4, norm="group")
+    with pytest.raises(ValueError, match=r"norm must be one of \('batch', 'layer', 'group', 'none'\), got 'inst"):
+        byol.build(4, norm="instance")
+    with pytest.raises(ValueError, match="norm_groups=3 must divide every normalised width, but encoder.norm1 has 256"):
+        byol.build(4, norm="group", norm_groups=3)
+    with pytest.raises(ValueError, match="norm_groups must be an int >= 1"):
+        byol.build(4, norm="group", norm_groups=0)
+    with pytest.raises(TypeError, match="weight_std must be a bool, got 'yes'"):
+        byol.build(4, weight_std="yes")
+    with pytest.raises(ValueError, match="ws_eps must be in"):
+        byol.build(4, weight_std=True, ws_eps=0.0)
     with pytest.raises(ValueError, match="layout must be one of"):
         byol.build(4, layout="simclr")
     with pytest.raises(ValueError, match="views must be one of"):

@@ -6,9 +6,10 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from byol_ref.gradcheck import grad_error, numerical_gradient, rel_error
-from byol_ref.layers import (RunningStats, batch_norm_backward, batch_norm_forward, layer_norm_backward,
-                             layer_norm_forward, linear_backward, linear_forward, relu_backward, relu_forward,
-                             update_running_stats)
+from byol_ref.layers import (RunningStats, batch_norm_backward, batch_norm_forward, group_norm_backward,
+                             group_norm_forward, layer_norm_backward, layer_norm_forward, linear_backward,
+                             linear_forward, relu_backward, relu_forward, update_running_stats,
+                             weight_standardize_backward, weight_standardize_forward)
 
 TOL = 1e-6
 seeds = st.integers(0, 2**32 - 1)
@@ -116,6 +117,56 @@ def test_layer_norm_gradients(seed, g, n, d, eps):
     assert grad_err(dx, numerical_gradient(lambda x_: layer_norm_forward(x_, gamma, beta, eps=eps)[0], x, dout)) < TOL
     assert grad_err(dgamma, numerical_gradient(lambda g_: layer_norm_forward(x, g_, beta, eps=eps)[0], gamma, dout)) < TOL
     assert grad_err(dbeta, numerical_gradient(lambda b_: layer_norm_forward(x, gamma, b_, eps=eps)[0], beta, dout)) < TOL
+
+
+@given(seed=seeds, g=groups, n=st.integers(1, 4), n_groups=st.integers(1, 4), size=st.integers(3, 5),
+       eps=st.sampled_from([1e-5, 1e-3, 0.1]))
+def test_group_norm_gradients(seed, g, n, n_groups, size, eps):
+    """Each sample's feature groups (size >= 3, as layer norm's d >= 3) normalised on their own."""
+    rng = np.random.default_rng(seed)
+    d = n_groups * size
+    x = rng.standard_normal(_shape(g, n, d)) * 2 + 1
+    xg = x.reshape(*x.shape[:-1], n_groups, size)
+    assume(xg.std(axis=-1).min() > 0.1 * max(1.0, np.abs(xg.mean(axis=-1)).max()))
+    gamma, beta = rng.standard_normal(d), rng.standard_normal(d)
+    out, cache = group_norm_forward(x, gamma, beta, groups=n_groups, eps=eps)
+    dout = rng.standard_normal(out.shape)
+    dx, dgamma, dbeta = group_norm_backward(dout, cache)
+    assert dx.shape == x.shape and dgamma.shape == dbeta.shape == (d,)
+    f = lambda x_, g_=gamma, b_=beta: group_norm_forward(x_, g_, b_, groups=n_groups, eps=eps)[0]  # noqa: E731
+    assert grad_err(dx, numerical_gradient(f, x, dout)) < TOL
+    assert grad_err(dgamma, numerical_gradient(lambda g_: f(x, g_), gamma, dout)) < TOL
+    assert grad_err(dbeta, numerical_gradient(lambda b_: f(x, gamma, b_), beta, dout)) < TOL
+    # Each group is a layer norm of its own slice (gamma and beta sliced alike).
+    for k in range(n_groups):
+        sl = slice(k * size, (k + 1) * size)
+        want, _ = layer_norm_forward(x[..., sl], gamma[sl], beta[sl], eps=eps)
+        np.testing.assert_allclose(out[..., sl], want, rtol=1e-12, atol=1e-12)
+
+
+def test_group_norm_refuses_groups_that_do_not_divide_the_features():
+    x, p = np.ones((2, 6)), np.ones(6)
+    for bad in (4, 0, 2.0, True):
+        with pytest.raises(ValueError, match="groups must be a positive int dividing the 6 features"):
+            group_norm_forward(x, p, p, groups=bad)
+
+
+@given(seed=seeds, d=st.integers(3, 7), h=st.integers(1, 4), eps=st.sampled_from([1e-5, 1e-3, 0.1]),
+       scale=st.sampled_from([0.05, 1.0, 20.0]))
+def test_weight_standardization_gradients(seed, d, h, eps, scale):
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((d, h)) * scale + rng.standard_normal(h)
+    assume(w.std(axis=0).min() > 0.1 * scale)
+    w_hat, cache = weight_standardize_forward(w, eps=eps)
+    var = w.var(axis=0)
+    np.testing.assert_allclose(w_hat.mean(axis=0), 0.0, atol=1e-12)  # per output unit: centred,
+    np.testing.assert_allclose(w_hat.var(axis=0), var / (var + eps), rtol=1e-10)  # unit variance up to eps
+    dw_hat = rng.standard_normal(w.shape)
+    dw = weight_standardize_backward(dw_hat, cache)
+    num = numerical_gradient(lambda w_: weight_standardize_forward(w_, eps=eps)[0], w, dw_hat, h=1e-4 * scale)
+    assert grad_err(dw, num) < TOL
+    # Shifting a column changes nothing (its mean is subtracted): dw sums to 0 over each column.
+    np.testing.assert_allclose(dw.sum(axis=0), 0.0, atol=1e-10 * np.abs(dw).max())
 
 
 # ----------------------------------------------------------------- graph-backward oracle

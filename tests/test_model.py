@@ -21,6 +21,10 @@ CONFIGS = [
          loss_form="2-2cos", norm_eps_mode="norm", init="torch", bn_running="torch"),
     dict(layout="paper", norm="batch", target_bn="running", target_init="independent", bn_var="one_pass"),
     dict(layout="paper", norm="batch", use_predictor=False),
+    # BN-free (Richemond et al.): group norm over 2 groups of 3 features, standardised weights
+    dict(layout="paper", norm="group", norm_groups=2, weight_std=True, hidden_size=6, projector_hidden_dim=6,
+         predictor_dim=6),
+    dict(layout="paper", norm="batch", weight_std=True, ws_eps=1e-3),
 ]
 
 
@@ -46,6 +50,10 @@ def _well_conditioned(online, target, v1, v2, roles=("online", "target")):
             if kind == "batch_norm":
                 spread = x.std(axis=-2) / (1 + np.abs(x.mean(axis=-2)))
                 if spread.min() < 0.05:
+                    return False
+            if kind == "group_norm":  # the same within each sample's feature group
+                xg = x.reshape(*x.shape[:-1], online.config.norm_groups, -1)
+                if (xg.std(axis=-1) / (1 + np.abs(xg.mean(axis=-1)))).min() < 0.05:
                     return False
             if kind == "relu" and np.abs(x).min() < 1e-3:
                 return False
@@ -85,8 +93,8 @@ def _no_kink_crossed(online, target_of, v1, v2, u, h):
 
 
 def _small(config_kw, seed):
-    online, target = byol.build(4, projection_dim=3, predictor_dim=2, hidden_size=5, projector_hidden_dim=4,
-                                seed=seed, **config_kw)
+    kw = {**dict(projection_dim=3, predictor_dim=2, hidden_size=5, projector_hidden_dim=4), **config_kw}
+    online, target = byol.build(4, seed=seed, **kw)
     rng = np.random.default_rng(seed + 1)
     return _randomize(online, rng), _randomize(target, rng), rng
 
