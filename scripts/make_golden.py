@@ -7,6 +7,8 @@ This script does NOT import byol_ref. It re-implements an MLP BYOL training step
 conventions each implementation uses (BYOL_FACTS sections a, d, g), with PyTorch modules and
 autograd: ``F.linear``, ``F.batch_norm`` (the real torch running statistics), a hand-written
 Haiku-style batch norm with a zero-debiased EMA kept as hidden state plus counter, ``F.layer_norm``,
+``F.group_norm`` and a weight-standardised Linear (the ``deepmind-gn-ws`` variant: BYOL without batch
+statistics, Richemond et al. 2020),
 ``F.normalize`` / ``F.cosine_similarity``, ``torch.optim.Adam`` / ``AdamW``, and LARS written from
 the deepmind and solo-learn/lightly formulas. Weights live in PyTorch's (out, in) layout and are
 transposed only when written, so the golden files also check byol-ref's layout handling.
@@ -32,8 +34,10 @@ import torch.nn.functional as F
 
 torch.set_default_dtype(torch.float64)
 
-# Sizes: batch N, input D, encoder H, projector hidden PH, projection P, predictor hidden Q.
-N, D, H, PH, P, Q = 5, 5, 6, 7, 4, 3
+# Sizes: batch N, input D, encoder H, projector hidden PH, projection P, predictor hidden Q. The widths
+# differ from each other (a transposed weight cannot go unnoticed), and the normalised ones (H, PH, Q)
+# are even, for the 2 groups of the group-norm variant.
+N, D, H, PH, P, Q = 5, 5, 6, 8, 3, 4
 STEPS, TOTAL_STEPS = 2, 4
 
 # The generator's own reading of each implementation (BYOL_FACTS d), in byol-ref's field names.
@@ -76,7 +80,11 @@ CONVENTIONS = {
         warmup_offset=0, final_lr_ratio=1.0, tau_base=0.996, tau_schedule="constant", tau_denominator="K",
         ema_when="post_step", ema_scope="params"),
 }
-WARMUP_STEPS = {"deepmind": 2, "byol-pytorch": 0, "lightly": 2, "solo-learn": 2, "edifice": 0}
+# Variants: a preset's conventions with some changed, plus model fields no preset has.
+CONVENTIONS["deepmind-gn-ws"] = dict(CONVENTIONS["deepmind"], norm="group", ln_eps=1e-5)
+VARIANTS = {"deepmind-gn-ws": dict(preset="deepmind", preset_overrides=dict(norm="group", ln_eps=1e-5),
+                                   model_extra=dict(norm_groups=2, weight_std=True, ws_eps=1e-5))}
+WARMUP_STEPS = {"deepmind": 2, "byol-pytorch": 0, "lightly": 2, "solo-learn": 2, "edifice": 0, "deepmind-gn-ws": 2}
 
 
 # ----------------------------------------------------------------------------- structure
@@ -86,8 +94,8 @@ def plan(c, role):
     """[(part, [(kind, name)])] in execution order (byol-ref's documented layer names)."""
     if c["layout"] == "paper":
         def blk(part, i):
-            return [("linear", f"{part}.fc{i}"), ("bn" if c["norm"] == "batch" else "ln", f"{part}.norm{i}"),
-                    ("relu", f"{part}.relu{i}")]
+            norm = {"batch": "bn", "layer": "ln", "group": "gn"}[c["norm"]]
+            return [("linear", f"{part}.fc{i}"), (norm, f"{part}.norm{i}"), ("relu", f"{part}.relu{i}")]
         parts = [("encoder", blk("encoder", 1) + blk("encoder", 2)),
                  ("projector", blk("projector", 1) + [("linear", "projector.fc2")]),
                  ("predictor", blk("predictor", 1) + [("linear", "predictor.fc2")])]
@@ -123,7 +131,7 @@ def init_params(c, role, gen):
                 if has_bias:
                     params[f"{name}.bias"] = lin.bias.detach().clone() + 0.1 * torch.randn(fan_out, generator=gen)
                 width = fan_out
-            elif kind in ("bn", "ln"):
+            elif kind in ("bn", "ln", "gn"):
                 params[f"{name}.gamma"] = 1 + 0.2 * torch.randn(width, generator=gen)
                 params[f"{name}.beta"] = 0.2 * torch.randn(width, generator=gen)
     return params
@@ -175,7 +183,16 @@ def run_net(c, role, params, bn_states, x, group, rec, keep):
     for part, steps in plan(c, role):
         for kind, name in steps:
             if kind == "linear":
-                x = F.linear(x, params[f"{name}.weight"], params.get(f"{name}.bias"))
+                w = params[f"{name}.weight"]  # (out, in)
+                if c.get("weight_std") and not (part != "encoder" and name.endswith("fc2")):
+                    # weight standardisation: each output unit's incoming weights to mean 0, variance 1
+                    mean = w.mean(dim=1, keepdim=True)
+                    var = w.var(dim=1, unbiased=False, keepdim=True)
+                    w = (w - mean) / torch.sqrt(var + c["ws_eps"])
+                x = F.linear(x, w, params.get(f"{name}.bias"))
+            elif kind == "gn":
+                x = F.group_norm(x, c["norm_groups"], params[f"{name}.gamma"], params[f"{name}.beta"],
+                                 eps=c["ln_eps"])
             elif kind == "relu":
                 x = torch.relu(x)
             elif kind == "ln":
@@ -262,7 +279,8 @@ def lars_step(params, grads, mom, lr, c):
 
 
 def make(preset, seed):
-    c = CONVENTIONS[preset]
+    variant = VARIANTS.get(preset, {})
+    c = {**CONVENTIONS[preset], **variant.get("model_extra", {})}
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed + 1)
     K, W = TOTAL_STEPS, WARMUP_STEPS[preset]
@@ -420,10 +438,13 @@ def make(preset, seed):
             ema(tau, pre)
 
     meta = {"format": "byol-ref-trace", "version": 1, "generator": "scripts/make_golden.py",
-            "torch_version": torch.__version__, "preset": preset, "conventions": c, "steps": STEPS,
+            "torch_version": torch.__version__, "preset": variant.get("preset", preset),
+            "conventions": CONVENTIONS[preset], "steps": STEPS,
             "start_step": 0, "total_steps": K, "warmup_steps": W, "batch": N, "dtype": "float64",
             "sizes": dict(encoder_dim=D, hidden_size=H, projector_hidden_dim=PH, projection_dim=P, predictor_dim=Q),
             "seed": seed}
+    if variant:
+        meta.update(variant=preset, preset_overrides=variant["preset_overrides"], model_extra=variant["model_extra"])
     return out, meta
 
 

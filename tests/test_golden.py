@@ -22,11 +22,17 @@ ROOT = GOLDEN.parents[1]
 RTOL, ATOL = 1e-9, 1e-10
 
 
+# Variants: a preset with some fields changed plus model fields no preset has (the meta says which).
+VARIANTS = ["deepmind-gn-ws"]  # group norm + weight standardisation: BYOL without batch statistics
+
+
 def _check(golden_path):
     g = load_trace(golden_path)
     m = g.meta
-    tr = trace_inputs(g.arrays, get_preset(m["preset"]), steps=m["steps"], total_steps=m["total_steps"],
-                      warmup_steps=m["warmup_steps"], start_step=m["start_step"], dtype=m["dtype"])
+    preset = get_preset(m["preset"], **m.get("preset_overrides", {}))
+    tr = trace_inputs(g.arrays, preset, steps=m["steps"], total_steps=m["total_steps"],
+                      warmup_steps=m["warmup_steps"], start_step=m["start_step"], dtype=m["dtype"],
+                      model_extra=m.get("model_extra"))
     rep = diff_traces(tr, g, rtol=RTOL, atol=ATOL)
     return g, tr, rep
 
@@ -38,6 +44,24 @@ def test_golden(name):
     assert len(g.arrays) > 300
     assert not rep.only_b, f"golden tensors byol-ref does not produce: {rep.only_b[:5]}"
     assert rep.ok, format_report(rep)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_golden_variant(name):
+    g, tr, rep = _check(GOLDEN / f"{name}.npz")
+    m = g.meta
+    assert m["variant"] == name and m["preset"] in preset_names() and m["model_extra"]
+    assert not rep.only_b, f"golden tensors byol-ref does not produce: {rep.only_b[:5]}"
+    assert rep.ok, format_report(rep)
+    preset = get_preset(m["preset"], **m["preset_overrides"])
+    for key, value in m["conventions"].items():
+        assert getattr(preset, key) == value, (name, key)
+    # and each model field matters: changing one makes byol-ref's trace differ from the golden
+    for change in (dict(weight_std=False), dict(norm_groups=1)):
+        other = trace_inputs(g.arrays, preset, steps=m["steps"], total_steps=m["total_steps"],
+                             warmup_steps=m["warmup_steps"], start_step=m["start_step"], dtype=m["dtype"],
+                             model_extra={**m["model_extra"], **change})
+        assert not diff_traces(other, g, rtol=RTOL, atol=ATOL).ok, change
 
 
 @pytest.mark.parametrize("name", preset_names())
@@ -64,7 +88,7 @@ def test_regenerate_goldens(tmp_path):
     res = subprocess.run([sys.executable, str(script), "--out", str(tmp_path)], capture_output=True, text=True,
                          timeout=300)
     assert res.returncode == 0, res.stderr
-    for name in preset_names():
+    for name in preset_names() + VARIANTS:
         new, old = load_trace(tmp_path / f"{name}.npz"), load_trace(GOLDEN / f"{name}.npz")
         assert diff_traces(new, old, rtol=1e-12, atol=1e-14).ok, name
         _, _, rep = _check(tmp_path / f"{name}.npz")
