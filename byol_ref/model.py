@@ -75,7 +75,7 @@ class Config:
         bn_decay: weight on the old running statistic (Haiku decay_rate 0.9 = torch momentum 0.1).
         bn_running: ``"haiku"`` (biased variance, zero-debiased EMA) or ``"torch"`` (unbiased).
         bn_var: ``"two_pass"`` or ``"one_pass"`` (official E[x^2] - mean^2) batch variance.
-        ln_eps: layer-norm eps (Axon 1e-5).
+        ln_eps: layer- and group-norm eps (Axon 1e-5).
         views: ``"separate"`` (per-view batch statistics: official, lightly, solo-learn) or
             ``"concat"`` (both views as one batch of 2N: byol-pytorch).
         target_bn: ``"batch"`` (target in training mode: every implementation) or ``"running"``.
@@ -312,7 +312,8 @@ def mlp_forward(steps, params, buffers, x, *, config: Config, train: bool, recor
 
     Returns:
         out: the last step's output.
-        caches: list of (kind, name, cache) for mlp_backward (empty without need_cache).
+        caches: list of (kind, name, cache) for mlp_backward (empty without need_cache); a
+            weight-standardised Linear appears as kind "ws_linear" with (linear cache, WS cache).
         new_buffers: the updated running statistics of the batch-norm steps run.
     """
     caches = []
