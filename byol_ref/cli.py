@@ -26,8 +26,8 @@ from .backend import get_backend, host
 from .checkpoint import atomic_savez, atomic_write_text
 from .data import load_digits, load_file, synthetic
 from .model import Config
-from .train import (TrainConfig, TrainingDiverged, apply_preprocessing, encode, fit, fit_preprocessing,
-                    load_checkpoint, prepare_training_data)
+from .train import (TrainConfig, TrainingDiverged, apply_preprocessing, checkpoint_file, encode, fit,
+                    fit_preprocessing, load_checkpoint, prepare_training_data)
 from .version import __version__
 
 EXIT_USAGE = 2
@@ -250,13 +250,14 @@ def _train(args) -> int:
     print(f"byol-ref: trained {result.state.step} steps in {train_s:.1f} s; run directory {out}", flush=True)
     if args.no_eval:
         return 0
-    return _report(result.state.online, result.dataset, result.input_norm, backend, out, result.history,
+    return _report(result.state.online, result.dataset, result.input_norm, backend, out, out / "metrics.jsonl",
                    plots=not args.no_plots, seed=tcfg.seed, extra={"train_seconds": train_s}, probe=_probe_opts(args))
 
 
-def _report(online, dataset, input_norm, backend, out: Path | None, history, *, plots=True, seed=0,
+def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Path | None, *, plots=True, seed=0,
             extra=None, as_json=False, probe=None, run: Path | None = None) -> int:
     """Probe, print, and (with ``out``) write report.json/.txt and the plots into ``out``.
+    ``metrics`` is the run's metrics.jsonl (the whole run's curves, across resumes), if any;
     ``run`` is the run directory or checkpoint the features come from (default: ``out``)."""
     from .report import evaluate_features, format_collapse
 
@@ -284,9 +285,10 @@ def _report(online, dataset, input_norm, backend, out: Path | None, history, *, 
         footer = []  # where the run's other outputs are (printed, not part of report.txt)
         if plots:
             from .plots import have_matplotlib, plot_features, plot_run
-            if history is None and (out / "metrics.jsonl").is_file():
-                history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line]
-            paths = plot_run(history or [], report, out)
+            history = []
+            if metrics is not None and metrics.is_file():
+                history = [json.loads(line) for line in metrics.read_text().splitlines() if line]
+            paths = plot_run(history, report, out)
             if paths and features is not None:
                 paths += [p for p in [plot_features(features, dataset.y_test, out)] if p is not None]
             if paths:
@@ -337,15 +339,11 @@ def _eval(args) -> int:
             raise FileExistsError(f"--out {out} already holds {', '.join(taken)}; pass --overwrite to replace "
                                   "them or choose another folder")
     online, dataset, input_norm, backend, tcfg = _load_run(args)
-    history = None
-    path = Path(args.path)
-    metrics = (path if path.is_dir() else path.parent) / "metrics.jsonl"
-    if out is not None and metrics.is_file():  # the run's own training curves, for training.png
-        history = [json.loads(line) for line in metrics.read_text().splitlines() if line]
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    return _report(online, dataset, input_norm, backend, out, history, plots=out is not None, seed=tcfg.seed,
-                   as_json=args.json, probe=_probe_opts(args), run=path)
+    metrics = checkpoint_file(args.path).parent / "metrics.jsonl"  # the run's own curves, for training.png
+    return _report(online, dataset, input_norm, backend, out, metrics, plots=out is not None, seed=tcfg.seed,
+                   as_json=args.json, probe=_probe_opts(args), run=Path(args.path))
 
 
 def _embed(args) -> int:
@@ -370,12 +368,10 @@ def _embed(args) -> int:
 def _load_run(args):
     """(online network on the device, data as the network sees it, InputNorm, backend, TrainConfig)
     of ``args.path`` (a run directory or checkpoint) on its own data or ``args.data``."""
-    path = Path(args.path)
-    run_dir = path if path.is_dir() else path.parent
-    ckpt_path = path / "checkpoint.npz" if path.is_dir() else path
+    ckpt_path = checkpoint_file(args.path)
     state, model_cfg, tcfg, meta = load_checkpoint(ckpt_path)
     data_spec = {"data": "digits"}
-    cfg_file = run_dir / "config.json"
+    cfg_file = ckpt_path.parent / "config.json"
     if cfg_file.is_file():
         data_spec = json.loads(cfg_file.read_text())["data"]
     if args.data:

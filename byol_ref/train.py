@@ -631,6 +631,12 @@ def encode(network: Network, x, input_norm: InputNorm | None, backend: Backend, 
     return np.concatenate(outs)
 
 
+def checkpoint_file(path) -> Path:
+    """The checkpoint of ``path``: the file itself, or ``checkpoint.npz`` in a run directory."""
+    path = Path(path)
+    return path / "checkpoint.npz" if path.is_dir() else path
+
+
 def checkpoint_features(path, x, *, which: str = "y", backend: Backend | None = None, batch: int = 2048):
     """Features of new inputs from a saved run: its online network in eval mode, after the
     run's own input preprocessing (stored in the checkpoint, see :func:`fit_preprocessing`).
@@ -646,8 +652,7 @@ def checkpoint_features(path, x, *, which: str = "y", backend: Backend | None = 
     Returns:
         NumPy array (N, H) for ``"y"`` or (N, P) for ``"z"``, in the checkpoint's dtype.
     """
-    path = Path(path)
-    ckpt_path = path / "checkpoint.npz" if path.is_dir() else path
+    ckpt_path = checkpoint_file(path)
     check_choice(which, "which", ("y", "z"))
     state, model_cfg, tcfg, meta = load_checkpoint(ckpt_path, backend)
     if "preprocessing" not in meta:

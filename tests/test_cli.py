@@ -208,6 +208,23 @@ def test_unlabelled_data_train_and_embed(tmp_path):
         assert f["encoder_train"].shape[0] + f["encoder_test"].shape[0] == 200
 
 
+def test_plots_of_a_resumed_run_show_the_whole_run(tmp_path, monkeypatch):
+    """training.png is drawn from the run's metrics.jsonl, which a resume appends to, not from the
+    records of the last invocation only."""
+    import byol_ref.plots as plots
+    from byol_ref.cli import main
+
+    seen = []
+    monkeypatch.setattr(plots, "plot_run", lambda history, report, out: seen.append(list(history)) or [])
+    common = ["--data", "synthetic", "--batch-size", "64", "--hidden-size", "16", "--projection-dim", "8",
+              "--predictor-dim", "8", "--out", str(tmp_path / "r"), "--no-progress", "--log-every", "1"]
+    assert main(["train", "--epochs", "2", *common]) == 0
+    assert main(["train", "--epochs", "3", "--resume", *common]) == 0
+    records = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in seen[-1]] == [r["step"] for r in records]
+    assert seen[-1][0]["step"] == 0 and seen[-1][-1]["step"] == 18  # 409 // 64 = 6 steps x 3 epochs
+
+
 def test_bad_arguments_get_clear_errors(tmp_path):
     res = run("train", "--data", str(tmp_path / "nope.npy"), "--out", str(tmp_path / "a"))
     assert res.returncode == 2 and "nope.npy" in res.stderr
