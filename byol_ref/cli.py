@@ -25,8 +25,8 @@ from .augment import default_views_for
 from .backend import get_backend, host
 from .checkpoint import atomic_savez, atomic_write_text
 from .data import load_digits, load_file, synthetic
-from .model import Config
-from .train import (TrainConfig, TrainingDiverged, apply_preprocessing, checkpoint_file, encode, fit,
+from .model import NORMS, Config
+from .train import (TrainConfig, TrainingDiverged, apply_preprocessing, check_configs, checkpoint_file, encode, fit,
                     fit_preprocessing, load_checkpoint, prepare_training_data)
 from .version import __version__
 
@@ -127,9 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--projection-dim", type=int, default=Config.projection_dim, help="projection width P")
     g.add_argument("--projector-hidden-dim", type=int, default=None, help="projector hidden width (default P)")
     g.add_argument("--predictor-dim", type=int, default=Config.predictor_dim, help="predictor hidden width Q")
-    g.add_argument("--norm", choices=("batch", "layer", "group", "none"), default=None,
+    g.add_argument("--norm", choices=NORMS, default=None,
                    help="normalisation layers (group: --set norm_groups=G, and --set weight_std=true for "
-                        "the batch-statistics-free BYOL)")
+                        "the batch-statistics-free BYOL; affine: --set data_init=true for the BN-free BYOL "
+                        "initialised from the data's statistics)")
     g.add_argument("--layout", choices=("paper", "edifice"), default="paper",
                    help="paper: Linear -> norm -> ReLU blocks; edifice: the Elixir/Axon module's layout")
     g = t.add_argument_group("collapse-lab ablations")
@@ -223,7 +224,8 @@ def _train(args) -> int:
     except ValueError:
         raise ValueError(f"--augment {args.augment}: {dataset.name} holds feature vectors, not images; their "
                          "augmentations (noise, masking, scaling) have no recipe to choose") from None
-    prepare_training_data(dataset, views)  # bad data are refused before the run directory is made
+    check_configs(model_cfg, tcfg)  # bad settings and data are refused before the run directory is made
+    prepare_training_data(dataset, views)
     if args.resume:
         # The checkpoint holds the run's augmentations; an explicit --augment must agree with them (fit checks).
         views_record = saved.get("views", [repr(v) for v in views])
@@ -463,7 +465,8 @@ def _add_verify_parsers(sub, train_parser) -> None:
     g.add_argument("--warmup-steps", type=int, default=None,
                    help="W of the lr warm-up (default: round(warmup_fraction * K))")
     g.add_argument("--start-step", type=int, default=0, help="global step k of the first traced step")
-    g.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="dtype of params, views and every traced tensor")
+    g.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                   help="dtype of params, views and every traced tensor")
 
     d = sub.add_parser(
         "diff", help="compare two traces tensor by tensor",

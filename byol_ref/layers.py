@@ -1,4 +1,5 @@
-"""Layers as pure forward/backward pairs: linear, ReLU, batch norm, layer norm.
+"""Layers as pure forward/backward pairs: linear, ReLU, batch norm, layer norm, group norm,
+per-feature affine, weight standardisation.
 
 Every op is ``<op>_forward(...) -> (out, cache)`` and ``<op>_backward(dout, cache) ->
 (dx, dparams...)`` (CS231n ``layers.py``). Nothing is stored on objects: BYOL runs the
@@ -385,6 +386,48 @@ def group_norm_backward(dout, cache):
     """Backward of group_norm_forward: layer norm's, on the grouped view. Returns (dx, dgamma, dbeta)."""
     dx, dgamma, dbeta = _normalize_backward(dout.reshape(cache.x_hat.shape), cache)
     return dx.reshape(dout.shape), dgamma.reshape(-1), dbeta.reshape(-1)
+
+
+# --------------------------------------------------------------------------- per-feature affine
+
+
+class AffineCache(NamedTuple):
+    x: object  # the input, for dgamma (x_hat of the norm layers has no counterpart here)
+    gamma: object  # (F,)
+
+
+def affine_forward(x, gamma, beta):
+    """A learnable per-feature scale and shift, ``out = gamma * x + beta``: batch norm with
+    its statistics taken away (no sample sees another, nothing is normalised).
+
+    With ``gamma = 1 / sqrt(var + eps)`` and ``beta = -mean * gamma`` from a batch of data at
+    initialisation (``model.data_dependent_init``) it computes what batch norm computed on
+    that batch, and then trains as an ordinary parameterised layer: the BN-free BYOL with a
+    data-dependent initialisation of Richemond et al. (2020).
+
+    Args:
+        x: (..., F).
+        gamma, beta: (F,).
+
+    Returns:
+        out: like x.
+        cache: AffineCache.
+    """
+    return gamma * x + beta, AffineCache(x, gamma)
+
+
+def affine_backward(dout, cache):
+    """Backward of affine_forward: dx = gamma * dout; dgamma, dbeta summed over every axis but
+    the features (samples, and the views of a (G, N, F) stack).
+
+    Returns:
+        (dx like dout, dgamma (F,), dbeta (F,)).
+    """
+    x, gamma = cache
+    f = dout.shape[-1]
+    dgamma = (dout * x).reshape(-1, f).sum(axis=0)  # (F,)
+    dbeta = dout.reshape(-1, f).sum(axis=0)  # (F,)
+    return gamma * dout, dgamma, dbeta
 
 
 # --------------------------------------------------------------------------- weight standardisation

@@ -68,7 +68,8 @@ FIELD_DOCS = {
               "no norm in the predictor (`Edifice.Contrastive.BYOL`).",
     "norm": "Normalisation in the MLPs: 'batch' (deepmind, byol-pytorch, lightly, solo-learn) or 'layer' "
             "(edifice, Axon layer_norm). No preset uses 'group' (with Config.weight_std: the batch-statistics-"
-            "free BYOL of Richemond et al. 2020) or 'none' (the collapse ablation).",
+            "free BYOL of Richemond et al. 2020), 'affine' (with TrainConfig.data_init: their BN-free BYOL "
+            "initialised from the data's statistics) or 'none' (the collapse ablation).",
     "hidden_bias": "Bias on the first Linear of each block (and the encoder Linears). True: deepmind "
                    "(`hk.Linear` default), byol-pytorch (`nn.Linear` default), solo-learn, edifice. False: "
                    "lightly (`ProjectionHead` uses `bias=not batch_norm`). BYOL_FACTS d17.",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .backend import Backend
 from .evaluate import collapse_report, format_table, probe_report
-from .model import Network, build_from_config
+from .model import Network, build_from_config, data_dependent_init
 
 
 def evaluate_features(online: Network, dataset, input_norm, backend: Backend, *, seed: int = 0,
@@ -37,7 +37,7 @@ def evaluate_features(online: Network, dataset, input_norm, backend: Backend, *,
         ``collapse`` (statistics of the test-set projections and encodings), ``table`` (text)
         and ``probe`` (the probe settings).
     """
-    from .train import calibrate_batch_norm, encode
+    from .train import calibrate_batch_norm, encode, init_sample
 
     if dataset.y_train is None or dataset.y_test is None or len(dataset.y_test) == 0:
         raise ValueError("evaluation needs labels for the train and test splits; this data set has none")
@@ -49,7 +49,12 @@ def evaluate_features(online: Network, dataset, input_norm, backend: Backend, *,
     }
     random_online, _ = build_from_config(online.config, seed=seed + 1_000_003, dtype=backend.dtype,
                                          backend=backend.name)
+    # The baseline sees the data's statistics as the trained net did: batch norm's running
+    # statistics, or (norm="affine") the data-dependent initialisation.
     random_online = calibrate_batch_norm(random_online, x_tr, input_norm, backend)
+    if online.config.norm == "affine":
+        random_online = data_dependent_init(random_online, init_sample(x_tr.astype(backend.dtype), input_norm,
+                                                                       backend))
     feats["random-init encoder"] = (encode(random_online, x_tr, input_norm, backend),
                                     encode(random_online, x_te, input_norm, backend))
     feats["raw inputs"] = (x_tr, x_te)

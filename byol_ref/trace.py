@@ -183,6 +183,10 @@ def trace_networks(online: Network, target: Network, views, *, preset: Preset, t
     if not isinstance(W, int) or not 0 <= W <= K:
         raise ValueError(f"warmup_steps must be an int in [0, total_steps={K}], got {W!r}")
     tcfg = preset.train_config(epochs=K, batch_size=n, **{"warmup_epochs": W, "dtype": dtype, **(train_extra or {})})
+    if tcfg.data_init:  # silently tracing un-initialised weights would mislead
+        raise ValueError("data_init initialises a training run's weights from its data; a trace steps from the "
+                         "weights it is given: apply byol_ref.data_dependent_init to them first (and pass them "
+                         "with --inputs on the command line)")
     sched = make_schedules(tcfg, n)  # one batch per "epoch": K steps, W warm-up steps
     optimizer = make_optimizer_for(tcfg)
     if opt_state is None:

@@ -30,7 +30,7 @@ from .backend import host as np
 from .backend import to_numpy
 from .checks import check_array, check_choice, check_float_range, check_positive_int, dataclass_from_dict
 from .data import Dataset, feature_stats, standardize
-from .model import Config, Network, build_from_config, ema_update, loss_and_grads
+from .model import Config, Network, build_from_config, data_dependent_init, ema_update, loss_and_grads
 from .optim import make_optimizer, predictor_lr_mult
 from .schedules import target_tau, warmup_cosine_lr
 
@@ -64,6 +64,9 @@ class TrainConfig:
         tau_denominator: ``"K"`` (official) or ``"K-1"`` (lightly's cosine_schedule).
         ema_when: ``"post_step"`` (official, with the updated online params) or ``"pre_forward"``.
         predictor_lr_mult: learning-rate multiplier of the predictor (the paper's tau = 0 ablation).
+        data_init: before the first step, set every ``norm="affine"`` layer from the batch
+            statistics of the training inputs (``model.data_dependent_init``): the BN-free BYOL
+            with a data-dependent initialisation of Richemond et al. 2020. Needs that norm.
         seed: seed of initialisation, data order and augmentations.
         dtype: ``"float64"`` or ``"float32"``.
         log_every: steps between metric records (metrics.jsonl).
@@ -93,6 +96,7 @@ class TrainConfig:
     tau_denominator: str = "K"
     ema_when: str = "post_step"
     predictor_lr_mult: float = 1.0
+    data_init: bool = False
     seed: int = 0
     dtype: str = "float64"
     log_every: int = 10
@@ -126,6 +130,9 @@ class TrainConfig:
         check_positive_int(self.log_every, "log_every")
         check_positive_int(self.eval_every, "eval_every", minimum=0)
         check_positive_int(self.checkpoint_every, "checkpoint_every", minimum=0)
+        for name in ("nesterov", "lars_clip_lr", "data_init"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise TypeError(f"seed must be an int, got {self.seed!r}")
 
@@ -203,9 +210,32 @@ def make_optimizer_for(tcfg: TrainConfig):
     return make_optimizer(tcfg.optimizer, **hyper)
 
 
-def init_state(model_cfg: Config, tcfg: TrainConfig, backend: Backend) -> TrainState:
-    """Fresh networks (drawn from the backend's generator) and optimiser state."""
+def check_configs(model_cfg: Config, tcfg: TrainConfig) -> None:
+    """Refuse a model and training configuration that do not go together."""
+    if tcfg.data_init and model_cfg.norm != "affine":
+        raise ValueError(f"data_init=True sets the norm='affine' layers from the data, but the model has "
+                         f"norm={model_cfg.norm!r}; use norm='affine' (--norm affine) or drop data_init")
+
+
+def init_state(model_cfg: Config, tcfg: TrainConfig, backend: Backend, x_init=None) -> TrainState:
+    """Fresh networks (drawn from the backend's generator) and optimiser state.
+
+    Args:
+        x_init: with ``tcfg.data_init``, the network inputs whose statistics initialise the
+            affine layers, (N, D) on the backend (see :func:`init_sample`). The target gets the
+            same treatment: a copy of the initialised online net, or its own statistics when
+            ``target_init="independent"``.
+    """
+    check_configs(model_cfg, tcfg)
     online, target = build_from_config(model_cfg, backend=backend)
+    if tcfg.data_init:
+        if x_init is None:
+            raise ValueError("TrainConfig.data_init needs x_init, a sample of the training inputs (init_sample)")
+        online = data_dependent_init(online, x_init)
+        if model_cfg.target_init == "copy":
+            target = target._replace(params={k: online.params[k].copy() for k in target.params})
+        else:
+            target = data_dependent_init(target, x_init)
     opt = make_optimizer_for(tcfg)
     return TrainState(online, target, opt.init(online.params), 0, backend.rng, None, 0)
 
@@ -507,6 +537,7 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
         TrainingDiverged: a non-finite loss; the last good checkpoint is left in place.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
+    check_configs(model_cfg, tcfg)
     if model_cfg.encoder_dim != dataset.x_train.shape[1]:
         raise ValueError(f"model encoder_dim is {model_cfg.encoder_dim} but the data has "
                          f"{dataset.x_train.shape[1]} features")
@@ -540,7 +571,8 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
             views = saved_views
         log(f"resuming from {ckpt_path} at step {state.step}")
     elif state is None:
-        state = init_state(model_cfg, tcfg, be)
+        x_init = init_sample(data.x_train.astype(tcfg.dtype), input_norm, be) if tcfg.data_init else None
+        state = init_state(model_cfg, tcfg, be, x_init)
 
     # The run's augmentations (for --resume) and input preprocessing (for features of new data).
     ckpt_extra = {"views": views_to_dicts(views), "preprocessing": prep}
@@ -665,6 +697,15 @@ def checkpoint_features(path, x, *, which: str = "y", backend: Backend | None = 
         raise ckpt.CheckpointError(f"{ckpt_path}: {exc}") from None
     be = backend or get_backend("numpy", tcfg.dtype, seed=None)
     return encode(state.online, x.astype(tcfg.dtype), input_norm, be, batch=batch, which=which)
+
+
+def init_sample(x, input_norm, backend: Backend, *, max_rows: int = 4096):
+    """The network inputs of a data-dependent initialisation: up to ``max_rows`` evenly spaced
+    rows of ``x`` (all of them for the digits), on the backend, with the run's input
+    normalisation; un-augmented, so that no random draw is spent on it."""
+    rows = np.unique(np.linspace(0, x.shape[0] - 1, min(x.shape[0], max_rows)).round().astype(np.int64))
+    xb = backend.asarray(x[rows])
+    return input_norm(xb) if input_norm is not None else xb
 
 
 def calibrate_batch_norm(network: Network, x, input_norm, backend: Backend) -> Network:

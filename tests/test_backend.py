@@ -66,14 +66,19 @@ def test_cupy_request_without_a_gpu_says_what_to_do():
     assert "cuda12" in reason or "device" in reason
 
 
-@pytest.mark.parametrize("options", [{}, dict(norm="group", norm_groups=1, weight_std=True)],
-                         ids=["batch-norm", "group-norm+ws"])
+@pytest.mark.parametrize("options", [{}, dict(norm="group", norm_groups=1, weight_std=True), dict(norm="affine")],
+                         ids=["batch-norm", "group-norm+ws", "affine+data-init"])
 def test_backend_fixture_objective_matches_numpy(backend, options):
     """The same seed gives the same step on numpy and cupy (float64)."""
     online, target = byol.build(6, 5, 3, 7, backend=get_backend(backend.name, "float64", seed=1), **options)
     ref_on, ref_tg = byol.build(6, 5, 3, 7, seed=1, **options)
     rng = np.random.default_rng(0)
     v1, v2 = rng.standard_normal((5, 6)), rng.standard_normal((5, 6))
+    if options.get("norm") == "affine":  # the data-dependent initialisation runs on the backend too
+        online, target = (byol.data_dependent_init(n, backend.asarray(v1)) for n in (online, target))
+        ref_on, ref_tg = (byol.data_dependent_init(n, v1) for n in (ref_on, ref_tg))
+        for k, v in ref_on.params.items():
+            np.testing.assert_allclose(backend.to_numpy(online.params[k]), v, rtol=1e-12, atol=1e-12, err_msg=k)
     res = byol.loss_and_grads(online, target, backend.asarray(v1), backend.asarray(v2))
     ref = byol.loss_and_grads(ref_on, ref_tg, v1, v2)
     assert float(res.loss) == pytest.approx(float(ref.loss), rel=1e-12)

@@ -225,6 +225,18 @@ def test_plots_of_a_resumed_run_show_the_whole_run(tmp_path, monkeypatch):
     assert seen[-1][0]["step"] == 0 and seen[-1][-1]["step"] == 18  # 409 // 64 = 6 steps x 3 epochs
 
 
+def test_train_bn_free_with_a_data_dependent_init(tmp_path):
+    out = tmp_path / "affine"
+    res = run("train", "--data", "synthetic", "--epochs", "2", "--batch-size", "64", "--hidden-size", "32",
+              "--projection-dim", "16", "--predictor-dim", "16", "--norm", "affine", "--set", "data_init=true",
+              "--out", str(out), "--no-plots", "--no-progress")
+    assert res.returncode == 0, res.stderr
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["model_config"]["norm"] == "affine" and saved["train_config"]["data_init"] is True
+    rows = {r["name"]: r for r in json.loads((out / "report.json").read_text())["rows"]}
+    assert {"BYOL encoder (y)", "random-init encoder", "raw inputs"} <= set(rows)
+
+
 def test_bad_arguments_get_clear_errors(tmp_path):
     res = run("train", "--data", str(tmp_path / "nope.npy"), "--out", str(tmp_path / "a"))
     assert res.returncode == 2 and "nope.npy" in res.stderr
@@ -243,6 +255,10 @@ def test_bad_arguments_get_clear_errors(tmp_path):
     res = run("train", "--data", str(images), "--batch-size", "16", "--out", str(tmp_path / "g"))
     assert res.returncode == 2 and "pixels must lie in [0, 1]" in res.stderr and "[0, 255]" in res.stderr
     assert not (tmp_path / "g").exists()  # refused before the run directory is made
+    res = run("train", "--data", "synthetic", "--set", "data_init=true", "--out", str(tmp_path / "h"))
+    assert res.returncode == 2 and "data_init=True sets the norm='affine' layers" in res.stderr
+    assert "norm='batch'" in res.stderr and "--norm affine" in res.stderr
+    assert not (tmp_path / "h").exists()
     res = run("train", "--optimizer", "rmsprop")
     assert res.returncode == 2 and "invalid choice" in res.stderr
     bad = tmp_path / "bad.npy"

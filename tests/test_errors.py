@@ -61,7 +61,8 @@ def test_batch_of_one_in_batch_norm_training(nets):
 
 
 def test_unknown_option_values():
-    with pytest.raises(ValueError, match=r"norm must be one of \('batch', 'layer', 'group', 'none'\), got 'inst"):
+    with pytest.raises(ValueError,
+                       match=r"norm must be one of \('batch', 'layer', 'group', 'affine', 'none'\), got 'inst"):
         byol.build(4, norm="instance")
     with pytest.raises(ValueError, match="norm_groups=3 must divide every normalised width, but encoder.norm1 has 256"):
         byol.build(4, norm="group", norm_groups=3)

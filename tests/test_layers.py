@@ -6,7 +6,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from byol_ref.gradcheck import grad_error, numerical_gradient, rel_error
-from byol_ref.layers import (RunningStats, batch_norm_backward, batch_norm_forward, group_norm_backward,
+from byol_ref.layers import (RunningStats, affine_backward, affine_forward, batch_norm_backward, batch_norm_forward,
+                             group_norm_backward,
                              group_norm_forward, layer_norm_backward, layer_norm_forward, linear_backward,
                              linear_forward, relu_backward, relu_forward, update_running_stats,
                              weight_standardize_backward, weight_standardize_forward)
@@ -142,6 +143,22 @@ def test_group_norm_gradients(seed, g, n, n_groups, size, eps):
         sl = slice(k * size, (k + 1) * size)
         want, _ = layer_norm_forward(x[..., sl], gamma[sl], beta[sl], eps=eps)
         np.testing.assert_allclose(out[..., sl], want, rtol=1e-12, atol=1e-12)
+
+
+@given(seed=seeds, g=groups, n=st.integers(1, 4), d=st.integers(1, 6))
+def test_affine_gradients(seed, g, n, d):
+    """gamma * x + beta per feature; dgamma and dbeta summed over samples and stacked views."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(_shape(g, n, d)) * 2 + 1
+    gamma, beta = rng.standard_normal(d), rng.standard_normal(d)
+    out, cache = affine_forward(x, gamma, beta)
+    np.testing.assert_allclose(out, x * gamma + beta, rtol=1e-15)
+    dout = rng.standard_normal(out.shape)
+    dx, dgamma, dbeta = affine_backward(dout, cache)
+    assert dx.shape == x.shape and dgamma.shape == dbeta.shape == (d,)
+    assert grad_err(dx, numerical_gradient(lambda x_: affine_forward(x_, gamma, beta)[0], x, dout)) < TOL
+    assert grad_err(dgamma, numerical_gradient(lambda g_: affine_forward(x, g_, beta)[0], gamma, dout)) < TOL
+    assert grad_err(dbeta, numerical_gradient(lambda b_: affine_forward(x, gamma, b_)[0], beta, dout)) < TOL
 
 
 def test_group_norm_refuses_groups_that_do_not_divide_the_features():

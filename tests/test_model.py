@@ -25,6 +25,8 @@ CONFIGS = [
     dict(layout="paper", norm="group", norm_groups=2, weight_std=True, hidden_size=6, projector_hidden_dim=6,
          predictor_dim=6),
     dict(layout="paper", norm="batch", weight_std=True, ws_eps=1e-3),
+    # BN-free with a per-feature affine in place of each norm (data-dependent init: train.data_init)
+    dict(layout="paper", norm="affine"),
 ]
 
 
@@ -359,6 +361,50 @@ def test_target_starts_as_copy_or_independent():
     again, _ = byol.build(5, 6, 3, 7, seed=1)
     for k in online.params:
         np.testing.assert_array_equal(again.params[k], online.params[k])
+
+
+@settings(max_examples=20)
+@given(seed=seeds, n=st.integers(2, 9), layout=st.sampled_from(["paper", "edifice"]),
+       eps=st.sampled_from([None, 1e-5, 1e-2]), role=st.sampled_from(["online", "target"]))
+def test_data_dependent_init_reproduces_batch_norm_on_its_batch(seed, n, layout, eps, role):
+    """After data_dependent_init(x), an affine net (no statistics) computes on x exactly what
+    the same weights with training-mode batch norm compute (the BN's gamma/beta random)."""
+    rng = np.random.default_rng(seed)
+    kw = dict(projection_dim=3, predictor_dim=4, hidden_size=5, projector_hidden_dim=6, layout=layout, seed=seed % 1000)
+    bn = _randomize(byol.build(7, norm="batch", **kw)[0 if role == "online" else 1], rng)
+    bn = bn._replace(params={k: (v + 0.5 if k.endswith("gamma") else v) for k, v in bn.params.items()})
+    affine_net = byol.build(7, norm="affine", **kw)[0 if role == "online" else 1]
+    assert list(affine_net.params) == list(bn.params) and not affine_net.buffers
+    affine_net = affine_net._replace(params=dict(bn.params))  # the same weights, gamma and beta
+    x = rng.standard_normal((n, 7)) * rng.uniform(0.5, 3) + rng.standard_normal(7)
+    before = {k: v.copy() for k, v in affine_net.params.items()}
+    init = byol.data_dependent_init(affine_net, x, eps=eps)
+    for k, v in affine_net.params.items():  # the input network is left alone
+        np.testing.assert_array_equal(v, before[k])
+    bn_eps = 1e-5 if eps is None else eps
+    want, _ = byol.forward(bn._replace(config=bn.config.replace(bn_eps=bn_eps)), x, train=True)
+    got, _ = byol.forward(init, x)
+    for key in want:
+        scale = 1 + np.abs(want[key]).max()
+        np.testing.assert_allclose(got[key], want[key], rtol=0, atol=1e-10 * scale, err_msg=key)
+    # Only gamma and beta of the affine layers moved.
+    changed = {k for k in before if not np.array_equal(init.params[k], before[k])}
+    assert changed and all(k.endswith((".gamma", ".beta")) for k in changed)
+
+
+def test_data_dependent_init_errors():
+    online, _ = byol.build(4, 5, 3, 6, seed=0)
+    with pytest.raises(ValueError, match="sets norm='affine' layers, but this network has norm='batch'"):
+        byol.data_dependent_init(online, np.ones((3, 4)))
+    online, _ = byol.build(4, 5, 3, 6, seed=0, norm="affine")
+    with pytest.raises(ValueError, match="x must have at least 2 rows"):
+        byol.data_dependent_init(online, np.ones((1, 4)))
+    with pytest.raises(ValueError, match="x must have 4 features"):
+        byol.data_dependent_init(online, np.ones((3, 5)))
+    with pytest.raises(TypeError, match="x has dtype float32, expected float64"):
+        byol.data_dependent_init(online, np.ones((3, 4), dtype="float32"))
+    with pytest.raises(ValueError, match="eps must be"):
+        byol.data_dependent_init(online, np.ones((3, 4)), eps=0.0)
 
 
 def test_init_schemes():

@@ -151,6 +151,8 @@ def test_input_errors(tmp_path):
         trace_inputs(wrong, "deepmind")
     with pytest.raises(ValueError, match="preset must be one of"):
         trace_inputs(inputs, "nope")
+    with pytest.raises(ValueError, match="data_init initialises a training run's weights.*data_dependent_init"):
+        trace_inputs(inputs, "deepmind", train_extra={"data_init": True})
 
 
 def test_bad_files(tmp_path):

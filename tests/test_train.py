@@ -87,6 +87,50 @@ def test_resume_is_bit_identical(tmp_path, data, backend):
     assert full.state.rng.bit_generator.state == resumed.state.rng.bit_generator.state
 
 
+@pytest.mark.parametrize("target_init", ["copy", "independent"])
+def test_data_init_sets_the_affine_layers_from_the_training_inputs(tmp_path, data, target_init):
+    """data_init: at step 0 every affine layer holds the batch statistics of the (standardised)
+    training inputs, the target gets the same treatment, and a resumed run stays bit-identical
+    (the initialisation happens once, before the first checkpoint)."""
+    from byol_ref.augment import default_views_for
+    from byol_ref.train import init_sample, prepare_training_data
+
+    cfg = byol.Config(encoder_dim=12, norm="affine", target_init=target_init, **SMALL)
+    tcfg = _tcfg(epochs=3, data_init=True)
+    be = get_backend("numpy", "float64", tcfg.seed)
+    _, prepared, input_norm = prepare_training_data(data, default_views_for(data))
+    x0 = init_sample(prepared.x_train, input_norm, be)
+    assert x0.shape == prepared.x_train.shape  # 128 rows: all of them
+    state = init_state(cfg, tcfg, be, x0)
+    # encoder.norm1 sees fc1's output: its affine standardises it
+    h = x0 @ state.online.params["encoder.fc1.weight"] + state.online.params["encoder.fc1.bias"]
+    out = h * state.online.params["encoder.norm1.gamma"] + state.online.params["encoder.norm1.beta"]
+    np.testing.assert_allclose(out.mean(axis=0), 0, atol=1e-12)
+    np.testing.assert_allclose(out.var(axis=0), 1, rtol=1e-3)  # var / (var + eps)
+    for k, v in state.target.params.items():
+        same = np.array_equal(v, state.online.params[k])
+        assert same == (target_init == "copy" or not k.endswith((".gamma", ".beta", ".weight"))), k
+    with pytest.raises(ValueError, match="needs x_init"):
+        init_state(cfg, tcfg, be)
+    full = fit(data, cfg, tcfg, progress=False)
+    first_steps = fit(data, cfg, tcfg, progress=False, stop_at=0)
+    for k, v in state.online.params.items():
+        np.testing.assert_array_equal(first_steps.state.online.params[k], v, err_msg=k)
+    part = tmp_path / "part"
+    fit(data, cfg, tcfg, progress=False, out_dir=part, stop_at=5)
+    resumed = fit(data, cfg, tcfg, progress=False, out_dir=part, resume=True)
+    for k, v in full.state.online.params.items():
+        np.testing.assert_array_equal(resumed.state.online.params[k], v, err_msg=k)
+
+
+def test_data_init_needs_the_affine_norm(data):
+    with pytest.raises(ValueError, match=r"data_init=True sets the norm='affine' layers from the data, but the "
+                                         r"model has norm='batch'; use norm='affine' \(--norm affine\)"):
+        fit(data, byol.Config(encoder_dim=12, **SMALL), _tcfg(data_init=True), progress=False)
+    with pytest.raises(TypeError, match="data_init must be a bool, got 'yes'"):
+        TrainConfig(data_init="yes")
+
+
 def test_resume_keeps_the_runs_augmentations(tmp_path, data):
     """Custom views are stored in the checkpoint: a resume that does not pass them again continues
     with them (bit-identically), and one that passes others is refused."""
