@@ -93,7 +93,8 @@ FIELD_DOCS = {
     "ln_eps": "Layer-norm eps: 1e-5 (Axon `layer_norm`; only used by layout/norm 'layer').",
     "views": "How the two views meet batch norm. 'separate': one pass per view, statistics per view, two "
              "running-stat updates per step (deepmind `apply_once_fn` per view; lightly; solo-learn). 'concat': "
-             "both views as one batch of 2N (byol-pytorch 0.9 `torch.cat((image_one, image_two))`). d4.",
+             "both views as one batch of 2N (byol-pytorch since commit 40565b7, 2023-11, `torch.cat((image_one, "
+             "image_two))`; its earlier versions forward each view on its own: `--set views=separate`). d4.",
     "target_bn": "Target batch norm mode: 'batch' (training-mode statistics) in every implementation; "
                  "'running' is an ablation. d8.",
     "norm_eps_mode": "l2-normalisation epsilon form. 'sq_norm': x rsqrt(max(||x||^2, eps)) (deepmind "

@@ -104,3 +104,12 @@ def test_example_verify_pytorch(tmp_path):
     bug = subprocess.run([sys.executable, str(script), "--bug", "--workdir", str(tmp_path)], capture_output=True,
                          text=True, timeout=300)
     assert bug.returncode == 1 and "first divergence: step 0, loss.total" in bug.stdout
+
+
+@pytest.mark.skipif(importlib.util.find_spec("byol_pytorch") is None,
+                    reason="byol-pytorch is not installed (optional cross-check against its own code)")
+def test_crosscheck_the_installed_byol_pytorch(tmp_path):
+    script = ROOT / "examples" / "crosscheck_byol_pytorch.py"
+    res = subprocess.run([sys.executable, str(script), "--workdir", str(tmp_path)], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0 and "byol-pytorch agrees with byol-ref" in res.stdout, res.stdout + res.stderr

@@ -1,0 +1,137 @@
+"""Check the installed byol-pytorch package, its own ``BYOL`` class unchanged, against byol-ref.
+
+    pip install byol-pytorch     # brings torch and torchvision; byol-ref itself needs neither
+    python examples/crosscheck_byol_pytorch.py [--steps 3] [--workdir DIR]
+
+Where ``examples/verify_pytorch.py`` shows the verification loop on a small model written in the
+style of byol-pytorch, this script runs lucidrains' real code:
+
+1. wraps a small MLP encoder (Linear -> BN -> ReLU, twice; the representation is the last ReLU,
+   ``hidden_layer=-2``) in ``byol_pytorch.BYOL``, in float64, with fixed views per step handed in
+   through its ``augment_fn``/``augment_fn2`` hooks, and exports the weights right after
+   construction (the constructor's mock forward has already moved the running statistics);
+2. trains ``--steps`` steps the way its README does (Adam 3e-4; ``loss.backward()``,
+   ``opt.step()``, ``update_moving_average()``) and records, under byol-ref's trace names, the loss,
+   every gradient, the updated online params, Adam's moments, the EMA'd target params and every
+   batch-norm buffer;
+3. traces the same steps with byol-ref under the ``byol-pytorch`` preset, once with each way the
+   views can meet batch norm: byol-pytorch concatenates them into one batch since commit 40565b7
+   (2023-11) and forwarded them one at a time before;
+4. diffs each trace against the recorded one and says which convention the installed version
+   follows. Exit status 0 when exactly one agrees.
+
+Tolerance: rtol 1e-9, atol 1e-10 (docs/verifying.md section 5): the biases in front of batch norm
+have a true gradient of exactly zero, so both sides hold rounding noise there, which Adam scales up.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+try:
+    import torch
+    import torch.nn as nn
+    from byol_pytorch import BYOL
+except ImportError as exc:  # pragma: no cover - the message is the point
+    print(f"This check runs the byol-pytorch package itself ({exc}); install it with `pip install byol-pytorch`.\n"
+          "byol-ref does not need it; see docs/verifying.md.")
+    sys.exit(0)
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from byol_ref.cli import main as byol_ref_cli  # noqa: E402
+from byol_ref.interchange import torch_mapping  # noqa: E402
+from byol_ref.presets import get_preset  # noqa: E402
+
+torch.set_default_dtype(torch.float64)
+N, S, H, PH, P = 8, 2, 16, 12, 6  # batch, image side (3 x S x S inputs), encoder width, MLP hidden, projection
+D = 3 * S * S
+
+
+class FlatLinear(nn.Linear):
+    """The first Linear of the encoder, flattening the (N, 3, S, S) images byol-pytorch passes around."""
+
+    def forward(self, x):
+        return super().forward(x.reshape(x.shape[0], -1))
+
+
+def run_byol_pytorch(steps: int, seed: int = 0):
+    """The package's BYOL for ``steps`` steps: (weights and views to export, what it computed)."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(FlatLinear(D, H), nn.BatchNorm1d(H), nn.ReLU(), nn.Linear(H, H), nn.BatchNorm1d(H), nn.ReLU(),
+                        nn.Linear(H, 10))  # a classifier head the hook skips, as with a ResNet's fc
+    gen = torch.Generator().manual_seed(seed + 1)
+    views = [(torch.randn(N, 3, S, S, generator=gen) * 1.5 + 0.3, torch.randn(N, 3, S, S, generator=gen))
+             for _ in range(steps)]
+    step = {"k": None}  # None during construction: the mock forward sees its own random images
+    learner = BYOL(net, image_size=S, hidden_layer=-2, projection_size=P, projection_hidden_size=PH,
+                   augment_fn=lambda x: x if step["k"] is None else views[step["k"]][0],
+                   augment_fn2=lambda x: x if step["k"] is None else views[step["k"]][1])
+    exported = {k: v.detach().numpy().copy() for k, v in learner.state_dict().items()}
+    for k, (v1, v2) in enumerate(views):
+        exported[f"step{k}.input.view1"] = v1.reshape(N, D).numpy()
+        exported[f"step{k}.input.view2"] = v2.reshape(N, D).numpy()
+
+    # Torch names -> byol-ref names; the mapping does not depend on the views setting.
+    ref_of = {t: r for r, t in torch_mapping("byol-pytorch", get_preset("byol-pytorch").config(encoder_dim=1)).items()}
+    opt = torch.optim.Adam([p for p in learner.parameters() if p.requires_grad], lr=3e-4)
+    named = dict(learner.named_parameters())
+    seen = {}
+    for k in range(steps):
+        step["k"] = k
+        loss = learner(torch.zeros(N, 3, S, S))
+        opt.zero_grad()
+        loss.backward()
+        seen[f"step{k}.loss.total"] = loss.detach().numpy()
+        opt.step()
+        learner.update_moving_average()
+        for t_name, value in {**named, **dict(learner.named_buffers())}.items():
+            if t_name not in ref_of:
+                continue  # the classifier head, not part of BYOL
+            net_name, group, key = ref_of[t_name].split(".", 2)  # "online", "param", "encoder.fc1.weight"
+            value = value.detach().numpy().copy()
+            seen[f"step{k}.{net_name}.{group}.{key}"] = value.astype(np.int64) if key.endswith(".count") else value
+            prm = named.get(t_name)
+            if prm is not None and prm.grad is not None:
+                seen[f"step{k}.online.grad.{key}"] = prm.grad.numpy().copy()
+                seen[f"step{k}.opt.mu.{key}"] = opt.state[prm]["exp_avg"].numpy().copy()
+                seen[f"step{k}.opt.nu.{key}"] = opt.state[prm]["exp_avg_sq"].numpy().copy()
+    return exported, seen
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--steps", type=int, default=3, help="training steps to compare (default 3)")
+    ap.add_argument("--workdir", default=None, help="where to write the files (default: a temporary folder)")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.workdir or tmp
+        os.makedirs(work, exist_ok=True)
+        exported, seen = run_byol_pytorch(args.steps)
+        weights, theirs = os.path.join(work, "weights.npz"), os.path.join(work, "byol_pytorch_trace.npz")
+        np.savez(weights, **exported)
+        np.savez(theirs, **seen)
+        agree = []
+        for views in ("concat", "separate"):
+            ref = os.path.join(work, f"byol_ref_{views}.npz")
+            byol_ref_cli(["trace", "--inputs", weights, "--layout", "torch", "--mapping", "byol-pytorch",
+                          "--preset", "byol-pytorch", "--set", f"views={views}", "--steps", str(args.steps),
+                          "--out", ref])
+            print(f"\n--- views={views} ---", flush=True)
+            status = byol_ref_cli(["diff", theirs, ref, "--only-common", "--transpose-weights", "a",
+                                   "--rtol", "1e-9", "--atol", "1e-10"])
+            if status == 0:
+                agree.append(views)
+    if len(agree) == 1:
+        print(f"\nbyol-pytorch agrees with byol-ref (preset byol-pytorch, views={agree[0]}) on every recorded "
+              f"tensor of {args.steps} step(s).")
+        return 0
+    print(f"\nbyol-pytorch agrees with byol-ref under {agree or 'neither'} views setting: see the reports above.")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
