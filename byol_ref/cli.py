@@ -566,9 +566,13 @@ def _cmd_trace(args) -> int:
             weights = {k: v for k, v in inputs.items() if not keep.match(k)}
             structure = preset.config(encoder_dim=1, **{k: v for k, v in model_extra.items()
                                                         if not k.endswith("_dim") and k != "hidden_size"})
-            from .interchange import _ALIASES
-            inputs = {**from_torch_layout(weights, resolve_mapping(args.mapping, structure), strict=False,
-                                          ignore_prefixes=_ALIASES.get(args.mapping, ())), **views}
+            from .interchange import _ALIASES, unmapped_names
+            mapping, aliases = resolve_mapping(args.mapping, structure), _ALIASES.get(args.mapping, ())
+            inputs = {**from_torch_layout(weights, mapping, strict=False, ignore_prefixes=aliases), **views}
+            ignored = unmapped_names(weights, mapping, ignore_prefixes=aliases)
+            if ignored:  # say what was left out, so that nothing is dropped silently
+                print(f"byol-ref trace: left out {len(ignored)} input tensor(s) the mapping does not name: "
+                      f"{', '.join(ignored[:6])}{', ...' if len(ignored) > 6 else ''}", file=sys.stderr)
     else:
         try:
             dims = [int(x) for x in args.dims.split(",")]

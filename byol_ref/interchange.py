@@ -149,6 +149,13 @@ def to_torch_layout(arrays: dict, mapping: dict, *, strict: bool = True) -> dict
     return out
 
 
+def unmapped_names(state: dict, mapping: dict, *, ignore_prefixes=()) -> list:
+    """Torch names in ``state`` that ``mapping`` (``{byol-ref name: torch name}``) does not name,
+    aliases under ``ignore_prefixes`` left out, in state order."""
+    inverse = set(mapping.values())
+    return [t for t in state if t not in inverse and not t.startswith(tuple(ignore_prefixes))]
+
+
 def from_torch_layout(state: dict, mapping: dict, *, strict: bool = True, ignore_prefixes=()) -> dict:
     """torch state_dict layout -> byol-ref layout (rename, transpose Linear weights).
 
@@ -156,21 +163,30 @@ def from_torch_layout(state: dict, mapping: dict, *, strict: bool = True, ignore
         state: ``{torch name: array}``.
         mapping: ``{byol-ref name: torch name}``.
         strict: every mapped torch name must be present, and every torch name must be mapped
-            (else ValueError listing them).
+            (else ValueError listing them). Without it, tensors of modules the mapping does not
+            touch (a classifier head, say) are left out; a tensor of a module it *does* map (a
+            bias on a Linear the byol-ref config builds without one) is still an error, since
+            leaving it out would silently compute another network.
         ignore_prefixes: torch names starting with these are aliases, never "unmapped".
 
     Returns:
         ``{byol-ref name: array}`` in the mapping's order.
     """
     absent = [t for t in mapping.values() if t not in state]
-    inverse = set(mapping.values())
-    unmapped = [t for t in state if t not in inverse and not t.startswith(tuple(ignore_prefixes))]
+    unmapped = unmapped_names(state, mapping, ignore_prefixes=ignore_prefixes)
     if absent and (strict or len(absent) == len(mapping)):
         raise ValueError(f"the torch state lacks {len(absent)} mapped name(s), e.g. {absent[:4]}; its names "
                          f"include {list(state)[:6]}. Wrong mapping style, or a model with another layout?")
     if strict and unmapped:
         raise ValueError(f"{len(unmapped)} torch name(s) have no byol-ref name, e.g. {unmapped[:4]}; "
                          "extend the mapping or pass strict=False")
+    modules = {t.rsplit(".", 1)[0] for t in mapping.values()}
+    orphans = [t for t in unmapped if t.rsplit(".", 1)[0] in modules]
+    if orphans:
+        raise ValueError(f"the torch state has {orphans[:4]}, tensor(s) of layers the byol-ref network maps but "
+                         "has no place for: the model's structure differs from the config's (a bias where "
+                         "hidden_bias or head_bias is False?). Set the matching option (--set hidden_bias=true), "
+                         "or remove the tensor if your model never uses it")
     out = {}
     for ref, t in mapping.items():
         if t in state:

@@ -26,8 +26,9 @@ a trace starts from given buffers, so export them *after* constructing the model
 online classifier (d22), mixed precision (d23; pass ``dtype``) and gradient accumulation (d24).
 PyTorch <= 1.9's ``cosine_similarity`` form x.y / max(||x|| ||y||, eps) (d2) is not
 reproduced: current PyTorch (checked with 2.x) clamps each norm, which is ``norm_eps_mode="norm"``
-with ``norm_eps=1e-8``; the two differ only when ||p|| ||z|| < 1e-8. solo-learn's Lightning
-warm-up divides by W - 1 instead of W; this is not reproduced either. Edifice's Axon
+with ``norm_eps=1e-8``; the two differ only when ||p|| ||z|| < 1e-8. solo-learn's scheduler
+with no warm-up at all (W = 0) still starts at ``warmup_start``; that corner is not reproduced
+(its W - 1 warm-up divisor is: ``warmup_denominator``). Edifice's Axon
 ``glorot_uniform`` init is not offered: load the weights instead (``byol_ref.interchange``).
 
 Usage::
@@ -56,6 +57,7 @@ MODEL_FIELDS = ("layout", "norm", "hidden_bias", "head_bias", "init", "target_in
 #: Preset fields that are ``train.TrainConfig`` fields.
 TRAIN_FIELDS = ("optimizer", "lr", "lr_batch_scale", "weight_decay", "momentum", "lars_eta",
                 "lars_trust_ratio", "lars_eps", "lars_clip_lr", "exclude", "warmup_start", "warmup_offset",
+                "warmup_denominator", "cosine_denominator",
                 "tau_base", "tau_schedule", "tau_denominator", "ema_when")
 #: Preset fields resolved into TrainConfig fields (or honoured by the trace only).
 OWN_FIELDS = ("warmup_fraction", "final_lr_ratio", "ema_scope")
@@ -79,8 +81,9 @@ FIELD_DOCS = {
             "(deepmind, Haiku defaults). 'torch': U(+-1/sqrt(fan_in)) for w and b (byol-pytorch, lightly, "
             "solo-learn: `nn.Linear` default). Edifice's Axon glorot_uniform is not offered (load its weights). d18.",
     "target_init": "'independent': a separate random draw (deepmind `_make_initial_state`). 'copy': "
-                   "byol-pytorch (`deepcopy` in `_get_target_encoder`), lightly (`copy.deepcopy` of backbone and "
-                   "head), solo-learn (`initialize_momentum_params`), edifice (docs). d9.",
+                   "byol-pytorch (`deepcopy` in `_get_target_encoder`), lightly examples (`copy.deepcopy` of "
+                   "backbone and head; its imagenet benchmark builds a fresh teacher projection head, i.e. "
+                   "'independent' for the head), solo-learn (`initialize_momentum_params`), edifice (docs). d9.",
     "bn_eps": "Batch-norm eps inside the square root: 1e-5 everywhere (Haiku `bn_config`, torch `BatchNorm1d`). d6.",
     "bn_decay": "Weight on the old running statistic: 0.9 everywhere (Haiku `decay_rate=0.9`; torch "
                 "`momentum=0.1`). d6.",
@@ -110,8 +113,9 @@ FIELD_DOCS = {
                  "l(p1, z'2) (edifice `loss`). d3.",
     "sym_reduce": "How the two directions combine: 'sum' (deepmind, byol-pytorch `loss_one + loss_two`, "
                   "solo-learn loop over views) or 'mean' (lightly examples `0.5 * (criterion(p0, z1) + "
-                  "criterion(p1, z0))`; lightly's imagenet benchmark uses 2 (-c1) + 2 (-c2), i.e. 4x this, which "
-                  "no field reproduces). d3.",
+                  "criterion(p1, z0))`). lightly's imagenet benchmark uses 2 (-c1) + 2 (-c2): that is "
+                  "loss_form '2-2cos' with 'sum' minus the constant 4, so every gradient and update agrees and only "
+                  "the reported loss is 4 higher here (checked against lightly's code). d3.",
     "optimizer": "'lars' (deepmind `optimizers.py`; lightly ImageNet benchmark; solo-learn configs), 'adam' "
                  "(byol-pytorch README: Adam lr 3e-4), 'adamw' (edifice ships no optimiser: byol-ref's default).",
     "lr": "Base learning rate (peak = lr * B / lr_batch_scale): deepmind 0.2 (1000 epochs), lightly 0.45 "
@@ -141,11 +145,19 @@ FIELD_DOCS = {
                     "`warmup_start_lr`). d16.",
     "warmup_offset": "0: lr_k = peak k / W, so lr_0 = 0 (deepmind `learning_schedule`); 1: peak (k + 1) / W "
                      "(lightly `CosineWarmupScheduler`). d16.",
+    "warmup_denominator": "'W': the warm-up divides by W (deepmind, lightly). 'W-1': by W - 1, so the peak comes "
+                          "one step early and is held for two (solo-learn `LinearWarmupCosineAnnealingLR`, which "
+                          "adds (peak - warmup_start) / (W - 1) per step). Checked against solo-learn's code. d16.",
+    "cosine_denominator": "'K-W': the cosine runs over the K - W steps after the warm-up and reaches the end value "
+                          "at k = K (deepmind, solo-learn). 'K-W-1': lightly `CosineWarmupScheduler` calls "
+                          "`cosine_schedule(k - W, K - W)`, which divides by K - W - 1 and holds the end value "
+                          "from k = K - 1. Checked against lightly's code. d16.",
     "final_lr_ratio": "End of the cosine decay as a fraction of the peak (-> TrainConfig.final_lr): 0 (deepmind, "
                       "solo-learn `min_lr=0`), 0.001 (lightly `CosineWarmupScheduler` end_value), 1 = a constant "
                       "learning rate (byol-pytorch README: fixed Adam lr; edifice: no schedule). d16.",
     "tau_base": "Target EMA rate at step 0: 0.996 (deepmind, paper; edifice `momentum`), 0.99 (byol-pytorch "
-                "`moving_average_decay`, lightly benchmarks, solo-learn `base_tau_momentum`). a5, d10.",
+                "`moving_average_decay`, lightly benchmarks (its BYOL example: 0.996, per epoch), solo-learn "
+                "`momentum.base_tau`, formerly `base_tau_momentum`). a5, d10.",
     "tau_schedule": "'cosine' tau -> 1 (deepmind `target_ema`, lightly `cosine_schedule`, solo-learn "
                     "`MomentumUpdater`) or 'constant' (byol-pytorch `EMA(beta)`, edifice `ema_update`). d10.",
     "tau_denominator": "'K' (deepmind, solo-learn) or 'K-1' (lightly `cosine_schedule`: tau = 1 from k = K-1). d10.",
@@ -201,6 +213,8 @@ class Preset:
     warmup_fraction: float = 0.01
     warmup_start: float = 0.0
     warmup_offset: int = 0
+    warmup_denominator: str = "W"
+    cosine_denominator: str = "K-W"
     final_lr_ratio: float = 0.0
     tau_base: float = 0.996
     tau_schedule: str = "cosine"
@@ -308,13 +322,13 @@ PRESETS = {
         name="lightly", hidden_bias=False, head_bias=True, init="torch", target_init="copy", bn_running="torch",
         bn_var="two_pass", norm_eps_mode="norm", norm_eps=1e-8, loss_form="neg_cos", sym_reduce="mean",
         optimizer="lars", lr=0.45, weight_decay=1e-6, lars_trust_ratio="sum_of_norms", lars_eps=1e-8,
-        exclude="name", warmup_fraction=0.1, warmup_offset=1, final_lr_ratio=0.001, tau_base=0.99,
-        tau_denominator="K-1", ema_when="pre_forward"),
+        exclude="name", warmup_fraction=0.1, warmup_offset=1, cosine_denominator="K-W-1", final_lr_ratio=0.001,
+        tau_base=0.99, tau_denominator="K-1", ema_when="pre_forward"),
     "solo-learn": Preset(
         name="solo-learn", head_bias=True, init="torch", target_init="copy", bn_running="torch",
         bn_var="two_pass", norm_eps_mode="norm", norm_eps=1e-8, loss_form="2-2cos", optimizer="lars", lr=1.0,
         weight_decay=1e-5, lars_eta=0.02, lars_trust_ratio="sum_of_norms", lars_eps=1e-8, lars_clip_lr=True,
-        exclude="ndim", warmup_fraction=0.01, warmup_start=3e-5, tau_base=0.99),
+        exclude="ndim", warmup_fraction=0.01, warmup_start=3e-5, warmup_denominator="W-1", tau_base=0.99),
     "edifice": Preset(
         name="edifice", layout="edifice", norm="layer", hidden_bias=True, head_bias=True, init="torch",
         target_init="copy", bn_var="two_pass", norm_eps_mode="add", norm_eps=1e-8, loss_form="2-2cos",

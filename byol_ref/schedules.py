@@ -50,6 +50,8 @@ def warmup_cosine_lr(
     warmup_start: float = 0.0,
     batch_scale: int = 256,
     warmup_offset: int = 0,
+    warmup_denominator: str = "W",
+    cosine_denominator: str = "K-W",
 ) -> float:
     """Linear warm-up then cosine decay, with the linear batch-size scaling rule.
 
@@ -57,21 +59,30 @@ def warmup_cosine_lr(
     ``K = total_steps``::
 
         k <  W:  eta_k = warmup_start + (eta* - warmup_start) * (k + warmup_offset) / W
-        k >= W:  eta_k = final_lr + (eta* - final_lr) * (1 + cos(pi * min(k - W, K - W) / (K - W))) / 2
+        k >= W:  eta_k = final_lr + (eta* - final_lr) * (1 + cos(pi * min(k - W, C) / C)) / 2,   C = K - W
 
     so the schedule ends at ``final_lr`` at ``k = K`` and stays there for every ``k >= K``.
     Edge cases: ``W = 0`` has no warm-up (``eta_0 = eta*``); ``W = K`` is warm-up only, and
     ``eta_k = final_lr`` for ``k >= K`` (the cosine phase has zero length, so the formula
     above would be 0/0).
 
+    Two denominators differ between implementations: ``warmup_denominator="W-1"`` divides the
+    warm-up by ``max(W - 1, 1)`` (the peak is reached at ``k = W - 1`` and held at ``k = W``), and
+    ``cosine_denominator="K-W-1"`` sets ``C = K - W - 1`` (``final_lr`` from ``k = K - 1`` on;
+    ``C <= 0`` gives ``final_lr`` at once).
+
     Implementation presets (BYOL_FACTS d16):
 
     * official BYOL: ``warmup_start=0, warmup_offset=0, final_lr=0``. Then ``eta_0 = 0``:
       the first update moves nothing, although LARS's momentum buffer starts to fill.
     * lightly: ``warmup_offset=1`` (``eta* (k + 1) / W``, so the first step is not a no-op and
-      ``eta_{W-1} = eta*``) and ``final_lr = 0.001 * eta*``.
-    * solo-learn: ``warmup_start=3e-5`` (its Lightning scheduler divides by ``W - 1``
-      rather than ``W``, which this function does not reproduce).
+      ``eta_{W-1} = eta*``), ``final_lr = 0.001 * eta*`` and ``cosine_denominator="K-W-1"``
+      (``CosineWarmupScheduler`` calls ``cosine_schedule(k - W, K - W)``, which divides by its
+      ``max_steps - 1``).
+    * solo-learn: ``warmup_start=3e-5`` and ``warmup_denominator="W-1"`` (its
+      ``LinearWarmupCosineAnnealingLR`` adds ``(eta* - warmup_start) / (W - 1)`` per warm-up
+      step). With ``W = 0`` that scheduler still starts at ``warmup_start``; this function
+      starts at the peak.
 
     Args:
         step: global step ``k >= 0`` before the update.
@@ -83,13 +94,15 @@ def warmup_cosine_lr(
         warmup_start: value at ``k = 0`` when ``warmup_offset = 0``.
         batch_scale: the batch size at which ``base_lr`` applies (256 in the paper).
         warmup_offset: 0 (official) or 1 (lightly); added to ``k`` in the warm-up only.
+        warmup_denominator: ``"W"`` (official, lightly) or ``"W-1"`` (solo-learn).
+        cosine_denominator: ``"K-W"`` (official, solo-learn) or ``"K-W-1"`` (lightly).
 
     Returns:
         The learning rate ``eta_k`` as a Python float.
 
     Raises:
         ValueError: a negative step, ``W > K``, a non-positive batch size, a negative rate,
-            or ``warmup_offset`` not in {0, 1}.
+            ``warmup_offset`` not in {0, 1}, or an unknown denominator.
 
     References:
         BYOL paper appendix C (LARS, cosine decay, 10 warm-up epochs, lr = 0.2 x B/256);
@@ -107,15 +120,25 @@ def warmup_cosine_lr(
     warmup_start = _check_float(warmup_start, "warmup_start")
     if warmup_offset not in (0, 1):
         raise ValueError(f"warmup_offset must be 0 (official) or 1 (lightly), got {warmup_offset!r}")
+    if warmup_denominator not in ("W", "W-1"):
+        raise ValueError(f"warmup_denominator must be 'W' (official) or 'W-1' (solo-learn), got {warmup_denominator!r}")
+    if warmup_offset == 1 and warmup_denominator == "W-1":
+        raise ValueError("warmup_offset=1 with warmup_denominator='W-1' would overshoot the peak at k = W - 1; "
+                         "no implementation combines them")
+    if cosine_denominator not in ("K-W", "K-W-1"):
+        raise ValueError(f"cosine_denominator must be 'K-W' (official) or 'K-W-1' (lightly), "
+                         f"got {cosine_denominator!r}")
 
     peak = base_lr * B / scale
     if k < W:
-        return warmup_start + (peak - warmup_start) * (k + warmup_offset) / W
-    if W == K:  # warm-up only: the run is over at k = K
+        steps = W if warmup_denominator == "W" else max(W - 1, 1)
+        return warmup_start + (peak - warmup_start) * (k + warmup_offset) / steps
+    C = K - W if cosine_denominator == "K-W" else K - W - 1
+    if C <= 0:  # warm-up only (W = K), or lightly's one-step cosine: the run is at its end value
         return final_lr
-    t = min(k - W, K - W)  # clamp: constant final_lr after the run
-    # At t = K - W, cos(pi) = -1.0 exactly, so the factor is exactly 0.0 and the value final_lr.
-    return final_lr + (peak - final_lr) * 0.5 * (1.0 + math.cos(math.pi * t / (K - W)))
+    t = min(k - W, C)  # clamp: constant final_lr after the run
+    # At t = C, cos(pi) = -1.0 exactly, so the factor is exactly 0.0 and the value final_lr.
+    return final_lr + (peak - final_lr) * 0.5 * (1.0 + math.cos(math.pi * t / C))
 
 
 def target_tau(

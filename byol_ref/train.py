@@ -59,6 +59,9 @@ class TrainConfig:
         final_lr: learning rate at the end of the cosine decay (official 0).
         warmup_start: learning rate at step 0 of the warm-up (official 0).
         warmup_offset: 0 (official: lr_k = peak k / W) or 1 (lightly: peak (k + 1) / W).
+        warmup_denominator: ``"W"`` (official, lightly) or ``"W-1"`` (solo-learn: peak at W - 1).
+        cosine_denominator: ``"K-W"`` (official, solo-learn) or ``"K-W-1"`` (lightly: final_lr
+            from step K - 1 on). See ``schedules.warmup_cosine_lr``.
         tau_base: the target EMA rate at step 0 (0.996).
         tau_schedule: ``"cosine"`` (tau -> 1, official) or ``"constant"`` (byol-pytorch).
         tau_denominator: ``"K"`` (official) or ``"K-1"`` (lightly's cosine_schedule).
@@ -91,6 +94,8 @@ class TrainConfig:
     final_lr: float = 0.0
     warmup_start: float = 0.0
     warmup_offset: int = 0
+    warmup_denominator: str = "W"
+    cosine_denominator: str = "K-W"
     tau_base: float = 0.996
     tau_schedule: str = "cosine"
     tau_denominator: str = "K"
@@ -117,6 +122,11 @@ class TrainConfig:
         check_choice(self.exclude, "exclude", ("name", "ndim", "none"))
         check_float_range(self.warmup_start, "warmup_start", 0, None)
         check_choice(self.warmup_offset, "warmup_offset", (0, 1))
+        check_choice(self.warmup_denominator, "warmup_denominator", ("W", "W-1"))
+        check_choice(self.cosine_denominator, "cosine_denominator", ("K-W", "K-W-1"))
+        if self.warmup_offset == 1 and self.warmup_denominator == "W-1":
+            raise ValueError("warmup_offset=1 with warmup_denominator='W-1' would overshoot the peak at step W - 1; "
+                             "no implementation combines them")
         if self.warmup_epochs is None:
             object.__setattr__(self, "warmup_epochs", 0.05 * self.epochs)
         check_float_range(self.warmup_epochs, "warmup_epochs", 0, self.epochs)
@@ -186,7 +196,9 @@ def make_schedules(tcfg: TrainConfig, n_train: int) -> Schedules:
     def lr(k):
         return warmup_cosine_lr(k, base_lr=tcfg.lr, batch_size=tcfg.batch_size, total_steps=total,
                                 warmup_steps=warmup, final_lr=tcfg.final_lr, batch_scale=scale,
-                                warmup_start=tcfg.warmup_start, warmup_offset=tcfg.warmup_offset)
+                                warmup_start=tcfg.warmup_start, warmup_offset=tcfg.warmup_offset,
+                                warmup_denominator=tcfg.warmup_denominator,
+                                cosine_denominator=tcfg.cosine_denominator)
 
     def tau(k):
         return target_tau(k, tau_base=tcfg.tau_base, total_steps=total, schedule=tcfg.tau_schedule,

@@ -190,3 +190,28 @@ def test_cli_trace_from_torch_layout(tmp_path):
                                   ref["online.param.encoder.fc1.weight"])
     online2, _, views, _ = networks_from_inputs(tr.arrays, get_preset("byol-pytorch"))
     assert len(views) == 2
+
+
+def test_unmapped_tensors_are_named_and_structural_ones_refused(tmp_path, capsys):
+    """A classifier head the mapping does not name is left out, and the trace says so; a bias on
+    a layer the mapping does name, which the byol-ref config builds without, is an error (leaving
+    it out would compute another network: lightly's heads with a biased MLP backbone)."""
+    from byol_ref.cli import main
+
+    online, target = _nets("byol-pytorch")
+    m = torch_mapping("byol-pytorch", online.config)
+    state = to_torch_layout(networks_to_arrays(online, target), m)
+    state["online_encoder.net.6.weight"] = np.ones((10, 6))  # a classifier after the encoder
+    assert set(from_torch_layout(state, m, strict=False)) == set(m)
+    rng = np.random.default_rng(1)
+    state["view1"], state["view2"] = rng.standard_normal((4, 5)), rng.standard_normal((4, 5))
+    np.savez(tmp_path / "sd.npz", **state)
+    args = ["trace", "--inputs", str(tmp_path / "sd.npz"), "--layout", "torch", "--mapping", "byol-pytorch",
+            "--preset", "byol-pytorch", "--steps", "1", "--out", str(tmp_path / "t.npz")]
+    assert main(args) == 0
+    assert "left out 1 input tensor(s) the mapping does not name: online_encoder.net.6.weight" in capsys.readouterr().err
+    no_bias = get_preset("byol-pytorch", hidden_bias=False).config(encoder_dim=1)
+    with pytest.raises(ValueError, match=r"has \['online_encoder.net.0.bias'.*hidden_bias"):
+        from_torch_layout(state, torch_mapping("byol-pytorch", no_bias), strict=False)
+    assert main(args + ["--set", "hidden_bias=false"]) == 2
+    assert "tensor(s) of layers the byol-ref network maps but has no place for" in capsys.readouterr().err

@@ -115,6 +115,8 @@ REACH = [
     (dict(warmup_fraction=2 / 3), {}, "step1.lr", False),
     (dict(warmup_start=2e-3), {}, "step0.lr", False),
     (dict(warmup_offset=1), {}, "step0.lr", False),
+    (dict(warmup_denominator="W-1"), dict(warmup_fraction=2 / 3), "step1.lr", False),  # W = 2: peak at step 1
+    (dict(cosine_denominator="K-W-1"), {}, "step2.lr", False),  # W = 1: step 1 is the peak either way
     (dict(final_lr_ratio=0.5), {}, "step2.lr", False),
     (dict(tau_base=0.9), {}, "step0.tau", False),
     (dict(tau_schedule="constant"), {}, "step1.tau", False),

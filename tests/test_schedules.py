@@ -55,6 +55,43 @@ def test_lr_warmup_offset_lightly():
     assert lr(20, warmup_offset=1) == lr(20)                              # cosine phase unchanged
 
 
+def _solo_learn_lr(k, *, peak, start, K, W):
+    """solo-learn's LinearWarmupCosineAnnealingLR as its chainable steps describe it: start at
+    step 0, add (peak - start) / (W - 1) per warm-up step, the peak at step W, then cosine."""
+    if k == 0:
+        return start
+    if k < W:
+        return _solo_learn_lr(k - 1, peak=peak, start=start, K=K, W=W) + (peak - start) / (W - 1)
+    return 0.5 * peak * (1 + math.cos(math.pi * (min(k, K) - W) / (K - W)))
+
+
+def _lightly_lr(k, *, peak, K, W, end=0.001):
+    """lightly's CosineWarmupScheduler (a factor on the peak): (k + 1) / W in the warm-up, then
+    cosine_schedule(k - W, K - W), which divides by its max_steps - 1 and ends one step early."""
+    if k < W:
+        return peak * (k + 1) / W
+    s, m = k - W, K - W
+    if m <= 1 or s >= m - 1:
+        return peak * end
+    return peak * (end - (end - 1) * (math.cos(math.pi * s / (m - 1)) + 1) / 2)
+
+
+@pytest.mark.parametrize("K, W", [(20, 4), (1000, 10), (7, 2), (5, 1)])
+def test_lr_solo_learn_and_lightly_denominators(K, W):
+    peak = 0.2 * 4096 / 256
+    for k in range(K + 2):
+        solo = warmup_cosine_lr(k, base_lr=0.2, batch_size=4096, total_steps=K, warmup_steps=W, warmup_start=3e-5,
+                                warmup_denominator="W-1")
+        assert solo == pytest.approx(_solo_learn_lr(k, peak=peak, start=3e-5, K=K, W=W), rel=1e-12, abs=1e-15), k
+        light = warmup_cosine_lr(k, base_lr=0.2, batch_size=4096, total_steps=K, warmup_steps=W, warmup_offset=1,
+                                 final_lr=0.001 * peak, cosine_denominator="K-W-1")
+        assert light == pytest.approx(_lightly_lr(k, peak=peak, K=K, W=W), rel=1e-12), k
+    # The default divides by W and K - W: solo-learn's peak comes one step earlier, lightly's end one step earlier.
+    if W > 1:
+        assert lr(W - 1, total_steps=K, warmup_steps=W) < peak
+    assert lr(K - 1, total_steps=K, warmup_steps=W) > 0
+
+
 def test_lr_no_warmup_and_warmup_only():
     assert lr(0, warmup_steps=0) == pytest.approx(3.2, rel=1e-15)
     assert lr(100, warmup_steps=0) == 0.0
@@ -78,6 +115,9 @@ def test_lr_batch_scale():
     (dict(final_lr=-1.0), "final_lr"),
     (dict(warmup_start=-1.0), "warmup_start"),
     (dict(warmup_offset=2), "warmup_offset"),
+    (dict(warmup_denominator="W-2"), "warmup_denominator"),
+    (dict(cosine_denominator="K"), "cosine_denominator"),
+    (dict(warmup_offset=1, warmup_denominator="W-1"), "overshoot"),
     (dict(batch_scale=0), "batch_scale"),
 ])
 def test_lr_validation(kw, arg):
@@ -98,13 +138,16 @@ def test_lr_bad_step(step):
     B=st.integers(1, 8192),
     final_frac=st.floats(0, 1),
     start_frac=st.floats(0, 1),
-    offset=st.sampled_from([0, 1]),
+    warmup=st.sampled_from([(0, "W"), (1, "W"), (0, "W-1")]),
+    cosine_denominator=st.sampled_from(["K-W", "K-W-1"]),
 )
-def test_lr_monotone_and_bounded(K, frac, base_lr, B, final_frac, start_frac, offset):
+def test_lr_monotone_and_bounded(K, frac, base_lr, B, final_frac, start_frac, warmup, cosine_denominator):
     W = int(frac * K)
     peak = base_lr * B / 256
+    offset, warmup_denominator = warmup
     kw = dict(base_lr=base_lr, batch_size=B, total_steps=K, warmup_steps=W,
-              final_lr=final_frac * peak, warmup_start=start_frac * peak, warmup_offset=offset)
+              final_lr=final_frac * peak, warmup_start=start_frac * peak, warmup_offset=offset,
+              warmup_denominator=warmup_denominator, cosine_denominator=cosine_denominator)
     vals = [warmup_cosine_lr(k, **kw) for k in range(K + 3)]
     tol = 1e-12 * max(peak, 1e-300)
     # Non-decreasing during warm-up, non-increasing after, and inside [min(start, final), peak].
@@ -112,7 +155,9 @@ def test_lr_monotone_and_bounded(K, frac, base_lr, B, final_frac, start_frac, of
     assert all(b <= a + tol for a, b in zip(vals[W:], vals[W + 1:]))
     assert all(min(kw["warmup_start"], kw["final_lr"]) - tol <= v <= peak + tol for v in vals)
     assert vals[K] == vals[K + 2] == kw["final_lr"]
-    if W < K:
+    if cosine_denominator == "K-W-1" and W < K:
+        assert vals[K - 1] == kw["final_lr"]
+    if W < K - (cosine_denominator == "K-W-1"):
         assert vals[W] == pytest.approx(peak, rel=1e-12, abs=1e-300)
 
 
