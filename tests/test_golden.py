@@ -113,3 +113,12 @@ def test_crosscheck_the_installed_byol_pytorch(tmp_path):
     res = subprocess.run([sys.executable, str(script), "--workdir", str(tmp_path)], capture_output=True, text=True,
                          timeout=300)
     assert res.returncode == 0 and "byol-pytorch agrees with byol-ref" in res.stdout, res.stdout + res.stderr
+
+
+@pytest.mark.skipif(importlib.util.find_spec("lightly") is None,
+                    reason="lightly is not installed (optional cross-check against its own code)")
+def test_crosscheck_the_installed_lightly(tmp_path):
+    script = ROOT / "examples" / "crosscheck_lightly.py"
+    res = subprocess.run([sys.executable, str(script), "--workdir", str(tmp_path)], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0 and "lightly agrees with byol-ref" in res.stdout, res.stdout + res.stderr

@@ -1,0 +1,143 @@
+"""Check the installed lightly package's BYOL building blocks against byol-ref, step by step.
+
+    pip install lightly          # brings torch; byol-ref itself needs neither
+    python examples/crosscheck_lightly.py [--steps 5] [--warmup 2] [--workdir DIR]
+
+The model is put together from lightly's own pieces the way its BYOL benchmark trains
+(``benchmarks/imagenet/resnet50/byol.py``), around a small MLP backbone with no biases (like a
+ResNet's convolutions): ``BYOLProjectionHead`` / ``BYOLPredictionHead``, momentum copies made
+with ``copy.deepcopy`` and ``deactivate_requires_grad``, ``update_momentum`` with
+``cosine_schedule(k, K, 0.99, 1)`` *before* the forward, the loss
+``0.5 * (NegativeCosineSimilarity(p0, z1) + NegativeCosineSimilarity(p1, z0))`` of its examples,
+lightly's ``LARS`` (lr 0.45 x N / 256, momentum 0.9, weight decay 1e-6 except on biases and norm
+parameters, from ``get_weight_decay_parameters``) and its ``CosineWarmupScheduler`` stepped after
+every optimiser step. Everything runs in float64 from exported weights; the script records the
+loss, lr, tau, every gradient, the updated online and momentum params and the batch-norm
+buffers under byol-ref's trace names, traces the same steps with ``byol-ref trace --preset
+lightly`` and diffs (rtol 1e-9, atol 1e-10). Exit status 0 when everything agrees.
+
+The schedules are where implementations differ most quietly: lightly's warm-up is
+``(k + 1) / W`` (``warmup_offset=1``), its cosine divides by ``K - W - 1``
+(``cosine_denominator="K-W-1"``) and its tau schedule by ``K - 1`` (``tau_denominator="K-1"``);
+``--warmup 2`` with the default 5 steps crosses all three.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+try:
+    import torch
+    import torch.nn as nn
+    from lightly.loss import NegativeCosineSimilarity
+    from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
+    from lightly.models.utils import deactivate_requires_grad, get_weight_decay_parameters, update_momentum
+    from lightly.utils.lars import LARS
+    from lightly.utils.scheduler import CosineWarmupScheduler, cosine_schedule
+except ImportError as exc:  # pragma: no cover - the message is the point
+    print(f"This check runs the lightly package itself ({exc}); install it with `pip install lightly`.\n"
+          "byol-ref does not need it; see docs/verifying.md.")
+    sys.exit(0)
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from byol_ref.cli import main as byol_ref_cli  # noqa: E402
+from byol_ref.interchange import torch_mapping  # noqa: E402
+from byol_ref.presets import get_preset  # noqa: E402
+
+torch.set_default_dtype(torch.float64)
+N, D, H, PH, P = 8, 12, 16, 12, 6  # batch, input, backbone width, head hidden, projection
+
+
+class Model(nn.Module):
+    """The module names byol-ref's ``lightly`` mapping expects (``byol_ref.interchange``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Linear(D, H, bias=False), nn.BatchNorm1d(H), nn.ReLU(),
+                                      nn.Linear(H, H, bias=False), nn.BatchNorm1d(H), nn.ReLU())
+        self.projection_head = BYOLProjectionHead(H, PH, P)
+        self.prediction_head = BYOLPredictionHead(P, PH, P)
+        self.backbone_momentum = copy.deepcopy(self.backbone)
+        self.projection_head_momentum = copy.deepcopy(self.projection_head)
+        deactivate_requires_grad(self.backbone_momentum)
+        deactivate_requires_grad(self.projection_head_momentum)
+
+    def online(self, x):
+        return self.prediction_head(self.projection_head(self.backbone(x)))
+
+    def target(self, x):
+        return self.projection_head_momentum(self.backbone_momentum(x)).detach()
+
+
+def run_lightly(steps: int, warmup: int, seed: int = 0):
+    """``steps`` lightly-style training steps: (weights and views to export, what they computed)."""
+    torch.manual_seed(seed)
+    model = Model().train()
+    gen = torch.Generator().manual_seed(seed + 1)
+    views = [(torch.randn(N, D, generator=gen) * 1.5 + 0.3, torch.randn(N, D, generator=gen)) for _ in range(steps)]
+    exported = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+    for k, (v1, v2) in enumerate(views):
+        exported[f"step{k}.input.view1"], exported[f"step{k}.input.view2"] = v1.numpy(), v2.numpy()
+
+    decay, no_decay = get_weight_decay_parameters([model.backbone, model.projection_head, model.prediction_head])
+    opt = LARS([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}], lr=0.45 * N / 256, momentum=0.9,
+               weight_decay=1e-6)
+    sched = CosineWarmupScheduler(opt, warmup_epochs=warmup, max_epochs=steps)
+    criterion = NegativeCosineSimilarity()
+    ref_of = {t: r for r, t in torch_mapping("lightly", get_preset("lightly").config(encoder_dim=1)).items()}
+    named = dict(model.named_parameters())
+    seen = {}
+    for k, (x0, x1) in enumerate(views):
+        tau = cosine_schedule(k, steps, 0.99, 1.0)
+        seen[f"step{k}.tau"] = np.asarray(tau)
+        seen[f"step{k}.lr"] = np.asarray(opt.param_groups[0]["lr"])
+        update_momentum(model.backbone, model.backbone_momentum, m=tau)  # before the forward, with theta_k
+        update_momentum(model.projection_head, model.projection_head_momentum, m=tau)
+        p0, z0, p1, z1 = model.online(x0), model.target(x0), model.online(x1), model.target(x1)
+        loss = 0.5 * (criterion(p0, z1) + criterion(p1, z0))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        seen[f"step{k}.loss.total"] = loss.detach().numpy()
+        for t_name, value in {**named, **dict(model.named_buffers())}.items():
+            net_name, group, key = ref_of[t_name].split(".", 2)  # "online", "param", "encoder.fc1.weight"
+            value = value.detach().numpy().copy()
+            seen[f"step{k}.{net_name}.{group}.{key}"] = value.astype(np.int64) if key.endswith(".count") else value
+            prm = named.get(t_name)
+            if prm is not None and prm.grad is not None:
+                seen[f"step{k}.online.grad.{key}"] = prm.grad.numpy().copy()
+    return exported, seen
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--steps", type=int, default=5, help="training steps K (default 5)")
+    ap.add_argument("--warmup", type=int, default=2, help="warm-up steps W (default 2)")
+    ap.add_argument("--workdir", default=None, help="where to write the files (default: a temporary folder)")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.workdir or tmp
+        os.makedirs(work, exist_ok=True)
+        exported, seen = run_lightly(args.steps, args.warmup)
+        weights, theirs = os.path.join(work, "weights.npz"), os.path.join(work, "lightly_trace.npz")
+        ref = os.path.join(work, "byol_ref_trace.npz")
+        np.savez(weights, **exported)
+        np.savez(theirs, **seen)
+        byol_ref_cli(["trace", "--inputs", weights, "--layout", "torch", "--mapping", "lightly", "--preset", "lightly",
+                      "--steps", str(args.steps), "--total-steps", str(args.steps), "--warmup-steps",
+                      str(args.warmup), "--out", ref])
+        status = byol_ref_cli(["diff", theirs, ref, "--only-common", "--transpose-weights", "a", "--rtol", "1e-9",
+                               "--atol", "1e-10"])
+    if status == 0:
+        print(f"\nlightly agrees with byol-ref (preset lightly) on every recorded tensor of {args.steps} step(s).")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
