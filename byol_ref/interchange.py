@@ -185,7 +185,8 @@ def from_torch_layout(state: dict, mapping: dict, *, strict: bool = True, ignore
     if orphans:
         raise ValueError(f"the torch state has {orphans[:4]}, tensor(s) of layers the byol-ref network maps but "
                          "has no place for: the model's structure differs from the config's (a bias where "
-                         "hidden_bias or head_bias is False?). Set the matching option (--set hidden_bias=true), "
+                         "hidden_bias, encoder_bias or head_bias is False?). Set the matching option (--set "
+                         "encoder_bias=true for a backbone with biases in front of bias-free heads), "
                          "or remove the tensor if your model never uses it")
     out = {}
     for ref, t in mapping.items():

@@ -70,6 +70,9 @@ class Config:
         ws_eps: weight-standardisation eps inside the square root.
         hidden_bias: bias on the first Linear of projector and predictor and on encoder
             linears (official: yes; lightly: no, since BN follows).
+        encoder_bias: bias on the encoder's Linears, when it differs from ``hidden_bias`` (None:
+            as ``hidden_bias``). The encoder stands in for a backbone, whose biases are its
+            author's choice: lightly's heads have none, an MLP backbone in front of them may.
         head_bias: bias on the *last* Linear of projector and predictor (official: no).
         use_predictor: False is the no-predictor ablation (p = z).
         init: ``"haiku"`` (w ~ truncated normal, std 1/sqrt(fan_in), cut at 2 std; b = 0) or
@@ -104,6 +107,7 @@ class Config:
     weight_std: bool = False
     ws_eps: float = 1e-5
     hidden_bias: bool = True
+    encoder_bias: bool | None = None
     head_bias: bool | None = None
     use_predictor: bool = True
     init: str = "haiku"
@@ -148,6 +152,8 @@ class Config:
         for name in ("hidden_bias", "head_bias", "use_predictor", "symmetric", "stop_gradient", "weight_std"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        if self.encoder_bias is not None and not isinstance(self.encoder_bias, bool):
+            raise TypeError(f"encoder_bias must be a bool or None (as hidden_bias), got {self.encoder_bias!r}")
         check_float_range(self.bn_eps, "bn_eps", 0, None, lo_open=True)
         check_float_range(self.ln_eps, "ln_eps", 0, None, lo_open=True)
         check_float_range(self.ws_eps, "ws_eps", 0, None, lo_open=True)
@@ -227,6 +233,15 @@ def is_head_output(name: str) -> bool:
     return name.endswith("fc2") and not name.startswith("encoder")
 
 
+def has_bias(config: Config, name: str) -> bool:
+    """Whether the Linear ``name`` (``"encoder.fc1"``, ``"projector.fc2"``, ...) has a bias."""
+    if is_head_output(name):
+        return config.head_bias
+    if name.startswith("encoder") and config.encoder_bias is not None:
+        return config.encoder_bias
+    return config.hidden_bias
+
+
 def param_shapes(config: Config, role: str) -> dict:
     """Shapes of every parameter (dict name -> shape), in execution order."""
     widths = {
@@ -241,7 +256,7 @@ def param_shapes(config: Config, role: str) -> dict:
             if kind == "linear":
                 shapes[f"{name}.weight"] = (width, widths[name])
                 width = widths[name]
-                if config.head_bias if is_head_output(name) else config.hidden_bias:
+                if has_bias(config, name):
                     shapes[f"{name}.bias"] = (width,)
             elif kind in ("batch_norm", "layer_norm", "group_norm", "affine"):
                 shapes[f"{name}.gamma"] = (width,)

@@ -74,7 +74,9 @@ FIELD_DOCS = {
             "initialised from the data's statistics) or 'none' (the collapse ablation).",
     "hidden_bias": "Bias on the first Linear of each block (and the encoder Linears). True: deepmind "
                    "(`hk.Linear` default), byol-pytorch (`nn.Linear` default), solo-learn, edifice. False: "
-                   "lightly (`ProjectionHead` uses `bias=not batch_norm`). BYOL_FACTS d17.",
+                   "lightly (`ProjectionHead` uses `bias=not batch_norm`). The encoder stands in for your "
+                   "backbone: `Config.encoder_bias` (`--set encoder_bias=true`) gives it biases of its own. "
+                   "BYOL_FACTS d17.",
     "head_bias": "Bias on the last Linear of projector and predictor. False: deepmind (`networks.py` MLP "
                  "`with_bias=False`). True: byol-pytorch, lightly, solo-learn, edifice. BYOL_FACTS d17.",
     "init": "Parameter init when drawn from a seed. 'haiku': truncated normal std 1/sqrt(fan_in), b = 0 "

@@ -348,7 +348,8 @@ def networks_from_inputs(inputs: dict, preset: Preset, *, dtype: str = "float64"
         try:
             _check_network(net, role, role=role)
         except ValueError as exc:
-            raise TraceError(f"{exc} (the preset's hidden_bias={cfg.hidden_bias} and head_bias={cfg.head_bias} "
+            raise TraceError(f"{exc} (the preset's hidden_bias={cfg.hidden_bias}, encoder_bias={cfg.encoder_bias} and "
+                             f"head_bias={cfg.head_bias} "
                              "decide which biases exist; override them to match your weights)") from None
         nets.append(net)
     if sorted(steps) != list(range(len(steps))) or any(set(s) != {1, 2} for s in steps.values()):

@@ -215,3 +215,12 @@ def test_unmapped_tensors_are_named_and_structural_ones_refused(tmp_path, capsys
         from_torch_layout(state, torch_mapping("byol-pytorch", no_bias), strict=False)
     assert main(args + ["--set", "hidden_bias=false"]) == 2
     assert "tensor(s) of layers the byol-ref network maps but has no place for" in capsys.readouterr().err
+    # encoder_bias: biases in the encoder only (lightly's bias-free heads behind a biased MLP backbone)
+    assert main(args + ["--set", "hidden_bias=false", "--set", "head_bias=true", "--set", "encoder_bias=true"]) == 2
+    assert "online_encoder.projector.0.bias" in capsys.readouterr().err  # the heads' first bias is still extra
+    lightly = get_preset("lightly").config(encoder_dim=1)
+    names = set(torch_mapping("lightly", lightly.replace(encoder_bias=True)).values())
+    assert {"backbone.0.bias", "backbone.3.bias", "backbone_momentum.0.bias"} <= names
+    assert "projection_head.layers.0.bias" not in names
+    assert names - set(torch_mapping("lightly", lightly).values()) == {
+        "backbone.0.bias", "backbone.3.bias", "backbone_momentum.0.bias", "backbone_momentum.3.bias"}

@@ -20,6 +20,7 @@ CONFIGS = [
     dict(layout="paper", norm="batch", head_bias=True, hidden_bias=False, sym_reduce="mean",
          loss_form="2-2cos", norm_eps_mode="norm", init="torch", bn_running="torch"),
     dict(layout="paper", norm="batch", target_bn="running", target_init="independent", bn_var="one_pass"),
+    dict(layout="paper", norm="batch", hidden_bias=False, encoder_bias=True),  # lightly heads, biased backbone
     dict(layout="paper", norm="batch", use_predictor=False),
     # BN-free (Richemond et al.): group norm over 2 groups of 3 features, standardised weights
     dict(layout="paper", norm="group", norm_groups=2, weight_std=True, hidden_size=6, projector_hidden_dim=6,
