@@ -43,7 +43,7 @@ except ImportError as exc:  # pragma: no cover - the message is the point
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from byol_ref.cli import main as byol_ref_cli  # noqa: E402
-from byol_ref.interchange import torch_mapping  # noqa: E402
+from byol_ref.interchange import from_torch_layout, torch_mapping  # noqa: E402
 from byol_ref.presets import get_preset  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
@@ -75,10 +75,19 @@ def run_byol_pytorch(steps: int, seed: int = 0):
         exported[f"step{k}.input.view1"] = v1.reshape(N, D).numpy()
         exported[f"step{k}.input.view2"] = v2.reshape(N, D).numpy()
 
-    # Torch names -> byol-ref names; the mapping does not depend on the views setting.
-    ref_of = {t: r for r, t in torch_mapping("byol-pytorch", get_preset("byol-pytorch").config(encoder_dim=1)).items()}
+    # Torch names -> byol-ref names (and (out, in) -> (in, out)) by byol-ref's own reader; the
+    # mapping does not depend on the views setting. The classifier head has no byol-ref name.
+    mapping = torch_mapping("byol-pytorch", get_preset("byol-pytorch").config(encoder_dim=1))
+
+    def as_ref(tensors, prefix, *, keep_role=False):
+        arrays = {t: v.detach().numpy().copy() for t, v in tensors.items()}
+        renamed = from_torch_layout(arrays, mapping, strict=False)  # "online.param.encoder.fc1.weight": ...
+        return {prefix + (name if keep_role else name.split(".param.", 1)[1]): v for name, v in renamed.items()}
+
     opt = torch.optim.Adam([p for p in learner.parameters() if p.requires_grad], lr=3e-4)
-    named = dict(learner.named_parameters())
+    # remove_duplicate=False: BYOL also registers the encoder as ``net``, and the deduplicated list
+    # would name the encoder's parameters only by that alias, which the mapping leaves out.
+    trained = {t: p for t, p in learner.named_parameters(remove_duplicate=False) if p.requires_grad}
     seen = {}
     for k in range(steps):
         step["k"] = k
@@ -86,19 +95,13 @@ def run_byol_pytorch(steps: int, seed: int = 0):
         opt.zero_grad()
         loss.backward()
         seen[f"step{k}.loss.total"] = loss.detach().numpy()
+        seen.update(as_ref({t: p.grad for t, p in trained.items() if p.grad is not None}, f"step{k}.online.grad."))
         opt.step()
         learner.update_moving_average()
-        for t_name, value in {**named, **dict(learner.named_buffers())}.items():
-            if t_name not in ref_of:
-                continue  # the classifier head, not part of BYOL
-            net_name, group, key = ref_of[t_name].split(".", 2)  # "online", "param", "encoder.fc1.weight"
-            value = value.detach().numpy().copy()
-            seen[f"step{k}.{net_name}.{group}.{key}"] = value.astype(np.int64) if key.endswith(".count") else value
-            prm = named.get(t_name)
-            if prm is not None and prm.grad is not None:
-                seen[f"step{k}.online.grad.{key}"] = prm.grad.numpy().copy()
-                seen[f"step{k}.opt.mu.{key}"] = opt.state[prm]["exp_avg"].numpy().copy()
-                seen[f"step{k}.opt.nu.{key}"] = opt.state[prm]["exp_avg_sq"].numpy().copy()
+        seen.update(as_ref(learner.state_dict(), f"step{k}.", keep_role=True))  # params and buffers of both networks
+        for moment, name in (("exp_avg", "mu"), ("exp_avg_sq", "nu")):
+            seen.update(as_ref({t: opt.state[p][moment] for t, p in trained.items() if p in opt.state},
+                               f"step{k}.opt.{name}."))
     return exported, seen
 
 
@@ -121,8 +124,7 @@ def main(argv=None) -> int:
                           "--preset", "byol-pytorch", "--set", f"views={views}", "--steps", str(args.steps),
                           "--out", ref])
             print(f"\n--- views={views} ---", flush=True)
-            status = byol_ref_cli(["diff", theirs, ref, "--only-common", "--transpose-weights", "a",
-                                   "--rtol", "1e-9", "--atol", "1e-10"])
+            status = byol_ref_cli(["diff", theirs, ref, "--only-common", "--rtol", "1e-9", "--atol", "1e-10"])
             if status == 0:
                 agree.append(views)
     if len(agree) == 1:
