@@ -236,7 +236,8 @@ def update_running_stats(running, batch_mean, batch_var, n, *, decay, mode):
 
 
 def batch_norm_forward(x, gamma, beta, running, *, train, eps=1e-5, decay=0.9,
-                       mode="haiku", var_formula="two_pass", inplace=False, need_cache=True):
+                       mode="haiku", var_formula="two_pass", inplace=False, need_cache=True,
+                       running_groups=None):
     """Batch normalisation.
 
     Train mode: statistics over the batch axis N, separately for each group G (each
@@ -260,6 +261,9 @@ def batch_norm_forward(x, gamma, beta, running, *, train, eps=1e-5, decay=0.9,
             temporary nobody else holds, such as the output of the previous linear layer.
         need_cache: False for a forward that will not be differentiated (the BYOL target):
             no x_hat is kept, out is computed in the memory of x_hat, and the cache is None.
+        running_groups: only the first this many groups update the running statistics (None:
+            every group). Data-parallel training without synchronised statistics keeps the
+            first replica's running statistics (``Config.bn_shard_running="first"``).
 
     Returns:
         out: same shape as x.
@@ -274,7 +278,8 @@ def batch_norm_forward(x, gamma, beta, running, *, train, eps=1e-5, decay=0.9,
     if train:
         n = x.shape[-2]
         mean, var, (xc, scratch) = _moments_centered(x, -2, var_formula, inplace=inplace)  # (..., 1, F)
-        for g_mean, g_var in zip(mean.reshape(-1, x.shape[-1]), var.reshape(-1, x.shape[-1])):
+        group_means, group_vars = mean.reshape(-1, x.shape[-1]), var.reshape(-1, x.shape[-1])  # (G, F)
+        for g_mean, g_var in list(zip(group_means, group_vars))[:running_groups]:
             running = update_running_stats(running, g_mean, g_var, n, decay=decay, mode=mode)
         if xc is None:
             center = mean

@@ -86,6 +86,18 @@ class Config:
         ln_eps: layer- and group-norm eps (Axon 1e-5).
         views: ``"separate"`` (per-view batch statistics: official, lightly, solo-learn) or
             ``"concat"`` (both views as one batch of 2N: byol-pytorch).
+        bn_shards: S, the number of equal shards of the batch that take their batch-norm
+            statistics separately: the S replicas of data-parallel training without
+            synchronised statistics (DDP without SyncBN), or the S micro-batches of gradient
+            accumulation. Shard s holds rows s*N/S to (s+1)*N/S - 1 of each view; with
+            ``views="concat"`` its two views form one batch of 2N/S, as each replica
+            concatenates its own. The loss and the gradient stay the mean over all N samples
+            (DDP averages the replicas' gradients). 1 (default): statistics over the whole
+            batch, as the official code (a cross-replica mean) and SyncBN.
+        bn_shard_running: which shards update the running statistics when S > 1: ``"first"``
+            (DDP: the first replica's buffers are broadcast to all at every forward, so only
+            shard 0's batches count) or ``"sequential"`` (accumulation: every micro-batch in
+            turn, shard by shard, each view in order within a shard).
         target_bn: ``"batch"`` (target in training mode: every implementation) or ``"running"``.
         norm_eps_mode, norm_eps: l2-normalisation epsilon convention (see ``losses``).
         loss_form: ``"mse"``, ``"2-2cos"`` or ``"neg_cos"``.
@@ -118,6 +130,8 @@ class Config:
     bn_var: str = "two_pass"
     ln_eps: float = 1e-5
     views: str = "separate"
+    bn_shards: int = 1
+    bn_shard_running: str = "first"
     target_bn: str = "batch"
     norm_eps_mode: str | None = None
     norm_eps: float | None = None
@@ -145,6 +159,11 @@ class Config:
         check_choice(self.bn_running, "bn_running", ("haiku", "torch"))
         check_choice(self.bn_var, "bn_var", ("two_pass", "one_pass"))
         check_choice(self.views, "views", ("separate", "concat"))
+        check_positive_int(self.bn_shards, "bn_shards")
+        check_choice(self.bn_shard_running, "bn_shard_running", ("first", "sequential"))
+        if self.bn_shards > 1 and self.norm != "batch":
+            raise ValueError(f"bn_shards={self.bn_shards} splits batch-norm statistics, but norm={self.norm!r} "
+                             "takes none; use bn_shards=1 or norm='batch'")
         check_choice(self.target_bn, "target_bn", ("batch", "running"))
         check_choice(self.norm_eps_mode, "norm_eps_mode", EPS_MODES)
         check_choice(self.loss_form, "loss_form", LOSS_FORMS)
@@ -317,7 +336,7 @@ def init_buffers(config: Config, role: str, backend: Backend) -> dict:
 
 
 def mlp_forward(steps, params, buffers, x, *, config: Config, train: bool, record=None, prefix="",
-                need_cache: bool = True):
+                need_cache: bool = True, running_groups: int | None = None):
     """Run a list of steps forward.
 
     Args:
@@ -331,6 +350,8 @@ def mlp_forward(steps, params, buffers, x, *, config: Config, train: bool, recor
         prefix: key prefix for ``record``.
         need_cache: False for a forward that is never differentiated (the BYOL target under
             stop-gradient): batch norm keeps no x_hat and caches is empty.
+        running_groups: only the first this many groups update batch-norm running statistics
+            (None: all; see ``shard_running_groups``).
 
     Returns:
         out: the last step's output.
@@ -360,7 +381,7 @@ def mlp_forward(steps, params, buffers, x, *, config: Config, train: bool, recor
             x, cache, running = batch_norm_forward(
                 x, params[f"{name}.gamma"], params[f"{name}.beta"], running, train=train,
                 eps=config.bn_eps, decay=config.bn_decay, mode=config.bn_running, var_formula=config.bn_var,
-                inplace=inplace, need_cache=need_cache)
+                inplace=inplace, need_cache=need_cache, running_groups=running_groups)
             new_buffers[f"{name}.running_mean"] = running.mean
             new_buffers[f"{name}.running_var"] = running.var
             new_buffers[f"{name}.count"] = running.count
@@ -433,8 +454,8 @@ def mlp_backward(dout, caches, grads: dict, *, record=None, prefix="", need_inpu
 
 
 def network_forward(config: Config, role: str, params, buffers, x, *, train: bool, record=None, prefix="",
-                    need_cache: bool = True):
-    """Forward through every part of a network (``need_cache``: see mlp_forward).
+                    need_cache: bool = True, running_groups: int | None = None):
+    """Forward through every part of a network (``need_cache``, ``running_groups``: see mlp_forward).
 
     Returns:
         outputs: dict ``y`` (encoder), ``z`` (projection) and, online with a predictor, ``p``.
@@ -446,7 +467,8 @@ def network_forward(config: Config, role: str, params, buffers, x, *, train: boo
     out_names = {"encoder": "y", "projector": "z", "predictor": "p"}
     for part, steps in network_plan(config, role).items():
         x, caches[part], updated = mlp_forward(steps, params, buffers, x, config=config, train=train,
-                                               record=record, prefix=prefix, need_cache=need_cache)
+                                               record=record, prefix=prefix, need_cache=need_cache,
+                                               running_groups=running_groups)
         new_buffers.update(updated)
         outputs[out_names[part]] = x
     if "p" not in outputs:
@@ -464,6 +486,53 @@ def network_backward(dout, caches: dict, grads: dict, *, record=None, prefix="",
         dout = mlp_backward(dout, caches[part], grads, record=record, prefix=prefix,
                             need_input_grad=need_input_grad or part != parts[0])
     return dout
+
+
+def to_groups(x, config: Config):
+    """Lay out V stacked batches as the groups batch norm takes its statistics over.
+
+    Args:
+        x: (V, N, F): the V views of the same N samples (V = 2 in a training step).
+        config: its ``views`` and ``bn_shards`` (S) decide the groups.
+
+    Returns:
+        ``"separate"``: (S*V, N/S, F), group s*V + v = rows s*N/S to (s+1)*N/S - 1 of view v;
+        ``"concat"``: (S, V*N/S, F), group s = those rows of every view, one view after the
+        other. Groups come in execution order: shard by shard (each replica or micro-batch
+        runs its own views). With S = 1 this is a reshape, no copy: (V, N, F) or (1, V*N, F).
+    """
+    v, n, f = x.shape
+    s = config.bn_shards
+    if s > 1:
+        x = x.reshape(v, s, n // s, f).transpose(1, 0, 2, 3)  # (S, V, N/S, F); copied by the reshape below
+    rows = n // s if config.views == "separate" else v * n // s
+    return x.reshape(-1, rows, f)
+
+
+def from_groups(a, config: Config, views: int):
+    """The inverse of ``to_groups``: (G, rows, F) back to (V, N, F), V = ``views``."""
+    f = a.shape[-1]
+    s = config.bn_shards
+    if s > 1:
+        a = a.reshape(s, views, -1, f).transpose(1, 0, 2, 3)  # (V, S, N/S, F)
+    return a.reshape(views, -1, f)
+
+
+def shard_running_groups(config: Config, n_groups: int) -> int | None:
+    """How many leading groups of ``to_groups`` update batch-norm running statistics: all
+    (None), except with S > 1 shards and ``bn_shard_running="first"``: shard 0's groups."""
+    if config.bn_shards == 1 or config.bn_shard_running == "sequential":
+        return None
+    return n_groups // config.bn_shards
+
+
+def _check_shards(config: Config, n: int, name: str):
+    """Each of the S shards of an ``n``-row batch must be equal and hold at least 2 rows."""
+    s = config.bn_shards
+    if s > 1 and (n % s or n // s < 2):
+        raise ValueError(f"{name} has {n} rows, which bn_shards={s} cannot split into equal shards of at least "
+                         f"2 rows each (batch-norm statistics are taken per shard); use a batch size that is a "
+                         f"multiple of {s} and at least {2 * s}")
 
 
 def data_dependent_init(network: Network, x, *, eps: float | None = None) -> Network:
@@ -534,8 +603,14 @@ def forward(network: Network, x, *, train: bool = False):
     has_bn = any(k.endswith(".running_mean") for k in network.buffers)
     check_array(x, "x", ndim=2, last_dim=cfg.encoder_dim, dtype=dtype,
                 min_rows=2 if (train and has_bn) else 1)
-    outputs, _, buffers = network_forward(cfg, network.role, network.params, network.buffers, x, train=train)
-    return outputs, buffers
+    if not train:
+        outputs, _, buffers = network_forward(cfg, network.role, network.params, network.buffers, x, train=False)
+        return outputs, buffers
+    _check_shards(cfg, x.shape[0], "x")
+    groups = to_groups(x[None], cfg)  # (S, N/S, D): one group per shard
+    outputs, _, buffers = network_forward(cfg, network.role, network.params, network.buffers, groups, train=True,
+                                          running_groups=shard_running_groups(cfg, groups.shape[0]))
+    return {k: from_groups(v, cfg, 1)[0] for k, v in outputs.items()}, buffers
 
 
 # --------------------------------------------------------------------------- the objective
@@ -597,25 +672,27 @@ def loss_and_grads(online: Network, target: Network, view1, view2, *, record: Ca
     check_array(view2, "view2", ndim=2, last_dim=cfg.encoder_dim, dtype=dtype, min_rows=min_rows)
     if view1.shape != view2.shape:
         raise ValueError(f"view1 and view2 must have the same shape, got {tuple(view1.shape)} and {tuple(view2.shape)}")
+    _check_shards(cfg, view1.shape[0], "view1")
     xp = get_array_module(view1)
     n = view1.shape[0]
 
     # Stack the views: (2, N, D). Batch norm takes statistics per leading group, so
-    # "separate" keeps two groups and "concat" reshapes to one group of 2N rows.
-    x = xp.stack([view1, view2])  # (2, N, D)
-    groups = (2, n) if cfg.views == "separate" else (1, 2 * n)
-    x = x.reshape(*groups, -1)
+    # "separate" keeps two groups and "concat" reshapes to one group of 2N rows (with
+    # bn_shards, each shard's; to_groups).
+    x = to_groups(xp.stack([view1, view2]), cfg)  # (G, rows, D)
+    running_groups = shard_running_groups(cfg, x.shape[0])
 
     on, on_caches, online_buffers = network_forward(cfg, "online", online.params, online.buffers, x,
-                                                    train=True, record=record, prefix="online.")
+                                                    train=True, record=record, prefix="online.",
+                                                    running_groups=running_groups)
     target_train = cfg.target_bn == "batch"
     # Under stop-gradient nothing differentiates the target: it keeps no caches, and each of
     # its activations is freed (or overwritten) as soon as the next one is made.
     tg, tg_caches, target_buffers = network_forward(cfg, "target", target.params, target.buffers, x,
                                                     train=target_train, record=record, prefix="target.",
-                                                    need_cache=not cfg.stop_gradient)
-    p = on["p"].reshape(2, n, -1)  # (2, N, P)
-    z = tg["z"].reshape(2, n, -1)  # (2, N, P)
+                                                    need_cache=not cfg.stop_gradient, running_groups=running_groups)
+    p = from_groups(on["p"], cfg, 2)  # (2, N, P)
+    z = from_groups(tg["z"], cfg, 2)  # (2, N, P)
     del tg  # the target's other outputs (its y) are not needed: free them now
 
     # Each online prediction regresses the target projection of the *other* view.
@@ -646,12 +723,12 @@ def loss_and_grads(online: Network, target: Network, view1, view2, *, record: Ca
 
     grads = {}
     # The views are data: no gradient for them (skips the first layer's dx GEMM).
-    network_backward(dp.reshape(*groups, -1), on_caches, grads, record=record, prefix="online.",
+    network_backward(to_groups(dp, cfg), on_caches, grads, record=record, prefix="online.",
                      need_input_grad=False)
     if not cfg.stop_gradient:
         # The ablation: let the gradient flow into the target branch too, and credit it to
         # the online parameter of the same name (exact when the weights are shared, tau = 0).
-        network_backward(dz.reshape(*groups, -1), tg_caches, grads, record=record, prefix="target.",
+        network_backward(to_groups(dz, cfg), tg_caches, grads, record=record, prefix="target.",
                          need_input_grad=False)
     # A Linear bias followed by batch norm has an exactly-zero true gradient; keep every key.
     for key, value in online.params.items():
@@ -659,7 +736,7 @@ def loss_and_grads(online: Network, target: Network, view1, view2, *, record: Ca
             grads[key] = xp.zeros_like(value)
     grads = {key: grads[key] for key in online.params}
 
-    outputs = {"online.y": on["y"].reshape(2, n, -1), "online.z": on["z"].reshape(2, n, -1),
+    outputs = {"online.y": from_groups(on["y"], cfg, 2), "online.z": from_groups(on["z"], cfg, 2),
                "online.p": p, "target.z": z, "loss_per_sample": per_sample}
     return LossAndGrads(loss, grads, online_buffers, target_buffers, outputs)
 

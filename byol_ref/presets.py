@@ -99,7 +99,9 @@ FIELD_DOCS = {
     "views": "How the two views meet batch norm. 'separate': one pass per view, statistics per view, two "
              "running-stat updates per step (deepmind `apply_once_fn` per view; lightly; solo-learn). 'concat': "
              "both views as one batch of 2N (byol-pytorch since commit 40565b7, 2023-11, `torch.cat((image_one, "
-             "image_two))`; its earlier versions forward each view on its own: `--set views=separate`). d4.",
+             "image_two))`; its earlier versions forward each view on its own: `--set views=separate`). Data "
+             "parallel without SyncBN (or gradient accumulation) takes the statistics per replica (micro-batch): "
+             "`--set bn_shards=S` (`Config.bn_shards`, `bn_shard_running`). d4, d7, d24.",
     "target_bn": "Target batch norm mode: 'batch' (training-mode statistics) in every implementation; "
                  "'running' is an ablation. d8.",
     "norm_eps_mode": "l2-normalisation epsilon form. 'sq_norm': x rsqrt(max(||x||^2, eps)) (deepmind "

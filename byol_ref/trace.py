@@ -44,7 +44,7 @@ from .backend import host as np
 from .checkpoint import atomic_savez
 from .layers import _moments
 from .losses import l2_normalize_forward
-from .model import (Network, _check_network, build_from_config, ema_update, init_buffers, loss_and_grads,
+from .model import (Network, _check_network, build_from_config, ema_update, from_groups, init_buffers, loss_and_grads,
                     network_plan)
 from .presets import Preset, get_preset
 from .train import make_optimizer_for, make_schedules
@@ -76,16 +76,18 @@ class Trace(NamedTuple):
 class _Recorder:
     """Turns ``loss_and_grads``'s ``record(key, array)`` calls into per-view trace names.
 
-    Activations arrive stacked ``(G, N, F)``: G = 2 views, or G = 1 group of 2N rows with
-    ``views="concat"`` (view 1 first). Each is split into ``<net>.view1.<key>`` and
-    ``<net>.view2.<key>``. After every training-mode batch norm, the batch mean and biased
-    variance it normalised with are added (recomputed from the recorded layer input with the
-    same formula, ``layers._moments``), per view or for the joint batch (``view12``). Just
-    before the loss, the l2-normalised p and z of each view are added.
+    Activations arrive in batch norm's groups (``model.to_groups``): G = 2 views, or G = 1
+    group of 2N rows with ``views="concat"`` (view 1 first), or those per shard with
+    ``bn_shards``. Each is split into ``<net>.view1.<key>`` and ``<net>.view2.<key>`` (N rows
+    each, in the input's order). After every training-mode batch norm, the batch mean and
+    biased variance it normalised with are added (recomputed from the recorded layer input
+    with the same formula, ``layers._moments``), per view or for the joint batch
+    (``view12``), and per shard (``view1.shard0``, ...) when there are several. Just before
+    the loss, the l2-normalised p and z of each view are added.
     """
 
-    def __init__(self, out: dict, prefix: str, cfg, n: int):
-        self.out, self.prefix, self.cfg, self.n = out, prefix, cfg, n
+    def __init__(self, out: dict, prefix: str, cfg):
+        self.out, self.prefix, self.cfg = out, prefix, cfg
         self.last = {}  # net -> last recorded (G, N, F) output, the input of the next layer
         self.stacked = {}  # record key -> stacked array (for p and z)
         self.bn = {f"{role}.{name}" for role in ("online", "target")
@@ -96,14 +98,19 @@ class _Recorder:
     def put(self, name, value):
         self.out[self.prefix + name] = to_numpy(value).copy()
 
-    def split(self, net, key, a):
+    def split(self, net, key, a, *, grouped=True):
+        """Record ``a`` per view: ``a`` in batch norm's groups, or (2, N, F) if not ``grouped``."""
         a = to_numpy(a)
-        if a.shape[0] == 2:
-            parts = (a[0], a[1])
-        else:  # one group of 2N rows: view 1 is the first N
-            parts = (a[0, :self.n], a[0, self.n:])
-        for v, part in enumerate(parts, start=1):
+        views = from_groups(a, self.cfg, 2) if grouped else a  # (2, N, F)
+        for v, part in enumerate(views, start=1):
             self.put(f"{net}.view{v}.{key}", part)
+
+    def group_names(self):
+        """Trace names of batch norm's groups, in ``to_groups`` order."""
+        views = ["view1", "view2"] if self.cfg.views == "separate" else ["view12"]
+        if self.cfg.bn_shards == 1:
+            return views
+        return [f"{v}.shard{s}" for s in range(self.cfg.bn_shards) for v in views]
 
     def __call__(self, key, value):
         if key == "loss.per_sample":
@@ -114,16 +121,15 @@ class _Recorder:
             self.put(key, value)
             return
         net, _, rest = key.partition(".")  # "online" / "target"
-        if rest == "p.grad":
-            self.split(net, "p.grad", value)
+        if rest == "p.grad":  # (2, N, P): the loss's layout, not batch norm's
+            self.split(net, "p.grad", value, grouped=False)
             return
         layer, _, what = rest.rpartition(".")  # "encoder.norm1", "out"/"dout"
         if what == "out":
             if f"{net}.{layer}" in self.bn:
                 x = self.last[net]  # the batch-norm input, (G, N, F)
                 mean, var = _moments(x, -2, self.cfg.bn_var)  # (G, 1, F) each
-                groups = ["view1", "view2"] if x.shape[0] == 2 else ["view12"]
-                for g, m, s in zip(groups, to_numpy(mean)[:, 0], to_numpy(var)[:, 0]):
+                for g, m, s in zip(self.group_names(), to_numpy(mean)[:, 0], to_numpy(var)[:, 0]):
                     self.put(f"{net}.{g}.{layer}.batch_mean", m)
                     self.put(f"{net}.{g}.{layer}.batch_var", s)
             self.last[net] = value
@@ -221,7 +227,7 @@ def trace_networks(online: Network, target: Network, views, *, preset: Preset, t
             target = ema(online, target, tau, pre)
         out[pre + "input.view1"] = to_numpy(view1).copy()
         out[pre + "input.view2"] = to_numpy(view2).copy()
-        res = loss_and_grads(online, target, view1, view2, record=_Recorder(out, pre, cfg, n))
+        res = loss_and_grads(online, target, view1, view2, record=_Recorder(out, pre, cfg))
         _put_tree(out, pre + "online.grad.", res.grads)
         _put_tree(out, pre + "online.buffer.", res.online_buffers)
         _put_tree(out, pre + "target.buffer.", res.target_buffers)

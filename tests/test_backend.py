@@ -66,14 +66,15 @@ def test_cupy_request_without_a_gpu_says_what_to_do():
     assert "cuda12" in reason or "device" in reason
 
 
-@pytest.mark.parametrize("options", [{}, dict(norm="group", norm_groups=1, weight_std=True), dict(norm="affine")],
-                         ids=["batch-norm", "group-norm+ws", "affine+data-init"])
+@pytest.mark.parametrize("options", [{}, dict(norm="group", norm_groups=1, weight_std=True), dict(norm="affine"),
+                                     dict(views="concat", bn_shards=3, bn_shard_running="sequential")],
+                         ids=["batch-norm", "group-norm+ws", "affine+data-init", "concat+bn-shards"])
 def test_backend_fixture_objective_matches_numpy(backend, options):
     """The same seed gives the same step on numpy and cupy (float64)."""
     online, target = byol.build(6, 5, 3, 7, backend=get_backend(backend.name, "float64", seed=1), **options)
     ref_on, ref_tg = byol.build(6, 5, 3, 7, seed=1, **options)
     rng = np.random.default_rng(0)
-    v1, v2 = rng.standard_normal((5, 6)), rng.standard_normal((5, 6))
+    v1, v2 = rng.standard_normal((6, 6)), rng.standard_normal((6, 6))
     if options.get("norm") == "affine":  # the data-dependent initialisation runs on the backend too
         online, target = (byol.data_dependent_init(n, backend.asarray(v1)) for n in (online, target))
         ref_on, ref_tg = (byol.data_dependent_init(n, v1) for n in (ref_on, ref_tg))
@@ -84,3 +85,6 @@ def test_backend_fixture_objective_matches_numpy(backend, options):
     assert float(res.loss) == pytest.approx(float(ref.loss), rel=1e-12)
     for k in ref.grads:
         np.testing.assert_allclose(backend.to_numpy(res.grads[k]), ref.grads[k], rtol=1e-10, atol=1e-13)
+    for k in ref.online_buffers:
+        np.testing.assert_allclose(backend.to_numpy(res.online_buffers[k]), ref.online_buffers[k], rtol=1e-12,
+                                   atol=1e-14, err_msg=k)

@@ -110,6 +110,7 @@ def test_example_verify_pytorch(tmp_path):
 @pytest.mark.parametrize("package, script, says", [
     ("byol_pytorch", "crosscheck_byol_pytorch.py", "byol-pytorch agrees with byol-ref"),
     ("lightly", "crosscheck_lightly.py", "lightly agrees with byol-ref"),
+    ("torch", "crosscheck_ddp.py", "DDP and gradient accumulation agree with byol-ref's bn_shards"),
 ])
 def test_crosscheck_against_the_installed_package(package, script, says, tmp_path):
     """Another implementation's own code, step for step (runs only where that package is installed)."""

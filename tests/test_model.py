@@ -28,6 +28,9 @@ CONFIGS = [
     dict(layout="paper", norm="batch", weight_std=True, ws_eps=1e-3),
     # BN-free with a per-feature affine in place of each norm (data-dependent init: train.data_init)
     dict(layout="paper", norm="affine"),
+    # batch statistics per shard: data parallel without SyncBN, or gradient accumulation
+    dict(layout="paper", norm="batch", bn_shards=2),
+    dict(layout="paper", norm="batch", views="concat", bn_shards=3, bn_shard_running="sequential", bn_running="torch"),
 ]
 
 
@@ -106,6 +109,7 @@ def _small(config_kw, seed):
 @settings(max_examples=6)  # each example is ~600 objective evaluations
 @given(seed=st.integers(0, 10_000), n=st.integers(3, 6))
 def test_every_online_gradient_matches_finite_differences(config_kw, seed, n):
+    n *= config_kw.get("bn_shards", 1)  # n rows per shard
     online, target, rng = _small(config_kw, seed)
     v1, v2 = rng.standard_normal((n, 4)), rng.standard_normal((n, 4))
     # Under stop-gradient the target has its own parameters and its forward does not move when an
@@ -220,6 +224,92 @@ def test_concat_views_share_batch_statistics():
     assert int(res.online_buffers["encoder.norm1.count"]) == 1
     online2, target2, _ = _small({}, 4)
     assert int(byol.loss_and_grads(online2, target2, v1, v2).online_buffers["encoder.norm1.count"]) == 2
+
+
+def test_to_groups_lays_out_shards_in_execution_order():
+    from byol_ref.model import Config, from_groups, to_groups
+
+    x = np.arange(2 * 6).reshape(2, 6, 1)  # view v, row i holds 6 v + i
+    sep = Config(encoder_dim=1, bn_shards=3)
+    # separate: shard by shard, each view in turn (s0 v1, s0 v2, s1 v1, ...), N/S rows each
+    np.testing.assert_array_equal(to_groups(x, sep)[..., 0], [[0, 1], [6, 7], [2, 3], [8, 9], [4, 5], [10, 11]])
+    cat = sep.replace(views="concat")
+    # concat: one group per shard, its rows of view 1 then of view 2 (each replica concatenates its own)
+    np.testing.assert_array_equal(to_groups(x, cat)[..., 0], [[0, 1, 6, 7], [2, 3, 8, 9], [4, 5, 10, 11]])
+    for cfg in (sep, cat, sep.replace(bn_shards=1), cat.replace(bn_shards=1)):
+        np.testing.assert_array_equal(from_groups(to_groups(x, cfg), cfg, 2), x)
+    one = to_groups(x, cat.replace(bn_shards=1))
+    assert one.shape == (1, 12, 1) and np.shares_memory(one, x)  # S = 1: a reshape, no copy
+
+
+@settings(max_examples=25)
+@given(seed=seeds, shards=st.integers(2, 3), rows=st.integers(2, 4), views=st.sampled_from(["separate", "concat"]),
+       mode=st.sampled_from(["first", "sequential"]), bn_running=st.sampled_from(["haiku", "torch"]),
+       target_bn=st.sampled_from(["batch", "running"]))
+def test_bn_shards_is_the_mean_of_per_shard_steps(seed, shards, rows, views, mode, bn_running, target_bn):
+    """S shards = S replicas (or micro-batches) each running the unsharded step on its own rows:
+    the loss and every gradient are the mean of theirs; the running statistics are those of
+    shard 0 ("first", DDP) or of the shards chained in order ("sequential", accumulation)."""
+    kw = dict(views=views, bn_running=bn_running, target_bn=target_bn, bn_shard_running=mode)
+    online, target, rng = _small({**kw, "bn_shards": shards}, seed % 10_000)
+    n = shards * rows
+    v1, v2 = rng.standard_normal((n, 4)), rng.standard_normal((n, 4))
+    res = byol.loss_and_grads(online, target, v1, v2)
+
+    one = online.config.replace(bn_shards=1)
+    on, tg = online._replace(config=one), target._replace(config=one)
+    parts = []
+    for s in range(shards):
+        rows_s = slice(s * rows, (s + 1) * rows)
+        r = byol.loss_and_grads(on, tg, v1[rows_s], v2[rows_s])
+        parts.append(r)
+        if mode == "sequential":
+            on, tg = on._replace(buffers=r.online_buffers), tg._replace(buffers=r.target_buffers)
+    assert float(res.loss) == pytest.approx(np.mean([float(r.loss) for r in parts]), rel=1e-12)
+    for key, g in res.grads.items():
+        np.testing.assert_allclose(g, np.mean([r.grads[key] for r in parts], axis=0), rtol=1e-9, atol=1e-13)
+    last = parts[0] if mode == "first" else parts[-1]
+    for got, want in ((res.online_buffers, last.online_buffers), (res.target_buffers, last.target_buffers)):
+        for key in got:
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-12, atol=1e-15, err_msg=key)
+    if mode == "first":  # one update per view of shard 0, as without shards
+        assert int(res.online_buffers["encoder.norm1.count"]) == (2 if views == "separate" else 1)
+    for key in ("online.p", "target.z"):  # outputs come back in the input's row order
+        np.testing.assert_allclose(res.outputs[key], np.concatenate([r.outputs[key] for r in parts], axis=1),
+                                   rtol=1e-12, atol=1e-15)
+
+
+def test_forward_with_bn_shards_takes_statistics_per_shard():
+    online, _, rng = _small(dict(bn_shards=2, bn_shard_running="sequential"), 6)
+    x = rng.standard_normal((6, 4))
+    out, buffers = byol.forward(online, x, train=True)
+    one = online._replace(config=online.config.replace(bn_shards=1))
+    a, mid = byol.forward(one, x[:3], train=True)
+    b, last = byol.forward(one._replace(buffers=mid), x[3:], train=True)
+    np.testing.assert_allclose(out["p"], np.concatenate([a["p"], b["p"]]), rtol=1e-12)
+    for key in buffers:
+        np.testing.assert_allclose(buffers[key], last[key], rtol=1e-12, err_msg=key)
+    # evaluation mode has no batch statistics: shards change nothing
+    ev, _ = byol.forward(online, x, train=False)
+    np.testing.assert_allclose(ev["p"], byol.forward(one, x, train=False)[0]["p"], rtol=1e-12)
+
+
+def test_bn_shards_errors():
+    with pytest.raises(ValueError, match=r"bn_shards=2 .*norm='layer'"):
+        byol.build(4, norm="layer", bn_shards=2)
+    with pytest.raises(TypeError, match="bn_shards must be an int"):
+        byol.build(4, bn_shards=2.0)
+    with pytest.raises(ValueError, match="bn_shard_running"):
+        byol.build(4, bn_shards=2, bn_shard_running="last")
+    online, target = byol.build(4, bn_shards=3, projection_dim=3, predictor_dim=2, hidden_size=5)
+    rng = np.random.default_rng(0)
+    for n in (4, 3):  # not a multiple of 3; a multiple with one row per shard
+        v = rng.standard_normal((n, 4))
+        with pytest.raises(ValueError, match=rf"view1 has {n} rows, which bn_shards=3 cannot split"):
+            byol.loss_and_grads(online, target, v, v)
+    with pytest.raises(ValueError, match="x has 4 rows"):
+        byol.forward(online, rng.standard_normal((4, 4)), train=True)
+    byol.forward(online, rng.standard_normal((4, 4)), train=False)  # evaluation takes any batch
 
 
 def test_inputs_never_mutated_and_grads_never_alias():

@@ -78,6 +78,36 @@ def test_concat_views_names_and_split():
     assert a["step0.online.buffer.encoder.norm1.count"] == 1
 
 
+@pytest.mark.parametrize("views", ["separate", "concat"])
+def test_bn_shards_names_and_split(views):
+    """Per-shard batch statistics are named per shard; activations still come back per view, in
+    the input's row order."""
+    extra = dict(bn_shards=2, views=views)
+    inputs = make_inputs(get_preset("deepmind"), **SIZES, batch=4, steps=1, seed=0, model_extra=extra)
+    a = trace_inputs(inputs, "deepmind", model_extra=extra).arrays
+    plain = trace_inputs(inputs, "deepmind", model_extra=dict(views=views)).arrays
+    groups = ["view1", "view2"] if views == "separate" else ["view12"]
+    for g in groups:
+        assert f"step0.online.{g}.encoder.norm1.batch_mean" not in a
+    for v in (1, 2):  # before the first batch norm nothing depends on the shards
+        x = a[f"step0.online.view{v}.encoder.fc1.out"]
+        assert x.shape == (4, 6)
+        np.testing.assert_array_equal(x, plain[f"step0.online.view{v}.encoder.fc1.out"])
+    for s, rows in enumerate((slice(0, 2), slice(2, 4))):  # shard s: rows 2s, 2s + 1 of each view
+        for g in groups:
+            views_in = [1, 2] if g == "view12" else [int(g[-1])]
+            x = np.concatenate([a[f"step0.online.view{v}.encoder.fc1.out"][rows] for v in views_in])
+            np.testing.assert_allclose(a[f"step0.online.{g}.shard{s}.encoder.norm1.batch_mean"], x.mean(0),
+                                       rtol=1e-12)
+            np.testing.assert_allclose(a[f"step0.online.{g}.shard{s}.encoder.norm1.batch_var"], x.var(0),
+                                       rtol=1e-12)
+            assert f"step0.target.{g}.shard{s}.encoder.norm1.batch_mean" in a
+    # each shard normalises with its own statistics, and shard 0's alone update the buffers (DDP)
+    assert not np.allclose(a[f"step0.online.{groups[0]}.shard0.encoder.norm1.batch_mean"],
+                           a[f"step0.online.{groups[0]}.shard1.encoder.norm1.batch_mean"])
+    assert a["step0.online.buffer.encoder.norm1.count"] == len(groups)
+
+
 @pytest.mark.parametrize("name", ["deepmind", "lightly"])
 def test_trace_matches_train_step(name, monkeypatch):
     """The traced step is train.train_step with fixed views (augmentation replaced by the given views)."""

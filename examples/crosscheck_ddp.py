@@ -1,0 +1,262 @@
+"""Check ``bn_shards`` against PyTorch's own DistributedDataParallel and gradient accumulation.
+
+    pip install torch            # byol-ref itself does not need it
+    python examples/crosscheck_ddp.py [--shards 2] [--steps 3] [--workdir DIR]
+
+A BYOL step in byol-pytorch's conventions (views concatenated per replica, torch batch norm,
+``2 - 2 cos`` summed over both directions, tau 0.99 after the optimiser step), with SGD (momentum
+0.9), in float64, is run three ways from the same weights and views:
+
+1. **DDP without SyncBN**: ``--shards`` processes (``torch.distributed``, gloo backend, on this
+   machine), each with its own rows of the batch, the online and target networks inside one
+   ``DistributedDataParallel`` module (``broadcast_buffers=True``, the default). The gradients are
+   all-reduced; each replica's batch norm takes statistics over its own rows, and the first
+   replica's running statistics are broadcast to the others at every forward. Recorded on rank 0.
+2. **Gradient accumulation**: one process, the batch in ``--shards`` micro-batches, each loss
+   divided by the number of micro-batches before its ``backward()``, one optimiser step.
+3. byol-ref's ``trace`` with ``--set bn_shards=S`` and ``bn_shard_running`` ``first`` (against 1) and
+   ``sequential`` (against 2).
+
+The script requires each to agree (rtol 1e-9, atol 1e-10) on the loss (the mean over every
+replica), every gradient, the updated params, the EMA'd target and the running statistics, and,
+so that the check could fail, that both disagree with byol-ref's unsharded step (``bn_shards=1``).
+Exit status 0 when all of that holds.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections import OrderedDict
+
+import numpy as np
+
+try:
+    import torch
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+    import torch.nn as nn
+    import torch.nn.functional as F
+    from torch.nn.parallel import DistributedDataParallel
+except ImportError as exc:  # pragma: no cover - the message is the point
+    print(f"This check runs PyTorch's DistributedDataParallel ({exc}); install it with `pip install torch`.\n"
+          "byol-ref does not need it; see docs/verifying.md.")
+    sys.exit(0)
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from byol_ref.diff import diff_traces, format_report  # noqa: E402
+from byol_ref.model import network_plan  # noqa: E402
+from byol_ref.presets import get_preset  # noqa: E402
+from byol_ref.trace import make_inputs, save_trace, trace_inputs  # noqa: E402
+
+SIZES = dict(encoder_dim=6, hidden_size=8, projection_dim=4, predictor_dim=5, projector_hidden_dim=7)
+LR, MOMENTUM, TAU = 0.1, 0.9, 0.99
+TORCH_NAME = {"gamma": "weight", "beta": "bias", "count": "num_batches_tracked"}  # byol-ref -> torch suffix
+
+
+def _mlp(cfg, role, part):
+    """One part (encoder, projector, predictor) as torch modules named as byol-ref's layers."""
+    layers = OrderedDict()
+    for kind, name in network_plan(cfg, role)[part]:
+        short = name.split(".", 1)[1]
+        if kind == "linear":
+            layers[short] = None  # sized from the weights when they are loaded
+        elif kind == "batch_norm":
+            layers[short] = None
+        else:
+            layers[short] = nn.ReLU()
+    return layers
+
+
+class Byol(nn.Module):
+    """Online (encoder, projector, predictor) and target (encoder, projector) built from
+    byol-ref inputs; state_dict names are ``<role>.<part>.<layer>.<torch param>``."""
+
+    def __init__(self, cfg, inputs):
+        super().__init__()
+        for role in ("online", "target"):
+            net = nn.Module()
+            for part in network_plan(cfg, role):
+                layers = _mlp(cfg, role, part)
+                for short in layers:
+                    key = f"{role}.param.{part}.{short}"
+                    if f"{key}.weight" in inputs:
+                        w = torch.from_numpy(inputs[f"{key}.weight"].T.copy())
+                        lin = nn.Linear(w.shape[1], w.shape[0], bias=f"{key}.bias" in inputs)
+                        with torch.no_grad():
+                            lin.weight.copy_(w)
+                            if lin.bias is not None:
+                                lin.bias.copy_(torch.from_numpy(inputs[f"{key}.bias"]))
+                        layers[short] = lin
+                    elif f"{key}.gamma" in inputs:
+                        bn = nn.BatchNorm1d(len(inputs[f"{key}.gamma"]), eps=cfg.bn_eps, momentum=1 - cfg.bn_decay)
+                        with torch.no_grad():
+                            bn.weight.copy_(torch.from_numpy(inputs[f"{key}.gamma"]))
+                            bn.bias.copy_(torch.from_numpy(inputs[f"{key}.beta"]))
+                        layers[short] = bn
+                setattr(net, part, nn.Sequential(layers))
+            setattr(self, role, net)
+        for p in self.target.parameters():
+            p.requires_grad_(False)
+        self.views = cfg.views
+
+    def forward(self, view1, view2):
+        """byol-pytorch's loss on this replica's rows: both views as one batch (or one pass per
+        view with ``views="separate"``), 2 - 2 cos, the two directions summed, the mean over the rows."""
+        def online(x):
+            return self.online.predictor(self.online.projector(self.online.encoder(x)))
+
+        def target(x):
+            with torch.no_grad():
+                return self.target.projector(self.target.encoder(x))
+
+        n = view1.shape[0]
+        if self.views == "concat":
+            x = torch.cat([view1, view2])
+            p, z = online(x), target(x)
+            p1, p2, z1, z2 = p[:n], p[n:], z[:n], z[n:]
+        else:
+            p1, p2 = online(view1), online(view2)
+            z1, z2 = target(view1), target(view2)
+
+        def one(p, z):
+            return 2 - 2 * (F.normalize(p, dim=-1, eps=1e-12) * F.normalize(z, dim=-1, eps=1e-12)).sum(-1)
+
+        return (one(p1, z2) + one(p2, z1)).mean()
+
+
+def _byol_ref_name(torch_name: str) -> tuple[str, str]:
+    """``online.encoder.norm1.weight`` -> (``online``, ``encoder.norm1.gamma``)."""
+    role, rest = torch_name.split(".", 1)
+    layer, suffix = rest.rsplit(".", 1)
+    if "norm" in layer.rsplit(".", 1)[1]:
+        suffix = {v: k for k, v in TORCH_NAME.items()}.get(suffix, suffix)  # running_mean/var keep theirs
+    return role, f"{layer}.{suffix}"
+
+
+def _record(model, out, pre, grads=True):
+    """The model's state under byol-ref trace names (weights back to (in, out))."""
+    def put(name, t):
+        a = t.detach().numpy().copy()
+        out[name] = a.T.copy() if name.endswith(".weight") and a.ndim == 2 else a
+
+    for name, p in model.named_parameters():
+        role, key = _byol_ref_name(name)
+        put(f"{pre}{role}.param.{key}", p)
+        if grads and role == "online":
+            put(f"{pre}online.grad.{key}", p.grad)
+    for name, b in model.named_buffers():
+        role, key = _byol_ref_name(name)
+        put(f"{pre}{role}.buffer.{key}", b)
+
+
+def _ema(model):
+    with torch.no_grad():
+        online = dict(model.online.named_parameters())
+        for name, t in model.target.named_parameters():
+            t.mul_(TAU).add_(online[name], alpha=1 - TAU)
+
+
+def _views(inputs, step, rows):
+    return tuple(torch.from_numpy(inputs[f"step{step}.input.view{v}"][rows]) for v in (1, 2))
+
+
+def _ddp_worker(rank, world, inputs, cfg, steps, init_file, out_file):
+    torch.set_default_dtype(torch.float64)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    model = DistributedDataParallel(Byol(cfg, inputs))  # broadcast_buffers=True: rank 0's buffers win
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=LR, momentum=MOMENTUM)
+    b = inputs["step0.input.view1"].shape[0] // world
+    out = {}
+    for k in range(steps):
+        opt.zero_grad()
+        loss = model(*_views(inputs, k, slice(rank * b, (rank + 1) * b)))
+        loss.backward()  # DDP all-reduces the mean of the replicas' gradients
+        opt.step()
+        _ema(model.module)
+        total = loss.detach().clone()
+        dist.all_reduce(total)
+        if rank == 0:
+            out[f"step{k}.loss.total"] = (total / world).numpy()
+            _record(model.module, out, f"step{k}.")
+    if rank == 0:
+        np.savez(out_file, **out)
+    dist.destroy_process_group()
+
+
+def run_ddp(inputs, cfg, shards, steps, workdir):
+    out_file = os.path.join(workdir, "ddp.npz")
+    mp.spawn(_ddp_worker, args=(shards, inputs, cfg, steps, os.path.join(workdir, "rendezvous"), out_file),
+             nprocs=shards, join=True)
+    with np.load(out_file, allow_pickle=False) as f:
+        return dict(f)
+
+
+def run_accumulation(inputs, cfg, shards, steps):
+    torch.set_default_dtype(torch.float64)
+    model = Byol(cfg, inputs)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=LR, momentum=MOMENTUM)
+    b = inputs["step0.input.view1"].shape[0] // shards
+    out = {}
+    for k in range(steps):
+        opt.zero_grad()
+        total = 0.0
+        for s in range(shards):  # each micro-batch's batch norm sees only its rows
+            loss = model(*_views(inputs, k, slice(s * b, (s + 1) * b))) / shards
+            loss.backward()
+            total += loss.item()
+        opt.step()
+        _ema(model)
+        out[f"step{k}.loss.total"] = np.asarray(total)
+        _record(model, out, f"step{k}.")
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--shards", type=int, default=2, help="replicas (and micro-batches)")
+    ap.add_argument("--rows", type=int, default=3, help="rows of each view per replica")
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--views", choices=["concat", "separate", "both"], default="both",
+                    help="byol-pytorch's concatenated views, one pass per view, or both in turn")
+    ap.add_argument("--workdir", default=None, help="keep the traces here (default: a temporary directory)")
+    args = ap.parse_args(argv)
+    ok = True
+    for views in (["concat", "separate"] if args.views == "both" else [args.views]):
+        preset = get_preset("byol-pytorch", tau_base=TAU, optimizer="sgd", lr=LR, momentum=MOMENTUM, views=views)
+        inputs = make_inputs(preset, **SIZES, batch=args.shards * args.rows, steps=args.steps, seed=0,
+                             model_extra=dict(bn_shards=args.shards))
+        cfg = preset.config(**SIZES)
+        with tempfile.TemporaryDirectory() as tmp:
+            workdir = os.path.join(args.workdir or tmp, views)
+            os.makedirs(workdir, exist_ok=True)
+            theirs = {"DDP without SyncBN": (run_ddp(inputs, cfg, args.shards, args.steps, workdir), "first"),
+                      "gradient accumulation": (run_accumulation(inputs, cfg, args.shards, args.steps),
+                                                "sequential")}
+            refs = {running: trace_inputs(inputs, preset, model_extra=dict(bn_shards=args.shards,
+                                                                            bn_shard_running=running))
+                    for running in ("first", "sequential")}
+            refs["unsharded"] = trace_inputs(inputs, preset)
+            for running, ref in refs.items():
+                save_trace(os.path.join(workdir, f"byol-ref-{running}.npz"), ref)
+            for label, (record, running) in theirs.items():
+                rep = diff_traces(record, refs[running], a_label=f"{label} ({views})",
+                                  b_label=f"byol-ref bn_shards={args.shards} {running}", rtol=1e-9, atol=1e-10,
+                                  only_common=True)
+                print(format_report(rep, max_rows=5))
+                common = sum(t.status not in ("only_a", "only_b") for t in rep.tensors)
+                agrees = rep.ok and common == len(record)
+                # The check must be able to fail: the other conventions differ from this record.
+                others = {other: diff_traces(record, refs[other], rtol=1e-9, atol=1e-10, only_common=True)
+                          for other in refs if other != running}
+                print(f"{label}, views={views}: {common} tensors {'agree' if agrees else 'DIFFER'} with byol-ref "
+                      f"(bn_shards={args.shards}, bn_shard_running={running!r}); first divergence from " +
+                      ", ".join(f"{o}: {r.first_divergence}" for o, r in others.items()) + "\n")
+                ok &= agrees and not any(r.ok for r in others.values())
+    print("DDP and gradient accumulation agree with byol-ref's bn_shards" if ok else "MISMATCH")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
