@@ -266,6 +266,52 @@ def test_brightness_is_additive_and_contrast_scales_about_the_mean():
     np.testing.assert_allclose(con.mean(axis=(2, 3)), mean[..., 0, 0], atol=1e-12)
 
 
+def test_contrast_pivots_on_each_channels_own_mean():
+    """Colour images: contrast scales each channel about that channel's mean (a constant channel
+    is left alone), not about the mean over all channels."""
+    x = np.empty((5, 3, 4, 4))
+    x[:, 0], x[:, 1] = 0.2, 0.8  # two constant channels
+    x[:, 2] = 0.5
+    x[:, 2, :2] = 0.4
+    con = augment_images(x, rng_(2), replace(IDENTITY, p_jitter=1.0, brightness=0.0, contrast=(1.5, 1.5)))
+    np.testing.assert_allclose(con[:, :2], x[:, :2], atol=1e-12)
+    mean = x[:, 2].mean(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(con[:, 2], (x[:, 2] - mean) * 1.5 + mean, atol=1e-12)
+
+
+def test_brightness_and_contrast_run_in_a_random_order_per_sample():
+    """With clipping the two orders differ; each sample takes one of them, each with probability 1/2."""
+    from byol_ref.augment import _draw_image_params, _jitter
+
+    p = _draw_image_params(rng_(3), 20_000, IDENTITY, (1, 2, 2))
+    assert abs(p.bright_first.mean() - 0.5) < 0.015  # 4.2 standard errors
+    x = np.array([0.1, 0.5, 0.9, 0.9]).reshape(1, 1, 2, 2).repeat(2, axis=0)
+    delta, factor = np.full((2, 1, 1, 1), 0.3), np.full((2, 1, 1, 1), 2.0)
+    out = _jitter(x, delta, factor, np.array([True, False]).reshape(2, 1, 1, 1))
+
+    def contrast(a):
+        m = a.mean(axis=(2, 3), keepdims=True)
+        return np.clip((a - m) * 2.0 + m, 0, 1)
+
+    np.testing.assert_allclose(out[0], contrast(np.clip(x[:1] + 0.3, 0, 1))[0], atol=1e-12)
+    np.testing.assert_allclose(out[1], np.clip(contrast(x[1:]) + 0.3, 0, 1)[0], atol=1e-12)
+    assert not np.allclose(out[0], out[1])
+
+
+def test_crop_offsets_are_uniform_over_the_free_range():
+    """A box of side 4 in an 8x8 image may start anywhere in [0, 4]: uniform offsets (mean 2, and
+    both ends reached), not biased towards a corner."""
+    from byol_ref.augment import _draw_image_params
+
+    p = _draw_image_params(rng_(5), 20_000, replace(IDENTITY, crop_scale=(0.25, 0.25), crop_ratio=(1.0, 1.0)),
+                           (1, 8, 8))
+    np.testing.assert_allclose(p.boxes[:, 2:], 4.0, rtol=1e-12)  # side sqrt(0.25 * 64)
+    for offset in (p.boxes[:, 0], p.boxes[:, 1]):
+        assert abs(offset.mean() - 2.0) < 0.035  # standard error 4 / sqrt(12 * 20000) = 0.008
+        assert offset.min() < 0.01 and offset.max() > 3.99
+        assert abs((offset > 3.0).mean() - 0.25) < 0.015
+
+
 def test_noise_std():
     x = np.full((200, 8, 8), 0.5)
     out = augment_images(x, rng_(2), replace(IDENTITY, p_noise=1.0, noise_std=0.05))

@@ -185,6 +185,13 @@ def test_fit_logreg_standardises_so_feature_scale_and_offset_do_not_matter():
     assert set(np.unique(ev.predict(m0, x))) <= {3, 7, 11}
 
 
+def test_fit_logreg_standardises_with_the_biased_std():
+    x, y = blobs(4)
+    model = ev.fit_logreg(x, y, l2=0.1)
+    np.testing.assert_allclose(model.mean, x.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(model.std, x.std(axis=0), rtol=1e-12)  # ddof = 0, as documented
+
+
 def test_fit_logreg_handles_constant_features():
     x, y = blobs(3)
     x = np.concatenate([x, np.zeros((x.shape[0], 1)), np.full((x.shape[0], 1), 0.1)], axis=1)
@@ -380,6 +387,14 @@ def test_effective_rank_counts_equal_singular_values(seed, r, extra_n, extra_d, 
     v, _ = np.linalg.qr(rng.normal(size=(d, r)))  # (D, r)
     x = s * u @ v.T + rng.normal(size=d)  # r equal singular values after centring, plus an offset
     assert ev.effective_rank(x) == pytest.approx(r, rel=1e-9)
+
+
+def test_effective_rank_of_a_known_unequal_spectrum():
+    """Singular values 3 and 1 (not their squares): p = (3/4, 1/4), erank = exp(H(p))."""
+    u = np.array([[1.0, 1.0], [-1.0, 1.0], [1.0, -1.0], [-1.0, -1.0]]) / 2  # centred, orthonormal columns
+    x = u @ np.diag([3.0, 1.0]) @ np.array([[0.6, 0.8, 0.0], [0.0, 0.0, 1.0]]) + 7.0
+    p = np.array([0.75, 0.25])
+    assert ev.effective_rank(x) == pytest.approx(math.exp(-np.sum(p * np.log(p))), rel=1e-12)  # 1.7548
 
 
 @given(seed=seeds, n=st.integers(2, 15), d=st.integers(1, 8))

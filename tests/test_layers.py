@@ -313,6 +313,22 @@ def test_one_pass_variance_matches_two_pass_in_float64():
     np.testing.assert_allclose(a, c, rtol=1e-10, atol=1e-12)
 
 
+def test_one_pass_variance_is_clamped_where_float32_cancels():
+    """E[x^2] - mean^2 of a float32 feature with |mean| >> std cancels, and can come out negative
+    (six rows of 1000.1 give -0.125 unclamped): var + eps would then be negative and the output
+    NaN. The clamp at 0 keeps it finite (the constant feature normalises to beta)."""
+    x = np.stack([np.full(6, 1000.1), np.linspace(-1, 1, 6)], axis=1).astype("float32")  # (6, 2)
+    xs = x.astype("float64")
+    assert ((x * x).mean(axis=0) - x.mean(axis=0) ** 2)[0] < 0  # the cancellation is real
+    g, b = np.ones(2, "float32"), np.array([0.5, 0.0], "float32")
+    run = RunningStats(np.zeros(2, "float32"), np.ones(2, "float32"), np.array(0))
+    out, _, new = batch_norm_forward(x, g, b, run, train=True, var_formula="one_pass")
+    assert np.isfinite(out).all() and (new.var >= 0).all()
+    # x - mean is float32 rounding there (~6e-5), scaled by 1/sqrt(eps) ~ 316: near beta, not exact
+    np.testing.assert_allclose(out[:, 0], 0.5, atol=0.05)
+    np.testing.assert_allclose(out[:, 1], (xs[:, 1] - xs[:, 1].mean()) / np.sqrt(xs[:, 1].var() + 1e-5), rtol=1e-5)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_layers_keep_dtype_and_never_alias_or_mutate(dtype):
     rng = np.random.default_rng(5)

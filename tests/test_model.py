@@ -312,6 +312,54 @@ def test_bn_shards_errors():
     byol.forward(online, rng.standard_normal((4, 4)), train=False)  # evaluation takes any batch
 
 
+@pytest.mark.parametrize("bn_running", ["haiku", "torch"])
+def test_fresh_buffers_are_mean_0_var_1_and_eval_uses_them(bn_running):
+    """Running statistics start at mean 0, var 1, count 0 (torch's BatchNorm1d): an evaluation
+    before any step normalises by sqrt(1 + eps), not by sqrt(eps)."""
+    online, _ = byol.build(4, 3, 2, 5, seed=0, bn_running=bn_running, projector_hidden_dim=4)
+    for key, value in online.buffers.items():
+        want = {"running_mean": 0, "running_var": 1, "count": 0}[key.rsplit(".", 1)[1]]
+        np.testing.assert_array_equal(value, np.full(value.shape, want), err_msg=key)
+    x = np.random.default_rng(0).standard_normal((3, 4))
+    out, buffers = byol.forward(online, x, train=False)
+    p = online.params
+    h = (x @ p["encoder.fc1.weight"] + p["encoder.fc1.bias"]) / np.sqrt(1 + online.config.bn_eps)
+    h = np.maximum(h * p["encoder.norm1.gamma"] + p["encoder.norm1.beta"], 0)
+    h = (h @ p["encoder.fc2.weight"] + p["encoder.fc2.bias"]) / np.sqrt(1 + online.config.bn_eps)
+    np.testing.assert_allclose(out["y"], np.maximum(h * p["encoder.norm2.gamma"] + p["encoder.norm2.beta"], 0),
+                               rtol=1e-12)
+    assert buffers is online.buffers or all(np.array_equal(buffers[k], v) for k, v in online.buffers.items())
+
+
+def test_sym_reduce_mean_halves_the_loss_and_every_gradient():
+    online, target, rng = _small({}, 8)
+    v1, v2 = rng.standard_normal((5, 4)), rng.standard_normal((5, 4))
+    total = byol.loss_and_grads(online, target, v1, v2)
+    cfg = online.config.replace(sym_reduce="mean")
+    mean = byol.loss_and_grads(online._replace(config=cfg), target._replace(config=cfg), v1, v2)
+    assert float(mean.loss) == pytest.approx(float(total.loss) / 2, rel=1e-12)
+    for key, g in total.grads.items():
+        np.testing.assert_allclose(mean.grads[key], g / 2, rtol=1e-12, atol=1e-300)
+
+
+def test_target_bn_running_projects_with_the_running_statistics():
+    """target_bn="running": the target runs in evaluation mode (its running statistics, left
+    unchanged); "batch" (every implementation) uses each view's batch statistics."""
+    online, target, rng = _small(dict(target_bn="running"), 9)
+    v1, v2 = rng.standard_normal((5, 4)), rng.standard_normal((5, 4))
+    res = byol.loss_and_grads(online, target, v1, v2)
+    for v, view in enumerate((v1, v2)):
+        out, _ = byol.forward(target, view, train=False)
+        np.testing.assert_allclose(res.outputs["target.z"][v], out["z"], rtol=1e-12)
+    for key, value in target.buffers.items():
+        np.testing.assert_array_equal(res.target_buffers[key], value, err_msg=key)
+    cfg = online.config.replace(target_bn="batch")
+    batch = byol.loss_and_grads(online._replace(config=cfg), target._replace(config=cfg), v1, v2)
+    np.testing.assert_allclose(batch.outputs["target.z"][0],
+                               byol.forward(target._replace(config=cfg), v1, train=True)[0]["z"], rtol=1e-12)
+    assert int(batch.target_buffers["encoder.norm1.count"]) == int(target.buffers["encoder.norm1.count"]) + 2
+
+
 def test_inputs_never_mutated_and_grads_never_alias():
     online, target, rng = _small({}, 5)
     v1, v2 = rng.standard_normal((4, 4)), rng.standard_normal((4, 4))

@@ -46,6 +46,11 @@ def test_step_follows_the_official_order():
     want_target = byol.ema_update(want_params, state.target.params, 0.9)
     for k, v in want_target.items():
         np.testing.assert_allclose(new.target.params[k], v, rtol=1e-12)
+    # both networks keep the running statistics their training-mode forward passes made
+    for got, want in ((new.online.buffers, res.online_buffers), (new.target.buffers, res.target_buffers)):
+        for k, v in want.items():
+            np.testing.assert_array_equal(got[k], v, err_msg=k)
+    assert int(new.target.buffers["encoder.norm1.count"]) == 2
     assert m["loss"] == pytest.approx(float(res.loss), rel=1e-12)
     # lightly's timing: EMA with the old params, before the forward
     tl = tcfg.replace(ema_when="pre_forward")
@@ -53,6 +58,22 @@ def test_step_follows_the_official_order():
     pre = byol.ema_update(state.online.params, state.target.params, 0.9)
     for k, v in pre.items():
         np.testing.assert_allclose(new2.target.params[k], v, rtol=1e-12)
+
+
+def test_schedules_round_fractional_warmup_and_scale_the_peak_lr():
+    """W = round(warmup_epochs * steps per epoch) (1.9 x 3 = 5.7 -> 6 steps), and the peak is
+    lr * B / lr_batch_scale, or lr itself with lr_batch_scale = 0."""
+    from byol_ref.schedules import warmup_cosine_lr
+
+    for scale, peak in ((256, 0.4 * 32 / 256), (0, 0.4)):
+        tcfg = _tcfg(epochs=10, lr=0.4, warmup_epochs=1.9, lr_batch_scale=scale, final_lr=0.0)
+        sched = make_schedules(tcfg, 96 + 5)  # 3 steps per epoch; the partial batch is dropped
+        assert (sched.steps_per_epoch, sched.total_steps) == (3, 30)
+        assert sched.lr(6) == pytest.approx(peak, rel=1e-12)
+        assert sched.lr(5) == pytest.approx(peak * 5 / 6, rel=1e-12)
+        for k in range(31):
+            assert sched.lr(k) == warmup_cosine_lr(k, base_lr=0.4, batch_size=32, total_steps=30, warmup_steps=6,
+                                                   final_lr=0.0, batch_scale=scale or 32)
 
 
 def test_short_run_lowers_the_loss_without_collapse(data):
@@ -80,6 +101,7 @@ def test_resume_is_bit_identical(tmp_path, data, backend):
     for a, b in [(full.state.online.params, resumed.state.online.params),
                  (full.state.target.params, resumed.state.target.params),
                  (full.state.online.buffers, resumed.state.online.buffers),
+                 (full.state.target.buffers, resumed.state.target.buffers),
                  (full.state.opt_state, resumed.state.opt_state)]:
         assert set(a) == set(b)
         for k in a:
