@@ -55,20 +55,6 @@ LR, MOMENTUM, TAU = 0.1, 0.9, 0.99
 TORCH_NAME = {"gamma": "weight", "beta": "bias", "count": "num_batches_tracked"}  # byol-ref -> torch suffix
 
 
-def _mlp(cfg, role, part):
-    """One part (encoder, projector, predictor) as torch modules named as byol-ref's layers."""
-    layers = OrderedDict()
-    for kind, name in network_plan(cfg, role)[part]:
-        short = name.split(".", 1)[1]
-        if kind == "linear":
-            layers[short] = None  # sized from the weights when they are loaded
-        elif kind == "batch_norm":
-            layers[short] = None
-        else:
-            layers[short] = nn.ReLU()
-    return layers
-
-
 class Byol(nn.Module):
     """Online (encoder, projector, predictor) and target (encoder, projector) built from
     byol-ref inputs; state_dict names are ``<role>.<part>.<layer>.<torch param>``."""
@@ -77,24 +63,25 @@ class Byol(nn.Module):
         super().__init__()
         for role in ("online", "target"):
             net = nn.Module()
-            for part in network_plan(cfg, role):
-                layers = _mlp(cfg, role, part)
-                for short in layers:
-                    key = f"{role}.param.{part}.{short}"
-                    if f"{key}.weight" in inputs:
-                        w = torch.from_numpy(inputs[f"{key}.weight"].T.copy())
-                        lin = nn.Linear(w.shape[1], w.shape[0], bias=f"{key}.bias" in inputs)
+            for part, steps in network_plan(cfg, role).items():
+                layers = OrderedDict()
+                for kind, name in steps:
+                    key, short = f"{role}.param.{name}", name.split(".", 1)[1]
+                    if kind == "linear":
+                        w = torch.from_numpy(inputs[f"{key}.weight"].T.copy())  # (in, out) -> (out, in)
+                        layers[short] = nn.Linear(w.shape[1], w.shape[0], bias=f"{key}.bias" in inputs)
                         with torch.no_grad():
-                            lin.weight.copy_(w)
-                            if lin.bias is not None:
-                                lin.bias.copy_(torch.from_numpy(inputs[f"{key}.bias"]))
-                        layers[short] = lin
-                    elif f"{key}.gamma" in inputs:
-                        bn = nn.BatchNorm1d(len(inputs[f"{key}.gamma"]), eps=cfg.bn_eps, momentum=1 - cfg.bn_decay)
+                            layers[short].weight.copy_(w)
+                            if f"{key}.bias" in inputs:
+                                layers[short].bias.copy_(torch.from_numpy(inputs[f"{key}.bias"]))
+                    elif kind == "batch_norm":
+                        gamma = torch.from_numpy(inputs[f"{key}.gamma"])
+                        layers[short] = nn.BatchNorm1d(len(gamma), eps=cfg.bn_eps, momentum=1 - cfg.bn_decay)
                         with torch.no_grad():
-                            bn.weight.copy_(torch.from_numpy(inputs[f"{key}.gamma"]))
-                            bn.bias.copy_(torch.from_numpy(inputs[f"{key}.beta"]))
-                        layers[short] = bn
+                            layers[short].weight.copy_(gamma)
+                            layers[short].bias.copy_(torch.from_numpy(inputs[f"{key}.beta"]))
+                    else:
+                        layers[short] = nn.ReLU()
                 setattr(net, part, nn.Sequential(layers))
             setattr(self, role, net)
         for p in self.target.parameters():

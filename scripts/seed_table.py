@@ -1,10 +1,12 @@
 """Run the `make run` recipe for several seeds and write the mean and spread of every probe.
 
     OPENBLAS_NUM_THREADS=1 python scripts/seed_table.py [--seeds 0 1 2] [--out docs/results-digits.md]
+    OPENBLAS_NUM_THREADS=1 python scripts/seed_table.py --set bn_shards=64 --out /tmp/shards64.md --figure ""
 
-The recipe (the flags below) must match the Makefile's `run` target. With matplotlib installed
-it also draws the first seed's features (docs/img/make-run-features.png, as `make run` draws
-them into its run directory, at a lower resolution).
+The recipe (the flags below) must match the Makefile's `run` target; ``--set KEY=VALUE`` (repeatable)
+passes a variant to ``byol-ref train --set``. With matplotlib installed it also draws the first
+seed's features (docs/img/make-run-features.png, as `make run` draws them into its run directory,
+at a lower resolution; ``--figure ""`` draws none).
 """
 from __future__ import annotations
 
@@ -27,19 +29,22 @@ def main(argv=None):
     p.add_argument("--out", default=str(ROOT / "docs" / "results-digits.md"))
     p.add_argument("--runs", default=str(ROOT / "runs" / "seeds"))
     p.add_argument("--figure", default=str(ROOT / "docs" / "img" / "make-run-features.png"))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a variant of the recipe")
     args = p.parse_args(argv)
+    variant = [a for pair in args.set for a in ("--set", pair)]
     reports = []
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     for seed in args.seeds:
         out = Path(args.runs) / f"seed{seed}"
-        cmd = [sys.executable, "-m", "byol_ref", "train", *RECIPE, "--seed", str(seed), "--out", str(out),
+        cmd = [sys.executable, "-m", "byol_ref", "train", *RECIPE, *variant, "--seed", str(seed), "--out", str(out),
                "--overwrite", "--no-progress", "--no-plots"]
         print(" ".join(cmd[1:]), flush=True)
         subprocess.run(cmd, check=True, env=env, cwd=ROOT)
         reports.append(json.loads((out / "report.json").read_text()))
     names = [r["name"] for r in reports[0]["rows"]]
     lines = [f"Test accuracy (%) on the embedded digits (359 test images; one image is 0.28 points), "
-             f"mean +- sd over seeds {args.seeds}; `make run` recipe: `byol-ref train {' '.join(RECIPE)}`.", "",
+             f"mean +- sd over seeds {args.seeds}; `make run` recipe: `byol-ref train {' '.join(RECIPE)}`"
+             + (f", with `{' '.join(variant)}`." if variant else "."), "",
              "| features | kNN (cosine, k=20) | 10 labels/class probe | full linear probe |", "|---|---|---|---|"]
     for name in names:
         cells = []
@@ -55,7 +60,8 @@ def main(argv=None):
               f"Training time per run: {statistics.mean(secs):.0f} s."]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    features_figure(Path(args.runs) / f"seed{args.seeds[0]}", Path(args.figure))
+    if args.figure:
+        features_figure(Path(args.runs) / f"seed{args.seeds[0]}", Path(args.figure))
 
 
 def features_figure(run_dir: Path, path: Path) -> None:
