@@ -26,7 +26,9 @@ def evaluate_features(online: Network, dataset, input_norm, backend: Backend, *,
             for images, the standardised features for feature vectors).
         input_norm: the run's InputNorm (or None).
         backend: where to run the networks.
-        seed: seed of the random-init baseline and of the probes' draws.
+        seed: seed of the random-init baseline (a draw of its own, ``seed + 1_000_003``: not the
+            run's starting weights, whose kNN is already the step-0 entry of the training
+            history) and of the probes' draws.
         labels_per_class: labels per class of the low-label probe.
         k, temperature: kNN neighbours and vote temperature (None: majority vote).
         return_features: also return the test-split features of every row under

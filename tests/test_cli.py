@@ -240,7 +240,7 @@ def test_train_bn_free_with_a_data_dependent_init(tmp_path):
 def test_train_with_per_shard_batch_statistics_and_eval(tmp_path):
     out = tmp_path / "shards"
     res = run("train", "--data", "synthetic", "--epochs", "2", "--batch-size", "64", "--hidden-size", "32",
-              "--projection-dim", "16", "--predictor-dim", "16", "--set", "bn_shards=4",
+              "--projection-dim", "16", "--predictor-dim", "16", "--set", "bn-shards=4",  # hyphens work as in flags
               "--set", "bn_shard_running=sequential", "--out", str(out), "--no-plots", "--no-progress")
     assert res.returncode == 0, res.stderr
     saved = json.loads((out / "config.json").read_text())["model_config"]
@@ -271,7 +271,8 @@ def test_bad_arguments_get_clear_errors(tmp_path):
     assert res.returncode == 2 and "data_init=True sets the norm='affine' layers" in res.stderr
     assert "norm='batch'" in res.stderr and "--norm affine" in res.stderr
     assert not (tmp_path / "h").exists()
-    res = run("train", "--data", "synthetic", "--batch-size", "64", "--set", "bn_shards=3", "--out", str(tmp_path / "i"))
+    res = run("train", "--data", "synthetic", "--batch-size", "64", "--set", "bn_shards=3",
+              "--out", str(tmp_path / "i"))
     assert res.returncode == 2 and "batch_size=64 cannot be split into bn_shards=3" in res.stderr
     assert not (tmp_path / "i").exists()
     res = run("train", "--optimizer", "rmsprop")

@@ -180,6 +180,34 @@ def test_load_npz_x_y(tmp_path):
     assert ds.y_train.dtype == np.int64
 
 
+def test_split_sizes_round_half_up_and_refuse_an_empty_stratified_test_set():
+    rng = np.random.default_rng(0)
+    train, test = train_test_indices(10, 0.25, rng)  # 2.5 test samples -> 3 (floor(x + 0.5)), not 2
+    assert test.size == 3 and train.size == 7
+    with pytest.raises(ValueError, match="empty stratified test set"):
+        train_test_indices(4, 0.2, np.random.default_rng(0), labels=np.arange(4))  # one sample per class
+
+
+def test_presplit_npz_with_different_feature_counts_is_refused(tmp_path):
+    np.savez(tmp_path / "s.npz", x_train=np.zeros((8, 9)), x_test=np.zeros((4, 5)))
+    with pytest.raises(ValueError, match="different feature counts: 9 vs 5"):
+        load_file(tmp_path / "s.npz")
+
+
+def test_csv_header_with_some_numeric_names(tmp_path):
+    """A first line that is not all numbers is a header, even if some of its names are numbers."""
+    (tmp_path / "h.csv").write_text("f1,2,3\n" + "\n".join(f"{i},{i + 0.5},{i * 2}" for i in range(8)) + "\n")
+    ds = load_file(tmp_path / "h.csv", test_fraction=0.25)
+    assert ds.x_train.shape[1] == 3 and ds.x_train.shape[0] + ds.x_test.shape[0] == 8
+
+
+def test_feature_stats_treat_rounding_level_spread_as_constant():
+    x = np.column_stack([np.full(3, 0.1), [0.0, 1.0, 2.0]])
+    assert 0 < x[:, 0].std() < 1e-16  # a constant column whose computed std is not exactly 0
+    _, std = feature_stats(x)
+    assert std[0] == 1.0 and std[1] == pytest.approx(x[:, 1].std())
+
+
 def test_load_npz_presplit(tmp_path):
     rng = np.random.default_rng(0)
     xt, xv = rng.random((8, 3, 3)), rng.random((4, 3, 3))

@@ -109,6 +109,40 @@ def test_shape_dtype_missing_and_nan():
     assert diff_traces(nan, nan).ok  # NaN in the same place on both sides agrees
 
 
+def test_tolerance_is_per_element_with_the_larger_magnitude_as_scale():
+    """|a - b| <= atol + rtol * max(|a|, |b|), element by element, as documented."""
+    def diff(a, b, **kw):
+        return diff_traces({"t": np.asarray(a, dtype=float)}, {"t": np.asarray(b, dtype=float)}, **kw).tensors[0]
+
+    # 1 vs 1.9: err 0.9 <= 0.5 * max = 0.95 agrees; with min(|a|, |b|) = 1 it would too, so also 1 vs 2.1:
+    assert diff([1.0], [1.9], rtol=0.5, atol=0).values_ok
+    assert diff([1.0], [2.1], rtol=0.5, atol=0).n_bad == 1  # 1.1 > 1.05
+    assert diff([1.9], [1.0], rtol=0.5, atol=0).values_ok  # symmetric
+    # a large element's tolerance is its own: a small element with the same error still fails
+    d = diff([100.0, 1.0], [100.5, 1.5], rtol=1e-2, atol=0)
+    assert d.n_bad == 1 and d.worst_index == [1]
+    # opposite infinities differ; equal ones agree; NaN against a number is a mismatch
+    assert diff([np.inf, -np.inf], [np.inf, -np.inf]).values_ok
+    assert diff([np.inf], [-np.inf]).n_bad == 1
+    assert diff([np.nan, 1.0], [np.nan, 1.0]).values_ok and diff([np.nan], [1.0]).n_bad == 1
+
+
+def test_report_points_at_the_worst_violation_and_the_largest_relative_error():
+    a = {"t": np.array([1000.0, 1.0, 2.0])}
+    b = {"t": np.array([1000.5, 1.2, 2.0])}  # errors 0.5 (rel 5e-4) and 0.2 (rel 0.17)
+    d = diff_traces(a, b, rtol=1e-3, atol=0).tensors[0]
+    assert d.n_bad == 1 and d.worst_index == [1]  # 1000 vs 1000.5 is inside rtol; 1 vs 1.2 is not
+    assert (d.a_value, d.b_value) == (1.0, 1.2)
+    assert d.max_abs == pytest.approx(0.5) and d.max_rel == pytest.approx(0.2 / 1.2)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -1e-9, "1e-9"])
+def test_tolerances_must_be_numbers_at_least_zero(bad):
+    for name in ("rtol", "atol"):
+        with pytest.raises(ValueError, match=f"{name} must be a number >= 0"):
+            diff_traces({"t": np.zeros(1)}, {"t": np.ones(1)}, **{name: bad})
+
+
 def test_cli_exit_status_and_json(tmp_path, capsys):
     from byol_ref.cli import main
 

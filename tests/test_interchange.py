@@ -52,6 +52,9 @@ def test_torch_layout_transposes_and_renames():
     np.testing.assert_array_equal(state["online_encoder.projector.1.weight"], ref["online.param.projector.norm1.gamma"])
     np.testing.assert_array_equal(state["online_encoder.projector.1.bias"], ref["online.param.projector.norm1.beta"])
     assert state["online_encoder.projector.1.num_batches_tracked"].dtype == np.int64
+    floaty = {k: (v.astype("float64") if k.endswith("num_batches_tracked") else v) for k, v in state.items()}
+    back = from_torch_layout(floaty, m)
+    assert back["online.buffer.projector.norm1.count"].dtype == np.int64  # counts come back as integers
     np.testing.assert_array_equal(state["online_predictor.3.weight"], ref["online.param.predictor.fc2.weight"].T)
     assert "target_encoder.projector.3.bias" in state and "target_encoder.net.4.running_var" in state
     # forward in torch convention (x @ W.T + b) equals byol-ref's x @ w + b
@@ -123,6 +126,9 @@ def test_safetensors_dtypes(tmp_path):
     for k in arrays:
         np.testing.assert_array_equal(back[k], arrays[k])
         assert back[k].dtype == arrays[k].dtype and back[k].shape == arrays[k].shape
+    raw = (tmp_path / "x.safetensors").read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    assert n % 8 == 0 and raw[8:8 + n].decode().rstrip(" ").endswith("}")  # header padded with spaces to 8 bytes
     # bf16: the top 16 bits of a float32
     bits = (np.array([1.5, -2.0], dtype="float32").view("<u4") >> 16).astype("<u2").tobytes()
     header = json.dumps({"w": {"dtype": "BF16", "shape": [2], "data_offsets": [0, 4]}}).encode()
@@ -155,6 +161,11 @@ def test_bad_files_and_mappings(tmp_path):
         load_networks(tmp_path / "other.npz", layout="jax")
     with pytest.raises(ValueError, match="no torch name"):
         to_torch_layout({"online.param.zzz": np.zeros(2)}, {})
+    mapping = torch_mapping("lightly", online.config)
+    with pytest.raises(ValueError, match="lacks .* mapped name"):  # nothing matches: a wrong style, even non-strict
+        from_torch_layout({"fc.weight": np.zeros((2, 2))}, mapping, strict=False)
+    with pytest.raises(ValueError, match="two byol-ref names to the same torch name"):
+        resolve_mapping({"online.param.encoder.fc1.weight": "w", "online.param.encoder.fc2.weight": "w"})
 
 
 def test_cli_convert_round_trip(tmp_path):

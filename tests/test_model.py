@@ -294,6 +294,19 @@ def test_forward_with_bn_shards_takes_statistics_per_shard():
     np.testing.assert_allclose(ev["p"], byol.forward(one, x, train=False)[0]["p"], rtol=1e-12)
 
 
+@pytest.mark.parametrize("mode", ["first", "sequential"])
+def test_forward_with_bn_shards_updates_running_statistics_as_configured(mode):
+    online, _, rng = _small(dict(bn_shards=2, bn_shard_running=mode), 7)
+    x = rng.standard_normal((6, 4))
+    _, buffers = byol.forward(online, x, train=True)
+    one = online._replace(config=online.config.replace(bn_shards=1))
+    _, first = byol.forward(one, x[:3], train=True)
+    _, both = byol.forward(one._replace(buffers=first), x[3:], train=True)
+    want = first if mode == "first" else both
+    for key in buffers:
+        np.testing.assert_allclose(buffers[key], want[key], rtol=1e-12, err_msg=key)
+
+
 def test_bn_shards_errors():
     with pytest.raises(ValueError, match=r"bn_shards=2 .*norm='layer'"):
         byol.build(4, norm="layer", bn_shards=2)
@@ -424,6 +437,13 @@ def test_ema_errors():
         byol.ema_update(online.params, target.params, momentum=1.5)
 
 
+def test_ema_refuses_mixed_dtypes():
+    online, target = byol.build(3, 4, 2, 5)
+    half = {k: v.astype("float32") for k, v in target.params.items()}
+    with pytest.raises(TypeError, match="dtype mismatch for 'encoder.fc1.weight': online float64, target float32"):
+        byol.ema_update(online.params, half)
+
+
 # ----------------------------------------------------------------- API
 
 
@@ -531,6 +551,15 @@ def test_data_dependent_init_reproduces_batch_norm_on_its_batch(seed, n, layout,
     assert changed and all(k.endswith((".gamma", ".beta")) for k in changed)
 
 
+def test_data_dependent_init_defaults_to_the_batch_norm_eps():
+    online, _ = byol.build(4, 5, 3, 6, seed=0, norm="affine", bn_eps=1e-2, ln_eps=1e-4)
+    x = np.random.default_rng(1).standard_normal((5, 4))
+    got = byol.data_dependent_init(online, x)
+    for eps, same in ((1e-2, True), (1e-4, False)):
+        other = byol.data_dependent_init(online, x, eps=eps)
+        assert all(np.array_equal(got.params[k], v) for k, v in other.params.items()) == same
+
+
 def test_data_dependent_init_errors():
     online, _ = byol.build(4, 5, 3, 6, seed=0)
     with pytest.raises(ValueError, match="sets norm='affine' layers, but this network has norm='batch'"):
@@ -544,6 +573,31 @@ def test_data_dependent_init_errors():
         byol.data_dependent_init(online, np.ones((3, 4), dtype="float32"))
     with pytest.raises(ValueError, match="eps must be"):
         byol.data_dependent_init(online, np.ones((3, 4)), eps=0.0)
+
+
+def test_encoder_bias_overrides_hidden_bias_both_ways():
+    from byol_ref.model import param_shapes
+
+    for hidden, enc in ((True, False), (False, True), (True, None), (False, None)):
+        cfg = byol.Config(encoder_dim=3, hidden_bias=hidden, encoder_bias=enc)
+        names = param_shapes(cfg, "online")
+        want = hidden if enc is None else enc
+        assert ("encoder.fc1.bias" in names) == want and ("encoder.fc2.bias" in names) == want
+        assert ("projector.fc1.bias" in names) == hidden and ("predictor.fc1.bias" in names) == hidden
+
+
+def test_config_refuses_a_zero_eps():
+    for name in ("bn_eps", "ln_eps", "ws_eps", "norm_eps"):
+        with pytest.raises(ValueError, match=name):
+            byol.Config(encoder_dim=3, **{name: 0.0})
+
+
+def test_target_built_from_a_float32_online_keeps_integer_counts():
+    online, _ = byol.build(4, 5, 3, 6, seed=0, dtype="float32")
+    target = byol.build_target(4, online=online)
+    for key, value in target.buffers.items():
+        assert value.dtype == ("int64" if key.endswith(".count") else "float32"), key
+    assert all(v.dtype == "float32" for v in target.params.values())
 
 
 def test_init_schemes():

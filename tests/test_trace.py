@@ -157,6 +157,25 @@ def test_ema_scope_buffers_average_running_stats():
     key = "encoder.norm1.running_mean"
     np.testing.assert_allclose(a[f"step0.target.buffer_ema.{key}"],
                                tau * a[f"step0.target.buffer.{key}"] + (1 - tau) * a[f"step0.online.buffer.{key}"])
+    # the update counts are not averaged: they stay the target's own integers
+    count = a["step0.target.buffer_ema.encoder.norm1.count"]
+    assert count.dtype == np.int64 and count == a["step0.target.buffer.encoder.norm1.count"]
+
+
+def test_start_step_and_the_default_warmup_set_lr_and_tau():
+    """A trace that starts at global step k takes lr(k) and tau(k); W defaults to
+    round(warmup_fraction * K) (lightly: 0.1 x 16 = 1.6 -> 2)."""
+    from byol_ref.train import make_schedules
+
+    preset = get_preset("lightly")
+    inputs = _inputs("lightly", steps=2)
+    tr = trace_inputs(inputs, preset, total_steps=16, start_step=5)
+    assert tr.meta["warmup_steps"] == 2
+    sched = make_schedules(preset.train_config(epochs=16, batch_size=4, warmup_epochs=2), 4)
+    for i in range(2):
+        assert float(tr.arrays[f"step{i}.lr"]) == pytest.approx(sched.lr(5 + i), rel=1e-12)
+        assert float(tr.arrays[f"step{i}.tau"]) == pytest.approx(sched.tau(5 + i), rel=1e-12)
+    assert float(tr.arrays["step0.lr"]) != pytest.approx(sched.lr(0))
 
 
 def test_input_errors(tmp_path):
@@ -168,6 +187,12 @@ def test_input_errors(tmp_path):
         trace_inputs({k: v for k, v in inputs.items() if "projector.fc1.weight" not in k}, "deepmind")
     with pytest.raises(TraceError, match="without gaps"):
         trace_inputs({k: v for k, v in inputs.items() if k != "step0.input.view2"}, "deepmind")
+    three = _inputs(steps=3)
+    with pytest.raises(TraceError, match=r"without gaps; got steps \[0, 2\]"):
+        trace_inputs({k: v for k, v in three.items() if not k.startswith("step1.")}, "deepmind")
+    shared = {k: v for k, v in inputs.items() if ".input." not in k}
+    with pytest.raises(TraceError, match="view1 and view2 must be given together"):
+        trace_inputs(dict(shared, view1=inputs["step0.input.view1"]), "deepmind", steps=2)
     with pytest.raises(TraceError, match="only 2 step"):
         trace_inputs(inputs, "deepmind", steps=3)
     with pytest.raises(TraceError, match="no views"):
@@ -204,6 +229,8 @@ def test_bad_files(tmp_path):
     np.savez(tmp_path / "order.npz", a=np.zeros(2), __order__=np.array(["a", "b"]))
     with pytest.raises(TraceError, match="__order__ names"):
         load_trace(tmp_path / "order.npz")
+    np.savez(tmp_path / "partial.npz", a=np.zeros(2), b=np.ones(1), c=np.ones(3), __order__=np.array(["b"]))
+    assert list(load_trace(tmp_path / "partial.npz").arrays) == ["b", "a", "c"]  # unlisted arrays kept, after
     tr = trace_inputs(_inputs(), "deepmind")
     path = save_trace(tmp_path / "t.npz", tr)
     raw = open(path, "rb").read()

@@ -334,6 +334,37 @@ def test_corrupt_truncated_and_foreign_checkpoints(tmp_path):
     np.savez(tmp_path / "newer.npz", **data)
     with pytest.raises(ckpt.CheckpointError, match="version 99"):
         load_checkpoint(tmp_path / "newer.npz")
+    for version in (None, "1", 1.0):  # missing or not an int: refused, not read as version 0
+        meta["version"] = version
+        data["meta"] = np.array(json.dumps({k: v for k, v in meta.items() if v is not None}))
+        np.savez(tmp_path / "odd.npz", **data)
+        with pytest.raises(ckpt.CheckpointError, match="checkpoint format version"):
+            load_checkpoint(tmp_path / "odd.npz")
+    # an entry outside the groups, or a group with an empty key, is not a byol-ref checkpoint
+    meta["version"] = ckpt.VERSION
+    for entry in ("online/", "extra/w", "w"):
+        np.savez(tmp_path / "entry.npz", **{**data, "meta": np.array(json.dumps(meta)), entry: np.zeros(2)})
+        with pytest.raises(ckpt.CheckpointError, match="unexpected entry"):
+            load_checkpoint(tmp_path / "entry.npz")
+
+
+def test_the_random_init_baseline_is_not_the_runs_own_initial_weights(data, monkeypatch):
+    """The report's random-init encoder is a fresh draw of the architecture (the run's own
+    initial weights are already measured: the kNN at step 0 of the training history)."""
+    from byol_ref import report
+
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    tcfg = _tcfg(epochs=1)
+    res = fit(data, cfg, tcfg, progress=False)
+    drawn = []
+    real = report.build_from_config
+    monkeypatch.setattr(report, "build_from_config", lambda *a, **k: drawn.append(real(*a, **k)) or drawn[-1])
+    report.evaluate_features(res.state.online, res.dataset, res.input_norm, get_backend("numpy", "float64", 0),
+                             seed=tcfg.seed)
+    start = init_state(cfg, tcfg, get_backend("numpy", "float64", tcfg.seed))
+    baseline = drawn[0][0]
+    assert not any(np.array_equal(baseline.params[k], v) for k, v in start.online.params.items()
+                   if k.endswith(".weight"))
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
