@@ -1,0 +1,122 @@
+"""The shipped gradient checkers (byol_ref.gradcheck) checked themselves: every other gradient
+test leans on them, so their stencils, steps, error measures and refusals are pinned here on
+functions whose exact answers are known."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from byol_ref.gradcheck import directional_check, grad_error, numerical_gradient, random_direction, rel_error
+
+
+def test_rel_error_values_floor_and_refusals():
+    assert rel_error([1.0, 2.0], [1.0, 2.2]) == pytest.approx(0.2 / 4.2, rel=1e-12)
+    assert rel_error([2.0, 2.2], [1.0, 2.0]) == pytest.approx(1.0 / 3.0, rel=1e-12)  # the worst entry, not the mean
+    assert rel_error([0.0], [1e-13]) == pytest.approx(0.1, rel=1e-9)  # |a| + |b| below the floor 1e-12
+    assert rel_error([0.0], [0.0]) == 0.0 and rel_error(np.zeros(0), np.zeros(0)) == 0.0
+    with pytest.raises(ValueError, match=r"rel_error: shapes differ, \(2,\) vs \(3,\)"):
+        rel_error(np.zeros(2), np.zeros(3))
+
+
+def test_grad_error_floors_at_a_fraction_of_the_gradients_scale():
+    # entry 1 is a true zero with 1e-5 of noise: |a - n| / max(1e-5, 1e-4 * 1) = 0.1
+    assert grad_error([1.0, 0.0], [1.0, 1e-5]) == pytest.approx(0.1, rel=1e-9)
+    assert grad_error([1.0, 0.0], [1.0, 1e-5], floor=1e-2) == pytest.approx(1e-3, rel=1e-9)
+    # the scale is the gradient's own largest entry, whatever its size (here 1e-3, floor 1e-7)
+    assert grad_error([1e-3, 0.0], [1e-3, 1e-9]) == pytest.approx(1e-2, rel=1e-9)
+    # a given scale replaces it (a tensor whose own gradient is zero everywhere)
+    assert grad_error([0.0, 0.0], [1e-9, 0.0], scale=1.0) == pytest.approx(1e-5, rel=1e-9)
+    assert grad_error([0.0, 0.0], [0.0, 0.0]) == 0.0 and grad_error(np.zeros(0), np.zeros(0)) == 0.0
+    # the maximum over entries, not the mean: one bad entry among good ones fails
+    assert grad_error([1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 2.0]) == pytest.approx(1 / 3, rel=1e-12)
+    with pytest.raises(ValueError, match=r"grad_error: shapes differ"):
+        grad_error(np.zeros((2, 1)), np.zeros(2))
+
+
+@given(x=st.lists(st.floats(-3, 3), min_size=1, max_size=5), h=st.sampled_from([0.1, 0.05, 0.01]))
+def test_stencils_are_the_documented_ones(x, h):
+    """On f(x) = x^3 the classic central difference is 3x^2 + h^2 exactly, and the five-point
+    stencil (exact up to degree 4) gives 3x^2."""
+    x = np.array(x)
+    dout = np.linspace(0.5, 1.5, x.size)
+    want = 3 * x**2 * dout
+    two = numerical_gradient(lambda v: v**3, x, dout, h=h, order=2)
+    four = numerical_gradient(lambda v: v**3, x, dout, h=h, order=4)
+    np.testing.assert_allclose(two, want + h**2 * dout, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(four, want, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("order, offsets", [(4, {-2e-4, -1e-4, 1e-4, 2e-4}), (2, {-1e-6, 1e-6})])
+def test_default_steps_and_that_x_is_restored(order, offsets):
+    x = np.array([0.5, -1.25])
+    seen = []
+
+    def f(v):
+        seen.append(v.copy())
+        return float((v**2).sum())  # a scalar: dout None
+
+    g = numerical_gradient(f, x, order=order)
+    np.testing.assert_allclose(g, 2 * x, rtol=1e-8)
+    np.testing.assert_array_equal(x, [0.5, -1.25])  # perturbed in place, then restored
+    steps = {round(float(v[0] - 0.5), 12) for v in seen if v[0] != 0.5}
+    assert steps == {round(s, 12) for s in offsets}
+
+
+def test_numerical_gradient_refusals():
+    with pytest.raises(TypeError, match="needs float64 x"):
+        numerical_gradient(lambda v: v.sum(), np.zeros(2, dtype="float32"))
+    with pytest.raises(ValueError, match="order must be 2 or 4, got 3"):
+        numerical_gradient(lambda v: v.sum(), np.zeros(2), order=3)
+
+
+def test_random_direction_is_a_seeded_unit_gaussian_direction():
+    params = {"w": np.zeros((50, 40)), "b": np.zeros(7)}
+    u = random_direction(params, seed=3)
+    assert sum(float((d * d).sum()) for d in u.values()) == pytest.approx(1.0, rel=1e-12)
+    again = random_direction(params, seed=3)
+    assert all(np.array_equal(u[k], again[k]) for k in params)
+    assert not np.array_equal(u["w"], random_direction(params, seed=4)["w"])
+    w = u["w"].ravel() * np.sqrt(u["w"].size)  # ~ standard normal entries
+    assert abs(w.mean()) < 0.1 and 0.9 < w.std() < 1.1 and (w < 0).mean() > 0.4
+
+
+def test_directional_check_on_a_quadratic_and_a_wrong_gradient():
+    rng = np.random.default_rng(0)
+    a = {"w": rng.uniform(0.5, 2, (3, 2)), "b": rng.uniform(0.5, 2, 4)}
+    params = {"w": rng.standard_normal((3, 2)), "b": rng.standard_normal(4)}
+
+    def loss(p):
+        return sum(float((a[k] * p[k] ** 2).sum()) for k in p)
+
+    grads = {k: 2 * a[k] * params[k] for k in params}
+    analytic, numerical, err = directional_check(loss, params, grads, seed=1)
+    u = random_direction(params, seed=1)
+    assert analytic == pytest.approx(sum(float((grads[k] * u[k]).sum()) for k in params), rel=1e-12)
+    assert numerical == pytest.approx(analytic, rel=1e-9) and err < 1e-9
+    _, _, bad = directional_check(loss, params, {k: 2 * g for k, g in grads.items()}, seed=1)
+    assert bad == pytest.approx(1 / 3, rel=1e-6)  # |2D - D| / (|2D| + |D|)
+    own = {k: np.ones_like(v) for k, v in params.items()}  # a given direction is used as is
+    analytic, _, _ = directional_check(loss, params, grads, direction=own)
+    assert analytic == pytest.approx(sum(float(g.sum()) for g in grads.values()), rel=1e-12)
+    with pytest.raises(ValueError, match=r"params and grads keys differ: \['b'\]"):
+        directional_check(loss, params, {"w": grads["w"]})
+    with pytest.raises(ValueError, match=r"direction and params keys differ: \['b'\]"):
+        directional_check(loss, params, grads, direction={"w": own["w"]})
+
+
+def test_directional_check_uses_the_five_point_stencil_and_a_tiny_floor():
+    """t -> sum((p + t u)^4) is a quartic: the five-point difference is exact at any h, where
+    the classic one would be off by h^2 L'''(0) / 6. The relative error keeps working for
+    derivatives of any size (its floor is 1e-12)."""
+    rng = np.random.default_rng(2)
+    params = {"w": rng.standard_normal(5)}
+
+    def quartic(p):
+        return float((p["w"] ** 4).sum())
+
+    grads = {"w": 4 * params["w"] ** 3}
+    analytic, numerical, err = directional_check(quartic, params, grads, h=0.1, seed=0)
+    assert err < 1e-12 and numerical == pytest.approx(analytic, rel=1e-12)
+    tiny = 1e-9  # a loss scaled down: a wrong gradient must still be seen as wrong
+    _, _, bad = directional_check(lambda p: tiny * quartic(p), params, {"w": 2 * tiny * grads["w"]}, h=0.1)
+    assert bad == pytest.approx(1 / 3, rel=1e-6)
