@@ -107,3 +107,67 @@ def test_loss_errors():
         byol.loss(a, np.ones((3, 5)))
     with pytest.raises(TypeError, match="target_proj has dtype float32"):
         byol.loss(a, a.astype("float32"))
+
+
+# --------------------------------------------------------------------------- the checks themselves
+
+
+def test_check_helpers_name_the_argument_and_refuse_each_bad_case():
+    """byol_ref.checks, which every public function uses: each branch, with its message."""
+    from dataclasses import dataclass
+
+    from byol_ref.checks import (check_array, check_choice, check_float_range, check_positive_int,
+                                 dataclass_from_dict)
+
+    assert check_choice("a", "mode", ("a", "b")) == "a"
+    with pytest.raises(ValueError, match=r"mode must be one of \('a', 'b'\), got 'c'"):
+        check_choice("c", "mode", ("a", "b"))
+
+    assert check_positive_int(3, "steps") == 3 and check_positive_int(0, "k", minimum=0) == 0
+    for bad in (True, 2.0, "2", None):  # a bool is an int to Python, never to us
+        with pytest.raises(TypeError, match="steps must be an int >= 1"):
+            check_positive_int(bad, "steps")
+    with pytest.raises(ValueError, match="steps must be an int >= 1, got 0"):
+        check_positive_int(0, "steps")
+
+    assert check_float_range("0.5", "p", 0, 1) == 0.5 and check_float_range(0, "p", 0, 1) == 0.0
+    with pytest.raises(ValueError, match="p must not be NaN"):
+        check_float_range(float("nan"), "p", 0, 1)
+    with pytest.raises(ValueError, match="p must be finite"):
+        check_float_range(float("inf"), "p")
+    with pytest.raises(TypeError, match="p must be a real number, got 'x'"):
+        check_float_range("x", "p")
+    for value, kw, shown in ((0, dict(lo_open=True), r"\(0, 1\]"), (1, dict(hi_open=True), r"\[0, 1\)"),
+                             (-0.1, {}, r"\[0, 1\]"), (1.1, {}, r"\[0, 1\]")):
+        with pytest.raises(ValueError, match=rf"p must be in {shown}, got {value}"):
+            check_float_range(value, "p", 0, 1, **kw)
+    assert check_float_range(-5.0, "x", None, 1) == -5.0  # an open-ended range
+
+    x = np.zeros((3, 4))
+    assert check_array(x, "x", ndim=2, last_dim=4, dtype="float64", min_rows=3) is x
+    with pytest.raises(TypeError, match="x must be a NumPy or CuPy array, got list"):
+        check_array([1.0], "x")
+    with pytest.raises(ValueError, match=r"x must be a 3-D array, got shape \(3, 4\) \(2-D\)"):
+        check_array(x, "x", ndim=3)
+    with pytest.raises(TypeError, match="x must be a floating array .* got dtype int64"):
+        check_array(np.zeros(3, dtype="int64"), "x")
+    with pytest.raises(TypeError, match="x has dtype float64, expected float32"):
+        check_array(x, "x", dtype="float32")
+    with pytest.raises(ValueError, match="x must have 5 features in its last axis"):
+        check_array(x, "x", last_dim=5)
+    with pytest.raises(ValueError, match="x must have at least 4 rows"):
+        check_array(x, "x", min_rows=4)
+    y = x.copy()
+    y[1, 2], y[2, 0] = np.nan, np.inf
+    with pytest.raises(ValueError, match=r"x has 2 non-finite value\(s\) \(NaN or inf\), first at index \(1, 2\)"):
+        check_array(y, "x")
+    assert check_array(y, "x", finite=False) is y
+
+    @dataclass
+    class Pair:
+        a: int
+        b: int = 2
+
+    assert dataclass_from_dict(Pair, {"a": 1}) == Pair(1, 2)
+    with pytest.raises(ValueError, match=r"unknown Pair field\(s\) \['c'\]; known fields: \['a', 'b'\]"):
+        dataclass_from_dict(Pair, {"a": 1, "c": 3})
