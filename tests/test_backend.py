@@ -57,12 +57,21 @@ def test_numpy_backend_and_errors():
         get_backend("numpy", "float16")
 
 
+def test_backend_aliases_and_asarray_dtype():
+    from byol_ref.backend import get_backend
+
+    be = get_backend("cpu", "float32")
+    assert be.name == "numpy" and be.asarray([1, 2]).dtype == np.float32
+    assert be.asarray([1, 2], dtype="int64").dtype == np.int64  # an explicit dtype wins
+
+
 def test_cupy_request_without_a_gpu_says_what_to_do():
     ok, reason = cupy_status()
     if ok:
         pytest.skip("a GPU answers here")
-    with pytest.raises(RuntimeError, match="cupy"):
-        get_backend("cupy")
+    for name in ("cupy", "cuda", "gpu"):
+        with pytest.raises(RuntimeError, match="cupy"):
+            get_backend(name)
     assert "cuda12" in reason or "device" in reason
 
 

@@ -128,6 +128,8 @@ def test_resume_continues_a_run(tmp_path):
     res = run("train", "--epochs", "3", "--resume", *common)
     assert res.returncode == 0, res.stderr
     assert "resuming" in res.stderr
+    # the new --epochs extends the run: 408 // 64 = 6 steps per epoch, 3 epochs
+    assert "trained 18 steps" in res.stdout
 
 
 def test_augment_chooses_the_image_recipe_and_resume_keeps_it(tmp_path):
@@ -305,3 +307,106 @@ def test_make_run_recipe_is_the_one_the_readme_table_measures():
     flags = dict(zip(seed_table.RECIPE[2::2], seed_table.RECIPE[3::2]))  # after --data digits
     assert {k.lstrip("-").replace("-", "_"): float(v) for k, v in flags.items()} == \
         {**{k: float(v) for k, v in lab.RECIPE_MODEL.items() if k != "encoder_dim"}, **lab.RECIPE_TRAIN}
+
+
+# --------------------------------------------------------------------------- corners, in process
+
+
+def test_set_values_parse_as_documented():
+    from dataclasses import fields
+
+    from byol_ref.cli import _route_pairs
+    from byol_ref.model import Config
+    from byol_ref.train import TrainConfig
+
+    model, train = {}, {}
+    groups = [("model", {f.name: f for f in fields(Config)}, model),
+              ("train", {f.name: f for f in fields(TrainConfig)}, train)]
+    _route_pairs(["encoder_bias=null", "weight_std=yes", "stop_gradient=off", "symmetric=on",
+                  "bn-shards=2", "bn_eps=1e-3", "layout=a=b"], groups)
+    assert model == dict(encoder_bias=None, weight_std=True, stop_gradient=False, symmetric=True, bn_shards=2,
+                         bn_eps=1e-3, layout="a=b")  # the value is everything after the first "="
+    _route_pairs(["nesterov=no", "data_init=1", "final_lr=None"], groups)
+    assert train == dict(nesterov=False, data_init=True, final_lr=None)
+    with pytest.raises(ValueError, match="--set weight_std: expected true/false, got 'maybe'"):
+        _route_pairs(["weight_std=maybe"], groups)
+
+
+def test_parser_defaults():
+    from byol_ref.cli import build_parser
+
+    p = build_parser()
+    t = p.parse_args(["train"])
+    assert (t.predictor_lr_mult, t.knn_k, t.labels_per_class) == (1.0, 20, 10)
+    assert p.parse_args(["trace", "--dims", "5,6,4,3", "--out", "t.npz"]).batch == 4
+
+
+def test_train_run_directory_rules_and_a_batch_of_the_whole_split(tmp_path, capsys):
+    from byol_ref.cli import main
+
+    common = ["--data", "synthetic", "--epochs", "1", "--hidden-size", "8", "--projection-dim", "4",
+              "--predictor-dim", "4", "--no-eval", "--no-progress", "--no-plots"]
+    empty = tmp_path / "empty"
+    empty.mkdir()  # an existing empty directory is used as it is
+    assert main(["train", *common, "--batch-size", "408", "--out", str(empty)]) == 0  # 408 train samples: 1 step
+    assert "trained 1 steps" in capsys.readouterr().out
+    assert main(["train", *common, "--batch-size", "409", "--out", str(tmp_path / "big")]) == 2
+    assert "--batch-size 409 exceeds the 408 training samples" in capsys.readouterr().err
+    before = (empty / "checkpoint.npz").read_bytes()
+    assert main(["train", *common, "--batch-size", "64", "--seed", "5", "--out", str(empty)]) == 2
+    assert (empty / "checkpoint.npz").read_bytes() == before
+    assert main(["train", *common, "--batch-size", "64", "--seed", "5", "--out", str(empty), "--overwrite"]) == 0
+    assert (empty / "checkpoint.npz").read_bytes() != before  # replaced on request
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_train_that_diverges_exits_1_naming_the_step(tmp_path, capsys):
+    from byol_ref.cli import main
+
+    res = main(["train", "--data", "synthetic", "--epochs", "2", "--batch-size", "64", "--hidden-size", "8",
+                "--projection-dim", "4", "--predictor-dim", "4", "--optimizer", "sgd", "--lr", "1e30",
+                "--no-eval", "--no-progress", "--no-plots", "--out", str(tmp_path / "nan")])
+    assert res == 1
+    assert "step" in capsys.readouterr().err
+
+
+def test_probe_options_are_checked(tmp_path, capsys):
+    from byol_ref.cli import main
+
+    assert main(["train", "--data", "synthetic", "--labels-per-class", "1", "--out", str(tmp_path / "a")]) == 2
+    assert "--labels-per-class >= 2" in capsys.readouterr().err
+
+
+def test_trace_diff_and_convert_options(tmp_path, capsys):
+    from byol_ref.cli import main
+    from byol_ref.interchange import transpose_weights
+    from byol_ref.trace import Trace, load_trace, save_trace
+
+    a = tmp_path / "a.npz"
+    assert main(["trace", "--dims", "5,6,4,3", "--start-step", "3", "--total-steps", "10", "--out", str(a)]) == 0
+    tr = load_trace(a)
+    assert tr.meta["start_step"] == 3
+    assert main(["trace", "--dims", "5,6,4,3,7,9", "--out", str(tmp_path / "x.npz")]) == 2
+    assert "--dims must be D,H,P,Q or D,H,P,Q,PH" in capsys.readouterr().err
+    assert main(["trace", "--dims", "5,6,4,3", "--inputs", str(a), "--out", str(tmp_path / "x.npz")]) == 2
+    assert "exactly one of" in capsys.readouterr().err
+    # diff --transpose-weights b transposes B's 2-D weights (to A's layout), a transposes A's
+    b = save_trace(tmp_path / "b.npz", Trace(transpose_weights(tr.arrays), tr.meta))
+    assert main(["diff", str(a), str(b)]) == 1  # (out, in) against (in, out): shapes differ
+    capsys.readouterr()
+    w = "init.online.param.encoder.fc1.weight"  # (in, out) = (5, 6) in A
+    for side, shape in (("b", [5, 6]), ("a", [6, 5])):
+        assert main(["diff", str(a), str(b), "--transpose-weights", side, "--json"]) == 0
+        rep = json.loads(capsys.readouterr().out)
+        assert next(t for t in rep["tensors"] if t["name"] == w)["shape_a"] == shape
+    # convert --partial leaves out what the mapping does not name
+    nets = tmp_path / "nets.npz"
+    arrays = {k[len("init."):]: v for k, v in tr.arrays.items() if k.startswith("init.") and ".opt." not in k}
+    np.savez(nets, **arrays, **{"online.param.extra.weight": np.zeros((2, 2))})
+    out = tmp_path / "torch.npz"
+    args = ["convert", str(nets), str(out), "--from", "byol-ref", "--to", "torch", "--mapping", "byol-pytorch",
+            "--preset", "deepmind"]
+    assert main(args) == 2
+    assert main([*args, "--partial"]) == 0
+

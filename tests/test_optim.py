@@ -342,6 +342,8 @@ def test_tree_helpers():
     assert_close(tree.zeros_like(a)["x.bias"], [0.0], atol=0)
     assert tree.tree_to_numpy(a)["x.bias"].dtype == np.float64
     assert tree.scale({"w": arr([1.0], "float32")}, 0.5)["w"].dtype == np.float32
+    assert tree.scale({"w": arr([1.0], "float32")}, np.float64(0.5))["w"].dtype == np.float32  # a NumPy scalar too
+    assert_close(tree.global_norm({"a": arr([3.0]), "b": arr([[4.0]])}), 5.0)
     with pytest.raises(ValueError, match=r"missing from trees\[1\]: \['x.bias'\], extra in trees\[1\]: \['y'\]"):
         tree.tree_map(lambda u, v: u, a, {"x.weight": 1, "y": 2})
     with pytest.raises(ValueError, match="grads"):
@@ -528,3 +530,57 @@ def test_backend_matches_numpy(backend, name):
     for k in params:
         np.testing.assert_allclose(got[k], ref_p[k], rtol=1e-12, atol=1e-14)
         np.testing.assert_array_equal(got_in[k], got[k])
+
+
+# ---------------------------------------------------------------------------------------------
+# Corners a mutation audit found unpinned
+# ---------------------------------------------------------------------------------------------
+
+def test_lars_exclusions_none_and_a_custom_pair():
+    params = {"encoder.fc1.bias": arr([3.0, 4.0])}
+    grads = {"encoder.fc1.bias": arr([0.3, 0.4])}
+    hyper = dict(lr=1.0, weight_decay=0.1, eta=0.01)
+    # exclude=None: a bias is decayed and scaled like a weight: u = [0.6, 0.8], r = 0.05 / 1
+    (s,) = run("lars", params, [grads], exclude=None, **hyper)
+    assert_close(s["encoder.fc1.bias"], [2.97, 3.96])
+    for variant in ("norm_of_sum", "sum_of_norms"):  # by name: excluded from both, p - g
+        (s,) = run("lars", params, [grads], trust_ratio=variant, **hyper)
+        assert_close(s["encoder.fc1.bias"], [2.7, 3.6])
+    # a (wd filter, lars filter) pair is applied as two filters: no decay, but the ratio
+    everything, nothing = (lambda k, p: True), (lambda k, p: False)
+    (s,) = run("lars", params, [grads], exclude=(everything, nothing), **hyper)
+    assert_close(s["encoder.fc1.bias"], [2.97, 3.96])  # u = g, r = 0.05 / 0.5 = 0.1: step 0.1 g
+    (s,) = run("lars", params, [grads], exclude=(nothing, everything), **hyper)
+    assert_close(s["encoder.fc1.bias"], [2.4, 3.2])  # u = g + 0.1 p, no ratio
+    # solo-learn/lightly (sum_of_norms): a LARS-excluded tensor gets neither ratio nor decay
+    (s,) = run("lars", params, [grads], exclude=(nothing, everything), trust_ratio="sum_of_norms", **hyper)
+    assert_close(s["encoder.fc1.bias"], [2.7, 3.6])
+
+
+def test_lars_clip_lr_with_a_zero_lr_multiplier_moves_nothing():
+    params = {"encoder.fc1.weight": arr([[3.0, 4.0]]), "predictor.fc1.weight": arr([[3.0, 4.0]])}
+    grads = {k: arr([[0.3, 0.4]]) for k in params}
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # predictor lr 0: no r / 0 (whatever the warning filters)
+        (s,) = run("lars", params, [grads], lr=2.0, weight_decay=0.0, eta=0.1, trust_ratio="sum_of_norms",
+                   clip_lr=True, lr_mult=predictor_lr_mult(0.0))
+    assert_close(s["predictor.fc1.weight"], [[3.0, 4.0]], atol=0)
+    assert_close(s["encoder.fc1.weight"], [[2.7, 3.6]])
+
+
+def test_momentum_and_b2_of_one_are_refused():
+    params = {"w": arr([1.0])}
+    with pytest.raises(ValueError, match="momentum"):
+        run("lars", params, [{"w": arr([1.0])}], momentum=1.0)
+    with pytest.raises(ValueError, match="b2"):
+        run("adam", params, [{"w": arr([1.0])}], b2=1.0)
+
+
+def test_adam_count_is_an_int64_and_a_float_count_is_refused():
+    params = {"w": arr([1.0])}
+    state = optim.adam_init(params)
+    assert state["count"].dtype == np.int64
+    with pytest.raises(ValueError, match="count"):
+        optim.adam_update({"w": arr([1.0])}, dict(state, count=np.asarray(0.0)), params, lr=0.1)

@@ -40,6 +40,25 @@ def test_plots_are_written(tmp_path):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot_features({"other": feats["raw inputs"]}, labels, tmp_path / "none") is None
     assert [p.name for p in plot_run([], report, tmp_path / "eval")] == ["probes.png"]  # no curves, no training.png
+    # a run stopped at step 0 has only its initial kNN: that point is still drawn
+    assert [p.name for p in plot_run([{"step": 0, "knn": 0.5}], None, tmp_path / "k0")] == ["training.png"]
+
+
+def test_similarity_panel_is_the_cosine_of_the_rows():
+    plt = pytest.importorskip("matplotlib.pyplot")
+    from byol_ref.plots import draw_similarity
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((6, 3)) * np.array([10.0, 1.0, 0.1])  # columns of very different scales
+    labels = np.array([2, 0, 1, 0, 2, 1])
+    fig, ax = plt.subplots()
+    draw_similarity(ax, x, labels, centre=False)
+    shown = np.asarray(ax.images[0].get_array())
+    plt.close(fig)
+    xs = x[np.argsort(labels, kind="stable")]
+    xn = xs / np.linalg.norm(xs, axis=1, keepdims=True)
+    np.testing.assert_allclose(shown, xn @ xn.T, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.diag(shown), 1.0, rtol=1e-12)
 
 
 def test_without_matplotlib_nothing_is_drawn(tmp_path, monkeypatch):

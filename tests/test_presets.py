@@ -174,3 +174,11 @@ def test_train_preset_errors(capsys):
     assert "ema_scope" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "--preset", "nope"])
+
+
+def test_a_preset_validates_its_training_fields_when_made():
+    """Preset fields that belong to TrainConfig are checked at construction, not first at a run."""
+    for field, value in (("warmup_denominator", "W+1"), ("tau_schedule", "linear"), ("lr", -1.0),
+                         ("optimizer", "rmsprop")):
+        with pytest.raises(ValueError, match=field):
+            get_preset("deepmind", **{field: value})

@@ -356,15 +356,26 @@ def test_the_random_init_baseline_is_not_the_runs_own_initial_weights(data, monk
     cfg = byol.Config(encoder_dim=12, **SMALL)
     tcfg = _tcfg(epochs=1)
     res = fit(data, cfg, tcfg, progress=False)
-    drawn = []
-    real = report.build_from_config
+    import byol_ref.train as train_module
+    from byol_ref.evaluate import collapse_report
+
+    drawn, calibrated = [], []
+    real, real_calibrate = report.build_from_config, train_module.calibrate_batch_norm
     monkeypatch.setattr(report, "build_from_config", lambda *a, **k: drawn.append(real(*a, **k)) or drawn[-1])
-    report.evaluate_features(res.state.online, res.dataset, res.input_norm, get_backend("numpy", "float64", 0),
-                             seed=tcfg.seed)
+    monkeypatch.setattr(train_module, "calibrate_batch_norm",
+                        lambda net, *a: calibrated.append(net) or real_calibrate(net, *a))
+    rep = report.evaluate_features(res.state.online, res.dataset, res.input_norm, get_backend("numpy", "float64", 0),
+                                   seed=tcfg.seed, return_features=True)
     start = init_state(cfg, tcfg, get_backend("numpy", "float64", tcfg.seed))
     baseline = drawn[0][0]
     assert not any(np.array_equal(baseline.params[k], v) for k, v in start.online.params.items()
                    if k.endswith(".weight"))
+    # the baseline's batch norm gets the data's statistics before it is probed
+    assert len(calibrated) == 1 and calibrated[0] is baseline
+    # the collapse statistics are those of the test split
+    feats, y_test = rep["features"], res.dataset.y_test
+    assert rep["collapse"]["projection_z"] == collapse_report(feats["BYOL projector (z)"], y_test)
+    assert rep["collapse"]["random_encoder_y"] == collapse_report(feats["random-init encoder"], y_test)
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
