@@ -122,6 +122,8 @@ def test_check_helpers_name_the_argument_and_refuse_each_bad_case():
     assert check_choice("a", "mode", ("a", "b")) == "a"
     with pytest.raises(ValueError, match=r"mode must be one of \('a', 'b'\), got 'c'"):
         check_choice("c", "mode", ("a", "b"))
+    with pytest.raises(ValueError, match="got None"):  # None is not a choice unless listed
+        check_choice(None, "mode", ("a", "b"))
 
     assert check_positive_int(3, "steps") == 3 and check_positive_int(0, "k", minimum=0) == 0
     for bad in (True, 2.0, "2", None):  # a bool is an int to Python, never to us
