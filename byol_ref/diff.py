@@ -116,7 +116,8 @@ def _compare(name, a, b, rtol, atol) -> TensorDiff:
     x, y = a.astype("float64"), b.astype("float64")
     both_nan = np.isnan(x) & np.isnan(y)
     same_inf = np.isinf(x) & (x == y)
-    err = np.where(both_nan | same_inf, 0.0, np.abs(x - y))
+    with np.errstate(invalid="ignore"):  # inf - inf is NaN here, and masked: equal infinities agree
+        err = np.where(both_nan | same_inf, 0.0, np.abs(x - y))
     err = np.where(np.isnan(err), np.inf, err)  # NaN on one side only: infinitely wrong
     scale = np.maximum(np.abs(np.nan_to_num(x)), np.abs(np.nan_to_num(y)))
     bad = err > atol + rtol * scale

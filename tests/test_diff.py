@@ -109,6 +109,7 @@ def test_shape_dtype_missing_and_nan():
     assert diff_traces(nan, nan).ok  # NaN in the same place on both sides agrees
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # infinities compare without a warning
 def test_tolerance_is_per_element_with_the_larger_magnitude_as_scale():
     """|a - b| <= atol + rtol * max(|a|, |b|), element by element, as documented."""
     def diff(a, b, **kw):
