@@ -312,6 +312,33 @@ def test_crop_offsets_are_uniform_over_the_free_range():
         assert abs((offset > 3.0).mean() - 0.25) < 0.015
 
 
+@pytest.mark.parametrize("op", ["p_jitter", "p_blur", "p_noise"])
+def test_each_op_runs_on_its_drawn_share_of_samples(op):
+    """Every op is applied per sample with its own probability, not to the whole batch."""
+    x = np.full((2000, 1, 5, 5), 0.5)
+    x[:, :, 2, 2] = 0.9  # an edge for the blur to soften
+    settings = {"p_jitter": dict(brightness=0.2, contrast=(1.0, 1.0)), "p_blur": dict(blur_sigma=(0.5, 1.0)),
+                "p_noise": dict(noise_std=0.05)}[op]
+    out = augment_images(x, rng_(6), replace(IDENTITY, **{op: 0.3}, **settings))
+    changed = np.abs(out - x).reshape(len(x), -1).max(axis=1) > 1e-12
+    assert 0.26 < changed.mean() < 0.34
+
+
+def test_random_parameters_span_their_ranges():
+    """Angles and brightness shifts are symmetric about 0, blur sigmas fill [low, high], and the
+    crop aspect ratio is log-uniform (median 1 for a range symmetric in log, such as (1/2, 2))."""
+    from byol_ref.augment import _draw_image_params
+
+    cfg = replace(IDENTITY, rotation=10.0, brightness=0.3, blur_sigma=(0.2, 0.9), crop_scale=(0.1, 0.1),
+                  crop_ratio=(0.5, 2.0))
+    p = _draw_image_params(rng_(7), 20_000, cfg, (1, 16, 16))
+    for values, bound in ((p.angle, 10.0), (p.delta, 0.3)):
+        assert values.min() < -0.99 * bound and values.max() > 0.99 * bound and abs(values.mean()) < 0.02 * bound
+    assert p.sigma.min() < 0.21 and p.sigma.max() > 0.89
+    ratio = p.boxes[:, 2] / p.boxes[:, 3]  # box width / height = the drawn ratio
+    assert abs(np.median(ratio) - 1.0) < 0.03 and ratio.min() < 0.51 and ratio.max() > 1.99
+
+
 def test_noise_std():
     x = np.full((200, 8, 8), 0.5)
     out = augment_images(x, rng_(2), replace(IDENTITY, p_noise=1.0, noise_std=0.05))
@@ -396,6 +423,11 @@ def test_vector_mask_and_scale():
     per_sample = np.where(out == 0, np.nan, out)
     np.testing.assert_allclose(np.nanmax(per_sample, 1), np.nanmin(per_sample, 1))  # one scale per row
     assert np.nanmin(per_sample) >= 0.5 and np.nanmax(per_sample) <= 2.0
+    scales = np.nanmax(per_sample, 1)
+    assert scales.min() < 0.6 and scales.max() > 1.9  # drawn per sample over the whole range
+    x = np.arange(1.0, 6.0)[None].repeat(300, 0)
+    out = augment_vectors(x, rng_(1), VectorAug(noise_std=0.0, p_mask=0.5, scale=(2.0, 2.0)))
+    assert set(np.unique(out)) <= {0.0, *(2 * np.arange(1.0, 6.0))}  # the kept entries are the scaled ones
 
 
 def test_two_views_on_vectors():
