@@ -273,12 +273,16 @@ class Preset:
         Args:
             epochs, batch_size: the run (they also resolve warmup_fraction and final_lr_ratio).
             **extra: any other TrainConfig field; ``warmup_epochs`` or ``final_lr`` given here win
-                over the fractions.
+                over the fractions. A preset field given here (``lr``, ``lr_batch_scale``, ...)
+                acts as if the preset had it, so the fractions resolve with it (final_lr follows
+                an overridden lr).
         """
         from .train import TrainConfig
 
+        own = {k: extra.pop(k) for k in TRAIN_FIELDS if k in extra}
+        preset = self.replace(**own) if own else self
         return TrainConfig(epochs=epochs, batch_size=batch_size,
-                           **{**self.train_kwargs(epochs=epochs, batch_size=batch_size), **extra})
+                           **{**preset.train_kwargs(epochs=epochs, batch_size=batch_size), **extra})
 
     # ------------------------------------------------------------------ plumbing
 

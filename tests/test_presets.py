@@ -182,3 +182,13 @@ def test_a_preset_validates_its_training_fields_when_made():
                          ("optimizer", "rmsprop")):
         with pytest.raises(ValueError, match=field):
             get_preset("deepmind", **{field: value})
+
+
+def test_train_config_resolves_the_fractions_with_overridden_preset_fields():
+    """lightly decays to 0.001 x its peak: passing lr to train_config moves the end with it, as
+    get_preset(..., lr=...) does (final_lr given explicitly still wins)."""
+    preset = get_preset("lightly")
+    a = preset.train_config(epochs=10, batch_size=256, lr=2.0)
+    b = get_preset("lightly", lr=2.0).train_config(epochs=10, batch_size=256)
+    assert a == b and a.final_lr == pytest.approx(2.0 * preset.final_lr_ratio)
+    assert preset.train_config(epochs=10, batch_size=256, lr=2.0, final_lr=0.5).final_lr == 0.5
