@@ -28,7 +28,6 @@ import argparse
 import os
 import sys
 import tempfile
-from collections import OrderedDict
 
 import numpy as np
 
@@ -46,57 +45,65 @@ except ImportError as exc:  # pragma: no cover - the message is the point
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from byol_ref.diff import diff_traces, format_report  # noqa: E402
-from byol_ref.model import network_plan  # noqa: E402
+from byol_ref.interchange import from_torch_layout, to_torch_layout, torch_mapping  # noqa: E402
+from byol_ref.model import network_plan, param_shapes  # noqa: E402
 from byol_ref.presets import get_preset  # noqa: E402
 from byol_ref.trace import make_inputs, save_trace, trace_inputs  # noqa: E402
 
 SIZES = dict(encoder_dim=6, hidden_size=8, projection_dim=4, predictor_dim=5, projector_hidden_dim=7)
 LR, MOMENTUM, TAU = 0.1, 0.9, 0.99
-TORCH_NAME = {"gamma": "weight", "beta": "bias", "count": "num_batches_tracked"}  # byol-ref -> torch suffix
+
+
+def _sequential(cfg, role, part):
+    """An ``nn.Sequential`` laid out as byol-ref's ``network_plan``: module i is step i, the
+    positions byol-ref's shipped mappings name."""
+    shapes = param_shapes(cfg, role)
+    layers = []
+    for kind, name in network_plan(cfg, role)[part]:
+        if kind == "linear":
+            d, h = shapes[f"{name}.weight"]  # byol-ref's (in, out)
+            layers.append(nn.Linear(d, h, bias=f"{name}.bias" in shapes))
+        elif kind == "batch_norm":
+            layers.append(nn.BatchNorm1d(shapes[f"{name}.gamma"][0], eps=cfg.bn_eps, momentum=1 - cfg.bn_decay))
+        else:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def _head(cfg, role, part):
+    head = nn.Module()
+    head.layers = _sequential(cfg, role, part)
+    return head
 
 
 class Byol(nn.Module):
-    """Online (encoder, projector, predictor) and target (encoder, projector) built from
-    byol-ref inputs; state_dict names are ``<role>.<part>.<layer>.<torch param>``."""
+    """Online and target networks under lightly's module names (``backbone``,
+    ``projection_head.layers``, ...), so that byol-ref's shipped ``lightly`` mapping
+    (``byol_ref.interchange``) moves the weights in and every recorded tensor out."""
 
     def __init__(self, cfg, inputs):
         super().__init__()
-        for role in ("online", "target"):
-            net = nn.Module()
-            for part, steps in network_plan(cfg, role).items():
-                layers = OrderedDict()
-                for kind, name in steps:
-                    key, short = f"{role}.param.{name}", name.split(".", 1)[1]
-                    if kind == "linear":
-                        w = torch.from_numpy(inputs[f"{key}.weight"].T.copy())  # (in, out) -> (out, in)
-                        layers[short] = nn.Linear(w.shape[1], w.shape[0], bias=f"{key}.bias" in inputs)
-                        with torch.no_grad():
-                            layers[short].weight.copy_(w)
-                            if f"{key}.bias" in inputs:
-                                layers[short].bias.copy_(torch.from_numpy(inputs[f"{key}.bias"]))
-                    elif kind == "batch_norm":
-                        gamma = torch.from_numpy(inputs[f"{key}.gamma"])
-                        layers[short] = nn.BatchNorm1d(len(gamma), eps=cfg.bn_eps, momentum=1 - cfg.bn_decay)
-                        with torch.no_grad():
-                            layers[short].weight.copy_(gamma)
-                            layers[short].bias.copy_(torch.from_numpy(inputs[f"{key}.beta"]))
-                    else:
-                        layers[short] = nn.ReLU()
-                setattr(net, part, nn.Sequential(layers))
-            setattr(self, role, net)
-        for p in self.target.parameters():
-            p.requires_grad_(False)
+        self.backbone = _sequential(cfg, "online", "encoder")
+        self.projection_head = _head(cfg, "online", "projector")
+        self.prediction_head = _head(cfg, "online", "predictor")
+        self.backbone_momentum = _sequential(cfg, "target", "encoder")
+        self.projection_head_momentum = _head(cfg, "target", "projector")
+        self.mapping = torch_mapping("lightly", cfg)
+        nets = {k: v for k, v in inputs.items() if k.startswith(("online.", "target."))}
+        self.load_state_dict({t: torch.from_numpy(a) for t, a in to_torch_layout(nets, self.mapping).items()})
+        for target in (self.backbone_momentum, self.projection_head_momentum):
+            target.requires_grad_(False)
         self.views = cfg.views
 
     def forward(self, view1, view2):
         """byol-pytorch's loss on this replica's rows: both views as one batch (or one pass per
         view with ``views="separate"``), 2 - 2 cos, the two directions summed, the mean over the rows."""
         def online(x):
-            return self.online.predictor(self.online.projector(self.online.encoder(x)))
+            return self.prediction_head.layers(self.projection_head.layers(self.backbone(x)))
 
         def target(x):
             with torch.no_grad():
-                return self.target.projector(self.target.encoder(x))
+                return self.projection_head_momentum.layers(self.backbone_momentum(x))
 
         n = view1.shape[0]
         if self.views == "concat":
@@ -113,36 +120,22 @@ class Byol(nn.Module):
         return (one(p1, z2) + one(p2, z1)).mean()
 
 
-def _byol_ref_name(torch_name: str) -> tuple[str, str]:
-    """``online.encoder.norm1.weight`` -> (``online``, ``encoder.norm1.gamma``)."""
-    role, rest = torch_name.split(".", 1)
-    layer, suffix = rest.rsplit(".", 1)
-    if "norm" in layer.rsplit(".", 1)[1]:
-        suffix = {v: k for k, v in TORCH_NAME.items()}.get(suffix, suffix)  # running_mean/var keep theirs
-    return role, f"{layer}.{suffix}"
-
-
-def _record(model, out, pre, grads=True):
-    """The model's state under byol-ref trace names (weights back to (in, out))."""
-    def put(name, t):
-        a = t.detach().numpy().copy()
-        out[name] = a.T.copy() if name.endswith(".weight") and a.ndim == 2 else a
-
-    for name, p in model.named_parameters():
-        role, key = _byol_ref_name(name)
-        put(f"{pre}{role}.param.{key}", p)
-        if grads and role == "online":
-            put(f"{pre}online.grad.{key}", p.grad)
-    for name, b in model.named_buffers():
-        role, key = _byol_ref_name(name)
-        put(f"{pre}{role}.buffer.{key}", b)
+def _record(model, out, pre):
+    """Params, buffers and online gradients under byol-ref's trace names, read back through the
+    same mapping (weights to (in, out), counts to int64)."""
+    state = {t: v.detach().numpy().copy() for t, v in model.state_dict().items()}
+    out.update({pre + name: a for name, a in from_torch_layout(state, model.mapping).items()})
+    grads = {t: p.grad.detach().numpy().copy() for t, p in model.named_parameters() if p.grad is not None}
+    out.update({pre + name.replace(".param.", ".grad.", 1): a
+                for name, a in from_torch_layout(grads, model.mapping, strict=False).items()})
 
 
 def _ema(model):
     with torch.no_grad():
-        online = dict(model.online.named_parameters())
-        for name, t in model.target.named_parameters():
-            t.mul_(TAU).add_(online[name], alpha=1 - TAU)
+        for online, target in ((model.backbone, model.backbone_momentum),
+                               (model.projection_head, model.projection_head_momentum)):
+            for o, t in zip(online.parameters(), target.parameters()):
+                t.mul_(TAU).add_(o, alpha=1 - TAU)
 
 
 def _views(inputs, step, rows):
