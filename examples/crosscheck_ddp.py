@@ -162,6 +162,7 @@ def _ddp_worker(rank, world, inputs, cfg, steps, init_file, out_file):
             _record(model.module, out, f"step{k}.")
     if rank == 0:
         np.savez(out_file, **out)
+    dist.barrier()  # no replica tears gloo down while another still talks to it (that aborted one at times)
     dist.destroy_process_group()
 
 
