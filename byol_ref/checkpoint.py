@@ -110,6 +110,12 @@ def load(path) -> tuple[dict, dict]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head != b"PK\x03\x04":  # every .npz is a zip archive, and starts so
+        what = "is empty (0 bytes)" if not head else "is not an .npz (zip) file"
+        raise CheckpointError(f"{path} {what}, so not a byol-ref checkpoint: another kind of file, or one cut short "
+                              "or corrupted; pass a run directory or its checkpoint.npz")
     try:
         with np.load(path, allow_pickle=False) as f:
             names = list(f.files)
@@ -127,7 +133,13 @@ def load(path) -> tuple[dict, dict]:
                 arrays[group][key] = f[name]
     except CheckpointError:
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+    except ValueError as exc:
+        if "pickle" not in str(exc):
+            raise CheckpointError(f"{path} is truncated or corrupt and cannot be read as a byol-ref checkpoint "
+                                  f"({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(f"{path} holds pickled (object) data, which byol-ref never loads: not a byol-ref "
+                              "checkpoint") from None
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path} is truncated or corrupt and cannot be read as a byol-ref checkpoint "
                               f"({type(exc).__name__}: {exc})") from None
     if meta.get("format") != FORMAT:

@@ -18,7 +18,7 @@ import json
 import platform
 import sys
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 from .augment import default_views_for
@@ -39,6 +39,9 @@ def _load_data(spec: dict):
         return load_digits()
     if kind == "synthetic":
         return synthetic(seed=spec.get("data_seed", 0))
+    if not Path(kind).exists():
+        raise FileNotFoundError(f"--data {kind!r}: no such file, and not a built-in data set; pass 'digits', "
+                                "'synthetic' or a .npy/.npz/.csv feature file")
     return load_file(kind, labels=spec.get("labels"), seed=spec.get("data_seed", 0))
 
 
@@ -86,6 +89,34 @@ def _apply_sets(pairs, model_kw, train_kw):
                          ("training fields", {f.name: f for f in fields(TrainConfig)}, train_kw)])
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" only where the help does not already state its default and X means
+    something (not None: a None default is explained in the help text or means "not given")."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (action.default is None or action.default is argparse.SUPPRESS or action.required or action.nargs == 0
+                or "default" in text):
+            return text
+        return super()._get_help_string(action)
+
+
+def _explicit_dests(argv: list) -> set:
+    """The ``dest`` of every option the command line ``argv`` gives, whatever its value.
+
+    Parsing again with every default suppressed leaves only what was typed, so ``--epochs 300``
+    counts as given even though 300 is the default (comparing values cannot tell that apart)."""
+    def suppress(parser):
+        for action in parser._actions:
+            action.default = argparse.SUPPRESS
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    suppress(child)
+    shadow = build_parser()
+    suppress(shadow)
+    return set(vars(shadow.parse_args(argv))) - {"command"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="byol-ref", description="BYOL reference implementation (NumPy/CuPy).")
     p.add_argument("--version", action="version",
@@ -93,8 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train BYOL, then evaluate and plot",
-                       description="Train BYOL on a data set, then report probes against baselines.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       description="Train BYOL on a data set, then report probes against baselines. The defaults "
+                                   "shown are byol-ref's own; with --preset, the preset's value replaces the default "
+                                   "of every option not given on the command line.",
+                       formatter_class=_HelpFormatter)
     g = t.add_argument_group("data")
     g.add_argument("--data", default="digits",
                    help="'digits' (embedded UCI digits), 'synthetic', or a .npy/.npz/.csv feature file")
@@ -128,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--projector-hidden-dim", type=int, default=None, help="projector hidden width (default P)")
     g.add_argument("--predictor-dim", type=int, default=Config.predictor_dim, help="predictor hidden width Q")
     g.add_argument("--norm", choices=NORMS, default=None,
-                   help="normalisation layers (group: --set norm_groups=G, and --set weight_std=true for "
+                   help="normalisation layers (default: batch, or the --preset's; group: --set norm_groups=G, and --set weight_std=true for "
                         "the batch-statistics-free BYOL; affine: --set data_init=true for the BN-free BYOL "
                         "initialised from the data's statistics)")
     g.add_argument("--layout", choices=("paper", "edifice"), default="paper",
@@ -141,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override any model.Config or TrainConfig field, e.g. --set views=concat")
     g = t.add_argument_group("run directory")
     g.add_argument("--out", default=None, help="run directory (default runs/<data>-<time>)")
-    g.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint with the run's saved settings; only "
+                        "--epochs may change (to extend the run), other settings that differ are refused")
     g.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
     g.add_argument("--checkpoint-every", type=int, default=TrainConfig.checkpoint_every, help="steps (0: end only)")
     g.add_argument("--log-every", type=int, default=TrainConfig.log_every, help="steps between metric records")
@@ -154,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--labels-per-class", type=int, default=10, help="labels per class of the low-label probe")
 
     e = sub.add_parser("eval", help="evaluate a saved run or checkpoint",
-                       description="Probe the online encoder of a saved run against baselines.")
+                       description="Probe the online encoder of a saved run against baselines.",
+                       formatter_class=_HelpFormatter)
     e.add_argument("path", help="a run directory or a checkpoint .npz")
     e.add_argument("--data", default=None, help="data set (default: the run's own, from config.json)")
     e.add_argument("--labels", default=None, help="with --data: the label column or label file, as for train")
@@ -174,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "run's train and test splits, after the run's own input preprocessing, with "
                                    "the labels, to an .npz (plain arrays, readable with numpy.load without "
                                    "pickle): encoder_train (N, H), encoder_test, projector_train (N, P), "
-                                   "projector_test, labels_train, labels_test (when the data have labels).")
+                                   "projector_test, labels_train, labels_test (when the data have labels).",
+                       formatter_class=_HelpFormatter)
     m.add_argument("path", help="a run directory or a checkpoint .npz")
     m.add_argument("--out", required=True, help="the .npz to write (never overwritten unless --overwrite)")
     m.add_argument("--data", default=None, help="data set (default: the run's own, from config.json)")
@@ -185,37 +221,92 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _given(args, dest: str) -> bool:
+    """Whether the command line gave option ``dest`` (``main`` records them; a namespace made
+    elsewhere falls back to "differs from the parser's default")."""
+    if hasattr(args, "given"):
+        return dest in args.given
+    return getattr(args, dest) != build_parser().parse_args(["train"]).__dict__[dest]
+
+
+def _configs_from_flags(args, encoder_dim: int):
+    """(model Config, TrainConfig, names of the fields the command line set) for ``train``."""
+    model_kw = dict(encoder_dim=encoder_dim, hidden_size=args.hidden_size,
+                    projection_dim=args.projection_dim, projector_hidden_dim=args.projector_hidden_dim,
+                    predictor_dim=args.predictor_dim, norm=args.norm, layout=args.layout,
+                    use_predictor=not args.no_predictor, stop_gradient=not args.no_stop_gradient)
+    train_kw = dict(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                    weight_decay=args.weight_decay, tau_base=args.tau, tau_schedule=args.tau_schedule,
+                    predictor_lr_mult=args.predictor_lr_mult, seed=args.seed, dtype=args.dtype,
+                    checkpoint_every=args.checkpoint_every, log_every=args.log_every)
+    set_keys = {pair.split("=", 1)[0].strip().replace("-", "_") for pair in args.set or []}
+    named = {k for kw in (model_kw, train_kw) for k in kw if _given(args, _TRAIN_DEST.get(k, k))} | set_keys
+    if args.preset:  # verification toolkit block below
+        from .presets import preset_field_names
+        model_cfg, tcfg = _preset_configs(args, model_kw, train_kw)
+        named |= set(preset_field_names()) | {"final_lr", "warmup_epochs"}  # the last two from its fractions
+    else:
+        _apply_sets(args.set, model_kw, train_kw)
+        model_cfg, tcfg = Config(**model_kw), TrainConfig(**train_kw)
+    return model_cfg, tcfg, named
+
+
+# What --resume may change: the run's length and how this call reports; everything else is the run's.
+_RESUME_FREE = {"out", "resume", "epochs", "device", "augment", "no_progress", "no_plots", "no_eval", "knn_k",
+                "knn_temperature", "labels_per_class"}
+
+
+def _check_resume_flags(args, out: Path, saved: dict, model_cfg: Config, tcfg: TrainConfig) -> None:
+    """Refuse command-line settings that a resumed run would not honour (it continues with the
+    settings in its config.json): name each with the value asked for and the run's own."""
+    given = {d for d in _given_dests(args) if d not in _RESUME_FREE}
+    if "overwrite" in given:
+        raise ValueError(f"--resume continues the run in {out}; --overwrite would start it again: pass one of them")
+    asked = []
+    for dest in ("data", "labels", "data_seed"):
+        if dest in given and getattr(args, dest) != saved["data"].get(dest, 0 if dest == "data_seed" else None):
+            asked.append(f"--{dest.replace('_', '-')} {getattr(args, dest)} (run: {saved['data'].get(dest)})")
+    if given - {"data", "labels", "data_seed"}:  # as the run's length, so derived fields (warm-up) compare
+        same_length = argparse.Namespace(**{**vars(args), "epochs": tcfg.epochs})
+        new_model, new_train, named = _configs_from_flags(same_length, model_cfg.encoder_dim)
+        for name in sorted(named - {"epochs"}):
+            for new, old in ((new_model, model_cfg), (new_train, tcfg)):
+                if hasattr(old, name) and getattr(new, name) != getattr(old, name):
+                    asked.append(f"{name} {getattr(new, name)!r} (run: {getattr(old, name)!r})")
+    if asked:
+        raise ValueError(f"--resume continues {out} with the settings in its config.json, but the command line asks "
+                         f"for others: {'; '.join(asked)}. Only --epochs may change (to extend the run); drop the "
+                         "others, or start a new run with another --out")
+
+
+def _given_dests(args) -> set:
+    if hasattr(args, "given"):
+        return set(args.given)
+    return {d for d in vars(build_parser().parse_args(["train"])) if d != "command" and _given(args, d)}
+
+
 def _train(args) -> int:
     data_spec = {"data": args.data, "labels": args.labels, "data_seed": args.data_seed}
     out = Path(args.out) if args.out else Path("runs") / f"{Path(args.data).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     if args.resume:
+        if not args.out:
+            raise ValueError("--resume needs --out RUN_DIR, the run directory to continue")
         cfg_file = out / "config.json"
         if not cfg_file.is_file():
             raise FileNotFoundError(f"--resume: {cfg_file} not found; is {out} a byol-ref run directory?")
         saved = json.loads(cfg_file.read_text())
         model_cfg = Config.from_dict(saved["model_config"])
-        tcfg = TrainConfig.from_dict({**saved["train_config"], "epochs": args.epochs}
-                                     if args.epochs != TrainConfig.epochs else saved["train_config"])
+        tcfg = TrainConfig.from_dict(saved["train_config"])
+        _check_resume_flags(args, out, saved, model_cfg, tcfg)
+        if _given(args, "epochs"):
+            tcfg = replace(tcfg, epochs=args.epochs)
         data_spec = saved["data"]
     else:
         if out.exists() and any(out.iterdir()) and not args.overwrite:
             raise FileExistsError(f"run directory {out} exists and is not empty; pass --resume to continue it, "
                                   "--overwrite to replace it, or choose another --out")
         dataset = _load_data(data_spec)
-        model_kw = dict(encoder_dim=dataset.x_train.shape[1], hidden_size=args.hidden_size,
-                        projection_dim=args.projection_dim, projector_hidden_dim=args.projector_hidden_dim,
-                        predictor_dim=args.predictor_dim, norm=args.norm, layout=args.layout,
-                        use_predictor=not args.no_predictor, stop_gradient=not args.no_stop_gradient)
-        train_kw = dict(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-                        weight_decay=args.weight_decay, tau_base=args.tau, tau_schedule=args.tau_schedule,
-                        predictor_lr_mult=args.predictor_lr_mult, seed=args.seed, dtype=args.dtype,
-                        checkpoint_every=args.checkpoint_every, log_every=args.log_every)
-        if args.preset:  # verification toolkit block below
-            model_cfg, tcfg = _preset_configs(args, model_kw, train_kw)
-        else:
-            _apply_sets(args.set, model_kw, train_kw)
-            model_cfg = Config(**model_kw)
-            tcfg = TrainConfig(**train_kw)
+        model_cfg, tcfg, _ = _configs_from_flags(args, dataset.x_train.shape[1])
     dataset = _load_data(data_spec)
     if dataset.x_train.shape[0] < tcfg.batch_size:
         raise ValueError(f"--batch-size {tcfg.batch_size} exceeds the {dataset.x_train.shape[0]} training samples")
@@ -249,7 +340,9 @@ def _train(args) -> int:
         print(f"byol-ref: {exc}", file=sys.stderr)
         return 1
     train_s = time.perf_counter() - t0
-    print(f"byol-ref: trained {result.state.step} steps in {train_s:.1f} s; run directory {out}", flush=True)
+    ran = result.state.step - result.start_step
+    so_far = f" (step {result.state.step} of the run)" if result.start_step else ""
+    print(f"byol-ref: trained {ran} steps{so_far} in {train_s:.1f} s; run directory {out}", flush=True)
     if args.no_eval:
         return 0
     return _report(result.state.online, result.dataset, result.input_norm, backend, out, out / "metrics.jsonl",
@@ -404,8 +497,9 @@ def _probe_opts(args) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    args.given = _explicit_dests(argv)  # options typed on the command line, whatever their value
     try:
         if args.command == "train":
             return _train(args)
@@ -438,7 +532,7 @@ def _add_verify_parsers(sub, train_parser) -> None:
         "trace", help="run N training steps on fixed views and save every intermediate",
         description="Run N full BYOL training steps under a preset from given params and views (--inputs) or "
                     "from a seed (--dims), and save every intermediate in execution order as .npz "
-                    "(docs/trace-format.md).", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "(docs/trace-format.md).", formatter_class=_HelpFormatter)
     t.add_argument("--out", required=True, help="trace file to write (.npz)")
     t.add_argument("--preset", choices=preset_names(), default="deepmind",
                    help="the implementation whose conventions the traced steps follow (docs/presets.md)")
@@ -473,7 +567,7 @@ def _add_verify_parsers(sub, train_parser) -> None:
         description="Compare two trace .npz files: per tensor max abs/rel error, shape and dtype mismatches, names "
                     "on one side only, and the first tensor in execution order outside tolerance. Exit status 0 "
                     "when all agree, 1 otherwise (2 on a usage error).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_HelpFormatter)
     d.add_argument("a", help="trace A (.npz)")
     d.add_argument("b", help="trace B (.npz)")
     d.add_argument("--rtol", type=float, default=DEFAULT_RTOL,
@@ -490,8 +584,9 @@ def _add_verify_parsers(sub, train_parser) -> None:
         "convert", help="convert weights between byol-ref's layout and a PyTorch state_dict layout",
         description="Convert weights (never via pickle) between byol-ref's .npz layout and a PyTorch state_dict "
                     "exported as .npz or .safetensors. The mapping's structure comes from --preset/--set.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    c.add_argument("src", help="input .npz or .safetensors")
+        formatter_class=_HelpFormatter)
+    c.add_argument("src", help="input .npz or .safetensors; with --from byol-ref also a run directory or its "
+                               "checkpoint.npz (its online and target networks, in the checkpoint's own structure)")
     c.add_argument("dst", help="output .npz or .safetensors")
     c.add_argument("--from", dest="src_layout", choices=("byol-ref", "torch"), required=True,
                    help="layout of src: byol-ref names and (in, out) weights, or a PyTorch state_dict")
@@ -522,17 +617,13 @@ _TRAIN_DEST = {"tau_base": "tau", "use_predictor": "no_predictor", "stop_gradien
 
 
 def _preset_configs(args, model_kw, train_kw):
-    """``train --preset``: the preset seeds every convention; flags given explicitly (a value other
-    than the flag's default) and then --set override it."""
+    """``train --preset``: the preset seeds every convention; flags given on the command line
+    (whatever their value, the default's included) and then --set override it."""
     from .presets import get_preset, preset_field_names
 
-    defaults = build_parser().parse_args(["train"])
-    def given(key):
-        dest = _TRAIN_DEST.get(key, key)
-        return getattr(args, dest) != getattr(defaults, dest)
-
     conventions = set(preset_field_names())
-    changes = {k: v for kw in (model_kw, train_kw) for k, v in kw.items() if k in conventions and given(k)}
+    changes = {k: v for kw in (model_kw, train_kw) for k, v in kw.items()
+               if k in conventions and _given(args, _TRAIN_DEST.get(k, k))}
     preset = get_preset(args.preset, **changes)
     preset, model_extra, train_extra = _route_sets(args.set, preset)
     if preset.ema_scope != "params":
@@ -561,7 +652,7 @@ def _cmd_trace(args) -> int:
         if args.layout == "torch":
             if args.mapping is None:
                 raise ValueError("--layout torch needs --mapping (byol-pytorch, lightly, or a JSON file)")
-            keep = _re.compile(r"^(step\d+\.input\.view[12]|view[12])$")
+            keep = _re.compile(_VIEW_NAMES)
             views = {k: v for k, v in inputs.items() if keep.match(k)}
             weights = {k: v for k, v in inputs.items() if not keep.match(k)}
             structure = preset.config(encoder_dim=1, **{k: v for k, v in model_extra.items()
@@ -612,24 +703,66 @@ def _cmd_diff(args) -> int:
     return 0 if rep.ok else 1
 
 
+# The views a trace's inputs carry next to the weights (docs/verifying.md): never renamed or transposed.
+_VIEW_NAMES = r"^(step\d+\.input\.view[12]|view[12])$"
+
+
+def _is_checkpoint(path) -> bool:
+    """Whether ``path`` is a byol-ref run directory or training checkpoint (an .npz with ``meta``)."""
+    import zipfile
+
+    p = checkpoint_file(path)
+    try:
+        with zipfile.ZipFile(p) as z:
+            return "meta.npy" in z.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def _cmd_convert(args) -> int:
-    from .interchange import (_ALIASES, from_torch_layout, load_arrays, resolve_mapping, save_arrays,
-                              to_torch_layout)
+    import re as _re
+
+    from .interchange import (_ALIASES, from_torch_layout, load_arrays, networks_to_arrays, resolve_mapping,
+                              save_arrays, to_torch_layout)
     from .presets import get_preset
 
     preset, model_extra, _ = _route_sets(args.set, get_preset(args.preset))
-    arrays = load_arrays(args.src)
+    structure = preset.config(encoder_dim=1, **{k: v for k, v in model_extra.items()
+                                                if not k.endswith("_dim") and k != "hidden_size"})
+    src = Path(args.src)
+    if args.src_layout == "byol-ref" and _is_checkpoint(src):
+        # A training checkpoint: its online and target networks; its own config is the structure.
+        state, structure, _, _ = load_checkpoint(checkpoint_file(src))
+        arrays = networks_to_arrays(state.online, state.target)
+        print(f"byol-ref convert: read the online and target networks (params and buffers) at step {state.step} of "
+              f"{checkpoint_file(src)}; its optimiser state is not converted", file=sys.stderr)
+    elif src.is_dir():
+        raise FileNotFoundError(f"{src} is a directory without a checkpoint.npz; pass a weights file (.npz or "
+                                ".safetensors), a run directory or a checkpoint")
+    else:
+        arrays = load_arrays(src)
+    keep = _re.compile(_VIEW_NAMES)
+    views = {k: v for k, v in arrays.items() if keep.match(k)}
+    weights = {k: v for k, v in arrays.items() if not keep.match(k)}
     if args.src_layout != args.dst_layout:
         if args.mapping is None:
             raise ValueError("converting between layouts needs --mapping (byol-pytorch, lightly, or a JSON file)")
-        structure = preset.config(encoder_dim=1, **{k: v for k, v in model_extra.items()
-                                                    if not k.endswith("_dim") and k != "hidden_size"})
         mapping = resolve_mapping(args.mapping, structure)
-        if args.dst_layout == "torch":
-            arrays = to_torch_layout(arrays, mapping, strict=not args.partial)
-        else:
-            arrays = from_torch_layout(arrays, mapping, strict=not args.partial,
-                                       ignore_prefixes=_ALIASES.get(args.mapping, ()))
+        try:
+            if args.dst_layout == "torch":
+                weights = to_torch_layout(weights, mapping, strict=not args.partial)
+            else:
+                weights = from_torch_layout(weights, mapping, strict=not args.partial,
+                                            ignore_prefixes=_ALIASES.get(args.mapping, ()))
+        except ValueError as exc:  # name the flag, not the Python argument
+            raise ValueError(str(exc).replace("pass strict=False", "pass --partial to leave them out")) from None
+        if not weights:
+            raise ValueError(f"no array of {src} has a name in the {args.mapping} mapping, so there is nothing to "
+                             f"write; is it a {args.src_layout} file of this network?")
+    if views:
+        print(f"byol-ref convert: kept {len(views)} view array(s) unchanged: {', '.join(list(views)[:4])}"
+              f"{', ...' if len(views) > 4 else ''}", file=sys.stderr)
+    arrays = {**weights, **views}
     save_arrays(args.dst, arrays)
     print(f"byol-ref convert: {len(arrays)} arrays, {args.src_layout} -> {args.dst_layout}: {args.dst}")
     return 0

@@ -177,17 +177,20 @@ def from_torch_layout(state: dict, mapping: dict, *, strict: bool = True, ignore
     if absent and (strict or len(absent) == len(mapping)):
         raise ValueError(f"the torch state lacks {len(absent)} mapped name(s), e.g. {absent[:4]}; its names "
                          f"include {list(state)[:6]}. Wrong mapping style, or a model with another layout?")
-    if strict and unmapped:
-        raise ValueError(f"{len(unmapped)} torch name(s) have no byol-ref name, e.g. {unmapped[:4]}; "
-                         "extend the mapping or pass strict=False")
+    # A tensor of a layer the mapping does name is a structure mismatch, whatever ``strict`` says:
+    # said first, since "extend the mapping" would be the wrong advice for it.
     modules = {t.rsplit(".", 1)[0] for t in mapping.values()}
     orphans = [t for t in unmapped if t.rsplit(".", 1)[0] in modules]
     if orphans:
         raise ValueError(f"the torch state has {orphans[:4]}, tensor(s) of layers the byol-ref network maps but "
                          "has no place for: the model's structure differs from the config's (a bias where "
-                         "hidden_bias, encoder_bias or head_bias is False?). Set the matching option (--set "
-                         "encoder_bias=true for a backbone with biases in front of bias-free heads), "
+                         "hidden_bias, encoder_bias or head_bias is False?). Use the preset of the implementation "
+                         "that wrote the weights (--preset byol-pytorch, lightly, ...) or set the matching option "
+                         "(--set encoder_bias=true for a backbone with biases in front of bias-free heads), "
                          "or remove the tensor if your model never uses it")
+    if strict and unmapped:
+        raise ValueError(f"{len(unmapped)} torch name(s) have no byol-ref name, e.g. {unmapped[:4]}; "
+                         "extend the mapping or pass strict=False")
     out = {}
     for ref, t in mapping.items():
         if t in state:

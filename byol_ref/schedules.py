@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import operator
 
-__all__ = ["warmup_cosine_lr", "target_tau"]
+__all__ = ["warmup_cosine_lr", "target_tau", "check_warmup_convention"]
 
 
 def _check_int(value, name: str, minimum: int) -> int:
@@ -37,6 +37,23 @@ def _check_float(value, name: str, lo: float = 0.0, hi: float = math.inf) -> flo
     if not (math.isfinite(v) and lo <= v <= hi):
         raise ValueError(f"{name} must be a finite number in [{lo}, {hi}], got {value!r}")
     return v
+
+
+def check_warmup_convention(warmup_offset, warmup_denominator) -> None:
+    """Raise a ValueError unless (offset, denominator) is a warm-up some implementation uses.
+
+    ``warmup_offset`` is 0 (official) or 1 (lightly); ``warmup_denominator`` is ``"W"``
+    (official, lightly) or ``"W-1"`` (solo-learn). Offset 1 with ``"W-1"`` would reach
+    ``(W - 1 + 1) / (W - 1) > 1`` times the peak at ``k = W - 1``, so it is refused. Used by
+    ``warmup_cosine_lr`` and, to refuse a bad ``TrainConfig`` before a run starts, by train.
+    """
+    if warmup_offset not in (0, 1) or isinstance(warmup_offset, bool):
+        raise ValueError(f"warmup_offset must be 0 (official) or 1 (lightly), got {warmup_offset!r}")
+    if warmup_denominator not in ("W", "W-1"):
+        raise ValueError(f"warmup_denominator must be 'W' (official) or 'W-1' (solo-learn), got {warmup_denominator!r}")
+    if warmup_offset == 1 and warmup_denominator == "W-1":
+        raise ValueError("warmup_offset=1 with warmup_denominator='W-1' would overshoot the peak at step W - 1; "
+                         "no implementation combines them")
 
 
 def warmup_cosine_lr(
@@ -102,7 +119,8 @@ def warmup_cosine_lr(
 
     Raises:
         ValueError: a negative step, ``W > K``, a non-positive batch size, a negative rate,
-            ``warmup_offset`` not in {0, 1}, or an unknown denominator.
+            ``warmup_offset`` not in {0, 1}, an unknown denominator, or offset 1 with ``"W-1"``
+            (``check_warmup_convention``).
 
     References:
         BYOL paper appendix C (LARS, cosine decay, 10 warm-up epochs, lr = 0.2 x B/256);
@@ -118,13 +136,7 @@ def warmup_cosine_lr(
     scale = _check_int(batch_scale, "batch_scale", 1)
     final_lr = _check_float(final_lr, "final_lr")
     warmup_start = _check_float(warmup_start, "warmup_start")
-    if warmup_offset not in (0, 1):
-        raise ValueError(f"warmup_offset must be 0 (official) or 1 (lightly), got {warmup_offset!r}")
-    if warmup_denominator not in ("W", "W-1"):
-        raise ValueError(f"warmup_denominator must be 'W' (official) or 'W-1' (solo-learn), got {warmup_denominator!r}")
-    if warmup_offset == 1 and warmup_denominator == "W-1":
-        raise ValueError("warmup_offset=1 with warmup_denominator='W-1' would overshoot the peak at k = W - 1; "
-                         "no implementation combines them")
+    check_warmup_convention(warmup_offset, warmup_denominator)
     if cosine_denominator not in ("K-W", "K-W-1"):
         raise ValueError(f"cosine_denominator must be 'K-W' (official) or 'K-W-1' (lightly), "
                          f"got {cosine_denominator!r}")

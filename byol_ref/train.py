@@ -32,7 +32,7 @@ from .checks import check_array, check_choice, check_float_range, check_positive
 from .data import Dataset, feature_stats, standardize
 from .model import Config, Network, build_from_config, data_dependent_init, ema_update, loss_and_grads
 from .optim import make_optimizer, predictor_lr_mult
-from .schedules import target_tau, warmup_cosine_lr
+from .schedules import check_warmup_convention, target_tau, warmup_cosine_lr
 
 
 @dataclass(frozen=True)
@@ -121,12 +121,8 @@ class TrainConfig:
         check_float_range(self.lars_eps, "lars_eps", 0, None)
         check_choice(self.exclude, "exclude", ("name", "ndim", "none"))
         check_float_range(self.warmup_start, "warmup_start", 0, None)
-        check_choice(self.warmup_offset, "warmup_offset", (0, 1))
-        check_choice(self.warmup_denominator, "warmup_denominator", ("W", "W-1"))
+        check_warmup_convention(self.warmup_offset, self.warmup_denominator)
         check_choice(self.cosine_denominator, "cosine_denominator", ("K-W", "K-W-1"))
-        if self.warmup_offset == 1 and self.warmup_denominator == "W-1":
-            raise ValueError("warmup_offset=1 with warmup_denominator='W-1' would overshoot the peak at step W - 1; "
-                             "no implementation combines them")
         if self.warmup_epochs is None:
             object.__setattr__(self, "warmup_epochs", 0.05 * self.epochs)
         check_float_range(self.warmup_epochs, "warmup_epochs", 0, self.epochs)
@@ -429,7 +425,9 @@ class FitResult(NamedTuple):
     standardised with the train statistics, images unchanged), and ``input_norm`` the
     per-view normalisation of images, so ``evaluate_features(result.state.online,
     result.dataset, result.input_norm, backend)`` probes what was trained.
-    ``preprocessing`` is the JSON form of both (:func:`fit_preprocessing`).
+    ``preprocessing`` is the JSON form of both (:func:`fit_preprocessing`). ``start_step`` is
+    the step the call began at (the checkpoint's on resume), so ``state.step - start_step``
+    steps ran in it.
     """
 
     state: TrainState
@@ -439,6 +437,7 @@ class FitResult(NamedTuple):
     input_norm: InputNorm | None
     dataset: Dataset
     preprocessing: dict
+    start_step: int = 0
 
 
 def fit_preprocessing(dataset: Dataset) -> dict:
@@ -603,6 +602,7 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
     bar = Progress(sched.total_steps, enabled=progress, start=state.step)
     end = sched.total_steps if stop_at is None else min(stop_at, sched.total_steps)
     n, B = x_train.shape[0], tcfg.batch_size
+    start_step = state.step
     if state.step == 0:  # where the encoder starts: the kNN of the random init
         first = {"step": 0, "epoch": 0.0, **knn_monitor(state.online, data, input_norm, be)}
         if "knn" in first:
@@ -643,7 +643,7 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
         bar.close()
         if metrics_file is not None:
             metrics_file.close()
-    return FitResult(state, history, model_cfg, tcfg, input_norm, data, prep)
+    return FitResult(state, history, model_cfg, tcfg, input_norm, data, prep, start_step)
 
 
 def _all_finite(tree: dict) -> bool:

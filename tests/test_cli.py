@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from byol_ref.presets import get_preset
+
 ROOT = Path(__file__).parents[1]
 
 
@@ -128,8 +130,31 @@ def test_resume_continues_a_run(tmp_path):
     res = run("train", "--epochs", "3", "--resume", *common)
     assert res.returncode == 0, res.stderr
     assert "resuming" in res.stderr
-    # the new --epochs extends the run: 408 // 64 = 6 steps per epoch, 3 epochs
-    assert "trained 18 steps" in res.stdout
+    # the new --epochs extends the run: 408 // 64 = 6 steps per epoch, 3 epochs, 6 of them in this call
+    assert "trained 6 steps (step 18 of the run)" in res.stdout
+    # the same flags again are fine; any that differ from the run's are refused, naming both values
+    res = run("train", "--epochs", "3", "--resume", *common, "--lr", "0.1", "--seed", "0", "--set", "views=concat")
+    assert res.returncode == 2
+    assert ("the command line asks for others: lr 0.1 (run: 0.002); views 'concat' (run: 'separate'). "
+            "Only --epochs may change") in res.stderr
+    # --epochs counts when given, even at its default value (300 is the parser's default)
+    res = run("train", "--epochs", "300", "--resume", *common[:-4], "--out", str(out), "--no-eval", "--no-progress")
+    assert res.returncode == 0 and "for 300 epochs" in res.stdout
+    assert json.loads((out / "config.json").read_text())["train_config"]["epochs"] == 300
+    assert "needs --out RUN_DIR" in run("train", "--resume").stderr
+    assert "--overwrite would start it again" in run("train", "--resume", "--overwrite", "--out", str(out)).stderr
+
+
+def test_preset_yields_to_every_flag_given_even_at_its_default_value(tmp_path):
+    res = run("train", "--data", "synthetic", "--epochs", "1", "--preset", "lightly", "--optimizer", "adamw",
+              "--lr", "0.002", "--tau", "0.996", "--out", str(tmp_path / "p"), "--no-eval", "--no-progress")
+    assert res.returncode == 0, res.stderr
+    assert "adamw lr 0.002, tau 0.996" in res.stdout  # all three are byol-ref's defaults, the preset's are others
+    saved = json.loads((tmp_path / "p" / "config.json").read_text())
+    lightly = get_preset("lightly")  # the rest is the preset's (these differ from byol-ref's defaults)
+    assert (saved["train_config"]["tau_denominator"], saved["train_config"]["ema_when"]) == ("K-1", "pre_forward")
+    assert (lightly.tau_denominator, lightly.ema_when, saved["model_config"]["loss_form"]) == ("K-1", "pre_forward",
+                                                                                                lightly.loss_form)
 
 
 def test_augment_chooses_the_image_recipe_and_resume_keeps_it(tmp_path):

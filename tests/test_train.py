@@ -311,8 +311,12 @@ def test_corrupt_truncated_and_foreign_checkpoints(tmp_path):
     with pytest.raises(ckpt.CheckpointError, match="truncated or corrupt"):
         load_checkpoint(tmp_path / "trunc.npz")
     (tmp_path / "garbage.npz").write_bytes(b"not a zip file at all")
-    with pytest.raises(ckpt.CheckpointError, match="truncated or corrupt"):
+    with pytest.raises(ckpt.CheckpointError, match=r"garbage.npz is not an .npz \(zip\) file, so not a byol-ref "
+                                                   r"checkpoint: another kind of file, or one cut short or corrupted"):
         load_checkpoint(tmp_path / "garbage.npz")
+    (tmp_path / "empty.npz").write_bytes(b"")
+    with pytest.raises(ckpt.CheckpointError, match=r"empty.npz is empty \(0 bytes\), so not a byol-ref checkpoint"):
+        load_checkpoint(tmp_path / "empty.npz")
     np.savez(tmp_path / "foreign.npz", weights=np.zeros(3))
     with pytest.raises(ckpt.CheckpointError, match="not a byol-ref checkpoint"):
         load_checkpoint(tmp_path / "foreign.npz")
@@ -322,7 +326,7 @@ def test_corrupt_truncated_and_foreign_checkpoints(tmp_path):
     with zipfile.ZipFile(tmp_path / "pickled.npz", "w") as z:
         with z.open("meta.npy", "w") as f:
             np.lib.format.write_array(f, np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(ckpt.CheckpointError):
+    with pytest.raises(ckpt.CheckpointError, match="holds pickled .object. data, which byol-ref never loads"):
         load_checkpoint(tmp_path / "pickled.npz")
     # a newer format version is refused with advice
     arrays, meta = ckpt.load(good)
@@ -406,6 +410,11 @@ def test_train_config_validation():
         TrainConfig(batch_size=1)
     with pytest.raises(ValueError, match="warmup_epochs must be in"):
         TrainConfig(epochs=5, warmup_epochs=6)
+    # the warm-up pair is refused when the config is made, with the schedule's own message
+    with pytest.raises(ValueError, match="would overshoot the peak at step W - 1"):
+        TrainConfig(warmup_offset=1, warmup_denominator="W-1")
+    with pytest.raises(ValueError, match="warmup_offset must be 0 .official. or 1 .lightly., got True"):
+        TrainConfig(warmup_offset=True)
 
 
 def test_fit_gives_the_same_run_on_every_backend(backend, data, tmp_path):
