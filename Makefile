@@ -45,7 +45,7 @@ test-search: $(VENV)/.stamp-test
 
 ## Benchmark (CPU float32, 2 threads); compares with PyTorch eager when torch is installed.
 bench: $(VENV)/.stamp-test
-	$(PY) benchmarks/bench_step.py
+	$(PY) benchmarks/bench_step.py --threads 2 --steps 25 --out benchmarks/results/cpu-2t
 
 ## On a machine with CuPy and a GPU (installs nothing): the gpu tests and the GPU benchmark.
 gpu-check:

@@ -142,6 +142,9 @@ def load(path) -> tuple[dict, dict]:
     except (zipfile.BadZipFile, EOFError, OSError, KeyError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path} is truncated or corrupt and cannot be read as a byol-ref checkpoint "
                               f"({type(exc).__name__}: {exc})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path} is not a byol-ref checkpoint (its meta entry holds a JSON "
+                              f"{type(meta).__name__}, expected an object)")
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a byol-ref checkpoint (format {meta.get('format')!r}, "
                               f"expected {FORMAT!r})")

@@ -27,7 +27,7 @@ from .checkpoint import atomic_savez, atomic_write_text
 from .data import load_digits, load_file, synthetic
 from .model import NORMS, Config
 from .train import (TrainConfig, TrainingDiverged, apply_preprocessing, check_configs, checkpoint_file, encode, fit,
-                    fit_preprocessing, load_checkpoint, prepare_training_data)
+                    fit_preprocessing, load_checkpoint, make_schedules, prepare_training_data)
 from .version import __version__
 
 EXIT_USAGE = 2
@@ -56,10 +56,14 @@ def _parse_value(field, text):
         if text.lower() in ("0", "false", "no", "off"):
             return False
         raise ValueError(f"--set {field.name}: expected true/false, got {text!r}")
-    if "int" in kind and "float" not in kind:
-        return int(text)
-    if "float" in kind:
-        return float(text)
+    try:
+        if "int" in kind and "float" not in kind:
+            return int(text)
+        if "float" in kind:
+            return float(text)
+    except ValueError:
+        expected = "an int" if "float" not in kind else "a number"
+        raise ValueError(f"--set {field.name}: expected {expected}, got {text!r}") from None
     return text
 
 
@@ -221,6 +225,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _read_run_config(cfg_file: Path) -> dict:
+    """A run directory's config.json, checked: the JSON object ``train`` wrote."""
+    try:
+        saved = json.loads(cfg_file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{cfg_file} cannot be read as a run's config.json ({type(exc).__name__}: {exc})") from None
+    want = ("model_config", "train_config", "data")
+    if not isinstance(saved, dict) or any(k not in saved for k in want) or not isinstance(saved["data"], dict):
+        got = sorted(saved) if isinstance(saved, dict) else type(saved).__name__
+        raise ValueError(f"{cfg_file} is not a byol-ref run's config.json: expected an object with {list(want)}, "
+                         f"got {got}")
+    return saved
+
+
+def _data_for_run(data_spec: dict, cfg_file: Path):
+    """Load the data a run was trained on, or say where its record points when the file is gone."""
+    kind = data_spec.get("data")
+    if kind not in ("digits", "synthetic") and isinstance(kind, str) and not Path(kind).exists():
+        raise FileNotFoundError(f"{cfg_file} records the data file {kind!r}, which does not exist (moved, or a "
+                                "path relative to another folder?); pass --data PATH (and --labels) to use it "
+                                "where it is now")
+    return _load_data(data_spec)
+
+
 def _given(args, dest: str) -> bool:
     """Whether the command line gave option ``dest`` (``main`` records them; a namespace made
     elsewhere falls back to "differs from the parser's default")."""
@@ -263,8 +291,14 @@ def _check_resume_flags(args, out: Path, saved: dict, model_cfg: Config, tcfg: T
     if "overwrite" in given:
         raise ValueError(f"--resume continues the run in {out}; --overwrite would start it again: pass one of them")
     asked = []
+    def same(dest, a, b):  # file paths compare as files (the run records them absolute)
+        if dest != "data_seed" and isinstance(a, str) and isinstance(b, str) and Path(a).exists():
+            return Path(a).resolve() == Path(b).resolve()
+        return a == b
+
     for dest in ("data", "labels", "data_seed"):
-        if dest in given and getattr(args, dest) != saved["data"].get(dest, 0 if dest == "data_seed" else None):
+        if dest in given and not same(dest, getattr(args, dest), saved["data"].get(dest, 0 if dest == "data_seed"
+                                                                                   else None)):
             asked.append(f"--{dest.replace('_', '-')} {getattr(args, dest)} (run: {saved['data'].get(dest)})")
     if given - {"data", "labels", "data_seed"}:  # as the run's length, so derived fields (warm-up) compare
         same_length = argparse.Namespace(**{**vars(args), "epochs": tcfg.epochs})
@@ -294,29 +328,46 @@ def _train(args) -> int:
         cfg_file = out / "config.json"
         if not cfg_file.is_file():
             raise FileNotFoundError(f"--resume: {cfg_file} not found; is {out} a byol-ref run directory?")
-        saved = json.loads(cfg_file.read_text())
+        saved = _read_run_config(cfg_file)
         model_cfg = Config.from_dict(saved["model_config"])
         tcfg = TrainConfig.from_dict(saved["train_config"])
         _check_resume_flags(args, out, saved, model_cfg, tcfg)
         if _given(args, "epochs"):
             tcfg = replace(tcfg, epochs=args.epochs)
         data_spec = saved["data"]
+        dataset = _data_for_run(data_spec, cfg_file)
     else:
+        if out.exists() and not out.is_dir():
+            raise FileExistsError(f"--out {out} is a file, not a run directory; choose another --out")
         if out.exists() and any(out.iterdir()) and not args.overwrite:
             raise FileExistsError(f"run directory {out} exists and is not empty; pass --resume to continue it, "
                                   "--overwrite to replace it, or choose another --out")
         dataset = _load_data(data_spec)
+        if data_spec["data"] not in ("digits", "synthetic"):  # so eval and --resume find it from any folder
+            data_spec["data"] = str(Path(data_spec["data"]).resolve())
+        if isinstance(args.labels, str) and Path(args.labels).is_file():
+            data_spec["labels"] = str(Path(args.labels).resolve())
         model_cfg, tcfg, _ = _configs_from_flags(args, dataset.x_train.shape[1])
-    dataset = _load_data(data_spec)
     if dataset.x_train.shape[0] < tcfg.batch_size:
         raise ValueError(f"--batch-size {tcfg.batch_size} exceeds the {dataset.x_train.shape[0]} training samples")
+    if model_cfg.encoder_dim != dataset.x_train.shape[1]:
+        raise ValueError(f"encoder_dim={model_cfg.encoder_dim}, but {dataset.name} has {dataset.x_train.shape[1]} "
+                         "features; the encoder takes one input per feature (drop --set encoder_dim)")
+    probe = None if args.no_eval else _probe_opts(args, dataset.x_train.shape[0])
     try:
         views = default_views_for(dataset, args.augment)
     except ValueError:
         raise ValueError(f"--augment {args.augment}: {dataset.name} holds feature vectors, not images; their "
                          "augmentations (noise, masking, scaling) have no recipe to choose") from None
     check_configs(model_cfg, tcfg)  # bad settings and data are refused before the run directory is made
-    prepare_training_data(dataset, views)
+    _, prepared, _ = prepare_training_data(dataset, views)
+    sched = make_schedules(tcfg, prepared.x_train.shape[0])  # a non-finite peak learning rate, say
+    if args.resume:  # before config.json records the new length
+        at = load_checkpoint(checkpoint_file(out))[0].step if checkpoint_file(out).is_file() else 0
+        if at > sched.total_steps:
+            raise ValueError(f"--resume: the run in {out} is at step {at}, past the {sched.total_steps} steps of "
+                             f"--epochs {tcfg.epochs}; a resumed run can be extended, not cut short: ask for at "
+                             f"least {-(-at // sched.steps_per_epoch)} epochs")
     if args.resume:
         # The checkpoint holds the run's augmentations; an explicit --augment must agree with them (fit checks).
         views_record = saved.get("views", [repr(v) for v in views])
@@ -324,7 +375,11 @@ def _train(args) -> int:
     else:
         views_record = [repr(v) for v in views]
     backend = get_backend("cupy" if args.device == "cuda" else "numpy", tcfg.dtype, tcfg.seed)
+    fresh = not out.exists() or not any(out.iterdir())
     out.mkdir(parents=True, exist_ok=True)
+    if args.overwrite and not args.resume:  # the replaced run's report and plots would describe another run
+        for name in _REPORT_FILES:
+            (out / name).unlink(missing_ok=True)
     atomic_write_text(out / "config.json", json.dumps(
         {"model_config": model_cfg.to_dict(), "train_config": asdict(tcfg), "data": data_spec,
          "views": views_record}, indent=2))
@@ -339,6 +394,13 @@ def _train(args) -> int:
     except TrainingDiverged as exc:
         print(f"byol-ref: {exc}", file=sys.stderr)
         return 1
+    except (ValueError, TypeError):
+        if fresh and not (out / "checkpoint.npz").exists():  # refused before any step: leave no half-made run
+            for name in ("config.json", "metrics.jsonl"):
+                (out / name).unlink(missing_ok=True)
+            if not any(out.iterdir()):
+                out.rmdir()
+        raise
     train_s = time.perf_counter() - t0
     ran = result.state.step - result.start_step
     so_far = f" (step {result.state.step} of the run)" if result.start_step else ""
@@ -346,7 +408,7 @@ def _train(args) -> int:
     if args.no_eval:
         return 0
     return _report(result.state.online, result.dataset, result.input_norm, backend, out, out / "metrics.jsonl",
-                   plots=not args.no_plots, seed=tcfg.seed, extra={"train_seconds": train_s}, probe=_probe_opts(args))
+                   plots=not args.no_plots, seed=tcfg.seed, extra={"train_seconds": train_s}, probe=probe)
 
 
 def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Path | None, *, plots=True, seed=0,
@@ -358,7 +420,8 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
 
     if dataset.y_train is None:
         hint = f"{_prog()} embed {out} --out features.npz" if out is not None else f"{_prog()} embed"
-        print(f"byol-ref: the data set has no labels, so there is nothing to probe; {hint} writes the features")
+        print(f"byol-ref: the data set has no labels, so there is nothing to probe; {hint} writes the features "
+              "(if one of its columns holds the labels, train with --labels COLUMN: a name or an index)")
         return 0
     t0 = time.perf_counter()
     probe = probe or {}
@@ -371,7 +434,8 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
     report.update(extra or {})
     k, lpc = probe.get("k", 20), probe.get("labels_per_class", 10)
     text = (f"Test accuracy (%) on the held-out split; kNN = cosine k={k}, low-label = {lpc} labels per class "
-            "(mean of 5 draws), linear = l2-regularised logistic regression on all train labels\n"
+            "(mean +- sd over 5 draws of the labelled samples), linear = l2-regularised logistic regression on all "
+            "train labels\n"
             + report["table"] + "\n\n" + _gains(report["rows"], len(dataset.y_test))
             + "\n\nCollapse monitors (test split):\n" + format_collapse(report["collapse"]))
     if out is not None:
@@ -425,26 +489,32 @@ def _gains(rows: list, n_test: int) -> str:
     return "\n".join(lines) + f" (one test sample is {100 / n_test:.2f} points)"
 
 
+_REPORT_FILES = ("report.json", "report.txt", "training.png", "probes.png", "features.png")
+
+
 def _eval(args) -> int:
     out = Path(args.out) if args.out else None
     if out is not None and not args.overwrite:
-        taken = [n for n in ("report.json", "report.txt", "training.png", "probes.png", "features.png")
-                 if (out / n).exists()]
+        taken = [n for n in _REPORT_FILES if (out / n).exists()]
         if taken:
             raise FileExistsError(f"--out {out} already holds {', '.join(taken)}; pass --overwrite to replace "
                                   "them or choose another folder")
+    _probe_opts(args)
     online, dataset, input_norm, backend, tcfg = _load_run(args)
+    probe = _probe_opts(args, dataset.x_train.shape[0])
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     metrics = checkpoint_file(args.path).parent / "metrics.jsonl"  # the run's own curves, for training.png
     return _report(online, dataset, input_norm, backend, out, metrics, plots=out is not None, seed=tcfg.seed,
-                   as_json=args.json, probe=_probe_opts(args), run=Path(args.path))
+                   as_json=args.json, probe=probe, run=Path(args.path))
 
 
 def _embed(args) -> int:
     out = Path(args.out)
     if out.suffix != ".npz":
         raise ValueError(f"--out must name an .npz file, got {out}")
+    if out.is_dir():
+        raise IsADirectoryError(f"--out {out} is a directory; name the .npz file to write")
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"--out {out} exists; pass --overwrite to replace it or choose another path")
     online, dataset, input_norm, backend, _ = _load_run(args)
@@ -463,15 +533,18 @@ def _embed(args) -> int:
 def _load_run(args):
     """(online network on the device, data as the network sees it, InputNorm, backend, TrainConfig)
     of ``args.path`` (a run directory or checkpoint) on its own data or ``args.data``."""
+    if args.labels is not None and args.data is None:
+        raise ValueError("--labels goes with --data (the run's own data keep their own labels); pass both, or "
+                         "neither")
     ckpt_path = checkpoint_file(args.path)
     state, model_cfg, tcfg, meta = load_checkpoint(ckpt_path)
-    data_spec = {"data": "digits"}
     cfg_file = ckpt_path.parent / "config.json"
-    if cfg_file.is_file():
-        data_spec = json.loads(cfg_file.read_text())["data"]
     if args.data:
-        data_spec = {"data": args.data, "labels": args.labels}
-    dataset = _load_data(data_spec)
+        dataset = _load_data({"data": args.data, "labels": args.labels})
+    elif cfg_file.is_file():
+        dataset = _data_for_run(_read_run_config(cfg_file)["data"], cfg_file)
+    else:
+        dataset = _load_data({"data": "digits"})
     if dataset.x_train.shape[1] != model_cfg.encoder_dim:
         raise ValueError(f"the data have {dataset.x_train.shape[1]} features but the checkpoint's encoder expects "
                          f"{model_cfg.encoder_dim}")
@@ -489,10 +562,16 @@ def _load_run(args):
     return online, dataset, input_norm, backend, tcfg
 
 
-def _probe_opts(args) -> dict:
+def _probe_opts(args, n_train: int | None = None) -> dict:
+    """The probe options, checked (``n_train``: the training rows the kNN draws neighbours from)."""
     if args.knn_k < 1 or args.labels_per_class < 2:
         raise ValueError(f"--knn-k must be >= 1 and --labels-per-class >= 2, got {args.knn_k} and "
                          f"{args.labels_per_class}")
+    if n_train is not None and args.knn_k > n_train:
+        raise ValueError(f"--knn-k {args.knn_k} exceeds the {n_train} training samples the neighbours come from")
+    t = args.knn_temperature
+    if t is not None and not (t > 0 and t != float("inf")):
+        raise ValueError(f"--knn-temperature must be a positive finite number (e.g. 0.1), got {t}")
     return {"k": args.knn_k, "temperature": args.knn_temperature, "labels_per_class": args.labels_per_class}
 
 
@@ -508,7 +587,7 @@ def main(argv=None) -> int:
         if args.command == "embed":
             return _embed(args)
         return _eval(args)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
+    except (ValueError, TypeError, OSError, RuntimeError) as exc:  # OSError: missing files, --out a folder, ...
         print(f"byol-ref {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
@@ -533,7 +612,8 @@ def _add_verify_parsers(sub, train_parser) -> None:
         description="Run N full BYOL training steps under a preset from given params and views (--inputs) or "
                     "from a seed (--dims), and save every intermediate in execution order as .npz "
                     "(docs/trace-format.md).", formatter_class=_HelpFormatter)
-    t.add_argument("--out", required=True, help="trace file to write (.npz)")
+    t.add_argument("--out", required=True, help="trace file to write (.npz; never overwritten unless --overwrite)")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     t.add_argument("--preset", choices=preset_names(), default="deepmind",
                    help="the implementation whose conventions the traced steps follow (docs/presets.md)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -587,7 +667,8 @@ def _add_verify_parsers(sub, train_parser) -> None:
         formatter_class=_HelpFormatter)
     c.add_argument("src", help="input .npz or .safetensors; with --from byol-ref also a run directory or its "
                                "checkpoint.npz (its online and target networks, in the checkpoint's own structure)")
-    c.add_argument("dst", help="output .npz or .safetensors")
+    c.add_argument("dst", help="output .npz or .safetensors (never overwritten unless --overwrite)")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing dst")
     c.add_argument("--from", dest="src_layout", choices=("byol-ref", "torch"), required=True,
                    help="layout of src: byol-ref names and (in, out) weights, or a PyTorch state_dict")
     c.add_argument("--to", dest="dst_layout", choices=("byol-ref", "torch"), required=True,
@@ -636,6 +717,15 @@ def _preset_configs(args, model_kw, train_kw):
     return model_cfg, tcfg
 
 
+def _check_output(path, flag: str, overwrite: bool) -> None:
+    """Refuse to write over a folder, or over an existing file unless ``--overwrite``."""
+    p = Path(path)
+    if p.is_dir():
+        raise IsADirectoryError(f"{flag} {p} is a directory; name the file to write")
+    if p.exists() and not overwrite:
+        raise FileExistsError(f"{flag} {p} exists; pass --overwrite to replace it or choose another path")
+
+
 def _cmd_trace(args) -> int:
     import re as _re
 
@@ -671,10 +761,13 @@ def _cmd_trace(args) -> int:
             raise ValueError(f"--dims must be integers D,H,P,Q[,PH], got {args.dims!r}") from None
         if len(dims) not in (4, 5):
             raise ValueError(f"--dims must be D,H,P,Q or D,H,P,Q,PH, got {args.dims!r}")
-        steps = steps or 2
+        steps = 2 if steps is None else steps
+        if args.seed < 0:
+            raise ValueError(f"--seed must be an int >= 0, got {args.seed}")
         inputs = make_inputs(preset, encoder_dim=dims[0], hidden_size=dims[1], projection_dim=dims[2],
                              predictor_dim=dims[3], projector_hidden_dim=dims[4] if len(dims) == 5 else None,
                              batch=args.batch, steps=steps, seed=args.seed, dtype=args.dtype, model_extra=model_extra)
+    _check_output(args.out, "--out", args.overwrite)  # after the inputs are read, before the steps run
     tr = trace_inputs(inputs, preset, steps=steps, dtype=args.dtype, model_extra=model_extra, train_extra=train_extra,
                       total_steps=args.total_steps, warmup_steps=args.warmup_steps, start_step=args.start_step)
     save_trace(args.out, tr)
@@ -726,6 +819,9 @@ def _cmd_convert(args) -> int:
                               save_arrays, to_torch_layout)
     from .presets import get_preset
 
+    _check_output(args.dst, "dst", args.overwrite)
+    if Path(args.dst).resolve() == checkpoint_file(args.src).resolve():
+        raise ValueError(f"dst {args.dst} is the input itself; write the converted weights to another file")
     preset, model_extra, _ = _route_sets(args.set, get_preset(args.preset))
     structure = preset.config(encoder_dim=1, **{k: v for k, v in model_extra.items()
                                                 if not k.endswith("_dim") and k != "hidden_size"})
@@ -736,6 +832,8 @@ def _cmd_convert(args) -> int:
         arrays = networks_to_arrays(state.online, state.target)
         print(f"byol-ref convert: read the online and target networks (params and buffers) at step {state.step} of "
               f"{checkpoint_file(src)}; its optimiser state is not converted", file=sys.stderr)
+    elif _is_checkpoint(src):
+        raise ValueError(f"{src} is a byol-ref run or checkpoint, so its layout is byol-ref: pass --from byol-ref")
     elif src.is_dir():
         raise FileNotFoundError(f"{src} is a directory without a checkpoint.npz; pass a weights file (.npz or "
                                 ".safetensors), a run directory or a checkpoint")

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import csv
 import math
+import numbers
 import os
+import zipfile
 from pathlib import Path
 from typing import Iterator, NamedTuple, Optional, Union
 
@@ -218,12 +220,19 @@ def _read_csv(path: Path, what: str, header=None):
         (names, values): column names (list of str) or None, float64 array (R, K).
     """
     rows = []  # (line number in the file, stripped fields)
-    with open(path, newline="") as fh:
+    # utf-8-sig: a byte-order mark (spreadsheets write one) is not part of the first field
+    with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
-        for fields in reader:
-            if not fields or all(not s.strip() for s in fields):
-                continue  # blank line
-            rows.append((reader.line_num, [s.strip() for s in fields]))
+        try:
+            for fields in reader:
+                if not fields or all(not s.strip() for s in fields):
+                    continue  # blank line
+                rows.append((reader.line_num, [s.strip() for s in fields]))
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{what} {str(path)!r} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                             f"{exc.start}); save the CSV as UTF-8") from None
+        except csv.Error as exc:
+            raise ValueError(f"{what} {str(path)!r} is not a readable CSV table (line {reader.line_num}: {exc})") from None
     if not rows:
         raise ValueError(f"{what} {str(path)!r} is empty (expected a numeric CSV table)")
     if header is None:
@@ -258,20 +267,56 @@ def _check_path(path, arg: str) -> Path:
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{arg} must be a str or os.PathLike, got {type(path).__name__}")
     p = Path(path)
+    if p.is_dir():
+        raise FileNotFoundError(f"{arg}: {str(p)!r} is a directory; expected a data file")
     if not p.is_file():
         raise FileNotFoundError(f"{arg}: no such file: {str(p)!r}")
     return p
 
 
+_NPY_MAGIC, _ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
+
+
+def _head(path: Path, n: int = 6) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(n)
+
+
 def _load_npy(path: Path, what: str):
+    head = _head(path)
+    if head != _NPY_MAGIC:
+        found = ("it is empty (0 bytes)" if not head else
+                 "it is an .npz archive; rename it to .npz" if head.startswith(_ZIP_MAGIC) else
+                 "it does not start with the .npy header that numpy.save writes")
+        raise ValueError(f"{what} {str(path)!r} is not an .npy file: {found}")
     try:
         return np.load(path, allow_pickle=False)
     except ValueError as exc:
-        # Object arrays need pickle, which byol_ref never enables (it can run code).
-        raise ValueError(
-            f"{what} {str(path)!r} could not be loaded without pickle ({exc}); save a numeric "
-            "array (e.g. float or int dtype), not an object array"
-        ) from None
+        if "pickle" in str(exc):  # object arrays need pickle, which byol_ref never enables (it can run code)
+            raise ValueError(f"{what} {str(path)!r} holds pickled (object) data, which byol-ref never loads; save a "
+                             "numeric array (float or int dtype)") from None
+        raise ValueError(f"{what} {str(path)!r} is truncated or corrupt ({exc})") from None
+    except (EOFError, OSError) as exc:
+        raise ValueError(f"{what} {str(path)!r} is truncated or corrupt ({type(exc).__name__}: {exc})") from None
+
+
+def _load_npz(path: Path, what: str) -> dict:
+    head = _head(path)
+    if not head.startswith(_ZIP_MAGIC):
+        found = ("it is empty (0 bytes)" if not head else
+                 "it is an .npy array; rename it to .npy" if head == _NPY_MAGIC else
+                 "it is not a zip archive, which numpy.savez writes")
+        raise ValueError(f"{what} is not an .npz file: {found}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise ValueError(f"{what} holds pickled (object) data, which byol-ref never loads; save numeric arrays "
+                             "(float or int dtype)") from None
+        raise ValueError(f"{what} is truncated or corrupt ({exc})") from None
+    except (EOFError, OSError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{what} is truncated or corrupt ({type(exc).__name__}: {exc})") from None
 
 
 def _check_numeric(a, what: str):
@@ -303,13 +348,16 @@ def _as_labels(y, what: str):
         if not np.all(y == np.round(y)):
             i = int(np.flatnonzero(y != np.round(y))[0])
             raise ValueError(f"{what} must be integer class ids, got {y[i]!r} at index {i}")
-    y = y.astype(np.int64)
     if y.size and y.min() < 0:
         i = int(np.argmin(y))
         raise ValueError(
-            f"{what} must be class ids >= 0, got {int(y[i])} at index {i}; remap classes to 0..K-1"
+            f"{what} must be class ids >= 0, got {y[i].item()} at index {i}; remap classes to 0..K-1"
         )
-    return y
+    if y.size and y.max() >= 2**31:
+        i = int(np.argmax(y))
+        raise ValueError(f"{what} must be class ids below 2**31, got {y[i].item()} at index {i}; remap classes to "
+                         "0..K-1")
+    return y.astype(np.int64)
 
 
 def _fold_features(x, image_shape, what: str):
@@ -366,6 +414,11 @@ def _labels_from_file(path, n: int):
     return y
 
 
+def _is_int_text(s: str) -> bool:
+    t = s.strip()
+    return t.lstrip("+-").isdigit()
+
+
 def _is_label_path(labels, names) -> bool:
     if isinstance(labels, os.PathLike):
         return True
@@ -397,7 +450,8 @@ def load_file(
     ``labels`` selects class ids:
 
     * ``None``: unlabelled (or ``y`` keys of an .npz);
-    * ``str``: a column name of a CSV with a header;
+    * ``str``: a column name of a CSV with a header; an integer in text (``"6"``, as a
+      command line passes it) is a column index unless the header has a column of that name;
     * ``int``: a column index of a CSV or a 2-D .npy table (negative counts from the end);
       that column is removed from the features;
     * a path (``os.PathLike``, or a str ending in .npy/.csv/.txt that is not a column
@@ -434,14 +488,12 @@ def load_file(
             f"got {type(labels).__name__}"
         )
     _check_fraction(test_fraction)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed (of the train/test split) must be an int >= 0, got {seed!r}")
 
     if ext == ".npz":
-        with np.load(p, allow_pickle=False) as f:
-            keys = set(f.files)
-            try:
-                arrays = {k: f[k] for k in keys}
-            except ValueError as exc:
-                raise ValueError(f"{what} could not be loaded without pickle ({exc})") from None
+        arrays = _load_npz(p, what)
+        keys = set(arrays)
         if "x_train" in keys or "x_test" in keys:
             return _load_presplit(arrays, labels, image_shape, what, p.stem)
         if "x" not in keys:
@@ -462,6 +514,9 @@ def load_file(
     else:
         raise ValueError(f"path must end in .npy, .npz or .csv, got {str(p)!r}")
 
+    # "6" from a command line is column 6, unless a header names a column "6".
+    if isinstance(labels, str) and _is_int_text(labels) and (names is None or labels not in names):
+        labels = int(labels)
     # Labels from a column of the table.
     if labels is not None and not _is_label_path(labels, names):
         if x.ndim != 2:

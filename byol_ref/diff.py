@@ -154,8 +154,8 @@ def diff_traces(a, b, *, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
         DiffReport.
     """
     for v, nm in ((rtol, "rtol"), (atol, "atol")):
-        if not isinstance(v, (int, float)) or not v >= 0:
-            raise ValueError(f"{nm} must be a number >= 0, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf"):
+            raise ValueError(f"{nm} must be a finite number >= 0, got {v!r}")
     ta, tb = _as_trace(a, "a"), _as_trace(b, "b")
     order = list(ta.arrays)
     if not ta.meta and tb.meta:
@@ -185,7 +185,9 @@ def diff_traces(a, b, *, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
                 rep.first_tensor = m.group(3)
             else:
                 rep.first_tensor = name
-    rep.ok = rep.first_divergence is None and (only_common or not (rep.only_a or rep.only_b))
+    common = len(rep.tensors) - len(rep.only_a) - len(rep.only_b)
+    # Nothing compared is no agreement, even with only_common (two unrelated files, say).
+    rep.ok = common > 0 and rep.first_divergence is None and (only_common or not (rep.only_a or rep.only_b))
     return rep
 
 
@@ -233,5 +235,7 @@ def format_report(rep: DiffReport, *, show_all: bool = False, max_rows: int = 40
         lines.append(f"first divergence: {step}, {rep.first_tensor}")
     else:
         lines.append("first divergence: none")
+    if n_common == 0:
+        lines.append("no tensor name is in both files, so nothing was compared")
     lines.append("result: " + ("agree" if rep.ok else "DIFFER"))
     return "\n".join(lines)

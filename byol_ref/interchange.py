@@ -225,6 +225,9 @@ def read_safetensors(path) -> dict:
         header = json.loads(raw[8:8 + n])
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise TraceError(f"{path}: the .safetensors header is not JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise TraceError(f"{path}: the .safetensors header is a JSON {type(header).__name__}, expected an object "
+                         "{name: {dtype, shape, data_offsets}}")
     data = memoryview(raw)[8 + n:]
     out = {}
     for name, info in header.items():

@@ -386,6 +386,12 @@ def trace_inputs(inputs: dict, preset: Preset | str = "deepmind", *, steps: int 
         Trace.
     """
     preset = get_preset(preset) if isinstance(preset, str) else preset
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise TraceError(f"steps must be an int >= 1, got {steps!r}")
+    bad = [k for k, v in inputs.items() if np.asarray(v).dtype.kind in "fc" and not np.isfinite(v).all()]
+    if bad:
+        raise TraceError(f"the inputs {bad[:4]} hold non-finite values (NaN or inf); a trace starts from finite "
+                         "params, state and views")
     online, target, views, opt_state = networks_from_inputs(inputs, preset, dtype=dtype, model_extra=model_extra)
     if isinstance(views, dict):  # one pair for every step
         if steps is None:

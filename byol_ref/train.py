@@ -30,7 +30,8 @@ from .backend import host as np
 from .backend import to_numpy
 from .checks import check_array, check_choice, check_float_range, check_positive_int, dataclass_from_dict
 from .data import Dataset, feature_stats, standardize
-from .model import Config, Network, build_from_config, data_dependent_init, ema_update, loss_and_grads
+from .model import (Config, Network, build_from_config, data_dependent_init, ema_update, init_buffers,
+                    loss_and_grads, param_shapes)
 from .optim import make_optimizer, predictor_lr_mult
 from .schedules import check_warmup_convention, target_tau, warmup_cosine_lr
 
@@ -133,6 +134,7 @@ class TrainConfig:
         check_choice(self.ema_when, "ema_when", ("post_step", "pre_forward"))
         check_float_range(self.predictor_lr_mult, "predictor_lr_mult", 0, None)
         check_choice(self.dtype, "dtype", ("float32", "float64"))
+        check_positive_int(self.seed, "seed", minimum=0)
         check_positive_int(self.log_every, "log_every")
         check_positive_int(self.eval_every, "eval_every", minimum=0)
         check_positive_int(self.checkpoint_every, "checkpoint_every", minimum=0)
@@ -200,6 +202,8 @@ def make_schedules(tcfg: TrainConfig, n_train: int) -> Schedules:
         return target_tau(k, tau_base=tcfg.tau_base, total_steps=total, schedule=tcfg.tau_schedule,
                           denominator=tcfg.tau_denominator)
 
+    for k in {0, max(warmup - 1, 0), warmup, total}:  # every setting is checked now, not at some later step
+        lr(k), tau(k)
     return Schedules(lr, tau, total, steps_per_epoch)
 
 
@@ -353,6 +357,7 @@ def load_checkpoint(path, backend: Backend | None = None):
         _check_network(target, "checkpoint target")
     except ValueError as exc:
         raise ckpt.CheckpointError(f"{path}: {exc}") from None
+    _check_checkpoint_arrays(path, arrays, model_cfg, tcfg, step, pos)
     rng = np.random.Generator(np.random.PCG64())
     try:
         rng.bit_generator.state = rng_state
@@ -361,6 +366,43 @@ def load_checkpoint(path, backend: Backend | None = None):
     perm = arrays["data"].get("epoch_perm")
     state = TrainState(online, target, dev["opt"], step, rng, perm, pos)
     return state, model_cfg, tcfg, meta
+
+
+def _check_checkpoint_arrays(path, arrays: dict, model_cfg: Config, tcfg: TrainConfig, step: int, pos: int) -> None:
+    """Refuse a checkpoint whose contents no run could have written: buffers or optimiser state
+    that do not fit the configs, non-finite values, a negative running variance, a bad step or
+    data order. (Parameter names and shapes are checked with the networks.)"""
+    host = get_backend("numpy", tcfg.dtype, seed=None)
+
+    def bad(what):
+        return ckpt.CheckpointError(f"{path}: {what}; the file is corrupt or was edited, and no run writes this")
+
+    if step < 0 or not 0 <= pos:
+        raise bad(f"step {step} and epoch position {pos} must be >= 0")
+    expected = {"online_buffers": init_buffers(model_cfg, "online", host),
+                "target_buffers": init_buffers(model_cfg, "target", host)}
+    params = {k: np.zeros(v, dtype=tcfg.dtype) for k, v in param_shapes(model_cfg, "online").items()}
+    expected["opt"] = make_optimizer_for(tcfg).init(params)
+    for group, want in expected.items():
+        got = arrays[group]
+        if set(got) != set(want):
+            missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+            raise bad(f"{group} does not match the configs: missing {missing[:4]}, unexpected {extra[:4]}")
+        for k, w in want.items():
+            w = np.asarray(w)
+            if tuple(got[k].shape) != tuple(w.shape) or got[k].dtype.kind != w.dtype.kind:
+                raise bad(f"{group}/{k} has shape {tuple(got[k].shape)} and dtype {got[k].dtype}, expected "
+                          f"{tuple(w.shape)} and a {w.dtype} array")
+    for group in ("online", "target", "online_buffers", "target_buffers", "opt"):
+        for k, a in arrays[group].items():
+            if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+                raise bad(f"{group}/{k} holds {int(np.sum(~np.isfinite(a)))} non-finite value(s)")
+            if k.endswith(".running_var") and np.any(a < 0):
+                raise bad(f"{group}/{k} holds a negative variance")
+    perm = arrays["data"].get("epoch_perm")
+    if perm is not None and (perm.ndim != 1 or perm.dtype.kind not in "iu"
+                             or not np.array_equal(np.sort(perm), np.arange(perm.size))):
+        raise bad(f"data/epoch_perm must be a permutation of 0..N-1, got a {perm.dtype} array of shape {perm.shape}")
 
 
 def _jsonable(obj):
@@ -473,13 +515,17 @@ def preprocess(x, prep: dict, what: str = "x") -> tuple:
     """
     try:
         kind = prep["kind"]
-        if kind == "image":
-            return x, InputNorm(float(prep["mean"]), float(prep["std"]))
-        if kind != "standardize":
+        if kind not in ("image", "standardize"):
             raise ValueError(f"unknown kind {kind!r}")
         mean, std = np.asarray(prep["mean"], dtype=np.float64), np.asarray(prep["std"], dtype=np.float64)
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
+            raise ValueError("mean and std must be finite and std > 0")
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"preprocessing must come from fit_preprocessing, got {prep!r:.200} ({exc})") from None
+    if kind == "image":
+        if mean.ndim or std.ndim:
+            raise ValueError(f"an image preprocessing holds one mean and one std, got shapes {mean.shape}, {std.shape}")
+        return x, InputNorm(float(mean), float(std))
     if mean.shape != (x.shape[1],) or std.shape != mean.shape:
         raise ValueError(f"the preprocessing standardises {mean.size} features, but {what} has {x.shape[1]}")
     return standardize(x, mean, std), None
@@ -520,8 +566,10 @@ def prepare_training_data(dataset: Dataset, views) -> tuple[dict, Dataset, Input
                              "their full scale (255 for 8-bit images), or load the rows as plain feature "
                              "vectors (a 2-D table, augmented with VectorAug)")
     prep = fit_preprocessing(dataset)
-    data, input_norm = apply_preprocessing(dataset, prep)
-    if not np.isfinite(data.x_train).all() or (input_norm is not None and not all(map(math.isfinite, input_norm))):
+    data = input_norm = None
+    if np.isfinite(np.asarray(prep["mean"])).all() and np.isfinite(np.asarray(prep["std"])).all():
+        data, input_norm = apply_preprocessing(dataset, prep)
+    if data is None or not np.isfinite(data.x_train).all():
         raise ValueError(f"{dataset.name}: x_train has values whose standardisation overflows to inf or NaN "
                          f"(largest magnitude {float(np.abs(dataset.x_train).max()):.3g}); rescale the data")
     return prep, data, input_norm
@@ -574,8 +622,12 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
         state, saved_model, saved_train, meta = load_checkpoint(ckpt_path, be)
         if saved_model != model_cfg:
             raise ValueError(f"--resume: the checkpoint's model config differs: {saved_model} vs {model_cfg}")
-        if replace(saved_train, epochs=tcfg.epochs) != replace(tcfg, epochs=tcfg.epochs):
-            raise ValueError("--resume: the checkpoint's training config differs from the requested one")
+        if replace(saved_train, epochs=tcfg.epochs) != tcfg:
+            a, b = asdict(saved_train), asdict(tcfg)
+            diff = "; ".join(f"{k}: {a[k]!r} in the checkpoint, {b[k]!r} requested" for k in a
+                             if k != "epochs" and a[k] != b[k])
+            raise ValueError(f"--resume: the checkpoint's training config differs from the requested one ({diff}); "
+                             "only epochs may change")
         if "views" in meta:  # the run's augmentations continue unless others are asked for (an error)
             try:
                 saved_views = views_from_dicts(meta["views"])
@@ -585,6 +637,10 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
                 raise ValueError(f"--resume: the checkpoint was trained with other augmentations: {saved_views} "
                                  f"vs {tuple(requested_views)}")
             views = saved_views
+        if state.step > sched.total_steps:
+            raise ValueError(f"--resume: {ckpt_path} is at step {state.step}, past the {sched.total_steps} steps of "
+                             f"{tcfg.epochs} epoch(s); a resumed run can be extended, not cut short: ask for at "
+                             f"least {math.ceil(state.step / sched.steps_per_epoch)} epochs")
         log(f"resuming from {ckpt_path} at step {state.step}")
     elif state is None:
         x_init = init_sample(data.x_train.astype(tcfg.dtype), input_norm, be) if tcfg.data_init else None
@@ -596,6 +652,8 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
     metrics_file = None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+        if resume:  # records past the checkpoint (an interrupted run logs ahead of it) are written again
+            _drop_records_after(out / "metrics.jsonl", state.step)
         metrics_file = open(out / "metrics.jsonl", "a" if resume else "w")
     eval_every = tcfg.eval_every or max(sched.total_steps // 10, 1)
     x_train = data.x_train.astype(tcfg.dtype)
@@ -619,10 +677,12 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
                                   schedules=sched, views=views, tcfg=tcfg, image_shape=data.image_shape,
                                   input_norm=input_norm, inplace=True)
             if not math.isfinite(m["loss"]):
+                kept = ("" if ckpt_path is None else
+                        f" The last good checkpoint {ckpt_path} is untouched." if ckpt_path.is_file() else
+                        " No checkpoint was written before it.")
                 raise TrainingDiverged(
                     f"the loss became {m['loss']} at step {state.step - 1} (lr {m['lr']:.3g}, tau {m['tau']:.5f}); "
-                    f"stopping. The last good checkpoint{' at ' + str(ckpt_path) if ckpt_path else ''} is untouched; "
-                    "lower the learning rate or check the data.")
+                    f"stopping.{kept} Lower the learning rate or check the data.")
             k = state.step
             if k % tcfg.log_every == 0 or k == end:
                 record = _step_record(k, sched, m)
@@ -644,6 +704,23 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
         if metrics_file is not None:
             metrics_file.close()
     return FitResult(state, history, model_cfg, tcfg, input_norm, data, prep, start_step)
+
+
+def _drop_records_after(path: Path, step: int) -> None:
+    """Rewrite a metrics.jsonl without the records of steps after ``step`` (atomically)."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines()
+    keep = []
+    for line in lines:
+        try:
+            if json.loads(line).get("step", 0) > step:
+                continue
+        except (ValueError, AttributeError):
+            pass  # not ours to judge: kept as it is
+        keep.append(line)
+    if len(keep) != len(lines):
+        ckpt.atomic_write_text(path, "".join(line + "\n" for line in keep))
 
 
 def _all_finite(tree: dict) -> bool:

@@ -53,11 +53,16 @@ def main(argv=None):
             sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
             cells.append(f"{statistics.mean(vals):.1f} +- {sd:.1f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    def spread(vals, fmt):
+        return f"{statistics.mean(vals):{fmt}} +- {statistics.stdev(vals) if len(vals) > 1 else 0:{fmt}}"
+
     zs = [rep["collapse"]["projection_z"]["std_ratio"] for rep in reports]
+    ranks = [rep["collapse"]["projection_z"]["effective_rank"] for rep in reports]
     secs = [rep.get("train_seconds", float("nan")) for rep in reports]
-    lines += ["", f"Collapse monitor at the end (std of l2-normalised z times sqrt(P); 1 healthy, 0 collapsed): "
-              f"{statistics.mean(zs):.2f} +- {statistics.stdev(zs) if len(zs) > 1 else 0:.2f}. "
-              f"Training time per run: {statistics.mean(secs):.0f} s."]
+    lines += ["", f"Collapse monitors at the end, on the test split: std of l2-normalised z times sqrt(P) (1 healthy, "
+              f"0 collapsed) {spread(zs, '.2f')}; effective rank of z {spread(ranks, '.1f')} (of at most "
+              f"{reports[0]['collapse']['projection_z']['max_rank']}). Training time per run: "
+              f"{statistics.mean(secs):.0f} s."]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     if args.figure:

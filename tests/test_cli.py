@@ -435,3 +435,136 @@ def test_trace_diff_and_convert_options(tmp_path, capsys):
     assert main(args) == 2
     assert main([*args, "--partial"]) == 0
 
+
+
+SMALL_RUN = ["--data", "synthetic", "--epochs", "1", "--batch-size", "64", "--hidden-size", "8", "--projection-dim",
+             "4", "--predictor-dim", "4", "--no-progress", "--no-plots"]
+
+
+def test_help_shows_only_defaults_that_mean_something():
+    """No "(default: None)" (the help says what a missing value means) or "(default: False)" (a
+    switch), and no default stated twice."""
+    import argparse
+
+    from byol_ref.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, parser in sub.choices.items():
+        text = parser.format_help()
+        assert "(default: None)" not in text and "(default: False)" not in text, name
+        assert "default" in text or name == "diff"
+    train = sub.choices["train"].format_help()
+    assert "(default: 300)" in train and "(default: batch, or the --preset's" in " ".join(train.split())
+
+
+def test_refused_settings_leave_no_run_directory_and_probe_options_are_checked_before_training(tmp_path, capsys):
+    from byol_ref.cli import main
+
+    cases = [(["--set", "encoder_dim=3"], "encoder_dim=3, but synthetic has 32 features"),
+             (["--knn-k", "0"], "--knn-k must be >= 1"),
+             (["--knn-k", "1000"], "--knn-k 1000 exceeds the 408 training samples"),
+             (["--knn-temperature", "0"], "--knn-temperature must be a positive finite number"),
+             (["--seed", "-1"], "seed must be an int >= 0, got -1"),
+             (["--set", "epochs=abc"], "--set epochs: expected an int, got 'abc'"),
+             (["--data", "mnist"], "--data 'mnist': no such file, and not a built-in data set")]
+    for extra, message in cases:
+        assert main(["train", *SMALL_RUN, "--out", str(tmp_path / "r"), *extra]) == 2, extra
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "r").exists(), extra
+    (tmp_path / "afile").write_text("mine")
+    assert main(["train", *SMALL_RUN, "--out", str(tmp_path / "afile")]) == 2
+    assert "--out" in capsys.readouterr().err and (tmp_path / "afile").read_text() == "mine"
+
+
+def test_overwrite_removes_the_replaced_runs_report(tmp_path, capsys):
+    from byol_ref.cli import main
+
+    out = tmp_path / "r"
+    assert main(["train", *SMALL_RUN, "--out", str(out)]) == 0
+    assert (out / "report.json").exists()
+    assert main(["train", *SMALL_RUN, "--out", str(out), "--overwrite", "--no-eval", "--seed", "3"]) == 0
+    assert not (out / "report.json").exists() and not (out / "report.txt").exists()
+    capsys.readouterr()
+
+
+def test_eval_of_a_run_whose_record_is_damaged_or_whose_data_moved(tmp_path, capsys):
+    from byol_ref.cli import main
+
+    x = np.random.default_rng(0).random((80, 6))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", np.arange(80) % 2)
+    out = tmp_path / "r"
+    args = ["train", "--data", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy"), "--epochs", "1",
+            "--batch-size", "16", "--hidden-size", "8", "--projection-dim", "4", "--predictor-dim", "4",
+            "--no-progress", "--no-plots", "--no-eval", "--out", str(out)]
+    assert main(args) == 0
+    saved = json.loads((out / "config.json").read_text())["data"]
+    assert Path(saved["data"]).is_absolute() and Path(saved["labels"]).is_absolute()  # found from any folder
+    assert main(["eval", str(out), "--knn-k", "5"]) == 0
+    assert main(["eval", str(out), "--labels", str(tmp_path / "y.npy")]) == 2
+    assert "--labels goes with --data" in capsys.readouterr().err
+    (tmp_path / "x.npy").rename(tmp_path / "moved.npy")
+    assert main(["eval", str(out)]) == 2
+    assert "records the data file" in capsys.readouterr().err
+    assert main(["eval", str(out), "--data", str(tmp_path / "moved.npy"), "--labels", str(tmp_path / "y.npy"),
+                 "--knn-k", "5"]) == 0
+    (out / "config.json").write_text("{}")
+    assert main(["eval", str(out)]) == 2
+    assert "is not a byol-ref run's config.json: expected an object with" in capsys.readouterr().err
+    assert main(["eval", str(out / "config.json")]) == 2
+    assert "is not an .npz (zip) file, so not a byol-ref checkpoint" in capsys.readouterr().err
+
+
+def test_trace_and_convert_never_write_over_a_file_unless_asked(tmp_path, capsys):
+    from byol_ref.cli import main
+
+    mine = tmp_path / "mine.npz"
+    np.savez(mine, keep=np.ones(3))
+    trace = ["trace", "--dims", "5,6,4,3"]
+    assert main([*trace, "--out", str(mine)]) == 2
+    assert "--out" in capsys.readouterr().err and np.load(mine)["keep"].tolist() == [1, 1, 1]
+    assert main([*trace, "--out", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    assert main([*trace, "--out", str(mine), "--overwrite"]) == 0
+    assert main([*trace, "--steps", "0", "--out", str(tmp_path / "t0.npz")]) == 2
+    assert "steps must be an int >= 1, got 0" in capsys.readouterr().err
+    other = tmp_path / "other.npz"
+    np.savez(other, keep=np.ones(2))
+    conv = ["convert", str(mine), str(other), "--from", "byol-ref", "--to", "byol-ref"]
+    assert main(conv) == 2
+    assert "dst" in capsys.readouterr().err and np.load(other)["keep"].tolist() == [1, 1]
+    assert main([*conv, "--overwrite"]) == 0
+
+
+def test_convert_reads_a_run_keeps_views_and_refuses_to_write_nothing(tmp_path, capsys):
+    from byol_ref.cli import main
+    from byol_ref.train import load_checkpoint
+
+    run_dir = tmp_path / "r"
+    assert main(["train", *SMALL_RUN, "--no-eval", "--out", str(run_dir)]) == 0
+    sd = tmp_path / "sd.npz"
+    assert main(["convert", str(run_dir), str(sd), "--from", "byol-ref", "--to", "torch", "--mapping",
+                 "byol-pytorch"]) == 0
+    assert "read the online and target networks" in capsys.readouterr().err
+    state = load_checkpoint(run_dir / "checkpoint.npz")[0]
+    torch_sd = dict(np.load(sd))
+    assert np.array_equal(torch_sd["online_encoder.net.0.weight"], state.online.params["encoder.fc1.weight"].T)
+    views = {"view1": np.zeros((4, 32)), "view2": np.ones((4, 32))}
+    np.savez(tmp_path / "with_views.npz", **torch_sd, **views)
+    back = tmp_path / "back.npz"
+    assert main(["convert", str(tmp_path / "with_views.npz"), str(back), "--from", "torch", "--to", "byol-ref",
+                 "--mapping", "byol-pytorch"]) == 0
+    assert "kept 2 view array(s) unchanged: view1, view2" in capsys.readouterr().err
+    got = dict(np.load(back))
+    assert np.array_equal(got["view2"], views["view2"])
+    assert np.array_equal(got["online.param.encoder.fc1.weight"], state.online.params["encoder.fc1.weight"])
+    np.savez(tmp_path / "foreign.npz", **{"classifier.weight": np.zeros((2, 2))})
+    assert main(["convert", str(tmp_path / "foreign.npz"), str(tmp_path / "none.npz"), "--from", "byol-ref",
+                 "--to", "torch", "--mapping", "lightly", "--partial"]) == 2
+    assert "nothing to write" in capsys.readouterr().err and not (tmp_path / "none.npz").exists()
+    assert main(["convert", str(run_dir), str(tmp_path / "x.npz"), "--from", "torch", "--to", "byol-ref",
+                 "--mapping", "lightly"]) == 2
+    assert "is a byol-ref run or checkpoint, so its layout is byol-ref: pass --from byol-ref" in capsys.readouterr().err
+    assert main(["convert", str(tmp_path), str(tmp_path / "x.npz"), "--from", "byol-ref", "--to", "torch",
+                 "--mapping", "lightly"]) == 2
+    assert "is a directory without a checkpoint.npz" in capsys.readouterr().err

@@ -431,3 +431,75 @@ def test_batches_bad_args():
         batches(10, 0, np.random.default_rng(0))
     with pytest.raises(TypeError, match="rng"):
         batches(10, 2, None)
+
+
+def test_files_of_the_wrong_kind_or_cut_short_are_named_as_such(tmp_path):
+    """Empty, truncated and misnamed files get what is wrong with them, never a raw numpy error
+    (EOFError, BadZipFile, a context-manager TypeError) or numpy's hint to enable pickle."""
+    x = np.random.default_rng(0).random((20, 4))
+    (tmp_path / "e.npy").write_bytes(b"")
+    (tmp_path / "e.npz").write_bytes(b"")
+    np.save(tmp_path / "a.npy", x)
+    (tmp_path / "a.npz").write_bytes((tmp_path / "a.npy").read_bytes())  # an .npy under an .npz name
+    np.savez(tmp_path / "z.npz", x=x)
+    raw = (tmp_path / "z.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(raw[:len(raw) // 2])
+    (tmp_path / "cut.npy").write_bytes((tmp_path / "a.npy").read_bytes()[:100])
+    (tmp_path / "text.npy").write_text("1,2,3\n")
+    np.savez(tmp_path / "arch.npz", x=x)
+    (tmp_path / "arch.npy").write_bytes((tmp_path / "arch.npz").read_bytes())
+    cases = [("e.npy", "is not an .npy file: it is empty"), ("e.npz", "is not an .npz file: it is empty"),
+             ("a.npz", "is an .npy array; rename it to .npy"), ("cut.npz", "is truncated or corrupt"),
+             ("cut.npy", "is truncated or corrupt"), ("text.npy", "does not start with the .npy header"),
+             ("arch.npy", "it is an .npz archive; rename it to .npz")]
+    for name, message in cases:
+        with pytest.raises(ValueError, match=message):
+            load_file(tmp_path / name)
+    with pytest.raises(FileNotFoundError, match="is a directory; expected a data file"):
+        load_file(tmp_path)
+
+
+def test_pickled_data_is_refused_without_inviting_to_unpickle(tmp_path):
+    np.save(tmp_path / "o.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.savez(tmp_path / "o.npz", x=np.array([{"a": 1}], dtype=object))
+    for name in ("o.npy", "o.npz"):
+        with pytest.raises(ValueError, match="holds pickled .object. data, which byol-ref never loads") as info:
+            load_file(tmp_path / name)
+        assert "allow_pickle" not in str(info.value)
+
+
+def test_csv_byte_order_mark_and_encoding(tmp_path):
+    """A spreadsheet's UTF-8 byte-order mark is not a header: all 20 rows are samples."""
+    rng = np.random.default_rng(0)
+    rows = [",".join(f"{v:.3f}" for v in rng.random(4)) + f",{i % 2}" for i in range(20)]
+    (tmp_path / "bom.csv").write_text("\n".join(rows) + "\n", encoding="utf-8-sig")
+    ds = load_file(tmp_path / "bom.csv", labels=4)
+    assert ds.x_train.shape[0] + ds.x_test.shape[0] == 20 and ds.x_train.shape[1] == 4
+    (tmp_path / "latin.csv").write_bytes("a,b\n1,2\n3,\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin.csv' is not UTF-8 text \(byte 0xe9 at offset 10\)"):
+        load_file(tmp_path / "latin.csv")
+
+
+def test_labels_given_as_text_index_as_a_command_line_passes_them(tmp_path):
+    """labels="4" is column 4 (and "-1" the last) unless a header names a column "4"."""
+    rng = np.random.default_rng(1)
+    table = np.column_stack([rng.random((20, 4)), np.arange(20) % 2])
+    np.savetxt(tmp_path / "t.csv", table, delimiter=",")
+    a, b, c = (load_file(tmp_path / "t.csv", labels=v) for v in ("4", -1, "-1"))
+    assert np.array_equal(a.y_train, b.y_train) and np.array_equal(a.x_train, c.x_train)
+    assert a.x_train.shape[1] == 4
+    (tmp_path / "h.csv").write_text("f0,4,f2\n" + "\n".join(f"{i},{i % 3},{i % 2}" for i in range(20)) + "\n")
+    named = load_file(tmp_path / "h.csv", labels="4")  # the header's column "4", not column index 4
+    assert set(named.y_train) == {0, 1, 2} and named.x_train.shape[1] == 2
+
+
+def test_labels_too_large_for_class_ids_and_bad_split_seed(tmp_path):
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((20, 3)))
+    np.save(tmp_path / "y.npy", np.array([1e30] * 10 + [0.0] * 10))
+    with pytest.raises(ValueError, match=r"must be class ids below 2\*\*31, got 1e\+30 at index 0"):
+        load_file(tmp_path / "x.npy", labels=tmp_path / "y.npy")
+    np.save(tmp_path / "yneg.npy", np.array([-1e30] + [0.0] * 19))
+    with pytest.raises(ValueError, match=r"must be class ids >= 0, got -1e\+30 at index 0"):
+        load_file(tmp_path / "x.npy", labels=tmp_path / "yneg.npy")
+    with pytest.raises(ValueError, match=r"seed \(of the train/test split\) must be an int >= 0, got -1"):
+        load_file(tmp_path / "x.npy", seed=-1)

@@ -137,10 +137,10 @@ def test_report_points_at_the_worst_violation_and_the_largest_relative_error():
     assert d.max_abs == pytest.approx(0.5) and d.max_rel == pytest.approx(0.2 / 1.2)
 
 
-@pytest.mark.parametrize("bad", [float("nan"), -1e-9, "1e-9"])
+@pytest.mark.parametrize("bad", [float("nan"), -1e-9, "1e-9", float("inf"), True])
 def test_tolerances_must_be_numbers_at_least_zero(bad):
     for name in ("rtol", "atol"):
-        with pytest.raises(ValueError, match=f"{name} must be a number >= 0"):
+        with pytest.raises(ValueError, match=f"{name} must be a finite number >= 0"):
             diff_traces({"t": np.zeros(1)}, {"t": np.ones(1)}, **{name: bad})
 
 
@@ -162,3 +162,12 @@ def test_cli_exit_status_and_json(tmp_path, capsys):
     assert rep["first_divergence"] == "step0.online.view1.projector.norm1.out" and rep["ok"] is False
     assert main(["diff", a, str(tmp_path / "none.npz")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_two_files_with_no_name_in_common_do_not_agree():
+    """Nothing compared is not agreement, even with only_common (two unrelated files)."""
+    rep = diff_traces({"a": np.zeros(2)}, {"b": np.zeros(2)}, only_common=True)
+    assert not rep.ok
+    text = format_report(rep)
+    assert "no tensor name is in both files, so nothing was compared" in text and text.endswith("result: DIFFER")
+    assert diff_traces({"a": np.zeros(2), "b": np.ones(1)}, {"b": np.ones(1)}, only_common=True).ok

@@ -235,3 +235,10 @@ def test_unmapped_tensors_are_named_and_structural_ones_refused(tmp_path, capsys
     assert "projection_head.layers.0.bias" not in names
     assert names - set(torch_mapping("lightly", lightly).values()) == {
         "backbone.0.bias", "backbone.3.bias", "backbone_momentum.0.bias", "backbone_momentum.3.bias"}
+
+
+def test_a_safetensors_header_that_is_not_an_object_is_refused(tmp_path):
+    header = json.dumps([1, 2]).encode()
+    (tmp_path / "list.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)
+    with pytest.raises(TraceError, match="the .safetensors header is a JSON list, expected an object"):
+        load_arrays(tmp_path / "list.safetensors")

@@ -259,3 +259,16 @@ def test_cli_trace_generated_and_from_inputs(tmp_path, capsys):
     assert main(["trace", "--dims", "5,6", "--out", str(out2)]) == 2
     assert main(["trace", "--dims", "5,6,4,3", "--set", "wat=1", "--out", str(out2)]) == 2
     assert "unknown field 'wat'" in capsys.readouterr().err
+
+
+def test_non_finite_inputs_and_a_step_count_below_one_are_refused():
+    preset = get_preset("deepmind")
+    inputs = make_inputs(preset, encoder_dim=5, hidden_size=6, projection_dim=4, predictor_dim=3, batch=4, steps=1)
+    name = next(k for k in inputs if k.startswith("online.param.") and k.endswith(".weight"))
+    bad = {**inputs, name: inputs[name].copy()}
+    bad[name][0, 0] = np.nan
+    with pytest.raises(TraceError, match=rf"the inputs \['{name}'\] hold non-finite values"):
+        trace_inputs(bad, preset)
+    for steps in (0, -1, True):
+        with pytest.raises(TraceError, match="steps must be an int >= 1"):
+            trace_inputs(inputs, preset, steps=steps)

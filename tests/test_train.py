@@ -438,3 +438,73 @@ def test_fit_gives_the_same_run_on_every_backend(backend, data, tmp_path):
             np.testing.assert_allclose(be.to_numpy(tree_got[k]), v, rtol=1e-9, atol=1e-9 * scale, err_msg=k)
     state, _, _, _ = load_checkpoint(tmp_path / "run" / "checkpoint.npz", be)
     assert state.step == got.state.step
+
+
+def test_a_checkpoint_no_run_could_write_is_refused_naming_the_entry(tmp_path):
+    """Contents are checked on load, not found out later as a NaN "in the data", a KeyError or a
+    broadcasting error: buffers and optimiser state that do not fit the configs, non-finite
+    values, a negative running variance, a data order that is not a permutation, a bad meta."""
+    cfg = byol.Config(encoder_dim=5, **SMALL)
+    tcfg = _tcfg(optimizer="lars")
+    state = init_state(cfg, tcfg, get_backend())
+    perm = np.random.default_rng(0).permutation(10)
+    good = save_checkpoint(tmp_path / "good.npz", state._replace(epoch_perm=perm), cfg, tcfg)
+    load_checkpoint(good)  # as written: fine
+    entries = dict(np.load(good, allow_pickle=False))
+
+    def edited(**changes):
+        path = tmp_path / "edited.npz"
+        e = {**entries, **changes}
+        np.savez(path, **{k: v for k, v in e.items() if v is not None})
+        return path
+
+    bn = next(k for k in entries if k.startswith("online_buffers/") and k.endswith("running_var"))
+    w = next(k for k in entries if k.startswith("online/") and k.endswith(".weight"))
+    opt = next(k for k in entries if k.startswith("opt/"))
+    nan_w = entries[w].copy()
+    nan_w[0, 0] = np.nan
+    cases = [
+        ({bn: None}, f"online_buffers does not match the configs: missing \\['{bn.split('/')[1]}'\\]"),
+        ({bn: np.ones(3)}, f"{bn} has shape \\(3,\\)"),
+        ({bn: -entries[bn]}, f"{bn} holds a negative variance"),
+        ({w: nan_w}, f"{w} holds 1 non-finite value"),
+        ({opt: None}, "opt does not match the configs"),
+        ({"data/epoch_perm": np.arange(10) * 2}, "data/epoch_perm must be a permutation of 0..N-1"),
+        ({"data/epoch_perm": perm.astype(float)}, "data/epoch_perm must be a permutation"),
+        ({"meta": np.array("[1, 2]")}, "its meta entry holds a JSON list, expected an object"),
+    ]
+    for changes, message in cases:
+        with pytest.raises(ckpt.CheckpointError, match=message):
+            load_checkpoint(edited(**changes))
+    meta = json.loads(str(entries["meta"][()]))
+    with pytest.raises(ckpt.CheckpointError, match="step -3 and epoch position 0 must be >= 0"):
+        load_checkpoint(edited(meta=np.array(json.dumps({**meta, "step": -3}))))
+
+
+def test_resume_drops_metric_records_logged_after_the_checkpoint(tmp_path, data):
+    """An interrupted run has logged steps past its last checkpoint; resuming logs them again, so
+    the old ones go: every step appears once, as in an uninterrupted run."""
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    tcfg = _tcfg(epochs=3, log_every=1, checkpoint_every=2)
+    fit(data, cfg, tcfg, progress=False, out_dir=tmp_path / "whole")
+    out = tmp_path / "cut"
+    fit(data, cfg, tcfg, progress=False, out_dir=out, stop_at=4)
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    extra = json.loads(lines[-1])
+    (out / "metrics.jsonl").write_text("\n".join(lines + [json.dumps({**extra, "step": 5})]) + "\n")  # logged, lost
+    fit(data, cfg, tcfg, progress=False, out_dir=out, resume=True)
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    whole = [json.loads(line)["step"] for line in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == whole and len(set(steps)) == len(steps)
+
+
+def test_resume_refuses_to_cut_a_run_short(tmp_path, data):
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    fit(data, cfg, _tcfg(epochs=2, warmup_epochs=0.5), progress=False, out_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"is at step 8, past the 4 steps of 1 epoch\(s\); a resumed run can be "
+                                         r"extended, not cut short: ask for at least 2 epochs"):
+        fit(data, cfg, _tcfg(epochs=1, warmup_epochs=0.5), progress=False, out_dir=tmp_path, resume=True)
+    with pytest.raises(ValueError, match=r"differs from the requested one \(warmup_epochs: 0.5 in the checkpoint, "
+                                         r"0.1 requested\); only epochs may change"):
+        fit(data, cfg, _tcfg(epochs=2), progress=False, out_dir=tmp_path, resume=True)
+
