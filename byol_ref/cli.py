@@ -345,7 +345,7 @@ def _train(args) -> int:
         dataset = _load_data(data_spec)
         if data_spec["data"] not in ("digits", "synthetic"):  # so eval and --resume find it from any folder
             data_spec["data"] = str(Path(data_spec["data"]).resolve())
-        if isinstance(args.labels, str) and Path(args.labels).is_file():
+        if args.labels and Path(args.labels).suffix.lower() in (".npy", ".csv", ".txt") and Path(args.labels).is_file():
             data_spec["labels"] = str(Path(args.labels).resolve())
         model_cfg, tcfg, _ = _configs_from_flags(args, dataset.x_train.shape[1])
     if dataset.x_train.shape[0] < tcfg.batch_size:

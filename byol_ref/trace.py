@@ -434,6 +434,8 @@ def save_trace(path, trace: Trace) -> str:
 def load_npz(path, what: str = "file") -> dict:
     """Read every array of an ``.npz`` (never unpickling), in file order, with clear errors."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise FileNotFoundError(f"{what} {path} is a directory; expected an .npz file")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} {path} does not exist")
     lower = path.lower()

@@ -568,3 +568,14 @@ def test_convert_reads_a_run_keeps_views_and_refuses_to_write_nothing(tmp_path, 
     assert main(["convert", str(tmp_path), str(tmp_path / "x.npz"), "--from", "byol-ref", "--to", "torch",
                  "--mapping", "lightly"]) == 2
     assert "is a directory without a checkpoint.npz" in capsys.readouterr().err
+
+
+def test_a_folder_where_a_file_is_expected_is_named_as_such(tmp_path, capsys):
+    from byol_ref.cli import main
+
+    assert main(["trace", "--inputs", str(tmp_path), "--out", str(tmp_path / "t.npz")]) == 2
+    assert f"{tmp_path} is a directory; expected an .npz file" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    assert "is a directory; expected a data file" in capsys.readouterr().err
+    assert main(["diff", str(tmp_path), str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
