@@ -1,6 +1,9 @@
 """Input validation with messages that name the argument, what it got and what was expected."""
 from __future__ import annotations
 
+import numbers
+import operator
+
 from .backend import get_array_module
 
 
@@ -40,6 +43,31 @@ def check_float_range(value, name, lo=None, hi=None, lo_open=False, hi_open=Fals
     return v
 
 
+def check_real(value, name, lo=None, hi=None, lo_open=False, hi_open=False):
+    """As :func:`check_float_range`, but only a real number is accepted: a string such as ``"0.9"``
+    or a bool is a TypeError (check_float_range converts any value ``float()`` accepts, for
+    settings read from text)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    return check_float_range(value, name, lo, hi, lo_open=lo_open, hi_open=hi_open)
+
+
+def check_seed(seed, name="seed", *, allow_none=False):
+    """Raise unless ``seed`` is an int >= 0 (NumPy's seeds), or None when ``allow_none``; bools are refused."""
+    if seed is None and allow_none:
+        return None
+    expected = "an int >= 0" + (" or None" if allow_none else "")
+    try:
+        if isinstance(seed, bool):
+            raise TypeError
+        value = operator.index(seed)  # int or a NumPy integer, never a float
+    except TypeError:
+        raise TypeError(f"{name} must be {expected}, got {seed!r} ({type(seed).__name__})") from None
+    if value < 0:
+        raise ValueError(f"{name} must be {expected}, got {value}")
+    return value
+
+
 def check_array(x, name, *, ndim=None, last_dim=None, dtype=None, finite=True, min_rows=None):
     """Validate an array argument.
 
@@ -48,7 +76,8 @@ def check_array(x, name, *, ndim=None, last_dim=None, dtype=None, finite=True, m
         name: argument name for the message.
         ndim: required rank.
         last_dim: required size of the last axis (feature width).
-        dtype: required dtype name (``"float32"``/``"float64"``), or None for any float.
+        dtype: required dtype name (``"float32"``/``"float64"``), a tuple of allowed names
+            (``backend.FLOAT_DTYPES``: the two byol_ref computes in), or None for any float.
         finite: refuse NaN and infinity.
         min_rows: required minimum size of the first axis.
     """
@@ -58,7 +87,9 @@ def check_array(x, name, *, ndim=None, last_dim=None, dtype=None, finite=True, m
         raise ValueError(f"{name} must be a {ndim}-D array, got shape {tuple(x.shape)} ({x.ndim}-D)")
     if x.dtype.kind != "f":
         raise TypeError(f"{name} must be a floating array (float32 or float64), got dtype {x.dtype}")
-    if dtype is not None and x.dtype.name != dtype:
+    if isinstance(dtype, tuple) and x.dtype.name not in dtype:
+        raise TypeError(f"{name} has dtype {x.dtype}, expected one of {dtype}; cast it first")
+    if isinstance(dtype, str) and x.dtype.name != dtype:
         raise TypeError(f"{name} has dtype {x.dtype}, expected {dtype} (the parameters' dtype); "
                         "cast it first, byol_ref never mixes dtypes silently")
     if last_dim is not None and x.shape[-1] != last_dim:

@@ -467,14 +467,14 @@ def stratified_split(y: Any, val_fraction: float, seed: int = 0) -> tuple[Any, A
     Args:
         y: integer labels, shape (N,).
         val_fraction: in (0, 1).
-        seed: seed of the permutation (NumPy PCG64).
+        seed: seed of the permutation (NumPy PCG64), an int >= 0.
 
     Returns:
         (train_idx, val_idx): sorted int arrays that partition range(N).
     """
     y = _labels(y, "y")
     val_fraction = _fraction(val_fraction, "val_fraction")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_int_at_least(seed, "seed", 0))
     train, val = [], []
     for cls in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == cls))
@@ -534,11 +534,14 @@ def linear_probe(
         y_test: integer test labels, shape (M,).
         l2_grid: candidate l2 values (standardised-feature units, see :func:`fit_logreg`).
         val_fraction: share of each class held out for validation, in (0, 1).
-        seed: seed of the split.
+        seed: seed of the split, an int >= 0.
         max_iter: L-BFGS iteration cap per fit.
 
     Returns:
         dict with ``accuracy`` (test, in [0, 1]), ``l2`` (chosen) and ``val_accuracy``.
+
+    Raises:
+        ValueError: bad inputs, or no class of y_train with the 2 examples a validation split needs.
 
     References:
         Kornblith et al., CVPR 2019, section 3 (linear evaluation protocol);
@@ -547,8 +550,14 @@ def linear_probe(
     x_train, y_train, x_test, y_test = _probe_inputs(x_train, y_train, x_test, y_test)
     grid = _l2_grid(l2_grid)
     max_iter = _int_at_least(max_iter, "max_iter", 1)
+    seed = _int_at_least(seed, "seed", 0)
     _encode(y_train, "y_train")
     tr, va = stratified_split(y_train, val_fraction, seed)
+    if va.size == 0:  # only when every class has 1 example (stratified_split keeps it in train)
+        raise ValueError(
+            "linear_probe's validation split is empty: every class of y_train has only 1 example, and the "
+            "split needs at least 2 examples per class (one to fit, one to validate the l2 choice)"
+        )
     if np.unique(y_train[tr]).size < 2:
         raise ValueError("y_train leaves fewer than 2 classes in the fit part of the split")
     l2, val_acc = _select_l2([(tr, va)], x_train, y_train, grid, max_iter)
@@ -603,7 +612,7 @@ def low_label_probe(
         x_test: test features, shape (M, D).
         y_test: integer test labels, shape (M,).
         labels_per_class: labelled examples per class, >= 2 (cross-validation needs 2).
-        seed: base seed of the subset draws and folds.
+        seed: base seed of the subset draws and folds, an int >= 0.
         repeats: number of independent subsets, >= 1.
         l2_grid: candidate l2 values.
         n_folds: maximum number of cross-validation folds, >= 2.
@@ -623,6 +632,7 @@ def low_label_probe(
     repeats = _int_at_least(repeats, "repeats", 1)
     n_folds = _int_at_least(n_folds, "n_folds", 2)
     max_iter = _int_at_least(max_iter, "max_iter", 1)
+    seed = _int_at_least(seed, "seed", 0)
     grid = _l2_grid(l2_grid)
     _encode(y_train, "y_train")
     n_folds = min(n_folds, k)
@@ -732,8 +742,13 @@ def knn_predict(
         else:
             # exp(sim / T) can overflow for small T; subtracting the row max rescales all
             # of a query's weights by one positive factor, which leaves the argmax unchanged.
-            logits = nn_sim / temperature
-            weights = np.exp(logits - logits.max(axis=1, keepdims=True))  # (B, k), in (0, 1]
+            # The max is subtracted *before* dividing by T: sim - max is in [-2, 0], so the
+            # logits are finite or -inf (weight 0) for any T > 0, where sim / T itself
+            # overflows to inf, and inf - inf = NaN, below T ~ 1e-308. As T -> 0 the vote
+            # becomes the nearest neighbour's (ties shared), its limit.
+            with np.errstate(over="ignore"):  # an overflow here is to -inf: weight exactly 0
+                logits = (nn_sim - nn_sim.max(axis=1, keepdims=True)) / temperature  # (B, k), <= 0
+            weights = np.exp(logits)  # (B, k), in [0, 1], 1 at each row's max
             votes = np.zeros((q.shape[0], c))  # (B, C)
             np.add.at(votes, (rows, nn_cls), weights)
         out[start:start + q.shape[0]] = np.argmax(votes, axis=1)

@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 from . import kernels
 from .backend import get_array_module
+from .checks import check_real
 
 EPS_MODES = ("sq_norm", "norm", "add")
 DEFAULT_EPS = {"sq_norm": 1e-12, "norm": 1e-12, "add": 1e-8}
@@ -43,7 +44,8 @@ def l2_normalize_forward(x, *, eps=None, eps_mode="sq_norm"):
 
     Args:
         x: (..., P).
-        eps: the clamp or additive epsilon; None for the mode's default.
+        eps: the clamp or additive epsilon, a finite real > 0 (with 0 an all-zero row would
+            be 0 * inf = NaN in every mode); None for the mode's default.
         eps_mode: ``"sq_norm"`` (official), ``"norm"`` (PyTorch), ``"add"`` (Edifice).
 
     Returns:
@@ -52,7 +54,8 @@ def l2_normalize_forward(x, *, eps=None, eps_mode="sq_norm"):
     """
     if eps_mode not in EPS_MODES:
         raise ValueError(f"eps_mode must be one of {EPS_MODES}, got {eps_mode!r}")
-    eps = DEFAULT_EPS[eps_mode] if eps is None else eps
+    # A scalar check only (this runs every step): the Python float keeps x's dtype (weak scalar).
+    eps = DEFAULT_EPS[eps_mode] if eps is None else check_real(eps, "eps", 0, None, lo_open=True)
     xp = get_array_module(x)
     s = (x * x).sum(axis=-1, keepdims=True)  # (..., 1) squared norm
     if eps_mode == "sq_norm":

@@ -13,12 +13,15 @@ The public API mirrors the Elixir/Axon module ``Edifice.Contrastive.BYOL``
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Callable, NamedTuple
 
 from . import kernels
-from .backend import Backend, get_array_module, get_backend
-from .checks import dataclass_from_dict, check_array, check_choice, check_float_range, check_positive_int
+from .backend import FLOAT_DTYPES, Backend, get_array_module, get_backend
+from .checks import (dataclass_from_dict, check_array, check_choice, check_float_range, check_positive_int,
+                     check_real, check_seed)
 from .layers import (RunningStats, affine_backward, affine_forward, batch_norm_backward, batch_norm_forward,
                      group_norm_backward, group_norm_forward, layer_norm_backward, layer_norm_forward, linear_backward,
                      linear_forward, relu_backward, relu_forward, weight_standardize_backward,
@@ -565,7 +568,8 @@ def data_dependent_init(network: Network, x, *, eps: float | None = None) -> Net
     _check_network(network, "network")
     if cfg.norm != "affine":
         raise ValueError(f"data_dependent_init sets norm='affine' layers, but this network has norm={cfg.norm!r}")
-    check_array(x, "x", ndim=2, last_dim=cfg.encoder_dim, dtype=_params_dtype(network.params), min_rows=2)
+    check_array(x, "x", ndim=2, last_dim=cfg.encoder_dim, dtype=_params_dtype(network.params, "network.params"),
+                min_rows=2)
     eps = cfg.bn_eps if eps is None else check_float_range(eps, "eps", 0, None, lo_open=True)
     xp = get_array_module(x)
     params = dict(network.params)
@@ -599,7 +603,10 @@ def forward(network: Network, x, *, train: bool = False):
     """
     cfg = network.config
     _check_network(network, "network")
-    dtype = _params_dtype(network.params)
+    if not isinstance(train, bool):
+        raise TypeError(f"train must be a bool, got {train!r}")
+    _check_buffers(network, "network")
+    dtype = _params_dtype(network.params, "network.params")
     has_bn = any(k.endswith(".running_mean") for k in network.buffers)
     check_array(x, "x", ndim=2, last_dim=cfg.encoder_dim, dtype=dtype,
                 min_rows=2 if (train and has_bn) else 1)
@@ -666,7 +673,15 @@ def loss_and_grads(online: Network, target: Network, view1, view2, *, record: Ca
     if target.config != cfg:
         raise ValueError("online and target were built with different configs: "
                          f"{_config_diff(cfg, target.config)}")
-    dtype = _params_dtype(online.params)
+    if record is not None and not callable(record):
+        raise TypeError(f"record must be None or a callable record(key, array), got {record!r}")
+    dtype = _params_dtype(online.params, "online.params")
+    target_dtype = _params_dtype(target.params, "target.params")
+    if target_dtype != dtype:
+        raise TypeError(f"target.params have dtype {target_dtype}, but online.params have {dtype}; "
+                        "build both in one dtype, byol_ref never mixes dtypes silently")
+    _check_buffers(online, "online")
+    _check_buffers(target, "target")
     min_rows = 2 if cfg.norm == "batch" else 1
     check_array(view1, "view1", ndim=2, last_dim=cfg.encoder_dim, dtype=dtype, min_rows=min_rows)
     check_array(view2, "view2", ndim=2, last_dim=cfg.encoder_dim, dtype=dtype, min_rows=min_rows)
@@ -750,12 +765,12 @@ def loss(online_pred, target_proj, *, eps=None, eps_mode="sq_norm", form="mse"):
     Args:
         online_pred: (N, P) online predictions.
         target_proj: (N, P) target projections (no gradient flows to them in BYOL).
-        eps, eps_mode, form: see ``losses.regression_loss_forward``.
+        eps, eps_mode, form: see ``losses.regression_loss_forward`` (eps: None or a finite real > 0).
 
     Returns:
-        0-d array, the mean over the batch.
+        0-d array, the mean over the batch (N >= 1).
     """
-    check_array(online_pred, "online_pred", ndim=2)
+    check_array(online_pred, "online_pred", ndim=2, dtype=FLOAT_DTYPES, min_rows=1)
     check_array(target_proj, "target_proj", ndim=2, dtype=online_pred.dtype.name)
     if online_pred.shape != target_proj.shape:
         raise ValueError(f"online_pred and target_proj must have the same shape, got "
@@ -793,7 +808,11 @@ def ema_update(online_params: dict, target_params: dict, momentum: float = DEFAU
     References:
         Grill et al. 2020, eq. 1 (xi <- tau xi + (1 - tau) theta).
     """
-    tau = check_float_range(momentum, "momentum", 0, 1)
+    for name, tree in (("online_params", online_params), ("target_params", target_params)):
+        if not isinstance(tree, Mapping):
+            hint = f" (pass {name.split('_')[0]}.params, not the Network)" if isinstance(tree, Network) else ""
+            raise TypeError(f"{name} must be a dict name -> array{hint}, got {type(tree).__name__}")
+    tau = check_real(momentum, "momentum", 0, 1)
     if not isinstance(inplace, bool):
         raise ValueError(f"inplace must be True or False, got {inplace!r}")
     missing = sorted(set(target_params) - set(online_params))
@@ -801,10 +820,16 @@ def ema_update(online_params: dict, target_params: dict, momentum: float = DEFAU
         raise ValueError(f"ema_update: target parameter(s) {missing} have no online twin of the same name")
     for key, t in target_params.items():
         o = online_params[key]
+        for name, a in (("online_params", o), ("target_params", t)):
+            if not (hasattr(a, "shape") and hasattr(a, "dtype")):
+                raise TypeError(f"ema_update: {name}[{key!r}] must be a NumPy or CuPy array, got {type(a).__name__}")
         if o.shape != t.shape:
             raise ValueError(f"ema_update: shape mismatch for {key!r}: online {tuple(o.shape)}, target {tuple(t.shape)}")
         if o.dtype != t.dtype:
             raise TypeError(f"ema_update: dtype mismatch for {key!r}: online {o.dtype}, target {t.dtype}")
+        if t.dtype.kind != "f" or t.dtype.itemsize not in (4, 8):  # float32 or float64 (cheaper than .name)
+            raise TypeError(f"ema_update: {key!r} has dtype {t.dtype} in both online_params and target_params, "
+                            f"expected one of {FLOAT_DTYPES}")
     if not inplace:
         return {key: tau * t + (1 - tau) * online_params[key] for key, t in target_params.items()}
     new = {}
@@ -826,7 +851,7 @@ def _make_config(encoder_dim, projection_dim, predictor_dim, hidden_size, option
 def _resolve_backend(backend, dtype, seed) -> Backend:
     if isinstance(backend, Backend):
         return backend
-    return get_backend(backend or "numpy", dtype, seed)
+    return get_backend(backend or "numpy", dtype, check_seed(seed, allow_none=True))
 
 
 def build_from_config(config: Config, *, seed: int | None = 0, dtype="float64", backend=None):
@@ -897,7 +922,7 @@ def build_target(encoder_dim: int, projection_dim: int = DEFAULT_PROJECTION_DIM,
 
 def _target_buffers_like(online, cfg, be):
     xp = get_array_module(*online.buffers.values())
-    dtype = _params_dtype(online.params)
+    dtype = _params_dtype(online.params, "online.params")
     fresh = init_buffers(cfg, "target", be)
     return {k: xp.asarray(v, dtype=(v.dtype if k.endswith(".count") else dtype)) for k, v in fresh.items()}
 
@@ -926,11 +951,35 @@ def default_momentum() -> float:
 # --------------------------------------------------------------------------- helpers
 
 
-def _params_dtype(params: dict) -> str:
-    dtypes = {v.dtype.name for v in params.values()}
+def _params_dtype(params: dict, name: str = "params") -> str:
+    """The one dtype of ``params``, which must be float32 or float64 (a cheap check: no data is read)."""
+    dtypes = {v.dtype for v in params.values()}  # dtype objects: ``.name`` builds a string, once is enough
     if len(dtypes) != 1:
-        raise TypeError(f"params mix dtypes {sorted(dtypes)}; expected one floating dtype")
-    return dtypes.pop()
+        raise TypeError(f"{name} mix dtypes {sorted(d.name for d in dtypes)}; expected one floating dtype")
+    dtype = dtypes.pop().name
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} have dtype {dtype}; byol_ref computes in one of {FLOAT_DTYPES}")
+    return dtype
+
+
+@lru_cache(maxsize=64)
+def buffer_names(config: Config, role: str) -> tuple:
+    """The keys of the buffers a network needs: running_mean, running_var, count per batch-norm layer.
+
+    Cached per (config, role): loss_and_grads checks its buffers every step.
+    """
+    return tuple(f"{name}.{stat}" for steps in network_plan(config, role).values() for kind, name in steps
+                 if kind == "batch_norm" for stat in ("running_mean", "running_var", "count"))
+
+
+def _check_buffers(net, name):
+    """Every buffer the network's batch-norm layers read is present (extra keys are passed through)."""
+    if not isinstance(net.buffers, Mapping):
+        raise TypeError(f"{name}.buffers must be a dict name -> array, got {type(net.buffers).__name__}")
+    missing = [k for k in buffer_names(net.config, net.role) if k not in net.buffers]
+    if missing:
+        raise ValueError(f"{name}.buffers is missing {missing}: every batch-norm layer needs its running_mean, "
+                         "running_var and count (init_buffers makes them; a Network from build has them)")
 
 
 def _check_network(net, name, role=None):

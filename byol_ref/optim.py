@@ -55,6 +55,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Union
 
 from . import kernels
 from .backend import get_array_module
+from .backend import host as np
 from .tree import check_same_keys
 
 __all__ = [
@@ -524,6 +525,16 @@ def _adam_update(grads, state, params, *, lr, b1, b2, eps, weight_decay, decoupl
     inplace = _check_bool(inplace, "inplace")
     exclude_wd, _ = _exclude_fns(exclude)
     _check_inputs(grads, state, params, ("mu", "nu"), extra=("count",))
+    # eps > 0 in the params' own dtype (eps is added as a weak scalar: 1e-50 is 0 in float32): a
+    # parameter whose gradient is exactly zero, such as a Linear bias before batch norm, has
+    # m_hat = sqrt(v_hat) = 0, so eps = 0 would make its step 0/0 = NaN. A scalar check per dtype.
+    why = ("a parameter with an exactly-zero gradient (a bias before batch norm) would get "
+           "m_hat / (sqrt(v_hat) + eps) = 0/0 = NaN")
+    if eps == 0.0:
+        raise ValueError(f"eps must be > 0, got {eps!r}: {why}")
+    for dtype in {p.dtype for p in params.values()}:
+        if np.dtype(dtype).type(eps) == 0:
+            raise ValueError(f"eps={eps!r} is 0 in the {np.dtype(dtype).name} params (it must be > 0 there): {why}")
     count = state["count"]
     if getattr(count, "shape", None) != () or count.dtype.kind not in "iu":
         raise ValueError(f"state['count'] must be a 0-d integer array, got {count!r}")
@@ -602,7 +613,8 @@ def adam_update(
         lr: learning rate (Python float >= 0).
         b1: first-moment decay in [0, 1).
         b2: second-moment decay in [0, 1).
-        eps: >= 0, added to sqrt(v_hat) (outside the square root).
+        eps: > 0, added to sqrt(v_hat) (outside the square root); 0 would make a parameter
+            with an exactly-zero gradient NaN (0/0).
         weight_decay: L2 coefficient >= 0.
         exclude: tensors without weight decay; default by name.
         lr_mult: per-key learning-rate multiplier (callable or dict), or None.
@@ -646,7 +658,8 @@ def adamw_update(
         lr: learning rate (Python float >= 0).
         b1: first-moment decay in [0, 1).
         b2: second-moment decay in [0, 1).
-        eps: >= 0, added to sqrt(v_hat) (outside the square root).
+        eps: > 0, added to sqrt(v_hat) (outside the square root); 0 would make a parameter
+            with an exactly-zero gradient NaN (0/0).
         weight_decay: decoupled coefficient >= 0 (default 1e-4, optax's; torch's is 1e-2).
         exclude: tensors without weight decay; default by name.
         lr_mult: per-key learning-rate multiplier (callable or dict), or None.

@@ -118,7 +118,8 @@ def warmup_cosine_lr(
         The learning rate ``eta_k`` as a Python float.
 
     Raises:
-        ValueError: a negative step, ``W > K``, a non-positive batch size, a negative rate,
+        ValueError: a negative step, ``W > K``, a non-positive batch size, a negative rate, a peak
+            rate that is not finite,
             ``warmup_offset`` not in {0, 1}, an unknown denominator, or offset 1 with ``"W-1"``
             (``check_warmup_convention``).
 
@@ -142,6 +143,12 @@ def warmup_cosine_lr(
                          f"got {cosine_denominator!r}")
 
     peak = base_lr * B / scale
+    # The warm-up multiplies (peak - warmup_start) by up to W before dividing: refuse an overflow there too.
+    if not (math.isfinite(peak) and math.isfinite((peak - warmup_start) * max(W, 1))):
+        what = ("is not finite" if not math.isfinite(peak) else
+                f"and warmup_start={warmup_start!r} overflow in the warm-up ((peak - warmup_start) * warmup_steps={W})")
+        raise ValueError(f"the peak learning rate base_lr * batch_size / batch_scale = {base_lr!r} * {B} / {scale} "
+                         f"= {peak!r} {what}; expected a finite rate (BYOL: base_lr 0.2-0.45 per 256 examples)")
     if k < W:
         steps = W if warmup_denominator == "W" else max(W - 1, 1)
         return warmup_start + (peak - warmup_start) * (k + warmup_offset) / steps

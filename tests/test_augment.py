@@ -562,3 +562,80 @@ def test_backend_matches_numpy(backend, dtype):
     ref_v = augment_vectors(vx, rng_(1), VectorAug())
     got_v = backend.to_numpy(augment_vectors(backend.asarray(vx, dtype=dtype), rng_(1), VectorAug()))
     np.testing.assert_allclose(got_v, ref_v, rtol=64 * eps, atol=64 * eps)
+
+
+# --------------------------------------------------------------------------- bad input found by an audit
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_input_is_refused(bad):
+    x = images(0, (3, 64))
+    x[1, 5] = bad
+    with pytest.raises(ValueError, match=r"x has 1 non-finite value\(s\) \(NaN or inf\), first at index \(1, 5\)"):
+        augment_images(x, rng_(), ImageAug.identity(), (8, 8))
+    with pytest.raises(ValueError, match=r"x has 1 non-finite value\(s\) \(NaN or inf\), first at index \(1, 5\)"):
+        augment_vectors(x, rng_(), VectorAug())
+    with pytest.raises(ValueError, match="non-finite"):
+        two_views(x, rng_(), digits_views(), (8, 8))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_tiny_blur_sigma_is_the_identity_not_nan(dtype):
+    """sigma^2 underflowing to 0 made the centre tap 0/0 = NaN; below 0.01 px the kernel is exactly
+    the identity anyway, so raising sigma to 0.01 px changes no result."""
+    x = images(1, (4, 2, 6, 5), dtype)
+    for s in (1e-300, 1e-30, 1e-20, 0.005, 0.01):
+        np.testing.assert_array_equal(gaussian_blur(x, np.full(4, s), 1), x)
+        np.testing.assert_array_equal(gaussian_blur(x, np.full(4, s), 3), x)
+    # through the config: a view blurred with a tiny sigma equals the same draw not blurred
+    tiny = ImageAug(blur_sigma=(1e-300, 1e-300), p_blur=1.0)
+    got = augment_images(x, rng_(3), tiny)
+    assert np.isfinite(got).all()
+    np.testing.assert_array_equal(got, augment_images(x, rng_(3), replace(tiny, p_blur=0.0)))
+
+
+def test_gaussian_blur_arguments():
+    x = images(2, (3, 1, 5, 5))
+    # one sigma for every image is the same as that sigma repeated
+    np.testing.assert_array_equal(gaussian_blur(x, 0.8, 1), gaussian_blur(x, np.full(3, 0.8), 1))
+    with pytest.raises(ValueError, match=r"sigma must be one number or one per image, shape \(3,\), got shape \(2,\)"):
+        gaussian_blur(x, np.ones(2), 1)
+    for bad in (0.0, -1.0, np.nan, np.array([1.0, np.inf, 1.0])):
+        with pytest.raises(ValueError, match="sigma must be finite and > 0"):
+            gaussian_blur(x, bad, 1)
+    with pytest.raises(TypeError, match="sigma must be a number or an array of numbers, got 'a'"):
+        gaussian_blur(x, "a", 1)
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match=f"radius must be an integer >= 0, got {bad!r}"):
+            gaussian_blur(x, 1.0, bad)
+    with pytest.raises(ValueError, match=r"x must be images of shape \(N, C, H, W\), got \(3, 25\)"):
+        gaussian_blur(x.reshape(3, 25), 1.0, 1)
+    with pytest.raises(TypeError, match="x must be a numpy or cupy array, got list"):
+        gaussian_blur(x.tolist(), 1.0, 1)
+
+
+def test_solarize_arguments():
+    x = images(3, (2, 1, 4, 4))
+    np.testing.assert_array_equal(solarize(x, np.float32(0.5)), solarize(x, 0.5))
+    for bad in ("a", None, True):
+        with pytest.raises(TypeError, match=f"threshold must be a real number, got {bad!r}"):
+            solarize(x, bad)
+    for bad in (1.5, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="threshold must"):
+            solarize(x, bad)
+    with pytest.raises(TypeError, match="x must be float32 or float64, got dtype int64"):
+        solarize((x * 16).astype(np.int64), 8)
+
+
+def test_views_come_in_pairs():
+    from byol_ref.augment import views_from_dicts, views_to_dicts
+
+    pair = views_to_dicts(digits_views())
+    assert views_from_dicts(pair) == digits_views()
+    for dicts in ([{"kind": "vector"}], [], pair + pair[:1]):
+        with pytest.raises(ValueError, match=rf"dicts must hold 2 view configs \(view 1, view 2\), got {len(dicts)}"):
+            views_from_dicts(dicts)
+    with pytest.raises(ValueError, match=r"views must hold 2 view configs \(view 1, view 2\), got 1"):
+        views_to_dicts([ImageAug()])
+    with pytest.raises(TypeError, match="each view must be a dict with a 'kind'"):
+        views_from_dicts(["image", "image"])

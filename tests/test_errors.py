@@ -173,3 +173,160 @@ def test_check_helpers_name_the_argument_and_refuse_each_bad_case():
     assert dataclass_from_dict(Pair, {"a": 1}) == Pair(1, 2)
     with pytest.raises(ValueError, match=r"unknown Pair field\(s\) \['c'\]; known fields: \['a', 'b'\]"):
         dataclass_from_dict(Pair, {"a": 1, "c": 3})
+
+
+# --------------------------------------------------------------------------- entry checks found by an audit
+
+
+def test_forward_train_must_be_a_bool(nets):
+    v1, _ = _views()
+    for bad in ("no", 1, None):  # "no" is truthy: it used to run in training mode
+        with pytest.raises(TypeError, match=f"train must be a bool, got {bad!r}"):
+            byol.forward(nets[0], v1, train=bad)
+
+
+def test_loss_eps_type_range_and_an_empty_batch():
+    from byol_ref.losses import l2_normalize_forward, regression_loss_forward
+
+    a = np.random.default_rng(0).standard_normal((3, 4))
+    for bad, shown in ((-1, r"must be in \(0, inf\], got -1"), (0.0, r"must be in \(0, inf\], got 0.0"),
+                       (float("nan"), "must not be NaN"), (float("inf"), "must be finite")):
+        with pytest.raises(ValueError, match=f"eps {shown}"):
+            byol.loss(a, a, eps=bad)
+        with pytest.raises(ValueError, match=f"eps {shown}"):
+            regression_loss_forward(a, a, eps=bad)
+    for bad in ("a", "1e-8", True):
+        with pytest.raises(TypeError, match=f"eps must be a real number, got {bad!r}"):
+            byol.loss(a, a, eps=bad)
+        with pytest.raises(TypeError, match="eps must be a real number"):
+            l2_normalize_forward(a, eps=bad, eps_mode="add")
+    with pytest.raises(ValueError, match=r"online_pred must have at least 1 rows, got shape \(0, 4\)"):
+        byol.loss(a[:0], a[:0])
+    assert float(byol.loss(a, a, eps=np.float32(1e-8), eps_mode="add")) < 1e-12  # NumPy scalars are numbers
+
+
+@pytest.mark.parametrize("dtype", ["float16"] + (["longdouble"] if np.dtype("longdouble").itemsize > 8 else []))
+def test_parameters_and_views_must_be_float32_or_float64(dtype):
+    online, target = byol.build(4, 3, 2, 5)
+    cast = lambda net: net._replace(params={k: v.astype(dtype) for k, v in net.params.items()})  # noqa: E731
+    v1, v2 = (v.astype(dtype) for v in _views())
+    name = np.dtype(dtype).name
+    expected = r"have dtype {}; byol_ref computes in one of \('float32', 'float64'\)".format(name)
+    with pytest.raises(TypeError, match="network.params " + expected):
+        byol.forward(cast(online), v1)
+    with pytest.raises(TypeError, match="online.params " + expected):
+        byol.loss_and_grads(cast(online), cast(target), v1, v2)
+    with pytest.raises(TypeError, match="target.params " + expected):
+        byol.loss_and_grads(online, cast(target), *_views())
+    with pytest.raises(TypeError, match=rf"online_pred has dtype {name}, expected one of \('float32', 'float64'\)"):
+        byol.loss(v1, v2)
+    with pytest.raises(TypeError, match=rf"'encoder.fc1.weight' has dtype {name} in both online_params and "
+                                        r"target_params, expected one of \('float32', 'float64'\)"):
+        byol.ema_update(cast(online).params, cast(target).params)
+    with pytest.raises(TypeError, match=r"view1 has dtype .*, expected float64"):
+        byol.loss_and_grads(online, target, v1, v2)
+
+
+def test_online_and_target_params_must_share_a_dtype():
+    online, target = byol.build(4, 3, 2, 5)
+    target32 = target._replace(params={k: v.astype("float32") for k, v in target.params.items()})
+    with pytest.raises(TypeError, match="target.params have dtype float32, but online.params have float64"):
+        byol.loss_and_grads(online, target32, *_views())
+
+
+def test_ema_update_argument_types(nets):
+    online, target = nets
+    for bad in ("0.9", True, None):
+        with pytest.raises(TypeError, match=f"momentum must be a real number, got {bad!r}"):
+            byol.ema_update(online.params, target.params, bad)
+    with pytest.raises(TypeError, match=r"online_params must be a dict name -> array \(pass online.params, not the "
+                                        r"Network\), got Network"):
+        byol.ema_update(online, target)
+    with pytest.raises(TypeError, match=r"target_params must be a dict name -> array \(pass target.params"):
+        byol.ema_update(online.params, target)
+    ints = {k: v.astype("int64") for k, v in target.params.items()}
+    online_ints = {k: v.astype("int64") for k, v in online.params.items()}
+    for inplace in (True, False):
+        with pytest.raises(TypeError, match="'encoder.fc1.weight' has dtype int64 in both online_params and "
+                                            "target_params, expected one of"):
+            byol.ema_update(online_ints, ints, inplace=inplace)
+        with pytest.raises(TypeError, match="dtype mismatch for 'encoder.fc1.weight': online float64, target int64"):
+            byol.ema_update(online.params, ints, inplace=inplace)
+    lists = {k: v.tolist() for k, v in target.params.items()}
+    with pytest.raises(TypeError, match=r"target_params\['encoder.fc1.weight'\] must be a NumPy or CuPy array, "
+                                        "got list"):
+        byol.ema_update(online.params, lists)
+    new = byol.ema_update(online.params, target.params, np.float64(0.5))  # a NumPy scalar is a number
+    np.testing.assert_array_equal(new["encoder.fc1.weight"], byol.ema_update(online.params, target.params, 0.5)[
+        "encoder.fc1.weight"])
+
+
+def test_seeds_are_ints_or_none():
+    with pytest.raises(ValueError, match="seed must be an int >= 0 or None, got -1"):
+        byol.build(4, 3, 2, 5, seed=-1)
+    for bad in (1.5, "a", True):
+        with pytest.raises(TypeError, match=f"seed must be an int >= 0 or None, got {bad!r}"):
+            byol.build(4, 3, 2, 5, seed=bad)
+    with pytest.raises(ValueError, match="seed must be an int >= 0 or None, got -2"):
+        byol.build_online(4, 3, 2, 5, seed=-2)
+    with pytest.raises(ValueError, match="seed must be an int >= 0 or None, got -3"):
+        byol.build_target(4, 3, 2, 5, seed=-3)
+    a = byol.build(4, 3, 2, 5, seed=np.int64(3))[0].params
+    b = byol.build(4, 3, 2, 5, seed=3)[0].params
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    byol.build(4, 3, 2, 5, seed=None)
+
+
+def test_missing_buffers_are_named(nets):
+    online, target = nets
+    v1, v2 = _views()
+    key = "encoder.norm1.running_mean"
+    drop = lambda net: net._replace(buffers={k: v for k, v in net.buffers.items() if k != key})  # noqa: E731
+    shown = r"buffers is missing \['encoder.norm1.running_mean'\]: every batch-norm layer needs its running_mean"
+    with pytest.raises(ValueError, match="online." + shown):
+        byol.loss_and_grads(drop(online), target, v1, v2)
+    with pytest.raises(ValueError, match="target." + shown):
+        byol.loss_and_grads(online, drop(target), v1, v2)
+    with pytest.raises(ValueError, match="network." + shown):
+        byol.forward(drop(online), v1)
+    with pytest.raises(TypeError, match="online.buffers must be a dict name -> array, got NoneType"):
+        byol.loss_and_grads(online._replace(buffers=None), target, v1, v2)
+    # no batch norm, no buffers needed
+    ln_online, ln_target = byol.build(4, 3, 2, 5, norm="layer")
+    assert ln_online.buffers == {}
+    byol.loss_and_grads(ln_online, ln_target, v1, v2)
+
+
+def test_record_must_be_callable(nets):
+    for bad in (5, "trace"):
+        with pytest.raises(TypeError, match=f"record must be None or a callable record\\(key, array\\), got {bad!r}"):
+            byol.loss_and_grads(*nets, *_views(), record=bad)
+    seen = []
+    byol.loss_and_grads(*nets, *_views(), record=lambda key, a: seen.append(key))
+    assert "loss.total" in seen
+
+
+def test_check_real_seed_and_dtype_tuple_helpers():
+    from byol_ref.checks import check_array, check_real, check_seed
+
+    assert check_real(1, "x") == 1.0 and check_real(np.float32(0.5), "x", 0, 1) == 0.5
+    for bad in ("0.5", True, None, np.ones(1)):
+        with pytest.raises(TypeError, match="x must be a real number, got"):
+            check_real(bad, "x")
+    with pytest.raises(ValueError, match=r"x must be in \(0, 1\], got 0"):
+        check_real(0, "x", 0, 1, lo_open=True)
+
+    assert check_seed(0) == 0 and check_seed(np.int64(7), "s") == 7 and check_seed(None, allow_none=True) is None
+    with pytest.raises(TypeError, match="seed must be an int >= 0, got None"):
+        check_seed(None)
+    with pytest.raises(TypeError, match=r"s must be an int >= 0 or None, got 2.0 \(float\)"):
+        check_seed(2.0, "s", allow_none=True)
+    with pytest.raises(TypeError, match="seed must be an int >= 0, got False"):
+        check_seed(False)
+    with pytest.raises(ValueError, match="seed must be an int >= 0, got -1"):
+        check_seed(-1)
+
+    x = np.zeros((2, 3), dtype="float32")
+    assert check_array(x, "x", dtype=("float32", "float64")) is x
+    with pytest.raises(TypeError, match=r"x has dtype float16, expected one of \('float32', 'float64'\)"):
+        check_array(x.astype("float16"), "x", dtype=("float32", "float64"))

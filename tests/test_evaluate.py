@@ -499,3 +499,64 @@ def test_bad_input_raises_a_clear_error(call, exc, words):
     with pytest.raises(exc) as info:
         call()
     assert words in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------
+# Found by an audit
+# ---------------------------------------------------------------------------------------
+
+def knn_previous(x_train, y_train, x_query, k, temperature):
+    """The weighted vote as computed before: exp(sim / T - max(sim / T)), which is inf - inf = NaN
+    once sim / T overflows (T below ~1e-308)."""
+    classes, y_idx = np.unique(y_train, return_inverse=True)
+    sim = (x_query / np.linalg.norm(x_query, axis=1, keepdims=True)) @ (
+        x_train / np.linalg.norm(x_train, axis=1, keepdims=True)).T
+    rows = np.arange(x_query.shape[0])[:, None]
+    nn = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+    logits = sim[rows, nn] / temperature
+    votes = np.zeros((x_query.shape[0], classes.size))
+    np.add.at(votes, (rows, y_idx[nn]), np.exp(logits - logits.max(axis=1, keepdims=True)))
+    return classes[np.argmax(votes, axis=1)]
+
+
+@given(seed=seeds, k=st.integers(1, 25), t=st.sampled_from([1e-3, 0.01, 0.07, 0.1, 0.5, 1.0, 10.0]))
+def test_knn_stable_weights_give_the_same_labels_as_before(seed, k, t):
+    """The max similarity is now subtracted before dividing by T: the same labels for usual T."""
+    rng = np.random.default_rng(seed)
+    x, y = rng.normal(size=(40, 6)), rng.integers(0, 5, size=40)
+    xq = rng.normal(size=(25, 6))
+    np.testing.assert_array_equal(ev.knn_predict(x, y, xq, k=k, temperature=t), knn_previous(x, y, xq, k, t))
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("t", [1e-320, 5e-324, 1e-310, 1e-300])
+def test_knn_tiny_temperatures_vote_for_the_nearest_neighbour(t):
+    """T -> 0 leaves only the most similar neighbour's weight (exp(0) = 1): no NaN, no overflow warning."""
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(60, 5)), rng.integers(0, 4, size=60)
+    xq = rng.normal(size=(30, 5))
+    np.testing.assert_array_equal(ev.knn_predict(x, y, xq, k=9, temperature=t), ev.knn_predict(x, y, xq, k=1))
+
+
+ONE_PER_CLASS = [int(np.flatnonzero(Y == c)[0]) for c in np.unique(Y)]
+
+
+@pytest.mark.parametrize("call, exc, match", [
+    (lambda: ev.linear_probe(X, Y, XT, YT, seed="a"), TypeError, "seed must be an int, got str 'a'"),
+    (lambda: ev.linear_probe(X, Y, XT, YT, seed=-1), ValueError, "seed must be >= 0, got -1"),
+    (lambda: ev.linear_probe(X, Y, XT, YT, seed=1.0), TypeError, "seed must be an int, got float 1.0"),
+    (lambda: ev.low_label_probe(X, Y, XT, YT, seed=None), TypeError, "seed must be an int, got NoneType None"),
+    (lambda: ev.low_label_probe(X, Y, XT, YT, seed=-1), ValueError, "seed must be >= 0, got -1"),
+    (lambda: ev.stratified_split(Y, 0.2, seed="a"), TypeError, "seed must be an int, got str 'a'"),
+    (lambda: ev.linear_probe(X[ONE_PER_CLASS], Y[ONE_PER_CLASS], XT, YT), ValueError,
+     r"linear_probe's validation split is empty: every class of y_train has only 1 example, and the split "
+     r"needs at least 2 examples per class \(one to fit, one to validate the l2 choice\)"),
+])
+def test_probe_seeds_and_an_empty_validation_split(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_probes_accept_numpy_integer_seeds():
+    a = ev.linear_probe(X, Y, XT, YT, seed=np.int64(3))
+    assert a == ev.linear_probe(X, Y, XT, YT, seed=3)

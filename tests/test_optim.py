@@ -13,6 +13,8 @@ from byol_ref.backend import host as np
 from byol_ref.optim import exclude_bias_and_norm, make_optimizer, predictor_lr_mult
 
 F64 = "float64"
+# Adam's eps must be > 0; this one is exactly absorbed by any float64 sqrt(v_hat) above ~1e-284.
+TINY_EPS = 1e-300
 
 # Any numpy warning (0/0 in a trust ratio, r / lr at lr = 0, overflow) is a failure.
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
@@ -223,14 +225,15 @@ def test_adam_three_steps(name):
 def test_adam_first_step_literal():
     params = {"encoder.fc1.weight": arr([1.0, -2.0])}
     grads = {"encoder.fc1.weight": arr([0.1, -0.2])}
-    # step 1, eps = 0: m_hat = g, v_hat = g^2, so the direction is sign(g)
-    (s,) = run("adam", params, [grads], lr=0.1, eps=0.0)
+    # step 1, eps ~ 0: m_hat = g, v_hat = g^2, so the direction is sign(g). eps must be > 0 (0 makes
+    # a zero gradient 0/0); 1e-300 vanishes exactly next to |g| >= 0.1, so the step is the same.
+    (s,) = run("adam", params, [grads], lr=0.1, eps=TINY_EPS)
     assert_close(s["encoder.fc1.weight"], [0.9, -1.9])
     # AdamW wd = 0.1: p - lr (sign(g) + 0.1 p) = [1 - 0.11, -2 + 0.12]
-    (s,) = run("adamw", params, [grads], lr=0.1, eps=0.0, weight_decay=0.1)
+    (s,) = run("adamw", params, [grads], lr=0.1, eps=TINY_EPS, weight_decay=0.1)
     assert_close(s["encoder.fc1.weight"], [0.89, -1.88])
     # Adam L2 wd = 0.1: u = g + 0.1 p = [0.2, -0.4], still sign(u) = sign(g) on step 1
-    (s,) = run("adam", params, [grads], lr=0.1, eps=0.0, weight_decay=0.1)
+    (s,) = run("adam", params, [grads], lr=0.1, eps=TINY_EPS, weight_decay=0.1)
     assert_close(s["encoder.fc1.weight"], [0.9, -1.9])
 
 
@@ -383,7 +386,8 @@ optimizer_st = st.one_of(
                            "exclude": st.sampled_from(["name", "ndim", None]),
                            "clip_lr": st.booleans()}),
     st.fixed_dictionaries({"name": st.sampled_from(["adam", "adamw"]), "b1": st.sampled_from([0.0, 0.9]),
-                           "b2": st.sampled_from([0.5, 0.999]), "eps": st.sampled_from([0.0, 1e-8]),
+                           "b2": st.sampled_from([0.5, 0.999]),
+                           "eps": st.sampled_from([1e-30, 1e-8]),  # Adam's eps must be > 0 (in float32 too)
                            "weight_decay": st.sampled_from([0.0, 0.01])}),
 )
 
@@ -491,7 +495,7 @@ def test_lr_mult_only_scales_predictor_steps(cfg, seed, dims, mult):
        lr=st.floats(1e-4, 1.0))
 def test_adam_first_step_moves_lr_per_coordinate(name, seed, dims, lr):
     params, (grads, *_) = make_tree(seed, dims, F64)
-    new, _ = make_optimizer(name, eps=0.0, weight_decay=0.0).update(
+    new, _ = make_optimizer(name, eps=TINY_EPS, weight_decay=0.0).update(
         grads, optim.adam_init(params), params, lr=lr)
     for k in params:
         # p - new loses ~eps*|p| to cancellation when lr is small: allow that much absolutely
@@ -584,3 +588,44 @@ def test_adam_count_is_an_int64_and_a_float_count_is_refused():
     assert state["count"].dtype == np.int64
     with pytest.raises(ValueError, match="count"):
         optim.adam_update({"w": arr([1.0])}, dict(state, count=np.asarray(0.0)), params, lr=0.1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hyper-parameter holes found by an audit
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_adam_eps_must_be_positive_in_the_params_dtype(name):
+    update = getattr(optim, f"{name}_update")
+    why = r"a parameter with an exactly-zero gradient \(a bias before batch norm\) would get .* = 0/0 = NaN"
+    with pytest.raises(ValueError, match=r"eps must be > 0, got 0.0: " + why):
+        make_optimizer(name, eps=0.0)
+    # A bias before batch norm has an exactly-zero gradient: m_hat = sqrt(v_hat) = 0.
+    for dtype in ("float32", F64):
+        params = {"encoder.fc1.bias": arr([0.5, -0.5], dtype)}
+        grads = {"encoder.fc1.bias": arr([0.0, 0.0], dtype)}
+        with pytest.raises(ValueError, match=r"eps must be > 0, got 0.0"):
+            update(grads, optim.adam_init(params), params, lr=0.1, eps=0)
+        new, _ = update(grads, optim.adam_init(params), params, lr=0.1)  # default eps: it stays put
+        np.testing.assert_array_equal(new["encoder.fc1.bias"], params["encoder.fc1.bias"])
+    # eps is added as a weak scalar, so it must not round to 0 in the params' dtype
+    params = {"encoder.fc1.bias": arr([0.5], "float32")}
+    with pytest.raises(ValueError, match=r"eps=1e-50 is 0 in the float32 params \(it must be > 0 there\): " + why):
+        update({"encoder.fc1.bias": arr([0.0], "float32")}, optim.adam_init(params), params, lr=0.1, eps=1e-50)
+
+
+@pytest.mark.parametrize("name", ["sgd", "lars", "adam", "adamw"])
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), "fast", None])
+def test_every_optimiser_refuses_a_bad_lr(name, bad):
+    params = {"w": arr([1.0])}
+    opt = make_optimizer(name)
+    with pytest.raises(ValueError, match=r"lr must be a finite number in \[0.0, inf\], got " + repr(bad)):
+        opt.update({"w": arr([1.0])}, opt.init(params), params, lr=bad)
+
+
+@pytest.mark.parametrize("name, arg", [("sgd", "momentum"), ("lars", "momentum"), ("adam", "b1"), ("adam", "b2"),
+                                       ("adamw", "b1"), ("adamw", "b2")])
+@pytest.mark.parametrize("bad", [-0.1, 1.0, float("nan")])
+def test_decay_rates_must_lie_in_zero_one(name, arg, bad):
+    with pytest.raises(ValueError, match=rf"{arg} must be a finite number in \[0.0, 1.0\), got {bad!r}"):
+        make_optimizer(name, **{arg: bad})

@@ -219,3 +219,17 @@ def test_tau_monotone_bounded(K, tau_base, denom):
     assert vals[end] == vals[K + 1] == 1.0
     if end > 0:
         assert vals[0] == pytest.approx(tau_base, abs=1e-15)
+
+
+def test_lr_refuses_a_peak_rate_that_is_not_finite():
+    """base_lr * batch_size / batch_scale overflowed to inf (or the warm-up to nan) without a word."""
+    with pytest.raises(ValueError, match=r"the peak learning rate base_lr \* batch_size / batch_scale = "
+                                         r"1e\+308 \* 8 / 256 = inf is not finite"):
+        warmup_cosine_lr(5, base_lr=1e308, batch_size=8, total_steps=10, warmup_steps=2)
+    # A finite peak whose warm-up product (peak - warmup_start) * W overflows is refused at every step too.
+    for k in (0, 15000):
+        with pytest.raises(ValueError, match=r"= 1e\+305 and warmup_start=0.0 overflow in the warm-up"):
+            warmup_cosine_lr(k, base_lr=1e305, batch_size=256, total_steps=20000, warmup_steps=10000)
+    # Huge but representable schedules still work, and every value is finite.
+    for k in (0, 5, 9, 10, 50, 100):
+        assert math.isfinite(lr(k, base_lr=1e300))
