@@ -577,6 +577,9 @@ def test_non_finite_input_is_refused(bad):
         augment_vectors(x, rng_(), VectorAug())
     with pytest.raises(ValueError, match="non-finite"):
         two_views(x, rng_(), digits_views(), (8, 8))
+    # the training step skips the scan (fit checked the split once): NaN then flows through
+    v1, _ = two_views(x, rng_(), (VectorAug(), VectorAug()), check_finite=False)
+    assert np.isnan(v1[1, 5]) or np.isinf(v1[1, 5])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -121,7 +121,7 @@ def test_trace_matches_train_step(name, monkeypatch):
     opt = make_optimizer_for(tcfg)
     state = TrainState(online, target, opt.init(online.params), 0, np.random.default_rng(0), None, 0)
     v1, v2 = views[0]
-    monkeypatch.setattr(train_mod, "two_views", lambda x, rng, vs, shape: (v1, v2))
+    monkeypatch.setattr(train_mod, "two_views", lambda x, rng, vs, shape, **kw: (v1, v2))
     new, m = train_step(state, v1, optimizer=opt, schedules=make_schedules(tcfg, 4), views=(None, None), tcfg=tcfg)
     assert float(tr.arrays["step0.loss.total"]) == m["loss"]
     for k, v in new.online.params.items():

@@ -508,3 +508,8 @@ def test_resume_refuses_to_cut_a_run_short(tmp_path, data):
                                          r"0.1 requested\); only epochs may change"):
         fit(data, cfg, _tcfg(epochs=2), progress=False, out_dir=tmp_path, resume=True)
 
+
+
+def test_schedules_are_checked_when_made_not_at_a_later_step():
+    with pytest.raises(ValueError, match=r"the peak learning rate .* = inf is not finite"):
+        make_schedules(_tcfg(lr=1e308, batch_size=512, lr_batch_scale=1), 1024)  # peak lr overflows to inf
