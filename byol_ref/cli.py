@@ -26,8 +26,9 @@ from .backend import get_backend, host
 from .checkpoint import atomic_savez, atomic_write_text
 from .data import load_digits, load_file, synthetic
 from .model import NORMS, Config
-from .train import (TrainConfig, TrainingDiverged, apply_preprocessing, check_configs, checkpoint_file, encode, fit,
-                    fit_preprocessing, load_checkpoint, make_schedules, prepare_training_data)
+from .train import (TrainConfig, TrainingDiverged, apply_preprocessing, check_configs, check_resume_length,
+                    checkpoint_file, encode, fit, fit_preprocessing, load_checkpoint, make_schedules,
+                    prepare_training_data)
 from .version import __version__
 
 EXIT_USAGE = 2
@@ -363,12 +364,8 @@ def _train(args) -> int:
     _, prepared, _ = prepare_training_data(dataset, views)
     sched = make_schedules(tcfg, prepared.x_train.shape[0])  # a non-finite peak learning rate, say
     if args.resume:  # before config.json records the new length
-        at = load_checkpoint(checkpoint_file(out))[0].step if checkpoint_file(out).is_file() else 0
-        if at > sched.total_steps:
-            raise ValueError(f"--resume: the run in {out} is at step {at}, past the {sched.total_steps} steps of "
-                             f"--epochs {tcfg.epochs}; a resumed run can be extended, not cut short: ask for at "
-                             f"least {-(-at // sched.steps_per_epoch)} epochs")
-    if args.resume:
+        if checkpoint_file(out).is_file():
+            check_resume_length(load_checkpoint(checkpoint_file(out))[0].step, sched, tcfg, checkpoint_file(out))
         # The checkpoint holds the run's augmentations; an explicit --augment must agree with them (fit checks).
         views_record = saved.get("views", [repr(v) for v in views])
         views = views if args.augment else None

@@ -207,6 +207,14 @@ def make_schedules(tcfg: TrainConfig, n_train: int) -> Schedules:
     return Schedules(lr, tau, total, steps_per_epoch)
 
 
+def check_resume_length(step: int, sched: Schedules, tcfg: TrainConfig, where) -> None:
+    """Refuse to resume a checkpoint at ``step`` (of ``where``) with fewer steps than it has run."""
+    if step > sched.total_steps:
+        raise ValueError(f"--resume: {where} is at step {step}, past the {sched.total_steps} steps of "
+                         f"{tcfg.epochs} epoch(s); a resumed run can be extended, not cut short: ask for at "
+                         f"least {math.ceil(step / sched.steps_per_epoch)} epochs")
+
+
 def make_optimizer_for(tcfg: TrainConfig):
     """The optimiser a TrainConfig asks for, with the predictor multiplier bound."""
     hyper = {"weight_decay": tcfg.weight_decay, "exclude": None if tcfg.exclude == "none" else tcfg.exclude}
@@ -619,7 +627,8 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
 
     if resume:
         if ckpt_path is None or not ckpt_path.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
+            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path} (a run stopped before its first "
+                                    "checkpoint has nothing to continue: start it again with --overwrite)")
         state, saved_model, saved_train, meta = load_checkpoint(ckpt_path, be)
         if saved_model != model_cfg:
             raise ValueError(f"--resume: the checkpoint's model config differs: {saved_model} vs {model_cfg}")
@@ -638,10 +647,7 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
                 raise ValueError(f"--resume: the checkpoint was trained with other augmentations: {saved_views} "
                                  f"vs {tuple(requested_views)}")
             views = saved_views
-        if state.step > sched.total_steps:
-            raise ValueError(f"--resume: {ckpt_path} is at step {state.step}, past the {sched.total_steps} steps of "
-                             f"{tcfg.epochs} epoch(s); a resumed run can be extended, not cut short: ask for at "
-                             f"least {math.ceil(state.step / sched.steps_per_epoch)} epochs")
+        check_resume_length(state.step, sched, tcfg, ckpt_path)
         log(f"resuming from {ckpt_path} at step {state.step}")
     elif state is None:
         x_init = init_sample(data.x_train.astype(tcfg.dtype), input_norm, be) if tcfg.data_init else None

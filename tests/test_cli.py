@@ -141,6 +141,9 @@ def test_resume_continues_a_run(tmp_path):
     res = run("train", "--epochs", "300", "--resume", *common[:-4], "--out", str(out), "--no-eval", "--no-progress")
     assert res.returncode == 0 and "for 300 epochs" in res.stdout
     assert json.loads((out / "config.json").read_text())["train_config"]["epochs"] == 300
+    res = run("train", "--epochs", "2", "--resume", "--out", str(out), "--no-eval", "--no-progress")
+    assert res.returncode == 2 and "is at step 1800, past the 12 steps of 2 epoch(s)" in res.stderr
+    assert json.loads((out / "config.json").read_text())["train_config"]["epochs"] == 300  # not rewritten
     assert "needs --out RUN_DIR" in run("train", "--resume").stderr
     assert "--overwrite would start it again" in run("train", "--resume", "--overwrite", "--out", str(out)).stderr
 
