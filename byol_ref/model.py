@@ -963,23 +963,33 @@ def _params_dtype(params: dict, name: str = "params") -> str:
 
 
 @lru_cache(maxsize=64)
-def buffer_names(config: Config, role: str) -> tuple:
-    """The keys of the buffers a network needs: running_mean, running_var, count per batch-norm layer.
+def buffer_shapes(config: Config, role: str) -> tuple:
+    """The buffers a network needs, as (name, shape) pairs: running_mean and running_var (width,)
+    and count () per batch-norm layer.
 
     Cached per (config, role): loss_and_grads checks its buffers every step.
     """
-    return tuple(f"{name}.{stat}" for steps in network_plan(config, role).values() for kind, name in steps
-                 if kind == "batch_norm" for stat in ("running_mean", "running_var", "count"))
+    shapes = param_shapes(config, role)
+    return tuple((f"{name}.{stat}", shape)
+                 for steps in network_plan(config, role).values() for kind, name in steps if kind == "batch_norm"
+                 for stat, shape in (("running_mean", shapes[f"{name}.gamma"]), ("running_var", shapes[f"{name}.gamma"]),
+                                     ("count", ())))
 
 
 def _check_buffers(net, name):
-    """Every buffer the network's batch-norm layers read is present (extra keys are passed through)."""
+    """Every buffer the network's batch-norm layers read is present, with its shape (extra keys
+    are passed through). Reads shapes only, no data."""
     if not isinstance(net.buffers, Mapping):
         raise TypeError(f"{name}.buffers must be a dict name -> array, got {type(net.buffers).__name__}")
-    missing = [k for k in buffer_names(net.config, net.role) if k not in net.buffers]
+    want = buffer_shapes(net.config, net.role)
+    missing = [k for k, _ in want if k not in net.buffers]
     if missing:
         raise ValueError(f"{name}.buffers is missing {missing}: every batch-norm layer needs its running_mean, "
                          "running_var and count (init_buffers makes them; a Network from build has them)")
+    for key, shape in want:
+        got = getattr(net.buffers[key], "shape", None)
+        if got is None or tuple(got) != shape:
+            raise ValueError(f"{name}.buffers[{key!r}] has shape {got}, expected {shape} (an array)")
 
 
 def _check_network(net, name, role=None):
@@ -994,6 +1004,9 @@ def _check_network(net, name, role=None):
     if missing or extra:
         raise ValueError(f"{name}.params do not match the config: missing {missing}, unexpected {extra}")
     for key, shape in expected.items():
+        if not (hasattr(net.params[key], "shape") and hasattr(net.params[key], "dtype")):
+            raise TypeError(f"{name}.params[{key!r}] must be a NumPy or CuPy array, got "
+                            f"{type(net.params[key]).__name__}")
         if tuple(net.params[key].shape) != shape:
             raise ValueError(f"{name}.params[{key!r}] has shape {tuple(net.params[key].shape)}, expected {shape}")
 

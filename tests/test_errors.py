@@ -291,6 +291,17 @@ def test_missing_buffers_are_named(nets):
         byol.forward(drop(online), v1)
     with pytest.raises(TypeError, match="online.buffers must be a dict name -> array, got NoneType"):
         byol.loss_and_grads(online._replace(buffers=None), target, v1, v2)
+    # a buffer of the wrong shape, or not an array, is named too (it would fail in a broadcast)
+    width = online.buffers[key].shape[0]
+    bad = online._replace(buffers={**online.buffers, key: np.zeros(width + 1)})
+    with pytest.raises(ValueError, match=rf"online.buffers\['{key}'\] has shape \({width + 1},\), expected "
+                                         rf"\({width},\)"):
+        byol.loss_and_grads(bad, target, v1, v2)
+    with pytest.raises(ValueError, match=rf"network.buffers\['{key}'\] has shape None, expected"):
+        byol.forward(online._replace(buffers={**online.buffers, key: [0.0] * width}), v1)
+    w = "encoder.fc1.weight"
+    with pytest.raises(TypeError, match=rf"online.params\['{w}'\] must be a NumPy or CuPy array, got list"):
+        byol.loss_and_grads(online._replace(params={**online.params, w: online.params[w].tolist()}), target, v1, v2)
     # no batch norm, no buffers needed
     ln_online, ln_target = byol.build(4, 3, 2, 5, norm="layer")
     assert ln_online.buffers == {}
