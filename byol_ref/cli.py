@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -25,7 +26,7 @@ from .augment import default_views_for
 from .backend import get_backend, host
 from .checkpoint import atomic_savez, atomic_write_text
 from .data import load_digits, load_file, synthetic
-from .model import NORMS, Config
+from .model import NORMS, Config, loss_range
 from .train import (TrainConfig, TrainingDiverged, apply_preprocessing, check_configs, check_resume_length,
                     checkpoint_file, encode, fit, fit_preprocessing, load_checkpoint, make_schedules,
                     prepare_training_data)
@@ -145,9 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="samples per step (each gives two views); the last partial batch of an epoch is dropped")
     g.add_argument("--optimizer", choices=("adamw", "adam", "sgd", "lars"), default=TrainConfig.optimizer,
                    help="lars is the official optimiser (biases and norm params excluded by name)")
-    g.add_argument("--lr", type=float, default=TrainConfig.lr, help="base lr; peak = lr * batch / 256")
+    g.add_argument("--lr", type=float, default=TrainConfig.lr,
+                   help="base lr; peak = lr * batch / lr_batch_scale (256; a preset with lr_batch_scale=0 "
+                        "uses lr as the peak)")
     g.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay,
-                   help="decay on weights (biases and norm params excluded)")
+                   help="decay on weights (biases and norm params excluded, unless --set exclude=none)")
     g.add_argument("--tau", type=float, default=TrainConfig.tau_base, help="target EMA rate tau at step 0")
     g.add_argument("--tau-schedule", choices=("cosine", "constant"), default=TrainConfig.tau_schedule,
                    help="cosine: tau -> 1 over the run (official); constant: tau throughout (byol-pytorch)")
@@ -180,13 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
     g = t.add_argument_group("run directory")
     g.add_argument("--out", default=None, help="run directory (default runs/<data>-<time>)")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint with the run's saved settings; only "
-                        "--epochs may change (to extend the run), other settings that differ are refused")
+                        "--epochs may change, other settings that differ are refused. A longer run spreads the lr "
+                        "and tau cosines over the new length from the current step on (the lr rises again: a warm "
+                        "restart, not the schedule of a run planned that long), with the run's warm-up")
     g.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
     g.add_argument("--checkpoint-every", type=int, default=TrainConfig.checkpoint_every, help="steps (0: end only)")
     g.add_argument("--log-every", type=int, default=TrainConfig.log_every, help="steps between metric records")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    g.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
+    g.add_argument("--no-eval", action="store_true", help="skip the final evaluation (training.png is still drawn)")
     g.add_argument("--knn-k", type=int, default=20, help="kNN neighbours in the report")
     g.add_argument("--knn-temperature", type=float, default=None,
                    help="kNN vote weights exp(sim/T) (e.g. 0.1); default: majority vote")
@@ -391,6 +396,15 @@ def _train(args) -> int:
     except TrainingDiverged as exc:
         print(f"byol-ref: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        ckpt = out / "checkpoint.npz"
+        if ckpt.is_file():
+            at = load_checkpoint(ckpt)[0].step
+            then = f"its last checkpoint is at step {at}; continue with: {_prog()} train --out {out} --resume"
+        else:
+            then = f"no checkpoint was written yet; start again with: {_prog()} train ... --out {out} --overwrite"
+        print(f"\nbyol-ref: interrupted; {then}", file=sys.stderr)
+        return 130
     except (ValueError, TypeError):
         if fresh and not (out / "checkpoint.npz").exists():  # refused before any step: leave no half-made run
             for name in ("config.json", "metrics.jsonl"):
@@ -403,6 +417,8 @@ def _train(args) -> int:
     so_far = f" (step {result.state.step} of the run)" if result.start_step else ""
     print(f"byol-ref: trained {ran} steps{so_far} in {train_s:.1f} s; run directory {out}", flush=True)
     if args.no_eval:
+        if not args.no_plots:
+            _plot_curves_only(out, out / "metrics.jsonl", model_cfg)
         return 0
     return _report(result.state.online, result.dataset, result.input_norm, backend, out, out / "metrics.jsonl",
                    plots=not args.no_plots, seed=tcfg.seed, extra={"train_seconds": train_s}, probe=probe)
@@ -419,6 +435,8 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
         hint = f"{_prog()} embed {out} --out features.npz" if out is not None else f"{_prog()} embed"
         print(f"byol-ref: the data set has no labels, so there is nothing to probe; {hint} writes the features "
               "(if one of its columns holds the labels, train with --labels COLUMN: a name or an index)")
+        if plots and out is not None:
+            _plot_curves_only(out, metrics, online.config)
         return 0
     t0 = time.perf_counter()
     probe = probe or {}
@@ -441,10 +459,7 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
         footer = []  # where the run's other outputs are (printed, not part of report.txt)
         if plots:
             from .plots import have_matplotlib, plot_features, plot_run
-            history = []
-            if metrics is not None and metrics.is_file():
-                history = [json.loads(line) for line in metrics.read_text().splitlines() if line]
-            paths = plot_run(history, report, out)
+            paths = plot_run(_read_history(metrics), report, out, loss_label=_loss_label(online.config))
             if paths and features is not None:
                 paths += [p for p in [plot_features(features, dataset.y_test, out)] if p is not None]
             if paths:
@@ -459,6 +474,27 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
     else:
         print(text)
     return 0
+
+
+def _read_history(metrics: Path | None) -> list:
+    """The records of a run's metrics.jsonl (none if there is no such file)."""
+    if metrics is None or not metrics.is_file():
+        return []
+    return [json.loads(line) for line in metrics.read_text().splitlines() if line]
+
+
+def _loss_label(config: Config) -> str:
+    how, low, high = loss_range(config)
+    return f"{how}, in [{low:g}, {high:g}]"
+
+
+def _plot_curves_only(out: Path, metrics: Path, config: Config) -> None:
+    """training.png alone (no probes: --no-eval, or data without labels); says where it went."""
+    from .plots import plot_run
+
+    paths = plot_run(_read_history(metrics), None, out, loss_label=_loss_label(config))
+    if paths:
+        print(f"Plots: {', '.join(str(p) for p in paths)}")
 
 
 def _prog() -> str:
@@ -584,6 +620,9 @@ def main(argv=None) -> int:
         if args.command == "embed":
             return _embed(args)
         return _eval(args)
+    except BrokenPipeError:  # the reader went away (`byol-ref diff ... | head`): nothing left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports it
     except (ValueError, TypeError, OSError, RuntimeError) as exc:  # OSError: missing files, --out a folder, ...
         print(f"byol-ref {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -654,7 +693,8 @@ def _add_verify_parsers(sub, train_parser) -> None:
     d.add_argument("--ignore-dtype", action="store_true", help="dtype differences alone do not fail the diff")
     d.add_argument("--transpose-weights", choices=("a", "b"), default=None,
                    help="that side stores 2-D *.weight arrays in PyTorch's (out, in) layout")
-    d.add_argument("--all", action="store_true", help="list every tensor, not only those that differ")
+    d.add_argument("--all", action="store_true",
+                   help="list every tensor (those that differ first), not only the first 40 that differ")
     d.add_argument("--json", action="store_true", help="print the full report as JSON")
 
     c = sub.add_parser(
@@ -734,6 +774,8 @@ def _cmd_trace(args) -> int:
     if (args.inputs is None) == (args.dims is None):
         raise ValueError("pass exactly one of --inputs FILE and --dims D,H,P,Q[,PH]")
     steps = args.steps
+    if args.mapping is not None and args.layout != "torch":
+        raise ValueError("--mapping renames PyTorch state_dict names: it goes with --layout torch")
     if args.inputs is not None:
         inputs = load_arrays(args.inputs)
         if args.layout == "torch":
@@ -789,7 +831,7 @@ def _cmd_diff(args) -> int:
     if args.json:
         print(json.dumps(rep.to_dict(), indent=1, allow_nan=True))
     else:
-        print(format_report(rep, show_all=args.all))
+        print(format_report(rep, show_all=args.all, max_rows=None if args.all else 40))
     return 0 if rep.ok else 1
 
 
@@ -825,6 +867,9 @@ def _cmd_convert(args) -> int:
     src = Path(args.src)
     if args.src_layout == "byol-ref" and _is_checkpoint(src):
         # A training checkpoint: its online and target networks; its own config is the structure.
+        if getattr(args, "given", set()) & {"preset", "set"}:
+            raise ValueError(f"{src} is a byol-ref run, whose checkpoint fixes the network's structure; drop "
+                             "--preset/--set (they describe the structure of a plain weights file)")
         state, structure, _, _ = load_checkpoint(checkpoint_file(src))
         arrays = networks_to_arrays(state.online, state.target)
         print(f"byol-ref convert: read the online and target networks (params and buffers) at step {state.step} of "

@@ -207,7 +207,7 @@ def _is_number(s: str) -> bool:
     return True
 
 
-def _read_csv(path: Path, what: str, header=None):
+def _read_csv(path: Path, what: str, header=None, label_column=None):
     """Read a numeric CSV table.
 
     Args:
@@ -215,6 +215,7 @@ def _read_csv(path: Path, what: str, header=None):
         what: how to name the file in errors.
         header: True/False, or None to detect: the first row is a header when any of
             its fields is not a number.
+        label_column: the ``labels`` argument, to say so when a class name sits in that column.
 
     Returns:
         (names, values): column names (list of str) or None, float64 array (R, K).
@@ -254,6 +255,11 @@ def _read_csv(path: Path, what: str, header=None):
             for col, s in enumerate(fields):
                 if not _is_number(s):
                     colname = f" ({names[col]!r})" if names else ""
+                    if label_column is not None and str(label_column) in (str(col), str(col - width),
+                                                                           names[col] if names else None):
+                        raise ValueError(f"{what} {str(path)!r}: the label column{colname} holds {s!r} at line "
+                                         f"{line}; labels must be integer class ids 0..K-1 (map class names to "
+                                         "ids first)") from None
                     raise ValueError(
                         f"{what} {str(path)!r}: non-numeric value {s!r} at line {line}, "
                         f"column {col}{colname}; expected numbers only"
@@ -509,7 +515,7 @@ def load_file(
         x = _check_numeric(_load_npy(p, "file"), what)
         y, names = None, None
     elif ext in (".csv", ".txt"):
-        names, x = _read_csv(p, "file", header=header)
+        names, x = _read_csv(p, "file", header=header, label_column=labels)
         y = None
     else:
         raise ValueError(f"path must end in .npy, .npz or .csv, got {str(p)!r}")

@@ -200,11 +200,14 @@ def _fmt(x):
     return "-" if x is None else f"{x:.3g}"
 
 
-def format_report(rep: DiffReport, *, show_all: bool = False, max_rows: int = 40) -> str:
-    """A human-readable report: a table of diverging tensors (all with show_all), the one-sided
-    names, a summary and the first divergence."""
+def format_report(rep: DiffReport, *, show_all: bool = False, max_rows: int | None = 40) -> str:
+    """A human-readable report: a table of diverging tensors (every tensor with show_all), the
+    one-sided names, a summary and the first divergence. The table stops after ``max_rows``
+    rows (None: no limit); with show_all the diverging tensors come first."""
     lines = [f"byol-ref diff: A = {rep.a_label}, B = {rep.b_label} (rtol {rep.rtol:g}, atol {rep.atol:g})"]
-    rows = [d for d in rep.tensors if show_all or d.status not in ("ok", "only_a", "only_b")]
+    bad = [d for d in rep.tensors if d.status not in ("ok", "only_a", "only_b")]
+    rows = bad + [d for d in rep.tensors if d.status in ("ok", "only_a", "only_b")] if show_all else bad
+    max_rows = len(rows) if max_rows is None else max_rows
     if rows:
         w = max(len(d.name) for d in rows[:max_rows])
         lines.append(f"  {'name':<{w}}  {'status':<8} {'shape A':<12} {'shape B':<12} {'max abs':>9} {'max rel':>9}")

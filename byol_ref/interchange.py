@@ -176,7 +176,8 @@ def from_torch_layout(state: dict, mapping: dict, *, strict: bool = True, ignore
     unmapped = unmapped_names(state, mapping, ignore_prefixes=ignore_prefixes)
     if absent and (strict or len(absent) == len(mapping)):
         raise ValueError(f"the torch state lacks {len(absent)} mapped name(s), e.g. {absent[:4]}; its names "
-                         f"include {list(state)[:6]}. Wrong mapping style, or a model with another layout?")
+                         f"include {list(state)[:6]}. Wrong mapping style, or a model of another structure "
+                         "(the --preset of the implementation that wrote it, or --set head_bias/hidden_bias/layout)?")
     # A tensor of a layer the mapping does name is a structure mismatch, whatever ``strict`` says:
     # said first, since "extend the mapping" would be the wrong advice for it.
     modules = {t.rsplit(".", 1)[0] for t in mapping.values()}

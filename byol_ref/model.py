@@ -927,6 +927,21 @@ def _target_buffers_like(online, cfg, be):
     return {k: xp.asarray(v, dtype=(v.dtype if k.endswith(".count") else dtype)) for k, v in fresh.items()}
 
 
+def loss_range(config: Config) -> tuple[str, float, float]:
+    """What ``loss_and_grads`` reports as the loss for ``config``, and its range: (how, low, high).
+
+    One direction is in [0, 4] for the ``"mse"`` and ``"2-2cos"`` forms and in [-1, 1] for
+    ``"neg_cos"``; the symmetric loss sums the two directions (twice the range) or averages them.
+    """
+    low, high = (-1.0, 1.0) if config.loss_form == "neg_cos" else (0.0, 4.0)
+    form = {"mse": "||n(p) - n(z)||^2", "2-2cos": "2 - 2 cos", "neg_cos": "-cos"}[config.loss_form]
+    if not config.symmetric:
+        return f"{form}, one direction", low, high
+    if config.sym_reduce == "sum":
+        return f"{form}, both directions summed", 2 * low, 2 * high
+    return f"{form}, mean of both directions", low, high
+
+
 def output_size(projection_dim: int = DEFAULT_PROJECTION_DIM, **_options) -> int:
     """Width of the network output (the projection and prediction), i.e. projection_dim."""
     return check_positive_int(projection_dim, "projection_dim")

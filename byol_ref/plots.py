@@ -15,7 +15,7 @@ def have_matplotlib() -> bool:
     return True
 
 
-def plot_run(history: list, report: dict | None, out_dir) -> list:
+def plot_run(history: list, report: dict | None, out_dir, *, loss_label: str | None = None) -> list:
     """Draw the training curves (training.png, when there are any) and the probe comparison
     (probes.png, when ``report`` has rows) into ``out_dir``.
 
@@ -24,6 +24,8 @@ def plot_run(history: list, report: dict | None, out_dir) -> list:
             z_rank, y_rank and sometimes knn), as in metrics.jsonl.
         report: the evaluation dict (``rows``) or None.
         out_dir: folder for the PNGs.
+        loss_label: what the logged loss is, for the title (``model.loss_range``); default: the
+            official symmetrised loss, in [0, 8].
 
     Returns:
         The paths written (empty if matplotlib is missing).
@@ -43,7 +45,8 @@ def plot_run(history: list, report: dict | None, out_dir) -> list:
     steps = [h["step"] for h in history]
 
     if history or knn:  # a checkpoint evaluated alone has no training curves: no training.png
-        written.append(_plot_training(plt, steps, history, knn, out / "training.png"))
+        written.append(_plot_training(plt, steps, history, knn, out / "training.png",
+                                      loss_label or "||n(p) - n(z)||^2, both directions summed, in [0, 8]"))
 
     if report and report.get("rows"):
         rows = report["rows"]
@@ -73,12 +76,13 @@ def plot_run(history: list, report: dict | None, out_dir) -> list:
     return written
 
 
-def _plot_training(plt, steps, history, knn, path):
+def _plot_training(plt, steps, history, knn, path, loss_label):
     """training.png: loss, schedules, collapse monitors and the kNN monitor over the steps."""
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
     ax = axes[0, 0]
     ax.plot(steps, [h["loss"] for h in history], color="C0")
-    ax.set(title="BYOL loss (symmetrised, in [0, 8])", xlabel="step", ylabel="loss")
+    ax.set(title=f"BYOL loss ({loss_label})", xlabel="step", ylabel="loss")
+    ax.title.set_fontsize(10)
     ax.grid(alpha=0.3)
 
     ax = axes[0, 1]
@@ -174,18 +178,29 @@ def plot_features(features: dict, labels, out_dir, names=FEATURE_PANELS, *, dpi:
     names = [n for n in names if n in features]
     if not names:
         return None
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+
     labels = np.asarray(labels)
+    # One colour per class (a discrete colour bar): the class's index among the classes present.
+    classes = np.unique(labels)
+    k = len(classes)
+    base = plt.get_cmap("tab10" if k <= 10 else "tab20" if k <= 20 else "viridis")
+    colours = [base(i) if k <= 20 else base(i / max(k - 1, 1)) for i in range(k)]
+    cmap, norm = ListedColormap(colours), BoundaryNorm(np.arange(k + 1) - 0.5, k)
+    index = np.searchsorted(classes, labels)
     fig, axes = plt.subplots(2, len(names), figsize=(4.6 * len(names), 8.6), squeeze=False, layout="constrained")
     for col, name in enumerate(names):
         x = np.asarray(features[name], dtype=np.float64)
         xy, share = pca_2d(x)
         ax = axes[0, col]
-        sc = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", s=7)
+        sc = ax.scatter(xy[:, 0], xy[:, 1], c=index, cmap=cmap, norm=norm, s=7)
         ax.set(title=f"{name}\nPCA of the test split ({100 * share:.0f}% of the variance)", xticks=[], yticks=[])
         ax.title.set_fontsize(10)
         draw_similarity(axes[1, col], x, labels, centre=True)
         axes[1, col].set_title("cosine similarity (centred), sorted by class", fontsize=10)
-    fig.colorbar(sc, ax=axes[0, :].tolist(), label="class", shrink=0.8)
+    ticks = np.arange(k) if k <= 20 else np.linspace(0, k - 1, 11).round().astype(int)
+    bar = fig.colorbar(sc, ax=axes[0, :].tolist(), label="class", shrink=0.8, ticks=ticks)
+    bar.set_ticklabels([str(c) for c in classes[ticks]])
     path = Path(out_dir) / filename
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
     plt.close(fig)

@@ -395,7 +395,7 @@ def trace_inputs(inputs: dict, preset: Preset | str = "deepmind", *, steps: int 
     online, target, views, opt_state = networks_from_inputs(inputs, preset, dtype=dtype, model_extra=model_extra)
     if isinstance(views, dict):  # one pair for every step
         if steps is None:
-            raise TraceError("the inputs hold one view1/view2 pair: pass steps")
+            raise TraceError("the inputs hold one view1/view2 pair, used for every step: pass steps (--steps N)")
         views = [views["shared"]] * steps
     elif steps is None:
         steps = len(views)

@@ -691,9 +691,10 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
                     f"the loss became {m['loss']} at step {state.step - 1} (lr {m['lr']:.3g}, tau {m['tau']:.5f}); "
                     f"stopping.{kept} Lower the learning rate or check the data.")
             k = state.step
-            if k % tcfg.log_every == 0 or k == end:
+            monitor = k % eval_every == 0 or k == sched.total_steps  # the kNN, about ten times a run
+            if k % tcfg.log_every == 0 or k == end or monitor:
                 record = _step_record(k, sched, m)
-                if k % eval_every == 0 or k == sched.total_steps:
+                if monitor:
                     record.update(knn_monitor(state.online, data, input_norm, be))
                 history.append(record)
                 if metrics_file is not None:

@@ -245,7 +245,7 @@ def test_plots_of_a_resumed_run_show_the_whole_run(tmp_path, monkeypatch):
     from byol_ref.cli import main
 
     seen = []
-    monkeypatch.setattr(plots, "plot_run", lambda history, report, out: seen.append(list(history)) or [])
+    monkeypatch.setattr(plots, "plot_run", lambda history, report, out, **kw: seen.append(list(history)) or [])
     common = ["--data", "synthetic", "--batch-size", "64", "--hidden-size", "16", "--projection-dim", "8",
               "--predictor-dim", "8", "--out", str(tmp_path / "r"), "--no-progress", "--log-every", "1"]
     assert main(["train", "--epochs", "2", *common]) == 0
@@ -582,3 +582,63 @@ def test_a_folder_where_a_file_is_expected_is_named_as_such(tmp_path, capsys):
     assert "is a directory; expected a data file" in capsys.readouterr().err
     assert main(["diff", str(tmp_path), str(tmp_path)]) == 2
     assert "is a directory" in capsys.readouterr().err
+
+
+def test_training_curves_are_drawn_without_an_evaluation(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from byol_ref.cli import main
+
+    common = [a for a in SMALL_RUN if a != "--no-plots"]
+    assert main(["train", *common, "--no-eval", "--out", str(tmp_path / "a")]) == 0
+    assert (tmp_path / "a" / "training.png").is_file() and not (tmp_path / "a" / "report.json").exists()
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((80, 6)))  # no labels: nothing to probe
+    assert main(["train", "--data", str(tmp_path / "x.npy"), "--epochs", "2", "--batch-size", "16", "--hidden-size",
+                 "8", "--projection-dim", "4", "--predictor-dim", "4", "--no-progress", "--out", str(tmp_path / "b")]) == 0
+    assert (tmp_path / "b" / "training.png").is_file()
+    assert "nothing to probe" in capsys.readouterr().out
+
+
+def test_an_interrupted_run_says_how_to_continue(tmp_path, capsys, monkeypatch):
+    from byol_ref import cli
+
+    out = tmp_path / "r"
+    assert cli.main(["train", *SMALL_RUN, "--epochs", "2", "--no-eval",  # 408 // 64 = 6 steps an epoch
+                     "--out", str(out)]) == 0
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "fit", interrupted)
+    assert cli.main(["train", *SMALL_RUN, "--epochs", "3", "--out", str(out), "--resume"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted; its last checkpoint is at step 12; continue with: " in err and f"--out {out} --resume" in err
+    assert cli.main(["train", *SMALL_RUN, "--out", str(tmp_path / "new")]) == 130
+    assert "no checkpoint was written yet; start again with:" in capsys.readouterr().err
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    """`byol-ref diff ... | head -1`: the reader leaves; no "error", no usage exit status."""
+    from byol_ref.trace import Trace, save_trace
+
+    a = save_trace(tmp_path / "a.npz", Trace({f"t{i}": np.zeros(1) for i in range(3000)}, {}))
+    b = save_trace(tmp_path / "b.npz", Trace({f"t{i}": np.ones(1) for i in range(3000)}, {}))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "byol_ref", "diff", a, b, "--all"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    proc.stdout.readline()
+    proc.stdout.close()  # as head does after its line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and err == ""
+
+
+def test_options_that_would_be_ignored_are_refused(tmp_path, capsys):
+    from byol_ref.cli import main
+
+    assert main(["trace", "--dims", "5,6,4,3", "--mapping", "lightly", "--out", str(tmp_path / "t.npz")]) == 2
+    assert "--mapping renames PyTorch state_dict names: it goes with --layout torch" in capsys.readouterr().err
+    run_dir = tmp_path / "r"
+    assert main(["train", *SMALL_RUN, "--no-eval", "--out", str(run_dir)]) == 0
+    for extra in (["--preset", "lightly"], ["--set", "head_bias=true"]):
+        assert main(["convert", str(run_dir), str(tmp_path / "sd.npz"), "--from", "byol-ref", "--to", "torch",
+                     "--mapping", "lightly", *extra]) == 2
+        assert "whose checkpoint fixes the network's structure; drop --preset/--set" in capsys.readouterr().err

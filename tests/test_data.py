@@ -503,3 +503,14 @@ def test_labels_too_large_for_class_ids_and_bad_split_seed(tmp_path):
         load_file(tmp_path / "x.npy", labels=tmp_path / "yneg.npy")
     with pytest.raises(ValueError, match=r"seed \(of the train/test split\) must be an int >= 0, got -1"):
         load_file(tmp_path / "x.npy", seed=-1)
+
+
+def test_class_names_in_the_label_column_are_named_as_labels(tmp_path):
+    rows = "\n".join(f"{i / 10},{(i * 7) % 5 / 10},{'cat' if i % 2 else 'dog'}" for i in range(20))
+    (tmp_path / "named.csv").write_text("a,b,label\n" + rows + "\n")
+    for labels in ("label", 2, "2", -1):
+        with pytest.raises(ValueError, match=r"the label column \('label'\) holds 'dog' at line 2; labels must be "
+                                             r"integer class ids 0..K-1"):
+            load_file(tmp_path / "named.csv", labels=labels)
+    with pytest.raises(ValueError, match="non-numeric value 'dog' at line 2, column 2"):  # not given as labels
+        load_file(tmp_path / "named.csv")

@@ -171,3 +171,14 @@ def test_two_files_with_no_name_in_common_do_not_agree():
     text = format_report(rep)
     assert "no tensor name is in both files, so nothing was compared" in text and text.endswith("result: DIFFER")
     assert diff_traces({"a": np.zeros(2), "b": np.ones(1)}, {"b": np.ones(1)}, only_common=True).ok
+
+
+def test_all_lists_every_tensor_with_the_differing_ones_first():
+    a = {f"t{i:02d}": np.zeros(1) for i in range(50)}
+    b = {**a, "t45": np.ones(1)}
+    rep = diff_traces(a, b)
+    short = format_report(rep)
+    assert "t45" in short and "t00" not in short  # only what differs
+    full = format_report(rep, show_all=True, max_rows=None)
+    rows = [line.split()[0] for line in full.splitlines()[2:52]]
+    assert rows[0] == "t45" and sorted(rows) == sorted(a) and "more (use --json" not in full

@@ -631,3 +631,25 @@ def test_docs_have_python_examples():
 def test_docs_python_examples_run(block, capsys):
     """Every ```python block of README.md and docs/*.md runs as written (their asserts included)."""
     exec(compile(block, "<doc block>", "exec"), {})
+
+
+
+@pytest.mark.parametrize("kw, expected", [
+    (dict(), ("||n(p) - n(z)||^2, both directions summed", 0.0, 8.0)),
+    (dict(loss_form="2-2cos", sym_reduce="mean"), ("2 - 2 cos, mean of both directions", 0.0, 4.0)),
+    (dict(loss_form="neg_cos", sym_reduce="mean"), ("-cos, mean of both directions", -1.0, 1.0)),
+    (dict(loss_form="neg_cos"), ("-cos, both directions summed", -2.0, 2.0)),
+    (dict(layout="edifice"), ("2 - 2 cos, one direction", 0.0, 4.0)),
+])
+def test_loss_range_names_the_loss_and_its_ends(kw, expected):
+    """One direction's loss at aligned and at opposed vectors, combined as the config combines
+    the directions, gives the two ends."""
+    from byol_ref.losses import regression_loss_forward
+    from byol_ref.model import loss_range
+
+    cfg = byol.Config(encoder_dim=3, **kw)
+    assert loss_range(cfg) == expected
+    z = np.array([[1.0, 2.0, 2.0]])
+    ends = [float(regression_loss_forward(p, z, form=cfg.loss_form)[0][0]) for p in (z, -z)]
+    factor = 2.0 if cfg.symmetric and cfg.sym_reduce == "sum" else 1.0
+    assert sorted(factor * e for e in ends) == pytest.approx(expected[1:])

@@ -68,3 +68,33 @@ def test_without_matplotlib_nothing_is_drawn(tmp_path, monkeypatch):
     assert plots.plot_run([], {"rows": []}, tmp_path) == []
     assert plots.plot_features({"raw inputs": np.zeros((4, 2))}, np.arange(4), tmp_path) is None
     assert list(tmp_path.iterdir()) == []
+
+
+def test_class_colours_are_discrete_and_the_loss_title_names_the_runs_loss(tmp_path, monkeypatch):
+    """features.png: one colour and one tick per class present (labels 3, 5, 9 are not a scale
+    from 3 to 9); training.png: the title says which loss the run logs and its range."""
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from byol_ref.model import Config, loss_range
+
+    monkeypatch.setattr(plt, "close", lambda *a, **k: None)  # keep the figures to look at them
+    plt.close("all")
+    rng = np.random.default_rng(0)
+    labels = np.repeat([3, 5, 9], 10)
+    plot_features({n: rng.standard_normal((30, 4)) for n in FEATURE_PANELS}, labels, tmp_path)
+    fig = plt.figure(plt.get_fignums()[-1])
+    bar = next(a for a in fig.axes if a.get_label() == "<colorbar>")
+    assert [t.get_text() for t in bar.get_yticklabels()] == ["3", "5", "9"]
+    colours = {tuple(c) for c in fig.axes[0].collections[0].get_facecolors()}
+    assert len(colours) == 3
+    how, low, high = loss_range(Config(encoder_dim=4, loss_form="neg_cos", sym_reduce="mean"))
+    history = [{"step": 1, "loss": -0.5, "lr": 1e-3, "tau": 0.99, "z_std": 0.1, "z_std_healthy": 0.125,
+                "z_rank": 2.0, "y_rank": 3.0}]
+    plot_run(history, None, tmp_path, loss_label=f"{how}, in [{low:g}, {high:g}]")
+    fig = plt.figure(plt.get_fignums()[-1])
+    assert fig.axes[0].get_title() == "BYOL loss (-cos, mean of both directions, in [-1, 1])"
+    plt.close("all")

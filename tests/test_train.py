@@ -513,3 +513,24 @@ def test_resume_refuses_to_cut_a_run_short(tmp_path, data):
 def test_schedules_are_checked_when_made_not_at_a_later_step():
     with pytest.raises(ValueError, match=r"the peak learning rate .* = inf is not finite"):
         make_schedules(_tcfg(lr=1e308, batch_size=512, lr_batch_scale=1), 1024)  # peak lr overflows to inf
+
+
+def test_the_knn_monitor_runs_ten_times_a_run_whatever_the_logging(tmp_path, data):
+    """kNN records come every K // 10 steps even when --log-every does not land on them."""
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    res = fit(data, cfg, _tcfg(epochs=5, log_every=7), progress=False, out_dir=tmp_path)  # K = 20
+    knn_steps = [r["step"] for r in res.history if "knn" in r]
+    assert knn_steps == [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20]
+    logged = [r["step"] for r in res.history if "loss" in r]
+    assert {7, 14, 20} <= set(logged) and set(logged) == {7, 14, 20} | set(knn_steps[1:])
+
+
+def test_atomic_writes_get_the_permissions_open_would_give(tmp_path):
+    import os
+
+    mask = os.umask(0o027)
+    try:
+        path = ckpt.atomic_write_text(tmp_path / "a.txt", "x")
+        assert path.stat().st_mode & 0o777 == 0o640  # 0o666 less the umask; mkstemp alone gives 0o600
+    finally:
+        os.umask(mask)
