@@ -503,3 +503,13 @@ def test_labels_too_large_for_class_ids_and_bad_split_seed(tmp_path):
         load_file(tmp_path / "x.npy", labels=tmp_path / "yneg.npy")
     with pytest.raises(ValueError, match=r"seed \(of the train/test split\) must be an int >= 0, got -1"):
         load_file(tmp_path / "x.npy", seed=-1)
+
+
+def test_class_ids_from_2_to_the_31_on_are_refused_and_float_ids_come_back_as_int64(tmp_path):
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((20, 3)))
+    np.save(tmp_path / "y.npy", np.array([2**31] + [0] * 19, dtype=np.int64))
+    with pytest.raises(ValueError, match=r"must be class ids below 2\*\*31, got 2147483648 at index 0"):
+        load_file(tmp_path / "x.npy", labels=tmp_path / "y.npy")
+    np.save(tmp_path / "yf.npy", (np.arange(20) % 3).astype(np.float64))
+    ds = load_file(tmp_path / "x.npy", labels=tmp_path / "yf.npy")
+    assert ds.y_train.dtype == np.int64 and ds.y_test.dtype == np.int64
