@@ -642,3 +642,125 @@ def test_options_that_would_be_ignored_are_refused(tmp_path, capsys):
         assert main(["convert", str(run_dir), str(tmp_path / "sd.npz"), "--from", "byol-ref", "--to", "torch",
                      "--mapping", "lightly", *extra]) == 2
         assert "whose checkpoint fixes the network's structure; drop --preset/--set" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- mutation audit (third)
+
+
+def test_resume_compares_data_files_as_files_and_refuses_a_new_seed_or_data_seed(tmp_path, capsys, monkeypatch):
+    """A run given relative data paths records them absolute (eval and --resume find them from any
+    folder); the same files given again by their relative paths are the run's own, while a --seed
+    or --data-seed other than the run's is refused, not silently ignored."""
+    from byol_ref.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    np.save("x.npy", np.random.default_rng(0).random((80, 6)))
+    np.save("y.npy", np.arange(80) % 2)
+    args = ["train", "--data", "x.npy", "--labels", "y.npy", "--batch-size", "16", "--hidden-size", "8",
+            "--projection-dim", "4", "--predictor-dim", "4", "--no-progress", "--no-plots", "--no-eval", "--out", "r"]
+    assert main([*args, "--epochs", "1"]) == 0
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())["data"]
+    assert Path(saved["data"]).is_absolute() and Path(saved["labels"]).is_absolute()
+    assert Path(saved["data"]) == (tmp_path / "x.npy").resolve()
+    capsys.readouterr()
+    assert main([*args, "--epochs", "2", "--resume"]) == 0, capsys.readouterr().err
+    assert "(step 8 of the run)" in capsys.readouterr().out
+    for extra, message in ((["--seed", "7"], "seed 7 (run: 0)"), (["--data-seed", "5"], "--data-seed 5 (run: 0)")):
+        assert main([*args, "--epochs", "2", "--resume", *extra]) == 2, extra
+        assert message in capsys.readouterr().err
+    # the seed alone, with nothing else the run compares, is refused too
+    assert main(["train", "--resume", "--out", "r", "--epochs", "2", "--seed", "7", "--no-eval", "--no-progress"]) == 2
+    assert "seed 7 (run: 0)" in capsys.readouterr().err
+
+
+def test_resume_of_a_preset_run_compares_its_derived_warm_up_at_the_runs_own_length(tmp_path, capsys):
+    """deepmind's warm-up is a fraction of the run, so its warmup_epochs depends on --epochs: a
+    resume that extends the run with the same --preset is not a changed setting."""
+    from byol_ref.cli import main
+
+    args = ["train", *SMALL_RUN, "--preset", "deepmind", "--no-eval", "--out", str(tmp_path / "p")]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main([*args, "--resume", "--epochs", "3"]) == 0, capsys.readouterr().err
+    saved = json.loads((tmp_path / "p" / "config.json").read_text())["train_config"]
+    assert saved["epochs"] == 3 and saved["warmup_epochs"] == pytest.approx(0.01)  # the run's, from 1 epoch
+
+
+def test_a_run_config_without_its_sections_is_refused_by_eval_and_resume(tmp_path, capsys):
+    from byol_ref.cli import main
+
+    run_dir = tmp_path / "r"
+    assert main(["train", *SMALL_RUN, "--no-eval", "--out", str(run_dir)]) == 0
+    good = json.loads((run_dir / "config.json").read_text())
+    for bad in ({**good, "data": "synthetic"}, {k: v for k, v in good.items() if k != "train_config"}):
+        (run_dir / "config.json").write_text(json.dumps(bad))
+        capsys.readouterr()
+        assert main(["eval", str(run_dir)]) == 2
+        assert "is not a byol-ref run's config.json: expected an object with" in capsys.readouterr().err
+        assert main(["train", "--resume", "--out", str(run_dir), "--epochs", "2", "--no-eval", "--no-progress"]) == 2
+        assert "is not a byol-ref run's config.json: expected an object with" in capsys.readouterr().err
+
+
+def test_a_run_refused_inside_fit_before_its_first_step_leaves_no_run_directory(tmp_path, capsys, monkeypatch):
+    """What train wrote for a run that fit then refuses (config.json, the metrics file fit opens
+    before the first step) goes again, and so does the folder it made; a folder that held
+    something before keeps it."""
+    import byol_ref.cli as cli
+
+    def refusing_fit(dataset, model_cfg, tcfg, *, out_dir, **kw):
+        (out_dir / "metrics.jsonl").write_text("")
+        raise ValueError("refused by fit")
+
+    monkeypatch.setattr(cli, "fit", refusing_fit)
+    out = tmp_path / "r"
+    assert cli.main(["train", *SMALL_RUN, "--no-eval", "--out", str(out)]) == 2
+    assert "refused by fit" in capsys.readouterr().err
+    assert not out.exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    assert cli.main(["train", *SMALL_RUN, "--no-eval", "--overwrite", "--out", str(kept)]) == 2
+    assert (kept / "notes.txt").read_text() == "mine"
+    capsys.readouterr()
+
+
+def test_knn_k_may_be_every_training_sample_and_the_temperature_must_be_finite(tmp_path, capsys):
+    import argparse
+
+    from byol_ref.cli import _probe_opts, main
+
+    opts = argparse.Namespace(knn_k=408, labels_per_class=10, knn_temperature=0.1)
+    assert _probe_opts(opts, 408) == {"k": 408, "temperature": 0.1, "labels_per_class": 10}
+    with pytest.raises(ValueError, match="--knn-k 409 exceeds the 408 training samples"):
+        _probe_opts(argparse.Namespace(knn_k=409, labels_per_class=10, knn_temperature=None), 408)
+    for t in ("inf", "nan", "-1"):
+        assert main(["train", *SMALL_RUN, "--knn-temperature", t, "--out", str(tmp_path / "r")]) == 2, t
+        assert "--knn-temperature must be a positive finite number" in capsys.readouterr().err
+        assert not (tmp_path / "r").exists()
+
+
+def test_convert_never_writes_over_its_own_input(tmp_path, capsys):
+    from byol_ref.cli import main
+
+    mine = tmp_path / "mine.npz"
+    np.savez(mine, keep=np.ones(3))
+    assert main(["convert", str(mine), str(mine), "--from", "byol-ref", "--to", "byol-ref", "--overwrite"]) == 2
+    assert "is the input itself" in capsys.readouterr().err
+    assert np.load(mine)["keep"].tolist() == [1, 1, 1]
+
+
+def test_convert_names_its_own_flag_for_tensors_the_mapping_leaves_out(tmp_path, capsys):
+    from byol_ref.cli import main
+    from byol_ref.interchange import networks_to_arrays
+    from byol_ref.model import build_from_config
+
+    online, target = build_from_config(get_preset("deepmind").config(encoder_dim=5, hidden_size=6, projection_dim=4,
+                                                                     predictor_dim=3), seed=0)
+    nets = tmp_path / "nets.npz"
+    np.savez(nets, **networks_to_arrays(online, target), **{"online.param.extra.weight": np.zeros((2, 2))})
+    args = ["convert", str(nets), str(tmp_path / "sd.npz"), "--from", "byol-ref", "--to", "torch", "--mapping",
+            "byol-pytorch", "--preset", "deepmind"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "online.param.extra.weight" in err and "pass --partial to leave them out" in err
+    assert "strict=False" not in err

@@ -514,3 +514,13 @@ def test_class_names_in_the_label_column_are_named_as_labels(tmp_path):
             load_file(tmp_path / "named.csv", labels=labels)
     with pytest.raises(ValueError, match="non-numeric value 'dog' at line 2, column 2"):  # not given as labels
         load_file(tmp_path / "named.csv")
+
+
+def test_class_ids_from_2_to_the_31_on_are_refused_and_float_ids_come_back_as_int64(tmp_path):
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((20, 3)))
+    np.save(tmp_path / "y.npy", np.array([2**31] + [0] * 19, dtype=np.int64))
+    with pytest.raises(ValueError, match=r"must be class ids below 2\*\*31, got 2147483648 at index 0"):
+        load_file(tmp_path / "x.npy", labels=tmp_path / "y.npy")
+    np.save(tmp_path / "yf.npy", (np.arange(20) % 3).astype(np.float64))
+    ds = load_file(tmp_path / "x.npy", labels=tmp_path / "yf.npy")
+    assert ds.y_train.dtype == np.int64 and ds.y_test.dtype == np.int64

@@ -242,3 +242,13 @@ def test_a_safetensors_header_that_is_not_an_object_is_refused(tmp_path):
     (tmp_path / "list.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)
     with pytest.raises(TraceError, match="the .safetensors header is a JSON list, expected an object"):
         load_arrays(tmp_path / "list.safetensors")
+
+
+def test_a_structural_mismatch_is_named_as_such_in_strict_mode_too():
+    """strict (the default) also says that a bias the config has no place for is a structure
+    mismatch, not a name to add to the mapping."""
+    online, target = _nets("byol-pytorch")
+    state = to_torch_layout(networks_to_arrays(online, target), torch_mapping("byol-pytorch", online.config))
+    no_bias = get_preset("byol-pytorch", hidden_bias=False).config(encoder_dim=1)
+    with pytest.raises(ValueError, match=r"has \['online_encoder.net.0.bias'.*the model's structure differs"):
+        from_torch_layout(state, torch_mapping("byol-pytorch", no_bias))

@@ -534,3 +534,79 @@ def test_atomic_writes_get_the_permissions_open_would_give(tmp_path):
         assert path.stat().st_mode & 0o777 == 0o640  # 0o666 less the umask; mkstemp alone gives 0o600
     finally:
         os.umask(mask)
+
+
+def test_a_checkpoint_with_a_bad_epoch_position_count_dtype_or_one_negative_variance_is_refused(tmp_path):
+    import re
+
+    cfg = byol.Config(encoder_dim=5, **SMALL)
+    tcfg = _tcfg(optimizer="lars")
+    good = save_checkpoint(tmp_path / "good.npz", init_state(cfg, tcfg, get_backend()), cfg, tcfg)
+    entries = dict(np.load(good, allow_pickle=False))
+
+    def edited(**changes):
+        path = tmp_path / "edited.npz"
+        np.savez(path, **{**entries, **changes})
+        return path
+
+    bn = next(k for k in entries if k.startswith("online_buffers/") and k.endswith("running_var"))
+    count = next(k for k in entries if k.startswith("online_buffers/") and k.endswith(".count"))
+    one_negative = entries[bn].copy()
+    one_negative[0] = -1.0
+    meta = json.loads(str(entries["meta"][()]))
+    cases = [
+        ({"meta": np.array(json.dumps({**meta, "epoch_pos": -1}))}, "epoch position -1 must be >= 0"),
+        ({count: entries[count].astype(np.float64)}, f"{re.escape(count)} has shape .* and dtype float64"),
+        ({bn: one_negative}, f"{re.escape(bn)} holds a negative variance"),
+    ]
+    for changes, message in cases:
+        with pytest.raises(ckpt.CheckpointError, match=message):
+            load_checkpoint(edited(**changes))
+
+
+def test_resume_length_allows_the_runs_own_end_and_rounds_the_hint_up():
+    from byol_ref.train import check_resume_length, make_schedules
+
+    tcfg = _tcfg(epochs=1)
+    sched = make_schedules(tcfg, 128)  # 4 steps an epoch, 4 in all
+    check_resume_length(4, sched, tcfg, "ckpt")  # a finished run resumed at its own length: nothing to do
+    with pytest.raises(ValueError, match=r"ckpt is at step 6, past the 4 steps of 1 epoch\(s\); .* ask for at "
+                                         r"least 2 epochs"):  # 1.5 epochs ran
+        check_resume_length(6, sched, tcfg, "ckpt")
+
+
+def test_resume_of_a_finished_run_at_its_own_length_runs_no_step(tmp_path, data):
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    tcfg = _tcfg(epochs=1)
+    first = fit(data, cfg, tcfg, progress=False, out_dir=tmp_path)
+    again = fit(data, cfg, tcfg, progress=False, out_dir=tmp_path, resume=True)
+    assert again.state.step == again.start_step == first.state.step
+
+
+def test_resume_names_only_the_settings_that_may_not_change(tmp_path, data):
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    fit(data, cfg, _tcfg(epochs=1, warmup_epochs=0.5), progress=False, out_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"differs from the requested one \(lr: 0.002 in the checkpoint, 0.001 "
+                                         r"requested\); only epochs may change"):
+        fit(data, cfg, _tcfg(epochs=2, warmup_epochs=0.5, lr=1e-3), progress=False, out_dir=tmp_path, resume=True)
+
+
+def test_preprocessing_with_a_zero_or_non_finite_std_is_refused():
+    from byol_ref.train import preprocess
+
+    x = np.ones((3, 2))
+    for std in ([1.0, 0.0], [1.0, np.inf], [1.0, -1.0]):
+        with pytest.raises(ValueError, match="mean and std must be finite and std > 0"):
+            preprocess(x, {"kind": "standardize", "mean": [0.0, 0.0], "std": std})
+    with pytest.raises(ValueError, match="mean and std must be finite and std > 0"):
+        preprocess(x.reshape(3, 1, 2), {"kind": "image", "mean": 0.5, "std": 0.0})
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_divergence_before_the_first_checkpoint_says_none_was_written(tmp_path, data):
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    huge = _tcfg(epochs=3, lr=1e300, optimizer="sgd", warmup_epochs=0, checkpoint_every=0)
+    with pytest.raises(TrainingDiverged, match="No checkpoint was written before it") as info:
+        fit(data, cfg, huge, progress=False, out_dir=tmp_path / "run")
+    assert "untouched" not in str(info.value)
