@@ -142,6 +142,9 @@ def load(path) -> tuple[dict, dict]:
                 arrays[group][key] = f[name]
     except CheckpointError:
         raise
+    except MemoryError:
+        raise CheckpointError(f"{path} claims an array larger than memory: it is corrupt, or not a byol-ref "
+                              "checkpoint") from None
     except ValueError as exc:
         if "pickle" not in str(exc):
             raise CheckpointError(f"{path} is truncated or corrupt and cannot be read as a byol-ref checkpoint "

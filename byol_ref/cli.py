@@ -377,7 +377,8 @@ def _train(args) -> int:
     else:
         views_record = [repr(v) for v in views]
     backend = get_backend("cupy" if args.device == "cuda" else "numpy", tcfg.dtype, tcfg.seed)
-    fresh = not out.exists() or not any(out.iterdir())
+    created = not out.exists()
+    fresh = created or not any(out.iterdir())
     out.mkdir(parents=True, exist_ok=True)
     if args.overwrite and not args.resume:  # the replaced run's report and plots would describe another run
         for name in _REPORT_FILES:
@@ -409,7 +410,7 @@ def _train(args) -> int:
         if fresh and not (out / "checkpoint.npz").exists():  # refused before any step: leave no half-made run
             for name in ("config.json", "metrics.jsonl"):
                 (out / name).unlink(missing_ok=True)
-            if not any(out.iterdir()):
+            if created and not any(out.iterdir()):  # a folder the user made stays
                 out.rmdir()
         raise
     train_s = time.perf_counter() - t0

@@ -288,6 +288,25 @@ def _head(path: Path, n: int = 6) -> bytes:
         return fh.read(n)
 
 
+def _check_npy_size(path: Path, what: str) -> None:
+    """Refuse an .npy whose header claims more data than the file holds, before anything is
+    allocated (a corrupt header could claim terabytes)."""
+    with open(path, "rb") as fh:
+        try:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(fh)
+        except (ValueError, EOFError, OSError) as exc:
+            raise ValueError(f"{what} {str(path)!r} is truncated or corrupt (its .npy header: {exc})") from None
+        if dtype.hasobject:
+            return  # np.load refuses it without reading: pickled data
+        claimed = math.prod(shape) * dtype.itemsize
+        held = os.fstat(fh.fileno()).st_size - fh.tell()
+    if claimed > held:
+        raise ValueError(f"{what} {str(path)!r} is truncated or corrupt: its header claims shape {shape} of "
+                         f"{dtype} ({claimed} bytes), but the file holds {held} bytes of data")
+
+
 def _load_npy(path: Path, what: str):
     head = _head(path)
     if head != _NPY_MAGIC:
@@ -295,8 +314,12 @@ def _load_npy(path: Path, what: str):
                  "it is an .npz archive; rename it to .npz" if head.startswith(_ZIP_MAGIC) else
                  "it does not start with the .npy header that numpy.save writes")
         raise ValueError(f"{what} {str(path)!r} is not an .npy file: {found}")
+    _check_npy_size(path, what)
     try:
         return np.load(path, allow_pickle=False)
+    except MemoryError:
+        raise ValueError(f"{what} {str(path)!r} claims an array larger than memory: corrupt, or not written by "
+                         "numpy.save") from None
     except ValueError as exc:
         if "pickle" in str(exc):  # object arrays need pickle, which byol_ref never enables (it can run code)
             raise ValueError(f"{what} {str(path)!r} holds pickled (object) data, which byol-ref never loads; save a "
@@ -316,6 +339,8 @@ def _load_npz(path: Path, what: str) -> dict:
     try:
         with np.load(path, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}
+    except MemoryError:
+        raise ValueError(f"{what} claims an array larger than memory: corrupt, or not written by numpy.savez") from None
     except ValueError as exc:
         if "pickle" in str(exc):
             raise ValueError(f"{what} holds pickled (object) data, which byol-ref never loads; save numeric arrays "

@@ -456,6 +456,8 @@ def load_npz(path, what: str = "file") -> dict:
             return {k: f[k] for k in f.files}
     except TraceError:
         raise
+    except MemoryError:
+        raise TraceError(f"{path} claims an array larger than memory: corrupt, or not written by numpy.savez") from None
     except ValueError as exc:
         if "pickle" in str(exc).lower():
             raise TraceError(f"{path} holds object arrays, which need pickle; byol-ref never unpickles. Save "

@@ -764,3 +764,19 @@ def test_convert_names_its_own_flag_for_tensors_the_mapping_leaves_out(tmp_path,
     err = capsys.readouterr().err
     assert "online.param.extra.weight" in err and "pass --partial to leave them out" in err
     assert "strict=False" not in err
+
+
+def test_a_run_refused_in_fit_removes_its_files_but_leaves_a_folder_the_user_made(tmp_path, capsys, monkeypatch):
+    from byol_ref import cli
+
+    def refuses(*args, **kwargs):
+        raise ValueError("refused before the first step")
+
+    monkeypatch.setattr(cli, "fit", refuses)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    assert cli.main(["train", *SMALL_RUN, "--out", str(mine)]) == 2
+    assert mine.is_dir() and not any(mine.iterdir())  # config.json gone, the folder stays
+    assert cli.main(["train", *SMALL_RUN, "--out", str(tmp_path / "new")]) == 2
+    assert not (tmp_path / "new").exists()
+    assert "refused before the first step" in capsys.readouterr().err

@@ -524,3 +524,13 @@ def test_class_ids_from_2_to_the_31_on_are_refused_and_float_ids_come_back_as_in
     np.save(tmp_path / "yf.npy", (np.arange(20) % 3).astype(np.float64))
     ds = load_file(tmp_path / "x.npy", labels=tmp_path / "yf.npy")
     assert ds.y_train.dtype == np.int64 and ds.y_test.dtype == np.int64
+
+
+def test_a_header_that_claims_more_data_than_the_file_holds_is_refused_before_allocating(tmp_path):
+    """A corrupt .npy header could claim terabytes: numpy would try to allocate them first."""
+    np.save(tmp_path / "x.npy", np.zeros((4, 3)))
+    raw = (tmp_path / "x.npy").read_bytes()
+    (tmp_path / "huge.npy").write_bytes(raw.replace(b"(4, 3)", b"(4000000000000, 3)"))
+    with pytest.raises(ValueError, match=r"huge.npy' is truncated or corrupt: its header claims shape "
+                                         r"\(4000000000000, 3\) of float64 \(96000000000000 bytes\), but the file holds"):
+        load_file(tmp_path / "huge.npy")
