@@ -296,12 +296,12 @@ def _check_resume_flags(args, out: Path, saved: dict, model_cfg: Config, tcfg: T
     given = {d for d in _given_dests(args) if d not in _RESUME_FREE}
     if "overwrite" in given:
         raise ValueError(f"--resume continues the run in {out}; --overwrite would start it again: pass one of them")
-    asked = []
     def same(dest, a, b):  # file paths compare as files (the run records them absolute)
         if dest != "data_seed" and isinstance(a, str) and isinstance(b, str) and Path(a).exists():
             return Path(a).resolve() == Path(b).resolve()
         return a == b
 
+    asked = []
     for dest in ("data", "labels", "data_seed"):
         if dest in given and not same(dest, getattr(args, dest), saved["data"].get(dest, 0 if dest == "data_seed"
                                                                                    else None)):
