@@ -17,6 +17,7 @@ import json
 import os
 import tempfile
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from .backend import host as np
@@ -30,6 +31,52 @@ GROUPS = ("online", "target", "online_buffers", "target_buffers", "opt", "data")
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, truncated, corrupt or not a byol-ref checkpoint."""
+
+
+# --------------------------------------------------------------------------- reading NumPy files safely
+# Shared by checkpoints, user data (data.py) and traces and weights (trace.py, interchange.py).
+
+NPY_MAGIC, ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"  # how an .npy and an .npz (a zip archive) start
+
+
+def file_head(path, n: int = 6) -> bytes:
+    """The first ``n`` bytes of a file (fewer if it is shorter)."""
+    with open(path, "rb") as f:
+        return f.read(n)
+
+
+@contextmanager
+def numpy_read_errors(what: str, error=ValueError, keep=()):
+    """Turn what NumPy and zipfile raise on a bad file into ``error`` naming it (``what``):
+    pickled (object) data, which byol-ref never loads; a truncated or corrupt file; a header
+    that claims more than memory. Exceptions of the types in ``keep`` pass unchanged."""
+    try:
+        yield
+    except keep:
+        raise
+    except MemoryError:
+        raise error(f"{what} claims an array larger than memory: it is corrupt, or not written by NumPy") from None
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise error(f"{what} holds pickled (object) data, which byol-ref never loads; save numeric arrays "
+                        "(float or int dtype)") from None
+        raise error(f"{what} is truncated or corrupt ({exc})") from None
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError) as exc:
+        raise error(f"{what} is truncated or corrupt ({type(exc).__name__}: {exc})") from None
+
+
+def read_npz(path, what: str, error=ValueError) -> dict:
+    """Every array of an ``.npz``, in file order, read with ``allow_pickle=False``; a file that
+    is not one, or cannot be read, raises ``error`` naming it (``what``) and the problem."""
+    head = file_head(path)
+    if not head.startswith(ZIP_MAGIC):
+        found = ("it is empty (0 bytes)" if not head else
+                 "it is an .npy array; rename it to .npy" if head == NPY_MAGIC else
+                 "it is not a zip archive, which numpy.savez writes")
+        raise error(f"{what} is not an .npz file: {found}")
+    with numpy_read_errors(what, error):
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
 
 
 def save(path, arrays: dict, meta: dict) -> Path:
@@ -119,13 +166,12 @@ def load(path) -> tuple[dict, dict]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if head != b"PK\x03\x04":  # every .npz is a zip archive, and starts so
+    head = file_head(path)
+    if not head.startswith(ZIP_MAGIC):
         what = "is empty (0 bytes)" if not head else "is not an .npz (zip) file"
         raise CheckpointError(f"{path} {what}, so not a byol-ref checkpoint: another kind of file, or one cut short "
                               "or corrupted; pass a run directory or its checkpoint.npz")
-    try:
+    with numpy_read_errors(str(path), CheckpointError, keep=CheckpointError):
         with np.load(path, allow_pickle=False) as f:
             names = list(f.files)
             if "meta" not in names:
@@ -140,20 +186,6 @@ def load(path) -> tuple[dict, dict]:
                 if group not in arrays or not key:
                     raise CheckpointError(f"{path}: unexpected entry {name!r} in a byol-ref checkpoint")
                 arrays[group][key] = f[name]
-    except CheckpointError:
-        raise
-    except MemoryError:
-        raise CheckpointError(f"{path} claims an array larger than memory: it is corrupt, or not a byol-ref "
-                              "checkpoint") from None
-    except ValueError as exc:
-        if "pickle" not in str(exc):
-            raise CheckpointError(f"{path} is truncated or corrupt and cannot be read as a byol-ref checkpoint "
-                                  f"({type(exc).__name__}: {exc})") from None
-        raise CheckpointError(f"{path} holds pickled (object) data, which byol-ref never loads: not a byol-ref "
-                              "checkpoint") from None
-    except (zipfile.BadZipFile, EOFError, OSError, KeyError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path} is truncated or corrupt and cannot be read as a byol-ref checkpoint "
-                              f"({type(exc).__name__}: {exc})") from None
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path} is not a byol-ref checkpoint (its meta entry holds a JSON "
                               f"{type(meta).__name__}, expected an object)")

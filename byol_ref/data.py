@@ -16,11 +16,11 @@ import csv
 import math
 import numbers
 import os
-import zipfile
 from pathlib import Path
 from typing import Iterator, NamedTuple, Optional, Union
 
 from .backend import host as np
+from .checkpoint import NPY_MAGIC, ZIP_MAGIC, file_head, numpy_read_errors, read_npz
 
 __all__ = [
     "Dataset",
@@ -280,14 +280,6 @@ def _check_path(path, arg: str) -> Path:
     return p
 
 
-_NPY_MAGIC, _ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
-
-
-def _head(path: Path, n: int = 6) -> bytes:
-    with open(path, "rb") as fh:
-        return fh.read(n)
-
-
 def _check_npy_size(path: Path, what: str) -> None:
     """Refuse an .npy whose header claims more data than the file holds, before anything is
     allocated (a corrupt header could claim terabytes)."""
@@ -308,46 +300,15 @@ def _check_npy_size(path: Path, what: str) -> None:
 
 
 def _load_npy(path: Path, what: str):
-    head = _head(path)
-    if head != _NPY_MAGIC:
+    head = file_head(path)
+    if head != NPY_MAGIC:
         found = ("it is empty (0 bytes)" if not head else
-                 "it is an .npz archive; rename it to .npz" if head.startswith(_ZIP_MAGIC) else
+                 "it is an .npz archive; rename it to .npz" if head.startswith(ZIP_MAGIC) else
                  "it does not start with the .npy header that numpy.save writes")
         raise ValueError(f"{what} {str(path)!r} is not an .npy file: {found}")
     _check_npy_size(path, what)
-    try:
+    with numpy_read_errors(f"{what} {str(path)!r}"):
         return np.load(path, allow_pickle=False)
-    except MemoryError:
-        raise ValueError(f"{what} {str(path)!r} claims an array larger than memory: corrupt, or not written by "
-                         "numpy.save") from None
-    except ValueError as exc:
-        if "pickle" in str(exc):  # object arrays need pickle, which byol_ref never enables (it can run code)
-            raise ValueError(f"{what} {str(path)!r} holds pickled (object) data, which byol-ref never loads; save a "
-                             "numeric array (float or int dtype)") from None
-        raise ValueError(f"{what} {str(path)!r} is truncated or corrupt ({exc})") from None
-    except (EOFError, OSError) as exc:
-        raise ValueError(f"{what} {str(path)!r} is truncated or corrupt ({type(exc).__name__}: {exc})") from None
-
-
-def _load_npz(path: Path, what: str) -> dict:
-    head = _head(path)
-    if not head.startswith(_ZIP_MAGIC):
-        found = ("it is empty (0 bytes)" if not head else
-                 "it is an .npy array; rename it to .npy" if head == _NPY_MAGIC else
-                 "it is not a zip archive, which numpy.savez writes")
-        raise ValueError(f"{what} is not an .npz file: {found}")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
-    except MemoryError:
-        raise ValueError(f"{what} claims an array larger than memory: corrupt, or not written by numpy.savez") from None
-    except ValueError as exc:
-        if "pickle" in str(exc):
-            raise ValueError(f"{what} holds pickled (object) data, which byol-ref never loads; save numeric arrays "
-                             "(float or int dtype)") from None
-        raise ValueError(f"{what} is truncated or corrupt ({exc})") from None
-    except (EOFError, OSError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"{what} is truncated or corrupt ({type(exc).__name__}: {exc})") from None
 
 
 def _check_numeric(a, what: str):
@@ -523,7 +484,7 @@ def load_file(
         raise ValueError(f"seed (of the train/test split) must be an int >= 0, got {seed!r}")
 
     if ext == ".npz":
-        arrays = _load_npz(p, what)
+        arrays = read_npz(p, what)
         keys = set(arrays)
         if "x_train" in keys or "x_test" in keys:
             return _load_presplit(arrays, labels, image_shape, what, p.stem)

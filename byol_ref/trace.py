@@ -41,7 +41,7 @@ from typing import NamedTuple
 
 from .backend import get_backend, to_numpy
 from .backend import host as np
-from .checkpoint import atomic_savez
+from .checkpoint import atomic_savez, read_npz
 from .layers import _moments
 from .losses import l2_normalize_forward
 from .model import (Network, _check_network, build_from_config, ema_update, from_groups, init_buffers, loss_and_grads,
@@ -443,28 +443,17 @@ def load_npz(path, what: str = "file") -> dict:
         raise TraceError(f"{path}: byol-ref never reads pickles (PyTorch .pt/.pth/.bin files are pickles); export "
                          "plain arrays instead: np.savez(path, **{k: v.detach().cpu().numpy() for k, v in "
                          "state_dict.items()})")
-    if not zipfile.is_zipfile(path):
-        raise TraceError(f"{path} is not an .npz file (not a zip archive); {what}s are written with numpy.savez")
-    try:
-        with zipfile.ZipFile(path) as z:
-            names = z.namelist()
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError):
+            names = []  # read_npz says what is wrong with it
         if any(n.endswith(".pkl") for n in names):
             raise TraceError(f"{path} looks like a PyTorch zip checkpoint (it holds a .pkl), which is a pickle; "
                              "byol-ref never unpickles. Export with np.savez(path, **{k: v.detach().cpu().numpy() "
                              "for k, v in state_dict.items()})")
-        with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
-    except TraceError:
-        raise
-    except MemoryError:
-        raise TraceError(f"{path} claims an array larger than memory: corrupt, or not written by numpy.savez") from None
-    except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise TraceError(f"{path} holds object arrays, which need pickle; byol-ref never unpickles. Save "
-                             "numeric arrays only (convert tensors with .numpy())") from None
-        raise TraceError(f"{path} is corrupt or not an .npz ({exc})") from None
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
-        raise TraceError(f"{path} is truncated or corrupt ({type(exc).__name__}: {exc})") from None
+    return read_npz(path, f"{what} {path}", TraceError)
 
 
 def load_trace(path) -> Trace:
