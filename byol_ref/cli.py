@@ -255,14 +255,6 @@ def _data_for_run(data_spec: dict, cfg_file: Path):
     return _load_data(data_spec)
 
 
-def _given(args, dest: str) -> bool:
-    """Whether the command line gave option ``dest`` (``main`` records them; a namespace made
-    elsewhere falls back to "differs from the parser's default")."""
-    if hasattr(args, "given"):
-        return dest in args.given
-    return getattr(args, dest) != build_parser().parse_args(["train"]).__dict__[dest]
-
-
 def _configs_from_flags(args, encoder_dim: int):
     """(model Config, TrainConfig, names of the fields the command line set) for ``train``."""
     model_kw = dict(encoder_dim=encoder_dim, hidden_size=args.hidden_size,
@@ -274,7 +266,7 @@ def _configs_from_flags(args, encoder_dim: int):
                     predictor_lr_mult=args.predictor_lr_mult, seed=args.seed, dtype=args.dtype,
                     checkpoint_every=args.checkpoint_every, log_every=args.log_every)
     set_keys = {pair.split("=", 1)[0].strip().replace("-", "_") for pair in args.set or []}
-    named = {k for kw in (model_kw, train_kw) for k in kw if _given(args, _TRAIN_DEST.get(k, k))} | set_keys
+    named = {k for kw in (model_kw, train_kw) for k in kw if _TRAIN_DEST.get(k, k) in args.given} | set_keys
     if args.preset:  # verification toolkit block below
         from .presets import preset_field_names
         model_cfg, tcfg = _preset_configs(args, model_kw, train_kw)
@@ -293,7 +285,7 @@ _RESUME_FREE = {"out", "resume", "epochs", "device", "augment", "no_progress", "
 def _check_resume_flags(args, out: Path, saved: dict, model_cfg: Config, tcfg: TrainConfig) -> None:
     """Refuse command-line settings that a resumed run would not honour (it continues with the
     settings in its config.json): name each with the value asked for and the run's own."""
-    given = {d for d in _given_dests(args) if d not in _RESUME_FREE}
+    given = args.given - _RESUME_FREE
     if "overwrite" in given:
         raise ValueError(f"--resume continues the run in {out}; --overwrite would start it again: pass one of them")
     def same(dest, a, b):  # file paths compare as files (the run records them absolute)
@@ -319,12 +311,6 @@ def _check_resume_flags(args, out: Path, saved: dict, model_cfg: Config, tcfg: T
                          "others, or start a new run with another --out")
 
 
-def _given_dests(args) -> set:
-    if hasattr(args, "given"):
-        return set(args.given)
-    return {d for d in vars(build_parser().parse_args(["train"])) if d != "command" and _given(args, d)}
-
-
 def _train(args) -> int:
     data_spec = {"data": args.data, "labels": args.labels, "data_seed": args.data_seed}
     out = Path(args.out) if args.out else Path("runs") / f"{Path(args.data).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -338,7 +324,7 @@ def _train(args) -> int:
         model_cfg = Config.from_dict(saved["model_config"])
         tcfg = TrainConfig.from_dict(saved["train_config"])
         _check_resume_flags(args, out, saved, model_cfg, tcfg)
-        if _given(args, "epochs"):
+        if "epochs" in args.given:
             tcfg = replace(tcfg, epochs=args.epochs)
         data_spec = saved["data"]
         dataset = _data_for_run(data_spec, cfg_file)
@@ -742,7 +728,7 @@ def _preset_configs(args, model_kw, train_kw):
 
     conventions = set(preset_field_names())
     changes = {k: v for kw in (model_kw, train_kw) for k, v in kw.items()
-               if k in conventions and _given(args, _TRAIN_DEST.get(k, k))}
+               if k in conventions and _TRAIN_DEST.get(k, k) in args.given}
     preset = get_preset(args.preset, **changes)
     preset, model_extra, train_extra = _route_sets(args.set, preset)
     if preset.ema_scope != "params":
@@ -868,7 +854,7 @@ def _cmd_convert(args) -> int:
     src = Path(args.src)
     if args.src_layout == "byol-ref" and _is_checkpoint(src):
         # A training checkpoint: its online and target networks; its own config is the structure.
-        if getattr(args, "given", set()) & {"preset", "set"}:
+        if args.given & {"preset", "set"}:
             raise ValueError(f"{src} is a byol-ref run, whose checkpoint fixes the network's structure; drop "
                              "--preset/--set (they describe the structure of a plain weights file)")
         state, structure, _, _ = load_checkpoint(checkpoint_file(src))

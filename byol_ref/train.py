@@ -30,7 +30,7 @@ from .backend import host as np
 from .backend import to_numpy
 from .checks import check_array, check_choice, check_float_range, check_positive_int, dataclass_from_dict
 from .data import Dataset, feature_stats, standardize
-from .model import (Config, Network, build_from_config, data_dependent_init, ema_update, init_buffers,
+from .model import (Config, Network, buffer_shapes, build_from_config, data_dependent_init, ema_update,
                     loss_and_grads, param_shapes)
 from .optim import make_optimizer, predictor_lr_mult
 from .schedules import check_warmup_convention, target_tau, warmup_cosine_lr
@@ -202,8 +202,7 @@ def make_schedules(tcfg: TrainConfig, n_train: int) -> Schedules:
         return target_tau(k, tau_base=tcfg.tau_base, total_steps=total, schedule=tcfg.tau_schedule,
                           denominator=tcfg.tau_denominator)
 
-    for k in {0, max(warmup - 1, 0), warmup, total}:  # every setting is checked now, not at some later step
-        lr(k), tau(k)
+    lr(0), tau(0)  # the schedules check every setting at any step: refuse a bad one now, not mid-run
     return Schedules(lr, tau, total, steps_per_epoch)
 
 
@@ -381,27 +380,26 @@ def _check_checkpoint_arrays(path, arrays: dict, model_cfg: Config, tcfg: TrainC
     """Refuse a checkpoint whose contents no run could have written: buffers or optimiser state
     that do not fit the configs, non-finite values, a negative running variance, a bad step or
     data order. (Parameter names and shapes are checked with the networks.)"""
-    host = get_backend("numpy", tcfg.dtype, seed=None)
 
     def bad(what):
         return ckpt.CheckpointError(f"{path}: {what}; the file is corrupt or was edited, and no run writes this")
 
     if step < 0 or not 0 <= pos:
         raise bad(f"step {step} and epoch position {pos} must be >= 0")
-    expected = {"online_buffers": init_buffers(model_cfg, "online", host),
-                "target_buffers": init_buffers(model_cfg, "target", host)}
+    # (shape, dtype kind) of every buffer and optimiser-state entry the configs make
+    expected = {f"{role}_buffers": {k: (shape, "i" if k.endswith(".count") else "f")
+                                    for k, shape in buffer_shapes(model_cfg, role)} for role in ("online", "target")}
     params = {k: np.zeros(v, dtype=tcfg.dtype) for k, v in param_shapes(model_cfg, "online").items()}
-    expected["opt"] = make_optimizer_for(tcfg).init(params)
+    expected["opt"] = {k: (tuple(v.shape), v.dtype.kind) for k, v in make_optimizer_for(tcfg).init(params).items()}
     for group, want in expected.items():
         got = arrays[group]
         if set(got) != set(want):
             missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
             raise bad(f"{group} does not match the configs: missing {missing[:4]}, unexpected {extra[:4]}")
-        for k, w in want.items():
-            w = np.asarray(w)
-            if tuple(got[k].shape) != tuple(w.shape) or got[k].dtype.kind != w.dtype.kind:
+        for k, (shape, kind) in want.items():
+            if tuple(got[k].shape) != shape or got[k].dtype.kind != kind:
                 raise bad(f"{group}/{k} has shape {tuple(got[k].shape)} and dtype {got[k].dtype}, expected "
-                          f"{tuple(w.shape)} and a {w.dtype} array")
+                          f"{shape} and a {'float' if kind == 'f' else 'integer'} array")
     for group in ("online", "target", "online_buffers", "target_buffers", "opt"):
         for k, a in arrays[group].items():
             if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
