@@ -352,8 +352,8 @@ def _train(args) -> int:
         raise ValueError(f"--augment {args.augment}: {dataset.name} holds feature vectors, not images; their "
                          "augmentations (noise, masking, scaling) have no recipe to choose") from None
     check_configs(model_cfg, tcfg)  # bad settings and data are refused before the run directory is made
-    _, prepared, _ = prepare_training_data(dataset, views)
-    sched = make_schedules(tcfg, prepared.x_train.shape[0])  # a non-finite peak learning rate, say
+    prepare_training_data(dataset, views)
+    sched = make_schedules(tcfg, dataset.x_train.shape[0])  # a non-finite peak learning rate, say
     if args.resume:  # before config.json records the new length
         if checkpoint_file(out).is_file():
             check_resume_length(load_checkpoint(checkpoint_file(out))[0].step, sched, tcfg, checkpoint_file(out))

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import csv
 import math
-import numbers
 import os
 from pathlib import Path
 from typing import Iterator, NamedTuple, Optional, Union
 
 from .backend import host as np
 from .checkpoint import NPY_MAGIC, ZIP_MAGIC, file_head, numpy_read_errors, read_npz
+from .checks import check_seed
 
 __all__ = [
     "Dataset",
@@ -480,8 +480,7 @@ def load_file(
             f"got {type(labels).__name__}"
         )
     _check_fraction(test_fraction)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed (of the train/test split) must be an int >= 0, got {seed!r}")
+    seed = check_seed(seed, "seed (of the train/test split)")
 
     if ext == ".npz":
         arrays = read_npz(p, what)
