@@ -1,4 +1,4 @@
-"""Check the installed byol-pytorch package, its own ``BYOL`` class unchanged, against byol-ref.
+"""Check the installed byol-pytorch package, its own ``BYOL`` class, against byol-ref.
 
     pip install byol-pytorch     # brings torch and torchvision; byol-ref itself needs neither
     python examples/crosscheck_byol_pytorch.py [--steps 3] [--workdir DIR]
@@ -7,7 +7,8 @@ Where ``examples/verify_pytorch.py`` shows the verification loop on a small mode
 style of byol-pytorch, this script runs lucidrains' real code:
 
 1. wraps a small MLP encoder (Linear -> BN -> ReLU, twice; the representation is the last ReLU,
-   ``hidden_layer=-2``) in ``byol_pytorch.BYOL``, in float64, with fixed views per step handed in
+   ``hidden_layer=-2``) in ``byol_pytorch.BYOL`` (with ``use_simplicial_embeddings=False`` where
+   the version has it: 0.9 turned that non-BYOL block on by default), in float64, with fixed views per step handed in
    through its ``augment_fn``/``augment_fn2`` hooks, and exports the weights right after
    construction (the constructor's mock forward has already moved the running statistics);
 2. trains ``--steps`` steps the way its README does (Adam 3e-4; ``loss.backward()``,
@@ -29,6 +30,7 @@ import argparse
 import os
 import sys
 import tempfile
+from inspect import signature
 
 import numpy as np
 
@@ -67,9 +69,13 @@ def run_byol_pytorch(steps: int, seed: int = 0):
     views = [(torch.randn(N, 3, S, S, generator=gen) * 1.5 + 0.3, torch.randn(N, 3, S, S, generator=gen))
              for _ in range(steps)]
     step = {"k": None}  # None during construction: the mock forward sees its own random images
+    # byol-pytorch 0.9 (2026-04) puts simplicial embeddings (Lavoie et al., 2022) in front of the
+    # projector by default: a Linear -> BN -> softmax block that is not BYOL. Turn it off where the
+    # installed version has the switch; older versions are plain BYOL already.
+    extra = {"use_simplicial_embeddings": False} if "use_simplicial_embeddings" in signature(BYOL).parameters else {}
     learner = BYOL(net, image_size=S, hidden_layer=-2, projection_size=P, projection_hidden_size=PH,
                    augment_fn=lambda x: x if step["k"] is None else views[step["k"]][0],
-                   augment_fn2=lambda x: x if step["k"] is None else views[step["k"]][1])
+                   augment_fn2=lambda x: x if step["k"] is None else views[step["k"]][1], **extra)
     exported = {k: v.detach().numpy().copy() for k, v in learner.state_dict().items()}
     for k, (v1, v2) in enumerate(views):
         exported[f"step{k}.input.view1"] = v1.reshape(N, D).numpy()
