@@ -60,7 +60,7 @@ MODEL_FIELDS = ("layout", "norm", "hidden_bias", "head_bias", "init", "target_in
 #: Preset fields that are ``train.TrainConfig`` fields.
 TRAIN_FIELDS = ("optimizer", "lr", "lr_batch_scale", "weight_decay", "momentum", "lars_eta",
                 "lars_trust_ratio", "lars_eps", "lars_clip_lr", "exclude", "warmup_start", "warmup_offset",
-                "warmup_denominator", "cosine_denominator",
+                "warmup_denominator", "cosine_denominator", "lr_rounding",
                 "tau_base", "tau_schedule", "tau_denominator", "ema_when")
 #: Preset fields resolved into TrainConfig fields (or honoured by the trace only).
 OWN_FIELDS = ("warmup_fraction", "final_lr_ratio", "ema_scope")
@@ -155,6 +155,13 @@ FIELD_DOCS = {
     "warmup_denominator": "'W': the warm-up divides by W (deepmind, lightly). 'W-1': by W - 1, so the peak comes "
                           "one step early and is held for two (solo-learn `LinearWarmupCosineAnnealingLR`, which "
                           "adds (peak - warmup_start) / (W - 1) per step). Checked against solo-learn's code. d16.",
+    "lr_rounding": "'float32': the learning rate as deepmind's `learning_schedule` returns it, even under "
+                   "`jax_enable_x64`: with a warm-up (W > 0) the warm-up is float32 arithmetic, "
+                   "float32(float32(k / W) * float32(peak)) (`global_step.astype(jnp.float32)`), and `jnp.where` "
+                   "makes the cosine phase float32 too; with W = 0 nothing is rounded. A float64 run of the official "
+                   "code differs from the exact formula by up to ~6e-8 relative, which a 1e-9 comparison sees. "
+                   "'exact': the formula in float64 (byol-pytorch, lightly, solo-learn, edifice: Python floats). "
+                   "Checked against the official code under JAX x64. a6.",
     "cosine_denominator": "'K-W': the cosine runs over the K - W steps after the warm-up and reaches the end value "
                           "at k = K (deepmind, solo-learn). 'K-W-1': lightly `CosineWarmupScheduler` calls "
                           "`cosine_schedule(k - W, K - W)`, which divides by K - W - 1 and holds the end value "
@@ -222,6 +229,7 @@ class Preset:
     warmup_offset: int = 0
     warmup_denominator: str = "W"
     cosine_denominator: str = "K-W"
+    lr_rounding: str = "float32"
     final_lr_ratio: float = 0.0
     tau_base: float = 0.996
     tau_schedule: str = "cosine"
@@ -328,23 +336,24 @@ PRESETS = {
         name="byol-pytorch", head_bias=True, init="torch", target_init="copy", bn_running="torch",
         bn_var="two_pass", views="concat", norm_eps_mode="norm", norm_eps=1e-12, loss_form="2-2cos",
         optimizer="adam", lr=3e-4, lr_batch_scale=0, weight_decay=0.0, exclude="none", warmup_fraction=0.0,
-        final_lr_ratio=1.0, tau_base=0.99, tau_schedule="constant"),
+        final_lr_ratio=1.0, tau_base=0.99, tau_schedule="constant", lr_rounding="exact"),
     "lightly": Preset(
         name="lightly", hidden_bias=False, head_bias=True, init="torch", target_init="copy", bn_running="torch",
         bn_var="two_pass", norm_eps_mode="norm", norm_eps=1e-8, loss_form="neg_cos", sym_reduce="mean",
         optimizer="lars", lr=0.45, weight_decay=1e-6, lars_trust_ratio="sum_of_norms", lars_eps=1e-8,
         exclude="name", warmup_fraction=0.1, warmup_offset=1, cosine_denominator="K-W-1", final_lr_ratio=0.001,
-        tau_base=0.99, tau_denominator="K-1", ema_when="pre_forward"),
+        tau_base=0.99, tau_denominator="K-1", ema_when="pre_forward", lr_rounding="exact"),
     "solo-learn": Preset(
         name="solo-learn", head_bias=True, init="torch", target_init="copy", bn_running="torch",
         bn_var="two_pass", norm_eps_mode="norm", norm_eps=1e-8, loss_form="2-2cos", optimizer="lars", lr=1.0,
         weight_decay=1e-5, lars_eta=0.02, lars_trust_ratio="sum_of_norms", lars_eps=1e-8, lars_clip_lr=True,
-        exclude="ndim", warmup_fraction=0.01, warmup_start=3e-5, warmup_denominator="W-1", tau_base=0.99),
+        exclude="ndim", warmup_fraction=0.01, warmup_start=3e-5, warmup_denominator="W-1", tau_base=0.99,
+        lr_rounding="exact"),
     "edifice": Preset(
         name="edifice", layout="edifice", norm="layer", hidden_bias=True, head_bias=True, init="torch",
         target_init="copy", bn_var="two_pass", norm_eps_mode="add", norm_eps=1e-8, loss_form="2-2cos",
         symmetric=False, optimizer="adamw", lr=2e-3, lr_batch_scale=0, weight_decay=1e-6, warmup_fraction=0.0,
-        final_lr_ratio=1.0, tau_base=0.996, tau_schedule="constant"),
+        final_lr_ratio=1.0, tau_base=0.996, tau_schedule="constant", lr_rounding="exact"),
 }
 
 

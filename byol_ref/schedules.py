@@ -13,8 +13,19 @@ from __future__ import annotations
 
 import math
 import operator
+import struct
 
 __all__ = ["warmup_cosine_lr", "target_tau", "check_warmup_convention"]
+
+
+def _f32(x: float) -> float:
+    """``x`` rounded to the nearest float32 (round half to even), as a Python float.
+
+    One rounding of an exact (or double-precision) result gives the float32 operation's
+    result: the product of two float32 values is exact in a double, and a double quotient
+    rounded to float32 is the correctly rounded float32 quotient (53 >= 2 * 24 + 2 bits).
+    """
+    return struct.unpack("f", struct.pack("f", x))[0]
 
 
 def _check_int(value, name: str, minimum: int) -> int:
@@ -39,11 +50,12 @@ def _check_float(value, name: str, lo: float = 0.0, hi: float = math.inf) -> flo
     return v
 
 
-def check_warmup_convention(warmup_offset, warmup_denominator) -> None:
-    """Raise a ValueError unless (offset, denominator) is a warm-up some implementation uses.
+def check_warmup_convention(warmup_offset, warmup_denominator, lr_rounding="exact") -> None:
+    """Raise a ValueError unless (offset, denominator, ratio) is a warm-up some implementation uses.
 
     ``warmup_offset`` is 0 (official) or 1 (lightly); ``warmup_denominator`` is ``"W"``
-    (official, lightly) or ``"W-1"`` (solo-learn). Offset 1 with ``"W-1"`` would reach
+    (official, lightly) or ``"W-1"`` (solo-learn); ``lr_rounding`` is ``"exact"`` or
+    ``"float32"`` (the official float32 schedule). Offset 1 with ``"W-1"`` would reach
     ``(W - 1 + 1) / (W - 1) > 1`` times the peak at ``k = W - 1``, so it is refused. Used by
     ``warmup_cosine_lr`` and, to refuse a bad ``TrainConfig`` before a run starts, by train.
     """
@@ -51,6 +63,9 @@ def check_warmup_convention(warmup_offset, warmup_denominator) -> None:
         raise ValueError(f"warmup_offset must be 0 (official) or 1 (lightly), got {warmup_offset!r}")
     if warmup_denominator not in ("W", "W-1"):
         raise ValueError(f"warmup_denominator must be 'W' (official) or 'W-1' (solo-learn), got {warmup_denominator!r}")
+    if lr_rounding not in ("exact", "float32"):
+        raise ValueError(f"lr_rounding must be 'exact' or 'float32' (the official code's float32 schedule), "
+                         f"got {lr_rounding!r}")
     if warmup_offset == 1 and warmup_denominator == "W-1":
         raise ValueError("warmup_offset=1 with warmup_denominator='W-1' would overshoot the peak at step W - 1; "
                          "no implementation combines them")
@@ -69,6 +84,7 @@ def warmup_cosine_lr(
     warmup_offset: int = 0,
     warmup_denominator: str = "W",
     cosine_denominator: str = "K-W",
+    lr_rounding: str = "exact",
 ) -> float:
     """Linear warm-up then cosine decay, with the linear batch-size scaling rule.
 
@@ -87,6 +103,14 @@ def warmup_cosine_lr(
     warm-up by ``max(W - 1, 1)`` (the peak is reached at ``k = W - 1`` and held at ``k = W``), and
     ``cosine_denominator="K-W-1"`` sets ``C = K - W - 1`` (``final_lr`` from ``k = K - 1`` on;
     ``C <= 0`` gives ``final_lr`` at once).
+
+    ``lr_rounding="float32"`` returns what the official ``learning_schedule`` returns, even
+    under ``jax_enable_x64``: with a warm-up (``W > 0``) the warm-up is float32 arithmetic,
+    ``float32(float32(k / W) * float32(eta* - warmup_start))`` (it casts the step to float32
+    before dividing), and its ``jnp.where`` between that float32 branch and the cosine makes
+    every value float32; with ``W = 0`` nothing is rounded. The official code trains in
+    float32, where this is below rounding; a float64 run of it differs from the exact formula
+    by up to ~6e-8 relative, which a 1e-9 comparison sees (docs/verifying.md section 5).
 
     Implementation presets (BYOL_FACTS d16):
 
@@ -113,6 +137,8 @@ def warmup_cosine_lr(
         warmup_offset: 0 (official) or 1 (lightly); added to ``k`` in the warm-up only.
         warmup_denominator: ``"W"`` (official, lightly) or ``"W-1"`` (solo-learn).
         cosine_denominator: ``"K-W"`` (official, solo-learn) or ``"K-W-1"`` (lightly).
+        lr_rounding: ``"exact"`` (the formula; lightly, solo-learn) or ``"float32"`` (the
+            official code's float32 schedule).
 
     Returns:
         The learning rate ``eta_k`` as a Python float.
@@ -120,8 +146,8 @@ def warmup_cosine_lr(
     Raises:
         ValueError: a negative step, ``W > K``, a non-positive batch size, a negative rate, a peak
             rate that is not finite,
-            ``warmup_offset`` not in {0, 1}, an unknown denominator, or offset 1 with ``"W-1"``
-            (``check_warmup_convention``).
+            ``warmup_offset`` not in {0, 1}, an unknown denominator or warm-up ratio, or offset 1
+            with ``"W-1"`` (``check_warmup_convention``).
 
     References:
         BYOL paper appendix C (LARS, cosine decay, 10 warm-up epochs, lr = 0.2 x B/256);
@@ -137,7 +163,7 @@ def warmup_cosine_lr(
     scale = _check_int(batch_scale, "batch_scale", 1)
     final_lr = _check_float(final_lr, "final_lr")
     warmup_start = _check_float(warmup_start, "warmup_start")
-    check_warmup_convention(warmup_offset, warmup_denominator)
+    check_warmup_convention(warmup_offset, warmup_denominator, lr_rounding)
     if cosine_denominator not in ("K-W", "K-W-1"):
         raise ValueError(f"cosine_denominator must be 'K-W' (official) or 'K-W-1' (lightly), "
                          f"got {cosine_denominator!r}")
@@ -151,13 +177,17 @@ def warmup_cosine_lr(
                          f"= {peak!r} {what}; expected a finite rate (BYOL: base_lr 0.2-0.45 per 256 examples)")
     if k < W:
         steps = W if warmup_denominator == "W" else max(W - 1, 1)
+        if lr_rounding == "float32":  # deepmind: global_step.astype(float32) / W * scaled_lr, all float32
+            return warmup_start + _f32(_f32((k + warmup_offset) / steps) * _f32(peak - warmup_start))
         return warmup_start + (peak - warmup_start) * (k + warmup_offset) / steps
+    # deepmind: jnp.where(k < W, <float32 warm-up>, <cosine>) is float32 as soon as there is a warm-up
+    rounded = _f32 if lr_rounding == "float32" and W > 0 else float
     C = K - W if cosine_denominator == "K-W" else K - W - 1
     if C <= 0:  # warm-up only (W = K), or lightly's one-step cosine: the run is at its end value
-        return final_lr
+        return rounded(final_lr)
     t = min(k - W, C)  # clamp: constant final_lr after the run
     # At t = C, cos(pi) = -1.0 exactly, so the factor is exactly 0.0 and the value final_lr.
-    return final_lr + (peak - final_lr) * 0.5 * (1.0 + math.cos(math.pi * t / C))
+    return rounded(final_lr + (peak - final_lr) * 0.5 * (1.0 + math.cos(math.pi * t / C)))
 
 
 def target_tau(

@@ -63,6 +63,8 @@ class TrainConfig:
         warmup_denominator: ``"W"`` (official, lightly) or ``"W-1"`` (solo-learn: peak at W - 1).
         cosine_denominator: ``"K-W"`` (official, solo-learn) or ``"K-W-1"`` (lightly: final_lr
             from step K - 1 on). See ``schedules.warmup_cosine_lr``.
+        lr_rounding: ``"exact"`` or ``"float32"`` (the official code's schedule is float32
+            when it has a warm-up, even in a float64 run).
         tau_base: the target EMA rate at step 0 (0.996).
         tau_schedule: ``"cosine"`` (tau -> 1, official) or ``"constant"`` (byol-pytorch).
         tau_denominator: ``"K"`` (official) or ``"K-1"`` (lightly's cosine_schedule).
@@ -97,6 +99,7 @@ class TrainConfig:
     warmup_offset: int = 0
     warmup_denominator: str = "W"
     cosine_denominator: str = "K-W"
+    lr_rounding: str = "exact"
     tau_base: float = 0.996
     tau_schedule: str = "cosine"
     tau_denominator: str = "K"
@@ -122,7 +125,7 @@ class TrainConfig:
         check_float_range(self.lars_eps, "lars_eps", 0, None)
         check_choice(self.exclude, "exclude", ("name", "ndim", "none"))
         check_float_range(self.warmup_start, "warmup_start", 0, None)
-        check_warmup_convention(self.warmup_offset, self.warmup_denominator)
+        check_warmup_convention(self.warmup_offset, self.warmup_denominator, self.lr_rounding)
         check_choice(self.cosine_denominator, "cosine_denominator", ("K-W", "K-W-1"))
         if self.warmup_epochs is None:
             object.__setattr__(self, "warmup_epochs", 0.05 * self.epochs)
@@ -196,7 +199,7 @@ def make_schedules(tcfg: TrainConfig, n_train: int) -> Schedules:
                                 warmup_steps=warmup, final_lr=tcfg.final_lr, batch_scale=scale,
                                 warmup_start=tcfg.warmup_start, warmup_offset=tcfg.warmup_offset,
                                 warmup_denominator=tcfg.warmup_denominator,
-                                cosine_denominator=tcfg.cosine_denominator)
+                                cosine_denominator=tcfg.cosine_denominator, lr_rounding=tcfg.lr_rounding)
 
     def tau(k):
         return target_tau(k, tau_base=tcfg.tau_base, total_steps=total, schedule=tcfg.tau_schedule,

@@ -49,6 +49,7 @@ CONVENTIONS = {
         optimizer="lars", lr=0.2, lr_batch_scale=256, weight_decay=1.5e-6, momentum=0.9, lars_eta=1e-3,
         lars_trust_ratio="norm_of_sum", lars_eps=0.0, lars_clip_lr=False, exclude="name", warmup_start=0.0,
         warmup_offset=0, warmup_denominator="W", cosine_denominator="K-W",
+        lr_rounding="float32",
         final_lr_ratio=0.0, tau_base=0.996, tau_schedule="cosine", tau_denominator="K",
         ema_when="post_step", ema_scope="params"),
     "byol-pytorch": dict(
@@ -56,7 +57,7 @@ CONVENTIONS = {
         bn_eps=1e-5, bn_decay=0.9, bn_running="torch", bn_var="two_pass", views="concat",
         norm_eps_mode="norm", norm_eps=1e-12, loss_form="2-2cos", symmetric=True, sym_reduce="sum",
         optimizer="adam", lr=3e-4, lr_batch_scale=0, weight_decay=0.0, exclude="none", warmup_start=0.0,
-        warmup_offset=0, warmup_denominator="W", cosine_denominator="K-W",
+        warmup_offset=0, warmup_denominator="W", cosine_denominator="K-W", lr_rounding="exact",
         final_lr_ratio=1.0, tau_base=0.99, tau_schedule="constant", tau_denominator="K",
         ema_when="post_step", ema_scope="params"),
     "lightly": dict(
@@ -65,7 +66,7 @@ CONVENTIONS = {
         norm_eps_mode="norm", norm_eps=1e-8, loss_form="neg_cos", symmetric=True, sym_reduce="mean",
         optimizer="lars", lr=0.45, lr_batch_scale=256, weight_decay=1e-6, momentum=0.9, lars_eta=1e-3,
         lars_trust_ratio="sum_of_norms", lars_eps=1e-8, lars_clip_lr=False, exclude="name", warmup_start=0.0,
-        warmup_offset=1, warmup_denominator="W", cosine_denominator="K-W-1",
+        warmup_offset=1, warmup_denominator="W", cosine_denominator="K-W-1", lr_rounding="exact",
         final_lr_ratio=0.001, tau_base=0.99, tau_schedule="cosine", tau_denominator="K-1",
         ema_when="pre_forward", ema_scope="params"),
     "solo-learn": dict(
@@ -74,14 +75,14 @@ CONVENTIONS = {
         norm_eps_mode="norm", norm_eps=1e-8, loss_form="2-2cos", symmetric=True, sym_reduce="sum",
         optimizer="lars", lr=1.0, lr_batch_scale=256, weight_decay=1e-5, momentum=0.9, lars_eta=0.02,
         lars_trust_ratio="sum_of_norms", lars_eps=1e-8, lars_clip_lr=True, exclude="ndim", warmup_start=3e-5,
-        warmup_offset=0, warmup_denominator="W-1", cosine_denominator="K-W",
+        warmup_offset=0, warmup_denominator="W-1", cosine_denominator="K-W", lr_rounding="exact",
         final_lr_ratio=0.0, tau_base=0.99, tau_schedule="cosine", tau_denominator="K",
         ema_when="post_step", ema_scope="params"),
     "edifice": dict(
         layout="edifice", norm="layer", hidden_bias=True, head_bias=True, init="torch", target_init="copy",
         ln_eps=1e-5, views="separate", norm_eps_mode="add", norm_eps=1e-8, loss_form="2-2cos", symmetric=False,
         optimizer="adamw", lr=2e-3, lr_batch_scale=0, weight_decay=1e-6, exclude="name", warmup_start=0.0,
-        warmup_offset=0, warmup_denominator="W", cosine_denominator="K-W",
+        warmup_offset=0, warmup_denominator="W", cosine_denominator="K-W", lr_rounding="exact",
         final_lr_ratio=1.0, tau_base=0.996, tau_schedule="constant", tau_denominator="K",
         ema_when="post_step", ema_scope="params"),
 }
@@ -235,13 +236,16 @@ def pair_loss(p, z, c):
 def lr_at(k, c, K, W, B):
     peak = c["lr"] * B / (c["lr_batch_scale"] or B)
     final = c["final_lr_ratio"] * peak
+    f32 = c["lr_rounding"] == "float32" and W > 0  # deepmind: a float32 schedule once it has a warm-up
     if k < W:  # solo-learn's scheduler adds (peak - start) / (W - 1) per warm-up step
         per = W if c["warmup_denominator"] == "W" else max(W - 1, 1)
+        if f32:  # global_step.astype(float32) / W * scaled_lr
+            ratio = torch.tensor(k + c["warmup_offset"], dtype=torch.float32) / per
+            return c["warmup_start"] + float(ratio * torch.tensor(peak - c["warmup_start"], dtype=torch.float32))
         return c["warmup_start"] + (peak - c["warmup_start"]) * (k + c["warmup_offset"]) / per
     span = K - W if c["cosine_denominator"] == "K-W" else K - W - 1  # lightly: cosine_schedule's max_steps - 1
-    if span <= 0:
-        return final
-    return final + (peak - final) * 0.5 * (1 + math.cos(math.pi * min(k - W, span) / span))
+    value = final if span <= 0 else final + (peak - final) * 0.5 * (1 + math.cos(math.pi * min(k - W, span) / span))
+    return float(torch.tensor(value, dtype=torch.float32)) if f32 else value
 
 
 def tau_at(k, c, K):

@@ -3,6 +3,7 @@ independent PyTorch autodiff implementation (scripts/make_golden.py) for every p
 committed, so this runs without torch; test_regenerate_goldens reruns the generator when torch is
 installed (skipped otherwise)."""
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -119,3 +120,14 @@ def test_crosscheck_against_the_installed_package(package, script, says, tmp_pat
     res = subprocess.run([sys.executable, str(ROOT / "examples" / script), "--workdir", str(tmp_path)],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and says in res.stdout, res.stdout + res.stderr
+
+
+def test_crosscheck_against_the_official_code(tmp_path):
+    """The official JAX/Haiku building blocks, step for step (runs where JAX, Haiku, optax and dm-tree are
+    installed and BYOL_OFFICIAL_SRC names a checkout of google-deepmind/deepmind-research)."""
+    missing = [m for m in ("jax", "haiku", "optax", "tree") if importlib.util.find_spec(m) is None]
+    if missing or not os.environ.get("BYOL_OFFICIAL_SRC"):
+        pytest.skip(f"the official code is not here ({', '.join(missing) or 'BYOL_OFFICIAL_SRC is not set'})")
+    res = subprocess.run([sys.executable, str(ROOT / "examples" / "crosscheck_official.py"), "--workdir",
+                          str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "The official code agrees with byol-ref" in res.stdout, res.stdout + res.stderr

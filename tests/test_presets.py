@@ -117,6 +117,7 @@ REACH = [
     (dict(warmup_offset=1), {}, "step0.lr", False),
     (dict(warmup_denominator="W-1"), dict(warmup_fraction=2 / 3), "step1.lr", False),  # W = 2: peak at step 1
     (dict(cosine_denominator="K-W-1"), {}, "step2.lr", False),  # W = 1: step 1 is the peak either way
+    (dict(lr_rounding="exact"), {}, "step1.lr", False),  # lr_0 = warmup_start either way; the cosine is rounded
     (dict(final_lr_ratio=0.5), {}, "step2.lr", False),
     (dict(tau_base=0.9), {}, "step0.tau", False),
     (dict(tau_schedule="constant"), {}, "step1.tau", False),

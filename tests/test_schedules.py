@@ -55,6 +55,32 @@ def test_lr_warmup_offset_lightly():
     assert lr(20, warmup_offset=1) == lr(20)                              # cosine phase unchanged
 
 
+def test_lr_rounding_float32_is_the_official_float32_schedule():
+    """deepmind's learning_schedule under jax_enable_x64: the warm-up is float32 arithmetic,
+    float32(float32(k) / W) * float32(peak), and jnp.where with that float32 branch makes the
+    cosine phase float32 too (checked against the official code; see docs/verifying.md)."""
+    np = pytest.importorskip("numpy")
+    f32 = np.float32
+    kw = dict(base_lr=0.2, batch_size=96, total_steps=20, warmup_steps=3)  # peak 0.075: not a float32
+    peak = 0.2 * 96 / 256
+    for k in range(25):
+        exact = warmup_cosine_lr(k, **kw)
+        rounded = warmup_cosine_lr(k, **kw, lr_rounding="float32")
+        if k < 3:
+            want = float(f32(f32(k) / f32(3)) * f32(peak))  # the float32 operations themselves
+        else:
+            want = float(f32(exact))
+        assert rounded == want and isinstance(rounded, float), k
+        assert rounded == pytest.approx(exact, rel=1e-7)
+    assert warmup_cosine_lr(1, **kw, lr_rounding="float32") != warmup_cosine_lr(1, **kw)  # 1/3 is not a float32
+    # Without a warm-up the official value is a float64 (no float32 branch): nothing is rounded.
+    no_warmup = dict(kw, warmup_steps=0)
+    assert all(warmup_cosine_lr(k, **no_warmup, lr_rounding="float32") == warmup_cosine_lr(k, **no_warmup)
+               for k in range(21))
+    with pytest.raises(ValueError, match="lr_rounding must be 'exact' or 'float32'.*got 'float16'"):
+        warmup_cosine_lr(0, **kw, lr_rounding="float16")
+
+
 def _solo_learn_lr(k, *, peak, start, K, W):
     """solo-learn's LinearWarmupCosineAnnealingLR as its chainable steps describe it: start at
     step 0, add (peak - start) / (W - 1) per warm-up step, the peak at step W, then cosine."""

@@ -1,0 +1,230 @@
+"""Check the official BYOL code (deepmind-research/byol, JAX + Haiku) against byol-ref, step by step.
+
+    git clone https://github.com/google-deepmind/deepmind-research   # the official code
+    pip install jax dm-haiku optax dm-tree                             # what its byol/utils import
+    python examples/crosscheck_official.py --byol-src deepmind-research [--steps 6] [--warmup 3] [--workdir DIR]
+
+``--byol-src`` is the folder that holds ``byol/`` (or set ``BYOL_OFFICIAL_SRC``). The official
+``byol_experiment.py`` imports acme and a TPU input pipeline, so this script does not import it;
+it imports the official building blocks and puts them together in the order ``_forward`` and
+``_update_fn`` use them:
+
+1. the network of ``_forward``: an encoder, ``networks.MLP`` as projector and predictor, each view
+   through its own pass (``apply_once_fn``), Haiku batch norm with the official ``bn_config``
+   (decay 0.9, eps 1e-5, scale and offset). The encoder stands in for the ResNet: Linear -> BN ->
+   ReLU, twice, in Haiku (byol-ref's MLP encoder). The online classifier is left out: it sees the
+   representation through ``stop_gradient`` and changes no other tensor;
+2. the step of ``_update_fn``: the loss ``helpers.regression_loss`` both ways, summed, batch mean;
+   ``jax.grad`` with respect to the online params only, with both networks' batch-norm state
+   updated in training mode; ``schedules.learning_schedule``; ``optimizers.lars`` with
+   ``exclude_bias_and_norm`` for both filters; then the target EMA with ``schedules.target_ema``
+   and the *updated* online params;
+3. float64 throughout (``jax_enable_x64``), from byol-ref's seeded params and views (the online
+   and target params are independent draws, as ``_make_initial_state`` makes them).
+
+It records the loss, lr, tau, every gradient, the updated online and target params, LARS's
+momentum and every batch-norm running statistic (Haiku's zero-debiased ``average`` and its
+``counter``) under byol-ref's trace names, traces the same steps with ``byol-ref trace --preset
+deepmind`` and diffs at rtol 1e-9, atol 1e-10. It does so twice: with the preset as it is
+(``lr_rounding="float32"``), which must agree on every tensor, and with ``lr_rounding="exact"``,
+which must diverge at the first warm-up step with a learning rate that is not a float32:
+``learning_schedule`` casts the step to float32, and its ``jnp.where`` keeps the whole schedule
+float32 even under ``jax_enable_x64``. Exit status 0 when both hold.
+
+The official code predates JAX's removal of ``jax.tree_multimap``; the script restores that name
+(as ``jax.tree_util.tree_map``) before importing it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+try:
+    import jax
+    import jax.numpy as jnp
+    import haiku as hk
+    import optax
+    import tree  # noqa: F401  (dm-tree: optimizers.py imports it)
+except ImportError as exc:  # pragma: no cover - the message is the point
+    print(f"This check runs the official BYOL code, which needs JAX, Haiku, optax and dm-tree ({exc}); install "
+          "them with `pip install jax dm-haiku optax dm-tree`.\nbyol-ref does not need them; see docs/verifying.md.")
+    sys.exit(0)
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from byol_ref.cli import main as byol_ref_cli  # noqa: E402
+
+jax.config.update("jax_enable_x64", True)
+if not hasattr(jax, "tree_multimap"):  # removed in JAX 0.3.16; the official code still calls it
+    jax.tree_multimap = jax.tree_util.tree_map
+if not hasattr(jax, "tree_map"):
+    jax.tree_map = jax.tree_util.tree_map
+
+D, H, PH, P, Q, N = 6, 7, 9, 3, 5, 8  # input, encoder, projector hidden, projection, predictor hidden, batch
+LAYER = {"linear": "fc1", "linear_1": "fc2", "batch_norm": "norm1", "batch_norm_1": "norm2"}
+PARAM = {"w": "weight", "b": "bias", "scale": "gamma", "offset": "beta"}
+BN_CONFIG = dict(decay_rate=0.9, eps=1e-5, create_scale=True, create_offset=True)
+
+
+def import_official(src):
+    """The official byol/utils modules, imported from the checkout ``src``."""
+    if not os.path.isfile(os.path.join(src, "byol", "utils", "schedules.py")):
+        raise SystemExit(f"--byol-src {src!r} does not hold byol/utils/schedules.py; expected a checkout of "
+                         "google-deepmind/deepmind-research (the folder with byol/ in it)")
+    sys.path.insert(0, os.path.abspath(src))
+    from byol.utils import helpers, networks, optimizers, schedules
+    return helpers, networks, optimizers, schedules
+
+
+def ref_name(module: str, leaf: str | None = None) -> str:
+    """Haiku 'projector/~/linear_1' (or 'projector/linear_1') and 'w' -> byol-ref 'projector.fc2.weight'."""
+    parts = [p for p in module.split("/") if p != "~"]
+    name = f"{parts[0]}.{LAYER[parts[-1]]}"
+    return name if leaf is None else f"{name}.{PARAM[leaf]}"
+
+
+def run_official(official, ref: dict, steps: int, total: int, warmup: int, base_lr: float, weight_decay: float):
+    """The official step, ``steps`` times from byol-ref's initial state; what it computed, by trace name."""
+    helpers, networks, optimizers, schedules = official
+
+    def forward(inputs):
+        def encoder(x):
+            x = jax.nn.relu(hk.BatchNorm(**BN_CONFIG)(hk.Linear(H)(x), is_training=True))
+            return jax.nn.relu(hk.BatchNorm(**BN_CONFIG)(hk.Linear(H)(x), is_training=True))
+        net = hk.to_module(encoder)(name="encoder")
+        projector = networks.MLP(name="projector", hidden_size=PH, output_size=P, bn_config=BN_CONFIG)
+        predictor = networks.MLP(name="predictor", hidden_size=Q, output_size=P, bn_config=BN_CONFIG)
+
+        def apply_once_fn(images, suffix):
+            proj_out = projector(net(images), True)
+            return {"projection" + suffix: proj_out, "prediction" + suffix: predictor(proj_out, True)}
+        return {**apply_once_fn(inputs["view1"], "_view1"), **apply_once_fn(inputs["view2"], "_view2")}
+
+    fwd = hk.without_apply_rng(hk.transform_with_state(forward))
+    shapes, state_shapes = fwd.init(jax.random.PRNGKey(0), {"view1": jnp.zeros((N, D)), "view2": jnp.zeros((N, D))})
+
+    def params_from(role):  # byol-ref's arrays in Haiku's tree; the target's unused predictor from the online
+        src = role if role == "online" else "online"
+        return {m: {k: jnp.asarray(ref[f"init.{src if m.startswith('predictor') else role}.param.{ref_name(m, k)}"])
+                    .reshape(v.shape) for k, v in leaves.items()} for m, leaves in shapes.items()}
+
+    def state_from(role):  # Haiku keeps hidden h_t and average h_t / (1 - 0.9^t); byol-ref keeps the average
+        state = {}
+        for m, s in state_shapes.items():
+            module, ema = m.rsplit("/~/", 1)
+            buf = f"init.{'online' if module.startswith('predictor') else role}.buffer.{ref_name(module)}"
+            avg = ref[f"{buf}.running_{'mean' if ema == 'mean_ema' else 'var'}"]
+            t = int(ref[f"{buf}.count"])
+            state[m] = {"counter": jnp.asarray(t, s["counter"].dtype),
+                        "average": jnp.asarray(avg).reshape(s["average"].shape),
+                        "hidden": jnp.asarray(avg * (1 - 0.9 ** t)).reshape(s["hidden"].shape)}
+        return state
+
+    def loss_fn(online_params, target_params, online_state, target_state, inputs):
+        online_out, online_state = fwd.apply(online_params, online_state, inputs)
+        target_out, target_state = fwd.apply(target_params, target_state, inputs)
+        loss = helpers.regression_loss(online_out["prediction_view1"],
+                                       jax.lax.stop_gradient(target_out["projection_view2"]))
+        loss = loss + helpers.regression_loss(online_out["prediction_view2"],
+                                              jax.lax.stop_gradient(target_out["projection_view1"]))
+        return jnp.mean(loss), (online_state, target_state)
+
+    def optimizer(lr):
+        return optimizers.lars(lr, weight_decay=weight_decay, momentum=0.9, eta=1e-3,
+                               weight_decay_filter=optimizers.exclude_bias_and_norm,
+                               lars_adaptation_filter=optimizers.exclude_bias_and_norm)
+
+    online, target = params_from("online"), params_from("target")
+    online_state, target_state = state_from("online"), state_from("target")
+    opt_state = optimizer(0).init(online)
+    seen = {}
+
+    def record(prefix, tree_, role="online"):
+        for m, leaves in tree_.items():
+            if role == "target" and m.startswith("predictor"):
+                continue  # the official target has a predictor nobody uses; byol-ref's target has none
+            for k, v in leaves.items():
+                name = ref_name(m, k)
+                seen[f"{prefix}.{name}"] = np.asarray(v).reshape(ref[f"init.online.param.{name}"].shape)
+
+    def record_state(prefix, state, role):
+        for m, s in state.items():
+            module, ema = m.rsplit("/~/", 1)
+            if role == "target" and module.startswith("predictor"):
+                continue
+            seen[f"{prefix}.{ref_name(module)}.running_{'mean' if ema == 'mean_ema' else 'var'}"] = \
+                np.asarray(s["average"]).ravel()
+            seen[f"{prefix}.{ref_name(module)}.count"] = np.asarray(s["counter"], dtype=np.int64)  # Haiku: int32
+
+    for k in range(steps):
+        inputs = {v: jnp.asarray(ref[f"step{k}.input.{v}"]) for v in ("view1", "view2")}
+        global_step = jnp.asarray(k)
+        (loss, (online_state, target_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            online, target, online_state, target_state, inputs)
+        lr = schedules.learning_schedule(global_step, batch_size=N, base_learning_rate=base_lr,
+                                         total_steps=total, warmup_steps=warmup)
+        updates, opt_state = optimizer(lr).update(grads, opt_state, online)
+        online = optax.apply_updates(online, updates)
+        tau = schedules.target_ema(global_step, base_ema=0.996, max_steps=total)
+        target = jax.tree_util.tree_map(lambda x, y: x + (1 - tau) * (y - x), target, online)
+        seen[f"step{k}.loss.total"] = np.asarray(loss)
+        seen[f"step{k}.lr"] = np.asarray(lr, dtype=np.float64)
+        seen[f"step{k}.tau"] = np.asarray(tau)
+        record(f"step{k}.online.grad", grads)
+        record(f"step{k}.online.param", online)
+        record(f"step{k}.target.param", target, "target")
+        record(f"step{k}.opt.momentum", opt_state[1].mu)  # chain(add_weight_decay, scale_by_lars, scale)
+        record_state(f"step{k}.online.buffer", online_state, "online")
+        record_state(f"step{k}.target.buffer", target_state, "target")
+    return seen
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--byol-src", default=os.environ.get("BYOL_OFFICIAL_SRC"),
+                    help="checkout of google-deepmind/deepmind-research (default: $BYOL_OFFICIAL_SRC)")
+    ap.add_argument("--steps", type=int, default=6, help="training steps to compare (default 6)")
+    ap.add_argument("--total-steps", type=int, default=10, help="K of the lr and tau schedules (default 10)")
+    ap.add_argument("--warmup", type=int, default=3, help="warm-up steps W (default 3: 1/3 is not a float32)")
+    ap.add_argument("--lr", type=float, default=5.0, help="base lr (peak lr x 8/256; default 5, to move the params)")
+    ap.add_argument("--weight-decay", type=float, default=0.01, help="LARS weight decay (default 0.01)")
+    ap.add_argument("--workdir", default=None, help="where to write the files (default: a temporary folder)")
+    args = ap.parse_args(argv)
+    if not args.byol_src:
+        print("This check runs the official BYOL code: clone google-deepmind/deepmind-research and pass "
+              "--byol-src (or set BYOL_OFFICIAL_SRC). byol-ref does not need it; see docs/verifying.md.")
+        return 0
+    official = import_official(args.byol_src)
+    verdicts = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.workdir or tmp
+        os.makedirs(work, exist_ok=True)
+        common = ["--dims", f"{D},{H},{P},{Q},{PH}", "--batch", str(N), "--steps", str(args.steps),
+                  "--total-steps", str(args.total_steps), "--warmup-steps", str(args.warmup), "--overwrite",
+                  "--set", f"lr={args.lr}", "--set", f"weight_decay={args.weight_decay}"]
+        theirs = os.path.join(work, "official_trace.npz")
+        for rounding in ("float32", "exact"):
+            ours = os.path.join(work, f"byol_ref_{rounding}.npz")
+            if byol_ref_cli(["trace", *common, "--set", f"lr_rounding={rounding}", "--out", ours]) != 0:
+                return 2
+            if rounding == "float32":  # the same initial state and views for the official run
+                with np.load(ours) as z:
+                    ref = {k: z[k] for k in z.files if k.startswith("init.") or ".input." in k}
+                np.savez(theirs, **run_official(official, ref, args.steps, args.total_steps, args.warmup,
+                                                args.lr, args.weight_decay))
+            print(f"\n--- lr_rounding={rounding} ---", flush=True)
+            verdicts[rounding] = byol_ref_cli(["diff", theirs, ours, "--only-common", "--rtol", "1e-9",
+                                               "--atol", "1e-10"])
+    if verdicts == {"float32": 0, "exact": 1}:
+        print(f"\nThe official code agrees with byol-ref (preset deepmind) on every recorded tensor of {args.steps} "
+              "step(s); with lr_rounding=exact it diverges in the warm-up, as it should.")
+        return 0
+    print(f"\nUnexpected: diff exit status {verdicts} (want float32: 0, exact: 1); see the reports above.")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
