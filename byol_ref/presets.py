@@ -30,8 +30,10 @@ softmax block in front of the projector; not BYOL): the ``byol-pytorch`` preset 
 PyTorch <= 1.9's ``cosine_similarity`` form x.y / max(||x|| ||y||, eps) (d2) is not
 reproduced: current PyTorch (checked with 2.x) clamps each norm, which is ``norm_eps_mode="norm"``
 with ``norm_eps=1e-8``; the two differ only when ||p|| ||z|| < 1e-8. solo-learn's scheduler
-with no warm-up at all (W = 0) still starts at ``warmup_start``; that corner is not reproduced
-(its W - 1 warm-up divisor is: ``warmup_denominator``). Edifice's Axon
+class with no warm-up at all (W = 0) would start at ``warmup_start`` and scale the whole cosine
+by it, but solo-learn's ``BaseMethod`` passes ``warmup_start_lr=lr`` when ``warmup_epochs`` is 0,
+so its runs start at the peak, as byol-ref's do (its W - 1 warm-up divisor is
+``warmup_denominator``). Edifice's Axon
 ``glorot_uniform`` init is not offered: load the weights instead (``byol_ref.interchange``).
 
 Usage::
@@ -94,7 +96,10 @@ FIELD_DOCS = {
                 "`momentum=0.1`). d6.",
     "bn_running": "Running statistics. 'haiku': biased batch variance, zero-debiased EMA (deepmind: "
                   "`hk.ExponentialMovingAverage`). 'torch': unbiased n/(n-1) variance, plain EMA from mean 0, "
-                  "var 1 (byol-pytorch, lightly, solo-learn: `nn.BatchNorm1d`). d6.",
+                  "var 1 (byol-pytorch, lightly, solo-learn: `nn.BatchNorm1d`). d6. Before the first update "
+                  "byol-ref holds mean 0, var 1, count 0 in both modes; Haiku's untouched `average` is 0 for the "
+                  "variance too, so only an eval-mode forward before any training step differs (the first "
+                  "update ignores the old value at count 0).",
     "bn_var": "Batch variance used to normalise (always biased). 'one_pass' E[x^2] - mean^2: deepmind (Haiku "
               "`batch_norm.py`). 'two_pass' mean((x - mean)^2): byol-pytorch, lightly, solo-learn (torch "
               "kernel, Welford), edifice (Axon). d5.",

@@ -122,8 +122,8 @@ def warmup_cosine_lr(
       ``max_steps - 1``).
     * solo-learn: ``warmup_start=3e-5`` and ``warmup_denominator="W-1"`` (its
       ``LinearWarmupCosineAnnealingLR`` adds ``(eta* - warmup_start) / (W - 1)`` per warm-up
-      step). With ``W = 0`` that scheduler still starts at ``warmup_start``; this function
-      starts at the peak.
+      step). With ``W = 0`` solo-learn's ``BaseMethod`` hands that scheduler the peak as its
+      ``warmup_start_lr``, so its runs start at the peak, as this function does.
 
     Args:
         step: global step ``k >= 0`` before the update.
