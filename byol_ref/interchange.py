@@ -24,6 +24,9 @@ two; two are shipped, built for a byol-ref network of the same structure (see
   ``hidden_layer=-1`` so the representation is its output), ``online_encoder.projector.<i>`` and
   ``online_predictor.<i>`` (``MLP``: 0 Linear, 1 BatchNorm1d, 2 ReLU, 3 Linear),
   ``target_encoder.net.<i>``, ``target_encoder.projector.<i>`` (created by the first forward).
+  With its simplicial embedding (``Config.sem_simplices``, on by default in 0.9) the projector is
+  ``projector.0.0`` Linear, ``projector.0.1`` BatchNorm1d, ``projector.1`` the softmax, then the
+  MLP at ``projector.2.<i>``.
   Versions before 0.6 wrapped the MLP in a module with ``.net``: pass your own mapping.
 * ``"lightly"`` (lightly 1.6, ``lightly/models/modules/heads.py`` ``BYOLProjectionHead`` /
   ``BYOLPredictionHead``: ``layers.0`` Linear without bias, ``layers.1`` BatchNorm1d, ``layers.2`` ReLU,
@@ -80,6 +83,9 @@ def torch_mapping(style: str, config: Config) -> dict:
     """
     if style not in _PREFIXES:
         raise ValueError(f"mapping style must be one of {MAPPING_STYLES} (or pass a dict), got {style!r}")
+    if config.sem_simplices and style != "byol-pytorch":
+        raise ValueError(f"{style} has no simplicial embedding (sem_simplices={config.sem_simplices}); "
+                         "pass your own mapping")
     mapping = {}
     for role in ("online", "target"):
         shapes = param_shapes(config, role)
@@ -91,8 +97,18 @@ def torch_mapping(style: str, config: Config) -> dict:
                     own = own + [f"{name}.running_mean", f"{name}.running_var", f"{name}.count"]
                 for key in own:
                     group = "buffer" if key.rsplit(".", 1)[1] in ("running_mean", "running_var", "count") else "param"
-                    mapping[f"{role}.{group}.{key}"] = f"{base}.{i}.{_SUFFIX[key.rsplit('.', 1)[1]]}"
+                    mapping[f"{role}.{group}.{key}"] = f"{base}.{_position(steps, i)}.{_SUFFIX[key.rsplit('.', 1)[1]]}"
     return mapping
+
+
+def _position(steps, i: int) -> str:
+    """Where step ``i`` sits in the torch module: its index, except behind byol-pytorch's simplicial
+    embedding, whose projector is ``Sequential(Sequential(Linear, BatchNorm1d), SEM, MLP)``."""
+    names = [name for _, name in steps]
+    if "projector.sem" not in names:
+        return str(i)
+    sem = names.index("projector.sem")
+    return f"0.{i}" if i < sem else "1" if i == sem else f"2.{i - sem - 1}"
 
 
 def resolve_mapping(mapping, config: Config | None = None) -> dict:

@@ -1,5 +1,5 @@
 """Layers as pure forward/backward pairs: linear, ReLU, batch norm, layer norm, group norm,
-per-feature affine, weight standardisation.
+per-feature affine, simplicial embedding, weight standardisation.
 
 Every op is ``<op>_forward(...) -> (out, cache)`` and ``<op>_backward(dout, cache) ->
 (dx, dparams...)`` (CS231n ``layers.py``). Nothing is stored on objects: BYOL runs the
@@ -433,6 +433,60 @@ def affine_backward(dout, cache):
     dgamma = (dout * x).reshape(-1, f).sum(axis=0)  # (F,)
     dbeta = dout.reshape(-1, f).sum(axis=0)  # (F,)
     return gamma * dout, dgamma, dbeta
+
+
+# --------------------------------------------------------------------------- simplicial embedding
+
+
+class SimplexCache(NamedTuple):
+    s: object  # (..., L, V): the softmax of every simplex, what the backward needs
+    temperature: float
+
+
+def simplex_forward(x, *, simplex_dim, temperature):
+    """Simplicial embedding (Lavoie et al. 2022, "Simplicial Embeddings in Self-Supervised
+    Learning"): split the features into L = F / V groups of ``simplex_dim`` V and map each group
+    onto the probability simplex with a softmax at temperature tau::
+
+        s[l, v] = exp(x[l, v] / tau) / sum_u exp(x[l, u] / tau)
+
+    byol-pytorch 0.9 puts it in front of the projector by default (``SEM``: softmax over the
+    last axis of ``x`` reshaped to ``(..., L, V)``). The maximum of each group is subtracted
+    before ``exp`` (the value is unchanged; nothing overflows).
+
+    Args:
+        x: (..., F) with F a multiple of ``simplex_dim``.
+        simplex_dim: V >= 1.
+        temperature: tau > 0.
+
+    Returns:
+        out: like x, each group of V summing to 1.
+        cache: SimplexCache.
+    """
+    xp = get_array_module(x)
+    f = x.shape[-1]
+    if f % simplex_dim:
+        raise ValueError(f"simplex_dim={simplex_dim} must divide the {f} features of x (shape {x.shape})")
+    a = x.reshape(*x.shape[:-1], f // simplex_dim, simplex_dim) / temperature  # (..., L, V)
+    a -= a.max(axis=-1, keepdims=True)
+    e = xp.exp(a, out=a)
+    s = e / e.sum(axis=-1, keepdims=True)
+    return s.reshape(x.shape), SimplexCache(s, temperature)
+
+
+def simplex_backward(dout, cache):
+    """Backward of simplex_forward, per group: the softmax Jacobian diag(s) - s s^T, and 1/tau::
+
+        dx = s * (dout - sum_v dout * s) / tau
+
+    Returns:
+        dx like dout.
+    """
+    s, temperature = cache
+    ds = dout.reshape(s.shape)  # (..., L, V)
+    dx = s * (ds - (ds * s).sum(axis=-1, keepdims=True))
+    dx /= temperature
+    return dx.reshape(dout.shape)
 
 
 # --------------------------------------------------------------------------- weight standardisation

@@ -24,8 +24,8 @@ from .checks import (dataclass_from_dict, check_array, check_choice, check_float
                      check_real, check_seed)
 from .layers import (RunningStats, affine_backward, affine_forward, batch_norm_backward, batch_norm_forward,
                      group_norm_backward, group_norm_forward, layer_norm_backward, layer_norm_forward, linear_backward,
-                     linear_forward, relu_backward, relu_forward, weight_standardize_backward,
-                     weight_standardize_forward)
+                     linear_forward, relu_backward, relu_forward, simplex_backward, simplex_forward,
+                     weight_standardize_backward, weight_standardize_forward)
 from .losses import DEFAULT_EPS, EPS_MODES, LOSS_FORMS, regression_loss_backward, regression_loss_forward
 
 DEFAULT_PROJECTION_DIM = 256
@@ -109,6 +109,13 @@ class Config:
         stop_gradient: False is the no-stop-gradient ablation: the target branch's gradient is
             added to the online gradient of the same parameter name (exact when the target
             shares the online weights, i.e. with tau = 0).
+        sem_simplices: L > 0 puts a simplicial embedding (Lavoie et al. 2022) in front of the
+            projector, as byol-pytorch 0.9 does by default: Linear (``projector.sem_fc``, to
+            L * V features) -> norm (``projector.sem_norm``) -> a softmax over each of L groups of
+            V (``projector.sem``), then the projector MLP on the L * V simplex features. 0 (the
+            default): none, the projector of the BYOL paper. byol-pytorch's defaults: L = 32.
+        sem_simplex_dim: V, the features per simplex (byol-pytorch: 8).
+        sem_temperature: the softmax temperature tau (byol-pytorch: 0.1).
     """
 
     encoder_dim: int
@@ -142,6 +149,9 @@ class Config:
     symmetric: bool | None = None
     sym_reduce: str = "sum"
     stop_gradient: bool = True
+    sem_simplices: int = 0
+    sem_simplex_dim: int = 8
+    sem_temperature: float = 0.1
 
     def __post_init__(self):
         check_choice(self.layout, "layout", _LAYOUT_DEFAULTS)
@@ -157,6 +167,9 @@ class Config:
             check_positive_int(getattr(self, name), name)
         check_choice(self.norm, "norm", NORMS)
         check_positive_int(self.norm_groups, "norm_groups")
+        check_positive_int(self.sem_simplices, "sem_simplices", minimum=0)
+        check_positive_int(self.sem_simplex_dim, "sem_simplex_dim")
+        check_float_range(self.sem_temperature, "sem_temperature", 0, None, lo_open=True)
         check_choice(self.init, "init", ("haiku", "torch"))
         check_choice(self.target_init, "target_init", ("copy", "independent"))
         check_choice(self.bn_running, "bn_running", ("haiku", "torch"))
@@ -217,7 +230,7 @@ def network_plan(config: Config, role: str) -> dict:
 
     Returns:
         dict part -> list of (kind, name); kind in linear, batch_norm, layer_norm, group_norm,
-        affine, relu.
+        affine, relu, simplex (the simplicial embedding in front of the projector).
         The online net has parts encoder, projector and (unless disabled) predictor;
         the target net has encoder and projector.
     """
@@ -244,6 +257,9 @@ def network_plan(config: Config, role: str) -> dict:
             "projector": block("projector", 1) + [("linear", "projector.fc2")],
             "predictor": block("predictor", 1, has_norm=False) + [("linear", "predictor.fc2")],
         }
+    if config.sem_simplices:  # byol-pytorch 0.9: projector = Sequential(Linear -> BN, SEM, MLP)
+        embed = [("linear", "projector.sem_fc")] + ([(norm, "projector.sem_norm")] if norm else [])
+        plan["projector"] = embed + [("simplex", "projector.sem")] + plan["projector"]
     if role == "target" or not config.use_predictor:
         del plan["predictor"]
     return plan
@@ -268,6 +284,7 @@ def param_shapes(config: Config, role: str) -> dict:
     """Shapes of every parameter (dict name -> shape), in execution order."""
     widths = {
         "encoder.fc1": config.hidden_size, "encoder.fc2": config.hidden_size,
+        "projector.sem_fc": config.sem_simplices * config.sem_simplex_dim,
         "projector.fc1": config.projector_hidden_dim, "projector.fc2": config.projection_dim,
         "predictor.fc1": config.predictor_dim, "predictor.fc2": config.projection_dim,
     }
@@ -395,6 +412,8 @@ def mlp_forward(steps, params, buffers, x, *, config: Config, train: bool, recor
                                           groups=config.norm_groups, eps=config.ln_eps)
         elif kind == "affine":
             x, cache = affine_forward(x, params[f"{name}.gamma"], params[f"{name}.beta"])
+        elif kind == "simplex":
+            x, cache = simplex_forward(x, simplex_dim=config.sem_simplex_dim, temperature=config.sem_temperature)
         else:  # pragma: no cover - network_plan only makes the kinds above
             raise ValueError(f"unknown step kind {kind!r}")
         owned = True
@@ -442,6 +461,8 @@ def mlp_backward(dout, caches, grads: dict, *, record=None, prefix="", need_inpu
                 acc(f"{name}.bias", db)
         elif kind == "relu":
             dout = relu_backward(dout, cache, inplace=inplace)
+        elif kind == "simplex":
+            dout = simplex_backward(dout, cache)
         elif kind == "batch_norm":
             dout, dgamma, dbeta = batch_norm_backward(dout, cache, inplace=inplace)
             acc(f"{name}.gamma", dgamma)

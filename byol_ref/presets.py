@@ -25,8 +25,9 @@ cross-device batch norm (d7; one device), byol-pytorch's mock forward at constru
 a trace starts from given buffers, so export them *after* constructing the model), the
 online classifier (d22), mixed precision (d23; pass ``dtype``) and gradient accumulation (d24).
 byol-pytorch 0.9 turns on simplicial embeddings by default (a Linear -> BatchNorm -> grouped
-softmax block in front of the projector; not BYOL): the ``byol-pytorch`` preset is its BYOL,
-``BYOL(..., use_simplicial_embeddings=False)``.
+softmax block in front of the projector; not part of BYOL): the ``byol-pytorch`` preset is its
+BYOL, ``BYOL(..., use_simplicial_embeddings=False)``, and its default is the preset with
+``sem_simplices=32`` (``model.Config``; ``--set sem_simplices=32``).
 PyTorch <= 1.9's ``cosine_similarity`` form x.y / max(||x|| ||y||, eps) (d2) is not
 reproduced: current PyTorch (checked with 2.x) clamps each norm, which is ``norm_eps_mode="norm"``
 with ``norm_eps=1e-8``; the two differ only when ||p|| ||z|| < 1e-8. solo-learn's scheduler

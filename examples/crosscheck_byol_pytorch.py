@@ -60,8 +60,17 @@ class FlatLinear(nn.Linear):
         return super().forward(x.reshape(x.shape[0], -1))
 
 
-def run_byol_pytorch(steps: int, seed: int = 0):
-    """The package's BYOL for ``steps`` steps: (weights and views to export, what it computed)."""
+SEM = dict(sem_simplices=32, sem_simplex_dim=8, sem_temperature=0.1)  # byol-pytorch 0.9's defaults
+
+
+def has_sem() -> bool:
+    """Whether the installed byol-pytorch has simplicial embeddings (0.9 and later)."""
+    return "use_simplicial_embeddings" in signature(BYOL).parameters
+
+
+def run_byol_pytorch(steps: int, seed: int = 0, sem: bool = False):
+    """The package's BYOL for ``steps`` steps: (weights and views to export, what it computed).
+    ``sem``: with its simplicial embedding at its default settings (32 simplices of 8, tau 0.1)."""
     torch.manual_seed(seed)
     net = nn.Sequential(FlatLinear(D, H), nn.BatchNorm1d(H), nn.ReLU(), nn.Linear(H, H), nn.BatchNorm1d(H), nn.ReLU(),
                         nn.Linear(H, 10))  # a classifier head the hook skips, as with a ResNet's fc
@@ -70,9 +79,9 @@ def run_byol_pytorch(steps: int, seed: int = 0):
              for _ in range(steps)]
     step = {"k": None}  # None during construction: the mock forward sees its own random images
     # byol-pytorch 0.9 (2026-04) puts simplicial embeddings (Lavoie et al., 2022) in front of the
-    # projector by default: a Linear -> BN -> softmax block that is not BYOL. Turn it off where the
-    # installed version has the switch; older versions are plain BYOL already.
-    extra = {"use_simplicial_embeddings": False} if "use_simplicial_embeddings" in signature(BYOL).parameters else {}
+    # projector by default: a Linear -> BN -> softmax block that is not BYOL. Set the switch where
+    # the installed version has it; older versions are plain BYOL already.
+    extra = {"use_simplicial_embeddings": sem} if has_sem() else {}
     learner = BYOL(net, image_size=S, hidden_layer=-2, projection_size=P, projection_hidden_size=PH,
                    augment_fn=lambda x: x if step["k"] is None else views[step["k"]][0],
                    augment_fn2=lambda x: x if step["k"] is None else views[step["k"]][1], **extra)
@@ -83,7 +92,7 @@ def run_byol_pytorch(steps: int, seed: int = 0):
 
     # Torch names -> byol-ref names (and (out, in) -> (in, out)) by byol-ref's own reader; the
     # mapping does not depend on the views setting. The classifier head has no byol-ref name.
-    mapping = torch_mapping("byol-pytorch", get_preset("byol-pytorch").config(encoder_dim=1))
+    mapping = torch_mapping("byol-pytorch", get_preset("byol-pytorch").config(encoder_dim=1, **SEM if sem else {}))
 
     def as_ref(tensors, prefix, *, keep_role=False):
         arrays = {t: v.detach().numpy().copy() for t, v in tensors.items()}
@@ -119,25 +128,34 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or tmp
         os.makedirs(work, exist_ok=True)
-        exported, seen = run_byol_pytorch(args.steps)
-        weights, theirs = os.path.join(work, "weights.npz"), os.path.join(work, "byol_pytorch_trace.npz")
-        np.savez(weights, **exported)
-        np.savez(theirs, **seen)
-        agree = []
-        for views in ("concat", "separate"):
-            ref = os.path.join(work, f"byol_ref_{views}.npz")
-            byol_ref_cli(["trace", "--inputs", weights, "--layout", "torch", "--mapping", "byol-pytorch",
-                          "--preset", "byol-pytorch", "--set", f"views={views}", "--steps", str(args.steps),
-                          "--out", ref])
-            print(f"\n--- views={views} ---", flush=True)
-            status = byol_ref_cli(["diff", theirs, ref, "--only-common", "--rtol", "1e-9", "--atol", "1e-10"])
-            if status == 0:
-                agree.append(views)
-    if len(agree) == 1:
-        print(f"\nbyol-pytorch agrees with byol-ref (preset byol-pytorch, views={agree[0]}) on every recorded "
-              f"tensor of {args.steps} step(s).")
+        traced = {}  # (sem, views) -> byol-ref trace file
+        theirs = {}
+        for sem in (False, True) if has_sem() else (False,):
+            tag = "sem" if sem else "byol"
+            exported, seen = run_byol_pytorch(args.steps, sem=sem)
+            weights, theirs[sem] = os.path.join(work, f"weights_{tag}.npz"), os.path.join(work, f"theirs_{tag}.npz")
+            np.savez(weights, **exported)
+            np.savez(theirs[sem], **seen)
+            sets = [f"{k}={v}" for k, v in SEM.items()] if sem else []
+            for views in ("concat", "separate"):
+                traced[sem, views] = os.path.join(work, f"byol_ref_{tag}_{views}.npz")
+                byol_ref_cli(["trace", "--inputs", weights, "--layout", "torch", "--mapping", "byol-pytorch",
+                              "--preset", "byol-pytorch", "--set", f"views={views}",
+                              *[a for kv in sets for a in ("--set", kv)], "--steps", str(args.steps),
+                              "--out", traced[sem, views]])
+        agree = {}
+        for (sem, views), ref in traced.items():
+            print(f"\n--- {'simplicial embedding on' if sem else 'plain BYOL'}, views={views} ---", flush=True)
+            if byol_ref_cli(["diff", theirs[sem], ref, "--only-common", "--rtol", "1e-9", "--atol", "1e-10"]) == 0:
+                agree.setdefault(sem, []).append(views)
+    if all(len(agree.get(sem, [])) == 1 for sem, _ in traced):
+        with_sem = (f"; with its simplicial embedding (sem_simplices=32, views={agree[True][0]}) too"
+                    if True in agree else "")
+        print(f"\nbyol-pytorch agrees with byol-ref (preset byol-pytorch, views={agree[False][0]}) on every recorded "
+              f"tensor of {args.steps} step(s){with_sem}.")
         return 0
-    print(f"\nbyol-pytorch agrees with byol-ref under {agree or 'neither'} views setting: see the reports above.")
+    print(f"\nbyol-pytorch agrees with byol-ref under these views settings: {agree or 'none'}; want exactly one "
+          "each: see the reports above.")
     return 1
 
 

@@ -76,8 +76,10 @@ def test_cupy_request_without_a_gpu_says_what_to_do():
 
 
 @pytest.mark.parametrize("options", [{}, dict(norm="group", norm_groups=1, weight_std=True), dict(norm="affine"),
-                                     dict(views="concat", bn_shards=3, bn_shard_running="sequential")],
-                         ids=["batch-norm", "group-norm+ws", "affine+data-init", "concat+bn-shards"])
+                                     dict(views="concat", bn_shards=3, bn_shard_running="sequential"),
+                                     dict(views="concat", sem_simplices=3, sem_simplex_dim=2)],
+                         ids=["batch-norm", "group-norm+ws", "affine+data-init", "concat+bn-shards",
+                              "simplicial-embedding"])
 def test_backend_fixture_objective_matches_numpy(backend, options):
     """The same seed gives the same step on numpy and cupy (float64)."""
     online, target = byol.build(6, 5, 3, 7, backend=get_backend(backend.name, "float64", seed=1), **options)

@@ -73,6 +73,28 @@ def test_lightly_mapping_names():
     assert m["target.param.encoder.fc2.weight"] == "backbone_momentum.3.weight"
 
 
+def test_byol_pytorch_mapping_with_simplicial_embedding():
+    """byol-pytorch 0.9 nests its projector: Sequential(Sequential(Linear, BatchNorm1d), SEM, MLP)."""
+    cfg = get_preset("byol-pytorch").config(encoder_dim=5, hidden_size=6, projection_dim=4, predictor_dim=3,
+                                            sem_simplices=2, sem_simplex_dim=3)
+    m = torch_mapping("byol-pytorch", cfg)
+    assert m["online.param.projector.sem_fc.weight"] == "online_encoder.projector.0.0.weight"
+    assert m["online.param.projector.sem_norm.gamma"] == "online_encoder.projector.0.1.weight"
+    assert m["target.buffer.projector.sem_norm.count"] == "target_encoder.projector.0.1.num_batches_tracked"
+    assert m["online.param.projector.fc1.weight"] == "online_encoder.projector.2.0.weight"
+    assert m["online.buffer.projector.norm1.running_var"] == "online_encoder.projector.2.1.running_var"
+    assert m["target.param.projector.fc2.bias"] == "target_encoder.projector.2.3.bias"
+    assert m["online.param.predictor.fc2.weight"] == "online_predictor.3.weight"  # the predictor is unchanged
+    assert m["online.param.encoder.norm2.beta"] == "online_encoder.net.4.bias"
+    online, target = build_from_config(cfg, seed=0)
+    arrays = networks_to_arrays(online, target)
+    assert set(m) == set(arrays)  # every tensor named
+    back = from_torch_layout(to_torch_layout(arrays, m), m)
+    assert all(np.array_equal(back[k], v) for k, v in arrays.items())
+    with pytest.raises(ValueError, match="lightly has no simplicial embedding"):
+        torch_mapping("lightly", cfg)
+
+
 def test_byol_pytorch_aliases_and_custom_mapping(tmp_path):
     online, target = _nets("byol-pytorch")
     ref = networks_to_arrays(online, target)

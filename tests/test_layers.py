@@ -9,8 +9,8 @@ from byol_ref.gradcheck import grad_error, numerical_gradient, rel_error
 from byol_ref.layers import (RunningStats, affine_backward, affine_forward, batch_norm_backward, batch_norm_forward,
                              group_norm_backward,
                              group_norm_forward, layer_norm_backward, layer_norm_forward, linear_backward,
-                             linear_forward, relu_backward, relu_forward, update_running_stats,
-                             weight_standardize_backward, weight_standardize_forward)
+                             linear_forward, relu_backward, relu_forward, simplex_backward, simplex_forward,
+                             update_running_stats, weight_standardize_backward, weight_standardize_forward)
 
 TOL = 1e-6
 seeds = st.integers(0, 2**32 - 1)
@@ -159,6 +159,41 @@ def test_affine_gradients(seed, g, n, d):
     assert grad_err(dx, numerical_gradient(lambda x_: affine_forward(x_, gamma, beta)[0], x, dout)) < TOL
     assert grad_err(dgamma, numerical_gradient(lambda g_: affine_forward(x, g_, beta)[0], gamma, dout)) < TOL
     assert grad_err(dbeta, numerical_gradient(lambda b_: affine_forward(x, gamma, b_)[0], beta, dout)) < TOL
+
+
+@given(seed=seeds, g=groups, n=st.integers(1, 4), simplices=st.integers(1, 3), v=st.integers(2, 5),
+       temperature=st.sampled_from([0.05, 0.1, 1.0, 3.0]), scale=st.sampled_from([0.3, 1.0, 2.5]))
+def test_simplex_gradients(seed, g, n, simplices, v, temperature, scale):
+    """Softmax over each group of V features at temperature tau (byol-pytorch's SEM). The logits
+    x / tau are drawn with spread ``scale``: a saturated group (one probability ~1) has a gradient
+    below the finite differences' rounding, which checks nothing (STYLE.md 13)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(_shape(g, n, simplices * v)) * scale * temperature
+    out, cache = simplex_forward(x, simplex_dim=v, temperature=temperature)
+    assume(out.min() > 1e-4)
+    groups_ = out.reshape(*x.shape[:-1], simplices, v)
+    np.testing.assert_allclose(groups_.sum(axis=-1), 1.0, rtol=1e-14)  # on the simplex
+    e = np.exp(x.reshape(groups_.shape) / temperature)  # the formula itself (no overflow at these sizes)
+    np.testing.assert_allclose(groups_, e / e.sum(axis=-1, keepdims=True), rtol=1e-12)
+    dout = rng.standard_normal(out.shape)
+    dx = simplex_backward(dout, cache)
+    assert dx.shape == x.shape
+    f = lambda x_: simplex_forward(x_, simplex_dim=v, temperature=temperature)[0]  # noqa: E731
+    assert grad_err(dx, numerical_gradient(f, x, dout, h=1e-5 * temperature)) < TOL
+    np.testing.assert_allclose(dx.reshape(groups_.shape).sum(axis=-1), 0.0, atol=1e-12 * np.abs(dx).max())
+
+
+def test_simplex_is_shift_invariant_per_group_and_does_not_overflow():
+    x = np.array([[1000.0, 1001.0, -5.0, -4.0]])  # exp(1000 / 0.1) overflows without the max shift
+    out, _ = simplex_forward(x, simplex_dim=2, temperature=0.1)
+    same, _ = simplex_forward(x - np.array([[1000.0, 1000.0, -5.0, -5.0]]), simplex_dim=2, temperature=0.1)
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out, same, rtol=1e-15)
+    with pytest.raises(ValueError, match="simplex_dim=3 must divide the 4 features"):
+        simplex_forward(x, simplex_dim=3, temperature=0.1)
+    # V = 1: every output is 1 and no gradient passes (the case the gradient check above leaves out).
+    ones, cache = simplex_forward(x, simplex_dim=1, temperature=0.1)
+    assert (ones == 1).all() and (simplex_backward(np.ones_like(x), cache) == 0).all()
 
 
 def test_group_norm_refuses_groups_that_do_not_divide_the_features():

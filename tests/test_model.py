@@ -13,7 +13,7 @@ seeds = st.integers(0, 2**32 - 1)
 CONFIGS = [
     dict(layout="paper", norm="batch", views="separate"),
     dict(layout="paper", norm="batch", views="concat"),
-    dict(layout="paper", norm="layer"),
+    dict(layout="paper", norm="layer", predictor_dim=3),  # layer norm over 2 features is +-1: no gradient upstream
     dict(layout="paper", norm="none"),
     dict(layout="edifice"),
     dict(layout="edifice", symmetric=True),
@@ -31,6 +31,10 @@ CONFIGS = [
     # batch statistics per shard: data parallel without SyncBN, or gradient accumulation
     dict(layout="paper", norm="batch", bn_shards=2),
     dict(layout="paper", norm="batch", views="concat", bn_shards=3, bn_shard_running="sequential", bn_running="torch"),
+    # byol-pytorch 0.9's default: a simplicial embedding (Linear -> BN -> grouped softmax) before the projector
+    dict(layout="paper", norm="batch", views="concat", sem_simplices=2, sem_simplex_dim=3, sem_temperature=0.5,
+         head_bias=True, bn_running="torch"),
+    dict(layout="paper", norm="layer", predictor_dim=3, sem_simplices=3, sem_simplex_dim=2, sem_temperature=2.0),
 ]
 
 
@@ -590,6 +594,26 @@ def test_config_refuses_a_zero_eps():
     for name in ("bn_eps", "ln_eps", "ws_eps", "norm_eps"):
         with pytest.raises(ValueError, match=name):
             byol.Config(encoder_dim=3, **{name: 0.0})
+
+
+def test_simplicial_embedding_config_and_names():
+    from byol_ref.model import network_plan, param_shapes
+
+    cfg = byol.Config(encoder_dim=3, hidden_size=5, projector_hidden_dim=6, sem_simplices=4, sem_simplex_dim=2)
+    plan = network_plan(cfg, "target")
+    assert [name for _, name in plan["projector"]] == ["projector.sem_fc", "projector.sem_norm", "projector.sem",
+                                                       "projector.fc1", "projector.norm1", "projector.relu1",
+                                                       "projector.fc2"]
+    shapes = param_shapes(cfg, "online")
+    assert shapes["projector.sem_fc.weight"] == (5, 8) and shapes["projector.fc1.weight"] == (8, 6)
+    assert "projector.sem" not in {k.rsplit(".", 1)[0] for k in shapes}  # the softmax has no parameters
+    assert [name for _, name in network_plan(cfg.replace(norm="none"), "online")["projector"]][:2] == [
+        "projector.sem_fc", "projector.sem"]
+    for field, value, error in (("sem_simplices", -1, ValueError), ("sem_simplices", 1.5, TypeError),
+                                ("sem_simplex_dim", 0, ValueError), ("sem_temperature", 0.0, ValueError),
+                                ("sem_temperature", float("inf"), ValueError)):
+        with pytest.raises(error, match=field):
+            byol.Config(encoder_dim=3, **{field: value})
 
 
 def test_target_built_from_a_float32_online_keeps_integer_counts():

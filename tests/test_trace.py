@@ -272,3 +272,22 @@ def test_non_finite_inputs_and_a_step_count_below_one_are_refused():
     for steps in (0, -1, True):
         with pytest.raises(TraceError, match="steps must be an int >= 1"):
             trace_inputs(inputs, preset, steps=steps)
+
+
+def test_cli_trace_with_a_simplicial_embedding(tmp_path):
+    """--set sem_simplices=L: the projector starts with Linear -> BN -> softmax over L groups of V, traced
+    under their own names, and its rows lie on the simplices."""
+    from byol_ref.cli import main
+
+    out = tmp_path / "sem.npz"
+    assert main(["trace", "--dims", "5,6,4,3", "--set", "sem_simplices=2", "--set", "sem_simplex_dim=3",
+                 "--set", "sem_temperature=0.5", "--out", str(out)]) == 0
+    a = load_trace(out).arrays
+    s = a["step0.online.view1.projector.sem.out"]
+    assert a["init.online.param.projector.sem_fc.weight"].shape == (6, 6)  # encoder width -> L * V
+    assert a["init.target.param.projector.fc1.weight"].shape == (6, 4)  # the MLP reads the L * V simplex features
+    np.testing.assert_allclose(s.reshape(4, 2, 3).sum(-1), 1.0, rtol=1e-14)
+    logits = a["step0.online.view1.projector.sem_norm.out"].reshape(4, 2, 3) / 0.5
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    np.testing.assert_allclose(s.reshape(4, 2, 3), e / e.sum(-1, keepdims=True), rtol=1e-13)
+    assert "step0.online.grad.projector.sem_norm.gamma" in a and "step0.target.buffer.projector.sem_norm.count" in a
