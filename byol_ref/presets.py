@@ -34,7 +34,10 @@ with ``norm_eps=1e-8``; the two differ only when ||p|| ||z|| < 1e-8. solo-learn'
 class with no warm-up at all (W = 0) would start at ``warmup_start`` and scale the whole cosine
 by it, but solo-learn's ``BaseMethod`` passes ``warmup_start_lr=lr`` when ``warmup_epochs`` is 0,
 so its runs start at the peak, as byol-ref's do (its W - 1 warm-up divisor is
-``warmup_denominator``). Edifice's Axon
+``warmup_denominator``). The ``solo-learn`` preset follows solo-learn's GitHub main (per-step
+``LinearWarmupCosineAnnealingLR``, its ``LARS`` class); the last PyPI release, 1.0.2, steps the
+pl_bolts scheduler once per *epoch* by default and wraps SGD in a ``LARSWrapper`` whose update is
+the same for an MLP (1-D tensors skip both LARS and weight decay). Edifice's Axon
 ``glorot_uniform`` init is not offered: load the weights instead (``byol_ref.interchange``).
 
 Usage::
