@@ -704,6 +704,13 @@ def _add_verify_parsers(sub, train_parser) -> None:
     c.add_argument("--partial", action="store_true", help="allow names without a mapping entry (dropped)")
 
 
+def _structure(preset, model_extra):
+    """The config whose layer names a mapping follows: the preset and --set, without the sizes (which
+    the weights give; ``sem_simplex_dim`` stays, as the group width that ``norm_groups`` must divide)."""
+    return preset.config(encoder_dim=1, **{k: v for k, v in model_extra.items()
+                                           if k == "sem_simplex_dim" or not k.endswith("_dim") and k != "hidden_size"})
+
+
 def _route_sets(pairs, preset):
     """Split --set pairs into preset fields, other Config fields and other TrainConfig fields."""
     from .presets import Preset
@@ -771,15 +778,16 @@ def _cmd_trace(args) -> int:
             keep = _re.compile(_VIEW_NAMES)
             views = {k: v for k, v in inputs.items() if keep.match(k)}
             weights = {k: v for k, v in inputs.items() if not keep.match(k)}
-            structure = preset.config(encoder_dim=1, **{k: v for k, v in model_extra.items()
-                                                        if not k.endswith("_dim") and k != "hidden_size"})
-            from .interchange import _ALIASES, unmapped_names
+            structure = _structure(preset, model_extra)
+            from .interchange import _ALIASES, simplicial_hint, unmapped_names
             mapping, aliases = resolve_mapping(args.mapping, structure), _ALIASES.get(args.mapping, ())
             inputs = {**from_torch_layout(weights, mapping, strict=False, ignore_prefixes=aliases), **views}
             ignored = unmapped_names(weights, mapping, ignore_prefixes=aliases)
             if ignored:  # say what was left out, so that nothing is dropped silently
                 print(f"byol-ref trace: left out {len(ignored)} input tensor(s) the mapping does not name: "
-                      f"{', '.join(ignored[:6])}{', ...' if len(ignored) > 6 else ''}", file=sys.stderr)
+                      f"{', '.join(ignored[:6])}{', ...' if len(ignored) > 6 else ''}"
+                      + (f"\n  {simplicial_hint(ignored).strip()}" if simplicial_hint(ignored) else ""),
+                      file=sys.stderr)
     else:
         try:
             dims = [int(x) for x in args.dims.split(",")]
@@ -849,8 +857,7 @@ def _cmd_convert(args) -> int:
     if Path(args.dst).resolve() == checkpoint_file(args.src).resolve():
         raise ValueError(f"dst {args.dst} is the input itself; write the converted weights to another file")
     preset, model_extra, _ = _route_sets(args.set, get_preset(args.preset))
-    structure = preset.config(encoder_dim=1, **{k: v for k, v in model_extra.items()
-                                                if not k.endswith("_dim") and k != "hidden_size"})
+    structure = _structure(preset, model_extra)
     src = Path(args.src)
     if args.src_layout == "byol-ref" and _is_checkpoint(src):
         # A training checkpoint: its online and target networks; its own config is the structure.

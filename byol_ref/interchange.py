@@ -172,6 +172,16 @@ def unmapped_names(state: dict, mapping: dict, *, ignore_prefixes=()) -> list:
     return [t for t in state if t not in inverse and not t.startswith(tuple(ignore_prefixes))]
 
 
+def simplicial_hint(names) -> str:
+    """A hint when torch names show byol-pytorch 0.9's simplicial embedding (its default) to a config
+    without one: the names ``...projector.0.0.*`` exist only there. Empty otherwise."""
+    if not any(".projector.0.0." in n for n in names):
+        return ""
+    return (" These look like byol-pytorch 0.9's default simplicial embedding (projector.0.0, 0.1, 2.<i>): "
+            "add --set sem_simplices=32 (model.Config.sem_simplices), or build its BYOL with "
+            "use_simplicial_embeddings=False.")
+
+
 def from_torch_layout(state: dict, mapping: dict, *, strict: bool = True, ignore_prefixes=()) -> dict:
     """torch state_dict layout -> byol-ref layout (rename, transpose Linear weights).
 
@@ -193,7 +203,8 @@ def from_torch_layout(state: dict, mapping: dict, *, strict: bool = True, ignore
     if absent and (strict or len(absent) == len(mapping)):
         raise ValueError(f"the torch state lacks {len(absent)} mapped name(s), e.g. {absent[:4]}; its names "
                          f"include {list(state)[:6]}. Wrong mapping style, or a model of another structure "
-                         "(the --preset of the implementation that wrote it, or --set head_bias/hidden_bias/layout)?")
+                         "(the --preset of the implementation that wrote it, or --set head_bias/hidden_bias/layout)?"
+                         + simplicial_hint(state))
     # A tensor of a layer the mapping does name is a structure mismatch, whatever ``strict`` says:
     # said first, since "extend the mapping" would be the wrong advice for it.
     modules = {t.rsplit(".", 1)[0] for t in mapping.values()}
@@ -207,7 +218,7 @@ def from_torch_layout(state: dict, mapping: dict, *, strict: bool = True, ignore
                          "or remove the tensor if your model never uses it")
     if strict and unmapped:
         raise ValueError(f"{len(unmapped)} torch name(s) have no byol-ref name, e.g. {unmapped[:4]}; "
-                         "extend the mapping or pass strict=False")
+                         "extend the mapping or pass strict=False." + simplicial_hint(unmapped))
     out = {}
     for ref, t in mapping.items():
         if t in state:

@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 from . import kernels
 from .backend import get_array_module
+from .checks import check_positive_int, check_real
 
 # --------------------------------------------------------------------------- linear
 
@@ -460,9 +461,16 @@ def simplex_forward(x, *, simplex_dim, temperature):
         temperature: tau > 0.
 
     Returns:
-        out: like x, each group of V summing to 1.
+        out: like x, each group of V summing to 1; a view of the cached ``s``, so the step after it
+            must not overwrite its input (in a network it is always a Linear).
         cache: SimplexCache.
+
+    References:
+        Lavoie et al., "Simplicial Embeddings in Self-Supervised Learning and Downstream
+        Classification", ICLR 2023 (arXiv 2204.00616); lucidrains/byol-pytorch ``SEM``.
     """
+    check_positive_int(simplex_dim, "simplex_dim")
+    check_real(temperature, "temperature", 0, None, lo_open=True)
     xp = get_array_module(x)
     f = x.shape[-1]
     if f % simplex_dim:
@@ -470,7 +478,7 @@ def simplex_forward(x, *, simplex_dim, temperature):
     a = x.reshape(*x.shape[:-1], f // simplex_dim, simplex_dim) / temperature  # (..., L, V)
     a -= a.max(axis=-1, keepdims=True)
     e = xp.exp(a, out=a)
-    s = e / e.sum(axis=-1, keepdims=True)
+    s = e / e.sum(axis=-1, keepdims=True)  # (..., L, V)
     return s.reshape(x.shape), SimplexCache(s, temperature)
 
 
@@ -479,12 +487,16 @@ def simplex_backward(dout, cache):
 
         dx = s * (dout - sum_v dout * s) / tau
 
+    Args:
+        dout: upstream gradient, like the forward's out (..., F).
+        cache: SimplexCache from simplex_forward.
+
     Returns:
-        dx like dout.
+        dx like dout (each group of V sums to 0: shifting a group changes nothing).
     """
     s, temperature = cache
     ds = dout.reshape(s.shape)  # (..., L, V)
-    dx = s * (ds - (ds * s).sum(axis=-1, keepdims=True))
+    dx = s * (ds - (ds * s).sum(axis=-1, keepdims=True))  # (..., L, V)
     dx /= temperature
     return dx.reshape(dout.shape)
 

@@ -169,7 +169,7 @@ class Config:
         check_positive_int(self.norm_groups, "norm_groups")
         check_positive_int(self.sem_simplices, "sem_simplices", minimum=0)
         check_positive_int(self.sem_simplex_dim, "sem_simplex_dim")
-        check_float_range(self.sem_temperature, "sem_temperature", 0, None, lo_open=True)
+        check_real(self.sem_temperature, "sem_temperature", 0, None, lo_open=True)
         check_choice(self.init, "init", ("haiku", "torch"))
         check_choice(self.target_init, "target_init", ("copy", "independent"))
         check_choice(self.bn_running, "bn_running", ("haiku", "torch"))
@@ -416,7 +416,7 @@ def mlp_forward(steps, params, buffers, x, *, config: Config, train: bool, recor
             x, cache = simplex_forward(x, simplex_dim=config.sem_simplex_dim, temperature=config.sem_temperature)
         else:  # pragma: no cover - network_plan only makes the kinds above
             raise ValueError(f"unknown step kind {kind!r}")
-        owned = True
+        owned = kind != "simplex"  # the simplex output is a view of its cache: never overwrite it
         if need_cache:
             caches.append((kind, name, cache))
         if record is not None:

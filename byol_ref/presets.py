@@ -168,9 +168,10 @@ FIELD_DOCS = {
                    "`jax_enable_x64`: with a warm-up (W > 0) the warm-up is float32 arithmetic, "
                    "float32(float32(k / W) * float32(peak)) (`global_step.astype(jnp.float32)`), and `jnp.where` "
                    "makes the cosine phase float32 too; with W = 0 nothing is rounded. A float64 run of the official "
-                   "code differs from the exact formula by up to ~6e-8 relative, which a 1e-9 comparison sees. "
-                   "'exact': the formula in float64 (byol-pytorch, lightly, solo-learn, edifice: Python floats). "
-                   "Checked against the official code under JAX x64. a6.",
+                   "code differs from the exact formula by up to ~1.5e-7 relative in the warm-up and ~6e-8 after it, "
+                   "which a 1e-9 comparison sees. 'exact': the formula in float64 (lightly, solo-learn: Python "
+                   "floats; byol-pytorch and edifice have no schedule). Checked against the official code under "
+                   "JAX x64. a6.",
     "cosine_denominator": "'K-W': the cosine runs over the K - W steps after the warm-up and reaches the end value "
                           "at k = K (deepmind, solo-learn). 'K-W-1': lightly `CosineWarmupScheduler` calls "
                           "`cosine_schedule(k - W, K - W)`, which divides by K - W - 1 and holds the end value "
@@ -318,10 +319,12 @@ class Preset:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Preset":
+        """The preset a ``to_dict`` saved. A dict from before ``lr_rounding`` existed was computed with
+        the exact schedule, so a missing ``lr_rounding`` reads as ``"exact"``, not the field's default."""
         unknown = sorted(set(d) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"unknown preset field(s) {unknown}; preset fields: {preset_field_names()}")
-        return cls(**d)
+        return cls(**{"lr_rounding": "exact", **d})
 
 
 def preset_field_names() -> list:

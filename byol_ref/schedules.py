@@ -18,6 +18,9 @@ import struct
 __all__ = ["warmup_cosine_lr", "target_tau", "check_warmup_convention"]
 
 
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
 def _f32(x: float) -> float:
     """``x`` rounded to the nearest float32 (round half to even), as a Python float.
 
@@ -51,7 +54,7 @@ def _check_float(value, name: str, lo: float = 0.0, hi: float = math.inf) -> flo
 
 
 def check_warmup_convention(warmup_offset, warmup_denominator, lr_rounding="exact") -> None:
-    """Raise a ValueError unless (offset, denominator, ratio) is a warm-up some implementation uses.
+    """Raise a ValueError unless (offset, denominator, lr_rounding) is a schedule some implementation uses.
 
     ``warmup_offset`` is 0 (official) or 1 (lightly); ``warmup_denominator`` is ``"W"``
     (official, lightly) or ``"W-1"`` (solo-learn); ``lr_rounding`` is ``"exact"`` or
@@ -106,11 +109,14 @@ def warmup_cosine_lr(
 
     ``lr_rounding="float32"`` returns what the official ``learning_schedule`` returns, even
     under ``jax_enable_x64``: with a warm-up (``W > 0``) the warm-up is float32 arithmetic,
-    ``float32(float32(k / W) * float32(eta* - warmup_start))`` (it casts the step to float32
-    before dividing), and its ``jnp.where`` between that float32 branch and the cosine makes
-    every value float32; with ``W = 0`` nothing is rounded. The official code trains in
-    float32, where this is below rounding; a float64 run of it differs from the exact formula
-    by up to ~6e-8 relative, which a 1e-9 comparison sees (docs/verifying.md section 5).
+    ``float32(float32(k / W) * float32(eta*))`` (it casts the step to float32 before dividing),
+    and its ``jnp.where`` between that float32 branch and the cosine makes every value float32;
+    with ``W = 0`` nothing is rounded. (With a ``warmup_start``, which the official code does not
+    have, the warm-up is ``float32(warmup_start + float32(float32(k / W) * float32(eta* -
+    warmup_start)))``: every value stays a float32.) The official code trains in float32, where
+    this is below rounding; a float64 run of it differs from the exact formula by up to ~1.5e-7
+    relative in the warm-up (three float32 roundings) and ~6e-8 after it, which a 1e-9
+    comparison sees (docs/verifying.md section 5).
 
     Implementation presets (BYOL_FACTS d16):
 
@@ -146,8 +152,9 @@ def warmup_cosine_lr(
     Raises:
         ValueError: a negative step, ``W > K``, a non-positive batch size, a negative rate, a peak
             rate that is not finite,
-            ``warmup_offset`` not in {0, 1}, an unknown denominator or warm-up ratio, or offset 1
-            with ``"W-1"`` (``check_warmup_convention``).
+            ``warmup_offset`` not in {0, 1}, an unknown denominator or ``lr_rounding``, offset 1
+            with ``"W-1"`` (``check_warmup_convention``), or, with ``"float32"``, a rate beyond
+            float32's range.
 
     References:
         BYOL paper appendix C (LARS, cosine decay, 10 warm-up epochs, lr = 0.2 x B/256);
@@ -175,13 +182,17 @@ def warmup_cosine_lr(
                 f"and warmup_start={warmup_start!r} overflow in the warm-up ((peak - warmup_start) * warmup_steps={W})")
         raise ValueError(f"the peak learning rate base_lr * batch_size / batch_scale = {base_lr!r} * {B} / {scale} "
                          f"= {peak!r} {what}; expected a finite rate (BYOL: base_lr 0.2-0.45 per 256 examples)")
-    if k < W:
-        steps = W if warmup_denominator == "W" else max(W - 1, 1)
-        if lr_rounding == "float32":  # deepmind: global_step.astype(float32) / W * scaled_lr, all float32
-            return warmup_start + _f32(_f32((k + warmup_offset) / steps) * _f32(peak - warmup_start))
-        return warmup_start + (peak - warmup_start) * (k + warmup_offset) / steps
     # deepmind: jnp.where(k < W, <float32 warm-up>, <cosine>) is float32 as soon as there is a warm-up
     rounded = _f32 if lr_rounding == "float32" and W > 0 else float
+    if rounded is _f32 and max(peak, final_lr, warmup_start) > _FLOAT32_MAX:
+        raise ValueError(f"lr_rounding='float32' rounds every learning rate to float32, but the peak {peak!r}, "
+                         f"final_lr {final_lr!r} or warmup_start {warmup_start!r} exceeds float32's largest value "
+                         f"{_FLOAT32_MAX:.4g}; expected rates a float32 holds, or lr_rounding='exact'")
+    if k < W:
+        steps = W if warmup_denominator == "W" else max(W - 1, 1)
+        if rounded is _f32:  # deepmind: global_step.astype(float32) / W * scaled_lr, all in float32
+            return _f32(warmup_start + _f32(_f32((k + warmup_offset) / steps) * _f32(peak - warmup_start)))
+        return warmup_start + (peak - warmup_start) * (k + warmup_offset) / steps
     C = K - W if cosine_denominator == "K-W" else K - W - 1
     if C <= 0:  # warm-up only (W = K), or lightly's one-step cosine: the run is at its end value
         return rounded(final_lr)

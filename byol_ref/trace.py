@@ -44,8 +44,8 @@ from .backend import host as np
 from .checkpoint import atomic_savez, read_npz
 from .layers import _moments
 from .losses import l2_normalize_forward
-from .model import (Network, _check_network, build_from_config, ema_update, from_groups, init_buffers, loss_and_grads,
-                    network_plan)
+from .model import (Config, Network, _check_network, build_from_config, ema_update, from_groups, init_buffers,
+                    loss_and_grads, network_plan)
 from .presets import Preset, get_preset
 from .train import make_optimizer_for, make_schedules
 
@@ -274,7 +274,8 @@ def make_inputs(preset: Preset, *, encoder_dim: int, hidden_size: int, projectio
     return inputs
 
 
-def _infer_sizes(params: dict) -> dict:
+def _infer_sizes(params: dict, extra: dict) -> dict:
+    """The Config sizes read off the online weights (``extra``: the Config fields set by hand)."""
     need = ["encoder.fc1.weight", "projector.fc1.weight", "projector.fc2.weight"]
     missing = [k for k in need if k not in params]
     if missing:
@@ -291,7 +292,31 @@ def _infer_sizes(params: dict) -> dict:
         sizes["predictor_dim"] = int(params["predictor.fc1.weight"].shape[1])
     else:
         sizes["use_predictor"] = False
+    sizes.update(_infer_simplices(params, extra))
     return sizes
+
+
+def _infer_simplices(params: dict, extra: dict) -> dict:
+    """The simplicial embedding's L from ``projector.sem_fc.weight`` (width L * V). V is not in the
+    weights: ``sem_simplex_dim`` as set, else Config's default 8 (byol-pytorch's)."""
+    v = extra.get("sem_simplex_dim", Config.__dataclass_fields__["sem_simplex_dim"].default)
+    given = extra.get("sem_simplices")
+    if "projector.sem_fc.weight" not in params:
+        if given:
+            raise TraceError(f"sem_simplices={given} asks for a simplicial embedding, but the inputs have no "
+                             "online.param.projector.sem_fc.weight")
+        return {}
+    width = int(np.shape(params["projector.sem_fc.weight"])[1])
+    if given is None:
+        if not isinstance(v, int) or v < 1 or width % v:
+            raise TraceError(f"online.param.projector.sem_fc.weight has {width} outputs, the simplicial embedding's "
+                             f"L * V, which sem_simplex_dim={v!r} does not divide; set --set sem_simplex_dim=V "
+                             "(byol-pytorch: 8)")
+        return {"sem_simplices": width // v}
+    if isinstance(given, int) and isinstance(v, int) and given * v != width:
+        raise TraceError(f"sem_simplices={given} x sem_simplex_dim={v} = {given * v}, but "
+                         f"online.param.projector.sem_fc.weight has {width} outputs")
+    return {}
 
 
 def networks_from_inputs(inputs: dict, preset: Preset, *, dtype: str = "float64", model_extra: dict | None = None):
@@ -326,7 +351,7 @@ def networks_from_inputs(inputs: dict, preset: Preset, *, dtype: str = "float64"
             if key.startswith(g):
                 groups[g][key[len(g):]] = value
                 break
-    sizes = _infer_sizes(groups["online.param."])
+    sizes = _infer_sizes(groups["online.param."], model_extra or {})
     cfg = preset.config(**{**sizes, **(model_extra or {})})
     be = get_backend("numpy", dtype, seed=None)
 

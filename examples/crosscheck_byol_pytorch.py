@@ -139,10 +139,13 @@ def main(argv=None) -> int:
             sets = [f"{k}={v}" for k, v in SEM.items()] if sem else []
             for views in ("concat", "separate"):
                 traced[sem, views] = os.path.join(work, f"byol_ref_{tag}_{views}.npz")
-                byol_ref_cli(["trace", "--inputs", weights, "--layout", "torch", "--mapping", "byol-pytorch",
-                              "--preset", "byol-pytorch", "--set", f"views={views}",
-                              *[a for kv in sets for a in ("--set", kv)], "--steps", str(args.steps),
-                              "--out", traced[sem, views]])
+                status = byol_ref_cli(["trace", "--inputs", weights, "--layout", "torch", "--mapping", "byol-pytorch",
+                                       "--preset", "byol-pytorch", "--set", f"views={views}",
+                                       *[a for kv in sets for a in ("--set", kv)], "--steps", str(args.steps),
+                                       "--out", traced[sem, views]])
+                if status != 0:
+                    print(f"\nbyol-ref trace failed (exit status {status}); see its message above.")
+                    return 2
         agree = {}
         for (sem, views), ref in traced.items():
             print(f"\n--- {'simplicial embedding on' if sem else 'plain BYOL'}, views={views} ---", flush=True)

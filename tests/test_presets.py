@@ -117,7 +117,7 @@ REACH = [
     (dict(warmup_offset=1), {}, "step0.lr", False),
     (dict(warmup_denominator="W-1"), dict(warmup_fraction=2 / 3), "step1.lr", False),  # W = 2: peak at step 1
     (dict(cosine_denominator="K-W-1"), {}, "step2.lr", False),  # W = 1: step 1 is the peak either way
-    (dict(lr_rounding="exact"), {}, "step1.lr", False),  # lr_0 = warmup_start either way; the cosine is rounded
+    (dict(lr_rounding="exact"), {}, "step0.lr", False),  # float32: even lr_0 = warmup_start is a float32
     (dict(final_lr_ratio=0.5), {}, "step2.lr", False),
     (dict(tau_base=0.9), {}, "step0.tau", False),
     (dict(tau_schedule="constant"), {}, "step1.tau", False),
@@ -180,7 +180,7 @@ def test_train_preset_errors(capsys):
 def test_a_preset_validates_its_training_fields_when_made():
     """Preset fields that belong to TrainConfig are checked at construction, not first at a run."""
     for field, value in (("warmup_denominator", "W+1"), ("tau_schedule", "linear"), ("lr", -1.0),
-                         ("optimizer", "rmsprop")):
+                         ("optimizer", "rmsprop"), ("lr_rounding", "float16")):
         with pytest.raises(ValueError, match=field):
             get_preset("deepmind", **{field: value})
 
@@ -193,3 +193,14 @@ def test_train_config_resolves_the_fractions_with_overridden_preset_fields():
     b = get_preset("lightly", lr=2.0).train_config(epochs=10, batch_size=256)
     assert a == b and a.final_lr == pytest.approx(2.0 * preset.final_lr_ratio)
     assert preset.train_config(epochs=10, batch_size=256, lr=2.0, final_lr=0.5).final_lr == 0.5
+
+
+def test_preset_from_dict_round_trips_and_reads_older_dicts_as_exact():
+    """A preset saved before lr_rounding existed was computed with the exact schedule."""
+    for name in preset_names():
+        assert Preset.from_dict(get_preset(name).to_dict()) == get_preset(name)
+    old = get_preset("deepmind").to_dict()
+    del old["lr_rounding"]
+    assert Preset.from_dict(old).lr_rounding == "exact"
+    with pytest.raises(ValueError, match="unknown preset field"):
+        Preset.from_dict({**old, "bogus": 1})

@@ -1,6 +1,7 @@
 """Tests for byol_ref.schedules: warm-up + cosine learning rate and the target EMA rate tau."""
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
@@ -59,7 +60,6 @@ def test_lr_rounding_float32_is_the_official_float32_schedule():
     """deepmind's learning_schedule under jax_enable_x64: the warm-up is float32 arithmetic,
     float32(float32(k) / W) * float32(peak), and jnp.where with that float32 branch makes the
     cosine phase float32 too (checked against the official code; see docs/verifying.md)."""
-    np = pytest.importorskip("numpy")
     f32 = np.float32
     kw = dict(base_lr=0.2, batch_size=96, total_steps=20, warmup_steps=3)  # peak 0.075: not a float32
     peak = 0.2 * 96 / 256
@@ -79,6 +79,15 @@ def test_lr_rounding_float32_is_the_official_float32_schedule():
                for k in range(21))
     with pytest.raises(ValueError, match="lr_rounding must be 'exact' or 'float32'.*got 'float16'"):
         warmup_cosine_lr(0, **kw, lr_rounding="float16")
+    # W = K: warm-up only, then the end value, rounded too (0.1 is not a float32).
+    only = dict(kw, warmup_steps=20, final_lr=0.1)
+    assert warmup_cosine_lr(25, **only, lr_rounding="float32") == float(f32(0.1)) != 0.1
+    # A warmup_start (the official code has none) keeps every value a float32 as well.
+    start = warmup_cosine_lr(0, **kw, warmup_start=1e-3, lr_rounding="float32")
+    assert start == float(f32(1e-3)) != 1e-3
+    with pytest.raises(ValueError, match="exceeds float32's largest value"):
+        warmup_cosine_lr(1, base_lr=1e300, batch_size=256, total_steps=10, warmup_steps=3, lr_rounding="float32")
+    assert warmup_cosine_lr(1, base_lr=1e300, batch_size=256, total_steps=10, warmup_steps=3) > 1e299  # exact: fine
 
 
 def _solo_learn_lr(k, *, peak, start, K, W):
@@ -166,25 +175,31 @@ def test_lr_bad_step(step):
     start_frac=st.floats(0, 1),
     warmup=st.sampled_from([(0, "W"), (1, "W"), (0, "W-1")]),
     cosine_denominator=st.sampled_from(["K-W", "K-W-1"]),
+    rounding=st.sampled_from(["exact", "float32"]),
 )
-def test_lr_monotone_and_bounded(K, frac, base_lr, B, final_frac, start_frac, warmup, cosine_denominator):
+def test_lr_monotone_and_bounded(K, frac, base_lr, B, final_frac, start_frac, warmup, cosine_denominator, rounding):
     W = int(frac * K)
     peak = base_lr * B / 256
     offset, warmup_denominator = warmup
     kw = dict(base_lr=base_lr, batch_size=B, total_steps=K, warmup_steps=W,
               final_lr=final_frac * peak, warmup_start=start_frac * peak, warmup_offset=offset,
-              warmup_denominator=warmup_denominator, cosine_denominator=cosine_denominator)
+              warmup_denominator=warmup_denominator, cosine_denominator=cosine_denominator, lr_rounding=rounding)
     vals = [warmup_cosine_lr(k, **kw) for k in range(K + 3)]
-    tol = 1e-12 * max(peak, 1e-300)
+    f32 = rounding == "float32" and W > 0  # every value is a float32: allow its half-ulps (three roundings)
+    rel = 2e-7 if f32 else 1e-12
+    tol = rel * max(peak, 1e-300)
     # Non-decreasing during warm-up, non-increasing after, and inside [min(start, final), peak].
     assert all(b >= a - tol for a, b in zip(vals[:W], vals[1:W]))
     assert all(b <= a + tol for a, b in zip(vals[W:], vals[W + 1:]))
     assert all(min(kw["warmup_start"], kw["final_lr"]) - tol <= v <= peak + tol for v in vals)
-    assert vals[K] == vals[K + 2] == kw["final_lr"]
+    final = float(np.float32(kw["final_lr"])) if f32 else kw["final_lr"]
+    assert vals[K] == vals[K + 2] == final
     if cosine_denominator == "K-W-1" and W < K:
-        assert vals[K - 1] == kw["final_lr"]
+        assert vals[K - 1] == final
     if W < K - (cosine_denominator == "K-W-1"):
-        assert vals[W] == pytest.approx(peak, rel=1e-12, abs=1e-300)
+        assert vals[W] == pytest.approx(peak, rel=rel, abs=1e-300)
+    if f32:
+        assert all(v == float(np.float32(v)) for v in vals)  # each one a float32
 
 
 # ---------------------------------------------------------------------------------------------

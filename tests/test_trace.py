@@ -291,3 +291,22 @@ def test_cli_trace_with_a_simplicial_embedding(tmp_path):
     e = np.exp(logits - logits.max(-1, keepdims=True))
     np.testing.assert_allclose(s.reshape(4, 2, 3), e / e.sum(-1, keepdims=True), rtol=1e-13)
     assert "step0.online.grad.projector.sem_norm.gamma" in a and "step0.target.buffer.projector.sem_norm.count" in a
+
+
+def test_simplicial_embedding_is_read_off_the_weights():
+    """Inputs with projector.sem_fc give L = width / V (V as set, else 8); a width that does not fit, or
+    sem_simplices without the weights, is refused by name."""
+    preset = get_preset("byol-pytorch")
+    sizes = dict(encoder_dim=5, hidden_size=6, projection_dim=4, predictor_dim=3, batch=4, steps=1, seed=0)
+    inputs = make_inputs(preset, **sizes, model_extra=dict(sem_simplices=2, sem_simplex_dim=8))
+    online, _, _, _ = networks_from_inputs(inputs, preset)  # V = 8 by default: L = 16 / 8
+    assert (online.config.sem_simplices, online.config.sem_simplex_dim) == (2, 8)
+    online, _, _, _ = networks_from_inputs(inputs, preset, model_extra=dict(sem_simplex_dim=4))
+    assert online.config.sem_simplices == 4  # V cannot be read off the weights: as set
+    with pytest.raises(TraceError, match="has 16 outputs.*sem_simplex_dim=3 does not divide"):
+        networks_from_inputs(inputs, preset, model_extra=dict(sem_simplex_dim=3))
+    with pytest.raises(TraceError, match=r"sem_simplices=3 x sem_simplex_dim=8 = 24, but .* has 16 outputs"):
+        networks_from_inputs(inputs, preset, model_extra=dict(sem_simplices=3))
+    plain = make_inputs(preset, **sizes)
+    with pytest.raises(TraceError, match="sem_simplices=2 asks for a simplicial embedding, but the inputs have no"):
+        networks_from_inputs(plain, preset, model_extra=dict(sem_simplices=2))

@@ -415,6 +415,8 @@ def test_train_config_validation():
         TrainConfig(warmup_offset=1, warmup_denominator="W-1")
     with pytest.raises(ValueError, match="warmup_offset must be 0 .official. or 1 .lightly., got True"):
         TrainConfig(warmup_offset=True)
+    with pytest.raises(ValueError, match="lr_rounding must be 'exact' or 'float32'.*got 'bf16'"):
+        TrainConfig(lr_rounding="bf16")
 
 
 def test_fit_gives_the_same_run_on_every_backend(backend, data, tmp_path):
