@@ -189,17 +189,17 @@ class Config:
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if self.encoder_bias is not None and not isinstance(self.encoder_bias, bool):
             raise TypeError(f"encoder_bias must be a bool or None (as hidden_bias), got {self.encoder_bias!r}")
-        check_float_range(self.bn_eps, "bn_eps", 0, None, lo_open=True)
-        check_float_range(self.ln_eps, "ln_eps", 0, None, lo_open=True)
-        check_float_range(self.ws_eps, "ws_eps", 0, None, lo_open=True)
+        check_real(self.bn_eps, "bn_eps", 0, None, lo_open=True)
+        check_real(self.ln_eps, "ln_eps", 0, None, lo_open=True)
+        check_real(self.ws_eps, "ws_eps", 0, None, lo_open=True)
         if self.norm == "group":
             for role in ("online", "target"):
                 for name, shape in param_shapes(self, role).items():
                     if name.endswith(".gamma") and shape[0] % self.norm_groups:
                         raise ValueError(f"norm_groups={self.norm_groups} must divide every normalised width, "
                                          f"but {name.rsplit('.', 1)[0]} has {shape[0]} features")
-        check_float_range(self.norm_eps, "norm_eps", 0, None, lo_open=True)
-        check_float_range(self.bn_decay, "bn_decay", 0, 1, hi_open=True)
+        check_real(self.norm_eps, "norm_eps", 0, None, lo_open=True)
+        check_real(self.bn_decay, "bn_decay", 0, 1, hi_open=True)
 
     def replace(self, **changes) -> "Config":
         """A copy with some fields changed (layout-dependent fields re-resolved only if passed)."""

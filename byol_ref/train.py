@@ -28,7 +28,7 @@ from .augment import ImageAug, VectorAug, default_views_for, two_views, views_fr
 from .backend import Backend, get_array_module, get_backend
 from .backend import host as np
 from .backend import to_numpy
-from .checks import check_array, check_choice, check_float_range, check_positive_int, dataclass_from_dict
+from .checks import check_array, check_choice, check_positive_int, check_real, dataclass_from_dict
 from .data import Dataset, feature_stats, standardize
 from .model import (Config, Network, buffer_shapes, build_from_config, data_dependent_init, ema_update,
                     loss_and_grads, param_shapes)
@@ -116,26 +116,26 @@ class TrainConfig:
         check_positive_int(self.epochs, "epochs")
         check_positive_int(self.batch_size, "batch_size", minimum=2)
         check_choice(self.optimizer, "optimizer", ("lars", "sgd", "adam", "adamw"))
-        check_float_range(self.lr, "lr", 0, None)
+        check_real(self.lr, "lr", 0, None)
         check_positive_int(self.lr_batch_scale, "lr_batch_scale", minimum=0)
-        check_float_range(self.weight_decay, "weight_decay", 0, None)
-        check_float_range(self.momentum, "momentum", 0, 1, hi_open=True)
-        check_float_range(self.lars_eta, "lars_eta", 0, None, lo_open=True)
+        check_real(self.weight_decay, "weight_decay", 0, None)
+        check_real(self.momentum, "momentum", 0, 1, hi_open=True)
+        check_real(self.lars_eta, "lars_eta", 0, None, lo_open=True)
         check_choice(self.lars_trust_ratio, "lars_trust_ratio", ("norm_of_sum", "sum_of_norms"))
-        check_float_range(self.lars_eps, "lars_eps", 0, None)
+        check_real(self.lars_eps, "lars_eps", 0, None)
         check_choice(self.exclude, "exclude", ("name", "ndim", "none"))
-        check_float_range(self.warmup_start, "warmup_start", 0, None)
+        check_real(self.warmup_start, "warmup_start", 0, None)
         check_warmup_convention(self.warmup_offset, self.warmup_denominator, self.lr_rounding)
         check_choice(self.cosine_denominator, "cosine_denominator", ("K-W", "K-W-1"))
         if self.warmup_epochs is None:
             object.__setattr__(self, "warmup_epochs", 0.05 * self.epochs)
-        check_float_range(self.warmup_epochs, "warmup_epochs", 0, self.epochs)
-        check_float_range(self.final_lr, "final_lr", 0, None)
-        check_float_range(self.tau_base, "tau_base", 0, 1)
+        check_real(self.warmup_epochs, "warmup_epochs", 0, self.epochs)
+        check_real(self.final_lr, "final_lr", 0, None)
+        check_real(self.tau_base, "tau_base", 0, 1)
         check_choice(self.tau_schedule, "tau_schedule", ("cosine", "constant"))
         check_choice(self.tau_denominator, "tau_denominator", ("K", "K-1"))
         check_choice(self.ema_when, "ema_when", ("post_step", "pre_forward"))
-        check_float_range(self.predictor_lr_mult, "predictor_lr_mult", 0, None)
+        check_real(self.predictor_lr_mult, "predictor_lr_mult", 0, None)
         check_choice(self.dtype, "dtype", ("float32", "float64"))
         check_positive_int(self.seed, "seed", minimum=0)
         check_positive_int(self.log_every, "log_every")

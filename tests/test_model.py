@@ -594,6 +594,8 @@ def test_config_refuses_a_zero_eps():
     for name in ("bn_eps", "ln_eps", "ws_eps", "norm_eps"):
         with pytest.raises(ValueError, match=name):
             byol.Config(encoder_dim=3, **{name: 0.0})
+        with pytest.raises(TypeError, match=f"{name} must be a real number, got '1e-5'"):  # not stored as a str
+            byol.Config(encoder_dim=3, **{name: "1e-5"})
 
 
 def test_simplicial_embedding_config_and_names():

@@ -417,6 +417,9 @@ def test_train_config_validation():
         TrainConfig(warmup_offset=True)
     with pytest.raises(ValueError, match="lr_rounding must be 'exact' or 'float32'.*got 'bf16'"):
         TrainConfig(lr_rounding="bf16")
+    for field in ("lr", "weight_decay", "tau_base", "final_lr"):  # a number, not a str that float() would take
+        with pytest.raises(TypeError, match=f"{field} must be a real number, got '0.1'"):
+            TrainConfig(**{field: "0.1"})
 
 
 def test_fit_gives_the_same_run_on_every_backend(backend, data, tmp_path):
