@@ -180,8 +180,8 @@ FIELD_DOCS = {
                       "solo-learn `min_lr=0`), 0.001 (lightly `CosineWarmupScheduler` end_value), 1 = a constant "
                       "learning rate (byol-pytorch README: fixed Adam lr; edifice: no schedule). d16.",
     "tau_base": "Target EMA rate at step 0: 0.996 (deepmind, paper; edifice `momentum`), 0.99 (byol-pytorch "
-                "`moving_average_decay`, lightly benchmarks (its BYOL example: 0.996, per epoch), solo-learn "
-                "`momentum.base_tau`, formerly `base_tau_momentum`). a5, d10.",
+                "`moving_average_decay`, lightly benchmarks (its BYOL example: 0.996, per epoch: "
+                "`--set tau_interval=epoch`), solo-learn `momentum.base_tau`, formerly `base_tau_momentum`). a5, d10.",
     "tau_schedule": "'cosine' tau -> 1 (deepmind `target_ema`, lightly `cosine_schedule`, solo-learn "
                     "`MomentumUpdater`) or 'constant' (byol-pytorch `EMA(beta)`, edifice `ema_update`). d10.",
     "tau_denominator": "'K' (deepmind, solo-learn) or 'K-1' (lightly `cosine_schedule`: tau = 1 from k = K-1). d10.",

@@ -65,9 +65,16 @@ class TrainConfig:
             from step K - 1 on). See ``schedules.warmup_cosine_lr``.
         lr_rounding: ``"exact"`` or ``"float32"`` (the official code's schedule is float32
             when it has a warm-up, even in a float64 run).
+        lr_interval: ``"step"`` (the schedule advances every optimiser step: official, lightly's
+            benchmarks, solo-learn's main) or ``"epoch"`` (it counts epochs, K = epochs and
+            W = round(warmup_epochs), and holds each value through its epoch: a scheduler stepped
+            once per epoch, Lightning's default interval, as in solo-learn 1.0.2).
         tau_base: the target EMA rate at step 0 (0.996).
         tau_schedule: ``"cosine"`` (tau -> 1, official) or ``"constant"`` (byol-pytorch).
         tau_denominator: ``"K"`` (official) or ``"K-1"`` (lightly's cosine_schedule).
+        tau_interval: ``"step"`` (official, lightly's benchmarks, solo-learn) or ``"epoch"``
+            (lightly's BYOL example: ``cosine_schedule(epoch, max_epochs, 0.996, 1)`` at the start of
+            each epoch, K = epochs).
         ema_when: ``"post_step"`` (official, with the updated online params) or ``"pre_forward"``.
         predictor_lr_mult: learning-rate multiplier of the predictor (the paper's tau = 0 ablation).
         data_init: before the first step, set every ``norm="affine"`` layer from the batch
@@ -100,9 +107,11 @@ class TrainConfig:
     warmup_denominator: str = "W"
     cosine_denominator: str = "K-W"
     lr_rounding: str = "exact"
+    lr_interval: str = "step"
     tau_base: float = 0.996
     tau_schedule: str = "cosine"
     tau_denominator: str = "K"
+    tau_interval: str = "step"
     ema_when: str = "post_step"
     predictor_lr_mult: float = 1.0
     data_init: bool = False
@@ -125,6 +134,8 @@ class TrainConfig:
         check_real(self.lars_eps, "lars_eps", 0, None)
         check_choice(self.exclude, "exclude", ("name", "ndim", "none"))
         check_real(self.warmup_start, "warmup_start", 0, None)
+        check_choice(self.lr_interval, "lr_interval", ("step", "epoch"))
+        check_choice(self.tau_interval, "tau_interval", ("step", "epoch"))
         check_warmup_convention(self.warmup_offset, self.warmup_denominator, self.lr_rounding)
         check_choice(self.cosine_denominator, "cosine_denominator", ("K-W", "K-W-1"))
         if self.warmup_epochs is None:
@@ -194,15 +205,24 @@ def make_schedules(tcfg: TrainConfig, n_train: int) -> Schedules:
     warmup = int(round(tcfg.warmup_epochs * steps_per_epoch))
     scale = tcfg.lr_batch_scale or tcfg.batch_size  # 0 disables the linear scaling rule
 
+    # "epoch": the schedule counts epochs (K = epochs, W = warm-up epochs) and holds each value
+    # through its epoch, as a scheduler stepped once per epoch does.
+    per_epoch_warmup = int(round(tcfg.warmup_epochs))
+
     def lr(k):
-        return warmup_cosine_lr(k, base_lr=tcfg.lr, batch_size=tcfg.batch_size, total_steps=total,
-                                warmup_steps=warmup, final_lr=tcfg.final_lr, batch_scale=scale,
+        if tcfg.lr_interval == "epoch":
+            k, K, W = k // steps_per_epoch, tcfg.epochs, per_epoch_warmup
+        else:
+            K, W = total, warmup
+        return warmup_cosine_lr(k, base_lr=tcfg.lr, batch_size=tcfg.batch_size, total_steps=K,
+                                warmup_steps=W, final_lr=tcfg.final_lr, batch_scale=scale,
                                 warmup_start=tcfg.warmup_start, warmup_offset=tcfg.warmup_offset,
                                 warmup_denominator=tcfg.warmup_denominator,
                                 cosine_denominator=tcfg.cosine_denominator, lr_rounding=tcfg.lr_rounding)
 
     def tau(k):
-        return target_tau(k, tau_base=tcfg.tau_base, total_steps=total, schedule=tcfg.tau_schedule,
+        k, K = (k // steps_per_epoch, tcfg.epochs) if tcfg.tau_interval == "epoch" else (k, total)
+        return target_tau(k, tau_base=tcfg.tau_base, total_steps=K, schedule=tcfg.tau_schedule,
                           denominator=tcfg.tau_denominator)
 
     lr(0), tau(0)  # the schedules check every setting at any step: refuse a bad one now, not mid-run

@@ -76,6 +76,31 @@ def test_schedules_round_fractional_warmup_and_scale_the_peak_lr():
                                                    final_lr=0.0, batch_scale=scale or 32)
 
 
+def test_schedules_per_epoch_hold_each_value_through_its_epoch():
+    """lr_interval / tau_interval = "epoch": K = epochs, W = round(warmup_epochs), evaluated at the epoch
+    index (a scheduler stepped once per epoch; lightly's BYOL example computes tau so)."""
+    from byol_ref.schedules import target_tau, warmup_cosine_lr
+
+    tcfg = _tcfg(epochs=6, lr=0.4, warmup_epochs=1.6, lr_interval="epoch", tau_interval="epoch", tau_base=0.996,
+                 tau_denominator="K-1", final_lr=0.01)
+    sched = make_schedules(tcfg, 96)  # 3 steps per epoch
+    for k in range(sched.total_steps + 1):
+        e = k // 3
+        assert sched.lr(k) == warmup_cosine_lr(e, base_lr=0.4, batch_size=32, total_steps=6, warmup_steps=2,
+                                               final_lr=0.01)
+        # lightly's cosine_schedule(epoch, max_epochs, 0.996, 1): 1 - 0.004 (cos(pi e / (E - 1)) + 1) / 2
+        want = 1.0 if e >= 5 else 1 - 0.004 * (np.cos(np.pi * e / 5) + 1) / 2
+        assert sched.tau(k) == pytest.approx(want, abs=1e-15) and sched.tau(k) == target_tau(
+            e, tau_base=0.996, total_steps=6, denominator="K-1")
+    assert sched.lr(3) == sched.lr(5) != sched.lr(6)  # held through epoch 1, moved at epoch 2
+    per_step = make_schedules(_tcfg(epochs=6, lr=0.4, warmup_epochs=1.6, final_lr=0.01), 96)
+    assert per_step.lr(3) != per_step.lr(4)
+    with pytest.raises(ValueError, match="lr_interval must be one of"):
+        _tcfg(lr_interval="batch")
+    with pytest.raises(ValueError, match="tau_interval must be one of"):
+        _tcfg(tau_interval="epochs")
+
+
 def test_short_run_lowers_the_loss_without_collapse(data):
     cfg = byol.Config(encoder_dim=12, **SMALL)
     res = fit(data, cfg, _tcfg(epochs=30, lr=5e-3), progress=False)
