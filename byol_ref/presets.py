@@ -36,8 +36,8 @@ by it, but solo-learn's ``BaseMethod`` passes ``warmup_start_lr=lr`` when ``warm
 so its runs start at the peak, as byol-ref's do (its W - 1 warm-up divisor is
 ``warmup_denominator``). The ``solo-learn`` preset follows solo-learn's GitHub main (per-step
 ``LinearWarmupCosineAnnealingLR``, its ``LARS`` class); the last PyPI release, 1.0.2, steps the
-pl_bolts scheduler once per *epoch* by default and wraps SGD in a ``LARSWrapper`` whose update is
-the same for an MLP (1-D tensors skip both LARS and weight decay). Edifice's Axon
+pl_bolts scheduler once per *epoch* by default (``TrainConfig.lr_interval="epoch"``) and wraps SGD
+in a ``LARSWrapper`` whose update is the same for an MLP (1-D tensors skip both LARS and weight decay). Edifice's Axon
 ``glorot_uniform`` init is not offered: load the weights instead (``byol_ref.interchange``).
 
 Usage::

@@ -122,6 +122,16 @@ def test_crosscheck_against_the_installed_package(package, script, says, tmp_pat
     assert res.returncode == 0 and says in res.stdout, res.stdout + res.stderr
 
 
+def test_crosscheck_against_solo_learn_source(tmp_path):
+    """solo-learn's BYOL files, step for step (runs where torch is installed and SOLO_LEARN_SRC names a checkout of
+    vturrisi/solo-learn)."""
+    if importlib.util.find_spec("torch") is None or not os.environ.get("SOLO_LEARN_SRC"):
+        pytest.skip("solo-learn's source is not here (torch and SOLO_LEARN_SRC are needed)")
+    res = subprocess.run([sys.executable, str(ROOT / "examples" / "crosscheck_solo_learn.py"), "--workdir",
+                          str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "solo-learn agrees with byol-ref" in res.stdout, res.stdout + res.stderr
+
+
 def test_crosscheck_against_the_official_code(tmp_path):
     """The official JAX/Haiku building blocks, step for step (runs where JAX, Haiku, optax and dm-tree are
     installed and BYOL_OFFICIAL_SRC names a checkout of google-deepmind/deepmind-research)."""
