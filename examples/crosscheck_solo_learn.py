@@ -190,7 +190,8 @@ def main(argv=None) -> int:
             return 2
         status = byol_ref_cli(["diff", theirs, ref, "--only-common", "--rtol", "1e-9", "--atol", "1e-10"])
     if status == 0:
-        print(f"\nsolo-learn agrees with byol-ref (preset solo-learn) on every recorded tensor of {args.steps} step(s).")
+        print(f"\nsolo-learn agrees with byol-ref (preset solo-learn) on every recorded tensor of {args.steps} "
+              "step(s).")
     return status
 
 
