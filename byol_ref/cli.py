@@ -374,7 +374,9 @@ def _train(args) -> int:
          "views": views_record}, indent=2))
     print(f"byol-ref: training on {dataset.name} ({dataset.x_train.shape[0]} train / {dataset.x_test.shape[0]} test, "
           f"{dataset.x_train.shape[1]} features) for {tcfg.epochs} epochs, batch {tcfg.batch_size}, "
-          f"{tcfg.optimizer} lr {tcfg.lr}, tau {tcfg.tau_base} ({tcfg.tau_schedule}), {tcfg.dtype} on {backend.name}",
+          f"{tcfg.optimizer} lr {tcfg.lr}{' (per epoch)' if tcfg.lr_interval == 'epoch' else ''}, "
+          f"tau {tcfg.tau_base} ({tcfg.tau_schedule}{', per epoch' if tcfg.tau_interval == 'epoch' else ''}), "
+          f"{tcfg.dtype} on {backend.name}",
           flush=True)
     t0 = time.perf_counter()
     try:

@@ -169,7 +169,8 @@ class Config:
         check_positive_int(self.norm_groups, "norm_groups")
         check_positive_int(self.sem_simplices, "sem_simplices", minimum=0)
         check_positive_int(self.sem_simplex_dim, "sem_simplex_dim")
-        check_real(self.sem_temperature, "sem_temperature", 0, None, lo_open=True)
+        object.__setattr__(self, "sem_temperature",
+                           check_real(self.sem_temperature, "sem_temperature", 0, None, lo_open=True))
         check_choice(self.init, "init", ("haiku", "torch"))
         check_choice(self.target_init, "target_init", ("copy", "independent"))
         check_choice(self.bn_running, "bn_running", ("haiku", "torch"))
@@ -189,17 +190,17 @@ class Config:
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if self.encoder_bias is not None and not isinstance(self.encoder_bias, bool):
             raise TypeError(f"encoder_bias must be a bool or None (as hidden_bias), got {self.encoder_bias!r}")
-        check_real(self.bn_eps, "bn_eps", 0, None, lo_open=True)
-        check_real(self.ln_eps, "ln_eps", 0, None, lo_open=True)
-        check_real(self.ws_eps, "ws_eps", 0, None, lo_open=True)
+        object.__setattr__(self, "bn_eps", check_real(self.bn_eps, "bn_eps", 0, None, lo_open=True))
+        object.__setattr__(self, "ln_eps", check_real(self.ln_eps, "ln_eps", 0, None, lo_open=True))
+        object.__setattr__(self, "ws_eps", check_real(self.ws_eps, "ws_eps", 0, None, lo_open=True))
         if self.norm == "group":
             for role in ("online", "target"):
                 for name, shape in param_shapes(self, role).items():
                     if name.endswith(".gamma") and shape[0] % self.norm_groups:
                         raise ValueError(f"norm_groups={self.norm_groups} must divide every normalised width, "
                                          f"but {name.rsplit('.', 1)[0]} has {shape[0]} features")
-        check_real(self.norm_eps, "norm_eps", 0, None, lo_open=True)
-        check_real(self.bn_decay, "bn_decay", 0, 1, hi_open=True)
+        object.__setattr__(self, "norm_eps", check_real(self.norm_eps, "norm_eps", 0, None, lo_open=True))
+        object.__setattr__(self, "bn_decay", check_real(self.bn_decay, "bn_decay", 0, 1, hi_open=True))
 
     def replace(self, **changes) -> "Config":
         """A copy with some fields changed (layout-dependent fields re-resolved only if passed)."""

@@ -36,8 +36,9 @@ by it, but solo-learn's ``BaseMethod`` passes ``warmup_start_lr=lr`` when ``warm
 so its runs start at the peak, as byol-ref's do (its W - 1 warm-up divisor is
 ``warmup_denominator``). The ``solo-learn`` preset follows solo-learn's GitHub main (per-step
 ``LinearWarmupCosineAnnealingLR``, its ``LARS`` class); the last PyPI release, 1.0.2, steps the
-pl_bolts scheduler once per *epoch* by default (``TrainConfig.lr_interval="epoch"``) and wraps SGD
-in a ``LARSWrapper`` whose update is the same for an MLP (1-D tensors skip both LARS and weight decay). Edifice's Axon
+pl_bolts scheduler once per *epoch* by default (``TrainConfig.lr_interval="epoch"``) from a
+``warmup_start_lr`` of 0.003 (even with no warm-up), and wraps SGD in a ``LARSWrapper`` whose update
+is the same for an MLP (1-D tensors skip both LARS and weight decay). Edifice's Axon
 ``glorot_uniform`` init is not offered: load the weights instead (``byol_ref.interchange``).
 
 Usage::
@@ -54,7 +55,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
-from .checks import check_choice, check_float_range
+from .checks import check_choice, check_real
 
 __all__ = ["Preset", "PRESETS", "FIELD_DOCS", "get_preset", "preset_names", "MODEL_FIELDS", "TRAIN_FIELDS",
            "presets_markdown"]
@@ -250,8 +251,8 @@ class Preset:
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
             raise TypeError(f"Preset.name must be a non-empty str, got {self.name!r}")
-        check_float_range(self.warmup_fraction, "warmup_fraction", 0, 1)
-        check_float_range(self.final_lr_ratio, "final_lr_ratio", 0, None)
+        object.__setattr__(self, "warmup_fraction", check_real(self.warmup_fraction, "warmup_fraction", 0, 1))
+        object.__setattr__(self, "final_lr_ratio", check_real(self.final_lr_ratio, "final_lr_ratio", 0, None))
         check_choice(self.ema_scope, "ema_scope", ("params", "params+buffers"))
         # Validate every other field through the dataclasses that own it (one source of truth).
         self.config(encoder_dim=1)

@@ -67,14 +67,17 @@ class TrainConfig:
             when it has a warm-up, even in a float64 run).
         lr_interval: ``"step"`` (the schedule advances every optimiser step: official, lightly's
             benchmarks, solo-learn's main) or ``"epoch"`` (it counts epochs, K = epochs and
-            W = round(warmup_epochs), and holds each value through its epoch: a scheduler stepped
-            once per epoch, Lightning's default interval, as in solo-learn 1.0.2).
+            W = warmup_epochs, which must then be whole (its default rounds 5% of the run half up), and
+            holds each value through its epoch: a scheduler stepped once per epoch, Lightning's
+            default interval, as in solo-learn 1.0.2). ``byol-ref trace`` runs one batch per
+            epoch, where the two coincide.
         tau_base: the target EMA rate at step 0 (0.996).
         tau_schedule: ``"cosine"`` (tau -> 1, official) or ``"constant"`` (byol-pytorch).
         tau_denominator: ``"K"`` (official) or ``"K-1"`` (lightly's cosine_schedule).
         tau_interval: ``"step"`` (official, lightly's benchmarks, solo-learn) or ``"epoch"``
             (lightly's BYOL example: ``cosine_schedule(epoch, max_epochs, 0.996, 1)`` at the start of
-            each epoch, K = epochs).
+            each epoch, K = epochs; with one epoch and ``tau_denominator="K-1"`` that is tau = 1
+            throughout, as lightly's ``cosine_schedule(0, 1, ...)`` gives).
         ema_when: ``"post_step"`` (official, with the updated online params) or ``"pre_forward"``.
         predictor_lr_mult: learning-rate multiplier of the predictor (the paper's tau = 0 ablation).
         data_init: before the first step, set every ``norm="affine"`` layer from the batch
@@ -125,28 +128,33 @@ class TrainConfig:
         check_positive_int(self.epochs, "epochs")
         check_positive_int(self.batch_size, "batch_size", minimum=2)
         check_choice(self.optimizer, "optimizer", ("lars", "sgd", "adam", "adamw"))
-        check_real(self.lr, "lr", 0, None)
+        object.__setattr__(self, "lr", check_real(self.lr, "lr", 0, None))
         check_positive_int(self.lr_batch_scale, "lr_batch_scale", minimum=0)
-        check_real(self.weight_decay, "weight_decay", 0, None)
-        check_real(self.momentum, "momentum", 0, 1, hi_open=True)
-        check_real(self.lars_eta, "lars_eta", 0, None, lo_open=True)
+        object.__setattr__(self, "weight_decay", check_real(self.weight_decay, "weight_decay", 0, None))
+        object.__setattr__(self, "momentum", check_real(self.momentum, "momentum", 0, 1, hi_open=True))
+        object.__setattr__(self, "lars_eta", check_real(self.lars_eta, "lars_eta", 0, None, lo_open=True))
         check_choice(self.lars_trust_ratio, "lars_trust_ratio", ("norm_of_sum", "sum_of_norms"))
-        check_real(self.lars_eps, "lars_eps", 0, None)
+        object.__setattr__(self, "lars_eps", check_real(self.lars_eps, "lars_eps", 0, None))
         check_choice(self.exclude, "exclude", ("name", "ndim", "none"))
-        check_real(self.warmup_start, "warmup_start", 0, None)
+        object.__setattr__(self, "warmup_start", check_real(self.warmup_start, "warmup_start", 0, None))
         check_choice(self.lr_interval, "lr_interval", ("step", "epoch"))
         check_choice(self.tau_interval, "tau_interval", ("step", "epoch"))
         check_warmup_convention(self.warmup_offset, self.warmup_denominator, self.lr_rounding)
         check_choice(self.cosine_denominator, "cosine_denominator", ("K-W", "K-W-1"))
-        if self.warmup_epochs is None:
-            object.__setattr__(self, "warmup_epochs", 0.05 * self.epochs)
-        check_real(self.warmup_epochs, "warmup_epochs", 0, self.epochs)
-        check_real(self.final_lr, "final_lr", 0, None)
-        check_real(self.tau_base, "tau_base", 0, 1)
+        if self.warmup_epochs is None:  # 5% of the run; whole epochs for a schedule stepped per epoch
+            default = 0.05 * self.epochs
+            whole = float(math.floor(default + 0.5))  # rounded half up: 10 epochs warm up over 1
+            object.__setattr__(self, "warmup_epochs", whole if self.lr_interval == "epoch" else default)
+        object.__setattr__(self, "warmup_epochs", check_real(self.warmup_epochs, "warmup_epochs", 0, self.epochs))
+        if self.lr_interval == "epoch" and not self.warmup_epochs.is_integer():
+            raise ValueError(f"warmup_epochs must be a whole number of epochs with lr_interval='epoch' (a schedule "
+                             f"stepped once per epoch warms up over whole epochs), got {self.warmup_epochs!r}")
+        object.__setattr__(self, "final_lr", check_real(self.final_lr, "final_lr", 0, None))
+        object.__setattr__(self, "tau_base", check_real(self.tau_base, "tau_base", 0, 1))
         check_choice(self.tau_schedule, "tau_schedule", ("cosine", "constant"))
         check_choice(self.tau_denominator, "tau_denominator", ("K", "K-1"))
         check_choice(self.ema_when, "ema_when", ("post_step", "pre_forward"))
-        check_real(self.predictor_lr_mult, "predictor_lr_mult", 0, None)
+        object.__setattr__(self, "predictor_lr_mult", check_real(self.predictor_lr_mult, "predictor_lr_mult", 0, None))
         check_choice(self.dtype, "dtype", ("float32", "float64"))
         check_positive_int(self.seed, "seed", minimum=0)
         check_positive_int(self.log_every, "log_every")
@@ -197,7 +205,12 @@ class Schedules(NamedTuple):
 
 
 def make_schedules(tcfg: TrainConfig, n_train: int) -> Schedules:
-    """Bind the schedules of a run over ``n_train`` samples (the last partial batch is dropped)."""
+    """Bind the schedules of a run over ``n_train`` samples (the last partial batch is dropped).
+
+    Per step (default) the lr and tau schedules run over K = epochs x steps per epoch; with
+    ``lr_interval`` / ``tau_interval`` = ``"epoch"`` they run over the epochs and hold each value
+    through its epoch.
+    """
     steps_per_epoch = n_train // tcfg.batch_size
     if steps_per_epoch < 1:
         raise ValueError(f"batch_size={tcfg.batch_size} exceeds the {n_train} training samples")
@@ -207,7 +220,7 @@ def make_schedules(tcfg: TrainConfig, n_train: int) -> Schedules:
 
     # "epoch": the schedule counts epochs (K = epochs, W = warm-up epochs) and holds each value
     # through its epoch, as a scheduler stepped once per epoch does.
-    per_epoch_warmup = int(round(tcfg.warmup_epochs))
+    per_epoch_warmup = int(tcfg.warmup_epochs)  # a whole number with lr_interval="epoch" (TrainConfig)
 
     def lr(k):
         if tcfg.lr_interval == "epoch":

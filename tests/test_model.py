@@ -591,11 +591,17 @@ def test_encoder_bias_overrides_hidden_bias_both_ways():
 
 
 def test_config_refuses_a_zero_eps():
+    import dataclasses
+
     for name in ("bn_eps", "ln_eps", "ws_eps", "norm_eps"):
         with pytest.raises(ValueError, match=name):
             byol.Config(encoder_dim=3, **{name: 0.0})
-        with pytest.raises(TypeError, match=f"{name} must be a real number, got '1e-5'"):  # not stored as a str
-            byol.Config(encoder_dim=3, **{name: "1e-5"})
+    floats = [f.name for f in dataclasses.fields(byol.Config) if f.type in ("float", "float | None")]
+    assert len(floats) >= 6
+    for name in floats:  # not stored as a str, and numpy scalars become Python floats (config.json holds them)
+        with pytest.raises(TypeError, match=f"{name} must be a real number, got '0.5'"):
+            byol.Config(encoder_dim=3, **{name: "0.5"})
+        assert type(getattr(byol.Config(encoder_dim=3, **{name: np.float32(0.5)}), name)) is float
 
 
 def test_simplicial_embedding_config_and_names():

@@ -77,11 +77,11 @@ def test_schedules_round_fractional_warmup_and_scale_the_peak_lr():
 
 
 def test_schedules_per_epoch_hold_each_value_through_its_epoch():
-    """lr_interval / tau_interval = "epoch": K = epochs, W = round(warmup_epochs), evaluated at the epoch
+    """lr_interval / tau_interval = "epoch": K = epochs, W = warmup_epochs (whole), evaluated at the epoch
     index (a scheduler stepped once per epoch; lightly's BYOL example computes tau so)."""
     from byol_ref.schedules import target_tau, warmup_cosine_lr
 
-    tcfg = _tcfg(epochs=6, lr=0.4, warmup_epochs=1.6, lr_interval="epoch", tau_interval="epoch", tau_base=0.996,
+    tcfg = _tcfg(epochs=6, lr=0.4, warmup_epochs=2, lr_interval="epoch", tau_interval="epoch", tau_base=0.996,
                  tau_denominator="K-1", final_lr=0.01)
     sched = make_schedules(tcfg, 96)  # 3 steps per epoch
     for k in range(sched.total_steps + 1):
@@ -95,6 +95,17 @@ def test_schedules_per_epoch_hold_each_value_through_its_epoch():
     assert sched.lr(3) == sched.lr(5) != sched.lr(6)  # held through epoch 1, moved at epoch 2
     per_step = make_schedules(_tcfg(epochs=6, lr=0.4, warmup_epochs=1.6, final_lr=0.01), 96)
     assert per_step.lr(3) != per_step.lr(4)
+    # Each interval belongs to its own schedule.
+    lr_only = make_schedules(_tcfg(epochs=6, lr=0.4, warmup_epochs=2, lr_interval="epoch"), 96)
+    tau_only = make_schedules(_tcfg(epochs=6, lr=0.4, warmup_epochs=2, tau_interval="epoch"), 96)
+    assert lr_only.lr(4) == lr_only.lr(5) and lr_only.tau(4) != lr_only.tau(5)
+    assert tau_only.tau(4) == tau_only.tau(5) and tau_only.lr(4) != tau_only.lr(5)
+    # Per epoch the warm-up is whole epochs: the default rounds 5% half up, anything else fractional is refused.
+    assert _tcfg(epochs=10, lr_interval="epoch").warmup_epochs == 1.0
+    assert _tcfg(epochs=50, lr_interval="epoch").warmup_epochs == 3.0  # 2.5 -> 3
+    assert _tcfg(epochs=10).warmup_epochs == 0.5  # per step: as given
+    with pytest.raises(ValueError, match="warmup_epochs must be a whole number of epochs with lr_interval='epoch'"):
+        _tcfg(epochs=10, lr_interval="epoch", warmup_epochs=2.5)
     with pytest.raises(ValueError, match="lr_interval must be one of"):
         _tcfg(lr_interval="batch")
     with pytest.raises(ValueError, match="tau_interval must be one of"):
@@ -442,9 +453,15 @@ def test_train_config_validation():
         TrainConfig(warmup_offset=True)
     with pytest.raises(ValueError, match="lr_rounding must be 'exact' or 'float32'.*got 'bf16'"):
         TrainConfig(lr_rounding="bf16")
-    for field in ("lr", "weight_decay", "tau_base", "final_lr"):  # a number, not a str that float() would take
+    import dataclasses
+
+    floats = [f.name for f in dataclasses.fields(TrainConfig) if f.type in ("float", "float | None")]
+    assert len(floats) >= 10
+    for field in floats:  # a number, not a str that float() would take ...
         with pytest.raises(TypeError, match=f"{field} must be a real number, got '0.1'"):
             TrainConfig(**{field: "0.1"})
+    # ... and stored as a Python float, so that config.json can hold it
+    assert type(TrainConfig(lr=np.float32(0.5), momentum=np.float64(0.5)).lr) is float
 
 
 def test_fit_gives_the_same_run_on_every_backend(backend, data, tmp_path):
