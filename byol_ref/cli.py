@@ -531,14 +531,20 @@ def _eval(args) -> int:
                    as_json=args.json, probe=probe, run=Path(args.path))
 
 
+def _check_output(path, flag: str, overwrite: bool) -> None:
+    """Refuse to write over a folder, or over an existing file unless ``--overwrite``."""
+    p = Path(path)
+    if p.is_dir():
+        raise IsADirectoryError(f"{flag} {p} is a directory; name the file to write")
+    if p.exists() and not overwrite:
+        raise FileExistsError(f"{flag} {p} exists; pass --overwrite to replace it or choose another path")
+
+
 def _embed(args) -> int:
     out = Path(args.out)
     if out.suffix != ".npz":
         raise ValueError(f"--out must name an .npz file, got {out}")
-    if out.is_dir():
-        raise IsADirectoryError(f"--out {out} is a directory; name the .npz file to write")
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"--out {out} exists; pass --overwrite to replace it or choose another path")
+    _check_output(out, "--out", args.overwrite)
     online, dataset, input_norm, backend, _ = _load_run(args)
     arrays = {}
     for split, x in (("train", dataset.x_train), ("test", dataset.x_test)):
@@ -679,6 +685,9 @@ def _add_verify_parsers(sub, train_parser) -> None:
                    help="relative tolerance: an element agrees when |a - b| <= atol + rtol max(|a|, |b|)")
     d.add_argument("--atol", type=float, default=DEFAULT_ATOL, help="absolute tolerance (see --rtol)")
     d.add_argument("--only-common", action="store_true", help="names on one side only do not fail the diff")
+    d.add_argument("--subset", action="store_true",
+                   help="names only in B do not fail the diff, names only in A do (A, a step you recorded, need "
+                        "not hold every byol-ref intermediate, but each of its tensors must be compared)")
     d.add_argument("--ignore-dtype", action="store_true", help="dtype differences alone do not fail the diff")
     d.add_argument("--transpose-weights", choices=("a", "b"), default=None,
                    help="that side stores 2-D *.weight arrays in PyTorch's (out, in) layout")
@@ -750,15 +759,6 @@ def _preset_configs(args, model_kw, train_kw):
     return model_cfg, tcfg
 
 
-def _check_output(path, flag: str, overwrite: bool) -> None:
-    """Refuse to write over a folder, or over an existing file unless ``--overwrite``."""
-    p = Path(path)
-    if p.is_dir():
-        raise IsADirectoryError(f"{flag} {p} is a directory; name the file to write")
-    if p.exists() and not overwrite:
-        raise FileExistsError(f"{flag} {p} exists; pass --overwrite to replace it or choose another path")
-
-
 def _cmd_trace(args) -> int:
     import re as _re
 
@@ -787,9 +787,10 @@ def _cmd_trace(args) -> int:
             ignored = unmapped_names(weights, mapping, ignore_prefixes=aliases)
             if ignored:  # say what was left out, so that nothing is dropped silently
                 print(f"byol-ref trace: left out {len(ignored)} input tensor(s) the mapping does not name: "
-                      f"{', '.join(ignored[:6])}{', ...' if len(ignored) > 6 else ''}"
-                      + (f"\n  {simplicial_hint(ignored).strip()}" if simplicial_hint(ignored) else ""),
-                      file=sys.stderr)
+                      f"{', '.join(ignored[:6])}{', ...' if len(ignored) > 6 else ''}", file=sys.stderr)
+                hint = simplicial_hint(ignored)
+                if hint:
+                    print(f"  {hint.strip()}", file=sys.stderr)
     else:
         try:
             dims = [int(x) for x in args.dims.split(",")]
@@ -823,7 +824,7 @@ def _cmd_diff(args) -> int:
         a = Trace(transpose_weights(a.arrays), a.meta)
     elif args.transpose_weights == "b":
         b = Trace(transpose_weights(b.arrays), b.meta)
-    rep = diff_traces(a, b, rtol=args.rtol, atol=args.atol, only_common=args.only_common,
+    rep = diff_traces(a, b, rtol=args.rtol, atol=args.atol, only_common=args.only_common, subset=args.subset,
                       ignore_dtype=args.ignore_dtype, a_label=args.a, b_label=args.b)
     if args.json:
         print(json.dumps(rep.to_dict(), indent=1, allow_nan=True))

@@ -16,9 +16,11 @@ ref.npz`` and ``byol-ref diff ref.npz mine.npz`` name the same first divergence.
 in B come last. A value mismatch or a shape mismatch is a divergence; a dtype mismatch is
 reported and is a divergence unless ``ignore_dtype`` (values are then compared in float64);
 names present on one side only are listed and make the comparison fail unless
-``only_common``, but they are never the "first divergence".
+``only_common`` (either side) or ``subset`` (names only in B: A, a step recorded from another
+implementation, need not hold all of byol-ref's intermediates, but every tensor it holds must be
+compared), but they are never the "first divergence".
 
-Command line: ``byol-ref diff A.npz B.npz [--rtol R] [--atol A] [--only-common]
+Command line: ``byol-ref diff A.npz B.npz [--rtol R] [--atol A] [--only-common | --subset]
 [--ignore-dtype] [--all] [--json]``; exit status 0 when everything agrees, 1 otherwise.
 """
 from __future__ import annotations
@@ -141,13 +143,16 @@ def _compare(name, a, b, rtol, atol) -> TensorDiff:
 
 
 def diff_traces(a, b, *, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL, only_common: bool = False,
-                ignore_dtype: bool = False, a_label: str = "A", b_label: str = "B") -> DiffReport:
+                subset: bool = False, ignore_dtype: bool = False, a_label: str = "A",
+                b_label: str = "B") -> DiffReport:
     """Compare two traces (Trace objects or dicts name -> array).
 
     Args:
         a, b: the traces (see the module docstring for whose order is used).
         rtol, atol: tolerances (>= 0).
         only_common: names on one side only do not make the comparison fail.
+        subset: names only in B do not make it fail; names only in A still do (A's every tensor
+            must be compared: a name A misspells is a failure, not a silent skip).
         ignore_dtype: dtype differences do not make it fail (values still must agree).
 
     Returns:
@@ -187,7 +192,8 @@ def diff_traces(a, b, *, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
                 rep.first_tensor = name
     common = len(rep.tensors) - len(rep.only_a) - len(rep.only_b)
     # Nothing compared is no agreement, even with only_common (two unrelated files, say).
-    rep.ok = common > 0 and rep.first_divergence is None and (only_common or not (rep.only_a or rep.only_b))
+    rep.ok = (common > 0 and rep.first_divergence is None and (only_common or not rep.only_a)
+              and (only_common or subset or not rep.only_b))
     return rep
 
 

@@ -342,15 +342,10 @@ def init_params(config: Config, role: str, rng, backend: Backend) -> dict:
 
 def init_buffers(config: Config, role: str, backend: Backend) -> dict:
     """Batch-norm running statistics: mean 0, var 1, count 0 (none without batch norm)."""
-    buffers = {}
-    for steps in network_plan(config, role).values():
-        for kind, name in steps:
-            if kind == "batch_norm":
-                width = param_shapes(config, role)[f"{name}.gamma"][0]
-                buffers[f"{name}.running_mean"] = backend.xp.zeros(width, dtype=backend.dtype)
-                buffers[f"{name}.running_var"] = backend.xp.ones(width, dtype=backend.dtype)
-                buffers[f"{name}.count"] = backend.xp.zeros((), dtype="int64")
-    return buffers
+    xp = backend.xp
+    fresh = {"running_mean": lambda s: xp.zeros(s, dtype=backend.dtype),
+             "running_var": lambda s: xp.ones(s, dtype=backend.dtype), "count": lambda s: xp.zeros(s, dtype="int64")}
+    return {name: fresh[name.rsplit(".", 1)[1]](shape) for name, shape in buffer_shapes(config, role)}
 
 
 # --------------------------------------------------------------------------- forward / backward

@@ -420,7 +420,7 @@ def _check_checkpoint_arrays(path, arrays: dict, model_cfg: Config, tcfg: TrainC
     def bad(what):
         return ckpt.CheckpointError(f"{path}: {what}; the file is corrupt or was edited, and no run writes this")
 
-    if step < 0 or not 0 <= pos:
+    if step < 0 or pos < 0:
         raise bad(f"step {step} and epoch position {pos} must be >= 0")
     # (shape, dtype kind) of every buffer and optimiser-state entry the configs make
     expected = {f"{role}_buffers": {k: (shape, "i" if k.endswith(".count") else "f")

@@ -162,6 +162,11 @@ def test_cli_exit_status_and_json(tmp_path, capsys):
     assert rep["first_divergence"] == "step0.online.view1.projector.norm1.out" and rep["ok"] is False
     assert main(["diff", a, str(tmp_path / "none.npz")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    part = tmp_path / "part.npz"  # a recorded step: a few of the traced tensors
+    np.savez(part, **{k: tr.arrays[k] for k in ("step0.loss.total", "step0.online.grad.encoder.fc1.weight")})
+    assert main(["diff", str(part), a]) == 1 and main(["diff", str(part), a, "--subset"]) == 0
+    assert main(["diff", a, str(part), "--subset"]) == 1  # the other way round, the trace's extra names fail
+    capsys.readouterr()
 
 
 def test_two_files_with_no_name_in_common_do_not_agree():
@@ -171,6 +176,17 @@ def test_two_files_with_no_name_in_common_do_not_agree():
     text = format_report(rep)
     assert "no tensor name is in both files, so nothing was compared" in text and text.endswith("result: DIFFER")
     assert diff_traces({"a": np.zeros(2), "b": np.ones(1)}, {"b": np.ones(1)}, only_common=True).ok
+
+
+def test_subset_lets_names_only_in_b_pass_but_not_names_only_in_a():
+    """A recorded step holds fewer tensors than a byol-ref trace; every one it holds must be compared."""
+    a, b = {"x": np.ones(2)}, {"x": np.ones(2), "y": np.zeros(1)}
+    assert diff_traces(a, b, subset=True).ok and not diff_traces(a, b).ok
+    misspelt = {"x": np.ones(2), "z": np.zeros(1)}
+    rep = diff_traces(misspelt, b, subset=True)
+    assert not rep.ok and rep.only_a == ["z"] and rep.first_divergence is None
+    assert diff_traces(misspelt, b, only_common=True).ok  # only_common would have skipped it
+    assert not diff_traces({"x": np.zeros(2)}, b, subset=True).ok  # values still count
 
 
 def test_all_lists_every_tensor_with_the_differing_ones_first():
