@@ -169,8 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--projector-hidden-dim", type=int, default=None, help="projector hidden width (default P)")
     g.add_argument("--predictor-dim", type=int, default=Config.predictor_dim, help="predictor hidden width Q")
     g.add_argument("--norm", choices=NORMS, default=None,
-                   help="normalisation layers (default: batch, or the --preset's; group: --set norm_groups=G, and --set weight_std=true for "
-                        "the batch-statistics-free BYOL; affine: --set data_init=true for the BN-free BYOL "
+                   help="normalisation layers (default: batch, or the --preset's; group: --set norm_groups=G, "
+                        "and --set weight_std=true for the batch-statistics-free BYOL; affine: --set data_init=true for the BN-free BYOL "
                         "initialised from the data's statistics)")
     g.add_argument("--layout", choices=("paper", "edifice"), default="paper",
                    help="paper: Linear -> norm -> ReLU blocks; edifice: the Elixir/Axon module's layout")
@@ -182,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override any model.Config or TrainConfig field, e.g. --set views=concat")
     g = t.add_argument_group("run directory")
     g.add_argument("--out", default=None, help="run directory (default runs/<data>-<time>)")
-    g.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint with the run's saved settings; only "
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint with the run's saved settings; only "
                         "--epochs may change, other settings that differ are refused. A longer run spreads the lr "
                         "and tau cosines over the new length from the current step on (the lr rises again: a warm "
                         "restart, not the schedule of a run planned that long), with the run's warm-up")

@@ -841,7 +841,8 @@ def ema_update(online_params: dict, target_params: dict, momentum: float = DEFAU
             if not (hasattr(a, "shape") and hasattr(a, "dtype")):
                 raise TypeError(f"ema_update: {name}[{key!r}] must be a NumPy or CuPy array, got {type(a).__name__}")
         if o.shape != t.shape:
-            raise ValueError(f"ema_update: shape mismatch for {key!r}: online {tuple(o.shape)}, target {tuple(t.shape)}")
+            raise ValueError(f"ema_update: shape mismatch for {key!r}: online {tuple(o.shape)}, "
+                             f"target {tuple(t.shape)}")
         if o.dtype != t.dtype:
             raise TypeError(f"ema_update: dtype mismatch for {key!r}: online {o.dtype}, target {t.dtype}")
         if t.dtype.kind != "f" or t.dtype.itemsize not in (4, 8):  # float32 or float64 (cheaper than .name)
@@ -1004,8 +1005,8 @@ def buffer_shapes(config: Config, role: str) -> tuple:
     shapes = param_shapes(config, role)
     return tuple((f"{name}.{stat}", shape)
                  for steps in network_plan(config, role).values() for kind, name in steps if kind == "batch_norm"
-                 for stat, shape in (("running_mean", shapes[f"{name}.gamma"]), ("running_var", shapes[f"{name}.gamma"]),
-                                     ("count", ())))
+                 for stat, shape in (("running_mean", shapes[f"{name}.gamma"]),
+                                     ("running_var", shapes[f"{name}.gamma"]), ("count", ())))
 
 
 def _check_buffers(net, name):
