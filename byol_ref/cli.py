@@ -631,7 +631,7 @@ def main(argv=None) -> int:
 
 def _add_verify_parsers(sub, train_parser) -> None:
     from .diff import DEFAULT_ATOL, DEFAULT_RTOL
-    from .interchange import MAPPING_STYLES
+    from .interchange import LAYOUTS
     from .presets import preset_names
 
     train_parser.add_argument(
@@ -654,11 +654,12 @@ def _add_verify_parsers(sub, train_parser) -> None:
     g.add_argument("--inputs", default=None,
                    help=".npz/.safetensors with online.param.*, target.param.*, optional buffers and opt state, "
                         "and step<i>.input.view1/2 (or view1/view2); a trace file works too")
-    g.add_argument("--layout", choices=("byol-ref", "torch"), default="byol-ref",
-                   help="layout of the --inputs weights (torch: state_dict names, weights (out, in))")
+    g.add_argument("--layout", choices=LAYOUTS, default="byol-ref",
+                   help="layout of the --inputs weights (torch: state_dict names, weights (out, in); axon: flat "
+                        "'<layer>.<param>' Axon names, kernels (in, out))")
     g.add_argument("--mapping", default=None,
-                   help=f"with --layout torch: {' or '.join(MAPPING_STYLES)}, or a JSON file "
-                        "{byol-ref name: torch name}")
+                   help=f"with --layout torch: {_styles('torch')}; with --layout axon: {_styles('axon')} (the "
+                        "default); or a JSON file {byol-ref name: torch or axon name}")
     g.add_argument("--dims", default=None, metavar="D,H,P,Q[,PH]",
                    help="generate inputs: encoder_dim, hidden_size, projection_dim, predictor_dim "
                         "[, projector_hidden_dim]")
@@ -697,23 +698,42 @@ def _add_verify_parsers(sub, train_parser) -> None:
     d.add_argument("--json", action="store_true", help="print the full report as JSON")
 
     c = sub.add_parser(
-        "convert", help="convert weights between byol-ref's layout and a PyTorch state_dict layout",
+        "convert", help="convert weights between byol-ref's layout and a PyTorch or Axon one",
         description="Convert weights (never via pickle) between byol-ref's .npz layout and a PyTorch state_dict "
-                    "exported as .npz or .safetensors. The mapping's structure comes from --preset/--set.",
+                    "or flat Axon parameters (Elixir, Edifice.Contrastive.BYOL) exported as .npz or .safetensors. "
+                    "The mapping's structure comes from --preset/--set.",
         formatter_class=_HelpFormatter)
     c.add_argument("src", help="input .npz or .safetensors; with --from byol-ref also a run directory or its "
                                "checkpoint.npz (its online and target networks, in the checkpoint's own structure)")
     c.add_argument("dst", help="output .npz or .safetensors (never overwritten unless --overwrite)")
     c.add_argument("--overwrite", action="store_true", help="replace an existing dst")
-    c.add_argument("--from", dest="src_layout", choices=("byol-ref", "torch"), required=True,
-                   help="layout of src: byol-ref names and (in, out) weights, or a PyTorch state_dict")
-    c.add_argument("--to", dest="dst_layout", choices=("byol-ref", "torch"), required=True,
-                   help="layout of dst")
-    c.add_argument("--mapping", default=None, help=f"{' or '.join(MAPPING_STYLES)}, or a JSON file")
+    c.add_argument("--from", dest="src_layout", choices=LAYOUTS, required=True,
+                   help="layout of src: byol-ref names and (in, out) weights, a PyTorch state_dict, or flat Axon "
+                        "'<layer>.<param>' names")
+    c.add_argument("--to", dest="dst_layout", choices=LAYOUTS, required=True,
+                   help="layout of dst (one of src and dst is byol-ref)")
+    c.add_argument("--mapping", default=None,
+                   help=f"torch: {_styles('torch')}; axon: {_styles('axon')} (the default); or a JSON file")
     c.add_argument("--preset", choices=preset_names(), default="deepmind",
                    help="network structure for a named mapping (biases, layout)")
     c.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a structure field")
     c.add_argument("--partial", action="store_true", help="allow names without a mapping entry (dropped)")
+
+
+def _styles(layout: str) -> str:
+    """The shipped mapping styles of a layout, for help texts."""
+    from .interchange import STYLE_LAYOUT
+
+    return " or ".join(k for k, v in STYLE_LAYOUT.items() if v == layout)
+
+
+def _layout_style(layout: str, mapping):
+    """--mapping, or the layout's default: the Axon layout has one shipped style, PyTorch's two need a choice."""
+    if mapping is not None:
+        return mapping
+    if layout == "axon":
+        return "edifice"
+    raise ValueError(f"--layout {layout} needs --mapping ({_styles(layout)}, or a JSON file)")
 
 
 def _structure(preset, model_extra):
@@ -763,7 +783,7 @@ def _preset_configs(args, model_kw, train_kw):
 def _cmd_trace(args) -> int:
     import re as _re
 
-    from .interchange import from_torch_layout, load_arrays, resolve_mapping
+    from .interchange import from_layout, load_arrays, resolve_mapping
     from .presets import get_preset
     from .trace import make_inputs, save_trace, trace_inputs
 
@@ -771,20 +791,22 @@ def _cmd_trace(args) -> int:
     if (args.inputs is None) == (args.dims is None):
         raise ValueError("pass exactly one of --inputs FILE and --dims D,H,P,Q[,PH]")
     steps = args.steps
-    if args.mapping is not None and args.layout != "torch":
-        raise ValueError("--mapping renames PyTorch state_dict names: it goes with --layout torch")
+    if args.mapping is not None and args.layout == "byol-ref":
+        raise ValueError("--mapping renames PyTorch state_dict or Axon names: it goes with --layout torch or axon")
+    if args.dims is not None and args.layout != "byol-ref":
+        raise ValueError(f"--layout {args.layout} describes the --inputs file; --dims generates byol-ref weights")
     if args.inputs is not None:
         inputs = load_arrays(args.inputs)
-        if args.layout == "torch":
-            if args.mapping is None:
-                raise ValueError("--layout torch needs --mapping (byol-pytorch, lightly, or a JSON file)")
+        if args.layout != "byol-ref":
             keep = _re.compile(_VIEW_NAMES)
             views = {k: v for k, v in inputs.items() if keep.match(k)}
             weights = {k: v for k, v in inputs.items() if not keep.match(k)}
             structure = _structure(preset, model_extra)
             from .interchange import _ALIASES, simplicial_hint, unmapped_names
-            mapping, aliases = resolve_mapping(args.mapping, structure), _ALIASES.get(args.mapping, ())
-            inputs = {**from_torch_layout(weights, mapping, strict=False, ignore_prefixes=aliases), **views}
+            style = _layout_style(args.layout, args.mapping)
+            mapping, aliases = resolve_mapping(style, structure, args.layout), _ALIASES.get(style, ())
+            inputs = {**from_layout(weights, mapping, layout=args.layout, strict=False, ignore_prefixes=aliases),
+                      **views}
             ignored = unmapped_names(weights, mapping, ignore_prefixes=aliases)
             if ignored:  # say what was left out, so that nothing is dropped silently
                 print(f"byol-ref trace: left out {len(ignored)} input tensor(s) the mapping does not name: "
@@ -853,8 +875,8 @@ def _is_checkpoint(path) -> bool:
 def _cmd_convert(args) -> int:
     import re as _re
 
-    from .interchange import (_ALIASES, from_torch_layout, load_arrays, networks_to_arrays, resolve_mapping,
-                              save_arrays, to_torch_layout)
+    from .interchange import (_ALIASES, from_layout, load_arrays, networks_to_arrays, resolve_mapping,
+                              save_arrays, to_layout)
     from .presets import get_preset
 
     _check_output(args.dst, "dst", args.overwrite)
@@ -883,19 +905,22 @@ def _cmd_convert(args) -> int:
     views = {k: v for k, v in arrays.items() if keep.match(k)}
     weights = {k: v for k, v in arrays.items() if not keep.match(k)}
     if args.src_layout != args.dst_layout:
-        if args.mapping is None:
-            raise ValueError("converting between layouts needs --mapping (byol-pytorch, lightly, or a JSON file)")
-        mapping = resolve_mapping(args.mapping, structure)
+        other = args.dst_layout if args.src_layout == "byol-ref" else args.src_layout
+        if "byol-ref" not in (args.src_layout, args.dst_layout):
+            raise ValueError(f"convert goes between byol-ref's layout and another one, got {args.src_layout} -> "
+                             f"{args.dst_layout}: convert to byol-ref first, then from it")
+        style = _layout_style(other, args.mapping)
+        mapping = resolve_mapping(style, structure, other)
         try:
-            if args.dst_layout == "torch":
-                weights = to_torch_layout(weights, mapping, strict=not args.partial)
+            if args.src_layout == "byol-ref":
+                weights = to_layout(weights, mapping, layout=other, strict=not args.partial)
             else:
-                weights = from_torch_layout(weights, mapping, strict=not args.partial,
-                                            ignore_prefixes=_ALIASES.get(args.mapping, ()))
+                weights = from_layout(weights, mapping, layout=other, strict=not args.partial,
+                                      ignore_prefixes=_ALIASES.get(style, ()))
         except ValueError as exc:  # name the flag, not the Python argument
             raise ValueError(str(exc).replace("pass strict=False", "pass --partial to leave them out")) from None
         if not weights:
-            raise ValueError(f"no array of {src} has a name in the {args.mapping} mapping, so there is nothing to "
+            raise ValueError(f"no array of {src} has a name in the {style} mapping, so there is nothing to "
                              f"write; is it a {args.src_layout} file of this network?")
     if views:
         print(f"byol-ref convert: kept {len(views)} view array(s) unchanged: {', '.join(list(views)[:4])}"

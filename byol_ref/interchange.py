@@ -1,4 +1,5 @@
-"""Weight interchange: byol-ref's own ``.npz`` layout and the PyTorch ``state_dict`` layout.
+"""Weight interchange: byol-ref's own ``.npz`` layout, the PyTorch ``state_dict`` layout and the
+Axon parameter layout of the Elixir module ``Edifice.Contrastive.BYOL``.
 
 Nothing here ever unpickles. Files are plain ``.npz`` (``numpy.load(allow_pickle=False)``) or
 ``.safetensors`` (read and written by the small reader/writer below, no extra package). A
@@ -36,6 +37,18 @@ two; two are shipped, built for a byol-ref network of the same structure (see
 
 For your own model pass a dict (or a JSON file of one); ``<i>`` above is the position of the step
 in byol-ref's ``network_plan`` (ReLUs count, as in an ``nn.Sequential``).
+
+**Axon layout** (Elixir: ``Axon.ModelState.data``, a map ``%{layer => %{param => tensor}}``, flattened
+to ``"<layer>.<param>"``, e.g. by ``Safetensors.write!``; see ``docs/verifying.md``): a dense layer's
+``kernel`` is byol-ref's ``weight`` and is stored ``(in, out)`` as byol-ref's, so nothing is
+transposed; ``bias``, and a layer norm's ``gamma`` and ``beta``, keep their names. One mapping is
+shipped:
+
+* ``"edifice"`` (``Edifice.Contrastive.BYOL``, ``build_online`` / ``build_target``, for byol-ref's
+  ``layout="edifice"``): ``online_encoder_fc1``, ``online_encoder_norm``, ``online_encoder_fc2``,
+  ``online_proj_fc1``, ``online_proj_norm``, ``online_proj_fc2``, ``predictor_fc1``,
+  ``predictor_fc2``, and the target's ``target_encoder_*`` and ``target_proj_*`` (the two Axon
+  models' parameter maps merged into one; their names do not collide).
 """
 from __future__ import annotations
 
@@ -49,11 +62,15 @@ from .checkpoint import atomic_savez, atomic_write
 from .model import Config, Network, network_plan, param_shapes
 from .trace import TraceError, load_npz
 
-__all__ = ["torch_mapping", "MAPPING_STYLES", "to_torch_layout", "from_torch_layout", "load_arrays",
-           "save_arrays", "networks_to_arrays", "save_networks", "load_networks", "transpose_weights",
-           "read_safetensors", "write_safetensors", "resolve_mapping"]
+__all__ = ["torch_mapping", "axon_mapping", "MAPPING_STYLES", "LAYOUTS", "STYLE_LAYOUT", "to_torch_layout",
+           "from_torch_layout", "to_layout", "from_layout", "load_arrays", "save_arrays", "networks_to_arrays",
+           "save_networks", "load_networks", "transpose_weights", "read_safetensors", "write_safetensors",
+           "resolve_mapping"]
 
-MAPPING_STYLES = ("byol-pytorch", "lightly")
+MAPPING_STYLES = ("byol-pytorch", "lightly", "edifice")
+LAYOUTS = ("byol-ref", "torch", "axon")
+# the layout each shipped mapping style names
+STYLE_LAYOUT = {"byol-pytorch": "torch", "lightly": "torch", "edifice": "axon"}
 
 _PREFIXES = {
     "byol-pytorch": {("online", "encoder"): "online_encoder.net", ("online", "projector"): "online_encoder.projector",
@@ -82,7 +99,8 @@ def torch_mapping(style: str, config: Config) -> dict:
         dict over every ``online.param.*``, ``online.buffer.*``, ``target.param.*``, ``target.buffer.*``.
     """
     if style not in _PREFIXES:
-        raise ValueError(f"mapping style must be one of {MAPPING_STYLES} (or pass a dict), got {style!r}")
+        raise ValueError(f"torch mapping style must be one of {tuple(_PREFIXES)} (or pass a dict), got {style!r}"
+                         + (" (an Axon style: see axon_mapping)" if style in STYLE_LAYOUT else ""))
     if config.sem_simplices and style != "byol-pytorch":
         raise ValueError(f"{style} has no simplicial embedding (sem_simplices={config.sem_simplices}); "
                          "pass your own mapping")
@@ -111,27 +129,69 @@ def _position(steps, i: int) -> str:
     return f"0.{i}" if i < sem else "1" if i == sem else f"2.{i - sem - 1}"
 
 
-def resolve_mapping(mapping, config: Config | None = None) -> dict:
-    """A mapping from a style name (needs ``config``), a dict, or a path to a JSON file of a dict."""
+# Edifice.Contrastive.BYOL's Axon layer names (build_online, build_target) for byol-ref's layers of the
+# edifice layout; the role prefix ``online_`` / ``target_`` goes in front, except on the predictor's.
+_EDIFICE_LAYERS = {"encoder.fc1": "encoder_fc1", "encoder.norm1": "encoder_norm", "encoder.fc2": "encoder_fc2",
+                   "projector.fc1": "proj_fc1", "projector.norm1": "proj_norm", "projector.fc2": "proj_fc2",
+                   "predictor.fc1": "predictor_fc1", "predictor.fc2": "predictor_fc2"}
+_AXON_PARAM = {"weight": "kernel", "bias": "bias", "gamma": "gamma", "beta": "beta"}
+
+
+def axon_mapping(style: str, config: Config) -> dict:
+    """The shipped ``{byol-ref name: "<axon layer>.<param>"}`` mapping for a network structure.
+
+    Args:
+        style: ``"edifice"`` (``Edifice.Contrastive.BYOL``).
+        config: the byol-ref Config; it must have the Elixir module's structure (``layout="edifice"``,
+            layer norm, no simplicial embedding); biases and the predictor follow the config.
+
+    Returns:
+        dict over every ``online.param.*`` and ``target.param.*`` (layer norm has no buffers).
+    """
+    if style != "edifice":
+        raise ValueError(f"Axon mapping style must be 'edifice' (or pass a dict), got {style!r}")
+    need = {"layout": "edifice", "norm": "layer", "sem_simplices": 0}
+    wrong = {k: getattr(config, k) for k, v in need.items() if getattr(config, k) != v}
+    if wrong:
+        raise ValueError(f"the edifice mapping names the layers of Edifice.Contrastive.BYOL (layout='edifice', "
+                         f"norm='layer', no simplicial embedding), but the config has {wrong}: use --preset "
+                         "edifice, or pass your own mapping")
+    mapping = {}
+    for role in ("online", "target"):
+        for key in param_shapes(config, role):
+            layer, leaf = key.rsplit(".", 1)
+            prefix = "" if layer.startswith("predictor.") else f"{role}_"
+            mapping[f"{role}.param.{key}"] = f"{prefix}{_EDIFICE_LAYERS[layer]}.{_AXON_PARAM[leaf]}"
+    return mapping
+
+
+def resolve_mapping(mapping, config: Config | None = None, layout: str | None = None) -> dict:
+    """A mapping from a style name (needs ``config``), a dict, or a path to a JSON file of a dict.
+
+    ``layout`` (``"torch"`` or ``"axon"``), when given, must be the one a style name belongs to.
+    """
+    if isinstance(mapping, str) and layout is not None and STYLE_LAYOUT.get(mapping, layout) != layout:
+        raise ValueError(f"mapping style {mapping!r} names {STYLE_LAYOUT[mapping]} parameters, not {layout} ones: "
+                         f"use it with the {STYLE_LAYOUT[mapping]} layout")
     if isinstance(mapping, dict):
         bad = [(k, v) for k, v in mapping.items() if not isinstance(k, str) or not isinstance(v, str)]
         if bad:
             raise TypeError(f"mapping must map str to str, got {bad[:2]}")
         if len(set(mapping.values())) != len(mapping):
-            raise ValueError("mapping sends two byol-ref names to the same torch name")
+            raise ValueError("mapping sends two byol-ref names to the same torch or axon name")
         return dict(mapping)
-    if isinstance(mapping, str) and mapping in _PREFIXES:
+    if isinstance(mapping, str) and mapping in STYLE_LAYOUT:
         if config is None:
             raise ValueError(f"mapping style {mapping!r} needs the network config (layout, norm, biases)")
-        return torch_mapping(mapping, config)
+        return torch_mapping(mapping, config) if STYLE_LAYOUT[mapping] == "torch" else axon_mapping(mapping, config)
     if isinstance(mapping, (str, os.PathLike)) and os.fspath(mapping).endswith(".json"):
         with open(mapping) as f:
             try:
                 return resolve_mapping(json.load(f))
             except json.JSONDecodeError as exc:
                 raise ValueError(f"mapping file {mapping} is not JSON ({exc})") from None
-    raise ValueError(f"mapping must be one of {MAPPING_STYLES}, a dict {{byol-ref name: torch name}} or a .json "
-                     f"file of one, got {mapping!r}")
+    raise ValueError(f"mapping must be one of {MAPPING_STYLES}, a dict {{byol-ref name: torch or axon name}} or a "
+                     f".json file of one, got {mapping!r}")
 
 
 def _is_weight(name: str, a) -> bool:
@@ -145,24 +205,37 @@ def transpose_weights(arrays: dict) -> dict:
     return {k: (np.ascontiguousarray(np.asarray(v).T) if _is_weight(k, v) else v) for k, v in arrays.items()}
 
 
-def to_torch_layout(arrays: dict, mapping: dict, *, strict: bool = True) -> dict:
-    """byol-ref layout -> torch state_dict layout (rename, transpose Linear weights).
+def _check_layout(layout: str) -> None:
+    if layout not in ("torch", "axon"):
+        raise ValueError(f"layout must be 'torch' or 'axon', got {layout!r}")
+
+
+def to_layout(arrays: dict, mapping: dict, *, layout: str, strict: bool = True) -> dict:
+    """byol-ref layout -> another framework's layout: rename by ``mapping``; with ``"torch"`` also
+    transpose Linear weights to (out, in) (an Axon kernel is (in, out), as byol-ref's weight).
 
     Args:
         arrays: ``online.param.*`` etc. (host arrays).
-        mapping: ``{byol-ref name: torch name}`` (see :func:`resolve_mapping`).
+        mapping: ``{byol-ref name: other name}`` (see :func:`resolve_mapping`).
+        layout: ``"torch"`` or ``"axon"``.
         strict: every array must have a mapping entry (else ValueError listing them).
     """
+    _check_layout(layout)
     missing = [k for k in arrays if k not in mapping]
     if strict and missing:
-        raise ValueError(f"no torch name for {len(missing)} byol-ref array(s), e.g. {missing[:4]}; "
+        raise ValueError(f"no {layout} name for {len(missing)} byol-ref array(s), e.g. {missing[:4]}; "
                          "extend the mapping or pass strict=False")
     out = {}
     for k, v in arrays.items():
         if k in mapping:
             a = np.asarray(to_numpy(v))
-            out[mapping[k]] = np.ascontiguousarray(a.T) if _is_weight(k, a) else a
+            out[mapping[k]] = np.ascontiguousarray(a.T) if layout == "torch" and _is_weight(k, a) else a
     return out
+
+
+def to_torch_layout(arrays: dict, mapping: dict, *, strict: bool = True) -> dict:
+    """byol-ref layout -> torch state_dict layout (rename, transpose Linear weights); see :func:`to_layout`."""
+    return to_layout(arrays, mapping, layout="torch", strict=strict)
 
 
 def unmapped_names(state: dict, mapping: dict, *, ignore_prefixes=()) -> list:
@@ -183,11 +256,18 @@ def simplicial_hint(names) -> str:
 
 
 def from_torch_layout(state: dict, mapping: dict, *, strict: bool = True, ignore_prefixes=()) -> dict:
-    """torch state_dict layout -> byol-ref layout (rename, transpose Linear weights).
+    """torch state_dict layout -> byol-ref layout (rename, transpose Linear weights); see :func:`from_layout`."""
+    return from_layout(state, mapping, layout="torch", strict=strict, ignore_prefixes=ignore_prefixes)
+
+
+def from_layout(state: dict, mapping: dict, *, layout: str, strict: bool = True, ignore_prefixes=()) -> dict:
+    """Another framework's layout -> byol-ref layout: rename by ``mapping``; with ``"torch"`` also
+    transpose Linear weights from (out, in) and read ``num_batches_tracked`` as an int64 ``count``.
 
     Args:
-        state: ``{torch name: array}``.
-        mapping: ``{byol-ref name: torch name}``.
+        state: ``{torch or axon name: array}``.
+        mapping: ``{byol-ref name: torch or axon name}``.
+        layout: ``"torch"`` or ``"axon"``.
         strict: every mapped torch name must be present, and every torch name must be mapped
             (else ValueError listing them). Without it, tensors of modules the mapping does not
             touch (a classifier head, say) are left out; a tensor of a module it *does* map (a
@@ -198,10 +278,11 @@ def from_torch_layout(state: dict, mapping: dict, *, strict: bool = True, ignore
     Returns:
         ``{byol-ref name: array}`` in the mapping's order.
     """
+    _check_layout(layout)
     absent = [t for t in mapping.values() if t not in state]
     unmapped = unmapped_names(state, mapping, ignore_prefixes=ignore_prefixes)
     if absent and (strict or len(absent) == len(mapping)):
-        raise ValueError(f"the torch state lacks {len(absent)} mapped name(s), e.g. {absent[:4]}; its names "
+        raise ValueError(f"the {layout} state lacks {len(absent)} mapped name(s), e.g. {absent[:4]}; its names "
                          f"include {list(state)[:6]}. Wrong mapping style, or a model of another structure "
                          "(the --preset of the implementation that wrote it, or --set head_bias/hidden_bias/layout)?"
                          + simplicial_hint(state))
@@ -210,22 +291,22 @@ def from_torch_layout(state: dict, mapping: dict, *, strict: bool = True, ignore
     modules = {t.rsplit(".", 1)[0] for t in mapping.values()}
     orphans = [t for t in unmapped if t.rsplit(".", 1)[0] in modules]
     if orphans:
-        raise ValueError(f"the torch state has {orphans[:4]}, tensor(s) of layers the byol-ref network maps but "
+        raise ValueError(f"the {layout} state has {orphans[:4]}, tensor(s) of layers the byol-ref network maps but "
                          "has no place for: the model's structure differs from the config's (a bias where "
                          "hidden_bias, encoder_bias or head_bias is False?). Use the preset of the implementation "
                          "that wrote the weights (--preset byol-pytorch, lightly, ...) or set the matching option "
                          "(--set encoder_bias=true for a backbone with biases in front of bias-free heads), "
                          "or remove the tensor if your model never uses it")
     if strict and unmapped:
-        raise ValueError(f"{len(unmapped)} torch name(s) have no byol-ref name, e.g. {unmapped[:4]}; "
+        raise ValueError(f"{len(unmapped)} {layout} name(s) have no byol-ref name, e.g. {unmapped[:4]}; "
                          "extend the mapping or pass strict=False." + simplicial_hint(unmapped))
     out = {}
     for ref, t in mapping.items():
         if t in state:
             a = np.asarray(state[t])
-            if _is_weight(ref, a):
+            if layout == "torch" and _is_weight(ref, a):
                 a = np.ascontiguousarray(a.T)
-            elif ref.endswith(".count"):
+            elif layout == "torch" and ref.endswith(".count"):
                 a = np.asarray(a, dtype="int64")
             out[ref] = a
     return out
@@ -336,21 +417,33 @@ def networks_to_arrays(online: Network, target: Network | None = None) -> dict:
     return out
 
 
+def _layout_mapping(layout: str, mapping, path):
+    """The mapping for a non-byol-ref layout: the Axon layout defaults to the only shipped Axon style."""
+    if mapping is None and layout == "axon":
+        return "edifice"
+    if mapping is None:
+        raise ValueError(f"{path} in the {layout} layout needs a mapping: one of "
+                         f"{tuple(k for k, v in STYLE_LAYOUT.items() if v == layout)}, a dict or a JSON file")
+    return mapping
+
+
 def save_networks(path, online: Network, target: Network | None = None, *, layout: str = "byol-ref",
                   mapping=None) -> str:
-    """Save networks in byol-ref's layout or as a torch state_dict (``layout="torch"`` with a mapping).
+    """Save networks in byol-ref's layout, as a torch state_dict or as flat Axon parameters.
 
     Args:
         path: ``.npz`` or ``.safetensors``.
         online, target: Networks (target optional).
-        layout: ``"byol-ref"`` or ``"torch"``.
-        mapping: with ``"torch"``: a style (``"byol-pytorch"``, ``"lightly"``), a dict or a JSON path.
+        layout: ``"byol-ref"``, ``"torch"`` or ``"axon"``.
+        mapping: with ``"torch"``: a style (``"byol-pytorch"``, ``"lightly"``), a dict or a JSON path;
+            with ``"axon"``: ``"edifice"`` (the default), a dict or a JSON path.
     """
     arrays = networks_to_arrays(online, target)
-    if layout == "torch":
-        arrays = to_torch_layout(arrays, resolve_mapping(mapping, online.config), strict=False)
+    if layout in ("torch", "axon"):
+        mapping = resolve_mapping(_layout_mapping(layout, mapping, path), online.config, layout)
+        arrays = to_layout(arrays, mapping, layout=layout, strict=False)
     elif layout != "byol-ref":
-        raise ValueError(f"layout must be 'byol-ref' or 'torch', got {layout!r}")
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     return save_arrays(path, arrays)
 
 
@@ -360,21 +453,21 @@ def load_networks(path, *, layout: str = "byol-ref", mapping=None, config: Confi
 
     Args:
         path: ``.npz`` or ``.safetensors`` (never a pickle).
-        layout: ``"byol-ref"`` (the file is already in byol-ref's layout) or ``"torch"``.
-        mapping: with ``"torch"``: a style name (needs ``config``), a dict or a JSON path.
+        layout: ``"byol-ref"`` (the file is already in byol-ref's layout), ``"torch"`` or ``"axon"``.
+        mapping: with ``"torch"``: a style name (needs ``config``), a dict or a JSON path; with
+            ``"axon"``: ``"edifice"`` (the default; needs ``config``), a dict or a JSON path.
         config: the structure the style mapping is built for (e.g. ``preset.config(encoder_dim=1)``).
-        strict: with ``"torch"``: every torch name must be mapped.
+        strict: every name in the file must be mapped.
 
     Returns:
         ``{"online.param.<name>": array, ...}`` (host arrays, weights (in, out)).
     """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     arrays = load_arrays(path)
     if layout == "byol-ref":
         return arrays
-    if layout != "torch":
-        raise ValueError(f"layout must be 'byol-ref' or 'torch', got {layout!r}")
-    if mapping is None:
-        raise ValueError(f"loading {path} in the torch layout needs a mapping: one of {MAPPING_STYLES}, a dict or "
-                         "a JSON file")
-    ignore = _ALIASES.get(mapping, ()) if isinstance(mapping, str) else ()
-    return from_torch_layout(arrays, resolve_mapping(mapping, config), strict=strict, ignore_prefixes=ignore)
+    mapping_in = _layout_mapping(layout, mapping, path)
+    ignore = _ALIASES.get(mapping_in, ()) if isinstance(mapping_in, str) else ()
+    return from_layout(arrays, resolve_mapping(mapping_in, config, layout), layout=layout, strict=strict,
+                       ignore_prefixes=ignore)

@@ -332,13 +332,16 @@ def batch_norm_backward(dout, cache, *, inplace=False):
     return dx, dgamma, dbeta
 
 
-def layer_norm_forward(x, gamma, beta, *, eps=1e-5):
+def layer_norm_forward(x, gamma, beta, *, eps=1e-5, var_formula="two_pass"):
     """Layer normalisation over the feature axis (biased variance; Axon's eps is 1e-5).
 
     Args:
         x: (..., F).
         gamma, beta: (F,).
         eps: added to the variance inside the square root.
+        var_formula: ``"two_pass"`` mean((x - mean)^2) or ``"one_pass"`` mean(x^2) - mean^2 (see
+            ``_moments``; Axon's ``mean_and_variance`` has computed each, depending on its version).
+            The backward is the same for both: they are one function, rounded differently.
 
     Returns:
         out: like x.
@@ -348,7 +351,7 @@ def layer_norm_forward(x, gamma, beta, *, eps=1e-5):
         Ba, Kiros & Hinton 2016.
     """
     xp = get_array_module(x)
-    mean, var = _moments(x, -1, "two_pass")  # (..., 1)
+    mean, var = _moments(x, -1, var_formula)  # (..., 1)
     rstd = 1 / xp.sqrt(var + eps)
     x_hat = (x - mean) * rstd
     return gamma * x_hat + beta, NormCache(x_hat, rstd, gamma, -1, True)
@@ -359,7 +362,7 @@ def layer_norm_backward(dout, cache):
     return _normalize_backward(dout, cache)
 
 
-def group_norm_forward(x, gamma, beta, *, groups, eps=1e-5):
+def group_norm_forward(x, gamma, beta, *, groups, eps=1e-5, var_formula="two_pass"):
     """Group normalisation: layer norm within each of ``groups`` equal slices of the features.
 
     x (..., F) is viewed as (..., G, F/G) and each sample's group is normalised on its own
@@ -372,6 +375,7 @@ def group_norm_forward(x, gamma, beta, *, groups, eps=1e-5):
         gamma, beta: (F,).
         groups: G, the number of groups.
         eps: added to each group's variance inside the square root (PyTorch and Haiku 1e-5).
+        var_formula: ``"two_pass"`` or ``"one_pass"`` (see ``layer_norm_forward``).
 
     Returns:
         out: like x.
@@ -384,7 +388,8 @@ def group_norm_forward(x, gamma, beta, *, groups, eps=1e-5):
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or f % groups:
         raise ValueError(f"groups must be a positive int dividing the {f} features, got {groups!r}")
     grouped = (*x.shape[:-1], groups, f // groups)
-    out, cache = layer_norm_forward(x.reshape(grouped), gamma.reshape(groups, -1), beta.reshape(groups, -1), eps=eps)
+    out, cache = layer_norm_forward(x.reshape(grouped), gamma.reshape(groups, -1), beta.reshape(groups, -1), eps=eps,
+                                    var_formula=var_formula)
     return out.reshape(x.shape), cache
 
 

@@ -87,6 +87,7 @@ class Config:
         bn_running: ``"haiku"`` (biased variance, zero-debiased EMA) or ``"torch"`` (unbiased).
         bn_var: ``"two_pass"`` or ``"one_pass"`` (official E[x^2] - mean^2) batch variance.
         ln_eps: layer- and group-norm eps (Axon 1e-5).
+        ln_var: ``"two_pass"`` or ``"one_pass"`` variance of layer and group norm (as ``bn_var``).
         views: ``"separate"`` (per-view batch statistics: official, lightly, solo-learn) or
             ``"concat"`` (both views as one batch of 2N: byol-pytorch).
         bn_shards: S, the number of equal shards of the batch that take their batch-norm
@@ -139,6 +140,7 @@ class Config:
     bn_running: str = "haiku"
     bn_var: str = "two_pass"
     ln_eps: float = 1e-5
+    ln_var: str = "two_pass"
     views: str = "separate"
     bn_shards: int = 1
     bn_shard_running: str = "first"
@@ -175,6 +177,7 @@ class Config:
         check_choice(self.target_init, "target_init", ("copy", "independent"))
         check_choice(self.bn_running, "bn_running", ("haiku", "torch"))
         check_choice(self.bn_var, "bn_var", ("two_pass", "one_pass"))
+        check_choice(self.ln_var, "ln_var", ("two_pass", "one_pass"))
         check_choice(self.views, "views", ("separate", "concat"))
         check_positive_int(self.bn_shards, "bn_shards")
         check_choice(self.bn_shard_running, "bn_shard_running", ("first", "sequential"))
@@ -402,10 +405,11 @@ def mlp_forward(steps, params, buffers, x, *, config: Config, train: bool, recor
             new_buffers[f"{name}.running_var"] = running.var
             new_buffers[f"{name}.count"] = running.count
         elif kind == "layer_norm":
-            x, cache = layer_norm_forward(x, params[f"{name}.gamma"], params[f"{name}.beta"], eps=config.ln_eps)
-        elif kind == "group_norm":  # eps: the same ln_eps as layer norm (per-sample statistics)
+            x, cache = layer_norm_forward(x, params[f"{name}.gamma"], params[f"{name}.beta"], eps=config.ln_eps,
+                                          var_formula=config.ln_var)
+        elif kind == "group_norm":  # eps and variance: as layer norm's (per-sample statistics)
             x, cache = group_norm_forward(x, params[f"{name}.gamma"], params[f"{name}.beta"],
-                                          groups=config.norm_groups, eps=config.ln_eps)
+                                          groups=config.norm_groups, eps=config.ln_eps, var_formula=config.ln_var)
         elif kind == "affine":
             x, cache = affine_forward(x, params[f"{name}.gamma"], params[f"{name}.beta"])
         elif kind == "simplex":

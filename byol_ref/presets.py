@@ -62,7 +62,7 @@ __all__ = ["Preset", "PRESETS", "FIELD_DOCS", "get_preset", "preset_names", "MOD
 
 #: Preset fields that are ``model.Config`` fields.
 MODEL_FIELDS = ("layout", "norm", "hidden_bias", "head_bias", "init", "target_init", "bn_eps", "bn_decay",
-                "bn_running", "bn_var", "ln_eps", "views", "target_bn", "norm_eps_mode", "norm_eps",
+                "bn_running", "bn_var", "ln_eps", "ln_var", "views", "target_bn", "norm_eps_mode", "norm_eps",
                 "loss_form", "symmetric", "sym_reduce")
 #: Preset fields that are ``train.TrainConfig`` fields.
 TRAIN_FIELDS = ("optimizer", "lr", "lr_batch_scale", "weight_decay", "momentum", "lars_eta",
@@ -91,7 +91,8 @@ FIELD_DOCS = {
                  "`with_bias=False`). True: byol-pytorch, lightly, solo-learn, edifice. BYOL_FACTS d17.",
     "init": "Parameter init when drawn from a seed. 'haiku': truncated normal std 1/sqrt(fan_in), b = 0 "
             "(deepmind, Haiku defaults). 'torch': U(+-1/sqrt(fan_in)) for w and b (byol-pytorch, lightly, "
-            "solo-learn: `nn.Linear` default). Edifice's Axon glorot_uniform is not offered (load its weights). d18.",
+            "solo-learn: `nn.Linear` default). Edifice's Axon initialisers (glorot_uniform kernels) are not offered: "
+            "load its weights (`--layout axon`, docs/verifying.md). d18.",
     "target_init": "'independent': a separate random draw (deepmind `_make_initial_state`). 'copy': "
                    "byol-pytorch (`deepcopy` in `_get_target_encoder`), lightly examples (`copy.deepcopy` of "
                    "backbone and head; its imagenet benchmark builds a fresh teacher projection head, i.e. "
@@ -109,6 +110,10 @@ FIELD_DOCS = {
               "`batch_norm.py`). 'two_pass' mean((x - mean)^2): byol-pytorch, lightly, solo-learn (torch "
               "kernel, Welford), edifice (Axon). d5.",
     "ln_eps": "Layer-norm eps: 1e-5 (Axon `layer_norm`; only used by layout/norm 'layer').",
+    "ln_var": "Layer-norm variance (always biased): 'two_pass' mean((x - mean)^2), as Axon's `layer_norm` computes "
+              "it through `Nx.variance` (edifice); 'one_pass' E[x^2] - mean^2, what `Axon.Shared.mean_and_variance` "
+              "computes in other Axon versions: check the one your Edifice runs on. Only used by layout/norm "
+              "'layer' (and 'group').",
     "views": "How the two views meet batch norm. 'separate': one pass per view, statistics per view, two "
              "running-stat updates per step (deepmind `apply_once_fn` per view; lightly; solo-learn). 'concat': "
              "both views as one batch of 2N (byol-pytorch since commit 40565b7, 2023-11, `torch.cat((image_one, "
@@ -217,6 +222,7 @@ class Preset:
     bn_running: str = "haiku"
     bn_var: str = "one_pass"
     ln_eps: float = 1e-5
+    ln_var: str = "two_pass"
     views: str = "separate"
     target_bn: str = "batch"
     norm_eps_mode: str = "sq_norm"

@@ -635,7 +635,8 @@ def test_options_that_would_be_ignored_are_refused(tmp_path, capsys):
     from byol_ref.cli import main
 
     assert main(["trace", "--dims", "5,6,4,3", "--mapping", "lightly", "--out", str(tmp_path / "t.npz")]) == 2
-    assert "--mapping renames PyTorch state_dict names: it goes with --layout torch" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--mapping renames PyTorch state_dict or Axon names: it goes with --layout torch or axon" in err
     run_dir = tmp_path / "r"
     assert main(["train", *SMALL_RUN, "--no-eval", "--out", str(run_dir)]) == 0
     for extra in (["--preset", "lightly"], ["--set", "head_bias=true"]):

@@ -186,7 +186,7 @@ def test_bad_files_and_mappings(tmp_path):
     mapping = torch_mapping("lightly", online.config)
     with pytest.raises(ValueError, match="lacks .* mapped name"):  # nothing matches: a wrong style, even non-strict
         from_torch_layout({"fc.weight": np.zeros((2, 2))}, mapping, strict=False)
-    with pytest.raises(ValueError, match="two byol-ref names to the same torch name"):
+    with pytest.raises(ValueError, match="two byol-ref names to the same torch or axon name"):
         resolve_mapping({"online.param.encoder.fc1.weight": "w", "online.param.encoder.fc2.weight": "w"})
 
 
@@ -274,3 +274,179 @@ def test_a_structural_mismatch_is_named_as_such_in_strict_mode_too():
     no_bias = get_preset("byol-pytorch", hidden_bias=False).config(encoder_dim=1)
     with pytest.raises(ValueError, match=r"has \['online_encoder.net.0.bias'.*the model's structure differs"):
         from_torch_layout(state, torch_mapping("byol-pytorch", no_bias))
+
+
+# --------------------------------------------------------------------------- Axon layout (Edifice)
+# Edifice.Contrastive.BYOL, transliterated from its Elixir source (lib/edifice/contrastive/byol.ex) with
+# Axon's dense (x . kernel + bias, kernel (in, out)) and layer_norm (Axon.Layers.layer_norm: biased
+# variance over the features, gamma * rsqrt(var + 1e-5) * (x - mean) + beta). Its parameters are named
+# as Axon.ModelState.data flattened to "<layer>.<param>".
+
+def _axon_dense(p, name, x):
+    return x @ p[f"{name}.kernel"] + p[f"{name}.bias"]
+
+
+def _axon_layer_norm(p, name, x, eps=1e-5):
+    mean, var = x.mean(axis=-1, keepdims=True), x.var(axis=-1, keepdims=True)
+    return p[f"{name}.gamma"] * (1 / np.sqrt(var + eps)) * (x - mean) + p[f"{name}.beta"]
+
+
+def _edifice_projection(p, role, x):
+    h = _axon_layer_norm(p, f"{role}_encoder_norm", np.maximum(_axon_dense(p, f"{role}_encoder_fc1", x), 0))
+    h = np.maximum(_axon_dense(p, f"{role}_encoder_fc2", h), 0)
+    h = _axon_layer_norm(p, f"{role}_proj_norm", np.maximum(_axon_dense(p, f"{role}_proj_fc1", h), 0))
+    return _axon_dense(p, f"{role}_proj_fc2", h)
+
+
+def _edifice_online(p, x):  # build_online
+    z = _edifice_projection(p, "online", x)
+    return _axon_dense(p, "predictor_fc2", np.maximum(_axon_dense(p, "predictor_fc1", z), 0))
+
+
+def _edifice_loss(online_pred, target_proj):  # BYOL.loss
+    def l2_normalize(x):
+        return x / np.sqrt((x * x).sum(axis=1, keepdims=True) + 1e-8)
+    return 2.0 - 2.0 * (l2_normalize(online_pred) * l2_normalize(target_proj)).sum(axis=1).mean()
+
+
+def _edifice_ema(online, target, momentum):  # BYOL.ema_update
+    return {k: momentum * t + (1.0 - momentum) * online[k.replace("target_", "online_", 1)] for k, t in target.items()}
+
+
+def _edifice_params(seed, d=5, h=7, p=6, q=3):
+    """Random Axon parameters of both Edifice models (every tensor random, gamma and beta included)."""
+    rng = np.random.default_rng(seed)
+    shapes = {}
+    for role in ("online", "target"):
+        shapes.update({f"{role}_encoder_fc1.kernel": (d, h), f"{role}_encoder_fc1.bias": (h,),
+                       f"{role}_encoder_norm.gamma": (h,), f"{role}_encoder_norm.beta": (h,),
+                       f"{role}_encoder_fc2.kernel": (h, h), f"{role}_encoder_fc2.bias": (h,),
+                       f"{role}_proj_fc1.kernel": (h, p), f"{role}_proj_fc1.bias": (p,),
+                       f"{role}_proj_norm.gamma": (p,), f"{role}_proj_norm.beta": (p,),
+                       f"{role}_proj_fc2.kernel": (p, p), f"{role}_proj_fc2.bias": (p,)})
+    shapes.update({"predictor_fc1.kernel": (p, q), "predictor_fc1.bias": (q,), "predictor_fc2.kernel": (q, p),
+                   "predictor_fc2.bias": (p,)})
+    return {k: rng.standard_normal(s) * (0.2 if k.endswith(".bias") or k.endswith(".beta") else 0.6) + (
+        1.0 if k.endswith(".gamma") else 0.0) for k, s in shapes.items()}
+
+
+def test_edifice_mapping_names_every_axon_parameter():
+    cfg = get_preset("edifice").config(encoder_dim=1)
+    m = resolve_mapping("edifice", cfg, "axon")
+    assert set(m.values()) == set(_edifice_params(0))  # every Axon tensor of both models, each once
+    assert m["online.param.encoder.fc1.weight"] == "online_encoder_fc1.kernel"
+    assert m["online.param.encoder.norm1.gamma"] == "online_encoder_norm.gamma"
+    assert m["online.param.projector.fc2.bias"] == "online_proj_fc2.bias"
+    assert m["online.param.predictor.fc1.weight"] == "predictor_fc1.kernel"
+    assert m["target.param.projector.norm1.beta"] == "target_proj_norm.beta"
+    assert not any(k.startswith(("online.buffer.", "target.buffer.")) for k in m)  # layer norm has no buffers
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_axon_layout_computes_the_edifice_module(seed):
+    """Edifice's parameters, read through the edifice mapping, give byol-ref networks whose loss,
+    gradient and EMA are those of the transliterated Elixir module: a swapped or mis-transposed
+    tensor (most share a shape) would change the loss."""
+    from byol_ref.interchange import from_layout, to_layout
+    from byol_ref.model import ema_update, loss_and_grads
+
+    axon = _edifice_params(seed)
+    preset = get_preset("edifice")
+    mapping = resolve_mapping("edifice", preset.config(encoder_dim=1), "axon")
+    ref = from_layout(axon, mapping, layout="axon")
+    np.testing.assert_array_equal(ref["online.param.encoder.fc1.weight"], axon["online_encoder_fc1.kernel"])
+    rng = np.random.default_rng(seed + 10)
+    v1, v2 = rng.standard_normal((4, 5)), rng.standard_normal((4, 5))
+    online, target, _, _ = networks_from_inputs({**ref, "view1": v1, "view2": v2}, preset)
+    res = loss_and_grads(online, target, v1, v2)
+
+    def edifice_loss(p):
+        return _edifice_loss(_edifice_online(p, v1), _edifice_projection(p, "target", v2))
+
+    np.testing.assert_allclose(float(res.loss), edifice_loss(axon), rtol=1e-12)
+    grads = to_layout({f"online.param.{k}": g for k, g in res.grads.items()}, mapping, layout="axon")
+    assert set(grads) == {k for k in axon if not k.startswith("target_")}
+    for name, g in grads.items():  # central differences of the Elixir module's loss, entry by entry
+        num = np.zeros_like(g)
+        for i in np.ndindex(g.shape):
+            plus, minus = dict(axon), dict(axon)
+            plus[name], minus[name] = axon[name].copy(), axon[name].copy()
+            plus[name][i] += 1e-6
+            minus[name][i] -= 1e-6
+            num[i] = (edifice_loss(plus) - edifice_loss(minus)) / 2e-6
+        np.testing.assert_allclose(g, num, rtol=1e-5, atol=1e-8, err_msg=name)
+    new_target = ema_update(online.params, target.params, 0.9)
+    back = to_layout({f"target.param.{k}": v for k, v in new_target.items()}, mapping, layout="axon")
+    expected = _edifice_ema(axon, {k: v for k, v in axon.items() if k.startswith("target_")}, 0.9)
+    assert set(back) == set(expected)
+    for k in expected:
+        np.testing.assert_allclose(back[k], expected[k], rtol=1e-15, atol=1e-15, err_msg=k)
+
+
+def test_axon_layout_round_trips_and_does_not_transpose(tmp_path):
+    online, target = _nets("edifice")
+    ref = networks_to_arrays(online, target)
+    path = save_networks(tmp_path / "edifice.safetensors", online, target, layout="axon")  # mapping: edifice
+    flat = load_arrays(path)
+    assert set(flat) == set(resolve_mapping("edifice", online.config, "axon").values())
+    np.testing.assert_array_equal(flat["online_encoder_fc1.kernel"], ref["online.param.encoder.fc1.weight"])
+    assert flat["online_encoder_fc1.kernel"].shape == (5, 6)  # (in, out), as Axon's dense kernel
+    back = load_networks(path, layout="axon", config=online.config)
+    assert set(back) == set(ref)
+    for k in ref:
+        np.testing.assert_array_equal(back[k], ref[k])
+
+
+def test_axon_layout_errors(tmp_path):
+    from byol_ref.cli import main
+    from byol_ref.interchange import axon_mapping
+
+    deepmind = get_preset("deepmind").config(encoder_dim=1)
+    with pytest.raises(ValueError, match=r"layers of Edifice.Contrastive.BYOL.*'layout': 'paper', 'norm': 'batch'"):
+        axon_mapping("edifice", deepmind)
+    with pytest.raises(ValueError, match="'sem_simplices': 4"):
+        axon_mapping("edifice", get_preset("edifice").config(encoder_dim=1, sem_simplices=4, sem_simplex_dim=2))
+    with pytest.raises(ValueError, match="mapping style 'edifice' names axon parameters, not torch ones"):
+        resolve_mapping("edifice", deepmind, "torch")
+    with pytest.raises(ValueError, match="mapping style 'lightly' names torch parameters, not axon ones"):
+        resolve_mapping("lightly", deepmind, "axon")
+    with pytest.raises(ValueError, match=r"torch mapping style must be one of \('byol-pytorch', 'lightly'\).*Axon"):
+        torch_mapping("edifice", deepmind)
+    online, target = _nets("edifice")
+    own = save_networks(tmp_path / "own.npz", online, target)
+    dst = str(tmp_path / "x.npz")
+    assert main(["convert", own, dst, "--from", "byol-ref", "--to", "axon"]) == 2  # deepmind's structure
+    assert main(["convert", own, dst, "--from", "torch", "--to", "axon", "--preset", "edifice"]) == 2
+    assert main(["convert", own, dst, "--from", "byol-ref", "--to", "torch", "--mapping", "edifice",
+                 "--preset", "edifice"]) == 2
+    assert main(["trace", "--dims", "5,6,4,3", "--layout", "axon", "--out", dst]) == 2
+
+
+def test_cli_convert_and_trace_in_the_axon_layout(tmp_path, capsys):
+    """Edifice's parameters, converted or traced straight from the Axon layout, give the trace of
+    the same networks in byol-ref's layout."""
+    from byol_ref.cli import main
+    from byol_ref.trace import load_trace
+
+    axon = _edifice_params(3)
+    rng = np.random.default_rng(4)
+    views = {"view1": rng.standard_normal((4, 5)), "view2": rng.standard_normal((4, 5))}
+    write_safetensors(tmp_path / "edifice.safetensors", {**axon, **views})
+    assert main(["convert", str(tmp_path / "edifice.safetensors"), str(tmp_path / "own.npz"), "--from", "axon",
+                 "--to", "byol-ref", "--preset", "edifice"]) == 0
+    assert "kept 2 view array(s) unchanged" in capsys.readouterr().err
+    own = load_arrays(tmp_path / "own.npz")
+    np.testing.assert_array_equal(own["target.param.projector.norm1.gamma"], axon["target_proj_norm.gamma"])
+    assert main(["convert", str(tmp_path / "own.npz"), str(tmp_path / "again.npz"), "--from", "byol-ref",
+                 "--to", "axon", "--preset", "edifice"]) == 0
+    again = load_arrays(tmp_path / "again.npz")
+    assert set(again) == set(axon) | set(views)
+    for k in axon:
+        np.testing.assert_array_equal(again[k], axon[k])
+    for src, extra in ((tmp_path / "edifice.safetensors", ["--layout", "axon"]), (tmp_path / "own.npz", [])):
+        assert main(["trace", "--inputs", str(src), *extra, "--preset", "edifice", "--steps", "2",
+                     "--out", str(tmp_path / f"{src.stem}.trace.npz")]) == 0
+    a, b = load_trace(tmp_path / "edifice.trace.npz"), load_trace(tmp_path / "own.trace.npz")
+    assert set(a.arrays) == set(b.arrays)
+    for k in a.arrays:
+        np.testing.assert_array_equal(a.arrays[k], b.arrays[k])

@@ -105,24 +105,32 @@ def test_batch_norm_eval_gradients(seed, g, n, d, eps):
     assert grad_err(dx, numerical_gradient(f, x, dout)) < TOL
 
 
+var_formulas = st.sampled_from(["two_pass", "one_pass"])
+
+
 # d >= 3 for the same reason as batch norm's n >= 3 (two features normalise to -1, +1).
-@given(seed=seeds, g=groups, n=st.integers(1, 5), d=st.integers(3, 6), eps=st.sampled_from([1e-5, 1e-3, 0.1]))
-def test_layer_norm_gradients(seed, g, n, d, eps):
+@given(seed=seeds, g=groups, n=st.integers(1, 5), d=st.integers(3, 6), eps=st.sampled_from([1e-5, 1e-3, 0.1]),
+       var=var_formulas)
+def test_layer_norm_gradients(seed, g, n, d, eps, var):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(_shape(g, n, d)) * 2 + 1
     assume(x.std(axis=-1).min() > 0.1 * max(1.0, np.abs(x.mean(axis=-1)).max()))
     gamma, beta = rng.standard_normal(d), rng.standard_normal(d)
-    out, cache = layer_norm_forward(x, gamma, beta, eps=eps)
+
+    def f(x_, g_=gamma, b_=beta):
+        return layer_norm_forward(x_, g_, b_, eps=eps, var_formula=var)[0]
+
+    out, cache = layer_norm_forward(x, gamma, beta, eps=eps, var_formula=var)
     dout = rng.standard_normal(out.shape)
     dx, dgamma, dbeta = layer_norm_backward(dout, cache)
-    assert grad_err(dx, numerical_gradient(lambda x_: layer_norm_forward(x_, gamma, beta, eps=eps)[0], x, dout)) < TOL
-    assert grad_err(dgamma, numerical_gradient(lambda g_: layer_norm_forward(x, g_, beta, eps=eps)[0], gamma, dout)) < TOL
-    assert grad_err(dbeta, numerical_gradient(lambda b_: layer_norm_forward(x, gamma, b_, eps=eps)[0], beta, dout)) < TOL
+    assert grad_err(dx, numerical_gradient(f, x, dout)) < TOL
+    assert grad_err(dgamma, numerical_gradient(lambda g_: f(x, g_), gamma, dout)) < TOL
+    assert grad_err(dbeta, numerical_gradient(lambda b_: f(x, gamma, b_), beta, dout)) < TOL
 
 
 @given(seed=seeds, g=groups, n=st.integers(1, 4), n_groups=st.integers(1, 4), size=st.integers(3, 5),
-       eps=st.sampled_from([1e-5, 1e-3, 0.1]))
-def test_group_norm_gradients(seed, g, n, n_groups, size, eps):
+       eps=st.sampled_from([1e-5, 1e-3, 0.1]), var=var_formulas)
+def test_group_norm_gradients(seed, g, n, n_groups, size, eps, var):
     """Each sample's feature groups (size >= 3, as layer norm's d >= 3) normalised on their own."""
     rng = np.random.default_rng(seed)
     d = n_groups * size
@@ -130,19 +138,46 @@ def test_group_norm_gradients(seed, g, n, n_groups, size, eps):
     xg = x.reshape(*x.shape[:-1], n_groups, size)
     assume(xg.std(axis=-1).min() > 0.1 * max(1.0, np.abs(xg.mean(axis=-1)).max()))
     gamma, beta = rng.standard_normal(d), rng.standard_normal(d)
-    out, cache = group_norm_forward(x, gamma, beta, groups=n_groups, eps=eps)
+    out, cache = group_norm_forward(x, gamma, beta, groups=n_groups, eps=eps, var_formula=var)
     dout = rng.standard_normal(out.shape)
     dx, dgamma, dbeta = group_norm_backward(dout, cache)
     assert dx.shape == x.shape and dgamma.shape == dbeta.shape == (d,)
-    f = lambda x_, g_=gamma, b_=beta: group_norm_forward(x_, g_, b_, groups=n_groups, eps=eps)[0]  # noqa: E731
+
+    def f(x_, g_=gamma, b_=beta):
+        return group_norm_forward(x_, g_, b_, groups=n_groups, eps=eps, var_formula=var)[0]
+
     assert grad_err(dx, numerical_gradient(f, x, dout)) < TOL
     assert grad_err(dgamma, numerical_gradient(lambda g_: f(x, g_), gamma, dout)) < TOL
     assert grad_err(dbeta, numerical_gradient(lambda b_: f(x, gamma, b_), beta, dout)) < TOL
-    # Each group is a layer norm of its own slice (gamma and beta sliced alike).
+    # Each group is a layer norm of its own slice (gamma and beta sliced alike), bitwise.
     for k in range(n_groups):
         sl = slice(k * size, (k + 1) * size)
-        want, _ = layer_norm_forward(x[..., sl], gamma[sl], beta[sl], eps=eps)
-        np.testing.assert_allclose(out[..., sl], want, rtol=1e-12, atol=1e-12)
+        want, _ = layer_norm_forward(x[..., sl], gamma[sl], beta[sl], eps=eps, var_formula=var)
+        np.testing.assert_array_equal(out[..., sl], want)
+
+
+def test_layer_norm_variance_formulas():
+    """'one_pass' is E[x^2] - mean^2 as Axon's ``mean_and_variance`` computes it in some versions, 'two_pass'
+    mean((x - mean)^2) (``Nx.variance``): equal in exact arithmetic, far apart in float32 once the mean
+    dwarfs the spread. Group norm passes the choice on."""
+    rng = np.random.default_rng(0)
+    x = (1000 + 0.05 * rng.standard_normal((4, 8))).astype(np.float32)
+    ones, zeros = np.ones(8, np.float32), np.zeros(8, np.float32)
+    mean = x.mean(axis=-1, keepdims=True)
+    for var, want in (("one_pass", (x * x).mean(axis=-1, keepdims=True) - mean * mean),
+                      ("two_pass", ((x - mean) ** 2).mean(axis=-1, keepdims=True))):
+        out, cache = layer_norm_forward(x, ones, zeros, eps=1e-5, var_formula=var)
+        np.testing.assert_array_equal(cache.rstd, 1 / np.sqrt(np.maximum(want, 0) + np.float32(1e-5)))
+        g_out, _ = group_norm_forward(x, ones, zeros, groups=1, eps=1e-5, var_formula=var)
+        np.testing.assert_array_equal(g_out, out)
+    one = layer_norm_forward(x, ones, zeros, var_formula="one_pass")[0]
+    two = layer_norm_forward(x, ones, zeros, var_formula="two_pass")[0]
+    assert np.abs(one - two).max() > 0.1  # cancellation: the float32 one-pass variance is off by far
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(layer_norm_forward(x64, ones, zeros, var_formula="one_pass")[0],
+                               layer_norm_forward(x64, ones, zeros, var_formula="two_pass")[0], atol=1e-6)
+    with pytest.raises(ValueError, match="var_formula must be 'two_pass' or 'one_pass'"):
+        layer_norm_forward(x, ones, zeros, var_formula="welford")
 
 
 @given(seed=seeds, g=groups, n=st.integers(1, 4), d=st.integers(1, 6))

@@ -510,6 +510,24 @@ def test_edifice_layout_names_and_order():
     assert float(byol.loss(p, z, eps_mode="add", form="2-2cos")) == pytest.approx(float(res.loss), rel=1e-13)
 
 
+@pytest.mark.parametrize("norm", ["layer", "group"])
+def test_ln_var_reaches_every_layer_and_group_norm(norm):
+    """Config.ln_var is the variance formula of the networks' layer and group norms: the two formulas round
+    differently (so the forward is not bitwise the same) and agree to float64 rounding."""
+    opts = dict(norm=norm, norm_groups=2, layout="edifice" if norm == "layer" else "paper")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 5)) * 3 + 2
+    outs = {}
+    for var in ("two_pass", "one_pass"):
+        online, _ = byol.build(5, 6, 4, 8, seed=2, ln_var=var, **opts)
+        outs[var] = byol.forward(online, x, train=True)[0]
+    for k in ("y", "z", "p"):
+        assert not np.array_equal(outs["one_pass"][k], outs["two_pass"][k])
+        np.testing.assert_allclose(outs["one_pass"][k], outs["two_pass"][k], rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="ln_var"):
+        byol.Config(encoder_dim=3, ln_var="welford")
+
+
 def test_target_starts_as_copy_or_independent():
     online, target = byol.build(5, 6, 3, 7, seed=1)
     for k, v in target.params.items():

@@ -91,6 +91,8 @@ REACH = [
     (dict(bn_var="two_pass"), {}, "step0.online.view1.encoder.norm1.batch_var", False),
     (dict(ln_eps=1e-3), {}, None, False),  # no layer norm in this network: nowhere
     (dict(ln_eps=1e-3), dict(norm="layer"), "step0.online.view1.encoder.norm1.out", False),
+    (dict(ln_var="one_pass"), {}, None, False),
+    (dict(ln_var="one_pass"), dict(norm="layer"), "step0.online.view1.encoder.norm1.out", False),
     (dict(views="concat"), {}, "step0.online.view1.encoder.norm1.out", True),
     (dict(target_bn="running"), {}, "step0.target.view1.encoder.norm1.out", True),
     (dict(norm_eps_mode="norm"), dict(norm_eps=10.0), "step0.online.view1.p.normed", False),
