@@ -727,13 +727,15 @@ def _styles(layout: str) -> str:
     return " or ".join(k for k, v in STYLE_LAYOUT.items() if v == layout)
 
 
-def _layout_style(layout: str, mapping):
-    """--mapping, or the layout's default: the Axon layout has one shipped style, PyTorch's two need a choice."""
-    if mapping is not None:
-        return mapping
-    if layout == "axon":
-        return "edifice"
-    raise ValueError(f"--layout {layout} needs --mapping ({_styles(layout)}, or a JSON file)")
+def _layout_style(layout: str, mapping, flag: str):
+    """--mapping, or the layout's default (``interchange.default_mapping``); ``flag`` names the option
+    that chose the layout (``--layout``, ``--from``, ``--to``) in the error when there is none."""
+    from .interchange import default_mapping
+
+    style = default_mapping(layout, mapping)
+    if style is None:
+        raise ValueError(f"{flag} {layout} needs --mapping ({_styles(layout)}, or a JSON file)")
+    return style
 
 
 def _structure(preset, model_extra):
@@ -803,8 +805,20 @@ def _cmd_trace(args) -> int:
             weights = {k: v for k, v in inputs.items() if not keep.match(k)}
             structure = _structure(preset, model_extra)
             from .interchange import _ALIASES, simplicial_hint, unmapped_names
-            style = _layout_style(args.layout, args.mapping)
+            style = _layout_style(args.layout, args.mapping, "--layout")
+            if args.layout == "axon" and (structure.layout, structure.norm) != ("edifice", "layer"):
+                print(f"byol-ref trace: note: --layout axon with preset {preset.name} (layout {structure.layout!r}, "
+                      f"norm {structure.norm!r}); Edifice.Contrastive.BYOL's structure is --preset edifice",
+                      file=sys.stderr)
             mapping, aliases = resolve_mapping(style, structure, args.layout), _ALIASES.get(style, ())
+            absent = [t for ref, t in mapping.items() if ".param." in ref and t not in weights]
+            if absent and len(absent) < sum(".param." in ref for ref in mapping):  # all absent: from_layout says
+                biases = all(t.endswith(".bias") for t in absent)
+                raise ValueError(f"--inputs {args.inputs} lacks {len(absent)} {args.layout} tensor(s) that the "
+                                 f"{style} mapping names, e.g. {absent[:4]}"
+                                 + (" (a model without these biases: use the preset of the implementation that "
+                                    "wrote the weights, or --set hidden_bias=false / head_bias=false)" if biases
+                                    else "") + simplicial_hint(weights))
             inputs = {**from_layout(weights, mapping, layout=args.layout, strict=False, ignore_prefixes=aliases),
                       **views}
             ignored = unmapped_names(weights, mapping, ignore_prefixes=aliases)
@@ -904,12 +918,15 @@ def _cmd_convert(args) -> int:
     keep = _re.compile(_VIEW_NAMES)
     views = {k: v for k, v in arrays.items() if keep.match(k)}
     weights = {k: v for k, v in arrays.items() if not keep.match(k)}
+    if args.src_layout == args.dst_layout and args.given & {"mapping", "preset", "set"}:
+        raise ValueError(f"src and dst are both in the {args.src_layout} layout, so nothing is renamed: drop "
+                         f"{', '.join('--' + k for k in ('mapping', 'preset', 'set') if k in args.given)}")
     if args.src_layout != args.dst_layout:
-        other = args.dst_layout if args.src_layout == "byol-ref" else args.src_layout
+        other, flag = (args.dst_layout, "--to") if args.src_layout == "byol-ref" else (args.src_layout, "--from")
         if "byol-ref" not in (args.src_layout, args.dst_layout):
             raise ValueError(f"convert goes between byol-ref's layout and another one, got {args.src_layout} -> "
                              f"{args.dst_layout}: convert to byol-ref first, then from it")
-        style = _layout_style(other, args.mapping)
+        style = _layout_style(other, args.mapping, flag)
         mapping = resolve_mapping(style, structure, other)
         try:
             if args.src_layout == "byol-ref":

@@ -39,7 +39,7 @@ For your own model pass a dict (or a JSON file of one); ``<i>`` above is the pos
 in byol-ref's ``network_plan`` (ReLUs count, as in an ``nn.Sequential``).
 
 **Axon layout** (Elixir: ``Axon.ModelState.data``, a map ``%{layer => %{param => tensor}}``, flattened
-to ``"<layer>.<param>"``, e.g. by ``Safetensors.write!``; see ``docs/verifying.md``): a dense layer's
+to ``"<layer>.<param>"`` and written with ``Safetensors.write!``; see ``docs/verifying.md``): a dense layer's
 ``kernel`` is byol-ref's ``weight`` and is stored ``(in, out)`` as byol-ref's, so nothing is
 transposed; ``bias``, and a layer norm's ``gamma`` and ``beta``, keep their names. One mapping is
 shipped:
@@ -63,9 +63,9 @@ from .model import Config, Network, network_plan, param_shapes
 from .trace import TraceError, load_npz
 
 __all__ = ["torch_mapping", "axon_mapping", "MAPPING_STYLES", "LAYOUTS", "STYLE_LAYOUT", "to_torch_layout",
-           "from_torch_layout", "to_layout", "from_layout", "load_arrays", "save_arrays", "networks_to_arrays",
-           "save_networks", "load_networks", "transpose_weights", "read_safetensors", "write_safetensors",
-           "resolve_mapping"]
+           "from_torch_layout", "to_layout", "from_layout", "default_mapping", "load_arrays", "save_arrays",
+           "networks_to_arrays", "save_networks", "load_networks", "transpose_weights", "read_safetensors",
+           "write_safetensors", "resolve_mapping"]
 
 MAPPING_STYLES = ("byol-pytorch", "lightly", "edifice")
 LAYOUTS = ("byol-ref", "torch", "axon")
@@ -172,7 +172,8 @@ def resolve_mapping(mapping, config: Config | None = None, layout: str | None = 
     """
     if isinstance(mapping, str) and layout is not None and STYLE_LAYOUT.get(mapping, layout) != layout:
         raise ValueError(f"mapping style {mapping!r} names {STYLE_LAYOUT[mapping]} parameters, not {layout} ones: "
-                         f"use it with the {STYLE_LAYOUT[mapping]} layout")
+                         f"use it with the {STYLE_LAYOUT[mapping]} layout (trace --layout {STYLE_LAYOUT[mapping]}, "
+                         f"convert --from/--to {STYLE_LAYOUT[mapping]})")
     if isinstance(mapping, dict):
         bad = [(k, v) for k, v in mapping.items() if not isinstance(k, str) or not isinstance(v, str)]
         if bad:
@@ -309,7 +310,22 @@ def from_layout(state: dict, mapping: dict, *, layout: str, strict: bool = True,
             elif layout == "torch" and ref.endswith(".count"):
                 a = np.asarray(a, dtype="int64")
             out[ref] = a
+    _check_orientation(out, mapping, layout)
     return out
+
+
+def _check_orientation(arrays: dict, mapping: dict, layout: str) -> None:
+    """A Linear weight read in the wrong orientation would otherwise be reported later as a wrong-sized
+    bias: compare each weight's output width with its bias (byol-ref names, weights (in, out))."""
+    for ref, w in arrays.items():
+        bias_ref = ref[:-len("weight")] + "bias"
+        b = arrays.get(bias_ref) if _is_weight(ref, w) else None
+        if b is not None and np.ndim(b) == 1 and w.shape[1] != b.shape[0]:
+            stored = w.T.shape if layout == "torch" else w.shape  # as the file holds it
+            want = "(out, in)" if layout == "torch" else "(in, out)"
+            hint = " It looks transposed." if w.shape[0] == b.shape[0] else ""
+            raise ValueError(f"{mapping[ref]} has shape {stored} but its bias {mapping[bias_ref]} has {b.shape[0]} "
+                             f"features: {layout} weights are {want}.{hint}")
 
 
 # --------------------------------------------------------------------------- files
@@ -417,10 +433,17 @@ def networks_to_arrays(online: Network, target: Network | None = None) -> dict:
     return out
 
 
-def _layout_mapping(layout: str, mapping, path):
-    """The mapping for a non-byol-ref layout: the Axon layout defaults to the only shipped Axon style."""
+def default_mapping(layout: str, mapping=None):
+    """``mapping``, or the layout's default when it is None: the Axon layout has one shipped style
+    (``"edifice"``); PyTorch's two are a choice, so the torch layout has none (None is returned)."""
     if mapping is None and layout == "axon":
         return "edifice"
+    return mapping
+
+
+def _layout_mapping(layout: str, mapping, path):
+    """The mapping for a non-byol-ref layout (see :func:`default_mapping`), or a ValueError naming the choices."""
+    mapping = default_mapping(layout, mapping)
     if mapping is None:
         raise ValueError(f"{path} in the {layout} layout needs a mapping: one of "
                          f"{tuple(k for k, v in STYLE_LAYOUT.items() if v == layout)}, a dict or a JSON file")

@@ -112,8 +112,8 @@ FIELD_DOCS = {
     "ln_eps": "Layer-norm eps: 1e-5 (Axon `layer_norm`; only used by layout/norm 'layer').",
     "ln_var": "Layer-norm variance (always biased): 'two_pass' mean((x - mean)^2), as Axon's `layer_norm` computes "
               "it through `Nx.variance` (edifice); 'one_pass' E[x^2] - mean^2, what `Axon.Shared.mean_and_variance` "
-              "computes in other Axon versions: check the one your Edifice runs on. Only used by layout/norm "
-              "'layer' (and 'group').",
+              "computes in other Axon versions (byol-ref clamps it at 0, Axon does not: only a near-constant "
+              "sample can tell): check the one your Edifice runs on. Only used by layout/norm 'layer' (and 'group').",
     "views": "How the two views meet batch norm. 'separate': one pass per view, statistics per view, two "
              "running-stat updates per step (deepmind `apply_once_fn` per view; lightly; solo-learn). 'concat': "
              "both views as one batch of 2N (byol-pytorch since commit 40565b7, 2023-11, `torch.cat((image_one, "

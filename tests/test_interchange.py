@@ -450,3 +450,57 @@ def test_cli_convert_and_trace_in_the_axon_layout(tmp_path, capsys):
     assert set(a.arrays) == set(b.arrays)
     for k in a.arrays:
         np.testing.assert_array_equal(a.arrays[k], b.arrays[k])
+
+
+def test_axon_layout_cli_messages(tmp_path, capsys):
+    """Each refusal names the option and the way out; a JSON mapping of renamed Axon tensors traces as
+    the shipped one; a missing or transposed tensor is named as the file names it."""
+    from byol_ref.cli import main
+    from byol_ref.trace import load_trace
+
+    axon = _edifice_params(5)
+    rng = np.random.default_rng(6)
+    views = {"view1": rng.standard_normal((4, 5)), "view2": rng.standard_normal((4, 5))}
+    src = tmp_path / "edifice.safetensors"
+    write_safetensors(src, {**axon, **views})
+    own = tmp_path / "own.npz"
+    assert main(["convert", str(src), str(own), "--from", "axon", "--to", "byol-ref", "--preset", "edifice"]) == 0
+    capsys.readouterr()
+
+    def refused(args, message):
+        assert main(args) == 2
+        assert message in capsys.readouterr().err
+
+    dst = str(tmp_path / "x.npz")
+    refused(["convert", str(own), dst, "--from", "byol-ref", "--to", "torch", "--preset", "edifice"],
+            "--to torch needs --mapping (byol-pytorch or lightly, or a JSON file)")
+    refused(["convert", str(src), dst, "--from", "torch", "--to", "axon", "--mapping", "byol-pytorch"],
+            "convert goes between byol-ref's layout and another one, got torch -> axon")
+    refused(["convert", str(src), dst, "--from", "axon", "--to", "axon", "--mapping", "lightly"],
+            "src and dst are both in the axon layout, so nothing is renamed: drop --mapping")
+    refused(["trace", "--inputs", str(src), "--layout", "torch", "--mapping", "edifice", "--preset", "edifice",
+             "--out", dst], "use it with the axon layout (trace --layout axon")
+    trace = ["--preset", "edifice", "--steps", "1", "--out"]
+    missing = tmp_path / "missing.safetensors"
+    write_safetensors(missing, {k: v for k, v in {**axon, **views}.items() if k != "online_encoder_fc1.bias"})
+    refused(["trace", "--inputs", str(missing), "--layout", "axon", *trace, dst],
+            "lacks 1 axon tensor(s) that the edifice mapping names, e.g. ['online_encoder_fc1.bias']")
+    flipped = tmp_path / "flipped.safetensors"
+    write_safetensors(flipped, {**{k: v.T if k.endswith(".kernel") else v for k, v in axon.items()}, **views})
+    refused(["trace", "--inputs", str(flipped), "--layout", "axon", *trace, dst],
+            "online_encoder_fc1.kernel has shape (7, 5) but its bias online_encoder_fc1.bias has 7 features: "
+            "axon weights are (in, out). It looks transposed.")
+    # a JSON mapping of the same model under other Axon names
+    renamed = {k: "m." + k.replace("online_", "o_").replace("target_", "t_") for k in axon}
+    write_safetensors(tmp_path / "renamed.safetensors", {**{renamed[k]: v for k, v in axon.items()}, **views})
+    shipped = resolve_mapping("edifice", get_preset("edifice").config(encoder_dim=1), "axon")
+    (tmp_path / "map.json").write_text(json.dumps({ref: renamed[name] for ref, name in shipped.items()}))
+    assert main(["trace", "--inputs", str(tmp_path / "renamed.safetensors"), "--layout", "axon", "--mapping",
+                 str(tmp_path / "map.json"), *trace, str(tmp_path / "a.npz")]) == 0
+    assert main(["trace", "--inputs", str(src), "--layout", "axon", *trace, str(tmp_path / "b.npz")]) == 0
+    a, b = load_trace(tmp_path / "a.npz").arrays, load_trace(tmp_path / "b.npz").arrays
+    assert set(a) == set(b) and all(np.array_equal(a[k], b[k]) for k in a)
+    capsys.readouterr()
+    assert main(["trace", "--inputs", str(tmp_path / "renamed.safetensors"), "--layout", "axon", "--mapping",
+                 str(tmp_path / "map.json"), "--steps", "1", "--out", dst]) == 2  # deepmind's structure
+    assert "note: --layout axon with preset deepmind (layout 'paper', norm 'batch')" in capsys.readouterr().err

@@ -524,6 +524,10 @@ def test_ln_var_reaches_every_layer_and_group_norm(norm):
     for k in ("y", "z", "p"):
         assert not np.array_equal(outs["one_pass"][k], outs["two_pass"][k])
         np.testing.assert_allclose(outs["one_pass"][k], outs["two_pass"][k], rtol=1e-9, atol=1e-12)
+    online, _ = byol.build(5, 6, 4, 8, seed=2, **opts)  # the default: two_pass, as before ln_var existed
+    assert online.config.ln_var == "two_pass"
+    for k, v in byol.forward(online, x, train=True)[0].items():
+        np.testing.assert_array_equal(v, outs["two_pass"][k])
     with pytest.raises(ValueError, match="ln_var"):
         byol.Config(encoder_dim=3, ln_var="welford")
 
