@@ -268,7 +268,8 @@ def from_layout(state: dict, mapping: dict, *, layout: str, strict: bool = True,
     Args:
         state: ``{torch or axon name: array}``.
         mapping: ``{byol-ref name: torch or axon name}``.
-        layout: ``"torch"`` or ``"axon"``.
+        layout: ``"torch"`` or ``"axon"`` (a dense bias stored ``(1, units)``, as old Axon versions did,
+            is read as ``(units,)``).
         strict: every mapped torch name must be present, and every torch name must be mapped
             (else ValueError listing them). Without it, tensors of modules the mapping does not
             touch (a classifier head, say) are left out; a tensor of a module it *does* map (a
@@ -309,6 +310,8 @@ def from_layout(state: dict, mapping: dict, *, layout: str, strict: bool = True,
                 a = np.ascontiguousarray(a.T)
             elif layout == "torch" and ref.endswith(".count"):
                 a = np.asarray(a, dtype="int64")
+            elif layout == "axon" and ref.endswith(".bias") and a.ndim == 2 and a.shape[0] == 1:
+                a = a.reshape(-1)  # older Axon kept a dense bias as {1, units} (Axon.Shape.dense_bias)
             out[ref] = a
     _check_orientation(out, mapping, layout)
     return out

@@ -504,3 +504,21 @@ def test_axon_layout_cli_messages(tmp_path, capsys):
     assert main(["trace", "--inputs", str(tmp_path / "renamed.safetensors"), "--layout", "axon", "--mapping",
                  str(tmp_path / "map.json"), "--steps", "1", "--out", dst]) == 2  # deepmind's structure
     assert "note: --layout axon with preset deepmind (layout 'paper', norm 'batch')" in capsys.readouterr().err
+
+
+def test_axon_layout_reads_old_axon_biases():
+    """Older Axon versions shaped a dense bias {1, units}: read as (units,), the same networks. A layer-norm
+    parameter or a bias of any other shape is not reshaped."""
+    from byol_ref.interchange import from_layout
+
+    axon = _edifice_params(7)
+    mapping = resolve_mapping("edifice", get_preset("edifice").config(encoder_dim=1), "axon")
+    old = {k: v[None, :] if k.endswith(".bias") else v for k, v in axon.items()}
+    new, back = from_layout(axon, mapping, layout="axon"), from_layout(old, mapping, layout="axon")
+    assert set(back) == set(new)
+    for k in new:
+        np.testing.assert_array_equal(back[k], new[k])
+        assert back[k].shape == new[k].shape
+    odd = from_layout({**axon, "online_proj_norm.beta": axon["online_proj_norm.beta"][None, :]}, mapping,
+                      layout="axon")
+    assert odd["online.param.projector.norm1.beta"].shape == (1, 6)
