@@ -206,9 +206,12 @@ def transpose_weights(arrays: dict) -> dict:
     return {k: (np.ascontiguousarray(np.asarray(v).T) if _is_weight(k, v) else v) for k, v in arrays.items()}
 
 
+_FOREIGN_LAYOUTS = tuple(x for x in LAYOUTS if x != "byol-ref")  # what to_layout/from_layout convert to/from
+
+
 def _check_layout(layout: str) -> None:
-    if layout not in ("torch", "axon"):
-        raise ValueError(f"layout must be 'torch' or 'axon', got {layout!r}")
+    if layout not in _FOREIGN_LAYOUTS:
+        raise ValueError(f"layout must be one of {_FOREIGN_LAYOUTS}, got {layout!r}")
 
 
 def to_layout(arrays: dict, mapping: dict, *, layout: str, strict: bool = True) -> dict:

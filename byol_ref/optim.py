@@ -123,7 +123,7 @@ def _exclude_fns(exclude: Exclude) -> tuple[Callable, Callable]:
         return exclude, exclude
     if isinstance(exclude, tuple) and len(exclude) == 2 and all(callable(f) for f in exclude):
         return exclude
-    raise ValueError(
+    raise (ValueError if isinstance(exclude, str) else TypeError)(
         "exclude must be 'name', 'ndim', None, a callable (name, param) -> bool or a pair of "
         f"such callables (exclude_wd, exclude_lars), got {exclude!r}"
     )
@@ -158,7 +158,7 @@ def _lr_mults(lr_mult: LrMult, params: Mapping[str, Any]) -> dict[str, float]:
     elif callable(lr_mult):
         get = lr_mult
     else:
-        raise ValueError(
+        raise TypeError(
             f"lr_mult must be None, a dict or a callable name -> float, got {type(lr_mult).__name__}"
         )
     return {k: _check_float(get(k), f"lr_mult({k!r})") for k in params}
@@ -170,21 +170,28 @@ def _lr_mults(lr_mult: LrMult, params: Mapping[str, Any]) -> dict[str, float]:
 
 def _check_float(value: Any, name: str, lo: float = 0.0, hi: float = math.inf,
                  hi_open: bool = False) -> float:
-    """``value`` as a finite Python float in [lo, hi] (or [lo, hi)), else a ValueError naming it."""
+    """``value`` as a finite Python float in [lo, hi] (or [lo, hi)).
+
+    Not a number (a string, a bool, None) is a TypeError; a number outside the interval, NaN or
+    infinity a ValueError. Both name ``name``, the value and the interval. A 0-d array (a schedule's
+    value on either backend) is a number.
+    """
+    interval = f"[{lo}, {hi})" if hi_open else f"[{lo}, {hi}]"
+    expected = f"{name} must be a finite number in {interval}, got {value!r}"
+    if isinstance(value, (bool, str, bytes)):
+        raise TypeError(f"{expected} ({type(value).__name__})")
     try:
         v = float(value)
     except (TypeError, ValueError):
-        v = math.nan
-    ok = math.isfinite(v) and lo <= v and (v < hi if hi_open else v <= hi)
-    if not ok:
-        interval = f"[{lo}, {hi})" if hi_open else f"[{lo}, {hi}]"
-        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
+        raise TypeError(f"{expected} ({type(value).__name__})") from None
+    if not (math.isfinite(v) and lo <= v and (v < hi if hi_open else v <= hi)):
+        raise ValueError(expected)
     return v
 
 
 def _check_bool(value: Any, name: str) -> bool:
     if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
+        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
     return value
 
 
@@ -715,8 +722,9 @@ def make_optimizer(name: str, **hyper: Any) -> Optimizer:
         An :class:`Optimizer`.
 
     Raises:
-        ValueError: unknown name, unknown hyper-parameter, or an invalid value (checked here,
+        ValueError: unknown name, unknown hyper-parameter, or a value out of range (checked here,
             not at the first step).
+        TypeError: a value of the wrong type (a string for a number, 1 for True).
     """
     if name not in _OPTIMIZERS:
         raise ValueError(f"name must be one of {sorted(_OPTIMIZERS)}, got {name!r}")

@@ -7,8 +7,8 @@ import struct
 import numpy as np
 import pytest
 
-from byol_ref.interchange import (from_torch_layout, load_arrays, load_networks, networks_to_arrays,
-                                  read_safetensors, resolve_mapping, save_networks, to_torch_layout,
+from byol_ref.interchange import (from_layout, from_torch_layout, load_arrays, load_networks, networks_to_arrays,
+                                  read_safetensors, resolve_mapping, save_networks, to_layout, to_torch_layout,
                                   torch_mapping, transpose_weights, write_safetensors)
 from byol_ref.model import build_from_config
 from byol_ref.presets import get_preset
@@ -179,8 +179,12 @@ def test_bad_files_and_mappings(tmp_path):
     np.savez(tmp_path / "other.npz", **{"fc.weight": np.zeros((2, 2))})
     with pytest.raises(ValueError, match="lacks .* mapped name"):
         load_networks(tmp_path / "other.npz", layout="torch", mapping="lightly", config=online.config)
-    with pytest.raises(ValueError, match="layout must be"):
+    with pytest.raises(ValueError, match=r"layout must be one of \('byol-ref', 'torch', 'axon'\), got 'jax'"):
         load_networks(tmp_path / "other.npz", layout="jax")
+    for convert in (to_layout, from_layout):  # byol-ref's own layout is not a conversion
+        for layout in ("jax", "byol-ref"):
+            with pytest.raises(ValueError, match=rf"layout must be one of \('torch', 'axon'\), got '{layout}'"):
+                convert({}, {}, layout=layout)
     with pytest.raises(ValueError, match="no torch name"):
         to_torch_layout({"online.param.zzz": np.zeros(2)}, {})
     mapping = torch_mapping("lightly", online.config)

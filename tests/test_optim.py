@@ -295,20 +295,33 @@ def test_make_optimizer_binds_hyper():
     ("sgd", dict(momentum=1.0), "momentum"),
     ("sgd", dict(momentum=-0.1), "momentum"),
     ("sgd", dict(weight_decay=-1e-6), "weight_decay"),
-    ("sgd", dict(nesterov=1), "nesterov"),
+
     ("lars", dict(eta=0.0), "eta"),
     ("lars", dict(eps=-1.0), "eps"),
     ("lars", dict(trust_ratio="trust"), "trust_ratio"),
     ("lars", dict(exclude="bias"), "exclude"),
-    ("lars", dict(clip_lr="yes"), "clip_lr"),
-    ("lars", dict(lr_mult=3.0), "lr_mult"),
-    ("lars", dict(inplace="yes"), "inplace"),
     ("adam", dict(b1=1.0), "b1"),
     ("adam", dict(b2=float("nan")), "b2"),
     ("adamw", dict(eps=-1e-8), "eps"),
 ])
 def test_make_optimizer_validates(name, hyper, arg):
     with pytest.raises(ValueError, match=arg):
+        make_optimizer(name, **hyper)
+
+
+@pytest.mark.parametrize("name, hyper, message", [
+    ("sgd", dict(nesterov=1), r"nesterov must be True or False, got 1 \(int\)"),
+    ("lars", dict(clip_lr="yes"), r"clip_lr must be True or False, got 'yes' \(str\)"),
+    ("lars", dict(inplace="yes"), r"inplace must be True or False, got 'yes' \(str\)"),
+    ("lars", dict(lr_mult=3.0), r"lr_mult must be None, a dict or a callable name -> float, got float"),
+    ("lars", dict(exclude=3), r"exclude must be 'name', 'ndim', None, a callable .* got 3"),
+    ("sgd", dict(momentum="0.9"), r"momentum must be a finite number in \[0.0, 1.0\), got '0.9' \(str\)"),
+    ("sgd", dict(momentum=True), r"momentum must be a finite number in \[0.0, 1.0\), got True \(bool\)"),
+    ("adam", dict(eps=None), r"eps must be a finite number in \[0.0, inf\], got None \(NoneType\)"),
+])
+def test_make_optimizer_refuses_wrong_types(name, hyper, message):
+    """A value of the wrong type is a TypeError naming the argument, the value and its type."""
+    with pytest.raises(TypeError, match=message):
         make_optimizer(name, **hyper)
 
 
@@ -615,12 +628,24 @@ def test_adam_eps_must_be_positive_in_the_params_dtype(name):
 
 
 @pytest.mark.parametrize("name", ["sgd", "lars", "adam", "adamw"])
-@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), "fast", None])
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), "fast", None, "0.1", False])
 def test_every_optimiser_refuses_a_bad_lr(name, bad):
     params = {"w": arr([1.0])}
     opt = make_optimizer(name)
-    with pytest.raises(ValueError, match=r"lr must be a finite number in \[0.0, inf\], got " + repr(bad)):
+    error = ValueError if isinstance(bad, float) else TypeError
+    with pytest.raises(error, match=r"lr must be a finite number in \[0.0, inf\], got " + repr(bad)):
         opt.update({"w": arr([1.0])}, opt.init(params), params, lr=bad)
+
+
+@pytest.mark.parametrize("name", ["sgd", "lars", "adam", "adamw"])
+def test_every_optimiser_takes_a_0d_array_lr(name):
+    """A schedule's value may arrive as a NumPy scalar or a 0-d array: that is a number."""
+    params, grads = {"w": arr([1.0])}, {"w": arr([0.5])}
+    opt = make_optimizer(name)
+    a, _ = opt.update(grads, opt.init(params), params, lr=0.1)
+    for lr in (np.float64(0.1), np.array(0.1)):
+        b, _ = opt.update(grads, opt.init(params), params, lr=lr)
+        np.testing.assert_array_equal(a["w"], b["w"])
 
 
 @pytest.mark.parametrize("name, arg", [("sgd", "momentum"), ("lars", "momentum"), ("adam", "b1"), ("adam", "b2"),
