@@ -15,9 +15,9 @@ FLOPs over the median time), the ratio to the matmul bound and to PyTorch, and t
 pool's high-water mark) against what the step needs (params, grads, optimiser state, target
 params and the activations cached for the backward, counted from the shapes).
 
-Usage (``make bench`` runs the first line):
-    python benchmarks/bench_step.py                       # CPU, float32, 2 threads, all configs
-    python benchmarks/bench_step.py --threads 1
+Usage (``make bench`` runs the first line, the CPU table of docs/benchmarks.md; the second is its 1-thread table):
+    python benchmarks/bench_step.py --threads 2 --steps 25 --out benchmarks/results/cpu-2t  # float32, all configs
+    python benchmarks/bench_step.py --threads 1 --steps 25 --out benchmarks/results/cpu-1t
     python benchmarks/bench_step.py --backend cupy --batch 256,4096 --out benchmarks/results/gpu
 """
 from __future__ import annotations

@@ -50,8 +50,8 @@ def cupy_status() -> tuple[bool, str]:
     except Exception as exc:  # ImportError, or a broken CUDA install raising at import
         return False, (
             f"CuPy is not installed or failed to import ({type(exc).__name__}: {exc}); "
-            "install the extra that matches your CUDA toolkit: "
-            "pip install 'byol-ref[cuda12]' or 'byol-ref[cuda13]'"
+            "install the CuPy that matches your CUDA toolkit: pip install cupy-cuda12x (or cupy-cuda13x), "
+            "or from a byol-ref checkout pip install -e '.[cuda12]' (or '.[cuda13]')"
         )
     try:
         n = cupy.cuda.runtime.getDeviceCount()

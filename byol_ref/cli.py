@@ -139,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'digits' (embedded UCI digits), 'synthetic', or a .npy/.npz/.csv feature file")
     g.add_argument("--labels", default=None,
                    help="for a CSV: label column name or index; or a separate .npy/.csv label file")
-    g.add_argument("--data-seed", type=int, default=0, help="seed of the train/test split of a user file")
+    g.add_argument("--data-seed", type=int, default=0,
+                   help="seed of the train/test split of a user file, and of the points of --data synthetic")
     g = t.add_argument_group("training")
     g.add_argument("--epochs", type=int, default=TrainConfig.epochs, help="passes over the training split")
     g.add_argument("--batch-size", type=int, default=TrainConfig.batch_size,
@@ -170,14 +171,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--predictor-dim", type=int, default=Config.predictor_dim, help="predictor hidden width Q")
     g.add_argument("--norm", choices=NORMS, default=None,
                    help="normalisation layers (default: batch, or the --preset's; group: --set norm_groups=G, "
-                        "and --set weight_std=true for the batch-statistics-free BYOL; affine: --set data_init=true for the BN-free BYOL "
-                        "initialised from the data's statistics)")
+                        "and --set weight_std=true for the batch-statistics-free BYOL; affine: --set "
+                        "data_init=true for the BN-free BYOL initialised from the data's statistics)")
     g.add_argument("--layout", choices=("paper", "edifice"), default="paper",
                    help="paper: Linear -> norm -> ReLU blocks; edifice: the Elixir/Axon module's layout")
     g = t.add_argument_group("collapse-lab ablations")
     g.add_argument("--no-predictor", action="store_true", help="drop the predictor (p = z)")
     g.add_argument("--no-stop-gradient", action="store_true",
                    help="let the gradient flow through the target branch (use with --tau 0)")
+    g = t.add_argument_group("any other field")
     g.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any model.Config or TrainConfig field, e.g. --set views=concat")
     g = t.add_argument_group("run directory")
@@ -283,6 +285,14 @@ _RESUME_FREE = {"out", "resume", "epochs", "device", "augment", "no_progress", "
                 "knn_temperature", "labels_per_class"}
 
 
+def _peak_note(tcfg: TrainConfig) -> str:
+    """The note ``(peak P = lr x N/S)`` when the linear scaling rule moves the peak lr off --lr."""
+    scale = tcfg.lr_batch_scale or tcfg.batch_size  # 0 disables the rule (train.make_schedules)
+    if tcfg.batch_size == scale:
+        return ""
+    return f" (peak {tcfg.lr * tcfg.batch_size / scale:.4g} = lr x {tcfg.batch_size}/{scale})"
+
+
 def _check_resume_flags(args, out: Path, saved: dict, model_cfg: Config, tcfg: TrainConfig) -> None:
     """Refuse command-line settings that a resumed run would not honour (it continues with the
     settings in its config.json): name each with the value asked for and the run's own."""
@@ -375,7 +385,7 @@ def _train(args) -> int:
          "views": views_record}, indent=2))
     print(f"byol-ref: training on {dataset.name} ({dataset.x_train.shape[0]} train / {dataset.x_test.shape[0]} test, "
           f"{dataset.x_train.shape[1]} features) for {tcfg.epochs} epochs, batch {tcfg.batch_size}, "
-          f"{tcfg.optimizer} lr {tcfg.lr}{' (per epoch)' if tcfg.lr_interval == 'epoch' else ''}, "
+          f"{tcfg.optimizer} lr {tcfg.lr}{_peak_note(tcfg)}{' (per epoch)' if tcfg.lr_interval == 'epoch' else ''}, "
           f"tau {tcfg.tau_base} ({tcfg.tau_schedule}{', per epoch' if tcfg.tau_interval == 'epoch' else ''}), "
           f"{tcfg.dtype} on {backend.name}",
           flush=True)
@@ -646,8 +656,9 @@ def _add_verify_parsers(sub, train_parser) -> None:
                     "(docs/trace-format.md).", formatter_class=_HelpFormatter)
     t.add_argument("--out", required=True, help="trace file to write (.npz; never overwritten unless --overwrite)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    t.add_argument("--preset", choices=preset_names(), default="deepmind",
-                   help="the implementation whose conventions the traced steps follow (docs/presets.md)")
+    t.add_argument("--preset", choices=preset_names(), default=None,
+                   help="the implementation whose conventions the traced steps follow (docs/presets.md; default: "
+                        "edifice with --layout axon and its edifice mapping, else deepmind)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a preset field, or set another model.Config / TrainConfig field")
     g = t.add_argument_group("inputs (one of)")
@@ -666,9 +677,11 @@ def _add_verify_parsers(sub, train_parser) -> None:
     g.add_argument("--batch", type=int, default=4, help="with --dims: batch size N")
     g.add_argument("--seed", type=int, default=0, help="with --dims: seed of params and views")
     g = t.add_argument_group("steps")
-    g.add_argument("--steps", type=int, default=None, help="steps to trace (default: as many as the inputs "
-                                                           "have views for; 2 with --dims)")
-    g.add_argument("--total-steps", type=int, default=None, help="K of the lr and tau schedules (default: steps)")
+    g.add_argument("--steps", type=int, default=None,
+                   help="steps to trace (default: one per step<i>.input.view1/2 pair in the inputs; a single "
+                        "view1/view2 pair, reused by every step, needs --steps; 2 with --dims)")
+    g.add_argument("--total-steps", type=int, default=None,
+                   help="K of the lr and tau schedules (default: start-step + steps)")
     g.add_argument("--warmup-steps", type=int, default=None,
                    help="W of the lr warm-up (default: round(warmup_fraction * K))")
     g.add_argument("--start-step", type=int, default=0, help="global step k of the first traced step")
@@ -714,10 +727,20 @@ def _add_verify_parsers(sub, train_parser) -> None:
                    help="layout of dst (one of src and dst is byol-ref)")
     c.add_argument("--mapping", default=None,
                    help=f"torch: {_styles('torch')}; axon: {_styles('axon')} (the default); or a JSON file")
-    c.add_argument("--preset", choices=preset_names(), default="deepmind",
-                   help="network structure for a named mapping (biases, layout)")
+    c.add_argument("--preset", choices=preset_names(), default=None,
+                   help="network structure for a named mapping (biases, layout; default: edifice for the axon "
+                        "layout's edifice mapping, else deepmind); not with a run directory or checkpoint, whose "
+                        "own config is the structure")
     c.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a structure field")
     c.add_argument("--partial", action="store_true", help="allow names without a mapping entry (dropped)")
+
+
+def _preset_name(args, layout: str) -> str:
+    """--preset, else the structure the mapping fixes: Edifice.Contrastive.BYOL's for the axon layout
+    with its shipped mapping (the only structure that mapping accepts), else deepmind."""
+    if args.preset is not None:
+        return args.preset
+    return "edifice" if layout == "axon" and args.mapping in (None, "edifice") else "deepmind"
 
 
 def _styles(layout: str) -> str:
@@ -789,7 +812,7 @@ def _cmd_trace(args) -> int:
     from .presets import get_preset
     from .trace import make_inputs, save_trace, trace_inputs
 
-    preset, model_extra, train_extra = _route_sets(args.set, get_preset(args.preset))
+    preset, model_extra, train_extra = _route_sets(args.set, get_preset(_preset_name(args, args.layout)))
     if (args.inputs is None) == (args.dims is None):
         raise ValueError("pass exactly one of --inputs FILE and --dims D,H,P,Q[,PH]")
     steps = args.steps
@@ -896,7 +919,8 @@ def _cmd_convert(args) -> int:
     _check_output(args.dst, "dst", args.overwrite)
     if Path(args.dst).resolve() == checkpoint_file(args.src).resolve():
         raise ValueError(f"dst {args.dst} is the input itself; write the converted weights to another file")
-    preset, model_extra, _ = _route_sets(args.set, get_preset(args.preset))
+    other_layout = args.dst_layout if args.src_layout == "byol-ref" else args.src_layout
+    preset, model_extra, _ = _route_sets(args.set, get_preset(_preset_name(args, other_layout)))
     structure = _structure(preset, model_extra)
     src = Path(args.src)
     if args.src_layout == "byol-ref" and _is_checkpoint(src):

@@ -228,7 +228,7 @@ def format_report(rep: DiffReport, *, show_all: bool = False, max_rows: int | No
             lines.append(f"  {d.name:<{w}}  {d.status:<8} {shape_a or '()':<12} {shape_b or '()':<12} "
                          f"{_fmt(d.max_abs):>9} {_fmt(d.max_rel):>9}{extra}")
         if len(rows) > max_rows:
-            lines.append(f"  ... and {len(rows) - max_rows} more (use --json for all)")
+            lines.append(f"  ... and {len(rows) - max_rows} more (--all lists them all, --json too)")
     for side, names in (("A", rep.only_a), ("B", rep.only_b)):
         if names:
             shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")

@@ -19,7 +19,8 @@ style of byol-pytorch, this script runs lucidrains' real code:
    views can meet batch norm: byol-pytorch concatenates them into one batch since commit 40565b7
    (2023-11) and forwarded them one at a time before;
 4. diffs each trace against the recorded one and says which convention the installed version
-   follows. Exit status 0 when exactly one agrees.
+   follows. Exit status 0 when exactly one agrees, non-zero otherwise, 77 (skipped) without torch and
+   byol-pytorch.
 
 Tolerance: rtol 1e-9, atol 1e-10 (docs/verifying.md section 5): the biases in front of batch norm
 have a true gradient of exactly zero, so both sides hold rounding noise there, which Adam scales up.
@@ -34,14 +35,15 @@ from inspect import signature
 
 import numpy as np
 
+from _skip import skip  # examples/_skip.py: exit 77 (skipped) when this check cannot run here
+
 try:
     import torch
     import torch.nn as nn
     from byol_pytorch import BYOL
 except ImportError as exc:  # pragma: no cover - the message is the point
-    print(f"This check runs the byol-pytorch package itself ({exc}); install it with `pip install byol-pytorch`.\n"
-          "byol-ref does not need it; see docs/verifying.md.")
-    sys.exit(0)
+    skip(f"this check runs the byol-pytorch package itself ({exc}); install it with `pip install byol-pytorch`. "
+         "byol-ref does not need it; see docs/verifying.md.", __doc__)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from byol_ref.cli import main as byol_ref_cli  # noqa: E402

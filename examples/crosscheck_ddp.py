@@ -20,7 +20,7 @@ A BYOL step in byol-pytorch's conventions (views concatenated per replica, torch
 The script requires each to agree (rtol 1e-9, atol 1e-10) on the loss (the mean over every
 replica), every gradient, the updated params, the EMA'd target and the running statistics, and,
 so that the check could fail, that both disagree with byol-ref's unsharded step (``bn_shards=1``).
-Exit status 0 when all of that holds.
+Exit status 0 when all of that holds, non-zero otherwise, 77 (skipped) without torch.
 """
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ import tempfile
 
 import numpy as np
 
+from _skip import skip  # examples/_skip.py: exit 77 (skipped) when this check cannot run here
+
 try:
     import torch
     import torch.distributed as dist
@@ -39,9 +41,8 @@ try:
     import torch.nn.functional as F
     from torch.nn.parallel import DistributedDataParallel
 except ImportError as exc:  # pragma: no cover - the message is the point
-    print(f"This check runs PyTorch's DistributedDataParallel ({exc}); install it with `pip install torch`.\n"
-          "byol-ref does not need it; see docs/verifying.md.")
-    sys.exit(0)
+    skip(f"this check runs PyTorch's DistributedDataParallel ({exc}); install it with `pip install torch`. "
+         "byol-ref does not need it; see docs/verifying.md.", __doc__)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from byol_ref.diff import diff_traces, format_report  # noqa: E402

@@ -14,7 +14,8 @@ parameters, from ``get_weight_decay_parameters``) and its ``CosineWarmupSchedule
 every optimiser step. Everything runs in float64 from exported weights; the script records the
 loss, lr, tau, every gradient, the updated online and momentum params and the batch-norm
 buffers under byol-ref's trace names, traces the same steps with ``byol-ref trace --preset
-lightly`` and diffs (rtol 1e-9, atol 1e-10). Exit status 0 when everything agrees.
+lightly`` and diffs (rtol 1e-9, atol 1e-10). Exit status 0 when everything agrees,
+non-zero otherwise, 77 (skipped) without torch and lightly.
 
 The schedules are where implementations differ most quietly: lightly's warm-up is
 ``(k + 1) / W`` (``warmup_offset=1``), its cosine divides by ``K - W - 1``
@@ -31,6 +32,8 @@ import tempfile
 
 import numpy as np
 
+from _skip import skip  # examples/_skip.py: exit 77 (skipped) when this check cannot run here
+
 try:
     import torch
     import torch.nn as nn
@@ -40,9 +43,8 @@ try:
     from lightly.utils.lars import LARS
     from lightly.utils.scheduler import CosineWarmupScheduler, cosine_schedule
 except ImportError as exc:  # pragma: no cover - the message is the point
-    print(f"This check runs the lightly package itself ({exc}); install it with `pip install lightly`.\n"
-          "byol-ref does not need it; see docs/verifying.md.")
-    sys.exit(0)
+    skip(f"this check runs the lightly package itself ({exc}); install it with `pip install lightly`. "
+         "byol-ref does not need it; see docs/verifying.md.", __doc__)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from byol_ref.cli import main as byol_ref_cli  # noqa: E402

@@ -29,7 +29,8 @@ deepmind`` and diffs at rtol 1e-9, atol 1e-10. It does so twice: with the preset
 (``lr_rounding="float32"``), which must agree on every tensor, and with ``lr_rounding="exact"``,
 which must diverge at the first warm-up step with a learning rate that is not a float32:
 ``learning_schedule`` casts the step to float32, and its ``jnp.where`` keeps the whole schedule
-float32 even under ``jax_enable_x64``. Exit status 0 when both hold.
+float32 even under ``jax_enable_x64``. Exit status 0 when both hold, non-zero otherwise,
+77 (skipped) without JAX, Haiku, optax and dm-tree or without ``--byol-src``.
 
 The official code predates JAX's removal of ``jax.tree_multimap``; the script restores that name
 (as ``jax.tree_util.tree_map``) before importing it.
@@ -43,6 +44,8 @@ import tempfile
 
 import numpy as np
 
+from _skip import skip  # examples/_skip.py: exit 77 (skipped) when this check cannot run here
+
 try:
     import jax
     import jax.numpy as jnp
@@ -50,9 +53,9 @@ try:
     import optax
     import tree  # noqa: F401  (dm-tree: optimizers.py imports it)
 except ImportError as exc:  # pragma: no cover - the message is the point
-    print(f"This check runs the official BYOL code, which needs JAX, Haiku, optax and dm-tree ({exc}); install "
-          "them with `pip install jax dm-haiku optax dm-tree`.\nbyol-ref does not need them; see docs/verifying.md.")
-    sys.exit(0)
+    skip(f"this check runs the official BYOL code, which needs JAX, Haiku, optax and dm-tree ({exc}); install "
+         "them with `pip install jax dm-haiku optax dm-tree`. byol-ref does not need them; see docs/verifying.md.",
+         __doc__)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from byol_ref.cli import main as byol_ref_cli  # noqa: E402
@@ -195,9 +198,8 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", default=None, help="where to write the files (default: a temporary folder)")
     args = ap.parse_args(argv)
     if not args.byol_src:
-        print("This check runs the official BYOL code: clone google-deepmind/deepmind-research and pass "
-              "--byol-src (or set BYOL_OFFICIAL_SRC). byol-ref does not need it; see docs/verifying.md.")
-        return 0
+        skip("this check runs the official BYOL code: clone google-deepmind/deepmind-research and pass "
+             "--byol-src (or set BYOL_OFFICIAL_SRC). byol-ref does not need it; see docs/verifying.md.", __doc__)
     official = import_official(args.byol_src)
     verdicts = {}
     with tempfile.TemporaryDirectory() as tmp:

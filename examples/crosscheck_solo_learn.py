@@ -30,7 +30,8 @@ Everything runs in float64 from exported weights. The script records the loss, l
 gradient, the updated online and momentum params, LARS's momentum buffers and every batch-norm
 buffer under byol-ref's trace names, traces the same steps with ``byol-ref trace --preset
 solo-learn`` (its weights read through a mapping the script writes, as you would for your own
-model) and diffs at rtol 1e-9, atol 1e-10. Exit status 0 when everything agrees.
+model) and diffs at rtol 1e-9, atol 1e-10. Exit status 0 when everything agrees,
+non-zero otherwise, 77 (skipped) without torch or without ``--solo-src``.
 
 Where solo-learn differs from the official schedule: its warm-up divides by ``W - 1``
 (``warmup_denominator="W-1"``) and starts at ``warmup_start=3e-5``; LARS's trust ratio is
@@ -49,13 +50,14 @@ import tempfile
 
 import numpy as np
 
+from _skip import skip  # examples/_skip.py: exit 77 (skipped) when this check cannot run here
+
 try:
     import torch
     import torch.nn as nn
 except ImportError as exc:  # pragma: no cover - the message is the point
-    print(f"This check runs solo-learn's own code, which needs torch ({exc}); install it with `pip install torch`.\n"
-          "byol-ref does not need it; see docs/verifying.md.")
-    sys.exit(0)
+    skip(f"this check runs solo-learn's own code, which needs torch ({exc}); install it with `pip install torch`. "
+         "byol-ref does not need it; see docs/verifying.md.", __doc__)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from byol_ref.cli import main as byol_ref_cli  # noqa: E402
@@ -173,9 +175,8 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", default=None, help="where to write the files (default: a temporary folder)")
     args = ap.parse_args(argv)
     if not args.solo_src:
-        print("This check runs solo-learn's own code: clone vturrisi/solo-learn and pass --solo-src (or set "
-              "SOLO_LEARN_SRC). byol-ref does not need it; see docs/verifying.md.")
-        return 0
+        skip("this check runs solo-learn's own code: clone vturrisi/solo-learn and pass --solo-src (or set "
+             "SOLO_LEARN_SRC). byol-ref does not need it; see docs/verifying.md.", __doc__)
     solo = load_solo(args.solo_src)
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or tmp

@@ -12,7 +12,8 @@ batch norm; loss 2 - 2 cos summed over the two directions; Adam 3e-4; EMA 0.99 a
    the prediction and of every parameter, Adam's state, the updated online and target params, all
    under byol-ref's trace names (docs/trace-format.md), weights left in torch's (out, in) layout;
 3. runs ``byol-ref trace`` on the exported weights under the ``byol-pytorch`` preset;
-4. runs ``byol-ref diff`` and prints the report (exit status 0 when everything agrees).
+4. runs ``byol-ref diff`` and prints the report (exit status 0 when everything agrees, non-zero otherwise,
+   77 (skipped) without torch).
 
 ``--bug`` plants a common mistake in the PyTorch step (averaging the two loss directions instead of
 summing them): the diff then names ``step0.loss.total`` as the first divergence.
@@ -27,14 +28,15 @@ import tempfile
 
 import numpy as np
 
+from _skip import skip  # examples/_skip.py: exit 77 (skipped) when this check cannot run here
+
 try:
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
 except ImportError:  # pragma: no cover - the message is the point
-    print("This example needs PyTorch (pip install torch): it compares a PyTorch BYOL step with byol-ref.\n"
-          "byol-ref itself does not need torch; see docs/verifying.md for the steps.")
-    sys.exit(0)
+    skip("this example needs PyTorch (pip install torch): it compares a PyTorch BYOL step with byol-ref. "
+         "byol-ref itself does not need torch; see docs/verifying.md for the steps.", __doc__)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from byol_ref.cli import main as byol_ref_cli  # noqa: E402

@@ -3,9 +3,10 @@
 Runs the default recipe and one change at a time, then writes
 ``docs/img/collapse-lab.png`` (collapse monitors over training, probe accuracies),
 ``docs/img/collapse-lab-similarity.png`` (each arm's projection similarities) and
-``docs/collapse-lab-results.md`` (the table quoted in docs/collapse-lab.md).
+``docs/collapse-lab-results.md`` (the table quoted in docs/collapse-lab.md) with its numbers in
+``docs/collapse-lab-results.json``. ``--out DIR`` writes the same files under DIR instead of docs/.
 
-    OPENBLAS_NUM_THREADS=1 python scripts/collapse_lab.py [--epochs 150] [--seed 0]
+    OPENBLAS_NUM_THREADS=1 python scripts/collapse_lab.py [--epochs 150] [--seed 0] [--out docs]
 
 Each arm trains from the same seed, data order and augmentations; only the named switch
 differs. About half a minute per arm on 2 CPU cores.
@@ -58,9 +59,11 @@ ARMS = [
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=150)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=str(ROOT / "docs"))
+    p.add_argument("--epochs", type=int, default=150, help="epochs per arm (default: 150)")
+    p.add_argument("--seed", type=int, default=0, help="the seed every arm trains from (default: 0)")
+    p.add_argument("--out", default=str(ROOT / "docs"),
+                   help="where collapse-lab-results.md/.json and img/*.png go; existing files are replaced "
+                        "(default: docs)")
     args = p.parse_args(argv)
     ds = load_digits()
     results = []

@@ -1,7 +1,7 @@
 """Golden vectors for byol-ref, from an independent PyTorch implementation (autodiff, float64).
 
-    /work/devenv/bin/python scripts/make_golden.py            # writes tests/golden/<preset>.npz
-    python scripts/make_golden.py --out DIR --presets lightly  # any env with torch and numpy
+    /path/to/python-with-torch scripts/make_golden.py               # writes tests/golden/<preset>.npz
+    /path/to/python-with-torch scripts/make_golden.py --out DIR --presets lightly
 
 This script does NOT import byol_ref. It re-implements an MLP BYOL training step from the
 conventions each implementation uses (BYOL_FACTS sections a, d, g), with PyTorch modules and

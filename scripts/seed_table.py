@@ -6,7 +6,8 @@
 The recipe (the flags below) must match the Makefile's `run` target; ``--set KEY=VALUE`` (repeatable)
 passes a variant to ``byol-ref train --set``. With matplotlib installed it also draws the first
 seed's features (docs/img/make-run-features.png, as `make run` draws them into its run directory,
-at a lower resolution; ``--figure ""`` draws none).
+at a lower resolution; ``--figure ""`` draws none). The runs go to runs/seeds/seed<N> (``--runs``),
+replacing what is there. Each training uses one BLAS thread unless OPENBLAS_NUM_THREADS is set.
 """
 from __future__ import annotations
 
@@ -25,15 +26,20 @@ RECIPE = ["--data", "digits", "--projection-dim", "64", "--projector-hidden-dim"
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--out", default=str(ROOT / "docs" / "results-digits.md"))
-    p.add_argument("--runs", default=str(ROOT / "runs" / "seeds"))
-    p.add_argument("--figure", default=str(ROOT / "docs" / "img" / "make-run-features.png"))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default: 0 1 2)")
+    p.add_argument("--out", default=str(ROOT / "docs" / "results-digits.md"),
+                   help="the Markdown table to write (default: docs/results-digits.md)")
+    p.add_argument("--runs", default=str(ROOT / "runs" / "seeds"),
+                   help="where the run directories go, one seed<N> per seed; runs already there are replaced "
+                        "(default: runs/seeds)")
+    p.add_argument("--figure", default=str(ROOT / "docs" / "img" / "make-run-features.png"),
+                   help='the first seed\'s feature figure, "" for none (default: docs/img/make-run-features.png)')
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a variant of the recipe")
     args = p.parse_args(argv)
     variant = [a for pair in args.set for a in ("--set", pair)]
     reports = []
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")  # the training time in the table is measured with one BLAS thread
     for seed in args.seeds:
         out = Path(args.runs) / f"seed{seed}"
         cmd = [sys.executable, "-m", "byol_ref", "train", *RECIPE, *variant, "--seed", str(seed), "--out", str(out),

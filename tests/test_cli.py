@@ -61,6 +61,7 @@ def test_train_writes_a_run_directory_and_reports(tiny_run):
     for name in ("config.json", "metrics.jsonl", "checkpoint.npz", "report.json", "report.txt"):
         assert (out / name).is_file(), name
     assert "BYOL encoder (y)" in res.stdout and "random-init encoder" in res.stdout and "raw inputs" in res.stdout
+    assert "batch 64, adamw lr 0.002 (peak 0.0005 = lr x 64/256), tau 0.996" in res.stdout  # the linear scaling
     # The gain lines restate the table's differences.
     report = json.loads((out / "report.json").read_text())
     rows = {r["name"]: r for r in report["rows"]}

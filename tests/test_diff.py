@@ -197,4 +197,6 @@ def test_all_lists_every_tensor_with_the_differing_ones_first():
     assert "t45" in short and "t00" not in short  # only what differs
     full = format_report(rep, show_all=True, max_rows=None)
     rows = [line.split()[0] for line in full.splitlines()[2:52]]
-    assert rows[0] == "t45" and sorted(rows) == sorted(a) and "more (use --json" not in full
+    assert rows[0] == "t45" and sorted(rows) == sorted(a) and " more (" not in full
+    cut = format_report(rep, show_all=True)  # 40 rows by default: the rest is counted, and --all named
+    assert "  ... and 10 more (--all lists them all, --json too)" in cut.splitlines()

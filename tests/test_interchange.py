@@ -419,7 +419,7 @@ def test_axon_layout_errors(tmp_path):
     online, target = _nets("edifice")
     own = save_networks(tmp_path / "own.npz", online, target)
     dst = str(tmp_path / "x.npz")
-    assert main(["convert", own, dst, "--from", "byol-ref", "--to", "axon"]) == 2  # deepmind's structure
+    assert main(["convert", own, dst, "--from", "byol-ref", "--to", "axon", "--preset", "deepmind"]) == 2
     assert main(["convert", own, dst, "--from", "torch", "--to", "axon", "--preset", "edifice"]) == 2
     assert main(["convert", own, dst, "--from", "byol-ref", "--to", "torch", "--mapping", "edifice",
                  "--preset", "edifice"]) == 2
@@ -454,6 +454,20 @@ def test_cli_convert_and_trace_in_the_axon_layout(tmp_path, capsys):
     assert set(a.arrays) == set(b.arrays)
     for k in a.arrays:
         np.testing.assert_array_equal(a.arrays[k], b.arrays[k])
+    # Without --preset, the axon layout's edifice mapping implies the module's preset: the same files.
+    assert main(["convert", str(tmp_path / "edifice.safetensors"), str(tmp_path / "own2.npz"), "--from", "axon",
+                 "--to", "byol-ref"]) == 0
+    assert main(["convert", str(tmp_path / "own.npz"), str(tmp_path / "again2.npz"), "--from", "byol-ref",
+                 "--to", "axon"]) == 0
+    for x, y in (("own", "own2"), ("again", "again2")):
+        p, q = load_arrays(tmp_path / f"{x}.npz"), load_arrays(tmp_path / f"{y}.npz")
+        assert set(p) == set(q) and all(np.array_equal(p[k], q[k]) for k in p)
+    capsys.readouterr()
+    assert main(["trace", "--inputs", str(tmp_path / "edifice.safetensors"), "--layout", "axon", "--steps", "2",
+                 "--out", str(tmp_path / "implied.trace.npz")]) == 0
+    assert "preset edifice" in capsys.readouterr().out
+    c = load_trace(tmp_path / "implied.trace.npz")
+    assert set(c.arrays) == set(a.arrays) and all(np.array_equal(c.arrays[k], a.arrays[k]) for k in a.arrays)
 
 
 def test_axon_layout_cli_messages(tmp_path, capsys):
