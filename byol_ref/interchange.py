@@ -457,7 +457,7 @@ def _layout_mapping(layout: str, mapping, path):
 
 
 def save_networks(path, online: Network, target: Network | None = None, *, layout: str = "byol-ref",
-                  mapping=None) -> str:
+                  mapping=None, strict: bool = True) -> str:
     """Save networks in byol-ref's layout, as a torch state_dict or as flat Axon parameters.
 
     Args:
@@ -466,11 +466,13 @@ def save_networks(path, online: Network, target: Network | None = None, *, layou
         layout: ``"byol-ref"``, ``"torch"`` or ``"axon"``.
         mapping: with ``"torch"``: a style (``"byol-pytorch"``, ``"lightly"``), a dict or a JSON path;
             with ``"axon"``: ``"edifice"`` (the default), a dict or a JSON path.
+        strict: every array of the networks must have a mapping entry (the shipped mappings name
+            them all); ``False`` writes only those a partial mapping names.
     """
     arrays = networks_to_arrays(online, target)
-    if layout in ("torch", "axon"):
+    if layout in _FOREIGN_LAYOUTS:
         mapping = resolve_mapping(_layout_mapping(layout, mapping, path), online.config, layout)
-        arrays = to_layout(arrays, mapping, layout=layout, strict=False)
+        arrays = to_layout(arrays, mapping, layout=layout, strict=strict)
     elif layout != "byol-ref":
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     return save_arrays(path, arrays)

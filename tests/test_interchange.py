@@ -540,3 +540,122 @@ def test_axon_layout_reads_old_axon_biases():
     odd = from_layout({**axon, "online_proj_norm.beta": axon["online_proj_norm.beta"][None, :]}, mapping,
                       layout="axon")
     assert odd["online.param.projector.norm1.beta"].shape == (1, 6)
+
+
+# ----------------------------------------------------------------------------------------------
+# Corners of the axon and torch layouts (each test kills a mutant the tests above let through)
+
+def _edifice_structure():
+    return get_preset("edifice").config(encoder_dim=1)
+
+
+def test_axon_mapping_refuses_a_torch_style():
+    from byol_ref.interchange import axon_mapping
+
+    with pytest.raises(ValueError, match="Axon mapping style must be 'edifice'"):
+        axon_mapping("lightly", _edifice_structure())
+
+
+def test_only_a_dense_bias_stored_one_by_units_is_reshaped():
+    """Older Axon's {1, units} bias, under any name the mapping gives it, and for a single unit too,
+    reads as (units,); a (units, 1) column, and anything in the torch layout, is left as stored."""
+    axon = _edifice_params(7)
+    mapping = resolve_mapping("edifice", _edifice_structure(), "axon")
+    column = {**axon, "online_encoder_fc1.bias": axon["online_encoder_fc1.bias"][:, None]}
+    assert from_layout(column, mapping, layout="axon")["online.param.encoder.fc1.bias"].shape == (7, 1)
+    custom = {"online.param.encoder.fc1.weight": "fc.k", "online.param.encoder.fc1.bias": "fc.b"}
+    got = from_layout({"fc.k": np.zeros((2, 3)), "fc.b": np.arange(3.0)[None, :]}, custom, layout="axon")
+    assert got["online.param.encoder.fc1.bias"].shape == (3,)
+    np.testing.assert_array_equal(got["online.param.encoder.fc1.bias"], [0.0, 1.0, 2.0])
+    one = {"online.param.encoder.fc1.weight": "fc.kernel", "online.param.encoder.fc1.bias": "fc.bias"}
+    got = from_layout({"fc.kernel": np.zeros((2, 1)), "fc.bias": np.zeros((1, 1))}, one, layout="axon")
+    assert got["online.param.encoder.fc1.bias"].shape == (1,)
+    online, target = _nets("byol-pytorch")
+    tmap = torch_mapping("byol-pytorch", online.config)
+    state = to_torch_layout(networks_to_arrays(online, target), tmap)
+    state["online_encoder.net.0.bias"] = state["online_encoder.net.0.bias"][None, :]
+    assert from_torch_layout(state, tmap)["online.param.encoder.fc1.bias"].shape == (1, 6)
+
+
+def test_a_transposed_torch_weight_is_named_as_stored():
+    online, target = _nets("byol-pytorch")
+    tmap = torch_mapping("byol-pytorch", online.config)
+    state = to_torch_layout(networks_to_arrays(online, target), tmap)
+    state["online_encoder.net.0.weight"] = state["online_encoder.net.0.weight"].T  # stored (in, out) = (5, 6)
+    with pytest.raises(ValueError, match=r"online_encoder.net.0.weight has shape \(5, 6\) but its bias "
+                                         r"online_encoder.net.0.bias has 6 features: torch weights are \(out, in\)\. "
+                                         r"It looks transposed\."):
+        from_torch_layout(state, tmap)
+
+
+def test_save_and_load_networks_check_the_mapping(tmp_path):
+    online, target = _nets("byol-pytorch")
+    with pytest.raises(ValueError, match=r"needs a mapping: one of \('byol-pytorch', 'lightly'\),"):
+        save_networks(tmp_path / "t.npz", online, target, layout="torch")
+    online, target = _nets("edifice")
+    partial = {"online.param.encoder.fc1.weight": "fc1.kernel"}
+    with pytest.raises(ValueError, match="pass strict=False"):  # nothing is left out without a word
+        save_networks(tmp_path / "p.npz", online, target, layout="axon", mapping=partial)
+    assert not (tmp_path / "p.npz").exists()
+    path = save_networks(tmp_path / "p.npz", online, target, layout="axon", mapping=partial, strict=False)
+    assert set(load_arrays(path)) == {"fc1.kernel"}
+    path = save_networks(tmp_path / "e.safetensors", online, target, layout="axon")
+    with pytest.raises(ValueError, match="mapping style 'edifice' names axon parameters, not torch ones"):
+        load_networks(path, layout="torch", mapping="edifice", config=online.config)
+
+
+@pytest.fixture
+def axon_file(tmp_path):
+    axon = _edifice_params(5)
+    rng = np.random.default_rng(6)
+    views = {"view1": rng.standard_normal((4, 5)), "view2": rng.standard_normal((4, 5))}
+    src = tmp_path / "edifice.safetensors"
+    write_safetensors(src, {**axon, **views})
+    return src, axon, views
+
+
+def test_trace_layout_messages(tmp_path, axon_file, capsys):
+    from byol_ref.cli import main
+
+    src, axon, views = axon_file
+    out = ["--steps", "1", "--out", str(tmp_path / "x.npz")]
+
+    def refused(args, *says, absent=()):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        for text in says:
+            assert text in err, err
+        for text in absent:
+            assert text not in err, err
+
+    refused(["trace", "--inputs", str(src), "--layout", "axon", "--preset", "edifice", "--set", "norm=batch", *out],
+            "note: --layout axon with preset edifice (layout 'edifice', norm 'batch')")
+    refused(["trace", "--inputs", str(src), "--layout", "torch", "--preset", "edifice", *out],
+            "--layout torch needs --mapping (byol-pytorch or lightly, or a JSON file)")
+    online, target = _nets("edifice")
+    own = save_networks(tmp_path / "own.npz", online, target)
+    refused(["trace", "--inputs", own, "--layout", "axon", *out], "the axon state lacks")  # none of its names
+    miss = tmp_path / "m.safetensors"
+    write_safetensors(miss, {k: v for k, v in {**axon, **views}.items()
+                             if k not in ("online_encoder_fc1.bias", "online_encoder_fc1.kernel")})
+    refused(["trace", "--inputs", str(miss), "--layout", "axon", *out], "lacks 2 axon tensor(s)",
+            absent=["a model without these biases"])  # the hint is for missing biases only
+
+
+@pytest.mark.parametrize("extra, flag", [(["--preset", "edifice"], "--preset"), (["--set", "ln_var=one_pass"], "--set")])
+def test_convert_between_equal_layouts_refuses_structure_options(tmp_path, capsys, extra, flag):
+    from byol_ref.cli import main
+
+    online, target = _nets("edifice")
+    own = save_networks(tmp_path / "own.npz", online, target)
+    assert main(["convert", own, str(tmp_path / "x.npz"), "--from", "byol-ref", "--to", "byol-ref", *extra]) == 2
+    assert f"so nothing is renamed: drop {flag}" in capsys.readouterr().err
+
+
+def test_convert_with_nothing_to_write_names_the_mapping_used(tmp_path, capsys):
+    from byol_ref.cli import main
+
+    np.savez(tmp_path / "foo.npz", foo=np.zeros(3))
+    assert main(["convert", str(tmp_path / "foo.npz"), str(tmp_path / "x.npz"), "--from", "byol-ref", "--to", "axon",
+                 "--partial"]) == 2
+    assert "no array of" in (err := capsys.readouterr().err) and "has a name in the edifice mapping" in err

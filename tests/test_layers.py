@@ -176,6 +176,12 @@ def test_layer_norm_variance_formulas():
     x64 = x.astype(np.float64)
     np.testing.assert_allclose(layer_norm_forward(x64, ones, zeros, var_formula="one_pass")[0],
                                layer_norm_forward(x64, ones, zeros, var_formula="two_pass")[0], atol=1e-6)
+    # the default of both, for a direct caller, is the two-pass formula (Config.ln_var's default)
+    np.testing.assert_array_equal(layer_norm_forward(x, ones, zeros)[0], two)
+    np.testing.assert_array_equal(group_norm_forward(x, ones, zeros, groups=2)[0],
+                                  group_norm_forward(x, ones, zeros, groups=2, var_formula="two_pass")[0])
+    assert not np.array_equal(group_norm_forward(x, ones, zeros, groups=2)[0],
+                              group_norm_forward(x, ones, zeros, groups=2, var_formula="one_pass")[0])
     with pytest.raises(ValueError, match="var_formula must be 'two_pass' or 'one_pass'"):
         layer_norm_forward(x, ones, zeros, var_formula="welford")
 
