@@ -285,12 +285,13 @@ _RESUME_FREE = {"out", "resume", "epochs", "device", "augment", "no_progress", "
                 "knn_temperature", "labels_per_class"}
 
 
-def _peak_note(tcfg: TrainConfig) -> str:
-    """The note ``(peak P = lr x N/S)`` when the linear scaling rule moves the peak lr off --lr."""
+def _lr_note(tcfg: TrainConfig) -> str:
+    """`` (peak P = lr x N/S; per epoch)``: the peak when the linear scaling rule moves it off --lr,
+    and whether the schedule steps per epoch; empty when neither applies."""
     scale = tcfg.lr_batch_scale or tcfg.batch_size  # 0 disables the rule (train.make_schedules)
-    if tcfg.batch_size == scale:
-        return ""
-    return f" (peak {tcfg.lr * tcfg.batch_size / scale:.4g} = lr x {tcfg.batch_size}/{scale})"
+    notes = [f"peak {tcfg.lr * tcfg.batch_size / scale:.4g} = lr x {tcfg.batch_size}/{scale}"] * (
+        tcfg.batch_size != scale) + ["per epoch"] * (tcfg.lr_interval == "epoch")
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 def _check_resume_flags(args, out: Path, saved: dict, model_cfg: Config, tcfg: TrainConfig) -> None:
@@ -385,7 +386,7 @@ def _train(args) -> int:
          "views": views_record}, indent=2))
     print(f"byol-ref: training on {dataset.name} ({dataset.x_train.shape[0]} train / {dataset.x_test.shape[0]} test, "
           f"{dataset.x_train.shape[1]} features) for {tcfg.epochs} epochs, batch {tcfg.batch_size}, "
-          f"{tcfg.optimizer} lr {tcfg.lr}{_peak_note(tcfg)}{' (per epoch)' if tcfg.lr_interval == 'epoch' else ''}, "
+          f"{tcfg.optimizer} lr {tcfg.lr}{_lr_note(tcfg)}, "
           f"tau {tcfg.tau_base} ({tcfg.tau_schedule}{', per epoch' if tcfg.tau_interval == 'epoch' else ''}), "
           f"{tcfg.dtype} on {backend.name}",
           flush=True)
@@ -728,19 +729,23 @@ def _add_verify_parsers(sub, train_parser) -> None:
     c.add_argument("--mapping", default=None,
                    help=f"torch: {_styles('torch')}; axon: {_styles('axon')} (the default); or a JSON file")
     c.add_argument("--preset", choices=preset_names(), default=None,
-                   help="network structure for a named mapping (biases, layout; default: edifice for the axon "
-                        "layout's edifice mapping, else deepmind); not with a run directory or checkpoint, whose "
-                        "own config is the structure")
+                   help="network structure for a named mapping (biases, layout; default: edifice with --from "
+                        "axon and its edifice mapping, else deepmind); not with a run directory or checkpoint, "
+                        "whose own config is the structure")
     c.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a structure field")
     c.add_argument("--partial", action="store_true", help="allow names without a mapping entry (dropped)")
 
 
-def _preset_name(args, layout: str) -> str:
-    """--preset, else the structure the mapping fixes: Edifice.Contrastive.BYOL's for the axon layout
-    with its shipped mapping (the only structure that mapping accepts), else deepmind."""
+def _preset_name(args, read_layout: str) -> str:
+    """--preset, else the structure the mapping fixes: Edifice.Contrastive.BYOL's when weights are read
+    from the axon layout with its shipped mapping (the only structure that mapping accepts), else
+    deepmind. Only a read implies it: the file's Axon names then have to match, whereas byol-ref
+    weights of another structure written to the axon layout would be renamed wrongly."""
+    from .interchange import default_mapping
+
     if args.preset is not None:
         return args.preset
-    return "edifice" if layout == "axon" and args.mapping in (None, "edifice") else "deepmind"
+    return "edifice" if read_layout == "axon" and default_mapping("axon", args.mapping) == "edifice" else "deepmind"
 
 
 def _styles(layout: str) -> str:
@@ -919,16 +924,17 @@ def _cmd_convert(args) -> int:
     _check_output(args.dst, "dst", args.overwrite)
     if Path(args.dst).resolve() == checkpoint_file(args.src).resolve():
         raise ValueError(f"dst {args.dst} is the input itself; write the converted weights to another file")
-    other_layout = args.dst_layout if args.src_layout == "byol-ref" else args.src_layout
-    preset, model_extra, _ = _route_sets(args.set, get_preset(_preset_name(args, other_layout)))
+    preset, model_extra, _ = _route_sets(args.set, get_preset(_preset_name(args, args.src_layout)))
     structure = _structure(preset, model_extra)
     src = Path(args.src)
+    from_run = False
     if args.src_layout == "byol-ref" and _is_checkpoint(src):
         # A training checkpoint: its online and target networks; its own config is the structure.
         if args.given & {"preset", "set"}:
             raise ValueError(f"{src} is a byol-ref run, whose checkpoint fixes the network's structure; drop "
                              "--preset/--set (they describe the structure of a plain weights file)")
         state, structure, _, _ = load_checkpoint(checkpoint_file(src))
+        from_run = True
         arrays = networks_to_arrays(state.online, state.target)
         print(f"byol-ref convert: read the online and target networks (params and buffers) at step {state.step} of "
               f"{checkpoint_file(src)}; its optimiser state is not converted", file=sys.stderr)
@@ -951,7 +957,14 @@ def _cmd_convert(args) -> int:
             raise ValueError(f"convert goes between byol-ref's layout and another one, got {args.src_layout} -> "
                              f"{args.dst_layout}: convert to byol-ref first, then from it")
         style = _layout_style(other, args.mapping, flag)
-        mapping = resolve_mapping(style, structure, other)
+        try:
+            mapping = resolve_mapping(style, structure, other)
+        except ValueError as exc:  # a run's structure is its own: no --preset can change it
+            if not from_run:
+                raise
+            raise ValueError(f"{src} holds a network that the {style} mapping does not name: "
+                             + str(exc).replace("use --preset edifice", "only a run trained with --preset edifice "
+                                                "converts with it")) from None
         try:
             if args.src_layout == "byol-ref":
                 weights = to_layout(weights, mapping, layout=other, strict=not args.partial)

@@ -178,7 +178,7 @@ def _check_float(value: Any, name: str, lo: float = 0.0, hi: float = math.inf,
     """
     interval = f"[{lo}, {hi})" if hi_open else f"[{lo}, {hi}]"
     expected = f"{name} must be a finite number in {interval}, got {value!r}"
-    if isinstance(value, (bool, str, bytes)):
+    if isinstance(value, (bool, np.bool_, str, bytes)):
         raise TypeError(f"{expected} ({type(value).__name__})")
     try:
         v = float(value)
@@ -190,9 +190,10 @@ def _check_float(value: Any, name: str, lo: float = 0.0, hi: float = math.inf,
 
 
 def _check_bool(value: Any, name: str) -> bool:
-    if not isinstance(value, bool):
+    """``value`` as a Python bool (NumPy's bool too), else a TypeError naming it: 1 is not True."""
+    if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
-    return value
+    return bool(value)
 
 
 def _buffers_init(params: Mapping[str, Any], prefixes: tuple[str, ...]) -> dict:
@@ -320,7 +321,8 @@ def sgd_update(
         ``(new_params, new_state)``.
 
     Raises:
-        ValueError: bad hyper-parameter, or keys/shapes/dtypes that do not match.
+        ValueError: a hyper-parameter out of range, or keys/shapes/dtypes that do not match.
+        TypeError: a hyper-parameter of the wrong type (a string for a number, 1 for True).
 
     References:
         torch.optim.SGD (momentum, nesterov, weight_decay); Sutskever et al. 2013.
@@ -434,7 +436,8 @@ def lars_update(
         ``(new_params, new_state)``.
 
     Raises:
-        ValueError: bad hyper-parameter, or keys/shapes/dtypes that do not match.
+        ValueError: a hyper-parameter out of range, or keys/shapes/dtypes that do not match.
+        TypeError: a hyper-parameter of the wrong type (a string for a number, 1 for True).
 
     References:
         deepmind-research/byol ``utils/optimizers.py`` (``add_weight_decay``, ``scale_by_lars``,
@@ -449,8 +452,9 @@ def lars_update(
         raise ValueError("eta must be > 0, got 0.0")
     eps = _check_float(eps, "eps")
     if trust_ratio not in ("norm_of_sum", "sum_of_norms"):
-        raise ValueError(f"trust_ratio must be 'norm_of_sum' (official) or 'sum_of_norms' "
-                         f"(solo-learn, lightly), got {trust_ratio!r}")
+        error = ValueError if isinstance(trust_ratio, str) else TypeError
+        raise error(f"trust_ratio must be 'norm_of_sum' (official) or 'sum_of_norms' (solo-learn, lightly), "
+                    f"got {trust_ratio!r}")
     clip_lr = _check_bool(clip_lr, "clip_lr")
     inplace = _check_bool(inplace, "inplace")
     exclude_wd, exclude_lars = _exclude_fns(exclude)

@@ -782,3 +782,13 @@ def test_a_run_refused_in_fit_removes_its_files_but_leaves_a_folder_the_user_mad
     assert cli.main(["train", *SMALL_RUN, "--out", str(tmp_path / "new")]) == 2
     assert not (tmp_path / "new").exists()
     assert "refused before the first step" in capsys.readouterr().err
+
+
+def test_start_line_notes_the_peak_lr_and_a_per_epoch_schedule():
+    from byol_ref.cli import _lr_note
+    from byol_ref.train import TrainConfig
+
+    assert _lr_note(TrainConfig()) == ""  # batch 256 = the scale: the peak is --lr
+    assert _lr_note(TrainConfig(batch_size=64)) == " (peak 0.0005 = lr x 64/256)"
+    assert _lr_note(TrainConfig(batch_size=64, lr_interval="epoch")) == " (peak 0.0005 = lr x 64/256; per epoch)"
+    assert _lr_note(TrainConfig(batch_size=64, lr_batch_scale=0, lr_interval="epoch")) == " (per epoch)"

@@ -419,6 +419,7 @@ def test_axon_layout_errors(tmp_path):
     online, target = _nets("edifice")
     own = save_networks(tmp_path / "own.npz", online, target)
     dst = str(tmp_path / "x.npz")
+    assert main(["convert", own, dst, "--from", "byol-ref", "--to", "axon"]) == 2  # deepmind's structure
     assert main(["convert", own, dst, "--from", "byol-ref", "--to", "axon", "--preset", "deepmind"]) == 2
     assert main(["convert", own, dst, "--from", "torch", "--to", "axon", "--preset", "edifice"]) == 2
     assert main(["convert", own, dst, "--from", "byol-ref", "--to", "torch", "--mapping", "edifice",
@@ -454,15 +455,19 @@ def test_cli_convert_and_trace_in_the_axon_layout(tmp_path, capsys):
     assert set(a.arrays) == set(b.arrays)
     for k in a.arrays:
         np.testing.assert_array_equal(a.arrays[k], b.arrays[k])
-    # Without --preset, the axon layout's edifice mapping implies the module's preset: the same files.
+    # Reading the axon layout with its edifice mapping implies the module's preset: the same file. Writing
+    # it does not (byol-ref weights of another structure would be renamed wrongly): --preset is needed.
     assert main(["convert", str(tmp_path / "edifice.safetensors"), str(tmp_path / "own2.npz"), "--from", "axon",
                  "--to", "byol-ref"]) == 0
-    assert main(["convert", str(tmp_path / "own.npz"), str(tmp_path / "again2.npz"), "--from", "byol-ref",
-                 "--to", "axon"]) == 0
-    for x, y in (("own", "own2"), ("again", "again2")):
-        p, q = load_arrays(tmp_path / f"{x}.npz"), load_arrays(tmp_path / f"{y}.npz")
-        assert set(p) == set(q) and all(np.array_equal(p[k], q[k]) for k in p)
+    p, q = load_arrays(tmp_path / "own.npz"), load_arrays(tmp_path / "own2.npz")
+    assert set(p) == set(q) and all(np.array_equal(p[k], q[k]) for k in p)
     capsys.readouterr()
+    for partial in ([], ["--partial"]):
+        assert main(["convert", str(tmp_path / "own.npz"), str(tmp_path / "again2.npz"), "--from", "byol-ref",
+                     "--to", "axon", *partial]) == 2
+        assert "but the config has {'layout': 'paper', 'norm': 'batch'}: use --preset edifice" in (
+            capsys.readouterr().err)
+    assert not (tmp_path / "again2.npz").exists()
     assert main(["trace", "--inputs", str(tmp_path / "edifice.safetensors"), "--layout", "axon", "--steps", "2",
                  "--out", str(tmp_path / "implied.trace.npz")]) == 0
     assert "preset edifice" in capsys.readouterr().out
@@ -642,7 +647,8 @@ def test_trace_layout_messages(tmp_path, axon_file, capsys):
             absent=["a model without these biases"])  # the hint is for missing biases only
 
 
-@pytest.mark.parametrize("extra, flag", [(["--preset", "edifice"], "--preset"), (["--set", "ln_var=one_pass"], "--set")])
+@pytest.mark.parametrize("extra, flag", [(["--preset", "edifice"], "--preset"),
+                                         (["--set", "ln_var=one_pass"], "--set")])
 def test_convert_between_equal_layouts_refuses_structure_options(tmp_path, capsys, extra, flag):
     from byol_ref.cli import main
 
@@ -657,5 +663,19 @@ def test_convert_with_nothing_to_write_names_the_mapping_used(tmp_path, capsys):
 
     np.savez(tmp_path / "foo.npz", foo=np.zeros(3))
     assert main(["convert", str(tmp_path / "foo.npz"), str(tmp_path / "x.npz"), "--from", "byol-ref", "--to", "axon",
-                 "--partial"]) == 2
+                 "--preset", "edifice", "--partial"]) == 2
     assert "no array of" in (err := capsys.readouterr().err) and "has a name in the edifice mapping" in err
+
+
+def test_convert_a_run_of_another_structure_to_axon_says_why(tmp_path, capsys):
+    """A run's structure is its own (--preset is refused with it): the refusal says which runs convert."""
+    from byol_ref.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--data", "synthetic", "--epochs", "1", "--hidden-size", "8", "--projection-dim", "4",
+                 "--predictor-dim", "4", "--out", str(run), "--no-eval", "--no-progress", "--no-plots"]) == 0
+    capsys.readouterr()
+    assert main(["convert", str(run), str(tmp_path / "x.npz"), "--from", "byol-ref", "--to", "axon"]) == 2
+    err = capsys.readouterr().err
+    assert f"{run} holds a network that the edifice mapping does not name" in err
+    assert "only a run trained with --preset edifice converts with it" in err and "use --preset" not in err

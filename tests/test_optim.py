@@ -295,7 +295,6 @@ def test_make_optimizer_binds_hyper():
     ("sgd", dict(momentum=1.0), "momentum"),
     ("sgd", dict(momentum=-0.1), "momentum"),
     ("sgd", dict(weight_decay=-1e-6), "weight_decay"),
-
     ("lars", dict(eta=0.0), "eta"),
     ("lars", dict(eps=-1.0), "eps"),
     ("lars", dict(trust_ratio="trust"), "trust_ratio"),
@@ -318,11 +317,25 @@ def test_make_optimizer_validates(name, hyper, arg):
     ("sgd", dict(momentum="0.9"), r"momentum must be a finite number in \[0.0, 1.0\), got '0.9' \(str\)"),
     ("sgd", dict(momentum=True), r"momentum must be a finite number in \[0.0, 1.0\), got True \(bool\)"),
     ("adam", dict(eps=None), r"eps must be a finite number in \[0.0, inf\], got None \(NoneType\)"),
+    ("sgd", dict(momentum=np.True_), r"momentum must be a finite number in \[0.0, 1.0\), got .*True.* \(bool"),
+    ("lars", dict(trust_ratio=3), r"trust_ratio must be 'norm_of_sum' \(official\) or 'sum_of_norms'"),
 ])
 def test_make_optimizer_refuses_wrong_types(name, hyper, message):
     """A value of the wrong type is a TypeError naming the argument, the value and its type."""
     with pytest.raises(TypeError, match=message):
         make_optimizer(name, **hyper)
+
+
+def test_numpy_bools_are_bools():
+    """A flag read from an array (np.True_) is a bool, and stays one in the bound hyper-parameters' effect."""
+    params, grads = {"w": arr([1.0, -2.0])}, {"w": arr([0.5, 0.25])}
+    a = make_optimizer("sgd", momentum=0.9, nesterov=True)
+    b = make_optimizer("sgd", momentum=0.9, nesterov=np.True_)
+    np.testing.assert_array_equal(a.update(grads, a.init(params), params, lr=0.1)[0]["w"],
+                                  b.update(grads, b.init(params), params, lr=0.1)[0]["w"])
+    c = make_optimizer("sgd", momentum=0.9, nesterov=False)
+    assert not np.array_equal(a.update(grads, a.init(params), params, lr=0.1)[0]["w"],
+                              c.update(grads, c.init(params), params, lr=0.1)[0]["w"])
 
 
 def test_update_validates_inputs():
