@@ -143,8 +143,18 @@ def _umask() -> int:
 
 def atomic_savez(path, arrays: dict) -> Path:
     """:func:`atomic_write` of host arrays as an uncompressed ``.npz`` at exactly ``path``
-    (no object arrays: they would need pickle to read)."""
-    return atomic_write(path, lambda f: np.savez(f, **arrays))
+    (no object arrays: they would need pickle to read).
+
+    Written member by member, as ``np.savez`` does, but from the dict itself: ``np.savez(f, **arrays)``
+    would take an array named ``allow_pickle`` or ``file`` for its own argument.
+    """
+    def write(f):
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for name, value in arrays.items():
+                with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
+
+    return atomic_write(path, write)
 
 
 def atomic_write_text(path, text: str) -> Path:

@@ -5,6 +5,7 @@ import numbers
 import operator
 
 from .backend import get_array_module
+from .backend import host as np
 
 
 def check_choice(value, name, choices):
@@ -66,6 +67,20 @@ def check_seed(seed, name="seed", *, allow_none=False):
     if value < 0:
         raise ValueError(f"{name} must be {expected}, got {value}")
     return value
+
+
+def check_count(value, name):
+    """A step count read from a file (a batch-norm ``count``, torch's ``num_batches_tracked``, an
+    optimiser's ``count``) as an int64 array: every entry a whole number in [0, 2**62], else an
+    error naming it. (A cast alone would turn NaN, inf or 1e300 into -2**63 and 1.5 into 1.)"""
+    a = np.asarray(value)
+    if a.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold whole numbers (a step count), got dtype {a.dtype}")
+    if a.dtype.kind == "f" and not (np.isfinite(a).all() and (a == np.round(a)).all()):
+        raise ValueError(f"{name} must hold whole numbers (a step count), got {a.ravel()[:4].tolist()}")
+    if (a < 0).any() or (a > 2**62).any():
+        raise ValueError(f"{name} must be a step count in [0, 2**62], got {a.ravel()[:4].tolist()}")
+    return a.astype("int64")
 
 
 def check_array(x, name, *, ndim=None, last_dim=None, dtype=None, finite=True, min_rows=None):

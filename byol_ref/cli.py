@@ -189,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "--epochs may change, other settings that differ are refused. A longer run spreads the lr "
                         "and tau cosines over the new length from the current step on (the lr rises again: a warm "
                         "restart, not the schedule of a run planned that long), with the run's warm-up")
-    g.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace the run in a non-empty --out: its checkpoint, metrics, config, report and plots "
+                        "are replaced as training starts (other files stay)")
     g.add_argument("--checkpoint-every", type=int, default=TrainConfig.checkpoint_every, help="steps (0: end only)")
     g.add_argument("--log-every", type=int, default=TrainConfig.log_every, help="steps between metric records")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -357,7 +359,7 @@ def _train(args) -> int:
     if model_cfg.encoder_dim != dataset.x_train.shape[1]:
         raise ValueError(f"encoder_dim={model_cfg.encoder_dim}, but {dataset.name} has {dataset.x_train.shape[1]} "
                          "features; the encoder takes one input per feature (drop --set encoder_dim)")
-    probe = None if args.no_eval else _probe_opts(args, dataset.x_train.shape[0])
+    probe = None if args.no_eval else _probe_opts(args, dataset.x_train.shape[0], dataset.y_train)
     try:
         views = default_views_for(dataset, args.augment)
     except ValueError:
@@ -378,8 +380,8 @@ def _train(args) -> int:
     created = not out.exists()
     fresh = created or not any(out.iterdir())
     out.mkdir(parents=True, exist_ok=True)
-    if args.overwrite and not args.resume:  # the replaced run's report and plots would describe another run
-        for name in _REPORT_FILES:
+    if args.overwrite and not args.resume:  # the replaced run goes whole: no file of it may mix with this one
+        for name in ("checkpoint.npz", *_REPORT_FILES):  # (its checkpoint would be offered to --resume)
             (out / name).unlink(missing_ok=True)
     atomic_write_text(out / "config.json", json.dumps(
         {"model_config": model_cfg.to_dict(), "train_config": asdict(tcfg), "data": data_spec,
@@ -481,7 +483,17 @@ def _read_history(metrics: Path | None) -> list:
     """The records of a run's metrics.jsonl (none if there is no such file)."""
     if metrics is None or not metrics.is_file():
         return []
-    return [json.loads(line) for line in metrics.read_text().splitlines() if line]
+    records = []
+    for i, line in enumerate(metrics.read_text().splitlines(), 1):
+        try:
+            record = json.loads(line) if line.strip() else None
+        except ValueError:  # a torn write (--resume drops it); the other records still draw the curves
+            print(f"byol-ref: note: line {i} of {metrics} is not a JSON record; the plots leave it out",
+                  file=sys.stderr)
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
 def _loss_label(config: Config) -> str:
@@ -535,7 +547,7 @@ def _eval(args) -> int:
                                   "them or choose another folder")
     _probe_opts(args)
     online, dataset, input_norm, backend, tcfg = _load_run(args)
-    probe = _probe_opts(args, dataset.x_train.shape[0])
+    probe = _probe_opts(args, dataset.x_train.shape[0], dataset.y_train)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     metrics = checkpoint_file(args.path).parent / "metrics.jsonl"  # the run's own curves, for training.png
@@ -543,11 +555,15 @@ def _eval(args) -> int:
                    as_json=args.json, probe=probe, run=Path(args.path))
 
 
-def _check_output(path, flag: str, overwrite: bool) -> None:
-    """Refuse to write over a folder, or over an existing file unless ``--overwrite``."""
+def _check_output(path, flag: str, overwrite: bool, inputs=()) -> None:
+    """Refuse to write over a folder, over a file the command reads (``inputs``: even with
+    ``--overwrite``, as a run's checkpoint would be lost), or over an existing file unless ``--overwrite``."""
     p = Path(path)
     if p.is_dir():
         raise IsADirectoryError(f"{flag} {p} is a directory; name the file to write")
+    for source in inputs:
+        if source is not None and p.resolve() == Path(source).resolve():
+            raise ValueError(f"{flag} {p} is the file this command reads ({source}); write to another file")
     if p.exists() and not overwrite:
         raise FileExistsError(f"{flag} {p} exists; pass --overwrite to replace it or choose another path")
 
@@ -556,7 +572,7 @@ def _embed(args) -> int:
     out = Path(args.out)
     if out.suffix != ".npz":
         raise ValueError(f"--out must name an .npz file, got {out}")
-    _check_output(out, "--out", args.overwrite)
+    _check_output(out, "--out", args.overwrite, inputs=(checkpoint_file(args.path), args.data))
     online, dataset, input_norm, backend, _ = _load_run(args)
     arrays = {}
     for split, x in (("train", dataset.x_train), ("test", dataset.x_test)):
@@ -602,13 +618,25 @@ def _load_run(args):
     return online, dataset, input_norm, backend, tcfg
 
 
-def _probe_opts(args, n_train: int | None = None) -> dict:
-    """The probe options, checked (``n_train``: the training rows the kNN draws neighbours from)."""
+def _probe_opts(args, n_train: int | None = None, y_train=None) -> dict:
+    """The probe options, checked (``n_train``: the training rows the kNN draws neighbours from;
+    ``y_train``: the labels the probes fit on, checked now rather than after a run has trained)."""
     if args.knn_k < 1 or args.labels_per_class < 2:
         raise ValueError(f"--knn-k must be >= 1 and --labels-per-class >= 2, got {args.knn_k} and "
                          f"{args.labels_per_class}")
     if n_train is not None and args.knn_k > n_train:
         raise ValueError(f"--knn-k {args.knn_k} exceeds the {n_train} training samples the neighbours come from")
+    if y_train is not None:
+        classes, counts = host.unique(host.asarray(y_train), return_counts=True)
+        if classes.size < 2:
+            raise ValueError(f"the training split's labels hold {classes.size} class(es); the probes of the report "
+                             "tell at least 2 apart (pass --no-eval to train without them)")
+        if counts.min() < args.labels_per_class:
+            few = classes[counts < args.labels_per_class][:5].tolist()
+            way = (f"lower --labels-per-class to {counts.min()}" if counts.min() >= 2 else
+                   "a class with one example cannot be probed: pass --no-eval")
+            raise ValueError(f"--labels-per-class {args.labels_per_class}, but class(es) {few} of the training "
+                             f"split have fewer examples (the fewest: {counts.min()}); {way}")
     t = args.knn_temperature
     if t is not None and not (t > 0 and t != float("inf")):
         raise ValueError(f"--knn-temperature must be a positive finite number (e.g. 0.1), got {t}")
@@ -869,7 +897,7 @@ def _cmd_trace(args) -> int:
         inputs = make_inputs(preset, encoder_dim=dims[0], hidden_size=dims[1], projection_dim=dims[2],
                              predictor_dim=dims[3], projector_hidden_dim=dims[4] if len(dims) == 5 else None,
                              batch=args.batch, steps=steps, seed=args.seed, dtype=args.dtype, model_extra=model_extra)
-    _check_output(args.out, "--out", args.overwrite)  # after the inputs are read, before the steps run
+    _check_output(args.out, "--out", args.overwrite, inputs=(args.inputs,))  # after the inputs, before the steps
     tr = trace_inputs(inputs, preset, steps=steps, dtype=args.dtype, model_extra=model_extra, train_extra=train_extra,
                       total_steps=args.total_steps, warmup_steps=args.warmup_steps, start_step=args.start_step)
     save_trace(args.out, tr)
@@ -921,9 +949,7 @@ def _cmd_convert(args) -> int:
                               save_arrays, to_layout)
     from .presets import get_preset
 
-    _check_output(args.dst, "dst", args.overwrite)
-    if Path(args.dst).resolve() == checkpoint_file(args.src).resolve():
-        raise ValueError(f"dst {args.dst} is the input itself; write the converted weights to another file")
+    _check_output(args.dst, "dst", args.overwrite, inputs=(checkpoint_file(args.src),))
     preset, model_extra, _ = _route_sets(args.set, get_preset(_preset_name(args, args.src_layout)))
     structure = _structure(preset, model_extra)
     src = Path(args.src)

@@ -53,12 +53,14 @@ shipped:
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 
 from .backend import host as np
 from .backend import to_numpy
 from .checkpoint import atomic_savez, atomic_write
+from .checks import check_count
 from .model import Config, Network, network_plan, param_shapes
 from .trace import TraceError, load_npz
 
@@ -312,7 +314,7 @@ def from_layout(state: dict, mapping: dict, *, layout: str, strict: bool = True,
             if layout == "torch" and _is_weight(ref, a):
                 a = np.ascontiguousarray(a.T)
             elif layout == "torch" and ref.endswith(".count"):
-                a = np.asarray(a, dtype="int64")
+                a = check_count(a, t)
             elif layout == "axon" and ref.endswith(".bias") and a.ndim == 2 and a.shape[0] == 1:
                 a = a.reshape(-1)  # older Axon kept a dense bias as {1, units} (Axon.Shape.dense_bias)
             out[ref] = a
@@ -342,6 +344,34 @@ _ST_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i
 _ST_NAMES = {np.dtype(v).name: k for k, v in _ST_DTYPES.items()}
 
 
+def _safetensors_entry(path, name, info, nbytes: int) -> tuple:
+    """``(dtype, shape, (lo, hi))`` of one header entry, checked against the format and the
+    ``nbytes``-byte data buffer (sizes in Python ints: a huge shape cannot overflow), else a TraceError."""
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if not isinstance(info, dict) or set(info) < {"dtype", "shape", "data_offsets"}:
+        raise TraceError(f"{path}: malformed header entry for {name!r}: {info!r} (expected an object with dtype, "
+                         "shape and data_offsets)")
+    dt, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+    if not isinstance(dt, str) or (dt != "BF16" and dt not in _ST_DTYPES):
+        raise TraceError(f"{path}: {name!r} has dtype {dt!r}, which byol-ref does not read "
+                         f"(it reads {sorted([*_ST_DTYPES, 'BF16'])})")
+    if not isinstance(shape, list) or not all(is_int(d) and d >= 0 for d in shape):
+        raise TraceError(f"{path}: {name!r} has shape {shape!r}, expected a list of ints >= 0")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(is_int(o) for o in offsets)):
+        raise TraceError(f"{path}: {name!r} has data offsets {offsets!r}, expected [begin, end], two ints")
+    if not 0 <= offsets[0] <= offsets[1] <= nbytes:
+        raise TraceError(f"{path}: {name!r} has data offsets {offsets!r}, outside the {nbytes}-byte data "
+                         f"buffer: expected [begin, end] with 0 <= begin <= end <= {nbytes}")
+    itemsize = 2 if dt == "BF16" else np.dtype(_ST_DTYPES[dt]).itemsize
+    count = math.prod(shape)
+    if (offsets[1] - offsets[0]) != count * itemsize:
+        raise TraceError(f"{path}: {name!r} holds {offsets[1] - offsets[0]} bytes but its shape {shape} of {dt} "
+                         f"needs {count * itemsize}")
+    return dt, tuple(shape), tuple(offsets)
+
+
 def read_safetensors(path) -> dict:
     """Read a ``.safetensors`` file into host arrays (BF16 is widened to float32 exactly)."""
     path = os.fspath(path)
@@ -354,8 +384,8 @@ def read_safetensors(path) -> dict:
         raise TraceError(f"{path}: header length {n} exceeds the file size; truncated or not .safetensors")
     try:
         header = json.loads(raw[8:8 + n])
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise TraceError(f"{path}: the .safetensors header is not JSON ({exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise TraceError(f"{path}: the .safetensors header is not JSON ({type(exc).__name__}: {exc})") from None
     if not isinstance(header, dict):
         raise TraceError(f"{path}: the .safetensors header is a JSON {type(header).__name__}, expected an object "
                          "{name: {dtype, shape, data_offsets}}")
@@ -364,21 +394,12 @@ def read_safetensors(path) -> dict:
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        try:
-            dt, shape, (lo, hi) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise TraceError(f"{path}: malformed header entry for {name!r}: {info!r}") from None
-        if not 0 <= lo <= hi <= len(data):
-            raise TraceError(f"{path}: {name!r} has data offsets {lo}..{hi} outside the {len(data)}-byte buffer")
+        dt, shape, (lo, hi) = _safetensors_entry(path, name, info, len(data))
         buf = bytes(data[lo:hi])
         if dt == "BF16":
             a = (np.frombuffer(buf, dtype="<u2").astype("<u4") << 16).view("<f4")
-        elif dt in _ST_DTYPES:
-            a = np.frombuffer(buf, dtype=_ST_DTYPES[dt])
         else:
-            raise TraceError(f"{path}: {name!r} has dtype {dt}, which byol-ref does not read")
-        if a.size != int(np.prod(shape, dtype="int64")):
-            raise TraceError(f"{path}: {name!r} holds {a.size} elements but its shape is {list(shape)}")
+            a = np.frombuffer(buf, dtype=_ST_DTYPES[dt])
         out[name] = a.reshape(shape).astype(a.dtype.newbyteorder("="), copy=True)
     return out
 

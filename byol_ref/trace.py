@@ -42,6 +42,7 @@ from typing import NamedTuple
 from .backend import get_backend, to_numpy
 from .backend import host as np
 from .checkpoint import atomic_savez, read_npz
+from .checks import check_count
 from .layers import _moments
 from .losses import l2_normalize_forward
 from .model import (Config, Network, _check_network, build_from_config, ema_update, from_groups, init_buffers,
@@ -177,6 +178,11 @@ def trace_networks(online: Network, target: Network, views, *, preset: Preset, t
     _check_network(target, "target", role="target")
     if not views:
         raise ValueError("views must hold at least one (view1, view2) pair, got none")
+    for i, pair in enumerate(views):
+        for j, v in enumerate(pair, 1):
+            if getattr(v, "ndim", None) != 2:
+                raise ValueError(f"views[{i}][{j - 1}] (step {i}, view {j}) must be a 2-D (batch, features) array, "
+                                 f"got shape {getattr(v, 'shape', None)}")
     cfg = online.config
     n = views[0][0].shape[0]
     dtype = online.params[next(iter(online.params))].dtype.name
@@ -306,7 +312,10 @@ def _infer_simplices(params: dict, extra: dict) -> dict:
             raise TraceError(f"sem_simplices={given} asks for a simplicial embedding, but the inputs have no "
                              "online.param.projector.sem_fc.weight")
         return {}
-    width = int(np.shape(params["projector.sem_fc.weight"])[1])
+    shape = np.shape(params["projector.sem_fc.weight"])
+    if len(shape) != 2:
+        raise TraceError(f"online.param.projector.sem_fc.weight must be a 2-D (in, L * V) weight, got shape {shape}")
+    width = int(shape[1])
     if given is None:
         if not isinstance(v, int) or v < 1 or width % v:
             raise TraceError(f"online.param.projector.sem_fc.weight has {width} outputs, the simplicial embedding's "
@@ -336,6 +345,7 @@ def networks_from_inputs(inputs: dict, preset: Preset, *, dtype: str = "float64"
     groups = {"online.param.": {}, "target.param.": {}, "online.buffer.": {}, "target.buffer.": {}, "opt.": {}}
     steps = {}
     shared = {}
+    unknown = []
     for name, value in inputs.items():
         if name.startswith("__"):
             continue
@@ -351,6 +361,20 @@ def networks_from_inputs(inputs: dict, preset: Preset, *, dtype: str = "float64"
             if key.startswith(g):
                 groups[g][key[len(g):]] = value
                 break
+        else:
+            if not key.startswith("step"):  # a trace's step<i>.* outputs are not inputs; anything else is a typo
+                unknown.append(name)
+    if unknown:
+        raise TraceError(f"the inputs hold names byol-ref does not read: {unknown[:6]}"
+                         f"{' ...' if len(unknown) > 6 else ''}; expected online.param.*, target.param.*, "
+                         "online.buffer.*, target.buffer.*, opt.*, step<i>.input.view1/2 or view1/view2 (a misspelt "
+                         "group would otherwise be left out without a word)")
+    for name, value in [*((f"step{i}.input.view{j}", v) for i, s in steps.items() for j, v in s.items()),
+                        *((f"view{j}", v) for j, v in shared.items())]:
+        a = np.asarray(value)
+        if a.dtype.kind not in "fiu" or a.ndim != 2:
+            raise TraceError(f"{name} must be a 2-D (batch, features) array of real numbers, got shape {a.shape} "
+                             f"and dtype {a.dtype}")
     sizes = _infer_sizes(groups["online.param."], model_extra or {})
     cfg = preset.config(**{**sizes, **(model_extra or {})})
     be = get_backend("numpy", dtype, seed=None)
@@ -360,7 +384,7 @@ def networks_from_inputs(inputs: dict, preset: Preset, *, dtype: str = "float64"
         for k, v in tree.items():
             a = np.asarray(v)
             if k.endswith(".count") or what == "opt" and k == "count":
-                out[k] = np.asarray(a, dtype="int64")
+                out[k] = check_count(a, f"{what}.{k}")
             else:
                 if a.dtype.kind not in "fiu":
                     raise TraceError(f"{what}.{k} must be numeric, got dtype {a.dtype}")

@@ -386,10 +386,13 @@ def load_checkpoint(path, backend: Backend | None = None):
     try:
         model_cfg = Config.from_dict(meta["model_config"])
         tcfg = TrainConfig.from_dict(meta["train_config"])
-        step, pos = int(meta["step"]), int(meta["epoch_pos"])
+        step, pos = meta["step"], meta["epoch_pos"]
         rng_state = meta["rng_state"]
     except (KeyError, TypeError, ValueError) as exc:
         raise ckpt.CheckpointError(f"{path}: checkpoint metadata is incomplete or invalid ({exc})") from None
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (step, pos)):
+        raise ckpt.CheckpointError(f"{path}: step {step!r} and epoch position {pos!r} must be whole numbers; the "
+                                   "file is corrupt or was edited, and no run writes this")
     be = backend or get_backend("numpy", tcfg.dtype, seed=None)
     dev = {g: {k: be.xp.asarray(v) for k, v in arrays[g].items()}
            for g in ("online", "target", "online_buffers", "target_buffers", "opt")}
@@ -749,19 +752,23 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
 
 
 def _drop_records_after(path: Path, step: int) -> None:
-    """Rewrite a metrics.jsonl without the records of steps after ``step`` (atomically)."""
+    """Rewrite a metrics.jsonl without the records of steps after ``step`` (atomically), and without
+    a line that is not a JSON record: the torn end of a write cut off (a crash, a full disk), onto
+    which the next record would otherwise be appended."""
     if not path.is_file():
         return
-    lines = path.read_text().splitlines()
+    text = path.read_text()
+    lines = text.splitlines()
     keep = []
     for line in lines:
         try:
-            if json.loads(line).get("step", 0) > step:
-                continue
-        except (ValueError, AttributeError):
-            pass  # not ours to judge: kept as it is
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("step", 0) > step:
+            continue
         keep.append(line)
-    if len(keep) != len(lines):
+    if len(keep) != len(lines) or (text and not text.endswith("\n")):
         ckpt.atomic_write_text(path, "".join(line + "\n" for line in keep))
 
 

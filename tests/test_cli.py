@@ -480,6 +480,7 @@ def test_refused_settings_leave_no_run_directory_and_probe_options_are_checked_b
     assert "--out" in capsys.readouterr().err and (tmp_path / "afile").read_text() == "mine"
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the diverging run overflows on purpose
 def test_overwrite_removes_the_replaced_runs_report(tmp_path, capsys):
     from byol_ref.cli import main
 
@@ -489,6 +490,13 @@ def test_overwrite_removes_the_replaced_runs_report(tmp_path, capsys):
     assert main(["train", *SMALL_RUN, "--out", str(out), "--overwrite", "--no-eval", "--seed", "3"]) == 0
     assert not (out / "report.json").exists() and not (out / "report.txt").exists()
     capsys.readouterr()
+    # A replacing run that stops before its first checkpoint leaves no checkpoint of the replaced run, which
+    # --resume would have continued under the new config.
+    assert main(["train", *SMALL_RUN, "--out", str(out), "--overwrite", "--no-eval", "--epochs", "3",
+                 "--checkpoint-every", "0", "--lr", "1e300"]) == 1
+    err = capsys.readouterr().err
+    assert "became" in err and "last good checkpoint" not in err
+    assert not (out / "checkpoint.npz").exists()
 
 
 def test_eval_of_a_run_whose_record_is_damaged_or_whose_data_moved(tmp_path, capsys):
@@ -747,8 +755,27 @@ def test_convert_never_writes_over_its_own_input(tmp_path, capsys):
     mine = tmp_path / "mine.npz"
     np.savez(mine, keep=np.ones(3))
     assert main(["convert", str(mine), str(mine), "--from", "byol-ref", "--to", "byol-ref", "--overwrite"]) == 2
-    assert "is the input itself" in capsys.readouterr().err
+    assert f"dst {mine} is the file this command reads ({mine}); write to another file" in capsys.readouterr().err
     assert np.load(mine)["keep"].tolist() == [1, 1, 1]
+
+
+def test_embed_and_trace_never_write_over_what_they_read(tmp_path, capsys):
+    """Not even with --overwrite: embed --out RUN/checkpoint.npz would replace the run's only checkpoint."""
+    from byol_ref.cli import main
+
+    run = tmp_path / "r"
+    assert main(["train", *SMALL_RUN, "--no-eval", "--out", str(run)]) == 0
+    before = (run / "checkpoint.npz").read_bytes()
+    capsys.readouterr()
+    assert main(["embed", str(run), "--out", str(run / "checkpoint.npz"), "--overwrite"]) == 2
+    assert f"--out {run / 'checkpoint.npz'} is the file this command reads" in capsys.readouterr().err
+    assert (run / "checkpoint.npz").read_bytes() == before
+    assert main(["trace", "--dims", "5,6,4,3", "--out", str(tmp_path / "t.npz")]) == 0
+    before = (tmp_path / "t.npz").read_bytes()
+    capsys.readouterr()
+    assert main(["trace", "--inputs", str(tmp_path / "t.npz"), "--out", str(tmp_path / "t.npz"), "--overwrite"]) == 2
+    assert "is the file this command reads" in capsys.readouterr().err
+    assert (tmp_path / "t.npz").read_bytes() == before
 
 
 def test_convert_names_its_own_flag_for_tensors_the_mapping_leaves_out(tmp_path, capsys):
@@ -792,3 +819,38 @@ def test_start_line_notes_the_peak_lr_and_a_per_epoch_schedule():
     assert _lr_note(TrainConfig(batch_size=64)) == " (peak 0.0005 = lr x 64/256)"
     assert _lr_note(TrainConfig(batch_size=64, lr_interval="epoch")) == " (peak 0.0005 = lr x 64/256; per epoch)"
     assert _lr_note(TrainConfig(batch_size=64, lr_batch_scale=0, lr_interval="epoch")) == " (per epoch)"
+
+
+def test_eval_reads_a_run_whose_last_metric_record_is_torn(tmp_path, capsys):
+    from byol_ref.cli import main
+
+    out = tmp_path / "r"
+    assert main(["train", *SMALL_RUN, "--no-eval", "--out", str(out)]) == 0
+    metrics = out / "metrics.jsonl"
+    metrics.write_text(metrics.read_text() + '{"step": 9, "lo')  # a write cut off
+    capsys.readouterr()
+    assert main(["eval", str(out), "--out", str(tmp_path / "e")]) == 0
+    err = capsys.readouterr().err
+    assert f"line {len(metrics.read_text().splitlines())} of {metrics} is not a JSON record" in err
+
+
+def test_labels_the_probes_cannot_use_are_refused_before_training(tmp_path, capsys):
+    """Too few examples of a class for --labels-per-class, or a single class, used to be found only when the
+    report ran, after the training."""
+    from byol_ref.cli import main
+
+    x = np.random.default_rng(0).random((100, 6))
+    y = np.array([0] * 60 + [1] * 36 + [2] * 4)  # class 2: about 3 in the training split
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    args = ["train", "--data", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy"), "--epochs", "1",
+            "--batch-size", "16", "--hidden-size", "8", "--projection-dim", "4", "--predictor-dim", "4",
+            "--no-progress", "--no-plots"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "--labels-per-class 10, but class(es) [2] of the training split have fewer examples" in err
+    assert "lower --labels-per-class to" in err and not (tmp_path / "a").exists()
+    np.save(tmp_path / "y.npy", np.zeros(100, dtype=int))
+    assert main([*args, "--out", str(tmp_path / "b")]) == 2
+    assert "labels hold 1 class(es)" in capsys.readouterr().err and not (tmp_path / "b").exists()
+    assert main([*args, "--out", str(tmp_path / "c"), "--no-eval"]) == 0  # the way out it names

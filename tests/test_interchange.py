@@ -2,6 +2,7 @@
 are transposed, the shipped byol-pytorch and lightly mappings name every tensor, safetensors
 read/write, custom mappings, and pickles are refused with the export recipe."""
 import json
+import re
 import struct
 
 import numpy as np
@@ -268,6 +269,41 @@ def test_a_safetensors_header_that_is_not_an_object_is_refused(tmp_path):
     (tmp_path / "list.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)
     with pytest.raises(TraceError, match="the .safetensors header is a JSON list, expected an object"):
         load_arrays(tmp_path / "list.safetensors")
+
+
+def _safetensors_bytes(header: dict, data: bytes = b"") -> bytes:
+    h = json.dumps(header).encode()
+    return struct.pack("<Q", len(h)) + h + data
+
+
+@pytest.mark.parametrize("entry, says", [
+    ({"dtype": "F64", "shape": [10**23, 0], "data_offsets": [0, 32]}, r"holds 32 bytes but its shape .* needs 0"),
+    ({"dtype": "F64", "shape": [10**23, 1], "data_offsets": [0, 32]}, r"needs 800000000000000000000000"),
+    ({"dtype": "F64", "shape": [4], "data_offsets": [0, 31]}, r"holds 31 bytes but its shape \[4\] of F64 needs 32"),
+    ({"dtype": "F64", "shape": "4", "data_offsets": [0, 32]}, r"has shape '4', expected a list of ints >= 0"),
+    ({"dtype": "F64", "shape": [4.0], "data_offsets": [0, 32]}, r"has shape \[4.0\], expected a list of ints"),
+    ({"dtype": "F64", "shape": [-2, -2], "data_offsets": [0, 32]}, r"has shape \[-2, -2\], expected a list"),
+    ({"dtype": "F64", "shape": [4], "data_offsets": ["0", "32"]}, r"has data offsets \['0', '32'\], expected"),
+    ({"dtype": "F64", "shape": [4], "data_offsets": [False, True]}, r"has data offsets \[False, True\]"),
+    ({"dtype": "F64", "shape": [4], "data_offsets": [0, 40]}, r"outside the 32-byte data buffer: expected \[begin, end\] with 0 <= begin <= end <= 32"),
+    ({"dtype": ["F64"], "shape": [4], "data_offsets": [0, 32]}, r"has dtype \['F64'\], which byol-ref does not"),
+    ({"dtype": "F8_E4M3", "shape": [32], "data_offsets": [0, 32]}, r"has dtype 'F8_E4M3', which byol-ref does not"),
+    ({"shape": [4], "data_offsets": [0, 32]}, r"malformed header entry for 'w'"),
+    ([1, 2], r"malformed header entry for 'w'"),
+])
+def test_a_safetensors_header_entry_that_lies_is_named(tmp_path, entry, says):
+    """Each header entry is checked against the format and the data buffer before anything is read:
+    never an OverflowError, a NumPy reshape error or a comparison of str and int."""
+    (tmp_path / "bad.safetensors").write_bytes(_safetensors_bytes({"w": entry}, bytes(32)))
+    with pytest.raises(TraceError, match=r"bad.safetensors: " + ("" if "malformed" in says else "'w' .*") + says):
+        load_arrays(tmp_path / "bad.safetensors")
+
+
+def test_a_deeply_nested_safetensors_header_is_not_json_to_us(tmp_path):
+    header = b"[" * 100_001 + b"]" * 100_001  # JSON, but deeper than Python's parser recurses
+    (tmp_path / "deep.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)
+    with pytest.raises(TraceError, match="the .safetensors header is not JSON"):
+        load_arrays(tmp_path / "deep.safetensors")
 
 
 def test_a_structural_mismatch_is_named_as_such_in_strict_mode_too():
@@ -679,3 +715,32 @@ def test_convert_a_run_of_another_structure_to_axon_says_why(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{run} holds a network that the edifice mapping does not name" in err
     assert "only a run trained with --preset edifice converts with it" in err and "use --preset" not in err
+
+
+@pytest.mark.parametrize("bad, says", [(np.nan, "must hold whole numbers"), (np.inf, "must hold whole numbers"),
+                                       (1e300, r"must be a step count in \[0, 2\*\*62\]"),
+                                       (1.5, "must hold whole numbers"), (-2, "must be a step count")])
+def test_a_torch_batch_count_that_is_no_count_is_refused(bad, says):
+    """num_batches_tracked is cast to int64 only once it is a whole number in range: a cast alone makes NaN,
+    inf and 1e300 the count -2**63, and 1.5 the count 1."""
+    online, target = _nets("lightly")
+    tmap = torch_mapping("lightly", online.config)
+    state = to_torch_layout(networks_to_arrays(online, target), tmap)
+    name = next(k for k in state if k.endswith("num_batches_tracked"))
+    with pytest.raises(ValueError, match=rf"{re.escape(name)} {says}"):
+        from_torch_layout({**state, name: np.array(bad)}, tmap)
+    assert from_torch_layout({**state, name: np.array(7.0)}, tmap)  # a float count that is whole is fine
+
+
+def test_arrays_named_like_savez_arguments_are_written(tmp_path):
+    """np.savez(f, **arrays) would take these names for its own arguments (one dropped, one an error);
+    an object array, which only pickle could read back, is refused before anything is written."""
+    from byol_ref.interchange import save_arrays
+
+    arrays = {"allow_pickle": np.arange(3.0), "file": np.ones((2, 2)), "x": np.zeros(1)}
+    save_arrays(tmp_path / "a.npz", arrays)
+    back = load_arrays(tmp_path / "a.npz")
+    assert list(back) == list(arrays) and all(np.array_equal(back[k], arrays[k]) for k in arrays)
+    with pytest.raises(ValueError, match="allow_pickle=False"):
+        save_arrays(tmp_path / "o.npz", {"o": np.array([{}, 1], dtype=object)})
+    assert not (tmp_path / "o.npz").exists()

@@ -1,6 +1,7 @@
 """Trace (byol_ref.trace): documented names in execution order, determinism, agreement with
 train.train_step, file round trips, inputs layouts, and clear errors for bad inputs."""
 import json
+import re
 import zipfile
 
 import numpy as np
@@ -310,3 +311,46 @@ def test_simplicial_embedding_is_read_off_the_weights():
     plain = make_inputs(preset, **sizes)
     with pytest.raises(TraceError, match="sem_simplices=2 asks for a simplicial embedding, but the inputs have no"):
         networks_from_inputs(plain, preset, model_extra=dict(sem_simplices=2))
+
+
+def test_inputs_with_a_misspelt_group_or_a_malformed_view_are_refused():
+    """A misspelt group (online.buffers.*) used to be skipped, so the trace ran from default running
+    statistics; a view that is not a 2-D array of real numbers failed deep inside, or was cast."""
+    inputs = _inputs()
+    buffers = {k.replace("online.buffer.", "online.buffers."): v for k, v in inputs.items()
+               if k.startswith("online.buffer.")}
+    assert buffers  # the deepmind preset has batch-norm buffers to misspell
+    with pytest.raises(TraceError, match=r"names byol-ref does not read: \['online.buffers.encoder"):
+        trace_inputs({**inputs, **buffers})
+    with pytest.raises(TraceError, match=r"names byol-ref does not read: \['optimizer.count'\]"):
+        trace_inputs({**inputs, "optimizer.count": np.array(0)})
+    view = inputs["step0.input.view1"]
+    for bad in (np.array(1.0), view[0], view[None], view.astype(complex), view.astype(str)):
+        with pytest.raises(TraceError, match=r"step0.input.view1 must be a 2-D \(batch, features\) array of real "
+                                             r"numbers, got shape " + re.escape(f"{bad.shape} and dtype {bad.dtype}")):
+            trace_inputs({**inputs, "step0.input.view1": bad})
+    shared = {k: v for k, v in inputs.items() if ".input." not in k}
+    with pytest.raises(TraceError, match=r"view2 must be a 2-D"):
+        trace_inputs({**shared, "view1": view, "view2": np.array(0.5)}, steps=1)
+    trace_inputs({**inputs, "step0.online.out.z": np.zeros(3)})  # a trace's own outputs are not inputs: skipped
+    from byol_ref.trace import trace_networks
+
+    online, target, views, _ = networks_from_inputs(inputs, get_preset("deepmind"))
+    with pytest.raises(ValueError, match=r"views\[0\]\[1\] \(step 0, view 2\) must be a 2-D \(batch, features\) "
+                                         r"array, got shape \(5,\)"):
+        trace_networks(online, target, [(views[0][0], views[0][1][0])], preset=get_preset("deepmind"))
+
+
+def test_a_simplicial_weight_that_is_not_2d_is_named():
+    inputs = _inputs()
+    with pytest.raises(TraceError, match=r"projector.sem_fc.weight must be a 2-D \(in, L \* V\) weight, got shape "
+                                         r"\(3,\)"):
+        trace_inputs({**inputs, "online.param.projector.sem_fc.weight": np.zeros(3)})
+
+
+def test_a_buffer_count_that_is_no_count_is_refused():
+    inputs = _inputs()
+    name = next(k for k in inputs if k.endswith(".count"))
+    for bad in (1e30, 1.5, -1.0):
+        with pytest.raises(ValueError, match=re.escape(name) + " must"):
+            trace_inputs({**inputs, name: np.array(bad)})

@@ -316,15 +316,15 @@ def test_every_file_byol_ref_writes_appears_whole_or_not_at_all(tmp_path, monkey
             ckpt.atomic_write(target, half_then_fail)
         assert target.read_bytes() == b"the user's file"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.npz", "config.json", "w.safetensors"]
-    # The .npz writers go through it: np.savez failing half-way leaves the old file.
+    # The .npz writers go through it: a member's write failing half-way leaves the old file.
     (tmp_path / "w.npz").write_bytes(b"the user's file")
 
-    def failing_savez(f, **arrays):
-        f.write(b"PK\x03\x04 partial")
+    def failing_write_array(f, array, **kw):
+        f.write(b"\x93NUMPY partial")
         raise OSError("disk full")
 
     with monkeypatch.context() as m:
-        m.setattr(np, "savez", failing_savez)
+        m.setattr(np.lib.format, "write_array", failing_write_array)
         for write in (lambda: save_arrays(tmp_path / "w.npz", {"a": np.ones(3)}),
                       lambda: ckpt.save(tmp_path / "w.npz", {"online": {"a": np.ones(3)}}, {})):
             with pytest.raises(OSError, match="disk full"):
@@ -526,6 +526,10 @@ def test_a_checkpoint_no_run_could_write_is_refused_naming_the_entry(tmp_path):
     meta = json.loads(str(entries["meta"][()]))
     with pytest.raises(ckpt.CheckpointError, match="step -3 and epoch position 0 must be >= 0"):
         load_checkpoint(edited(meta=np.array(json.dumps({**meta, "step": -3}))))
+    for step in (float("inf"), 1e400, 1.5, 2.0, True, "4"):  # JSON reads 1e400 as infinity
+        text = json.dumps({**meta, "step": step}).replace("Infinity", "1e400")
+        with pytest.raises(ckpt.CheckpointError, match=r"step .* and epoch position 0 must be whole numbers"):
+            load_checkpoint(edited(meta=np.array(text)))
 
 
 def test_resume_drops_metric_records_logged_after_the_checkpoint(tmp_path, data):
@@ -543,6 +547,22 @@ def test_resume_drops_metric_records_logged_after_the_checkpoint(tmp_path, data)
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     whole = [json.loads(line)["step"] for line in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
     assert steps == whole and len(set(steps)) == len(steps)
+
+
+def test_resume_drops_a_torn_last_metric_record(tmp_path, data):
+    """A crash (or a full disk) can cut the last line short with no newline; resuming must not append
+    the next record onto it (two records on one line, neither readable)."""
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    tcfg = _tcfg(epochs=3, log_every=1, checkpoint_every=2)
+    fit(data, cfg, tcfg, progress=False, out_dir=tmp_path / "whole")
+    out = tmp_path / "torn"
+    fit(data, cfg, tcfg, progress=False, out_dir=out, stop_at=4)
+    text = (out / "metrics.jsonl").read_text()
+    (out / "metrics.jsonl").write_text(text + text.splitlines()[-1][:-7])  # a torn copy of the last record
+    fit(data, cfg, tcfg, progress=False, out_dir=out, resume=True)
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    whole = [json.loads(line)["step"] for line in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == whole
 
 
 def test_resume_refuses_to_cut_a_run_short(tmp_path, data):
