@@ -253,7 +253,10 @@ def _read_run_config(cfg_file: Path) -> dict:
 def _data_for_run(data_spec: dict, cfg_file: Path):
     """Load the data a run was trained on, or say where its record points when the file is gone."""
     kind = data_spec.get("data")
-    if kind not in ("digits", "synthetic") and isinstance(kind, str) and not Path(kind).exists():
+    if not isinstance(kind, str):
+        raise ValueError(f"{cfg_file} records the data as {kind!r}, expected 'digits', 'synthetic' or a file path; "
+                         "the file was edited: pass --data PATH (and --labels) to name the data")
+    if kind not in ("digits", "synthetic") and not Path(kind).exists():
         raise FileNotFoundError(f"{cfg_file} records the data file {kind!r}, which does not exist (moved, or a "
                                 "path relative to another folder?); pass --data PATH (and --labels) to use it "
                                 "where it is now")
@@ -438,6 +441,12 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
         hint = f"{_prog()} embed {out} --out features.npz" if out is not None else f"{_prog()} embed"
         print(f"byol-ref: the data set has no labels, so there is nothing to probe; {hint} writes the features "
               "(if one of its columns holds the labels, train with --labels COLUMN: a name or an index)")
+        if plots and out is not None:
+            _plot_curves_only(out, metrics, online.config)
+        return 0
+    if len(dataset.x_test) == 0:  # a pre-split file may hold an empty test split
+        print(f"byol-ref: {dataset.name} has an empty test split, so the probes have nothing to be tested on; "
+              f"{_prog()} eval {run or out} --data FILE probes the run on other data")
         if plots and out is not None:
             _plot_curves_only(out, metrics, online.config)
         return 0
@@ -931,13 +940,17 @@ _VIEW_NAMES = r"^(step\d+\.input\.view[12]|view[12])$"
 
 
 def _is_checkpoint(path) -> bool:
-    """Whether ``path`` is a byol-ref run directory or training checkpoint (an .npz with ``meta``)."""
+    """Whether ``path`` is a byol-ref run directory or training checkpoint: an .npz of ``meta`` and
+    ``<group>/<name>`` arrays (checkpoint.GROUPS), not any weights file that has an array named meta."""
     import zipfile
+
+    from .checkpoint import GROUPS
 
     p = checkpoint_file(path)
     try:
         with zipfile.ZipFile(p) as z:
-            return "meta.npy" in z.namelist()
+            names = [n for n in z.namelist() if n != "meta.npy"]
+            return len(names) < len(z.namelist()) and all(n.split("/", 1)[0] in GROUPS and "/" in n for n in names)
     except (OSError, zipfile.BadZipFile):
         return False
 

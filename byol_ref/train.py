@@ -441,10 +441,14 @@ def _check_checkpoint_arrays(path, arrays: dict, model_cfg: Config, tcfg: TrainC
                           f"{shape} and a {'float' if kind == 'f' else 'integer'} array")
     for group in ("online", "target", "online_buffers", "target_buffers", "opt"):
         for k, a in arrays[group].items():
+            if (group in ("online", "target") or a.dtype.kind == "f") and a.dtype != np.dtype(tcfg.dtype):
+                raise bad(f"{group}/{k} has dtype {a.dtype}, but the run computes in {tcfg.dtype}")
             if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
                 raise bad(f"{group}/{k} holds {int(np.sum(~np.isfinite(a)))} non-finite value(s)")
             if k.endswith(".running_var") and np.any(a < 0):
                 raise bad(f"{group}/{k} holds a negative variance")
+            if (group == "opt" and (k == "count" or k.startswith("nu.")) or k.endswith(".count")) and np.any(a < 0):
+                raise bad(f"{group}/{k} holds a negative value (a step count or a mean of squares)")
     perm = arrays["data"].get("epoch_perm")
     if perm is not None and (perm.ndim != 1 or perm.dtype.kind not in "iu"
                              or not np.array_equal(np.sort(perm), np.arange(perm.size))):

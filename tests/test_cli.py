@@ -520,6 +520,10 @@ def test_eval_of_a_run_whose_record_is_damaged_or_whose_data_moved(tmp_path, cap
     assert "records the data file" in capsys.readouterr().err
     assert main(["eval", str(out), "--data", str(tmp_path / "moved.npy"), "--labels", str(tmp_path / "y.npy"),
                  "--knn-k", "5"]) == 0
+    record = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**record, "data": {**record["data"], "data": 5}}))
+    assert main(["eval", str(out)]) == 2
+    assert "records the data as 5, expected 'digits', 'synthetic' or a file path" in capsys.readouterr().err
     (out / "config.json").write_text("{}")
     assert main(["eval", str(out)]) == 2
     assert "is not a byol-ref run's config.json: expected an object with" in capsys.readouterr().err
@@ -854,3 +858,24 @@ def test_labels_the_probes_cannot_use_are_refused_before_training(tmp_path, caps
     assert main([*args, "--out", str(tmp_path / "b")]) == 2
     assert "labels hold 1 class(es)" in capsys.readouterr().err and not (tmp_path / "b").exists()
     assert main([*args, "--out", str(tmp_path / "c"), "--no-eval"]) == 0  # the way out it names
+
+
+def test_odd_but_valid_data_and_weights_files(tmp_path, capsys):
+    """A pre-split file with an empty test split trains (no probes, said why); a file with no features is
+    named; a weights .npz that merely holds an array named meta is not taken for a checkpoint."""
+    from byol_ref.cli import main
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "split.npz", x_train=rng.random((40, 4)), y_train=np.arange(40) % 2,
+             x_test=np.zeros((0, 4)), y_test=np.zeros(0, dtype=int))
+    small = ["--epochs", "1", "--batch-size", "16", "--hidden-size", "8", "--projection-dim", "4",
+             "--predictor-dim", "4", "--no-progress", "--no-plots", "--labels-per-class", "2"]
+    assert main(["train", "--data", str(tmp_path / "split.npz"), *small, "--out", str(tmp_path / "a")]) == 0
+    assert "has an empty test split, so the probes have nothing to be tested on" in capsys.readouterr().out
+    np.save(tmp_path / "wide0.npy", np.zeros((40, 0)))
+    assert main(["train", "--data", str(tmp_path / "wide0.npy"), *small, "--out", str(tmp_path / "b")]) == 2
+    assert "has no features: shape (40, 0)" in capsys.readouterr().err
+    np.savez(tmp_path / "w.npz", meta=np.array("mine"), w=np.ones(3))
+    assert main(["convert", str(tmp_path / "w.npz"), str(tmp_path / "w2.npz"), "--from", "byol-ref",
+                 "--to", "byol-ref"]) == 0
+    assert sorted(np.load(tmp_path / "w2.npz")) == ["meta", "w"]

@@ -508,6 +508,7 @@ def test_a_checkpoint_no_run_could_write_is_refused_naming_the_entry(tmp_path):
     bn = next(k for k in entries if k.startswith("online_buffers/") and k.endswith("running_var"))
     w = next(k for k in entries if k.startswith("online/") and k.endswith(".weight"))
     opt = next(k for k in entries if k.startswith("opt/"))
+    count = next(k for k in entries if k.startswith("online_buffers/") and k.endswith(".count"))
     nan_w = entries[w].copy()
     nan_w[0, 0] = np.nan
     cases = [
@@ -519,8 +520,20 @@ def test_a_checkpoint_no_run_could_write_is_refused_naming_the_entry(tmp_path):
         ({"data/epoch_perm": np.arange(10) * 2}, "data/epoch_perm must be a permutation of 0..N-1"),
         ({"data/epoch_perm": perm.astype(float)}, "data/epoch_perm must be a permutation"),
         ({"meta": np.array("[1, 2]")}, "its meta entry holds a JSON list, expected an object"),
+        ({w: entries[w].astype("float32")}, f"{w} has dtype float32, but the run computes in float64"),
+        ({w: entries[w].astype("int64")}, f"{w} has dtype int64, but the run computes in float64"),
+        ({bn: entries[bn].astype("float32")}, f"{bn} has dtype float32, but the run computes in float64"),
+        ({count: -entries[count] - 1}, f"{count} holds a negative value"),
     ]
     for changes, message in cases:
+        with pytest.raises(ckpt.CheckpointError, match=message):
+            load_checkpoint(edited(**changes))
+    adam = _tcfg(optimizer="adam")
+    entries = dict(np.load(save_checkpoint(tmp_path / "adam.npz", init_state(cfg, adam, get_backend()), cfg, adam),
+                           allow_pickle=False))
+    nu = next(k for k in entries if k.startswith("opt/nu."))
+    for changes, message in (({nu: entries[nu] - 1.0}, f"{nu} holds a negative value"),
+                             ({"opt/count": np.array(-1)}, "opt/count holds a negative value")):
         with pytest.raises(ckpt.CheckpointError, match=message):
             load_checkpoint(edited(**changes))
     meta = json.loads(str(entries["meta"][()]))
