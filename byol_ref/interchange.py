@@ -382,8 +382,15 @@ def read_safetensors(path) -> dict:
     (n,) = struct.unpack("<Q", raw[:8])
     if n > len(raw) - 8:
         raise TraceError(f"{path}: header length {n} exceeds the file size; truncated or not .safetensors")
+    def unique(pairs):  # a name given twice: json.loads would keep the last without a word
+        names = [k for k, _ in pairs]
+        twice = sorted({k for k in names if names.count(k) > 1})
+        if twice:
+            raise TraceError(f"{path}: the .safetensors header names {twice[:4]} more than once")
+        return dict(pairs)
+
     try:
-        header = json.loads(raw[8:8 + n])
+        header = json.loads(raw[8:8 + n], object_pairs_hook=unique)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise TraceError(f"{path}: the .safetensors header is not JSON ({type(exc).__name__}: {exc})") from None
     if not isinstance(header, dict):

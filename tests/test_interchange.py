@@ -299,6 +299,14 @@ def test_a_safetensors_header_entry_that_lies_is_named(tmp_path, entry, says):
         load_arrays(tmp_path / "bad.safetensors")
 
 
+def test_a_safetensors_header_naming_a_tensor_twice_is_refused(tmp_path):
+    entry = '{"dtype": "F64", "shape": [1], "data_offsets": [0, 8]}'
+    header = ('{"w": ' + entry + ', "w": ' + entry + '}').encode()
+    (tmp_path / "twice.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + bytes(8))
+    with pytest.raises(TraceError, match=r"twice.safetensors: the .safetensors header names \['w'\] more than once"):
+        load_arrays(tmp_path / "twice.safetensors")
+
+
 def test_a_deeply_nested_safetensors_header_is_not_json_to_us(tmp_path):
     header = b"[" * 100_001 + b"]" * 100_001  # JSON, but deeper than Python's parser recurses
     (tmp_path / "deep.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)
