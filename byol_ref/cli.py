@@ -250,16 +250,18 @@ def _read_run_config(cfg_file: Path) -> dict:
     return saved
 
 
-def _data_for_run(data_spec: dict, cfg_file: Path):
-    """Load the data a run was trained on, or say where its record points when the file is gone."""
+def _data_for_run(data_spec: dict, cfg_file: Path, *, resume: bool = False):
+    """Load the data a run was trained on, or say where its record points when the file is gone
+    (``resume``: the record is the only way to name the data, as --resume takes no --data)."""
     kind = data_spec.get("data")
+    way = (f"correct the \"data\" record in {cfg_file} (--resume reads the data from there)" if resume else
+           "pass --data PATH (and --labels) to name the data")
     if not isinstance(kind, str):
         raise ValueError(f"{cfg_file} records the data as {kind!r}, expected 'digits', 'synthetic' or a file path; "
-                         "the file was edited: pass --data PATH (and --labels) to name the data")
+                         f"the file was edited: {way}")
     if kind not in ("digits", "synthetic") and not Path(kind).exists():
         raise FileNotFoundError(f"{cfg_file} records the data file {kind!r}, which does not exist (moved, or a "
-                                "path relative to another folder?); pass --data PATH (and --labels) to use it "
-                                "where it is now")
+                                f"path relative to another folder?); {way}")
     return _load_data(data_spec)
 
 
@@ -344,7 +346,7 @@ def _train(args) -> int:
         if "epochs" in args.given:
             tcfg = replace(tcfg, epochs=args.epochs)
         data_spec = saved["data"]
-        dataset = _data_for_run(data_spec, cfg_file)
+        dataset = _data_for_run(data_spec, cfg_file, resume=True)
     else:
         if out.exists() and not out.is_dir():
             raise FileExistsError(f"--out {out} is a file, not a run directory; choose another --out")
@@ -437,16 +439,17 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
     ``run`` is the run directory or checkpoint the features come from (default: ``out``)."""
     from .report import evaluate_features, format_collapse
 
+    skipped = None
     if dataset.y_train is None:
-        hint = f"{_prog()} embed {out} --out features.npz" if out is not None else f"{_prog()} embed"
-        print(f"byol-ref: the data set has no labels, so there is nothing to probe; {hint} writes the features "
-              "(if one of its columns holds the labels, train with --labels COLUMN: a name or an index)")
-        if plots and out is not None:
-            _plot_curves_only(out, metrics, online.config)
-        return 0
-    if len(dataset.x_test) == 0:  # a pre-split file may hold an empty test split
-        print(f"byol-ref: {dataset.name} has an empty test split, so the probes have nothing to be tested on; "
-              f"{_prog()} eval {run or out} --data FILE probes the run on other data")
+        hint = f"{_prog()} embed {run or out} --out features.npz" if (run or out) is not None else f"{_prog()} embed"
+        skipped = (f"the data set has no labels, so there is nothing to probe; {hint} writes the features (if one "
+                   "of its columns holds the labels, train with --labels COLUMN: a name or an index)")
+    elif len(dataset.x_test) == 0:  # a pre-split file may hold an empty test split
+        skipped = (f"{dataset.name} has an empty test split, so the probes have nothing to be tested on; "
+                   f"{_prog()} eval {run or out} --data FILE probes the run on other data")
+    if skipped:
+        # --json: still one JSON object on stdout, for whatever parses it
+        print(json.dumps({"rows": [], "skipped": skipped}) if as_json else f"byol-ref: {skipped}")
         if plots and out is not None:
             _plot_curves_only(out, metrics, online.config)
         return 0
@@ -581,7 +584,7 @@ def _embed(args) -> int:
     out = Path(args.out)
     if out.suffix != ".npz":
         raise ValueError(f"--out must name an .npz file, got {out}")
-    _check_output(out, "--out", args.overwrite, inputs=(checkpoint_file(args.path), args.data))
+    _check_output(out, "--out", args.overwrite, inputs=(checkpoint_file(args.path), *_data_files(args)))
     online, dataset, input_norm, backend, _ = _load_run(args)
     arrays = {}
     for split, x in (("train", dataset.x_train), ("test", dataset.x_test)):
@@ -593,6 +596,18 @@ def _embed(args) -> int:
     shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in arrays.items())
     print(f"byol-ref: wrote {out}: {shapes}")
     return 0
+
+
+def _data_files(args) -> list:
+    """The files ``embed``/``eval`` read the data from: --data and --labels, else those config.json records."""
+    spec = {"data": args.data, "labels": args.labels}
+    cfg_file = checkpoint_file(args.path).parent / "config.json"
+    if args.data is None and cfg_file.is_file():
+        try:
+            spec = _read_run_config(cfg_file)["data"]
+        except ValueError:
+            return []  # _load_run names what is wrong with it
+    return [v for v in (spec.get("data"), spec.get("labels")) if isinstance(v, str)]
 
 
 def _load_run(args):
@@ -637,13 +652,14 @@ def _probe_opts(args, n_train: int | None = None, y_train=None) -> dict:
         raise ValueError(f"--knn-k {args.knn_k} exceeds the {n_train} training samples the neighbours come from")
     if y_train is not None:
         classes, counts = host.unique(host.asarray(y_train), return_counts=True)
+        skip = "pass --no-eval to train without them" if args.command == "train" else "they cannot be probed"
         if classes.size < 2:
             raise ValueError(f"the training split's labels hold {classes.size} class(es); the probes of the report "
-                             "tell at least 2 apart (pass --no-eval to train without them)")
+                             f"tell at least 2 apart ({skip})")
         if counts.min() < args.labels_per_class:
             few = classes[counts < args.labels_per_class][:5].tolist()
             way = (f"lower --labels-per-class to {counts.min()}" if counts.min() >= 2 else
-                   "a class with one example cannot be probed: pass --no-eval")
+                   f"a class with one example cannot be probed: {skip}")
             raise ValueError(f"--labels-per-class {args.labels_per_class}, but class(es) {few} of the training "
                              f"split have fewer examples (the fewest: {counts.min()}); {way}")
     t = args.knn_temperature

@@ -373,7 +373,7 @@ def _fold_features(x, image_shape, what: str):
     elif x.ndim > 2:
         image_shape = tuple(int(s) for s in x.shape[1:])
     if math.prod(x.shape[1:]) == 0:
-        raise ValueError(f"{what} has no features: shape {x.shape}; expected at least one value per sample")
+        raise ValueError(f"{what}: zero width, shape {x.shape}; expected at least one value per sample")
     _check_finite(x, what)
     # (the width is spelled out: reshape(N, -1) cannot infer it when N is 0, an empty test split)
     return x.reshape(x.shape[0], math.prod(x.shape[1:])).astype(np.float64), image_shape

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 import os
 import struct
 
@@ -350,7 +351,7 @@ def _safetensors_entry(path, name, info, nbytes: int) -> tuple:
     def is_int(v):
         return isinstance(v, int) and not isinstance(v, bool)
 
-    if not isinstance(info, dict) or set(info) < {"dtype", "shape", "data_offsets"}:
+    if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= set(info):
         raise TraceError(f"{path}: malformed header entry for {name!r}: {info!r} (expected an object with dtype, "
                          "shape and data_offsets)")
     dt, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
@@ -383,8 +384,7 @@ def read_safetensors(path) -> dict:
     if n > len(raw) - 8:
         raise TraceError(f"{path}: header length {n} exceeds the file size; truncated or not .safetensors")
     def unique(pairs):  # a name given twice: json.loads would keep the last without a word
-        names = [k for k, _ in pairs]
-        twice = sorted({k for k in names if names.count(k) > 1})
+        twice = sorted(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
         if twice:
             raise TraceError(f"{path}: the .safetensors header names {twice[:4]} more than once")
         return dict(pairs)

@@ -361,8 +361,8 @@ def networks_from_inputs(inputs: dict, preset: Preset, *, dtype: str = "float64"
             if key.startswith(g):
                 groups[g][key[len(g):]] = value
                 break
-        else:
-            if not key.startswith("step"):  # a trace's step<i>.* outputs are not inputs; anything else is a typo
+        else:  # a trace's step<i>.* outputs are not inputs; anything else, or a misspelt view, is a typo
+            if not key.startswith("step") or ".input." in key:
                 unknown.append(name)
     if unknown:
         raise TraceError(f"the inputs hold names byol-ref does not read: {unknown[:6]}"

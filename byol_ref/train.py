@@ -769,7 +769,9 @@ def _drop_records_after(path: Path, step: int) -> None:
             record = json.loads(line)
         except ValueError:
             continue
-        if isinstance(record, dict) and record.get("step", 0) > step:
+        if not isinstance(record, dict) or not isinstance(record.get("step", 0), (int, float)):
+            continue  # not a record of ours: it would fail every reader of the file
+        if record.get("step", 0) > step:
             continue
         keep.append(line)
     if len(keep) != len(lines) or (text and not text.endswith("\n")):
@@ -807,6 +809,8 @@ def encode(network: Network, x, input_norm: InputNorm | None, backend: Backend, 
             xb = input_norm(xb)
         o, _, _ = network_forward(network.config, network.role, network.params, network.buffers, xb, train=False)
         outs.append(to_numpy(o[which]))
+    if not outs:  # no rows (an empty test split): (0, width), the width that of one row's features
+        return encode(network, np.zeros((1, x.shape[1])), None, backend, which=which)[:0]
     return np.concatenate(outs)
 
 

@@ -609,6 +609,9 @@ def test_training_curves_are_drawn_without_an_evaluation(tmp_path, capsys):
                  "8", "--projection-dim", "4", "--predictor-dim", "4", "--no-progress", "--out", str(tmp_path / "b")]) == 0
     assert (tmp_path / "b" / "training.png").is_file()
     assert "nothing to probe" in capsys.readouterr().out
+    assert main(["eval", str(tmp_path / "b"), "--json"]) == 0  # still JSON for whatever parses it
+    said = json.loads(capsys.readouterr().out)
+    assert said["rows"] == [] and said["skipped"].startswith("the data set has no labels")
 
 
 def test_an_interrupted_run_says_how_to_continue(tmp_path, capsys, monkeypatch):
@@ -858,6 +861,29 @@ def test_labels_the_probes_cannot_use_are_refused_before_training(tmp_path, caps
     assert main([*args, "--out", str(tmp_path / "b")]) == 2
     assert "labels hold 1 class(es)" in capsys.readouterr().err and not (tmp_path / "b").exists()
     assert main([*args, "--out", str(tmp_path / "c"), "--no-eval"]) == 0  # the way out it names
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "c")]) == 2  # eval has no --no-eval to offer
+    err = capsys.readouterr().err
+    assert "labels hold 1 class(es)" in err and "(they cannot be probed)" in err and "--no-eval" not in err
+    (tmp_path / "x.npy").rename(tmp_path / "moved.npy")  # --resume takes no --data: the record is the way
+    assert main(["train", "--out", str(tmp_path / "c"), "--resume", "--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "which does not exist" in err and "--resume reads the data from there" in err and "--data" not in err
+
+
+def test_embed_never_writes_over_the_data_its_run_records(tmp_path, capsys):
+    from byol_ref.cli import main
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "mine.npz", x=rng.random((60, 4)), y=np.arange(60) % 2)
+    before = (tmp_path / "mine.npz").read_bytes()
+    assert main(["train", "--data", str(tmp_path / "mine.npz"), "--epochs", "1", "--batch-size", "16",
+                 "--hidden-size", "8", "--projection-dim", "4", "--predictor-dim", "4", "--no-progress", "--no-eval",
+                 "--out", str(tmp_path / "r")]) == 0
+    capsys.readouterr()
+    assert main(["embed", str(tmp_path / "r"), "--out", str(tmp_path / "mine.npz"), "--overwrite"]) == 2
+    assert f"is the file this command reads ({tmp_path / 'mine.npz'})" in capsys.readouterr().err
+    assert (tmp_path / "mine.npz").read_bytes() == before
 
 
 def test_odd_but_valid_data_and_weights_files(tmp_path, capsys):
@@ -872,9 +898,13 @@ def test_odd_but_valid_data_and_weights_files(tmp_path, capsys):
              "--predictor-dim", "4", "--no-progress", "--no-plots", "--labels-per-class", "2"]
     assert main(["train", "--data", str(tmp_path / "split.npz"), *small, "--out", str(tmp_path / "a")]) == 0
     assert "has an empty test split, so the probes have nothing to be tested on" in capsys.readouterr().out
+    assert main(["embed", str(tmp_path / "a"), "--out", str(tmp_path / "f.npz")]) == 0
+    features = np.load(tmp_path / "f.npz")
+    assert features["encoder_test"].shape == (0, 8) and features["projector_test"].shape == (0, 4)
+    assert features["encoder_train"].shape == (40, 8)
     np.save(tmp_path / "wide0.npy", np.zeros((40, 0)))
     assert main(["train", "--data", str(tmp_path / "wide0.npy"), *small, "--out", str(tmp_path / "b")]) == 2
-    assert "has no features: shape (40, 0)" in capsys.readouterr().err
+    assert "zero width, shape (40, 0); expected at least one value per sample" in capsys.readouterr().err
     np.savez(tmp_path / "w.npz", meta=np.array("mine"), w=np.ones(3))
     assert main(["convert", str(tmp_path / "w.npz"), str(tmp_path / "w2.npz"), "--from", "byol-ref",
                  "--to", "byol-ref"]) == 0

@@ -4,6 +4,7 @@ read/write, custom mappings, and pickles are refused with the export recipe."""
 import json
 import re
 import struct
+import warnings
 
 import numpy as np
 import pytest
@@ -285,10 +286,12 @@ def _safetensors_bytes(header: dict, data: bytes = b"") -> bytes:
     ({"dtype": "F64", "shape": [-2, -2], "data_offsets": [0, 32]}, r"has shape \[-2, -2\], expected a list"),
     ({"dtype": "F64", "shape": [4], "data_offsets": ["0", "32"]}, r"has data offsets \['0', '32'\], expected"),
     ({"dtype": "F64", "shape": [4], "data_offsets": [False, True]}, r"has data offsets \[False, True\]"),
-    ({"dtype": "F64", "shape": [4], "data_offsets": [0, 40]}, r"outside the 32-byte data buffer: expected \[begin, end\] with 0 <= begin <= end <= 32"),
+    ({"dtype": "F64", "shape": [4], "data_offsets": [0, 40]},
+     r"outside the 32-byte data buffer: expected \[begin, end\] with 0 <= begin <= end <= 32"),
     ({"dtype": ["F64"], "shape": [4], "data_offsets": [0, 32]}, r"has dtype \['F64'\], which byol-ref does not"),
     ({"dtype": "F8_E4M3", "shape": [32], "data_offsets": [0, 32]}, r"has dtype 'F8_E4M3', which byol-ref does not"),
     ({"shape": [4], "data_offsets": [0, 32]}, r"malformed header entry for 'w'"),
+    ({"dtype": "F64", "shape": [4], "offsets": [0, 32]}, r"malformed header entry for 'w'"),  # a key misspelt
     ([1, 2], r"malformed header entry for 'w'"),
 ])
 def test_a_safetensors_header_entry_that_lies_is_named(tmp_path, entry, says):
@@ -738,6 +741,9 @@ def test_a_torch_batch_count_that_is_no_count_is_refused(bad, says):
     with pytest.raises(ValueError, match=rf"{re.escape(name)} {says}"):
         from_torch_layout({**state, name: np.array(bad)}, tmap)
     assert from_torch_layout({**state, name: np.array(7.0)}, tmap)  # a float count that is whole is fine
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # float16 cannot hold 2**62: compared in float64, with no overflow warning
+        assert from_torch_layout({**state, name: np.array(7.0, dtype="float16")}, tmap)
 
 
 def test_arrays_named_like_savez_arguments_are_written(tmp_path):

@@ -354,3 +354,9 @@ def test_a_buffer_count_that_is_no_count_is_refused():
     for bad in (1e30, 1.5, -1.0):
         with pytest.raises(ValueError, match=re.escape(name) + " must"):
             trace_inputs({**inputs, name: np.array(bad)})
+
+
+def test_a_misspelt_view_of_a_step_is_refused():
+    inputs = _inputs()
+    with pytest.raises(TraceError, match=r"names byol-ref does not read: \['step0.input.view3'\]"):
+        trace_inputs({**inputs, "step0.input.view3": inputs["step0.input.view1"]})

@@ -571,7 +571,7 @@ def test_resume_drops_a_torn_last_metric_record(tmp_path, data):
     out = tmp_path / "torn"
     fit(data, cfg, tcfg, progress=False, out_dir=out, stop_at=4)
     text = (out / "metrics.jsonl").read_text()
-    (out / "metrics.jsonl").write_text(text + text.splitlines()[-1][:-7])  # a torn copy of the last record
+    (out / "metrics.jsonl").write_text(text + '{"step": "x"}\n' + text.splitlines()[-1][:-7])  # not ours; torn
     fit(data, cfg, tcfg, progress=False, out_dir=out, resume=True)
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     whole = [json.loads(line)["step"] for line in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
