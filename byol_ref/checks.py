@@ -78,8 +78,8 @@ def check_count(value, name):
         raise TypeError(f"{name} must hold whole numbers (a step count), got dtype {a.dtype}")
     if a.dtype.kind == "f":
         a = a.astype(np.float64)  # compared with 2**62 below, which float16 cannot hold
-    if a.dtype.kind == "f" and not (np.isfinite(a).all() and (a == np.round(a)).all()):
-        raise ValueError(f"{name} must hold whole numbers (a step count), got {a.ravel()[:4].tolist()}")
+        if not (np.isfinite(a).all() and (a == np.round(a)).all()):
+            raise ValueError(f"{name} must hold whole numbers (a step count), got {a.ravel()[:4].tolist()}")
     if (a < 0).any() or (a > 2**62).any():
         raise ValueError(f"{name} must be a step count in [0, 2**62], got {a.ravel()[:4].tolist()}")
     return a.astype("int64")

@@ -296,8 +296,11 @@ def _lr_note(tcfg: TrainConfig) -> str:
     """`` (peak P = lr x N/S; per epoch)``: the peak when the linear scaling rule moves it off --lr,
     and whether the schedule steps per epoch; empty when neither applies."""
     scale = tcfg.lr_batch_scale or tcfg.batch_size  # 0 disables the rule (train.make_schedules)
-    notes = [f"peak {tcfg.lr * tcfg.batch_size / scale:.4g} = lr x {tcfg.batch_size}/{scale}"] * (
-        tcfg.batch_size != scale) + ["per epoch"] * (tcfg.lr_interval == "epoch")
+    notes = []
+    if tcfg.batch_size != scale:
+        notes.append(f"peak {tcfg.lr * tcfg.batch_size / scale:.4g} = lr x {tcfg.batch_size}/{scale}")
+    if tcfg.lr_interval == "epoch":
+        notes.append("per epoch")
     return f" ({'; '.join(notes)})" if notes else ""
 
 

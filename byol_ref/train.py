@@ -769,11 +769,9 @@ def _drop_records_after(path: Path, step: int) -> None:
             record = json.loads(line)
         except ValueError:
             continue
-        if not isinstance(record, dict) or not isinstance(record.get("step", 0), (int, float)):
-            continue  # not a record of ours: it would fail every reader of the file
-        if record.get("step", 0) > step:
-            continue
-        keep.append(line)
+        at = record.get("step", 0) if isinstance(record, dict) else None
+        if isinstance(at, (int, float)) and at <= step:  # else past the checkpoint, or no record of ours
+            keep.append(line)
     if len(keep) != len(lines) or (text and not text.endswith("\n")):
         ckpt.atomic_write_text(path, "".join(line + "\n" for line in keep))
 
