@@ -9,7 +9,9 @@
 
 Every run writes into its own directory: ``config.json``, ``metrics.jsonl``,
 ``checkpoint.npz`` (atomic, never pickled), ``report.json``, ``report.txt`` and PNG plots.
-An existing non-empty directory is refused unless ``--resume`` or ``--overwrite``.
+An existing non-empty directory is refused unless ``--resume`` or ``--overwrite`` (which keeps the
+replaced run in ``RUN_DIR/.replaced`` until the new run's first checkpoint, and puts it back if the new
+run stops before that).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from dataclasses import asdict, fields, replace
@@ -191,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "restart, not the schedule of a run planned that long), with the run's warm-up")
     g.add_argument("--overwrite", action="store_true",
                    help="replace the run in a non-empty --out: its checkpoint, metrics, config, report and plots "
-                        "are replaced as training starts (other files stay)")
+                        "(other files stay). They wait in --out/.replaced until the new run writes its first "
+                        "checkpoint, and come back if it stops before that")
     g.add_argument("--checkpoint-every", type=int, default=TrainConfig.checkpoint_every, help="steps (0: end only)")
     g.add_argument("--log-every", type=int, default=TrainConfig.log_every, help="steps between metric records")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -339,6 +343,12 @@ def _train(args) -> int:
     if args.resume:
         if not args.out:
             raise ValueError("--resume needs --out RUN_DIR, the run directory to continue")
+        aside = out / _SET_ASIDE
+        if aside.is_dir() and not checkpoint_file(out).is_file():
+            raise FileNotFoundError(
+                f"--resume: {out} has no checkpoint: the --overwrite run started there stopped before its first. "
+                f"The run it was replacing is in {aside}; to continue that one, move its files back "
+                f"(mv {aside}/* {out}/) and resume; or start a new run with --overwrite")
         cfg_file = out / "config.json"
         if not cfg_file.is_file():
             raise FileNotFoundError(f"--resume: {cfg_file} not found; is {out} a byol-ref run directory?")
@@ -388,41 +398,55 @@ def _train(args) -> int:
     created = not out.exists()
     fresh = created or not any(out.iterdir())
     out.mkdir(parents=True, exist_ok=True)
-    if args.overwrite and not args.resume:  # the replaced run goes whole: no file of it may mix with this one
-        for name in ("checkpoint.npz", *_REPORT_FILES):  # (its checkpoint would be offered to --resume)
-            (out / name).unlink(missing_ok=True)
-    atomic_write_text(out / "config.json", json.dumps(
-        {"model_config": model_cfg.to_dict(), "train_config": asdict(tcfg), "data": data_spec,
-         "views": views_record}, indent=2))
-    print(f"byol-ref: training on {dataset.name} ({dataset.x_train.shape[0]} train / {dataset.x_test.shape[0]} test, "
-          f"{dataset.x_train.shape[1]} features) for {tcfg.epochs} epochs, batch {tcfg.batch_size}, "
-          f"{tcfg.optimizer} lr {tcfg.lr}{_lr_note(tcfg)}, "
-          f"tau {tcfg.tau_base} ({tcfg.tau_schedule}{', per epoch' if tcfg.tau_interval == 'epoch' else ''}), "
-          f"{tcfg.dtype} on {backend.name}",
-          flush=True)
+    # The replaced run goes whole (no file of it may mix with this one: its checkpoint would be offered to
+    # --resume), but only once this run has a checkpoint of its own; until then it waits in out/.replaced.
+    aside = _set_aside(out) if args.overwrite and not args.resume else None
+
+    def drop_aside(step):
+        if aside is not None and aside.is_dir():
+            shutil.rmtree(aside)
+
     t0 = time.perf_counter()
     try:
+        atomic_write_text(out / "config.json", json.dumps(
+            {"model_config": model_cfg.to_dict(), "train_config": asdict(tcfg), "data": data_spec,
+             "views": views_record}, indent=2))
+        print(f"byol-ref: training on {dataset.name} ({dataset.x_train.shape[0]} train / {dataset.x_test.shape[0]} "
+              f"test, {dataset.x_train.shape[1]} features) for {tcfg.epochs} epochs, batch {tcfg.batch_size}, "
+              f"{tcfg.optimizer} lr {tcfg.lr}{_lr_note(tcfg)}, "
+              f"tau {tcfg.tau_base} ({tcfg.tau_schedule}{', per epoch' if tcfg.tau_interval == 'epoch' else ''}), "
+              f"{tcfg.dtype} on {backend.name}",
+              flush=True)
         result = fit(dataset, model_cfg, tcfg, backend=backend, out_dir=out, resume=args.resume,
-                     progress=not args.no_progress, views=views)
-    except TrainingDiverged as exc:
-        print(f"byol-ref: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
+                     progress=not args.no_progress, views=views, on_checkpoint=drop_aside)
+    except BaseException as exc:
+        back = aside is not None and aside.is_dir()  # stopped before this run's first checkpoint
+        if back:
+            _put_back(out, aside)
+        restored = f"the run it was to replace is back in {out}"
         ckpt = out / "checkpoint.npz"
-        if ckpt.is_file():
-            at = load_checkpoint(ckpt)[0].step
-            then = f"its last checkpoint is at step {at}; continue with: {_prog()} train --out {out} --resume"
-        else:
-            then = f"no checkpoint was written yet; start again with: {_prog()} train ... --out {out} --overwrite"
-        print(f"\nbyol-ref: interrupted; {then}", file=sys.stderr)
-        return 130
-    except (ValueError, TypeError):
-        if fresh and not (out / "checkpoint.npz").exists():  # refused before any step: leave no half-made run
-            for name in ("config.json", "metrics.jsonl"):
+        if isinstance(exc, TrainingDiverged):
+            print(f"byol-ref: {exc}" + (f"\nbyol-ref: {restored}" if back else ""), file=sys.stderr)
+            return 1
+        if isinstance(exc, KeyboardInterrupt):
+            if back:
+                then = f"no checkpoint was written yet, so {restored}"
+            elif ckpt.is_file():
+                at = load_checkpoint(ckpt)[0].step
+                then = f"its last checkpoint is at step {at}; continue with: {_prog()} train --out {out} --resume"
+            else:
+                then = f"no checkpoint was written yet; start again with: {_prog()} train ... --out {out} --overwrite"
+            print(f"\nbyol-ref: interrupted; {then}", file=sys.stderr)
+            return 130
+        if isinstance(exc, (ValueError, TypeError)) and fresh and not ckpt.exists():
+            for name in ("config.json", "metrics.jsonl"):  # refused before any step: leave no half-made run
                 (out / name).unlink(missing_ok=True)
             if created and not any(out.iterdir()):  # a folder the user made stays
                 out.rmdir()
+        if back:
+            print(f"byol-ref: {restored}", file=sys.stderr)
         raise
+    drop_aside(None)  # (a finished run has written its checkpoint; this is a second line of defence)
     train_s = time.perf_counter() - t0
     ran = result.state.step - result.start_step
     so_far = f" (step {result.state.step} of the run)" if result.start_step else ""
@@ -551,6 +575,46 @@ def _gains(rows: list, n_test: int) -> str:
 
 
 _REPORT_FILES = ("report.json", "report.txt", "training.png", "probes.png", "features.png")
+_RUN_FILES = ("checkpoint.npz", "config.json", "metrics.jsonl", *_REPORT_FILES)
+_SET_ASIDE = ".replaced"  # where train --overwrite keeps the run it replaces until its own first checkpoint
+
+
+def _set_aside(out: Path) -> Path | None:
+    """Move the run in ``out`` (its ``_RUN_FILES``) into ``out/.replaced`` for ``train --overwrite``; None if
+    there is none. A crash before the new run's first checkpoint then loses nothing: ``_put_back`` restores
+    it, and a process killed outright leaves it there. Such a folder, found here, holds the last run that
+    had a checkpoint; the files beside it are the killed run's, which had none, and they go."""
+    aside = out / _SET_ASIDE
+    if aside.exists() and not aside.is_dir():
+        raise FileExistsError(f"{aside} is a file; train --overwrite sets the run it replaces aside there: "
+                              "move the file away")
+    if aside.is_dir():
+        if (out / "checkpoint.npz").exists():
+            raise FileExistsError(f"{out} holds a checkpoint and also {aside}, a run set aside by an --overwrite "
+                                  "that did not finish; remove the one you do not want, then run again")
+        for name in _RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+        print(f"byol-ref: {aside} holds the run an earlier --overwrite set aside; it stays there until this "
+              "run's first checkpoint", file=sys.stderr)
+        return aside
+    present = [name for name in _RUN_FILES if (out / name).exists()]
+    if not present:
+        return None
+    aside.mkdir()
+    for name in present:
+        os.replace(out / name, aside / name)
+    return aside
+
+
+def _put_back(out: Path, aside: Path) -> None:
+    """Undo ``_set_aside``: this run's files go, the replaced run's come back."""
+    for name in _RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+    for f in aside.iterdir():
+        os.replace(f, out / f.name)
+    aside.rmdir()
+
+
 
 
 def _eval(args) -> int:

@@ -627,7 +627,7 @@ def prepare_training_data(dataset: Dataset, views) -> tuple[dict, Dataset, Input
 
 def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str | Backend = "numpy",
         out_dir=None, resume: bool = False, progress: bool = True, views: tuple | None = None,
-        state: TrainState | None = None, stop_at: int | None = None, log=None) -> FitResult:
+        state: TrainState | None = None, stop_at: int | None = None, log=None, on_checkpoint=None) -> FitResult:
     """Train BYOL on ``dataset.x_train``.
 
     Args:
@@ -643,6 +643,8 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
         state: start from this TrainState instead of a fresh one.
         stop_at: stop after this many total steps (for tests of interrupted runs).
         log: callable for one-line messages (default: print to stderr).
+        on_checkpoint: called with the step after each checkpoint is written (the CLI's
+            ``train --overwrite`` drops the run it replaces at the first).
 
     Returns:
         FitResult.
@@ -748,6 +750,8 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
                         f"the parameters became non-finite at step {k - 1} (lr {m['lr']:.3g}); stopping without "
                         f"overwriting the last good checkpoint {ckpt_path}; lower the learning rate.")
                 save_checkpoint(ckpt_path, state, model_cfg, tcfg, extra=ckpt_extra)
+                if on_checkpoint is not None:
+                    on_checkpoint(k)
     finally:
         bar.close()
         if metrics_file is not None:

@@ -490,13 +490,95 @@ def test_overwrite_removes_the_replaced_runs_report(tmp_path, capsys):
     assert main(["train", *SMALL_RUN, "--out", str(out), "--overwrite", "--no-eval", "--seed", "3"]) == 0
     assert not (out / "report.json").exists() and not (out / "report.txt").exists()
     capsys.readouterr()
-    # A replacing run that stops before its first checkpoint leaves no checkpoint of the replaced run, which
-    # --resume would have continued under the new config.
+    # A replacing run that stops before its first checkpoint puts the replaced run back whole; no file of
+    # the stopped run stays beside it (its config.json would have --resume continue the old checkpoint
+    # under the new settings).
+    before = {name: (out / name).read_bytes() for name in ("checkpoint.npz", "config.json", "metrics.jsonl")}
     assert main(["train", *SMALL_RUN, "--out", str(out), "--overwrite", "--no-eval", "--epochs", "3",
                  "--checkpoint-every", "0", "--lr", "1e300"]) == 1
     err = capsys.readouterr().err
     assert "became" in err and "last good checkpoint" not in err
-    assert not (out / "checkpoint.npz").exists()
+    assert f"the run it was to replace is back in {out}" in err
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert not (out / ".replaced").exists()
+
+
+def test_overwrite_keeps_the_replaced_run_until_the_first_checkpoint(tmp_path, capsys, monkeypatch):
+    import byol_ref.cli as cli
+
+    out = tmp_path / "r"
+    assert cli.main(["train", *SMALL_RUN, "--out", str(out), "--no-eval"]) == 0
+    old = (out / "checkpoint.npz").read_bytes()
+    (out / "notes.txt").write_text("mine")
+    seen = []
+    real_fit = cli.fit
+
+    def watching_fit(*args, on_checkpoint, **kw):
+        def watch(step):
+            seen.append((step, (out / ".replaced").exists()))
+            on_checkpoint(step)
+            seen.append((step, (out / ".replaced").exists()))
+        seen.append(("start", (out / ".replaced" / "checkpoint.npz").read_bytes() == old,
+                     (out / "checkpoint.npz").exists()))
+        return real_fit(*args, on_checkpoint=watch, **kw)
+
+    monkeypatch.setattr(cli, "fit", watching_fit)
+    assert cli.main(["train", *SMALL_RUN, "--out", str(out), "--overwrite", "--no-eval", "--epochs", "2",
+                     "--checkpoint-every", "6", "--seed", "4"]) == 0
+    steps = (408 // 64) * 2
+    assert seen == [("start", True, False), (6, True), (6, False), (steps, False), (steps, False)]
+    assert (out / "checkpoint.npz").read_bytes() != old and (out / "notes.txt").read_text() == "mine"
+
+    # Ctrl-C before the first checkpoint: the replaced run comes back; exit 130 as for any interrupt.
+    def interrupted_fit(dataset, model_cfg, tcfg, *, out_dir, **kw):
+        (out_dir / "metrics.jsonl").write_text('{"step": 0}\n')
+        raise KeyboardInterrupt
+
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    monkeypatch.setattr(cli, "fit", interrupted_fit)
+    assert cli.main(["train", *SMALL_RUN, "--out", str(out), "--overwrite", "--no-eval", "--seed", "9"]) == 130
+    assert f"interrupted; no checkpoint was written yet, so the run it was to replace is back in {out}" in \
+        capsys.readouterr().err
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+
+    def refusing_fit(dataset, model_cfg, tcfg, *, out_dir, **kw):
+        (out_dir / "metrics.jsonl").write_text('{"step": 0}\n')
+        raise ValueError("refused by fit")
+
+    monkeypatch.setattr(cli, "fit", refusing_fit)
+    assert cli.main(["train", *SMALL_RUN, "--out", str(out), "--overwrite", "--no-eval", "--seed", "9"]) == 2
+    err = capsys.readouterr().err
+    assert "refused by fit" in err and f"the run it was to replace is back in {out}" in err
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the diverging run overflows on purpose
+def test_a_run_set_aside_by_a_killed_overwrite_survives_it(tmp_path, capsys):
+    from byol_ref.cli import main
+
+    out = tmp_path / "r"
+    assert main(["train", *SMALL_RUN, "--out", str(out), "--no-eval"]) == 0
+    old = {f.name: f.read_bytes() for f in out.iterdir()}
+    # What a process killed outright between setting the run aside and its first checkpoint leaves.
+    (out / ".replaced").mkdir()
+    for name in old:
+        (out / name).rename(out / ".replaced" / name)
+    (out / "config.json").write_text((out / ".replaced" / "config.json").read_text())
+    (out / "metrics.jsonl").write_text('{"step": 0}\n')
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"The run it was replacing is in {out / '.replaced'}" in err and "mv " in err
+    # A second --overwrite keeps the set-aside run (the last with a checkpoint) until its own checkpoint.
+    assert main(["train", *SMALL_RUN, "--out", str(out), "--overwrite", "--no-eval", "--lr", "1e300",
+                 "--checkpoint-every", "0"]) == 1
+    assert "holds the run an earlier --overwrite set aside" in capsys.readouterr().err
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == old
+    # Both a checkpoint and a set-aside run: which to keep is the user's choice.
+    (out / ".replaced").mkdir()
+    assert main(["train", *SMALL_RUN, "--out", str(out), "--overwrite", "--no-eval"]) == 2
+    assert "remove the one you do not want" in capsys.readouterr().err
+    assert (out / "checkpoint.npz").read_bytes() == old["checkpoint.npz"]
 
 
 def test_eval_of_a_run_whose_record_is_damaged_or_whose_data_moved(tmp_path, capsys):
