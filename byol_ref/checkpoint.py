@@ -76,7 +76,19 @@ def read_npz(path, what: str, error=ValueError) -> dict:
         raise error(f"{what} is not an .npz file: {found}")
     with numpy_read_errors(what, error):
         with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
+            names = list(f.files)
+            if len(set(names)) == len(names):
+                return {k: f[k] for k in names}
+    check_unique_names(names, what, error)
+
+
+def check_unique_names(names: list, what: str, error=ValueError) -> None:
+    """Refuse an archive that stores an array name twice: zip allows it, and NumPy would read one
+    of the two without a word."""
+    twice = sorted({k for k in names if names.count(k) > 1})
+    if twice:
+        raise error(f"{what} holds {len(twice)} array name(s) more than once ({twice[:4]}): the archive was "
+                    "appended to or hand-made; write it again with numpy.savez")
 
 
 def save(path, arrays: dict, meta: dict) -> Path:
@@ -184,6 +196,7 @@ def load(path) -> tuple[dict, dict]:
     with numpy_read_errors(str(path), CheckpointError, keep=CheckpointError):
         with np.load(path, allow_pickle=False) as f:
             names = list(f.files)
+            check_unique_names(names, str(path), CheckpointError)
             if "meta" not in names:
                 raise CheckpointError(f"{path} is an .npz file but not a byol-ref checkpoint "
                                       f"(no 'meta' entry; it has {names[:5]}{'...' if len(names) > 5 else ''})")

@@ -397,11 +397,21 @@ def read_safetensors(path) -> dict:
         raise TraceError(f"{path}: the .safetensors header is a JSON {type(header).__name__}, expected an object "
                          "{name: {dtype, shape, data_offsets}}")
     data = memoryview(raw)[8 + n:]
+    entries = {name: _safetensors_entry(path, name, info, len(data))
+               for name, info in header.items() if name != "__metadata__"}
+    # The format packs the tensors end to end from byte 0 to the file's end: no gap, no overlap (two
+    # names for the same bytes), nothing after the last (safetensors itself refuses such a file).
+    end = 0
+    for name, (_, _, (lo, hi)) in sorted(entries.items(), key=lambda e: e[1][2]):
+        if lo != end:
+            raise TraceError(f"{path}: {name!r} starts at data byte {lo}, but the tensors before it end at byte "
+                             f"{end}; .safetensors packs tensors end to end ({'overlap' if lo < end else 'gap'})")
+        end = hi
+    if end != len(data):
+        raise TraceError(f"{path}: the tensors end at data byte {end}, but the file holds {len(data)} data bytes; "
+                         ".safetensors allows nothing after the last tensor (appended to, or a wrong header)")
     out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        dt, shape, (lo, hi) = _safetensors_entry(path, name, info, len(data))
+    for name, (dt, shape, (lo, hi)) in entries.items():
         buf = bytes(data[lo:hi])
         if dt == "BF16":
             a = (np.frombuffer(buf, dtype="<u2").astype("<u4") << 16).view("<f4")

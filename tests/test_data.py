@@ -180,6 +180,30 @@ def test_load_npz_x_y(tmp_path):
     assert ds.y_train.dtype == np.int64
 
 
+def test_an_npz_that_stores_a_name_twice_is_refused(tmp_path):
+    import io
+    import warnings
+    import zipfile
+
+    from byol_ref.trace import TraceError, load_trace
+
+    def npy(a):
+        buf = io.BytesIO()
+        np.save(buf, a)
+        return buf.getvalue()
+
+    path = tmp_path / "twice.npz"
+    with warnings.catch_warnings(), zipfile.ZipFile(path, "w") as z:
+        warnings.simplefilter("ignore")  # zipfile's "Duplicate name"
+        z.writestr("y.npy", npy(np.arange(20) % 2))
+        z.writestr("x.npy", npy(np.ones((20, 3))))
+        z.writestr("x.npy", npy(np.zeros((20, 3))))
+    with pytest.raises(ValueError, match=r"twice.npz'? holds 1 array name\(s\) more than once \(\['x'\]\)"):
+        load_file(path)
+    with pytest.raises(TraceError, match=r"more than once \(\['x'\]\)"):
+        load_trace(path)
+
+
 def test_split_sizes_round_half_up_and_refuse_an_empty_stratified_test_set():
     rng = np.random.default_rng(0)
     train, test = train_test_indices(10, 0.25, rng)  # 2.5 test samples -> 3 (floor(x + 0.5)), not 2

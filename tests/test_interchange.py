@@ -310,6 +310,27 @@ def test_a_safetensors_header_naming_a_tensor_twice_is_refused(tmp_path):
         load_arrays(tmp_path / "twice.safetensors")
 
 
+@pytest.mark.parametrize("offsets, data, says", [
+    ({"a": [0, 8], "b": [0, 8]}, 8, r"'b' starts at data byte 0, but the tensors before it end at byte 8; "
+                                   r".safetensors packs tensors end to end \(overlap\)"),
+    ({"a": [0, 8], "b": [16, 24]}, 24, r"'b' starts at data byte 16, .* end at byte 8; .* \(gap\)"),
+    ({"a": [8, 16], "b": [16, 24]}, 24, r"'a' starts at data byte 8, .* end at byte 0; .* \(gap\)"),
+    ({"a": [0, 8], "b": [8, 16]}, 20, r"the tensors end at data byte 16, but the file holds 20 data bytes"),
+])
+def test_safetensors_data_must_be_packed_end_to_end(tmp_path, offsets, data, says):
+    """As the format requires (and the safetensors library checks): no two names for the same bytes,
+    no hidden bytes between or after the tensors."""
+    header = {k: {"dtype": "F64", "shape": [1], "data_offsets": v} for k, v in offsets.items()}
+    (tmp_path / "bad.safetensors").write_bytes(_safetensors_bytes(header, bytes(data)))
+    with pytest.raises(TraceError, match="bad.safetensors: " + says):
+        load_arrays(tmp_path / "bad.safetensors")
+    header["b"]["data_offsets"], header["a"]["data_offsets"] = [0, 8], [8, 16]  # packed, in another order
+    header["z"] = {"dtype": "F32", "shape": [0], "data_offsets": [16, 16]}
+    (tmp_path / "good.safetensors").write_bytes(_safetensors_bytes(header, np.array([1.0, 2.0]).tobytes()))
+    assert {k: v.tolist() for k, v in load_arrays(tmp_path / "good.safetensors").items()} == {
+        "a": [2.0], "b": [1.0], "z": []}
+
+
 def test_a_deeply_nested_safetensors_header_is_not_json_to_us(tmp_path):
     header = b"[" * 100_001 + b"]" * 100_001  # JSON, but deeper than Python's parser recurses
     (tmp_path / "deep.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)

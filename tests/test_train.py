@@ -358,6 +358,18 @@ def test_corrupt_truncated_and_foreign_checkpoints(tmp_path):
         load_checkpoint(tmp_path / "foreign.npz")
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "missing.npz")
+    # An entry stored a second time (zip allows it; NumPy would read one of the two without a word).
+    import warnings
+    import zipfile
+
+    twice = tmp_path / "twice.npz"
+    twice.write_bytes(raw)
+    with warnings.catch_warnings(), zipfile.ZipFile(twice, "a") as z:
+        warnings.simplefilter("ignore")  # zipfile's "Duplicate name"
+        z.writestr("online/encoder.fc1.weight.npy", zipfile.ZipFile(good).read("meta.npy"))
+    with pytest.raises(ckpt.CheckpointError, match=r"twice.npz holds 1 array name\(s\) more than once "
+                                                   r"\(\['online/encoder.fc1.weight'\]\)"):
+        load_checkpoint(twice)
     # a pickled object array is refused, never unpickled
     with zipfile.ZipFile(tmp_path / "pickled.npz", "w") as z:
         with z.open("meta.npy", "w") as f:
