@@ -40,6 +40,8 @@ EXIT_USAGE = 2
 
 def _load_data(spec: dict):
     kind = spec["data"]
+    if kind in ("digits", "synthetic") and spec.get("csv_header", "auto") != "auto":
+        raise ValueError(f"--csv-header {spec['csv_header']} is for a .csv --data, not the built-in {kind}")
     if kind == "digits":
         return load_digits()
     if kind == "synthetic":
@@ -47,7 +49,18 @@ def _load_data(spec: dict):
     if not Path(kind).exists():
         raise FileNotFoundError(f"--data {kind!r}: no such file, and not a built-in data set; pass 'digits', "
                                 "'synthetic' or a .npy/.npz/.csv feature file")
-    return load_file(kind, labels=spec.get("labels"), seed=spec.get("data_seed", 0))
+    if spec.get("csv_header", "auto") not in _CSV_HEADER:
+        raise ValueError(f"csv_header {spec['csv_header']!r}: expected one of {list(_CSV_HEADER)}")
+    header = _CSV_HEADER[spec.get("csv_header", "auto")]
+    if header is not None and Path(kind).suffix.lower() not in (".csv", ".txt"):
+        raise ValueError(f"--csv-header {spec['csv_header']} is for a .csv --data; {kind} is not one")
+    return load_file(kind, labels=spec.get("labels"), seed=spec.get("data_seed", 0), header=header)
+
+
+_CSV_HEADER = {"auto": None, "yes": True, "no": False}
+_CSV_HEADER_ARG = dict(choices=tuple(_CSV_HEADER), default="auto",
+                       help="whether a .csv --data starts with a header row (auto: when a field of its first row "
+                            "is not a number)")
 
 
 def _parse_value(field, text):
@@ -144,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="for a CSV: label column name or index; or a separate .npy/.csv label file")
     g.add_argument("--data-seed", type=int, default=0,
                    help="seed of the train/test split of a user file, and of the points of --data synthetic")
+    g.add_argument("--csv-header", **_CSV_HEADER_ARG)
     g = t.add_argument_group("training")
     g.add_argument("--epochs", type=int, default=TrainConfig.epochs, help="passes over the training split")
     g.add_argument("--batch-size", type=int, default=TrainConfig.batch_size,
@@ -212,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("path", help="a run directory or a checkpoint .npz")
     e.add_argument("--data", default=None, help="data set (default: the run's own, from config.json)")
     e.add_argument("--labels", default=None, help="with --data: the label column or label file, as for train")
+    e.add_argument("--csv-header", **_CSV_HEADER_ARG)
     e.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cpu (NumPy) or cuda (CuPy)")
     e.add_argument("--json", action="store_true", help="print the report as JSON")
     e.add_argument("--out", default=None,
@@ -234,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", required=True, help="the .npz to write (never overwritten unless --overwrite)")
     m.add_argument("--data", default=None, help="data set (default: the run's own, from config.json)")
     m.add_argument("--labels", default=None, help="with --data: the label column or label file, as for train")
+    m.add_argument("--csv-header", **_CSV_HEADER_ARG)
     m.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cpu (NumPy) or cuda (CuPy)")
     m.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     _add_verify_parsers(sub, t)
@@ -315,16 +331,17 @@ def _check_resume_flags(args, out: Path, saved: dict, model_cfg: Config, tcfg: T
     if "overwrite" in given:
         raise ValueError(f"--resume continues the run in {out}; --overwrite would start it again: pass one of them")
     def same(dest, a, b):  # file paths compare as files (the run records them absolute)
-        if dest != "data_seed" and isinstance(a, str) and isinstance(b, str) and Path(a).exists():
+        if dest in ("data", "labels") and isinstance(a, str) and isinstance(b, str) and Path(a).exists():
             return Path(a).resolve() == Path(b).resolve()
         return a == b
 
     asked = []
-    for dest in ("data", "labels", "data_seed"):
-        if dest in given and not same(dest, getattr(args, dest), saved["data"].get(dest, 0 if dest == "data_seed"
-                                                                                   else None)):
-            asked.append(f"--{dest.replace('_', '-')} {getattr(args, dest)} (run: {saved['data'].get(dest)})")
-    if given - {"data", "labels", "data_seed"}:  # as the run's length, so derived fields (warm-up) compare
+    recorded = {"data": None, "labels": None, "data_seed": 0, "csv_header": "auto"}  # (runs before csv_header)
+    for dest, default in recorded.items():
+        run_value = saved["data"].get(dest, default)
+        if dest in given and not same(dest, getattr(args, dest), run_value):
+            asked.append(f"--{dest.replace('_', '-')} {getattr(args, dest)} (run: {run_value})")
+    if given - set(recorded):  # as the run's length, so derived fields (warm-up) compare
         same_length = argparse.Namespace(**{**vars(args), "epochs": tcfg.epochs})
         new_model, new_train, named = _configs_from_flags(same_length, model_cfg.encoder_dim)
         for name in sorted(named - {"epochs"}):
@@ -338,7 +355,7 @@ def _check_resume_flags(args, out: Path, saved: dict, model_cfg: Config, tcfg: T
 
 
 def _train(args) -> int:
-    data_spec = {"data": args.data, "labels": args.labels, "data_seed": args.data_seed}
+    data_spec = {"data": args.data, "labels": args.labels, "data_seed": args.data_seed, "csv_header": args.csv_header}
     out = Path(args.out) if args.out else Path("runs") / f"{Path(args.data).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     if args.resume:
         if not args.out:
@@ -683,11 +700,14 @@ def _load_run(args):
     if args.labels is not None and args.data is None:
         raise ValueError("--labels goes with --data (the run's own data keep their own labels); pass both, or "
                          "neither")
+    if args.csv_header != "auto" and args.data is None:
+        raise ValueError(f"--csv-header {args.csv_header} goes with --data (the run's own data are read as the "
+                         "run read them)")
     ckpt_path = checkpoint_file(args.path)
     state, model_cfg, tcfg, meta = load_checkpoint(ckpt_path)
     cfg_file = ckpt_path.parent / "config.json"
     if args.data:
-        dataset = _load_data({"data": args.data, "labels": args.labels})
+        dataset = _load_data({"data": args.data, "labels": args.labels, "csv_header": args.csv_header})
     elif cfg_file.is_file():
         dataset = _data_for_run(_read_run_config(cfg_file)["data"], cfg_file)
     else:

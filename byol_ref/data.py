@@ -214,7 +214,9 @@ def _read_csv(path: Path, what: str, header=None, label_column=None):
         path: the file.
         what: how to name the file in errors.
         header: True/False, or None to detect: the first row is a header when any of
-            its fields is not a number.
+            its fields is not a number. A first row of the column numbers 0, 1, ..., K-1
+            (K >= 3), which pandas writes as the header of a table without column names
+            but could be data, is refused as ambiguous: ``header`` must say.
         label_column: the ``labels`` argument, to say so when a class name sits in that column.
 
     Returns:
@@ -236,11 +238,15 @@ def _read_csv(path: Path, what: str, header=None, label_column=None):
             raise ValueError(f"{what} {str(path)!r} is not a readable CSV table (line {reader.line_num}: {exc})") from None
     if not rows:
         raise ValueError(f"{what} {str(path)!r} is empty (expected a numeric CSV table)")
+    width = len(rows[0][1])
     if header is None:
+        if width >= 3 and rows[0][1] == [str(i) for i in range(width)]:
+            raise ValueError(f"{what} {str(path)!r}: its first line is 0,1,...,{width - 1}: the column numbers "
+                             "pandas writes as the header of a table without column names, or a row of data? Say "
+                             "which: header=True or header=False (on the command line, --csv-header yes or no)")
         header = not all(_is_number(s) for s in rows[0][1])
     names = rows[0][1] if header else None
     data = rows[1:] if header else rows
-    width = len(rows[0][1])
     for line, fields in data:
         if len(fields) != width:
             raise ValueError(
@@ -266,6 +272,10 @@ def _read_csv(path: Path, what: str, header=None, label_column=None):
                         + ("" if header else " (the first line was taken as data, not a header)")
                     ) from None
         raise
+    if names and names[0] == "" and len(values) and np.array_equal(np.sort(values[:, 0]), np.arange(len(values))):
+        raise ValueError(f"{what} {str(path)!r}: its first column has no name and holds the row numbers 0 to "
+                         f"{len(values) - 1}: the index pandas writes (DataFrame.to_csv without index=False), not a "
+                         "feature; write the file with index=False, or delete that column")
     return names, values
 
 
@@ -440,7 +450,9 @@ def load_file(
     * ``.npz``: keys ``x`` (and optionally ``y``), split here; or ``x_train``, ``x_test``
       (and optionally ``y_train``, ``y_test``), used as given (``test_fraction`` ignored).
     * ``.csv``: a numeric table, one sample per row. The first row is a header when any
-      of its fields is not a number (or as ``header`` says).
+      of its fields is not a number (or as ``header`` says); a first row 0,1,...,K-1 must
+      be declared either way, and an unnamed first column holding the row numbers (the
+      index pandas writes) is refused.
 
     ``labels`` selects class ids:
 
@@ -463,7 +475,7 @@ def load_file(
         seed: seed of the split.
         image_shape: (H, W) or (C, H, W) to declare that the D columns of a 2-D table are
             flattened images (H * W or C * H * W must equal D); checked against 3-D/4-D arrays.
-        header: force (True) or forbid (False) a CSV header row; None detects it.
+        header: force (True) or forbid (False) a CSV header row; None detects it (CSV only).
 
     Returns:
         Dataset with x float64 (N, D), y int64 (N,) or None, named after the file stem.
@@ -484,6 +496,11 @@ def load_file(
         )
     _check_fraction(test_fraction)
     seed = check_seed(seed, "seed (of the train/test split)")
+    if header is not None and not isinstance(header, bool):
+        raise TypeError(f"header must be True, False or None (detect), got {header!r}")
+    if header is not None and ext not in (".csv", ".txt"):
+        raise ValueError(f"header={header} applies to a CSV table, but {what} is a {ext or 'extension-less'} file; "
+                         "leave header=None")
 
     if ext == ".npz":
         arrays = read_npz(p, what)

@@ -581,6 +581,43 @@ def test_a_run_set_aside_by_a_killed_overwrite_survives_it(tmp_path, capsys):
     assert (out / "checkpoint.npz").read_bytes() == old["checkpoint.npz"]
 
 
+def test_csv_header_is_recorded_kept_on_resume_and_given_to_eval_with_data(tmp_path, capsys):
+    from byol_ref.cli import main
+
+    x = np.random.default_rng(0).random((80, 4))
+    text = "0,1,2,3,4\n" + "\n".join(",".join(repr(float(v)) for v in r) + f",{i % 2}" for i, r in enumerate(x))
+    (tmp_path / "p.csv").write_text(text + "\n")  # as pandas writes a table without column names
+    out = tmp_path / "r"
+    args = ["train", "--data", str(tmp_path / "p.csv"), "--labels", "4", "--epochs", "1", "--batch-size", "16",
+            "--hidden-size", "8", "--projection-dim", "4", "--predictor-dim", "4", "--no-progress", "--no-plots",
+            "--no-eval", "--out", str(out)]
+    assert main(args) == 2
+    assert "Say which: header=True or header=False (on the command line, --csv-header yes or no)" in \
+        capsys.readouterr().err
+    assert main([*args, "--csv-header", "yes"]) == 0
+    assert "(64 train / 16 test, 4 features)" in capsys.readouterr().out  # 80 samples, not 81
+    assert json.loads((out / "config.json").read_text())["data"]["csv_header"] == "yes"
+    assert main(["train", "--out", str(out), "--resume", "--csv-header", "no"]) == 2
+    assert "--csv-header no (run: yes)" in capsys.readouterr().err
+    assert main(["train", "--out", str(out), "--resume", "--csv-header", "yes", "--epochs", "2", "--no-progress",
+                 "--no-eval", "--no-plots"]) == 0
+    assert main(["eval", str(out), "--knn-k", "5"]) == 0  # the run's data, read as the run read them
+    capsys.readouterr()
+    assert main(["eval", str(out), "--csv-header", "yes"]) == 2
+    assert "--csv-header yes goes with --data" in capsys.readouterr().err
+    assert main(["eval", str(out), "--data", str(tmp_path / "p.csv"), "--labels", "4", "--knn-k", "5"]) == 2
+    assert main(["eval", str(out), "--data", str(tmp_path / "p.csv"), "--labels", "4", "--csv-header", "yes",
+                 "--knn-k", "5"]) == 0
+    capsys.readouterr()
+    assert main([*args[:-2], "--out", str(tmp_path / "d"), "--csv-header", "no", "--data", "digits"]) == 2
+    assert "--csv-header no is for a .csv --data, not the built-in digits" in capsys.readouterr().err
+    np.save(tmp_path / "x.npy", x)
+    assert main(["embed", str(out), "--out", str(tmp_path / "f.npz"), "--data", str(tmp_path / "x.npy"),
+                 "--csv-header", "no"]) == 2
+    assert f"--csv-header no is for a .csv --data; {tmp_path / 'x.npy'} is not one" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists() and not (tmp_path / "f.npz").exists()
+
+
 def test_eval_of_a_run_whose_record_is_damaged_or_whose_data_moved(tmp_path, capsys):
     from byol_ref.cli import main
 

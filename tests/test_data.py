@@ -225,6 +225,43 @@ def test_csv_header_with_some_numeric_names(tmp_path):
     assert ds.x_train.shape[1] == 3 and ds.x_train.shape[0] + ds.x_test.shape[0] == 8
 
 
+def test_csv_files_as_pandas_writes_them(tmp_path):
+    """DataFrame(x).to_csv(index=False) heads the table with the column numbers, which could also be
+    a row of data: byol-ref asks rather than guess. to_csv() with its index adds an unnamed first
+    column of row numbers, which is no feature: refused."""
+    x, y = _table(n=10, d=3)
+    rows = "\n".join(",".join(repr(float(v)) for v in r) for r in x)
+    (tmp_path / "p.csv").write_text("0,1,2\n" + rows + "\n")
+    with pytest.raises(ValueError, match=r"p.csv'?: its first line is 0,1,...,2: the column numbers pandas writes "
+                                         r"as the header .* or a row of data\? Say which: header=True or "
+                                         r"header=False \(on the command line, --csv-header yes or no\)"):
+        load_file(tmp_path / "p.csv")
+    assert load_file(tmp_path / "p.csv", header=True, test_fraction=0.5).x_train.shape == (5, 3)
+    assert load_file(tmp_path / "p.csv", header=False, test_fraction=0.5).x_train.shape == (5, 3)  # 11 rows: 5 + 6
+    assert load_file(tmp_path / "p.csv", header=False, test_fraction=0.5).x_test.shape == (6, 3)
+    (tmp_path / "two.csv").write_text("0,1\n" + "\n".join(f"{float(a)!r},{float(b)!r}" for a, b, _ in x) + "\n")
+    assert load_file(tmp_path / "two.csv", test_fraction=0.5).x_test.shape == (6, 2)  # two columns: data, as ever
+    (tmp_path / "nums.csv").write_text("1,2,3\n" + rows + "\n")  # not the column numbers: data
+    assert load_file(tmp_path / "nums.csv", test_fraction=0.5).x_test.shape == (6, 3)
+
+    index = "\n".join(f"{i}," + ",".join(repr(float(v)) for v in r) for i, r in zip([3, 0, 1, 2, 4, 5, 6, 7, 8, 9], x))
+    (tmp_path / "i.csv").write_text(",a,b,c\n" + index + "\n")
+    with pytest.raises(ValueError, match=r"i.csv'?: its first column has no name and holds the row numbers 0 to 9: "
+                                         r"the index pandas writes \(DataFrame.to_csv without index=False\)"):
+        load_file(tmp_path / "i.csv")
+    (tmp_path / "y.csv").write_text(",label\n" + "\n".join(f"{i},{v}" for i, v in enumerate(y)) + "\n")
+    with pytest.raises(ValueError, match=r"y.csv'?: its first column has no name and holds the row numbers"):
+        load_file(tmp_path / "nums.csv", labels=str(tmp_path / "y.csv"), header=False)
+    (tmp_path / "id.csv").write_text("id,a,b,c\n" + index + "\n")  # a named column is the user's business
+    assert load_file(tmp_path / "id.csv", test_fraction=0.5).x_train.shape == (5, 4)
+
+    with pytest.raises(TypeError, match=r"header must be True, False or None \(detect\), got 1"):
+        load_file(tmp_path / "p.csv", header=1)
+    np.save(tmp_path / "x.npy", x)
+    with pytest.raises(ValueError, match=r"header=False applies to a CSV table, but file .*x.npy'? is a .npy file"):
+        load_file(tmp_path / "x.npy", header=False)
+
+
 def test_feature_stats_treat_rounding_level_spread_as_constant():
     x = np.column_stack([np.full(3, 0.1), [0.0, 1.0, 2.0]])
     assert 0 < x[:, 0].std() < 1e-16  # a constant column whose computed std is not exactly 0
