@@ -28,7 +28,7 @@ from pathlib import Path
 from .augment import default_views_for
 from .backend import get_backend, host
 from .checkpoint import atomic_savez, atomic_write_text
-from .data import load_digits, load_file, synthetic
+from .data import csv_header_rule, load_digits, load_file, synthetic
 from .model import NORMS, Config, loss_range
 from .train import (TrainConfig, TrainingDiverged, apply_preprocessing, check_configs, check_resume_length,
                     checkpoint_file, encode, fit, fit_preprocessing, load_checkpoint, make_schedules,
@@ -58,9 +58,21 @@ def _load_data(spec: dict):
 
 
 _CSV_HEADER = {"auto": None, "yes": True, "no": False}
+
+
+def _with_csv_header(spec: dict) -> dict:
+    """``spec`` with the header its CSV data file was read with: a run records "yes" or "no", so
+    that its data are read the same way later, whatever rule ``--csv-header auto`` follows then.
+    A record without one (runs before it) gets the rule those runs followed."""
+    path = spec.get("data")
+    if (spec.get("csv_header", "auto") != "auto" or not isinstance(path, str)
+            or Path(path).suffix.lower() not in (".csv", ".txt") or not Path(path).is_file()):
+        return spec
+    return {**spec, "csv_header": "yes" if csv_header_rule(path) else "no"}
 _CSV_HEADER_ARG = dict(choices=tuple(_CSV_HEADER), default="auto",
-                       help="whether a .csv --data starts with a header row (auto: when a field of its first row "
-                            "is not a number)")
+                       help="whether a .csv/.txt --data starts with a header row. auto: when a field of its "
+                            "first row is not a number; a first row that reads as column numbers (0,1,...,K-1, "
+                            "or whole numbers above rows of fractions) is refused until yes or no says")
 
 
 def _parse_value(field, text):
@@ -282,7 +294,10 @@ def _data_for_run(data_spec: dict, cfg_file: Path, *, resume: bool = False):
     if kind not in ("digits", "synthetic") and not Path(kind).exists():
         raise FileNotFoundError(f"{cfg_file} records the data file {kind!r}, which does not exist (moved, or a "
                                 f"path relative to another folder?); {way}")
-    return _load_data(data_spec)
+    if data_spec.get("csv_header", "auto") not in _CSV_HEADER:
+        raise ValueError(f"{cfg_file} records csv_header {data_spec['csv_header']!r}, expected one of "
+                         f"{list(_CSV_HEADER)}; the file was edited: {way}")
+    return _load_data(_with_csv_header(data_spec))
 
 
 def _configs_from_flags(args, encoder_dim: int):
@@ -370,6 +385,7 @@ def _train(args) -> int:
         if not cfg_file.is_file():
             raise FileNotFoundError(f"--resume: {cfg_file} not found; is {out} a byol-ref run directory?")
         saved = _read_run_config(cfg_file)
+        saved["data"] = _with_csv_header(saved["data"])
         model_cfg = Config.from_dict(saved["model_config"])
         tcfg = TrainConfig.from_dict(saved["train_config"])
         _check_resume_flags(args, out, saved, model_cfg, tcfg)
@@ -384,6 +400,7 @@ def _train(args) -> int:
             raise FileExistsError(f"run directory {out} exists and is not empty; pass --resume to continue it, "
                                   "--overwrite to replace it, or choose another --out")
         dataset = _load_data(data_spec)
+        data_spec = _with_csv_header(data_spec)
         if data_spec["data"] not in ("digits", "synthetic"):  # so eval and --resume find it from any folder
             data_spec["data"] = str(Path(data_spec["data"]).resolve())
         if args.labels and Path(args.labels).suffix.lower() in (".npy", ".csv", ".txt") and Path(args.labels).is_file():

@@ -26,6 +26,7 @@ __all__ = [
     "Dataset",
     "load_digits",
     "load_file",
+    "csv_header_rule",
     "synthetic",
     "train_test_indices",
     "feature_stats",
@@ -207,46 +208,54 @@ def _is_number(s: str) -> bool:
     return True
 
 
-def _read_csv(path: Path, what: str, header=None, label_column=None):
+def _csv_rows(path, what: str) -> Iterator[tuple]:
+    """The non-blank rows of a CSV file: (line number, stripped fields)."""
+    # utf-8-sig: a byte-order mark (spreadsheets write one) is not part of the first field
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        try:
+            for fields in reader:
+                if fields and any(s.strip() for s in fields):  # else a blank line
+                    yield reader.line_num, [s.strip() for s in fields]
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{what} {str(path)!r} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                             f"{exc.start}); save the CSV as UTF-8") from None
+        except csv.Error as exc:
+            raise ValueError(f"{what} {str(path)!r} is not a readable CSV table (line {reader.line_num}: {exc})") from None
+
+
+def csv_header_rule(path) -> bool:
+    """Whether the first row of a CSV file is a header by the plain rule: a field of it is not a
+    number. ``load_file(header=None)`` applies it and also refuses a first row that may be either;
+    a run records the answer, so that the run's data are read the same way later."""
+    first = next(_csv_rows(path, "file"), None)
+    return first is not None and not all(_is_number(s) for s in first[1])
+
+
+def _read_csv(path: Path, what: str, header=None, label_column=None, ask: bool = True):
     """Read a numeric CSV table.
 
     Args:
         path: the file.
         what: how to name the file in errors.
         header: True/False, or None to detect: the first row is a header when any of
-            its fields is not a number. A first row of the column numbers 0, 1, ..., K-1
-            (K >= 3), which pandas writes as the header of a table without column names
-            but could be data, is refused as ambiguous: ``header`` must say.
+            its fields is not a number. With ``ask``, a first row that may be either is
+            refused (``_check_header_guess``), so that ``header`` must say.
         label_column: the ``labels`` argument, to say so when a class name sits in that column.
+        ask: refuse an ambiguous first row (a table; a label file has one column).
 
     Returns:
         (names, values): column names (list of str) or None, float64 array (R, K).
     """
-    rows = []  # (line number in the file, stripped fields)
-    # utf-8-sig: a byte-order mark (spreadsheets write one) is not part of the first field
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        try:
-            for fields in reader:
-                if not fields or all(not s.strip() for s in fields):
-                    continue  # blank line
-                rows.append((reader.line_num, [s.strip() for s in fields]))
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"{what} {str(path)!r} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
-                             f"{exc.start}); save the CSV as UTF-8") from None
-        except csv.Error as exc:
-            raise ValueError(f"{what} {str(path)!r} is not a readable CSV table (line {reader.line_num}: {exc})") from None
+    rows = list(_csv_rows(path, what))
     if not rows:
         raise ValueError(f"{what} {str(path)!r} is empty (expected a numeric CSV table)")
-    width = len(rows[0][1])
-    if header is None:
-        if width >= 3 and rows[0][1] == [str(i) for i in range(width)]:
-            raise ValueError(f"{what} {str(path)!r}: its first line is 0,1,...,{width - 1}: the column numbers "
-                             "pandas writes as the header of a table without column names, or a row of data? Say "
-                             "which: header=True or header=False (on the command line, --csv-header yes or no)")
-        header = not all(_is_number(s) for s in rows[0][1])
+    guessed = header is None
+    if guessed:
+        header = not all(_is_number(s) for s in rows[0][1])  # (csv_header_rule)
     names = rows[0][1] if header else None
     data = rows[1:] if header else rows
+    width = len(rows[0][1])
     for line, fields in data:
         if len(fields) != width:
             raise ValueError(
@@ -272,11 +281,37 @@ def _read_csv(path: Path, what: str, header=None, label_column=None):
                         + ("" if header else " (the first line was taken as data, not a header)")
                     ) from None
         raise
-    if names and names[0] == "" and len(values) and np.array_equal(np.sort(values[:, 0]), np.arange(len(values))):
-        raise ValueError(f"{what} {str(path)!r}: its first column has no name and holds the row numbers 0 to "
-                         f"{len(values) - 1}: the index pandas writes (DataFrame.to_csv without index=False), not a "
-                         "feature; write the file with index=False, or delete that column")
+    if guessed and not header and ask:
+        _check_header_guess(rows[0][1], values, f"{what} {str(path)!r}")
+    if names and names[0] == "" and len(values) > 1:
+        _check_not_row_numbers(values[:, 0], f"{what} {str(path)!r}")
     return names, values
+
+
+def _check_header_guess(first: list, values, what: str) -> None:
+    """Refuse a first row of numbers that reads as column numbers: the header pandas writes for a
+    table without column names (``0,1,...,K-1``, or what is left of it after dropping or
+    concatenating columns) is all plain whole numbers; it is taken for one when it is exactly
+    ``0..K-1`` (K >= 3) or the rows below hold fractions. A table of whole numbers whose first
+    row is other whole numbers is data, as ever."""
+    if not all(s.isascii() and s.isdigit() for s in first):
+        return
+    body = values[1:]
+    if (len(first) >= 3 and first == [str(i) for i in range(len(first))]) or np.any(body != np.trunc(body)):
+        shown = ",".join(first[:6]) + (",..." if len(first) > 6 else "")
+        raise ValueError(f"{what}: is its first line ({shown}) a header of column numbers, as pandas writes for a "
+                         "table without column names, or a row of data? Say which: header=True or header=False "
+                         "(on the command line, --csv-header yes or no)")
+
+
+def _check_not_row_numbers(column, what: str) -> None:
+    """Refuse an unnamed first column of distinct whole numbers: the row numbers that pandas'
+    ``to_csv`` (index) and R's ``write.csv`` (row names) write first, which are no feature."""
+    if np.all(column == np.trunc(column)) and len(np.unique(column)) == len(column):
+        raise ValueError(f"{what}: its first column has no name and holds {len(column)} distinct whole numbers "
+                         f"({column.min():.0f} to {column.max():.0f}): row numbers, as pandas' to_csv writes without "
+                         "index=False and R's write.csv without row.names=FALSE; they are no feature. Write the "
+                         "file without them, or delete that column")
 
 
 def _check_path(path, arg: str) -> Path:
@@ -408,7 +443,7 @@ def _labels_from_file(path, n: int):
     if ext == ".npy":
         y = _load_npy(p, "labels file")
     elif ext in (".csv", ".txt"):
-        _, y = _read_csv(p, "labels file")
+        _, y = _read_csv(p, "labels file", ask=False)
         if y.shape[1] != 1:
             raise ValueError(f"{what} must have one column of class ids, got {y.shape[1]} columns")
     else:
@@ -450,9 +485,10 @@ def load_file(
     * ``.npz``: keys ``x`` (and optionally ``y``), split here; or ``x_train``, ``x_test``
       (and optionally ``y_train``, ``y_test``), used as given (``test_fraction`` ignored).
     * ``.csv``: a numeric table, one sample per row. The first row is a header when any
-      of its fields is not a number (or as ``header`` says); a first row 0,1,...,K-1 must
-      be declared either way, and an unnamed first column holding the row numbers (the
-      index pandas writes) is refused.
+      of its fields is not a number (or as ``header`` says). A first row that reads as the
+      column numbers pandas writes as a header (``0,1,...,K-1``, or whole numbers above rows
+      of fractions) must be declared either way, and an unnamed first column of distinct
+      whole numbers (the row numbers pandas and R write) is refused.
 
     ``labels`` selects class ids:
 

@@ -404,8 +404,9 @@ def read_safetensors(path) -> dict:
     end = 0
     for name, (_, _, (lo, hi)) in sorted(entries.items(), key=lambda e: e[1][2]):
         if lo != end:
-            raise TraceError(f"{path}: {name!r} starts at data byte {lo}, but the tensors before it end at byte "
-                             f"{end}; .safetensors packs tensors end to end ({'overlap' if lo < end else 'gap'})")
+            before = f"the tensors before it end at byte {end}" if end else "the data begin at byte 0"
+            raise TraceError(f"{path}: {name!r} starts at data byte {lo}, but {before}; .safetensors packs tensors "
+                             f"end to end ({'overlap' if lo < end else 'gap'})")
         end = hi
     if end != len(data):
         raise TraceError(f"{path}: the tensors end at data byte {end}, but the file holds {len(data)} data bytes; "

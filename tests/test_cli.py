@@ -606,6 +606,7 @@ def test_csv_header_is_recorded_kept_on_resume_and_given_to_eval_with_data(tmp_p
     assert main(["eval", str(out), "--csv-header", "yes"]) == 2
     assert "--csv-header yes goes with --data" in capsys.readouterr().err
     assert main(["eval", str(out), "--data", str(tmp_path / "p.csv"), "--labels", "4", "--knn-k", "5"]) == 2
+    assert "Say which: header=True or header=False" in capsys.readouterr().err
     assert main(["eval", str(out), "--data", str(tmp_path / "p.csv"), "--labels", "4", "--csv-header", "yes",
                  "--knn-k", "5"]) == 0
     capsys.readouterr()
@@ -616,6 +617,45 @@ def test_csv_header_is_recorded_kept_on_resume_and_given_to_eval_with_data(tmp_p
                  "--csv-header", "no"]) == 2
     assert f"--csv-header no is for a .csv --data; {tmp_path / 'x.npy'} is not one" in capsys.readouterr().err
     assert not (tmp_path / "d").exists() and not (tmp_path / "f.npz").exists()
+
+
+def test_a_run_reads_its_csv_as_it_did_whatever_the_rule_says_now(tmp_path, capsys):
+    """A run records the header its CSV was read with. A record without one (runs before the
+    --csv-header option) is read by the rule of its time: a header when a field is not a number,
+    so a first row 0,1,2,... was data; resume, eval and embed must not start asking about it."""
+    from byol_ref.cli import main
+
+    x = np.random.default_rng(0).random((80, 4))
+    body = "\n".join(",".join(repr(float(v)) for v in r) + f",{i % 2}" for i, r in enumerate(x))
+    (tmp_path / "named.csv").write_text("a,b,c,d,label\n" + body + "\n")
+    (tmp_path / "p.csv").write_text("0,1,2,3,0\n" + body + "\n")  # its first line was data to those runs
+    small = ["--epochs", "1", "--batch-size", "16", "--hidden-size", "8", "--projection-dim", "4",
+             "--predictor-dim", "4", "--no-progress", "--no-plots", "--no-eval"]
+    assert main(["train", "--data", str(tmp_path / "named.csv"), "--labels", "label", *small,
+                 "--out", str(tmp_path / "a")]) == 0
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["data"]["csv_header"] == "yes"  # resolved
+    out = tmp_path / "old"
+    assert main(["train", "--data", str(tmp_path / "p.csv"), "--labels", "4", "--csv-header", "no", *small,
+                 "--out", str(out)]) == 0
+    assert "(65 train / 16 test, 4 features)" in capsys.readouterr().out  # 81 samples: the first line is one
+    for legacy in (None, "auto"):
+        record = json.loads((out / "config.json").read_text())
+        record["data"].pop("csv_header")
+        if legacy:
+            record["data"]["csv_header"] = legacy
+        (out / "config.json").write_text(json.dumps(record))
+        assert main(["eval", str(out), "--knn-k", "5", "--json"]) == 0
+        assert main(["embed", str(out), "--out", str(tmp_path / f"{legacy}.npz")]) == 0
+        assert np.load(tmp_path / f"{legacy}.npz")["encoder_train"].shape[0] == 65
+        assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-progress", "--no-eval"]) == 0
+        assert json.loads((out / "config.json").read_text())["data"]["csv_header"] == "no"  # now recorded
+        assert main(["train", "--out", str(out), "--resume", "--csv-header", "yes"]) == 2
+        assert "--csv-header yes (run: no)" in capsys.readouterr().err
+    record["data"]["csv_header"] = "maybe"
+    (out / "config.json").write_text(json.dumps(record))
+    assert main(["eval", str(out)]) == 2
+    assert f"{out / 'config.json'} records csv_header 'maybe', expected one of ['auto', 'yes', 'no']" in \
+        capsys.readouterr().err
 
 
 def test_eval_of_a_run_whose_record_is_damaged_or_whose_data_moved(tmp_path, capsys):

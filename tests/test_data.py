@@ -227,39 +227,70 @@ def test_csv_header_with_some_numeric_names(tmp_path):
 
 def test_csv_files_as_pandas_writes_them(tmp_path):
     """DataFrame(x).to_csv(index=False) heads the table with the column numbers, which could also be
-    a row of data: byol-ref asks rather than guess. to_csv() with its index adds an unnamed first
-    column of row numbers, which is no feature: refused."""
+    a row of data: byol-ref asks rather than guess. to_csv() with its index, and R's write.csv, add an
+    unnamed first column of row numbers, which is no feature: refused."""
     x, y = _table(n=10, d=3)
     rows = "\n".join(",".join(repr(float(v)) for v in r) for r in x)
-    (tmp_path / "p.csv").write_text("0,1,2\n" + rows + "\n")
-    with pytest.raises(ValueError, match=r"p.csv'?: its first line is 0,1,...,2: the column numbers pandas writes "
-                                         r"as the header .* or a row of data\? Say which: header=True or "
-                                         r"header=False \(on the command line, --csv-header yes or no\)"):
-        load_file(tmp_path / "p.csv")
+    asks = (r"p.csv'?: is its first line \({}\) a header of column numbers, as pandas writes for a table without "
+            r"column names, or a row of data\? Say which: header=True or header=False \(on the command line, "
+            r"--csv-header yes or no\)")
+    for first in ("0,1,2", "1,2,3", "0,2,1", "0,0,1"):  # also what is left after dropping or concatenating columns
+        (tmp_path / "p.csv").write_text(first + "\n" + rows + "\n")
+        with pytest.raises(ValueError, match=asks.format(first)):
+            load_file(tmp_path / "p.csv")
     assert load_file(tmp_path / "p.csv", header=True, test_fraction=0.5).x_train.shape == (5, 3)
-    assert load_file(tmp_path / "p.csv", header=False, test_fraction=0.5).x_train.shape == (5, 3)  # 11 rows: 5 + 6
-    assert load_file(tmp_path / "p.csv", header=False, test_fraction=0.5).x_test.shape == (6, 3)
-    (tmp_path / "two.csv").write_text("0,1\n" + "\n".join(f"{float(a)!r},{float(b)!r}" for a, b, _ in x) + "\n")
-    assert load_file(tmp_path / "two.csv", test_fraction=0.5).x_test.shape == (6, 2)  # two columns: data, as ever
-    (tmp_path / "nums.csv").write_text("1,2,3\n" + rows + "\n")  # not the column numbers: data
-    assert load_file(tmp_path / "nums.csv", test_fraction=0.5).x_test.shape == (6, 3)
+    assert load_file(tmp_path / "p.csv", header=False, test_fraction=0.5).x_test.shape == (6, 3)  # 11 rows: 5 + 6
+    wide = ",".join(map(str, range(8)))
+    (tmp_path / "p.csv").write_text(wide + "\n" + "\n".join(",".join(["1"] * 8) for _ in range(4)) + "\n")
+    with pytest.raises(ValueError, match=asks.format(r"0,1,2,3,4,5,\.\.\.")):  # 0..K-1 even above whole numbers
+        load_file(tmp_path / "p.csv")
 
-    index = "\n".join(f"{i}," + ",".join(repr(float(v)) for v in r) for i, r in zip([3, 0, 1, 2, 4, 5, 6, 7, 8, 9], x))
-    (tmp_path / "i.csv").write_text(",a,b,c\n" + index + "\n")
-    with pytest.raises(ValueError, match=r"i.csv'?: its first column has no name and holds the row numbers 0 to 9: "
-                                         r"the index pandas writes \(DataFrame.to_csv without index=False\)"):
-        load_file(tmp_path / "i.csv")
+    ints = "\n".join(",".join(str(int(9 * v)) for v in r) for r in x)  # a table of whole numbers (pixels, counts)
+    for first in ("1,2,3", "0,1,1", "1.5,2,3"):  # its first row is data, as ever; so is a row with a fraction
+        (tmp_path / "n.csv").write_text(first + "\n" + (ints if "." not in first else rows) + "\n")
+        assert load_file(tmp_path / "n.csv", test_fraction=0.5).x_test.shape == (6, 3)
+    (tmp_path / "two.csv").write_text("0,1\n" + "\n".join(f"{int(9 * a)},{int(9 * b)}" for a, b, _ in x) + "\n")
+    assert load_file(tmp_path / "two.csv", test_fraction=0.5).x_test.shape == (6, 2)  # 0..K-1 asks from K = 3
+    negative = "\n".join(",".join(str(-1 - abs(int(9 * v))) for v in r) for r in x)  # minus signs are no fraction
+    (tmp_path / "neg.csv").write_text("1,2,3\n" + negative + "\n")
+    assert load_file(tmp_path / "neg.csv", test_fraction=0.5).x_test.shape == (6, 3)
+
+    def with_index(numbers, head):
+        body = "\n".join(f"{i}," + ",".join(repr(float(v)) for v in r) for i, r in zip(numbers, x))
+        (tmp_path / "i.csv").write_text(head + "\n" + body + "\n")
+        return tmp_path / "i.csv"
+
+    pandas, sampled, r_rows = [3, 0, 1, 2, 4, 5, 6, 7, 8, 9], [17, 4, 40, 2, 3, 8, 11, 5, 6, 99], range(1, 11)
+    for numbers, head, says in ((pandas, ",a,b,c", "0 to 9"), (sampled, ",a,b,c", "2 to 99"),
+                                (r_rows, '"","V1","V2","V3"', "1 to 10")):
+        with pytest.raises(ValueError, match=r"i.csv'?: its first column has no name and holds 10 distinct whole "
+                                             rf"numbers \({says}\): row numbers, as pandas' to_csv writes without "
+                                             r"index=False and R's write.csv without row.names=FALSE"):
+            load_file(with_index(numbers, head))
+    assert load_file(with_index(pandas, "id,a,b,c"), test_fraction=0.5).x_train.shape == (5, 4)  # a named column
+    assert load_file(with_index([0, 1] * 5, ",a,b,c"), test_fraction=0.5).x_train.shape == (5, 4)  # not distinct
+    assert load_file(with_index(np.arange(10) + 0.5, ",a,b,c"), test_fraction=0.5).x_train.shape == (5, 4)
     (tmp_path / "y.csv").write_text(",label\n" + "\n".join(f"{i},{v}" for i, v in enumerate(y)) + "\n")
-    with pytest.raises(ValueError, match=r"y.csv'?: its first column has no name and holds the row numbers"):
-        load_file(tmp_path / "nums.csv", labels=str(tmp_path / "y.csv"), header=False)
-    (tmp_path / "id.csv").write_text("id,a,b,c\n" + index + "\n")  # a named column is the user's business
-    assert load_file(tmp_path / "id.csv", test_fraction=0.5).x_train.shape == (5, 4)
+    (tmp_path / "x.csv").write_text(rows + "\n")
+    with pytest.raises(ValueError, match=r"y.csv'?: its first column has no name and holds 10 distinct"):
+        load_file(tmp_path / "x.csv", labels=str(tmp_path / "y.csv"))
+    # A label file is one column of class ids: its first line is a label, never asked about.
+    (tmp_path / "y.csv").write_text("\n".join(map(str, y)) + "\n")
+    assert load_file(tmp_path / "x.csv", labels=str(tmp_path / "y.csv")).y_train is not None
+    (tmp_path / "y3.csv").write_text("0,1,2\n" + "\n".join(f"{v},{v},{v}" for v in y) + "\n")
+    with pytest.raises(ValueError, match=r"labels file .*y3.csv'? must have one column of class ids, got 3"):
+        load_file(tmp_path / "x.csv", labels=str(tmp_path / "y3.csv"))
 
     with pytest.raises(TypeError, match=r"header must be True, False or None \(detect\), got 1"):
-        load_file(tmp_path / "p.csv", header=1)
+        load_file(tmp_path / "x.csv", header=1)
     np.save(tmp_path / "x.npy", x)
     with pytest.raises(ValueError, match=r"header=False applies to a CSV table, but file .*x.npy'? is a .npy file"):
         load_file(tmp_path / "x.npy", header=False)
+    (tmp_path / "x.txt").write_text("a,b,c\n" + rows + "\n")  # .txt is read as CSV
+    assert load_file(tmp_path / "x.txt", header=True, test_fraction=0.5).x_train.shape == (5, 3)
+    with pytest.raises(ValueError, match=r"non-numeric value 'a' at line 1, column 0; expected numbers only \(the "
+                                         r"first line was taken as data, not a header\)"):
+        load_file(tmp_path / "x.txt", header=False)
 
 
 def test_feature_stats_treat_rounding_level_spread_as_constant():

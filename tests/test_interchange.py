@@ -314,7 +314,7 @@ def test_a_safetensors_header_naming_a_tensor_twice_is_refused(tmp_path):
     ({"a": [0, 8], "b": [0, 8]}, 8, r"'b' starts at data byte 0, but the tensors before it end at byte 8; "
                                    r".safetensors packs tensors end to end \(overlap\)"),
     ({"a": [0, 8], "b": [16, 24]}, 24, r"'b' starts at data byte 16, .* end at byte 8; .* \(gap\)"),
-    ({"a": [8, 16], "b": [16, 24]}, 24, r"'a' starts at data byte 8, .* end at byte 0; .* \(gap\)"),
+    ({"a": [8, 16], "b": [16, 24]}, 24, r"'a' starts at data byte 8, but the data begin at byte 0; .* \(gap\)"),
     ({"a": [0, 8], "b": [8, 16]}, 20, r"the tensors end at data byte 16, but the file holds 20 data bytes"),
 ])
 def test_safetensors_data_must_be_packed_end_to_end(tmp_path, offsets, data, says):
