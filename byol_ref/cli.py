@@ -20,8 +20,11 @@ import json
 import os
 import platform
 import shutil
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
@@ -375,12 +378,8 @@ def _train(args) -> int:
     if args.resume:
         if not args.out:
             raise ValueError("--resume needs --out RUN_DIR, the run directory to continue")
-        aside = out / _SET_ASIDE
-        if aside.is_dir() and not checkpoint_file(out).is_file():
-            raise FileNotFoundError(
-                f"--resume: {out} has no checkpoint: the --overwrite run started there stopped before its first. "
-                f"The run it was replacing is in {aside}; to continue that one, move its files back "
-                f"(mv {aside}/* {out}/) and resume; or start a new run with --overwrite")
+        if not checkpoint_file(out).is_file():
+            _refuse_for_set_aside(out, "--resume: ")
         cfg_file = out / "config.json"
         if not cfg_file.is_file():
             raise FileNotFoundError(f"--resume: {cfg_file} not found; is {out} a byol-ref run directory?")
@@ -432,16 +431,11 @@ def _train(args) -> int:
     created = not out.exists()
     fresh = created or not any(out.iterdir())
     out.mkdir(parents=True, exist_ok=True)
-    # The replaced run goes whole (no file of it may mix with this one: its checkpoint would be offered to
-    # --resume), but only once this run has a checkpoint of its own; until then it waits in out/.replaced.
-    aside = _set_aside(out) if args.overwrite and not args.resume else None
-
-    def drop_aside(step):
-        if aside is not None and aside.is_dir():
-            shutil.rmtree(aside)
-
+    replacing = _Replacing(out) if args.overwrite and not args.resume else None
     t0 = time.perf_counter()
     try:
+        if replacing is not None:
+            replacing.set_aside()
         atomic_write_text(out / "config.json", json.dumps(
             {"model_config": model_cfg.to_dict(), "train_config": asdict(tcfg), "data": data_spec,
              "views": views_record}, indent=2))
@@ -452,11 +446,10 @@ def _train(args) -> int:
               f"{tcfg.dtype} on {backend.name}",
               flush=True)
         result = fit(dataset, model_cfg, tcfg, backend=backend, out_dir=out, resume=args.resume,
-                     progress=not args.no_progress, views=views, on_checkpoint=drop_aside)
+                     progress=not args.no_progress, views=views,
+                     on_checkpoint=None if replacing is None else replacing.commit)
     except BaseException as exc:
-        back = aside is not None and aside.is_dir()  # stopped before this run's first checkpoint
-        if back:
-            _put_back(out, aside)
+        back = replacing is not None and replacing.stopped()
         restored = f"the run it was to replace is back in {out}"
         ckpt = out / "checkpoint.npz"
         if isinstance(exc, TrainingDiverged):
@@ -480,7 +473,8 @@ def _train(args) -> int:
         if back:
             print(f"byol-ref: {restored}", file=sys.stderr)
         raise
-    drop_aside(None)  # (a finished run has written its checkpoint; this is a second line of defence)
+    if replacing is not None:
+        replacing.commit()  # (a finished run has written its checkpoint; this is a second line of defence)
     train_s = time.perf_counter() - t0
     ran = result.state.step - result.start_step
     so_far = f" (step {result.state.step} of the run)" if result.start_step else ""
@@ -613,25 +607,80 @@ _RUN_FILES = ("checkpoint.npz", "config.json", "metrics.jsonl", *_REPORT_FILES)
 _SET_ASIDE = ".replaced"  # where train --overwrite keeps the run it replaces until its own first checkpoint
 
 
-def _set_aside(out: Path) -> Path | None:
-    """Move the run in ``out`` (its ``_RUN_FILES``) into ``out/.replaced`` for ``train --overwrite``; None if
-    there is none. A crash before the new run's first checkpoint then loses nothing: ``_put_back`` restores
-    it, and a process killed outright leaves it there. Such a folder, found here, holds the last run that
-    had a checkpoint; the files beside it are the killed run's, which had none, and they go."""
+def _refuse_for_set_aside(out: Path, prefix: str) -> None:
+    """Say where the run is when ``out`` has no checkpoint but ``.replaced`` holds one."""
     aside = out / _SET_ASIDE
-    if aside.exists() and not aside.is_dir():
-        raise FileExistsError(f"{aside} is a file; train --overwrite sets the run it replaces aside there: "
-                              "move the file away")
+    if (aside / "checkpoint.npz").is_file():
+        raise FileNotFoundError(
+            f"{prefix}{out} has no checkpoint: the --overwrite run started there stopped before its first. "
+            f"The run it was replacing is in {aside}; to go on with that one, move its files back "
+            f"(mv {aside}/* {out}/ && rmdir {aside}); or start a new run with --overwrite")
+
+
+class _Replacing:
+    """``train --overwrite``: the run in ``out`` (its ``_RUN_FILES``) goes whole, as no file of it may
+    mix with the new run's (its checkpoint would be offered to --resume), but only once the new run
+    has a checkpoint of its own. Until then it waits in ``out/.replaced``; if the new run stops
+    first, it comes back; a process killed outright leaves it there, for the next command to find.
+    A checkpoint in ``out`` while ``.replaced`` holds files therefore always means the new run's."""
+
+    def __init__(self, out: Path):
+        self.out, self.aside, self.committed = out, None, False
+
+    def set_aside(self) -> None:
+        with _interrupts_held():  # the run moves whole, and self.aside says where
+            self.aside = _set_aside(self.out)
+
+    def commit(self, step=None) -> None:
+        """The new run has written a checkpoint (``fit``'s ``on_checkpoint``): the replaced run goes."""
+        if self.aside is None or self.committed:
+            return
+        self.committed = True
+        try:
+            shutil.rmtree(self.aside)
+        except OSError as exc:  # (a file held open elsewhere, say): the run is replaced all the same
+            print(f"byol-ref: could not remove {self.aside}, which holds the replaced run ({exc}); remove it "
+                  "by hand", file=sys.stderr)
+
+    def stopped(self) -> bool:
+        """The new run stopped: put the replaced run back unless the new one has a checkpoint.
+        True when it was put back."""
+        if self.aside is None or self.committed:
+            return False
+        if (self.out / "checkpoint.npz").exists():  # written, and stopped before commit() ran
+            self.commit()
+            return False
+        _put_back(self.out, self.aside)
+        return True
+
+
+def _set_aside(out: Path) -> Path | None:
+    """Move the run in ``out`` into ``out/.replaced`` (see ``_Replacing``); None if there is none.
+    A ``.replaced`` found here was left by an --overwrite killed before its first checkpoint, or
+    while it moved the run there: a file in both places is the killed run's and goes, a file only
+    in ``out`` is the replaced run's and joins the others."""
+    aside = out / _SET_ASIDE
+    if aside.is_symlink() or (aside.exists() and not aside.is_dir()):
+        raise FileExistsError(f"{aside} is a file or a link; train --overwrite sets the run it replaces aside "
+                              "there: move it away")
+    if aside.is_dir() and not any(aside.iterdir()):
+        aside.rmdir()  # emptied by hand, as --resume advises, or by a restore cut short before its end
     if aside.is_dir():
         if (out / "checkpoint.npz").exists():
-            raise FileExistsError(f"{out} holds a checkpoint and also {aside}, a run set aside by an --overwrite "
-                                  "that did not finish; remove the one you do not want, then run again")
+            raise FileExistsError(
+                f"{out} holds a checkpoint and also {aside}, a run set aside by an --overwrite. If that "
+                f"checkpoint is the --overwrite run's (it was stopped as it removed the folder), remove {aside}; "
+                "if you moved it back from there by hand, move the rest too. Then run again")
         for name in _RUN_FILES:
-            (out / name).unlink(missing_ok=True)
+            if (out / name).exists():
+                if (aside / name).exists():
+                    (out / name).unlink()
+                else:
+                    os.replace(out / name, aside / name)
         print(f"byol-ref: {aside} holds the run an earlier --overwrite set aside; it stays there until this "
               "run's first checkpoint", file=sys.stderr)
         return aside
-    present = [name for name in _RUN_FILES if (out / name).exists()]
+    present = [name for name in _RUN_FILES if (out / name).exists()]  # the checkpoint first
     if not present:
         return None
     aside.mkdir()
@@ -641,14 +690,31 @@ def _set_aside(out: Path) -> Path | None:
 
 
 def _put_back(out: Path, aside: Path) -> None:
-    """Undo ``_set_aside``: this run's files go, the replaced run's come back."""
-    for name in _RUN_FILES:
-        (out / name).unlink(missing_ok=True)
-    for f in aside.iterdir():
-        os.replace(f, out / f.name)
-    aside.rmdir()
+    """Undo ``_set_aside``: this run's files go, the replaced run's come back, its checkpoint last
+    (so that a checkpoint in ``out`` beside ``.replaced`` is never the replaced run's)."""
+    with _interrupts_held():
+        for name in _RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+        for f in sorted(aside.iterdir(), key=lambda f: f.name == "checkpoint.npz"):
+            os.replace(f, out / f.name)
+        aside.rmdir()
 
 
+@contextmanager
+def _interrupts_held():
+    """Hold Ctrl-C off while files move between a run directory and its ``.replaced`` folder, so
+    that each move is whole; an interrupt that came meanwhile is raised at the end."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: came.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if came:
+        raise KeyboardInterrupt
 
 
 def _eval(args) -> int:
@@ -721,6 +787,8 @@ def _load_run(args):
         raise ValueError(f"--csv-header {args.csv_header} goes with --data (the run's own data are read as the "
                          "run read them)")
     ckpt_path = checkpoint_file(args.path)
+    if not ckpt_path.is_file():
+        _refuse_for_set_aside(ckpt_path.parent, "")
     state, model_cfg, tcfg, meta = load_checkpoint(ckpt_path)
     cfg_file = ckpt_path.parent / "config.json"
     if args.data:

@@ -554,31 +554,114 @@ def test_overwrite_keeps_the_replaced_run_until_the_first_checkpoint(tmp_path, c
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the diverging run overflows on purpose
 def test_a_run_set_aside_by_a_killed_overwrite_survives_it(tmp_path, capsys):
+    import subprocess
+
     from byol_ref.cli import main
 
     out = tmp_path / "r"
     assert main(["train", *SMALL_RUN, "--out", str(out), "--no-eval"]) == 0
     old = {f.name: f.read_bytes() for f in out.iterdir()}
+    aside = out / ".replaced"
+
+    def killed_while_setting_aside(moved):  # the checkpoint moves first
+        for name in moved:
+            (out / name).rename(aside / name)
+
     # What a process killed outright between setting the run aside and its first checkpoint leaves.
-    (out / ".replaced").mkdir()
-    for name in old:
-        (out / name).rename(out / ".replaced" / name)
-    (out / "config.json").write_text((out / ".replaced" / "config.json").read_text())
+    aside.mkdir()
+    killed_while_setting_aside(old)
+    (out / "config.json").write_text((aside / "config.json").read_text())
     (out / "metrics.jsonl").write_text('{"step": 0}\n')
     capsys.readouterr()
-    assert main(["train", "--out", str(out), "--resume"]) == 2
-    err = capsys.readouterr().err
-    assert f"The run it was replacing is in {out / '.replaced'}" in err and "mv " in err
+    for command in (["train", "--out", str(out), "--resume"], ["eval", str(out)],
+                    ["embed", str(out), "--out", str(tmp_path / "f.npz")]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert f"{out} has no checkpoint: the --overwrite run started there stopped before its first. The run " \
+               f"it was replacing is in {aside}; to go on with that one, move its files back (mv {aside}/* " \
+               f"{out}/ && rmdir {aside})" in err
     # A second --overwrite keeps the set-aside run (the last with a checkpoint) until its own checkpoint.
-    assert main(["train", *SMALL_RUN, "--out", str(out), "--overwrite", "--no-eval", "--lr", "1e300",
-                 "--checkpoint-every", "0"]) == 1
+    replace = ["train", *SMALL_RUN, "--out", str(out), "--overwrite", "--no-eval"]
+    assert main([*replace, "--lr", "1e300", "--checkpoint-every", "0"]) == 1
     assert "holds the run an earlier --overwrite set aside" in capsys.readouterr().err
     assert {f.name: f.read_bytes() for f in out.iterdir()} == old
-    # Both a checkpoint and a set-aside run: which to keep is the user's choice.
-    (out / ".replaced").mkdir()
-    assert main(["train", *SMALL_RUN, "--out", str(out), "--overwrite", "--no-eval"]) == 2
-    assert "remove the one you do not want" in capsys.readouterr().err
-    assert (out / "checkpoint.npz").read_bytes() == old["checkpoint.npz"]
+    # Killed while setting the run aside: the files still in the run directory are the replaced run's.
+    aside.mkdir()
+    killed_while_setting_aside(["checkpoint.npz"])
+    assert main([*replace, "--lr", "1e300", "--checkpoint-every", "0"]) == 1
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == old
+    # The advice followed: the run is back, and an --overwrite after it replaces it.
+    aside.mkdir()
+    killed_while_setting_aside(old)
+    subprocess.run(f"mv {aside}/* {out}/ && rmdir {aside}", shell=True, check=True)
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == old
+    aside.mkdir()  # the rmdir forgotten: an empty folder counts for nothing
+    assert main([*replace, "--seed", "8"]) == 0
+    assert not aside.exists() and (out / "checkpoint.npz").read_bytes() != old["checkpoint.npz"]
+    # A checkpoint beside a set-aside run: the user decides which goes.
+    aside.mkdir()
+    (aside / "config.json").write_text("{}")
+    new = (out / "checkpoint.npz").read_bytes()
+    assert main(replace) == 2
+    assert f"{out} holds a checkpoint and also {aside}, a run set aside by an --overwrite" in capsys.readouterr().err
+    assert (out / "checkpoint.npz").read_bytes() == new
+    (aside / "config.json").unlink()
+    aside.rmdir()
+    aside.symlink_to(tmp_path)
+    assert main(replace) == 2
+    assert f"{aside} is a file or a link" in capsys.readouterr().err
+
+
+def test_a_replacing_run_keeps_its_first_checkpoint_whatever_stops_it_after(tmp_path, capsys, monkeypatch):
+    """Once the new run has written a checkpoint, the replaced run is gone: an interrupt before or
+    while its folder is removed, or a failure to remove it, never puts it back over the new one."""
+    import byol_ref.cli as cli
+
+    out = tmp_path / "r"
+    assert cli.main(["train", *SMALL_RUN, "--out", str(out), "--no-eval"]) == 0
+    real_fit = cli.fit
+
+    def fit_stopped_at_first_checkpoint(*args, on_checkpoint, **kw):
+        def stop(step):
+            raise KeyboardInterrupt  # after the checkpoint was written, before on_checkpoint ran
+        return real_fit(*args, on_checkpoint=stop, **kw)
+
+    replace = ["train", *SMALL_RUN, "--out", str(out), "--overwrite", "--no-eval", "--checkpoint-every", "2"]
+    monkeypatch.setattr(cli, "fit", fit_stopped_at_first_checkpoint)
+    assert cli.main([*replace, "--seed", "5"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted; its last checkpoint is at step 2; continue with: " in err
+    assert f" train --out {out} --resume" in err and "back in" not in err
+    assert not (out / ".replaced").exists() and json.loads((out / "config.json").read_text())[
+        "train_config"]["seed"] == 5
+    monkeypatch.setattr(cli, "fit", real_fit)
+    assert cli.main(["train", "--out", str(out), "--resume", "--no-progress", "--no-eval"]) == 0
+
+    def failing_rmtree(path):
+        raise PermissionError(f"[Errno 13] Permission denied: '{path}/training.png'")
+
+    monkeypatch.setattr(cli.shutil, "rmtree", failing_rmtree)
+    assert cli.main([*replace, "--seed", "6"]) == 0
+    assert f"could not remove {out / '.replaced'}, which holds the replaced run" in capsys.readouterr().err
+    assert json.loads((out / "config.json").read_text())["train_config"]["seed"] == 6
+    assert (out / "checkpoint.npz").is_file() and (out / ".replaced" / "checkpoint.npz").is_file()
+
+
+def test_interrupts_are_held_while_a_run_moves(tmp_path):
+    import os
+    import signal
+
+    from byol_ref.cli import _interrupts_held
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with _interrupts_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append("after the signal")
+    assert done == ["after the signal"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with _interrupts_held():
+        pass  # no signal, nothing raised
 
 
 def test_csv_header_is_recorded_kept_on_resume_and_given_to_eval_with_data(tmp_path, capsys):
