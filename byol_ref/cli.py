@@ -432,6 +432,8 @@ def _train(args) -> int:
     fresh = created or not any(out.iterdir())
     out.mkdir(parents=True, exist_ok=True)
     replacing = _Replacing(out) if args.overwrite and not args.resume else None
+    if args.resume:
+        _remove_stale(out)
     t0 = time.perf_counter()
     try:
         if replacing is not None:
@@ -449,30 +451,11 @@ def _train(args) -> int:
                      progress=not args.no_progress, views=views,
                      on_checkpoint=None if replacing is None else replacing.commit)
     except BaseException as exc:
-        back = replacing is not None and replacing.stopped()
-        restored = f"the run it was to replace is back in {out}"
-        ckpt = out / "checkpoint.npz"
-        if isinstance(exc, TrainingDiverged):
-            print(f"byol-ref: {exc}" + (f"\nbyol-ref: {restored}" if back else ""), file=sys.stderr)
-            return 1
-        if isinstance(exc, KeyboardInterrupt):
-            if back:
-                then = f"no checkpoint was written yet, so {restored}"
-            elif ckpt.is_file():
-                at = load_checkpoint(ckpt)[0].step
-                then = f"its last checkpoint is at step {at}; continue with: {_prog()} train --out {out} --resume"
-            else:
-                then = f"no checkpoint was written yet; start again with: {_prog()} train ... --out {out} --overwrite"
-            print(f"\nbyol-ref: interrupted; {then}", file=sys.stderr)
-            return 130
-        if isinstance(exc, (ValueError, TypeError)) and fresh and not ckpt.exists():
-            for name in ("config.json", "metrics.jsonl"):  # refused before any step: leave no half-made run
-                (out / name).unlink(missing_ok=True)
-            if created and not any(out.iterdir()):  # a folder the user made stays
-                out.rmdir()
-        if back:
-            print(f"byol-ref: {restored}", file=sys.stderr)
-        raise
+        with _interrupts_held(reraise=False):  # a second Ctrl-C must not cut the restore or its message short
+            status = _train_stopped(exc, out, replacing, fresh=fresh, created=created)
+        if status is None:
+            raise
+        return status
     if replacing is not None:
         replacing.commit()  # (a finished run has written its checkpoint; this is a second line of defence)
     train_s = time.perf_counter() - t0
@@ -483,8 +466,43 @@ def _train(args) -> int:
         if not args.no_plots:
             _plot_curves_only(out, out / "metrics.jsonl", model_cfg)
         return 0
-    return _report(result.state.online, result.dataset, result.input_norm, backend, out, out / "metrics.jsonl",
-                   plots=not args.no_plots, seed=tcfg.seed, extra={"train_seconds": train_s}, probe=probe)
+    try:
+        return _report(result.state.online, result.dataset, result.input_norm, backend, out, out / "metrics.jsonl",
+                       plots=not args.no_plots, seed=tcfg.seed, extra={"train_seconds": train_s}, probe=probe)
+    except KeyboardInterrupt:
+        print(f"\nbyol-ref: interrupted in the evaluation; the run is trained and its checkpoint written. Its report: "
+              f"{_prog()} eval {out} --out {out} --overwrite", file=sys.stderr)
+        return 130
+
+
+def _train_stopped(exc: BaseException, out: Path, replacing, *, fresh: bool, created: bool) -> int | None:
+    """What ``train`` does when training stops on ``exc``: the exit status, or None to raise it.
+    The run an --overwrite replaces comes back unless this run has a checkpoint; a run refused
+    before its first step leaves no half-made run directory."""
+    back = replacing is not None and replacing.stopped()
+    restored = f"the run it was to replace is back in {out}"
+    ckpt = out / "checkpoint.npz"
+    if isinstance(exc, TrainingDiverged):
+        print(f"byol-ref: {exc}" + (f"\nbyol-ref: {restored}" if back else ""), file=sys.stderr)
+        return 1
+    if isinstance(exc, KeyboardInterrupt):
+        if back:
+            then = f"no checkpoint was written yet, so {restored}"
+        elif ckpt.is_file():
+            at = load_checkpoint(ckpt)[0].step
+            then = f"its last checkpoint is at step {at}; continue with: {_prog()} train --out {out} --resume"
+        else:
+            then = f"no checkpoint was written yet; start again with: {_prog()} train ... --out {out} --overwrite"
+        print(f"\nbyol-ref: interrupted; {then}", file=sys.stderr)
+        return 130
+    if isinstance(exc, (ValueError, TypeError)) and fresh and not ckpt.exists():
+        for name in ("config.json", "metrics.jsonl"):  # refused before any step: leave no half-made run
+            (out / name).unlink(missing_ok=True)
+        if created and not any(out.iterdir()):  # a folder the user made stays
+            out.rmdir()
+    if back:
+        print(f"byol-ref: {restored}", file=sys.stderr)
+    return None
 
 
 def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Path | None, *, plots=True, seed=0,
@@ -605,6 +623,17 @@ def _gains(rows: list, n_test: int) -> str:
 _REPORT_FILES = ("report.json", "report.txt", "training.png", "probes.png", "features.png")
 _RUN_FILES = ("checkpoint.npz", "config.json", "metrics.jsonl", *_REPORT_FILES)
 _SET_ASIDE = ".replaced"  # where train --overwrite keeps the run it replaces until its own first checkpoint
+_REMOVING = ".replaced-removing"  # the same, once the new run has a checkpoint: it is being removed
+
+
+def _remove_stale(out: Path) -> None:
+    """Remove what a process killed outright left in a run directory and nothing reads: a
+    ``.replaced`` folder it was removing, and the temporary files of its atomic writes."""
+    if (out / _REMOVING).is_dir() and not (out / _REMOVING).is_symlink():
+        shutil.rmtree(out / _REMOVING, ignore_errors=True)  # (what cannot go was reported when it could not)
+    for name in _RUN_FILES:
+        for tmp in out.glob(f".{name}.*.tmp"):  # (checkpoint.atomic_write's names)
+            tmp.unlink(missing_ok=True)
 
 
 def _refuse_for_set_aside(out: Path, prefix: str) -> None:
@@ -629,6 +658,7 @@ class _Replacing:
 
     def set_aside(self) -> None:
         with _interrupts_held():  # the run moves whole, and self.aside says where
+            _remove_stale(self.out)
             self.aside = _set_aside(self.out)
 
     def commit(self, step=None) -> None:
@@ -636,11 +666,16 @@ class _Replacing:
         if self.aside is None or self.committed:
             return
         self.committed = True
-        try:
-            shutil.rmtree(self.aside)
+        doomed = self.aside
+        try:  # renamed first, so that a removal cut short leaves no half run that looks set aside
+            with _interrupts_held():
+                _remove_stale(self.out)
+                os.replace(self.aside, self.out / _REMOVING)
+                doomed = self.out / _REMOVING
+            shutil.rmtree(doomed)
         except OSError as exc:  # (a file held open elsewhere, say): the run is replaced all the same
-            print(f"byol-ref: could not remove {self.aside}, which holds the replaced run ({exc}); remove it "
-                  "by hand", file=sys.stderr)
+            print(f"byol-ref: could not remove {doomed}, which holds the replaced run ({exc}); remove it by hand",
+                  file=sys.stderr)
 
     def stopped(self) -> bool:
         """The new run stopped: put the replaced run back unless the new one has a checkpoint.
@@ -701,9 +736,10 @@ def _put_back(out: Path, aside: Path) -> None:
 
 
 @contextmanager
-def _interrupts_held():
+def _interrupts_held(reraise: bool = True):
     """Hold Ctrl-C off while files move between a run directory and its ``.replaced`` folder, so
-    that each move is whole; an interrupt that came meanwhile is raised at the end."""
+    that each move is whole; an interrupt that came meanwhile is raised at the end (``reraise``)
+    or dropped (when the command is already ending on one)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -713,7 +749,7 @@ def _interrupts_held():
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-    if came:
+    if came and reraise:
         raise KeyboardInterrupt
 
 
@@ -852,6 +888,9 @@ def main(argv=None) -> int:
         if args.command == "embed":
             return _embed(args)
         return _eval(args)
+    except KeyboardInterrupt:  # (train says more where its run stands)
+        print(f"\nbyol-ref {args.command}: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # the reader went away (`byol-ref diff ... | head`): nothing left to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as a shell reports it

@@ -640,11 +640,59 @@ def test_a_replacing_run_keeps_its_first_checkpoint_whatever_stops_it_after(tmp_
     def failing_rmtree(path):
         raise PermissionError(f"[Errno 13] Permission denied: '{path}/training.png'")
 
+    real_rmtree = cli.shutil.rmtree
     monkeypatch.setattr(cli.shutil, "rmtree", failing_rmtree)
     assert cli.main([*replace, "--seed", "6"]) == 0
-    assert f"could not remove {out / '.replaced'}, which holds the replaced run" in capsys.readouterr().err
+    assert f"could not remove {out / '.replaced-removing'}, which holds the replaced run" in capsys.readouterr().err
     assert json.loads((out / "config.json").read_text())["train_config"]["seed"] == 6
-    assert (out / "checkpoint.npz").is_file() and (out / ".replaced" / "checkpoint.npz").is_file()
+    assert (out / "checkpoint.npz").is_file() and (out / ".replaced-removing" / "checkpoint.npz").is_file()
+    assert not (out / ".replaced").exists()
+    # What nothing reads goes with the next --overwrite or --resume: that folder, and temporary files
+    # of atomic writes cut short.
+    monkeypatch.setattr(cli.shutil, "rmtree", real_rmtree)
+    (out / ".checkpoint.npz.k2j4.tmp").write_bytes(b"half")
+    (out / ".mine.tmp").write_text("not ours")
+    assert cli.main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-progress", "--no-eval"]) == 0
+    assert not (out / ".replaced-removing").exists() and not (out / ".checkpoint.npz.k2j4.tmp").exists()
+    assert (out / ".mine.tmp").read_text() == "not ours"
+
+
+def test_ctrl_c_anywhere_ends_with_status_130_and_says_where_the_run_stands(tmp_path, capsys, monkeypatch):
+    import os
+    import signal
+
+    import byol_ref.cli as cli
+
+    out = tmp_path / "r"
+    assert cli.main(["train", *SMALL_RUN, "--out", str(out), "--no-eval"]) == 0
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+
+    def interrupted(*args, **kw):
+        raise KeyboardInterrupt
+
+    real_stopped = cli._Replacing.stopped
+
+    def pressed_again(self):  # a second Ctrl-C while the replaced run is put back
+        os.kill(os.getpid(), signal.SIGINT)
+        return real_stopped(self)
+
+    monkeypatch.setattr(cli, "fit", interrupted)
+    monkeypatch.setattr(cli._Replacing, "stopped", pressed_again)
+    assert cli.main(["train", *SMALL_RUN, "--out", str(out), "--overwrite", "--seed", "4"]) == 130
+    assert "interrupted; no checkpoint was written yet, so the run it was to replace is back" in \
+        capsys.readouterr().err
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    monkeypatch.undo()
+
+    monkeypatch.setattr(cli, "_report", interrupted)
+    assert cli.main(["train", *SMALL_RUN, "--out", str(tmp_path / "e")]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted in the evaluation; the run is trained and its checkpoint written. Its report: " in err
+    assert f" eval {tmp_path / 'e'} --out {tmp_path / 'e'} --overwrite" in err
+    monkeypatch.setattr(cli, "_load_run", interrupted)
+    assert cli.main(["eval", str(out)]) == 130
+    assert capsys.readouterr().err == "\nbyol-ref eval: interrupted\n"
 
 
 def test_interrupts_are_held_while_a_run_moves(tmp_path):
@@ -662,6 +710,9 @@ def test_interrupts_are_held_while_a_run_moves(tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     with _interrupts_held():
         pass  # no signal, nothing raised
+    with _interrupts_held(reraise=False):
+        os.kill(os.getpid(), signal.SIGINT)  # dropped: the command is ending on one already
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_csv_header_is_recorded_kept_on_resume_and_given_to_eval_with_data(tmp_path, capsys):
