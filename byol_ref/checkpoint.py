@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import tokenize
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,12 +58,20 @@ def numpy_read_errors(what: str, error=ValueError, keep=()):
     except MemoryError:
         raise error(f"{what} claims an array larger than memory: it is corrupt, or not written by NumPy") from None
     except ValueError as exc:
+        if "max_header_size" in str(exc):  # (NumPy's advice there, allow_pickle=True, is not ours to give)
+            raise error(f"{what} is corrupt or not written by NumPy: {first_line(exc)}") from None
         if "pickle" in str(exc).lower():
             raise error(f"{what} holds pickled (object) data, which byol-ref never loads; save numeric arrays "
                         "(float or int dtype)") from None
-        raise error(f"{what} is truncated or corrupt ({exc})") from None
-    except (zipfile.BadZipFile, EOFError, OSError, KeyError) as exc:
-        raise error(f"{what} is truncated or corrupt ({type(exc).__name__}: {exc})") from None
+        raise error(f"{what} is truncated or corrupt ({first_line(exc)})") from None
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError, NotImplementedError, SyntaxError,
+            tokenize.TokenError) as exc:  # (the last two: NumPy parsing a mangled .npy header)
+        raise error(f"{what} is truncated or corrupt ({type(exc).__name__}: {first_line(exc)})") from None
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (NumPy's can run to several, with advice)."""
+    return (str(exc).splitlines() or [""])[0]
 
 
 def read_npz(path, what: str, error=ValueError) -> dict:
@@ -77,18 +86,48 @@ def read_npz(path, what: str, error=ValueError) -> dict:
     with numpy_read_errors(what, error):
         with np.load(path, allow_pickle=False) as f:
             names = list(f.files)
-            if len(set(names)) == len(names):
-                return {k: f[k] for k in names}
-    check_unique_names(names, what, error)
+            arrays = {k: f[k] for k in names}
+    check_members(names, arrays, what, error)
+    return arrays
 
 
-def check_unique_names(names: list, what: str, error=ValueError) -> None:
-    """Refuse an archive that stores an array name twice: zip allows it, and NumPy would read one
-    of the two without a word."""
+def parse_json(text, what: str, error=ValueError):
+    """``json.loads`` of ``text`` (a file's contents, or a part of one), refusing by ``error``
+    naming ``what`` what Python's parser raises something else for or takes quietly: nesting
+    deeper than it recurses, integers longer than it converts, a key given twice."""
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except _KeyTwice as exc:
+        raise error(f"{what} gives {exc.args[0]} more than once") from None
+    except RecursionError:
+        raise error(f"{what} is not JSON that byol-ref reads: nested deeper than Python's parser goes") from None
+    except ValueError as exc:  # JSONDecodeError, the integer digit limit, UnicodeDecodeError of bytes
+        raise error(f"{what} is not valid JSON ({type(exc).__name__}: {first_line(exc)})") from None
+
+
+class _KeyTwice(Exception):
+    pass
+
+
+def _unique_keys(pairs: list) -> dict:
+    out = dict(pairs)
+    if len(out) < len(pairs):
+        seen = set()
+        raise _KeyTwice(sorted({k for k, _ in pairs if k in seen or seen.add(k)})[:4])
+    return out
+
+
+def check_members(names: list, arrays: dict, what: str, error=ValueError) -> None:
+    """Refuse an archive that stores a name twice (zip allows it, and NumPy would read one of the
+    two without a word) or a member that is no ``.npy`` array (NumPy hands back its raw bytes)."""
     twice = sorted({k for k in names if names.count(k) > 1})
     if twice:
         raise error(f"{what} holds {len(twice)} array name(s) more than once ({twice[:4]}): the archive was "
                     "appended to or hand-made; write it again with numpy.savez")
+    raw = [k for k, v in arrays.items() if not isinstance(v, np.ndarray)]
+    if raw:
+        raise error(f"{what} holds {len(raw)} member(s) that are not .npy arrays ({raw[:4]}): an .npz holds "
+                    "only what numpy.savez writes")
 
 
 def save(path, arrays: dict, meta: dict) -> Path:
@@ -196,19 +235,21 @@ def load(path) -> tuple[dict, dict]:
     with numpy_read_errors(str(path), CheckpointError, keep=CheckpointError):
         with np.load(path, allow_pickle=False) as f:
             names = list(f.files)
-            check_unique_names(names, str(path), CheckpointError)
-            if "meta" not in names:
-                raise CheckpointError(f"{path} is an .npz file but not a byol-ref checkpoint "
-                                      f"(no 'meta' entry; it has {names[:5]}{'...' if len(names) > 5 else ''})")
-            meta = json.loads(str(f["meta"][()]))
-            arrays = {g: {} for g in GROUPS}
-            for name in names:
-                if name == "meta":
-                    continue
-                group, _, key = name.partition("/")
-                if group not in arrays or not key:
-                    raise CheckpointError(f"{path}: unexpected entry {name!r} in a byol-ref checkpoint")
-                arrays[group][key] = f[name]
+            flat = {k: f[k] for k in names}
+        check_members(names, flat, str(path), CheckpointError)
+        if "meta" not in names:
+            raise CheckpointError(f"{path} is an .npz file but not a byol-ref checkpoint "
+                                  f"(no 'meta' entry; it has {names[:5]}{'...' if len(names) > 5 else ''})")
+        if flat["meta"].shape != () or flat["meta"].dtype.kind != "U":
+            raise CheckpointError(f"{path}: its meta entry is a {flat['meta'].dtype} array of shape "
+                                  f"{flat['meta'].shape}, expected one string of JSON")
+        meta = parse_json(str(flat.pop("meta")[()]), f"{path}: its meta entry", CheckpointError)
+        arrays = {g: {} for g in GROUPS}
+        for name, value in flat.items():
+            group, _, key = name.partition("/")
+            if group not in arrays or not key:
+                raise CheckpointError(f"{path}: unexpected entry {name!r} in a byol-ref checkpoint")
+            arrays[group][key] = value
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path} is not a byol-ref checkpoint (its meta entry holds a JSON "
                               f"{type(meta).__name__}, expected an object)")

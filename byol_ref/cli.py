@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
@@ -30,7 +31,7 @@ from pathlib import Path
 
 from .augment import default_views_for
 from .backend import get_backend, host
-from .checkpoint import atomic_savez, atomic_write_text
+from .checkpoint import atomic_savez, atomic_write_text, parse_json
 from .data import csv_header_rule, load_digits, load_file, synthetic
 from .model import NORMS, Config, loss_range
 from .train import (TrainConfig, TrainingDiverged, apply_preprocessing, check_configs, check_resume_length,
@@ -73,9 +74,10 @@ def _with_csv_header(spec: dict) -> dict:
         return spec
     return {**spec, "csv_header": "yes" if csv_header_rule(path) else "no"}
 _CSV_HEADER_ARG = dict(choices=tuple(_CSV_HEADER), default="auto",
-                       help="whether a .csv/.txt --data starts with a header row. auto: when a field of its "
-                            "first row is not a number; a first row that reads as column numbers (0,1,...,K-1, "
-                            "or whole numbers above rows of fractions) is refused until yes or no says")
+                       help="whether a .csv/.txt --data starts with a header row. auto: when no field of its "
+                            "first row is a number; a first row of numbers and other fields, or one that reads as "
+                            "column numbers (0,1,...,K-1, or whole numbers above rows of fractions), is refused "
+                            "until yes or no says")
 
 
 def _parse_value(field, text):
@@ -274,14 +276,20 @@ def build_parser() -> argparse.ArgumentParser:
 def _read_run_config(cfg_file: Path) -> dict:
     """A run directory's config.json, checked: the JSON object ``train`` wrote."""
     try:
-        saved = json.loads(cfg_file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = cfg_file.read_bytes()
+    except OSError as exc:
         raise ValueError(f"{cfg_file} cannot be read as a run's config.json ({type(exc).__name__}: {exc})") from None
+    saved = parse_json(text, f"{cfg_file}, a run's config.json,")
     want = ("model_config", "train_config", "data")
-    if not isinstance(saved, dict) or any(k not in saved for k in want) or not isinstance(saved["data"], dict):
+    if not isinstance(saved, dict) or any(not isinstance(saved.get(k), dict) for k in want):
         got = sorted(saved) if isinstance(saved, dict) else type(saved).__name__
-        raise ValueError(f"{cfg_file} is not a byol-ref run's config.json: expected an object with {list(want)}, "
-                         f"got {got}")
+        raise ValueError(f"{cfg_file} is not a byol-ref run's config.json: expected an object with objects "
+                         f"{list(want)}, got {got}")
+    labels, seed = saved["data"].get("labels"), saved["data"].get("data_seed", 0)  # (data: _data_for_run)
+    if not isinstance(labels, (str, int, type(None))) or not isinstance(seed, int) or isinstance(seed, bool) \
+            or isinstance(labels, bool) or seed < 0:
+        raise ValueError(f"{cfg_file} records labels {labels!r} and data_seed {seed!r} for the data, which no run "
+                         "writes (labels: None or a column or file; data_seed: an int >= 0); the file was edited")
     return saved
 
 
@@ -342,6 +350,20 @@ def _lr_note(tcfg: TrainConfig) -> str:
     return f" ({'; '.join(notes)})" if notes else ""
 
 
+def _check_record_matches(cfg_file: Path, ckpt: Path, trained_with: list, recorded: tuple) -> None:
+    """Refuse to resume when config.json and the checkpoint disagree on the run's settings (but
+    its length, which --epochs may change): one of them was edited or replaced."""
+    differ = [f"{k}: {a[k]!r} in the checkpoint, {b[k]!r} in config.json"
+              for a, b in ((ck.to_dict() if hasattr(ck, "to_dict") else asdict(ck),
+                            rec.to_dict() if hasattr(rec, "to_dict") else asdict(rec))
+                           for ck, rec in zip(trained_with, recorded))
+              for k in a if k != "epochs" and a[k] != b.get(k)]
+    if differ:
+        raise ValueError(f"--resume: {cfg_file} and {ckpt} disagree on the run's settings ({'; '.join(differ)}): "
+                         "one of them was edited or replaced; config.json records what the checkpoint was "
+                         "trained with")
+
+
 def _check_resume_flags(args, out: Path, saved: dict, model_cfg: Config, tcfg: TrainConfig) -> None:
     """Refuse command-line settings that a resumed run would not honour (it continues with the
     settings in its config.json): name each with the value asked for and the run's own."""
@@ -385,8 +407,11 @@ def _train(args) -> int:
             raise FileNotFoundError(f"--resume: {cfg_file} not found; is {out} a byol-ref run directory?")
         saved = _read_run_config(cfg_file)
         saved["data"] = _with_csv_header(saved["data"])
-        model_cfg = Config.from_dict(saved["model_config"])
-        tcfg = TrainConfig.from_dict(saved["train_config"])
+        try:
+            model_cfg = Config.from_dict(saved["model_config"])
+            tcfg = TrainConfig.from_dict(saved["train_config"])
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{cfg_file} records settings no run has ({exc}); the file was edited") from None
         _check_resume_flags(args, out, saved, model_cfg, tcfg)
         if "epochs" in args.given:
             tcfg = replace(tcfg, epochs=args.epochs)
@@ -421,7 +446,9 @@ def _train(args) -> int:
     sched = make_schedules(tcfg, dataset.x_train.shape[0])  # a non-finite peak learning rate, say
     if args.resume:  # before config.json records the new length
         if checkpoint_file(out).is_file():
-            check_resume_length(load_checkpoint(checkpoint_file(out))[0].step, sched, tcfg, checkpoint_file(out))
+            state, *trained_with, _ = load_checkpoint(checkpoint_file(out))
+            _check_record_matches(cfg_file, checkpoint_file(out), trained_with, (model_cfg, tcfg))
+            check_resume_length(state.step, sched, tcfg, checkpoint_file(out))
         # The checkpoint holds the run's augmentations; an explicit --augment must agree with them (fit checks).
         views_record = saved.get("views", [repr(v) for v in views])
         views = views if args.augment else None
@@ -569,16 +596,31 @@ def _read_history(metrics: Path | None) -> list:
     if metrics is None or not metrics.is_file():
         return []
     records = []
-    for i, line in enumerate(metrics.read_text().splitlines(), 1):
+    for i, line in enumerate(metrics.read_bytes().decode("utf-8", errors="replace").splitlines(), 1):
         try:
             record = json.loads(line) if line.strip() else None
-        except ValueError:  # a torn write (--resume drops it); the other records still draw the curves
-            print(f"byol-ref: note: line {i} of {metrics} is not a JSON record; the plots leave it out",
+        except (ValueError, RecursionError):  # a torn write (--resume drops it); the others still draw the curves
+            record = "torn"
+        if record is None or _plottable(record):
+            records += [record] if record else []
+        else:
+            print(f"byol-ref: note: line {i} of {metrics} is not a record of ours; the plots leave it out",
                   file=sys.stderr)
-            continue
-        if isinstance(record, dict):
-            records.append(record)
     return records
+
+
+_STEP_FIELDS = ("loss", "lr", "tau", "z_std", "z_std_healthy", "z_rank", "y_rank")  # of a step record (plots.py)
+
+
+def _plottable(record) -> bool:
+    """A metrics.jsonl record the plots can draw: a step, and finite numbers where they draw them."""
+    def real(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    if not isinstance(record, dict) or not real(record.get("step")):
+        return False
+    drawn = (_STEP_FIELDS if "z_std" in record else ()) + (("knn",) if "knn" in record else ())
+    return all(real(record.get(k)) for k in drawn)
 
 
 def _loss_label(config: Config) -> str:

@@ -15,11 +15,12 @@ from __future__ import annotations
 import csv
 import math
 import os
+import tokenize
 from pathlib import Path
 from typing import Iterator, NamedTuple, Optional, Union
 
 from .backend import host as np
-from .checkpoint import NPY_MAGIC, ZIP_MAGIC, file_head, numpy_read_errors, read_npz
+from .checkpoint import NPY_MAGIC, ZIP_MAGIC, file_head, first_line, numpy_read_errors, read_npz
 from .checks import check_seed
 
 __all__ = [
@@ -215,8 +216,12 @@ def _csv_rows(path, what: str) -> Iterator[tuple]:
         reader = csv.reader(fh)
         try:
             for fields in reader:
-                if fields and any(s.strip() for s in fields):  # else a blank line
-                    yield reader.line_num, [s.strip() for s in fields]
+                if not fields or (len(fields) == 1 and not fields[0].strip()):
+                    continue  # a blank line (a row of empty fields is no blank line: its values are missing)
+                if any("\n" in s or "\r" in s for s in fields):  # rows a stray quote would swallow
+                    raise ValueError(f"{what} {str(path)!r}: a field that ends on line {reader.line_num} spans "
+                                     "several lines (a quoted line break, or a stray quote); numbers never do")
+                yield reader.line_num, [s.strip() for s in fields]
         except UnicodeDecodeError as exc:
             raise ValueError(f"{what} {str(path)!r} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
                              f"{exc.start}); save the CSV as UTF-8") from None
@@ -238,9 +243,9 @@ def _read_csv(path: Path, what: str, header=None, label_column=None, ask: bool =
     Args:
         path: the file.
         what: how to name the file in errors.
-        header: True/False, or None to detect: the first row is a header when any of
-            its fields is not a number. With ``ask``, a first row that may be either is
-            refused (``_check_header_guess``), so that ``header`` must say.
+        header: True/False, or None to detect: the first row is a header when none of its
+            fields is a number, data when all are; a row of both, or (with ``ask``) one that
+            reads as column numbers (``_check_header_guess``), is refused: ``header`` must say.
         label_column: the ``labels`` argument, to say so when a class name sits in that column.
         ask: refuse an ambiguous first row (a table; a label file has one column).
 
@@ -252,7 +257,13 @@ def _read_csv(path: Path, what: str, header=None, label_column=None, ask: bool =
         raise ValueError(f"{what} {str(path)!r} is empty (expected a numeric CSV table)")
     guessed = header is None
     if guessed:
-        header = not all(_is_number(s) for s in rows[0][1])  # (csv_header_rule)
+        numbers = [_is_number(s) for s in rows[0][1]]
+        if any(numbers) and not all(numbers):
+            shown = ",".join(rows[0][1][:6]) + (",..." if len(numbers) > 6 else "")
+            raise ValueError(f"{what} {str(path)!r}: its first line ({shown}) mixes numbers and other fields: a "
+                             "header with some numeric names, or a row of data with missing or bad values? Say "
+                             "which: header=True or header=False (on the command line, --csv-header yes or no)")
+        header = not all(numbers)  # (csv_header_rule)
     names = rows[0][1] if header else None
     data = rows[1:] if header else rows
     width = len(rows[0][1])
@@ -326,22 +337,24 @@ def _check_path(path, arg: str) -> Path:
 
 
 def _check_npy_size(path: Path, what: str) -> None:
-    """Refuse an .npy whose header claims more data than the file holds, before anything is
-    allocated (a corrupt header could claim terabytes)."""
+    """Refuse an .npy whose header claims other than the data the file holds (more: before anything is
+    allocated, as a corrupt header could claim terabytes; less: bytes np.load would quietly leave)."""
     with open(path, "rb") as fh:
         try:
             version = np.lib.format.read_magic(fh)
             read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             shape, _, dtype = read(fh)
-        except (ValueError, EOFError, OSError) as exc:
-            raise ValueError(f"{what} {str(path)!r} is truncated or corrupt (its .npy header: {exc})") from None
+        except (ValueError, EOFError, OSError, SyntaxError, tokenize.TokenError) as exc:  # (the last two: a
+            raise ValueError(f"{what} {str(path)!r} is truncated or corrupt (its .npy header: "  # mangled header)
+                             f"{first_line(exc)})") from None
         if dtype.hasobject:
             return  # np.load refuses it without reading: pickled data
         claimed = math.prod(shape) * dtype.itemsize
         held = os.fstat(fh.fileno()).st_size - fh.tell()
-    if claimed > held:
-        raise ValueError(f"{what} {str(path)!r} is truncated or corrupt: its header claims shape {shape} of "
-                         f"{dtype} ({claimed} bytes), but the file holds {held} bytes of data")
+    if claimed != held:
+        raise ValueError(f"{what} {str(path)!r} is {'truncated or corrupt' if claimed > held else 'corrupt'}: its "
+                         f"header claims shape {shape} of {dtype} ({claimed} bytes), but the file holds {held} bytes "
+                         "of data")
 
 
 def _load_npy(path: Path, what: str):
@@ -430,6 +443,10 @@ def _column_index(labels, names, ncols: int, what: str) -> int:
             raise ValueError(f"labels={labels!r} names a column, but {what} has no header row")
         if labels not in names:
             raise ValueError(f"labels={labels!r} is not a column of {what}; columns are {names}")
+        if names.count(labels) > 1:
+            at = [i for i, n in enumerate(names) if n == labels]
+            raise ValueError(f"labels={labels!r} names {len(at)} columns of {what} (columns {at}); pass the index "
+                             "of the one that holds the labels")
         return names.index(labels)
     if not -ncols <= labels < ncols:
         raise ValueError(f"labels column index {labels} is out of range for {ncols} columns in {what}")
@@ -484,11 +501,12 @@ def load_file(
       flattened and set ``image_shape``.
     * ``.npz``: keys ``x`` (and optionally ``y``), split here; or ``x_train``, ``x_test``
       (and optionally ``y_train``, ``y_test``), used as given (``test_fraction`` ignored).
-    * ``.csv``: a numeric table, one sample per row. The first row is a header when any
-      of its fields is not a number (or as ``header`` says). A first row that reads as the
-      column numbers pandas writes as a header (``0,1,...,K-1``, or whole numbers above rows
-      of fractions) must be declared either way, and an unnamed first column of distinct
-      whole numbers (the row numbers pandas and R write) is refused.
+    * ``.csv``: a numeric table, one sample per row. The first row is a header when none
+      of its fields is a number, data when all are (or as ``header`` says). A first row of
+      both, or one that reads as the column numbers pandas writes as a header
+      (``0,1,...,K-1``, or whole numbers above rows of fractions), must be declared either
+      way; an unnamed first column of distinct whole numbers (the row numbers pandas and R
+      write) is refused.
 
     ``labels`` selects class ids:
 

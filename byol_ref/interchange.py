@@ -54,13 +54,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter
 import os
 import struct
 
 from .backend import host as np
 from .backend import to_numpy
-from .checkpoint import atomic_savez, atomic_write
+from .checkpoint import atomic_savez, atomic_write, parse_json
 from .checks import check_count
 from .model import Config, Network, network_plan, param_shapes
 from .trace import TraceError, load_npz
@@ -189,11 +188,16 @@ def resolve_mapping(mapping, config: Config | None = None, layout: str | None = 
             raise ValueError(f"mapping style {mapping!r} needs the network config (layout, norm, biases)")
         return torch_mapping(mapping, config) if STYLE_LAYOUT[mapping] == "torch" else axon_mapping(mapping, config)
     if isinstance(mapping, (str, os.PathLike)) and os.fspath(mapping).endswith(".json"):
-        with open(mapping) as f:
-            try:
-                return resolve_mapping(json.load(f))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"mapping file {mapping} is not JSON ({exc})") from None
+        what = f"mapping file {os.fspath(mapping)}"
+        with open(mapping, "rb") as f:
+            loaded = parse_json(f.read(), what)
+        if not isinstance(loaded, dict):  # (a string in it would name a style, or another file)
+            raise ValueError(f"{what} holds a JSON {type(loaded).__name__}, expected an object "
+                             "{byol-ref name: torch or axon name}")
+        try:
+            return resolve_mapping(loaded)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{what}: {exc}") from None
     raise ValueError(f"mapping must be one of {MAPPING_STYLES}, a dict {{byol-ref name: torch or axon name}} or a "
                      f".json file of one, got {mapping!r}")
 
@@ -360,12 +364,16 @@ def _safetensors_entry(path, name, info, nbytes: int) -> tuple:
                          f"(it reads {sorted([*_ST_DTYPES, 'BF16'])})")
     if not isinstance(shape, list) or not all(is_int(d) and d >= 0 for d in shape):
         raise TraceError(f"{path}: {name!r} has shape {shape!r}, expected a list of ints >= 0")
+    itemsize = 2 if dt == "BF16" else np.dtype(_ST_DTYPES[dt]).itemsize
+    if len(shape) > 64 or math.prod(d for d in shape if d) * itemsize >= 2**63:  # what a NumPy array can hold
+        raise TraceError(f"{path}: {name!r} has shape {shape if len(shape) <= 8 else f'of {len(shape)} dimensions'}, "
+                         "which no NumPy array holds (at most 64 dimensions, under 2**63 bytes counting the "
+                         "zero-length ones as 1)")
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(is_int(o) for o in offsets)):
         raise TraceError(f"{path}: {name!r} has data offsets {offsets!r}, expected [begin, end], two ints")
     if not 0 <= offsets[0] <= offsets[1] <= nbytes:
         raise TraceError(f"{path}: {name!r} has data offsets {offsets!r}, outside the {nbytes}-byte data "
                          f"buffer: expected [begin, end] with 0 <= begin <= end <= {nbytes}")
-    itemsize = 2 if dt == "BF16" else np.dtype(_ST_DTYPES[dt]).itemsize
     count = math.prod(shape)
     if (offsets[1] - offsets[0]) != count * itemsize:
         raise TraceError(f"{path}: {name!r} holds {offsets[1] - offsets[0]} bytes but its shape {shape} of {dt} "
@@ -383,16 +391,7 @@ def read_safetensors(path) -> dict:
     (n,) = struct.unpack("<Q", raw[:8])
     if n > len(raw) - 8:
         raise TraceError(f"{path}: header length {n} exceeds the file size; truncated or not .safetensors")
-    def unique(pairs):  # a name given twice: json.loads would keep the last without a word
-        twice = sorted(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
-        if twice:
-            raise TraceError(f"{path}: the .safetensors header names {twice[:4]} more than once")
-        return dict(pairs)
-
-    try:
-        header = json.loads(raw[8:8 + n], object_pairs_hook=unique)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise TraceError(f"{path}: the .safetensors header is not JSON ({type(exc).__name__}: {exc})") from None
+    header = parse_json(raw[8:8 + n], f"{path}: the .safetensors header", TraceError)
     if not isinstance(header, dict):
         raise TraceError(f"{path}: the .safetensors header is a JSON {type(header).__name__}, expected an object "
                          "{name: {dtype, shape, data_offsets}}")
@@ -539,5 +538,8 @@ def load_networks(path, *, layout: str = "byol-ref", mapping=None, config: Confi
         return arrays
     mapping_in = _layout_mapping(layout, mapping, path)
     ignore = _ALIASES.get(mapping_in, ()) if isinstance(mapping_in, str) else ()
-    return from_layout(arrays, resolve_mapping(mapping_in, config, layout), layout=layout, strict=strict,
-                       ignore_prefixes=ignore)
+    mapping_out = resolve_mapping(mapping_in, config, layout)
+    try:
+        return from_layout(arrays, mapping_out, layout=layout, strict=strict, ignore_prefixes=ignore)
+    except (TypeError, ValueError) as exc:  # say which file does not fit
+        raise type(exc)(f"{os.fspath(path)}: {exc}") from None

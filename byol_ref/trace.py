@@ -41,7 +41,7 @@ from typing import NamedTuple
 
 from .backend import get_backend, to_numpy
 from .backend import host as np
-from .checkpoint import atomic_savez, read_npz
+from .checkpoint import atomic_savez, parse_json, read_npz
 from .checks import check_count
 from .layers import _moments
 from .losses import l2_normalize_forward
@@ -514,10 +514,12 @@ def load_trace(path) -> Trace:
     arrays = load_npz(path, "trace")
     meta = {}
     if META_KEY in arrays:
-        try:
-            meta = json.loads(str(arrays.pop(META_KEY)[()]))
-        except (json.JSONDecodeError, TypeError) as exc:
-            raise TraceError(f"{path}: __meta__ is not JSON ({exc})") from None
+        raw = arrays.pop(META_KEY)
+        if raw.shape != () or raw.dtype.kind != "U":
+            raise TraceError(f"{path}: __meta__ must be one string of JSON, got dtype {raw.dtype}, shape {raw.shape}")
+        meta = parse_json(str(raw[()]), f"{path}: __meta__", TraceError)
+        if not isinstance(meta, dict):
+            raise TraceError(f"{path}: __meta__ holds a JSON {type(meta).__name__}, expected an object")
     order = list(arrays)
     if ORDER_KEY in arrays:
         raw = arrays.pop(ORDER_KEY)

@@ -765,13 +765,13 @@ def _drop_records_after(path: Path, step: int) -> None:
     which the next record would otherwise be appended."""
     if not path.is_file():
         return
-    text = path.read_text()
+    text = path.read_bytes().decode("utf-8", errors="replace")
     lines = text.splitlines()
     keep = []
     for line in lines:
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         at = record.get("step", 0) if isinstance(record, dict) else None
         if isinstance(at, (int, float)) and at <= step:  # else past the checkpoint, or no record of ours

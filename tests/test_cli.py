@@ -1,6 +1,7 @@
 """The command line through a subprocess: help, a tiny train + eval, resume, and bad arguments."""
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -792,6 +793,50 @@ def test_a_run_reads_its_csv_as_it_did_whatever_the_rule_says_now(tmp_path, caps
         capsys.readouterr().err
 
 
+def test_a_damaged_config_or_metrics_record_is_named_and_never_a_traceback(tmp_path, capsys):
+    from byol_ref.cli import main
+
+    out = tmp_path / "r"
+    assert main(["train", *SMALL_RUN, "--out", str(out), "--no-eval"]) == 0
+    cfg = out / "config.json"
+    good = json.loads(cfg.read_text())
+    capsys.readouterr()
+
+    def edited(**change):
+        record = json.loads(json.dumps(good))
+        for path, value in change.items():
+            part, key = path.split("__")
+            record[part][key] = value
+        return json.dumps(record)
+
+    for text, says in (
+            ("[" * 100_000, "is not JSON that byol-ref reads: nested deeper"),
+            ('{"data": {}, "data": {}}', r"gives \['data'\] more than once"),
+            (json.dumps({**good, "train_config": 1.5}), "expected an object with objects"),
+            (edited(train_config__lr="fast"), "records settings no run has"),
+            (edited(data__data_seed=1.5), r"records labels None and data_seed 1.5 for the data, which no run writes"),
+            (edited(train_config__lars_eta=1.5), r"disagree on the run's settings \(lars_eta: 0.001 in the "
+                                                 r"checkpoint, 1.5 in config.json\)")):
+        cfg.write_text(text)
+        assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert str(cfg) in err and re.search(says, err), err
+    cfg.write_text(json.dumps(good))
+
+    # metrics.jsonl lines the plots cannot draw are left out with a note; non-UTF-8 bytes do not stop a resume.
+    metrics = out / "metrics.jsonl"
+    lines = metrics.read_text().splitlines()
+    junk = ['{"step": 3}', '{"step": 4, "z_std": 0.1}', '{"step": 5, "knn": null}', '{"step": "6"}',
+            '{"step": 7, "knn": 0.5, "lr": "' + "a" * 100_000 + '"}', "[" * 10_000, "[1, 2]"]
+    metrics.write_bytes(("\n".join(lines[:2] + junk) + "\n").encode() + b'{"step": 8, "x": "\xff"}\n')
+    assert main(["eval", str(out), "--out", str(tmp_path / "e"), "--knn-k", "5"]) == 0
+    err = capsys.readouterr().err
+    noted = [int(m) for m in re.findall(r"line (\d+) of \S+ is not a record of ours; the plots leave it out", err)]
+    assert noted == [4, 5, 6, 8, 9]  # z_std without the step's other fields, knn null, step "6", too deep, a list
+    assert (tmp_path / "e" / "training.png").is_file()
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-progress", "--no-eval"]) == 0
+
+
 def test_eval_of_a_run_whose_record_is_damaged_or_whose_data_moved(tmp_path, capsys):
     from byol_ref.cli import main
 
@@ -1131,7 +1176,7 @@ def test_eval_reads_a_run_whose_last_metric_record_is_torn(tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", str(out), "--out", str(tmp_path / "e")]) == 0
     err = capsys.readouterr().err
-    assert f"line {len(metrics.read_text().splitlines())} of {metrics} is not a JSON record" in err
+    assert f"line {len(metrics.read_text().splitlines())} of {metrics} is not a record of ours" in err
 
 
 def test_labels_the_probes_cannot_use_are_refused_before_training(tmp_path, capsys):

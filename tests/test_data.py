@@ -218,11 +218,40 @@ def test_presplit_npz_with_different_feature_counts_is_refused(tmp_path):
         load_file(tmp_path / "s.npz")
 
 
-def test_csv_header_with_some_numeric_names(tmp_path):
-    """A first line that is not all numbers is a header, even if some of its names are numbers."""
-    (tmp_path / "h.csv").write_text("f1,2,3\n" + "\n".join(f"{i},{i + 0.5},{i * 2}" for i in range(8)) + "\n")
-    ds = load_file(tmp_path / "h.csv", test_fraction=0.25)
-    assert ds.x_train.shape[1] == 3 and ds.x_train.shape[0] + ds.x_test.shape[0] == 8
+def test_a_first_line_of_numbers_and_other_fields_must_be_declared(tmp_path):
+    """A header with some numeric names, or a row of data with a missing or mangled value (which
+    would otherwise be taken for a header, and lost): byol-ref asks rather than guess."""
+    body = "\n".join(f"{i},{i + 0.5},{i * 2}" for i in range(8)) + "\n"
+    for first in ("f1,2,3", "1.5,2.5,", "1.5,NA,3", "1.5,2.5,3\x00"):
+        (tmp_path / "h.csv").write_text(first + "\n" + body)
+        with pytest.raises(ValueError, match=r"h.csv'?: its first line \(.*\) mixes numbers and other fields: a "
+                                             r"header with some numeric names, or a row of data with missing or bad "
+                                             r"values\? Say which: header=True or header=False"):
+            load_file(tmp_path / "h.csv")
+    (tmp_path / "h.csv").write_text("f1,2,3\n" + "\n".join(f"{i + 0.5},{i % 2},{i * 2}" for i in range(8)) + "\n")
+    ds = load_file(tmp_path / "h.csv", test_fraction=0.25, header=True, labels="2")  # column "2" by name: index 1
+    assert ds.x_train.shape[1] == 2 and sorted([*ds.y_train, *ds.y_test]) == [0] * 4 + [1] * 4
+    (tmp_path / "h.csv").write_text("f1,f2,f3\n" + body)  # no number in it: a header
+    assert load_file(tmp_path / "h.csv", test_fraction=0.25).x_train.shape == (6, 3)
+
+
+def test_csv_rows_are_never_lost_quietly(tmp_path):
+    """A row of empty fields is missing values, not a blank line; a stray quote would swallow rows
+    into one field that spans lines; a label name given twice is ambiguous."""
+    (tmp_path / "e.csv").write_text("1,2\n,\n5,6\n7,8\n")
+    with pytest.raises(ValueError, match=r"e.csv'?: non-numeric value '' at line 2, column 0"):
+        load_file(tmp_path / "e.csv")
+    (tmp_path / "b.csv").write_text("1,2\n\n   \n5,6\n7,8\n")  # blank lines, even of spaces, are skipped
+    assert load_file(tmp_path / "b.csv", test_fraction=0).x_train.shape == (3, 2)
+    (tmp_path / "q.csv").write_text('label,"f0,f1\n1,2.0,3.0\n0,4.0",5.0\n1,6.0,7.0\n0,8.0,9.0\n')
+    with pytest.raises(ValueError, match=r"q.csv'?: a field that ends on line 3 spans several lines \(a quoted line "
+                                         r"break, or a stray quote\); numbers never do"):
+        load_file(tmp_path / "q.csv", labels="label")
+    (tmp_path / "d.csv").write_text("a,a,b\n" + "\n".join(f"{i % 2},{i},{i * 0.5}" for i in range(8)) + "\n")
+    with pytest.raises(ValueError, match=r"labels='a' names 2 columns of .*d.csv'? \(columns \[0, 1\]\); pass the "
+                                         r"index of the one that holds the labels"):
+        load_file(tmp_path / "d.csv", labels="a")
+    assert load_file(tmp_path / "d.csv", labels=0, test_fraction=0.25).x_train.shape == (6, 2)
 
 
 def test_csv_files_as_pandas_writes_them(tmp_path):
@@ -581,7 +610,7 @@ def test_labels_given_as_text_index_as_a_command_line_passes_them(tmp_path):
     assert np.array_equal(a.y_train, b.y_train) and np.array_equal(a.x_train, c.x_train)
     assert a.x_train.shape[1] == 4
     (tmp_path / "h.csv").write_text("f0,4,f2\n" + "\n".join(f"{i},{i % 3},{i % 2}" for i in range(20)) + "\n")
-    named = load_file(tmp_path / "h.csv", labels="4")  # the header's column "4", not column index 4
+    named = load_file(tmp_path / "h.csv", labels="4", header=True)  # the header's column "4", not column index 4
     assert set(named.y_train) == {0, 1, 2} and named.x_train.shape[1] == 2
 
 
@@ -626,3 +655,39 @@ def test_a_header_that_claims_more_data_than_the_file_holds_is_refused_before_al
     with pytest.raises(ValueError, match=r"huge.npy' is truncated or corrupt: its header claims shape "
                                          r"\(4000000000000, 3\) of float64 \(96000000000000 bytes\), but the file holds"):
         load_file(tmp_path / "huge.npy")
+
+
+def test_an_npy_header_mangled_or_oversized_and_bytes_after_the_data_are_named(tmp_path):
+    import struct
+
+    np.save(tmp_path / "x.npy", np.zeros((4, 3)))
+    raw = (tmp_path / "x.npy").read_bytes()
+    (tmp_path / "tok.npy").write_bytes(raw[:8] + struct.pack("<H", 7) + raw[10:])  # header cut mid-dict
+    with pytest.raises(ValueError, match=r"tok.npy' is truncated or corrupt \(its .npy header: "):
+        load_file(tmp_path / "tok.npy")
+    big = raw[:8] + struct.pack("<H", 20000) + raw[10:10 + 80].ljust(20000, b" ") + raw[10 + 118:]
+    (tmp_path / "big.npy").write_bytes(big)
+    with pytest.raises(ValueError, match=r"big.npy' is truncated or corrupt \(its .npy header: [^\n]*\)$") as err:
+        load_file(tmp_path / "big.npy")
+    assert "allow_pickle" not in str(err.value)  # NumPy's advice: not ours to give
+    (tmp_path / "tail.npy").write_bytes(raw + b"\x00" * 8)
+    with pytest.raises(ValueError, match=r"tail.npy' is corrupt: its header claims shape \(4, 3\) of float64 "
+                                         r"\(96 bytes\), but the file holds 104 bytes of data"):
+        load_file(tmp_path / "tail.npy")
+
+
+def test_an_npz_member_that_is_no_npy_array_is_refused(tmp_path):
+    """NumPy hands back the raw bytes of such a member; every reader would take them for data."""
+    import zipfile
+
+    from byol_ref.interchange import load_arrays
+    from byol_ref.trace import TraceError, load_trace
+
+    np.savez(tmp_path / "d.npz", x=np.ones((10, 3)))
+    with zipfile.ZipFile(tmp_path / "d.npz", "a") as z:
+        z.writestr("readme.txt", b"junk")
+    with pytest.raises(ValueError, match=r"d.npz'? holds 1 member\(s\) that are not .npy arrays \(\['readme.txt'\]\)"):
+        load_file(tmp_path / "d.npz")
+    for read in (load_trace, load_arrays):
+        with pytest.raises(TraceError, match=r"holds 1 member\(s\) that are not .npy arrays"):
+            read(tmp_path / "d.npz")

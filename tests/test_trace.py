@@ -360,3 +360,15 @@ def test_a_misspelt_view_of_a_step_is_refused():
     inputs = _inputs()
     with pytest.raises(TraceError, match=r"names byol-ref does not read: \['step0.input.view3'\]"):
         trace_inputs({**inputs, "step0.input.view3": inputs["step0.input.view1"]})
+
+
+@pytest.mark.parametrize("meta, says", [
+    ("[1, 2]", r"__meta__ holds a JSON list, expected an object"),
+    ('{"a": 1, "a": 2}', r"__meta__ gives \['a'\] more than once"),
+    ("{", r"__meta__ is not valid JSON \(JSONDecodeError"),
+    (np.array(["{}", "{}"]), r"__meta__ must be one string of JSON, got dtype <U2, shape \(2,\)"),
+])
+def test_a_trace_meta_that_is_no_json_object_is_refused(tmp_path, meta, says):
+    np.savez(tmp_path / "t.npz", __meta__=np.asarray(meta), x=np.ones(3))
+    with pytest.raises(TraceError, match=r"t.npz: " + says):
+        load_trace(tmp_path / "t.npz")

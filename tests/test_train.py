@@ -370,6 +370,34 @@ def test_corrupt_truncated_and_foreign_checkpoints(tmp_path):
     with pytest.raises(ckpt.CheckpointError, match=r"twice.npz holds 1 array name\(s\) more than once "
                                                    r"\(\['online/encoder.fc1.weight'\]\)"):
         load_checkpoint(twice)
+    # A member that is no .npy array (NumPy would hand back its bytes), and meta JSON that Python's
+    # parser cannot take or would take quietly.
+    def rewritten(name, **members):
+        with zipfile.ZipFile(good) as src, zipfile.ZipFile(tmp_path / name, "w") as dst:
+            for item in src.namelist():
+                dst.writestr(item, members.pop(item, None) or src.read(item))
+            for item, data in members.items():
+                dst.writestr(item, data)
+        return tmp_path / name
+
+    with pytest.raises(ckpt.CheckpointError, match=r"raw.npz holds 1 member\(s\) that are not .npy arrays "
+                                                   r"\(\['opt/count'\]\)"):
+        load_checkpoint(rewritten("raw.npz", **{"opt/count.npy": b"not an array"}))
+
+    def meta(text):
+        import io
+        buf = io.BytesIO()
+        np.save(buf, np.array(text))
+        return buf.getvalue()
+
+    for text, says in (("[" * 100_000 + "]" * 100_000, "is not JSON that byol-ref reads: nested deeper"),
+                       ('{"step": 1, "step": 2}', r"gives \['step'\] more than once"),
+                       ('{"step": ' + "9" * 5000 + "}", r"is not valid JSON \(ValueError: Exceeds the limit")):
+        with pytest.raises(ckpt.CheckpointError, match=r"meta.npz: its meta entry " + says):
+            load_checkpoint(rewritten("meta.npz", **{"meta.npy": meta(text)}))
+    with pytest.raises(ckpt.CheckpointError, match=r"meta.npz: its meta entry is a float64 array of shape \(2,\), "
+                                                   r"expected one string of JSON"):
+        load_checkpoint(rewritten("meta.npz", **{"meta.npy": meta([1.0, 2.0])}))
     # a pickled object array is refused, never unpickled
     with zipfile.ZipFile(tmp_path / "pickled.npz", "w") as z:
         with z.open("meta.npy", "w") as f:
