@@ -53,15 +53,18 @@ def _load_data(spec: dict):
     if not Path(kind).exists():
         raise FileNotFoundError(f"--data {kind!r}: no such file, and not a built-in data set; pass 'digits', "
                                 "'synthetic' or a .npy/.npz/.csv feature file")
-    if spec.get("csv_header", "auto") not in _CSV_HEADER:
-        raise ValueError(f"csv_header {spec['csv_header']!r}: expected one of {list(_CSV_HEADER)}")
-    header = _CSV_HEADER[spec.get("csv_header", "auto")]
+    header = _CSV_HEADER[spec.get("csv_header", "auto")]  # (a run's record is checked by _data_for_run)
     if header is not None and Path(kind).suffix.lower() not in (".csv", ".txt"):
         raise ValueError(f"--csv-header {spec['csv_header']} is for a .csv --data; {kind} is not one")
     return load_file(kind, labels=spec.get("labels"), seed=spec.get("data_seed", 0), header=header)
 
 
 _CSV_HEADER = {"auto": None, "yes": True, "no": False}
+_CSV_HEADER_ARG = dict(choices=tuple(_CSV_HEADER), default="auto",
+                       help="whether a .csv/.txt --data starts with a header row. auto: when no field of its "
+                            "first row is a number; a first row of numbers and other fields, or one that reads as "
+                            "column numbers (0,1,...,K-1, or whole numbers above rows of fractions), is refused "
+                            "until yes or no says")
 
 
 def _with_csv_header(spec: dict) -> dict:
@@ -73,11 +76,6 @@ def _with_csv_header(spec: dict) -> dict:
             or Path(path).suffix.lower() not in (".csv", ".txt") or not Path(path).is_file()):
         return spec
     return {**spec, "csv_header": "yes" if csv_header_rule(path) else "no"}
-_CSV_HEADER_ARG = dict(choices=tuple(_CSV_HEADER), default="auto",
-                       help="whether a .csv/.txt --data starts with a header row. auto: when no field of its "
-                            "first row is a number; a first row of numbers and other fields, or one that reads as "
-                            "column numbers (0,1,...,K-1, or whole numbers above rows of fractions), is refused "
-                            "until yes or no says")
 
 
 def _parse_value(field, text):
@@ -350,14 +348,12 @@ def _lr_note(tcfg: TrainConfig) -> str:
     return f" ({'; '.join(notes)})" if notes else ""
 
 
-def _check_record_matches(cfg_file: Path, ckpt: Path, trained_with: list, recorded: tuple) -> None:
-    """Refuse to resume when config.json and the checkpoint disagree on the run's settings (but
-    its length, which --epochs may change): one of them was edited or replaced."""
-    differ = [f"{k}: {a[k]!r} in the checkpoint, {b[k]!r} in config.json"
-              for a, b in ((ck.to_dict() if hasattr(ck, "to_dict") else asdict(ck),
-                            rec.to_dict() if hasattr(rec, "to_dict") else asdict(rec))
-                           for ck, rec in zip(trained_with, recorded))
-              for k in a if k != "epochs" and a[k] != b.get(k)]
+def _check_record_matches(cfg_file: Path, ckpt: Path, trained_with: dict, recorded: dict) -> None:
+    """Refuse to resume when config.json and the checkpoint disagree on the run's settings (all
+    model and training fields as one dict; but the length, which --epochs may change): one of
+    them was edited or replaced."""
+    differ = [f"{k}: {v!r} in the checkpoint, {recorded.get(k)!r} in config.json"
+              for k, v in trained_with.items() if k != "epochs" and v != recorded.get(k)]
     if differ:
         raise ValueError(f"--resume: {cfg_file} and {ckpt} disagree on the run's settings ({'; '.join(differ)}): "
                          "one of them was edited or replaced; config.json records what the checkpoint was "
@@ -446,8 +442,9 @@ def _train(args) -> int:
     sched = make_schedules(tcfg, dataset.x_train.shape[0])  # a non-finite peak learning rate, say
     if args.resume:  # before config.json records the new length
         if checkpoint_file(out).is_file():
-            state, *trained_with, _ = load_checkpoint(checkpoint_file(out))
-            _check_record_matches(cfg_file, checkpoint_file(out), trained_with, (model_cfg, tcfg))
+            state, ck_model, ck_train, _ = load_checkpoint(checkpoint_file(out))
+            _check_record_matches(cfg_file, checkpoint_file(out), {**ck_model.to_dict(), **asdict(ck_train)},
+                                  {**model_cfg.to_dict(), **asdict(tcfg)})
             check_resume_length(state.step, sched, tcfg, checkpoint_file(out))
         # The checkpoint holds the run's augmentations; an explicit --augment must agree with them (fit checks).
         views_record = saved.get("views", [repr(v) for v in views])
@@ -597,12 +594,14 @@ def _read_history(metrics: Path | None) -> list:
         return []
     records = []
     for i, line in enumerate(metrics.read_bytes().decode("utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
         try:
-            record = json.loads(line) if line.strip() else None
+            record = json.loads(line)
         except (ValueError, RecursionError):  # a torn write (--resume drops it); the others still draw the curves
-            record = "torn"
-        if record is None or _plottable(record):
-            records += [record] if record else []
+            record = None
+        if _plottable(record):
+            records.append(record)
         else:
             print(f"byol-ref: note: line {i} of {metrics} is not a record of ours; the plots leave it out",
                   file=sys.stderr)
