@@ -14,6 +14,7 @@ either the old checkpoint or the new one, never half of one.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import tokenize
@@ -84,11 +85,39 @@ def read_npz(path, what: str, error=ValueError) -> dict:
                  "it is not a zip archive, which numpy.savez writes")
         raise error(f"{what} is not an .npz file: {found}")
     with numpy_read_errors(what, error):
-        with np.load(path, allow_pickle=False) as f:
-            names = list(f.files)
-            arrays = {k: f[k] for k in names}
+        size_problem = npz_size_problem(path)
+        if size_problem is None:
+            with np.load(path, allow_pickle=False) as f:
+                names = list(f.files)
+                arrays = {k: f[k] for k in names}
+    if size_problem is not None:
+        raise error(f"{what} is corrupt: {size_problem}")
     check_members(names, arrays, what, error)
     return arrays
+
+
+def npz_size_problem(path) -> str | None:
+    """What is wrong with the sizes of an ``.npz``'s ``.npy`` members, or None: a member whose
+    header claims other than the data it holds (NumPy reads what the header claims and quietly
+    leaves the rest; a header claiming more would have it allocate first)."""
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with z.open(info) as fh:
+                if fh.read(len(NPY_MAGIC)) != NPY_MAGIC:
+                    continue  # (no array at all: check_members refuses it)
+                fh.seek(0)
+                version = np.lib.format.read_magic(fh)
+                read = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
+                        np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read(fh)
+                held = info.file_size - fh.tell()
+            claimed = math.prod(shape) * dtype.itemsize
+            if not dtype.hasobject and claimed != held:  # (object arrays: np.load refuses them)
+                return (f"its member {info.filename[:-4]!r} claims shape {shape} of {dtype} ({claimed} bytes) but "
+                        f"holds {held} bytes of data")
+    return None
 
 
 def parse_json(text, what: str, error=ValueError):
@@ -233,6 +262,9 @@ def load(path) -> tuple[dict, dict]:
         raise CheckpointError(f"{path} {what}, so not a byol-ref checkpoint: another kind of file, or one cut short "
                               "or corrupted; pass a run directory or its checkpoint.npz")
     with numpy_read_errors(str(path), CheckpointError, keep=CheckpointError):
+        size_problem = npz_size_problem(path)
+        if size_problem is not None:
+            raise CheckpointError(f"{path} is corrupt: {size_problem}")
         with np.load(path, allow_pickle=False) as f:
             names = list(f.files)
             flat = {k: f[k] for k in names}

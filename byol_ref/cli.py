@@ -20,6 +20,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import shutil
 import signal
 import sys
@@ -280,7 +281,8 @@ def _read_run_config(cfg_file: Path) -> dict:
     saved = parse_json(text, f"{cfg_file}, a run's config.json,")
     want = ("model_config", "train_config", "data")
     if not isinstance(saved, dict) or any(not isinstance(saved.get(k), dict) for k in want):
-        got = sorted(saved) if isinstance(saved, dict) else type(saved).__name__
+        got = ({k: type(saved.get(k)).__name__ for k in want} if isinstance(saved, dict) else
+               type(saved).__name__)
         raise ValueError(f"{cfg_file} is not a byol-ref run's config.json: expected an object with objects "
                          f"{list(want)}, got {got}")
     labels, seed = saved["data"].get("labels"), saved["data"].get("data_seed", 0)  # (data: _data_for_run)
@@ -300,12 +302,14 @@ def _data_for_run(data_spec: dict, cfg_file: Path, *, resume: bool = False):
     if not isinstance(kind, str):
         raise ValueError(f"{cfg_file} records the data as {kind!r}, expected 'digits', 'synthetic' or a file path; "
                          f"the file was edited: {way}")
-    if kind not in ("digits", "synthetic") and not Path(kind).exists():
-        raise FileNotFoundError(f"{cfg_file} records the data file {kind!r}, which does not exist (moved, or a "
-                                f"path relative to another folder?); {way}")
-    if data_spec.get("csv_header", "auto") not in _CSV_HEADER:
-        raise ValueError(f"{cfg_file} records csv_header {data_spec['csv_header']!r}, expected one of "
-                         f"{list(_CSV_HEADER)}; the file was edited: {way}")
+    if kind not in ("digits", "synthetic") and not Path(kind).is_file():
+        found = ("is a directory" if Path(kind).is_dir() else
+                 "does not exist (moved, or a path relative to another folder?)")
+        raise FileNotFoundError(f"{cfg_file} records the data file {kind!r}, which {found}; {way}")
+    header = data_spec.get("csv_header", "auto")
+    if not isinstance(header, str) or header not in _CSV_HEADER:
+        raise ValueError(f"{cfg_file} records csv_header {header!r}, expected one of {list(_CSV_HEADER)}; the file "
+                         f"was edited: {way}")
     return _load_data(_with_csv_header(data_spec))
 
 
@@ -408,6 +412,11 @@ def _train(args) -> int:
             tcfg = TrainConfig.from_dict(saved["train_config"])
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{cfg_file} records settings no run has ({exc}); the file was edited") from None
+        resumed = None
+        if checkpoint_file(out).is_file():  # config.json must record what the checkpoint was trained with
+            resumed, ck_model, ck_train, _ = load_checkpoint(checkpoint_file(out))
+            _check_record_matches(cfg_file, checkpoint_file(out), {**ck_model.to_dict(), **asdict(ck_train)},
+                                  {**model_cfg.to_dict(), **asdict(tcfg)})
         _check_resume_flags(args, out, saved, model_cfg, tcfg)
         if "epochs" in args.given:
             tcfg = replace(tcfg, epochs=args.epochs)
@@ -441,11 +450,8 @@ def _train(args) -> int:
     prepare_training_data(dataset, views)
     sched = make_schedules(tcfg, dataset.x_train.shape[0])  # a non-finite peak learning rate, say
     if args.resume:  # before config.json records the new length
-        if checkpoint_file(out).is_file():
-            state, ck_model, ck_train, _ = load_checkpoint(checkpoint_file(out))
-            _check_record_matches(cfg_file, checkpoint_file(out), {**ck_model.to_dict(), **asdict(ck_train)},
-                                  {**model_cfg.to_dict(), **asdict(tcfg)})
-            check_resume_length(state.step, sched, tcfg, checkpoint_file(out))
+        if resumed is not None:
+            check_resume_length(resumed.step, sched, tcfg, checkpoint_file(out))
         # The checkpoint holds the run's augmentations; an explicit --augment must agree with them (fit checks).
         views_record = saved.get("views", [repr(v) for v in views])
         views = views if args.augment else None
@@ -512,6 +518,8 @@ def _train_stopped(exc: BaseException, out: Path, replacing, *, fresh: bool, cre
     if isinstance(exc, KeyboardInterrupt):
         if back:
             then = f"no checkpoint was written yet, so {restored}"
+        elif replacing is not None and replacing.aside is None and ckpt.is_file():  # before the run moved
+            then = f"nothing was changed: {out} still holds the run it was to replace"
         elif ckpt.is_file():
             at = load_checkpoint(ckpt)[0].step
             then = f"its last checkpoint is at step {at}; continue with: {_prog()} train --out {out} --resume"
@@ -665,6 +673,7 @@ _REPORT_FILES = ("report.json", "report.txt", "training.png", "probes.png", "fea
 _RUN_FILES = ("checkpoint.npz", "config.json", "metrics.jsonl", *_REPORT_FILES)
 _SET_ASIDE = ".replaced"  # where train --overwrite keeps the run it replaces until its own first checkpoint
 _REMOVING = ".replaced-removing"  # the same, once the new run has a checkpoint: it is being removed
+_MANIFEST = ".files"  # in .replaced: the names of the files it is to hold, written before they move
 
 
 def _remove_stale(out: Path) -> None:
@@ -678,13 +687,18 @@ def _remove_stale(out: Path) -> None:
 
 
 def _refuse_for_set_aside(out: Path, prefix: str) -> None:
-    """Say where the run is when ``out`` has no checkpoint but ``.replaced`` holds one."""
+    """Say where the run is when ``out`` has no checkpoint but ``.replaced`` holds a run, and how
+    to put it back by hand."""
     aside = out / _SET_ASIDE
-    if (aside / "checkpoint.npz").is_file():
+    if aside.is_dir() and not aside.is_symlink() and _aside_files(aside):
+        killed = _left_behind(out, aside)[1]
+        q = shlex.quote
+        undo = (f"rm {' '.join(q(str(out / n)) for n in killed)} && " if killed else "") + \
+            f"mv {q(str(aside))}/* {q(str(out))}/ && rm -r {q(str(aside))}"
         raise FileNotFoundError(
             f"{prefix}{out} has no checkpoint: the --overwrite run started there stopped before its first. "
-            f"The run it was replacing is in {aside}; to go on with that one, move its files back "
-            f"(mv {aside}/* {out}/ && rmdir {aside}); or start a new run with --overwrite")
+            f"The run it was replacing is in {aside}; to go on with that one, put it back ({undo}); or start a "
+            "new run with --overwrite")
 
 
 class _Replacing:
@@ -732,27 +746,26 @@ class _Replacing:
 
 def _set_aside(out: Path) -> Path | None:
     """Move the run in ``out`` into ``out/.replaced`` (see ``_Replacing``); None if there is none.
-    A ``.replaced`` found here was left by an --overwrite killed before its first checkpoint, or
-    while it moved the run there: a file in both places is the killed run's and goes, a file only
-    in ``out`` is the replaced run's and joins the others."""
+    The folder lists the files it is to hold (``_MANIFEST``) before any moves. One found here was
+    left by an --overwrite killed before its first checkpoint, or while it moved the run there
+    (``_left_behind`` says which files in ``out`` are whose); the moves are finished."""
     aside = out / _SET_ASIDE
     if aside.is_symlink() or (aside.exists() and not aside.is_dir()):
         raise FileExistsError(f"{aside} is a file or a link; train --overwrite sets the run it replaces aside "
                               "there: move it away")
-    if aside.is_dir() and not any(aside.iterdir()):
-        aside.rmdir()  # emptied by hand, as --resume advises, or by a restore cut short before its end
+    if aside.is_dir() and not _aside_files(aside):
+        shutil.rmtree(aside)  # emptied by hand, as --resume advises, or by a restore cut short before its end
     if aside.is_dir():
         if (out / "checkpoint.npz").exists():
             raise FileExistsError(
                 f"{out} holds a checkpoint and also {aside}, a run set aside by an --overwrite. If that "
-                f"checkpoint is the --overwrite run's (it was stopped as it removed the folder), remove {aside}; "
-                "if you moved it back from there by hand, move the rest too. Then run again")
-        for name in _RUN_FILES:
-            if (out / name).exists():
-                if (aside / name).exists():
-                    (out / name).unlink()
-                else:
-                    os.replace(out / name, aside / name)
+                f"checkpoint is the --overwrite run's (it was killed before it removed the folder), remove "
+                f"{aside}; if you moved it back from there by hand, move the rest too. Then run again")
+        theirs, killed = _left_behind(out, aside)
+        for name in killed:
+            (out / name).unlink()
+        for name in theirs:
+            os.replace(out / name, aside / name)
         print(f"byol-ref: {aside} holds the run an earlier --overwrite set aside; it stays there until this "
               "run's first checkpoint", file=sys.stderr)
         return aside
@@ -760,38 +773,87 @@ def _set_aside(out: Path) -> Path | None:
     if not present:
         return None
     aside.mkdir()
+    atomic_write_text(aside / _MANIFEST, "\n".join(present) + "\n")
     for name in present:
         os.replace(out / name, aside / name)
     return aside
+
+
+def _aside_files(aside: Path) -> list:
+    """The run files in a ``.replaced`` folder (not its list of them)."""
+    return [f for f in aside.iterdir() if f.name != _MANIFEST]
+
+
+def _left_behind(out: Path, aside: Path) -> tuple:
+    """(the replaced run's files still in ``out``, the killed run's files in ``out``), by name:
+    a file the folder's list names but does not hold yet is the replaced run's; any other run
+    file in ``out`` was written by the --overwrite run that was killed."""
+    try:
+        listed = set((aside / _MANIFEST).read_text().split())
+    except OSError:  # (a folder from before the lists: what is in both places is the killed run's)
+        listed = set(_RUN_FILES)
+    here = [name for name in _RUN_FILES if (out / name).exists()]
+    theirs = [name for name in here if name in listed and not (aside / name).exists()]
+    return theirs, [name for name in here if name not in theirs]
 
 
 def _put_back(out: Path, aside: Path) -> None:
     """Undo ``_set_aside``: this run's files go, the replaced run's come back, its checkpoint last
     (so that a checkpoint in ``out`` beside ``.replaced`` is never the replaced run's)."""
     with _interrupts_held():
-        for name in _RUN_FILES:
-            (out / name).unlink(missing_ok=True)
-        for f in sorted(aside.iterdir(), key=lambda f: f.name == "checkpoint.npz"):
+        for name in _left_behind(out, aside)[1]:
+            (out / name).unlink()
+        for f in sorted(_aside_files(aside), key=lambda f: f.name == "checkpoint.npz"):
             os.replace(f, out / f.name)
-        aside.rmdir()
+        shutil.rmtree(aside)
+
+
+_holding = []  # the interrupts an outer _interrupts_held has held off (nested holds leave them to it)
+_fired = []  # under _first_interrupt_only: the KeyboardInterrupt has been raised
 
 
 @contextmanager
 def _interrupts_held(reraise: bool = True):
     """Hold Ctrl-C off while files move between a run directory and its ``.replaced`` folder, so
     that each move is whole; an interrupt that came meanwhile is raised at the end (``reraise``)
-    or dropped (when the command is already ending on one)."""
-    if threading.current_thread() is not threading.main_thread():
+    or dropped (when the command is already ending on one). A hold inside another is the outer
+    one's."""
+    if _holding or threading.current_thread() is not threading.main_thread():
         yield
         return
     came = []
+    _holding.append(came)
     previous = signal.signal(signal.SIGINT, lambda signum, frame: came.append(signum))
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-    if came and reraise:
+        _holding.pop()
+    if came and reraise and not _fired:
+        _fired.append(True)
         raise KeyboardInterrupt
+
+
+@contextmanager
+def _first_interrupt_only():
+    """For ``train``: the first Ctrl-C stops it (KeyboardInterrupt), and those that follow, which
+    would cut the restore of a replaced run or its message short, are ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def first_only(signum, frame):
+        if not _fired:
+            _fired.append(True)
+            raise KeyboardInterrupt
+
+    _fired.clear()
+    previous = signal.signal(signal.SIGINT, first_only)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _fired.clear()
 
 
 def _eval(args) -> int:
@@ -919,25 +981,37 @@ def _probe_opts(args, n_train: int | None = None, y_train=None) -> dict:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
-    args.given = _explicit_dests(argv)  # options typed on the command line, whatever their value
+    prog = "byol-ref"
     try:
+        args = build_parser().parse_args(argv)
+        args.given = _explicit_dests(argv)  # options typed on the command line, whatever their value
+        prog = f"byol-ref {args.command}"
         if args.command == "train":
-            return _train(args)
+            with _first_interrupt_only():  # a second Ctrl-C must not cut short what the first one set off
+                return _train(args)
         if args.command in _VERIFY_COMMANDS:
             return _VERIFY_COMMANDS[args.command](args)
         if args.command == "embed":
             return _embed(args)
         return _eval(args)
     except KeyboardInterrupt:  # (train says more where its run stands)
-        print(f"\nbyol-ref {args.command}: interrupted", file=sys.stderr)
+        print(f"\n{prog}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader went away (`byol-ref diff ... | head`): nothing left to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as a shell reports it
     except (ValueError, TypeError, OSError, RuntimeError) as exc:  # OSError: missing files, --out a folder, ...
-        print(f"byol-ref {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def console_main() -> int:
+    """The ``byol-ref`` console script and ``python -m byol_ref``: ``main``, and once it has ended
+    on Ctrl-C, no further Ctrl-C turns the interpreter's shutdown into a traceback."""
+    status = main()
+    if status == 130:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return status
 
 
 # =========================================================================== verification toolkit
@@ -1226,8 +1300,8 @@ def _is_checkpoint(path) -> bool:
 def _cmd_convert(args) -> int:
     import re as _re
 
-    from .interchange import (_ALIASES, from_layout, load_arrays, networks_to_arrays, resolve_mapping,
-                              save_arrays, to_layout)
+    from .interchange import (_ALIASES, from_layout, load_arrays, mapping_file_note, networks_to_arrays,
+                              resolve_mapping, save_arrays, to_layout)
     from .presets import get_preset
 
     _check_output(args.dst, "dst", args.overwrite, inputs=(checkpoint_file(args.src),))
@@ -1278,8 +1352,9 @@ def _cmd_convert(args) -> int:
             else:
                 weights = from_layout(weights, mapping, layout=other, strict=not args.partial,
                                       ignore_prefixes=_ALIASES.get(style, ()))
-        except ValueError as exc:  # name the flag, not the Python argument
-            raise ValueError(str(exc).replace("pass strict=False", "pass --partial to leave them out")) from None
+        except ValueError as exc:  # name the flag, not the Python argument, and the files
+            raise ValueError(f"{src}{mapping_file_note(style)}: "
+                             + str(exc).replace("pass strict=False", "pass --partial to leave them out")) from None
         if not weights:
             raise ValueError(f"no array of {src} has a name in the {style} mapping, so there is nothing to "
                              f"write; is it a {args.src_layout} file of this network?")

@@ -216,17 +216,18 @@ def _csv_rows(path, what: str) -> Iterator[tuple]:
         reader = csv.reader(fh)
         try:
             for fields in reader:
-                if not fields or (len(fields) == 1 and not fields[0].strip()):
-                    continue  # a blank line (a row of empty fields is no blank line: its values are missing)
-                if any("\n" in s or "\r" in s for s in fields):  # rows a stray quote would swallow
+                if all(not s.strip() for s in fields):
+                    continue  # a blank line, or a spreadsheet's empty row (",,,")
+                if any(("\n" in s or "\r" in s) and "," in s for s in fields):
                     raise ValueError(f"{what} {str(path)!r}: a field that ends on line {reader.line_num} spans "
-                                     "several lines (a quoted line break, or a stray quote); numbers never do")
+                                     "several lines of comma-separated values: rows a stray quote swallowed")
                 yield reader.line_num, [s.strip() for s in fields]
         except UnicodeDecodeError as exc:
             raise ValueError(f"{what} {str(path)!r} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
                              f"{exc.start}); save the CSV as UTF-8") from None
         except csv.Error as exc:
-            raise ValueError(f"{what} {str(path)!r} is not a readable CSV table (line {reader.line_num}: {exc})") from None
+            raise ValueError(f"{what} {str(path)!r} is not a readable CSV table (line {reader.line_num}: "
+                             f"{exc})") from None
 
 
 def csv_header_rule(path) -> bool:
@@ -244,8 +245,9 @@ def _read_csv(path: Path, what: str, header=None, label_column=None, ask: bool =
         path: the file.
         what: how to name the file in errors.
         header: True/False, or None to detect: the first row is a header when none of its
-            fields is a number, data when all are; a row of both, or (with ``ask``) one that
-            reads as column numbers (``_check_header_guess``), is refused: ``header`` must say.
+            fields is a number or ``label_column`` names one of them, data when all are
+            numbers; a row of both, or (with ``ask``) one that reads as column numbers
+            (``_check_header_guess``), is refused: ``header`` must say.
         label_column: the ``labels`` argument, to say so when a class name sits in that column.
         ask: refuse an ambiguous first row (a table; a label file has one column).
 
@@ -258,6 +260,8 @@ def _read_csv(path: Path, what: str, header=None, label_column=None, ask: bool =
     guessed = header is None
     if guessed:
         numbers = [_is_number(s) for s in rows[0][1]]
+        if isinstance(label_column, str) and not _is_number(label_column) and label_column in rows[0][1]:
+            numbers = [False]  # the labels name a field of it: a header, whatever its other names
         if any(numbers) and not all(numbers):
             shown = ",".join(rows[0][1][:6]) + (",..." if len(numbers) > 6 else "")
             raise ValueError(f"{what} {str(path)!r}: its first line ({shown}) mixes numbers and other fields: a "
@@ -502,8 +506,9 @@ def load_file(
     * ``.npz``: keys ``x`` (and optionally ``y``), split here; or ``x_train``, ``x_test``
       (and optionally ``y_train``, ``y_test``), used as given (``test_fraction`` ignored).
     * ``.csv``: a numeric table, one sample per row. The first row is a header when none
-      of its fields is a number, data when all are (or as ``header`` says). A first row of
-      both, or one that reads as the column numbers pandas writes as a header
+      of its fields is a number or ``labels`` names one of them, data when all are numbers
+      (or as ``header`` says). A first row of both, or one that reads as the column numbers
+      pandas writes as a header
       (``0,1,...,K-1``, or whole numbers above rows of fractions), must be declared either
       way; an unnamed first column of distinct whole numbers (the row numbers pandas and R
       write) is refused.
@@ -559,10 +564,12 @@ def load_file(
     if ext == ".npz":
         arrays = read_npz(p, what)
         keys = set(arrays)
+        layout = {"x_train", "x_test", "y_train", "y_test"} if {"x_train", "x_test"} & keys else {"x", "y"}
+        if keys - layout or not {"x", "x_train", "x_test"} & keys:  # (labels under another name would be lost)
+            raise ValueError(f"{what} must hold x (and y), or x_train and x_test (and y_train and y_test), and "
+                             f"nothing else; got {sorted(keys)}")
         if "x_train" in keys or "x_test" in keys:
             return _load_presplit(arrays, labels, image_shape, what, p.stem)
-        if "x" not in keys:
-            raise ValueError(f"{what} must hold key 'x' (and optionally 'y'), or x_train/x_test; got {sorted(keys)}")
         x = _check_numeric(arrays["x"], f"x in {what}")
         y = arrays.get("y")
         if y is not None and labels is not None:

@@ -52,6 +52,9 @@ shipped:
 """
 from __future__ import annotations
 
+import difflib
+import functools
+import itertools
 import json
 import math
 import os
@@ -61,7 +64,8 @@ from .backend import host as np
 from .backend import to_numpy
 from .checkpoint import atomic_savez, atomic_write, parse_json
 from .checks import check_count
-from .model import Config, Network, network_plan, param_shapes
+from .model import _LAYOUT_DEFAULTS as _MODEL_LAYOUTS
+from .model import NORMS, Config, Network, buffer_shapes, network_plan, param_shapes
 from .trace import TraceError, load_npz
 
 __all__ = ["torch_mapping", "axon_mapping", "MAPPING_STYLES", "LAYOUTS", "STYLE_LAYOUT", "to_torch_layout",
@@ -167,6 +171,21 @@ def axon_mapping(style: str, config: Config) -> dict:
     return mapping
 
 
+@functools.lru_cache(maxsize=None)
+def network_names() -> frozenset:
+    """Every array name a byol-ref network of any structure has, as ``networks_to_arrays`` writes
+    them: ``online.param.encoder.fc1.weight``, ``target.buffer.projector.norm1.count``, ..."""
+    names = set()
+    for layout, norm, sem, bias in itertools.product(_MODEL_LAYOUTS, NORMS, (0, 1), (True, False)):
+        config = Config(encoder_dim=2, hidden_size=4, projection_dim=4, predictor_dim=4, layout=layout, norm=norm,
+                        norm_groups=2, sem_simplices=sem, sem_simplex_dim=2, hidden_bias=bias, encoder_bias=bias,
+                        head_bias=bias)
+        for role in ("online", "target"):
+            names |= {f"{role}.param.{k}" for k in param_shapes(config, role)}
+            names |= {f"{role}.buffer.{k}" for k, _ in buffer_shapes(config, role)}
+    return frozenset(names)
+
+
 def resolve_mapping(mapping, config: Config | None = None, layout: str | None = None) -> dict:
     """A mapping from a style name (needs ``config``), a dict, or a path to a JSON file of a dict.
 
@@ -182,6 +201,12 @@ def resolve_mapping(mapping, config: Config | None = None, layout: str | None = 
             raise TypeError(f"mapping must map str to str, got {bad[:2]}")
         if len(set(mapping.values())) != len(mapping):
             raise ValueError("mapping sends two byol-ref names to the same torch or axon name")
+        unknown = [k for k in mapping if k not in network_names()]
+        if unknown:  # (a misspelt name would be written out as it is, or never match)
+            near = difflib.get_close_matches(unknown[0], network_names(), n=1)
+            raise ValueError(f"mapping names {len(unknown)} array(s) no byol-ref network has, e.g. {unknown[0]!r}"
+                             + (f" (did you mean {near[0]!r}?)" if near else "")
+                             + "; its keys are byol-ref names such as 'online.param.encoder.fc1.weight'")
         return dict(mapping)
     if isinstance(mapping, str) and mapping in STYLE_LAYOUT:
         if config is None:
@@ -541,5 +566,12 @@ def load_networks(path, *, layout: str = "byol-ref", mapping=None, config: Confi
     mapping_out = resolve_mapping(mapping_in, config, layout)
     try:
         return from_layout(arrays, mapping_out, layout=layout, strict=strict, ignore_prefixes=ignore)
-    except (TypeError, ValueError) as exc:  # say which file does not fit
-        raise type(exc)(f"{os.fspath(path)}: {exc}") from None
+    except (TypeError, ValueError) as exc:  # say which files do not fit
+        raise type(exc)(f"{os.fspath(path)}{mapping_file_note(mapping_in)}: {exc}") from None
+
+
+def mapping_file_note(mapping) -> str:
+    """`` (mapping file PATH)`` when ``mapping`` names a JSON file, for errors about what it maps."""
+    if isinstance(mapping, (str, os.PathLike)) and os.fspath(mapping).endswith(".json"):
+        return f" (mapping file {os.fspath(mapping)})"
+    return ""

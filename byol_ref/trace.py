@@ -496,7 +496,7 @@ def load_npz(path, what: str = "file") -> dict:
         try:
             with zipfile.ZipFile(path) as z:
                 names = z.namelist()
-        except (zipfile.BadZipFile, OSError):
+        except (zipfile.BadZipFile, OSError, NotImplementedError, ValueError):
             names = []  # read_npz says what is wrong with it
         if any(n.endswith(".pkl") for n in names):
             raise TraceError(f"{path} looks like a PyTorch zip checkpoint (it holds a .pkl), which is a pickle; "

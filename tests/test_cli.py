@@ -5,6 +5,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -564,39 +565,56 @@ def test_a_run_set_aside_by_a_killed_overwrite_survives_it(tmp_path, capsys):
     old = {f.name: f.read_bytes() for f in out.iterdir()}
     aside = out / ".replaced"
 
-    def killed_while_setting_aside(moved):  # the checkpoint moves first
+    def killed_while_setting_aside(moved, run=old):  # as _set_aside moves a run: its list first
+        aside.mkdir()
+        (aside / ".files").write_text("".join(f"{name}\n" for name in run))
         for name in moved:
             (out / name).rename(aside / name)
 
-    # What a process killed outright between setting the run aside and its first checkpoint leaves.
-    aside.mkdir()
+    def killed_before_first_checkpoint():  # the new run wrote its config and the start of its metrics
+        (out / "config.json").write_text((aside / "config.json").read_text().replace('"seed": 0', '"seed": 9'))
+        (out / "metrics.jsonl").write_text('{"step": 0}\n')
+
+    def advice(err):  # the shell command the message gives to put the run back
+        return re.search(r"put it back \((.*)\); or start", err).group(1)
+
     killed_while_setting_aside(old)
-    (out / "config.json").write_text((aside / "config.json").read_text())
-    (out / "metrics.jsonl").write_text('{"step": 0}\n')
+    killed_before_first_checkpoint()
     capsys.readouterr()
     for command in (["train", "--out", str(out), "--resume"], ["eval", str(out)],
                     ["embed", str(out), "--out", str(tmp_path / "f.npz")]):
         assert main(command) == 2
         err = capsys.readouterr().err
         assert f"{out} has no checkpoint: the --overwrite run started there stopped before its first. The run " \
-               f"it was replacing is in {aside}; to go on with that one, move its files back (mv {aside}/* " \
-               f"{out}/ && rmdir {aside})" in err
+               f"it was replacing is in {aside}; to go on with that one, put it back (rm {out / 'config.json'} " \
+               f"{out / 'metrics.jsonl'} && mv {aside}/* {out}/ && rm -r {aside}); or start a new run" in err
+    subprocess.run(advice(err), shell=True, check=True)  # the advice followed: the run is back whole
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == old
     # A second --overwrite keeps the set-aside run (the last with a checkpoint) until its own checkpoint.
+    killed_while_setting_aside(old)
+    killed_before_first_checkpoint()
     replace = ["train", *SMALL_RUN, "--out", str(out), "--overwrite", "--no-eval"]
     assert main([*replace, "--lr", "1e300", "--checkpoint-every", "0"]) == 1
     assert "holds the run an earlier --overwrite set aside" in capsys.readouterr().err
     assert {f.name: f.read_bytes() for f in out.iterdir()} == old
-    # Killed while setting the run aside: the files still in the run directory are the replaced run's.
-    aside.mkdir()
+    # Killed while setting the run aside: the files its list names and it lacks are the replaced run's.
     killed_while_setting_aside(["checkpoint.npz"])
     assert main([*replace, "--lr", "1e300", "--checkpoint-every", "0"]) == 1
     assert {f.name: f.read_bytes() for f in out.iterdir()} == old
-    # The advice followed: the run is back, and an --overwrite after it replaces it.
-    aside.mkdir()
-    killed_while_setting_aside(old)
-    subprocess.run(f"mv {aside}/* {out}/ && rmdir {aside}", shell=True, check=True)
-    assert {f.name: f.read_bytes() for f in out.iterdir()} == old
-    aside.mkdir()  # the rmdir forgotten: an empty folder counts for nothing
+    # A replaced run without metrics.jsonl: the killed run's metrics never join it, by hand or not.
+    partial = {name: data for name, data in old.items() if name != "metrics.jsonl"}
+    (out / "metrics.jsonl").unlink()
+    killed_while_setting_aside(partial, run=partial)
+    killed_before_first_checkpoint()
+    assert main(["train", "--out", str(out), "--resume"]) == 2
+    subprocess.run(advice(capsys.readouterr().err), shell=True, check=True)
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == partial
+    killed_while_setting_aside(partial, run=partial)
+    killed_before_first_checkpoint()
+    assert main([*replace, "--lr", "1e300", "--checkpoint-every", "0"]) == 1
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == partial
+    (out / "metrics.jsonl").write_bytes(old["metrics.jsonl"])
+    aside.mkdir()  # an empty folder (the rm -r forgotten) counts for nothing
     assert main([*replace, "--seed", "8"]) == 0
     assert not aside.exists() and (out / "checkpoint.npz").read_bytes() != old["checkpoint.npz"]
     # A checkpoint beside a set-aside run: the user decides which goes.
@@ -671,19 +689,42 @@ def test_ctrl_c_anywhere_ends_with_status_130_and_says_where_the_run_stands(tmp_
     def interrupted(*args, **kw):
         raise KeyboardInterrupt
 
-    real_stopped = cli._Replacing.stopped
+    def ctrl_c(*args, **kw):  # as a user stops it: the signal
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)  # (never reached: the signal raises at once)
 
-    def pressed_again(self):  # a second Ctrl-C while the replaced run is put back
+    real_stopped, real_put_back = cli._Replacing.stopped, cli._put_back
+
+    def pressed_again(self):  # a second Ctrl-C as the replaced run is put back, and a third inside that
         os.kill(os.getpid(), signal.SIGINT)
         return real_stopped(self)
 
-    monkeypatch.setattr(cli, "fit", interrupted)
+    def pressed_inside(out, aside):
+        os.kill(os.getpid(), signal.SIGINT)
+        real_put_back(out, aside)
+
+    monkeypatch.setattr(cli, "fit", ctrl_c)
     monkeypatch.setattr(cli._Replacing, "stopped", pressed_again)
+    monkeypatch.setattr(cli, "_put_back", pressed_inside)
     assert cli.main(["train", *SMALL_RUN, "--out", str(out), "--overwrite", "--seed", "4"]) == 130
     assert "interrupted; no checkpoint was written yet, so the run it was to replace is back" in \
         capsys.readouterr().err
     assert {f.name: f.read_bytes() for f in out.iterdir()} == before
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    monkeypatch.undo()
+    # Ctrl-C before the run was set aside: nothing changed, and the message says so (its checkpoint is
+    # the replaced run's, which --resume would continue).
+    real_set_aside = cli._Replacing.set_aside
+
+    def pressed_first(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        real_set_aside(self)
+
+    monkeypatch.setattr(cli._Replacing, "set_aside", pressed_first)
+    assert cli.main(["train", *SMALL_RUN, "--out", str(out), "--overwrite", "--seed", "4"]) == 130
+    assert f"interrupted; nothing was changed: {out} still holds the run it was to replace" in \
+        capsys.readouterr().err
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
     monkeypatch.undo()
 
     monkeypatch.setattr(cli, "_report", interrupted)
@@ -713,7 +754,24 @@ def test_interrupts_are_held_while_a_run_moves(tmp_path):
         pass  # no signal, nothing raised
     with _interrupts_held(reraise=False):
         os.kill(os.getpid(), signal.SIGINT)  # dropped: the command is ending on one already
+        with _interrupts_held():
+            os.kill(os.getpid(), signal.SIGINT)  # a hold inside a hold is the outer one's
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_the_console_script_ignores_ctrl_c_once_a_command_ended_on_one(monkeypatch):
+    """Else a second Ctrl-C as the interpreter shuts down prints a traceback after the message."""
+    import signal
+
+    import byol_ref.cli as cli
+
+    for status, handler in ((130, signal.SIG_IGN), (0, signal.default_int_handler)):
+        monkeypatch.setattr(cli, "main", lambda: status)
+        try:
+            assert cli.console_main() == status
+            assert signal.getsignal(signal.SIGINT) is handler
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def test_csv_header_is_recorded_kept_on_resume_and_given_to_eval_with_data(tmp_path, capsys):
@@ -812,7 +870,13 @@ def test_a_damaged_config_or_metrics_record_is_named_and_never_a_traceback(tmp_p
     for text, says in (
             ("[" * 100_000, "is not JSON that byol-ref reads: nested deeper"),
             ('{"data": {}, "data": {}}', r"gives \['data'\] more than once"),
-            (json.dumps({**good, "train_config": 1.5}), "expected an object with objects"),
+            (json.dumps({**good, "train_config": 1.5}), r"expected an object with objects \['model_config', "
+                                                        r"'train_config', 'data'\], got \{'model_config': 'dict', "
+                                                        r"'train_config': 'float', 'data': 'dict'\}"),
+            (edited(train_config__batch_size=100000), r"disagree on the run's settings \(batch_size: 64 in the "
+                                                      r"checkpoint, 100000 in config.json\)"),  # not --batch-size
+            (edited(data__csv_header=["yes"]), r"records csv_header \['yes'\], expected one of"),
+            (edited(data__data="."), r"records the data file '.', which is a directory"),
             (edited(train_config__lr="fast"), "records settings no run has"),
             (edited(data__data_seed=1.5), r"records labels None and data_seed 1.5 for the data, which no run writes"),
             (edited(train_config__lars_eta=1.5), r"disagree on the run's settings \(lars_eta: 0.001 in the "

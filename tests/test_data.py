@@ -1,5 +1,6 @@
 """Tests for byol_ref.data: embedded digits, file loading, synthetic set, splits, batches."""
 import math
+import re
 
 import pytest
 from hypothesis import given
@@ -236,22 +237,37 @@ def test_a_first_line_of_numbers_and_other_fields_must_be_declared(tmp_path):
 
 
 def test_csv_rows_are_never_lost_quietly(tmp_path):
-    """A row of empty fields is missing values, not a blank line; a stray quote would swallow rows
-    into one field that spans lines; a label name given twice is ambiguous."""
-    (tmp_path / "e.csv").write_text("1,2\n,\n5,6\n7,8\n")
+    """A row with some values missing is an error; a row with none is an empty row (spreadsheets
+    write them, ",,,"); a stray quote that swallows rows into one field is refused (a header name
+    with a line break is not); a label name given twice is ambiguous."""
+    (tmp_path / "e.csv").write_text("1,2,3\n,,4\n5,6,7\n7,8,9\n")
     with pytest.raises(ValueError, match=r"e.csv'?: non-numeric value '' at line 2, column 0"):
         load_file(tmp_path / "e.csv")
-    (tmp_path / "b.csv").write_text("1,2\n\n   \n5,6\n7,8\n")  # blank lines, even of spaces, are skipped
+    (tmp_path / "b.csv").write_text("1,2\n\n   \n,\n5,6\r\n7,8\r\n,\r\n, \r\n")  # blank and empty rows
     assert load_file(tmp_path / "b.csv", test_fraction=0).x_train.shape == (3, 2)
     (tmp_path / "q.csv").write_text('label,"f0,f1\n1,2.0,3.0\n0,4.0",5.0\n1,6.0,7.0\n0,8.0,9.0\n')
-    with pytest.raises(ValueError, match=r"q.csv'?: a field that ends on line 3 spans several lines \(a quoted line "
-                                         r"break, or a stray quote\); numbers never do"):
+    with pytest.raises(ValueError, match=r"q.csv'?: a field that ends on line 3 spans several lines of "
+                                         r"comma-separated values: rows a stray quote swallowed"):
         load_file(tmp_path / "q.csv", labels="label")
+    rows = "\n".join(f"{i % 2},{i * 0.5},{i * 0.25}" for i in range(8))
+    (tmp_path / "n.csv").write_text('label,"petal\nwidth",sepal\n' + rows + "\n")  # a spreadsheet's header
+    assert load_file(tmp_path / "n.csv", labels="label", test_fraction=0.25).x_train.shape == (6, 2)
     (tmp_path / "d.csv").write_text("a,a,b\n" + "\n".join(f"{i % 2},{i},{i * 0.5}" for i in range(8)) + "\n")
     with pytest.raises(ValueError, match=r"labels='a' names 2 columns of .*d.csv'? \(columns \[0, 1\]\); pass the "
                                          r"index of the one that holds the labels"):
         load_file(tmp_path / "d.csv", labels="a")
     assert load_file(tmp_path / "d.csv", labels=0, test_fraction=0.25).x_train.shape == (6, 2)
+
+
+def test_a_header_the_labels_name_a_field_of_is_a_header_whatever_its_other_names(tmp_path):
+    """pd.DataFrame(x).assign(label=y).to_csv(index=False) writes 0,1,2,label; spectra tables
+    name columns by wavelength. --labels label says which row is the header."""
+    rows = "\n".join(f"{i * 0.5},{i * 0.25},{i % 2}" for i in range(8))
+    (tmp_path / "p.csv").write_text("0,1,label\n" + rows + "\n")
+    ds = load_file(tmp_path / "p.csv", labels="label", test_fraction=0.25)
+    assert ds.x_train.shape == (6, 2) and sorted([*ds.y_train, *ds.y_test]) == [0] * 4 + [1] * 4
+    with pytest.raises(ValueError, match=r"p.csv'?: its first line \(0,1,label\) mixes numbers and other fields"):
+        load_file(tmp_path / "p.csv", labels=2)  # by index: the labels say nothing of the first row
 
 
 def test_csv_files_as_pandas_writes_them(tmp_path):
@@ -674,6 +690,30 @@ def test_an_npy_header_mangled_or_oversized_and_bytes_after_the_data_are_named(t
     with pytest.raises(ValueError, match=r"tail.npy' is corrupt: its header claims shape \(4, 3\) of float64 "
                                          r"\(96 bytes\), but the file holds 104 bytes of data"):
         load_file(tmp_path / "tail.npy")
+
+
+def test_an_npz_with_keys_outside_its_layout_or_a_member_of_the_wrong_size_is_refused(tmp_path):
+    """labels under another name than y would be dropped without a word; a member whose header
+    claims fewer rows than it holds would be cut short."""
+    import io
+    import zipfile
+
+    x, y = _table(n=10, d=4)
+    for keys in (dict(x=x, labels=y), dict(x=x, x_train=x, x_test=x), dict(x_train=x, x_test=x, y=y), dict(z=x)):
+        np.savez(tmp_path / "k.npz", **keys)
+        with pytest.raises(ValueError, match=r"k.npz'? must hold x \(and y\), or x_train and x_test \(and y_train "
+                                             r"and y_test\), and nothing else; got " + re.escape(str(sorted(keys)))):
+            load_file(tmp_path / "k.npz")
+    buf = io.BytesIO()
+    np.save(buf, x)
+    with zipfile.ZipFile(tmp_path / "cut.npz", "w") as z:
+        z.writestr("x.npy", buf.getvalue().replace(b"(10, 4)", b"(8, 4) "))
+    with pytest.raises(ValueError, match=r"cut.npz'? is corrupt: its member 'x' claims shape \(8, 4\) of float64 "
+                                         r"\(256 bytes\) but holds 320 bytes of data"):
+        load_file(tmp_path / "cut.npz")
+    np.savez_compressed(tmp_path / "ok.npz", x=x, y=y)  # compressed members are measured uncompressed
+    ok = load_file(tmp_path / "ok.npz", test_fraction=0.5)
+    assert len(ok.x_train) + len(ok.x_test) == 10 and ok.x_train.shape[1] == 4
 
 
 def test_an_npz_member_that_is_no_npy_array_is_refused(tmp_path):

@@ -9,9 +9,9 @@ import warnings
 import numpy as np
 import pytest
 
-from byol_ref.interchange import (from_layout, from_torch_layout, load_arrays, load_networks, networks_to_arrays,
-                                  read_safetensors, resolve_mapping, save_networks, to_layout, to_torch_layout,
-                                  torch_mapping, transpose_weights, write_safetensors)
+from byol_ref.interchange import (from_layout, from_torch_layout, load_arrays, load_networks, network_names,
+                                  networks_to_arrays, read_safetensors, resolve_mapping, save_networks, to_layout,
+                                  to_torch_layout, torch_mapping, transpose_weights, write_safetensors)
 from byol_ref.model import build_from_config
 from byol_ref.presets import get_preset
 from byol_ref.trace import TraceError, networks_from_inputs, trace_inputs
@@ -360,6 +360,28 @@ def test_a_mapping_file_is_one_json_object_and_its_errors_name_it(tmp_path, text
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises((TypeError, ValueError), match=rf"^mapping file {path}:? " + says):
         resolve_mapping(str(path))
+
+
+def test_a_mapping_key_no_byol_ref_network_has_is_refused_and_errors_name_the_mapping_file(tmp_path):
+    """A misspelt key would be written out under that name by convert --to byol-ref."""
+    online, target = _nets("byol-pytorch")
+    mapping = torch_mapping("byol-pytorch", online.config)
+    ref = "online.param.encoder.fc2.bias"
+    typo = {("online.param.encoder.fc2.biaU" if k == ref else k): v for k, v in mapping.items()}
+    with pytest.raises(ValueError, match=r"mapping names 1 array\(s\) no byol-ref network has, e.g. "
+                                         r"'online.param.encoder.fc2.biaU' \(did you mean "
+                                         r"'online.param.encoder.fc2.bias'\?\)"):
+        resolve_mapping(typo)
+    assert network_names() >= set(mapping)  # every shipped name is one
+    (tmp_path / "m.json").write_text(json.dumps(typo))
+    with pytest.raises(ValueError, match=rf"^mapping file {tmp_path / 'm.json'}: mapping names 1 array"):
+        resolve_mapping(str(tmp_path / "m.json"))
+    # A mapping that lacks a name the file holds: the weights file and the mapping file are both named.
+    save_networks(tmp_path / "w.npz", online, target, layout="torch", mapping="byol-pytorch")
+    del mapping[ref]
+    (tmp_path / "m.json").write_text(json.dumps(mapping))
+    with pytest.raises(ValueError, match=rf"^{tmp_path / 'w.npz'} \(mapping file {tmp_path / 'm.json'}\): "):
+        load_networks(tmp_path / "w.npz", layout="torch", mapping=str(tmp_path / "m.json"))
 
 
 def test_a_deeply_nested_safetensors_header_is_not_json_to_us(tmp_path):
