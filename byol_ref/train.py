@@ -576,7 +576,10 @@ def preprocess(x, prep: dict, what: str = "x") -> tuple:
         if mean.ndim or std.ndim:
             raise ValueError(f"an image preprocessing holds one mean and one std, got shapes {mean.shape}, {std.shape}")
         return x, InputNorm(float(mean), float(std))
-    if mean.shape != (x.shape[1],) or std.shape != mean.shape:
+    if std.shape != mean.shape:
+        raise ValueError(f"preprocessing must come from fit_preprocessing: its mean has shape {mean.shape} but its "
+                         f"std {std.shape}")
+    if mean.shape != (x.shape[1],):
         raise ValueError(f"the preprocessing standardises {mean.size} features, but {what} has {x.shape[1]}")
     return standardize(x, mean, std), None
 

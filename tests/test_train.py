@@ -727,6 +727,8 @@ def test_preprocessing_with_a_zero_or_non_finite_std_is_refused():
             preprocess(x, {"kind": "standardize", "mean": [0.0, 0.0], "std": std})
     with pytest.raises(ValueError, match="mean and std must be finite and std > 0"):
         preprocess(x.reshape(3, 1, 2), {"kind": "image", "mean": 0.5, "std": 0.0})
+    with pytest.raises(ValueError, match=r"its mean has shape \(2,\) but its std \(1,\)"):
+        preprocess(x, {"kind": "standardize", "mean": [0.0, 0.0], "std": [1.0]})
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
