@@ -250,7 +250,7 @@ def test_checkpoint_features_use_the_runs_own_input_statistics(tmp_path):
         checkpoint_features(tmp_path / "r", shifted.x_test, which="p")
     # A checkpoint whose stored statistics do not fit its own network is named as the culprit.
     arrays, meta = ckpt.load(tmp_path / "r" / "checkpoint.npz")
-    meta["preprocessing"] = {**prep, "mean": prep["mean"][:5]}
+    meta["preprocessing"] = {**prep, "mean": prep["mean"][:5], "std": prep["std"][:5]}
     bad = ckpt.save(tmp_path / "bad.npz", arrays, {k: v for k, v in meta.items() if k not in ("format", "version")})
     with pytest.raises(ckpt.CheckpointError, match=r"bad.npz: the preprocessing standardises 5 features, but x has 12"):
         checkpoint_features(bad, shifted.x_test)
