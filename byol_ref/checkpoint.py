@@ -96,10 +96,23 @@ def read_npz(path, what: str, error=ValueError) -> dict:
     return arrays
 
 
+def npy_size_problem(fh, size: int) -> str | None:
+    """What is wrong with the size of the ``.npy`` that ``fh`` reads from its start (``size``
+    bytes in all), or None: a header that claims other than the data it holds. NumPy reads what
+    the header claims and quietly leaves the rest; a header claiming more (terabytes, when
+    corrupt) would have it allocate first. A mangled header raises ValueError or what NumPy's
+    parser raises (SyntaxError, tokenize.TokenError)."""
+    version = np.lib.format.read_magic(fh)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = read(fh)
+    claimed, held = math.prod(shape) * dtype.itemsize, size - fh.tell()
+    if dtype.hasobject or claimed == held:  # (object arrays: np.load refuses them without reading)
+        return None
+    return f"its header claims shape {shape} of {dtype} ({claimed} bytes) but it holds {held} bytes of data"
+
+
 def npz_size_problem(path) -> str | None:
-    """What is wrong with the sizes of an ``.npz``'s ``.npy`` members, or None: a member whose
-    header claims other than the data it holds (NumPy reads what the header claims and quietly
-    leaves the rest; a header claiming more would have it allocate first)."""
+    """``npy_size_problem`` of each ``.npy`` member of an ``.npz``, naming the first that has one."""
     with zipfile.ZipFile(path) as z:
         for info in z.infolist():
             if not info.filename.endswith(".npy"):
@@ -108,15 +121,9 @@ def npz_size_problem(path) -> str | None:
                 if fh.read(len(NPY_MAGIC)) != NPY_MAGIC:
                     continue  # (no array at all: check_members refuses it)
                 fh.seek(0)
-                version = np.lib.format.read_magic(fh)
-                read = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
-                        np.lib.format.read_array_header_2_0)
-                shape, _, dtype = read(fh)
-                held = info.file_size - fh.tell()
-            claimed = math.prod(shape) * dtype.itemsize
-            if not dtype.hasobject and claimed != held:  # (object arrays: np.load refuses them)
-                return (f"its member {info.filename[:-4]!r} claims shape {shape} of {dtype} ({claimed} bytes) but "
-                        f"holds {held} bytes of data")
+                problem = npy_size_problem(fh, info.file_size)
+            if problem:
+                return f"its member {info.filename[:-4]!r}: {problem}"
     return None
 
 

@@ -43,7 +43,8 @@ from .version import __version__
 EXIT_USAGE = 2
 
 
-def _load_data(spec: dict):
+def _load_data(spec: dict, strict: bool = True):
+    """The data set ``spec`` names (``strict``: see ``load_file``; a run's own data are read with False)."""
     kind = spec["data"]
     if kind in ("digits", "synthetic") and spec.get("csv_header", "auto") != "auto":
         raise ValueError(f"--csv-header {spec['csv_header']} is for a .csv --data, not the built-in {kind}")
@@ -57,15 +58,15 @@ def _load_data(spec: dict):
     header = _CSV_HEADER[spec.get("csv_header", "auto")]  # (a run's record is checked by _data_for_run)
     if header is not None and Path(kind).suffix.lower() not in (".csv", ".txt"):
         raise ValueError(f"--csv-header {spec['csv_header']} is for a .csv --data; {kind} is not one")
-    return load_file(kind, labels=spec.get("labels"), seed=spec.get("data_seed", 0), header=header)
+    return load_file(kind, labels=spec.get("labels"), seed=spec.get("data_seed", 0), header=header, strict=strict)
 
 
 _CSV_HEADER = {"auto": None, "yes": True, "no": False}
 _CSV_HEADER_ARG = dict(choices=tuple(_CSV_HEADER), default="auto",
                        help="whether a .csv/.txt --data starts with a header row. auto: when no field of its "
-                            "first row is a number; a first row of numbers and other fields, or one that reads as "
-                            "column numbers (0,1,...,K-1, or whole numbers above rows of fractions), is refused "
-                            "until yes or no says")
+                            "first row is a number, or --labels names one; a first row of numbers and other "
+                            "fields, or one that reads as pandas' column numbers (0,1,...,K-1, or rising whole "
+                            "numbers above rows of fractions), is refused until yes or no says")
 
 
 def _with_csv_header(spec: dict) -> dict:
@@ -310,7 +311,7 @@ def _data_for_run(data_spec: dict, cfg_file: Path, *, resume: bool = False):
     if not isinstance(header, str) or header not in _CSV_HEADER:
         raise ValueError(f"{cfg_file} records csv_header {header!r}, expected one of {list(_CSV_HEADER)}; the file "
                          f"was edited: {way}")
-    return _load_data(_with_csv_header(data_spec))
+    return _load_data(_with_csv_header(data_spec), strict=False)  # as it read when the run trained
 
 
 def _configs_from_flags(args, encoder_dim: int):
@@ -379,7 +380,10 @@ def _check_resume_flags(args, out: Path, saved: dict, model_cfg: Config, tcfg: T
     recorded = {"data": None, "labels": None, "data_seed": 0, "csv_header": "auto"}  # (runs before csv_header)
     for dest, default in recorded.items():
         run_value = saved["data"].get(dest, default)
-        if dest in given and not same(dest, getattr(args, dest), run_value):
+        value = getattr(args, dest)
+        if dest == "csv_header":  # auto asks for what the rule makes of the run's file
+            value = _with_csv_header({**saved["data"], "csv_header": value})["csv_header"]
+        if dest in given and not same(dest, value, run_value):
             asked.append(f"--{dest.replace('_', '-')} {getattr(args, dest)} (run: {run_value})")
     if given - set(recorded):  # as the run's length, so derived fields (warm-up) compare
         same_length = argparse.Namespace(**{**vars(args), "epochs": tcfg.epochs})
@@ -394,34 +398,42 @@ def _check_resume_flags(args, out: Path, saved: dict, model_cfg: Config, tcfg: T
                          "others, or start a new run with another --out")
 
 
+def _resume_settings(args, out: Path) -> tuple:
+    """(config.json's record, model Config, TrainConfig with --epochs, the checkpoint's TrainState
+    or None) of the run ``train --resume`` continues, checked: the record against the checkpoint,
+    the command line against the record."""
+    if not args.out:
+        raise ValueError("--resume needs --out RUN_DIR, the run directory to continue")
+    if not checkpoint_file(out).is_file():
+        _refuse_for_set_aside(out, "--resume: ")
+    cfg_file = out / "config.json"
+    if not cfg_file.is_file():
+        raise FileNotFoundError(f"--resume: {cfg_file} not found; is {out} a byol-ref run directory?")
+    saved = _read_run_config(cfg_file)
+    saved["data"] = _with_csv_header(saved["data"])
+    try:
+        model_cfg = Config.from_dict(saved["model_config"])
+        tcfg = TrainConfig.from_dict(saved["train_config"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{cfg_file} records settings no run has ({exc}); the file was edited") from None
+    resumed = None
+    if checkpoint_file(out).is_file():  # config.json must record what the checkpoint was trained with
+        resumed, ck_model, ck_train, _ = load_checkpoint(checkpoint_file(out))
+        _check_record_matches(cfg_file, checkpoint_file(out), {**ck_model.to_dict(), **asdict(ck_train)},
+                              {**model_cfg.to_dict(), **asdict(tcfg)})
+    _check_resume_flags(args, out, saved, model_cfg, tcfg)
+    if "epochs" in args.given:
+        tcfg = replace(tcfg, epochs=args.epochs)
+    return saved, model_cfg, tcfg, resumed
+
+
 def _train(args) -> int:
     data_spec = {"data": args.data, "labels": args.labels, "data_seed": args.data_seed, "csv_header": args.csv_header}
     out = Path(args.out) if args.out else Path("runs") / f"{Path(args.data).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     if args.resume:
-        if not args.out:
-            raise ValueError("--resume needs --out RUN_DIR, the run directory to continue")
-        if not checkpoint_file(out).is_file():
-            _refuse_for_set_aside(out, "--resume: ")
-        cfg_file = out / "config.json"
-        if not cfg_file.is_file():
-            raise FileNotFoundError(f"--resume: {cfg_file} not found; is {out} a byol-ref run directory?")
-        saved = _read_run_config(cfg_file)
-        saved["data"] = _with_csv_header(saved["data"])
-        try:
-            model_cfg = Config.from_dict(saved["model_config"])
-            tcfg = TrainConfig.from_dict(saved["train_config"])
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{cfg_file} records settings no run has ({exc}); the file was edited") from None
-        resumed = None
-        if checkpoint_file(out).is_file():  # config.json must record what the checkpoint was trained with
-            resumed, ck_model, ck_train, _ = load_checkpoint(checkpoint_file(out))
-            _check_record_matches(cfg_file, checkpoint_file(out), {**ck_model.to_dict(), **asdict(ck_train)},
-                                  {**model_cfg.to_dict(), **asdict(tcfg)})
-        _check_resume_flags(args, out, saved, model_cfg, tcfg)
-        if "epochs" in args.given:
-            tcfg = replace(tcfg, epochs=args.epochs)
+        saved, model_cfg, tcfg, resumed = _resume_settings(args, out)
         data_spec = saved["data"]
-        dataset = _data_for_run(data_spec, cfg_file, resume=True)
+        dataset = _data_for_run(data_spec, out / "config.json", resume=True)
     else:
         if out.exists() and not out.is_dir():
             raise FileExistsError(f"--out {out} is a file, not a run directory; choose another --out")
@@ -464,6 +476,7 @@ def _train(args) -> int:
     replacing = _Replacing(out) if args.overwrite and not args.resume else None
     if args.resume:
         _remove_stale(out)
+        _remove_replaced(out)  # (this run has its checkpoint: what an --overwrite set aside was replaced)
     t0 = time.perf_counter()
     try:
         if replacing is not None:
@@ -706,7 +719,9 @@ class _Replacing:
     mix with the new run's (its checkpoint would be offered to --resume), but only once the new run
     has a checkpoint of its own. Until then it waits in ``out/.replaced``; if the new run stops
     first, it comes back; a process killed outright leaves it there, for the next command to find.
-    A checkpoint in ``out`` while ``.replaced`` holds files therefore always means the new run's."""
+    A checkpoint in ``out`` while ``.replaced`` holds files therefore always means the new run's
+    (the checkpoint moves first when set aside, last when put back), which a process killed before
+    it removed the folder left there: the next command removes it (``_remove_replaced``)."""
 
     def __init__(self, out: Path):
         self.out, self.aside, self.committed = out, None, False
@@ -721,16 +736,7 @@ class _Replacing:
         if self.aside is None or self.committed:
             return
         self.committed = True
-        doomed = self.aside
-        try:  # renamed first, so that a removal cut short leaves no half run that looks set aside
-            with _interrupts_held():
-                _remove_stale(self.out)
-                os.replace(self.aside, self.out / _REMOVING)
-                doomed = self.out / _REMOVING
-            shutil.rmtree(doomed)
-        except OSError as exc:  # (a file held open elsewhere, say): the run is replaced all the same
-            print(f"byol-ref: could not remove {doomed}, which holds the replaced run ({exc}); remove it by hand",
-                  file=sys.stderr)
+        _remove_replaced(self.out, killed=False)
 
     def stopped(self) -> bool:
         """The new run stopped: put the replaced run back unless the new one has a checkpoint.
@@ -746,29 +752,16 @@ class _Replacing:
 
 def _set_aside(out: Path) -> Path | None:
     """Move the run in ``out`` into ``out/.replaced`` (see ``_Replacing``); None if there is none.
-    The folder lists the files it is to hold (``_MANIFEST``) before any moves. One found here was
-    left by an --overwrite killed before its first checkpoint, or while it moved the run there
-    (``_left_behind`` says which files in ``out`` are whose); the moves are finished."""
+    The folder lists the files it is to hold (``_MANIFEST``) before any moves. One found here is
+    what an --overwrite killed outright left: ``_finish_set_aside``."""
     aside = out / _SET_ASIDE
     if aside.is_symlink() or (aside.exists() and not aside.is_dir()):
         raise FileExistsError(f"{aside} is a file or a link; train --overwrite sets the run it replaces aside "
                               "there: move it away")
-    if aside.is_dir() and not _aside_files(aside):
-        shutil.rmtree(aside)  # emptied by hand, as --resume advises, or by a restore cut short before its end
     if aside.is_dir():
-        if (out / "checkpoint.npz").exists():
-            raise FileExistsError(
-                f"{out} holds a checkpoint and also {aside}, a run set aside by an --overwrite. If that "
-                f"checkpoint is the --overwrite run's (it was killed before it removed the folder), remove "
-                f"{aside}; if you moved it back from there by hand, move the rest too. Then run again")
-        theirs, killed = _left_behind(out, aside)
-        for name in killed:
-            (out / name).unlink()
-        for name in theirs:
-            os.replace(out / name, aside / name)
-        print(f"byol-ref: {aside} holds the run an earlier --overwrite set aside; it stays there until this "
-              "run's first checkpoint", file=sys.stderr)
-        return aside
+        _remove_replaced(out)  # (when out's checkpoint says the killed run had replaced it)
+    if aside.is_dir():
+        return _finish_set_aside(out, aside)
     present = [name for name in _RUN_FILES if (out / name).exists()]  # the checkpoint first
     if not present:
         return None
@@ -777,6 +770,46 @@ def _set_aside(out: Path) -> Path | None:
     for name in present:
         os.replace(out / name, aside / name)
     return aside
+
+
+def _finish_set_aside(out: Path, aside: Path) -> Path:
+    """Take over the ``.replaced`` an --overwrite killed before its first checkpoint left (or
+    while it moved the run there): its run stays set aside, the files it had yet to move join it,
+    and the killed run's own go (``_left_behind`` says which are whose)."""
+    theirs, killed = _left_behind(out, aside)
+    for name in killed:
+        (out / name).unlink()
+    for name in theirs:
+        os.replace(out / name, aside / name)
+    print(f"byol-ref: {aside} holds the run an earlier --overwrite set aside; it stays there until this run's "
+          "first checkpoint", file=sys.stderr)
+    return aside
+
+
+def _remove_replaced(out: Path, *, killed: bool = True) -> None:
+    """Remove ``out/.replaced`` once the run in ``out`` has a checkpoint: the run it held was
+    replaced (the folder is empty, or the --overwrite that wrote the checkpoint was killed before
+    it removed it). Renamed first, so that a removal cut short leaves nothing that looks set
+    aside; a removal that fails is a warning, as the run is replaced all the same."""
+    aside = out / _SET_ASIDE
+    if not aside.is_dir() or aside.is_symlink():
+        return
+    if _aside_files(aside):
+        if not (out / "checkpoint.npz").exists():
+            return  # set aside, still: the run in out has no checkpoint
+        if killed:
+            print(f"byol-ref: removing {aside}: it holds the run an --overwrite replaced, which was killed after "
+                  "its first checkpoint", file=sys.stderr)
+    doomed = aside
+    try:
+        with _interrupts_held():
+            _remove_stale(out)
+            os.replace(aside, out / _REMOVING)
+            doomed = out / _REMOVING
+        shutil.rmtree(doomed)
+    except OSError as exc:  # (a file held open elsewhere, say)
+        print(f"byol-ref: could not remove {doomed}, which holds the replaced run ({exc}); remove it by hand",
+              file=sys.stderr)
 
 
 def _aside_files(aside: Path) -> list:
@@ -809,7 +842,14 @@ def _put_back(out: Path, aside: Path) -> None:
 
 
 _holding = []  # the interrupts an outer _interrupts_held has held off (nested holds leave them to it)
-_fired = []  # under _first_interrupt_only: the KeyboardInterrupt has been raised
+_first_only = []  # while _first_interrupt_only is on: [whether its one KeyboardInterrupt has been raised]
+
+
+def _catching_sigint() -> bool:
+    """Whether byol-ref may put its own Ctrl-C handler in: on the main thread, and only where
+    Ctrl-C is not ignored (a job started in the background of a script ignores it, and must)."""
+    return (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) not in (signal.SIG_IGN, None))
 
 
 @contextmanager
@@ -818,7 +858,7 @@ def _interrupts_held(reraise: bool = True):
     that each move is whole; an interrupt that came meanwhile is raised at the end (``reraise``)
     or dropped (when the command is already ending on one). A hold inside another is the outer
     one's."""
-    if _holding or threading.current_thread() is not threading.main_thread():
+    if _holding or not _catching_sigint():
         yield
         return
     came = []
@@ -829,8 +869,11 @@ def _interrupts_held(reraise: bool = True):
     finally:
         signal.signal(signal.SIGINT, previous)
         _holding.pop()
-    if came and reraise and not _fired:
-        _fired.append(True)
+    if came and reraise:
+        if _first_only:
+            if _first_only[0]:
+                return  # train has raised its one KeyboardInterrupt already
+            _first_only[0] = True
         raise KeyboardInterrupt
 
 
@@ -838,22 +881,22 @@ def _interrupts_held(reraise: bool = True):
 def _first_interrupt_only():
     """For ``train``: the first Ctrl-C stops it (KeyboardInterrupt), and those that follow, which
     would cut the restore of a replaced run or its message short, are ignored."""
-    if threading.current_thread() is not threading.main_thread():
+    if _first_only or not _catching_sigint():
         yield
         return
 
     def first_only(signum, frame):
-        if not _fired:
-            _fired.append(True)
+        if not _first_only[0]:
+            _first_only[0] = True
             raise KeyboardInterrupt
 
-    _fired.clear()
+    _first_only.append(False)
     previous = signal.signal(signal.SIGINT, first_only)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-        _fired.clear()
+        _first_only.clear()
 
 
 def _eval(args) -> int:

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Iterator, NamedTuple, Optional, Union
 
 from .backend import host as np
-from .checkpoint import NPY_MAGIC, ZIP_MAGIC, file_head, first_line, numpy_read_errors, read_npz
+from .checkpoint import (NPY_MAGIC, ZIP_MAGIC, file_head, first_line, npy_size_problem, numpy_read_errors,
+                         read_npz)
 from .checks import check_seed
 
 __all__ = [
@@ -238,7 +239,7 @@ def csv_header_rule(path) -> bool:
     return first is not None and not all(_is_number(s) for s in first[1])
 
 
-def _read_csv(path: Path, what: str, header=None, label_column=None, ask: bool = True):
+def _read_csv(path: Path, what: str, header=None, label_column=None, ask: bool = True, strict: bool = True):
     """Read a numeric CSV table.
 
     Args:
@@ -250,6 +251,7 @@ def _read_csv(path: Path, what: str, header=None, label_column=None, ask: bool =
             (``_check_header_guess``), is refused: ``header`` must say.
         label_column: the ``labels`` argument, to say so when a class name sits in that column.
         ask: refuse an ambiguous first row (a table; a label file has one column).
+        strict: refuse an unnamed first column of row numbers (see ``load_file``).
 
     Returns:
         (names, values): column names (list of str) or None, float64 array (R, K).
@@ -298,7 +300,7 @@ def _read_csv(path: Path, what: str, header=None, label_column=None, ask: bool =
         raise
     if guessed and not header and ask:
         _check_header_guess(rows[0][1], values, f"{what} {str(path)!r}")
-    if names and names[0] == "" and len(values) > 1:
+    if strict and names and names[0] == "" and len(values) > 1:
         _check_not_row_numbers(values[:, 0], f"{what} {str(path)!r}")
     return names, values
 
@@ -306,13 +308,18 @@ def _read_csv(path: Path, what: str, header=None, label_column=None, ask: bool =
 def _check_header_guess(first: list, values, what: str) -> None:
     """Refuse a first row of numbers that reads as column numbers: the header pandas writes for a
     table without column names (``0,1,...,K-1``, or what is left of it after dropping or
-    concatenating columns) is all plain whole numbers; it is taken for one when it is exactly
-    ``0..K-1`` (K >= 3) or the rows below hold fractions. A table of whole numbers whose first
-    row is other whole numbers is data, as ever."""
+    concatenating columns: plain whole numbers in rising runs, each new run from 0); it is
+    taken for one when it is exactly ``0..K-1`` (K >= 3) or the rows below hold fractions. A
+    table of whole numbers whose first row is other whole numbers is data, as ever."""
     if not all(s.isascii() and s.isdigit() for s in first):
         return
-    body = values[1:]
-    if (len(first) >= 3 and first == [str(i) for i in range(len(first))]) or np.any(body != np.trunc(body)):
+    numbers = [int(s) for s in first]
+    # pandas' column numbers, after columns are dropped or tables put side by side: rising runs,
+    # each new one from 0
+    if not all(b > a or b == 0 for a, b in zip(numbers, numbers[1:])):
+        return
+    body = values[1:][np.isfinite(values[1:])]  # (a NaN below is another error, said later)
+    if numbers == list(range(len(numbers))) and len(numbers) >= 3 or np.any(body != np.trunc(body)):
         shown = ",".join(first[:6]) + (",..." if len(first) > 6 else "")
         raise ValueError(f"{what}: is its first line ({shown}) a header of column numbers, as pandas writes for a "
                          "table without column names, or a row of data? Say which: header=True or header=False "
@@ -345,20 +352,12 @@ def _check_npy_size(path: Path, what: str) -> None:
     allocated, as a corrupt header could claim terabytes; less: bytes np.load would quietly leave)."""
     with open(path, "rb") as fh:
         try:
-            version = np.lib.format.read_magic(fh)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, _, dtype = read(fh)
+            problem = npy_size_problem(fh, os.fstat(fh.fileno()).st_size)
         except (ValueError, EOFError, OSError, SyntaxError, tokenize.TokenError) as exc:  # (the last two: a
             raise ValueError(f"{what} {str(path)!r} is truncated or corrupt (its .npy header: "  # mangled header)
                              f"{first_line(exc)})") from None
-        if dtype.hasobject:
-            return  # np.load refuses it without reading: pickled data
-        claimed = math.prod(shape) * dtype.itemsize
-        held = os.fstat(fh.fileno()).st_size - fh.tell()
-    if claimed != held:
-        raise ValueError(f"{what} {str(path)!r} is {'truncated or corrupt' if claimed > held else 'corrupt'}: its "
-                         f"header claims shape {shape} of {dtype} ({claimed} bytes), but the file holds {held} bytes "
-                         "of data")
+    if problem:
+        raise ValueError(f"{what} {str(path)!r} is corrupt or cut short: {problem}")
 
 
 def _load_npy(path: Path, what: str):
@@ -441,13 +440,13 @@ def _fold_features(x, image_shape, what: str):
     return x.reshape(x.shape[0], math.prod(x.shape[1:])).astype(np.float64), image_shape
 
 
-def _column_index(labels, names, ncols: int, what: str) -> int:
+def _column_index(labels, names, ncols: int, what: str, strict: bool = True) -> int:
     if isinstance(labels, str):
         if names is None:
             raise ValueError(f"labels={labels!r} names a column, but {what} has no header row")
         if labels not in names:
             raise ValueError(f"labels={labels!r} is not a column of {what}; columns are {names}")
-        if names.count(labels) > 1:
+        if strict and names.count(labels) > 1:
             at = [i for i, n in enumerate(names) if n == labels]
             raise ValueError(f"labels={labels!r} names {len(at)} columns of {what} (columns {at}); pass the index "
                              "of the one that holds the labels")
@@ -496,6 +495,7 @@ def load_file(
     seed: int = 0,
     image_shape=None,
     header: Optional[bool] = None,
+    strict: bool = True,
 ) -> Dataset:
     """Load a user data set from a .npy, .npz or .csv file and split it.
 
@@ -535,6 +535,10 @@ def load_file(
         image_shape: (H, W) or (C, H, W) to declare that the D columns of a 2-D table are
             flattened images (H * W or C * H * W must equal D); checked against 3-D/4-D arrays.
         header: force (True) or forbid (False) a CSV header row; None detects it (CSV only).
+        strict: False reads a file as byol-ref did before it refused these: keys of an .npz
+            outside its layout (ignored), an unnamed first column of distinct whole numbers
+            (kept as a feature), a label column name given twice (the first). A run's own
+            data, recorded before, must read as they did when it trained.
 
     Returns:
         Dataset with x float64 (N, D), y int64 (N,) or None, named after the file stem.
@@ -565,7 +569,7 @@ def load_file(
         arrays = read_npz(p, what)
         keys = set(arrays)
         layout = {"x_train", "x_test", "y_train", "y_test"} if {"x_train", "x_test"} & keys else {"x", "y"}
-        if keys - layout or not {"x", "x_train", "x_test"} & keys:  # (labels under another name would be lost)
+        if (strict and keys - layout) or not {"x", "x_train", "x_test"} & keys:  # (labels elsewhere: lost)
             raise ValueError(f"{what} must hold x (and y), or x_train and x_test (and y_train and y_test), and "
                              f"nothing else; got {sorted(keys)}")
         if "x_train" in keys or "x_test" in keys:
@@ -581,7 +585,7 @@ def load_file(
         x = _check_numeric(_load_npy(p, "file"), what)
         y, names = None, None
     elif ext in (".csv", ".txt"):
-        names, x = _read_csv(p, "file", header=header, label_column=labels)
+        names, x = _read_csv(p, "file", header=header, label_column=labels, strict=strict)
         y = None
     else:
         raise ValueError(f"path must end in .npy, .npz or .csv, got {str(p)!r}")
@@ -595,7 +599,7 @@ def load_file(
             raise ValueError(
                 f"labels={labels!r} selects a column, which needs a 2-D table, but {what} has shape {x.shape}"
             )
-        col = _column_index(labels, names, x.shape[1], what)
+        col = _column_index(labels, names, x.shape[1], what, strict)
         y = x[:, col]
         x = np.delete(x, col, axis=1)
         if x.shape[1] == 0:

@@ -64,14 +64,13 @@ from .backend import host as np
 from .backend import to_numpy
 from .checkpoint import atomic_savez, atomic_write, parse_json
 from .checks import check_count
-from .model import _LAYOUT_DEFAULTS as _MODEL_LAYOUTS
-from .model import NORMS, Config, Network, buffer_shapes, network_plan, param_shapes
+from .model import NETWORK_LAYOUTS, NORMS, Config, Network, buffer_shapes, network_plan, param_shapes
 from .trace import TraceError, load_npz
 
 __all__ = ["torch_mapping", "axon_mapping", "MAPPING_STYLES", "LAYOUTS", "STYLE_LAYOUT", "to_torch_layout",
            "from_torch_layout", "to_layout", "from_layout", "default_mapping", "load_arrays", "save_arrays",
            "networks_to_arrays", "save_networks", "load_networks", "transpose_weights", "read_safetensors",
-           "write_safetensors", "resolve_mapping"]
+           "write_safetensors", "resolve_mapping", "network_names", "mapping_file_note"]
 
 MAPPING_STYLES = ("byol-pytorch", "lightly", "edifice")
 LAYOUTS = ("byol-ref", "torch", "axon")
@@ -176,7 +175,7 @@ def network_names() -> frozenset:
     """Every array name a byol-ref network of any structure has, as ``networks_to_arrays`` writes
     them: ``online.param.encoder.fc1.weight``, ``target.buffer.projector.norm1.count``, ..."""
     names = set()
-    for layout, norm, sem, bias in itertools.product(_MODEL_LAYOUTS, NORMS, (0, 1), (True, False)):
+    for layout, norm, sem, bias in itertools.product(NETWORK_LAYOUTS, NORMS, (0, 1), (True, False)):
         config = Config(encoder_dim=2, hidden_size=4, projection_dim=4, predictor_dim=4, layout=layout, norm=norm,
                         norm_groups=2, sem_simplices=sem, sem_simplex_dim=2, hidden_bias=bias, encoder_bias=bias,
                         head_bias=bias)

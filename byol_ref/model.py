@@ -42,6 +42,7 @@ _LAYOUT_DEFAULTS = {
     # predictor, x / sqrt(sum x^2 + 1e-8), one-sided 2 - 2 cos.
     "edifice": dict(norm="layer", head_bias=True, norm_eps_mode="add", loss_form="2-2cos", symmetric=False),
 }
+NETWORK_LAYOUTS = tuple(_LAYOUT_DEFAULTS)  # Config.layout's choices
 
 
 @dataclass(frozen=True)

@@ -617,15 +617,19 @@ def test_a_run_set_aside_by_a_killed_overwrite_survives_it(tmp_path, capsys):
     aside.mkdir()  # an empty folder (the rm -r forgotten) counts for nothing
     assert main([*replace, "--seed", "8"]) == 0
     assert not aside.exists() and (out / "checkpoint.npz").read_bytes() != old["checkpoint.npz"]
-    # A checkpoint beside a set-aside run: the user decides which goes.
-    aside.mkdir()
-    (aside / "config.json").write_text("{}")
-    new = (out / "checkpoint.npz").read_bytes()
-    assert main(replace) == 2
-    assert f"{out} holds a checkpoint and also {aside}, a run set aside by an --overwrite" in capsys.readouterr().err
-    assert (out / "checkpoint.npz").read_bytes() == new
-    (aside / "config.json").unlink()
-    aside.rmdir()
+    # A checkpoint beside a set-aside run: the --overwrite that wrote it was killed before it removed the
+    # folder (the checkpoint moves first when set aside, last when put back): the next --resume or
+    # --overwrite removes it.
+    for command in (["train", "--out", str(out), "--resume", "--epochs", "2", "--no-progress", "--no-eval"],
+                    [*replace, "--seed", "9"]):
+        aside.mkdir()
+        (aside / ".files").write_text("config.json\n")
+        (aside / "config.json").write_text("{}")  # the replaced run's, and the checkpoint in out the new one's
+        capsys.readouterr()
+        assert main(command) == 0
+        assert f"removing {aside}: it holds the run an --overwrite replaced, which was killed after its first " \
+               "checkpoint" in capsys.readouterr().err
+        assert not aside.exists() and not (out / ".replaced-removing").exists()
     aside.symlink_to(tmp_path)
     assert main(replace) == 2
     assert f"{aside} is a file or a link" in capsys.readouterr().err
@@ -757,6 +761,82 @@ def test_interrupts_are_held_while_a_run_moves(tmp_path):
         with _interrupts_held():
             os.kill(os.getpid(), signal.SIGINT)  # a hold inside a hold is the outer one's
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with pytest.raises(KeyboardInterrupt):  # and one hold leaves nothing behind for the next
+        with _interrupts_held():
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.mark.parametrize("moves", [1, 2, 4])
+def test_a_run_killed_while_it_moves_leaves_no_checkpoint_beside_a_partial_run(tmp_path, monkeypatch, moves):
+    """The checkpoint is set aside first and put back last: a checkpoint in the run directory
+    beside a .replaced folder that holds files is never the replaced run's (the next --overwrite
+    and the advice rely on it), and the folder's list tells the rest apart."""
+    import byol_ref.cli as cli
+
+    out = tmp_path / "r"
+    assert cli.main(["train", *SMALL_RUN, "--out", str(out)]) == 0
+    old = {f.name: f.read_bytes() for f in out.iterdir()}
+    assert len(old) > 4  # checkpoint, config, metrics and the reports
+    real_replace, done = os.replace, []
+
+    class Killed(BaseException):
+        pass
+
+    def replace_then_die(src, dst):
+        if Path(src).name.endswith(".tmp"):  # (an atomic write: the folder's list)
+            return real_replace(src, dst)
+        if len(done) == moves:
+            raise Killed
+        real_replace(src, dst)
+        done.append(Path(src).name)
+
+    monkeypatch.setattr(cli.os, "replace", replace_then_die)
+    with pytest.raises(Killed):
+        cli._set_aside(out)
+    assert done[0] == "checkpoint.npz" and not (out / "checkpoint.npz").exists()
+    monkeypatch.setattr(cli.os, "replace", real_replace)
+    assert cli._set_aside(out) == out / ".replaced"  # the next --overwrite finishes the move
+    assert {f.name for f in (out / ".replaced").iterdir()} == {*old, ".files"}
+    (out / "config.json").write_text("{}")  # the killed run's
+    done.clear()
+    monkeypatch.setattr(cli.os, "replace", replace_then_die)
+    with pytest.raises(Killed):
+        cli._put_back(out, out / ".replaced")
+    assert "checkpoint.npz" not in done and not (out / "checkpoint.npz").exists()
+    monkeypatch.setattr(cli.os, "replace", real_replace)
+    cli._put_back(out, out / ".replaced")  # (what _Replacing.stopped of the next run would do)
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == old
+
+
+def test_train_lets_one_ctrl_c_through_and_none_where_it_is_ignored():
+    import os
+    import signal
+
+    from byol_ref.cli import _first_interrupt_only, _interrupts_held
+
+    stopped = []
+    with _first_interrupt_only():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            stopped.append("first")
+        os.kill(os.getpid(), signal.SIGINT)  # ignored: the first one is being handled
+        with _interrupts_held():
+            os.kill(os.getpid(), signal.SIGINT)  # held, and then dropped for the same reason
+    assert stopped == ["first"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with pytest.raises(KeyboardInterrupt):  # each train command lets its own first one through
+        with _first_interrupt_only():
+            with _interrupts_held():
+                os.kill(os.getpid(), signal.SIGINT)
+    # Started with Ctrl-C ignored (a job in the background of a script): it stays ignored.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with _first_interrupt_only(), _interrupts_held():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def test_the_console_script_ignores_ctrl_c_once_a_command_ended_on_one(monkeypatch):
@@ -844,6 +924,9 @@ def test_a_run_reads_its_csv_as_it_did_whatever_the_rule_says_now(tmp_path, caps
         assert json.loads((out / "config.json").read_text())["data"]["csv_header"] == "no"  # now recorded
         assert main(["train", "--out", str(out), "--resume", "--csv-header", "yes"]) == 2
         assert "--csv-header yes (run: no)" in capsys.readouterr().err
+    # The default said outright asks for what the run's rule made of its file: no other header.
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "3", "--csv-header", "auto", "--no-progress",
+                 "--no-eval"]) == 0
     record["data"]["csv_header"] = "maybe"
     (out / "config.json").write_text(json.dumps(record))
     assert main(["eval", str(out)]) == 2
@@ -899,6 +982,36 @@ def test_a_damaged_config_or_metrics_record_is_named_and_never_a_traceback(tmp_p
     assert noted == [4, 5, 6, 8, 9]  # z_std without the step's other fields, knn null, step "6", too deep, a list
     assert (tmp_path / "e" / "training.png").is_file()
     assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-progress", "--no-eval"]) == 0
+
+
+def test_a_run_reads_its_own_data_as_it_did_before_the_new_refusals(tmp_path, capsys):
+    """An .npz with a key outside its layout, a CSV with an unnamed column of row numbers: refused
+    for a new run, but a run trained on one before (here: the file changed under it, as such a
+    file was) still evaluates, embeds and resumes on it."""
+    from byol_ref.cli import main
+
+    x = np.random.default_rng(0).random((80, 4))
+    y = np.arange(80) % 2
+    small = ["--epochs", "1", "--batch-size", "16", "--hidden-size", "8", "--projection-dim", "4",
+             "--predictor-dim", "4", "--no-progress", "--no-plots", "--no-eval"]
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    csv = "\n".join(f"{i}," + ",".join(repr(float(v)) for v in r) + f",{c}" for i, (r, c) in enumerate(zip(x, y)))
+    (tmp_path / "d.csv").write_text("id,a,b,c,d,label\n" + csv + "\n")
+    for name, extra in (("d.npz", []), ("d.csv", ["--labels", "label"])):
+        out = tmp_path / name.replace(".", "_")
+        assert main(["train", "--data", str(tmp_path / name), *extra, *small, "--out", str(out)]) == 0
+    np.savez(tmp_path / "d.npz", x=x, y=y, classes=np.array(["even", "odd"]))
+    (tmp_path / "d.csv").write_text(",a,b,c,d,label\n" + csv + "\n")  # R's write.csv heads its row names so
+    for name, says in (("d.npz", "and nothing else; got ['classes', 'x', 'y']"),
+                       ("d.csv", "its first column has no name and holds 80 distinct whole numbers")):
+        out = tmp_path / name.replace(".", "_")
+        capsys.readouterr()
+        assert main(["train", "--data", str(tmp_path / name), "--labels", "label", *small,
+                     "--out", str(tmp_path / "new")]) == 2  # a new run: refused
+        assert says in capsys.readouterr().err
+        assert main(["eval", str(out), "--knn-k", "5"]) == 0
+        assert main(["embed", str(out), "--out", str(tmp_path / f"{name}.features.npz")]) == 0
+        assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-progress", "--no-eval"]) == 0
 
 
 def test_eval_of_a_run_whose_record_is_damaged_or_whose_data_moved(tmp_path, capsys):

@@ -279,7 +279,7 @@ def test_csv_files_as_pandas_writes_them(tmp_path):
     asks = (r"p.csv'?: is its first line \({}\) a header of column numbers, as pandas writes for a table without "
             r"column names, or a row of data\? Say which: header=True or header=False \(on the command line, "
             r"--csv-header yes or no\)")
-    for first in ("0,1,2", "1,2,3", "0,2,1", "0,0,1"):  # also what is left after dropping or concatenating columns
+    for first in ("0,1,2", "1,2,3", "0,2,3", "0,1,0", "0,0,1"):  # also what dropping or joining columns leaves
         (tmp_path / "p.csv").write_text(first + "\n" + rows + "\n")
         with pytest.raises(ValueError, match=asks.format(first)):
             load_file(tmp_path / "p.csv")
@@ -294,6 +294,12 @@ def test_csv_files_as_pandas_writes_them(tmp_path):
     for first in ("1,2,3", "0,1,1", "1.5,2,3"):  # its first row is data, as ever; so is a row with a fraction
         (tmp_path / "n.csv").write_text(first + "\n" + (ints if "." not in first else rows) + "\n")
         assert load_file(tmp_path / "n.csv", test_fraction=0.5).x_test.shape == (6, 3)
+    for first in ("5,3,9", "2,1,0", "1,1,2"):  # above fractions, but no column numbers pandas writes: data
+        (tmp_path / "n.csv").write_text(first + "\n" + rows + "\n")
+        assert load_file(tmp_path / "n.csv", test_fraction=0.5).x_test.shape == (6, 3)
+    (tmp_path / "n.csv").write_text("1,2,3\n" + ints + "\nnan,1,2\n")  # a NaN is no fraction: its own error
+    with pytest.raises(ValueError, match=r"n.csv'? has 1 non-finite value"):
+        load_file(tmp_path / "n.csv")
     (tmp_path / "two.csv").write_text("0,1\n" + "\n".join(f"{int(9 * a)},{int(9 * b)}" for a, b, _ in x) + "\n")
     assert load_file(tmp_path / "two.csv", test_fraction=0.5).x_test.shape == (6, 2)  # 0..K-1 asks from K = 3
     negative = "\n".join(",".join(str(-1 - abs(int(9 * v))) for v in r) for r in x)  # minus signs are no fraction
@@ -668,8 +674,8 @@ def test_a_header_that_claims_more_data_than_the_file_holds_is_refused_before_al
     np.save(tmp_path / "x.npy", np.zeros((4, 3)))
     raw = (tmp_path / "x.npy").read_bytes()
     (tmp_path / "huge.npy").write_bytes(raw.replace(b"(4, 3)", b"(4000000000000, 3)"))
-    with pytest.raises(ValueError, match=r"huge.npy' is truncated or corrupt: its header claims shape "
-                                         r"\(4000000000000, 3\) of float64 \(96000000000000 bytes\), but the file holds"):
+    with pytest.raises(ValueError, match=r"huge.npy' is corrupt or cut short: its header claims shape "
+                                         r"\(4000000000000, 3\) of float64 \(96000000000000 bytes\) but it holds"):
         load_file(tmp_path / "huge.npy")
 
 
@@ -687,8 +693,8 @@ def test_an_npy_header_mangled_or_oversized_and_bytes_after_the_data_are_named(t
         load_file(tmp_path / "big.npy")
     assert "allow_pickle" not in str(err.value)  # NumPy's advice: not ours to give
     (tmp_path / "tail.npy").write_bytes(raw + b"\x00" * 8)
-    with pytest.raises(ValueError, match=r"tail.npy' is corrupt: its header claims shape \(4, 3\) of float64 "
-                                         r"\(96 bytes\), but the file holds 104 bytes of data"):
+    with pytest.raises(ValueError, match=r"tail.npy' is corrupt or cut short: its header claims shape \(4, 3\) of "
+                                         r"float64 \(96 bytes\) but it holds 104 bytes of data"):
         load_file(tmp_path / "tail.npy")
 
 
@@ -708,8 +714,8 @@ def test_an_npz_with_keys_outside_its_layout_or_a_member_of_the_wrong_size_is_re
     np.save(buf, x)
     with zipfile.ZipFile(tmp_path / "cut.npz", "w") as z:
         z.writestr("x.npy", buf.getvalue().replace(b"(10, 4)", b"(8, 4) "))
-    with pytest.raises(ValueError, match=r"cut.npz'? is corrupt: its member 'x' claims shape \(8, 4\) of float64 "
-                                         r"\(256 bytes\) but holds 320 bytes of data"):
+    with pytest.raises(ValueError, match=r"cut.npz'? is corrupt: its member 'x': its header claims shape \(8, 4\) of "
+                                         r"float64 \(256 bytes\) but it holds 320 bytes of data"):
         load_file(tmp_path / "cut.npz")
     np.savez_compressed(tmp_path / "ok.npz", x=x, y=y)  # compressed members are measured uncompressed
     ok = load_file(tmp_path / "ok.npz", test_fraction=0.5)

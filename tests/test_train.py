@@ -386,9 +386,9 @@ def test_corrupt_truncated_and_foreign_checkpoints(tmp_path):
     member = zipfile.ZipFile(good).read("online/encoder.fc1.bias.npy")
     (n,) = np.load(__import__("io").BytesIO(member)).shape
     cut = member.replace(f"({n},)".encode(), f"({n - 1},)".encode().ljust(len(f"({n},)")))
-    with pytest.raises(ckpt.CheckpointError, match=rf"cut.npz is corrupt: its member 'online/encoder.fc1.bias' "
-                                                   rf"claims shape \({n - 1},\) of float64 \({8 * (n - 1)} bytes\) "
-                                                   rf"but holds {8 * n} bytes of data"):
+    with pytest.raises(ckpt.CheckpointError, match=rf"cut.npz is corrupt: its member 'online/encoder.fc1.bias': its "
+                                                   rf"header claims shape \({n - 1},\) of float64 \({8 * (n - 1)} "
+                                                   rf"bytes\) but it holds {8 * n} bytes of data"):
         load_checkpoint(rewritten("cut.npz", **{"online/encoder.fc1.bias.npy": cut}))
 
     def meta(text):
