@@ -212,6 +212,21 @@ def test_cli_convert_round_trip(tmp_path):
     assert main(["convert", own, str(tmp_path / "x.npz"), "--from", "byol-ref", "--to", "torch"]) == 2
 
 
+def test_cli_convert_names_the_mapping_file_that_does_not_fit(tmp_path, capsys):
+    from byol_ref.cli import main
+
+    online, target = _nets("lightly")
+    save_networks(tmp_path / "t.npz", online, target, layout="torch", mapping="lightly")
+    mapping = torch_mapping("lightly", online.config)
+    del mapping["online.param.encoder.fc1.weight"]
+    (tmp_path / "m.json").write_text(json.dumps(mapping))
+    assert main(["convert", str(tmp_path / "t.npz"), str(tmp_path / "b.npz"), "--from", "torch", "--to",
+                 "byol-ref", "--mapping", str(tmp_path / "m.json"), "--preset", "lightly"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {tmp_path / 't.npz'} (mapping file {tmp_path / 'm.json'}): " in err
+    assert "pass --partial to leave them out" in err and not (tmp_path / "b.npz").exists()
+
+
 def test_cli_trace_from_torch_layout(tmp_path):
     from byol_ref.cli import main
     from byol_ref.trace import load_trace
