@@ -556,11 +556,12 @@ def test_overwrite_keeps_the_replaced_run_until_the_first_checkpoint(tmp_path, c
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the diverging run overflows on purpose
 def test_a_run_set_aside_by_a_killed_overwrite_survives_it(tmp_path, capsys):
+    import shlex
     import subprocess
 
     from byol_ref.cli import main
 
-    out = tmp_path / "r"
+    out = tmp_path / "my run"  # (the advice is a shell command: its paths are quoted)
     assert main(["train", *SMALL_RUN, "--out", str(out), "--no-eval"]) == 0
     old = {f.name: f.read_bytes() for f in out.iterdir()}
     aside = out / ".replaced"
@@ -585,9 +586,12 @@ def test_a_run_set_aside_by_a_killed_overwrite_survives_it(tmp_path, capsys):
                     ["embed", str(out), "--out", str(tmp_path / "f.npz")]):
         assert main(command) == 2
         err = capsys.readouterr().err
+        q = shlex.quote
+        undo = f"rm {q(str(out / 'config.json'))} {q(str(out / 'metrics.jsonl'))} && mv {q(str(aside))}/* " \
+               f"{q(str(out))}/ && rm -r {q(str(aside))}"
         assert f"{out} has no checkpoint: the --overwrite run started there stopped before its first. The run " \
-               f"it was replacing is in {aside}; to go on with that one, put it back (rm {out / 'config.json'} " \
-               f"{out / 'metrics.jsonl'} && mv {aside}/* {out}/ && rm -r {aside}); or start a new run" in err
+               f"it was replacing is in {aside}; to go on with that one, put it back ({undo}); or start a new " \
+               "run" in err
     subprocess.run(advice(err), shell=True, check=True)  # the advice followed: the run is back whole
     assert {f.name: f.read_bytes() for f in out.iterdir()} == old
     # A second --overwrite keeps the set-aside run (the last with a checkpoint) until its own checkpoint.
@@ -962,6 +966,9 @@ def test_a_damaged_config_or_metrics_record_is_named_and_never_a_traceback(tmp_p
             (edited(data__data="."), r"records the data file '.', which is a directory"),
             (edited(train_config__lr="fast"), "records settings no run has"),
             (edited(data__data_seed=1.5), r"records labels None and data_seed 1.5 for the data, which no run writes"),
+            (edited(data__data_seed=True), r"records labels None and data_seed True for the data"),
+            (edited(data__data_seed=-1), r"records labels None and data_seed -1 for the data"),
+            (edited(data__labels=True), r"records labels True and data_seed 0 for the data"),
             (edited(train_config__lars_eta=1.5), r"disagree on the run's settings \(lars_eta: 0.001 in the "
                                                  r"checkpoint, 1.5 in config.json\)")):
         cfg.write_text(text)
@@ -974,12 +981,13 @@ def test_a_damaged_config_or_metrics_record_is_named_and_never_a_traceback(tmp_p
     metrics = out / "metrics.jsonl"
     lines = metrics.read_text().splitlines()
     junk = ['{"step": 3}', '{"step": 4, "z_std": 0.1}', '{"step": 5, "knn": null}', '{"step": "6"}',
-            '{"step": 7, "knn": 0.5, "lr": "' + "a" * 100_000 + '"}', "[" * 10_000, "[1, 2]"]
+            '{"step": 7, "knn": 0.5, "lr": "' + "a" * 100_000 + '"}', "[" * 10_000, "[1, 2]",
+            '{"step": 9, "knn": true}', '{"step": 10, "knn": NaN}']
     metrics.write_bytes(("\n".join(lines[:2] + junk) + "\n").encode() + b'{"step": 8, "x": "\xff"}\n')
     assert main(["eval", str(out), "--out", str(tmp_path / "e"), "--knn-k", "5"]) == 0
     err = capsys.readouterr().err
     noted = [int(m) for m in re.findall(r"line (\d+) of \S+ is not a record of ours; the plots leave it out", err)]
-    assert noted == [4, 5, 6, 8, 9]  # z_std without the step's other fields, knn null, step "6", too deep, a list
+    assert noted == [4, 5, 6, 8, 9, 10, 11]  # z_std alone, knn null, step "6", too deep, a list, knn true, knn NaN
     assert (tmp_path / "e" / "training.png").is_file()
     assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-progress", "--no-eval"]) == 0
 

@@ -294,6 +294,9 @@ def test_csv_files_as_pandas_writes_them(tmp_path):
     for first in ("1,2,3", "0,1,1", "1.5,2,3"):  # its first row is data, as ever; so is a row with a fraction
         (tmp_path / "n.csv").write_text(first + "\n" + (ints if "." not in first else rows) + "\n")
         assert load_file(tmp_path / "n.csv", test_fraction=0.5).x_test.shape == (6, 3)
+    (tmp_path / "p.csv").write_text("1,2,3\n" + ints + "\n0.5,1,2\n")  # one fraction below is enough
+    with pytest.raises(ValueError, match=asks.format("1,2,3")):
+        load_file(tmp_path / "p.csv")
     for first in ("5,3,9", "2,1,0", "1,1,2"):  # above fractions, but no column numbers pandas writes: data
         (tmp_path / "n.csv").write_text(first + "\n" + rows + "\n")
         assert load_file(tmp_path / "n.csv", test_fraction=0.5).x_test.shape == (6, 3)

@@ -405,6 +405,15 @@ def test_corrupt_truncated_and_foreign_checkpoints(tmp_path):
     with pytest.raises(ckpt.CheckpointError, match=r"meta.npz: its meta entry is a float64 array of shape \(2,\), "
                                                    r"expected one string of JSON"):
         load_checkpoint(rewritten("meta.npz", **{"meta.npy": meta([1.0, 2.0])}))
+    with pytest.raises(ckpt.CheckpointError, match=r"meta.npz: its meta entry is a <U2 array of shape \(2,\)"):
+        load_checkpoint(rewritten("meta.npz", **{"meta.npy": meta(["{}", "{}"])}))
+    # A member's header larger than NumPy reads without trust: named, without NumPy's advice to trust it.
+    big = np.lib.format.header_data_from_array_1_0(np.zeros(3))
+    header = repr({**big, "descr": "<f8"}).encode().ljust(20_000) + b"\n"
+    oversized = b"\x93NUMPY\x02\x00" + len(header).to_bytes(4, "little") + header + bytes(24)
+    with pytest.raises(ckpt.CheckpointError, match=r"big.npz is corrupt or not written by NumPy: [^\n]*$") as err:
+        load_checkpoint(rewritten("big.npz", **{"opt/count.npy": oversized}))
+    assert "allow_pickle" not in str(err.value)
     # a pickled object array is refused, never unpickled
     with zipfile.ZipFile(tmp_path / "pickled.npz", "w") as z:
         with z.open("meta.npy", "w") as f:
