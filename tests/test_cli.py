@@ -812,6 +812,45 @@ def test_a_run_killed_while_it_moves_leaves_no_checkpoint_beside_a_partial_run(t
     assert {f.name: f.read_bytes() for f in out.iterdir()} == old
 
 
+def test_replacing_a_run_without_a_checkpoint_that_fails_puts_it_back_whole(tmp_path, capsys, monkeypatch):
+    """A run that stopped before its first checkpoint is still the user's: an --overwrite refused
+    by fit puts it back, and the clean-up of a half-made run must not take it for one."""
+    import byol_ref.cli as cli
+
+    out = tmp_path / "r"
+    assert cli.main(["train", *SMALL_RUN, "--out", str(out), "--no-eval"]) == 0
+    (out / "checkpoint.npz").unlink()
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+
+    def refusing_fit(dataset, model_cfg, tcfg, *, out_dir, **kw):
+        raise ValueError("refused by fit")
+
+    monkeypatch.setattr(cli, "fit", refusing_fit)
+    assert cli.main(["train", *SMALL_RUN, "--out", str(out), "--overwrite", "--seed", "3"]) == 2
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+    monkeypatch.undo()
+    (out / ".replaced").mkdir()  # an empty folder beside it says nothing of where a run is
+    capsys.readouterr()
+    assert cli.main(["eval", str(out)]) == 2
+    assert ".replaced" not in capsys.readouterr().err
+
+
+def test_a_run_records_the_header_its_csv_was_read_with(tmp_path, capsys):
+    from byol_ref.cli import main
+
+    x = np.random.default_rng(0).random((40, 3))
+    rows = "\n".join(",".join(repr(float(v)) for v in r) + f",{i % 2}" for i, r in enumerate(x))
+    (tmp_path / "h.csv").write_text("f1,2,3,y\n" + rows + "\n")  # a header --labels names a field of
+    (tmp_path / "x.txt").write_text(rows + "\n")  # .txt is read as CSV
+    small = ["--epochs", "1", "--batch-size", "16", "--hidden-size", "8", "--projection-dim", "4",
+             "--predictor-dim", "4", "--no-progress", "--no-plots", "--no-eval"]
+    for name, labels, header in (("h.csv", "y", "yes"), ("x.txt", "3", "no")):
+        out = tmp_path / name.replace(".", "_")
+        assert main(["train", "--data", str(tmp_path / name), "--labels", labels, *small, "--out", str(out)]) == 0
+        assert json.loads((out / "config.json").read_text())["data"]["csv_header"] == header
+        assert main(["eval", str(out), "--knn-k", "5"]) == 0
+
+
 def test_train_lets_one_ctrl_c_through_and_none_where_it_is_ignored():
     import os
     import signal

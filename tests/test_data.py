@@ -259,6 +259,13 @@ def test_csv_rows_are_never_lost_quietly(tmp_path):
     assert load_file(tmp_path / "d.csv", labels=0, test_fraction=0.25).x_train.shape == (6, 2)
 
 
+def test_rows_a_stray_quote_swallowed_are_refused_with_any_line_ending(tmp_path):
+    for end in ("\n", "\r\n", "\r"):
+        (tmp_path / "q.csv").write_bytes(end.join(["a,b", '1,"2', "3,4", "5,6", ""]).encode())
+        with pytest.raises(ValueError, match=r"q.csv'?: a field that ends on line \d+ spans several lines"):
+            load_file(tmp_path / "q.csv")
+
+
 def test_a_header_the_labels_name_a_field_of_is_a_header_whatever_its_other_names(tmp_path):
     """pd.DataFrame(x).assign(label=y).to_csv(index=False) writes 0,1,2,label; spectra tables
     name columns by wavelength. --labels label says which row is the header."""

@@ -388,6 +388,8 @@ def test_a_mapping_key_no_byol_ref_network_has_is_refused_and_errors_name_the_ma
                                          r"'online.param.encoder.fc2.bias'\?\)"):
         resolve_mapping(typo)
     assert network_names() >= set(mapping)  # every shipped name is one
+    simplex = {f"{role}.param.projector.sem_fc.weight": f"{role}.sem" for role in ("online", "target")}
+    assert resolve_mapping(simplex) == simplex  # and so are the names of every structure's optional layers
     (tmp_path / "m.json").write_text(json.dumps(typo))
     with pytest.raises(ValueError, match=rf"^mapping file {tmp_path / 'm.json'}: mapping names 1 array"):
         resolve_mapping(str(tmp_path / "m.json"))
