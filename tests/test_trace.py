@@ -372,3 +372,14 @@ def test_a_trace_meta_that_is_no_json_object_is_refused(tmp_path, meta, says):
     np.savez(tmp_path / "t.npz", __meta__=np.asarray(meta), x=np.ones(3))
     with pytest.raises(TraceError, match=r"t.npz: " + says):
         load_trace(tmp_path / "t.npz")
+
+
+def test_a_zip_trace_of_an_unsupported_version_is_a_named_error(tmp_path):
+    """zipfile raises NotImplementedError for a central-directory entry that needs a newer zip."""
+    np.savez(tmp_path / "t.npz", x=np.ones(3))
+    raw = bytearray((tmp_path / "t.npz").read_bytes())
+    at = raw.find(b"PK\x01\x02")
+    raw[at + 6:at + 8] = (90).to_bytes(2, "little")  # "version needed to extract": 9.0
+    (tmp_path / "v.npz").write_bytes(bytes(raw))
+    with pytest.raises(TraceError, match=r"v.npz is truncated or corrupt"):
+        load_trace(tmp_path / "v.npz")
