@@ -59,7 +59,7 @@ def numpy_read_errors(what: str, error=ValueError, keep=()):
     except MemoryError:
         raise error(f"{what} claims an array larger than memory: it is corrupt, or not written by NumPy") from None
     except ValueError as exc:
-        if "max_header_size" in str(exc):  # (NumPy's advice there, allow_pickle=True, is not ours to give)
+        if "max_header_size" in str(exc):  # (NumPy's advice there, to trust the file, is not ours to give)
             raise error(f"{what} is corrupt or not written by NumPy: {first_line(exc)}") from None
         if "pickle" in str(exc).lower():
             raise error(f"{what} holds pickled (object) data, which byol-ref never loads; save numeric arrays "
@@ -268,27 +268,21 @@ def load(path) -> tuple[dict, dict]:
         what = "is empty (0 bytes)" if not head else "is not an .npz (zip) file"
         raise CheckpointError(f"{path} {what}, so not a byol-ref checkpoint: another kind of file, or one cut short "
                               "or corrupted; pass a run directory or its checkpoint.npz")
-    with numpy_read_errors(str(path), CheckpointError, keep=CheckpointError):
-        size_problem = npz_size_problem(path)
-        if size_problem is not None:
-            raise CheckpointError(f"{path} is corrupt: {size_problem}")
-        with np.load(path, allow_pickle=False) as f:
-            names = list(f.files)
-            flat = {k: f[k] for k in names}
-        check_members(names, flat, str(path), CheckpointError)
-        if "meta" not in names:
-            raise CheckpointError(f"{path} is an .npz file but not a byol-ref checkpoint "
-                                  f"(no 'meta' entry; it has {names[:5]}{'...' if len(names) > 5 else ''})")
-        if flat["meta"].shape != () or flat["meta"].dtype.kind != "U":
-            raise CheckpointError(f"{path}: its meta entry is a {flat['meta'].dtype} array of shape "
-                                  f"{flat['meta'].shape}, expected one string of JSON")
-        meta = parse_json(str(flat.pop("meta")[()]), f"{path}: its meta entry", CheckpointError)
-        arrays = {g: {} for g in GROUPS}
-        for name, value in flat.items():
-            group, _, key = name.partition("/")
-            if group not in arrays or not key:
-                raise CheckpointError(f"{path}: unexpected entry {name!r} in a byol-ref checkpoint")
-            arrays[group][key] = value
+    flat = read_npz(path, str(path), CheckpointError)
+    names = list(flat)
+    if "meta" not in flat:
+        raise CheckpointError(f"{path} is an .npz file but not a byol-ref checkpoint "
+                              f"(no 'meta' entry; it has {names[:5]}{'...' if len(names) > 5 else ''})")
+    if flat["meta"].shape != () or flat["meta"].dtype.kind != "U":
+        raise CheckpointError(f"{path}: its meta entry is a {flat['meta'].dtype} array of shape "
+                              f"{flat['meta'].shape}, expected one string of JSON")
+    meta = parse_json(str(flat.pop("meta")[()]), f"{path}: its meta entry", CheckpointError)
+    arrays = {g: {} for g in GROUPS}
+    for name, value in flat.items():
+        group, _, key = name.partition("/")
+        if group not in arrays or not key:
+            raise CheckpointError(f"{path}: unexpected entry {name!r} in a byol-ref checkpoint")
+        arrays[group][key] = value
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path} is not a byol-ref checkpoint (its meta entry holds a JSON "
                               f"{type(meta).__name__}, expected an object)")

@@ -801,9 +801,8 @@ def _remove_replaced(out: Path, *, killed: bool = True) -> None:
             print(f"byol-ref: removing {aside}: it holds the run an --overwrite replaced, which was killed after "
                   "its first checkpoint", file=sys.stderr)
     doomed = aside
-    try:
+    try:  # (a stale .replaced-removing in the way went with _remove_stale, which every caller ran first)
         with _interrupts_held():
-            _remove_stale(out)
             os.replace(aside, out / _REMOVING)
             doomed = out / _REMOVING
         shutil.rmtree(doomed)

@@ -262,9 +262,8 @@ def _read_csv(path: Path, what: str, header=None, label_column=None, ask: bool =
     guessed = header is None
     if guessed:
         numbers = [_is_number(s) for s in rows[0][1]]
-        if isinstance(label_column, str) and not _is_number(label_column) and label_column in rows[0][1]:
-            numbers = [False]  # the labels name a field of it: a header, whatever its other names
-        if any(numbers) and not all(numbers):
+        named = isinstance(label_column, str) and not _is_number(label_column) and label_column in rows[0][1]
+        if any(numbers) and not all(numbers) and not named:  # (the labels name a field: a header)
             shown = ",".join(rows[0][1][:6]) + (",..." if len(numbers) > 6 else "")
             raise ValueError(f"{what} {str(path)!r}: its first line ({shown}) mixes numbers and other fields: a "
                              "header with some numeric names, or a row of data with missing or bad values? Say "
@@ -319,7 +318,7 @@ def _check_header_guess(first: list, values, what: str) -> None:
     if not all(b > a or b == 0 for a, b in zip(numbers, numbers[1:])):
         return
     body = values[1:][np.isfinite(values[1:])]  # (a NaN below is another error, said later)
-    if numbers == list(range(len(numbers))) and len(numbers) >= 3 or np.any(body != np.trunc(body)):
+    if (len(numbers) >= 3 and numbers == list(range(len(numbers)))) or np.any(body != np.trunc(body)):
         shown = ",".join(first[:6]) + (",..." if len(first) > 6 else "")
         raise ValueError(f"{what}: is its first line ({shown}) a header of column numbers, as pandas writes for a "
                          "table without column names, or a row of data? Say which: header=True or header=False "
