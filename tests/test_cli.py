@@ -566,7 +566,7 @@ def test_a_run_set_aside_by_a_killed_overwrite_survives_it(tmp_path, capsys):
     old = {f.name: f.read_bytes() for f in out.iterdir()}
     aside = out / ".replaced"
 
-    def killed_while_setting_aside(moved, run=old):  # as _set_aside moves a run: its list first
+    def killed_while_setting_aside(moved, run=old):  # as rundir._move_aside moves a run: its list first
         aside.mkdir()
         (aside / ".files").write_text("".join(f"{name}\n" for name in run))
         for name in moved:
@@ -643,6 +643,7 @@ def test_a_replacing_run_keeps_its_first_checkpoint_whatever_stops_it_after(tmp_
     """Once the new run has written a checkpoint, the replaced run is gone: an interrupt before or
     while its folder is removed, or a failure to remove it, never puts it back over the new one."""
     import byol_ref.cli as cli
+    import byol_ref.rundir as rundir
 
     out = tmp_path / "r"
     assert cli.main(["train", *SMALL_RUN, "--out", str(out), "--no-eval"]) == 0
@@ -667,8 +668,8 @@ def test_a_replacing_run_keeps_its_first_checkpoint_whatever_stops_it_after(tmp_
     def failing_rmtree(path):
         raise PermissionError(f"[Errno 13] Permission denied: '{path}/training.png'")
 
-    real_rmtree = cli.shutil.rmtree
-    monkeypatch.setattr(cli.shutil, "rmtree", failing_rmtree)
+    real_rmtree = rundir.shutil.rmtree
+    monkeypatch.setattr(rundir.shutil, "rmtree", failing_rmtree)
     assert cli.main([*replace, "--seed", "6"]) == 0
     assert f"could not remove {out / '.replaced-removing'}, which holds the replaced run" in capsys.readouterr().err
     assert json.loads((out / "config.json").read_text())["train_config"]["seed"] == 6
@@ -676,7 +677,7 @@ def test_a_replacing_run_keeps_its_first_checkpoint_whatever_stops_it_after(tmp_
     assert not (out / ".replaced").exists()
     # What nothing reads goes with the next --overwrite or --resume: that folder, and temporary files
     # of atomic writes cut short.
-    monkeypatch.setattr(cli.shutil, "rmtree", real_rmtree)
+    monkeypatch.setattr(rundir.shutil, "rmtree", real_rmtree)
     (out / ".checkpoint.npz.k2j4.tmp").write_bytes(b"half")
     (out / ".mine.tmp").write_text("not ours")
     assert cli.main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-progress", "--no-eval"]) == 0
@@ -689,6 +690,7 @@ def test_ctrl_c_anywhere_ends_with_status_130_and_says_where_the_run_stands(tmp_
     import signal
 
     import byol_ref.cli as cli
+    import byol_ref.rundir as rundir
 
     out = tmp_path / "r"
     assert cli.main(["train", *SMALL_RUN, "--out", str(out), "--no-eval"]) == 0
@@ -701,7 +703,7 @@ def test_ctrl_c_anywhere_ends_with_status_130_and_says_where_the_run_stands(tmp_
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(5)  # (never reached: the signal raises at once)
 
-    real_stopped, real_put_back = cli._Replacing.stopped, cli._put_back
+    real_stopped, real_put_back = rundir.Replacing.stopped, rundir._put_back
 
     def pressed_again(self):  # a second Ctrl-C as the replaced run is put back, and a third inside that
         os.kill(os.getpid(), signal.SIGINT)
@@ -712,8 +714,8 @@ def test_ctrl_c_anywhere_ends_with_status_130_and_says_where_the_run_stands(tmp_
         real_put_back(out, aside)
 
     monkeypatch.setattr(cli, "fit", ctrl_c)
-    monkeypatch.setattr(cli._Replacing, "stopped", pressed_again)
-    monkeypatch.setattr(cli, "_put_back", pressed_inside)
+    monkeypatch.setattr(rundir.Replacing, "stopped", pressed_again)
+    monkeypatch.setattr(rundir, "_put_back", pressed_inside)
     assert cli.main(["train", *SMALL_RUN, "--out", str(out), "--overwrite", "--seed", "4"]) == 130
     assert "interrupted; no checkpoint was written yet, so the run it was to replace is back" in \
         capsys.readouterr().err
@@ -722,13 +724,13 @@ def test_ctrl_c_anywhere_ends_with_status_130_and_says_where_the_run_stands(tmp_
     monkeypatch.undo()
     # Ctrl-C before the run was set aside: nothing changed, and the message says so (its checkpoint is
     # the replaced run's, which --resume would continue).
-    real_set_aside = cli._Replacing.set_aside
+    real_set_aside = rundir.Replacing.set_aside
 
     def pressed_first(self):
         os.kill(os.getpid(), signal.SIGINT)
         real_set_aside(self)
 
-    monkeypatch.setattr(cli._Replacing, "set_aside", pressed_first)
+    monkeypatch.setattr(rundir.Replacing, "set_aside", pressed_first)
     assert cli.main(["train", *SMALL_RUN, "--out", str(out), "--overwrite", "--seed", "4"]) == 130
     assert f"interrupted; nothing was changed: {out} still holds the run it was to replace" in \
         capsys.readouterr().err
@@ -749,24 +751,24 @@ def test_interrupts_are_held_while_a_run_moves(tmp_path):
     import os
     import signal
 
-    from byol_ref.cli import _interrupts_held
+    from byol_ref.rundir import interrupts_held
 
     done = []
     with pytest.raises(KeyboardInterrupt):
-        with _interrupts_held():
+        with interrupts_held():
             os.kill(os.getpid(), signal.SIGINT)
             done.append("after the signal")
     assert done == ["after the signal"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    with _interrupts_held():
+    with interrupts_held():
         pass  # no signal, nothing raised
-    with _interrupts_held(reraise=False):
+    with interrupts_held(reraise=False):
         os.kill(os.getpid(), signal.SIGINT)  # dropped: the command is ending on one already
-        with _interrupts_held():
+        with interrupts_held():
             os.kill(os.getpid(), signal.SIGINT)  # a hold inside a hold is the outer one's
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     with pytest.raises(KeyboardInterrupt):  # and one hold leaves nothing behind for the next
-        with _interrupts_held():
+        with interrupts_held():
             os.kill(os.getpid(), signal.SIGINT)
 
 
@@ -776,6 +778,7 @@ def test_a_run_killed_while_it_moves_leaves_no_checkpoint_beside_a_partial_run(t
     beside a .replaced folder that holds files is never the replaced run's (the next --overwrite
     and the advice rely on it), and the folder's list tells the rest apart."""
     import byol_ref.cli as cli
+    import byol_ref.rundir as rundir
 
     out = tmp_path / "r"
     assert cli.main(["train", *SMALL_RUN, "--out", str(out)]) == 0
@@ -794,21 +797,21 @@ def test_a_run_killed_while_it_moves_leaves_no_checkpoint_beside_a_partial_run(t
         real_replace(src, dst)
         done.append(Path(src).name)
 
-    monkeypatch.setattr(cli.os, "replace", replace_then_die)
+    monkeypatch.setattr(rundir.os, "replace", replace_then_die)
     with pytest.raises(Killed):
-        cli._set_aside(out)
+        rundir._move_aside(out)
     assert done[0] == "checkpoint.npz" and not (out / "checkpoint.npz").exists()
-    monkeypatch.setattr(cli.os, "replace", real_replace)
-    assert cli._set_aside(out) == out / ".replaced"  # the next --overwrite finishes the move
+    monkeypatch.setattr(rundir.os, "replace", real_replace)
+    assert rundir._move_aside(out) == out / ".replaced"  # the next --overwrite finishes the move
     assert {f.name for f in (out / ".replaced").iterdir()} == {*old, ".files"}
     (out / "config.json").write_text("{}")  # the killed run's
     done.clear()
-    monkeypatch.setattr(cli.os, "replace", replace_then_die)
+    monkeypatch.setattr(rundir.os, "replace", replace_then_die)
     with pytest.raises(Killed):
-        cli._put_back(out, out / ".replaced")
+        rundir._put_back(out, out / ".replaced")
     assert "checkpoint.npz" not in done and not (out / "checkpoint.npz").exists()
-    monkeypatch.setattr(cli.os, "replace", real_replace)
-    cli._put_back(out, out / ".replaced")  # (what _Replacing.stopped of the next run would do)
+    monkeypatch.setattr(rundir.os, "replace", real_replace)
+    rundir._put_back(out, out / ".replaced")  # (what Replacing.stopped of the next run would do)
     assert {f.name: f.read_bytes() for f in out.iterdir()} == old
 
 
@@ -855,27 +858,27 @@ def test_train_lets_one_ctrl_c_through_and_none_where_it_is_ignored():
     import os
     import signal
 
-    from byol_ref.cli import _first_interrupt_only, _interrupts_held
+    from byol_ref.rundir import first_interrupt_only, interrupts_held
 
     stopped = []
-    with _first_interrupt_only():
+    with first_interrupt_only():
         try:
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(5)
         except KeyboardInterrupt:
             stopped.append("first")
         os.kill(os.getpid(), signal.SIGINT)  # ignored: the first one is being handled
-        with _interrupts_held():
+        with interrupts_held():
             os.kill(os.getpid(), signal.SIGINT)  # held, and then dropped for the same reason
     assert stopped == ["first"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
     with pytest.raises(KeyboardInterrupt):  # each train command lets its own first one through
-        with _first_interrupt_only():
-            with _interrupts_held():
+        with first_interrupt_only():
+            with interrupts_held():
                 os.kill(os.getpid(), signal.SIGINT)
     # Started with Ctrl-C ignored (a job in the background of a script): it stays ignored.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        with _first_interrupt_only(), _interrupts_held():
+        with first_interrupt_only(), interrupts_held():
             assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
             os.kill(os.getpid(), signal.SIGINT)
     finally:
