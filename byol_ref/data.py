@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 import tokenize
 from pathlib import Path
 from typing import Iterator, NamedTuple, Optional, Union
@@ -474,8 +475,9 @@ def _labels_from_file(path, n: int):
 
 
 def _is_int_text(s: str) -> bool:
-    t = s.strip()
-    return t.lstrip("+-").isdigit()
+    """A column index as typed: ASCII digits with one optional sign (``str.isdigit`` also takes
+    superscripts, which ``int`` refuses)."""
+    return re.fullmatch(r"[+-]?[0-9]+", s.strip()) is not None
 
 
 def _is_label_path(labels, names) -> bool:

@@ -171,6 +171,15 @@ def test_load_npy_label_column(tmp_path):
     np.testing.assert_array_equal(ds.y_train, y[train])
 
 
+def test_a_label_column_index_is_typed_in_ascii_digits(tmp_path):
+    (tmp_path / "t.csv").write_text("a,b,c\n" + "".join(f"{i},{i + 1},{i % 2}\n" for i in range(12)))
+    ds = load_file(tmp_path / "t.csv", labels=" -1 ")  # (as a command line gives it)
+    assert ds.x_train.shape[1] == 2 and set(ds.y_train) == {0, 1}
+    for text in ("\u00b2", "+-1", "--1", "\u0662"):  # a superscript 2, two signs, an Arabic-Indic 2
+        with pytest.raises(ValueError, match=re.escape(f"labels={text!r} is not a column of file")):
+            load_file(tmp_path / "t.csv", labels=text)
+
+
 def test_load_npz_x_y(tmp_path):
     x, y = _table()
     np.savez(tmp_path / "d.npz", x=x, y=y)
@@ -328,6 +337,12 @@ def test_csv_files_as_pandas_writes_them(tmp_path):
                                              rf"numbers \({says}\): row numbers, as pandas' to_csv writes without "
                                              r"index=False and R's write.csv without row.names=FALSE"):
             load_file(with_index(numbers, head))
+    (tmp_path / "i2.csv").write_text(",a,b\n0,0.5,1.5\n1,2.5,3.5\n")  # two rows are enough to tell
+    with pytest.raises(ValueError, match=r"i2.csv'?: its first column has no name and holds 2 distinct whole"):
+        load_file(tmp_path / "i2.csv", test_fraction=0)
+    (tmp_path / "i1.csv").write_text(",a,b\n7,0.5,1.5\n")  # one row is not: a single number is no sequence
+    with pytest.raises(ValueError, match=r"i1.csv'? must hold at least 2 samples, got shape \(1, 3\)"):
+        load_file(tmp_path / "i1.csv", test_fraction=0)
     assert load_file(with_index(pandas, "id,a,b,c"), test_fraction=0.5).x_train.shape == (5, 4)  # a named column
     assert load_file(with_index([0, 1] * 5, ",a,b,c"), test_fraction=0.5).x_train.shape == (5, 4)  # not distinct
     assert load_file(with_index(np.arange(10) + 0.5, ",a,b,c"), test_fraction=0.5).x_train.shape == (5, 4)
@@ -720,6 +735,10 @@ def test_an_npz_with_keys_outside_its_layout_or_a_member_of_the_wrong_size_is_re
         with pytest.raises(ValueError, match=r"k.npz'? must hold x \(and y\), or x_train and x_test \(and y_train "
                                              r"and y_test\), and nothing else; got " + re.escape(str(sorted(keys)))):
             load_file(tmp_path / "k.npz")
+    for present, lacks in (("x_test", "x_train"), ("x_train", "x_test")):  # half of the split layout
+        np.savez(tmp_path / "half.npz", **{present: x})
+        with pytest.raises(ValueError, match=rf"half.npz'? holds x_train/x_test layout but lacks '{lacks}'"):
+            load_file(tmp_path / "half.npz")
     buf = io.BytesIO()
     np.save(buf, x)
     with zipfile.ZipFile(tmp_path / "cut.npz", "w") as z:

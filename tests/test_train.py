@@ -407,6 +407,8 @@ def test_corrupt_truncated_and_foreign_checkpoints(tmp_path):
         load_checkpoint(rewritten("meta.npz", **{"meta.npy": meta([1.0, 2.0])}))
     with pytest.raises(ckpt.CheckpointError, match=r"meta.npz: its meta entry is a <U2 array of shape \(2,\)"):
         load_checkpoint(rewritten("meta.npz", **{"meta.npy": meta(["{}", "{}"])}))
+    with pytest.raises(ckpt.CheckpointError, match=r"meta.npz: its meta entry is a <U2 array of shape \(1,\)"):
+        load_checkpoint(rewritten("meta.npz", **{"meta.npy": meta(["{}"])}))  # one string, but in an array
     # A member's header larger than NumPy reads without trust: named, without NumPy's advice to trust it.
     big = np.lib.format.header_data_from_array_1_0(np.zeros(3))
     header = repr({**big, "descr": "<f8"}).encode().ljust(20_000) + b"\n"

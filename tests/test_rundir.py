@@ -1,0 +1,112 @@
+"""The run directory's set-aside protocol (byol_ref/rundir.py) on plain files: what a Ctrl-C in the
+middle of a move, or a folder without its list, leaves behind. The commands that use it are tested
+end to end in test_cli.py."""
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from byol_ref import rundir
+
+RUN = {"checkpoint.npz": b"old checkpoint", "config.json": b'{"old": 1}', "metrics.jsonl": b'{"step": 0}\n',
+       "report.txt": b"old report"}
+
+
+def _write_run(out: Path, files=RUN) -> None:
+    out.mkdir(exist_ok=True)
+    for name, data in files.items():
+        (out / name).write_bytes(data)
+
+
+def _contents(folder: Path) -> dict:
+    return {f.name: f.read_bytes() for f in folder.iterdir()}
+
+
+def _ctrl_c_on_move(monkeypatch, at: int, *, back: bool = False) -> list:
+    """Press Ctrl-C (a real SIGINT) as the ``at``-th file of a run is set aside (or, with ``back``,
+    put back); those moves are listed."""
+    real_replace, moved = os.replace, []
+
+    def replace(src, dst):
+        if Path(src).name.endswith(".tmp") or (Path(src).parent.name == rundir.SET_ASIDE) != back:
+            return real_replace(src, dst)  # an atomic write (the folder's list), or a move the other way
+        moved.append(Path(src).name)
+        if len(moved) == at:
+            os.kill(os.getpid(), signal.SIGINT)  # the handler runs here, before the file moves
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(rundir.os, "replace", replace)
+    return moved
+
+
+@pytest.mark.parametrize("at", [1, 2, len(RUN)])
+def test_ctrl_c_while_a_run_is_set_aside_waits_for_the_whole_move(tmp_path, monkeypatch, at):
+    out = tmp_path / "r"
+    _write_run(out)
+    replacing = rundir.Replacing(out)
+    moved = _ctrl_c_on_move(monkeypatch, at)
+    with pytest.raises(KeyboardInterrupt):
+        replacing.set_aside()
+    assert moved[0] == "checkpoint.npz" and sorted(moved) == sorted(RUN)  # every file moved, the checkpoint first
+    assert replacing.aside == out / ".replaced" and list(out.iterdir()) == [out / ".replaced"]
+    monkeypatch.undo()
+    assert replacing.stopped()  # and the interrupted run puts it back whole
+    assert _contents(out) == RUN
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.parametrize("at", [1, len(RUN)])
+def test_ctrl_c_while_a_run_is_put_back_waits_for_the_whole_move(tmp_path, monkeypatch, at):
+    out = tmp_path / "r"
+    _write_run(out)
+    replacing = rundir.Replacing(out)
+    replacing.set_aside()
+    (out / "config.json").write_text('{"new": 1}')  # the new run's, which goes
+    moved = _ctrl_c_on_move(monkeypatch, at, back=True)
+    with pytest.raises(KeyboardInterrupt):
+        replacing.stopped()
+    assert moved[-1] == "checkpoint.npz"  # the checkpoint comes back last
+    monkeypatch.undo()
+    assert _contents(out) == RUN
+
+
+def test_ctrl_c_while_a_failed_run_puts_back_the_old_one_keeps_the_failure(tmp_path, capsys, monkeypatch):
+    """The command is ending on an error already: a Ctrl-C meanwhile must not turn the error (and
+    its message) into an interrupt, nor cut the put-back short."""
+    import byol_ref.cli as cli
+
+    out = tmp_path / "r"
+    _write_run(out)
+    (out / "checkpoint.npz").unlink()  # (train would offer a checkpoint to --resume; this run has none)
+    old = _contents(out)
+
+    def refusing_fit(*args, **kw):
+        (out / "metrics.jsonl").write_text('{"step": 0, "new": 1}\n')
+        raise ValueError("refused by fit")
+
+    monkeypatch.setattr(cli, "fit", refusing_fit)
+    moved = _ctrl_c_on_move(monkeypatch, 1, back=True)
+    status = cli.main(["train", "--data", "synthetic", "--epochs", "1", "--batch-size", "32", "--hidden-size", "8",
+                       "--projection-dim", "4", "--predictor-dim", "4", "--no-progress", "--no-eval",
+                       "--out", str(out), "--overwrite"])
+    assert status == 2 and "refused by fit" in capsys.readouterr().err and moved
+    monkeypatch.undo()
+    assert _contents(out) == old
+
+
+def test_a_folder_without_its_list_keeps_what_may_be_the_replaced_runs(tmp_path):
+    """A ``.replaced`` folder without its list (written before the lists were): a file in both
+    places is the killed run's; one only in the run directory may be the replaced run's, not moved
+    yet, and is kept. With the list, the list says whose it is."""
+    out = tmp_path / "r"
+    _write_run(out, {"config.json": b"killed run's", "metrics.jsonl": b"not moved yet?"})
+    aside = out / ".replaced"
+    _write_run(aside, {"checkpoint.npz": b"old", "config.json": b"old"})
+    assert rundir._left_behind(out, aside) == (["metrics.jsonl"], ["config.json"])  # no list: keep what may be theirs
+    (aside / rundir.MANIFEST).write_text("checkpoint.npz\nconfig.json\n")
+    assert rundir._left_behind(out, aside) == ([], ["config.json", "metrics.jsonl"])  # the list says whose
+    (aside / rundir.MANIFEST).write_text("checkpoint.npz\nconfig.json\nmetrics.jsonl\n")
+    assert rundir._left_behind(out, aside) == (["metrics.jsonl"], ["config.json"])
+    rundir._put_back(out, aside)
+    assert _contents(out) == {"checkpoint.npz": b"old", "config.json": b"old", "metrics.jsonl": b"not moved yet?"}
