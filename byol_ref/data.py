@@ -23,7 +23,7 @@ from typing import Iterator, NamedTuple, Optional, Union
 from .backend import host as np
 from .checkpoint import (NPY_MAGIC, ZIP_MAGIC, file_head, first_line, npy_size_problem, numpy_read_errors,
                          read_npz)
-from .checks import check_seed
+from .checks import check_real, check_seed
 
 __all__ = [
     "Dataset",
@@ -725,9 +725,11 @@ def feature_stats(x_train, *, eps: float = 1e-8):
     Returns:
         (mean, std): float64 arrays, shape (D,). The std is the biased (population) one.
     """
-    x = np.asarray(x_train, dtype=np.float64)
+    eps = check_real(eps, "eps", lo=0)
+    x = _as_features(x_train, "x_train")
     if x.ndim != 2 or x.shape[0] < 1:
         raise ValueError(f"x_train must have shape (N, D) with N >= 1, got {x.shape}")
+    _check_finite(x, "x_train")
     mean = x.mean(axis=0)  # (D,)
     std = x.std(axis=0)  # (D,), biased: divide by N
     std = np.where(std < eps, 1.0, std)
@@ -735,8 +737,33 @@ def feature_stats(x_train, *, eps: float = 1e-8):
 
 
 def standardize(x, mean, std):
-    """Return ``(x - mean) / std`` (a new array), shape (N, D)."""
-    return (np.asarray(x, dtype=np.float64) - mean) / std
+    """Return ``(x - mean) / std`` (a new float64 array), shape (N, D); ``mean`` and ``std`` are
+    the (D,) statistics of :func:`feature_stats` (``std`` > 0 and finite)."""
+    x = _as_features(x, "x")
+    if x.ndim != 2:
+        raise ValueError(f"x must have shape (N, D), got {x.shape}")
+    stats = {"mean": _as_features(mean, "mean"), "std": _as_features(std, "std")}
+    for name, a in stats.items():
+        if a.shape != (x.shape[1],):
+            raise ValueError(f"{name} must have shape ({x.shape[1]},), one value per feature of x {x.shape}, got "
+                             f"{a.shape}")
+        _check_finite(a, name)
+    if np.any(stats["std"] <= 0):
+        raise ValueError(f"std must be > 0 (feature_stats sets a constant feature's to 1), got "
+                         f"{stats['std'][stats['std'] <= 0][:4]} at features "
+                         f"{np.flatnonzero(stats['std'] <= 0)[:4].tolist()}")
+    return (x - stats["mean"]) / stats["std"]
+
+
+def _as_features(a, name: str):
+    """``a`` as a float64 host array, or a TypeError naming it (a str, None or object array)."""
+    try:
+        kind = np.asarray(a).dtype
+    except (TypeError, ValueError):  # (a ragged list, say)
+        raise TypeError(f"{name} must be an array of real numbers, got {type(a).__name__}") from None
+    if kind.kind not in "fiub":
+        raise TypeError(f"{name} must be an array of real numbers, got {type(a).__name__} of dtype {kind}")
+    return np.asarray(a, dtype=np.float64)
 
 
 def standardize_dataset(ds: Dataset, *, eps: float = 1e-8):

@@ -23,7 +23,8 @@ float32 the rounding error is ~1e-3 or worse and a gradient check proves nothing
 """
 from __future__ import annotations
 
-from .backend import get_array_module
+from .backend import get_array_module, host
+from .checks import check_real
 
 
 def rel_error(a, b, floor: float = 1e-12) -> float:
@@ -75,38 +76,42 @@ def numerical_gradient(f, x, dout=None, h: float | None = None, order: int = 4):
         Array like x.
     """
     xp = get_array_module(x)
-    if x.dtype.name != "float64":
-        raise TypeError(f"numerical_gradient needs float64 x (got {x.dtype}): float32 rounding swamps the check")
+    if not hasattr(x, "dtype") or x.dtype.name != "float64":
+        raise TypeError(f"numerical_gradient needs a float64 array x (got {getattr(x, 'dtype', type(x).__name__)}): "
+                        "float32 rounding swamps the check")
     if order not in (2, 4):
         raise ValueError(f"order must be 2 or 4, got {order!r}")
-    h = (1e-4 if order == 4 else 1e-6) if h is None else h
+    h = (1e-4 if order == 4 else 1e-6) if h is None else _check_step(h)
     grad = xp.zeros_like(x)
-    flat = x.reshape(-1)  # a view: writes reach x
-    gflat = grad.reshape(-1)
 
     def value():
         out = f(x)
         return float(out) if dout is None else float((xp.asarray(out) * dout).sum())
 
     def at(i, old, step):
-        flat[i] = old + step
+        x[i] = old + step
         return value()
 
-    for i in range(flat.size):
-        old = float(flat[i])
+    # Index x itself (not a flat reshape of it, which is a copy when x is not C-contiguous: the
+    # steps would never reach it and every entry would read 0).
+    for i in host.ndindex(x.shape):
+        old = float(x[i])
         if order == 2:
-            gflat[i] = (at(i, old, h) - at(i, old, -h)) / (2 * h)
+            grad[i] = (at(i, old, h) - at(i, old, -h)) / (2 * h)
         else:
-            gflat[i] = (at(i, old, -2 * h) - 8 * at(i, old, -h) + 8 * at(i, old, h) - at(i, old, 2 * h)) / (12 * h)
-        flat[i] = old
+            grad[i] = (at(i, old, -2 * h) - 8 * at(i, old, -h) + 8 * at(i, old, h) - at(i, old, 2 * h)) / (12 * h)
+        x[i] = old
     return grad
+
+
+def _check_step(h) -> float:
+    """The finite-difference step: a real number > 0 (0 divides by zero; a negative one flips the stencil)."""
+    return check_real(h, "h", lo=0, lo_open=True)
 
 
 def random_direction(params: dict, seed: int = 0) -> dict:
     """A random unit direction over all of ``params`` (standard normal, drawn on the host in
     the dict's order, then scaled to unit l2 norm over every entry together)."""
-    from .backend import host
-
     xp = get_array_module(*params.values())
     rng = host.random.default_rng(seed)
     u = {k: xp.asarray(rng.standard_normal(v.shape)) for k, v in params.items()}
@@ -139,6 +144,11 @@ def directional_check(loss_fn, params: dict, grads: dict, *, h: float = 1e-5, se
     """
     if set(params) != set(grads):
         raise ValueError(f"params and grads keys differ: {sorted(set(params) ^ set(grads))}")
+    not64 = {k: str(getattr(v, "dtype", type(v).__name__)) for k, v in params.items()
+             if getattr(v, "dtype", None) is None or v.dtype.name != "float64"}
+    if not64:
+        raise TypeError(f"directional_check needs float64 params (float32 rounding swamps the check), got {not64}")
+    h = _check_step(h)
     u = random_direction(params, seed) if direction is None else direction
     if set(u) != set(params):
         raise ValueError(f"direction and params keys differ: {sorted(set(u) ^ set(params))}")

@@ -586,13 +586,13 @@ def data_dependent_init(network: Network, x, *, eps: float | None = None) -> Net
     References:
         Richemond et al., "BYOL works even without batch statistics", arXiv 2010.10241, 2020.
     """
-    cfg = network.config
     _check_network(network, "network")
+    cfg = network.config
     if cfg.norm != "affine":
         raise ValueError(f"data_dependent_init sets norm='affine' layers, but this network has norm={cfg.norm!r}")
     check_array(x, "x", ndim=2, last_dim=cfg.encoder_dim, dtype=_params_dtype(network.params, "network.params"),
                 min_rows=2)
-    eps = cfg.bn_eps if eps is None else check_float_range(eps, "eps", 0, None, lo_open=True)
+    eps = cfg.bn_eps if eps is None else check_real(eps, "eps", 0, None, lo_open=True)
     xp = get_array_module(x)
     params = dict(network.params)
     h = x
@@ -623,12 +623,12 @@ def forward(network: Network, x, *, train: bool = False):
             target or predictor-less network).
         buffers: the network's buffers, updated when train is True.
     """
-    cfg = network.config
     _check_network(network, "network")
+    cfg = network.config
     if not isinstance(train, bool):
         raise TypeError(f"train must be a bool, got {train!r}")
-    _check_buffers(network, "network")
     dtype = _params_dtype(network.params, "network.params")
+    _check_buffers(network, "network", dtype)
     has_bn = any(k.endswith(".running_mean") for k in network.buffers)
     check_array(x, "x", ndim=2, last_dim=cfg.encoder_dim, dtype=dtype,
                 min_rows=2 if (train and has_bn) else 1)
@@ -702,8 +702,8 @@ def loss_and_grads(online: Network, target: Network, view1, view2, *, record: Ca
     if target_dtype != dtype:
         raise TypeError(f"target.params have dtype {target_dtype}, but online.params have {dtype}; "
                         "build both in one dtype, byol_ref never mixes dtypes silently")
-    _check_buffers(online, "online")
-    _check_buffers(target, "target")
+    _check_buffers(online, "online", dtype)
+    _check_buffers(target, "target", dtype)
     min_rows = 2 if cfg.norm == "batch" else 1
     check_array(view1, "view1", ndim=2, last_dim=cfg.encoder_dim, dtype=dtype, min_rows=min_rows)
     check_array(view2, "view2", ndim=2, last_dim=cfg.encoder_dim, dtype=dtype, min_rows=min_rows)
@@ -1014,9 +1014,11 @@ def buffer_shapes(config: Config, role: str) -> tuple:
                                      ("running_var", shapes[f"{name}.gamma"]), ("count", ())))
 
 
-def _check_buffers(net, name):
-    """Every buffer the network's batch-norm layers read is present, with its shape (extra keys
-    are passed through). Reads shapes only, no data."""
+def _check_buffers(net, name, dtype: str):
+    """Every buffer the network's batch-norm layers read is present, with its shape and dtype:
+    running statistics in the params' ``dtype`` (float32 statistics would round a float64 run
+    and come back float64), an integer count (extra keys are passed through). Reads metadata
+    only, no data (a count's value is checked where it is read from a file: ``check_count``)."""
     if not isinstance(net.buffers, Mapping):
         raise TypeError(f"{name}.buffers must be a dict name -> array, got {type(net.buffers).__name__}")
     want = buffer_shapes(net.config, net.role)
@@ -1028,12 +1030,21 @@ def _check_buffers(net, name):
         got = getattr(net.buffers[key], "shape", None)
         if got is None or tuple(got) != shape:
             raise ValueError(f"{name}.buffers[{key!r}] has shape {got}, expected {shape} (an array)")
+        kind = net.buffers[key].dtype
+        if key.endswith(".count") and kind.kind not in "iu":
+            raise TypeError(f"{name}.buffers[{key!r}] has dtype {kind}, expected an integer count of the batches "
+                            "seen")
+        if not key.endswith(".count") and kind.name != dtype:
+            raise TypeError(f"{name}.buffers[{key!r}] has dtype {kind}, expected {dtype} (the params' dtype); "
+                            "byol_ref never mixes dtypes silently")
 
 
 def _check_network(net, name, role=None):
     if not isinstance(net, Network):
         raise TypeError(f"{name} must be a byol_ref Network (from build/build_online/build_target), "
                         f"got {type(net).__name__}")
+    if not isinstance(net.config, Config):
+        raise TypeError(f"{name}.config must be a byol_ref Config, got {type(net.config).__name__}")
     if role is not None and net.role != role:
         raise ValueError(f"{name} must be the {role} network, got a {net.role} network")
     expected = param_shapes(net.config, net.role)

@@ -549,6 +549,10 @@ def _adam_update(grads, state, params, *, lr, b1, b2, eps, weight_decay, decoupl
     count = state["count"]
     if getattr(count, "shape", None) != () or count.dtype.kind not in "iu":
         raise ValueError(f"state['count'] must be a 0-d integer array, got {count!r}")
+    t = int(count) + 1                       # this update's number, 1 on the first step
+    if not 1 <= t <= np.iinfo(count.dtype).max:  # (a bias correction 1 - b**t of 0 would divide by zero)
+        raise ValueError(f"state['count'] must count the updates so far (>= 0, with room for one more in its "
+                         f"{count.dtype}), got {int(count)}")
     mults = _lr_mults(lr_mult, params)
     xp = get_array_module(*params.values(), count)
     views = _scratch(xp, params, 2)
@@ -556,7 +560,6 @@ def _adam_update(grads, state, params, *, lr, b1, b2, eps, weight_decay, decoupl
     new_params, new_state = {}, {}  # new dicts; in place they hold the same arrays
     count_out = _out(count, inplace)
     xp.add(count, 1, out=count_out)
-    t = int(count_out)                       # this update's number, 1 on the first step
     bc1, bc2 = 1.0 - b1**t, 1.0 - b2**t      # bias corrections (Python floats)
     new_state["count"] = count_out
 

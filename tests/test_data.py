@@ -566,6 +566,31 @@ def test_standardize_uses_train_stats_only(digits):
     np.testing.assert_array_equal(mean, m2)
 
 
+
+def test_standardize_and_feature_stats_refuse_what_would_give_inf_or_nan():
+    x = np.arange(6.0).reshape(2, 3)
+    mean, std = feature_stats(x)
+    np.testing.assert_array_equal(standardize(x.astype(int), mean, std), standardize(x, mean, std))
+    for m, s, err, says in (
+            (mean, np.zeros(3), ValueError, r"std must be > 0 \(feature_stats sets a constant feature's to 1\), "
+                                            r"got \[0. 0. 0.\] at features \[0, 1, 2\]"),
+            (np.zeros((5, 3)), std, ValueError, r"mean must have shape \(3,\), one value per feature of x "
+                                                r"\(2, 3\), got \(5, 3\)"),
+            (np.zeros(4), std, ValueError, r"mean must have shape \(3,\)"),
+            (None, std, TypeError, "mean must be an array of real numbers, got NoneType"),
+            (mean, np.array([1.0, np.nan, 1.0]), ValueError, r"std has 1 non-finite value\(s\)")):
+        with pytest.raises(err, match=says):
+            standardize(x, m, s)
+    with pytest.raises(TypeError, match="x must be an array of real numbers, got ndarray of dtype complex128"):
+        standardize(x + 1j, mean, std)
+    with pytest.raises(ValueError, match=r"x_train has 6 non-finite value\(s\)"):
+        feature_stats(np.full((3, 2), np.nan))
+    with pytest.raises(ValueError, match=r"eps must be in \[0, inf\], got -1"):
+        feature_stats(x, eps=-1)
+    with pytest.raises(TypeError, match="eps must be a real number, got 'a'"):
+        feature_stats(x, eps="a")
+
+
 # --------------------------------------------------------------------------- batches
 
 

@@ -302,10 +302,40 @@ def test_missing_buffers_are_named(nets):
     w = "encoder.fc1.weight"
     with pytest.raises(TypeError, match=rf"online.params\['{w}'\] must be a NumPy or CuPy array, got list"):
         byol.loss_and_grads(online._replace(params={**online.params, w: online.params[w].tolist()}), target, v1, v2)
+    # running statistics in another dtype than the params (float32 in a float64 run would round it and
+    # come back float64), and a count that is no integer, are named
+    f32 = online._replace(buffers={**online.buffers, key: online.buffers[key].astype("float32")})
+    with pytest.raises(TypeError, match=rf"online.buffers\['{key}'\] has dtype float32, expected float64 \(the "
+                                        r"params' dtype\)"):
+        byol.loss_and_grads(f32, target, v1, v2)
+    with pytest.raises(TypeError, match=rf"network.buffers\['{key}'\] has dtype float32, expected float64"):
+        byol.forward(f32, v1, train=True)
+    count = "encoder.norm1.count"
+    with pytest.raises(TypeError, match=rf"target.buffers\['{count}'\] has dtype float64, expected an integer "
+                                        "count"):
+        byol.loss_and_grads(online, target._replace(buffers={**target.buffers, count: np.array(1.5)}), v1, v2)
+    o32, t32 = byol.build(4, 3, 2, 5, dtype="float32")  # float32 throughout is one dtype
+    byol.loss_and_grads(o32, t32, *(v.astype("float32") for v in (v1, v2)))
+    with pytest.raises(TypeError, match=rf"online.buffers\['{key}'\] has dtype float64, expected float32"):
+        byol.loss_and_grads(o32._replace(buffers=online.buffers), t32, *(v.astype("float32") for v in (v1, v2)))
     # no batch norm, no buffers needed
     ln_online, ln_target = byol.build(4, 3, 2, 5, norm="layer")
     assert ln_online.buffers == {}
     byol.loss_and_grads(ln_online, ln_target, v1, v2)
+
+
+def test_a_network_is_checked_before_its_config_is_read(nets):
+    online, _ = nets
+    v1, _ = _views()
+    for call in (lambda bad: byol.forward(bad, v1), lambda bad: byol.data_dependent_init(bad, v1)):
+        with pytest.raises(TypeError, match="network must be a byol_ref Network .* got dict"):
+            call(online.params)
+        with pytest.raises(TypeError, match="network.config must be a byol_ref Config, got NoneType"):
+            call(online._replace(config=None))
+    affine = byol.build(4, 3, 2, 5, norm="affine")[0]
+    for eps, err in ((True, TypeError), ("1e-5", TypeError), (0.0, ValueError)):
+        with pytest.raises(err, match=r"eps must be"):
+            byol.data_dependent_init(affine, v1, eps=eps)
 
 
 def test_record_must_be_callable(nets):

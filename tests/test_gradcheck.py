@@ -63,10 +63,30 @@ def test_default_steps_and_that_x_is_restored(order, offsets):
 
 
 def test_numerical_gradient_refusals():
-    with pytest.raises(TypeError, match="needs float64 x"):
+    with pytest.raises(TypeError, match="needs a float64 array x"):
         numerical_gradient(lambda v: v.sum(), np.zeros(2, dtype="float32"))
+    with pytest.raises(TypeError, match=r"needs a float64 array x \(got list\)"):
+        numerical_gradient(lambda v: sum(v), [0.0, 1.0])
     with pytest.raises(ValueError, match="order must be 2 or 4, got 3"):
         numerical_gradient(lambda v: v.sum(), np.zeros(2), order=3)
+    for h, err, says in ((0, ValueError, r"h must be in \(0, inf\], got 0"), (-1e-4, ValueError, "h must be in"),
+                         (float("nan"), ValueError, "h must not be NaN"), ("1e-4", TypeError, "h must be a real")):
+        with pytest.raises(err, match=says):
+            numerical_gradient(lambda v: v.sum(), np.zeros(2), h=h)
+
+
+@pytest.mark.parametrize("layout", ["fortran", "transposed", "strided", "0-d"])
+def test_numerical_gradient_of_an_array_in_any_memory_layout(layout):
+    """x is perturbed in place: an F-ordered, transposed or strided x must be stepped itself (a flat
+    reshape of it is a copy, whose steps never reach f, and the gradient read 0 everywhere)."""
+    base = np.arange(1.0, 13.0).reshape(3, 4) / 7
+    x = {"fortran": np.asfortranarray(base), "transposed": base.T, "strided": base[:, ::2],
+         "0-d": np.array(0.75)}[layout]
+    before = x.copy()
+    dout = np.cos(np.arange(x.size)).reshape(x.shape)
+    g = numerical_gradient(lambda v: v**3, x, dout)
+    np.testing.assert_allclose(g, 3 * before**2 * dout, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(x, before)  # restored
 
 
 def test_random_direction_is_a_seeded_unit_gaussian_direction():
@@ -102,6 +122,10 @@ def test_directional_check_on_a_quadratic_and_a_wrong_gradient():
         directional_check(loss, params, {"w": grads["w"]})
     with pytest.raises(ValueError, match=r"direction and params keys differ: \['b'\]"):
         directional_check(loss, params, grads, direction={"w": own["w"]})
+    with pytest.raises(TypeError, match=r"needs float64 params .* got \{'w': 'float32'\}"):
+        directional_check(loss, {**params, "w": params["w"].astype("float32")}, grads)
+    with pytest.raises(ValueError, match=r"h must be in \(0, inf\], got 0"):
+        directional_check(loss, params, grads, h=0)
 
 
 def test_directional_check_uses_the_five_point_stencil_and_a_tiny_floor():

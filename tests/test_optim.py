@@ -614,6 +614,13 @@ def test_adam_count_is_an_int64_and_a_float_count_is_refused():
     assert state["count"].dtype == np.int64
     with pytest.raises(ValueError, match="count"):
         optim.adam_update({"w": arr([1.0])}, dict(state, count=np.asarray(0.0)), params, lr=0.1)
+    # a count that is no count of updates would make the bias correction 1 - b**t zero: inf and NaN params
+    for count, got in ((np.asarray(-1), "-1"), (np.asarray(255, dtype=np.uint8), "255")):
+        with pytest.raises(ValueError, match=rf"state\['count'\] must count the updates so far \(>= 0, with room for "
+                                             rf"one more in its {count.dtype}\), got {got}"):
+            optim.adam_update({"w": arr([1.0])}, dict(state, count=count), params, lr=0.1)
+    new, st = optim.adam_update({"w": arr([1.0])}, dict(state, count=np.asarray(254, dtype=np.uint8)), params, lr=0.1)
+    assert int(st["count"]) == 255 and np.isfinite(new["w"]).all()
 
 
 # ---------------------------------------------------------------------------------------------
