@@ -331,12 +331,20 @@ def crop_resize(x, boxes, angles=None, flips=None):
     Returns:
         Resampled images, shape (N, C, H, W), dtype of x.
     """
-    xp = get_array_module(x)
+    xp = _check_x(x)
+    if x.ndim != 4:
+        raise ValueError(f"x must be images of shape (N, C, H, W), got {x.shape}")
     n, c, h, w = x.shape
     dt = x.dtype
+    # N numbers each, drawn on the host by augment_images: checking them costs nothing
+    b = _host_numbers(boxes, "boxes", (n, 4))
+    if not (b[:, 2:] > 0).all():
+        raise ValueError(f"boxes must have a width and height > 0 (x0, y0, w, h), got {b[(b[:, 2:] <= 0).any(1)][:2]}")
+    if angles is not None:
+        _host_numbers(angles, "angles", (n,))
+    if flips is not None and np.shape(to_numpy(flips)) != (n,):
+        raise ValueError(f"flips must have shape ({n},), one per image, got {np.shape(to_numpy(flips))}")
     boxes = xp.asarray(boxes, dtype=dt)  # (N, 4)
-    if boxes.shape != (n, 4):
-        raise ValueError(f"boxes must have shape ({n}, 4), got {boxes.shape}")
     bx, by, bw, bh = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]  # (N,) each
     cx = (bx + bw / 2)[:, None, None]  # (N, 1, 1) box centre
     cy = (by + bh / 2)[:, None, None]
@@ -357,6 +365,19 @@ def crop_resize(x, boxes, angles=None, flips=None):
         sy = cy + sin * dx + cos * dy
     # Pixel-edge coordinates -> pixel-centre (array index) coordinates.
     return _bilinear(x, sx - 0.5, sy - 0.5)
+
+
+def _host_numbers(a, name: str, shape: tuple):
+    """``a`` as a float64 host array of ``shape`` and finite values, or an error naming it."""
+    try:
+        out = np.asarray(to_numpy(a), dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an array of numbers, got {type(a).__name__}") from None
+    if out.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, one per image, got {out.shape}")
+    if not np.isfinite(out).all():
+        raise ValueError(f"{name} must be finite, got {out[~np.isfinite(out).reshape(len(out), -1).all(1)][:2]}")
+    return out
 
 
 def _bilinear(x, sx, sy):
@@ -422,6 +443,9 @@ def gaussian_blur(x, sigma, radius: int):
     n, c, h, w = x.shape
     if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
         raise ValueError(f"radius must be an integer >= 0, got {radius!r}")
+    if radius > max(h, w):
+        raise ValueError(f"radius {radius} is wider than the {h}x{w} images: taps beyond them read only the zero "
+                         f"padding; use a radius <= {max(h, w)}")
     try:  # N numbers, drawn on the host by augment_images: checking them costs nothing
         s = np.asarray(to_numpy(sigma), dtype=np.float64)
     except (TypeError, ValueError):
@@ -659,6 +683,9 @@ def augment_images(x, rng, cfg: ImageAug, image_shape=None, *, check_finite: boo
     chw = _as_nchw_shape(x, image_shape)
     if check_finite:
         _check_finite_batch(x)
+    if cfg.p_blur > 0 and cfg.blur_radius > max(chw[1:]):
+        raise ValueError(f"cfg.blur_radius={cfg.blur_radius} is wider than the {chw[1]}x{chw[2]} images: taps beyond "
+                         f"them read only the zero padding; use a radius <= {max(chw[1:])} (official: H / 20)")
     x4 = x.reshape((x.shape[0],) + chw)  # (N, C, H, W), a view; never written to
     params = _draw_image_params(rng, x.shape[0], cfg, chw)
     out = _apply_image_params(x4, params, cfg)

@@ -124,7 +124,7 @@ def get_backend(name: str = "numpy", dtype: Any = "float64", seed: int | None = 
     Args:
         name: ``"numpy"`` (CPU) or ``"cupy"`` (CUDA GPU); ``"cpu"`` and ``"cuda"`` are aliases.
         dtype: ``"float64"`` (default: this is a reference) or ``"float32"``.
-        seed: seed of the host random generator.
+        seed: seed of the host random generator, an int >= 0 or None (fresh entropy).
 
     Returns:
         A :class:`Backend`.
@@ -136,8 +136,10 @@ def get_backend(name: str = "numpy", dtype: Any = "float64", seed: int | None = 
     aliases = {"numpy": "numpy", "cpu": "numpy", "cupy": "cupy", "cuda": "cupy", "gpu": "cupy"}
     if name not in aliases:
         raise ValueError(f"backend name must be one of 'numpy'/'cpu' or 'cupy'/'cuda', got {name!r}")
+    from .checks import check_seed  # (checks imports this module)
+
     dtype = check_dtype(dtype)
-    rng = numpy.random.default_rng(seed)
+    rng = numpy.random.default_rng(check_seed(seed, allow_none=True))
     if aliases[name] == "numpy":
         return Backend("numpy", numpy, dtype, rng)
     ok, reason = cupy_status()

@@ -19,6 +19,7 @@ import os
 import tempfile
 import tokenize
 import zipfile
+from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -172,21 +173,51 @@ def save(path, arrays: dict, meta: dict) -> Path:
     Args:
         path: destination ``.npz`` path.
         arrays: group name (one of GROUPS) -> dict name -> array (NumPy or CuPy).
-        meta: JSON-serialisable dict (step, configs, generator state, ...).
+        meta: JSON-serialisable dict (step, configs, generator state, ...). ``format`` and
+            ``version`` are save's own (a meta that :func:`load` returned holds the same);
+            ``written_by`` is replaced by this byol-ref's and NumPy's versions.
 
     Returns:
         The path written.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     path = Path(path)
+    if not isinstance(arrays, Mapping) or not all(isinstance(t, Mapping) for t in arrays.values()):
+        raise TypeError(f"arrays must be a dict group -> dict name -> array, got {type(arrays).__name__}")
+    if not isinstance(meta, Mapping):
+        raise TypeError(f"meta must be a dict of JSON values, got {type(meta).__name__}")
+    written_by = {"byol_ref": __version__, "numpy": np.__version__}  # provenance, never checked on load
+    header = {"format": FORMAT, "version": VERSION}
+    clash = {k: meta[k] for k in header if k in meta and meta[k] != header[k]}
+    if clash:  # (load would refuse the file, or read it as another version)
+        raise ValueError(f"meta sets {clash}, but save writes this byol-ref's checkpoint format {header}; leave "
+                         "them out")
+    header["written_by"] = written_by  # (a loaded meta's own is replaced: the file is written now)
     flat = {}
     for group, tree in arrays.items():
         if group not in GROUPS:
             raise ValueError(f"checkpoint group must be one of {GROUPS}, got {group!r}")
         for name, value in tree.items():
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"arrays[{group!r}] has the name {name!r}; names are non-empty strings")
             flat[f"{group}/{name}"] = to_numpy(value)
-    written_by = {"byol_ref": __version__, "numpy": np.__version__}  # provenance, never checked on load
-    flat["meta"] = np.array(json.dumps({"format": FORMAT, "version": VERSION, "written_by": written_by, **meta}))
+    try:
+        text = json.dumps({**meta, **header})
+    except (TypeError, ValueError) as exc:
+        bad = [k for k, v in meta.items() if not _json_ok(v)]
+        raise TypeError(f"meta must hold JSON values (numbers, strings, lists, dicts); {bad[:4]} do not ({exc})") \
+            from None
+    flat["meta"] = np.array(text)
     return atomic_savez(path, flat)
+
+
+def _json_ok(value) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def atomic_write(path, write) -> Path:

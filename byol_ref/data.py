@@ -695,9 +695,8 @@ def synthetic(
             raise ValueError(f"{arg} must be an integer >= {lo}, got {v!r}")
     if latent_dim > dim:
         raise ValueError(f"latent_dim must be <= dim, got latent_dim={latent_dim}, dim={dim}")
-    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not (noise >= 0 and math.isfinite(noise)):
-        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
-    rng = np.random.default_rng(seed)
+    noise = check_real(noise, "noise", lo=0)
+    rng = np.random.default_rng(check_seed(seed))
     means = 2.0 * rng.standard_normal((n_classes, latent_dim))  # (K, L)
     # Orthonormal rows: Q of a QR factorisation of a Gaussian (D, L) matrix, transposed.
     q, _ = np.linalg.qr(rng.standard_normal((dim, latent_dim)))  # (D, L)

@@ -24,7 +24,7 @@ float32 the rounding error is ~1e-3 or worse and a gradient check proves nothing
 from __future__ import annotations
 
 from .backend import get_array_module, host
-from .checks import check_real
+from .checks import check_real, check_seed
 
 
 def rel_error(a, b, floor: float = 1e-12) -> float:
@@ -113,7 +113,7 @@ def random_direction(params: dict, seed: int = 0) -> dict:
     """A random unit direction over all of ``params`` (standard normal, drawn on the host in
     the dict's order, then scaled to unit l2 norm over every entry together)."""
     xp = get_array_module(*params.values())
-    rng = host.random.default_rng(seed)
+    rng = host.random.default_rng(check_seed(seed))
     u = {k: xp.asarray(rng.standard_normal(v.shape)) for k, v in params.items()}
     norm = sum(float((d * d).sum()) for d in u.values()) ** 0.5
     return {k: d / norm for k, d in u.items()}

@@ -616,6 +616,40 @@ def test_gaussian_blur_arguments():
     with pytest.raises(TypeError, match="x must be a numpy or cupy array, got list"):
         gaussian_blur(x.tolist(), 1.0, 1)
 
+    np.testing.assert_array_equal(gaussian_blur(x, 0.8, 5), gaussian_blur(x, 0.8, 5))  # as wide as the image: fine
+    with pytest.raises(ValueError, match=r"radius 1000000000 is wider than the 5x5 images: taps beyond them read only "
+                                         r"the zero padding; use a radius <= 5"):
+        gaussian_blur(x, 1.0, 10**9)  # (it would allocate and loop over 2e9 taps)
+    wide = ImageAug(p_blur=1.0, blur_radius=6)
+    with pytest.raises(ValueError, match=r"cfg.blur_radius=6 is wider than the 5x5 images"):
+        augment_images(x, np.random.default_rng(0), wide)
+    augment_images(x, np.random.default_rng(0), replace(wide, p_blur=0.0))  # never blurs: nothing to say
+
+
+def test_crop_resize_arguments():
+    """The boxes, angles and flips are host numbers drawn per image: checked, as a NaN box would
+    index out of bounds and a box of negative size would read zeros without a word."""
+    x = images(4, (2, 1, 4, 4))
+    full = np.tile([0.0, 0.0, 4.0, 4.0], (2, 1))
+    np.testing.assert_array_equal(crop_resize(x, full), x)  # the identity
+    for boxes, err, says in (
+            (np.array([[0, 0, 4, 4], [np.nan, 0, 4, 4]]), ValueError, r"boxes must be finite, got \[\[nan"),
+            (np.array([[0, 0, -4, -4], [0, 0, 4, 4.0]]), ValueError, r"boxes must have a width and height > 0"),
+            (np.tile([0, 0, 4, 4.0], (3, 1)), ValueError, r"boxes must have shape \(2, 4\), one per image, got "
+                                                          r"\(3, 4\)"),
+            ("abc", TypeError, "boxes must be an array of numbers, got str")):
+        with pytest.raises(err, match=says):
+            crop_resize(x, boxes)
+    for kw, says in ((dict(angles=np.zeros(3)), r"angles must have shape \(2,\), one per image, got \(3,\)"),
+                     (dict(angles=np.array([np.inf, 0.0])), r"angles must be finite, got \[inf\]"),
+                     (dict(flips=np.zeros(3, bool)), r"flips must have shape \(2,\), one per image, got \(3,\)")):
+        with pytest.raises(ValueError, match=says):
+            crop_resize(x, full, **kw)
+    with pytest.raises(TypeError, match="x must be float32 or float64, got dtype uint8"):
+        crop_resize((x * 255).astype(np.uint8), full)
+    with pytest.raises(ValueError, match=r"x must be images of shape \(N, C, H, W\), got \(2, 16\)"):
+        crop_resize(x.reshape(2, 16), full)
+
 
 def test_solarize_arguments():
     x = images(3, (2, 1, 4, 4))

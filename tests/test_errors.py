@@ -275,6 +275,21 @@ def test_seeds_are_ints_or_none():
     b = byol.build(4, 3, 2, 5, seed=3)[0].params
     assert all(np.array_equal(a[k], b[k]) for k in a)
     byol.build(4, 3, 2, 5, seed=None)
+    # and wherever else a seed is taken (NumPy's own message names no argument)
+    from byol_ref.data import synthetic
+    from byol_ref.gradcheck import random_direction
+    from byol_ref.presets import get_preset
+    from byol_ref.trace import make_inputs
+
+    for call, none in ((lambda seed: byol.get_backend("numpy", seed=seed), " or None"),
+                       (lambda seed: synthetic(seed=seed), ""),
+                       (lambda seed: random_direction({"w": np.ones(2)}, seed=seed), ""),
+                       (lambda seed: make_inputs(get_preset("deepmind"), encoder_dim=4, hidden_size=3, projection_dim=2,
+                                                 predictor_dim=5, seed=seed), " or None")):
+        with pytest.raises(ValueError, match=f"seed must be an int >= 0{none}, got -1"):
+            call(-1)
+        with pytest.raises(TypeError, match=rf"seed must be an int >= 0{none}, got 1.5 \(float\)"):
+            call(1.5)
 
 
 def test_missing_buffers_are_named(nets):

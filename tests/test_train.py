@@ -338,6 +338,32 @@ def test_every_file_byol_ref_writes_appears_whole_or_not_at_all(tmp_path, monkey
                                                          "w.safetensors"]
 
 
+def test_checkpoint_save_writes_only_what_load_reads(tmp_path):
+    """save refuses what would make a file its own load refuses (another format or version, an
+    empty name) and names the bad argument; a meta that load returned saves again as it is."""
+    path = tmp_path / "c.npz"
+    for arrays, meta, err, says in (
+            ({"online": {}}, {"format": "other"}, ValueError, r"meta sets \{'format': 'other'\}, but save writes "
+                                                              "this byol-ref's checkpoint format"),
+            ({"online": {}}, {"version": 99}, ValueError, r"meta sets \{'version': 99\}"),
+            ({"online": {"": np.ones(2)}}, {}, ValueError, r"arrays\['online'\] has the name ''; names are "
+                                                             "non-empty strings"),
+            (None, {}, TypeError, "arrays must be a dict group -> dict name -> array, got NoneType"),
+            ({"online": [np.ones(2)]}, {}, TypeError, "arrays must be a dict group -> dict name -> array"),
+            ({"online": {}}, None, TypeError, "meta must be a dict of JSON values, got NoneType"),
+            ({"online": {}}, {"x": np.ones(2), "step": 1}, TypeError, r"meta must hold JSON values .*; \['x'\] do "
+                                                                       "not")):
+        with pytest.raises(err, match=says):
+            ckpt.save(path, arrays, meta)
+    assert not path.exists()
+    with pytest.raises(TypeError, match="path must be a str or os.PathLike, got NoneType"):
+        ckpt.save(None, {}, {})
+    arrays, meta = ckpt.load(ckpt.save(path, {"online": {"a": np.ones(2)}}, {"step": 3}))
+    meta["written_by"] = {"byol_ref": "0.0.1"}  # replaced: the file is written now
+    arrays, again = ckpt.load(ckpt.save(path, arrays, meta))
+    assert again["step"] == 3 and again["written_by"]["byol_ref"] != "0.0.1"
+
+
 def test_corrupt_truncated_and_foreign_checkpoints(tmp_path):
     cfg = byol.Config(encoder_dim=5, **SMALL)
     tcfg = _tcfg()
