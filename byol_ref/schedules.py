@@ -12,6 +12,7 @@ References:
 from __future__ import annotations
 
 import math
+import numbers
 import operator
 import struct
 
@@ -34,6 +35,8 @@ def _f32(x: float) -> float:
 def _check_int(value, name: str, minimum: int) -> int:
     """``value`` as an int >= ``minimum``, or a ValueError naming ``name``."""
     try:
+        if isinstance(value, bool):  # (True is no step count)
+            raise TypeError
         v = operator.index(value)
     except TypeError:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}") from None
@@ -45,6 +48,8 @@ def _check_int(value, name: str, minimum: int) -> int:
 def _check_float(value, name: str, lo: float = 0.0, hi: float = math.inf) -> float:
     """``value`` as a finite Python float in [lo, hi], or a ValueError naming ``name``."""
     try:
+        if isinstance(value, (bool, str, bytes)):  # (float() reads "0.99" and True; a schedule takes numbers)
+            raise TypeError
         v = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a real number in [{lo}, {hi}], got {value!r}") from None
@@ -62,7 +67,8 @@ def check_warmup_convention(warmup_offset, warmup_denominator, lr_rounding="exac
     ``(W - 1 + 1) / (W - 1) > 1`` times the peak at ``k = W - 1``, so it is refused. Used by
     ``warmup_cosine_lr`` and, to refuse a bad ``TrainConfig`` before a run starts, by train.
     """
-    if warmup_offset not in (0, 1) or isinstance(warmup_offset, bool):
+    if (isinstance(warmup_offset, bool) or not isinstance(warmup_offset, numbers.Integral)
+            or warmup_offset not in (0, 1)):
         raise ValueError(f"warmup_offset must be 0 (official) or 1 (lightly), got {warmup_offset!r}")
     if warmup_denominator not in ("W", "W-1"):
         raise ValueError(f"warmup_denominator must be 'W' (official) or 'W-1' (solo-learn), got {warmup_denominator!r}")

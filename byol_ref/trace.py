@@ -36,6 +36,7 @@ import json
 import os
 import re
 import zipfile
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import NamedTuple
 
@@ -176,23 +177,34 @@ def trace_networks(online: Network, target: Network, views, *, preset: Preset, t
         raise TypeError(f"preset must be a byol_ref.presets.Preset, got {type(preset).__name__}")
     _check_network(online, "online", role="online")
     _check_network(target, "target", role="target")
-    if not views:
-        raise ValueError("views must hold at least one (view1, view2) pair, got none")
+    if not isinstance(views, (list, tuple)) or not views:
+        raise ValueError(f"views must be a list of (view1, view2) pairs, one per step, got "
+                         f"{views if isinstance(views, (list, tuple)) else type(views).__name__!r}")
     for i, pair in enumerate(views):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise ValueError(f"views[{i}] (step {i}) must be a (view1, view2) pair, got "
+                             f"{type(pair).__name__} of length {len(pair) if hasattr(pair, '__len__') else '?'}")
         for j, v in enumerate(pair, 1):
             if getattr(v, "ndim", None) != 2:
                 raise ValueError(f"views[{i}][{j - 1}] (step {i}, view {j}) must be a 2-D (batch, features) array, "
                                  f"got shape {getattr(v, 'shape', None)}")
+            if v.shape[0] != views[0][0].shape[0]:  # (the learning rate is scaled by one batch size)
+                raise ValueError(f"views[{i}][{j - 1}] (step {i}, view {j}) has {v.shape[0]} rows, but step 0's "
+                                 f"view 1 has {views[0][0].shape[0]}: a trace takes one batch size")
     cfg = online.config
     n = views[0][0].shape[0]
     dtype = online.params[next(iter(online.params))].dtype.name
-    if not isinstance(start_step, int) or start_step < 0:
+
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if not is_int(start_step) or start_step < 0:
         raise ValueError(f"start_step must be an int >= 0, got {start_step!r}")
     K = start_step + len(views) if total_steps is None else total_steps
-    if not isinstance(K, int) or K < start_step + len(views):
+    if not is_int(K) or K < start_step + len(views):
         raise ValueError(f"total_steps must be an int >= start_step + steps = {start_step + len(views)}, got {K!r}")
     W = int(round(preset.warmup_fraction * K)) if warmup_steps is None else warmup_steps
-    if not isinstance(W, int) or not 0 <= W <= K:
+    if not is_int(W) or not 0 <= W <= K:
         raise ValueError(f"warmup_steps must be an int in [0, total_steps={K}], got {W!r}")
     tcfg = preset.train_config(epochs=K, batch_size=n, **{"warmup_epochs": W, "dtype": dtype, **(train_extra or {})})
     if tcfg.data_init:  # silently tracing un-initialised weights would mislead
@@ -265,6 +277,11 @@ def make_inputs(preset: Preset, *, encoder_dim: int, hidden_size: int, projectio
         ``online.buffer.<name>``, ``target.param.<name>``, ``target.buffer.<name>``,
         ``step<i>.input.view1``, ``step<i>.input.view2`` (host arrays).
     """
+    if not isinstance(preset, Preset):
+        raise TypeError(f"preset must be a byol_ref.presets.Preset, got {type(preset).__name__}")
+    for name, value, least in (("batch", batch, 2), ("steps", steps, 1)):  # (batch norm needs 2 rows)
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
     cfg = preset.config(encoder_dim=encoder_dim, hidden_size=hidden_size, projection_dim=projection_dim,
                         predictor_dim=predictor_dim, projector_hidden_dim=projector_hidden_dim, **(model_extra or {}))
     be = get_backend("numpy", dtype, seed)
@@ -328,7 +345,8 @@ def _infer_simplices(params: dict, extra: dict) -> dict:
     return {}
 
 
-def networks_from_inputs(inputs: dict, preset: Preset, *, dtype: str = "float64", model_extra: dict | None = None):
+def networks_from_inputs(inputs: dict, preset: Preset | str, *, dtype: str = "float64",
+                         model_extra: dict | None = None):
     """Networks, views and optional state from an inputs dict.
 
     The inputs layout (any trace is also valid: its ``init.`` prefix is stripped):
@@ -342,6 +360,8 @@ def networks_from_inputs(inputs: dict, preset: Preset, *, dtype: str = "float64"
         (online, target, views, opt_state or None): views is a list of (view1, view2) pairs, one
         per step, or ``{"shared": (view1, view2)}`` when the inputs hold only ``view1``/``view2``.
     """
+    preset = _as_preset(preset)
+    _check_inputs_mapping(inputs)
     groups = {"online.param.": {}, "target.param.": {}, "online.buffer.": {}, "target.buffer.": {}, "opt.": {}}
     steps = {}
     shared = {}
@@ -434,7 +454,8 @@ def trace_inputs(inputs: dict, preset: Preset | str = "deepmind", *, steps: int 
     Returns:
         Trace.
     """
-    preset = get_preset(preset) if isinstance(preset, str) else preset
+    preset = _as_preset(preset)
+    _check_inputs_mapping(inputs)
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
         raise TraceError(f"steps must be an int >= 1, got {steps!r}")
     bad = [k for k, v in inputs.items() if np.asarray(v).dtype.kind in "fc" and not np.isfinite(v).all()]
@@ -460,6 +481,21 @@ def trace_inputs(inputs: dict, preset: Preset | str = "deepmind", *, steps: int 
     return tr
 
 
+def _as_preset(preset) -> Preset:
+    """A Preset, or a preset name's."""
+    if isinstance(preset, str):
+        return get_preset(preset)
+    if not isinstance(preset, Preset):
+        raise TypeError(f"preset must be a byol_ref.presets.Preset or a preset name, got {type(preset).__name__}")
+    return preset
+
+
+def _check_inputs_mapping(inputs) -> None:
+    if not isinstance(inputs, Mapping) or not all(isinstance(k, str) for k in inputs):
+        raise TypeError(f"inputs must be a dict name -> array (see networks_from_inputs), got "
+                        f"{type(inputs).__name__}")
+
+
 # --------------------------------------------------------------------------- files
 
 
@@ -469,6 +505,9 @@ def save_trace(path, trace: Trace) -> str:
     Returns:
         The path written.
     """
+    if not isinstance(trace, Trace):
+        raise TypeError(f"trace must be a byol_ref.trace.Trace (from trace_networks, trace_inputs or load_trace), "
+                        f"got {type(trace).__name__}")
     arrays = {k: np.asarray(v) for k, v in trace.arrays.items()}
     bad = [k for k in arrays if k.startswith("__") or "/" in k]
     if bad:

@@ -154,6 +154,12 @@ def test_lr_batch_scale():
     (dict(cosine_denominator="K"), "cosine_denominator"),
     (dict(warmup_offset=1, warmup_denominator="W-1"), "overshoot"),
     (dict(batch_scale=0), "batch_scale"),
+    # a bool is no count and a string no rate, though int() and float() read them
+    (dict(total_steps=True), r"total_steps must be an integer >= 1, got True"),
+    (dict(warmup_steps=False), r"warmup_steps must be an integer >= 0, got False"),
+    (dict(base_lr="0.2"), r"base_lr must be a real number in \[0.0, inf\], got '0.2'"),
+    (dict(final_lr=True), r"final_lr must be a real number"),
+    (dict(warmup_offset=0.0), r"warmup_offset must be 0 \(official\) or 1 \(lightly\), got 0.0"),
 ])
 def test_lr_validation(kw, arg):
     with pytest.raises(ValueError, match=arg):
@@ -241,6 +247,8 @@ def test_tau_constant_and_extremes():
     (dict(total_steps=0), "total_steps"),
     (dict(schedule="linear"), "schedule"),
     (dict(denominator="K+1"), "denominator"),
+    (dict(tau_base="0.99"), r"tau_base must be a real number in \[0.0, 1.0\], got '0.99'"),
+    (dict(total_steps=True), r"total_steps must be an integer >= 1, got True"),
 ])
 def test_tau_validation(kw, arg):
     base = dict(tau_base=0.99, total_steps=10)

@@ -275,6 +275,42 @@ def test_non_finite_inputs_and_a_step_count_below_one_are_refused():
             trace_inputs(inputs, preset, steps=steps)
 
 
+def test_the_python_entry_points_name_what_they_were_given():
+    """trace_networks, make_inputs, networks_from_inputs, trace_inputs and save_trace check their
+    arguments' kinds; a step of another batch size would be traced with step 0's learning rate."""
+    preset = get_preset("deepmind")
+    inputs = _inputs()
+    online, target, views, _ = networks_from_inputs(inputs, "deepmind")  # a preset name is taken too
+    pair = views[0]
+    for bad, says in (([pair[:1]], r"views\[0\] \(step 0\) must be a \(view1, view2\) pair, got tuple of length 1"),
+                      ([pair, (pair[0][:3], pair[1][:3])], r"views\[1\]\[0\] \(step 1, view 1\) has 3 rows, but step "
+                                                          r"0's view 1 has 4: a trace takes one batch size"),
+                      (pair[0], r"views must be a list of \(view1, view2\) pairs, one per step, got 'ndarray'"),
+                      ([], r"views must be a list of \(view1, view2\) pairs, one per step, got \[\]")):
+        with pytest.raises(ValueError, match=says):
+            trace_networks(online, target, bad, preset=preset)
+    for kw, says in ((dict(start_step=True), "start_step must be an int >= 0, got True"),
+                     (dict(total_steps=True), "total_steps must be an int >= start_step"),
+                     (dict(warmup_steps=True), r"warmup_steps must be an int in \[0, total_steps=1\], got True")):
+        with pytest.raises(ValueError, match=says):
+            trace_networks(online, target, [pair], preset=preset, **kw)
+    sizes = dict(encoder_dim=5, hidden_size=6, projection_dim=4, predictor_dim=3)
+    for kw, err, says in ((dict(batch=1), ValueError, "batch must be an int >= 2, got 1"),
+                          (dict(steps=0), ValueError, "steps must be an int >= 1, got 0"),
+                          (dict(steps=True), ValueError, "steps must be an int >= 1, got True")):
+        with pytest.raises(err, match=says):
+            make_inputs(preset, **sizes, **kw)
+    with pytest.raises(TypeError, match="preset must be a byol_ref.presets.Preset, got NoneType"):
+        make_inputs(None, **sizes)
+    for call in (lambda: networks_from_inputs([1], preset), lambda: trace_inputs(None, preset)):
+        with pytest.raises(TypeError, match="inputs must be a dict name -> array"):
+            call()
+    with pytest.raises(TypeError, match="preset must be a byol_ref.presets.Preset or a preset name, got int"):
+        networks_from_inputs(inputs, 3)
+    with pytest.raises(TypeError, match="trace must be a byol_ref.trace.Trace .* got dict"):
+        save_trace("unused.npz", {"step0.loss.total": np.zeros(())})
+
+
 def test_cli_trace_with_a_simplicial_embedding(tmp_path):
     """--set sem_simplices=L: the projector starts with Linear -> BN -> softmax over L groups of V, traced
     under their own names, and its rows lie on the simplices."""
