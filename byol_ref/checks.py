@@ -16,12 +16,12 @@ def check_choice(value, name, choices):
 
 
 def check_positive_int(value, name, minimum=1):
-    """Raise unless ``value`` is an int >= minimum (bools are refused)."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    """``value`` as a Python int >= minimum: an int or a NumPy integer (bools are refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int >= {minimum}, got {value!r} ({type(value).__name__})")
     if value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
-    return value
+    return int(value)
 
 
 def check_float_range(value, name, lo=None, hi=None, lo_open=False, hi_open=False):

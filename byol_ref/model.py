@@ -166,12 +166,11 @@ class Config:
         if self.norm_eps is None:
             object.__setattr__(self, "norm_eps", DEFAULT_EPS[self.norm_eps_mode]
                                if self.norm_eps_mode in DEFAULT_EPS else None)
-        for name in ("encoder_dim", "hidden_size", "projection_dim", "predictor_dim", "projector_hidden_dim"):
-            check_positive_int(getattr(self, name), name)
+        for name, least in (("encoder_dim", 1), ("hidden_size", 1), ("projection_dim", 1), ("predictor_dim", 1),
+                            ("projector_hidden_dim", 1), ("norm_groups", 1), ("sem_simplices", 0),
+                            ("sem_simplex_dim", 1), ("bn_shards", 1)):  # (stored as ints: NumPy's are taken)
+            object.__setattr__(self, name, check_positive_int(getattr(self, name), name, minimum=least))
         check_choice(self.norm, "norm", NORMS)
-        check_positive_int(self.norm_groups, "norm_groups")
-        check_positive_int(self.sem_simplices, "sem_simplices", minimum=0)
-        check_positive_int(self.sem_simplex_dim, "sem_simplex_dim")
         object.__setattr__(self, "sem_temperature",
                            check_real(self.sem_temperature, "sem_temperature", 0, None, lo_open=True))
         check_choice(self.init, "init", ("haiku", "torch"))
@@ -180,7 +179,6 @@ class Config:
         check_choice(self.bn_var, "bn_var", ("two_pass", "one_pass"))
         check_choice(self.ln_var, "ln_var", ("two_pass", "one_pass"))
         check_choice(self.views, "views", ("separate", "concat"))
-        check_positive_int(self.bn_shards, "bn_shards")
         check_choice(self.bn_shard_running, "bn_shard_running", ("first", "sequential"))
         if self.bn_shards > 1 and self.norm != "batch":
             raise ValueError(f"bn_shards={self.bn_shards} splits batch-norm statistics, but norm={self.norm!r} "

@@ -125,11 +125,11 @@ class TrainConfig:
     checkpoint_every: int = 500
 
     def __post_init__(self):
-        check_positive_int(self.epochs, "epochs")
-        check_positive_int(self.batch_size, "batch_size", minimum=2)
+        object.__setattr__(self, "epochs", check_positive_int(self.epochs, "epochs"))
+        object.__setattr__(self, "batch_size", check_positive_int(self.batch_size, "batch_size", minimum=2))
         check_choice(self.optimizer, "optimizer", ("lars", "sgd", "adam", "adamw"))
         object.__setattr__(self, "lr", check_real(self.lr, "lr", 0, None))
-        check_positive_int(self.lr_batch_scale, "lr_batch_scale", minimum=0)
+        object.__setattr__(self, "lr_batch_scale", check_positive_int(self.lr_batch_scale, "lr_batch_scale", minimum=0))
         object.__setattr__(self, "weight_decay", check_real(self.weight_decay, "weight_decay", 0, None))
         object.__setattr__(self, "momentum", check_real(self.momentum, "momentum", 0, 1, hi_open=True))
         object.__setattr__(self, "lars_eta", check_real(self.lars_eta, "lars_eta", 0, None, lo_open=True))
@@ -156,10 +156,8 @@ class TrainConfig:
         check_choice(self.ema_when, "ema_when", ("post_step", "pre_forward"))
         object.__setattr__(self, "predictor_lr_mult", check_real(self.predictor_lr_mult, "predictor_lr_mult", 0, None))
         check_choice(self.dtype, "dtype", ("float32", "float64"))
-        check_positive_int(self.seed, "seed", minimum=0)
-        check_positive_int(self.log_every, "log_every")
-        check_positive_int(self.eval_every, "eval_every", minimum=0)
-        check_positive_int(self.checkpoint_every, "checkpoint_every", minimum=0)
+        for name, least in (("seed", 0), ("log_every", 1), ("eval_every", 0), ("checkpoint_every", 0)):
+            object.__setattr__(self, name, check_positive_int(getattr(self, name), name, minimum=least))
         for name in ("nesterov", "lars_clip_lr", "data_init"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")

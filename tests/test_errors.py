@@ -292,6 +292,24 @@ def test_seeds_are_ints_or_none():
             call(1.5)
 
 
+def test_numpy_integers_are_sizes_and_are_stored_as_ints():
+    """A size read off an array's shape arithmetic is often a NumPy integer: taken, and stored as an
+    int, so that configs stay JSON (checkpoints, config.json) and equal to those built from ints."""
+    import json
+
+    from byol_ref.train import TrainConfig
+
+    online, _ = byol.build(np.int64(4), np.int32(3), 2, 5)
+    assert online.config == byol.build(4, 3, 2, 5)[0].config
+    assert type(online.config.encoder_dim) is int and json.dumps(online.config.to_dict())
+    assert byol.output_size(np.int64(3)) == 3
+    tcfg = TrainConfig(epochs=np.int64(3), batch_size=np.int16(8), seed=np.uint8(2))
+    assert (type(tcfg.epochs), type(tcfg.batch_size), type(tcfg.seed)) == (int, int, int)
+    for bad in (True, 4.0, np.float64(4)):
+        with pytest.raises(TypeError, match="encoder_dim must be an int >= 1"):
+            byol.build(bad, 3, 2, 5)
+
+
 def test_missing_buffers_are_named(nets):
     online, target = nets
     v1, v2 = _views()

@@ -220,7 +220,10 @@ def test_simplex_gradients(seed, g, n, simplices, v, temperature, scale):
     dx = simplex_backward(dout, cache)
     assert dx.shape == x.shape
     f = lambda x_: simplex_forward(x_, simplex_dim=v, temperature=temperature)[0]  # noqa: E731
-    assert grad_err(dx, numerical_gradient(f, x, dout, h=1e-5 * temperature)) < TOL
+    # The step is scaled with tau, as the logits are x / tau. Measured over 3,364 draws, the worst
+    # error falls as 1/h (rounding: 2.9e-6 at h = 1e-5 tau, over TOL; 3.2e-7 at 1e-4 tau; 9.4e-9 at
+    # 1e-3 tau), while the truncation, ~(h / tau)^4 / 30, stays below 1e-13.
+    assert grad_err(dx, numerical_gradient(f, x, dout, h=1e-3 * temperature)) < TOL
     np.testing.assert_allclose(dx.reshape(groups_.shape).sum(axis=-1), 0.0, atol=1e-12 * np.abs(dx).max())
 
 
