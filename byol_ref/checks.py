@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numbers
 import operator
+from collections.abc import Mapping
 
 from .backend import get_array_module
 from .backend import host as np
@@ -127,6 +128,8 @@ def dataclass_from_dict(cls, d: dict):
     """Build dataclass ``cls`` from a dict, naming any key that is not one of its fields."""
     from dataclasses import fields
 
+    if not isinstance(d, Mapping):
+        raise TypeError(f"a {cls.__name__} is made from a dict of its fields, got {type(d).__name__}")
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(d) - known)
     if unknown:

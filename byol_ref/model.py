@@ -13,13 +13,14 @@ The public API mirrors the Elixir/Axon module ``Edifice.Contrastive.BYOL``
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Callable, NamedTuple
 
 from . import kernels
-from .backend import FLOAT_DTYPES, Backend, get_array_module, get_backend
+from .backend import FLOAT_DTYPES, Backend, check_dtype, get_array_module, get_backend
 from .checks import (dataclass_from_dict, check_array, check_choice, check_float_range, check_positive_int,
                      check_real, check_seed)
 from .layers import (RunningStats, affine_backward, affine_forward, batch_norm_backward, batch_norm_forward,
@@ -695,6 +696,14 @@ def loss_and_grads(online: Network, target: Network, view1, view2, *, record: Ca
                          f"{_config_diff(cfg, target.config)}")
     if record is not None and not callable(record):
         raise TypeError(f"record must be None or a callable record(key, array), got {record!r}")
+    if record is not None:
+        try:
+            inspect.signature(record).bind("loss.total", None)
+        except TypeError:
+            raise TypeError(f"record must take two arguments, record(key, array), got {record!r} with signature "
+                            f"{inspect.signature(record)}") from None
+        except ValueError:  # (no signature to read: a builtin)
+            pass
     dtype = _params_dtype(online.params, "online.params")
     target_dtype = _params_dtype(target.params, "target.params")
     if target_dtype != dtype:
@@ -877,6 +886,9 @@ def _resolve_backend(backend, dtype, seed) -> Backend:
 
 def build_from_config(config: Config, *, seed: int | None = 0, dtype="float64", backend=None):
     """Build (online, target) from a Config (see build)."""
+    if not isinstance(config, Config):
+        raise TypeError(f"config must be a byol_ref Config (Config(...) or Config.from_dict(d)), got "
+                        f"{type(config).__name__}")
     be = _resolve_backend(backend, dtype, seed)
     online_params = init_params(config, "online", be.rng, be)
     online = Network(config, "online", online_params, init_buffers(config, "online", be))
@@ -921,23 +933,28 @@ def build_online(encoder_dim: int, projection_dim: int = DEFAULT_PROJECTION_DIM,
 
 def build_target(encoder_dim: int, projection_dim: int = DEFAULT_PROJECTION_DIM,
                  predictor_dim: int = DEFAULT_PREDICTOR_DIM, hidden_size: int = DEFAULT_HIDDEN_SIZE, *,
-                 seed: int | None = 0, dtype="float64", backend=None, online: Network | None = None,
+                 seed: int | None = 0, dtype=None, backend=None, online: Network | None = None,
                  **options) -> Network:
     """Build only the target network (encoder -> projector, no predictor).
 
     With ``online`` given, the target copies its encoder and projector params (the
-    config then comes from ``online`` and the size arguments are ignored); otherwise the
-    params are a fresh draw.
+    config and dtype then come from ``online``: the size arguments are ignored, and a
+    ``dtype`` must be online's); otherwise the params are a fresh draw in ``dtype``
+    (default float64).
     """
     if online is not None:
         _check_network(online, "online", role="online")
         cfg = online.config
-        be = _resolve_backend(backend, dtype, seed)
+        own = _params_dtype(online.params, "online.params")
+        if dtype is not None and check_dtype(dtype) != own:
+            raise ValueError(f"dtype={dtype!r}, but online's params are {own}: the target copies them (cast the "
+                             "online network first, or leave dtype out)")
+        be = _resolve_backend(backend, own, seed)
         params = {k: online.params[k].copy() for k in param_shapes(cfg, "target")}
         return Network(cfg, "target", params, init_buffers(cfg, "target", be)
                        if not online.buffers else _target_buffers_like(online, cfg, be))
     cfg = _make_config(encoder_dim, projection_dim, predictor_dim, hidden_size, options)
-    be = _resolve_backend(backend, dtype, seed)
+    be = _resolve_backend(backend, "float64" if dtype is None else dtype, seed)
     return Network(cfg, "target", init_params(cfg, "target", be.rng, be), init_buffers(cfg, "target", be))
 
 

@@ -161,7 +161,15 @@ def _lr_mults(lr_mult: LrMult, params: Mapping[str, Any]) -> dict[str, float]:
         raise TypeError(
             f"lr_mult must be None, a dict or a callable name -> float, got {type(lr_mult).__name__}"
         )
-    return {k: _check_float(get(k), f"lr_mult({k!r})") for k in params}
+    return {k: _check_float(_call_lr_mult(get, k), f"lr_mult({k!r})") for k in params}
+
+
+def _call_lr_mult(get, key: str):
+    try:
+        return get(key)
+    except TypeError as exc:  # (a callable of another signature)
+        raise TypeError(f"lr_mult({key!r}) raised TypeError: {exc}; a callable lr_mult takes one param name and "
+                        "returns a float") from exc
 
 
 # ----------------------------------------------------------------------------------------------
@@ -198,6 +206,10 @@ def _check_bool(value: Any, name: str) -> bool:
 
 def _buffers_init(params: Mapping[str, Any], prefixes: tuple[str, ...]) -> dict:
     """Zero buffers ``"<prefix>.<key>"`` shaped like each param."""
+    if not isinstance(params, Mapping) or not all(hasattr(p, "shape") for p in params.values()):
+        raise TypeError(f"params must be a dict name -> array, got {type(params).__name__}"
+                        + (" holding " + ", ".join(sorted({type(p).__name__ for p in params.values()}))
+                           if isinstance(params, Mapping) else ""))
     return {f"{pre}.{k}": get_array_module(p).zeros_like(p) for pre in prefixes for k, p in params.items()}
 
 
@@ -516,8 +528,8 @@ def adam_init(params: Mapping[str, Any]) -> dict:
     Returns:
         The Adam/AdamW state.
     """
-    xp = get_array_module(*params.values())
     state = _buffers_init(params, ("mu", "nu"))
+    xp = get_array_module(*params.values())
     state["count"] = xp.zeros((), dtype=xp.int64)
     return state
 
@@ -733,7 +745,7 @@ def make_optimizer(name: str, **hyper: Any) -> Optimizer:
             not at the first step).
         TypeError: a value of the wrong type (a string for a number, 1 for True).
     """
-    if name not in _OPTIMIZERS:
+    if not isinstance(name, str) or name not in _OPTIMIZERS:
         raise ValueError(f"name must be one of {sorted(_OPTIMIZERS)}, got {name!r}")
     init, update = _OPTIMIZERS[name]
     allowed = [q.name for q in inspect.signature(update).parameters.values()

@@ -27,8 +27,12 @@ def check_same_keys(a: Tree, b: Tree, name_a: str = "a", name_b: str = "b") -> N
         name_b: how to call ``b`` in the error message (e.g. ``"grads"``).
 
     Raises:
+        TypeError: ``a`` or ``b`` is no dict.
         ValueError: listing the keys of ``a`` missing from ``b`` and the extra keys in ``b``.
     """
+    for tree, name in ((a, name_a), (b, name_b)):
+        if not isinstance(tree, Mapping):
+            raise TypeError(f"{name} must be a dict name -> array, got {type(tree).__name__}")
     ka, kb = set(a), set(b)
     if ka != kb:
         missing = sorted(ka - kb)

@@ -375,9 +375,30 @@ def test_record_must_be_callable(nets):
     for bad in (5, "trace"):
         with pytest.raises(TypeError, match=f"record must be None or a callable record\\(key, array\\), got {bad!r}"):
             byol.loss_and_grads(*nets, *_views(), record=bad)
+    with pytest.raises(TypeError, match=r"record must take two arguments, record\(key, array\), got .* with "
+                                        r"signature \(a\)"):
+        byol.loss_and_grads(*nets, *_views(), record=lambda a: None)
     seen = []
     byol.loss_and_grads(*nets, *_views(), record=lambda key, a: seen.append(key))
     assert "loss.total" in seen
+    byol.loss_and_grads(*nets, *_views(), record=lambda *args, **kw: None)
+
+
+def test_configs_and_a_target_copy_are_checked():
+    from byol_ref.model import Config
+
+    for bad in ({"encoder_dim": 4}, None):
+        with pytest.raises(TypeError, match=r"config must be a byol_ref Config \(Config\(...\) or "
+                                            rf"Config.from_dict\(d\)\), got {type(bad).__name__}"):
+            byol.build_from_config(bad)
+    with pytest.raises(TypeError, match="a Config is made from a dict of its fields, got NoneType"):
+        Config.from_dict(None)
+    online32, _ = byol.build(4, 3, 2, 5, dtype="float32")
+    with pytest.raises(ValueError, match="dtype='float64', but online's params are float32: the target copies them"):
+        byol.build_target(4, online=online32, dtype="float64")
+    for dtype in (None, "float32"):  # online's dtype, said or not
+        assert byol.build_target(4, online=online32, dtype=dtype).params["encoder.fc1.weight"].dtype == np.float32
+    assert byol.build_target(4, 3, 2, 5).params["encoder.fc1.weight"].dtype == np.float64  # (the default)
 
 
 def test_check_real_seed_and_dtype_tuple_helpers():

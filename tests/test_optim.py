@@ -623,6 +623,25 @@ def test_adam_count_is_an_int64_and_a_float_count_is_refused():
     assert int(st["count"]) == 255 and np.isfinite(new["w"]).all()
 
 
+def test_trees_of_the_wrong_kind_and_a_callable_of_the_wrong_signature_are_named():
+    params = {"w": arr([1.0, 2.0])}
+    for init in (optim.sgd_init, optim.lars_init, optim.adam_init):
+        with pytest.raises(TypeError, match="params must be a dict name -> array, got NoneType"):
+            init(None)
+        with pytest.raises(TypeError, match="params must be a dict name -> array, got dict holding list"):
+            init({"w": [1.0]})
+    state = optim.sgd_init(params)
+    with pytest.raises(TypeError, match="params must be a dict name -> array, got NoneType"):
+        optim.sgd_update(params, state, None, lr=0.1)
+    with pytest.raises(TypeError, match="grads must be a dict name -> array, got list"):
+        optim.sgd_update([params["w"]], state, params, lr=0.1)
+    with pytest.raises(TypeError, match=r"lr_mult\('w'\) raised TypeError: .*; a callable lr_mult takes one param "
+                                        "name and returns a float"):
+        optim.sgd_update(params, state, params, lr=0.1, lr_mult=lambda name, param: 1.0)
+    with pytest.raises(ValueError, match=r"name must be one of \['adam', 'adamw', 'lars', 'sgd'\], got \['sgd'\]"):
+        optim.make_optimizer(["sgd"])
+
+
 # ---------------------------------------------------------------------------------------------
 # Hyper-parameter holes found by an audit
 # ---------------------------------------------------------------------------------------------
