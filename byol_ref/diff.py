@@ -161,6 +161,7 @@ def diff_traces(a, b, *, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
     for v, nm in ((rtol, "rtol"), (atol, "atol")):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf"):
             raise ValueError(f"{nm} must be a finite number >= 0, got {v!r}")
+    _check_flags(only_common=only_common, subset=subset, ignore_dtype=ignore_dtype)
     ta, tb = _as_trace(a, "a"), _as_trace(b, "b")
     order = list(ta.arrays)
     if not ta.meta and tb.meta:
@@ -197,6 +198,12 @@ def diff_traces(a, b, *, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
     return rep
 
 
+def _check_flags(**flags) -> None:
+    for name, value in flags.items():
+        if not isinstance(value, bool):  # (1 or "no" would read as a yes)
+            raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
 def diff_files(path_a, path_b, **kwargs) -> DiffReport:
     """diff_traces on two ``.npz`` files (read without pickle)."""
     return diff_traces(load_trace(path_a), load_trace(path_b), a_label=str(path_a), b_label=str(path_b), **kwargs)
@@ -210,6 +217,9 @@ def format_report(rep: DiffReport, *, show_all: bool = False, max_rows: int | No
     """A human-readable report: a table of diverging tensors (every tensor with show_all), the
     one-sided names, a summary and the first divergence. The table stops after ``max_rows``
     rows (None: no limit); with show_all the diverging tensors come first."""
+    _check_flags(show_all=show_all)
+    if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1):
+        raise ValueError(f"max_rows must be an int >= 1 or None (no limit), got {max_rows!r}")
     lines = [f"byol-ref diff: A = {rep.a_label}, B = {rep.b_label} (rtol {rep.rtol:g}, atol {rep.atol:g})"]
     bad = [d for d in rep.tensors if d.status not in ("ok", "only_a", "only_b")]
     rows = bad + [d for d in rep.tensors if d.status in ("ok", "only_a", "only_b")] if show_all else bad

@@ -106,6 +106,7 @@ def torch_mapping(style: str, config: Config) -> dict:
     if style not in _PREFIXES:
         raise ValueError(f"torch mapping style must be one of {tuple(_PREFIXES)} (or pass a dict), got {style!r}"
                          + (" (an Axon style: see axon_mapping)" if style in STYLE_LAYOUT else ""))
+    _check_config(config)
     if config.sem_simplices and style != "byol-pytorch":
         raise ValueError(f"{style} has no simplicial embedding (sem_simplices={config.sem_simplices}); "
                          "pass your own mapping")
@@ -142,6 +143,12 @@ _EDIFICE_LAYERS = {"encoder.fc1": "encoder_fc1", "encoder.norm1": "encoder_norm"
 _AXON_PARAM = {"weight": "kernel", "bias": "bias", "gamma": "gamma", "beta": "beta"}
 
 
+def _check_config(config) -> None:
+    if not isinstance(config, Config):
+        raise TypeError(f"config must be a byol_ref Config (e.g. preset.config(encoder_dim=1)), got "
+                        f"{type(config).__name__}")
+
+
 def axon_mapping(style: str, config: Config) -> dict:
     """The shipped ``{byol-ref name: "<axon layer>.<param>"}`` mapping for a network structure.
 
@@ -155,6 +162,7 @@ def axon_mapping(style: str, config: Config) -> dict:
     """
     if style != "edifice":
         raise ValueError(f"Axon mapping style must be 'edifice' (or pass a dict), got {style!r}")
+    _check_config(config)
     need = {"layout": "edifice", "norm": "layer", "sem_simplices": 0}
     wrong = {k: getattr(config, k) for k, v in need.items() if getattr(config, k) != v}
     if wrong:
@@ -340,6 +348,8 @@ def from_layout(state: dict, mapping: dict, *, layout: str, strict: bool = True,
     for ref, t in mapping.items():
         if t in state:
             a = np.asarray(state[t])
+            if a.dtype.kind not in "fiu":
+                raise TypeError(f"the {layout} state's {t!r} (for {ref}) holds {a.dtype} data, expected numbers")
             if layout == "torch" and _is_weight(ref, a):
                 a = np.ascontiguousarray(a.T)
             elif layout == "torch" and ref.endswith(".count"):
@@ -449,6 +459,8 @@ def write_safetensors(path, arrays: dict) -> None:
     """Write host arrays as ``.safetensors`` (little-endian, header padded to 8 bytes)."""
     header, chunks, offset = {}, [], 0
     for name, v in arrays.items():
+        if not isinstance(name, str) or not name or name == "__metadata__":
+            raise ValueError(f"array names must be non-empty strings other than '__metadata__', got {name!r}")
         a = np.array(to_numpy(v), order="C")  # (ascontiguousarray would turn a 0-d array into 1-d)
         if a.dtype.name not in _ST_NAMES:
             raise TypeError(f"{name!r} has dtype {a.dtype}; .safetensors here holds {sorted(_ST_NAMES)}")
@@ -492,7 +504,7 @@ def networks_to_arrays(online: Network, target: Network | None = None) -> dict:
     """``online.param.*``, ``online.buffer.*`` (and the target's) as host arrays, byol-ref layout."""
     out = {}
     for role, net in (("online", online), ("target", target)):
-        if net is None:
+        if net is None and role == "target":
             continue
         if not isinstance(net, Network):
             raise TypeError(f"{role} must be a byol_ref Network, got {type(net).__name__}")

@@ -200,3 +200,17 @@ def test_all_lists_every_tensor_with_the_differing_ones_first():
     assert rows[0] == "t45" and sorted(rows) == sorted(a) and " more (" not in full
     cut = format_report(rep, show_all=True)  # 40 rows by default: the rest is counted, and --all named
     assert "  ... and 10 more (--all lists them all, --json too)" in cut.splitlines()
+
+
+def test_flags_and_row_limits_are_checked():
+    """1 or "no" for a flag would read as yes; max_rows=0 crashed on an empty table."""
+    rep = diff_traces({"a": np.ones(2)}, {"a": np.zeros(2)})
+    for bad in (-1, 0, "a", True):
+        with pytest.raises(ValueError, match=rf"max_rows must be an int >= 1 or None \(no limit\), got {bad!r}"):
+            format_report(rep, max_rows=bad)
+    assert "... and" not in format_report(rep, max_rows=1)
+    for flag in ("only_common", "subset", "ignore_dtype"):
+        with pytest.raises(TypeError, match=f"{flag} must be True or False, got 1"):
+            diff_traces({"a": np.ones(2)}, {"a": np.ones(2)}, **{flag: 1})
+    with pytest.raises(TypeError, match="show_all must be True or False, got 'no'"):
+        format_report(rep, show_all="no")

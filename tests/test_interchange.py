@@ -849,3 +849,22 @@ def test_arrays_named_like_savez_arguments_are_written(tmp_path):
     with pytest.raises(ValueError, match="allow_pickle=False"):
         save_arrays(tmp_path / "o.npz", {"o": np.array([{}, 1], dtype=object)})
     assert not (tmp_path / "o.npz").exists()
+
+
+def test_the_mapping_helpers_name_what_they_were_given(tmp_path):
+    from byol_ref.interchange import axon_mapping
+
+    for call in (lambda: torch_mapping("lightly", None), lambda: resolve_mapping("lightly", {"a": 1}),
+                 lambda: axon_mapping("edifice", 3)):
+        with pytest.raises(TypeError, match=r"config must be a byol_ref Config \(e.g. preset.config\("):
+            call()
+    with pytest.raises(TypeError, match="online must be a byol_ref Network, got NoneType"):
+        networks_to_arrays(None)
+    for name in (1, "", "__metadata__"):  # (the last is the format's own header entry)
+        with pytest.raises(ValueError, match=f"array names must be non-empty strings other than '__metadata__', got "
+                                             f"{name!r}"):
+            write_safetensors(tmp_path / "w.safetensors", {name: np.ones(2)})
+    assert not (tmp_path / "w.safetensors").exists()
+    with pytest.raises(TypeError, match=r"the torch state's 'x' \(for online.param.encoder.fc1.weight\) holds <U3 "
+                                        "data, expected numbers"):
+        from_layout({"x": np.array(["0.5"])}, {"online.param.encoder.fc1.weight": "x"}, layout="torch", strict=False)
