@@ -70,6 +70,14 @@ def check_seed(seed, name="seed", *, allow_none=False):
     return value
 
 
+def check_image_shape(image_shape, name="image_shape") -> tuple:
+    """``image_shape`` as a tuple of Python ints, (H, W) or (C, H, W), each >= 1 (bools are refused)."""
+    if not isinstance(image_shape, (tuple, list)) or len(image_shape) not in (2, 3) or not all(
+            isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1 for s in image_shape):
+        raise ValueError(f"{name} must be (H, W) or (C, H, W) of positive ints, got {image_shape!r}")
+    return tuple(int(s) for s in image_shape)
+
+
 def check_count(value, name):
     """A step count read from a file (a batch-norm ``count``, torch's ``num_batches_tracked``, an
     optimiser's ``count``) as an int64 array: every entry a whole number in [0, 2**62], else an

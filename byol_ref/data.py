@@ -23,7 +23,7 @@ from typing import Iterator, NamedTuple, Optional, Union
 from .backend import host as np
 from .checkpoint import (NPY_MAGIC, ZIP_MAGIC, file_head, first_line, npy_size_problem, numpy_read_errors,
                          read_npz)
-from .checks import check_real, check_seed
+from .checks import check_image_shape, check_real, check_seed
 
 __all__ = [
     "Dataset",
@@ -128,6 +128,8 @@ def train_test_indices(n: int, test_fraction: float, rng, labels=None):
         labels = np.asarray(labels)
         if labels.shape != (n,):
             raise ValueError(f"labels must have shape ({n},), got {labels.shape}")
+        if labels.dtype.kind not in "iu":  # (0.5 would be a class of its own, NaN one per sample)
+            raise ValueError(f"labels must be integer class ids, got dtype {labels.dtype}")
         tests, trains = [], []
         for c in np.unique(labels):
             idx = np.flatnonzero(labels == c)  # ascending
@@ -421,9 +423,7 @@ def _fold_features(x, image_shape, what: str):
             f"got shape {x.shape}"
         )
     if image_shape is not None:
-        image_shape = tuple(int(s) for s in image_shape)
-        if len(image_shape) not in (2, 3) or min(image_shape) < 1:
-            raise ValueError(f"image_shape must be (H, W) or (C, H, W) of positive ints, got {image_shape}")
+        image_shape = check_image_shape(image_shape)
         if x.ndim > 2 and tuple(x.shape[1:]) != image_shape:
             raise ValueError(f"image_shape={image_shape} does not match {what} of shape {x.shape}")
         if x.ndim == 2 and math.prod(image_shape) != x.shape[1]:
@@ -811,6 +811,8 @@ def batches(n: int, batch_size: int, rng, *, drop_last: bool = True) -> Iterator
     for arg, v in (("n", n), ("batch_size", batch_size)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{arg} must be an integer >= 1, got {v!r}")
+    if not isinstance(drop_last, bool):
+        raise TypeError(f"drop_last must be True or False, got {drop_last!r}")
     if drop_last and batch_size > n:
         raise ValueError(
             f"batch_size={batch_size} > n={n} with drop_last=True gives an empty epoch; "

@@ -429,6 +429,8 @@ def predict(model: LogReg, x: Any) -> Any:
     Returns:
         labels, shape (N,), drawn from ``model.classes``.
     """
+    if not isinstance(model, LogReg):
+        raise TypeError(f"model must be a LogReg from fit_logreg, got {type(model).__name__}")
     x = _features(x, "x")
     if x.shape[1] != model.w.shape[0]:
         raise ValueError(f"x has {x.shape[1]} features but the model expects D={model.w.shape[0]}")

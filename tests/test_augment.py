@@ -626,6 +626,15 @@ def test_gaussian_blur_arguments():
     augment_images(x, np.random.default_rng(0), replace(wide, p_blur=0.0))  # never blurs: nothing to say
 
 
+def test_check_finite_is_a_bool():
+    x = images(5, (2, 1, 4, 4))
+    for call in (lambda flag: augment_images(x, np.random.default_rng(0), ImageAug(), check_finite=flag),
+                 lambda flag: augment_vectors(x.reshape(2, 16), np.random.default_rng(0), VectorAug(),
+                                              check_finite=flag)):
+        with pytest.raises(TypeError, match="check_finite must be True or False, got 'no'"):
+            call("no")
+
+
 def test_crop_resize_arguments():
     """The boxes, angles and flips are host numbers drawn per image: checked, as a NaN box would
     index out of bounds and a box of negative size would read zeros without a word."""

@@ -518,6 +518,11 @@ def test_image_shape_mismatch(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((4, 10)))
     with pytest.raises(ValueError, match="image_shape"):
         load_file(tmp_path / "x.npy", image_shape=(3, 3))
+    for bad in ((2.0, 5.0), 10, (True, 10), (0, 10)):  # (2.0, 5.0) was read as (2, 5); 10 said "not iterable"
+        with pytest.raises(ValueError, match=r"image_shape must be \(H, W\) or \(C, H, W\) of positive ints, got "
+                                             + re.escape(repr(bad))):
+            load_file(tmp_path / "x.npy", image_shape=bad)
+    assert load_file(tmp_path / "x.npy", image_shape=(np.int64(2), 5)).image_shape == (2, 5)
 
 
 # --------------------------------------------------------------------------- synthetic
@@ -592,6 +597,15 @@ def test_standardize_and_feature_stats_refuse_what_would_give_inf_or_nan():
 
 
 # --------------------------------------------------------------------------- batches
+
+
+def test_split_labels_are_class_ids_and_drop_last_a_bool():
+    rng = np.random.default_rng(0)
+    for labels in (np.array([0.5, 1.5] * 5), np.array([np.nan] * 10)):  # 0.5 a class, each NaN one of its own
+        with pytest.raises(ValueError, match=f"labels must be integer class ids, got dtype {labels.dtype}"):
+            train_test_indices(10, 0.2, rng, labels=labels)
+    with pytest.raises(TypeError, match="drop_last must be True or False, got 'no'"):
+        batches(10, 3, rng, drop_last="no")
 
 
 @given(n=st.integers(1, 50), bs=st.integers(1, 20), drop=st.booleans(), seed=st.integers(0, 1000))

@@ -171,6 +171,8 @@ def test_fit_logreg_separates_a_linearly_separable_set(seed):
     assume(np.unique(y).size >= 2)
     model = ev.fit_logreg(x, y, l2=1e-6, max_iter=2000)
     assert ev.accuracy(y, ev.predict(model, x)) == 1.0
+    with pytest.raises(TypeError, match="model must be a LogReg from fit_logreg, got NoneType"):
+        ev.predict(None, x)
 
 
 def test_fit_logreg_standardises_so_feature_scale_and_offset_do_not_matter():
