@@ -35,9 +35,9 @@ run: $(VENV)/.stamp-run
 test: $(VENV)/.stamp-test
 	$(PY) -m pytest -m "not gpu" -q
 
-## Everything, including slow end-to-end tests.
+## Every test, the gpu-marked ones included (they skip, with the reason, where no GPU answers).
 test-all: $(VENV)/.stamp-test
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -rs
 
 ## The CPU suite with many random hypothesis examples (not derandomized): finds rare draws CI's fixed seeds miss.
 test-search: $(VENV)/.stamp-test
@@ -46,6 +46,11 @@ test-search: $(VENV)/.stamp-test
 ## Benchmark (CPU float32, 2 threads); compares with PyTorch eager when torch is installed.
 bench: $(VENV)/.stamp-test
 	$(PY) benchmarks/bench_step.py --threads 2 --steps 25 --out benchmarks/results/cpu-2t
+
+## The collapse lab of docs/collapse-lab.md: its ablations on digits, rewriting docs/collapse-lab-results.* and
+## its figures in docs/img (about 4 minutes on 2 cores; `python scripts/collapse_lab.py --out DIR` writes elsewhere).
+collapse-lab: $(VENV)/.stamp-run
+	OPENBLAS_NUM_THREADS=1 $(PY) scripts/collapse_lab.py --epochs 150
 
 ## On a machine with CuPy and a GPU (installs nothing): the gpu tests and the GPU benchmark.
 gpu-check:

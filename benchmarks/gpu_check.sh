@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # make gpu-check: on a machine with CuPy and a CUDA GPU, run the gpu-marked tests and the GPU
 # benchmark in one go, in under 5 minutes, installing nothing (no network needed).
-# Writes benchmarks/results/gpu-tests.txt, gpu.json, gpu.md (quoted by docs/benchmarks.md),
-# and gpu-tf32.{json,md} when time allows.
+# Writes benchmarks/results/gpu-tests.txt, gpu.json, gpu.md and, when time allows, gpu-tf32.{json,md}
+# (git ignores results/: quote the figures in docs/benchmarks.md).
 set -u
 cd "$(dirname "$0")/.."
 export PYTHONPATH=.

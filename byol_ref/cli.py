@@ -16,6 +16,7 @@ run stops before that).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -117,6 +118,12 @@ def _route_pairs(pairs, groups):
                 target[key] = _parse_value(known[key], text)
                 break
         else:
+            from .presets import OWN_FIELDS
+
+            if key in OWN_FIELDS:  # (a preset's own field: it maps onto training fields)
+                raise ValueError(f"--set: {key} is a field of the presets, not of train's configs: pass it with a "
+                                 f"--preset (--preset deepmind --set {key}=...), or set the training fields it maps "
+                                 "onto (docs/presets.md)")
             listed = "; ".join(f"{label}: {sorted(known)}" for label, known, _ in groups)
             raise ValueError(f"--set: unknown field {key!r}; {listed}")
 
@@ -309,7 +316,35 @@ def _data_for_run(data_spec: dict, cfg_file: Path, *, resume: bool = False):
     if not isinstance(header, str) or header not in _CSV_HEADER:
         raise ValueError(f"{cfg_file} records csv_header {header!r}, expected one of {list(_CSV_HEADER)}; the file "
                          f"was edited: {way}")
+    changed = [data_spec[key.removesuffix("_sha256")] for key, digest in _data_digests(data_spec).items()
+               if data_spec.get(key, digest) != digest]
+    if changed:
+        what = (f"{' and '.join(map(repr, changed))} {'has' if len(changed) == 1 else 'have'} changed since the run "
+                "trained (its SHA-256 differs from the one recorded in " + str(cfg_file) + ")")
+        if resume:
+            raise ValueError(f"--resume: {what}; a run continues on the data it trained on: restore the file, or "
+                             "start a new run")
+        print(f"byol-ref: warning: {what}: its train/test split is drawn anew, so rows the run trained on may be "
+              "in the test split now; pass --data (and --labels) to evaluate on other data knowingly",
+              file=sys.stderr)
     return _load_data(_with_csv_header(data_spec), strict=False)  # as it read when the run trained
+
+
+def _data_digests(data_spec: dict) -> dict:
+    """``{"data_sha256": ..., "labels_sha256": ...}``: the SHA-256 of the data and labels files a
+    run reads (the built-in data sets and a label column have none)."""
+    out = {}
+    for key in ("data", "labels"):
+        path = data_spec.get(key)
+        if key == "labels" and isinstance(path, str) and Path(path).suffix.lower() not in (".npy", ".csv", ".txt"):
+            continue  # a column of the data file
+        if isinstance(path, str) and path not in ("digits", "synthetic") and Path(path).is_file():
+            digest = hashlib.sha256()
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(chunk)
+            out[f"{key}_sha256"] = digest.hexdigest()
+    return out
 
 
 def _configs_from_flags(args, encoder_dim: int):
@@ -444,6 +479,7 @@ def _train(args) -> int:
             data_spec["data"] = str(Path(data_spec["data"]).resolve())
         if args.labels and Path(args.labels).suffix.lower() in (".npy", ".csv", ".txt") and Path(args.labels).is_file():
             data_spec["labels"] = str(Path(args.labels).resolve())
+        data_spec.update(_data_digests(data_spec))  # so that a file changed later is noticed
         model_cfg, tcfg, _ = _configs_from_flags(args, dataset.x_train.shape[1])
     if dataset.x_train.shape[0] < tcfg.batch_size:
         raise ValueError(f"--batch-size {tcfg.batch_size} exceeds the {dataset.x_train.shape[0]} training samples")

@@ -343,6 +343,15 @@ def test_make_run_recipe_is_the_one_the_readme_table_measures():
 # --------------------------------------------------------------------------- corners, in process
 
 
+def test_a_preset_field_set_without_a_preset_is_named(capsys):
+    from byol_ref.cli import main
+
+    for field in ("ema_scope=params", "warmup_fraction=0.1"):
+        assert main(["train", "--data", "synthetic", "--set", field]) == 2
+        assert f"--set: {field.split('=')[0]} is a field of the presets, not of train's configs: pass it with a " \
+               "--preset" in capsys.readouterr().err
+
+
 def test_set_values_parse_as_documented():
     from dataclasses import fields
 
@@ -838,6 +847,37 @@ def test_replacing_a_run_without_a_checkpoint_that_fails_puts_it_back_whole(tmp_
     assert ".replaced" not in capsys.readouterr().err
 
 
+def test_a_data_file_changed_since_the_run_trained_is_noticed(tmp_path, capsys):
+    """A run reads its data file again, drawing its split anew: a changed file would put rows it
+    trained on into the test split without a word. The run records the files' SHA-256: --resume
+    refuses a changed file, eval and embed warn."""
+    from byol_ref.cli import main
+
+    x = np.random.default_rng(0).random((60, 4))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", (x[:, 0] > 0.5).astype(np.int64))
+    out = tmp_path / "r"
+    assert main(["train", "--data", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy"), "--epochs", "1",
+                 "--batch-size", "16", "--hidden-size", "8", "--projection-dim", "4", "--predictor-dim", "4",
+                 "--no-progress", "--no-eval", "--no-plots", "--out", str(out)]) == 0
+    data = json.loads((out / "config.json").read_text())["data"]
+    assert len(data["data_sha256"]) == len(data["labels_sha256"]) == 64
+    capsys.readouterr()
+    assert main(["eval", str(out), "--knn-k", "5"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    np.save(tmp_path / "y.npy", (x[:, 1] > 0.5).astype(np.int64))  # other labels, same shape
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-progress"]) == 2
+    assert f"--resume: {str(tmp_path / 'y.npy')!r} has changed since the run trained (its SHA-256 differs from " \
+           f"the one recorded in {out / 'config.json'}); a run continues on the data it trained on" in \
+        capsys.readouterr().err
+    assert main(["embed", str(out), "--out", str(tmp_path / "f.npz")]) == 0
+    assert "warning: " + repr(str(tmp_path / "y.npy")) + " has changed since the run trained" in \
+        capsys.readouterr().err
+    assert main(["eval", str(out), "--knn-k", "5", "--data", str(tmp_path / "x.npy"), "--labels",
+                 str(tmp_path / "y.npy")]) == 0  # named on the command line: knowingly
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_a_run_records_the_header_its_csv_was_read_with(tmp_path, capsys):
     from byol_ref.cli import main
 
@@ -1050,6 +1090,9 @@ def test_a_run_reads_its_own_data_as_it_did_before_the_new_refusals(tmp_path, ca
     for name, extra in (("d.npz", []), ("d.csv", ["--labels", "label"])):
         out = tmp_path / name.replace(".", "_")
         assert main(["train", "--data", str(tmp_path / name), *extra, *small, "--out", str(out)]) == 0
+        record = json.loads((out / "config.json").read_text())  # as runs of that time recorded it: no SHA-256
+        del record["data"]["data_sha256"]  # (with one, --resume refuses a changed file: see the test above)
+        (out / "config.json").write_text(json.dumps(record))
     np.savez(tmp_path / "d.npz", x=x, y=y, classes=np.array(["even", "odd"]))
     (tmp_path / "d.csv").write_text(",a,b,c,d,label\n" + csv + "\n")  # R's write.csv heads its row names so
     for name, says in (("d.npz", "and nothing else; got ['classes', 'x', 'y']"),
