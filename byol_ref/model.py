@@ -678,12 +678,14 @@ def loss_and_grads(online: Network, target: Network, view1, view2, *, record: Ca
 
     Args:
         online, target: Networks with the same config.
-        view1, view2: (N, encoder_dim) augmented views, in the params' dtype.
+        view1, view2: (N, encoder_dim) augmented views, in the params' dtype, finite.
         record: optional ``record(key, array)`` callback seeing every intermediate in
             execution order (used by the trace tool).
 
     Returns:
-        LossAndGrads.
+        LossAndGrads. The parameters and buffers are checked for their names, shapes and
+        dtypes, not their values (that would read every one of them each step): a non-finite
+        parameter gives a non-finite loss, on which ``fit`` stops and names the step.
 
     References:
         Grill et al. 2020, section 3.1 and eq. 2; official ``byol_experiment.py``.
