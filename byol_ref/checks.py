@@ -70,6 +70,25 @@ def check_seed(seed, name="seed", *, allow_none=False):
     return value
 
 
+def check_operands(op: str, x, *, x_name: str = "x", per_feature: bool = False, **params) -> None:
+    """Refuse what NumPy would take without a word: an ``x`` that is not a float array, a
+    parameter in another dtype (the result would be promoted) or of a shape other than x's
+    trailing axes (it would broadcast), or, with ``per_feature``, other than ``(F,)``. Shapes
+    and dtypes only: no data is read, so this costs no device synchronisation (the model
+    checks its inputs' values once per step)."""
+    if getattr(x, "dtype", None) is None or x.dtype.kind != "f":
+        raise TypeError(f"{op}: {x_name} must be a float32 or float64 array, got "
+                        f"{getattr(x, 'dtype', type(x).__name__)}")
+    for name, a in params.items():
+        if getattr(a, "dtype", None) != x.dtype:
+            raise TypeError(f"{op}: {name} has dtype {getattr(a, 'dtype', type(a).__name__)}, but {x_name} has "
+                            f"{x.dtype}; byol_ref never mixes dtypes")
+        if a.ndim > x.ndim or tuple(a.shape) != tuple(x.shape[x.ndim - a.ndim:]) or (per_feature and a.ndim != 1):
+            want = x.shape[-1:] if per_feature else x.shape[x.ndim - a.ndim:]
+            raise ValueError(f"{op}: {name} has shape {tuple(a.shape)}, expected {tuple(want)} (the trailing "
+                             f"{'axis' if per_feature else 'axes'} of {x_name}, shape {tuple(x.shape)})")
+
+
 def check_image_shape(image_shape, name="image_shape") -> tuple:
     """``image_shape`` as a tuple of Python ints, (H, W) or (C, H, W), each >= 1 (bools are refused)."""
     if not isinstance(image_shape, (tuple, list)) or len(image_shape) not in (2, 3) or not all(

@@ -10,7 +10,10 @@ Shapes. Activations are ``(N, F)`` or ``(G, N, F)``: ``G`` independent batches t
 share parameters (BYOL's two views, stacked). Linear layers and ReLU do not care;
 batch norm takes its statistics over ``N`` separately for each of the ``G`` groups
 (per-view statistics, as the official code gets by calling the network once per view).
-Weights are stored ``(in, out)`` so that a layer is ``x @ w + b``.
+Weights are stored ``(in, out)`` so that a layer is ``x @ w + b``. Each forward checks the
+shapes and dtypes of its operands (``checks.check_operands``: metadata only, no data read), as
+NumPy would otherwise broadcast a wrong shape or promote a mixed dtype without a word; the
+values (NaN, say) are the model's to check, once per step.
 
 Speed without a second implementation. The functions never mutate their inputs by default.
 Model code that owns a fresh temporary (the output of the previous step, which nothing else
@@ -20,11 +23,13 @@ chains run as fused kernels (``kernels.py``), each beside its xp reference formu
 """
 from __future__ import annotations
 
+import numbers
 from typing import NamedTuple
 
 from . import kernels
 from .backend import get_array_module
-from .checks import check_positive_int, check_real
+from .checks import check_operands, check_positive_int, check_real
+
 
 # --------------------------------------------------------------------------- linear
 
@@ -49,6 +54,14 @@ def linear_forward(x, w, b=None):
         out: shape (N, H) or (G, N, H).
         cache: LinearCache.
     """
+    check_operands("linear_forward", x)
+    if getattr(w, "ndim", None) != 2 or w.shape[0] != x.shape[-1] or w.dtype != x.dtype:
+        raise ValueError(f"linear_forward: w must be a ({x.shape[-1]}, H) array in x's dtype {x.dtype} (x has shape "
+                         f"{tuple(x.shape)}), got {getattr(w, 'shape', type(w).__name__)} "
+                         f"{getattr(w, 'dtype', '')}".rstrip())
+    if b is not None and (getattr(b, "shape", None) != (w.shape[1],) or b.dtype != x.dtype):
+        raise ValueError(f"linear_forward: b must be a ({w.shape[1]},) array in x's dtype {x.dtype}, got "
+                         f"{getattr(b, 'shape', type(b).__name__)} {getattr(b, 'dtype', '')}".rstrip())
     # One matmul over all groups: (G*N, D) @ (D, H) is a bigger, faster GEMM than G small ones.
     out = (x.reshape(-1, x.shape[-1]) @ w).reshape(*x.shape[:-1], w.shape[1])  # (..., N, H)
     if b is not None:
@@ -217,6 +230,9 @@ def update_running_stats(running, batch_mean, batch_var, n, *, decay, mode):
     Returns:
         RunningStats after the update.
     """
+    check_real(decay, "decay", 0, 1, hi_open=True)  # (decay 1 would be 0/0 in the haiku debiasing)
+    if mode == "torch" and n < 2:
+        raise ValueError(f"the unbiased variance needs n >= 2 samples, got n={n!r}")
     xp = get_array_module(batch_mean)
     t = running.count + 1
     if mode == "haiku":
@@ -274,6 +290,14 @@ def batch_norm_forward(x, gamma, beta, running, *, train, eps=1e-5, decay=0.9,
     References:
         Ioffe & Szegedy 2015, Algorithm 1; Haiku ``batch_norm.py``.
     """
+    check_operands("batch_norm_forward", x, per_feature=True, gamma=gamma, beta=beta, running_mean=running.mean,
+                   running_var=running.var)
+    if not isinstance(train, bool):
+        raise TypeError(f"batch_norm_forward: train must be True or False, got {train!r}")
+    if train and (x.ndim < 2 or x.shape[-2] < 2):  # (one row: its own mean, variance 0, out = beta)
+        raise ValueError(f"batch_norm_forward: training needs batch statistics over at least 2 rows, x has shape "
+                         f"{tuple(x.shape)} ((N, F) or (G, N, F))")
+    check_real(eps, "eps", 0, None)  # (0 is the formula without it: exact identities, NaN on a constant)
     xp = get_array_module(x)
     src, center, overwrite, scratch = x, None, inplace, None
     if train:
@@ -350,6 +374,8 @@ def layer_norm_forward(x, gamma, beta, *, eps=1e-5, var_formula="two_pass"):
     References:
         Ba, Kiros & Hinton 2016.
     """
+    check_operands("layer_norm_forward", x, gamma=gamma, beta=beta)
+    check_real(eps, "eps", 0, None)  # (0 allowed: see batch_norm_forward)
     xp = get_array_module(x)
     mean, var = _moments(x, -1, var_formula)  # (..., 1)
     rstd = 1 / xp.sqrt(var + eps)
@@ -384,9 +410,11 @@ def group_norm_forward(x, gamma, beta, *, groups, eps=1e-5, var_formula="two_pas
     References:
         Wu & He, "Group Normalization", ECCV 2018.
     """
+    check_operands("group_norm_forward", x, per_feature=True, gamma=gamma, beta=beta)
     f = x.shape[-1]
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or f % groups:
+    if isinstance(groups, bool) or not isinstance(groups, numbers.Integral) or groups < 1 or f % groups:
         raise ValueError(f"groups must be a positive int dividing the {f} features, got {groups!r}")
+    groups = int(groups)
     grouped = (*x.shape[:-1], groups, f // groups)
     out, cache = layer_norm_forward(x.reshape(grouped), gamma.reshape(groups, -1), beta.reshape(groups, -1), eps=eps,
                                     var_formula=var_formula)
@@ -424,6 +452,7 @@ def affine_forward(x, gamma, beta):
         out: like x.
         cache: AffineCache.
     """
+    check_operands("affine_forward", x, per_feature=True, gamma=gamma, beta=beta)
     return gamma * x + beta, AffineCache(x, gamma)
 
 
@@ -474,7 +503,8 @@ def simplex_forward(x, *, simplex_dim, temperature):
         Lavoie et al., "Simplicial Embeddings in Self-Supervised Learning and Downstream
         Classification", ICLR 2023 (arXiv 2204.00616); lucidrains/byol-pytorch ``SEM``.
     """
-    check_positive_int(simplex_dim, "simplex_dim")
+    check_operands("simplex_forward", x)
+    simplex_dim = check_positive_int(simplex_dim, "simplex_dim")
     check_real(temperature, "temperature", 0, None, lo_open=True)
     xp = get_array_module(x)
     f = x.shape[-1]
@@ -533,6 +563,10 @@ def weight_standardize_forward(w, *, eps=1e-5):
         Qiao et al., "Micro-Batch Training with Batch-Channel Normalization and Weight
         Standardization", 2019; Richemond et al., "BYOL works even without batch statistics", 2020.
     """
+    check_operands("weight_standardize_forward", w)
+    if w.ndim != 2:
+        raise ValueError(f"weight_standardize_forward: w must be a (D, H) weight, got shape {tuple(w.shape)}")
+    check_real(eps, "eps", 0, None)  # (0 allowed: see batch_norm_forward)
     xp = get_array_module(w)
     mean, var = _moments(w, 0, "two_pass")  # (1, H)
     rstd = 1 / xp.sqrt(var + eps)

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 from . import kernels
 from .backend import get_array_module
-from .checks import check_real
+from .checks import check_operands, check_real
 
 EPS_MODES = ("sq_norm", "norm", "add")
 DEFAULT_EPS = {"sq_norm": 1e-12, "norm": 1e-12, "add": 1e-8}
@@ -56,6 +56,7 @@ def l2_normalize_forward(x, *, eps=None, eps_mode="sq_norm"):
         raise ValueError(f"eps_mode must be one of {EPS_MODES}, got {eps_mode!r}")
     # A scalar check only (this runs every step): the Python float keeps x's dtype (weak scalar).
     eps = DEFAULT_EPS[eps_mode] if eps is None else check_real(eps, "eps", 0, None, lo_open=True)
+    check_operands("l2_normalize_forward", x)
     xp = get_array_module(x)
     s = (x * x).sum(axis=-1, keepdims=True)  # (..., 1) squared norm
     if eps_mode == "sq_norm":
@@ -131,6 +132,11 @@ def regression_loss_forward(p, z, *, form="mse", eps=None, eps_mode="sq_norm"):
     """
     if form not in LOSS_FORMS:
         raise ValueError(f"form must be one of {LOSS_FORMS}, got {form!r}")
+    check_operands("regression_loss_forward", p, x_name="p")
+    if getattr(z, "shape", None) != p.shape:  # (a z of p's trailing shape would broadcast over p's rows)
+        raise ValueError(f"regression_loss_forward: z has shape {getattr(z, 'shape', None)}, p {tuple(p.shape)}; one "
+                         "target per prediction")
+    check_operands("regression_loss_forward", p, x_name="p", z=z)
     n_p, p_cache = l2_normalize_forward(p, eps=eps, eps_mode=eps_mode)
     n_z, z_cache = l2_normalize_forward(z, eps=eps, eps_mode=eps_mode)
     if form == "mse":

@@ -173,9 +173,9 @@ def test_layer_norm_variance_formulas():
     one = layer_norm_forward(x, ones, zeros, var_formula="one_pass")[0]
     two = layer_norm_forward(x, ones, zeros, var_formula="two_pass")[0]
     assert np.abs(one - two).max() > 0.1  # cancellation: the float32 one-pass variance is off by far
-    x64 = x.astype(np.float64)
-    np.testing.assert_allclose(layer_norm_forward(x64, ones, zeros, var_formula="one_pass")[0],
-                               layer_norm_forward(x64, ones, zeros, var_formula="two_pass")[0], atol=1e-6)
+    x64, ones64, zeros64 = x.astype(np.float64), ones.astype(np.float64), zeros.astype(np.float64)
+    np.testing.assert_allclose(layer_norm_forward(x64, ones64, zeros64, var_formula="one_pass")[0],
+                               layer_norm_forward(x64, ones64, zeros64, var_formula="two_pass")[0], atol=1e-6)
     # the default of both, for a direct caller, is the two-pass formula (Config.ln_var's default)
     np.testing.assert_array_equal(layer_norm_forward(x, ones, zeros)[0], two)
     np.testing.assert_array_equal(group_norm_forward(x, ones, zeros, groups=2)[0],
@@ -465,3 +465,53 @@ def test_running_stats_updates_follow_their_formulas(seed, g, n, d, decay, mode,
     np.testing.assert_allclose(got.mean, mean, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(got.var, var, rtol=1e-10, atol=1e-12)
     assert int(got.count) == t0 + g
+
+
+def test_the_ops_refuse_what_numpy_would_take_without_a_word():
+    """Called directly (as docs/step-by-hand.md does), an op checks the shapes and dtypes of its
+    operands: NumPy would broadcast a wrong shape, promote a mixed dtype, or normalise a single
+    row to beta. Only metadata is read (no device synchronisation)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 3))
+    ones, zeros = np.ones(3), np.zeros(3)
+    run = _running(3, rng)
+    for call, err, says in (
+            (lambda: linear_forward(x, np.ones((3, 2), np.float32)), ValueError,
+             r"linear_forward: w must be a \(3, H\) array in x's dtype float64 .* got \(3, 2\) float32"),
+            (lambda: linear_forward(x, np.ones((5, 2))), ValueError, r"w must be a \(3, H\) array"),
+            (lambda: linear_forward(x, np.ones((3, 2)), np.ones(3)), ValueError,
+             r"linear_forward: b must be a \(2,\) array in x's dtype float64, got \(3,\) float64"),
+            (lambda: linear_forward(x.astype(int), np.ones((3, 2))), TypeError,
+             "linear_forward: x must be a float32 or float64 array, got int64"),
+            (lambda: batch_norm_forward(x[:1], ones, zeros, run, train=True), ValueError,
+             r"training needs batch statistics over at least 2 rows, x has shape \(1, 3\)"),
+            (lambda: batch_norm_forward(x, ones, zeros, run, train="no"), TypeError,
+             "batch_norm_forward: train must be True or False, got 'no'"),
+            (lambda: batch_norm_forward(x, ones.astype(np.float32), zeros, run, train=True), TypeError,
+             "batch_norm_forward: gamma has dtype float32, but x has float64"),
+            (lambda: batch_norm_forward(x, np.ones((4, 3)), zeros, run, train=True), ValueError,
+             r"batch_norm_forward: gamma has shape \(4, 3\), expected \(3,\)"),
+            (lambda: batch_norm_forward(x, ones, zeros, run, train=True, eps=-1.0), ValueError, "eps must be in"),
+            (lambda: batch_norm_forward(x, ones, zeros, run, train=True, decay=1.5), ValueError,
+             r"decay must be in \[0, 1\)"),
+            (lambda: update_running_stats(run, zeros, ones, 1, decay=0.9, mode="torch"), ValueError,
+             "the unbiased variance needs n >= 2 samples, got n=1"),
+            (lambda: update_running_stats(run, zeros, ones, 4, decay=1.0, mode="haiku"), ValueError,
+             r"decay must be in \[0, 1\)"),
+            (lambda: layer_norm_forward(x, np.ones(4), zeros), ValueError,
+             r"layer_norm_forward: gamma has shape \(4,\), expected \(3,\)"),
+            (lambda: group_norm_forward(x, ones, zeros.astype(np.float32), groups=1), TypeError,
+             "group_norm_forward: beta has dtype float32"),
+            (lambda: affine_forward(x, ones, np.zeros(1)), ValueError,
+             r"affine_forward: beta has shape \(1,\), expected \(3,\)"),
+            (lambda: simplex_forward(x.astype(int), simplex_dim=3, temperature=1.0), TypeError,
+             "simplex_forward: x must be a float32 or float64 array"),
+            (lambda: weight_standardize_forward(np.ones(5)), ValueError,
+             r"weight_standardize_forward: w must be a \(D, H\) weight, got shape \(5,\)")):
+        with pytest.raises(err, match=says):
+            call()
+    # what is right still works: NumPy integers as sizes, eps = 0 (the exact formula), float32 throughout
+    group_norm_forward(x, ones, zeros, groups=np.int64(3))
+    batch_norm_forward(x, ones, zeros, run, train=True, eps=0.0)
+    x32 = x.astype(np.float32)
+    assert linear_forward(x32, np.ones((3, 2), np.float32), np.zeros(2, np.float32))[0].dtype == np.float32

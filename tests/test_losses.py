@@ -103,3 +103,14 @@ def test_one_dimensional_vectors_have_zero_gradient():
     n, cache = l2_normalize_forward(x)
     np.testing.assert_allclose(n, [[1.0], [-1.0]])
     np.testing.assert_allclose(l2_normalize_backward(np.array([[0.7], [1.3]]), cache), 0, atol=1e-14)
+
+
+def test_the_loss_refuses_what_numpy_would_broadcast_or_promote():
+    p = np.random.default_rng(0).standard_normal((3, 4))
+    with pytest.raises(ValueError, match=r"regression_loss_forward: z has shape \(1, 4\), p \(3, 4\); one target per "
+                                         "prediction"):
+        regression_loss_forward(p, p[:1])
+    with pytest.raises(TypeError, match="regression_loss_forward: z has dtype float32, but p has float64"):
+        regression_loss_forward(p, p.astype(np.float32))
+    with pytest.raises(TypeError, match="l2_normalize_forward: x must be a float32 or float64 array, got int64"):
+        l2_normalize_forward(np.ones((2, 3), dtype=np.int64))
