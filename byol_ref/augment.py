@@ -39,7 +39,7 @@ from typing import NamedTuple, Optional
 
 from .backend import get_array_module, to_numpy
 from .backend import host as np
-from .checks import check_array, check_image_shape, check_real, dataclass_from_dict
+from .checks import check_array, check_bool, check_image_shape, check_real, dataclass_from_dict
 
 __all__ = [
     "ImageAug",
@@ -633,9 +633,7 @@ def _check_finite_batch(x, check_finite: bool) -> None:
     step skips it (``check_finite=False``): ``fit`` checks the whole training split once, before the
     first step.
     """
-    if not isinstance(check_finite, bool):  # ("no" would read as yes)
-        raise TypeError(f"check_finite must be True or False, got {check_finite!r}")
-    if check_finite:
+    if check_bool(check_finite, "check_finite"):
         check_array(x, "x")
 
 
@@ -747,6 +745,7 @@ def two_views(x, rng, cfgs, image_shape=None, *, check_finite: bool = True):
     if not isinstance(cfgs, (tuple, list)) or len(cfgs) != 2:
         raise ValueError(f"cfgs must be a pair of configs (view 1, view 2), got {cfgs!r}")
     views = []
+    check_finite = check_bool(check_finite, "check_finite")
     for i, cfg in enumerate(cfgs):
         check = check_finite and i == 0  # both views read the same x
         if isinstance(cfg, ImageAug):

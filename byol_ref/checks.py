@@ -11,9 +11,21 @@ from .backend import host as np
 
 def check_choice(value, name, choices):
     """Raise ValueError unless ``value`` is one of ``choices``."""
-    if value not in choices:
+    try:
+        known = value in choices
+    except TypeError:  # (a list, in a set of strings: unhashable)
+        known = False
+    if not known:
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
     return value
+
+
+def check_bool(value, name) -> bool:
+    """``value`` as a Python bool (NumPy's bool too), else a TypeError naming it: 1 and "no" are
+    not booleans, though Python would read them as true."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return bool(value)
 
 
 def check_positive_int(value, name, minimum=1):
@@ -48,7 +60,9 @@ def check_float_range(value, name, lo=None, hi=None, lo_open=False, hi_open=Fals
 def check_real(value, name, lo=None, hi=None, lo_open=False, hi_open=False):
     """As :func:`check_float_range`, but only a real number is accepted: a string such as ``"0.9"``
     or a bool is a TypeError (check_float_range converts any value ``float()`` accepts, for
-    settings read from text)."""
+    settings read from text). A 0-d NumPy array of a real dtype is its number."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "fiu":
+        value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
     return check_float_range(value, name, lo, hi, lo_open=lo_open, hi_open=hi_open)
@@ -76,11 +90,13 @@ def check_operands(op: str, x, *, x_name: str = "x", per_feature: bool = False, 
     trailing axes (it would broadcast), or, with ``per_feature``, other than ``(F,)``. Shapes
     and dtypes only: no data is read, so this costs no device synchronisation (the model
     checks its inputs' values once per step)."""
-    if getattr(x, "dtype", None) is None or x.dtype.kind != "f":
+    if getattr(x, "dtype", None) is None or x.dtype.name not in ("float32", "float64"):
         raise TypeError(f"{op}: {x_name} must be a float32 or float64 array, got "
                         f"{getattr(x, 'dtype', type(x).__name__)}")
     for name, a in params.items():
-        if getattr(a, "dtype", None) != x.dtype:
+        if not (hasattr(a, "dtype") and hasattr(a, "shape")):  # (np.dtype("float64") == None is True)
+            raise TypeError(f"{op}: {name} must be an array in {x_name}'s dtype {x.dtype}, got {type(a).__name__}")
+        if a.dtype != x.dtype:
             raise TypeError(f"{op}: {name} has dtype {getattr(a, 'dtype', type(a).__name__)}, but {x_name} has "
                             f"{x.dtype}; byol_ref never mixes dtypes")
         if a.ndim > x.ndim or tuple(a.shape) != tuple(x.shape[x.ndim - a.ndim:]) or (per_feature and a.ndim != 1):

@@ -30,7 +30,7 @@ from pathlib import Path
 from .augment import default_views_for
 from .backend import get_backend, host
 from .checkpoint import atomic_savez, atomic_write_text, parse_json
-from .data import csv_header_rule, load_digits, load_file, synthetic
+from .data import csv_header_rule, labels_file, load_digits, load_file, synthetic
 from .model import NORMS, Config, loss_range
 from .rundir import (REPORT_FILES, Replacing, first_interrupt_only, interrupts_held, refuse_for_set_aside,
                      remove_replaced, remove_stale)
@@ -291,6 +291,11 @@ def _read_run_config(cfg_file: Path) -> dict:
                type(saved).__name__)
         raise ValueError(f"{cfg_file} is not a byol-ref run's config.json: expected an object with objects "
                          f"{list(want)}, got {got}")
+    digests = {k: v for k, v in saved["data"].items() if k.endswith("_sha256")}
+    if any(k not in ("data_sha256", "labels_sha256") or not isinstance(v, str) or len(v) != 64 for k, v in
+           digests.items()):
+        raise ValueError(f"{cfg_file} records {digests} as the data's SHA-256, which no run writes (64 hex digits "
+                         "for data_sha256 and labels_sha256); the file was edited")
     labels, seed = saved["data"].get("labels"), saved["data"].get("data_seed", 0)  # (data: _data_for_run)
     if not isinstance(labels, (str, int, type(None))) or not isinstance(seed, int) or isinstance(seed, bool) \
             or isinstance(labels, bool) or seed < 0:
@@ -316,8 +321,9 @@ def _data_for_run(data_spec: dict, cfg_file: Path, *, resume: bool = False):
     if not isinstance(header, str) or header not in _CSV_HEADER:
         raise ValueError(f"{cfg_file} records csv_header {header!r}, expected one of {list(_CSV_HEADER)}; the file "
                          f"was edited: {way}")
-    changed = [data_spec[key.removesuffix("_sha256")] for key, digest in _data_digests(data_spec).items()
-               if data_spec.get(key, digest) != digest]
+    # The files' SHA-256 as the run recorded them (runs before the record have none to compare).
+    changed = [data_spec[key] for key in ("data", "labels") if f"{key}_sha256" in data_spec
+               and Path(data_spec[key]).is_file() and _sha256(data_spec[key]) != data_spec[f"{key}_sha256"]]
     if changed:
         what = (f"{' and '.join(map(repr, changed))} {'has' if len(changed) == 1 else 'have'} changed since the run "
                 "trained (its SHA-256 differs from the one recorded in " + str(cfg_file) + ")")
@@ -330,21 +336,13 @@ def _data_for_run(data_spec: dict, cfg_file: Path, *, resume: bool = False):
     return _load_data(_with_csv_header(data_spec), strict=False)  # as it read when the run trained
 
 
-def _data_digests(data_spec: dict) -> dict:
-    """``{"data_sha256": ..., "labels_sha256": ...}``: the SHA-256 of the data and labels files a
-    run reads (the built-in data sets and a label column have none)."""
-    out = {}
-    for key in ("data", "labels"):
-        path = data_spec.get(key)
-        if key == "labels" and isinstance(path, str) and Path(path).suffix.lower() not in (".npy", ".csv", ".txt"):
-            continue  # a column of the data file
-        if isinstance(path, str) and path not in ("digits", "synthetic") and Path(path).is_file():
-            digest = hashlib.sha256()
-            with open(path, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(chunk)
-            out[f"{key}_sha256"] = digest.hexdigest()
-    return out
+def _sha256(path) -> str:
+    """The SHA-256 of a file, as a run records those of its data and labels files."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _configs_from_flags(args, encoder_dim: int):
@@ -475,11 +473,15 @@ def _train(args) -> int:
                                   "--overwrite to replace it, or choose another --out")
         dataset = _load_data(data_spec)
         data_spec = _with_csv_header(data_spec)
-        if data_spec["data"] not in ("digits", "synthetic"):  # so eval and --resume find it from any folder
+        if data_spec["data"] not in ("digits", "synthetic"):  # so eval and --resume find them from any folder
             data_spec["data"] = str(Path(data_spec["data"]).resolve())
-        if args.labels and Path(args.labels).suffix.lower() in (".npy", ".csv", ".txt") and Path(args.labels).is_file():
-            data_spec["labels"] = str(Path(args.labels).resolve())
-        data_spec.update(_data_digests(data_spec))  # so that a file changed later is noticed
+            found = labels_file(args.labels, data_spec["data"], _CSV_HEADER[data_spec["csv_header"]])
+            if found is not None:
+                data_spec["labels"] = str(found.resolve())
+            # their SHA-256, so that a file changed later is noticed (_data_for_run)
+            data_spec["data_sha256"] = _sha256(data_spec["data"])
+            if found is not None:
+                data_spec["labels_sha256"] = _sha256(found)
         model_cfg, tcfg, _ = _configs_from_flags(args, dataset.x_train.shape[1])
     if dataset.x_train.shape[0] < tcfg.batch_size:
         raise ValueError(f"--batch-size {tcfg.batch_size} exceeds the {dataset.x_train.shape[0]} training samples")

@@ -23,7 +23,7 @@ from typing import Iterator, NamedTuple, Optional, Union
 from .backend import host as np
 from .checkpoint import (NPY_MAGIC, ZIP_MAGIC, file_head, first_line, npy_size_problem, numpy_read_errors,
                          read_npz)
-from .checks import check_image_shape, check_real, check_seed
+from .checks import check_bool, check_image_shape, check_real, check_seed
 
 __all__ = [
     "Dataset",
@@ -128,8 +128,11 @@ def train_test_indices(n: int, test_fraction: float, rng, labels=None):
         labels = np.asarray(labels)
         if labels.shape != (n,):
             raise ValueError(f"labels must have shape ({n},), got {labels.shape}")
-        if labels.dtype.kind not in "iu":  # (0.5 would be a class of its own, NaN one per sample)
-            raise ValueError(f"labels must be integer class ids, got dtype {labels.dtype}")
+        whole = labels.dtype.kind in "iub" or (  # (0.5 would be a class of its own, NaN one per sample)
+            labels.dtype.kind == "f" and bool(np.all(np.isfinite(labels) & (labels == np.round(labels)))))
+        if not whole:
+            raise ValueError(f"labels must be whole-number class ids, got dtype {labels.dtype}"
+                             + (" with fractions or non-finite values" if labels.dtype.kind == "f" else ""))
         tests, trains = [], []
         for c in np.unique(labels):
             idx = np.flatnonzero(labels == c)  # ascending
@@ -480,6 +483,19 @@ def _is_int_text(s: str) -> bool:
     return re.fullmatch(r"[+-]?[0-9]+", s.strip()) is not None
 
 
+def labels_file(labels, path, header=None) -> Path | None:
+    """The labels file that :func:`load_file` reads for ``labels`` with the data file ``path``,
+    or None when ``labels`` is a column (or None): a ``.npy``/``.csv``/``.txt`` name is a file
+    unless the CSV's header names a column so (``header`` as ``load_file`` takes it)."""
+    if labels is None or isinstance(labels, int):
+        return None
+    names = None
+    if isinstance(labels, str) and header is not False and Path(path).suffix.lower() in (".csv", ".txt"):
+        first = next(_csv_rows(path, "file"), None)  # (the header, when there is one)
+        names = None if first is None else first[1]
+    return Path(labels) if _is_label_path(labels, names) else None
+
+
 def _is_label_path(labels, names) -> bool:
     if isinstance(labels, os.PathLike):
         return True
@@ -743,9 +759,9 @@ def standardize(x, mean, std):
         raise ValueError(f"x must have shape (N, D), got {x.shape}")
     stats = {"mean": _as_features(mean, "mean"), "std": _as_features(std, "std")}
     for name, a in stats.items():
-        if a.shape != (x.shape[1],):
-            raise ValueError(f"{name} must have shape ({x.shape[1]},), one value per feature of x {x.shape}, got "
-                             f"{a.shape}")
+        if a.shape not in ((), (x.shape[1],)):
+            raise ValueError(f"{name} must have shape ({x.shape[1]},), one value per feature of x {x.shape} (or "
+                             f"one for all), got {a.shape}")
         _check_finite(a, name)
     if np.any(stats["std"] <= 0):
         raise ValueError(f"std must be > 0 (feature_stats sets a constant feature's to 1), got "
@@ -811,8 +827,7 @@ def batches(n: int, batch_size: int, rng, *, drop_last: bool = True) -> Iterator
     for arg, v in (("n", n), ("batch_size", batch_size)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{arg} must be an integer >= 1, got {v!r}")
-    if not isinstance(drop_last, bool):
-        raise TypeError(f"drop_last must be True or False, got {drop_last!r}")
+    drop_last = check_bool(drop_last, "drop_last")
     if drop_last and batch_size > n:
         raise ValueError(
             f"batch_size={batch_size} > n={n} with drop_last=True gives an empty epoch; "

@@ -25,10 +25,12 @@ Command line: ``byol-ref diff A.npz B.npz [--rtol R] [--atol A] [--only-common |
 """
 from __future__ import annotations
 
+import numbers
 import re
 from dataclasses import asdict, dataclass, field
 
 from .backend import host as np
+from .checks import check_bool
 from .trace import Trace, load_trace
 
 __all__ = ["TensorDiff", "DiffReport", "diff_traces", "diff_files", "format_report", "DEFAULT_RTOL", "DEFAULT_ATOL"]
@@ -200,8 +202,7 @@ def diff_traces(a, b, *, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
 
 def _check_flags(**flags) -> None:
     for name, value in flags.items():
-        if not isinstance(value, bool):  # (1 or "no" would read as a yes)
-            raise TypeError(f"{name} must be True or False, got {value!r}")
+        check_bool(value, name)
 
 
 def diff_files(path_a, path_b, **kwargs) -> DiffReport:
@@ -218,7 +219,8 @@ def format_report(rep: DiffReport, *, show_all: bool = False, max_rows: int | No
     one-sided names, a summary and the first divergence. The table stops after ``max_rows``
     rows (None: no limit); with show_all the diverging tensors come first."""
     _check_flags(show_all=show_all)
-    if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1):
+    if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, numbers.Integral)
+                                 or max_rows < 1):
         raise ValueError(f"max_rows must be an int >= 1 or None (no limit), got {max_rows!r}")
     lines = [f"byol-ref diff: A = {rep.a_label}, B = {rep.b_label} (rtol {rep.rtol:g}, atol {rep.atol:g})"]
     bad = [d for d in rep.tensors if d.status not in ("ok", "only_a", "only_b")]

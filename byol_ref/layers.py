@@ -10,10 +10,10 @@ Shapes. Activations are ``(N, F)`` or ``(G, N, F)``: ``G`` independent batches t
 share parameters (BYOL's two views, stacked). Linear layers and ReLU do not care;
 batch norm takes its statistics over ``N`` separately for each of the ``G`` groups
 (per-view statistics, as the official code gets by calling the network once per view).
-Weights are stored ``(in, out)`` so that a layer is ``x @ w + b``. Each forward checks the
-shapes and dtypes of its operands (``checks.check_operands``: metadata only, no data read), as
-NumPy would otherwise broadcast a wrong shape or promote a mixed dtype without a word; the
-values (NaN, say) are the model's to check, once per step.
+Weights are stored ``(in, out)`` so that a layer is ``x @ w + b``. Every forward but ReLU's
+checks the shapes and dtypes of its operands (``checks.check_operands``: metadata only, no
+data read), as NumPy would otherwise broadcast a wrong shape or promote a mixed dtype without
+a word; the values (NaN, say) are the model's to check, once per step.
 
 Speed without a second implementation. The functions never mutate their inputs by default.
 Model code that owns a fresh temporary (the output of the previous step, which nothing else
@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 from . import kernels
 from .backend import get_array_module
-from .checks import check_operands, check_positive_int, check_real
+from .checks import check_bool, check_operands, check_positive_int, check_real
 
 
 # --------------------------------------------------------------------------- linear
@@ -55,13 +55,16 @@ def linear_forward(x, w, b=None):
         cache: LinearCache.
     """
     check_operands("linear_forward", x)
-    if getattr(w, "ndim", None) != 2 or w.shape[0] != x.shape[-1] or w.dtype != x.dtype:
-        raise ValueError(f"linear_forward: w must be a ({x.shape[-1]}, H) array in x's dtype {x.dtype} (x has shape "
-                         f"{tuple(x.shape)}), got {getattr(w, 'shape', type(w).__name__)} "
-                         f"{getattr(w, 'dtype', '')}".rstrip())
-    if b is not None and (getattr(b, "shape", None) != (w.shape[1],) or b.dtype != x.dtype):
-        raise ValueError(f"linear_forward: b must be a ({w.shape[1]},) array in x's dtype {x.dtype}, got "
-                         f"{getattr(b, 'shape', type(b).__name__)} {getattr(b, 'dtype', '')}".rstrip())
+    if getattr(w, "ndim", None) != 2 or w.shape[0] != x.shape[-1]:
+        raise ValueError(f"linear_forward: w must be a ({x.shape[-1]}, H) array for x of shape {tuple(x.shape)}, got "
+                         f"{getattr(w, 'shape', type(w).__name__)}")
+    if b is not None and getattr(b, "shape", None) != (w.shape[1],):
+        raise ValueError(f"linear_forward: b must be a ({w.shape[1]},) array, got "
+                         f"{getattr(b, 'shape', type(b).__name__)}")
+    for name, a in (("w", w), ("b", b)):
+        if a is not None and a.dtype != x.dtype:
+            raise TypeError(f"linear_forward: {name} has dtype {a.dtype}, but x has {x.dtype}; byol_ref never mixes "
+                            "dtypes")
     # One matmul over all groups: (G*N, D) @ (D, H) is a bigger, faster GEMM than G small ones.
     out = (x.reshape(-1, x.shape[-1]) @ w).reshape(*x.shape[:-1], w.shape[1])  # (..., N, H)
     if b is not None:
@@ -292,8 +295,7 @@ def batch_norm_forward(x, gamma, beta, running, *, train, eps=1e-5, decay=0.9,
     """
     check_operands("batch_norm_forward", x, per_feature=True, gamma=gamma, beta=beta, running_mean=running.mean,
                    running_var=running.var)
-    if not isinstance(train, bool):
-        raise TypeError(f"batch_norm_forward: train must be True or False, got {train!r}")
+    train = check_bool(train, "train")
     if train and (x.ndim < 2 or x.shape[-2] < 2):  # (one row: its own mean, variance 0, out = beta)
         raise ValueError(f"batch_norm_forward: training needs batch statistics over at least 2 rows, x has shape "
                          f"{tuple(x.shape)} ((N, F) or (G, N, F))")

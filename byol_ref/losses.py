@@ -132,10 +132,9 @@ def regression_loss_forward(p, z, *, form="mse", eps=None, eps_mode="sq_norm"):
     """
     if form not in LOSS_FORMS:
         raise ValueError(f"form must be one of {LOSS_FORMS}, got {form!r}")
-    check_operands("regression_loss_forward", p, x_name="p")
-    if getattr(z, "shape", None) != p.shape:  # (a z of p's trailing shape would broadcast over p's rows)
-        raise ValueError(f"regression_loss_forward: z has shape {getattr(z, 'shape', None)}, p {tuple(p.shape)}; one "
-                         "target per prediction")
+    if getattr(z, "shape", None) != getattr(p, "shape", None):  # (a z of one row would broadcast over p's)
+        raise ValueError(f"regression_loss_forward: z has shape {getattr(z, 'shape', type(z).__name__)}, p "
+                         f"{getattr(p, 'shape', type(p).__name__)}; one target per prediction")
     check_operands("regression_loss_forward", p, x_name="p", z=z)
     n_p, p_cache = l2_normalize_forward(p, eps=eps, eps_mode=eps_mode)
     n_z, z_cache = l2_normalize_forward(z, eps=eps, eps_mode=eps_mode)

@@ -21,7 +21,7 @@ from typing import Callable, NamedTuple
 
 from . import kernels
 from .backend import FLOAT_DTYPES, Backend, check_dtype, get_array_module, get_backend
-from .checks import (dataclass_from_dict, check_array, check_choice, check_float_range, check_positive_int,
+from .checks import (dataclass_from_dict, check_array, check_bool, check_choice, check_positive_int,
                      check_real, check_seed)
 from .layers import (RunningStats, affine_backward, affine_forward, batch_norm_backward, batch_norm_forward,
                      group_norm_backward, group_norm_forward, layer_norm_backward, layer_norm_forward, linear_backward,
@@ -624,8 +624,7 @@ def forward(network: Network, x, *, train: bool = False):
     """
     _check_network(network, "network")
     cfg = network.config
-    if not isinstance(train, bool):
-        raise TypeError(f"train must be a bool, got {train!r}")
+    train = check_bool(train, "train")
     dtype = _params_dtype(network.params, "network.params")
     _check_buffers(network, "network", dtype)
     has_bn = any(k.endswith(".running_mean") for k in network.buffers)
@@ -844,8 +843,7 @@ def ema_update(online_params: dict, target_params: dict, momentum: float = DEFAU
             hint = f" (pass {name.split('_')[0]}.params, not the Network)" if isinstance(tree, Network) else ""
             raise TypeError(f"{name} must be a dict name -> array{hint}, got {type(tree).__name__}")
     tau = check_real(momentum, "momentum", 0, 1)
-    if not isinstance(inplace, bool):
-        raise ValueError(f"inplace must be True or False, got {inplace!r}")
+    inplace = check_bool(inplace, "inplace")
     missing = sorted(set(target_params) - set(online_params))
     if missing:
         raise ValueError(f"ema_update: target parameter(s) {missing} have no online twin of the same name")

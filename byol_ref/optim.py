@@ -56,6 +56,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Union
 from . import kernels
 from .backend import get_array_module
 from .backend import host as np
+from .checks import check_bool
 from .tree import check_same_keys
 
 __all__ = [
@@ -197,13 +198,6 @@ def _check_float(value: Any, name: str, lo: float = 0.0, hi: float = math.inf,
     return v
 
 
-def _check_bool(value: Any, name: str) -> bool:
-    """``value`` as a Python bool (NumPy's bool too), else a TypeError naming it: 1 is not True."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
-    return bool(value)
-
-
 def _buffers_init(params: Mapping[str, Any], prefixes: tuple[str, ...]) -> dict:
     """Zero buffers ``"<prefix>.<key>"`` shaped like each param."""
     if not isinstance(params, Mapping) or not all(hasattr(p, "shape") for p in params.values()):
@@ -342,8 +336,8 @@ def sgd_update(
     lr = _check_float(lr, "lr")
     momentum = _check_float(momentum, "momentum", 0.0, 1.0, hi_open=True)
     weight_decay = _check_float(weight_decay, "weight_decay")
-    nesterov = _check_bool(nesterov, "nesterov")
-    inplace = _check_bool(inplace, "inplace")
+    nesterov = check_bool(nesterov, "nesterov")
+    inplace = check_bool(inplace, "inplace")
     exclude_wd, _ = _exclude_fns(exclude)
     _check_inputs(grads, state, params, ("momentum",))
     mults = _lr_mults(lr_mult, params)
@@ -467,8 +461,8 @@ def lars_update(
         error = ValueError if isinstance(trust_ratio, str) else TypeError
         raise error(f"trust_ratio must be 'norm_of_sum' (official) or 'sum_of_norms' (solo-learn, lightly), "
                     f"got {trust_ratio!r}")
-    clip_lr = _check_bool(clip_lr, "clip_lr")
-    inplace = _check_bool(inplace, "inplace")
+    clip_lr = check_bool(clip_lr, "clip_lr")
+    inplace = check_bool(inplace, "inplace")
     exclude_wd, exclude_lars = _exclude_fns(exclude)
     _check_inputs(grads, state, params, ("momentum",))
     mults = _lr_mults(lr_mult, params)
@@ -545,7 +539,7 @@ def _adam_update(grads, state, params, *, lr, b1, b2, eps, weight_decay, decoupl
     b2 = _check_float(b2, "b2", 0.0, 1.0, hi_open=True)
     eps = _check_float(eps, "eps")
     weight_decay = _check_float(weight_decay, "weight_decay")
-    inplace = _check_bool(inplace, "inplace")
+    inplace = check_bool(inplace, "inplace")
     exclude_wd, _ = _exclude_fns(exclude)
     _check_inputs(grads, state, params, ("mu", "nu"), extra=("count",))
     # eps > 0 in the params' own dtype (eps is added as a weak scalar: 1e-50 is 0 in float32): a

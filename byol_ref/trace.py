@@ -33,6 +33,7 @@ Usage::
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import re
 import zipfile
@@ -181,7 +182,7 @@ def trace_networks(online: Network, target: Network, views, *, preset: Preset, t
         raise ValueError(f"views must be a list of (view1, view2) pairs, one per step, got "
                          f"{views if isinstance(views, (list, tuple)) else type(views).__name__!r}")
     for i, pair in enumerate(views):
-        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+        if not hasattr(pair, "__len__") or len(pair) != 2:  # (a (2, N, D) stack is a pair too)
             raise ValueError(f"views[{i}] (step {i}) must be a (view1, view2) pair, got "
                              f"{type(pair).__name__} of length {len(pair) if hasattr(pair, '__len__') else '?'}")
         for j, v in enumerate(pair, 1):
@@ -196,16 +197,18 @@ def trace_networks(online: Network, target: Network, views, *, preset: Preset, t
     dtype = online.params[next(iter(online.params))].dtype.name
 
     def is_int(v):
-        return isinstance(v, int) and not isinstance(v, bool)
+        return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
     if not is_int(start_step) or start_step < 0:
         raise ValueError(f"start_step must be an int >= 0, got {start_step!r}")
+    start_step = int(start_step)
     K = start_step + len(views) if total_steps is None else total_steps
     if not is_int(K) or K < start_step + len(views):
         raise ValueError(f"total_steps must be an int >= start_step + steps = {start_step + len(views)}, got {K!r}")
     W = int(round(preset.warmup_fraction * K)) if warmup_steps is None else warmup_steps
     if not is_int(W) or not 0 <= W <= K:
         raise ValueError(f"warmup_steps must be an int in [0, total_steps={K}], got {W!r}")
+    K, W = int(K), int(W)  # (the trace's meta is JSON)
     tcfg = preset.train_config(epochs=K, batch_size=n, **{"warmup_epochs": W, "dtype": dtype, **(train_extra or {})})
     if tcfg.data_init:  # silently tracing un-initialised weights would mislead
         raise ValueError("data_init initialises a training run's weights from its data; a trace steps from the "
@@ -266,7 +269,7 @@ def trace_networks(online: Network, target: Network, views, *, preset: Preset, t
 # --------------------------------------------------------------------------- inputs
 
 
-def make_inputs(preset: Preset, *, encoder_dim: int, hidden_size: int, projection_dim: int, predictor_dim: int,
+def make_inputs(preset: Preset | str, *, encoder_dim: int, hidden_size: int, projection_dim: int, predictor_dim: int,
                 projector_hidden_dim: int | None = None, batch: int = 4, steps: int = 2, seed: int = 0,
                 dtype: str = "float64", model_extra: dict | None = None) -> dict:
     """Inputs for a trace drawn from a seed: params (preset init and target_init), fresh buffers,
@@ -277,11 +280,11 @@ def make_inputs(preset: Preset, *, encoder_dim: int, hidden_size: int, projectio
         ``online.buffer.<name>``, ``target.param.<name>``, ``target.buffer.<name>``,
         ``step<i>.input.view1``, ``step<i>.input.view2`` (host arrays).
     """
-    if not isinstance(preset, Preset):
-        raise TypeError(f"preset must be a byol_ref.presets.Preset, got {type(preset).__name__}")
+    preset = _as_preset(preset)
     for name, value, least in (("batch", batch, 2), ("steps", steps, 1)):  # (batch norm needs 2 rows)
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
             raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
+    batch, steps = int(batch), int(steps)
     cfg = preset.config(encoder_dim=encoder_dim, hidden_size=hidden_size, projection_dim=projection_dim,
                         predictor_dim=predictor_dim, projector_hidden_dim=projector_hidden_dim, **(model_extra or {}))
     be = get_backend("numpy", dtype, seed)
@@ -456,8 +459,9 @@ def trace_inputs(inputs: dict, preset: Preset | str = "deepmind", *, steps: int 
     """
     preset = _as_preset(preset)
     _check_inputs_mapping(inputs)
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1):
         raise TraceError(f"steps must be an int >= 1, got {steps!r}")
+    steps = None if steps is None else int(steps)
     bad = [k for k, v in inputs.items() if np.asarray(v).dtype.kind in "fc" and not np.isfinite(v).all()]
     if bad:
         raise TraceError(f"the inputs {bad[:4]} hold non-finite values (NaN or inf); a trace starts from finite "

@@ -140,6 +140,7 @@ class TrainConfig:
         check_choice(self.lr_interval, "lr_interval", ("step", "epoch"))
         check_choice(self.tau_interval, "tau_interval", ("step", "epoch"))
         check_warmup_convention(self.warmup_offset, self.warmup_denominator, self.lr_rounding)
+        object.__setattr__(self, "warmup_offset", int(self.warmup_offset))  # (a NumPy 0 is no JSON)
         check_choice(self.cosine_denominator, "cosine_denominator", ("K-W", "K-W-1"))
         if self.warmup_epochs is None:  # 5% of the run; whole epochs for a schedule stepped per epoch
             default = 0.05 * self.epochs

@@ -876,6 +876,27 @@ def test_a_data_file_changed_since_the_run_trained_is_noticed(tmp_path, capsys):
     assert main(["eval", str(out), "--knn-k", "5", "--data", str(tmp_path / "x.npy"), "--labels",
                  str(tmp_path / "y.npy")]) == 0  # named on the command line: knowingly
     assert "warning" not in capsys.readouterr().err
+    record = json.loads((out / "config.json").read_text())
+    record["data"]["data_sha256"] = None
+    (out / "config.json").write_text(json.dumps(record))
+    assert main(["eval", str(out)]) == 2
+    assert "records {'data_sha256': None, 'labels_sha256': " in capsys.readouterr().err
+    # A label column named like a file is a column, as load_file reads it, even beside such a file: no
+    # file recorded, nothing hashed but the data.
+    rows = "\n".join(",".join(f"{v:.6f}" for v in r) + f",{int(r[0] > 0.5)}" for r in x)
+    (tmp_path / "c.csv").write_text("a,b,c,d,y.csv\n" + rows + "\n")
+    (tmp_path / "y.csv").write_text("0\n1\n")  # an unrelated file of that name
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert main(["train", "--data", "c.csv", "--labels", "y.csv", "--epochs", "1", "--batch-size", "16",
+                     "--hidden-size", "8", "--projection-dim", "4", "--predictor-dim", "4", "--no-progress",
+                     "--no-eval", "--no-plots", "--out", "c"]) == 0
+    finally:
+        os.chdir(cwd)
+    data = json.loads((tmp_path / "c" / "config.json").read_text())["data"]
+    assert data["labels"] == "y.csv" and "labels_sha256" not in data and "data_sha256" in data
+    assert main(["eval", str(tmp_path / "c"), "--knn-k", "5"]) == 0
 
 
 def test_a_run_records_the_header_its_csv_was_read_with(tmp_path, capsys):

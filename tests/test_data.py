@@ -576,12 +576,14 @@ def test_standardize_and_feature_stats_refuse_what_would_give_inf_or_nan():
     x = np.arange(6.0).reshape(2, 3)
     mean, std = feature_stats(x)
     np.testing.assert_array_equal(standardize(x.astype(int), mean, std), standardize(x, mean, std))
+    np.testing.assert_array_equal(standardize(x, 1.0, 2.0), (x - 1.0) / 2.0)  # one value for every feature
     for m, s, err, says in (
             (mean, np.zeros(3), ValueError, r"std must be > 0 \(feature_stats sets a constant feature's to 1\), "
                                             r"got \[0. 0. 0.\] at features \[0, 1, 2\]"),
             (np.zeros((5, 3)), std, ValueError, r"mean must have shape \(3,\), one value per feature of x "
-                                                r"\(2, 3\), got \(5, 3\)"),
-            (np.zeros(4), std, ValueError, r"mean must have shape \(3,\)"),
+                                                r"\(2, 3\) \(or one for all\), got \(5, 3\)"),
+            (np.zeros(4), std, ValueError, r"mean must have shape \(3,\), one value per feature of x \(2, 3\) "
+                                           r"\(or one for all\), got \(4,\)"),
             (None, std, TypeError, "mean must be an array of real numbers, got NoneType"),
             (mean, np.array([1.0, np.nan, 1.0]), ValueError, r"std has 1 non-finite value\(s\)")):
         with pytest.raises(err, match=says):
@@ -602,8 +604,10 @@ def test_standardize_and_feature_stats_refuse_what_would_give_inf_or_nan():
 def test_split_labels_are_class_ids_and_drop_last_a_bool():
     rng = np.random.default_rng(0)
     for labels in (np.array([0.5, 1.5] * 5), np.array([np.nan] * 10)):  # 0.5 a class, each NaN one of its own
-        with pytest.raises(ValueError, match=f"labels must be integer class ids, got dtype {labels.dtype}"):
+        with pytest.raises(ValueError, match=f"labels must be whole-number class ids, got dtype {labels.dtype}"):
             train_test_indices(10, 0.2, rng, labels=labels)
+    for labels in (np.array([0.0, 1.0] * 5), np.array([True, False] * 5)):  # whole numbers, as load_file takes
+        assert len(train_test_indices(10, 0.2, rng, labels=labels)[1]) == 2
     with pytest.raises(TypeError, match="drop_last must be True or False, got 'no'"):
         batches(10, 3, rng, drop_last="no")
 

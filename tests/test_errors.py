@@ -181,8 +181,9 @@ def test_check_helpers_name_the_argument_and_refuse_each_bad_case():
 def test_forward_train_must_be_a_bool(nets):
     v1, _ = _views()
     for bad in ("no", 1, None):  # "no" is truthy: it used to run in training mode
-        with pytest.raises(TypeError, match=f"train must be a bool, got {bad!r}"):
+        with pytest.raises(TypeError, match=f"train must be True or False, got {bad!r}"):
             byol.forward(nets[0], v1, train=bad)
+    byol.forward(nets[0], v1, train=np.True_)  # NumPy's bool is a bool
 
 
 def test_loss_eps_type_range_and_an_empty_batch():
@@ -425,3 +426,40 @@ def test_check_real_seed_and_dtype_tuple_helpers():
     assert check_array(x, "x", dtype=("float32", "float64")) is x
     with pytest.raises(TypeError, match=r"x has dtype float16, expected one of \('float32', 'float64'\)"):
         check_array(x.astype("float16"), "x", dtype=("float32", "float64"))
+
+
+def test_numpy_scalars_are_taken_wherever_python_ones_are():
+    """NumPy's bools, integers and 0-d arrays come out of array code everywhere: where a bool, an int
+    or a real number is asked for, they are taken (and stored as Python values, which JSON writes)."""
+    import json
+    from dataclasses import asdict
+
+    from byol_ref import augment, data, diff, layers, trace
+    from byol_ref.presets import get_preset
+    from byol_ref.train import TrainConfig
+
+    rng = np.random.default_rng(0)
+    list(data.batches(10, 4, rng, drop_last=np.False_))
+    augment.augment_images(rng.random((4, 64)), rng, augment.ImageAug(), (8, 8), check_finite=np.True_)
+    x = rng.standard_normal((4, 3))
+    run = layers.RunningStats(np.zeros(3), np.ones(3), np.array(0))
+    layers.batch_norm_forward(x, np.ones(3), np.zeros(3), run, train=np.True_)
+    rep = diff.diff_traces({"a": np.ones(2)}, {"a": np.zeros(2)}, subset=np.False_)
+    assert "a" in diff.format_report(rep, max_rows=np.int64(5))
+    inputs = trace.make_inputs("deepmind", encoder_dim=5, hidden_size=6, projection_dim=4, predictor_dim=3,
+                               batch=np.int64(4), steps=np.int64(2))  # (a preset name, as trace_inputs takes)
+    tr = trace.trace_inputs(inputs, get_preset("deepmind"), steps=np.int64(1), start_step=np.int64(1),
+                            total_steps=np.int64(4))
+    json.dumps(tr.meta)
+    online, target, views, _ = trace.networks_from_inputs(inputs, "deepmind")
+    trace.trace_networks(online, target, [np.stack(views[0])], preset=get_preset("deepmind"))  # a (2, N, D) pair
+    online, target = byol.build(4, 3, 2, 5)
+    byol.ema_update(online.params, target.params, np.array(0.5))  # a 0-d array is its number
+    assert json.dumps(asdict(TrainConfig(warmup_offset=np.int64(1))))
+    # and what is no such value is still named
+    with pytest.raises(TypeError, match="drop_last must be True or False, got 'no'"):
+        list(data.batches(10, 4, rng, drop_last="no"))
+    with pytest.raises(ValueError, match=r"layout must be one of .* got \['paper'\]"):
+        byol.build(4, layout=["paper"])  # (an unhashable choice was Python's "unhashable type")
+    with pytest.raises(TypeError, match="linear_forward: x must be a float32 or float64 array, got float16"):
+        layers.linear_forward(x.astype(np.float16), np.ones((3, 2), np.float16))

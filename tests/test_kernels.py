@@ -169,7 +169,7 @@ def test_ema_in_place_equals_pure(dtype, tau):
         np.testing.assert_array_equal(new[k], pure[k])
         assert id(new[k]) == ids[k] and new[k].dtype == dtype
         np.testing.assert_array_equal(online.params[k], saved_online[k])
-    with pytest.raises(ValueError, match="inplace"):
+    with pytest.raises(TypeError, match="inplace must be True or False, got .yes."):
         ema_update(online.params, target.params, tau, inplace="yes")
 
 

@@ -300,7 +300,7 @@ def test_the_python_entry_points_name_what_they_were_given():
                           (dict(steps=True), ValueError, "steps must be an int >= 1, got True")):
         with pytest.raises(err, match=says):
             make_inputs(preset, **sizes, **kw)
-    with pytest.raises(TypeError, match="preset must be a byol_ref.presets.Preset, got NoneType"):
+    with pytest.raises(TypeError, match="preset must be a byol_ref.presets.Preset or a preset name, got NoneType"):
         make_inputs(None, **sizes)
     for call in (lambda: networks_from_inputs([1], preset), lambda: trace_inputs(None, preset)):
         with pytest.raises(TypeError, match="inputs must be a dict name -> array"):
