@@ -25,6 +25,7 @@ from pathlib import Path
 
 from .backend import host as np
 from .backend import to_numpy
+from .checks import check_path
 from .version import __version__
 
 FORMAT = "byol-ref-checkpoint"
@@ -180,9 +181,7 @@ def save(path, arrays: dict, meta: dict) -> Path:
     Returns:
         The path written.
     """
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-    path = Path(path)
+    path = Path(check_path(path))
     if not isinstance(arrays, Mapping) or not all(isinstance(t, Mapping) for t in arrays.values()):
         raise TypeError(f"arrays must be a dict group -> dict name -> array, got {type(arrays).__name__}")
     if not isinstance(meta, Mapping):
@@ -234,7 +233,7 @@ def atomic_write(path, write) -> Path:
     Returns:
         The path written.
     """
-    path = Path(path)
+    path = Path(check_path(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -291,7 +290,7 @@ def load(path) -> tuple[dict, dict]:
         CheckpointError: truncated, corrupt, foreign (not a byol-ref checkpoint) or of a
             newer format version.
     """
-    path = Path(path)
+    path = Path(check_path(path))
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     head = file_head(path)

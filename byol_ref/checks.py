@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numbers
 import operator
+import os
 from collections.abc import Mapping
 
 from .backend import get_array_module
@@ -103,6 +104,13 @@ def check_operands(op: str, x, *, x_name: str = "x", per_feature: bool = False, 
             want = x.shape[-1:] if per_feature else x.shape[x.ndim - a.ndim:]
             raise ValueError(f"{op}: {name} has shape {tuple(a.shape)}, expected {tuple(want)} (the trailing "
                              f"{'axis' if per_feature else 'axes'} of {x_name}, shape {tuple(x.shape)})")
+
+
+def check_path(path, name="path") -> str:
+    """``path`` as a str (``os.fspath``), or a TypeError naming it: a str or an os.PathLike."""
+    if not isinstance(path, (str, os.PathLike)) or not isinstance(os.fspath(path), str):
+        raise TypeError(f"{name} must be a str or os.PathLike file path, got {type(path).__name__}")
+    return os.fspath(path)
 
 
 def check_image_shape(image_shape, name="image_shape") -> tuple:

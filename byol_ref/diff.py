@@ -30,7 +30,7 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from .backend import host as np
-from .checks import check_bool
+from .checks import check_bool, check_path
 from .trace import Trace, load_trace
 
 __all__ = ["TensorDiff", "DiffReport", "diff_traces", "diff_files", "format_report", "DEFAULT_RTOL", "DEFAULT_ATOL"]
@@ -207,6 +207,7 @@ def _check_flags(**flags) -> None:
 
 def diff_files(path_a, path_b, **kwargs) -> DiffReport:
     """diff_traces on two ``.npz`` files (read without pickle)."""
+    path_a, path_b = check_path(path_a, "path_a"), check_path(path_b, "path_b")
     return diff_traces(load_trace(path_a), load_trace(path_b), a_label=str(path_a), b_label=str(path_b), **kwargs)
 
 

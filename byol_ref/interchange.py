@@ -63,7 +63,7 @@ import struct
 from .backend import host as np
 from .backend import to_numpy
 from .checkpoint import atomic_savez, atomic_write, parse_json
-from .checks import check_count
+from .checks import check_count, check_path
 from .model import NETWORK_LAYOUTS, NORMS, Config, Network, buffer_shapes, network_plan, param_shapes
 from .trace import TraceError, load_npz
 
@@ -417,7 +417,7 @@ def _safetensors_entry(path, name, info, nbytes: int) -> tuple:
 
 def read_safetensors(path) -> dict:
     """Read a ``.safetensors`` file into host arrays (BF16 is widened to float32 exactly)."""
-    path = os.fspath(path)
+    path = check_path(path)
     with open(path, "rb") as f:
         raw = f.read()
     if len(raw) < 8:
@@ -482,7 +482,7 @@ def write_safetensors(path, arrays: dict) -> None:
 
 def load_arrays(path) -> dict:
     """Every array of a ``.npz`` or ``.safetensors`` file, in file order; pickles are refused."""
-    p = os.fspath(path)
+    p = check_path(path)
     if p.lower().endswith(".safetensors"):
         if not os.path.isfile(p):
             raise FileNotFoundError(f"weights file {p} does not exist")
@@ -492,7 +492,7 @@ def load_arrays(path) -> dict:
 
 def save_arrays(path, arrays: dict) -> str:
     """Write arrays as ``.safetensors`` (by extension) or ``.npz`` (otherwise; the exact path is kept)."""
-    p = os.fspath(path)
+    p = check_path(path)
     if p.lower().endswith(".safetensors"):
         write_safetensors(p, arrays)
     else:

@@ -44,7 +44,7 @@ from typing import NamedTuple
 from .backend import get_backend, to_numpy
 from .backend import host as np
 from .checkpoint import atomic_savez, parse_json, read_npz
-from .checks import check_count
+from .checks import check_count, check_path
 from .layers import _moments
 from .losses import l2_normalize_forward
 from .model import (Config, Network, _check_network, build_from_config, ema_update, from_groups, init_buffers,
@@ -525,7 +525,7 @@ def save_trace(path, trace: Trace) -> str:
 
 def load_npz(path, what: str = "file") -> dict:
     """Read every array of an ``.npz`` (never unpickling), in file order, with clear errors."""
-    path = os.fspath(path)
+    path = check_path(path)
     if os.path.isdir(path):
         raise FileNotFoundError(f"{what} {path} is a directory; expected an .npz file")
     if not os.path.isfile(path):

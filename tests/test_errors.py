@@ -463,3 +463,17 @@ def test_numpy_scalars_are_taken_wherever_python_ones_are():
         byol.build(4, layout=["paper"])  # (an unhashable choice was Python's "unhashable type")
     with pytest.raises(TypeError, match="linear_forward: x must be a float32 or float64 array, got float16"):
         layers.linear_forward(x.astype(np.float16), np.ones((3, 2), np.float16))
+
+
+def test_a_file_argument_that_is_no_path_is_named(tmp_path):
+    from byol_ref import checkpoint, diff, interchange, trace
+
+    for call, name in ((lambda: checkpoint.load(None), "path"), (lambda: trace.load_trace(3), "path"),
+                       (lambda: interchange.load_arrays(None), "path"),
+                       (lambda: interchange.read_safetensors(b"w"), "path"),
+                       (lambda: interchange.save_arrays(None, {}), "path"),
+                       (lambda: interchange.load_networks(None), "path"),
+                       (lambda: diff.diff_files(tmp_path / "a.npz", None), "path_b"),
+                       (lambda: checkpoint.atomic_write_text(None, "x"), "path")):
+        with pytest.raises(TypeError, match=f"^{name} must be a str or os.PathLike file path, got "):
+            call()

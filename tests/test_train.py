@@ -356,7 +356,7 @@ def test_checkpoint_save_writes_only_what_load_reads(tmp_path):
         with pytest.raises(err, match=says):
             ckpt.save(path, arrays, meta)
     assert not path.exists()
-    with pytest.raises(TypeError, match="path must be a str or os.PathLike, got NoneType"):
+    with pytest.raises(TypeError, match="path must be a str or os.PathLike file path, got NoneType"):
         ckpt.save(None, {}, {})
     arrays, meta = ckpt.load(ckpt.save(path, {"online": {"a": np.ones(2)}}, {"step": 3}))
     meta["written_by"] = {"byol_ref": "0.0.1"}  # replaced: the file is written now
