@@ -100,7 +100,7 @@ def check_operands(op: str, x, *, x_name: str = "x", per_feature: bool = False, 
         if a.dtype != x.dtype:
             raise TypeError(f"{op}: {name} has dtype {getattr(a, 'dtype', type(a).__name__)}, but {x_name} has "
                             f"{x.dtype}; byol_ref never mixes dtypes")
-        if a.ndim > x.ndim or tuple(a.shape) != tuple(x.shape[x.ndim - a.ndim:]) or (per_feature and a.ndim != 1):
+        if tuple(a.shape) != tuple(x.shape[x.ndim - a.ndim:]) or (per_feature and a.ndim != 1):
             want = x.shape[-1:] if per_feature else x.shape[x.ndim - a.ndim:]
             raise ValueError(f"{op}: {name} has shape {tuple(a.shape)}, expected {tuple(want)} (the trailing "
                              f"{'axis' if per_feature else 'axes'} of {x_name}, shape {tuple(x.shape)})")

@@ -877,10 +877,16 @@ def test_a_data_file_changed_since_the_run_trained_is_noticed(tmp_path, capsys):
                  str(tmp_path / "y.npy")]) == 0  # named on the command line: knowingly
     assert "warning" not in capsys.readouterr().err
     record = json.loads((out / "config.json").read_text())
-    record["data"]["data_sha256"] = None
+    for edit in ({"data_sha256": None}, {"data_sha256": "abc"}, {"x_sha256": "0" * 64}):  # the file was edited
+        (out / "config.json").write_text(json.dumps({**record, "data": {**record["data"], **edit}}))
+        assert main(["eval", str(out)]) == 2
+        assert f"records {{'data_sha256': {({**record['data'], **edit})['data_sha256']!r}, 'labels_sha256': " in \
+            capsys.readouterr().err
     (out / "config.json").write_text(json.dumps(record))
+    (tmp_path / "y.npy").rename(tmp_path / "gone.npy")  # a labels file that is gone is named as such
     assert main(["eval", str(out)]) == 2
-    assert "records {'data_sha256': None, 'labels_sha256': " in capsys.readouterr().err
+    assert f"labels: no such file: {str(tmp_path / 'y.npy')!r}" in capsys.readouterr().err
+    (tmp_path / "gone.npy").rename(tmp_path / "y.npy")
     # A label column named like a file is a column, as load_file reads it, even beside such a file: no
     # file recorded, nothing hashed but the data.
     rows = "\n".join(",".join(f"{v:.6f}" for v in r) + f",{int(r[0] > 0.5)}" for r in x)

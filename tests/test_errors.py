@@ -477,3 +477,43 @@ def test_a_file_argument_that_is_no_path_is_named(tmp_path):
                        (lambda: checkpoint.atomic_write_text(None, "x"), "path")):
         with pytest.raises(TypeError, match=f"^{name} must be a str or os.PathLike file path, got "):
             call()
+
+
+def test_what_the_mutation_audit_found_no_test_for():
+    """Each assertion fails on a one-line change of a check that no test caught."""
+    import inspect
+
+    from byol_ref import layers
+    from byol_ref.checks import check_bool, check_image_shape, check_real
+    from byol_ref.model import Config
+
+    assert check_bool(np.True_, "flag") is True  # a Python bool back, not NumPy's
+    assert check_real(np.array(3), "x") == 3 and check_real(np.array(0.5), "x") == 0.5  # 0-d int and float arrays
+    with pytest.raises(ValueError, match=r"image_shape must be \(H, W\) or \(C, H, W\)"):
+        check_image_shape((1, 1, 2, 5))
+    with pytest.raises(ValueError, match="bn_shards must be an int >= 1, got 0"):
+        Config(encoder_dim=4, bn_shards=0)
+    x = np.ones((4, 3))
+    for w in (np.ones(3), np.ones((3, 2, 2))):  # a weight of another rank than 2
+        with pytest.raises(ValueError, match=r"linear_forward: w must be a \(3, H\) array for x of shape \(4, 3\)"):
+            layers.linear_forward(x, w)
+    run = layers.RunningStats(np.zeros(3), np.ones(3, np.float32), np.array(0))
+    with pytest.raises(TypeError, match="batch_norm_forward: running_var has dtype float32, but x has float64"):
+        layers.batch_norm_forward(x, np.ones(3), np.zeros(3), run, train=True)
+
+    class NoSignature:  # a callable whose signature cannot be read (some builtins): taken as it is
+        def __init__(self):
+            self.keys = []
+
+        def __call__(self, key, array):
+            self.keys.append(key)
+
+        @property
+        def __signature__(self):
+            raise ValueError("no signature found")
+
+    record = NoSignature()
+    with pytest.raises(ValueError):
+        inspect.signature(record)
+    byol.loss_and_grads(*byol.build(4, 3, 2, 5), *_views(), record=record)
+    assert "loss.total" in record.keys
