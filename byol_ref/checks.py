@@ -88,7 +88,8 @@ def check_seed(seed, name="seed", *, allow_none=False):
 def check_operands(op: str, x, *, x_name: str = "x", per_feature: bool = False, **params) -> None:
     """Refuse what NumPy would take without a word: an ``x`` that is not a float array, a
     parameter in another dtype (the result would be promoted) or of a shape other than x's
-    trailing axes (it would broadcast), or, with ``per_feature``, other than ``(F,)``. Shapes
+    trailing axes, short of all of them (a 0-d or an x-shaped one would broadcast, and its
+    gradient be summed wrongly), or, with ``per_feature``, other than ``(F,)``. Shapes
     and dtypes only: no data is read, so this costs no device synchronisation (the model
     checks its inputs' values once per step)."""
     if getattr(x, "dtype", None) is None or x.dtype.name not in ("float32", "float64"):
@@ -100,10 +101,12 @@ def check_operands(op: str, x, *, x_name: str = "x", per_feature: bool = False, 
         if a.dtype != x.dtype:
             raise TypeError(f"{op}: {name} has dtype {getattr(a, 'dtype', type(a).__name__)}, but {x_name} has "
                             f"{x.dtype}; byol_ref never mixes dtypes")
-        if tuple(a.shape) != tuple(x.shape[x.ndim - a.ndim:]) or (per_feature and a.ndim != 1):
-            want = x.shape[-1:] if per_feature else x.shape[x.ndim - a.ndim:]
+        if (tuple(a.shape) != tuple(x.shape[x.ndim - a.ndim:]) or a.ndim == 0 or (per_feature and a.ndim != 1)
+                or (a.ndim >= 2 and a.ndim >= x.ndim)):  # (a scalar, or one value per element, would broadcast)
+            one = per_feature or a.ndim == 0 or a.ndim >= x.ndim
+            want = x.shape[-1:] if one else x.shape[x.ndim - a.ndim:]
             raise ValueError(f"{op}: {name} has shape {tuple(a.shape)}, expected {tuple(want)} (the trailing "
-                             f"{'axis' if per_feature else 'axes'} of {x_name}, shape {tuple(x.shape)})")
+                             f"{'axis' if one else 'axes'} of {x_name}, shape {tuple(x.shape)})")
 
 
 def check_path(path, name="path") -> str:

@@ -292,10 +292,11 @@ def _read_run_config(cfg_file: Path) -> dict:
         raise ValueError(f"{cfg_file} is not a byol-ref run's config.json: expected an object with objects "
                          f"{list(want)}, got {got}")
     digests = {k: v for k, v in saved["data"].items() if k.endswith("_sha256")}
-    if any(k not in ("data_sha256", "labels_sha256") or not isinstance(v, str) or len(v) != 64 for k, v in
-           digests.items()):
+    if any(k not in ("data_sha256", "labels_sha256") or not isinstance(v, str) or len(v) != 64
+           for k, v in digests.items()) or ("labels_sha256" in digests
+                                            and not isinstance(saved["data"].get("labels"), str)):
         raise ValueError(f"{cfg_file} records {digests} as the data's SHA-256, which no run writes (64 hex digits "
-                         "for data_sha256 and labels_sha256); the file was edited")
+                         "for data_sha256, and for labels_sha256 beside a labels file's path); the file was edited")
     labels, seed = saved["data"].get("labels"), saved["data"].get("data_seed", 0)  # (data: _data_for_run)
     if not isinstance(labels, (str, int, type(None))) or not isinstance(seed, int) or isinstance(seed, bool) \
             or isinstance(labels, bool) or seed < 0:

@@ -747,7 +747,7 @@ def feature_stats(x_train, *, eps: float = 1e-8):
     _check_finite(x, "x_train")
     mean = x.mean(axis=0)  # (D,)
     std = x.std(axis=0)  # (D,), biased: divide by N
-    std = np.where(std < eps, 1.0, std)
+    std = np.where(std <= eps, 1.0, std)  # (<=: with eps = 0 a constant feature's 0 is replaced too)
     return mean, std
 
 

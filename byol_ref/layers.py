@@ -565,7 +565,7 @@ def weight_standardize_forward(w, *, eps=1e-5):
         Qiao et al., "Micro-Batch Training with Batch-Channel Normalization and Weight
         Standardization", 2019; Richemond et al., "BYOL works even without batch statistics", 2020.
     """
-    check_operands("weight_standardize_forward", w)
+    check_operands("weight_standardize_forward", w, x_name="w")
     if w.ndim != 2:
         raise ValueError(f"weight_standardize_forward: w must be a (D, H) weight, got shape {tuple(w.shape)}")
     check_real(eps, "eps", 0, None)  # (0 allowed: see batch_norm_forward)

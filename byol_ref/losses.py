@@ -135,7 +135,10 @@ def regression_loss_forward(p, z, *, form="mse", eps=None, eps_mode="sq_norm"):
     if getattr(z, "shape", None) != getattr(p, "shape", None):  # (a z of one row would broadcast over p's)
         raise ValueError(f"regression_loss_forward: z has shape {getattr(z, 'shape', type(z).__name__)}, p "
                          f"{getattr(p, 'shape', type(p).__name__)}; one target per prediction")
-    check_operands("regression_loss_forward", p, x_name="p", z=z)
+    check_operands("regression_loss_forward", p, x_name="p")
+    if z.dtype != p.dtype:
+        raise TypeError(f"regression_loss_forward: z has dtype {z.dtype}, but p has {p.dtype}; byol_ref never mixes "
+                        "dtypes")
     n_p, p_cache = l2_normalize_forward(p, eps=eps, eps_mode=eps_mode)
     n_z, z_cache = l2_normalize_forward(z, eps=eps, eps_mode=eps_mode)
     if form == "mse":

@@ -7,6 +7,7 @@ Profiles (STYLE.md 16), chosen by ``HYPOTHESIS_PROFILE``:
   search  many random examples: run it now and then to find rare draws the fixed ci seeds miss.
 """
 import os
+import signal
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -24,6 +25,12 @@ settings.register_profile(  # a wider, random search for rare draws (several min
     "search", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# A suite started in the background of a shell (`make test &`, nohup, some CI launchers) inherits
+# Ctrl-C ignored; the tests that send themselves SIGINT need Python's own handler, and the one
+# that tests the ignored case sets it itself.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _cupy_params():

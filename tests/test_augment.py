@@ -685,3 +685,15 @@ def test_views_come_in_pairs():
         views_to_dicts([ImageAug()])
     with pytest.raises(TypeError, match="each view must be a dict with a 'kind'"):
         views_from_dicts(["image", "image"])
+
+
+def test_what_the_mutation_audit_found_no_test_for_in_the_augmentations():
+    x = images(6, (2, 1, 4, 4))
+    with pytest.raises(ValueError, match="boxes must have a width and height > 0"):
+        crop_resize(x, np.array([[0.0, 0.0, 0.0, 4.0], [0.0, 0.0, 4.0, 4.0]]))  # a box of width 0
+    wide = images(7, (1, 1, 4, 16))
+    assert np.isfinite(gaussian_blur(wide, 1.0, 10)).all()  # the radius is bounded by the longer side
+    square = images(8, (3, 8, 8))
+    augment_images(square, np.random.default_rng(0), ImageAug(p_blur=1.0, blur_radius=8))  # = H: taken
+    with pytest.raises(TypeError, match="check_finite must be True or False, got 1"):
+        two_views(square.reshape(3, 64), np.random.default_rng(0), digits_views(), (8, 8), check_finite=1)

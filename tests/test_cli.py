@@ -877,7 +877,8 @@ def test_a_data_file_changed_since_the_run_trained_is_noticed(tmp_path, capsys):
                  str(tmp_path / "y.npy")]) == 0  # named on the command line: knowingly
     assert "warning" not in capsys.readouterr().err
     record = json.loads((out / "config.json").read_text())
-    for edit in ({"data_sha256": None}, {"data_sha256": "abc"}, {"x_sha256": "0" * 64}):  # the file was edited
+    for edit in ({"data_sha256": None}, {"data_sha256": "abc"}, {"x_sha256": "0" * 64},  # the file was edited
+                 {"labels": 3}):  # (a column, beside the SHA-256 of a file)
         (out / "config.json").write_text(json.dumps({**record, "data": {**record["data"], **edit}}))
         assert main(["eval", str(out)]) == 2
         assert f"records {{'data_sha256': {({**record['data'], **edit})['data_sha256']!r}, 'labels_sha256': " in \

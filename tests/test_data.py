@@ -809,3 +809,27 @@ def test_an_npz_member_that_is_no_npy_array_is_refused(tmp_path):
     for read in (load_trace, load_arrays):
         with pytest.raises(TraceError, match=r"holds 1 member\(s\) that are not .npy arrays"):
             read(tmp_path / "d.npz")
+
+
+def test_what_the_mutation_audit_found_no_test_for_in_the_data(tmp_path):
+    from pathlib import Path
+
+    from byol_ref.data import labels_file
+
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="labels must be whole-number class ids, got dtype float64"):
+        train_test_indices(4, 0.5, rng, labels=np.array([0.0, 1.0, np.inf, 1.0]))
+    (tmp_path / "d.txt").write_text("a,lab.csv\n" + "".join(f"{i / 10},{i % 2}\n" for i in range(10)))
+    assert labels_file("lab.csv", tmp_path / "d.txt") is None  # a .txt is read as CSV: its header names a column
+    assert labels_file("lab.csv", tmp_path / "d.txt", header=False) == Path("lab.csv")  # no header: a file
+    assert labels_file(2, tmp_path / "d.txt") is None and labels_file(None, tmp_path / "d.txt") is None
+    assert synthetic(noise=0).x_train.shape[1] == 32  # noise-free data
+    with pytest.raises(TypeError, match="x_train must be an array of real numbers, got ndarray of dtype <U1"):
+        feature_stats(np.array([["1", "2"], ["3", "4"]]))  # (not parsed as numbers)
+    with pytest.raises(TypeError, match="x_train must be an array of real numbers, got list"):
+        feature_stats([[1, 2], [3]])  # ragged
+    np.testing.assert_array_equal(feature_stats(np.eye(3, dtype=bool))[0], [1 / 3] * 3)
+    # eps = 0: a constant feature's std of 0 is replaced all the same, so that standardize takes it
+    x = np.column_stack([np.ones(5), np.arange(5.0)])
+    mean, std = feature_stats(x, eps=0)
+    assert std[0] == 1.0 and np.all(standardize(x, mean, std)[:, 0] == 0)

@@ -868,3 +868,10 @@ def test_the_mapping_helpers_name_what_they_were_given(tmp_path):
     with pytest.raises(TypeError, match=r"the torch state's 'x' \(for online.param.encoder.fc1.weight\) holds <U3 "
                                         "data, expected numbers"):
         from_layout({"x": np.array(["0.5"])}, {"online.param.encoder.fc1.weight": "x"}, layout="torch", strict=False)
+
+
+def test_a_tensor_of_bools_is_no_weight():
+    with pytest.raises(TypeError, match=r"the torch state's 'x' \(for online.param.encoder.fc1.weight\) holds bool "
+                                        "data, expected numbers"):
+        from_layout({"x": np.ones((2, 3), bool)}, {"online.param.encoder.fc1.weight": "x"}, layout="torch",
+                    strict=False)

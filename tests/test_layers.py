@@ -518,3 +518,25 @@ def test_the_ops_refuse_what_numpy_would_take_without_a_word():
     batch_norm_forward(x, ones, zeros, run, train=True, eps=0.0)
     x32 = x.astype(np.float32)
     assert linear_forward(x32, np.ones((3, 2), np.float32), np.zeros(2, np.float32))[0].dtype == np.float32
+
+
+def test_what_the_mutation_audit_found_no_test_for_in_the_ops():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((4, 6))
+    ones, zeros = np.ones(6), np.zeros(6)
+    with pytest.raises(ValueError, match=r"training needs batch statistics over at least 2 rows, x has shape \(6,\)"):
+        batch_norm_forward(x[0], ones, zeros, _running(6, rng), train=True)
+    stale = RunningStats(np.zeros(6), np.ones(6, np.float32), np.array(3))  # read in evaluation too
+    with pytest.raises(TypeError, match="running_var has dtype float32, but x has float64"):
+        batch_norm_forward(x, ones, zeros, stale, train=False)
+    layer_norm_forward(x, ones, zeros, eps=0.0)  # eps = 0 is the exact formula, as in batch norm
+    weight_standardize_forward(x, eps=0.0)
+    for w in (x.astype(np.int64), x.astype(np.float16)):
+        with pytest.raises(TypeError, match="weight_standardize_forward: w must be a float32 or float64 array"):
+            weight_standardize_forward(w)
+    for gamma, beta in ((np.array(2.0), np.array(0.0)), (np.ones((4, 6)), np.zeros((4, 6)))):  # would broadcast
+        with pytest.raises(ValueError, match=r"layer_norm_forward: gamma has shape .*, expected \(6,\) \(the trailing "
+                                             r"axis of x, shape \(4, 6\)\)"):
+            layer_norm_forward(x, gamma, beta)
+    out, _ = layer_norm_forward(x.reshape(4, 2, 3), np.ones((2, 3)), np.zeros((2, 3)))  # group norm's grouped view
+    np.testing.assert_array_equal(out.reshape(4, 6), group_norm_forward(x, ones, zeros, groups=2)[0])

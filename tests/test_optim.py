@@ -312,6 +312,8 @@ def test_make_optimizer_validates(name, hyper, arg):
     ("sgd", dict(nesterov=1), r"nesterov must be True or False, got 1 \(int\)"),
     ("lars", dict(clip_lr="yes"), r"clip_lr must be True or False, got 'yes' \(str\)"),
     ("lars", dict(inplace="yes"), r"inplace must be True or False, got 'yes' \(str\)"),
+    ("sgd", dict(inplace=1), r"inplace must be True or False, got 1 \(int\)"),
+    ("adam", dict(inplace=1), r"inplace must be True or False, got 1 \(int\)"),
     ("lars", dict(lr_mult=3.0), r"lr_mult must be None, a dict or a callable name -> float, got float"),
     ("lars", dict(exclude=3), r"exclude must be 'name', 'ndim', None, a callable .* got 3"),
     ("sgd", dict(momentum="0.9"), r"momentum must be a finite number in \[0.0, 1.0\), got '0.9' \(str\)"),

@@ -110,3 +110,17 @@ def test_a_folder_without_its_list_keeps_what_may_be_the_replaced_runs(tmp_path)
     assert rundir._left_behind(out, aside) == (["metrics.jsonl"], ["config.json"])
     rundir._put_back(out, aside)
     assert _contents(out) == {"checkpoint.npz": b"old", "config.json": b"old", "metrics.jsonl": b"not moved yet?"}
+
+
+@pytest.mark.parametrize("kind", ["file", "link"])
+def test_a_replaced_that_is_no_folder_is_refused_and_left_alone(tmp_path, kind):
+    out = tmp_path / "r"
+    _write_run(out)
+    if kind == "file":
+        (out / rundir.SET_ASIDE).write_text("the user's")
+    else:
+        (out / rundir.SET_ASIDE).symlink_to(tmp_path)
+    with pytest.raises(FileExistsError, match=r"\.replaced is a file or a link; train --overwrite sets the run it "
+                                              "replaces aside there: move it away"):
+        rundir.Replacing(out).set_aside()
+    assert {f.name: f.read_bytes() for f in out.iterdir() if f.name != rundir.SET_ASIDE} == RUN  # nothing moved

@@ -286,7 +286,9 @@ def test_the_python_entry_points_name_what_they_were_given():
                       ([pair, (pair[0][:3], pair[1][:3])], r"views\[1\]\[0\] \(step 1, view 1\) has 3 rows, but step "
                                                           r"0's view 1 has 4: a trace takes one batch size"),
                       (pair[0], r"views must be a list of \(view1, view2\) pairs, one per step, got 'ndarray'"),
-                      ([], r"views must be a list of \(view1, view2\) pairs, one per step, got \[\]")):
+                      ([], r"views must be a list of \(view1, view2\) pairs, one per step, got \[\]"),
+                      ([(*pair, pair[0])], r"views\[0\] \(step 0\) must be a \(view1, view2\) pair, got tuple of "
+                                           "length 3")):
         with pytest.raises(ValueError, match=says):
             trace_networks(online, target, bad, preset=preset)
     for kw, says in ((dict(start_step=True), "start_step must be an int >= 0, got True"),
@@ -302,7 +304,8 @@ def test_the_python_entry_points_name_what_they_were_given():
             make_inputs(preset, **sizes, **kw)
     with pytest.raises(TypeError, match="preset must be a byol_ref.presets.Preset or a preset name, got NoneType"):
         make_inputs(None, **sizes)
-    for call in (lambda: networks_from_inputs([1], preset), lambda: trace_inputs(None, preset)):
+    for call in (lambda: networks_from_inputs([1], preset), lambda: trace_inputs(None, preset),
+                 lambda: trace_inputs({1: np.zeros(2)}, preset)):  # (a key that is no name)
         with pytest.raises(TypeError, match="inputs must be a dict name -> array"):
             call()
     with pytest.raises(TypeError, match="preset must be a byol_ref.presets.Preset or a preset name, got int"):
