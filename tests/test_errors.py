@@ -399,6 +399,8 @@ def test_configs_and_a_target_copy_are_checked():
         byol.build_target(4, online=online32, dtype="float64")
     for dtype in (None, "float32"):  # online's dtype, said or not
         assert byol.build_target(4, online=online32, dtype=dtype).params["encoder.fc1.weight"].dtype == np.float32
+    bare = byol.build_target(4, online=online32._replace(buffers={}))  # fresh running statistics, in its dtype
+    assert {v.dtype for k, v in bare.buffers.items() if not k.endswith(".count")} == {np.dtype(np.float32)}
     assert byol.build_target(4, 3, 2, 5).params["encoder.fc1.weight"].dtype == np.float64  # (the default)
 
 
