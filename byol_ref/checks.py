@@ -95,18 +95,27 @@ def check_operands(op: str, x, *, x_name: str = "x", per_feature: bool = False, 
     if getattr(x, "dtype", None) is None or x.dtype.name not in ("float32", "float64"):
         raise TypeError(f"{op}: {x_name} must be a float32 or float64 array, got "
                         f"{getattr(x, 'dtype', type(x).__name__)}")
+    check_same_dtype(op, x, x_name=x_name, **params)
     for name, a in params.items():
-        if not (hasattr(a, "dtype") and hasattr(a, "shape")):  # (np.dtype("float64") == None is True)
-            raise TypeError(f"{op}: {name} must be an array in {x_name}'s dtype {x.dtype}, got {type(a).__name__}")
-        if a.dtype != x.dtype:
-            raise TypeError(f"{op}: {name} has dtype {getattr(a, 'dtype', type(a).__name__)}, but {x_name} has "
-                            f"{x.dtype}; byol_ref never mixes dtypes")
         if (tuple(a.shape) != tuple(x.shape[x.ndim - a.ndim:]) or a.ndim == 0 or (per_feature and a.ndim != 1)
                 or (a.ndim >= 2 and a.ndim >= x.ndim)):  # (a scalar, or one value per element, would broadcast)
             one = per_feature or a.ndim == 0 or a.ndim >= x.ndim
             want = x.shape[-1:] if one else x.shape[x.ndim - a.ndim:]
             raise ValueError(f"{op}: {name} has shape {tuple(a.shape)}, expected {tuple(want)} (the trailing "
                              f"{'axis' if one else 'axes'} of {x_name}, shape {tuple(x.shape)})")
+
+
+def check_same_dtype(op: str, x, *, x_name: str = "x", **arrays) -> None:
+    """Refuse an array (None: absent) in another dtype than ``x``: NumPy would promote the result
+    without a word."""
+    for name, a in arrays.items():
+        if a is None:
+            continue
+        if not (hasattr(a, "dtype") and hasattr(a, "shape")):  # (np.dtype("float64") == None is True)
+            raise TypeError(f"{op}: {name} must be an array in {x_name}'s dtype {x.dtype}, got {type(a).__name__}")
+        if a.dtype != x.dtype:
+            raise TypeError(f"{op}: {name} has dtype {a.dtype}, but {x_name} has {x.dtype}; byol_ref never mixes "
+                            "dtypes")
 
 
 def check_path(path, name="path") -> str:

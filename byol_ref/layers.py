@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 from . import kernels
 from .backend import get_array_module
-from .checks import check_bool, check_operands, check_positive_int, check_real
+from .checks import check_bool, check_operands, check_positive_int, check_real, check_same_dtype
 
 
 # --------------------------------------------------------------------------- linear
@@ -61,10 +61,7 @@ def linear_forward(x, w, b=None):
     if b is not None and getattr(b, "shape", None) != (w.shape[1],):
         raise ValueError(f"linear_forward: b must be a ({w.shape[1]},) array, got "
                          f"{getattr(b, 'shape', type(b).__name__)}")
-    for name, a in (("w", w), ("b", b)):
-        if a is not None and a.dtype != x.dtype:
-            raise TypeError(f"linear_forward: {name} has dtype {a.dtype}, but x has {x.dtype}; byol_ref never mixes "
-                            "dtypes")
+    check_same_dtype("linear_forward", x, w=w, b=b)
     # One matmul over all groups: (G*N, D) @ (D, H) is a bigger, faster GEMM than G small ones.
     out = (x.reshape(-1, x.shape[-1]) @ w).reshape(*x.shape[:-1], w.shape[1])  # (..., N, H)
     if b is not None:

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 from . import kernels
 from .backend import get_array_module
-from .checks import check_operands, check_real
+from .checks import check_operands, check_real, check_same_dtype
 
 EPS_MODES = ("sq_norm", "norm", "add")
 DEFAULT_EPS = {"sq_norm": 1e-12, "norm": 1e-12, "add": 1e-8}
@@ -136,9 +136,7 @@ def regression_loss_forward(p, z, *, form="mse", eps=None, eps_mode="sq_norm"):
         raise ValueError(f"regression_loss_forward: z has shape {getattr(z, 'shape', type(z).__name__)}, p "
                          f"{getattr(p, 'shape', type(p).__name__)}; one target per prediction")
     check_operands("regression_loss_forward", p, x_name="p")
-    if z.dtype != p.dtype:
-        raise TypeError(f"regression_loss_forward: z has dtype {z.dtype}, but p has {p.dtype}; byol_ref never mixes "
-                        "dtypes")
+    check_same_dtype("regression_loss_forward", p, x_name="p", z=z)
     n_p, p_cache = l2_normalize_forward(p, eps=eps, eps_mode=eps_mode)
     n_z, z_cache = l2_normalize_forward(z, eps=eps, eps_mode=eps_mode)
     if form == "mse":
