@@ -118,6 +118,22 @@ def check_same_dtype(op: str, x, *, x_name: str = "x", **arrays) -> None:
                             "dtypes")
 
 
+def check_upstream(op: str, dout, shape, dtype, *, name: str = "dout") -> None:
+    """Refuse an upstream gradient that is not of the forward output's ``shape`` and ``dtype``:
+    NumPy would broadcast a (N, 1) or 0-d one against the cache, or promote another dtype, and
+    return a gradient of the right shape for the wrong function. Metadata only, like
+    ``check_operands``."""
+    if not (hasattr(dout, "dtype") and hasattr(dout, "shape")):
+        raise TypeError(f"{op}: {name} must be an array like the forward's output ({tuple(shape)}, {dtype}), got "
+                        f"{type(dout).__name__}")
+    if tuple(dout.shape) != tuple(shape):
+        raise ValueError(f"{op}: {name} has shape {tuple(dout.shape)}, expected {tuple(shape)} (the forward's "
+                         "output's)")
+    if dout.dtype != dtype:
+        raise TypeError(f"{op}: {name} has dtype {dout.dtype}, but the forward ran in {dtype}; byol_ref never mixes "
+                        "dtypes")
+
+
 def check_path(path, name="path") -> str:
     """``path`` as a str (``os.fspath``), or a TypeError naming it: a str or an os.PathLike."""
     if not isinstance(path, (str, os.PathLike)) or not isinstance(os.fspath(path), str):

@@ -12,8 +12,9 @@ batch norm takes its statistics over ``N`` separately for each of the ``G`` grou
 (per-view statistics, as the official code gets by calling the network once per view).
 Weights are stored ``(in, out)`` so that a layer is ``x @ w + b``. Every forward but ReLU's
 checks the shapes and dtypes of its operands (``checks.check_operands``: metadata only, no
-data read), as NumPy would otherwise broadcast a wrong shape or promote a mixed dtype without
-a word; the values (NaN, say) are the model's to check, once per step.
+data read), and every backward its upstream gradient against the forward's output
+(``checks.check_upstream``), as NumPy would otherwise broadcast a wrong shape or promote a
+mixed dtype without a word; the values (NaN, say) are the model's to check, once per step.
 
 Speed without a second implementation. The functions never mutate their inputs by default.
 Model code that owns a fresh temporary (the output of the previous step, which nothing else
@@ -28,7 +29,7 @@ from typing import NamedTuple
 
 from . import kernels
 from .backend import get_array_module
-from .checks import check_bool, check_operands, check_positive_int, check_real, check_same_dtype
+from .checks import check_bool, check_operands, check_positive_int, check_real, check_same_dtype, check_upstream
 
 
 # --------------------------------------------------------------------------- linear
@@ -86,6 +87,7 @@ def linear_backward(dout, cache, *, need_dx=True):
         (dx, dw, db): shapes (..., N, D), (D, H), (H,) (db is None without bias).
     """
     x, w, has_bias = cache
+    check_upstream("linear_backward", dout, (*x.shape[:-1], w.shape[1]), x.dtype)
     dout2 = dout.reshape(-1, dout.shape[-1])  # (G*N, H)
     # w.T and x.T are transposed views: BLAS reads them with a transpose flag, no copy.
     dx = (dout2 @ w.T).reshape(x.shape) if need_dx else None  # (..., N, D)
@@ -116,6 +118,7 @@ def relu_backward(dout, cache, *, inplace=False):
     The mask multiplies (``xp.where`` on a random mask is ~10x slower on the CPU: it branches).
     ``inplace``: dout is overwritten by dx.
     """
+    check_upstream("relu_backward", dout, cache.out.shape, cache.out.dtype)
     xp = get_array_module(dout)
     return kernels.relu_backward(xp, dout, cache.out, out=dout if inplace else None)
 
@@ -340,7 +343,11 @@ def batch_norm_backward(dout, cache, *, inplace=False):
     Returns:
         (dx, dgamma, dbeta): dx like dout; dgamma, dbeta (F,) summed over groups and batch.
     """
+    if cache is None:
+        raise ValueError("batch_norm_backward: cache is None, from a forward run with need_cache=False (one that is "
+                         "not to be differentiated)")
     x_hat, rstd, gamma, axis, train = cache
+    check_upstream("batch_norm_backward", dout, x_hat.shape, x_hat.dtype)
     xp = get_array_module(dout)
     f, n = dout.shape[-1], dout.shape[-2]
     s1 = dout.sum(axis=-2, keepdims=True)  # (..., 1, F)
@@ -384,6 +391,7 @@ def layer_norm_forward(x, gamma, beta, *, eps=1e-5, var_formula="two_pass"):
 
 def layer_norm_backward(dout, cache):
     """Backward of layer_norm_forward: (dx, dgamma, dbeta)."""
+    check_upstream("layer_norm_backward", dout, cache.x_hat.shape, cache.x_hat.dtype)
     return _normalize_backward(dout, cache)
 
 
@@ -422,6 +430,8 @@ def group_norm_forward(x, gamma, beta, *, groups, eps=1e-5, var_formula="two_pas
 
 def group_norm_backward(dout, cache):
     """Backward of group_norm_forward: layer norm's, on the grouped view. Returns (dx, dgamma, dbeta)."""
+    *lead, g, size = cache.x_hat.shape  # (..., G, F/G)
+    check_upstream("group_norm_backward", dout, (*lead, g * size), cache.x_hat.dtype)
     dx, dgamma, dbeta = _normalize_backward(dout.reshape(cache.x_hat.shape), cache)
     return dx.reshape(dout.shape), dgamma.reshape(-1), dbeta.reshape(-1)
 
@@ -463,6 +473,7 @@ def affine_backward(dout, cache):
         (dx like dout, dgamma (F,), dbeta (F,)).
     """
     x, gamma = cache
+    check_upstream("affine_backward", dout, x.shape, x.dtype)
     f = dout.shape[-1]
     dgamma = (dout * x).reshape(-1, f).sum(axis=0)  # (F,)
     dbeta = dout.reshape(-1, f).sum(axis=0)  # (F,)
@@ -529,6 +540,7 @@ def simplex_backward(dout, cache):
         dx like dout (each group of V sums to 0: shifting a group changes nothing).
     """
     s, temperature = cache
+    check_upstream("simplex_backward", dout, (*s.shape[:-2], s.shape[-2] * s.shape[-1]), s.dtype)
     ds = dout.reshape(s.shape)  # (..., L, V)
     dx = s * (ds - (ds * s).sum(axis=-1, keepdims=True))  # (..., L, V)
     dx /= temperature
@@ -580,5 +592,6 @@ def weight_standardize_backward(dw_hat, cache):
         dw = rstd * (dw_hat - mean_D(dw_hat) - w_hat * mean_D(dw_hat * w_hat))
     """
     w_hat, rstd = cache
+    check_upstream("weight_standardize_backward", dw_hat, w_hat.shape, w_hat.dtype, name="dw_hat")
     return rstd * (dw_hat - dw_hat.mean(axis=0, keepdims=True)
                    - w_hat * (dw_hat * w_hat).mean(axis=0, keepdims=True))

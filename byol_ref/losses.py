@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 from . import kernels
 from .backend import get_array_module
-from .checks import check_operands, check_real, check_same_dtype
+from .checks import check_operands, check_real, check_same_dtype, check_upstream
 
 EPS_MODES = ("sq_norm", "norm", "add")
 DEFAULT_EPS = {"sq_norm": 1e-12, "norm": 1e-12, "add": 1e-8}
@@ -91,6 +91,7 @@ def l2_normalize_backward(dn, cache):
         dx: (..., P).
     """
     x, rstd, drstd_ds = cache
+    check_upstream("l2_normalize_backward", dn, x.shape, x.dtype, name="dn")
     xp = get_array_module(dn)
     x_dot_dn = kernels.sum_of_product(xp, x, dn, -1)  # (..., 1)
     # dn * rstd + x * c, c = 2 (x . dn) drstd/ds: one fused kernel on CuPy
@@ -163,6 +164,7 @@ def regression_loss_backward(dloss, cache, *, need_dz=True):
         (dp, dz): each (..., P).
     """
     p_cache, z_cache, n_p, n_z, form = cache
+    check_upstream("regression_loss_backward", dloss, n_p.shape[:-1], n_p.dtype, name="dloss")
     g = dloss[..., None]  # (..., 1)
     if form == "mse":
         dn_p = kernels.mse_dn(get_array_module(n_p), n_p, n_z, g)  # 2 (n_p - n_z) g

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from typing import Callable, NamedTuple
 
@@ -980,8 +980,17 @@ def loss_range(config: Config) -> tuple[str, float, float]:
     return f"{form}, mean of both directions", low, high
 
 
-def output_size(projection_dim: int = DEFAULT_PROJECTION_DIM, **_options) -> int:
-    """Width of the network output (the projection and prediction), i.e. projection_dim."""
+def output_size(projection_dim: int = DEFAULT_PROJECTION_DIM, **options) -> int:
+    """Width of the network output (the projection and prediction), i.e. projection_dim.
+
+    Takes build's keyword options too, so that the options a network was built with can be passed
+    whole (``output_size(**opts)``, as the Elixir ``output_size(opts)``); a name build would not take
+    (a misspelt ``projection_size``, say, which would silently give the default) is refused."""
+    known = {f.name for f in fields(Config)} | {"seed", "dtype", "backend"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(f"output_size got option(s) {unknown} that build does not take; the output width is "
+                        f"projection_dim (default {DEFAULT_PROJECTION_DIM})")
     return check_positive_int(projection_dim, "projection_dim")
 
 

@@ -1,5 +1,7 @@
 """Layers: float64 gradient checks (hypothesis draws shapes, seeds, eps, upstream gradients),
 identities, a step-by-step "graph" backward as an oracle for the closed forms."""
+import re
+
 import numpy as np
 import pytest
 from hypothesis import assume, given
@@ -518,6 +520,44 @@ def test_the_ops_refuse_what_numpy_would_take_without_a_word():
     batch_norm_forward(x, ones, zeros, run, train=True, eps=0.0)
     x32 = x.astype(np.float32)
     assert linear_forward(x32, np.ones((3, 2), np.float32), np.zeros(2, np.float32))[0].dtype == np.float32
+
+
+def test_every_backward_refuses_an_upstream_gradient_unlike_the_forward_output():
+    """A (N, 1) or (F,) upstream gradient would broadcast against the cache, and a float32 one
+    against a float64 forward be promoted: each backward would return a gradient of the right
+    shape for another function. Each backward names the op, what it got and what it expected."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 4, 6))  # (G, N, F)
+    ones, zeros = np.ones(6), np.zeros(6)
+    ops = {  # name: (backward, cache, the forward output's shape)
+        "linear_backward": (linear_backward, linear_forward(x, np.ones((6, 3)), np.zeros(3))[1], (2, 4, 3)),
+        "relu_backward": (relu_backward, relu_forward(x)[1], x.shape),
+        "batch_norm_backward": (batch_norm_backward, batch_norm_forward(x, ones, zeros, _running(6, rng),
+                                                                        train=True)[1], x.shape),
+        "layer_norm_backward": (layer_norm_backward, layer_norm_forward(x, ones, zeros)[1], x.shape),
+        "group_norm_backward": (group_norm_backward, group_norm_forward(x, ones, zeros, groups=2)[1], x.shape),
+        "affine_backward": (affine_backward, affine_forward(x, ones, zeros)[1], x.shape),
+        "simplex_backward": (simplex_backward, simplex_forward(x, simplex_dim=3, temperature=0.5)[1], x.shape),
+        "weight_standardize_backward": (weight_standardize_backward, weight_standardize_forward(x[0])[1], (4, 6)),
+    }
+    for op, (backward, cache, shape) in ops.items():
+        name = "dw_hat" if op.startswith("weight") else "dout"
+        good = rng.standard_normal(shape)
+        backward(good, cache)  # the right one is taken
+        for bad in (good[..., :1], good[..., :1, :], good[0], good.T):
+            if bad.shape == shape:
+                continue
+            says = f"{op}: {name} has shape {bad.shape}, expected {shape} (the forward's output's)"
+            with pytest.raises(ValueError, match=re.escape(says)):
+                backward(bad, cache)
+        with pytest.raises(TypeError, match=f"{op}: {name} has dtype float32, but the forward ran in float64"):
+            backward(good.astype(np.float32), cache)
+        with pytest.raises(TypeError, match=f"{op}: {name} must be an array like the forward's output"):
+            backward(good.tolist(), cache)
+    no_cache = batch_norm_forward(x, ones, zeros, _running(6, rng), train=True, need_cache=False)[1]
+    with pytest.raises(ValueError, match="batch_norm_backward: cache is None, from a forward run with "
+                                         "need_cache=False"):
+        batch_norm_backward(x, no_cache)
 
 
 def test_what_the_mutation_audit_found_no_test_for_in_the_ops():

@@ -105,6 +105,30 @@ def test_one_dimensional_vectors_have_zero_gradient():
     np.testing.assert_allclose(l2_normalize_backward(np.array([[0.7], [1.3]]), cache), 0, atol=1e-14)
 
 
+def test_the_loss_backwards_refuse_an_upstream_gradient_unlike_the_forward_output():
+    """A 0-d dloss (the mean's gradient, not the per-sample one) would broadcast over the batch,
+    a (P,) dn over the rows: each names what it got and what it expected."""
+    rng = np.random.default_rng(0)
+    p, z = rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 3, 4))
+    _, cache = regression_loss_forward(p, z)
+    regression_loss_backward(np.ones((2, 3)), cache)
+    for bad, shape in ((np.array(1.0), r"\(\)"), (np.ones((2, 1)), r"\(2, 1\)"), (np.ones((3, 2)), r"\(3, 2\)")):
+        with pytest.raises(ValueError, match=rf"regression_loss_backward: dloss has shape {shape}, expected \(2, 3\)"):
+            regression_loss_backward(bad, cache)
+    with pytest.raises(TypeError, match="regression_loss_backward: dloss has dtype float32, but the forward ran in "
+                                        "float64"):
+        regression_loss_backward(np.ones((2, 3), np.float32), cache)
+    with pytest.raises(TypeError, match="regression_loss_backward: dloss must be an array like the forward's output "
+                                        r"\(\(2, 3\), float64\), got float"):
+        regression_loss_backward(1.0, cache)
+    _, cache = l2_normalize_forward(p)
+    for bad in (np.ones(4), np.ones((2, 1, 4)), np.ones((2, 3, 1))):
+        with pytest.raises(ValueError, match=r"l2_normalize_backward: dn has shape .*, expected \(2, 3, 4\)"):
+            l2_normalize_backward(bad, cache)
+    with pytest.raises(TypeError, match="l2_normalize_backward: dn has dtype float32"):
+        l2_normalize_backward(p.astype(np.float32), cache)
+
+
 def test_the_loss_refuses_what_numpy_would_broadcast_or_promote():
     p = np.random.default_rng(0).standard_normal((3, 4))
     with pytest.raises(ValueError, match=r"regression_loss_forward: z has shape \(1, 4\), p \(3, 4\); one target per "

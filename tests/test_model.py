@@ -458,6 +458,10 @@ def test_defaults_and_output_size():
     assert byol.default_momentum() == 0.996
     assert byol.output_size() == 256
     assert byol.output_size(projection_dim=32) == 32
+    opts = dict(encoder_dim=10, projection_dim=24, hidden_size=16, layout="edifice", seed=3, dtype="float32")
+    assert byol.output_size(**opts) == 24 == byol.build(**opts)[0].params["predictor.fc2.weight"].shape[1]
+    with pytest.raises(TypeError, match=r"output_size got option\(s\) \['projection_size'\] that build does not take"):
+        byol.output_size(projection_size=32)  # (a misspelling, not the default 256)
     online, target = byol.build(10)
     assert online.params["encoder.fc1.weight"].shape == (10, 256)
     assert online.params["projector.fc2.weight"].shape == (256, 256)
