@@ -415,6 +415,13 @@ def _bilinear(x, sx, sy):
     return out.reshape(n, c, ho, wo)
 
 
+def _check_radius_fits(radius: int, h: int, w: int, name: str) -> None:
+    """A blur radius wider than the images reads only the zero padding beyond them."""
+    if radius > max(h, w):
+        raise ValueError(f"{name}={radius} is wider than the {h}x{w} images: taps beyond them read only the zero "
+                         f"padding; use a radius <= {max(h, w)} (official: H / 20)")
+
+
 def gaussian_blur(x, sigma, radius: int):
     """Separable Gaussian blur with a per-sample sigma and zero 'SAME' padding (batched).
 
@@ -443,9 +450,7 @@ def gaussian_blur(x, sigma, radius: int):
     n, c, h, w = x.shape
     if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
         raise ValueError(f"radius must be an integer >= 0, got {radius!r}")
-    if radius > max(h, w):
-        raise ValueError(f"radius {radius} is wider than the {h}x{w} images: taps beyond them read only the zero "
-                         f"padding; use a radius <= {max(h, w)}")
+    _check_radius_fits(radius, h, w, "radius")
     try:  # N numbers, drawn on the host by augment_images: checking them costs nothing
         s = np.asarray(to_numpy(sigma), dtype=np.float64)
     except (TypeError, ValueError):
@@ -679,9 +684,8 @@ def augment_images(x, rng, cfg: ImageAug, image_shape=None, *, check_finite: boo
         raise TypeError(f"cfg must be an ImageAug, got {type(cfg).__name__}")
     chw = _as_nchw_shape(x, image_shape)
     _check_finite_batch(x, check_finite)
-    if cfg.p_blur > 0 and cfg.blur_radius > max(chw[1:]):
-        raise ValueError(f"cfg.blur_radius={cfg.blur_radius} is wider than the {chw[1]}x{chw[2]} images: taps beyond "
-                         f"them read only the zero padding; use a radius <= {max(chw[1:])} (official: H / 20)")
+    if cfg.p_blur > 0:  # checked before any draw, not only when a blur happens to be drawn
+        _check_radius_fits(cfg.blur_radius, *chw[1:], "cfg.blur_radius")
     x4 = x.reshape((x.shape[0],) + chw)  # (N, C, H, W), a view; never written to
     params = _draw_image_params(rng, x.shape[0], cfg, chw)
     out = _apply_image_params(x4, params, cfg)

@@ -118,8 +118,10 @@ _SOURCES = {
     # LARS, after the norms: m <- momentum m + r u; p <- p - lr m.
     "lars_apply": ("T u, T r, T m, T p, T momentum, T lr", "T m_out, T p_out",
                    "T m_new = m * momentum + u * r; m_out = m_new; p_out = p - m_new * lr"),
-    # EMA of the target: t <- tau t + (1 - tau) o.
+    # EMA of the target: t <- tau t + (1 - tau) o (the paper's eq. 1), or the official code's
+    # t <- t + (1 - tau) (o - t): the same average, rounded differently.
     "ema": ("T t, T o, T tau, T one_minus_tau", "T t_out", "t_out = tau * t + one_minus_tau * o"),
+    "ema_increment": ("T t, T o, T one_minus_tau", "T t_out", "t_out = t + one_minus_tau * (o - t)"),
 }
 
 
@@ -288,19 +290,31 @@ def lars_apply(xp, u, r, m, p, momentum, lr, m_out, p_out):
     lars_apply_ref(xp, u, r, m, p, momentum, lr, m_out, p_out)
 
 
-def ema_ref(xp, t, o, tau, out):
-    """out = tau * t + (1 - tau) * o, block by block through a block-sized scratch."""
-    def chain(tb, ob, outb, scratch):
+EMA_FORMS = ("weighted", "increment")
+
+
+def ema_ref(xp, t, o, tau, out, form="weighted"):
+    """out = tau * t + (1 - tau) * o (``"weighted"``) or t + (1 - tau) * (o - t) (``"increment"``),
+    block by block through a block-sized scratch."""
+    def weighted(tb, ob, outb, scratch):
         sb = scratch[: tb.size].reshape(tb.shape)
         xp.multiply(ob, 1 - tau, out=sb)
         xp.multiply(tb, tau, out=outb)
         xp.add(outb, sb, out=outb)
 
-    run_blocked(chain, t, o, out, scratch_dtype=t.dtype)
+    def increment(tb, ob, outb, scratch):
+        sb = scratch[: tb.size].reshape(tb.shape)
+        xp.subtract(ob, tb, out=sb)
+        xp.multiply(sb, 1 - tau, out=sb)
+        xp.add(tb, sb, out=outb)
+
+    run_blocked(weighted if form == "weighted" else increment, t, o, out, scratch_dtype=t.dtype)
     return out
 
 
-def ema(xp, t, o, tau, out):
+def ema(xp, t, o, tau, out, form="weighted"):
     if use_fused(xp):
-        return _kernel(xp, "ema")(t, o, tau, 1 - tau, out)
-    return ema_ref(xp, t, o, tau, out)
+        if form == "weighted":
+            return _kernel(xp, "ema")(t, o, tau, 1 - tau, out)
+        return _kernel(xp, "ema_increment")(t, o, 1 - tau, out)
+    return ema_ref(xp, t, o, tau, out, form)

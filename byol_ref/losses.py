@@ -14,6 +14,9 @@ eps_mode    formula                        default eps  who
 ``add``     x / sqrt(sum x^2 + eps)        1e-8         the Elixir/Axon module (Edifice)
 =========== ============================== ============ ======================================
 
+``norm`` with eps 1e-8 is also ``F.cosine_similarity`` as PyTorch >= 1.12 computes it (each norm
+clamped), which lightly and solo-learn use (d2).
+
 All three are ``n = x * rstd(s)`` with ``s = sum x^2``, so one backward serves them all:
 ``dx = dn * rstd + 2 x (x . dn) * drstd/ds``, where ``drstd/ds = -rstd^3 / 2`` except
 where the clamp is active (then rstd is a constant and the derivative is 0).

@@ -813,7 +813,7 @@ def loss(online_pred, target_proj, *, eps=None, eps_mode="sq_norm", form="mse"):
 
 
 def ema_update(online_params: dict, target_params: dict, momentum: float = DEFAULT_MOMENTUM, *,
-               inplace: bool = False) -> dict:
+               inplace: bool = False, form: str = "weighted") -> dict:
     """Exponential moving average of the target parameters.
 
     target <- momentum * target + (1 - momentum) * online, for every target parameter,
@@ -830,6 +830,11 @@ def ema_update(online_params: dict, target_params: dict, momentum: float = DEFAU
             temporaries: on the CPU the update runs block by block through one small scratch,
             on CuPy as one fused kernel). The values are bitwise those of the pure update on
             the CPU.
+        form: how the average is rounded. ``"weighted"``: ``tau * t + (1 - tau) * o``, the
+            paper's eq. 1 (byol-pytorch, lightly, solo-learn, the Elixir module). ``"increment"``:
+            ``t + (1 - tau) * (o - t)``, the official code's (``byol_experiment.py``). Equal in
+            exact arithmetic; rounded, they differ by an ulp or so. Only ``"weighted"`` gives the
+            online params back bit for bit at tau = 0.
 
     Returns:
         New target params: a new dict of new arrays (nothing is mutated), or, in place, a new
@@ -844,6 +849,7 @@ def ema_update(online_params: dict, target_params: dict, momentum: float = DEFAU
             raise TypeError(f"{name} must be a dict name -> array{hint}, got {type(tree).__name__}")
     tau = check_real(momentum, "momentum", 0, 1)
     inplace = check_bool(inplace, "inplace")
+    check_choice(form, "form", kernels.EMA_FORMS)
     missing = sorted(set(target_params) - set(online_params))
     if missing:
         raise ValueError(f"ema_update: target parameter(s) {missing} have no online twin of the same name")
@@ -860,11 +866,13 @@ def ema_update(online_params: dict, target_params: dict, momentum: float = DEFAU
         if t.dtype.kind != "f" or t.dtype.itemsize not in (4, 8):  # float32 or float64 (cheaper than .name)
             raise TypeError(f"ema_update: {key!r} has dtype {t.dtype} in both online_params and target_params, "
                             f"expected one of {FLOAT_DTYPES}")
-    if not inplace:
+    if not inplace and form == "weighted":
         return {key: tau * t + (1 - tau) * online_params[key] for key, t in target_params.items()}
+    if not inplace:
+        return {key: t + (1 - tau) * (online_params[key] - t) for key, t in target_params.items()}
     new = {}
     for key, t in target_params.items():
-        new[key] = kernels.ema(get_array_module(t), t, online_params[key], tau, out=t)  # t = tau t + (1 - tau) o
+        new[key] = kernels.ema(get_array_module(t), t, online_params[key], tau, out=t, form=form)  # the same, in t
     return new
 
 

@@ -68,7 +68,7 @@ MODEL_FIELDS = ("layout", "norm", "hidden_bias", "head_bias", "init", "target_in
 TRAIN_FIELDS = ("optimizer", "lr", "lr_batch_scale", "weight_decay", "momentum", "lars_eta",
                 "lars_trust_ratio", "lars_eps", "lars_clip_lr", "exclude", "warmup_start", "warmup_offset",
                 "warmup_denominator", "cosine_denominator", "lr_rounding",
-                "tau_base", "tau_schedule", "tau_denominator", "ema_when")
+                "tau_base", "tau_schedule", "tau_denominator", "ema_when", "ema_form")
 #: Preset fields resolved into TrainConfig fields (or honoured by the trace only).
 OWN_FIELDS = ("warmup_fraction", "final_lr_ratio", "ema_scope")
 
@@ -195,6 +195,11 @@ FIELD_DOCS = {
                 "byol-pytorch `update_moving_average` after `opt.step()`; solo-learn `on_train_batch_end`; "
                 "edifice, by convention). 'pre_forward': before the forward, with the old params (lightly "
                 "examples: `update_momentum` at the top of `training_step`). d11.",
+    "ema_form": "How the target EMA is rounded (the same average in exact arithmetic; rounded, an ulp or so "
+                "apart per step). 'increment': xi + (1 - tau) (theta - xi) (deepmind `_update_fn`). 'weighted': "
+                "tau xi + (1 - tau) theta, the paper's eq. 1 (byol-pytorch `update_average`: old * beta + "
+                "(1 - beta) * new; lightly `update_momentum`; solo-learn `MomentumUpdater.update`; edifice "
+                "`ema_update`). a1, d10.",
     "ema_scope": "What the target EMA averages. 'params': every target parameter incl. BN gamma/beta, never "
                  "the running statistics (all five: deepmind averages all `hk.Params` and no `hk.State`; "
                  "byol-pytorch, lightly, solo-learn iterate `.parameters()`; edifice matches params by name; "
@@ -252,6 +257,7 @@ class Preset:
     tau_schedule: str = "cosine"
     tau_denominator: str = "K"
     ema_when: str = "post_step"
+    ema_form: str = "increment"
     ema_scope: str = "params"
 
     def __post_init__(self):
@@ -327,11 +333,13 @@ class Preset:
     @classmethod
     def from_dict(cls, d: dict) -> "Preset":
         """The preset a ``to_dict`` saved. A dict from before ``lr_rounding`` existed was computed with
-        the exact schedule, so a missing ``lr_rounding`` reads as ``"exact"``, not the field's default."""
+        the exact schedule, and one from before ``ema_form`` with the weighted EMA, so a missing
+        ``lr_rounding`` reads as ``"exact"`` and a missing ``ema_form`` as ``"weighted"``, not the
+        fields' defaults."""
         unknown = sorted(set(d) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"unknown preset field(s) {unknown}; preset fields: {preset_field_names()}")
-        return cls(**{"lr_rounding": "exact", **d})
+        return cls(**{"lr_rounding": "exact", "ema_form": "weighted", **d})
 
 
 def preset_field_names() -> list:
@@ -355,24 +363,26 @@ PRESETS = {
         name="byol-pytorch", head_bias=True, init="torch", target_init="copy", bn_running="torch",
         bn_var="two_pass", views="concat", norm_eps_mode="norm", norm_eps=1e-12, loss_form="2-2cos",
         optimizer="adam", lr=3e-4, lr_batch_scale=0, weight_decay=0.0, exclude="none", warmup_fraction=0.0,
-        final_lr_ratio=1.0, tau_base=0.99, tau_schedule="constant", lr_rounding="exact"),
+        final_lr_ratio=1.0, tau_base=0.99, tau_schedule="constant", lr_rounding="exact", ema_form="weighted"),
     "lightly": Preset(
         name="lightly", hidden_bias=False, head_bias=True, init="torch", target_init="copy", bn_running="torch",
         bn_var="two_pass", norm_eps_mode="norm", norm_eps=1e-8, loss_form="neg_cos", sym_reduce="mean",
         optimizer="lars", lr=0.45, weight_decay=1e-6, lars_trust_ratio="sum_of_norms", lars_eps=1e-8,
         exclude="name", warmup_fraction=0.1, warmup_offset=1, cosine_denominator="K-W-1", final_lr_ratio=0.001,
-        tau_base=0.99, tau_denominator="K-1", ema_when="pre_forward", lr_rounding="exact"),
+        tau_base=0.99, tau_denominator="K-1", ema_when="pre_forward", lr_rounding="exact",
+        ema_form="weighted"),
     "solo-learn": Preset(
         name="solo-learn", head_bias=True, init="torch", target_init="copy", bn_running="torch",
         bn_var="two_pass", norm_eps_mode="norm", norm_eps=1e-8, loss_form="2-2cos", optimizer="lars", lr=1.0,
         weight_decay=1e-5, lars_eta=0.02, lars_trust_ratio="sum_of_norms", lars_eps=1e-8, lars_clip_lr=True,
         exclude="ndim", warmup_fraction=0.01, warmup_start=3e-5, warmup_denominator="W-1", tau_base=0.99,
-        lr_rounding="exact"),
+        lr_rounding="exact", ema_form="weighted"),
     "edifice": Preset(
         name="edifice", layout="edifice", norm="layer", hidden_bias=True, head_bias=True, init="torch",
         target_init="copy", bn_var="two_pass", norm_eps_mode="add", norm_eps=1e-8, loss_form="2-2cos",
         symmetric=False, optimizer="adamw", lr=2e-3, lr_batch_scale=0, weight_decay=1e-6, warmup_fraction=0.0,
-        final_lr_ratio=1.0, tau_base=0.996, tau_schedule="constant", lr_rounding="exact"),
+        final_lr_ratio=1.0, tau_base=0.996, tau_schedule="constant", lr_rounding="exact",
+        ema_form="weighted"),
 }
 
 

@@ -227,13 +227,11 @@ def trace_networks(online: Network, target: Network, views, *, preset: Preset, t
     _put_tree(out, "init.opt.", opt_state)
 
     def ema(online, target, tau, pre):
-        target = target._replace(params=ema_update(online.params, target.params, tau))
+        target = target._replace(params=ema_update(online.params, target.params, tau, form=tcfg.ema_form))
         _put_tree(out, pre + "target.param.", target.params)
         if preset.ema_scope == "params+buffers":
-            bufs = dict(target.buffers)
-            for key in bufs:
-                if not key.endswith(".count"):
-                    bufs[key] = tau * target.buffers[key] + (1 - tau) * online.buffers[key]
+            stats = {k: v for k, v in target.buffers.items() if not k.endswith(".count")}
+            bufs = {**target.buffers, **ema_update(online.buffers, stats, tau, form=tcfg.ema_form)}
             target = target._replace(buffers=bufs)
             _put_tree(out, pre + "target.buffer_ema.", bufs)
         return target

@@ -30,6 +30,7 @@ from .backend import host as np
 from .backend import to_numpy
 from .checks import check_array, check_choice, check_positive_int, check_real, dataclass_from_dict
 from .data import Dataset, feature_stats, standardize
+from .kernels import EMA_FORMS
 from .model import (Config, Network, buffer_shapes, build_from_config, data_dependent_init, ema_update,
                     loss_and_grads, param_shapes)
 from .optim import make_optimizer, predictor_lr_mult
@@ -79,6 +80,8 @@ class TrainConfig:
             each epoch, K = epochs; with one epoch and ``tau_denominator="K-1"`` that is tau = 1
             throughout, as lightly's ``cosine_schedule(0, 1, ...)`` gives).
         ema_when: ``"post_step"`` (official, with the updated online params) or ``"pre_forward"``.
+        ema_form: ``"weighted"`` (tau t + (1 - tau) o: the paper, byol-pytorch, lightly, solo-learn)
+            or ``"increment"`` (t + (1 - tau) (o - t): the official code); see ``model.ema_update``.
         predictor_lr_mult: learning-rate multiplier of the predictor (the paper's tau = 0 ablation).
         data_init: before the first step, set every ``norm="affine"`` layer from the batch
             statistics of the training inputs (``model.data_dependent_init``): the BN-free BYOL
@@ -116,6 +119,7 @@ class TrainConfig:
     tau_denominator: str = "K"
     tau_interval: str = "step"
     ema_when: str = "post_step"
+    ema_form: str = "weighted"
     predictor_lr_mult: float = 1.0
     data_init: bool = False
     seed: int = 0
@@ -155,6 +159,7 @@ class TrainConfig:
         check_choice(self.tau_schedule, "tau_schedule", ("cosine", "constant"))
         check_choice(self.tau_denominator, "tau_denominator", ("K", "K-1"))
         check_choice(self.ema_when, "ema_when", ("post_step", "pre_forward"))
+        check_choice(self.ema_form, "ema_form", EMA_FORMS)
         object.__setattr__(self, "predictor_lr_mult", check_real(self.predictor_lr_mult, "predictor_lr_mult", 0, None))
         check_choice(self.dtype, "dtype", ("float32", "float64"))
         for name, least in (("seed", 0), ("log_every", 1), ("eval_every", 0), ("checkpoint_every", 0)):
@@ -320,7 +325,7 @@ def train_step(state: TrainState, x, *, optimizer, schedules: Schedules, views: 
         optimizer: from make_optimizer_for.
         schedules: from make_schedules.
         views: pair of augmentation configs (ImageAug or VectorAug).
-        tcfg: TrainConfig (ema_when).
+        tcfg: TrainConfig (ema_when, ema_form).
         image_shape: (H, W) or (C, H, W) when rows are flattened images.
         input_norm: applied to both views after augmentation.
         inplace: update the params, optimiser state and target arrays in place (no
@@ -334,7 +339,8 @@ def train_step(state: TrainState, x, *, optimizer, schedules: Schedules, views: 
     lr, tau = schedules.lr(k), schedules.tau(k)
     online, target = state.online, state.target
     if tcfg.ema_when == "pre_forward":  # lightly: average with theta_k before the forward
-        target = target._replace(params=ema_update(online.params, target.params, tau, inplace=inplace))
+        target = target._replace(params=ema_update(online.params, target.params, tau, inplace=inplace,
+                                                   form=tcfg.ema_form))
     # fit checked the training split once; a scan of every batch would make CuPy wait each step
     view1, view2 = two_views(x, state.rng, views, image_shape, check_finite=False)
     if input_norm is not None:
@@ -344,7 +350,8 @@ def train_step(state: TrainState, x, *, optimizer, schedules: Schedules, views: 
     online = online._replace(params=params, buffers=res.online_buffers)
     target = target._replace(buffers=res.target_buffers)
     if tcfg.ema_when == "post_step":  # official: average with the updated theta_{k+1}
-        target = target._replace(params=ema_update(online.params, target.params, tau, inplace=inplace))
+        target = target._replace(params=ema_update(online.params, target.params, tau, inplace=inplace,
+                                                   form=tcfg.ema_form))
     new = state._replace(online=online, target=target, opt_state=opt_state, step=k + 1)
     return new, {"loss": float(res.loss), "lr": lr, "tau": tau, "outputs": res.outputs}
 

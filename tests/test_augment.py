@@ -617,7 +617,7 @@ def test_gaussian_blur_arguments():
         gaussian_blur(x.tolist(), 1.0, 1)
 
     assert np.isfinite(gaussian_blur(x, 0.8, 5)).all()  # a radius as wide as the image is taken
-    with pytest.raises(ValueError, match=r"radius 1000000000 is wider than the 5x5 images: taps beyond them read only "
+    with pytest.raises(ValueError, match=r"radius=1000000000 is wider than the 5x5 images: taps beyond them read only "
                                          r"the zero padding; use a radius <= 5"):
         gaussian_blur(x, 1.0, 10**9)  # (it would allocate and loop over 2e9 taps)
     wide = ImageAug(p_blur=1.0, blur_radius=6)

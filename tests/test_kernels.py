@@ -159,12 +159,21 @@ def test_mlp_backward_without_input_grad():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("tau", [0.0, 0.37, 0.996, 1.0])
-def test_ema_in_place_equals_pure(dtype, tau):
+@pytest.mark.parametrize("form", ["weighted", "increment"])
+def test_ema_in_place_equals_pure(dtype, tau, form):
     online, target = byol.build(9, 6, 3, 40, dtype=dtype, seed=0, target_init="independent")
-    pure = ema_update(online.params, target.params, tau)
+    pure = ema_update(online.params, target.params, tau, form=form)
+    for k, t in target.params.items():  # each form is its own formula, rounding included
+        o = online.params[k]
+        want = tau * t + (1 - tau) * o if form == "weighted" else t + (1 - tau) * (o - t)
+        np.testing.assert_array_equal(pure[k], want)
+        if tau == 1.0:
+            np.testing.assert_array_equal(pure[k], t)
+        if tau == 0.0 and form == "weighted":
+            np.testing.assert_array_equal(pure[k], o)
     ids = {k: id(v) for k, v in target.params.items()}
     saved_online = {k: v.copy() for k, v in online.params.items()}
-    new = ema_update(online.params, target.params, tau, inplace=True)
+    new = ema_update(online.params, target.params, tau, inplace=True, form=form)
     for k in pure:
         np.testing.assert_array_equal(new[k], pure[k])
         assert id(new[k]) == ids[k] and new[k].dtype == dtype
@@ -177,8 +186,16 @@ def test_ema_in_place_on_blocks_larger_than_one():
     rng = np.random.default_rng(0)
     o = {"w": rng.standard_normal((300, 250)).astype("float32")}  # 75000 > one block
     t = {"w": rng.standard_normal((300, 250)).astype("float32")}
-    want = ema_update(o, t, 0.9)
-    np.testing.assert_array_equal(ema_update(o, t, 0.9, inplace=True)["w"], want["w"])
+    for form in ("weighted", "increment"):
+        want = ema_update(o, t, 0.9, form=form)
+        np.testing.assert_array_equal(ema_update(o, {"w": t["w"].copy()}, 0.9, inplace=True, form=form)["w"],
+                                      want["w"])
+    # the two forms round differently (which is why the official code's own is an option)
+    weighted, increment = (ema_update(o, t, 0.9, form=f)["w"] for f in ("weighted", "increment"))
+    assert not np.array_equal(weighted, increment)
+    np.testing.assert_allclose(weighted, increment, rtol=0, atol=4 * np.finfo("float32").eps)
+    with pytest.raises(ValueError, match="form must be one of"):
+        ema_update(o, t, 0.9, form="lerp")
 
 
 # --------------------------------------------------------------------------- GPU
@@ -322,12 +339,13 @@ def test_device_lars_apply_and_ema(cp, dtype, seed, size):
     _close(f, h, dtype, atol=atol)
     _close(tw, h, dtype, atol=atol)
 
-    def ema(xp, t, o):
-        return kernels.ema(xp, t, o, 0.99, xp.empty_like(t))
+    for form in kernels.EMA_FORMS:
+        def ema(xp, t, o):
+            return kernels.ema(xp, t, o, 0.99, xp.empty_like(t), form=form)
 
-    f, tw, h = _both(cp, ema, t, p)
-    _close(f, h, dtype)
-    _close(tw, h, dtype)
+        f, tw, h = _both(cp, ema, t, p)
+        _close(f, h, dtype)
+        _close(tw, h, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

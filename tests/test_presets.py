@@ -125,6 +125,7 @@ REACH = [
     (dict(tau_schedule="constant"), {}, "step1.tau", False),
     (dict(tau_denominator="K-1"), {}, "step1.tau", False),
     (dict(ema_when="pre_forward"), {}, "step0.target.view1.encoder.fc1.out", False),
+    (dict(ema_form="weighted"), {}, "step0.target.param.encoder.fc1.weight", False),  # rounding: an ulp apart
     (dict(ema_scope="params+buffers"), {}, "step1.target.buffer.encoder.norm1.running_mean", True),
 ]
 
@@ -198,11 +199,13 @@ def test_train_config_resolves_the_fractions_with_overridden_preset_fields():
 
 
 def test_preset_from_dict_round_trips_and_reads_older_dicts_as_exact():
-    """A preset saved before lr_rounding existed was computed with the exact schedule."""
+    """A preset saved before lr_rounding existed was computed with the exact schedule, and one
+    saved before ema_form existed with the weighted EMA."""
     for name in preset_names():
         assert Preset.from_dict(get_preset(name).to_dict()) == get_preset(name)
     old = get_preset("deepmind").to_dict()
-    del old["lr_rounding"]
-    assert Preset.from_dict(old).lr_rounding == "exact"
+    del old["lr_rounding"], old["ema_form"]
+    assert (Preset.from_dict(old).lr_rounding, Preset.from_dict(old).ema_form) == ("exact", "weighted")
+    assert get_preset("deepmind").ema_form == "increment"  # (what the official code computes)
     with pytest.raises(ValueError, match="unknown preset field"):
         Preset.from_dict({**old, "bogus": 1})

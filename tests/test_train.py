@@ -58,6 +58,12 @@ def test_step_follows_the_official_order():
     pre = byol.ema_update(state.online.params, state.target.params, 0.9)
     for k, v in pre.items():
         np.testing.assert_allclose(new2.target.params[k], v, rtol=1e-12)
+    # the EMA's rounding follows ema_form, bit for bit: the paper's by default, the official code's on request
+    for form in ("weighted", "increment"):
+        new3, _ = train_step(state, x, optimizer=opt, schedules=sched, views=ident,
+                             tcfg=tcfg if form == "weighted" else tcfg.replace(ema_form=form))
+        for k, v in byol.ema_update(new3.online.params, state.target.params, 0.9, form=form).items():
+            np.testing.assert_array_equal(new3.target.params[k], v, err_msg=f"{form}: {k}")
 
 
 def test_schedules_round_fractional_warmup_and_scale_the_peak_lr():
