@@ -33,7 +33,8 @@ from .backend import host as np
 from .checks import check_bool, check_path
 from .trace import Trace, load_trace
 
-__all__ = ["TensorDiff", "DiffReport", "diff_traces", "diff_files", "format_report", "DEFAULT_RTOL", "DEFAULT_ATOL"]
+__all__ = ["TensorDiff", "DiffReport", "diff_traces", "diff_files", "format_report", "divergence_hint",
+           "DEFAULT_RTOL", "DEFAULT_ATOL"]
 
 DEFAULT_RTOL = 1e-9
 DEFAULT_ATOL = 1e-12
@@ -211,6 +212,54 @@ def diff_files(path_a, path_b, **kwargs) -> DiffReport:
     return diff_traces(load_trace(path_a), load_trace(path_b), a_label=str(path_a), b_label=str(path_b), **kwargs)
 
 
+# Where a first divergence usually comes from: (pattern on the name after ``stepI.``/``init.``,
+# the options and causes to look at). First match wins; docs/verifying.md section 5 says more.
+_HINTS = (
+    (r"^(online|target)\.(param|buffer)\.", "init", "the starting state: the weights or buffers were not read "
+     "as written (the mapping, --layout, transposed Linear weights), or another init"),
+    (r"^lr$", None, "the learning-rate schedule: lr x N / lr_batch_scale, K (--total-steps) and W "
+     "(--warmup-steps), warmup_offset, warmup_denominator, cosine_denominator; off by ~1e-7 relative in a "
+     "warm-up: float32 schedule arithmetic (lr_rounding)"),
+    (r"^tau$", None, "the tau schedule: tau_base, tau_schedule, tau_denominator, tau_interval"),
+    (r"^target\.param\.", None, "the target EMA: tau, ema_when (after the optimiser step, or before the "
+     "forward); an ulp or so apart: its rounding (ema_form); every step 0 tensor agreeing and a warm-up from "
+     "lr 0 hide a wrong ema_when until step 1"),
+    (r"^input\.", None, "the views themselves: the two files were not made from the same inputs"),
+    (r"\.batch_(mean|var)$", None, "batch statistics: per view or over both views (views), the biased "
+     "variance and its formula (bn_var), shards (bn_shards)"),
+    (r"\.norm\d+\.out$|\.sem_norm\.out$", None, "the norm layer: bn_eps / ln_eps, views, bn_var / ln_var, "
+     "target_bn (batch or running statistics), or the norm itself (norm)"),
+    (r"\.(fc\d+|sem_fc)\.out$", None, "a Linear layer: its weights (the mapping, transposes), a missing or "
+     "extra bias (hidden_bias, head_bias, encoder_bias), weight_std"),
+    (r"\.(relu\d+|sem)\.out$", None, "an activation: the layer order (layout) or the simplicial embedding "
+     "(sem_simplices, sem_temperature)"),
+    (r"\.normed$", None, "l2 normalisation: norm_eps_mode, norm_eps"),
+    (r"^loss\.per_sample$", None, "the loss form (loss_form), symmetric"),
+    (r"^loss\.total$", None, "the reduction: sym_reduce (sum or mean of the two directions), the batch mean"),
+    (r"\.(grad|dout)$|^online\.grad\.", None, "the backward: stop_gradient, the loss scale (sym_reduce), "
+     "or a layer's gradient (the first diverging dout names the layer)"),
+    (r"\.buffer(_ema)?\.", None, "running statistics: bn_running (haiku debiased or torch unbiased), "
+     "bn_decay, which views update them; Haiku's hidden EMA is stored debiased, h / (1 - decay^t)"),
+    (r"^opt\.", None, "the optimiser: optimizer, weight_decay, momentum, lars_* (trust ratio, eps, clip), "
+     "exclude (which tensors skip decay and the trust ratio)"),
+    (r"^online\.param\.", None, "the optimiser's update: the learning rate (step lr), predictor_lr_mult, "
+     "or the optimiser state just before it"),
+)
+
+
+def divergence_hint(name: str | None) -> str | None:
+    """Where to look for the cause of a first divergence at trace name ``name`` (None: no hint):
+    the options and usual mistakes of the operation that produced it (docs/verifying.md section 5)."""
+    if name is None:
+        return None
+    m = _STEP_RE.match(name)
+    step, rest = (m.group(1), m.group(3)) if m else (None, name)
+    for pattern, only, hint in _HINTS:
+        if (only is None or step == only) and re.search(pattern, rest):
+            return hint
+    return None
+
+
 def _fmt(x):
     return "-" if x is None else f"{x:.3g}"
 
@@ -255,6 +304,9 @@ def format_report(rep: DiffReport, *, show_all: bool = False, max_rows: int | No
         step = "init" if rep.first_step == "init" else (f"step {rep.first_step}" if rep.first_step is not None
                                                         else "no step")
         lines.append(f"first divergence: {step}, {rep.first_tensor}")
+        hint = divergence_hint(rep.first_divergence)
+        if hint is not None:
+            lines.append(f"  look at: {hint}")
     else:
         lines.append("first divergence: none")
     if n_common == 0:

@@ -332,8 +332,20 @@ def from_layout(state: dict, mapping: dict, *, layout: str, strict: bool = True,
                          + simplicial_hint(state))
     # A tensor of a layer the mapping does name is a structure mismatch, whatever ``strict`` says:
     # said first, since "extend the mapping" would be the wrong advice for it.
-    modules = {t.rsplit(".", 1)[0] for t in mapping.values()}
+    modules = {}  # torch module -> the byol-ref names mapped to its tensors
+    for ref, t in mapping.items():
+        modules.setdefault(t.rsplit(".", 1)[0], []).append(ref)
     orphans = [t for t in unmapped if t.rsplit(".", 1)[0] in modules]
+    norm_layers = sorted({ref.rsplit(".", 1)[0].replace(".param.", ".buffer.", 1)
+                          for t in orphans for ref in modules[t.rsplit(".", 1)[0]]
+                          if ref.endswith((".gamma", ".beta")) and ".param." in ref})
+    if orphans and norm_layers and all(any(r.endswith((".gamma", ".beta")) for r in modules[t.rsplit(".", 1)[0]])
+                                       for t in orphans):
+        raise ValueError(f"the {layout} state has {orphans[:4]}, unmapped tensor(s) of norm layer(s) the mapping "
+                         f"names the gamma and beta of. If they are running statistics, map them to byol-ref's "
+                         f"buffers, e.g. {norm_layers[0]}.running_mean, .running_var and .count (the running "
+                         "values as eval mode uses them: with bn_running='haiku' the debiased average "
+                         "h / (1 - decay^count), not Haiku's hidden h); if your norm keeps none, remove them")
     if orphans:
         raise ValueError(f"the {layout} state has {orphans[:4]}, tensor(s) of layers the byol-ref network maps but "
                          "has no place for: the model's structure differs from the config's (a bias where "

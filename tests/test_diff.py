@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from byol_ref.diff import diff_traces, format_report
+from byol_ref.diff import diff_traces, divergence_hint, format_report
 from byol_ref.presets import get_preset
 from byol_ref.trace import Trace, make_inputs, save_trace, trace_inputs
 
@@ -57,6 +57,42 @@ def test_single_perturbed_element_is_found(data):
     text = format_report(rep)
     step = name.split(".")[0]
     assert f"first divergence: step {int(step[4:])}, {name.split('.', 1)[1]}" in text
+
+
+@pytest.mark.parametrize("preset", ["deepmind", "byol-pytorch", "lightly", "solo-learn", "edifice"])
+def test_every_traced_name_gets_a_hint_and_the_report_shows_it(preset):
+    """Whatever tensor diverges first, the report says where to look: every name of a trace of every
+    preset (with a simplicial embedding, shards, the ablation's target dout and the buffer EMA on
+    top) has a hint."""
+    model = dict(sem_simplices=2, bn_shards=2, stop_gradient=False) if preset == "deepmind" else {}
+    p = get_preset(preset, ema_scope="params+buffers") if preset == "deepmind" else get_preset(preset)
+    inputs = make_inputs(p, encoder_dim=5, hidden_size=6, projection_dim=4, predictor_dim=3, batch=4, steps=1,
+                         seed=0, model_extra=model)
+    tr = trace_inputs(inputs, p, model_extra=model)
+    names = [k for k in tr.arrays if not k.startswith("__")]
+    assert [k for k in names if divergence_hint(k) is None] == []
+    name = next(k for k in names if k.endswith(".normed"))
+    text = format_report(diff_traces(tr, _perturbed(tr, name, (0, 0), 0.5)))
+    assert f"first divergence: step 0, {name[6:]}\n  look at: l2 normalisation: norm_eps_mode, norm_eps" in text
+    assert "look at" not in format_report(diff_traces(tr, tr))
+
+
+def test_hints_name_the_options_of_the_operation_that_diverged():
+    for name, says in (("init.online.param.encoder.fc1.weight", "mapping"), ("step1.lr", "lr_rounding"),
+                       ("step0.tau", "tau_denominator"), ("step1.target.param.encoder.fc1.weight", "ema_form"),
+                       ("step0.target.param.projector.fc2.weight", "ema_when"),
+                       ("step0.online.view1.encoder.norm1.batch_var", "bn_var"),
+                       ("step0.online.view12.shard1.encoder.norm1.batch_mean", "views"),
+                       ("step0.online.view1.encoder.norm1.out", "bn_eps"),
+                       ("step0.online.view1.projector.fc2.out", "head_bias"),
+                       ("step0.target.view2.z.normed", "norm_eps_mode"), ("step0.loss.per_sample", "loss_form"),
+                       ("step0.loss.total", "sym_reduce"), ("step0.online.grad.encoder.fc1.bias", "backward"),
+                       ("step0.online.buffer.encoder.norm1.running_var", "bn_running"),
+                       ("step0.opt.momentum.encoder.fc1.bias", "exclude"),
+                       ("step0.online.param.encoder.fc1.weight", "learning rate"),
+                       ("step0.input.view1", "views themselves")):
+        assert says in divergence_hint(name), name
+    assert divergence_hint(None) is None and divergence_hint("step0.something.else") is None
 
 
 def test_first_divergence_is_earliest_in_execution_order():

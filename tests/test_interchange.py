@@ -418,6 +418,22 @@ def test_a_structural_mismatch_is_named_as_such_in_strict_mode_too():
         from_torch_layout(state, torch_mapping("byol-pytorch", no_bias))
 
 
+def test_unmapped_buffers_of_a_mapped_norm_layer_are_named_as_buffers_to_map():
+    """A user's own mapping that names a batch norm's gamma and beta but not its running statistics
+    (as a first mapping, written from the parameters, does) is told to map them as byol-ref's
+    buffers, not that a bias has no place."""
+    online, target = _nets("byol-pytorch")
+    mapping = torch_mapping("byol-pytorch", online.config)
+    state = to_torch_layout(networks_to_arrays(online, target), mapping)
+    params_only = {k: v for k, v in mapping.items() if ".param." in k}
+    with pytest.raises(ValueError, match=r"unmapped tensor\(s\) of norm layer\(s\) the mapping names the gamma and "
+                                         r"beta of\. If they are running statistics, map them to byol-ref's buffers, "
+                                         r"e\.g\. (online|target)\.buffer\.[a-z]+\.norm1\.running_mean, "
+                                         r"\.running_var and \.count .*h / \(1 - decay\^count\)"):
+        from_torch_layout(state, params_only)
+    from_torch_layout(state, mapping)  # mapped whole, it reads
+
+
 # --------------------------------------------------------------------------- Axon layout (Edifice)
 # Edifice.Contrastive.BYOL, transliterated from its Elixir source (lib/edifice/contrastive/byol.ex) with
 # Axon's dense (x . kernel + bias, kernel (in, out)) and layer_norm (Axon.Layers.layer_norm: biased
