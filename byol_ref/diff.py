@@ -14,7 +14,9 @@ Execution order is A's (its ``__order__``, else its file order), except when onl
 byol-ref trace (has ``__meta__``): then B's order is used, so ``byol-ref diff mine.npz
 ref.npz`` and ``byol-ref diff ref.npz mine.npz`` name the same first divergence. Names only
 in B come last. A value mismatch or a shape mismatch is a divergence; a dtype mismatch is
-reported and is a divergence unless ``ignore_dtype`` (values are then compared in float64);
+reported and is a divergence unless ``ignore_dtype`` (values are then compared in float64), but
+integers of two widths that hold the same values agree (Haiku's int32 batch-norm counter against
+byol-ref's int64 ``count``);
 names present on one side only are listed and make the comparison fail unless
 ``only_common`` (either side) or ``subset`` (names only in B: A, a step recorded from another
 implementation, need not hold all of byol-ref's intermediates, but every tensor it holds must be
@@ -140,8 +142,8 @@ def _compare(name, a, b, rtol, atol) -> TensorDiff:
         d.a_value, d.b_value = float(x[idx]), float(y[idx])
     if not d.values_ok:
         d.status = "mismatch"
-    elif a.dtype != b.dtype:
-        d.status = "dtype"
+    elif a.dtype != b.dtype and not (a.dtype.kind in "iu" and b.dtype.kind in "iu"):
+        d.status = "dtype"  # (integers of two widths holding the same values, a count, agree)
     return d
 
 

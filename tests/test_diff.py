@@ -123,18 +123,22 @@ def test_shape_dtype_missing_and_nan():
     tr = _trace()
     arrays = dict(tr.arrays)
     arrays["step0.loss.per_sample"] = arrays["step0.loss.per_sample"][:1]
+    fc1 = "init.online.param.encoder.fc1.weight"
+    arrays[fc1] = arrays[fc1].astype("float32")
     count = "init.online.buffer.encoder.norm1.count"
-    arrays[count] = arrays[count].astype("int32")
+    arrays[count] = arrays[count].astype("int32")  # Haiku's counter: the same count, another width
     del arrays["step1.tau"]
     arrays["extra.thing"] = np.zeros(3)
-    rep = diff_traces(tr, arrays)
+    rep = diff_traces(tr, arrays, rtol=1e-6)  # (float32 rounding of fc1 within tolerance: only its dtype differs)
     status = {d.name: d.status for d in rep.tensors}
     assert status["step0.loss.per_sample"] == "shape"
-    assert status[count] == "dtype"
+    assert status[fc1] == "dtype" and status[count] == "ok"
     assert rep.only_a == ["step1.tau"] and rep.only_b == ["extra.thing"]
-    assert rep.first_divergence == count
-    rep2 = diff_traces(tr, arrays, ignore_dtype=True)
+    assert rep.first_divergence == fc1
+    rep2 = diff_traces(tr, arrays, rtol=1e-6, ignore_dtype=True)
     assert rep2.first_divergence == "step0.loss.per_sample"
+    arrays[fc1], arrays[count] = tr.arrays[fc1], arrays[count] + 1  # a count that differs still does
+    assert diff_traces(tr, arrays, rtol=1e-6).first_divergence == count
     common = {k: v for k, v in tr.arrays.items() if k != "step1.tau"}
     assert not diff_traces(tr, common).ok
     assert diff_traces(tr, common, only_common=True).ok
