@@ -1,4 +1,5 @@
 """Tests for byol_ref.augment: shapes, dtypes, ranges, determinism, identities, formulas, config checks."""
+import re
 from dataclasses import replace
 
 import pytest
@@ -620,9 +621,17 @@ def test_gaussian_blur_arguments():
     with pytest.raises(ValueError, match=r"radius=1000000000 is wider than the 5x5 images: taps beyond them read only "
                                          r"the zero padding; use a radius <= 5"):
         gaussian_blur(x, 1.0, 10**9)  # (it would allocate and loop over 2e9 taps)
-    wide = ImageAug(p_blur=1.0, blur_radius=6)
-    with pytest.raises(ValueError, match=r"cfg.blur_radius=6 is wider than the 5x5 images"):
-        augment_images(x, np.random.default_rng(0), wide)
+    for p in (1.0, 0.5, 1e-9):  # checked before any draw, not only when a blur is drawn
+        wide = ImageAug(p_blur=p, blur_radius=6)
+        with pytest.raises(ValueError, match=r"cfg.blur_radius=6 is wider than the 5x5 images"):
+            augment_images(x, np.random.default_rng(0), wide)
+    tall = np.random.default_rng(0).uniform(size=(1, 1, 4, 16))  # H x W, and the wider side bounds the radius
+    says = "is wider than the 4x16 images: taps beyond them read only the zero padding; use a radius <= 16 " \
+           "(official: H / 20)"
+    with pytest.raises(ValueError, match=re.escape("radius=17 " + says)):
+        gaussian_blur(tall, 1.0, 17)
+    with pytest.raises(ValueError, match=re.escape("cfg.blur_radius=17 " + says)):
+        augment_images(tall, np.random.default_rng(0), ImageAug(p_blur=0.5, blur_radius=17))
     augment_images(x, np.random.default_rng(0), replace(wide, p_blur=0.0))  # never blurs: nothing to say
 
 

@@ -198,6 +198,22 @@ def test_ema_in_place_on_blocks_larger_than_one():
         ema_update(o, t, 0.9, form="lerp")
 
 
+def test_the_fused_ema_of_each_form_is_that_form():
+    """The dispatcher picks the kernel of the form asked for: on the stand-in, which runs each kernel
+    body with NumPy in its written order, each form equals its reference bit for bit (the two forms
+    are only an ulp or so apart, closer than the device tests' tolerance)."""
+    from cupy_standin import install
+
+    rng = np.random.default_rng(0)
+    t, o = rng.standard_normal((2, 4096))
+    with install() as cp:
+        assert kernels.use_fused(cp)
+        for form in kernels.EMA_FORMS:
+            got = kernels.ema(cp, cp.asarray(t), cp.asarray(o), 0.99, cp.empty_like(cp.asarray(t)), form=form)
+            np.testing.assert_array_equal(got.get(), kernels.ema_ref(np, t, o, 0.99, np.empty_like(t), form=form),
+                                          err_msg=form)
+
+
 # --------------------------------------------------------------------------- GPU
 
 

@@ -552,8 +552,9 @@ def test_every_backward_refuses_an_upstream_gradient_unlike_the_forward_output()
                 backward(bad, cache)
         with pytest.raises(TypeError, match=f"{op}: {name} has dtype float32, but the forward ran in float64"):
             backward(good.astype(np.float32), cache)
-        with pytest.raises(TypeError, match=f"{op}: {name} must be an array like the forward's output"):
-            backward(good.tolist(), cache)
+        for not_array in (good.tolist(), memoryview(good)):  # (a memoryview has a shape, but no dtype)
+            with pytest.raises(TypeError, match=f"{op}: {name} must be an array like the forward's output"):
+                backward(not_array, cache)
     no_cache = batch_norm_forward(x, ones, zeros, _running(6, rng), train=True, need_cache=False)[1]
     with pytest.raises(ValueError, match="batch_norm_backward: cache is None, from a forward run with "
                                          "need_cache=False"):

@@ -1,5 +1,7 @@
 """The whole objective: every online gradient of loss_and_grads checked numerically in float64
 for each layout, norm and batch-statistics convention; the API; EMA identities."""
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -460,6 +462,9 @@ def test_defaults_and_output_size():
     assert byol.output_size(projection_dim=32) == 32
     opts = dict(encoder_dim=10, projection_dim=24, hidden_size=16, layout="edifice", seed=3, dtype="float32")
     assert byol.output_size(**opts) == 24 == byol.build(**opts)[0].params["predictor.fc2.weight"].shape[1]
+    every = {f.name: getattr(byol.Config(encoder_dim=5), f.name) for f in dataclasses.fields(byol.Config)}
+    del every["projection_dim"]  # every other option build takes is taken, and ignored
+    assert byol.output_size(projection_dim=7, seed=1, dtype="float32", backend="numpy", **every) == 7
     with pytest.raises(TypeError, match=r"output_size got option\(s\) \['projection_size'\] that build does not take"):
         byol.output_size(projection_size=32)  # (a misspelling, not the default 256)
     online, target = byol.build(10)

@@ -150,17 +150,27 @@ def test_shared_views_and_trace_as_inputs():
         np.testing.assert_array_equal(again.arrays[k], tr.arrays[k])
 
 
-def test_ema_scope_buffers_average_running_stats():
+@pytest.mark.parametrize("form", ["weighted", "increment"])
+def test_ema_scope_buffers_average_running_stats(form):
+    """The running statistics are averaged with the params' EMA, rounding (ema_form) included, bit for
+    bit; an ema_form given as a TrainConfig override (train_extra) reaches the trace as a preset's does."""
     p = get_preset("deepmind", ema_scope="params+buffers")
-    tr = trace_inputs(_inputs(), p)
-    a = tr.arrays
-    tau = float(a["step0.tau"])
-    key = "encoder.norm1.running_mean"
-    np.testing.assert_allclose(a[f"step0.target.buffer_ema.{key}"],
-                               tau * a[f"step0.target.buffer.{key}"] + (1 - tau) * a[f"step0.online.buffer.{key}"])
-    # the update counts are not averaged: they stay the target's own integers
-    count = a["step0.target.buffer_ema.encoder.norm1.count"]
-    assert count.dtype == np.int64 and count == a["step0.target.buffer.encoder.norm1.count"]
+    for tr in (trace_inputs(_inputs(), p.replace(ema_form=form)),
+               trace_inputs(_inputs(), p, train_extra={"ema_form": form})):
+        a = tr.arrays
+        tau = float(a["step0.tau"])
+        for key in ("encoder.norm1.running_mean", "projector.norm1.running_var"):
+            t, o = a[f"step0.target.buffer.{key}"], a[f"step0.online.buffer.{key}"]
+            want = tau * t + (1 - tau) * o if form == "weighted" else t + (1 - tau) * (o - t)
+            np.testing.assert_array_equal(a[f"step0.target.buffer_ema.{key}"], want, err_msg=key)
+        for key in ("encoder.fc1.weight", "projector.norm1.gamma"):
+            t = a[f"init.target.param.{key}"]
+            o = a[f"step0.online.param.{key}"]
+            want = tau * t + (1 - tau) * o if form == "weighted" else t + (1 - tau) * (o - t)
+            np.testing.assert_array_equal(a[f"step0.target.param.{key}"], want, err_msg=key)
+        # the update counts are not averaged: they stay the target's own integers
+        count = a["step0.target.buffer_ema.encoder.norm1.count"]
+        assert count.dtype == np.int64 and count == a["step0.target.buffer.encoder.norm1.count"]
 
 
 def test_start_step_and_the_default_warmup_set_lr_and_tau():

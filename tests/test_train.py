@@ -1,5 +1,6 @@
 """Training: the step order, schedules wiring, bit-exact resume, checkpoints and their errors,
 divergence handling, and a short run that learns without collapsing."""
+import itertools
 import json
 import zipfile
 
@@ -58,12 +59,16 @@ def test_step_follows_the_official_order():
     pre = byol.ema_update(state.online.params, state.target.params, 0.9)
     for k, v in pre.items():
         np.testing.assert_allclose(new2.target.params[k], v, rtol=1e-12)
-    # the EMA's rounding follows ema_form, bit for bit: the paper's by default, the official code's on request
-    for form in ("weighted", "increment"):
-        new3, _ = train_step(state, x, optimizer=opt, schedules=sched, views=ident,
-                             tcfg=tcfg if form == "weighted" else tcfg.replace(ema_form=form))
-        for k, v in byol.ema_update(new3.online.params, state.target.params, 0.9, form=form).items():
-            np.testing.assert_array_equal(new3.target.params[k], v, err_msg=f"{form}: {k}")
+    # the EMA's rounding follows ema_form, bit for bit, at either time: the paper's by default, the
+    # official code's on request
+    for when, form in itertools.product(("post_step", "pre_forward"), ("weighted", "increment")):
+        t3 = tcfg.replace(ema_when=when) if form == "weighted" else tcfg.replace(ema_when=when, ema_form=form)
+        new3, _ = train_step(state, x, optimizer=opt, schedules=sched, views=ident, tcfg=t3)
+        averaged = new3.online.params if when == "post_step" else state.online.params
+        for k, v in byol.ema_update(averaged, state.target.params, 0.9, form=form).items():
+            np.testing.assert_array_equal(new3.target.params[k], v, err_msg=f"{when}, {form}: {k}")
+    with pytest.raises(ValueError, match=r"ema_form must be one of \('weighted', 'increment'\), got 'lerp'"):
+        tcfg.replace(ema_form="lerp")
 
 
 def test_schedules_round_fractional_warmup_and_scale_the_peak_lr():
