@@ -51,7 +51,7 @@ CONVENTIONS = {
         warmup_offset=0, warmup_denominator="W", cosine_denominator="K-W",
         lr_rounding="float32",
         final_lr_ratio=0.0, tau_base=0.996, tau_schedule="cosine", tau_denominator="K",
-        ema_when="post_step", ema_scope="params"),
+        ema_when="post_step", ema_form="increment", ema_scope="params"),
     "byol-pytorch": dict(
         layout="paper", norm="batch", hidden_bias=True, head_bias=True, init="torch", target_init="copy",
         bn_eps=1e-5, bn_decay=0.9, bn_running="torch", bn_var="two_pass", views="concat",
@@ -59,7 +59,7 @@ CONVENTIONS = {
         optimizer="adam", lr=3e-4, lr_batch_scale=0, weight_decay=0.0, exclude="none", warmup_start=0.0,
         warmup_offset=0, warmup_denominator="W", cosine_denominator="K-W", lr_rounding="exact",
         final_lr_ratio=1.0, tau_base=0.99, tau_schedule="constant", tau_denominator="K",
-        ema_when="post_step", ema_scope="params"),
+        ema_when="post_step", ema_form="weighted", ema_scope="params"),
     "lightly": dict(
         layout="paper", norm="batch", hidden_bias=False, head_bias=True, init="torch", target_init="copy",
         bn_eps=1e-5, bn_decay=0.9, bn_running="torch", bn_var="two_pass", views="separate",
@@ -68,7 +68,7 @@ CONVENTIONS = {
         lars_trust_ratio="sum_of_norms", lars_eps=1e-8, lars_clip_lr=False, exclude="name", warmup_start=0.0,
         warmup_offset=1, warmup_denominator="W", cosine_denominator="K-W-1", lr_rounding="exact",
         final_lr_ratio=0.001, tau_base=0.99, tau_schedule="cosine", tau_denominator="K-1",
-        ema_when="pre_forward", ema_scope="params"),
+        ema_when="pre_forward", ema_form="weighted", ema_scope="params"),
     "solo-learn": dict(
         layout="paper", norm="batch", hidden_bias=True, head_bias=True, init="torch", target_init="copy",
         bn_eps=1e-5, bn_decay=0.9, bn_running="torch", bn_var="two_pass", views="separate",
@@ -77,14 +77,14 @@ CONVENTIONS = {
         lars_trust_ratio="sum_of_norms", lars_eps=1e-8, lars_clip_lr=True, exclude="ndim", warmup_start=3e-5,
         warmup_offset=0, warmup_denominator="W-1", cosine_denominator="K-W", lr_rounding="exact",
         final_lr_ratio=0.0, tau_base=0.99, tau_schedule="cosine", tau_denominator="K",
-        ema_when="post_step", ema_scope="params"),
+        ema_when="post_step", ema_form="weighted", ema_scope="params"),
     "edifice": dict(
         layout="edifice", norm="layer", hidden_bias=True, head_bias=True, init="torch", target_init="copy",
         ln_eps=1e-5, views="separate", norm_eps_mode="add", norm_eps=1e-8, loss_form="2-2cos", symmetric=False,
         optimizer="adamw", lr=2e-3, lr_batch_scale=0, weight_decay=1e-6, exclude="name", warmup_start=0.0,
         warmup_offset=0, warmup_denominator="W", cosine_denominator="K-W", lr_rounding="exact",
         final_lr_ratio=1.0, tau_base=0.996, tau_schedule="constant", tau_denominator="K",
-        ema_when="post_step", ema_scope="params"),
+        ema_when="post_step", ema_form="weighted", ema_scope="params"),
 }
 # Variants: a preset's conventions with some changed, plus model fields no preset has.
 CONVENTIONS["deepmind-gn-ws"] = dict(CONVENTIONS["deepmind"], norm="group", ln_eps=1e-5)
@@ -349,8 +349,11 @@ def make(preset, seed):
         put_params("init.opt.momentum.", mom)
 
     def ema(tau, pre):
-        for k in target:
-            target[k] = tau * target[k] + (1 - tau) * leaves[k].detach()
+        for k in target:  # the same average, rounded as each implementation writes it
+            if c["ema_form"] == "increment":  # deepmind: x + (1 - tau) * (y - x)
+                target[k] = target[k] + (1 - tau) * (leaves[k].detach() - target[k])
+            else:  # tau * old + (1 - tau) * new
+                target[k] = tau * target[k] + (1 - tau) * leaves[k].detach()
         put_params(pre + "target.param.", target)
 
     for i, (v1, v2) in enumerate(views):
