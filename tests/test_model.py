@@ -261,6 +261,10 @@ def test_bn_shards_is_the_mean_of_per_shard_steps(seed, shards, rows, views, mod
     n = shards * rows
     v1, v2 = rng.standard_normal((n, 4)), rng.standard_normal((n, 4))
     res = byol.loss_and_grads(online, target, v1, v2)
+    # A draw whose predictions all lie on one line (Q = 2 hidden units, one alive after the ReLU) has n(p)
+    # constant, so every gradient upstream of predictor.fc2 is exactly 0: both sides are then rounding
+    # noise (amplified by 1/||p||, to 1e-13 at seed 376), and there is nothing to compare.
+    assume(np.abs(res.grads["encoder.fc1.weight"]).max() > 1e-10)
 
     one = online.config.replace(bn_shards=1)
     on, tg = online._replace(config=one), target._replace(config=one)
