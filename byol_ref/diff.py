@@ -100,7 +100,8 @@ class DiffReport:
     b_label: str = "B"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Every field, and ``hint``: where to look for the first divergence (``divergence_hint``)."""
+        return {**asdict(self), "hint": divergence_hint(self.first_divergence)}
 
 
 def _as_trace(x, label) -> Trace:

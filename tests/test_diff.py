@@ -200,6 +200,7 @@ def test_cli_exit_status_and_json(tmp_path, capsys):
     assert main(["diff", a, b, "--json"]) == 1
     rep = json.loads(capsys.readouterr().out)
     assert rep["first_divergence"] == "step0.online.view1.projector.norm1.out" and rep["ok"] is False
+    assert rep["hint"].startswith("the norm layer: bn_eps")  # where to look, as the text report says
     assert main(["diff", a, str(tmp_path / "none.npz")]) == 2
     assert "does not exist" in capsys.readouterr().err
     part = tmp_path / "part.npz"  # a recorded step: a few of the traced tensors
