@@ -37,7 +37,7 @@ ARMS = [
     # name, model Config changes, TrainConfig changes, what the literature reports
     ("BYOL (default)", {}, {}, "healthy: std near 1/sqrt(P)"),
     ("no predictor", {"use_predictor": False}, {},
-     "BYOL Table 5a / SimSiam Table 1: collapse or partial collapse"),
+     "BYOL Table 5b / SimSiam Table 1: collapse or partial collapse"),
     ("fixed random target (tau = 1)", {}, {"tau_base": 1.0, "tau_schedule": "constant"},
      "BYOL section 3: predicting a fixed random network lifts a linear probe from 1.4% to 18.8%"),
     ("tau = 0 (target = online)", {}, {"tau_base": 0.0, "tau_schedule": "constant"},

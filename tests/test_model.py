@@ -681,23 +681,28 @@ def test_init_schemes():
 
 
 def _python_blocks():
+    """The ```python blocks of README.md and docs/*.md, one parameter per file: a page's blocks run in
+    order in one namespace, as a reader runs them (a later block may use what an earlier one defined)."""
     import pathlib
     import re
     root = pathlib.Path(__file__).parents[1]
     for path in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
-        for i, block in enumerate(re.findall(r"```python\n(.*?)```", path.read_text(), re.S)):
-            yield pytest.param(block, id=f"{path.name}:{i}")
+        blocks = re.findall(r"```python\n(.*?)```", path.read_text(), re.S)
+        if blocks:
+            yield pytest.param(blocks, id=path.name)
 
 
 def test_docs_have_python_examples():
-    names = {p.id.split(":")[0] for p in _python_blocks()}
+    names = {p.id for p in _python_blocks()}
     assert {"README.md", "derivations.md", "verifying.md", "step-by-hand.md"} <= names
 
 
-@pytest.mark.parametrize("block", list(_python_blocks()))
-def test_docs_python_examples_run(block, capsys):
+@pytest.mark.parametrize("blocks", list(_python_blocks()))
+def test_docs_python_examples_run(blocks, capsys):
     """Every ```python block of README.md and docs/*.md runs as written (their asserts included)."""
-    exec(compile(block, "<doc block>", "exec"), {})
+    namespace = {}
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"<doc block {i}>", "exec"), namespace)
 
 
 
