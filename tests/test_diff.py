@@ -139,6 +139,8 @@ def test_shape_dtype_missing_and_nan():
     assert rep2.first_divergence == "step0.loss.per_sample"
     arrays[fc1], arrays[count] = tr.arrays[fc1], arrays[count] + 1  # a count that differs still does
     assert diff_traces(tr, arrays, rtol=1e-6).first_divergence == count
+    arrays[count] = tr.arrays[count].astype("float64")  # the same value as a float is another dtype
+    assert {d.name: d.status for d in diff_traces(tr, arrays, rtol=1e-6).tensors}[count] == "dtype"
     common = {k: v for k, v in tr.arrays.items() if k != "step1.tau"}
     assert not diff_traces(tr, common).ok
     assert diff_traces(tr, common, only_common=True).ok

@@ -432,6 +432,10 @@ def test_unmapped_buffers_of_a_mapped_norm_layer_are_named_as_buffers_to_map():
                                          r"\.running_var and \.count .*h / \(1 - decay\^count\)"):
         from_torch_layout(state, params_only)
     from_torch_layout(state, mapping)  # mapped whole, it reads
+    # an unmapped tensor of a Linear among them is a structure mismatch, said as such
+    no_bias = {k: v for k, v in params_only.items() if not k.endswith("encoder.fc1.bias")}
+    with pytest.raises(ValueError, match="tensor\\(s\\) of layers the byol-ref network maps but has no place for"):
+        from_torch_layout(state, no_bias)
 
 
 # --------------------------------------------------------------------------- Axon layout (Edifice)
