@@ -336,14 +336,14 @@ def from_layout(state: dict, mapping: dict, *, layout: str, strict: bool = True,
     for ref, t in mapping.items():
         modules.setdefault(t.rsplit(".", 1)[0], []).append(ref)
     orphans = [t for t in unmapped if t.rsplit(".", 1)[0] in modules]
-    norm_layers = sorted({ref.rsplit(".", 1)[0].replace(".param.", ".buffer.", 1)
-                          for t in orphans for ref in modules[t.rsplit(".", 1)[0]]
-                          if ref.endswith((".gamma", ".beta")) and ".param." in ref})
-    if orphans and norm_layers and all(any(r.endswith((".gamma", ".beta")) for r in modules[t.rsplit(".", 1)[0]])
-                                       for t in orphans):
+    # each orphan's norm layer (its module maps a norm's gamma or beta), or None
+    norms = [next((r for r in modules[t.rsplit(".", 1)[0]] if ".param." in r and r.endswith((".gamma", ".beta"))),
+                  None) for t in orphans]
+    if orphans and all(norms):
+        buffers = norms[0].rsplit(".", 1)[0].replace(".param.", ".buffer.", 1)
         raise ValueError(f"the {layout} state has {orphans[:4]}, unmapped tensor(s) of norm layer(s) the mapping "
                          f"names the gamma and beta of. If they are running statistics, map them to byol-ref's "
-                         f"buffers, e.g. {norm_layers[0]}.running_mean, .running_var and .count (the running "
+                         f"buffers, e.g. {buffers}.running_mean, .running_var and .count (the running "
                          "values as eval mode uses them: with bn_running='haiku' the debiased average "
                          "h / (1 - decay^count), not Haiku's hidden h); if your norm keeps none, remove them")
     if orphans:
