@@ -1,6 +1,7 @@
 """Input validation with messages that name the argument, what it got and what was expected."""
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 import os
@@ -38,6 +39,13 @@ def check_positive_int(value, name, minimum=1):
     return int(value)
 
 
+def interval(lo=None, hi=None, lo_open=False, hi_open=False) -> str:
+    """The interval as a message writes it: ``[0, 1)``, ``(0, inf)`` (an infinite end is never in it)."""
+    lo = "-inf" if lo is None or lo == -math.inf else lo
+    hi = "inf" if hi is None or hi == math.inf else hi
+    return f"{'(' if lo_open or lo == '-inf' else '['}{lo}, {hi}{')' if hi_open or hi == 'inf' else ']'}"
+
+
 def check_float_range(value, name, lo=None, hi=None, lo_open=False, hi_open=False):
     """Raise unless ``value`` is a real number inside the given range."""
     try:
@@ -51,10 +59,7 @@ def check_float_range(value, name, lo=None, hi=None, lo_open=False, hi_open=Fals
     bad = (lo is not None and (v < lo or (lo_open and v == lo))) or (
         hi is not None and (v > hi or (hi_open and v == hi)))
     if bad:
-        left = "(" if lo_open else "["
-        right = ")" if hi_open else "]"
-        raise ValueError(f"{name} must be in {left}{lo if lo is not None else '-inf'}, "
-                         f"{hi if hi is not None else 'inf'}{right}, got {value!r}")
+        raise ValueError(f"{name} must be in {interval(lo, hi, lo_open, hi_open)}, got {value!r}")
     return v
 
 
@@ -165,7 +170,7 @@ def check_count(value, name):
     return a.astype("int64")
 
 
-def check_array(x, name, *, ndim=None, last_dim=None, dtype=None, finite=True, min_rows=None):
+def check_array(x, name, *, ndim=None, last_dim=None, dtype=None, finite=True, min_rows=None, rows_for=None):
     """Validate an array argument.
 
     Args:
@@ -177,6 +182,7 @@ def check_array(x, name, *, ndim=None, last_dim=None, dtype=None, finite=True, m
             (``backend.FLOAT_DTYPES``: the two byol_ref computes in), or None for any float.
         finite: refuse NaN and infinity.
         min_rows: required minimum size of the first axis.
+        rows_for: why it needs them, said after the shape (``"batch norm ..."``).
     """
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         raise TypeError(f"{name} must be a NumPy or CuPy array, got {type(x).__name__}")
@@ -192,7 +198,8 @@ def check_array(x, name, *, ndim=None, last_dim=None, dtype=None, finite=True, m
     if last_dim is not None and x.shape[-1] != last_dim:
         raise ValueError(f"{name} must have {last_dim} features in its last axis, got shape {tuple(x.shape)}")
     if min_rows is not None and x.shape[0] < min_rows:
-        raise ValueError(f"{name} must have at least {min_rows} rows, got shape {tuple(x.shape)}")
+        raise ValueError(f"{name} must have at least {min_rows} rows, got shape {tuple(x.shape)}"
+                         + (f": {rows_for}" if rows_for else ""))
     if finite:
         xp = get_array_module(x)
         ok = xp.isfinite(x)

@@ -113,8 +113,8 @@ _SOURCES = {
                     "dx = scale * ((dout - s1 * inv_n) - x_hat * (s2 * inv_n))"),
     # The official regression loss's gradient with respect to n(p): dn = 2 (n_p - n_z) g.
     "mse_dn": ("T n_p, T n_z, T g", "T dn", "dn = (T)2 * (n_p - n_z) * g"),
-    # l2-normalise backward: dx = dn * rstd + x * c, with c = 2 (x . dn) drstd/ds per row.
-    "l2n_backward": ("T dn, T x, T rstd, T c", "T dx", "dx = dn * rstd + x * c"),
+    # l2-normalise backward: dx = dn * rstd + n * c, with c = -rstd (n . dn) per row (0 where clamped).
+    "l2n_backward": ("T dn, T n, T rstd, T c", "T dx", "dx = dn * rstd + n * c"),
     # LARS, after the norms: m <- momentum m + r u; p <- p - lr m.
     "lars_apply": ("T u, T r, T m, T p, T momentum, T lr", "T m_out, T p_out",
                    "T m_new = m * momentum + u * r; m_out = m_new; p_out = p - m_new * lr"),
@@ -248,17 +248,17 @@ def mse_dn(xp, n_p, n_z, g):
     return mse_dn_ref(xp, n_p, n_z, g)
 
 
-def l2n_backward_ref(xp, dn, x, rstd, c):
-    """dx = dn * rstd + x * c (c = 2 (x . dn) drstd/ds, one value per row)."""
+def l2n_backward_ref(xp, dn, n, rstd, c):
+    """dx = dn * rstd + n * c (c = -rstd (n . dn), or 0 where clamped: one value per row)."""
     dx = dn * rstd
-    dx += x * c
+    dx += n * c
     return dx
 
 
-def l2n_backward(xp, dn, x, rstd, c):
+def l2n_backward(xp, dn, n, rstd, c):
     if use_fused(xp):
-        return _kernel(xp, "l2n_backward")(dn, x, rstd, c)
-    return l2n_backward_ref(xp, dn, x, rstd, c)
+        return _kernel(xp, "l2n_backward")(dn, n, rstd, c)
+    return l2n_backward_ref(xp, dn, n, rstd, c)
 
 
 # --------------------------------------------------------------------------- optimiser and EMA

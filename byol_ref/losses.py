@@ -15,11 +15,15 @@ eps_mode    formula                        default eps  who
 =========== ============================== ============ ======================================
 
 ``norm`` with eps 1e-8 is also ``F.cosine_similarity`` as PyTorch >= 1.12 computes it (each norm
-clamped), which lightly and solo-learn use (d2).
+clamped), which lightly and solo-learn use (d2): the same loss, and the same gradient except for a
+row whose norm is below eps, where PyTorch's no-grad clamp leaves the norm's own derivative in
+(``docs/derivations.md`` section 5).
 
 All three are ``n = x * rstd(s)`` with ``s = sum x^2``, so one backward serves them all:
 ``dx = dn * rstd + 2 x (x . dn) * drstd/ds``, where ``drstd/ds = -rstd^3 / 2`` except
-where the clamp is active (then rstd is a constant and the derivative is 0).
+where the clamp is active (then rstd is a constant and the derivative is 0). The code computes
+the same as ``dx = rstd (dn - n (n . dn))`` (``rstd dn`` where clamped), which never forms
+rstd^3: that overflows once rstd > 7e12 in float32 (a norm below 1.4e-13), where dx is finite.
 """
 from __future__ import annotations
 
@@ -35,11 +39,11 @@ LOSS_FORMS = ("mse", "2-2cos", "neg_cos")
 
 
 class NormalizeCache(NamedTuple):
-    """The input x and two per-row scalars; n = x * rstd is recomputed, not stored."""
+    """The output n = x * rstd (the array returned, not a copy) and two per-row values."""
 
-    x: object  # (..., P)
+    n: object  # (..., P)
     rstd: object  # (..., 1)
-    drstd_ds: object  # (..., 1): derivative of rstd w.r.t. s = sum x^2 (0 where clamped)
+    clamped: object  # (..., 1) bool: where rstd is the clamp's constant (drstd/ds = 0 there)
 
 
 def l2_normalize_forward(x, *, eps=None, eps_mode="sq_norm"):
@@ -75,16 +79,17 @@ def l2_normalize_forward(x, *, eps=None, eps_mode="sq_norm"):
         # Additive: never clamped, slightly shrinks every vector (||n||^2 = s/(s+eps) < 1).
         clamped = xp.zeros(s.shape, dtype=bool)
         rstd = 1 / xp.sqrt(s + eps)
-    drstd_ds = xp.where(clamped, 0, -0.5 * rstd**3).astype(x.dtype, copy=False)
-    return x * rstd, NormalizeCache(x, rstd, drstd_ds)
+    n = x * rstd
+    return n, NormalizeCache(n, rstd, clamped)
 
 
 def l2_normalize_backward(dn, cache):
     """Backward of n = x * rstd(sum x^2).
 
-    dx = dn * rstd + 2 * x * (x . dn) * drstd/ds. Unclamped this is
-    (dn - n (n . dn)) / ||x||: the component of dn along n is removed, since moving x
-    along itself does not change n.
+    dx = dn * rstd + 2 * x * (x . dn) * drstd/ds. Unclamped, drstd/ds = -rstd^3 / 2 and this
+    is rstd (dn - n (n . dn)): with a unit n (the clamp modes), the component of dn along n is
+    removed, since moving x along itself does not change n. Clamped, it is rstd dn. The code
+    computes these two forms (rstd^3 would overflow float32 for norms below 1.4e-13).
 
     Args:
         dn: (..., P).
@@ -93,12 +98,12 @@ def l2_normalize_backward(dn, cache):
     Returns:
         dx: (..., P).
     """
-    x, rstd, drstd_ds = cache
-    check_upstream("l2_normalize_backward", dn, x.shape, x.dtype, name="dn")
+    n, rstd, clamped = cache
+    check_upstream("l2_normalize_backward", dn, n.shape, n.dtype, name="dn")
     xp = get_array_module(dn)
-    x_dot_dn = kernels.sum_of_product(xp, x, dn, -1)  # (..., 1)
-    # dn * rstd + x * c, c = 2 (x . dn) drstd/ds: one fused kernel on CuPy
-    return kernels.l2n_backward(xp, dn, x, rstd, 2 * x_dot_dn * drstd_ds)
+    n_dot_dn = kernels.sum_of_product(xp, n, dn, -1)  # (..., 1)
+    # dn * rstd + n * c, c = -rstd (n . dn) (0 where clamped): one fused kernel on CuPy
+    return kernels.l2n_backward(xp, dn, n, rstd, xp.where(clamped, 0, -rstd * n_dot_dn))
 
 
 class RegressionCache(NamedTuple):

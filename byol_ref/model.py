@@ -87,7 +87,8 @@ class Config:
         bn_eps: batch-norm eps inside the square root (1e-5 everywhere).
         bn_decay: weight on the old running statistic (Haiku decay_rate 0.9 = torch momentum 0.1).
         bn_running: ``"haiku"`` (biased variance, zero-debiased EMA) or ``"torch"`` (unbiased).
-        bn_var: ``"two_pass"`` or ``"one_pass"`` (official E[x^2] - mean^2) batch variance.
+        bn_var: ``"two_pass"`` or ``"one_pass"`` (official E[x^2] - mean^2) batch variance
+            (one_pass clamped at 0 against rounding, which Haiku does not do).
         ln_eps: layer- and group-norm eps (Axon 1e-5).
         ln_var: ``"two_pass"`` or ``"one_pass"`` variance of layer and group norm (as ``bn_var``).
         views: ``"separate"`` (per-view batch statistics: official, lightly, solo-learn) or
@@ -590,7 +591,7 @@ def data_dependent_init(network: Network, x, *, eps: float | None = None) -> Net
     if cfg.norm != "affine":
         raise ValueError(f"data_dependent_init sets norm='affine' layers, but this network has norm={cfg.norm!r}")
     check_array(x, "x", ndim=2, last_dim=cfg.encoder_dim, dtype=_params_dtype(network.params, "network.params"),
-                min_rows=2)
+                min_rows=2, rows_for="each scale and shift is set from the batch's mean and variance")
     eps = cfg.bn_eps if eps is None else check_real(eps, "eps", 0, None, lo_open=True)
     xp = get_array_module(x)
     params = dict(network.params)
@@ -628,8 +629,9 @@ def forward(network: Network, x, *, train: bool = False):
     dtype = _params_dtype(network.params, "network.params")
     _check_buffers(network, "network", dtype)
     has_bn = any(k.endswith(".running_mean") for k in network.buffers)
-    check_array(x, "x", ndim=2, last_dim=cfg.encoder_dim, dtype=dtype,
-                min_rows=2 if (train and has_bn) else 1)
+    check_array(x, "x", ndim=2, last_dim=cfg.encoder_dim, dtype=dtype, min_rows=2 if (train and has_bn) else 1,
+                rows_for="batch norm in training mode takes its statistics over the rows (train=False uses "
+                         "the running statistics)")
     if not train:
         outputs, _, buffers = network_forward(cfg, network.role, network.params, network.buffers, x, train=False)
         return outputs, buffers
@@ -712,9 +714,10 @@ def loss_and_grads(online: Network, target: Network, view1, view2, *, record: Ca
                         "build both in one dtype, byol_ref never mixes dtypes silently")
     _check_buffers(online, "online", dtype)
     _check_buffers(target, "target", dtype)
-    min_rows = 2 if cfg.norm == "batch" else 1
-    check_array(view1, "view1", ndim=2, last_dim=cfg.encoder_dim, dtype=dtype, min_rows=min_rows)
-    check_array(view2, "view2", ndim=2, last_dim=cfg.encoder_dim, dtype=dtype, min_rows=min_rows)
+    rows = dict(min_rows=2, rows_for="batch norm takes its statistics over the rows of a batch") \
+        if cfg.norm == "batch" else dict(min_rows=1)
+    check_array(view1, "view1", ndim=2, last_dim=cfg.encoder_dim, dtype=dtype, **rows)
+    check_array(view2, "view2", ndim=2, last_dim=cfg.encoder_dim, dtype=dtype, **rows)
     if view1.shape != view2.shape:
         raise ValueError(f"view1 and view2 must have the same shape, got {tuple(view1.shape)} and {tuple(view2.shape)}")
     _check_shards(cfg, view1.shape[0], "view1")

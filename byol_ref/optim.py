@@ -56,7 +56,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Union
 from . import kernels
 from .backend import get_array_module
 from .backend import host as np
-from .checks import check_bool
+from .checks import check_bool, interval
 from .tree import check_same_keys
 
 __all__ = [
@@ -185,8 +185,7 @@ def _check_float(value: Any, name: str, lo: float = 0.0, hi: float = math.inf,
     infinity a ValueError. Both name ``name``, the value and the interval. A 0-d array (a schedule's
     value on either backend) is a number.
     """
-    interval = f"[{lo}, {hi})" if hi_open else f"[{lo}, {hi}]"
-    expected = f"{name} must be a finite number in {interval}, got {value!r}"
+    expected = f"{name} must be a finite number in {interval(lo, hi, hi_open=hi_open)}, got {value!r}"
     if isinstance(value, (bool, np.bool_, str, bytes)):
         raise TypeError(f"{expected} ({type(value).__name__})")
     try:

@@ -16,6 +16,8 @@ import numbers
 import operator
 import struct
 
+from .checks import interval
+
 __all__ = ["warmup_cosine_lr", "target_tau", "check_warmup_convention"]
 
 
@@ -52,9 +54,9 @@ def _check_float(value, name: str, lo: float = 0.0, hi: float = math.inf) -> flo
             raise TypeError
         v = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a real number in [{lo}, {hi}], got {value!r}") from None
+        raise ValueError(f"{name} must be a real number in {interval(lo, hi)}, got {value!r}") from None
     if not (math.isfinite(v) and lo <= v <= hi):
-        raise ValueError(f"{name} must be a finite number in [{lo}, {hi}], got {value!r}")
+        raise ValueError(f"{name} must be a finite number in {interval(lo, hi)}, got {value!r}")
     return v
 
 

@@ -592,7 +592,7 @@ def test_standardize_and_feature_stats_refuse_what_would_give_inf_or_nan():
         standardize(x + 1j, mean, std)
     with pytest.raises(ValueError, match=r"x_train has 6 non-finite value\(s\)"):
         feature_stats(np.full((3, 2), np.nan))
-    with pytest.raises(ValueError, match=r"eps must be in \[0, inf\], got -1"):
+    with pytest.raises(ValueError, match=r"eps must be in \[0, inf\), got -1"):
         feature_stats(x, eps=-1)
     with pytest.raises(TypeError, match="eps must be a real number, got 'a'"):
         feature_stats(x, eps="a")

@@ -53,9 +53,11 @@ def test_non_finite(nets):
 
 def test_batch_of_one_in_batch_norm_training(nets):
     v1, v2 = _views(1)
-    with pytest.raises(ValueError, match=r"view1 must have at least 2 rows, got shape \(1, 4\)"):
+    with pytest.raises(ValueError, match=r"view1 must have at least 2 rows, got shape \(1, 4\): batch norm takes its "
+                                         "statistics over the rows of a batch"):
         byol.loss_and_grads(*nets, v1, v2)
-    with pytest.raises(ValueError, match="x must have at least 2 rows"):
+    with pytest.raises(ValueError, match=r"x must have at least 2 rows, got shape \(1, 4\): batch norm in training "
+                                         r"mode .*\(train=False uses the running statistics\)"):
         byol.forward(nets[0], v1, train=True)
     byol.forward(nets[0], v1, train=False)  # evaluation with running statistics is fine
 
@@ -190,7 +192,7 @@ def test_loss_eps_type_range_and_an_empty_batch():
     from byol_ref.losses import l2_normalize_forward, regression_loss_forward
 
     a = np.random.default_rng(0).standard_normal((3, 4))
-    for bad, shown in ((-1, r"must be in \(0, inf\], got -1"), (0.0, r"must be in \(0, inf\], got 0.0"),
+    for bad, shown in ((-1, r"must be in \(0, inf\), got -1"), (0.0, r"must be in \(0, inf\), got 0.0"),
                        (float("nan"), "must not be NaN"), (float("inf"), "must be finite")):
         with pytest.raises(ValueError, match=f"eps {shown}"):
             byol.loss(a, a, eps=bad)

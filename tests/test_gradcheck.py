@@ -69,7 +69,7 @@ def test_numerical_gradient_refusals():
         numerical_gradient(lambda v: sum(v), [0.0, 1.0])
     with pytest.raises(ValueError, match="order must be 2 or 4, got 3"):
         numerical_gradient(lambda v: v.sum(), np.zeros(2), order=3)
-    for h, err, says in ((0, ValueError, r"h must be in \(0, inf\], got 0"), (-1e-4, ValueError, "h must be in"),
+    for h, err, says in ((0, ValueError, r"h must be in \(0, inf\), got 0"), (-1e-4, ValueError, "h must be in"),
                          (float("nan"), ValueError, "h must not be NaN"), ("1e-4", TypeError, "h must be a real")):
         with pytest.raises(err, match=says):
             numerical_gradient(lambda v: v.sum(), np.zeros(2), h=h)
@@ -124,7 +124,7 @@ def test_directional_check_on_a_quadratic_and_a_wrong_gradient():
         directional_check(loss, params, grads, direction={"w": own["w"]})
     with pytest.raises(TypeError, match=r"needs float64 params .* got \{'w': 'float32'\}"):
         directional_check(loss, {**params, "w": params["w"].astype("float32")}, grads)
-    with pytest.raises(ValueError, match=r"h must be in \(0, inf\], got 0"):
+    with pytest.raises(ValueError, match=r"h must be in \(0, inf\), got 0"):
         directional_check(loss, params, grads, h=0)
 
 

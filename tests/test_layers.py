@@ -239,7 +239,7 @@ def test_simplex_is_shift_invariant_per_group_and_does_not_overflow():
         simplex_forward(x, simplex_dim=3, temperature=0.1)
     for kw, message in ((dict(simplex_dim=0, temperature=0.1), "simplex_dim must be an int >= 1, got 0"),
                         (dict(simplex_dim=True, temperature=0.1), "simplex_dim must be an int >= 1, got True"),
-                        (dict(simplex_dim=2, temperature=0.0), r"temperature must be in \(0, inf\], got 0.0"),
+                        (dict(simplex_dim=2, temperature=0.0), r"temperature must be in \(0, inf\), got 0.0"),
                         (dict(simplex_dim=2, temperature=-1.0), "temperature must be in"),
                         (dict(simplex_dim=2, temperature="0.1"), "temperature must be a real number")):
         with pytest.raises((ValueError, TypeError), match=message):

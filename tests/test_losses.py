@@ -30,6 +30,33 @@ def test_l2_normalize_gradient(seed, shape, p, mode, eps):
     assert grad_error(dx, num) < 1e-6
 
 
+
+@given(seed=seeds, p=st.integers(2, 6), mode=modes, dtype=st.sampled_from([np.float32, np.float64]),
+       clamped=st.booleans(), scale=st.sampled_from([1e-4, 1e-9, 1e-13, 1e-16]))
+def test_l2_normalize_gradient_of_tiny_rows_is_finite_and_scales(seed, p, mode, dtype, clamped, scale):
+    # n(lambda x; lambda^k eps) = n(x; eps) in every mode (k = 1 for "norm", 2 for the squared
+    # ones), so the gradient at lambda x is the gradient at x over lambda: about 1e16 for rows of
+    # norm 1e-16, finite in float32 too. (The form dn rstd - x (x . dn) rstd^3 overflowed float32
+    # for norms below 1.4e-13 and gave inf, or NaN for a zero row in "add".)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((3, p))
+    x[0] = 0  # a zero row: clamped, or rstd = 1/sqrt(eps) in "add"
+    if clamped and mode != "add":
+        x[1] *= 0.5 / np.linalg.norm(x[1])  # norm 0.5 < 1 = the clamp (both clamp modes)
+        eps = 1.0
+    else:
+        eps = 0.25 * (np.linalg.norm(x, axis=-1)[1:].min() ** 2)  # below every nonzero row's squared norm
+        eps = np.sqrt(eps) if mode == "norm" else eps
+    k = 1 if mode == "norm" else 2
+    dn = rng.standard_normal(x.shape)
+    _, ref_cache = l2_normalize_forward(x, eps=eps, eps_mode=mode)
+    ref = l2_normalize_backward(dn, ref_cache)
+    n, cache = l2_normalize_forward((x * scale).astype(dtype), eps=eps * scale**k, eps_mode=mode)
+    dx = l2_normalize_backward(dn.astype(dtype), cache)
+    assert np.isfinite(dx).all()
+    np.testing.assert_allclose(dx.astype(np.float64) * scale, ref, rtol=2e-4 if dtype == np.float32 else 1e-9,
+                               atol=1e-5 * np.abs(ref).max())
+
 def test_clamped_regime_is_linear_with_the_documented_slope():
     # Official: ||x|| <= 1e-6 -> n = x * 1e6 (rsqrt(1e-12)), dn/dx = 1e6 * I, no projection term.
     x = np.array([[3e-7, -4e-7]])

@@ -604,7 +604,7 @@ def test_data_dependent_init_errors():
     with pytest.raises(ValueError, match="sets norm='affine' layers, but this network has norm='batch'"):
         byol.data_dependent_init(online, np.ones((3, 4)))
     online, _ = byol.build(4, 5, 3, 6, seed=0, norm="affine")
-    with pytest.raises(ValueError, match="x must have at least 2 rows"):
+    with pytest.raises(ValueError, match="x must have at least 2 rows, got shape .*: each scale and shift is set from"):
         byol.data_dependent_init(online, np.ones((1, 4)))
     with pytest.raises(ValueError, match="x must have 4 features"):
         byol.data_dependent_init(online, np.ones((3, 5)))

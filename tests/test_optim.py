@@ -318,7 +318,7 @@ def test_make_optimizer_validates(name, hyper, arg):
     ("lars", dict(exclude=3), r"exclude must be 'name', 'ndim', None, a callable .* got 3"),
     ("sgd", dict(momentum="0.9"), r"momentum must be a finite number in \[0.0, 1.0\), got '0.9' \(str\)"),
     ("sgd", dict(momentum=True), r"momentum must be a finite number in \[0.0, 1.0\), got True \(bool\)"),
-    ("adam", dict(eps=None), r"eps must be a finite number in \[0.0, inf\], got None \(NoneType\)"),
+    ("adam", dict(eps=None), r"eps must be a finite number in \[0.0, inf\), got None \(NoneType\)"),
     ("sgd", dict(momentum=np.True_), r"momentum must be a finite number in \[0.0, 1.0\), got .*True.* \(bool"),
     ("lars", dict(trust_ratio=3), r"trust_ratio must be 'norm_of_sum' \(official\) or 'sum_of_norms'"),
 ])
@@ -674,7 +674,7 @@ def test_every_optimiser_refuses_a_bad_lr(name, bad):
     params = {"w": arr([1.0])}
     opt = make_optimizer(name)
     error = ValueError if isinstance(bad, float) else TypeError
-    with pytest.raises(error, match=r"lr must be a finite number in \[0.0, inf\], got " + repr(bad)):
+    with pytest.raises(error, match=r"lr must be a finite number in \[0.0, inf\), got " + repr(bad)):
         opt.update({"w": arr([1.0])}, opt.init(params), params, lr=bad)
 
 

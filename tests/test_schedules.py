@@ -157,7 +157,7 @@ def test_lr_batch_scale():
     # a bool is no count and a string no rate, though int() and float() read them
     (dict(total_steps=True), r"total_steps must be an integer >= 1, got True"),
     (dict(warmup_steps=False), r"warmup_steps must be an integer >= 0, got False"),
-    (dict(base_lr="0.2"), r"base_lr must be a real number in \[0.0, inf\], got '0.2'"),
+    (dict(base_lr="0.2"), r"base_lr must be a real number in \[0.0, inf\), got '0.2'"),
     (dict(final_lr=True), r"final_lr must be a real number"),
     (dict(warmup_offset=0.0), r"warmup_offset must be 0 \(official\) or 1 \(lightly\), got 0.0"),
 ])
