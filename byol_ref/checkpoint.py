@@ -233,11 +233,16 @@ def atomic_write(path, write) -> Path:
     Returns:
         The path written.
     """
+    from .rundir import interrupts_held  # (rundir writes with this module)
+
     path = Path(check_path(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = f = None
     try:
-        with os.fdopen(fd, "wb") as f:
+        with interrupts_held():  # a Ctrl-C between the file's creation and `tmp` would leave it behind
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            f = os.fdopen(fd, "wb")
+        with f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -245,7 +250,9 @@ def atomic_write(path, write) -> Path:
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        if f is not None:
+            f.close()
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return path

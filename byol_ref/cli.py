@@ -430,14 +430,27 @@ def _check_resume_flags(args, out: Path, saved: dict, model_cfg: Config, tcfg: T
                          "others, or start a new run with another --out")
 
 
+def _refuse_no_checkpoint(run_dir: Path, prefix: str, verb: str) -> None:
+    """Say why a directory has no checkpoint, if byol-ref knows: an --overwrite set its run aside
+    (and how to put it back), or a run stopped before its first checkpoint (config.json only)."""
+    refuse_for_set_aside(run_dir, prefix)
+    if (run_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{prefix}{run_dir} has no checkpoint: its run stopped before writing its "
+                                f"first one, so there is nothing to {verb}; start it again with: {_prog()} "
+                                f"train ... --out {run_dir} --overwrite")
+
+
 def _resume_settings(args, out: Path) -> tuple:
     """(config.json's record, model Config, TrainConfig with --epochs, the checkpoint's TrainState
     or None) of the run ``train --resume`` continues, checked: the record against the checkpoint,
     the command line against the record."""
     if not args.out:
         raise ValueError("--resume needs --out RUN_DIR, the run directory to continue")
+    if not out.exists():
+        raise FileNotFoundError(f"--resume: {out} does not exist; --resume continues the run in a directory that "
+                                "train made (its --out)")
     if not checkpoint_file(out).is_file():
-        refuse_for_set_aside(out, "--resume: ")
+        _refuse_no_checkpoint(out, "--resume: ", "continue")
     cfg_file = out / "config.json"
     if not cfg_file.is_file():
         raise FileNotFoundError(f"--resume: {cfg_file} not found; is {out} a byol-ref run directory?")
@@ -542,16 +555,17 @@ def _train(args) -> int:
     ran = result.state.step - result.start_step
     so_far = f" (step {result.state.step} of the run)" if result.start_step else ""
     print(f"byol-ref: trained {ran} steps{so_far} in {train_s:.1f} s; run directory {out}", flush=True)
-    if args.no_eval:
-        if not args.no_plots:
-            _plot_curves_only(out, out / "metrics.jsonl", model_cfg)
-        return 0
     try:
+        if args.no_eval:
+            if not args.no_plots:
+                _plot_curves_only(out, out / "metrics.jsonl", model_cfg)
+            return 0
         return _report(result.state.online, result.dataset, result.input_norm, backend, out, out / "metrics.jsonl",
                        plots=not args.no_plots, seed=tcfg.seed, extra={"train_seconds": train_s}, probe=probe)
     except KeyboardInterrupt:
-        print(f"\nbyol-ref: interrupted in the evaluation; the run is trained and its checkpoint written. Its report: "
-              f"{_prog()} eval {out} --out {out} --overwrite", file=sys.stderr)
+        doing = "while drawing the training curves" if args.no_eval else "in the evaluation"
+        print(f"\nbyol-ref: interrupted {doing}; the run is trained and its checkpoint written. Its report and "
+              f"plots: {_prog()} eval {out} --out {out} --overwrite", file=sys.stderr)
         return 130
 
 
@@ -790,7 +804,7 @@ def _load_run(args):
                          "run read them)")
     ckpt_path = checkpoint_file(args.path)
     if not ckpt_path.is_file():
-        refuse_for_set_aside(ckpt_path.parent, "")
+        _refuse_no_checkpoint(ckpt_path.parent, "", "evaluate" if args.command == "eval" else "embed")
     state, model_cfg, tcfg, meta = load_checkpoint(ckpt_path)
     cfg_file = ckpt_path.parent / "config.json"
     if args.data:
@@ -1185,6 +1199,7 @@ def _cmd_convert(args) -> int:
     elif _is_checkpoint(src):
         raise ValueError(f"{src} is a byol-ref run or checkpoint, so its layout is byol-ref: pass --from byol-ref")
     elif src.is_dir():
+        _refuse_no_checkpoint(src, "", "convert")
         raise FileNotFoundError(f"{src} is a directory without a checkpoint.npz; pass a weights file (.npz or "
                                 ".safetensors), a run directory or a checkpoint")
     else:

@@ -164,8 +164,9 @@ def remove_replaced(out: Path, *, killed: bool = True) -> None:
 
 
 def _aside_files(aside: Path) -> list:
-    """The run files in a ``.replaced`` folder (not its list of them)."""
-    return [f for f in aside.iterdir() if f.name != MANIFEST]
+    """The run files in a ``.replaced`` folder (not its list of them, nor the temporary file of a
+    list whose write was killed: a folder holding only that was never given the run)."""
+    return [f for f in aside.iterdir() if f.name in RUN_FILES]
 
 
 def _left_behind(out: Path, aside: Path) -> tuple:

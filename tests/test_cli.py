@@ -749,8 +749,14 @@ def test_ctrl_c_anywhere_ends_with_status_130_and_says_where_the_run_stands(tmp_
     monkeypatch.setattr(cli, "_report", interrupted)
     assert cli.main(["train", *SMALL_RUN, "--out", str(tmp_path / "e")]) == 130
     err = capsys.readouterr().err
-    assert "interrupted in the evaluation; the run is trained and its checkpoint written. Its report: " in err
+    assert "interrupted in the evaluation; the run is trained and its checkpoint written. Its report and plots: " in err
     assert f" eval {tmp_path / 'e'} --out {tmp_path / 'e'} --overwrite" in err
+    monkeypatch.setattr(cli, "_plot_curves_only", interrupted)
+    with_plots = [a for a in SMALL_RUN if a != "--no-plots"]
+    assert cli.main(["train", *with_plots, "--no-eval", "--out", str(tmp_path / "c")]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted while drawing the training curves; the run is trained and its checkpoint written" in err
+    assert (tmp_path / "c" / "checkpoint.npz").is_file()
     monkeypatch.setattr(cli, "_load_run", interrupted)
     assert cli.main(["eval", str(out)]) == 130
     assert capsys.readouterr().err == "\nbyol-ref eval: interrupted\n"
@@ -1545,3 +1551,27 @@ def test_odd_but_valid_data_and_weights_files(tmp_path, capsys):
     assert main(["convert", str(tmp_path / "w.npz"), str(tmp_path / "w2.npz"), "--from", "byol-ref",
                  "--to", "byol-ref"]) == 0
     assert sorted(np.load(tmp_path / "w2.npz")) == ["meta", "w"]
+
+
+def test_a_run_without_its_first_checkpoint_or_without_a_folder_says_so(tmp_path, capsys):
+    """A run killed before its first checkpoint leaves config.json (and metrics) only: every
+    command that needs the checkpoint says that, and how to start again, before printing anything
+    else; --resume of a folder that is not there says that it is not there."""
+    from byol_ref.cli import main
+
+    run_dir = tmp_path / "r"
+    assert main(["train", *SMALL_RUN, "--no-eval", "--out", str(run_dir)]) == 0
+    (run_dir / "checkpoint.npz").unlink()
+    capsys.readouterr()
+    for argv, verb in ((["train", "--resume", "--out", str(run_dir), "--no-eval", "--no-progress"], "continue"),
+                       (["eval", str(run_dir)], "evaluate"),
+                       (["embed", str(run_dir), "--out", str(tmp_path / "f.npz")], "embed"),
+                       (["convert", str(run_dir), str(tmp_path / "x.npz"), "--from", "byol-ref", "--to", "torch",
+                         "--mapping", "lightly"], "convert")):
+        assert main(argv) == 2
+        out, err = capsys.readouterr()
+        assert out == ""  # (no banner before the error)
+        assert f"{run_dir} has no checkpoint: its run stopped before writing its first one, so there is nothing " \
+               f"to {verb}; start it again with: " in err and f"train ... --out {run_dir} --overwrite" in err
+    assert main(["train", "--resume", "--out", str(tmp_path / "never"), "--no-progress"]) == 2
+    assert f"--resume: {tmp_path / 'never'} does not exist" in capsys.readouterr().err

@@ -124,3 +124,35 @@ def test_a_replaced_that_is_no_folder_is_refused_and_left_alone(tmp_path, kind):
                                               "replaces aside there: move it away"):
         rundir.Replacing(out).set_aside()
     assert {f.name: f.read_bytes() for f in out.iterdir() if f.name != rundir.SET_ASIDE} == RUN  # nothing moved
+
+
+def test_a_replaced_holding_only_a_torn_list_is_no_run(tmp_path, capsys):
+    # An --overwrite killed while it wrote the folder's list, before any file moved: the run is
+    # whole in out, .replaced holds the list's temporary file. It is not a replaced run: the next
+    # command removes the folder without saying that it held one.
+    out = tmp_path / "run"
+    _write_run(out)
+    (out / rundir.SET_ASIDE).mkdir()
+    (out / rundir.SET_ASIDE / f".{rundir.MANIFEST}.x1y2z3.tmp").write_bytes(b"checkpoint.npz\n")
+    rundir.remove_stale(out)
+    rundir.remove_replaced(out)
+    assert capsys.readouterr().err == ""
+    assert sorted(os.listdir(out)) == sorted(RUN) and _contents(out) == RUN
+
+
+def test_ctrl_c_as_an_atomic_write_makes_its_file_leaves_no_file(tmp_path, monkeypatch):
+    # A Ctrl-C that lands just after mkstemp made the temporary file, before atomic_write holds
+    # its name, is raised once the name is held: the file is removed, the target never appears.
+    from byol_ref import checkpoint
+
+    real = checkpoint.tempfile.mkstemp
+
+    def mkstemp(**kw):
+        made = real(**kw)
+        os.kill(os.getpid(), signal.SIGINT)  # the handler runs at the next bytecode, here
+        return made
+
+    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", mkstemp)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.atomic_write(tmp_path / "out.bin", lambda f: f.write(b"data"))
+    assert os.listdir(tmp_path) == []
