@@ -441,9 +441,9 @@ def _refuse_no_checkpoint(run_dir: Path, prefix: str, verb: str) -> None:
 
 
 def _resume_settings(args, out: Path) -> tuple:
-    """(config.json's record, model Config, TrainConfig with --epochs, the checkpoint's TrainState
-    or None) of the run ``train --resume`` continues, checked: the record against the checkpoint,
-    the command line against the record."""
+    """(config.json's record, model Config, TrainConfig with --epochs, the checkpoint's TrainState)
+    of the run ``train --resume`` continues, checked: the record against the checkpoint, the command
+    line against the record."""
     if not args.out:
         raise ValueError("--resume needs --out RUN_DIR, the run directory to continue")
     if not out.exists():
@@ -461,11 +461,10 @@ def _resume_settings(args, out: Path) -> tuple:
         tcfg = TrainConfig.from_dict(saved["train_config"])
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{cfg_file} records settings no run has ({exc}); the file was edited") from None
-    resumed = None
-    if checkpoint_file(out).is_file():  # config.json must record what the checkpoint was trained with
-        resumed, ck_model, ck_train, _ = load_checkpoint(checkpoint_file(out))
-        _check_record_matches(cfg_file, checkpoint_file(out), {**ck_model.to_dict(), **asdict(ck_train)},
-                              {**model_cfg.to_dict(), **asdict(tcfg)})
+    # config.json must record what the checkpoint was trained with
+    resumed, ck_model, ck_train, _ = load_checkpoint(checkpoint_file(out))
+    _check_record_matches(cfg_file, checkpoint_file(out), {**ck_model.to_dict(), **asdict(ck_train)},
+                          {**model_cfg.to_dict(), **asdict(tcfg)})
     _check_resume_flags(args, out, saved, model_cfg, tcfg)
     if "epochs" in args.given:
         tcfg = replace(tcfg, epochs=args.epochs)
@@ -512,8 +511,7 @@ def _train(args) -> int:
     prepare_training_data(dataset, views)
     sched = make_schedules(tcfg, dataset.x_train.shape[0])  # a non-finite peak learning rate, say
     if args.resume:  # before config.json records the new length
-        if resumed is not None:
-            check_resume_length(resumed.step, sched, tcfg, checkpoint_file(out))
+        check_resume_length(resumed.step, sched, tcfg, checkpoint_file(out))
         # The checkpoint holds the run's augmentations; an explicit --augment must agree with them (fit checks).
         views_record = saved.get("views", [repr(v) for v in views])
         views = views if args.augment else None

@@ -32,11 +32,11 @@ PyTorch <= 1.9's ``cosine_similarity`` form x.y / max(||x|| ||y||, eps) (d2) is 
 reproduced: current PyTorch (checked with 2.x) clamps each norm, which is ``norm_eps_mode="norm"``
 with ``norm_eps=1e-8``; the two differ only when ||p|| ||z|| < 1e-8. That match is exact in the
 loss and, wherever both norms exceed 1e-8, in the gradient; below, PyTorch clamps in place under
-no-grad and differentiates through the unclamped norm (``docs/derivations.md`` section 5). solo-learn's scheduler
-class with no warm-up at all (W = 0) would start at ``warmup_start`` and scale the whole cosine
-by it, but solo-learn's ``BaseMethod`` passes ``warmup_start_lr=lr`` when ``warmup_epochs`` is 0,
-so its runs start at the peak, as byol-ref's do (its W - 1 warm-up divisor is
-``warmup_denominator``). The ``solo-learn`` preset follows solo-learn's GitHub main (per-step
+no-grad and differentiates through the unclamped norm (``docs/derivations.md`` section 5).
+solo-learn's scheduler class with no warm-up at all (W = 0) would start at ``warmup_start`` and
+scale the whole cosine by it, but solo-learn's ``BaseMethod`` passes ``warmup_start_lr=lr`` when
+``warmup_epochs`` is 0, so its runs start at the peak, as byol-ref's do (its W - 1 warm-up divisor
+is ``warmup_denominator``). The ``solo-learn`` preset follows solo-learn's GitHub main (per-step
 ``LinearWarmupCosineAnnealingLR``, its ``LARS`` class); the last PyPI release, 1.0.2, steps the
 pl_bolts scheduler once per *epoch* by default (``TrainConfig.lr_interval="epoch"``) from a
 ``warmup_start_lr`` of 0.003 (even with no warm-up), and wraps SGD in a ``LARSWrapper`` whose update
