@@ -48,7 +48,7 @@ from .checks import check_count, check_path
 from .layers import _moments
 from .losses import l2_normalize_forward
 from .model import (Config, Network, _check_network, build_from_config, ema_update, from_groups, init_buffers,
-                    loss_and_grads, network_plan)
+                    loss_and_grads, network_plan, param_shapes)
 from .presets import Preset, get_preset
 from .train import make_optimizer_for, make_schedules
 
@@ -308,6 +308,16 @@ def _infer_sizes(params: dict, extra: dict) -> dict:
     for k in need + ["predictor.fc1.weight"]:
         if k in params and np.ndim(params[k]) != 2:
             raise TraceError(f"online.param.{k} must be 2-D (in, out), got shape {np.shape(params[k])}")
+    # Each of these layers takes the one before's outputs: a weight stored (out, in) breaks a link.
+    for before, after in (("encoder.fc1.weight", "encoder.fc2.weight"),
+                          ("projector.fc1.weight", "projector.fc2.weight"),
+                          ("projector.fc2.weight", "predictor.fc1.weight")):
+        if before in params and after in params and np.ndim(params[after]) == 2 \
+                and np.shape(params[before])[1] != np.shape(params[after])[0]:
+            raise TraceError(f"online.param.{before} has shape {np.shape(params[before])}, so "
+                             f"{np.shape(params[before])[1]} outputs, but online.param.{after}, shape "
+                             f"{np.shape(params[after])}, takes {np.shape(params[after])[0]} inputs: byol-ref stores a "
+                             "Linear weight (in, out), PyTorch (out, in); transpose yours, or pass --layout torch")
     sizes = dict(encoder_dim=int(params["encoder.fc1.weight"].shape[0]),
                  hidden_size=int(params["encoder.fc1.weight"].shape[1]),
                  projector_hidden_dim=int(params["projector.fc1.weight"].shape[1]),
@@ -344,6 +354,34 @@ def _infer_simplices(params: dict, extra: dict) -> dict:
         raise TraceError(f"sem_simplices={given} x sem_simplex_dim={v} = {given * v}, but "
                          f"online.param.projector.sem_fc.weight has {width} outputs")
     return {}
+
+
+def _check_param_names_and_shapes(params: dict, cfg: Config, role: str, sizes: dict) -> None:
+    """The inputs' params against the config (its sizes read off the online weights): a name
+    missing or extra is a bias setting or a network part the preset lacks; a wrong shape is
+    usually a weight stored (out, in)."""
+    expected = param_shapes(cfg, role)
+    missing, extra = sorted(set(expected) - set(params)), sorted(set(params) - set(expected))
+    if role == "target" and any(k.startswith("predictor.") for k in extra):
+        raise TraceError(f"target.param holds {[k for k in extra if k.startswith('predictor.')][:4]}, but the target "
+                         "network has no predictor (BYOL never uses the target's; the official code keeps one that "
+                         "nothing reads): leave the target's predictor out of the inputs")
+    if missing or extra:
+        raise TraceError(f"{role}.params do not match the config: missing {missing}, unexpected {extra} (the "
+                         f"preset's hidden_bias={cfg.hidden_bias}, encoder_bias={cfg.encoder_bias} and "
+                         f"head_bias={cfg.head_bias} decide which biases exist; override them to match your weights)")
+    for key, shape in expected.items():
+        got = tuple(np.shape(params[key]))
+        if got == shape:
+            continue
+        read = ", ".join(f"{k}={v}" for k, v in sizes.items())
+        if int(np.prod(got)) == int(np.prod(shape)) and got != shape[::-1]:
+            why = f"it holds the right number of values: reshape it to {shape} (Haiku keeps a norm's scale as (1, F))"
+        else:
+            why = ("byol-ref stores a Linear weight (in, out), PyTorch (out, in): transpose yours, or pass "
+                   "--layout torch")
+        raise TraceError(f"{role}.param.{key} has shape {got}, but the sizes read off the online weights ({read}) make "
+                         f"it {shape}; {why}")
 
 
 def networks_from_inputs(inputs: dict, preset: Preset | str, *, dtype: str = "float64",
@@ -420,13 +458,9 @@ def networks_from_inputs(inputs: dict, preset: Preset | str, *, dtype: str = "fl
         if set(buffers) != expected:
             raise TraceError(f"{role} buffers do not match the config: missing {sorted(expected - set(buffers))}, "
                              f"unexpected {sorted(set(buffers) - expected)}")
+        _check_param_names_and_shapes(params, cfg, role, sizes)
         net = Network(cfg, role, params, buffers)
-        try:
-            _check_network(net, role, role=role)
-        except ValueError as exc:
-            raise TraceError(f"{exc} (the preset's hidden_bias={cfg.hidden_bias}, encoder_bias={cfg.encoder_bias} and "
-                             f"head_bias={cfg.head_bias} "
-                             "decide which biases exist; override them to match your weights)") from None
+        _check_network(net, role, role=role)
         nets.append(net)
     if sorted(steps) != list(range(len(steps))) or any(set(s) != {1, 2} for s in steps.values()):
         raise TraceError(f"views must be step<i>.input.view1 and .view2 for i = 0, 1, ... without gaps; "

@@ -221,6 +221,31 @@ def test_input_errors(tmp_path):
         trace_inputs(inputs, "deepmind", train_extra={"data_init": True})
 
 
+def test_input_weights_in_another_layout_are_named_with_the_fix():
+    """A weight stored (out, in), a norm scale stored (1, F) as Haiku keeps it, and a target
+    predictor (the official code keeps one) each get a message that says what to do, and the shape
+    it names as expected is the true one."""
+    inputs = _inputs()
+    key = "online.param.predictor.fc1.weight"  # (projection_dim, predictor_dim): its transpose skews the sizes
+    with pytest.raises(TraceError, match=r"online.param.projector.fc2.weight has shape \(\d+, (\d+)\), so \1 outputs, "
+                                         r"but online.param.predictor.fc1.weight, shape .*--layout torch"):
+        trace_inputs(dict(inputs, **{key: inputs[key].T}), "deepmind")
+    key = "target.param.projector.fc2.weight"  # its transpose does not change the sizes read
+    shape = inputs[key].shape
+    with pytest.raises(TraceError, match=rf"target.param.projector.fc2.weight has shape \({shape[1]}, {shape[0]}\), "
+                                         rf"but the sizes read off the online weights \(.*\) make it "
+                                         rf"\({shape[0]}, {shape[1]}\); byol-ref stores a Linear weight \(in, out\), "
+                                         r"PyTorch \(out, in\)"):
+        trace_inputs(dict(inputs, **{key: inputs[key].T}), "deepmind")
+    key = "online.param.projector.norm1.gamma"
+    with pytest.raises(TraceError, match=rf"has shape \(1, {inputs[key].size}\), .*; it holds the right number of "
+                                         rf"values: reshape it to \({inputs[key].size},\)"):
+        trace_inputs(dict(inputs, **{key: inputs[key][None]}), "deepmind")
+    extra = {k.replace("online.", "target."): v for k, v in inputs.items() if k.startswith("online.param.predictor.")}
+    with pytest.raises(TraceError, match="the target network has no predictor .*leave the target's predictor out"):
+        trace_inputs(dict(inputs, **extra), "deepmind")
+
+
 def test_bad_files(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_trace(tmp_path / "missing.npz")
