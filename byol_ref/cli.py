@@ -1075,6 +1075,7 @@ def _cmd_trace(args) -> int:
     if (args.inputs is None) == (args.dims is None):
         raise ValueError("pass exactly one of --inputs FILE and --dims D,H,P,Q[,PH]")
     steps = args.steps
+    edifice_note = style = None
     if args.mapping is not None and args.layout == "byol-ref":
         raise ValueError("--mapping renames PyTorch state_dict or Axon names: it goes with --layout torch or axon")
     if args.dims is not None and args.layout != "byol-ref":
@@ -1089,9 +1090,12 @@ def _cmd_trace(args) -> int:
             from .interchange import _ALIASES, simplicial_hint, unmapped_names
             style = _layout_style(args.layout, args.mapping, "--layout")
             if args.layout == "axon" and (structure.layout, structure.norm) != ("edifice", "layer"):
-                print(f"byol-ref trace: note: --layout axon with preset {preset.name} (layout {structure.layout!r}, "
-                      f"norm {structure.norm!r}); Edifice.Contrastive.BYOL's structure is --preset edifice",
-                      file=sys.stderr)
+                # Said at once for the edifice mapping, and for a mapping of your own (Haiku's names, say)
+                # only if the weights then do not fit the preset's structure.
+                edifice_note = (f"--layout axon with preset {preset.name} (layout {structure.layout!r}, norm "
+                                f"{structure.norm!r}); Edifice.Contrastive.BYOL's structure is --preset edifice")
+                if style == "edifice":
+                    print(f"byol-ref trace: note: {edifice_note}", file=sys.stderr)
             mapping, aliases = resolve_mapping(style, structure, args.layout), _ALIASES.get(style, ())
             absent = [t for ref, t in mapping.items() if ".param." in ref and t not in weights]
             if absent and len(absent) < sum(".param." in ref for ref in mapping):  # all absent: from_layout says
@@ -1124,8 +1128,14 @@ def _cmd_trace(args) -> int:
                              predictor_dim=dims[3], projector_hidden_dim=dims[4] if len(dims) == 5 else None,
                              batch=args.batch, steps=steps, seed=args.seed, dtype=args.dtype, model_extra=model_extra)
     _check_output(args.out, "--out", args.overwrite, inputs=(args.inputs,))  # after the inputs, before the steps
-    tr = trace_inputs(inputs, preset, steps=steps, dtype=args.dtype, model_extra=model_extra, train_extra=train_extra,
-                      total_steps=args.total_steps, warmup_steps=args.warmup_steps, start_step=args.start_step)
+    try:
+        tr = trace_inputs(inputs, preset, steps=steps, dtype=args.dtype, model_extra=model_extra,
+                          train_extra=train_extra, total_steps=args.total_steps, warmup_steps=args.warmup_steps,
+                          start_step=args.start_step)
+    except ValueError as exc:
+        if edifice_note is not None and style != "edifice":
+            exc.args = (f"{exc} (note: {edifice_note})",)
+        raise
     save_trace(args.out, tr)
     losses = ", ".join(f"{float(tr.arrays[f'step{i}.loss.total']):.10g}" for i in range(tr.meta["steps"]))
     print(f"byol-ref trace: preset {preset.name}, {tr.meta['steps']} step(s), batch {tr.meta['batch']}, "

@@ -85,6 +85,7 @@ class DiffReport:
         first_divergence: the first name in execution order that diverges (None if none).
         first_step: its step (``"init"`` or an int), and ``first_tensor`` the name without the step.
         ok: True when everything agrees (under only_common / ignore_dtype).
+        only_common, subset, ignore_dtype: the options it was made with.
     """
 
     rtol: float
@@ -98,10 +99,22 @@ class DiffReport:
     ok: bool = True
     a_label: str = "A"
     b_label: str = "B"
+    only_common: bool = False
+    subset: bool = False
+    ignore_dtype: bool = False
+
+    def hint(self) -> str | None:
+        """Where to look for the first divergence: :func:`divergence_hint`, or, when only its
+        dtype differs, that (the values agree within tolerance)."""
+        first = next((d for d in self.tensors if d.name == self.first_divergence), None)
+        if first is not None and first.status == "dtype":
+            return (f"the dtypes only ({first.dtype_a} vs {first.dtype_b}), the values agree within tolerance: "
+                    "--ignore-dtype compares the values alone")
+        return divergence_hint(self.first_divergence)
 
     def to_dict(self) -> dict:
-        """Every field, and ``hint``: where to look for the first divergence (``divergence_hint``)."""
-        return {**asdict(self), "hint": divergence_hint(self.first_divergence)}
+        """Every field, and ``hint``: where to look for the first divergence (:meth:`hint`)."""
+        return {**asdict(self), "hint": self.hint()}
 
 
 def _as_trace(x, label) -> Trace:
@@ -174,7 +187,8 @@ def diff_traces(a, b, *, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
         # A has no recorded order (a user-written file) but B is a byol-ref trace: use B's order.
         order = [n for n in tb.arrays if n in ta.arrays] + [n for n in ta.arrays if n not in tb.arrays]
     names = order + [n for n in tb.arrays if n not in ta.arrays]
-    rep = DiffReport(float(rtol), float(atol), a_label=a_label, b_label=b_label)
+    rep = DiffReport(float(rtol), float(atol), a_label=a_label, b_label=b_label, only_common=only_common,
+                     subset=subset, ignore_dtype=ignore_dtype)
     for name in names:
         if name not in tb.arrays:
             rep.tensors.append(TensorDiff(name, "only_a", list(np.shape(ta.arrays[name])), None,
@@ -237,6 +251,8 @@ _HINTS = (
     (r"\.(relu\d+|sem)\.out$", None, "an activation: the layer order (layout) or the simplicial embedding "
      "(sem_simplices, sem_temperature)"),
     (r"\.normed$", None, "l2 normalisation: norm_eps_mode, norm_eps"),
+    (r"\.p\.grad$", None, "the loss's backward, through the l2 normalisation: loss_form, norm_eps_mode and "
+     "norm_eps (their gradients part only near a zero row), the loss scale (sym_reduce)"),
     (r"^loss\.per_sample$", None, "the loss form (loss_form), symmetric"),
     (r"^loss\.total$", None, "the reduction: sym_reduce (sum or mean of the two directions), the batch mean"),
     (r"\.(grad|dout)$|^online\.grad\.", None, "the backward: stop_gradient, the loss scale (sym_reduce), "
@@ -276,8 +292,10 @@ def format_report(rep: DiffReport, *, show_all: bool = False, max_rows: int | No
                                  or max_rows < 1):
         raise ValueError(f"max_rows must be an int >= 1 or None (no limit), got {max_rows!r}")
     lines = [f"byol-ref diff: A = {rep.a_label}, B = {rep.b_label} (rtol {rep.rtol:g}, atol {rep.atol:g})"]
-    bad = [d for d in rep.tensors if d.status not in ("ok", "only_a", "only_b")]
-    rows = bad + [d for d in rep.tensors if d.status in ("ok", "only_a", "only_b")] if show_all else bad
+    # (under ignore_dtype, a dtype-only row agrees: it is listed with the others that do)
+    agree = ("ok", "only_a", "only_b", "dtype") if rep.ignore_dtype else ("ok", "only_a", "only_b")
+    bad = [d for d in rep.tensors if d.status not in agree]
+    rows = bad + [d for d in rep.tensors if d.status in agree] if show_all else bad
     max_rows = len(rows) if max_rows is None else max_rows
     if rows:
         w = max(len(d.name) for d in rows[:max_rows])
@@ -289,25 +307,31 @@ def format_report(rep: DiffReport, *, show_all: bool = False, max_rows: int | No
             if d.status == "dtype":
                 extra = f"  ({d.dtype_a} vs {d.dtype_b})"
             elif d.status == "mismatch":
-                extra = f"  ({d.n_bad} bad; worst at {tuple(d.worst_index)}: {d.a_value:.17g} vs {d.b_value:.17g})"
+                extra = f"  ({d.n_bad} bad; worst at {tuple(d.worst_index)}: {d.a_value:.17g} vs {d.b_value:.17g}"
+                extra += f"; {d.dtype_a} vs {d.dtype_b})" if d.dtype_a != d.dtype_b else ")"
             lines.append(f"  {d.name:<{w}}  {d.status:<8} {shape_a or '()':<12} {shape_b or '()':<12} "
                          f"{_fmt(d.max_abs):>9} {_fmt(d.max_rel):>9}{extra}")
         if len(rows) > max_rows:
             lines.append(f"  ... and {len(rows) - max_rows} more (--all lists them all, --json too)")
     for side, names in (("A", rep.only_a), ("B", rep.only_b)):
-        if names:
+        if names and side == "B" and (rep.subset or rep.only_common) and not show_all:
+            lines.append(f"only in B: {len(names)} name(s), not compared "
+                         f"({'--subset' if rep.subset else '--only-common'}; --all lists them)")
+        elif names:
             shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
             lines.append(f"only in {side}: {shown}")
     n = len(rep.tensors)
     n_common = n - len(rep.only_a) - len(rep.only_b)
-    n_bad = sum(d.status in ("mismatch", "shape", "dtype") for d in rep.tensors)
-    lines.append(f"{n_common} common tensor(s), {n_bad} differ; {len(rep.only_a)} only in A, "
+    n_bad = sum(d.status not in agree for d in rep.tensors)
+    n_dtype = sum(d.status == "dtype" for d in rep.tensors) if rep.ignore_dtype else 0
+    ignored = f" (and {n_dtype} in dtype only, which --ignore-dtype lets agree)" if n_dtype else ""
+    lines.append(f"{n_common} common tensor(s), {n_bad} differ{ignored}; {len(rep.only_a)} only in A, "
                  f"{len(rep.only_b)} only in B")
     if rep.first_divergence is not None:
         step = "init" if rep.first_step == "init" else (f"step {rep.first_step}" if rep.first_step is not None
                                                         else "no step")
         lines.append(f"first divergence: {step}, {rep.first_tensor}")
-        hint = divergence_hint(rep.first_divergence)
+        hint = rep.hint()
         if hint is not None:
             lines.append(f"  look at: {hint}")
     else:

@@ -310,8 +310,9 @@ def from_layout(state: dict, mapping: dict, *, layout: str, strict: bool = True,
     Args:
         state: ``{torch or axon name: array}``.
         mapping: ``{byol-ref name: torch or axon name}``.
-        layout: ``"torch"`` or ``"axon"`` (a dense bias stored ``(1, units)``, as old Axon versions did,
-            is read as ``(units,)``).
+        layout: ``"torch"`` or ``"axon"`` (Linear weights (in, out), as Axon and Haiku keep them; a
+            per-feature tensor stored ``(1, F)``, as old Axon versions kept a dense bias and Haiku keeps
+            batch-norm scales, offsets and moving averages, is read as ``(F,)``).
         strict: every mapped torch name must be present, and every torch name must be mapped
             (else ValueError listing them). Without it, tensors of modules the mapping does not
             touch (a classifier head, say) are left out; a tensor of a module it *does* map (a
@@ -366,8 +367,10 @@ def from_layout(state: dict, mapping: dict, *, layout: str, strict: bool = True,
                 a = np.ascontiguousarray(a.T)
             elif layout == "torch" and ref.endswith(".count"):
                 a = check_count(a, t)
-            elif layout == "axon" and ref.endswith(".bias") and a.ndim == 2 and a.shape[0] == 1:
-                a = a.reshape(-1)  # older Axon kept a dense bias as {1, units} (Axon.Shape.dense_bias)
+            elif layout == "axon" and not _is_weight(ref, a) and a.ndim == 2 and a.shape[0] == 1:
+                # a per-feature tensor kept as {1, F}: older Axon's dense bias (Axon.Shape.dense_bias),
+                # Haiku's scale, offset and moving averages
+                a = a.reshape(-1)
             out[ref] = a
     _check_orientation(out, mapping, layout)
     return out

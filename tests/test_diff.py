@@ -90,7 +90,8 @@ def test_hints_name_the_options_of_the_operation_that_diverged():
                        ("step0.online.buffer.encoder.norm1.running_var", "bn_running"),
                        ("step0.opt.momentum.encoder.fc1.bias", "exclude"),
                        ("step0.online.param.encoder.fc1.weight", "learning rate"),
-                       ("step0.input.view1", "views themselves")):
+                       ("step0.input.view1", "views themselves"),
+                       ("step0.online.view1.p.grad", "norm_eps_mode"), ("step0.online.view2.p.grad", "loss_form")):
         assert says in divergence_hint(name), name
     assert divergence_hint(None) is None and divergence_hint("step0.something.else") is None
 
@@ -257,3 +258,31 @@ def test_flags_and_row_limits_are_checked():
             diff_traces({"a": np.ones(2)}, {"a": np.ones(2)}, **{flag: 1})
     with pytest.raises(TypeError, match="show_all must be True or False, got 'no'"):
         format_report(rep, show_all="no")
+
+
+def test_ignore_dtype_reports_dtype_only_tensors_as_agreeing_and_a_dtype_only_divergence_says_so():
+    a = {"w": np.array([0, 0.25, 0.5, 1]), "loss": np.asarray(2.5), "y": np.ones(3)}
+    b = {k: v.astype(np.float32) for k, v in a.items()}  # the same values (exact in float32), another dtype
+    rep = diff_traces(a, b)
+    assert not rep.ok and rep.first_divergence == "w" and "--ignore-dtype compares the values alone" in rep.hint()
+    text = format_report(rep)
+    assert "look at: the dtypes only (float64 vs float32), the values agree within tolerance" in text
+    assert "3 common tensor(s), 3 differ; " in text and rep.to_dict()["hint"] == rep.hint()
+    rep = diff_traces(a, b, ignore_dtype=True)
+    text = format_report(rep)
+    assert rep.ok and "3 common tensor(s), 0 differ (and 3 in dtype only, which --ignore-dtype lets agree)" in text
+    assert "status" not in text  # no table: nothing differs
+    b["loss"] = np.asarray(3.5, dtype=np.float32)  # one real mismatch: the only row, with both dtypes
+    text = format_report(diff_traces(a, b, ignore_dtype=True))
+    rows = [line for line in text.splitlines() if line.startswith("  ") and "look at" not in line][1:]
+    assert len(rows) == 1 and rows[0].split()[:2] == ["loss", "mismatch"] and "; float64 vs float32)" in rows[0]
+    assert "1 differ (and 2 in dtype only" in text
+
+
+def test_names_only_in_b_under_subset_are_counted_not_listed():
+    a = {"x": np.ones(2)}
+    b = {"x": np.ones(2), **{f"y{i}": np.zeros(1) for i in range(20)}}
+    text = format_report(diff_traces(a, b, subset=True))
+    assert "only in B: 20 name(s), not compared (--subset; --all lists them)" in text and "y3" not in text
+    assert "only in B: y0, y1" in format_report(diff_traces(a, b))  # without --subset they are the failure
+    assert "y3" in format_report(diff_traces(a, b, subset=True), show_all=True)

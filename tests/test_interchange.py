@@ -688,8 +688,9 @@ def test_axon_layout_cli_messages(tmp_path, capsys):
 
 
 def test_axon_layout_reads_old_axon_biases():
-    """Older Axon versions shaped a dense bias {1, units}: read as (units,), the same networks. A layer-norm
-    parameter or a bias of any other shape is not reshaped."""
+    """Older Axon versions shaped a dense bias {1, units}: read as (units,), the same networks. So is any
+    other per-feature tensor stored {1, F} (Haiku keeps batch-norm scales, offsets and moving averages so);
+    a weight is never reshaped."""
     from byol_ref.interchange import from_layout
 
     axon = _edifice_params(7)
@@ -700,9 +701,12 @@ def test_axon_layout_reads_old_axon_biases():
     for k in new:
         np.testing.assert_array_equal(back[k], new[k])
         assert back[k].shape == new[k].shape
-    odd = from_layout({**axon, "online_proj_norm.beta": axon["online_proj_norm.beta"][None, :]}, mapping,
-                      layout="axon")
-    assert odd["online.param.projector.norm1.beta"].shape == (1, 6)
+    haiku = from_layout({**axon, "online_proj_norm.beta": axon["online_proj_norm.beta"][None, :]}, mapping,
+                        layout="axon")
+    np.testing.assert_array_equal(haiku["online.param.projector.norm1.beta"], axon["online_proj_norm.beta"])
+    one_in = {"online.param.encoder.fc1.weight": "fc.kernel"}  # a (1, out) weight: one input, not a bias
+    assert from_layout({"fc.kernel": np.ones((1, 4))}, one_in, layout="axon")["online.param.encoder.fc1.weight"] \
+        .shape == (1, 4)
 
 
 # ----------------------------------------------------------------------------------------------
