@@ -217,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = t.add_argument_group("collapse-lab ablations")
     g.add_argument("--no-predictor", action="store_true", help="drop the predictor (p = z)")
     g.add_argument("--no-stop-gradient", action="store_true",
-                   help="let the gradient flow through the target branch (use with --tau 0)")
+                   help="let the gradient flow through the target branch (with --tau 0 --tau-schedule constant: "
+                        "the target is the online network, SimSiam's ablation)")
     g = t.add_argument_group("any other field")
     g.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any model.Config or TrainConfig field, e.g. --set views=concat")

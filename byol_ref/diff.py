@@ -251,8 +251,9 @@ _HINTS = (
     (r"\.(relu\d+|sem)\.out$", None, "an activation: the layer order (layout) or the simplicial embedding "
      "(sem_simplices, sem_temperature)"),
     (r"\.normed$", None, "l2 normalisation: norm_eps_mode, norm_eps"),
-    (r"\.p\.grad$", None, "the loss's backward, through the l2 normalisation: loss_form, norm_eps_mode and "
-     "norm_eps (their gradients part only near a zero row), the loss scale (sym_reduce)"),
+    (r"\.normed\.grad$", None, "the loss form's gradient: loss_form, symmetric, the loss scale (sym_reduce)"),
+    (r"\.p\.grad$", None, "the loss's backward, through the l2 normalisation: norm_eps_mode and norm_eps (their "
+     "gradients part only near a zero row) if p.normed.grad agrees, else loss_form and the loss scale (sym_reduce)"),
     (r"^loss\.per_sample$", None, "the loss form (loss_form), symmetric"),
     (r"^loss\.total$", None, "the reduction: sym_reduce (sum or mean of the two directions), the batch mean"),
     (r"\.(grad|dout)$|^online\.grad\.", None, "the backward: stop_gradient, the loss scale (sym_reduce), "

@@ -390,7 +390,15 @@ def layer_norm_forward(x, gamma, beta, *, eps=1e-5, var_formula="two_pass"):
 
 
 def layer_norm_backward(dout, cache):
-    """Backward of layer_norm_forward: (dx, dgamma, dbeta)."""
+    """Backward of layer_norm_forward, per row, with means over its F features::
+
+        dx_hat = dout * gamma
+        dx     = rstd * (dx_hat - mean_F(dx_hat) - x_hat * mean_F(dx_hat * x_hat))
+        dgamma = sum over rows of dout * x_hat,   dbeta = sum over rows of dout
+
+    Returns:
+        (dx like dout, dgamma (F,), dbeta (F,)).
+    """
     check_upstream("layer_norm_backward", dout, cache.x_hat.shape, cache.x_hat.dtype)
     return _normalize_backward(dout, cache)
 
@@ -429,7 +437,8 @@ def group_norm_forward(x, gamma, beta, *, groups, eps=1e-5, var_formula="two_pas
 
 
 def group_norm_backward(dout, cache):
-    """Backward of group_norm_forward: layer norm's, on the grouped view. Returns (dx, dgamma, dbeta)."""
+    """Backward of group_norm_forward: layer norm's (see layer_norm_backward) on the grouped view,
+    the means over the F/G features of each group. Returns (dx, dgamma (F,), dbeta (F,))."""
     *lead, g, size = cache.x_hat.shape  # (..., G, F/G)
     check_upstream("group_norm_backward", dout, (*lead, g * size), cache.x_hat.dtype)
     dx, dgamma, dbeta = _normalize_backward(dout.reshape(cache.x_hat.shape), cache)

@@ -157,8 +157,36 @@ def regression_loss_forward(p, z, *, form="mse", eps=None, eps_mode="sq_norm"):
     return loss, RegressionCache(p_cache, z_cache, n_p, n_z, form)
 
 
+def regression_loss_dn(dloss, cache, *, need_dz=True):
+    """The gradient of regression_loss_forward with respect to the normalised vectors n(p), n(z).
+
+    With g the upstream gradient of each sample's loss::
+
+        mse:     dn_p = 2 (n_p - n_z) g,   dn_z = -dn_p
+        2-2cos:  dn_p = -2 n_z g,          dn_z = -2 n_p g
+        neg_cos: dn_p = -n_z g,            dn_z = -n_p g
+
+    Args:
+        dloss: upstream gradient of the per-sample loss, (...,).
+        cache: RegressionCache.
+        need_dz: False under stop-gradient: dn_z is then None.
+
+    Returns:
+        (dn_p, dn_z): each (..., P).
+    """
+    _, _, n_p, n_z, form = cache
+    check_upstream("regression_loss_dn", dloss, n_p.shape[:-1], n_p.dtype, name="dloss")
+    g = dloss[..., None]  # (..., 1)
+    if form == "mse":
+        dn_p = kernels.mse_dn(get_array_module(n_p), n_p, n_z, g)  # 2 (n_p - n_z) g
+        return dn_p, (-dn_p if need_dz else None)
+    scale = -2 * g if form == "2-2cos" else -g
+    return n_z * scale, (n_p * scale if need_dz else None)
+
+
 def regression_loss_backward(dloss, cache, *, need_dz=True):
-    """Backward of regression_loss_forward with respect to both inputs.
+    """Backward of regression_loss_forward with respect to both inputs: regression_loss_dn, then
+    each through its normalisation, ``dp = l2_normalize_backward(dn_p)`` and the same for z.
 
     In BYOL the target side gets no gradient (stop-gradient), but the gradient exists
     and the no-stop-gradient ablation needs it, so both are returned.
@@ -171,15 +199,8 @@ def regression_loss_backward(dloss, cache, *, need_dz=True):
     Returns:
         (dp, dz): each (..., P).
     """
-    p_cache, z_cache, n_p, n_z, form = cache
+    n_p = cache.n_p
     check_upstream("regression_loss_backward", dloss, n_p.shape[:-1], n_p.dtype, name="dloss")
-    g = dloss[..., None]  # (..., 1)
-    if form == "mse":
-        dn_p = kernels.mse_dn(get_array_module(n_p), n_p, n_z, g)  # 2 (n_p - n_z) g
-        dn_z = -dn_p if need_dz else None
-    else:
-        scale = -2 * g if form == "2-2cos" else -g
-        dn_p = n_z * scale
-        dn_z = n_p * scale if need_dz else None
-    dz = l2_normalize_backward(dn_z, z_cache) if need_dz else None
-    return l2_normalize_backward(dn_p, p_cache), dz
+    dn_p, dn_z = regression_loss_dn(dloss, cache, need_dz=need_dz)
+    dz = l2_normalize_backward(dn_z, cache.z_cache) if need_dz else None
+    return l2_normalize_backward(dn_p, cache.p_cache), dz

@@ -27,7 +27,8 @@ from .layers import (RunningStats, affine_backward, affine_forward, batch_norm_b
                      group_norm_backward, group_norm_forward, layer_norm_backward, layer_norm_forward, linear_backward,
                      linear_forward, relu_backward, relu_forward, simplex_backward, simplex_forward,
                      weight_standardize_backward, weight_standardize_forward)
-from .losses import DEFAULT_EPS, EPS_MODES, LOSS_FORMS, regression_loss_backward, regression_loss_forward
+from .losses import (DEFAULT_EPS, EPS_MODES, LOSS_FORMS, l2_normalize_backward, regression_loss_dn,
+                     regression_loss_forward)
 
 DEFAULT_PROJECTION_DIM = 256
 DEFAULT_PREDICTOR_DIM = 64
@@ -758,15 +759,21 @@ def loss_and_grads(online: Network, target: Network, view1, view2, *, record: Ca
         record("loss.total", loss)
 
     dper_sample = xp.full(per_sample.shape, weight, dtype=per_sample.dtype)
-    # dz (the target's gradient) only exists for the no-stop-gradient ablation.
-    dp, dz = regression_loss_backward(dper_sample, loss_cache, need_dz=not cfg.stop_gradient)
-    if not cfg.symmetric:
-        dp = xp.concatenate([dp, xp.zeros_like(dp)])  # view 2's prediction is unused
+    # The loss's gradient with respect to n(p) (and n(z): it only exists for the no-stop-gradient
+    # ablation), then through each l2 normalisation.
+    dn_p, dn_z = regression_loss_dn(dper_sample, loss_cache, need_dz=not cfg.stop_gradient)
+    dp = l2_normalize_backward(dn_p, loss_cache.p_cache)
+    dz = None if dn_z is None else l2_normalize_backward(dn_z, loss_cache.z_cache)
+    if not cfg.symmetric:  # view 2's prediction and view 1's projection are unused
+        dn_p, dp = (xp.concatenate([d, xp.zeros_like(d)]) for d in (dn_p, dp))
         if dz is not None:
-            dz = xp.concatenate([xp.zeros_like(dz), dz])
+            dn_z, dz = (xp.concatenate([xp.zeros_like(d), d]) for d in (dn_z, dz))
     elif dz is not None:
-        dz = dz[::-1]  # undo the view swap
+        dn_z, dz = dn_z[::-1], dz[::-1]  # undo the view swap
     if record is not None:
+        record("online.p.normed.grad", dn_p)
+        if dz is not None:
+            record("target.z.normed.grad", dn_z)
         record("online.p.grad", dp)
 
     grads = {}

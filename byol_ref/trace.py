@@ -124,8 +124,8 @@ class _Recorder:
             self.put(key, value)
             return
         net, _, rest = key.partition(".")  # "online" / "target"
-        if rest == "p.grad":  # (2, N, P): the loss's layout, not batch norm's
-            self.split(net, "p.grad", value, grouped=False)
+        if rest in ("p.grad", "p.normed.grad", "z.normed.grad"):  # (2, N, P): the loss's layout, not batch norm's
+            self.split(net, rest, value, grouped=False)
             return
         layer, _, what = rest.rpartition(".")  # "encoder.norm1", "out"/"dout"
         if what == "out":

@@ -220,6 +220,14 @@ def normalize(x, c):
     return x / torch.sqrt((x * x).sum(-1, keepdim=True) + c["norm_eps"])  # Edifice
 
 
+def normed_pair_loss(n_p, n_z, c):
+    """The loss of one pair from its normalised vectors (what the loss form does after n(.))."""
+    if c["loss_form"] == "mse":
+        return ((n_p - n_z) ** 2).sum(-1)
+    cos = (n_p * n_z).sum(-1)
+    return 2 - 2 * cos if c["loss_form"] == "2-2cos" else -cos
+
+
 def pair_loss(p, z, c):
     if c["norm_eps_mode"] == "norm" and c["norm_eps"] == 1e-8:
         cos = F.cosine_similarity(p, z, dim=-1, eps=1e-8)  # lightly / solo-learn
@@ -409,6 +417,16 @@ def make(preset, seed):
             loss = l1.mean()
         put(pre + "loss.per_sample", per_sample)
         put(pre + "loss.total", loss)
+        # dL/dn(p): the same objective written on the normalised vectors, differentiated on its own
+        # (cosine_similarity never forms n(p), so there is no tensor of the graph above to read it from)
+        n_p = [normalize(t.detach(), c).requires_grad_(True) for t in (p1, p2)]
+        n_z1, n_z2 = normalize(z1, c), normalize(z2, c)
+        pairs = [(n_p[0], n_z2), (n_p[1], n_z1)] if c["symmetric"] else [(n_p[0], n_z2)]
+        total = sum(normed_pair_loss(a, b, c).mean() for a, b in pairs)
+        total = 0.5 * total if c["symmetric"] and c["sym_reduce"] == "mean" else total
+        dn = torch.autograd.grad(total, n_p, allow_unused=True)
+        for v, g in enumerate(dn, start=1):
+            put(f"{pre}online.view{v}.p.normed.grad", g if g is not None else torch.zeros_like(n_p[v - 1]))
         loss.backward()
 
         def grad_of(t):

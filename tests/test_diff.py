@@ -91,7 +91,9 @@ def test_hints_name_the_options_of_the_operation_that_diverged():
                        ("step0.opt.momentum.encoder.fc1.bias", "exclude"),
                        ("step0.online.param.encoder.fc1.weight", "learning rate"),
                        ("step0.input.view1", "views themselves"),
-                       ("step0.online.view1.p.grad", "norm_eps_mode"), ("step0.online.view2.p.grad", "loss_form")):
+                       ("step0.online.view1.p.grad", "norm_eps_mode"), ("step0.online.view2.p.grad", "loss_form"),
+                       ("step0.online.view1.p.normed.grad", "loss_form"),
+                       ("step0.target.view2.z.normed.grad", "sym_reduce")):
         assert says in divergence_hint(name), name
     assert divergence_hint(None) is None and divergence_hint("step0.something.else") is None
 

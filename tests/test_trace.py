@@ -51,7 +51,7 @@ def test_names_shapes_and_order():
         "step0.online.view1.encoder.norm1.batch_mean", "step0.online.view1.encoder.norm1.out",
         "step0.online.view1.predictor.fc2.out", "step0.target.view1.encoder.fc1.out",
         "step0.target.view2.projector.fc2.out", "step0.online.view1.p.normed", "step0.target.view2.z.normed",
-        "step0.loss.per_sample", "step0.loss.total", "step0.online.view1.p.grad",
+        "step0.loss.per_sample", "step0.loss.total", "step0.online.view1.p.normed.grad", "step0.online.view1.p.grad",
         "step0.online.view1.predictor.fc2.dout", "step0.online.view1.encoder.fc1.dout",
         "step0.online.grad.encoder.fc1.weight", "step0.online.buffer.encoder.norm1.running_mean",
         "step0.target.buffer.encoder.norm1.running_mean", "step0.opt.momentum.encoder.fc1.weight",
@@ -67,6 +67,24 @@ def test_names_shapes_and_order():
     np.testing.assert_allclose(a["step0.online.view2.encoder.norm1.batch_mean"], x.mean(0))
     np.testing.assert_allclose(a["step0.online.view2.encoder.norm1.batch_var"], x.var(0), rtol=1e-12)
     np.testing.assert_array_equal(a["step0.online.view1.p.grad"], a["step0.online.view1.predictor.fc2.dout"])
+    # the official loss: dL/dn(p1) = 2 (n(p1) - n(z'2)) / N; dL/dp is its projection off n(p1), over ||p1||
+    n1, nz2 = a["step0.online.view1.p.normed"], a["step0.target.view2.z.normed"]
+    dn1 = a["step0.online.view1.p.normed.grad"]
+    np.testing.assert_allclose(dn1, 2 * (n1 - nz2) / n, rtol=1e-12)
+    proj = (dn1 - n1 * (n1 * dn1).sum(1, keepdims=True)) / np.linalg.norm(p1, axis=1, keepdims=True)
+    np.testing.assert_allclose(a["step0.online.view1.p.grad"], proj, rtol=1e-10, atol=1e-15)
+    assert not any(k.endswith("z.normed.grad") for k in names)  # stop-gradient: the target has none
+
+
+def test_the_gradient_of_the_normalised_vectors_of_a_one_sided_and_a_no_stop_gradient_loss():
+    a = trace_inputs(_inputs("edifice"), "edifice").arrays  # one-sided: l(p1, z'2) only, 2 - 2 cos
+    np.testing.assert_array_equal(a["step0.online.view2.p.normed.grad"], 0)  # p2 is not in the loss
+    np.testing.assert_allclose(a["step0.online.view1.p.normed.grad"], -2 * a["step0.target.view2.z.normed"] / 4,
+                               rtol=1e-12)
+    b = trace_inputs(_inputs(), "deepmind", model_extra={"stop_gradient": False}).arrays
+    for v, other in ((1, 2), (2, 1)):  # mse: dL/dn(z'v) = -dL/dn(p_other), the pair it is the target of
+        np.testing.assert_array_equal(b[f"step0.target.view{v}.z.normed.grad"],
+                                      -b[f"step0.online.view{other}.p.normed.grad"])
 
 
 def test_concat_views_names_and_split():
