@@ -232,8 +232,11 @@ def diff_files(path_a, path_b, **kwargs) -> DiffReport:
 # Where a first divergence usually comes from: (pattern on the name after ``stepI.``/``init.``,
 # the options and causes to look at). First match wins; docs/verifying.md section 5 says more.
 _HINTS = (
-    (r"^(online|target)\.(param|buffer)\.", "init", "the starting state: the weights or buffers were not read "
-     "as written (the mapping, --layout, transposed Linear weights), or another init"),
+    (r"^(online|target)\.buffer\.", "init", "the starting running statistics: not read as written (the "
+     "mapping), or another convention (bn_running: Haiku's debiased average, not its hidden EMA); at count 0 "
+     "nothing reads them, so trace from your own starting state (--inputs) and they agree"),
+    (r"^(online|target)\.param\.", "init", "the starting state: the weights were not read as written (the "
+     "mapping, --layout, transposed Linear weights), or another init"),
     (r"^lr$", None, "the learning-rate schedule: lr x N / lr_batch_scale, K (--total-steps) and W "
      "(--warmup-steps), warmup_offset, warmup_denominator, cosine_denominator; off by ~1e-7 relative in a "
      "warm-up: float32 schedule arithmetic (lr_rounding)"),

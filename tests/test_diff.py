@@ -79,6 +79,7 @@ def test_every_traced_name_gets_a_hint_and_the_report_shows_it(preset):
 
 def test_hints_name_the_options_of_the_operation_that_diverged():
     for name, says in (("init.online.param.encoder.fc1.weight", "mapping"), ("step1.lr", "lr_rounding"),
+                       ("init.target.buffer.encoder.norm1.running_var", "at count 0 nothing reads them"),
                        ("step0.tau", "tau_denominator"), ("step1.target.param.encoder.fc1.weight", "ema_form"),
                        ("step0.target.param.projector.fc2.weight", "ema_when"),
                        ("step0.online.view1.encoder.norm1.batch_var", "bn_var"),
