@@ -56,13 +56,14 @@ def fused(enabled: bool):
         set_fused(previous)
 
 
-def run_blocked(fn, *arrays, scratch_dtype=None):
-    """Call ``fn(*blocks)`` over :func:`blocks` of ``arrays`` (plus one block-sized scratch,
-    reused by every block, when ``scratch_dtype`` is given)."""
+def run_blocked(fn, *arrays, scratch_dtype=None, n_scratch=1):
+    """Call ``fn(*blocks)`` over :func:`blocks` of ``arrays`` (plus ``n_scratch`` block-sized
+    scratches, reused by every block, when ``scratch_dtype`` is given)."""
     extra = ()
     for b in blocks(*arrays):
         if scratch_dtype is not None and not extra:
-            extra = (get_array_module(arrays[0]).empty(b[0].size, dtype=scratch_dtype),)
+            xp = get_array_module(arrays[0])
+            extra = tuple(xp.empty(b[0].size, dtype=scratch_dtype) for _ in range(n_scratch))
         fn(*b, *extra)
 
 
@@ -115,6 +116,18 @@ _SOURCES = {
     "mse_dn": ("T n_p, T n_z, T g", "T dn", "dn = (T)2 * (n_p - n_z) * g"),
     # l2-normalise backward: dx = dn * rstd + n * c, with c = -rstd (n . dn) per row (0 where clamped).
     "l2n_backward": ("T dn, T n, T rstd, T c", "T dx", "dx = dn * rstd + n * c"),
+    # SGD with momentum: u = g + wd p; m <- momentum m + u; p <- p - lr m (Nesterov: p - lr (u + momentum m)).
+    "sgd_apply": ("T g, T p, T m, T wd, T momentum, T lr", "T m_out, T p_out",
+                  "T u = p * wd + g; T m_new = m * momentum + u; m_out = m_new; p_out = p - m_new * lr"),
+    "sgd_nesterov_apply": ("T g, T p, T m, T wd, T momentum, T lr", "T m_out, T p_out",
+                           "T u = p * wd + g; T m_new = m * momentum + u; m_out = m_new; "
+                           "p_out = p - (u + m_new * momentum) * lr"),
+    # Adam / AdamW: u = g + wd_l2 p; m, v their moving averages; d = m_hat / (sqrt(v_hat) + eps) + wd_dec p.
+    "adam_apply": ("T g, T p, T m, T v, T b1, T one_minus_b1, T b2, T one_minus_b2, T bc1, T bc2, T eps, "
+                   "T wd_l2, T wd_dec, T lr", "T m_out, T v_out, T p_out",
+                   "T u = p * wd_l2 + g; T m_new = m * b1 + u * one_minus_b1; "
+                   "T v_new = v * b2 + (u * u) * one_minus_b2; m_out = m_new; v_out = v_new; "
+                   "p_out = p - ((m_new / bc1) / (sqrt(v_new / bc2) + eps) + p * wd_dec) * lr"),
     # LARS, after the norms: m <- momentum m + r u; p <- p - lr m.
     "lars_apply": ("T u, T r, T m, T p, T momentum, T lr", "T m_out, T p_out",
                    "T m_new = m * momentum + u * r; m_out = m_new; p_out = p - m_new * lr"),
@@ -262,6 +275,82 @@ def l2n_backward(xp, dn, n, rstd, c):
 
 
 # --------------------------------------------------------------------------- optimiser and EMA
+
+
+def add_scaled(xp, gb, pb, wd, ub):
+    """ub = pb * wd + gb, computed in that order into ``ub`` (wd a Python 0.0: a copy of gb, exactly);
+    one block of a blocked chain, or whole arrays."""
+    if isinstance(wd, float) and wd == 0.0:
+        xp.copyto(ub, gb)
+    else:
+        xp.multiply(pb, wd, out=ub)
+        xp.add(ub, gb, out=ub)
+
+
+def sgd_apply_ref(xp, g, p, m, wd, momentum, lr, nesterov, m_out, p_out):
+    """u = g + wd * p; m_out = momentum * m + u; p_out = p - lr * m_out, or with ``nesterov``
+    p_out = p - lr * (u + momentum * m_out); block by block through two block-sized scratches."""
+    def chain(gb, pb, mb, mob, pob, ub, sb):
+        ub, sb = ub[: gb.size].reshape(gb.shape), sb[: gb.size].reshape(gb.shape)
+        add_scaled(xp, gb, pb, wd, ub)
+        xp.multiply(mb, momentum, out=mob)
+        xp.add(mob, ub, out=mob)
+        d = mob
+        if nesterov:
+            xp.multiply(mob, momentum, out=sb)
+            xp.add(ub, sb, out=ub)
+            d = ub
+        xp.multiply(d, lr, out=sb)
+        xp.subtract(pb, sb, out=pob)
+
+    run_blocked(chain, g, p, m, m_out, p_out, scratch_dtype=p.dtype, n_scratch=2)
+
+
+def sgd_apply(xp, g, p, m, wd, momentum, lr, nesterov, m_out, p_out):
+    if use_fused(xp):
+        _kernel(xp, "sgd_nesterov_apply" if nesterov else "sgd_apply")(g, p, m, wd, momentum, lr, m_out, p_out)
+        return
+    sgd_apply_ref(xp, g, p, m, wd, momentum, lr, nesterov, m_out, p_out)
+
+
+def adam_apply_ref(xp, g, p, m, v, b1, b2, bc1, bc2, eps, wd_l2, wd_dec, lr, m_out, v_out, p_out):
+    """u = g + wd_l2 * p (Adam's L2); m_out = b1 m + (1 - b1) u; v_out = b2 v + (1 - b2) u^2;
+    d = (m_out / bc1) / (sqrt(v_out / bc2) + eps) + wd_dec * p (AdamW's decay, the old p);
+    p_out = p - lr * d. Block by block through two block-sized scratches."""
+    def chain(gb, pb, mb, vb, mob, vob, pob, s1, s2):
+        s1, s2 = s1[: gb.size].reshape(gb.shape), s2[: gb.size].reshape(gb.shape)
+        u = gb
+        if not (isinstance(wd_l2, float) and wd_l2 == 0.0):
+            add_scaled(xp, gb, pb, wd_l2, s1)
+            u = s1
+        xp.multiply(u, 1.0 - b1, out=s2)
+        xp.multiply(mb, b1, out=mob)
+        xp.add(mob, s2, out=mob)                   # m = b1*m + (1-b1)*u
+        xp.multiply(u, u, out=s2)
+        xp.multiply(s2, 1.0 - b2, out=s2)
+        xp.multiply(vb, b2, out=vob)
+        xp.add(vob, s2, out=vob)                   # v = b2*v + (1-b2)*u^2
+        # eps goes *outside* the square root, after bias correction: m_hat / (sqrt(v_hat) + eps)
+        xp.divide(vob, bc2, out=s1)
+        xp.sqrt(s1, out=s1)
+        xp.add(s1, eps, out=s1)                    # sqrt(v_hat) + eps
+        xp.divide(mob, bc1, out=s2)
+        xp.divide(s2, s1, out=s2)                  # d = m_hat / (sqrt(v_hat) + eps)
+        if not (isinstance(wd_dec, float) and wd_dec == 0.0):
+            xp.multiply(pb, wd_dec, out=s1)
+            xp.add(s2, s1, out=s2)                 # AdamW: d += wd*p (old p; scaled by lr below)
+        xp.multiply(s2, lr, out=s2)
+        xp.subtract(pb, s2, out=pob)               # p = p - lr_p*d
+
+    run_blocked(chain, g, p, m, v, m_out, v_out, p_out, scratch_dtype=p.dtype, n_scratch=2)
+
+
+def adam_apply(xp, g, p, m, v, b1, b2, bc1, bc2, eps, wd_l2, wd_dec, lr, m_out, v_out, p_out):
+    if use_fused(xp):
+        _kernel(xp, "adam_apply")(g, p, m, v, b1, 1.0 - b1, b2, 1.0 - b2, bc1, bc2, eps, wd_l2, wd_dec, lr,
+                                  m_out, v_out, p_out)
+        return
+    adam_apply_ref(xp, g, p, m, v, b1, b2, bc1, bc2, eps, wd_l2, wd_dec, lr, m_out, v_out, p_out)
 
 
 def lars_apply_ref(xp, u, r, m, p, momentum, lr, m_out, p_out):

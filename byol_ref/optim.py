@@ -247,18 +247,9 @@ def _out(a, inplace: bool):
 
 
 def _add_scaled(xp, g, p, wd, out) -> None:
-    """``out = g + wd * p`` (computed as ``wd*p`` then ``+ g``: one scratch, no temporary).
-
-    ``wd`` is a Python float or a 0-d array; a Python 0.0 copies ``g`` exactly.
-    """
-    if isinstance(wd, float) and wd == 0.0:
-        xp.copyto(out, g)
-    else:
-        def chain(pb, gb, ob):  # block by block: p, g read once, out written once
-            xp.multiply(pb, wd, out=ob)
-            xp.add(ob, gb, out=ob)
-
-        kernels.run_blocked(chain, p, g, out)
+    """``out = g + wd * p`` (computed as ``wd*p`` then ``+ g``, block by block: p, g read once, out
+    written once). ``wd`` is a Python float or a 0-d array; a Python 0.0 copies ``g`` exactly."""
+    kernels.run_blocked(lambda gb, pb, ob: kernels.add_scaled(xp, gb, pb, wd, ob), g, p, out)
 
 
 def _norm(xp, a):
@@ -341,25 +332,15 @@ def sgd_update(
     _check_inputs(grads, state, params, ("momentum",))
     mults = _lr_mults(lr_mult, params)
     xp = get_array_module(*params.values())
-    views = _scratch(xp, params, 2)
 
     new_params, new_state = {}, {}  # new dicts; in place they hold the same arrays
     for k, p in params.items():
         g, m = grads[k], state["momentum." + k]
         p_out, m_out = _out(p, inplace), _out(m, inplace)
-        u, s = views(p)
         wd = 0.0 if exclude_wd(k, p) else weight_decay
-        _add_scaled(xp, g, p, wd, out=u)            # u = g + wd*p
-        xp.multiply(m, momentum, out=m_out)
-        xp.add(m_out, u, out=m_out)                  # m = momentum*m + u
-        if nesterov:
-            xp.multiply(m_out, momentum, out=s)
-            xp.add(u, s, out=u)                      # d = u + momentum*m_new
-            d = u
-        else:
-            d = m_out
-        xp.multiply(d, lr * mults[k], out=s)
-        xp.subtract(p, s, out=p_out)                 # p = p - lr_p*d
+        # u = g + wd*p;  m = momentum*m + u;  p = p - lr_p*m  (Nesterov: p - lr_p*(u + momentum*m))
+        # (blocked on the CPU, one fused kernel on CuPy)
+        kernels.sgd_apply(xp, g, p, m, wd, momentum, lr * mults[k], nesterov, m_out, p_out)
         new_params[k], new_state["momentum." + k] = p_out, m_out
     return new_params, new_state
 
@@ -560,7 +541,6 @@ def _adam_update(grads, state, params, *, lr, b1, b2, eps, weight_decay, decoupl
                          f"{count.dtype}), got {int(count)}")
     mults = _lr_mults(lr_mult, params)
     xp = get_array_module(*params.values(), count)
-    views = _scratch(xp, params, 2)
 
     new_params, new_state = {}, {}  # new dicts; in place they hold the same arrays
     count_out = _out(count, inplace)
@@ -571,31 +551,11 @@ def _adam_update(grads, state, params, *, lr, b1, b2, eps, weight_decay, decoupl
     for k, p in params.items():
         g, m, v = grads[k], state["mu." + k], state["nu." + k]
         p_out, m_out, v_out = _out(p, inplace), _out(m, inplace), _out(v, inplace)
-        s1, s2 = views(p)
         wd = 0.0 if exclude_wd(k, p) else weight_decay
-        if decoupled or wd == 0.0:
-            u = g
-        else:
-            _add_scaled(xp, g, p, wd, out=s1)          # Adam: u = g + wd*p (L2 in the gradient)
-            u = s1
-        xp.multiply(u, 1.0 - b1, out=s2)
-        xp.multiply(m, b1, out=m_out)
-        xp.add(m_out, s2, out=m_out)                   # m = b1*m + (1-b1)*u
-        xp.multiply(u, u, out=s2)
-        xp.multiply(s2, 1.0 - b2, out=s2)
-        xp.multiply(v, b2, out=v_out)
-        xp.add(v_out, s2, out=v_out)                   # v = b2*v + (1-b2)*u^2
-        # eps goes *outside* the square root, after bias correction: m_hat / (sqrt(v_hat) + eps)
-        xp.divide(v_out, bc2, out=s1)
-        xp.sqrt(s1, out=s1)
-        xp.add(s1, eps, out=s1)                        # sqrt(v_hat) + eps
-        xp.divide(m_out, bc1, out=s2)
-        xp.divide(s2, s1, out=s2)                      # d = m_hat / (sqrt(v_hat) + eps)
-        if decoupled and wd != 0.0:
-            xp.multiply(p, wd, out=s1)
-            xp.add(s2, s1, out=s2)                     # AdamW: d += wd*p (old p; scaled by lr below)
-        xp.multiply(s2, lr * mults[k], out=s2)
-        xp.subtract(p, s2, out=p_out)                  # p = p - lr_p*d
+        wd_l2, wd_dec = (0.0, wd) if decoupled else (wd, 0.0)  # Adam: in the gradient; AdamW: in the step
+        # u = g + wd_l2*p;  m = b1*m + (1-b1)*u;  v = b2*v + (1-b2)*u^2;
+        # p = p - lr_p*(m_hat / (sqrt(v_hat) + eps) + wd_dec*p)  (blocked on the CPU, one fused kernel on CuPy)
+        kernels.adam_apply(xp, g, p, m, v, b1, b2, bc1, bc2, eps, wd_l2, wd_dec, lr * mults[k], m_out, v_out, p_out)
         new_params[k], new_state["mu." + k], new_state["nu." + k] = p_out, m_out, v_out
     return new_params, new_state
 

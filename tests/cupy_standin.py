@@ -14,7 +14,7 @@ GPU if something behaves like CuPy at that boundary. This module is a fake ``cup
 * returns 0-d device arrays where NumPy returns scalars, as CuPy does;
 * runs ``ElementwiseKernel`` and ``ReductionKernel`` by evaluating their C bodies with NumPy
   (the tiny subset of C the kernels in byol_ref use: casts ``(T)``, declarations ``T x = ...``,
-  arithmetic and comparisons), with CuPy's argument rules: inputs then optional outputs, one dtype
+  arithmetic, comparisons and ``sqrt``), with CuPy's argument rules: inputs then optional outputs, one dtype
   per type placeholder ("Type is mismatched" otherwise), inputs read-only.
 
 It is deliberately stricter than CuPy in one respect: a few CuPy functions fall back to NumPy for
@@ -295,7 +295,7 @@ class ElementwiseKernel:
                 raise TypeError(f"Output arguments type must be cupy.ndarray, not {type(a)}")
             if a._a.shape != shape:
                 raise ValueError(f"Out shape is mismatched: {a._a.shape} while {shape} is expected.")
-        exec(self.code, {}, env)
+        exec(self.code, {"sqrt": numpy.sqrt}, env)  # (CUDA's sqrt keeps the argument's float type, as numpy's)
         outs = []
         for i, (t, pname) in enumerate(self.out_params):
             value = env[pname]

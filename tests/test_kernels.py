@@ -365,9 +365,42 @@ def test_device_lars_apply_and_ema(cp, dtype, seed, size):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_device_whole_step_fused_matches_numpy(cp, dtype):
-    """loss_and_grads + LARS (in place) + EMA (in place) on CuPy with the fused kernels, against
-    the same step on CPU NumPy."""
+@given(seed=st.integers(0, 2**31 - 1), size=st.integers(1, 5000), nesterov=st.booleans(),
+       wd=st.sampled_from([0.0, 1e-4, 0.1]), decoupled=st.booleans())
+def test_device_sgd_and_adam_apply(cp, dtype, seed, size, nesterov, wd, decoupled):
+    rng = np.random.default_rng(seed)
+    g, p, m = rng.standard_normal((3, size)).astype(dtype)
+    v = rng.uniform(0, 2, size).astype(dtype)  # a second moment is >= 0
+
+    def sgd(xp, g, p, m):
+        m_out, p_out = xp.empty_like(m), xp.empty_like(p)
+        kernels.sgd_apply(xp, g, p, m, wd, 0.9, 0.3, nesterov, m_out, p_out)
+        return xp.stack([m_out, p_out])
+
+    f, tw, h = _both(cp, sgd, g, p, m)
+    atol = 16 * np.finfo(dtype).eps * float(np.abs(h).max() + 1)
+    _close(f, h, dtype, atol=atol)
+    _close(tw, h, dtype, atol=atol)
+
+    wd_l2, wd_dec = (0.0, wd) if decoupled else (wd, 0.0)
+
+    def adam(xp, g, p, m, v):
+        outs = xp.empty_like(m), xp.empty_like(v), xp.empty_like(p)
+        kernels.adam_apply(xp, g, p, m, v, 0.9, 0.999, 1 - 0.9**3, 1 - 0.999**3, 1e-8, wd_l2, wd_dec, 0.01, *outs)
+        return xp.stack(outs)
+
+    f, tw, h = _both(cp, adam, g, p, m, v)
+    atol = 16 * np.finfo(dtype).eps * float(np.abs(h).max() + 1)
+    _close(f, h, dtype, atol=atol)
+    _close(tw, h, dtype, atol=atol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("optimizer", ["lars", "sgd", "adamw"])
+def test_device_whole_step_fused_matches_numpy(cp, dtype, optimizer):
+    """loss_and_grads + the optimiser (in place) + EMA (in place) on CuPy with the fused kernels,
+    against the same step on CPU NumPy. (Adam's step is lr * sign(g) for a gradient of rounding
+    noise, such as a bias's before batch norm, so its network has none: hidden_bias=False.)"""
     from byol_ref.backend import get_backend
 
     rng = np.random.default_rng(0)
@@ -375,8 +408,9 @@ def test_device_whole_step_fused_matches_numpy(cp, dtype):
     results = []
     for name in ("cupy", "numpy"):
         be = get_backend(name, dtype, seed=3)
-        online, target = byol.build(12, 8, 6, 16, projector_hidden_dim=24, backend=be)
-        opt = make_optimizer("lars", inplace=True)
+        online, target = byol.build(12, 8, 6, 16, projector_hidden_dim=24, backend=be,
+                                    hidden_bias=optimizer != "adamw")
+        opt = make_optimizer(optimizer, inplace=True, **({"nesterov": True} if optimizer == "sgd" else {}))
         state = opt.init(online.params)
         res = loss_and_grads(online, target, be.asarray(v1), be.asarray(v2))
         params, state = opt.update(res.grads, state, online.params, lr=0.2)
@@ -406,7 +440,8 @@ def test_device_fusion_switch_and_lazy_compilation(cp):
 # --------------------------------------------------------------------------- CUDA sources
 
 # The kernel inputs the dispatchers pass as Python scalars (CuPy then declares them by value).
-_SCALAR_INPUTS = {"mean", "inv_n", "r", "momentum", "lr", "tau", "one_minus_tau"}
+_SCALAR_INPUTS = {"mean", "inv_n", "r", "momentum", "lr", "tau", "one_minus_tau", "wd", "b1", "one_minus_b1", "b2",
+                  "one_minus_b2", "bc1", "bc2", "eps", "wd_l2", "wd_dec"}
 
 
 def _cupy_codegen():
