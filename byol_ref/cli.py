@@ -431,11 +431,23 @@ def _check_resume_flags(args, out: Path, saved: dict, model_cfg: Config, tcfg: T
                          "others, or start a new run with another --out")
 
 
+def _with_note(exc: Exception, note: str | None) -> Exception:
+    """``exc`` with `` (note: ...)`` after its message, when there is a note."""
+    if note is not None:
+        exc.args = (f"{exc} (note: {note})",)
+    return exc
+
+
 def _refuse_no_checkpoint(run_dir: Path, prefix: str, verb: str) -> None:
-    """Say why a directory has no checkpoint, if byol-ref knows: an --overwrite set its run aside
-    (and how to put it back), or a run stopped before its first checkpoint (config.json only)."""
+    """Say why a run directory has no checkpoint, if byol-ref knows: an --overwrite set its run
+    aside (and how to put it back), or a run stopped before its first checkpoint (a config.json
+    that train wrote, and nothing else)."""
     refuse_for_set_aside(run_dir, prefix)
-    if (run_dir / "config.json").is_file():
+    try:
+        _read_run_config(run_dir / "config.json")
+    except ValueError:  # none, or another program's config.json (a Hugging Face model's, say)
+        return
+    else:
         raise FileNotFoundError(f"{prefix}{run_dir} has no checkpoint: its run stopped before writing its "
                                 f"first one, so there is nothing to {verb}; start it again with: {_prog()} "
                                 f"train ... --out {run_dir} --overwrite")
@@ -803,7 +815,9 @@ def _load_run(args):
                          "run read them)")
     ckpt_path = checkpoint_file(args.path)
     if not ckpt_path.is_file():
-        _refuse_no_checkpoint(ckpt_path.parent, "", "evaluate" if args.command == "eval" else "embed")
+        refuse_for_set_aside(ckpt_path.parent, "")
+        if Path(args.path).is_dir():  # (a checkpoint file that is not there is only that)
+            _refuse_no_checkpoint(ckpt_path.parent, "", "evaluate" if args.command == "eval" else "embed")
     state, model_cfg, tcfg, meta = load_checkpoint(ckpt_path)
     cfg_file = ckpt_path.parent / "config.json"
     if args.data:
@@ -1070,7 +1084,7 @@ def _cmd_trace(args) -> int:
 
     from .interchange import from_layout, load_arrays, resolve_mapping
     from .presets import get_preset
-    from .trace import make_inputs, save_trace, trace_inputs
+    from .trace import TraceError, make_inputs, save_trace, trace_inputs
 
     preset, model_extra, train_extra = _route_sets(args.set, get_preset(_preset_name(args, args.layout)))
     if (args.inputs is None) == (args.dims is None):
@@ -1099,15 +1113,18 @@ def _cmd_trace(args) -> int:
                     print(f"byol-ref trace: note: {edifice_note}", file=sys.stderr)
             mapping, aliases = resolve_mapping(style, structure, args.layout), _ALIASES.get(style, ())
             absent = [t for ref, t in mapping.items() if ".param." in ref and t not in weights]
-            if absent and len(absent) < sum(".param." in ref for ref in mapping):  # all absent: from_layout says
-                biases = all(t.endswith(".bias") for t in absent)
-                raise ValueError(f"--inputs {args.inputs} lacks {len(absent)} {args.layout} tensor(s) that the "
-                                 f"{style} mapping names, e.g. {absent[:4]}"
-                                 + (" (a model without these biases: use the preset of the implementation that "
-                                    "wrote the weights, or --set hidden_bias=false / head_bias=false)" if biases
-                                    else "") + simplicial_hint(weights))
-            inputs = {**from_layout(weights, mapping, layout=args.layout, strict=False, ignore_prefixes=aliases),
-                      **views}
+            try:
+                if absent and len(absent) < sum(".param." in ref for ref in mapping):  # all absent: from_layout says
+                    biases = all(t.endswith(".bias") for t in absent)
+                    raise ValueError(f"--inputs {args.inputs} lacks {len(absent)} {args.layout} tensor(s) that the "
+                                     f"{style} mapping names, e.g. {absent[:4]}"
+                                     + (" (a model without these biases: use the preset of the implementation that "
+                                        "wrote the weights, or --set hidden_bias=false / head_bias=false)" if biases
+                                        else "") + simplicial_hint(weights))
+                inputs = {**from_layout(weights, mapping, layout=args.layout, strict=False, ignore_prefixes=aliases),
+                          **views}
+            except ValueError as exc:  # the weights do not fit the preset's structure
+                raise _with_note(exc, edifice_note if style != "edifice" else None) from None
             ignored = unmapped_names(weights, mapping, ignore_prefixes=aliases)
             if ignored:  # say what was left out, so that nothing is dropped silently
                 print(f"byol-ref trace: left out {len(ignored)} input tensor(s) the mapping does not name: "
@@ -1133,10 +1150,8 @@ def _cmd_trace(args) -> int:
         tr = trace_inputs(inputs, preset, steps=steps, dtype=args.dtype, model_extra=model_extra,
                           train_extra=train_extra, total_steps=args.total_steps, warmup_steps=args.warmup_steps,
                           start_step=args.start_step)
-    except ValueError as exc:
-        if edifice_note is not None and style != "edifice":
-            exc.args = (f"{exc} (note: {edifice_note})",)
-        raise
+    except TraceError as exc:  # the weights do not fit the preset's structure (sizes, names)
+        raise _with_note(exc, edifice_note if style != "edifice" else None) from None
     save_trace(args.out, tr)
     losses = ", ".join(f"{float(tr.arrays[f'step{i}.loss.total']):.10g}" for i in range(tr.meta["steps"]))
     print(f"byol-ref trace: preset {preset.name}, {tr.meta['steps']} step(s), batch {tr.meta['batch']}, "
@@ -1208,7 +1223,8 @@ def _cmd_convert(args) -> int:
     elif _is_checkpoint(src):
         raise ValueError(f"{src} is a byol-ref run or checkpoint, so its layout is byol-ref: pass --from byol-ref")
     elif src.is_dir():
-        _refuse_no_checkpoint(src, "", "convert")
+        if args.src_layout == "byol-ref":
+            _refuse_no_checkpoint(src, "", "convert")
         raise FileNotFoundError(f"{src} is a directory without a checkpoint.npz; pass a weights file (.npz or "
                                 ".safetensors), a run directory or a checkpoint")
     else:

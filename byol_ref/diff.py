@@ -233,8 +233,9 @@ def diff_files(path_a, path_b, **kwargs) -> DiffReport:
 # the options and causes to look at). First match wins; docs/verifying.md section 5 says more.
 _HINTS = (
     (r"^(online|target)\.buffer\.", "init", "the starting running statistics: not read as written (the "
-     "mapping), or another convention (bn_running: Haiku's debiased average, not its hidden EMA); at count 0 "
-     "nothing reads them, so trace from your own starting state (--inputs) and they agree"),
+     "mapping), or another convention (bn_running: Haiku's debiased average, not its hidden EMA). With "
+     "bn_running='haiku' nothing reads them at count 0, so tracing from your own starting state (--inputs) "
+     "makes them agree; with 'torch' the first update reads them"),
     (r"^(online|target)\.param\.", "init", "the starting state: the weights were not read as written (the "
      "mapping, --layout, transposed Linear weights), or another init"),
     (r"^lr$", None, "the learning-rate schedule: lr x N / lr_batch_scale, K (--total-steps) and W "
@@ -318,9 +319,10 @@ def format_report(rep: DiffReport, *, show_all: bool = False, max_rows: int | No
         if len(rows) > max_rows:
             lines.append(f"  ... and {len(rows) - max_rows} more (--all lists them all, --json too)")
     for side, names in (("A", rep.only_a), ("B", rep.only_b)):
-        if names and side == "B" and (rep.subset or rep.only_common) and not show_all:
-            lines.append(f"only in B: {len(names)} name(s), not compared "
-                         f"({'--subset' if rep.subset else '--only-common'}; --all lists them)")
+        passing = rep.only_common or (side == "B" and rep.subset)  # names on this side make no failure
+        if names and passing and not show_all:
+            lines.append(f"only in {side}: {len(names)} name(s), not compared "
+                         f"({'--only-common' if rep.only_common else '--subset'}; --all lists them)")
         elif names:
             shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
             lines.append(f"only in {side}: {shown}")

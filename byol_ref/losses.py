@@ -16,7 +16,7 @@ eps_mode    formula                        default eps  who
 
 ``norm`` with eps 1e-8 is also ``F.cosine_similarity`` as PyTorch >= 1.12 computes it (each norm
 clamped), which lightly and solo-learn use (d2): the same loss, and the same gradient except for a
-row whose norm is below eps, where PyTorch's no-grad clamp leaves the norm's own derivative in
+row whose norm is at or below eps, where PyTorch's no-grad clamp leaves the norm's own derivative in
 (``docs/derivations.md`` section 5).
 
 All three are ``n = x * rstd(s)`` with ``s = sum x^2``, so one backward serves them all:
@@ -99,6 +99,9 @@ def l2_normalize_backward(dn, cache):
         dx: (..., P).
     """
     n, rstd, clamped = cache
+    if getattr(getattr(clamped, "dtype", None), "kind", None) != "b":  # (an older cache held x, rstd, drstd/ds)
+        raise TypeError(f"l2_normalize_backward: cache must be the NormalizeCache(n, rstd, clamped) that "
+                        f"l2_normalize_forward returned, got a third field of {type(clamped).__name__}")
     check_upstream("l2_normalize_backward", dn, n.shape, n.dtype, name="dn")
     xp = get_array_module(dn)
     n_dot_dn = kernels.sum_of_product(xp, n, dn, -1)  # (..., 1)
@@ -199,8 +202,8 @@ def regression_loss_backward(dloss, cache, *, need_dz=True):
     Returns:
         (dp, dz): each (..., P).
     """
-    n_p = cache.n_p
+    p_cache, z_cache, n_p, _, _ = cache
     check_upstream("regression_loss_backward", dloss, n_p.shape[:-1], n_p.dtype, name="dloss")
     dn_p, dn_z = regression_loss_dn(dloss, cache, need_dz=need_dz)
-    dz = l2_normalize_backward(dn_z, cache.z_cache) if need_dz else None
-    return l2_normalize_backward(dn_p, cache.p_cache), dz
+    dz = l2_normalize_backward(dn_z, z_cache) if need_dz else None
+    return l2_normalize_backward(dn_p, p_cache), dz

@@ -31,7 +31,7 @@ BYOL, ``BYOL(..., use_simplicial_embeddings=False)``, and its default is the pre
 PyTorch <= 1.9's ``cosine_similarity`` form x.y / max(||x|| ||y||, eps) (d2) is not
 reproduced: current PyTorch (checked with 2.x) clamps each norm, which is ``norm_eps_mode="norm"``
 with ``norm_eps=1e-8``; the two differ only when ||p|| ||z|| < 1e-8. That match is exact in the
-loss and, wherever both norms exceed 1e-8, in the gradient; below, PyTorch clamps in place under
+loss and, wherever both norms exceed 1e-8, in the gradient; at or below, PyTorch clamps in place under
 no-grad and differentiates through the unclamped norm (``docs/derivations.md`` section 5).
 solo-learn's scheduler class with no warm-up at all (W = 0) would start at ``warmup_start`` and
 scale the whole cosine by it, but solo-learn's ``BaseMethod`` passes ``warmup_start_lr=lr`` when
@@ -127,7 +127,7 @@ FIELD_DOCS = {
     "norm_eps_mode": "l2-normalisation epsilon form. 'sq_norm': x rsqrt(max(||x||^2, eps)) (deepmind "
                      "`helpers.l2_normalize`). 'norm': x / max(||x||, eps) (byol-pytorch `F.normalize`; lightly "
                      "and solo-learn via `F.cosine_similarity`, which in PyTorch >= 1.12 clamps each norm; its "
-                     "gradient differs for a norm below eps, derivations section 5). "
+                     "gradient differs for a norm at or below eps, derivations section 5). "
                      "'add': x / sqrt(||x||^2 + eps) (edifice). d1, d2.",
     "norm_eps": "The epsilon of norm_eps_mode: 1e-12 (deepmind, byol-pytorch), 1e-8 (lightly and solo-learn: "
                 "`cosine_similarity` eps; edifice: additive). d1.",

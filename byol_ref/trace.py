@@ -375,13 +375,15 @@ def _check_param_names_and_shapes(params: dict, cfg: Config, role: str, sizes: d
         if got == shape:
             continue
         read = ", ".join(f"{k}={v}" for k, v in sizes.items())
-        if int(np.prod(got)) == int(np.prod(shape)) and got != shape[::-1]:
-            why = f"it holds the right number of values: reshape it to {shape} (Haiku keeps a norm's scale as (1, F))"
-        else:
-            why = ("byol-ref stores a Linear weight (in, out), PyTorch (out, in): transpose yours, or pass "
+        if len(shape) == 2 and got == shape[::-1]:
+            why = ("; byol-ref stores a Linear weight (in, out), PyTorch (out, in): transpose yours, or pass "
                    "--layout torch")
+        elif int(np.prod(got)) == int(np.prod(shape)):
+            why = f"; it holds the right number of values: reshape it to {shape} (Haiku keeps a norm's scale as (1, F))"
+        else:
+            why = " (a network of other sizes than the online weights', or a transposed online weight?)"
         raise TraceError(f"{role}.param.{key} has shape {got}, but the sizes read off the online weights ({read}) make "
-                         f"it {shape}; {why}")
+                         f"it {shape}{why}")
 
 
 def networks_from_inputs(inputs: dict, preset: Preset | str, *, dtype: str = "float64",
@@ -459,9 +461,7 @@ def networks_from_inputs(inputs: dict, preset: Preset | str, *, dtype: str = "fl
             raise TraceError(f"{role} buffers do not match the config: missing {sorted(expected - set(buffers))}, "
                              f"unexpected {sorted(set(buffers) - expected)}")
         _check_param_names_and_shapes(params, cfg, role, sizes)
-        net = Network(cfg, role, params, buffers)
-        _check_network(net, role, role=role)
-        nets.append(net)
+        nets.append(Network(cfg, role, params, buffers))
     if sorted(steps) != list(range(len(steps))) or any(set(s) != {1, 2} for s in steps.values()):
         raise TraceError(f"views must be step<i>.input.view1 and .view2 for i = 0, 1, ... without gaps; "
                          f"got steps {sorted(steps)}")

@@ -1575,3 +1575,20 @@ def test_a_run_without_its_first_checkpoint_or_without_a_folder_says_so(tmp_path
                f"to {verb}; start it again with: " in err and f"train ... --out {run_dir} --overwrite" in err
     assert main(["train", "--resume", "--out", str(tmp_path / "never"), "--no-progress"]) == 2
     assert f"--resume: {tmp_path / 'never'} does not exist" in capsys.readouterr().err
+    # ... but only for a run directory: a checkpoint file misspelt beside a trained run is only missing,
+    # and a folder whose config.json another program wrote (a Hugging Face model) is no run
+    assert main(["train", *SMALL_RUN, "--no-eval", "--out", str(run_dir), "--overwrite"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run_dir / "checkpoint-typo.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint not found" in err and "--overwrite" not in err
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_text('{"architectures": ["ViTModel"]}')
+    for argv in (["convert", str(hf), str(tmp_path / "y.npz"), "--from", "torch", "--to", "byol-ref", "--mapping",
+                  "lightly", "--preset", "lightly"],
+                 ["convert", str(hf), str(tmp_path / "y.npz"), "--from", "byol-ref", "--to", "torch", "--mapping",
+                  "lightly"], ["eval", str(hf)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "stopped before" not in err and "--overwrite" not in err, argv

@@ -79,7 +79,7 @@ def test_every_traced_name_gets_a_hint_and_the_report_shows_it(preset):
 
 def test_hints_name_the_options_of_the_operation_that_diverged():
     for name, says in (("init.online.param.encoder.fc1.weight", "mapping"), ("step1.lr", "lr_rounding"),
-                       ("init.target.buffer.encoder.norm1.running_var", "at count 0 nothing reads them"),
+                       ("init.target.buffer.encoder.norm1.running_var", "with 'torch' the first update reads them"),
                        ("step0.tau", "tau_denominator"), ("step1.target.param.encoder.fc1.weight", "ema_form"),
                        ("step0.target.param.projector.fc2.weight", "ema_when"),
                        ("step0.online.view1.encoder.norm1.batch_var", "bn_var"),
@@ -289,3 +289,5 @@ def test_names_only_in_b_under_subset_are_counted_not_listed():
     assert "only in B: 20 name(s), not compared (--subset; --all lists them)" in text and "y3" not in text
     assert "only in B: y0, y1" in format_report(diff_traces(a, b))  # without --subset they are the failure
     assert "y3" in format_report(diff_traces(a, b, subset=True), show_all=True)
+    text = format_report(diff_traces({**a, "z0": np.ones(1)}, b, only_common=True))  # both sides pass
+    assert "only in A: 1 name(s), not compared (--only-common" in text and "only in B: 20 name(s)" in text

@@ -14,7 +14,7 @@ from byol_ref.interchange import (from_layout, from_torch_layout, load_arrays, l
                                   to_torch_layout, torch_mapping, transpose_weights, write_safetensors)
 from byol_ref.model import build_from_config
 from byol_ref.presets import get_preset
-from byol_ref.trace import TraceError, networks_from_inputs, trace_inputs
+from byol_ref.trace import TraceError, load_trace, networks_from_inputs, trace_inputs
 
 
 def _nets(preset="deepmind"):
@@ -899,3 +899,34 @@ def test_a_tensor_of_bools_is_no_weight():
                                         "data, expected numbers"):
         from_layout({"x": np.ones((2, 3), bool)}, {"online.param.encoder.fc1.weight": "x"}, layout="torch",
                     strict=False)
+
+
+def test_a_haiku_export_traces_through_the_axon_layout_with_no_edifice_note(tmp_path, capsys):
+    """Haiku names through a mapping file, its per-feature tensors stored (1, F): the same trace as
+    the byol-ref layout, and no note about Edifice (the note is for weights that then do not fit)."""
+    from byol_ref.cli import main
+
+    online, target = _nets()
+    hk = {"weight": "w", "bias": "b", "gamma": "scale", "beta": "offset", "running_mean": "~/mean_ema/average",
+          "running_var": "~/var_ema/average", "count": "~/mean_ema/counter"}
+    mapping, haiku, plain = {}, {}, {}
+    for net in (online, target):
+        for kind, tree in (("param", net.params), ("buffer", net.buffers)):
+            for name, value in tree.items():
+                part, layer, what = name.split(".")
+                ref, theirs = f"{net.role}.{kind}.{name}", f"{net.role}/{part}_{layer}/{hk[what]}"
+                mapping[ref], plain[ref] = theirs, np.asarray(value)
+                haiku[theirs] = plain[ref][None] if plain[ref].ndim == 1 and what != "bias" else plain[ref]
+    rng = np.random.default_rng(0)
+    views = dict(zip(("view1", "view2"), rng.standard_normal((2, 4, 5))))
+    np.savez(tmp_path / "hk.npz", **haiku, **views)
+    np.savez(tmp_path / "plain.npz", **plain, **views)
+    (tmp_path / "hk.json").write_text(json.dumps(mapping))
+    capsys.readouterr()
+    assert main(["trace", "--inputs", str(tmp_path / "hk.npz"), "--layout", "axon", "--mapping",
+                 str(tmp_path / "hk.json"), "--steps", "1", "--out", str(tmp_path / "a.npz")]) == 0
+    assert "note" not in capsys.readouterr().err
+    assert main(["trace", "--inputs", str(tmp_path / "plain.npz"), "--steps", "1", "--out",
+                 str(tmp_path / "b.npz")]) == 0
+    a, b = load_trace(tmp_path / "a.npz").arrays, load_trace(tmp_path / "b.npz").arrays
+    assert set(a) == set(b) and all(np.array_equal(a[k], b[k]) for k in a)

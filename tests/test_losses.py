@@ -57,6 +57,7 @@ def test_l2_normalize_gradient_of_tiny_rows_is_finite_and_scales(seed, p, mode, 
     np.testing.assert_allclose(dx.astype(np.float64) * scale, ref, rtol=2e-4 if dtype == np.float32 else 1e-9,
                                atol=1e-5 * np.abs(ref).max())
 
+
 def test_clamped_regime_is_linear_with_the_documented_slope():
     # Official: ||x|| <= 1e-6 -> n = x * 1e6 (rsqrt(1e-12)), dn/dx = 1e6 * I, no projection term.
     x = np.array([[3e-7, -4e-7]])
@@ -165,3 +166,16 @@ def test_the_loss_refuses_what_numpy_would_broadcast_or_promote():
         regression_loss_forward(p, p.astype(np.float32))
     with pytest.raises(TypeError, match="l2_normalize_forward: x must be a float32 or float64 array, got int64"):
         l2_normalize_forward(np.ones((2, 3), dtype=np.int64))
+
+
+def test_a_normalize_cache_of_the_old_layout_is_refused():
+    # The cache once held (x, rstd, drstd/ds): built by position in that order it would give wrong
+    # gradients silently; its third field is no boolean mask, and that is named.
+    from byol_ref.losses import NormalizeCache
+
+    x = np.array([[0.3, -0.4, 1.2]])
+    _, cache = l2_normalize_forward(x)
+    old = NormalizeCache(x, cache.rstd, -0.5 * cache.rstd**3)
+    with pytest.raises(TypeError, match=r"cache must be the NormalizeCache\(n, rstd, clamped\) .* got a third field "
+                                        "of ndarray"):
+        l2_normalize_backward(np.ones_like(x), old)

@@ -259,6 +259,10 @@ def test_input_weights_in_another_layout_are_named_with_the_fix():
     with pytest.raises(TraceError, match=rf"has shape \(1, {inputs[key].size}\), .*; it holds the right number of "
                                          rf"values: reshape it to \({inputs[key].size},\)"):
         trace_inputs(dict(inputs, **{key: inputs[key][None]}), "deepmind")
+    key = "target.param.encoder.norm1.gamma"  # another width: neither a transpose nor a reshape
+    with pytest.raises(TraceError, match=r"target.param.encoder.norm1.gamma has shape \(7,\), .* make it \(6,\) "
+                                         r"\(a network of other sizes than the online weights', or a transposed"):
+        trace_inputs(dict(inputs, **{key: np.ones(7)}), "deepmind")
     extra = {k.replace("online.", "target."): v for k, v in inputs.items() if k.startswith("online.param.predictor.")}
     with pytest.raises(TraceError, match="the target network has no predictor .*leave the target's predictor out"):
         trace_inputs(dict(inputs, **extra), "deepmind")
