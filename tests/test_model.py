@@ -131,6 +131,10 @@ def test_every_online_gradient_matches_finite_differences(config_kw, seed, n):
     # measured against the scale of the whole model's gradient.
     scale = max(float(np.abs(g).max()) for g in res.grads.values())
     assume(scale > 1e-6)  # a dead draw (every ReLU off, possible with norm="none") checks nothing
+    # The finite differences carry the rounding of L, about eps |L| / h per entry: a draw whose whole
+    # gradient is tiny next to L (p all but antiparallel to z'; seed 224 of layer norm, scale 0.0026 |L|,
+    # where live draws give 0.04 |L| or more) is resolved by no step.
+    assume(scale > 0.02 * abs(float(res.loss)))
     for key, value in online.params.items():
         def f(x, key=key):
             return loss_of({**online.params, key: x})
