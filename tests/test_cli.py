@@ -1592,3 +1592,32 @@ def test_a_run_without_its_first_checkpoint_or_without_a_folder_says_so(tmp_path
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert "stopped before" not in err and "--overwrite" not in err, argv
+
+
+def test_a_folder_that_is_no_run_gets_the_plain_missing_checkpoint_message(tmp_path, capsys):
+    from byol_ref.cli import main
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_text('{"architectures": ["ViTModel"]}')
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for d in (hf, empty):
+        assert main(["eval", str(d)]) == 2
+        err = capsys.readouterr().err
+        assert "checkpoint not found" in err and "config.json" not in err, err
+        assert main(["convert", str(d), str(tmp_path / "y.npz"), "--from", "byol-ref", "--to", "torch",
+                     "--mapping", "lightly"]) == 2
+        err = capsys.readouterr().err
+        assert "is a directory without a checkpoint.npz" in err and "config.json" not in err, err
+
+
+def test_convert_from_torch_of_a_run_folder_without_a_checkpoint_says_it_is_no_weights_file(tmp_path, capsys):
+    from byol_ref.cli import main
+    run_dir = tmp_path / "r"
+    assert main(["train", *SMALL_RUN, "--no-eval", "--out", str(run_dir)]) == 0
+    (run_dir / "checkpoint.npz").unlink()
+    capsys.readouterr()
+    assert main(["convert", str(run_dir), str(tmp_path / "y.npz"), "--from", "torch", "--to", "byol-ref",
+                 "--mapping", "lightly", "--preset", "lightly"]) == 2
+    err = capsys.readouterr().err
+    assert "is a directory without a checkpoint.npz" in err and "--overwrite" not in err, err

@@ -291,3 +291,27 @@ def test_names_only_in_b_under_subset_are_counted_not_listed():
     assert "y3" in format_report(diff_traces(a, b, subset=True), show_all=True)
     text = format_report(diff_traces({**a, "z0": np.ones(1)}, b, only_common=True))  # both sides pass
     assert "only in A: 1 name(s), not compared (--only-common" in text and "only in B: 20 name(s)" in text
+
+
+def test_subset_lists_names_only_in_a_and_all_lists_the_passing_names():
+    a = {"x": np.ones(2), "z": np.zeros(1)}
+    b = {"x": np.ones(2), **{f"y{i}": np.zeros(1) for i in range(20)}}
+    text = format_report(diff_traces(a, b, subset=True))
+    assert "only in A: z" in text  # under --subset they are the failure, so named
+    full = format_report(diff_traces(a, b, subset=True), show_all=True, max_rows=1)
+    assert "only in B: y0, y1" in full and "not compared" not in full
+
+
+def test_all_under_ignore_dtype_lists_the_dtype_only_rows():
+    a = {"w": np.array([0, 0.25]), "y": np.ones(3)}
+    b = {k: v.astype(np.float32) for k, v in a.items()}
+    text = format_report(diff_traces(a, b, ignore_dtype=True), show_all=True)
+    rows = [line.split()[:2] for line in text.splitlines()]
+    assert ["w", "dtype"] in rows and ["y", "dtype"] in rows
+
+
+def test_the_running_statistics_and_p_grad_hints_say_what_decides():
+    hint = divergence_hint("init.online.buffer.encoder.norm1.running_mean")
+    assert "With bn_running='haiku' nothing reads them at count 0" in hint
+    assert "with 'torch' the first update reads them" in hint
+    assert "if p.normed.grad agrees" in divergence_hint("step0.online.view1.p.grad")

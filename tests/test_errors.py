@@ -1,4 +1,6 @@
 """Bad input gets a ValueError or TypeError naming the argument, what it got and what was expected."""
+import math
+
 import numpy as np
 import pytest
 
@@ -521,3 +523,22 @@ def test_what_the_mutation_audit_found_no_test_for():
         inspect.signature(record)
     byol.loss_and_grads(*byol.build(4, 3, 2, 5), *_views(), record=record)
     assert "loss.total" in record.keys
+
+
+def test_interval_never_puts_an_infinite_end_inside():
+    from byol_ref.checks import check_float_range, interval
+
+    assert interval() == "(-inf, inf)"
+    assert interval(None, 1) == "(-inf, 1]"
+    assert interval(-math.inf, 1, hi_open=True) == "(-inf, 1)"
+    assert interval(0, math.inf) == "[0, inf)"
+    with pytest.raises(ValueError, match=r"x must be in \(-inf, 0\], got 1"):
+        check_float_range(1, "x", hi=0)
+
+
+@pytest.mark.parametrize("norm", ["layer", "affine"])
+def test_a_batch_of_one_is_fine_without_batch_norm(norm):
+    online, target = byol.build(4, 3, 2, 6, norm=norm)
+    v1, v2 = np.random.default_rng(0).standard_normal((2, 1, 4))
+    res = byol.loss_and_grads(online, target, v1, v2)
+    assert np.isfinite(float(res.loss))

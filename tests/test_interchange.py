@@ -930,3 +930,20 @@ def test_a_haiku_export_traces_through_the_axon_layout_with_no_edifice_note(tmp_
                  str(tmp_path / "b.npz")]) == 0
     a, b = load_trace(tmp_path / "a.npz").arrays, load_trace(tmp_path / "b.npz").arrays
     assert set(a) == set(b) and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_the_edifice_note_goes_with_a_mapping_files_from_layout_error(tmp_path, capsys):
+    from byol_ref.cli import main
+
+    axon = _edifice_params(5)
+    rng = np.random.default_rng(6)
+    views = {"view1": rng.standard_normal((4, 5)), "view2": rng.standard_normal((4, 5))}
+    renamed = {k: "m." + k.replace("online_", "o_").replace("target_", "t_") for k in axon}
+    shipped = resolve_mapping("edifice", get_preset("edifice").config(encoder_dim=1), "axon")
+    (tmp_path / "map.json").write_text(json.dumps({ref: renamed[name] for ref, name in shipped.items()}))
+    flipped = {renamed[k]: (v.T if k.endswith(".kernel") else v) for k, v in axon.items()}
+    write_safetensors(tmp_path / "f.safetensors", {**flipped, **views})
+    assert main(["trace", "--inputs", str(tmp_path / "f.safetensors"), "--layout", "axon", "--mapping",
+                 str(tmp_path / "map.json"), "--steps", "1", "--out", str(tmp_path / "a.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "It looks transposed. (note: --layout axon with preset deepmind (layout 'paper', norm 'batch')" in err

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from byol_ref.gradcheck import grad_error, numerical_gradient
 from byol_ref.losses import (l2_normalize_backward, l2_normalize_forward, regression_loss_backward,
-                             regression_loss_forward)
+                             regression_loss_dn, regression_loss_forward)
 
 seeds = st.integers(0, 2**32 - 1)
 modes = st.sampled_from(["sq_norm", "norm", "add"])
@@ -179,3 +179,21 @@ def test_a_normalize_cache_of_the_old_layout_is_refused():
     with pytest.raises(TypeError, match=r"cache must be the NormalizeCache\(n, rstd, clamped\) .* got a third field "
                                         "of ndarray"):
         l2_normalize_backward(np.ones_like(x), old)
+
+
+@pytest.mark.parametrize("mode, x, eps", [("sq_norm", [[0.5, 0.0, 0.0]], 0.25), ("norm", [[1.0, 0.0, 0.0]], 1.0)])
+def test_l2_normalize_takes_the_clamped_side_at_an_exact_tie(mode, x, eps):
+    # docs/derivations.md section 5: at s == eps (sqrt(s) == eps) the derivative of rstd is 0, so dx = rstd dn
+    x = np.array(x)
+    n, cache = l2_normalize_forward(x, eps=eps, eps_mode=mode)
+    assert cache.clamped.all()
+    dn = np.array([[1.0, 2.0, 3.0]])
+    np.testing.assert_array_equal(l2_normalize_backward(dn, cache), dn * cache.rstd)
+
+
+def test_regression_loss_dn_refuses_an_upstream_gradient_unlike_the_forward_output():
+    p, z = np.random.default_rng(0).standard_normal((2, 3, 4))
+    _, cache = regression_loss_forward(p, z)
+    for bad in (np.array(1.0), np.ones(1), np.ones((3, 1))):
+        with pytest.raises(ValueError, match=r"regression_loss_dn: dloss has shape .*, expected \(3,\)"):
+            regression_loss_dn(bad, cache)

@@ -695,3 +695,42 @@ def test_every_optimiser_takes_a_0d_array_lr(name):
 def test_decay_rates_must_lie_in_zero_one(name, arg, bad):
     with pytest.raises(ValueError, match=rf"{arg} must be a finite number in \[0.0, 1.0\), got {bad!r}"):
         make_optimizer(name, **{arg: bad})
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sgd_step_is_bitwise_the_whole_array_formula_in_the_params_dtype(dtype, nesterov):
+    # the blocked CPU chain computes in the parameters' dtype, in the documented order
+    rng = np.random.default_rng(0)
+    p, g, m = (rng.standard_normal(5000).astype(dtype) for _ in range(3))
+    lr, mom, wd = 0.3, 0.9, 1e-4
+    new_p, new_s = optim.sgd_update({"w": g}, {"momentum.w": m}, {"w": p}, lr=lr, momentum=mom, weight_decay=wd,
+                              nesterov=nesterov, exclude=None)
+    u = p * wd + g
+    m_new = m * mom + u
+    d = u + m_new * mom if nesterov else m_new
+    np.testing.assert_array_equal(new_s["momentum.w"], m_new)
+    np.testing.assert_array_equal(new_p["w"], p - d * lr)
+    assert new_p["w"].dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("decoupled", [False, True])
+def test_adam_step_is_bitwise_the_whole_array_formula_in_the_params_dtype(dtype, decoupled):
+    rng = np.random.default_rng(1)
+    p, g, m = (rng.standard_normal(5000).astype(dtype) for _ in range(3))
+    v = rng.uniform(0, 2, 5000).astype(dtype)
+    lr, b1, b2, eps, wd = 0.01, 0.9, 0.999, 1e-8, 0.1
+    update = optim.adamw_update if decoupled else optim.adam_update
+    state = {"count": np.array(2, dtype=np.int64), "mu.w": m, "nu.w": v}
+    new_p, new_s = update({"w": g}, state, {"w": p}, lr=lr, b1=b1, b2=b2, eps=eps, weight_decay=wd, exclude=None)
+    bc1, bc2 = 1 - b1**3, 1 - b2**3
+    u = g if decoupled else p * wd + g
+    m_new = m * b1 + u * (1 - b1)
+    v_new = v * b2 + (u * u) * (1 - b2)
+    d = (m_new / bc1) / (np.sqrt(v_new / bc2) + eps)
+    if decoupled:
+        d = d + p * wd
+    np.testing.assert_array_equal(new_s["mu.w"], m_new)
+    np.testing.assert_array_equal(new_s["nu.w"], v_new)
+    np.testing.assert_array_equal(new_p["w"], p - d * lr)

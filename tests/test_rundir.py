@@ -156,3 +156,35 @@ def test_ctrl_c_as_an_atomic_write_makes_its_file_leaves_no_file(tmp_path, monke
     with pytest.raises(KeyboardInterrupt):
         checkpoint.atomic_write(tmp_path / "out.bin", lambda f: f.write(b"data"))
     assert os.listdir(tmp_path) == []
+
+
+def test_atomic_write_raises_the_error_of_a_failed_mkstemp(tmp_path, monkeypatch):
+    from byol_ref import checkpoint
+
+    def mkstemp(**kw):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", mkstemp)
+    with pytest.raises(PermissionError):
+        checkpoint.atomic_write(tmp_path / "out.bin", lambda f: f.write(b"data"))
+
+
+def test_a_ctrl_c_as_atomic_write_opens_its_file_closes_it(tmp_path, monkeypatch):
+    from byol_ref import checkpoint
+
+    real_mkstemp, real_fdopen, opened = checkpoint.tempfile.mkstemp, checkpoint.os.fdopen, []
+
+    def mkstemp(**kw):
+        made = real_mkstemp(**kw)
+        os.kill(os.getpid(), signal.SIGINT)
+        return made
+
+    def fdopen(*a, **kw):
+        opened.append(real_fdopen(*a, **kw))
+        return opened[-1]
+
+    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(checkpoint.os, "fdopen", fdopen)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.atomic_write(tmp_path / "out.bin", lambda f: f.write(b"data"))
+    assert opened and opened[0].closed and os.listdir(tmp_path) == []

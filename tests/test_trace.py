@@ -479,3 +479,57 @@ def test_a_zip_trace_of_an_unsupported_version_is_a_named_error(tmp_path):
     (tmp_path / "v.npz").write_bytes(bytes(raw))
     with pytest.raises(TraceError, match=r"v.npz is truncated or corrupt"):
         load_trace(tmp_path / "v.npz")
+
+
+def test_the_normed_grads_keep_the_input_row_order_under_bn_shards():
+    # mse: dL/dn(p_v) = 2 (n(p_v) - n(z'_o)) g and dL/dn(z'_o) = -dL/dn(p_v), row by row, whatever the shards
+    extra = dict(bn_shards=2, stop_gradient=False)
+    a = trace_inputs(_inputs(model_extra=extra), "deepmind", model_extra=extra).arrays
+    for v, o in ((1, 2), (2, 1)):
+        diff = a[f"step0.online.view{v}.p.normed"] - a[f"step0.target.view{o}.z.normed"]
+        for name in (f"step0.online.view{v}.p.normed.grad", f"step0.target.view{o}.z.normed.grad"):
+            k = a[name] / diff  # one constant, 2 g (or -2 g)
+            np.testing.assert_allclose(k, k.flat[0], rtol=1e-9, err_msg=name)
+
+
+@pytest.mark.parametrize("key", ["online.param.encoder.fc1.weight", "online.param.projector.fc1.weight"])
+def test_a_transposed_weight_inside_the_encoder_or_projector_is_named(key):
+    inputs = _inputs()
+    with pytest.raises(TraceError, match=r"has shape \(\d+, (\d+)\), so \1 outputs, but online.param.\S+, shape "
+                                         r"\((\d+), \d+\), takes \2 inputs: .*transpose yours, or pass --layout torch"):
+        trace_inputs(dict(inputs, **{key: inputs[key].T}), "deepmind")
+
+
+def test_an_unexpected_param_name_is_refused_and_the_sizes_read_are_listed():
+    inputs = _inputs()
+    with pytest.raises(TraceError, match=r"online.params do not match the config: missing \[\], unexpected "
+                                         r"\['encoder.extra.weight'\]"):
+        trace_inputs(dict(inputs, **{"online.param.encoder.extra.weight": np.ones((6, 6))}), "deepmind")
+    key = "target.param.encoder.fc2.weight"  # 2-D, another width: no transpose advice
+    with pytest.raises(TraceError, match=r"target.param.encoder.fc2.weight has shape \(7, 7\), but the sizes read off "
+                                         r"the online weights \(encoder_dim=5, hidden_size=6, projector_hidden_dim=7, "
+                                         r"projection_dim=4, predictor_dim=3\) make it \(6, 6\) \(a network of "
+                                         "other") as e:
+        trace_inputs(dict(inputs, **{key: np.ones((7, 7))}), "deepmind")
+    assert "transpose yours" not in str(e.value)
+
+
+def test_cli_trace_of_inputs_that_do_not_fit_the_preset_names_the_fix(tmp_path, capsys):
+    # a TraceError from a byol-ref-layout --inputs file (no --layout axon, so no Edifice note) is a clean refusal
+    from byol_ref.cli import main
+    inputs = _inputs()
+    key = "target.param.projector.fc2.weight"
+    np.savez(tmp_path / "in.npz", **dict(inputs, **{key: inputs[key].T}))
+    assert main(["trace", "--inputs", str(tmp_path / "in.npz"), "--steps", "1", "--out", str(tmp_path / "t.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "target.param.projector.fc2.weight has shape" in err and "transpose yours" in err and "note:" not in err
+
+
+def test_a_one_sided_loss_without_stop_gradient_credits_only_the_target_of_view_2():
+    # edifice: l(p1, z'2) only; without stop-gradient dL/dn(z'2) = -2 n(p1) g and z'1 gets none
+    a = trace_inputs(make_inputs(get_preset("edifice"), **SIZES, batch=4, steps=1, seed=0,
+                                 model_extra={"stop_gradient": False}),
+                     "edifice", model_extra={"stop_gradient": False}).arrays
+    np.testing.assert_array_equal(a["step0.target.view1.z.normed.grad"], 0)
+    np.testing.assert_allclose(a["step0.target.view2.z.normed.grad"], -2 * a["step0.online.view1.p.normed"] / 4,
+                               rtol=1e-12)
