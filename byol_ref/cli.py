@@ -815,9 +815,10 @@ def _load_run(args):
                          "run read them)")
     ckpt_path = checkpoint_file(args.path)
     if not ckpt_path.is_file():
-        refuse_for_set_aside(ckpt_path.parent, "")
-        if Path(args.path).is_dir():  # (a checkpoint file that is not there is only that)
+        if Path(args.path).is_dir():
             _refuse_no_checkpoint(ckpt_path.parent, "", "evaluate" if args.command == "eval" else "embed")
+        else:  # (a checkpoint file that is not there is only that, unless an --overwrite set it aside)
+            refuse_for_set_aside(ckpt_path.parent, "")
     state, model_cfg, tcfg, meta = load_checkpoint(ckpt_path)
     cfg_file = ckpt_path.parent / "config.json"
     if args.data:
@@ -1090,7 +1091,7 @@ def _cmd_trace(args) -> int:
     if (args.inputs is None) == (args.dims is None):
         raise ValueError("pass exactly one of --inputs FILE and --dims D,H,P,Q[,PH]")
     steps = args.steps
-    edifice_note = style = None
+    edifice_note = None  # said with an error that the weights do not fit (a mapping file's: Haiku's names, say)
     if args.mapping is not None and args.layout == "byol-ref":
         raise ValueError("--mapping renames PyTorch state_dict or Axon names: it goes with --layout torch or axon")
     if args.dims is not None and args.layout != "byol-ref":
@@ -1105,12 +1106,12 @@ def _cmd_trace(args) -> int:
             from .interchange import _ALIASES, simplicial_hint, unmapped_names
             style = _layout_style(args.layout, args.mapping, "--layout")
             if args.layout == "axon" and (structure.layout, structure.norm) != ("edifice", "layer"):
-                # Said at once for the edifice mapping, and for a mapping of your own (Haiku's names, say)
-                # only if the weights then do not fit the preset's structure.
-                edifice_note = (f"--layout axon with preset {preset.name} (layout {structure.layout!r}, norm "
-                                f"{structure.norm!r}); Edifice.Contrastive.BYOL's structure is --preset edifice")
-                if style == "edifice":
-                    print(f"byol-ref trace: note: {edifice_note}", file=sys.stderr)
+                note = (f"--layout axon with preset {preset.name} (layout {structure.layout!r}, norm "
+                        f"{structure.norm!r}); Edifice.Contrastive.BYOL's structure is --preset edifice")
+                if style == "edifice":  # said at once
+                    print(f"byol-ref trace: note: {note}", file=sys.stderr)
+                else:
+                    edifice_note = note
             mapping, aliases = resolve_mapping(style, structure, args.layout), _ALIASES.get(style, ())
             absent = [t for ref, t in mapping.items() if ".param." in ref and t not in weights]
             try:
@@ -1124,7 +1125,7 @@ def _cmd_trace(args) -> int:
                 inputs = {**from_layout(weights, mapping, layout=args.layout, strict=False, ignore_prefixes=aliases),
                           **views}
             except ValueError as exc:  # the weights do not fit the preset's structure
-                raise _with_note(exc, edifice_note if style != "edifice" else None) from None
+                raise _with_note(exc, edifice_note) from None
             ignored = unmapped_names(weights, mapping, ignore_prefixes=aliases)
             if ignored:  # say what was left out, so that nothing is dropped silently
                 print(f"byol-ref trace: left out {len(ignored)} input tensor(s) the mapping does not name: "
@@ -1151,7 +1152,7 @@ def _cmd_trace(args) -> int:
                           train_extra=train_extra, total_steps=args.total_steps, warmup_steps=args.warmup_steps,
                           start_step=args.start_step)
     except TraceError as exc:  # the weights do not fit the preset's structure (sizes, names)
-        raise _with_note(exc, edifice_note if style != "edifice" else None) from None
+        raise _with_note(exc, edifice_note) from None
     save_trace(args.out, tr)
     losses = ", ".join(f"{float(tr.arrays[f'step{i}.loss.total']):.10g}" for i in range(tr.meta["steps"]))
     print(f"byol-ref trace: preset {preset.name}, {tr.meta['steps']} step(s), batch {tr.meta['batch']}, "

@@ -57,14 +57,15 @@ def fused(enabled: bool):
 
 
 def run_blocked(fn, *arrays, scratch_dtype=None, n_scratch=1):
-    """Call ``fn(*blocks)`` over :func:`blocks` of ``arrays`` (plus ``n_scratch`` block-sized
-    scratches, reused by every block, when ``scratch_dtype`` is given)."""
-    extra = ()
+    """Call ``fn(*blocks, *scratches)`` over :func:`blocks` of ``arrays``; with ``scratch_dtype``,
+    ``n_scratch`` scratches shaped like each block (views of buffers allocated once, at the first
+    block's size, and reused by every block)."""
+    bufs = ()
     for b in blocks(*arrays):
-        if scratch_dtype is not None and not extra:
+        if scratch_dtype is not None and not bufs:
             xp = get_array_module(arrays[0])
-            extra = tuple(xp.empty(b[0].size, dtype=scratch_dtype) for _ in range(n_scratch))
-        fn(*b, *extra)
+            bufs = tuple(xp.empty(b[0].size, dtype=scratch_dtype) for _ in range(n_scratch))
+        fn(*b, *(buf[: b[0].size].reshape(b[0].shape) for buf in bufs))
 
 
 def use_fused(xp) -> bool:
@@ -277,10 +278,15 @@ def l2n_backward(xp, dn, n, rstd, c):
 # --------------------------------------------------------------------------- optimiser and EMA
 
 
+def _python_zero(w) -> bool:
+    """Whether ``w`` is the Python float 0.0 (a term to skip; a 0-d array 0 is computed with)."""
+    return isinstance(w, float) and w == 0.0
+
+
 def add_scaled(xp, gb, pb, wd, ub):
     """ub = pb * wd + gb, computed in that order into ``ub`` (wd a Python 0.0: a copy of gb, exactly);
     one block of a blocked chain, or whole arrays."""
-    if isinstance(wd, float) and wd == 0.0:
+    if _python_zero(wd):
         xp.copyto(ub, gb)
     else:
         xp.multiply(pb, wd, out=ub)
@@ -291,7 +297,6 @@ def sgd_apply_ref(xp, g, p, m, wd, momentum, lr, nesterov, m_out, p_out):
     """u = g + wd * p; m_out = momentum * m + u; p_out = p - lr * m_out, or with ``nesterov``
     p_out = p - lr * (u + momentum * m_out); block by block through two block-sized scratches."""
     def chain(gb, pb, mb, mob, pob, ub, sb):
-        ub, sb = ub[: gb.size].reshape(gb.shape), sb[: gb.size].reshape(gb.shape)
         add_scaled(xp, gb, pb, wd, ub)
         xp.multiply(mb, momentum, out=mob)
         xp.add(mob, ub, out=mob)
@@ -318,9 +323,8 @@ def adam_apply_ref(xp, g, p, m, v, b1, b2, bc1, bc2, eps, wd_l2, wd_dec, lr, m_o
     d = (m_out / bc1) / (sqrt(v_out / bc2) + eps) + wd_dec * p (AdamW's decay, the old p);
     p_out = p - lr * d. Block by block through two block-sized scratches."""
     def chain(gb, pb, mb, vb, mob, vob, pob, s1, s2):
-        s1, s2 = s1[: gb.size].reshape(gb.shape), s2[: gb.size].reshape(gb.shape)
         u = gb
-        if not (isinstance(wd_l2, float) and wd_l2 == 0.0):
+        if not _python_zero(wd_l2):
             add_scaled(xp, gb, pb, wd_l2, s1)
             u = s1
         xp.multiply(u, 1.0 - b1, out=s2)
@@ -336,7 +340,7 @@ def adam_apply_ref(xp, g, p, m, v, b1, b2, bc1, bc2, eps, wd_l2, wd_dec, lr, m_o
         xp.add(s1, eps, out=s1)                    # sqrt(v_hat) + eps
         xp.divide(mob, bc1, out=s2)
         xp.divide(s2, s1, out=s2)                  # d = m_hat / (sqrt(v_hat) + eps)
-        if not (isinstance(wd_dec, float) and wd_dec == 0.0):
+        if not _python_zero(wd_dec):
             xp.multiply(pb, wd_dec, out=s1)
             xp.add(s2, s1, out=s2)                 # AdamW: d += wd*p (old p; scaled by lr below)
         xp.multiply(s2, lr, out=s2)
@@ -360,8 +364,7 @@ def lars_apply_ref(xp, u, r, m, p, momentum, lr, m_out, p_out):
     in cache for the whole chain, and every array is read or written once; the result is
     bitwise that of whole-array ufuncs.
     """
-    def chain(ub, mb, pb, mob, pob, scratch):
-        sb = scratch[: ub.size].reshape(ub.shape)
+    def chain(ub, mb, pb, mob, pob, sb):
         if r is not None:
             xp.multiply(ub, r, out=ub)
         xp.multiply(mb, momentum, out=mob)
@@ -385,14 +388,12 @@ EMA_FORMS = ("weighted", "increment")
 def ema_ref(xp, t, o, tau, out, form="weighted"):
     """out = tau * t + (1 - tau) * o (``"weighted"``) or t + (1 - tau) * (o - t) (``"increment"``),
     block by block through a block-sized scratch."""
-    def weighted(tb, ob, outb, scratch):
-        sb = scratch[: tb.size].reshape(tb.shape)
+    def weighted(tb, ob, outb, sb):
         xp.multiply(ob, 1 - tau, out=sb)
         xp.multiply(tb, tau, out=outb)
         xp.add(outb, sb, out=outb)
 
-    def increment(tb, ob, outb, scratch):
-        sb = scratch[: tb.size].reshape(tb.shape)
+    def increment(tb, ob, outb, sb):
         xp.subtract(ob, tb, out=sb)
         xp.multiply(sb, 1 - tau, out=sb)
         xp.add(tb, sb, out=outb)

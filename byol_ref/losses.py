@@ -177,8 +177,14 @@ def regression_loss_dn(dloss, cache, *, need_dz=True):
     Returns:
         (dn_p, dn_z): each (..., P).
     """
-    _, _, n_p, n_z, form = cache
+    n_p = cache[2]
     check_upstream("regression_loss_dn", dloss, n_p.shape[:-1], n_p.dtype, name="dloss")
+    return _loss_dn(dloss, cache, need_dz)
+
+
+def _loss_dn(dloss, cache, need_dz):
+    """regression_loss_dn's formulas, after its check (regression_loss_backward makes its own)."""
+    _, _, n_p, n_z, form = cache
     g = dloss[..., None]  # (..., 1)
     if form == "mse":
         dn_p = kernels.mse_dn(get_array_module(n_p), n_p, n_z, g)  # 2 (n_p - n_z) g
@@ -204,6 +210,6 @@ def regression_loss_backward(dloss, cache, *, need_dz=True):
     """
     p_cache, z_cache, n_p, _, _ = cache
     check_upstream("regression_loss_backward", dloss, n_p.shape[:-1], n_p.dtype, name="dloss")
-    dn_p, dn_z = regression_loss_dn(dloss, cache, need_dz=need_dz)
+    dn_p, dn_z = _loss_dn(dloss, cache, need_dz)
     dz = l2_normalize_backward(dn_z, z_cache) if need_dz else None
     return l2_normalize_backward(dn_p, p_cache), dz

@@ -762,18 +762,21 @@ def loss_and_grads(online: Network, target: Network, view1, view2, *, record: Ca
     # The loss's gradient with respect to n(p) (and n(z): it only exists for the no-stop-gradient
     # ablation), then through each l2 normalisation.
     dn_p, dn_z = regression_loss_dn(dper_sample, loss_cache, need_dz=not cfg.stop_gradient)
-    dp = l2_normalize_backward(dn_p, loss_cache.p_cache)
-    dz = None if dn_z is None else l2_normalize_backward(dn_z, loss_cache.z_cache)
-    if not cfg.symmetric:  # view 2's prediction and view 1's projection are unused
-        dn_p, dp = (xp.concatenate([d, xp.zeros_like(d)]) for d in (dn_p, dp))
-        if dz is not None:
-            dn_z, dz = (xp.concatenate([xp.zeros_like(d), d]) for d in (dn_z, dz))
-    elif dz is not None:
-        dn_z, dz = dn_z[::-1], dz[::-1]  # undo the view swap
+
+    # The loss's rows back to the views' order, (2, N, P): one-sided, view 2's prediction and
+    # view 1's projection are unused; symmetric, the target's rows were swapped.
+    def online_views(d):
+        return d if cfg.symmetric else xp.concatenate([d, xp.zeros_like(d)])
+
+    def target_views(d):
+        return d[::-1] if cfg.symmetric else xp.concatenate([xp.zeros_like(d), d])
+
+    dp = online_views(l2_normalize_backward(dn_p, loss_cache.p_cache))
+    dz = None if dn_z is None else target_views(l2_normalize_backward(dn_z, loss_cache.z_cache))
     if record is not None:
-        record("online.p.normed.grad", dn_p)
-        if dz is not None:
-            record("target.z.normed.grad", dn_z)
+        record("online.p.normed.grad", online_views(dn_p))
+        if dn_z is not None:
+            record("target.z.normed.grad", target_views(dn_z))
         record("online.p.grad", dp)
 
     grads = {}

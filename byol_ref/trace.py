@@ -298,6 +298,9 @@ def make_inputs(preset: Preset | str, *, encoder_dim: int, hidden_size: int, pro
     return inputs
 
 
+_TRANSPOSE = "byol-ref stores a Linear weight (in, out), PyTorch (out, in): transpose yours, or pass --layout torch"
+
+
 def _infer_sizes(params: dict, extra: dict) -> dict:
     """The Config sizes read off the online weights (``extra``: the Config fields set by hand)."""
     need = ["encoder.fc1.weight", "projector.fc1.weight", "projector.fc2.weight"]
@@ -316,8 +319,7 @@ def _infer_sizes(params: dict, extra: dict) -> dict:
                 and np.shape(params[before])[1] != np.shape(params[after])[0]:
             raise TraceError(f"online.param.{before} has shape {np.shape(params[before])}, so "
                              f"{np.shape(params[before])[1]} outputs, but online.param.{after}, shape "
-                             f"{np.shape(params[after])}, takes {np.shape(params[after])[0]} inputs: byol-ref stores a "
-                             "Linear weight (in, out), PyTorch (out, in); transpose yours, or pass --layout torch")
+                             f"{np.shape(params[after])}, takes {np.shape(params[after])[0]} inputs: {_TRANSPOSE}")
     sizes = dict(encoder_dim=int(params["encoder.fc1.weight"].shape[0]),
                  hidden_size=int(params["encoder.fc1.weight"].shape[1]),
                  projector_hidden_dim=int(params["projector.fc1.weight"].shape[1]),
@@ -376,8 +378,7 @@ def _check_param_names_and_shapes(params: dict, cfg: Config, role: str, sizes: d
             continue
         read = ", ".join(f"{k}={v}" for k, v in sizes.items())
         if len(shape) == 2 and got == shape[::-1]:
-            why = ("; byol-ref stores a Linear weight (in, out), PyTorch (out, in): transpose yours, or pass "
-                   "--layout torch")
+            why = f"; {_TRANSPOSE}"
         elif int(np.prod(got)) == int(np.prod(shape)):
             why = f"; it holds the right number of values: reshape it to {shape} (Haiku keeps a norm's scale as (1, F))"
         else:
