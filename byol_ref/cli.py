@@ -32,8 +32,9 @@ from .backend import get_backend, host
 from .checkpoint import atomic_savez, atomic_write_text, parse_json
 from .data import csv_header_rule, labels_file, load_digits, load_file, synthetic
 from .model import NORMS, Config, loss_range
-from .rundir import (REPORT_FILES, Replacing, first_interrupt_only, interrupts_held, refuse_for_set_aside,
-                     remove_replaced, remove_stale)
+from .rundir import (REPORT_FILES, Replacing, first_interrupt_only, interrupt_after_step, interrupt_status,
+                     interrupted, interrupts_held, refuse_for_set_aside, remove_replaced, remove_stale,
+                     sigterm_as_interrupt)
 from .train import (TrainConfig, TrainingDiverged, apply_preprocessing, check_configs, check_resume_length,
                     checkpoint_file, encode, fit, fit_preprocessing, load_checkpoint, make_schedules,
                     prepare_training_data)
@@ -233,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace the run in a non-empty --out: its checkpoint, metrics, config, report and plots "
                         "(other files stay). They wait in --out/.replaced until the new run writes its first "
                         "checkpoint, and come back if it stops before that")
-    g.add_argument("--checkpoint-every", type=int, default=TrainConfig.checkpoint_every, help="steps (0: end only)")
+    g.add_argument("--checkpoint-every", type=int, default=TrainConfig.checkpoint_every,
+                   help="steps (0: only at the end and where a Ctrl-C or SIGTERM stops the run)")
     g.add_argument("--log-every", type=int, default=TrainConfig.log_every, help="steps between metric records")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
@@ -551,9 +553,13 @@ def _train(args) -> int:
               f"tau {tcfg.tau_base} ({tcfg.tau_schedule}{', per epoch' if tcfg.tau_interval == 'epoch' else ''}), "
               f"{tcfg.dtype} on {backend.name}",
               flush=True)
-        result = fit(dataset, model_cfg, tcfg, backend=backend, out_dir=out, resume=args.resume,
-                     progress=not args.no_progress, views=views,
-                     on_checkpoint=None if replacing is None else replacing.commit)
+        # A Ctrl-C or SIGTERM waits for the end of its step, which is then checkpointed (not while that
+        # would drop the run an --overwrite replaces: it is to come back).
+        with interrupt_after_step(lambda: replacing is None or replacing.aside is None or replacing.committed) \
+                as stop_requested:
+            result = fit(dataset, model_cfg, tcfg, backend=backend, out_dir=out, resume=args.resume,
+                         progress=not args.no_progress, views=views, stop_requested=stop_requested,
+                         on_checkpoint=None if replacing is None else replacing.commit)
     except BaseException as exc:
         with interrupts_held(reraise=False):  # a second Ctrl-C must not cut the restore or its message short
             status = _train_stopped(exc, out, replacing, fresh=fresh, created=created)
@@ -573,11 +579,11 @@ def _train(args) -> int:
             return 0
         return _report(result.state.online, result.dataset, result.input_norm, backend, out, out / "metrics.jsonl",
                        plots=not args.no_plots, seed=tcfg.seed, extra={"train_seconds": train_s}, probe=probe)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         doing = "while drawing the training curves" if args.no_eval else "in the evaluation"
-        print(f"\nbyol-ref: interrupted {doing}; the run is trained and its checkpoint written. Its report and "
-              f"plots: {_prog()} eval {out} --out {out} --overwrite", file=sys.stderr)
-        return 130
+        print(f"\nbyol-ref: {interrupted(exc)} {doing}; the run is trained and its checkpoint written. Its report "
+              f"and plots: {_prog()} eval {out} --out {out} --overwrite", file=sys.stderr)
+        return interrupt_status(exc)
 
 
 def _train_stopped(exc: BaseException, out: Path, replacing, *, fresh: bool, created: bool) -> int | None:
@@ -600,8 +606,8 @@ def _train_stopped(exc: BaseException, out: Path, replacing, *, fresh: bool, cre
             then = f"its last checkpoint is at step {at}; continue with: {_prog()} train --out {out} --resume"
         else:
             then = f"no checkpoint was written yet; start again with: {_prog()} train ... --out {out} --overwrite"
-        print(f"\nbyol-ref: interrupted; {then}", file=sys.stderr)
-        return 130
+        print(f"\nbyol-ref: {interrupted(exc)}; {then}", file=sys.stderr)
+        return interrupt_status(exc)
     if isinstance(exc, (ValueError, TypeError)) and fresh and not ckpt.exists():
         for name in ("config.json", "metrics.jsonl"):  # refused before any step: leave no half-made run
             (out / name).unlink(missing_ok=True)
@@ -877,17 +883,18 @@ def main(argv=None) -> int:
         args = build_parser().parse_args(argv)
         args.given = _explicit_dests(argv)  # options typed on the command line, whatever their value
         prog = f"byol-ref {args.command}"
-        if args.command == "train":
-            with first_interrupt_only():  # a second Ctrl-C must not cut short what the first one set off
-                return _train(args)
-        if args.command in _VERIFY_COMMANDS:
-            return _VERIFY_COMMANDS[args.command](args)
-        if args.command == "embed":
-            return _embed(args)
-        return _eval(args)
-    except KeyboardInterrupt:  # (train says more where its run stands)
-        print(f"\n{prog}: interrupted", file=sys.stderr)
-        return 130
+        with sigterm_as_interrupt():  # `kill`, `timeout`, a scheduler's end of job: tidied up as Ctrl-C is
+            if args.command == "train":
+                with first_interrupt_only():  # a second Ctrl-C must not cut short what the first one set off
+                    return _train(args)
+            if args.command in _VERIFY_COMMANDS:
+                return _VERIFY_COMMANDS[args.command](args)
+            if args.command == "embed":
+                return _embed(args)
+            return _eval(args)
+    except KeyboardInterrupt as exc:  # (train says more where its run stands)
+        print(f"\n{prog}: {interrupted(exc)}", file=sys.stderr)
+        return interrupt_status(exc)
     except BrokenPipeError:  # the reader went away (`byol-ref diff ... | head`): nothing left to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as a shell reports it
@@ -898,9 +905,9 @@ def main(argv=None) -> int:
 
 def console_main() -> int:
     """The ``byol-ref`` console script and ``python -m byol_ref``: ``main``, and once it has ended
-    on Ctrl-C, no further Ctrl-C turns the interpreter's shutdown into a traceback."""
+    on Ctrl-C (or SIGTERM), no further Ctrl-C turns the interpreter's shutdown into a traceback."""
     status = main()
-    if status == 130:
+    if status in (130, 143):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     return status
 

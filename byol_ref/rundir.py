@@ -19,7 +19,9 @@ it back when the run has none, and the next ``--overwrite`` takes it over.
 
 Ctrl-C must not cut a move in two: ``interrupts_held`` holds it off meanwhile, and
 ``first_interrupt_only`` lets one Ctrl-C stop ``train`` and ignores those that would cut its
-clean-up short.
+clean-up short. A SIGTERM (``kill``, ``timeout``, a batch scheduler ending a job) is, within
+``sigterm_as_interrupt`` (every command of the CLI), a Ctrl-C by another name: ``Terminated``, a
+KeyboardInterrupt, goes through the same clean-up, and the command ends with status 143, not 130.
 """
 from __future__ import annotations
 
@@ -193,59 +195,164 @@ def _put_back(out: Path, aside: Path) -> None:
         shutil.rmtree(aside)
 
 
+class Terminated(KeyboardInterrupt):
+    """A SIGTERM stopped the command (within ``sigterm_as_interrupt``). A KeyboardInterrupt, so that
+    everything that tidies up after Ctrl-C tidies up after it too."""
+
+
+def interrupt_status(exc: BaseException) -> int:
+    """The exit status of a command stopped by ``exc``: 128 + the signal, as a shell reports it."""
+    return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+
+
+def interrupted(exc: BaseException) -> str:
+    """How the CLI's messages name what stopped a command."""
+    return "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+
+
 _holding = []  # the interrupts an outer interrupts_held has held off (nested holds leave them to it)
 _first_only = []  # while first_interrupt_only is on: [whether its one KeyboardInterrupt has been raised]
+_terminating = []  # while sigterm_as_interrupt is on: [True]
+_after_step = []  # while interrupt_after_step is on: [whether a stop may wait for the step, the signals it waits with]
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated
+
+
+def _on_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """Within: a SIGTERM raises ``Terminated``, where it would end the process at once and leave a
+    replaced run set aside (or a temporary file) for the next command to find. Only on the main
+    thread, and only where SIGTERM has its default action: a handler the caller put in stays, and
+    so does SIGTERM ignored."""
+    if _terminating or not _on_main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    _terminating.append(True)
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _terminating.clear()
 
 
 def _catching_sigint() -> bool:
     """Whether byol-ref may put its own Ctrl-C handler in: on the main thread, and only where
     Ctrl-C is not ignored (a job started in the background of a script ignores it, and must)."""
-    return (threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGINT) not in (signal.SIG_IGN, None))
+    return _on_main_thread() and signal.getsignal(signal.SIGINT) not in (signal.SIG_IGN, None)
+
+
+def _stop_signals() -> list:
+    """The signals that stop a command here and that byol-ref handles: Ctrl-C where it may catch
+    it, SIGTERM within ``sigterm_as_interrupt``."""
+    return ([signal.SIGINT] if _catching_sigint() else []) + (
+        [signal.SIGTERM] if _terminating and _on_main_thread() else [])
+
+
+def _interrupt(signums) -> KeyboardInterrupt:
+    """What stops the command for these signals (a SIGTERM among them makes it ``Terminated``)."""
+    return Terminated() if signal.SIGTERM in signums else KeyboardInterrupt()
+
+
+def _handle(signums, handler) -> dict:
+    """Put ``handler`` in for each of ``signums``; returns the handlers it replaced."""
+    return {signum: signal.signal(signum, handler) for signum in signums}
+
+
+def _restore(previous: dict) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
 
 
 @contextmanager
 def interrupts_held(reraise: bool = True):
-    """Hold Ctrl-C off while files move between a run directory and its ``.replaced`` folder, so
-    that each move is whole; an interrupt that came meanwhile is raised at the end (``reraise``)
-    or dropped (when the command is already ending on one). A hold inside another is the outer
-    one's."""
-    if _holding or not _catching_sigint():
+    """Hold Ctrl-C (and a SIGTERM byol-ref handles) off while files move between a run directory and
+    its ``.replaced`` folder, so that each move is whole; an interrupt that came meanwhile is raised
+    at the end (``reraise``) or dropped (when the command is already ending on one). A hold inside
+    another is the outer one's."""
+    signums = _stop_signals()
+    if _holding or not signums:
         yield
         return
     came = []
     _holding.append(came)
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: came.append(signum))
+    previous = _handle(signums, lambda signum, frame: came.append(signum))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        _restore(previous)
         _holding.pop()
     if came and reraise:
-        if _first_only:
-            if _first_only[0]:
-                return  # train has raised its one KeyboardInterrupt already
-            _first_only[0] = True
-        raise KeyboardInterrupt
+        _stop(came)
 
 
 @contextmanager
 def first_interrupt_only():
-    """For ``train``: the first Ctrl-C stops it (KeyboardInterrupt), and those that follow, which
-    would cut the restore of a replaced run or its message short, are ignored."""
-    if _first_only or not _catching_sigint():
+    """For ``train``: the first Ctrl-C (or SIGTERM) stops it, and those that follow, which would cut
+    the restore of a replaced run or its message short, are ignored."""
+    signums = _stop_signals()
+    if _first_only or not signums:
         yield
         return
 
     def first_only(signum, frame):
-        if not _first_only[0]:
-            _first_only[0] = True
-            raise KeyboardInterrupt
+        _stop([signum])
 
     _first_only.append(False)
-    previous = signal.signal(signal.SIGINT, first_only)
+    previous = _handle(signums, first_only)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        _restore(previous)
         _first_only.clear()
+
+
+def _stop(signums) -> None:
+    """A stop signal has come where it may act (in a handler, or at the end of a hold): raise it,
+    unless ``train`` is stopping already (its first one was raised) or may stop after its step
+    (``interrupt_after_step``: the first one waits there, a second one is raised at once)."""
+    if _first_only:
+        if _first_only[0]:
+            return  # train has raised its one KeyboardInterrupt already
+        if _after_step and _after_step[1] is None and _after_step[0]():
+            _after_step[1] = list(signums)
+            return
+        _first_only[0] = True
+    raise _interrupt(signums)
+
+
+@contextmanager
+def interrupt_after_step(may):
+    """For ``train``'s loop, inside ``first_interrupt_only``: while ``may()`` holds, the first Ctrl-C
+    or SIGTERM is not raised where it lands, which could be halfway through a step that updates the
+    parameters in place, but waits: ``fit`` calls the function this yields after each step, and
+    given the interrupt, writes the step's checkpoint and raises it. A second one is raised at once
+    (a step may be long). One still waiting as the block ends without error is raised then.
+
+    ``may``: whether the run may write a checkpoint now (not while an ``--overwrite`` run without
+    one of its own would thereby drop the run it replaces, which an interrupt is to bring back)."""
+    if not _first_only or _after_step:
+        yield lambda: None
+        return
+
+    def pending():
+        """The interrupt to raise once this step's checkpoint is written, or None."""
+        if _after_step[1] is None or _first_only[0]:
+            return None
+        _first_only[0] = True  # from here on, train is stopping: the signals that follow are ignored
+        return _interrupt(_after_step[1])
+
+    _after_step.extend([may, None])
+    try:
+        yield pending
+    finally:
+        waiting = pending()
+        _after_step.clear()
+    if waiting is not None:
+        raise waiting

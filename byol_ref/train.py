@@ -634,7 +634,8 @@ def prepare_training_data(dataset: Dataset, views) -> tuple[dict, Dataset, Input
 
 def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str | Backend = "numpy",
         out_dir=None, resume: bool = False, progress: bool = True, views: tuple | None = None,
-        state: TrainState | None = None, stop_at: int | None = None, log=None, on_checkpoint=None) -> FitResult:
+        state: TrainState | None = None, stop_at: int | None = None, log=None, on_checkpoint=None,
+        stop_requested=None) -> FitResult:
     """Train BYOL on ``dataset.x_train``.
 
     Args:
@@ -652,6 +653,9 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
         log: callable for one-line messages (default: print to stderr).
         on_checkpoint: called with the step after each checkpoint is written (the CLI's
             ``train --overwrite`` drops the run it replaces at the first).
+        stop_requested: called after each step: None, or an exception to raise once the step's
+            checkpoint is written (the CLI's Ctrl-C or SIGTERM, held off until the step is whole:
+            ``byol_ref.rundir.interrupt_after_step``).
 
     Returns:
         FitResult.
@@ -751,7 +755,9 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
                     metrics_file.write(json.dumps(record) + "\n")
                     metrics_file.flush()
             bar.update(k, loss=m["loss"], lr=m["lr"], tau=m["tau"])
-            if ckpt_path is not None and ((tcfg.checkpoint_every and k % tcfg.checkpoint_every == 0) or k == end):
+            stop = stop_requested() if stop_requested is not None else None
+            due = stop is not None or (tcfg.checkpoint_every and k % tcfg.checkpoint_every == 0) or k == end
+            if ckpt_path is not None and due:
                 if not _all_finite(state.online.params) or not _all_finite(state.target.params):
                     raise TrainingDiverged(
                         f"the parameters became non-finite at step {k - 1} (lr {m['lr']:.3g}); stopping without "
@@ -759,6 +765,8 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
                 save_checkpoint(ckpt_path, state, model_cfg, tcfg, extra=ckpt_extra)
                 if on_checkpoint is not None:
                     on_checkpoint(k)
+            if stop is not None:
+                raise stop
     finally:
         bar.close()
         if metrics_file is not None:

@@ -762,6 +762,151 @@ def test_ctrl_c_anywhere_ends_with_status_130_and_says_where_the_run_stands(tmp_
     assert capsys.readouterr().err == "\nbyol-ref eval: interrupted\n"
 
 
+def test_sigterm_stops_a_command_as_ctrl_c_does_and_ends_with_status_143(tmp_path, capsys, monkeypatch):
+    """`kill`, `timeout`, a batch scheduler's end of job: the same clean-up and messages as Ctrl-C."""
+    import signal
+
+    import byol_ref.cli as cli
+    import byol_ref.rundir as rundir
+
+    out = tmp_path / "r"
+    assert cli.main(["train", *SMALL_RUN, "--out", str(out), "--no-eval"]) == 0
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+
+    def sigterm(*args, **kw):
+        # (checked first: with SIGTERM's default action the kill below would end the test process)
+        assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None)
+        os.kill(os.getpid(), signal.SIGTERM)
+        pytest.fail("the SIGTERM did not stop the command")
+
+    real_stopped = rundir.Replacing.stopped
+
+    def sent_again(self):  # a scheduler that sends SIGTERM twice, and a Ctrl-C on top, as the run is put back
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)
+        return real_stopped(self)
+
+    monkeypatch.setattr(cli, "fit", sigterm)
+    monkeypatch.setattr(rundir.Replacing, "stopped", sent_again)
+    assert cli.main(["train", *SMALL_RUN, "--out", str(out), "--overwrite", "--seed", "4"]) == 143
+    assert "terminated (SIGTERM); no checkpoint was written yet, so the run it was to replace is back" in \
+        capsys.readouterr().err
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    monkeypatch.undo()
+    monkeypatch.setattr(cli, "_report", sigterm)
+    assert cli.main(["train", *SMALL_RUN, "--out", str(tmp_path / "e")]) == 143
+    assert "terminated (SIGTERM) in the evaluation; the run is trained and its checkpoint written" in \
+        capsys.readouterr().err
+    monkeypatch.setattr(cli, "_load_run", sigterm)
+    assert cli.main(["eval", str(out)]) == 143
+    assert capsys.readouterr().err == "\nbyol-ref eval: terminated (SIGTERM)\n"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def _sigterm_mid_training(*args) -> tuple:
+    """Start ``byol-ref train ARGS`` for a very long run, send it a real SIGTERM once it trains;
+    (its exit status, its stderr)."""
+    import signal
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1")
+    long_run = [a if a != "1" else "100000" for a in SMALL_RUN]  # (--epochs 1 -> 100000: still training)
+    proc = subprocess.Popen([sys.executable, "-m", "byol_ref", "train", *long_run, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        assert "training on" in proc.stdout.readline()  # the run directory is ready and fit is starting
+        time.sleep(1.0)  # (some steps in)
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=120)[1]
+    finally:
+        proc.kill()
+    assert "Traceback" not in err
+    return proc.returncode, err
+
+
+def test_a_real_sigterm_mid_training_checkpoints_the_step_or_puts_the_replaced_run_back(tmp_path):
+    """The console script, stopped by a real SIGTERM (`kill`, a scheduler's end of job) while it
+    trains: status 143 and a checkpoint of the last step; or, for an --overwrite run without a
+    checkpoint of its own, the run it was to replace back byte for byte."""
+    from byol_ref.train import load_checkpoint
+
+    fresh = tmp_path / "fresh"
+    status, err = _sigterm_mid_training("--out", str(fresh), "--checkpoint-every", "0")
+    assert status == 143, err
+    step = load_checkpoint(fresh / "checkpoint.npz")[0].step
+    assert step >= 1 and f"terminated (SIGTERM); its last checkpoint is at step {step}; continue with: " in err
+    out = tmp_path / "r"
+    assert run("train", *SMALL_RUN, "--out", str(out), "--no-eval").returncode == 0
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    status, err = _sigterm_mid_training("--out", str(out), "--overwrite", "--checkpoint-every", "0", "--seed", "4")
+    assert status == 143, err
+    assert "terminated (SIGTERM); no checkpoint was written yet, so the run it was to replace is back" in err
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+
+
+def _sigint_in_step(monkeypatch, at: int, times: int = 1) -> None:
+    """Press Ctrl-C (real SIGINTs, ``times`` of them) as training step ``at`` (from 1) begins: the
+    handler runs inside the step, which updates the parameters in place."""
+    import signal
+
+    import byol_ref.train as train
+
+    real_step, calls = train.train_step, []
+
+    def train_step(*args, **kw):
+        calls.append(1)
+        if len(calls) == at:
+            for _ in range(times):
+                os.kill(os.getpid(), signal.SIGINT)
+        return real_step(*args, **kw)
+
+    monkeypatch.setattr(train, "train_step", train_step)
+
+
+def test_ctrl_c_mid_step_lets_the_step_finish_checkpoints_it_and_resume_is_bit_identical(tmp_path, capsys,
+                                                                                           monkeypatch):
+    import signal
+
+    from byol_ref.cli import main
+
+    args = [*SMALL_RUN, "--epochs", "2", "--checkpoint-every", "0", "--no-eval"]
+    assert main(["train", *args, "--out", str(tmp_path / "whole")]) == 0
+    stopped = tmp_path / "stopped"
+    _sigint_in_step(monkeypatch, at=3)
+    assert main(["train", *args, "--out", str(stopped)]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted; its last checkpoint is at step 3; continue with: " in err
+    assert f" train --out {stopped} --resume" in err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    monkeypatch.undo()
+    assert main(["train", "--out", str(stopped), "--resume", "--no-progress", "--no-eval"]) == 0
+    with np.load(tmp_path / "whole" / "checkpoint.npz") as a, np.load(stopped / "checkpoint.npz") as b:
+        assert sorted(a.files) == sorted(b.files)
+        for name in a.files:
+            assert np.array_equal(a[name], b[name]), name
+    whole, resumed = ((d / "metrics.jsonl").read_text() for d in (tmp_path / "whole", stopped))
+    assert whole == resumed
+    # A second Ctrl-C does not wait: it stops the step where it lands, which is not checkpointed.
+    _sigint_in_step(monkeypatch, at=3, times=2)
+    assert main(["train", *args, "--out", str(tmp_path / "twice")]) == 130
+    assert "interrupted; no checkpoint was written yet" in capsys.readouterr().err
+    assert not (tmp_path / "twice" / "checkpoint.npz").exists()
+    monkeypatch.undo()
+    # Nor does the first wait while a checkpoint would drop the run an --overwrite replaces: it comes back.
+    before = {f.name: f.read_bytes() for f in stopped.iterdir()}
+    _sigint_in_step(monkeypatch, at=3)
+    assert main(["train", *args, "--out", str(stopped), "--overwrite", "--seed", "5"]) == 130
+    assert "no checkpoint was written yet, so the run it was to replace is back" in capsys.readouterr().err
+    assert {f.name: f.read_bytes() for f in stopped.iterdir()} == before
+    # Once this run has a checkpoint of its own, the replaced run is gone, and the first one waits again.
+    _sigint_in_step(monkeypatch, at=3)
+    assert main(["train", *args, "--out", str(stopped), "--overwrite", "--seed", "5", "--checkpoint-every",
+                 "2"]) == 130
+    assert "its last checkpoint is at step 3" in capsys.readouterr().err
+    assert not (stopped / ".replaced").exists()
+
+
 def test_interrupts_are_held_while_a_run_moves(tmp_path):
     import os
     import signal

@@ -188,3 +188,118 @@ def test_a_ctrl_c_as_atomic_write_opens_its_file_closes_it(tmp_path, monkeypatch
     with pytest.raises(KeyboardInterrupt):
         checkpoint.atomic_write(tmp_path / "out.bin", lambda f: f.write(b"data"))
     assert opened and opened[0].closed and os.listdir(tmp_path) == []
+
+
+def _sigterm_is_handled() -> bool:
+    """Whether a SIGTERM sent now would raise, not end the test process (checked before each one)."""
+    return signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None)
+
+
+def test_sigterm_is_a_ctrl_c_by_another_name_only_within_sigterm_as_interrupt():
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    with rundir.interrupts_held(), rundir.first_interrupt_only():  # outside it SIGTERM keeps its default action
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    with pytest.raises(rundir.Terminated) as stopped:
+        with rundir.sigterm_as_interrupt():
+            assert _sigterm_is_handled()
+            os.kill(os.getpid(), signal.SIGTERM)
+            pytest.fail("the SIGTERM did not stop the block")
+    assert isinstance(stopped.value, KeyboardInterrupt)  # so every Ctrl-C clean-up runs for it too
+    assert rundir.interrupt_status(stopped.value) == 143 and rundir.interrupt_status(KeyboardInterrupt()) == 130
+    assert rundir.interrupted(stopped.value) == "terminated (SIGTERM)"
+    assert rundir.interrupted(KeyboardInterrupt()) == "interrupted"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+@pytest.mark.parametrize("theirs", [signal.SIG_IGN, "handler"])
+def test_sigterm_as_interrupt_leaves_a_callers_sigterm_alone(theirs):
+    caught = []
+    theirs = (lambda signum, frame: caught.append(signum)) if theirs == "handler" else theirs
+    signal.signal(signal.SIGTERM, theirs)
+    try:
+        with rundir.sigterm_as_interrupt(), rundir.first_interrupt_only(), rundir.interrupts_held():
+            assert signal.getsignal(signal.SIGTERM) is theirs
+            os.kill(os.getpid(), signal.SIGTERM)  # theirs: ignored, or caught by their handler
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    assert caught == ([] if theirs is signal.SIG_IGN else [signal.SIGTERM])
+
+
+def test_a_held_sigterm_is_raised_as_terminated_after_the_move():
+    done = []
+    with rundir.sigterm_as_interrupt():
+        with pytest.raises(rundir.Terminated):
+            with rundir.interrupts_held():
+                assert _sigterm_is_handled()
+                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGTERM)  # the stronger of the two is what ends the command
+                done.append("the move")
+        assert done == ["the move"]
+        with pytest.raises(KeyboardInterrupt) as only_ctrl_c:
+            with rundir.interrupts_held():
+                os.kill(os.getpid(), signal.SIGINT)
+        assert type(only_ctrl_c.value) is KeyboardInterrupt
+        with rundir.interrupts_held(reraise=False):  # dropped: the command is ending on one already
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert signal.getsignal(signal.SIGTERM) is rundir._raise_terminated
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_train_lets_one_sigterm_through_and_ignores_the_signals_that_follow():
+    stopped = []
+    with rundir.sigterm_as_interrupt(), rundir.first_interrupt_only():
+        try:
+            assert _sigterm_is_handled()
+            os.kill(os.getpid(), signal.SIGTERM)
+            pytest.fail("the SIGTERM did not stop the block")
+        except rundir.Terminated:
+            stopped.append("first")
+        os.kill(os.getpid(), signal.SIGTERM)  # ignored: the first one is being handled
+        os.kill(os.getpid(), signal.SIGINT)  # and so is a Ctrl-C
+        with rundir.interrupts_held():
+            os.kill(os.getpid(), signal.SIGTERM)  # held, and then dropped for the same reason
+    assert stopped == ["first"] and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    # Ctrl-C ignored (a job in the background of a script), SIGTERM not: it still stops train.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with pytest.raises(rundir.Terminated):
+            with rundir.sigterm_as_interrupt(), rundir.first_interrupt_only():
+                assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN and _sigterm_is_handled()
+                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGTERM)
+                pytest.fail("the SIGTERM did not stop the block")
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def test_interrupt_after_step_makes_the_first_signal_wait_and_raises_what_waited_at_the_end():
+    may = [True]
+    with pytest.raises(KeyboardInterrupt):  # outside first_interrupt_only (not train): nothing waits
+        with rundir.interrupt_after_step(lambda: True) as pending:
+            assert pending() is None
+            os.kill(os.getpid(), signal.SIGINT)
+    with rundir.sigterm_as_interrupt(), rundir.first_interrupt_only():
+        with rundir.interrupt_after_step(lambda: may[0]) as pending:
+            assert pending() is None
+            with rundir.interrupts_held():  # (a checkpoint being written)
+                assert _sigterm_is_handled()
+                os.kill(os.getpid(), signal.SIGTERM)
+            stop = pending()  # it waited for the step's end, and is what the loop is to raise
+            assert type(stop) is rundir.Terminated and pending() is None
+            os.kill(os.getpid(), signal.SIGINT)  # train is stopping: ignored
+    with pytest.raises(KeyboardInterrupt):  # one still waiting as the block ends is raised then
+        with rundir.first_interrupt_only(), rundir.interrupt_after_step(lambda: may[0]):
+            os.kill(os.getpid(), signal.SIGINT)
+    may[0] = False  # (an --overwrite run without a checkpoint of its own): raised where it lands
+    with pytest.raises(KeyboardInterrupt):
+        with rundir.first_interrupt_only(), rundir.interrupt_after_step(lambda: may[0]):
+            os.kill(os.getpid(), signal.SIGINT)
+            pytest.fail("the Ctrl-C waited")
+    may[0] = True
+    with pytest.raises(KeyboardInterrupt):  # a second one is raised at once
+        with rundir.first_interrupt_only(), rundir.interrupt_after_step(lambda: may[0]):
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+            pytest.fail("the second Ctrl-C waited")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and rundir._after_step == []
