@@ -562,7 +562,7 @@ def _train(args) -> int:
                          on_checkpoint=None if replacing is None else replacing.commit)
     except BaseException as exc:
         with interrupts_held(reraise=False):  # a second Ctrl-C must not cut the restore or its message short
-            status = _train_stopped(exc, out, replacing, fresh=fresh, created=created)
+            status = _train_stopped(exc, out, replacing, fresh=fresh, created=created, total=sched.total_steps)
         if status is None:
             raise
         return status
@@ -586,7 +586,8 @@ def _train(args) -> int:
         return interrupt_status(exc)
 
 
-def _train_stopped(exc: BaseException, out: Path, replacing, *, fresh: bool, created: bool) -> int | None:
+def _train_stopped(exc: BaseException, out: Path, replacing, *, fresh: bool, created: bool,
+                   total: int) -> int | None:
     """What ``train`` does when training stops on ``exc``: the exit status, or None to raise it.
     The run an --overwrite replaces comes back unless this run has a checkpoint; a run refused
     before its first step leaves no half-made run directory."""
@@ -599,11 +600,13 @@ def _train_stopped(exc: BaseException, out: Path, replacing, *, fresh: bool, cre
     if isinstance(exc, KeyboardInterrupt):
         if back:
             then = f"no checkpoint was written yet, so {restored}"
-        elif replacing is not None and replacing.aside is None and ckpt.is_file():  # before the run moved
+        elif replacing is not None and not replacing.began and ckpt.is_file():  # before the run moved
             then = f"nothing was changed: {out} still holds the run it was to replace"
         elif ckpt.is_file():
             at = load_checkpoint(ckpt)[0].step
-            then = f"its last checkpoint is at step {at}; continue with: {_prog()} train --out {out} --resume"
+            then = (f"its last checkpoint is at step {at}; continue with: {_prog()} train --out {out} --resume"
+                    if at < total else f"the run is trained (its checkpoint is at its last step, {at}). Its report "
+                    f"and plots: {_prog()} eval {out} --out {out} --overwrite")
         else:
             then = f"no checkpoint was written yet; start again with: {_prog()} train ... --out {out} --overwrite"
         print(f"\nbyol-ref: {interrupted(exc)}; {then}", file=sys.stderr)
@@ -883,16 +886,16 @@ def main(argv=None) -> int:
         args = build_parser().parse_args(argv)
         args.given = _explicit_dests(argv)  # options typed on the command line, whatever their value
         prog = f"byol-ref {args.command}"
-        with sigterm_as_interrupt():  # `kill`, `timeout`, a scheduler's end of job: tidied up as Ctrl-C is
-            if args.command == "train":
-                with first_interrupt_only():  # a second Ctrl-C must not cut short what the first one set off
-                    return _train(args)
-            if args.command in _VERIFY_COMMANDS:
-                return _VERIFY_COMMANDS[args.command](args)
-            if args.command == "embed":
-                return _embed(args)
-            return _eval(args)
-    except KeyboardInterrupt as exc:  # (train says more where its run stands)
+        # SIGTERM (`kill`, `timeout`, a scheduler's end of job) is tidied up after as Ctrl-C is. The
+        # first of them stops the command; those that follow must not cut short what it set off: the
+        # clean-up, and the message below.
+        with sigterm_as_interrupt(), first_interrupt_only():
+            try:
+                return _command(args)
+            except KeyboardInterrupt as exc:  # (train says more where its run stands)
+                print(f"\n{prog}: {interrupted(exc)}", file=sys.stderr)
+                return interrupt_status(exc)
+    except KeyboardInterrupt as exc:  # while the arguments were read, before the handlers were in
         print(f"\n{prog}: {interrupted(exc)}", file=sys.stderr)
         return interrupt_status(exc)
     except BrokenPipeError:  # the reader went away (`byol-ref diff ... | head`): nothing left to say
@@ -903,12 +906,25 @@ def main(argv=None) -> int:
         return EXIT_USAGE
 
 
+def _command(args) -> int:
+    if args.command == "train":
+        return _train(args)
+    if args.command in _VERIFY_COMMANDS:
+        return _VERIFY_COMMANDS[args.command](args)
+    if args.command == "embed":
+        return _embed(args)
+    return _eval(args)
+
+
 def console_main() -> int:
-    """The ``byol-ref`` console script and ``python -m byol_ref``: ``main``, and once it has ended
-    on Ctrl-C (or SIGTERM), no further Ctrl-C turns the interpreter's shutdown into a traceback."""
+    """The ``byol-ref`` console script and ``python -m byol_ref``: ``main``, after which the
+    command is over: a Ctrl-C as the interpreter shuts down would only print a traceback, so it is
+    ignored; and once the command has ended on Ctrl-C or SIGTERM, so is a SIGTERM (which would
+    report 143 after a Ctrl-C's message)."""
     status = main()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if status in (130, 143):
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     return status
 
 

@@ -79,11 +79,13 @@ class Replacing:
 
     def __init__(self, out: Path):
         self.out, self.aside, self.committed = out, None, False
+        self.began = False  # set_aside has run: from then on, a checkpoint in out is the new run's
 
     def set_aside(self) -> None:
         with interrupts_held():  # the run moves whole, and self.aside says where
             remove_stale(self.out)
-            self.aside = _move_aside(self.out)
+            self.aside = _move_aside(self.out)  # (None: out held no run to replace)
+            self.began = True
 
     def commit(self, step=None) -> None:
         """The new run has written a checkpoint (``fit``'s ``on_checkpoint``): the replaced run goes."""

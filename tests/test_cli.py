@@ -804,6 +804,19 @@ def test_sigterm_stops_a_command_as_ctrl_c_does_and_ends_with_status_143(tmp_pat
     assert capsys.readouterr().err == "\nbyol-ref eval: terminated (SIGTERM)\n"
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
+    def then_ctrl_c(*args, **kw):  # a Ctrl-C (and another SIGTERM) while the first signal unwinds the command
+        try:
+            sigterm()
+        finally:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    for command in (["eval", str(out)], ["embed", str(out), "--out", str(tmp_path / "f.npz")]):
+        monkeypatch.setattr(cli, "_load_run", then_ctrl_c)
+        assert cli.main(command) == 143  # the first signal is what stopped it, and its message is whole
+        assert capsys.readouterr().err == f"\nbyol-ref {command[0]}: terminated (SIGTERM)\n"
+        assert not (tmp_path / "f.npz").exists()
+
 
 def _sigterm_mid_training(*args) -> tuple:
     """Start ``byol-ref train ARGS`` for a very long run, send it a real SIGTERM once it trains;
@@ -869,6 +882,7 @@ def test_ctrl_c_mid_step_lets_the_step_finish_checkpoints_it_and_resume_is_bit_i
     import signal
 
     from byol_ref.cli import main
+    from byol_ref.train import load_checkpoint
 
     args = [*SMALL_RUN, "--epochs", "2", "--checkpoint-every", "0", "--no-eval"]
     assert main(["train", *args, "--out", str(tmp_path / "whole")]) == 0
@@ -905,6 +919,20 @@ def test_ctrl_c_mid_step_lets_the_step_finish_checkpoints_it_and_resume_is_bit_i
                  "2"]) == 130
     assert "its last checkpoint is at step 3" in capsys.readouterr().err
     assert not (stopped / ".replaced").exists()
+    # An --overwrite that finds no run to set aside (an empty folder, or none) is a fresh run, and says so.
+    (tmp_path / "empty").mkdir()
+    for out in (tmp_path / "empty", tmp_path / "absent"):
+        _sigint_in_step(monkeypatch, at=3)
+        assert main(["train", *args, "--out", str(out), "--overwrite"]) == 130
+        err = capsys.readouterr().err
+        assert "interrupted; its last checkpoint is at step 3; continue with: " in err and "nothing was" not in err
+    # Stopped in its last step, the run is trained: what is left is its report, not a --resume.
+    last = load_checkpoint(tmp_path / "whole" / "checkpoint.npz")[0].step
+    _sigint_in_step(monkeypatch, at=last)
+    assert main(["train", *args, "--out", str(tmp_path / "last")]) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted; the run is trained (its checkpoint is at its last step, {last}). Its report and " \
+           "plots: " in err and "--resume" not in err
 
 
 def test_interrupts_are_held_while_a_run_moves(tmp_path):
@@ -1110,13 +1138,15 @@ def test_the_console_script_ignores_ctrl_c_once_a_command_ended_on_one(monkeypat
 
     import byol_ref.cli as cli
 
-    for status, handler in ((130, signal.SIG_IGN), (0, signal.default_int_handler)):
+    for status, sigterm in ((130, signal.SIG_IGN), (143, signal.SIG_IGN), (0, signal.SIG_DFL), (2, signal.SIG_DFL)):
         monkeypatch.setattr(cli, "main", lambda: status)
         try:
             assert cli.console_main() == status
-            assert signal.getsignal(signal.SIGINT) is handler
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # the command is over, whatever its end
+            assert signal.getsignal(signal.SIGTERM) is sigterm  # (143 would belie a Ctrl-C's message)
         finally:
             signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def test_csv_header_is_recorded_kept_on_resume_and_given_to_eval_with_data(tmp_path, capsys):
