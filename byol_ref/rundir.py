@@ -218,8 +218,10 @@ _terminating = []  # while sigterm_as_interrupt is on: [True]
 _after_step = []  # while interrupt_after_step is on: [whether a stop may wait for the step, the signals it waits with]
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated
+def _on_sigterm(signum, frame):
+    """SIGTERM's handler within ``sigterm_as_interrupt``: ``Terminated``, unless ``train`` is ending
+    on a signal already (``_stop``)."""
+    _stop([signum])
 
 
 def _on_main_thread() -> bool:
@@ -236,7 +238,7 @@ def sigterm_as_interrupt():
         yield
         return
     _terminating.append(True)
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         yield
     finally:
@@ -262,9 +264,13 @@ def _interrupt(signums) -> KeyboardInterrupt:
     return Terminated() if signal.SIGTERM in signums else KeyboardInterrupt()
 
 
-def _handle(signums, handler) -> dict:
-    """Put ``handler`` in for each of ``signums``; returns the handlers it replaced."""
-    return {signum: signal.signal(signum, handler) for signum in signums}
+def _handle(signums, handler, previous: dict) -> None:
+    """Put ``handler`` in for each of ``signums``, recording in ``previous`` the handler each one
+    had before it is replaced (so that ``_restore`` undoes as much as was done, should a signal cut
+    this short)."""
+    for signum in signums:
+        previous[signum] = signal.getsignal(signum)
+        signal.signal(signum, handler)
 
 
 def _restore(previous: dict) -> None:
@@ -282,10 +288,10 @@ def interrupts_held(reraise: bool = True):
     if _holding or not signums:
         yield
         return
-    came = []
+    came, previous = [], {}
     _holding.append(came)
-    previous = _handle(signums, lambda signum, frame: came.append(signum))
     try:
+        _handle(signums, lambda signum, frame: came.append(signum), previous)
         yield
     finally:
         _restore(previous)
@@ -307,8 +313,9 @@ def first_interrupt_only():
         _stop([signum])
 
     _first_only.append(False)
-    previous = _handle(signums, first_only)
+    previous = {}
     try:
+        _handle(signums, first_only, previous)
         yield
     finally:
         _restore(previous)

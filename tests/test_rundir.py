@@ -241,7 +241,7 @@ def test_a_held_sigterm_is_raised_as_terminated_after_the_move():
         assert type(only_ctrl_c.value) is KeyboardInterrupt
         with rundir.interrupts_held(reraise=False):  # dropped: the command is ending on one already
             os.kill(os.getpid(), signal.SIGTERM)
-        assert signal.getsignal(signal.SIGTERM) is rundir._raise_terminated
+        assert signal.getsignal(signal.SIGTERM) is rundir._on_sigterm
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
@@ -303,3 +303,16 @@ def test_interrupt_after_step_makes_the_first_signal_wait_and_raises_what_waited
             pytest.fail("the second Ctrl-C waited")
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and rundir._after_step == []
+
+
+def test_sigterms_handler_ignores_it_once_train_is_ending_on_a_signal():
+    """(Between first_interrupt_only's start and its handler for SIGTERM: the first signal wins.)"""
+    with rundir.sigterm_as_interrupt():
+        rundir._first_only.append(True)  # train's first signal has been raised
+        try:
+            assert _sigterm_is_handled()
+            os.kill(os.getpid(), signal.SIGTERM)  # ignored
+        finally:
+            rundir._first_only.clear()
+        with pytest.raises(rundir.Terminated):
+            os.kill(os.getpid(), signal.SIGTERM)
