@@ -555,8 +555,9 @@ def _train(args) -> int:
               flush=True)
         # A Ctrl-C or SIGTERM waits for the end of its step, which is then checkpointed (not while that
         # would drop the run an --overwrite replaces: it is to come back).
-        with interrupt_after_step(lambda: replacing is None or replacing.aside is None or replacing.committed) \
-                as stop_requested:
+        with interrupt_after_step(lambda: replacing is None or replacing.aside is None or replacing.committed,
+                                  "byol-ref: stopping once this step is done, with a checkpoint of it (a second "
+                                  "Ctrl-C or SIGTERM stops at once, without one)") as stop_requested:
             result = fit(dataset, model_cfg, tcfg, backend=backend, out_dir=out, resume=args.resume,
                          progress=not args.no_progress, views=views, stop_requested=stop_requested,
                          on_checkpoint=None if replacing is None else replacing.commit)

@@ -215,7 +215,7 @@ def interrupted(exc: BaseException) -> str:
 _holding = []  # the interrupts an outer interrupts_held has held off (nested holds leave them to it)
 _first_only = []  # while first_interrupt_only is on: [whether its one KeyboardInterrupt has been raised]
 _terminating = []  # while sigterm_as_interrupt is on: [True]
-_after_step = []  # while interrupt_after_step is on: [whether a stop may wait for the step, the signals it waits with]
+_after_step = []  # while interrupt_after_step is on: [may a stop wait for the step, the signals waiting, a note]
 
 
 def _on_sigterm(signum, frame):
@@ -331,13 +331,24 @@ def _stop(signums) -> None:
             return  # train has raised its one KeyboardInterrupt already
         if _after_step and _after_step[1] is None and _after_step[0]():
             _after_step[1] = list(signums)
+            _say(_after_step[2])  # at once: a step may be long, and a user who sees nothing presses again
             return
         _first_only[0] = True
     raise _interrupt(signums)
 
 
+def _say(message: str | None) -> None:
+    """Write ``message`` to stderr from a signal handler: straight to the file descriptor, as the
+    handler may run in the middle of a write to ``sys.stderr`` (a progress bar), and never failing."""
+    if message:
+        try:
+            os.write(2, ("\n" + message + "\n").encode())
+        except OSError:  # (no stderr)
+            pass
+
+
 @contextmanager
-def interrupt_after_step(may):
+def interrupt_after_step(may, note: str | None = None):
     """For ``train``'s loop, inside ``first_interrupt_only``: while ``may()`` holds, the first Ctrl-C
     or SIGTERM is not raised where it lands, which could be halfway through a step that updates the
     parameters in place, but waits: ``fit`` calls the function this yields after each step, and
@@ -345,7 +356,8 @@ def interrupt_after_step(may):
     (a step may be long). One still waiting as the block ends without error is raised then.
 
     ``may``: whether the run may write a checkpoint now (not while an ``--overwrite`` run without
-    one of its own would thereby drop the run it replaces, which an interrupt is to bring back)."""
+    one of its own would thereby drop the run it replaces, which an interrupt is to bring back).
+    ``note``: what to print on stderr as a stop begins to wait."""
     if not _first_only or _after_step:
         yield lambda: None
         return
@@ -357,7 +369,7 @@ def interrupt_after_step(may):
         _first_only[0] = True  # from here on, train is stopping: the signals that follow are ignored
         return _interrupt(_after_step[1])
 
-    _after_step.extend([may, None])
+    _after_step.extend([may, None, note])
     try:
         yield pending
     finally:

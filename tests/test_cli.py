@@ -849,12 +849,14 @@ def test_a_real_sigterm_mid_training_checkpoints_the_step_or_puts_the_replaced_r
     assert status == 143, err
     step = load_checkpoint(fresh / "checkpoint.npz")[0].step
     assert step >= 1 and f"terminated (SIGTERM); its last checkpoint is at step {step}; continue with: " in err
+    assert "byol-ref: stopping once this step is done, with a checkpoint of it" in err  # said as it came
     out = tmp_path / "r"
     assert run("train", *SMALL_RUN, "--out", str(out), "--no-eval").returncode == 0
     before = {f.name: f.read_bytes() for f in out.iterdir()}
     status, err = _sigterm_mid_training("--out", str(out), "--overwrite", "--checkpoint-every", "0", "--seed", "4")
     assert status == 143, err
     assert "terminated (SIGTERM); no checkpoint was written yet, so the run it was to replace is back" in err
+    assert "stopping once this step is done" not in err
     assert {f.name: f.read_bytes() for f in out.iterdir()} == before
 
 

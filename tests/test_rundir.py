@@ -272,18 +272,20 @@ def test_train_lets_one_sigterm_through_and_ignores_the_signals_that_follow():
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def test_interrupt_after_step_makes_the_first_signal_wait_and_raises_what_waited_at_the_end():
+def test_interrupt_after_step_makes_the_first_signal_wait_and_raises_what_waited_at_the_end(capfd):
     may = [True]
     with pytest.raises(KeyboardInterrupt):  # outside first_interrupt_only (not train): nothing waits
         with rundir.interrupt_after_step(lambda: True) as pending:
             assert pending() is None
             os.kill(os.getpid(), signal.SIGINT)
+    capfd.readouterr()
     with rundir.sigterm_as_interrupt(), rundir.first_interrupt_only():
-        with rundir.interrupt_after_step(lambda: may[0]) as pending:
+        with rundir.interrupt_after_step(lambda: may[0], "stopping after this step") as pending:
             assert pending() is None
             with rundir.interrupts_held():  # (a checkpoint being written)
                 assert _sigterm_is_handled()
                 os.kill(os.getpid(), signal.SIGTERM)
+            assert capfd.readouterr().err == "\nstopping after this step\n"  # said as it began to wait
             stop = pending()  # it waited for the step's end, and is what the loop is to raise
             assert type(stop) is rundir.Terminated and pending() is None
             os.kill(os.getpid(), signal.SIGINT)  # train is stopping: ignored
