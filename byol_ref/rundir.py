@@ -18,8 +18,9 @@ A process killed outright leaves the folder where it is, for the next command to
 it back when the run has none, and the next ``--overwrite`` takes it over.
 
 Ctrl-C must not cut a move in two: ``interrupts_held`` holds it off meanwhile, and
-``first_interrupt_only`` lets one Ctrl-C stop ``train`` and ignores those that would cut its
-clean-up short. A SIGTERM (``kill``, ``timeout``, a batch scheduler ending a job) is, within
+``first_interrupt_only`` lets one Ctrl-C stop a command and ignores those that would cut its
+clean-up short; in ``train``'s loop, ``interrupt_after_step`` makes that one wait for the end of
+its step, which is checkpointed. A SIGTERM (``kill``, ``timeout``, a batch scheduler ending a job) is, within
 ``sigterm_as_interrupt`` (every command of the CLI), a Ctrl-C by another name: ``Terminated``, a
 KeyboardInterrupt, goes through the same clean-up, and the command ends with status 143, not 130.
 """
@@ -219,8 +220,8 @@ _after_step = []  # while interrupt_after_step is on: [may a stop wait for the s
 
 
 def _on_sigterm(signum, frame):
-    """SIGTERM's handler within ``sigterm_as_interrupt``: ``Terminated``, unless ``train`` is ending
-    on a signal already (``_stop``)."""
+    """SIGTERM's handler within ``sigterm_as_interrupt``: ``Terminated``, unless the command is
+    ending on a signal already (``_stop``)."""
     _stop([signum])
 
 
@@ -302,8 +303,9 @@ def interrupts_held(reraise: bool = True):
 
 @contextmanager
 def first_interrupt_only():
-    """For ``train``: the first Ctrl-C (or SIGTERM) stops it, and those that follow, which would cut
-    the restore of a replaced run or its message short, are ignored."""
+    """For a command of the CLI: the first Ctrl-C (or SIGTERM) stops it, and those that follow,
+    which would cut its clean-up (``train``: the restore of a replaced run) or its message short,
+    are ignored."""
     signums = _stop_signals()
     if _first_only or not signums:
         yield
@@ -324,11 +326,11 @@ def first_interrupt_only():
 
 def _stop(signums) -> None:
     """A stop signal has come where it may act (in a handler, or at the end of a hold): raise it,
-    unless ``train`` is stopping already (its first one was raised) or may stop after its step
-    (``interrupt_after_step``: the first one waits there, a second one is raised at once)."""
+    unless the command is stopping already (its first one was raised), or ``train`` may stop after
+    its step (``interrupt_after_step``: the first one waits there, a second one is raised at once)."""
     if _first_only:
         if _first_only[0]:
-            return  # train has raised its one KeyboardInterrupt already
+            return  # the command has raised its one KeyboardInterrupt already
         if _after_step and _after_step[1] is None and _after_step[0]():
             _after_step[1] = list(signums)
             _say(_after_step[2])  # at once: a step may be long, and a user who sees nothing presses again
