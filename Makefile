@@ -14,17 +14,19 @@ run test test-all test-search: export OMP_NUM_THREADS = $(BLAS_THREADS)
 .PHONY: run test test-all test-search bench gpu-check collapse-lab clean
 
 # A local virtual environment, created once and reused; the stamp files record which
-# extras are installed so a change to pyproject.toml reinstalls.
+# extras are installed so a change to pyproject.toml reinstalls. Where no package index can be
+# reached, scripts/use_installed.py makes the environment on top of what $(PYTHON) already has, if
+# that is enough (and says what is missing if not); byol-ref then runs from this folder.
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --upgrade pip || echo "byol-ref: could not upgrade pip; going on with the venv's own"
 
 $(VENV)/.stamp-test: pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test]' || $(PYTHON) scripts/use_installed.py $(VENV) test
 	touch $@
 
 $(VENV)/.stamp-run: pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install -q -e '.[plot]'
+	$(PY) -m pip install -q -e '.[plot]' || $(PYTHON) scripts/use_installed.py $(VENV) plot
 	touch $@
 
 ## Main job: train BYOL on the embedded digits on CPU and report what it learned.
