@@ -15,8 +15,9 @@ run test test-all test-search: export OMP_NUM_THREADS = $(BLAS_THREADS)
 
 # A local virtual environment, created once and reused; the stamp files record which
 # extras are installed so a change to pyproject.toml reinstalls. Where no package index can be
-# reached, scripts/use_installed.py makes the environment on top of what $(PYTHON) already has, if
-# that is enough (and says what is missing if not); byol-ref then runs from this folder.
+# reached, scripts/use_installed.py keeps the environment if it already has what is needed, or else
+# gives it the packages $(PYTHON) has, if they are enough (and says what is missing if not);
+# byol-ref then runs from this folder.
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip || echo "byol-ref: could not upgrade pip; going on with the venv's own"

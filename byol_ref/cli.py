@@ -555,7 +555,7 @@ def _train(args) -> int:
               flush=True)
         # A Ctrl-C or SIGTERM waits for the end of its step, which is then checkpointed (not while that
         # would drop the run an --overwrite replaces: it is to come back).
-        with interrupt_after_step(lambda: replacing is None or replacing.aside is None or replacing.committed,
+        with interrupt_after_step(lambda: replacing is None or replacing.may_checkpoint(),
                                   "byol-ref: stopping once this step is done, with a checkpoint of it (a second "
                                   "Ctrl-C or SIGTERM stops at once, without one)") as stop_requested:
             result = fit(dataset, model_cfg, tcfg, backend=backend, out_dir=out, resume=args.resume,
@@ -922,7 +922,10 @@ def console_main() -> int:
     command is over: a Ctrl-C as the interpreter shuts down would only print a traceback, so it is
     ignored; and once the command has ended on Ctrl-C or SIGTERM, so is a SIGTERM (which would
     report 143 after a Ctrl-C's message)."""
-    status = main()
+    try:
+        status = main()
+    except KeyboardInterrupt as exc:  # one that came as main was returning, its handlers out
+        status = interrupt_status(exc)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if status in (130, 143):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -32,6 +32,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -94,6 +95,11 @@ class Replacing:
             return
         self.committed = True
         remove_replaced(self.out, killed=False)
+
+    def may_checkpoint(self) -> bool:
+        """Whether the new run may write a checkpoint now: not while that would drop a replaced run
+        that an interrupt is to bring back (the new run has none of its own yet)."""
+        return self.aside is None or self.committed
 
     def stopped(self) -> bool:
         """The new run stopped: put the replaced run back unless the new one has a checkpoint.
@@ -213,10 +219,50 @@ def interrupted(exc: BaseException) -> str:
     return "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
 
 
+# What the handlers below consult. Each changes only together with the handlers that read it,
+# inside _signals_deferred, so that a signal never finds the two half-changed.
 _holding = []  # the interrupts an outer interrupts_held has held off (nested holds leave them to it)
 _first_only = []  # while first_interrupt_only is on: [whether its one KeyboardInterrupt has been raised]
 _terminating = []  # while sigterm_as_interrupt is on: [True]
-_after_step = []  # while interrupt_after_step is on: [may a stop wait for the step, the signals waiting, a note]
+_waiting = []  # while interrupt_after_step is on: [its _Wait]
+_STOPS = (signal.SIGINT, signal.SIGTERM)
+# A second signal this soon after the one a stop waits with is the same one relayed (GNU timeout
+# and srun pass the terminal's Ctrl-C on to their child, which gets it twice; so does a kill of the
+# process group), not a person pressing Ctrl-C again.
+RELAYED_WITHIN_S = 0.2
+
+
+@contextmanager
+def _signals_deferred():
+    """Keep SIGINT and SIGTERM from this thread (they are delivered at the end, to the handlers
+    then in), where the platform can (POSIX); elsewhere, nothing."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+@contextmanager
+def _handlers(signums, handler, state: list, entry):
+    """``handler`` in for each of ``signums`` and ``entry`` on ``state`` for the block; the previous
+    handlers back and ``state`` empty after it, whatever signal comes meanwhile."""
+    previous = {}
+    try:
+        with _signals_deferred():
+            state.append(entry)
+            for signum in signums:
+                previous[signum] = signal.getsignal(signum)
+                signal.signal(signum, handler)
+        yield
+    finally:
+        with _signals_deferred():
+            for signum, old in previous.items():
+                signal.signal(signum, old)
+            state.clear()
 
 
 def _on_sigterm(signum, frame):
@@ -238,13 +284,8 @@ def sigterm_as_interrupt():
     if _terminating or not _on_main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         yield
         return
-    _terminating.append(True)
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
+    with _handlers([signal.SIGTERM], _on_sigterm, _terminating, True):
         yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        _terminating.clear()
 
 
 def _catching_sigint() -> bool:
@@ -265,20 +306,6 @@ def _interrupt(signums) -> KeyboardInterrupt:
     return Terminated() if signal.SIGTERM in signums else KeyboardInterrupt()
 
 
-def _handle(signums, handler, previous: dict) -> None:
-    """Put ``handler`` in for each of ``signums``, recording in ``previous`` the handler each one
-    had before it is replaced (so that ``_restore`` undoes as much as was done, should a signal cut
-    this short)."""
-    for signum in signums:
-        previous[signum] = signal.getsignal(signum)
-        signal.signal(signum, handler)
-
-
-def _restore(previous: dict) -> None:
-    for signum, handler in previous.items():
-        signal.signal(signum, handler)
-
-
 @contextmanager
 def interrupts_held(reraise: bool = True):
     """Hold Ctrl-C (and a SIGTERM byol-ref handles) off while files move between a run directory and
@@ -289,14 +316,9 @@ def interrupts_held(reraise: bool = True):
     if _holding or not signums:
         yield
         return
-    came, previous = [], {}
-    _holding.append(came)
-    try:
-        _handle(signums, lambda signum, frame: came.append(signum), previous)
+    came = []
+    with _handlers(signums, lambda signum, frame: came.append(signum), _holding, came):
         yield
-    finally:
-        _restore(previous)
-        _holding.pop()
     if came and reraise:
         _stop(came)
 
@@ -310,31 +332,27 @@ def first_interrupt_only():
     if _first_only or not signums:
         yield
         return
-
-    def first_only(signum, frame):
-        _stop([signum])
-
-    _first_only.append(False)
-    previous = {}
-    try:
-        _handle(signums, first_only, previous)
+    with _handlers(signums, lambda signum, frame: _stop([signum]), _first_only, False):
         yield
-    finally:
-        _restore(previous)
-        _first_only.clear()
 
 
 def _stop(signums) -> None:
     """A stop signal has come where it may act (in a handler, or at the end of a hold): raise it,
     unless the command is stopping already (its first one was raised), or ``train`` may stop after
-    its step (``interrupt_after_step``: the first one waits there, a second one is raised at once)."""
+    its step (``interrupt_after_step``: the first one waits there, the same one relayed is ignored,
+    and a second one is raised at once)."""
     if _first_only:
         if _first_only[0]:
             return  # the command has raised its one KeyboardInterrupt already
-        if _after_step and _after_step[1] is None and _after_step[0]():
-            _after_step[1] = list(signums)
-            _say(_after_step[2])  # at once: a step may be long, and a user who sees nothing presses again
+        wait = _waiting[0] if _waiting else None
+        if wait is not None and wait.signals is None and wait.may():
+            wait.signals, wait.since = list(signums), time.monotonic()
+            _say(wait.note)  # at once: a step may be long, and a user who sees nothing presses again
             return
+        if wait is not None and wait.signals is not None:
+            if time.monotonic() - wait.since < RELAYED_WITHIN_S:
+                return
+            signums = [*wait.signals, *signums]  # (a SIGTERM that waited stays a SIGTERM)
         _first_only[0] = True
     raise _interrupt(signums)
 
@@ -349,33 +367,46 @@ def _say(message: str | None) -> None:
             pass
 
 
+class _Wait:
+    """A stop that waits for the end of train's step (``interrupt_after_step``)."""
+
+    def __init__(self, may, note):
+        self.may, self.note = may, note
+        self.signals, self.since = None, 0.0  # the signals it waits with, and when the first came
+
+
 @contextmanager
 def interrupt_after_step(may, note: str | None = None):
     """For ``train``'s loop, inside ``first_interrupt_only``: while ``may()`` holds, the first Ctrl-C
     or SIGTERM is not raised where it lands, which could be halfway through a step that updates the
     parameters in place, but waits: ``fit`` calls the function this yields after each step, and
     given the interrupt, writes the step's checkpoint and raises it. A second one is raised at once
-    (a step may be long). One still waiting as the block ends without error is raised then.
+    (a step may be long), unless it came within ``RELAYED_WITHIN_S`` of the first: that is the first
+    relayed. One still waiting as the block ends without error is raised then.
 
     ``may``: whether the run may write a checkpoint now (not while an ``--overwrite`` run without
     one of its own would thereby drop the run it replaces, which an interrupt is to bring back).
     ``note``: what to print on stderr as a stop begins to wait."""
-    if not _first_only or _after_step:
+    if not _first_only or _waiting:
         yield lambda: None
         return
+    wait = _Wait(may, note)
 
     def pending():
         """The interrupt to raise once this step's checkpoint is written, or None."""
-        if _after_step[1] is None or _first_only[0]:
-            return None
-        _first_only[0] = True  # from here on, train is stopping: the signals that follow are ignored
-        return _interrupt(_after_step[1])
+        if wait.signals is None:
+            return None  # (after every step: nothing to change)
+        with _signals_deferred():
+            if _first_only[0]:
+                return None
+            _first_only[0] = True  # from here on, train is stopping: the signals that follow are ignored
+            return _interrupt(wait.signals)
 
-    _after_step.extend([may, None, note])
-    try:
-        yield pending
-    finally:
-        waiting = pending()
-        _after_step.clear()
+    waiting = None
+    with _handlers([], None, _waiting, wait):  # (no handler of its own: _stop reads _waiting)
+        try:
+            yield pending
+        finally:
+            waiting = pending()
     if waiting is not None:
         raise waiting

@@ -2,24 +2,33 @@
 
 The Makefile first installs byol-ref with an extra (`plot`, `test`) into its virtual environment.
 When that fails (no network, no index), it runs this script with the Python that made the
-environment: if that Python already has what the extra needs, the environment is made again on
-top of it (``--system-site-packages``) and ``make`` goes on; byol-ref itself runs from the
-repository (``python -m byol_ref`` in its root). If something is missing, it says what, and how to
-get it. What is needed is read from pyproject.toml: the dependencies and the extra's, less
-matplotlib, which only adds the plots (without it they are skipped, and said so).
+environment:
+
+1. if the environment already has what the extra needs (an earlier install), nothing changes;
+2. else, if this Python has it, the environment is given this Python's packages (a ``.pth`` file
+   naming its site-packages folders, after the environment's own), checked again from inside,
+   and ``make`` goes on; byol-ref itself runs from the repository (``python -m byol_ref`` in
+   its root);
+3. else it says what is missing, and how to get it, and ``make`` stops.
+
+What is needed is read from pyproject.toml: the dependencies and the extra's, less matplotlib,
+which only adds the plots (without it they are skipped, and said so).
 
     python3 scripts/use_installed.py VENV EXTRA
+    python3 scripts/use_installed.py --check EXTRA    (exit 1, naming what this Python lacks)
 """
 from __future__ import annotations
 
 import re
+import site
+import subprocess
 import sys
-import venv
 from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTIONAL = {"matplotlib": "the plots are skipped"}  # distributions whose absence only skips something
+PTH = "byol-ref-installed.pth"  # the file in the environment that names this Python's packages
 
 
 def requirements(extra: str) -> list:
@@ -27,19 +36,25 @@ def requirements(extra: str) -> list:
     text = (ROOT / "pyproject.toml").read_text()
     try:
         import tomllib
-    except ImportError:  # Python 3.10: the two one-line lists this file has
+    except ImportError:  # Python 3.10: read the two lists by hand (quoted strings and commas only)
         def one_list(key):
-            found = re.search(rf"^{re.escape(key)}\s*=\s*\[(.*?)\]", text, re.M)
-            return re.findall(r'"([^"]+)"', found.group(1)) if found else None
+            found = re.search(rf'^{re.escape(key)}\s*=\s*\[((?:\s*"[^"]*"\s*,?)*)\s*\]', text, re.M)
+            if found is None:
+                raise SystemExit(f"use_installed.py: cannot read the list {key!r} of pyproject.toml on Python "
+                                 f"{sys.version.split()[0]} (no tomllib): keep it to quoted strings and commas (no "
+                                 "comments), or use Python 3.11+")
+            return re.findall(r'"([^"]*)"', found.group(1))
+        if not re.search(rf"^{re.escape(extra)}\s*=", text, re.M):
+            raise SystemExit(f"use_installed.py: pyproject.toml has no extra {extra!r}")
         deps, extras = one_list("dependencies"), one_list(extra)
     else:
         project = tomllib.loads(text)["project"]
         deps, extras = project["dependencies"], project.get("optional-dependencies", {}).get(extra)
-    if extras is None:
-        raise SystemExit(f"use_installed.py: pyproject.toml has no extra {extra!r}")
+        if extras is None:
+            raise SystemExit(f"use_installed.py: pyproject.toml has no extra {extra!r}")
     out = []
     for spec in [*deps, *extras]:
-        name, _, least = re.match(r"([A-Za-z0-9_.-]+)\s*(>=\s*([0-9.]+))?", spec).groups()
+        name, _, _, least = re.match(r"([A-Za-z0-9_.-]+)\s*(\[[^]]*\])?\s*(>=\s*([0-9.]+))?", spec).groups()
         out.append((name, least))
     return out
 
@@ -59,28 +74,68 @@ def check(name: str, least: str | None) -> str | None:
     return None
 
 
+def problems(extra: str) -> tuple:
+    """(what this Python lacks that the extra needs, what it lacks that only skips something):
+    lists of (name, least, problem)."""
+    needed, optional = [], []
+    for name, least in requirements(extra):
+        problem = check(name, least)
+        if problem is not None:
+            (optional if name in OPTIONAL else needed).append((name, least, problem))
+    return needed, optional
+
+
+def _env_python(env_dir: Path) -> Path:
+    return env_dir / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+
+
+def _env_lacks(env_dir: Path, extra: str) -> str | None:
+    """None if the environment's Python has what ``extra`` needs, else what it says it lacks."""
+    done = subprocess.run([str(_env_python(env_dir)), __file__, "--check", extra], capture_output=True, text=True)
+    return None if done.returncode == 0 else (done.stderr.strip() or f"exit status {done.returncode}")
+
+
 def main(argv) -> int:
+    if len(argv) == 2 and argv[0] == "--check":
+        needed = problems(argv[1])[0]
+        if needed:
+            print("; ".join(p for _, _, p in needed), file=sys.stderr)
+        return 1 if needed else 0
     if len(argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
     env_dir, extra = Path(argv[0]), argv[1]
+    if not _env_python(env_dir).exists():
+        print(f"byol-ref: cannot go on: {env_dir} has no {_env_python(env_dir).relative_to(env_dir)}; remove it "
+              "(make clean) and run make again", file=sys.stderr)
+        return 1
+    if _env_lacks(env_dir, extra) is None:
+        print(f"byol-ref: pip could not install the '{extra}' extra, but {env_dir} already has what it needs; "
+              "going on with it", file=sys.stderr)
+        return 0
     print(f"byol-ref: pip could not install the '{extra}' extra (no package index reachable?); trying the "
           f"packages {sys.executable} already has", file=sys.stderr)
-    missing, skipped = [], []
-    for name, least in requirements(extra):
-        problem = check(name, least)
-        if problem is not None:
-            (skipped if name in OPTIONAL else missing).append((name, least, problem))
-    if missing:
-        wanted = " ".join(f"'{n}>={v}'" if v else n for n, v, _ in missing)
-        print("byol-ref: cannot go on: " + "; ".join(p for _, _, p in missing) + f". Install what is missing "
+    needed, optional = problems(extra)
+    if needed:
+        wanted = " ".join(f"'{n}>={v}'" if v else n for n, v, _ in needed)
+        print("byol-ref: cannot go on: " + "; ".join(p for _, _, p in needed) + f". Install what is missing "
               f"({sys.executable} -m pip install {wanted}, from wheel files or a local index), or run make again "
               "where a package index can be reached", file=sys.stderr)
         return 1
-    venv.EnvBuilder(system_site_packages=True, clear=True, with_pip=True).create(env_dir)
+    # Where the environment looks for packages, after its own: this Python's folders (a venv's own
+    # too, which --system-site-packages would miss: it gives the base interpreter's).
+    purelib = subprocess.run([str(_env_python(env_dir)), "-c", "import sysconfig; print(sysconfig.get_paths()"
+                              "['purelib'])"], capture_output=True, text=True, check=True).stdout.strip()
+    folders = [*site.getsitepackages(), *([site.getusersitepackages()] if site.ENABLE_USER_SITE else [])]
+    (Path(purelib) / PTH).write_text("".join(f + "\n" for f in folders if Path(f).is_dir()))
+    lacks = _env_lacks(env_dir, extra)
+    if lacks is not None:
+        print(f"byol-ref: cannot go on: {env_dir} still lacks what {sys.executable} has ({lacks}); an older copy "
+              f"in {env_dir} may come first: remove it (make clean) and run make again", file=sys.stderr)
+        return 1
     have = ", ".join(f"{n} {metadata.version(n)}" for n, _ in requirements(extra) if check(n, None) is None)
     print(f"byol-ref: {env_dir} now uses the installed {have}", file=sys.stderr)
-    for name, least, problem in skipped:
+    for name, least, problem in optional:
         print(f"byol-ref: {problem}: {OPTIONAL[name]}", file=sys.stderr)
     return 0
 

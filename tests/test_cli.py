@@ -3,6 +3,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -860,19 +861,24 @@ def test_a_real_sigterm_mid_training_checkpoints_the_step_or_puts_the_replaced_r
     assert {f.name: f.read_bytes() for f in out.iterdir()} == before
 
 
-def _sigint_in_step(monkeypatch, at: int, times: int = 1) -> None:
-    """Press Ctrl-C (real SIGINTs, ``times`` of them) as training step ``at`` (from 1) begins: the
-    handler runs inside the step, which updates the parameters in place."""
+def _sigint_in_step(monkeypatch, at: int, times: int = 1, gap: float | None = None) -> None:
+    """Press Ctrl-C (real SIGINTs, ``times`` of them, ``gap`` seconds apart: by default far enough
+    apart not to be taken for one press relayed) as fit calls train_step for step ``at`` (from 1):
+    the handler runs before the step is done (a stop that did not wait would leave it half made)."""
     import signal
 
+    import byol_ref.rundir as rundir
     import byol_ref.train as train
 
     real_step, calls = train.train_step, []
+    gap = rundir.RELAYED_WITHIN_S * 1.5 if gap is None else gap
 
     def train_step(*args, **kw):
         calls.append(1)
         if len(calls) == at:
-            for _ in range(times):
+            for i in range(times):
+                if i and gap:
+                    time.sleep(gap)
                 os.kill(os.getpid(), signal.SIGINT)
         return real_step(*args, **kw)
 
@@ -909,6 +915,11 @@ def test_ctrl_c_mid_step_lets_the_step_finish_checkpoints_it_and_resume_is_bit_i
     assert "interrupted; no checkpoint was written yet" in capsys.readouterr().err
     assert not (tmp_path / "twice" / "checkpoint.npz").exists()
     monkeypatch.undo()
+    # Two at once are one Ctrl-C relayed (GNU timeout passes the terminal's on to its child): it waits.
+    _sigint_in_step(monkeypatch, at=3, times=2, gap=0)
+    assert main(["train", *args, "--out", str(tmp_path / "relayed")]) == 130
+    assert "interrupted; its last checkpoint is at step 3" in capsys.readouterr().err
+    monkeypatch.undo()
     # Nor does the first wait while a checkpoint would drop the run an --overwrite replaces: it comes back.
     before = {f.name: f.read_bytes() for f in stopped.iterdir()}
     _sigint_in_step(monkeypatch, at=3)
@@ -935,6 +946,33 @@ def test_ctrl_c_mid_step_lets_the_step_finish_checkpoints_it_and_resume_is_bit_i
     err = capsys.readouterr().err
     assert f"interrupted; the run is trained (its checkpoint is at its last step, {last}). Its report and " \
            "plots: " in err and "--resume" not in err
+
+
+@pytest.mark.skipif(shutil.which("timeout") is None or not hasattr(os, "killpg"), reason="needs GNU timeout, POSIX")
+def test_a_ctrl_c_relayed_by_timeout_still_waits_for_its_step(tmp_path):
+    """The terminal's Ctrl-C goes to the process group, and `timeout` passes it on to its child too:
+    byol-ref gets two at once, which are one press, not a second one that stops without a checkpoint."""
+    import signal
+
+    from byol_ref.train import load_checkpoint
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1")
+    long_run = [a if a != "1" else "100000" for a in SMALL_RUN]
+    for attempt in range(3):  # (a stop that did not wait might still, by the timing, find the step done)
+        out = tmp_path / f"r{attempt}"
+        proc = subprocess.Popen(["timeout", "300", sys.executable, "-m", "byol_ref", "train", *long_run, "--out",
+                                 str(out), "--checkpoint-every", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=env, cwd=ROOT, start_new_session=True)  # (a group, as a terminal's job)
+        try:
+            assert "training on" in proc.stdout.readline()
+            time.sleep(0.5)
+            os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: to timeout and to byol-ref, which timeout relays it to
+            err = proc.communicate(timeout=120)[1]
+        finally:
+            proc.kill()
+        assert proc.returncode == 130, err
+        step = load_checkpoint(out / "checkpoint.npz")[0].step
+        assert f"interrupted; its last checkpoint is at step {step}" in err
 
 
 def test_interrupts_are_held_while_a_run_moves(tmp_path):

@@ -1,8 +1,11 @@
 """scripts/use_installed.py: what `make run` and `make test` fall back on where pip cannot reach a
-package index (the issue's "fresh machine with no network"). The fallback itself was run end to
-end as `.ci/run` with pip offline; these tests check its decisions without making environments."""
+package index (the issue's "fresh machine with no network"). End to end it was run as `.ci/run`
+and `make run` with pip offline; here its decisions, and the environment it gives the packages
+of the Python running the tests (a venv's, under `make test`)."""
 import importlib.util
+import subprocess
 import sys
+import venv
 from pathlib import Path
 
 import pytest
@@ -11,25 +14,14 @@ ROOT = Path(__file__).parents[1]
 
 
 @pytest.fixture
-def use_installed(monkeypatch):
+def use_installed():
     spec = importlib.util.spec_from_file_location("use_installed", ROOT / "scripts" / "use_installed.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    made = []
-
-    class EnvBuilder:  # records the environment it would make
-        def __init__(self, **kw):
-            self.kw = kw
-
-        def create(self, env_dir):
-            made.append((Path(env_dir), self.kw))
-
-    monkeypatch.setattr(module.venv, "EnvBuilder", EnvBuilder)
-    module.made = made
     return module
 
 
-def test_the_requirements_are_pyprojects_with_or_without_tomllib(use_installed, monkeypatch):
+def test_the_requirements_are_pyprojects_with_or_without_tomllib(use_installed, monkeypatch, tmp_path):
     plot, test = use_installed.requirements("plot"), use_installed.requirements("test")
     assert plot == [("numpy", "2.0"), ("matplotlib", "3.6")]
     assert ("pytest", "7") in test and ("hypothesis", "6.80") in test and test[0] == ("numpy", "2.0")
@@ -37,9 +29,15 @@ def test_the_requirements_are_pyprojects_with_or_without_tomllib(use_installed, 
     assert use_installed.requirements("plot") == plot and use_installed.requirements("test") == test
     with pytest.raises(SystemExit, match="no extra 'nope'"):
         use_installed.requirements("nope")
+    (tmp_path / "pyproject.toml").write_text('dependencies = [\n  "numpy>=2.0",\n]\nplot = ["a[b]>=1", "c>=2.1"]\n')
+    monkeypatch.setattr(use_installed, "ROOT", tmp_path)  # lines apart, brackets inside a string: still read
+    assert use_installed.requirements("plot") == [("numpy", "2.0"), ("a", "1"), ("c", "2.1")]
+    (tmp_path / "pyproject.toml").write_text('dependencies = [  # what it runs on\n  "numpy>=2.0",\n]\nplot = []\n')
+    with pytest.raises(SystemExit, match="cannot read the list 'dependencies'.*no comments"):
+        use_installed.requirements("plot")  # (said, not misread)
 
 
-def test_missing_or_old_packages_are_named_and_nothing_is_made(use_installed, monkeypatch, capsys, tmp_path):
+def test_missing_or_old_packages_are_named_and_nothing_is_changed(use_installed, monkeypatch, capsys, tmp_path):
     versions = {"numpy": "1.26.4", "matplotlib": "3.9.0"}
 
     def version(name):
@@ -51,18 +49,40 @@ def test_missing_or_old_packages_are_named_and_nothing_is_made(use_installed, mo
     assert use_installed.check("numpy", "2.0") == "numpy 1.26.4 is older than the 2.0 byol-ref needs"
     assert use_installed.check("numpy", "1.26") is None and use_installed.check("pytest", None) == \
         "pytest is not installed"
-    assert use_installed.main([str(tmp_path / "venv"), "test"]) == 1
+    versions["hypothesis"] = "6.100.1"
+    assert use_installed.check("hypothesis", "6.80") is None  # (6.100 is newer than 6.80)
+    assert use_installed._version_tuple("2.1.0rc1+local") == (2, 1, 0)
+    env = tmp_path / "env"
+    venv.create(env, with_pip=False)  # an environment without numpy
+    assert use_installed.main([str(env), "test"]) == 1
     err = capsys.readouterr().err
     assert "pip could not install the 'test' extra" in err
-    assert "cannot go on: numpy 1.26.4 is older than the 2.0 byol-ref needs; pytest is not installed; " in err
-    assert "-m pip install 'numpy>=2.0' 'pytest>=7' 'hypothesis>=6.80'" in err and "matplotlib" not in err
-    assert use_installed.made == []
-    versions["numpy"] = "2.1.0rc1+local"  # a pre-release or local build of 2.1 is 2.1
-    del versions["matplotlib"]  # only the plots need it: said, not refused
-    assert use_installed.main([str(tmp_path / "venv"), "plot"]) == 0
-    err = capsys.readouterr().err
-    assert "venv now uses the installed numpy 2.1.0rc1+local" in err
-    assert "matplotlib is not installed: the plots are skipped" in err
-    assert use_installed.made == [(tmp_path / "venv", {"system_site_packages": True, "clear": True,
-                                                       "with_pip": True})]
+    assert "cannot go on: numpy 1.26.4 is older than the 2.0 byol-ref needs; pytest is not installed. Install" in err
+    assert "-m pip install 'numpy>=2.0' 'pytest>=7'" in err and "matplotlib" not in err
+    assert not list(env.rglob(use_installed.PTH))
+    assert use_installed.main([str(tmp_path / "none"), "test"]) == 1
+    assert "none has no bin/python; remove it (make clean)" in capsys.readouterr().err
     assert use_installed.main([]) == 2
+
+
+def test_an_environment_without_the_packages_gets_this_pythons_and_one_with_them_is_kept(use_installed, capsys,
+                                                                                         tmp_path):
+    env = tmp_path / "env"
+    venv.create(env, with_pip=False)  # as `python3 -m venv` made it, before pip could install anything
+    python = str(use_installed._env_python(env))
+    assert subprocess.run([python, "-c", "import numpy"], capture_output=True).returncode == 1
+    assert use_installed.main([str(env), "test"]) == 0  # this Python runs the tests: it has what they need
+    err = capsys.readouterr().err
+    assert f"{env} now uses the installed numpy " in err
+    # From inside, the environment finds this Python's packages, a venv's own included (make test's).
+    import numpy
+    import pytest as this_pytest
+
+    done = subprocess.run([python, "-c", "import numpy, pytest; print(numpy.__file__); print(pytest.__file__)"],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.split() == [numpy.__file__, this_pytest.__file__]
+    pth = list(env.rglob(use_installed.PTH))
+    before = pth[0].read_text()
+    assert use_installed.main([str(env), "test"]) == 0  # the next time, it is kept as it is
+    assert "already has what it needs; going on with it" in capsys.readouterr().err
+    assert pth[0].read_text() == before

@@ -3,6 +3,7 @@ middle of a move, or a folder without its list, leaves behind. The commands that
 end to end in test_cli.py."""
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -301,10 +302,24 @@ def test_interrupt_after_step_makes_the_first_signal_wait_and_raises_what_waited
     with pytest.raises(KeyboardInterrupt):  # a second one is raised at once
         with rundir.first_interrupt_only(), rundir.interrupt_after_step(lambda: may[0]):
             os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(rundir.RELAYED_WITHIN_S * 1.5)
             os.kill(os.getpid(), signal.SIGINT)
             pytest.fail("the second Ctrl-C waited")
+    # ... unless it came with the first: the same Ctrl-C relayed (GNU timeout, srun, a group kill)
+    with rundir.first_interrupt_only(), rundir.interrupt_after_step(lambda: may[0]) as pending:
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        assert type(pending()) is KeyboardInterrupt
+    # A SIGTERM that waited stays a SIGTERM when a Ctrl-C cuts the wait short (a scheduler's stop: 143).
+    with pytest.raises(rundir.Terminated):
+        with rundir.sigterm_as_interrupt(), rundir.first_interrupt_only(), rundir.interrupt_after_step(lambda: True):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(rundir.RELAYED_WITHIN_S * 1.5)
+            os.kill(os.getpid(), signal.SIGINT)
+            pytest.fail("the Ctrl-C waited")
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and rundir._after_step == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert rundir._waiting == rundir._first_only == rundir._terminating == rundir._holding == []
 
 
 def test_sigterms_handler_ignores_it_once_train_is_ending_on_a_signal():
