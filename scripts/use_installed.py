@@ -19,10 +19,12 @@ which only adds the plots (without it they are skipped, and said so).
 """
 from __future__ import annotations
 
+import json
+import os
 import re
-import site
 import subprocess
 import sys
+import sysconfig
 from importlib import metadata
 from pathlib import Path
 
@@ -85,6 +87,18 @@ def problems(extra: str) -> tuple:
     return needed, optional
 
 
+def _package_folders() -> list:
+    """The folders this Python finds packages in, as it starts afresh: its site-packages, the user's,
+    and those their .pth files add (which a .pth file elsewhere would not follow), less the
+    standard library's."""
+    found = json.loads(subprocess.run([sys.executable, "-c", "import json, sys; print(json.dumps(sys.path))"],
+                                      capture_output=True, text=True, check=True).stdout)
+    paths = sysconfig.get_paths()
+    std = {os.path.normpath(paths["stdlib"]), os.path.normpath(paths["platstdlib"])}
+    return [f for f in found if f and os.path.isdir(f) and os.path.normpath(f) not in std
+            and os.path.basename(os.path.normpath(f)) != "lib-dynload"]
+
+
 def _env_python(env_dir: Path) -> Path:
     return env_dir / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
 
@@ -126,8 +140,7 @@ def main(argv) -> int:
     # too, which --system-site-packages would miss: it gives the base interpreter's).
     purelib = subprocess.run([str(_env_python(env_dir)), "-c", "import sysconfig; print(sysconfig.get_paths()"
                               "['purelib'])"], capture_output=True, text=True, check=True).stdout.strip()
-    folders = [*site.getsitepackages(), *([site.getusersitepackages()] if site.ENABLE_USER_SITE else [])]
-    (Path(purelib) / PTH).write_text("".join(f + "\n" for f in folders if Path(f).is_dir()))
+    (Path(purelib) / PTH).write_text("".join(f + "\n" for f in _package_folders()))
     lacks = _env_lacks(env_dir, extra)
     if lacks is not None:
         print(f"byol-ref: cannot go on: {env_dir} still lacks what {sys.executable} has ({lacks}); an older copy "
