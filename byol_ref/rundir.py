@@ -260,9 +260,17 @@ def _handlers(signums, handler, state: list, entry):
         yield
     finally:
         with _signals_deferred():
+            came = None
             for signum, old in previous.items():
-                signal.signal(signum, old)
+                while True:  # signal.signal first runs the Python handler of a signal another thread took
+                    try:
+                        signal.signal(signum, old)
+                        break
+                    except KeyboardInterrupt as exc:  # (raised before the handler changed: try again)
+                        came = came or exc
             state.clear()
+        if came is not None:
+            raise came
 
 
 def _on_sigterm(signum, frame):

@@ -333,3 +333,26 @@ def test_sigterms_handler_ignores_it_once_train_is_ending_on_a_signal():
             rundir._first_only.clear()
         with pytest.raises(rundir.Terminated):
             os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_signal_as_the_handlers_are_restored_leaves_none_of_them_in(monkeypatch):
+    """signal.signal first runs the handler of a signal that another thread took (while this one
+    blocked them): raised there, it must not leave a handler or a list entry behind."""
+    real_signal, raised = signal.signal, []
+
+    def set_handler(signum, handler):
+        if handler is signal.default_int_handler and not raised:  # the first restore
+            raised.append(signum)
+            raise KeyboardInterrupt
+        return real_signal(signum, handler)
+
+    with pytest.raises(KeyboardInterrupt):
+        with rundir.sigterm_as_interrupt():
+            monkeypatch.setattr(signal, "signal", set_handler)
+            with rundir.first_interrupt_only(), rundir.interrupts_held(reraise=False):
+                pass
+    monkeypatch.undo()
+    assert raised == [signal.SIGINT]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert rundir._waiting == rundir._first_only == rundir._terminating == rundir._holding == []
