@@ -9,13 +9,18 @@ adds. ``numpy.load`` is always called with ``allow_pickle=False``.
 
 Writes go to a temporary file in the same folder, are flushed to disk, then renamed
 over the destination (``os.replace`` is atomic on POSIX and Windows), so a crash leaves
-either the old checkpoint or the new one, never half of one.
+either the old checkpoint or the new one, never half of one. A temporary file's name says which
+process on which host writes it (``.NAME.HOST-PID.XXXXXXXX.tmp``), so that the next write of the
+same file removes those a process killed outright left (``remove_orphaned_temporaries``).
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import re
+import shutil
+import socket
 import tempfile
 import tokenize
 import zipfile
@@ -237,10 +242,11 @@ def atomic_write(path, write) -> Path:
 
     path = Path(check_path(path))
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_orphaned_temporaries(path.parent, path.name)
     tmp = f = None
     try:
         with interrupts_held():  # a Ctrl-C between the file's creation and `tmp` would leave it behind
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path.name), suffix=".tmp", dir=path.parent)
             f = os.fdopen(fd, "wb")
         with f:
             write(f)
@@ -256,6 +262,65 @@ def atomic_write(path, write) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def _host_tag() -> str:
+    """This host's name as it goes into a temporary file's name (letters, digits and '-')."""
+    return re.sub(r"[^A-Za-z0-9-]", "", socket.gethostname())[:40] or "host"
+
+
+def temporary_prefix(name: str) -> str:
+    """How the temporary files (or folders) that become ``name`` begin: ``.NAME.HOST-PID.``, which
+    says who writes them (``remove_orphaned_temporaries``); ``tempfile`` adds a random part."""
+    return f".{name}.{_host_tag()}-{os.getpid()}."
+
+
+def remove_orphaned_temporaries(folder, name: str) -> list:
+    """Remove the temporary files and folders of ``name`` in ``folder`` (``temporary_prefix``'s) that
+    a process of this host that has since ended left: one killed outright (SIGKILL, the machine's
+    memory running out) between creating one and renaming it. Those of a process still running
+    (another one writing the same file, say), of another host sharing the folder, or whose writer
+    cannot be told (not POSIX, or a name from before the names said) are left alone.
+
+    Returns:
+        The paths removed.
+    """
+    if os.name != "posix":  # (os.kill(pid, 0) would be a Ctrl-C there, not a question)
+        return []
+    pattern = re.compile(re.escape(f".{name}.{_host_tag()}-") + r"(\d+)\.[^.]+\.tmp")
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # (the write that follows says what is wrong with the folder)
+        return []
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None or _running(int(match.group(1))):
+            continue
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+        except OSError:  # (gone meanwhile, or not ours to remove: it does no harm where it is)
+            continue
+        removed.append(Path(entry.path))
+    return removed
+
+
+def _running(pid: int) -> bool:
+    """Whether a process with this id runs on this host (POSIX); True where that cannot be told."""
+    if pid == os.getpid() or pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)  # (signal 0: only the question whether it could be sent)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it runs, as another user
+        return True
+    except (OSError, OverflowError):  # (an id no process can have)
+        return False
+    return True
 
 
 def _umask() -> int:

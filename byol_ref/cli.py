@@ -33,8 +33,8 @@ from .checkpoint import atomic_savez, atomic_write_text, parse_json
 from .data import csv_header_rule, labels_file, load_digits, load_file, synthetic
 from .model import NORMS, Config, loss_range
 from .rundir import (REPORT_FILES, Replacing, first_interrupt_only, interrupt_after_step, interrupt_status,
-                     interrupted, interrupts_held, refuse_for_set_aside, remove_replaced, remove_stale,
-                     sigterm_as_interrupt)
+                     interrupted, interrupts_held, publish_report, refuse_for_set_aside, remove_replaced, remove_stale,
+                     sigterm_as_interrupt, staged_report)
 from .train import (TrainConfig, TrainingDiverged, apply_preprocessing, check_configs, check_resume_length,
                     checkpoint_file, encode, fit, fit_preprocessing, load_checkpoint, make_schedules,
                     prepare_training_data)
@@ -257,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default=None,
                    help="also write report.json, report.txt and the plots (training curves from the run's "
                         "metrics.jsonl, probes, features) into this folder")
-    e.add_argument("--overwrite", action="store_true", help="replace report and plot files already in --out")
+    e.add_argument("--overwrite", action="store_true",
+                   help="replace the report already in --out (its report and plot files, as one set)")
     g = e
     g.add_argument("--knn-k", type=int, default=20, help="kNN neighbours in the report")
     g.add_argument("--knn-temperature", type=float, default=None,
@@ -659,18 +660,24 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
             + report["table"] + "\n\n" + _gains(report["rows"], len(dataset.y_test))
             + "\n\nCollapse monitors (test split):\n" + format_collapse(report["collapse"]))
     if out is not None:
-        atomic_write_text(out / "report.json", json.dumps({k: v for k, v in report.items() if k != "table"}, indent=2))
-        atomic_write_text(out / "report.txt", text + "\n")
         footer = []  # where the run's other outputs are (printed, not part of report.txt)
-        if plots:
-            from .plots import have_matplotlib, plot_features, plot_run
-            paths = plot_run(_read_history(metrics), report, out, loss_label=_loss_label(online.config))
-            if paths and features is not None:
-                paths += [p for p in [plot_features(features, dataset.y_test, out)] if p is not None]
-            if paths:
-                footer.append("Plots: " + ", ".join(str(p) for p in paths))
-            elif not have_matplotlib():
-                footer.append("(no plots: matplotlib is not installed; pip install 'byol-ref[plot]')")
+        with staged_report(out) as stage:  # (the report lands whole, or not at all)
+            atomic_write_text(stage / "report.json",
+                              json.dumps({k: v for k, v in report.items() if k != "table"}, indent=2))
+            atomic_write_text(stage / "report.txt", text + "\n")
+            if plots:
+                from .plots import have_matplotlib, plot_features, plot_run
+                paths = plot_run(_read_history(metrics), report, stage, loss_label=_loss_label(online.config))
+                if paths and features is not None:
+                    paths += [p for p in [plot_features(features, dataset.y_test, stage)] if p is not None]
+                if paths:
+                    footer.append("Plots: " + ", ".join(str(out / p.name) for p in paths))
+                elif not have_matplotlib():
+                    footer.append("(no plots: matplotlib is not installed; pip install 'byol-ref[plot]')")
+            removed = publish_report(stage, out)
+        if removed:
+            print(f"byol-ref: removed {', '.join(str(out / n) for n in removed)}: of the report this one replaces, "
+                  "which has none", file=sys.stderr)
         run = run or out
         footer.append(f"Features for your own probes: {_prog()} embed {run} --out {out / 'features.npz'}")
         text += "\n\n" + "\n".join(footer)

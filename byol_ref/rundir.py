@@ -31,12 +31,13 @@ import shlex
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .checkpoint import atomic_write_text
+from .checkpoint import atomic_write_text, remove_orphaned_temporaries, temporary_prefix
 
 REPORT_FILES = ("report.json", "report.txt", "training.png", "probes.png", "features.png")
 RUN_FILES = ("checkpoint.npz", "config.json", "metrics.jsonl", *REPORT_FILES)
@@ -53,6 +54,45 @@ def remove_stale(out: Path) -> None:
     for name in RUN_FILES:
         for tmp in out.glob(f".{name}.*.tmp"):  # (checkpoint.atomic_write's names)
             tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def staged_report(out: Path):
+    """A folder in ``out`` to write a report into (its ``REPORT_FILES``), removed on the way out;
+    ``publish_report`` moves what it holds into ``out``. A report stopped halfway (an error, Ctrl-C,
+    SIGTERM) thus changes nothing in ``out``, where a new report.txt beside the old plots would
+    have said two things at once; one killed outright leaves the folder, which the next report
+    into ``out`` removes (``checkpoint.remove_orphaned_temporaries``)."""
+    out.mkdir(parents=True, exist_ok=True)
+    remove_orphaned_temporaries(out, "report")
+    stage = None
+    try:
+        with interrupts_held():  # (a Ctrl-C between the folder's creation and `stage` would leave it)
+            stage = Path(tempfile.mkdtemp(prefix=temporary_prefix("report"), suffix=".tmp", dir=out))
+        yield stage
+    finally:
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+def publish_report(stage: Path, out: Path) -> list:
+    """Move the report in ``stage`` into ``out`` as one set: its files replace those of the same
+    name, and the other ``REPORT_FILES`` in ``out``, of the report it replaces, are removed (a
+    probes.png of other probes, say, or plots the new report could not draw without matplotlib).
+    Ctrl-C and SIGTERM wait until it is done.
+
+    Returns:
+        The names removed from ``out``.
+    """
+    removed = []
+    with interrupts_held():
+        for name in REPORT_FILES:
+            if (stage / name).exists():
+                os.replace(stage / name, out / name)
+            elif (out / name).is_file() or (out / name).is_symlink():
+                (out / name).unlink()
+                removed.append(name)
+    return removed
 
 
 def refuse_for_set_aside(out: Path, prefix: str) -> None:

@@ -117,6 +117,44 @@ def test_eval_writes_its_report_and_plots_on_request(tiny_run, tmp_path):
                                                                      "report.txt"]
 
 
+def test_a_report_replaced_with_overwrite_is_replaced_whole_or_not_at_all(tiny_run, tmp_path, capsys, monkeypatch):
+    # eval --out --overwrite stopped as it draws the plots leaves the report it was replacing as it
+    # was, not a new report.txt beside the old plots; one that finishes replaces the whole set,
+    # removing (and naming) the old report's files it has no counterpart of.
+    pytest.importorskip("matplotlib")
+    import signal
+
+    from byol_ref import plots
+    from byol_ref.cli import main
+
+    out, _ = tiny_run
+    dest = tmp_path / "ev"
+    assert main(["eval", str(out), "--out", str(dest), "--knn-k", "5"]) == 0
+    before = {f.name: f.read_bytes() for f in dest.iterdir()}
+    assert sorted(before) == ["features.png", "probes.png", "report.json", "report.txt", "training.png"]
+    capsys.readouterr()
+
+    def ctrl_c(*args, **kw):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)  # (never reached)
+
+    monkeypatch.setattr(plots, "plot_features", ctrl_c)
+    assert main(["eval", str(out), "--out", str(dest), "--overwrite", "--knn-k", "7"]) == 130
+    assert {f.name: f.read_bytes() for f in dest.iterdir()} == before  # no staging folder left either
+    monkeypatch.undo()
+    capsys.readouterr()
+    # A checkpoint alone has no training curves: the old training.png goes, and the message says so.
+    (tmp_path / "alone").mkdir()
+    shutil.copy(out / "checkpoint.npz", tmp_path / "alone" / "c.npz")
+    assert main(["eval", str(tmp_path / "alone" / "c.npz"), "--data", "synthetic", "--out", str(dest),
+                 "--overwrite", "--knn-k", "7"]) == 0
+    assert f"removed {dest / 'training.png'}: of the report this one replaces, which has none" in \
+        capsys.readouterr().err
+    assert sorted(f.name for f in dest.iterdir()) == ["features.png", "probes.png", "report.json", "report.txt"]
+    assert json.loads((dest / "report.json").read_text())["probe"]["k"] == 7
+    assert all((dest / n).read_bytes() != before[n] for n in ("report.json", "report.txt", "probes.png"))
+
+
 def test_existing_run_directory_is_never_overwritten(tiny_run):
     out, _ = tiny_run
     before = (out / "checkpoint.npz").read_bytes()

@@ -191,6 +191,74 @@ def test_a_ctrl_c_as_atomic_write_opens_its_file_closes_it(tmp_path, monkeypatch
     assert opened and opened[0].closed and os.listdir(tmp_path) == []
 
 
+def _ended_pid() -> int:
+    """The id of a process of this host that has ended (and been reaped)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(done.stdout)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="a writer's process is asked after on POSIX only")
+def test_a_write_removes_the_temporaries_of_its_file_that_a_killed_writer_left(tmp_path):
+    # A process killed outright (SIGKILL) between mkstemp and the rename leaves its temporary file;
+    # the next write of the same file removes it, but not one a process still running is writing,
+    # nor those of other files, of other hosts, or whose writer the name does not say.
+    from byol_ref import checkpoint
+
+    host, dead = checkpoint._host_tag(), _ended_pid()
+    left = {f".out.bin.{host}-{dead}.a1b2c3d4.tmp": "killed", f".out.bin.{host}-{os.getppid()}.zz9_x1y2.tmp": "live",
+            f".out.bin.otherhost-{dead}.a1b2c3d4.tmp": "another host", ".out.bin.k2j4l5m6.tmp": "an older name",
+            f".other.bin.{host}-{dead}.a1b2c3d4.tmp": "another file", f".out.bin.{host}-{dead}.a1b2c3d4": "not .tmp"}
+    for name, text in left.items():
+        (tmp_path / name).write_text(text)
+    killed_dir = tmp_path / f".out.bin.{host}-{dead}.q7r8s9t0.tmp"  # (a staged report is a folder)
+    killed_dir.mkdir()
+    (killed_dir / "report.txt").write_text("half")
+    checkpoint.atomic_write_text(tmp_path / "out.bin", "new")
+    kept = {f.name for f in tmp_path.iterdir()}
+    assert kept == set(left) - {f".out.bin.{host}-{dead}.a1b2c3d4.tmp"} | {"out.bin"}
+    # The temporary file a write makes says whose it is.
+    names = []
+    checkpoint.atomic_write(tmp_path / "b.bin", lambda f: names.extend(os.listdir(tmp_path)))
+    assert any(n.startswith(f".b.bin.{host}-{os.getpid()}.") and n.endswith(".tmp") for n in names), names
+
+
+def test_a_report_lands_whole_or_not_at_all(tmp_path):
+    out = tmp_path / "run"
+    _write_run(out, {**RUN, **{name: b"old " + name.encode() for name in rundir.REPORT_FILES}})
+    before = _contents(out)
+    # Stopped halfway: the report in out is as it was, and the staging folder is gone.
+    with pytest.raises(KeyboardInterrupt):
+        with rundir.staged_report(out) as stage:
+            (stage / "report.txt").write_text("new report")
+            raise KeyboardInterrupt
+    assert _contents(out) == before
+    # Done: its files replace theirs, and the old report's others go (they would say something else).
+    with rundir.staged_report(out) as stage:
+        (stage / "report.txt").write_text("new report")
+        (stage / "probes.png").write_text("new probes")
+        removed = rundir.publish_report(stage, out)
+    assert removed == ["report.json", "training.png", "features.png"]
+    assert _contents(out) == {**{k: v for k, v in before.items() if k not in removed},
+                              "report.txt": b"new report", "probes.png": b"new probes"}
+
+
+@pytest.mark.skipif(os.name != "posix", reason="a writer's process is asked after on POSIX only")
+def test_a_report_removes_the_staging_folder_a_killed_report_left(tmp_path):
+    from byol_ref import checkpoint
+
+    host, dead = checkpoint._host_tag(), _ended_pid()
+    killed, live = tmp_path / f".report.{host}-{dead}.a1b2c3d4.tmp", tmp_path / f".report.{host}-1.a1b2c3d4.tmp"
+    for folder in (killed, live):
+        folder.mkdir()
+        (folder / "report.txt").write_text("half")
+    with rundir.staged_report(tmp_path) as stage:
+        assert stage.parent == tmp_path and stage.name.startswith(f".report.{host}-{os.getpid()}.")
+    assert sorted(os.listdir(tmp_path)) == [live.name]
+
+
 def _sigterm_is_handled() -> bool:
     """Whether a SIGTERM sent now would raise, not end the test process (checked before each one)."""
     return signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None)
