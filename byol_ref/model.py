@@ -309,6 +309,17 @@ def param_shapes(config: Config, role: str) -> dict:
     return shapes
 
 
+def param_mismatch(params: Mapping, config: Config, role: str) -> tuple:
+    """How ``params`` differ from what ``config`` gives a ``role`` network, for the callers' own
+    messages: (names missing, names unexpected, [(name, shape held, shape expected), ...] of the
+    others). A value without a ``shape`` counts as shape ()."""
+    expected = param_shapes(config, role)
+    missing, extra = sorted(set(expected) - set(params)), sorted(set(params) - set(expected))
+    reshaped = [(key, tuple(getattr(params[key], "shape", ())), shape) for key, shape in expected.items()
+                if key in params and tuple(getattr(params[key], "shape", ())) != shape]
+    return missing, extra, reshaped
+
+
 def init_params(config: Config, role: str, rng, backend: Backend) -> dict:
     """Draw fresh parameters on the host from ``rng`` and move them to the backend.
 
@@ -1092,17 +1103,15 @@ def _check_network(net, name, role=None):
         raise TypeError(f"{name}.config must be a byol_ref Config, got {type(net.config).__name__}")
     if role is not None and net.role != role:
         raise ValueError(f"{name} must be the {role} network, got a {net.role} network")
-    expected = param_shapes(net.config, net.role)
-    missing = sorted(set(expected) - set(net.params))
-    extra = sorted(set(net.params) - set(expected))
+    missing, extra, reshaped = param_mismatch(net.params, net.config, net.role)
     if missing or extra:
         raise ValueError(f"{name}.params do not match the config: missing {missing}, unexpected {extra}")
-    for key, shape in expected.items():
-        if not (hasattr(net.params[key], "shape") and hasattr(net.params[key], "dtype")):
-            raise TypeError(f"{name}.params[{key!r}] must be a NumPy or CuPy array, got "
-                            f"{type(net.params[key]).__name__}")
-        if tuple(net.params[key].shape) != shape:
-            raise ValueError(f"{name}.params[{key!r}] has shape {tuple(net.params[key].shape)}, expected {shape}")
+    for key, value in net.params.items():
+        if not (hasattr(value, "shape") and hasattr(value, "dtype")):
+            raise TypeError(f"{name}.params[{key!r}] must be a NumPy or CuPy array, got {type(value).__name__}")
+    if reshaped:
+        key, got, shape = reshaped[0]
+        raise ValueError(f"{name}.params[{key!r}] has shape {got}, expected {shape}")
 
 
 def _config_diff(a: Config, b: Config) -> str:

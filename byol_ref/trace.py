@@ -48,7 +48,7 @@ from .checks import check_count, check_path
 from .layers import _moments
 from .losses import l2_normalize_forward
 from .model import (Config, Network, _check_network, build_from_config, ema_update, from_groups, init_buffers,
-                    loss_and_grads, network_plan, param_shapes)
+                    loss_and_grads, network_plan, param_mismatch)
 from .presets import Preset, get_preset
 from .train import make_optimizer_for, make_schedules
 
@@ -362,8 +362,7 @@ def _check_param_names_and_shapes(params: dict, cfg: Config, role: str, sizes: d
     """The inputs' params against the config (its sizes read off the online weights): a name
     missing or extra is a bias setting or a network part the preset lacks; a wrong shape is
     usually a weight stored (out, in)."""
-    expected = param_shapes(cfg, role)
-    missing, extra = sorted(set(expected) - set(params)), sorted(set(params) - set(expected))
+    missing, extra, reshaped = param_mismatch({k: np.asarray(v) for k, v in params.items()}, cfg, role)
     if role == "target" and any(k.startswith("predictor.") for k in extra):
         raise TraceError(f"target.param holds {[k for k in extra if k.startswith('predictor.')][:4]}, but the target "
                          "network has no predictor (BYOL never uses the target's; the official code keeps one that "
@@ -372,10 +371,8 @@ def _check_param_names_and_shapes(params: dict, cfg: Config, role: str, sizes: d
         raise TraceError(f"{role}.params do not match the config: missing {missing}, unexpected {extra} (the "
                          f"preset's hidden_bias={cfg.hidden_bias}, encoder_bias={cfg.encoder_bias} and "
                          f"head_bias={cfg.head_bias} decide which biases exist; override them to match your weights)")
-    for key, shape in expected.items():
-        got = tuple(np.shape(params[key]))
-        if got == shape:
-            continue
+    if reshaped:
+        key, got, shape = reshaped[0]
         read = ", ".join(f"{k}={v}" for k, v in sizes.items())
         if len(shape) == 2 and got == shape[::-1]:
             why = f"; {_TRANSPOSE}"

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 from . import checkpoint as ckpt
-from .augment import ImageAug, VectorAug, default_views_for, two_views, views_from_dicts, views_to_dicts
+from .augment import ImageAug, default_views_for, two_views, views_from_dicts, views_to_dicts
 from .backend import Backend, get_array_module, get_backend
 from .backend import host as np
 from .backend import to_numpy

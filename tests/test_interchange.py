@@ -36,7 +36,11 @@ def test_round_trips(tmp_path, preset, ext):
         assert back[k].dtype == ref[k].dtype
     style = "lightly" if preset == "lightly" else "byol-pytorch"
     tpath = save_networks(tmp_path / f"torch.{ext}", online, target, layout="torch", mapping=style)
-    state = load_arrays(tpath)
+    state = load_arrays(tpath)  # the file holds the torch names and layout, not ours
+    expected = to_torch_layout(ref, torch_mapping(style, online.config))
+    assert list(state) == list(expected) and set(state).isdisjoint(ref)
+    for k in expected:
+        np.testing.assert_array_equal(state[k], expected[k])
     back = load_networks(tpath, layout="torch", mapping=style, config=online.config)
     assert set(back) == set(ref)
     for k in ref:

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from byol_ref.gradcheck import grad_error, numerical_gradient, rel_error
+from byol_ref.gradcheck import grad_error, numerical_gradient
 from byol_ref.layers import (RunningStats, affine_backward, affine_forward, batch_norm_backward, batch_norm_forward,
                              group_norm_backward,
                              group_norm_forward, layer_norm_backward, layer_norm_forward, linear_backward,

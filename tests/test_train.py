@@ -397,7 +397,6 @@ def test_corrupt_truncated_and_foreign_checkpoints(tmp_path):
         load_checkpoint(tmp_path / "missing.npz")
     # An entry stored a second time (zip allows it; NumPy would read one of the two without a word).
     import warnings
-    import zipfile
 
     twice = tmp_path / "twice.npz"
     twice.write_bytes(raw)
