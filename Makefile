@@ -51,7 +51,7 @@ bench: $(VENV)/.stamp-test
 	$(PY) benchmarks/bench_step.py --threads 2 --steps 25 --out benchmarks/results/cpu-2t
 
 ## The collapse lab of docs/collapse-lab.md: its ablations on digits, rewriting docs/collapse-lab-results.* and
-## its figures in docs/img (about 4 minutes on 2 cores; `python scripts/collapse_lab.py --out DIR` writes elsewhere).
+## its figures in docs/img (5 to 10 minutes on 2 cores; `python scripts/collapse_lab.py --out DIR` writes elsewhere).
 collapse-lab: $(VENV)/.stamp-run
 	OPENBLAS_NUM_THREADS=1 $(PY) scripts/collapse_lab.py --epochs 150
 
