@@ -108,22 +108,31 @@ def main(argv=None):
                  f"10-label {100 * r0['low_random']:.1f}. {args.epochs} epochs, seed {args.seed}, "
                  "test split of the embedded digits.")
     (out / "collapse-lab-results.md").write_text("\n".join(lines) + "\n")
+    plot_lab(results, ds.y_test, out, args.epochs, args.seed)
+    return 0
+
+
+def plot_lab(results: list, y_test, out: Path, epochs: int, seed: int) -> None:
+    """docs/img/collapse-lab.png (the monitors over training, the probes) and
+    collapse-lab-similarity.png (each arm's projection similarities) of the arms' ``results``."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         print("matplotlib missing: no plot")
-        return 0
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    for r in results:
+        return
+    r0 = results[0]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5.6), layout="constrained")
+    for i, r in enumerate(results):
         h = [x for x in r["history"] if "z_std" in x]
-        axes[0].plot([x["step"] for x in h], [x["z_std"] / x["z_std_healthy"] for x in h], label=r["arm"])
-        axes[1].plot([x["step"] for x in h], [x["loss"] for x in h], label=r["arm"])
+        # ten colours, then the same ones dashed: no two arms look alike; the default drawn thicker
+        style = dict(color=f"C{i % 10}", ls="-" if i < 10 else "--", lw=2.2 if i == 0 else 1.3, label=r["arm"])
+        axes[0].plot([x["step"] for x in h], [x["z_std"] / x["z_std_healthy"] for x in h], **style)
+        axes[1].plot([x["step"] for x in h], [x["loss"] for x in h], **style)
     axes[0].set(title="spread of l2-normalised z (x sqrt(P): 1 healthy, 0 collapsed)", xlabel="step")
     axes[0].title.set_fontsize(10)
     axes[1].set(title="BYOL loss", xlabel="step")
-    axes[0].legend(fontsize=7)
     names = [r["arm"] for r in results]
     xs = range(len(results))
     axes[2].barh([x + 0.2 for x in xs], [100 * r["knn_y"] for r in results], 0.4, label="kNN (encoder y)")
@@ -131,12 +140,15 @@ def main(argv=None):
     axes[2].axvline(100 * r0["knn_random"], color="k", ls="--", lw=1, label="random-init kNN")
     axes[2].set_yticks(list(xs))
     axes[2].set_yticklabels(names, fontsize=8)
-    axes[2].set(title="test accuracy (%)", xlim=(50, 100))
-    axes[2].legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3)  # below: bars reach 97
+    axes[2].set(title=f"test accuracy (%), {epochs} epochs, seed {seed}", xlim=(50, 100))
+    axes[2].legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=3)  # below: bars reach 97
     for ax in axes[:2]:
         ax.grid(alpha=0.3)
-    fig.tight_layout()
+    # the arms' legend, for both curve panels, below the figure: clear of the curves
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=6, fontsize=7)
     fig.savefig(out / "img" / "collapse-lab.png", dpi=110)
+    plt.close(fig)
     print("wrote", out / "img" / "collapse-lab.png")
 
     # What each arm's projections look like: cosine similarity of the test z (not centred), sorted
@@ -144,13 +156,13 @@ def main(argv=None):
     fig, axes = plt.subplots(2, (len(results) + 1) // 2, figsize=(3.3 * ((len(results) + 1) // 2), 7.0),
                              squeeze=False, layout="constrained")
     for ax, r in zip(axes.ravel(), results):
-        draw_similarity(ax, r["z_test"], ds.y_test, centre=False)
+        draw_similarity(ax, r["z_test"], y_test, centre=False)
         ax.set_title(f"{r['arm']}\nspread {r['z_std_ratio']:.2f}, eff. rank {r['z_rank']:.1f}", fontsize=9)
     for ax in axes.ravel()[len(results):]:
         ax.axis("off")
     fig.savefig(out / "img" / "collapse-lab-similarity.png", dpi=70)
+    plt.close(fig)
     print("wrote", out / "img" / "collapse-lab-similarity.png")
-    return 0
 
 
 if __name__ == "__main__":
