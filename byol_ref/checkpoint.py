@@ -271,8 +271,12 @@ def _host_tag() -> str:
 
 def temporary_prefix(name: str) -> str:
     """How the temporary files (or folders) that become ``name`` begin: ``.NAME.HOST-PID.``, which
-    says who writes them (``remove_orphaned_temporaries``); ``tempfile`` adds a random part."""
-    return f".{name}.{_host_tag()}-{os.getpid()}."
+    says who writes them (``remove_orphaned_temporaries``); ``tempfile`` adds a random part. A
+    name too long for that within the 255 bytes file systems allow gets ``.NAME.`` alone."""
+    prefix = f".{name}.{_host_tag()}-{os.getpid()}."
+    if len(os.fsencode(prefix)) + len("XXXXXXXX.tmp") > 255:
+        return f".{name}."
+    return prefix
 
 
 def remove_orphaned_temporaries(folder, name: str) -> list:

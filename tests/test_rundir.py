@@ -223,6 +223,10 @@ def test_a_write_removes_the_temporaries_of_its_file_that_a_killed_writer_left(t
     names = []
     checkpoint.atomic_write(tmp_path / "b.bin", lambda f: names.extend(os.listdir(tmp_path)))
     assert any(n.startswith(f".b.bin.{host}-{os.getpid()}.") and n.endswith(".tmp") for n in names), names
+    # A name long enough that who writes it would not fit in 255 bytes is written all the same.
+    long = "x" * 236 + ".npz"  # (.NAME.XXXXXXXX.tmp is 254 bytes; with the host and process, past 255)
+    checkpoint.atomic_write_text(tmp_path / long, "long")
+    assert (tmp_path / long).read_text() == "long"
 
 
 def test_a_report_lands_whole_or_not_at_all(tmp_path):
