@@ -314,9 +314,9 @@ def param_mismatch(params: Mapping, config: Config, role: str) -> tuple:
     messages: (names missing, names unexpected, [(name, shape held, shape expected), ...] of the
     others). A value without a ``shape`` counts as shape ()."""
     expected = param_shapes(config, role)
-    missing, extra = sorted(set(expected) - set(params)), sorted(set(params) - set(expected))
-    reshaped = [(key, tuple(getattr(params[key], "shape", ())), shape) for key, shape in expected.items()
-                if key in params and tuple(getattr(params[key], "shape", ())) != shape]
+    held = {key: tuple(getattr(value, "shape", ())) for key, value in params.items()}
+    missing, extra = sorted(set(expected) - set(held)), sorted(set(held) - set(expected))
+    reshaped = [(key, held[key], shape) for key, shape in expected.items() if key in held and held[key] != shape]
     return missing, extra, reshaped
 
 
