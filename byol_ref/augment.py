@@ -69,16 +69,29 @@ def _number(cls_name: str, name: str, v) -> float:
     return v
 
 
+# Each check stores the value as a Python float or int (a NumPy scalar would pass the check but not
+# json.dumps, and a run's checkpoint records its views as JSON).
+
+
 def _check_prob(cfg, name: str) -> None:
     v = _number(type(cfg).__name__, name, getattr(cfg, name))
     if not 0.0 <= v <= 1.0:
         raise ValueError(f"{type(cfg).__name__}.{name} is a probability and must be in [0, 1], got {v!r}")
+    object.__setattr__(cfg, name, v)
 
 
 def _check_nonneg(cfg, name: str, upper: float = math.inf) -> None:
     v = _number(type(cfg).__name__, name, getattr(cfg, name))
     if not 0.0 <= v <= upper:
         raise ValueError(f"{type(cfg).__name__}.{name} must be in [0, {upper}], got {v!r}")
+    object.__setattr__(cfg, name, v)
+
+
+def _check_int(cfg, name: str, least: int) -> None:
+    v = getattr(cfg, name)
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < least:
+        raise ValueError(f"{type(cfg).__name__}.{name} must be an integer >= {least}, got {v!r}")
+    object.__setattr__(cfg, name, int(v))
 
 
 def _check_range(cfg, name: str, lo_min: float, hi_max: float = math.inf, lo_open: bool = False) -> None:
@@ -167,15 +180,11 @@ class ImageAug:
         _check_nonneg(self, "shift")
         for name in ("p_flip", "p_jitter", "p_blur", "p_solarize", "p_noise", "p_erase"):
             _check_prob(self, name)
-        e = self.erase_size
-        if isinstance(e, bool) or not isinstance(e, (int, np.integer)) or e < 1:
-            raise ValueError(f"ImageAug.erase_size must be an integer >= 1, got {e!r}")
+        _check_int(self, "erase_size", 1)
         _check_nonneg(self, "brightness")
         _check_range(self, "contrast", 0.0)
         _check_range(self, "blur_sigma", 0.0, lo_open=True)
-        r = self.blur_radius
-        if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 0:
-            raise ValueError(f"ImageAug.blur_radius must be an integer >= 0, got {r!r}")
+        _check_int(self, "blur_radius", 0)
         _check_nonneg(self, "solarize_threshold", 1.0)
         _check_nonneg(self, "noise_std")
 
@@ -530,14 +539,16 @@ class _ImageParams(NamedTuple):
 def _draw_image_params(rng, n: int, cfg: ImageAug, chw: tuple) -> _ImageParams:
     """Draw every random number for one view of n images of shape chw on the host."""
     c, h, w = chw
-    area = float(h * w)
     flip = rng.uniform(size=n) < cfg.p_flip
     s = rng.uniform(cfg.crop_scale[0], cfg.crop_scale[1], size=n)  # area fraction
     r = np.exp(rng.uniform(math.log(cfg.crop_ratio[0]), math.log(cfg.crop_ratio[1]), size=n))
-    # Clamp the ratio so a box of area s*A fits: bw = sqrt(s A r) <= W and bh = sqrt(s A / r) <= H.
-    r = np.clip(r, s * w / h, w / (s * h))
-    bw = np.minimum(np.sqrt(s * area * r), w)  # the minimum only absorbs rounding at s = 1
-    bh = np.minimum(np.sqrt(s * area / r), h)
+    # A box of area s*A and ratio r is (bw, bh) = (sqrt(s A r), sqrt(s A / r)) = (W sqrt(s q), H sqrt(s / q)),
+    # q = r H / W its ratio relative to the image's. It fits when s <= q <= 1/s, so q is clamped there; at
+    # s = 1 that makes q = 1 and the box exactly the image, whatever its shape (sqrt(s A r) could miss W
+    # by an ulp, and the box then the image). For square images these are the same floats as sqrt(s A r).
+    q = np.clip(r * h / w, s, 1 / s)
+    bw = np.minimum(w * np.sqrt(s * q), w)  # the minimum only absorbs the rounding of 1 / s
+    bh = np.minimum(h * np.sqrt(s / q), h)
     x0 = rng.uniform(size=n) * (w - bw)  # uniform offset
     y0 = rng.uniform(size=n) * (h - bh)
     # Optional zoom and shift of the box (drawn only when on, so the stream of other settings
