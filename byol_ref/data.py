@@ -17,6 +17,7 @@ import math
 import os
 import re
 import tokenize
+import warnings
 from pathlib import Path
 from typing import Iterator, NamedTuple, Optional, Union
 
@@ -418,8 +419,9 @@ def _as_labels(y, what: str):
     return y.astype(np.int64)
 
 
-def _fold_features(x, image_shape, what: str):
-    """Turn (N, D), (N, H, W) or (N, C, H, W) into float64 (N, D) and an image shape."""
+def _fold_features(x, image_shape, what: str, warn_layout: bool = True):
+    """Turn (N, D), (N, H, W) or (N, C, H, W) into float64 (N, D) and an image shape (warn_layout: warn of
+    images that look channels last)."""
     if x.ndim not in (2, 3, 4):
         raise ValueError(
             f"{what} must be a feature matrix (N, D), images (N, H, W) or (N, C, H, W); "
@@ -436,6 +438,13 @@ def _fold_features(x, image_shape, what: str):
             )
     elif x.ndim > 2:
         image_shape = tuple(int(s) for s in x.shape[1:])
+    if warn_layout and x.ndim == 4 and x.shape[3] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
+        # Channels first is the one layout read (as torch stores images); PIL, TF and matplotlib store them
+        # channels last, which would be read as C = H channels of H x C images: crops and blurs along the wrong axes.
+        n, c, h, w = x.shape
+        warnings.warn(f"{what} of shape {x.shape} are read as (N, C, H, W): {c} channels of {h}x{w} images. If "
+                      f"they are channels last, (N, H, W, C) = {c}x{h} images with {w} channels, save them as "
+                      "x.transpose(0, 3, 1, 2)", UserWarning, stacklevel=3)
     if math.prod(x.shape[1:]) == 0:
         raise ValueError(f"{what}: zero width, shape {x.shape}; expected at least one value per sample")
     _check_finite(x, what)
@@ -655,7 +664,7 @@ def _load_presplit(arrays, labels, image_shape, what, name) -> Dataset:
         x = _check_numeric(arrays[f"x_{split}"], f"x_{split} in {what}")
         if x.ndim < 1 or (split == "train" and x.shape[0] < 2):
             raise ValueError(f"x_train in {what} must hold at least 2 samples, got shape {x.shape}")
-        x, s = _fold_features(x, image_shape, f"x_{split} in {what}")
+        x, s = _fold_features(x, image_shape, f"x_{split} in {what}", warn_layout=split == "train")  # (once)
         if split == "test" and s != shape:
             raise ValueError(f"x_train and x_test in {what} have different image shapes: {shape} vs {s}")
         shape = s

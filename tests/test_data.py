@@ -151,6 +151,23 @@ def test_load_npy_images_are_flattened(tmp_path):
     np.testing.assert_array_equal(ds.x_train, x[train].reshape(len(train), 24))
 
 
+def test_channels_last_images_are_read_channels_first_with_a_warning(tmp_path):
+    import warnings
+    x = np.random.default_rng(0).random((10, 8, 8, 3))  # PIL / TF layout (N, H, W, C)
+    np.save(tmp_path / "hwc.npy", x)
+    with pytest.warns(UserWarning, match=r"8 channels of 8x3 images.*x\.transpose\(0, 3, 1, 2\)"):
+        ds = load_file(tmp_path / "hwc.npy")
+    assert ds.image_shape == (8, 8, 3)  # still read as (C, H, W): the layout is the user's to fix
+    np.savez(tmp_path / "split.npz", x_train=x, x_test=x[:4])
+    with pytest.warns(UserWarning, match="x_train in"):
+        load_file(tmp_path / "split.npz")
+    for shape in [(10, 3, 8, 8), (10, 1, 8, 3), (10, 8, 8, 5), (10, 8, 8)]:  # channels first, or no sign of last
+        np.save(tmp_path / "chw.npy", np.zeros(shape))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            load_file(tmp_path / "chw.npy")
+
+
 def test_load_npy_with_image_shape_and_label_file(tmp_path):
     x, y = _table(n=12, d=6)
     np.save(tmp_path / "x.npy", x)
