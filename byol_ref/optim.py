@@ -474,9 +474,9 @@ def lars_update(
             xp.copyto(u, g)
 
         if use_lars:
-            if clip_lr and lr_p > 0.0:
+            if clip_lr:  # min(r/lr, 1): step = min(r, lr)*u; at lr 0 it is 1, as torch's min(r / 0.0, 1)
                 one = xp.ones((), dtype=p.dtype)
-                r = xp.where(ok, xp.minimum(r / lr_p, one), one)  # min(r/lr, 1): step = min(r, lr)*u
+                r = xp.where(ok, xp.minimum(r / lr_p, one), one) if lr_p > 0.0 else one
         else:
             r = None                                              # no scaling
         # u = u*r;  m = momentum*m + u;  p = p - lr_p*m   (blocked on the CPU, one fused kernel on CuPy)

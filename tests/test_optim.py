@@ -185,11 +185,14 @@ def test_lars_clip_lr():
     for variant in ("norm_of_sum", "sum_of_norms"):
         (s,) = run("lars", zero, [grads], lr=2.0, **dict(hyper, trust_ratio=variant))
         assert_close(s["encoder.fc1.weight"], [[-0.6, -0.8]])
-    # lr = 0: the multiplier is 1 (torch: min(r / 0.0, 1)); params stay, the buffer gets u
-    opt = make_optimizer("lars", **hyper)
+    # lr = 0: the multiplier is 1 (torch: min(r / 0.0, 1)); params stay, the buffer gets u, not r u
+    # (eta 0.05 makes r = 0.5: at eta 0.1, r = 1 and the buffer could not tell u from r u)
+    opt = make_optimizer("lars", **dict(hyper, eta=0.05))
     p0, s0 = opt.update(grads, opt.init(params), params, lr=0.0)
     assert_close(p0["encoder.fc1.weight"], [[3.0, 4.0]], atol=0)
     assert_close(s0["momentum.encoder.fc1.weight"], [[0.3, 0.4]])
+    (s,) = run("lars", params, [grads], lr=0.2, **dict(hyper, eta=0.05, clip_lr=False))  # the control: r u
+    assert_close(s["encoder.fc1.weight"], [[3.0 - 0.2 * 0.15, 4.0 - 0.2 * 0.2]])
 
 
 def adam_oracle(p, gs, lr, b1, b2, eps, wd=0.0, decoupled=False):
