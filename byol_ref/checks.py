@@ -170,7 +170,8 @@ def check_count(value, name):
     return a.astype("int64")
 
 
-def check_array(x, name, *, ndim=None, last_dim=None, dtype=None, finite=True, min_rows=None, rows_for=None):
+def check_array(x, name, *, ndim=None, last_dim=None, dtype=None, finite=True, min_rows=None, rows_for=None,
+                dtype_of="the parameters"):
     """Validate an array argument.
 
     Args:
@@ -183,6 +184,7 @@ def check_array(x, name, *, ndim=None, last_dim=None, dtype=None, finite=True, m
         finite: refuse NaN and infinity.
         min_rows: required minimum size of the first axis.
         rows_for: why it needs them, said after the shape (``"batch norm ..."``).
+        dtype_of: whose dtype a required ``dtype`` name is, for the message.
     """
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         raise TypeError(f"{name} must be a NumPy or CuPy array, got {type(x).__name__}")
@@ -193,7 +195,7 @@ def check_array(x, name, *, ndim=None, last_dim=None, dtype=None, finite=True, m
     if isinstance(dtype, tuple) and x.dtype.name not in dtype:
         raise TypeError(f"{name} has dtype {x.dtype}, expected one of {dtype}; cast it first")
     if isinstance(dtype, str) and x.dtype.name != dtype:
-        raise TypeError(f"{name} has dtype {x.dtype}, expected {dtype} (the parameters' dtype); "
+        raise TypeError(f"{name} has dtype {x.dtype}, expected {dtype}, the dtype of {dtype_of}; "
                         "cast it first, byol_ref never mixes dtypes silently")
     if last_dim is not None and x.shape[-1] != last_dim:
         raise ValueError(f"{name} must have {last_dim} features in its last axis, got shape {tuple(x.shape)}")

@@ -24,6 +24,7 @@ chains run as fused kernels (``kernels.py``), each beside its xp reference formu
 """
 from __future__ import annotations
 
+import math
 import numbers
 from typing import NamedTuple
 
@@ -300,6 +301,10 @@ def batch_norm_forward(x, gamma, beta, running, *, train, eps=1e-5, decay=0.9,
         raise ValueError(f"batch_norm_forward: training needs batch statistics over at least 2 rows, x has shape "
                          f"{tuple(x.shape)} ((N, F) or (G, N, F))")
     check_real(eps, "eps", 0, None)  # (0 is the formula without it: exact identities, NaN on a constant)
+    n_groups = math.prod(x.shape[:-2])  # G (1 for (N, F))
+    if running_groups is not None and check_positive_int(running_groups, "running_groups", 0) > n_groups:
+        raise ValueError(f"batch_norm_forward: running_groups={running_groups}, but x of shape {tuple(x.shape)} has "
+                         f"{n_groups} group(s); expected None (all) or 0 to {n_groups}")
     xp = get_array_module(x)
     src, center, overwrite, scratch = x, None, inplace, None
     if train:
@@ -586,6 +591,9 @@ def weight_standardize_forward(w, *, eps=1e-5):
     check_operands("weight_standardize_forward", w, x_name="w")
     if w.ndim != 2:
         raise ValueError(f"weight_standardize_forward: w must be a (D, H) weight, got shape {tuple(w.shape)}")
+    if w.shape[0] < 2:  # (var_D = 0 and w_hat = 0: the layer would ignore its input, with zero gradient)
+        raise ValueError(f"weight_standardize_forward: w must have D >= 2 inputs per column, got shape "
+                         f"{tuple(w.shape)}; a single weight standardises to 0")
     check_real(eps, "eps", 0, None)  # (0 allowed: see batch_norm_forward)
     xp = get_array_module(w)
     mean, var = _moments(w, 0, "two_pass")  # (1, H)

@@ -204,6 +204,11 @@ class Config:
                     if name.endswith(".gamma") and shape[0] % self.norm_groups:
                         raise ValueError(f"norm_groups={self.norm_groups} must divide every normalised width, "
                                          f"but {name.rsplit('.', 1)[0]} has {shape[0]} features")
+        if self.weight_std:  # one input per unit standardises every weight to 0: a layer that ignores its input
+            for name, shape in param_shapes(self, "online").items():
+                if name.endswith(".weight") and not is_head_output(name[:-len(".weight")]) and shape[0] < 2:
+                    raise ValueError(f"weight_std=True needs 2 or more inputs per standardised Linear, but {name} "
+                                     f"has {shape[0]} (shape {shape}): one weight standardises to 0")
         object.__setattr__(self, "norm_eps", check_real(self.norm_eps, "norm_eps", 0, None, lo_open=True))
         object.__setattr__(self, "bn_decay", check_real(self.bn_decay, "bn_decay", 0, 1, hi_open=True))
 
@@ -825,7 +830,7 @@ def loss(online_pred, target_proj, *, eps=None, eps_mode="sq_norm", form="mse"):
         0-d array, the mean over the batch (N >= 1).
     """
     check_array(online_pred, "online_pred", ndim=2, dtype=FLOAT_DTYPES, min_rows=1)
-    check_array(target_proj, "target_proj", ndim=2, dtype=online_pred.dtype.name)
+    check_array(target_proj, "target_proj", ndim=2, dtype=online_pred.dtype.name, dtype_of="online_pred")
     if online_pred.shape != target_proj.shape:
         raise ValueError(f"online_pred and target_proj must have the same shape, got "
                          f"{tuple(online_pred.shape)} and {tuple(target_proj.shape)}")

@@ -76,6 +76,12 @@ def test_unknown_option_values():
         byol.build(4, weight_std="yes")
     with pytest.raises(ValueError, match="ws_eps must be in"):
         byol.build(4, weight_std=True, ws_eps=0.0)
+    # one input per standardised unit: every weight standardises to 0 (the network ignored its input)
+    with pytest.raises(ValueError, match=r"weight_std=True needs 2 or more inputs .* encoder.fc1.weight has 1"):
+        byol.build(1, weight_std=True)
+    with pytest.raises(ValueError, match=r"predictor.fc1.weight has 1 \(shape \(1, 5\)\)"):
+        byol.build(3, weight_std=True, projection_dim=1, predictor_dim=5)
+    byol.build(3, weight_std=True, projection_dim=1, use_predictor=False)  # heads' last Linears are not standardised
     with pytest.raises(ValueError, match="layout must be one of"):
         byol.build(4, layout="simclr")
     with pytest.raises(ValueError, match="views must be one of"):
@@ -109,8 +115,8 @@ def test_loss_errors():
     a = np.ones((3, 4))
     with pytest.raises(ValueError, match="same shape"):
         byol.loss(a, np.ones((3, 5)))
-    with pytest.raises(TypeError, match="target_proj has dtype float32"):
-        byol.loss(a, a.astype("float32"))
+    with pytest.raises(TypeError, match="target_proj has dtype float32, expected float64, the dtype of online_pred;"):
+        byol.loss(a, a.astype("float32"))  # (loss has no parameters: the message once said it took their dtype)
 
 
 # --------------------------------------------------------------------------- the checks themselves

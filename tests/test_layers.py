@@ -497,6 +497,13 @@ def test_the_ops_refuse_what_numpy_would_take_without_a_word():
             (lambda: batch_norm_forward(x, np.ones((4, 3)), zeros, run, train=True), ValueError,
              r"batch_norm_forward: gamma has shape \(4, 3\), expected \(3,\)"),
             (lambda: batch_norm_forward(x, ones, zeros, run, train=True, eps=-1.0), ValueError, "eps must be in"),
+            # (-1 was a slice: every group but the last updated the running statistics)
+            (lambda: batch_norm_forward(x, ones, zeros, run, train=True, running_groups=-1), ValueError,
+             "running_groups must be an int >= 0, got -1"),
+            (lambda: batch_norm_forward(x, ones, zeros, run, train=True, running_groups=1.5), TypeError,
+             r"running_groups must be an int >= 0, got 1.5 \(float\)"),
+            (lambda: batch_norm_forward(x, ones, zeros, run, train=True, running_groups=2), ValueError,
+             r"running_groups=2, but x of shape \(4, 3\) has 1 group\(s\); expected None \(all\) or 0 to 1"),
             (lambda: batch_norm_forward(x, ones, zeros, run, train=True, decay=1.5), ValueError,
              r"decay must be in \[0, 1\)"),
             (lambda: update_running_stats(run, zeros, ones, 1, decay=0.9, mode="torch"), ValueError,
@@ -512,7 +519,9 @@ def test_the_ops_refuse_what_numpy_would_take_without_a_word():
             (lambda: simplex_forward(x.astype(int), simplex_dim=3, temperature=1.0), TypeError,
              "simplex_forward: x must be a float32 or float64 array"),
             (lambda: weight_standardize_forward(np.ones(5)), ValueError,
-             r"weight_standardize_forward: w must be a \(D, H\) weight, got shape \(5,\)")):
+             r"weight_standardize_forward: w must be a \(D, H\) weight, got shape \(5,\)"),
+            (lambda: weight_standardize_forward(np.ones((1, 3))), ValueError,  # (it was silently all zeros)
+             r"w must have D >= 2 inputs per column, got shape \(1, 3\); a single weight standardises to 0")):
         with pytest.raises(err, match=says):
             call()
     # what is right still works: NumPy integers as sizes, eps = 0 (the exact formula), float32 throughout
