@@ -81,10 +81,15 @@ def _with_csv_header(spec: dict) -> dict:
 
 
 def _parse_value(field, text):
-    """Convert ``text`` to the type of a dataclass field (bool, int, float, str, or None)."""
-    if text.lower() in ("none", "null"):
-        return None
+    """Convert ``text`` to the type of a dataclass field (bool, int, float, str, or None).
+
+    ``null`` is None (an optional field's default); so is ``none``, except for a text field, where
+    it is the word: ``norm=none`` and ``exclude=none`` are choices of theirs (read as None, norm
+    took the layout's batch norm, and exclude was refused).
+    """
     kind = str(field.type)
+    if text.lower() == "null" or (text.lower() == "none" and "str" not in kind):
+        return None
     if "bool" in kind:
         if text.lower() in ("1", "true", "yes", "on"):
             return True
@@ -222,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the target is the online network, SimSiam's ablation)")
     g = t.add_argument_group("any other field")
     g.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override any model.Config or TrainConfig field, e.g. --set views=concat")
+                   help="override any model.Config or TrainConfig field, e.g. --set views=concat; null is None "
+                        "(an optional field's default)")
     g = t.add_argument_group("run directory")
     g.add_argument("--out", default=None, help="run directory (default runs/<data>-<time>)")
     g.add_argument("--resume", action="store_true",
@@ -424,10 +430,14 @@ def _check_resume_flags(args, out: Path, saved: dict, model_cfg: Config, tcfg: T
     if given - set(recorded):  # as the run's length, so derived fields (warm-up) compare
         same_length = argparse.Namespace(**{**vars(args), "epochs": tcfg.epochs})
         new_model, new_train, named = _configs_from_flags(same_length, model_cfg.encoder_dim)
-        for name in sorted(named - {"epochs"}):
+        # (--epochs was set to the run's own just above: epochs differs here only by --set, which is
+        # refused rather than ignored, as it was; --epochs is the one way to change a resumed run's length)
+        for name in sorted(named):
             for new, old in ((new_model, model_cfg), (new_train, tcfg)):
                 if hasattr(old, name) and getattr(new, name) != getattr(old, name):
-                    asked.append(f"{name} {getattr(new, name)!r} (run: {getattr(old, name)!r})")
+                    asked.append(f"{name} {getattr(new, name)!r} (run: {getattr(old, name)!r}"
+                                 + ("; --epochs, not --set, changes the length of a resumed run)"
+                                    if name == "epochs" else ")"))
     if asked:
         raise ValueError(f"--resume continues {out} with the settings in its config.json, but the command line asks "
                          f"for others: {'; '.join(asked)}. Only --epochs may change (to extend the run); drop the "

@@ -179,6 +179,12 @@ def test_resume_continues_a_run(tmp_path):
     assert res.returncode == 2
     assert ("the command line asks for others: lr 0.1 (run: 0.002); views 'concat' (run: 'separate'). "
             "Only --epochs may change") in res.stderr
+    # --set epochs is refused, not ignored (it was: the run kept its length, 0 steps trained, exit 0)
+    for n in ("5", "1"):
+        res = run("train", "--resume", *common, "--set", f"epochs={n}")
+        assert res.returncode == 2 and (f"epochs {n} (run: 3; --epochs, not --set, changes the length of a resumed "
+                                        "run)") in res.stderr
+    assert run("train", "--resume", *common, "--set", "epochs=3").returncode == 0  # the run's own: nothing asked
     # --epochs counts when given, even at its default value (300 is the parser's default)
     res = run("train", "--epochs", "300", "--resume", *common[:-4], "--out", str(out), "--no-eval", "--no-progress")
     assert res.returncode == 0 and "for 300 epochs" in res.stdout
@@ -407,6 +413,11 @@ def test_set_values_parse_as_documented():
                          bn_eps=1e-3, layout="a=b")  # the value is everything after the first "="
     _route_pairs(["nesterov=no", "data_init=1", "final_lr=None"], groups)
     assert train == dict(nesterov=False, data_init=True, final_lr=None)
+    # "none" is a choice of text fields (it was read as None: norm=none trained with the layout's batch norm)
+    model.clear(), train.clear()
+    _route_pairs(["norm=none", "exclude=none", "loss_form=null", "projector_hidden_dim=none"], groups)
+    assert (model, train) == (dict(norm="none", loss_form=None, projector_hidden_dim=None), dict(exclude="none"))
+    assert Config(4, **model).norm == "none" and TrainConfig(**train).exclude == "none"
     with pytest.raises(ValueError, match="--set weight_std: expected true/false, got 'maybe'"):
         _route_pairs(["weight_std=maybe"], groups)
 
