@@ -48,6 +48,9 @@ def _load_data(spec: dict, strict: bool = True):
     kind = spec["data"]
     if kind in ("digits", "synthetic") and spec.get("csv_header", "auto") != "auto":
         raise ValueError(f"--csv-header {spec['csv_header']} is for a .csv --data, not the built-in {kind}")
+    if kind in ("digits", "synthetic") and spec.get("labels") is not None and strict:  # (runs that recorded one
+        # before it was refused read their data as they trained: without it)
+        raise ValueError(f"--labels {spec['labels']} is for a file --data; the built-in {kind} has its own labels")
     if kind == "digits":
         return load_digits()
     if kind == "synthetic":
@@ -255,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Probe the online encoder of a saved run against baselines.",
                        formatter_class=_HelpFormatter)
     e.add_argument("path", help="a run directory or a checkpoint .npz")
-    e.add_argument("--data", default=None, help="data set (default: the run's own, from config.json)")
+    e.add_argument("--data", default=None, help="data set (default: the run's own, from config.json; a "
+                   "checkpoint without one needs --data)")
     e.add_argument("--labels", default=None, help="with --data: the label column or label file, as for train")
     e.add_argument("--csv-header", **_CSV_HEADER_ARG)
     e.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cpu (NumPy) or cuda (CuPy)")
@@ -279,7 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=_HelpFormatter)
     m.add_argument("path", help="a run directory or a checkpoint .npz")
     m.add_argument("--out", required=True, help="the .npz to write (never overwritten unless --overwrite)")
-    m.add_argument("--data", default=None, help="data set (default: the run's own, from config.json)")
+    m.add_argument("--data", default=None, help="data set (default: the run's own, from config.json; a "
+                   "checkpoint without one needs --data)")
     m.add_argument("--labels", default=None, help="with --data: the label column or label file, as for train")
     m.add_argument("--csv-header", **_CSV_HEADER_ARG)
     m.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cpu (NumPy) or cuda (CuPy)")
@@ -507,6 +512,7 @@ def _train(args) -> int:
     else:
         if out.exists() and not out.is_dir():
             raise FileExistsError(f"--out {out} is a file, not a run directory; choose another --out")
+        _refuse_a_file_on_the_way(out, "--out", folder=False)
         if out.exists() and any(out.iterdir()) and not args.overwrite:
             raise FileExistsError(f"run directory {out} exists and is not empty; pass --resume to continue it, "
                                   "--overwrite to replace it, or choose another --out")
@@ -623,7 +629,7 @@ def _train_stopped(exc: BaseException, out: Path, replacing, *, fresh: bool, cre
             then = f"no checkpoint was written yet; start again with: {_prog()} train ... --out {out} --overwrite"
         print(f"\nbyol-ref: {interrupted(exc)}; {then}", file=sys.stderr)
         return interrupt_status(exc)
-    if isinstance(exc, (ValueError, TypeError)) and fresh and not ckpt.exists():
+    if isinstance(exc, (ValueError, TypeError, MemoryError)) and fresh and not ckpt.exists():
         for name in ("config.json", "metrics.jsonl"):  # refused before any step: leave no half-made run
             (out / name).unlink(missing_ok=True)
         if created and not any(out.iterdir()):  # a folder the user made stays
@@ -773,6 +779,8 @@ def _gains(rows: list, n_test: int) -> str:
 
 def _eval(args) -> int:
     out = Path(args.out) if args.out else None
+    if out is not None:
+        _refuse_a_file_on_the_way(out, "--out", folder=True)
     if out is not None and not args.overwrite:
         taken = [n for n in REPORT_FILES if (out / n).exists()]
         if taken:
@@ -788,12 +796,23 @@ def _eval(args) -> int:
                    as_json=args.json, probe=probe, run=Path(args.path))
 
 
+def _refuse_a_file_on_the_way(path: Path, flag: str, *, folder: bool) -> None:
+    """Refuse a path that goes through a file (or, when it names a folder, is one): the OS said only
+    "[Errno 17] File exists" or "[Errno 20] Not a directory", after the work."""
+    for p in ((path,) if folder else ()) + tuple(path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise FileExistsError(f"{flag} {path}: {p} is a file, not a folder")
+            return
+
+
 def _check_output(path, flag: str, overwrite: bool, inputs=()) -> None:
     """Refuse to write over a folder, over a file the command reads (``inputs``: even with
     ``--overwrite``, as a run's checkpoint would be lost), or over an existing file unless ``--overwrite``."""
     p = Path(path)
     if p.is_dir():
         raise IsADirectoryError(f"{flag} {p} is a directory; name the file to write")
+    _refuse_a_file_on_the_way(p, flag, folder=False)
     for source in inputs:
         if source is not None and p.resolve() == Path(source).resolve():
             raise ValueError(f"{flag} {p} is the file this command reads ({source}); write to another file")
@@ -852,8 +871,9 @@ def _load_run(args):
         dataset = _load_data({"data": args.data, "labels": args.labels, "csv_header": args.csv_header})
     elif cfg_file.is_file():
         dataset = _data_for_run(_read_run_config(cfg_file)["data"], cfg_file)
-    else:
-        dataset = _load_data({"data": "digits"})
+    else:  # (it took the embedded digits, without a word, whatever the run had trained on)
+        raise ValueError(f"{ckpt_path} has no config.json beside it to say which data its run trained on; pass "
+                         "--data (digits, synthetic, or the file)")
     if dataset.x_train.shape[1] != model_cfg.encoder_dim:
         raise ValueError(f"the data have {dataset.x_train.shape[1]} features but the checkpoint's encoder expects "
                          f"{model_cfg.encoder_dim}")
@@ -922,6 +942,10 @@ def main(argv=None) -> int:
     except (ValueError, TypeError, OSError, RuntimeError) as exc:  # OSError: missing files, --out a folder, ...
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except MemoryError as exc:  # (NumPy's says how much, for what shape)
+        print(f"{prog}: error: out of memory: {exc or 'an allocation failed'}; smaller sizes (widths, batch, "
+              "data) or float32 need less", file=sys.stderr)
+        return 1
 
 
 def _command(args) -> int:

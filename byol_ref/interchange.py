@@ -221,6 +221,11 @@ def resolve_mapping(mapping, config: Config | None = None, layout: str | None = 
         return torch_mapping(mapping, config) if STYLE_LAYOUT[mapping] == "torch" else axon_mapping(mapping, config)
     if isinstance(mapping, (str, os.PathLike)) and os.fspath(mapping).endswith(".json"):
         what = f"mapping file {os.fspath(mapping)}"
+        if not os.path.isfile(mapping):  # (the OS said only "[Errno 2] No such file or directory: 'm.json'")
+            is_dir = os.path.isdir(mapping)
+            raise FileNotFoundError(f"{what} {'is a folder' if is_dir else 'does not exist'}; a mapping is a style "
+                                    f"({', '.join(sorted(STYLE_LAYOUT))}) or a .json file of "
+                                    "{byol-ref name: torch or axon name}")
         with open(mapping, "rb") as f:
             loaded = parse_json(f.read(), what)
         if not isinstance(loaded, dict):  # (a string in it would name a style, or another file)

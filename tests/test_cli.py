@@ -105,12 +105,27 @@ def test_eval_writes_its_report_and_plots_on_request(tiny_run, tmp_path):
     before = (dest / "report.json").read_bytes()
     res = run("eval", str(out), "--out", str(dest))
     assert res.returncode == 2 and "already holds report.json" in res.stderr
+    (tmp_path / "afile").write_text("mine")  # a file, or a path through one: said so, not "[Errno 17] File exists"
+    for dest_ in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        res = run("eval", str(out), "--out", str(dest_), "--overwrite")
+        assert res.returncode == 2 and f"--out {dest_}: {tmp_path / 'afile'} is a file, not a folder" \
+            in res.stderr, res.stderr
+    for cmd in (["embed", str(out), "--out"], ["trace", "--dims", "5,6,4,3", "--out"], ["train", "--out"]):
+        res = run(*cmd, str(tmp_path / "afile" / "x.npz"))
+        assert res.returncode == 2 and f"{tmp_path / 'afile'} is a file, not a folder" in res.stderr, res.stderr
+    assert (tmp_path / "afile").read_text() == "mine"
     assert (dest / "report.json").read_bytes() == before
     assert run("eval", str(out), "--out", str(dest), "--overwrite").returncode == 0
     # A checkpoint on its own has no training curves: no training.png.
     alone = tmp_path / "alone"
     alone.mkdir()
     (alone / "c.npz").write_bytes((out / "checkpoint.npz").read_bytes())
+    # without a config.json to say which data, --data must (eval and embed took the digits, silently)
+    for cmd in (["eval"], ["embed", "--out", str(alone / "f.npz")]):
+        res = run(*cmd[:1], str(alone / "c.npz"), *cmd[1:])
+        assert res.returncode == 2 and (f"{alone / 'c.npz'} has no config.json beside it to say which data its run "
+                                        "trained on; pass --data") in res.stderr, res.stderr
+    assert sorted(p.name for p in alone.iterdir()) == ["c.npz"]
     res = run("eval", str(alone / "c.npz"), "--data", "synthetic", "--out", str(tmp_path / "ev2"))
     assert res.returncode == 0, res.stderr
     assert sorted(p.name for p in (tmp_path / "ev2").iterdir()) == ["features.png", "probes.png", "report.json",
@@ -1269,6 +1284,11 @@ def test_csv_header_is_recorded_kept_on_resume_and_given_to_eval_with_data(tmp_p
     capsys.readouterr()
     assert main([*args[:-2], "--out", str(tmp_path / "d"), "--csv-header", "no", "--data", "digits"]) == 2
     assert "--csv-header no is for a .csv --data, not the built-in digits" in capsys.readouterr().err
+    # so is --labels (it was ignored, and recorded in config.json as if it had counted)
+    assert main([*args[:-2], "--out", str(tmp_path / "d"), "--labels", "y.npy", "--data", "synthetic"]) == 2
+    assert "--labels y.npy is for a file --data; the built-in synthetic has its own labels" in capsys.readouterr().err
+    assert main(["eval", str(out), "--data", "digits", "--labels", "0"]) == 2 and not (tmp_path / "d").exists()
+    assert "--labels 0 is for a file --data; the built-in digits" in capsys.readouterr().err
     np.save(tmp_path / "x.npy", x)
     assert main(["embed", str(out), "--out", str(tmp_path / "f.npz"), "--data", str(tmp_path / "x.npy"),
                  "--csv-header", "no"]) == 2
@@ -1885,3 +1905,25 @@ def test_convert_from_torch_of_a_run_folder_without_a_checkpoint_says_it_is_no_w
                  "--mapping", "lightly", "--preset", "lightly"]) == 2
     err = capsys.readouterr().err
     assert "is a directory without a checkpoint.npz" in err and "--overwrite" not in err, err
+
+
+def test_out_of_memory_is_one_line_and_leaves_no_half_made_run(tmp_path, capsys, monkeypatch):
+    """A MemoryError (a width too large for the machine) was a traceback, and the run directory stayed, half made."""
+    from byol_ref import train
+    from byol_ref.cli import main
+
+    def too_big(*args, **kwargs):
+        raise MemoryError("Unable to allocate 238. GiB for an array with shape (32, 1000000000) and data type "
+                          "float64")
+
+    monkeypatch.setattr(train, "init_state", too_big)
+    args = ["train", "--data", "synthetic", "--epochs", "1", "--batch-size", "16", "--hidden-size", "8",
+            "--projection-dim", "4", "--predictor-dim", "4", "--no-progress", "--no-plots", "--no-eval"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("byol-ref train: error: out of memory: Unable to allocate 238. GiB for an array with shape "
+                          "(32, 1000000000)") and "float32 need less" in err and "Traceback" not in err
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "b").mkdir()  # a folder the user made stays, empty
+    assert main([*args, "--out", str(tmp_path / "b")]) == 1
+    assert list((tmp_path / "b").iterdir()) == []

@@ -482,6 +482,17 @@ def test_non_finite_reports_count_and_first_index(tmp_path):
     np.save(tmp_path / "n.npy", x)
     with pytest.raises(ValueError, match=r"2 non-finite .* index \(1, 2\)"):
         load_file(tmp_path / "n.npy")
+    # finite in a longdouble file, inf in float64: refused at load (it trained, and failed at the probes)
+    big = np.ones((6, 2), dtype=np.longdouble)
+    big[4, 1] = np.longdouble(10) ** 400
+    if not np.isfinite(big[4, 1]) or np.finfo(np.longdouble).max <= np.finfo(np.float64).max:
+        pytest.skip("this platform's longdouble is float64")
+    np.save(tmp_path / "big.npy", big)
+    with pytest.raises(ValueError, match=r"1 value\(s\) beyond float64's range .* first at index \(4, 1\)"):
+        load_file(tmp_path / "big.npy")
+    np.savez(tmp_path / "split.npz", x_train=big[:4], x_test=big[4:])
+    with pytest.raises(ValueError, match=r"x_test in .* beyond float64's range .* index \(0, 1\)"):
+        load_file(tmp_path / "split.npz")
 
 
 def test_label_count_mismatch(tmp_path):

@@ -381,6 +381,14 @@ def test_a_mapping_file_is_one_json_object_and_its_errors_name_it(tmp_path, text
         resolve_mapping(str(path))
 
 
+def test_a_mapping_file_that_is_not_there_or_a_folder_says_so(tmp_path):
+    (tmp_path / "dir.json").mkdir()  # (the OS's own words named neither the mapping nor what it may be)
+    for name, says in (("no.json", "does not exist"), ("dir.json", "is a folder")):
+        with pytest.raises(FileNotFoundError, match=rf"^mapping file {tmp_path / name} {says}; a mapping is a style "
+                                                    r"\(byol-pytorch, edifice, lightly\) or a .json file"):
+            resolve_mapping(str(tmp_path / name))
+
+
 def test_a_mapping_key_no_byol_ref_network_has_is_refused_and_errors_name_the_mapping_file(tmp_path):
     """A misspelt key would be written out under that name by convert --to byol-ref."""
     online, target = _nets("byol-pytorch")
