@@ -46,6 +46,7 @@ class CheckpointError(ValueError):
 # Shared by checkpoints, user data (data.py) and traces and weights (trace.py, interchange.py).
 
 NPY_MAGIC, ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"  # how an .npy and an .npz (a zip archive) start
+EMPTY_ZIP_MAGIC = b"PK\x05\x06"  # how a zip of no files starts (numpy.savez with no arrays writes one)
 
 
 def file_head(path, n: int = 6) -> bytes:
@@ -73,7 +74,8 @@ def numpy_read_errors(what: str, error=ValueError, keep=()):
                         "(float or int dtype)") from None
         raise error(f"{what} is truncated or corrupt ({first_line(exc)})") from None
     except (zipfile.BadZipFile, EOFError, OSError, KeyError, NotImplementedError, SyntaxError,
-            tokenize.TokenError) as exc:  # (the last two: NumPy parsing a mangled .npy header)
+            tokenize.TokenError, RuntimeError) as exc:  # (SyntaxError, TokenError: NumPy parsing a mangled .npy
+        # header; RuntimeError: zipfile reading a flipped flag bit as "File ... is encrypted, password required")
         raise error(f"{what} is truncated or corrupt ({type(exc).__name__}: {first_line(exc)})") from None
 
 
@@ -86,6 +88,8 @@ def read_npz(path, what: str, error=ValueError) -> dict:
     """Every array of an ``.npz``, in file order, read with ``allow_pickle=False``; a file that
     is not one, or cannot be read, raises ``error`` naming it (``what``) and the problem."""
     head = file_head(path)
+    if head.startswith(EMPTY_ZIP_MAGIC):  # (it said "not a zip archive, which numpy.savez writes")
+        raise error(f"{what} holds no arrays: an .npz of none, as numpy.savez with no arrays writes")
     if not head.startswith(ZIP_MAGIC):
         found = ("it is empty (0 bytes)" if not head else
                  "it is an .npy array; rename it to .npy" if head == NPY_MAGIC else
@@ -371,7 +375,8 @@ def load(path) -> tuple[dict, dict]:
         raise FileNotFoundError(f"checkpoint not found: {path}")
     head = file_head(path)
     if not head.startswith(ZIP_MAGIC):
-        what = "is empty (0 bytes)" if not head else "is not an .npz (zip) file"
+        what = ("is empty (0 bytes)" if not head else "is an .npz of no arrays" if head.startswith(EMPTY_ZIP_MAGIC)
+                else "is not an .npz (zip) file")
         raise CheckpointError(f"{path} {what}, so not a byol-ref checkpoint: another kind of file, or one cut short "
                               "or corrupted; pass a run directory or its checkpoint.npz")
     flat = read_npz(path, str(path), CheckpointError)

@@ -283,7 +283,7 @@ def _read_csv(path: Path, what: str, header=None, label_column=None, ask: bool =
         if len(fields) != width:
             raise ValueError(
                 f"{what} {str(path)!r}: line {line} has {len(fields)} fields, expected {width} "
-                "(like the first line)"
+                "(like the first line)" + _separator_hint(rows[0][1] + fields)
             )
     try:
         values = np.array([fields for _, fields in data], dtype=np.float64).reshape(len(data), width)
@@ -302,6 +302,7 @@ def _read_csv(path: Path, what: str, header=None, label_column=None, ask: bool =
                         f"{what} {str(path)!r}: non-numeric value {s!r} at line {line}, "
                         f"column {col}{colname}; expected numbers only"
                         + ("" if header else " (the first line was taken as data, not a header)")
+                        + _separator_hint([s])
                     ) from None
         raise
     if guessed and not header and ask:
@@ -309,6 +310,15 @@ def _read_csv(path: Path, what: str, header=None, label_column=None, ask: bool =
     if strict and names and names[0] == "" and len(values) > 1:
         _check_not_row_numbers(values[:, 0], f"{what} {str(path)!r}")
     return names, values
+
+
+def _separator_hint(fields) -> str:
+    """What to add to an error about CSV fields in which tabs or semicolons separate the values."""
+    seps = [name for sep, name in (("\t", "tabs"), (";", "semicolons")) if any(sep in s for s in fields)]
+    if not seps:
+        return ""
+    return (f"; its values look separated by {seps[0]}, and byol-ref reads comma-separated ones (where a decimal "
+            "comma splits a number in two): save the table with commas between values and points in numbers")
 
 
 def _check_header_guess(first: list, values, what: str) -> None:

@@ -823,7 +823,7 @@ def effective_rank(x: Any) -> float:
 
     With singular values s_i of x - mean(x, axis=0) and p_i = s_i / sum(s), the effective
     rank is exp(-sum p_i log p_i). It is r for r equal non-zero singular values and lies
-    in [1, min(N, D)] (N - 1 at most once centred). Singular values at rounding level,
+    in [1, min(N - 1, D)] (N centred rows span N - 1 dimensions at most). Singular values at rounding level,
     below max(N, D) * eps * ||x||_F, are dropped (they would come from centring rows that
     are equal in exact arithmetic). If none remain, x has no spread at all (complete
     collapse), where the definition has no value; this function then returns 0.0.
@@ -832,7 +832,7 @@ def effective_rank(x: Any) -> float:
         x: data, shape (N, D), N >= 2.
 
     Returns:
-        the effective rank, a float in [1, min(N, D)], or 0.0 for no spread.
+        the effective rank, a float in [1, min(N - 1, D)], or 0.0 for no spread.
 
     References:
         Roy & Vetterli, "The effective rank: a measure of effective dimensionality",
@@ -861,7 +861,8 @@ def collapse_report(z: Any, y: Any | None = None) -> dict:
           ``normalized_std``: :func:`normalized_std`;
           ``healthy_std``: 1/sqrt(D), its value for isotropic rows;
           ``std_ratio``: normalized_std * sqrt(D) (about 1 healthy, 0 collapsed);
-          ``effective_rank``: :func:`effective_rank`, and ``max_rank`` = min(N, D);
+          ``effective_rank``: :func:`effective_rank`, and ``max_rank`` = min(N - 1, D), its
+          largest value (the rows are centred);
           ``mean_norm``: mean row norm ||z_i||;
           ``mean_cos``: mean cosine similarity over pairs i != j (1 when collapsed);
           with ``y``: ``cos_within`` and ``cos_between``, the mean pairwise cosine
@@ -885,7 +886,7 @@ def collapse_report(z: Any, y: Any | None = None) -> dict:
         "healthy_std": 1.0 / math.sqrt(d),
         "std_ratio": std * math.sqrt(d),
         "effective_rank": effective_rank(z),
-        "max_rank": min(n, d),
+        "max_rank": min(n - 1, d),  # (N centred rows span N - 1 dimensions at most)
         "mean_norm": float(np.sqrt(np.sum(z * z, axis=1)).mean()),
         "mean_cos": total / (n * (n - 1)),
     }

@@ -262,6 +262,21 @@ def test_a_first_line_of_numbers_and_other_fields_must_be_declared(tmp_path):
     assert load_file(tmp_path / "h.csv", test_fraction=0.25).x_train.shape == (6, 3)
 
 
+def test_a_table_separated_by_tabs_or_semicolons_is_named_as_such(tmp_path):
+    hint = "look separated by {}, and byol-ref reads comma-separated ones"
+    for name, text, says in (
+            ("t.csv", "a\tb\tc\n1\t2\t3\n", r"non-numeric value '1\\t2\\t3' at line 2.*" + hint.format("tabs")),
+            ("s.csv", "1;2;3\n4;5;6\n", r"non-numeric value '4;5;6' at line 2.*" + hint.format("semicolons")),
+            ("d.csv", "a;b;c\n1,5;2,0;3\n", r"line 2 has 3 fields, expected 1.*" + hint.format("semicolons"))):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ValueError, match=says):
+            load_file(tmp_path / name)
+    (tmp_path / "c.csv").write_text("1,2\n3,x\n")  # commas: no hint
+    with pytest.raises(ValueError, match="non-numeric value 'x'") as info:
+        load_file(tmp_path / "c.csv")
+    assert "look separated" not in str(info.value)
+
+
 def test_csv_rows_are_never_lost_quietly(tmp_path):
     """A row with some values missing is an error; a row with none is an empty row (spreadsheets
     write them, ",,,"); a stray quote that swallows rows into one field is refused (a header name
@@ -687,10 +702,16 @@ def test_files_of_the_wrong_kind_or_cut_short_are_named_as_such(tmp_path):
     (tmp_path / "text.npy").write_text("1,2,3\n")
     np.savez(tmp_path / "arch.npz", x=x)
     (tmp_path / "arch.npy").write_bytes((tmp_path / "arch.npz").read_bytes())
+    np.savez(tmp_path / "none.npz")  # a zip of no files: it was "not a zip archive, which numpy.savez writes"
+    flag = bytearray(raw)  # one flipped bit: zipfile's RuntimeError "File ... is encrypted, password required"
+    flag[flag.find(b"PK\x01\x02") + 8] |= 1
+    (tmp_path / "flag.npz").write_bytes(bytes(flag))
     cases = [("e.npy", "is not an .npy file: it is empty"), ("e.npz", "is not an .npz file: it is empty"),
              ("a.npz", "is an .npy array; rename it to .npy"), ("cut.npz", "is truncated or corrupt"),
              ("cut.npy", "is truncated or corrupt"), ("text.npy", "does not start with the .npy header"),
-             ("arch.npy", "it is an .npz archive; rename it to .npz")]
+             ("arch.npy", "it is an .npz archive; rename it to .npz"),
+             ("none.npz", "holds no arrays: an .npz of none, as numpy.savez with no arrays writes"),
+             ("flag.npz", r"is truncated or corrupt \(RuntimeError: File .* is encrypted")]
     for name, message in cases:
         with pytest.raises(ValueError, match=message):
             load_file(tmp_path / name)

@@ -425,6 +425,8 @@ def test_collapse_report_against_a_brute_force_gram_matrix():
     assert rep["std_ratio"] == pytest.approx(rep["normalized_std"] * math.sqrt(6))
     assert rep["max_rank"] == 6
     assert rep["mean_norm"] == pytest.approx(np.linalg.norm(z, axis=1).mean())
+    few = ev.collapse_report(z[:4])  # 4 centred rows span 3 dimensions, not min(N, D) = 4
+    assert few["max_rank"] == 3 and few["effective_rank"] <= 3 + 1e-9
 
 
 # ---------------------------------------------------------------------------------------
