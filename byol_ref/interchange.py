@@ -368,6 +368,15 @@ def from_layout(state: dict, mapping: dict, *, layout: str, strict: bool = True,
             a = np.asarray(state[t])
             if a.dtype.kind not in "fiu":
                 raise TypeError(f"the {layout} state's {t!r} (for {ref}) holds {a.dtype} data, expected numbers")
+            # (both passed through unconverted: a weight of another rank was not transposed, and integers
+            # were cast where the arrays were used)
+            if a.dtype.kind != "f" and not ref.endswith(".count"):
+                raise TypeError(f"the {layout} state's {t!r} (for {ref}) holds {a.dtype} data, expected floating "
+                                "point (only a batch count is a whole number)")
+            if ref.rsplit(".", 1)[-1] == "weight" and a.ndim != 2:
+                want = "(out, in)" if layout == "torch" else "(in, out)"
+                raise ValueError(f"the {layout} state's {t!r} (for {ref}) has shape {a.shape}, expected a 2-D Linear "
+                                 f"weight {want}")
             if layout == "torch" and _is_weight(ref, a):
                 a = np.ascontiguousarray(a.T)
             elif layout == "torch" and ref.endswith(".count"):

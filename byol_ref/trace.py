@@ -447,6 +447,10 @@ def networks_from_inputs(inputs: dict, preset: Preset | str, *, dtype: str = "fl
             else:
                 if a.dtype.kind not in "fiu":
                     raise TraceError(f"{what}.{k} must be numeric, got dtype {a.dtype}")
+                if (k.endswith(".running_var") or what == "opt" and k.startswith("nu.")) and np.any(a < 0):
+                    # (a checkpoint with one is refused as corrupt; here it traced NaN from the first eval step)
+                    raise TraceError(f"{what}.{k} holds {int(np.sum(a < 0))} negative value(s), the first "
+                                     f"{a[a < 0][0]}; a variance or a mean of squares is >= 0")
                 out[k] = be.asarray(a)
         return out
 

@@ -906,6 +906,23 @@ def test_the_mapping_helpers_name_what_they_were_given(tmp_path):
         from_layout({"x": np.array(["0.5"])}, {"online.param.encoder.fc1.weight": "x"}, layout="torch", strict=False)
 
 
+def test_a_weight_of_another_rank_or_of_integers_is_refused():
+    """Both passed through unconverted (a 1-D or 3-D weight was not transposed; integers were cast later)."""
+    ref = "online.param.encoder.fc1.weight"
+    for layout, want in (("torch", r"\(out, in\)"), ("axon", r"\(in, out\)")):
+        for shape in ((3,), (), (2, 3, 4)):
+            with pytest.raises(ValueError, match=rf"the {layout} state's 'x' \(for {ref}\) has shape "
+                                                 rf"{re.escape(str(shape))}, expected a 2-D Linear weight {want}"):
+                from_layout({"x": np.ones(shape)}, {ref: "x"}, layout=layout, strict=False)
+    with pytest.raises(TypeError, match=r"holds int64 data, expected floating point \(only a batch count"):
+        from_layout({"x": np.ones((2, 3), np.int64)}, {ref: "x"}, layout="torch", strict=False)
+    count = "online.buffer.encoder.norm1.count"  # (a count is a whole number)
+    assert from_layout({"n": np.array(3)}, {count: "n"}, layout="torch", strict=False)[count] == 3
+    gamma = "online.param.encoder.norm1.gamma"  # (a norm's torch "weight" is 1-D: its byol-ref name says gamma)
+    assert from_layout({"bn.weight": np.ones(3)}, {gamma: "bn.weight"}, layout="torch", strict=False)[gamma].shape \
+        == (3,)
+
+
 def test_a_tensor_of_bools_is_no_weight():
     with pytest.raises(TypeError, match=r"the torch state's 'x' \(for online.param.encoder.fc1.weight\) holds bool "
                                         "data, expected numbers"):

@@ -330,6 +330,12 @@ def test_non_finite_inputs_and_a_step_count_below_one_are_refused():
     for steps in (0, -1, True):
         with pytest.raises(TraceError, match="steps must be an int >= 1"):
             trace_inputs(inputs, preset, steps=steps)
+    # a negative variance, as a checkpoint's is refused (it traced NaN from the first running-statistics step)
+    var = "target.buffer.projector.norm1.running_var"
+    bad = {**inputs, var: -np.abs(inputs[var]) - 1}
+    with pytest.raises(TraceError, match=rf"{var[:-len('.running_var')].replace('.', '[.]')}.running_var holds 4 "
+                                         r"negative value\(s\), the first -\d.*; a variance or a mean of squares is >= 0"):
+        trace_inputs(bad, preset)
 
 
 def test_the_python_entry_points_name_what_they_were_given():
