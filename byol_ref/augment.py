@@ -9,9 +9,11 @@ Design:
     * **Randomness on the host.** Every random number (crop box, angle, jitter factors,
       coin flips, noise pixels) is drawn from a ``numpy.random.Generator`` on the CPU,
       per sample, and moved to the device with ``xp.asarray(..., dtype=x.dtype)``. So a
-      seed gives the same views on NumPy and on CuPy. The per-sample scalars are always
-      drawn, whatever the probabilities, so the generator's stream layout depends only on
-      the batch size; the per-pixel noise tensor is drawn only when noise can be applied.
+      seed gives the same views on NumPy and on CuPy. The per-sample scalars of the crop,
+      rotation, jitter, blur, solarize and noise are always drawn, whatever the
+      probabilities, so with the other ops off the generator's stream layout depends only
+      on the batch size. Draws that would otherwise cost: the per-pixel noise tensor (only
+      when noise can be applied), and zoom, shift and erasing (only when they are on).
     * **Batched array math.** No Python loop runs over the batch: crops are one batched
       bilinear gather, blur kernels are built per sample and applied as a batched
       separable convolution (a loop over the few kernel taps only).
