@@ -213,8 +213,29 @@ class Config:
         object.__setattr__(self, "bn_decay", check_real(self.bn_decay, "bn_decay", 0, 1, hi_open=True))
 
     def replace(self, **changes) -> "Config":
-        """A copy with some fields changed (layout-dependent fields re-resolved only if passed)."""
-        return Config(**{**asdict(self), **changes})
+        """A copy with some fields changed.
+
+        A field whose value this config derived from another (the layout's conventions; ``norm_eps``
+        from ``norm_eps_mode``; ``projector_hidden_dim`` from ``projection_dim``) is derived again
+        when that field changes, unless it is changed too or holds other than the derived value:
+        ``replace(norm_eps_mode="add")`` takes add's eps 1e-8, not sq_norm's 1e-12 (it once kept
+        1e-12, and ``replace(layout="edifice")`` kept the paper's batch norm and loss).
+        """
+        d = asdict(self)
+        if changes.get("layout", self.layout) != self.layout:
+            for key, value in _LAYOUT_DEFAULTS[self.layout].items():
+                if key not in changes and d[key] == value:
+                    d[key] = None
+        if changes.get("projection_dim", self.projection_dim) != self.projection_dim \
+                and "projector_hidden_dim" not in changes and self.projector_hidden_dim == self.projection_dim:
+            d["projector_hidden_dim"] = None
+        mode = changes.get("norm_eps_mode", d["norm_eps_mode"])  # the copy's (None: its layout's)
+        if mode is None:
+            mode = _LAYOUT_DEFAULTS.get(changes.get("layout", self.layout), {}).get("norm_eps_mode")
+        if "norm_eps" not in changes and mode != self.norm_eps_mode \
+                and self.norm_eps == DEFAULT_EPS.get(self.norm_eps_mode):
+            d["norm_eps"] = None
+        return Config(**{**d, **changes})
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -643,6 +643,25 @@ def test_config_refuses_a_zero_eps():
         assert type(getattr(byol.Config(encoder_dim=3, **{name: np.float32(0.5)}), name)) is float
 
 
+def test_config_replace_derives_again_what_it_derived():
+    """replace(norm_eps_mode="add") kept sq_norm's eps 1e-12, and replace(layout="edifice") the paper's batch norm,
+    mse loss and symmetric objective: a mix no implementation computes."""
+    paper = byol.Config(encoder_dim=4)
+    edifice = byol.Config(encoder_dim=4, layout="edifice")
+    assert paper.replace(layout="edifice") == edifice and edifice.replace(layout="paper") == paper
+    assert (paper.replace(norm_eps_mode="add").norm_eps, paper.replace(norm_eps_mode="norm").norm_eps) == (1e-8, 1e-12)
+    assert paper.replace(projection_dim=8).projector_hidden_dim == 8
+    # what was set to other than the derived value, or is changed too, stays as set
+    assert byol.Config(encoder_dim=4, norm_eps=1e-9).replace(norm_eps_mode="add").norm_eps == 1e-9
+    assert paper.replace(norm_eps_mode="add", norm_eps=1e-3).norm_eps == 1e-3
+    assert byol.Config(encoder_dim=4, norm="group", norm_groups=1).replace(layout="edifice").norm == "group"
+    assert paper.replace(layout="edifice", symmetric=True).symmetric is True
+    assert byol.Config(encoder_dim=4, projector_hidden_dim=32).replace(projection_dim=8).projector_hidden_dim == 32
+    assert paper.replace(bn_eps=1e-3) == byol.Config(encoder_dim=4, bn_eps=1e-3)
+    with pytest.raises(ValueError, match="layout must be one of"):
+        paper.replace(layout="simclr")
+
+
 def test_simplicial_embedding_config_and_names():
     from byol_ref.model import network_plan, param_shapes
 
