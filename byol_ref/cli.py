@@ -24,6 +24,7 @@ import platform
 import signal
 import sys
 import time
+import warnings
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
@@ -927,7 +928,8 @@ def main(argv=None) -> int:
         # SIGTERM (`kill`, `timeout`, a scheduler's end of job) is tidied up after as Ctrl-C is. The
         # first of them stops the command; those that follow must not cut short what it set off: the
         # clean-up, and the message below.
-        with sigterm_as_interrupt(), first_interrupt_only():
+        with sigterm_as_interrupt(), first_interrupt_only(), warnings.catch_warnings():
+            warnings.showwarning = _show_warning
             try:
                 return _command(args)
             except KeyboardInterrupt as exc:  # (train says more where its run stands)
@@ -946,6 +948,19 @@ def main(argv=None) -> int:
         print(f"{prog}: error: out of memory: {exc or 'an allocation failed'}; smaller sizes (widths, batch, "
               "data) or float32 need less", file=sys.stderr)
         return 1
+
+
+_SHOW_WARNING = warnings.showwarning
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """byol-ref's own warnings as its other messages read ("byol-ref: warning: ..."), without the
+    file and line of the code that raised them; others (NumPy's) as Python shows them."""
+    if issubclass(category, UserWarning) and Path(filename).resolve().is_relative_to(_PACKAGE):
+        print(f"byol-ref: warning: {message}", file=sys.stderr if file is None else file)
+    else:
+        _SHOW_WARNING(message, category, filename, lineno, file, line)
 
 
 def _command(args) -> int:

@@ -695,6 +695,12 @@ def _load_presplit(arrays, labels, image_shape, what, name) -> Dataset:
             f"x_train and x_test in {what} have different feature counts: "
             f"{out['x_train'].shape[1]} vs {out['x_test'].shape[1]}"
         )
+    if out["y_train"] is not None:
+        unseen = np.setdiff1d(out["y_test"], out["y_train"])
+        if unseen.size:  # (the report showed their test samples as errors, with no word of why)
+            warnings.warn(f"y_test in {what} holds class(es) {unseen[:8].tolist()} that y_train lacks: no probe fit "
+                          f"on y_train predicts them, so their {int(np.isin(out['y_test'], unseen).sum())} test "
+                          "sample(s) count as errors", UserWarning, stacklevel=3)
     return Dataset(image_shape=shape, name=name, **out)
 
 

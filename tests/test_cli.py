@@ -1927,3 +1927,15 @@ def test_out_of_memory_is_one_line_and_leaves_no_half_made_run(tmp_path, capsys,
     (tmp_path / "b").mkdir()  # a folder the user made stays, empty
     assert main([*args, "--out", str(tmp_path / "b")]) == 1
     assert list((tmp_path / "b").iterdir()) == []
+
+
+def test_byol_refs_own_warnings_read_as_its_other_messages(tmp_path, capsys):
+    from byol_ref.cli import main
+
+    np.save(tmp_path / "hwc.npy", np.random.default_rng(0).random((40, 8, 8, 3)))  # channels last
+    assert main(["train", "--data", str(tmp_path / "hwc.npy"), "--epochs", "1", "--batch-size", "16", "--hidden-size",
+                 "8", "--projection-dim", "4", "--predictor-dim", "4", "--out", str(tmp_path / "r"), "--no-eval",
+                 "--no-progress", "--no-plots"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("byol-ref: warning: features in file") and "x.transpose(0, 3, 1, 2)" in err
+    assert "UserWarning" not in err and "cli.py" not in err

@@ -417,6 +417,11 @@ def test_load_npz_presplit(tmp_path):
     assert ds.image_shape == (3, 3)
     np.testing.assert_array_equal(ds.x_train, xt.reshape(8, 9))
     np.testing.assert_array_equal(ds.y_test, yv)
+    # test classes the training split lacks: said, as no probe can predict them (they scored 0, without a word)
+    np.savez(tmp_path / "u.npz", x_train=xt, y_train=np.zeros(8, int), x_test=xv, y_test=np.array([0, 2, 2, 3]))
+    with pytest.warns(UserWarning, match=r"y_test in .* holds class\(es\) \[2, 3\] that y_train lacks: no probe fit on "
+                                         r"y_train predicts them, so their 3 test sample\(s\) count as errors"):
+        load_file(tmp_path / "u.npz")
 
 
 def test_load_csv_header_and_label_name(tmp_path):
