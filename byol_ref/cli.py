@@ -1248,6 +1248,12 @@ def _cmd_diff(args) -> int:
     from .interchange import transpose_weights
     from .trace import Trace, load_trace
 
+    for path in (args.a, args.b):  # (it compared nothing: "no tensor name is in both files")
+        if _is_checkpoint(path):
+            kind = "run directory" if Path(path).is_dir() else "training checkpoint"
+            raise ValueError(f"{path} is a byol-ref {kind}, not a trace: diff compares the "
+                             "intermediates of traces (docs/trace-format.md), which trace writes; a checkpoint "
+                             "holds a run's state (convert writes its networks as inputs for trace --inputs)")
     a, b = load_trace(args.a), load_trace(args.b)
     if args.transpose_weights == "a":
         a = Trace(transpose_weights(a.arrays), a.meta)

@@ -1939,3 +1939,18 @@ def test_byol_refs_own_warnings_read_as_its_other_messages(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("byol-ref: warning: features in file") and "x.transpose(0, 3, 1, 2)" in err
     assert "UserWarning" not in err and "cli.py" not in err
+
+
+def test_diff_of_a_checkpoint_says_it_is_not_a_trace(tiny_run, tmp_path, capsys):
+    """It compared nothing and said only "no tensor name is in both files"."""
+    from byol_ref.cli import main
+
+    out, _ = tiny_run
+    trace = tmp_path / "t.npz"
+    assert main(["trace", "--dims", "5,6,4,3", "--out", str(trace)]) == 0
+    capsys.readouterr()
+    for a, b, kind in ((trace, out / "checkpoint.npz", "training checkpoint"), (out, trace, "run directory")):
+        assert main(["diff", str(a), str(b)]) == 2
+        bad = b if kind == "training checkpoint" else a
+        assert f"{bad} is a byol-ref {kind}, not a trace: diff compares the intermediates of traces" in \
+            capsys.readouterr().err
