@@ -377,7 +377,7 @@ def _configs_from_flags(args, encoder_dim: int):
     if args.preset:  # verification toolkit block below
         from .presets import preset_field_names
         model_cfg, tcfg = _preset_configs(args, model_kw, train_kw)
-        named |= set(preset_field_names()) | {"final_lr", "warmup_epochs"}  # the last two from its fractions
+        named |= set(preset_field_names()) | {"final_lr"}  # (from its final_lr_ratio)
     else:
         _apply_sets(args.set, model_kw, train_kw)
         model_cfg, tcfg = Config(**model_kw), TrainConfig(**train_kw)
@@ -1037,7 +1037,7 @@ def _add_verify_parsers(sub, train_parser) -> None:
     g.add_argument("--total-steps", type=int, default=None,
                    help="K of the lr and tau schedules (default: start-step + steps)")
     g.add_argument("--warmup-steps", type=int, default=None,
-                   help="W of the lr warm-up (default: round(warmup_fraction * K))")
+                   help="W of the lr warm-up, in steps (default 0: pass the W of the run you compare with)")
     g.add_argument("--start-step", type=int, default=0, help="global step k of the first traced step")
     g.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                    help="dtype of params, views and every traced tensor")

@@ -5,12 +5,12 @@ section (d) that applies to an MLP BYOL: normalisation epsilon, loss form and
 symmetrisation, views through batch norm, batch-norm statistics, target init and target
 batch-norm mode, the tau schedule, EMA timing and scope, LARS, weight decay, the
 learning-rate warm-up and end, MLP biases and the parameter init. Every field is a
-``model.Config`` or ``train.TrainConfig`` field of the same name, except four that only
+``model.Config`` or ``train.TrainConfig`` field of the same name, except two that only
 exist here:
 
-* ``warmup_fraction`` and ``final_lr_ratio``: the warm-up length and the final learning
-  rate as fractions (of the run and of the peak), resolved into ``TrainConfig.warmup_epochs``
-  and ``TrainConfig.final_lr`` when the run length and batch are known;
+* ``final_lr_ratio``: the final learning rate as a fraction of the peak, resolved into
+  ``TrainConfig.final_lr`` when the batch is known (``warmup_epochs``, a fixed number of
+  epochs in every implementation that warms up, is capped at the run's length);
 * ``ema_scope``: honoured by :mod:`byol_ref.trace` (``byol-ref trace``); ``byol-ref train``
   supports its default only.
 
@@ -69,10 +69,10 @@ MODEL_FIELDS = ("layout", "norm", "hidden_bias", "head_bias", "init", "target_in
 #: Preset fields that are ``train.TrainConfig`` fields.
 TRAIN_FIELDS = ("optimizer", "lr", "lr_batch_scale", "weight_decay", "momentum", "lars_eta",
                 "lars_trust_ratio", "lars_eps", "lars_clip_lr", "exclude", "warmup_start", "warmup_offset",
-                "warmup_denominator", "cosine_denominator", "lr_rounding",
+                "warmup_epochs", "warmup_denominator", "cosine_denominator", "lr_rounding",
                 "tau_base", "tau_schedule", "tau_denominator", "ema_when", "ema_form")
 #: Preset fields resolved into TrainConfig fields (or honoured by the trace only).
-OWN_FIELDS = ("warmup_fraction", "final_lr_ratio", "ema_scope")
+OWN_FIELDS = ("final_lr_ratio", "ema_scope")
 
 # One entry per field: what it means, then who uses which value and where (BYOL_FACTS (a), (d), (g)).
 FIELD_DOCS = {
@@ -132,15 +132,19 @@ FIELD_DOCS = {
     "norm_eps": "The epsilon of norm_eps_mode: 1e-12 (deepmind, byol-pytorch), 1e-8 (lightly and solo-learn: "
                 "`cosine_similarity` eps; edifice: additive). d1.",
     "loss_form": "Per-pair loss. 'mse' ||n(p) - n(z)||^2 (deepmind `regression_loss`); '2-2cos' (byol-pytorch "
-                 "`loss_fn`, solo-learn `byol_loss_func`, edifice `loss`); 'neg_cos' -cos (lightly "
-                 "`NegativeCosineSimilarity`). d3.",
+                 "`loss_fn`, solo-learn `byol_loss_func`, edifice `loss`; lightly's imagenet benchmark, see "
+                 "sym_reduce); 'neg_cos' -cos (lightly `NegativeCosineSimilarity`, as its examples use it). d3.",
     "symmetric": "Both directions l(p1, z'2) + l(p2, z'1) (deepmind, byol-pytorch, lightly, solo-learn) or only "
                  "l(p1, z'2) (edifice `loss`). d3.",
     "sym_reduce": "How the two directions combine: 'sum' (deepmind, byol-pytorch `loss_one + loss_two`, "
                   "solo-learn loop over views) or 'mean' (lightly examples `0.5 * (criterion(p0, z1) + "
-                  "criterion(p1, z0))`). lightly's imagenet benchmark uses 2 (-c1) + 2 (-c2): that is "
-                  "loss_form '2-2cos' with 'sum' minus the constant 4, so every gradient and update agrees and only "
-                  "the reported loss is 4 higher here (checked against lightly's code). d3.",
+                  "criterion(p1, z0))`). The lightly preset is its imagenet benchmark (`benchmarks/imagenet/"
+                  "resnet50/byol.py`), whose LARS, lr and schedules it takes: `2 * criterion(z0, p1) + 2 * "
+                  "criterion(z1, p0)`, 2 (-c1) + 2 (-c2), which is loss_form '2-2cos' with 'sum' minus the constant "
+                  "4, so every gradient and update agrees and only the reported loss is 4 higher here (checked "
+                  "against lightly's code). Its examples' mean of -cos has a 4x smaller gradient, which under LARS "
+                  "shifts the weight-decay balance (lightly PR #1286: summing raised 100-epoch top-1 from 55.0 to "
+                  "61.8): loss_form='neg_cos', sym_reduce='mean'. d3.",
     "optimizer": "'lars' (deepmind `optimizers.py`; lightly ImageNet benchmark; solo-learn configs), 'adam' "
                  "(byol-pytorch README: Adam lr 3e-4), 'adamw' (edifice ships no optimiser: byol-ref's default).",
     "lr": "Base learning rate (peak = lr * B / lr_batch_scale): deepmind 0.2 (1000 epochs), lightly 0.45 "
@@ -162,10 +166,11 @@ FIELD_DOCS = {
                "`exclude_bias_and_norm`; lightly's wd = 0 param groups, which skip LARS too, are exactly these "
                "here). 'ndim': ndim <= 1 no wd, ndim == 1 no LARS (solo-learn `exclude_bias_n_norm`). 'none': "
                "byol-pytorch (plain torch Adam). d14.",
-    "warmup_fraction": "Linear warm-up length as a fraction of the run (-> TrainConfig.warmup_epochs): deepmind "
-                       "10/1000 epochs, solo-learn 10/1000 (cifar), lightly 10/100 "
-                       "(`benchmarks/imagenet/resnet50/byol.py`); "
-                       "byol-pytorch, edifice 0. a6, d16.",
+    "warmup_epochs": "Linear warm-up length in epochs, whatever the run's (capped at it): 10 in deepmind (W = 10 "
+                     "x 1,281,167 // B steps at every length, `configs/byol.py`), lightly (`int(steps per epoch x "
+                     "10)`, `benchmarks/imagenet/resnet50/byol.py`) and solo-learn (`scheduler.warmup_epochs`, "
+                     "default 10); byol-pytorch, edifice 0. A trace has no epochs: `byol-ref trace` takes "
+                     "`--warmup-steps` (default 0). a6, d16.",
     "warmup_start": "Learning rate at warm-up step 0: 0 (deepmind, lightly), 3e-5 (solo-learn "
                     "`warmup_start_lr`). d16.",
     "warmup_offset": "0: lr_k = peak k / W, so lr_0 = 0 (deepmind `learning_schedule`); 1: peak (k + 1) / W "
@@ -249,7 +254,7 @@ class Preset:
     lars_eps: float = 0.0
     lars_clip_lr: bool = False
     exclude: str = "name"
-    warmup_fraction: float = 0.01
+    warmup_epochs: float = 10.0
     warmup_start: float = 0.0
     warmup_offset: int = 0
     warmup_denominator: str = "W"
@@ -266,7 +271,7 @@ class Preset:
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
             raise TypeError(f"Preset.name must be a non-empty str, got {self.name!r}")
-        object.__setattr__(self, "warmup_fraction", check_real(self.warmup_fraction, "warmup_fraction", 0, 1))
+        object.__setattr__(self, "warmup_epochs", check_real(self.warmup_epochs, "warmup_epochs", 0, None))
         object.__setattr__(self, "final_lr_ratio", check_real(self.final_lr_ratio, "final_lr_ratio", 0, None))
         check_choice(self.ema_scope, "ema_scope", ("params", "params+buffers"))
         # Validate every other field through the dataclasses that own it (one source of truth).
@@ -280,14 +285,14 @@ class Preset:
         return {k: getattr(self, k) for k in MODEL_FIELDS}
 
     def train_kwargs(self, *, epochs: float, batch_size: int) -> dict:
-        """The ``train.TrainConfig`` fields this preset sets, with the fractions resolved.
+        """The ``train.TrainConfig`` fields this preset sets, resolved for a run.
 
         Args:
-            epochs: the run length (warmup_epochs = warmup_fraction * epochs).
+            epochs: the run length (warmup_epochs is capped at it).
             batch_size: the batch (final_lr = final_lr_ratio * lr * batch_size / lr_batch_scale).
         """
         kw = {k: getattr(self, k) for k in TRAIN_FIELDS}
-        kw["warmup_epochs"] = self.warmup_fraction * epochs
+        kw["warmup_epochs"] = min(self.warmup_epochs, epochs)
         scale = self.lr_batch_scale or batch_size
         kw["final_lr"] = self.final_lr_ratio * self.lr * batch_size / scale
         return kw
@@ -308,11 +313,11 @@ class Preset:
         """A ``train.TrainConfig`` with this preset's conventions.
 
         Args:
-            epochs, batch_size: the run (they also resolve warmup_fraction and final_lr_ratio).
-            **extra: any other TrainConfig field; ``warmup_epochs`` or ``final_lr`` given here win
-                over the fractions. A preset field given here (``lr``, ``lr_batch_scale``, ...)
-                acts as if the preset had it, so the fractions resolve with it (final_lr follows
-                an overridden lr).
+            epochs, batch_size: the run (they also resolve warmup_epochs and final_lr_ratio).
+            **extra: any other TrainConfig field; ``final_lr`` given here wins over final_lr_ratio.
+                A preset field given here (``lr``, ``lr_batch_scale``, ``warmup_epochs``, ...) acts as
+                if the preset had it, so final_lr follows an overridden lr, and warmup_epochs is
+                capped at the run.
         """
         from .train import TrainConfig
 
@@ -365,25 +370,25 @@ PRESETS = {
     "byol-pytorch": Preset(
         name="byol-pytorch", head_bias=True, init="torch", target_init="copy", bn_running="torch",
         bn_var="two_pass", views="concat", norm_eps_mode="norm", norm_eps=1e-12, loss_form="2-2cos",
-        optimizer="adam", lr=3e-4, lr_batch_scale=0, weight_decay=0.0, exclude="none", warmup_fraction=0.0,
+        optimizer="adam", lr=3e-4, lr_batch_scale=0, weight_decay=0.0, exclude="none", warmup_epochs=0.0,
         final_lr_ratio=1.0, tau_base=0.99, tau_schedule="constant", lr_rounding="exact", ema_form="weighted"),
     "lightly": Preset(
         name="lightly", hidden_bias=False, head_bias=True, init="torch", target_init="copy", bn_running="torch",
-        bn_var="two_pass", norm_eps_mode="norm", norm_eps=1e-8, loss_form="neg_cos", sym_reduce="mean",
+        bn_var="two_pass", norm_eps_mode="norm", norm_eps=1e-8, loss_form="2-2cos", sym_reduce="sum",
         optimizer="lars", lr=0.45, weight_decay=1e-6, lars_trust_ratio="sum_of_norms", lars_eps=1e-8,
-        exclude="name", warmup_fraction=0.1, warmup_offset=1, cosine_denominator="K-W-1", final_lr_ratio=0.001,
+        exclude="name", warmup_epochs=10.0, warmup_offset=1, cosine_denominator="K-W-1", final_lr_ratio=0.001,
         tau_base=0.99, tau_denominator="K-1", ema_when="pre_forward", lr_rounding="exact",
         ema_form="weighted"),
     "solo-learn": Preset(
         name="solo-learn", head_bias=True, init="torch", target_init="copy", bn_running="torch",
         bn_var="two_pass", norm_eps_mode="norm", norm_eps=1e-8, loss_form="2-2cos", optimizer="lars", lr=1.0,
         weight_decay=1e-5, lars_eta=0.02, lars_trust_ratio="sum_of_norms", lars_eps=1e-8, lars_clip_lr=True,
-        exclude="ndim", warmup_fraction=0.01, warmup_start=3e-5, warmup_denominator="W-1", tau_base=0.99,
+        exclude="ndim", warmup_epochs=10.0, warmup_start=3e-5, warmup_denominator="W-1", tau_base=0.99,
         lr_rounding="exact", ema_form="weighted"),
     "edifice": Preset(
         name="edifice", layout="edifice", norm="layer", hidden_bias=True, head_bias=True, init="torch",
         target_init="copy", bn_var="two_pass", norm_eps_mode="add", norm_eps=1e-8, loss_form="2-2cos",
-        symmetric=False, optimizer="adamw", lr=2e-3, lr_batch_scale=0, weight_decay=1e-6, warmup_fraction=0.0,
+        symmetric=False, optimizer="adamw", lr=2e-3, lr_batch_scale=0, weight_decay=1e-6, warmup_epochs=0.0,
         final_lr_ratio=1.0, tau_base=0.996, tau_schedule="constant", lr_rounding="exact",
         ema_form="weighted"),
 }

@@ -166,7 +166,8 @@ def trace_networks(online: Network, target: Network, views, *, preset: Preset, t
         views: list of (view1, view2) pairs, one per step, each (N, D) in the params' dtype.
         preset: the training conventions (optimiser, LARS, schedules, EMA timing and scope).
         total_steps: K of the schedules (default: start_step + number of steps).
-        warmup_steps: W (default: round(preset.warmup_fraction * K)).
+        warmup_steps: W (default 0: a trace has no epochs for the preset's warmup_epochs; pass the W
+            of the run it is compared with).
         opt_state: optimiser state to start from (default: a fresh one).
         start_step: the global step k of the first traced step.
         train_extra: other TrainConfig fields (e.g. ``predictor_lr_mult``, ``nesterov``).
@@ -205,7 +206,7 @@ def trace_networks(online: Network, target: Network, views, *, preset: Preset, t
     K = start_step + len(views) if total_steps is None else total_steps
     if not is_int(K) or K < start_step + len(views):
         raise ValueError(f"total_steps must be an int >= start_step + steps = {start_step + len(views)}, got {K!r}")
-    W = int(round(preset.warmup_fraction * K)) if warmup_steps is None else warmup_steps
+    W = 0 if warmup_steps is None else warmup_steps
     if not is_int(W) or not 0 <= W <= K:
         raise ValueError(f"warmup_steps must be an int in [0, total_steps={K}], got {W!r}")
     K, W = int(K), int(W)  # (the trace's meta is JSON)

@@ -57,7 +57,7 @@ class TrainConfig:
         lars_clip_lr: solo-learn's ``clip_lr``.
         exclude: which params skip weight decay and LARS: ``"name"`` (official: biases and
             anything with "norm" in its name), ``"ndim"`` (solo-learn: 1-D tensors) or ``"none"``.
-        warmup_epochs: linear warm-up from 0 (official: 10 of 1000 epochs; None: 5% of epochs).
+        warmup_epochs: linear warm-up from 0 (official: 10 epochs, at any run length; None: 5% of epochs).
         final_lr: learning rate at the end of the cosine decay (official 0).
         warmup_start: learning rate at step 0 of the warm-up (official 0).
         warmup_offset: 0 (official: lr_k = peak k / W) or 1 (lightly: peak (k + 1) / W).

@@ -7,9 +7,9 @@ The model is put together from lightly's own pieces the way its BYOL benchmark t
 (``benchmarks/imagenet/resnet50/byol.py``), around a small MLP backbone with no biases (like a
 ResNet's convolutions): ``BYOLProjectionHead`` / ``BYOLPredictionHead``, momentum copies made
 with ``copy.deepcopy`` and ``deactivate_requires_grad``, ``update_momentum`` with
-``cosine_schedule(k, K, 0.99, 1)`` *before* the forward, the loss
-``0.5 * (NegativeCosineSimilarity(p0, z1) + NegativeCosineSimilarity(p1, z0))`` of its examples,
-lightly's ``LARS`` (lr 0.45 x N / 256, momentum 0.9, weight decay 1e-6 except on biases and norm
+``cosine_schedule(k, K, 0.99, 1)`` *before* the forward, the benchmark's loss
+``2 * criterion(z0, p1) + 2 * criterion(z1, p0)`` with ``criterion = NegativeCosineSimilarity()``
+(byol-ref's ``2 - 2 cos`` summed, 4 more: recorded plus 4, every gradient the same), lightly's ``LARS`` (lr 0.45 x N / 256, momentum 0.9, weight decay 1e-6 except on biases and norm
 parameters, from ``get_weight_decay_parameters``) and its ``CosineWarmupScheduler`` stepped after
 every optimiser step. Everything runs in float64 from exported weights; the script records the
 loss, lr, tau, every gradient, the updated online and momentum params and the batch-norm
@@ -106,12 +106,12 @@ def run_lightly(steps: int, warmup: int, seed: int = 0):
         update_momentum(model.backbone, model.backbone_momentum, m=tau)  # before the forward, with theta_k
         update_momentum(model.projection_head, model.projection_head_momentum, m=tau)
         p0, z0, p1, z1 = model.online(x0), model.target(x0), model.online(x1), model.target(x1)
-        loss = 0.5 * (criterion(p0, z1) + criterion(p1, z0))
+        loss = 2 * criterion(z0, p1) + 2 * criterion(z1, p0)  # (the benchmark's; its examples' is 4x smaller)
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
-        seen[f"step{k}.loss.total"] = loss.detach().numpy()
+        seen[f"step{k}.loss.total"] = loss.detach().numpy() + 4  # 2 (-c1) + 2 (-c2) + 4 = (2 - 2 c1) + (2 - 2 c2)
         seen.update(as_ref({t: p.grad for t, p in model.named_parameters() if p.grad is not None},
                            f"step{k}.online.grad."))
         seen.update(as_ref(model.state_dict(), f"step{k}.", keep_role=True))  # params and buffers of both networks

@@ -38,7 +38,7 @@ torch.set_default_dtype(torch.float64)
 # differ from each other (a transposed weight cannot go unnoticed), and the normalised ones (H, PH, Q)
 # are even, for the 2 groups of the group-norm variant.
 N, D, H, PH, P, Q = 5, 5, 6, 8, 3, 4
-STEPS, TOTAL_STEPS = 2, 4
+STEPS, TOTAL_STEPS = 4, 6  # W = 2 (WARMUP_STEPS): steps 2 and 3 are in the cosine phase, past the warm-up
 
 # The generator's own reading of each implementation (BYOL_FACTS d), in byol-ref's field names.
 CONVENTIONS = {
@@ -63,7 +63,7 @@ CONVENTIONS = {
     "lightly": dict(
         layout="paper", norm="batch", hidden_bias=False, head_bias=True, init="torch", target_init="copy",
         bn_eps=1e-5, bn_decay=0.9, bn_running="torch", bn_var="two_pass", views="separate",
-        norm_eps_mode="norm", norm_eps=1e-8, loss_form="neg_cos", symmetric=True, sym_reduce="mean",
+        norm_eps_mode="norm", norm_eps=1e-8, loss_form="2-2cos", symmetric=True, sym_reduce="sum",
         optimizer="lars", lr=0.45, lr_batch_scale=256, weight_decay=1e-6, momentum=0.9, lars_eta=1e-3,
         lars_trust_ratio="sum_of_norms", lars_eps=1e-8, lars_clip_lr=False, exclude="name", warmup_start=0.0,
         warmup_offset=1, warmup_denominator="W", cosine_denominator="K-W-1", lr_rounding="exact",

@@ -406,7 +406,7 @@ def test_make_run_recipe_is_the_one_the_readme_table_measures():
 def test_a_preset_field_set_without_a_preset_is_named(capsys):
     from byol_ref.cli import main
 
-    for field in ("ema_scope=params", "warmup_fraction=0.1"):
+    for field in ("ema_scope=params", "final_lr_ratio=0.1"):
         assert main(["train", "--data", "synthetic", "--set", field]) == 2
         assert f"--set: {field.split('=')[0]} is a field of the presets, not of train's configs: pass it with a " \
                "--preset" in capsys.readouterr().err
@@ -1617,8 +1617,8 @@ def test_resume_compares_data_files_as_files_and_refuses_a_new_seed_or_data_seed
 
 
 def test_resume_of_a_preset_run_compares_its_derived_warm_up_at_the_runs_own_length(tmp_path, capsys):
-    """deepmind's warm-up is a fraction of the run, so its warmup_epochs depends on --epochs: a
-    resume that extends the run with the same --preset is not a changed setting."""
+    """deepmind's warm-up, 10 epochs capped at the run, depends on --epochs below 10: a resume that
+    extends the run with the same --preset is not a changed setting."""
     from byol_ref.cli import main
 
     args = ["train", *SMALL_RUN, "--preset", "deepmind", "--no-eval", "--out", str(tmp_path / "p")]
@@ -1626,7 +1626,7 @@ def test_resume_of_a_preset_run_compares_its_derived_warm_up_at_the_runs_own_len
     capsys.readouterr()
     assert main([*args, "--resume", "--epochs", "3"]) == 0, capsys.readouterr().err
     saved = json.loads((tmp_path / "p" / "config.json").read_text())["train_config"]
-    assert saved["epochs"] == 3 and saved["warmup_epochs"] == pytest.approx(0.01)  # the run's, from 1 epoch
+    assert saved["epochs"] == 3 and saved["warmup_epochs"] == 1.0  # the run's, from 1 epoch
 
 
 def test_a_run_config_without_its_sections_is_refused_by_eval_and_resume(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""Golden vectors (tests/golden/<preset>.npz): byol-ref's trace of two float64 steps agrees with an
+"""Golden vectors (tests/golden/<preset>.npz): byol-ref's trace of four float64 steps agrees with an
 independent PyTorch autodiff implementation (scripts/make_golden.py) for every preset. The goldens are
 committed, so this runs without torch; test_regenerate_goldens reruns the generator when torch is
 installed (skipped otherwise)."""
@@ -38,6 +38,18 @@ def _check(golden_path):
     return g, tr, rep
 
 
+def _schedule_mismatch(tr, g):
+    """The first stepI.lr or stepI.tau that differs beyond rtol 1e-12 with no atol (ATOL is larger than a
+    learning rate's float32 rounding, 1e-10 at lr 3e-3), or None."""
+    import numpy as np
+
+    for i in range(g.meta["steps"]):
+        for key in (f"step{i}.lr", f"step{i}.tau"):
+            if not np.allclose(tr.arrays[key], g.arrays[key], rtol=1e-12, atol=0):
+                return key
+    return None
+
+
 @pytest.mark.parametrize("name", preset_names())
 def test_golden(name):
     g, tr, rep = _check(GOLDEN / f"{name}.npz")
@@ -45,6 +57,7 @@ def test_golden(name):
     assert len(g.arrays) > 300
     assert not rep.only_b, f"golden tensors byol-ref does not produce: {rep.only_b[:5]}"
     assert rep.ok, format_report(rep)
+    assert _schedule_mismatch(tr, g) is None
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -72,6 +85,26 @@ def test_golden_conventions_match_presets(name):
     preset = get_preset(name)
     for key, value in conventions.items():
         assert getattr(preset, key) == value, (name, key)
+
+
+@pytest.mark.parametrize("name, change, first", [
+    ("lightly", dict(cosine_denominator="K-W"), "step3.lr"),  # steps 2 and 3 are past the warm-up (W = 2)
+    ("lightly", dict(final_lr_ratio=0.0), "step3.lr"),
+    ("deepmind", dict(lr_rounding="exact"), "step3.lr*"),     # the cosine is no float32 number there
+    ("deepmind", dict(cosine_denominator="K-W-1"), "step3.lr"),
+    ("lightly", dict(loss_form="neg_cos", sym_reduce="mean"), "step0.loss.per_sample"),  # the examples' loss
+])
+def test_golden_detects_a_wrong_schedule_or_loss(name, change, first):
+    """The goldens of two steps, both in the warm-up, could not tell these apart (nor lightly's loss from its
+    examples' mean of -cos, which the preset and the generator both had)."""
+    g = load_trace(GOLDEN / f"{name}.npz")
+    m = g.meta
+    tr = trace_inputs(g.arrays, get_preset(name, **change), steps=m["steps"], total_steps=m["total_steps"],
+                      warmup_steps=m["warmup_steps"])
+    if first.endswith("*"):  # a float32 rounding of the lr, below ATOL: the schedule check sees it
+        assert _schedule_mismatch(tr, g) == first[:-1]
+    else:
+        assert diff_traces(tr, g, rtol=RTOL, atol=ATOL).first_divergence == first
 
 
 def test_golden_detects_a_wrong_convention():

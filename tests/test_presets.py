@@ -27,7 +27,7 @@ def test_shipped_presets_and_default():
             assert getattr(cfg, f) == getattr(p, f), (name, f)
         for f in TRAIN_FIELDS:
             assert getattr(tcfg, f) == getattr(p, f), (name, f)
-        assert tcfg.warmup_epochs == pytest.approx(p.warmup_fraction * 10)
+        assert tcfg.warmup_epochs == min(p.warmup_epochs, 10)
         scale = p.lr_batch_scale or 32
         assert tcfg.final_lr == pytest.approx(p.final_lr_ratio * p.lr * 32 / scale)
 
@@ -54,7 +54,7 @@ def test_docs_presets_md_is_current():
 
 def test_overrides_and_errors():
     p = get_preset("lightly", norm_eps=1e-6, views="concat")
-    assert (p.norm_eps, p.views, p.loss_form) == (1e-6, "concat", "neg_cos")
+    assert (p.norm_eps, p.views, p.loss_form) == (1e-6, "concat", "2-2cos")
     assert p.replace(lr=0.1).lr == 0.1
     with pytest.raises(ValueError, match="preset must be one of"):
         get_preset("simclr")
@@ -64,8 +64,8 @@ def test_overrides_and_errors():
         get_preset("deepmind", views="mixed")
     with pytest.raises(ValueError, match="ema_scope must be one of"):
         get_preset("deepmind", ema_scope="everything")
-    with pytest.raises(ValueError, match="warmup_fraction"):
-        get_preset("deepmind", warmup_fraction=2.0)
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        get_preset("deepmind", warmup_epochs=-1.0)
     with pytest.raises(ValueError, match="unknown preset field"):
         Preset.from_dict({"name": "x", "nope": 1})
     assert Preset.from_dict(get_preset("solo-learn").to_dict()) == get_preset("solo-learn")
@@ -73,8 +73,9 @@ def test_overrides_and_errors():
 
 # ------------------------------------------------------------------ every field reaches the computation
 
-# Base: the deepmind preset with a 1-step warm-up from 1e-3 (so step 0 moves the params), 3 steps of K = 3.
-BASE = dict(warmup_fraction=1 / 3, warmup_start=1e-3)
+# Base: the deepmind preset with a 1-step warm-up (W = 1, unless a base says "W") from 1e-3 (so step 0 moves
+# the params), 3 steps of K = 3.
+BASE = dict(warmup_start=1e-3)
 
 # (change, extra base fields, expected first divergence in execution order, one-sided names expected).
 # The comparison is exact (rtol = atol = 0): everything before the named tensor is bitwise identical.
@@ -114,10 +115,9 @@ REACH = [
     (dict(exclude="none"), {}, "step0.opt.momentum.encoder.norm1.gamma", False),  # a zero bias has no LARS ratio
     (dict(exclude="ndim"), {}, None, False),  # in an MLP every 1-D tensor is a bias or a norm param
     (dict(exclude="ndim"), dict(exclude="none"), "step0.opt.momentum.encoder.norm1.gamma", False),
-    (dict(warmup_fraction=2 / 3), {}, "step1.lr", False),
     (dict(warmup_start=2e-3), {}, "step0.lr", False),
     (dict(warmup_offset=1), {}, "step0.lr", False),
-    (dict(warmup_denominator="W-1"), dict(warmup_fraction=2 / 3), "step1.lr", False),  # W = 2: peak at step 1
+    (dict(warmup_denominator="W-1"), dict(W=2), "step1.lr", False),  # W = 2: peak at step 1
     (dict(cosine_denominator="K-W-1"), {}, "step2.lr", False),  # W = 1: step 1 is the peak either way
     (dict(lr_rounding="exact"), {}, "step0.lr", False),  # float32: even lr_0 = warmup_start is a float32
     (dict(final_lr_ratio=0.5), {}, "step2.lr", False),
@@ -130,22 +130,40 @@ REACH = [
 ]
 
 
-def _trace(preset):
+def _trace(preset, warmup_steps=1):
     inputs = make_inputs(preset, encoder_dim=5, hidden_size=6, projection_dim=4, predictor_dim=3,
                          projector_hidden_dim=7, batch=4, steps=3, seed=0)
-    return trace_inputs(inputs, preset, total_steps=3)
+    return trace_inputs(inputs, preset, total_steps=3, warmup_steps=warmup_steps)
 
 
 def test_reach_table_covers_every_field():
-    assert {k for change, _, _, _ in REACH for k in change} == set(preset_field_names())
+    # warmup_epochs: a trace has no epochs (it takes W in steps); it reaches train's schedule, below
+    assert {k for change, _, _, _ in REACH for k in change} == set(preset_field_names()) - {"warmup_epochs"}
+
+
+def test_warmup_epochs_is_a_number_of_epochs_capped_at_the_run():
+    """It was a fraction of the run (deepmind 0.01): 3 epochs of warm-up at 300, where every implementation that
+    warms up takes 10 at any length (BYOL_FACTS a6: W = 10 x 1,281,167 // B)."""
+    from byol_ref.train import make_schedules
+
+    for name, want in (("deepmind", 10.0), ("lightly", 10.0), ("solo-learn", 10.0), ("byol-pytorch", 0.0),
+                       ("edifice", 0.0)):
+        p = get_preset(name)
+        for epochs in (1, 4, 100, 300, 1000):
+            assert p.train_config(epochs=epochs, batch_size=256).warmup_epochs == min(want, epochs), (name, epochs)
+    tcfg = get_preset("deepmind").train_config(epochs=300, batch_size=256)
+    lr = make_schedules(tcfg, 2560).lr  # 10 steps per epoch: the peak at step 100
+    assert lr(50) == pytest.approx(lr(100) / 2) and max(lr(k) for k in range(300)) == lr(100) > lr(99)
+    assert get_preset("deepmind", warmup_epochs=2.5).train_config(epochs=300).warmup_epochs == 2.5
 
 
 @pytest.mark.parametrize("change,base,first,one_sided", REACH,
                          ids=[f"{k}={v}" + ("+" + ",".join(b) if b else "") for c, b, _, _ in REACH
                               for k, v in c.items()])
 def test_every_field_reaches_the_computation(change, base, first, one_sided):
-    p = get_preset("deepmind", **{**BASE, **base})
-    rep = diff_traces(_trace(p), _trace(p.replace(**change)), rtol=0, atol=0)
+    p = get_preset("deepmind", **{**BASE, **{k: v for k, v in base.items() if k != "W"}})
+    w = base.get("W", 1)
+    rep = diff_traces(_trace(p, w), _trace(p.replace(**change), w), rtol=0, atol=0)
     assert rep.first_divergence == first
     assert bool(rep.only_a or rep.only_b) == one_sided
 
@@ -164,7 +182,7 @@ def test_train_preset_flags_and_sets(tmp_path):
     saved = json.loads((out / "config.json").read_text())
     m, t = saved["model_config"], saved["train_config"]
     lightly = get_preset("lightly")
-    assert m["norm_eps"] == 1e-6 and m["loss_form"] == "neg_cos" and m["hidden_bias"] is False
+    assert m["norm_eps"] == 1e-6 and m["loss_form"] == "2-2cos" and m["hidden_bias"] is False
     assert t["lr"] == 0.3 and t["optimizer"] == "lars" and t["ema_when"] == "pre_forward"
     assert t["tau_base"] == lightly.tau_base  # the --tau default did not override the preset
     assert t["final_lr"] == pytest.approx(0.001 * 0.3 * 128 / 256)

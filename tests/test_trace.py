@@ -192,19 +192,20 @@ def test_ema_scope_buffers_average_running_stats(form):
 
 
 def test_start_step_and_the_default_warmup_set_lr_and_tau():
-    """A trace that starts at global step k takes lr(k) and tau(k); W defaults to
-    round(warmup_fraction * K) (lightly: 0.1 x 16 = 1.6 -> 2)."""
+    """A trace that starts at global step k takes lr(k) and tau(k); W defaults to 0 (a trace has no epochs for
+    the preset's warmup_epochs), and --warmup-steps sets it."""
     from byol_ref.train import make_schedules
 
     preset = get_preset("lightly")
     inputs = _inputs("lightly", steps=2)
-    tr = trace_inputs(inputs, preset, total_steps=16, start_step=5)
-    assert tr.meta["warmup_steps"] == 2
-    sched = make_schedules(preset.train_config(epochs=16, batch_size=4, warmup_epochs=2), 4)
-    for i in range(2):
-        assert float(tr.arrays[f"step{i}.lr"]) == pytest.approx(sched.lr(5 + i), rel=1e-12)
-        assert float(tr.arrays[f"step{i}.tau"]) == pytest.approx(sched.tau(5 + i), rel=1e-12)
-    assert float(tr.arrays["step0.lr"]) != pytest.approx(sched.lr(0))
+    for w in (None, 2, 6):
+        tr = trace_inputs(inputs, preset, total_steps=16, start_step=5, warmup_steps=w)
+        assert tr.meta["warmup_steps"] == (w or 0)
+        sched = make_schedules(preset.train_config(epochs=16, batch_size=4, warmup_epochs=w or 0), 4)
+        for i in range(2):
+            assert float(tr.arrays[f"step{i}.lr"]) == pytest.approx(sched.lr(5 + i), rel=1e-12)
+            assert float(tr.arrays[f"step{i}.tau"]) == pytest.approx(sched.tau(5 + i), rel=1e-12)
+        assert float(tr.arrays["step0.lr"]) != pytest.approx(sched.lr(0))
 
 
 def test_input_errors(tmp_path):
