@@ -83,8 +83,9 @@ class Config:
         use_predictor: False is the no-predictor ablation (p = z).
         init: ``"haiku"`` (w ~ truncated normal, std 1/sqrt(fan_in), cut at 2 std; b = 0) or
             ``"torch"`` (w, b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))).
-        target_init: ``"copy"`` (byol-pytorch, lightly, solo-learn, Edifice docs) or
-            ``"independent"`` (official: a separate random draw).
+        target_init: ``"copy"`` (byol-pytorch, lightly's examples, solo-learn, Edifice docs),
+            ``"independent"`` (official: a separate random draw) or ``"copy_encoder"`` (the
+            encoder copied, the projector drawn apart: lightly's imagenet benchmark).
         bn_eps: batch-norm eps inside the square root (1e-5 everywhere).
         bn_decay: weight on the old running statistic (Haiku decay_rate 0.9 = torch momentum 0.1).
         bn_running: ``"haiku"`` (biased variance, zero-debiased EMA) or ``"torch"`` (unbiased).
@@ -177,7 +178,7 @@ class Config:
         object.__setattr__(self, "sem_temperature",
                            check_real(self.sem_temperature, "sem_temperature", 0, None, lo_open=True))
         check_choice(self.init, "init", ("haiku", "torch"))
-        check_choice(self.target_init, "target_init", ("copy", "independent"))
+        check_choice(self.target_init, "target_init", ("copy", "independent", "copy_encoder"))
         check_choice(self.bn_running, "bn_running", ("haiku", "torch"))
         check_choice(self.bn_var, "bn_var", ("two_pass", "one_pass"))
         check_choice(self.ln_var, "ln_var", ("two_pass", "one_pass"))
@@ -952,8 +953,10 @@ def build_from_config(config: Config, *, seed: int | None = 0, dtype="float64", 
     online = Network(config, "online", online_params, init_buffers(config, "online", be))
     if config.target_init == "copy":
         target_params = {k: online_params[k].copy() for k in param_shapes(config, "target")}
-    else:
+    else:  # (copy_encoder draws the whole target, then takes the online encoder's: one stream for both)
         target_params = init_params(config, "target", be.rng, be)
+        if config.target_init == "copy_encoder":
+            target_params.update({k: online_params[k].copy() for k in target_params if k.startswith("encoder.")})
     target = Network(config, "target", target_params, init_buffers(config, "target", be))
     return online, target
 
@@ -974,7 +977,8 @@ def build(encoder_dim: int, projection_dim: int = DEFAULT_PROJECTION_DIM, predic
 
     Returns:
         (online, target): Networks. The target is an exact copy of the online encoder and
-        projector unless ``target_init="independent"``.
+        projector unless ``target_init="independent"`` (neither) or ``"copy_encoder"`` (the
+        encoder only).
     """
     cfg = _make_config(encoder_dim, projection_dim, predictor_dim, hidden_size, options)
     return build_from_config(cfg, seed=seed, dtype=dtype, backend=backend)

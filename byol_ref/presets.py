@@ -97,8 +97,9 @@ FIELD_DOCS = {
             "load its weights (`--layout axon`, docs/verifying.md). d18.",
     "target_init": "'independent': a separate random draw (deepmind `_make_initial_state`). 'copy': "
                    "byol-pytorch (`deepcopy` in `_get_target_encoder`), lightly examples (`copy.deepcopy` of "
-                   "backbone and head; its imagenet benchmark builds a fresh teacher projection head, i.e. "
-                   "'independent' for the head), solo-learn (`initialize_momentum_params`), edifice (docs). d9.",
+                   "backbone and head), solo-learn (`initialize_momentum_params`), edifice (docs). "
+                   "'copy_encoder': the encoder copied, the projector drawn apart (lightly's imagenet benchmark: "
+                   "`copy.deepcopy(self.backbone)`, a fresh `BYOLProjectionHead()`). d9.",
     "bn_eps": "Batch-norm eps inside the square root: 1e-5 everywhere (Haiku `bn_config`, torch `BatchNorm1d`). d6.",
     "bn_decay": "Weight on the old running statistic: 0.9 everywhere (Haiku `decay_rate=0.9`; torch "
                 "`momentum=0.1`). d6.",
@@ -373,7 +374,8 @@ PRESETS = {
         optimizer="adam", lr=3e-4, lr_batch_scale=0, weight_decay=0.0, exclude="none", warmup_epochs=0.0,
         final_lr_ratio=1.0, tau_base=0.99, tau_schedule="constant", lr_rounding="exact", ema_form="weighted"),
     "lightly": Preset(
-        name="lightly", hidden_bias=False, head_bias=True, init="torch", target_init="copy", bn_running="torch",
+        name="lightly", hidden_bias=False, head_bias=True, init="torch", target_init="copy_encoder",
+        bn_running="torch",
         bn_var="two_pass", norm_eps_mode="norm", norm_eps=1e-8, loss_form="2-2cos", sym_reduce="sum",
         optimizer="lars", lr=0.45, weight_decay=1e-6, lars_trust_ratio="sum_of_norms", lars_eps=1e-8,
         exclude="name", warmup_epochs=10.0, warmup_offset=1, cosine_denominator="K-W-1", final_lr_ratio=0.001,

@@ -286,7 +286,8 @@ def init_state(model_cfg: Config, tcfg: TrainConfig, backend: Backend, x_init=No
         x_init: with ``tcfg.data_init``, the network inputs whose statistics initialise the
             affine layers, (N, D) on the backend (see :func:`init_sample`). The target gets the
             same treatment: a copy of the initialised online net, or its own statistics when
-            ``target_init="independent"``.
+            ``target_init="independent"`` (with ``"copy_encoder"`` its encoder's are the online
+            encoder's, computed again from the same weights and inputs).
     """
     check_configs(model_cfg, tcfg)
     online, target = build_from_config(model_cfg, backend=backend)

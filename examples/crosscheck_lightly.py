@@ -5,8 +5,9 @@
 
 The model is put together from lightly's own pieces the way its BYOL benchmark trains
 (``benchmarks/imagenet/resnet50/byol.py``), around a small MLP backbone with no biases (like a
-ResNet's convolutions): ``BYOLProjectionHead`` / ``BYOLPredictionHead``, momentum copies made
-with ``copy.deepcopy`` and ``deactivate_requires_grad``, ``update_momentum`` with
+ResNet's convolutions): ``BYOLProjectionHead`` / ``BYOLPredictionHead``, the momentum backbone a
+``copy.deepcopy`` and the momentum projection head a fresh ``BYOLProjectionHead``
+(``target_init="copy_encoder"``), both with ``deactivate_requires_grad``, ``update_momentum`` with
 ``cosine_schedule(k, K, 0.99, 1)`` *before* the forward, the benchmark's loss
 ``2 * criterion(z0, p1) + 2 * criterion(z1, p0)`` with ``criterion = NegativeCosineSimilarity()``
 (byol-ref's ``2 - 2 cos`` summed, 4 more: recorded plus 4, every gradient the same), lightly's ``LARS`` (lr 0.45 x N / 256, momentum 0.9, weight decay 1e-6 except on biases and norm
@@ -65,7 +66,7 @@ class Model(nn.Module):
         self.projection_head = BYOLProjectionHead(H, PH, P)
         self.prediction_head = BYOLPredictionHead(P, PH, P)
         self.backbone_momentum = copy.deepcopy(self.backbone)
-        self.projection_head_momentum = copy.deepcopy(self.projection_head)
+        self.projection_head_momentum = BYOLProjectionHead(H, PH, P)  # the benchmark's: fresh, not a copy
         deactivate_requires_grad(self.backbone_momentum)
         deactivate_requires_grad(self.projection_head_momentum)
 

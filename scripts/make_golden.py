@@ -61,7 +61,7 @@ CONVENTIONS = {
         final_lr_ratio=1.0, tau_base=0.99, tau_schedule="constant", tau_denominator="K",
         ema_when="post_step", ema_form="weighted", ema_scope="params"),
     "lightly": dict(
-        layout="paper", norm="batch", hidden_bias=False, head_bias=True, init="torch", target_init="copy",
+        layout="paper", norm="batch", hidden_bias=False, head_bias=True, init="torch", target_init="copy_encoder",
         bn_eps=1e-5, bn_decay=0.9, bn_running="torch", bn_var="two_pass", views="separate",
         norm_eps_mode="norm", norm_eps=1e-8, loss_form="2-2cos", symmetric=True, sym_reduce="sum",
         optimizer="lars", lr=0.45, lr_batch_scale=256, weight_decay=1e-6, momentum=0.9, lars_eta=1e-3,
@@ -319,6 +319,8 @@ def make(preset, seed):
     online = init_params(c, "online", gen)
     target = {k: v.clone() for k, v in online.items() if not k.startswith("predictor.")} \
         if c["target_init"] == "copy" else init_params(c, "target", gen)
+    if c["target_init"] == "copy_encoder":  # lightly's benchmark: deepcopy(backbone), a fresh projection head
+        target.update({k: v.clone() for k, v in online.items() if k.startswith("encoder.")})
     widths = {}
     for role, params in (("online", online), ("target", target)):
         for k, v in params.items():

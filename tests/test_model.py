@@ -556,6 +556,12 @@ def test_target_starts_as_copy_or_independent():
         assert not np.shares_memory(v, online.params[k])
     online2, target2 = byol.build(5, 6, 3, 7, seed=1, target_init="independent")
     assert not np.allclose(target2.params["encoder.fc1.weight"], online2.params["encoder.fc1.weight"])
+    # lightly's benchmark: the encoder copied, the projector drawn apart (the same draw as independent's)
+    online3, target3 = byol.build(5, 6, 3, 7, seed=1, target_init="copy_encoder")
+    for k, v in target3.params.items():
+        np.testing.assert_array_equal(v, (online3 if k.startswith("encoder.") else target2).params[k])
+        assert not np.shares_memory(v, online3.params[k])
+    assert not np.allclose(target3.params["projector.fc1.weight"], online3.params["projector.fc1.weight"])
     t3 = byol.build_target(5, online=online)
     for k, v in t3.params.items():
         np.testing.assert_array_equal(v, online.params[k])

@@ -86,6 +86,8 @@ REACH = [
     (dict(head_bias=True), {}, "step1.online.view1.predictor.fc2.out", True),
     (dict(init="torch"), {}, "init.online.param.encoder.fc1.weight", False),
     (dict(target_init="copy"), {}, "init.target.param.encoder.fc1.weight", False),
+    (dict(target_init="copy_encoder"), {}, "init.target.param.encoder.fc1.weight", False),
+    (dict(target_init="copy_encoder"), dict(target_init="copy"), "init.target.param.projector.fc1.weight", False),
     (dict(bn_eps=1e-3), {}, "step0.online.view1.encoder.norm1.out", False),
     (dict(bn_decay=0.5), {}, "step0.online.buffer.encoder.norm1.running_mean", False),
     (dict(bn_running="torch"), {}, "step0.online.buffer.encoder.norm1.running_mean", False),

@@ -156,7 +156,7 @@ def test_resume_is_bit_identical(tmp_path, data, backend):
     assert full.state.rng.bit_generator.state == resumed.state.rng.bit_generator.state
 
 
-@pytest.mark.parametrize("target_init", ["copy", "independent"])
+@pytest.mark.parametrize("target_init", ["copy", "independent", "copy_encoder"])
 def test_data_init_sets_the_affine_layers_from_the_training_inputs(tmp_path, data, target_init):
     """data_init: at step 0 every affine layer holds the batch statistics of the (standardised)
     training inputs, the target gets the same treatment, and a resumed run stays bit-identical
@@ -178,7 +178,8 @@ def test_data_init_sets_the_affine_layers_from_the_training_inputs(tmp_path, dat
     np.testing.assert_allclose(out.var(axis=0), 1, rtol=1e-3)  # var / (var + eps)
     for k, v in state.target.params.items():
         same = np.array_equal(v, state.online.params[k])
-        assert same == (target_init == "copy" or not k.endswith((".gamma", ".beta", ".weight"))), k
+        copied = target_init == "copy" or target_init == "copy_encoder" and k.startswith("encoder.")
+        assert same == (copied or not k.endswith((".gamma", ".beta", ".weight"))), k
     with pytest.raises(ValueError, match="needs x_init"):
         init_state(cfg, tcfg, be)
     full = fit(data, cfg, tcfg, progress=False)
