@@ -15,6 +15,7 @@ current epoch's data order and the position in it are part of it, which is what 
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import sys
@@ -649,7 +650,7 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
         progress: show a progress bar on stderr.
         views: pair of augmentation configs (default: ``default_views_for(dataset)``; on resume,
             the ones stored in the checkpoint, and passing different ones is an error).
-        state: start from this TrainState instead of a fresh one.
+        state: start from (a copy of) this TrainState instead of a fresh one; it is left as it was.
         stop_at: stop after this many total steps (for tests of interrupted runs).
         log: callable for one-line messages (default: print to stderr).
         on_checkpoint: called with the step after each checkpoint is written (the CLI's
@@ -707,6 +708,8 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
     elif state is None:
         x_init = init_sample(data.x_train.astype(tcfg.dtype), input_norm, be) if tcfg.data_init else None
         state = init_state(model_cfg, tcfg, be, x_init)
+    else:  # the caller's stays as it was (the steps work in place): a second run from it starts where this did
+        state = _copy_state(state)
 
     # The run's augmentations (for --resume) and input preprocessing (for features of new data).
     ckpt_extra = {"views": views_to_dicts(views), "preprocessing": prep}
@@ -758,11 +761,16 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
             bar.update(k, loss=m["loss"], lr=m["lr"], tau=m["tau"])
             stop = stop_requested() if stop_requested is not None else None
             due = stop is not None or (tcfg.checkpoint_every and k % tcfg.checkpoint_every == 0) or k == end
+            if due:  # every array a checkpoint holds, as load_checkpoint checks them: a running variance or
+                # an Adam second moment can overflow while the loss and the params stay finite
+                bad = _first_non_finite(state)
+                if bad is not None:
+                    kept = ("" if ckpt_path is None else
+                            f" without overwriting the last good checkpoint {ckpt_path}" if ckpt_path.is_file() else
+                            " (no checkpoint was written before it)")
+                    raise TrainingDiverged(f"{bad} became non-finite by step {k - 1} (lr {m['lr']:.3g}), the loss "
+                                           f"still {m['loss']:.4g}; stopping{kept}. Lower the learning rate.")
             if ckpt_path is not None and due:
-                if not _all_finite(state.online.params) or not _all_finite(state.target.params):
-                    raise TrainingDiverged(
-                        f"the parameters became non-finite at step {k - 1} (lr {m['lr']:.3g}); stopping without "
-                        f"overwriting the last good checkpoint {ckpt_path}; lower the learning rate.")
                 save_checkpoint(ckpt_path, state, model_cfg, tcfg, extra=ckpt_extra)
                 if on_checkpoint is not None:
                     on_checkpoint(k)
@@ -796,8 +804,27 @@ def _drop_records_after(path: Path, step: int) -> None:
         ckpt.atomic_write_text(path, "".join(line + "\n" for line in keep))
 
 
-def _all_finite(tree: dict) -> bool:
-    return all(bool(get_array_module(v).isfinite(v).all()) for v in tree.values())
+def _copy_state(state: TrainState) -> TrainState:
+    """A TrainState that shares no array, nor the generator, with ``state``."""
+    def tree(d):
+        return {k: v.copy() if hasattr(v, "copy") else v for k, v in d.items()}
+
+    nets = [n._replace(params=tree(n.params), buffers=tree(n.buffers)) for n in (state.online, state.target)]
+    return state._replace(online=nets[0], target=nets[1], opt_state=tree(state.opt_state),
+                          rng=copy.deepcopy(state.rng),
+                          epoch_perm=None if state.epoch_perm is None else state.epoch_perm.copy())
+
+
+def _first_non_finite(state: TrainState) -> str | None:
+    """The first array of the state (params, buffers, optimiser state) with a NaN or an inf, named, or None."""
+    for what, tree in (("online.params", state.online.params), ("target.params", state.target.params),
+                       ("online.buffers", state.online.buffers), ("target.buffers", state.target.buffers),
+                       ("the optimiser state", state.opt_state)):
+        for k, v in tree.items():
+            if getattr(v, "dtype", None) is not None and v.dtype.kind == "f" \
+                    and not bool(get_array_module(v).isfinite(v).all()):
+                return f"{what}[{k!r}]"
+    return None
 
 
 def _step_record(k, sched, m):

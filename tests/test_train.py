@@ -781,9 +781,45 @@ def test_preprocessing_with_a_zero_or_non_finite_std_is_refused():
 
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_a_buffer_that_overflows_while_the_loss_stays_finite_stops_the_run_before_its_checkpoint(tmp_path):
+    """A running variance overflowed to inf (batch norm then outputs 0: the loss and the params stay finite); the
+    guard checked the params only, so each checkpoint replaced the last good one with a file load refuses."""
+    from byol_ref.data import synthetic
+
+    cfg = byol.Config(encoder_dim=12, hidden_size=32, projection_dim=16, predictor_dim=16)
+    tc = TrainConfig(epochs=4, batch_size=32, seed=31, checkpoint_every=1, dtype="float32", optimizer="adam",
+                     lr=1e6, lr_batch_scale=0, warmup_epochs=0, eval_every=1000, log_every=1)
+    out = tmp_path / "run"
+    with pytest.raises(TrainingDiverged, match=r"online.buffers\['predictor.norm1.running_var'\] became non-finite "
+                                                r"by step 1 .*the loss still [\d.]+; stopping without overwriting "
+                                                r"the last good checkpoint"):
+        fit(synthetic(n=170, dim=12, n_classes=4, seed=0), cfg, tc, progress=False, out_dir=out)
+    assert load_checkpoint(out / "checkpoint.npz")[0].step == 1  # the last good one, which loads
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 def test_divergence_before_the_first_checkpoint_says_none_was_written(tmp_path, data):
     cfg = byol.Config(encoder_dim=12, **SMALL)
     huge = _tcfg(epochs=3, lr=1e300, optimizer="sgd", warmup_epochs=0, checkpoint_every=0)
     with pytest.raises(TrainingDiverged, match="No checkpoint was written before it") as info:
         fit(data, cfg, huge, progress=False, out_dir=tmp_path / "run")
     assert "untouched" not in str(info.value)
+
+
+def test_fit_from_a_given_state_leaves_it_as_it_was(data):
+    """fit trains in place; it trained the caller's own arrays (and drew from its generator), so a second run
+    from the same initial state started from the first one's trained weights."""
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    tc = _tcfg(epochs=2)
+    s0 = init_state(cfg, tc, get_backend("numpy", "float64", 1))
+    before = {k: v.copy() for k, v in s0.online.params.items()}
+    rng_before = s0.rng.bit_generator.state
+    first = fit(data, cfg, tc, progress=False, state=s0)
+    for k, v in s0.online.params.items():
+        np.testing.assert_array_equal(v, before[k])
+    assert s0.rng.bit_generator.state == rng_before and s0.step == 0
+    second = fit(data, cfg, tc, progress=False, state=s0)  # the same run again, to the bit
+    for k, v in first.state.online.params.items():
+        np.testing.assert_array_equal(second.state.online.params[k], v)
+    assert not np.shares_memory(first.state.online.params["encoder.fc1.weight"], s0.online.params["encoder.fc1.weight"])
