@@ -456,7 +456,10 @@ def mlp_forward(steps, params, buffers, x, *, config: Config, train: bool, recor
             x, cache = simplex_forward(x, simplex_dim=config.sem_simplex_dim, temperature=config.sem_temperature)
         else:  # pragma: no cover - network_plan only makes the kinds above
             raise ValueError(f"unknown step kind {kind!r}")
-        owned = kind != "simplex"  # the simplex output is a view of its cache: never overwrite it
+        # A step's output is the next step's to overwrite unless a cache holds it: the simplex output is a
+        # view of its cache, and a ReLU's cache is its output (its backward masks by it), so the batch norm
+        # after edifice's ReLU once overwrote the mask with x_hat: wrong gradients, on this path only.
+        owned = kind != "simplex" and not (kind == "relu" and need_cache)
         if need_cache:
             caches.append((kind, name, cache))
         if record is not None:

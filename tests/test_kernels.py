@@ -123,9 +123,19 @@ def test_regression_loss_backward_without_dz(dtype):
 # --------------------------------------------------------------------------- CPU: model and EMA
 
 
+# Every block order with every norm (edifice's ReLU before a batch norm once let the norm overwrite the
+# ReLU output its cache masks with: wrong gradients on the fast path only), and the options that change
+# which temporaries exist.
+FAST_PATH_OPTIONS = [{"layout": layout, "norm": norm, **({"norm_groups": 1} if norm == "group" else {})}
+                     for layout in ("paper", "edifice") for norm in ("batch", "layer", "group", "affine", "none")]
+FAST_PATH_OPTIONS += [{"stop_gradient": False}, {"bn_var": "one_pass", "views": "concat"},
+                      {"layout": "edifice", "norm": "batch", "bn_var": "one_pass"},
+                      {"norm": "group", "norm_groups": 1, "weight_std": True}, {"sem_simplices": 2, "sem_simplex_dim": 3},
+                      {"layout": "edifice", "norm": "batch", "stop_gradient": False}]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("options", [{}, {"stop_gradient": False}, {"layout": "edifice"},
-                                     {"bn_var": "one_pass", "views": "concat"}])
+@pytest.mark.parametrize("options", FAST_PATH_OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
 def test_fast_loss_and_grads_equals_the_allocating_path(dtype, options):
     """Without ``record`` the model overwrites its own temporaries; with it nothing is overwritten.
     Both must give the same bits."""
