@@ -169,8 +169,9 @@ def _unwrap(x):
 
 
 def _unwrap_operand(x, where):
-    """Device arrays -> their storage; host arrays (ndim > 0) -> the error CuPy raises."""
-    if isinstance(x, numpy.ndarray) and x.ndim > 0:
+    """Device arrays -> their storage; host arrays -> the error CuPy raises, 0-d ones too (CuPy takes Python
+    and NumPy *scalars*, ``type(x)`` in its scalar types, and a 0-d ``numpy.ndarray`` is not one of them)."""
+    if isinstance(x, numpy.ndarray):
         raise _host_array_error(where)
     if isinstance(x, (list, tuple)):
         return type(x)(_unwrap_operand(v, where) for v in x)
