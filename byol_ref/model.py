@@ -843,8 +843,10 @@ def loss_and_grads(online: Network, target: Network, view1, view2, *, record: Ca
 def loss(online_pred, target_proj, *, eps=None, eps_mode="sq_norm", form="mse"):
     """One-sided BYOL loss: the batch mean of l(p, z) = ||n(p) - n(z)||^2 = 2 - 2 cos(p, z).
 
-    Mirrors ``Edifice.Contrastive.BYOL.loss``; with ``eps_mode="add", form="2-2cos"``
-    it reproduces that module's numbers exactly (x / sqrt(sum x^2 + 1e-8)).
+    Mirrors ``Edifice.Contrastive.BYOL.loss``; with ``eps_mode="add", form="2-2cos"`` it is that
+    module's formula (x / sqrt(sum x^2 + 1e-8), 2 - 2 cos), equal to its numbers up to the last
+    bit or so: it computes 2 - 2 mean(cos) and x / norm, byol-ref the mean of 2 - 2 cos and
+    x * rstd. The defaults are the official code's (BYOL_FACTS a2).
 
     Args:
         online_pred: (N, P) online predictions.
