@@ -645,7 +645,7 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
     """Probe, print, and (with ``out``) write report.json/.txt and the plots into ``out``.
     ``metrics`` is the run's metrics.jsonl (the whole run's curves, across resumes), if any;
     ``run`` is the run directory or checkpoint the features come from (default: ``out``)."""
-    from .report import evaluate_features, format_collapse
+    from .report import evaluate_features, format_collapse, format_convergence
 
     skipped = None
     if dataset.y_train is None:
@@ -674,7 +674,8 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
     text = (f"Test accuracy (%) on the held-out split; kNN = cosine k={k}, low-label = {lpc} labels per class "
             "(mean +- sd over 5 draws of the labelled samples), linear = l2-regularised logistic regression on all "
             "train labels\n"
-            + report["table"] + "\n\n" + _gains(report["rows"], len(dataset.y_test))
+            + report["table"] + "".join("\n" + n for n in [format_convergence(report["rows"])] if n)
+            + "\n\n" + _gains(report["rows"], len(dataset.y_test))
             + "\n\nCollapse monitors (test split):\n" + format_collapse(report["collapse"]))
     if out is not None:
         footer = []  # where the run's other outputs are (printed, not part of report.txt)

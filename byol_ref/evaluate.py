@@ -540,7 +540,8 @@ def linear_probe(
         max_iter: L-BFGS iteration cap per fit.
 
     Returns:
-        dict with ``accuracy`` (test, in [0, 1]), ``l2`` (chosen) and ``val_accuracy``.
+        dict with ``accuracy`` (test, in [0, 1]), ``l2`` (chosen), ``val_accuracy`` and
+        ``converged`` (the final fit reached the gradient tolerance within max_iter).
 
     Raises:
         ValueError: bad inputs, or no class of y_train with the 2 examples a validation split needs.
@@ -568,6 +569,7 @@ def linear_probe(
         "accuracy": accuracy(y_test, predict(model, x_test)),
         "l2": l2,
         "val_accuracy": val_acc,
+        "converged": bool(model.converged),  # (False: stopped at max_iter, above the gradient tolerance)
     }
 
 
@@ -623,7 +625,8 @@ def low_label_probe(
     Returns:
         dict with ``accuracy`` (mean test accuracy over repeats), ``accuracy_std``
         (sample std, ddof=1; 0.0 when repeats == 1), ``accuracies`` (per repeat),
-        ``l2`` (chosen per repeat) and ``labels_per_class``.
+        ``l2`` (chosen per repeat), ``labels_per_class`` and ``converged`` (every final fit reached
+        the gradient tolerance within max_iter).
 
     References:
         Semi-supervised evaluation of BYOL (Grill et al., NeurIPS 2020), section 4.2,
@@ -638,7 +641,7 @@ def low_label_probe(
     grid = _l2_grid(l2_grid)
     _encode(y_train, "y_train")
     n_folds = min(n_folds, k)
-    accs, l2s = [], []
+    accs, l2s, converged = [], [], []
     for r in range(repeats):
         rng = np.random.default_rng([seed, r])
         sub = _sample_per_class(y_train, k, rng)  # (C * k,), grouped by class, shuffled within
@@ -652,12 +655,14 @@ def low_label_probe(
         model = fit_logreg(xs, ys, l2=l2, max_iter=max_iter)
         accs.append(accuracy(y_test, predict(model, x_test)))
         l2s.append(l2)
+        converged.append(bool(model.converged))
     acc = np.asarray(accs)
     return {
         "accuracy": float(acc.mean()),
         "accuracy_std": float(acc.std(ddof=1)) if repeats > 1 else 0.0,
         "accuracies": accs,
         "l2": l2s,
+        "converged": all(converged),
         "labels_per_class": k,
     }
 
@@ -938,8 +943,8 @@ def probe_report(
 
     Returns:
         list of dicts (in the order of ``feats_by_name``) with ``name``, ``knn``,
-        ``low_label``, ``low_label_std``, ``linear`` (accuracies in [0, 1]) and
-        ``linear_l2`` (the chosen l2).
+        ``low_label``, ``low_label_std``, ``linear`` (accuracies in [0, 1]), ``linear_l2``
+        (the chosen l2) and ``converged`` (every final fit of both probes reached its tolerance).
     """
     if not isinstance(feats_by_name, dict) or not feats_by_name:
         raise TypeError(
@@ -966,6 +971,7 @@ def probe_report(
             "low_label_std": low["accuracy_std"],
             "linear": lin["accuracy"],
             "linear_l2": lin["l2"],
+            "converged": low["converged"] and lin["converged"],
         })
     return rows
 

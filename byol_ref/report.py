@@ -82,3 +82,12 @@ def format_collapse(collapse: dict) -> str:
                      f"(healthy 1/sqrt(d) = {c['healthy_std']:.4f}, ratio {c['std_ratio']:.2f}); "
                      f"effective rank {c['effective_rank']:.1f} of {c['max_rank']}")
     return "\n".join(lines)
+
+
+def format_convergence(rows: list) -> str:
+    """A note naming the feature sets whose probe fits stopped at their iteration cap ("" if none did)."""
+    slow = [r["name"] for r in rows if not r.get("converged", True)]
+    if not slow:
+        return ""
+    return (f"Note: a logistic-regression fit of the probes of {', '.join(slow)} stopped at its iteration cap "
+            "above its gradient tolerance: those accuracies may be off by a test sample or so.")

@@ -227,10 +227,25 @@ def test_linear_probe_on_separable_blobs():
     x, y = blobs(4, n_per_class=40)
     xt, yt = blobs(5, n_per_class=20)
     out = ev.linear_probe(x, y, xt, yt, l2_grid=(1e-3, 1e-1), seed=0)
-    assert set(out) == {"accuracy", "l2", "val_accuracy"}
-    assert out["accuracy"] == 1.0 and out["val_accuracy"] == 1.0
+    assert set(out) == {"accuracy", "l2", "val_accuracy", "converged"}
+    assert out["accuracy"] == 1.0 and out["val_accuracy"] == 1.0 and out["converged"] is True
     assert out["l2"] == 1e-1  # ties go to the larger l2
     assert ev.linear_probe(x, y, xt, yt, l2_grid=(1e-3, 1e-1), seed=0) == out
+
+
+def test_a_probe_that_stops_at_its_iteration_cap_says_so():
+    """Non-convergence was accepted without a word (the fit's converged flag was never read)."""
+    from byol_ref.report import format_convergence
+
+    x, y = blobs(4, n_per_class=40)
+    xt, yt = blobs(5, n_per_class=20)
+    assert ev.linear_probe(x, y, xt, yt, l2_grid=(1e-3,), max_iter=1)["converged"] is False
+    assert ev.low_label_probe(x, y, xt, yt, labels_per_class=4, repeats=2, max_iter=1)["converged"] is False
+    assert ev.low_label_probe(x, y, xt, yt, labels_per_class=4, repeats=2)["converged"] is True
+    rows = [{"name": "raw inputs", "converged": True}, {"name": "BYOL encoder (y)", "converged": False}]
+    assert format_convergence(rows).startswith("Note: a logistic-regression fit of the probes of BYOL encoder (y) "
+                                               "stopped at its iteration cap")
+    assert format_convergence(rows[:1]) == ""
 
 
 def test_linear_probe_chooses_strong_regularisation_for_pure_noise_features():
