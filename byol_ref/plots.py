@@ -53,22 +53,28 @@ def plot_run(history: list, report: dict | None, out_dir, *, loss_label: str | N
         probe = report.get("probe", {})
         metrics = [("knn", f"kNN (k={probe.get('k', 20)})"),
                    ("low_label", f"{probe.get('labels_per_class', 10)} labels/class"), ("linear", "full linear probe")]
-        fig, ax = plt.subplots(figsize=(9, 4.5))
+        # Dots, not bars: the axis is zoomed onto the accuracies, where bar lengths would exaggerate the gaps.
+        # The low-label probe's spread over its draws is an error bar; the legend sits outside the axes.
+        fig, ax = plt.subplots(figsize=(10, 4.5), layout="constrained")
         width = 0.8 / len(rows)
         for i, row in enumerate(rows):
-            xs = [j + i * width for j in range(len(metrics))]
+            xs = [j - 0.4 + (i + 0.5) * width for j in range(len(metrics))]
             vals = [100 * row[m] for m, _ in metrics]
-            bars = ax.bar(xs, vals, width, label=row["name"])
-            for b, v in zip(bars, vals):
-                ax.text(b.get_x() + b.get_width() / 2, v + 0.3, f"{v:.1f}", ha="center", fontsize=7)
-        ax.set_xticks([j + width * (len(rows) - 1) / 2 for j in range(len(metrics))])
+            errs = [100 * row.get(m + "_std", 0.0) for m, _ in metrics]
+            ax.errorbar(xs, vals, yerr=errs, fmt="o", ms=7, capsize=3, label=row["name"], color=f"C{i}")
+            for x, v, e in zip(xs, vals, errs):
+                ax.annotate(f"{v:.1f}", (x, v + e), xytext=(0, 4), textcoords="offset points", ha="center",
+                            fontsize=7)
+        ax.set_xticks(range(len(metrics)))
         ax.set_xticklabels([label for _, label in metrics])
-        lo = min(100 * row[m] for row in rows for m, _ in metrics)
-        ax.set_ylim(max(0, lo - 10), 100.5)
-        ax.set(ylabel="test accuracy (%)", title="what BYOL learned vs baselines (test split)")
-        ax.legend(fontsize=8, loc="lower right")
+        ax.set_xlim(-0.5, len(metrics) - 0.5)
+        lo = min(100 * (row[m] - row.get(m + "_std", 0.0)) for row in rows for m, _ in metrics)
+        ax.set_ylim(max(0, lo - 3), 102)
+        ax.set(ylabel="test accuracy (%)", title="what BYOL learned vs baselines (test split; low-label: mean +- sd "
+                                                 "over its draws)")
+        ax.title.set_fontsize(10)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
         ax.grid(axis="y", alpha=0.3)
-        fig.tight_layout()
         path = out / "probes.png"
         atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
         plt.close(fig)
@@ -78,7 +84,7 @@ def plot_run(history: list, report: dict | None, out_dir, *, loss_label: str | N
 
 def _plot_training(plt, steps, history, knn, path, loss_label):
     """training.png: loss, schedules, collapse monitors and the kNN monitor over the steps."""
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8), layout="constrained")
     ax = axes[0, 0]
     ax.plot(steps, [h["loss"] for h in history], color="C0")
     ax.set(title=f"BYOL loss ({loss_label})", xlabel="step", ylabel="loss")
@@ -94,17 +100,23 @@ def _plot_training(plt, steps, history, knn, path, loss_label):
     ax.legend(handles=ax.get_lines() + ax2.get_lines(), loc="center right")
     ax.grid(alpha=0.3)
 
+    # The spread as a ratio to its healthy value (1: isotropic, 0: collapsed), both axes from 0, so that a
+    # curve near the bottom of either axis means collapse; the legend below the axes hides no curve.
     ax = axes[1, 0]
-    ax.plot(steps, [h["z_std"] for h in history], color="C3", label="std of l2-normalised z")
-    if history:
-        ax.axhline(history[0]["z_std_healthy"], color="C3", ls="--", alpha=0.6, label="healthy 1/sqrt(P)")
-    ax.set(title="collapse monitors (online projection, view 1)", xlabel="step", ylabel="normalised std")
-    ax.set_ylim(bottom=0)
+    ax.plot(steps, [h["z_std"] / h["z_std_healthy"] for h in history], color="C3",
+            label="std of l2-normalised z x sqrt(P)")
+    ax.axhline(1.0, color="C3", ls="--", alpha=0.6, label="healthy (isotropic): 1")
+    ax.set(title="collapse monitors (online z and y of the training batch, view 1)", xlabel="step",
+           ylabel="normalised std x sqrt(P)")
+    ax.title.set_fontsize(10)
+    ax.set_ylim(0, 1.15 * max([1.0] + [h["z_std"] / h["z_std_healthy"] for h in history]))
     ax2 = ax.twinx()
     ax2.plot(steps, [h["z_rank"] for h in history], color="C4", label="effective rank of z")
     ax2.plot(steps, [h["y_rank"] for h in history], color="C5", label="effective rank of y")
     ax2.set_ylabel("effective rank")
-    ax.legend(handles=ax.get_lines() + ax2.get_lines(), loc="center right", fontsize=8, framealpha=0.9)
+    ax2.set_ylim(0, 1.15 * max([1.0] + [max(h["z_rank"], h["y_rank"]) for h in history]))
+    ax.legend(handles=ax.get_lines() + ax2.get_lines(), loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2,
+              fontsize=8, frameon=False)
     ax.grid(alpha=0.3)
 
     ax = axes[1, 1]
@@ -113,7 +125,6 @@ def _plot_training(plt, steps, history, knn, path, loss_label):
     ax.set(title="kNN test accuracy of the online encoder (step 0: at init)", xlabel="step",
            ylabel="accuracy (%)")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
     return path
@@ -135,7 +146,11 @@ def pca_2d(x):
 def draw_similarity(ax, x, labels, *, centre: bool):
     """Draw the cosine similarity of the rows of x (N, D) on ``ax``, rows and columns sorted by
     class, with thin lines between classes. ``centre`` subtracts the mean row first (shows how
-    classes differ); without it a collapsed representation is one uniform red square."""
+    classes differ); without it a collapsed representation is one uniform red square.
+
+    Returns:
+        the image, for a colour bar (:func:`similarity_colorbar`).
+    """
     import matplotlib.pyplot as plt
 
     x = np.asarray(x, dtype=np.float64)
@@ -144,11 +159,19 @@ def draw_similarity(ax, x, labels, *, centre: bool):
         x = x - x.mean(axis=0)
     xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     order = np.argsort(labels, kind="stable")
-    ax.imshow(xn[order] @ xn[order].T, cmap=plt.get_cmap("RdBu_r", 9), vmin=-1, vmax=1, interpolation="nearest")
+    # (antialiased: at a figure's resolution a panel has fewer pixels than rows, and "nearest" drops rows)
+    image = ax.imshow(xn[order] @ xn[order].T, cmap=plt.get_cmap("RdBu_r", 9), vmin=-1, vmax=1,
+                      interpolation="antialiased")
     ax.set(xticks=[], yticks=[])
     for b in np.flatnonzero(np.diff(labels[order])) + 0.5:
         ax.axhline(b, color="k", lw=0.3, alpha=0.5)
         ax.axvline(b, color="k", lw=0.3, alpha=0.5)
+    return image
+
+
+def similarity_colorbar(fig, image, axes):
+    """The colour bar of :func:`draw_similarity`'s panels: 9 steps from -1 (blue) to +1 (red)."""
+    return fig.colorbar(image, ax=axes, label="cosine similarity", shrink=0.8, ticks=[-1, -0.5, 0, 0.5, 1])
 
 
 def plot_features(features: dict, labels, out_dir, names=FEATURE_PANELS, *, dpi: int = 100, filename="features.png"):
@@ -196,8 +219,9 @@ def plot_features(features: dict, labels, out_dir, names=FEATURE_PANELS, *, dpi:
         sc = ax.scatter(xy[:, 0], xy[:, 1], c=index, cmap=cmap, norm=norm, s=7)
         ax.set(title=f"{name}\nPCA of the test split ({100 * share:.0f}% of the variance)", xticks=[], yticks=[])
         ax.title.set_fontsize(10)
-        draw_similarity(axes[1, col], x, labels, centre=True)
+        image = draw_similarity(axes[1, col], x, labels, centre=True)
         axes[1, col].set_title("cosine similarity (centred), sorted by class", fontsize=10)
+    similarity_colorbar(fig, image, axes[1, :].tolist())
     ticks = np.arange(k) if k <= 20 else np.linspace(0, k - 1, 11).round().astype(int)
     bar = fig.colorbar(sc, ax=axes[0, :].tolist(), label="class", shrink=0.8, ticks=ticks)
     bar.set_ticklabels([str(c) for c in classes[ticks]])

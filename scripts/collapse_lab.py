@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 import byol_ref as byol  # noqa: E402
 from byol_ref.backend import get_backend  # noqa: E402
 from byol_ref.data import load_digits  # noqa: E402
-from byol_ref.plots import draw_similarity  # noqa: E402
+from byol_ref.plots import draw_similarity, similarity_colorbar  # noqa: E402
 from byol_ref.report import evaluate_features  # noqa: E402
 from byol_ref.train import TrainConfig, fit  # noqa: E402
 
@@ -132,7 +132,6 @@ def plot_lab(results: list, y_test, out: Path, epochs: int, seed: int) -> None:
     except ImportError:
         print("matplotlib missing: no plot")
         return
-    r0 = results[0]
     fig, axes = plt.subplots(1, 3, figsize=(15, 5.6), layout="constrained")
     for i, r in enumerate(results):
         h = [x for x in r["history"] if "z_std" in x]
@@ -143,15 +142,26 @@ def plot_lab(results: list, y_test, out: Path, epochs: int, seed: int) -> None:
     axes[0].set(title="spread of l2-normalised z (x sqrt(P): 1 healthy, 0 collapsed)", xlabel="step")
     axes[0].title.set_fontsize(10)
     axes[1].set(title="BYOL loss", xlabel="step")
+    # Dots on a zoomed axis (bars from an axis that starts at 85 would exaggerate the gaps), in black and grey
+    # (the arms' colours belong to the curves), each arm next to its own random-init encoder's (|): the arms
+    # of another norm have another random baseline.
     names = [r["arm"] for r in results]
-    xs = range(len(results))
-    axes[2].barh([x + 0.2 for x in xs], [100 * r["knn_y"] for r in results], 0.4, label="kNN (encoder y)")
-    axes[2].barh([x - 0.2 for x in xs], [100 * r["low_y"] for r in results], 0.4, label="10 labels/class")
-    axes[2].axvline(100 * r0["knn_random"], color="k", ls="--", lw=1, label="random-init kNN")
-    axes[2].set_yticks(list(xs))
-    axes[2].set_yticklabels(names, fontsize=8)
-    axes[2].set(title=f"test accuracy (%), {epochs} epochs, seed {seed}", xlim=(50, 100))
-    axes[2].legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=3)  # below: bars reach 97
+    xs = list(range(len(results)))
+    ax = axes[2]
+    ax.plot([100 * r["knn_y"] for r in results], [x + 0.15 for x in xs], "o", color="k", label="kNN (encoder y)")
+    ax.plot([100 * r["low_y"] for r in results], [x - 0.15 for x in xs], "s", mfc="none", color="0.45",
+            label="10 labels/class")
+    ax.plot([100 * r["knn_random"] for r in results], [x + 0.15 for x in xs], "|", ms=11, mew=1.5, color="k",
+            label="kNN, the arm's random-init encoder")
+    ax.plot([100 * r["low_random"] for r in results], [x - 0.15 for x in xs], "|", ms=11, mew=1.5, color="0.45",
+            label="10 labels/class, its random-init encoder")
+    ax.set_yticks(xs)
+    ax.set_yticklabels(names, fontsize=8)
+    ax.invert_yaxis()  # the default arm on top, as in the table
+    lo = min(100 * min(r["knn_y"], r["low_y"], r["knn_random"], r["low_random"]) for r in results)
+    ax.set(title=f"test accuracy (%), {epochs} epochs, seed {seed}", xlim=(lo - 1, 100))
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=2)
     for ax in axes[:2]:
         ax.grid(alpha=0.3)
     # the arms' legend, for both curve panels, below the figure: clear of the curves
@@ -166,11 +176,12 @@ def plot_lab(results: list, y_test, out: Path, epochs: int, seed: int) -> None:
     fig, axes = plt.subplots(2, (len(results) + 1) // 2, figsize=(3.3 * ((len(results) + 1) // 2), 7.0),
                              squeeze=False, layout="constrained")
     for ax, r in zip(axes.ravel(), results):
-        draw_similarity(ax, r["z_test"], y_test, centre=False)
+        image = draw_similarity(ax, r["z_test"], y_test, centre=False)
         ax.set_title(f"{r['arm']}\nspread {r['z_std_ratio']:.2f}, eff. rank {r['z_rank']:.1f}", fontsize=9)
     for ax in axes.ravel()[len(results):]:
         ax.axis("off")
-    fig.savefig(out / "img" / "collapse-lab-similarity.png", dpi=70)
+    similarity_colorbar(fig, image, axes.ravel().tolist())
+    fig.savefig(out / "img" / "collapse-lab-similarity.png", dpi=90)
     plt.close(fig)
     print("wrote", out / "img" / "collapse-lab-similarity.png")
 

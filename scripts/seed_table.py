@@ -88,7 +88,7 @@ def features_figure(run_dir: Path, path: Path) -> None:
     data, norm = apply_preprocessing(load_digits(), meta["preprocessing"])
     rep = evaluate_features(state.online, data, norm, get_backend("numpy", tcfg.dtype, tcfg.seed), seed=tcfg.seed,
                             return_features=True)
-    written = plot_features(rep["features"], data.y_test, path.parent, dpi=70, filename=path.name)
+    written = plot_features(rep["features"], data.y_test, path.parent, dpi=90, filename=path.name)
     print(f"features figure: {written}" if written else "matplotlib missing: no features figure")
 
 

@@ -87,8 +87,11 @@ def test_class_colours_are_discrete_and_the_loss_title_names_the_runs_loss(tmp_p
     labels = np.repeat([3, 5, 9], 10)
     plot_features({n: rng.standard_normal((30, 4)) for n in FEATURE_PANELS}, labels, tmp_path)
     fig = plt.figure(plt.get_fignums()[-1])
-    bar = next(a for a in fig.axes if a.get_label() == "<colorbar>")
-    assert [t.get_text() for t in bar.get_yticklabels()] == ["3", "5", "9"]
+    bars = {a.get_ylabel(): a for a in fig.axes if a.get_label() == "<colorbar>"}
+    assert [t.get_text() for t in bars["class"].get_yticklabels()] == ["3", "5", "9"]
+    # the similarity panels have their scale (they had none: red +1, blue -1, in 9 steps)
+    assert [float(t.get_text().replace("\u2212", "-")) for t in bars["cosine similarity"].get_yticklabels()] == \
+        [-1.0, -0.5, 0.0, 0.5, 1.0]
     colours = {tuple(c) for c in fig.axes[0].collections[0].get_facecolors()}
     assert len(colours) == 3
     how, low, high = loss_range(Config(encoder_dim=4, loss_form="neg_cos", sym_reduce="mean"))
@@ -97,4 +100,35 @@ def test_class_colours_are_discrete_and_the_loss_title_names_the_runs_loss(tmp_p
     plot_run(history, None, tmp_path, loss_label=f"{how}, in [{low:g}, {high:g}]")
     fig = plt.figure(plt.get_fignums()[-1])
     assert fig.axes[0].get_title() == "BYOL loss (-cos, mean of both directions, in [-1, 1])"
+    plt.close("all")
+
+
+def test_probes_are_dots_with_the_low_label_spread_and_the_monitors_start_at_zero(tmp_path, monkeypatch):
+    """probes.png drew bars from an axis that started near the lowest accuracy (their lengths exaggerated the gaps),
+    without the low-label probe's spread, under a legend that could hide the last bars; training.png's collapse
+    panel drew the healthy line on the frame and the ranks from an axis that did not start at 0."""
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.container import ErrorbarContainer
+
+    monkeypatch.setattr(plt, "close", lambda *a, **k: None)
+    plt.close("all")
+    rows = [{"name": n, "knn": a, "low_label": a - 0.05, "low_label_std": 0.01, "linear": a + 0.01}
+            for n, a in (("BYOL encoder (y)", 0.97), ("raw inputs", 0.95))]
+    history = [{"step": s, "loss": 1.0, "lr": 1e-3, "tau": 0.99, "z_std": 0.121, "z_std_healthy": 0.125,
+                "z_rank": 30.0, "y_rank": 130.0} for s in (10, 20)]
+    plot_run(history, {"rows": rows, "probe": {}}, tmp_path)
+    training, probes = (plt.figure(n) for n in plt.get_fignums()[-2:])
+    ax = probes.axes[0]
+    assert not ax.patches  # no bars
+    errorbars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(errorbars) == 2 and ax.get_legend().get_bbox_to_anchor().x0 > ax.get_window_extent().x1 - 1
+    monitors = training.axes[2]
+    twin = next(a for a in training.axes if a is not monitors and a.bbox.bounds == monitors.bbox.bounds)
+    assert monitors.get_ylim()[0] == 0 and twin.get_ylim()[0] == 0
+    assert 1.0 < monitors.get_ylim()[1] and [line.get_ydata()[0] for line in monitors.get_lines()] == \
+        [pytest.approx(0.121 / 0.125), 1.0]
     plt.close("all")
