@@ -15,6 +15,7 @@ same file removes those a process killed outright left (``remove_orphaned_tempor
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -276,11 +277,12 @@ def _host_tag() -> str:
 def temporary_prefix(name: str) -> str:
     """How the temporary files (or folders) that become ``name`` begin: ``.NAME.HOST-PID.``, which
     says who writes them (``remove_orphaned_temporaries``); ``tempfile`` adds a random part. A
-    name too long for that within the 255 bytes file systems allow gets ``.NAME.`` alone."""
-    prefix = f".{name}.{_host_tag()}-{os.getpid()}."
-    if len(os.fsencode(prefix)) + len("XXXXXXXX.tmp") > 255:
-        return f".{name}."
-    return prefix
+    name too long for that within the 255 bytes file systems allow gets ``.NAME.`` alone, and one
+    too long for even that (242 to 255 bytes: it could not be written at all) a digest of it."""
+    for prefix in (f".{name}.{_host_tag()}-{os.getpid()}.", f".{name}."):
+        if len(os.fsencode(prefix)) + len("XXXXXXXX.tmp") <= 255:
+            return prefix
+    return f".{hashlib.sha256(os.fsencode(name)).hexdigest()[:16]}."
 
 
 def remove_orphaned_temporaries(folder, name: str) -> list:

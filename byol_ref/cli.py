@@ -808,6 +808,11 @@ def _refuse_a_file_on_the_way(path: Path, flag: str, *, folder: bool) -> None:
             return
 
 
+def _mapping_file(mapping) -> str | None:
+    """The file a --mapping names (a .json), or None for a mapping style or none."""
+    return mapping if isinstance(mapping, str) and mapping.endswith(".json") else None
+
+
 def _check_output(path, flag: str, overwrite: bool, inputs=()) -> None:
     """Refuse to write over a folder, over a file the command reads (``inputs``: even with
     ``--overwrite``, as a run's checkpoint would be lost), or over an existing file unless ``--overwrite``."""
@@ -1230,7 +1235,8 @@ def _cmd_trace(args) -> int:
         inputs = make_inputs(preset, encoder_dim=dims[0], hidden_size=dims[1], projection_dim=dims[2],
                              predictor_dim=dims[3], projector_hidden_dim=dims[4] if len(dims) == 5 else None,
                              batch=args.batch, steps=steps, seed=args.seed, dtype=args.dtype, model_extra=model_extra)
-    _check_output(args.out, "--out", args.overwrite, inputs=(args.inputs,))  # after the inputs, before the steps
+    # after the inputs, before the steps; a mapping file is read too (--overwrite once wrote over it)
+    _check_output(args.out, "--out", args.overwrite, inputs=(args.inputs, _mapping_file(args.mapping)))
     try:
         tr = trace_inputs(inputs, preset, steps=steps, dtype=args.dtype, model_extra=model_extra,
                           train_extra=train_extra, total_steps=args.total_steps, warmup_steps=args.warmup_steps,
@@ -1296,7 +1302,7 @@ def _cmd_convert(args) -> int:
                               resolve_mapping, save_arrays, to_layout)
     from .presets import get_preset
 
-    _check_output(args.dst, "dst", args.overwrite, inputs=(checkpoint_file(args.src),))
+    _check_output(args.dst, "dst", args.overwrite, inputs=(checkpoint_file(args.src), _mapping_file(args.mapping)))
     preset, model_extra, _ = _route_sets(args.set, get_preset(_preset_name(args, args.src_layout)))
     structure = _structure(preset, model_extra)
     src = Path(args.src)

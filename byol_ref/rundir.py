@@ -48,12 +48,13 @@ MANIFEST = ".files"  # in .replaced: the names of the files it is to hold, writt
 
 def remove_stale(out: Path) -> None:
     """Remove what a process killed outright left in a run directory and nothing reads: a
-    ``.replaced`` folder it was removing, and the temporary files of its atomic writes."""
+    ``.replaced`` folder it was removing, and the temporary files of its atomic writes (those of
+    a writer that has ended only: every ``.NAME.*.tmp`` went, a live writer's too, which then
+    failed at its rename and lost its work since its last checkpoint)."""
     if (out / REMOVING).is_dir() and not (out / REMOVING).is_symlink():
         shutil.rmtree(out / REMOVING, ignore_errors=True)  # (what cannot go was reported when it could not)
     for name in RUN_FILES:
-        for tmp in out.glob(f".{name}.*.tmp"):  # (checkpoint.atomic_write's names)
-            tmp.unlink(missing_ok=True)
+        remove_orphaned_temporaries(out, name)
 
 
 @contextmanager

@@ -752,11 +752,17 @@ def test_a_replacing_run_keeps_its_first_checkpoint_whatever_stops_it_after(tmp_
     # What nothing reads goes with the next --overwrite or --resume: that folder, and temporary files
     # of atomic writes cut short.
     monkeypatch.setattr(rundir.shutil, "rmtree", real_rmtree)
-    (out / ".checkpoint.npz.k2j4.tmp").write_bytes(b"half")
+    from byol_ref.checkpoint import _host_tag
+
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    killed = f".checkpoint.npz.{_host_tag()}-{int(done.stdout)}.k2j4.tmp"  # (a writer that has ended)
+    live = f".checkpoint.npz.{_host_tag()}-{os.getppid()}.k2j4.tmp"  # a writer still running: its own, not stale
+    for name in (killed, live):
+        (out / name).write_bytes(b"half")
     (out / ".mine.tmp").write_text("not ours")
     assert cli.main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-progress", "--no-eval"]) == 0
-    assert not (out / ".replaced-removing").exists() and not (out / ".checkpoint.npz.k2j4.tmp").exists()
-    assert (out / ".mine.tmp").read_text() == "not ours"
+    assert not (out / ".replaced-removing").exists() and (os.name != "posix" or not (out / killed).exists())
+    assert (out / ".mine.tmp").read_text() == "not ours" and (out / live).read_bytes() == b"half"
 
 
 def test_ctrl_c_anywhere_ends_with_status_130_and_says_where_the_run_stands(tmp_path, capsys, monkeypatch):
@@ -1954,3 +1960,17 @@ def test_diff_of_a_checkpoint_says_it_is_not_a_trace(tiny_run, tmp_path, capsys)
         bad = b if kind == "training checkpoint" else a
         assert f"{bad} is a byol-ref {kind}, not a trace: diff compares the intermediates of traces" in \
             capsys.readouterr().err
+
+
+def test_convert_never_writes_over_its_mapping_file(tiny_run, tmp_path, capsys):
+    """A mapping file is read as the weights are: --overwrite once let dst (or trace's --out) replace it."""
+    from byol_ref.cli import main
+
+    out, _ = tiny_run
+    mapping = tmp_path / "m.json"
+    mapping.write_text('{"online.param.encoder.fc1.weight": "w"}')
+    before = mapping.read_bytes()
+    assert main(["convert", str(out), str(mapping), "--from", "byol-ref", "--to", "torch", "--mapping",
+                 str(mapping), "--overwrite"]) == 2
+    assert f"dst {mapping} is the file this command reads ({mapping})" in capsys.readouterr().err
+    assert mapping.read_bytes() == before  # (trace's --out is checked against its --mapping by the same code)

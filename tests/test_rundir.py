@@ -227,6 +227,10 @@ def test_a_write_removes_the_temporaries_of_its_file_that_a_killed_writer_left(t
     long = "x" * 236 + ".npz"  # (.NAME.XXXXXXXX.tmp is 254 bytes; with the host and process, past 255)
     checkpoint.atomic_write_text(tmp_path / long, "long")
     assert (tmp_path / long).read_text() == "long"
+    for n in (242, 251):  # too long for even .NAME.XXXXXXXX.tmp: they could not be written at all
+        longer = "y" * (n - 4) + ".npz"
+        checkpoint.atomic_write_text(tmp_path / longer, "longer")
+        assert (tmp_path / longer).read_text() == "longer"
 
 
 def test_a_report_lands_whole_or_not_at_all(tmp_path):
