@@ -11,15 +11,22 @@ BLAS_THREADS ?= 1
 run test test-all test-search: export OPENBLAS_NUM_THREADS = $(BLAS_THREADS)
 run test test-all test-search: export OMP_NUM_THREADS = $(BLAS_THREADS)
 
-.PHONY: run test test-all test-search bench gpu-check collapse-lab clean
+.PHONY: help run test test-all test-search bench gpu-check collapse-lab clean
+.DEFAULT_GOAL := help
+
+## What each target does (plain `make`).
+help:
+	@awk '/^## /{sub(/^## /, ""); doc = doc (doc ? " " : "") $$0; next} /^[a-z-]+:/{if (doc) {sub(/:.*/, ""); printf "  make %-12s %s\n", $$0, doc}; doc = ""} !/^## /{if (!/^[a-z-]+:/) doc = ""}' $(MAKEFILE_LIST)
 
 # A local virtual environment, created once and reused; the stamp files record which
 # extras are installed so a change to pyproject.toml reinstalls. Where no package index can be
 # reached, scripts/use_installed.py keeps the environment if it already has what is needed, or else
 # gives it the packages $(PYTHON) has, if they are enough (and says what is missing if not);
 # byol-ref then runs from this folder.
+# (--clear: a venv whose python link points at an interpreter since removed is made again, where a plain
+# venv keeps the dead link; a venv that could not be made whole, without pip say, is removed, not kept.)
 $(VENV)/bin/python:
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv --clear $(VENV) || { rm -rf $(VENV); exit 1; }
 	$(PY) -m pip install -q --upgrade pip || echo "byol-ref: could not upgrade pip; going on with the venv's own"
 
 $(VENV)/.stamp-test: pyproject.toml | $(VENV)/bin/python
@@ -59,5 +66,6 @@ collapse-lab: $(VENV)/.stamp-run
 gpu-check:
 	bash benchmarks/gpu_check.sh
 
+## Remove the virtual environment and the caches (the next make makes them again).
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -1,4 +1,4 @@
-"""PNG plots of a run (matplotlib is optional: ``pip install 'byol-ref[plot]'``)."""
+"""PNG plots of a run (matplotlib is optional: ``pip install matplotlib``, or the ``plot`` extra from the checkout)."""
 from __future__ import annotations
 
 from pathlib import Path

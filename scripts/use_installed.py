@@ -19,16 +19,30 @@ which only adds the plots (without it they are skipped, and said so).
 """
 from __future__ import annotations
 
-import json
 import os
 import re
-import subprocess
 import sys
-import sysconfig
-from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _check_python() -> None:
+    """Refuse a Python older than pyproject.toml's requires-python, before anything needs a newer one (pip
+    refused to install byol-ref there, and this script then offered that Python's packages, and the tests broke)."""
+    found = re.search(r'^requires-python\s*=\s*">=\s*(\d+)\.(\d+)"', (ROOT / "pyproject.toml").read_text(), re.M)
+    if found is not None and sys.version_info[:2] < (int(found.group(1)), int(found.group(2))):
+        raise SystemExit(f"byol-ref: cannot go on: it needs Python {found.group(1)}.{found.group(2)} or newer, and "
+                         f"{sys.executable} is {sys.version.split()[0]}: make clean, then make again with "
+                         f"PYTHON=python3.X (3.{found.group(2)} or newer)")
+
+
+_check_python()
+
+import json  # noqa: E402  (after the check: importlib.metadata is Python 3.8+)
+import subprocess  # noqa: E402
+import sysconfig  # noqa: E402
+from importlib import metadata  # noqa: E402
 OPTIONAL = {"matplotlib": "the plots are skipped"}  # distributions whose absence only skips something
 PTH = "byol-ref-installed.pth"  # the file in the environment that names this Python's packages
 
@@ -133,8 +147,8 @@ def main(argv) -> int:
     if needed:
         wanted = " ".join(f"'{n}>={v}'" if v else n for n, v, _ in needed)
         print("byol-ref: cannot go on: " + "; ".join(p for _, _, p in needed) + f". Install what is missing "
-              f"({sys.executable} -m pip install {wanted}, from wheel files or a local index), or run make again "
-              "where a package index can be reached", file=sys.stderr)
+              f"into {env_dir} ({_env_python(env_dir)} -m pip install {wanted}, with --no-index --find-links DIR "
+              "for wheel files in DIR), or run make again where a package index can be reached", file=sys.stderr)
         return 1
     # Where the environment looks for packages, after its own: this Python's folders (a venv's own
     # too, which --system-site-packages would miss: it gives the base interpreter's).
@@ -147,7 +161,8 @@ def main(argv) -> int:
               f"in {env_dir} may come first: remove it (make clean) and run make again", file=sys.stderr)
         return 1
     have = ", ".join(f"{n} {metadata.version(n)}" for n, _ in requirements(extra) if check(n, None) is None)
-    print(f"byol-ref: {env_dir} now uses the installed {have}", file=sys.stderr)
+    print(f"byol-ref: {env_dir} now uses the installed {have} (once a package index can be reached, make clean, "
+          f"then make again, installs them into {env_dir} instead)", file=sys.stderr)
     for name, least, problem in optional:
         print(f"byol-ref: {problem}: {OPTIONAL[name]}", file=sys.stderr)
     return 0

@@ -80,9 +80,30 @@ def test_an_environment_without_the_packages_gets_this_pythons_and_one_with_them
 
     done = subprocess.run([python, "-c", "import numpy, pytest; print(numpy.__file__); print(pytest.__file__)"],
                           capture_output=True, text=True, check=True)
-    assert done.stdout.split() == [numpy.__file__, this_pytest.__file__]
+    assert done.stdout.splitlines() == [numpy.__file__, this_pytest.__file__]  # (lines: a path may hold spaces)
     pth = list(env.rglob(use_installed.PTH))
     before = pth[0].read_text()
     assert use_installed.main([str(env), "test"]) == 0  # the next time, it is kept as it is
     assert "already has what it needs; going on with it" in capsys.readouterr().err
     assert pth[0].read_text() == before
+
+
+def test_a_python_older_than_requires_python_is_refused_with_what_to_do(use_installed, monkeypatch):
+    """pip refused to install byol-ref on Python 3.9, and the fallback then gave the environment 3.9's packages:
+    the tests broke on `int | None`, and the stamp kept every later make on that environment."""
+    monkeypatch.setattr(sys, "version_info", (3, 9, 18, "final", 0))
+    with pytest.raises(SystemExit, match=r"it needs Python 3\.10 or newer, and .* is .*: make clean, then make again"):
+        use_installed._check_python()
+    monkeypatch.setattr(sys, "version_info", (3, 10, 0, "final", 0))
+    use_installed._check_python()
+
+
+def test_plain_make_says_what_each_target_does():
+    import shutil
+
+    if shutil.which("make") is None or shutil.which("awk") is None:
+        pytest.skip("make or awk is not installed")
+    done = subprocess.run(["make", "-s"], cwd=ROOT, capture_output=True, text=True, timeout=60)  # (it made a venv)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split()[1] for line in lines][:3] == ["help", "run", "test"] and "Main job" in lines[1]
