@@ -691,7 +691,8 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
                 if paths:
                     footer.append("Plots: " + ", ".join(str(out / p.name) for p in paths))
                 elif not have_matplotlib():
-                    footer.append(f"(no plots: matplotlib is not installed; {sys.executable} -m pip install matplotlib)")
+                    footer.append("(no plots: matplotlib is not installed; "
+                                  f"{sys.executable} -m pip install matplotlib)")
             removed = publish_report(stage, out)
         if removed:
             print(f"byol-ref: removed {', '.join(str(out / n) for n in removed)}: of the report this one replaces, "
