@@ -16,6 +16,7 @@ run stops before that).
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import math
@@ -671,10 +672,11 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
     report["eval_seconds"] = time.perf_counter() - t0
     report.update(extra or {})
     k, lpc = probe.get("k", 20), probe.get("labels_per_class", 10)
+    note = format_convergence(report["rows"])  # ("" when every probe fit converged)
     text = (f"Test accuracy (%) on the held-out split; kNN = cosine k={k}, low-label = {lpc} labels per class "
             "(mean +- sd over 5 draws of the labelled samples), linear = l2-regularised logistic regression on all "
             "train labels\n"
-            + report["table"] + "".join("\n" + n for n in [format_convergence(report["rows"])] if n)
+            + report["table"] + ("\n" + note if note else "")
             + "\n\n" + _gains(report["rows"], len(dataset.y_test))
             + "\n\nCollapse monitors (test split):\n" + format_collapse(report["collapse"]))
     if out is not None:
@@ -936,7 +938,7 @@ def main(argv=None) -> int:
         # first of them stops the command; those that follow must not cut short what it set off: the
         # clean-up, and the message below.
         with sigterm_as_interrupt(), first_interrupt_only(), warnings.catch_warnings():
-            warnings.showwarning = _show_warning
+            warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
             try:
                 return _command(args)
             except KeyboardInterrupt as exc:  # (train says more where its run stands)
@@ -957,17 +959,17 @@ def main(argv=None) -> int:
         return 1
 
 
-_SHOW_WARNING = warnings.showwarning
 _PACKAGE = Path(__file__).resolve().parent
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None):
+def _show_warning(shown_before, message, category, filename, lineno, file=None, line=None):
     """byol-ref's own warnings as its other messages read ("byol-ref: warning: ..."), without the
-    file and line of the code that raised them; others (NumPy's) as Python shows them."""
+    file and line of the code that raised them; others (NumPy's) as ``shown_before``, the
+    ``warnings.showwarning`` in place when the command began, shows them."""
     if issubclass(category, UserWarning) and Path(filename).resolve().is_relative_to(_PACKAGE):
         print(f"byol-ref: warning: {message}", file=sys.stderr if file is None else file)
     else:
-        _SHOW_WARNING(message, category, filename, lineno, file, line)
+        shown_before(message, category, filename, lineno, file, line)
 
 
 def _command(args) -> int:

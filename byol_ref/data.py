@@ -460,10 +460,11 @@ def _fold_features(x, image_shape, what: str, warn_layout: bool = True):
     _check_finite(x, what)
     with np.errstate(over="ignore"):  # (a longdouble beyond float64's range becomes inf: refused just below)
         x64 = x.astype(np.float64)
-    if x.dtype.itemsize > 8 and not np.isfinite(x64).all():  # (no other dtype holds a value float64 cannot)
-        first = tuple(int(i) for i in np.argwhere(~np.isfinite(x64))[0])
-        raise ValueError(f"{what} has {int((~np.isfinite(x64)).sum())} value(s) beyond float64's range (magnitude "
-                         f"above 1.8e308), the first at index {first}; byol-ref computes in float64 at most")
+    bad = ~np.isfinite(x64) if x.dtype.itemsize > 8 else None  # (no other dtype holds a value float64 cannot)
+    if bad is not None and bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{what} has {int(bad.sum())} value(s) beyond float64's range (magnitude above 1.8e308), "
+                         f"the first at index {first}; byol-ref computes in float64 at most")
     # (the width is spelled out: reshape(N, -1) cannot infer it when N is 0, an empty test split)
     return x64.reshape(x.shape[0], math.prod(x.shape[1:])), image_shape
 
