@@ -34,7 +34,7 @@ from .backend import get_backend, host
 from .checkpoint import atomic_savez, atomic_write_text, parse_json
 from .data import csv_header_rule, labels_file, load_digits, load_file, synthetic
 from .model import NORMS, Config, loss_range
-from .rundir import (REPORT_FILES, Replacing, first_interrupt_only, interrupt_after_step, interrupt_status,
+from .rundir import (REPORT_FILES, Replacing, RunLock, first_interrupt_only, interrupt_after_step, interrupt_status,
                      interrupted, interrupts_held, publish_report, refuse_for_set_aside, remove_replaced, remove_stale,
                      sigterm_as_interrupt, staged_report)
 from .train import (TrainConfig, TrainingDiverged, apply_preprocessing, check_configs, check_resume_length,
@@ -505,8 +505,16 @@ def _resume_settings(args, out: Path) -> tuple:
 
 
 def _train(args) -> int:
+    with RunLock() as lock:  # the run directory is this process's alone until the command ends
+        return _train_holding(args, lock)
+
+
+def _train_holding(args, lock: RunLock) -> int:
     data_spec = {"data": args.data, "labels": args.labels, "data_seed": args.data_seed, "csv_header": args.csv_header}
     out = Path(args.out) if args.out else Path("runs") / f"{Path(args.data).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    existed = out.is_dir()
+    if existed:  # before anything in it is read
+        lock.take(out)
     if args.resume:
         saved, model_cfg, tcfg, resumed = _resume_settings(args, out)
         data_spec = saved["data"]
@@ -516,8 +524,7 @@ def _train(args) -> int:
             raise FileExistsError(f"--out {out} is a file, not a run directory; choose another --out")
         _refuse_a_file_on_the_way(out, "--out", folder=False)
         if out.exists() and any(out.iterdir()) and not args.overwrite:
-            raise FileExistsError(f"run directory {out} exists and is not empty; pass --resume to continue it, "
-                                  "--overwrite to replace it, or choose another --out")
+            _refuse_a_run_there(out)
         dataset = _load_data(data_spec)
         data_spec = _with_csv_header(data_spec)
         if data_spec["data"] not in ("digits", "synthetic"):  # so eval and --resume find them from any folder
@@ -555,6 +562,10 @@ def _train(args) -> int:
     created = not out.exists()
     fresh = created or not any(out.iterdir())
     out.mkdir(parents=True, exist_ok=True)
+    if not existed:
+        lock.take(out)
+        if any(out.iterdir()) and not args.overwrite:  # another process made it meanwhile, and has ended
+            _refuse_a_run_there(out)
     replacing = Replacing(out) if args.overwrite and not args.resume else None
     if args.resume:
         remove_stale(out)
@@ -604,6 +615,11 @@ def _train(args) -> int:
         print(f"\nbyol-ref: {interrupted(exc)} {doing}; the run is trained and its checkpoint written. Its report "
               f"and plots: {_prog()} eval {out} --out {out} --overwrite", file=sys.stderr)
         return interrupt_status(exc)
+
+
+def _refuse_a_run_there(out: Path) -> None:
+    raise FileExistsError(f"run directory {out} exists and is not empty; pass --resume to continue it, "
+                          "--overwrite to replace it, or choose another --out")
 
 
 def _train_stopped(exc: BaseException, out: Path, replacing, *, fresh: bool, created: bool,
@@ -787,18 +803,26 @@ def _eval(args) -> int:
     if out is not None:
         _refuse_a_file_on_the_way(out, "--out", folder=True)
     if out is not None and not args.overwrite:
-        taken = [n for n in REPORT_FILES if (out / n).exists()]
-        if taken:
-            raise FileExistsError(f"--out {out} already holds {', '.join(taken)}; pass --overwrite to replace "
-                                  "them or choose another folder")
+        _refuse_a_report_there(out)
     _probe_opts(args)
     online, dataset, input_norm, backend, tcfg = _load_run(args)
     probe = _probe_opts(args, dataset.x_train.shape[0], dataset.y_train)
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
     metrics = checkpoint_file(args.path).parent / "metrics.jsonl"  # the run's own curves, for training.png
-    return _report(online, dataset, input_norm, backend, out, metrics, plots=out is not None, seed=tcfg.seed,
-                   as_json=args.json, probe=probe, run=Path(args.path))
+    with RunLock() as lock:
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            lock.take(out)  # (a train there, or another eval, would mix its files with this report's)
+            if not args.overwrite:
+                _refuse_a_report_there(out)  # (one written meanwhile)
+        return _report(online, dataset, input_norm, backend, out, metrics, plots=out is not None, seed=tcfg.seed,
+                       as_json=args.json, probe=probe, run=Path(args.path))
+
+
+def _refuse_a_report_there(out: Path) -> None:
+    taken = [n for n in REPORT_FILES if (out / n).exists()]
+    if taken:
+        raise FileExistsError(f"--out {out} already holds {', '.join(taken)}; pass --overwrite to replace "
+                              "them or choose another folder")
 
 
 def _refuse_a_file_on_the_way(path: Path, flag: str, *, folder: bool) -> None:

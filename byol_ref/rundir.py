@@ -23,6 +23,8 @@ clean-up short; in ``train``'s loop, ``interrupt_after_step`` makes that one wai
 its step, which is checkpointed. A SIGTERM (``kill``, ``timeout``, a batch scheduler ending a job) is, within
 ``sigterm_as_interrupt`` (every command of the CLI), a Ctrl-C by another name: ``Terminated``, a
 KeyboardInterrupt, goes through the same clean-up, and the command ends with status 143, not 130.
+
+All of this assumes one process writes in a run directory at a time: ``RunLock`` makes sure of it.
 """
 from __future__ import annotations
 
@@ -46,11 +48,72 @@ REMOVING = ".replaced-removing"  # the same, once the new run has a checkpoint: 
 MANIFEST = ".files"  # in .replaced: the names of the files it is to hold, written before they move
 
 
+class RunDirectoryBusy(RuntimeError):
+    """Another process is writing in the run directory (``RunLock``)."""
+
+
+_HELD = {}  # (st_dev, st_ino) of each run directory this process holds -> its open descriptor
+
+
+class RunLock:
+    """Hold run directories for this process alone while it writes in them: a second ``train``
+    (or ``eval --out``, or ``fit(out_dir=...)``) into one a live process is writing in is refused
+    at once (``RunDirectoryBusy``), where the two would have mixed their checkpoints, metrics and
+    reports, and the second's clean-up (``remove_stale``) would have removed the first's
+    temporary files. The lock is the kernel's, an ``flock`` on the directory itself: it ends with
+    the process however that ends (a ``kill -9`` too), so nothing is left to clear. A process takes
+    a directory it holds again without effect (``train`` holds its run around ``fit``). Where there
+    are no such locks (Windows, a file system without them) the directory is not held.
+
+    Use as a context manager; ``take`` each directory once it exists, before anything in it is
+    read or written. Leaving the ``with`` releases them."""
+
+    def __init__(self, what: str = "--out"):
+        self.what, self._keys = what, []
+
+    def take(self, out: Path) -> None:
+        try:
+            import fcntl
+        except ImportError:  # (Windows)
+            return
+        for _ in range(3):  # the directory can be replaced between the open and the lock: lock the new one
+            fd = os.open(out, os.O_RDONLY)
+            st = os.fstat(fd)
+            key = (st.st_dev, st.st_ino)
+            if key in _HELD:
+                os.close(fd)
+                return
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise RunDirectoryBusy(
+                    f"{self.what} {out} is in use: another process is writing there (a byol-ref train, or an "
+                    f"eval --out); wait until it has ended, or choose another {self.what}") from None
+            except OSError:  # no locks on this file system
+                os.close(fd)
+                return
+            now = os.stat(out)
+            if (now.st_dev, now.st_ino) == key:
+                _HELD[key] = fd
+                self._keys.append(key)
+                return
+            os.close(fd)
+        raise RunDirectoryBusy(f"{self.what} {out} keeps being replaced by another process; choose another "
+                               f"{self.what}")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        while self._keys:
+            os.close(_HELD.pop(self._keys.pop()))
+
+
 def remove_stale(out: Path) -> None:
     """Remove what a process killed outright left in a run directory and nothing reads: a
     ``.replaced`` folder it was removing, and the temporary files of its atomic writes (those of
-    a writer that has ended only: every ``.NAME.*.tmp`` went, a live writer's too, which then
-    failed at its rename and lost its work since its last checkpoint)."""
+    a writer that has ended only: hold ``out`` first (``RunLock``), as a live writer's would go too)."""
     if (out / REMOVING).is_dir() and not (out / REMOVING).is_symlink():
         shutil.rmtree(out / REMOVING, ignore_errors=True)  # (what cannot go was reported when it could not)
     for name in RUN_FILES:

@@ -35,6 +35,7 @@ from .kernels import EMA_FORMS
 from .model import (Config, Network, buffer_shapes, build_from_config, data_dependent_init, ema_update,
                     loss_and_grads, param_shapes)
 from .optim import make_optimizer, predictor_lr_mult
+from .rundir import RunLock
 from .schedules import check_warmup_convention, target_tau, warmup_cosine_lr
 
 
@@ -664,7 +665,16 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
 
     Raises:
         TrainingDiverged: a non-finite loss; the last good checkpoint is left in place.
+        RunDirectoryBusy: another process is writing in ``out_dir`` (``byol_ref.rundir.RunLock``).
     """
+    with RunLock("out_dir") as lock:  # out_dir is this process's alone while the run writes there
+        return _fit(dataset, model_cfg, tcfg, backend=backend, out_dir=out_dir, resume=resume, progress=progress,
+                    views=views, state=state, stop_at=stop_at, log=log, on_checkpoint=on_checkpoint,
+                    stop_requested=stop_requested, lock=lock)
+
+
+def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, progress, views, state, stop_at, log, on_checkpoint,
+         stop_requested, lock) -> FitResult:
     log = log or (lambda msg: print(msg, file=sys.stderr))
     check_configs(model_cfg, tcfg)
     if model_cfg.encoder_dim != dataset.x_train.shape[1]:
@@ -680,6 +690,8 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
     optimizer = make_optimizer_for(tcfg)
     out = Path(out_dir) if out_dir is not None else None
     ckpt_path = out / "checkpoint.npz" if out is not None else None
+    if out is not None and out.is_dir():  # before its checkpoint is read
+        lock.take(out)
 
     if resume:
         if ckpt_path is None or not ckpt_path.is_file():
@@ -717,6 +729,7 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
     metrics_file = None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+        lock.take(out)
         if resume:  # records past the checkpoint (an interrupted run logs ahead of it) are written again
             _drop_records_after(out / "metrics.jsonl", state.step)
         metrics_file = open(out / "metrics.jsonl", "a" if resume else "w")

@@ -464,6 +464,59 @@ def test_train_run_directory_rules_and_a_batch_of_the_whole_split(tmp_path, caps
     assert (empty / "checkpoint.npz").read_bytes() != before  # replaced on request
 
 
+@pytest.mark.skipif(os.name == "nt", reason="no flock on this platform: RunLock holds nothing there")
+def test_a_run_directory_another_process_writes_in_is_refused_to_every_writer(tmp_path, capsys, monkeypatch):
+    import fcntl
+
+    import byol_ref.cli as cli
+    from byol_ref.rundir import RunLock
+
+    common = ["--data", "synthetic", "--epochs", "1", "--batch-size", "204", "--hidden-size", "8",
+              "--projection-dim", "4", "--predictor-dim", "4", "--no-progress", "--no-plots"]
+    out = tmp_path / "r"
+    real_fit, held = cli.fit, []
+
+    def fit(*args, **kwargs):  # train holds its run directory while it trains
+        fd = os.open(out, os.O_RDONLY)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+        held.append(True)
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "fit", fit)
+    assert cli.main(["train", *common, "--no-eval", "--out", str(out)]) == 0 and held
+    monkeypatch.undo()
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    fd = os.open(out, os.O_RDONLY)  # another process's lock (flock locks of two descriptors conflict)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for cmd in (["train", *common, "--out", str(out), "--resume", "--epochs", "2"],
+                    ["train", *common, "--out", str(out), "--overwrite"],
+                    ["eval", str(out), "--out", str(out), "--overwrite"]):
+            assert cli.main(cmd) == 2, cmd
+            assert capsys.readouterr().err == (f"byol-ref {cmd[0]}: error: --out {out} is in use: another process "
+                                               "is writing there (a byol-ref train, or an eval --out); wait until it "
+                                               "has ended, or choose another --out\n")
+        assert cli.main(["eval", str(out)]) == 0  # reading it is not writing in it
+    finally:
+        os.close(fd)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+    class Meanwhile(RunLock):  # a folder that another process made, trained a run in and left, as this one began
+        def take(self, path):
+            (path / "checkpoint.npz").write_bytes(b"the other run's")
+            super().take(path)
+
+    monkeypatch.setattr(cli, "RunLock", Meanwhile)
+    assert cli.main(["train", *common, "--out", str(tmp_path / "new")]) == 2
+    assert f"run directory {tmp_path / 'new'} exists and is not empty" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "new").iterdir()] == ["checkpoint.npz"]
+
+
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 def test_train_that_diverges_exits_1_naming_the_step(tmp_path, capsys):

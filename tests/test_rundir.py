@@ -432,3 +432,84 @@ def test_a_signal_as_the_handlers_are_restored_leaves_none_of_them_in(monkeypatc
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     assert rundir._waiting == rundir._first_only == rundir._terminating == rundir._holding == []
+
+
+try:
+    import fcntl
+except ImportError:  # (Windows: RunLock holds nothing there)
+    fcntl = None
+needs_flock = pytest.mark.skipif(fcntl is None, reason="no flock on this platform")
+
+
+def _held_elsewhere(out: Path) -> bool:
+    """Whether some open descriptor other than a new one holds ``out``'s lock (flock locks of two
+    descriptors conflict within one process too)."""
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+@needs_flock
+def test_a_run_lock_holds_until_the_with_ends_and_a_process_takes_its_own_again(tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    with rundir.RunLock() as lock:
+        lock.take(out)
+        assert _held_elsewhere(out)
+        with rundir.RunLock("out_dir") as inner:  # train holds its run around fit, which takes it too
+            inner.take(out)
+            inner.take(out)
+        assert _held_elsewhere(out)  # the inner one did not release what it did not take
+    assert not _held_elsewhere(out) and rundir._HELD == {}
+
+
+@needs_flock
+def test_a_run_directory_another_process_holds_is_refused_naming_it_and_a_killed_one_holds_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "r"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); "
+                               "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()", str(out)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with rundir.RunLock() as lock, pytest.raises(rundir.RunDirectoryBusy) as err:
+            lock.take(out)
+        assert str(err.value) == (f"--out {out} is in use: another process is writing there (a byol-ref train, or an "
+                                  "eval --out); wait until it has ended, or choose another --out")
+        assert rundir._HELD == {}
+        holder.kill()  # kill -9: no clean-up runs, and the kernel ends its lock
+        holder.wait(timeout=60)
+        with rundir.RunLock() as lock:
+            lock.take(out)
+            assert _held_elsewhere(out)
+    finally:
+        holder.kill()
+        holder.wait(timeout=60)
+
+
+@needs_flock
+def test_a_run_directory_replaced_as_it_is_locked_is_locked_as_it_is_now(tmp_path, monkeypatch):
+    out = tmp_path / "r"
+    out.mkdir()
+    real_flock, calls = fcntl.flock, []
+
+    def flock(fd, op):
+        if not calls:  # another process moves the folder away and makes a new one, between the open and the lock
+            out.rename(tmp_path / "old")
+            out.mkdir()
+        calls.append(fd)
+        return real_flock(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    with rundir.RunLock() as lock:
+        lock.take(out)
+        monkeypatch.undo()
+        assert len(calls) == 2 and _held_elsewhere(out) and not _held_elsewhere(tmp_path / "old")

@@ -2,6 +2,7 @@
 divergence handling, and a short run that learns without collapsing."""
 import itertools
 import json
+import os
 import zipfile
 
 import numpy as np
@@ -823,3 +824,41 @@ def test_fit_from_a_given_state_leaves_it_as_it_was(data):
     for k, v in first.state.online.params.items():
         np.testing.assert_array_equal(second.state.online.params[k], v)
     assert not np.shares_memory(first.state.online.params["encoder.fc1.weight"], s0.online.params["encoder.fc1.weight"])
+
+
+@pytest.mark.skipif(os.name == "nt", reason="no flock on this platform: RunLock holds nothing there")
+def test_fit_refuses_an_out_dir_another_process_writes_in_and_holds_its_own(data, tmp_path, monkeypatch):
+    import fcntl
+
+    from byol_ref import train as train_module
+    from byol_ref.rundir import RunDirectoryBusy
+
+    cfg, out = byol.Config(encoder_dim=12, **SMALL), tmp_path / "r"
+    real_step, held = train_module.train_step, []
+
+    def step(*args, **kwargs):  # while fit trains, out is held
+        fd = os.open(out, os.O_RDONLY)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+        held.append(True)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_step", step)
+    tcfg = _tcfg(epochs=2, checkpoint_every=2)
+    fit(data, cfg, tcfg, progress=False, out_dir=out, stop_at=4)
+    monkeypatch.undo()
+    assert held
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    fd = os.open(out, os.O_RDONLY)  # another process's lock (flock locks of two descriptors conflict)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for resume in (True, False):
+            with pytest.raises(RunDirectoryBusy, match=f"^out_dir {out} is in use: another process is writing"):
+                fit(data, cfg, tcfg, progress=False, out_dir=out, resume=resume)
+    finally:
+        os.close(fd)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    fit(data, cfg, tcfg, progress=False, out_dir=out, resume=True)  # once it has ended
