@@ -367,6 +367,7 @@ def lars_update(
     eps: float = 0.0,
     exclude: Exclude = "name",
     clip_lr: bool = False,
+    only_with_wd: bool = False,
     lr_mult: LrMult = None,
     inplace: bool = False,
 ) -> tuple[dict, dict]:
@@ -397,7 +398,11 @@ def lars_update(
       "ratio = 1 when a norm is 0" rule is kept regardless.
     * ``exclude="ndim"`` (solo-learn): ndim == 1 skips LARS, ndim <= 1 gets wd = 0. lightly
       excludes by param group (groups with wd = 0 skip LARS): pass one callable that returns
-      True for the wd = 0 tensors, so that it gates both.
+      True for the wd = 0 tensors, so that it gates both, or ``exclude="name"`` with
+      ``only_with_wd``.
+    * ``only_with_wd=True`` (lightly: its ``step`` scales only ``if weight_decay != 0``): a tensor
+      whose weight decay is 0 (``weight_decay=0``, or the weight-decay filter excludes it) skips
+      LARS too, so ``weight_decay=0`` makes the whole step plain momentum SGD.
     * ``clip_lr=True`` (solo-learn, used with eta = 0.02 on CIFAR): the multiplier becomes
       ``min(r / lr_p, 1)``, so the step is ``min(r, lr_p) * u`` instead of ``lr_p * r * u``.
       Only a computed ratio is clipped (not the r = 1 fallback), and with ``lr_p = 0`` the
@@ -415,6 +420,7 @@ def lars_update(
         eps: >= 0, added to the ratio's denominator.
         exclude: ``"name"`` (official), ``"ndim"`` (solo-learn), None, a callable or a pair.
         clip_lr: solo-learn's clipping of the multiplier.
+        only_with_wd: lightly's rule: no LARS for a tensor without weight decay.
         lr_mult: per-key learning-rate multiplier (callable or dict), or None.
         inplace: overwrite params and state arrays instead of returning new ones.
 
@@ -442,6 +448,7 @@ def lars_update(
         raise error(f"trust_ratio must be 'norm_of_sum' (official) or 'sum_of_norms' (solo-learn, lightly), "
                     f"got {trust_ratio!r}")
     clip_lr = check_bool(clip_lr, "clip_lr")
+    only_with_wd = check_bool(only_with_wd, "only_with_wd")
     inplace = check_bool(inplace, "inplace")
     exclude_wd, exclude_lars = _exclude_fns(exclude)
     _check_inputs(grads, state, params, ("momentum",))
@@ -456,7 +463,7 @@ def lars_update(
         (u,) = views(p)
         lr_p = lr * mults[k]
         wd = 0.0 if exclude_wd(k, p) else weight_decay
-        use_lars = not exclude_lars(k, p)
+        use_lars = not exclude_lars(k, p) and (wd != 0.0 or not only_with_wd)
 
         if trust_ratio == "norm_of_sum":
             _add_scaled(xp, g, p, wd, out=u)                     # u = g + wd*p

@@ -68,7 +68,7 @@ MODEL_FIELDS = ("layout", "norm", "hidden_bias", "head_bias", "init", "target_in
                 "loss_form", "symmetric", "sym_reduce")
 #: Preset fields that are ``train.TrainConfig`` fields.
 TRAIN_FIELDS = ("optimizer", "lr", "lr_batch_scale", "weight_decay", "momentum", "lars_eta",
-                "lars_trust_ratio", "lars_eps", "lars_clip_lr", "exclude", "warmup_start", "warmup_offset",
+                "lars_trust_ratio", "lars_eps", "lars_clip_lr", "lars_only_with_wd", "exclude", "warmup_start", "warmup_offset",
                 "warmup_epochs", "warmup_denominator", "cosine_denominator", "lr_rounding",
                 "tau_base", "tau_schedule", "tau_denominator", "ema_when", "ema_form")
 #: Preset fields resolved into TrainConfig fields (or honoured by the trace only).
@@ -163,9 +163,12 @@ FIELD_DOCS = {
                         "(lightly `utils/lars.py`, solo-learn `utils/lars.py`). d13.",
     "lars_eps": "Added to the LARS denominator: 0 (deepmind), 1e-8 (lightly, solo-learn). d13.",
     "lars_clip_lr": "solo-learn `clip_lr` (True in cifar `byol.yaml`): the step is min(r, lr) u. d13.",
+    "lars_only_with_wd": "A tensor without weight decay skips LARS: True in lightly (`utils/lars.py` scales only "
+                         "`if weight_decay != 0`, per param group, so weight_decay = 0 makes its LARS momentum "
+                         "SGD); False in deepmind and solo-learn, whose filters alone decide. d13.",
     "exclude": "Which tensors skip weight decay and LARS. 'name': biases and norm params (deepmind "
                "`exclude_bias_and_norm`; lightly's wd = 0 param groups, which skip LARS too, are exactly these "
-               "here). 'ndim': ndim <= 1 no wd, ndim == 1 no LARS (solo-learn `exclude_bias_n_norm`). 'none': "
+               "here, with lars_only_with_wd). 'ndim': ndim <= 1 no wd, ndim == 1 no LARS (solo-learn `exclude_bias_n_norm`). 'none': "
                "byol-pytorch (plain torch Adam). d14.",
     "warmup_epochs": "Linear warm-up length in epochs, whatever the run's (capped at it): 10 in deepmind (W = 10 "
                      "x 1,281,167 // B steps at every length, `configs/byol.py`), lightly (`int(steps per epoch x "
@@ -254,6 +257,7 @@ class Preset:
     lars_trust_ratio: str = "norm_of_sum"
     lars_eps: float = 0.0
     lars_clip_lr: bool = False
+    lars_only_with_wd: bool = False
     exclude: str = "name"
     warmup_epochs: float = 10.0
     warmup_start: float = 0.0
@@ -378,7 +382,7 @@ PRESETS = {
         bn_running="torch",
         bn_var="two_pass", norm_eps_mode="norm", norm_eps=1e-8, loss_form="2-2cos", sym_reduce="sum",
         optimizer="lars", lr=0.45, weight_decay=1e-6, lars_trust_ratio="sum_of_norms", lars_eps=1e-8,
-        exclude="name", warmup_epochs=10.0, warmup_offset=1, cosine_denominator="K-W-1", final_lr_ratio=0.001,
+        lars_only_with_wd=True, exclude="name", warmup_epochs=10.0, warmup_offset=1, cosine_denominator="K-W-1", final_lr_ratio=0.001,
         tau_base=0.99, tau_denominator="K-1", ema_when="pre_forward", lr_rounding="exact",
         ema_form="weighted"),
     "solo-learn": Preset(

@@ -57,6 +57,8 @@ class TrainConfig:
             ``"sum_of_norms"`` (lightly, solo-learn: eta ||p|| / (||g|| + wd ||p|| + eps)).
         lars_eps: epsilon in the LARS denominator (official 0; lightly/solo-learn 1e-8).
         lars_clip_lr: solo-learn's ``clip_lr``.
+        lars_only_with_wd: lightly's rule: a tensor without weight decay skips LARS (so
+            ``weight_decay=0`` turns LARS into momentum SGD); see ``optim.lars_update``.
         exclude: which params skip weight decay and LARS: ``"name"`` (official: biases and
             anything with "norm" in its name), ``"ndim"`` (solo-learn: 1-D tensors) or ``"none"``.
         warmup_epochs: linear warm-up from 0 (official: 10 epochs, at any run length; None: 5% of epochs).
@@ -107,6 +109,7 @@ class TrainConfig:
     lars_trust_ratio: str = "norm_of_sum"
     lars_eps: float = 0.0
     lars_clip_lr: bool = False
+    lars_only_with_wd: bool = False
     exclude: str = "name"
     warmup_epochs: float | None = None
     final_lr: float = 0.0
@@ -166,7 +169,7 @@ class TrainConfig:
         check_choice(self.dtype, "dtype", ("float32", "float64"))
         for name, least in (("seed", 0), ("log_every", 1), ("eval_every", 0), ("checkpoint_every", 0)):
             object.__setattr__(self, name, check_positive_int(getattr(self, name), name, minimum=least))
-        for name in ("nesterov", "lars_clip_lr", "data_init"):
+        for name in ("nesterov", "lars_clip_lr", "lars_only_with_wd", "data_init"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
 
@@ -263,7 +266,7 @@ def make_optimizer_for(tcfg: TrainConfig):
         hyper["nesterov"] = tcfg.nesterov
     if tcfg.optimizer == "lars":
         hyper.update(eta=tcfg.lars_eta, trust_ratio=tcfg.lars_trust_ratio, eps=tcfg.lars_eps,
-                     clip_lr=tcfg.lars_clip_lr)
+                     clip_lr=tcfg.lars_clip_lr, only_with_wd=tcfg.lars_only_with_wd)
     if tcfg.predictor_lr_mult != 1.0:
         hyper["lr_mult"] = predictor_lr_mult(tcfg.predictor_lr_mult)
     return make_optimizer(tcfg.optimizer, **hyper)

@@ -47,7 +47,8 @@ CONVENTIONS = {
         bn_eps=1e-5, bn_decay=0.9, bn_running="haiku", bn_var="one_pass", views="separate",
         norm_eps_mode="sq_norm", norm_eps=1e-12, loss_form="mse", symmetric=True, sym_reduce="sum",
         optimizer="lars", lr=0.2, lr_batch_scale=256, weight_decay=1.5e-6, momentum=0.9, lars_eta=1e-3,
-        lars_trust_ratio="norm_of_sum", lars_eps=0.0, lars_clip_lr=False, exclude="name", warmup_start=0.0,
+        lars_trust_ratio="norm_of_sum", lars_eps=0.0, lars_clip_lr=False, lars_only_with_wd=False, exclude="name",
+        warmup_start=0.0,
         warmup_offset=0, warmup_denominator="W", cosine_denominator="K-W",
         lr_rounding="float32",
         final_lr_ratio=0.0, tau_base=0.996, tau_schedule="cosine", tau_denominator="K",
@@ -65,7 +66,8 @@ CONVENTIONS = {
         bn_eps=1e-5, bn_decay=0.9, bn_running="torch", bn_var="two_pass", views="separate",
         norm_eps_mode="norm", norm_eps=1e-8, loss_form="2-2cos", symmetric=True, sym_reduce="sum",
         optimizer="lars", lr=0.45, lr_batch_scale=256, weight_decay=1e-6, momentum=0.9, lars_eta=1e-3,
-        lars_trust_ratio="sum_of_norms", lars_eps=1e-8, lars_clip_lr=False, exclude="name", warmup_start=0.0,
+        lars_trust_ratio="sum_of_norms", lars_eps=1e-8, lars_clip_lr=False, lars_only_with_wd=True, exclude="name",
+        warmup_start=0.0,
         warmup_offset=1, warmup_denominator="W", cosine_denominator="K-W-1", lr_rounding="exact",
         final_lr_ratio=0.001, tau_base=0.99, tau_schedule="cosine", tau_denominator="K-1",
         ema_when="pre_forward", ema_form="weighted", ema_scope="params"),
@@ -74,7 +76,8 @@ CONVENTIONS = {
         bn_eps=1e-5, bn_decay=0.9, bn_running="torch", bn_var="two_pass", views="separate",
         norm_eps_mode="norm", norm_eps=1e-8, loss_form="2-2cos", symmetric=True, sym_reduce="sum",
         optimizer="lars", lr=1.0, lr_batch_scale=256, weight_decay=1e-5, momentum=0.9, lars_eta=0.02,
-        lars_trust_ratio="sum_of_norms", lars_eps=1e-8, lars_clip_lr=True, exclude="ndim", warmup_start=3e-5,
+        lars_trust_ratio="sum_of_norms", lars_eps=1e-8, lars_clip_lr=True, lars_only_with_wd=False, exclude="ndim",
+        warmup_start=3e-5,
         warmup_offset=0, warmup_denominator="W-1", cosine_denominator="K-W", lr_rounding="exact",
         final_lr_ratio=0.0, tau_base=0.99, tau_schedule="cosine", tau_denominator="K",
         ema_when="post_step", ema_form="weighted", ema_scope="params"),
@@ -277,6 +280,8 @@ def lars_step(params, grads, mom, lr, c):
         g = grads[name]
         skip = excluded(name, p, c)
         wd = 0.0 if skip else c["weight_decay"]
+        if c["lars_only_with_wd"] and wd == 0:  # lightly's LARS.step: `if weight_decay != 0` gates it all
+            skip = True
         if c["lars_trust_ratio"] == "norm_of_sum":  # deepmind: add_weight_decay -> scale_by_lars
             u = g + wd * p
             if not skip:

@@ -195,6 +195,32 @@ def test_lars_clip_lr():
     assert_close(s["encoder.fc1.weight"], [[3.0 - 0.2 * 0.15, 4.0 - 0.2 * 0.2]])
 
 
+def test_lars_only_with_wd_lightly():
+    """lightly's LARS.step scales only ``if weight_decay != 0`` (per param group): at weight_decay 0 the
+    whole step is momentum SGD, where the official and solo-learn LARS still scale every weight."""
+    params = {"encoder.fc1.weight": arr([[3.0, 4.0]]), "encoder.fc1.bias": arr([1.0, 0.0])}
+    grads = {"encoder.fc1.weight": arr([[0.3, 0.4]]), "encoder.fc1.bias": arr([0.5, 0.5])}
+    hyper = dict(eta=0.1, trust_ratio="sum_of_norms", only_with_wd=True)
+    s = run("lars", params, [grads, grads], lr=0.5, weight_decay=0.0, momentum=0.5, **hyper)
+    assert_close(s[0]["encoder.fc1.weight"], [[2.85, 3.8]])          # p - lr g: no ratio
+    assert_close(s[1]["encoder.fc1.weight"], [[2.85 - 0.225, 3.8 - 0.3]])  # m = 0.5 g + g
+    assert_close(s[1]["encoder.fc1.bias"], [0.75 - 0.375, -0.25 - 0.375])
+    (w,) = run("lars", params, [grads], lr=0.5, weight_decay=0.0, **dict(hyper, only_with_wd=False))
+    assert_close(w["encoder.fc1.weight"], [[2.85, 3.8]])  # r = 0.1 * 5 / 0.5 = 1: the same step, by luck
+    (w,) = run("lars", params, [grads], lr=0.5, weight_decay=0.0, **dict(hyper, eta=0.05, only_with_wd=False))
+    assert_close(w["encoder.fc1.weight"], [[2.925, 3.9]])  # r = 0.5 scales it without the rule
+    (w,) = run("lars", params, [grads], lr=0.5, weight_decay=0.0, **dict(hyper, eta=0.05))
+    assert_close(w["encoder.fc1.weight"], [[2.85, 3.8]])  # and not with it
+    # weight decay on: the weight is scaled as ever (r = 0.05 * 5 / (0.5 + 0.1 * 5) = 0.25, u = (g + 0.1 p) r);
+    # the bias, excluded by name, has no weight decay and no ratio either way
+    for only in (True, False):
+        (w,) = run("lars", params, [grads], lr=0.5, weight_decay=0.1, **dict(hyper, eta=0.05, only_with_wd=only))
+        assert_close(w["encoder.fc1.weight"], [[3.0 - 0.5 * 0.25 * 0.6, 4.0 - 0.5 * 0.25 * 0.8]])
+        assert_close(w["encoder.fc1.bias"], [0.75, -0.25])
+    with pytest.raises(TypeError, match=r"only_with_wd must be True or False, got 1 \(int\)"):
+        run("lars", params, [grads], lr=0.5, only_with_wd=1)
+
+
 def adam_oracle(p, gs, lr, b1, b2, eps, wd=0.0, decoupled=False):
     """Scalar Adam/AdamW in plain Python floats (Kingma & Ba, algorithm 1)."""
     m = v = 0.0

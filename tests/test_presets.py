@@ -114,6 +114,8 @@ REACH = [
     (dict(lars_trust_ratio="sum_of_norms"), {}, "step0.opt.momentum.encoder.fc1.weight", False),
     (dict(lars_eps=1e-3), {}, "step0.opt.momentum.encoder.fc1.weight", False),
     (dict(lars_clip_lr=True), {}, "step0.opt.momentum.encoder.fc1.weight", False),
+    (dict(lars_only_with_wd=True), {}, None, False),  # the tensors without weight decay skip LARS already
+    (dict(lars_only_with_wd=True), dict(weight_decay=0.0), "step0.opt.momentum.encoder.fc1.weight", False),
     (dict(exclude="none"), {}, "step0.opt.momentum.encoder.norm1.gamma", False),  # a zero bias has no LARS ratio
     (dict(exclude="ndim"), {}, None, False),  # in an MLP every 1-D tensor is a bias or a norm param
     (dict(exclude="ndim"), dict(exclude="none"), "step0.opt.momentum.encoder.norm1.gamma", False),
