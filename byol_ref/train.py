@@ -650,7 +650,9 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
         tcfg: TrainConfig.
         backend: ``"numpy"``, ``"cupy"`` or a Backend (its dtype must match ``tcfg.dtype``).
         out_dir: run directory for metrics.jsonl and checkpoint.npz (None: nothing written).
-        resume: continue from ``out_dir/checkpoint.npz``.
+        resume: continue from ``out_dir/checkpoint.npz``. ``tcfg`` must be the run's own but for
+            ``epochs`` (a longer run); a ``warmup_epochs`` left at its default, there and here,
+            keeps the run's warm-up (5% of its first length, not of the new one).
         progress: show a progress bar on stderr.
         views: pair of augmentation configs (default: ``default_views_for(dataset)``; on resume,
             the ones stored in the checkpoint, and passing different ones is an error).
@@ -703,6 +705,11 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, progress, views,
         state, saved_model, saved_train, meta = load_checkpoint(ckpt_path, be)
         if saved_model != model_cfg:
             raise ValueError(f"--resume: the checkpoint's model config differs: {saved_model} vs {model_cfg}")
+        if tcfg.warmup_epochs == _default_warmup(tcfg) and saved_train.warmup_epochs == _default_warmup(saved_train):
+            # Both left at the default (5% of the run): the run's warm-up goes on, not 5% of the new length
+            # (a TrainConfig made afresh for a longer run was refused, naming a warmup_epochs nobody set).
+            tcfg = replace(tcfg, warmup_epochs=saved_train.warmup_epochs)
+            sched = make_schedules(tcfg, data.x_train.shape[0])
         if replace(saved_train, epochs=tcfg.epochs) != tcfg:
             a, b = asdict(saved_train), asdict(tcfg)
             diff = "; ".join(f"{k}: {a[k]!r} in the checkpoint, {b[k]!r} requested" for k in a
@@ -797,6 +804,11 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, progress, views,
         if metrics_file is not None:
             metrics_file.close()
     return FitResult(state, history, model_cfg, tcfg, input_norm, data, prep, start_step)
+
+
+def _default_warmup(tcfg: TrainConfig) -> float:
+    """The warmup_epochs a TrainConfig of this length gets when it is not given."""
+    return replace(tcfg, warmup_epochs=None).warmup_epochs
 
 
 def _drop_records_after(path: Path, step: int) -> None:

@@ -4,6 +4,7 @@ import itertools
 import json
 import os
 import zipfile
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -862,3 +863,24 @@ def test_fit_refuses_an_out_dir_another_process_writes_in_and_holds_its_own(data
         os.close(fd)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     fit(data, cfg, tcfg, progress=False, out_dir=out, resume=True)  # once it has ended
+
+
+def test_resume_with_a_fresh_train_config_for_a_longer_run_keeps_the_runs_warmup(data, tmp_path):
+    """warmup_epochs defaults to 5% of the run: a TrainConfig made afresh with more epochs has another
+    one, which --resume refused as a change nobody asked for. Left at the default on both sides, the run's
+    own warm-up goes on, as the CLI's --resume --epochs does (it keeps the checkpoint's config)."""
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    short = _tcfg(epochs=2, checkpoint_every=100)
+    assert short.warmup_epochs == 0.1 and _tcfg(epochs=4).warmup_epochs == 0.2
+    for name in ("fresh", "kept"):
+        fit(data, cfg, short, progress=False, out_dir=tmp_path / name)
+    fresh = fit(data, cfg, _tcfg(epochs=4, checkpoint_every=100), progress=False, out_dir=tmp_path / "fresh",
+                resume=True)
+    kept = fit(data, cfg, replace(short, epochs=4), progress=False, out_dir=tmp_path / "kept", resume=True)
+    assert fresh.train_config == kept.train_config and fresh.train_config.warmup_epochs == 0.1
+    for k, v in kept.state.online.params.items():
+        np.testing.assert_array_equal(fresh.state.online.params[k], v, err_msg=k)
+    assert load_checkpoint(tmp_path / "fresh" / "checkpoint.npz")[2].warmup_epochs == 0.1
+    # a warm-up asked for is still one asked for
+    with pytest.raises(ValueError, match=r"warmup_epochs: 0\.1 in the checkpoint, 0\.3 requested"):
+        fit(data, cfg, _tcfg(epochs=6, warmup_epochs=0.3), progress=False, out_dir=tmp_path / "kept", resume=True)
