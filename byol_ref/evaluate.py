@@ -690,7 +690,8 @@ def knn_predict(
 
     Each query's k most similar train rows vote. With ``temperature=None`` every
     neighbour has one vote (ties between classes go to the class with the larger summed
-    similarity, then the smaller label). With a temperature T each neighbour votes
+    similarity, then the smaller label); train rows tied for the k-th place are taken in
+    their order (as a stable sort does). With a temperature T each neighbour votes
     with weight exp(sim / T), as in the InstDisc kNN monitor that lightly and
     solo-learn reuse (T = 0.1 or 0.07). Queries are processed ``batch_size`` at a time,
     so memory is O(batch_size * N) rather than O(M * N).
@@ -734,8 +735,16 @@ def knn_predict(
         q = query_n[start:start + batch_size]  # (B, D)
         sim = q @ train_n.T  # (B, N), cosine similarities in [-1, 1]
         rows = np.arange(q.shape[0])[:, None]
-        # argpartition finds the k largest in O(N); their order does not matter for a vote.
+        # argpartition finds the k largest in O(N); their order does not matter for a vote, but
+        # which of the rows tied for the k-th place it keeps is its own affair: those go to the
+        # train rows that come first, as a stable sort would have it (the same votes whatever the
+        # NumPy version or the batch).
         nn = np.argpartition(-sim, k - 1, axis=1)[:, :k]  # (B, k)
+        kth = sim[rows, nn[:, k - 1:]]  # (B, 1), the k-th largest similarity
+        shared = np.flatnonzero((sim >= kth).sum(axis=1) > k)  # rows whose k-th place is tied
+        for i in shared:
+            above, at = np.flatnonzero(sim[i] > kth[i]), np.flatnonzero(sim[i] == kth[i])
+            nn[i] = np.concatenate([above, at[:k - above.size]])
         nn_sim = sim[rows, nn]  # (B, k)
         nn_cls = y_idx[nn]  # (B, k)
         if temperature is None:

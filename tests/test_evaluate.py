@@ -338,6 +338,25 @@ def test_knn_matches_a_slow_reference_for_any_batch_size(seed, k, t, batch):
     np.testing.assert_array_equal(ev.knn_predict(x * scale, y, xq, k=k, temperature=t), got)
 
 
+@given(seed=seeds, k=st.integers(1, 30), t=st.sampled_from([0.5, 0.1]), batch=st.integers(1, 4))
+def test_knn_neighbours_tied_for_the_kth_place_are_the_first_train_rows(seed, k, t, batch):
+    """Duplicate train rows tie exactly, and argpartition kept any of those tied for the k-th place: the
+    vote then depended on its internals (a stable sort's choice was lost in about a third of such cases)."""
+    rng = np.random.default_rng(seed)
+    x = np.eye(3)[rng.integers(0, 3, size=200)]  # three distinct rows, each many times
+    y = rng.integers(0, 4, size=200)
+    xq = np.eye(3)
+    got = ev.knn_predict(x, y, xq, k=k, temperature=t, batch_size=batch)
+    ref = []
+    for q in xq:  # knn_reference (a stable sort), with class ties to the smaller label as knn_predict has them
+        sim = x @ q
+        votes = {}
+        for j in np.argsort(-sim, kind="stable")[:k]:
+            votes[y[j]] = votes.get(y[j], 0.0) + math.exp(sim[j] / t)
+        ref.append(max(sorted(votes), key=votes.get))
+    np.testing.assert_array_equal(got, ref)
+
+
 def test_knn_temperature_weighting_can_overturn_the_majority():
     angle = lambda a: [math.cos(a), math.sin(a)]  # noqa: E731
     # One train point of class 1 almost on the query, two of class 0 further away.
