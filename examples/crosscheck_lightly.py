@@ -1,7 +1,7 @@
 """Check the installed lightly package's BYOL building blocks against byol-ref, step by step.
 
     pip install lightly          # brings torch; byol-ref itself needs neither
-    python examples/crosscheck_lightly.py [--steps 5] [--warmup 2] [--workdir DIR]
+    python examples/crosscheck_lightly.py [--steps 5] [--warmup 2] [--weight-decay 1e-6] [--workdir DIR]
 
 The model is put together from lightly's own pieces the way its BYOL benchmark trains
 (``benchmarks/imagenet/resnet50/byol.py``), around a small MLP backbone with no biases (like a
@@ -21,7 +21,8 @@ non-zero otherwise, 77 (skipped) without torch and lightly.
 The schedules are where implementations differ most quietly: lightly's warm-up is
 ``(k + 1) / W`` (``warmup_offset=1``), its cosine divides by ``K - W - 1``
 (``cosine_denominator="K-W-1"``) and its tau schedule by ``K - 1`` (``tau_denominator="K-1"``);
-``--warmup 2`` with the default 5 steps crosses all three.
+``--warmup 2`` with the default 5 steps crosses all three. ``--weight-decay 0`` checks that
+lightly's LARS then scales nothing (``lars_only_with_wd``), where the official one still would.
 """
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ class Model(nn.Module):
         return self.projection_head_momentum(self.backbone_momentum(x)).detach()
 
 
-def run_lightly(steps: int, warmup: int, seed: int = 0):
+def run_lightly(steps: int, warmup: int, weight_decay: float = 1e-6, seed: int = 0):
     """``steps`` lightly-style training steps: (weights and views to export, what they computed)."""
     torch.manual_seed(seed)
     model = Model().train()
@@ -89,7 +90,7 @@ def run_lightly(steps: int, warmup: int, seed: int = 0):
 
     decay, no_decay = get_weight_decay_parameters([model.backbone, model.projection_head, model.prediction_head])
     opt = LARS([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}], lr=0.45 * N / 256, momentum=0.9,
-               weight_decay=1e-6)
+               weight_decay=weight_decay)
     sched = CosineWarmupScheduler(opt, warmup_epochs=warmup, max_epochs=steps)
     criterion = NegativeCosineSimilarity()
     mapping = torch_mapping("lightly", get_preset("lightly").config(encoder_dim=1))
@@ -123,19 +124,21 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=5, help="training steps K (default 5)")
     ap.add_argument("--warmup", type=int, default=2, help="warm-up steps W (default 2)")
+    ap.add_argument("--weight-decay", type=float, default=1e-6, help="LARS weight decay (default 1e-6, the "
+                    "benchmark's; 0 turns lightly's LARS into momentum SGD)")
     ap.add_argument("--workdir", default=None, help="where to write the files (default: a temporary folder)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or tmp
         os.makedirs(work, exist_ok=True)
-        exported, seen = run_lightly(args.steps, args.warmup)
+        exported, seen = run_lightly(args.steps, args.warmup, args.weight_decay)
         weights, theirs = os.path.join(work, "weights.npz"), os.path.join(work, "lightly_trace.npz")
         ref = os.path.join(work, "byol_ref_trace.npz")
         np.savez(weights, **exported)
         np.savez(theirs, **seen)
         byol_ref_cli(["trace", "--inputs", weights, "--layout", "torch", "--mapping", "lightly", "--preset", "lightly",
                       "--steps", str(args.steps), "--total-steps", str(args.steps), "--warmup-steps",
-                      str(args.warmup), "--out", ref])
+                      str(args.warmup), "--set", f"weight_decay={args.weight_decay!r}", "--out", ref])
         status = byol_ref_cli(["diff", theirs, ref, "--subset", "--rtol", "1e-9", "--atol", "1e-10"])
     if status == 0:
         print(f"\nlightly agrees with byol-ref (preset lightly) on every recorded tensor of {args.steps} step(s).")
