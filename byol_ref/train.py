@@ -29,7 +29,7 @@ from .augment import ImageAug, default_views_for, two_views, views_from_dicts, v
 from .backend import Backend, get_array_module, get_backend
 from .backend import host as np
 from .backend import to_numpy
-from .checks import check_array, check_choice, check_positive_int, check_real, dataclass_from_dict
+from .checks import check_array, check_bool, check_choice, check_positive_int, check_real, dataclass_from_dict
 from .data import Dataset, feature_stats, standardize
 from .kernels import EMA_FORMS
 from .model import (Config, Network, buffer_shapes, build_from_config, data_dependent_init, ema_update,
@@ -639,9 +639,9 @@ def prepare_training_data(dataset: Dataset, views) -> tuple[dict, Dataset, Input
 
 
 def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str | Backend = "numpy",
-        out_dir=None, resume: bool = False, progress: bool = True, views: tuple | None = None,
-        state: TrainState | None = None, stop_at: int | None = None, log=None, on_checkpoint=None,
-        stop_requested=None) -> FitResult:
+        out_dir=None, resume: bool = False, overwrite: bool = False, progress: bool = True,
+        views: tuple | None = None, state: TrainState | None = None, stop_at: int | None = None, log=None,
+        on_checkpoint=None, stop_requested=None) -> FitResult:
     """Train BYOL on ``dataset.x_train``.
 
     Args:
@@ -653,6 +653,8 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
         resume: continue from ``out_dir/checkpoint.npz``. ``tcfg`` must be the run's own but for
             ``epochs`` (a longer run); a ``warmup_epochs`` left at its default, there and here,
             keeps the run's warm-up (5% of its first length, not of the new one).
+        overwrite: start a new run in an ``out_dir`` that holds one (its checkpoint.npz or
+            metrics.jsonl), replacing it; without it, or ``resume``, that is refused.
         progress: show a progress bar on stderr.
         views: pair of augmentation configs (default: ``default_views_for(dataset)``; on resume,
             the ones stored in the checkpoint, and passing different ones is an error).
@@ -673,14 +675,15 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
         RunDirectoryBusy: another process is writing in ``out_dir`` (``byol_ref.rundir.RunLock``).
     """
     with RunLock("out_dir") as lock:  # out_dir is this process's alone while the run writes there
-        return _fit(dataset, model_cfg, tcfg, backend=backend, out_dir=out_dir, resume=resume, progress=progress,
-                    views=views, state=state, stop_at=stop_at, log=log, on_checkpoint=on_checkpoint,
-                    stop_requested=stop_requested, lock=lock)
+        return _fit(dataset, model_cfg, tcfg, backend=backend, out_dir=out_dir, resume=resume, overwrite=overwrite,
+                    progress=progress, views=views, state=state, stop_at=stop_at, log=log,
+                    on_checkpoint=on_checkpoint, stop_requested=stop_requested, lock=lock)
 
 
-def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, progress, views, state, stop_at, log, on_checkpoint,
-         stop_requested, lock) -> FitResult:
+def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progress, views, state, stop_at, log,
+         on_checkpoint, stop_requested, lock) -> FitResult:
     log = log or (lambda msg: print(msg, file=sys.stderr))
+    overwrite = check_bool(overwrite, "overwrite")
     check_configs(model_cfg, tcfg)
     if model_cfg.encoder_dim != dataset.x_train.shape[1]:
         raise ValueError(f"model encoder_dim is {model_cfg.encoder_dim} but the data has "
@@ -697,6 +700,10 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, progress, views,
     ckpt_path = out / "checkpoint.npz" if out is not None else None
     if out is not None and out.is_dir():  # before its checkpoint is read
         lock.take(out)
+        held = [name for name in ("checkpoint.npz", "metrics.jsonl") if (out / name).exists()]
+        if held and not (resume or overwrite):
+            raise FileExistsError(f"out_dir {out} holds a run ({', '.join(held)}); pass resume=True to continue it, "
+                                  "overwrite=True to replace it, or choose another out_dir")
 
     if resume:
         if ckpt_path is None or not ckpt_path.is_file():

@@ -527,10 +527,15 @@ def test_divergence_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path, 
     with pytest.raises(ValueError, match="overflows"):
         fit(poisoned, cfg, _tcfg(epochs=1), progress=False, out_dir=tmp_path / "run2")
     assert not (tmp_path / "run2").exists()
-    # resume an existing run with a lr so large the loss overflows
+    # a new run over it (asked for) with a lr so large the loss overflows
     huge = _tcfg(epochs=3, lr=1e300, optimizer="sgd", warmup_epochs=0)
+    with pytest.raises(FileExistsError, match=f"^out_dir {out} holds a run \\(checkpoint.npz, metrics.jsonl\\); pass "
+                                              "resume=True to continue it, overwrite=True to replace it, or choose "
+                                              "another out_dir$"):
+        fit(data, cfg, huge, progress=False, out_dir=out)
+    assert (out / "checkpoint.npz").read_bytes() == before
     with pytest.raises(TrainingDiverged, match=r"at step \d+"):
-        fit(data, cfg, huge, progress=False, out_dir=out, state=None)
+        fit(data, cfg, huge, progress=False, out_dir=out, overwrite=True)
     assert (out / "checkpoint.npz").read_bytes() == before  # the last good checkpoint is untouched
 
 
