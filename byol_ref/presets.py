@@ -68,8 +68,8 @@ MODEL_FIELDS = ("layout", "norm", "hidden_bias", "head_bias", "init", "target_in
                 "loss_form", "symmetric", "sym_reduce")
 #: Preset fields that are ``train.TrainConfig`` fields.
 TRAIN_FIELDS = ("optimizer", "lr", "lr_batch_scale", "weight_decay", "momentum", "lars_eta",
-                "lars_trust_ratio", "lars_eps", "lars_clip_lr", "lars_only_with_wd", "exclude", "warmup_start", "warmup_offset",
-                "warmup_epochs", "warmup_denominator", "cosine_denominator", "lr_rounding",
+                "lars_trust_ratio", "lars_eps", "lars_clip_lr", "lars_only_with_wd", "exclude", "warmup_start",
+                "warmup_offset", "warmup_epochs", "warmup_denominator", "cosine_denominator", "lr_rounding",
                 "tau_base", "tau_schedule", "tau_denominator", "ema_when", "ema_form")
 #: Preset fields resolved into TrainConfig fields (or honoured by the trace only).
 OWN_FIELDS = ("final_lr_ratio", "ema_scope")
@@ -168,8 +168,8 @@ FIELD_DOCS = {
                          "SGD); False in deepmind and solo-learn, whose filters alone decide. d13.",
     "exclude": "Which tensors skip weight decay and LARS. 'name': biases and norm params (deepmind "
                "`exclude_bias_and_norm`; lightly's wd = 0 param groups, which skip LARS too, are exactly these "
-               "here, with lars_only_with_wd). 'ndim': ndim <= 1 no wd, ndim == 1 no LARS (solo-learn `exclude_bias_n_norm`). 'none': "
-               "byol-pytorch (plain torch Adam). d14.",
+               "here, with lars_only_with_wd). 'ndim': ndim <= 1 no wd, ndim == 1 no LARS (solo-learn "
+               "`exclude_bias_n_norm`). 'none': byol-pytorch (plain torch Adam). d14.",
     "warmup_epochs": "Linear warm-up length in epochs, whatever the run's (capped at it): 10 in deepmind (W = 10 "
                      "x 1,281,167 // B steps at every length, `configs/byol.py`), lightly (`int(steps per epoch x "
                      "10)`, `benchmarks/imagenet/resnet50/byol.py`) and solo-learn (`scheduler.warmup_epochs`, "
@@ -382,7 +382,8 @@ PRESETS = {
         bn_running="torch",
         bn_var="two_pass", norm_eps_mode="norm", norm_eps=1e-8, loss_form="2-2cos", sym_reduce="sum",
         optimizer="lars", lr=0.45, weight_decay=1e-6, lars_trust_ratio="sum_of_norms", lars_eps=1e-8,
-        lars_only_with_wd=True, exclude="name", warmup_epochs=10.0, warmup_offset=1, cosine_denominator="K-W-1", final_lr_ratio=0.001,
+        lars_only_with_wd=True, exclude="name", warmup_epochs=10.0, warmup_offset=1, cosine_denominator="K-W-1",
+        final_lr_ratio=0.001,
         tau_base=0.99, tau_denominator="K-1", ema_when="pre_forward", lr_rounding="exact",
         ema_form="weighted"),
     "solo-learn": Preset(
