@@ -144,3 +144,20 @@ def test_directional_check_uses_the_five_point_stencil_and_a_tiny_floor():
     tiny = 1e-9  # a loss scaled down: a wrong gradient must still be seen as wrong
     _, _, bad = directional_check(lambda p: tiny * quartic(p), params, {"w": 2 * tiny * grads["w"]}, h=0.1)
     assert bad == pytest.approx(1 / 3, rel=1e-6)
+
+
+@given(seed=st.integers(0, 2**32 - 1), size=st.integers(2, 6), rel=st.floats(1e-6, 1e-2), zero=st.floats(1e-9, 1e-3))
+def test_grad_error_is_symmetric_in_its_two_gradients(seed, size, rel, zero):
+    """The floor is a fraction of the larger of the two gradients' scales, so which side is called
+    analytic does not matter. Two nearly equal gradients, one entry exactly 0 on one side: the floor
+    decides that entry's error, and both orders must agree to the last bit."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal(size)
+    n = a * (1 + rel * rng.standard_normal(size))
+    a[0], n[0] = 0.0, zero
+    assert grad_error(a, n) == grad_error(n, a)
+
+
+def test_grad_error_floor_uses_the_larger_scale():
+    """a = [1, 0], n = [3, 1e-4]: scale 3, floor 3e-4. Entry 0: 2 / 4 = 0.5; entry 1: 1e-4 / 3e-4."""
+    assert grad_error(np.array([1.0, 0.0]), np.array([3.0, 1e-4])) == pytest.approx(0.5, rel=1e-15)
