@@ -725,3 +725,66 @@ def test_what_the_mutation_audit_found_no_test_for_in_the_augmentations():
     augment_images(square, np.random.default_rng(0), ImageAug(p_blur=1.0, blur_radius=8))  # = H: taken
     with pytest.raises(TypeError, match="check_finite must be True or False, got 1"):
         two_views(square.reshape(3, 64), np.random.default_rng(0), digits_views(), (8, 8), check_finite=1)
+
+
+# ---------------------------------------------------------------------------------------
+# What a mutation audit found untested: the draws' distributions, a flip on its own, per-channel noise.
+# ---------------------------------------------------------------------------------------
+
+
+def test_crop_area_fraction_is_uniform_not_log_uniform():
+    """BYOL_FACTS a8: area fraction s ~ U[low, high] (log-uniform would have mean 0.8 / ln 9 = 0.36 here)."""
+    from byol_ref.augment import _draw_image_params
+
+    p = _draw_image_params(rng_(1), 20_000, replace(IDENTITY, crop_scale=(0.1, 0.9), crop_ratio=(1.0, 1.0)),
+                           (1, 16, 16))
+    area = p.boxes[:, 2] * p.boxes[:, 3] / 256.0
+    np.testing.assert_allclose(area.min(), 0.1, atol=1e-3)
+    assert abs(area.mean() - 0.5) < 0.01 and abs(np.median(area) - 0.5) < 0.02
+
+
+@pytest.mark.parametrize("ratio", [1.0, 2.0, 0.7])  # (q = r H / W within [s, 1 / s]: no clamp)
+def test_crop_aspect_ratio_is_the_boxes_own_on_non_square_images(ratio):
+    """The drawn ratio is the box's width / height in pixels, whatever the image's own shape (8 x 10 here)."""
+    from byol_ref.augment import _draw_image_params
+
+    cfg = replace(IDENTITY, crop_scale=(0.5, 0.5), crop_ratio=(ratio, ratio))
+    p = _draw_image_params(rng_(2), 50, cfg, (1, 8, 10))
+    np.testing.assert_allclose(p.boxes[:, 2] / p.boxes[:, 3], ratio, rtol=1e-12)
+    np.testing.assert_allclose(p.boxes[:, 2] * p.boxes[:, 3], 0.5 * 80, rtol=1e-12)
+
+
+def test_zoom_is_log_uniform():
+    """zoom (1/2, 2) is drawn log-uniformly: median magnification 1 (a uniform draw's would be 1.25)."""
+    from byol_ref.augment import _draw_image_params
+
+    p = _draw_image_params(rng_(3), 20_000, replace(IDENTITY, zoom=(0.5, 2.0)), (1, 8, 8))
+    z = 8.0 / p.boxes[:, 2]  # the box shrinks to 8 / z
+    assert abs(np.median(np.log(z))) < 0.03 and z.min() < 0.51 and z.max() > 1.99
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_flip_alone_mirrors_the_image(dtype):
+    """Full box, no rotation, p_flip 1: every image comes back mirrored (not skipped as the identity)."""
+    x = rng_(4).random((5, 2, 6, 7)).astype(dtype)
+    out = augment_images(x, rng_(5), replace(IDENTITY, p_flip=1.0))
+    np.testing.assert_array_equal(out, x[..., ::-1])
+
+
+def test_default_blur_radius_follows_the_shorter_side():
+    ds = synthetic(16, 4, 2)._replace(image_shape=(1, 40, 100))
+    assert default_views_for(ds)[0].blur_radius == 2  # int(min(40, 100) / 20)
+
+
+def test_pixel_noise_is_drawn_per_channel():
+    x = np.full((400, 3, 4, 4), 0.5)
+    d = augment_images(x, rng_(6), replace(IDENTITY, p_noise=1.0, noise_std=0.05)) - x
+    c = np.corrcoef(d[:, 0].ravel(), d[:, 1].ravel())[0, 1]
+    assert abs(c) < 0.1
+
+
+def test_vector_noise_has_the_configured_std():
+    from byol_ref.augment import VectorAug, augment_vectors
+
+    out = augment_vectors(np.zeros((400, 50)), rng_(15), VectorAug(noise_std=0.3, p_mask=0.0, scale=(1.0, 1.0)))
+    assert abs(out.std() - 0.3) < 0.01

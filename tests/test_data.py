@@ -887,3 +887,40 @@ def test_what_the_mutation_audit_found_no_test_for_in_the_data(tmp_path):
     x = np.column_stack([np.ones(5), np.arange(5.0)])
     mean, std = feature_stats(x, eps=0)
     assert std[0] == 1.0 and np.all(standardize(x, mean, std)[:, 0] == 0)
+
+
+# ---------------------------------------------------------------------------------------
+# What a mutation audit found untested: synthetic noise, pre-split shapes, the split's and the batches' draws.
+# ---------------------------------------------------------------------------------------
+
+
+def test_synthetic_noise_fills_the_other_dimensions():
+    clean = synthetic(n=60, dim=10, latent_dim=3, noise=0.0, seed=1)
+    noisy = synthetic(n=60, dim=10, latent_dim=3, noise=0.1, seed=1)
+    assert np.linalg.matrix_rank(clean.x_train) == 3 and np.linalg.matrix_rank(noisy.x_train) == 10
+
+
+def test_presplit_npz_with_different_image_shapes_is_refused(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, x_train=np.zeros((4, 8, 8)), x_test=np.zeros((2, 4, 16)))
+    with pytest.raises(ValueError, match="have different image shapes"):
+        load_file(path)
+
+
+def test_stratified_split_draws_each_class_test_samples_at_random():
+    labels = np.repeat([0, 1], 50)
+    tests = [tuple(train_test_indices(100, 0.2, np.random.default_rng(s), labels=labels)[1]) for s in range(3)]
+    assert len(set(tests)) == 3
+    assert tests[0] != tuple(list(range(10)) + list(range(50, 60)))
+
+
+def test_batches_draw_the_permutation_when_called():
+    from byol_ref.data import batches
+
+    r = np.random.default_rng(10)
+    before = r.bit_generator.state
+    it = batches(10, 2, r)
+    assert r.bit_generator.state != before  # drawn now, not at the first next()
+    after = r.bit_generator.state
+    next(it)
+    assert r.bit_generator.state == after

@@ -13,6 +13,7 @@ from byol_ref.backend import host as np
 # Local helpers
 # ---------------------------------------------------------------------------------------
 
+
 def num_grad(f, x, dout, h=1e-5):
     """Central-difference gradient of sum(f(x) * dout) with respect to x (float64).
 
@@ -60,6 +61,7 @@ seeds = st.integers(0, 2**31 - 1)
 # ---------------------------------------------------------------------------------------
 # Softmax cross-entropy and the logistic-regression objective
 # ---------------------------------------------------------------------------------------
+
 
 @given(n=st.integers(1, 6), c=st.integers(2, 5), seed=seeds, scale=st.floats(0.1, 5.0), dloss=upstream)
 def test_softmax_xent_gradient_matches_central_differences(n, c, seed, scale, dloss):
@@ -144,6 +146,7 @@ def test_evaluation_functions_do_not_mutate_inputs():
 # Fitting
 # ---------------------------------------------------------------------------------------
 
+
 @given(seed=seeds, n=st.integers(20, 60), d=st.integers(1, 8), c=st.integers(2, 4),
        l2=st.floats(1e-3, 1.0))
 def test_fit_logreg_reaches_a_stationary_point(seed, n, d, c, l2):
@@ -206,6 +209,7 @@ def test_fit_logreg_handles_constant_features():
 # ---------------------------------------------------------------------------------------
 # Probes
 # ---------------------------------------------------------------------------------------
+
 
 @given(seed=seeds, counts=st.lists(st.integers(1, 12), min_size=2, max_size=5),
        frac=st.floats(0.05, 0.95))
@@ -284,6 +288,7 @@ def test_low_label_probe_is_seeded_and_uses_few_labels():
 # ---------------------------------------------------------------------------------------
 # kNN
 # ---------------------------------------------------------------------------------------
+
 
 def knn_reference(x_train, y_train, x_query, k, temperature):
     """Slow, obvious kNN: full sort per query, dict of votes."""
@@ -380,6 +385,7 @@ def test_knn_majority_ties_go_to_the_more_similar_class():
 # Collapse monitors
 # ---------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("d", [8, 32, 128])
 def test_normalized_std_of_isotropic_gaussian_is_about_one_over_sqrt_d(d):
     z = np.random.default_rng(d).normal(size=(4000, d))
@@ -467,6 +473,7 @@ def test_collapse_report_against_a_brute_force_gram_matrix():
 # Report and table
 # ---------------------------------------------------------------------------------------
 
+
 def test_probe_report_and_format_table():
     x, y = blobs(12, n_per_class=30, spread=0.8)
     xt, yt = blobs(13, n_per_class=15, spread=0.8)
@@ -490,6 +497,7 @@ def test_probe_report_and_format_table():
 # ---------------------------------------------------------------------------------------
 # Errors
 # ---------------------------------------------------------------------------------------
+
 
 X, Y = blobs(14, n_per_class=12)
 XT, YT = blobs(15, n_per_class=4)
@@ -542,6 +550,7 @@ def test_bad_input_raises_a_clear_error(call, exc, words):
 # ---------------------------------------------------------------------------------------
 # Found by an audit
 # ---------------------------------------------------------------------------------------
+
 
 def knn_previous(x_train, y_train, x_query, k, temperature):
     """The weighted vote as computed before: exp(sim / T - max(sim / T)), which is inf - inf = NaN
@@ -598,3 +607,84 @@ def test_probe_seeds_and_an_empty_validation_split(call, exc, match):
 def test_probes_accept_numpy_integer_seeds():
     a = ev.linear_probe(X, Y, XT, YT, seed=np.int64(3))
     assert a == ev.linear_probe(X, Y, XT, YT, seed=3)
+
+
+# ---------------------------------------------------------------------------------------
+# What a mutation audit found untested: the probes' refit, l2 choice and folds, the labelled subsets.
+# ---------------------------------------------------------------------------------------
+
+
+def _noisy(seed, n, d=5):
+    r = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    x = r.standard_normal((n, d)) + 0.7 * np.eye(3, d)[y]
+    return x, y
+
+
+def test_linear_probe_refits_on_the_whole_train_set():
+    xtr, ytr = _noisy(0, 45)
+    xte, yte = _noisy(1, 600)
+    res = ev.linear_probe(xtr, ytr, xte, yte)
+    model = ev.fit_logreg(xtr, ytr, l2=res["l2"])
+    assert res["accuracy"] == np.mean(ev.predict(model, xte) == yte)
+
+
+def test_linear_probe_chooses_l2_without_the_test_labels():
+    xtr, ytr = _noisy(2, 60)
+    xte, yte = _noisy(3, 200)
+    a = ev.linear_probe(xtr, ytr, xte, yte)
+    b = ev.linear_probe(xtr, ytr, xte, np.random.default_rng(4).permutation(yte))
+    assert (a["l2"], a["val_accuracy"]) == (b["l2"], b["val_accuracy"])
+
+
+def test_low_label_repeats_draw_different_subsets():
+    xtr, ytr = _noisy(5, 150)
+    xte, yte = _noisy(6, 300)
+    res = ev.low_label_probe(xtr, ytr, xte, yte, labels_per_class=4, repeats=3, l2_grid=(0.1,))
+    assert len(set(res["accuracies"])) > 1 and res["accuracy_std"] > 0
+
+
+def test_labelled_subsets_are_drawn_without_replacement():
+    from byol_ref.evaluate import _sample_per_class
+
+    y = np.repeat([0, 1, 2], 6)
+    sub = _sample_per_class(y, 6, np.random.default_rng(7))
+    np.testing.assert_array_equal(np.sort(sub), np.arange(18))
+
+
+def test_a_zero_row_stays_zero_in_the_collapse_monitor_and_the_knn():
+    from byol_ref.evaluate import knn_predict, normalized_std
+
+    z = np.random.default_rng(8).standard_normal((6, 4))
+    z[2] = 0.0
+    assert np.isfinite(normalized_std(z))
+    pred = knn_predict(z, np.arange(6) % 2, np.vstack([np.zeros(4), z[0]]), k=1)
+    assert pred[1] == 0  # the query equal to row 0 finds it, and the zero query gives no NaN-driven answer
+
+
+def test_stratified_split_returns_sorted_indices():
+    from byol_ref.evaluate import stratified_split
+
+    tr, va = stratified_split(np.arange(40) % 4, 0.25, seed=3)
+    np.testing.assert_array_equal(tr, np.sort(tr))
+    np.testing.assert_array_equal(va, np.sort(va))
+
+
+def test_low_label_folds_hold_out_one_part_and_fit_on_the_rest(monkeypatch):
+    import byol_ref.evaluate as ev
+
+    seen = []
+    real = ev._select_l2
+
+    def spy(folds, *a, **k):
+        seen.append(folds)
+        return real(folds, *a, **k)
+
+    monkeypatch.setattr(ev, "_select_l2", spy)
+    xtr, ytr = _noisy(9, 90)
+    ev.low_label_probe(xtr, ytr, xtr[:30], ytr[:30], labels_per_class=10, repeats=1, n_folds=5, l2_grid=(0.1,))
+    (folds,) = seen
+    assert len(folds) == 5
+    for tr, va in folds:
+        assert tr.size == 24 and va.size == 6 and np.intersect1d(tr, va).size == 0
+    np.testing.assert_array_equal(np.sort(np.concatenate([va for _, va in folds])), np.arange(30))

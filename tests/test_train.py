@@ -14,8 +14,9 @@ from byol_ref import checkpoint as ckpt
 from byol_ref.augment import VectorAug
 from byol_ref.backend import get_backend, to_numpy
 from byol_ref.data import synthetic
-from byol_ref.train import (TrainConfig, TrainingDiverged, fit, init_state, load_checkpoint, make_optimizer_for,
-                            make_schedules, save_checkpoint, train_step)
+from byol_ref.evaluate import knn_accuracy
+from byol_ref.train import (TrainConfig, TrainingDiverged, encode, fit, init_sample, init_state, knn_monitor,
+                            load_checkpoint, make_optimizer_for, make_schedules, save_checkpoint, train_step)
 
 SMALL = dict(hidden_size=32, projection_dim=16, predictor_dim=16)
 
@@ -889,3 +890,183 @@ def test_resume_with_a_fresh_train_config_for_a_longer_run_keeps_the_runs_warmup
     # a warm-up asked for is still one asked for
     with pytest.raises(ValueError, match=r"warmup_epochs: 0\.1 in the checkpoint, 0\.3 requested"):
         fit(data, cfg, _tcfg(epochs=6, warmup_epochs=0.3), progress=False, out_dir=tmp_path / "kept", resume=True)
+
+
+# ---------------------------------------------------------------------------------------
+# What a mutation audit found untested: the data order, the divergence guard's reach, the records,
+# resume checks, atomic writes.
+# ---------------------------------------------------------------------------------------
+
+
+def test_each_epoch_visits_every_row_once_in_a_new_random_order(data, monkeypatch):
+    import byol_ref.train as train
+
+    seen = []
+    step = train.train_step
+
+    def spy(state, x, **kw):
+        seen.append(np.array(x))
+        return step(state, x, **kw)
+
+    monkeypatch.setattr(train, "train_step", spy)
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    res = fit(data, cfg, _tcfg(epochs=2), progress=False)
+    index = {row.tobytes(): i for i, row in enumerate(res.dataset.x_train)}
+    order = [index[row.tobytes()] for b in seen for row in b]
+    n = len(index)  # 128 rows, 4 batches of 32 per epoch
+    assert len(order) == 2 * n
+    for epoch in (order[:n], order[n:]):
+        assert sorted(epoch) == list(range(n))  # every row exactly once
+    assert order[:n] != list(range(n)) and order[:n] != order[n:]  # shuffled, and again each epoch
+
+
+def test_an_infinite_loss_stops_the_run(data, monkeypatch):
+    import byol_ref.train as train
+
+    real = train.loss_and_grads
+    monkeypatch.setattr(train, "loss_and_grads", lambda *a, **k: real(*a, **k)._replace(loss=float("inf")))
+    with pytest.raises(TrainingDiverged, match=r"the loss became inf at step 0"):
+        fit(data, byol.Config(encoder_dim=12, **SMALL), _tcfg(epochs=1), progress=False)
+
+
+def test_an_optimiser_state_that_overflows_stops_the_run_before_its_checkpoint(data, tmp_path):
+    """An Adam second moment at inf leaves the params (update m / sqrt(inf) = 0) and the loss finite."""
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    tc = _tcfg(epochs=1, optimizer="adam", checkpoint_every=1)
+    s0 = init_state(cfg, tc, get_backend("numpy", "float64", 1))
+    opt = dict(s0.opt_state)
+    opt["nu.encoder.fc1.weight"] = np.full_like(opt["nu.encoder.fc1.weight"], np.inf)
+    with pytest.raises(TrainingDiverged, match=r"the optimiser state\['nu.encoder.fc1.weight'\] became non-finite"):
+        fit(data, cfg, tc, progress=False, state=s0._replace(opt_state=opt), out_dir=tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+def test_step_records_the_last_knn_the_epoch_and_the_healthy_std(data):
+    cfg = byol.Config(encoder_dim=12, **SMALL)  # y: 32 wide, z: 16
+    res = fit(data, cfg, _tcfg(epochs=3, eval_every=3, log_every=2), progress=False)  # K = 12, 4 steps an epoch
+    knn_steps = [r["step"] for r in res.history if "knn" in r]
+    assert knn_steps == [0, 3, 6, 9, 12]
+    res = fit(data, cfg, _tcfg(epochs=3, eval_every=5), progress=False)
+    assert [r["step"] for r in res.history if "knn" in r] == [0, 5, 10, 12]  # the run's end too
+    for r in res.history[1:]:
+        assert r["epoch"] == r["step"] / 4
+        assert r["z_std_healthy"] == 1 / np.sqrt(16)
+
+
+def test_the_knn_monitor_votes_with_20_neighbours(data):
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    be = get_backend("numpy", "float64", 0)
+    online = init_state(cfg, _tcfg(), be).online
+    tr, te = encode(online, data.x_train, None, be), encode(online, data.x_test, None, be)
+    got = knn_monitor(online, data, None, be)["knn"]
+    assert got == knn_accuracy(tr, data.y_train, te, data.y_test, k=20)
+    assert got != knn_accuracy(tr, data.y_train, te, data.y_test, k=10)  # (so k matters here)
+
+
+def test_resume_refuses_a_checkpoint_of_another_model(data, tmp_path):
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    fit(data, cfg, _tcfg(epochs=1), progress=False, out_dir=tmp_path)
+    other = byol.Config(encoder_dim=12, hidden_size=32, projection_dim=8, predictor_dim=16)
+    with pytest.raises(ValueError, match="the checkpoint's model config differs"):
+        fit(data, other, _tcfg(epochs=2), progress=False, out_dir=tmp_path, resume=True)
+
+
+def test_init_sample_takes_evenly_spaced_rows():
+    x = np.arange(10.0)[:, None]
+    got = init_sample(x, None, get_backend("numpy", "float64", 0), max_rows=3)
+    assert got[0, 0] == 0 and got[-1, 0] == 9 and got.shape == (3, 1)
+
+
+def test_train_step_normalises_both_image_views():
+    from byol_ref.augment import digits_views, two_views
+    from byol_ref.train import InputNorm, make_optimizer_for, make_schedules, train_step
+
+    cfg = byol.Config(encoder_dim=64, **SMALL)
+    tc = _tcfg(optimizer="sgd")
+    be = get_backend("numpy", "float64", 0)
+    state = init_state(cfg, tc, be)
+    x = np.random.default_rng(11).random((8, 64))
+    norm = InputNorm(0.3, 0.2)
+    views = digits_views()
+    r = np.random.default_rng(12)
+    v1, v2 = two_views(x, np.random.default_rng(12), views, (8, 8))
+    want = byol.loss_and_grads(state.online, state.target, norm(v1), norm(v2)).loss
+    _, m = train_step(state._replace(rng=r), x, optimizer=make_optimizer_for(tc), schedules=make_schedules(tc, 64),
+                      views=views, tcfg=tc, image_shape=(8, 8), input_norm=norm)
+    assert m["loss"] == pytest.approx(float(want), rel=1e-12)
+
+
+def test_batch_norm_shards_need_two_rows_each():
+    from byol_ref.train import check_configs
+
+    with pytest.raises(ValueError, match="cannot be split into bn_shards=4 equal shards of at least 2 rows"):
+        check_configs(byol.Config(encoder_dim=12, bn_shards=4, **SMALL), _tcfg(batch_size=4))
+    check_configs(byol.Config(encoder_dim=12, bn_shards=4, **SMALL), _tcfg(batch_size=8))
+
+
+def test_calibrating_batch_norm_forgets_the_previous_statistics():
+    from byol_ref.train import calibrate_batch_norm
+
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    be = get_backend("numpy", "float64", 0)
+    net = init_state(cfg, _tcfg(), be).online
+    x1 = np.random.default_rng(13).standard_normal((50, 12))
+    x2 = 3.0 + np.random.default_rng(14).standard_normal((50, 12))
+    twice = calibrate_batch_norm(calibrate_batch_norm(net, x1, None, be), x2, None, be)
+    once = calibrate_batch_norm(net, x2, None, be)
+    for k, v in once.buffers.items():
+        np.testing.assert_array_equal(twice.buffers[k], v, err_msg=k)
+
+
+def test_resume_completes_a_metrics_line_that_lost_its_newline(tmp_path):
+    import json
+
+    from byol_ref.train import _drop_records_after
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(json.dumps({"step": 1}) + "\n" + json.dumps({"step": 2}))  # the last newline never written
+    _drop_records_after(path, 2)
+    assert path.read_text() == '{"step": 1}\n{"step": 2}\n'
+
+
+def test_data_init_sees_the_image_inputs_as_the_network_does(monkeypatch):
+    """With images the affine layers are set from the inputs after the run's InputNorm (mean 0, std 1)."""
+    import byol_ref.train as train
+
+    seen = []
+    real = train.data_dependent_init
+    monkeypatch.setattr(train, "data_dependent_init", lambda net, x: seen.append(np.array(x)) or real(net, x))
+    r = np.random.default_rng(16)
+    ds = synthetic(16, 4, 2)._replace(x_train=r.random((64, 16)), y_train=np.arange(64) % 2,
+                                      x_test=r.random((8, 16)), y_test=np.arange(8) % 2, image_shape=(4, 4))
+    cfg = byol.Config(encoder_dim=16, norm="affine", **SMALL)
+    fit(ds, cfg, _tcfg(epochs=1, data_init=True), progress=False, stop_at=1)
+    assert seen and abs(seen[0].mean()) < 1e-9 and abs(seen[0].std() - 1) < 1e-9
+
+
+def test_atomic_write_flushes_to_disk_before_the_rename(tmp_path, monkeypatch):
+    path = tmp_path / "f.bin"
+    calls = []
+    real = os.fsync
+
+    def spy(fd):
+        calls.append(path.exists())
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    ckpt.atomic_write(path, lambda f: f.write(b"abc"))
+    assert calls == [False] and path.read_bytes() == b"abc"
+
+
+def test_load_refuses_a_meta_of_another_format(tmp_path):
+    path = tmp_path / "c.npz"
+    ckpt.atomic_savez(path, {"online/w": np.zeros(2), "meta": np.array('{"format": "other", "version": 1}')})
+    with pytest.raises(ckpt.CheckpointError, match=r"not a byol-ref checkpoint \(format 'other'"):
+        ckpt.load(path)
+
+
+def test_temporary_prefix_keeps_the_writer_in_a_name_of_exactly_255_bytes():
+    full = f".x.{ckpt._host_tag()}-{os.getpid()}."
+    name = "x" * (255 - len("XXXXXXXX.tmp") - len(full) + 1)  # the full prefix then fills 255 bytes exactly
+    prefix = ckpt.temporary_prefix(name)
+    assert prefix == f".{name}.{ckpt._host_tag()}-{os.getpid()}." and len(prefix) + len("XXXXXXXX.tmp") == 255
