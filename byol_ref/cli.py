@@ -375,14 +375,28 @@ def _configs_from_flags(args, encoder_dim: int):
                     checkpoint_every=args.checkpoint_every, log_every=args.log_every)
     set_keys = {pair.split("=", 1)[0].strip().replace("-", "_") for pair in args.set or []}
     named = {k for kw in (model_kw, train_kw) for k in kw if _TRAIN_DEST.get(k, k) in args.given} | set_keys
-    if args.preset:  # verification toolkit block below
-        from .presets import preset_field_names
-        model_cfg, tcfg = _preset_configs(args, model_kw, train_kw)
-        named |= set(preset_field_names()) | {"final_lr"}  # (from its final_lr_ratio)
-    else:
-        _apply_sets(args.set, model_kw, train_kw)
-        model_cfg, tcfg = Config(**model_kw), TrainConfig(**train_kw)
+    try:
+        if args.preset:  # verification toolkit block below
+            from .presets import preset_field_names
+            model_cfg, tcfg = _preset_configs(args, model_kw, train_kw)
+            named |= set(preset_field_names()) | {"final_lr"}  # (from its final_lr_ratio)
+        else:
+            _apply_sets(args.set, model_kw, train_kw)
+            model_cfg, tcfg = Config(**model_kw), TrainConfig(**train_kw)
+    except (ValueError, TypeError) as exc:
+        raise _in_flags(exc, args, set_keys) from None
     return model_cfg, tcfg, named
+
+
+def _in_flags(exc: Exception, args, set_keys) -> Exception:
+    """A config's refusal of a value that a flag gave, worded with the flag the user typed:
+    ``--tau (tau_base) must be in [0, 1], got 1.5``, not ``tau_base must be ...``."""
+    field, sep, rest = str(exc).partition(" ")
+    dest = _TRAIN_DEST.get(field, field)
+    if not sep or dest not in args.given or field in set_keys:
+        return exc
+    flag = "--" + dest.replace("_", "-")
+    return type(exc)(f"{flag if dest == field else f'{flag} ({field})'} {rest}")
 
 
 # What --resume may change: the run's length and how this call reports; everything else is the run's.

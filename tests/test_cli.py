@@ -597,7 +597,10 @@ def test_refused_settings_leave_no_run_directory_and_probe_options_are_checked_b
              (["--knn-k", "0"], "--knn-k must be >= 1"),
              (["--knn-k", "1000"], "--knn-k 1000 exceeds the 408 training samples"),
              (["--knn-temperature", "0"], "--knn-temperature must be a positive finite number"),
-             (["--seed", "-1"], "seed must be an int >= 0, got -1"),
+             (["--seed", "-1"], "error: --seed must be an int >= 0, got -1"),
+             (["--tau", "1.5"], "error: --tau (tau_base) must be in [0, 1], got 1.5"),  # the flag typed, and its field
+             (["--preset", "deepmind", "--tau", "2"], "error: --tau (tau_base) must be in [0, 1], got 2.0"),
+             (["--set", "tau_base=2"], "error: tau_base must be in [0, 1], got 2.0"),  # (the name typed)
              (["--set", "epochs=abc"], "--set epochs: expected an int, got 'abc'"),
              (["--data", "mnist"], "--data 'mnist': no such file, and not a built-in data set")]
     for extra, message in cases:
