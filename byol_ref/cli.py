@@ -34,9 +34,9 @@ from .backend import get_backend, host
 from .checkpoint import atomic_savez, atomic_write_text, parse_json
 from .data import csv_header_rule, labels_file, load_digits, load_file, synthetic
 from .model import NORMS, Config, loss_range
-from .rundir import (REPORT_FILES, Replacing, RunLock, first_interrupt_only, interrupt_after_step, interrupt_status,
-                     interrupted, interrupts_held, publish_report, refuse_for_set_aside, remove_replaced, remove_stale,
-                     sigterm_as_interrupt, staged_report)
+from .rundir import (REPORT_FILES, RUN_FILES, SET_ASIDE, Replacing, RunLock, first_interrupt_only,
+                     interrupt_after_step, interrupt_status, interrupted, interrupts_held, publish_report,
+                     refuse_for_set_aside, remove_replaced, remove_stale, sigterm_as_interrupt, staged_report)
 from .train import (TrainConfig, TrainingDiverged, apply_preprocessing, check_configs, check_resume_length,
                     checkpoint_file, encode, fit, fit_preprocessing, load_checkpoint, make_schedules,
                     prepare_training_data)
@@ -632,8 +632,11 @@ def _train_holding(args, lock: RunLock) -> int:
 
 
 def _refuse_a_run_there(out: Path) -> None:
-    raise FileExistsError(f"run directory {out} exists and is not empty; pass --resume to continue it, "
-                          "--overwrite to replace it, or choose another --out")
+    if any((out / name).exists() for name in (*RUN_FILES, SET_ASIDE)):
+        raise FileExistsError(f"run directory {out} exists and is not empty; pass --resume to continue it, "
+                              "--overwrite to replace it, or choose another --out")
+    raise FileExistsError(f"--out {out} is not empty and holds no byol-ref run (none of {', '.join(RUN_FILES[:3])}, "
+                          "...); choose another --out, or pass --overwrite to train in it (the files it holds stay)")
 
 
 def _train_stopped(exc: BaseException, out: Path, replacing, *, fresh: bool, created: bool,

@@ -462,6 +462,16 @@ def test_train_run_directory_rules_and_a_batch_of_the_whole_split(tmp_path, caps
     assert (empty / "checkpoint.npz").read_bytes() == before
     assert main(["train", *common, "--batch-size", "64", "--seed", "5", "--out", str(empty), "--overwrite"]) == 0
     assert (empty / "checkpoint.npz").read_bytes() != before  # replaced on request
+    capsys.readouterr()
+    mine = tmp_path / "mine"  # a folder of other files: --resume, which the message offered, could not work there
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    assert main(["train", *common, "--batch-size", "64", "--out", str(mine)]) == 2
+    assert capsys.readouterr().err == (f"byol-ref train: error: --out {mine} is not empty and holds no byol-ref run "
+                                       "(none of checkpoint.npz, config.json, metrics.jsonl, ...); choose another "
+                                       "--out, or pass --overwrite to train in it (the files it holds stay)\n")
+    assert main(["train", *common, "--batch-size", "64", "--out", str(mine), "--overwrite"]) == 0
+    assert (mine / "notes.txt").read_text() == "mine" and (mine / "checkpoint.npz").is_file()
 
 
 @pytest.mark.skipif(os.name == "nt", reason="no flock on this platform: RunLock holds nothing there")
