@@ -592,7 +592,7 @@ def _train_holding(args, lock: RunLock) -> int:
             {"model_config": model_cfg.to_dict(), "train_config": asdict(tcfg), "data": data_spec,
              "views": views_record}, indent=2))
         print(f"byol-ref: training on {dataset.name} ({dataset.x_train.shape[0]} train / {dataset.x_test.shape[0]} "
-              f"test, {dataset.x_train.shape[1]} features) for {tcfg.epochs} epochs, batch {tcfg.batch_size}, "
+              f"test, {dataset.x_train.shape[1]} features) for {_count(tcfg.epochs, 'epoch')}, batch {tcfg.batch_size}, "
               f"{tcfg.optimizer} lr {tcfg.lr}{_lr_note(tcfg)}, "
               f"tau {tcfg.tau_base} ({tcfg.tau_schedule}{', per epoch' if tcfg.tau_interval == 'epoch' else ''}), "
               f"{tcfg.dtype} on {backend.name}",
@@ -616,7 +616,10 @@ def _train_holding(args, lock: RunLock) -> int:
     train_s = time.perf_counter() - t0
     ran = result.state.step - result.start_step
     so_far = f" (step {result.state.step} of the run)" if result.start_step else ""
-    print(f"byol-ref: trained {ran} steps{so_far} in {train_s:.1f} s; run directory {out}", flush=True)
+    print(f"byol-ref: trained {_count(ran, 'step')}{so_far} in {train_s:.1f} s; run directory {out}", flush=True)
+    if ran == 0 and args.resume:
+        print(f"byol-ref: the run was already at its last step; a longer run continues with --epochs N (more than "
+              f"{tcfg.epochs}). {'Its report is made again.' if not args.no_eval else ''}".rstrip(), flush=True)
     try:
         if args.no_eval:
             if not args.no_plots:
@@ -629,6 +632,11 @@ def _train_holding(args, lock: RunLock) -> int:
         print(f"\nbyol-ref: {interrupted(exc)} {doing}; the run is trained and its checkpoint written. Its report "
               f"and plots: {_prog()} eval {out} --out {out} --overwrite", file=sys.stderr)
         return interrupt_status(exc)
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 step``, ``2 steps``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _refuse_a_run_there(out: Path) -> None:

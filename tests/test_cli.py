@@ -199,7 +199,10 @@ def test_resume_continues_a_run(tmp_path):
         res = run("train", "--resume", *common, "--set", f"epochs={n}")
         assert res.returncode == 2 and (f"epochs {n} (run: 3; --epochs, not --set, changes the length of a resumed "
                                         "run)") in res.stderr
-    assert run("train", "--resume", *common, "--set", "epochs=3").returncode == 0  # the run's own: nothing asked
+    res = run("train", "--resume", *common, "--set", "epochs=3")  # the run's own: nothing asked
+    assert res.returncode == 0 and ("trained 0 steps (step 18 of the run)" in res.stdout and "byol-ref: the run was "
+                                    "already at its last step; a longer run continues with --epochs N (more than "
+                                    "3).\n" in res.stdout)
     # --epochs counts when given, even at its default value (300 is the parser's default)
     res = run("train", "--epochs", "300", "--resume", *common[:-4], "--out", str(out), "--no-eval", "--no-progress")
     assert res.returncode == 0 and "for 300 epochs" in res.stdout
@@ -454,7 +457,7 @@ def test_train_run_directory_rules_and_a_batch_of_the_whole_split(tmp_path, caps
     empty = tmp_path / "empty"
     empty.mkdir()  # an existing empty directory is used as it is
     assert main(["train", *common, "--batch-size", "408", "--out", str(empty)]) == 0  # 408 train samples: 1 step
-    assert "trained 1 steps" in capsys.readouterr().out
+    assert "trained 1 step in" in capsys.readouterr().out
     assert main(["train", *common, "--batch-size", "409", "--out", str(tmp_path / "big")]) == 2
     assert "--batch-size 409 exceeds the 408 training samples" in capsys.readouterr().err
     before = (empty / "checkpoint.npz").read_bytes()
