@@ -312,6 +312,20 @@ def _read_csv(path: Path, what: str, header=None, label_column=None, ask: bool =
     return names, values
 
 
+_LABEL_NAMES = ("label", "labels", "target", "targets", "class", "classes", "y")
+
+
+def _warn_of_a_label_column(names, what: str) -> None:
+    """Warn when a header names a column like labels and none were asked for: it is trained on as
+    a feature (the labels leak into the inputs), and the run has nothing to probe."""
+    for i, name in enumerate(names):
+        if name.strip().lower() in _LABEL_NAMES:
+            warnings.warn(f"{what}: column {i} ({name!r}) is named like labels, but no labels were asked for, so it "
+                          f"is read as a feature; if it holds the class ids, pass labels={name!r} (on the command "
+                          f"line, --labels {name})", UserWarning, stacklevel=3)
+            return
+
+
 def _separator_hint(fields) -> str:
     """What to add to an error about CSV fields in which tabs or semicolons separate the values."""
     seps = [name for sep, name in (("\t", "tabs"), (";", "semicolons")) if any(sep in s for s in fields)]
@@ -648,6 +662,8 @@ def load_file(
         if x.shape[1] == 0:
             raise ValueError(f"{what} has no feature columns left after taking labels from column {col}")
         y = _as_labels(y, f"labels column {col} of {what}")
+    elif labels is None and names:
+        _warn_of_a_label_column(names, what)
 
     if x.ndim < 1 or x.shape[0] < 2:
         raise ValueError(f"{what} must hold at least 2 samples, got shape {x.shape}")

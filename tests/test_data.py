@@ -924,3 +924,22 @@ def test_batches_draw_the_permutation_when_called():
     after = r.bit_generator.state
     next(it)
     assert r.bit_generator.state == after
+
+
+def test_a_column_named_like_labels_read_as_a_feature_is_warned_of(tmp_path):
+    """Without labels=, a header's 'label' column was trained on as a feature (the labels leaking into
+    the inputs), and the run said it had nothing to probe only once it had trained."""
+    rows = "\n".join(f"{i * 0.5},{i % 3},{1.0 - i}" for i in range(12))
+    (tmp_path / "t.csv").write_text("f0, Target ,f1\n" + rows + "\n")
+    with pytest.warns(UserWarning, match=r"column 1 \('Target'\) is named like labels, but no labels were asked "
+                                         r"for, so it is read as a feature; if it holds the class ids, pass "
+                                         r"labels='Target' \(on the command line, --labels Target\)"):
+        ds = load_file(tmp_path / "t.csv")
+    assert ds.y_train is None and ds.x_train.shape[1] == 3
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_file(tmp_path / "t.csv", labels="Target").x_train.shape[1] == 2  # asked for: no warning
+        (tmp_path / "u.csv").write_text("f0,labelled,f1\n" + rows + "\n")
+        load_file(tmp_path / "u.csv")  # a name that only contains one
