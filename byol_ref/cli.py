@@ -716,10 +716,12 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
     note = format_convergence(report["rows"])  # ("" when every probe fit converged)
     text = (f"Test accuracy (%) on the held-out split; kNN = cosine k={k}, low-label = {lpc} labels per class "
             "(mean +- sd over 5 draws of the labelled samples), linear = l2-regularised logistic regression on all "
-            "train labels\n"
+            "train labels\nrandom-init encoder: the same networks drawn afresh, batch norm calibrated on the train "
+            "split (not the run's own step-0 network, whose kNN starts the run's curve)\n"
             + report["table"] + ("\n" + note if note else "")
             + "\n\n" + _gains(report["rows"], len(dataset.y_test))
-            + "\n\nCollapse monitors (test split):\n" + format_collapse(report["collapse"]))
+            + "\n\nCollapse monitors (test split; the effective rank is at most min(test samples - 1, width)):\n"
+            + format_collapse(report["collapse"]))
     if out is not None:
         footer = []  # where the run's other outputs are (printed, not part of report.txt)
         with staged_report(out) as stage:  # (the report lands whole, or not at all)
