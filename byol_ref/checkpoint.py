@@ -374,7 +374,9 @@ def load(path) -> tuple[dict, dict]:
     """
     path = Path(check_path(path))
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        nothing = not path.exists() and not (path.name == "checkpoint.npz" and path.parent.is_dir())  # (a folder's)
+        raise FileNotFoundError(f"checkpoint not found: {path}" + (" does not exist (expected a run directory, or a "
+                                                                   "checkpoint .npz)" if nothing else ""))
     head = file_head(path)
     if not head.startswith(ZIP_MAGIC):
         what = ("is empty (0 bytes)" if not head else "is an .npz of no arrays" if head.startswith(EMPTY_ZIP_MAGIC)

@@ -1955,6 +1955,9 @@ def test_a_run_without_its_first_checkpoint_or_without_a_folder_says_so(tmp_path
 
 def test_a_folder_that_is_no_run_gets_the_plain_missing_checkpoint_message(tmp_path, capsys):
     from byol_ref.cli import main
+    assert main(["eval", str(tmp_path / "nothere")]) == 2  # a path to nothing: what was expected there
+    assert capsys.readouterr().err == (f"byol-ref eval: error: checkpoint not found: {tmp_path / 'nothere'} does not "
+                                       "exist (expected a run directory, or a checkpoint .npz)\n")
     hf = tmp_path / "hf"
     hf.mkdir()
     (hf / "config.json").write_text('{"architectures": ["ViTModel"]}')
@@ -1964,6 +1967,7 @@ def test_a_folder_that_is_no_run_gets_the_plain_missing_checkpoint_message(tmp_p
         assert main(["eval", str(d)]) == 2
         err = capsys.readouterr().err
         assert "checkpoint not found" in err and "config.json" not in err, err
+        assert "does not exist" not in err, err  # (the folder does)
         assert main(["convert", str(d), str(tmp_path / "y.npz"), "--from", "byol-ref", "--to", "torch",
                      "--mapping", "lightly"]) == 2
         err = capsys.readouterr().err
