@@ -592,8 +592,8 @@ def _train_holding(args, lock: RunLock) -> int:
             {"model_config": model_cfg.to_dict(), "train_config": asdict(tcfg), "data": data_spec,
              "views": views_record}, indent=2))
         print(f"byol-ref: training on {dataset.name} ({dataset.x_train.shape[0]} train / {dataset.x_test.shape[0]} "
-              f"test, {dataset.x_train.shape[1]} features) for {_count(tcfg.epochs, 'epoch')}, batch {tcfg.batch_size}, "
-              f"{tcfg.optimizer} lr {tcfg.lr}{_lr_note(tcfg)}, "
+              f"test, {dataset.x_train.shape[1]} features) for {_count(tcfg.epochs, 'epoch')}, "
+              f"batch {tcfg.batch_size}, {tcfg.optimizer} lr {tcfg.lr}{_lr_note(tcfg)}, "
               f"tau {tcfg.tau_base} ({tcfg.tau_schedule}{', per epoch' if tcfg.tau_interval == 'epoch' else ''}), "
               f"{tcfg.dtype} on {backend.name}",
               flush=True)
@@ -730,7 +730,8 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
             atomic_write_text(stage / "report.txt", text + "\n")
             if plots:
                 from .plots import have_matplotlib, plot_features, plot_run
-                paths = plot_run(_read_history(metrics), report, stage, loss_label=_loss_label(online.config))
+                paths = plot_run(_read_history(metrics), report, stage, loss_label=_loss_label(online.config),
+                                 n_test=len(dataset.y_test))
                 if paths and features is not None:
                     paths += [p for p in [plot_features(features, dataset.y_test, stage)] if p is not None]
                 if paths:

@@ -15,7 +15,8 @@ def have_matplotlib() -> bool:
     return True
 
 
-def plot_run(history: list, report: dict | None, out_dir, *, loss_label: str | None = None) -> list:
+def plot_run(history: list, report: dict | None, out_dir, *, loss_label: str | None = None,
+             n_test: int | None = None) -> list:
     """Draw the training curves (training.png, when there are any) and the probe comparison
     (probes.png, when ``report`` has rows) into ``out_dir``.
 
@@ -26,6 +27,7 @@ def plot_run(history: list, report: dict | None, out_dir, *, loss_label: str | N
         out_dir: folder for the PNGs.
         loss_label: what the logged loss is, for the title (``model.loss_range``); default: the
             official symmetrised loss, in [0, 8].
+        n_test: the test samples the kNN monitor is scored on, to say what one of them is worth.
 
     Returns:
         The paths written (empty if matplotlib is missing).
@@ -46,7 +48,7 @@ def plot_run(history: list, report: dict | None, out_dir, *, loss_label: str | N
 
     if history or knn:  # a checkpoint evaluated alone has no training curves: no training.png
         written.append(_plot_training(plt, steps, history, knn, out / "training.png",
-                                      loss_label or "||n(p) - n(z)||^2, both directions summed, in [0, 8]"))
+                                      loss_label or "||n(p) - n(z)||^2, both directions summed, in [0, 8]", n_test))
 
     if report and report.get("rows"):
         rows = report["rows"]
@@ -82,7 +84,7 @@ def plot_run(history: list, report: dict | None, out_dir, *, loss_label: str | N
     return written
 
 
-def _plot_training(plt, steps, history, knn, path, loss_label):
+def _plot_training(plt, steps, history, knn, path, loss_label, n_test=None):
     """training.png: loss, schedules, collapse monitors and the kNN monitor over the steps."""
     fig, axes = plt.subplots(2, 2, figsize=(11, 8), layout="constrained")
     ax = axes[0, 0]
@@ -97,7 +99,8 @@ def _plot_training(plt, steps, history, knn, path, loss_label):
     ax2 = ax.twinx()
     ax2.plot(steps, [h["tau"] for h in history], color="C2", label="tau (target EMA)")
     ax2.set_ylabel("tau")
-    ax.legend(handles=ax.get_lines() + ax2.get_lines(), loc="center right")
+    ax.legend(handles=ax.get_lines() + ax2.get_lines(), loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2,
+              fontsize=8, frameon=False)  # (below the axes: inside, it sat on the curves)
     ax.grid(alpha=0.3)
 
     # The spread as a ratio to its healthy value (1: isotropic, 0: collapsed), both axes from 0, so that a
@@ -122,8 +125,11 @@ def _plot_training(plt, steps, history, knn, path, loss_label):
     ax = axes[1, 1]
     if knn:
         ax.plot([s for s, _ in knn], [100 * a for _, a in knn], marker="o", color="C0")
-    ax.set(title="kNN test accuracy of the online encoder (step 0: at init)", xlabel="step",
+    # (the axis is zoomed onto the curve: the title says what one test sample is worth on it)
+    worth = f"; one test sample is {100 / n_test:.2g} points" if n_test else ""
+    ax.set(title=f"kNN test accuracy of the online encoder\n(step 0: at init{worth})", xlabel="step",
            ylabel="accuracy (%)")
+    ax.title.set_fontsize(10)
     ax.grid(alpha=0.3)
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
@@ -163,9 +169,16 @@ def draw_similarity(ax, x, labels, *, centre: bool):
     image = ax.imshow(xn[order] @ xn[order].T, cmap=plt.get_cmap("RdBu_r", 9), vmin=-1, vmax=1,
                       interpolation="antialiased")
     ax.set(xticks=[], yticks=[])
-    for b in np.flatnonzero(np.diff(labels[order])) + 0.5:
+    edges = np.flatnonzero(np.diff(labels[order])) + 0.5
+    for b in edges:
         ax.axhline(b, color="k", lw=0.3, alpha=0.5)
         ax.axvline(b, color="k", lw=0.3, alpha=0.5)
+    if len(edges) < 20:  # each class's block named at its middle (beyond 20 classes the names would crowd)
+        bounds = np.concatenate([[-0.5], edges, [len(labels) - 0.5]])
+        mids, names = (bounds[:-1] + bounds[1:]) / 2, [str(c) for c in labels[order][np.r_[0, edges + 0.5].astype(int)]]
+        ax.set_xticks(mids, names, fontsize=7)
+        ax.set_yticks(mids, names, fontsize=7)
+        ax.tick_params(length=0)
     return image
 
 
@@ -217,7 +230,8 @@ def plot_features(features: dict, labels, out_dir, names=FEATURE_PANELS, *, dpi:
         xy, share = pca_2d(x)
         ax = axes[0, col]
         sc = ax.scatter(xy[:, 0], xy[:, 1], c=index, cmap=cmap, norm=norm, s=7)
-        ax.set(title=f"{name}\nPCA of the test split ({100 * share:.0f}% of the variance)", xticks=[], yticks=[])
+        ax.set(title=f"{name}\nPCA of the test split ({100 * share:.0f}% of the variance)", xticks=[], yticks=[],
+               xlabel="principal axis 1", ylabel="principal axis 2")
         ax.title.set_fontsize(10)
         image = draw_similarity(axes[1, col], x, labels, centre=True)
         axes[1, col].set_title("cosine similarity (centred), sorted by class", fontsize=10)

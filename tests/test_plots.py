@@ -132,3 +132,33 @@ def test_probes_are_dots_with_the_low_label_spread_and_the_monitors_start_at_zer
     assert 1.0 < monitors.get_ylim()[1] and [line.get_ydata()[0] for line in monitors.get_lines()] == \
         [pytest.approx(0.121 / 0.125), 1.0]
     plt.close("all")
+
+
+def test_the_panels_say_what_their_axes_are(tmp_path, monkeypatch):
+    """A walk-through found: the PCA axes unnamed, the similarity blocks without their classes, the schedules'
+    legend on the curves, and the zoomed kNN axis with nothing to say one test sample moves it 0.28 points."""
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setattr(plt, "close", lambda *a, **k: None)
+    plt.close("all")
+    history = [{"step": s, "loss": 1.0, "lr": 1e-3, "tau": 0.99, "z_std": 0.1, "z_std_healthy": 0.125, "z_rank": 2.0,
+                "y_rank": 3.0} for s in (1, 2)] + [{"step": 2, "knn": 0.9}]
+    plot_run(history, None, tmp_path, n_test=359)
+    training = plt.figure(plt.get_fignums()[-1])
+    knn = next(a for a in training.axes if a.get_title().startswith("kNN"))
+    assert knn.get_title() == "kNN test accuracy of the online encoder\n(step 0: at init; one test sample is 0.28 points)"
+    schedules = next(a for a in training.axes if a.get_title() == "schedules")
+    legend = schedules.get_legend()
+    assert legend.get_bbox_to_anchor().y1 < schedules.get_window_extent().y0 + 1  # below the axes
+    labels = np.repeat([3, 5, 9], 10)
+    plot_features({n: np.random.default_rng(0).standard_normal((30, 4)) for n in FEATURE_PANELS}, labels, tmp_path)
+    fig = plt.figure(plt.get_fignums()[-1])
+    pca, similarity = fig.axes[0], fig.axes[len(FEATURE_PANELS)]
+    assert (pca.get_xlabel(), pca.get_ylabel()) == ("principal axis 1", "principal axis 2")
+    assert [t.get_text() for t in similarity.get_xticklabels()] == ["3", "5", "9"]
+    np.testing.assert_allclose(similarity.get_xticks(), [4.5, 14.5, 24.5])  # the middle of each class's block
+    plt.close("all")
