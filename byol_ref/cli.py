@@ -1419,7 +1419,27 @@ def _cmd_convert(args) -> int:
     arrays = {**weights, **views}
     save_arrays(args.dst, arrays)
     print(f"byol-ref convert: {len(arrays)} arrays, {args.src_layout} -> {args.dst_layout}: {args.dst}")
+    if args.src_layout == "byol-ref" and args.src_layout != args.dst_layout:
+        _say_the_structure_written(structure, style)
     return 0
+
+
+def _say_the_structure_written(structure: Config, style) -> None:
+    """Say where a network written under a package's names is built otherwise than that package
+    builds it (a default byol-ref run under lightly's names has hidden biases lightly's MLPs lack),
+    and how to read the file back: a strict load of it into that package's own model would fail."""
+    from .presets import get_preset
+
+    if style not in ("byol-pytorch", "lightly", "edifice"):
+        return
+    theirs = get_preset(style).config(encoder_dim=1)
+    differ = [(k, getattr(structure, k)) for k in ("layout", "norm", "hidden_bias", "head_bias")
+              if getattr(structure, k) != getattr(theirs, k)]
+    if differ:
+        print(f"byol-ref convert: note: the network written has {', '.join(f'{k}={v!r}' for k, v in differ)}, "
+              f"where {style}'s own has {', '.join(f'{k}={getattr(theirs, k)!r}' for k, _ in differ)}: a model "
+              f"built by {style} will not load it whole. Read it back with --preset {style} "
+              f"{' '.join(f'--set {k}={str(v).lower()}' for k, v in differ)}", file=sys.stderr)
 
 
 _VERIFY_COMMANDS = {"trace": _cmd_trace, "diff": _cmd_diff, "convert": _cmd_convert}

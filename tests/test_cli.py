@@ -2047,3 +2047,38 @@ def test_convert_never_writes_over_its_mapping_file(tiny_run, tmp_path, capsys):
                  str(mapping), "--overwrite"]) == 2
     assert f"dst {mapping} is the file this command reads ({mapping})" in capsys.readouterr().err
     assert mapping.read_bytes() == before  # (trace's --out is checked against its --mapping by the same code)
+
+
+def test_convert_to_a_packages_names_says_where_the_network_is_built_otherwise(tiny_run, tmp_path, capsys):
+    """A default run written under lightly's names has hidden biases and no head bias, which lightly's own
+    MLPs have the other way round: the file was written without a word, and read back only by trial."""
+    from byol_ref.cli import main
+
+    out, _ = tiny_run
+    assert main(["convert", str(out), str(tmp_path / "sd.npz"), "--from", "byol-ref", "--to", "torch",
+                 "--mapping", "lightly"]) == 0
+    err = capsys.readouterr().err
+    hint = ("byol-ref convert: note: the network written has hidden_bias=True, head_bias=False, where lightly's own "
+            "has hidden_bias=False, head_bias=True: a model built by lightly will not load it whole. Read it back "
+            "with --preset lightly --set hidden_bias=true --set head_bias=false\n")
+    assert err.endswith(hint), err
+    assert main(["convert", str(tmp_path / "sd.npz"), str(tmp_path / "back.npz"), "--from", "torch", "--to",
+                 "byol-ref", "--mapping", "lightly", *hint.split("with ")[-1].split()]) == 0  # as it says
+    assert main(["convert", str(out), str(tmp_path / "own.npz"), "--from", "byol-ref", "--to", "byol-ref"]) == 0
+    with np.load(tmp_path / "back.npz") as back, np.load(tmp_path / "own.npz") as own:
+        assert sorted(back.files) == sorted(own.files) and len(own.files) == 52
+        for k in own.files:
+            np.testing.assert_array_equal(back[k], own[k], err_msg=k)
+    capsys.readouterr()
+    assert main(["convert", str(out), str(tmp_path / "bp.npz"), "--from", "byol-ref", "--to", "torch",
+                 "--mapping", "byol-pytorch"]) == 0
+    assert capsys.readouterr().err.endswith("byol-ref convert: note: the network written has head_bias=False, where "
+                                            "byol-pytorch's own has head_bias=True: a model built by byol-pytorch "
+                                            "will not load it whole. Read it back with --preset byol-pytorch --set "
+                                            "head_bias=false\n")
+    run_lightly = tmp_path / "lightly-run"  # a run trained with the package's preset: nothing to say
+    assert main(["train", *SMALL_RUN, "--no-eval", "--preset", "lightly", "--out", str(run_lightly)]) == 0
+    capsys.readouterr()
+    assert main(["convert", str(run_lightly), str(tmp_path / "l.npz"), "--from", "byol-ref", "--to", "torch",
+                 "--mapping", "lightly"]) == 0
+    assert "note:" not in capsys.readouterr().err
