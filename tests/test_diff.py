@@ -315,3 +315,74 @@ def test_the_running_statistics_and_p_grad_hints_say_what_decides():
     assert "With bn_running='haiku' nothing reads them at count 0" in hint
     assert "with 'torch' the first update reads them" in hint
     assert "if p.normed.grad agrees" in divergence_hint("step0.online.view1.p.grad")
+
+
+# ---------------------------------------------------------------------------------------
+# diff_traces and format_report on values worked by hand (a mutation audit found these unpinned).
+# ---------------------------------------------------------------------------------------
+
+
+META = {"format": "byol-ref-trace"}  # a non-empty meta: a byol-ref trace
+
+
+def _one(a, b, **kw):
+    return diff_traces({"t": np.asarray(a, dtype=float)}, {"t": np.asarray(b, dtype=float)}, **kw).tensors[0]
+
+
+def test_two_plain_dicts_are_compared_in_a_s_order():
+    """Neither side is a byol-ref trace: A's order decides, not B's."""
+    a = {"x": np.zeros(1), "y": np.zeros(1)}
+    b = {"y": np.ones(1), "x": np.ones(1)}
+    assert diff_traces(a, b).first_divergence == "x"
+    assert diff_traces(b, a).first_divergence == "y"
+
+
+def test_a_user_file_against_a_trace_takes_the_trace_s_execution_order_not_the_names_order():
+    """B's execution order puts a layer output before the loss and step 2 before step 10, which
+    sorting the names would turn round ("loss" < "online", "step10" < "step2")."""
+    names = ["step2.online.view1.encoder.fc1.out", "step2.loss.total", "step10.online.view1.encoder.fc1.out"]
+    ref = Trace({k: np.zeros(2) for k in names}, dict(META))
+    mine = {k: np.ones(2) for k in reversed(names)}  # a user's file, its own order, every tensor diverging
+    rep = diff_traces(mine, ref)
+    assert rep.first_divergence == "step2.online.view1.encoder.fc1.out"
+    assert [d.name for d in rep.tensors] == names
+    mine["step2.online.view1.encoder.fc1.out"] = np.zeros(2)  # the next one in B's order
+    assert diff_traces(mine, ref).first_divergence == "step2.loss.total"
+    mine["step2.loss.total"] = np.zeros(2)
+    assert diff_traces(mine, ref).first_divergence == "step10.online.view1.encoder.fc1.out"
+
+
+def test_a_first_divergence_in_the_initial_state_is_reported_at_init():
+    a = {"init.online.param.encoder.fc1.weight": np.zeros((2, 3)), "step0.loss.total": np.asarray(1.0)}
+    b = {**a, "init.online.param.encoder.fc1.weight": np.ones((2, 3))}
+    rep = diff_traces(a, b)
+    assert (rep.first_step, rep.first_tensor) == ("init", "online.param.encoder.fc1.weight")
+    assert "first divergence: init, online.param.encoder.fc1.weight\n" in format_report(rep)
+    rep = diff_traces({"step3.lr": np.asarray(1.0)}, {"step3.lr": np.asarray(2.0)})
+    assert (rep.first_step, rep.first_tensor) == (3, "lr")
+
+
+def test_nan_against_zero_is_infinitely_wrong_in_both_errors():
+    """|NaN - 0| counts as inf; max(|a|, |b|) is 0 there, and an error over a 0 scale is inf, not 0."""
+    d = _one([np.nan, 1.0], [0.0, 1.0])
+    assert d.n_bad == 1 and d.worst_index == [0] and not d.values_ok
+    assert d.max_abs == np.inf and d.max_rel == np.inf
+
+
+def test_relative_error_is_over_the_larger_magnitude_whichever_side_holds_it():
+    assert _one([2.0], [1.0], rtol=1.0).max_rel == 0.5  # 1 / max(2, 1)
+    assert _one([1.0], [2.0], rtol=1.0).max_rel == 0.5
+    assert _one([-4.0, 0.0], [-3.0, 0.0], rtol=1.0).max_rel == 0.25  # 0 vs 0: no error, no NaN
+
+
+def test_when_every_element_agrees_the_worst_index_is_that_of_the_largest_error():
+    e = 2.0 ** -41  # under atol 1e-12: within tolerance
+    d = _one([1.0, 2.0, 3.0], [1.0, 2.0 + 2 * e, 3.0 - e])
+    assert d.values_ok and d.n_bad == 0
+    assert d.worst_index == [1] and (d.a_value, d.b_value) == (2.0, 2.0 + 2 * e) and d.max_abs == 2 * e
+
+
+def test_complex_tensors_are_refused_not_compared_on_their_real_parts():
+    for a, b in (({"t": np.array([1 + 1j])}, {"t": np.array([1 + 2j])}), ({"t": np.ones(1)}, {"t": np.ones(1) + 0j})):
+        with pytest.raises(TypeError, match="traces hold numbers only"):
+            diff_traces(a, b)

@@ -548,3 +548,17 @@ def test_a_batch_of_one_is_fine_without_batch_norm(norm):
     v1, v2 = np.random.default_rng(0).standard_normal((2, 1, 4))
     res = byol.loss_and_grads(online, target, v1, v2)
     assert np.isfinite(float(res.loss))
+
+
+# ---------------------------------------------------------------------------------------
+# A boolean step count (a mutation audit found this unpinned).
+# ---------------------------------------------------------------------------------------
+
+
+def test_a_boolean_step_count_is_refused():
+    """True is no step count (a cast would read it as 1)."""
+    from byol_ref.checks import check_count
+
+    with pytest.raises(TypeError, match="must hold whole numbers \\(a step count\\), got dtype bool"):
+        check_count(np.array([True, False]), "count")
+    assert check_count(np.array([3], dtype=np.int32), "count").dtype == np.int64

@@ -976,3 +976,33 @@ def test_the_edifice_note_goes_with_a_mapping_files_from_layout_error(tmp_path, 
                  str(tmp_path / "map.json"), "--steps", "1", "--out", str(tmp_path / "a.npz")]) == 2
     err = capsys.readouterr().err
     assert "It looks transposed. (note: --layout axon with preset deepmind (layout 'paper', norm 'batch')" in err
+
+
+# ---------------------------------------------------------------------------------------
+# Which arrays a transpose touches; .safetensors int32 (a mutation audit found these unpinned).
+# ---------------------------------------------------------------------------------------
+
+
+def test_transpose_weights_leaves_other_two_dimensional_arrays_alone():
+    out = np.arange(12.0).reshape(4, 3)
+    square = np.arange(9.0).reshape(3, 3)
+    d = {"step0.online.view1.encoder.fc1.out": out, "step0.online.view1.p.normed": square,
+         "step0.online.grad.encoder.fc1.weight": square}
+    t = transpose_weights(d)
+    np.testing.assert_array_equal(t["step0.online.view1.encoder.fc1.out"], out)
+    np.testing.assert_array_equal(t["step0.online.view1.p.normed"], square)
+    np.testing.assert_array_equal(t["step0.online.grad.encoder.fc1.weight"], square.T)
+
+
+def test_safetensors_int32_is_four_bytes_each_both_ways(tmp_path):
+    """A hand-built I32 tensor (Haiku's batch-norm counter, say) reads as int32; int32 writes as I32."""
+    data = struct.pack("<3i", 7, -1, 2**31 - 1)
+    header = json.dumps({"c": {"dtype": "I32", "shape": [3], "data_offsets": [0, 12]}}).encode()
+    (tmp_path / "i.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + data)
+    back = read_safetensors(tmp_path / "i.safetensors")["c"]
+    assert back.dtype == np.int32 and back.tolist() == [7, -1, 2**31 - 1]
+    write_safetensors(tmp_path / "w.safetensors", {"c": np.array([7, -1], dtype=np.int32)})
+    raw = (tmp_path / "w.safetensors").read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    assert json.loads(raw[8:8 + n]) == {"c": {"dtype": "I32", "shape": [2], "data_offsets": [0, 8]}}
+    assert raw[8 + n:] == struct.pack("<2i", 7, -1)

@@ -540,3 +540,32 @@ def test_a_one_sided_loss_without_stop_gradient_credits_only_the_target_of_view_
     np.testing.assert_array_equal(a["step0.target.view1.z.normed.grad"], 0)
     np.testing.assert_allclose(a["step0.target.view2.z.normed.grad"], -2 * a["step0.online.view1.p.normed"] / 4,
                                rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------
+# What a trace records without a predictor, and its meta (a mutation audit found these unpinned).
+# ---------------------------------------------------------------------------------------
+
+
+def test_without_a_predictor_p_normed_is_the_online_projection_normalised():
+    inputs = make_inputs(get_preset("deepmind"), **SIZES, batch=4, steps=1, seed=0,
+                         model_extra=dict(use_predictor=False))
+    a = trace_inputs(inputs, "deepmind", model_extra=dict(use_predictor=False)).arrays
+    for v in (1, 2):
+        x = a[f"step0.online.view{v}.projector.fc2.out"]
+        by_hand = x / np.sqrt(np.maximum((x * x).sum(1, keepdims=True), 1e-12))  # sq_norm, eps 1e-12
+        np.testing.assert_allclose(a[f"step0.online.view{v}.p.normed"], by_hand, rtol=1e-12, atol=0)
+        z = a[f"step0.target.view{v}.projector.fc2.out"]
+        np.testing.assert_allclose(a[f"step0.target.view{v}.z.normed"],
+                                   z / np.sqrt(np.maximum((z * z).sum(1, keepdims=True), 1e-12)), rtol=1e-12, atol=0)
+
+
+def test_the_meta_records_the_schedule_arguments_the_trace_ran_with():
+    """Re-running a trace (as test_golden does) reads K, W and the first step from its meta."""
+    tr = trace_inputs(make_inputs(get_preset("deepmind"), **SIZES, batch=4, steps=2, seed=0), "deepmind",
+                      total_steps=16, start_step=5, warmup_steps=3)
+    m = tr.meta
+    assert (m["steps"], m["start_step"], m["total_steps"], m["warmup_steps"], m["batch"]) == (2, 5, 16, 3, 4)
+    tr = trace_inputs(make_inputs(get_preset("deepmind"), **SIZES, batch=4, steps=2, seed=0), "deepmind",
+                      start_step=5)
+    assert (tr.meta["start_step"], tr.meta["total_steps"], tr.meta["warmup_steps"]) == (5, 7, 0)
