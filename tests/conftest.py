@@ -54,3 +54,26 @@ def backend(request):
         if not ok:
             pytest.skip(reason)
     yield get_backend(request.param, "float64", seed=0)
+
+
+@pytest.fixture
+def held_elsewhere():
+    """``held_elsewhere(path)``: whether an open descriptor other than a new one holds the folder's
+    flock (``byol_ref.rundir.RunLock``); two descriptors' locks conflict within one process too.
+    Skips where there is no flock (Windows: RunLock holds nothing there)."""
+    try:
+        import fcntl
+    except ImportError:
+        pytest.skip("no flock on this platform: RunLock holds nothing there")
+
+    def held(path) -> bool:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    return held

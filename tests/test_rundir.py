@@ -441,35 +441,23 @@ except ImportError:  # (Windows: RunLock holds nothing there)
 needs_flock = pytest.mark.skipif(fcntl is None, reason="no flock on this platform")
 
 
-def _held_elsewhere(out: Path) -> bool:
-    """Whether some open descriptor other than a new one holds ``out``'s lock (flock locks of two
-    descriptors conflict within one process too)."""
-    fd = os.open(out, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-
-
 @needs_flock
-def test_a_run_lock_holds_until_the_with_ends_and_a_process_takes_its_own_again(tmp_path):
+def test_a_run_lock_holds_until_the_with_ends_and_a_process_takes_its_own_again(tmp_path, held_elsewhere):
     out = tmp_path / "r"
     out.mkdir()
     with rundir.RunLock() as lock:
         lock.take(out)
-        assert _held_elsewhere(out)
+        assert held_elsewhere(out)
         with rundir.RunLock("out_dir") as inner:  # train holds its run around fit, which takes it too
             inner.take(out)
             inner.take(out)
-        assert _held_elsewhere(out)  # the inner one did not release what it did not take
-    assert not _held_elsewhere(out) and rundir._HELD == {}
+        assert held_elsewhere(out)  # the inner one did not release what it did not take
+    assert not held_elsewhere(out) and rundir._HELD == {}
 
 
 @needs_flock
-def test_a_run_directory_another_process_holds_is_refused_naming_it_and_a_killed_one_holds_nothing(tmp_path):
+def test_a_run_directory_another_process_holds_is_refused_naming_it_and_a_killed_one_holds_nothing(tmp_path,
+                                                                                                   held_elsewhere):
     import subprocess
     import sys
 
@@ -489,14 +477,14 @@ def test_a_run_directory_another_process_holds_is_refused_naming_it_and_a_killed
         holder.wait(timeout=60)
         with rundir.RunLock() as lock:
             lock.take(out)
-            assert _held_elsewhere(out)
+            assert held_elsewhere(out)
     finally:
         holder.kill()
         holder.wait(timeout=60)
 
 
 @needs_flock
-def test_a_run_directory_replaced_as_it_is_locked_is_locked_as_it_is_now(tmp_path, monkeypatch):
+def test_a_run_directory_replaced_as_it_is_locked_is_locked_as_it_is_now(tmp_path, monkeypatch, held_elsewhere):
     out = tmp_path / "r"
     out.mkdir()
     real_flock, calls = fcntl.flock, []
@@ -512,4 +500,4 @@ def test_a_run_directory_replaced_as_it_is_locked_is_locked_as_it_is_now(tmp_pat
     with rundir.RunLock() as lock:
         lock.take(out)
         monkeypatch.undo()
-        assert len(calls) == 2 and _held_elsewhere(out) and not _held_elsewhere(tmp_path / "old")
+        assert len(calls) == 2 and held_elsewhere(out) and not held_elsewhere(tmp_path / "old")
