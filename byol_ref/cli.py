@@ -1428,18 +1428,24 @@ def _say_the_structure_written(structure: Config, style) -> None:
     """Say where a network written under a package's names is built otherwise than that package
     builds it (a default byol-ref run under lightly's names has hidden biases lightly's MLPs lack),
     and how to read the file back: a strict load of it into that package's own model would fail."""
+    from .interchange import MAPPING_STYLES
+    from .model import has_bias
     from .presets import get_preset
 
-    if style not in ("byol-pytorch", "lightly", "edifice"):
+    if style not in MAPPING_STYLES:
         return
     theirs = get_preset(style).config(encoder_dim=1)
-    differ = [(k, getattr(structure, k)) for k in ("layout", "norm", "hidden_bias", "head_bias")
-              if getattr(structure, k) != getattr(theirs, k)]
+    differ = {k: getattr(structure, k) for k in ("layout", "norm", "hidden_bias", "head_bias", "use_predictor")
+              if getattr(structure, k) != getattr(theirs, k)}
+    read_back = theirs.replace(**differ)  # (an encoder bias apart from the hidden ones needs saying too)
+    if has_bias(read_back, "encoder.fc1") != has_bias(structure, "encoder.fc1"):
+        differ["encoder_bias"] = has_bias(structure, "encoder.fc1")
     if differ:
-        print(f"byol-ref convert: note: the network written has {', '.join(f'{k}={v!r}' for k, v in differ)}, "
-              f"where {style}'s own has {', '.join(f'{k}={getattr(theirs, k)!r}' for k, _ in differ)}: a model "
-              f"built by {style} will not load it whole. Read it back with --preset {style} "
-              f"{' '.join(f'--set {k}={str(v).lower()}' for k, v in differ)}", file=sys.stderr)
+        own = {**{k: getattr(theirs, k) for k in differ}, "encoder_bias": has_bias(theirs, "encoder.fc1")}
+        print(f"byol-ref convert: note: the network written has {', '.join(f'{k}={v!r}' for k, v in differ.items())}"
+              f", where {style}'s own has {', '.join(f'{k}={own[k]!r}' for k in differ)}: a model built by {style} "
+              f"will not load it whole. Read it back with --preset {style} "
+              f"{' '.join(f'--set {k}={str(v).lower()}' for k, v in differ.items())}", file=sys.stderr)
 
 
 _VERIFY_COMMANDS = {"trace": _cmd_trace, "diff": _cmd_diff, "convert": _cmd_convert}

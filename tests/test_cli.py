@@ -2071,6 +2071,13 @@ def test_convert_to_a_packages_names_says_where_the_network_is_built_otherwise(t
                                             "byol-pytorch's own has head_bias=True: a model built by byol-pytorch "
                                             "will not load it whole. Read it back with --preset byol-pytorch --set "
                                             "head_bias=false\n")
+    from byol_ref.cli import _say_the_structure_written  # an encoder bias apart from the hidden ones is said too
+
+    _say_the_structure_written(get_preset("byol-pytorch").config(encoder_dim=1, encoder_bias=False), "byol-pytorch")
+    assert capsys.readouterr().err == ("byol-ref convert: note: the network written has encoder_bias=False, where "
+                                       "byol-pytorch's own has encoder_bias=True: a model built by byol-pytorch will "
+                                       "not load it whole. Read it back with --preset byol-pytorch --set "
+                                       "encoder_bias=false\n")
     run_lightly = tmp_path / "lightly-run"  # a run trained with the package's preset: nothing to say
     assert main(["train", *SMALL_RUN, "--no-eval", "--preset", "lightly", "--out", str(run_lightly)]) == 0
     capsys.readouterr()
