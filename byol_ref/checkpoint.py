@@ -373,10 +373,10 @@ def load(path) -> tuple[dict, dict]:
             newer format version.
     """
     path = Path(check_path(path))
-    if not path.is_file():
-        nothing = not path.exists() and not (path.name == "checkpoint.npz" and path.parent.is_dir())  # (a folder's)
-        raise FileNotFoundError(f"checkpoint not found: {path}" + (" does not exist (expected a run directory, or a "
-                                                                   "checkpoint .npz)" if nothing else ""))
+    if not path.is_file():  # (what a caller's path stands for, a run directory say, is the caller's to say)
+        what = ("is a folder, not a checkpoint file (a run directory keeps its checkpoint in checkpoint.npz)"
+                if path.is_dir() else "does not exist")
+        raise FileNotFoundError(f"checkpoint not found: {path} {what}")
     head = file_head(path)
     if not head.startswith(ZIP_MAGIC):
         what = ("is empty (0 bytes)" if not head else "is an .npz of no arrays" if head.startswith(EMPTY_ZIP_MAGIC)

@@ -925,8 +925,12 @@ def _load_run(args):
     if not ckpt_path.is_file():
         if Path(args.path).is_dir():
             _refuse_no_checkpoint(ckpt_path.parent, "", "evaluate" if args.command == "eval" else "embed")
-        else:  # (a checkpoint file that is not there is only that, unless an --overwrite set it aside)
-            refuse_for_set_aside(ckpt_path.parent, "")
+            raise FileNotFoundError(f"checkpoint not found: {args.path} is a folder without a checkpoint.npz, so not a "
+                                    "byol-ref run directory (expected a run directory, or a checkpoint .npz)")
+        # (a checkpoint file that is not there is only that, unless an --overwrite set it aside)
+        refuse_for_set_aside(ckpt_path.parent, "")
+        raise FileNotFoundError(f"checkpoint not found: {ckpt_path} does not exist (expected a run directory, "
+                                "or a checkpoint .npz)")
     state, model_cfg, tcfg, meta = load_checkpoint(ckpt_path)
     cfg_file = ckpt_path.parent / "config.json"
     if args.data:

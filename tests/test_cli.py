@@ -1963,6 +1963,7 @@ def test_a_folder_that_is_no_run_gets_the_plain_missing_checkpoint_message(tmp_p
         err = capsys.readouterr().err
         assert "checkpoint not found" in err and "config.json" not in err, err
         assert "does not exist" not in err, err  # (the folder does)
+        assert f"{d} is a folder without a checkpoint.npz, so not a byol-ref run directory" in err, err
         assert main(["convert", str(d), str(tmp_path / "y.npz"), "--from", "byol-ref", "--to", "torch",
                      "--mapping", "lightly"]) == 2
         err = capsys.readouterr().err

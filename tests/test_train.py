@@ -397,8 +397,12 @@ def test_corrupt_truncated_and_foreign_checkpoints(tmp_path):
     np.savez(tmp_path / "foreign.npz", weights=np.zeros(3))
     with pytest.raises(ckpt.CheckpointError, match="not a byol-ref checkpoint"):
         load_checkpoint(tmp_path / "foreign.npz")
-    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+    with pytest.raises(FileNotFoundError, match=r"^checkpoint not found: \S*missing.npz does not exist$"):
         load_checkpoint(tmp_path / "missing.npz")
+    # a folder is not taken for a missing file (and what a run directory is, the caller says)
+    with pytest.raises(FileNotFoundError, match=r"is a folder, not a checkpoint file \(a run directory keeps its "
+                                                r"checkpoint in checkpoint.npz\)$"):
+        load_checkpoint(tmp_path)
     # An entry stored a second time (zip allows it; NumPy would read one of the two without a word).
     import warnings
 
