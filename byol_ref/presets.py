@@ -173,8 +173,11 @@ FIELD_DOCS = {
     "warmup_epochs": "Linear warm-up length in epochs, whatever the run's (capped at it): 10 in deepmind (W = 10 "
                      "x 1,281,167 // B steps at every length, `configs/byol.py`), lightly (`int(steps per epoch x "
                      "10)`, `benchmarks/imagenet/resnet50/byol.py`) and solo-learn (`scheduler.warmup_epochs`, "
-                     "default 10); byol-pytorch, edifice 0. A trace has no epochs: `byol-ref trace` takes "
-                     "`--warmup-steps` (default 0). a6, d16.",
+                     "default 10); byol-pytorch, edifice 0. byol-ref warms up over W = warmup_epochs x floor(N "
+                     "/ B) steps, rounded half up, of its K = epochs x floor(N / B) (each epoch's partial batch "
+                     "dropped, as in lightly and solo-learn); deepmind's endless stream has K = floor(epochs x N / "
+                     "B) and W = floor(10 x N / B), a few steps more. A trace has no epochs: `byol-ref trace` takes "
+                     "`--total-steps` and `--warmup-steps` (default 0). a6, d16.",
     "warmup_start": "Learning rate at warm-up step 0: 0 (deepmind, lightly), 3e-5 (solo-learn "
                     "`warmup_start_lr`). d16.",
     "warmup_offset": "0: lr_k = peak k / W, so lr_0 = 0 (deepmind `learning_schedule`); 1: peak (k + 1) / W "

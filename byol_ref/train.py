@@ -214,15 +214,18 @@ class Schedules(NamedTuple):
 def make_schedules(tcfg: TrainConfig, n_train: int) -> Schedules:
     """Bind the schedules of a run over ``n_train`` samples (the last partial batch is dropped).
 
-    Per step (default) the lr and tau schedules run over K = epochs x steps per epoch; with
-    ``lr_interval`` / ``tau_interval`` = ``"epoch"`` they run over the epochs and hold each value
-    through its epoch.
+    Per step (default) the lr and tau schedules run over K = epochs x floor(N / B) steps, the steps
+    the run takes, and warm up over W = warmup_epochs x floor(N / B) rounded half up. (The deepmind
+    code counts floor(epochs x N / B) steps of an endless stream and W = floor(10 x N / B), a few
+    more; lightly and solo-learn count as byol-ref does. ``byol-ref trace`` takes K and W outright.)
+    With ``lr_interval`` / ``tau_interval`` = ``"epoch"`` they run over the epochs and hold each
+    value through its epoch.
     """
     steps_per_epoch = n_train // tcfg.batch_size
     if steps_per_epoch < 1:
         raise ValueError(f"batch_size={tcfg.batch_size} exceeds the {n_train} training samples")
     total = tcfg.epochs * steps_per_epoch
-    warmup = int(round(tcfg.warmup_epochs * steps_per_epoch))
+    warmup = math.floor(tcfg.warmup_epochs * steps_per_epoch + 0.5)  # rounded half up, as the default's epochs
     scale = tcfg.lr_batch_scale or tcfg.batch_size  # 0 disables the linear scaling rule
 
     # "epoch": the schedule counts epochs (K = epochs, W = warm-up epochs) and holds each value

@@ -75,8 +75,8 @@ def test_step_follows_the_official_order():
 
 
 def test_schedules_round_fractional_warmup_and_scale_the_peak_lr():
-    """W = round(warmup_epochs * steps per epoch) (1.9 x 3 = 5.7 -> 6 steps), and the peak is
-    lr * B / lr_batch_scale, or lr itself with lr_batch_scale = 0."""
+    """W = warmup_epochs * steps per epoch rounded to the nearest step (1.9 x 3 = 5.7 -> 6 steps), and the
+    peak is lr * B / lr_batch_scale, or lr itself with lr_batch_scale = 0."""
     from byol_ref.schedules import warmup_cosine_lr
 
     for scale, peak in ((256, 0.4 * 32 / 256), (0, 0.4)):
@@ -88,6 +88,17 @@ def test_schedules_round_fractional_warmup_and_scale_the_peak_lr():
         for k in range(31):
             assert sched.lr(k) == warmup_cosine_lr(k, base_lr=0.4, batch_size=32, total_steps=30, warmup_steps=6,
                                                    final_lr=0.0, batch_scale=scale or 32)
+
+
+def test_a_warmup_of_half_a_step_rounds_up_every_time():
+    """W at exactly .5 steps rounds half up, as the default warm-up's whole epochs do (Python's round()
+    took 2.5 -> 2 but 7.5 -> 8: banker's rounding)."""
+    for warmup_epochs, W in ((0.5, 3), (1.5, 8), (2.5, 13), (1.25, 6)):
+        sched = make_schedules(_tcfg(epochs=10, lr=0.4, warmup_epochs=warmup_epochs, final_lr=0.0), 5 * 32)
+        assert sched.steps_per_epoch == 5
+        peak = 0.4 * 32 / 256
+        assert sched.lr(W - 1) == pytest.approx(peak * (W - 1) / W, rel=1e-12), warmup_epochs
+        assert sched.lr(W) == pytest.approx(peak, rel=1e-12), warmup_epochs
 
 
 def test_schedules_per_epoch_hold_each_value_through_its_epoch():
