@@ -285,28 +285,39 @@ def temporary_prefix(name: str) -> str:
     return f".{hashlib.sha256(os.fsencode(name)).hexdigest()[:16]}."
 
 
-def remove_orphaned_temporaries(folder, name: str) -> list:
-    """Remove the temporary files and folders of ``name`` in ``folder`` (``temporary_prefix``'s) that
-    a process of this host that has since ended left: one killed outright (SIGKILL, the machine's
+def orphaned_temporaries(folder, name: str) -> list:
+    """The temporary files and folders of ``name`` in ``folder`` (``temporary_prefix``'s) that a
+    process of this host that has since ended left: one killed outright (SIGKILL, the machine's
     memory running out) between creating one and renaming it. Those of a process still running
     (another one writing the same file, say), of another host sharing the folder, or whose writer
-    cannot be told (not POSIX, or a name from before the names said) are left alone.
+    cannot be told (not POSIX, or a name from before the names said) are not among them.
 
     Returns:
-        The paths removed.
+        ``os.DirEntry`` objects.
     """
     if os.name != "posix":  # (os.kill(pid, 0) would be a Ctrl-C there, not a question)
         return []
     pattern = re.compile(re.escape(f".{name}.{_host_tag()}-") + r"(\d+)\.[^.]+\.tmp")
-    removed = []
     try:
         entries = list(os.scandir(folder))
     except OSError:  # (the write that follows says what is wrong with the folder)
         return []
+    orphans = []
     for entry in entries:
         match = pattern.fullmatch(entry.name)
-        if match is None or _running(int(match.group(1))):
-            continue
+        if match is not None and not _running(int(match.group(1))):
+            orphans.append(entry)
+    return orphans
+
+
+def remove_orphaned_temporaries(folder, name: str) -> list:
+    """Remove the :func:`orphaned_temporaries` of ``name`` in ``folder``.
+
+    Returns:
+        The paths removed.
+    """
+    removed = []
+    for entry in orphaned_temporaries(folder, name):
         try:
             if entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path)

@@ -39,13 +39,14 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .checkpoint import atomic_write_text, remove_orphaned_temporaries, temporary_prefix
+from .checkpoint import atomic_write_text, orphaned_temporaries, remove_orphaned_temporaries, temporary_prefix
 
 REPORT_FILES = ("report.json", "report.txt", "training.png", "probes.png", "features.png")
 RUN_FILES = ("checkpoint.npz", "config.json", "metrics.jsonl", *REPORT_FILES)
 SET_ASIDE = ".replaced"  # where train --overwrite keeps the run it replaces until its own first checkpoint
 REMOVING = ".replaced-removing"  # the same, once the new run has a checkpoint: it is being removed
 MANIFEST = ".files"  # in .replaced: the names of the files it is to hold, written before they move
+PUBLISHING = ".publishing"  # in a staged report: the names it holds, written before the first of them moves
 
 
 class RunDirectoryBusy(RuntimeError):
@@ -113,10 +114,12 @@ class RunLock:
 def remove_stale(out: Path) -> None:
     """Remove what a process killed outright left in a run directory and nothing reads: a
     ``.replaced`` folder it was removing, and the temporary files of its atomic writes (those of
-    a writer that has ended only: hold ``out`` first (``RunLock``), as a live writer's would go too)."""
+    a writer that has ended only: hold ``out`` first (``RunLock``), as a live writer's would go too).
+    A report it was moving into ``out`` is moved in whole first (``finish_publishing``)."""
+    finish_publishing(out)
     if (out / REMOVING).is_dir() and not (out / REMOVING).is_symlink():
         shutil.rmtree(out / REMOVING, ignore_errors=True)  # (what cannot go was reported when it could not)
-    for name in RUN_FILES:
+    for name in (*RUN_FILES, "report"):  # ("report": a staged report's folder)
         remove_orphaned_temporaries(out, name)
 
 
@@ -128,6 +131,7 @@ def staged_report(out: Path):
     have said two things at once; one killed outright leaves the folder, which the next report
     into ``out`` removes (``checkpoint.remove_orphaned_temporaries``)."""
     out.mkdir(parents=True, exist_ok=True)
+    finish_publishing(out)
     remove_orphaned_temporaries(out, "report")
     stage = None
     try:
@@ -143,20 +147,58 @@ def publish_report(stage: Path, out: Path) -> list:
     """Move the report in ``stage`` into ``out`` as one set: its files replace those of the same
     name, and the other ``REPORT_FILES`` in ``out``, of the report it replaces, are removed (a
     probes.png of other probes, say, or plots the new report could not draw without matplotlib).
-    Ctrl-C and SIGTERM wait until it is done.
+    Ctrl-C and SIGTERM wait until it is done; should the process be killed outright meanwhile, the
+    next writer in ``out`` finishes it (``finish_publishing``).
 
     Returns:
         The names removed from ``out``.
     """
-    removed = []
     with interrupts_held():
-        for name in REPORT_FILES:
+        names = [name for name in REPORT_FILES if (stage / name).exists()]
+        # The commit point: once this list is there, a process killed outright among the renames
+        # leaves a report the next writer in ``out`` finishes moving (``finish_publishing``), where
+        # it used to stay half new, half old; before it, the old report stands.
+        atomic_write_text(stage / PUBLISHING, "".join(name + "\n" for name in names))
+        return _move_report(stage, out, names)
+
+
+def _move_report(stage: Path, out: Path, names: list) -> list:
+    """Move the report ``names`` of ``stage`` into ``out`` and remove the other ``REPORT_FILES``
+    there. A name no longer in ``stage`` was moved already (by a publish that was killed)."""
+    removed = []
+    for name in REPORT_FILES:
+        if name in names:
             if (stage / name).exists():
                 os.replace(stage / name, out / name)
-            elif (out / name).is_file() or (out / name).is_symlink():
-                (out / name).unlink()
-                removed.append(name)
+        elif (out / name).is_file() or (out / name).is_symlink():
+            (out / name).unlink()
+            removed.append(name)
     return removed
+
+
+def finish_publishing(out: Path) -> list:
+    """Finish moving a report into ``out`` that a process killed outright (SIGKILL, out of memory)
+    had begun to move (``publish_report`` had written its list of names), so that the report in
+    ``out`` is that one whole, not half of it beside half of the one before. A staged report the
+    process had not begun to move is left for ``remove_orphaned_temporaries``: the old report
+    stands. Hold ``out`` first (``RunLock``).
+
+    Returns:
+        The staging folders whose reports were finished (and then removed).
+    """
+    finished = []
+    for entry in orphaned_temporaries(out, "report"):
+        stage, marker = Path(entry.path), Path(entry.path) / PUBLISHING
+        if not entry.is_dir(follow_symlinks=False) or not marker.is_file() or marker.is_symlink():
+            continue
+        names = [name for name in marker.read_text(encoding="utf-8", errors="replace").split() if name in REPORT_FILES]
+        with interrupts_held():
+            removed = _move_report(stage, out, names)
+        print(f"byol-ref: finished moving the report into {out} that a process killed outright had begun to move"
+              + (f" (removed {', '.join(removed)}, which it has none of)" if removed else ""), file=sys.stderr)
+        shutil.rmtree(stage, ignore_errors=True)
+        finished.append(stage)
+    return finished
 
 
 def refuse_for_set_aside(out: Path, prefix: str) -> None:

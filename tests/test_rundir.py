@@ -267,6 +267,68 @@ def test_a_report_removes_the_staging_folder_a_killed_report_left(tmp_path):
     assert sorted(os.listdir(tmp_path)) == [live.name]
 
 
+_KILLED_PUBLISHING = """
+import os, signal, sys
+from pathlib import Path
+from byol_ref import rundir
+
+out, at = Path(sys.argv[1]), int(sys.argv[2])
+real_replace, moves = os.replace, []
+
+
+def replace(src, dst):  # SIGKILL (no clean-up runs) as the at-th rename lands a file in out, or the list
+    if Path(dst).parent == out or Path(dst).name == rundir.PUBLISHING:
+        if len(moves) == at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        moves.append(Path(dst).name)
+    real_replace(src, dst)
+
+
+os.replace = replace
+with rundir.staged_report(out) as stage:
+    for name in ("report.json", "report.txt", "training.png"):
+        (stage / name).write_text("new " + name)
+    rundir.publish_report(stage, out)
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="a writer's process is asked after on POSIX only")
+@pytest.mark.parametrize("at", [0, 1, 2, 3])
+def test_a_report_killed_while_it_moves_in_is_finished_by_the_next_writer(tmp_path, capsys, at):
+    """SIGKILL among publish_report's renames left the report half new, half old (a new report.json
+    beside the old report.txt) for good. Once its list of names is written (the commit point), the
+    next writer in the folder finishes the moves; killed before that, the old report stands."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    _write_run(out, {**RUN, **{name: b"old " + name.encode() for name in rundir.REPORT_FILES}})
+    before = _contents(out)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", _KILLED_PUBLISHING, str(out), str(at)], env=env)
+    assert done.returncode == -signal.SIGKILL
+    stages = [f for f in out.iterdir() if f.name.startswith(".report.")]
+    assert len(stages) == 1  # (left behind by the kill)
+    if at == 2:  # (the list, then report.json, were moved before the kill)
+        assert (out / "report.json").read_bytes() == b"new report.json"
+        assert (out / "report.txt").read_bytes() == b"old report.txt"
+    new = {**{k: v for k, v in before.items() if k not in rundir.REPORT_FILES},
+           **{name: b"new " + name.encode() for name in ("report.json", "report.txt", "training.png")}}
+    # The next command that writes there (remove_stale: train --resume, train --overwrite) finishes it.
+    rundir.remove_stale(out)
+    assert _contents(out) == (before if at == 0 else new)
+    err = capsys.readouterr().err
+    assert ("finished moving the report" in err) == (at > 0), err
+    if at > 0:
+        assert "removed probes.png, features.png, which it has none of" in err, err
+    # The next report into the folder, too (eval --out).
+    _write_run(tmp_path / "run2", before)
+    subprocess.run([sys.executable, "-c", _KILLED_PUBLISHING, str(tmp_path / "run2"), str(at)], env=env)
+    with rundir.staged_report(tmp_path / "run2"):
+        pass
+    assert _contents(tmp_path / "run2") == (before if at == 0 else new)
+
+
 def _sigterm_is_handled() -> bool:
     """Whether a SIGTERM sent now would raise, not end the test process (checked before each one)."""
     return signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None)
