@@ -2085,3 +2085,138 @@ def test_convert_to_a_packages_names_says_where_the_network_is_built_otherwise(t
     assert main(["convert", str(run_lightly), str(tmp_path / "l.npz"), "--from", "byol-ref", "--to", "torch",
                  "--mapping", "lightly"]) == 0
     assert "note:" not in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- mutation audit (fourth)
+
+
+def test_every_train_flag_reaches_the_run_and_a_resume_refuses_another_value(tmp_path, capsys):
+    """Each training and model flag lands in config.json as given (a flag dropped on its way to the
+    configs trains with the default without a word); a --resume asking for another value of one (named
+    by its field: --tau sets tau_base, --no-predictor use_predictor), or for a --preset, is refused, one
+    flag alone as well as beside others,
+    while the run's own values again, --device and the report's options are not."""
+    from byol_ref.cli import main
+
+    out = tmp_path / "r"
+    flags = ["--weight-decay", "0.01", "--tau", "0.9", "--tau-schedule", "constant", "--predictor-lr-mult", "2.0",
+             "--optimizer", "sgd", "--lr", "0.01", "--dtype", "float32", "--checkpoint-every", "3", "--log-every",
+             "2", "--projector-hidden-dim", "6", "--layout", "edifice", "--seed", "2", "--no-stop-gradient"]
+    assert main(["train", *SMALL_RUN, "--no-eval", *flags, "--out", str(out)]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    model, train = saved["model_config"], saved["train_config"]
+    assert {k: train[k] for k in ("weight_decay", "tau_base", "tau_schedule", "predictor_lr_mult", "optimizer", "lr",
+                                  "dtype", "checkpoint_every", "log_every", "seed")} == dict(
+        weight_decay=0.01, tau_base=0.9, tau_schedule="constant", predictor_lr_mult=2.0, optimizer="sgd", lr=0.01,
+        dtype="float32", checkpoint_every=3, log_every=2, seed=2)
+    assert (model["projector_hidden_dim"], model["layout"], model["stop_gradient"], model["use_predictor"]) == \
+        (6, "edifice", False, True)
+    capsys.readouterr()
+    resume = ["train", "--resume", "--out", str(out), "--no-eval", "--no-progress", "--no-plots"]
+    for extra, asked in ((["--tau", "0.5"], "tau_base 0.5 (run: 0.9)"),
+                         (["--no-predictor"], "use_predictor False (run: True)"),
+                         (["--weight-decay", "0"], "weight_decay 0.0 (run: 0.01)"),
+                         (["--preset", "lightly"], "optimizer 'lars' (run: 'sgd')"),  # (and the rest of lightly's)
+                         (["--lr", "0.5"], "lr 0.5 (run: 0.01)"),  # each alone too, not only beside another flag
+                         (["--norm", "batch"], "norm 'batch' (run: 'layer')"),
+                         (["--data", "digits"], "--data digits (run: synthetic)"),
+                         (["--labels", "y"], "--labels y (run: None)")):
+        assert main([*resume, *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert "the command line asks for others: " in err and asked in err, extra
+    assert main([*resume, *flags, "--device", "cpu", "--knn-k", "5", "--labels-per-class", "3",
+                 "--knn-temperature", "0.1"]) == 0
+    assert "trained 0 steps (step 6 of the run)" in capsys.readouterr().out
+
+
+def test_a_report_probes_with_the_runs_seed_and_options_as_eval_does(tmp_path, capsys):
+    """The report train prints and eval's of the same run agree (both draw the probes' labelled samples
+    and random-init encoder from the run's seed), and the probe options given are the ones used."""
+    from byol_ref.cli import main
+
+    x = np.random.default_rng(0).random((60, 4))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", (x[:, 0] > 0.5).astype(np.int64))
+    out = tmp_path / "r"
+    probe = ["--knn-k", "7", "--labels-per-class", "5", "--knn-temperature", "0.5"]
+    assert main(["train", "--data", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy"), "--epochs", "1",
+                 "--batch-size", "16", "--hidden-size", "8", "--projection-dim", "4", "--predictor-dim", "4",
+                 "--seed", "3", *probe, "--no-progress", "--no-plots", "--out", str(out)]) == 0
+    trained = json.loads((out / "report.json").read_text())
+    assert trained["probe"] == {"k": 7, "labels_per_class": 5, "temperature": 0.5}
+    assert "kNN = cosine k=7, low-label = 5 labels per class" in capsys.readouterr().out
+    assert main(["eval", str(out), *probe, "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["rows"] == trained["rows"] and evaluated["probe"] == trained["probe"]
+
+
+def test_embed_with_data_reads_it_as_the_run_and_keeps_the_runs_input_statistics(tmp_path, capsys):
+    """embed --data (eval's too): the run's own data named again give the run's own split (data seed 0,
+    as train's default), and other data are standardised with the run's statistics, stored in its
+    checkpoint, not with their own. A run that recorded --labels beside a built-in data set (before
+    that was refused) still reads its data, without them."""
+    from byol_ref.cli import main
+    from byol_ref.data import load_file, synthetic
+    from byol_ref.train import checkpoint_features
+
+    run_dir = tmp_path / "s"
+    assert main(["train", *SMALL_RUN, "--no-eval", "--out", str(run_dir)]) == 0
+    x = np.random.default_rng(0).random((60, 4))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "far.npy", x * 5.0 + 3.0)
+    small = ["--epochs", "1", "--batch-size", "16", "--hidden-size", "8", "--projection-dim", "4", "--predictor-dim",
+             "4", "--no-progress", "--no-plots", "--no-eval"]
+    assert main(["train", "--data", str(tmp_path / "x.npy"), *small, "--out", str(tmp_path / "f")]) == 0
+    for run, data in ((run_dir, "synthetic"), (tmp_path / "f", str(tmp_path / "x.npy"))):
+        assert main(["embed", str(run), "--out", str(tmp_path / "own.npz"), "--overwrite"]) == 0
+        assert main(["embed", str(run), "--data", data, "--out", str(tmp_path / "named.npz"), "--overwrite"]) == 0
+        with np.load(tmp_path / "own.npz") as own, np.load(tmp_path / "named.npz") as named:
+            assert sorted(own.files) == sorted(named.files)
+            for k in own.files:
+                np.testing.assert_array_equal(own[k], named[k], err_msg=k)
+    record = json.loads((run_dir / "config.json").read_text())
+    record["data"]["labels"] = "y"
+    (run_dir / "config.json").write_text(json.dumps(record))
+    assert main(["embed", str(run_dir), "--out", str(tmp_path / "legacy.npz")]) == 0
+    with np.load(tmp_path / "legacy.npz") as legacy:
+        np.testing.assert_array_equal(legacy["labels_test"], synthetic(seed=0).y_test)
+    assert main(["embed", str(tmp_path / "f"), "--data", str(tmp_path / "far.npy"), "--out",
+                 str(tmp_path / "far.npz")]) == 0
+    split = load_file(str(tmp_path / "far.npy"))
+    with np.load(tmp_path / "far.npz") as far:
+        np.testing.assert_allclose(far["encoder_test"], checkpoint_features(tmp_path / "f", split.x_test))
+
+
+def test_errors_the_fourth_audit_found_unchecked(tmp_path, capsys):
+    """Refusals whose message (or whose existence) no test held: each dropped or reworded went unnoticed."""
+    from byol_ref.cli import main
+
+    assert main(["train", *SMALL_RUN, "--set", "lr", "--out", str(tmp_path / "a")]) == 2
+    assert "--set expects KEY=VALUE, got 'lr'" in capsys.readouterr().err
+    assert main(["train", *SMALL_RUN, "--preset", "deepmind", "--set", "ema_scope=params+buffers",
+                 "--out", str(tmp_path / "a")]) == 2
+    assert "ema_scope='params+buffers' is honoured by `byol-ref trace` only" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+    run_dir = tmp_path / "r"
+    assert main(["train", *SMALL_RUN, "--no-eval", "--out", str(run_dir)]) == 0
+    np.save(tmp_path / "w5.npy", np.random.default_rng(0).random((40, 5)))
+    capsys.readouterr()
+    for cmd in (["eval", str(run_dir)], ["embed", str(run_dir), "--out", str(tmp_path / "f.npz")]):
+        assert main([*cmd, "--data", str(tmp_path / "w5.npy")]) == 2
+        assert "the data have 5 features but the checkpoint's encoder expects 32" in capsys.readouterr().err
+    (run_dir / "config.json").unlink()
+    assert main(["train", "--resume", "--out", str(run_dir), "--no-progress", "--no-eval"]) == 2
+    assert f"--resume: {run_dir / 'config.json'} not found; is {run_dir} a byol-ref run directory?" in \
+        capsys.readouterr().err
+    t = tmp_path / "t.npz"
+    assert main(["trace", "--dims", "5,6,4,3", "--layout", "torch", "--out", str(t)]) == 2
+    assert "--layout torch describes the --inputs file; --dims generates byol-ref weights" in capsys.readouterr().err
+    assert main(["trace", "--dims", "5,6,4,3", "--seed", "-1", "--out", str(t)]) == 2
+    assert "--seed must be an int >= 0, got -1" in capsys.readouterr().err
+    assert not t.exists()
+    assert main(["trace", "--dims", "5,6,4,3", "--out", str(t)]) == 0  # two steps unless --steps says
+    assert "2 step(s)" in capsys.readouterr().out
+    np.savez(tmp_path / "sd.npz", w=np.ones(2))
+    assert main(["convert", str(tmp_path / "sd.npz"), str(tmp_path / "ax.npz"), "--from", "torch", "--to", "axon",
+                 "--mapping", "lightly"]) == 2
+    assert "convert goes between byol-ref's layout and another one, got torch -> axon" in capsys.readouterr().err
