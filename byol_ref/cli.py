@@ -448,8 +448,9 @@ def _check_resume_flags(args, out: Path, saved: dict, model_cfg: Config, tcfg: T
             value = _with_csv_header({**saved["data"], "csv_header": value})["csv_header"]
         if dest in given and not same(dest, value, run_value):
             asked.append(f"--{dest.replace('_', '-')} {getattr(args, dest)} (run: {run_value})")
-    if given - set(recorded):  # as the run's length, so derived fields (warm-up) compare
-        same_length = argparse.Namespace(**{**vars(args), "epochs": tcfg.epochs})
+    if given - set(recorded):  # as the run's length and batch, so derived fields (warm-up, final_lr) compare
+        run_batch = {} if "batch_size" in args.given else {"batch_size": tcfg.batch_size}
+        same_length = argparse.Namespace(**{**vars(args), "epochs": tcfg.epochs, **run_batch})
         new_model, new_train, named = _configs_from_flags(same_length, model_cfg.encoder_dim)
         # (--epochs was set to the run's own just above: epochs differs here only by --set, which is
         # refused rather than ignored, as it was; --epochs is the one way to change a resumed run's length)

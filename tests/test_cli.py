@@ -2129,6 +2129,24 @@ def test_every_train_flag_reaches_the_run_and_a_resume_refuses_another_value(tmp
     assert "trained 0 steps (step 6 of the run)" in capsys.readouterr().out
 
 
+def test_a_preset_resume_refuses_another_final_lr_ratio(tmp_path, capsys):
+    """A preset's final_lr_ratio reaches TrainConfig as final_lr, no preset field name: a --resume with
+    another ratio must still be refused (it changes the cosine's end value), and the run's own accepted,
+    at the run's batch (final_lr = ratio x lr x B / 256: the check took the default batch, 256, and so
+    refused a resume repeating the run's own --preset whenever the run's batch was another)."""
+    from byol_ref.cli import main
+
+    out = tmp_path / "r"
+    run = ["--preset", "lightly", "--set", "final_lr_ratio=0.01"]
+    assert main(["train", *SMALL_RUN, "--no-eval", *run, "--out", str(out)]) == 0
+    capsys.readouterr()
+    resume = ["train", "--resume", "--out", str(out), "--no-eval", "--no-progress", "--no-plots"]
+    assert main([*resume, "--preset", "lightly", "--set", "final_lr_ratio=0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "the command line asks for others: " in err and "final_lr" in err, err
+    assert main([*resume, *run]) == 0
+
+
 def test_a_report_probes_with_the_runs_seed_and_options_as_eval_does(tmp_path, capsys):
     """The report train prints and eval's of the same run agree (both draw the probes' labelled samples
     and random-init encoder from the run's seed), and the probe options given are the ones used."""
