@@ -410,6 +410,16 @@ def test_tree_helpers():
         tree.check_same_keys(a, {}, "params", "grads")
 
 
+def test_tree_map_keeps_the_first_trees_order_and_dtypes_and_refuses_extra_keys_or_no_tree():
+    a = {"z.weight": arr([1.0], "float32"), "a.bias": arr([2.0], "float32")}
+    assert list(tree.tree_map(lambda u, v: u + v, a, a)) == ["z.weight", "a.bias"]  # (not sorted)
+    assert {k: v.dtype for k, v in tree.zeros_like(a).items()} == {"z.weight": np.float32, "a.bias": np.float32}
+    with pytest.raises(ValueError, match=r"missing from grads: \[\], extra in grads: \['extra'\]"):
+        tree.check_same_keys(a, {**a, "extra": arr([0.0])}, "params", "grads")
+    with pytest.raises(ValueError, match="tree_map needs at least one tree, got none"):
+        tree.tree_map(lambda: 0)
+
+
 # ---------------------------------------------------------------------------------------------
 # Property tests (hypothesis)
 # ---------------------------------------------------------------------------------------------

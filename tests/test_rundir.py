@@ -233,6 +233,48 @@ def test_a_write_removes_the_temporaries_of_its_file_that_a_killed_writer_left(t
         assert (tmp_path / longer).read_text() == "longer"
 
 
+@pytest.mark.skipif(os.name != "posix", reason="a writer's process is asked after on POSIX only")
+def test_a_write_removes_only_its_own_files_temporaries_whatever_its_name_holds(tmp_path, monkeypatch):
+    # The name is matched as it is (a '(' or '+' in it is no pattern), and whole: a file that only
+    # begins like a killed writer's temporary is not one, nor is the temporary of another file
+    # whose name begins like this one's (its own writer, still running, is writing it).
+    from byol_ref import checkpoint
+
+    host, dead, live = checkpoint._host_tag(), _ended_pid(), os.getppid()
+    name = "run(1)+w.npz"
+    orphan = f".{name}.{host}-{dead}.a1b2c3d4.tmp"
+    impossible = f".{name}.{host}-{2 ** 80}.a1b2c3d4.tmp"  # (no process has that id: nobody's, so removed)
+    kept = [f".{name}.{host}-{dead}.a1b2c3d4.tmp.keep",  # the user's copy of one
+            f".{name}.{host}-{dead}.a.{host}-{live}.q7r8s9t0.tmp",  # being written, as {name}.{host}-{dead}.a
+            f".run(1)xw.npz.{host}-{dead}.a1b2c3d4.tmp"]  # another file's
+    for n in (orphan, impossible, *kept):
+        (tmp_path / n).write_text("x")
+    target = tmp_path / "target"  # a link to a folder, named as a temporary: the link goes, not what it points to
+    target.mkdir()
+    (target / "keep.txt").write_text("the user's")
+    link = tmp_path / f".{name}.{host}-{dead}.z9y8x7w6.tmp"
+    link.symlink_to(target, target_is_directory=True)
+    removed = checkpoint.remove_orphaned_temporaries(tmp_path, name)
+    assert sorted(p.name for p in removed) == sorted([orphan, impossible, link.name])
+    assert sorted(os.listdir(tmp_path)) == sorted([*kept, "target"]) and (target / "keep.txt").read_text() == "the user's"
+    # A temporary of a process that runs as another user (kill says: no permission) is that process's.
+    (tmp_path / orphan).write_text("x")
+    monkeypatch.setattr(checkpoint.os, "kill", lambda pid, sig: (_ for _ in ()).throw(PermissionError(1, "EPERM")))
+    assert checkpoint.remove_orphaned_temporaries(tmp_path, name) == [] and (tmp_path / orphan).exists()
+    monkeypatch.undo()
+    # One that cannot be removed is left where it is: the write goes on.
+    real_unlink = os.unlink
+
+    def unlink(path, *a, **kw):
+        if os.path.basename(path) == orphan:
+            raise PermissionError(13, "Permission denied", path)
+        return real_unlink(path, *a, **kw)
+
+    monkeypatch.setattr(checkpoint.os, "unlink", unlink)
+    checkpoint.atomic_write_text(tmp_path / name, "written")
+    assert (tmp_path / name).read_text() == "written" and (tmp_path / orphan).exists()
+
+
 def test_a_report_lands_whole_or_not_at_all(tmp_path):
     out = tmp_path / "run"
     _write_run(out, {**RUN, **{name: b"old " + name.encode() for name in rundir.REPORT_FILES}})
@@ -327,6 +369,97 @@ def test_a_report_killed_while_it_moves_in_is_finished_by_the_next_writer(tmp_pa
     with rundir.staged_report(tmp_path / "run2"):
         pass
     assert _contents(tmp_path / "run2") == (before if at == 0 else new)
+
+
+def test_a_report_replaces_a_dangling_link_of_the_old_one_and_leaves_a_folder_of_that_name(tmp_path):
+    # A report file of the old report that is a link to nothing is still the old report's, and
+    # goes; a folder that has a report file's name is not one (not ours to remove), and stays.
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "probes.png").symlink_to(tmp_path / "gone.png")
+    (out / "features.png").mkdir()
+    with rundir.staged_report(out) as stage:
+        (stage / "report.txt").write_text("new report")
+        removed = rundir.publish_report(stage, out)
+    assert removed == ["probes.png"] and not os.path.lexists(out / "probes.png")
+    assert (out / "features.png").is_dir() and (out / "report.txt").read_text() == "new report"
+
+
+def test_a_report_staged_for_a_folder_not_made_yet_makes_it(tmp_path):
+    out = tmp_path / "new" / "run"
+    with rundir.staged_report(out) as stage:
+        (stage / "report.txt").write_text("r")
+        rundir.publish_report(stage, out)
+    assert sorted(os.listdir(out)) == ["report.txt"]
+
+
+def test_ctrl_c_while_a_report_is_published_waits_until_it_is_whole(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    _write_run(out, {name: b"old " + name.encode() for name in rundir.REPORT_FILES})
+    with rundir.staged_report(out) as stage:
+        for name in ("report.json", "report.txt"):
+            (stage / name).write_text("new")
+        moved = _ctrl_c_on_publish(monkeypatch)
+        with pytest.raises(KeyboardInterrupt):
+            rundir.publish_report(stage, out)
+        monkeypatch.undo()
+    assert moved == ["report.json", "report.txt"]
+    assert _contents(out) == {"report.json": b"new", "report.txt": b"new"}  # the old plots went too
+
+
+def _ctrl_c_on_publish(monkeypatch) -> list:
+    """Press Ctrl-C (a real SIGINT) as the first file of a report is published; the moves are listed
+    (those of report files: the list of names publish_report writes first is renamed into place too)."""
+    real_replace, moved = os.replace, []
+
+    def replace(src, dst):
+        if Path(src).name not in rundir.REPORT_FILES:
+            return real_replace(src, dst)
+        moved.append(Path(src).name)
+        if len(moved) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(rundir.os, "replace", replace)
+    return moved
+
+
+@pytest.mark.skipif(os.name != "posix", reason="a writer's process is asked after on POSIX only")
+def test_remove_stale_removes_the_temporaries_a_killed_writer_left_of_every_run_file(tmp_path):
+    from byol_ref import checkpoint
+
+    host, dead = checkpoint._host_tag(), _ended_pid()
+    _write_run(tmp_path, {f".{name}.{host}-{dead}.a1b2c3d4.tmp": b"half" for name in rundir.RUN_FILES})
+    (tmp_path / "notes.txt").write_text("the user's")
+    rundir.remove_stale(tmp_path)
+    assert os.listdir(tmp_path) == ["notes.txt"]
+
+
+def test_a_replacing_run_may_checkpoint_unless_that_would_drop_a_run_an_interrupt_is_to_bring_back(tmp_path):
+    # (train's Ctrl-C waits for the end of the step, to checkpoint it, only while may_checkpoint holds.)
+    empty = rundir.Replacing(tmp_path / "empty")
+    (tmp_path / "empty").mkdir()
+    empty.set_aside()
+    assert empty.aside is None and empty.may_checkpoint() and not empty.stopped()
+    out = tmp_path / "r"
+    _write_run(out)
+    replacing = rundir.Replacing(out)
+    assert replacing.may_checkpoint()  # (nothing set aside yet)
+    replacing.set_aside()
+    assert not replacing.may_checkpoint()
+    (out / "checkpoint.npz").write_bytes(b"new checkpoint")
+    replacing.commit()
+    assert replacing.may_checkpoint() and not (out / ".replaced").exists()
+    assert not replacing.stopped() and _contents(out) == {"checkpoint.npz": b"new checkpoint"}
+
+
+def test_an_interrupt_after_step_inside_another_leaves_the_outer_one_waiting():
+    with rundir.first_interrupt_only(), rundir.interrupt_after_step(lambda: True) as pending:
+        with rundir.interrupt_after_step(lambda: True) as inner:  # (the outer one's: a no-op)
+            assert inner() is None
+        os.kill(os.getpid(), signal.SIGINT)  # still waits for the outer step's end
+        assert type(pending()) is KeyboardInterrupt
+    assert rundir._waiting == rundir._first_only == []
 
 
 def _sigterm_is_handled() -> bool:
@@ -563,3 +696,45 @@ def test_a_run_directory_replaced_as_it_is_locked_is_locked_as_it_is_now(tmp_pat
         lock.take(out)
         monkeypatch.undo()
         assert len(calls) == 2 and held_elsewhere(out) and not held_elsewhere(tmp_path / "old")
+
+
+@needs_flock
+def test_a_run_lock_releases_every_directory_it_took_and_holds_none_without_locks(tmp_path, held_elsewhere,
+                                                                                  monkeypatch):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    with rundir.RunLock() as lock:
+        lock.take(a)
+        lock.take(b)
+        assert held_elsewhere(a) and held_elsewhere(b)
+    assert not held_elsewhere(a) and not held_elsewhere(b) and rundir._HELD == {}
+
+    def no_locks(fd, op):  # (a file system without flock: NFS mounted without locking, say)
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with rundir.RunLock() as lock:
+        lock.take(a)  # not held, and not refused
+        assert rundir._HELD == {}
+
+
+@needs_flock
+def test_two_processes_cannot_hold_one_run_directory(tmp_path):
+    # Each takes the lock exclusively: a second byol-ref process is refused while the first holds it.
+    import subprocess
+    import sys
+
+    out = tmp_path / "r"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from byol_ref import rundir; lock = rundir.RunLock(); "
+                               "lock.take(sys.argv[1]); print('held', flush=True); sys.stdin.read()", str(out)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              cwd=Path(rundir.__file__).parents[1])
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with rundir.RunLock() as lock, pytest.raises(rundir.RunDirectoryBusy):
+            lock.take(out)
+    finally:
+        holder.kill()
+        holder.wait(timeout=60)

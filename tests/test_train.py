@@ -1080,3 +1080,74 @@ def test_temporary_prefix_keeps_the_writer_in_a_name_of_exactly_255_bytes():
     name = "x" * (255 - len("XXXXXXXX.tmp") - len(full) + 1)  # the full prefix then fills 255 bytes exactly
     prefix = ckpt.temporary_prefix(name)
     assert prefix == f".{name}.{ckpt._host_tag()}-{os.getpid()}." and len(prefix) + len("XXXXXXXX.tmp") == 255
+
+
+def test_atomic_write_makes_a_missing_folder_and_syncs_what_was_written(tmp_path, monkeypatch):
+    """The destination's folder is made if missing (as documented), and the fsync before the
+    rename finds the bytes written in the file, not still in Python's buffer."""
+    path = tmp_path / "new" / "deeper" / "f.bin"
+    synced, real = [], os.fsync
+
+    def spy(fd):
+        synced.append(os.fstat(fd).st_size)
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    ckpt.atomic_write(path, lambda f: f.write(b"abc"))
+    assert synced == [3] and path.read_bytes() == b"abc"
+
+
+def test_atomic_writes_give_every_permission_the_umask_allows_and_leave_the_umask_as_it_was(tmp_path):
+    # With umask 002 open() gives 0o664 (group-writable): a base other than 0o666 would not; and
+    # reading the umask (by setting it) must set it straight back.
+    mask = os.umask(0o002)
+    try:
+        path = ckpt.atomic_write_text(tmp_path / "a.txt", "x")
+        assert path.stat().st_mode & 0o777 == 0o664
+        assert os.umask(0o002) == 0o002
+    finally:
+        os.umask(mask)
+
+
+def test_a_ctrl_c_just_after_the_rename_is_raised_and_the_file_is_whole(tmp_path, monkeypatch):
+    """An interrupt that lands once the temporary file is renamed (it is gone) is raised as it
+    is, not turned into a FileNotFoundError by the clean-up, and the file written stays."""
+    real = os.replace
+
+    def replace_then_interrupt(src, dst):
+        real(src, dst)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt.os, "replace", replace_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.atomic_write_text(tmp_path / "a.txt", "whole")
+    monkeypatch.undo()
+    assert (tmp_path / "a.txt").read_text() == "whole" and os.listdir(tmp_path) == ["a.txt"]
+
+
+def test_atomic_write_text_writes_utf8_and_a_temporary_of_a_very_long_name_is_hidden(tmp_path):
+    path = ckpt.atomic_write_text(tmp_path / "report.txt", "kNN accuracy \u2192 0.9 (\u00e9t\u00e9)\n")
+    assert path.read_bytes() == "kNN accuracy \u2192 0.9 (\u00e9t\u00e9)\n".encode("utf-8")
+    names = []
+    longest = "z" * 247 + ".npz"  # (too long for .NAME.XXXXXXXX.tmp: its temporary is named by a digest)
+    ckpt.atomic_write(tmp_path / longest, lambda f: names.extend(n for n in os.listdir(tmp_path) if n.endswith(".tmp")))
+    assert len(names) == 1 and names[0].startswith(".")  # a dot file, as every other temporary
+
+
+def test_checkpoint_save_refuses_a_group_a_name_or_an_array_load_could_not_read_and_writes_it_uncompressed(tmp_path):
+    """A group load does not know, a name that is no string, an object array (its .npy would need
+    pickle): each refused naming it, the file already there left as it was. What is written
+    is a plain uncompressed .npz."""
+    path = tmp_path / "c.npz"
+    path.write_bytes(b"the earlier checkpoint")
+    for arrays, err, says in (
+            ({"onlne": {"a": np.ones(2)}}, ValueError, r"checkpoint group must be one of \('online', 'target', "
+                                                        r"'online_buffers', 'target_buffers', 'opt', 'data'\), got 'onlne'"),
+            ({"online": {3: np.ones(2)}}, ValueError, r"arrays\['online'\] has the name 3; names are non-empty strings"),
+            ({"online": {"a": np.array([{"x": 1}], dtype=object)}}, ValueError, "pickle")):
+        with pytest.raises(err, match=says):
+            ckpt.save(path, arrays, {"step": 1})
+        assert path.read_bytes() == b"the earlier checkpoint" and os.listdir(tmp_path) == ["c.npz"]
+    ckpt.save(path, {"online": {"a": np.ones(2)}}, {"step": 1})
+    with zipfile.ZipFile(path) as z:
+        assert {i.compress_type for i in z.infolist()} == {zipfile.ZIP_STORED}
