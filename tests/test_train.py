@@ -531,6 +531,59 @@ def test_the_random_init_baseline_is_not_the_runs_own_initial_weights(data, monk
     assert rep["collapse"]["random_encoder_y"] == collapse_report(feats["random-init encoder"], y_test)
 
 
+def test_the_report_probes_each_feature_set_with_the_options_given(data, monkeypatch):
+    """evaluate_features: the four rows in order (raw inputs included), the probe options passed on and
+    recorded (the kNN temperature too), the encoder's collapse statistics of y, not z; a norm="affine"
+    baseline gets its data-dependent init, as the trained net did; no test labels is refused."""
+    from byol_ref import report
+    from byol_ref.evaluate import collapse_report
+    from byol_ref.model import build_from_config, data_dependent_init
+    from byol_ref.train import encode, init_sample
+
+    be = get_backend("numpy", "float64", 0)
+    for norm in ("batch", "affine"):
+        cfg = byol.Config(encoder_dim=12, norm=norm, **SMALL)
+        res = fit(data, cfg, _tcfg(epochs=1), progress=False)
+        asked, real = [], report.probe_report
+        monkeypatch.setattr(report, "probe_report", lambda *a, **k: asked.append(k) or real(*a, **k))
+        rep = report.evaluate_features(res.state.online, res.dataset, res.input_norm, be, seed=3,
+                                       labels_per_class=2, k=5, temperature=0.1, return_features=True)
+        monkeypatch.undo()
+        assert [r["name"] for r in rep["rows"]] == ["BYOL encoder (y)", "BYOL projector (z)", "random-init encoder",
+                                                    "raw inputs"]
+        assert asked == [dict(labels_per_class=2, k=5, seed=3, temperature=0.1)]
+        assert rep["probe"] == {"k": 5, "labels_per_class": 2, "temperature": 0.1}
+        feats, y_test = rep["features"], res.dataset.y_test
+        np.testing.assert_array_equal(feats["raw inputs"], res.dataset.x_test)
+        assert rep["collapse"]["encoder_y"] == collapse_report(feats["BYOL encoder (y)"], y_test)
+        assert feats["BYOL encoder (y)"].shape[1] == SMALL["hidden_size"]
+        if norm == "affine":  # the baseline's affine layers set from the data, as fit set the run's at step 0
+            fresh, _ = build_from_config(cfg, seed=3 + 1_000_003, dtype="float64", backend="numpy")
+            want = data_dependent_init(fresh, init_sample(res.dataset.x_train, res.input_norm, be))
+            np.testing.assert_allclose(feats["random-init encoder"],
+                                       encode(want, res.dataset.x_test, res.input_norm, be), rtol=1e-12)
+            assert not np.allclose(feats["random-init encoder"], encode(fresh, res.dataset.x_test, res.input_norm, be))
+    with pytest.raises(ValueError, match="evaluation needs labels for the train and test splits"):
+        report.evaluate_features(res.state.online, res.dataset._replace(y_test=res.dataset.y_test[:0]),
+                                 res.input_norm, be)
+
+
+def test_format_collapse_and_format_convergence_say_what_they_are_given():
+    from byol_ref.report import format_collapse, format_convergence
+
+    stats = {"projection_z": dict(normalized_std=0.1234, healthy_std=0.25, std_ratio=0.49, effective_rank=3.14,
+                                  max_rank=16),
+             "encoder_y": dict(normalized_std=0.2, healthy_std=0.177, std_ratio=1.13, effective_rank=20.0, max_rank=32)}
+    assert format_collapse(stats) == (
+        "  projection_z       std of l2-normalised rows 0.1234 (healthy 1/sqrt(d) = 0.2500, ratio 0.49); "
+        "effective rank 3.1 of 16\n"
+        "  encoder_y          std of l2-normalised rows 0.2000 (healthy 1/sqrt(d) = 0.1770, ratio 1.13); "
+        "effective rank 20.0 of 32")
+    assert format_convergence([{"name": "raw inputs"}]) == ""  # (rows from before the flag: converged)
+    assert format_convergence([{"name": "a", "converged": True}, {"name": "b", "converged": False}]).startswith(
+        "Note: a logistic-regression fit of the probes of b stopped at its iteration cap")
+
+
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 def test_divergence_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path, data):
