@@ -99,3 +99,36 @@ def test_backend_fixture_objective_matches_numpy(backend, options):
     for k in ref.online_buffers:
         np.testing.assert_allclose(backend.to_numpy(res.online_buffers[k]), ref.online_buffers[k], rtol=1e-12,
                                    atol=1e-14, err_msg=k)
+
+
+# --------------------------------------------------------------------------- found by a mutation audit (backend.py)
+
+
+def test_get_array_module_is_cupy_if_any_array_is():
+    """A host array first and a device array after it is still a device computation (the CPU stand-in
+    plays CuPy); with only host arrays, or none, the answer is NumPy."""
+    from cupy_standin import install
+
+    with install() as cp:
+        assert get_array_module(np.zeros(2), cp.zeros(2)) is cp
+        assert get_array_module(cp.zeros(2), np.zeros(2)) is cp
+        assert get_array_module(np.zeros(2), np.ones(2)) is np
+        assert get_array_module() is np
+
+
+def test_backend_seed_resets_the_generator_to_that_seed():
+    """Backend.seed(s) restarts the host PCG64 stream at s: the same draws as a fresh default_rng(s)."""
+    be = get_backend("numpy", seed=5)
+    be.rng.standard_normal(4)
+    be.seed(7)
+    np.testing.assert_array_equal(be.rng.standard_normal(3), np.random.default_rng(7).standard_normal(3))
+
+
+def test_check_dtype_refuses_what_numpy_cannot_read():
+    """A dtype spec NumPy does not understand is named, not read as the float64 default."""
+    from byol_ref.backend import check_dtype
+
+    for bad in ("bogus", "flo", object()):
+        with pytest.raises(ValueError, match="dtype must be one of"):
+            check_dtype(bad)
+    assert check_dtype(np.float32) == "float32" and check_dtype("f8") == "float64"

@@ -527,3 +527,76 @@ def test_reduction_kernel_source_compiles_with_nvrtc():
                       rk.name, 128, rk.reduce_type, rk.identity, rk.map_expr, rk.reduce_expr, rk.post_map_expr,
                       rk.preamble, ())
         _nvrtc_compile(cupy, compiler, src, f"sum_of_product_{dtype}")
+
+
+# --------------------------------------------------------------------------- CPU: the fusion switch
+
+
+def test_set_fused_takes_only_a_bool_and_fused_restores_the_previous_setting():
+    """set_fused refuses a truthy non-bool (a typo'd "false" would turn fusion on), and the context
+    manager puts back the setting it found, False included, also when its block raises: the parity tests
+    nest fused(False) inside runs with fusion off."""
+    with pytest.raises(ValueError, match="enabled must be True or False, got 'false'"):
+        kernels.set_fused("false")
+    with pytest.raises(ValueError, match="enabled must be True or False"):
+        kernels.set_fused(0)
+    before = kernels.set_fused(False)
+    try:
+        with kernels.fused(True):
+            assert kernels._FUSED is True
+        assert kernels._FUSED is False  # back to off, not on
+        with pytest.raises(RuntimeError):
+            with kernels.fused(True):
+                raise RuntimeError
+        assert kernels.set_fused(True) is False  # set_fused returns the previous setting
+        assert kernels.set_fused(True) is True
+    finally:
+        kernels.set_fused(before)
+
+
+def test_sum_of_product_values_and_axes():
+    """sum(a * b) over the last axis (per row) or the rows (per feature), kept as a dim; any other axis is
+    refused rather than reduced over the wrong one."""
+    a = np.arange(6.0).reshape(2, 3)
+    b = np.array([[1.0, -1.0, 2.0], [0.5, 3.0, -2.0]])
+    np.testing.assert_array_equal(kernels.sum_of_product(np, a, b, -1), [[0 - 1 + 4], [1.5 + 12 - 10]])
+    np.testing.assert_array_equal(kernels.sum_of_product(np, a, b, -2), [[0 + 1.5, -1 + 12, 4 - 10]])
+    for axis in (0, 1, -3):
+        with pytest.raises(ValueError, match=f"axis must be -1 or -2, got {axis}"):
+            kernels.sum_of_product(np, a, b, axis)
+
+
+@pytest.mark.parametrize("center", [True, False], ids=["mean", "centred"])
+def test_bn_apply_leaves_x_alone_unless_told_it_may_overwrite(center):
+    """overwrite_x=False (the default) promises the caller's x is untouched: batch norm passes it the
+    previous step's output, which ``record`` (the trace) may still hold. x_hat = (x - mean) * rstd and
+    out = gamma x_hat + beta, worked with plain ufuncs; with overwrite_x=True x may hold x_hat."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 4, 3))
+    mean = x.mean(axis=-2, keepdims=True) if center else None
+    rstd, gamma, beta = rng.uniform(0.5, 2, (2, 1, 3)), rng.uniform(0.5, 2, 3), rng.standard_normal(3)
+    x_hat_want = ((x - mean) if center else x) * rstd
+    saved = x.copy()
+    for need_cache in (True, False):
+        out, x_hat = kernels.bn_apply_ref(np, x, mean, rstd, gamma, beta, need_cache=need_cache)
+        np.testing.assert_array_equal(x, saved)
+        np.testing.assert_allclose(out, gamma * x_hat_want + beta, rtol=1e-14)
+        if need_cache:
+            np.testing.assert_allclose(x_hat, x_hat_want, rtol=1e-14)
+    out, x_hat = kernels.bn_apply_ref(np, x.copy(), mean, rstd, gamma, beta, overwrite_x=True)
+    np.testing.assert_allclose(x_hat, x_hat_want, rtol=1e-14)
+
+
+def test_device_bn_apply_leaves_x_alone_unless_told_it_may_overwrite(cp):
+    """The fused bn_apply keeps the same promise: with a cache and overwrite_x=False, x_hat goes to a new
+    array, not into x (the eval-mode and one-pass batch norm pass the previous step's output as x)."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 4, 3))
+    mean = x.mean(axis=-2, keepdims=True)
+    rstd, gamma, beta = rng.uniform(0.5, 2, (2, 1, 3)), rng.uniform(0.5, 2, 3), rng.standard_normal(3)
+    dx = cp.asarray(x)
+    with kernels.fused(True):
+        out, x_hat = kernels.bn_apply(cp, dx, cp.asarray(mean), cp.asarray(rstd), cp.asarray(gamma), cp.asarray(beta))
+    np.testing.assert_array_equal(dx.get(), x)
+    _close(x_hat, (x - mean) * rstd, "float64")
+    _close(out, gamma * (x - mean) * rstd + beta, "float64")

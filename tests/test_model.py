@@ -772,3 +772,151 @@ def test_edifice_with_batch_norm_gradients_match_finite_differences(seed):
     for direction in range(3):
         analytic, numerical, err = directional_check(loss_of, online.params, res.grads, h=1e-6, seed=direction)
         assert err < 1e-8, (analytic, numerical, err)
+
+
+# ----------------------------------------------------------------- found by a mutation audit (model.py)
+
+
+def test_encoder_bias_must_be_a_bool_or_none():
+    """encoder_bias decides which Linears get a bias: a truthy non-bool ("no", 0) would silently pick one."""
+    for bad in ("no", 0, 1):
+        with pytest.raises(TypeError, match=r"encoder_bias must be a bool or None \(as hidden_bias\), got"):
+            byol.Config(encoder_dim=3, encoder_bias=bad)
+
+
+def test_group_norm_groups_must_divide_the_predictor_width_too():
+    """The predictor exists only in the online network: its hidden width (3 here, every other width 4)
+    must be checked against norm_groups as well, or group_norm_forward fails at the first step."""
+    kw = dict(encoder_dim=3, norm="group", norm_groups=2, hidden_size=4, projector_hidden_dim=4, projection_dim=4)
+    with pytest.raises(ValueError, match="norm_groups=2 must divide every normalised width, but predictor.norm1 has 3"):
+        byol.Config(predictor_dim=3, **kw)
+    byol.Config(predictor_dim=3, use_predictor=False, **kw)  # no predictor: nothing to divide
+    byol.Config(predictor_dim=6, **kw)
+
+
+def test_group_norm_takes_the_layer_norm_eps():
+    """norm="group" normalises each sample's groups of consecutive features with ln_eps (the per-sample
+    eps), never bn_eps: (h - mean_g) / sqrt(var_g + ln_eps) over each half of the 6 features of h = x @ w + b
+    (gamma 1, beta 0 at build). The eps are set far apart so that either choice shows."""
+    online, target = byol.build(3, 4, 2, 6, seed=0, norm="group", norm_groups=2, ln_eps=0.5, bn_eps=1e-3)
+    rng = np.random.default_rng(3)
+    v1, v2 = rng.standard_normal((5, 3)), rng.standard_normal((5, 3))
+    seen = {}
+    byol.loss_and_grads(online, target, v1, v2, record=lambda k, a: seen.setdefault(k, np.array(a, copy=True)))
+    w, b = online.params["encoder.fc1.weight"], online.params["encoder.fc1.bias"]
+    h = np.stack([v1 @ w + b, v2 @ w + b]).reshape(2, 5, 2, 3)  # (view, row, group, feature)
+    want = (h - h.mean(axis=-1, keepdims=True)) / np.sqrt(h.var(axis=-1, keepdims=True) + 0.5)
+    np.testing.assert_allclose(seen["online.encoder.norm1.out"], want.reshape(2, 5, 6), rtol=1e-12, atol=1e-13)
+
+
+def test_build_target_from_online_copies_without_sharing_memory():
+    """The target copies the online encoder and projector: it must own its arrays, or the in-place EMA
+    (and any optimiser step in place on the online params) would write one network through the other."""
+    online, _ = byol.build(5, 6, 3, 7, seed=1)
+    target = byol.build_target(5, online=online)
+    for k, v in target.params.items():
+        np.testing.assert_array_equal(v, online.params[k])
+        assert not np.shares_memory(v, online.params[k]), k
+    saved = {k: v.copy() for k, v in online.params.items()}
+    byol.ema_update(online.params, target.params, 0.5, inplace=True)  # no-op on values (t == o), but writes t
+    target.params["encoder.fc1.weight"][...] = 7.0
+    for k, v in online.params.items():
+        np.testing.assert_array_equal(v, saved[k], err_msg=k)
+
+
+def test_build_target_from_online_puts_buffers_in_onlines_dtype_and_module(backend):
+    """Without a backend argument build_target(online=...) makes the target's running statistics where
+    and in what the online network lives (its array module, its params' dtype, integer counts), whatever
+    the backend passed says: a float64 backend for a float32 online network still gives float32 buffers,
+    and a device online network (the CuPy stand-in) device buffers, so that the pair can take a step."""
+    online, target_ref = byol.build(4, 3, 2, 5, seed=0, backend=backend)
+    target = byol.build_target(4, online=online)
+    param_type = type(online.params["encoder.fc1.weight"])
+    for key, value in target.buffers.items():
+        assert type(value) is param_type, key
+        assert value.dtype == ("int64" if key.endswith(".count") else "float64"), key
+    v = backend.asarray(np.random.default_rng(0).standard_normal((3, 4)))
+    byol.loss_and_grads(online, target, v, v + 1)  # host and device never mix
+    online32, _ = byol.build(4, 3, 2, 5, seed=0, dtype="float32")
+    from byol_ref.backend import get_backend
+    t32 = byol.build_target(4, online=online32, backend=get_backend("numpy", "float64"))
+    for key, value in t32.buffers.items():
+        assert value.dtype == ("int64" if key.endswith(".count") else "float32"), key
+
+
+def test_output_size_checks_and_normalises_projection_dim():
+    """output_size is the width of the output, an int >= 1: a bad projection_dim is refused as build
+    refuses it, and a NumPy integer comes back as a Python int (as Config stores it)."""
+    with pytest.raises(ValueError, match="projection_dim must be an int >= 1, got 0"):
+        byol.output_size(0)
+    for bad in (2.5, "8", True):
+        with pytest.raises(TypeError, match="projection_dim must be an int"):
+            byol.output_size(bad)
+    assert type(byol.output_size(np.int64(3))) is int
+
+
+def test_params_of_mixed_dtypes_are_refused():
+    """One float32 tensor among float64 params is named as a mix, not computed with in whichever dtype
+    the check happened to pick."""
+    online, target = byol.build(4, 3, 2, 5, seed=0)
+    mixed = online._replace(params={**online.params,
+                                    "encoder.fc1.weight": online.params["encoder.fc1.weight"].astype("float32")})
+    v = np.random.default_rng(0).standard_normal((3, 4))
+    with pytest.raises(TypeError, match=r"online.params mix dtypes \['float32', 'float64'\]"):
+        byol.loss_and_grads(mixed, target, v, v)
+    with pytest.raises(TypeError, match=r"network.params mix dtypes"):
+        byol.forward(mixed, v)
+
+
+def test_params_the_config_does_not_have_are_refused():
+    """A parameter the config gives no layer (a stray name, a checkpoint of another architecture) is
+    named, as a missing one is: it would otherwise be carried along, never used and never trained."""
+    online, target = byol.build(4, 3, 2, 5, seed=0)
+    stray = online._replace(params={**online.params, "encoder.fc3.weight": np.zeros((5, 5))})
+    v = np.random.default_rng(0).standard_normal((3, 4))
+    with pytest.raises(ValueError, match=r"online.params do not match the config: missing \[\], unexpected "
+                                         r"\['encoder.fc3.weight'\]"):
+        byol.loss_and_grads(stray, target, v, v)
+    with pytest.raises(ValueError, match=r"network.params do not match the config"):
+        byol.forward(stray, v)
+
+
+@pytest.mark.parametrize("options", [{}, dict(layout="edifice"), dict(target_init="independent")])
+def test_build_online_and_build_target_are_the_halves_of_build(options):
+    """build_online is build's online network (the same draw: params first), running statistics for
+    every batch-norm layer including the predictor's; build_target alone draws a target's parameters
+    (encoder and projector, no predictor) and its buffers. Both can take a training step."""
+    online, target = byol.build(4, 3, 2, 5, seed=3, **options)
+    alone = byol.build_online(4, 3, 2, 5, seed=3, **options)
+    assert list(alone.params) == list(online.params) and alone.role == "online"
+    for k, v in online.params.items():
+        np.testing.assert_array_equal(alone.params[k], v, err_msg=k)
+    assert sorted(alone.buffers) == sorted(online.buffers)
+    t = byol.build_target(4, 3, 2, 5, seed=3, **options)
+    assert list(t.params) == list(target.params) and t.role == "target"
+    assert sorted(t.buffers) == sorted(target.buffers)
+    v = np.random.default_rng(0).standard_normal((2, 3, 4))
+    byol.loss_and_grads(alone, t, v[0], v[1])
+    byol.forward(alone, v[0], train=True)
+
+
+def test_weight_std_standardises_every_linear_but_the_heads_last_with_the_configs_eps():
+    """weight_std: each Linear except projector.fc2 and predictor.fc2 computes x @ w_hat (+ b) with
+    w_hat = (w - mean_in(w)) / sqrt(var_in(w) + ws_eps) (biased, per output unit), ws_eps the config's
+    (0.5 here, far from the 1e-5 default); the two head outputs use the raw weight. Each layer's input
+    is the recorded output of the step before it, so every Linear is checked on its own."""
+    online, target = byol.build(3, 4, 3, 6, seed=0, norm="layer", weight_std=True, ws_eps=0.5, head_bias=True)
+    rng = np.random.default_rng(4)
+    v1, v2 = rng.standard_normal((5, 3)), rng.standard_normal((5, 3))
+    seen = {}
+    byol.loss_and_grads(online, target, v1, v2, record=lambda k, a: seen.setdefault(k, np.array(a, copy=True)))
+    inputs = {"encoder.fc1": np.stack([v1, v2]), "encoder.fc2": seen["online.encoder.relu1.out"],
+              "projector.fc1": seen["online.encoder.relu2.out"], "projector.fc2": seen["online.projector.relu1.out"],
+              "predictor.fc1": seen["online.projector.fc2.out"], "predictor.fc2": seen["online.predictor.relu1.out"]}
+    p = online.params
+    for name, x in inputs.items():
+        w = p[f"{name}.weight"]
+        if not name.endswith("fc2") or name.startswith("encoder"):
+            w = (w - w.mean(axis=0)) / np.sqrt(w.var(axis=0) + 0.5)
+        np.testing.assert_allclose(seen[f"online.{name}.out"], x @ w + p[f"{name}.bias"], rtol=1e-12, atol=1e-13,
+                                   err_msg=name)

@@ -231,3 +231,24 @@ def test_preset_from_dict_round_trips_and_reads_older_dicts_as_exact():
     assert get_preset("deepmind").ema_form == "increment"  # (what the official code computes)
     with pytest.raises(ValueError, match="unknown preset field"):
         Preset.from_dict({**old, "bogus": 1})
+
+
+# ------------------------------------------------------------------ found by a mutation audit (presets.py)
+
+
+def test_config_extra_fields_override_the_preset():
+    """Preset.config's extra keyword arguments win over the preset's own fields, as documented: a
+    convention asked for explicitly must not be silently replaced by the preset's."""
+    p = get_preset("deepmind")
+    cfg = p.config(encoder_dim=4, norm_eps=1e-6, views="concat", loss_form="2-2cos")
+    assert (cfg.norm_eps, cfg.views, cfg.loss_form) == (1e-6, "concat", "2-2cos")
+    assert (p.norm_eps, p.views, p.loss_form) == (1e-12, "separate", "mse")  # the preset itself unchanged
+
+
+def test_preset_name_and_final_lr_ratio_are_checked_by_the_preset():
+    """An empty name (a preset no table or run directory could name) and a negative final_lr_ratio are
+    refused when the preset is made, naming the preset's own field."""
+    with pytest.raises(TypeError, match="Preset.name must be a non-empty str, got ''"):
+        Preset(name="")
+    with pytest.raises(ValueError, match="final_lr_ratio"):
+        get_preset("lightly", final_lr_ratio=-0.5)
