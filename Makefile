@@ -29,12 +29,16 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv --clear $(VENV) || { rm -rf $(VENV); exit 1; }
 	$(PY) -m pip install -q --upgrade pip || echo "byol-ref: could not upgrade pip; going on with the venv's own"
 
+# (setuptools warns of every editable install, in a box of asterisks, that a folder named like the
+# package in the working directory may be imported instead: here that folder is the package itself.)
+EDITABLE := PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q -e
+
 $(VENV)/.stamp-test: pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install -q -e '.[test]' || $(PYTHON) scripts/use_installed.py $(VENV) test
+	$(EDITABLE) '.[test]' || $(PYTHON) scripts/use_installed.py $(VENV) test
 	touch $@
 
 $(VENV)/.stamp-run: pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install -q -e '.[plot]' || $(PYTHON) scripts/use_installed.py $(VENV) plot
+	$(EDITABLE) '.[plot]' || $(PYTHON) scripts/use_installed.py $(VENV) plot
 	touch $@
 
 ## Main job: train BYOL on the embedded digits on CPU and report what it learned.
