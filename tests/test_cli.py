@@ -2238,3 +2238,496 @@ def test_errors_the_fourth_audit_found_unchecked(tmp_path, capsys):
     assert main(["convert", str(tmp_path / "sd.npz"), str(tmp_path / "ax.npz"), "--from", "torch", "--to", "axon",
                  "--mapping", "lightly"]) == 2
     assert "convert goes between byol-ref's layout and another one, got torch -> axon" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- mutation audit (fifth)
+# Changes to cli.py that no test noticed, and the tests that notice them.
+
+
+def test_set_reads_0_as_false_and_strips_the_key():
+    """--set's documented spellings of a switch include 0 (only 1 of the pair was tested), and a key
+    keeps no stray spaces around it (" bn_eps =..." sets bn_eps, not an unknown field)."""
+    from dataclasses import fields
+
+    from byol_ref.cli import _route_pairs
+    from byol_ref.model import Config
+
+    model = {}
+    _route_pairs(["weight_std=0", " bn_eps =1e-3"], [("model", {f.name: f for f in fields(Config)}, model)])
+    assert model == dict(weight_std=False, bn_eps=1e-3)
+
+
+def test_a_resume_stopped_before_its_first_checkpoint_is_resumed_at_its_new_length(tmp_path, capsys, monkeypatch):
+    """A longer --resume records its new --epochs in config.json before it trains; stopped before its
+    first checkpoint, the checkpoint still holds the old length. The record and the checkpoint then
+    differ in epochs alone, which --epochs may change: the next resume continues to the new length
+    (were epochs compared with the rest, the run could never be continued)."""
+    from byol_ref import cli
+    from byol_ref.cli import main
+
+    out = tmp_path / "r"
+    assert main(["train", *SMALL_RUN, "--no-eval", "--out", str(out)]) == 0
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(cli, "fit", stopped)
+        assert main(["train", "--resume", "--out", str(out), "--epochs", "2", "--no-eval", "--no-progress"]) == 130
+    assert json.loads((out / "config.json").read_text())["train_config"]["epochs"] == 2
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(out), "--no-eval", "--no-progress", "--no-plots"]) == 0
+    assert "trained 6 steps (step 12 of the run)" in capsys.readouterr().out
+
+
+def test_warnings_from_outside_byol_ref_are_shown_as_python_shows_them(monkeypatch, capsys):
+    """Only byol-ref's own warnings read "byol-ref: warning: ..."; another package's (NumPy's, here
+    one raised from this file) keep their category, file and line, through whatever shows warnings."""
+    import warnings
+
+    from byol_ref import cli
+
+    def command(args):
+        warnings.warn("a warning of another package", UserWarning)
+        return 0
+
+    monkeypatch.setattr(cli, "_command", command)
+    with pytest.warns(UserWarning, match="a warning of another package"):
+        assert cli.main(["diff", "a.npz", "b.npz"]) == 0
+    assert "byol-ref: warning" not in capsys.readouterr().err
+
+
+def test_too_few_labels_name_the_first_five_classes_and_the_lowest_count_that_works():
+    """The message lists up to five short classes (one test saw a single one), and a fewest count of
+    2 is still a --labels-per-class to offer (2 is the least the probe takes); a class holding exactly
+    --labels-per-class examples is enough."""
+    import argparse
+
+    from byol_ref.cli import _probe_opts
+
+    args = argparse.Namespace(command="train", knn_k=1, labels_per_class=10, knn_temperature=None)
+    y = np.array([0] * 20 + [1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6])
+    with pytest.raises(ValueError, match=r"class\(es\) \[1, 2, 3, 4, 5\] of the training split have fewer examples "
+                                         r"\(the fewest: 2\); lower --labels-per-class to 2$"):
+        _probe_opts(args, len(y), y)
+    args.labels_per_class = 2  # as many as the fewest class holds: enough
+    assert _probe_opts(args, len(y), y)["labels_per_class"] == 2
+
+
+def test_byol_refs_warning_goes_to_the_file_it_is_shown_on():
+    """_show_warning stands in for warnings.showwarning, whose ``file`` argument says where to print
+    (logging's capture and tools that call it directly pass one): stderr is only the default."""
+    import io
+
+    from byol_ref import cli
+
+    buf = io.StringIO()
+    cli._show_warning(None, "features read as images", UserWarning, str(Path(cli.__file__).parent / "data.py"), 1,
+                      file=buf)
+    assert buf.getvalue() == "byol-ref: warning: features read as images\n"
+
+
+
+def test_trace_dims_defaults_are_the_documented_ones(tmp_path, capsys):
+    """trace --dims without --seed, --start-step, --dtype and --batch traces what their documented
+    defaults (0, 0, float64, 4) trace: a trace to compare with another implementation's is made
+    from these numbers, so a default that moved would compare other steps than the ones asked for.
+    Another --seed draws other params and views."""
+    from byol_ref.cli import main
+
+    dims = ["trace", "--dims", "5,6,4,3", "--steps", "1"]
+    assert main([*dims, "--out", str(tmp_path / "default.npz")]) == 0
+    assert main([*dims, "--seed", "0", "--start-step", "0", "--dtype", "float64", "--batch", "4",
+                 "--out", str(tmp_path / "given.npz")]) == 0
+    with np.load(tmp_path / "default.npz") as a, np.load(tmp_path / "given.npz") as b:
+        assert sorted(a.files) == sorted(b.files)
+        for name in a.files:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert main([*dims, "--seed", "1", "--out", str(tmp_path / "seed1.npz")]) == 0
+    with np.load(tmp_path / "default.npz") as a, np.load(tmp_path / "seed1.npz") as b:
+        assert not np.array_equal(a["init.online.param.encoder.fc1.weight"], b["init.online.param.encoder.fc1.weight"])
+
+
+def test_a_resume_without_augment_keeps_the_runs_own_augmentations(tmp_path, capsys):
+    """A run trained with --augment affine is continued with its own views when --augment is not
+    given again (the checkpoint holds them), and config.json keeps recording them, not the default
+    recipe's (crop) that a plain `train` would take."""
+    from byol_ref.cli import main
+
+    out = tmp_path / "r"
+    digits = ["--data", "digits", "--epochs", "1", "--batch-size", "256", "--hidden-size", "8", "--projection-dim",
+              "4", "--predictor-dim", "4", "--no-progress", "--no-plots", "--no-eval"]
+    assert main(["train", *digits, "--augment", "affine", "--out", str(out)]) == 0
+    views = json.loads((out / "config.json").read_text())["views"]
+    assert "rotation=10.0" in views[0]  # (affine's; crop has none)
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "2", "--no-eval", "--no-progress",
+                 "--no-plots"]) == 0
+    assert "trained 5 steps (step 10 of the run)" in capsys.readouterr().out
+    assert json.loads((out / "config.json").read_text())["views"] == views
+
+
+def test_diff_rtol_and_atol_each_do_their_own_part(tmp_path, capsys):
+    """--rtol scales with the values and --atol does not: 1000 against 1000.5 agrees under --rtol 1e-3
+    alone and not under --atol 1e-3 alone (were the two swapped on their way to diff_traces, both
+    answers would turn round); 0 against 1e-4 is the other way about."""
+    from byol_ref.cli import main
+    from byol_ref.trace import Trace, save_trace
+
+    for (x, y), agree in (((1000.0, 1000.5), ("rtol",)), ((0.0, 1e-4), ("atol",))):
+        a = save_trace(tmp_path / "a.npz", Trace({"t": np.array([x])}, {}))
+        b = save_trace(tmp_path / "b.npz", Trace({"t": np.array([y])}, {}))
+        for tol in ("rtol", "atol"):
+            other = "atol" if tol == "rtol" else "rtol"
+            status = main(["diff", str(a), str(b), f"--{tol}", "1e-3", f"--{other}", "0"])
+            assert status == (0 if tol in agree else 1), (x, y, tol)
+    capsys.readouterr()
+
+
+def test_eval_probes_by_default_as_train_reports():
+    """eval's probe options default to train's (kNN k 20, majority vote, 10 labels per class), so
+    that `eval RUN` reproduces the report train wrote; only train's defaults were tested."""
+    from byol_ref.cli import build_parser
+
+    p = build_parser()
+    probe = ("knn_k", "knn_temperature", "labels_per_class")
+    train, ev = p.parse_args(["train"]), p.parse_args(["eval", "run"])
+    assert [getattr(ev, k) for k in probe] == [getattr(train, k) for k in probe] == [20, None, 10]
+
+
+def test_a_folder_holding_only_a_set_aside_run_is_a_run_directory_to_train(tmp_path, capsys):
+    """An --overwrite killed right after it set the old run aside leaves only --out/.replaced; a plain
+    train there is refused as in a run directory (resume or overwrite it), not told the folder "holds
+    no byol-ref run" and that --overwrite would train beside the files it holds; an eval of its
+    checkpoint file by name is told where the run went, as one of the folder is."""
+    from byol_ref.cli import main
+
+    out = tmp_path / "r"
+    assert main(["train", *SMALL_RUN, "--out", str(out), "--no-eval"]) == 0
+    aside = out / ".replaced"
+    aside.mkdir()
+    names = [f.name for f in out.iterdir() if f.is_file()]
+    (aside / ".files").write_text("".join(f"{name}\n" for name in names))
+    for name in names:
+        (out / name).rename(aside / name)
+    capsys.readouterr()
+    assert main(["train", *SMALL_RUN, "--out", str(out), "--no-eval"]) == 2
+    err = capsys.readouterr().err
+    assert f"run directory {out} exists and is not empty; pass --resume to continue it" in err
+    assert "holds no byol-ref run" not in err
+    # eval of the checkpoint file by name (not the folder) says where the run is too
+    assert main(["eval", str(out / "checkpoint.npz")]) == 2
+    assert f"The run it was replacing is in {aside}" in capsys.readouterr().err
+
+
+def test_a_fresh_run_that_fails_after_its_checkpoint_keeps_its_record(tmp_path, capsys, monkeypatch):
+    """A new run refused before its first step leaves no half-made run directory; one that fails once
+    its checkpoint is written (out of memory, say) keeps the config.json and metrics.jsonl beside it,
+    without which the checkpoint can be neither resumed nor evaluated on its data. (Its report's gains
+    line puts its points in scale with one sample of the test split the probes are scored on: synthetic
+    has 104 test samples, 0.96 points each, not with one of the 408 training samples; and an eval
+    that writes its report elsewhere names the run, not that folder, as what embed reads.)"""
+    from byol_ref import cli
+    from byol_ref.cli import main
+
+    real = cli.fit
+
+    def fails_after_the_checkpoint(*args, **kwargs):
+        real(*args, **kwargs)
+        raise MemoryError("Unable to allocate 1. GiB")
+
+    monkeypatch.setattr(cli, "fit", fails_after_the_checkpoint)
+    out = tmp_path / "r"
+    assert main(["train", *SMALL_RUN, "--no-eval", "--out", str(out)]) == 1
+    assert "out of memory" in capsys.readouterr().err
+    assert all((out / name).is_file() for name in ("checkpoint.npz", "config.json", "metrics.jsonl"))
+    monkeypatch.setattr(cli, "fit", real)
+    from byol_ref import plots
+    monkeypatch.setattr(plots, "plot_run", lambda *args, **kwargs: [])  # (no plots: they are not what is checked)
+    assert main(["eval", str(out), "--knn-k", "5", "--out", str(tmp_path / "e")]) == 0
+    text = capsys.readouterr().out
+    assert "points (one test sample is 0.96 points)" in text
+    assert f"Features for your own probes: {cli._prog()} embed {out} --out {tmp_path / 'e' / 'features.npz'}" in text
+
+
+def test_set_wins_over_the_flags_defaults_under_a_preset(tmp_path, capsys):
+    """With --preset, --set of a field that is no preset convention (a width, log_every) is what the
+    run gets: the flags' defaults (hidden size 256, log_every 10), which also reach the preset's
+    configs, must not override it; and a flag that is no convention either (--seed) reaches the run."""
+    from byol_ref.cli import main
+
+    out = tmp_path / "r"
+    assert main(["train", "--data", "synthetic", "--epochs", "1", "--batch-size", "64", "--preset", "deepmind",
+                 "--set", "hidden_size=8", "--set", "projection_dim=4", "--set", "predictor_dim=4", "--set",
+                 "log_every=3", "--seed", "3", "--no-eval", "--no-plots", "--no-progress", "--out", str(out)]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["model_config"]["hidden_size"], saved["model_config"]["projection_dim"],
+            saved["train_config"]["log_every"], saved["train_config"]["seed"]) == (8, 4, 3, 3)
+
+
+def test_eval_never_writes_over_a_report_written_while_it_loaded(tmp_path, capsys, monkeypatch):
+    """eval --out refuses a report already there before it loads the run, and again once it holds the
+    folder: one written meanwhile (another eval that finished first) is refused, not replaced."""
+    from byol_ref import cli
+    from byol_ref.cli import main
+
+    run_dir, dest = tmp_path / "r", tmp_path / "e"
+    assert main(["train", *SMALL_RUN, "--no-eval", "--out", str(run_dir)]) == 0
+    real = cli._load_run
+
+    def another_eval_finishes_meanwhile(args):
+        loaded = real(args)
+        dest.mkdir()
+        (dest / "report.json").write_text("{}")
+        return loaded
+
+    monkeypatch.setattr(cli, "_load_run", another_eval_finishes_meanwhile)
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--knn-k", "5", "--out", str(dest)]) == 2
+    assert f"--out {dest} already holds report.json; pass --overwrite" in capsys.readouterr().err
+    assert (dest / "report.json").read_text() == "{}" and sorted(p.name for p in dest.iterdir()) == ["report.json"]
+
+
+def test_convert_of_a_group_norm_network_with_a_simplicial_embedding_keeps_its_simplex_width(tmp_path, capsys):
+    """convert builds the structure a mapping follows without the network's sizes, but keeps
+    sem_simplex_dim: norm_groups must divide the simplicial embedding's width L x V (here 1 x 16 over
+    16 groups), which the default V (8) would not."""
+    from byol_ref.cli import main
+    from byol_ref.trace import load_trace
+
+    sets = ["--set", "norm=group", "--set", "norm_groups=16", "--set", "sem_simplices=1", "--set", "sem_simplex_dim=16"]
+    assert main(["trace", "--dims", "16,16,16,16", "--steps", "1", *sets, "--out", str(tmp_path / "t.npz")]) == 0
+    arrays = {k[len("init."):]: v for k, v in load_trace(tmp_path / "t.npz").arrays.items()
+              if k.startswith("init.") and ".opt." not in k}
+    np.savez(tmp_path / "nets.npz", **arrays)
+    capsys.readouterr()
+    assert main(["convert", str(tmp_path / "nets.npz"), str(tmp_path / "torch.npz"), "--from", "byol-ref", "--to",
+                 "torch", "--mapping", "byol-pytorch", "--preset", "byol-pytorch", *sets]) == 0, capsys.readouterr().err
+
+
+def test_outputs_through_a_file_are_named_before_any_work(tmp_path, capsys):
+    """A trace, convert or embed output whose folder is a file is named as such up front (the OS
+    said only "[Errno 20] Not a directory", once the work was done)."""
+    from byol_ref.cli import main
+
+    (tmp_path / "f").write_text("")
+    assert main(["trace", "--dims", "5,6,4,3", "--out", str(tmp_path / "f" / "t.npz")]) == 2
+    assert f"--out {tmp_path / 'f' / 't.npz'}: {tmp_path / 'f'} is a file, not a folder" in capsys.readouterr().err
+    np.savez(tmp_path / "w.npz", w=np.ones(2))
+    assert main(["convert", str(tmp_path / "w.npz"), str(tmp_path / "f" / "c.npz"), "--from", "byol-ref", "--to",
+                 "byol-ref"]) == 2
+    assert f"dst {tmp_path / 'f' / 'c.npz'}: {tmp_path / 'f'} is a file, not a folder" in capsys.readouterr().err
+
+
+def test_embed_never_writes_over_the_data_given_with_data(tmp_path, capsys):
+    """embed --data FILE reads FILE, not the data the run records: an --out naming FILE is refused
+    (the check looked at the run's own data files instead, and FILE was written over)."""
+    from byol_ref.cli import main
+
+    run_dir = tmp_path / "r"
+    assert main(["train", *SMALL_RUN, "--no-eval", "--out", str(run_dir)]) == 0
+    data = tmp_path / "d.npz"
+    np.savez(data, x=np.random.default_rng(0).random((40, 32)))
+    before = data.read_bytes()
+    capsys.readouterr()
+    assert main(["embed", str(run_dir), "--data", str(data), "--out", str(data), "--overwrite"]) == 2
+    assert f"--out {data} is the file this command reads ({data}); write to another file" in capsys.readouterr().err
+    assert data.read_bytes() == before
+
+
+def test_trace_dims_takes_the_projector_hidden_width_and_the_batch(tmp_path, capsys):
+    """--dims D,H,P,Q,PH sets the projector's hidden width and --batch the views' rows (neither was
+    checked: both could be dropped for their defaults, P and 4)."""
+    from byol_ref.cli import main
+    from byol_ref.trace import load_trace
+
+    assert main(["trace", "--dims", "5,6,4,3,7", "--batch", "3", "--steps", "1", "--out", str(tmp_path / "t.npz")]) == 0
+    assert "batch 3" in capsys.readouterr().out
+    a = load_trace(tmp_path / "t.npz").arrays
+    assert a["init.online.param.projector.fc1.weight"].shape == (6, 7)
+    assert a["step0.input.view1"].shape == (3, 5)
+
+
+def test_embed_of_a_float32_run_computes_in_float32(tmp_path, capsys):
+    """eval and embed run the network in the run's own dtype (--dtype float32 trains in float32): its
+    features are float32, as train's report computed them, not float64."""
+    from byol_ref.cli import main
+
+    run_dir = tmp_path / "r"
+    assert main(["train", *SMALL_RUN, "--no-eval", "--dtype", "float32", "--out", str(run_dir)]) == 0
+    assert main(["embed", str(run_dir), "--out", str(tmp_path / "f.npz")]) == 0
+    with np.load(tmp_path / "f.npz") as f:
+        assert f["encoder_train"].dtype == np.float32 and f["projector_test"].dtype == np.float32
+
+
+def test_trace_schedule_options_reach_the_traced_steps(tmp_path, capsys):
+    """--total-steps K, --warmup-steps W and --start-step k set the step's lr and tau: at k = 2 of
+    K = 10 with W = 4, deepmind's lr is 0.2 x 4/256 x 2/4 and tau 1 - 0.004 (cos(pi k/K) + 1)/2
+    (only start_step was checked, through the trace's meta). The loss it prints has 10 digits."""
+    import math
+
+    from byol_ref.cli import main
+    from byol_ref.trace import load_trace
+
+    assert main(["trace", "--dims", "5,6,4,3", "--steps", "1", "--total-steps", "10", "--warmup-steps", "4",
+                 "--start-step", "2", "--out", str(tmp_path / "t.npz")]) == 0
+    tr = load_trace(tmp_path / "t.npz")
+    assert (tr.meta["total_steps"], tr.meta["warmup_steps"], tr.meta["start_step"]) == (10, 4, 2)
+    said = float(capsys.readouterr().out.rsplit("(loss per step: ", 1)[1].rstrip(")\n"))
+    assert said == pytest.approx(float(tr.arrays["step0.loss.total"]), rel=1e-9)  # (10 digits: a diff's scale)
+    assert float(tr.arrays["step0.lr"]) == pytest.approx(0.2 * 4 / 256 * 2 / 4, rel=1e-6)  # (float32 rounding)
+    assert float(tr.arrays["step0.tau"]) == pytest.approx(1 - 0.004 * (math.cos(math.pi * 2 / 10) + 1) / 2, rel=1e-12)
+
+
+def test_a_runtime_error_is_one_line_and_a_usage_status(monkeypatch, capsys):
+    """A RuntimeError from a command (CuPy missing for --device cuda, say) is said in one line with
+    status 2, as the other errors a command raises, never a traceback."""
+    from byol_ref import cli
+
+    def command(args):
+        raise RuntimeError("--device cuda needs CuPy")
+
+    monkeypatch.setattr(cli, "_command", command)
+    assert cli.main(["diff", "a.npz", "b.npz"]) == 2
+    assert capsys.readouterr().err == "byol-ref diff: error: --device cuda needs CuPy\n"
+
+
+def test_only_an_npz_with_meta_is_taken_for_a_checkpoint(tmp_path, capsys):
+    """A training checkpoint is an .npz of meta and <group>/<name> arrays; without meta it is a plain
+    file: an empty .npz is said to hold no arrays (not "a byol-ref run or checkpoint"), and arrays
+    named like a checkpoint's are diffed as any others."""
+    from byol_ref.cli import main
+
+    np.savez(tmp_path / "empty.npz")
+    assert main(["convert", str(tmp_path / "empty.npz"), str(tmp_path / "o.npz"), "--from", "torch", "--to",
+                 "byol-ref", "--mapping", "lightly"]) == 2
+    err = capsys.readouterr().err
+    assert "holds no arrays" in err and "checkpoint" not in err
+    np.savez(tmp_path / "g.npz", **{"online/param.encoder.fc1.weight": np.ones((2, 2))})
+    assert main(["diff", str(tmp_path / "g.npz"), str(tmp_path / "g.npz")]) == 0
+    assert "result: agree" in capsys.readouterr().out
+
+
+def test_convert_of_a_run_without_predictor_says_so_for_the_package_that_has_one(tmp_path, capsys):
+    """A --no-predictor run written under byol-pytorch's names lacks the predictor byol-pytorch builds:
+    the note names use_predictor beside head_bias, and its read-back flags include it."""
+    from byol_ref.cli import main
+
+    run_dir = tmp_path / "r"
+    assert main(["train", *SMALL_RUN, "--no-eval", "--no-predictor", "--out", str(run_dir)]) == 0
+    capsys.readouterr()
+    assert main(["convert", str(run_dir), str(tmp_path / "sd.npz"), "--from", "byol-ref", "--to", "torch",
+                 "--mapping", "byol-pytorch"]) == 0
+    err = capsys.readouterr().err
+    assert ("the network written has head_bias=False, use_predictor=False, where byol-pytorch's own has "
+            "head_bias=True, use_predictor=True") in err
+    assert err.endswith("--preset byol-pytorch --set head_bias=false --set use_predictor=false\n")
+
+
+def test_eval_refuses_a_report_already_there_before_it_loads_the_run(tmp_path, capsys, monkeypatch):
+    """eval --out with a report there (and no --overwrite) is refused before the run is loaded and
+    probed (minutes on a large run), not only once it holds the folder; so are probe options out of
+    range and an --out that is a file (which the OS refused only after the probes)."""
+    from byol_ref import cli
+    from byol_ref.cli import main
+
+    def not_to_be_loaded(args):
+        raise AssertionError("the run was loaded")
+
+    monkeypatch.setattr(cli, "_load_run", not_to_be_loaded)
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "report.txt").write_text("")
+    assert main(["eval", str(tmp_path / "run"), "--out", str(tmp_path / "e")]) == 2
+    assert f"--out {tmp_path / 'e'} already holds report.txt; pass --overwrite" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "run"), "--knn-k", "0"]) == 2
+    assert "--knn-k must be >= 1" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "run"), "--out", str(tmp_path / "e" / "report.txt")]) == 2
+    assert f"{tmp_path / 'e' / 'report.txt'} is a file, not a folder" in capsys.readouterr().err
+
+
+def test_diff_switches_each_reach_the_comparison(tmp_path, capsys):
+    """--only-common, --subset and --ignore-dtype each turn a failing diff into an agreeing one (only
+    --transpose-weights and the exit status of a plain diff were checked)."""
+    from byol_ref.cli import main
+    from byol_ref.trace import Trace, save_trace
+
+    a = save_trace(tmp_path / "a.npz", Trace({"t": np.ones(2), "only_a": np.ones(1)}, {}))
+    b = save_trace(tmp_path / "b.npz", Trace({"t": np.ones(2), "only_b": np.ones(1)}, {}))
+    assert main(["diff", str(a), str(b)]) == 1
+    assert main(["diff", str(a), str(b), "--only-common"]) == 0
+    sub = save_trace(tmp_path / "sub.npz", Trace({"t": np.ones(2)}, {}))
+    assert main(["diff", str(sub), str(b)]) == 1
+    assert main(["diff", str(sub), str(b), "--subset"]) == 0  # only_b is B's alone
+    assert main(["diff", str(a), str(b), "--subset"]) == 1  # only_a is A's alone: still a failure
+    f32 = save_trace(tmp_path / "f32.npz", Trace({"t": np.ones(2, dtype=np.float32)}, {}))
+    assert main(["diff", str(sub), str(f32)]) == 1
+    assert main(["diff", str(sub), str(f32), "--ignore-dtype"]) == 0
+    capsys.readouterr()
+
+
+def test_trace_never_writes_over_its_mapping_file(tmp_path, capsys):
+    """trace --layout torch --mapping FILE.json reads FILE.json as it reads --inputs: an --out naming
+    it is refused even with --overwrite (only convert's dst was checked against its mapping). (convert
+    under a mapping file, no package's names, has no package structure to note beside the file.)"""
+    from byol_ref.cli import main
+    from byol_ref.trace import load_trace
+
+    assert main(["trace", "--dims", "5,6,4,3", "--steps", "1", "--out", str(tmp_path / "t.npz")]) == 0
+    a = load_trace(tmp_path / "t.npz").arrays
+    nets = {k[len("init."):]: v for k, v in a.items() if k.startswith("init.") and ".param." in k and ".opt." not in k}
+    np.savez(tmp_path / "nets.npz", **nets, **{f"step0.input.{v}": a[f"step0.input.{v}"] for v in ("view1", "view2")})
+    mapping = tmp_path / "m.json"
+    mapping.write_text(json.dumps({k: k.replace(".param.", "_") for k in nets}))
+    assert main(["convert", str(tmp_path / "nets.npz"), str(tmp_path / "sd.npz"), "--from", "byol-ref", "--to",
+                 "torch", "--mapping", str(mapping)]) == 0
+    assert "note" not in capsys.readouterr().err
+    before = mapping.read_bytes()
+    common = ["trace", "--inputs", str(tmp_path / "sd.npz"), "--layout", "torch", "--mapping", str(mapping)]
+    assert main([*common, "--out", str(tmp_path / "t2.npz")]) == 0  # (the mapping file works)
+    capsys.readouterr()
+    assert main([*common, "--out", str(mapping), "--overwrite"]) == 2
+    assert f"--out {mapping} is the file this command reads ({mapping})" in capsys.readouterr().err
+    assert mapping.read_bytes() == before
+
+
+def test_diff_lists_40_differing_tensors_unless_all_and_its_json_holds_nan(tmp_path, capsys):
+    """The plain report lists the first 40 tensors that differ and says how many more --all lists;
+    --all lists every tensor, those that agree too; --json writes a NaN value as JSON's NaN (a trace
+    of a run gone wrong holds them) rather than failing on it."""
+    from byol_ref.cli import main
+    from byol_ref.trace import Trace, save_trace
+
+    same = {"t_same": np.ones(1)}  # agrees: listed by --all only
+    a = save_trace(tmp_path / "a.npz", Trace({**{f"t{i:02d}": np.zeros(1) for i in range(50)}, **same}, {}))
+    b = save_trace(tmp_path / "b.npz", Trace({**{f"t{i:02d}": np.ones(1) for i in range(50)}, **same}, {}))
+    for extra, listed in (([], 40), (["--all"], 51)):
+        assert main(["diff", str(a), str(b), *extra]) == 1
+        out = capsys.readouterr().out
+        assert sum(line.startswith("  t") for line in out.splitlines()) == listed, extra
+        assert ("... and 10 more (--all lists them all" in out) == (listed == 40)
+    n = save_trace(tmp_path / "n.npz", Trace({"t": np.array([np.nan])}, {}))
+    main(["diff", str(n), str(n), "--json"])
+    rep = json.loads(capsys.readouterr().out)  # (Python's json reads NaN back)
+    assert np.isnan(next(t for t in rep["tensors"] if t["name"] == "t")["a_value"])
+
+
+def test_convert_from_torch_leaves_out_unmapped_names_only_with_partial(tmp_path, capsys):
+    """Reading a state_dict, a tensor the mapping does not name is refused by name unless --partial
+    (which only the byol-ref -> torch direction had a test of)."""
+    from byol_ref.cli import main
+
+    run_dir = tmp_path / "r"
+    assert main(["train", *SMALL_RUN, "--no-eval", "--out", str(run_dir)]) == 0
+    assert main(["convert", str(run_dir), str(tmp_path / "sd.npz"), "--from", "byol-ref", "--to", "torch",
+                 "--mapping", "byol-pytorch"]) == 0
+    with np.load(tmp_path / "sd.npz") as z:
+        np.savez(tmp_path / "extra.npz", **z, **{"extra.weight": np.zeros((2, 2))})
+    capsys.readouterr()
+    back = ["convert", str(tmp_path / "extra.npz"), str(tmp_path / "back.npz"), "--from", "torch", "--to", "byol-ref",
+            "--mapping", "byol-pytorch", "--preset", "byol-pytorch", "--set", "head_bias=false"]
+    assert main(back) == 2
+    assert ("1 torch name(s) have no byol-ref name, e.g. ['extra.weight']; extend the mapping or pass --partial to "
+            "leave them out") in capsys.readouterr().err
+    assert main([*back, "--partial"]) == 0
+    with np.load(tmp_path / "back.npz") as z:
+        assert "extra.weight" not in z.files and len(z.files) == 52
