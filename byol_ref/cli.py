@@ -1187,9 +1187,16 @@ def _layout_style(layout: str, mapping, flag: str):
 
 def _structure(preset, model_extra):
     """The config whose layer names a mapping follows: the preset and --set, without the sizes (which
-    the weights give; ``sem_simplex_dim`` stays, as the group width that ``norm_groups`` must divide)."""
-    return preset.config(encoder_dim=1, **{k: v for k, v in model_extra.items()
-                                           if k == "sem_simplex_dim" or not k.endswith("_dim") and k != "hidden_size"})
+    the weights give; ``sem_simplex_dim`` stays, as the group width that ``norm_groups`` must divide).
+    It is built with stand-in sizes that any ``norm_groups`` divides and that give each standardised
+    Linear 2 inputs (``weight_std``): byol-ref's default widths refused a group norm of 3 groups that
+    the weights' own widths allow, and an encoder_dim of 1 refused every weight_std network."""
+    kept = {k: v for k, v in model_extra.items()
+            if k == "sem_simplex_dim" or not k.endswith("_dim") and k != "hidden_size"}
+    groups = kept.get("norm_groups", next(f.default for f in fields(Config) if f.name == "norm_groups"))
+    width = 2 * groups if isinstance(groups, int) and not isinstance(groups, bool) and groups > 0 else 2
+    return preset.config(encoder_dim=2, hidden_size=width, projection_dim=width, projector_hidden_dim=width,
+                         predictor_dim=width, **kept)
 
 
 def _route_sets(pairs, preset):
