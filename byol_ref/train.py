@@ -225,7 +225,7 @@ def make_schedules(tcfg: TrainConfig, n_train: int) -> Schedules:
     if steps_per_epoch < 1:
         raise ValueError(f"batch_size={tcfg.batch_size} exceeds the {n_train} training samples")
     total = tcfg.epochs * steps_per_epoch
-    warmup = math.floor(tcfg.warmup_epochs * steps_per_epoch + 0.5)  # rounded half up, as the default's epochs
+    warmup = math.floor(tcfg.warmup_epochs * steps_per_epoch + 0.5)  # half up, as the default warm-up rounds
     scale = tcfg.lr_batch_scale or tcfg.batch_size  # 0 disables the linear scaling rule
 
     # "epoch": the schedule counts epochs (K = epochs, W = warm-up epochs) and holds each value
