@@ -494,6 +494,68 @@ def test_probe_report_and_format_table():
     assert ev.format_table([{"name": "x", "knn": 0.5}]).splitlines()[2].split() == ["x", "50.0", "-", "-"]
 
 
+def test_collapse_report_pair_means_are_nan_without_such_pairs():
+    """All labels distinct: no same-class pair, so cos_within is nan (not 0) and cos_between is the mean over all
+    pairs; one class: no pair of different classes, so cos_between is nan."""
+    z = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
+    cos = [0.0, 1 / math.sqrt(2), 1 / math.sqrt(2)]  # pairs (0, 1), (0, 2), (1, 2)
+    rep = ev.collapse_report(z, np.array([0, 1, 2]))
+    assert math.isnan(rep["cos_within"]) and rep["cos_between"] == pytest.approx(np.mean(cos), rel=1e-12)
+    rep = ev.collapse_report(z, np.array([4, 4, 4]))
+    assert math.isnan(rep["cos_between"]) and rep["cos_within"] == pytest.approx(np.mean(cos), rel=1e-12)
+
+
+def test_format_table_layout_exactly():
+    """Names left-aligned, numbers right-aligned in percent with one decimal (an accuracy of 0 and an sd of 0 are
+    values, not missing), two spaces between columns, a rule of dashes, headers with their unit."""
+    rows = [{"name": "BYOL", "knn": 0.9, "low_label": 0.825, "low_label_std": 0.0, "linear": 0.0},
+            {"name": "raw pixels", "knn": 0.123, "low_label": 0.5, "low_label_std": 0.0312}]
+    assert ev.format_table(rows).split("\n") == [
+        "features    kNN (%)  low-label (%)  linear (%)",
+        "----------  -------  -------------  ----------",
+        "BYOL           90.0    82.5 +- 0.0         0.0",
+        "raw pixels     12.3    50.0 +- 3.1           -",
+    ]
+
+
+def test_probe_report_rows_come_from_the_three_probes_with_its_settings(monkeypatch):
+    """Each row holds exactly what the kNN, low-label and linear probes return for that feature set, each probe
+    called with the report's k, temperature, seed, repeats, labels per class and l2 grid; a row is converged only
+    if both probes' fits are."""
+    calls = []
+
+    def knn(x_tr, y_tr, x_te, y_te, **kw):
+        calls.append(("knn", float(x_tr[0, 0]), kw))
+        return 0.25 + x_tr[0, 0]
+
+    def low(x_tr, y_tr, x_te, y_te, **kw):
+        calls.append(("low", float(x_tr[0, 0]), kw))
+        return {"accuracy": 0.5 + x_tr[0, 0], "accuracy_std": 0.03, "converged": x_tr[0, 0] > 0.05}
+
+    def lin(x_tr, y_tr, x_te, y_te, **kw):
+        calls.append(("lin", float(x_tr[0, 0]), kw))
+        return {"accuracy": 0.75 + x_tr[0, 0], "l2": 0.01, "converged": True}
+
+    monkeypatch.setattr(ev, "knn_accuracy", knn)
+    monkeypatch.setattr(ev, "low_label_probe", low)
+    monkeypatch.setattr(ev, "linear_probe", lin)
+    y = np.arange(4) % 2
+    feats = {"b": (np.full((4, 2), 0.1), np.zeros((4, 2))), "a": (np.zeros((4, 2)), np.zeros((4, 2)))}
+    rows = ev.probe_report(feats, y, y, labels_per_class=3, k=7, seed=9, temperature=0.2, repeats=4,
+                           l2_grid=(0.5,))
+    assert rows == [
+        {"name": "b", "knn": 0.35, "low_label": 0.6, "low_label_std": 0.03, "linear": 0.85, "linear_l2": 0.01,
+         "converged": True},
+        {"name": "a", "knn": 0.25, "low_label": 0.5, "low_label_std": 0.03, "linear": 0.75, "linear_l2": 0.01,
+         "converged": False},
+    ]
+    by = {(what, x): kw for what, x, kw in calls}
+    for x in (0.1, 0.0):
+        assert by[("knn", x)] == {"k": 7, "temperature": 0.2}
+        assert by[("low", x)] == {"labels_per_class": 3, "seed": 9, "repeats": 4, "l2_grid": (0.5,)}
+        assert by[("lin", x)] == {"l2_grid": (0.5,), "seed": 9}
+
+
 # ---------------------------------------------------------------------------------------
 # Errors
 # ---------------------------------------------------------------------------------------

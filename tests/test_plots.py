@@ -162,3 +162,182 @@ def test_the_panels_say_what_their_axes_are(tmp_path, monkeypatch):
     assert [t.get_text() for t in similarity.get_xticklabels()] == ["3", "5", "9"]
     np.testing.assert_allclose(similarity.get_xticks(), [4.5, 14.5, 24.5])  # the middle of each class's block
     plt.close("all")
+
+
+def _figures_of(plt, tmp_path, draw):
+    """Run ``draw`` with plt.close disabled and return the figures it made, in order."""
+    before = set(plt.get_fignums())
+    draw()
+    return [plt.figure(n) for n in plt.get_fignums() if n not in before]
+
+
+def _twin_of(fig, ax):
+    return next(a for a in fig.axes if a is not ax and a.bbox.bounds == ax.bbox.bounds)
+
+
+def test_training_curves_draw_each_series_against_the_steps(tmp_path, monkeypatch):
+    """training.png: every panel plots its own series of the step records (not another one, not against the
+    record index), names its axes, puts both axes' curves in its legend, and fits every curve on its axis."""
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setattr(plt, "close", lambda *a, **k: None)
+    plt.close("all")
+    steps = [10, 20, 40]
+    loss, lr, tau = [3.0, 2.0, 1.5], [0.1, 0.2, 0.3], [0.9, 0.95, 0.99]
+    z_std, healthy, z_rank, y_rank = [0.05, 0.1, 0.2], 0.25, [4.0, 5.0, 6.0], [30.0, 60.0, 90.0]
+    history = [{"step": 0, "knn": 0.5}] + [
+        {"step": s, "loss": a, "lr": b, "tau": c, "z_std": d, "z_std_healthy": healthy, "z_rank": e, "y_rank": f}
+        for s, a, b, c, d, e, f in zip(steps, loss, lr, tau, z_std, z_rank, y_rank)]
+    history[-1]["knn"] = 0.75  # the kNN monitor at step 0 and at the last step
+    (fig,) = _figures_of(plt, tmp_path, lambda: plot_run(history, None, tmp_path))
+
+    def panel(prefix):
+        return next(a for a in fig.axes if a.get_title().startswith(prefix))
+
+    def xy(line):
+        return list(map(float, line.get_xdata())), list(map(float, line.get_ydata()))
+
+    ax = panel("BYOL loss")
+    assert [xy(line) for line in ax.get_lines()] == [(steps, loss)]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("step", "loss")
+
+    ax = panel("schedules")
+    twin = _twin_of(fig, ax)
+    assert [xy(line) for line in ax.get_lines()] == [(steps, lr)]
+    assert [xy(line) for line in twin.get_lines()] == [(steps, tau)]
+    assert (ax.get_xlabel(), ax.get_ylabel(), twin.get_ylabel()) == ("step", "learning rate", "tau")
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["learning rate", "tau (target EMA)"]
+
+    ax = panel("collapse monitors")
+    twin = _twin_of(fig, ax)
+    assert [xy(line) for line in twin.get_lines()] == [(steps, z_rank), (steps, y_rank)]
+    assert twin.get_ylabel() == "effective rank" and ax.get_xlabel() == "step"
+    assert twin.get_ylim()[1] >= max(y_rank) and ax.get_ylim()[1] >= 1.0  # every curve within its axis
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "std of l2-normalised z x sqrt(P)", "healthy (isotropic): 1", "effective rank of z", "effective rank of y"]
+
+    ax = panel("kNN")
+    assert [xy(line) for line in ax.get_lines()] == [([0.0, 40.0], [50.0, 75.0])]  # in percent, at its steps
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("step", "accuracy (%)")
+    plt.close("all")
+
+
+def test_probe_dots_are_the_rows_accuracies_in_percent_side_by_side(tmp_path, monkeypatch):
+    """probes.png: one series per row, in the rows' order and named by them; its dots are the kNN, low-label and
+    linear accuracies in percent, placed side by side around each metric's tick; only the low-label dot has an
+    error bar (its sd); the y axis starts 3 points below the lowest mean - sd. A report without rows draws no
+    probes.png."""
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.container import ErrorbarContainer
+
+    monkeypatch.setattr(plt, "close", lambda *a, **k: None)
+    plt.close("all")
+    rows = [{"name": "BYOL encoder (y)", "knn": 0.96, "low_label": 0.90, "low_label_std": 0.02, "linear": 0.97},
+            {"name": "raw inputs", "knn": 0.93, "low_label": 0.91, "low_label_std": 0.005, "linear": 0.95}]
+    report = {"rows": rows, "probe": {"k": 7, "labels_per_class": 3}}
+    (fig,) = _figures_of(plt, tmp_path, lambda: plot_run([], report, tmp_path))
+    ax = fig.axes[0]
+    series = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert [c.get_label() for c in series] == ["BYOL encoder (y)", "raw inputs"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["BYOL encoder (y)", "raw inputs"]
+    for i, (c, row) in enumerate(zip(series, rows)):
+        line = c.lines[0]
+        # two rows share each metric's slot of width 0.8: the first at tick - 0.2, the second at tick + 0.2
+        np.testing.assert_allclose(np.asarray(line.get_xdata(), float), np.arange(3) + (-0.2 if i == 0 else 0.2), atol=1e-12)
+        np.testing.assert_allclose(np.asarray(line.get_ydata(), float), [100 * row["knn"], 100 * row["low_label"],
+                                                      100 * row["linear"]], rtol=1e-12)
+        (bars,) = c.lines[2]
+        half = [(seg[1][1] - seg[0][1]) / 2 for seg in bars.get_segments()]
+        np.testing.assert_allclose(half, [0.0, 100 * row["low_label_std"], 0.0], atol=1e-9)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["kNN (k=7)", "3 labels/class", "full linear probe"]
+    assert ax.get_ylabel() == "test accuracy (%)"
+    assert ax.get_ylim() == pytest.approx((88.0 - 3.0, 102.0))  # lowest: 90 - 2 (BYOL's low-label)
+    assert ax.get_xlim() == pytest.approx((-0.5, 2.5))  # the three slots, each 1 wide
+    # each dot's value is written above it (above its error bar's top)
+    assert [t.get_text() for t in ax.texts] == ["96.0", "90.0", "97.0", "93.0", "91.0", "95.0"]
+    np.testing.assert_allclose([t.xy[1] for t in ax.texts], [96.0, 92.0, 97.0, 93.0, 91.5, 95.0], atol=1e-9)
+    (fig,) = _figures_of(plt, tmp_path, lambda: plot_run([], {"rows": rows[:1], "probe": {}}, tmp_path / "d"))
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["kNN (k=20)", "10 labels/class",
+                                                                     "full linear probe"]
+    history = [{"step": 1, "loss": 1.0, "lr": 1e-3, "tau": 0.99, "z_std": 0.1, "z_std_healthy": 0.125,
+                "z_rank": 2.0, "y_rank": 3.0}]
+    assert [p.name for p in plot_run(history, {"rows": []}, tmp_path / "e")] == ["training.png"]
+    plt.close("all")
+
+
+def test_feature_panels_show_each_named_set_in_order(tmp_path, monkeypatch):
+    """features.png: the panels follow ``names`` (not the dict's order), each PCA panel scatters its own set's
+    first two principal coordinates (x: axis 1, y: axis 2) and says its share of the variance in percent, and
+    each similarity panel is the cosine of that set's centred rows on a -1..1 scale, with a line at every
+    class boundary both ways."""
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setattr(plt, "close", lambda *a, **k: None)
+    plt.close("all")
+    rng = np.random.default_rng(5)
+    labels = np.array([1, 0, 2, 1, 0, 2, 2, 0, 1, 0, 1, 2])
+    plane = rng.standard_normal((12, 2)) * [3.0, 1.0] @ rng.standard_normal((2, 4))  # rank 2: all the variance
+    feats = {"BYOL encoder (y)": plane + 1.0, "random-init encoder": rng.standard_normal((12, 3)),
+             "raw inputs": rng.standard_normal((12, 5)) + 4.0}  # (not in FEATURE_PANELS' order)
+    (fig,) = _figures_of(plt, tmp_path, lambda: plot_features(feats, labels, tmp_path))
+    n = len(FEATURE_PANELS)
+    order = np.argsort(labels, kind="stable")
+    for col, name in enumerate(FEATURE_PANELS):
+        pca, sim = fig.axes[col], fig.axes[n + col]
+        assert pca.get_title().split("\n")[0] == name
+        x = feats[name]
+        xc = x - x.mean(0)
+        evals, evecs = np.linalg.eigh(xc.T @ xc)  # ascending
+        shown = pca.collections[0].get_offsets()
+        for j, k in enumerate((-1, -2)):  # coordinates on the top two eigenvectors, up to sign
+            np.testing.assert_allclose(np.abs(shown[:, j]), np.abs(xc @ evecs[:, k]), rtol=1e-7, atol=1e-7)
+        assert f"({100 * evals[-2:].sum() / evals.sum():.0f}% of the variance)" in pca.get_title()
+        xs = xc[order] / np.linalg.norm(xc[order], axis=1, keepdims=True)
+        np.testing.assert_allclose(np.asarray(sim.images[0].get_array()), xs @ xs.T, rtol=1e-9, atol=1e-9)
+        assert sim.images[0].get_clim() == (-1, 1)
+        vertical = sorted(float(line.get_xdata()[0]) for line in sim.get_lines()
+                          if line.get_xdata()[0] == line.get_xdata()[1])
+        assert vertical == [3.5, 7.5]  # classes 0, 1, 2 hold 4 rows each
+    assert "(100% of the variance)" in fig.axes[FEATURE_PANELS.index("BYOL encoder (y)")].get_title()  # a plane
+    plt.close("all")
+
+
+def test_many_classes_get_distinct_colours_and_thinned_names(tmp_path, monkeypatch):
+    """12 classes: 12 distinct colours (tab10 has 10). 21 classes: the class colour bar names 11 of them, and the
+    similarity blocks are not named (beyond 20 classes the names would crowd); 20 classes are all named."""
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setattr(plt, "close", lambda *a, **k: None)
+    plt.close("all")
+    rng = np.random.default_rng(6)
+    for k in (12, 20, 21):
+        labels = np.repeat(np.arange(k), 2)
+        (fig,) = _figures_of(plt, tmp_path, lambda: plot_features(
+            {"raw inputs": rng.standard_normal((2 * k, 3))}, labels, tmp_path, names=("raw inputs",)))
+        pca, sim = fig.axes[0], fig.axes[1]
+        assert len({tuple(c) for c in pca.collections[0].get_facecolors()}) == k
+        bar = next(a for a in fig.axes if a.get_label() == "<colorbar>" and a.get_ylabel() == "class")
+        named = [t.get_text() for t in bar.get_yticklabels()]
+        sim_named = [t.get_text() for t in sim.get_xticklabels()]
+        if k <= 20:
+            assert named == [str(c) for c in range(k)] and sim_named == named
+            assert [t.get_text() for t in sim.get_yticklabels()] == named  # rows named as the columns
+        else:
+            assert named == [str(c) for c in (0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20)] and sim_named == []
+    plt.close("all")
