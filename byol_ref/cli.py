@@ -1193,8 +1193,8 @@ def _structure(preset, model_extra):
     the weights' own widths allow, and an encoder_dim of 1 refused every weight_std network."""
     kept = {k: v for k, v in model_extra.items()
             if k == "sem_simplex_dim" or not k.endswith("_dim") and k != "hidden_size"}
-    groups = kept.get("norm_groups", next(f.default for f in fields(Config) if f.name == "norm_groups"))
-    width = 2 * groups if isinstance(groups, int) and not isinstance(groups, bool) and groups > 0 else 2
+    groups = kept.get("norm_groups", Config.norm_groups)  # (a bad one: Config says so)
+    width = 2 * groups if isinstance(groups, int) and groups > 0 else 2
     return preset.config(encoder_dim=2, hidden_size=width, projection_dim=width, projector_hidden_dim=width,
                          predictor_dim=width, **kept)
 

@@ -115,11 +115,11 @@ def remove_stale(out: Path) -> None:
     """Remove what a process killed outright left in a run directory and nothing reads: a
     ``.replaced`` folder it was removing, and the temporary files of its atomic writes (those of
     a writer that has ended only: hold ``out`` first (``RunLock``), as a live writer's would go too).
-    A report it was moving into ``out`` is moved in whole first (``finish_publishing``)."""
-    finish_publishing(out)
+    A report folder it left is settled (``settle_dead_reports``)."""
+    settle_dead_reports(out)
     if (out / REMOVING).is_dir() and not (out / REMOVING).is_symlink():
         shutil.rmtree(out / REMOVING, ignore_errors=True)  # (what cannot go was reported when it could not)
-    for name in (*RUN_FILES, "report"):  # ("report": a staged report's folder)
+    for name in RUN_FILES:
         remove_orphaned_temporaries(out, name)
 
 
@@ -129,10 +129,9 @@ def staged_report(out: Path):
     ``publish_report`` moves what it holds into ``out``. A report stopped halfway (an error, Ctrl-C,
     SIGTERM) thus changes nothing in ``out``, where a new report.txt beside the old plots would
     have said two things at once; one killed outright leaves the folder, which the next report
-    into ``out`` removes (``checkpoint.remove_orphaned_temporaries``)."""
+    into ``out`` settles first (``settle_dead_reports``)."""
     out.mkdir(parents=True, exist_ok=True)
-    finish_publishing(out)
-    remove_orphaned_temporaries(out, "report")
+    settle_dead_reports(out)
     stage = None
     try:
         with interrupts_held():  # (a Ctrl-C between the folder's creation and `stage` would leave it)
@@ -148,7 +147,7 @@ def publish_report(stage: Path, out: Path) -> list:
     name, and the other ``REPORT_FILES`` in ``out``, of the report it replaces, are removed (a
     probes.png of other probes, say, or plots the new report could not draw without matplotlib).
     Ctrl-C and SIGTERM wait until it is done; should the process be killed outright meanwhile, the
-    next writer in ``out`` finishes it (``finish_publishing``).
+    next writer in ``out`` finishes it (``settle_dead_reports``).
 
     Returns:
         The names removed from ``out``.
@@ -156,7 +155,7 @@ def publish_report(stage: Path, out: Path) -> list:
     with interrupts_held():
         names = [name for name in REPORT_FILES if (stage / name).exists()]
         # The commit point: once this list is there, a process killed outright among the renames
-        # leaves a report the next writer in ``out`` finishes moving (``finish_publishing``), where
+        # leaves a report the next writer in ``out`` finishes moving (``settle_dead_reports``), where
         # it used to stay half new, half old; before it, the old report stands.
         atomic_write_text(stage / PUBLISHING, "".join(name + "\n" for name in names))
         return _move_report(stage, out, names)
@@ -176,28 +175,28 @@ def _move_report(stage: Path, out: Path, names: list) -> list:
     return removed
 
 
-def finish_publishing(out: Path) -> list:
-    """Finish moving a report into ``out`` that a process killed outright (SIGKILL, out of memory)
-    had begun to move (``publish_report`` had written its list of names), so that the report in
-    ``out`` is that one whole, not half of it beside half of the one before. A staged report the
-    process had not begun to move is left for ``remove_orphaned_temporaries``: the old report
-    stands. Hold ``out`` first (``RunLock``).
+def settle_dead_reports(out: Path) -> list:
+    """Settle the report folders (``staged_report``'s) that processes killed outright (SIGKILL, out
+    of memory) left in ``out``. A report one had begun to move in (``publish_report`` had written
+    its list of names) is moved in whole, so that the report in ``out`` is that one, not half of it
+    beside half of the one before; one it had not begun to move is dropped, and the old report
+    stands. Either way the folder goes. Hold ``out`` first (``RunLock``).
 
     Returns:
-        The staging folders whose reports were finished (and then removed).
+        The staging folders whose reports were finished.
     """
     finished = []
     for entry in orphaned_temporaries(out, "report"):
         stage, marker = Path(entry.path), Path(entry.path) / PUBLISHING
-        if not entry.is_dir(follow_symlinks=False) or not marker.is_file() or marker.is_symlink():
-            continue
-        names = [name for name in marker.read_text(encoding="utf-8", errors="replace").split() if name in REPORT_FILES]
-        with interrupts_held():
-            removed = _move_report(stage, out, names)
-        print(f"byol-ref: finished moving the report into {out} that a process killed outright had begun to move"
-              + (f" (removed {', '.join(removed)}, which it has none of)" if removed else ""), file=sys.stderr)
-        shutil.rmtree(stage, ignore_errors=True)
-        finished.append(stage)
+        if entry.is_dir(follow_symlinks=False) and marker.is_file() and not marker.is_symlink():
+            names = [n for n in marker.read_text(encoding="utf-8", errors="replace").split() if n in REPORT_FILES]
+            with interrupts_held():
+                removed = _move_report(stage, out, names)
+            print(f"byol-ref: finished moving the report into {out} that a process killed outright had begun to "
+                  "move" + (f" (removed {', '.join(removed)}, which it has none of)" if removed else ""),
+                  file=sys.stderr)
+            finished.append(stage)
+    remove_orphaned_temporaries(out, "report")  # (the finished folders and the others)
     return finished
 
 
