@@ -1439,7 +1439,9 @@ def _cmd_convert(args) -> int:
 def _say_the_structure_written(structure: Config, style) -> None:
     """Say where a network written under a package's names is built otherwise than that package
     builds it (a default byol-ref run under lightly's names has hidden biases lightly's MLPs lack),
-    and how to read the file back: a strict load of it into that package's own model would fail."""
+    and how to read the file back: a strict load of it into that package's own model would fail.
+    Weight standardisation and the number of norm groups change no name, so that load would pass
+    and the model would compute otherwise: they are said apart, and belong in the read-back too."""
     from .interchange import MAPPING_STYLES
     from .model import has_bias
     from .presets import get_preset
@@ -1452,12 +1454,22 @@ def _say_the_structure_written(structure: Config, style) -> None:
     read_back = theirs.replace(**differ)  # (an encoder bias apart from the hidden ones needs saying too)
     if has_bias(read_back, "encoder.fc1") != has_bias(structure, "encoder.fc1"):
         differ["encoder_bias"] = has_bias(structure, "encoder.fc1")
+    unnamed = {k: getattr(structure, k) for k in ("weight_std", "norm_groups")
+               if getattr(structure, k) != getattr(theirs, k) and (k != "norm_groups" or structure.norm == "group")}
+    if not differ and not unnamed:
+        return
+    own = {**{k: getattr(theirs, k) for k in {**differ, **unnamed}}, "encoder_bias": has_bias(theirs, "encoder.fc1")}
+    unsaid = ", ".join(f"{k}={v!r}" for k, v in unnamed.items())
     if differ:
-        own = {**{k: getattr(theirs, k) for k in differ}, "encoder_bias": has_bias(theirs, "encoder.fc1")}
-        print(f"byol-ref convert: note: the network written has {', '.join(f'{k}={v!r}' for k, v in differ.items())}"
-              f", where {style}'s own has {', '.join(f'{k}={own[k]!r}' for k in differ)}: a model built by {style} "
-              f"will not load it whole. Read it back with --preset {style} "
-              f"{' '.join(f'--set {k}={str(v).lower()}' for k, v in differ.items())}", file=sys.stderr)
+        said = (f"has {', '.join(f'{k}={v!r}' for k, v in differ.items())}, where {style}'s own has "
+                f"{', '.join(f'{k}={own[k]!r}' for k in differ)}: a model built by {style} will not load it whole"
+                + (f"; nor do its names show {unsaid}" if unnamed else ""))
+    else:
+        said = (f"has {unsaid}, where {style}'s own has {', '.join(f'{k}={own[k]!r}' for k in unnamed)}, which no "
+                f"array's name shows: a model built by {style} loads it and computes otherwise")
+    sets = " ".join(f"--set {k}={str(v).lower()}" for k, v in {**differ, **unnamed}.items())
+    print(f"byol-ref convert: note: the network written {said}. Read it back with --preset {style} "
+          f"{sets}", file=sys.stderr)
 
 
 _VERIFY_COMMANDS = {"trace": _cmd_trace, "diff": _cmd_diff, "convert": _cmd_convert}

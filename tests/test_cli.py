@@ -2115,6 +2115,40 @@ def test_convert_to_a_packages_names_says_where_the_network_is_built_otherwise(t
     assert "note:" not in capsys.readouterr().err
 
 
+def test_convert_says_the_structure_no_name_shows_and_reads_back_as_it_says(tmp_path, capsys):
+    """Weight standardisation and the number of norm groups change no array name: a package's model
+    loads the file and computes otherwise. The note said nothing of them, and its read-back command
+    left them out, so a trace of the file read back computed another network without a word."""
+    from byol_ref.cli import _say_the_structure_written, main
+    from byol_ref.model import Config
+
+    run_dir = tmp_path / "ws"
+    assert main(["train", *SMALL_RUN, "--no-eval", "--preset", "lightly", "--set", "weight_std=true",
+                 "--out", str(run_dir)]) == 0
+    capsys.readouterr()
+    assert main(["convert", str(run_dir), str(tmp_path / "sd.npz"), "--from", "byol-ref", "--to", "torch",
+                 "--mapping", "lightly"]) == 0
+    hint = ("byol-ref convert: note: the network written has weight_std=True, where lightly's own has "
+            "weight_std=False, which no array's name shows: a model built by lightly loads it and computes "
+            "otherwise. Read it back with --preset lightly --set weight_std=true\n")
+    assert capsys.readouterr().err.endswith(hint)
+    assert main(["convert", str(tmp_path / "sd.npz"), str(tmp_path / "back.npz"), "--from", "torch", "--to",
+                 "byol-ref", "--mapping", "lightly", *hint.split("with ")[-1].split()]) == 0  # as it says
+    capsys.readouterr()
+    groups = get_preset("lightly").config(encoder_dim=2, hidden_size=8, projection_dim=8, predictor_dim=8,
+                                          norm="group", norm_groups=4, weight_std=True)
+    _say_the_structure_written(groups, "lightly")
+    assert capsys.readouterr().err == (
+        "byol-ref convert: note: the network written has norm='group', where lightly's own has norm='batch': a "
+        "model built by lightly will not load it whole; nor do its names show weight_std=True, norm_groups=4. Read "
+        "it back with --preset lightly --set norm=group --set weight_std=true --set norm_groups=4\n")
+    _say_the_structure_written(groups.replace(norm_groups=Config.norm_groups, hidden_size=32, projection_dim=32,
+                                              projector_hidden_dim=32, predictor_dim=32), "lightly")
+    assert "norm_groups" not in capsys.readouterr().err  # the default number of groups: --set norm=group gives it
+    _say_the_structure_written(get_preset("lightly").config(encoder_dim=2, norm_groups=4), "lightly")
+    assert capsys.readouterr().err == ""  # groups of a batch norm: nothing computes with them
+
+
 # --------------------------------------------------------------------------- mutation audit (fourth)
 
 
