@@ -39,12 +39,15 @@ NORMS = ("batch", "layer", "group", "affine", "none")
 # Per-layout defaults for the fields left as None in Config.
 _LAYOUT_DEFAULTS = {
     # The paper / official code: Linear -> BN -> ReLU -> Linear(no bias), official loss.
-    "paper": dict(norm="batch", head_bias=False, norm_eps_mode="sq_norm", loss_form="mse", symmetric=True),
+    "paper": dict(norm="batch", head_bias=False, norm_eps_mode="sq_norm", loss_form="mse", symmetric=True,
+                  init="haiku"),
     # Edifice.Contrastive.BYOL: ReLU before LayerNorm, biases everywhere, no norm in the
-    # predictor, x / sqrt(sum x^2 + 1e-8), one-sided 2 - 2 cos.
-    "edifice": dict(norm="layer", head_bias=True, norm_eps_mode="add", loss_form="2-2cos", symmetric=False),
+    # predictor, x / sqrt(sum x^2 + 1e-8), one-sided 2 - 2 cos, Axon's dense init.
+    "edifice": dict(norm="layer", head_bias=True, norm_eps_mode="add", loss_form="2-2cos", symmetric=False,
+                    init="glorot"),
 }
 NETWORK_LAYOUTS = tuple(_LAYOUT_DEFAULTS)  # Config.layout's choices
+INITS = ("haiku", "torch", "glorot")  # Config.init's choices (init_params)
 
 
 @dataclass(frozen=True)
@@ -81,8 +84,10 @@ class Config:
             author's choice: lightly's heads have none, an MLP backbone in front of them may.
         head_bias: bias on the *last* Linear of projector and predictor (official: no).
         use_predictor: False is the no-predictor ablation (p = z).
-        init: ``"haiku"`` (w ~ truncated normal, std 1/sqrt(fan_in), cut at 2 std; b = 0) or
-            ``"torch"`` (w, b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))).
+        init: ``"haiku"`` (w ~ truncated normal, std 1/sqrt(fan_in), cut at 2 std; b = 0),
+            ``"torch"`` (w, b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))) or ``"glorot"`` (Axon's
+            dense default: w ~ U(+-sqrt(6 / (fan_in + fan_out))), b = 0). None: the layout's
+            (paper: haiku; edifice: glorot).
         target_init: ``"copy"`` (byol-pytorch, lightly's examples, solo-learn, Edifice docs),
             ``"independent"`` (official: a separate random draw) or ``"copy_encoder"`` (the
             encoder copied, the projector drawn apart: lightly's imagenet benchmark).
@@ -138,7 +143,7 @@ class Config:
     encoder_bias: bool | None = None
     head_bias: bool | None = None
     use_predictor: bool = True
-    init: str = "haiku"
+    init: str | None = None
     target_init: str = "copy"
     bn_eps: float = 1e-5
     bn_decay: float = 0.9
@@ -177,7 +182,7 @@ class Config:
         check_choice(self.norm, "norm", NORMS)
         object.__setattr__(self, "sem_temperature",
                            check_real(self.sem_temperature, "sem_temperature", 0, None, lo_open=True))
-        check_choice(self.init, "init", ("haiku", "torch"))
+        check_choice(self.init, "init", INITS)
         check_choice(self.target_init, "target_init", ("copy", "independent", "copy_encoder"))
         check_choice(self.bn_running, "bn_running", ("haiku", "torch"))
         check_choice(self.bn_var, "bn_var", ("two_pass", "one_pass"))
@@ -353,7 +358,9 @@ def init_params(config: Config, role: str, rng, backend: Backend) -> dict:
     ``haiku``: w ~ N(0, 1/fan_in) truncated at 2 standard deviations (Haiku's
     TruncatedNormal, which does not rescale for the truncation), b = 0.
     ``torch``: w, b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (``nn.Linear``'s default,
-    kaiming_uniform with a = sqrt(5)). Norm layers: gamma = 1, beta = 0.
+    kaiming_uniform with a = sqrt(5)).
+    ``glorot``: w ~ U(-a, a), a = sqrt(6 / (fan_in + fan_out)), b = 0 (``Axon.dense``'s
+    ``glorot_uniform`` kernel and ``zeros`` bias). Norm layers: gamma = 1, beta = 0.
     """
     from .backend import host as np
 
@@ -365,12 +372,15 @@ def init_params(config: Config, role: str, rng, backend: Backend) -> dict:
         elif name.endswith(".beta"):
             value = np.zeros(shape)
         else:
-            fan_in = shapes[name.rsplit(".", 1)[0] + ".weight"][0]
+            fan_in, fan_out = shapes[name.rsplit(".", 1)[0] + ".weight"]
             bound = 1 / np.sqrt(fan_in)
             if config.init == "torch":
                 value = rng.uniform(-bound, bound, size=shape)
             elif name.endswith(".bias"):
                 value = np.zeros(shape)
+            elif config.init == "glorot":
+                limit = np.sqrt(6 / (fan_in + fan_out))
+                value = rng.uniform(-limit, limit, size=shape)
             else:
                 value = rng.standard_normal(shape)
                 while True:  # rejection: redraw anything outside [-2, 2]

@@ -40,8 +40,9 @@ is ``warmup_denominator``). The ``solo-learn`` preset follows solo-learn's GitHu
 ``LinearWarmupCosineAnnealingLR``, its ``LARS`` class); the last PyPI release, 1.0.2, steps the
 pl_bolts scheduler once per *epoch* by default (``TrainConfig.lr_interval="epoch"``) from a
 ``warmup_start_lr`` of 0.003 (even with no warm-up), and wraps SGD in a ``LARSWrapper`` whose update
-is the same for an MLP (1-D tensors skip both LARS and weight decay). Edifice's Axon
-``glorot_uniform`` init is not offered: load the weights instead (``byol_ref.interchange``).
+is the same for an MLP (1-D tensors skip both LARS and weight decay). ``edifice`` draws its
+weights as ``Axon.dense`` does (``init="glorot"``), from byol-ref's generator: for the very same
+start, load the Elixir run's weights (``byol_ref.interchange``).
 
 Usage::
 
@@ -93,8 +94,9 @@ FIELD_DOCS = {
                  "`with_bias=False`). True: byol-pytorch, lightly, solo-learn, edifice. BYOL_FACTS d17.",
     "init": "Parameter init when drawn from a seed. 'haiku': truncated normal std 1/sqrt(fan_in), b = 0 "
             "(deepmind, Haiku defaults). 'torch': U(+-1/sqrt(fan_in)) for w and b (byol-pytorch, lightly, "
-            "solo-learn: `nn.Linear` default). Edifice's Axon initialisers (glorot_uniform kernels) are not offered: "
-            "load its weights (`--layout axon`, docs/verifying.md). d18.",
+            "solo-learn: `nn.Linear` default). 'glorot': U(+-sqrt(6 / (fan_in + fan_out))) for w, b = 0 (edifice: "
+            "`Axon.dense` defaults, glorot_uniform kernel and zeros bias). The draws are byol-ref's own: for the "
+            "very same start, load the other code's weights (`--layout torch|axon`, docs/verifying.md). d18.",
     "target_init": "'independent': a separate random draw (deepmind `_make_initial_state`). 'copy': "
                    "byol-pytorch (`deepcopy` in `_get_target_encoder`), lightly examples (`copy.deepcopy` of "
                    "backbone and head), solo-learn (`initialize_momentum_params`), edifice (docs). "
@@ -396,7 +398,7 @@ PRESETS = {
         exclude="ndim", warmup_epochs=10.0, warmup_start=3e-5, warmup_denominator="W-1", tau_base=0.99,
         lr_rounding="exact", ema_form="weighted"),
     "edifice": Preset(
-        name="edifice", layout="edifice", norm="layer", hidden_bias=True, head_bias=True, init="torch",
+        name="edifice", layout="edifice", norm="layer", hidden_bias=True, head_bias=True, init="glorot",
         target_init="copy", bn_var="two_pass", norm_eps_mode="add", norm_eps=1e-8, loss_form="2-2cos",
         symmetric=False, optimizer="adamw", lr=2e-3, lr_batch_scale=0, weight_decay=1e-6, warmup_epochs=0.0,
         final_lr_ratio=1.0, tau_base=0.996, tau_schedule="constant", lr_rounding="exact",

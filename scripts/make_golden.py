@@ -82,7 +82,7 @@ CONVENTIONS = {
         final_lr_ratio=0.0, tau_base=0.99, tau_schedule="cosine", tau_denominator="K",
         ema_when="post_step", ema_form="weighted", ema_scope="params"),
     "edifice": dict(
-        layout="edifice", norm="layer", hidden_bias=True, head_bias=True, init="torch", target_init="copy",
+        layout="edifice", norm="layer", hidden_bias=True, head_bias=True, init="glorot", target_init="copy",
         ln_eps=1e-5, views="separate", norm_eps_mode="add", norm_eps=1e-8, loss_form="2-2cos", symmetric=False,
         optimizer="adamw", lr=2e-3, lr_batch_scale=0, weight_decay=1e-6, exclude="name", warmup_start=0.0,
         warmup_offset=0, warmup_denominator="W", cosine_denominator="K-W", lr_rounding="exact",
@@ -135,6 +135,8 @@ def init_params(c, role, gen):
                 if c["init"] == "haiku":
                     std = 1 / math.sqrt(fan_in)
                     torch.nn.init.trunc_normal_(w, std=std, a=-2 * std, b=2 * std)
+                elif c["init"] == "glorot":  # Axon.dense's glorot_uniform kernel
+                    torch.nn.init.xavier_uniform_(w)
                 params[f"{name}.weight"] = w
                 has_bias = c["head_bias"] if (part != "encoder" and name.endswith("fc2")) else c["hidden_bias"]
                 if has_bias:

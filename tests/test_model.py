@@ -707,6 +707,22 @@ def test_init_schemes():
     assert np.abs(w).max() <= 1 / np.sqrt(400)
     assert w.std() == pytest.approx(1 / np.sqrt(3 * 400), rel=0.03)
     assert np.any(torch_like.params["encoder.fc1.bias"] != 0)
+    axon_like, _ = byol.build(400, 4, 2, 300, seed=0, init="glorot")  # Axon.dense: glorot_uniform, zeros
+    w = axon_like.params["encoder.fc1.weight"]
+    assert w.shape == (400, 300) and np.abs(w).max() <= np.sqrt(6 / 700)  # (fan_in + fan_out, not fan_in alone)
+    assert w.std() == pytest.approx(np.sqrt(2 / 700), rel=0.03)
+    assert w.min() < -0.95 * np.sqrt(6 / 700) and w.max() > 0.95 * np.sqrt(6 / 700)
+    assert np.all(axon_like.params["encoder.fc1.bias"] == 0)
+    assert np.all(axon_like.params["projector.norm1.gamma"] == 1)
+
+
+def test_each_layout_has_its_own_init_unless_one_is_given():
+    """The Elixir module's layout draws as Axon.dense does; the paper's as Haiku does."""
+    assert byol.Config(encoder_dim=3).init == "haiku"
+    assert byol.Config(encoder_dim=3, layout="edifice").init == "glorot"
+    assert byol.Config(encoder_dim=3, layout="edifice", init="torch").init == "torch"
+    with pytest.raises(ValueError, match="init"):
+        byol.Config(encoder_dim=3, init="xavier")
 
 
 def _python_blocks():
