@@ -864,11 +864,6 @@ def _refuse_a_file_on_the_way(path: Path, flag: str, *, folder: bool) -> None:
             return
 
 
-def _mapping_file(mapping) -> str | None:
-    """The file a --mapping names (a .json), or None for a mapping style or none."""
-    return mapping if isinstance(mapping, str) and mapping.endswith(".json") else None
-
-
 def _check_output(path, flag: str, overwrite: bool, inputs=()) -> None:
     """Refuse to write over a folder, over a file the command reads (``inputs``: even with
     ``--overwrite``, as a run's checkpoint would be lost), or over an existing file unless ``--overwrite``."""
@@ -1239,7 +1234,7 @@ def _preset_configs(args, model_kw, train_kw):
 def _cmd_trace(args) -> int:
     import re as _re
 
-    from .interchange import from_layout, load_arrays, resolve_mapping
+    from .interchange import from_layout, load_arrays, mapping_path, resolve_mapping
     from .presets import get_preset
     from .trace import TraceError, make_inputs, save_trace, trace_inputs
 
@@ -1303,7 +1298,7 @@ def _cmd_trace(args) -> int:
                              predictor_dim=dims[3], projector_hidden_dim=dims[4] if len(dims) == 5 else None,
                              batch=args.batch, steps=steps, seed=args.seed, dtype=args.dtype, model_extra=model_extra)
     # after the inputs, before the steps; a mapping file is read too (--overwrite once wrote over it)
-    _check_output(args.out, "--out", args.overwrite, inputs=(args.inputs, _mapping_file(args.mapping)))
+    _check_output(args.out, "--out", args.overwrite, inputs=(args.inputs, mapping_path(args.mapping)))
     try:
         tr = trace_inputs(inputs, preset, steps=steps, dtype=args.dtype, model_extra=model_extra,
                           train_extra=train_extra, total_steps=args.total_steps, warmup_steps=args.warmup_steps,
@@ -1365,11 +1360,11 @@ def _is_checkpoint(path) -> bool:
 def _cmd_convert(args) -> int:
     import re as _re
 
-    from .interchange import (_ALIASES, from_layout, load_arrays, mapping_file_note, networks_to_arrays,
-                              resolve_mapping, save_arrays, to_layout)
+    from .interchange import (_ALIASES, from_layout, load_arrays, mapping_file_note, mapping_path,
+                              networks_to_arrays, resolve_mapping, save_arrays, to_layout)
     from .presets import get_preset
 
-    _check_output(args.dst, "dst", args.overwrite, inputs=(checkpoint_file(args.src), _mapping_file(args.mapping)))
+    _check_output(args.dst, "dst", args.overwrite, inputs=(checkpoint_file(args.src), mapping_path(args.mapping)))
     preset, model_extra, _ = _route_sets(args.set, get_preset(_preset_name(args, args.src_layout)))
     structure = _structure(preset, model_extra)
     src = Path(args.src)

@@ -70,7 +70,7 @@ from .trace import TraceError, load_npz
 __all__ = ["torch_mapping", "axon_mapping", "MAPPING_STYLES", "LAYOUTS", "STYLE_LAYOUT", "to_torch_layout",
            "from_torch_layout", "to_layout", "from_layout", "default_mapping", "load_arrays", "save_arrays",
            "networks_to_arrays", "save_networks", "load_networks", "transpose_weights", "read_safetensors",
-           "write_safetensors", "resolve_mapping", "network_names", "mapping_file_note"]
+           "write_safetensors", "resolve_mapping", "network_names", "mapping_file_note", "mapping_path"]
 
 MAPPING_STYLES = ("byol-pytorch", "lightly", "edifice")
 LAYOUTS = ("byol-ref", "torch", "axon")
@@ -219,8 +219,8 @@ def resolve_mapping(mapping, config: Config | None = None, layout: str | None = 
         if config is None:
             raise ValueError(f"mapping style {mapping!r} needs the network config (layout, norm, biases)")
         return torch_mapping(mapping, config) if STYLE_LAYOUT[mapping] == "torch" else axon_mapping(mapping, config)
-    if isinstance(mapping, (str, os.PathLike)) and os.fspath(mapping).endswith(".json"):
-        what = f"mapping file {os.fspath(mapping)}"
+    if mapping_path(mapping) is not None:
+        what = f"mapping file {mapping_path(mapping)}"
         if not os.path.isfile(mapping):  # (the OS said only "[Errno 2] No such file or directory: 'm.json'")
             is_dir = os.path.isdir(mapping)
             raise FileNotFoundError(f"{what} {'is a folder' if is_dir else 'does not exist'}; a mapping is a style "
@@ -610,8 +610,15 @@ def load_networks(path, *, layout: str = "byol-ref", mapping=None, config: Confi
         raise type(exc)(f"{os.fspath(path)}{mapping_file_note(mapping_in)}: {exc}") from None
 
 
+def mapping_path(mapping) -> str | None:
+    """The JSON file a mapping names (a str or path ending in ``.json``), or None for a style
+    name or a dict: the one rule by which ``resolve_mapping`` reads a file."""
+    if isinstance(mapping, (str, os.PathLike)) and os.fspath(mapping).endswith(".json"):
+        return os.fspath(mapping)
+    return None
+
+
 def mapping_file_note(mapping) -> str:
     """`` (mapping file PATH)`` when ``mapping`` names a JSON file, for errors about what it maps."""
-    if isinstance(mapping, (str, os.PathLike)) and os.fspath(mapping).endswith(".json"):
-        return f" (mapping file {os.fspath(mapping)})"
-    return ""
+    path = mapping_path(mapping)
+    return "" if path is None else f" (mapping file {path})"
