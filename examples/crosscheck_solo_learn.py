@@ -17,8 +17,8 @@ and ``base.py`` do with the CIFAR recipe (``scripts/pretrain/cifar/byol.yaml``):
 - each view through the networks on its own (per-view batch statistics), and the loss
   ``byol_loss_func(p[v2], z_momentum[v1])`` summed over the two ordered pairs ``v1 != v2``;
 - ``LARS`` with lr 1.0 x N / 256, momentum 0.9, weight decay 1e-5, ``eta=0.02``, and its clip
-  and 1-D exclusion switches on (``clip_lr`` / ``exclude_bias_n_norm``, named ``clip_lars_lr`` /
-  ``exclude_bias_n_norm_lars`` in some versions: the script reads the signature); the 1-D tensors
+  and 1-D exclusion switches on (``clip_lr`` / ``exclude_bias_n_norm``, later ``clip_lars_lr`` and then
+  ``exclude_bias_n_norm_lars``, renamed one at a time: the script reads the signature); the 1-D tensors
   sit in a group with weight decay 0, as ``remove_bias_and_norm_from_weight_decay`` puts them with
   ``exclude_bias_n_norm_wd`` (no change here: LARS adds no weight decay to a 1-D tensor it skips);
 - ``LinearWarmupCosineAnnealingLR(warmup_epochs=W, max_epochs=K, warmup_start_lr=3e-5)`` stepped
@@ -68,6 +68,7 @@ torch.set_default_dtype(torch.float64)
 N, D, H, PH, P = 8, 12, 16, 12, 6  # batch, input, backbone width, head hidden, projection
 FILES = {"loss": "solo/losses/byol.py", "lars": "solo/utils/lars.py", "scheduler": "solo/utils/lr_scheduler.py",
          "momentum": "solo/utils/momentum.py"}
+LARS_CLIP, LARS_EXCLUDE = ("clip_lars_lr", "clip_lr"), ("exclude_bias_n_norm_lars", "exclude_bias_n_norm")
 # byol-ref's lightly names are the closest shipped ones; this model's own module names replace them.
 RENAME = {"backbone_momentum": "momentum_backbone", "projection_head_momentum.layers": "momentum_projector",
           "projection_head.layers": "projector", "prediction_head.layers": "predictor", "backbone": "backbone"}
@@ -85,6 +86,21 @@ def load_solo(src: str) -> dict:
         modules[key] = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(modules[key])
     return modules
+
+
+def lars_switches(names) -> dict:
+    """LARS's clip and 1-D exclusion switches, both on, under the names this ``LARS`` takes.
+
+    solo-learn renamed the two one at a time: ``clip_lr`` / ``exclude_bias_n_norm``, then
+    ``clip_lars_lr`` / ``exclude_bias_n_norm``, then ``clip_lars_lr`` / ``exclude_bias_n_norm_lars``.
+    """
+    switches = {}
+    for spellings in (LARS_CLIP, LARS_EXCLUDE):
+        found = [name for name in spellings if name in names]
+        if not found:
+            raise SystemExit(f"solo/utils/lars.py: LARS takes none of {spellings}; its arguments are {list(names)}")
+        switches[found[0]] = True
+    return switches
 
 
 def mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
@@ -125,9 +141,7 @@ def run_solo(solo: dict, steps: int, warmup: int, seed: int = 0):
     online = [p for m in (model.backbone, model.projector, model.predictor) for p in m.parameters()]
     groups = [{"params": [p for p in online if p.ndim > 1]},
               {"params": [p for p in online if p.ndim <= 1], "weight_decay": 0.0}]
-    names_of = inspect.signature(solo["lars"].LARS).parameters  # the switches were renamed between versions
-    switches = {k: True for k in (("clip_lr", "exclude_bias_n_norm") if "clip_lr" in names_of else
-                                  ("clip_lars_lr", "exclude_bias_n_norm_lars"))}
+    switches = lars_switches(inspect.signature(solo["lars"].LARS).parameters)
     opt = solo["lars"].LARS(groups, lr=1.0 * N / 256, momentum=0.9, weight_decay=1e-5, eta=0.02, **switches)
     sched = solo["scheduler"].LinearWarmupCosineAnnealingLR(opt, warmup_epochs=warmup, max_epochs=steps,
                                                             warmup_start_lr=3e-5, eta_min=0.0)

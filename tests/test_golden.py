@@ -166,6 +166,22 @@ def test_crosscheck_against_solo_learn_source(tmp_path):
     assert res.returncode == 0 and "solo-learn agrees with byol-ref" in res.stdout, res.stdout + res.stderr
 
 
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="the solo-learn check imports torch")
+@pytest.mark.parametrize("signature, switches", [
+    (("clip_lr", "exclude_bias_n_norm"), ["clip_lr", "exclude_bias_n_norm"]),
+    (("clip_lars_lr", "exclude_bias_n_norm"), ["clip_lars_lr", "exclude_bias_n_norm"]),  # a renamed clip only
+    (("clip_lars_lr", "exclude_bias_n_norm_lars"), ["clip_lars_lr", "exclude_bias_n_norm_lars"]),
+])
+def test_solo_learn_check_finds_both_lars_switches_in_every_spelling(signature, switches):
+    """solo-learn renamed LARS's two switches one at a time; the check turns both on in whichever spelling its
+    LARS takes (a subprocess: importing the script sets torch's default dtype)."""
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import crosscheck_solo_learn as c; "
+            "print(sorted(c.lars_switches(('params', 'lr', 'eta') + tuple(sys.argv[2:]))))")
+    res = subprocess.run([sys.executable, "-c", code, str(ROOT / "examples"), *signature], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == str(sorted(switches)), res.stdout + res.stderr
+
+
 def test_crosscheck_against_the_official_code(tmp_path):
     """The official JAX/Haiku building blocks, step for step (runs where JAX, Haiku, optax and dm-tree are
     installed and BYOL_OFFICIAL_SRC names a checkout of google-deepmind/deepmind-research)."""
