@@ -204,7 +204,7 @@ def main(argv=None) -> int:
             json.dump(mapping, f, indent=1)
         status = byol_ref_cli(["trace", "--inputs", weights, "--layout", "torch", "--mapping", mapping_file,
                                "--preset", "solo-learn", "--steps", str(args.steps), "--total-steps", str(args.steps),
-                               "--warmup-steps", str(args.warmup), "--out", ref])
+                               "--warmup-steps", str(args.warmup), "--overwrite", "--out", ref])
         if status != 0:
             print(f"\nbyol-ref trace failed (exit status {status}); see its message above.")
             return 2
