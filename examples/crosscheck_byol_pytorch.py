@@ -144,7 +144,7 @@ def main(argv=None) -> int:
                 status = byol_ref_cli(["trace", "--inputs", weights, "--layout", "torch", "--mapping", "byol-pytorch",
                                        "--preset", "byol-pytorch", "--set", f"views={views}",
                                        *[a for kv in sets for a in ("--set", kv)], "--steps", str(args.steps),
-                                       "--out", traced[sem, views]])
+                                       "--overwrite", "--out", traced[sem, views]])
                 if status != 0:
                     print(f"\nbyol-ref trace failed (exit status {status}); see its message above.")
                     return 2

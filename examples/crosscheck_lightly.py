@@ -136,9 +136,13 @@ def main(argv=None) -> int:
         ref = os.path.join(work, "byol_ref_trace.npz")
         np.savez(weights, **exported)
         np.savez(theirs, **seen)
-        byol_ref_cli(["trace", "--inputs", weights, "--layout", "torch", "--mapping", "lightly", "--preset", "lightly",
-                      "--steps", str(args.steps), "--total-steps", str(args.steps), "--warmup-steps",
-                      str(args.warmup), "--set", f"weight_decay={args.weight_decay!r}", "--out", ref])
+        status = byol_ref_cli(["trace", "--inputs", weights, "--layout", "torch", "--mapping", "lightly", "--preset",
+                               "lightly", "--steps", str(args.steps), "--total-steps", str(args.steps),
+                               "--warmup-steps", str(args.warmup), "--set", f"weight_decay={args.weight_decay!r}",
+                               "--overwrite", "--out", ref])
+        if status != 0:
+            print(f"\nbyol-ref trace failed (exit status {status}); see its message above.")
+            return 2
         status = byol_ref_cli(["diff", theirs, ref, "--subset", "--rtol", "1e-9", "--atol", "1e-10"])
     if status == 0:
         print(f"\nlightly agrees with byol-ref (preset lightly) on every recorded tensor of {args.steps} step(s).")

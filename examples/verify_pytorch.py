@@ -165,8 +165,11 @@ def run(workdir, bug=False) -> int:
     np.savez(mine, **torch_step(model, view1, view2, bug))
     # 3. byol-ref's trace of the same step from the same weights
     ref = os.path.join(workdir, "byol_ref_trace.npz")
-    byol_ref_cli(["trace", "--inputs", weights, "--layout", "torch", "--mapping", "byol-pytorch",
-                  "--preset", "byol-pytorch", "--steps", "1", "--out", ref])
+    status = byol_ref_cli(["trace", "--inputs", weights, "--layout", "torch", "--mapping", "byol-pytorch",
+                           "--preset", "byol-pytorch", "--steps", "1", "--overwrite", "--out", ref])
+    if status != 0:  # (a diff against a trace left from an earlier run would compare the wrong step)
+        print(f"\nbyol-ref trace failed (exit status {status}); see its message above.")
+        return 2
     # 4. compare: only what the PyTorch side recorded; its 2-D weights are (out, in)
     return byol_ref_cli(["diff", mine, ref, "--subset", "--transpose-weights", "a", "--rtol", "1e-9",
                          "--atol", "1e-10"])

@@ -156,6 +156,18 @@ def test_crosscheck_against_the_installed_package(package, script, says, extra, 
     assert res.returncode == 0 and says in res.stdout, res.stdout + res.stderr
 
 
+def test_a_lightly_crosscheck_rerun_in_its_workdir_traces_byol_ref_again(tmp_path):
+    """The second run (here with another weight decay) was refused its byol-ref trace, the file being
+    there, went on unaware, and compared lightly's new step with byol-ref's old one: DIFFER, where both
+    agree. byol-pytorch's check and verify_pytorch.py wrote their traces the same way."""
+    if importlib.util.find_spec("lightly") is None:
+        pytest.skip("lightly is not installed (optional cross-check against its own code)")
+    for extra in ([], ["--weight-decay", "0"]):
+        res = subprocess.run([sys.executable, str(ROOT / "examples" / "crosscheck_lightly.py"), "--workdir",
+                              str(tmp_path), *extra], capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0 and "lightly agrees with byol-ref" in res.stdout, res.stdout + res.stderr
+
+
 def test_crosscheck_against_solo_learn_source(tmp_path):
     """solo-learn's BYOL files, step for step (runs where torch is installed and SOLO_LEARN_SRC names a checkout of
     vturrisi/solo-learn), twice in one --workdir: a rerun replaces the files of the first."""
