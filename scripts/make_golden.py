@@ -33,6 +33,10 @@ import torch
 import torch.nn.functional as F
 
 torch.set_default_dtype(torch.float64)
+# One thread: a reduction's rounding depends on how many threads split it, and Adam turns the
+# rounding noise of a zero gradient (a bias before batch norm) into an update of ~1e-12, so the
+# goldens came out otherwise under OMP_NUM_THREADS=1 than on two threads.
+torch.set_num_threads(1)
 
 # Sizes: batch N, input D, encoder H, projector hidden PH, projection P, predictor hidden Q. The widths
 # differ from each other (a transposed weight cannot go unnoticed), and the normalised ones (H, PH, Q)
