@@ -133,7 +133,8 @@ FIELD_DOCS = {
                      "gradient differs for a norm at or below eps, derivations section 5). "
                      "'add': x / sqrt(||x||^2 + eps) (edifice). d1, d2.",
     "norm_eps": "The epsilon of norm_eps_mode: 1e-12 (deepmind, byol-pytorch), 1e-8 (lightly and solo-learn: "
-                "`cosine_similarity` eps; edifice: additive). d1.",
+                "`cosine_similarity` eps; edifice: additive). A norm_eps_mode set over a preset's brings its own "
+                "default eps (sq_norm and norm 1e-12, add 1e-8) where the preset's eps is its mode's default. d1.",
     "loss_form": "Per-pair loss. 'mse' ||n(p) - n(z)||^2 (deepmind `regression_loss`); '2-2cos' (byol-pytorch "
                  "`loss_fn`, solo-learn `byol_loss_func`, edifice `loss`; lightly's imagenet benchmark, see "
                  "sym_reduce); 'neg_cos' -cos (lightly `NegativeCosineSimilarity`, as its examples use it). d3.",
@@ -339,10 +340,20 @@ class Preset:
     # ------------------------------------------------------------------ plumbing
 
     def replace(self, **changes) -> "Preset":
-        """A copy with some fields changed (unknown names are a ValueError listing the fields)."""
+        """A copy with some fields changed (unknown names are a ValueError listing the fields).
+
+        As ``Config.replace``: a new ``norm_eps_mode`` takes that mode's default eps unless
+        ``norm_eps`` is changed too or holds other than its mode's default
+        (``get_preset("deepmind", norm_eps_mode="add")`` adds 1e-8, not sq_norm's 1e-12)."""
+        from .losses import DEFAULT_EPS
+
         unknown = sorted(set(changes) - {f.name for f in fields(self)})
         if unknown:
             raise ValueError(f"unknown preset field(s) {unknown}; preset fields: {preset_field_names()}")
+        mode = changes.get("norm_eps_mode", self.norm_eps_mode)
+        if "norm_eps" not in changes and mode != self.norm_eps_mode and mode in DEFAULT_EPS \
+                and self.norm_eps == DEFAULT_EPS.get(self.norm_eps_mode):
+            changes = {**changes, "norm_eps": DEFAULT_EPS[mode]}
         return replace(self, **changes)
 
     def to_dict(self) -> dict:

@@ -71,6 +71,21 @@ def test_overrides_and_errors():
     assert Preset.from_dict(get_preset("solo-learn").to_dict()) == get_preset("solo-learn")
 
 
+def test_a_new_norm_eps_mode_takes_its_own_default_eps_as_config_replace_does():
+    """deepmind's 1e-12 is an eps under the squared norm; with norm_eps_mode="add" the preset kept it, where
+    Config.replace (and a Config built afresh) take add's 1e-8. An eps that is no mode's default stays."""
+    from byol_ref.losses import DEFAULT_EPS
+
+    assert get_preset("deepmind", norm_eps_mode="add").norm_eps == DEFAULT_EPS["add"] == 1e-8
+    assert get_preset("deepmind", norm_eps_mode="add").config(encoder_dim=2) == \
+        get_preset("deepmind").config(encoder_dim=2).replace(norm_eps_mode="add")
+    assert get_preset("edifice", norm_eps_mode="sq_norm").norm_eps == 1e-12
+    assert get_preset("deepmind", norm_eps_mode="add", norm_eps=1e-3).norm_eps == 1e-3  # given: kept
+    assert get_preset("deepmind", norm_eps=1e-6).replace(norm_eps_mode="add").norm_eps == 1e-6  # its own: kept
+    assert get_preset("lightly", norm_eps_mode="add").norm_eps == 1e-8  # (cosine_similarity's eps, as it was)
+    assert get_preset("deepmind", lr=0.1).norm_eps == 1e-12
+
+
 # ------------------------------------------------------------------ every field reaches the computation
 
 # Base: the deepmind preset with a 1-step warm-up (W = 1, unless a base says "W") from 1e-3 (so step 0 moves
