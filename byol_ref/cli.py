@@ -1382,6 +1382,12 @@ def _cmd_convert(args) -> int:
     elif _is_checkpoint(src):
         raise ValueError(f"{src} is a byol-ref run or checkpoint, so its layout is byol-ref: pass --from byol-ref")
     elif src.is_dir():
+        if checkpoint_file(src).exists() or checkpoint_file(src).is_symlink():
+            # A checkpoint that does not read as one (cut short, corrupt): its reader says what is wrong,
+            # where the lines below said the run had none and advised --overwrite, which would replace it.
+            load_checkpoint(checkpoint_file(src))
+            raise ValueError(f"{checkpoint_file(src)} is not a byol-ref checkpoint: it holds other arrays than "
+                             "meta and online/, target/, ... groups; pass a weights file as src, not its folder")
         if args.src_layout == "byol-ref":
             _refuse_no_checkpoint(src, "", "convert")
         raise FileNotFoundError(f"{src} is a directory without a checkpoint.npz; pass a weights file (.npz or "

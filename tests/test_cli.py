@@ -2793,3 +2793,25 @@ def test_convert_from_torch_leaves_out_unmapped_names_only_with_partial(tmp_path
     assert main([*back, "--partial"]) == 0
     with np.load(tmp_path / "back.npz") as z:
         assert "extra.weight" not in z.files and len(z.files) == 52
+
+
+def test_convert_of_a_run_whose_checkpoint_is_cut_short_names_the_damage_and_never_advises_overwrite(tmp_path,
+                                                                                                     capsys):
+    """A run folder whose checkpoint.npz is truncated or corrupt does have a checkpoint: convert said it had
+    none ("its run stopped before writing its first one") and advised train --overwrite, which would
+    replace the run; it says what eval and --resume say, that the file is cut short or corrupt."""
+    from byol_ref.cli import main
+
+    run_dir = tmp_path / "r"
+    assert main(["train", *SMALL_RUN, "--no-eval", "--out", str(run_dir)]) == 0
+    ckpt = run_dir / "checkpoint.npz"
+    whole = ckpt.read_bytes()
+    capsys.readouterr()
+    for size in (0, 30, len(whole) // 2, len(whole) - 1):
+        ckpt.write_bytes(whole[:size])
+        for layout in (["--from", "byol-ref", "--to", "torch"], ["--from", "torch", "--to", "byol-ref"]):
+            assert main(["convert", str(run_dir), str(tmp_path / "x.npz"), *layout, "--mapping", "lightly"]) == 2
+            err = capsys.readouterr().err
+            assert f"{ckpt}" in err and ("truncated or corrupt" in err or "empty (0 bytes)" in err), (size, err)
+            assert "--overwrite" not in err and "stopped before" not in err and "without a checkpoint" not in err
+        assert ckpt.read_bytes() == whole[:size] and not (tmp_path / "x.npz").exists()
