@@ -886,8 +886,8 @@ def _embed(args) -> int:
     online, dataset, input_norm, backend, _ = _load_run(args)
     arrays = {}
     for split, x in (("train", dataset.x_train), ("test", dataset.x_test)):
-        arrays[f"encoder_{split}"] = encode(online, x, input_norm, backend)
-        arrays[f"projector_{split}"] = encode(online, x, input_norm, backend, which="z")
+        arrays[f"encoder_{split}"] = encode(online, x, input_norm, backend, finite=True)
+        arrays[f"projector_{split}"] = encode(online, x, input_norm, backend, which="z", finite=True)
     if dataset.y_train is not None:
         arrays["labels_train"], arrays["labels_test"] = dataset.y_train, dataset.y_test
     atomic_savez(out, arrays)
@@ -941,16 +941,50 @@ def _load_run(args):
                          f"{model_cfg.encoder_dim}")
     # The run's own input statistics; checkpoints written before they were stored refit them on this data.
     prep = meta.get("preprocessing") or fit_preprocessing(dataset)
+    raw = dataset
     try:
-        dataset, input_norm = apply_preprocessing(dataset, prep)
+        with host.errstate(over="ignore", invalid="ignore"):  # (what overflows is refused just below)
+            dataset, input_norm = apply_preprocessing(dataset, prep)
     except ValueError as exc:
         raise ValueError(f"{ckpt_path}: {exc}") from None
+    _check_in_range(raw, dataset, input_norm, tcfg.dtype, f"--data {args.data}" if args.data else
+                    f"the data {cfg_file} records")
     backend = get_backend("cupy" if args.device == "cuda" else "numpy", tcfg.dtype, tcfg.seed)
     online = state.online
     if backend.name != "numpy":
         online = online._replace(params={k: backend.asarray(v) for k, v in online.params.items()},
                                  buffers={k: backend.xp.asarray(v) for k, v in online.buffers.items()})
     return online, dataset, input_norm, backend, tcfg
+
+
+def _check_in_range(raw, dataset, input_norm, dtype: str, what: str) -> None:
+    """Refuse data that the run's input preprocessing (its training data's statistics, from the
+    checkpoint) takes beyond the run's dtype: the networks would compute inf and NaN features from
+    them, written by embed and probed by eval without a word. Train fits its statistics on the data
+    themselves and refuses such values itself (``prepare_training_data``); other data are not so held.
+
+    Args:
+        raw: the Dataset as loaded.
+        dataset: the same after ``apply_preprocessing``.
+        input_norm: the per-view InputNorm of an image run, or None.
+        dtype: the run's dtype (``TrainConfig.dtype``).
+        what: how to name the data in the error.
+    """
+    limit = float(host.finfo(dtype).max)
+    for split in ("train", "test"):
+        x = getattr(dataset, f"x_{split}")  # (N, D)
+        if input_norm is not None:
+            with host.errstate(over="ignore", invalid="ignore"):
+                x = input_norm(x)
+        big = ~(host.abs(x) <= limit)  # (NaN too: inf - inf)
+        if big.any():
+            at = tuple(int(i) for i in host.argwhere(big)[0])
+            value = float(getattr(raw, f"x_{split}")[at])
+            raise ValueError(f"{what}: x_{split} has {int(big.sum())} value(s) that the run's input standardisation "
+                             f"(its training data's mean and std) takes beyond {dtype}'s range (magnitude "
+                             f"{limit:.3g}), the first at index {at} (raw value {value:.3g}); "
+                             "the network would compute inf and NaN features from them: rescale these data as the "
+                             "run's were")
 
 
 def _probe_opts(args, n_train: int | None = None, y_train=None) -> dict:

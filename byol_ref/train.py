@@ -881,17 +881,29 @@ def _step_record(k, sched, m):
 
 
 def encode(network: Network, x, input_norm: InputNorm | None, backend: Backend, *, batch: int = 2048,
-           which: str = "y"):
-    """Features of ``x`` (host array) from an eval-mode network: ``y`` (encoder) or ``z`` (projector)."""
+           which: str = "y", finite: bool = False):
+    """Features of ``x`` (host array) from an eval-mode network: ``y`` (encoder) or ``z`` (projector);
+    ``finite``: refuse rows whose features are inf or NaN (inputs beyond what the network's sums hold),
+    naming the first, where they are returned otherwise (a diverging run's monitor skips them)."""
     from .model import network_forward
 
     outs = []
     for i in range(0, x.shape[0], batch):
         xb = backend.asarray(x[i:i + batch])
-        if input_norm is not None:
-            xb = input_norm(xb)
-        o, _, _ = network_forward(network.config, network.role, network.params, network.buffers, xb, train=False)
-        outs.append(to_numpy(o[which]))
+        with np.errstate(**({"over": "ignore", "invalid": "ignore"} if finite else {})):  # (refused below)
+            if input_norm is not None:
+                xb = input_norm(xb)
+            o, _, _ = network_forward(network.config, network.role, network.params, network.buffers, xb,
+                                      train=False)
+        out = to_numpy(o[which])  # (B, H) or (B, P)
+        bad = ~np.isfinite(out).all(axis=1) if finite else None
+        if bad is not None and bad.any():  # (finite inputs too large for the network's sums: embed wrote inf/NaN)
+            row = i + int(np.flatnonzero(bad)[0])
+            raise ValueError(f"the network's features of {int(bad.sum())} row(s) are not finite (inf or NaN), the "
+                             f"first row {row}, whose largest input magnitude after the run's preprocessing is "
+                             f"{float(np.abs(np.asarray(x[row], dtype=np.float64)).max()):.3g}: values beyond what "
+                             f"the network computes in {backend.dtype}; rescale these data as the run's were")
+        outs.append(out)
     if not outs:  # no rows (an empty test split): (0, width), the width that of one row's features
         return encode(network, np.zeros((1, x.shape[1])), None, backend, which=which)[:0]
     return np.concatenate(outs)

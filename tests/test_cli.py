@@ -2815,3 +2815,31 @@ def test_convert_of_a_run_whose_checkpoint_is_cut_short_names_the_damage_and_nev
             assert f"{ckpt}" in err and ("truncated or corrupt" in err or "empty (0 bytes)" in err), (size, err)
             assert "--overwrite" not in err and "stopped before" not in err and "without a checkpoint" not in err
         assert ckpt.read_bytes() == whole[:size] and not (tmp_path / "x.npz").exists()
+
+
+@pytest.mark.parametrize("dtype, value", [("float32", 1e39), ("float32", 1e300), ("float64", 1.79e308)])
+def test_eval_and_embed_refuse_data_the_runs_preprocessing_takes_beyond_its_dtype(tmp_path, capsys, dtype, value):
+    """Other data than the run's own are standardised with the run's statistics, which train never
+    checked them against: a value beyond the run's dtype there (or one its sums overflow) gave inf and NaN
+    features, written by embed and probed by eval with exit status 0 and only NumPy's RuntimeWarning."""
+    from byol_ref.cli import main
+
+    run_dir = tmp_path / "r"
+    assert main(["train", *SMALL_RUN, "--no-eval", "--dtype", dtype, "--out", str(run_dir)]) == 0
+    x = np.random.default_rng(0).standard_normal((40, 32))
+    y = np.arange(40) % 2
+    x[3, 5] = value
+    np.savez(tmp_path / "big.npz", x=x, y=y)
+    capsys.readouterr()
+    for argv in (["embed", str(run_dir), "--out", str(tmp_path / "f.npz")], ["eval", str(run_dir), "--knn-k", "3",
+                                                                            "--labels-per-class", "2"]):
+        assert main([*argv, "--data", str(tmp_path / "big.npz")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Warning" not in err, err
+        assert f"--data {tmp_path / 'big.npz'}: x_train has 1 value(s)" in err and f"beyond {dtype}'s range" in err
+    assert not (tmp_path / "f.npz").exists()
+    x[3, 5] = 0.0  # and the same data in range are read
+    np.savez(tmp_path / "ok.npz", x=x, y=y)
+    assert main(["embed", str(run_dir), "--out", str(tmp_path / "f.npz"), "--data", str(tmp_path / "ok.npz")]) == 0
+    with np.load(tmp_path / "f.npz") as f:
+        assert all(np.isfinite(f[k]).all() for k in f.files)

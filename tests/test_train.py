@@ -1204,3 +1204,27 @@ def test_checkpoint_save_refuses_a_group_a_name_or_an_array_load_could_not_read_
     ckpt.save(path, {"online": {"a": np.ones(2)}}, {"step": 1})
     with zipfile.ZipFile(path) as z:
         assert {i.compress_type for i in z.infolist()} == {zipfile.ZIP_STORED}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_encode_refuses_inputs_whose_features_overflow(dtype):
+    """Finite inputs beyond what the network's sums hold gave inf and NaN features, silently (with only
+    NumPy's RuntimeWarning), which embed wrote: with finite=True (embed's) the row is named."""
+    import warnings
+
+    online, _ = byol.build(4, 8, 4, 4, dtype=dtype)
+    be = get_backend("numpy", dtype)
+    x = np.random.default_rng(0).standard_normal((6, 4)).astype(dtype)
+    assert np.isfinite(encode(online, x, None, be)).all()
+    w = "encoder.fc1.weight"
+    online = online._replace(params={**online.params, w: np.abs(online.params[w]) + 1})
+    assert np.isfinite(encode(online, x, None, be)).all()
+    x[4] = np.finfo(dtype).max / 2  # (every input of the row, weights >= 1: the first Linear's sum overflows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (and no RuntimeWarning on the way)
+        for which in ("y", "z"):
+            with pytest.raises(ValueError, match=rf"features of 1 row\(s\) are not finite \(inf or NaN\), the first "
+                                                 rf"row 4, .* in {dtype}"):
+                encode(online, x, None, be, batch=3, which=which, finite=True)
+    with np.errstate(over="ignore", invalid="ignore"):  # by default they are returned (knn_monitor skips them)
+        assert not np.isfinite(encode(online, x, None, be)[4]).all()
