@@ -32,6 +32,7 @@ from pathlib import Path
 from .augment import default_views_for
 from .backend import get_backend, host
 from .checkpoint import atomic_savez, atomic_write_text, parse_json
+from .checks import check_seed
 from .data import csv_header_rule, labels_file, load_digits, load_file, synthetic
 from .model import NORMS, Config, loss_range
 from .rundir import (REPORT_FILES, RUN_FILES, SET_ASIDE, Replacing, RunLock, first_interrupt_only,
@@ -53,17 +54,18 @@ def _load_data(spec: dict, strict: bool = True):
     if kind in ("digits", "synthetic") and spec.get("labels") is not None and strict:  # (runs that recorded one
         # before it was refused read their data as they trained: without it)
         raise ValueError(f"--labels {spec['labels']} is for a file --data; the built-in {kind} has its own labels")
+    seed = check_seed(spec.get("data_seed", 0), "--data-seed")  # (synthetic and load_file said "seed")
     if kind == "digits":
         return load_digits()
     if kind == "synthetic":
-        return synthetic(seed=spec.get("data_seed", 0))
+        return synthetic(seed=seed)
     if not Path(kind).exists():
         raise FileNotFoundError(f"--data {kind!r}: no such file, and not a built-in data set; pass 'digits', "
                                 "'synthetic' or a .npy/.npz/.csv feature file")
     header = _CSV_HEADER[spec.get("csv_header", "auto")]  # (a run's record is checked by _data_for_run)
     if header is not None and Path(kind).suffix.lower() not in (".csv", ".txt"):
         raise ValueError(f"--csv-header {spec['csv_header']} is for a .csv --data; {kind} is not one")
-    return load_file(kind, labels=spec.get("labels"), seed=spec.get("data_seed", 0), header=header, strict=strict)
+    return load_file(kind, labels=spec.get("labels"), seed=seed, header=header, strict=strict)
 
 
 _CSV_HEADER = {"auto": None, "yes": True, "no": False}

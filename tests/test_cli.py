@@ -2843,3 +2843,15 @@ def test_eval_and_embed_refuse_data_the_runs_preprocessing_takes_beyond_its_dtyp
     assert main(["embed", str(run_dir), "--out", str(tmp_path / "f.npz"), "--data", str(tmp_path / "ok.npz")]) == 0
     with np.load(tmp_path / "f.npz") as f:
         assert all(np.isfinite(f[k]).all() for k in f.files)
+
+
+def test_a_bad_data_seed_is_named_as_the_flag(tmp_path, capsys):
+    """--data-seed -1 was refused as "seed must be an int >= 0", which reads as --seed (a flag of its own)."""
+    from byol_ref.cli import main
+
+    np.savetxt(tmp_path / "d.csv", np.random.default_rng(0).standard_normal((40, 3)), delimiter=",")
+    for data in ("synthetic", str(tmp_path / "d.csv"), "digits"):
+        assert main(["train", *SMALL_RUN, "--no-eval", "--data", data, "--data-seed", "-1",
+                     "--out", str(tmp_path / "r")]) == 2
+        assert capsys.readouterr().err == "byol-ref train: error: --data-seed must be an int >= 0, got -1\n", data
+        assert not (tmp_path / "r").exists()
