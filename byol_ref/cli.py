@@ -59,7 +59,7 @@ def _load_data(spec: dict, strict: bool = True):
         return load_digits()
     if kind == "synthetic":
         return synthetic(seed=seed)
-    if not Path(kind).exists():
+    if not kind or not Path(kind).exists():  # ("" is Path('.'), which was refused as "path: '.' is a directory")
         raise FileNotFoundError(f"--data {kind!r}: no such file, and not a built-in data set; pass 'digits', "
                                 "'synthetic' or a .npy/.npz/.csv feature file")
     header = _CSV_HEADER[spec.get("csv_header", "auto")]  # (a run's record is checked by _data_for_run)

@@ -373,6 +373,9 @@ def _check_path(path, arg: str) -> Path:
     if p.is_dir():
         raise FileNotFoundError(f"{arg}: {str(p)!r} is a directory; expected a data file")
     if not p.is_file():
+        if p.exists():  # (a FIFO, /dev/null, a socket: "no such file" sent the user looking for it)
+            raise ValueError(f"{arg}: {str(p)!r} is not a regular file (a pipe, device or socket); expected a data "
+                             "file")
         raise FileNotFoundError(f"{arg}: no such file: {str(p)!r}")
     return p
 

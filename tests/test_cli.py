@@ -2855,3 +2855,11 @@ def test_a_bad_data_seed_is_named_as_the_flag(tmp_path, capsys):
                      "--out", str(tmp_path / "r")]) == 2
         assert capsys.readouterr().err == "byol-ref train: error: --data-seed must be an int >= 0, got -1\n", data
         assert not (tmp_path / "r").exists()
+
+
+def test_an_empty_data_argument_is_named_as_given(tmp_path, capsys):
+    """--data '' (an unset shell variable) read as Path('.'): "path: '.' is a directory"."""
+    from byol_ref.cli import main
+
+    assert main(["train", *SMALL_RUN, "--data", "", "--out", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err.startswith("byol-ref train: error: --data '': no such file, and not a built-in ")

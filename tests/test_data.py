@@ -943,3 +943,21 @@ def test_a_column_named_like_labels_read_as_a_feature_is_warned_of(tmp_path):
         assert load_file(tmp_path / "t.csv", labels="Target").x_train.shape[1] == 2  # asked for: no warning
         (tmp_path / "u.csv").write_text("f0,labelled,f1\n" + rows + "\n")
         load_file(tmp_path / "u.csv")  # a name that only contains one
+
+
+def test_a_path_that_is_no_regular_file_is_named_as_such(tmp_path):
+    """A FIFO or a device (/dev/null) exists: it was refused as "no such file", for data and labels alike."""
+    import os
+    from pathlib import Path
+
+    fifo = tmp_path / "x.npy"
+    os.mkfifo(fifo)
+    np.savetxt(tmp_path / "d.csv", np.random.default_rng(0).standard_normal((10, 3)), delimiter=",")
+    for call, arg in ((lambda p: load_file(p), "path"), (lambda p: load_file(tmp_path / "d.csv", labels=p), "labels")):
+        for p in (fifo, "/dev/null"):
+            if p == "/dev/null" and arg == "labels":
+                p = Path("/dev/null")  # (a str not ending in .npy/.csv/.txt names a column)
+            with pytest.raises(ValueError, match=rf"^{arg}: '{p}' is not a regular file \(a pipe, device or socket\)"):
+                call(p)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        load_file(tmp_path / "gone.npy")
