@@ -421,8 +421,8 @@ def load_checkpoint(path, backend: Backend | None = None):
     rng = np.random.Generator(np.random.PCG64())
     try:
         rng.bit_generator.state = rng_state
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ckpt.CheckpointError(f"{path}: invalid generator state ({exc})") from None
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:  # (OverflowError: a negative or too large
+        raise ckpt.CheckpointError(f"{path}: invalid generator state ({exc})") from None  # uinteger or has_uint32)
     perm = arrays["data"].get("epoch_perm")
     state = TrainState(online, target, dev["opt"], step, rng, perm, pos)
     return state, model_cfg, tcfg, meta

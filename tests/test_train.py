@@ -1228,3 +1228,21 @@ def test_encode_refuses_inputs_whose_features_overflow(dtype):
                 encode(online, x, None, be, batch=3, which=which, finite=True)
     with np.errstate(over="ignore", invalid="ignore"):  # by default they are returned (knn_monitor skips them)
         assert not np.isfinite(encode(online, x, None, be)[4]).all()
+
+
+def test_a_generator_state_out_of_range_is_a_checkpoint_error(tmp_path, data):
+    """An rng_state number NumPy cannot hold raised its OverflowError, a traceback from every command that
+    reads the checkpoint (eval, embed, convert, train --resume)."""
+    from byol_ref.train import load_checkpoint
+
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    fit(data, cfg, _tcfg(epochs=1), progress=False, out_dir=tmp_path / "r")
+    arrays, meta = ckpt.load(tmp_path / "r" / "checkpoint.npz")
+    meta = {k: v for k, v in meta.items() if k not in ("format", "version")}
+    for key, value in (("uinteger", -1), ("uinteger", 2**40), ("has_uint32", 2**70), ("state", {"state": -1})):
+        rng_state = {**meta["rng_state"], key: value}
+        if key == "state":
+            rng_state["state"] = {**meta["rng_state"]["state"], **value}
+        bad = ckpt.save(tmp_path / "bad.npz", arrays, {**meta, "rng_state": rng_state})
+        with pytest.raises(ckpt.CheckpointError, match=r"bad.npz: invalid generator state \("):
+            load_checkpoint(bad)
