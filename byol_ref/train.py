@@ -466,6 +466,9 @@ def _check_checkpoint_arrays(path, arrays: dict, model_cfg: Config, tcfg: TrainC
     if perm is not None and (perm.ndim != 1 or perm.dtype.kind not in "iu"
                              or not np.array_equal(np.sort(perm), np.arange(perm.size))):
         raise bad(f"data/epoch_perm must be a permutation of 0..N-1, got a {perm.dtype} array of shape {perm.shape}")
+    if perm is not None and pos > perm.size // tcfg.batch_size:  # (resume began a new epoch there, unannounced)
+        raise bad(f"epoch position {pos} is past the {perm.size // tcfg.batch_size} batches of {tcfg.batch_size} in "
+                  f"data/epoch_perm ({perm.size} samples)")
 
 
 def _jsonable(obj):

@@ -1246,3 +1246,22 @@ def test_a_generator_state_out_of_range_is_a_checkpoint_error(tmp_path, data):
         bad = ckpt.save(tmp_path / "bad.npz", arrays, {**meta, "rng_state": rng_state})
         with pytest.raises(ckpt.CheckpointError, match=r"bad.npz: invalid generator state \("):
             load_checkpoint(bad)
+
+
+def test_an_epoch_position_past_the_epoch_is_a_checkpoint_error(tmp_path, data):
+    """No run writes an epoch position past its epoch's batches: resume began a new epoch there without a
+    word (a data order an uninterrupted run never had)."""
+    from byol_ref.train import load_checkpoint
+
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    fit(data, cfg, _tcfg(epochs=1), progress=False, out_dir=tmp_path / "r")
+    arrays, meta = ckpt.load(tmp_path / "r" / "checkpoint.npz")
+    meta = {k: v for k, v in meta.items() if k not in ("format", "version")}
+    batches = arrays["data"]["epoch_perm"].size // 32
+    assert meta["epoch_pos"] == batches  # (the end of the epoch: a run writes that)
+    load_checkpoint(ckpt.save(tmp_path / "ok.npz", arrays, meta))
+    for pos in (batches + 1, 10**30):
+        bad = ckpt.save(tmp_path / "bad.npz", arrays, {**meta, "epoch_pos": pos})
+        with pytest.raises(ckpt.CheckpointError, match=rf"bad.npz: epoch position {pos} is past the {batches} batches "
+                                                       "of 32 in data/epoch_perm"):
+            load_checkpoint(bad)
