@@ -939,7 +939,8 @@ def _load_run(args):
         raise ValueError(f"{ckpt_path} has no config.json beside it to say which data its run trained on; pass "
                          "--data (digits, synthetic, or the file)")
     if dataset.x_train.shape[1] != model_cfg.encoder_dim:
-        raise ValueError(f"the data have {dataset.x_train.shape[1]} features but the checkpoint's encoder expects "
+        what = f"--data {args.data}" if args.data else f"the data {cfg_file} records ({dataset.name})"
+        raise ValueError(f"{what} has {dataset.x_train.shape[1]} features, but the encoder of {ckpt_path} expects "
                          f"{model_cfg.encoder_dim}")
     # The run's own input statistics; checkpoints written before they were stored refit them on this data.
     prep = meta.get("preprocessing") or fit_preprocessing(dataset)

@@ -2283,7 +2283,8 @@ def test_errors_the_fourth_audit_found_unchecked(tmp_path, capsys):
     capsys.readouterr()
     for cmd in (["eval", str(run_dir)], ["embed", str(run_dir), "--out", str(tmp_path / "f.npz")]):
         assert main([*cmd, "--data", str(tmp_path / "w5.npy")]) == 2
-        assert "the data have 5 features but the checkpoint's encoder expects 32" in capsys.readouterr().err
+        assert (f"--data {tmp_path / 'w5.npy'} has 5 features, but the encoder of {run_dir / 'checkpoint.npz'} "
+                "expects 32") in capsys.readouterr().err
     (run_dir / "config.json").unlink()
     assert main(["train", "--resume", "--out", str(run_dir), "--no-progress", "--no-eval"]) == 2
     assert f"--resume: {run_dir / 'config.json'} not found; is {run_dir} a byol-ref run directory?" in \
