@@ -282,6 +282,9 @@ class Preset:
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
             raise TypeError(f"Preset.name must be a non-empty str, got {self.name!r}")
+        if self.warmup_epochs is None:  # (TrainConfig's None, 5% of the run, is byol-ref's default, not a preset's)
+            raise TypeError("a preset's warmup_epochs is a number of epochs, got None: TrainConfig's None (5% of "
+                            "the run) is byol-ref's own default; give the epochs, or build TrainConfig directly")
         object.__setattr__(self, "warmup_epochs", check_real(self.warmup_epochs, "warmup_epochs", 0, None))
         object.__setattr__(self, "final_lr_ratio", check_real(self.final_lr_ratio, "final_lr_ratio", 0, None))
         check_choice(self.ema_scope, "ema_scope", ("params", "params+buffers"))

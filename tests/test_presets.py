@@ -66,6 +66,9 @@ def test_overrides_and_errors():
         get_preset("deepmind", ema_scope="everything")
     with pytest.raises(ValueError, match="warmup_epochs"):
         get_preset("deepmind", warmup_epochs=-1.0)
+    with pytest.raises(TypeError, match=r"^a preset's warmup_epochs is a number of epochs, got None: TrainConfig's "
+                                        r"None \(5% of the run\)"):
+        get_preset("lightly").train_config(epochs=10, batch_size=8, warmup_epochs=None)
     with pytest.raises(ValueError, match="unknown preset field"):
         Preset.from_dict({"name": "x", "nope": 1})
     assert Preset.from_dict(get_preset("solo-learn").to_dict()) == get_preset("solo-learn")
