@@ -23,12 +23,15 @@ float32 the rounding error is ~1e-3 or worse and a gradient check proves nothing
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from .backend import get_array_module, host
 from .checks import check_real, check_seed
 
 
 def rel_error(a, b, floor: float = 1e-12) -> float:
     """Maximum elementwise relative error |a - b| / max(|a| + |b|, floor)."""
+    floor = check_real(floor, "floor", lo=0, lo_open=True)  # (0 would make two zeros 0/0 = NaN)
     xp = get_array_module(a, b)
     a = xp.asarray(a, dtype="float64")
     b = xp.asarray(b, dtype="float64")
@@ -49,6 +52,9 @@ def grad_error(analytic, numerical, floor: float = 1e-4, scale: float | None = N
     Pass ``scale`` (e.g. the largest entry of the whole model's gradient) when a tensor's
     own gradient may be exactly zero everywhere (a Linear bias followed by batch norm).
     """
+    floor = check_real(floor, "floor", lo=0, lo_open=True)  # (0 would make two zero entries 0/0 = NaN)
+    if scale is not None:
+        scale = check_real(scale, "scale", lo=0)
     xp = get_array_module(analytic, numerical)
     a = xp.asarray(analytic, dtype="float64")
     n = xp.asarray(numerical, dtype="float64")
@@ -82,11 +88,25 @@ def numerical_gradient(f, x, dout=None, h: float | None = None, order: int = 4):
     if order not in (2, 4):
         raise ValueError(f"order must be 2 or 4, got {order!r}")
     h = (1e-4 if order == 4 else 1e-6) if h is None else _check_step(h)
+    if dout is not None and (getattr(dout, "dtype", None) is None or dout.dtype.name != "float64"):
+        raise TypeError(f"numerical_gradient needs dout as a float64 array of f(x)'s shape, got "
+                        f"{getattr(dout, 'dtype', type(dout).__name__)}")
     grad = xp.zeros_like(x)
 
     def value():
         out = f(x)
-        return float(out) if dout is None else float((xp.asarray(out) * dout).sum())
+        # f(x)'s shape, every call (metadata only): a dout of another shape would broadcast against it, and
+        # the result be the gradient of another function; an array out without dout has no one value.
+        shape = tuple(getattr(out, "shape", ()))
+        if dout is None:
+            if getattr(out, "size", 1) != 1:
+                raise ValueError(f"numerical_gradient: f(x) has shape {shape}; without dout f must return a "
+                                 "scalar (pass dout, the upstream gradient of f(x)'s shape)")
+            return float(out)
+        if shape != tuple(dout.shape):
+            raise ValueError(f"numerical_gradient: dout has shape {tuple(dout.shape)}, but f(x) has shape {shape}; "
+                             "expected dout of f(x)'s shape")
+        return float((xp.asarray(out) * dout).sum())
 
     def at(i, old, step):
         x[i] = old + step
@@ -112,6 +132,8 @@ def _check_step(h) -> float:
 def random_direction(params: dict, seed: int = 0) -> dict:
     """A random unit direction over all of ``params`` (standard normal, drawn on the host in
     the dict's order, then scaled to unit l2 norm over every entry together)."""
+    if not isinstance(params, Mapping) or not all(hasattr(v, "shape") for v in params.values()):
+        raise TypeError(f"params must be a dict name -> array, got {type(params).__name__}")
     xp = get_array_module(*params.values())
     rng = host.random.default_rng(check_seed(seed))
     u = {k: xp.asarray(rng.standard_normal(v.shape)) for k, v in params.items()}
@@ -142,6 +164,9 @@ def directional_check(loss_fn, params: dict, grads: dict, *, h: float = 1e-5, se
     Returns:
         (analytic, numerical, relative_error).
     """
+    for tree, name in ((params, "params"), (grads, "grads"), (direction, "direction")):
+        if not isinstance(tree, Mapping) and not (tree is None and name == "direction"):
+            raise TypeError(f"{name} must be a dict name -> array, got {type(tree).__name__}")
     if set(params) != set(grads):
         raise ValueError(f"params and grads keys differ: {sorted(set(params) ^ set(grads))}")
     not64 = {k: str(getattr(v, "dtype", type(v).__name__)) for k, v in params.items()
@@ -152,6 +177,11 @@ def directional_check(loss_fn, params: dict, grads: dict, *, h: float = 1e-5, se
     u = random_direction(params, seed) if direction is None else direction
     if set(u) != set(params):
         raise ValueError(f"direction and params keys differ: {sorted(set(u) ^ set(params))}")
+    for tree, name in ((grads, "grads"), (u, "direction")):  # (one of another shape would broadcast in the sum)
+        for k, p in params.items():
+            if tuple(getattr(tree[k], "shape", ())) != tuple(p.shape) or not hasattr(tree[k], "dtype"):
+                raise ValueError(f"{name}[{k!r}] must be an array of params[{k!r}]'s shape {tuple(p.shape)}, got "
+                                 f"{getattr(tree[k], 'shape', type(tree[k]).__name__)}")
     analytic = sum(float((grads[k] * u[k]).sum()) for k in params)
     def at(t):
         return float(loss_fn({k: params[k] + t * u[k] for k in params}))

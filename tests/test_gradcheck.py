@@ -161,3 +161,45 @@ def test_grad_error_is_symmetric_in_its_two_gradients(seed, size, rel, zero):
 def test_grad_error_floor_uses_the_larger_scale():
     """a = [1, 0], n = [3, 1e-4]: scale 3, floor 3e-4. Entry 0: 2 / 4 = 0.5; entry 1: 1e-4 / 3e-4."""
     assert grad_error(np.array([1.0, 0.0]), np.array([3.0, 1e-4])) == pytest.approx(0.5, rel=1e-15)
+
+
+def test_a_dout_grads_or_direction_that_would_broadcast_is_refused():
+    """Found by an API audit: a (3, 1) dout or grads entry broadcast against a (3, 4) one and
+    numerical_gradient / directional_check returned the numbers of another function, without a word."""
+    x = np.random.default_rng(0).standard_normal((3, 4))
+    for dout in (np.ones((3, 1)), np.ones(4), np.array(1.0)):
+        with pytest.raises(ValueError, match=r"dout has shape .*, but f\(x\) has shape \(3, 4\)"):
+            numerical_gradient(lambda v: 2 * v, x.copy(), dout)
+    for dout, says in ((np.ones((3, 4), dtype="float32"), "float32"), (np.ones((3, 4)).tolist(), "list")):
+        with pytest.raises(TypeError, match=f"needs dout as a float64 array .*got {says}"):
+            numerical_gradient(lambda v: 2 * v, x.copy(), dout)
+    with pytest.raises(ValueError, match=r"f\(x\) has shape \(3, 4\); without dout f must return a scalar"):
+        numerical_gradient(lambda v: 2 * v, x.copy())
+    params = {"w": x, "b": np.ones(4)}
+    grads = {"w": 2 * x, "b": 2 * np.ones(4)}
+
+    def loss(p):
+        return float((p["w"] ** 2).sum() + (p["b"] ** 2).sum())
+
+    assert directional_check(loss, params, grads)[2] < 1e-9
+    for bad in (np.ones((3, 1)), np.array(1.0), (2 * x).tolist()):
+        with pytest.raises(ValueError, match=r"grads\['w'\] must be an array of params\['w'\]'s shape \(3, 4\)"):
+            directional_check(loss, params, {**grads, "w": bad})
+    with pytest.raises(ValueError, match=r"direction\['b'\] must be an array of params\['b'\]'s shape \(4,\)"):
+        directional_check(loss, params, grads, direction={"w": x, "b": np.ones(1)})
+    for args, name in (((loss, [x], grads), "params"), ((loss, params, None), "grads")):
+        with pytest.raises(TypeError, match=f"{name} must be a dict name -> array"):
+            directional_check(*args)
+    with pytest.raises(TypeError, match="params must be a dict name -> array, got list"):
+        random_direction([x])
+
+
+@pytest.mark.parametrize("fn", [rel_error, grad_error])
+def test_error_floors_and_scale_are_positive_real_numbers(fn):
+    for floor, err in ((0.0, ValueError), (-1.0, ValueError), (float("nan"), ValueError), ("a", TypeError),
+                       (None, TypeError)):
+        with pytest.raises(err, match="floor"):
+            fn([1.0, 0.0], [1.0, 0.0], floor)
+    for scale, err in ((-1.0, ValueError), (float("nan"), ValueError), ("a", TypeError)):
+        with pytest.raises(err, match="scale"):
+            grad_error([1.0], [1.0], scale=scale)
