@@ -100,6 +100,11 @@ def check_operands(op: str, x, *, x_name: str = "x", per_feature: bool = False, 
     if getattr(x, "dtype", None) is None or x.dtype.name not in ("float32", "float64"):
         raise TypeError(f"{op}: {x_name} must be a float32 or float64 array, got "
                         f"{getattr(x, 'dtype', type(x).__name__)}")
+    if x.ndim == 0:  # (no feature axis: x.shape[-1] would be an IndexError, a norm over axis -1 a scalar's)
+        raise ValueError(f"{op}: {x_name} must have a feature axis, shape (..., F), got a 0-d array")
+    for name, a in params.items():
+        if a is None:  # (check_same_dtype reads None as absent; a parameter here is never optional)
+            raise TypeError(f"{op}: {name} must be an array in {x_name}'s dtype {x.dtype}, got None")
     check_same_dtype(op, x, x_name=x_name, **params)
     for name, a in params.items():
         if (tuple(a.shape) != tuple(x.shape[x.ndim - a.ndim:]) or a.ndim == 0 or (per_feature and a.ndim != 1)

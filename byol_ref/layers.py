@@ -215,6 +215,20 @@ class RunningStats(NamedTuple):
     count: object
 
 
+def _check_running(op: str, running) -> None:
+    """Refuse ``running`` unless it is a RunningStats whose count is an integer scalar (a Python int or a 0-d
+    integer array): a float count of 1.5 would debias with 1 - decay**2.5, a (F,) one broadcast into a (F,)
+    count, and a plain tuple was an AttributeError. Metadata only (a count's value is checked where it is
+    read from a file: ``checks.check_count``)."""
+    if not isinstance(running, RunningStats):
+        raise TypeError(f"{op}: running must be a RunningStats(mean, var, count), got {type(running).__name__}")
+    count = running.count
+    if isinstance(count, bool) or not (isinstance(count, numbers.Integral) or (
+            getattr(count, "ndim", None) == 0 and count.dtype.kind in "iu")):
+        raise TypeError(f"{op}: running.count must be an integer scalar (a 0-d integer array), got "
+                        f"{getattr(count, 'dtype', type(count).__name__)} of shape {getattr(count, 'shape', ())}")
+
+
 def update_running_stats(running, batch_mean, batch_var, n, *, decay, mode):
     """One EMA update of batch-norm running statistics.
 
@@ -235,6 +249,12 @@ def update_running_stats(running, batch_mean, batch_var, n, *, decay, mode):
         RunningStats after the update.
     """
     check_real(decay, "decay", 0, 1, hi_open=True)  # (decay 1 would be 0/0 in the haiku debiasing)
+    if mode not in ("haiku", "torch"):
+        raise ValueError(f"running-stats mode must be 'haiku' or 'torch', got {mode!r}")
+    _check_running("update_running_stats", running)
+    check_operands("update_running_stats", running.mean, x_name="running.mean", batch_mean=batch_mean,
+                   batch_var=batch_var)
+    n = check_positive_int(n, "n")
     if mode == "torch" and n < 2:
         raise ValueError(f"the unbiased variance needs n >= 2 samples, got n={n!r}")
     xp = get_array_module(batch_mean)
@@ -251,8 +271,6 @@ def update_running_stats(running, batch_mean, batch_var, n, *, decay, mode):
         unbiased = batch_var * (n / (n - 1))
         mean = decay * running.mean + (1 - decay) * batch_mean
         var = decay * running.var + (1 - decay) * unbiased
-    else:
-        raise ValueError(f"running-stats mode must be 'haiku' or 'torch', got {mode!r}")
     return RunningStats(mean, var, t)
 
 
@@ -294,9 +312,11 @@ def batch_norm_forward(x, gamma, beta, running, *, train, eps=1e-5, decay=0.9,
     References:
         Ioffe & Szegedy 2015, Algorithm 1; Haiku ``batch_norm.py``.
     """
+    _check_running("batch_norm_forward", running)
     check_operands("batch_norm_forward", x, per_feature=True, gamma=gamma, beta=beta, running_mean=running.mean,
                    running_var=running.var)
     train = check_bool(train, "train")
+    inplace, need_cache = check_bool(inplace, "inplace"), check_bool(need_cache, "need_cache")
     if train and (x.ndim < 2 or x.shape[-2] < 2):  # (one row: its own mean, variance 0, out = beta)
         raise ValueError(f"batch_norm_forward: training needs batch statistics over at least 2 rows, x has shape "
                          f"{tuple(x.shape)} ((N, F) or (G, N, F))")

@@ -590,3 +590,45 @@ def test_what_the_mutation_audit_found_no_test_for_in_the_ops():
             layer_norm_forward(x, gamma, beta)
     out, _ = layer_norm_forward(x.reshape(4, 2, 3), np.ones((2, 3)), np.zeros((2, 3)))  # group norm's grouped view
     np.testing.assert_array_equal(out.reshape(4, 6), group_norm_forward(x, ones, zeros, groups=2)[0])
+
+
+def test_a_0d_input_a_missing_parameter_and_bad_running_stats_are_named():
+    """Found by an API audit: a 0-d x was an IndexError (linear, simplex) or read as one feature
+    (l2 normalisation), a None gamma an AttributeError, a plain tuple of running statistics an
+    AttributeError, a float or (F,) count taken (1 - decay**2.5; a (F,) count back), a (5,) batch
+    mean a broadcasting error and a float32 one promoted float64 running statistics."""
+    from byol_ref.losses import l2_normalize_forward
+
+    rng = np.random.default_rng(0)
+    x, g = rng.standard_normal((4, 3)), rng.uniform(0.5, 2, 3)
+    for call in (lambda: linear_forward(np.array(1.0), np.ones((1, 2))), lambda: l2_normalize_forward(np.array(2.0)),
+                 lambda: simplex_forward(np.float64(1.0), simplex_dim=1, temperature=1.0),
+                 lambda: layer_norm_forward(np.array(1.0), np.ones(1), np.ones(1))):
+        with pytest.raises(ValueError, match=r"x must have a feature axis, shape \(\.\.\., F\), got a 0-d array"):
+            call()
+    for call, name in ((lambda: batch_norm_forward(x, None, g, _running(3, rng), train=True), "gamma"),
+                       (lambda: layer_norm_forward(x, g, None), "beta"), (lambda: affine_forward(x, None, g), "gamma")):
+        with pytest.raises(TypeError, match=f"{name} must be an array in x's dtype float64, got None"):
+            call()
+    mean, var = np.zeros(3), np.ones(3)
+    for running in (None, (mean, var, np.array(0))):
+        with pytest.raises(TypeError, match=r"batch_norm_forward: running must be a RunningStats\(mean, var, count\)"):
+            batch_norm_forward(x, g, g, running, train=True)
+        with pytest.raises(TypeError, match="update_running_stats: running must be a RunningStats"):
+            update_running_stats(running, mean, var, 4, decay=0.9, mode="haiku")
+    for count in (1.5, np.array(1.0), np.zeros(3, dtype=np.int64), None, True):
+        with pytest.raises(TypeError, match="running.count must be an integer scalar"):
+            batch_norm_forward(x, g, g, RunningStats(mean, var, count), train=True)
+    for count in (3, np.int64(3), np.array(3, dtype=np.int32)):  # an int of any kind is a count
+        batch_norm_forward(x, g, g, RunningStats(mean, var, count), train=True)
+    ok = RunningStats(mean, var, np.array(0))
+    with pytest.raises(ValueError, match=r"update_running_stats: batch_mean has shape \(5,\), expected \(3,\)"):
+        update_running_stats(ok, np.zeros(5), np.ones(5), 4, decay=0.9, mode="haiku")
+    with pytest.raises(TypeError, match="batch_var has dtype float32, but running.mean has float64"):
+        update_running_stats(ok, mean, var.astype("float32"), 4, decay=0.9, mode="haiku")
+    for n, err in ((2.5, TypeError), (None, TypeError), (0, ValueError)):
+        with pytest.raises(err, match="n must be an int >= 1"):
+            update_running_stats(ok, mean, var, n, decay=0.9, mode="torch")
+    for flag in ("inplace", "need_cache"):
+        with pytest.raises(TypeError, match=f"{flag} must be True or False, got 'yes'"):
+            batch_norm_forward(x, g, g, ok, train=True, **{flag: "yes"})
