@@ -41,7 +41,7 @@ from typing import NamedTuple, Optional
 
 from .backend import get_array_module, to_numpy
 from .backend import host as np
-from .checks import check_array, check_bool, check_image_shape, check_real, dataclass_from_dict
+from .checks import check_array, check_bool, check_image_shape, check_positive_int, check_real, dataclass_from_dict
 
 __all__ = [
     "ImageAug",
@@ -353,8 +353,14 @@ def crop_resize(x, boxes, angles=None, flips=None):
         raise ValueError(f"boxes must have a width and height > 0 (x0, y0, w, h), got {b[(b[:, 2:] <= 0).any(1)][:2]}")
     if angles is not None:
         _host_numbers(angles, "angles", (n,))
-    if flips is not None and np.shape(to_numpy(flips)) != (n,):
-        raise ValueError(f"flips must have shape ({n},), one per image, got {np.shape(to_numpy(flips))}")
+    if flips is not None:
+        f = np.asarray(to_numpy(flips))
+        if f.shape != (n,):
+            raise ValueError(f"flips must have shape ({n},), one per image, got {f.shape}")
+        # (as bools, 0.3 and NaN would flip: only True/False, or 0/1, say which images to mirror)
+        if not (f.dtype.kind == "b" or (f.dtype.kind in "iu" and bool(np.isin(f, (0, 1)).all()))):
+            raise TypeError(f"flips must be bools (or 0/1), one per image, got dtype {f.dtype}"
+                            + (f" holding {f[~np.isin(f, (0, 1))][:2]}" if f.dtype.kind in "iu" else ""))
     boxes = xp.asarray(boxes, dtype=dt)  # (N, 4)
     bx, by, bw, bh = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]  # (N,) each
     cx = (bx + bw / 2)[:, None, None]  # (N, 1, 1) box centre
@@ -381,9 +387,12 @@ def crop_resize(x, boxes, angles=None, flips=None):
 def _host_numbers(a, name: str, shape: tuple):
     """``a`` as a float64 host array of ``shape`` and finite values, or an error naming it."""
     try:
-        out = np.asarray(to_numpy(a), dtype=np.float64)
-    except (TypeError, ValueError):
+        raw = np.asarray(to_numpy(a))
+    except (TypeError, ValueError):  # (a ragged list)
         raise TypeError(f"{name} must be an array of numbers, got {type(a).__name__}") from None
+    if raw.dtype.kind not in "iuf":  # (a complex one would lose its imaginary part, a str or object one be parsed)
+        raise TypeError(f"{name} must be an array of numbers, got {type(a).__name__} of dtype {raw.dtype}")
+    out = raw.astype(np.float64)
     if out.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, one per image, got {out.shape}")
     if not np.isfinite(out).all():
@@ -463,9 +472,12 @@ def gaussian_blur(x, sigma, radius: int):
         raise ValueError(f"radius must be an integer >= 0, got {radius!r}")
     _check_radius_fits(radius, h, w, "radius")
     try:  # N numbers, drawn on the host by augment_images: checking them costs nothing
-        s = np.asarray(to_numpy(sigma), dtype=np.float64)
+        s = np.asarray(to_numpy(sigma))
     except (TypeError, ValueError):
         raise TypeError(f"sigma must be a number or an array of numbers, got {sigma!r}") from None
+    if s.dtype.kind not in "iuf":  # (a str "1" would be parsed, a complex sigma lose its imaginary part)
+        raise TypeError(f"sigma must be a number or an array of numbers, got {sigma!r} (dtype {s.dtype})")
+    s = s.astype(np.float64)
     if s.shape not in ((), (n,)):
         raise ValueError(f"sigma must be one number or one per image, shape ({n},), got shape {s.shape}")
     if not (np.isfinite(s).all() and (s > 0).all()):
@@ -620,6 +632,16 @@ def erase_mask(erase, at, size: int, hw: tuple):
         size: patch side in pixels.
         hw: image (H, W).
     """
+    erase, at = np.asarray(erase), np.asarray(at)
+    if erase.dtype.kind != "b" or erase.ndim != 1:
+        raise TypeError(f"erase must be a (N,) bool array, got dtype {erase.dtype} of shape {erase.shape}")
+    if at.dtype.kind not in "iu" or at.shape != (erase.shape[0], 2):
+        raise ValueError(f"at must be an integer array of shape ({erase.shape[0]}, 2), one (row, column) per sample, "
+                         f"got dtype {at.dtype} of shape {at.shape}")
+    size = check_positive_int(size, "size")
+    hw = check_image_shape(hw, "hw")
+    if len(hw) != 2:
+        raise ValueError(f"hw must be the images' (H, W), got {hw}")
     rows = np.arange(hw[0])[None, :] - at[:, :1]  # (N, H): offset of each row from the patch top
     cols = np.arange(hw[1])[None, :] - at[:, 1:]  # (N, W)
     inside = ((rows >= 0) & (rows < size))[:, :, None] & ((cols >= 0) & (cols < size))[:, None, :]

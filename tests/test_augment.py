@@ -14,6 +14,7 @@ from byol_ref.augment import (
     crop_resize,
     default_views_for,
     digits_views,
+    erase_mask,
     gaussian_blur,
     solarize,
     two_views,
@@ -788,3 +789,33 @@ def test_vector_noise_has_the_configured_std():
 
     out = augment_vectors(np.zeros((400, 50)), rng_(15), VectorAug(noise_std=0.3, p_mask=0.0, scale=(1.0, 1.0)))
     assert abs(out.std() - 0.3) < 0.01
+
+
+def test_crop_blur_and_erase_arguments_of_the_wrong_kind_are_named():
+    """Found by an API audit: float flips were read as truthiness (0.3 and NaN mirrored the image),
+    complex angles or boxes lost their imaginary part with only a ComplexWarning, object ones were
+    parsed, a sigma of "1" was taken, and erase_mask took a negative size (no patch) and answered an
+    (M, 2) ``at`` with a broadcasting error."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(3, 1, 8, 8))
+    boxes = np.tile([0.0, 0.0, 8.0, 8.0], (3, 1))
+    for flips in (np.array([0.3, 0.0, np.nan]), np.array([2, 0, 1]), np.array([1j, 0, 0])):
+        with pytest.raises(TypeError, match=r"flips must be bools \(or 0/1\), one per image"):
+            crop_resize(x, boxes, None, flips)
+    for flips in (np.array([True, False, True]), [1, 0, 1]):  # bools, or 0/1
+        np.testing.assert_array_equal(crop_resize(x, boxes, None, flips)[1], x[1])
+    for name, args in (("angles", (boxes, np.array([1j, 0, 0]))), ("angles", (boxes, np.array([1.0, 2, 3], object))),
+                       ("boxes", (boxes.astype(complex),)), ("boxes", (boxes > 0,))):
+        with pytest.raises(TypeError, match=f"{name} must be an array of numbers, got ndarray of dtype"):
+            crop_resize(x, *args)
+    for sigma in ("1", ["1", "2", "3"], 1 + 0j):
+        with pytest.raises(TypeError, match="sigma must be a number or an array of numbers, got .*dtype"):
+            gaussian_blur(x, sigma, 1)
+    erase, at = np.array([True, False, True]), np.zeros((3, 2), dtype=int)
+    assert erase_mask(erase, at, 2, (8, 8)).sum() == 8
+    with pytest.raises(ValueError, match=r"at must be an integer array of shape \(3, 2\).* of shape \(2, 2\)"):
+        erase_mask(erase, at[:2], 2, (8, 8))
+    with pytest.raises(ValueError, match="size must be an int >= 1, got -1"):
+        erase_mask(erase, at, -1, (8, 8))
+    with pytest.raises(TypeError, match="erase must be a"):
+        erase_mask(erase.astype(float), at, 2, (8, 8))
