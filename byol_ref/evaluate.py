@@ -210,6 +210,14 @@ def softmax_xent_backward(dloss: Any, cache: SoftmaxXentCache) -> Any:
     References:
         CS231n ``softmax_loss``.
     """
+    if not isinstance(cache, SoftmaxXentCache):
+        raise TypeError(f"cache must be the SoftmaxXentCache of softmax_xent_forward, got {type(cache).__name__}")
+    if isinstance(dloss, np.ndarray) and dloss.ndim == 0 and dloss.dtype.kind in "iuf":
+        dloss = dloss.item()  # a 0-d array is its number
+    if isinstance(dloss, (bool, np.bool_)) or not isinstance(dloss, (int, float, np.integer, np.floating)):
+        raise TypeError(f"dloss must be a real number (the loss is a scalar), got {type(dloss).__name__} {dloss!r}")
+    if not math.isfinite(dloss):
+        raise ValueError(f"dloss must be finite, got {dloss!r}")
     probs, y = cache
     n = probs.shape[0]
     dlogits = probs.copy()  # (N, C)
@@ -475,6 +483,8 @@ def stratified_split(y: Any, val_fraction: float, seed: int = 0) -> tuple[Any, A
         (train_idx, val_idx): sorted int arrays that partition range(N).
     """
     y = _labels(y, "y")
+    if y.size == 0:  # (there is nothing to split; it was 'need at least one array to concatenate')
+        raise ValueError("y must hold at least one label, got 0")
     val_fraction = _fraction(val_fraction, "val_fraction")
     rng = np.random.default_rng(_int_at_least(seed, "seed", 0))
     train, val = [], []

@@ -750,3 +750,25 @@ def test_low_label_folds_hold_out_one_part_and_fit_on_the_rest(monkeypatch):
     for tr, va in folds:
         assert tr.size == 24 and va.size == 6 and np.intersect1d(tr, va).size == 0
     np.testing.assert_array_equal(np.sort(np.concatenate([va for _, va in folds])), np.arange(30))
+
+
+def test_softmax_xent_backward_checks_dloss_and_cache_and_a_split_needs_labels():
+    """Found by an API audit: dloss "1" and True were taken as numbers, NaN and inf gave a NaN or
+    inf gradient, a (N,) dloss was 'only 0-dimensional arrays can be converted to Python scalars',
+    a cache of None 'cannot unpack'; stratified_split of no labels was 'need at least one array to
+    concatenate'."""
+    logits = np.array([[1.0, 2.0], [0.5, -1.0], [0.0, 0.0]])
+    _, cache = ev.softmax_xent_forward(logits, np.array([0, 1, 1]))
+    np.testing.assert_array_equal(ev.softmax_xent_backward(np.array(2.0), cache), ev.softmax_xent_backward(2.0, cache))
+    np.testing.assert_array_equal(ev.softmax_xent_backward(np.float32(2.0), cache), ev.softmax_xent_backward(2, cache))
+    for dloss in ("1", True, None, np.ones(3), np.ones(1)):
+        with pytest.raises(TypeError, match="dloss must be a real number"):
+            ev.softmax_xent_backward(dloss, cache)
+    for dloss in (float("nan"), float("inf"), np.array(-np.inf)):
+        with pytest.raises(ValueError, match="dloss must be finite"):
+            ev.softmax_xent_backward(dloss, cache)
+    for bad in (None, tuple(cache)):
+        with pytest.raises(TypeError, match="cache must be the SoftmaxXentCache of softmax_xent_forward"):
+            ev.softmax_xent_backward(1.0, bad)
+    with pytest.raises(ValueError, match="y must hold at least one label, got 0"):
+        ev.stratified_split(np.zeros(0, dtype=int), 0.5)
