@@ -808,6 +808,7 @@ def standardize(x, mean, std):
     x = _as_features(x, "x")
     if x.ndim != 2:
         raise ValueError(f"x must have shape (N, D), got {x.shape}")
+    _check_finite(x, "x")  # (NaN or inf would come back standardised, as NaN, without a word)
     stats = {"mean": _as_features(mean, "mean"), "std": _as_features(std, "std")}
     for name, a in stats.items():
         if a.shape not in ((), (x.shape[1],)):
@@ -843,6 +844,8 @@ def standardize_dataset(ds: Dataset, *, eps: float = 1e-8):
         (dataset, mean, std): the standardised Dataset (image_shape set to None, because
         image augmentations expect pixels in [0, 1]) and the statistics, shape (D,).
     """
+    if not isinstance(ds, Dataset):
+        raise TypeError(f"ds must be a Dataset (load_digits, load_file, synthetic), got {type(ds).__name__}")
     mean, std = feature_stats(ds.x_train, eps=eps)
     return (
         ds._replace(x_train=standardize(ds.x_train, mean, std), x_test=standardize(ds.x_test, mean, std),

@@ -961,3 +961,19 @@ def test_a_path_that_is_no_regular_file_is_named_as_such(tmp_path):
                 call(p)
     with pytest.raises(FileNotFoundError, match="no such file"):
         load_file(tmp_path / "gone.npy")
+
+
+def test_standardize_refuses_a_non_finite_x_and_standardize_dataset_a_non_dataset():
+    """Found by an API audit: standardize checked its mean and std but not x, so NaN or inf in x
+    (a test split, say) came back standardised as NaN without a word; standardize_dataset(None)
+    was an AttributeError."""
+    x = np.arange(6.0).reshape(2, 3)
+    mean, std = feature_stats(x)
+    for bad in (np.nan, np.inf):
+        y = x.copy()
+        y[1, 2] = bad
+        with pytest.raises(ValueError, match=r"x has 1 non-finite value\(s\) \(NaN or inf\); the first is at index "
+                                             r"\(1, 2\)"):
+            standardize(y, mean, std)
+    with pytest.raises(TypeError, match="ds must be a Dataset .*got NoneType"):
+        standardize_dataset(None)
