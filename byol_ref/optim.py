@@ -54,7 +54,7 @@ from functools import partial
 from typing import Any, Callable, Mapping, NamedTuple, Union
 
 from . import kernels
-from .backend import get_array_module
+from .backend import FLOAT_DTYPES, get_array_module
 from .backend import host as np
 from .checks import check_bool, interval
 from .tree import check_same_keys
@@ -203,6 +203,9 @@ def _buffers_init(params: Mapping[str, Any], prefixes: tuple[str, ...]) -> dict:
         raise TypeError(f"params must be a dict name -> array, got {type(params).__name__}"
                         + (" holding " + ", ".join(sorted({type(p).__name__ for p in params.values()}))
                            if isinstance(params, Mapping) else ""))
+    bad = {k: p.dtype.name for k, p in params.items() if getattr(p.dtype, "name", None) not in FLOAT_DTYPES}
+    if bad:  # (int buffers would only be refused at the first update; complex ones hold no real step)
+        raise ValueError(f"params must be {' or '.join(FLOAT_DTYPES)} arrays, got {bad}")
     return {f"{pre}.{k}": get_array_module(p).zeros_like(p) for pre in prefixes for k, p in params.items()}
 
 
@@ -212,9 +215,10 @@ def _check_inputs(grads, state, params, prefixes: tuple[str, ...], extra=()) -> 
     expected = {f"{pre}.{k}": k for pre in prefixes for k in params}  # state key -> param key
     check_same_keys(dict.fromkeys([*expected, *extra]), state, "the expected optimiser state", "state")
     for k, p in params.items():
-        if getattr(p, "dtype", None) is None or p.dtype.kind != "f":
-            raise ValueError(f"params[{k!r}] must be a floating-point array, got {type(p).__name__} "
-                             f"of dtype {getattr(p, 'dtype', None)}")
+        # (float16 too is refused: byol_ref computes in FLOAT_DTYPES, and Adam's eps 1e-8 is 0 in it)
+        if getattr(p, "dtype", None) is None or p.dtype.name not in FLOAT_DTYPES:
+            raise ValueError(f"params[{k!r}] must be a floating-point array ({' or '.join(FLOAT_DTYPES)}), got "
+                             f"{type(p).__name__} of dtype {getattr(p, 'dtype', None)}")
         _check_like(grads[k], p, f"grads[{k!r}]", k)
     for sk, k in expected.items():
         _check_like(state[sk], params[k], f"state[{sk!r}]", k)

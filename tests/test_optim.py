@@ -773,3 +773,20 @@ def test_adam_step_is_bitwise_the_whole_array_formula_in_the_params_dtype(dtype,
     np.testing.assert_array_equal(new_s["mu.w"], m_new)
     np.testing.assert_array_equal(new_s["nu.w"], v_new)
     np.testing.assert_array_equal(new_p["w"], p - d * lr)
+
+
+@pytest.mark.parametrize("name", ["sgd", "lars", "adam", "adamw"])
+def test_params_outside_float32_and_float64_are_refused_at_init_and_update(name):
+    """Found by an API audit: SGD and LARS stepped float16 params without a word (byol_ref computes
+    in float32 or float64; Adam refused them only through its eps, which is 0 in float16), and every
+    init made int or complex buffers, refused only at the first update."""
+    init, update = getattr(optim, f"{name}_init"), getattr(optim, f"{name}_update")
+    for dtype in ("float16", "int64", "complex128"):
+        params = {"encoder.fc1.weight": np.ones((2, 3), dtype=dtype)}
+        with pytest.raises(ValueError, match=rf"params must be float32 or float64 arrays, got "
+                                             rf"\{{'encoder.fc1.weight': '{dtype}'\}}"):
+            init(params)
+        state = init({"encoder.fc1.weight": np.ones((2, 3))})
+        with pytest.raises(ValueError, match=rf"params\['encoder.fc1.weight'\] must be a floating-point array "
+                                             rf"\(float32 or float64\), got ndarray of dtype {dtype}"):
+            update(params, state, params, lr=0.1)
