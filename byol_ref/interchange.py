@@ -59,6 +59,7 @@ import json
 import math
 import os
 import struct
+from collections.abc import Mapping
 
 from .backend import host as np
 from .backend import to_numpy
@@ -243,10 +244,21 @@ def _is_weight(name: str, a) -> bool:
     return name.rsplit(".", 1)[-1] == "weight" and np.ndim(a) == 2
 
 
+def _check_dicts(arrays_name: str, arrays, mapping=None, layout: str | None = None) -> None:
+    """A TypeError naming ``arrays`` unless it is a dict keyed by name, and ``mapping`` (when a layout is
+    given) unless it is a resolved dict: a style name or None was an AttributeError from inside."""
+    if not isinstance(arrays, Mapping) or not all(isinstance(k, str) for k in arrays):
+        raise TypeError(f"{arrays_name} must be a dict name -> array, got {type(arrays).__name__}")
+    if layout is not None and not isinstance(mapping, Mapping):
+        raise TypeError(f"mapping must be a dict {{byol-ref name: {layout} name}} (resolve_mapping makes one from a "
+                        f"style name or a JSON file), got {type(mapping).__name__}")
+
+
 def transpose_weights(arrays: dict) -> dict:
     """Transpose every 2-D array whose name ends in ``.weight`` (Linear weights, their gradients and
     optimiser buffers): turns a trace written in PyTorch's (out, in) layout into byol-ref's (in, out),
     and back. Other arrays are passed through. Returns a new dict in the same order."""
+    _check_dicts("arrays", arrays)
     return {k: (np.ascontiguousarray(np.asarray(v).T) if _is_weight(k, v) else v) for k, v in arrays.items()}
 
 
@@ -269,6 +281,7 @@ def to_layout(arrays: dict, mapping: dict, *, layout: str, strict: bool = True) 
         strict: every array must have a mapping entry (else ValueError listing them).
     """
     _check_layout(layout)
+    _check_dicts("arrays", arrays, mapping, layout)
     missing = [k for k in arrays if k not in mapping]
     if strict and missing:
         raise ValueError(f"no {layout} name for {len(missing)} byol-ref array(s), e.g. {missing[:4]}; "
@@ -329,6 +342,7 @@ def from_layout(state: dict, mapping: dict, *, layout: str, strict: bool = True,
         ``{byol-ref name: array}`` in the mapping's order.
     """
     _check_layout(layout)
+    _check_dicts("state", state, mapping, layout)
     absent = [t for t in mapping.values() if t not in state]
     unmapped = unmapped_names(state, mapping, ignore_prefixes=ignore_prefixes)
     if absent and (strict or len(absent) == len(mapping)):

@@ -1006,3 +1006,20 @@ def test_safetensors_int32_is_four_bytes_each_both_ways(tmp_path):
     (n,) = struct.unpack("<Q", raw[:8])
     assert json.loads(raw[8:8 + n]) == {"c": {"dtype": "I32", "shape": [2], "data_offsets": [0, 8]}}
     assert raw[8 + n:] == struct.pack("<2i", 7, -1)
+
+
+def test_arrays_state_and_mapping_that_are_no_dicts_are_named():
+    """Found by an API audit: transpose_weights(None), to_layout with a None mapping and from_layout
+    with a list state were AttributeErrors or 'argument of type NoneType is not iterable' from inside."""
+    from byol_ref import interchange as ic
+
+    with pytest.raises(TypeError, match="arrays must be a dict name -> array, got NoneType"):
+        ic.transpose_weights(None)
+    with pytest.raises(TypeError, match="arrays must be a dict name -> array, got list"):
+        ic.to_layout([1], {}, layout="torch")
+    with pytest.raises(TypeError, match=r"mapping must be a dict \{byol-ref name: torch name\} .*got NoneType"):
+        ic.to_torch_layout({"a": np.zeros(2)}, None)
+    with pytest.raises(TypeError, match=r"mapping must be a dict \{byol-ref name: axon name\} .*got str"):
+        ic.from_layout({"a": np.zeros(2)}, "edifice", layout="axon")
+    with pytest.raises(TypeError, match="state must be a dict name -> array, got list"):
+        ic.from_torch_layout([1], {})
