@@ -5,7 +5,7 @@
     byol-ref embed RUN_DIR_OR_CHECKPOINT --out FEATURES.npz    export its features for your own probes
     byol-ref trace --preset NAME (--inputs FILE | --dims ...)  trace every tensor of N steps
     byol-ref diff A.npz B.npz                                  compare two traces
-    byol-ref convert IN OUT --from/--to byol-ref|torch         weight interchange
+    byol-ref convert IN OUT --from/--to byol-ref|torch|axon    weight interchange
 
 Every run writes into its own directory: ``config.json``, ``metrics.jsonl``,
 ``checkpoint.npz`` (atomic, never pickled), ``report.json``, ``report.txt`` and PNG plots.
