@@ -517,6 +517,12 @@ def _resume_settings(args, out: Path) -> tuple:
                           {**model_cfg.to_dict(), **asdict(tcfg)})
     _check_resume_flags(args, out, saved, model_cfg, tcfg)
     if "epochs" in args.given:
+        # The warm-up is the run's own, fixed when it started (TrainConfig bounds it by the run's length):
+        # say so here, in --resume's terms, rather than as a bad warmup_epochs.
+        if 0 < args.epochs < tcfg.warmup_epochs:
+            raise ValueError(f"--resume: {out} warms up over its first {tcfg.warmup_epochs:g} epochs (warmup_epochs, "
+                             f"fixed when the run started); --epochs {args.epochs} would end it inside that warm-up: "
+                             f"ask for at least {math.ceil(tcfg.warmup_epochs)} epochs")
         tcfg = replace(tcfg, epochs=args.epochs)
     return saved, model_cfg, tcfg, resumed
 

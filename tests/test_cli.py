@@ -1699,6 +1699,24 @@ def test_resume_of_a_preset_run_compares_its_derived_warm_up_at_the_runs_own_len
     assert saved["epochs"] == 3 and saved["warmup_epochs"] == 1.0  # the run's, from 1 epoch
 
 
+def test_resume_shorter_than_the_runs_warm_up_says_so(tmp_path, capsys):
+    """A run's warm-up is fixed when it starts (5% of a 300-epoch run is 15 epochs); --resume --epochs
+    below it was refused as "warmup_epochs must be in [0, 5], got 15.0", naming neither --resume nor
+    the run, and what to ask for instead."""
+    from byol_ref.cli import main
+
+    out = tmp_path / "w"
+    args = ["train", *SMALL_RUN[2:], "--epochs", "4", "--set", "warmup_epochs=3", "--no-eval", "--out", str(out)]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "2", "--no-eval", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "warmup_epochs must be in" not in err
+    assert (f"--resume: {out} warms up over its first 3 epochs (warmup_epochs, fixed when the run started); "
+            "--epochs 2 would end it inside that warm-up: ask for at least 3 epochs") in err
+    assert json.loads((out / "config.json").read_text())["train_config"]["epochs"] == 4  # not rewritten
+
+
 def test_a_run_config_without_its_sections_is_refused_by_eval_and_resume(tmp_path, capsys):
     from byol_ref.cli import main
 
