@@ -22,6 +22,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import signal
 import sys
 import time
@@ -692,15 +693,17 @@ def _train_stopped(exc: BaseException, out: Path, replacing, *, fresh: bool, cre
 
 
 def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Path | None, *, plots=True, seed=0,
-            extra=None, as_json=False, probe=None, run: Path | None = None) -> int:
+            extra=None, as_json=False, probe=None, run: Path | None = None, data_args: str = "") -> int:
     """Probe, print, and (with ``out``) write report.json/.txt and the plots into ``out``.
     ``metrics`` is the run's metrics.jsonl (the whole run's curves, across resumes), if any;
-    ``run`` is the run directory or checkpoint the features come from (default: ``out``)."""
+    ``run`` is the run directory or checkpoint the features come from (default: ``out``);
+    ``data_args`` the data options (``--data FILE ...``) the hints' embed command needs to read the same data."""
     from .report import evaluate_features, format_collapse, format_convergence
 
     skipped = None
     if dataset.y_train is None:
-        hint = f"{_prog()} embed {run or out} --out features.npz" if (run or out) is not None else f"{_prog()} embed"
+        hint = (f"{_prog()} embed {shlex.quote(str(run or out))}{data_args} --out features.npz"
+                if (run or out) is not None else f"{_prog()} embed")
         skipped = (f"the data set has no labels, so there is nothing to probe; {hint} writes the features (if one "
                    "of its columns holds the labels, train with --labels COLUMN: a name or an index)")
     elif len(dataset.x_test) == 0:  # a pre-split file may hold an empty test split
@@ -753,7 +756,8 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
             print(f"byol-ref: removed {', '.join(str(out / n) for n in removed)}: of the report this one replaces, "
                   "which has none", file=sys.stderr)
         run = run or out
-        footer.append(f"Features for your own probes: {_prog()} embed {run} --out {out / 'features.npz'}")
+        footer.append(f"Features for your own probes: {_prog()} embed {shlex.quote(str(run))}{data_args} "
+                      f"--out {shlex.quote(str(out / 'features.npz'))}")
         text += "\n\n" + "\n".join(footer)
     if as_json:
         print(json.dumps({k: v for k, v in report.items() if k != "table"}, indent=2))
@@ -852,7 +856,17 @@ def _eval(args) -> int:
             if not args.overwrite:
                 _refuse_a_report_there(out)  # (one written meanwhile)
         return _report(online, dataset, input_norm, backend, out, metrics, plots=out is not None, seed=tcfg.seed,
-                       as_json=args.json, probe=probe, run=Path(args.path))
+                       as_json=args.json, probe=probe, run=Path(args.path), data_args=_data_args(args))
+
+
+def _data_args(args) -> str:
+    """The data options of an eval, as embed takes them: its hint must read the data eval probed (a
+    checkpoint without its config.json names none of its own)."""
+    if args.data is None:
+        return ""
+    given = [("--data", args.data), ("--labels", args.labels),
+             ("--csv-header", None if args.csv_header == "auto" else args.csv_header)]
+    return "".join(f" {flag} {shlex.quote(str(value))}" for flag, value in given if value is not None)
 
 
 def _refuse_a_report_there(out: Path) -> None:

@@ -1717,6 +1717,26 @@ def test_resume_shorter_than_the_runs_warm_up_says_so(tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["train_config"]["epochs"] == 4  # not rewritten
 
 
+def test_the_embed_command_eval_prints_runs_as_printed(tmp_path, capsys):
+    """eval's footer names the embed command for the features it probed. For a checkpoint without its
+    config.json (eval needs --data there) it left --data out, so the command printed was refused:
+    "has no config.json beside it to say which data its run trained on; pass --data"."""
+    from byol_ref.cli import main
+
+    assert main(["train", *SMALL_RUN, "--no-eval", "--out", str(tmp_path / "r")]) == 0
+    alone = tmp_path / "alone" / "c.npz"
+    alone.parent.mkdir()
+    shutil.copy(tmp_path / "r" / "checkpoint.npz", alone)
+    capsys.readouterr()
+    assert main(["eval", str(alone), "--data", "synthetic", "--out", str(tmp_path / "rep"), "--knn-k", "5"]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("Features for your own probes: ")]
+    assert len(line) == 1
+    argv = shlex.split(line[0].split(": ", 1)[1])
+    argv = argv[argv.index("embed"):]
+    assert argv == ["embed", str(alone), "--data", "synthetic", "--out", str(tmp_path / "rep" / "features.npz")]
+    assert main(argv) == 0, capsys.readouterr().err
+
+
 def test_a_run_config_without_its_sections_is_refused_by_eval_and_resume(tmp_path, capsys):
     from byol_ref.cli import main
 
