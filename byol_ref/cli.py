@@ -36,7 +36,7 @@ from .checkpoint import atomic_savez, atomic_write_text, parse_json
 from .checks import check_seed
 from .data import csv_header_rule, labels_file, load_digits, load_file, synthetic
 from .model import NORMS, Config, loss_range
-from .rundir import (REPORT_FILES, RUN_FILES, SET_ASIDE, Replacing, RunLock, first_interrupt_only,
+from .rundir import (REPORT_FILES, RUN_FILES, SET_ASIDE, Replacing, RunDirectoryBusy, RunLock, first_interrupt_only,
                      interrupt_after_step, interrupt_status, interrupted, interrupts_held, publish_report,
                      refuse_for_set_aside, remove_replaced, remove_stale, sigterm_as_interrupt, staged_report)
 from .train import (TrainConfig, TrainingDiverged, apply_preprocessing, check_configs, check_resume_length,
@@ -485,6 +485,13 @@ def _refuse_no_checkpoint(run_dir: Path, prefix: str, verb: str) -> None:
         _read_run_config(run_dir / "config.json")
     except ValueError:  # none, or another program's config.json (a Hugging Face model's, say)
         return
+    try:  # a live train holds its run directory: it has not reached its first checkpoint yet, it did not stop
+        with RunLock() as probe:
+            probe.take(run_dir)
+    except RunDirectoryBusy:
+        raise FileNotFoundError(f"{prefix}{run_dir} has no checkpoint yet: a process is training there and has not "
+                                f"written its first one; wait for it (every --checkpoint-every steps, and at the "
+                                f"end), then {verb} it") from None
     else:
         raise FileNotFoundError(f"{prefix}{run_dir} has no checkpoint: its run stopped before writing its "
                                 f"first one, so there is nothing to {verb}; start it again with: {_prog()} "

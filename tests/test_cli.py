@@ -1737,6 +1737,32 @@ def test_the_embed_command_eval_prints_runs_as_printed(tmp_path, capsys):
     assert main(argv) == 0, capsys.readouterr().err
 
 
+@pytest.mark.skipif(os.name == "nt", reason="no flock on this platform: RunLock holds nothing there")
+def test_a_live_run_before_its_first_checkpoint_is_not_called_stopped(tmp_path, capsys):
+    """eval (and embed) of a run that a live train has not checkpointed yet said that its run "stopped
+    before writing its first one" and to start it again with --overwrite (which the lock then refuses)."""
+    import fcntl
+
+    from byol_ref.cli import main
+
+    out = tmp_path / "r"
+    assert main(["train", *SMALL_RUN, "--no-eval", "--out", str(out)]) == 0
+    (out / "checkpoint.npz").unlink()  # as train leaves it until its first checkpoint: config.json, metrics
+    capsys.readouterr()
+    fd = os.open(out, os.O_RDONLY)  # another process's lock (flock locks of two descriptors conflict)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for cmd in (["eval", str(out)], ["eval", str(out), "--out", str(out)],
+                    ["embed", str(out), "--out", str(tmp_path / "f.npz")]):
+            assert main(cmd) == 2, cmd
+            err = capsys.readouterr().err
+            assert "stopped" not in err and f"{out} has no checkpoint yet: a process is training there" in err, err
+    finally:
+        os.close(fd)
+    assert main(["eval", str(out)]) == 2  # nobody there: it did stop
+    assert "its run stopped before writing its first one" in capsys.readouterr().err
+
+
 def test_a_run_config_without_its_sections_is_refused_by_eval_and_resume(tmp_path, capsys):
     from byol_ref.cli import main
 
