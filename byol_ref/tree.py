@@ -70,7 +70,12 @@ def zeros_like(tree: Tree) -> dict:
 
 
 def add(a: Tree, b: Tree) -> dict:
-    """Key-wise ``a + b`` (same keys required)."""
+    """Key-wise ``a + b`` (same keys and, key by key, the same shape required: a (3, 1) entry
+    would broadcast against a (3, 4) one into a sum of neither's shape)."""
+    check_same_keys(a, b, "a", "b")
+    for k in a:
+        if tuple(a[k].shape) != tuple(b[k].shape):
+            raise ValueError(f"b[{k!r}] has shape {tuple(b[k].shape)}, expected a[{k!r}]'s {tuple(a[k].shape)}")
     return tree_map(lambda x, y: x + y, a, b)
 
 

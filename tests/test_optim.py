@@ -403,6 +403,11 @@ def test_tree_helpers():
     assert tree.tree_to_numpy(a)["x.bias"].dtype == np.float64
     assert tree.scale({"w": arr([1.0], "float32")}, 0.5)["w"].dtype == np.float32
     assert tree.scale({"w": arr([1.0], "float32")}, np.float64(0.5))["w"].dtype == np.float32  # a NumPy scalar too
+    # a (1, 1) entry broadcast against (1, 2) into a sum of neither tree's shape, without a word
+    with pytest.raises(ValueError, match=r"^b\['x.weight'\] has shape \(1, 1\), expected a\['x.weight'\]'s \(1, 2\)$"):
+        tree.add(a, {"x.weight": arr([[1.0]]), "x.bias": arr([2.0])})
+    with pytest.raises(ValueError, match="missing from b"):
+        tree.add(a, {"x.weight": arr([[1.0, 2.0]])})
     assert_close(tree.global_norm({"a": arr([3.0]), "b": arr([[4.0]])}), 5.0)
     with pytest.raises(ValueError, match=r"missing from trees\[1\]: \['x.bias'\], extra in trees\[1\]: \['y'\]"):
         tree.tree_map(lambda u, v: u, a, {"x.weight": 1, "y": 2})
