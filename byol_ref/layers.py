@@ -248,15 +248,26 @@ def update_running_stats(running, batch_mean, batch_var, n, *, decay, mode):
     Returns:
         RunningStats after the update.
     """
-    check_real(decay, "decay", 0, 1, hi_open=True)  # (decay 1 would be 0/0 in the haiku debiasing)
-    if mode not in ("haiku", "torch"):
-        raise ValueError(f"running-stats mode must be 'haiku' or 'torch', got {mode!r}")
+    _check_ema(decay, mode)
     _check_running("update_running_stats", running)
     check_operands("update_running_stats", running.mean, x_name="running.mean", batch_mean=batch_mean,
                    batch_var=batch_var)
     n = check_positive_int(n, "n")
     if mode == "torch" and n < 2:
         raise ValueError(f"the unbiased variance needs n >= 2 samples, got n={n!r}")
+    return _ema_running_stats(running, batch_mean, batch_var, n, decay=decay, mode=mode)
+
+
+def _check_ema(decay, mode) -> None:
+    """The running statistics' EMA settings, checked once per public call."""
+    check_real(decay, "decay", 0, 1, hi_open=True)  # (decay 1 would be 0/0 in the haiku debiasing)
+    if mode not in ("haiku", "torch"):
+        raise ValueError(f"running-stats mode must be 'haiku' or 'torch', got {mode!r}")
+
+
+def _ema_running_stats(running, batch_mean, batch_var, n: int, *, decay, mode):
+    """``update_running_stats`` without its checks, for ``batch_norm_forward``, which has made them
+    (its operands, its running statistics and ``n`` = its rows, at least 2)."""
     xp = get_array_module(batch_mean)
     t = running.count + 1
     if mode == "haiku":
@@ -267,7 +278,7 @@ def update_running_stats(running, batch_mean, batch_var, n, *, decay, mode):
         new = xp.asarray(new, dtype=batch_mean.dtype)
         mean = keep * running.mean + new * batch_mean
         var = keep * running.var + new * batch_var
-    elif mode == "torch":
+    else:  # "torch"
         unbiased = batch_var * (n / (n - 1))
         mean = decay * running.mean + (1 - decay) * batch_mean
         var = decay * running.var + (1 - decay) * unbiased
@@ -331,8 +342,11 @@ def batch_norm_forward(x, gamma, beta, running, *, train, eps=1e-5, decay=0.9,
         n = x.shape[-2]
         mean, var, (xc, scratch) = _moments_centered(x, -2, var_formula, inplace=inplace)  # (..., 1, F)
         group_means, group_vars = mean.reshape(-1, x.shape[-1]), var.reshape(-1, x.shape[-1])  # (G, F)
-        for g_mean, g_var in list(zip(group_means, group_vars))[:running_groups]:
-            running = update_running_stats(running, g_mean, g_var, n, decay=decay, mode=mode)
+        updates = list(zip(group_means, group_vars))[:running_groups]
+        if updates:
+            _check_ema(decay, mode)
+        for g_mean, g_var in updates:
+            running = _ema_running_stats(running, g_mean, g_var, n, decay=decay, mode=mode)
         if xc is None:
             center = mean
         else:  # two-pass already made xc = x - mean (our own array): x_hat = xc * rstd
