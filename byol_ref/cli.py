@@ -965,8 +965,8 @@ def _load_run(args):
     else:  # (it took the embedded digits, without a word, whatever the run had trained on)
         raise ValueError(f"{ckpt_path} has no config.json beside it to say which data its run trained on; pass "
                          "--data (digits, synthetic, or the file)")
+    what = f"--data {args.data}" if args.data else f"the data {cfg_file} records ({dataset.name})"
     if dataset.x_train.shape[1] != model_cfg.encoder_dim:
-        what = f"--data {args.data}" if args.data else f"the data {cfg_file} records ({dataset.name})"
         raise ValueError(f"{what} has {dataset.x_train.shape[1]} features, but the encoder of {ckpt_path} expects "
                          f"{model_cfg.encoder_dim}")
     # The run's own input statistics; checkpoints written before they were stored refit them on this data.
@@ -977,8 +977,7 @@ def _load_run(args):
             dataset, input_norm = apply_preprocessing(dataset, prep)
     except ValueError as exc:
         raise ValueError(f"{ckpt_path}: {exc}") from None
-    _check_in_range(raw, dataset, input_norm, tcfg.dtype, f"--data {args.data}" if args.data else
-                    f"the data {cfg_file} records")
+    _check_in_range(raw, dataset, input_norm, tcfg.dtype, what)
     backend = get_backend("cupy" if args.device == "cuda" else "numpy", tcfg.dtype, tcfg.seed)
     online = state.online
     if backend.name != "numpy":

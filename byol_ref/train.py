@@ -899,8 +899,8 @@ def encode(network: Network, x, input_norm: InputNorm | None, backend: Backend, 
             o, _, _ = network_forward(network.config, network.role, network.params, network.buffers, xb,
                                       train=False)
         out = to_numpy(o[which])  # (B, H) or (B, P)
-        bad = ~np.isfinite(out).all(axis=1) if finite else None
-        if bad is not None and bad.any():  # (finite inputs too large for the network's sums: embed wrote inf/NaN)
+        bad = ~np.isfinite(out).all(axis=1) if finite else np.zeros(0, dtype=bool)
+        if bad.any():  # (finite inputs too large for the network's sums: embed wrote inf/NaN)
             row = i + int(np.flatnonzero(bad)[0])
             raise ValueError(f"the network's features of {int(bad.sum())} row(s) are not finite (inf or NaN), the "
                              f"first row {row}, whose largest input magnitude after the run's preprocessing is "
