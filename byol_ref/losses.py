@@ -38,6 +38,17 @@ DEFAULT_EPS = {"sq_norm": 1e-12, "norm": 1e-12, "add": 1e-8}
 LOSS_FORMS = ("mse", "2-2cos", "neg_cos")
 
 
+def eps_for_new_mode(old_mode, old_eps, new_mode):
+    """The eps a copy keeps when its ``norm_eps_mode`` changes and its eps is not given anew.
+
+    An eps that is ``old_mode``'s default was derived, not chosen, so the copy takes ``new_mode``'s
+    default (sq_norm's 1e-12 does not carry over to add, whose default is 1e-8); any other eps was
+    chosen and stays. One rule for ``Config.replace`` and ``Preset.replace``."""
+    if new_mode != old_mode and new_mode in DEFAULT_EPS and old_eps == DEFAULT_EPS.get(old_mode):
+        return DEFAULT_EPS[new_mode]
+    return old_eps
+
+
 class NormalizeCache(NamedTuple):
     """The output n = x * rstd (the array returned, not a copy) and two per-row values."""
 

@@ -27,8 +27,8 @@ from .layers import (RunningStats, affine_backward, affine_forward, batch_norm_b
                      group_norm_backward, group_norm_forward, layer_norm_backward, layer_norm_forward, linear_backward,
                      linear_forward, relu_backward, relu_forward, simplex_backward, simplex_forward,
                      weight_standardize_backward, weight_standardize_forward)
-from .losses import (DEFAULT_EPS, EPS_MODES, LOSS_FORMS, l2_normalize_backward, regression_loss_dn,
-                     regression_loss_forward)
+from .losses import (DEFAULT_EPS, EPS_MODES, LOSS_FORMS, eps_for_new_mode, l2_normalize_backward,
+                     regression_loss_dn, regression_loss_forward)
 
 DEFAULT_PROJECTION_DIM = 256
 DEFAULT_PREDICTOR_DIM = 64
@@ -238,9 +238,8 @@ class Config:
         mode = changes.get("norm_eps_mode", d["norm_eps_mode"])  # the copy's (None: its layout's)
         if mode is None:
             mode = _LAYOUT_DEFAULTS.get(changes.get("layout", self.layout), {}).get("norm_eps_mode")
-        if "norm_eps" not in changes and mode != self.norm_eps_mode \
-                and self.norm_eps == DEFAULT_EPS.get(self.norm_eps_mode):
-            d["norm_eps"] = None
+        if "norm_eps" not in changes:
+            d["norm_eps"] = eps_for_new_mode(self.norm_eps_mode, self.norm_eps, mode)
         return Config(**{**d, **changes})
 
     def to_dict(self) -> dict:

@@ -348,15 +348,14 @@ class Preset:
         As ``Config.replace``: a new ``norm_eps_mode`` takes that mode's default eps unless
         ``norm_eps`` is changed too or holds other than its mode's default
         (``get_preset("deepmind", norm_eps_mode="add")`` adds 1e-8, not sq_norm's 1e-12)."""
-        from .losses import DEFAULT_EPS
+        from .losses import eps_for_new_mode
 
         unknown = sorted(set(changes) - {f.name for f in fields(self)})
         if unknown:
             raise ValueError(f"unknown preset field(s) {unknown}; preset fields: {preset_field_names()}")
-        mode = changes.get("norm_eps_mode", self.norm_eps_mode)
-        if "norm_eps" not in changes and mode != self.norm_eps_mode and mode in DEFAULT_EPS \
-                and self.norm_eps == DEFAULT_EPS.get(self.norm_eps_mode):
-            changes = {**changes, "norm_eps": DEFAULT_EPS[mode]}
+        if "norm_eps" not in changes:
+            mode = changes.get("norm_eps_mode", self.norm_eps_mode)
+            changes = {**changes, "norm_eps": eps_for_new_mode(self.norm_eps_mode, self.norm_eps, mode)}
         return replace(self, **changes)
 
     def to_dict(self) -> dict:

@@ -89,6 +89,20 @@ def test_a_new_norm_eps_mode_takes_its_own_default_eps_as_config_replace_does():
     assert get_preset("deepmind", lr=0.1).norm_eps == 1e-12
 
 
+@pytest.mark.parametrize("new_mode", ["sq_norm", "norm", "add"])
+@pytest.mark.parametrize("old_mode", ["sq_norm", "norm", "add"])
+@pytest.mark.parametrize("old_eps", [1e-12, 1e-8, 1e-6])
+def test_preset_and_config_replace_derive_the_same_eps_for_a_new_mode(old_mode, old_eps, new_mode):
+    """Both follow one rule (losses.eps_for_new_mode): an eps that was its mode's default follows the mode,
+    any other stays; every pair of modes, with defaults and a chosen eps."""
+    from byol_ref.losses import DEFAULT_EPS
+
+    preset = get_preset("deepmind", norm_eps_mode=old_mode, norm_eps=old_eps).replace(norm_eps_mode=new_mode)
+    config = Config(encoder_dim=2, norm_eps_mode=old_mode, norm_eps=old_eps).replace(norm_eps_mode=new_mode)
+    derived = old_eps == DEFAULT_EPS[old_mode]
+    assert preset.norm_eps == config.norm_eps == (DEFAULT_EPS[new_mode] if derived else old_eps)
+
+
 # ------------------------------------------------------------------ every field reaches the computation
 
 # Base: the deepmind preset with a 1-step warm-up (W = 1, unless a base says "W") from 1e-3 (so step 0 moves
