@@ -286,9 +286,16 @@ def _check_pair(out: list, name: str) -> None:
         raise ValueError(f"{name} must hold 2 view configs (view 1, view 2), got {len(out)}")
 
 
+def _check_sequence(views, name: str, what: str) -> None:
+    """A pair is a list or tuple: one config (or one dict, whose iteration gives its keys) is not."""
+    if not isinstance(views, (list, tuple)):
+        raise TypeError(f"{name} must be a list or tuple of 2 {what} (view 1, view 2), got {type(views).__name__}")
+
+
 def views_to_dicts(views) -> list:
     """The pair of view configs as JSON-ready dicts (``kind`` plus every field), for checkpoints."""
     kinds = {ImageAug: "image", VectorAug: "vector"}
+    _check_sequence(views, "views", "ImageAug or VectorAug configs")
     out = []
     for v in views:
         if type(v) not in kinds:
@@ -302,6 +309,7 @@ def views_from_dicts(dicts) -> tuple:
     """Inverse of :func:`views_to_dicts`: two dicts in, two configs out; unknown kinds or fields
     raise ValueError naming them."""
     classes = {"image": ImageAug, "vector": VectorAug}
+    _check_sequence(dicts, "dicts", "view dicts")
     out = []
     for d in dicts:
         if not isinstance(d, Mapping):

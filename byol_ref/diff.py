@@ -292,6 +292,8 @@ def format_report(rep: DiffReport, *, show_all: bool = False, max_rows: int | No
     """A human-readable report: a table of diverging tensors (every tensor with show_all), the
     one-sided names, a summary and the first divergence. The table stops after ``max_rows``
     rows (None: no limit); with show_all the diverging tensors come first."""
+    if not isinstance(rep, DiffReport):
+        raise TypeError(f"rep must be a DiffReport (from diff_traces), got {type(rep).__name__}")
     _check_flags(show_all=show_all)
     if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, numbers.Integral)
                                  or max_rows < 1):

@@ -94,6 +94,8 @@ def exclude_bias_and_norm(name: str, param: Any = None) -> bool:
         deepmind-research/byol ``utils/optimizers.py`` ``exclude_bias_and_norm`` (BYOL_FACTS a7).
     """
     del param
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a dotted parameter key (str), got {type(name).__name__} {name!r}")
     parts = name.split(".")
     return parts[-1] in ("bias", "b") or any("norm" in part for part in parts)
 

@@ -714,6 +714,12 @@ def test_views_come_in_pairs():
         views_to_dicts([ImageAug()])
     with pytest.raises(TypeError, match="each view must be a dict with a 'kind'"):
         views_from_dicts(["image", "image"])
+    # one config, or one dict, is not a pair (iterating them failed, or gave the dict's keys as "views")
+    with pytest.raises(TypeError, match=r"views must be a list or tuple of 2 ImageAug or VectorAug configs "
+                                        r"\(view 1, view 2\), got ImageAug"):
+        views_to_dicts(ImageAug())
+    with pytest.raises(TypeError, match=r"dicts must be a list or tuple of 2 view dicts \(view 1, view 2\), got dict"):
+        views_from_dicts(pair[0])
 
 
 def test_what_the_mutation_audit_found_no_test_for_in_the_augmentations():

@@ -261,6 +261,10 @@ def test_flags_and_row_limits_are_checked():
             diff_traces({"a": np.ones(2)}, {"a": np.ones(2)}, **{flag: 1})
     with pytest.raises(TypeError, match="show_all must be True or False, got 'no'"):
         format_report(rep, show_all="no")
+    for bad in ({"a": np.ones(2)}, rep.to_dict(), "report"):
+        with pytest.raises(TypeError, match=rf"rep must be a DiffReport \(from diff_traces\), "
+                                            rf"got {type(bad).__name__}"):
+            format_report(bad)
 
 
 def test_ignore_dtype_reports_dtype_only_tensors_as_agreeing_and_a_dtype_only_divergence_says_so():

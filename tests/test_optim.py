@@ -296,6 +296,12 @@ def test_exclude_bias_and_norm(name, excluded):
     assert exclude_bias_and_norm(name, None) is excluded
 
 
+@pytest.mark.parametrize("name", [3, None, ("encoder", "bias"), b"encoder.bias"])
+def test_exclude_bias_and_norm_names_a_key_that_is_not_a_str(name):
+    with pytest.raises(TypeError, match=rf"name must be a dotted parameter key \(str\), got {type(name).__name__}"):
+        exclude_bias_and_norm(name)
+
+
 def test_predictor_lr_mult():
     f = predictor_lr_mult(10.0)
     assert f("predictor.fc1.weight") == 10.0
