@@ -1,5 +1,6 @@
 """Tests for byol_ref.schedules: warm-up + cosine learning rate and the target EMA rate tau."""
 import math
+import re
 
 import numpy as np
 import pytest
@@ -168,7 +169,9 @@ def test_lr_validation(kw, arg):
 
 @pytest.mark.parametrize("step", [-1, 1.5, "3"])
 def test_lr_bad_step(step):
-    with pytest.raises(ValueError, match="step"):
+    # "step" alone would also match a message about total_steps or warmup_steps: pin the argument
+    # itself (at the start), what it must be, and what it got.
+    with pytest.raises(ValueError, match=rf"^step must be an integer >= 0, got {re.escape(repr(step))}$"):
         lr(step)
 
 
@@ -258,7 +261,7 @@ def test_tau_validation(kw, arg):
     base.update(kw)
     with pytest.raises(ValueError, match=arg):
         target_tau(1, **base)
-    with pytest.raises(ValueError, match="step"):
+    with pytest.raises(ValueError, match=r"^step must be an integer >= 0, got -1$"):
         target_tau(-1, tau_base=0.99, total_steps=10)
 
 
