@@ -195,6 +195,39 @@ def test_solo_learn_check_finds_both_lars_switches_in_every_spelling(signature, 
     assert res.returncode == 0 and res.stdout.strip() == str(sorted(switches)), res.stdout + res.stderr
 
 
+def _lars_switches_without_torch():
+    """crosscheck_solo_learn.lars_switches and the two spelling tuples it reads, taken from the script's source:
+    the script imports torch at its top, but this function is plain Python, so CI (no torch) checks it too."""
+    tree = ast.parse((ROOT / "examples" / "crosscheck_solo_learn.py").read_text())
+    wanted = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == "lars_switches":
+            wanted.append(node)
+        elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Tuple) and {getattr(e, "id", None) for e in t.elts}
+                                                 == {"LARS_CLIP", "LARS_EXCLUDE"} for t in node.targets):
+            wanted.append(node)
+    assert len(wanted) == 2, "crosscheck_solo_learn.py no longer defines LARS_CLIP, LARS_EXCLUDE and lars_switches"
+    namespace = {}
+    exec(compile(ast.Module(body=wanted, type_ignores=[]), "crosscheck_solo_learn.py", "exec"), namespace)
+    return namespace["lars_switches"]
+
+
+@pytest.mark.parametrize("signature, switches", [
+    (("clip_lr", "exclude_bias_n_norm"), ["clip_lr", "exclude_bias_n_norm"]),
+    (("clip_lars_lr", "exclude_bias_n_norm"), ["clip_lars_lr", "exclude_bias_n_norm"]),
+    (("clip_lars_lr", "exclude_bias_n_norm_lars"), ["clip_lars_lr", "exclude_bias_n_norm_lars"]),
+])
+def test_lars_switch_spellings_without_torch(signature, switches):
+    """The spelling logic of test_solo_learn_check_finds_both_lars_switches_in_every_spelling, which skips
+    without torch (as in CI): every spelling found and switched on, and a LARS taking neither refused by name."""
+    lars_switches = _lars_switches_without_torch()
+    assert lars_switches(("params", "lr", "eta") + signature) == dict.fromkeys(switches, True)
+    for missing in signature:
+        rest = tuple(n for n in signature if n != missing)
+        with pytest.raises(SystemExit, match=r"solo/utils/lars.py: LARS takes none of \("):
+            lars_switches(("params", "lr", "eta") + rest)
+
+
 def test_crosscheck_against_the_official_code(tmp_path):
     """The official JAX/Haiku building blocks, step for step (runs where JAX, Haiku, optax and dm-tree are
     installed and BYOL_OFFICIAL_SRC names a checkout of google-deepmind/deepmind-research)."""
