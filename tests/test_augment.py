@@ -1,6 +1,6 @@
 """Tests for byol_ref.augment: shapes, dtypes, ranges, determinism, identities, formulas, config checks."""
 import re
-from dataclasses import asdict, replace
+from dataclasses import FrozenInstanceError, asdict, replace
 
 import pytest
 from hypothesis import example, given
@@ -476,21 +476,37 @@ def test_default_views_for():
 # --------------------------------------------------------------------------- bad input
 
 
+PROB = "is a probability and must be in [0, 1]"
+
+
 @pytest.mark.parametrize(
-    "field,value",
+    "field,value,expected",
     [
-        ("p_flip", -0.1), ("p_jitter", 1.5), ("p_blur", 2.0), ("p_solarize", -1.0), ("p_noise", 1.01),
-        ("crop_scale", (0.0, 1.0)), ("crop_scale", (0.8, 0.5)), ("crop_scale", (0.5, 1.2)),
-        ("crop_scale", (0.5,)), ("crop_ratio", (0.0, 1.0)), ("crop_ratio", (2.0, 1.0)),
-        ("rotation", -1.0), ("rotation", 200.0), ("brightness", -0.1), ("contrast", (1.2, 0.8)),
-        ("blur_sigma", (0.0, 1.0)), ("blur_radius", -1), ("blur_radius", 1.5),
-        ("solarize_threshold", 1.5), ("noise_std", -0.01), ("noise_std", float("nan")),
-        ("zoom", (0.0, 1.0)), ("zoom", (1.2, 0.9)), ("shift", -1.0), ("p_erase", 1.5), ("erase_size", 0),
-        ("erase_size", 2.0),
+        ("p_flip", -0.1, PROB), ("p_jitter", 1.5, PROB), ("p_blur", 2.0, PROB), ("p_solarize", -1.0, PROB),
+        ("p_noise", 1.01, PROB),
+        ("crop_scale", (0.0, 1.0), "must satisfy low <= high within (0.0, 1.0]"),
+        ("crop_scale", (0.8, 0.5), "must satisfy low <= high within (0.0, 1.0]"),
+        ("crop_scale", (0.5, 1.2), "must satisfy low <= high within (0.0, 1.0]"),
+        ("crop_scale", (0.5,), "must be a (low, high) pair"),
+        ("crop_ratio", (0.0, 1.0), "must satisfy low <= high within (0.0, inf]"),
+        ("crop_ratio", (2.0, 1.0), "must satisfy low <= high within (0.0, inf]"),
+        ("rotation", -1.0, "must be in [0, 180.0]"), ("rotation", 200.0, "must be in [0, 180.0]"),
+        ("brightness", -0.1, "must be in [0, inf]"),
+        ("contrast", (1.2, 0.8), "must satisfy low <= high within [0.0, inf]"),
+        ("blur_sigma", (0.0, 1.0), "must satisfy low <= high within (0.0, inf]"),
+        ("blur_radius", -1, "must be an integer >= 0"), ("blur_radius", 1.5, "must be an integer >= 0"),
+        ("solarize_threshold", 1.5, "must be in [0, 1.0]"), ("noise_std", -0.01, "must be in [0, inf]"),
+        ("noise_std", float("nan"), "must be finite"),
+        ("zoom", (0.0, 1.0), "must satisfy low <= high within (0.0, inf]"),
+        ("zoom", (1.2, 0.9), "must satisfy low <= high within (0.0, inf]"),
+        ("shift", -1.0, "must be in [0, inf]"), ("p_erase", 1.5, PROB),
+        ("erase_size", 0, "must be an integer >= 1"), ("erase_size", 2.0, "must be an integer >= 1"),
     ],
 )
-def test_image_config_errors_name_the_field(field, value):
-    with pytest.raises(ValueError, match=field):
+def test_image_config_errors_name_the_field(field, value, expected):
+    # The whole message: the class and field, what was expected, and the value got (match=field alone
+    # took any ValueError that named the field, e.g. a NaN reported as out of range).
+    with pytest.raises(ValueError, match="^" + re.escape(f"ImageAug.{field} {expected}, got {value!r}") + "$"):
         ImageAug(**{field: value})
 
 
@@ -501,9 +517,10 @@ def test_config_type_errors():
         VectorAug(p_mask=True)
 
 
-@pytest.mark.parametrize("field,value", [("noise_std", -1.0), ("p_mask", 1.5), ("scale", (2.0, 1.0))])
-def test_vector_config_errors_name_the_field(field, value):
-    with pytest.raises(ValueError, match=field):
+@pytest.mark.parametrize("field,value,expected", [("noise_std", -1.0, "must be in [0, inf]"), ("p_mask", 1.5, PROB),
+                                                  ("scale", (2.0, 1.0), "must satisfy low <= high within [0.0, inf]")])
+def test_vector_config_errors_name_the_field(field, value, expected):
+    with pytest.raises(ValueError, match="^" + re.escape(f"VectorAug.{field} {expected}, got {value!r}") + "$"):
         VectorAug(**{field: value})
 
 
@@ -511,8 +528,9 @@ def test_configs_are_frozen_and_lists_become_tuples():
     cfg = ImageAug(crop_scale=[0.5, 1])
     assert cfg.crop_scale == (0.5, 1.0)
     hash(cfg)
-    with pytest.raises(Exception):
+    with pytest.raises(FrozenInstanceError, match="cannot assign to field 'p_blur'"):
         cfg.p_blur = 0.2
+    assert cfg.p_blur == 0.5
 
 
 def test_numpy_scalars_in_configs_are_stored_as_python_numbers():
