@@ -1036,8 +1036,12 @@ def test_resume_refuses_a_checkpoint_of_another_model(data, tmp_path):
 
 def test_init_sample_takes_evenly_spaced_rows():
     x = np.arange(10.0)[:, None]
-    got = init_sample(x, None, get_backend("numpy", "float64", 0), max_rows=3)
-    assert got[0, 0] == 0 and got[-1, 0] == 9 and got.shape == (3, 1)
+    be = get_backend("numpy", "float64", 0)
+    # every row, not just the two ends: round(linspace(0, 9, k)) (4.5 rounds to even)
+    for max_rows, rows in ((3, [0, 4, 9]), (4, [0, 3, 6, 9]), (6, [0, 2, 4, 5, 7, 9]), (10, range(10)),
+                           (50, range(10))):
+        got = init_sample(x, None, be, max_rows=max_rows)
+        np.testing.assert_array_equal(got, x[list(rows)], err_msg=f"max_rows={max_rows}")
 
 
 def test_train_step_normalises_both_image_views():
