@@ -343,6 +343,23 @@ def test_make_optimizer_validates(name, hyper, arg):
         make_optimizer(name, **hyper)
 
 
+@pytest.mark.parametrize("name", ["sgd", "lars", "adam", "adamw"])
+@pytest.mark.parametrize("bad", ["lr", "grads", "state", "params", "momentun"])
+def test_make_optimizer_refuses_lr_and_the_update_arguments_as_hyper_parameters(name, bad):
+    """lr is given at each step, and grads, state and params are the update's operands: none is a
+    hyper-parameter to bind. No test asked this: with the filter of keyword-only arguments other than lr
+    loosened (``... or q.name != "lr"``) each was taken, and failed later, as a TypeError of another kind."""
+    allowed = [k for k in ("momentum", "weight_decay", "b1", "b2", "eps", "eta") if k in
+               {"sgd": ("momentum", "weight_decay"), "lars": ("momentum", "weight_decay", "eta", "eps"),
+                "adam": ("b1", "b2", "eps", "weight_decay"), "adamw": ("b1", "b2", "eps", "weight_decay")}[name]]
+    with pytest.raises(ValueError, match=rf"^unknown hyper-parameter\(s\) \['{bad}'\] for '{name}'; expected some of "
+                                         rf"\[[^]]*\]$") as info:
+        make_optimizer(name, **{bad: 0.1})
+    listed = str(info.value).split("expected some of ", 1)[1]
+    assert all(f"'{k}'" in listed for k in allowed) and "'lr'" not in listed
+    assert not any(f"'{k}'" in listed for k in ("grads", "state", "params"))
+
+
 @pytest.mark.parametrize("name, hyper, message", [
     ("sgd", dict(nesterov=1), r"nesterov must be True or False, got 1 \(int\)"),
     ("lars", dict(clip_lr="yes"), r"clip_lr must be True or False, got 'yes' \(str\)"),
