@@ -8,6 +8,8 @@ GPU part (``-m gpu``, skipped with a reason when no GPU answers): every fused Cu
 xp twin run on the device with fusion off, and both against CPU NumPy, with the dtype-aware
 tolerance ``atol + |ref| * k * eps(dtype)`` (llm.c ``dev/cuda``).
 """
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -455,16 +457,33 @@ _SCALAR_INPUTS = {"mean", "inv_n", "r", "momentum", "lr", "tau", "one_minus_tau"
 
 
 def _cupy_codegen():
-    """Real CuPy's code generator for ElementwiseKernel, and NVRTC: both work without a GPU."""
-    cupy = pytest.importorskip("cupy", reason="CuPy is not installed (the stand-in covers the Python side)")
-    try:
-        from cupy._core import _kernel
-        from cupy.cuda import compiler
+    """Real CuPy's code generator for ElementwiseKernel, and NVRTC: both work without a GPU.
 
-        _kernel._ArgInfo, _kernel._TypeMap, _kernel._get_elementwise_kernel_code, compiler._NVRTCProgram
-    except (ImportError, AttributeError) as exc:
-        pytest.skip(f"this CuPy's internals differ from 14.x ({exc}); the GPU run compiles the kernels anyway")
-    return cupy, _kernel, compiler
+    The module-scoped ``cp`` fixture keeps the stand-in in ``sys.modules["cupy"]`` for the rest of this
+    module: importorskip then returned it, and these checks skipped as "this CuPy's internals differ"
+    (the stand-in is no package) wherever they ran after it, with a real CuPy installed too. The
+    stand-in is set aside while the real CuPy is looked for, and put back after."""
+    held = sys.modules.get("cupy")
+    standin = held is not None and str(getattr(held, "__version__", "")).endswith("+standin")
+    if standin:
+        del sys.modules["cupy"]
+    try:
+        cupy = pytest.importorskip("cupy", reason="CuPy is not installed (the stand-in covers the Python side)")
+        try:
+            from cupy._core import _kernel
+            from cupy.cuda import compiler
+
+            _kernel._ArgInfo, _kernel._TypeMap, _kernel._get_elementwise_kernel_code, compiler._NVRTCProgram
+        except (ImportError, AttributeError) as exc:
+            pytest.skip(f"this CuPy's internals differ from 14.x ({exc}); the GPU run compiles the kernels anyway")
+        try:
+            from cupy._core import _reduction
+        except ImportError:
+            _reduction = None
+    finally:
+        if standin:
+            sys.modules["cupy"] = held
+    return cupy, _kernel, compiler, _reduction
 
 
 def _nvrtc_compile(cupy, compiler, src, name):
@@ -490,7 +509,7 @@ def test_kernel_sources_compile_with_nvrtc(name):
     """Each fused kernel, as the C++ CuPy generates for it, compiles for sm_90 in float and double, with
     its scalar inputs passed as arrays or as scalars (a body that writes an input, uses an undeclared
     name or mistypes a cast fails here, on a machine with CuPy and no GPU, instead of on the GPU)."""
-    cupy, _kernel, compiler = _cupy_codegen()
+    cupy, _kernel, compiler, _ = _cupy_codegen()
     in_params, out_params, body = kernels._SOURCES[name]
     k = cupy.ElementwiseKernel(in_params, out_params, body, f"byol_{name}")
     n_in = len(in_params.split(","))
@@ -510,10 +529,10 @@ def test_kernel_sources_compile_with_nvrtc(name):
 
 def test_reduction_kernel_source_compiles_with_nvrtc():
     """The fused sum-of-product reduction (batch-norm backward), as CuPy generates it, compiles."""
-    cupy, _kernel, compiler = _cupy_codegen()
+    cupy, _kernel, compiler, _reduction = _cupy_codegen()
     try:
-        from cupy._core import _reduction
-
+        if _reduction is None:
+            raise ImportError("cannot import name '_reduction' from 'cupy._core'")
         codegen = _reduction._ReductionKernel_get_cached_function_code
     except (ImportError, AttributeError) as exc:
         pytest.skip(f"this CuPy's internals differ from 14.x ({exc})")
