@@ -390,14 +390,24 @@ def _make_module():
     return mod
 
 
+_DISPLACED = []  # what each active install() took out of sys.modules["cupy"] (None: nothing), innermost last
+
+
+def displaced():
+    """The module the innermost active :func:`install` put aside (a real CuPy, where one was imported), or None."""
+    return _DISPLACED[-1] if _DISPLACED else None
+
+
 @contextlib.contextmanager
 def install():
     """Put the stand-in in ``sys.modules["cupy"]`` (restoring what was there afterwards)."""
     previous = sys.modules.get("cupy")
     sys.modules["cupy"] = module = _make_module()
+    _DISPLACED.append(previous)
     try:
         yield module
     finally:
+        _DISPLACED.pop()
         if previous is None:
             sys.modules.pop("cupy", None)
         else:

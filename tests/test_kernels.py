@@ -462,11 +462,17 @@ def _cupy_codegen():
     The module-scoped ``cp`` fixture keeps the stand-in in ``sys.modules["cupy"]`` for the rest of this
     module: importorskip then returned it, and these checks skipped as "this CuPy's internals differ"
     (the stand-in is no package) wherever they ran after it, with a real CuPy installed too. The
-    stand-in is set aside while the real CuPy is looked for, and put back after."""
+    stand-in is set aside while the real CuPy is looked for (the one it displaced, where CuPy was
+    already imported, so that CuPy's package is not run a second time), and put back after."""
+    from cupy_standin import displaced
+
     held = sys.modules.get("cupy")
     standin = held is not None and str(getattr(held, "__version__", "")).endswith("+standin")
     if standin:
-        del sys.modules["cupy"]
+        if displaced() is None:
+            del sys.modules["cupy"]
+        else:
+            sys.modules["cupy"] = displaced()
     try:
         cupy = pytest.importorskip("cupy", reason="CuPy is not installed (the stand-in covers the Python side)")
         try:
