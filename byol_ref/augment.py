@@ -85,7 +85,8 @@ def _check_prob(cfg, name: str) -> None:
 def _check_nonneg(cfg, name: str, upper: float = math.inf) -> None:
     v = _number(type(cfg).__name__, name, getattr(cfg, name))
     if not 0.0 <= v <= upper:
-        raise ValueError(f"{type(cfg).__name__}.{name} must be in [0, {upper}], got {v!r}")
+        right = ")" if upper == math.inf else "]"
+        raise ValueError(f"{type(cfg).__name__}.{name} must be in [0, {upper}{right}, got {v!r}")
     object.__setattr__(cfg, name, v)
 
 
@@ -106,8 +107,9 @@ def _check_range(cfg, name: str, lo_min: float, hi_max: float = math.inf, lo_ope
     bad_lo = lo <= lo_min if lo_open else lo < lo_min
     if bad_lo or lo > hi or hi > hi_max:
         left = "(" if lo_open else "["
+        right = ")" if hi_max == math.inf else "]"  # (values are finite: inf is never reached)
         raise ValueError(
-            f"{cls}.{name} must satisfy low <= high within {left}{lo_min}, {hi_max}], got {tuple(v)!r}"
+            f"{cls}.{name} must satisfy low <= high within {left}{lo_min}, {hi_max}{right}, got {tuple(v)!r}"
         )
     object.__setattr__(cfg, name, (lo, hi))  # store lists as hashable tuples of floats
 

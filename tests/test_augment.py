@@ -488,18 +488,18 @@ PROB = "is a probability and must be in [0, 1]"
         ("crop_scale", (0.8, 0.5), "must satisfy low <= high within (0.0, 1.0]"),
         ("crop_scale", (0.5, 1.2), "must satisfy low <= high within (0.0, 1.0]"),
         ("crop_scale", (0.5,), "must be a (low, high) pair"),
-        ("crop_ratio", (0.0, 1.0), "must satisfy low <= high within (0.0, inf]"),
-        ("crop_ratio", (2.0, 1.0), "must satisfy low <= high within (0.0, inf]"),
+        ("crop_ratio", (0.0, 1.0), "must satisfy low <= high within (0.0, inf)"),
+        ("crop_ratio", (2.0, 1.0), "must satisfy low <= high within (0.0, inf)"),
         ("rotation", -1.0, "must be in [0, 180.0]"), ("rotation", 200.0, "must be in [0, 180.0]"),
-        ("brightness", -0.1, "must be in [0, inf]"),
-        ("contrast", (1.2, 0.8), "must satisfy low <= high within [0.0, inf]"),
-        ("blur_sigma", (0.0, 1.0), "must satisfy low <= high within (0.0, inf]"),
+        ("brightness", -0.1, "must be in [0, inf)"),
+        ("contrast", (1.2, 0.8), "must satisfy low <= high within [0.0, inf)"),
+        ("blur_sigma", (0.0, 1.0), "must satisfy low <= high within (0.0, inf)"),
         ("blur_radius", -1, "must be an integer >= 0"), ("blur_radius", 1.5, "must be an integer >= 0"),
-        ("solarize_threshold", 1.5, "must be in [0, 1.0]"), ("noise_std", -0.01, "must be in [0, inf]"),
+        ("solarize_threshold", 1.5, "must be in [0, 1.0]"), ("noise_std", -0.01, "must be in [0, inf)"),
         ("noise_std", float("nan"), "must be finite"),
-        ("zoom", (0.0, 1.0), "must satisfy low <= high within (0.0, inf]"),
-        ("zoom", (1.2, 0.9), "must satisfy low <= high within (0.0, inf]"),
-        ("shift", -1.0, "must be in [0, inf]"), ("p_erase", 1.5, PROB),
+        ("zoom", (0.0, 1.0), "must satisfy low <= high within (0.0, inf)"),
+        ("zoom", (1.2, 0.9), "must satisfy low <= high within (0.0, inf)"),
+        ("shift", -1.0, "must be in [0, inf)"), ("p_erase", 1.5, PROB),
         ("erase_size", 0, "must be an integer >= 1"), ("erase_size", 2.0, "must be an integer >= 1"),
     ],
 )
@@ -517,8 +517,8 @@ def test_config_type_errors():
         VectorAug(p_mask=True)
 
 
-@pytest.mark.parametrize("field,value,expected", [("noise_std", -1.0, "must be in [0, inf]"), ("p_mask", 1.5, PROB),
-                                                  ("scale", (2.0, 1.0), "must satisfy low <= high within [0.0, inf]")])
+@pytest.mark.parametrize("field,value,expected", [("noise_std", -1.0, "must be in [0, inf)"), ("p_mask", 1.5, PROB),
+                                                  ("scale", (2.0, 1.0), "must satisfy low <= high within [0.0, inf)")])
 def test_vector_config_errors_name_the_field(field, value, expected):
     with pytest.raises(ValueError, match="^" + re.escape(f"VectorAug.{field} {expected}, got {value!r}") + "$"):
         VectorAug(**{field: value})
