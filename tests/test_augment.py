@@ -843,3 +843,25 @@ def test_crop_blur_and_erase_arguments_of_the_wrong_kind_are_named():
         erase_mask(erase, at, -1, (8, 8))
     with pytest.raises(TypeError, match="erase must be a"):
         erase_mask(erase.astype(float), at, 2, (8, 8))
+
+
+def test_float_flips_and_erase_mask_arguments_of_the_wrong_shape_or_kind_are_refused():
+    """Found by a mutation audit: with its check dropped, each of these passed every test: flips of floats
+    that are exactly 0.0 and 1.0 (a flip is a bool or a 0/1 integer, whatever a float's value), an erase of
+    shape (N, 1), an ``at`` of floats, an hw of three sizes (C read as H) or of sizes no image has."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(3, 1, 8, 8))
+    boxes = np.tile([0.0, 0.0, 8.0, 8.0], (3, 1))
+    with pytest.raises(TypeError, match=r"flips must be bools \(or 0/1\), one per image, got dtype float64$"):
+        crop_resize(x, boxes, None, np.array([1.0, 0.0, 1.0]))
+    erase, at = np.array([True, False, True]), np.zeros((3, 2), dtype=int)
+    with pytest.raises(TypeError, match=r"erase must be a \(N,\) bool array, got dtype bool of shape \(3, 1\)"):
+        erase_mask(erase[:, None], at, 2, (8, 8))
+    with pytest.raises(ValueError, match=r"at must be an integer array of shape \(3, 2\).*got dtype float64 of "
+                                         r"shape \(3, 2\)"):
+        erase_mask(erase, at.astype(float), 2, (8, 8))
+    with pytest.raises(ValueError, match=r"hw must be the images' \(H, W\), got \(1, 8, 8\)"):
+        erase_mask(erase, at, 2, (1, 8, 8))  # (its C would be read as H)
+    for hw in ((8, 0), (8.0, 8), [8, True]):
+        with pytest.raises(ValueError, match=r"hw must be \(H, W\) or \(C, H, W\) of positive ints, got "):
+            erase_mask(erase, at, 2, hw)

@@ -1717,6 +1717,31 @@ def test_resume_shorter_than_the_runs_warm_up_says_so(tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["train_config"]["epochs"] == 4  # not rewritten
 
 
+def test_resume_at_the_runs_warm_up_is_no_warm_up_error_and_a_fractional_one_asks_for_whole_epochs(tmp_path,
+                                                                                                    capsys):
+    """Found by a mutation audit: --epochs equal to the warm-up (which TrainConfig takes) refused as inside
+    it, --epochs 0 refused as inside it, and the epochs to ask for rounded down (at least 3 for a warm-up
+    of 3.5 epochs) each passed every test."""
+    from byol_ref.cli import main
+
+    out = tmp_path / "w"
+    assert main(["train", *SMALL_RUN[2:], "--epochs", "4", "--set", "warmup_epochs=3.5", "--no-eval", "--out",
+                 str(out)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "3", "--no-eval", "--no-progress"]) == 2
+    assert ("would end it inside that warm-up: ask for at least 4 epochs\n") in capsys.readouterr().err
+    for epochs in ("0", "-2"):  # (no run length: refused as such, not as inside the warm-up)
+        assert main(["train", "--resume", "--out", str(out), "--epochs", epochs, "--no-eval", "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert "warms up" not in err and f"epochs must be an int >= 1, got {epochs}" in err, err
+    assert main(["train", *SMALL_RUN[2:], "--epochs", "4", "--set", "warmup_epochs=3", "--no-eval", "--out",
+                 str(out), "--overwrite"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "3", "--no-eval", "--no-progress"]) == 2
+    err = capsys.readouterr().err  # (the run is past 3 epochs: refused as cut short, not as inside its warm-up)
+    assert "warms up" not in err and "a resumed run can be extended, not cut short: ask for at least 4 epochs" in err
+
+
 def test_the_embed_command_eval_prints_runs_as_printed(tmp_path, capsys):
     """eval's footer names the embed command for the features it probed. For a checkpoint without its
     config.json (eval needs --data there) it left --data out, so the command printed was refused:
@@ -1735,6 +1760,33 @@ def test_the_embed_command_eval_prints_runs_as_printed(tmp_path, capsys):
     argv = argv[argv.index("embed"):]
     assert argv == ["embed", str(alone), "--data", "synthetic", "--out", str(tmp_path / "rep" / "features.npz")]
     assert main(argv) == 0, capsys.readouterr().err
+
+
+def test_the_embed_commands_eval_prints_quote_the_paths_and_name_unlabelled_data(tmp_path, capsys):
+    """Found by a mutation audit: with the path's quoting dropped from the footer, or --data dropped from
+    the hint eval prints for data without labels, every test passed (no path held a space, and no eval
+    of a checkpoint alone had unlabelled data)."""
+    from byol_ref.cli import main
+
+    where = tmp_path / "a folder"
+    where.mkdir()
+    assert main(["train", *SMALL_RUN, "--no-eval", "--out", str(where / "r")]) == 0
+    alone = where / "c.npz"
+    shutil.copy(where / "r" / "checkpoint.npz", alone)
+    x = np.random.default_rng(0).standard_normal((40, 32))
+    np.save(where / "x.npy", x)
+    capsys.readouterr()
+    assert main(["eval", str(alone), "--data", "synthetic", "--out", str(where / "rep"), "--knn-k", "5"]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("Features for your own probes: ")]
+    argv = shlex.split(line[0].split(": ", 1)[1])
+    assert argv[argv.index("embed"):] == ["embed", str(alone), "--data", "synthetic", "--out",
+                                          str(where / "rep" / "features.npz")]
+    assert main(["eval", str(alone), "--data", str(where / "x.npy")]) == 0
+    out = capsys.readouterr().out
+    hint = out.split("nothing to probe; ", 1)[1].split(" writes the features")[0]
+    argv = shlex.split(hint)
+    assert argv[argv.index("embed"):] == ["embed", str(alone), "--data", str(where / "x.npy"), "--out",
+                                          "features.npz"], out
 
 
 @pytest.mark.skipif(os.name == "nt", reason="no flock on this platform: RunLock holds nothing there")
@@ -1761,6 +1813,32 @@ def test_a_live_run_before_its_first_checkpoint_is_not_called_stopped(tmp_path, 
         os.close(fd)
     assert main(["eval", str(out)]) == 2  # nobody there: it did stop
     assert "its run stopped before writing its first one" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(os.name == "nt", reason="no flock on this platform: RunLock holds nothing there")
+def test_a_live_run_before_its_first_checkpoint_says_when_to_run_the_command_given(tiny_run, tmp_path, capsys):
+    """Found by a mutation audit: a message saying "then eval it" whatever the command (embed, convert)
+    passed every test."""
+    import fcntl
+
+    from byol_ref.cli import main
+
+    out = tmp_path / "r"
+    out.mkdir()
+    shutil.copy(tiny_run[0] / "config.json", out / "config.json")  # (as train leaves it before its first checkpoint)
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for verb, cmd in (("evaluate", ["eval", str(out)]),
+                          ("embed", ["embed", str(out), "--out", str(tmp_path / "f.npz")]),
+                          ("convert", ["convert", str(out), str(tmp_path / "c.npz"), "--from", "byol-ref", "--to",
+                                       "torch", "--mapping", "lightly"])):
+            assert main(cmd) == 2, cmd
+            assert capsys.readouterr().err.endswith(f"{out} has no checkpoint yet: a process is training there and "
+                                                    "has not written its first one; wait for it (every "
+                                                    f"--checkpoint-every steps, and at the end), then {verb} it\n")
+    finally:
+        os.close(fd)
 
 
 def test_a_run_config_without_its_sections_is_refused_by_eval_and_resume(tmp_path, capsys):

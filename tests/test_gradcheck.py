@@ -194,6 +194,24 @@ def test_a_dout_grads_or_direction_that_would_broadcast_is_refused():
         random_direction([x])
 
 
+def test_entries_that_are_no_arrays_are_refused_by_name():
+    """Found by a mutation audit: random_direction of a dict of lists, and a Python number as the gradient
+    of a 0-d parameter (shape () by default, as a 0-d array's), were refused with no test of either."""
+    with pytest.raises(TypeError, match="params must be a dict name -> array, got dict"):
+        random_direction({"w": [1.0, 2.0]})
+    params = {"w": np.array(1.5)}
+
+    def loss(p):
+        return float(p["w"] ** 2)
+
+    assert directional_check(loss, params, {"w": np.array(3.0)})[2] < 1e-9
+    for tree in ("grads", "direction"):
+        trees = {"grads": {"w": np.array(3.0)}, "direction": None, tree: {"w": 3.0}}
+        with pytest.raises(ValueError, match=rf"{tree}\['w'\] must be an array of params\['w'\]'s shape \(\), "
+                                             "got float"):
+            directional_check(loss, params, trees["grads"], direction=trees["direction"])
+
+
 @pytest.mark.parametrize("fn", [rel_error, grad_error])
 def test_error_floors_and_scale_are_positive_real_numbers(fn):
     for floor, err in ((0.0, ValueError), (-1.0, ValueError), (float("nan"), ValueError), ("a", TypeError),

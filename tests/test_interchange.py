@@ -389,6 +389,24 @@ def test_a_mapping_file_that_is_not_there_or_a_folder_says_so(tmp_path):
             resolve_mapping(str(tmp_path / name))
 
 
+def test_a_mapping_file_may_be_named_by_a_path_object(tmp_path):
+    """Found by a mutation audit: mapping_path took a str only (as cli._mapping_file once did) and every
+    test passed; resolve_mapping, mapping_file_note and the CLI's never-write-over-an-input checks all read
+    a pathlib.Path ending in .json as the file it names, and a style name or a dict as no file."""
+    from byol_ref.interchange import mapping_file_note, mapping_path
+
+    custom = {"online.param.encoder.fc1.weight": "my.w"}
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(custom))
+    assert mapping_path(path) == mapping_path(str(path)) == str(path) and isinstance(mapping_path(path), str)
+    assert resolve_mapping(path) == resolve_mapping(str(path)) == custom
+    assert mapping_file_note(path) == f" (mapping file {path})"
+    for no_file in ("lightly", custom, None, tmp_path / "m.npz"):
+        assert mapping_path(no_file) is None and mapping_file_note(no_file) == ""
+    with pytest.raises(FileNotFoundError, match=rf"^mapping file {tmp_path / 'no.json'} does not exist"):
+        resolve_mapping(tmp_path / "no.json")
+
+
 def test_a_mapping_key_no_byol_ref_network_has_is_refused_and_errors_name_the_mapping_file(tmp_path):
     """A misspelt key would be written out under that name by convert --to byol-ref."""
     online, target = _nets("byol-pytorch")
@@ -1023,3 +1041,20 @@ def test_arrays_state_and_mapping_that_are_no_dicts_are_named():
         ic.from_layout({"a": np.zeros(2)}, "edifice", layout="axon")
     with pytest.raises(TypeError, match="state must be a dict name -> array, got list"):
         ic.from_torch_layout([1], {})
+
+
+def test_arrays_keyed_by_other_than_names_are_refused_and_any_mapping_is_a_dict():
+    """Found by a mutation audit: arrays keyed by a number reached the name rules (an AttributeError from
+    transpose_weights, 'no torch name' from to_layout) with no test of it; and a read-only mapping (a
+    MappingProxyType, a dict in all but type) is taken as a dict."""
+    from types import MappingProxyType
+
+    w = np.arange(6.0).reshape(2, 3)
+    for call in (lambda a: transpose_weights(a), lambda a: to_torch_layout(a, {"x.weight": "x.weight"})):
+        with pytest.raises(TypeError, match="arrays must be a dict name -> array, got dict"):
+            call({1: w})
+    with pytest.raises(TypeError, match="state must be a dict name -> array, got dict"):
+        from_torch_layout({("x", "weight"): w.T}, {"x.weight": "x.weight"})
+    np.testing.assert_array_equal(transpose_weights(MappingProxyType({"x.weight": w}))["x.weight"], w.T)
+    back = from_torch_layout(MappingProxyType({"t.weight": w.T}), MappingProxyType({"x.weight": "t.weight"}))
+    np.testing.assert_array_equal(back["x.weight"], w)

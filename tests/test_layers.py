@@ -632,3 +632,22 @@ def test_a_0d_input_a_missing_parameter_and_bad_running_stats_are_named():
     for flag in ("inplace", "need_cache"):
         with pytest.raises(TypeError, match=f"{flag} must be True or False, got 'yes'"):
             batch_norm_forward(x, g, g, ok, train=True, **{flag: "yes"})
+
+
+@pytest.mark.parametrize("g", [None, 2])
+def test_batch_norm_refuses_a_bad_running_stats_mode_or_decay_when_it_updates_them(g):
+    """Found by a mutation audit: with the mode check dropped, mode="bogus" was updated as "torch"
+    without a word (update_running_stats and batch_norm_forward alike), and batch_norm_forward's one
+    check of decay and mode, made before its per-group updates, had no test of its own."""
+    rng = np.random.default_rng(0)
+    x, g1 = rng.standard_normal(_shape(g, 4, 3)), rng.uniform(0.5, 2, 3)
+    run = _running(3, rng)
+    with pytest.raises(ValueError, match="running-stats mode must be 'haiku' or 'torch', got 'bogus'"):
+        update_running_stats(run, np.zeros(3), np.ones(3), 4, decay=0.9, mode="bogus")
+    for kw, says in (({"mode": "bogus"}, "running-stats mode must be 'haiku' or 'torch', got 'bogus'"),
+                     ({"decay": 1.0}, r"decay must be in \[0, 1\), got 1.0"),
+                     ({"decay": -0.5}, r"decay must be in \[0, 1\), got -0.5")):
+        with pytest.raises(ValueError, match=says):
+            batch_norm_forward(x, g1, g1, run, train=True, **kw)
+    for mode in ("haiku", "torch"):  # (what is right still works)
+        assert int(batch_norm_forward(x, g1, g1, run, train=True, mode=mode)[2].count) == 3 + (g or 1)

@@ -725,6 +725,18 @@ def test_each_layout_has_its_own_init_unless_one_is_given():
         byol.Config(encoder_dim=3, init="xavier")
 
 
+@pytest.mark.parametrize("init", ["haiku", "torch", "glorot"])
+def test_an_independent_target_draws_with_the_configs_init(init):
+    """Found by a mutation audit: a glorot draw made for the online network only (the target falling back
+    to haiku's) passed every test, as the default target_init copies the online weights."""
+    online, target = byol.build(400, 4, 2, 300, seed=0, init=init, target_init="independent")
+    w_online, w_target = online.params["encoder.fc1.weight"], target.params["encoder.fc1.weight"]
+    assert not np.array_equal(w_online, w_target)  # (a draw of its own)
+    assert np.abs(w_target).max() <= np.abs(w_online).max() * 1.01 + 1e-12
+    assert w_target.std() == pytest.approx(w_online.std(), rel=0.03)
+    assert np.any(target.params["encoder.fc1.bias"] != 0) == (init == "torch")
+
+
 def _python_blocks():
     """The ```python blocks of README.md and docs/*.md, one parameter per file: a page's blocks run in
     order in one namespace, as a reader runs them (a later block may use what an earlier one defined)."""
