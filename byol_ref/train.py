@@ -890,7 +890,7 @@ def encode(network: Network, x, input_norm: InputNorm | None, backend: Backend, 
     naming the first, where they are returned otherwise (a diverging run's monitor skips them)."""
     from .model import network_forward
 
-    outs = []
+    outs, bad_rows = [], []
     for i in range(0, x.shape[0], batch):
         xb = backend.asarray(x[i:i + batch])
         with np.errstate(**({"over": "ignore", "invalid": "ignore"} if finite else {})):  # (refused below)
@@ -899,14 +899,15 @@ def encode(network: Network, x, input_norm: InputNorm | None, backend: Backend, 
             o, _, _ = network_forward(network.config, network.role, network.params, network.buffers, xb,
                                       train=False)
         out = to_numpy(o[which])  # (B, H) or (B, P)
-        bad = ~np.isfinite(out).all(axis=1) if finite else np.zeros(0, dtype=bool)
-        if bad.any():  # (finite inputs too large for the network's sums: embed wrote inf/NaN)
-            row = i + int(np.flatnonzero(bad)[0])
-            raise ValueError(f"the network's features of {int(bad.sum())} row(s) are not finite (inf or NaN), the "
-                             f"first row {row}, whose largest input magnitude after the run's preprocessing is "
-                             f"{float(np.abs(np.asarray(x[row], dtype=np.float64)).max()):.3g}: values beyond what "
-                             f"the network computes in {backend.dtype}; rescale these data as the run's were")
+        if finite:  # (finite inputs too large for the network's sums: embed wrote inf/NaN)
+            bad_rows.extend(i + np.flatnonzero(~np.isfinite(out).all(axis=1)))  # every batch's: all are counted
         outs.append(out)
+    if bad_rows:
+        row = int(bad_rows[0])
+        raise ValueError(f"the network's features of {len(bad_rows)} row(s) are not finite (inf or NaN), the "
+                         f"first row {row}, whose largest input magnitude after the run's preprocessing is "
+                         f"{float(np.abs(np.asarray(x[row], dtype=np.float64)).max()):.3g}: values beyond what "
+                         f"the network computes in {backend.dtype}; rescale these data as the run's were")
     if not outs:  # no rows (an empty test split): (0, width), the width that of one row's features
         return encode(network, np.zeros((1, x.shape[1])), None, backend, which=which)[:0]
     return np.concatenate(outs)

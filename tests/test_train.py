@@ -3,11 +3,14 @@ divergence handling, and a short run that learns without collapsing."""
 import itertools
 import json
 import os
+import re
 import zipfile
 from dataclasses import replace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import byol_ref as byol
 from byol_ref import checkpoint as ckpt
@@ -1232,6 +1235,37 @@ def test_encode_refuses_inputs_whose_features_overflow(dtype):
                 encode(online, x, None, be, batch=3, which=which, finite=True)
     with np.errstate(over="ignore", invalid="ignore"):  # by default they are returned (knn_monitor skips them)
         assert not np.isfinite(encode(online, x, None, be)[4]).all()
+
+
+@settings(max_examples=20)
+@given(rows=st.sets(st.integers(0, 6), min_size=1), batch=st.integers(1, 7),
+       dtype=st.sampled_from(["float64", "float32"]), which=st.sampled_from(["y", "z"]))
+def test_encode_counts_every_row_whose_features_overflow_and_names_the_first(rows, batch, dtype, which):
+    """Found by a mutation audit: the count was of the first batch holding such a row only (rows 1 and 4 in
+    batches of 3 were "1 row(s)"); and an encode that looked for NaN only (not inf), or named the last such
+    row, or its smallest input magnitude, passed every test. With every encoder weight positive, an
+    overflowing row's encoder features are +inf (no NaN), its projector features NaN."""
+    online, _ = byol.build(4, 8, 4, 4, dtype=dtype)
+    be = get_backend("numpy", dtype)
+    params = dict(online.params)
+    for w in ("encoder.fc1.weight", "encoder.fc2.weight"):
+        params[w] = np.abs(params[w]) + 1
+    online = online._replace(params=params)
+    x = np.random.default_rng(0).standard_normal((7, 4)).astype(dtype)
+    big = np.finfo(dtype).max / 2
+    for r in rows:
+        x[r] = big
+        x[r, r % 4] = -1e-3  # (the row's largest magnitude is still big)
+    with np.errstate(over="ignore", invalid="ignore"):
+        features = encode(online, x, None, be, which=which)
+    assert (np.isinf(features[sorted(rows)]).all() and not np.isnan(features).any()) if which == "y" else \
+        np.isnan(features[sorted(rows)]).any(axis=1).all()
+    first = min(rows)
+    says = (rf"^the network's features of {len(rows)} row\(s\) are not finite \(inf or NaN\), the first row "
+            rf"{first}, whose largest input magnitude after the run's preprocessing is {re.escape(f'{big:.3g}')}: "
+            rf"values beyond what the network computes in {dtype}")
+    with pytest.raises(ValueError, match=says):
+        encode(online, x, None, be, batch=batch, which=which, finite=True)
 
 
 def test_a_generator_state_out_of_range_is_a_checkpoint_error(tmp_path, data):
