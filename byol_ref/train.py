@@ -904,9 +904,12 @@ def encode(network: Network, x, input_norm: InputNorm | None, backend: Backend, 
         outs.append(out)
     if bad_rows:
         row = int(bad_rows[0])
+        seen = backend.asarray(x[row:row + 1])  # the row as the network took it, input normalisation included
+        with np.errstate(over="ignore", invalid="ignore"):
+            seen = to_numpy(input_norm(seen) if input_norm is not None else seen)
         raise ValueError(f"the network's features of {len(bad_rows)} row(s) are not finite (inf or NaN), the "
                          f"first row {row}, whose largest input magnitude after the run's preprocessing is "
-                         f"{float(np.abs(np.asarray(x[row], dtype=np.float64)).max()):.3g}: values beyond what "
+                         f"{float(np.abs(seen.astype(np.float64)).max()):.3g}: values beyond what "
                          f"the network computes in {backend.dtype}; rescale these data as the run's were")
     if not outs:  # no rows (an empty test split): (0, width), the width that of one row's features
         return encode(network, np.zeros((1, x.shape[1])), None, backend, which=which)[:0]

@@ -1235,6 +1235,14 @@ def test_encode_refuses_inputs_whose_features_overflow(dtype):
                 encode(online, x, None, be, batch=3, which=which, finite=True)
     with np.errstate(over="ignore", invalid="ignore"):  # by default they are returned (knn_monitor skips them)
         assert not np.isfinite(encode(online, x, None, be)[4]).all()
+    # the magnitude named is that of the input the network took: after the input normalisation, too
+    from byol_ref.train import InputNorm
+
+    halve = InputNorm(np.zeros(4, dtype), np.full(4, 0.5, dtype))  # (x - 0) / 0.5 doubles the row
+    x[4] = np.finfo(dtype).max / 4
+    with pytest.raises(ValueError, match=rf"the first row 4, whose largest input magnitude after the run's "
+                                         rf"preprocessing is {re.escape(f'{float(np.finfo(dtype).max / 2):.3g}')}:"):
+        encode(online, x, halve, be, finite=True)
 
 
 @settings(max_examples=20)
