@@ -388,7 +388,9 @@ def fit_logreg(x: Any, y: Any, *, l2: float, max_iter: int = 500, tol: float = 1
     of any scale (raw pixels, encoder outputs, projections). The objective is
     :func:`logreg_loss_and_grad` on the standardised features, started from w = 0,
     b = 0 (it is convex, strictly so when l2 > 0, so the start only matters for
-    speed). Deterministic: no randomness anywhere.
+    speed). Deterministic: no randomness anywhere. In scikit-learn terms this is
+    ``StandardScaler`` then ``LogisticRegression(C=1 / (l2 * N))`` (multinomial, intercept
+    unpenalised), the same optimum; sklearn's default, C=1 on unscaled features, is another probe.
 
     Args:
         x: train features, shape (N, D).
@@ -700,7 +702,8 @@ def knn_predict(
 
     Each query's k most similar train rows vote. With ``temperature=None`` every
     neighbour has one vote (ties between classes go to the class with the larger summed
-    similarity, then the smaller label); train rows tied for the k-th place are taken in
+    similarity, then the smaller label: scikit-learn's ``KNeighborsClassifier(metric="cosine")``
+    gives such a tie to the smaller label instead); train rows tied for the k-th place are taken in
     their order (as a stable sort does). With a temperature T each neighbour votes
     with weight exp(sim / T), as in the InstDisc kNN monitor that lightly and
     solo-learn reuse (T = 0.1 or 0.07). Queries are processed ``batch_size`` at a time,
