@@ -284,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "run's train and test splits, after the run's own input preprocessing, with "
                                    "the labels, to an .npz (plain arrays, readable with numpy.load without "
                                    "pickle): encoder_train (N, H), encoder_test, projector_train (N, P), "
-                                   "projector_test, labels_train, labels_test (when the data have labels).",
+                                   "projector_test, labels_train, labels_test (when the data have labels); "
+                                   "with --baselines also the report's two baselines.",
                        formatter_class=_HelpFormatter)
     m.add_argument("path", help="a run directory or a checkpoint .npz")
     m.add_argument("--out", required=True, help="the .npz to write (never overwritten unless --overwrite)")
@@ -294,6 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--csv-header", **_CSV_HEADER_ARG)
     m.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cpu (NumPy) or cuda (CuPy)")
     m.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    m.add_argument("--baselines", action="store_true",
+                   help="also write the features of the report's two baselines: random_encoder_train/test (a "
+                        "random-init encoder of the same architecture, drawn and calibrated as eval draws it) and "
+                        "inputs_train/test (the data after the run's preprocessing, as the 'raw inputs' row probes "
+                        "them: pixels for images, standardised features for feature vectors)")
     _add_verify_parsers(sub, t)
     return p
 
@@ -764,7 +770,7 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
                   "which has none", file=sys.stderr)
         run = run or out
         footer.append(f"Features for your own probes: {_prog()} embed {shlex.quote(str(run))}{data_args} "
-                      f"--out {shlex.quote(str(out / 'features.npz'))}")
+                      f"--out {shlex.quote(str(out / 'features.npz'))} --baselines")
         text += "\n\n" + "\n".join(footer)
     if as_json:
         print(json.dumps({k: v for k, v in report.items() if k != "table"}, indent=2))
@@ -912,11 +918,18 @@ def _embed(args) -> int:
     if out.suffix != ".npz":
         raise ValueError(f"--out must name an .npz file, got {out}")
     _check_output(out, "--out", args.overwrite, inputs=(checkpoint_file(args.path), *_data_files(args)))
-    online, dataset, input_norm, backend, _ = _load_run(args)
+    online, dataset, input_norm, backend, tcfg = _load_run(args)
     arrays = {}
     for split, x in (("train", dataset.x_train), ("test", dataset.x_test)):
         arrays[f"encoder_{split}"] = encode(online, x, input_norm, backend, finite=True)
         arrays[f"projector_{split}"] = encode(online, x, input_norm, backend, which="z", finite=True)
+    if args.baselines:  # the report's other two rows: a random-init encoder (drawn as eval draws it), the inputs
+        from .report import random_init_baseline
+
+        random_online = random_init_baseline(online, dataset.x_train, input_norm, backend, seed=tcfg.seed)
+        for split, x in (("train", dataset.x_train), ("test", dataset.x_test)):
+            arrays[f"random_encoder_{split}"] = encode(random_online, x, input_norm, backend, finite=True)
+        arrays["inputs_train"], arrays["inputs_test"] = dataset.x_train, dataset.x_test
     if dataset.y_train is not None:
         arrays["labels_train"], arrays["labels_test"] = dataset.y_train, dataset.y_test
     atomic_savez(out, arrays)

@@ -39,7 +39,7 @@ def evaluate_features(online: Network, dataset, input_norm, backend: Backend, *,
         ``collapse`` (statistics of the test-set projections and encodings), ``table`` (text)
         and ``probe`` (the probe settings).
     """
-    from .train import calibrate_batch_norm, encode, init_sample
+    from .train import encode
 
     if dataset.y_train is None or dataset.y_test is None or len(dataset.y_test) == 0:
         raise ValueError("evaluation needs labels for the train and test splits; this data set has none")
@@ -49,14 +49,7 @@ def evaluate_features(online: Network, dataset, input_norm, backend: Backend, *,
         "BYOL projector (z)": (encode(online, x_tr, input_norm, backend, which="z"),
                                encode(online, x_te, input_norm, backend, which="z")),
     }
-    random_online, _ = build_from_config(online.config, seed=seed + 1_000_003, dtype=backend.dtype,
-                                         backend=backend.name)
-    # The baseline sees the data's statistics as the trained net did: batch norm's running
-    # statistics, or (norm="affine") the data-dependent initialisation.
-    random_online = calibrate_batch_norm(random_online, x_tr, input_norm, backend)
-    if online.config.norm == "affine":
-        random_online = data_dependent_init(random_online, init_sample(x_tr.astype(backend.dtype), input_norm,
-                                                                       backend))
+    random_online = random_init_baseline(online, x_tr, input_norm, backend, seed=seed)
     feats["random-init encoder"] = (encode(random_online, x_tr, input_norm, backend),
                                     encode(random_online, x_te, input_norm, backend))
     feats["raw inputs"] = (x_tr, x_te)
@@ -72,6 +65,22 @@ def evaluate_features(online: Network, dataset, input_norm, backend: Backend, *,
     if return_features:
         out["features"] = {name: test for name, (_, test) in feats.items()}
     return out
+
+
+def random_init_baseline(online: Network, x_train, input_norm, backend: Backend, *, seed: int = 0) -> Network:
+    """The report's random-init encoder: ``online``'s architecture drawn afresh with seed
+    ``seed + 1_000_003`` (not the run's own starting weights), its batch-norm running statistics
+    calibrated on ``x_train`` (a norm="affine" network: initialised from the data), so that it sees
+    the data's statistics as the trained network does. ``embed --baselines`` writes its features."""
+    from .train import calibrate_batch_norm, init_sample
+
+    random_online, _ = build_from_config(online.config, seed=seed + 1_000_003, dtype=backend.dtype,
+                                         backend=backend.name)
+    random_online = calibrate_batch_norm(random_online, x_train, input_norm, backend)
+    if online.config.norm == "affine":
+        random_online = data_dependent_init(random_online, init_sample(x_train.astype(backend.dtype), input_norm,
+                                                                       backend))
+    return random_online
 
 
 def format_collapse(collapse: dict) -> str:

@@ -289,6 +289,42 @@ def test_train_report_eval_and_embed_agree_on_unstandardised_vectors(tmp_path):
     assert res.returncode == 2 and "--out must name an .npz" in res.stderr
 
 
+@pytest.mark.parametrize("data", ["synthetic", "digits"])
+def test_embed_baselines_reproduce_every_row_of_the_runs_report(tmp_path, data):
+    """An evaluator with only embed's file reproduces the report's table, the baselines' rows too: the
+    random-init encoder is drawn and calibrated as the report draws it (the run's seed), and the inputs
+    are the data as the 'raw inputs' row probes them (pixels for images, standardised feature vectors)."""
+    from byol_ref.evaluate import probe_report
+
+    out, feats = tmp_path / "run", tmp_path / "feats.npz"
+    res = run("train", "--data", data, "--epochs", "1", "--batch-size", "128", "--hidden-size", "16",
+              "--projection-dim", "8", "--predictor-dim", "8", "--seed", "3", "--out", str(out), "--no-plots",
+              "--no-progress")
+    assert res.returncode == 0, res.stderr
+    report = json.loads((out / "report.json").read_text())
+    res = run("embed", str(out), "--out", str(feats), "--baselines")
+    assert res.returncode == 0, res.stderr
+    with np.load(feats, allow_pickle=False) as f:
+        got = {k: f[k] for k in f.files}
+    assert set(got) == {f"{kind}_{split}" for split in ("train", "test") for kind in
+                        ("encoder", "projector", "labels", "random_encoder", "inputs")}
+    names = {"BYOL encoder (y)": "encoder", "BYOL projector (z)": "projector", "random-init encoder": "random_encoder",
+             "raw inputs": "inputs"}
+    rows = probe_report({name: (got[f"{key}_train"], got[f"{key}_test"]) for name, key in names.items()},
+                        got["labels_train"], got["labels_test"], seed=3, k=report["probe"]["k"],
+                        labels_per_class=report["probe"]["labels_per_class"],
+                        temperature=report["probe"]["temperature"])
+    assert json.loads(json.dumps(rows)) == report["rows"]
+    assert "inputs_train" not in np.load(_embed_plain(out, tmp_path), allow_pickle=False).files  # (asked for only)
+
+
+def _embed_plain(out, tmp_path):
+    path = tmp_path / "plain.npz"
+    res = run("embed", str(out), "--out", str(path))
+    assert res.returncode == 0, res.stderr
+    return path
+
+
 def test_unlabelled_data_train_and_embed(tmp_path):
     data = tmp_path / "x.npy"
     np.save(data, np.random.default_rng(0).standard_normal((200, 6)))
@@ -1758,7 +1794,8 @@ def test_the_embed_command_eval_prints_runs_as_printed(tmp_path, capsys):
     assert len(line) == 1
     argv = shlex.split(line[0].split(": ", 1)[1])
     argv = argv[argv.index("embed"):]
-    assert argv == ["embed", str(alone), "--data", "synthetic", "--out", str(tmp_path / "rep" / "features.npz")]
+    assert argv == ["embed", str(alone), "--data", "synthetic", "--out", str(tmp_path / "rep" / "features.npz"),
+                    "--baselines"]
     assert main(argv) == 0, capsys.readouterr().err
 
 
@@ -1780,7 +1817,7 @@ def test_the_embed_commands_eval_prints_quote_the_paths_and_name_unlabelled_data
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("Features for your own probes: ")]
     argv = shlex.split(line[0].split(": ", 1)[1])
     assert argv[argv.index("embed"):] == ["embed", str(alone), "--data", "synthetic", "--out",
-                                          str(where / "rep" / "features.npz")]
+                                          str(where / "rep" / "features.npz"), "--baselines"]
     assert main(["eval", str(alone), "--data", str(where / "x.npy")]) == 0
     out = capsys.readouterr().out
     hint = out.split("nothing to probe; ", 1)[1].split(" writes the features")[0]
@@ -2652,7 +2689,8 @@ def test_a_fresh_run_that_fails_after_its_checkpoint_keeps_its_record(tmp_path, 
     assert main(["eval", str(out), "--knn-k", "5", "--out", str(tmp_path / "e")]) == 0
     text = capsys.readouterr().out
     assert "points (one test sample is 0.96 points)" in text
-    assert f"Features for your own probes: {cli._prog()} embed {out} --out {tmp_path / 'e' / 'features.npz'}" in text
+    assert (f"Features for your own probes: {cli._prog()} embed {out} --out {tmp_path / 'e' / 'features.npz'} "
+            "--baselines\n") in text
 
 
 def test_set_wins_over_the_flags_defaults_under_a_preset(tmp_path, capsys):
