@@ -3044,3 +3044,103 @@ def test_an_empty_data_argument_is_named_as_given(tmp_path, capsys):
 
     assert main(["train", *SMALL_RUN, "--data", "", "--out", str(tmp_path / "r")]) == 2
     assert capsys.readouterr().err.startswith("byol-ref train: error: --data '': no such file, and not a built-in ")
+
+
+# --------------------------------------------------------------------------- mutation audit (cli, eighteenth)
+
+
+def test_the_embed_command_eval_prints_keeps_the_labels_and_header_of_its_data(tmp_path, capsys):
+    """Found by a mutation audit: with --labels dropped from the embed command that eval's footer
+    prints for other data (or swapped with --data), every test passed, as no test evaluated data with
+    --labels and --out. The command printed then read a CSV's label column as a feature: refused."""
+    from byol_ref.cli import main
+
+    x = np.random.default_rng(0).random((80, 4))
+    rows = "\n".join(",".join(repr(float(v)) for v in r) + f",{int(r[0] > 0.5)}" for r in x)
+    (tmp_path / "d.csv").write_text("a,b,c,d,label\n" + rows + "\n")
+    data = ["--data", str(tmp_path / "d.csv"), "--labels", "label"]
+    run_dir, rep = tmp_path / "r", tmp_path / "rep"
+    assert main(["train", *SMALL_RUN[2:], *data, "--batch-size", "16", "--no-eval", "--out", str(run_dir)]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), *data, "--csv-header", "yes", "--knn-k", "5", "--labels-per-class", "2",
+                 "--out", str(rep)]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("Features for your own probes: ")]
+    argv = shlex.split(line[0].split(": ", 1)[1])
+    argv = argv[argv.index("embed"):]
+    assert argv == ["embed", str(run_dir), *data, "--csv-header", "yes", "--out", str(rep / "features.npz")]
+    assert main(argv) == 0, capsys.readouterr().err
+    with np.load(rep / "features.npz") as f:
+        assert f["encoder_train"].shape[0] == f["labels_train"].shape[0] > 0
+
+
+@pytest.mark.parametrize("image", [False, True])
+def test_data_beyond_the_runs_dtype_are_named_by_split_count_first_index_and_raw_value(tmp_path, capsys, image):
+    """Found by a mutation audit: the refusal of data the run's preprocessing takes beyond its dtype
+    was held only for one value in the train split of a feature-vector run: checking the train split
+    alone, counting 1, naming the last index, the standardised value for the raw one, or leaving out
+    an image run's input normalisation (raw 2e38 is in float32's range, normalised it is not) passed."""
+    from byol_ref.cli import main
+
+    run_dir, rng = tmp_path / "r", np.random.default_rng(0)
+    if image:  # the digits' pixels, normalised by the run's scalar mean and std (about 0.31 and 0.38)
+        assert main(["train", *SMALL_RUN, "--data", "digits", "--no-eval", "--dtype", "float32",
+                     "--out", str(run_dir)]) == 0
+        x_train, x_test, big = rng.random((30, 64)), rng.random((20, 64)), (2e38, 3e38)
+    else:  # features of std about 100: standardised, 1e41 is about 1e39
+        x = 100 * rng.standard_normal((80, 3))
+        np.savez(tmp_path / "d.npz", x=x, y=np.arange(80) % 2)
+        assert main(["train", *SMALL_RUN[2:], "--data", str(tmp_path / "d.npz"), "--batch-size", "16", "--no-eval",
+                     "--dtype", "float32", "--out", str(run_dir)]) == 0
+        x_train, x_test, big = rng.standard_normal((30, 3)), rng.standard_normal((20, 3)), (1e41, 2e41)
+    x_test[1, 2], x_test[3, 0] = big
+    np.savez(tmp_path / "big.npz", x_train=x_train, x_test=x_test, y_train=np.arange(30) % 2,
+             y_test=np.arange(20) % 2)
+    capsys.readouterr()
+    for argv in (["embed", str(run_dir), "--out", str(tmp_path / "f.npz")], ["eval", str(run_dir), "--knn-k", "3"]):
+        assert main([*argv, "--data", str(tmp_path / "big.npz")]) == 2
+        assert capsys.readouterr().err == (
+            f"byol-ref {argv[0]}: error: --data {tmp_path / 'big.npz'}: x_test has 2 value(s) that the run's input "
+            "standardisation (its training data's mean and std) takes beyond float32's range (magnitude 3.4e+38), "
+            f"the first at index (1, 2) (raw value {big[0]:.3g}); the network would compute inf and NaN features "
+            "from them: rescale these data as the run's were\n")
+    assert not (tmp_path / "f.npz").exists()
+
+
+@pytest.mark.skipif(os.name == "nt", reason="symbolic links need privileges there")
+def test_convert_of_a_run_whose_checkpoint_is_a_dangling_link_names_the_link(tmp_path, capsys):
+    """Found by a mutation audit: a checkpoint.npz that is a link to a file no longer there (a disk not
+    mounted) does not exist() as a file; with convert's is_symlink() test dropped, every test passed,
+    and convert said the run stopped before its first checkpoint and advised train --overwrite."""
+    from byol_ref.cli import main
+
+    run_dir = tmp_path / "r"
+    assert main(["train", *SMALL_RUN, "--no-eval", "--out", str(run_dir)]) == 0
+    ckpt = run_dir / "checkpoint.npz"
+    ckpt.unlink()
+    ckpt.symlink_to(tmp_path / "elsewhere" / "checkpoint.npz")
+    capsys.readouterr()
+    for layout in (["--from", "byol-ref", "--to", "torch"], ["--from", "torch", "--to", "byol-ref"]):
+        assert main(["convert", str(run_dir), str(tmp_path / "x.npz"), *layout, "--mapping", "lightly"]) == 2
+        assert capsys.readouterr().err == f"byol-ref convert: error: checkpoint not found: {ckpt} does not exist\n"
+    assert ckpt.is_symlink() and not (tmp_path / "x.npz").exists()
+
+
+def test_convert_says_a_layout_and_an_encoder_bias_its_package_builds_otherwise():
+    """Found by a mutation audit: with 'layout' left out of the fields the note compares, or the
+    package's own encoder bias read as always True, every test passed: no test wrote an edifice-layout
+    network under lightly's names (the mapping takes it), nor one with an encoder bias lightly lacks."""
+    from contextlib import redirect_stderr
+    from io import StringIO
+
+    from byol_ref.cli import _say_the_structure_written
+
+    lightly = get_preset("lightly")
+    for extra, says in (({"layout": "edifice"}, "layout='edifice', where lightly's own has layout='paper'"),
+                        ({"encoder_bias": True}, "encoder_bias=True, where lightly's own has encoder_bias=False")):
+        err = StringIO()
+        with redirect_stderr(err):
+            _say_the_structure_written(lightly.config(encoder_dim=2, **extra), "lightly")
+        (key, value), = extra.items()
+        assert err.getvalue() == (f"byol-ref convert: note: the network written has {says}: a model built by lightly "
+                                  f"will not load it whole. Read it back with --preset lightly --set "
+                                  f"{key}={str(value).lower()}\n")
