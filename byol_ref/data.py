@@ -369,6 +369,8 @@ def _check_not_row_numbers(column, what: str) -> None:
 def _check_path(path, arg: str) -> Path:
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{arg} must be a str or os.PathLike, got {type(path).__name__}")
+    if not os.fspath(path):  # (Path('') is Path('.'): "'.' is a directory" sent the user looking there)
+        raise FileNotFoundError(f"{arg}: the path is empty (''); expected a data file")
     p = Path(path)
     if p.is_dir():
         raise FileNotFoundError(f"{arg}: {str(p)!r} is a directory; expected a data file")

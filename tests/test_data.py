@@ -961,6 +961,8 @@ def test_a_path_that_is_no_regular_file_is_named_as_such(tmp_path):
                 call(p)
     with pytest.raises(FileNotFoundError, match="no such file"):
         load_file(tmp_path / "gone.npy")
+    with pytest.raises(FileNotFoundError, match=r"^path: the path is empty \(''\); expected a data file$"):
+        load_file("")  # (found by a mutation audit: "path: '.' is a directory", as Path('') is Path('.'))
 
 
 def test_standardize_refuses_a_non_finite_x_and_standardize_dataset_a_non_dataset():
