@@ -485,7 +485,10 @@ def _with_note(exc: Exception, note: str | None) -> Exception:
 def _refuse_no_checkpoint(run_dir: Path, prefix: str, verb: str) -> None:
     """Say why a run directory has no checkpoint, if byol-ref knows: an --overwrite set its run
     aside (and how to put it back), or a run stopped before its first checkpoint (a config.json
-    that train wrote, and nothing else)."""
+    that train wrote, and nothing else). A checkpoint.npz that is there but no file, a link to none
+    say, is named by the reader (advising --overwrite would replace the run it stands for)."""
+    if (run_dir / "checkpoint.npz").is_symlink() or (run_dir / "checkpoint.npz").exists():
+        load_checkpoint(run_dir / "checkpoint.npz")
     refuse_for_set_aside(run_dir, prefix)
     try:
         _read_run_config(run_dir / "config.json")
@@ -1018,7 +1021,7 @@ def _check_in_range(raw, dataset, input_norm, dtype: str, what: str) -> None:
         if input_norm is not None:
             with host.errstate(over="ignore", invalid="ignore"):
                 x = input_norm(x)
-        big = ~(host.abs(x) <= limit)  # (NaN too: inf - inf)
+        big = ~(host.abs(x) <= limit)  # (NaN too, should one ever arise)
         if big.any():
             at = tuple(int(i) for i in host.argwhere(big)[0])
             value = float(getattr(raw, f"x_{split}")[at])

@@ -3119,10 +3119,18 @@ def test_convert_of_a_run_whose_checkpoint_is_a_dangling_link_names_the_link(tmp
     ckpt.unlink()
     ckpt.symlink_to(tmp_path / "elsewhere" / "checkpoint.npz")
     capsys.readouterr()
+    says = (f"checkpoint not found: {ckpt} is a link to {tmp_path / 'elsewhere' / 'checkpoint.npz'}, which is not "
+            "there (a disk not mounted, a file moved?)\n")
     for layout in (["--from", "byol-ref", "--to", "torch"], ["--from", "torch", "--to", "byol-ref"]):
         assert main(["convert", str(run_dir), str(tmp_path / "x.npz"), *layout, "--mapping", "lightly"]) == 2
-        assert capsys.readouterr().err == f"byol-ref convert: error: checkpoint not found: {ckpt} does not exist\n"
-    assert ckpt.is_symlink() and not (tmp_path / "x.npz").exists()
+        assert capsys.readouterr().err == f"byol-ref convert: error: {says}"
+    # eval, embed and --resume said the run stopped before its first checkpoint and advised --overwrite
+    for argv in (["eval", str(run_dir)], ["embed", str(run_dir), "--out", str(tmp_path / "f.npz")],
+                 ["train", "--resume", "--out", str(run_dir), "--no-progress"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.endswith(f"error: {says}") and "--overwrite" not in err, err
+    assert ckpt.is_symlink() and not (tmp_path / "x.npz").exists() and not (tmp_path / "f.npz").exists()
 
 
 def test_convert_says_a_layout_and_an_encoder_bias_its_package_builds_otherwise():
