@@ -3067,10 +3067,11 @@ def test_the_embed_command_eval_prints_keeps_the_labels_and_header_of_its_data(t
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("Features for your own probes: ")]
     argv = shlex.split(line[0].split(": ", 1)[1])
     argv = argv[argv.index("embed"):]
-    assert argv == ["embed", str(run_dir), *data, "--csv-header", "yes", "--out", str(rep / "features.npz")]
+    assert argv == ["embed", str(run_dir), *data, "--csv-header", "yes", "--out", str(rep / "features.npz"),
+                    "--baselines"]
     assert main(argv) == 0, capsys.readouterr().err
     with np.load(rep / "features.npz") as f:
-        assert f["encoder_train"].shape[0] == f["labels_train"].shape[0] > 0
+        assert f["encoder_train"].shape[0] == f["labels_train"].shape[0] == f["inputs_train"].shape[0] > 0
 
 
 @pytest.mark.parametrize("image", [False, True])
