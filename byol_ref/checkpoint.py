@@ -387,7 +387,8 @@ def load(path) -> tuple[dict, dict]:
     if not path.is_file():  # (what a caller's path stands for, a run directory say, is the caller's to say)
         what = ("is a folder, not a checkpoint file (a run directory keeps its checkpoint in checkpoint.npz)"
                 if path.is_dir() else f"is a link to {os.readlink(path)}, which is not there (a disk not mounted, "
-                "a file moved?)" if path.is_symlink() else "does not exist")
+                "a file moved?)" if path.is_symlink() else "is not a regular file (a pipe, device or socket)"
+                if path.exists() else "does not exist")
         raise FileNotFoundError(f"checkpoint not found: {path} {what}")
     head = file_head(path)
     if not head.startswith(ZIP_MAGIC):

@@ -417,6 +417,11 @@ def test_corrupt_truncated_and_foreign_checkpoints(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"is a folder, not a checkpoint file \(a run directory keeps its "
                                                 r"checkpoint in checkpoint.npz\)$"):
         load_checkpoint(tmp_path)
+    if hasattr(os, "mkfifo"):  # a pipe is there (it was said not to exist), and is not read (that would block)
+        os.mkfifo(tmp_path / "pipe.npz")
+        with pytest.raises(FileNotFoundError, match=r"^checkpoint not found: \S*pipe.npz is not a regular file "
+                                                    r"\(a pipe, device or socket\)$"):
+            load_checkpoint(tmp_path / "pipe.npz")
     # An entry stored a second time (zip allows it; NumPy would read one of the two without a word).
     import warnings
 
