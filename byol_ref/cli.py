@@ -968,6 +968,8 @@ def _load_run(args):
             _refuse_no_checkpoint(ckpt_path.parent, "", "evaluate" if args.command == "eval" else "embed")
             raise FileNotFoundError(f"checkpoint not found: {args.path} is a folder without a checkpoint.npz, so not a "
                                     "byol-ref run directory (expected a run directory, or a checkpoint .npz)")
+        if ckpt_path.is_symlink() or ckpt_path.exists():  # a link to nothing, a pipe: the reader names it
+            load_checkpoint(ckpt_path)
         # (a checkpoint file that is not there is only that, unless an --overwrite set it aside)
         refuse_for_set_aside(ckpt_path.parent, "")
         raise FileNotFoundError(f"checkpoint not found: {ckpt_path} does not exist (expected a run directory, "

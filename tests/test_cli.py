@@ -3153,3 +3153,23 @@ def test_convert_says_a_layout_and_an_encoder_bias_its_package_builds_otherwise(
         assert err.getvalue() == (f"byol-ref convert: note: the network written has {says}: a model built by lightly "
                                   f"will not load it whole. Read it back with --preset lightly --set "
                                   f"{key}={str(value).lower()}\n")
+
+
+@pytest.mark.skipif(os.name == "nt", reason="symbolic links need privileges there")
+def test_eval_and_embed_of_a_checkpoint_file_that_is_a_dangling_link_name_the_link(tmp_path, capsys):
+    """Found in review: a run directory's dangling checkpoint.npz was named as a link, but the same file
+    given itself (eval RUN/checkpoint.npz) was said not to exist."""
+    from byol_ref.cli import main
+
+    run_dir = tmp_path / "r"
+    assert main(["train", *SMALL_RUN, "--no-eval", "--out", str(run_dir)]) == 0
+    ckpt = run_dir / "checkpoint.npz"
+    ckpt.unlink()
+    ckpt.symlink_to(tmp_path / "elsewhere" / "checkpoint.npz")
+    capsys.readouterr()
+    for argv in (["eval", str(ckpt)], ["embed", str(ckpt), "--out", str(tmp_path / "f.npz")]):
+        assert main(argv) == 2
+        assert capsys.readouterr().err == (
+            f"byol-ref {argv[0]}: error: checkpoint not found: {ckpt} is a link to "
+            f"{tmp_path / 'elsewhere' / 'checkpoint.npz'}, which is not there (a disk not mounted, a file moved?)\n")
+    assert not (tmp_path / "f.npz").exists()
