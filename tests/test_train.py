@@ -539,6 +539,32 @@ def test_the_random_init_baseline_is_not_the_runs_own_initial_weights(data, monk
     assert rep["collapse"]["random_encoder_y"] == collapse_report(feats["random-init encoder"], y_test)
 
 
+@pytest.mark.parametrize("norm", ["batch", "affine"])
+def test_the_random_init_baseline_sees_the_data_after_the_input_normalisation(data, norm):
+    """Found by a mutation audit: random_init_baseline calibrating its batch norm on the data before the
+    run's input normalisation (or a norm="affine" baseline initialised from them) passed every test; the
+    test data had no input normalisation (only image runs have one). Calibrated on x with the
+    normalisation, it is the baseline calibrated on the normalised x without one."""
+    from byol_ref.model import build_from_config
+    from byol_ref.report import random_init_baseline
+    from byol_ref.train import InputNorm
+
+    be = get_backend("numpy", "float64", 0)
+    online, _ = build_from_config(byol.Config(encoder_dim=12, norm=norm, **SMALL), seed=5, dtype="float64")
+    input_norm = InputNorm(np.float64(3.0), np.float64(0.25))  # (a scalar mean and std, as an image run's)
+    x = data.x_train
+    got = random_init_baseline(online, x, input_norm, be, seed=2)
+    want = random_init_baseline(online, input_norm(x), None, be, seed=2)
+    changed = random_init_baseline(online, x, None, be, seed=2)  # (the normalisation is not a no-op here)
+    for tree in ("params", "buffers"):
+        a, b = getattr(got, tree), getattr(want, tree)
+        assert a.keys() == b.keys()
+        for k in a:
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-12, atol=1e-12, err_msg=f"{tree}[{k!r}]")
+    assert any(not np.allclose(getattr(got, tree)[k], v) for tree in ("params", "buffers")
+               for k, v in getattr(changed, tree).items())
+
+
 def test_the_report_probes_each_feature_set_with_the_options_given(data, monkeypatch):
     """evaluate_features: the four rows in order (raw inputs included), the probe options passed on and
     recorded (the kNN temperature too), the encoder's collapse statistics of y, not z; a norm="affine"
