@@ -963,6 +963,16 @@ def test_a_path_that_is_no_regular_file_is_named_as_such(tmp_path):
         load_file(tmp_path / "gone.npy")
     with pytest.raises(FileNotFoundError, match=r"^path: the path is empty \(''\); expected a data file$"):
         load_file("")  # (found by a mutation audit: "path: '.' is a directory", as Path('') is Path('.'))
+    with pytest.raises(FileNotFoundError, match=r"^path: the path is empty \(''\); expected a data file$"):
+        load_file(_EmptyPathLike())  # (found by a mutation audit: a test of str(path), not os.fspath, passed)
+
+
+class _EmptyPathLike:
+    """An os.PathLike whose path is '' (Path('') is already Path('.'), so only such an object is an empty
+    path that is no str)."""
+
+    def __fspath__(self):
+        return ""
 
 
 def test_standardize_refuses_a_non_finite_x_and_standardize_dataset_a_non_dataset():
