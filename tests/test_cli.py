@@ -3173,3 +3173,28 @@ def test_eval_and_embed_of_a_checkpoint_file_that_is_a_dangling_link_name_the_li
             f"byol-ref {argv[0]}: error: checkpoint not found: {ckpt} is a link to "
             f"{tmp_path / 'elsewhere' / 'checkpoint.npz'}, which is not there (a disk not mounted, a file moved?)\n")
     assert not (tmp_path / "f.npz").exists()
+
+
+def test_a_run_whose_checkpoint_npz_is_a_folder_or_a_pipe_is_named_so_not_called_stopped(tmp_path, capsys):
+    """Found by a mutation audit: with _refuse_no_checkpoint's exists() test dropped (a checkpoint.npz
+    there, but no file), every test passed; eval, embed and --resume then said the run stopped before
+    its first checkpoint and advised --overwrite, which would replace the run."""
+    from byol_ref.cli import main
+
+    run_dir = tmp_path / "r"
+    assert main(["train", *SMALL_RUN, "--no-eval", "--out", str(run_dir)]) == 0
+    ckpt = run_dir / "checkpoint.npz"
+    ckpt.unlink()
+    kinds = [("folder", ckpt.mkdir, "is a folder, not a checkpoint file")]
+    if hasattr(os, "mkfifo"):
+        kinds.append(("pipe", lambda: os.mkfifo(ckpt), "is not a regular file (a pipe, device or socket)"))
+    for kind, make, says in kinds:
+        make()
+        capsys.readouterr()
+        for argv in (["eval", str(run_dir)], ["embed", str(run_dir), "--out", str(tmp_path / "f.npz")],
+                     ["train", "--resume", "--out", str(run_dir), "--no-progress"]):
+            assert main(argv) == 2, (kind, argv)
+            err = capsys.readouterr().err
+            assert f"error: checkpoint not found: {ckpt} {says}" in err and "--overwrite" not in err, err
+        ckpt.rmdir() if kind == "folder" else ckpt.unlink()
+    assert not (tmp_path / "f.npz").exists()
