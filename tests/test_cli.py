@@ -3198,3 +3198,26 @@ def test_a_run_whose_checkpoint_npz_is_a_folder_or_a_pipe_is_named_so_not_called
             assert f"error: checkpoint not found: {ckpt} {says}" in err and "--overwrite" not in err, err
         ckpt.rmdir() if kind == "folder" else ckpt.unlink()
     assert not (tmp_path / "f.npz").exists()
+
+
+def test_embed_baselines_refuses_random_encoder_features_that_are_not_finite(tmp_path, capsys, monkeypatch):
+    """Found by a mutation audit: with finite=True dropped from the random-init encoder's encode, every
+    test passed, and embed --baselines would write its inf/NaN features without a word (the trained
+    network's features of the same rows being finite says nothing of another network's)."""
+    from byol_ref import report
+    from byol_ref.cli import main
+
+    run_dir, feats = tmp_path / "r", tmp_path / "f.npz"
+    assert main(["train", *SMALL_RUN, "--no-eval", "--out", str(run_dir)]) == 0
+    real = report.random_init_baseline
+
+    def overflowing(online, *a, **k):  # (weights of 1e308: the first Linear's sums overflow float64)
+        net = real(online, *a, **k)
+        return net._replace(params={**net.params, "encoder.fc1.weight": np.full_like(net.params[
+            "encoder.fc1.weight"], 1e308)})
+
+    monkeypatch.setattr(report, "random_init_baseline", overflowing)
+    capsys.readouterr()
+    assert main(["embed", str(run_dir), "--out", str(feats), "--baselines"]) == 2
+    assert "error: the network's features of " in capsys.readouterr().err
+    assert not feats.exists()
