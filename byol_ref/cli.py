@@ -482,13 +482,21 @@ def _with_note(exc: Exception, note: str | None) -> Exception:
     return exc
 
 
+def _read_what_stands_there(ckpt: Path) -> bool:
+    """Read a checkpoint path that is there, as anything (a file, a link to none, a folder, a pipe):
+    the reader names what is wrong with it, where "no checkpoint" would misread it. False: nothing there."""
+    if ckpt.is_symlink() or ckpt.exists():
+        load_checkpoint(ckpt)
+        return True
+    return False
+
+
 def _refuse_no_checkpoint(run_dir: Path, prefix: str, verb: str) -> None:
     """Say why a run directory has no checkpoint, if byol-ref knows: an --overwrite set its run
     aside (and how to put it back), or a run stopped before its first checkpoint (a config.json
     that train wrote, and nothing else). A checkpoint.npz that is there but no file, a link to none
     say, is named by the reader (advising --overwrite would replace the run it stands for)."""
-    if (run_dir / "checkpoint.npz").is_symlink() or (run_dir / "checkpoint.npz").exists():
-        load_checkpoint(run_dir / "checkpoint.npz")
+    _read_what_stands_there(run_dir / "checkpoint.npz")
     refuse_for_set_aside(run_dir, prefix)
     try:
         _read_run_config(run_dir / "config.json")
@@ -968,8 +976,7 @@ def _load_run(args):
             _refuse_no_checkpoint(ckpt_path.parent, "", "evaluate" if args.command == "eval" else "embed")
             raise FileNotFoundError(f"checkpoint not found: {args.path} is a folder without a checkpoint.npz, so not a "
                                     "byol-ref run directory (expected a run directory, or a checkpoint .npz)")
-        if ckpt_path.is_symlink() or ckpt_path.exists():  # a link to nothing, a pipe: the reader names it
-            load_checkpoint(ckpt_path)
+        _read_what_stands_there(ckpt_path)  # (a link to nothing, a pipe)
         # (a checkpoint file that is not there is only that, unless an --overwrite set it aside)
         refuse_for_set_aside(ckpt_path.parent, "")
         raise FileNotFoundError(f"checkpoint not found: {ckpt_path} does not exist (expected a run directory, "
@@ -1463,10 +1470,9 @@ def _cmd_convert(args) -> int:
     elif _is_checkpoint(src):
         raise ValueError(f"{src} is a byol-ref run or checkpoint, so its layout is byol-ref: pass --from byol-ref")
     elif src.is_dir():
-        if checkpoint_file(src).exists() or checkpoint_file(src).is_symlink():
-            # A checkpoint that does not read as one (cut short, corrupt): its reader says what is wrong,
-            # where the lines below said the run had none and advised --overwrite, which would replace it.
-            load_checkpoint(checkpoint_file(src))
+        # A checkpoint that does not read as one (cut short, corrupt): its reader says what is wrong,
+        # where the lines below said the run had none and advised --overwrite, which would replace it.
+        if _read_what_stands_there(checkpoint_file(src)):
             raise ValueError(f"{checkpoint_file(src)} is not a byol-ref checkpoint: it holds other arrays than "
                              "meta and online/, target/, ... groups; pass a weights file as src, not its folder")
         if args.src_layout == "byol-ref":

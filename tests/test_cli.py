@@ -3120,8 +3120,8 @@ def test_convert_of_a_run_whose_checkpoint_is_a_dangling_link_names_the_link(tmp
     ckpt.unlink()
     ckpt.symlink_to(tmp_path / "elsewhere" / "checkpoint.npz")
     capsys.readouterr()
-    says = (f"checkpoint not found: {ckpt} is a link to {tmp_path / 'elsewhere' / 'checkpoint.npz'}, which is not "
-            "there (a disk not mounted, a file moved?)\n")
+    says = (f"checkpoint not found: {ckpt} is a link to {tmp_path / 'elsewhere' / 'checkpoint.npz'}, which leads to "
+            "no file (a disk not mounted, a file moved?)\n")
     for layout in (["--from", "byol-ref", "--to", "torch"], ["--from", "torch", "--to", "byol-ref"]):
         assert main(["convert", str(run_dir), str(tmp_path / "x.npz"), *layout, "--mapping", "lightly"]) == 2
         assert capsys.readouterr().err == f"byol-ref convert: error: {says}"
@@ -3171,7 +3171,7 @@ def test_eval_and_embed_of_a_checkpoint_file_that_is_a_dangling_link_name_the_li
         assert main(argv) == 2
         assert capsys.readouterr().err == (
             f"byol-ref {argv[0]}: error: checkpoint not found: {ckpt} is a link to "
-            f"{tmp_path / 'elsewhere' / 'checkpoint.npz'}, which is not there (a disk not mounted, a file moved?)\n")
+            f"{tmp_path / 'elsewhere' / 'checkpoint.npz'}, which leads to no file (a disk not mounted, a file moved?)\n")
     assert not (tmp_path / "f.npz").exists()
 
 
