@@ -385,10 +385,14 @@ def load(path) -> tuple[dict, dict]:
     """
     path = Path(check_path(path))
     if not path.is_file():  # (what a caller's path stands for, a run directory say, is the caller's to say)
-        what = ("is a folder, not a checkpoint file (a run directory keeps its checkpoint in checkpoint.npz)"
-                if path.is_dir() else f"is a link to {os.readlink(path)}, which leads to no file (a disk not mounted, "
-                "a file moved?)" if path.is_symlink() else "is not a regular file (a pipe, device or socket)"
-                if path.exists() else "does not exist")
+        if path.is_dir():
+            what = "is a folder, not a checkpoint file (a run directory keeps its checkpoint in checkpoint.npz)"
+        elif path.is_symlink():
+            what = f"is a link to {os.readlink(path)}, which leads to no file (a disk not mounted, a file moved?)"
+        elif path.exists():
+            what = "is not a regular file (a pipe, device or socket)"
+        else:
+            what = "does not exist"
         raise FileNotFoundError(f"checkpoint not found: {path} {what}")
     head = file_head(path)
     if not head.startswith(ZIP_MAGIC):
