@@ -31,7 +31,7 @@ from pathlib import Path
 
 from .backend import host as np
 from .backend import to_numpy
-from .checks import check_path
+from .checks import check_path, odd_entry
 from .version import __version__
 
 FORMAT = "byol-ref-checkpoint"
@@ -387,12 +387,8 @@ def load(path) -> tuple[dict, dict]:
     if not path.is_file():  # (what a caller's path stands for, a run directory say, is the caller's to say)
         if path.is_dir():
             what = "is a folder, not a checkpoint file (a run directory keeps its checkpoint in checkpoint.npz)"
-        elif path.is_symlink():
-            what = f"is a link to {os.readlink(path)}, which leads to no file (a disk not mounted, a file moved?)"
-        elif path.exists():
-            what = "is not a regular file (a pipe, device or socket)"
         else:
-            what = "does not exist"
+            what = odd_entry(path) or "does not exist"
         raise FileNotFoundError(f"checkpoint not found: {path} {what}")
     head = file_head(path)
     if not head.startswith(ZIP_MAGIC):

@@ -151,6 +151,19 @@ def check_path(path, name="path") -> str:
     return os.fspath(path)
 
 
+def odd_entry(path) -> str | None:
+    """What stands at ``path`` where it is there but is neither a regular file nor a folder, as the
+    end of a sentence ("is a link to X, which leads to no file ...", "is not a regular file (a pipe,
+    device or socket)"); None for a file, a folder or nothing at all, which each reader names in its
+    own words. (A link to nothing does not exist(), and a pipe is no is_file(): "does not exist"
+    sent the user looking for a file that stands there.)"""
+    if os.path.islink(path) and not os.path.exists(path):  # (a link chain or loop included)
+        return f"is a link to {os.readlink(path)}, which leads to no file (a disk not mounted, a file moved?)"
+    if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
+        return "is not a regular file (a pipe, device or socket)"
+    return None
+
+
 def check_image_shape(image_shape, name="image_shape") -> tuple:
     """``image_shape`` as a tuple of Python ints, (H, W) or (C, H, W), each >= 1 (bools are refused)."""
     if not isinstance(image_shape, (tuple, list)) or len(image_shape) not in (2, 3) or not all(

@@ -33,7 +33,7 @@ from pathlib import Path
 from .augment import default_views_for
 from .backend import get_backend, host
 from .checkpoint import atomic_savez, atomic_write_text, parse_json
-from .checks import check_seed
+from .checks import check_seed, odd_entry
 from .data import csv_header_rule, labels_file, load_digits, load_file, synthetic
 from .model import NORMS, Config, loss_range
 from .rundir import (REPORT_FILES, RUN_FILES, SET_ASIDE, Replacing, RunDirectoryBusy, RunLock, first_interrupt_only,
@@ -341,8 +341,8 @@ def _data_for_run(data_spec: dict, cfg_file: Path, *, resume: bool = False):
         raise ValueError(f"{cfg_file} records the data as {kind!r}, expected 'digits', 'synthetic' or a file path; "
                          f"the file was edited: {way}")
     if kind not in ("digits", "synthetic") and not Path(kind).is_file():
-        found = ("is a directory" if Path(kind).is_dir() else
-                 "does not exist (moved, or a path relative to another folder?)")
+        found = ("is a directory" if Path(kind).is_dir() else odd_entry(kind)
+                 or "does not exist (moved, or a path relative to another folder?)")
         raise FileNotFoundError(f"{cfg_file} records the data file {kind!r}, which {found}; {way}")
     header = data_spec.get("csv_header", "auto")
     if not isinstance(header, str) or header not in _CSV_HEADER:

@@ -24,7 +24,7 @@ from typing import Iterator, NamedTuple, Optional, Union
 from .backend import host as np
 from .checkpoint import (NPY_MAGIC, ZIP_MAGIC, file_head, first_line, npy_size_problem, numpy_read_errors,
                          read_npz)
-from .checks import check_bool, check_image_shape, check_real, check_seed
+from .checks import check_bool, check_image_shape, check_real, check_seed, odd_entry
 
 __all__ = [
     "Dataset",
@@ -375,10 +375,9 @@ def _check_path(path, arg: str) -> Path:
     if p.is_dir():
         raise FileNotFoundError(f"{arg}: {str(p)!r} is a directory; expected a data file")
     if not p.is_file():
-        if p.exists():  # (a FIFO, /dev/null, a socket: "no such file" sent the user looking for it)
-            raise ValueError(f"{arg}: {str(p)!r} is not a regular file (a pipe, device or socket); expected a data "
-                             "file")
-        raise FileNotFoundError(f"{arg}: no such file: {str(p)!r}")
+        odd = odd_entry(p)  # (a FIFO, /dev/null, a link to nothing: "no such file" sent the user looking for it)
+        raise FileNotFoundError(f"{arg}: {str(p)!r} {odd}; expected a data file" if odd else
+                                f"{arg}: no such file: {str(p)!r}")
     return p
 
 
@@ -606,7 +605,8 @@ def load_file(
         Dataset with x float64 (N, D), y int64 (N,) or None, named after the file stem.
 
     Raises:
-        FileNotFoundError: ``path`` (or a label file) does not exist.
+        FileNotFoundError: ``path`` (or a label file) is no regular file: it does not exist,
+            or is a folder, a pipe or a link to nothing.
         ValueError: unknown extension, wrong rank, non-numeric or non-finite values,
             label count mismatch, fewer than 2 samples, bad split settings.
         TypeError: ``labels`` or ``path`` of the wrong type.

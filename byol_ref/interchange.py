@@ -64,7 +64,7 @@ from collections.abc import Mapping
 from .backend import host as np
 from .backend import to_numpy
 from .checkpoint import atomic_savez, atomic_write, parse_json
-from .checks import check_count, check_path
+from .checks import check_count, check_path, odd_entry
 from .model import NETWORK_LAYOUTS, NORMS, Config, Network, buffer_shapes, network_plan, param_shapes
 from .trace import TraceError, load_npz
 
@@ -223,8 +223,8 @@ def resolve_mapping(mapping, config: Config | None = None, layout: str | None = 
     if mapping_path(mapping) is not None:
         what = f"mapping file {mapping_path(mapping)}"
         if not os.path.isfile(mapping):  # (the OS said only "[Errno 2] No such file or directory: 'm.json'")
-            is_dir = os.path.isdir(mapping)
-            raise FileNotFoundError(f"{what} {'is a folder' if is_dir else 'does not exist'}; a mapping is a style "
+            found = "is a folder" if os.path.isdir(mapping) else odd_entry(mapping) or "does not exist"
+            raise FileNotFoundError(f"{what} {found}; a mapping is a style "
                                     f"({', '.join(sorted(STYLE_LAYOUT))}) or a .json file of "
                                     "{byol-ref name: torch or axon name}")
         with open(mapping, "rb") as f:
@@ -528,7 +528,8 @@ def load_arrays(path) -> dict:
     p = check_path(path)
     if p.lower().endswith(".safetensors"):
         if not os.path.isfile(p):
-            raise FileNotFoundError(f"weights file {p} does not exist")
+            found = "is a directory" if os.path.isdir(p) else odd_entry(p) or "does not exist"
+            raise FileNotFoundError(f"weights file {p} {found}; expected a .safetensors file")
         return read_safetensors(p)
     return load_npz(p, "weights file")
 

@@ -946,7 +946,9 @@ def test_a_column_named_like_labels_read_as_a_feature_is_warned_of(tmp_path):
 
 
 def test_a_path_that_is_no_regular_file_is_named_as_such(tmp_path):
-    """A FIFO or a device (/dev/null) exists: it was refused as "no such file", for data and labels alike."""
+    """A FIFO or a device (/dev/null) exists: it was refused as "no such file", for data and labels alike.
+    It is a FileNotFoundError (no regular file to read), as a folder or a missing file is, and as the
+    other readers (checkpoints, traces, weights files) raise it."""
     import os
     from pathlib import Path
 
@@ -957,8 +959,15 @@ def test_a_path_that_is_no_regular_file_is_named_as_such(tmp_path):
         for p in (fifo, "/dev/null"):
             if p == "/dev/null" and arg == "labels":
                 p = Path("/dev/null")  # (a str not ending in .npy/.csv/.txt names a column)
-            with pytest.raises(ValueError, match=rf"^{arg}: '{p}' is not a regular file \(a pipe, device or socket\)"):
+            says = rf"^{arg}: '{p}' is not a regular file \(a pipe, device or socket\); expected a data file$"
+            with pytest.raises(FileNotFoundError, match=says):
                 call(p)
+    link = tmp_path / "moved.csv"
+    link.symlink_to(tmp_path / "elsewhere" / "d.csv")
+    with pytest.raises(FileNotFoundError, match=rf"^path: '{link}' is a link to {tmp_path / 'elsewhere' / 'd.csv'}, "
+                                                r"which leads to no file \(a disk not mounted, a file moved\?\); "
+                                                "expected a data file$"):
+        load_file(link)
     with pytest.raises(FileNotFoundError, match="no such file"):
         load_file(tmp_path / "gone.npy")
     with pytest.raises(FileNotFoundError, match=r"^path: the path is empty \(''\); expected a data file$"):

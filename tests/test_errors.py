@@ -562,3 +562,33 @@ def test_a_boolean_step_count_is_refused():
     with pytest.raises(TypeError, match="must hold whole numbers \\(a step count\\), got dtype bool"):
         check_count(np.array([True, False]), "count")
     assert check_count(np.array([3], dtype=np.int32), "count").dtype == np.int64
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs os.mkfifo (POSIX)")
+def test_every_file_reader_names_a_link_to_nothing_and_a_pipe(tmp_path):
+    """A link whose file is gone (a disk not mounted) does not exist(), and a pipe is no is_file():
+    each reader said "does not exist" of a path that stands there (convert given such a weights file
+    did). Every reader names what stands there (checks.odd_entry), with a FileNotFoundError."""
+    import os
+
+    from byol_ref.checkpoint import load as load_checkpoint_file
+    from byol_ref.data import load_file
+    from byol_ref.interchange import load_arrays, resolve_mapping
+    from byol_ref.trace import load_trace
+
+    readers = [("checkpoint not found: {p} ", load_checkpoint_file, ".npz"),
+               ("trace {p} ", load_trace, ".npz"),
+               ("weights file {p} ", load_arrays, ".npz"),
+               ("weights file {p} ", load_arrays, ".safetensors"),
+               ("mapping file {p} ", resolve_mapping, ".json"),
+               ("path: '{p}' ", load_file, ".csv")]
+    for i, (prefix, read, ext) in enumerate(readers):
+        link, pipe = tmp_path / f"link{i}{ext}", tmp_path / f"pipe{i}{ext}"
+        link.symlink_to(tmp_path / "gone" / f"x{ext}")
+        os.mkfifo(pipe)
+        for p, says in ((link, f"is a link to {tmp_path / 'gone' / f'x{ext}'}, which leads to no file (a disk not "
+                                "mounted, a file moved?)"),
+                        (pipe, "is not a regular file (a pipe, device or socket)")):
+            with pytest.raises(FileNotFoundError) as info:
+                read(p)
+            assert str(info.value).startswith(prefix.format(p=p) + says), (read.__name__, str(info.value))
