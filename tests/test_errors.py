@@ -592,3 +592,7 @@ def test_every_file_reader_names_a_link_to_nothing_and_a_pipe(tmp_path):
             with pytest.raises(FileNotFoundError) as info:
                 read(p)
             assert str(info.value).startswith(prefix.format(p=p) + says), (read.__name__, str(info.value))
+    folder = tmp_path / "w.safetensors"
+    folder.mkdir()
+    with pytest.raises(FileNotFoundError, match=rf"^weights file {folder} is a directory; expected a .safetensors file$"):
+        load_arrays(folder)  # (it was said not to exist)
