@@ -7,6 +7,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from byol_ref.model import network_plan
 from byol_ref.presets import get_preset
 from byol_ref.trace import (TraceError, load_trace, make_inputs, networks_from_inputs, save_trace, trace_inputs,
                             trace_networks)
@@ -155,6 +156,134 @@ def test_float32_trace():
     tr = trace_inputs(_inputs(), "deepmind", dtype="float32")
     assert tr.arrays["step0.online.view1.encoder.fc1.out"].dtype == np.float32
     assert tr.meta["dtype"] == "float32"
+
+
+# Float32 against float64. Per-step budget of float32 roundings, in units of float32 eps u = 2^-23 (the
+# llm.c `atol + |ref| * eps` check with |ref| replaced by the tensor's own scale S). A step is ~40 dependent ops
+# (14 layers forward, the l2 normalisation and the loss, 14 layers backward, the optimiser), each a dot product
+# or a batch reduction over at most ~8 terms (widths <= 7, 2N = 8 rows) whose worst-case relative error is
+# ~8 u of the sum of |terms|: 40 * 8 = 320 u per step, and a step's error carries into the next (K_i = 320 (i + 1)).
+# No amplification beyond that is assumed: with these seeds every batch variance is O(0.1-1), so BN's division by
+# the batch std does not blow rounding up. A float16 rounding anywhere (2^-11 = 4096 u) is ~13x over K_0.
+_F32_OPS_PER_STEP, _F32_TERMS = 40, 8
+
+
+def _biases_before_batch_norm(chain):
+    """Linear layers, in the (kind, name) chain of network_plan, whose bias reaches a batch norm through Linear
+    layers only: the norm subtracts the batch mean, removing any constant shift, so dL/d(bias) is exactly 0."""
+    out = set()
+    for i, (kind, name) in enumerate(chain):
+        rest = [k for k, _ in chain[i + 1:]]
+        after = next((k for k in rest if k != "linear"), None)
+        if kind == "linear" and after == "batch_norm":
+            out.add(name)
+    return out
+
+
+def _adam_step_bound(t, b1=0.9, b2=0.999):
+    """max |m_hat / (sqrt(v_hat) + eps)| at Adam step t (byol_ref.optim's default betas), whatever the grads.
+
+    m_hat = sum_j w_j g_j and v_hat = sum_j c_j g_j^2 with w_j = (1 - b1) b1^(t-j) / (1 - b1^t) and
+    c_j = (1 - b2) b2^(t-j) / (1 - b2^t); Cauchy-Schwarz gives |m_hat| <= sqrt(v_hat) sqrt(sum_j w_j^2 / c_j).
+    """
+    j = np.arange(1, t + 1)
+    w = (1 - b1) * b1 ** (t - j) / (1 - b1 ** t)
+    c = (1 - b2) * b2 ** (t - j) / (1 - b2 ** t)
+    return float(np.sqrt((w * w / c).sum()))
+
+
+# (edifice is left out: at these sizes and seed 0 its predictor has one live ReLU unit, so p is rank 1 and its
+# loss gradient, orthogonal to p, cancels exactly in W2^T: every parameter gradient is rounding noise in both
+# dtypes, and Adam turns that noise into O(lr) steps everywhere. Nothing there for a float32 check to compare.)
+@pytest.mark.parametrize("name", ["deepmind", "byol-pytorch", "lightly", "solo-learn"])
+def test_float32_trace_values_match_float64(name):
+    """Every tensor of a 2-step float32 trace is the float64 trace's within a float32 rounding budget.
+
+    |x32 - x64| <= K_i u S + D, where u is float32 eps, K_i the per-step budget above, and S the tensor's own
+    scale, max |x64| (a max over the tensor, not per element: entries of a cancelling sum, a BN output near 0,
+    carry the absolute error of the tensor's large entries). Two kinds of tensor need more thought:
+
+    * The bias of a Linear that reaches batch norm through Linears only (encoder.fc1; projector.fc2 before
+      predictor.fc1): BN subtracts the batch mean, so the bias's gradient is a sum of terms that cancel exactly;
+      float64 leaves ~1e-16, float32 ~u times the terms. Its gradient, momentum and mu get the scale of the
+      same layer's weight gradient, summed over the steps so far (the layer's inputs are O(1): standard normal
+      views, BN-ReLU outputs, so max |dW| is the size of the summed dout terms); nu the square of that; the
+      param the weight's magnitude.
+    * Adam divides by sqrt(v_hat) + eps (eps = 1e-8): for such a bias float32's gradient noise (~1e-7) is far
+      above eps, float64's (~1e-16) far below, so float32 steps the bias by up to lr_k C_t (C_t: the
+      Cauchy-Schwarz bound on |m_hat| / sqrt(v_hat), ~1) where float64 barely moves it. The drift
+      D_i = sum_{k<=i} lr_k C_{k+1} is allowed on those biases' params (online and target: the EMA is a convex
+      combination); D_{i-1}, carried through the Linears in between, on the outputs of step i's Linears up to
+      the next BN and on that BN's batch mean and running mean. BN subtracts it exactly: nothing after the
+      norm sees it. (The target's projector.fc2.bias reaches z unnormalised, but moves only (1 - tau) D,
+      ~1e-6 here, under K_1 u.) LARS and SGD steps are linear in the gradient, so their bias steps are lr times
+      float32 noise, inside K_i u S.
+    opt.nu is a square: twice the relative error of the gradient, so twice the budget.
+    """
+    preset = get_preset(name)
+    inputs = make_inputs(preset, **SIZES, batch=4, steps=2, seed=0)
+    ref = trace_inputs(inputs, preset).arrays
+    got = trace_inputs(inputs, preset, dtype="float32").arrays
+    assert list(got) == list(ref)
+    chain = [step for steps in network_plan(preset.config(**SIZES), "online").values() for step in steps]
+    kinds = {layer: kind for kind, layer in chain}
+    before_bn = {k for k in _biases_before_batch_norm(chain) if f"init.online.param.{k}.bias" in ref}
+    assert before_bn
+    adam = preset.train_config(epochs=2, batch_size=4).optimizer in ("adam", "adamw")
+    u, u64 = float(np.finfo(np.float32).eps), float(np.finfo(np.float64).eps)
+
+    def biggest(pattern, i):  # max |x| over the float64 tensors pattern.format(j), j = 0 .. i
+        return max(np.abs(ref[pattern.format(j)]).max() for j in range(i + 1))
+
+    def shifts(i, drift):
+        """Layer -> the largest shift of its output's entries that a bias drift of at most `drift` makes at step i:
+        each drifting bias adds it, and a Linear after it multiplies a shift s by max_k sum_j |W[j, k]| (x W)."""
+        out, carried = {}, 0.0
+        for kind, layer in chain:
+            if kind == "linear":
+                ws = [ref[f"init.online.param.{layer}.weight"]] + [ref[f"step{j}.online.param.{layer}.weight"]
+                                                                   for j in range(i + 1)]
+                carried = carried * max(np.abs(w).sum(0).max() for w in ws) + (drift if layer in before_bn else 0)
+            out[layer] = carried
+            if kind != "linear":  # a batch norm takes the shift into its batch mean and removes it
+                carried = 0.0
+        return out
+
+    checked, bad = 0, []
+    for k, r in ref.items():
+        g = got[k]
+        if r.dtype.kind != "f" or re.fullmatch(r"step\d+\.(lr|tau)", k):  # counters; lr and tau are float64 in both
+            assert g.dtype == r.dtype, k
+            np.testing.assert_array_equal(g, r, err_msg=k)
+            continue
+        assert g.dtype == np.float32, k
+        m = re.match(r"step(\d+)\.", k)
+        i = int(m.group(1)) if m else 0  # init.*: the inputs, rounded to float32 once
+        budget = (2 if ".opt.nu." in k else 1) * _F32_OPS_PER_STEP * _F32_TERMS * (i + 1)
+        scale = np.abs(r).max() if r.size else 0.0
+        # D_i: Adam's bias drift after step i's update (the params); step i's forward used the params of step i - 1
+        drift, before = (sum(float(ref[f"step{j}.lr"]) * _adam_step_bound(j + 1) for j in range(n))
+                         for n in (i + 1, i)) if adam and m else (0.0, 0.0)
+        d = 0.0
+        for layer in before_bn:
+            if k.endswith(f".{layer}.bias") and m:
+                grads = biggest("step{}.online.grad." + layer + ".weight", i)
+                if ".grad." in k:  # the premise: float64 leaves rounding only
+                    assert np.abs(r).max() <= 1e3 * u64 * grads, k
+                if ".param." in k:  # the weight's magnitude, and Adam's drift
+                    scale, d = max(scale, np.abs(ref[k[:-len("bias")] + "weight"]).max()), drift
+                else:  # grad, momentum and mu: sums of <= i + 1 gradients; nu: of their squares
+                    scale = max(scale, (i + 1) * grads ** (2 if ".opt.nu." in k else 1))
+        if adam and m and k.endswith((".out", ".batch_mean", ".running_mean")):
+            layer = k.rsplit(".", 1)[0].split(".", 3)[-1]  # step0.online.view1.encoder.fc1.out -> encoder.fc1
+            if kinds.get(layer) == ("linear" if k.endswith(".out") else "batch_norm"):  # (not a BN's own .out)
+                d = shifts(i, before)[layer]
+        err = np.abs(g.astype(np.float64) - r).max() if r.size else 0.0
+        if not err <= budget * u * scale + d:
+            bad.append(f"{k}: |float32 - float64| = {err:.3g} > {budget} u * {scale:.3g} + drift {d:.3g}")
+        checked += 1
+    assert not bad, f"{len(bad)} of {checked} tensors:\n" + "\n".join(bad)
+    assert checked > 300
 
 
 def test_shared_views_and_trace_as_inputs():
