@@ -17,18 +17,32 @@ lead = st.sampled_from([(3,), (2, 3), (1, 4)])
 
 @given(seed=seeds, shape=lead, p=st.integers(2, 6), mode=modes, eps=st.sampled_from([None, 1e-3, 0.5]))
 def test_l2_normalize_gradient(seed, shape, p, mode, eps):
+    # Rows on both sides of the clamp: each row is clamped with probability 1/2 (when the clamp can be checked,
+    # below), then drawn with a norm in [0.1, 0.5] of the kink's, else as before. The five-point stencil moves
+    # one entry by up to 2h (h = 1e-4), so a row's norm by up to 2h: every row keeps |norm - kink| > 2h, and
+    # the clamp is only checked where the kink's norm is >= 4h (not the defaults' 1e-6 and 1e-12; the
+    # tiny-row test below covers those), so clamped rows stay >= 2h inside the clamped (linear) side.
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((*shape, p)) * rng.uniform(0.1, 3)
-    s = (x * x).sum(-1)
-    if eps is not None and mode != "add":  # stay away from the clamp's kink
-        kink = eps if mode == "sq_norm" else eps**2
-        assume(np.abs(s / kink - 1).min() > 0.05)
+    h = 1e-4  # numerical_gradient's step for order 4
+    kink = None if eps is None or mode == "add" else (np.sqrt(eps) if mode == "sq_norm" else eps)  # as a norm
+    if kink is not None and kink >= 4 * h:
+        rows = x.reshape(-1, p)  # (a view of x)
+        for i in np.flatnonzero(rng.random(len(rows)) < 0.5):
+            rows[i] *= kink * rng.uniform(0.1, 0.5) / np.linalg.norm(rows[i])
+    if kink is not None:  # stay away from the clamp's kink
+        norm = np.linalg.norm(x, axis=-1)
+        assume(np.abs(norm**2 / kink**2 - 1).min() > 0.05 and np.abs(norm - kink).min() > 2 * h)
     n, cache = l2_normalize_forward(x, eps=eps, eps_mode=mode)
+    if kink is not None:  # the rows drawn below the kink are the clamped ones
+        np.testing.assert_array_equal(cache.clamped[..., 0], norm < kink)
     dn = rng.standard_normal(n.shape)
     dx = l2_normalize_backward(dn, cache)
-    num = numerical_gradient(lambda x_: l2_normalize_forward(x_, eps=eps, eps_mode=mode)[0], x, dn)
+    num = numerical_gradient(lambda x_: l2_normalize_forward(x_, eps=eps, eps_mode=mode)[0], x, dn, h=h)
     assert grad_error(dx, num) < 1e-6
-
+    # row by row too: a clamped row's gradient, 1/kink times dn, would otherwise set the scale for the others
+    for a, b in zip(dx.reshape(-1, p), num.reshape(-1, p)):
+        assert grad_error(a, b) < 1e-6
 
 
 @given(seed=seeds, p=st.integers(2, 6), mode=modes, dtype=st.sampled_from([np.float32, np.float64]),
