@@ -375,8 +375,10 @@ def save_checkpoint(path, state: TrainState, model_cfg: Config, tcfg: TrainConfi
 
     ``meta`` holds the step, the position in the epoch, the generator state and both configs;
     :func:`fit` adds through ``extra`` the run's augmentations (``views``, so ``--resume``
-    continues them) and input statistics (``preprocessing``, so :func:`checkpoint_features`
-    and ``byol-ref eval``/``embed`` treat new data as the run treated its own).
+    continues them), input statistics (``preprocessing``, so :func:`checkpoint_features`
+    and ``byol-ref eval``/``embed`` treat new data as the run treated its own) and whether its
+    warm-up was left at the default (``warmup_default``: 5% of its first length, kept by a resume
+    for another length, see :func:`fit`).
     """
     arrays = {
         "online": state.online.params, "target": state.target.params,
@@ -711,6 +713,7 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
             raise FileExistsError(f"out_dir {out} holds a run ({', '.join(held)}); pass resume=True to continue it, "
                                   "overwrite=True to replace it, or choose another out_dir")
 
+    warmup_default = tcfg.warmup_epochs == _default_warmup(tcfg)  # (a fresh run's; a resumed run's is its own)
     if resume:
         if ckpt_path is None or not ckpt_path.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path} (a run stopped before its first "
@@ -718,7 +721,11 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
         state, saved_model, saved_train, meta = load_checkpoint(ckpt_path, be)
         if saved_model != model_cfg:
             raise ValueError(f"--resume: the checkpoint's model config differs: {saved_model} vs {model_cfg}")
-        if tcfg.warmup_epochs == _default_warmup(tcfg) and saved_train.warmup_epochs == _default_warmup(saved_train):
+        # The run's warm-up was left at its default: 5% of its first length, which a run resumed for another
+        # length holds on to (and then records, as it is no longer 5% of the length the checkpoint holds).
+        warmup_default = meta.get("warmup_default") is True or \
+            saved_train.warmup_epochs == _default_warmup(saved_train)
+        if tcfg.warmup_epochs == _default_warmup(tcfg) and warmup_default:
             # Both left at the default (5% of the run): the run's warm-up goes on, not 5% of the new length
             # (a TrainConfig made afresh for a longer run was refused, naming a warmup_epochs nobody set).
             tcfg = replace(tcfg, warmup_epochs=saved_train.warmup_epochs)
@@ -747,7 +754,7 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
         state = _copy_state(state)
 
     # The run's augmentations (for --resume) and input preprocessing (for features of new data).
-    ckpt_extra = {"views": views_to_dicts(views), "preprocessing": prep}
+    ckpt_extra = {"views": views_to_dicts(views), "preprocessing": prep, "warmup_default": warmup_default}
     history = []
     metrics_file = None
     if out is not None:

@@ -989,6 +989,21 @@ def test_resume_with_a_fresh_train_config_for_a_longer_run_keeps_the_runs_warmup
         fit(data, cfg, _tcfg(epochs=6, warmup_epochs=0.3), progress=False, out_dir=tmp_path / "kept", resume=True)
 
 
+def test_a_run_resumed_for_a_longer_run_resumes_again_with_the_same_fresh_train_config(data, tmp_path):
+    """The warm-up a resume for another length kept (5% of the first length) is no longer 5% of the length
+    the checkpoint then holds; the same call again (after an interrupt, say) was refused, naming a
+    warmup_epochs nobody set (found by tests/test_resume_lifecycle.py). One asked for is still compared."""
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    fit(data, cfg, _tcfg(epochs=1, checkpoint_every=100), progress=False, out_dir=tmp_path / "run")
+    longer = _tcfg(epochs=2, checkpoint_every=100)
+    fit(data, cfg, longer, progress=False, out_dir=tmp_path / "run", resume=True, stop_at=6)
+    again = fit(data, cfg, longer, progress=False, out_dir=tmp_path / "run", resume=True)
+    assert again.start_step == 6 and again.state.step == 8 and again.train_config.warmup_epochs == 0.05
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.npz")[2].warmup_epochs == 0.05
+    with pytest.raises(ValueError, match=r"warmup_epochs: 0\.05 in the checkpoint, 0\.3 requested"):
+        fit(data, cfg, _tcfg(epochs=3, warmup_epochs=0.3), progress=False, out_dir=tmp_path / "run", resume=True)
+
+
 # ---------------------------------------------------------------------------------------
 # What a mutation audit found untested: the data order, the divergence guard's reach, the records,
 # resume checks, atomic writes.
