@@ -35,7 +35,7 @@ from .kernels import EMA_FORMS
 from .model import (Config, Network, buffer_shapes, build_from_config, data_dependent_init, ema_update,
                     loss_and_grads, param_shapes)
 from .optim import make_optimizer, predictor_lr_mult
-from .rundir import RunLock
+from .rundir import Replacing, RunLock
 from .schedules import check_warmup_convention, target_tau, warmup_cosine_lr
 
 
@@ -662,7 +662,9 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
             ``epochs`` (a longer run); a ``warmup_epochs`` left at its default, there and here,
             keeps the run's warm-up (5% of its first length, not of the new one).
         overwrite: start a new run in an ``out_dir`` that holds one (its checkpoint.npz or
-            metrics.jsonl), replacing it; without it, or ``resume``, that is refused.
+            metrics.jsonl), replacing it; without it, or ``resume``, that is refused. The run
+            replaced waits in ``out_dir/.replaced`` until this one's first checkpoint, and comes
+            back whole if this one stops before it (no file of the two runs mixes).
         progress: show a progress bar on stderr.
         views: pair of augmentation configs (default: ``default_views_for(dataset)``; on resume,
             the ones stored in the checkpoint, and passing different ones is an error).
@@ -757,9 +759,14 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
     ckpt_extra = {"views": views_to_dicts(views), "preprocessing": prep, "warmup_default": warmup_default}
     history = []
     metrics_file = None
+    # overwrite: the run in out_dir goes whole at this run's first checkpoint, and comes back whole if this one
+    # stops before it; its checkpoint beside this run's metrics would be offered to a resume (rundir.Replacing).
+    replacing = Replacing(out) if out is not None and overwrite and not resume else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         lock.take(out)
+        if replacing is not None:
+            replacing.set_aside()
         if resume:  # records past the checkpoint (an interrupted run logs ahead of it) are written again
             _drop_records_after(out / "metrics.jsonl", state.step)
         metrics_file = open(out / "metrics.jsonl", "a" if resume else "w")
@@ -769,13 +776,14 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
     end = sched.total_steps if stop_at is None else min(stop_at, sched.total_steps)
     n, B = x_train.shape[0], tcfg.batch_size
     start_step = state.step
-    if state.step == 0:  # where the encoder starts: the kNN of the random init
-        first = {"step": 0, "epoch": 0.0, **knn_monitor(state.online, data, input_norm, be)}
-        if "knn" in first:
-            history.append(first)
-            if metrics_file is not None:
-                metrics_file.write(json.dumps(first) + "\n")
+    put_back = replacing is not None and replacing.aside is not None  # (when this run stops before a checkpoint)
     try:
+        if state.step == 0:  # where the encoder starts: the kNN of the random init
+            first = {"step": 0, "epoch": 0.0, **knn_monitor(state.online, data, input_norm, be)}
+            if "knn" in first:
+                history.append(first)
+                if metrics_file is not None:
+                    metrics_file.write(json.dumps(first) + "\n")
         while state.step < end:
             if state.epoch_perm is None or state.epoch_pos >= sched.steps_per_epoch:
                 state = state._replace(epoch_perm=state.rng.permutation(n).astype(np.int64), epoch_pos=0)
@@ -787,7 +795,8 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
             if not math.isfinite(m["loss"]):
                 kept = ("" if ckpt_path is None else
                         f" The last good checkpoint {ckpt_path} is untouched." if ckpt_path.is_file() else
-                        " No checkpoint was written before it.")
+                        " No checkpoint was written before it." + (" The run it replaces (overwrite=True) is "
+                                                                   "put back." if put_back else ""))
                 raise TrainingDiverged(
                     f"the loss became {m['loss']} at step {state.step - 1} (lr {m['lr']:.3g}, tau {m['tau']:.5f}); "
                     f"stopping.{kept} Lower the learning rate or check the data.")
@@ -810,15 +819,23 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
                 if bad is not None:
                     kept = ("" if ckpt_path is None else
                             f" without overwriting the last good checkpoint {ckpt_path}" if ckpt_path.is_file() else
-                            " (no checkpoint was written before it)")
+                            " (no checkpoint was written before it" + ("; the run it replaces (overwrite=True) "
+                                                                       "is put back" if put_back else "") + ")")
                     raise TrainingDiverged(f"{bad} became non-finite by step {k - 1} (lr {m['lr']:.3g}), the loss "
                                            f"still {m['loss']:.4g}; stopping{kept}. Lower the learning rate.")
             if ckpt_path is not None and due:
                 save_checkpoint(ckpt_path, state, model_cfg, tcfg, extra=ckpt_extra)
+                if replacing is not None:
+                    replacing.commit()
                 if on_checkpoint is not None:
                     on_checkpoint(k)
             if stop is not None:
                 raise stop
+    except BaseException:
+        if replacing is not None:  # without a checkpoint of this run, the run it replaces comes back
+            metrics_file.close()  # (this run's metrics.jsonl goes)
+            replacing.stopped()
+        raise
     finally:
         bar.close()
         if metrics_file is not None:

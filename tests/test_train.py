@@ -637,9 +637,52 @@ def test_divergence_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path, 
                                               "another out_dir$"):
         fit(data, cfg, huge, progress=False, out_dir=out)
     assert (out / "checkpoint.npz").read_bytes() == before
-    with pytest.raises(TrainingDiverged, match=r"at step \d+"):
+    records = (out / "metrics.jsonl").read_bytes()
+    with pytest.raises(TrainingDiverged, match=r"at step \d+.* No checkpoint was written before it\. The run it "
+                                               r"replaces \(overwrite=True\) is put back\. Lower"):
         fit(data, cfg, huge, progress=False, out_dir=out, overwrite=True)
-    assert (out / "checkpoint.npz").read_bytes() == before  # the last good checkpoint is untouched
+    assert (out / "checkpoint.npz").read_bytes() == before  # the last good checkpoint is back, with its records
+    assert (out / "metrics.jsonl").read_bytes() == records and sorted(os.listdir(out)) == ["checkpoint.npz",
+                                                                                          "metrics.jsonl"]
+
+
+class _Crash(Exception):
+    """Raised by stop_requested: a crash after a step, before its checkpoint."""
+
+
+def _crash_after(step):
+    count = iter(range(1, 10**6))
+    def stop_requested():
+        if next(count) == step:
+            raise _Crash(f"crash after step {step}")
+    return stop_requested
+
+
+def test_overwrite_puts_the_run_it_replaces_back_whole_when_stopped_before_its_first_checkpoint(tmp_path, data):
+    """fit(overwrite=True) truncated the old run's metrics.jsonl at once but left its checkpoint until the new
+    run's first: a new run that stopped before then left the old checkpoint beside the new run's records, and
+    resume=True continued the old run over them (found by tests/test_resume_lifecycle.py's author). The old
+    run now waits aside and comes back whole; once the new run has a checkpoint, it goes."""
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    out = tmp_path / "run"
+    old = fit(data, cfg, _tcfg(epochs=2, checkpoint_every=4), progress=False, out_dir=out, stop_at=6)  # ckpt at 6
+    files = {name: (out / name).read_bytes() for name in ("checkpoint.npz", "metrics.jsonl")}
+    new_cfg = _tcfg(epochs=2, checkpoint_every=4, seed=7)
+    with pytest.raises(_Crash):
+        fit(data, cfg, new_cfg, progress=False, out_dir=out, overwrite=True, stop_requested=_crash_after(2))
+    assert {name: (out / name).read_bytes() for name in files} == files and sorted(os.listdir(out)) == sorted(files)
+    resumed = fit(data, cfg, _tcfg(epochs=2, checkpoint_every=4), progress=False, out_dir=out, resume=True)
+    assert resumed.start_step == old.state.step == 6 and resumed.state.step == 8
+    # past the new run's first checkpoint (step 4), the run it replaced is gone, and a resume continues the new one
+    with pytest.raises(_Crash):
+        fit(data, cfg, new_cfg, progress=False, out_dir=out, overwrite=True, stop_requested=_crash_after(5))
+    assert sorted(os.listdir(out)) == sorted(files)
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()][-1] == 5
+    again = fit(data, cfg, new_cfg, progress=False, out_dir=out, resume=True)
+    whole = fit(data, cfg, new_cfg, progress=False)
+    assert again.start_step == 4
+    for k, v in whole.state.online.params.items():
+        np.testing.assert_array_equal(again.state.online.params[k], v, err_msg=k)
 
 
 def test_train_config_validation():
