@@ -1,7 +1,8 @@
 """Check the installed byol-pytorch package, its own ``BYOL`` class, against byol-ref.
 
     pip install byol-pytorch     # brings torch and torchvision; byol-ref itself needs neither
-    python examples/crosscheck_byol_pytorch.py [--steps 3] [--workdir DIR]
+    python examples/crosscheck_byol_pytorch.py [--steps 3] [--workdir DIR] [--lr LR] [--tau-base T]
+        [--dims S,H,PH,P] [--batch N] [--seed SEED]
 
 Where ``examples/verify_pytorch.py`` shows the verification loop on a small model written in the
 style of byol-pytorch, this script runs lucidrains' real code:
@@ -53,6 +54,7 @@ from byol_ref.presets import get_preset  # noqa: E402
 torch.set_default_dtype(torch.float64)
 N, S, H, PH, P = 8, 2, 16, 12, 6  # batch, image side (3 x S x S inputs), encoder width, MLP hidden, projection
 D = 3 * S * S
+# (the defaults of --batch N and --dims S,H,PH,P; main() sets these module names from them)
 
 
 class FlatLinear(nn.Linear):
@@ -70,7 +72,7 @@ def has_sem() -> bool:
     return "use_simplicial_embeddings" in signature(BYOL).parameters
 
 
-def run_byol_pytorch(steps: int, seed: int = 0, sem: bool = False):
+def run_byol_pytorch(steps: int, seed: int = 0, sem: bool = False, *, lr: float = 3e-4, tau: float = 0.99):
     """The package's BYOL for ``steps`` steps: (weights and views to export, what it computed).
     ``sem``: with its simplicial embedding at its default settings (32 simplices of 8, tau 0.1)."""
     torch.manual_seed(seed)
@@ -85,7 +87,7 @@ def run_byol_pytorch(steps: int, seed: int = 0, sem: bool = False):
     # the installed version has it; older versions are plain BYOL already.
     extra = {"use_simplicial_embeddings": sem} if has_sem() else {}
     learner = BYOL(net, image_size=S, hidden_layer=-2, projection_size=P, projection_hidden_size=PH,
-                   augment_fn=lambda x: x if step["k"] is None else views[step["k"]][0],
+                   moving_average_decay=tau, augment_fn=lambda x: x if step["k"] is None else views[step["k"]][0],
                    augment_fn2=lambda x: x if step["k"] is None else views[step["k"]][1], **extra)
     exported = {k: v.detach().numpy().copy() for k, v in learner.state_dict().items()}
     for k, (v1, v2) in enumerate(views):
@@ -101,7 +103,7 @@ def run_byol_pytorch(steps: int, seed: int = 0, sem: bool = False):
         renamed = from_torch_layout(arrays, mapping, strict=False)  # "online.param.encoder.fc1.weight": ...
         return {prefix + (name if keep_role else name.split(".param.", 1)[1]): v for name, v in renamed.items()}
 
-    opt = torch.optim.Adam([p for p in learner.parameters() if p.requires_grad], lr=3e-4)
+    opt = torch.optim.Adam([p for p in learner.parameters() if p.requires_grad], lr=lr)
     # remove_duplicate=False: BYOL also registers the encoder as ``net``, and the deduplicated list
     # would name the encoder's parameters only by that alias, which the mapping leaves out.
     trained = {t: p for t, p in learner.named_parameters(remove_duplicate=False) if p.requires_grad}
@@ -123,10 +125,23 @@ def run_byol_pytorch(steps: int, seed: int = 0, sem: bool = False):
 
 
 def main(argv=None) -> int:
+    global N, S, H, PH, P, D
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=3, help="training steps to compare (default 3)")
+    ap.add_argument("--lr", type=float, default=3e-4, help="Adam's lr (default 3e-4, the README's)")
+    ap.add_argument("--tau-base", type=float, default=0.99, help="BYOL(moving_average_decay=...) (default 0.99)")
+    ap.add_argument("--dims", default=f"{S},{H},{PH},{P}",
+                    help=f"S,H,PH,P: image side (3 x S x S inputs), encoder width, projector and predictor hidden, "
+                         f"projection (default {S},{H},{PH},{P})")
+    ap.add_argument("--batch", type=int, default=N, help=f"batch size N per view (default {N})")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the torch init and of the views (default 0)")
     ap.add_argument("--workdir", default=None, help="where to write the files (default: a temporary folder)")
     args = ap.parse_args(argv)
+    try:
+        S, H, PH, P = (int(d) for d in args.dims.split(","))
+    except ValueError:
+        ap.error(f"--dims wants four integers S,H,PH,P, got {args.dims!r}")
+    N, D = args.batch, 3 * S * S
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or tmp
         os.makedirs(work, exist_ok=True)
@@ -134,11 +149,12 @@ def main(argv=None) -> int:
         theirs = {}
         for sem in (False, True) if has_sem() else (False,):
             tag = "sem" if sem else "byol"
-            exported, seen = run_byol_pytorch(args.steps, sem=sem)
+            exported, seen = run_byol_pytorch(args.steps, args.seed, sem=sem, lr=args.lr, tau=args.tau_base)
             weights, theirs[sem] = os.path.join(work, f"weights_{tag}.npz"), os.path.join(work, f"theirs_{tag}.npz")
             np.savez(weights, **exported)
             np.savez(theirs[sem], **seen)
-            sets = [f"{k}={v}" for k, v in SEM.items()] if sem else []
+            sets = [f"lr={args.lr!r}", f"tau_base={args.tau_base!r}", *([f"{k}={v}" for k, v in SEM.items()] if sem
+                                                                           else [])]
             for views in ("concat", "separate"):
                 traced[sem, views] = os.path.join(work, f"byol_ref_{tag}_{views}.npz")
                 status = byol_ref_cli(["trace", "--inputs", weights, "--layout", "torch", "--mapping", "byol-pytorch",

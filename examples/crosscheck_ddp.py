@@ -1,7 +1,8 @@
 """Check ``bn_shards`` against PyTorch's own DistributedDataParallel and gradient accumulation.
 
     pip install torch            # byol-ref itself does not need it
-    python examples/crosscheck_ddp.py [--shards 2] [--steps 3] [--workdir DIR]
+    python examples/crosscheck_ddp.py [--shards 2] [--steps 3] [--workdir DIR] [--rows 3]
+        [--views concat|separate|both] [--lr LR] [--momentum M] [--tau-base T] [--dims D,H,P,Q,PH] [--seed SEED]
 
 A BYOL step in byol-pytorch's conventions (views concatenated per replica, torch batch norm,
 ``2 - 2 cos`` summed over both directions, tau 0.99 after the optimiser step), with SGD (momentum
@@ -52,7 +53,7 @@ from byol_ref.presets import get_preset  # noqa: E402
 from byol_ref.trace import make_inputs, save_trace, trace_inputs  # noqa: E402
 
 SIZES = dict(encoder_dim=6, hidden_size=8, projection_dim=4, predictor_dim=5, projector_hidden_dim=7)
-LR, MOMENTUM, TAU = 0.1, 0.9, 0.99
+LR, MOMENTUM, TAU = 0.1, 0.9, 0.99  # the defaults of --lr, --momentum and --tau-base
 
 
 def _sequential(cfg, role, part):
@@ -131,23 +132,24 @@ def _record(model, out, pre):
                 for name, a in from_torch_layout(grads, model.mapping, strict=False).items()})
 
 
-def _ema(model):
+def _ema(model, tau):
     with torch.no_grad():
         for online, target in ((model.backbone, model.backbone_momentum),
                                (model.projection_head, model.projection_head_momentum)):
             for o, t in zip(online.parameters(), target.parameters()):
-                t.mul_(TAU).add_(o, alpha=1 - TAU)
+                t.mul_(tau).add_(o, alpha=1 - tau)
 
 
 def _views(inputs, step, rows):
     return tuple(torch.from_numpy(inputs[f"step{step}.input.view{v}"][rows]) for v in (1, 2))
 
 
-def _ddp_worker(rank, world, inputs, cfg, steps, init_file, out_file):
+def _ddp_worker(rank, world, inputs, cfg, steps, init_file, out_file, hyper):
+    lr, momentum, tau = hyper  # passed in: a spawned process re-imports this module with its defaults
     torch.set_default_dtype(torch.float64)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     model = DistributedDataParallel(Byol(cfg, inputs))  # broadcast_buffers=True: rank 0's buffers win
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=LR, momentum=MOMENTUM)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=momentum)
     b = inputs["step0.input.view1"].shape[0] // world
     out = {}
     for k in range(steps):
@@ -155,7 +157,7 @@ def _ddp_worker(rank, world, inputs, cfg, steps, init_file, out_file):
         loss = model(*_views(inputs, k, slice(rank * b, (rank + 1) * b)))
         loss.backward()  # DDP all-reduces the mean of the replicas' gradients
         opt.step()
-        _ema(model.module)
+        _ema(model.module, tau)
         total = loss.detach().clone()
         dist.all_reduce(total)
         if rank == 0:
@@ -167,18 +169,19 @@ def _ddp_worker(rank, world, inputs, cfg, steps, init_file, out_file):
     dist.destroy_process_group()
 
 
-def run_ddp(inputs, cfg, shards, steps, workdir):
+def run_ddp(inputs, cfg, shards, steps, workdir, hyper=(LR, MOMENTUM, TAU)):
     out_file = os.path.join(workdir, "ddp.npz")
-    mp.spawn(_ddp_worker, args=(shards, inputs, cfg, steps, os.path.join(workdir, "rendezvous"), out_file),
+    mp.spawn(_ddp_worker, args=(shards, inputs, cfg, steps, os.path.join(workdir, "rendezvous"), out_file, hyper),
              nprocs=shards, join=True)
     with np.load(out_file, allow_pickle=False) as f:
         return dict(f)
 
 
-def run_accumulation(inputs, cfg, shards, steps):
+def run_accumulation(inputs, cfg, shards, steps, hyper=(LR, MOMENTUM, TAU)):
+    lr, momentum, tau = hyper
     torch.set_default_dtype(torch.float64)
     model = Byol(cfg, inputs)
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=LR, momentum=MOMENTUM)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=momentum)
     b = inputs["step0.input.view1"].shape[0] // shards
     out = {}
     for k in range(steps):
@@ -189,7 +192,7 @@ def run_accumulation(inputs, cfg, shards, steps):
             loss.backward()
             total += loss.item()
         opt.step()
-        _ema(model)
+        _ema(model, tau)
         out[f"step{k}.loss.total"] = np.asarray(total)
         _record(model, out, f"step{k}.")
     return out
@@ -202,19 +205,40 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--views", choices=["concat", "separate", "both"], default="both",
                     help="byol-pytorch's concatenated views, one pass per view, or both in turn")
+    ap.add_argument("--lr", type=float, default=LR, help=f"SGD lr (default {LR})")
+    ap.add_argument("--momentum", type=float, default=MOMENTUM, help=f"SGD momentum (default {MOMENTUM})")
+    ap.add_argument("--tau-base", type=float, default=TAU, help=f"the constant EMA tau (default {TAU})")
+    ap.add_argument("--dims", default="{encoder_dim},{hidden_size},{projection_dim},{predictor_dim},"
+                    "{projector_hidden_dim}".format(**SIZES),
+                    help="D,H,P,Q,PH: input, encoder width, projection, predictor hidden, projector hidden "
+                         "(default {encoder_dim},{hidden_size},{projection_dim},{predictor_dim},"
+                         "{projector_hidden_dim})".format(**SIZES))
+    ap.add_argument("--seed", type=int, default=0, help="seed of byol-ref's params and views (default 0)")
     ap.add_argument("--workdir", default=None, help="keep the traces here (default: a temporary directory)")
     args = ap.parse_args(argv)
+    try:
+        sizes = dict(zip(SIZES, (int(d) for d in args.dims.split(",")), strict=True))
+    except ValueError:
+        ap.error(f"--dims wants five integers D,H,P,Q,PH, got {args.dims!r}")
+    if args.shards < 2:
+        ap.error(f"--shards must be 2 or more, got {args.shards}: one replica shards nothing, and the check that "
+                 "the sharded conventions differ from the unsharded one could not hold")
+    if args.rows < (2 if args.views != "concat" else 1):
+        ap.error(f"--rows must be 2 or more with separate views (torch's batch norm refuses one row), 1 or more with "
+                 f"--views concat, got {args.rows}")
+    hyper = (args.lr, args.momentum, args.tau_base)
     ok = True
     for views in (["concat", "separate"] if args.views == "both" else [args.views]):
-        preset = get_preset("byol-pytorch", tau_base=TAU, optimizer="sgd", lr=LR, momentum=MOMENTUM, views=views)
-        inputs = make_inputs(preset, **SIZES, batch=args.shards * args.rows, steps=args.steps, seed=0,
+        preset = get_preset("byol-pytorch", tau_base=args.tau_base, optimizer="sgd", lr=args.lr,
+                            momentum=args.momentum, views=views)
+        inputs = make_inputs(preset, **sizes, batch=args.shards * args.rows, steps=args.steps, seed=args.seed,
                              model_extra=dict(bn_shards=args.shards))
-        cfg = preset.config(**SIZES)
+        cfg = preset.config(**sizes)
         with tempfile.TemporaryDirectory() as tmp:
             workdir = os.path.join(args.workdir or tmp, views)
             os.makedirs(workdir, exist_ok=True)
-            theirs = {"DDP without SyncBN": (run_ddp(inputs, cfg, args.shards, args.steps, workdir), "first"),
-                      "gradient accumulation": (run_accumulation(inputs, cfg, args.shards, args.steps),
+            theirs = {"DDP without SyncBN": (run_ddp(inputs, cfg, args.shards, args.steps, workdir, hyper), "first"),
+                      "gradient accumulation": (run_accumulation(inputs, cfg, args.shards, args.steps, hyper),
                                                 "sequential")}
             refs = {running: trace_inputs(inputs, preset, model_extra=dict(bn_shards=args.shards,
                                                                             bn_shard_running=running))

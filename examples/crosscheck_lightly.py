@@ -2,6 +2,8 @@
 
     pip install lightly          # brings torch; byol-ref itself needs neither
     python examples/crosscheck_lightly.py [--steps 5] [--warmup 2] [--weight-decay 1e-6] [--workdir DIR]
+        [--total-steps K] [--lr LR] [--momentum M] [--eta ETA] [--tau-base T] [--dims D,H,PH,P] [--batch N]
+        [--seed SEED]
 
 The model is put together from lightly's own pieces the way its BYOL benchmark trains
 (``benchmarks/imagenet/resnet50/byol.py``), around a small MLP backbone with no biases (like a
@@ -55,6 +57,7 @@ from byol_ref.presets import get_preset  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
 N, D, H, PH, P = 8, 12, 16, 12, 6  # batch, input, backbone width, head hidden, projection
+# (the defaults of --batch N and --dims D,H,PH,P; main() sets these module names from them)
 
 
 class Model(nn.Module):
@@ -78,8 +81,13 @@ class Model(nn.Module):
         return self.projection_head_momentum(self.backbone_momentum(x)).detach()
 
 
-def run_lightly(steps: int, warmup: int, weight_decay: float = 1e-6, seed: int = 0):
-    """``steps`` lightly-style training steps: (weights and views to export, what they computed)."""
+def run_lightly(steps: int, warmup: int, weight_decay: float = 1e-6, seed: int = 0, *, total: int | None = None,
+                lr: float = 0.45, momentum: float = 0.9, eta: float = 1e-3, tau_base: float = 0.99):
+    """``steps`` lightly-style training steps: (weights and views to export, what they computed).
+
+    ``total`` is K of both schedules (default ``steps``).
+    """
+    total = steps if total is None else total
     torch.manual_seed(seed)
     model = Model().train()
     gen = torch.Generator().manual_seed(seed + 1)
@@ -89,9 +97,9 @@ def run_lightly(steps: int, warmup: int, weight_decay: float = 1e-6, seed: int =
         exported[f"step{k}.input.view1"], exported[f"step{k}.input.view2"] = v1.numpy(), v2.numpy()
 
     decay, no_decay = get_weight_decay_parameters([model.backbone, model.projection_head, model.prediction_head])
-    opt = LARS([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}], lr=0.45 * N / 256, momentum=0.9,
-               weight_decay=weight_decay)
-    sched = CosineWarmupScheduler(opt, warmup_epochs=warmup, max_epochs=steps)
+    opt = LARS([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr * N / 256, momentum=momentum,
+               weight_decay=weight_decay, trust_coefficient=eta)
+    sched = CosineWarmupScheduler(opt, warmup_epochs=warmup, max_epochs=total)
     criterion = NegativeCosineSimilarity()
     mapping = torch_mapping("lightly", get_preset("lightly").config(encoder_dim=1))
 
@@ -102,7 +110,7 @@ def run_lightly(steps: int, warmup: int, weight_decay: float = 1e-6, seed: int =
 
     seen = {}
     for k, (x0, x1) in enumerate(views):
-        tau = cosine_schedule(k, steps, 0.99, 1.0)
+        tau = cosine_schedule(k, total, tau_base, 1.0)
         seen[f"step{k}.tau"] = np.asarray(tau)
         seen[f"step{k}.lr"] = np.asarray(opt.param_groups[0]["lr"])
         update_momentum(model.backbone, model.backbone_momentum, m=tau)  # before the forward, with theta_k
@@ -121,25 +129,44 @@ def run_lightly(steps: int, warmup: int, weight_decay: float = 1e-6, seed: int =
 
 
 def main(argv=None) -> int:
+    global N, D, H, PH, P
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--steps", type=int, default=5, help="training steps K (default 5)")
+    ap.add_argument("--steps", type=int, default=5, help="training steps to compare (default 5)")
+    ap.add_argument("--total-steps", type=int, default=None, help="K of the lr and tau schedules (default: --steps)")
     ap.add_argument("--warmup", type=int, default=2, help="warm-up steps W (default 2)")
     ap.add_argument("--weight-decay", type=float, default=1e-6, help="LARS weight decay (default 1e-6, the "
                     "benchmark's; 0 turns lightly's LARS into momentum SGD)")
+    ap.add_argument("--lr", type=float, default=0.45, help="base lr (peak lr x N/256; default 0.45)")
+    ap.add_argument("--momentum", type=float, default=0.9, help="LARS momentum (default 0.9)")
+    ap.add_argument("--eta", type=float, default=1e-3, help="LARS trust_coefficient (default 1e-3)")
+    ap.add_argument("--tau-base", type=float, default=0.99, help="tau at step 0 of cosine_schedule (default 0.99)")
+    ap.add_argument("--dims", default=f"{D},{H},{PH},{P}",
+                    help=f"D,H,PH,P: input, backbone width, head hidden, projection (default {D},{H},{PH},{P})")
+    ap.add_argument("--batch", type=int, default=N, help=f"batch size N per view (default {N})")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the torch init and of the views (default 0)")
     ap.add_argument("--workdir", default=None, help="where to write the files (default: a temporary folder)")
     args = ap.parse_args(argv)
+    try:
+        D, H, PH, P = (int(d) for d in args.dims.split(","))
+    except ValueError:
+        ap.error(f"--dims wants four integers D,H,PH,P, got {args.dims!r}")
+    N = args.batch
+    total = args.steps if args.total_steps is None else args.total_steps
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or tmp
         os.makedirs(work, exist_ok=True)
-        exported, seen = run_lightly(args.steps, args.warmup, args.weight_decay)
+        exported, seen = run_lightly(args.steps, args.warmup, args.weight_decay, args.seed, total=total, lr=args.lr,
+                                     momentum=args.momentum, eta=args.eta, tau_base=args.tau_base)
         weights, theirs = os.path.join(work, "weights.npz"), os.path.join(work, "lightly_trace.npz")
         ref = os.path.join(work, "byol_ref_trace.npz")
         np.savez(weights, **exported)
         np.savez(theirs, **seen)
+        settings = dict(weight_decay=args.weight_decay, lr=args.lr, momentum=args.momentum, lars_eta=args.eta,
+                        tau_base=args.tau_base)
         status = byol_ref_cli(["trace", "--inputs", weights, "--layout", "torch", "--mapping", "lightly", "--preset",
-                               "lightly", "--steps", str(args.steps), "--total-steps", str(args.steps),
-                               "--warmup-steps", str(args.warmup), "--set", f"weight_decay={args.weight_decay!r}",
-                               "--overwrite", "--out", ref])
+                               "lightly", "--steps", str(args.steps), "--total-steps", str(total),
+                               "--warmup-steps", str(args.warmup), "--overwrite", "--out", ref,
+                               *(a for k, v in settings.items() for a in ("--set", f"{k}={v!r}"))])
         if status != 0:
             print(f"\nbyol-ref trace failed (exit status {status}); see its message above.")
             return 2

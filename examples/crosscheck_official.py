@@ -3,6 +3,8 @@
     git clone https://github.com/google-deepmind/deepmind-research   # the official code
     pip install jax dm-haiku optax dm-tree                             # what its byol/utils import
     python examples/crosscheck_official.py --byol-src deepmind-research [--steps 6] [--warmup 3] [--workdir DIR]
+        [--total-steps K] [--start-step S] [--lr LR] [--weight-decay WD] [--eta ETA] [--momentum M]
+        [--tau-base T] [--dims D,H,P,Q,PH] [--batch N] [--seed SEED]
 
 ``--byol-src`` is the folder that holds ``byol/`` (or set ``BYOL_OFFICIAL_SRC``). The official
 ``byol_experiment.py`` imports acme and a TPU input pipeline, so this script does not import it;
@@ -27,9 +29,11 @@ momentum and every batch-norm running statistic (Haiku's zero-debiased ``average
 ``counter``) under byol-ref's trace names, traces the same steps with ``byol-ref trace --preset
 deepmind`` and diffs at rtol 1e-9, atol 1e-10. It does so twice: with the preset as it is
 (``lr_rounding="float32"``), which must agree on every tensor, and with ``lr_rounding="exact"``,
-which must diverge at the first warm-up step with a learning rate that is not a float32:
-``learning_schedule`` casts the step to float32, and its ``jnp.where`` keeps the whole schedule
-float32 even under ``jax_enable_x64``. Exit status 0 when both hold, non-zero otherwise,
+which must diverge at the first step whose learning rate float32 rounds by more than the tolerance
+(``step1.lr`` at the defaults), or earlier, downstream of a smaller rounding, but not before the first
+rate that float32 rounds at all: ``learning_schedule`` casts the step to float32, and its ``jnp.where``
+keeps the whole schedule float32 even under ``jax_enable_x64``. (With ``--warmup 0`` nothing is
+rounded, and both must agree.) Exit status 0 when both hold, non-zero otherwise,
 77 (skipped) without JAX, Haiku, optax and dm-tree or without ``--byol-src``.
 
 The official code predates JAX's removal of ``jax.tree_multimap``; the script restores that name
@@ -68,6 +72,7 @@ if not hasattr(jax, "tree_map"):
     jax.tree_map = jax.tree_util.tree_map
 
 D, H, PH, P, Q, N = 6, 7, 9, 3, 5, 8  # input, encoder, projector hidden, projection, predictor hidden, batch
+# (the defaults of --dims D,H,P,Q,PH and --batch N; main() sets these module names from them)
 LAYER = {"linear": "fc1", "linear_1": "fc2", "batch_norm": "norm1", "batch_norm_1": "norm2"}
 PARAM = {"w": "weight", "b": "bias", "scale": "gamma", "offset": "beta"}
 BN_CONFIG = dict(decay_rate=0.9, eps=1e-5, create_scale=True, create_offset=True)
@@ -90,8 +95,13 @@ def ref_name(module: str, leaf: str | None = None) -> str:
     return name if leaf is None else f"{name}.{PARAM[leaf]}"
 
 
-def run_official(official, ref: dict, steps: int, total: int, warmup: int, base_lr: float, weight_decay: float):
-    """The official step, ``steps`` times from byol-ref's initial state; what it computed, by trace name."""
+def run_official(official, ref: dict, steps: int, total: int, warmup: int, base_lr: float, weight_decay: float,
+                 *, tau_base: float = 0.996, eta: float = 1e-3, momentum: float = 0.9, start: int = 0):
+    """The official step, ``steps`` times from byol-ref's initial state; what it computed, by trace name.
+
+    ``start`` is the global step of the first one (byol-ref's ``--start-step``): the schedules read
+    ``start + k``, the trace names stay ``step<k>``.
+    """
     helpers, networks, optimizers, schedules = official
 
     def forward(inputs):
@@ -137,7 +147,7 @@ def run_official(official, ref: dict, steps: int, total: int, warmup: int, base_
         return jnp.mean(loss), (online_state, target_state)
 
     def optimizer(lr):
-        return optimizers.lars(lr, weight_decay=weight_decay, momentum=0.9, eta=1e-3,
+        return optimizers.lars(lr, weight_decay=weight_decay, momentum=momentum, eta=eta,
                                weight_decay_filter=optimizers.exclude_bias_and_norm,
                                lars_adaptation_filter=optimizers.exclude_bias_and_norm)
 
@@ -165,14 +175,14 @@ def run_official(official, ref: dict, steps: int, total: int, warmup: int, base_
 
     for k in range(steps):
         inputs = {v: jnp.asarray(ref[f"step{k}.input.{v}"]) for v in ("view1", "view2")}
-        global_step = jnp.asarray(k)
+        global_step = jnp.asarray(start + k)
         (loss, (online_state, target_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             online, target, online_state, target_state, inputs)
         lr = schedules.learning_schedule(global_step, batch_size=N, base_learning_rate=base_lr,
                                          total_steps=total, warmup_steps=warmup)
         updates, opt_state = optimizer(lr).update(grads, opt_state, online)
         online = optax.apply_updates(online, updates)
-        tau = schedules.target_ema(global_step, base_ema=0.996, max_steps=total)
+        tau = schedules.target_ema(global_step, base_ema=tau_base, max_steps=total)
         target = jax.tree_util.tree_map(lambda x, y: x + (1 - tau) * (y - x), target, online)
         seen[f"step{k}.loss.total"] = np.asarray(loss)
         seen[f"step{k}.lr"] = np.asarray(lr, dtype=np.float64)
@@ -187,47 +197,90 @@ def run_official(official, ref: dict, steps: int, total: int, warmup: int, base_
 
 
 def main(argv=None) -> int:
+    global D, H, PH, P, Q, N
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--byol-src", default=os.environ.get("BYOL_OFFICIAL_SRC"),
                     help="checkout of google-deepmind/deepmind-research (default: $BYOL_OFFICIAL_SRC)")
     ap.add_argument("--steps", type=int, default=6, help="training steps to compare (default 6)")
     ap.add_argument("--total-steps", type=int, default=10, help="K of the lr and tau schedules (default 10)")
     ap.add_argument("--warmup", type=int, default=3, help="warm-up steps W (default 3: 1/3 is not a float32)")
-    ap.add_argument("--lr", type=float, default=5.0, help="base lr (peak lr x 8/256; default 5, to move the params)")
+    ap.add_argument("--start-step", type=int, default=0, help="global step of the first compared step (default 0)")
+    ap.add_argument("--lr", type=float, default=5.0, help="base lr (peak lr x N/256; default 5, to move the params)")
     ap.add_argument("--weight-decay", type=float, default=0.01, help="LARS weight decay (default 0.01)")
+    ap.add_argument("--eta", type=float, default=1e-3, help="LARS trust coefficient eta (default 1e-3)")
+    ap.add_argument("--momentum", type=float, default=0.9, help="LARS momentum (default 0.9)")
+    ap.add_argument("--tau-base", type=float, default=0.996, help="base_ema of target_ema (default 0.996)")
+    ap.add_argument("--dims", default=f"{D},{H},{P},{Q},{PH}",
+                    help=f"D,H,P,Q,PH: input, encoder width, projection, predictor hidden, projector hidden "
+                         f"(default {D},{H},{P},{Q},{PH})")
+    ap.add_argument("--batch", type=int, default=N, help=f"batch size N per view (default {N})")
+    ap.add_argument("--seed", type=int, default=0, help="seed of byol-ref's params and views (default 0)")
     ap.add_argument("--workdir", default=None, help="where to write the files (default: a temporary folder)")
     args = ap.parse_args(argv)
     if not args.byol_src:
         skip("this check runs the official BYOL code: clone google-deepmind/deepmind-research and pass "
              "--byol-src (or set BYOL_OFFICIAL_SRC). byol-ref does not need it; see docs/verifying.md.", __doc__)
+    try:
+        D, H, P, Q, PH = (int(d) for d in args.dims.split(","))
+    except ValueError:
+        ap.error(f"--dims wants five integers D,H,P,Q,PH, got {args.dims!r}")
+    N = args.batch
     official = import_official(args.byol_src)
-    verdicts = {}
+    verdicts, lrs = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or tmp
         os.makedirs(work, exist_ok=True)
-        common = ["--dims", f"{D},{H},{P},{Q},{PH}", "--batch", str(N), "--steps", str(args.steps),
+        common = ["--dims", f"{D},{H},{P},{Q},{PH}", "--batch", str(N), "--seed", str(args.seed),
+                  "--steps", str(args.steps), "--start-step", str(args.start_step),
                   "--total-steps", str(args.total_steps), "--warmup-steps", str(args.warmup), "--overwrite",
-                  "--set", f"lr={args.lr}", "--set", f"weight_decay={args.weight_decay}"]
+                  "--set", f"lr={args.lr!r}", "--set", f"weight_decay={args.weight_decay!r}",
+                  "--set", f"lars_eta={args.eta!r}", "--set", f"momentum={args.momentum!r}",
+                  "--set", f"tau_base={args.tau_base!r}"]
         theirs = os.path.join(work, "official_trace.npz")
         for rounding in ("float32", "exact"):
             ours = os.path.join(work, f"byol_ref_{rounding}.npz")
             if byol_ref_cli(["trace", *common, "--set", f"lr_rounding={rounding}", "--out", ours]) != 0:
                 return 2
-            if rounding == "float32":  # the same initial state and views for the official run
-                with np.load(ours) as z:
+            with np.load(ours) as z:
+                lrs[rounding] = [float(z[f"step{k}.lr"]) for k in range(args.steps)]
+                if rounding == "float32":  # the same initial state and views for the official run
                     ref = {k: z[k] for k in z.files if k.startswith("init.") or ".input." in k}
-                np.savez(theirs, **run_official(official, ref, args.steps, args.total_steps, args.warmup,
-                                                args.lr, args.weight_decay))
+            if rounding == "float32":
+                np.savez(theirs, **run_official(official, ref, args.steps, args.total_steps, args.warmup, args.lr,
+                                                args.weight_decay, tau_base=args.tau_base, eta=args.eta,
+                                                momentum=args.momentum, start=args.start_step))
             print(f"\n--- lr_rounding={rounding} ---", flush=True)
             byol_ref_cli(["diff", theirs, ours, "--subset", "--rtol", "1e-9", "--atol", "1e-10"])
             report = diff_files(theirs, ours, subset=True, rtol=1e-9, atol=1e-10)
             verdicts[rounding] = (report.first_divergence, not report.only_a)  # every recorded tensor compared
-    if verdicts == {"float32": (None, True), "exact": ("step1.lr", True)}:
+    # lr_rounding=exact runs the same steps with only the learning rates changed (from step k0, the first whose
+    # float32 rate is not the exact one), so it must agree before k0; where some rate differs by more than the
+    # tolerance (first at step k1) it must diverge, at that lr or earlier (a difference within the tolerance can
+    # grow into one that is not, in a gradient of a later step); with every rate within it, it may still agree.
+    differs = [a != b for a, b in zip(lrs["float32"], lrs["exact"])]
+    beyond = [abs(a - b) > 1e-9 * max(abs(a), abs(b)) + 1e-10 for a, b in zip(lrs["float32"], lrs["exact"])]
+    k0 = differs.index(True) if any(differs) else None
+    k1 = beyond.index(True) if any(beyond) else None
+    name, complete = verdicts["exact"]
+    at = None if name is None else int(name.split(".", 1)[0][len("step"):])
+    if k0 is None:
+        exact_ok, said = name is None, "lr_rounding=exact agrees too: float32 rounds none of these learning rates."
+    elif k1 is None:
+        exact_ok = at is None or at >= k0
+        said = (f"lr_rounding=exact moves the learning rates by less than the tolerance (first at step {k0}) and "
+                + ("agrees." if at is None else f"diverges at {name}, downstream of them."))
+    else:
+        exact_ok = at is not None and k0 <= at <= k1
+        said = (f"with lr_rounding=exact it diverges at {name}, as it should (learning rates move from step {k0}, "
+                f"beyond the tolerance from step {k1}).")
+    if verdicts["float32"] == (None, True) and complete and exact_ok:
         print(f"\nThe official code agrees with byol-ref (preset deepmind) on every recorded tensor of {args.steps} "
-              "step(s); with lr_rounding=exact it diverges at step1.lr, the first warm-up step, as it should.")
+              f"step(s); {said}")
         return 0
-    print(f"\nUnexpected (first divergence, every tensor compared): {verdicts}; want float32: (None, True), "
-          "exact: ('step1.lr', True). See the reports above.")
+    want = ("float32: (None, True); exact: " + ("(None, True)" if k0 is None else
+            f"a first divergence at step {k0} or later" + ("" if k1 is None else f", at step {k1} at the latest")))
+    print(f"\nUnexpected (first divergence, every tensor compared): {verdicts}; want {want}. See the reports "
+          "above.")
     return 1
 
 

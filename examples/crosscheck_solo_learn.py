@@ -3,6 +3,8 @@
     git clone https://github.com/vturrisi/solo-learn     # its main branch
     pip install torch                                     # all that the four files below import
     python examples/crosscheck_solo_learn.py --solo-src solo-learn [--steps 5] [--warmup 3] [--workdir DIR]
+        [--total-steps K] [--lr LR] [--weight-decay WD] [--momentum M] [--eta ETA] [--tau-base T]
+        [--dims D,H,PH,P] [--batch N] [--seed SEED]
 
 ``--solo-src`` is the folder that holds ``solo/`` (or set ``SOLO_LEARN_SRC``). ``import solo`` pulls
 in Lightning, timm, wandb and DALI, but its BYOL pieces need only torch, so the script loads these
@@ -66,6 +68,7 @@ from byol_ref.presets import get_preset  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
 N, D, H, PH, P = 8, 12, 16, 12, 6  # batch, input, backbone width, head hidden, projection
+# (the defaults of --batch N and --dims D,H,PH,P; main() sets these module names from them)
 FILES = {"loss": "solo/losses/byol.py", "lars": "solo/utils/lars.py", "scheduler": "solo/utils/lr_scheduler.py",
          "momentum": "solo/utils/momentum.py"}
 LARS_CLIP, LARS_EXCLUDE = ("clip_lars_lr", "clip_lr"), ("exclude_bias_n_norm_lars", "exclude_bias_n_norm")
@@ -119,8 +122,13 @@ def mapping_for_this_model() -> dict:
     return mapping
 
 
-def run_solo(solo: dict, steps: int, warmup: int, seed: int = 0):
-    """``steps`` solo-learn training steps: (weights and views to export, what they computed)."""
+def run_solo(solo: dict, steps: int, warmup: int, seed: int = 0, *, total: int | None = None, lr: float = 1.0,
+             weight_decay: float = 1e-5, momentum: float = 0.9, eta: float = 0.02, tau_base: float = 0.99):
+    """``steps`` solo-learn training steps: (weights and views to export, what they computed).
+
+    ``total`` is K of both schedules (default ``steps``).
+    """
+    total = steps if total is None else total
     torch.manual_seed(seed)
     model = nn.Module()
     model.backbone = nn.Sequential(nn.Linear(D, H), nn.BatchNorm1d(H), nn.ReLU(), nn.Linear(H, H),
@@ -142,10 +150,11 @@ def run_solo(solo: dict, steps: int, warmup: int, seed: int = 0):
     groups = [{"params": [p for p in online if p.ndim > 1]},
               {"params": [p for p in online if p.ndim <= 1], "weight_decay": 0.0}]
     switches = lars_switches(inspect.signature(solo["lars"].LARS).parameters)
-    opt = solo["lars"].LARS(groups, lr=1.0 * N / 256, momentum=0.9, weight_decay=1e-5, eta=0.02, **switches)
-    sched = solo["scheduler"].LinearWarmupCosineAnnealingLR(opt, warmup_epochs=warmup, max_epochs=steps,
+    opt = solo["lars"].LARS(groups, lr=lr * N / 256, momentum=momentum, weight_decay=weight_decay, eta=eta,
+                            **switches)
+    sched = solo["scheduler"].LinearWarmupCosineAnnealingLR(opt, warmup_epochs=warmup, max_epochs=total,
                                                             warmup_start_lr=3e-5, eta_min=0.0)
-    updater = solo["momentum"].MomentumUpdater(base_tau=0.99, final_tau=1.0)
+    updater = solo["momentum"].MomentumUpdater(base_tau=tau_base, final_tau=1.0)
     mapping = mapping_for_this_model()
 
     def as_ref(tensors, prefix, *, keep_role=False):  # this model's names and layout -> byol-ref's
@@ -170,41 +179,64 @@ def run_solo(solo: dict, steps: int, warmup: int, seed: int = 0):
         sched.step()
         updater.update(model.backbone, model.momentum_backbone)  # on_train_batch_end: EMA with tau_k ...
         updater.update(model.projector, model.momentum_projector)
-        updater.update_tau(cur_step=k + 1, max_steps=steps)  # ... then tau_{k+1}
+        updater.update_tau(cur_step=k + 1, max_steps=total)  # ... then tau_{k+1}
         seen[f"step{k}.loss.total"] = loss.detach().numpy()
         seen.update(as_ref({t: q.grad for t, q in model.named_parameters() if q.grad is not None},
                            f"step{k}.online.grad."))
         seen.update(as_ref(model.state_dict(), f"step{k}.", keep_role=True))  # params and buffers of both networks
-        seen.update(as_ref({names[q]: opt.state[q]["momentum_buffer"] for q in online if q in opt.state},
-                           f"step{k}.opt.momentum."))
+        if momentum:  # (with momentum 0, solo-learn's LARS keeps no momentum buffer)
+            seen.update(as_ref({names[q]: opt.state[q]["momentum_buffer"] for q in online if q in opt.state},
+                               f"step{k}.opt.momentum."))
     return exported, seen, mapping
 
 
 def main(argv=None) -> int:
+    global N, D, H, PH, P
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--solo-src", default=os.environ.get("SOLO_LEARN_SRC"),
                     help="checkout of vturrisi/solo-learn (default: $SOLO_LEARN_SRC)")
-    ap.add_argument("--steps", type=int, default=5, help="training steps K (default 5)")
+    ap.add_argument("--steps", type=int, default=5, help="training steps to compare (default 5)")
+    ap.add_argument("--total-steps", type=int, default=None, help="K of the lr and tau schedules (default: --steps)")
     ap.add_argument("--warmup", type=int, default=3, help="warm-up steps W (default 3)")
+    ap.add_argument("--lr", type=float, default=1.0, help="base lr (peak lr x N/256; default 1.0, the CIFAR recipe)")
+    ap.add_argument("--weight-decay", type=float, default=1e-5, help="LARS weight decay (default 1e-5)")
+    ap.add_argument("--momentum", type=float, default=0.9, help="LARS momentum (default 0.9)")
+    ap.add_argument("--eta", type=float, default=0.02, help="LARS eta (default 0.02, the CIFAR recipe)")
+    ap.add_argument("--tau-base", type=float, default=0.99, help="MomentumUpdater base_tau (default 0.99)")
+    ap.add_argument("--dims", default=f"{D},{H},{PH},{P}",
+                    help=f"D,H,PH,P: input, backbone width, head hidden, projection (default {D},{H},{PH},{P})")
+    ap.add_argument("--batch", type=int, default=N, help=f"batch size N per view (default {N})")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the torch init and of the views (default 0)")
     ap.add_argument("--workdir", default=None, help="where to write the files (default: a temporary folder)")
     args = ap.parse_args(argv)
     if not args.solo_src:
         skip("this check runs solo-learn's own code: clone vturrisi/solo-learn and pass --solo-src (or set "
              "SOLO_LEARN_SRC). byol-ref does not need it; see docs/verifying.md.", __doc__)
+    try:
+        D, H, PH, P = (int(d) for d in args.dims.split(","))
+    except ValueError:
+        ap.error(f"--dims wants four integers D,H,PH,P, got {args.dims!r}")
+    N = args.batch
+    total = args.steps if args.total_steps is None else args.total_steps
     solo = load_solo(args.solo_src)
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or tmp
         os.makedirs(work, exist_ok=True)
-        exported, seen, mapping = run_solo(solo, args.steps, args.warmup)
+        exported, seen, mapping = run_solo(solo, args.steps, args.warmup, args.seed, total=total, lr=args.lr,
+                                           weight_decay=args.weight_decay, momentum=args.momentum, eta=args.eta,
+                                           tau_base=args.tau_base)
         weights, theirs = os.path.join(work, "weights.npz"), os.path.join(work, "solo_learn_trace.npz")
         ref, mapping_file = os.path.join(work, "byol_ref_trace.npz"), os.path.join(work, "mapping.json")
         np.savez(weights, **exported)
         np.savez(theirs, **seen)
         with open(mapping_file, "w") as f:
             json.dump(mapping, f, indent=1)
+        settings = dict(lr=args.lr, weight_decay=args.weight_decay, momentum=args.momentum, lars_eta=args.eta,
+                        tau_base=args.tau_base)
         status = byol_ref_cli(["trace", "--inputs", weights, "--layout", "torch", "--mapping", mapping_file,
-                               "--preset", "solo-learn", "--steps", str(args.steps), "--total-steps", str(args.steps),
-                               "--warmup-steps", str(args.warmup), "--overwrite", "--out", ref])
+                               "--preset", "solo-learn", "--steps", str(args.steps), "--total-steps", str(total),
+                               "--warmup-steps", str(args.warmup), "--overwrite", "--out", ref,
+                               *(a for k, v in settings.items() for a in ("--set", f"{k}={v!r}"))])
         if status != 0:
             print(f"\nbyol-ref trace failed (exit status {status}); see its message above.")
             return 2
