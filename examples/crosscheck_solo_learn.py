@@ -24,7 +24,8 @@ and ``base.py`` do with the CIFAR recipe (``scripts/pretrain/cifar/byol.yaml``):
   sit in a group with weight decay 0, as ``remove_bias_and_norm_from_weight_decay`` puts them with
   ``exclude_bias_n_norm_wd`` (no change here: LARS adds no weight decay to a 1-D tensor it skips);
 - ``LinearWarmupCosineAnnealingLR(warmup_epochs=W, max_epochs=K, warmup_start_lr=3e-5)`` stepped
-  after every optimiser step (``interval: step``);
+  after every optimiser step (``interval: step``), with ``warmup_start_lr`` the peak lr when ``W = 0``,
+  as ``base.py`` passes it;
 - after each step, ``MomentumUpdater(0.99, 1.0).update`` on backbone and projector, then
   ``update_tau(cur_step=k + 1, max_steps=K)`` (``on_train_batch_end``).
 
@@ -152,8 +153,11 @@ def run_solo(solo: dict, steps: int, warmup: int, seed: int = 0, *, total: int |
     switches = lars_switches(inspect.signature(solo["lars"].LARS).parameters)
     opt = solo["lars"].LARS(groups, lr=lr * N / 256, momentum=momentum, weight_decay=weight_decay, eta=eta,
                             **switches)
+    # base.py's configure_optimizers: warmup_start_lr=self.warmup_start_lr if self.warmup_epochs > 0 else self.lr
+    # (the scaled lr): without a warm-up the class alone would start at 3e-5 and scale the whole cosine by it
     sched = solo["scheduler"].LinearWarmupCosineAnnealingLR(opt, warmup_epochs=warmup, max_epochs=total,
-                                                            warmup_start_lr=3e-5, eta_min=0.0)
+                                                            warmup_start_lr=3e-5 if warmup > 0 else lr * N / 256,
+                                                            eta_min=0.0)
     updater = solo["momentum"].MomentumUpdater(base_tau=tau_base, final_tau=1.0)
     mapping = mapping_for_this_model()
 
