@@ -146,6 +146,16 @@ def test_example_verify_pytorch(tmp_path):
     ("lightly", "crosscheck_lightly.py", "lightly agrees with byol-ref", []),
     ("lightly", "crosscheck_lightly.py", "lightly agrees with byol-ref", ["--weight-decay", "0"]),  # no LARS then
     ("torch", "crosscheck_ddp.py", "DDP and gradient accumulation agree with byol-ref's bn_shards", []),
+    # at settings other than the defaults (a verifier's own): seed, batch, widths, schedule lengths, tau
+    ("byol_pytorch", "crosscheck_byol_pytorch.py", "byol-pytorch agrees with byol-ref",
+     ["--seed", "2", "--batch", "5", "--dims", "3,10,7,4", "--lr", "0.01", "--tau-base", "0.5", "--atol", "1e-7"]),
+    ("byol_pytorch", "crosscheck_byol_pytorch.py", "byol-pytorch agrees with byol-ref",  # Adam's bias noise grows
+     ["--lr", "0.1", "--steps", "4", "--atol", "1e-7"]),
+    ("lightly", "crosscheck_lightly.py", "lightly agrees with byol-ref",
+     ["--seed", "3", "--batch", "5", "--dims", "5,9,7,4", "--steps", "4", "--total-steps", "9", "--warmup", "3",
+      "--tau-base", "0.9", "--eta", "0.02"]),
+    ("torch", "crosscheck_ddp.py", "DDP and gradient accumulation agree with byol-ref's bn_shards",
+     ["--shards", "3", "--rows", "2", "--views", "concat", "--seed", "1", "--dims", "3,5,2,4,6", "--tau-base", "0.5"]),
 ])
 def test_crosscheck_against_the_installed_package(package, script, says, extra, tmp_path):
     """Another implementation's own code, step for step (runs only where that package is installed)."""
@@ -177,6 +187,21 @@ def test_crosscheck_against_solo_learn_source(tmp_path):
         res = subprocess.run([sys.executable, str(ROOT / "examples" / "crosscheck_solo_learn.py"), "--workdir",
                               str(tmp_path)], capture_output=True, text=True, timeout=300)
         assert res.returncode == 0 and "solo-learn agrees with byol-ref" in res.stdout, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("extra", [
+    ["--warmup", "0"],  # base.py then starts the scheduler at the peak (the script once left it at 3e-5: DIFFER)
+    ["--seed", "4", "--batch", "5", "--dims", "5,9,7,4", "--steps", "4", "--total-steps", "9", "--warmup", "2",
+     "--tau-base", "0.9", "--eta", "1", "--lr", "3"],
+])
+def test_crosscheck_against_solo_learn_source_at_other_settings(extra, tmp_path):
+    """solo-learn's BYOL files at settings other than the script's defaults (as
+    test_crosscheck_against_solo_learn_source)."""
+    if importlib.util.find_spec("torch") is None or not os.environ.get("SOLO_LEARN_SRC"):
+        pytest.skip("solo-learn's source is not here (torch and SOLO_LEARN_SRC are needed)")
+    res = subprocess.run([sys.executable, str(ROOT / "examples" / "crosscheck_solo_learn.py"), "--workdir",
+                          str(tmp_path), *extra], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "solo-learn agrees with byol-ref" in res.stdout, res.stdout + res.stderr
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="the solo-learn check imports torch")
@@ -228,14 +253,23 @@ def test_lars_switch_spellings_without_torch(signature, switches):
             lars_switches(("params", "lr", "eta") + rest)
 
 
-def test_crosscheck_against_the_official_code(tmp_path):
+@pytest.mark.parametrize("extra", [
+    [],
+    # K = 6, W = 2: float32 rounds the rates of steps 3 and 5 by less than the 1e-9 tolerance, and the exact
+    # schedule diverges downstream, at a step-4 gradient (the script once wanted step1.lr whatever the settings)
+    ["--steps", "6", "--total-steps", "6", "--warmup", "2"],
+    ["--seed", "5", "--batch", "5", "--dims", "4,10,6,8,12", "--warmup", "0", "--steps", "3", "--tau-base", "0.9",
+     "--eta", "0.02", "--momentum", "0.5"],
+])
+def test_crosscheck_against_the_official_code(extra, tmp_path):
     """The official JAX/Haiku building blocks, step for step (runs where JAX, Haiku, optax and dm-tree are
-    installed and BYOL_OFFICIAL_SRC names a checkout of google-deepmind/deepmind-research)."""
+    installed and BYOL_OFFICIAL_SRC names a checkout of google-deepmind/deepmind-research), at the script's
+    defaults and at other settings."""
     missing = [m for m in ("jax", "haiku", "optax", "tree") if importlib.util.find_spec(m) is None]
     if missing or not os.environ.get("BYOL_OFFICIAL_SRC"):
         pytest.skip(f"the official code is not here ({', '.join(missing) or 'BYOL_OFFICIAL_SRC is not set'})")
     res = subprocess.run([sys.executable, str(ROOT / "examples" / "crosscheck_official.py"), "--workdir",
-                          str(tmp_path)], capture_output=True, text=True, timeout=300)
+                          str(tmp_path), *extra], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and "The official code agrees with byol-ref" in res.stdout, res.stdout + res.stderr
 
 
