@@ -223,9 +223,9 @@ def main(argv=None) -> int:
     if args.shards < 2:
         ap.error(f"--shards must be 2 or more, got {args.shards}: one replica shards nothing, and the check that "
                  "the sharded conventions differ from the unsharded one could not hold")
-    if args.rows < (2 if args.views != "concat" else 1):
-        ap.error(f"--rows must be 2 or more with separate views (torch's batch norm refuses one row), 1 or more with "
-                 f"--views concat, got {args.rows}")
+    if args.rows < 2:
+        ap.error(f"--rows must be 2 or more, got {args.rows}: byol-ref's bn_shards wants 2 rows of each view per "
+                 "shard (and torch's batch norm refuses one row with separate views)")
     hyper = (args.lr, args.momentum, args.tau_base)
     ok = True
     for views in (["concat", "separate"] if args.views == "both" else [args.views]):
