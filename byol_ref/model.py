@@ -602,13 +602,15 @@ def shard_running_groups(config: Config, n_groups: int) -> int | None:
     return n_groups // config.bn_shards
 
 
-def _check_shards(config: Config, n: int, name: str):
-    """Each of the S shards of an ``n``-row batch must be equal and hold at least 2 rows."""
+def _check_shards(config: Config, n: int, name: str, least: int = 2):
+    """Each of the S shards of an ``n``-row batch must be equal and hold at least ``least`` rows
+    (2 for batch statistics; 1 per view where ``views="concat"`` joins two views' rows)."""
     s = config.bn_shards
-    if s > 1 and (n % s or n // s < 2):
+    if s > 1 and (n % s or n // s < least):
         raise ValueError(f"{name} has {n} rows, which bn_shards={s} cannot split into equal shards of at least "
-                         f"2 rows each (batch-norm statistics are taken per shard); use a batch size that is a "
-                         f"multiple of {s} and at least {2 * s}")
+                         f"{least} row{'s' if least > 1 else ''} each (batch-norm statistics are taken per shard"
+                         f"{', over both views' if least == 1 else ''}); use a batch size that is a multiple of {s} "
+                         f"and at least {least * s}")
 
 
 def data_dependent_init(network: Network, x, *, eps: float | None = None) -> Network:
@@ -765,13 +767,15 @@ def loss_and_grads(online: Network, target: Network, view1, view2, *, record: Ca
                         "build both in one dtype, byol_ref never mixes dtypes silently")
     _check_buffers(online, "online", dtype)
     _check_buffers(target, "target", dtype)
-    rows = dict(min_rows=2, rows_for="batch norm takes its statistics over the rows of a batch") \
-        if cfg.norm == "batch" else dict(min_rows=1)
+    # Batch statistics need 2 rows: of each view, or of both views joined (views="concat", as one replica of
+    # a DDP run with a batch of 1 per view sees them: 2 rows for its batch norm).
+    least = 1 if cfg.norm != "batch" or cfg.views == "concat" else 2
+    rows = dict(min_rows=least, rows_for="batch norm takes its statistics over the rows of a batch")
     check_array(view1, "view1", ndim=2, last_dim=cfg.encoder_dim, dtype=dtype, **rows)
     check_array(view2, "view2", ndim=2, last_dim=cfg.encoder_dim, dtype=dtype, **rows)
     if view1.shape != view2.shape:
         raise ValueError(f"view1 and view2 must have the same shape, got {tuple(view1.shape)} and {tuple(view2.shape)}")
-    _check_shards(cfg, view1.shape[0], "view1")
+    _check_shards(cfg, view1.shape[0], "view1", least=1 if cfg.views == "concat" else 2)
     xp = get_array_module(view1)
     n = view1.shape[0]
 

@@ -280,11 +280,12 @@ def check_configs(model_cfg: Config, tcfg: TrainConfig) -> None:
     if tcfg.data_init and model_cfg.norm != "affine":
         raise ValueError(f"data_init=True sets the norm='affine' layers from the data, but the model has "
                          f"norm={model_cfg.norm!r}; use norm='affine' (--norm affine) or drop data_init")
-    s = model_cfg.bn_shards
-    if s > 1 and (tcfg.batch_size % s or tcfg.batch_size // s < 2):
+    s, least = model_cfg.bn_shards, 1 if model_cfg.views == "concat" else 2  # (concat: 2 rows, one of each view)
+    if s > 1 and (tcfg.batch_size % s or tcfg.batch_size // s < least):
         raise ValueError(f"batch_size={tcfg.batch_size} cannot be split into bn_shards={s} equal shards of at least "
-                         f"2 rows each (batch-norm statistics are taken per shard); use a multiple of {s} that is "
-                         f"at least {2 * s}")
+                         f"{least} row{'s' if least > 1 else ''} each (batch-norm statistics are taken per shard"
+                         f"{', over both views' if least == 1 else ''}); use a multiple of {s} that is at least "
+                         f"{least * s}")
 
 
 def init_state(model_cfg: Config, tcfg: TrainConfig, backend: Backend, x_init=None) -> TrainState:

@@ -201,7 +201,7 @@ def run_accumulation(inputs, cfg, shards, steps, hyper=(LR, MOMENTUM, TAU)):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shards", type=int, default=2, help="replicas (and micro-batches)")
-    ap.add_argument("--rows", type=int, default=3, help="rows of each view per replica")
+    ap.add_argument("--rows", type=int, default=3, help="rows of each view per replica (1 with --views concat)")
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--views", choices=["concat", "separate", "both"], default="both",
                     help="byol-pytorch's concatenated views, one pass per view, or both in turn")
@@ -223,9 +223,10 @@ def main(argv=None) -> int:
     if args.shards < 2:
         ap.error(f"--shards must be 2 or more, got {args.shards}: one replica shards nothing, and the check that "
                  "the sharded conventions differ from the unsharded one could not hold")
-    if args.rows < 2:
-        ap.error(f"--rows must be 2 or more, got {args.rows}: byol-ref's bn_shards wants 2 rows of each view per "
-                 "shard (and torch's batch norm refuses one row with separate views)")
+    if args.rows < (1 if args.views == "concat" else 2):
+        ap.error(f"--rows must be 2 or more with --views {args.views}, got {args.rows}: batch norm takes statistics "
+                 "over 2 rows or more, and with separate views a replica's batch norm sees its rows of one view "
+                 "(with --views concat, 1 row of each view makes 2)")
     hyper = (args.lr, args.momentum, args.tau_base)
     ok = True
     for views in (["concat", "separate"] if args.views == "both" else [args.views]):

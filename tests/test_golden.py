@@ -156,6 +156,8 @@ def test_example_verify_pytorch(tmp_path):
       "--tau-base", "0.9", "--eta", "0.02"]),
     ("torch", "crosscheck_ddp.py", "DDP and gradient accumulation agree with byol-ref's bn_shards",
      ["--shards", "3", "--rows", "2", "--views", "concat", "--seed", "1", "--dims", "3,5,2,4,6", "--tau-base", "0.5"]),
+    ("torch", "crosscheck_ddp.py", "DDP and gradient accumulation agree with byol-ref's bn_shards",  # a batch of 1
+     ["--shards", "3", "--rows", "1", "--views", "concat"]),  # per GPU: 2 rows for each replica's batch norm
 ])
 def test_crosscheck_against_the_installed_package(package, script, says, extra, tmp_path):
     """Another implementation's own code, step for step (runs only where that package is installed)."""

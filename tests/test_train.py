@@ -1161,6 +1161,12 @@ def test_batch_norm_shards_need_two_rows_each():
     with pytest.raises(ValueError, match="cannot be split into bn_shards=4 equal shards of at least 2 rows"):
         check_configs(byol.Config(encoder_dim=12, bn_shards=4, **SMALL), _tcfg(batch_size=4))
     check_configs(byol.Config(encoder_dim=12, bn_shards=4, **SMALL), _tcfg(batch_size=8))
+    # concatenated views: a shard's batch norm sees its rows of both views, so 1 row of each is 2 rows
+    check_configs(byol.Config(encoder_dim=12, bn_shards=4, views="concat", **SMALL), _tcfg(batch_size=4))
+    with pytest.raises(ValueError, match=r"^batch_size=6 cannot be split into bn_shards=4 equal shards of at least 1 "
+                                         r"row each \(batch-norm statistics are taken per shard, over both views\); "
+                                         "use a multiple of 4 that is at least 4$"):
+        check_configs(byol.Config(encoder_dim=12, bn_shards=4, views="concat", **SMALL), _tcfg(batch_size=6))
 
 
 def test_calibrating_batch_norm_forgets_the_previous_statistics():
