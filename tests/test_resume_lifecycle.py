@@ -1,6 +1,8 @@
 """A run's lifecycle on disk, as a hypothesis state machine: ``fit(out_dir=...)`` split into random segments.
 
-Each call of fit is a fresh start or a ``resume=True`` (for the run's length or another one), and ends at
+Each call of fit is a fresh start, a new run over the one there (``overwrite=True``: the old run comes back
+whole if the new one dies before its first checkpoint) or a ``resume=True`` (for the run's length or another
+one), and ends at
 its end, at a ``stop_at`` a few steps on, at an interrupt (``stop_requested`` returns the exception:
 raised once that step's checkpoint is written, as a Ctrl-C is) or at a crash (the exception is raised
 between a step's record and its checkpoint, so the steps since the last checkpoint are lost and
@@ -124,17 +126,16 @@ class RunLifecycle(RuleBasedStateMachine):
             return TrainConfig(**{**self.kw, "log_every": 1, "warmup_epochs": self.warmup}, epochs=epochs)
         return TrainConfig(**self.kw, epochs=epochs)
 
-    def fit(self, epochs, *, resume, stop_ahead=None, halt=None):
+    def fit(self, epochs, *, resume, stop_ahead=None, halt=None, replacing=None):
         """One call of fit, checked against the model, which it then updates; returns the FitResult
-        (None when it raised Interrupt or Crash, as the model says it must)."""
+        (None when it raised Interrupt or Crash, as the model says it must). ``replacing``: the files of
+        the run a new one replaces (overwrite=True), which come back unless it writes a checkpoint."""
         start = self.checkpoint[0] if resume else 0
         total = epochs * STEPS_PER_EPOCH
         stop_at = None if stop_ahead is None else start + stop_ahead
         end = total if stop_at is None else min(stop_at, total)
         kind, at = (None, None) if halt is None or start + halt[1] > end else (halt[0], start + halt[1])
         reached = end if at is None else at
-        if not resume:
-            self.warmup = self.tcfg(epochs).warmup_epochs
         calls, written = [], []
 
         def stop_requested():
@@ -161,6 +162,12 @@ class RunLifecycle(RuleBasedStateMachine):
         due = [k for k in range(start + 1, reached + 1)
                if (every and k % every == 0) or k == end or (k == at and kind == "interrupt")]
         assert written == [k for k in due if not (k == at and kind == "crash")]
+        if replacing is not None and not written:  # died before its first checkpoint: the old run is back, whole
+            assert sorted(p.name for p in self.out.iterdir()) == sorted(replacing), "the replaced run is not back"
+            assert {name: (self.out / name).read_bytes() for name in replacing} == replacing
+            return result
+        if not resume:
+            self.warmup = self.tcfg(epochs).warmup_epochs
         if written:
             self.checkpoint = (written[-1], epochs)
         # the records: every log_every steps, at the end of the call, at each kNN monitor
@@ -178,9 +185,23 @@ class RunLifecycle(RuleBasedStateMachine):
     @precondition(lambda self: self.checkpoint is None)
     @rule(stop_ahead=aheads, halt=halts)
     def start(self, stop_ahead, halt):
-        """A fresh run (replacing one that died before its first checkpoint)."""
+        """A fresh run (replacing one that died before its first checkpoint: it comes back if this one does too)."""
         self.consistent = False
-        self.fit(self.epochs, resume=False, stop_ahead=stop_ahead, halt=halt)
+        replacing = {p.name: p.read_bytes() for p in self.out.iterdir()} or None
+        self.fit(self.epochs, resume=False, stop_ahead=stop_ahead, halt=halt, replacing=replacing)
+        self.consistent = True
+
+    @precondition(lambda self: self.checkpoint is not None)
+    @rule(stop_ahead=aheads, halt=halts)
+    def replace(self, stop_ahead, halt):
+        """A new run over the one there (overwrite=True): the old one goes whole at the new one's first
+        checkpoint, and comes back whole if the new one dies before it."""
+        self.consistent = False
+        replacing = {p.name: p.read_bytes() for p in self.out.iterdir()}
+        kept = self.checkpoint
+        self.checkpoint = None  # (the new run's, once it writes one)
+        self.fit(self.epochs, resume=False, stop_ahead=stop_ahead, halt=halt, replacing=replacing)
+        self.checkpoint = self.checkpoint or kept
         self.consistent = True
 
     @precondition(lambda self: self.checkpoint is not None)
@@ -216,6 +237,7 @@ class RunLifecycle(RuleBasedStateMachine):
 
     @invariant()
     def checkpoint_is_the_last_reported(self):
+        assert not (self.out / ".replaced").exists(), "a replaced run was left set aside"
         path = self.out / "checkpoint.npz"
         if self.checkpoint is None:
             assert not path.exists()
