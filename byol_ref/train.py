@@ -760,25 +760,26 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
     ckpt_extra = {"views": views_to_dicts(views), "preprocessing": prep, "warmup_default": warmup_default}
     history = []
     metrics_file = None
-    # overwrite: the run in out_dir goes whole at this run's first checkpoint, and comes back whole if this one
-    # stops before it; its checkpoint beside this run's metrics would be offered to a resume (rundir.Replacing).
-    replacing = Replacing(out) if out is not None and overwrite and not resume else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         lock.take(out)
-        if replacing is not None:
-            replacing.set_aside()
         if resume:  # records past the checkpoint (an interrupted run logs ahead of it) are written again
             _drop_records_after(out / "metrics.jsonl", state.step)
-        metrics_file = open(out / "metrics.jsonl", "a" if resume else "w")
     eval_every = tcfg.eval_every or max(sched.total_steps // 10, 1)
     x_train = data.x_train.astype(tcfg.dtype)
     bar = Progress(sched.total_steps, enabled=progress, start=state.step)
     end = sched.total_steps if stop_at is None else min(stop_at, sched.total_steps)
     n, B = x_train.shape[0], tcfg.batch_size
     start_step = state.step
+    # overwrite: the run in out_dir goes whole at this run's first checkpoint, and comes back whole if this one
+    # stops before it; its checkpoint beside this run's metrics would be offered to a resume (rundir.Replacing).
+    replacing = Replacing(out) if out is not None and overwrite and not resume else None
+    if replacing is not None:
+        replacing.set_aside()
     put_back = replacing is not None and replacing.aside is not None  # (when this run stops before a checkpoint)
     try:
+        if out is not None:
+            metrics_file = open(out / "metrics.jsonl", "a" if resume else "w")
         if state.step == 0:  # where the encoder starts: the kNN of the random init
             first = {"step": 0, "epoch": 0.0, **knn_monitor(state.online, data, input_norm, be)}
             if "knn" in first:
@@ -834,7 +835,8 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
                 raise stop
     except BaseException:
         if replacing is not None:  # without a checkpoint of this run, the run it replaces comes back
-            metrics_file.close()  # (this run's metrics.jsonl goes)
+            if metrics_file is not None:
+                metrics_file.close()  # (this run's metrics.jsonl goes)
             replacing.stopped()
         raise
     finally:
