@@ -3203,3 +3203,22 @@ def test_embed_baselines_refuses_random_encoder_features_that_are_not_finite(tmp
     assert main(["embed", str(run_dir), "--out", str(feats), "--baselines"]) == 2
     assert "error: the network's features of " in capsys.readouterr().err
     assert not feats.exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo (POSIX)")
+def test_a_recorded_data_file_that_became_a_link_to_nothing_or_a_pipe_is_named_as_such(tmp_path):
+    """The data file config.json records is named for what stands there (checks.odd_entry), as every reader
+    names it: 'does not exist (moved ...)' sent the user looking for a file that stands there."""
+    from byol_ref.cli import _data_for_run
+
+    cfg_file = tmp_path / "r" / "config.json"
+    link, pipe = tmp_path / "x.npy", tmp_path / "p.npy"
+    link.symlink_to(tmp_path / "gone" / "x.npy")
+    os.mkfifo(pipe)
+    way = "pass --data PATH (and --labels) to name the data"
+    for path, found in ((link, f"is a link to {tmp_path / 'gone' / 'x.npy'}, which leads to no file (a disk not "
+                               "mounted, a file moved?)"),
+                        (pipe, "is not a regular file (a pipe, device or socket)")):
+        with pytest.raises(FileNotFoundError) as info:
+            _data_for_run({"data": str(path)}, cfg_file)
+        assert str(info.value) == f"{cfg_file} records the data file {str(path)!r}, which {found}; {way}"

@@ -975,3 +975,16 @@ def test_weight_std_standardises_every_linear_but_the_heads_last_with_the_config
             w = (w - w.mean(axis=0)) / np.sqrt(w.var(axis=0) + 0.5)
         np.testing.assert_allclose(seen[f"online.{name}.out"], x @ w + p[f"{name}.bias"], rtol=1e-12, atol=1e-13,
                                    err_msg=name)
+
+
+def test_concat_shards_that_do_not_split_evenly_are_refused_with_the_rows_they_need():
+    """views="concat": a shard needs 1 row of each view (2 for its batch norm, over both views), so the
+    message asks for a multiple of S that is at least S, not 2 S."""
+    online, target, rng = _small(dict(views="concat", bn_shards=2), 0)
+    v = rng.standard_normal((3, 4))
+    with pytest.raises(ValueError) as info:
+        byol.loss_and_grads(online, target, v, v)
+    assert str(info.value) == ("view1 has 3 rows, which bn_shards=2 cannot split into equal shards of at least 1 row "
+                               "each (batch-norm statistics are taken per shard, over both views); use a batch size "
+                               "that is a multiple of 2 and at least 2")
+    byol.loss_and_grads(online, target, v[:2], v[1:])  # (1 row of each view per shard)

@@ -684,6 +684,69 @@ def test_overwrite_puts_the_run_it_replaces_back_whole_when_stopped_before_its_f
     for k, v in whole.state.online.params.items():
         np.testing.assert_array_equal(again.state.online.params[k], v, err_msg=k)
 
+def test_resume_with_overwrite_too_continues_the_run_and_keeps_its_records(tmp_path, data):
+    """resume=True continues the run even with overwrite=True (only a new run replaces one): its records
+    up to the checkpoint stay, and nothing is set aside (setting it aside dropped them at the first checkpoint)."""
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    out = tmp_path / "run"
+    fit(data, cfg, _tcfg(epochs=2, checkpoint_every=4), progress=False, out_dir=out, stop_at=4)
+    before = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    res = fit(data, cfg, _tcfg(epochs=2, checkpoint_every=4), progress=False, out_dir=out, resume=True,
+              overwrite=True)
+    assert res.start_step == 4 and res.state.step == 8 and before[-1] == 4
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == before + [5, 6, 7, 8] and sorted(os.listdir(out)) == ["checkpoint.npz", "metrics.jsonl"]
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_a_divergence_says_the_run_it_replaces_is_put_back_only_where_there_was_one(tmp_path, data):
+    """Both divergence guards (the loss, and the state a checkpoint would hold) say that the run an
+    overwrite=True replaces is put back when out_dir held one, and not when it held none."""
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    tc = _tcfg(epochs=1, optimizer="adam", checkpoint_every=1)
+    s0 = init_state(cfg, tc, get_backend("numpy", "float64", 1))
+    opt = dict(s0.opt_state)
+    opt["nu.encoder.fc1.weight"] = np.full_like(opt["nu.encoder.fc1.weight"], np.inf)  # the loss stays finite
+    bad_state = s0._replace(opt_state=opt)
+    huge = _tcfg(epochs=3, lr=1e300, optimizer="sgd", warmup_epochs=0, checkpoint_every=0)
+    old = tmp_path / "old"
+    fit(data, cfg, _tcfg(epochs=1), progress=False, out_dir=old, stop_at=2)
+    files = {name: (old / name).read_bytes() for name in os.listdir(old)}
+    for held, back in ((False, ""), (True, "; the run it replaces (overwrite=True) is put back")):
+        with pytest.raises(TrainingDiverged) as info:
+            fit(data, cfg, tc, progress=False, state=bad_state, out_dir=old if held else tmp_path / "a",
+                overwrite=True)
+        assert str(info.value).endswith(f"; stopping (no checkpoint was written before it{back}). Lower the "
+                                        "learning rate."), str(info.value)
+        with pytest.raises(TrainingDiverged) as info:
+            fit(data, cfg, huge, progress=False, out_dir=old if held else tmp_path / "b", overwrite=True)
+        back = back and " The run it replaces (overwrite=True) is put back."
+        assert re.fullmatch(r"the loss became \S+ at step \d+ \(lr \S+, tau \S+\); stopping\. No checkpoint was "
+                            rf"written before it\.{re.escape(back)} Lower the learning rate or check the data\.",
+                            str(info.value)), str(info.value)
+    assert {name: (old / name).read_bytes() for name in os.listdir(old)} == files
+
+
+def test_overwrite_puts_the_run_it_replaces_back_when_interrupted_at_the_first_knn_monitor(tmp_path, data,
+                                                                                           monkeypatch):
+    """A Ctrl-C (a KeyboardInterrupt, no Exception) in the kNN monitor of step 0, before any step: the run
+    overwrite=True replaces comes back whole, as it does when the run stops later before its first checkpoint."""
+    import byol_ref.train as train
+
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    out = tmp_path / "run"
+    fit(data, cfg, _tcfg(epochs=1), progress=False, out_dir=out)
+    files = {name: (out / name).read_bytes() for name in os.listdir(out)}
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "knn_monitor", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fit(data, cfg, _tcfg(epochs=1, seed=7), progress=False, out_dir=out, overwrite=True)
+    assert {name: (out / name).read_bytes() for name in os.listdir(out)} == files
+
 
 def test_train_config_validation():
     with pytest.raises(ValueError, match="optimizer must be one of"):
@@ -1046,6 +1109,27 @@ def test_a_run_resumed_for_a_longer_run_resumes_again_with_the_same_fresh_train_
     with pytest.raises(ValueError, match=r"warmup_epochs: 0\.05 in the checkpoint, 0\.3 requested"):
         fit(data, cfg, _tcfg(epochs=3, warmup_epochs=0.3), progress=False, out_dir=tmp_path / "run", resume=True)
 
+
+
+def test_the_checkpoint_records_whether_the_runs_warmup_was_left_at_its_default(data, tmp_path):
+    """meta["warmup_default"] says whether a fresh TrainConfig's warm-up may stand for the run's: not when
+    the run asked for one (a resume for another length with a fresh TrainConfig is refused, naming it), and,
+    in a checkpoint from before the record, when the warm-up is 5% of the checkpoint's length."""
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    own = _tcfg(epochs=1, warmup_epochs=0.5, checkpoint_every=100)
+    fit(data, cfg, own, progress=False, out_dir=tmp_path / "own")
+    assert ckpt.load(tmp_path / "own" / "checkpoint.npz")[1]["warmup_default"] is False
+    with pytest.raises(ValueError, match=r"warmup_epochs: 0\.5 in the checkpoint, 0\.1 requested"):
+        fit(data, cfg, _tcfg(epochs=2, checkpoint_every=100), progress=False, out_dir=tmp_path / "own", resume=True)
+    path = tmp_path / "old" / "checkpoint.npz"
+    fit(data, cfg, _tcfg(epochs=1, checkpoint_every=100), progress=False, out_dir=tmp_path / "old")
+    arrays, meta = ckpt.load(path)
+    assert meta.pop("warmup_default") is True
+    ckpt.save(path, arrays, meta)  # as written before the record
+    longer = fit(data, cfg, _tcfg(epochs=2, checkpoint_every=100), progress=False, out_dir=tmp_path / "old",
+                 resume=True)
+    assert longer.start_step == 4 and longer.train_config.warmup_epochs == 0.05
+    assert ckpt.load(path)[1]["warmup_default"] is True
 
 # ---------------------------------------------------------------------------------------
 # What a mutation audit found untested: the data order, the divergence guard's reach, the records,
