@@ -622,3 +622,18 @@ def test_odd_entry_names_only_what_stands_there_but_is_no_file_nor_folder(tmp_pa
     for name, to in (("to_gone", "gone"), ("chain", "to_gone")):
         assert odd_entry(tmp_path / name) == (f"is a link to {tmp_path / to}, which leads to no file (a disk not "
                                               "mounted, a file moved?)"), name
+
+
+def test_an_empty_batch_without_batch_statistics_is_not_blamed_on_batch_norm():
+    """With norm="layer" (or group, none) or concatenated views a view needs 1 row; the empty one was refused
+    as batch norm taking its statistics over the rows, which a layer-norm model has none of."""
+    for kw in (dict(norm="layer"), dict(norm="batch", views="concat")):
+        online, target = byol.build(4, 3, 2, 5, **kw)
+        empty = np.zeros((0, 4))
+        with pytest.raises(ValueError, match=r"^view1 must have at least 1 rows, got shape \(0, 4\)$"):
+            byol.loss_and_grads(online, target, empty, empty)
+    online, target = byol.build(4, 3, 2, 5)
+    one = np.ones((1, 4))
+    with pytest.raises(ValueError, match=r"^view1 must have at least 2 rows, got shape \(1, 4\): batch norm takes its "
+                                         r"statistics over the rows of a batch$"):
+        byol.loss_and_grads(online, target, one, one)
