@@ -1,6 +1,7 @@
 """Input validation with messages that name the argument, what it got and what was expected."""
 from __future__ import annotations
 
+import errno
 import math
 import numbers
 import operator
@@ -153,11 +154,16 @@ def check_path(path, name="path") -> str:
 
 def odd_entry(path) -> str | None:
     """What stands at ``path`` where it is there but is neither a regular file nor a folder, as the
-    end of a sentence ("is a link to X, which leads to no file ...", "is not a regular file (a pipe,
-    device or socket)"); None for a file, a folder or nothing at all, which each reader names in its
-    own words. (A link to nothing does not exist(), and a pipe is no is_file(): "does not exist"
-    sent the user looking for a file that stands there.)"""
-    if os.path.islink(path) and not os.path.exists(path):  # (a link chain or loop included)
+    end of a sentence ("is a link to X, which leads to no file ...", "... round a loop of links, to no
+    file", "is not a regular file (a pipe, device or socket)"); None for a file, a folder or nothing
+    at all, which each reader names in its own words. (A link to nothing does not exist(), and a pipe
+    is no is_file(): "does not exist" sent the user looking for a file that stands there.)"""
+    if os.path.islink(path) and not os.path.exists(path):  # (a link chain included)
+        try:
+            os.stat(path)
+        except OSError as exc:  # a loop of links leads back to itself, not to a file gone
+            if exc.errno == errno.ELOOP:
+                return f"is a link to {os.readlink(path)}, which leads round a loop of links, to no file"
         return f"is a link to {os.readlink(path)}, which leads to no file (a disk not mounted, a file moved?)"
     if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
         return "is not a regular file (a pipe, device or socket)"

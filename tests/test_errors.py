@@ -622,6 +622,13 @@ def test_odd_entry_names_only_what_stands_there_but_is_no_file_nor_folder(tmp_pa
     for name, to in (("to_gone", "gone"), ("chain", "to_gone")):
         assert odd_entry(tmp_path / name) == (f"is a link to {tmp_path / to}, which leads to no file (a disk not "
                                               "mounted, a file moved?)"), name
+    # a loop: no file moved nor disk unmounted, but a link that leads back round (ELOOP)
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "ping").symlink_to(tmp_path / "pong")
+    (tmp_path / "pong").symlink_to(tmp_path / "ping")
+    for name, to in (("loop", "loop"), ("ping", "pong")):
+        assert odd_entry(tmp_path / name) == (f"is a link to {tmp_path / to}, which leads round a loop of links, "
+                                              "to no file"), name
 
 
 def test_an_empty_batch_without_batch_statistics_is_not_blamed_on_batch_norm():
