@@ -769,9 +769,9 @@ def loss_and_grads(online: Network, target: Network, view1, view2, *, record: Ca
     _check_buffers(target, "target", dtype)
     # Batch statistics need 2 rows: of each view, or of both views joined (views="concat", as one replica of
     # a DDP run with a batch of 1 per view sees them: 2 rows for its batch norm).
-    least = 1 if cfg.norm != "batch" or cfg.views == "concat" else 2
-    rows = dict(min_rows=2, rows_for="batch norm takes its statistics over the rows of a batch") if least == 2 \
-        else dict(min_rows=1)  # (a layer or group norm's statistics are per row; concat's have the other view's)
+    # (A layer or group norm's statistics are per row, and no reason is given for its 1 row.)
+    rows = (dict(min_rows=2, rows_for="batch norm takes its statistics over the rows of a batch")
+            if cfg.norm == "batch" and cfg.views == "separate" else dict(min_rows=1))
     check_array(view1, "view1", ndim=2, last_dim=cfg.encoder_dim, dtype=dtype, **rows)
     check_array(view2, "view2", ndim=2, last_dim=cfg.encoder_dim, dtype=dtype, **rows)
     if view1.shape != view2.shape:
