@@ -35,7 +35,7 @@ from .kernels import EMA_FORMS
 from .model import (Config, Network, buffer_shapes, build_from_config, data_dependent_init, ema_update,
                     loss_and_grads, param_shapes)
 from .optim import make_optimizer, predictor_lr_mult
-from .rundir import Replacing, RunLock
+from .rundir import Replacing, RunLock, refuse_for_set_aside, remove_replaced, remove_stale
 from .schedules import check_warmup_convention, target_tau, warmup_cosine_lr
 
 
@@ -695,6 +695,9 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
          on_checkpoint, stop_requested, lock) -> FitResult:
     log = log or (lambda msg: print(msg, file=sys.stderr))
     overwrite = check_bool(overwrite, "overwrite")
+    if check_bool(resume, "resume") and overwrite:
+        raise ValueError("resume=True continues the run in out_dir, overwrite=True starts a new one over it: pass "
+                         "one of them")
     check_configs(model_cfg, tcfg)
     if model_cfg.encoder_dim != dataset.x_train.shape[1]:
         raise ValueError(f"model encoder_dim is {model_cfg.encoder_dim} but the data has "
@@ -718,6 +721,8 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
 
     warmup_default = tcfg.warmup_epochs == _default_warmup(tcfg)  # (a fresh run's; a resumed run's is its own)
     if resume:
+        if out is not None and not ckpt_path.is_file():
+            refuse_for_set_aside(out, "resume=True: ")
         if ckpt_path is None or not ckpt_path.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path} (a run stopped before its first "
                                     "checkpoint has nothing to continue: start it again with --overwrite)")
@@ -749,6 +754,8 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
                                  f"vs {tuple(requested_views)}")
             views = saved_views
         check_resume_length(state.step, sched, tcfg, ckpt_path)
+        remove_stale(out)
+        remove_replaced(out)  # (its checkpoint is the run an overwrite killed after that checkpoint started)
         log(f"resuming from {ckpt_path} at step {state.step}")
     elif state is None:
         x_init = init_sample(data.x_train.astype(tcfg.dtype), input_norm, be) if tcfg.data_init else None

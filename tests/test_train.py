@@ -684,18 +684,44 @@ def test_overwrite_puts_the_run_it_replaces_back_whole_when_stopped_before_its_f
     for k, v in whole.state.online.params.items():
         np.testing.assert_array_equal(again.state.online.params[k], v, err_msg=k)
 
-def test_resume_with_overwrite_too_continues_the_run_and_keeps_its_records(tmp_path, data):
-    """resume=True continues the run even with overwrite=True (only a new run replaces one): its records
-    up to the checkpoint stay, and nothing is set aside (setting it aside dropped them at the first checkpoint)."""
+def test_resume_with_overwrite_too_is_refused_and_writes_nothing(tmp_path, data):
+    """resume=True continues the run, overwrite=True starts a new one over it: the pair was taken as a
+    resume (overwrite ignored), where the CLI refuses --resume --overwrite. Now fit refuses it too."""
     cfg = byol.Config(encoder_dim=12, **SMALL)
     out = tmp_path / "run"
     fit(data, cfg, _tcfg(epochs=2, checkpoint_every=4), progress=False, out_dir=out, stop_at=4)
-    before = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
-    res = fit(data, cfg, _tcfg(epochs=2, checkpoint_every=4), progress=False, out_dir=out, resume=True,
-              overwrite=True)
-    assert res.start_step == 4 and res.state.step == 8 and before[-1] == 4
-    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert steps == before + [5, 6, 7, 8] and sorted(os.listdir(out)) == ["checkpoint.npz", "metrics.jsonl"]
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(ValueError, match=r"^resume=True continues the run in out_dir, overwrite=True starts a new "
+                                         r"one over it: pass one of them$"):
+        fit(data, cfg, _tcfg(epochs=2, checkpoint_every=4), progress=False, out_dir=out, resume=True,
+            overwrite=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_resume_says_where_a_run_an_overwrite_left_set_aside_is(tmp_path, data):
+    """A fit(overwrite=True) or train --overwrite killed outright before its first checkpoint leaves the
+    run it replaces in out_dir/.replaced and nothing else: fit(resume=True) said only "no checkpoint", where
+    the CLI's --resume says where the run is and how to put it back; now fit says so too. A resume of a run
+    whose checkpoint is there (the killed overwrite's) removes a .replaced left beside it, as the CLI's does."""
+    from byol_ref.rundir import _move_aside
+
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    out = tmp_path / "run"
+    fit(data, cfg, _tcfg(epochs=1), progress=False, out_dir=out)
+    _move_aside(out)  # what a kill leaves: the run aside, nothing of the new one yet
+    aside = {p.name: p.read_bytes() for p in (out / ".replaced").iterdir()}
+    with pytest.raises(FileNotFoundError, match=rf"^resume=True: {out} has no checkpoint: .* The run it was "
+                                                rf"replacing is in {out / '.replaced'}; to go on with that one"):
+        fit(data, cfg, _tcfg(epochs=1), progress=False, out_dir=out, resume=True)
+    assert sorted(os.listdir(out)) == [".replaced"] and {p.name: p.read_bytes()
+                                                        for p in (out / ".replaced").iterdir()} == aside
+    # a checkpoint beside it is the killed overwrite's, written before it could remove the folder
+    other = tmp_path / "other"
+    fit(data, cfg, _tcfg(epochs=2, seed=5), progress=False, out_dir=other, stop_at=3)
+    for name in ("checkpoint.npz", "metrics.jsonl"):
+        (out / name).write_bytes((other / name).read_bytes())
+    res = fit(data, cfg, _tcfg(epochs=2, seed=5), progress=False, out_dir=out, resume=True)
+    assert res.start_step == 3 and sorted(os.listdir(out)) == ["checkpoint.npz", "metrics.jsonl"]
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
