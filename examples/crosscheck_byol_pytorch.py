@@ -44,6 +44,7 @@ from inspect import signature
 
 import numpy as np
 
+from _args import parse_dims  # examples/_args.py: the settings the cross-checks share
 from _skip import skip  # examples/_skip.py: exit 77 (skipped) when this check cannot run here
 
 try:
@@ -149,10 +150,7 @@ def main(argv=None) -> int:
                          "in front of batch norm, whose true gradient is 0, by ~3e-8 x lr of rounding noise a step)")
     ap.add_argument("--workdir", default=None, help="where to write the files (default: a temporary folder)")
     args = ap.parse_args(argv)
-    try:
-        S, H, PH, P = (int(d) for d in args.dims.split(","))
-    except ValueError:
-        ap.error(f"--dims wants four integers S,H,PH,P, got {args.dims!r}")
+    S, H, PH, P = parse_dims(ap, args.dims, "S,H,PH,P")
     N, D = args.batch, 3 * S * S
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or tmp

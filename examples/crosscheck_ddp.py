@@ -32,6 +32,7 @@ import tempfile
 
 import numpy as np
 
+from _args import parse_dims  # examples/_args.py: the settings the cross-checks share
 from _skip import skip  # examples/_skip.py: exit 77 (skipped) when this check cannot run here
 
 try:
@@ -216,10 +217,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of byol-ref's params and views (default 0)")
     ap.add_argument("--workdir", default=None, help="keep the traces here (default: a temporary directory)")
     args = ap.parse_args(argv)
-    try:
-        sizes = dict(zip(SIZES, (int(d) for d in args.dims.split(",")), strict=True))
-    except ValueError:
-        ap.error(f"--dims wants five integers D,H,P,Q,PH, got {args.dims!r}")
+    sizes = dict(zip(SIZES, parse_dims(ap, args.dims, "D,H,P,Q,PH")))
     if args.shards < 2:
         ap.error(f"--shards must be 2 or more, got {args.shards}: one replica shards nothing, and the check that "
                  "the sharded conventions differ from the unsharded one could not hold")

@@ -36,6 +36,7 @@ import tempfile
 
 import numpy as np
 
+from _args import parse_dims  # examples/_args.py: the settings the cross-checks share
 from _skip import skip  # examples/_skip.py: exit 77 (skipped) when this check cannot run here
 
 try:
@@ -146,10 +147,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of the torch init and of the views (default 0)")
     ap.add_argument("--workdir", default=None, help="where to write the files (default: a temporary folder)")
     args = ap.parse_args(argv)
-    try:
-        D, H, PH, P = (int(d) for d in args.dims.split(","))
-    except ValueError:
-        ap.error(f"--dims wants four integers D,H,PH,P, got {args.dims!r}")
+    D, H, PH, P = parse_dims(ap, args.dims, "D,H,PH,P")
     N = args.batch
     total = args.steps if args.total_steps is None else args.total_steps
     with tempfile.TemporaryDirectory() as tmp:

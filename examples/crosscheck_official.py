@@ -48,6 +48,7 @@ import tempfile
 
 import numpy as np
 
+from _args import parse_dims  # examples/_args.py: the settings the cross-checks share
 from _skip import skip  # examples/_skip.py: exit 77 (skipped) when this check cannot run here
 
 try:
@@ -220,10 +221,7 @@ def main(argv=None) -> int:
     if not args.byol_src:
         skip("this check runs the official BYOL code: clone google-deepmind/deepmind-research and pass "
              "--byol-src (or set BYOL_OFFICIAL_SRC). byol-ref does not need it; see docs/verifying.md.", __doc__)
-    try:
-        D, H, P, Q, PH = (int(d) for d in args.dims.split(","))
-    except ValueError:
-        ap.error(f"--dims wants five integers D,H,P,Q,PH, got {args.dims!r}")
+    D, H, P, Q, PH = parse_dims(ap, args.dims, "D,H,P,Q,PH")
     N = args.batch
     official = import_official(args.byol_src)
     verdicts, lrs = {}, {}

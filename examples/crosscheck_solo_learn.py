@@ -53,6 +53,7 @@ import tempfile
 
 import numpy as np
 
+from _args import parse_dims  # examples/_args.py: the settings the cross-checks share
 from _skip import skip  # examples/_skip.py: exit 77 (skipped) when this check cannot run here
 
 try:
@@ -216,10 +217,7 @@ def main(argv=None) -> int:
     if not args.solo_src:
         skip("this check runs solo-learn's own code: clone vturrisi/solo-learn and pass --solo-src (or set "
              "SOLO_LEARN_SRC). byol-ref does not need it; see docs/verifying.md.", __doc__)
-    try:
-        D, H, PH, P = (int(d) for d in args.dims.split(","))
-    except ValueError:
-        ap.error(f"--dims wants four integers D,H,PH,P, got {args.dims!r}")
+    D, H, PH, P = parse_dims(ap, args.dims, "D,H,PH,P")
     N = args.batch
     total = args.steps if args.total_steps is None else args.total_steps
     solo = load_solo(args.solo_src)

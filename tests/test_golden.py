@@ -298,3 +298,22 @@ def test_a_crosscheck_that_cannot_run_here_exits_as_skipped_not_passed(script, s
     words = " ".join(res.stdout.split())  # argparse re-wraps the description where the packages are installed
     first_line = ast.get_docstring(ast.parse((ROOT / "examples" / script).read_text())).splitlines()[0]
     assert res.returncode == 0 and first_line in words, res.stdout + res.stderr
+
+
+def test_the_cross_checks_read_dims_as_positive_integers_one_per_name(capsys):
+    """--dims of every cross-check (examples/_args.py): one positive int per width, else the parser's
+    error naming the flag, what it got and the widths it wants (a 0 or a missing width failed later,
+    inside the other package or byol-ref, with no word of --dims)."""
+    import argparse
+
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        from _args import parse_dims
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    ap = argparse.ArgumentParser(prog="crosscheck")
+    assert parse_dims(ap, "6,7,9,3", "D,H,PH,P") == (6, 7, 9, 3)
+    for bad in ("6,7,9", "6,7,9,3,5", "6,0,9,3", "6,x,9,3", ""):
+        with pytest.raises(SystemExit):
+            parse_dims(ap, bad, "D,H,PH,P")
+        assert f"crosscheck: error: --dims wants 4 positive integers D,H,PH,P, got {bad!r}" in capsys.readouterr().err
