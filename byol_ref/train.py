@@ -755,7 +755,7 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
             views = saved_views
         check_resume_length(state.step, sched, tcfg, ckpt_path)
         remove_stale(out)
-        remove_replaced(out)  # (its checkpoint is the run an overwrite killed after that checkpoint started)
+        remove_replaced(out)  # (one beside the checkpoint: an overwrite killed after its first left its old run)
         log(f"resuming from {ckpt_path} at step {state.step}")
     elif state is None:
         x_init = init_sample(data.x_train.astype(tcfg.dtype), input_norm, be) if tcfg.data_init else None
