@@ -602,15 +602,25 @@ def shard_running_groups(config: Config, n_groups: int) -> int | None:
     return n_groups // config.bn_shards
 
 
-def _check_shards(config: Config, n: int, name: str, least: int = 2):
-    """Each of the S shards of an ``n``-row batch must be equal and hold at least ``least`` rows
-    (2 for batch statistics; 1 per view where ``views="concat"`` joins two views' rows)."""
-    s = config.bn_shards
+def rows_per_shard(config: Config, *, both_views: bool = True) -> int:
+    """The rows of each view one batch-norm shard needs: 2, for statistics over them, or 1 where
+    ``views="concat"`` joins both views' rows (2 in all). ``both_views=False``: one input alone."""
+    return 1 if both_views and config.views == "concat" else 2
+
+
+def shards_of_at_least(least: int) -> str:
+    """How a shard refusal words the rows each shard needs (``rows_per_shard``)."""
+    return (f"at least {least} row{'s' if least > 1 else ''} each (batch-norm statistics are taken per shard"
+            f"{', over both views' if least == 1 else ''})")
+
+
+def _check_shards(config: Config, n: int, name: str, *, both_views: bool = True):
+    """Each of the S shards of an ``n``-row batch must be equal and hold ``rows_per_shard`` rows."""
+    s, least = config.bn_shards, rows_per_shard(config, both_views=both_views)
     if s > 1 and (n % s or n // s < least):
-        raise ValueError(f"{name} has {n} rows, which bn_shards={s} cannot split into equal shards of at least "
-                         f"{least} row{'s' if least > 1 else ''} each (batch-norm statistics are taken per shard"
-                         f"{', over both views' if least == 1 else ''}); use a batch size that is a multiple of {s} "
-                         f"and at least {least * s}")
+        raise ValueError(f"{name} has {n} rows, which bn_shards={s} cannot split into equal shards of "
+                         f"{shards_of_at_least(least)}; use a batch size that is a multiple of {s} and at least "
+                         f"{least * s}")
 
 
 def data_dependent_init(network: Network, x, *, eps: float | None = None) -> Network:
@@ -688,7 +698,7 @@ def forward(network: Network, x, *, train: bool = False):
     if not train:
         outputs, _, buffers = network_forward(cfg, network.role, network.params, network.buffers, x, train=False)
         return outputs, buffers
-    _check_shards(cfg, x.shape[0], "x")
+    _check_shards(cfg, x.shape[0], "x", both_views=False)
     groups = to_groups(x[None], cfg)  # (S, N/S, D): one group per shard
     outputs, _, buffers = network_forward(cfg, network.role, network.params, network.buffers, groups, train=True,
                                           running_groups=shard_running_groups(cfg, groups.shape[0]))
@@ -771,12 +781,12 @@ def loss_and_grads(online: Network, target: Network, view1, view2, *, record: Ca
     # a DDP run with a batch of 1 per view sees them: 2 rows for its batch norm).
     # (A layer or group norm's statistics are per row, and no reason is given for its 1 row.)
     rows = (dict(min_rows=2, rows_for="batch norm takes its statistics over the rows of a batch")
-            if cfg.norm == "batch" and cfg.views == "separate" else dict(min_rows=1))
+            if cfg.norm == "batch" and rows_per_shard(cfg) == 2 else dict(min_rows=1))
     check_array(view1, "view1", ndim=2, last_dim=cfg.encoder_dim, dtype=dtype, **rows)
     check_array(view2, "view2", ndim=2, last_dim=cfg.encoder_dim, dtype=dtype, **rows)
     if view1.shape != view2.shape:
         raise ValueError(f"view1 and view2 must have the same shape, got {tuple(view1.shape)} and {tuple(view2.shape)}")
-    _check_shards(cfg, view1.shape[0], "view1", least=1 if cfg.views == "concat" else 2)
+    _check_shards(cfg, view1.shape[0], "view1")
     xp = get_array_module(view1)
     n = view1.shape[0]
 

@@ -33,7 +33,7 @@ from .checks import check_array, check_bool, check_choice, check_positive_int, c
 from .data import Dataset, feature_stats, standardize
 from .kernels import EMA_FORMS
 from .model import (Config, Network, buffer_shapes, build_from_config, data_dependent_init, ema_update,
-                    loss_and_grads, param_shapes)
+                    loss_and_grads, param_shapes, rows_per_shard, shards_of_at_least)
 from .optim import make_optimizer, predictor_lr_mult
 from .rundir import Replacing, RunLock, refuse_for_set_aside, remove_replaced, remove_stale
 from .schedules import check_warmup_convention, target_tau, warmup_cosine_lr
@@ -280,12 +280,10 @@ def check_configs(model_cfg: Config, tcfg: TrainConfig) -> None:
     if tcfg.data_init and model_cfg.norm != "affine":
         raise ValueError(f"data_init=True sets the norm='affine' layers from the data, but the model has "
                          f"norm={model_cfg.norm!r}; use norm='affine' (--norm affine) or drop data_init")
-    s, least = model_cfg.bn_shards, 1 if model_cfg.views == "concat" else 2  # (concat: 2 rows, one of each view)
+    s, least = model_cfg.bn_shards, rows_per_shard(model_cfg)
     if s > 1 and (tcfg.batch_size % s or tcfg.batch_size // s < least):
-        raise ValueError(f"batch_size={tcfg.batch_size} cannot be split into bn_shards={s} equal shards of at least "
-                         f"{least} row{'s' if least > 1 else ''} each (batch-norm statistics are taken per shard"
-                         f"{', over both views' if least == 1 else ''}); use a multiple of {s} that is at least "
-                         f"{least * s}")
+        raise ValueError(f"batch_size={tcfg.batch_size} cannot be split into bn_shards={s} equal shards of "
+                         f"{shards_of_at_least(least)}; use a multiple of {s} that is at least {least * s}")
 
 
 def init_state(model_cfg: Config, tcfg: TrainConfig, backend: Backend, x_init=None) -> TrainState:
@@ -721,9 +719,9 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
 
     warmup_default = tcfg.warmup_epochs == _default_warmup(tcfg)  # (a fresh run's; a resumed run's is its own)
     if resume:
-        if out is not None and not ckpt_path.is_file():
-            refuse_for_set_aside(out, "resume=True: ")
         if ckpt_path is None or not ckpt_path.is_file():
+            if out is not None:  # (a run a killed overwrite set aside: where it is, and how to put it back)
+                refuse_for_set_aside(out, "resume=True: ")
             raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path} (a run stopped before its first "
                                     "checkpoint has nothing to continue: start it again with --overwrite)")
         state, saved_model, saved_train, meta = load_checkpoint(ckpt_path, be)
