@@ -638,7 +638,7 @@ def _train_holding(args, lock: RunLock) -> int:
                                   "Ctrl-C or SIGTERM stops at once, without one)") as stop_requested:
             result = fit(dataset, model_cfg, tcfg, backend=backend, out_dir=out, resume=args.resume,
                          progress=not args.no_progress, views=views, stop_requested=stop_requested,
-                         on_checkpoint=None if replacing is None else replacing.commit)
+                         replacing=replacing)
     except BaseException as exc:
         with interrupts_held(reraise=False):  # a second Ctrl-C must not cut the restore or its message short
             status = _train_stopped(exc, out, replacing, fresh=fresh, created=created, total=sched.total_steps)

@@ -200,19 +200,20 @@ def settle_dead_reports(out: Path) -> list:
     return finished
 
 
-def refuse_for_set_aside(out: Path, prefix: str) -> None:
+def refuse_for_set_aside(out: Path, prefix: str, *, overwrite: str = "--overwrite",
+                         error: type = FileNotFoundError) -> None:
     """Say where the run is when ``out`` has no checkpoint but ``.replaced`` holds a run, and how
-    to put it back by hand."""
+    to put it back by hand (``overwrite``: how the caller's user asks for a new run over it)."""
     aside = out / SET_ASIDE
     if aside.is_dir() and not aside.is_symlink() and _aside_files(aside):
         killed = _left_behind(out, aside)[1]
         q = shlex.quote
         undo = (f"rm {' '.join(q(str(out / n)) for n in killed)} && " if killed else "") + \
             f"mv {q(str(aside))}/* {q(str(out))}/ && rm -r {q(str(aside))}"
-        raise FileNotFoundError(
-            f"{prefix}{out} has no checkpoint: the --overwrite run started there stopped before its first. "
+        raise error(
+            f"{prefix}{out} has no checkpoint: the run an overwrite started there stopped before its first. "
             f"The run it was replacing is in {aside}; to go on with that one, put it back ({undo}); or start a "
-            "new run with --overwrite")
+            f"new run with {overwrite}")
 
 
 class Replacing:
@@ -224,14 +225,14 @@ class Replacing:
     (the checkpoint moves first when set aside, last when put back), which a process killed before
     it removed the folder left there: the next command removes it (``remove_replaced``)."""
 
-    def __init__(self, out: Path):
-        self.out, self.aside, self.committed = out, None, False
+    def __init__(self, out: Path, flag: str = "train --overwrite"):
+        self.out, self.flag, self.aside, self.committed = out, flag, None, False
         self.began = False  # set_aside has run: from then on, a checkpoint in out is the new run's
 
     def set_aside(self) -> None:
         with interrupts_held():  # the run moves whole, and self.aside says where
             remove_stale(self.out)
-            self.aside = _move_aside(self.out)  # (None: out held no run to replace)
+            self.aside = _move_aside(self.out, self.flag)  # (None: out held no run to replace)
             self.began = True
 
     def commit(self, step=None) -> None:
@@ -258,14 +259,14 @@ class Replacing:
         return True
 
 
-def _move_aside(out: Path) -> Path | None:
+def _move_aside(out: Path, flag: str = "train --overwrite") -> Path | None:
     """Move the run in ``out`` into ``out/.replaced`` (see ``Replacing``); None if there is none.
     The folder lists the files it is to hold (``MANIFEST``) before any moves. One found here is
     what an --overwrite killed outright left: ``_finish_move_aside``."""
     aside = out / SET_ASIDE
     if aside.is_symlink() or (aside.exists() and not aside.is_dir()):
-        raise FileExistsError(f"{aside} is a file or a link; train --overwrite sets the run it replaces aside "
-                              "there: move it away")
+        raise FileExistsError(f"{aside} is a file or a link; {flag} sets the run it replaces aside there: "
+                              "move it away")
     if aside.is_dir():
         remove_replaced(out)  # (when out's checkpoint says the killed run had replaced it)
     if aside.is_dir():
@@ -289,7 +290,7 @@ def _finish_move_aside(out: Path, aside: Path) -> Path:
         (out / name).unlink()
     for name in theirs:
         os.replace(out / name, aside / name)
-    print(f"byol-ref: {aside} holds the run an earlier --overwrite set aside; it stays there until this run's "
+    print(f"byol-ref: {aside} holds the run an earlier overwrite set aside; it stays there until this run's "
           "first checkpoint", file=sys.stderr)
     return aside
 

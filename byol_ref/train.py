@@ -648,7 +648,7 @@ def prepare_training_data(dataset: Dataset, views) -> tuple[dict, Dataset, Input
 def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str | Backend = "numpy",
         out_dir=None, resume: bool = False, overwrite: bool = False, progress: bool = True,
         views: tuple | None = None, state: TrainState | None = None, stop_at: int | None = None, log=None,
-        on_checkpoint=None, stop_requested=None) -> FitResult:
+        on_checkpoint=None, stop_requested=None, replacing: Replacing | None = None) -> FitResult:
     """Train BYOL on ``dataset.x_train``.
 
     Args:
@@ -663,18 +663,24 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
         overwrite: start a new run in an ``out_dir`` that holds one (its checkpoint.npz or
             metrics.jsonl), replacing it; without it, or ``resume``, that is refused. The run
             replaced waits in ``out_dir/.replaced`` until this one's first checkpoint, and comes
-            back whole if this one stops before it (no file of the two runs mixes).
+            back whole if this one stops before it (no file of the two runs mixes). A run found
+            waiting there (an overwrite killed outright before its first checkpoint left it) is
+            never started beside: that is refused, saying how to put it back, unless ``overwrite``
+            (which replaces it) or ``resume`` (which refuses too, as there is no checkpoint).
         progress: show a progress bar on stderr.
         views: pair of augmentation configs (default: ``default_views_for(dataset)``; on resume,
             the ones stored in the checkpoint, and passing different ones is an error).
         state: start from (a copy of) this TrainState instead of a fresh one; it is left as it was.
         stop_at: stop after this many total steps (for tests of interrupted runs).
         log: callable for one-line messages (default: print to stderr).
-        on_checkpoint: called with the step after each checkpoint is written (the CLI's
-            ``train --overwrite`` drops the run it replaces at the first).
+        on_checkpoint: called with the step after each checkpoint is written.
         stop_requested: called after each step: None, or an exception to raise once the step's
             checkpoint is written (the CLI's Ctrl-C or SIGTERM, held off until the step is whole:
             ``byol_ref.rundir.interrupt_after_step``).
+        replacing: a ``byol_ref.rundir.Replacing`` that has set aside the run ``out_dir`` held
+            (the CLI's ``train --overwrite``, which writes the new run's config.json first): fit
+            starts beside it and commits it at its first checkpoint (the replaced run goes);
+            putting it back if the run stops before then is the caller's.
 
     Returns:
         FitResult.
@@ -686,16 +692,20 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
     with RunLock("out_dir") as lock:  # out_dir is this process's alone while the run writes there
         return _fit(dataset, model_cfg, tcfg, backend=backend, out_dir=out_dir, resume=resume, overwrite=overwrite,
                     progress=progress, views=views, state=state, stop_at=stop_at, log=log,
-                    on_checkpoint=on_checkpoint, stop_requested=stop_requested, lock=lock)
+                    on_checkpoint=on_checkpoint, stop_requested=stop_requested, replacing=replacing, lock=lock)
 
 
 def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progress, views, state, stop_at, log,
-         on_checkpoint, stop_requested, lock) -> FitResult:
+         on_checkpoint, stop_requested, replacing, lock) -> FitResult:
     log = log or (lambda msg: print(msg, file=sys.stderr))
     overwrite = check_bool(overwrite, "overwrite")
     if check_bool(resume, "resume") and overwrite:
         raise ValueError("resume=True continues the run in out_dir, overwrite=True starts a new one over it: pass "
                          "one of them")
+    if replacing is not None and (resume or overwrite or out_dir is None):
+        raise ValueError("replacing: the run a caller set aside is replaced by a new run in out_dir; not with "
+                         f"resume=True, overwrite=True or out_dir=None (got resume={resume}, overwrite={overwrite}, "
+                         f"out_dir={out_dir!r})")
     check_configs(model_cfg, tcfg)
     if model_cfg.encoder_dim != dataset.x_train.shape[1]:
         raise ValueError(f"model encoder_dim is {model_cfg.encoder_dim} but the data has "
@@ -716,12 +726,14 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
         if held and not (resume or overwrite):
             raise FileExistsError(f"out_dir {out} holds a run ({', '.join(held)}); pass resume=True to continue it, "
                                   "overwrite=True to replace it, or choose another out_dir")
+        if not (resume or overwrite or replacing):  # a run an overwrite killed outright set aside: not beside it
+            refuse_for_set_aside(out, "out_dir ", overwrite="overwrite=True", error=FileExistsError)
 
     warmup_default = tcfg.warmup_epochs == _default_warmup(tcfg)  # (a fresh run's; a resumed run's is its own)
     if resume:
         if ckpt_path is None or not ckpt_path.is_file():
             if out is not None:  # (a run a killed overwrite set aside: where it is, and how to put it back)
-                refuse_for_set_aside(out, "resume=True: ")
+                refuse_for_set_aside(out, "resume=True: ", overwrite="overwrite=True")
             raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path} (a run stopped before its first "
                                     "checkpoint has nothing to continue: start it again with --overwrite)")
         state, saved_model, saved_train, meta = load_checkpoint(ckpt_path, be)
@@ -778,10 +790,11 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
     start_step = state.step
     # overwrite: the run in out_dir goes whole at this run's first checkpoint, and comes back whole if this one
     # stops before it; its checkpoint beside this run's metrics would be offered to a resume (rundir.Replacing).
-    replacing = Replacing(out) if out is not None and overwrite and not resume else None
-    if replacing is not None:
-        replacing.set_aside()
-    put_back = replacing is not None and replacing.aside is not None  # (when this run stops before a checkpoint)
+    own = Replacing(out, "fit(overwrite=True)") if out is not None and overwrite and not resume else None
+    if own is not None:
+        own.set_aside()
+    put_back = own is not None and own.aside is not None  # (when this run stops before a checkpoint)
+    replacing = replacing or own
     try:
         if out is not None:
             metrics_file = open(out / "metrics.jsonl", "a" if resume else "w")
@@ -839,10 +852,10 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
             if stop is not None:
                 raise stop
     except BaseException:
-        if replacing is not None:  # without a checkpoint of this run, the run it replaces comes back
+        if own is not None:  # without a checkpoint of this run, the run it replaces comes back
             if metrics_file is not None:
                 metrics_file.close()  # (this run's metrics.jsonl goes)
-            replacing.stopped()
+            own.stopped()
         raise
     finally:
         bar.close()

@@ -689,20 +689,29 @@ def test_overwrite_keeps_the_replaced_run_until_the_first_checkpoint(tmp_path, c
     seen = []
     real_fit = cli.fit
 
-    def watching_fit(*args, on_checkpoint, **kw):
-        def watch(step):
-            seen.append((step, (out / ".replaced").exists()))
-            on_checkpoint(step)
-            seen.append((step, (out / ".replaced").exists()))
+    def watching_fit(*args, replacing, stop_requested, **kw):
+        commit, steps_done = replacing.commit, []
+
+        def step_done():  # (fit asks after each step, before its checkpoint)
+            steps_done.append(1)
+            return stop_requested()
+
+        def watch():
+            seen.append((len(steps_done), (out / ".replaced").exists()))
+            commit()
+            seen.append((len(steps_done), (out / ".replaced").exists()))
         seen.append(("start", (out / ".replaced" / "checkpoint.npz").read_bytes() == old,
                      (out / "checkpoint.npz").exists()))
-        return real_fit(*args, on_checkpoint=watch, **kw)
+        replacing.commit = watch
+        return real_fit(*args, replacing=replacing, stop_requested=step_done, **kw)
 
     monkeypatch.setattr(cli, "fit", watching_fit)
     assert cli.main(["train", *SMALL_RUN, "--out", str(out), "--overwrite", "--no-eval", "--epochs", "2",
                      "--checkpoint-every", "6", "--seed", "4"]) == 0
     steps = (408 // 64) * 2
-    assert seen == [("start", True, False), (6, True), (6, False), (steps, False), (steps, False)]
+    # (the last two: the CLI commits again once fit has returned)
+    assert seen == [("start", True, False), (6, True), (6, False), (steps, False), (steps, False),
+                    (steps, False), (steps, False)]
     assert (out / "checkpoint.npz").read_bytes() != old and (out / "notes.txt").read_text() == "mine"
 
     # Ctrl-C before the first checkpoint: the replaced run comes back; exit 130 as for any interrupt.
@@ -763,7 +772,7 @@ def test_a_run_set_aside_by_a_killed_overwrite_survives_it(tmp_path, capsys):
         q = shlex.quote
         undo = f"rm {q(str(out / 'config.json'))} {q(str(out / 'metrics.jsonl'))} && mv {q(str(aside))}/* " \
                f"{q(str(out))}/ && rm -r {q(str(aside))}"
-        assert f"{out} has no checkpoint: the --overwrite run started there stopped before its first. The run " \
+        assert f"{out} has no checkpoint: the run an overwrite started there stopped before its first. The run " \
                f"it was replacing is in {aside}; to go on with that one, put it back ({undo}); or start a new " \
                "run" in err
     subprocess.run(advice(err), shell=True, check=True)  # the advice followed: the run is back whole
@@ -773,7 +782,7 @@ def test_a_run_set_aside_by_a_killed_overwrite_survives_it(tmp_path, capsys):
     killed_before_first_checkpoint()
     replace = ["train", *SMALL_RUN, "--out", str(out), "--overwrite", "--no-eval"]
     assert main([*replace, "--lr", "1e300", "--checkpoint-every", "0"]) == 1
-    assert "holds the run an earlier --overwrite set aside" in capsys.readouterr().err
+    assert "holds the run an earlier overwrite set aside" in capsys.readouterr().err
     assert {f.name: f.read_bytes() for f in out.iterdir()} == old
     # Killed while setting the run aside: the files its list names and it lacks are the replaced run's.
     killed_while_setting_aside(["checkpoint.npz"])
@@ -823,10 +832,12 @@ def test_a_replacing_run_keeps_its_first_checkpoint_whatever_stops_it_after(tmp_
     assert cli.main(["train", *SMALL_RUN, "--out", str(out), "--no-eval"]) == 0
     real_fit = cli.fit
 
-    def fit_stopped_at_first_checkpoint(*args, on_checkpoint, **kw):
-        def stop(step):
-            raise KeyboardInterrupt  # after the checkpoint was written, before on_checkpoint ran
-        return real_fit(*args, on_checkpoint=stop, **kw)
+    def fit_stopped_at_first_checkpoint(*args, replacing, **kw):
+        def stop():
+            replacing.commit = commit
+            raise KeyboardInterrupt  # after the checkpoint was written, before the replaced run was dropped
+        commit, replacing.commit = replacing.commit, stop
+        return real_fit(*args, replacing=replacing, **kw)
 
     replace = ["train", *SMALL_RUN, "--out", str(out), "--overwrite", "--no-eval", "--checkpoint-every", "2"]
     monkeypatch.setattr(cli, "fit", fit_stopped_at_first_checkpoint)

@@ -724,6 +724,32 @@ def test_a_resume_says_where_a_run_an_overwrite_left_set_aside_is(tmp_path, data
     assert res.start_step == 3 and sorted(os.listdir(out)) == ["checkpoint.npz", "metrics.jsonl"]
 
 
+def test_a_new_run_is_not_started_beside_a_run_an_overwrite_left_set_aside(tmp_path, data):
+    """A folder holding only the .replaced an overwrite killed outright left: fit with neither resume
+    nor overwrite started a new run beside it, whose checkpoint a later resume or overwrite took for
+    the killed overwrite's, and so removed the set-aside run. Now it is refused, saying where the run
+    is; overwrite=True replaces it (kept until the new run's first checkpoint). A caller's own
+    ``replacing`` is for a new run only."""
+    from byol_ref.rundir import Replacing, _move_aside
+
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    out = tmp_path / "run"
+    fit(data, cfg, _tcfg(epochs=1), progress=False, out_dir=out)
+    _move_aside(out)
+    aside = {p.name: p.read_bytes() for p in (out / ".replaced").iterdir()}
+    with pytest.raises(FileExistsError, match=rf"^out_dir {out} has no checkpoint: .* The run it was replacing is "
+                                              rf"in {out / '.replaced'}; to go on with that one, put it back "
+                                              r"\(.*\); or start a new run with overwrite=True$"):
+        fit(data, cfg, _tcfg(epochs=1, seed=3), progress=False, out_dir=out)
+    assert sorted(os.listdir(out)) == [".replaced"]
+    assert {p.name: p.read_bytes() for p in (out / ".replaced").iterdir()} == aside
+    with pytest.raises(ValueError, match="^replacing: .*not with resume=True"):
+        fit(data, cfg, _tcfg(epochs=1), progress=False, out_dir=out, resume=True, replacing=Replacing(out))
+    # overwrite=True replaces it: it waits until the new run's first checkpoint, then goes
+    stop = fit(data, cfg, _tcfg(epochs=2, seed=3, checkpoint_every=0), progress=False, out_dir=out,
+               overwrite=True, stop_at=2)
+    assert stop.state.step == 2 and sorted(os.listdir(out)) == ["checkpoint.npz", "metrics.jsonl"]
+
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 def test_a_divergence_says_the_run_it_replaces_is_put_back_only_where_there_was_one(tmp_path, data):
