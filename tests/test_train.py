@@ -749,6 +749,10 @@ def test_a_new_run_is_not_started_beside_a_run_an_overwrite_left_set_aside(tmp_p
     stop = fit(data, cfg, _tcfg(epochs=2, seed=3, checkpoint_every=0), progress=False, out_dir=out,
                overwrite=True, stop_at=2)
     assert stop.state.step == 2 and sorted(os.listdir(out)) == ["checkpoint.npz", "metrics.jsonl"]
+    (out / ".replaced").write_text("mine")  # (the message named train --overwrite, which fit's user never ran)
+    with pytest.raises(FileExistsError, match=r"\.replaced is a file or a link; fit\(overwrite=True\) sets the run"):
+        fit(data, cfg, _tcfg(epochs=1), progress=False, out_dir=out, overwrite=True)
+    assert (out / ".replaced").read_text() == "mine"
 
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
