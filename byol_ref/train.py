@@ -741,7 +741,8 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
             raise ValueError(f"--resume: the checkpoint's model config differs: {saved_model} vs {model_cfg}")
         # The run's warm-up was left at its default: 5% of its first length, which a run resumed for another
         # length holds on to (and then records, as it is no longer 5% of the length the checkpoint holds).
-        warmup_default = meta.get("warmup_default") is True or \
+        # (a checkpoint from before meta recorded it: judged by its value, 5% of the length it holds)
+        warmup_default = meta["warmup_default"] is True if "warmup_default" in meta else \
             saved_train.warmup_epochs == _default_warmup(saved_train)
         if tcfg.warmup_epochs == _default_warmup(tcfg) and warmup_default:
             # Both left at the default (5% of the run): the run's warm-up goes on, not 5% of the new length

@@ -1177,6 +1177,16 @@ def test_the_checkpoint_records_whether_the_runs_warmup_was_left_at_its_default(
     assert ckpt.load(tmp_path / "own" / "checkpoint.npz")[1]["warmup_default"] is False
     with pytest.raises(ValueError, match=r"warmup_epochs: 0\.5 in the checkpoint, 0\.1 requested"):
         fit(data, cfg, _tcfg(epochs=2, checkpoint_every=100), progress=False, out_dir=tmp_path / "own", resume=True)
+    # A run's own warm-up that happens to be 5% of a later length is still its own (the record rules, not
+    # the value: the value judges only checkpoints without the record).
+    asked = _tcfg(epochs=1, warmup_epochs=0.1, checkpoint_every=100)
+    assert _tcfg(epochs=2).warmup_epochs == 0.1 != _tcfg(epochs=1).warmup_epochs
+    fit(data, cfg, asked, progress=False, out_dir=tmp_path / "asked")
+    fit(data, cfg, replace(asked, epochs=2), progress=False, out_dir=tmp_path / "asked", resume=True)
+    assert ckpt.load(tmp_path / "asked" / "checkpoint.npz")[1]["warmup_default"] is False
+    with pytest.raises(ValueError, match=r"warmup_epochs: 0\.1 in the checkpoint, 0\.15"):
+        fit(data, cfg, _tcfg(epochs=3, checkpoint_every=100), progress=False, out_dir=tmp_path / "asked",
+            resume=True)
     path = tmp_path / "old" / "checkpoint.npz"
     fit(data, cfg, _tcfg(epochs=1, checkpoint_every=100), progress=False, out_dir=tmp_path / "old")
     arrays, meta = ckpt.load(path)
