@@ -22,8 +22,9 @@ names present on one side only are listed and make the comparison fail unless
 implementation, need not hold all of byol-ref's intermediates, but every tensor it holds must be
 compared), but they are never the "first divergence".
 
-Command line: ``byol-ref diff A.npz B.npz [--rtol R] [--atol A] [--only-common | --subset]
-[--ignore-dtype] [--all] [--json]``; exit status 0 when everything agrees, 1 otherwise.
+Command line: ``byol-ref diff A.npz B.npz [--rtol R] [--atol A] [--only-common] [--subset]
+[--ignore-dtype] [--transpose-weights a|b] [--all] [--json]``; exit status 0 when everything
+agrees, 1 otherwise, 2 on a usage error.
 """
 from __future__ import annotations
 

@@ -26,10 +26,14 @@ Conventions shared by every update:
   SGD/Adam); a callable ``(name, param) -> bool`` (True = excluded) for both; or a pair of
   callables ``(exclude_wd, exclude_lars)``.
 * ``inplace=False`` (default) is pure: no input is mutated, and no output shares memory with an
-  input. ``inplace=True`` overwrites the param and state arrays through ufunc ``out=`` arguments,
-  using two preallocated scratch buffers (sized to the largest tensor, reused by every tensor)
-  instead of fresh weight-sized temporaries. Both modes run the very same sequence of ufunc
-  calls (pure mode only points ``out=`` at new arrays), so their results are bitwise identical.
+  input. ``inplace=True`` overwrites the param and state arrays through ufunc ``out=`` arguments.
+  Either mode works without fresh weight-sized temporaries: on the CPU each tensor's update runs
+  block by block (``kernels.blocks``) through block-sized scratch (two blocks for SGD and
+  Adam/AdamW, one for LARS), and LARS keeps ``u = g + wd * p``, whose norm it needs whole, in one
+  scratch buffer sized to the largest tensor and reused by every tensor; on CuPy each tensor's
+  update is one fused kernel (LARS's after its two norms). Both modes run the very same sequence
+  of ufunc calls (pure mode only points ``out=`` at new arrays), so their results are bitwise
+  identical.
 * dtype in = dtype out: all arithmetic is written into arrays of the param's dtype, and
   hyper-parameters are Python floats (weak scalars), so float32 params never pass through
   float64. Norms are reduced in the param's dtype.

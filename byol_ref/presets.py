@@ -21,9 +21,12 @@ and where in its source.
 
 Out of scope (they do not apply to an MLP BYOL on fixed views, and have no field):
 convolution padding (d19), augmentation style (d20; ``byol-ref trace`` takes fixed views),
-cross-device batch norm (d7; one device), byol-pytorch's mock forward at construction (d21;
-a trace starts from given buffers, so export them *after* constructing the model), the
-online classifier (d22), mixed precision (d23; pass ``dtype``) and gradient accumulation (d24).
+byol-pytorch's mock forward at construction (d21; a trace starts from given buffers, so export
+them *after* constructing the model), the online classifier (d22) and mixed precision (d23; pass
+``dtype``). Cross-device batch norm without SyncBN (d7) and gradient accumulation (d24) describe
+how a run cuts its batch, not an implementation, so they are no preset field either: they are
+``model.Config``'s ``bn_shards`` and ``bn_shard_running`` (``--set bn_shards=S``); every preset
+takes its statistics over the whole batch (``bn_shards=1``).
 byol-pytorch 0.9 turns on simplicial embeddings by default (a Linear -> BatchNorm -> grouped
 softmax block in front of the projector; not part of BYOL): the ``byol-pytorch`` preset is its
 BYOL, ``BYOL(..., use_simplicial_embeddings=False)``, and its default is the preset with
