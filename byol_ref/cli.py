@@ -30,7 +30,7 @@ import warnings
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
-from .augment import default_views_for
+from .augment import default_views_for, views_to_dicts
 from .backend import get_backend, host
 from .checkpoint import atomic_savez, atomic_write_text, parse_json
 from .checks import check_seed, odd_entry
@@ -602,10 +602,10 @@ def _train_holding(args, lock: RunLock) -> int:
     if args.resume:  # before config.json records the new length
         check_resume_length(resumed.step, sched, tcfg, checkpoint_file(out))
         # The checkpoint holds the run's augmentations; an explicit --augment must agree with them (fit checks).
-        views_record = saved.get("views", [repr(v) for v in views])
+        views_record = saved.get("views", views_to_dicts(views))
         views = views if args.augment else None
-    else:
-        views_record = [repr(v) for v in views]
+    else:  # (as augment.views_from_dicts reads them back)
+        views_record = views_to_dicts(views)
     backend = get_backend("cupy" if args.device == "cuda" else "numpy", tcfg.dtype, tcfg.seed)
     created = not out.exists()
     fresh = created or not any(out.iterdir())
