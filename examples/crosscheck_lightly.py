@@ -2,8 +2,8 @@
 
     pip install lightly          # brings torch; byol-ref itself needs neither
     python examples/crosscheck_lightly.py [--steps 5] [--warmup 2] [--weight-decay 1e-6] [--workdir DIR]
-        [--total-steps K] [--lr LR] [--momentum M] [--eta ETA] [--tau-base T] [--dims D,H,PH,P] [--batch N]
-        [--seed SEED]
+        [--total-steps K] [--start-step S] [--lr LR] [--momentum M] [--eta ETA] [--tau-base T]
+        [--dims D,H,PH,P] [--batch N] [--seed SEED]
 
 The model is put together from lightly's own pieces the way its BYOL benchmark trains
 (``benchmarks/imagenet/resnet50/byol.py``), around a small MLP backbone with no biases (like a
@@ -33,6 +33,7 @@ import copy
 import os
 import sys
 import tempfile
+import warnings
 
 import numpy as np
 
@@ -83,12 +84,14 @@ class Model(nn.Module):
 
 
 def run_lightly(steps: int, warmup: int, weight_decay: float = 1e-6, seed: int = 0, *, total: int | None = None,
-                lr: float = 0.45, momentum: float = 0.9, eta: float = 1e-3, tau_base: float = 0.99):
+                lr: float = 0.45, momentum: float = 0.9, eta: float = 1e-3, tau_base: float = 0.99, start: int = 0):
     """``steps`` lightly-style training steps: (weights and views to export, what they computed).
 
-    ``total`` is K of both schedules (default ``steps``).
+    ``total`` is K of both schedules (default ``start + steps``). ``start`` is the global step of the
+    first one (byol-ref's ``--start-step``): ``cosine_schedule`` reads ``start + k`` and the scheduler
+    is stepped ``start`` times first, from a fresh optimiser state; the trace names stay ``step<k>``.
     """
-    total = steps if total is None else total
+    total = start + steps if total is None else total
     torch.manual_seed(seed)
     model = Model().train()
     gen = torch.Generator().manual_seed(seed + 1)
@@ -101,6 +104,10 @@ def run_lightly(steps: int, warmup: int, weight_decay: float = 1e-6, seed: int =
     opt = LARS([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr * N / 256, momentum=momentum,
                weight_decay=weight_decay, trust_coefficient=eta)
     sched = CosineWarmupScheduler(opt, warmup_epochs=warmup, max_epochs=total)
+    with warnings.catch_warnings():  # "lr_scheduler.step() before optimizer.step()": on purpose, to reach `start`
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(start):
+            sched.step()
     criterion = NegativeCosineSimilarity()
     mapping = torch_mapping("lightly", get_preset("lightly").config(encoder_dim=1))
 
@@ -111,7 +118,7 @@ def run_lightly(steps: int, warmup: int, weight_decay: float = 1e-6, seed: int =
 
     seen = {}
     for k, (x0, x1) in enumerate(views):
-        tau = cosine_schedule(k, total, tau_base, 1.0)
+        tau = cosine_schedule(start + k, total, tau_base, 1.0)
         seen[f"step{k}.tau"] = np.asarray(tau)
         seen[f"step{k}.lr"] = np.asarray(opt.param_groups[0]["lr"])
         update_momentum(model.backbone, model.backbone_momentum, m=tau)  # before the forward, with theta_k
@@ -133,7 +140,9 @@ def main(argv=None) -> int:
     global N, D, H, PH, P
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=5, help="training steps to compare (default 5)")
-    ap.add_argument("--total-steps", type=int, default=None, help="K of the lr and tau schedules (default: --steps)")
+    ap.add_argument("--total-steps", type=int, default=None,
+                    help="K of the lr and tau schedules (default: --start-step + --steps)")
+    ap.add_argument("--start-step", type=int, default=0, help="global step of the first compared step (default 0)")
     ap.add_argument("--warmup", type=int, default=2, help="warm-up steps W (default 2)")
     ap.add_argument("--weight-decay", type=float, default=1e-6, help="LARS weight decay (default 1e-6, the "
                     "benchmark's; 0 turns lightly's LARS into momentum SGD)")
@@ -149,12 +158,13 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     D, H, PH, P = parse_dims(ap, args.dims, "D,H,PH,P")
     N = args.batch
-    total = args.steps if args.total_steps is None else args.total_steps
+    total = args.start_step + args.steps if args.total_steps is None else args.total_steps
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or tmp
         os.makedirs(work, exist_ok=True)
         exported, seen = run_lightly(args.steps, args.warmup, args.weight_decay, args.seed, total=total, lr=args.lr,
-                                     momentum=args.momentum, eta=args.eta, tau_base=args.tau_base)
+                                     momentum=args.momentum, eta=args.eta, tau_base=args.tau_base,
+                                     start=args.start_step)
         weights, theirs = os.path.join(work, "weights.npz"), os.path.join(work, "lightly_trace.npz")
         ref = os.path.join(work, "byol_ref_trace.npz")
         np.savez(weights, **exported)
@@ -163,7 +173,8 @@ def main(argv=None) -> int:
                         tau_base=args.tau_base)
         status = byol_ref_cli(["trace", "--inputs", weights, "--layout", "torch", "--mapping", "lightly", "--preset",
                                "lightly", "--steps", str(args.steps), "--total-steps", str(total),
-                               "--warmup-steps", str(args.warmup), "--overwrite", "--out", ref,
+                               "--start-step", str(args.start_step), "--warmup-steps", str(args.warmup),
+                               "--overwrite", "--out", ref,
                                *(a for k, v in settings.items() for a in ("--set", f"{k}={v!r}"))])
         if status != 0:
             print(f"\nbyol-ref trace failed (exit status {status}); see its message above.")

@@ -154,6 +154,8 @@ def test_example_verify_pytorch(tmp_path):
     ("lightly", "crosscheck_lightly.py", "lightly agrees with byol-ref",
      ["--seed", "3", "--batch", "5", "--dims", "5,9,7,4", "--steps", "4", "--total-steps", "9", "--warmup", "3",
       "--tau-base", "0.9", "--eta", "0.02"]),
+    ("lightly", "crosscheck_lightly.py", "lightly agrees with byol-ref",  # both schedules from a later step
+     ["--start-step", "3", "--steps", "3", "--total-steps", "8", "--warmup", "2"]),
     ("torch", "crosscheck_ddp.py", "DDP and gradient accumulation agree with byol-ref's bn_shards",
      ["--shards", "3", "--rows", "2", "--views", "concat", "--seed", "1", "--dims", "3,5,2,4,6", "--tau-base", "0.5"]),
     ("torch", "crosscheck_ddp.py", "DDP and gradient accumulation agree with byol-ref's bn_shards",  # a batch of 1
