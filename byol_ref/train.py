@@ -726,7 +726,8 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
         if held and not (resume or overwrite):
             raise FileExistsError(f"out_dir {out} holds a run ({', '.join(held)}); pass resume=True to continue it, "
                                   "overwrite=True to replace it, or choose another out_dir")
-        if not (resume or overwrite or replacing):  # a run an overwrite killed outright set aside: not beside it
+        if not (resume or overwrite) and replacing is None:  # a run an overwrite killed outright set aside:
+            # not beside it (its checkpoint would be taken for the killed overwrite's, and the run set aside removed)
             refuse_for_set_aside(out, "out_dir ", overwrite="overwrite=True", error=FileExistsError)
 
     warmup_default = tcfg.warmup_epochs == _default_warmup(tcfg)  # (a fresh run's; a resumed run's is its own)
@@ -795,7 +796,7 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
     if own is not None:
         own.set_aside()
     put_back = own is not None and own.aside is not None  # (when this run stops before a checkpoint)
-    replacing = replacing or own
+    replacing = own if replacing is None else replacing  # (the caller's, or this call's own)
     try:
         if out is not None:
             metrics_file = open(out / "metrics.jsonl", "a" if resume else "w")
