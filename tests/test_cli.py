@@ -1227,6 +1227,88 @@ def test_a_run_killed_while_it_moves_leaves_no_checkpoint_beside_a_partial_run(t
     assert {f.name: f.read_bytes() for f in out.iterdir()} == old
 
 
+_KILLED_AT_A_RENAME = """
+import os, signal, sys
+from byol_ref.cli import main
+
+at, renames, real_replace = int(sys.argv[1]), [], os.replace
+
+
+def replace(src, dst):  # SIGKILL (no clean-up runs) in place of the at-th rename of the command
+    if len(renames) == at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    renames.append(dst)
+    real_replace(src, dst)
+
+
+os.replace = replace
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL")
+def test_an_overwrite_killed_at_any_rename_keeps_the_old_run_or_has_a_checkpoint_and_the_advice_restores(
+        tmp_path, capsys):
+    """Crash consistency of train --overwrite, end to end: a real process SIGKILLed in place of each
+    of its renames in turn (the run set aside file by file, config.json, each checkpoint, the drop
+    of .replaced) until one runs to the end. After each kill: every file there is whole, the old
+    run is byte for byte in the run directory or .replaced unless the new run has a checkpoint,
+    and the next --resume either continues or says, in one line, how to put the old run back;
+    following that advice brings it back whole, and --resume then works."""
+    from byol_ref.checkpoint import load
+    from byol_ref.cli import main
+
+    template = tmp_path / "old"
+    assert main(["train", *SMALL_RUN, "--out", str(template), "--no-eval", "--seed", "3"]) == 0
+    for name in ("report.txt", "report.json"):  # (stand-ins: a report is set aside like any run file)
+        (template / name).write_text(json.dumps({"old": name}))
+    old = {f.name: f.read_bytes() for f in template.iterdir()}
+    new = ["train", *SMALL_RUN, "--no-eval", "--seed", "4", "--checkpoint-every", "3", "--overwrite"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    resume = ["train", "--resume", "--no-progress", "--no-eval", "--no-plots"]
+    outcomes = []
+    for at in range(40):
+        out = tmp_path / f"r{at}"
+        shutil.copytree(template, out)
+        done = subprocess.run([sys.executable, "-c", _KILLED_AT_A_RENAME, str(at), *new, "--out", str(out)],
+                              env=env, capture_output=True, text=True, timeout=300)
+        if done.returncode == 0:
+            break  # every rename of the command has had its kill
+        assert done.returncode == -9, done.stderr
+        for f in out.rglob("*"):  # nothing half-written, but the temporaries of writes the kill cut short
+            if f.is_file() and not f.name.endswith(".tmp") and ".replaced-removing" not in f.parts:
+                if f.suffix == ".npz":
+                    load(f)
+                elif f.suffix == ".json":
+                    json.loads(f.read_text())
+                elif f.suffix == ".jsonl":  # (records written whole: a torn last line would be a SIGKILL's
+                    [json.loads(line) for line in f.read_text().splitlines()]  # mid-write, not a rename's)
+        ckpt = out / "checkpoint.npz"
+        replaced = ckpt.is_file() and ckpt.read_bytes() != old["checkpoint.npz"]
+        if not replaced:
+            for name, data in old.items():
+                assert data in [(d / name).read_bytes() for d in (out, out / ".replaced") if (d / name).is_file()], \
+                    (at, name, sorted(str(f.relative_to(out)) for f in out.rglob("*")))
+        capsys.readouterr()
+        status = main([*resume, "--out", str(out)])
+        err = capsys.readouterr().err
+        if status != 0:  # the new run has no checkpoint: the message says how to put the old one back
+            assert status == 2 and not replaced and "Traceback" not in err, (at, err)
+            undo = re.search(r"put it back \((.*)\); or start a new run with --overwrite", err)
+            assert undo, (at, err)
+            subprocess.run(undo.group(1), shell=True, check=True)
+            # (a temporary file of the killed run's config.json stays until the next write of it)
+            assert {f.name: f.read_bytes() for f in out.iterdir() if not f.name.endswith(".tmp")} == old, at
+            assert main([*resume, "--out", str(out)]) == 0, capsys.readouterr().err
+        assert not [f.name for f in out.iterdir() if f.name.startswith(".")], at  # (.replaced, temporaries)
+        outcomes.append("new" if replaced else "old" if status == 0 else "put back")
+    else:
+        pytest.fail("the --overwrite did not reach its end in 40 renames")
+    # the kills landed on both sides of the first checkpoint, and between the moves of the set-aside
+    assert {"old", "put back", "new"} <= set(outcomes) and len(outcomes) > 8, outcomes
+
+
 def test_replacing_a_run_without_a_checkpoint_that_fails_puts_it_back_whole(tmp_path, capsys, monkeypatch):
     """A run that stopped before its first checkpoint is still the user's: an --overwrite refused
     by fit puts it back, and the clean-up of a half-made run must not take it for one."""
