@@ -14,6 +14,7 @@ The public API mirrors the Elixir/Axon module ``Edifice.Contrastive.BYOL``
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
@@ -193,6 +194,7 @@ class Config:
             raise ValueError(f"bn_shards={self.bn_shards} splits batch-norm statistics, but norm={self.norm!r} "
                              "takes none; use bn_shards=1 or norm='batch'")
         check_choice(self.target_bn, "target_bn", ("batch", "running"))
+        _check_weights_fit(self)
         check_choice(self.norm_eps_mode, "norm_eps_mode", EPS_MODES)
         check_choice(self.loss_form, "loss_form", LOSS_FORMS)
         check_choice(self.sym_reduce, "sym_reduce", ("sum", "mean"))
@@ -338,6 +340,33 @@ def param_shapes(config: Config, role: str) -> dict:
                 shapes[f"{name}.gamma"] = (width,)
                 shapes[f"{name}.beta"] = (width,)
     return shapes
+
+
+# The width field behind each Linear's output width, and the most float64 values one array can hold:
+# beyond it NumPy refuses the shape in its own words ("Maximum allowed dimension exceeded", "array is
+# too big"), which name no width. (Below it, an allocation too large for memory is a MemoryError.)
+_WIDTH_FIELDS = {"encoder.fc1": "hidden_size", "encoder.fc2": "hidden_size", "projector.sem_fc": "sem_simplices",
+                 "projector.fc1": "projector_hidden_dim", "projector.fc2": "projection_dim",
+                 "predictor.fc1": "predictor_dim", "predictor.fc2": "projection_dim"}
+_MAX_ARRAY_VALUES = sys.maxsize // 8
+
+
+def _check_weights_fit(config: Config) -> None:
+    """Raise a ValueError naming the width (the larger of a weight's two) that makes a weight
+    matrix hold more values than any array can."""
+    field = "encoder_dim"  # the field behind the input width of the next Linear
+    for name, shape in param_shapes(config, "online").items():
+        if not name.endswith(".weight"):
+            continue
+        layer = name[:-len(".weight")]
+        if shape[0] * shape[1] > _MAX_ARRAY_VALUES:
+            culprit = _WIDTH_FIELDS[layer] if shape[1] >= shape[0] else field
+            if culprit == "projector_hidden_dim" and config.projector_hidden_dim == config.projection_dim:
+                culprit = "projection_dim"  # (the field it follows by default)
+            raise ValueError(f"{culprit} must leave every weight within what one array holds "
+                             f"({_MAX_ARRAY_VALUES} values), got {getattr(config, culprit)}: {name} would have "
+                             f"shape {shape}")
+        field = _WIDTH_FIELDS[layer]
 
 
 def param_mismatch(params: Mapping, config: Config, role: str) -> tuple:

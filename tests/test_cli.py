@@ -3318,3 +3318,24 @@ def test_a_recorded_data_file_that_became_a_link_to_nothing_or_a_pipe_is_named_a
         with pytest.raises(FileNotFoundError) as info:
             _data_for_run({"data": str(path)}, cfg_file)
         assert str(info.value) == f"{cfg_file} records the data file {str(path)!r}, which {found}; {way}"
+
+
+def test_a_width_no_array_can_hold_is_named_as_its_flag(tmp_path, capsys):
+    """A width whose weight matrix holds more values than any array can (NumPy's own refusals,
+    "Maximum allowed dimension exceeded" and "array is too big", named no flag) is refused by
+    the config, naming the flag, the value and the weight, before a run directory is made."""
+    from byol_ref.cli import main
+
+    tiny = ["--epochs", "1", "--batch-size", "32", "--no-progress", "--no-plots", "--no-eval"]
+    for flag, value, weight in (("--hidden-size", 2**63, "encoder.fc1.weight"),
+                                ("--hidden-size", 2**62, "encoder.fc1.weight"),
+                                ("--projection-dim", 10**23, "projector.fc1.weight"),
+                                ("--predictor-dim", 2**63 - 1, "predictor.fc1.weight")):
+        out = tmp_path / f"r{value}"
+        assert main(["train", "--data", "synthetic", flag, str(value), "--out", str(out), *tiny]) == 2
+        err = capsys.readouterr().err
+        assert f"byol-ref train: error: {flag} must leave every weight within what one array holds" in err, err
+        assert f"got {value}: {weight} would have shape" in err and not out.exists()
+    assert main(["trace", "--dims", f"4,{2**63},4,4", "--out", str(tmp_path / "t.npz")]) == 2
+    assert f"hidden_size must leave every weight within what one array holds ({sys.maxsize // 8} values), " \
+           f"got {2**63}: encoder.fc1.weight would have shape (4, {2**63})" in capsys.readouterr().err
