@@ -60,6 +60,10 @@ def _load_data(spec: dict, strict: bool = True):
         return load_digits()
     if kind == "synthetic":
         return synthetic(seed=seed)
+    found = kind and ("is a directory" if Path(kind).is_dir() else odd_entry(kind))  # (load_file said "path:")
+    if found:
+        raise FileNotFoundError(f"--data {kind!r} {found}; expected 'digits', 'synthetic' or a .npy/.npz/.csv "
+                                "feature file")
     if not kind or not Path(kind).exists():  # ("" is Path('.'), which was refused as "path: '.' is a directory")
         raise FileNotFoundError(f"--data {kind!r}: no such file, and not a built-in data set; pass 'digits', "
                                 "'synthetic' or a .npy/.npz/.csv feature file")

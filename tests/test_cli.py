@@ -1720,7 +1720,8 @@ def test_a_folder_where_a_file_is_expected_is_named_as_such(tmp_path, capsys):
     assert main(["trace", "--inputs", str(tmp_path), "--out", str(tmp_path / "t.npz")]) == 2
     assert f"{tmp_path} is a directory; expected an .npz file" in capsys.readouterr().err
     assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
-    assert "is a directory; expected a data file" in capsys.readouterr().err
+    assert f"--data {str(tmp_path)!r} is a directory; expected 'digits', 'synthetic' or a .npy/.npz/.csv " \
+           "feature file" in capsys.readouterr().err
     assert main(["diff", str(tmp_path), str(tmp_path)]) == 2
     assert "is a directory" in capsys.readouterr().err
 
@@ -3339,3 +3340,24 @@ def test_a_width_no_array_can_hold_is_named_as_its_flag(tmp_path, capsys):
     assert main(["trace", "--dims", f"4,{2**63},4,4", "--out", str(tmp_path / "t.npz")]) == 2
     assert f"hidden_size must leave every weight within what one array holds ({sys.maxsize // 8} values), " \
            f"got {2**63}: encoder.fc1.weight would have shape (4, {2**63})" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo (POSIX)")
+def test_a_data_flag_that_names_no_file_is_named_as_the_flag_for_what_stands_there(tmp_path, capsys):
+    """--data names a folder, a link to nothing or a pipe: the message names --data (load_file's
+    own named its Python argument, "path: ..."; a link to nothing was "no such file")."""
+    from byol_ref.cli import main
+
+    link, pipe = tmp_path / "x.npy", tmp_path / "p.npy"
+    link.symlink_to(tmp_path / "gone.npy")
+    os.mkfifo(pipe)
+    expected = "expected 'digits', 'synthetic' or a .npy/.npz/.csv feature file"
+    assert main(["train", *SMALL_RUN, "--no-eval", "--out", str(tmp_path / "r")]) == 0
+    for command in (["train"], ["eval", str(tmp_path / "r")], ["embed", str(tmp_path / "r"), "--out",
+                                                                 str(tmp_path / "e.npz")]):
+        for path, found in ((tmp_path, "is a directory"), (pipe, "is not a regular file (a pipe, device or socket)"),
+                            (link, f"is a link to {tmp_path / 'gone.npy'}, which leads to no file")):
+            assert main([*command, "--data", str(path)]) == 2
+            err = capsys.readouterr().err
+            assert f"error: --data {str(path)!r} {found}" in err and expected in err, err
+    assert not (tmp_path / "e.npz").exists()
