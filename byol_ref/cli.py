@@ -1116,7 +1116,24 @@ def _show_warning(shown_before, message, category, filename, lineno, file=None, 
         shown_before(message, category, filename, lineno, file, line)
 
 
+# What an --out names, for the message refusing an empty one.
+_OUT_NAMES = {"train": "a run directory (without --out: runs/<data>-<time>)",
+              "eval": "a folder for the report (without --out: the report is only printed)",
+              "embed": "the .npz file to write", "trace": "the trace .npz file to write",
+              "convert": "the .npz or .safetensors file to write"}
+
+
+def _refuse_an_empty_out(args) -> None:
+    """--out '' (an unset shell variable, ``--out "$DIR"``): train and eval took it for no --out (a
+    run in runs/..., a report not written) and exited 0; embed, trace and convert's dst named '.',
+    which no one typed."""
+    flag, path = ("dst", args.dst) if args.command == "convert" else ("--out", getattr(args, "out", None))
+    if path == "":
+        raise ValueError(f"{flag} is empty (''); expected {_OUT_NAMES[args.command]}")
+
+
 def _command(args) -> int:
+    _refuse_an_empty_out(args)
     if args.command == "train":
         return _train(args)
     if args.command in _VERIFY_COMMANDS:

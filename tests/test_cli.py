@@ -3361,3 +3361,23 @@ def test_a_data_flag_that_names_no_file_is_named_as_the_flag_for_what_stands_the
             err = capsys.readouterr().err
             assert f"error: --data {str(path)!r} {found}" in err and expected in err, err
     assert not (tmp_path / "e.npz").exists()
+
+
+def test_an_empty_out_is_named_not_taken_for_no_out(tmp_path, capsys, monkeypatch):
+    """--out '' (an unset shell variable): train made a run in runs/<data>-<time> and eval wrote no
+    report, both exiting 0; embed, trace and convert named '.', which no one typed."""
+    from byol_ref.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *SMALL_RUN, "--no-eval", "--out", str(tmp_path / "r")]) == 0
+    capsys.readouterr()
+    for argv, says in ((["train", *SMALL_RUN, "--out", ""], "--out is empty (''); expected a run directory"),
+                       (["eval", "r", "--out", ""], "--out is empty (''); expected a folder for the report"),
+                       (["embed", "r", "--out", ""], "--out is empty (''); expected the .npz file to write"),
+                       (["trace", "--dims", "4,3,4,4", "--out", ""], "--out is empty (''); expected the trace .npz"),
+                       (["convert", "r", "", "--from", "byol-ref", "--to", "torch", "--mapping", "lightly"],
+                        "dst is empty (''); expected the .npz or .safetensors file to write")):
+        assert main(argv) == 2, argv
+        captured = capsys.readouterr()
+        assert f"byol-ref {argv[0]}: error: {says}" in captured.err and not captured.out, captured
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]  # no runs/ folder, nothing written
