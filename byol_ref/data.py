@@ -490,9 +490,11 @@ def _fold_features(x, image_shape, what: str, warn_layout: bool = True):
 def _column_index(labels, names, ncols: int, what: str, strict: bool = True) -> int:
     if isinstance(labels, str):
         if names is None:
-            raise ValueError(f"labels={labels!r} names a column, but {what} has no header row")
+            raise ValueError(f"labels={labels!r} names a column, but {what} has no header row"
+                             + _not_a_label_file(labels))
         if labels not in names:
-            raise ValueError(f"labels={labels!r} is not a column of {what}; columns are {names}")
+            raise ValueError(f"labels={labels!r} is not a column of {what}; columns are {names}"
+                             + _not_a_label_file(labels))
         if strict and names.count(labels) > 1:
             at = [i for i, n in enumerate(names) if n == labels]
             raise ValueError(f"labels={labels!r} names {len(at)} columns of {what} (columns {at}); pass the index "
@@ -501,6 +503,17 @@ def _column_index(labels, names, ncols: int, what: str, strict: bool = True) -> 
     if not -ncols <= labels < ncols:
         raise ValueError(f"labels column index {labels} is out of range for {ncols} columns in {what}")
     return labels % ncols
+
+
+def _not_a_label_file(labels: str) -> str:
+    """The end of a "not a column" message for a ``labels`` meant as a file that is no label file
+    (a folder, an .npz, a name without an extension that stands on disk): say what a label file is."""
+    p = Path(labels)
+    if p.is_dir():
+        return "; it is a directory, not a label file (.npy, .csv or .txt, one class id per row)"
+    if p.suffix or p.exists() or odd_entry(p):
+        return "; a label file ends in .npy, .csv or .txt (one class id per row)"
+    return ""
 
 
 def _labels_from_file(path, n: int):

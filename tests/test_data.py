@@ -552,8 +552,15 @@ def test_csv_label_name_errors(tmp_path):
     with pytest.raises(ValueError, match="'c' is not a column"):
         load_file(tmp_path / "h.csv", labels="c")
     (tmp_path / "n.csv").write_text("1,0\n2,1\n3,0\n")
-    with pytest.raises(ValueError, match="no header"):
+    with pytest.raises(ValueError, match="no header row$"):  # (a plain name: no word of label files)
         load_file(tmp_path / "n.csv", labels="b")
+    # A labels meant as a file but no label file (an .npz, a folder) was told only "names a column".
+    np.savez(tmp_path / "y.npz", y=np.array([0, 1, 0]))
+    for data in ("n.csv", "h.csv"):
+        with pytest.raises(ValueError, match=r"; a label file ends in \.npy, \.csv or \.txt \(one class id per row\)$"):
+            load_file(tmp_path / data, labels=str(tmp_path / "y.npz"))
+        with pytest.raises(ValueError, match="; it is a directory, not a label file"):
+            load_file(tmp_path / data, labels=str(tmp_path))
 
 
 def test_ragged_csv(tmp_path):
