@@ -206,6 +206,10 @@ def refuse_for_set_aside(out: Path, prefix: str, *, overwrite: str = "--overwrit
     to put it back by hand (``overwrite``: how the caller's user asks for a new run over it)."""
     aside = out / SET_ASIDE
     if aside.is_dir() and not aside.is_symlink() and _aside_files(aside):
+        if not (aside / "checkpoint.npz").exists():  # (its record only: a run killed before its first checkpoint)
+            raise error(f"{prefix}{out} has no checkpoint: the run an overwrite started there stopped before its "
+                        f"first, and so had the run it was replacing, whose files are in {aside}: there is no run "
+                        f"to go on with; start a new one with {overwrite}")
         killed = _left_behind(out, aside)[1]
         q = shlex.quote
         undo = (f"rm {' '.join(q(str(out / n)) for n in killed)} && " if killed else "") + \

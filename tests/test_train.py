@@ -749,6 +749,15 @@ def test_a_new_run_is_not_started_beside_a_run_an_overwrite_left_set_aside(tmp_p
     stop = fit(data, cfg, _tcfg(epochs=2, seed=3, checkpoint_every=0), progress=False, out_dir=out,
                overwrite=True, stop_at=2)
     assert stop.state.step == 2 and sorted(os.listdir(out)) == ["checkpoint.npz", "metrics.jsonl"]
+    # What it set aside had no checkpoint either (killed before its first): "put it back" would not help.
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "metrics.jsonl").write_text('{"step": 0}\n')
+    _move_aside(bare)
+    for resume, error in ((True, FileNotFoundError), (False, FileExistsError)):
+        with pytest.raises(error, match=r"has no checkpoint: .* and so had the run it was replacing, whose files are "
+                                        r"in .*: there is no run to go on with; start a new one with overwrite=True$"):
+            fit(data, cfg, _tcfg(epochs=1), progress=False, out_dir=bare, resume=resume)
     (out / ".replaced").write_text("mine")  # (the message named train --overwrite, which fit's user never ran)
     with pytest.raises(FileExistsError, match=r"\.replaced is a file or a link; fit\(overwrite=True\) sets the run"):
         fit(data, cfg, _tcfg(epochs=1), progress=False, out_dir=out, overwrite=True)
