@@ -635,10 +635,11 @@ def prepare_training_data(dataset: Dataset, views) -> tuple[dict, Dataset, Input
                              f"each view to that range), but x_train spans [{lo:.4g}, {hi:.4g}]; divide them by "
                              "their full scale (255 for 8-bit images), or load the rows as plain feature "
                              "vectors (a 2-D table, augmented with VectorAug)")
-    prep = fit_preprocessing(dataset)
-    data = input_norm = None
-    if np.isfinite(np.asarray(prep["mean"])).all() and np.isfinite(np.asarray(prep["std"])).all():
-        data, input_norm = apply_preprocessing(dataset, prep)
+    with np.errstate(over="ignore", invalid="ignore"):  # (an overflow is refused below, in words of its own)
+        prep = fit_preprocessing(dataset)
+        data = input_norm = None
+        if np.isfinite(np.asarray(prep["mean"])).all() and np.isfinite(np.asarray(prep["std"])).all():
+            data, input_norm = apply_preprocessing(dataset, prep)
     if data is None or not np.isfinite(data.x_train).all():
         raise ValueError(f"{dataset.name}: x_train has values whose standardisation overflows to inf or NaN "
                          f"(largest magnitude {float(np.abs(dataset.x_train).max()):.3g}); rescale the data")

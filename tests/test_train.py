@@ -618,6 +618,18 @@ def test_format_collapse_and_format_convergence_say_what_they_are_given():
         "Note: a logistic-regression fit of the probes of b stopped at its iteration cap")
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_data_whose_standardisation_overflows_is_refused_in_words_not_with_numpys_warning(data):
+    """Its refusal came after NumPy's 'RuntimeWarning: overflow encountered in square', a traceback-like
+    pair of lines with no word of what to do."""
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    poisoned = data._replace(x_train=data.x_train.copy())
+    poisoned.x_train[3, 2] = 1e308
+    with pytest.raises(ValueError, match=r"x_train has values whose standardisation overflows to inf or NaN "
+                                         r"\(largest magnitude 1e\+308\); rescale the data"):
+        fit(poisoned, cfg, _tcfg(epochs=1), progress=False)
+
+
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 def test_divergence_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path, data):
