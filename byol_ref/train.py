@@ -664,10 +664,10 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
         overwrite: start a new run in an ``out_dir`` that holds one (its checkpoint.npz or
             metrics.jsonl), replacing it; without it, or ``resume``, that is refused. The run
             replaced waits in ``out_dir/.replaced`` until this one's first checkpoint, and comes
-            back whole if this one stops before it (no file of the two runs mixes). A run found
-            waiting there (an overwrite killed outright before its first checkpoint left it) is
-            never started beside: that is refused, saying how to put it back, unless ``overwrite``
-            (which replaces it) or ``resume`` (which refuses too, as there is no checkpoint).
+            back whole if this one stops before it (no file of the two runs mixes). A folder
+            where a run still waits there (an overwrite killed outright before its first
+            checkpoint left it) is refused without ``overwrite``, saying where that run is and how
+            to put it back; ``overwrite`` replaces it.
         progress: show a progress bar on stderr.
         views: pair of augmentation configs (default: ``default_views_for(dataset)``; on resume,
             the ones stored in the checkpoint, and passing different ones is an error).
