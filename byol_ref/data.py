@@ -366,17 +366,17 @@ def _check_not_row_numbers(column, what: str) -> None:
                          "file without them, or delete that column")
 
 
-def _check_path(path, arg: str) -> Path:
+def _check_path(path, arg: str, expected: str = "a data file") -> Path:
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{arg} must be a str or os.PathLike, got {type(path).__name__}")
     if not os.fspath(path):  # (Path('') is Path('.'): "'.' is a directory" sent the user looking there)
-        raise FileNotFoundError(f"{arg}: the path is empty (''); expected a data file")
+        raise FileNotFoundError(f"{arg}: the path is empty (''); expected {expected}")
     p = Path(path)
     if p.is_dir():
-        raise FileNotFoundError(f"{arg}: {str(p)!r} is a directory; expected a data file")
+        raise FileNotFoundError(f"{arg}: {str(p)!r} is a directory; expected {expected}")
     if not p.is_file():
         odd = odd_entry(p)  # (a FIFO, /dev/null, a link to nothing: "no such file" sent the user looking for it)
-        raise FileNotFoundError(f"{arg}: {str(p)!r} {odd}; expected a data file" if odd else
+        raise FileNotFoundError(f"{arg}: {str(p)!r} {odd}; expected {expected}" if odd else
                                 f"{arg}: no such file: {str(p)!r}")
     return p
 
@@ -517,7 +517,7 @@ def _not_a_label_file(labels: str) -> str:
 
 
 def _labels_from_file(path, n: int):
-    p = _check_path(path, "labels")
+    p = _check_path(path, "labels", "a label file (.npy, .csv or .txt, one class id per row)")
     ext = p.suffix.lower()
     what = f"labels file {str(p)!r}"
     if ext == ".npy":

@@ -966,7 +966,9 @@ def test_a_path_that_is_no_regular_file_is_named_as_such(tmp_path):
         for p in (fifo, "/dev/null"):
             if p == "/dev/null" and arg == "labels":
                 p = Path("/dev/null")  # (a str not ending in .npy/.csv/.txt names a column)
-            says = rf"^{arg}: '{p}' is not a regular file \(a pipe, device or socket\); expected a data file$"
+            expected = "a data file" if arg == "path" else \
+                r"a label file \(\.npy, \.csv or \.txt, one class id per row\)"  # (it said "a data file")
+            says = rf"^{arg}: '{p}' is not a regular file \(a pipe, device or socket\); expected {expected}$"
             with pytest.raises(FileNotFoundError, match=says):
                 call(p)
     link = tmp_path / "moved.csv"
