@@ -342,13 +342,23 @@ def param_shapes(config: Config, role: str) -> dict:
     return shapes
 
 
-# The width field behind each Linear's output width, and the most float64 values one array can hold:
-# beyond it NumPy refuses the shape in its own words ("Maximum allowed dimension exceeded", "array is
-# too big"), which name no width. (Below it, an allocation too large for memory is a MemoryError.)
-_WIDTH_FIELDS = {"encoder.fc1": "hidden_size", "encoder.fc2": "hidden_size", "projector.sem_fc": "sem_simplices",
+# The width field behind each Linear's output width (projector.sem_fc's is sem_simplices * sem_simplex_dim:
+# _width_field), and the most float64 values one array can hold: beyond it NumPy refuses the shape in its own
+# words ("Maximum allowed dimension exceeded", "array is too big"), which name no width. (Below it, an
+# allocation too large for memory is a MemoryError.)
+_WIDTH_FIELDS = {"encoder.fc1": "hidden_size", "encoder.fc2": "hidden_size",
                  "projector.fc1": "projector_hidden_dim", "projector.fc2": "projection_dim",
                  "predictor.fc1": "predictor_dim", "predictor.fc2": "projection_dim"}
 _MAX_ARRAY_VALUES = sys.maxsize // 8
+
+
+def _width_field(config: Config, layer: str) -> str:
+    """The field behind the output width of the Linear ``layer``: for the simplicial embedding's,
+    the larger of its two factors (naming sem_simplices for a sem_simplex_dim too large named a
+    field that was 1)."""
+    if layer == "projector.sem_fc":
+        return max(("sem_simplices", "sem_simplex_dim"), key=lambda name: getattr(config, name))
+    return _WIDTH_FIELDS[layer]
 
 
 def _check_weights_fit(config: Config) -> None:
@@ -360,13 +370,13 @@ def _check_weights_fit(config: Config) -> None:
             continue
         layer = name[:-len(".weight")]
         if shape[0] * shape[1] > _MAX_ARRAY_VALUES:
-            culprit = _WIDTH_FIELDS[layer] if shape[1] >= shape[0] else field
+            culprit = _width_field(config, layer) if shape[1] >= shape[0] else field
             if culprit == "projector_hidden_dim" and config.projector_hidden_dim == config.projection_dim:
                 culprit = "projection_dim"  # (the field it follows by default)
             raise ValueError(f"{culprit} must leave every weight within what one array holds "
                              f"({_MAX_ARRAY_VALUES} values), got {getattr(config, culprit)}: {name} would have "
                              f"shape {shape}")
-        field = _WIDTH_FIELDS[layer]
+        field = _width_field(config, layer)
 
 
 def param_mismatch(params: Mapping, config: Config, role: str) -> tuple:

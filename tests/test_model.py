@@ -988,3 +988,26 @@ def test_concat_shards_that_do_not_split_evenly_are_refused_with_the_rows_they_n
                                "each (batch-norm statistics are taken per shard, over both views); use a batch size "
                                "that is a multiple of 2 and at least 2")
     byol.loss_and_grads(online, target, v[:2], v[1:])  # (1 row of each view per shard)
+
+
+def test_a_weight_no_array_can_hold_names_the_width_behind_it():
+    """Config refuses a weight of more than sys.maxsize // 8 values (NumPy's own limit for float64)
+    and names the larger of its two widths: the input's field when the input is the larger (the
+    previous Linear's output), and of the simplicial embedding's two factors the one that is large.
+    A weight of exactly the limit is a config (its allocation is another matter)."""
+    import sys
+
+    limit = sys.maxsize // 8
+    ones = dict(encoder_dim=1, hidden_size=1, projection_dim=1, predictor_dim=1)
+    assert byol.Config(**ones, projector_hidden_dim=limit).projector_hidden_dim == limit
+    with pytest.raises(ValueError, match=rf"^projector_hidden_dim must leave every weight within what one array "
+                                         rf"holds \({limit} values\), got {limit + 1}: projector\.fc1\.weight would "
+                                         rf"have shape \(1, {limit + 1}\)$"):
+        byol.Config(**ones, projector_hidden_dim=limit + 1)
+    # projector.fc2 is (projector_hidden_dim, projection_dim): its input, the larger, is the culprit
+    with pytest.raises(ValueError, match=rf"^projector_hidden_dim must .*, got {2**40}: projector\.fc2\.weight "
+                                         rf"would have shape \({2**40}, {2**30}\)$"):
+        byol.Config(**{**ones, "projection_dim": 2**30}, projector_hidden_dim=2**40)
+    for simplices, dim, named in ((1, 2**61, "sem_simplex_dim"), (2**61, 1, "sem_simplices")):
+        with pytest.raises(ValueError, match=rf"^{named} must .*, got {2**61}: projector\.sem_fc\.weight"):
+            byol.Config(**ones, sem_simplices=simplices, sem_simplex_dim=dim)
