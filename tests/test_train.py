@@ -673,6 +673,13 @@ def test_data_whose_standardisation_overflows_is_refused_in_words_not_with_numpy
     with pytest.raises(ValueError, match=r"x_train has values whose standardisation overflows to inf or NaN "
                                          r"\(largest magnitude 1e\+308\); rescale the data"):
         fit(poisoned, cfg, _tcfg(epochs=1), progress=False)
+    # a column whose sum is inf + -inf (column-major rows are summed pairwise): NaN, and NumPy's "invalid
+    # value encountered in reduce" too
+    poisoned = data._replace(x_train=data.x_train.copy(order="F"))
+    poisoned.x_train[:, 2] = np.resize([1e308, 1e308, -1e308, -1e308], len(poisoned.x_train))
+    with pytest.raises(ValueError, match=r"x_train has values whose standardisation overflows to inf or NaN "
+                                         r"\(largest magnitude 1e\+308\); rescale the data"):
+        fit(poisoned, cfg, _tcfg(epochs=1), progress=False)
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
@@ -800,8 +807,12 @@ def test_a_new_run_is_not_started_beside_a_run_an_overwrite_left_set_aside(tmp_p
         fit(data, cfg, _tcfg(epochs=1, seed=3), progress=False, out_dir=out)
     assert sorted(os.listdir(out)) == [".replaced"]
     assert {p.name: p.read_bytes() for p in (out / ".replaced").iterdir()} == aside
-    with pytest.raises(ValueError, match="^replacing: .*not with resume=True"):
-        fit(data, cfg, _tcfg(epochs=1), progress=False, out_dir=out, resume=True, replacing=Replacing(out))
+    for kw in ({"resume": True}, {"overwrite": True}, {"out_dir": None}):  # (overwrite: a second set-aside)
+        with pytest.raises(ValueError, match=r"^replacing: .*not with resume=True, overwrite=True or out_dir=None "
+                                             rf"\(got resume={kw.get('resume', False)}, "
+                                             rf"overwrite={kw.get('overwrite', False)}, out_dir="):
+            fit(data, cfg, _tcfg(epochs=1), progress=False, **{"out_dir": out, **kw}, replacing=Replacing(out))
+        assert sorted(os.listdir(out)) == [".replaced"]
     # overwrite=True replaces it: it waits until the new run's first checkpoint, then goes
     stop = fit(data, cfg, _tcfg(epochs=2, seed=3, checkpoint_every=0), progress=False, out_dir=out,
                overwrite=True, stop_at=2)
@@ -819,6 +830,7 @@ def test_a_new_run_is_not_started_beside_a_run_an_overwrite_left_set_aside(tmp_p
     with pytest.raises(FileExistsError, match=r"\.replaced is a file or a link; fit\(overwrite=True\) sets the run"):
         fit(data, cfg, _tcfg(epochs=1), progress=False, out_dir=out, overwrite=True)
     assert (out / ".replaced").read_text() == "mine"
+
 
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
