@@ -561,6 +561,10 @@ def test_csv_label_name_errors(tmp_path):
             load_file(tmp_path / data, labels=str(tmp_path / "y.npz"))
         with pytest.raises(ValueError, match="; it is a directory, not a label file"):
             load_file(tmp_path / data, labels=str(tmp_path))
+    # a name without an extension is a column's unless something stands on disk by that name
+    (tmp_path / "ylabels").write_text("0\n1\n0\n")
+    with pytest.raises(ValueError, match=r"; a label file ends in \.npy, \.csv or \.txt \(one class id per row\)$"):
+        load_file(tmp_path / "h.csv", labels=str(tmp_path / "ylabels"))
 
 
 def test_ragged_csv(tmp_path):
