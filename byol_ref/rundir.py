@@ -221,10 +221,11 @@ def refuse_for_set_aside(out: Path, prefix: str, *, overwrite: str = "--overwrit
 
 
 class Replacing:
-    """``train --overwrite``: the run in ``out`` (its ``RUN_FILES``) goes whole, as no file of it may
-    mix with the new run's (its checkpoint would be offered to --resume), but only once the new run
-    has a checkpoint of its own. Until then it waits in ``out/.replaced``; if the new run stops
-    first, it comes back; a process killed outright leaves it there, for the next command to find.
+    """``train --overwrite`` or ``fit(overwrite=True)`` (``flag``, which messages name): the run in
+    ``out`` (its ``RUN_FILES``) goes whole, as no file of it may mix with the new run's (its
+    checkpoint would be offered to --resume), but only once the new run has a checkpoint of its own.
+    Until then it waits in ``out/.replaced``; if the new run stops first, it comes back; a process
+    killed outright leaves it there, for the next command to find.
     A checkpoint in ``out`` while ``.replaced`` holds files therefore always means the new run's
     (the checkpoint moves first when set aside, last when put back), which a process killed before
     it removed the folder left there: the next command removes it (``remove_replaced``)."""
@@ -240,7 +241,8 @@ class Replacing:
             self.began = True
 
     def commit(self, step=None) -> None:
-        """The new run has written a checkpoint (``fit``'s ``on_checkpoint``): the replaced run goes."""
+        """The new run has written a checkpoint (``fit`` calls it, for its own or its caller's ``replacing``):
+        the replaced run goes."""
         if self.aside is None or self.committed:
             return
         self.committed = True
