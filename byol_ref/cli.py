@@ -501,7 +501,8 @@ def _refuse_no_checkpoint(run_dir: Path, prefix: str, verb: str) -> None:
     that train wrote, and nothing else). A checkpoint.npz that is there but no file, a link to none
     say, is named by the reader (advising --overwrite would replace the run it stands for)."""
     _read_what_stands_there(run_dir / "checkpoint.npz")
-    refuse_for_set_aside(run_dir, prefix)
+    refuse_for_set_aside(run_dir, prefix, overwrite="--overwrite" if verb == "continue" else
+                         f"{_prog()} train ... --out {shlex.quote(str(run_dir))} --overwrite")  # (eval's is another)
     try:
         _read_run_config(run_dir / "config.json")
     except ValueError:  # none, or another program's config.json (a Hugging Face model's, say)
@@ -982,7 +983,8 @@ def _load_run(args):
                                     "byol-ref run directory (expected a run directory, or a checkpoint .npz)")
         _read_what_stands_there(ckpt_path)  # (a link to nothing, a pipe)
         # (a checkpoint file that is not there is only that, unless an --overwrite set it aside)
-        refuse_for_set_aside(ckpt_path.parent, "")
+        refuse_for_set_aside(ckpt_path.parent, "", overwrite=f"{_prog()} train ... --out "
+                             f"{shlex.quote(str(ckpt_path.parent))} --overwrite")
         raise FileNotFoundError(f"checkpoint not found: {ckpt_path} does not exist (expected a run directory, "
                                 "or a checkpoint .npz)")
     state, model_cfg, tcfg, meta = load_checkpoint(ckpt_path)

@@ -745,6 +745,7 @@ def test_a_run_set_aside_by_a_killed_overwrite_survives_it(tmp_path, capsys):
     import shlex
     import subprocess
 
+    from byol_ref import cli
     from byol_ref.cli import main
 
     out = tmp_path / "my run"  # (the advice is a shell command: its paths are quoted)
@@ -778,6 +779,9 @@ def test_a_run_set_aside_by_a_killed_overwrite_survives_it(tmp_path, capsys):
         assert f"{out} has no checkpoint: the run an overwrite started there stopped before its first. The run " \
                f"it was replacing is in {aside}; to go on with that one, put it back ({undo}); or start a new " \
                "run" in err
+        # (eval's and embed's own --overwrite is another thing: they name train's)
+        assert err.rstrip().endswith("with --overwrite" if command[0] == "train" else
+                                     f"with {cli._prog()} train ... --out {q(str(out))} --overwrite"), err
     subprocess.run(advice(err), shell=True, check=True)  # the advice followed: the run is back whole
     assert {f.name: f.read_bytes() for f in out.iterdir()} == old
     # A second --overwrite keeps the set-aside run (the last with a checkpoint) until its own checkpoint.
