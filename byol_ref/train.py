@@ -707,6 +707,8 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
         raise ValueError("replacing: the run a caller set aside is replaced by a new run in out_dir; not with "
                          f"resume=True, overwrite=True or out_dir=None (got resume={resume}, overwrite={overwrite}, "
                          f"out_dir={out_dir!r})")
+    if replacing is not None and Path(replacing.out) != Path(out_dir):
+        raise ValueError(f"replacing set aside the run in {replacing.out}, not in out_dir {out_dir}")
     check_configs(model_cfg, tcfg)
     if model_cfg.encoder_dim != dataset.x_train.shape[1]:
         raise ValueError(f"model encoder_dim is {model_cfg.encoder_dim} but the data has "
