@@ -813,6 +813,8 @@ def test_a_new_run_is_not_started_beside_a_run_an_overwrite_left_set_aside(tmp_p
                                              rf"overwrite={kw.get('overwrite', False)}, out_dir="):
             fit(data, cfg, _tcfg(epochs=1), progress=False, **{"out_dir": out, **kw}, replacing=Replacing(out))
         assert sorted(os.listdir(out)) == [".replaced"]
+    with pytest.raises(ValueError, match=f"^replacing set aside the run in {tmp_path}, not in out_dir {out}$"):
+        fit(data, cfg, _tcfg(epochs=1), progress=False, out_dir=out, replacing=Replacing(tmp_path))
     # overwrite=True replaces it: it waits until the new run's first checkpoint, then goes
     stop = fit(data, cfg, _tcfg(epochs=2, seed=3, checkpoint_every=0), progress=False, out_dir=out,
                overwrite=True, stop_at=2)
