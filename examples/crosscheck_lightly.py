@@ -37,7 +37,7 @@ import warnings
 
 import numpy as np
 
-from _args import parse_dims  # examples/_args.py: the settings the cross-checks share
+from _args import add_start_step, parse_dims, schedule_steps  # examples/_args.py: the settings the cross-checks share
 from _skip import skip  # examples/_skip.py: exit 77 (skipped) when this check cannot run here
 
 try:
@@ -142,7 +142,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=5, help="training steps to compare (default 5)")
     ap.add_argument("--total-steps", type=int, default=None,
                     help="K of the lr and tau schedules (default: --start-step + --steps)")
-    ap.add_argument("--start-step", type=int, default=0, help="global step of the first compared step (default 0)")
+    add_start_step(ap)
     ap.add_argument("--warmup", type=int, default=2, help="warm-up steps W (default 2)")
     ap.add_argument("--weight-decay", type=float, default=1e-6, help="LARS weight decay (default 1e-6, the "
                     "benchmark's; 0 turns lightly's LARS into momentum SGD)")
@@ -158,13 +158,13 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     D, H, PH, P = parse_dims(ap, args.dims, "D,H,PH,P")
     N = args.batch
-    total = args.start_step + args.steps if args.total_steps is None else args.total_steps
+    start, total = schedule_steps(ap, args)
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or tmp
         os.makedirs(work, exist_ok=True)
         exported, seen = run_lightly(args.steps, args.warmup, args.weight_decay, args.seed, total=total, lr=args.lr,
                                      momentum=args.momentum, eta=args.eta, tau_base=args.tau_base,
-                                     start=args.start_step)
+                                     start=start)
         weights, theirs = os.path.join(work, "weights.npz"), os.path.join(work, "lightly_trace.npz")
         ref = os.path.join(work, "byol_ref_trace.npz")
         np.savez(weights, **exported)
@@ -173,7 +173,7 @@ def main(argv=None) -> int:
                         tau_base=args.tau_base)
         status = byol_ref_cli(["trace", "--inputs", weights, "--layout", "torch", "--mapping", "lightly", "--preset",
                                "lightly", "--steps", str(args.steps), "--total-steps", str(total),
-                               "--start-step", str(args.start_step), "--warmup-steps", str(args.warmup),
+                               "--start-step", str(start), "--warmup-steps", str(args.warmup),
                                "--overwrite", "--out", ref,
                                *(a for k, v in settings.items() for a in ("--set", f"{k}={v!r}"))])
         if status != 0:

@@ -48,7 +48,7 @@ import tempfile
 
 import numpy as np
 
-from _args import parse_dims  # examples/_args.py: the settings the cross-checks share
+from _args import add_start_step, parse_dims, schedule_steps  # examples/_args.py: the settings the cross-checks share
 from _skip import skip  # examples/_skip.py: exit 77 (skipped) when this check cannot run here
 
 try:
@@ -205,7 +205,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=6, help="training steps to compare (default 6)")
     ap.add_argument("--total-steps", type=int, default=10, help="K of the lr and tau schedules (default 10)")
     ap.add_argument("--warmup", type=int, default=3, help="warm-up steps W (default 3: 1/3 is not a float32)")
-    ap.add_argument("--start-step", type=int, default=0, help="global step of the first compared step (default 0)")
+    add_start_step(ap)
     ap.add_argument("--lr", type=float, default=5.0, help="base lr (peak lr x N/256; default 5, to move the params)")
     ap.add_argument("--weight-decay", type=float, default=0.01, help="LARS weight decay (default 0.01)")
     ap.add_argument("--eta", type=float, default=1e-3, help="LARS trust coefficient eta (default 1e-3)")
@@ -222,6 +222,7 @@ def main(argv=None) -> int:
         skip("this check runs the official BYOL code: clone google-deepmind/deepmind-research and pass "
              "--byol-src (or set BYOL_OFFICIAL_SRC). byol-ref does not need it; see docs/verifying.md.", __doc__)
     D, H, P, Q, PH = parse_dims(ap, args.dims, "D,H,P,Q,PH")
+    start, total = schedule_steps(ap, args)
     N = args.batch
     official = import_official(args.byol_src)
     verdicts, lrs = {}, {}
@@ -229,8 +230,8 @@ def main(argv=None) -> int:
         work = args.workdir or tmp
         os.makedirs(work, exist_ok=True)
         common = ["--dims", f"{D},{H},{P},{Q},{PH}", "--batch", str(N), "--seed", str(args.seed),
-                  "--steps", str(args.steps), "--start-step", str(args.start_step),
-                  "--total-steps", str(args.total_steps), "--warmup-steps", str(args.warmup), "--overwrite",
+                  "--steps", str(args.steps), "--start-step", str(start),
+                  "--total-steps", str(total), "--warmup-steps", str(args.warmup), "--overwrite",
                   "--set", f"lr={args.lr!r}", "--set", f"weight_decay={args.weight_decay!r}",
                   "--set", f"lars_eta={args.eta!r}", "--set", f"momentum={args.momentum!r}",
                   "--set", f"tau_base={args.tau_base!r}"]
@@ -244,9 +245,9 @@ def main(argv=None) -> int:
                 if rounding == "float32":  # the same initial state and views for the official run
                     ref = {k: z[k] for k in z.files if k.startswith("init.") or ".input." in k}
             if rounding == "float32":
-                np.savez(theirs, **run_official(official, ref, args.steps, args.total_steps, args.warmup, args.lr,
+                np.savez(theirs, **run_official(official, ref, args.steps, total, args.warmup, args.lr,
                                                 args.weight_decay, tau_base=args.tau_base, eta=args.eta,
-                                                momentum=args.momentum, start=args.start_step))
+                                                momentum=args.momentum, start=start))
             print(f"\n--- lr_rounding={rounding} ---", flush=True)
             byol_ref_cli(["diff", theirs, ours, "--subset", "--rtol", "1e-9", "--atol", "1e-10"])
             report = diff_files(theirs, ours, subset=True, rtol=1e-9, atol=1e-10)

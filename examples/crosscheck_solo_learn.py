@@ -3,7 +3,7 @@
     git clone https://github.com/vturrisi/solo-learn     # its main branch
     pip install torch                                     # all that the four files below import
     python examples/crosscheck_solo_learn.py --solo-src solo-learn [--steps 5] [--warmup 3] [--workdir DIR]
-        [--total-steps K] [--lr LR] [--weight-decay WD] [--momentum M] [--eta ETA] [--tau-base T]
+        [--total-steps K] [--start-step S] [--lr LR] [--weight-decay WD] [--momentum M] [--eta ETA] [--tau-base T]
         [--dims D,H,PH,P] [--batch N] [--seed SEED]
 
 ``--solo-src`` is the folder that holds ``solo/`` (or set ``SOLO_LEARN_SRC``). ``import solo`` pulls
@@ -27,7 +27,12 @@ and ``base.py`` do with the CIFAR recipe (``scripts/pretrain/cifar/byol.yaml``):
   after every optimiser step (``interval: step``), with ``warmup_start_lr`` the peak lr when ``W = 0``,
   as ``base.py`` passes it;
 - after each step, ``MomentumUpdater(0.99, 1.0).update`` on backbone and projector, then
-  ``update_tau(cur_step=k + 1, max_steps=K)`` (``on_train_batch_end``).
+  ``update_tau(cur_step=S + k + 1, max_steps=K)`` (``on_train_batch_end``).
+
+With ``--start-step S`` the first compared step is global step S, from a fresh optimiser state: the
+scheduler is stepped S times before it and ``update_tau(cur_step=S, max_steps=K)`` sets its tau, so
+both schedules read ``S + k`` at step k (``byol-ref trace --start-step S``); the trace names stay
+``step<k>``, and ``--total-steps`` defaults to S + ``--steps``.
 
 Everything runs in float64 from exported weights. The script records the loss, lr, tau, every
 gradient, the updated online and momentum params, LARS's momentum buffers and every batch-norm
@@ -50,10 +55,11 @@ import json
 import os
 import sys
 import tempfile
+import warnings
 
 import numpy as np
 
-from _args import parse_dims  # examples/_args.py: the settings the cross-checks share
+from _args import add_start_step, parse_dims, schedule_steps  # examples/_args.py: the settings the cross-checks share
 from _skip import skip  # examples/_skip.py: exit 77 (skipped) when this check cannot run here
 
 try:
@@ -125,12 +131,16 @@ def mapping_for_this_model() -> dict:
 
 
 def run_solo(solo: dict, steps: int, warmup: int, seed: int = 0, *, total: int | None = None, lr: float = 1.0,
-             weight_decay: float = 1e-5, momentum: float = 0.9, eta: float = 0.02, tau_base: float = 0.99):
+             weight_decay: float = 1e-5, momentum: float = 0.9, eta: float = 0.02, tau_base: float = 0.99,
+             start: int = 0):
     """``steps`` solo-learn training steps: (weights and views to export, what they computed).
 
-    ``total`` is K of both schedules (default ``steps``).
+    ``total`` is K of both schedules (default ``start + steps``). ``start`` is the global step of the
+    first one (byol-ref's ``--start-step``): the scheduler is stepped ``start`` times first, from a
+    fresh optimiser state, and ``update_tau(cur_step=start)`` sets tau, so both read ``start + k``;
+    the trace names stay ``step<k>``.
     """
-    total = steps if total is None else total
+    total = start + steps if total is None else total
     torch.manual_seed(seed)
     model = nn.Module()
     model.backbone = nn.Sequential(nn.Linear(D, H), nn.BatchNorm1d(H), nn.ReLU(), nn.Linear(H, H),
@@ -159,7 +169,13 @@ def run_solo(solo: dict, steps: int, warmup: int, seed: int = 0, *, total: int |
     sched = solo["scheduler"].LinearWarmupCosineAnnealingLR(opt, warmup_epochs=warmup, max_epochs=total,
                                                             warmup_start_lr=3e-5 if warmup > 0 else lr * N / 256,
                                                             eta_min=0.0)
+    with warnings.catch_warnings():  # "lr_scheduler.step() before optimizer.step()": on purpose, to reach `start`
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(start):
+            sched.step()
     updater = solo["momentum"].MomentumUpdater(base_tau=tau_base, final_tau=1.0)
+    if start:  # (at 0, update_tau would give base_tau up to rounding; solo-learn starts from base_tau itself)
+        updater.update_tau(cur_step=start, max_steps=total)
     mapping = mapping_for_this_model()
 
     def as_ref(tensors, prefix, *, keep_role=False):  # this model's names and layout -> byol-ref's
@@ -184,7 +200,7 @@ def run_solo(solo: dict, steps: int, warmup: int, seed: int = 0, *, total: int |
         sched.step()
         updater.update(model.backbone, model.momentum_backbone)  # on_train_batch_end: EMA with tau_k ...
         updater.update(model.projector, model.momentum_projector)
-        updater.update_tau(cur_step=k + 1, max_steps=total)  # ... then tau_{k+1}
+        updater.update_tau(cur_step=start + k + 1, max_steps=total)  # ... then tau_{k+1}
         seen[f"step{k}.loss.total"] = loss.detach().numpy()
         seen.update(as_ref({t: q.grad for t, q in model.named_parameters() if q.grad is not None},
                            f"step{k}.online.grad."))
@@ -201,7 +217,9 @@ def main(argv=None) -> int:
     ap.add_argument("--solo-src", default=os.environ.get("SOLO_LEARN_SRC"),
                     help="checkout of vturrisi/solo-learn (default: $SOLO_LEARN_SRC)")
     ap.add_argument("--steps", type=int, default=5, help="training steps to compare (default 5)")
-    ap.add_argument("--total-steps", type=int, default=None, help="K of the lr and tau schedules (default: --steps)")
+    ap.add_argument("--total-steps", type=int, default=None,
+                    help="K of the lr and tau schedules (default: --start-step + --steps)")
+    add_start_step(ap)
     ap.add_argument("--warmup", type=int, default=3, help="warm-up steps W (default 3)")
     ap.add_argument("--lr", type=float, default=1.0, help="base lr (peak lr x N/256; default 1.0, the CIFAR recipe)")
     ap.add_argument("--weight-decay", type=float, default=1e-5, help="LARS weight decay (default 1e-5)")
@@ -219,14 +237,14 @@ def main(argv=None) -> int:
              "SOLO_LEARN_SRC). byol-ref does not need it; see docs/verifying.md.", __doc__)
     D, H, PH, P = parse_dims(ap, args.dims, "D,H,PH,P")
     N = args.batch
-    total = args.steps if args.total_steps is None else args.total_steps
+    start, total = schedule_steps(ap, args)
     solo = load_solo(args.solo_src)
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or tmp
         os.makedirs(work, exist_ok=True)
         exported, seen, mapping = run_solo(solo, args.steps, args.warmup, args.seed, total=total, lr=args.lr,
                                            weight_decay=args.weight_decay, momentum=args.momentum, eta=args.eta,
-                                           tau_base=args.tau_base)
+                                           tau_base=args.tau_base, start=start)
         weights, theirs = os.path.join(work, "weights.npz"), os.path.join(work, "solo_learn_trace.npz")
         ref, mapping_file = os.path.join(work, "byol_ref_trace.npz"), os.path.join(work, "mapping.json")
         np.savez(weights, **exported)
@@ -237,6 +255,7 @@ def main(argv=None) -> int:
                         tau_base=args.tau_base)
         status = byol_ref_cli(["trace", "--inputs", weights, "--layout", "torch", "--mapping", mapping_file,
                                "--preset", "solo-learn", "--steps", str(args.steps), "--total-steps", str(total),
+                               "--start-step", str(start),
                                "--warmup-steps", str(args.warmup), "--overwrite", "--out", ref,
                                *(a for k, v in settings.items() for a in ("--set", f"{k}={v!r}"))])
         if status != 0:

@@ -197,6 +197,8 @@ def test_crosscheck_against_solo_learn_source(tmp_path):
     ["--warmup", "0"],  # base.py then starts the scheduler at the peak (the script once left it at 3e-5: DIFFER)
     ["--seed", "4", "--batch", "5", "--dims", "5,9,7,4", "--steps", "4", "--total-steps", "9", "--warmup", "2",
      "--tau-base", "0.9", "--eta", "1", "--lr", "3"],
+    # both schedules from a later step (solo-learn's scheduler and tau started at step 0 instead: DIFFER at step0.lr)
+    ["--start-step", "3", "--steps", "3", "--total-steps", "8", "--warmup", "2"],
 ])
 def test_crosscheck_against_solo_learn_source_at_other_settings(extra, tmp_path):
     """solo-learn's BYOL files at settings other than the script's defaults (as
@@ -319,3 +321,29 @@ def test_the_cross_checks_read_dims_as_positive_integers_one_per_name(capsys):
         with pytest.raises(SystemExit):
             parse_dims(ap, bad, "D,H,PH,P")
         assert f"crosscheck: error: --dims wants 4 positive integers D,H,PH,P, got {bad!r}" in capsys.readouterr().err
+
+
+def test_the_cross_checks_read_start_and_total_steps_from_one_place(capsys):
+    """--start-step and --total-steps of the cross-checks that take them (examples/_args.py): K defaults to
+    S + --steps where a script leaves it None, and an S below 0 or a K below S + --steps is the parser's error
+    naming the flag (byol-ref trace refused it later, in its own words)."""
+    import argparse
+
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        from _args import add_start_step, schedule_steps
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    ap = argparse.ArgumentParser(prog="crosscheck")
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--total-steps", type=int, default=None)
+    add_start_step(ap)
+    assert schedule_steps(ap, ap.parse_args([])) == (0, 5)
+    assert schedule_steps(ap, ap.parse_args(["--start-step", "3"])) == (3, 8)
+    assert schedule_steps(ap, ap.parse_args(["--start-step", "3", "--total-steps", "20"])) == (3, 20)
+    for bad, says in ((["--start-step", "-1"], "--start-step wants an integer >= 0, got -1"),
+                      (["--start-step", "3", "--total-steps", "7"],
+                       "--total-steps wants an integer >= --start-step + --steps = 8, got 7")):
+        with pytest.raises(SystemExit):
+            schedule_steps(ap, ap.parse_args(bad))
+        assert f"crosscheck: error: {says}" in capsys.readouterr().err
