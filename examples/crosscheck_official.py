@@ -4,7 +4,7 @@
     pip install jax dm-haiku optax dm-tree                             # what its byol/utils import
     python examples/crosscheck_official.py --byol-src deepmind-research [--steps 6] [--warmup 3] [--workdir DIR]
         [--total-steps K] [--start-step S] [--lr LR] [--weight-decay WD] [--eta ETA] [--momentum M]
-        [--tau-base T] [--dims D,H,P,Q,PH] [--batch N] [--seed SEED]
+        [--tau-base T] [--bn-decay DECAY] [--bn-eps EPS] [--dims D,H,P,Q,PH] [--batch N] [--seed SEED]
 
 ``--byol-src`` is the folder that holds ``byol/`` (or set ``BYOL_OFFICIAL_SRC``). The official
 ``byol_experiment.py`` imports acme and a TPU input pipeline, so this script does not import it;
@@ -13,7 +13,8 @@ it imports the official building blocks and puts them together in the order ``_f
 
 1. the network of ``_forward``: an encoder, ``networks.MLP`` as projector and predictor, each view
    through its own pass (``apply_once_fn``), Haiku batch norm with the official ``bn_config``
-   (decay 0.9, eps 1e-5, scale and offset). The encoder stands in for the ResNet: Linear -> BN ->
+   (decay 0.9, eps 1e-5, scale and offset; ``--bn-decay`` and ``--bn-eps`` set the decay rate and eps
+   there and byol-ref's ``bn_decay`` and ``bn_eps``). The encoder stands in for the ResNet: Linear -> BN ->
    ReLU, twice, in Haiku (byol-ref's MLP encoder). The online classifier is left out: it sees the
    representation through ``stop_gradient`` and changes no other tensor;
 2. the step of ``_update_fn``: the loss ``helpers.regression_loss`` both ways, summed, batch mean;
@@ -76,7 +77,7 @@ D, H, PH, P, Q, N = 6, 7, 9, 3, 5, 8  # input, encoder, projector hidden, projec
 # (the defaults of --dims D,H,P,Q,PH and --batch N; main() sets these module names from them)
 LAYER = {"linear": "fc1", "linear_1": "fc2", "batch_norm": "norm1", "batch_norm_1": "norm2"}
 PARAM = {"w": "weight", "b": "bias", "scale": "gamma", "offset": "beta"}
-BN_CONFIG = dict(decay_rate=0.9, eps=1e-5, create_scale=True, create_offset=True)
+BN_DECAY, BN_EPS = 0.9, 1e-5  # the official bn_config's decay_rate and eps (the defaults of --bn-decay, --bn-eps)
 
 
 def import_official(src):
@@ -97,21 +98,24 @@ def ref_name(module: str, leaf: str | None = None) -> str:
 
 
 def run_official(official, ref: dict, steps: int, total: int, warmup: int, base_lr: float, weight_decay: float,
-                 *, tau_base: float = 0.996, eta: float = 1e-3, momentum: float = 0.9, start: int = 0):
+                 *, tau_base: float = 0.996, eta: float = 1e-3, momentum: float = 0.9, start: int = 0,
+                 bn_decay: float = BN_DECAY, bn_eps: float = BN_EPS):
     """The official step, ``steps`` times from byol-ref's initial state; what it computed, by trace name.
 
     ``start`` is the global step of the first one (byol-ref's ``--start-step``): the schedules read
-    ``start + k``, the trace names stay ``step<k>``.
+    ``start + k``, the trace names stay ``step<k>``. ``bn_decay`` and ``bn_eps`` are the ``decay_rate``
+    and ``eps`` of every ``hk.BatchNorm`` (the official ``bn_config``).
     """
     helpers, networks, optimizers, schedules = official
+    bn_config = dict(decay_rate=bn_decay, eps=bn_eps, create_scale=True, create_offset=True)
 
     def forward(inputs):
         def encoder(x):
-            x = jax.nn.relu(hk.BatchNorm(**BN_CONFIG)(hk.Linear(H)(x), is_training=True))
-            return jax.nn.relu(hk.BatchNorm(**BN_CONFIG)(hk.Linear(H)(x), is_training=True))
+            x = jax.nn.relu(hk.BatchNorm(**bn_config)(hk.Linear(H)(x), is_training=True))
+            return jax.nn.relu(hk.BatchNorm(**bn_config)(hk.Linear(H)(x), is_training=True))
         net = hk.to_module(encoder)(name="encoder")
-        projector = networks.MLP(name="projector", hidden_size=PH, output_size=P, bn_config=BN_CONFIG)
-        predictor = networks.MLP(name="predictor", hidden_size=Q, output_size=P, bn_config=BN_CONFIG)
+        projector = networks.MLP(name="projector", hidden_size=PH, output_size=P, bn_config=bn_config)
+        predictor = networks.MLP(name="predictor", hidden_size=Q, output_size=P, bn_config=bn_config)
 
         def apply_once_fn(images, suffix):
             proj_out = projector(net(images), True)
@@ -126,7 +130,7 @@ def run_official(official, ref: dict, steps: int, total: int, warmup: int, base_
         return {m: {k: jnp.asarray(ref[f"init.{src if m.startswith('predictor') else role}.param.{ref_name(m, k)}"])
                     .reshape(v.shape) for k, v in leaves.items()} for m, leaves in shapes.items()}
 
-    def state_from(role):  # Haiku keeps hidden h_t and average h_t / (1 - 0.9^t); byol-ref keeps the average
+    def state_from(role):  # Haiku keeps hidden h_t and average h_t / (1 - decay^t); byol-ref keeps the average
         state = {}
         for m, s in state_shapes.items():
             module, ema = m.rsplit("/~/", 1)
@@ -135,7 +139,7 @@ def run_official(official, ref: dict, steps: int, total: int, warmup: int, base_
             t = int(ref[f"{buf}.count"])
             state[m] = {"counter": jnp.asarray(t, s["counter"].dtype),
                         "average": jnp.asarray(avg).reshape(s["average"].shape),
-                        "hidden": jnp.asarray(avg * (1 - 0.9 ** t)).reshape(s["hidden"].shape)}
+                        "hidden": jnp.asarray(avg * (1 - bn_decay ** t)).reshape(s["hidden"].shape)}
         return state
 
     def loss_fn(online_params, target_params, online_state, target_state, inputs):
@@ -211,6 +215,9 @@ def main(argv=None) -> int:
     ap.add_argument("--eta", type=float, default=1e-3, help="LARS trust coefficient eta (default 1e-3)")
     ap.add_argument("--momentum", type=float, default=0.9, help="LARS momentum (default 0.9)")
     ap.add_argument("--tau-base", type=float, default=0.996, help="base_ema of target_ema (default 0.996)")
+    ap.add_argument("--bn-decay", type=float, default=BN_DECAY,
+                    help=f"batch-norm decay_rate, the weight on the old running statistic (default {BN_DECAY})")
+    ap.add_argument("--bn-eps", type=float, default=BN_EPS, help=f"batch-norm eps (default {BN_EPS})")
     ap.add_argument("--dims", default=f"{D},{H},{P},{Q},{PH}",
                     help=f"D,H,P,Q,PH: input, encoder width, projection, predictor hidden, projector hidden "
                          f"(default {D},{H},{P},{Q},{PH})")
@@ -223,6 +230,10 @@ def main(argv=None) -> int:
              "--byol-src (or set BYOL_OFFICIAL_SRC). byol-ref does not need it; see docs/verifying.md.", __doc__)
     D, H, P, Q, PH = parse_dims(ap, args.dims, "D,H,P,Q,PH")
     start, total = schedule_steps(ap, args)
+    if not 0 <= args.bn_decay < 1:
+        ap.error(f"--bn-decay wants a number in [0, 1), got {args.bn_decay!r}")
+    if not args.bn_eps > 0:
+        ap.error(f"--bn-eps wants a number > 0, got {args.bn_eps!r}")
     N = args.batch
     official = import_official(args.byol_src)
     verdicts, lrs = {}, {}
@@ -234,7 +245,8 @@ def main(argv=None) -> int:
                   "--total-steps", str(total), "--warmup-steps", str(args.warmup), "--overwrite",
                   "--set", f"lr={args.lr!r}", "--set", f"weight_decay={args.weight_decay!r}",
                   "--set", f"lars_eta={args.eta!r}", "--set", f"momentum={args.momentum!r}",
-                  "--set", f"tau_base={args.tau_base!r}"]
+                  "--set", f"tau_base={args.tau_base!r}", "--set", f"bn_decay={args.bn_decay!r}",
+                  "--set", f"bn_eps={args.bn_eps!r}"]
         theirs = os.path.join(work, "official_trace.npz")
         for rounding in ("float32", "exact"):
             ours = os.path.join(work, f"byol_ref_{rounding}.npz")
@@ -247,7 +259,8 @@ def main(argv=None) -> int:
             if rounding == "float32":
                 np.savez(theirs, **run_official(official, ref, args.steps, total, args.warmup, args.lr,
                                                 args.weight_decay, tau_base=args.tau_base, eta=args.eta,
-                                                momentum=args.momentum, start=start))
+                                                momentum=args.momentum, start=start, bn_decay=args.bn_decay,
+                                                bn_eps=args.bn_eps))
             print(f"\n--- lr_rounding={rounding} ---", flush=True)
             byol_ref_cli(["diff", theirs, ours, "--subset", "--rtol", "1e-9", "--atol", "1e-10"])
             report = diff_files(theirs, ours, subset=True, rtol=1e-9, atol=1e-10)
