@@ -12,7 +12,8 @@ ResNet's convolutions): ``BYOLProjectionHead`` / ``BYOLPredictionHead``, the mom
 (``target_init="copy_encoder"``), both with ``deactivate_requires_grad``, ``update_momentum`` with
 ``cosine_schedule(k, K, 0.99, 1)`` *before* the forward, the benchmark's loss
 ``2 * criterion(z0, p1) + 2 * criterion(z1, p0)`` with ``criterion = NegativeCosineSimilarity()``
-(byol-ref's ``2 - 2 cos`` summed, 4 more: recorded plus 4, every gradient the same), lightly's ``LARS`` (lr 0.45 x N / 256, momentum 0.9, weight decay 1e-6 except on biases and norm
+(byol-ref's ``2 - 2 cos`` summed, 4 more: recorded plus 4, every gradient the same), lightly's
+``LARS`` (lr 0.45 x N / 256, momentum 0.9, weight decay 1e-6 except on biases and norm
 parameters, from ``get_weight_decay_parameters``) and its ``CosineWarmupScheduler`` stepped after
 every optimiser step. Everything runs in float64 from exported weights; the script records the
 loss, lr, tau, every gradient, the updated online and momentum params and the batch-norm
