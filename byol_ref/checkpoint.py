@@ -31,7 +31,7 @@ from pathlib import Path
 
 from .backend import host as np
 from .backend import to_numpy
-from .checks import check_path, odd_entry
+from .checks import check_path, not_a_file
 from .version import __version__
 
 FORMAT = "byol-ref-checkpoint"
@@ -384,11 +384,10 @@ def load(path) -> tuple[dict, dict]:
             newer format version.
     """
     path = Path(check_path(path))
-    if not path.is_file():  # (what a caller's path stands for, a run directory say, is the caller's to say)
-        if path.is_dir():
-            what = "is a folder, not a checkpoint file (a run directory keeps its checkpoint in checkpoint.npz)"
-        else:
-            what = odd_entry(path) or "does not exist"
+    # (what a caller's path stands for, a run directory say, is the caller's to say)
+    what = not_a_file(path, folder="is a folder, not a checkpoint file (a run directory keeps its checkpoint in "
+                                   "checkpoint.npz)")
+    if what:
         raise FileNotFoundError(f"checkpoint not found: {path} {what}")
     head = file_head(path)
     if not head.startswith(ZIP_MAGIC):

@@ -170,6 +170,17 @@ def odd_entry(path) -> str | None:
     return None
 
 
+def not_a_file(path, *, folder: str = "is a directory", missing: str | None = "does not exist") -> str | None:
+    """What stands at ``path`` when it is no regular file, as the end of a sentence: ``folder`` for a
+    folder, ``odd_entry``'s words for a link to nothing or a pipe, device or socket, ``missing`` for
+    nothing at all; None for a regular file (and for nothing at all when ``missing`` is None)."""
+    if os.path.isfile(path):
+        return None
+    if os.path.isdir(path):
+        return folder
+    return odd_entry(path) or missing
+
+
 def check_image_shape(image_shape, name="image_shape") -> tuple:
     """``image_shape`` as a tuple of Python ints, (H, W) or (C, H, W), each >= 1 (bools are refused)."""
     if not isinstance(image_shape, (tuple, list)) or len(image_shape) not in (2, 3) or not all(

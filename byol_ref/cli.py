@@ -33,7 +33,7 @@ from pathlib import Path
 from .augment import default_views_for, views_to_dicts
 from .backend import get_backend, host
 from .checkpoint import atomic_savez, atomic_write_text, parse_json
-from .checks import check_seed, odd_entry
+from .checks import check_seed, not_a_file
 from .data import csv_header_rule, labels_file, load_digits, load_file, synthetic
 from .model import NORMS, Config, loss_range
 from .rundir import (REPORT_FILES, RUN_FILES, SET_ASIDE, Replacing, RunDirectoryBusy, RunLock, first_interrupt_only,
@@ -60,7 +60,7 @@ def _load_data(spec: dict, strict: bool = True):
         return load_digits()
     if kind == "synthetic":
         return synthetic(seed=seed)
-    found = kind and ("is a directory" if Path(kind).is_dir() else odd_entry(kind))  # (load_file said "path:")
+    found = kind and not_a_file(kind, missing=None)  # (load_file said "path:")
     if found:
         raise FileNotFoundError(f"--data {kind!r} {found}; expected 'digits', 'synthetic' or a .npy/.npz/.csv "
                                 "feature file")
@@ -344,9 +344,9 @@ def _data_for_run(data_spec: dict, cfg_file: Path, *, resume: bool = False):
     if not isinstance(kind, str):
         raise ValueError(f"{cfg_file} records the data as {kind!r}, expected 'digits', 'synthetic' or a file path; "
                          f"the file was edited: {way}")
-    if kind not in ("digits", "synthetic") and not Path(kind).is_file():
-        found = ("is a directory" if Path(kind).is_dir() else odd_entry(kind)
-                 or "does not exist (moved, or a path relative to another folder?)")
+    found = None if kind in ("digits", "synthetic") else \
+        not_a_file(kind, missing="does not exist (moved, or a path relative to another folder?)")
+    if found:
         raise FileNotFoundError(f"{cfg_file} records the data file {kind!r}, which {found}; {way}")
     header = data_spec.get("csv_header", "auto")
     if not isinstance(header, str) or header not in _CSV_HEADER:

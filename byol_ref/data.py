@@ -24,7 +24,7 @@ from typing import Iterator, NamedTuple, Optional, Union
 from .backend import host as np
 from .checkpoint import (NPY_MAGIC, ZIP_MAGIC, file_head, first_line, npy_size_problem, numpy_read_errors,
                          read_npz)
-from .checks import check_bool, check_image_shape, check_real, check_seed, odd_entry
+from .checks import check_bool, check_image_shape, check_real, check_seed, not_a_file, odd_entry
 
 __all__ = [
     "Dataset",
@@ -372,12 +372,12 @@ def _check_path(path, arg: str, expected: str = "a data file") -> Path:
     if not os.fspath(path):  # (Path('') is Path('.'): "'.' is a directory" sent the user looking there)
         raise FileNotFoundError(f"{arg}: the path is empty (''); expected {expected}")
     p = Path(path)
-    if p.is_dir():
-        raise FileNotFoundError(f"{arg}: {str(p)!r} is a directory; expected {expected}")
+    # (a FIFO, /dev/null, a link to nothing is named: "no such file" sent the user looking for it)
+    found = not_a_file(p, missing=None)
+    if found:
+        raise FileNotFoundError(f"{arg}: {str(p)!r} {found}; expected {expected}")
     if not p.is_file():
-        odd = odd_entry(p)  # (a FIFO, /dev/null, a link to nothing: "no such file" sent the user looking for it)
-        raise FileNotFoundError(f"{arg}: {str(p)!r} {odd}; expected {expected}" if odd else
-                                f"{arg}: no such file: {str(p)!r}")
+        raise FileNotFoundError(f"{arg}: no such file: {str(p)!r}")
     return p
 
 
@@ -505,19 +505,22 @@ def _column_index(labels, names, ncols: int, what: str, strict: bool = True) -> 
     return labels % ncols
 
 
+_LABEL_FILE = ".npy, .csv or .txt, one class id per row"  # (what a label file is, for messages)
+
+
 def _not_a_label_file(labels: str) -> str:
     """The end of a "not a column" message for a ``labels`` meant as a file that is no label file
     (a folder, an .npz, a name without an extension that stands on disk): say what a label file is."""
     p = Path(labels)
     if p.is_dir():
-        return "; it is a directory, not a label file (.npy, .csv or .txt, one class id per row)"
+        return f"; it is a directory, not a label file ({_LABEL_FILE})"
     if p.suffix or p.exists() or odd_entry(p):
         return "; a label file ends in .npy, .csv or .txt (one class id per row)"
     return ""
 
 
 def _labels_from_file(path, n: int):
-    p = _check_path(path, "labels", "a label file (.npy, .csv or .txt, one class id per row)")
+    p = _check_path(path, "labels", f"a label file ({_LABEL_FILE})")
     ext = p.suffix.lower()
     what = f"labels file {str(p)!r}"
     if ext == ".npy":

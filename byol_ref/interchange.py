@@ -64,7 +64,7 @@ from collections.abc import Mapping
 from .backend import host as np
 from .backend import to_numpy
 from .checkpoint import atomic_savez, atomic_write, parse_json
-from .checks import check_count, check_path, odd_entry
+from .checks import check_count, check_path, not_a_file
 from .model import NETWORK_LAYOUTS, NORMS, Config, Network, buffer_shapes, network_plan, param_shapes
 from .trace import TraceError, load_npz
 
@@ -222,8 +222,8 @@ def resolve_mapping(mapping, config: Config | None = None, layout: str | None = 
         return torch_mapping(mapping, config) if STYLE_LAYOUT[mapping] == "torch" else axon_mapping(mapping, config)
     if mapping_path(mapping) is not None:
         what = f"mapping file {mapping_path(mapping)}"
-        if not os.path.isfile(mapping):  # (the OS said only "[Errno 2] No such file or directory: 'm.json'")
-            found = "is a folder" if os.path.isdir(mapping) else odd_entry(mapping) or "does not exist"
+        found = not_a_file(mapping, folder="is a folder")  # (the OS said only "[Errno 2] No such file ...")
+        if found:
             raise FileNotFoundError(f"{what} {found}; a mapping is a style "
                                     f"({', '.join(sorted(STYLE_LAYOUT))}) or a .json file of "
                                     "{byol-ref name: torch or axon name}")
@@ -527,8 +527,8 @@ def load_arrays(path) -> dict:
     """Every array of a ``.npz`` or ``.safetensors`` file, in file order; pickles are refused."""
     p = check_path(path)
     if p.lower().endswith(".safetensors"):
-        if not os.path.isfile(p):
-            found = "is a directory" if os.path.isdir(p) else odd_entry(p) or "does not exist"
+        found = not_a_file(p)
+        if found:
             raise FileNotFoundError(f"weights file {p} {found}; expected a .safetensors file")
         return read_safetensors(p)
     return load_npz(p, "weights file")

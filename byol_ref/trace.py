@@ -44,7 +44,7 @@ from typing import NamedTuple
 from .backend import get_backend, to_numpy
 from .backend import host as np
 from .checkpoint import atomic_savez, parse_json, read_npz
-from .checks import check_count, check_path, odd_entry
+from .checks import check_count, check_path, not_a_file
 from .layers import _moments
 from .losses import l2_normalize_forward
 from .model import (Config, Network, _check_network, build_from_config, ema_update, from_groups, init_buffers,
@@ -561,10 +561,9 @@ def save_trace(path, trace: Trace) -> str:
 def load_npz(path, what: str = "file") -> dict:
     """Read every array of an ``.npz`` (never unpickling), in file order, with clear errors."""
     path = check_path(path)
-    if os.path.isdir(path):
-        raise FileNotFoundError(f"{what} {path} is a directory; expected an .npz file")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} {path} {odd_entry(path) or 'does not exist'}")
+    found = not_a_file(path, folder="is a directory; expected an .npz file")
+    if found:
+        raise FileNotFoundError(f"{what} {path} {found}")
     lower = path.lower()
     if lower.endswith((".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")):
         raise TraceError(f"{path}: byol-ref never reads pickles (PyTorch .pt/.pth/.bin files are pickles); export "

@@ -1,6 +1,8 @@
 """The command-line settings the cross-checks share."""
 from __future__ import annotations
 
+import warnings
+
 
 def parse_dims(ap, text: str, names: str) -> tuple:
     """``--dims`` as positive ints, one for each of ``names`` ("D,H,PH,P", in the order the
@@ -31,3 +33,12 @@ def schedule_steps(ap, args) -> tuple:
     if total < start + args.steps:
         ap.error(f"--total-steps wants an integer >= --start-step + --steps = {start + args.steps}, got {total}")
     return start, total
+
+
+def advance(scheduler, start: int) -> None:
+    """Step a torch lr ``scheduler`` ``start`` times before the first compared step (``--start-step``);
+    torch's warning that it steps before the optimiser is silenced, as that is on purpose."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(start):
+            scheduler.step()

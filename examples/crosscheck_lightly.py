@@ -34,11 +34,10 @@ import copy
 import os
 import sys
 import tempfile
-import warnings
 
 import numpy as np
 
-from _args import add_start_step, parse_dims, schedule_steps  # examples/_args.py: the settings the cross-checks share
+from _args import add_start_step, advance, parse_dims, schedule_steps  # examples/_args.py: what the checks share
 from _skip import skip  # examples/_skip.py: exit 77 (skipped) when this check cannot run here
 
 try:
@@ -105,10 +104,7 @@ def run_lightly(steps: int, warmup: int, weight_decay: float = 1e-6, seed: int =
     opt = LARS([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr * N / 256, momentum=momentum,
                weight_decay=weight_decay, trust_coefficient=eta)
     sched = CosineWarmupScheduler(opt, warmup_epochs=warmup, max_epochs=total)
-    with warnings.catch_warnings():  # "lr_scheduler.step() before optimizer.step()": on purpose, to reach `start`
-        warnings.simplefilter("ignore", UserWarning)
-        for _ in range(start):
-            sched.step()
+    advance(sched, start)  # (from a fresh optimiser state)
     criterion = NegativeCosineSimilarity()
     mapping = torch_mapping("lightly", get_preset("lightly").config(encoder_dim=1))
 

@@ -55,11 +55,10 @@ import json
 import os
 import sys
 import tempfile
-import warnings
 
 import numpy as np
 
-from _args import add_start_step, parse_dims, schedule_steps  # examples/_args.py: the settings the cross-checks share
+from _args import add_start_step, advance, parse_dims, schedule_steps  # examples/_args.py: what the checks share
 from _skip import skip  # examples/_skip.py: exit 77 (skipped) when this check cannot run here
 
 try:
@@ -169,10 +168,7 @@ def run_solo(solo: dict, steps: int, warmup: int, seed: int = 0, *, total: int |
     sched = solo["scheduler"].LinearWarmupCosineAnnealingLR(opt, warmup_epochs=warmup, max_epochs=total,
                                                             warmup_start_lr=3e-5 if warmup > 0 else lr * N / 256,
                                                             eta_min=0.0)
-    with warnings.catch_warnings():  # "lr_scheduler.step() before optimizer.step()": on purpose, to reach `start`
-        warnings.simplefilter("ignore", UserWarning)
-        for _ in range(start):
-            sched.step()
+    advance(sched, start)  # (from a fresh optimiser state)
     updater = solo["momentum"].MomentumUpdater(base_tau=tau_base, final_tau=1.0)
     if start:  # (at 0, update_tau would give base_tau up to rounding; solo-learn starts from base_tau itself)
         updater.update_tau(cur_step=start, max_steps=total)
