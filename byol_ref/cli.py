@@ -30,7 +30,7 @@ import warnings
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
-from .augment import default_views_for, views_to_dicts
+from .augment import default_views_for, views_from_dicts, views_to_dicts
 from .backend import get_backend, host
 from .checkpoint import atomic_savez, atomic_write_text, parse_json
 from .checks import check_seed, not_a_file
@@ -520,9 +520,18 @@ def _refuse_no_checkpoint(run_dir: Path, prefix: str, verb: str) -> None:
                                 f"train ... --out {run_dir} --overwrite")
 
 
+def _recorded_views(meta: dict):
+    """The augmentations a checkpoint's meta records, or None where they do not read back (fit says
+    why: a CheckpointError)."""
+    try:
+        return views_from_dicts(meta["views"])
+    except (TypeError, ValueError):
+        return None
+
+
 def _resume_settings(args, out: Path) -> tuple:
-    """(config.json's record, model Config, TrainConfig with --epochs, the checkpoint's TrainState)
-    of the run ``train --resume`` continues, checked: the record against the checkpoint, the command
+    """(config.json's record, model Config, TrainConfig with --epochs, the checkpoint's TrainState
+    and its meta) of the run ``train --resume`` continues, checked: the record against the checkpoint, the command
     line against the record."""
     if not args.out:
         raise ValueError("--resume needs --out RUN_DIR, the run directory to continue")
@@ -542,7 +551,7 @@ def _resume_settings(args, out: Path) -> tuple:
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{cfg_file} records settings no run has ({exc}); the file was edited") from None
     # config.json must record what the checkpoint was trained with
-    resumed, ck_model, ck_train, _ = load_checkpoint(checkpoint_file(out))
+    resumed, ck_model, ck_train, meta = load_checkpoint(checkpoint_file(out))
     _check_record_matches(cfg_file, checkpoint_file(out), {**ck_model.to_dict(), **asdict(ck_train)},
                           {**model_cfg.to_dict(), **asdict(tcfg)})
     _check_resume_flags(args, out, saved, model_cfg, tcfg)
@@ -554,7 +563,7 @@ def _resume_settings(args, out: Path) -> tuple:
                              f"fixed when the run started); --epochs {args.epochs} would end it inside that warm-up: "
                              f"ask for at least {math.ceil(tcfg.warmup_epochs)} epochs")
         tcfg = replace(tcfg, epochs=args.epochs)
-    return saved, model_cfg, tcfg, resumed
+    return saved, model_cfg, tcfg, resumed, meta
 
 
 def _train(args) -> int:
@@ -569,7 +578,7 @@ def _train_holding(args, lock: RunLock) -> int:
     if existed:  # before anything in it is read
         lock.take(out)
     if args.resume:
-        saved, model_cfg, tcfg, resumed = _resume_settings(args, out)
+        saved, model_cfg, tcfg, resumed, meta = _resume_settings(args, out)
         data_spec = saved["data"]
         dataset = _data_for_run(data_spec, out / "config.json", resume=True)
     else:
@@ -605,8 +614,11 @@ def _train_holding(args, lock: RunLock) -> int:
     prepare_training_data(dataset, views)
     sched = make_schedules(tcfg, dataset.x_train.shape[0])  # a non-finite peak learning rate, say
     if args.resume:  # before config.json records the new length
-        check_resume_length(resumed.step, sched, tcfg, checkpoint_file(out))
-        # The checkpoint holds the run's augmentations; an explicit --augment must agree with them (fit checks).
+        check_resume_length(resumed.step, sched, tcfg, checkpoint_file(out), "--resume")
+        # The checkpoint holds the run's augmentations; an explicit --augment must agree with them.
+        if args.augment and "views" in meta and _recorded_views(meta) not in (None, tuple(views)):
+            raise ValueError(f"--resume: {checkpoint_file(out)} was trained with other augmentations than "
+                             f"--augment {args.augment} gives; drop --augment to go on with the run's own")
         views_record = saved.get("views", views_to_dicts(views))
         views = views if args.augment else None
     else:  # (as augment.views_from_dicts reads them back)

@@ -252,10 +252,11 @@ def make_schedules(tcfg: TrainConfig, n_train: int) -> Schedules:
     return Schedules(lr, tau, total, steps_per_epoch)
 
 
-def check_resume_length(step: int, sched: Schedules, tcfg: TrainConfig, where) -> None:
-    """Refuse to resume a checkpoint at ``step`` (of ``where``) with fewer steps than it has run."""
+def check_resume_length(step: int, sched: Schedules, tcfg: TrainConfig, where, flag: str = "resume=True") -> None:
+    """Refuse to resume a checkpoint at ``step`` (of ``where``) with fewer steps than it has run
+    (``flag``: how the caller's user asked to resume, which the message names)."""
     if step > sched.total_steps:
-        raise ValueError(f"--resume: {where} is at step {step}, past the {sched.total_steps} steps of "
+        raise ValueError(f"{flag}: {where} is at step {step}, past the {sched.total_steps} steps of "
                          f"{tcfg.epochs} epoch(s); a resumed run can be extended, not cut short: ask for at "
                          f"least {math.ceil(step / sched.steps_per_epoch)} epochs")
 
@@ -738,11 +739,11 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
         if ckpt_path is None or not ckpt_path.is_file():
             if out is not None:  # (a run a killed overwrite set aside: where it is, and how to put it back)
                 refuse_for_set_aside(out, "resume=True: ", overwrite="overwrite=True")
-            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path} (a run stopped before its first "
-                                    "checkpoint has nothing to continue: start it again with --overwrite)")
+            raise FileNotFoundError(f"resume=True: no checkpoint at {ckpt_path} (a run stopped before its first "
+                                    "checkpoint has nothing to continue: start it again with overwrite=True)")
         state, saved_model, saved_train, meta = load_checkpoint(ckpt_path, be)
         if saved_model != model_cfg:
-            raise ValueError(f"--resume: the checkpoint's model config differs: {saved_model} vs {model_cfg}")
+            raise ValueError(f"resume=True: the checkpoint's model config differs: {saved_model} vs {model_cfg}")
         # The run's warm-up was left at its default: 5% of its first length, which a run resumed for another
         # length holds on to (and then records, as it is no longer 5% of the length the checkpoint holds).
         # (a checkpoint from before meta recorded it: judged by its value, 5% of the length it holds)
@@ -757,7 +758,7 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
             a, b = asdict(saved_train), asdict(tcfg)
             diff = "; ".join(f"{k}: {a[k]!r} in the checkpoint, {b[k]!r} requested" for k in a
                              if k != "epochs" and a[k] != b[k])
-            raise ValueError(f"--resume: the checkpoint's training config differs from the requested one ({diff}); "
+            raise ValueError(f"resume=True: the checkpoint's training config differs from the requested one ({diff}); "
                              "only epochs may change")
         if "views" in meta:  # the run's augmentations continue unless others are asked for (an error)
             try:
@@ -765,7 +766,7 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
             except (TypeError, ValueError) as exc:
                 raise ckpt.CheckpointError(f"{ckpt_path}: invalid augmentation settings ({exc})") from None
             if requested_views is not None and tuple(requested_views) != saved_views:
-                raise ValueError(f"--resume: the checkpoint was trained with other augmentations: {saved_views} "
+                raise ValueError(f"resume=True: the checkpoint was trained with other augmentations: {saved_views} "
                                  f"vs {tuple(requested_views)}")
             views = saved_views
         check_resume_length(state.step, sched, tcfg, ckpt_path)

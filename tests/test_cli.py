@@ -239,7 +239,8 @@ def test_augment_chooses_the_image_recipe_and_resume_keeps_it(tmp_path):
     assert len(views_from_dicts(recorded)) == 2  # (the record reads back)
     # Resuming without --augment continues with the run's own recipe; asking for another is refused.
     res = run("train", "--epochs", "2", "--augment", "crop", "--resume", *common)
-    assert res.returncode == 2 and "other augmentations" in res.stderr
+    assert res.returncode == 2 and f"--resume: {out / 'checkpoint.npz'} was trained with other augmentations than " \
+        "--augment crop gives; drop --augment" in res.stderr
     res = run("train", "--epochs", "2", "--resume", *common)
     assert res.returncode == 0, res.stderr
     assert json.loads((out / "config.json").read_text())["views"] == recorded

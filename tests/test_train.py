@@ -227,7 +227,8 @@ def test_resume_keeps_the_runs_augmentations(tmp_path, data):
     full = fit(data, cfg, tcfg, progress=False, views=views)
     part = tmp_path / "part"
     fit(data, cfg, tcfg, progress=False, out_dir=part, stop_at=5, views=views)
-    with pytest.raises(ValueError, match="other augmentations"):
+    # (fit is called from Python: its messages name resume=True, not the CLI's --resume)
+    with pytest.raises(ValueError, match="^resume=True: the checkpoint was trained with other augmentations"):
         fit(data, cfg, tcfg, progress=False, out_dir=part, resume=True, views=(VectorAug(), VectorAug()))
     resumed = fit(data, cfg, tcfg, progress=False, out_dir=part, resume=True)
     for k, v in full.state.online.params.items():
@@ -1028,7 +1029,7 @@ def test_resume_drops_a_torn_last_metric_record(tmp_path, data):
 def test_resume_refuses_to_cut_a_run_short(tmp_path, data):
     cfg = byol.Config(encoder_dim=12, **SMALL)
     fit(data, cfg, _tcfg(epochs=2, warmup_epochs=0.5), progress=False, out_dir=tmp_path)
-    with pytest.raises(ValueError, match=r"is at step 8, past the 4 steps of 1 epoch\(s\); a resumed run can be "
+    with pytest.raises(ValueError, match=r"^resume=True: .* is at step 8, past the 4 steps of 1 epoch\(s\); a resumed run can be "
                                          r"extended, not cut short: ask for at least 2 epochs"):
         fit(data, cfg, _tcfg(epochs=1, warmup_epochs=0.5), progress=False, out_dir=tmp_path, resume=True)
     with pytest.raises(ValueError, match=r"differs from the requested one \(warmup_epochs: 0.5 in the checkpoint, "
@@ -1097,9 +1098,11 @@ def test_resume_length_allows_the_runs_own_end_and_rounds_the_hint_up():
     tcfg = _tcfg(epochs=1)
     sched = make_schedules(tcfg, 128)  # 4 steps an epoch, 4 in all
     check_resume_length(4, sched, tcfg, "ckpt")  # a finished run resumed at its own length: nothing to do
-    with pytest.raises(ValueError, match=r"ckpt is at step 6, past the 4 steps of 1 epoch\(s\); .* ask for at "
-                                         r"least 2 epochs"):  # 1.5 epochs ran
+    with pytest.raises(ValueError, match=r"^resume=True: ckpt is at step 6, past the 4 steps of 1 epoch\(s\); .* "
+                                         r"ask for at least 2 epochs"):  # 1.5 epochs ran
         check_resume_length(6, sched, tcfg, "ckpt")
+    with pytest.raises(ValueError, match=r"^--resume: ckpt is at step 6"):  # (the CLI names its flag)
+        check_resume_length(6, sched, tcfg, "ckpt", "--resume")
 
 
 def test_resume_of_a_finished_run_at_its_own_length_runs_no_step(tmp_path, data):
@@ -1352,8 +1355,20 @@ def test_resume_refuses_a_checkpoint_of_another_model(data, tmp_path):
     cfg = byol.Config(encoder_dim=12, **SMALL)
     fit(data, cfg, _tcfg(epochs=1), progress=False, out_dir=tmp_path)
     other = byol.Config(encoder_dim=12, hidden_size=32, projection_dim=8, predictor_dim=16)
-    with pytest.raises(ValueError, match="the checkpoint's model config differs"):
+    with pytest.raises(ValueError, match="^resume=True: the checkpoint's model config differs"):
         fit(data, other, _tcfg(epochs=2), progress=False, out_dir=tmp_path, resume=True)
+
+
+def test_resume_refuses_nothing_to_continue_and_another_training_config(data, tmp_path):
+    """fit's refusals name its own arguments (resume=True, overwrite=True), not the CLI's flags."""
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    with pytest.raises(FileNotFoundError, match=r"^resume=True: no checkpoint at .*nothing to continue: start it "
+                                                r"again with overwrite=True\)$"):
+        fit(data, cfg, _tcfg(epochs=1), progress=False, out_dir=tmp_path / "never", resume=True)
+    fit(data, cfg, _tcfg(epochs=1), progress=False, out_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"^resume=True: the checkpoint's training config differs from the requested "
+                                         r"one \(seed: 1 in the checkpoint, 3 requested\); only epochs may change$"):
+        fit(data, cfg, _tcfg(epochs=2, seed=3), progress=False, out_dir=tmp_path, resume=True)
 
 
 def test_init_sample_takes_evenly_spaced_rows():
