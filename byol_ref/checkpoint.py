@@ -9,7 +9,8 @@ adds. ``numpy.load`` is always called with ``allow_pickle=False``.
 
 Writes go to a temporary file in the same folder, are flushed to disk, then renamed
 over the destination (``os.replace`` is atomic on POSIX and Windows), so a crash leaves
-either the old checkpoint or the new one, never half of one. A temporary file's name says which
+either the old checkpoint or the new one, never half of one; the folder is then flushed too
+(``sync_folder``), so that the rename outlives a power cut. A temporary file's name says which
 process on which host writes it (``.NAME.HOST-PID.XXXXXXXX.tmp``), so that the next write of the
 same file removes those a process killed outright left (``remove_orphaned_temporaries``).
 """
@@ -233,7 +234,7 @@ def atomic_write(path, write) -> Path:
     """Write a file that appears whole or not at all.
 
     ``write(f)`` fills a temporary binary file in the destination's folder, which is then
-    flushed to disk and renamed over ``path``; on any error (or interrupt) the temporary
+    flushed to disk and renamed over ``path``, and the rename flushed (``sync_folder``); on any error (or interrupt) the temporary
     file is removed and an existing ``path`` is untouched.
 
     Args:
@@ -260,6 +261,8 @@ def atomic_write(path, write) -> Path:
         # mkstemp makes the file owner-only; give it the permissions open() would (0o666 less the umask)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+        tmp = None  # (renamed: there is nothing left to remove)
+        sync_folder(path.parent)
     except BaseException:
         if f is not None:
             f.close()
@@ -267,6 +270,23 @@ def atomic_write(path, write) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def sync_folder(folder) -> None:
+    """Flush a folder's entries (a rename into it, a file created) to disk: a file's own ``fsync``
+    does not make its new name durable on POSIX, and after a power cut the folder could show the
+    old file, or none. Where a folder cannot be opened or flushed (Windows, some network file
+    systems) nothing is done: the rename itself is still atomic."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _host_tag() -> str:

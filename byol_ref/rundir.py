@@ -39,7 +39,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .checkpoint import atomic_write_text, orphaned_temporaries, remove_orphaned_temporaries, temporary_prefix
+from .checkpoint import (atomic_write_text, orphaned_temporaries, remove_orphaned_temporaries, sync_folder,
+                         temporary_prefix)
 
 REPORT_FILES = ("report.json", "report.txt", "training.png", "probes.png", "features.png")
 RUN_FILES = ("checkpoint.npz", "config.json", "metrics.jsonl", *REPORT_FILES)
@@ -172,6 +173,7 @@ def _move_report(stage: Path, out: Path, names: list) -> list:
         elif (out / name).is_file() or (out / name).is_symlink():
             (out / name).unlink()
             removed.append(name)
+    sync_folder(out)
     return removed
 
 
@@ -284,6 +286,7 @@ def _move_aside(out: Path, flag: str = "train --overwrite") -> Path | None:
     atomic_write_text(aside / MANIFEST, "\n".join(present) + "\n")
     for name in present:
         os.replace(out / name, aside / name)
+    _sync(aside, out)
     return aside
 
 
@@ -296,6 +299,7 @@ def _finish_move_aside(out: Path, aside: Path) -> Path:
         (out / name).unlink()
     for name in theirs:
         os.replace(out / name, aside / name)
+    _sync(aside, out)
     print(f"byol-ref: {aside} holds the run an earlier overwrite set aside; it stays there until this run's "
           "first checkpoint", file=sys.stderr)
     return aside
@@ -353,7 +357,16 @@ def _put_back(out: Path, aside: Path) -> None:
             (out / name).unlink()
         for f in sorted(_aside_files(aside), key=lambda f: f.name == "checkpoint.npz"):
             os.replace(f, out / f.name)
+        _sync(out)  # (the run is back, whatever a power cut does to the rest)
         shutil.rmtree(aside)
+
+
+def _sync(*folders: Path) -> None:
+    """Make the moves into and out of ``folders`` durable (``sync_folder``) before what comes next
+    relies on them: a new run's first checkpoint must not reach the disk before the run it replaces
+    has reached ``.replaced``."""
+    for folder in folders:
+        sync_folder(folder)
 
 
 class Terminated(KeyboardInterrupt):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -850,6 +851,9 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
                     raise TrainingDiverged(f"{bad} became non-finite by step {k - 1} (lr {m['lr']:.3g}), the loss "
                                            f"still {m['loss']:.4g}; stopping{kept}. Lower the learning rate.")
             if ckpt_path is not None and due:
+                if metrics_file is not None:  # on disk before the checkpoint is: a resume after a power cut
+                    metrics_file.flush()  # finds every record up to the checkpoint's step
+                    os.fsync(metrics_file.fileno())
                 save_checkpoint(ckpt_path, state, model_cfg, tcfg, extra=ckpt_extra)
                 if replacing is not None:
                     replacing.commit()

@@ -738,3 +738,36 @@ def test_two_processes_cannot_hold_one_run_directory(tmp_path):
     finally:
         holder.kill()
         holder.wait(timeout=60)
+
+
+def _log_moves_and_syncs(monkeypatch) -> list:
+    """Record, in order, each move (``("move", destination)``) and each flush of a folder
+    (``("sync", folder)``) that rundir makes."""
+    events, real_replace = [], os.replace
+
+    def replace(src, dst):
+        events.append(("move", Path(dst)))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(rundir.os, "replace", replace)
+    monkeypatch.setattr(rundir, "sync_folder", lambda folder: events.append(("sync", Path(folder))))
+    return events
+
+
+def test_a_set_aside_and_a_put_back_reach_the_disk_before_what_relies_on_them(tmp_path, monkeypatch):
+    """After a power cut the new run's first checkpoint must not be on disk while the run it
+    replaces is not yet in .replaced (the folder would read as the new run's, and .replaced be
+    removed): both folders are flushed once the run has moved, and again once it is back."""
+    out = tmp_path / "r"
+    _write_run(out)
+    replacing = rundir.Replacing(out)
+    events = _log_moves_and_syncs(monkeypatch)
+    replacing.set_aside()
+    moves = [e for e in events if e[0] == "move" and e[1].parent == out / ".replaced" and e[1].name in RUN]
+    assert len(moves) == len(RUN)
+    after = events[events.index(moves[-1]) + 1:]
+    assert {("sync", out), ("sync", out / ".replaced")} <= set(after)
+    events.clear()
+    replacing.stopped()
+    assert events[-1] == ("sync", out) and [e[1].parent for e in events[:-1]] == [out] * len(RUN)
+    assert _contents(out) == RUN

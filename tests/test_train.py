@@ -6,6 +6,7 @@ import os
 import re
 import zipfile
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -1460,12 +1461,13 @@ def test_atomic_write_flushes_to_disk_before_the_rename(tmp_path, monkeypatch):
     real = os.fsync
 
     def spy(fd):
-        calls.append(path.exists())
+        calls.append((os.fstat(fd).st_ino == tmp_path.stat().st_ino, path.exists()))  # (the folder?, renamed?)
         return real(fd)
 
     monkeypatch.setattr(os, "fsync", spy)
     ckpt.atomic_write(path, lambda f: f.write(b"abc"))
-    assert calls == [False] and path.read_bytes() == b"abc"
+    # the file before the rename, then its folder after it (so that the rename outlives a power cut)
+    assert calls == [(False, False), (True, True)] and path.read_bytes() == b"abc"
 
 
 def test_load_refuses_a_meta_of_another_format(tmp_path):
@@ -1494,7 +1496,7 @@ def test_atomic_write_makes_a_missing_folder_and_syncs_what_was_written(tmp_path
 
     monkeypatch.setattr(os, "fsync", spy)
     ckpt.atomic_write(path, lambda f: f.write(b"abc"))
-    assert synced == [3] and path.read_bytes() == b"abc"
+    assert synced[0] == 3 and len(synced) == 2 and path.read_bytes() == b"abc"  # (then the folder, after the rename)
 
 
 def test_atomic_writes_give_every_permission_the_umask_allows_and_leave_the_umask_as_it_was(tmp_path):
@@ -1651,3 +1653,32 @@ def test_an_epoch_position_past_the_epoch_is_a_checkpoint_error(tmp_path, data):
         with pytest.raises(ckpt.CheckpointError, match=rf"bad.npz: epoch position {pos} is past the {batches} batches "
                                                        "of 32 in data/epoch_perm"):
             load_checkpoint(bad)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd to name what is flushed")
+def test_each_checkpoint_reaches_the_disk_after_the_metrics_it_follows_and_its_rename_too(data, tmp_path,
+                                                                                          monkeypatch):
+    """What a power cut may not undo: metrics.jsonl is flushed to disk before each checkpoint is
+    written (a resume finds every record up to the checkpoint's step), and the checkpoint's rename
+    is flushed with its folder (an fsync of the file alone leaves its new name to chance)."""
+    events, real_fsync, real_replace = [], os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", Path(os.readlink(f"/proc/self/fd/{fd}")).name))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", Path(dst).name))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    out = tmp_path / "run"
+    fit(data, byol.Config(encoder_dim=12, **SMALL), _tcfg(epochs=2, checkpoint_every=3), progress=False, out_dir=out)
+    renames = [i for i, e in enumerate(events) if e == ("replace", "checkpoint.npz")]
+    assert len(renames) == 3  # steps 3, 6 and 8
+    for i in renames:
+        before = events[:i]
+        last_metrics = max(j for j, e in enumerate(before) if e == ("fsync", "metrics.jsonl"))
+        assert ("replace", "checkpoint.npz") not in before[last_metrics:]  # (a fresh one for each)
+        assert events[i + 1] == ("fsync", out.name)
