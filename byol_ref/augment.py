@@ -790,6 +790,16 @@ def two_views(x, rng, cfgs, image_shape=None, *, check_finite: bool = True):
 
     Returns:
         (view1, view2): arrays of x's shape and dtype.
+
+    Examples:
+        >>> import numpy as np
+        >>> from byol_ref.augment import digits_views, two_views
+        >>> from byol_ref.data import load_digits
+        >>> digits = load_digits()
+        >>> x = digits.x_train[:4]  # (4, 64): flattened 8x8 images in [0, 1]
+        >>> view1, view2 = two_views(x, np.random.default_rng(0), digits_views(), image_shape=digits.image_shape)
+        >>> view1.shape, view1.dtype.name, bool((view1 != view2).any()), float(view1.min()) >= 0.0
+        ((4, 64), 'float64', True, True)
     """
     if not isinstance(cfgs, (tuple, list)) or len(cfgs) != 2:
         raise ValueError(f"cfgs must be a pair of configs (view 1, view 2), got {cfgs!r}")

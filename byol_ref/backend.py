@@ -132,6 +132,15 @@ def get_backend(name: str = "numpy", dtype: Any = "float64", seed: int | None = 
     Raises:
         ValueError: unknown name or dtype.
         RuntimeError: ``"cupy"`` asked for, but CuPy is missing or no GPU answers.
+
+    Examples:
+        >>> import byol_ref as byol
+        >>> be = byol.get_backend("numpy", "float32", seed=0)
+        >>> be.name, be.dtype, be.asarray([1.0, 2.0]).dtype.name
+        ('numpy', 'float32', 'float32')
+        >>> online, target = byol.build(16, backend=be)  # its dtype and generator
+        >>> online.params["encoder.fc1.weight"].dtype.name
+        'float32'
     """
     aliases = {"numpy": "numpy", "cpu": "numpy", "cupy": "cupy", "cuda": "cupy", "gpu": "cupy"}
     if name not in aliases:

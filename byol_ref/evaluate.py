@@ -558,6 +558,14 @@ def linear_probe(
     Raises:
         ValueError: bad inputs, or no class of y_train with the 2 examples a validation split needs.
 
+    Examples:
+        >>> from byol_ref.data import synthetic
+        >>> from byol_ref.evaluate import linear_probe
+        >>> d = synthetic(n=200, dim=8, n_classes=4, seed=0)
+        >>> res = linear_probe(d.x_train, d.y_train, d.x_test, d.y_test, seed=0)
+        >>> sorted(res), round(res["accuracy"], 3), res["l2"]
+        (['accuracy', 'converged', 'l2', 'val_accuracy'], 0.9, 1.0)
+
     References:
         Kornblith et al., CVPR 2019, section 3 (linear evaluation protocol);
         BYOL (Grill et al., NeurIPS 2020), appendix C.1 (linear evaluation).
@@ -640,6 +648,14 @@ def low_label_probe(
         ``l2`` (chosen per repeat), ``labels_per_class`` and ``converged`` (every final fit reached
         the gradient tolerance within max_iter).
 
+    Examples:
+        >>> from byol_ref.data import synthetic
+        >>> from byol_ref.evaluate import low_label_probe
+        >>> d = synthetic(n=200, dim=8, n_classes=4, seed=0)
+        >>> res = low_label_probe(d.x_train, d.y_train, d.x_test, d.y_test, labels_per_class=5, repeats=2)
+        >>> res["accuracies"], round(res["accuracy"], 4), res["l2"]
+        ([0.85, 0.875], 0.8625, [0.1, 0.1])
+
     References:
         Semi-supervised evaluation of BYOL (Grill et al., NeurIPS 2020), section 4.2,
         here with a fixed number of labels per class as in small-data probes.
@@ -719,6 +735,14 @@ def knn_predict(
 
     Returns:
         labels, shape (M,), drawn from the values of ``y_train``.
+
+    Examples:
+        >>> import numpy as np
+        >>> from byol_ref.evaluate import knn_predict
+        >>> x_train = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+        >>> y_train = np.array([3, 3, 7, 7])
+        >>> knn_predict(x_train, y_train, np.array([[2.0, 0.1], [0.2, 3.0]]), k=2).tolist()
+        [3, 7]
 
     References:
         Wu et al., "Unsupervised Feature Learning via Non-Parametric Instance
@@ -807,6 +831,13 @@ def knn_accuracy(
 
     Returns:
         accuracy in [0, 1].
+
+    Examples:
+        >>> from byol_ref.data import synthetic
+        >>> from byol_ref.evaluate import knn_accuracy
+        >>> d = synthetic(n=200, dim=8, n_classes=4, seed=0)
+        >>> round(knn_accuracy(d.x_train, d.y_train, d.x_test, d.y_test, k=20, temperature=0.1), 3)
+        0.875
 
     References:
         Wu et al., CVPR 2018, section 3.4.

@@ -685,6 +685,18 @@ def data_dependent_init(network: Network, x, *, eps: float | None = None) -> Net
     Returns:
         A new Network (params copied where changed; the input network is not modified).
 
+    Examples:
+        On the batch it was set from, the network computes what batch norm in training mode does:
+
+        >>> import numpy as np
+        >>> import byol_ref as byol
+        >>> x = np.random.default_rng(0).standard_normal((64, 16))
+        >>> affine = byol.data_dependent_init(byol.build_online(16, norm="affine", seed=0), x)
+        >>> batch = byol.build_online(16, norm="batch", seed=0)  # the same draw of the weights
+        >>> got, want = byol.forward(affine, x)[0], byol.forward(batch, x, train=True)[0]
+        >>> bool(np.allclose(got["p"], want["p"]))
+        True
+
     References:
         Richemond et al., "BYOL works even without batch statistics", arXiv 2010.10241, 2020.
     """
@@ -724,6 +736,15 @@ def forward(network: Network, x, *, train: bool = False):
         outputs: dict with ``y`` (N, H), ``z`` (N, P) and ``p`` (N, P) (``p`` is ``z`` for a
             target or predictor-less network).
         buffers: the network's buffers, updated when train is True.
+
+    Examples:
+        >>> import numpy as np
+        >>> import byol_ref as byol
+        >>> online = byol.build_online(16, projection_dim=8, predictor_dim=4, hidden_size=32, seed=0)
+        >>> x = np.random.default_rng(0).standard_normal((5, 16))
+        >>> outputs, buffers = byol.forward(online, x)
+        >>> {k: v.shape for k, v in outputs.items()}
+        {'y': (5, 32), 'z': (5, 8), 'p': (5, 8)}
     """
     _check_network(network, "network")
     cfg = network.config
@@ -789,6 +810,17 @@ def loss_and_grads(online: Network, target: Network, view1, view2, *, record: Ca
         LossAndGrads. The parameters and buffers are checked for their names, shapes and
         dtypes, not their values (that would read every one of them each step): a non-finite
         parameter gives a non-finite loss, on which ``fit`` stops and names the step.
+
+    Examples:
+        >>> import numpy as np
+        >>> import byol_ref as byol
+        >>> online, target = byol.build(16, projection_dim=8, predictor_dim=4, hidden_size=32, seed=0)
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.standard_normal((8, 16))
+        >>> view1, view2 = x + 0.1 * rng.standard_normal(x.shape), x + 0.1 * rng.standard_normal(x.shape)
+        >>> res = byol.loss_and_grads(online, target, view1, view2)
+        >>> print(f"{float(res.loss):.4f}", res.grads.keys() == online.params.keys())
+        3.2734 True
 
     References:
         Grill et al. 2020, section 3.1 and eq. 2; official ``byol_experiment.py``.
@@ -918,6 +950,15 @@ def loss(online_pred, target_proj, *, eps=None, eps_mode="sq_norm", form="mse"):
 
     Returns:
         0-d array, the mean over the batch (N >= 1).
+
+    Examples:
+        Equal directions give 0, opposite ones 4 (any positive scale is normalised away):
+
+        >>> import numpy as np
+        >>> import byol_ref as byol
+        >>> p = np.random.default_rng(0).standard_normal((4, 8))
+        >>> round(float(byol.loss(p, 3 * p)), 6), round(float(byol.loss(p, -p)), 6)
+        (0.0, 4.0)
     """
     check_array(online_pred, "online_pred", ndim=2, dtype=FLOAT_DTYPES, min_rows=1)
     check_array(target_proj, "target_proj", ndim=2, dtype=online_pred.dtype.name, dtype_of="online_pred")
@@ -958,6 +999,17 @@ def ema_update(online_params: dict, target_params: dict, momentum: float = DEFAU
     Returns:
         New target params: a new dict of new arrays (nothing is mutated), or, in place, a new
         dict holding the updated target arrays themselves.
+
+    Examples:
+        With tau = 0.99 the target moves 1% of the way to the online params:
+
+        >>> import byol_ref as byol
+        >>> online, target = byol.build(16, projection_dim=8, predictor_dim=4, hidden_size=32, seed=0)
+        >>> moved = {k: v + 1.0 for k, v in online.params.items()}
+        >>> new = byol.ema_update(moved, target.params, momentum=0.99)
+        >>> w = "encoder.fc1.weight"
+        >>> round(float((new[w] - target.params[w]).mean()), 6), "predictor.fc1.weight" in new
+        (0.01, False)
 
     References:
         Grill et al. 2020, eq. 1 (xi <- tau xi + (1 - tau) theta).
@@ -1012,7 +1064,15 @@ def _resolve_backend(backend, dtype, seed) -> Backend:
 
 
 def build_from_config(config: Config, *, seed: int | None = 0, dtype="float64", backend=None):
-    """Build (online, target) from a Config (see build)."""
+    """Build (online, target) from a Config (see build).
+
+    Examples:
+        >>> import byol_ref as byol
+        >>> cfg = byol.Config(encoder_dim=16, hidden_size=32, projection_dim=8, predictor_dim=4)
+        >>> online, target = byol.build_from_config(cfg, seed=0)
+        >>> online.config == target.config == cfg, cfg.norm, cfg.loss_form
+        (True, 'batch', 'mse')
+    """
     if not isinstance(config, Config):
         raise TypeError(f"config must be a byol_ref Config (Config(...) or Config.from_dict(d)), got "
                         f"{type(config).__name__}")
@@ -1047,6 +1107,15 @@ def build(encoder_dim: int, projection_dim: int = DEFAULT_PROJECTION_DIM, predic
         (online, target): Networks. The target is an exact copy of the online encoder and
         projector unless ``target_init="independent"`` (neither) or ``"copy_encoder"`` (the
         encoder only).
+
+    Examples:
+        >>> import byol_ref as byol
+        >>> online, target = byol.build(16, projection_dim=8, predictor_dim=4, hidden_size=32, seed=0)
+        >>> w = online.params["encoder.fc1.weight"]
+        >>> w.shape, w.dtype.name, bool((target.params["encoder.fc1.weight"] == w).all())
+        ((16, 32), 'float64', True)
+        >>> sorted({k.split(".")[0] for k in online.params.keys() - target.params.keys()})  # online only
+        ['predictor']
     """
     cfg = _make_config(encoder_dim, projection_dim, predictor_dim, hidden_size, options)
     return build_from_config(cfg, seed=seed, dtype=dtype, backend=backend)
@@ -1055,7 +1124,14 @@ def build(encoder_dim: int, projection_dim: int = DEFAULT_PROJECTION_DIM, predic
 def build_online(encoder_dim: int, projection_dim: int = DEFAULT_PROJECTION_DIM,
                  predictor_dim: int = DEFAULT_PREDICTOR_DIM, hidden_size: int = DEFAULT_HIDDEN_SIZE, *,
                  seed: int | None = 0, dtype="float64", backend=None, **options) -> Network:
-    """Build only the online network (encoder -> projector -> predictor); same args as build."""
+    """Build only the online network (encoder -> projector -> predictor); same args as build.
+
+    Examples:
+        >>> import byol_ref as byol
+        >>> online = byol.build_online(16, projection_dim=8, predictor_dim=4, hidden_size=32, seed=0)
+        >>> online.role, sorted({k.split(".")[0] for k in online.params})
+        ('online', ['encoder', 'predictor', 'projector'])
+    """
     cfg = _make_config(encoder_dim, projection_dim, predictor_dim, hidden_size, options)
     be = _resolve_backend(backend, dtype, seed)
     return Network(cfg, "online", init_params(cfg, "online", be.rng, be), init_buffers(cfg, "online", be))
@@ -1071,6 +1147,15 @@ def build_target(encoder_dim: int, projection_dim: int = DEFAULT_PROJECTION_DIM,
     config and dtype then come from ``online``: the size arguments are ignored, and a
     ``dtype`` must be online's); otherwise the params are a fresh draw in ``dtype``
     (default float64).
+
+    Examples:
+        >>> import byol_ref as byol
+        >>> online = byol.build_online(16, projection_dim=8, predictor_dim=4, hidden_size=32, seed=0)
+        >>> target = byol.build_target(16, online=online)
+        >>> target.role, sorted({k.split(".")[0] for k in target.params})
+        ('target', ['encoder', 'projector'])
+        >>> bool((target.params["projector.fc2.weight"] == online.params["projector.fc2.weight"]).all())
+        True
     """
     if online is not None:
         _check_network(online, "online", role="online")
@@ -1115,7 +1200,13 @@ def output_size(projection_dim: int = DEFAULT_PROJECTION_DIM, **options) -> int:
 
     Takes build's keyword options too, so that the options a network was built with can be passed
     whole (``output_size(**opts)``, as the Elixir ``output_size(opts)``); a name build would not take
-    (a misspelt ``projection_size``, say, which would silently give the default) is refused."""
+    (a misspelt ``projection_size``, say, which would silently give the default) is refused.
+
+    Examples:
+        >>> import byol_ref as byol
+        >>> byol.output_size(), byol.output_size(projection_dim=128, hidden_size=512)
+        (256, 128)
+    """
     known = {f.name for f in fields(Config)} | {"seed", "dtype", "backend"}
     unknown = sorted(set(options) - known)
     if unknown:
@@ -1125,18 +1216,46 @@ def output_size(projection_dim: int = DEFAULT_PROJECTION_DIM, **options) -> int:
 
 
 def default_projection_dim() -> int:
+    """The default projection_dim P of ``build``.
+
+    Examples:
+        >>> import byol_ref as byol
+        >>> byol.default_projection_dim()
+        256
+    """
     return DEFAULT_PROJECTION_DIM
 
 
 def default_predictor_dim() -> int:
+    """The default predictor hidden width Q of ``build``.
+
+    Examples:
+        >>> import byol_ref as byol
+        >>> byol.default_predictor_dim()
+        64
+    """
     return DEFAULT_PREDICTOR_DIM
 
 
 def default_hidden_size() -> int:
+    """The default encoder width H of ``build``.
+
+    Examples:
+        >>> import byol_ref as byol
+        >>> byol.default_hidden_size()
+        256
+    """
     return DEFAULT_HIDDEN_SIZE
 
 
 def default_momentum() -> float:
+    """The default EMA rate tau of ``ema_update``.
+
+    Examples:
+        >>> import byol_ref as byol
+        >>> byol.default_momentum()
+        0.996
+    """
     return DEFAULT_MOMENTUM
 
 

@@ -360,7 +360,15 @@ def sgd_update(
 # ----------------------------------------------------------------------------------------------
 
 def lars_init(params: Mapping[str, Any]) -> dict:
-    """Zero momentum buffers ``{"momentum.<key>": zeros_like(params[key])}`` (official m_0 = 0)."""
+    """Zero momentum buffers ``{"momentum.<key>": zeros_like(params[key])}`` (official m_0 = 0).
+
+    Examples:
+        >>> import numpy as np
+        >>> from byol_ref.optim import lars_init
+        >>> state = lars_init({"fc.weight": np.ones((2, 3)), "fc.bias": np.ones(3)})
+        >>> sorted(state), float(state["momentum.fc.weight"].sum())
+        (['momentum.fc.bias', 'momentum.fc.weight'], 0.0)
+    """
     return _buffers_init(params, ("momentum",))
 
 
@@ -440,6 +448,18 @@ def lars_update(
     Raises:
         ValueError: a hyper-parameter out of range, or keys/shapes/dtypes that do not match.
         TypeError: a hyper-parameter of the wrong type (a string for a number, 1 for True).
+
+    Examples:
+        On the first step the weight moves by ``lr * eta * ||p||`` in norm (0.1 * 1e-3 * 6 = 6e-4, so 3e-4
+        per entry); the bias, excluded by its name, takes a plain step of ``lr * g``:
+
+        >>> import numpy as np
+        >>> from byol_ref.optim import lars_init, lars_update
+        >>> params = {"fc.weight": np.full((2, 2), 3.0), "fc.bias": np.ones(2)}
+        >>> grads = {"fc.weight": np.ones((2, 2)), "fc.bias": np.ones(2)}
+        >>> new_params, state = lars_update(grads, lars_init(params), params, lr=0.1)
+        >>> round(float(new_params["fc.weight"][0, 0]), 6), [round(b, 6) for b in new_params["fc.bias"].tolist()]
+        (2.9997, [0.9, 0.9])
 
     References:
         deepmind-research/byol ``utils/optimizers.py`` (``add_weight_decay``, ``scale_by_lars``,

@@ -164,6 +164,15 @@ def warmup_cosine_lr(
             with ``"W-1"`` (``check_warmup_convention``), or, with ``"float32"``, a rate beyond
             float32's range.
 
+    Examples:
+        A peak of 0.2 * 512 / 256 = 0.4, reached after 10 warm-up steps, half way down the cosine at
+        step 55 and 0 at the end:
+
+        >>> from byol_ref.schedules import warmup_cosine_lr
+        >>> [round(warmup_cosine_lr(k, base_lr=0.2, batch_size=512, total_steps=100, warmup_steps=10), 6)
+        ...  for k in (0, 5, 10, 55, 100)]
+        [0.0, 0.2, 0.4, 0.2, 0.0]
+
     References:
         BYOL paper appendix C (LARS, cosine decay, 10 warm-up epochs, lr = 0.2 x B/256);
         deepmind-research/byol ``utils/schedules.py`` ``learning_schedule`` (BYOL_FACTS a6).
@@ -246,6 +255,11 @@ def target_tau(
     Raises:
         ValueError: a negative step, ``tau_base`` outside [0, 1], ``total_steps < 1``, or an
             unknown ``schedule`` / ``denominator``.
+
+    Examples:
+        >>> from byol_ref.schedules import target_tau
+        >>> [round(target_tau(k, tau_base=0.996, total_steps=100), 6) for k in (0, 50, 100)]
+        [0.996, 0.998, 1.0]
 
     References:
         BYOL paper section 3.2, "tau = 1 - (1 - tau_base)(cos(pi k / K) + 1)/2";

@@ -691,6 +691,18 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
     Raises:
         TrainingDiverged: a non-finite loss; the last good checkpoint is left in place.
         RunDirectoryBusy: another process is writing in ``out_dir`` (``byol_ref.rundir.RunLock``).
+
+    Examples:
+        Two epochs of 52 training rows in batches of 16 are 6 steps (the last partial batch is dropped):
+
+        >>> from byol_ref import Config
+        >>> from byol_ref.data import synthetic
+        >>> from byol_ref.train import TrainConfig, fit
+        >>> data = synthetic(n=64, dim=8, n_classes=2, seed=0)
+        >>> model_cfg = Config(encoder_dim=8, hidden_size=16, projection_dim=8, predictor_dim=8)
+        >>> result = fit(data, model_cfg, TrainConfig(epochs=2, batch_size=16), out_dir=None, progress=False)
+        >>> result.state.step, sorted(result.history[-1])
+        (6, ['epoch', 'knn', 'loss', 'lr', 'step', 'tau', 'y_rank', 'z_rank', 'z_std', 'z_std_healthy'])
     """
     with RunLock("out_dir") as lock:  # out_dir is this process's alone while the run writes there
         return _fit(dataset, model_cfg, tcfg, backend=backend, out_dir=out_dir, resume=resume, overwrite=overwrite,
