@@ -1137,21 +1137,22 @@ def build_online(encoder_dim: int, projection_dim: int = DEFAULT_PROJECTION_DIM,
     return Network(cfg, "online", init_params(cfg, "online", be.rng, be), init_buffers(cfg, "online", be))
 
 
-def build_target(encoder_dim: int, projection_dim: int = DEFAULT_PROJECTION_DIM,
+def build_target(encoder_dim: int | None = None, projection_dim: int = DEFAULT_PROJECTION_DIM,
                  predictor_dim: int = DEFAULT_PREDICTOR_DIM, hidden_size: int = DEFAULT_HIDDEN_SIZE, *,
                  seed: int | None = 0, dtype=None, backend=None, online: Network | None = None,
                  **options) -> Network:
     """Build only the target network (encoder -> projector, no predictor).
 
     With ``online`` given, the target copies its encoder and projector params (the
-    config and dtype then come from ``online``: the size arguments are ignored, and a
-    ``dtype`` must be online's); otherwise the params are a fresh draw in ``dtype``
-    (default float64).
+    config and dtype then come from ``online``: ``encoder_dim`` may be left out, or must be
+    online's, the other size arguments are ignored, and a ``dtype`` must be online's);
+    otherwise ``encoder_dim`` is needed, and the params are a fresh draw in ``dtype`` (default
+    float64).
 
     Examples:
         >>> import byol_ref as byol
         >>> online = byol.build_online(16, projection_dim=8, predictor_dim=4, hidden_size=32, seed=0)
-        >>> target = byol.build_target(16, online=online)
+        >>> target = byol.build_target(online=online)
         >>> target.role, sorted({k.split(".")[0] for k in target.params})
         ('target', ['encoder', 'projector'])
         >>> bool((target.params["projector.fc2.weight"] == online.params["projector.fc2.weight"]).all())
@@ -1160,6 +1161,9 @@ def build_target(encoder_dim: int, projection_dim: int = DEFAULT_PROJECTION_DIM,
     if online is not None:
         _check_network(online, "online", role="online")
         cfg = online.config
+        if encoder_dim is not None and encoder_dim != cfg.encoder_dim:
+            raise ValueError(f"encoder_dim={encoder_dim!r}, but online takes {cfg.encoder_dim} input features: the "
+                             "target copies it (leave encoder_dim out)")
         own = _params_dtype(online.params, "online.params")
         if dtype is not None and check_dtype(dtype) != own:
             raise ValueError(f"dtype={dtype!r}, but online's params are {own}: the target copies them (cast the "
@@ -1168,6 +1172,8 @@ def build_target(encoder_dim: int, projection_dim: int = DEFAULT_PROJECTION_DIM,
         params = {k: online.params[k].copy() for k in param_shapes(cfg, "target")}
         return Network(cfg, "target", params, init_buffers(cfg, "target", be)
                        if not online.buffers else _target_buffers_like(online, cfg, be))
+    if encoder_dim is None:
+        raise TypeError("build_target needs encoder_dim (the number of input features), or online=... to copy")
     cfg = _make_config(encoder_dim, projection_dim, predictor_dim, hidden_size, options)
     be = _resolve_backend(backend, "float64" if dtype is None else dtype, seed)
     return Network(cfg, "target", init_params(cfg, "target", be.rng, be), init_buffers(cfg, "target", be))

@@ -412,6 +412,13 @@ def test_configs_and_a_target_copy_are_checked():
     bare = byol.build_target(4, online=online32._replace(buffers={}))  # fresh running statistics, in its dtype
     assert {v.dtype for k, v in bare.buffers.items() if not k.endswith(".count")} == {np.dtype(np.float32)}
     assert byol.build_target(4, 3, 2, 5).params["encoder.fc1.weight"].dtype == np.float64  # (the default)
+    # With online given the encoder width is online's: it may be left out, but not contradicted.
+    assert byol.build_target(online=online32).config == online32.config
+    with pytest.raises(ValueError, match=r"^encoder_dim=5, but online takes 4 input features: the target copies it"):
+        byol.build_target(5, online=online32)
+    with pytest.raises(TypeError, match=r"^build_target needs encoder_dim \(the number of input features\), or "
+                                        r"online=\.\.\. to copy$"):
+        byol.build_target()
 
 
 def test_check_real_seed_and_dtype_tuple_helpers():
