@@ -619,7 +619,9 @@ def _train_holding(args, lock: RunLock) -> int:
         if args.augment and "views" in meta and _recorded_views(meta) not in (None, tuple(views)):
             raise ValueError(f"--resume: {checkpoint_file(out)} was trained with other augmentations than "
                              f"--augment {args.augment} gives; drop --augment to go on with the run's own")
-        views_record = saved.get("views", views_to_dicts(views))
+        # (as the checkpoint holds them: a record from before config.json held dicts held repr strings)
+        recorded = _recorded_views(meta) if "views" in meta else None
+        views_record = views_to_dicts(recorded) if recorded is not None else saved.get("views", views_to_dicts(views))
         views = views if args.augment else None
     else:  # (as augment.views_from_dicts reads them back)
         views_record = views_to_dicts(views)

@@ -2709,6 +2709,14 @@ def test_a_resume_without_augment_keeps_the_runs_own_augmentations(tmp_path, cap
                  "--no-plots"]) == 0
     assert "trained 5 steps (step 10 of the run)" in capsys.readouterr().out
     assert json.loads((out / "config.json").read_text())["views"] == views
+    # A run from before config.json held dicts recorded repr strings: a resume records what the
+    # checkpoint holds, which views_from_dicts reads back.
+    record = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**record, "views": [f"ImageAug(rotation={v['rotation']})"
+                                                                     for v in views]}))
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "3", "--no-eval", "--no-progress",
+                 "--no-plots"]) == 0
+    assert json.loads((out / "config.json").read_text())["views"] == views
 
 
 def test_diff_rtol_and_atol_each_do_their_own_part(tmp_path, capsys):
