@@ -234,8 +234,8 @@ def atomic_write(path, write) -> Path:
     """Write a file that appears whole or not at all.
 
     ``write(f)`` fills a temporary binary file in the destination's folder, which is then
-    flushed to disk and renamed over ``path``, and the rename flushed (``sync_folder``); on any error (or interrupt) the temporary
-    file is removed and an existing ``path`` is untouched.
+    flushed to disk and renamed over ``path``, and the rename flushed (``sync_folder``); on any
+    error (or interrupt) the temporary file is removed and an existing ``path`` is untouched.
 
     Args:
         path: destination; its folder is created if missing.
