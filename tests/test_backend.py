@@ -30,6 +30,19 @@ def test_only_backend_imports_numpy_or_cupy():
     assert offenders == [], offenders
 
 
+def test_the_package_keeps_its_line_length_and_never_unpickles():
+    """House rules a reviewer would otherwise check by eye: lines of at most 120 characters in the
+    package, and no ``allow_pickle=True`` anywhere in it (data from disk is never unpickled)."""
+    long_lines, pickles = [], []
+    for path in sorted(PKG.rglob("*.py")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if len(line) > 120:
+                long_lines.append(f"{path.name}:{number} ({len(line)})")
+            if re.search(r"allow_pickle\s*=\s*True", line):
+                pickles.append(f"{path.name}:{number}")
+    assert long_lines == [] and pickles == [], (long_lines, pickles)
+
+
 def test_import_and_a_tiny_step_never_import_cupy():
     code = (
         "import sys, byol_ref as b\n"
