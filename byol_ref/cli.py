@@ -770,9 +770,9 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
     k, lpc = probe.get("k", 20), probe.get("labels_per_class", 10)
     note = format_convergence(report["rows"])  # ("" when every probe fit converged)
     text = (f"Test accuracy (%) on the held-out split; kNN = cosine k={k}, low-label = {lpc} labels per class "
-            "(mean +- sd over 5 draws of the labelled samples), linear = l2-regularised logistic regression on all "
-            "train labels\nrandom-init encoder: the same networks drawn afresh, batch norm calibrated on the train "
-            "split (not the run's own step-0 network, whose kNN starts the run's curve)\n"
+            f"(mean +- sd over {report['probe']['repeats']} draws of the labelled samples), linear = l2-regularised "
+            "logistic regression on all train labels\nrandom-init encoder: the same networks drawn afresh, batch norm "
+            "calibrated on the train split (not the run's own step-0 network, whose kNN starts the run's curve)\n"
             + report["table"] + ("\n" + note if note else "")
             + "\n\n" + _gains(report["rows"], len(dataset.y_test))
             + "\n\nCollapse monitors (test split; the effective rank is at most min(test samples - 1, width)):\n"

@@ -51,6 +51,11 @@ __all__ = [
 ]
 
 DEFAULT_L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+# The rest of the probes' protocol, as the report uses it and records it in report.json's "probe":
+# the full probe's validation share of each class, the low-label probe's draws and cross-validation folds.
+DEFAULT_VAL_FRACTION = 0.2
+DEFAULT_REPEATS = 5
+DEFAULT_N_FOLDS = 5
 
 
 # ---------------------------------------------------------------------------------------
@@ -530,7 +535,7 @@ def linear_probe(
     y_test: Any,
     *,
     l2_grid: tuple[float, ...] = DEFAULT_L2_GRID,
-    val_fraction: float = 0.2,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
     seed: int = 0,
     max_iter: int = 500,
 ) -> dict:
@@ -614,9 +619,9 @@ def low_label_probe(
     *,
     labels_per_class: int = 10,
     seed: int = 0,
-    repeats: int = 5,
+    repeats: int = DEFAULT_REPEATS,
     l2_grid: tuple[float, ...] = DEFAULT_L2_GRID,
-    n_folds: int = 5,
+    n_folds: int = DEFAULT_N_FOLDS,
     max_iter: int = 500,
 ) -> dict:
     """Linear probe trained on only ``labels_per_class`` labelled examples per class.
@@ -975,7 +980,7 @@ def probe_report(
     k: int = 20,
     seed: int = 0,
     temperature: float | None = None,
-    repeats: int = 5,
+    repeats: int = DEFAULT_REPEATS,
     l2_grid: tuple[float, ...] = DEFAULT_L2_GRID,
 ) -> list[dict]:
     """kNN, low-label and full linear probes for several feature sets, one row each.

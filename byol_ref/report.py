@@ -9,7 +9,8 @@ per class, mean over 5 draws) and a full linear probe (l2 chosen on a validation
 from __future__ import annotations
 
 from .backend import Backend
-from .evaluate import collapse_report, format_table, probe_report
+from .evaluate import (DEFAULT_L2_GRID, DEFAULT_N_FOLDS, DEFAULT_REPEATS, DEFAULT_VAL_FRACTION, collapse_report,
+                       format_table, probe_report)
 from .model import Network, build_from_config, data_dependent_init
 
 
@@ -37,7 +38,9 @@ def evaluate_features(online: Network, dataset, input_norm, backend: Backend, *,
     Returns:
         dict with ``rows`` (one per feature set: name, knn, low_label, low_label_std, linear),
         ``collapse`` (statistics of the test-set projections and encodings), ``table`` (text)
-        and ``probe`` (the probe settings).
+        and ``probe`` (the probe settings: ``k``, ``labels_per_class``, ``temperature``, and the
+        protocol: ``seed``, the low-label ``repeats`` and ``cv_folds``, the full probe's
+        ``val_fraction``, the ``l2_grid`` both choose from).
     """
     from .train import encode
 
@@ -60,8 +63,12 @@ def evaluate_features(online: Network, dataset, input_norm, backend: Backend, *,
         "encoder_y": collapse_report(feats["BYOL encoder (y)"][1], dataset.y_test),
         "random_encoder_y": collapse_report(feats["random-init encoder"][1], dataset.y_test),
     }
+    # The whole protocol, so that an outside probe of `embed`'s features can redo every draw: the seed of the
+    # low-label subsets (rng [seed, r] for draw r) and of the full probe's validation split, both l2 choices' grid.
+    protocol = {"seed": seed, "repeats": DEFAULT_REPEATS, "cv_folds": min(DEFAULT_N_FOLDS, labels_per_class),
+                "val_fraction": DEFAULT_VAL_FRACTION, "l2_grid": list(DEFAULT_L2_GRID)}
     out = {"rows": rows, "collapse": collapse, "table": format_table(rows),
-           "probe": {"k": k, "labels_per_class": labels_per_class, "temperature": temperature}}
+           "probe": {"k": k, "labels_per_class": labels_per_class, "temperature": temperature, **protocol}}
     if return_features:
         out["features"] = {name: test for name, (_, test) in feats.items()}
     return out

@@ -295,9 +295,10 @@ def test_train_report_eval_and_embed_agree_on_unstandardised_vectors(tmp_path):
 
 @pytest.mark.parametrize("data", ["synthetic", "digits"])
 def test_embed_baselines_reproduce_every_row_of_the_runs_report(tmp_path, data):
-    """An evaluator with only embed's file reproduces the report's table, the baselines' rows too: the
-    random-init encoder is drawn and calibrated as the report draws it (the run's seed), and the inputs
-    are the data as the 'raw inputs' row probes them (pixels for images, standardised feature vectors)."""
+    """An evaluator with only embed's file and report.json reproduces the report's table, the baselines'
+    rows too: the random-init encoder is drawn and calibrated as the report draws it (the run's seed), the
+    inputs are the data as the 'raw inputs' row probes them (pixels for images, standardised feature
+    vectors), and report.json's probe settings name the protocol (seed, draws, l2 grid) the probes used."""
     from byol_ref.evaluate import probe_report
 
     out, feats = tmp_path / "run", tmp_path / "feats.npz"
@@ -315,9 +316,11 @@ def test_embed_baselines_reproduce_every_row_of_the_runs_report(tmp_path, data):
     names = {"BYOL encoder (y)": "encoder", "BYOL projector (z)": "projector", "random-init encoder": "random_encoder",
              "raw inputs": "inputs"}
     rows = probe_report({name: (got[f"{key}_train"], got[f"{key}_test"]) for name, key in names.items()},
-                        got["labels_train"], got["labels_test"], seed=3, k=report["probe"]["k"],
-                        labels_per_class=report["probe"]["labels_per_class"],
-                        temperature=report["probe"]["temperature"])
+                        got["labels_train"], got["labels_test"], seed=report["probe"]["seed"],
+                        k=report["probe"]["k"], labels_per_class=report["probe"]["labels_per_class"],
+                        temperature=report["probe"]["temperature"], repeats=report["probe"]["repeats"],
+                        l2_grid=report["probe"]["l2_grid"])
+    assert report["probe"]["seed"] == 3  # (the run's seed: report.json says which draws it made)
     assert json.loads(json.dumps(rows)) == report["rows"]
     assert "inputs_train" not in np.load(_embed_plain(out, tmp_path), allow_pickle=False).files  # (asked for only)
 
@@ -2504,7 +2507,8 @@ def test_a_report_probes_with_the_runs_seed_and_options_as_eval_does(tmp_path, c
                  "--batch-size", "16", "--hidden-size", "8", "--projection-dim", "4", "--predictor-dim", "4",
                  "--seed", "3", *probe, "--no-progress", "--no-plots", "--out", str(out)]) == 0
     trained = json.loads((out / "report.json").read_text())
-    assert trained["probe"] == {"k": 7, "labels_per_class": 5, "temperature": 0.5}
+    assert trained["probe"] == {"k": 7, "labels_per_class": 5, "temperature": 0.5, "seed": 3, "repeats": 5,
+                                "cv_folds": 5, "val_fraction": 0.2, "l2_grid": [1e-4, 1e-3, 1e-2, 1e-1, 1.0]}
     assert "kNN = cosine k=7, low-label = 5 labels per class" in capsys.readouterr().out
     assert main(["eval", str(out), *probe, "--json"]) == 0
     evaluated = json.loads(capsys.readouterr().out)

@@ -633,7 +633,8 @@ def test_the_report_probes_each_feature_set_with_the_options_given(data, monkeyp
         assert [r["name"] for r in rep["rows"]] == ["BYOL encoder (y)", "BYOL projector (z)", "random-init encoder",
                                                     "raw inputs"]
         assert asked == [dict(labels_per_class=2, k=5, seed=3, temperature=0.1)]
-        assert rep["probe"] == {"k": 5, "labels_per_class": 2, "temperature": 0.1}
+        assert rep["probe"] == {"k": 5, "labels_per_class": 2, "temperature": 0.1, "seed": 3, "repeats": 5,
+                                "cv_folds": 2, "val_fraction": 0.2, "l2_grid": [1e-4, 1e-3, 1e-2, 1e-1, 1.0]}
         feats, y_test = rep["features"], res.dataset.y_test
         np.testing.assert_array_equal(feats["raw inputs"], res.dataset.x_test)
         assert rep["collapse"]["encoder_y"] == collapse_report(feats["BYOL encoder (y)"], y_test)
