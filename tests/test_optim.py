@@ -669,6 +669,40 @@ def test_lars_clip_lr_with_a_zero_lr_multiplier_moves_nothing():
     assert_close(s["encoder.fc1.weight"], [[2.7, 3.6]])
 
 
+def test_lars_one_callable_exclude_gates_both_weight_decay_and_the_ratio():
+    params = {"encoder.fc1.weight": arr([[3.0, 4.0]])}
+    grads = {"encoder.fc1.weight": arr([[0.3, 0.4]])}
+    for variant in ("norm_of_sum", "sum_of_norms"):
+        # excluded from both: p - lr g (were the ratio kept, r = 0.01 * 5 / 0.5 = 0.1: [2.97, 3.96])
+        (s,) = run("lars", params, [grads], lr=1.0, weight_decay=0.1, eta=0.01, trust_ratio=variant,
+                   exclude=lambda k, p: True)
+        assert_close(s["encoder.fc1.weight"], [[2.7, 3.6]])
+
+
+def test_lars_only_with_wd_follows_the_weight_decay_filter_not_the_hyper_parameter():
+    """only_with_wd skips LARS for a tensor whose *own* weight decay is 0, here one the weight-decay
+    filter of a pair excludes while weight_decay itself is 0.1."""
+    params = {"encoder.fc1.weight": arr([[3.0, 4.0]])}
+    grads = {"encoder.fc1.weight": arr([[0.3, 0.4]])}
+    no_wd = (lambda k, p: True, lambda k, p: False)
+    for variant in ("norm_of_sum", "sum_of_norms"):
+        (s,) = run("lars", params, [grads], lr=1.0, weight_decay=0.1, eta=0.01, trust_ratio=variant,
+                   exclude=no_wd, only_with_wd=True)
+        assert_close(s["encoder.fc1.weight"], [[2.7, 3.6]])  # p - g (with the ratio 0.1: [2.97, 3.96])
+
+
+def test_lars_clip_lr_divides_by_the_tensors_own_lr():
+    """solo-learn's clip is min(r / lr_p, 1) with lr_p the param group's lr: the lr_mult is in it."""
+    params = {"encoder.fc1.weight": arr([[3.0, 4.0]]), "predictor.fc1.weight": arr([[3.0, 4.0]])}
+    grads = {k: arr([[0.3, 0.4]]) for k in params}
+    (s,) = run("lars", params, [grads], lr=0.5, weight_decay=0.0, eta=0.1, trust_ratio="sum_of_norms",
+               clip_lr=True, lr_mult=predictor_lr_mult(4.0))
+    # r = 0.1 * 5 / 0.5 = 1. Encoder: lr_p 0.5, min(1 / 0.5, 1) = 1, step 0.5 u.
+    assert_close(s["encoder.fc1.weight"], [[2.85, 3.8]])
+    # Predictor: lr_p 2, min(1 / 2, 1) = 0.5, step 2 * 0.5 u = u (min(1 / 0.5, 1) would give 2 u: [2.4, 3.2]).
+    assert_close(s["predictor.fc1.weight"], [[2.7, 3.6]])
+
+
 def test_momentum_and_b2_of_one_are_refused():
     params = {"w": arr([1.0])}
     with pytest.raises(ValueError, match="momentum"):
