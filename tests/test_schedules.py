@@ -276,6 +276,15 @@ def test_tau_monotone_bounded(K, tau_base, denom):
         assert vals[0] == pytest.approx(tau_base, abs=1e-15)
 
 
+def test_lr_rounding_float32_refuses_a_final_lr_beyond_float32_at_every_step():
+    """final_lr is a rate the float32 schedule returns (from k = K on), so it is checked up front with
+    the peak and warmup_start, not found at the first cosine step as struct's OverflowError."""
+    for k in (0, 2, 10):
+        with pytest.raises(ValueError, match=r"final_lr 1e\+39 or warmup_start 0.0 exceeds float32's largest"):
+            warmup_cosine_lr(k, base_lr=0.2, batch_size=256, total_steps=10, warmup_steps=3, final_lr=1e39,
+                             lr_rounding="float32")
+
+
 def test_lr_refuses_a_peak_rate_that_is_not_finite():
     """base_lr * batch_size / batch_scale overflowed to inf (or the warm-up to nan) without a word."""
     with pytest.raises(ValueError, match=r"the peak learning rate base_lr \* batch_size / batch_scale = "
