@@ -197,6 +197,19 @@ def test_fit_logreg_standardises_with_the_biased_std():
     np.testing.assert_allclose(model.std, x.std(axis=0), rtol=1e-12)  # ddof = 0, as documented
 
 
+def test_predict_standardises_with_the_train_statistics_of_the_model():
+    """argmax(((x - mean) / std) @ w + b) with the model's (train) mean and std, whatever the batch:
+    standardising with the query batch's own mean or std would change these labels."""
+    # logit_1 - logit_0 = 2 (z_1 - z_2), z = (x - [0, 0]) / [1, 10]
+    model = ev.LogReg(w=np.array([[-1.0, 1.0], [1.0, -1.0]]), b=np.zeros(2), mean=np.zeros(2),
+                      std=np.array([1.0, 10.0]), classes=np.array([3, 7]))
+    x = np.array([[2.0, 15.0], [3.0, 16.0]])  # z = [2, 1.5], [3, 1.6]: class 7 both
+    np.testing.assert_array_equal(ev.predict(model, x), [7, 7])
+    np.testing.assert_array_equal(ev.predict(model, x[:1]), [7])  # one row alone: the same label
+    # (the batch's mean [2.5, 15.5] gives z = [-0.5, -0.05] for the first row, class 3; its std [0.5, 0.5]
+    # gives z = [4, 30], class 3 for both)
+
+
 def test_fit_logreg_handles_constant_features():
     x, y = blobs(3)
     x = np.concatenate([x, np.zeros((x.shape[0], 1)), np.full((x.shape[0], 1), 0.1)], axis=1)
@@ -225,6 +238,14 @@ def test_stratified_split_partitions_every_class(seed, counts, frac):
             assert n_val == 0
     tr2, va2 = ev.stratified_split(y, frac, seed)
     np.testing.assert_array_equal(va, va2)
+
+
+def test_stratified_split_rounds_each_class_share_to_the_nearest_integer():
+    y = np.repeat([0, 1, 2], [8, 3, 13])
+    tr, va = ev.stratified_split(y, 0.2, seed=0)
+    # round(1.6) = 2 (not floor 1), round(0.6) = 1, round(2.6) = 3
+    np.testing.assert_array_equal(np.bincount(y[va]), [2, 1, 3])
+    np.testing.assert_array_equal(np.bincount(y[tr]), [6, 2, 10])
 
 
 def test_linear_probe_on_separable_blobs():
@@ -283,6 +304,29 @@ def test_low_label_probe_is_seeded_and_uses_few_labels():
     x_garbage = x.copy()
     x_garbage[others] = 1e3 * np.random.default_rng(0).normal(size=(others.size, x.shape[1]))
     assert ev.low_label_probe(x_garbage, y, xt, yt, labels_per_class=4, repeats=3, seed=1) == a
+
+
+def test_low_label_probe_cross_validation_folds_are_stratified(monkeypatch):
+    """Each fold holds out the same number of examples of every class, and every labelled example is
+    held out once, also when labels_per_class (4) is not a multiple of the number of folds (3)."""
+    x, y = blobs(7, n_per_class=20)
+    xt, yt = blobs(8, n_per_class=5)
+    seen = []
+    select = ev._select_l2
+
+    def spy(folds, xs, ys, grid, max_iter):
+        seen.append((folds, ys))
+        return select(folds, xs, ys, grid, max_iter)
+
+    monkeypatch.setattr(ev, "_select_l2", spy)
+    ev.low_label_probe(x, y, xt, yt, labels_per_class=4, n_folds=3, repeats=1, l2_grid=(0.1,))
+    ((folds, ys),) = seen
+    assert len(folds) == 3
+    np.testing.assert_array_equal(np.sort(np.concatenate([va for _, va in folds])), np.arange(ys.size))
+    for tr, va in folds:
+        counts = np.bincount(ys[va], minlength=3)
+        assert counts.min() == counts.max() >= 1, counts  # folds of 2, 1, 1 examples per class
+        np.testing.assert_array_equal(np.sort(np.concatenate([tr, va])), np.arange(ys.size))
 
 
 # ---------------------------------------------------------------------------------------
@@ -373,6 +417,15 @@ def test_knn_temperature_weighting_can_overturn_the_majority():
     assert ev.knn_predict(x, y, q, k=3, temperature=100.0)[0] == 0  # T -> inf: majority again
     # A tiny T would overflow exp(sim / T) without the max-subtraction.
     assert ev.knn_predict(x, y, q, k=3, temperature=1e-4)[0] == 1
+
+
+def test_knn_majority_beats_summed_similarity_at_its_extreme():
+    """The similarity tie-break only orders equal vote counts: 3 neighbours at similarity -1 still
+    outvote 2 at +1 (k = 5 = N). A tie-break of sim_sum / k would tie them there (3 - 3/5 = 2 + 2/5)
+    and hand the query to the smaller class index, the minority."""
+    x = np.array([[1.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [-1.0, 0.0], [-1.0, 0.0]])
+    y = np.array([0, 0, 1, 1, 1])
+    assert ev.knn_predict(x, y, np.array([[1.0, 0.0]]), k=5)[0] == 1
 
 
 def test_knn_majority_ties_go_to_the_more_similar_class():
