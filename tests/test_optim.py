@@ -691,6 +691,17 @@ def test_lars_only_with_wd_follows_the_weight_decay_filter_not_the_hyper_paramet
         assert_close(s["encoder.fc1.weight"], [[2.7, 3.6]])  # p - g (with the ratio 0.1: [2.97, 3.96])
 
 
+def test_lars_sum_of_norms_denominator_uses_the_filtered_weight_decay():
+    """solo-learn's ratio eta ||p|| / (||g|| + wd ||p|| + eps) takes its param group's wd: 0 for a tensor
+    the weight-decay filter excludes but the LARS filter keeps (its classifier)."""
+    params = {"encoder.fc1.weight": arr([[3.0, 4.0]])}
+    grads = {"encoder.fc1.weight": arr([[0.3, 0.4]])}
+    (s,) = run("lars", params, [grads], lr=1.0, weight_decay=0.1, eta=0.01, trust_ratio="sum_of_norms",
+               exclude=(lambda k, p: True, lambda k, p: False))
+    # u = g, r = 0.01 * 5 / 0.5 = 0.1 (with weight_decay in the denominator: 0.05 / 1.0, [2.985, 3.98])
+    assert_close(s["encoder.fc1.weight"], [[2.97, 3.96]])
+
+
 def test_lars_clip_lr_divides_by_the_tensors_own_lr():
     """solo-learn's clip is min(r / lr_p, 1) with lr_p the param group's lr: the lr_mult is in it."""
     params = {"encoder.fc1.weight": arr([[3.0, 4.0]]), "predictor.fc1.weight": arr([[3.0, 4.0]])}
