@@ -210,6 +210,16 @@ def test_predict_standardises_with_the_train_statistics_of_the_model():
     # gives z = [4, 30], class 3 for both)
 
 
+def test_fit_logreg_converges_in_few_iterations():
+    """L-BFGS with the initial Hessian scaling gamma = s'y / y'y (Nocedal & Wright eq. 7.20) takes 12 to
+    33 iterations here; without it (H0 = I) 43 to 256, every fit still converging, so only the
+    iteration count tells."""
+    for seed, spread, l2 in [(4, 0.3, 1e-2), (7, 1.5, 1e-3), (3, 1.0, 1e-4)]:
+        x, y = blobs(seed, n_per_class=40, spread=spread)
+        model = ev.fit_logreg(x, y, l2=l2)
+        assert model.converged and model.n_iter <= 60, (seed, model.n_iter)
+
+
 def test_fit_logreg_handles_constant_features():
     x, y = blobs(3)
     x = np.concatenate([x, np.zeros((x.shape[0], 1)), np.full((x.shape[0], 1), 0.1)], axis=1)
