@@ -307,6 +307,7 @@ def test_predictor_lr_mult():
     assert f("predictor.fc1.weight") == 10.0
     assert f("projector.fc1.weight") == 1.0
     assert f("encoder.predictor.weight") == 1.0
+    assert f("predictor_head.weight") == 1.0  # the first component is "predictor", not a prefix of it
     with pytest.raises(ValueError, match="mult"):
         predictor_lr_mult(-1.0)
 
