@@ -795,6 +795,25 @@ def test_stratified_split_returns_sorted_indices():
     np.testing.assert_array_equal(va, np.sort(va))
 
 
+def test_stratified_split_is_a_seeded_permutation_within_each_class():
+    y = np.arange(40) % 4
+    vals = [ev.stratified_split(y, 0.25, seed=s)[1] for s in range(4)]
+    assert len({tuple(v) for v in vals}) == 4  # each seed holds out other examples
+    assert not any(np.array_equal(v, np.sort(np.concatenate([np.flatnonzero(y == c)[:3] for c in range(4)])))
+                   for v in vals)  # (the first 3 of each class would be no permutation at all)
+
+
+def test_linear_probe_validates_on_the_split_of_its_seed():
+    rng = np.random.default_rng(9)
+    x, y = rng.normal(size=(60, 4)), np.arange(60) % 3  # noise: the validation accuracy depends on the split
+    x[:, 0] += y
+    for seed in (1, 2, 3):
+        out = ev.linear_probe(x, y, x[:5], y[:5], l2_grid=(0.1,), seed=seed)
+        tr, va = ev.stratified_split(y, 0.2, seed)
+        model = ev.fit_logreg(x[tr], y[tr], l2=0.1)
+        assert out["val_accuracy"] == ev.accuracy(y[va], ev.predict(model, x[va]))
+
+
 def test_low_label_folds_hold_out_one_part_and_fit_on_the_rest(monkeypatch):
     import byol_ref.evaluate as ev
 
