@@ -244,6 +244,8 @@ def test_augment_chooses_the_image_recipe_and_resume_keeps_it(tmp_path):
     res = run("train", "--epochs", "2", "--resume", *common)
     assert res.returncode == 0, res.stderr
     assert json.loads((out / "config.json").read_text())["views"] == recorded
+    res = run("train", "--epochs", "3", "--augment", "affine", "--resume", *common)  # (the run's own: taken)
+    assert res.returncode == 0, res.stderr
     # Feature vectors have no image recipe to choose.
     res = run("train", "--data", "synthetic", "--augment", "affine", "--out", str(tmp_path / "v"))
     assert res.returncode == 2 and "--augment affine" in res.stderr and "feature vectors" in res.stderr
