@@ -1,4 +1,5 @@
 """Tests for byol_ref.augment: shapes, dtypes, ranges, determinism, identities, formulas, config checks."""
+import math
 import re
 from dataclasses import FrozenInstanceError, asdict, replace
 
@@ -865,3 +866,44 @@ def test_float_flips_and_erase_mask_arguments_of_the_wrong_shape_or_kind_are_ref
     for hw in ((8, 0), (8.0, 8), [8, True]):
         with pytest.raises(ValueError, match=r"hw must be \(H, W\) or \(C, H, W\) of positive ints, got "):
             erase_mask(erase, at, 2, hw)
+
+
+# ---------------------------------------------------------------------------------------
+# A second mutation audit: the zoom's centre, every per-sample draw's range, the blur's padding on both axes.
+# ---------------------------------------------------------------------------------------
+
+
+def test_zoom_magnifies_about_the_box_centre():
+    """A zoom shrinks or grows the box about its centre: with the full crop and no shift, every box stays
+    centred on the image (8 x 10 here, so the two axes are told apart), and zoom 2 is the middle half."""
+    from byol_ref.augment import _draw_image_params
+
+    p = _draw_image_params(rng_(8), 500, replace(IDENTITY, zoom=(0.5, 2.0)), (1, 8, 10))
+    np.testing.assert_allclose(p.boxes[:, 0] + p.boxes[:, 2] / 2, 5.0, rtol=1e-12)
+    np.testing.assert_allclose(p.boxes[:, 1] + p.boxes[:, 3] / 2, 4.0, rtol=1e-12)
+    p = _draw_image_params(rng_(8), 3, replace(IDENTITY, zoom=(2.0, 2.0)), (1, 8, 10))
+    np.testing.assert_allclose(p.boxes, np.tile([2.5, 2.0, 5.0, 4.0], (3, 1)), rtol=1e-12)
+
+
+def test_each_per_sample_draw_stays_in_its_range_and_differs_per_sample():
+    """Every per-sample scalar is drawn uniformly in its own [low, high] (never beyond it), once per sample,
+    not once per batch: 20 000 samples give 20 000 distinct values with the range's midpoint as their mean."""
+    from byol_ref.augment import _draw_image_params
+
+    cfg = replace(IDENTITY, rotation=10.0, brightness=0.3, contrast=(0.6, 1.4), blur_sigma=(0.2, 0.9))
+    p = _draw_image_params(rng_(9), 20_000, cfg, (1, 16, 16))
+    for name, values, lo, hi in (("angle", p.angle, -10.0, 10.0), ("delta", p.delta, -0.3, 0.3),
+                                 ("factor", p.factor, 0.6, 1.4), ("sigma", p.sigma, 0.2, 0.9)):
+        span = hi - lo
+        assert lo <= values.min() < lo + 0.01 * span and hi - 0.01 * span < values.max() <= hi, name
+        assert abs(values.mean() - (lo + hi) / 2) < 0.01 * span, name  # standard error 0.002 * span
+        assert np.unique(values).size == values.size, name
+
+
+def test_blur_zero_pads_rows_and_columns():
+    """BYOL_FACTS a8: 'SAME' zero padding on both passes. A constant image loses the outer tap's weight at
+    every edge, so the blur of ones is the outer product of (1 - k1, 1, ..., 1, 1 - k1) with itself."""
+    k1 = math.exp(-0.5) / (1 + 2 * math.exp(-0.5))  # the outer tap of sigma 1, radius 1, normalised
+    rows, cols = (np.array([1 - k1] + [1.0] * (m - 2) + [1 - k1]) for m in (5, 6))
+    out = gaussian_blur(np.ones((1, 1, 5, 6)), np.array([1.0]), 1)
+    np.testing.assert_allclose(out[0, 0], np.outer(rows, cols), atol=1e-15)
