@@ -1011,3 +1011,66 @@ def test_standardize_refuses_a_non_finite_x_and_standardize_dataset_a_non_datase
             standardize(y, mean, std)
     with pytest.raises(TypeError, match="ds must be a Dataset .*got NoneType"):
         standardize_dataset(None)
+
+
+# ---------------------------------------------------------------------------------------
+# A second mutation audit: the split rule step by step, the synthetic generator's model, the digits'
+# labels against their images, the CSV header rule.
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_train_test_indices_follow_the_documented_rule(seed):
+    """The rule of the docstring (and of datasets/README.md, which made digits.npz), replayed step by step:
+    the first indices of each permutation go to test, and the classes take their turns in ascending order."""
+    n, f = 23, 0.3
+    perm = np.random.default_rng(seed).permutation(n)
+    train, test = train_test_indices(n, f, np.random.default_rng(seed))
+    np.testing.assert_array_equal(test, np.sort(perm[:7]))  # floor(0.3 * 23 + 0.5) = 7
+    np.testing.assert_array_equal(train, np.sort(perm[7:]))
+    labels = np.random.default_rng(seed + 10).integers(0, 3, size=n)
+    rng = np.random.default_rng(seed)
+    tests = []
+    for c in (0, 1, 2):
+        idx = np.flatnonzero(labels == c)
+        tests.append(rng.permutation(idx)[:math.floor(f * idx.size + 0.5)])
+    train, test = train_test_indices(n, f, np.random.default_rng(seed), labels=labels)
+    np.testing.assert_array_equal(test, np.sort(np.concatenate(tests)))
+    np.testing.assert_array_equal(train, np.setdiff1d(np.arange(n), test))
+
+
+def test_an_unlabelled_split_always_keeps_a_training_sample():
+    """A test fraction that rounds up to every sample (0.75 of 2 is 1.5, rounded to 2) is capped at n - 1."""
+    for n, f in ((2, 0.75), (10, 0.97)):
+        train, test = train_test_indices(n, f, np.random.default_rng(0))
+        assert (train.size, test.size) == (1, n - 1)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_synthetic_follows_its_generative_model(seed):
+    """One class, so x = (mu + N(0, I_L)) Q^T + noise N(0, I_D) with Q^T's rows orthonormal: the covariance of x
+    has L eigenvalues 1 + noise^2 (the latent directions, kept at unit scale) and D - L eigenvalues noise^2."""
+    ds = synthetic(4000, 8, 1, latent_dim=3, noise=0.5, seed=seed)
+    eig = np.linalg.eigvalsh(np.cov(ds.x_train.T))  # ascending; 3200 samples: a few percent of sampling error
+    assert np.all((0.2 < eig[:5]) & (eig[:5] < 0.3)) and np.all((1.1 < eig[5:]) & (eig[5:] < 1.45)), eig
+
+
+def test_digits_labels_belong_to_their_images():
+    """The labels are aligned with the rows: the class means of the training split classify the test split
+    (88% with nearest centroids; labels shuffled against their images would give about 10%)."""
+    ds = load_digits()
+    centroids = np.stack([ds.x_train[ds.y_train == c].mean(axis=0) for c in range(10)])  # (10, 64)
+    pred = ((ds.x_test[:, None, :] - centroids) ** 2).sum(axis=2).argmin(axis=1)
+    assert (pred == ds.y_test).mean() > 0.8
+
+
+def test_csv_header_rule_is_a_field_that_is_no_number(tmp_path):
+    """csv_header_rule (what a run records as --csv-header): the first row is a header when any of its
+    fields is not a number, so a header with some numeric names (read with labels naming one) counts."""
+    from byol_ref.data import csv_header_rule
+
+    for text, expected in (("a,b,label\n1,2,0\n", True), ("2020,b,label\n1,2,0\n", True),
+                           ("1,2,0\n3,4,1\n", False), ("", False)):
+        path = tmp_path / "t.csv"
+        path.write_text(text)
+        assert csv_header_rule(path) is expected, text
