@@ -390,3 +390,36 @@ def test_complex_tensors_are_refused_not_compared_on_their_real_parts():
     for a, b in (({"t": np.array([1 + 1j])}, {"t": np.array([1 + 2j])}), ({"t": np.ones(1)}, {"t": np.ones(1) + 0j})):
         with pytest.raises(TypeError, match="traces hold numbers only"):
             diff_traces(a, b)
+
+
+def test_an_error_exactly_at_the_tolerance_agrees():
+    """|a - b| <= atol + rtol * max(|a|, |b|): the bound itself agrees, and with rtol = atol = 0 only equality."""
+    assert _one([1.0], [1.5], rtol=0, atol=0.5).values_ok  # err 0.5 == atol (all exact in binary)
+    assert _one([2.0], [3.0], rtol=0.25, atol=0.25).values_ok  # err 1 == 0.25 + 0.25 * 3
+    assert _one([1.0, -2.0], [1.0, -2.0], rtol=0, atol=0).values_ok  # bit-equal is the strictest agreement
+    assert _one([1.0], [1.5], rtol=0, atol=0.25).n_bad == 1
+
+
+def test_shapes_that_broadcast_or_hold_as_many_values_are_a_shape_divergence():
+    """Haiku keeps a norm's scale (1, F): against a (F,) one with the same values it is still a shape
+    mismatch, not values compared by broadcasting."""
+    for a, b in ((np.ones(3), np.ones((1, 3))), (np.ones((3, 1)), np.ones(3)), (np.ones(()), np.ones(1))):
+        rep = diff_traces({"t": a}, {"t": b})
+        assert rep.tensors[0].status == "shape" and rep.first_divergence == "t" and not rep.ok
+
+
+def test_when_both_sides_are_byol_ref_traces_a_s_execution_order_is_used():
+    """Only when A has no recorded order does B's decide: two traces (a pre_forward EMA against a
+    post_step one, say) are read in A's order."""
+    a = Trace({"step0.target.param.w": np.zeros(1), "step0.loss.total": np.zeros(())}, dict(META))
+    b = Trace({"step0.loss.total": np.ones(()), "step0.target.param.w": np.ones(1)}, dict(META))
+    assert diff_traces(a, b).first_divergence == "step0.target.param.w"
+    assert diff_traces(b, a).first_divergence == "step0.loss.total"
+
+
+def test_the_worst_index_is_the_largest_excess_over_the_tolerance_not_the_largest_error():
+    """100 vs 101.5 is off by 1.5 against a tolerance of 1.015; 1 vs 2 by 1 against 0.02: the second
+    is the worse violation (by excess and by ratio), though its error is smaller."""
+    d = _one([100.0, 1.0], [101.5, 2.0], rtol=1e-2, atol=0)
+    assert d.n_bad == 2 and d.worst_index == [1] and (d.a_value, d.b_value) == (1.0, 2.0)
+    assert d.max_abs == 1.5
