@@ -698,3 +698,48 @@ def test_the_meta_records_the_schedule_arguments_the_trace_ran_with():
     tr = trace_inputs(make_inputs(get_preset("deepmind"), **SIZES, batch=4, steps=2, seed=0), "deepmind",
                       start_step=5)
     assert (tr.meta["start_step"], tr.meta["total_steps"], tr.meta["warmup_steps"]) == (5, 7, 0)
+
+
+def test_a_trace_is_a_snapshot_that_shares_no_memory_with_its_inputs_or_the_layers():
+    """Every recorded tensor is a copy: the caller editing their inputs afterwards, or a layer updating
+    an array it cached in place, cannot change what the trace says (aliasing)."""
+    inputs = _inputs()
+    tr = trace_inputs(inputs, "deepmind")
+    snapshot = {k: v.copy() for k, v in tr.arrays.items()}
+    for v in inputs.values():
+        v += 1  # (int counts too)
+    for k, v in tr.arrays.items():
+        np.testing.assert_array_equal(v, snapshot[k], err_msg=k)
+        assert v.base is None, f"{k} is a view of another array"
+
+
+def test_steps_views_are_taken_in_step_order_whatever_the_inputs_order():
+    """A file sorted by name lists step10 before step2: the views still go to their own steps."""
+    inputs = _inputs(steps=3)
+    shuffled = {k: v for k, v in inputs.items() if ".input." not in k}
+    for i in (2, 0, 1):
+        for j in (1, 2):
+            shuffled[f"step{i}.input.view{j}"] = inputs[f"step{i}.input.view{j}"]
+    tr = trace_inputs(shuffled, "deepmind")
+    for i in range(3):
+        np.testing.assert_array_equal(tr.arrays[f"step{i}.input.view1"], inputs[f"step{i}.input.view1"])
+    assert float(tr.arrays["step2.loss.total"]) == float(trace_inputs(inputs, "deepmind").arrays["step2.loss.total"])
+
+
+@pytest.mark.parametrize("name", ["deepmind", "byol-pytorch", "solo-learn"])
+def test_every_step_records_the_whole_optimiser_state(name):
+    """stepI.opt.<k> has the keys of init.opt.<k>; Adam's count goes 0, 1, 2."""
+    tr = trace_inputs(_inputs(name), name)
+    init = {k[len("init.opt."):] for k in tr.arrays if k.startswith("init.opt.")}
+    assert init
+    for i in (0, 1):
+        assert {k[len(f"step{i}.opt."):] for k in tr.arrays if k.startswith(f"step{i}.opt.")} == init
+    if "count" in init:
+        assert [int(tr.arrays[f"{p}opt.count"]) for p in ("init.", "step0.", "step1.")] == [0, 1, 2]
+
+
+def test_the_meta_records_the_model_and_train_overrides():
+    extra = dict(bn_shards=2)
+    tr = trace_inputs(_inputs(model_extra=extra), "deepmind", model_extra=extra, train_extra={"nesterov": True})
+    assert tr.meta["model_extra"] == {"bn_shards": 2} and tr.meta["train_extra"] == {"nesterov": True}
+    assert tr.meta["config"]["bn_shards"] == 2
