@@ -1058,3 +1058,21 @@ def test_arrays_keyed_by_other_than_names_are_refused_and_any_mapping_is_a_dict(
     np.testing.assert_array_equal(transpose_weights(MappingProxyType({"x.weight": w}))["x.weight"], w.T)
     back = from_torch_layout(MappingProxyType({"t.weight": w.T}), MappingProxyType({"x.weight": "t.weight"}))
     np.testing.assert_array_equal(back["x.weight"], w)
+
+
+def test_a_strict_load_names_a_single_mapped_tensor_the_state_lacks():
+    """One missing bias must not come back as a partial dict (the network would be built without it)."""
+    online, target = _nets("byol-pytorch")
+    mapping = torch_mapping("byol-pytorch", online.config)
+    state = to_torch_layout(networks_to_arrays(online, target), mapping)
+    del state["online_predictor.3.bias"]
+    with pytest.raises(ValueError, match=r"lacks 1 mapped name\(s\), e\.g\. \['online_predictor\.3\.bias'\]"):
+        from_torch_layout(state, mapping)
+
+
+def test_safetensors_arrays_come_back_writable_in_native_byte_order(tmp_path):
+    """Not read-only views of the file's bytes: a caller may edit what it loaded."""
+    write_safetensors(tmp_path / "x.safetensors", {"w": np.arange(6.0).reshape(2, 3), "c": np.array(3, "int64")})
+    for k, a in read_safetensors(tmp_path / "x.safetensors").items():
+        assert a.flags.writeable and a.flags.owndata and a.dtype.isnative, k
+        a += 1
