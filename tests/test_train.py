@@ -78,6 +78,29 @@ def test_step_follows_the_official_order():
         tcfg.replace(ema_form="lerp")
 
 
+def test_a_step_takes_the_lr_and_tau_of_its_own_index():
+    """Step k updates with lr_k and averages with tau_k (BYOL_FACTS a1), not k + 1's: at a step where
+    both schedules move from one step to the next, the target is the EMA with tau_k of the params
+    the update with lr_k gave."""
+    cfg = byol.Config(encoder_dim=6, **SMALL)
+    tcfg = _tcfg(optimizer="sgd", lr=0.5, tau_base=0.9, warmup_epochs=0)  # tau cosine from 0.9 to 1
+    be = get_backend("numpy", "float64", 0)
+    sched = make_schedules(tcfg, 64)  # 2 steps per epoch, K = 8
+    k = 5
+    assert sched.lr(k) != sched.lr(k + 1) and sched.tau(k) != sched.tau(k + 1)
+    state = init_state(cfg, tcfg, be)._replace(step=k)
+    opt = make_optimizer_for(tcfg)
+    x = np.random.default_rng(0).standard_normal((8, 6))
+    ident = (VectorAug.identity(), VectorAug.identity())
+    new, m = train_step(state, x, optimizer=opt, schedules=sched, views=ident, tcfg=tcfg)
+    assert new.step == k + 1 and (m["lr"], m["tau"]) == (sched.lr(k), sched.tau(k))
+    res = byol.loss_and_grads(state.online, state.target, x, x)
+    want_params, _ = opt.update(res.grads, state.opt_state, state.online.params, lr=sched.lr(k))
+    for key, v in byol.ema_update(want_params, state.target.params, sched.tau(k)).items():
+        np.testing.assert_array_equal(new.online.params[key], want_params[key], err_msg=key)
+        np.testing.assert_array_equal(new.target.params[key], v, err_msg=key)
+
+
 def test_schedules_round_fractional_warmup_and_scale_the_peak_lr():
     """W = warmup_epochs * steps per epoch rounded to the nearest step (1.9 x 3 = 5.7 -> 6 steps), and the
     peak is lr * B / lr_batch_scale, or lr itself with lr_batch_scale = 0."""
