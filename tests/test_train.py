@@ -1333,6 +1333,37 @@ def test_each_epoch_visits_every_row_once_in_a_new_random_order(data, monkeypatc
     assert order[:n] != list(range(n)) and order[:n] != order[n:]  # shuffled, and again each epoch
 
 
+def test_each_epoch_draws_its_order_from_the_runs_generator_and_drops_the_partial_batch(data, monkeypatch):
+    """An epoch's data order is the permutation the run's generator draws where the epoch begins (so
+    the generator state a checkpoint holds decides it), and an epoch is floor(N / B) full batches
+    taken from it in turn: the last, partial batch is dropped, as the schedules count."""
+    import copy
+
+    import byol_ref.train as train
+
+    seen, rngs = [], []
+    step = train.train_step
+
+    def spy(state, x, **kw):
+        seen.append((state.epoch_pos, state.epoch_perm.copy(), np.array(x)))
+        new = step(state, x, **kw)
+        rngs.append(copy.deepcopy(new[0].rng))  # the generator as the next step finds it
+        return new
+
+    monkeypatch.setattr(train, "train_step", spy)
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    tcfg = _tcfg(epochs=3, batch_size=48)  # 128 rows: 2 batches of 48 per epoch, 32 rows left over
+    state = init_state(cfg, tcfg, get_backend("numpy", "float64", tcfg.seed))
+    rngs.append(copy.deepcopy(state.rng))
+    res = fit(data, cfg, tcfg, state=state, progress=False)
+    assert res.state.step == len(seen) == 6
+    for i, (pos, perm, x) in enumerate(seen):
+        assert pos == i % 2 + 1 and x.shape == (48, 12), i  # (epoch_pos: the batch after this one)
+        if pos == 1:  # a new epoch: its order from the generator the step before left
+            np.testing.assert_array_equal(perm, rngs[i].permutation(128), err_msg=f"step {i}")
+        np.testing.assert_array_equal(x, res.dataset.x_train[perm[(pos - 1) * 48:pos * 48]], err_msg=f"step {i}")
+
+
 def test_an_infinite_loss_stops_the_run(data, monkeypatch):
     import byol_ref.train as train
 
