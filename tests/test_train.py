@@ -101,6 +101,31 @@ def test_a_step_takes_the_lr_and_tau_of_its_own_index():
         np.testing.assert_array_equal(new.target.params[key], v, err_msg=key)
 
 
+def test_view_one_goes_through_the_networks_first():
+    """The step's first view is drawn with the first config and goes through each network first: the
+    running statistics are updated twice per step, the second time from the state the first left
+    (BYOL_FACTS a1), and the step's outputs list view 1 first (the records' z and y are view 1's)."""
+    import copy
+
+    from byol_ref.augment import two_views
+
+    cfg = byol.Config(encoder_dim=6, **SMALL)
+    tcfg = _tcfg(optimizer="sgd", lr=0.5, warmup_epochs=0)
+    state = init_state(cfg, tcfg, get_backend("numpy", "float64", 0))
+    x = np.random.default_rng(0).standard_normal((8, 6))
+    views = (VectorAug.identity(), VectorAug(noise_std=0.5, p_mask=0.0, scale=(1.0, 1.0)))
+    view1, view2 = two_views(x, copy.deepcopy(state.rng), views)
+    np.testing.assert_array_equal(view1, x)
+    new, m = train_step(state, x, optimizer=make_optimizer_for(tcfg), schedules=make_schedules(tcfg, 64),
+                        views=views, tcfg=tcfg)
+    res = byol.loss_and_grads(state.online, state.target, view1, view2)
+    for got, want in ((new.online.buffers, res.online_buffers), (new.target.buffers, res.target_buffers)):
+        for k, v in want.items():
+            np.testing.assert_array_equal(got[k], v, err_msg=k)
+    for k in ("online.y", "online.z"):
+        np.testing.assert_array_equal(m["outputs"][k][0], res.outputs[k][0], err_msg=k)
+
+
 def test_schedules_round_fractional_warmup_and_scale_the_peak_lr():
     """W = warmup_epochs * steps per epoch rounded to the nearest step (1.9 x 3 = 5.7 -> 6 steps), and the
     peak is lr * B / lr_batch_scale, or lr itself with lr_batch_scale = 0."""
