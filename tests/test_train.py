@@ -1398,6 +1398,25 @@ def test_an_infinite_loss_stops_the_run(data, monkeypatch):
         fit(data, byol.Config(encoder_dim=12, **SMALL), _tcfg(epochs=1), progress=False)
 
 
+def test_the_guard_before_a_checkpoint_looks_at_every_tree_the_checkpoint_holds():
+    """A NaN or inf in any array a checkpoint holds is named before the checkpoint is written: the
+    target's params and running statistics too, which no loss or online array shows at once."""
+    from byol_ref.train import _first_non_finite
+
+    cfg = byol.Config(encoder_dim=5, **SMALL)
+    state = init_state(cfg, _tcfg(optimizer="adam"), get_backend())
+    assert _first_non_finite(state) is None
+    for what, net, part in (("online.params", "online", "params"), ("target.params", "target", "params"),
+                            ("online.buffers", "online", "buffers"), ("target.buffers", "target", "buffers"),
+                            ("the optimiser state", None, "opt_state")):
+        tree = state.opt_state if net is None else getattr(getattr(state, net), part)
+        key = next(k for k, v in tree.items() if v.dtype.kind == "f")
+        bad = {**tree, key: np.full_like(tree[key], np.inf)}
+        edited = (state._replace(opt_state=bad) if net is None else
+                  state._replace(**{net: getattr(state, net)._replace(**{part: bad})}))
+        assert _first_non_finite(edited) == f"{what}[{key!r}]"
+
+
 def test_an_optimiser_state_that_overflows_stops_the_run_before_its_checkpoint(data, tmp_path):
     """An Adam second moment at inf leaves the params (update m / sqrt(inf) = 0) and the loss finite."""
     cfg = byol.Config(encoder_dim=12, **SMALL)
