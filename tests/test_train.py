@@ -962,6 +962,15 @@ def test_train_config_validation():
     assert type(TrainConfig(lr=np.float32(0.5), momentum=np.float64(0.5)).lr) is float
 
 
+def test_train_config_refuses_a_momentum_of_one_whatever_the_optimizer():
+    """momentum is in [0, 1): 1 never forgets a gradient. Refused when the config is made, with Adam too
+    (which does not use it), not left for an SGD or LARS optimiser to refuse when a run starts."""
+    for optimizer in ("adamw", "sgd"):
+        with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\), got 1.0"):
+            TrainConfig(optimizer=optimizer, momentum=1.0)
+    assert TrainConfig(momentum=0.0).momentum == 0.0
+
+
 def test_fit_gives_the_same_run_on_every_backend(backend, data, tmp_path):
     """A few steps on the backend (numpy, and cupy where a GPU answers) match NumPy float64,
     and the run checkpoints and resumes there too.
