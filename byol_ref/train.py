@@ -782,6 +782,7 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
                 raise ValueError(f"resume=True: the checkpoint was trained with other augmentations: {saved_views} "
                                  f"vs {tuple(requested_views)}")
             views = saved_views
+        _check_same_training_data(state, meta, prep, data.x_train.shape[0], ckpt_path)
         check_resume_length(state.step, sched, tcfg, ckpt_path)
         remove_stale(out)
         remove_replaced(out)  # (one beside the checkpoint: an overwrite killed after its first left its old run)
@@ -884,6 +885,39 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
         if metrics_file is not None:
             metrics_file.close()
     return FitResult(state, history, model_cfg, tcfg, input_norm, data, prep, start_step)
+
+
+def _check_same_training_data(state: TrainState, meta: dict, prep: dict, n: int, ckpt_path) -> None:
+    """Refuse to resume a run on a training split other than its own: the checkpoint's epoch order
+    would index rows the split does not have, or quietly use only its first rows for the rest of
+    the epoch, and the schedules would count other epochs. The split's size is the epoch order's;
+    its input statistics (``preprocessing``) are what the checkpoint recorded, up to the last bits
+    that another NumPy build may round differently."""
+    perm = state.epoch_perm
+    if perm is not None and perm.size != n:
+        raise ValueError(f"resume=True: {ckpt_path} was trained on {perm.size} training samples, but the data has "
+                         f"{n}: resume with the data the run trained on")
+    saved = meta.get("preprocessing")
+    if saved is not None and not _same_statistics(saved, prep):
+        raise ValueError(f"resume=True: the data is not what {ckpt_path} was trained on (its training split's "
+                         "statistics differ from those the checkpoint recorded): resume with the data the run "
+                         "trained on")
+
+
+def _same_statistics(saved: dict, prep: dict) -> bool:
+    """Whether two ``fit_preprocessing`` records are of one training split (the same kind, and the
+    same mean and std to within 1e-9 of each value)."""
+    if not isinstance(saved, dict) or saved.get("kind") != prep["kind"]:
+        return False
+    for k in ("mean", "std"):
+        try:
+            got = np.asarray(saved.get(k), dtype=np.float64)
+        except (TypeError, ValueError):
+            return False
+        want = np.asarray(prep[k], dtype=np.float64)
+        if got.shape != want.shape or not np.allclose(got, want, rtol=1e-9, atol=1e-12):
+            return False
+    return True
 
 
 def _default_warmup(tcfg: TrainConfig) -> float:

@@ -1790,3 +1790,24 @@ def test_each_checkpoint_reaches_the_disk_after_the_metrics_it_follows_and_its_r
         last_metrics = max(j for j, e in enumerate(before) if e == ("fsync", "metrics.jsonl"))
         assert ("replace", "checkpoint.npz") not in before[last_metrics:]  # (a fresh one for each)
         assert events[i + 1] == ("fsync", out.name)
+
+
+def test_a_resume_on_other_data_is_refused(data, tmp_path):
+    """The checkpoint's epoch order indexes its own training split: a resume on a split of another
+    size would raise an IndexError mid-epoch (fewer rows) or quietly leave rows out (more), and one
+    on other rows of the same size would go on from statistics of data it never saw."""
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    fit(data, cfg, _tcfg(epochs=2), progress=False, out_dir=tmp_path, stop_at=5)  # (mid-epoch: 4 steps an epoch)
+    for rows in (96, 160):  # fewer rows, more rows
+        other = data._replace(x_train=np.concatenate([data.x_train] * 2)[:rows],
+                              y_train=np.concatenate([data.y_train] * 2)[:rows])
+        with pytest.raises(ValueError, match=rf"^resume=True: .*checkpoint.npz was trained on 128 training samples, "
+                                             rf"but the data has {rows}: resume with the data the run trained on$"):
+            fit(other, cfg, _tcfg(epochs=2), progress=False, out_dir=tmp_path, resume=True)
+    shifted = data._replace(x_train=data.x_train + 1e-3)
+    with pytest.raises(ValueError, match=r"^resume=True: the data is not what .*checkpoint.npz was trained on \(its "
+                                         r"training split's statistics differ"):
+        fit(shifted, cfg, _tcfg(epochs=2), progress=False, out_dir=tmp_path, resume=True)
+    # the run's own data, rounded in the last bit (as another NumPy build may sum it), goes on
+    nudged = data._replace(x_train=np.nextafter(data.x_train, np.inf))
+    assert fit(nudged, cfg, _tcfg(epochs=2), progress=False, out_dir=tmp_path, resume=True).state.step == 8
