@@ -531,8 +531,8 @@ def _recorded_views(meta: dict):
 
 def _resume_settings(args, out: Path) -> tuple:
     """(config.json's record, model Config, TrainConfig with --epochs, the checkpoint's TrainState
-    and its meta) of the run ``train --resume`` continues, checked: the record against the checkpoint, the command
-    line against the record."""
+    and its meta) of the run ``train --resume`` continues, checked: the record against the
+    checkpoint, the command line against the record."""
     if not args.out:
         raise ValueError("--resume needs --out RUN_DIR, the run directory to continue")
     if not out.exists():
@@ -615,12 +615,12 @@ def _train_holding(args, lock: RunLock) -> int:
     sched = make_schedules(tcfg, dataset.x_train.shape[0])  # a non-finite peak learning rate, say
     if args.resume:  # before config.json records the new length
         check_resume_length(resumed.step, sched, tcfg, checkpoint_file(out), "--resume")
-        # The checkpoint holds the run's augmentations; an explicit --augment must agree with them.
-        if args.augment and "views" in meta and _recorded_views(meta) not in (None, tuple(views)):
+        # The checkpoint holds the run's augmentations; an explicit --augment must agree with them. config.json
+        # records them as the checkpoint holds them (a record from before it held dicts held repr strings).
+        recorded = _recorded_views(meta) if "views" in meta else None
+        if args.augment and recorded is not None and recorded != tuple(views):
             raise ValueError(f"--resume: {checkpoint_file(out)} was trained with other augmentations than "
                              f"--augment {args.augment} gives; drop --augment to go on with the run's own")
-        # (as the checkpoint holds them: a record from before config.json held dicts held repr strings)
-        recorded = _recorded_views(meta) if "views" in meta else None
         views_record = views_to_dicts(recorded) if recorded is not None else saved.get("views", views_to_dicts(views))
         views = views if args.augment else None
     else:  # (as augment.views_from_dicts reads them back)
