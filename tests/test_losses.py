@@ -211,3 +211,33 @@ def test_regression_loss_dn_refuses_an_upstream_gradient_unlike_the_forward_outp
     for bad in (np.array(1.0), np.ones(1), np.ones((3, 1))):
         with pytest.raises(ValueError, match=r"regression_loss_dn: dloss has shape .*, expected \(3,\)"):
             regression_loss_dn(bad, cache)
+
+
+def test_the_mse_form_is_the_distance_of_the_normalised_vectors_where_they_are_not_unit():
+    """"mse" is ||n(p) - n(z)||^2, not 2 - 2 cos: the two differ wherever a normalised vector is not
+    unit (a clamped row, or any row under "add"), which is the collapse regime where the conventions
+    matter (BYOL_FACTS d1, d3). Hand values: n(0) = 0 in every mode; under "add" with s = eps,
+    ||n||^2 = s / (s + eps) = 1/2."""
+    z = np.array([[3.0, 4.0]])
+    zero = np.zeros((1, 2))
+    for mode, unit in (("sq_norm", 1.0), ("norm", 1.0), ("add", 25 / (25 + 1e-8))):  # ||n(z)||^2
+        assert regression_loss_forward(zero, z, eps_mode=mode)[0][0] == pytest.approx(unit, rel=1e-14)
+        assert regression_loss_forward(zero, z, form="2-2cos", eps_mode=mode)[0][0] == 2.0
+        assert regression_loss_forward(zero, z, form="neg_cos", eps_mode=mode)[0][0] == 0.0
+    p, q = np.array([[1e-4, 0.0]]), np.array([[0.0, 1e-4]])  # orthogonal, each ||n||^2 = 1/2 under "add"
+    assert regression_loss_forward(p, q, eps_mode="add")[0][0] == pytest.approx(1.0, rel=1e-12)
+    assert regression_loss_forward(p, q, form="2-2cos", eps_mode="add")[0][0] == pytest.approx(2.0, rel=1e-12)
+    assert regression_loss_forward(p, p, eps_mode="add")[0][0] == 0.0
+    assert regression_loss_forward(p, p, form="2-2cos", eps_mode="add")[0][0] == pytest.approx(1.0, rel=1e-12)
+
+
+def test_the_given_eps_normalises_both_sides():
+    """eps and eps_mode reach z as well as p. eps = 4 clamps a row of norm 1 in both clamp modes
+    (sq_norm: s = 1 <= 4, rstd 1/2; norm: ||x|| = 1 <= 4, rstd 1/4) and not a row of norm 5."""
+    big, small = np.array([[3.0, 4.0]]), np.array([[1.0, 0.0]])
+    for mode, n_small in (("sq_norm", 0.5), ("norm", 0.25), ("add", 1 / np.sqrt(5.0))):
+        n_big = 1 / np.sqrt(1 + 4 / 25) if mode == "add" else 1.0  # ||n(big)||
+        cos = 0.6 * n_big * n_small  # n(big) . n(small)
+        want = n_big**2 + n_small**2 - 2 * cos
+        for p, z in ((big, small), (small, big)):
+            assert regression_loss_forward(p, z, eps=4.0, eps_mode=mode)[0][0] == pytest.approx(want, rel=1e-14)
