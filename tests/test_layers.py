@@ -651,3 +651,32 @@ def test_batch_norm_refuses_a_bad_running_stats_mode_or_decay_when_it_updates_th
             batch_norm_forward(x, g1, g1, run, train=True, **kw)
     for mode in ("haiku", "torch"):  # (what is right still works)
         assert int(batch_norm_forward(x, g1, g1, run, train=True, mode=mode)[2].count) == 3 + (g or 1)
+
+
+def test_the_normalisations_forward_values_by_hand():
+    """The conventions as numbers, not only as a forward consistent with its backward: rows 1 and 3
+    have mean 2 and *biased* variance 1 (unbiased: 2), and eps = 3 goes *inside* the root, so
+    x_hat = (x - 2) / sqrt(1 + 3) = -/+ 1/2 exactly (eps outside: 1/4; max(var, eps): 1/sqrt(3)).
+    The same in every path: both variance formulas, without a cache (the target's forward), in
+    evaluation from running statistics (2, 1), layer norm, group norm over *contiguous* feature
+    groups, and weight standardisation."""
+    x = np.array([[1.0, 10.0], [3.0, 12.0]])  # (N, F): each column has biased variance 1
+    gamma, beta = np.array([2.0, -1.0]), np.array([0.5, 0.25])
+    want = np.array([[-0.5, -0.5], [0.5, 0.5]]) * gamma + beta
+    fresh = RunningStats(np.zeros(2), np.ones(2), np.array(0))
+    for var_formula in ("two_pass", "one_pass"):
+        for need_cache in (True, False):
+            out, _, _ = batch_norm_forward(x, gamma, beta, fresh, train=True, eps=3.0, var_formula=var_formula,
+                                           need_cache=need_cache)
+            np.testing.assert_allclose(out, want, rtol=1e-14, atol=1e-15)
+    stats = RunningStats(np.array([2.0, 11.0]), np.array([1.0, 1.0]), np.array(5))
+    for need_cache in (True, False):
+        out, _, _ = batch_norm_forward(x, gamma, beta, stats, train=False, eps=3.0, need_cache=need_cache)
+        np.testing.assert_allclose(out, want, rtol=1e-14, atol=1e-15)
+    g, b = np.array([2.0, -1.0, 3.0, 1.0]), np.array([0.5, 0.25, 0.0, -1.0])
+    out, _ = layer_norm_forward(x.T.copy(), gamma, beta, eps=3.0)  # rows (1, 3), (10, 12)
+    np.testing.assert_allclose(out, [[-1 + 0.5, -0.5 + 0.25], [-1 + 0.5, -0.5 + 0.25]], rtol=1e-14)
+    out, _ = group_norm_forward(np.array([[1.0, 3.0, 10.0, 12.0]]), g, b, groups=2, eps=3.0)  # (1, 3), (10, 12)
+    np.testing.assert_allclose(out, [[-1 + 0.5, 0.5 * -1 + 0.25, -1.5, 0.5 - 1]], rtol=1e-14)
+    w_hat, _ = weight_standardize_forward(x, eps=3.0)  # per column (output unit), over its inputs
+    np.testing.assert_allclose(w_hat, [[-0.5, -0.5], [0.5, 0.5]], rtol=1e-14)
