@@ -241,3 +241,14 @@ def test_the_given_eps_normalises_both_sides():
         want = n_big**2 + n_small**2 - 2 * cos
         for p, z in ((big, small), (small, big)):
             assert regression_loss_forward(p, z, eps=4.0, eps_mode=mode)[0][0] == pytest.approx(want, rel=1e-14)
+
+
+def test_each_modes_default_eps_by_its_clamp_on_a_row_of_norm_1e_minus_10():
+    """Defaults (BYOL_FACTS d1): sq_norm clamps ||x||^2 at 1e-12 (||x|| >= 1e-6), norm clamps ||x|| at
+    1e-12 (F.normalize), add adds 1e-8 to ||x||^2. A row of norm 1e-10 lies between the clamps."""
+    x = np.array([[1e-10, 0.0]])
+    want = {"sq_norm": 1e-10 * 1e6, "norm": 1.0, "add": 1e-10 / np.sqrt(1e-20 + 1e-8)}
+    for mode, first in want.items():
+        n, cache = l2_normalize_forward(x, eps_mode=mode)
+        assert n[0, 0] == pytest.approx(first, rel=1e-12) and n[0, 1] == 0
+        assert bool(cache.clamped[0, 0]) == (mode == "sq_norm")
