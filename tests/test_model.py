@@ -1011,3 +1011,50 @@ def test_a_weight_no_array_can_hold_names_the_width_behind_it():
     for simplices, dim, named in ((1, 2**61, "sem_simplex_dim"), (2**61, 1, "sem_simplices")):
         with pytest.raises(ValueError, match=rf"^{named} must .*, got {2**61}: projector\.sem_fc\.weight"):
             byol.Config(**ones, sem_simplices=simplices, sem_simplex_dim=dim)
+
+
+def test_the_batch_norm_settings_reach_every_batch_norm_of_both_networks():
+    """bn_eps, bn_decay, bn_running and bn_var are the config's in every batch-norm layer, online and
+    target, checked against the formulas on each layer's recorded input: per-view biased statistics,
+    eps = 0.25 inside the root, then two torch updates (decay 0.6 on the old value, unbiased variance)."""
+    online, target = byol.build(4, 3, 2, 5, seed=0, projector_hidden_dim=4, bn_eps=0.25, bn_decay=0.6,
+                                bn_running="torch", target_init="independent")
+    rng = np.random.default_rng(1)
+    v1, v2 = rng.standard_normal((2, 6, 4))
+    seen = {}
+    res = byol.loss_and_grads(online, target, v1, v2, record=lambda k, a: seen.__setitem__(k, np.array(a)))
+    layers = 0
+    for role, net, new in (("online", online, res.online_buffers), ("target", target, res.target_buffers)):
+        for key in net.buffers:
+            if not key.endswith(".running_mean"):
+                continue
+            layer = key[:-len(".running_mean")]  # e.g. encoder.norm1, whose input is encoder.fc1's output
+            h = seen[f"{role}.{layer.replace('norm', 'fc')}.out"]  # (2 views, 6, F)
+            mean, var = h.mean(axis=1, keepdims=True), h.var(axis=1, keepdims=True)
+            want = (h - mean) / np.sqrt(var + 0.25) * net.params[f"{layer}.gamma"] + net.params[f"{layer}.beta"]
+            np.testing.assert_allclose(seen[f"{role}.{layer}.out"], want, rtol=1e-12, atol=1e-14)
+            m, v = np.zeros(h.shape[-1]), np.ones(h.shape[-1])
+            for view in range(2):
+                m, v = 0.6 * m + 0.4 * mean[view, 0], 0.6 * v + 0.4 * var[view, 0] * 6 / 5
+            np.testing.assert_allclose(new[key], m, rtol=1e-12, atol=1e-14)
+            np.testing.assert_allclose(new[f"{layer}.running_var"], v, rtol=1e-12)
+            assert int(new[f"{layer}.count"]) == 2
+            layers += 1
+    assert layers == 7  # encoder.norm1, encoder.norm2, projector.norm1 (both nets), predictor.norm1
+    # bn_var: in float32, inputs far from 0 make E[x^2] - mean^2 cancel, so the two formulas differ
+    from byol_ref.layers import RunningStats, batch_norm_forward
+    x1, x2 = (100 + rng.standard_normal((2, 6, 4))).astype("float32")
+    for bn_var in ("one_pass", "two_pass"):
+        cfg = online.config.replace(bn_var=bn_var, bn_eps=1e-5)
+        on32 = online._replace(config=cfg, params={k: v.astype("float32") for k, v in online.params.items()},
+                               buffers={k: v if k.endswith("count") else v.astype("float32")
+                                        for k, v in online.buffers.items()})
+        seen.clear()
+        byol.loss_and_grads(on32, byol.build_target(online=on32), x1, x2,
+                            record=lambda k, a: seen.__setitem__(k, np.array(a)))
+        h, run = seen["online.encoder.fc1.out"], RunningStats(np.zeros(5, "float32"), np.ones(5, "float32"), 0)
+        p = on32.params
+        outs = {f: batch_norm_forward(h, p["encoder.norm1.gamma"], p["encoder.norm1.beta"], run, train=True,
+                                      var_formula=f)[0] for f in ("one_pass", "two_pass")}
+        assert not np.array_equal(outs["one_pass"], outs["two_pass"])  # (else this part could not fail)
+        np.testing.assert_array_equal(seen["online.encoder.norm1.out"], outs[bn_var])
