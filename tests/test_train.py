@@ -101,6 +101,34 @@ def test_a_step_takes_the_lr_and_tau_of_its_own_index():
         np.testing.assert_array_equal(new.target.params[key], v, err_msg=key)
 
 
+def test_the_optimiser_gets_every_setting_the_train_config_gives_it():
+    """make_optimizer_for passes each optimiser setting on: a step with it set is the step of
+    make_optimizer given it by hand, and not the step of the setting's default."""
+    cfg = byol.Config(encoder_dim=6, **SMALL)
+    params = init_state(cfg, _tcfg(), get_backend("numpy", "float64", 0)).online.params
+    rng = np.random.default_rng(0)
+    grads = {k: rng.standard_normal(v.shape) for k, v in params.items()}
+
+    def step(opt):
+        return opt.update(grads, opt.init(params), params, lr=0.1)[0]
+
+    base = dict(weight_decay=1e-6, exclude="name")
+    for setting, name, hyper in (
+            (dict(optimizer="sgd", nesterov=True), "sgd", dict(base, momentum=0.9, nesterov=True)),
+            (dict(optimizer="lars", weight_decay=0.0, lars_only_with_wd=True), "lars",
+             dict(base, weight_decay=0.0, momentum=0.9, only_with_wd=True)),
+            (dict(optimizer="lars", lars_eps=1e-3), "lars", dict(base, momentum=0.9, eps=1e-3)),
+            (dict(optimizer="lars", lars_eta=2e-3), "lars", dict(base, momentum=0.9, eta=2e-3)),
+            (dict(optimizer="adamw", predictor_lr_mult=0.5), "adamw",
+             dict(base, lr_mult=byol.optim.predictor_lr_mult(0.5)))):
+        got = step(make_optimizer_for(_tcfg(**setting)))
+        want = step(byol.optim.make_optimizer(name, **hyper))
+        plain = {k: v for k, v in setting.items() if k in ("optimizer", "weight_decay")}
+        default = step(make_optimizer_for(_tcfg(**plain)))
+        assert all(np.array_equal(got[k], want[k]) for k in params), setting
+        assert not all(np.array_equal(got[k], default[k]) for k in params), setting
+
+
 def test_view_one_goes_through_the_networks_first():
     """The step's first view is drawn with the first config and goes through each network first: the
     running statistics are updated twice per step, the second time from the state the first left
