@@ -999,6 +999,14 @@ def test_train_config_refuses_a_momentum_of_one_whatever_the_optimizer():
     assert TrainConfig(momentum=0.0).momentum == 0.0
 
 
+def test_train_config_refuses_a_lars_eta_of_zero_whatever_the_optimizer():
+    """lars_eta is > 0 (0 would freeze every LARS-scaled tensor): refused when the config is made, with
+    Adam too, not left for the LARS optimiser to refuse when a run starts."""
+    for optimizer in ("adamw", "lars"):
+        with pytest.raises(ValueError, match=r"lars_eta must be in \(0, inf\), got 0.0"):
+            TrainConfig(optimizer=optimizer, lars_eta=0.0)
+
+
 def test_fit_gives_the_same_run_on_every_backend(backend, data, tmp_path):
     """A few steps on the backend (numpy, and cupy where a GPU answers) match NumPy float64,
     and the run checkpoints and resumes there too.
