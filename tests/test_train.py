@@ -1062,6 +1062,7 @@ def test_a_checkpoint_no_run_could_write_is_refused_naming_the_entry(tmp_path):
         ({opt: None}, "opt does not match the configs"),
         ({"data/epoch_perm": np.arange(10) * 2}, "data/epoch_perm must be a permutation of 0..N-1"),
         ({"data/epoch_perm": perm.astype(float)}, "data/epoch_perm must be a permutation"),
+        ({"data/epoch_perm": np.array(0)}, r"data/epoch_perm must be a permutation .* of shape \(\)"),
         ({"meta": np.array("[1, 2]")}, "its meta entry holds a JSON list, expected an object"),
         ({w: entries[w].astype("float32")}, f"{w} has dtype float32, but the run computes in float64"),
         ({w: entries[w].astype("int64")}, f"{w} has dtype int64, but the run computes in float64"),
