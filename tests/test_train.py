@@ -66,6 +66,13 @@ def test_step_follows_the_official_order():
     pre = byol.ema_update(state.online.params, state.target.params, 0.9)
     for k, v in pre.items():
         np.testing.assert_allclose(new2.target.params[k], v, rtol=1e-12)
+    # ... which the forward then sees: with a target apart from the online network (at step 0 they are one,
+    # and the EMA changes nothing), the loss is that of the averaged target, not of the one before
+    apart = state._replace(target=state.target._replace(params={k: v + 0.1 for k, v in state.target.params.items()}))
+    _, m2 = train_step(apart, x, optimizer=opt, schedules=sched, views=ident, tcfg=tl)
+    averaged = apart.target._replace(params=byol.ema_update(apart.online.params, apart.target.params, 0.9))
+    assert m2["loss"] == pytest.approx(float(byol.loss_and_grads(apart.online, averaged, x, x).loss), rel=1e-12)
+    assert m2["loss"] != pytest.approx(float(byol.loss_and_grads(apart.online, apart.target, x, x).loss), rel=1e-6)
     # the EMA's rounding follows ema_form, bit for bit, at either time: the paper's by default, the
     # official code's on request
     for when, form in itertools.product(("post_step", "pre_forward"), ("weighted", "increment")):
