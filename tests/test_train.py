@@ -1156,6 +1156,13 @@ def test_the_knn_monitor_runs_ten_times_a_run_whatever_the_logging(tmp_path, dat
     assert {7, 14, 20} <= set(logged) and set(logged) == {7, 14, 20} | set(knn_steps[1:])
 
 
+def test_a_run_stopped_early_records_the_step_it_stopped_at(data):
+    """stop_at ends a call with a record of its last step, on the logging cadence or not."""
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    res = fit(data, cfg, _tcfg(epochs=3, log_every=5, eval_every=100), progress=False, stop_at=7)  # K = 12
+    assert [r["step"] for r in res.history if "loss" in r] == [5, 7]
+
+
 def test_atomic_writes_get_the_permissions_open_would_give(tmp_path):
     import os
 
