@@ -1002,7 +1002,8 @@ def probe_report(
     Returns:
         list of dicts (in the order of ``feats_by_name``) with ``name``, ``knn``,
         ``low_label``, ``low_label_std``, ``linear`` (accuracies in [0, 1]), ``linear_l2``
-        (the chosen l2) and ``converged`` (every final fit of both probes reached its tolerance).
+        (the chosen l2), ``low_label_draws`` and ``low_label_l2`` (each draw's accuracy and chosen
+        l2, in draw order) and ``converged`` (every final fit of both probes reached its tolerance).
     """
     if not isinstance(feats_by_name, dict) or not feats_by_name:
         raise TypeError(
@@ -1027,6 +1028,8 @@ def probe_report(
             "knn": knn_accuracy(x_tr, y_train, x_te, y_test, k=k, temperature=temperature),
             "low_label": low["accuracy"],
             "low_label_std": low["accuracy_std"],
+            "low_label_draws": low["accuracies"],
+            "low_label_l2": low["l2"],
             "linear": lin["accuracy"],
             "linear_l2": lin["l2"],
             "converged": low["converged"] and lin["converged"],

@@ -547,6 +547,10 @@ def test_probe_report_and_format_table():
     for r in rows:
         for key in ("knn", "low_label", "linear"):
             assert 0.0 <= r[key] <= 1.0
+        # each draw of the low-label probe is kept (report.json), and they are what its mean and sd are of
+        assert len(r["low_label_draws"]) == len(r["low_label_l2"]) == 2
+        assert r["low_label"] == pytest.approx(np.mean(r["low_label_draws"]))
+        assert r["low_label_std"] == pytest.approx(np.std(r["low_label_draws"], ddof=1))
     assert rows[0]["knn"] > rows[1]["knn"] and rows[0]["linear"] > rows[1]["linear"]
     table = ev.format_table(rows)
     lines = table.splitlines()
@@ -593,7 +597,8 @@ def test_probe_report_rows_come_from_the_three_probes_with_its_settings(monkeypa
 
     def low(x_tr, y_tr, x_te, y_te, **kw):
         calls.append(("low", float(x_tr[0, 0]), kw))
-        return {"accuracy": 0.5 + x_tr[0, 0], "accuracy_std": 0.03, "converged": x_tr[0, 0] > 0.05}
+        return {"accuracy": 0.5 + x_tr[0, 0], "accuracy_std": 0.03, "converged": x_tr[0, 0] > 0.05,
+                "accuracies": [0.4 + x_tr[0, 0], 0.6 + x_tr[0, 0]], "l2": [0.1, 1.0]}
 
     def lin(x_tr, y_tr, x_te, y_te, **kw):
         calls.append(("lin", float(x_tr[0, 0]), kw))
@@ -607,10 +612,10 @@ def test_probe_report_rows_come_from_the_three_probes_with_its_settings(monkeypa
     rows = ev.probe_report(feats, y, y, labels_per_class=3, k=7, seed=9, temperature=0.2, repeats=4,
                            l2_grid=(0.5,))
     assert rows == [
-        {"name": "b", "knn": 0.35, "low_label": 0.6, "low_label_std": 0.03, "linear": 0.85, "linear_l2": 0.01,
-         "converged": True},
-        {"name": "a", "knn": 0.25, "low_label": 0.5, "low_label_std": 0.03, "linear": 0.75, "linear_l2": 0.01,
-         "converged": False},
+        {"name": "b", "knn": 0.35, "low_label": 0.6, "low_label_std": 0.03, "low_label_draws": [0.5, 0.7],
+         "low_label_l2": [0.1, 1.0], "linear": 0.85, "linear_l2": 0.01, "converged": True},
+        {"name": "a", "knn": 0.25, "low_label": 0.5, "low_label_std": 0.03, "low_label_draws": [0.4, 0.6],
+         "low_label_l2": [0.1, 1.0], "linear": 0.75, "linear_l2": 0.01, "converged": False},
     ]
     by = {(what, x): kw for what, x, kw in calls}
     for x in (0.1, 0.0):
