@@ -502,7 +502,7 @@ def _refuse_no_checkpoint(run_dir: Path, prefix: str, verb: str) -> None:
     say, is named by the reader (advising --overwrite would replace the run it stands for)."""
     _read_what_stands_there(run_dir / "checkpoint.npz")
     refuse_for_set_aside(run_dir, prefix, overwrite="--overwrite" if verb == "continue" else
-                         f"{_prog()} train ... --out {shlex.quote(str(run_dir))} --overwrite")  # (eval's is another)
+                         _train_again(run_dir))  # (eval's is another command)
     try:
         _read_run_config(run_dir / "config.json")
     except ValueError:  # none, or another program's config.json (a Hugging Face model's, say)
@@ -516,8 +516,8 @@ def _refuse_no_checkpoint(run_dir: Path, prefix: str, verb: str) -> None:
                                 f"end), then {verb} it") from None
     else:
         raise FileNotFoundError(f"{prefix}{run_dir} has no checkpoint: its run stopped before writing its "
-                                f"first one, so there is nothing to {verb}; start it again with: {_prog()} "
-                                f"train ... --out {run_dir} --overwrite")
+                                f"first one, so there is nothing to {verb}; start it again with: "
+                                f"{_train_again(run_dir)}")
 
 
 def _recorded_views(meta: dict):
@@ -722,7 +722,7 @@ def _train_stopped(exc: BaseException, out: Path, replacing, *, fresh: bool, cre
                     if at < total else f"the run is trained (its checkpoint is at its last step, {at}). Its report "
                     f"and plots: {_prog()} eval {out} --out {out} --overwrite")
         else:
-            then = f"no checkpoint was written yet; start again with: {_prog()} train ... --out {out} --overwrite"
+            then = f"no checkpoint was written yet; start again with: {_train_again(out)}"
         print(f"\nbyol-ref: {interrupted(exc)}; {then}", file=sys.stderr)
         return interrupt_status(exc)
     if isinstance(exc, (ValueError, TypeError, MemoryError)) and fresh and not ckpt.exists():
@@ -855,6 +855,11 @@ def _plot_curves_only(out: Path, metrics: Path, config: Config) -> None:
     paths = plot_run(_read_history(metrics), None, out, loss_label=_loss_label(config))
     if paths:
         print(f"Plots: {', '.join(str(p) for p in paths)}")
+
+
+def _train_again(run_dir: Path) -> str:
+    """The command that starts a new run in ``run_dir`` over what is there, for hints."""
+    return f"{_prog()} train ... --out {shlex.quote(str(run_dir))} --overwrite"
 
 
 def _prog() -> str:
@@ -997,8 +1002,7 @@ def _load_run(args):
                                     "byol-ref run directory (expected a run directory, or a checkpoint .npz)")
         _read_what_stands_there(ckpt_path)  # (a link to nothing, a pipe)
         # (a checkpoint file that is not there is only that, unless an --overwrite set it aside)
-        refuse_for_set_aside(ckpt_path.parent, "", overwrite=f"{_prog()} train ... --out "
-                             f"{shlex.quote(str(ckpt_path.parent))} --overwrite")
+        refuse_for_set_aside(ckpt_path.parent, "", overwrite=_train_again(ckpt_path.parent))
         raise FileNotFoundError(f"checkpoint not found: {ckpt_path} does not exist (expected a run directory, "
                                 "or a checkpoint .npz)")
     state, model_cfg, tcfg, meta = load_checkpoint(ckpt_path)

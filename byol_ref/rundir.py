@@ -286,7 +286,9 @@ def _move_aside(out: Path, flag: str = "train --overwrite") -> Path | None:
     atomic_write_text(aside / MANIFEST, "\n".join(present) + "\n")
     for name in present:
         os.replace(out / name, aside / name)
-    _sync(aside, out)
+    # on disk before anything relies on it: the new run's first checkpoint must not get there first
+    sync_folder(aside)
+    sync_folder(out)
     return aside
 
 
@@ -299,7 +301,8 @@ def _finish_move_aside(out: Path, aside: Path) -> Path:
         (out / name).unlink()
     for name in theirs:
         os.replace(out / name, aside / name)
-    _sync(aside, out)
+    sync_folder(aside)  # (as _move_aside)
+    sync_folder(out)
     print(f"byol-ref: {aside} holds the run an earlier overwrite set aside; it stays there until this run's "
           "first checkpoint", file=sys.stderr)
     return aside
@@ -357,16 +360,8 @@ def _put_back(out: Path, aside: Path) -> None:
             (out / name).unlink()
         for f in sorted(_aside_files(aside), key=lambda f: f.name == "checkpoint.npz"):
             os.replace(f, out / f.name)
-        _sync(out)  # (the run is back, whatever a power cut does to the rest)
+        sync_folder(out)  # (the run is back, whatever a power cut does to the rest)
         shutil.rmtree(aside)
-
-
-def _sync(*folders: Path) -> None:
-    """Make the moves into and out of ``folders`` durable (``sync_folder``) before what comes next
-    relies on them: a new run's first checkpoint must not reach the disk before the run it replaces
-    has reached ``.replaced``."""
-    for folder in folders:
-        sync_folder(folder)
 
 
 class Terminated(KeyboardInterrupt):
