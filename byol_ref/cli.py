@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data", default="digits",
                    help="'digits' (embedded UCI digits), 'synthetic', or a .npy/.npz/.csv feature file")
     g.add_argument("--labels", default=None,
-                   help="for a CSV: label column name or index; or a separate .npy/.csv label file")
+                   help="for a CSV: label column name or index; or a separate .npy/.npz/.csv label file")
     g.add_argument("--data-seed", type=int, default=0,
                    help="seed of the train/test split of a user file, and of the points of --data synthetic")
     g.add_argument("--csv-header", **_CSV_HEADER_ARG)

@@ -505,7 +505,7 @@ def _column_index(labels, names, ncols: int, what: str, strict: bool = True) -> 
     return labels % ncols
 
 
-_LABEL_FILE = ".npy, .csv or .txt, one class id per row"  # (what a label file is, for messages)
+_LABEL_FILE = ".npy, .npz, .csv or .txt, one class id per row"  # (what a label file is, for messages)
 
 
 def _not_a_label_file(labels: str) -> str:
@@ -515,7 +515,7 @@ def _not_a_label_file(labels: str) -> str:
     if p.is_dir():
         return f"; it is a directory, not a label file ({_LABEL_FILE})"
     if p.suffix or p.exists() or odd_entry(p):
-        return "; a label file ends in .npy, .csv or .txt (one class id per row)"
+        return "; a label file ends in .npy, .npz, .csv or .txt (one class id per row)"
     return ""
 
 
@@ -525,12 +525,17 @@ def _labels_from_file(path, n: int):
     what = f"labels file {str(p)!r}"
     if ext == ".npy":
         y = _load_npy(p, "labels file")
+    elif ext == ".npz":  # (np.savez("y.npz", y=y): one array, whatever its name)
+        arrays = read_npz(p, what)
+        if len(arrays) != 1:
+            raise ValueError(f"{what} must hold one array of class ids, got {len(arrays)}: {sorted(arrays)}")
+        (y,) = arrays.values()
     elif ext in (".csv", ".txt"):
         _, y = _read_csv(p, "labels file", ask=False)
         if y.shape[1] != 1:
             raise ValueError(f"{what} must have one column of class ids, got {y.shape[1]} columns")
     else:
-        raise ValueError(f"labels file must end in .npy or .csv, got {str(p)!r}")
+        raise ValueError(f"labels file must end in .npy, .npz, .csv or .txt, got {str(p)!r}")
     y = _as_labels(y, what)
     if y.shape[0] != n:
         raise ValueError(f"{what} has {y.shape[0]} labels but the features have {n} samples")
@@ -545,7 +550,7 @@ def _is_int_text(s: str) -> bool:
 
 def labels_file(labels, path, header=None) -> Path | None:
     """The labels file that :func:`load_file` reads for ``labels`` with the data file ``path``,
-    or None when ``labels`` is a column (or None): a ``.npy``/``.csv``/``.txt`` name is a file
+    or None when ``labels`` is a column (or None): a ``.npy``/``.npz``/``.csv``/``.txt`` name is a file
     unless the CSV's header names a column so (``header`` as ``load_file`` takes it)."""
     if labels is None or isinstance(labels, int):
         return None
@@ -560,7 +565,7 @@ def _is_label_path(labels, names) -> bool:
     if isinstance(labels, os.PathLike):
         return True
     return isinstance(labels, str) and (names is None or labels not in names) and (
-        Path(labels).suffix.lower() in (".npy", ".csv", ".txt")
+        Path(labels).suffix.lower() in (".npy", ".npz", ".csv", ".txt")
     )
 
 
@@ -597,8 +602,8 @@ def load_file(
       command line passes it) is a column index unless the header has a column of that name;
     * ``int``: a column index of a CSV or a 2-D .npy table (negative counts from the end);
       that column is removed from the features;
-    * a path (``os.PathLike``, or a str ending in .npy/.csv/.txt that is not a column
-      name): a separate label file with one class id per sample.
+    * a path (``os.PathLike``, or a str ending in .npy/.npz/.csv/.txt that is not a column
+      name): a separate label file with one class id per sample (an .npz holds one array).
 
     Labels must be integer class ids >= 0. Features are converted to float64 and must be
     finite. With labels the split is stratified, otherwise random (see

@@ -12,6 +12,7 @@ from byol_ref.data import (
     Dataset,
     batches,
     feature_stats,
+    labels_file,
     load_digits,
     load_file,
     standardize,
@@ -554,17 +555,52 @@ def test_csv_label_name_errors(tmp_path):
     (tmp_path / "n.csv").write_text("1,0\n2,1\n3,0\n")
     with pytest.raises(ValueError, match="no header row$"):  # (a plain name: no word of label files)
         load_file(tmp_path / "n.csv", labels="b")
-    # A labels meant as a file but no label file (an .npz, a folder) was told only "names a column".
-    np.savez(tmp_path / "y.npz", y=np.array([0, 1, 0]))
+    # A labels meant as a file but no label file (a .json, a folder) was told only "names a column".
+    (tmp_path / "y.json").write_text("[0, 1, 0]")
+    ends = r"; a label file ends in \.npy, \.npz, \.csv or \.txt \(one class id per row\)$"
     for data in ("n.csv", "h.csv"):
-        with pytest.raises(ValueError, match=r"; a label file ends in \.npy, \.csv or \.txt \(one class id per row\)$"):
-            load_file(tmp_path / data, labels=str(tmp_path / "y.npz"))
+        with pytest.raises(ValueError, match=ends):
+            load_file(tmp_path / data, labels=str(tmp_path / "y.json"))
         with pytest.raises(ValueError, match="; it is a directory, not a label file"):
             load_file(tmp_path / data, labels=str(tmp_path))
     # a name without an extension is a column's unless something stands on disk by that name
     (tmp_path / "ylabels").write_text("0\n1\n0\n")
-    with pytest.raises(ValueError, match=r"; a label file ends in \.npy, \.csv or \.txt \(one class id per row\)$"):
+    with pytest.raises(ValueError, match=ends):
         load_file(tmp_path / "h.csv", labels=str(tmp_path / "ylabels"))
+
+
+def test_npz_label_file(tmp_path):
+    # np.savez("y.npz", y=y) is a label file like y.npy: its one array, whatever its name, is read
+    # (it was refused as "not a column" before). Several arrays are refused, naming them.
+    x = np.arange(12.0).reshape(6, 2)
+    y = np.array([0, 1, 0, 1, 0, 1])
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    np.savez(tmp_path / "y.npz", labels=y)
+    np.savetxt(tmp_path / "x.csv", x, delimiter=",")
+    for data in ("x.npy", "x.csv"):
+        want = load_file(tmp_path / data, labels=tmp_path / "y.npy", test_fraction=0.5)
+        for labels in (tmp_path / "y.npz", str(tmp_path / "y.npz")):
+            got = load_file(tmp_path / data, labels=labels, test_fraction=0.5)
+            for a, b in ((got.x_train, want.x_train), (got.y_train, want.y_train), (got.y_test, want.y_test)):
+                np.testing.assert_array_equal(a, b)
+    # the CLI records (and on resume checks) the SHA-256 of the file labels_file names
+    assert labels_file(str(tmp_path / "y.npz"), tmp_path / "x.csv") == tmp_path / "y.npz"
+    np.savez(tmp_path / "xz.npz", x=x)
+    got = load_file(tmp_path / "xz.npz", labels=str(tmp_path / "y.npz"), test_fraction=0.5)
+    np.testing.assert_array_equal(got.y_train, want.y_train)
+    np.savez(tmp_path / "two.npz", y=y, w=y)
+    with pytest.raises(ValueError, match=r"'.*two\.npz' must hold one array of class ids, got 2: \['w', 'y'\]"):
+        load_file(tmp_path / "x.npy", labels=tmp_path / "two.npz")
+    np.savez(tmp_path / "short.npz", y=y[:5])
+    with pytest.raises(ValueError, match="has 5 labels but the features have 6 samples"):
+        load_file(tmp_path / "x.npy", labels=tmp_path / "short.npz")
+    np.savez(tmp_path / "frac.npz", y=y + 0.5)
+    with pytest.raises(ValueError, match="whole-number|integer"):
+        load_file(tmp_path / "x.npy", labels=tmp_path / "frac.npz")
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match=r"bad\.npz' is not an \.npz file"):
+        load_file(tmp_path / "x.npy", labels=tmp_path / "bad.npz")
 
 
 def test_ragged_csv(tmp_path):
@@ -879,8 +915,6 @@ def test_an_npz_member_that_is_no_npy_array_is_refused(tmp_path):
 def test_what_the_mutation_audit_found_no_test_for_in_the_data(tmp_path):
     from pathlib import Path
 
-    from byol_ref.data import labels_file
-
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="labels must be whole-number class ids, got dtype float64"):
         train_test_indices(4, 0.5, rng, labels=np.array([0.0, 1.0, np.inf, 1.0]))
@@ -971,7 +1005,7 @@ def test_a_path_that_is_no_regular_file_is_named_as_such(tmp_path):
             if p == "/dev/null" and arg == "labels":
                 p = Path("/dev/null")  # (a str not ending in .npy/.csv/.txt names a column)
             expected = "a data file" if arg == "path" else \
-                r"a label file \(\.npy, \.csv or \.txt, one class id per row\)"  # (it said "a data file")
+                r"a label file \(\.npy, \.npz, \.csv or \.txt, one class id per row\)"  # (it said "a data file")
             says = rf"^{arg}: '{p}' is not a regular file \(a pipe, device or socket\); expected {expected}$"
             with pytest.raises(FileNotFoundError, match=says):
                 call(p)
