@@ -145,8 +145,9 @@ def test_check_helpers_name_the_argument_and_refuse_each_bad_case():
     assert check_float_range("0.5", "p", 0, 1) == 0.5 and check_float_range(0, "p", 0, 1) == 0.0
     with pytest.raises(ValueError, match="p must not be NaN"):
         check_float_range(float("nan"), "p", 0, 1)
-    with pytest.raises(ValueError, match="p must be finite"):
-        check_float_range(float("inf"), "p")
+    for inf in (float("inf"), -float("inf")):  # either sign, with no bound that would catch it
+        with pytest.raises(ValueError, match="p must be finite"):
+            check_float_range(inf, "p")
     with pytest.raises(TypeError, match="p must be a real number, got 'x'"):
         check_float_range("x", "p")
     for value, kw, shown in ((0, dict(lo_open=True), r"\(0, 1\]"), (1, dict(hi_open=True), r"\[0, 1\)"),
@@ -154,6 +155,19 @@ def test_check_helpers_name_the_argument_and_refuse_each_bad_case():
         with pytest.raises(ValueError, match=rf"p must be in {shown}, got {value}"):
             check_float_range(value, "p", 0, 1, **kw)
     assert check_float_range(-5.0, "x", None, 1) == -5.0  # an open-ended range
+
+    from pathlib import Path
+
+    from byol_ref.checks import check_path
+
+    class BytesPath:  # an os.PathLike may give bytes, which every reader here would take for another thing
+        def __fspath__(self):
+            return b"run/checkpoint.npz"
+
+    assert check_path(Path("a") / "b.npz") == str(Path("a") / "b.npz") and check_path("c.npz") == "c.npz"
+    for bad, shown in ((b"c.npz", "bytes"), (BytesPath(), "BytesPath"), (None, "NoneType")):
+        with pytest.raises(TypeError, match=f"checkpoint must be a str or os.PathLike file path, got {shown}"):
+            check_path(bad, "checkpoint")
 
     x = np.zeros((3, 4))
     assert check_array(x, "x", ndim=2, last_dim=4, dtype="float64", min_rows=3) is x

@@ -14,6 +14,10 @@ def test_rel_error_values_floor_and_refusals():
     assert rel_error([2.0, 2.2], [1.0, 2.0]) == pytest.approx(1.0 / 3.0, rel=1e-12)  # the worst entry, not the mean
     assert rel_error([0.0], [1e-13]) == pytest.approx(0.1, rel=1e-9)  # |a| + |b| below the floor 1e-12
     assert rel_error([0.0], [0.0]) == 0.0 and rel_error(np.zeros(0), np.zeros(0)) == 0.0
+    # taken in float64 whatever the inputs: uint8 1 - 2 would wrap to 255, float16 round the quotient
+    one, two = np.array([1], dtype=np.uint8), np.array([2], dtype=np.uint8)
+    assert rel_error(one, two) == rel_error(two, one) == pytest.approx(1 / 3, rel=1e-15)
+    assert rel_error(np.float16([1.0]), np.float16([1.5])) == pytest.approx(0.2, rel=1e-15)
     with pytest.raises(ValueError, match=r"rel_error: shapes differ, \(2,\) vs \(3,\)"):
         rel_error(np.zeros(2), np.zeros(3))
 
@@ -27,6 +31,9 @@ def test_grad_error_floors_at_a_fraction_of_the_gradients_scale():
     # a given scale replaces it (a tensor whose own gradient is zero everywhere)
     assert grad_error([0.0, 0.0], [1e-9, 0.0], scale=1.0) == pytest.approx(1e-5, rel=1e-9)
     assert grad_error([0.0, 0.0], [0.0, 0.0]) == 0.0 and grad_error(np.zeros(0), np.zeros(0)) == 0.0
+    # however small the gradient, its entries are compared relatively (the scale's own floor, 1e-300, is
+    # only there so that an all-zero pair divides 0 by a positive number): a 1e-12 gradient off by half fails
+    assert grad_error([1e-12, 0.0], [2e-12, 0.0]) == pytest.approx(1 / 3, rel=1e-12)
     # the maximum over entries, not the mean: one bad entry among good ones fails
     assert grad_error([1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 2.0]) == pytest.approx(1 / 3, rel=1e-12)
     with pytest.raises(ValueError, match=r"grad_error: shapes differ"):
@@ -67,8 +74,9 @@ def test_numerical_gradient_refusals():
         numerical_gradient(lambda v: v.sum(), np.zeros(2, dtype="float32"))
     with pytest.raises(TypeError, match=r"needs a float64 array x \(got list\)"):
         numerical_gradient(lambda v: sum(v), [0.0, 1.0])
-    with pytest.raises(ValueError, match="order must be 2 or 4, got 3"):
-        numerical_gradient(lambda v: v.sum(), np.zeros(2), order=3)
+    for order in (3, 6, 1):  # (6 would have run the order-4 stencil under another name)
+        with pytest.raises(ValueError, match=f"order must be 2 or 4, got {order}"):
+            numerical_gradient(lambda v: v.sum(), np.zeros(2), order=order)
     for h, err, says in ((0, ValueError, r"h must be in \(0, inf\), got 0"), (-1e-4, ValueError, "h must be in"),
                          (float("nan"), ValueError, "h must not be NaN"), ("1e-4", TypeError, "h must be a real")):
         with pytest.raises(err, match=says):
