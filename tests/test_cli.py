@@ -1,4 +1,5 @@
 """The command line through a subprocess: help, a tiny train + eval, resume, and bad arguments."""
+import functools
 import json
 import os
 import re
@@ -1373,7 +1374,7 @@ def test_a_data_file_changed_since_the_run_trained_is_noticed(tmp_path, capsys):
     assert "warning" not in capsys.readouterr().err
     record = json.loads((out / "config.json").read_text())
     for edit in ({"data_sha256": None}, {"data_sha256": "abc"}, {"x_sha256": "0" * 64},  # the file was edited
-                 {"labels": 3}):  # (a column, beside the SHA-256 of a file)
+                 {"data_sha256": "0" * 63}, {"labels": 3}):  # (a digit short; a column beside the SHA-256 of a file)
         (out / "config.json").write_text(json.dumps({**record, "data": {**record["data"], **edit}}))
         assert main(["eval", str(out)]) == 2
         assert f"records {{'data_sha256': {({**record['data'], **edit})['data_sha256']!r}, 'labels_sha256': " in \
@@ -3400,3 +3401,23 @@ def test_an_empty_out_is_named_not_taken_for_no_out(tmp_path, capsys, monkeypatc
         captured = capsys.readouterr()
         assert f"byol-ref {argv[0]}: error: {says}" in captured.err and not captured.out, captured
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]  # no runs/ folder, nothing written
+
+
+def test_data_seed_draws_the_points_of_synthetic_and_the_split_of_a_file(tmp_path, capsys):
+    """--data-seed reaches the data: the points of --data synthetic and the train/test split of a
+    file are those its seed draws (dropped on the way, every seed trained on the same data without a
+    word), and a run records it, so that eval reads the run's own split again."""
+    from byol_ref.cli import _load_data, main
+    from byol_ref.data import load_file, synthetic
+
+    x = np.random.default_rng(0).random((60, 4))
+    np.save(tmp_path / "x.npy", x)
+    for spec, direct in (({"data": "synthetic"}, synthetic), ({"data": str(tmp_path / "x.npy")},
+                                                              functools.partial(load_file, tmp_path / "x.npy"))):
+        seeded = {s: _load_data({**spec, "data_seed": s}).x_train for s in (0, 1)}
+        assert not np.array_equal(seeded[0], seeded[1]), spec
+        for s in (0, 1):
+            assert np.array_equal(seeded[s], direct(seed=s).x_train), (spec, s)
+    out = tmp_path / "r"
+    assert main(["train", *SMALL_RUN, "--data-seed", "3", "--no-eval", "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["data"]["data_seed"] == 3
