@@ -3421,3 +3421,44 @@ def test_data_seed_draws_the_points_of_synthetic_and_the_split_of_a_file(tmp_pat
     out = tmp_path / "r"
     assert main(["train", *SMALL_RUN, "--data-seed", "3", "--no-eval", "--out", str(out)]) == 0
     assert json.loads((out / "config.json").read_text())["data"]["data_seed"] == 3
+
+
+def test_seed_reaches_the_training_and_the_progress_bar_shows_unless_no_progress(tmp_path, capsys):
+    """--seed seeds the backend the run trains with (its initialisation, data order and views: a run
+    of --seed 1 is fit's with a backend of seed 1, not one that records 1 and trains with another);
+    the progress bar is on stderr unless --no-progress."""
+    from byol_ref.backend import get_backend
+    from byol_ref.cli import main
+    from byol_ref.data import synthetic
+    from byol_ref.train import fit, load_checkpoint
+
+    shown = [a for a in SMALL_RUN if a != "--no-progress"]
+    params = {}
+    for seed, quiet in ((0, ["--no-progress"]), (1, [])):
+        out = tmp_path / f"s{seed}"
+        assert main(["train", *shown, *quiet, "--seed", str(seed), "--no-eval", "--out", str(out)]) == 0
+        err = capsys.readouterr().err
+        assert ("] 6/6 " in err and "it/s" in err) == (not quiet), err  # 408 // 64 = 6 steps
+        state, model_cfg, tcfg, _ = load_checkpoint(out / "checkpoint.npz")
+        params[seed] = state.online.params
+    assert tcfg.seed == 1
+    direct = fit(synthetic(), model_cfg, tcfg, backend=get_backend("numpy", tcfg.dtype, 1), progress=False)
+    for k, v in direct.state.online.params.items():
+        np.testing.assert_array_equal(v, params[1][k], err_msg=k)
+    assert any(not np.array_equal(params[0][k], params[1][k]) for k in params[0])
+
+
+def test_no_plots_draws_nothing_with_or_without_the_evaluation_and_the_report_times_the_training(tmp_path, capsys):
+    """--no-plots leaves every PNG out (the probes' and training.png; with --no-eval too, where
+    training.png is otherwise drawn alone); train's report.json records the training's seconds."""
+    pytest.importorskip("matplotlib")
+    from byol_ref.cli import main
+
+    for extra in ([], ["--no-eval"]):
+        out = tmp_path / f"r{len(extra)}"
+        assert main(["train", *SMALL_RUN, *extra, "--knn-k", "5", "--out", str(out)]) == 0, extra
+        assert not list(out.glob("*.png")), (extra, sorted(p.name for p in out.iterdir()))
+    report = json.loads((tmp_path / "r0" / "report.json").read_text())
+    assert isinstance(report["train_seconds"], float) and report["train_seconds"] > 0
+    assert main(["train", *[a for a in SMALL_RUN if a != "--no-plots"], "--no-eval", "--out", str(tmp_path / "p")]) == 0
+    assert sorted(p.name for p in (tmp_path / "p").glob("*.png")) == ["training.png"]
