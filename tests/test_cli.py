@@ -71,6 +71,10 @@ def test_train_writes_a_run_directory_and_reports(tiny_run):
     rows = {r["name"]: r for r in report["rows"]}
     knn_gain = 100 * (rows["BYOL encoder (y)"]["knn"] - rows["raw inputs"]["knn"])
     assert f"BYOL encoder vs raw inputs: kNN {knn_gain:+.1f}" in res.stdout
+    for base in ("random-init encoder", "raw inputs"):  # each probe's gain from its own column
+        gains = ", ".join(f"{label} {100 * (rows['BYOL encoder (y)'][key] - rows[base][key]):+.1f}" for key, label in
+                          (("knn", "kNN"), ("low_label", "low-label"), ("linear", "linear")))
+        assert f"BYOL encoder vs {base}: {gains} points" in res.stdout, base
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["step"] == 18  # 409 train samples // 64 = 6 steps x 3 epochs
     report = json.loads((out / "report.json").read_text())
@@ -655,6 +659,7 @@ def test_refused_settings_leave_no_run_directory_and_probe_options_are_checked_b
              (["--tau", "1.5"], "error: --tau (tau_base) must be in [0, 1], got 1.5"),  # the flag typed, and its field
              (["--preset", "deepmind", "--tau", "2"], "error: --tau (tau_base) must be in [0, 1], got 2.0"),
              (["--set", "tau_base=2"], "error: tau_base must be in [0, 1], got 2.0"),  # (the name typed)
+             (["--tau", "0.9", "--set", "tau_base=2"], "error: tau_base must be in [0, 1], got 2.0"),  # (--set's)
              (["--set", "epochs=abc"], "--set epochs: expected an int, got 'abc'"),
              (["--data", "mnist"], "--data 'mnist': no such file, and not a built-in data set")]
     for extra, message in cases:
@@ -3462,3 +3467,14 @@ def test_no_plots_draws_nothing_with_or_without_the_evaluation_and_the_report_ti
     assert isinstance(report["train_seconds"], float) and report["train_seconds"] > 0
     assert main(["train", *[a for a in SMALL_RUN if a != "--no-plots"], "--no-eval", "--out", str(tmp_path / "p")]) == 0
     assert sorted(p.name for p in (tmp_path / "p").glob("*.png")) == ["training.png"]
+
+
+def test_eval_of_a_checkpoint_draws_its_runs_training_curves(tiny_run, tmp_path, capsys):
+    """eval of a run's checkpoint.npz, not its folder, still finds the run's metrics.jsonl beside it
+    for training.png."""
+    pytest.importorskip("matplotlib")
+    from byol_ref.cli import main
+
+    out, _ = tiny_run
+    assert main(["eval", str(out / "checkpoint.npz"), "--out", str(tmp_path / "ev")]) == 0
+    assert (tmp_path / "ev" / "training.png").is_file()
