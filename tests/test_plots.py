@@ -1,4 +1,6 @@
 """The PNG plots of a run (skipped where matplotlib is not installed) and the PCA they use."""
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -341,3 +343,42 @@ def test_many_classes_get_distinct_colours_and_thinned_names(tmp_path, monkeypat
         else:
             assert named == [str(c) for c in (0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20)] and sim_named == []
     plt.close("all")
+
+
+def test_without_matplotlib_installed_the_plots_are_skipped_not_an_import_error(tmp_path, monkeypatch):
+    """Found by a mutation audit: the test above replaces have_matplotlib itself, so have_matplotlib
+    saying True where matplotlib cannot be imported passed every test (plot_run would then fail on
+    ``import matplotlib``, and a run's report with it). An import that fails is no matplotlib."""
+    import sys
+
+    import byol_ref.plots as plots
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # (``import matplotlib`` raises ImportError)
+    assert plots.have_matplotlib() is False
+    history = [{"step": 1, "loss": 1.0, "lr": 1e-3, "tau": 0.99, "z_std": 0.1, "z_std_healthy": 0.125,
+                "z_rank": 2.0, "y_rank": 3.0}]
+    rows = [{"name": "raw inputs", "knn": 0.9, "low_label": 0.8, "linear": 0.95}]
+    assert plots.plot_run(history, {"rows": rows}, tmp_path / "run") == []
+    assert plots.plot_features({"raw inputs": np.zeros((4, 2))}, np.arange(4), tmp_path) is None
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    assert plots.have_matplotlib() is (importlib.util.find_spec("matplotlib") is not None)
+
+
+def test_the_plots_close_their_figures(tmp_path):
+    """Found by a mutation audit: dropping any of the three plt.close calls passed every test (the
+    tests that look at the figures keep them open on purpose). pyplot holds every figure it made
+    until it is closed: a process that reports many runs (a sweep calling the CLI's report, a
+    notebook) would grow by a figure per plot and warn past 20."""
+    plt = pytest.importorskip("matplotlib.pyplot")
+
+    history = [{"step": 1, "loss": 1.0, "lr": 1e-3, "tau": 0.99, "z_std": 0.1, "z_std_healthy": 0.125,
+                "z_rank": 2.0, "y_rank": 3.0}]
+    rows = [{"name": n, "knn": 0.9, "low_label": 0.8, "linear": 0.95} for n in FEATURE_PANELS]
+    labels = np.repeat(np.arange(3), 4)
+    before = plt.get_fignums()
+    assert len(plot_run(history, {"rows": rows}, tmp_path)) == 2
+    assert plt.get_fignums() == before
+    assert plot_features({n: np.random.default_rng(0).standard_normal((12, 3)) for n in FEATURE_PANELS}, labels,
+                         tmp_path) is not None
+    assert plt.get_fignums() == before
