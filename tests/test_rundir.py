@@ -741,15 +741,20 @@ def test_two_processes_cannot_hold_one_run_directory(tmp_path):
 
 
 def _log_moves_and_syncs(monkeypatch) -> list:
-    """Record, in order, each move (``("move", destination)``) and each flush of a folder
-    (``("sync", folder)``) that rundir makes."""
-    events, real_replace = [], os.replace
+    """Record, in order, each move (``("move", destination)``), each flush of a folder
+    (``("sync", folder)``) and each removal of a folder (``("remove", folder)``) that rundir makes."""
+    events, real_replace, real_rmtree = [], os.replace, rundir.shutil.rmtree
 
     def replace(src, dst):
         events.append(("move", Path(dst)))
         return real_replace(src, dst)
 
+    def rmtree(path, *args, **kwargs):
+        events.append(("remove", Path(path)))
+        return real_rmtree(path, *args, **kwargs)
+
     monkeypatch.setattr(rundir.os, "replace", replace)
+    monkeypatch.setattr(rundir.shutil, "rmtree", rmtree)
     monkeypatch.setattr(rundir, "sync_folder", lambda folder: events.append(("sync", Path(folder))))
     return events
 
@@ -769,5 +774,36 @@ def test_a_set_aside_and_a_put_back_reach_the_disk_before_what_relies_on_them(tm
     assert {("sync", out), ("sync", out / ".replaced")} <= set(after)
     events.clear()
     replacing.stopped()
-    assert events[-1] == ("sync", out) and [e[1].parent for e in events[:-1]] == [out] * len(RUN)
+    # (the emptied folder goes only once the run is back on disk: removed first, a power cut could leave neither)
+    assert events[-2:] == [("sync", out), ("remove", out / ".replaced")]
+    assert [e[1].parent for e in events[:-2]] == [out] * len(RUN)
     assert _contents(out) == RUN
+
+
+def test_a_set_aside_taken_over_and_a_published_report_reach_the_disk_after_their_moves(tmp_path, monkeypatch):
+    """Found by a mutation audit: dropping either flush of _finish_move_aside (the --overwrite that
+    takes over the .replaced a killed one left, moving the files it had yet to move) or the flush
+    of a report's moves (_move_report) passed every test. A power cut after the new run's first
+    checkpoint must not find the replaced run half in .replaced (whose list says the rest is the
+    killed run's), nor a report half moved: both folders are flushed once the last file has moved."""
+    out = tmp_path / "r"
+    aside = out / rundir.SET_ASIDE
+    _write_run(out, {"config.json": b"killed run's", "metrics.jsonl": b"not moved yet"})
+    _write_run(aside, {"checkpoint.npz": b"old", "config.json": b"old"})
+    (aside / rundir.MANIFEST).write_text("checkpoint.npz\nconfig.json\nmetrics.jsonl\n")
+    events = _log_moves_and_syncs(monkeypatch)
+    replacing = rundir.Replacing(out)
+    replacing.set_aside()
+    assert replacing.aside == aside and _contents(aside) == {
+        "checkpoint.npz": b"old", "config.json": b"old", "metrics.jsonl": b"not moved yet",
+        rundir.MANIFEST: b"checkpoint.npz\nconfig.json\nmetrics.jsonl\n"}
+    assert os.listdir(out) == [rundir.SET_ASIDE]  # (the killed run's config.json went)
+    moves = [e for e in events if e[0] == "move"]
+    assert moves == [("move", aside / "metrics.jsonl")]
+    assert {("sync", out), ("sync", aside)} <= set(events[events.index(moves[-1]) + 1:])
+    events.clear()
+    with rundir.staged_report(out) as stage:
+        (stage / "report.txt").write_text("new report")
+        rundir.publish_report(stage, out)
+    last = max(i for i, e in enumerate(events) if e == ("move", out / "report.txt"))
+    assert ("sync", out) in events[last + 1:]
