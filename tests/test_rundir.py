@@ -807,3 +807,18 @@ def test_a_set_aside_taken_over_and_a_published_report_reach_the_disk_after_thei
         rundir.publish_report(stage, out)
     last = max(i for i, e in enumerate(events) if e == ("move", out / "report.txt"))
     assert ("sync", out) in events[last + 1:]
+
+
+def test_a_replaced_that_is_a_link_is_not_removed_beside_a_checkpoint(tmp_path, capsys):
+    """Found by a mutation audit: remove_replaced following a link named .replaced passed every test. A
+    link is not a folder an --overwrite made (it makes a folder, and refuses a link): it is left as it
+    is, and so is what it points to, where following it renamed the link to .replaced-removing and
+    warned that it could not be removed."""
+    out, theirs = tmp_path / "r", tmp_path / "theirs"
+    _write_run(out)
+    _write_run(theirs)
+    (out / rundir.SET_ASIDE).symlink_to(theirs)
+    rundir.remove_stale(out)
+    rundir.remove_replaced(out)
+    assert (out / rundir.SET_ASIDE).is_symlink() and not os.path.lexists(out / rundir.REMOVING)
+    assert _contents(theirs) == RUN and capsys.readouterr().err == ""
