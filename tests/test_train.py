@@ -747,6 +747,10 @@ def test_format_collapse_and_format_convergence_say_what_they_are_given():
     assert format_convergence([{"name": "raw inputs"}]) == ""  # (rows from before the flag: converged)
     assert format_convergence([{"name": "a", "converged": True}, {"name": "b", "converged": False}]).startswith(
         "Note: a logistic-regression fit of the probes of b stopped at its iteration cap")
+    # every set whose fit stopped is named, in the rows' order (a mutation audit: naming only the first survived)
+    assert format_convergence([{"name": "a", "converged": False}, {"name": "b", "converged": True},
+                               {"name": "c", "converged": False}]).startswith(
+        "Note: a logistic-regression fit of the probes of a, c stopped at its iteration cap")
 
 
 @pytest.mark.filterwarnings("error::RuntimeWarning")
