@@ -79,6 +79,10 @@ def test_train_writes_a_run_directory_and_reports(tiny_run):
     assert records[-1]["step"] == 18  # 409 train samples // 64 = 6 steps x 3 epochs
     report = json.loads((out / "report.json").read_text())
     assert {r["name"] for r in report["rows"]} >= {"BYOL encoder (y)", "raw inputs"}
+    # report.json is the data, not the printed table (a mutation audit: writing the table there too survived);
+    # it says how long the probes took, and report.txt is a text file that ends its last line
+    assert "table" not in report and report["eval_seconds"] > 0 and report["train_seconds"] > 0
+    assert (out / "report.txt").read_text().endswith("\n")
 
 
 def test_eval_of_a_run_dir_and_of_a_checkpoint(tiny_run):
