@@ -3482,3 +3482,27 @@ def test_eval_of_a_checkpoint_draws_its_runs_training_curves(tiny_run, tmp_path,
     out, _ = tiny_run
     assert main(["eval", str(out / "checkpoint.npz"), "--out", str(tmp_path / "ev")]) == 0
     assert (tmp_path / "ev" / "training.png").is_file()
+
+
+def test_report_txt_says_which_probe_fits_stopped_at_their_cap_under_the_table(tmp_path, monkeypatch, capsys):
+    """Found by a mutation audit: dropping the convergence note from the printed report (and report.txt)
+    passed every test; no test's probes stopped at their cap. Here the probes are given (evaluate_features
+    replaced): the note follows the table, in report.txt and on stdout, and report.json keeps each row's flag
+    (and not the table)."""
+    from types import SimpleNamespace
+
+    from byol_ref import cli, report
+
+    names = ("BYOL encoder (y)", "BYOL projector (z)", "random-init encoder", "raw inputs")
+    rows = [{"name": n, "knn": 0.9, "low_label": 0.8, "low_label_std": 0.01, "linear": 0.95,
+             "converged": n != "raw inputs"} for n in names]
+    given = {"rows": rows, "collapse": {}, "table": "THE TABLE", "probe": {"repeats": 5}}
+    monkeypatch.setattr(report, "evaluate_features", lambda *a, **k: dict(given))
+    data = SimpleNamespace(name="d", y_train=np.zeros(8, int), x_test=np.zeros((4, 2)), y_test=np.zeros(4, int))
+    assert cli._report(None, data, None, None, tmp_path, None, plots=False) == 0
+    note = report.format_convergence(rows)
+    assert note.startswith("Note: a logistic-regression fit of the probes of raw inputs stopped")
+    assert "THE TABLE\n" + note + "\n\n" in (tmp_path / "report.txt").read_text()
+    assert "THE TABLE\n" + note + "\n\n" in capsys.readouterr().out
+    written = json.loads((tmp_path / "report.json").read_text())
+    assert [r["converged"] for r in written["rows"]] == [True, True, True, False] and "table" not in written
