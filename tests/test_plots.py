@@ -205,6 +205,8 @@ def test_training_curves_draw_each_series_against_the_steps(tmp_path, monkeypatc
 
     ax = panel("BYOL loss")
     assert [xy(line) for line in ax.get_lines()] == [(steps, loss)]
+    # without a loss_label: the official loss (a mutation audit: a default that lost its range survived)
+    assert ax.get_title() == "BYOL loss (||n(p) - n(z)||^2, both directions summed, in [0, 8])"
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("step", "loss")
 
     ax = panel("schedules")
@@ -382,3 +384,26 @@ def test_the_plots_close_their_figures(tmp_path):
     assert plot_features({n: np.random.default_rng(0).standard_normal((12, 3)) for n in FEATURE_PANELS}, labels,
                          tmp_path) is not None
     assert plt.get_fignums() == before
+
+
+def test_beyond_20_classes_the_colours_span_the_whole_colour_map(tmp_path, monkeypatch):
+    """Found by a mutation audit: the class colours taken as base(i) (the i-th of viridis's 256
+    entries, nearly one colour for 21 classes) rather than base(i / (k - 1)) passed every test
+    (they are still distinct). The first class is viridis's one end, the last its other."""
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setattr(plt, "close", lambda *a, **k: None)
+    plt.close("all")
+    k = 21
+    labels = np.repeat(np.arange(k), 2)
+    (fig,) = _figures_of(plt, tmp_path, lambda: plot_features(
+        {"raw inputs": np.random.default_rng(7).standard_normal((2 * k, 3))}, labels, tmp_path, names=("raw inputs",)))
+    shown = fig.axes[0].collections[0].get_facecolors()
+    viridis = plt.get_cmap("viridis")
+    want = [viridis(i / (k - 1)) for i in labels]
+    np.testing.assert_allclose(shown, want, atol=1e-12)
+    plt.close("all")
