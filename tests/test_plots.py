@@ -320,7 +320,8 @@ def test_feature_panels_show_each_named_set_in_order(tmp_path, monkeypatch):
 
 def test_many_classes_get_distinct_colours_and_thinned_names(tmp_path, monkeypatch):
     """12 classes: 12 distinct colours (tab10 has 10). 21 classes: the class colour bar names 11 of them, and the
-    similarity blocks are not named (beyond 20 classes the names would crowd); 20 classes are all named."""
+    similarity blocks are not named (beyond 20 classes the names would crowd); 20 classes are all named. 30
+    classes: 11 names too, the first class's and the last's among them."""
     pytest.importorskip("matplotlib")
     import matplotlib
 
@@ -330,7 +331,7 @@ def test_many_classes_get_distinct_colours_and_thinned_names(tmp_path, monkeypat
     monkeypatch.setattr(plt, "close", lambda *a, **k: None)
     plt.close("all")
     rng = np.random.default_rng(6)
-    for k in (12, 20, 21):
+    for k in (12, 20, 21, 30):
         labels = np.repeat(np.arange(k), 2)
         (fig,) = _figures_of(plt, tmp_path, lambda: plot_features(
             {"raw inputs": rng.standard_normal((2 * k, 3))}, labels, tmp_path, names=("raw inputs",)))
@@ -342,8 +343,10 @@ def test_many_classes_get_distinct_colours_and_thinned_names(tmp_path, monkeypat
         if k <= 20:
             assert named == [str(c) for c in range(k)] and sim_named == named
             assert [t.get_text() for t in sim.get_yticklabels()] == named  # rows named as the columns
-        else:
+        elif k == 21:
             assert named == [str(c) for c in (0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20)] and sim_named == []
+        else:  # 11 names from the first class to the last, whatever k (a mutation audit: every other one survived)
+            assert len(named) == 11 and (named[0], named[-1]) == ("0", str(k - 1)) and sim_named == []
     plt.close("all")
 
 
