@@ -410,3 +410,26 @@ def test_beyond_20_classes_the_colours_span_the_whole_colour_map(tmp_path, monke
     want = [viridis(i / (k - 1)) for i in labels]
     np.testing.assert_allclose(shown, want, atol=1e-12)
     plt.close("all")
+
+
+def test_a_non_finite_step_record_is_left_out_of_the_curves_and_dpi_sets_the_features_size(tmp_path, monkeypatch):
+    """Found by a mutation audit: telling step records by "loss" instead of "z_std" passed every test, but the
+    record of a step whose features were not finite has a loss and no monitors (train._step_record), and
+    drawing it failed; and plot_features ignoring its dpi (scripts/seed_table.py passes 90) passed too."""
+    plt = pytest.importorskip("matplotlib.pyplot")
+    import struct
+
+    monkeypatch.setattr(plt, "close", lambda *a, **k: None)
+    plt.close("all")
+    ok = {"loss": 1.0, "lr": 1e-3, "tau": 0.99, "z_std": 0.1, "z_std_healthy": 0.125, "z_rank": 2.0, "y_rank": 3.0}
+    history = [{"step": 1, **ok}, {"step": 2, "loss": float("nan"), "lr": 1e-3, "tau": 0.99}]
+    (fig,) = _figures_of(plt, tmp_path, lambda: plot_run(history, None, tmp_path))
+    loss = next(a for a in fig.axes if a.get_title().startswith("BYOL loss"))
+    assert [list(line.get_xdata()) for line in loss.get_lines()] == [[1]]
+    plt.close("all")
+    for dpi in (50, 90):
+        path = plot_features({"raw inputs": np.random.default_rng(0).standard_normal((8, 3))}, np.repeat([0, 1], 4),
+                             tmp_path, names=("raw inputs",), dpi=dpi, filename=f"f{dpi}.png")
+        width, height = struct.unpack(">II", path.read_bytes()[16:24])  # (the PNG's IHDR)
+        assert (width, height) == (round(4.6 * dpi), round(8.6 * dpi))
+    plt.close("all")
