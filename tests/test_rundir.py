@@ -822,3 +822,29 @@ def test_a_replaced_that_is_a_link_is_not_removed_beside_a_checkpoint(tmp_path, 
     rundir.remove_replaced(out)
     assert (out / rundir.SET_ASIDE).is_symlink() and not os.path.lexists(out / rundir.REMOVING)
     assert _contents(theirs) == RUN and capsys.readouterr().err == ""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the advice is a POSIX shell command")
+def test_the_advice_for_a_run_left_set_aside_puts_it_back_and_is_given_only_for_a_run(tmp_path):
+    """refuse_for_set_aside on its own (the commands that call it are tested in test_cli.py): the shell
+    command it advises removes the killed run's files and puts the replaced run back whole; a .replaced
+    without its checkpoint is said to hold no run to go on with; one holding no run file is no run."""
+    import subprocess
+
+    out = tmp_path / "run dir"  # (a path that needs quoting)
+    aside = out / rundir.SET_ASIDE
+    _write_run(out, {"config.json": b"killed run's", "report.json": b"killed run's, and the replaced run has none"})
+    _write_run(aside, RUN)
+    (aside / rundir.MANIFEST).write_text("".join(name + "\n" for name in RUN))
+    said = r"^x: .* has no checkpoint: the run an overwrite started there stopped before its first\. The run it "
+    with pytest.raises(FileNotFoundError, match=said + "was replacing is in ") as caught:
+        rundir.refuse_for_set_aside(out, "x: ")
+    undo = str(caught.value).split("put it back (")[1].split("); or start a new run with --overwrite")[0]
+    subprocess.run(["sh", "-c", undo], check=True)
+    assert _contents(out) == RUN
+    _write_run(aside, {"config.json": b"old"})  # (its record only: the run it replaced had no checkpoint either)
+    with pytest.raises(ValueError, match="there is no run to go on with; start a new one with --again$"):
+        rundir.refuse_for_set_aside(out, "", overwrite="--again", error=ValueError)
+    (aside / "config.json").unlink()
+    (aside / rundir.MANIFEST).write_text("config.json\n")
+    rundir.refuse_for_set_aside(out, "")  # (a list alone: no run set aside, nothing to say)
