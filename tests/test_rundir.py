@@ -848,3 +848,21 @@ def test_the_advice_for_a_run_left_set_aside_puts_it_back_and_is_given_only_for_
     (aside / "config.json").unlink()
     (aside / rundir.MANIFEST).write_text("config.json\n")
     rundir.refuse_for_set_aside(out, "")  # (a list alone: no run set aside, nothing to say)
+
+
+def test_an_overwrite_that_reaches_its_first_checkpoint_drops_the_replaced_run_without_a_word(tmp_path, capsys):
+    """Found by a mutation audit: remove_replaced saying that the run it removes was left by an --overwrite
+    killed after its first checkpoint, when called by commit (killed=False) too, passed test_rundir.py and
+    the overwrite tests of test_cli.py and test_train.py: every ordinary --overwrite would have told
+    of a killed run that never was. Only the next command after a kill says so."""
+    out = tmp_path / "r"
+    _write_run(out)
+    replacing = rundir.Replacing(out)
+    replacing.set_aside()
+    (out / "checkpoint.npz").write_bytes(b"new checkpoint")
+    replacing.commit()
+    assert capsys.readouterr().err == "" and _contents(out) == {"checkpoint.npz": b"new checkpoint"}
+    _write_run(out / rundir.SET_ASIDE, {"config.json": b"old"})  # (as a killed --overwrite leaves it)
+    rundir.remove_replaced(out)
+    assert "which was killed after its first checkpoint" in capsys.readouterr().err
+    assert os.listdir(out) == ["checkpoint.npz"]
