@@ -179,8 +179,18 @@ def _explicit_dests(argv: list) -> set:
     return set(vars(shadow.parse_args(argv))) - {"command"}
 
 
+# What a script calling byol-ref can read from its exit status (main's docstring, --help, README).
+EXIT_STATUSES = ("exit status: 0 done; 1 training diverged (a non-finite loss; the last good checkpoint stays), "
+                 "diff found tensors that differ, or memory ran out; 2 bad input (an option, a file, a setting: "
+                 "the message names it); 130 stopped by Ctrl-C, 143 by SIGTERM; 141 the reader of the output went "
+                 "away (| head)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="byol-ref", description="BYOL reference implementation (NumPy/CuPy).")
+    """The ``byol-ref`` argument parser: one sub-command per task (train, eval, embed, trace, diff,
+    convert), each option with its help; ``--help`` prints it."""
+    p = argparse.ArgumentParser(prog="byol-ref", description="BYOL reference implementation (NumPy/CuPy).",
+                                epilog=EXIT_STATUSES)
     p.add_argument("--version", action="version",
                    version=f"byol-ref {__version__} (NumPy {host.__version__}, Python {platform.python_version()})")
     sub = p.add_subparsers(dest="command", required=True)
@@ -1092,6 +1102,17 @@ def _probe_opts(args, n_train: int | None = None, y_train=None) -> dict:
 
 
 def main(argv=None) -> int:
+    """Run one ``byol-ref`` command, as the console script and ``python -m byol_ref`` do.
+
+    Args:
+        argv: the arguments after the program name (default ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 done; 1 training diverged, ``diff`` found tensors that differ, or memory
+        ran out; 2 bad input, with a message on stderr naming it (argparse's own refusals raise
+        ``SystemExit(2)``); 130 after Ctrl-C, 143 after SIGTERM; 141 when the reader of the output
+        went away.
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
     prog = "byol-ref"
     try:

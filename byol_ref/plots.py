@@ -8,6 +8,7 @@ from .checkpoint import atomic_write
 
 
 def have_matplotlib() -> bool:
+    """Whether matplotlib imports here (it is the optional ``plot`` extra): without it no plot is drawn."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:

@@ -33,7 +33,12 @@ def test_help_explains_every_option():
         assert flag in out.stdout
     assert run("eval", "--help").returncode == 0
     assert run("embed", "--help").returncode == 0
-    assert run("--help").returncode == 0
+    out = run("--help")
+    assert out.returncode == 0
+    # what a script can read from the exit status, each status main returns (they are tested one by one below)
+    said = " ".join(out.stdout.split()[out.stdout.split().index("status:") + 1:])
+    for status in ("0 done", "1 training diverged", "2 bad input", "130 stopped by Ctrl-C", "143 by SIGTERM", "141 the"):
+        assert status in said, said
     import byol_ref
     out = run("--version")
     assert out.returncode == 0 and out.stdout.startswith(f"byol-ref {byol_ref.__version__} (NumPy {np.__version__}")
