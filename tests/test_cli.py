@@ -1844,6 +1844,18 @@ def test_resume_compares_data_files_as_files_and_refuses_a_new_seed_or_data_seed
     assert "seed 7 (run: 0)" in capsys.readouterr().err
 
 
+def test_resume_compares_a_file_name_with_none_as_a_name(tmp_path, capsys):
+    """--resume --labels None names a labels file called None: it is not the labels the run did not
+    record (None), so it is refused like any other labels (compared as text, the two were the same)."""
+    from byol_ref.cli import main
+
+    out = tmp_path / "r"
+    assert main(["train", *SMALL_RUN, "--no-eval", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--resume", "--labels", "None", "--no-progress", "--no-eval"]) == 2
+    assert "but the command line asks for others: --labels None (run: None)" in capsys.readouterr().err
+
+
 def test_resume_of_a_preset_run_compares_its_derived_warm_up_at_the_runs_own_length(tmp_path, capsys):
     """deepmind's warm-up, 10 epochs capped at the run, depends on --epochs below 10: a resume that
     extends the run with the same --preset is not a changed setting."""
@@ -2080,6 +2092,21 @@ def test_embed_and_trace_never_write_over_what_they_read(tmp_path, capsys):
     assert main(["trace", "--inputs", str(tmp_path / "t.npz"), "--out", str(tmp_path / "t.npz"), "--overwrite"]) == 2
     assert "is the file this command reads" in capsys.readouterr().err
     assert (tmp_path / "t.npz").read_bytes() == before
+
+
+def test_an_output_is_compared_with_the_inputs_as_a_file_however_it_is_spelt(tmp_path, capsys, monkeypatch):
+    """dst spelt through a folder and .., or relative to the working folder, is still the file that
+    convert reads: refused even with --overwrite (compared as strings, each was written over)."""
+    from byol_ref.cli import main
+
+    mine = tmp_path / "mine.npz"
+    np.savez(mine, keep=np.ones(3))
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path)
+    for dst in (str(tmp_path / "sub" / ".." / "mine.npz"), "mine.npz"):
+        assert main(["convert", str(mine), dst, "--from", "byol-ref", "--to", "byol-ref", "--overwrite"]) == 2
+        assert f"dst {dst} is the file this command reads ({mine})" in capsys.readouterr().err
+    assert np.load(mine)["keep"].tolist() == [1, 1, 1]
 
 
 def test_convert_and_trace_take_group_norm_and_weight_std_networks_of_any_width(tmp_path, capsys):
