@@ -1523,6 +1523,18 @@ def test_csv_header_is_recorded_kept_on_resume_and_given_to_eval_with_data(tmp_p
     assert not (tmp_path / "d").exists() and not (tmp_path / "f.npz").exists()
 
 
+def test_csv_header_takes_a_csv_whose_suffix_is_upper_case(tmp_path):
+    """A .CSV (or .TXT) file is a CSV file to --csv-header as it is to the reader: it was refused
+    as "not a .csv --data"."""
+    from byol_ref.cli import _load_data
+
+    rows = "\n".join(f"{i % 3}.5,{i}.25,{i % 2}" for i in range(12))
+    for name in ("d.CSV", "d.TXT"):
+        (tmp_path / name).write_text("a,b,label\n" + rows + "\n")
+        data = _load_data({"data": str(tmp_path / name), "labels": "label", "csv_header": "yes"})
+        assert data.x_train.shape[1] == 2
+
+
 def test_a_run_reads_its_csv_as_it_did_whatever_the_rule_says_now(tmp_path, capsys):
     """A run records the header its CSV was read with. A record without one (runs before the
     --csv-header option) is read by the rule of its time: a header when a field is not a number,
