@@ -2149,6 +2149,28 @@ def test_convert_and_trace_take_group_norm_and_weight_std_networks_of_any_width(
                  "--steps", "1", *sets, "--out", str(tmp_path / "t.npz")]) == 0, capsys.readouterr().err
 
 
+def test_convert_takes_a_weight_std_network_of_one_group(tmp_path, capsys):
+    """The stand-in widths of the structure a mapping follows are twice norm_groups, so that one
+    group still gives each standardised Linear 2 inputs: at norm_groups=1 a width of norm_groups
+    refused a weight_std network that its own widths allow (encoder.fc2.weight has 1 input)."""
+    from byol_ref.cli import main
+    from byol_ref.interchange import networks_to_arrays
+    from byol_ref.model import build_from_config
+
+    sets = ["--set", "norm=group", "--set", "norm_groups=1", "--set", "weight_std=true"]
+    online, target = build_from_config(get_preset("deepmind").config(
+        encoder_dim=5, hidden_size=6, projection_dim=6, projector_hidden_dim=9, predictor_dim=3, norm="group",
+        norm_groups=1, weight_std=True), seed=0)
+    nets, sd, back = tmp_path / "nets.npz", tmp_path / "sd.npz", tmp_path / "back.npz"
+    np.savez(nets, **networks_to_arrays(online, target))
+    assert main(["convert", str(nets), str(sd), "--from", "byol-ref", "--to", "torch", "--mapping", "byol-pytorch",
+                 *sets]) == 0, capsys.readouterr().err
+    assert main(["convert", str(sd), str(back), "--from", "torch", "--to", "byol-ref", "--mapping", "byol-pytorch",
+                 *sets]) == 0, capsys.readouterr().err
+    with np.load(nets) as a, np.load(back) as b:
+        assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
+
+
 def test_convert_names_its_own_flag_for_tensors_the_mapping_leaves_out(tmp_path, capsys):
     from byol_ref.cli import main
     from byol_ref.interchange import networks_to_arrays
