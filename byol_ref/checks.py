@@ -145,6 +145,14 @@ def check_upstream(op: str, dout, shape, dtype, *, name: str = "dout") -> None:
                         "dtypes")
 
 
+def check_cache(op: str, cache, cls, forward: str) -> None:
+    """Refuse a ``cache`` that is not the ``cls`` NamedTuple ``forward`` returned: unpacked or read
+    by field, anything else fails as an AttributeError or an unpacking error that names nothing."""
+    if not isinstance(cache, cls):
+        raise TypeError(f"{op}: cache must be the {cls.__name__} that {forward} returned, got "
+                        f"{type(cache).__name__}")
+
+
 def check_path(path, name="path") -> str:
     """``path`` as a str (``os.fspath``), or a TypeError naming it: a str or an os.PathLike."""
     if not isinstance(path, (str, os.PathLike)) or not isinstance(os.fspath(path), str):

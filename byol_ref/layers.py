@@ -30,7 +30,8 @@ from typing import NamedTuple
 
 from . import kernels
 from .backend import get_array_module
-from .checks import check_bool, check_operands, check_positive_int, check_real, check_same_dtype, check_upstream
+from .checks import (check_bool, check_cache, check_operands, check_positive_int, check_real, check_same_dtype,
+                     check_upstream)
 
 
 # --------------------------------------------------------------------------- linear
@@ -87,6 +88,7 @@ def linear_backward(dout, cache, *, need_dx=True):
     Returns:
         (dx, dw, db): shapes (..., N, D), (D, H), (H,) (db is None without bias).
     """
+    check_cache("linear_backward", cache, LinearCache, "linear_forward")
     x, w, has_bias = cache
     check_upstream("linear_backward", dout, (*x.shape[:-1], w.shape[1]), x.dtype)
     dout2 = dout.reshape(-1, dout.shape[-1])  # (G*N, H)
@@ -108,6 +110,7 @@ class ReluCache(NamedTuple):
 
 def relu_forward(x, *, inplace=False):
     """``out = max(x, 0)``. Returns (out, ReluCache). ``inplace``: x is overwritten by out."""
+    check_operands("relu_forward", x)
     xp = get_array_module(x)
     out = xp.maximum(x, 0, out=x if inplace else None)
     return out, ReluCache(out)
@@ -119,6 +122,7 @@ def relu_backward(dout, cache, *, inplace=False):
     The mask multiplies (``xp.where`` on a random mask is ~10x slower on the CPU: it branches).
     ``inplace``: dout is overwritten by dx.
     """
+    check_cache("relu_backward", cache, ReluCache, "relu_forward")
     check_upstream("relu_backward", dout, cache.out.shape, cache.out.dtype)
     xp = get_array_module(dout)
     return kernels.relu_backward(xp, dout, cache.out, out=dout if inplace else None)
@@ -385,6 +389,7 @@ def batch_norm_backward(dout, cache, *, inplace=False):
     if cache is None:
         raise ValueError("batch_norm_backward: cache is None, from a forward run with need_cache=False (one that is "
                          "not to be differentiated)")
+    check_cache("batch_norm_backward", cache, NormCache, "batch_norm_forward")
     x_hat, rstd, gamma, axis, train = cache
     check_upstream("batch_norm_backward", dout, x_hat.shape, x_hat.dtype)
     xp = get_array_module(dout)
@@ -438,6 +443,7 @@ def layer_norm_backward(dout, cache):
     Returns:
         (dx like dout, dgamma (F,), dbeta (F,)).
     """
+    check_cache("layer_norm_backward", cache, NormCache, "layer_norm_forward")
     check_upstream("layer_norm_backward", dout, cache.x_hat.shape, cache.x_hat.dtype)
     return _normalize_backward(dout, cache)
 
@@ -478,6 +484,7 @@ def group_norm_forward(x, gamma, beta, *, groups, eps=1e-5, var_formula="two_pas
 def group_norm_backward(dout, cache):
     """Backward of group_norm_forward: layer norm's (see layer_norm_backward) on the grouped view,
     the means over the F/G features of each group. Returns (dx, dgamma (F,), dbeta (F,))."""
+    check_cache("group_norm_backward", cache, NormCache, "group_norm_forward")
     *lead, g, size = cache.x_hat.shape  # (..., G, F/G)
     check_upstream("group_norm_backward", dout, (*lead, g * size), cache.x_hat.dtype)
     dx, dgamma, dbeta = _normalize_backward(dout.reshape(cache.x_hat.shape), cache)
@@ -520,6 +527,7 @@ def affine_backward(dout, cache):
     Returns:
         (dx like dout, dgamma (F,), dbeta (F,)).
     """
+    check_cache("affine_backward", cache, AffineCache, "affine_forward")
     x, gamma = cache
     check_upstream("affine_backward", dout, x.shape, x.dtype)
     f = dout.shape[-1]
@@ -587,6 +595,7 @@ def simplex_backward(dout, cache):
     Returns:
         dx like dout (each group of V sums to 0: shifting a group changes nothing).
     """
+    check_cache("simplex_backward", cache, SimplexCache, "simplex_forward")
     s, temperature = cache
     check_upstream("simplex_backward", dout, (*s.shape[:-2], s.shape[-2] * s.shape[-1]), s.dtype)
     ds = dout.reshape(s.shape)  # (..., L, V)
@@ -642,6 +651,7 @@ def weight_standardize_backward(dw_hat, cache):
 
         dw = rstd * (dw_hat - mean_D(dw_hat) - w_hat * mean_D(dw_hat * w_hat))
     """
+    check_cache("weight_standardize_backward", cache, WeightStdCache, "weight_standardize_forward")
     w_hat, rstd = cache
     check_upstream("weight_standardize_backward", dw_hat, w_hat.shape, w_hat.dtype, name="dw_hat")
     return rstd * (dw_hat - dw_hat.mean(axis=0, keepdims=True)

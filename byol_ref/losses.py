@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 from . import kernels
 from .backend import get_array_module
-from .checks import check_operands, check_real, check_same_dtype, check_upstream
+from .checks import check_cache, check_operands, check_real, check_same_dtype, check_upstream
 
 EPS_MODES = ("sq_norm", "norm", "add")
 DEFAULT_EPS = {"sq_norm": 1e-12, "norm": 1e-12, "add": 1e-8}
@@ -109,6 +109,7 @@ def l2_normalize_backward(dn, cache):
     Returns:
         dx: (..., P).
     """
+    check_cache("l2_normalize_backward", cache, NormalizeCache, "l2_normalize_forward")
     n, rstd, clamped = cache
     if getattr(getattr(clamped, "dtype", None), "kind", None) != "b":  # (an older cache held x, rstd, drstd/ds)
         raise TypeError(f"l2_normalize_backward: cache must be the NormalizeCache(n, rstd, clamped) that "
@@ -188,6 +189,7 @@ def regression_loss_dn(dloss, cache, *, need_dz=True):
     Returns:
         (dn_p, dn_z): each (..., P).
     """
+    check_cache("regression_loss_dn", cache, RegressionCache, "regression_loss_forward")
     n_p = cache[2]
     check_upstream("regression_loss_dn", dloss, n_p.shape[:-1], n_p.dtype, name="dloss")
     return _loss_dn(dloss, cache, need_dz)
@@ -219,6 +221,7 @@ def regression_loss_backward(dloss, cache, *, need_dz=True):
     Returns:
         (dp, dz): each (..., P).
     """
+    check_cache("regression_loss_backward", cache, RegressionCache, "regression_loss_forward")
     p_cache, z_cache, n_p, _, _ = cache
     check_upstream("regression_loss_backward", dloss, n_p.shape[:-1], n_p.dtype, name="dloss")
     dn_p, dn_z = _loss_dn(dloss, cache, need_dz)

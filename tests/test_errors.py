@@ -665,3 +665,29 @@ def test_an_empty_batch_without_batch_statistics_is_not_blamed_on_batch_norm():
     with pytest.raises(ValueError, match=r"^view1 must have at least 2 rows, got shape \(1, 4\): batch norm takes its "
                                          r"statistics over the rows of a batch$"):
         byol.loss_and_grads(online, target, one, one)
+
+
+# --------------------------------------------------------------------------- found by a bad-input fuzz of the API
+
+
+def test_relu_forward_and_the_backwards_refuse_what_they_cannot_use():
+    """relu_forward took int, bool, complex and float16 arrays and lists without a word; a backward given
+    anything but its forward's cache failed as an AttributeError or an unpacking error naming nothing."""
+    from byol_ref import layers, losses
+
+    for bad in (np.ones((2, 3), dtype="int64"), np.ones((2, 3), dtype="complex128"), np.ones((2, 3), "float16")):
+        with pytest.raises(TypeError, match="relu_forward: x must be a float32 or float64 array"):
+            layers.relu_forward(bad)
+    with pytest.raises(TypeError, match="relu_forward: x must be a float32 or float64 array, got list"):
+        layers.relu_forward([1.0, -1.0])
+    x, g = np.ones((2, 3)), np.ones(3)
+    for op, cls in ((layers.linear_backward, "LinearCache"), (layers.relu_backward, "ReluCache"),
+                    (layers.batch_norm_backward, "NormCache"), (layers.layer_norm_backward, "NormCache"),
+                    (layers.group_norm_backward, "NormCache"), (layers.affine_backward, "AffineCache"),
+                    (layers.simplex_backward, "SimplexCache"), (layers.weight_standardize_backward, "WeightStdCache"),
+                    (losses.l2_normalize_backward, "NormalizeCache"), (losses.regression_loss_dn, "RegressionCache"),
+                    (losses.regression_loss_backward, "RegressionCache")):
+        for bad in ("cache", (x, g), {}):
+            with pytest.raises(TypeError, match=rf"{op.__name__}: cache must be the {cls} that \w+ returned, got "
+                                                f"{type(bad).__name__}"):
+                op(x, bad)
