@@ -80,6 +80,20 @@ def _features(x: Any, name: str, *, min_rows: int = 1) -> Any:
     return a
 
 
+def _finite_vector(v: Any, name: str) -> Any:
+    """Return ``v`` as a finite float64 host array of shape (C,), or raise naming it."""
+    a = to_numpy(v)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a real numeric array, got dtype {a.dtype}")
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (C,), got shape {a.shape}")
+    a = a.astype(np.float64, copy=False)
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} must be finite, got {int(np.size(a) - np.count_nonzero(np.isfinite(a)))} "
+                         f"NaN/inf value(s) in shape {a.shape}")
+    return a
+
+
 def _labels(y: Any, name: str, n: int | None = None, n_name: str = "features") -> Any:
     """Return ``y`` as a 1-D integer host array (of length ``n`` when given), or raise."""
     a = to_numpy(y)
@@ -254,8 +268,8 @@ def logreg_loss_and_grad(w: Any, b: Any, x: Any, y: Any, l2: float) -> tuple[flo
         (2nd ed., 2006), chapter 7 (the objective L-BFGS minimises in :func:`fit_logreg`).
     """
     x = _features(x, "x")
-    w = to_numpy(w).astype(np.float64, copy=False)
-    b = to_numpy(b).astype(np.float64, copy=False)
+    w = _features(w, "w")  # (a str, complex or NaN w or b would fail later, named as the logits)
+    b = _finite_vector(b, "b")
     if w.ndim != 2 or w.shape[0] != x.shape[1]:
         raise ValueError(f"w must have shape (D, C) with D={x.shape[1]}, got {w.shape}")
     if b.shape != (w.shape[1],):
@@ -849,6 +863,10 @@ def knn_accuracy(
     """
     x_test = _features(x_test, "x_test")
     y_test = _labels(y_test, "y_test", x_test.shape[0], "x_test")
+    x_train = _features(x_train, "x_train")  # (knn_predict would compare the widths and name x_test x_query)
+    if x_test.shape[1] != x_train.shape[1]:
+        raise ValueError(f"x_train has {x_train.shape[1]} features but x_test has {x_test.shape[1]}; expected the "
+                         "same D")
     pred = knn_predict(x_train, y_train, x_test, k=k, temperature=temperature, batch_size=batch_size)
     return accuracy(y_test, pred)
 

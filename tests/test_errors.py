@@ -691,3 +691,25 @@ def test_relu_forward_and_the_backwards_refuse_what_they_cannot_use():
             with pytest.raises(TypeError, match=rf"{op.__name__}: cache must be the {cls} that \w+ returned, got "
                                                 f"{type(bad).__name__}"):
                 op(x, bad)
+
+
+def test_evaluate_names_x_test_w_and_b():
+    """knn_accuracy's width mismatch was told of x_query (knn_predict's name); logreg_loss_and_grad cast w and b
+    without a check: a str failed in NumPy's words, complex lost its imaginary part, NaN was blamed on the logits."""
+    from byol_ref.evaluate import knn_accuracy, logreg_loss_and_grad
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 3)), np.arange(8) % 2
+    with pytest.raises(ValueError, match="x_train has 3 features but x_test has 4"):
+        knn_accuracy(x, y, rng.standard_normal((4, 4)), y[:4], k=3)
+    w, b = np.zeros((3, 2)), np.zeros(2)
+    for bad_w, err, shown in (("abc", TypeError, "w must be a real numeric array"),
+                              (w.astype(complex), TypeError, "w must be a real numeric array, got dtype complex"),
+                              (np.full((3, 2), np.nan), ValueError, "w must be finite, got 6 NaN")):
+        with pytest.raises(err, match=shown):
+            logreg_loss_and_grad(bad_w, b, x, y, 0.1)
+    with pytest.raises(ValueError, match=r"b must be finite, got 1 NaN/inf value\(s\) in shape \(2,\)"):
+        logreg_loss_and_grad(w, np.array([0.0, np.inf]), x, y, 0.1)
+    with pytest.raises(TypeError, match="b must be a real numeric array"):
+        logreg_loss_and_grad(w, {}, x, y, 0.1)
+
