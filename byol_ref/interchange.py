@@ -64,7 +64,7 @@ from collections.abc import Mapping
 from .backend import host as np
 from .backend import to_numpy
 from .checkpoint import atomic_savez, atomic_write, parse_json
-from .checks import check_count, check_path, not_a_file
+from .checks import check_bool, check_count, check_path, not_a_file
 from .model import NETWORK_LAYOUTS, NORMS, Config, Network, buffer_shapes, network_plan, param_shapes
 from .trace import TraceError, load_npz
 
@@ -281,6 +281,7 @@ def to_layout(arrays: dict, mapping: dict, *, layout: str, strict: bool = True) 
         strict: every array must have a mapping entry (else ValueError listing them).
     """
     _check_layout(layout)
+    strict = check_bool(strict, "strict")
     _check_dicts("arrays", arrays, mapping, layout)
     missing = [k for k in arrays if k not in mapping]
     if strict and missing:
@@ -342,6 +343,7 @@ def from_layout(state: dict, mapping: dict, *, layout: str, strict: bool = True,
         ``{byol-ref name: array}`` in the mapping's order.
     """
     _check_layout(layout)
+    strict = check_bool(strict, "strict")
     _check_dicts("state", state, mapping, layout)
     absent = [t for t in mapping.values() if t not in state]
     unmapped = unmapped_names(state, mapping, ignore_prefixes=ignore_prefixes)
@@ -537,6 +539,10 @@ def load_arrays(path) -> dict:
 def save_arrays(path, arrays: dict) -> str:
     """Write arrays as ``.safetensors`` (by extension) or ``.npz`` (otherwise; the exact path is kept)."""
     p = check_path(path)
+    if not p:  # (an empty path is the working folder, which the atomic rename would try to replace)
+        raise ValueError("path must name a file to write, got an empty string")
+    if not isinstance(arrays, Mapping):
+        raise TypeError(f"arrays must be a dict name -> array, got {type(arrays).__name__}")
     if p.lower().endswith(".safetensors"):
         write_safetensors(p, arrays)
     else:
@@ -587,6 +593,7 @@ def save_networks(path, online: Network, target: Network | None = None, *, layou
         strict: every array of the networks must have a mapping entry (the shipped mappings name
             them all); ``False`` writes only those a partial mapping names.
     """
+    strict = check_bool(strict, "strict")
     arrays = networks_to_arrays(online, target)
     if layout in _FOREIGN_LAYOUTS:
         mapping = resolve_mapping(_layout_mapping(layout, mapping, path), online.config, layout)
@@ -613,6 +620,7 @@ def load_networks(path, *, layout: str = "byol-ref", mapping=None, config: Confi
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    strict = check_bool(strict, "strict")
     arrays = load_arrays(path)
     if layout == "byol-ref":
         return arrays

@@ -713,3 +713,25 @@ def test_evaluate_names_x_test_w_and_b():
     with pytest.raises(TypeError, match="b must be a real numeric array"):
         logreg_loss_and_grad(w, {}, x, y, 0.1)
 
+
+def test_interchange_writers_and_strict_check_their_arguments(tmp_path, nets):
+    """save_arrays took an arrays that was no dict to an AttributeError ('NoneType' object has no attribute
+    'items'), and an empty path to an OSError from renaming its temporary onto the working folder; strict='no'
+    was read as true by load_networks, save_networks, to_layout and from_layout."""
+    from byol_ref import interchange
+
+    with pytest.raises(TypeError, match="arrays must be a dict name -> array, got NoneType"):
+        interchange.save_arrays(tmp_path / "a.npz", None)
+    with pytest.raises(ValueError, match="path must name a file to write, got an empty string"):
+        interchange.save_arrays("", {"a": np.ones(2)})
+    path = interchange.save_networks(tmp_path / "n.npz", *nets)
+    for bad in ("no", 1, None):
+        with pytest.raises(TypeError, match="strict must be True or False"):
+            interchange.load_networks(path, strict=bad)
+        with pytest.raises(TypeError, match="strict must be True or False"):
+            interchange.save_networks(tmp_path / "m.npz", *nets, strict=bad)
+        with pytest.raises(TypeError, match="strict must be True or False"):
+            interchange.to_layout({}, {}, layout="torch", strict=bad)
+        with pytest.raises(TypeError, match="strict must be True or False"):
+            interchange.from_layout({}, {}, layout="torch", strict=bad)
+
