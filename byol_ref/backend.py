@@ -143,7 +143,7 @@ def get_backend(name: str = "numpy", dtype: Any = "float64", seed: int | None = 
         'float32'
     """
     aliases = {"numpy": "numpy", "cpu": "numpy", "cupy": "cupy", "cuda": "cupy", "gpu": "cupy"}
-    if name not in aliases:
+    if not isinstance(name, str) or name not in aliases:  # (a list in the dict: unhashable, named nothing)
         raise ValueError(f"backend name must be one of 'numpy'/'cpu' or 'cupy'/'cuda', got {name!r}")
     from .checks import check_seed  # (checks imports this module)
 

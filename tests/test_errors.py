@@ -735,3 +735,7 @@ def test_interchange_writers_and_strict_check_their_arguments(tmp_path, nets):
         with pytest.raises(TypeError, match="strict must be True or False"):
             interchange.from_layout({}, {}, layout="torch", strict=bad)
 
+
+def test_get_backend_refuses_an_unhashable_name():
+    with pytest.raises(ValueError, match=r"backend name must be one of .* got \['numpy'\]"):
+        byol.get_backend(["numpy"])
