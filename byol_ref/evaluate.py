@@ -62,13 +62,14 @@ DEFAULT_N_FOLDS = 5
 # Input checks (every public function validates at its boundary, then works in float64)
 # ---------------------------------------------------------------------------------------
 
-def _features(x: Any, name: str, *, min_rows: int = 1) -> Any:
-    """Return ``x`` as a finite float64 host array of shape (N, D), or raise."""
+def _features(x: Any, name: str, *, min_rows: int = 1, axes: str = "(N, D)") -> Any:
+    """Return ``x`` as a finite float64 host array of shape (N, D), or raise (``axes``: how the
+    message names its two axes)."""
     a = to_numpy(x)
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be a real numeric array, got dtype {a.dtype}")
     if a.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (N, D), got shape {a.shape}")
+        raise ValueError(f"{name} must be 2-D {axes}, got shape {a.shape}")
     if a.shape[0] < min_rows or a.shape[1] < 1:
         raise ValueError(
             f"{name} must have at least {min_rows} row(s) and 1 column, got shape {a.shape}"
@@ -268,7 +269,7 @@ def logreg_loss_and_grad(w: Any, b: Any, x: Any, y: Any, l2: float) -> tuple[flo
         (2nd ed., 2006), chapter 7 (the objective L-BFGS minimises in :func:`fit_logreg`).
     """
     x = _features(x, "x")
-    w = _features(w, "w")  # (a str, complex or NaN w or b would fail later, named as the logits)
+    w = _features(w, "w", axes="(D, C)")  # (a str, complex or NaN w or b would fail later, named as the logits)
     b = _finite_vector(b, "b")
     if w.ndim != 2 or w.shape[0] != x.shape[1]:
         raise ValueError(f"w must have shape (D, C) with D={x.shape[1]}, got {w.shape}")

@@ -705,7 +705,8 @@ def test_evaluate_names_x_test_w_and_b():
     w, b = np.zeros((3, 2)), np.zeros(2)
     for bad_w, err, shown in (("abc", TypeError, "w must be a real numeric array"),
                               (w.astype(complex), TypeError, "w must be a real numeric array, got dtype complex"),
-                              (np.full((3, 2), np.nan), ValueError, "w must be finite, got 6 NaN")):
+                              (np.full((3, 2), np.nan), ValueError, "w must be finite, got 6 NaN"),
+                              (np.zeros(6), ValueError, r"w must be 2-D \(D, C\), got shape \(6,\)")):
         with pytest.raises(err, match=shown):
             logreg_loss_and_grad(bad_w, b, x, y, 0.1)
     with pytest.raises(ValueError, match=r"b must be finite, got 1 NaN/inf value\(s\) in shape \(2,\)"):
