@@ -813,14 +813,21 @@ def feature_stats(x_train, *, eps: float = 1e-8):
 
     Returns:
         (mean, std): float64 arrays, shape (D,). The std is the biased (population) one.
+
+    Raises:
+        ValueError: x_train not (N, D), not finite, or so large that its mean or std overflows.
     """
     eps = check_real(eps, "eps", lo=0)
     x = _as_features(x_train, "x_train")
     if x.ndim != 2 or x.shape[0] < 1:
         raise ValueError(f"x_train must have shape (N, D) with N >= 1, got {x.shape}")
     _check_finite(x, "x_train")
-    mean = x.mean(axis=0)  # (D,)
-    std = x.std(axis=0)  # (D,), biased: divide by N
+    with np.errstate(over="ignore", invalid="ignore"):  # (refused below, in words rather than NumPy's warning)
+        mean = x.mean(axis=0)  # (D,)
+        std = x.std(axis=0)  # (D,), biased: divide by N
+    if not (np.isfinite(mean).all() and np.isfinite(std).all()):  # (finite values, but 1e300 squared is inf)
+        raise ValueError(f"x_train has values whose standardisation overflows to inf or NaN (largest magnitude "
+                         f"{float(np.abs(x).max()):.3g}); rescale the data")
     std = np.where(std <= eps, 1.0, std)  # (<=: with eps = 0 a constant feature's 0 is replaced too)
     return mean, std
 

@@ -313,15 +313,21 @@ class LogReg(NamedTuple):
     converged: bool = False
 
 
-def _standardise_stats(x: Any) -> tuple[Any, Any]:
+def _standardise_stats(x: Any, name: str = "x") -> tuple[Any, Any]:
     """Per-feature mean and (biased, ddof=0) std of x (N, D), with constant features safe.
 
     A feature whose spread is at rounding level relative to its magnitude (for example a
     pixel that is always 0, or a column of identical values whose computed std is 1e-17)
-    gets std 1, so it maps to (nearly) 0 instead of to amplified rounding noise.
+    gets std 1, so it maps to (nearly) 0 instead of to amplified rounding noise. Values so
+    large that the std overflows (1e300 squared) are refused, naming ``name``: an inf std
+    would zero the feature in the fit and in every prediction without a word.
     """
-    mean = x.mean(axis=0)  # (D,)
-    std = x.std(axis=0)  # (D,)
+    with np.errstate(over="ignore", invalid="ignore"):  # (refused below, in words rather than NumPy's warning)
+        mean = x.mean(axis=0)  # (D,)
+        std = x.std(axis=0)  # (D,)
+    if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+        raise ValueError(f"{name} has values whose standardisation overflows to inf or NaN (largest magnitude "
+                         f"{float(np.abs(x).max()):.3g}); rescale the features")
     scale = np.abs(x).max(axis=0)  # (D,)
     std = np.where(std <= 1e-12 * scale, 1.0, std)  # `<=` also catches the all-zero column
     return mean, std
@@ -434,7 +440,7 @@ def fit_logreg(x: Any, y: Any, *, l2: float, max_iter: int = 500, tol: float = 1
     max_iter = _int_at_least(max_iter, "max_iter", 1)
     tol = _nonneg_float(tol, "tol")
     classes, y_idx = _encode(y, "y")
-    mean, std = _standardise_stats(x)
+    mean, std = _standardise_stats(x, "x")
     xs = (x - mean) / std  # (N, D)
     d, c = xs.shape[1], classes.shape[0]
 
@@ -720,9 +726,20 @@ def low_label_probe(
 # ---------------------------------------------------------------------------------------
 
 def _l2_normalize_rows(x: Any) -> Any:
-    """Rows of x (N, D) divided by max(||row||, 1e-12); an all-zero row stays zero."""
-    norm = np.sqrt(np.sum(x * x, axis=1, keepdims=True))  # (N, 1)
-    return x / np.maximum(norm, 1e-12)
+    """Rows of x (N, D) divided by max(||row||, 1e-12); an all-zero row stays zero.
+
+    A row whose sum of squares overflows (entries near 1e300: finite, but not their squares)
+    is first divided by its largest magnitude m, then by its norm, so that it is still a unit
+    row (dividing by an inf norm would make it zero, a row like no other); every other row is
+    divided by its plain norm, bit for bit as before."""
+    with np.errstate(over="ignore"):
+        norm = np.sqrt(np.sum(x * x, axis=1, keepdims=True))  # (N, 1)
+    out = x / np.maximum(norm, 1e-12)
+    big = ~np.isfinite(norm[:, 0])
+    if big.any():
+        scaled = x[big] / np.abs(x[big]).max(axis=1, keepdims=True)  # (B, D), largest magnitude 1
+        out[big] = scaled / np.sqrt(np.sum(scaled * scaled, axis=1, keepdims=True))
+    return out
 
 
 def knn_predict(

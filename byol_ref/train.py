@@ -638,7 +638,10 @@ def prepare_training_data(dataset: Dataset, views) -> tuple[dict, Dataset, Input
                              "their full scale (255 for 8-bit images), or load the rows as plain feature "
                              "vectors (a 2-D table, augmented with VectorAug)")
     with np.errstate(over="ignore", invalid="ignore"):  # (an overflow is refused below, in words of its own)
-        prep = fit_preprocessing(dataset)
+        try:
+            prep = fit_preprocessing(dataset)
+        except ValueError as exc:  # (feature_stats refuses an overflowing std, naming x_train: say whose)
+            raise ValueError(f"{dataset.name}: {exc}") from None
         data = input_norm = None
         if np.isfinite(np.asarray(prep["mean"])).all() and np.isfinite(np.asarray(prep["std"])).all():
             data, input_norm = apply_preprocessing(dataset, prep)

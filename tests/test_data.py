@@ -1108,3 +1108,17 @@ def test_csv_header_rule_is_a_field_that_is_no_number(tmp_path):
         path = tmp_path / "t.csv"
         path.write_text(text)
         assert csv_header_rule(path) is expected, text
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_feature_stats_refuses_values_whose_std_overflows():
+    """feature_stats returned an inf std (after NumPy's overflow warning) for finite values near 1e300,
+    which standardize then refused as "std has 1 non-finite value(s)", of an argument the caller never
+    passed; it now says what is wrong with x_train, as training does."""
+    x = np.random.default_rng(0).standard_normal((10, 3))
+    x[4, 1] = 1e300
+    with pytest.raises(ValueError, match=r"^x_train has values whose standardisation overflows to inf or NaN "
+                                         r"\(largest magnitude 1e\+300\); rescale the data$"):
+        feature_stats(x)
+    x[4, 1] = 1e150  # (its square, 1e300, is finite: accepted)
+    assert np.isfinite(feature_stats(x)[1]).all()

@@ -948,3 +948,27 @@ def test_knn_matches_scikit_learn_up_to_its_tie_break(seed):
                                         weights=lambda dist, t=t: np.exp((1.0 - dist) / t)).fit(x, y)
             np.testing.assert_array_equal(ev.knn_predict(x, y, xq, k=k, temperature=t), sk_t.predict(xq))
     assert n_tied > 0  # the tie rule above was exercised
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_features_too_large_to_square_are_normalised_for_knn_and_refused_by_the_linear_probe():
+    """Finite features whose squares overflow (entries near 1e300): the kNN's row norm was inf, so the
+    row became zero, a neighbour of nothing, after NumPy's overflow warning; it is now a unit row in its
+    own direction (other rows bit for bit as before). The probe's std was inf, so the fit and every
+    prediction zeroed that feature without a word; it is refused, naming x, as training refuses it."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((30, 4))
+    y = np.arange(30) % 3
+    big = x.copy()
+    big[0] *= 1e306  # |row|^2 ~ 1e612
+    big[1] = 1.7e308  # its norm, 3.4e308, is beyond float64 itself
+    n = ev._l2_normalize_rows(big)
+    np.testing.assert_allclose(np.linalg.norm(n, axis=1), 1.0, rtol=1e-15)
+    np.testing.assert_allclose(n[0], x[0] / np.linalg.norm(x[0]), rtol=1e-14, atol=1e-16)
+    np.testing.assert_allclose(n[1], 0.5, rtol=1e-15)
+    assert np.array_equal(n[2:], ev._l2_normalize_rows(x[2:]))  # the others: as before, bit for bit
+    # each scaled row is still its own nearest neighbour (as a zero row it matched none)
+    assert ev.knn_accuracy(big, np.arange(30), big, np.arange(30), k=1) == 1.0
+    with pytest.raises(ValueError, match=r"^x has values whose standardisation overflows to inf or NaN \(largest "
+                                         r"magnitude 1\.7e\+308\); rescale the features$"):
+        ev.fit_logreg(big, y, l2=0.1)
