@@ -539,8 +539,6 @@ def load_arrays(path) -> dict:
 def save_arrays(path, arrays: dict) -> str:
     """Write arrays as ``.safetensors`` (by extension) or ``.npz`` (otherwise; the exact path is kept)."""
     p = check_path(path)
-    if not p:  # (an empty path is the working folder, which the atomic rename would try to replace)
-        raise ValueError("path must name a file to write, got an empty string")
     if not isinstance(arrays, Mapping):
         raise TypeError(f"arrays must be a dict name -> array, got {type(arrays).__name__}")
     if p.lower().endswith(".safetensors"):

@@ -165,6 +165,15 @@ def test_check_helpers_name_the_argument_and_refuse_each_bad_case():
             return b"run/checkpoint.npz"
 
     assert check_path(Path("a") / "b.npz") == str(Path("a") / "b.npz") and check_path("c.npz") == "c.npz"
+    # an empty path names no file (readers said "weights file  does not exist"; a writer's rename took the folder)
+    with pytest.raises(ValueError, match=r"^checkpoint is empty \(''\); expected a file path$"):
+        check_path("", "checkpoint")
+    from byol_ref import checkpoint, diff, interchange
+
+    for read, name in ((interchange.load_arrays, "path"), (checkpoint.load, "path"),
+                       (lambda p: diff.diff_files(p, "t.npz"), "path_a")):
+        with pytest.raises(ValueError, match=f"^{name} is empty"):
+            read("")
     for bad, shown in ((b"c.npz", "bytes"), (BytesPath(), "BytesPath"), (None, "NoneType")):
         with pytest.raises(TypeError, match=f"checkpoint must be a str or os.PathLike file path, got {shown}"):
             check_path(bad, "checkpoint")
@@ -723,7 +732,7 @@ def test_interchange_writers_and_strict_check_their_arguments(tmp_path, nets):
 
     with pytest.raises(TypeError, match="arrays must be a dict name -> array, got NoneType"):
         interchange.save_arrays(tmp_path / "a.npz", None)
-    with pytest.raises(ValueError, match="path must name a file to write, got an empty string"):
+    with pytest.raises(ValueError, match=r"^path is empty \(''\); expected a file path$"):
         interchange.save_arrays("", {"a": np.ones(2)})
     path = interchange.save_networks(tmp_path / "n.npz", *nets)
     for bad in ("no", 1, None):
