@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 from . import checkpoint as ckpt
-from .augment import ImageAug, default_views_for, two_views, views_from_dicts, views_to_dicts
+from .augment import ImageAug, VectorAug, default_views_for, two_views, views_from_dicts, views_to_dicts
 from .backend import Backend, get_array_module, get_backend
 from .backend import host as np
 from .backend import to_numpy
-from .checks import check_array, check_bool, check_choice, check_positive_int, check_real, dataclass_from_dict
+from .checks import (check_array, check_bool, check_choice, check_image_shape, check_path, check_positive_int,
+                     check_real, dataclass_from_dict)
 from .data import Dataset, feature_stats, standardize
 from .kernels import EMA_FORMS
 from .model import (Config, Network, buffer_shapes, build_from_config, data_dependent_init, ema_update,
@@ -715,6 +716,8 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
 
 def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progress, views, state, stop_at, log,
          on_checkpoint, stop_requested, replacing, lock) -> FitResult:
+    _check_fit_args(dataset, model_cfg, tcfg, out_dir=out_dir, progress=progress, views=views, state=state,
+                    stop_at=stop_at, log=log, on_checkpoint=on_checkpoint, stop_requested=stop_requested)
     log = log or (lambda msg: print(msg, file=sys.stderr))
     overwrite = check_bool(overwrite, "overwrite")
     if check_bool(resume, "resume") and overwrite:
@@ -734,7 +737,7 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
     if be.dtype != tcfg.dtype:
         raise ValueError(f"backend dtype {be.dtype} differs from TrainConfig.dtype {tcfg.dtype}")
     requested_views = views
-    views = views or default_views_for(dataset)
+    views = views if views is not None else default_views_for(dataset)
     prep, data, input_norm = prepare_training_data(dataset, views)
     sched = make_schedules(tcfg, data.x_train.shape[0])
     optimizer = make_optimizer_for(tcfg)
@@ -888,6 +891,47 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
         if metrics_file is not None:
             metrics_file.close()
     return FitResult(state, history, model_cfg, tcfg, input_norm, data, prep, start_step)
+
+
+def _check_fit_args(dataset, model_cfg, tcfg, *, out_dir, progress, views, state, stop_at, **callbacks) -> None:
+    """Refuse an argument of :func:`fit` that would fail deep inside it, naming nothing (an
+    AttributeError, "'int' object is not callable" after the first checkpoint), or be taken quietly
+    (``progress=1``, an empty ``views`` read as the default, ``out_dir=""`` writing into the working
+    folder, a negative ``stop_at`` training nothing)."""
+    for name, value, cls in (("dataset", dataset, Dataset), ("model_cfg", model_cfg, Config),
+                             ("tcfg", tcfg, TrainConfig)):
+        if not isinstance(value, cls):
+            raise TypeError(f"{name} must be a byol_ref {cls.__name__}, got {type(value).__name__}")
+    x = dataset.x_train
+    if getattr(x, "ndim", None) != 2 or getattr(getattr(x, "dtype", None), "kind", "") not in "fiub":
+        got = f"{type(x).__name__} of shape {x.shape} and dtype {x.dtype}" if hasattr(x, "dtype") and hasattr(
+            x, "shape") else type(x).__name__
+        raise TypeError(f"dataset.x_train must be a 2-D array (N, D) of real numbers, got {got}")
+    if dataset.image_shape is not None:
+        shape = check_image_shape(dataset.image_shape, "dataset.image_shape")
+        if math.prod(shape) != x.shape[1]:
+            raise ValueError(f"dataset.image_shape {shape} has {math.prod(shape)} pixels, but dataset.x_train has "
+                             f"{x.shape[1]} features per row; expected image_shape to fold a row, or None")
+    if out_dir is not None:
+        check_path(out_dir, "out_dir")
+        if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+            raise FileExistsError(f"out_dir {os.fspath(out_dir)} is a file, not a run directory; choose another "
+                                  "out_dir")
+    check_bool(progress, "progress")
+    if views is not None:
+        if not isinstance(views, (tuple, list)) or len(views) != 2:
+            raise TypeError(f"views must be None or a pair of augmentation configs (view 1, view 2), got "
+                            f"{views!r:.200}")
+        for i, v in enumerate(views):
+            if not isinstance(v, (ImageAug, VectorAug)):
+                raise TypeError(f"views[{i}] must be an ImageAug or a VectorAug, got {type(v).__name__}")
+    if state is not None and not isinstance(state, TrainState):
+        raise TypeError(f"state must be None or a TrainState (init_state, load_checkpoint), got {type(state).__name__}")
+    if stop_at is not None:
+        check_positive_int(stop_at, "stop_at", minimum=0)
+    for name, fn in callbacks.items():
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{name} must be None or a callable, got {fn!r:.100} ({type(fn).__name__})")
 
 
 def _check_same_training_data(state: TrainState, meta: dict, prep: dict, n: int, ckpt_path) -> None:

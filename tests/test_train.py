@@ -1866,3 +1866,51 @@ def test_a_resume_on_other_data_is_refused(data, tmp_path):
     # the run's own data, rounded in the last bit (as another NumPy build may sum it), goes on
     nudged = data._replace(x_train=np.nextafter(data.x_train, np.inf))
     assert fit(nudged, cfg, _tcfg(epochs=2), progress=False, out_dir=tmp_path, resume=True).state.step == 8
+
+
+@pytest.mark.parametrize("change, error, match", [
+    (dict(dataset=None), TypeError, r"dataset must be a byol_ref Dataset, got NoneType"),
+    (dict(model_cfg={}), TypeError, r"model_cfg must be a byol_ref Config, got dict"),
+    (dict(tcfg="adamw"), TypeError, r"tcfg must be a byol_ref TrainConfig, got str"),
+    (dict(x_train="x"), TypeError, r"dataset.x_train must be a 2-D array \(N, D\) of real numbers, got str"),
+    (dict(x_train=1), TypeError, r"dataset.x_train must be a 2-D array .* got ndarray of shape \(12,\)"),
+    (dict(image_shape="x"), ValueError, r"dataset.image_shape must be \(H, W\) or \(C, H, W\) of positive ints, "
+                                        r"got 'x'"),
+    (dict(image_shape=(3, 3)), ValueError, r"dataset.image_shape \(3, 3\) has 9 pixels, but dataset.x_train has 12"),
+    (dict(out_dir=""), ValueError, r"out_dir is empty"),
+    (dict(out_dir=3), TypeError, r"out_dir must be a str or os.PathLike file path, got int"),
+    (dict(progress=1), TypeError, r"progress must be True or False, got 1"),
+    (dict(views=3), TypeError, r"views must be None or a pair of augmentation configs"),
+    (dict(views=[]), TypeError, r"views must be None or a pair of augmentation configs \(view 1, view 2\), got \[\]"),
+    (dict(views=("a", "b")), TypeError, r"views\[0\] must be an ImageAug or a VectorAug, got str"),
+    (dict(state={}), TypeError, r"state must be None or a TrainState .* got dict"),
+    (dict(stop_at="5"), TypeError, r"stop_at must be an int >= 0, got '5'"),
+    (dict(stop_at=-1), ValueError, r"stop_at must be an int >= 0, got -1"),
+    (dict(log="stderr"), TypeError, r"log must be None or a callable, got 'stderr' \(str\)"),
+    (dict(on_checkpoint=1), TypeError, r"on_checkpoint must be None or a callable, got 1 \(int\)"),
+    (dict(stop_requested=[]), TypeError, r"stop_requested must be None or a callable, got \[\] \(list\)"),
+])
+def test_fit_refuses_a_bad_argument_naming_it_before_any_work(tmp_path, monkeypatch, data, change, error, match):
+    # Found by a bad-input fuzz of fit: these were AttributeErrors ('NoneType' object has no attribute
+    # 'x_train'), "'int' object is not callable" after the first checkpoint, IndexError for a 1-D x_train,
+    # or were taken quietly: progress=1, views=[] read as the default, out_dir="" writing checkpoint.npz and
+    # metrics.jsonl into the working folder, stop_at=-1 training nothing.
+    monkeypatch.chdir(tmp_path)
+    args = dict(dataset=data, model_cfg=byol.Config(encoder_dim=12, **SMALL), tcfg=_tcfg(epochs=1),
+                out_dir=tmp_path / "run", progress=False)
+    for field in ("x_train", "image_shape"):
+        if field in change:
+            value = change.pop(field)
+            change["dataset"] = data._replace(**{field: data.x_train[0] if value == 1 else value})
+    args.update(change)
+    with pytest.raises(error, match=match):
+        fit(args.pop("dataset"), args.pop("model_cfg"), args.pop("tcfg"), **args)
+    assert os.listdir(tmp_path) == []  # nothing written, not even the run directory
+
+
+def test_fit_refuses_an_out_dir_that_is_a_file_and_leaves_it(tmp_path, data):
+    f = tmp_path / "notes.txt"
+    f.write_text("mine")
+    with pytest.raises(FileExistsError, match=r"out_dir .*notes.txt is a file, not a run directory"):
+        fit(data, byol.Config(encoder_dim=12, **SMALL), _tcfg(epochs=1), out_dir=f, progress=False)
+    assert f.read_text() == "mine"
