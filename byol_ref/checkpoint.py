@@ -436,7 +436,11 @@ def load(path) -> tuple[dict, dict]:
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a byol-ref checkpoint (format {meta.get('format')!r}, "
                               f"expected {FORMAT!r})")
-    if not isinstance(meta.get("version"), int) or meta["version"] > VERSION:
-        raise CheckpointError(f"{path} has checkpoint format version {meta.get('version')!r}; this byol-ref "
+    version = meta.get("version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > VERSION:
+        raise CheckpointError(f"{path} has checkpoint format version {version!r}; this byol-ref "
                               f"reads versions up to {VERSION}: upgrade byol-ref")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:  # (true was read as version 1)
+        raise CheckpointError(f"{path} has checkpoint format version {version!r}, expected a whole number from 1 "
+                              f"to {VERSION}: the file is corrupt or was edited")
     return arrays, meta

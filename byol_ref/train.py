@@ -466,7 +466,13 @@ def _check_checkpoint_arrays(path, arrays: dict, model_cfg: Config, tcfg: TrainC
                 raise bad(f"{group}/{k} holds a negative variance")
             if (group == "opt" and (k == "count" or k.startswith("nu.")) or k.endswith(".count")) and np.any(a < 0):
                 raise bad(f"{group}/{k} holds a negative value (a step count or a mean of squares)")
+    extra = sorted(set(arrays["data"]) - {"epoch_perm"})
+    if extra:
+        raise bad(f"data holds {extra[:4]}, expected only epoch_perm (this epoch's sample order)")
     perm = arrays["data"].get("epoch_perm")
+    if perm is None and pos > 0:  # (a resume would draw a new order mid-epoch, silently not the run's)
+        raise bad(f"epoch position {pos} is inside an epoch, but data/epoch_perm, that epoch's sample order, is "
+                  "missing")
     if perm is not None and (perm.ndim != 1 or perm.dtype.kind not in "iu"
                              or not np.array_equal(np.sort(perm), np.arange(perm.size))):
         raise bad(f"data/epoch_perm must be a permutation of 0..N-1, got a {perm.dtype} array of shape {perm.shape}")

@@ -1914,3 +1914,34 @@ def test_fit_refuses_an_out_dir_that_is_a_file_and_leaves_it(tmp_path, data):
     with pytest.raises(FileExistsError, match=r"out_dir .*notes.txt is a file, not a run directory"):
         fit(data, byol.Config(encoder_dim=12, **SMALL), _tcfg(epochs=1), out_dir=f, progress=False)
     assert f.read_text() == "mine"
+
+
+def test_a_checkpoint_missing_its_epoch_order_or_with_an_odd_version_is_refused(tmp_path, data):
+    # Found by a corrupt-checkpoint fuzz: with data/epoch_perm removed or renamed (data/xepoch_perm) a
+    # mid-epoch checkpoint loaded, and a resume drew a new sample order mid-epoch, silently not the run's;
+    # a format version of true was read as 1, and 0 or -1 taken.
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    fit(data, cfg, _tcfg(epochs=1), out_dir=tmp_path / "run", progress=False, stop_at=2)
+    good = tmp_path / "run" / "checkpoint.npz"
+    state, _, _, _ = load_checkpoint(good)
+    assert state.epoch_pos == 2 and state.epoch_perm is not None
+    entries = dict(np.load(good, allow_pickle=False))
+    perm = entries.pop("data/epoch_perm")
+
+    def edited(**changes):
+        path = tmp_path / "edited.npz"
+        np.savez(path, **{**entries, **changes})
+        return path
+
+    with pytest.raises(ckpt.CheckpointError, match=r"edited.npz: epoch position 2 is inside an epoch, but "
+                                                   r"data/epoch_perm, that epoch's sample order, is missing"):
+        load_checkpoint(edited())
+    with pytest.raises(ckpt.CheckpointError, match=r"data holds \['xepoch_perm'\], expected only epoch_perm"):
+        load_checkpoint(edited(**{"data/xepoch_perm": perm}))
+    meta = json.loads(str(entries["meta"][()]))
+    for version in (True, 0, -1):
+        with pytest.raises(ckpt.CheckpointError, match=f"edited.npz has checkpoint format version {version}, "
+                                                       "expected a whole number from 1 to 1"):
+            load_checkpoint(edited(**{"data/epoch_perm": perm, "meta": np.array(json.dumps({**meta,
+                                                                                            "version": version}))}))
+    load_checkpoint(edited(**{"data/epoch_perm": perm}))  # as written: fine
