@@ -247,6 +247,8 @@ def atomic_write(path, write) -> Path:
     from .rundir import interrupts_held  # (rundir writes with this module)
 
     path = Path(check_path(path))
+    if path.is_dir():  # (os.replace said "Is a directory", naming the temporary file first)
+        raise IsADirectoryError(f"{path} is a folder; expected the path of a file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_orphaned_temporaries(path.parent, path.name)
     tmp = f = None

@@ -156,11 +156,14 @@ def check_cache(op: str, cache, cls, forward: str) -> None:
 def check_path(path, name="path") -> str:
     """``path`` as a str (``os.fspath``), or a TypeError naming it: a str or an os.PathLike; an
     empty one is a ValueError (it names no file: a reader said "file  does not exist", and a
-    writer's rename went for the working folder)."""
+    writer's rename went for the working folder), and so is one holding a NUL character."""
     if not isinstance(path, (str, os.PathLike)) or not isinstance(os.fspath(path), str):
         raise TypeError(f"{name} must be a str or os.PathLike file path, got {type(path).__name__}")
     if not os.fspath(path):
         raise ValueError(f"{name} is empty (''); expected a file path")
+    if "\0" in os.fspath(path):  # (the OS said only "embedded null byte")
+        raise ValueError(f"{name} {os.fspath(path)!r} holds a NUL character, which no file path can; expected a "
+                         "file path")
     return os.fspath(path)
 
 

@@ -199,6 +199,8 @@ def resolve_mapping(mapping, config: Config | None = None, layout: str | None = 
 
     ``layout`` (``"torch"`` or ``"axon"``), when given, must be the one a style name belongs to.
     """
+    if layout is not None and layout not in _FOREIGN_LAYOUTS:  # (a dict was returned whatever it said)
+        raise ValueError(f"layout must be None or one of {_FOREIGN_LAYOUTS}, got {layout!r}")
     if isinstance(mapping, str) and layout is not None and STYLE_LAYOUT.get(mapping, layout) != layout:
         raise ValueError(f"mapping style {mapping!r} names {STYLE_LAYOUT[mapping]} parameters, not {layout} ones: "
                          f"use it with the {STYLE_LAYOUT[mapping]} layout (trace --layout {STYLE_LAYOUT[mapping]}, "
@@ -207,6 +209,8 @@ def resolve_mapping(mapping, config: Config | None = None, layout: str | None = 
         bad = [(k, v) for k, v in mapping.items() if not isinstance(k, str) or not isinstance(v, str)]
         if bad:
             raise TypeError(f"mapping must map str to str, got {bad[:2]}")
+        if not mapping:  # (load_networks with strict=False returned {}, and save_networks wrote no arrays)
+            raise ValueError("mapping is empty; expected {byol-ref name: torch or axon name} for the arrays to map")
         if len(set(mapping.values())) != len(mapping):
             raise ValueError("mapping sends two byol-ref names to the same torch or axon name")
         unknown = [k for k in mapping if k not in network_names()]
@@ -463,6 +467,9 @@ def _safetensors_entry(path, name, info, nbytes: int) -> tuple:
 def read_safetensors(path) -> dict:
     """Read a ``.safetensors`` file into host arrays (BF16 is widened to float32 exactly)."""
     path = check_path(path)
+    found = not_a_file(path)
+    if found:  # (open said "[Errno 21] Is a directory")
+        raise FileNotFoundError(f"weights file {path} {found}; expected a .safetensors file")
     with open(path, "rb") as f:
         raw = f.read()
     if len(raw) < 8:
@@ -502,6 +509,9 @@ def read_safetensors(path) -> dict:
 
 def write_safetensors(path, arrays: dict) -> None:
     """Write host arrays as ``.safetensors`` (little-endian, header padded to 8 bytes)."""
+    check_path(path)
+    if not isinstance(arrays, Mapping):  # (it was "'NoneType' object has no attribute 'items'")
+        raise TypeError(f"arrays must be a dict name -> array, got {type(arrays).__name__}")
     header, chunks, offset = {}, [], 0
     for name, v in arrays.items():
         if not isinstance(name, str) or not name or name == "__metadata__":
@@ -529,9 +539,6 @@ def load_arrays(path) -> dict:
     """Every array of a ``.npz`` or ``.safetensors`` file, in file order; pickles are refused."""
     p = check_path(path)
     if p.lower().endswith(".safetensors"):
-        found = not_a_file(p)
-        if found:
-            raise FileNotFoundError(f"weights file {p} {found}; expected a .safetensors file")
         return read_safetensors(p)
     return load_npz(p, "weights file")
 

@@ -1076,3 +1076,54 @@ def test_safetensors_arrays_come_back_writable_in_native_byte_order(tmp_path):
     for k, a in read_safetensors(tmp_path / "x.safetensors").items():
         assert a.flags.writeable and a.flags.owndata and a.dtype.isnative, k
         a += 1
+
+
+def test_the_safetensors_writer_and_reader_name_a_bad_argument(tmp_path):
+    # Found by a bad-input fuzz of the .safetensors reader and writer: arrays=None was an AttributeError
+    # ('NoneType' object has no attribute 'items'); a folder for the path was "[Errno 21] Is a directory",
+    # the writer's naming its temporary file first; a path with a NUL in it was "embedded null byte".
+    from byol_ref.interchange import save_arrays
+    kept = tmp_path / "w.safetensors"
+    kept.write_bytes(b"mine")
+    for arrays in (None, [np.ones(2)]):
+        with pytest.raises(TypeError, match=r"arrays must be a dict name -> array, got (NoneType|list)"):
+            write_safetensors(kept, arrays)
+    assert kept.read_bytes() == b"mine"
+    folder = tmp_path / "folder.safetensors"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError, match=r"folder.safetensors is a folder; expected the path of a file to "
+                                                r"write"):
+        write_safetensors(folder, {"a": np.ones(2)})
+    with pytest.raises(FileNotFoundError, match=r"weights file .*folder.safetensors is a directory; expected a "
+                                                r"\.safetensors file"):
+        read_safetensors(folder)
+    assert list(folder.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["folder.safetensors",
+                                                                                           "w.safetensors"]
+    for call in (lambda p: read_safetensors(p), lambda p: write_safetensors(p, {"a": np.ones(2)}),
+                 lambda p: save_arrays(p, {"a": np.ones(2)})):
+        with pytest.raises(ValueError, match=r"path '.*a\\x00b.npz' holds a NUL character, which no file path can"):
+            call(str(tmp_path / "a\0b.npz"))
+
+
+def test_resolve_mapping_refuses_an_empty_mapping_and_an_unknown_layout(tmp_path):
+    # Found by a bad-input fuzz of resolve_mapping: {} (or a JSON file of {}) was taken, and load_networks
+    # with strict=False then returned no arrays; a layout other than torch or axon was not looked at when
+    # the mapping was a dict.
+    with pytest.raises(ValueError, match=r"mapping is empty; expected \{byol-ref name: torch or axon name\}"):
+        resolve_mapping({})
+    (tmp_path / "m.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"mapping file .*m.json: mapping is empty"):
+        resolve_mapping(str(tmp_path / "m.json"))
+    mapping = {"online.param.encoder.fc1.weight": "backbone.0.weight"}
+    for layout in ("bogus", "byol-ref", 3):
+        with pytest.raises(ValueError, match=r"layout must be None or one of \('torch', 'axon'\), got "):
+            resolve_mapping(mapping, None, layout)
+    assert resolve_mapping(mapping, None, "torch") == mapping
+
+
+def test_a_checkpoint_is_not_written_over_a_folder(tmp_path):
+    from byol_ref import checkpoint as ckpt
+    (tmp_path / "c.npz").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"c.npz is a folder; expected the path of a file to write"):
+        ckpt.save(tmp_path / "c.npz", {"opt": {"a": np.ones(2)}}, {"step": 0})
+    assert [p.name for p in tmp_path.iterdir()] == ["c.npz"] and not any((tmp_path / "c.npz").iterdir())
