@@ -36,7 +36,7 @@ from .data import Dataset, feature_stats, standardize
 from .kernels import EMA_FORMS
 from .model import (Config, Network, buffer_shapes, build_from_config, data_dependent_init, ema_update,
                     loss_and_grads, param_shapes, rows_per_shard, shards_of_at_least)
-from .optim import make_optimizer, predictor_lr_mult
+from .optim import Optimizer, make_optimizer, predictor_lr_mult
 from .rundir import Replacing, RunLock, refuse_for_set_aside, remove_replaced, remove_stale
 from .schedules import check_warmup_convention, target_tau, warmup_cosine_lr
 
@@ -213,6 +213,18 @@ class Schedules(NamedTuple):
     steps_per_epoch: int
 
 
+def check_types(**named) -> None:
+    """A TypeError naming the first argument that is not of its class: ``name=(value, cls)``, or
+    ``name=(value, cls, None)`` where None is allowed too. (A wrong one failed deep inside as an
+    AttributeError naming nothing: "'NoneType' object has no attribute 'step'".)"""
+    for name, (value, cls, *none) in named.items():
+        if none and value is None or isinstance(value, cls):
+            continue
+        what = " or ".join(("a byol_ref " if c.__module__.startswith("byol_ref") else "a ") + c.__name__
+                           for c in (cls if isinstance(cls, tuple) else (cls,)))
+        raise TypeError(f"{name} must be {'None or ' if none else ''}{what}, got {type(value).__name__}")
+
+
 def make_schedules(tcfg: TrainConfig, n_train: int) -> Schedules:
     """Bind the schedules of a run over ``n_train`` samples (the last partial batch is dropped).
 
@@ -223,6 +235,8 @@ def make_schedules(tcfg: TrainConfig, n_train: int) -> Schedules:
     With ``lr_interval`` / ``tau_interval`` = ``"epoch"`` they run over the epochs and hold each
     value through its epoch.
     """
+    check_types(tcfg=(tcfg, TrainConfig))
+    n_train = check_positive_int(n_train, "n_train", minimum=0)
     steps_per_epoch = n_train // tcfg.batch_size
     if steps_per_epoch < 1:
         raise ValueError(f"batch_size={tcfg.batch_size} exceeds the {n_train} training samples")
@@ -279,7 +293,8 @@ def make_optimizer_for(tcfg: TrainConfig):
 
 
 def check_configs(model_cfg: Config, tcfg: TrainConfig) -> None:
-    """Refuse a model and training configuration that do not go together."""
+    """Refuse a model and training configuration that do not go together (or are not configs)."""
+    check_types(model_cfg=(model_cfg, Config), tcfg=(tcfg, TrainConfig))
     if tcfg.data_init and model_cfg.norm != "affine":
         raise ValueError(f"data_init=True sets the norm='affine' layers from the data, but the model has "
                          f"norm={model_cfg.norm!r}; use norm='affine' (--norm affine) or drop data_init")
@@ -300,6 +315,7 @@ def init_state(model_cfg: Config, tcfg: TrainConfig, backend: Backend, x_init=No
             encoder's, computed again from the same weights and inputs).
     """
     check_configs(model_cfg, tcfg)
+    check_types(backend=(backend, Backend))
     online, target = build_from_config(model_cfg, backend=backend)
     if tcfg.data_init:
         if x_init is None:
@@ -344,6 +360,8 @@ def train_step(state: TrainState, x, *, optimizer, schedules: Schedules, views: 
     Returns:
         (new_state, metrics): metrics has loss (float), lr, tau, and the stacked outputs.
     """
+    check_types(state=(state, TrainState), optimizer=(optimizer, Optimizer), schedules=(schedules, Schedules),
+                tcfg=(tcfg, TrainConfig), input_norm=(input_norm, InputNorm, None))
     k = state.step
     lr, tau = schedules.lr(k), schedules.tau(k)
     online, target = state.online, state.target
@@ -382,6 +400,8 @@ def save_checkpoint(path, state: TrainState, model_cfg: Config, tcfg: TrainConfi
     warm-up was left at the default (``warmup_default``: 5% of its first length, kept by a resume
     for another length, see :func:`fit`).
     """
+    check_types(state=(state, TrainState), model_cfg=(model_cfg, Config), tcfg=(tcfg, TrainConfig),
+                extra=(extra, dict, None))
     arrays = {
         "online": state.online.params, "target": state.target.params,
         "online_buffers": state.online.buffers, "target_buffers": state.target.buffers,
@@ -399,6 +419,7 @@ def load_checkpoint(path, backend: Backend | None = None):
 
     The arrays go to ``backend`` (default: NumPy with the checkpoint's dtype).
     """
+    check_types(backend=(backend, Backend, None))
     arrays, meta = ckpt.load(path)
     try:
         model_cfg = Config.from_dict(meta["model_config"])
@@ -904,10 +925,7 @@ def _check_fit_args(dataset, model_cfg, tcfg, *, out_dir, progress, views, state
     AttributeError, "'int' object is not callable" after the first checkpoint), or be taken quietly
     (``progress=1``, an empty ``views`` read as the default, ``out_dir=""`` writing into the working
     folder, a negative ``stop_at`` training nothing)."""
-    for name, value, cls in (("dataset", dataset, Dataset), ("model_cfg", model_cfg, Config),
-                             ("tcfg", tcfg, TrainConfig)):
-        if not isinstance(value, cls):
-            raise TypeError(f"{name} must be a byol_ref {cls.__name__}, got {type(value).__name__}")
+    check_types(dataset=(dataset, Dataset), model_cfg=(model_cfg, Config), tcfg=(tcfg, TrainConfig))
     x = dataset.x_train
     if getattr(x, "ndim", None) != 2 or getattr(getattr(x, "dtype", None), "kind", "") not in "fiub":
         got = f"{type(x).__name__} of shape {x.shape} and dtype {x.dtype}" if hasattr(x, "dtype") and hasattr(
@@ -931,8 +949,7 @@ def _check_fit_args(dataset, model_cfg, tcfg, *, out_dir, progress, views, state
         for i, v in enumerate(views):
             if not isinstance(v, (ImageAug, VectorAug)):
                 raise TypeError(f"views[{i}] must be an ImageAug or a VectorAug, got {type(v).__name__}")
-    if state is not None and not isinstance(state, TrainState):
-        raise TypeError(f"state must be None or a TrainState (init_state, load_checkpoint), got {type(state).__name__}")
+    check_types(state=(state, TrainState, None))
     if stop_at is not None:
         check_positive_int(stop_at, "stop_at", minimum=0)
     for name, fn in callbacks.items():

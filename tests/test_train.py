@@ -1883,7 +1883,7 @@ def test_a_resume_on_other_data_is_refused(data, tmp_path):
     (dict(views=3), TypeError, r"views must be None or a pair of augmentation configs"),
     (dict(views=[]), TypeError, r"views must be None or a pair of augmentation configs \(view 1, view 2\), got \[\]"),
     (dict(views=("a", "b")), TypeError, r"views\[0\] must be an ImageAug or a VectorAug, got str"),
-    (dict(state={}), TypeError, r"state must be None or a TrainState .* got dict"),
+    (dict(state={}), TypeError, r"state must be None or a byol_ref TrainState, got dict"),
     (dict(stop_at="5"), TypeError, r"stop_at must be an int >= 0, got '5'"),
     (dict(stop_at=-1), ValueError, r"stop_at must be an int >= 0, got -1"),
     (dict(log="stderr"), TypeError, r"log must be None or a callable, got 'stderr' \(str\)"),
@@ -1945,3 +1945,40 @@ def test_a_checkpoint_missing_its_epoch_order_or_with_an_odd_version_is_refused(
             load_checkpoint(edited(**{"data/epoch_perm": perm, "meta": np.array(json.dumps({**meta,
                                                                                             "version": version}))}))
     load_checkpoint(edited(**{"data/epoch_perm": perm}))  # as written: fine
+
+
+def test_the_training_helpers_name_an_argument_of_the_wrong_type(tmp_path):
+    # Found by a bad-input fuzz of the training helpers: each of these was an AttributeError naming nothing
+    # ('NoneType' object has no attribute 'step', 'str' object has no attribute 'xp'), "asdict() should be
+    # called on dataclass instances", or "unsupported operand type(s) for //: 'str' and 'int'".
+    cfg = byol.Config(encoder_dim=6, **SMALL)
+    tcfg = _tcfg()
+    be = get_backend()
+    state = init_state(cfg, tcfg, be)
+    sched = make_schedules(tcfg, 64)
+    step = dict(optimizer=make_optimizer_for(tcfg), schedules=sched, views=(VectorAug(), VectorAug()), tcfg=tcfg)
+    x = np.random.default_rng(0).standard_normal((32, 6))
+    checks = [
+        (lambda: init_state(None, tcfg, be), r"model_cfg must be a byol_ref Config, got NoneType"),
+        (lambda: init_state(cfg, {}, be), r"tcfg must be a byol_ref TrainConfig, got dict"),
+        (lambda: init_state(cfg, tcfg, None), r"backend must be a byol_ref Backend, got NoneType"),
+        (lambda: train_step(None, x, **step), r"state must be a byol_ref TrainState, got NoneType"),
+        (lambda: train_step(state, x, **{**step, "optimizer": "adamw"}), r"optimizer must be a byol_ref Optimizer"),
+        (lambda: train_step(state, x, **{**step, "schedules": {}}), r"schedules must be a byol_ref Schedules"),
+        (lambda: train_step(state, x, **{**step, "tcfg": None}), r"tcfg must be a byol_ref TrainConfig"),
+        (lambda: train_step(state, x, **step, input_norm="z"), r"input_norm must be None or a byol_ref InputNorm, "
+                                                              r"got str"),
+        (lambda: save_checkpoint(tmp_path / "c.npz", None, cfg, tcfg), r"state must be a byol_ref TrainState"),
+        (lambda: save_checkpoint(tmp_path / "c.npz", state, "cfg", tcfg), r"model_cfg must be a byol_ref Config"),
+        (lambda: save_checkpoint(tmp_path / "c.npz", state, cfg, None), r"tcfg must be a byol_ref TrainConfig"),
+        (lambda: save_checkpoint(tmp_path / "c.npz", state, cfg, tcfg, extra="x"), r"extra must be None or a dict, "
+                                                                                    r"got str"),
+        (lambda: load_checkpoint(tmp_path / "c.npz", "numpy"), r"backend must be None or a byol_ref Backend, got str"),
+        (lambda: make_schedules(None, 64), r"tcfg must be a byol_ref TrainConfig, got NoneType"),
+        (lambda: make_schedules(tcfg, "64"), r"n_train must be an int >= 0, got '64'"),
+    ]
+    for call, message in checks:
+        with pytest.raises(TypeError, match=message):
+            call()
+    assert not (tmp_path / "c.npz").exists()
+    train_step(state, x, **step)  # as given: fine
