@@ -211,10 +211,13 @@ def save(path, arrays: dict, meta: dict) -> Path:
         for name, value in tree.items():
             if not isinstance(name, str) or not name:
                 raise ValueError(f"arrays[{group!r}] has the name {name!r}; names are non-empty strings")
-            flat[f"{group}/{name}"] = to_numpy(value)
+            flat[f"{group}/{name}"] = np.asanyarray(to_numpy(value))
+            if flat[f"{group}/{name}"].dtype.hasobject:  # (NumPy said only "Object arrays cannot be saved ...")
+                raise ValueError(f"arrays[{group!r}][{name!r}] is a {type(value).__name__} of dtype object, which a "
+                                 "checkpoint cannot hold without pickle; expected a numeric array")
     try:
         text = json.dumps({**meta, **header})
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         bad = [k for k, v in meta.items() if not _json_ok(v)]
         raise TypeError(f"meta must hold JSON values (numbers, strings, lists, dicts); {bad[:4]} do not ({exc})") \
             from None
@@ -225,7 +228,7 @@ def save(path, arrays: dict, meta: dict) -> Path:
 def _json_ok(value) -> bool:
     try:
         json.dumps(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):  # (RecursionError: nested deeper than Python's encoder goes)
         return False
     return True
 

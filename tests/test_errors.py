@@ -749,3 +749,22 @@ def test_interchange_writers_and_strict_check_their_arguments(tmp_path, nets):
 def test_get_backend_refuses_an_unhashable_name():
     with pytest.raises(ValueError, match=r"backend name must be one of .* got \['numpy'\]"):
         byol.get_backend(["numpy"])
+
+
+def test_checkpoint_save_names_an_object_array_and_meta_nested_too_deep(tmp_path):
+    # Found by a bad-input fuzz of checkpoint.save: an object array (or None) was NumPy's "Object arrays
+    # cannot be saved when allow_pickle=False", naming no array, and a meta nested deeper than Python's
+    # JSON encoder goes a RecursionError. The file already there is kept.
+    from byol_ref import checkpoint as ckpt
+    path = tmp_path / "c.npz"
+    path.write_bytes(b"mine")
+    for value in (np.array([object()]), None):
+        with pytest.raises(ValueError, match=r"arrays\['opt'\]\['a'\] is a \w+ of dtype object, which a checkpoint "
+                                            r"cannot hold without pickle; expected a numeric array"):
+            ckpt.save(path, {"opt": {"a": value}}, {})
+    deep = []
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(TypeError, match=r"meta must hold JSON values .*\['x'\] do not \(maximum recursion depth"):
+        ckpt.save(path, {}, {"x": deep})
+    assert path.read_bytes() == b"mine"
