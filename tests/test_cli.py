@@ -2121,25 +2121,28 @@ def test_an_output_is_compared_with_the_inputs_as_a_file_however_it_is_spelt(tmp
     assert np.load(mine)["keep"].tolist() == [1, 1, 1]
 
 
-def test_convert_and_trace_take_group_norm_and_weight_std_networks_of_any_width(tmp_path, capsys):
+@pytest.mark.parametrize("groups", [3, 1])
+def test_convert_and_trace_take_group_norm_and_weight_std_networks_of_any_width(tmp_path, capsys, groups):
     """The structure a mapping follows was built at byol-ref's default widths (encoder 256, input 1):
     norm_groups=3, which the weights' own widths of 6 allow, was refused (256 is no multiple of 3), and
     weight_std was refused outright (one input per unit). Both now convert there and back unchanged,
-    and trace reads the torch file."""
+    and trace reads the torch file. The stand-in widths are twice norm_groups, so that one group still
+    gives each standardised Linear 2 inputs (a width of norm_groups refused norm_groups=1: "encoder.fc2.weight
+    has 1 input")."""
     from byol_ref.cli import main
     from byol_ref.interchange import networks_to_arrays
     from byol_ref.model import build_from_config
 
-    sets = ["--set", "norm=group", "--set", "norm_groups=3", "--set", "weight_std=true"]
+    sets = ["--set", "norm=group", "--set", f"norm_groups={groups}", "--set", "weight_std=true"]
     online, target = build_from_config(get_preset("deepmind").config(
         encoder_dim=5, hidden_size=6, projection_dim=6, projector_hidden_dim=9, predictor_dim=3, norm="group",
-        norm_groups=3, weight_std=True), seed=0)
+        norm_groups=groups, weight_std=True), seed=0)
     nets, sd, back = tmp_path / "nets.npz", tmp_path / "sd.npz", tmp_path / "back.npz"
     np.savez(nets, **networks_to_arrays(online, target))
     assert main(["convert", str(nets), str(sd), "--from", "byol-ref", "--to", "torch", "--mapping", "byol-pytorch",
-                 *sets]) == 0
+                 *sets]) == 0, capsys.readouterr().err
     assert main(["convert", str(sd), str(back), "--from", "torch", "--to", "byol-ref", "--mapping", "byol-pytorch",
-                 *sets]) == 0
+                 *sets]) == 0, capsys.readouterr().err
     with np.load(nets) as a, np.load(back) as b:
         assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
     x = np.random.default_rng(0).random((4, 5))
@@ -2147,28 +2150,6 @@ def test_convert_and_trace_take_group_norm_and_weight_std_networks_of_any_width(
         np.savez(tmp_path / "in.npz", **f, view1=x, view2=x[::-1])
     assert main(["trace", "--inputs", str(tmp_path / "in.npz"), "--layout", "torch", "--mapping", "byol-pytorch",
                  "--steps", "1", *sets, "--out", str(tmp_path / "t.npz")]) == 0, capsys.readouterr().err
-
-
-def test_convert_takes_a_weight_std_network_of_one_group(tmp_path, capsys):
-    """The stand-in widths of the structure a mapping follows are twice norm_groups, so that one
-    group still gives each standardised Linear 2 inputs: at norm_groups=1 a width of norm_groups
-    refused a weight_std network that its own widths allow (encoder.fc2.weight has 1 input)."""
-    from byol_ref.cli import main
-    from byol_ref.interchange import networks_to_arrays
-    from byol_ref.model import build_from_config
-
-    sets = ["--set", "norm=group", "--set", "norm_groups=1", "--set", "weight_std=true"]
-    online, target = build_from_config(get_preset("deepmind").config(
-        encoder_dim=5, hidden_size=6, projection_dim=6, projector_hidden_dim=9, predictor_dim=3, norm="group",
-        norm_groups=1, weight_std=True), seed=0)
-    nets, sd, back = tmp_path / "nets.npz", tmp_path / "sd.npz", tmp_path / "back.npz"
-    np.savez(nets, **networks_to_arrays(online, target))
-    assert main(["convert", str(nets), str(sd), "--from", "byol-ref", "--to", "torch", "--mapping", "byol-pytorch",
-                 *sets]) == 0, capsys.readouterr().err
-    assert main(["convert", str(sd), str(back), "--from", "torch", "--to", "byol-ref", "--mapping", "byol-pytorch",
-                 *sets]) == 0, capsys.readouterr().err
-    with np.load(nets) as a, np.load(back) as b:
-        assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
 
 
 def test_convert_names_its_own_flag_for_tensors_the_mapping_leaves_out(tmp_path, capsys):
