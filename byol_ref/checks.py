@@ -153,6 +153,18 @@ def check_cache(op: str, cache, cls, forward: str) -> None:
                         f"{type(cache).__name__}")
 
 
+def check_types(**named) -> None:
+    """A TypeError naming the first argument that is not of its class: ``name=(value, cls)``, or
+    ``name=(value, cls, None)`` where None is allowed too. (A wrong one failed deep inside as an
+    AttributeError naming nothing: "'NoneType' object has no attribute 'step'".)"""
+    for name, (value, cls, *none) in named.items():
+        if none and value is None or isinstance(value, cls):
+            continue
+        what = " or ".join(("a byol_ref " if c.__module__.startswith("byol_ref") else "a ") + c.__name__
+                           for c in (cls if isinstance(cls, tuple) else (cls,)))
+        raise TypeError(f"{name} must be {'None or ' if none else ''}{what}, got {type(value).__name__}")
+
+
 def check_path(path, name="path") -> str:
     """``path`` as a str (``os.fspath``), or a TypeError naming it: a str or an os.PathLike; an
     empty one is a ValueError (it names no file: a reader said "file  does not exist", and a

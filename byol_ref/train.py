@@ -31,7 +31,7 @@ from .backend import Backend, get_array_module, get_backend
 from .backend import host as np
 from .backend import to_numpy
 from .checks import (check_array, check_bool, check_choice, check_image_shape, check_path, check_positive_int,
-                     check_real, dataclass_from_dict)
+                     check_real, check_types, dataclass_from_dict)
 from .data import Dataset, feature_stats, standardize
 from .kernels import EMA_FORMS
 from .model import (Config, Network, buffer_shapes, build_from_config, data_dependent_init, ema_update,
@@ -211,18 +211,6 @@ class Schedules(NamedTuple):
     tau: Callable[[int], float]
     total_steps: int
     steps_per_epoch: int
-
-
-def check_types(**named) -> None:
-    """A TypeError naming the first argument that is not of its class: ``name=(value, cls)``, or
-    ``name=(value, cls, None)`` where None is allowed too. (A wrong one failed deep inside as an
-    AttributeError naming nothing: "'NoneType' object has no attribute 'step'".)"""
-    for name, (value, cls, *none) in named.items():
-        if none and value is None or isinstance(value, cls):
-            continue
-        what = " or ".join(("a byol_ref " if c.__module__.startswith("byol_ref") else "a ") + c.__name__
-                           for c in (cls if isinstance(cls, tuple) else (cls,)))
-        raise TypeError(f"{name} must be {'None or ' if none else ''}{what}, got {type(value).__name__}")
 
 
 def make_schedules(tcfg: TrainConfig, n_train: int) -> Schedules:
