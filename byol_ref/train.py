@@ -419,6 +419,9 @@ def load_checkpoint(path, backend: Backend | None = None):
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (step, pos)):
         raise ckpt.CheckpointError(f"{path}: step {step!r} and epoch position {pos!r} must be whole numbers; the "
                                    "file is corrupt or was edited, and no run writes this")
+    if not isinstance(meta.get("warmup_default", False), bool):  # (a resume read anything but true as false)
+        raise ckpt.CheckpointError(f"{path}: warmup_default {meta['warmup_default']!r} must be true or false; the "
+                                   "file is corrupt or was edited, and no run writes this")
     be = backend or get_backend("numpy", tcfg.dtype, seed=None)
     dev = {g: {k: be.xp.asarray(v) for k, v in arrays[g].items()}
            for g in ("online", "target", "online_buffers", "target_buffers", "opt")}

@@ -1944,6 +1944,11 @@ def test_a_checkpoint_missing_its_epoch_order_or_with_an_odd_version_is_refused(
                                                        "expected a whole number from 1 to 1"):
             load_checkpoint(edited(**{"data/epoch_perm": perm, "meta": np.array(json.dumps({**meta,
                                                                                             "version": version}))}))
+    # (and a warmup_default that is not a bool, which a resume read as false: the run's warm-up recomputed)
+    for flag in ("yes", 1, None):
+        with pytest.raises(ckpt.CheckpointError, match=f"edited.npz: warmup_default {flag!r} must be true or false"):
+            load_checkpoint(edited(**{"data/epoch_perm": perm, "meta": np.array(json.dumps({**meta,
+                                                                                            "warmup_default": flag}))}))
     load_checkpoint(edited(**{"data/epoch_perm": perm}))  # as written: fine
 
 
