@@ -165,18 +165,37 @@ def check_types(**named) -> None:
         raise TypeError(f"{name} must be {'None or ' if none else ''}{what}, got {type(value).__name__}")
 
 
+def overflow_refusal(name: str, x, what: str) -> str:
+    """The message refusing ``x`` (named ``name``) whose standardisation overflows: finite values
+    so large (1e300) that their squares, and so the std, are inf; ``what`` is what to rescale."""
+    return (f"{name} has values whose standardisation overflows to inf or NaN (largest magnitude "
+            f"{float(np.abs(x).max()):.3g}); rescale the {what}")
+
+
+def column_mean_std(x, name: str, what: str) -> tuple:
+    """Per-column mean and biased (population) std of a finite float64 ``x`` (N, D), or a
+    ValueError (:func:`overflow_refusal`) where either overflows, in words rather than NumPy's
+    overflow warning: an inf std would zero the feature it standardises without a word."""
+    with np.errstate(over="ignore", invalid="ignore"):  # (refused below)
+        mean = x.mean(axis=0)  # (D,)
+        std = x.std(axis=0)  # (D,), biased: divide by N
+    if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+        raise ValueError(overflow_refusal(name, x, what))
+    return mean, std
+
+
 def check_path(path, name="path") -> str:
     """``path`` as a str (``os.fspath``), or a TypeError naming it: a str or an os.PathLike; an
     empty one is a ValueError (it names no file: a reader said "file  does not exist", and a
     writer's rename went for the working folder), and so is one holding a NUL character."""
-    if not isinstance(path, (str, os.PathLike)) or not isinstance(os.fspath(path), str):
+    text = os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
+    if not isinstance(text, str):
         raise TypeError(f"{name} must be a str or os.PathLike file path, got {type(path).__name__}")
-    if not os.fspath(path):
+    if not text:
         raise ValueError(f"{name} is empty (''); expected a file path")
-    if "\0" in os.fspath(path):  # (the OS said only "embedded null byte")
-        raise ValueError(f"{name} {os.fspath(path)!r} holds a NUL character, which no file path can; expected a "
-                         "file path")
-    return os.fspath(path)
+    if "\0" in text:  # (the OS said only "embedded null byte")
+        raise ValueError(f"{name} {text!r} holds a NUL character, which no file path can; expected a file path")
+    return text
 
 
 def odd_entry(path) -> str | None:

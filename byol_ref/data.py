@@ -24,7 +24,8 @@ from typing import Iterator, NamedTuple, Optional, Union
 from .backend import host as np
 from .checkpoint import (NPY_MAGIC, ZIP_MAGIC, file_head, first_line, npy_size_problem, numpy_read_errors,
                          read_npz)
-from .checks import check_bool, check_image_shape, check_real, check_seed, not_a_file, odd_entry
+from .checks import (check_bool, check_image_shape, check_real, check_seed, column_mean_std, not_a_file,
+                     odd_entry)
 
 __all__ = [
     "Dataset",
@@ -822,12 +823,7 @@ def feature_stats(x_train, *, eps: float = 1e-8):
     if x.ndim != 2 or x.shape[0] < 1:
         raise ValueError(f"x_train must have shape (N, D) with N >= 1, got {x.shape}")
     _check_finite(x, "x_train")
-    with np.errstate(over="ignore", invalid="ignore"):  # (refused below, in words rather than NumPy's warning)
-        mean = x.mean(axis=0)  # (D,)
-        std = x.std(axis=0)  # (D,), biased: divide by N
-    if not (np.isfinite(mean).all() and np.isfinite(std).all()):  # (finite values, but 1e300 squared is inf)
-        raise ValueError(f"x_train has values whose standardisation overflows to inf or NaN (largest magnitude "
-                         f"{float(np.abs(x).max()):.3g}); rescale the data")
+    mean, std = column_mean_std(x, "x_train", "data")  # (D,) each; the std biased: divide by N
     std = np.where(std <= eps, 1.0, std)  # (<=: with eps = 0 a constant feature's 0 is replaced too)
     return mean, std
 

@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 
 from .backend import host as np
 from .backend import to_numpy
+from .checks import column_mean_std
 
 __all__ = [
     "SoftmaxXentCache",
@@ -62,15 +63,15 @@ DEFAULT_N_FOLDS = 5
 # Input checks (every public function validates at its boundary, then works in float64)
 # ---------------------------------------------------------------------------------------
 
-def _features(x: Any, name: str, *, min_rows: int = 1, axes: str = "(N, D)") -> Any:
+def _features(x: Any, name: str, *, min_rows: int = 1, axes: str = "(N, D)", ndim: int = 2) -> Any:
     """Return ``x`` as a finite float64 host array of shape (N, D), or raise (``axes``: how the
-    message names its two axes)."""
+    message names its axes; ``ndim=1``: a vector, such as a bias (C,), with no row count)."""
     a = to_numpy(x)
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be a real numeric array, got dtype {a.dtype}")
-    if a.ndim != 2:
-        raise ValueError(f"{name} must be 2-D {axes}, got shape {a.shape}")
-    if a.shape[0] < min_rows or a.shape[1] < 1:
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D {axes}, got shape {a.shape}")
+    if ndim == 2 and (a.shape[0] < min_rows or a.shape[1] < 1):
         raise ValueError(
             f"{name} must have at least {min_rows} row(s) and 1 column, got shape {a.shape}"
         )
@@ -78,20 +79,6 @@ def _features(x: Any, name: str, *, min_rows: int = 1, axes: str = "(N, D)") -> 
     if not np.all(np.isfinite(a)):
         bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
         raise ValueError(f"{name} must be finite, got {bad} NaN/inf value(s) in shape {a.shape}")
-    return a
-
-
-def _finite_vector(v: Any, name: str) -> Any:
-    """Return ``v`` as a finite float64 host array of shape (C,), or raise naming it."""
-    a = to_numpy(v)
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be a real numeric array, got dtype {a.dtype}")
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (C,), got shape {a.shape}")
-    a = a.astype(np.float64, copy=False)
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} must be finite, got {int(np.size(a) - np.count_nonzero(np.isfinite(a)))} "
-                         f"NaN/inf value(s) in shape {a.shape}")
     return a
 
 
@@ -270,7 +257,7 @@ def logreg_loss_and_grad(w: Any, b: Any, x: Any, y: Any, l2: float) -> tuple[flo
     """
     x = _features(x, "x")
     w = _features(w, "w", axes="(D, C)")  # (a str, complex or NaN w or b would fail later, named as the logits)
-    b = _finite_vector(b, "b")
+    b = _features(b, "b", ndim=1, axes="(C,)")
     if w.ndim != 2 or w.shape[0] != x.shape[1]:
         raise ValueError(f"w must have shape (D, C) with D={x.shape[1]}, got {w.shape}")
     if b.shape != (w.shape[1],):
@@ -322,12 +309,7 @@ def _standardise_stats(x: Any, name: str = "x") -> tuple[Any, Any]:
     large that the std overflows (1e300 squared) are refused, naming ``name``: an inf std
     would zero the feature in the fit and in every prediction without a word.
     """
-    with np.errstate(over="ignore", invalid="ignore"):  # (refused below, in words rather than NumPy's warning)
-        mean = x.mean(axis=0)  # (D,)
-        std = x.std(axis=0)  # (D,)
-    if not (np.isfinite(mean).all() and np.isfinite(std).all()):
-        raise ValueError(f"{name} has values whose standardisation overflows to inf or NaN (largest magnitude "
-                         f"{float(np.abs(x).max()):.3g}); rescale the features")
+    mean, std = column_mean_std(x, name, "features")  # (D,) each
     scale = np.abs(x).max(axis=0)  # (D,)
     std = np.where(std <= 1e-12 * scale, 1.0, std)  # `<=` also catches the all-zero column
     return mean, std
@@ -882,9 +864,7 @@ def knn_accuracy(
     x_test = _features(x_test, "x_test")
     y_test = _labels(y_test, "y_test", x_test.shape[0], "x_test")
     x_train = _features(x_train, "x_train")  # (knn_predict would compare the widths and name x_test x_query)
-    if x_test.shape[1] != x_train.shape[1]:
-        raise ValueError(f"x_train has {x_train.shape[1]} features but x_test has {x_test.shape[1]}; expected the "
-                         "same D")
+    _same_width(x_train, "x_train", x_test, "x_test")
     pred = knn_predict(x_train, y_train, x_test, k=k, temperature=temperature, batch_size=batch_size)
     return accuracy(y_test, pred)
 

@@ -31,7 +31,7 @@ from .backend import Backend, get_array_module, get_backend
 from .backend import host as np
 from .backend import to_numpy
 from .checks import (check_array, check_bool, check_choice, check_image_shape, check_path, check_positive_int,
-                     check_real, check_types, dataclass_from_dict)
+                     check_real, check_types, dataclass_from_dict, overflow_refusal)
 from .data import Dataset, feature_stats, standardize
 from .kernels import EMA_FORMS
 from .model import (Config, Network, buffer_shapes, build_from_config, data_dependent_init, ema_update,
@@ -665,8 +665,7 @@ def prepare_training_data(dataset: Dataset, views) -> tuple[dict, Dataset, Input
         if np.isfinite(np.asarray(prep["mean"])).all() and np.isfinite(np.asarray(prep["std"])).all():
             data, input_norm = apply_preprocessing(dataset, prep)
     if data is None or not np.isfinite(data.x_train).all():
-        raise ValueError(f"{dataset.name}: x_train has values whose standardisation overflows to inf or NaN "
-                         f"(largest magnitude {float(np.abs(dataset.x_train).max()):.3g}); rescale the data")
+        raise ValueError(f"{dataset.name}: {overflow_refusal('x_train', dataset.x_train, 'data')}")
     return prep, data, input_norm
 
 
