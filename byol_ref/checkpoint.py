@@ -16,6 +16,7 @@ same file removes those a process killed outright left (``remove_orphaned_tempor
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -259,7 +260,7 @@ def atomic_write(path, write) -> Path:
         with interrupts_held():  # a Ctrl-C between the file's creation and `tmp` would leave it behind
             fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path.name), suffix=".tmp", dir=path.parent)
             f = os.fdopen(fd, "wb")
-        with f:
+        with naming_file(path), f:  # (a full disk's "[Errno 28]" names no file; nor does the close)
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -275,6 +276,27 @@ def atomic_write(path, write) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+@contextmanager
+def naming_file(path):
+    """Raise an OSError that names no file as one naming ``path``, the file being written: a write
+    or flush that finds the disk full says only ``[Errno 28] No space left on device``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None and exc.errno is not None and exc.strerror:
+            exc.filename = os.fspath(path)
+        raise
+
+
+# No room left: on the disk, in the user's quota (not on Windows), under the file-size limit (ulimit -f).
+_NO_ROOM = tuple(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG") if hasattr(errno, name))
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says a write found no room left (``_NO_ROOM``)."""
+    return isinstance(exc, OSError) and exc.errno in _NO_ROOM
 
 
 def sync_folder(folder) -> None:

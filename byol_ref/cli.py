@@ -32,7 +32,7 @@ from pathlib import Path
 
 from .augment import default_views_for, views_from_dicts, views_to_dicts
 from .backend import get_backend, host
-from .checkpoint import atomic_savez, atomic_write_text, parse_json
+from .checkpoint import atomic_savez, atomic_write_text, disk_full, parse_json
 from .checks import check_seed, not_a_file
 from .data import csv_header_rule, labels_file, load_digits, load_file, synthetic
 from .model import NORMS, Config, loss_range
@@ -181,9 +181,9 @@ def _explicit_dests(argv: list) -> set:
 
 # What a script calling byol-ref can read from its exit status (main's docstring, --help, README).
 EXIT_STATUSES = ("exit status: 0 done; 1 training diverged (a non-finite loss; the last good checkpoint stays), "
-                 "diff found tensors that differ, or memory ran out; 2 bad input (an option, a file, a setting: "
-                 "the message names it); 130 stopped by Ctrl-C, 143 by SIGTERM; 141 the reader of the output went "
-                 "away (| head)")
+                 "diff found tensors that differ, or memory or disk space ran out; 2 bad input (an option, a file, "
+                 "a setting: the message names it); 130 stopped by Ctrl-C, 143 by SIGTERM; 141 the reader of the "
+                 "output went away (| head)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -690,10 +690,14 @@ def _train_holding(args, lock: RunLock) -> int:
             return 0
         return _report(result.state.online, result.dataset, result.input_norm, backend, out, out / "metrics.jsonl",
                        plots=not args.no_plots, seed=tcfg.seed, extra={"train_seconds": train_s}, probe=probe)
-    except KeyboardInterrupt as exc:
+    except (KeyboardInterrupt, OSError) as exc:
         doing = "while drawing the training curves" if args.no_eval else "in the evaluation"
-        print(f"\nbyol-ref: {interrupted(exc)} {doing}; the run is trained and its checkpoint written. Its report "
-              f"and plots: {_prog()} eval {out} --out {out} --overwrite", file=sys.stderr)
+        then = (f"the run is trained and its checkpoint written. Its report and plots: {_prog()} eval {out} --out "
+                f"{out} --overwrite")
+        if isinstance(exc, OSError):  # (a full disk, say: the run is kept, only the report is missing)
+            print(f"byol-ref train: error: {exc}{_no_room(exc)}; {then}", file=sys.stderr)
+            return 1 if disk_full(exc) else EXIT_USAGE
+        print(f"\nbyol-ref: {interrupted(exc)} {doing}; {then}", file=sys.stderr)
         return interrupt_status(exc)
 
 
@@ -722,20 +726,13 @@ def _train_stopped(exc: BaseException, out: Path, replacing, *, fresh: bool, cre
         print(f"byol-ref: {exc}" + (f"\nbyol-ref: {restored}" if back else ""), file=sys.stderr)
         return 1
     if isinstance(exc, KeyboardInterrupt):
-        if back:
-            then = f"no checkpoint was written yet, so {restored}"
-        elif replacing is not None and not replacing.began and ckpt.is_file():  # before the run moved
-            then = f"nothing was changed: {out} still holds the run it was to replace"
-        elif ckpt.is_file():
-            at = load_checkpoint(ckpt)[0].step
-            then = (f"its last checkpoint is at step {at}; continue with: {_prog()} train --out {out} --resume"
-                    if at < total else f"the run is trained (its checkpoint is at its last step, {at}). Its report "
-                    f"and plots: {_prog()} eval {out} --out {out} --overwrite")
-        else:
-            then = f"no checkpoint was written yet; start again with: {_train_again(out)}"
-        print(f"\nbyol-ref: {interrupted(exc)}; {then}", file=sys.stderr)
+        print(f"\nbyol-ref: {interrupted(exc)}; {_where_it_stands(out, replacing, back, total)}", file=sys.stderr)
         return interrupt_status(exc)
-    if isinstance(exc, (ValueError, TypeError, MemoryError)) and fresh and not ckpt.exists():
+    if isinstance(exc, OSError) and (ckpt.is_file() or back):  # a full disk, say, mid-run: what is kept
+        print(f"byol-ref train: error: {exc}{_no_room(exc)}; {_where_it_stands(out, replacing, back, total)}",
+              file=sys.stderr)
+        return 1 if disk_full(exc) else EXIT_USAGE
+    if isinstance(exc, (ValueError, TypeError, MemoryError, OSError)) and fresh and not ckpt.exists():
         for name in ("config.json", "metrics.jsonl"):  # refused before any step: leave no half-made run
             (out / name).unlink(missing_ok=True)
         if created and not any(out.iterdir()):  # a folder the user made stays
@@ -743,6 +740,28 @@ def _train_stopped(exc: BaseException, out: Path, replacing, *, fresh: bool, cre
     if back:
         print(f"byol-ref: {restored}", file=sys.stderr)
     return None
+
+
+def _no_room(exc: BaseException) -> str:
+    """What to do about an error that says a write found no room left (and nothing for another)."""
+    return (" (no room left to write it: free some space there, or raise the quota or the file-size limit)"
+            if disk_full(exc) else "")
+
+
+def _where_it_stands(out: Path, replacing, back: bool, total: int) -> str:
+    """What a train stopped before its end (Ctrl-C, a full disk) leaves in ``out``, and the command
+    that goes on from there."""
+    ckpt = out / "checkpoint.npz"
+    if back:
+        return f"no checkpoint was written yet, so the run it was to replace is back in {out}"
+    if replacing is not None and not replacing.began and ckpt.is_file():  # before the run moved
+        return f"nothing was changed: {out} still holds the run it was to replace"
+    if ckpt.is_file():
+        at = load_checkpoint(ckpt)[0].step
+        return (f"its last checkpoint is at step {at}; continue with: {_prog()} train --out {out} --resume"
+                if at < total else f"the run is trained (its checkpoint is at its last step, {at}). Its report "
+                f"and plots: {_prog()} eval {out} --out {out} --overwrite")
+    return f"no checkpoint was written yet; start again with: {_train_again(out)}"
 
 
 def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Path | None, *, plots=True, seed=0,
@@ -1109,9 +1128,9 @@ def main(argv=None) -> int:
 
     Returns:
         The exit status: 0 done; 1 training diverged, ``diff`` found tensors that differ, or memory
-        ran out; 2 bad input, with a message on stderr naming it (argparse's own refusals raise
-        ``SystemExit(2)``); 130 after Ctrl-C, 143 after SIGTERM; 141 when the reader of the output
-        went away.
+        or disk space ran out; 2 bad input, with a message on stderr naming it (argparse's own
+        refusals raise ``SystemExit(2)``); 130 after Ctrl-C, 143 after SIGTERM; 141 when the reader
+        of the output went away.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     prog = "byol-ref"
@@ -1136,8 +1155,9 @@ def main(argv=None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as a shell reports it
     except (ValueError, TypeError, OSError, RuntimeError) as exc:  # OSError: missing files, --out a folder, ...
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        print(f"{prog}: error: {exc}{_no_room(exc)}{'; then run the command again' if disk_full(exc) else ''}",
+              file=sys.stderr)
+        return 1 if disk_full(exc) else EXIT_USAGE
     except MemoryError as exc:  # (NumPy's says how much, for what shape)
         print(f"{prog}: error: out of memory: {exc or 'an allocation failed'}; smaller sizes (widths, batch, "
               "data) or float32 need less", file=sys.stderr)

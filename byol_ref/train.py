@@ -846,7 +846,7 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
             if "knn" in first:
                 history.append(first)
                 if metrics_file is not None:
-                    metrics_file.write(json.dumps(first) + "\n")
+                    _log_record(metrics_file, first)
         while state.step < end:
             if state.epoch_perm is None or state.epoch_pos >= sched.steps_per_epoch:
                 state = state._replace(epoch_perm=state.rng.permutation(n).astype(np.int64), epoch_pos=0)
@@ -871,8 +871,7 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
                     record.update(knn_monitor(state.online, data, input_norm, be))
                 history.append(record)
                 if metrics_file is not None:
-                    metrics_file.write(json.dumps(record) + "\n")
-                    metrics_file.flush()
+                    _log_record(metrics_file, record)
             bar.update(k, loss=m["loss"], lr=m["lr"], tau=m["tau"])
             stop = stop_requested() if stop_requested is not None else None
             due = stop is not None or (tcfg.checkpoint_every and k % tcfg.checkpoint_every == 0) or k == end
@@ -888,8 +887,8 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
                                            f"still {m['loss']:.4g}; stopping{kept}. Lower the learning rate.")
             if ckpt_path is not None and due:
                 if metrics_file is not None:  # on disk before the checkpoint is: a resume after a power cut
-                    metrics_file.flush()  # finds every record up to the checkpoint's step
-                    os.fsync(metrics_file.fileno())
+                    with ckpt.naming_file(metrics_file.name):  # finds every record up to the checkpoint's step
+                        os.fsync(metrics_file.fileno())
                 save_checkpoint(ckpt_path, state, model_cfg, tcfg, extra=ckpt_extra)
                 if replacing is not None:
                     replacing.commit()
@@ -983,6 +982,14 @@ def _same_statistics(saved: dict, prep: dict) -> bool:
 def _default_warmup(tcfg: TrainConfig) -> float:
     """The warmup_epochs a TrainConfig of this length gets when it is not given."""
     return replace(tcfg, warmup_epochs=None).warmup_epochs
+
+
+def _log_record(f, record: dict) -> None:
+    """Append one record to the open metrics.jsonl ``f``, and flush it: a write that finds the disk
+    full fails here, naming the file, not later in a ``close``."""
+    with ckpt.naming_file(f.name):
+        f.write(json.dumps(record) + "\n")
+        f.flush()
 
 
 def _drop_records_after(path: Path, step: int) -> None:

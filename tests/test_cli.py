@@ -5,6 +5,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -1155,6 +1156,120 @@ def test_ctrl_c_mid_step_lets_the_step_finish_checkpoints_it_and_resume_is_bit_i
     err = capsys.readouterr().err
     assert f"interrupted; the run is trained (its checkpoint is at its last step, {last}). Its report and " \
            "plots: " in err and "--resume" not in err
+
+
+def _disk_full_at(monkeypatch, name: str, at: int = 1) -> list:
+    """From the ``at``-th atomic write of ``name`` (``checkpoint.npz``, ``report.txt``) on, the disk is
+    full once the file is written (before its flush), as ``[Errno 28]``, naming no file, says it.
+    Returns the paths of those writes."""
+    import errno
+
+    from byol_ref import checkpoint
+
+    real, seen = checkpoint.atomic_write, []
+
+    def atomic_write(path, write):
+        if Path(path).name != name:
+            return real(path, write)
+        seen.append(Path(path))
+
+        def write_then_no_room(f):
+            write(f)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        return real(path, write_then_no_room if len(seen) >= at else write)
+
+    monkeypatch.setattr(checkpoint, "atomic_write", atomic_write)
+    return seen
+
+
+def test_a_full_disk_mid_run_keeps_the_last_checkpoint_and_resume_is_bit_identical(tmp_path, capsys, monkeypatch):
+    """A write that finds the disk full was ``error: [Errno 28] No space left on device``, status 2
+    (bad input): no file named, no word of what was kept nor of how to go on. It names the file, says
+    where the run stands as a Ctrl-C does, and is status 1, as memory running out is. The checkpoint
+    before it is whole, the temporary file is gone, and a resume once there is room is bit-identical
+    to a run never stopped."""
+    from byol_ref.cli import main
+
+    args = [*SMALL_RUN, "--epochs", "2", "--checkpoint-every", "2", "--no-eval"]
+    assert main(["train", *args, "--out", str(tmp_path / "whole")]) == 0
+    stopped = tmp_path / "stopped"
+    seen = _disk_full_at(monkeypatch, "checkpoint.npz", at=2)
+    assert main(["train", *args, "--out", str(stopped)]) == 1
+    assert len(seen) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"byol-ref train: error: [Errno 28] {os.strerror(28)}: '{stopped / 'checkpoint.npz'}' "
+                          "(no room left to write it: free some space there, or raise the quota or the file-size "
+                          "limit); its last checkpoint is at step 2; continue with: "), err
+    assert err.rstrip().endswith(f" train --out {stopped} --resume") and err.count("\n") == 1, err
+    assert sorted(f.name for f in stopped.iterdir()) == ["checkpoint.npz", "config.json", "metrics.jsonl"]
+    monkeypatch.undo()
+    assert main(["train", "--out", str(stopped), "--resume", "--no-progress", "--no-eval"]) == 0
+    with np.load(tmp_path / "whole" / "checkpoint.npz") as a, np.load(stopped / "checkpoint.npz") as b:
+        assert sorted(a.files) == sorted(b.files)
+        for name in a.files:
+            assert np.array_equal(a[name], b[name]), name
+    assert (stopped / "metrics.jsonl").read_text() == (tmp_path / "whole" / "metrics.jsonl").read_text()
+    # Before this run's first checkpoint, the run an --overwrite replaces comes back whole.
+    before = {f.name: f.read_bytes() for f in stopped.iterdir()}
+    _disk_full_at(monkeypatch, "checkpoint.npz")
+    assert main(["train", *args, "--out", str(stopped), "--overwrite", "--seed", "5"]) == 1
+    err = capsys.readouterr().err
+    assert err.rstrip().endswith(f"limit); no checkpoint was written yet, so the run it was to replace is back in "
+                                 f"{stopped}"), err
+    assert {f.name: f.read_bytes() for f in stopped.iterdir()} == before
+    # A fresh run leaves nothing behind, as a refusal before its first step does: the same command goes again.
+    assert main(["train", *args, "--out", str(tmp_path / "fresh")]) == 1
+    assert capsys.readouterr().err.rstrip().endswith("limit); then run the command again")
+    assert not (tmp_path / "fresh").exists()
+
+
+def test_a_full_disk_at_the_report_keeps_the_trained_run(tmp_path, capsys, monkeypatch):
+    """Training done, a report that finds no room names the file it was to be in the run directory
+    (not the staging folder it is written in), leaves no half report, and says how to make it."""
+    from byol_ref.cli import main
+
+    out = tmp_path / "r"
+    _disk_full_at(monkeypatch, "report.txt")
+    assert main(["train", *SMALL_RUN, "--out", str(out)]) == 1
+    err = capsys.readouterr().err.splitlines()[-1]  # (after "probing the features ...")
+    assert err.startswith(f"byol-ref train: error: [Errno 28] {os.strerror(28)}: '{out / 'report.txt'}' (no room "
+                          "left to write it: free some space there, or raise the quota or the file-size limit); the "
+                          "run is trained and its checkpoint written. Its report and plots: "), err
+    assert err.rstrip().endswith(f" eval {out} --out {out} --overwrite"), err
+    assert sorted(f.name for f in out.iterdir()) == ["checkpoint.npz", "config.json", "metrics.jsonl"]
+    monkeypatch.undo()
+    assert main(["eval", str(out), "--out", str(out), "--overwrite"]) == 0
+    assert (out / "report.txt").is_file()
+    capsys.readouterr()
+    # eval, embed and the other commands: the file named, status 1, and the command to run again.
+    _disk_full_at(monkeypatch, "features.npz")
+    assert main(["embed", str(out), "--out", str(tmp_path / "features.npz")]) == 1
+    assert capsys.readouterr().err == (f"byol-ref embed: error: [Errno 28] {os.strerror(28)}: "
+                                       f"'{tmp_path / 'features.npz'}' (no room left to write it: free some space "
+                                       "there, or raise the quota or the file-size limit); then run the command "
+                                       "again\n")
+    assert not (tmp_path / "features.npz").exists() and sorted(f.name for f in tmp_path.iterdir()) == ["r"]
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs POSIX file limits")
+def test_a_write_past_the_file_size_limit_is_told_as_a_full_disk(tmp_path):
+    """The kernel's own refusal (``ulimit -f``: EFBIG, "File too large"), not a stand-in: the
+    checkpoint, larger than the limit, is named, and the fresh run leaves nothing."""
+    import resource
+
+    def limited():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # (a write past it then fails)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))  # above config.json, below the checkpoint
+
+    out = tmp_path / "r"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-m", "byol_ref", "train", *SMALL_RUN, "--out", str(out)],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=300, preexec_fn=limited)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith(f"byol-ref train: error: [Errno 27] {os.strerror(27)}: '{out / 'checkpoint.npz'}' "
+                                  "(no room left to write it"), done.stderr
+    assert not out.exists()
 
 
 @pytest.mark.skipif(shutil.which("timeout") is None or not hasattr(os, "killpg"), reason="needs GNU timeout, POSIX")

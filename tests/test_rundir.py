@@ -1,6 +1,7 @@
 """The run directory's set-aside protocol (byol_ref/rundir.py) on plain files: what a Ctrl-C in the
 middle of a move, or a folder without its list, leaves behind. The commands that use it are tested
 end to end in test_cli.py."""
+import io
 import os
 import signal
 import time
@@ -168,6 +169,49 @@ def test_atomic_write_raises_the_error_of_a_failed_mkstemp(tmp_path, monkeypatch
     monkeypatch.setattr(checkpoint.tempfile, "mkstemp", mkstemp)
     with pytest.raises(PermissionError):
         checkpoint.atomic_write(tmp_path / "out.bin", lambda f: f.write(b"data"))
+
+
+@pytest.mark.parametrize("when", ["write", "close"])
+def test_an_atomic_write_that_finds_no_room_names_its_file_and_keeps_the_old_one(tmp_path, monkeypatch, when):
+    """ENOSPC from a write, or from the close that flushes what was buffered, names no file: it is
+    raised naming the destination (not the temporary file); the old file stands and the temporary
+    goes. An OSError that already names a file, or has no errno, is raised as it was."""
+    import errno
+
+    from byol_ref import checkpoint
+
+    dest = tmp_path / "out.bin"
+    dest.write_bytes(b"old")
+    real_fdopen = checkpoint.os.fdopen
+
+    class NoRoomOnClose(io.BufferedWriter):
+        def close(self):
+            if not self.closed:
+                super().close()
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def fdopen(fd, mode):
+        return NoRoomOnClose(real_fdopen(fd, mode, buffering=0)) if when == "close" else real_fdopen(fd, mode)
+
+    def write(f):
+        f.write(b"new")
+        if when == "write":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(checkpoint.os, "fdopen", fdopen)
+    with pytest.raises(OSError) as info:
+        checkpoint.atomic_write(dest, write)
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(dest) and checkpoint.disk_full(info.value)
+    assert os.listdir(tmp_path) == ["out.bin"] and dest.read_bytes() == b"old"
+    monkeypatch.undo()
+    for exc in (OSError(errno.EIO, "I/O error", "/elsewhere"), OSError("no errno")):
+        def failing(f, exc=exc):
+            raise exc
+
+        with pytest.raises(OSError) as info:
+            checkpoint.atomic_write(dest, failing)
+        assert info.value is exc and str(exc) in ("[Errno 5] I/O error: '/elsewhere'", "no errno")
+    assert not checkpoint.disk_full(OSError(errno.EIO, "I/O error")) and not checkpoint.disk_full(ValueError())
 
 
 def test_a_ctrl_c_as_atomic_write_opens_its_file_closes_it(tmp_path, monkeypatch):

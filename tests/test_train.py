@@ -257,6 +257,49 @@ def test_resume_is_bit_identical(tmp_path, data, backend):
     assert full.state.rng.bit_generator.state == resumed.state.rng.bit_generator.state
 
 
+def test_a_full_disk_at_a_metrics_record_names_the_file_and_resume_is_bit_identical(tmp_path, data, monkeypatch):
+    """A record of metrics.jsonl that finds the disk full is raised naming metrics.jsonl (the write
+    said only ``[Errno 28]``), at that record, not at a later close; the checkpoint before it stands,
+    and a resume, which drops the torn end of the file, is bit-identical to a run never stopped."""
+    import errno
+
+    from byol_ref import train
+
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    tcfg = _tcfg(epochs=2)  # 8 steps, a checkpoint every 3, a record every step
+    full = fit(data, cfg, tcfg, progress=False, out_dir=tmp_path / "full")
+    part, real_open, records = tmp_path / "part", open, []
+
+    class NoRoomAfterStep5:
+        def __init__(self, f):
+            self.f, self.name = f, f.name
+
+        def write(self, text):
+            records.append(text)
+            if '"step": 5,' in text:
+                self.f.write(text[:7])  # (what got out before the disk was full)
+                self.f.flush()
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return self.f.write(text)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    monkeypatch.setattr(train, "open", lambda *a, **kw: NoRoomAfterStep5(real_open(*a, **kw)), raising=False)
+    with pytest.raises(OSError) as info:
+        fit(data, cfg, tcfg, progress=False, out_dir=part)
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(part / "metrics.jsonl")
+    assert '"step": 5,' in records[-1] and load_checkpoint(part / "checkpoint.npz")[0].step == 3
+    monkeypatch.undo()
+    resumed = fit(data, cfg, tcfg, progress=False, out_dir=part, resume=True)
+    for a, b in [(full.state.online.params, resumed.state.online.params),
+                 (full.state.target.params, resumed.state.target.params),
+                 (full.state.opt_state, resumed.state.opt_state)]:
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert (part / "metrics.jsonl").read_text() == (tmp_path / "full" / "metrics.jsonl").read_text()
+
+
 @pytest.mark.parametrize("target_init", ["copy", "independent", "copy_encoder"])
 def test_data_init_sets_the_affine_layers_from_the_training_inputs(tmp_path, data, target_init):
     """data_init: at step 0 every affine layer holds the batch statistics of the (standardised)
