@@ -481,6 +481,11 @@ def read_safetensors(path) -> dict:
     if not isinstance(header, dict):
         raise TraceError(f"{path}: the .safetensors header is a JSON {type(header).__name__}, expected an object "
                          "{name: {dtype, shape, data_offsets}}")
+    meta = header.get("__metadata__", {})  # a string-to-string map; safetensors itself refuses any other
+    odd = [f"gives {k!r} a JSON {type(v).__name__}" for k, v in meta.items() if not isinstance(v, str)] \
+        if isinstance(meta, dict) else [f"is a JSON {type(meta).__name__}"]
+    if odd:
+        raise TraceError(f"{path}: the .safetensors __metadata__ {odd[0]}, expected an object of strings")
     data = memoryview(raw)[8 + n:]
     entries = {name: _safetensors_entry(path, name, info, len(data))
                for name, info in header.items() if name != "__metadata__"}

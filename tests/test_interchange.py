@@ -322,6 +322,22 @@ def test_a_safetensors_header_entry_that_lies_is_named(tmp_path, entry, says):
         load_arrays(tmp_path / "bad.safetensors")
 
 
+@pytest.mark.parametrize("meta, says", [
+    ([1], "is a JSON list"), ("by hand", "is a JSON str"), ({"format": "pt", "step": 3}, "gives 'step' a JSON int"),
+    ({"nested": {"a": "b"}}, "gives 'nested' a JSON dict")])
+def test_a_safetensors_metadata_that_is_not_a_map_of_strings_is_refused(tmp_path, meta, says):
+    """The format's ``__metadata__`` is a string-to-string map (safetensors refuses any other, and so
+    does byol-ref's writer); the reader took any JSON there. A map of strings is read, and ignored."""
+    entry = {"dtype": "F64", "shape": [1], "data_offsets": [0, 8]}
+    (tmp_path / "m.safetensors").write_bytes(_safetensors_bytes({"__metadata__": meta, "w": entry}, bytes(8)))
+    with pytest.raises(TraceError, match=re.escape(f"m.safetensors: the .safetensors __metadata__ {says}, expected "
+                                                   "an object of strings")):
+        load_arrays(tmp_path / "m.safetensors")
+    (tmp_path / "ok.safetensors").write_bytes(_safetensors_bytes({"__metadata__": {"format": "pt"}, "w": entry},
+                                                                 bytes(8)))
+    assert list(load_arrays(tmp_path / "ok.safetensors")) == ["w"]
+
+
 def test_a_safetensors_header_naming_a_tensor_twice_is_refused(tmp_path):
     entry = '{"dtype": "F64", "shape": [1], "data_offsets": [0, 8]}'
     header = ('{"w": ' + entry + ', "w": ' + entry + '}').encode()
