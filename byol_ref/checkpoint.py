@@ -216,22 +216,36 @@ def save(path, arrays: dict, meta: dict) -> Path:
             if flat[f"{group}/{name}"].dtype.hasobject:  # (NumPy said only "Object arrays cannot be saved ...")
                 raise ValueError(f"arrays[{group!r}][{name!r}] is a {type(value).__name__} of dtype object, which a "
                                  "checkpoint cannot hold without pickle; expected a numeric array")
-    try:
-        text = json.dumps({**meta, **header})
+    try:  # (no NaN or inf: standard JSON has none, and a reader other than Python's refuses them)
+        text = json.dumps({**meta, **header}, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as exc:
         bad = [k for k, v in meta.items() if not _json_ok(v)]
-        raise TypeError(f"meta must hold JSON values (numbers, strings, lists, dicts); {bad[:4]} do not ({exc})") \
-            from None
+        raise TypeError(f"meta must hold JSON values (numbers, strings, lists, dicts; finite numbers); {bad[:4]} do "
+                        f"not ({exc})") from None
+    odd = [key for key in _keys(meta) if not isinstance(key, str)]
+    if odd:  # (JSON would write it as a string, and load give back another meta)
+        raise TypeError(f"meta must hold JSON values, whose keys are strings; it has the key {odd[0]!r}")
     flat["meta"] = np.array(text)
     return atomic_savez(path, flat)
 
 
 def _json_ok(value) -> bool:
     try:
-        json.dumps(value)
+        json.dumps(value, allow_nan=False)
     except (TypeError, ValueError, RecursionError):  # (RecursionError: nested deeper than Python's encoder goes)
         return False
     return True
+
+
+def _keys(value):
+    """Every dict key in ``value``, a tree of dicts, lists and tuples, at every depth."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield key
+            yield from _keys(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _keys(item)
 
 
 def atomic_write(path, write) -> Path:

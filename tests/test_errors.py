@@ -768,3 +768,25 @@ def test_checkpoint_save_names_an_object_array_and_meta_nested_too_deep(tmp_path
     with pytest.raises(TypeError, match=r"meta must hold JSON values .*\['x'\] do not \(maximum recursion depth"):
         ckpt.save(path, {}, {"x": deep})
     assert path.read_bytes() == b"mine"
+
+
+@pytest.mark.parametrize("meta, says", [
+    ({"lr": float("nan")}, r"meta must hold JSON values \(numbers, strings, lists, dicts; finite numbers\); \['lr'\] "
+                           r"do not \(Out of range float"),
+    ({"views": [{"sigma": [0.1, float("inf")]}]}, r"\['views'\] do not \(Out of range float"),
+    ({1: "one"}, r"whose keys are strings; it has the key 1$"),
+    ({"extra": [{"a": 1, None: 2}]}, r"whose keys are strings; it has the key None$"),
+    ({"extra": {"ok": {(1, 2): 3}}}, r"\[\'extra\'\] do not \(keys must be str")])
+def test_checkpoint_save_refuses_a_meta_json_would_change(tmp_path, meta, says):
+    """A NaN or inf in meta was written as ``NaN``, which is no JSON (Python read it back; jq and
+    JavaScript do not), and a key that is not a str came back a str (``{1: ...}`` as ``{"1": ...}``):
+    a checkpoint whose meta is not the one saved. Both are refused, naming the value or the key, and
+    the file already there is kept; a tuple (written as a list) is still taken."""
+    from byol_ref import checkpoint as ckpt
+    path = tmp_path / "c.npz"
+    path.write_bytes(b"mine")
+    with pytest.raises(TypeError, match=says):
+        ckpt.save(path, {}, meta)
+    assert path.read_bytes() == b"mine"
+    ckpt.save(path, {}, {"scale": (0.08, 1.0), "nested": {"k": [{"a": 1}]}})
+    assert ckpt.load(path)[1]["scale"] == [0.08, 1.0]
