@@ -439,6 +439,12 @@ def load_checkpoint(path, backend: Backend | None = None):
         rng.bit_generator.state = rng_state
     except (TypeError, ValueError, KeyError, OverflowError) as exc:  # (OverflowError: a negative or too large
         raise ckpt.CheckpointError(f"{path}: invalid generator state ({exc})") from None  # uinteger or has_uint32)
+    cached = {k: rng_state[k] for k in ("has_uint32", "uinteger")}  # (NumPy took -1 or true for a flag)
+    if not all(type(v) is int for v in cached.values()) or cached["has_uint32"] not in (0, 1) \
+            or not 0 <= cached["uinteger"] < 2**32:
+        raise ckpt.CheckpointError(f"{path}: invalid generator state ({cached}: has_uint32 must be 0 or 1 and "
+                                   "uinteger a 32-bit unsigned int); the file is corrupt or was edited, and no run "
+                                   "writes this")
     perm = arrays["data"].get("epoch_perm")
     state = TrainState(online, target, dev["opt"], step, rng, perm, pos)
     return state, model_cfg, tcfg, meta
@@ -920,6 +926,8 @@ def _check_fit_args(dataset, model_cfg, tcfg, *, out_dir, progress, views, state
         got = f"{type(x).__name__} of shape {x.shape} and dtype {x.dtype}" if hasattr(x, "dtype") and hasattr(
             x, "shape") else type(x).__name__
         raise TypeError(f"dataset.x_train must be a 2-D array (N, D) of real numbers, got {got}")
+    if not isinstance(dataset.name, str) or not dataset.name.strip():  # (every message about the data leads with it)
+        raise TypeError(f"dataset.name must be a non-empty str (what messages call the data), got {dataset.name!r}")
     if dataset.image_shape is not None:
         shape = check_image_shape(dataset.image_shape, "dataset.image_shape")
         if math.prod(shape) != x.shape[1]:

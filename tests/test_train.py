@@ -1826,14 +1826,16 @@ def test_encode_counts_every_row_whose_features_overflow_and_names_the_first(row
 
 def test_a_generator_state_out_of_range_is_a_checkpoint_error(tmp_path, data):
     """An rng_state number NumPy cannot hold raised its OverflowError, a traceback from every command that
-    reads the checkpoint (eval, embed, convert, train --resume)."""
+    reads the checkpoint (eval, embed, convert, train --resume); a flag NumPy takes but no generator
+    has (has_uint32 -1, 2 or true) loaded without a word."""
     from byol_ref.train import load_checkpoint
 
     cfg = byol.Config(encoder_dim=12, **SMALL)
     fit(data, cfg, _tcfg(epochs=1), progress=False, out_dir=tmp_path / "r")
     arrays, meta = ckpt.load(tmp_path / "r" / "checkpoint.npz")
     meta = {k: v for k, v in meta.items() if k not in ("format", "version")}
-    for key, value in (("uinteger", -1), ("uinteger", 2**40), ("has_uint32", 2**70), ("state", {"state": -1})):
+    for key, value in (("uinteger", -1), ("uinteger", 2**40), ("has_uint32", 2**70), ("state", {"state": -1}),
+                       ("has_uint32", -1), ("has_uint32", 2), ("has_uint32", True), ("uinteger", True)):
         rng_state = {**meta["rng_state"], key: value}
         if key == "state":
             rng_state["state"] = {**meta["rng_state"]["state"], **value}
@@ -1920,6 +1922,8 @@ def test_a_resume_on_other_data_is_refused(data, tmp_path):
     (dict(image_shape="x"), ValueError, r"dataset.image_shape must be \(H, W\) or \(C, H, W\) of positive ints, "
                                         r"got 'x'"),
     (dict(image_shape=(3, 3)), ValueError, r"dataset.image_shape \(3, 3\) has 9 pixels, but dataset.x_train has 12"),
+    (dict(name=None), TypeError, r"dataset.name must be a non-empty str \(what messages call the data\), got None$"),
+    (dict(name=" "), TypeError, r"dataset.name must be a non-empty str .*, got ' '$"),
     (dict(out_dir=""), ValueError, r"out_dir is empty"),
     (dict(out_dir=3), TypeError, r"out_dir must be a str or os.PathLike file path, got int"),
     (dict(progress=1), TypeError, r"progress must be True or False, got 1"),
@@ -1941,7 +1945,7 @@ def test_fit_refuses_a_bad_argument_naming_it_before_any_work(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     args = dict(dataset=data, model_cfg=byol.Config(encoder_dim=12, **SMALL), tcfg=_tcfg(epochs=1),
                 out_dir=tmp_path / "run", progress=False)
-    for field in ("x_train", "image_shape"):
+    for field in ("x_train", "image_shape", "name"):
         if field in change:
             value = change.pop(field)
             change["dataset"] = data._replace(**{field: data.x_train[0] if value == 1 else value})
