@@ -272,7 +272,12 @@ def atomic_write(path, write) -> Path:
     tmp = f = None
     try:
         with interrupts_held():  # a Ctrl-C between the file's creation and `tmp` would leave it behind
-            fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path.name), suffix=".tmp", dir=path.parent)
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path.name), suffix=".tmp", dir=path.parent)
+            except OSError as exc:  # (named as the file to write, not the temporary one it was to be)
+                if exc.errno is not None and exc.strerror:
+                    exc.filename = os.fspath(path)
+                raise
             f = os.fdopen(fd, "wb")
         with naming_file(path), f:  # (a full disk's "[Errno 28]" names no file; nor does the close)
             write(f)

@@ -198,6 +198,17 @@ def check_path(path, name="path") -> str:
     return text
 
 
+def check_writable(folder, what: str, advice: str) -> None:
+    """Refuse a folder nothing can be written in (a read-only file system, one this user may not
+    write in) before the work whose result would be lost: an eval found out after its probes.
+    The PermissionError reads "{what} cannot be written: {why}; {advice}"."""
+    if os.access(folder, os.W_OK | os.X_OK):  # (as the OS would decide a write: root may write in a 0o555 folder)
+        return
+    read_only = hasattr(os, "statvfs") and bool(os.statvfs(folder).f_flag & getattr(os, "ST_RDONLY", 1))
+    why = "it is on a file system mounted read-only" if read_only else "this user may not write in it"
+    raise PermissionError(f"{what} cannot be written: {why}; {advice}")
+
+
 def odd_entry(path) -> str | None:
     """What stands at ``path`` where it is there but is neither a regular file nor a folder, as the
     end of a sentence ("is a link to X, which leads to no file ...", "... round a loop of links, to no

@@ -33,7 +33,7 @@ from pathlib import Path
 from .augment import default_views_for, views_from_dicts, views_to_dicts
 from .backend import get_backend, host
 from .checkpoint import atomic_savez, atomic_write_text, disk_full, parse_json
-from .checks import check_seed, not_a_file
+from .checks import check_seed, check_writable, not_a_file
 from .data import csv_header_rule, labels_file, load_digits, load_file, synthetic
 from .model import NORMS, Config, loss_range
 from .rundir import (REPORT_FILES, RUN_FILES, SET_ASIDE, Replacing, RunDirectoryBusy, RunLock, first_interrupt_only,
@@ -586,6 +586,8 @@ def _train_holding(args, lock: RunLock) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"{Path(args.data).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     existed = out.is_dir()
     if existed:  # before anything in it is read
+        check_writable(out, f"--out {out}", "make it writable, or copy the run to a folder that is and resume the "
+                       "copy" if args.resume else "choose another --out")
         lock.take(out)
     if args.resume:
         saved, model_cfg, tcfg, resumed, meta = _resume_settings(args, out)
@@ -929,6 +931,7 @@ def _eval(args) -> int:
     with RunLock() as lock:
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
+            check_writable(out, f"--out {out}", "choose another --out")  # (now, not after the probes)
             lock.take(out)  # (a train there, or another eval, would mix its files with this report's)
             if not args.overwrite:
                 _refuse_a_report_there(out)  # (one written meanwhile)
@@ -975,6 +978,9 @@ def _check_output(path, flag: str, overwrite: bool, inputs=()) -> None:
             raise ValueError(f"{flag} {p} is the file this command reads ({source}); write to another file")
     if p.exists() and not overwrite:
         raise FileExistsError(f"{flag} {p} exists; pass --overwrite to replace it or choose another path")
+    folder = next(d for d in p.absolute().parents if d.exists())  # (the folders below it are made)
+    check_writable(folder, f"{flag} {p}: {'its folder' if folder == p.absolute().parent else 'the folder'} "
+                   f"{folder}", "choose another path")
 
 
 def _embed(args) -> int:

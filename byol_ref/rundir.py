@@ -139,8 +139,8 @@ def staged_report(out: Path):
             stage = Path(tempfile.mkdtemp(prefix=temporary_prefix("report"), suffix=".tmp", dir=out))
         yield stage
     except OSError as exc:  # (a full disk, say) named as the file in ``out`` it was to be, not the staged one
-        if stage is not None and exc.errno is not None and exc.strerror:
-            if exc.filename is None:  # (a plot's write)
+        if exc.errno is not None and exc.strerror:
+            if stage is None or exc.filename is None:  # (the folder's creation; a plot's write)
                 exc.filename = os.fspath(out)
             elif isinstance(exc.filename, str) and Path(exc.filename).parent == stage:
                 exc.filename = os.fspath(out / Path(exc.filename).name)

@@ -1252,6 +1252,81 @@ def test_a_full_disk_at_the_report_keeps_the_trained_run(tmp_path, capsys, monke
     assert not (tmp_path / "features.npz").exists() and sorted(f.name for f in tmp_path.iterdir()) == ["r"]
 
 
+def _unwritable(monkeypatch, folder: Path, *, read_only: bool) -> None:
+    """``folder`` as the OS shows one nothing can be written in: on a read-only mount, or without
+    write permission for this user (neither can be made here: the tests may run as root)."""
+    import types
+
+    real_access = os.access
+
+    def access(path, mode, **kw):
+        if Path(path).absolute() == folder.absolute() and mode & os.W_OK:
+            return False
+        return real_access(path, mode, **kw)
+
+    monkeypatch.setattr(os, "access", access)
+    flag = getattr(os, "ST_RDONLY", 1) if read_only else 0
+    monkeypatch.setattr(os, "statvfs", lambda path: types.SimpleNamespace(f_flag=flag), raising=False)
+
+
+def test_an_output_folder_nothing_can_be_written_in_is_refused_before_the_work(tmp_path, capsys, monkeypatch):
+    """eval --out on a read-only file system probed for a minute, then said "[Errno 30] Read-only
+    file system" of its staging folder; train --resume said "continue with: ... --resume", the command
+    that had just failed, and embed named its temporary file. Each now refuses before the work, naming
+    the folder and why, and the run is left as it was."""
+    from byol_ref import report
+    from byol_ref.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", *SMALL_RUN, "--no-eval", "--out", str(run)]) == 0
+    before = {f.name: f.read_bytes() for f in run.iterdir()}
+    capsys.readouterr()
+    out = tmp_path / "ro"
+    out.mkdir()
+    monkeypatch.setattr(report, "evaluate_features", lambda *a, **kw: pytest.fail("probed"))
+    _unwritable(monkeypatch, out, read_only=True)
+    assert main(["eval", str(run), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (f"byol-ref eval: error: --out {out} cannot be written: it is on a file "
+                                       "system mounted read-only; choose another --out\n")
+    assert main(["embed", str(run), "--out", str(out / "f.npz")]) == 2
+    assert capsys.readouterr().err == (f"byol-ref embed: error: --out {out / 'f.npz'}: its folder {out} cannot be "
+                                       "written: it is on a file system mounted read-only; choose another path\n")
+    assert main(["embed", str(run), "--out", str(out / "a" / "f.npz")]) == 2
+    assert f"--out {out / 'a' / 'f.npz'}: the folder {out} cannot be written" in capsys.readouterr().err
+    assert list(out.iterdir()) == []
+    monkeypatch.undo()
+    _unwritable(monkeypatch, run, read_only=False)
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--no-progress"]) == 2
+    assert capsys.readouterr().err == (f"byol-ref train: error: --out {run} cannot be written: this user may not "
+                                       "write in it; make it writable, or copy the run to a folder that is and "
+                                       "resume the copy\n")
+    assert main(["train", *SMALL_RUN, "--out", str(run), "--overwrite"]) == 2
+    assert capsys.readouterr().err.endswith("this user may not write in it; choose another --out\n")
+    assert {f.name: f.read_bytes() for f in run.iterdir()} == before
+    from byol_ref import train
+    from byol_ref.data import synthetic
+    with pytest.raises(PermissionError, match=rf"^out_dir {re.escape(str(run))} cannot be written: this user may "
+                                              "not write in it; choose another out_dir$"):
+        train.fit(synthetic(n=64, dim=6, seed=0), train.Config(encoder_dim=6), train.TrainConfig(epochs=1),
+                  out_dir=run, progress=False)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may write in any folder")
+def test_a_folder_without_write_permission_is_refused_by_the_os_own_word(tmp_path):
+    """The same refusal from the OS's own permissions, where the tests run as a user."""
+    from byol_ref.checks import check_writable
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        with pytest.raises(PermissionError, match=r"^--out L cannot be written: this user may not write in it; go$"):
+            check_writable(locked, "--out L", "go")
+        check_writable(tmp_path, "--out T", "go")
+    finally:
+        locked.chmod(0o755)
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs POSIX file limits")
 def test_a_write_past_the_file_size_limit_is_told_as_a_full_disk(tmp_path):
     """The kernel's own refusal (``ulimit -f``: EFBIG, "File too large"), not a stand-in: the

@@ -161,14 +161,26 @@ def test_ctrl_c_as_an_atomic_write_makes_its_file_leaves_no_file(tmp_path, monke
 
 
 def test_atomic_write_raises_the_error_of_a_failed_mkstemp(tmp_path, monkeypatch):
+    """... naming the file to write, not the temporary one it was to be (embed said "[Errno 30]
+    Read-only file system: '.f.npz.HOST-PID.XXXXXXXX.tmp'"); so does a report's staging folder."""
     from byol_ref import checkpoint
 
     def mkstemp(**kw):
-        raise PermissionError(13, "Permission denied")
+        raise PermissionError(13, "Permission denied", os.path.join(kw["dir"], kw["prefix"] + "x.tmp"))
 
     monkeypatch.setattr(checkpoint.tempfile, "mkstemp", mkstemp)
-    with pytest.raises(PermissionError):
+    with pytest.raises(PermissionError) as info:
         checkpoint.atomic_write(tmp_path / "out.bin", lambda f: f.write(b"data"))
+    assert str(info.value) == f"[Errno 13] Permission denied: '{tmp_path / 'out.bin'}'"
+
+    def mkdtemp(**kw):
+        raise OSError(30, "Read-only file system", os.path.join(kw["dir"], kw["prefix"] + "x.tmp"))
+
+    monkeypatch.setattr(rundir.tempfile, "mkdtemp", mkdtemp)
+    with pytest.raises(OSError) as info:
+        with rundir.staged_report(tmp_path / "r"):
+            pass
+    assert str(info.value) == f"[Errno 30] Read-only file system: '{tmp_path / 'r'}'"
 
 
 @pytest.mark.parametrize("when", ["write", "close"])
