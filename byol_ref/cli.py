@@ -694,8 +694,7 @@ def _train_holding(args, lock: RunLock) -> int:
                        plots=not args.no_plots, seed=tcfg.seed, extra={"train_seconds": train_s}, probe=probe)
     except (KeyboardInterrupt, OSError) as exc:
         doing = "while drawing the training curves" if args.no_eval else "in the evaluation"
-        then = (f"the run is trained and its checkpoint written. Its report and plots: {_prog()} eval {out} --out "
-                f"{out} --overwrite")
+        then = f"the run is trained and its checkpoint written. Its report and plots: {_eval_again(out)}"
         if isinstance(exc, OSError):  # (a full disk, say: the run is kept, only the report is missing)
             print(f"byol-ref train: error: {exc}{_no_room(exc)}; {then}", file=sys.stderr)
             return 1 if disk_full(exc) else EXIT_USAGE
@@ -760,9 +759,9 @@ def _where_it_stands(out: Path, replacing, back: bool, total: int) -> str:
         return f"nothing was changed: {out} still holds the run it was to replace"
     if ckpt.is_file():
         at = load_checkpoint(ckpt)[0].step
-        return (f"its last checkpoint is at step {at}; continue with: {_prog()} train --out {out} --resume"
+        return (f"its last checkpoint is at step {at}; continue with: {_prog()} train --out {_q(out)} --resume"
                 if at < total else f"the run is trained (its checkpoint is at its last step, {at}). Its report "
-                f"and plots: {_prog()} eval {out} --out {out} --overwrite")
+                f"and plots: {_eval_again(out)}")
     return f"no checkpoint was written yet; start again with: {_train_again(out)}"
 
 
@@ -776,13 +775,13 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
 
     skipped = None
     if dataset.y_train is None:
-        hint = (f"{_prog()} embed {shlex.quote(str(run or out))}{data_args} --out features.npz"
+        hint = (f"{_prog()} embed {_q(run or out)}{data_args} --out features.npz"
                 if (run or out) is not None else f"{_prog()} embed")
         skipped = (f"the data set has no labels, so there is nothing to probe; {hint} writes the features (if one "
                    "of its columns holds the labels, train with --labels COLUMN: a name or an index)")
     elif len(dataset.x_test) == 0:  # a pre-split file may hold an empty test split
         skipped = (f"{dataset.name} has an empty test split, so the probes have nothing to be tested on; "
-                   f"{_prog()} eval {run or out} --data FILE probes the run on other data")
+                   f"{_prog()} eval {_q(run or out)} --data FILE probes the run on other data")
     if skipped:
         # --json: still one JSON object on stdout, for whatever parses it
         print(json.dumps({"rows": [], "skipped": skipped}) if as_json else f"byol-ref: {skipped}")
@@ -824,14 +823,14 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
                     footer.append("Plots: " + ", ".join(str(out / p.name) for p in paths))
                 elif not have_matplotlib():
                     footer.append("(no plots: matplotlib is not installed; "
-                                  f"{sys.executable} -m pip install matplotlib)")
+                                  f"{_q(sys.executable)} -m pip install matplotlib)")
             removed = publish_report(stage, out)
         if removed:
             print(f"byol-ref: removed {', '.join(str(out / n) for n in removed)}: of the report this one replaces, "
                   "which has none", file=sys.stderr)
         run = run or out
-        footer.append(f"Features for your own probes: {_prog()} embed {shlex.quote(str(run))}{data_args} "
-                      f"--out {shlex.quote(str(out / 'features.npz'))} --baselines")
+        footer.append(f"Features for your own probes: {_prog()} embed {_q(run)}{data_args} "
+                      f"--out {_q(out / 'features.npz')} --baselines")
         text += "\n\n" + "\n".join(footer)
     if as_json:
         print(json.dumps({k: v for k, v in report.items() if k != "table"}, indent=2))
@@ -890,7 +889,17 @@ def _plot_curves_only(out: Path, metrics: Path, config: Config) -> None:
 
 def _train_again(run_dir: Path) -> str:
     """The command that starts a new run in ``run_dir`` over what is there, for hints."""
-    return f"{_prog()} train ... --out {shlex.quote(str(run_dir))} --overwrite"
+    return f"{_prog()} train ... --out {_q(run_dir)} --overwrite"
+
+
+def _eval_again(run_dir: Path) -> str:
+    """The command that makes a trained run's report and plots again, in its own folder, for hints."""
+    return f"{_prog()} eval {_q(run_dir)} --out {_q(run_dir)} --overwrite"
+
+
+def _q(path) -> str:
+    """A path as a shell word: a hint's command runs as printed, spaces and all."""
+    return shlex.quote(str(path))
 
 
 def _prog() -> str:
@@ -903,7 +912,7 @@ def _prog() -> str:
         exe = exe.relative_to(Path.cwd())  # keep the venv's own python: it may be a symlink to the system one
     except ValueError:
         pass
-    return f"{exe} -m byol_ref"
+    return f"{_q(exe)} -m byol_ref"
 
 
 def _gains(rows: list, n_test: int) -> str:
@@ -946,7 +955,7 @@ def _data_args(args) -> str:
         return ""
     given = [("--data", args.data), ("--labels", args.labels),
              ("--csv-header", None if args.csv_header == "auto" else args.csv_header)]
-    return "".join(f" {flag} {shlex.quote(str(value))}" for flag, value in given if value is not None)
+    return "".join(f" {flag} {_q(value)}" for flag, value in given if value is not None)
 
 
 def _refuse_a_report_there(out: Path) -> None:

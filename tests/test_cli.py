@@ -2162,6 +2162,36 @@ def test_the_embed_commands_eval_prints_quote_the_paths_and_name_unlabelled_data
                                           "features.npz"], out
 
 
+def test_the_commands_a_stopped_train_prints_run_as_printed_whatever_the_folder_is_called(tmp_path, capsys,
+                                                                                           monkeypatch):
+    """The --resume and eval commands a stop prints (Ctrl-C, a full disk) took the run directory
+    unquoted: a folder with a space in its name gave a command that named two folders, neither the
+    run's. Run through the shell as printed, each now goes on with the run."""
+    from byol_ref import cli
+    from byol_ref.cli import main
+
+    out = tmp_path / "Jo's run $HOME"
+    args = [*SMALL_RUN, "--epochs", "2", "--checkpoint-every", "0", "--no-eval"]
+    _sigint_in_step(monkeypatch, at=3)
+    assert main(["train", *args, "--out", str(out)]) == 130
+    monkeypatch.undo()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1")
+    resume = capsys.readouterr().err.split("continue with: ", 1)[1].strip()
+    assert shlex.split(resume)[-3:] == ["--out", str(out), "--resume"]
+    done = subprocess.run(resume + " --no-progress --no-eval", shell=True, capture_output=True, text=True, env=env)
+    assert done.returncode == 0 and f"run directory {out}" in done.stdout, done.stderr
+    _disk_full_at(monkeypatch, "report.txt")
+    assert main(["train", *SMALL_RUN, "--out", str(out), "--overwrite"]) == 1
+    report = capsys.readouterr().err.split("Its report and plots: ", 1)[1].strip()
+    assert shlex.split(report)[-5:] == ["eval", str(out), "--out", str(out), "--overwrite"]
+    done = subprocess.run(report, shell=True, capture_output=True, text=True, env=env)
+    assert done.returncode == 0 and (out / "report.txt").is_file(), done.stderr
+    # the interpreter, too, is one word however its path reads
+    monkeypatch.setattr(cli.sys, "executable", "/opt/my python/bin/python3")
+    monkeypatch.setattr(cli.sys, "argv", ["x"])
+    assert cli._prog() == "'/opt/my python/bin/python3' -m byol_ref"
+
+
 @pytest.mark.skipif(os.name == "nt", reason="no flock on this platform: RunLock holds nothing there")
 def test_a_live_run_before_its_first_checkpoint_is_not_called_stopped(tmp_path, capsys):
     """eval (and embed) of a run that a live train has not checkpointed yet said that its run "stopped
