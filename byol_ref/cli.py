@@ -662,6 +662,11 @@ def _train_holding(args, lock: RunLock) -> int:
               f"tau {tcfg.tau_base} ({tcfg.tau_schedule}{', per epoch' if tcfg.tau_interval == 'epoch' else ''}), "
               f"{tcfg.dtype} on {backend.name}",
               flush=True)
+        n_train, n_test = dataset.x_train.shape[0], dataset.x_test.shape[0]
+        if dataset.y_train is not None and n_test and tcfg.monitor_rows and max(n_train, n_test) > tcfg.monitor_rows:
+            print(f"byol-ref: the kNN monitor scores {min(n_test, tcfg.monitor_rows)} of the {n_test} test rows "
+                  f"against {min(n_train, tcfg.monitor_rows)} of the {n_train} train rows, a subset drawn once (--set "
+                  "monitor_rows=0 for all of them; the report's probes take all)", flush=True)
         # A Ctrl-C or SIGTERM waits for the end of its step, which is then checkpointed (not while that
         # would drop the run an --overwrite replaces: it is to come back).
         with interrupt_after_step(lambda: replacing is None or replacing.may_checkpoint(),

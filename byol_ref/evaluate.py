@@ -724,6 +724,10 @@ def _l2_normalize_rows(x: Any) -> Any:
     return out
 
 
+# Similarities per block of knn_predict's queries (its default batch_size): 32 MiB of float64.
+KNN_BLOCK = 2**22
+
+
 def knn_predict(
     x_train: Any,
     y_train: Any,
@@ -731,7 +735,7 @@ def knn_predict(
     *,
     k: int = 20,
     temperature: float | None = None,
-    batch_size: int = 1024,
+    batch_size: int | None = None,
 ) -> Any:
     """k-nearest-neighbour labels under cosine similarity.
 
@@ -742,7 +746,9 @@ def knn_predict(
     their order (as a stable sort does). With a temperature T each neighbour votes
     with weight exp(sim / T), as in the InstDisc kNN monitor that lightly and
     solo-learn reuse (T = 0.1 or 0.07). Queries are processed ``batch_size`` at a time,
-    so memory is O(batch_size * N) rather than O(M * N).
+    so memory is O(batch_size * N) rather than O(M * N). The block changes only how the BLAS
+    rounds the similarities (one query row is a matrix-vector product), which can tip a tie
+    that is exact in real arithmetic (repeated or coarse features) the other way.
 
     Args:
         x_train: train features, shape (N, D).
@@ -750,7 +756,9 @@ def knn_predict(
         x_query: query features, shape (M, D).
         k: neighbours per query, 1 <= k <= N.
         temperature: None (majority vote) or T > 0 (weighted vote).
-        batch_size: queries per similarity block, >= 1.
+        batch_size: queries per similarity block, >= 1; None: as many as keep a block near
+            ``KNN_BLOCK`` similarities (32 MiB of float64), from 1 to 1024. (Blocks of 1024 x 56,000
+            took twice as long to select from, for the memory traffic.)
 
     Returns:
         labels, shape (M,), drawn from the values of ``y_train``.
@@ -779,7 +787,8 @@ def knn_predict(
         temperature = _nonneg_float(temperature, "temperature")
         if temperature == 0:
             raise ValueError("temperature must be > 0 (or None for a majority vote), got 0.0")
-    batch_size = _int_at_least(batch_size, "batch_size", 1)
+    batch_size = min(max(KNN_BLOCK // x_train.shape[0], 1), 1024) if batch_size is None else \
+        _int_at_least(batch_size, "batch_size", 1)
 
     classes, y_idx = np.unique(y_train, return_inverse=True)
     y_idx = y_idx.reshape(-1)
@@ -791,16 +800,19 @@ def knn_predict(
         q = query_n[start:start + batch_size]  # (B, D)
         sim = q @ train_n.T  # (B, N), cosine similarities in [-1, 1]
         rows = np.arange(q.shape[0])[:, None]
-        # argpartition finds the k largest in O(N); their order does not matter for a vote, but
+        # argpartition finds the k largest in O(N), the k-th largest first (no negated copy of sim);
         # which of the rows tied for the k-th place it keeps is its own affair: those go to the
-        # train rows that come first, as a stable sort would have it (the same votes whatever the
-        # NumPy version or the batch).
-        nn = np.argpartition(-sim, k - 1, axis=1)[:, :k]  # (B, k)
-        kth = sim[rows, nn[:, k - 1:]]  # (B, 1), the k-th largest similarity
+        # train rows that come first, as a stable sort would have it. Each row's k neighbours are
+        # then taken in train order, so that the sums below add in one order: the same votes
+        # whatever the NumPy version's selection (the BLAS's rounding of sim is another matter).
+        n = sim.shape[1]
+        nn = np.argpartition(sim, n - k, axis=1)[:, n - k:]  # (B, k)
+        kth = sim[rows, nn[:, :1]]  # (B, 1), the k-th largest similarity
         shared = np.flatnonzero((sim >= kth).sum(axis=1) > k)  # rows whose k-th place is tied
         for i in shared:
             above, at = np.flatnonzero(sim[i] > kth[i]), np.flatnonzero(sim[i] == kth[i])
             nn[i] = np.concatenate([above, at[:k - above.size]])
+        nn.sort(axis=1)
         nn_sim = sim[rows, nn]  # (B, k)
         nn_cls = y_idx[nn]  # (B, k)
         if temperature is None:
@@ -835,7 +847,7 @@ def knn_accuracy(
     *,
     k: int = 20,
     temperature: float | None = None,
-    batch_size: int = 1024,
+    batch_size: int | None = None,
 ) -> float:
     """Test accuracy of :func:`knn_predict`.
 
@@ -846,7 +858,7 @@ def knn_accuracy(
         y_test: integer test labels, shape (M,).
         k: neighbours per query.
         temperature: None (majority vote) or T > 0 (weighted vote).
-        batch_size: queries per similarity block.
+        batch_size: queries per similarity block (None: :func:`knn_predict`'s own choice).
 
     Returns:
         accuracy in [0, 1].

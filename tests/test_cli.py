@@ -642,6 +642,19 @@ SMALL_RUN = ["--data", "synthetic", "--epochs", "1", "--batch-size", "64", "--hi
              "4", "--predictor-dim", "4", "--no-progress", "--no-plots"]
 
 
+def test_train_says_when_the_knn_monitor_scores_a_subset(tmp_path, capsys):
+    from byol_ref.cli import main
+
+    assert main(["train", *SMALL_RUN, "--no-eval", "--set", "monitor_rows=50", "--out", str(tmp_path / "a")]) == 0
+    assert ("byol-ref: the kNN monitor scores 50 of the 104 test rows against 50 of the 408 train rows, a subset "
+            "drawn once (--set monitor_rows=0 for all of them; the report's probes take all)\n") \
+        in capsys.readouterr().out
+    for rows in ("0", "408"):  # every row: nothing to say
+        assert main(["train", *SMALL_RUN, "--no-eval", "--set", f"monitor_rows={rows}", "--out",
+                     str(tmp_path / rows)]) == 0
+        assert "kNN monitor" not in capsys.readouterr().out
+
+
 def test_help_shows_only_defaults_that_mean_something():
     """No "(default: None)" (the help says what a missing value means) or "(default: False)" (a
     switch), and no default stated twice."""

@@ -1558,6 +1558,37 @@ def test_the_knn_monitor_votes_with_20_neighbours(data):
     assert got != knn_accuracy(tr, data.y_train, te, data.y_test, k=10)  # (so k matters here)
 
 
+def test_the_knn_monitor_scores_a_fixed_subset_of_a_large_split_and_leaves_the_run_alone(data):
+    """On 56,000 x 14,000 rows ten kNN monitors took most of a one-epoch run. A split larger than
+    ``monitor_rows`` is scored on a subset drawn once, by a generator of its own: the run's own draws,
+    and so its params, are those of a run monitored on every row, and the monitor's value is the kNN
+    of that subset, the same rows at every monitor."""
+    from byol_ref.train import monitor_subset
+
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    whole = fit(data, cfg, _tcfg(epochs=2, monitor_rows=0), progress=False)
+    part = fit(data, cfg, _tcfg(epochs=2, monitor_rows=20), progress=False)
+    for a, b in ((whole.state.online.params, part.state.online.params),
+                 (whole.state.target.params, part.state.target.params)):
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    sub = monitor_subset(part.dataset, 20)
+    assert sub.x_train.shape == (20, 12) and sub.x_test.shape == (20, 12)
+    rows = [int(np.flatnonzero((part.dataset.x_train == r).all(axis=1))[0]) for r in sub.x_train]
+    assert rows == sorted(rows) and np.array_equal(sub.y_train, part.dataset.y_train[rows])
+    be = get_backend("numpy", "float64", 0)
+    want = knn_accuracy(encode(part.state.online, sub.x_train, part.input_norm, be), sub.y_train,
+                        encode(part.state.online, sub.x_test, part.input_norm, be), sub.y_test, k=20)
+    assert part.history[-1]["knn"] == want != whole.history[-1]["knn"]
+    again = monitor_subset(part.dataset, 20)
+    assert np.array_equal(again.x_train, sub.x_train) and np.array_equal(again.x_test, sub.x_test)
+    assert monitor_subset(data, 0) is data and monitor_subset(data, 128) is data  # (128 train, 32 test rows)
+    small = monitor_subset(data, 40)
+    assert small.x_train.shape[0] == 40 and small.x_test is data.x_test
+    with pytest.raises(ValueError, match=r"monitor_rows must be an int >= 0, got -1"):
+        _tcfg(monitor_rows=-1)
+
+
 def test_resume_refuses_a_checkpoint_of_another_model(data, tmp_path):
     cfg = byol.Config(encoder_dim=12, **SMALL)
     fit(data, cfg, _tcfg(epochs=1), progress=False, out_dir=tmp_path)
