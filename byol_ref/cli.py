@@ -23,6 +23,7 @@ import math
 import os
 import platform
 import shlex
+import shutil
 import signal
 import sys
 import time
@@ -696,7 +697,8 @@ def _train_holding(args, lock: RunLock) -> int:
                 _plot_curves_only(out, out / "metrics.jsonl", model_cfg)
             return 0
         return _report(result.state.online, result.dataset, result.input_norm, backend, out, out / "metrics.jsonl",
-                       plots=not args.no_plots, seed=tcfg.seed, extra={"train_seconds": train_s}, probe=probe)
+                       plots=not args.no_plots, seed=tcfg.seed, extra={"train_seconds": train_s}, probe=probe,
+                       progress=not args.no_progress)
     except (KeyboardInterrupt, OSError) as exc:
         doing = "while drawing the training curves" if args.no_eval else "in the evaluation"
         then = f"the run is trained and its checkpoint written. Its report and plots: {_eval_again(out)}"
@@ -771,8 +773,10 @@ def _where_it_stands(out: Path, replacing, back: bool, total: int) -> str:
 
 
 def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Path | None, *, plots=True, seed=0,
-            extra=None, as_json=False, probe=None, run: Path | None = None, data_args: str = "") -> int:
-    """Probe, print, and (with ``out``) write report.json/.txt and the plots into ``out``.
+            extra=None, as_json=False, probe=None, run: Path | None = None, data_args: str = "",
+            progress: bool = True) -> int:
+    """Probe, print, and (with ``out``) write report.json/.txt and the plots into ``out``;
+    with ``progress``, which probe is running shows on a terminal (``_probe_progress``).
     ``metrics`` is the run's metrics.jsonl (the whole run's curves, across resumes), if any;
     ``run`` is the run directory or checkpoint the features come from (default: ``out``);
     ``data_args`` the data options (``--data FILE ...``) the hints' embed command needs to read the same data."""
@@ -798,7 +802,8 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
     print(f"byol-ref: probing the features (kNN, {probe.get('labels_per_class', 10)}-label and linear probes of the "
           "BYOL encoder and projector, a random-init encoder and the raw inputs)...", file=sys.stderr, flush=True)
     want_plots = plots and out is not None
-    report = evaluate_features(online, dataset, input_norm, backend, seed=seed, return_features=want_plots, **probe)
+    report = evaluate_features(online, dataset, input_norm, backend, seed=seed, return_features=want_plots,
+                               progress=_probe_progress() if progress else None, **probe)
     features = report.pop("features", None)
     report["eval_seconds"] = time.perf_counter() - t0
     report.update(extra or {})
@@ -842,6 +847,25 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
     else:
         print(text)
     return 0
+
+
+def _probe_progress(stream=None):
+    """On a terminal, a line redrawn in place as the report's probes run ("byol-ref: probing 4/12,
+    9 s: random-init encoder: linear probe"), cleared at the end; elsewhere (a log, a pipe), None:
+    the line before the probes says what they are. A report on 56,000 rows takes minutes."""
+    stream = sys.stderr if stream is None else stream
+    if not (hasattr(stream, "isatty") and stream.isatty()):
+        return None
+    t0 = time.perf_counter()
+
+    def show(done: int, total: int, what: str) -> None:
+        took = time.perf_counter() - t0
+        line = "" if done == total else f"byol-ref: probing {done + 1}/{total}, {took:.0f} s: {what}"
+        width = shutil.get_terminal_size().columns - 1  # (a longer line would wrap, and \r redraw only its end)
+        stream.write("\r" + line[:width].ljust(width) + ("\r" if done == total else ""))
+        stream.flush()
+
+    return show
 
 
 def _read_history(metrics: Path | None) -> list:

@@ -16,7 +16,7 @@ from .model import Network, build_from_config, data_dependent_init
 
 def evaluate_features(online: Network, dataset, input_norm, backend: Backend, *, seed: int = 0,
                       labels_per_class: int = 10, k: int = 20, temperature: float | None = None,
-                      return_features: bool = False) -> dict:
+                      return_features: bool = False, progress=None) -> dict:
     """Probe table and collapse statistics for a trained online network.
 
     Args:
@@ -34,6 +34,8 @@ def evaluate_features(online: Network, dataset, input_norm, backend: Backend, *,
         k, temperature: kNN neighbours and vote temperature (None: majority vote).
         return_features: also return the test-split features of every row under
             ``features`` (name -> host array (N_test, width); not JSON).
+        progress: None, or ``progress(done, total, what)``, called before each probe as
+            :func:`~byol_ref.evaluate.probe_report` calls it.
 
     Returns:
         dict with ``rows`` (one per feature set: name, knn, low_label, low_label_std, linear),
@@ -57,7 +59,7 @@ def evaluate_features(online: Network, dataset, input_norm, backend: Backend, *,
                                     encode(random_online, x_te, input_norm, backend))
     feats["raw inputs"] = (x_tr, x_te)
     rows = probe_report(feats, dataset.y_train, dataset.y_test, labels_per_class=labels_per_class, k=k, seed=seed,
-                        temperature=temperature)
+                        temperature=temperature, progress=progress)
     collapse = {
         "projection_z": collapse_report(feats["BYOL projector (z)"][1], dataset.y_test),
         "encoder_y": collapse_report(feats["BYOL encoder (y)"][1], dataset.y_test),

@@ -19,6 +19,7 @@ import copy
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -541,7 +542,8 @@ class Progress:
         line = f"[{bar}] {step}/{self.total}  {info}  {rate:.0f} it/s  eta {eta:.0f}s"
         if self.tty:
             if now - self.last_draw > 0.1 or step == self.total:
-                self.stream.write("\r" + line[:150].ljust(150))
+                width = min(shutil.get_terminal_size().columns - 1, 150)  # (a wrapped line is not redrawn)
+                self.stream.write("\r" + line[:width].ljust(width))
                 self.stream.flush()
                 self.last_draw = now
         else:

@@ -1,5 +1,6 @@
 """The command line through a subprocess: help, a tiny train + eval, resume, and bad arguments."""
 import functools
+import io
 import json
 import os
 import re
@@ -3710,6 +3711,43 @@ def test_data_seed_draws_the_points_of_synthetic_and_the_split_of_a_file(tmp_pat
     out = tmp_path / "r"
     assert main(["train", *SMALL_RUN, "--data-seed", "3", "--no-eval", "--out", str(out)]) == 0
     assert json.loads((out / "config.json").read_text())["data"]["data_seed"] == 3
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_which_probe_is_running_shows_on_a_terminal_and_nowhere_else(tmp_path, capsys, monkeypatch):
+    """The report's probes take minutes on 56,000 rows, and said nothing after "probing the
+    features...". On a terminal a line now says which of the twelve is running, redrawn in place
+    within the terminal's width (a wrapped line is not redrawn: so for training's bar too), and is
+    cleared at the end; in a log or a pipe, and with --no-progress, nothing more is written."""
+    from byol_ref import cli, evaluate
+    from byol_ref.cli import main
+    from byol_ref.data import synthetic
+    from byol_ref.train import Progress
+
+    monkeypatch.setenv("COLUMNS", "60")
+    term = _Terminal()
+    show = cli._probe_progress(term)
+    d = synthetic(n=80, dim=4, n_classes=3, seed=0)
+    rows = evaluate.probe_report({"a": (d.x_train, d.x_test), "b": (2 * d.x_train, 2 * d.x_test)}, d.y_train,
+                                 d.y_test, labels_per_class=2, k=3, progress=show)
+    assert len(rows) == 2
+    drawn = term.getvalue().split("\r")[1:]
+    assert [d.rstrip() for d in drawn[:-2]] == [
+        f"byol-ref: probing {i + 1}/6, 0 s: {name}: {what}"[:59]
+        for i, (name, what) in enumerate((n, w) for n in "ab" for w in ("low-label probe", "linear probe", "kNN"))]
+    assert all(len(d) == 59 for d in drawn[:-1]) and drawn[-2:] == [" " * 59, ""]
+    assert cli._probe_progress(io.StringIO()) is None  # (not a terminal)
+    bar = Progress(10, stream=term)
+    bar.update(3, loss=1.0, lr=0.5, tau=0.99)
+    assert len(term.getvalue().split("\r")[-1]) == 59
+    monkeypatch.setattr(cli, "_probe_progress", lambda: pytest.fail("shown with --no-progress"))
+    assert main(["train", *SMALL_RUN, "--out", str(tmp_path / "r")]) == 0
+    with pytest.raises(pytest.fail.Exception):
+        main(["eval", str(tmp_path / "r")])
 
 
 def test_seed_reaches_the_training_and_the_progress_bar_shows_unless_no_progress(tmp_path, capsys):
