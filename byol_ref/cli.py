@@ -700,6 +700,8 @@ def _train_holding(args, lock: RunLock) -> int:
                        plots=not args.no_plots, seed=tcfg.seed, extra={"train_seconds": train_s}, probe=probe,
                        progress=not args.no_progress)
     except (KeyboardInterrupt, OSError) as exc:
+        if isinstance(exc, BrokenPipeError):  # (the reader of the report went away: main's to end quietly)
+            raise
         doing = "while drawing the training curves" if args.no_eval else "in the evaluation"
         then = f"the run is trained and its checkpoint written. Its report and plots: {_eval_again(out)}"
         if isinstance(exc, OSError):  # (a full disk, say: the run is kept, only the report is missing)
@@ -736,11 +738,13 @@ def _train_stopped(exc: BaseException, out: Path, replacing, *, fresh: bool, cre
     if isinstance(exc, KeyboardInterrupt):
         print(f"\nbyol-ref: {interrupted(exc)}; {_where_it_stands(out, replacing, back, total)}", file=sys.stderr)
         return interrupt_status(exc)
-    if isinstance(exc, OSError) and (ckpt.is_file() or back):  # a full disk, say, mid-run: what is kept
+    # (a closed pipe is no error of the run: main ends quietly, 141)
+    io_error = isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError)
+    if io_error and (ckpt.is_file() or back):  # a full disk, say, mid-run: what is kept
         print(f"byol-ref train: error: {exc}{_no_room(exc)}; {_where_it_stands(out, replacing, back, total)}",
               file=sys.stderr)
         return 1 if disk_full(exc) else EXIT_USAGE
-    if isinstance(exc, (ValueError, TypeError, MemoryError, OSError)) and fresh and not ckpt.exists():
+    if (io_error or isinstance(exc, (ValueError, TypeError, MemoryError))) and fresh and not ckpt.exists():
         for name in ("config.json", "metrics.jsonl"):  # refused before any step: leave no half-made run
             (out / name).unlink(missing_ok=True)
         if created and not any(out.iterdir()):  # a folder the user made stays

@@ -2017,6 +2017,34 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
     assert proc.wait(timeout=120) == 141 and err == ""
 
 
+def test_a_closed_pipe_during_train_ends_quietly_not_as_a_full_disk(tmp_path, capsys, monkeypatch):
+    """A BrokenPipeError is an OSError: train's handling of a full disk (an error message, where the
+    run stands) must not take `byol-ref train | head` for one, in training or in the report."""
+    from byol_ref import cli
+    from byol_ref.cli import main
+
+    real_fit, real_report = cli.fit, cli._report
+
+    def fit_then_pipe_closed(*args, **kwargs):
+        real_fit(*args, **kwargs)
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def report_pipe_closed(*args, **kwargs):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    spare = os.open(os.devnull, os.O_WRONLY)  # (what main points its stdout at /dev/null over: not pytest's)
+    monkeypatch.setattr(cli.sys.stdout, "fileno", lambda: spare, raising=False)
+    for patch in (("fit", fit_then_pipe_closed), ("_report", report_pipe_closed)):
+        monkeypatch.setattr(cli, *patch)
+        out = tmp_path / patch[0]
+        assert main(["train", *SMALL_RUN, "--out", str(out)]) == 141
+        assert capsys.readouterr().err.count("error") == 0
+        assert (out / "checkpoint.npz").is_file()
+        monkeypatch.setattr(cli, "fit", real_fit)
+        monkeypatch.setattr(cli, "_report", real_report)
+    os.close(spare)
+
+
 def test_options_that_would_be_ignored_are_refused(tmp_path, capsys):
     from byol_ref.cli import main
 
