@@ -753,12 +753,16 @@ def test_the_report_probes_each_feature_set_with_the_options_given(data, monkeyp
         res = fit(data, cfg, _tcfg(epochs=1), progress=False)
         asked, real = [], report.probe_report
         monkeypatch.setattr(report, "probe_report", lambda *a, **k: asked.append(k) or real(*a, **k))
+        shown = []
         rep = report.evaluate_features(res.state.online, res.dataset, res.input_norm, be, seed=3,
-                                       labels_per_class=2, k=5, temperature=0.1, return_features=True)
+                                       labels_per_class=2, k=5, temperature=0.1, return_features=True,
+                                       progress=lambda *a: shown.append(a))
         monkeypatch.undo()
         assert [r["name"] for r in rep["rows"]] == ["BYOL encoder (y)", "BYOL projector (z)", "random-init encoder",
                                                     "raw inputs"]
+        assert len(asked) == 1 and callable(asked[0].pop("progress"))  # (passed on: `shown` below)
         assert asked == [dict(labels_per_class=2, k=5, seed=3, temperature=0.1)]
+        assert shown[0] == (0, 12, "BYOL encoder (y): low-label probe") and shown[-1] == (12, 12, "done")
         assert rep["probe"] == {"k": 5, "labels_per_class": 2, "temperature": 0.1, "seed": 3, "repeats": 5,
                                 "cv_folds": 2, "val_fraction": 0.2, "l2_grid": [1e-4, 1e-3, 1e-2, 1e-1, 1.0]}
         feats, y_test = rep["features"], res.dataset.y_test
