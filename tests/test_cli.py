@@ -1109,6 +1109,15 @@ def _sigint_in_step(monkeypatch, at: int, times: int = 1, gap: float | None = No
     monkeypatch.setattr(train, "train_step", train_step)
 
 
+def _assert_same_run(whole: Path, resumed: Path) -> None:
+    """A resumed run ends bit-identical to one never stopped: every checkpoint array, and metrics.jsonl."""
+    with np.load(whole / "checkpoint.npz") as a, np.load(resumed / "checkpoint.npz") as b:
+        assert sorted(a.files) == sorted(b.files)
+        for name in a.files:
+            assert np.array_equal(a[name], b[name]), name
+    assert (resumed / "metrics.jsonl").read_text() == (whole / "metrics.jsonl").read_text()
+
+
 def test_ctrl_c_mid_step_lets_the_step_finish_checkpoints_it_and_resume_is_bit_identical(tmp_path, capsys,
                                                                                            monkeypatch):
     import signal
@@ -1127,12 +1136,7 @@ def test_ctrl_c_mid_step_lets_the_step_finish_checkpoints_it_and_resume_is_bit_i
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     monkeypatch.undo()
     assert main(["train", "--out", str(stopped), "--resume", "--no-progress", "--no-eval"]) == 0
-    with np.load(tmp_path / "whole" / "checkpoint.npz") as a, np.load(stopped / "checkpoint.npz") as b:
-        assert sorted(a.files) == sorted(b.files)
-        for name in a.files:
-            assert np.array_equal(a[name], b[name]), name
-    whole, resumed = ((d / "metrics.jsonl").read_text() for d in (tmp_path / "whole", stopped))
-    assert whole == resumed
+    _assert_same_run(tmp_path / "whole", stopped)
     # A second Ctrl-C does not wait: it stops the step where it lands, which is not checkpointed.
     _sigint_in_step(monkeypatch, at=3, times=2)
     assert main(["train", *args, "--out", str(tmp_path / "twice")]) == 130
@@ -1219,11 +1223,7 @@ def test_a_full_disk_mid_run_keeps_the_last_checkpoint_and_resume_is_bit_identic
     assert sorted(f.name for f in stopped.iterdir()) == ["checkpoint.npz", "config.json", "metrics.jsonl"]
     monkeypatch.undo()
     assert main(["train", "--out", str(stopped), "--resume", "--no-progress", "--no-eval"]) == 0
-    with np.load(tmp_path / "whole" / "checkpoint.npz") as a, np.load(stopped / "checkpoint.npz") as b:
-        assert sorted(a.files) == sorted(b.files)
-        for name in a.files:
-            assert np.array_equal(a[name], b[name]), name
-    assert (stopped / "metrics.jsonl").read_text() == (tmp_path / "whole" / "metrics.jsonl").read_text()
+    _assert_same_run(tmp_path / "whole", stopped)
     # Before this run's first checkpoint, the run an --overwrite replaces comes back whole.
     before = {f.name: f.read_bytes() for f in stopped.iterdir()}
     _disk_full_at(monkeypatch, "checkpoint.npz")
