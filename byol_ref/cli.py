@@ -205,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data", default="digits",
                    help="'digits' (embedded UCI digits), 'synthetic', or a .npy/.npz/.csv feature file")
     g.add_argument("--labels", default=None,
-                   help="for a CSV: label column name or index; or a separate .npy/.npz/.csv label file")
+                   help="for a CSV: label column name or index; or a separate .npy/.npz/.csv label file. "
+                        "Labels are class ids 0..K-1, or class names (read as ids in sorted order)")
     g.add_argument("--data-seed", type=int, default=0,
                    help="seed of the train/test split of a user file, and of the points of --data synthetic")
     g.add_argument("--csv-header", **_CSV_HEADER_ARG)
@@ -663,6 +664,8 @@ def _train_holding(args, lock: RunLock) -> int:
               f"tau {tcfg.tau_base} ({tcfg.tau_schedule}{', per epoch' if tcfg.tau_interval == 'epoch' else ''}), "
               f"{tcfg.dtype} on {backend.name}",
               flush=True)
+        if dataset.label_names is not None:
+            print(f"byol-ref: {_class_names(dataset.label_names)}", flush=True)
         n_train, n_test = dataset.x_train.shape[0], dataset.x_test.shape[0]
         if dataset.y_train is not None and n_test and tcfg.monitor_rows and max(n_train, n_test) > tcfg.monitor_rows:
             print(f"byol-ref: the kNN monitor scores {min(n_test, tcfg.monitor_rows)} of the {n_test} test rows "
@@ -752,6 +755,12 @@ def _train_stopped(exc: BaseException, out: Path, replacing, *, fresh: bool, cre
     if back:
         print(f"byol-ref: {restored}", file=sys.stderr)
     return None
+
+
+def _class_names(names: tuple) -> str:
+    """How the class names a data set's labels were read as ids, for the line before training."""
+    shown = ", ".join(f"{i} {name}" for i, name in enumerate(names[:12])) + (", ..." if len(names) > 12 else "")
+    return f"the labels are {len(names)} class names, read as ids 0..{len(names) - 1} in sorted order: {shown}"
 
 
 def _no_room(exc: BaseException) -> str:
@@ -1044,6 +1053,8 @@ def _embed(args) -> int:
         arrays["inputs_train"], arrays["inputs_test"] = dataset.x_train, dataset.x_test
     if dataset.y_train is not None:
         arrays["labels_train"], arrays["labels_test"] = dataset.y_train, dataset.y_test
+    if dataset.label_names is not None:  # (a str array: allow_pickle=False reads it)
+        arrays["label_names"] = host.array(dataset.label_names)
     atomic_savez(out, arrays)
     shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in arrays.items())
     print(f"byol-ref: wrote {out}: {shapes}")

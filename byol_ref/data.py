@@ -16,6 +16,7 @@ import csv
 import math
 import os
 import re
+import shlex
 import tokenize
 import warnings
 from pathlib import Path
@@ -58,6 +59,8 @@ class Dataset(NamedTuple):
         image_shape: (H, W) or (C, H, W) when each row of x is a flattened image,
             None for plain feature vectors.
         name: a short name (``"digits"``, a file stem, ``"synthetic"``).
+        label_names: when the file's labels were class names, not ids: the names in id order
+            (the ids are 0..K-1 in the names' sorted order); None otherwise.
     """
 
     x_train: object
@@ -66,6 +69,7 @@ class Dataset(NamedTuple):
     y_test: Optional[object]
     image_shape: Optional[tuple]
     name: str
+    label_names: Optional[tuple] = None
 
 
 # --------------------------------------------------------------------------- splits
@@ -160,14 +164,14 @@ def _check_rng(rng) -> None:
         )
 
 
-def _split(x, y, test_fraction, seed, image_shape, name) -> Dataset:
+def _split(x, y, test_fraction, seed, image_shape, name, label_names=None) -> Dataset:
     """Split checked arrays ``x`` (N, D) and ``y`` (N,) or None into a Dataset."""
     rng = np.random.default_rng(seed)
     train, test = train_test_indices(x.shape[0], test_fraction, rng, labels=y)
     return Dataset(
         x_train=x[train], y_train=None if y is None else y[train],
         x_test=x[test], y_test=None if y is None else y[test],
-        image_shape=image_shape, name=name,
+        image_shape=image_shape, name=name, label_names=label_names,
     )
 
 
@@ -257,12 +261,14 @@ def _read_csv(path: Path, what: str, header=None, label_column=None, ask: bool =
             fields is a number or ``label_column`` names one of them, data when all are
             numbers; a row of both, or (with ``ask``) one that reads as column numbers
             (``_check_header_guess``), is refused: ``header`` must say.
-        label_column: the ``labels`` argument, to say so when a class name sits in that column.
+        label_column: the ``labels`` argument: a column of class names there is read as ids.
         ask: refuse an ambiguous first row (a table; a label file has one column).
         strict: refuse an unnamed first column of row numbers (see ``load_file``).
 
     Returns:
-        (names, values): column names (list of str) or None, float64 array (R, K).
+        (names, values, label_names): column names (list of str) or None; float64 array (R, K);
+        and, when the label column holds class names, those names in sorted order, the column
+        in ``values`` then holding each row's index among them (else None).
     """
     rows = list(_csv_rows(path, what))
     if not rows:
@@ -286,6 +292,16 @@ def _read_csv(path: Path, what: str, header=None, label_column=None, ask: bool =
                 f"{what} {str(path)!r}: line {line} has {len(fields)} fields, expected {width} "
                 "(like the first line)" + _separator_hint(rows[0][1] + fields)
             )
+    at = _label_field(label_column, names, width)
+    label_names = None
+    if at is not None and not all(_is_number(fields[at]) for _, fields in data):  # class names: ids
+        empty = next((line for line, fields in data if not fields[at]), None)
+        if empty is not None:
+            raise ValueError(f"{what} {str(path)!r}: the label column{f' ({names[at]!r})' if names else ''} is "
+                             f"empty at line {empty}; every row needs its class")
+        label_names, ids = np.unique([fields[at] for _, fields in data], return_inverse=True)
+        data = [(line, fields[:at] + [str(i)] + fields[at + 1:]) for (line, fields), i in zip(data, ids.ravel())]
+        label_names = tuple(str(n) for n in label_names)
     try:
         values = np.array([fields for _, fields in data], dtype=np.float64).reshape(len(data), width)
     except ValueError:
@@ -294,23 +310,59 @@ def _read_csv(path: Path, what: str, header=None, label_column=None, ask: bool =
             for col, s in enumerate(fields):
                 if not _is_number(s):
                     colname = f" ({names[col]!r})" if names else ""
-                    if label_column is not None and str(label_column) in (str(col), str(col - width),
-                                                                           names[col] if names else None):
-                        raise ValueError(f"{what} {str(path)!r}: the label column{colname} holds {s!r} at line "
-                                         f"{line}; labels must be integer class ids 0..K-1 (map class names to "
-                                         "ids first)") from None
                     raise ValueError(
                         f"{what} {str(path)!r}: non-numeric value {s!r} at line {line}, "
                         f"column {col}{colname}; expected numbers only"
                         + ("" if header else " (the first line was taken as data, not a header)")
                         + _separator_hint([s])
+                        + (f"; if that column holds the classes, name it as the labels (labels={names[col]!r}, "
+                           f"--labels {shlex.quote(names[col])})" if names and label_column is None and not
+                           any(_is_number(f[col]) for _, f in data) else "")
                     ) from None
         raise
     if guessed and not header and ask:
         _check_header_guess(rows[0][1], values, f"{what} {str(path)!r}")
     if strict and names and names[0] == "" and len(values) > 1:
         _check_not_row_numbers(values[:, 0], f"{what} {str(path)!r}")
-    return names, values
+    return names, values, label_names
+
+
+def _label_field(label_column, names, width: int) -> int | None:
+    """The column of a CSV row that ``label_column`` (load_file's ``labels``) selects, as load_file
+    reads it: a header's name first, else an index (negative from the end); None for a label file,
+    no labels, or no such column (load_file says which)."""
+    if label_column is None:
+        return None
+    if names and str(label_column) in names:
+        return names.index(str(label_column))
+    text = str(label_column).strip()
+    if _is_int_text(text) and -width <= int(text) < width:
+        return int(text) % width
+    return None
+
+
+def _class_names_as_ids(y, what: str) -> tuple:
+    """Labels that are class names (a str array: an .npy, .npz or a pre-split .npz of them) as ids
+    0..K-1 in the names' sorted order, and the names; numeric labels as :func:`_as_labels` checks
+    them, and None."""
+    y = np.asarray(y)
+    if y.dtype.kind not in "US":
+        return _as_labels(y, what), None
+    if y.dtype.kind == "S":
+        try:
+            y = np.char.decode(y, "utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{what} holds class names that are not UTF-8 text") from None
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"{what} must be 1-D class names or ids (N,), got shape {y.shape}")
+    y = np.char.strip(y)
+    if y.size and (y == "").any():
+        raise ValueError(f"{what} has an empty class name at index {int(np.flatnonzero(y == '')[0])}; every sample "
+                         "needs its class")
+    names, ids = np.unique(y, return_inverse=True)
+    return ids.reshape(-1).astype(np.int64), tuple(str(n) for n in names)
 
 
 _LABEL_NAMES = ("label", "labels", "target", "targets", "class", "classes", "y")
@@ -520,7 +572,8 @@ def _not_a_label_file(labels: str) -> str:
     return ""
 
 
-def _labels_from_file(path, n: int):
+def _labels_from_file(path, n: int) -> tuple:
+    """(class ids (n,), the class names in id order or None) of a label file."""
     p = _check_path(path, "labels", f"a label file ({_LABEL_FILE})")
     ext = p.suffix.lower()
     what = f"labels file {str(p)!r}"
@@ -532,15 +585,17 @@ def _labels_from_file(path, n: int):
             raise ValueError(f"{what} must hold one array of class ids, got {len(arrays)}: {sorted(arrays)}")
         (y,) = arrays.values()
     elif ext in (".csv", ".txt"):
-        _, y = _read_csv(p, "labels file", ask=False)
+        _, y, label_names = _read_csv(p, "labels file", label_column=0, ask=False)
         if y.shape[1] != 1:
-            raise ValueError(f"{what} must have one column of class ids, got {y.shape[1]} columns")
+            raise ValueError(f"{what} must have one column of class ids or names, got {y.shape[1]} columns")
+        y = _as_labels(y, what)
     else:
         raise ValueError(f"labels file must end in .npy, .npz, .csv or .txt, got {str(p)!r}")
-    y = _as_labels(y, what)
+    if ext != ".csv" and ext != ".txt":
+        y, label_names = _class_names_as_ids(y, what)
     if y.shape[0] != n:
         raise ValueError(f"{what} has {y.shape[0]} labels but the features have {n} samples")
-    return y
+    return y, label_names
 
 
 def _is_int_text(s: str) -> bool:
@@ -606,8 +661,10 @@ def load_file(
     * a path (``os.PathLike``, or a str ending in .npy/.npz/.csv/.txt that is not a column
       name): a separate label file with one class id per sample (an .npz holds one array).
 
-    Labels must be integer class ids >= 0. Features are converted to float64 and must be
-    finite. With labels the split is stratified, otherwise random (see
+    Labels are integer class ids >= 0, or class names (strings: a CSV column or label file of
+    them, an .npy/.npz of str), which are read as ids 0..K-1 in the names' sorted order (both
+    splits of a pre-split .npz at once) and kept in the Dataset's ``label_names``. Features are
+    converted to float64 and must be finite. With labels the split is stratified, otherwise random (see
     :func:`train_test_indices`), drawn from ``numpy.random.default_rng(seed)``.
 
     Args:
@@ -664,12 +721,12 @@ def load_file(
             raise ValueError(f"{what} already holds its labels under 'y'; do not pass labels (--labels) as well")
         if labels is not None and not _is_label_path(labels, None):
             raise ValueError(f"labels for an .npz file must be a label file path, got {labels!r}")
-        names = None
+        names = label_names = None
     elif ext == ".npy":
         x = _check_numeric(_load_npy(p, "file"), what)
-        y, names = None, None
+        y, names, label_names = None, None, None
     elif ext in (".csv", ".txt"):
-        names, x = _read_csv(p, "file", header=header, label_column=labels, strict=strict)
+        names, x, label_names = _read_csv(p, "file", header=header, label_column=labels, strict=strict)
         y = None
     else:
         raise ValueError(f"path must end in .npy, .npz or .csv, got {str(p)!r}")
@@ -697,12 +754,12 @@ def load_file(
     x, image_shape = _fold_features(x, image_shape, f"features in {what}")
     n = x.shape[0]
     if labels is not None and _is_label_path(labels, names):
-        y = _labels_from_file(labels, n)
-    elif y is not None:
-        y = _as_labels(y, f"labels in {what}")  # idempotent for a column checked above
+        y, label_names = _labels_from_file(labels, n)
+    elif y is not None and label_names is None:  # (a column checked above, or an .npz's y)
+        y, label_names = _class_names_as_ids(y, f"labels in {what}")
     if y is not None and y.shape[0] != n:
         raise ValueError(f"{what}: {y.shape[0]} labels but {n} samples")
-    return _split(x, y, test_fraction, seed, image_shape, p.stem)
+    return _split(x, y, test_fraction, seed, image_shape, p.stem, label_names)
 
 
 def _load_presplit(arrays, labels, image_shape, what, name) -> Dataset:
@@ -720,6 +777,20 @@ def _load_presplit(arrays, labels, image_shape, what, name) -> Dataset:
         raise ValueError(f"{what} must hold both y_train and y_test or neither")
     out = {}
     shape = image_shape
+    label_names = None
+    if has_y[0] and any(np.asarray(arrays[f"y_{split}"]).dtype.kind in "US" for split in ("train", "test")):
+        # class names: ids from the names of both splits at once (a class missing from one split must
+        # not shift the other's ids)
+        ys = [np.asarray(arrays[f"y_{split}"]) for split in ("train", "test")]
+        if any(y.dtype.kind not in "US" for y in ys):
+            raise ValueError(f"{what}: one of y_train and y_test holds class names and the other numbers; both must "
+                             "hold names, or both class ids")
+        ys = [y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y for y in ys]
+        if any(y.ndim != 1 for y in ys):
+            raise ValueError(f"{what}: y_train and y_test must be 1-D class names or ids, got shapes "
+                             f"{ys[0].shape} and {ys[1].shape}")
+        joint, label_names = _class_names_as_ids(np.concatenate(ys), f"y_train and y_test in {what}")
+        arrays = {**arrays, "y_train": joint[:len(ys[0])], "y_test": joint[len(ys[0]):]}
     for split in ("train", "test"):
         x = _check_numeric(arrays[f"x_{split}"], f"x_{split} in {what}")
         if x.ndim < 1 or (split == "train" and x.shape[0] < 2):
@@ -742,10 +813,11 @@ def _load_presplit(arrays, labels, image_shape, what, name) -> Dataset:
     if out["y_train"] is not None:
         unseen = np.setdiff1d(out["y_test"], out["y_train"])
         if unseen.size:  # (the report showed their test samples as errors, with no word of why)
-            warnings.warn(f"y_test in {what} holds class(es) {unseen[:8].tolist()} that y_train lacks: no probe fit "
+            shown = [label_names[i] for i in unseen[:8]] if label_names else unseen[:8].tolist()
+            warnings.warn(f"y_test in {what} holds class(es) {shown} that y_train lacks: no probe fit "
                           f"on y_train predicts them, so their {int(np.isin(out['y_test'], unseen).sum())} test "
                           "sample(s) count as errors", UserWarning, stacklevel=3)
-    return Dataset(image_shape=shape, name=name, **out)
+    return Dataset(image_shape=shape, name=name, label_names=label_names, **out)
 
 
 # --------------------------------------------------------------------------- synthetic

@@ -656,6 +656,27 @@ def test_train_says_when_the_knn_monitor_scores_a_subset(tmp_path, capsys):
         assert "kNN monitor" not in capsys.readouterr().out
 
 
+def test_class_names_as_labels_are_said_as_training_starts_and_kept_by_embed(tmp_path, capsys):
+    from byol_ref.cli import main
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    x = rng.standard_normal((300, 4)) + y[:, None]
+    table = tmp_path / "iris-like.csv"
+    table.write_text("a,b,c,d,species\n" + "\n".join(
+        ",".join(f"{v:.3f}" for v in r) + f",{['setosa', 'versicolor', 'virginica'][c]}" for r, c in zip(x, y)) + "\n")
+    args = ["--data", str(table), "--labels", "species", "--epochs", "1", "--batch-size", "64", "--hidden-size",
+            "8", "--projection-dim", "4", "--predictor-dim", "4", "--no-progress", "--no-plots"]
+    assert main(["train", *args, "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert ("byol-ref: the labels are 3 class names, read as ids 0..2 in sorted order: 0 setosa, 1 versicolor, "
+            "2 virginica\n") in out and "linear" in out
+    assert main(["embed", str(tmp_path / "r"), "--out", str(tmp_path / "f.npz")]) == 0
+    with np.load(tmp_path / "f.npz", allow_pickle=False) as f:
+        assert f["label_names"].tolist() == ["setosa", "versicolor", "virginica"]
+        assert sorted(set(f["labels_train"].tolist())) == [0, 1, 2]
+
+
 def test_help_shows_only_defaults_that_mean_something():
     """No "(default: None)" (the help says what a missing value means) or "(default: False)" (a
     switch), and no default stated twice."""

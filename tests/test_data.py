@@ -387,7 +387,7 @@ def test_csv_files_as_pandas_writes_them(tmp_path):
     (tmp_path / "y.csv").write_text("\n".join(map(str, y)) + "\n")
     assert load_file(tmp_path / "x.csv", labels=str(tmp_path / "y.csv")).y_train is not None
     (tmp_path / "y3.csv").write_text("0,1,2\n" + "\n".join(f"{v},{v},{v}" for v in y) + "\n")
-    with pytest.raises(ValueError, match=r"labels file .*y3.csv'? must have one column of class ids, got 3"):
+    with pytest.raises(ValueError, match=r"labels file .*y3.csv'? must have one column of class ids or names, got 3"):
         load_file(tmp_path / "x.csv", labels=str(tmp_path / "y3.csv"))
 
     with pytest.raises(TypeError, match=r"header must be True, False or None \(detect\), got 1"):
@@ -817,15 +817,62 @@ def test_labels_too_large_for_class_ids_and_bad_split_seed(tmp_path):
         load_file(tmp_path / "x.npy", seed=-1)
 
 
-def test_class_names_in_the_label_column_are_named_as_labels(tmp_path):
+def test_class_names_in_the_label_column_are_read_as_ids_in_sorted_order(tmp_path):
+    """Class names as labels (iris's "setosa", a column of "cat" and "dog") were refused ("map class
+    names to ids first"), as scikit-learn would not have. They are now ids 0..K-1 in the names'
+    sorted order, whichever way the column is named, and the names are kept (label_names). A
+    column of names not given as the labels is still refused, saying how to name it."""
     rows = "\n".join(f"{i / 10},{(i * 7) % 5 / 10},{'cat' if i % 2 else 'dog'}" for i in range(20))
     (tmp_path / "named.csv").write_text("a,b,label\n" + rows + "\n")
+    want = np.array([1 if i % 2 == 0 else 0 for i in range(20)])  # cat = 0, dog = 1
     for labels in ("label", 2, "2", -1):
-        with pytest.raises(ValueError, match=r"the label column \('label'\) holds 'dog' at line 2; labels must be "
-                                             r"integer class ids 0..K-1"):
-            load_file(tmp_path / "named.csv", labels=labels)
-    with pytest.raises(ValueError, match="non-numeric value 'dog' at line 2, column 2"):  # not given as labels
+        ds = load_file(tmp_path / "named.csv", labels=labels)
+        assert ds.label_names == ("cat", "dog") and ds.x_train.shape[1] == 2
+        x = np.concatenate([ds.x_train, ds.x_test])
+        y = np.concatenate([ds.y_train, ds.y_test])
+        assert y.dtype == np.int64 and np.array_equal(y, want[np.round(x[:, 0] * 10).astype(int)])
+    with pytest.raises(ValueError, match=r"non-numeric value 'dog' at line 2, column 2 \('label'\); expected numbers "
+                                         r"only; if that column holds the classes, name it as the labels "
+                                         r"\(labels='label', --labels label\)$"):
         load_file(tmp_path / "named.csv")
+    (tmp_path / "ids.csv").write_text("a,b,label\n" + rows.replace("cat", "0").replace("dog", "1") + "\n")
+    assert load_file(tmp_path / "ids.csv", labels="label").label_names is None  # ids stay ids
+    (tmp_path / "gap.csv").write_text("a,b,label\n" + rows + "\n0.5,0.5,\n")
+    with pytest.raises(ValueError, match=r"the label column \('label'\) is empty at line 22; every row needs its "
+                                         r"class"):
+        load_file(tmp_path / "gap.csv", labels="label")
+
+
+def test_class_names_in_label_files_and_npz_files_are_ids_too(tmp_path):
+    """The same for a label file (.npy, .npz, .csv of names), an .npz's y, and a pre-split .npz,
+    whose two splits are read as one (a class missing from y_train must not shift y_test's ids);
+    names and ids mixed across the splits, and an empty name, are refused."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((30, 3))
+    names = np.array(["b", "a", "c"])[np.arange(30) % 3]
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", names)
+    np.savez(tmp_path / "y.npz", labels=names.astype("S"))  # (bytes too)
+    (tmp_path / "y.csv").write_text("class\n" + "\n".join(names) + "\n")
+    np.savez(tmp_path / "xy.npz", x=x, y=names)
+    for ds in (load_file(tmp_path / "x.npy", labels=tmp_path / "y.npy"),
+               load_file(tmp_path / "x.npy", labels=tmp_path / "y.npz"),
+               load_file(tmp_path / "x.npy", labels=str(tmp_path / "y.csv")), load_file(tmp_path / "xy.npz")):
+        assert ds.label_names == ("a", "b", "c")
+        rows = [int(np.flatnonzero((x == r).all(axis=1))[0]) for r in ds.x_train]
+        assert np.array_equal(ds.y_train, np.array([1, 0, 2])[np.array(rows) % 3])
+    np.savez(tmp_path / "split.npz", x_train=x[:20], x_test=x[20:], y_train=np.array(["b", "c"] * 10),
+             y_test=np.array(["a", "b"] * 5))
+    with pytest.warns(UserWarning, match=r"y_test in .* holds class\(es\) \['a'\] that y_train lacks"):
+        ds = load_file(tmp_path / "split.npz")
+    assert ds.label_names == ("a", "b", "c") and ds.y_train[:2].tolist() == [1, 2] and ds.y_test[:2].tolist() == [0, 1]
+    np.savez(tmp_path / "mixed.npz", x_train=x[:20], x_test=x[20:], y_train=np.array(["b", "c"] * 10),
+             y_test=np.zeros(10, dtype=int))
+    with pytest.raises(ValueError, match=r"one of y_train and y_test holds class names and the other numbers"):
+        load_file(tmp_path / "mixed.npz")
+    np.save(tmp_path / "gap.npy", np.where(np.arange(30) == 7, " ", names))
+    with pytest.raises(ValueError, match=r"labels file .*gap.npy'? has an empty class name at index 7"):
+        load_file(tmp_path / "x.npy", labels=tmp_path / "gap.npy")
 
 
 def test_class_ids_from_2_to_the_31_on_are_refused_and_float_ids_come_back_as_int64(tmp_path):
