@@ -295,10 +295,16 @@ def _read_csv(path: Path, what: str, header=None, label_column=None, ask: bool =
     at = _label_field(label_column, names, width)
     label_names = None
     if at is not None and not all(_is_number(fields[at]) for _, fields in data):  # class names: ids
+        column = f"the label column{f' ({names[at]!r})' if names else ''}"
         empty = next((line for line, fields in data if not fields[at]), None)
         if empty is not None:
-            raise ValueError(f"{what} {str(path)!r}: the label column{f' ({names[at]!r})' if names else ''} is "
-                             f"empty at line {empty}; every row needs its class")
+            raise ValueError(f"{what} {str(path)!r}: {column} is empty at line {empty}; every row needs its class")
+        number = next(((line, fields[at]) for line, fields in data if _is_number(fields[at])), None)
+        if number is not None:  # ("NA" among ids is a missing label, not a class of its own)
+            word = next(fields[at] for _, fields in data if not _is_number(fields[at]))
+            raise ValueError(f"{what} {str(path)!r}: {column} holds both numbers ({number[1]!r} at line {number[0]}) "
+                             f"and other values ({word!r}); expected class ids or class names, not both (a missing "
+                             "label?)")
         label_names, ids = np.unique([fields[at] for _, fields in data], return_inverse=True)
         data = [(line, fields[:at] + [str(i)] + fields[at + 1:]) for (line, fields), i in zip(data, ids.ravel())]
         label_names = tuple(str(n) for n in label_names)
@@ -361,6 +367,13 @@ def _class_names_as_ids(y, what: str) -> tuple:
     if y.size and (y == "").any():
         raise ValueError(f"{what} has an empty class name at index {int(np.flatnonzero(y == '')[0])}; every sample "
                          "needs its class")
+    numeric = np.array([_is_number(v) for v in y.tolist()], dtype=bool)
+    if y.size and numeric.all():  # ids written as text
+        return _as_labels(y.astype(np.float64), what), None
+    if numeric.any():  # ("NA" among ids is a missing label, not a class of its own)
+        i, j = int(np.flatnonzero(numeric)[0]), int(np.flatnonzero(~numeric)[0])
+        raise ValueError(f"{what} holds both numbers ({str(y[i])!r} at index {i}) and other values ({str(y[j])!r} at "
+                         f"index {j}); expected class ids or class names, not both (a missing label?)")
     names, ids = np.unique(y, return_inverse=True)
     return ids.reshape(-1).astype(np.int64), tuple(str(n) for n in names)
 
@@ -585,7 +598,13 @@ def _labels_from_file(path, n: int) -> tuple:
             raise ValueError(f"{what} must hold one array of class ids, got {len(arrays)}: {sorted(arrays)}")
         (y,) = arrays.values()
     elif ext in (".csv", ".txt"):
-        _, y, label_names = _read_csv(p, "labels file", label_column=0, ask=False)
+        # A first row that is no number is a header ("class"), unless it is a class name of its own: one
+        # row per sample, and the name comes again below ("setosa" in a file of names with no header).
+        rows = list(_csv_rows(p, what))
+        first = rows[0][1][0] if rows and rows[0][1] else None
+        named = len(rows) == n and first is not None and not _is_number(first) and any(
+            fields[:1] == [first] for _, fields in rows[1:])
+        _, y, label_names = _read_csv(p, "labels file", header=False if named else None, label_column=0, ask=False)
         if y.shape[1] != 1:
             raise ValueError(f"{what} must have one column of class ids or names, got {y.shape[1]} columns")
         y = _as_labels(y, what)

@@ -873,6 +873,25 @@ def test_class_names_in_label_files_and_npz_files_are_ids_too(tmp_path):
     np.save(tmp_path / "gap.npy", np.where(np.arange(30) == 7, " ", names))
     with pytest.raises(ValueError, match=r"labels file .*gap.npy'? has an empty class name at index 7"):
         load_file(tmp_path / "x.npy", labels=tmp_path / "gap.npy")
+    # "NA" among ids is a missing label, not a class of its own; ids written as text are ids.
+    np.save(tmp_path / "na.npy", np.where(np.arange(30) == 4, "NA", (np.arange(30) % 3).astype(str)))
+    with pytest.raises(ValueError, match=r"na.npy'? holds both numbers \('0' at index 0\) and other values \('NA' at "
+                                         r"index 4\); expected class ids or class names, not both \(a missing label"):
+        load_file(tmp_path / "x.npy", labels=tmp_path / "na.npy")
+    (tmp_path / "na.csv").write_text("label\n" + "\n".join(np.load(tmp_path / "na.npy").tolist()) + "\n")
+    with pytest.raises(ValueError, match=r"na.csv'?: the label column \('label'\) holds both numbers \('0' at line 2\) "
+                                         r"and other values \('NA'\)"):
+        load_file(tmp_path / "x.npy", labels=str(tmp_path / "na.csv"))
+    np.save(tmp_path / "text.npy", (np.arange(30) % 3).astype(str))
+    ds = load_file(tmp_path / "x.npy", labels=tmp_path / "text.npy")
+    assert ds.label_names is None and ds.y_train.dtype == np.int64
+    # A label .csv of names with no header: its first name is a label, not a header, as it comes again
+    # below; a header over one row too few is still the header (and the count is refused).
+    (tmp_path / "bare.csv").write_text("\n".join(names) + "\n")
+    assert load_file(tmp_path / "x.npy", labels=str(tmp_path / "bare.csv")).label_names == ("a", "b", "c")
+    (tmp_path / "short.csv").write_text("class\n" + "\n".join(names[:-1]) + "\n")
+    with pytest.raises(ValueError, match=r"short.csv'? has 29 labels but the features have 30 samples"):
+        load_file(tmp_path / "x.npy", labels=str(tmp_path / "short.csv"))
 
 
 def test_class_ids_from_2_to_the_31_on_are_refused_and_float_ids_come_back_as_int64(tmp_path):
