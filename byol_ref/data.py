@@ -337,14 +337,14 @@ def _label_field(label_column, names, width: int) -> int | None:
     """The column of a CSV row that ``label_column`` (load_file's ``labels``) selects, as load_file
     reads it: a header's name first, else an index (negative from the end); None for a label file,
     no labels, or no such column (load_file says which)."""
-    if label_column is None:
+    if isinstance(label_column, str) and names and label_column in names:
+        return names.index(label_column)
+    if isinstance(label_column, bool) or not isinstance(label_column, (int, str)):
+        return None  # (None, or a label file's path)
+    if isinstance(label_column, str) and not _is_int_text(label_column):
         return None
-    if names and str(label_column) in names:
-        return names.index(str(label_column))
-    text = str(label_column).strip()
-    if _is_int_text(text) and -width <= int(text) < width:
-        return int(text) % width
-    return None
+    index = int(label_column)  # (an int is an index even where a header has a column of its digits)
+    return index % width if -width <= index < width else None
 
 
 def _class_names_as_ids(y, what: str) -> tuple:
@@ -591,12 +591,12 @@ def _labels_from_file(path, n: int) -> tuple:
     ext = p.suffix.lower()
     what = f"labels file {str(p)!r}"
     if ext == ".npy":
-        y = _load_npy(p, "labels file")
+        y, label_names = _class_names_as_ids(_load_npy(p, "labels file"), what)
     elif ext == ".npz":  # (np.savez("y.npz", y=y): one array, whatever its name)
         arrays = read_npz(p, what)
         if len(arrays) != 1:
             raise ValueError(f"{what} must hold one array of class ids, got {len(arrays)}: {sorted(arrays)}")
-        (y,) = arrays.values()
+        y, label_names = _class_names_as_ids(*arrays.values(), what)
     elif ext in (".csv", ".txt"):
         # A first row that is no number is a header ("class"), unless it is a class name of its own: one
         # row per sample, and the name comes again below ("setosa" in a file of names with no header).
@@ -610,8 +610,6 @@ def _labels_from_file(path, n: int) -> tuple:
         y = _as_labels(y, what)
     else:
         raise ValueError(f"labels file must end in .npy, .npz, .csv or .txt, got {str(p)!r}")
-    if ext != ".csv" and ext != ".txt":
-        y, label_names = _class_names_as_ids(y, what)
     if y.shape[0] != n:
         raise ValueError(f"{what} has {y.shape[0]} labels but the features have {n} samples")
     return y, label_names

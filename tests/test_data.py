@@ -835,6 +835,11 @@ def test_class_names_in_the_label_column_are_read_as_ids_in_sorted_order(tmp_pat
                                          r"only; if that column holds the classes, name it as the labels "
                                          r"\(labels='label', --labels label\)$"):
         load_file(tmp_path / "named.csv")
+    # labels=2 (an int) is column 2, though the header names column 0 "2"; labels="2" is that column 0
+    (tmp_path / "digits.csv").write_text("2,b,label\n" + rows + "\n")
+    assert load_file(tmp_path / "digits.csv", labels=2, header=True).label_names == ("cat", "dog")
+    with pytest.raises(ValueError, match=r"non-numeric value 'dog' at line 2, column 2 \('label'\)"):
+        load_file(tmp_path / "digits.csv", labels="2", header=True)
     (tmp_path / "ids.csv").write_text("a,b,label\n" + rows.replace("cat", "0").replace("dog", "1") + "\n")
     assert load_file(tmp_path / "ids.csv", labels="label").label_names is None  # ids stay ids
     (tmp_path / "gap.csv").write_text("a,b,label\n" + rows + "\n0.5,0.5,\n")
