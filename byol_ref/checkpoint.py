@@ -272,12 +272,8 @@ def atomic_write(path, write) -> Path:
     tmp = f = None
     try:
         with interrupts_held():  # a Ctrl-C between the file's creation and `tmp` would leave it behind
-            try:
+            with naming_file(path, instead=True):  # (the file to write, not the temporary one it was to be)
                 fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path.name), suffix=".tmp", dir=path.parent)
-            except OSError as exc:  # (named as the file to write, not the temporary one it was to be)
-                if exc.errno is not None and exc.strerror:
-                    exc.filename = os.fspath(path)
-                raise
             f = os.fdopen(fd, "wb")
         with naming_file(path), f:  # (a full disk's "[Errno 28]" names no file; nor does the close)
             write(f)
@@ -298,13 +294,14 @@ def atomic_write(path, write) -> Path:
 
 
 @contextmanager
-def naming_file(path):
+def naming_file(path, *, instead: bool = False):
     """Raise an OSError that names no file as one naming ``path``, the file being written: a write
-    or flush that finds the disk full says only ``[Errno 28] No space left on device``."""
+    or flush that finds the disk full says only ``[Errno 28] No space left on device``. With
+    ``instead``, one that names another file (a temporary one) is made to name ``path`` too."""
     try:
         yield
     except OSError as exc:
-        if exc.filename is None and exc.errno is not None and exc.strerror:
+        if (instead or exc.filename is None) and exc.errno is not None and exc.strerror:
             exc.filename = os.fspath(path)
         raise
 

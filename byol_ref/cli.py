@@ -708,8 +708,7 @@ def _train_holding(args, lock: RunLock) -> int:
         doing = "while drawing the training curves" if args.no_eval else "in the evaluation"
         then = f"the run is trained and its checkpoint written. Its report and plots: {_eval_again(out)}"
         if isinstance(exc, OSError):  # (a full disk, say: the run is kept, only the report is missing)
-            print(f"byol-ref train: error: {exc}{_no_room(exc)}; {then}", file=sys.stderr)
-            return 1 if disk_full(exc) else EXIT_USAGE
+            return _failed("byol-ref train", exc, then)
         print(f"\nbyol-ref: {interrupted(exc)} {doing}; {then}", file=sys.stderr)
         return interrupt_status(exc)
 
@@ -744,9 +743,7 @@ def _train_stopped(exc: BaseException, out: Path, replacing, *, fresh: bool, cre
     # (a closed pipe is no error of the run: main ends quietly, 141)
     io_error = isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError)
     if io_error and (ckpt.is_file() or back):  # a full disk, say, mid-run: what is kept
-        print(f"byol-ref train: error: {exc}{_no_room(exc)}; {_where_it_stands(out, replacing, back, total)}",
-              file=sys.stderr)
-        return 1 if disk_full(exc) else EXIT_USAGE
+        return _failed("byol-ref train", exc, _where_it_stands(out, replacing, back, total))
     if (io_error or isinstance(exc, (ValueError, TypeError, MemoryError))) and fresh and not ckpt.exists():
         for name in ("config.json", "metrics.jsonl"):  # refused before any step: leave no half-made run
             (out / name).unlink(missing_ok=True)
@@ -763,10 +760,13 @@ def _class_names(names: tuple) -> str:
     return f"the labels are {len(names)} class names, read as ids 0..{len(names) - 1} in sorted order: {shown}"
 
 
-def _no_room(exc: BaseException) -> str:
-    """What to do about an error that says a write found no room left (and nothing for another)."""
-    return (" (no room left to write it: free some space there, or raise the quota or the file-size limit)"
+def _failed(prog: str, exc: BaseException, then: str = "") -> int:
+    """Say that ``exc`` stopped the command (and ``then``, what to do next), and return the exit
+    status: 1 where a write found no room left (with what to do about it), else 2, bad input."""
+    room = (" (no room left to write it: free some space there, or raise the quota or the file-size limit)"
             if disk_full(exc) else "")
+    print(f"{prog}: error: {exc}{room}{'; ' + then if then else ''}", file=sys.stderr)
+    return 1 if room else EXIT_USAGE
 
 
 def _where_it_stands(out: Path, replacing, back: bool, total: int) -> str:
@@ -1214,9 +1214,7 @@ def main(argv=None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as a shell reports it
     except (ValueError, TypeError, OSError, RuntimeError) as exc:  # OSError: missing files, --out a folder, ...
-        print(f"{prog}: error: {exc}{_no_room(exc)}{'; then run the command again' if disk_full(exc) else ''}",
-              file=sys.stderr)
-        return 1 if disk_full(exc) else EXIT_USAGE
+        return _failed(prog, exc, "then run the command again" if disk_full(exc) else "")
     except MemoryError as exc:  # (NumPy's says how much, for what shape)
         print(f"{prog}: error: out of memory: {exc or 'an allocation failed'}; smaller sizes (widths, batch, "
               "data) or float32 need less", file=sys.stderr)
