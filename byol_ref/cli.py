@@ -76,10 +76,12 @@ def _load_data(spec: dict, strict: bool = True):
 
 _CSV_HEADER = {"auto": None, "yes": True, "no": False}
 _CSV_HEADER_ARG = dict(choices=tuple(_CSV_HEADER), default="auto",
-                       help="whether a .csv/.txt --data starts with a header row. auto: when no field of its "
-                            "first row is a number, or --labels names one; a first row of numbers and other "
-                            "fields, or one that reads as pandas' column numbers (0,1,...,K-1, or rising whole "
-                            "numbers above rows of fractions), is refused until yes or no says")
+                       help="whether a .csv/.txt --data starts with a header row. auto: yes when no field of its "
+                            "first row is a number, or --labels names one; no when all are, or when the only "
+                            "others are a class name in the --labels column that comes again below; any other "
+                            "first row of numbers and other fields, or one that reads as pandas' column numbers "
+                            "(0,1,...,K-1, or rising whole numbers above rows of fractions), is refused until yes "
+                            "or no says")
 
 
 def _with_csv_header(spec: dict) -> dict:
@@ -90,7 +92,7 @@ def _with_csv_header(spec: dict) -> dict:
     if (spec.get("csv_header", "auto") != "auto" or not isinstance(path, str)
             or Path(path).suffix.lower() not in (".csv", ".txt") or not Path(path).is_file()):
         return spec
-    return {**spec, "csv_header": "yes" if csv_header_rule(path) else "no"}
+    return {**spec, "csv_header": "yes" if csv_header_rule(path, spec.get("labels")) else "no"}
 
 
 def _parse_value(field, text):

@@ -243,46 +243,65 @@ def _csv_rows(path, what: str) -> Iterator[tuple]:
                              f"{exc})") from None
 
 
-def csv_header_rule(path) -> bool:
-    """Whether the first row of a CSV file is a header by the plain rule: a field of it is not a
-    number. ``load_file(header=None)`` applies it and also refuses a first row that may be either;
-    a run records the answer, so that the run's data are read the same way later."""
-    first = next(_csv_rows(path, "file"), None)
-    return first is not None and not all(_is_number(s) for s in first[1])
+def csv_header_rule(path, labels=None) -> bool:
+    """Whether the first row of a CSV file is a header by the plain rule ``load_file(header=None)``
+    applies: a field of it is not a number, unless the only such fields are class names in the
+    label column (``labels`` as load_file takes it) that come again below in it. load_file also
+    refuses a first row that may be either; a run records the answer, so that the run's data are
+    read the same way later."""
+    rows = list(_csv_rows(path, "file"))
+    return bool(rows) and _first_row_is_header(rows, labels) is not False
 
 
-def _read_csv(path: Path, what: str, header=None, label_column=None, ask: bool = True, strict: bool = True):
+def _first_row_is_header(rows: list, label_column) -> bool | None:
+    """The header rule on a CSV file's ``_csv_rows``: True when no field of the first row is a
+    number, or ``label_column`` names one of them; False when all are numbers, or when the only
+    fields that are not are class names in the label column (an index) that come again below in
+    it; None, may be either (numbers and other fields)."""
+    first = rows[0][1]
+    numbers = [_is_number(s) for s in first]
+    if all(numbers):
+        return False
+    if not any(numbers) or (isinstance(label_column, str) and not _is_number(label_column)
+                            and label_column in first):  # (the labels name a field: a header)
+        return True
+    at = _label_field(label_column, None, len(first))
+    named = [i for i, ok in enumerate(numbers) if not ok] == [at] and any(
+        fields[at:at + 1] == [first[at]] for _, fields in rows[1:])
+    return False if named else None
+
+
+def _read_csv(path: Path, what: str, header=None, label_column=None, ask: bool = True, strict: bool = True,
+              rows=None):
     """Read a numeric CSV table.
 
     Args:
         path: the file.
         what: how to name the file in errors.
-        header: True/False, or None to detect: the first row is a header when none of its
-            fields is a number or ``label_column`` names one of them, data when all are
-            numbers; a row of both, or (with ``ask``) one that reads as column numbers
-            (``_check_header_guess``), is refused: ``header`` must say.
+        header: True/False, or None to detect (``_first_row_is_header``): a first row that may be
+            either, or (with ``ask``) one that reads as column numbers (``_check_header_guess``),
+            is refused: ``header`` must say.
         label_column: the ``labels`` argument: a column of class names there is read as ids.
         ask: refuse an ambiguous first row (a table; a label file has one column).
         strict: refuse an unnamed first column of row numbers (see ``load_file``).
+        rows: the file's ``_csv_rows``, where the caller has read them already.
 
     Returns:
         (names, values, label_names): column names (list of str) or None; float64 array (R, K);
         and, when the label column holds class names, those names in sorted order, the column
         in ``values`` then holding each row's index among them (else None).
     """
-    rows = list(_csv_rows(path, what))
+    rows = list(_csv_rows(path, what)) if rows is None else rows
     if not rows:
         raise ValueError(f"{what} {str(path)!r} is empty (expected a numeric CSV table)")
     guessed = header is None
     if guessed:
-        numbers = [_is_number(s) for s in rows[0][1]]
-        named = isinstance(label_column, str) and not _is_number(label_column) and label_column in rows[0][1]
-        if any(numbers) and not all(numbers) and not named:  # (the labels name a field: a header)
-            shown = ",".join(rows[0][1][:6]) + (",..." if len(numbers) > 6 else "")
+        header = _first_row_is_header(rows, label_column)  # (csv_header_rule)
+        if header is None:
+            shown = ",".join(rows[0][1][:6]) + (",..." if len(rows[0][1]) > 6 else "")
             raise ValueError(f"{what} {str(path)!r}: its first line ({shown}) mixes numbers and other fields: a "
                              "header with some numeric names, or a row of data with missing or bad values? Say "
                              "which: header=True or header=False (on the command line, --csv-header yes or no)")
-        header = not all(numbers)  # (csv_header_rule)
     names = rows[0][1] if header else None
     data = rows[1:] if header else rows
     width = len(rows[0][1])
@@ -295,19 +314,9 @@ def _read_csv(path: Path, what: str, header=None, label_column=None, ask: bool =
     at = _label_field(label_column, names, width)
     label_names = None
     if at is not None and not all(_is_number(fields[at]) for _, fields in data):  # class names: ids
-        column = f"the label column{f' ({names[at]!r})' if names else ''}"
-        empty = next((line for line, fields in data if not fields[at]), None)
-        if empty is not None:
-            raise ValueError(f"{what} {str(path)!r}: {column} is empty at line {empty}; every row needs its class")
-        number = next(((line, fields[at]) for line, fields in data if _is_number(fields[at])), None)
-        if number is not None:  # ("NA" among ids is a missing label, not a class of its own)
-            word = next(fields[at] for _, fields in data if not _is_number(fields[at]))
-            raise ValueError(f"{what} {str(path)!r}: {column} holds both numbers ({number[1]!r} at line {number[0]}) "
-                             f"and other values ({word!r}); expected class ids or class names, not both (a missing "
-                             "label?)")
-        label_names, ids = np.unique([fields[at] for _, fields in data], return_inverse=True)
-        data = [(line, fields[:at] + [str(i)] + fields[at + 1:]) for (line, fields), i in zip(data, ids.ravel())]
-        label_names = tuple(str(n) for n in label_names)
+        column = f"{what} {str(path)!r}: the label column{f' ({names[at]!r})' if names else ''}"
+        ids, label_names = _names_as_ids([fields[at] for _, fields in data], column, lambda i: f"line {data[i][0]}")
+        data = [(line, fields[:at] + [str(i)] + fields[at + 1:]) for (line, fields), i in zip(data, ids)]
     try:
         values = np.array([fields for _, fields in data], dtype=np.float64).reshape(len(data), width)
     except ValueError:
@@ -363,18 +372,26 @@ def _class_names_as_ids(y, what: str) -> tuple:
         y = y[:, 0]
     if y.ndim != 1:
         raise ValueError(f"{what} must be 1-D class names or ids (N,), got shape {y.shape}")
-    y = np.char.strip(y)
-    if y.size and (y == "").any():
-        raise ValueError(f"{what} has an empty class name at index {int(np.flatnonzero(y == '')[0])}; every sample "
-                         "needs its class")
-    numeric = np.array([_is_number(v) for v in y.tolist()], dtype=bool)
-    if y.size and numeric.all():  # ids written as text
-        return _as_labels(y.astype(np.float64), what), None
-    if numeric.any():  # ("NA" among ids is a missing label, not a class of its own)
-        i, j = int(np.flatnonzero(numeric)[0]), int(np.flatnonzero(~numeric)[0])
-        raise ValueError(f"{what} holds both numbers ({str(y[i])!r} at index {i}) and other values ({str(y[j])!r} at "
-                         f"index {j}); expected class ids or class names, not both (a missing label?)")
-    names, ids = np.unique(y, return_inverse=True)
+    y = np.char.strip(y).tolist()
+    if y and all(_is_number(v) for v in y):  # ids written as text
+        return _as_labels(np.array(y, dtype=np.float64), what), None
+    return _names_as_ids(y, what, lambda i: f"index {i}")
+
+
+def _names_as_ids(values: list, what: str, where) -> tuple:
+    """Class names (a list of str, one per sample) as ids 0..K-1 in the names' sorted order (int64),
+    and the names; an empty name, or names mixed with numbers, is refused, ``where(i)`` saying where
+    the i-th value is ("line 7" of a CSV, "index 6" of an array)."""
+    empty = next((i for i, v in enumerate(values) if not v), None)
+    if empty is not None:
+        raise ValueError(f"{what} has an empty class name at {where(empty)}; every sample needs its class")
+    number = next((i for i, v in enumerate(values) if _is_number(v)), None)
+    if number is not None:  # ("NA" among ids is a missing label, not a class of its own)
+        word = next(i for i, v in enumerate(values) if not _is_number(v))
+        raise ValueError(f"{what} holds both numbers ({values[number]!r} at {where(number)}) and other values "
+                         f"({values[word]!r} at {where(word)}); expected class ids or class names, not both (a "
+                         "missing label?)")
+    names, ids = np.unique(np.array(values, dtype=str), return_inverse=True)
     return ids.reshape(-1).astype(np.int64), tuple(str(n) for n in names)
 
 
@@ -600,11 +617,12 @@ def _labels_from_file(path, n: int) -> tuple:
     elif ext in (".csv", ".txt"):
         # A first row that is no number is a header ("class"), unless it is a class name of its own: one
         # row per sample, and the name comes again below ("setosa" in a file of names with no header).
-        rows = list(_csv_rows(p, what))
+        rows = list(_csv_rows(p, "labels file"))
         first = rows[0][1][0] if rows and rows[0][1] else None
         named = len(rows) == n and first is not None and not _is_number(first) and any(
             fields[:1] == [first] for _, fields in rows[1:])
-        _, y, label_names = _read_csv(p, "labels file", header=False if named else None, label_column=0, ask=False)
+        _, y, label_names = _read_csv(p, "labels file", header=False if named else None, label_column=0, ask=False,
+                                      rows=rows)
         if y.shape[1] != 1:
             raise ValueError(f"{what} must have one column of class ids or names, got {y.shape[1]} columns")
         y = _as_labels(y, what)
@@ -661,8 +679,9 @@ def load_file(
     * ``.npz``: keys ``x`` (and optionally ``y``), split here; or ``x_train``, ``x_test``
       (and optionally ``y_train``, ``y_test``), used as given (``test_fraction`` ignored).
     * ``.csv``: a numeric table, one sample per row. The first row is a header when none
-      of its fields is a number or ``labels`` names one of them, data when all are numbers
-      (or as ``header`` says). A first row of both, or one that reads as the column numbers
+      of its fields is a number or ``labels`` names one of them, data when all are numbers or
+      the only others are a class name in the ``labels`` column that comes again below (or as
+      ``header`` says). Any other first row of both, or one that reads as the column numbers
       pandas writes as a header
       (``0,1,...,K-1``, or whole numbers above rows of fractions), must be declared either
       way; an unnamed first column of distinct whole numbers (the row numbers pandas and R

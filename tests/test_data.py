@@ -790,6 +790,11 @@ def test_csv_byte_order_mark_and_encoding(tmp_path):
     (tmp_path / "latin.csv").write_bytes("a,b\n1,2\n3,\xe9\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"latin.csv' is not UTF-8 text \(byte 0xe9 at offset 10\)"):
         load_file(tmp_path / "latin.csv")
+    # A label file names itself once, as a table does.
+    np.save(tmp_path / "x.npy", np.zeros((3, 2)))
+    (tmp_path / "names.csv").write_bytes("caf\xe9\nb\nc\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"^labels file '[^']*names.csv' is not UTF-8 text \(byte 0xe9 at offset 3\)"):
+        load_file(tmp_path / "x.npy", labels=str(tmp_path / "names.csv"))
 
 
 def test_labels_given_as_text_index_as_a_command_line_passes_them(tmp_path):
@@ -843,9 +848,42 @@ def test_class_names_in_the_label_column_are_read_as_ids_in_sorted_order(tmp_pat
     (tmp_path / "ids.csv").write_text("a,b,label\n" + rows.replace("cat", "0").replace("dog", "1") + "\n")
     assert load_file(tmp_path / "ids.csv", labels="label").label_names is None  # ids stay ids
     (tmp_path / "gap.csv").write_text("a,b,label\n" + rows + "\n0.5,0.5,\n")
-    with pytest.raises(ValueError, match=r"the label column \('label'\) is empty at line 22; every row needs its "
-                                         r"class"):
+    with pytest.raises(ValueError, match=r"gap.csv'?: the label column \('label'\) has an empty class name at line "
+                                         r"22; every sample needs its class$"):
         load_file(tmp_path / "gap.csv", labels="label")
+
+
+def test_a_table_of_class_names_without_a_header_needs_no_csv_header(tmp_path):
+    """A CSV of features and a column of class names with no header (iris as some copies ship it)
+    was refused until told header=False: its first row mixes numbers and a name. Where the only
+    fields of it that are no number are the label column's, and that name comes again below in
+    that column, it is a row of data, and csv_header_rule (what a run records) says so too. A first
+    row whose name does not come again ("label" over cats and dogs) is still refused: it may be a
+    header with numeric column names."""
+    from byol_ref.data import csv_header_rule
+
+    rows = "\n".join(f"{i / 10},{(i * 7) % 5 / 10},{'cat' if i % 2 else 'dog'}" for i in range(20))
+    (tmp_path / "bare.csv").write_text(rows + "\n")
+    want = np.array([1 if i % 2 == 0 else 0 for i in range(20)])  # cat = 0, dog = 1
+    for labels in (2, "2", -1, "-1"):
+        ds = load_file(tmp_path / "bare.csv", labels=labels)
+        assert ds.label_names == ("cat", "dog")
+        x = np.concatenate([ds.x_train, ds.x_test])
+        assert x.shape == (20, 2) and sorted(x[:, 0].tolist()) == [i / 10 for i in range(20)]  # row 0 is data
+        assert np.array_equal(np.concatenate([ds.y_train, ds.y_test]), want[np.round(x[:, 0] * 10).astype(int)])
+        assert csv_header_rule(tmp_path / "bare.csv", labels) is False
+    mixed = r"its first line \(0.0,0.0,dog\) mixes numbers and other fields"
+    for labels in (None, 0, "label"):  # (not the labels: nothing says which column holds the names)
+        with pytest.raises(ValueError, match=mixed):
+            load_file(tmp_path / "bare.csv", labels=labels)
+    (tmp_path / "once.csv").write_text("0.0,0.0,bird\n" + "\n".join(rows.splitlines()[1:]) + "\n")
+    with pytest.raises(ValueError, match=r"its first line \(0.0,0.0,bird\) mixes numbers and other fields"):
+        load_file(tmp_path / "once.csv", labels=2)
+    (tmp_path / "num.csv").write_text("1,2,label\n" + rows + "\n")
+    with pytest.raises(ValueError, match=r"its first line \(1,2,label\) mixes numbers and other fields"):
+        load_file(tmp_path / "num.csv", labels=2)
+    assert load_file(tmp_path / "num.csv", labels="label").label_names == ("cat", "dog")
+    assert csv_header_rule(tmp_path / "num.csv", "label") is True and csv_header_rule(tmp_path / "num.csv") is True
 
 
 def test_class_names_in_label_files_and_npz_files_are_ids_too(tmp_path):
@@ -885,7 +923,8 @@ def test_class_names_in_label_files_and_npz_files_are_ids_too(tmp_path):
         load_file(tmp_path / "x.npy", labels=tmp_path / "na.npy")
     (tmp_path / "na.csv").write_text("label\n" + "\n".join(np.load(tmp_path / "na.npy").tolist()) + "\n")
     with pytest.raises(ValueError, match=r"na.csv'?: the label column \('label'\) holds both numbers \('0' at line 2\) "
-                                         r"and other values \('NA'\)"):
+                                         r"and other values \('NA' at line 6\); expected class ids or class names, "
+                                         r"not both"):
         load_file(tmp_path / "x.npy", labels=str(tmp_path / "na.csv"))
     np.save(tmp_path / "text.npy", (np.arange(30) % 3).astype(str))
     ds = load_file(tmp_path / "x.npy", labels=tmp_path / "text.npy")
