@@ -1267,7 +1267,12 @@ def console_main() -> int:
     """The ``byol-ref`` console script and ``python -m byol_ref``: ``main``, after which the
     command is over: a Ctrl-C as the interpreter shuts down would only print a traceback, so it is
     ignored; and once the command has ended on Ctrl-C or SIGTERM, so is a SIGTERM (which would
-    report 143 after a Ctrl-C's message)."""
+    report 143 after a Ctrl-C's message). Text the terminal's encoding cannot show (a class name
+    or a path in another script, on a Windows console or under ``PYTHONIOENCODING=ascii``) is
+    written as ``\\uXXXX`` escapes, as Python writes it to stderr, not refused mid-run."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):  # (an io.TextIOWrapper; a replaced stream is its owner's)
+            stream.reconfigure(errors="backslashreplace")
     try:
         status = main()
     except KeyboardInterrupt as exc:  # one that came as main was returning, its handlers out

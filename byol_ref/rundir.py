@@ -351,7 +351,7 @@ def _left_behind(out: Path, aside: Path) -> tuple:
     a file the folder's list names but does not hold yet is the replaced run's; any other run
     file in ``out`` was written by the --overwrite run that was killed."""
     try:
-        listed = set((aside / MANIFEST).read_text().split())
+        listed = set((aside / MANIFEST).read_text(encoding="utf-8", errors="replace").split())
     except OSError:  # (a folder from before the lists: what is in both places is the killed run's)
         listed = set(RUN_FILES)
     here = [name for name in RUN_FILES if (out / name).exists()]

@@ -855,7 +855,7 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
     replacing = own if replacing is None else replacing  # (the caller's, or this call's own)
     try:
         if out is not None:
-            metrics_file = open(out / "metrics.jsonl", "a" if resume else "w")
+            metrics_file = open(out / "metrics.jsonl", "a" if resume else "w", encoding="utf-8")
         if state.step == 0:  # where the encoder starts: the kNN of the random init
             first = {"step": 0, "epoch": 0.0, **knn_monitor(state.online, watched, input_norm, be)}
             if "knn" in first:

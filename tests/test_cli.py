@@ -643,6 +643,29 @@ SMALL_RUN = ["--data", "synthetic", "--epochs", "1", "--batch-size", "64", "--hi
              "4", "--predictor-dim", "4", "--no-progress", "--no-plots"]
 
 
+def test_text_the_terminal_cannot_encode_is_escaped_not_fatal(tmp_path):
+    r"""On a console whose encoding lacks a character (a Windows cp1252 console, PYTHONIOENCODING=ascii),
+    train stopped with status 2 at its first line naming a class ("'charmap' codec can't encode
+    character '\u732b'") and trained nothing. What it prints is now escaped, as Python escapes stderr;
+    the files it writes are UTF-8 as before."""
+    rng = np.random.default_rng(0)
+    names = ["caf\u00e9", "\u732b", "dog"]
+    rows = [",".join(f"{v:.3f}" for v in rng.standard_normal(3) + i % 3) + "," + names[i % 3] for i in range(90)]
+    (tmp_path / "pets.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "run_\u732b"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1", PYTHONIOENCODING="ascii")
+    said = {}
+    for args in (["train", "--data", str(tmp_path / "pets.csv"), "--labels", "-1", "--epochs", "1", "--batch-size",
+                  "32", "--hidden-size", "8", "--projection-dim", "4", "--predictor-dim", "4", "--no-progress",
+                  "--no-plots", "--out", str(out)], ["eval", str(out), "--out", str(tmp_path / "report_\u732b")]):
+        done = subprocess.run([sys.executable, "-m", "byol_ref", *args], capture_output=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr.decode("ascii", "replace")
+        said[args[0]] = done.stdout.decode("ascii")  # (escapes only)
+    assert r"0 caf\xe9, 1 dog, 2 \u732b" in said["train"]
+    assert r"run_\u732b" in said["train"] and r"report_\u732b" in said["eval"] and "BYOL encoder (y)" in said["eval"]
+    assert (tmp_path / "report_\u732b" / "report.txt").read_text(encoding="utf-8").startswith("Test accuracy")
+
+
 def test_train_says_when_the_knn_monitor_scores_a_subset(tmp_path, capsys):
     from byol_ref.cli import main
 
