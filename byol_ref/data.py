@@ -226,7 +226,7 @@ def _csv_rows(path, what: str) -> Iterator[tuple]:
     """The non-blank rows of a CSV file: (line number, stripped fields)."""
     # utf-8-sig: a byte-order mark (spreadsheets write one) is not part of the first field
     with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
+        reader = csv.reader(_no_nul(fh, f"{what} {str(path)!r}"))
         try:
             for fields in reader:
                 if all(not s.strip() for s in fields):
@@ -241,6 +241,16 @@ def _csv_rows(path, what: str) -> Iterator[tuple]:
         except csv.Error as exc:
             raise ValueError(f"{what} {str(path)!r} is not a readable CSV table (line {reader.line_num}: "
                              f"{exc})") from None
+
+
+def _no_nul(lines, what: str) -> Iterator[str]:
+    """``lines``, refusing one with a NUL character, as Python 3.10's csv module does (3.11's reads it
+    into a field): the mark of UTF-16 text (every other byte a NUL) or of a file that is no text."""
+    for number, line in enumerate(lines, 1):
+        if "\x00" in line:
+            raise ValueError(f"{what} holds a NUL character on line {number}: UTF-16 text, or no text at all? Save "
+                             "the CSV as UTF-8")
+        yield line
 
 
 def csv_header_rule(path, labels=None) -> bool:
