@@ -39,6 +39,9 @@ from .version import __version__
 FORMAT = "byol-ref-checkpoint"
 VERSION = 1
 GROUPS = ("online", "target", "online_buffers", "target_buffers", "opt", "data")
+# How deep meta's values may nest (byol-ref's own nest 3 deep): Python 3.10 and 3.11 read JSON nested up to
+# about 1000 deep, 3.13 up to about 10,000, so a limit far below both keeps a checkpoint readable by every Python.
+META_DEPTH = 100
 
 
 class CheckpointError(ValueError):
@@ -216,13 +219,17 @@ def save(path, arrays: dict, meta: dict) -> Path:
             if flat[f"{group}/{name}"].dtype.hasobject:  # (NumPy said only "Object arrays cannot be saved ...")
                 raise ValueError(f"arrays[{group!r}][{name!r}] is a {type(value).__name__} of dtype object, which a "
                                  "checkpoint cannot hold without pickle; expected a numeric array")
+    deep = [k for k, v in meta.items() if _walk(v)[1] > META_DEPTH]
+    if deep:  # (how deep Python's JSON goes depends on its version: 3.13 writes what 3.11 cannot read)
+        raise TypeError(f"meta must hold JSON values nested at most {META_DEPTH} deep, which every Python reads "
+                        f"back; {deep[:4]} are nested deeper")
     try:  # (no NaN or inf: standard JSON has none, and a reader other than Python's refuses them)
         text = json.dumps({**meta, **header}, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as exc:
         bad = [k for k, v in meta.items() if not _json_ok(v)]
         raise TypeError(f"meta must hold JSON values (numbers, strings, lists, dicts; finite numbers); {bad[:4]} do "
                         f"not ({exc})") from None
-    odd = [key for key in _keys(meta) if not isinstance(key, str)]
+    odd = [key for key in _walk(meta)[0] if not isinstance(key, str)]
     if odd:  # (JSON would write it as a string, and load give back another meta)
         raise TypeError(f"meta must hold JSON values, whose keys are strings; it has the key {odd[0]!r}")
     flat["meta"] = np.array(text)
@@ -237,15 +244,21 @@ def _json_ok(value) -> bool:
     return True
 
 
-def _keys(value):
-    """Every dict key in ``value``, a tree of dicts, lists and tuples, at every depth."""
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            yield key
-            yield from _keys(item)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _keys(item)
+def _walk(value) -> tuple[list, int]:
+    """(every dict key in ``value``, a tree of dicts, lists and tuples, at every depth; how deep it
+    nests: 0 for a number or a string, 1 for a list of them), walked without recursion."""
+    keys, deepest, stack = [], 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            keys.extend(item)
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend((v, depth + 1) for v in item)
+        else:
+            continue
+        deepest = max(deepest, depth)
+    return keys, deepest
 
 
 def atomic_write(path, write) -> Path:
