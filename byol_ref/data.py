@@ -265,9 +265,9 @@ def csv_header_rule(path, labels=None) -> bool:
 
 def _first_row_is_header(rows: list, label_column) -> bool | None:
     """The header rule on a CSV file's ``_csv_rows``: True when no field of the first row is a
-    number, or ``label_column`` names one of them; False when all are numbers, or when the only
-    fields that are not are class names in the label column (an index) that come again below in
-    it; None, may be either (numbers and other fields)."""
+    number, or ``label_column`` names one of them; False when all are numbers, or when the one
+    field that is not is a class name in the label column (an index) that comes again below in
+    it; None when it may be either (other mixes of numbers and other fields)."""
     first = rows[0][1]
     numbers = [_is_number(s) for s in first]
     if all(numbers):
