@@ -1,19 +1,46 @@
 """PNG plots of a run (matplotlib is optional: ``pip install matplotlib``, or the ``plot`` extra from the checkout)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .backend import host as np
 from .checkpoint import atomic_write
 
 
-def have_matplotlib() -> bool:
-    """Whether matplotlib imports here (it is the optional ``plot`` extra): without it no plot is drawn."""
+# The first matplotlib built for NumPy 2 (byol-ref's floor): an older one fails to import beside it, after NumPy
+# prints a traceback. pyproject.toml's plot and test extras ask for it too.
+MATPLOTLIB_LEAST = "3.8.4"
+
+
+def matplotlib_problem() -> str | None:
+    """Why no plot can be drawn here, or None where matplotlib (the optional ``plot`` extra) is
+    there to draw them: it is not installed, it is older than ``MATPLOTLIB_LEAST`` (not imported,
+    so NumPy prints nothing), or it fails to import."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("matplotlib")
+    except metadata.PackageNotFoundError:
+        version = None  # (not installed; or a source tree on the path, which imports without it)
+    if version is not None and _release(version) < _release(MATPLOTLIB_LEAST):
+        return f"matplotlib {version} is older than {MATPLOTLIB_LEAST}, the first that runs with NumPy 2"
     try:
         import matplotlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    except ImportError as exc:
+        return "matplotlib is not installed" if version is None else f"matplotlib {version} does not import ({exc})"
+    return None
+
+
+def _release(version: str) -> tuple:
+    """(3, 8, 4) of "3.8.4", "3.8.4.post1" or "3.10.0rc1"."""
+    return tuple(int(part) for part in re.findall(r"\d+", version.split("+")[0])[:3])
+
+
+def have_matplotlib() -> bool:
+    """Whether matplotlib can draw here (:func:`matplotlib_problem` says why not): without it no
+    plot is drawn."""
+    return matplotlib_problem() is None
 
 
 def plot_run(history: list, report: dict | None, out_dir, *, loss_label: str | None = None,

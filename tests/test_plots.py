@@ -350,6 +350,54 @@ def test_many_classes_get_distinct_colours_and_thinned_names(tmp_path, monkeypat
     plt.close("all")
 
 
+def test_a_matplotlib_too_old_for_numpy_2_is_named_and_not_imported(tmp_path, monkeypatch, capsys):
+    """A matplotlib older than 3.8.4 (the plot extra once asked for >= 3.6) fails to import beside
+    NumPy 2, after NumPy prints a traceback, and eval said "matplotlib is not installed". It is now
+    not imported at all, and the report's footer names the version and says to upgrade."""
+    import shlex
+    import sys
+    from importlib import metadata
+
+    import byol_ref.plots as plots
+    from byol_ref.cli import main
+
+    versions = {}
+    monkeypatch.setattr(metadata, "version", lambda name: versions[name] if name in versions else
+                        (_ for _ in ()).throw(metadata.PackageNotFoundError(name)))
+    monkeypatch.delitem(sys.modules, "matplotlib", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_Refuse("matplotlib"), *sys.meta_path])  # (an import of it fails)
+    for version, says in (("3.6.3", "matplotlib 3.6.3 is older than 3.8.4, the first that runs with NumPy 2"),
+                          ("3.8.3", "matplotlib 3.8.3 is older than 3.8.4"),
+                          ("3.8.4", "matplotlib 3.8.4 does not import (refused here)"),
+                          ("3.10.0rc1", "matplotlib 3.10.0rc1 does not import (refused here)"),
+                          (None, "matplotlib is not installed")):
+        versions = {} if version is None else {"matplotlib": version}
+        sys.meta_path[0].tried = 0
+        assert plots.matplotlib_problem().startswith(says) and plots.have_matplotlib() is False
+        assert sys.meta_path[0].tried == (0 if version in ("3.6.3", "3.8.3") else 2), version  # (never imported)
+    assert main(["train", "--data", "synthetic", "--epochs", "1", "--batch-size", "64", "--hidden-size", "8",
+                 "--projection-dim", "4", "--predictor-dim", "4", "--no-progress", "--no-plots",
+                 "--out", str(tmp_path / "r")]) == 0
+    versions = {"matplotlib": "3.6.3"}
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "r"), "--out", str(tmp_path / "e")]) == 0
+    assert (f"(no plots: matplotlib 3.6.3 is older than 3.8.4, the first that runs with NumPy 2; "
+            f"{shlex.quote(sys.executable)} -m pip install --upgrade matplotlib)") in capsys.readouterr().out
+
+
+class _Refuse:
+    """A finder that refuses to import one module (and counts the tries)."""
+
+    def __init__(self, name):
+        self.name, self.tried = name, 0
+
+    def find_spec(self, name, path=None, target=None):
+        if name == self.name:
+            self.tried += 1
+            raise ImportError("refused here")
+        return None
+
+
 def test_without_matplotlib_installed_the_plots_are_skipped_not_an_import_error(tmp_path, monkeypatch):
     """Found by a mutation audit: the test above replaces have_matplotlib itself, so have_matplotlib
     saying True where matplotlib cannot be imported passed every test (plot_run would then fail on
