@@ -12,6 +12,7 @@ Conventions:
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import math
 import os
@@ -235,12 +236,27 @@ def _csv_rows(path, what: str) -> Iterator[tuple]:
                     raise ValueError(f"{what} {str(path)!r}: a field that ends on line {reader.line_num} spans "
                                      "several lines of comma-separated values: rows a stray quote swallowed")
                 yield reader.line_num, [s.strip() for s in fields]
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"{what} {str(path)!r} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
-                             f"{exc.start}); save the CSV as UTF-8") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{what} {str(path)!r} {_not_utf8(path)}; save the CSV as UTF-8") from None
         except csv.Error as exc:
             raise ValueError(f"{what} {str(path)!r} is not a readable CSV table (line {reader.line_num}: "
                              f"{exc})") from None
+
+
+def _not_utf8(path) -> str:
+    """What is not UTF-8 in a file that does not decode: where its first bad byte is in the file
+    (a decode error's offset counts from the start of the chunk being read), or that it is UTF-16."""
+    data = Path(path).read_bytes()
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "is UTF-16 text (it starts with UTF-16's byte-order mark)"
+    start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        data[start:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        at = start + exc.start
+        line = data[:at].count(b"\n") + 1
+        return f"is not UTF-8 text (byte {data[at]:#04x} at offset {at}, line {line})"
+    return "is not UTF-8 text"  # (changed since it was read)
 
 
 def _no_nul(lines, what: str) -> Iterator[str]:

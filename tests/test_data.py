@@ -1,4 +1,5 @@
 """Tests for byol_ref.data: embedded digits, file loading, synthetic set, splits, batches."""
+import codecs
 import math
 import re
 
@@ -804,12 +805,27 @@ def test_csv_byte_order_mark_and_encoding(tmp_path):
     ds = load_file(tmp_path / "bom.csv", labels=4)
     assert ds.x_train.shape[0] + ds.x_test.shape[0] == 20 and ds.x_train.shape[1] == 4
     (tmp_path / "latin.csv").write_bytes("a,b\n1,2\n3,\xe9\n".encode("latin-1"))
-    with pytest.raises(ValueError, match=r"latin.csv' is not UTF-8 text \(byte 0xe9 at offset 10\)"):
+    with pytest.raises(ValueError, match=r"latin.csv' is not UTF-8 text \(byte 0xe9 at offset 10, line 3\); save "
+                                         r"the CSV as UTF-8$"):
         load_file(tmp_path / "latin.csv")
+    # The offset is the file's, not that of the chunk being decoded (it said 6010 for a byte at 128890).
+    text = "".join(f"{i},{i + 0.5}\n" for i in range(20000)).encode()
+    at = len(text) // 2
+    line = text[:at].count(b"\n") + 1
+    (tmp_path / "long.csv").write_bytes(text[:at] + b"\xe9" + text[at + 1:])
+    with pytest.raises(ValueError, match=rf"long.csv' is not UTF-8 text \(byte 0xe9 at offset {at}, line {line}\)"):
+        load_file(tmp_path / "long.csv")
+    for bom in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):  # (Excel's "Unicode text")
+        (tmp_path / "u16.csv").write_bytes(bom + "a,b\n1,2\n".encode("utf-16-le" if bom == codecs.BOM_UTF16_LE
+                                                                    else "utf-16-be"))
+        with pytest.raises(ValueError, match=r"u16.csv' is UTF-16 text \(it starts with UTF-16's byte-order mark\); "
+                                             r"save the CSV as UTF-8$"):
+            load_file(tmp_path / "u16.csv")
     # A label file names itself once, as a table does.
     np.save(tmp_path / "x.npy", np.zeros((3, 2)))
     (tmp_path / "names.csv").write_bytes("caf\xe9\nb\nc\n".encode("latin-1"))
-    with pytest.raises(ValueError, match=r"^labels file '[^']*names.csv' is not UTF-8 text \(byte 0xe9 at offset 3\)"):
+    with pytest.raises(ValueError, match=r"^labels file '[^']*names.csv' is not UTF-8 text \(byte 0xe9 at offset 3, line "
+                                         r"1\)"):
         load_file(tmp_path / "x.npy", labels=str(tmp_path / "names.csv"))
 
 
