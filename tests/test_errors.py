@@ -765,8 +765,8 @@ def test_checkpoint_save_names_an_object_array_and_meta_nested_too_deep(tmp_path
     # How deep Python's JSON goes depends on its version (3.13 wrote a meta 5000 deep, which 3.11 cannot
     # read, and then a walk of its keys was the RecursionError): a fixed limit, far below every Python's.
     def nested(depth, inner=1.0):
-        for _ in range(depth):
-            inner = {"a": inner} if _ % 2 else [inner]
+        for level in range(depth):
+            inner = {"a": inner} if level % 2 else [inner]
         return inner
 
     for depth in (101, 5000, 50_000):
