@@ -275,16 +275,21 @@ def csv_header_rule(path, labels=None) -> bool:
     label column (``labels`` as load_file takes it) that come again below in it. load_file also
     refuses a first row that may be either; a run records the answer, so that the run's data are
     read the same way later."""
-    rows = list(_csv_rows(path, "file"))
-    return bool(rows) and _first_row_is_header(rows, labels) is not False
+    rows = _csv_rows(path, "file")  # (read on only as far as the rule needs)
+    try:
+        first = next(rows, None)
+        return first is not None and _first_row_is_header(first[1], rows, label_column=labels) is not False
+    finally:
+        rows.close()  # (and so the file)
 
 
-def _first_row_is_header(rows: list, label_column) -> bool | None:
-    """The header rule on a CSV file's ``_csv_rows``: True when no field of the first row is a
-    number, or ``label_column`` names one of them; False when all are numbers, or when the one
-    field that is not is a class name in the label column (an index) that comes again below in
-    it; None when it may be either (other mixes of numbers and other fields)."""
-    first = rows[0][1]
+def _first_row_is_header(first: list, below, label_column) -> bool | None:
+    """The header rule on a CSV file's first row (its fields) and the ``_csv_rows`` ``below`` it
+    (an iterable, read only for a row of both numbers and other fields, up to the name found
+    again): True when no field of the first row is a number, or ``label_column`` names one of
+    them; False when all are numbers, or when the one field that is not is a class name in the
+    label column (an index) that comes again below in it; None when it may be either (other
+    mixes of numbers and other fields)."""
     numbers = [_is_number(s) for s in first]
     if all(numbers):
         return False
@@ -293,7 +298,7 @@ def _first_row_is_header(rows: list, label_column) -> bool | None:
         return True
     at = _label_field(label_column, None, len(first))
     named = [i for i, ok in enumerate(numbers) if not ok] == [at] and any(
-        fields[at:at + 1] == [first[at]] for _, fields in rows[1:])
+        fields[at:at + 1] == [first[at]] for _, fields in below)
     return False if named else None
 
 
@@ -322,7 +327,7 @@ def _read_csv(path: Path, what: str, header=None, label_column=None, ask: bool =
         raise ValueError(f"{what} {str(path)!r} is empty (expected a numeric CSV table)")
     guessed = header is None
     if guessed:
-        header = _first_row_is_header(rows, label_column)  # (csv_header_rule)
+        header = _first_row_is_header(rows[0][1], rows[1:], label_column)  # (csv_header_rule)
         if header is None:
             shown = ",".join(rows[0][1][:6]) + (",..." if len(rows[0][1]) > 6 else "")
             raise ValueError(f"{what} {str(path)!r}: its first line ({shown}) mixes numbers and other fields: a "
