@@ -271,8 +271,8 @@ def _no_nul(lines, what: str) -> Iterator[str]:
 
 def csv_header_rule(path, labels=None) -> bool:
     """Whether the first row of a CSV file is a header by the plain rule ``load_file(header=None)``
-    applies: a field of it is not a number, unless the only such fields are class names in the
-    label column (``labels`` as load_file takes it) that come again below in it. load_file also
+    applies: a field of it is not a number, unless the one such field is a class name in the
+    label column (``labels`` as load_file takes it) that comes again below in it. load_file also
     refuses a first row that may be either; a run records the answer, so that the run's data are
     read the same way later."""
     rows = _csv_rows(path, "file")  # (read on only as far as the rule needs)
