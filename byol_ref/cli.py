@@ -77,8 +77,8 @@ def _load_data(spec: dict, strict: bool = True):
 _CSV_HEADER = {"auto": None, "yes": True, "no": False}
 _CSV_HEADER_ARG = dict(choices=tuple(_CSV_HEADER), default="auto",
                        help="whether a .csv/.txt --data starts with a header row. auto: yes when no field of its "
-                            "first row is a number, or --labels names one; no when all are, or when the only "
-                            "others are a class name in the --labels column that comes again below; any other "
+                            "first row is a number, or --labels names one; no when all are, or when the one other "
+                            "field is a class name in the --labels column that comes again below; any other "
                             "first row of numbers and other fields, or one that reads as pandas' column numbers "
                             "(0,1,...,K-1, or rising whole numbers above rows of fractions), is refused until yes "
                             "or no says")

@@ -711,7 +711,7 @@ def load_file(
       (and optionally ``y_train``, ``y_test``), used as given (``test_fraction`` ignored).
     * ``.csv``: a numeric table, one sample per row. The first row is a header when none
       of its fields is a number or ``labels`` names one of them, data when all are numbers or
-      the only others are a class name in the ``labels`` column that comes again below (or as
+      the one other field is a class name in the ``labels`` column that comes again below (or as
       ``header`` says). Any other first row of both, or one that reads as the column numbers
       pandas writes as a header
       (``0,1,...,K-1``, or whole numbers above rows of fractions), must be declared either
