@@ -1251,8 +1251,8 @@ def test_csv_header_rule_is_a_field_that_is_no_number(tmp_path):
         path.write_text(text)
         assert csv_header_rule(path) is expected, text
     # It reads no further than it needs (a run records it once its data have been read whole; a table
-    # of MNIST's size takes seconds a reading): here, not to the bytes that are no UTF-8.
-    # (past the first chunks of 8 KB that Python decodes at once)
+    # of MNIST's size takes seconds a reading): here, not to the bytes that are no UTF-8, which lie past
+    # the first chunks of 8 KB that Python decodes at once.
     (tmp_path / "t.csv").write_bytes(b"1,2,0\n3,4,1\n" * 10_000 + b"\xff\xfe\n")
     assert csv_header_rule(tmp_path / "t.csv") is False
     (tmp_path / "t.csv").write_bytes(b"1,2,cat\n3,4,cat\n" * 10_000 + b"\xff\xfe\n")
