@@ -41,7 +41,7 @@ from .rundir import (REPORT_FILES, RUN_FILES, SET_ASIDE, Replacing, RunDirectory
                      interrupt_after_step, interrupt_status, interrupted, interrupts_held, publish_report,
                      refuse_for_set_aside, remove_replaced, remove_stale, sigterm_as_interrupt, staged_report)
 from .train import (TrainConfig, TrainingDiverged, apply_preprocessing, check_configs, check_resume_length,
-                    checkpoint_file, encode, fit, fit_preprocessing, load_checkpoint, make_schedules, monitor_subset,
+                    checkpoint_file, encode, fit, fit_preprocessing, load_checkpoint, make_schedules, monitor_sizes,
                     prepare_training_data)
 from .version import __version__
 
@@ -669,11 +669,11 @@ def _train_holding(args, lock: RunLock) -> int:
         if dataset.label_names is not None:
             print(f"byol-ref: {_class_names(dataset.label_names)}", flush=True)
         n_train, n_test = dataset.x_train.shape[0], dataset.x_test.shape[0]
-        watched = monitor_subset(dataset, tcfg.monitor_rows) if dataset.y_train is not None and n_test else dataset
-        if watched is not dataset:  # (what fit's kNN monitor scores)
-            print(f"byol-ref: the kNN monitor scores {watched.x_test.shape[0]} of the {n_test} test rows against "
-                  f"{watched.x_train.shape[0]} of the {n_train} train rows, a subset drawn once (--set "
-                  "monitor_rows=0 for all of them; the report's probes take all)", flush=True)
+        watched = monitor_sizes(dataset, tcfg.monitor_rows)  # (what fit's kNN monitor scores, if labelled)
+        if dataset.y_train is not None and n_test and watched != (n_train, n_test):
+            print(f"byol-ref: the kNN monitor scores {watched[1]} of the {n_test} test rows against {watched[0]} of "
+                  f"the {n_train} train rows, a subset drawn once (--set monitor_rows=0 for all of them; the "
+                  "report's probes take all)", flush=True)
         # A Ctrl-C or SIGTERM waits for the end of its step, which is then checkpointed (not while that
         # would drop the run an --overwrite replaces: it is to come back).
         with interrupt_after_step(lambda: replacing is None or replacing.may_checkpoint(),

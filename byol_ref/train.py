@@ -1162,16 +1162,21 @@ def calibrate_batch_norm(network: Network, x, input_norm, backend: Backend) -> N
     return network._replace(buffers=buffers)
 
 
+def monitor_sizes(data: Dataset, rows: int) -> tuple[int, int]:
+    """(train rows, test rows) that :func:`monitor_subset` keeps: at most ``rows`` of each split (0: all)."""
+    return tuple(min(x.shape[0], rows) if rows else x.shape[0] for x in (data.x_train, data.x_test))
+
+
 def monitor_subset(data: Dataset, rows: int) -> Dataset:
     """``data`` with at most ``rows`` rows in each split (0: all), for the kNN monitor: a subset
     drawn by a generator of its own seed (the same rows on every resume, and the run's draws
     untouched), in the splits' order. ``data`` itself where no split is larger."""
     take = {}
     picker = np.random.default_rng(0)
-    for split in ("train", "test"):
+    for split, size in zip(("train", "test"), monitor_sizes(data, rows)):
         x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
-        if rows and x.shape[0] > rows:
-            keep = np.sort(picker.choice(x.shape[0], rows, replace=False))
+        if size < x.shape[0]:
+            keep = np.sort(picker.choice(x.shape[0], size, replace=False))
             take[f"x_{split}"], take[f"y_{split}"] = x[keep], None if y is None else y[keep]
     return data._replace(**take) if take else data
 
