@@ -840,16 +840,16 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
                               json.dumps({k: v for k, v in report.items() if k != "table"}, indent=2))
             atomic_write_text(stage / "report.txt", text + "\n")
             if plots:
-                from .plots import matplotlib_problem, plot_features, plot_run
+                from .plots import MATPLOTLIB_LEAST, matplotlib_problem, plot_features, plot_run
                 paths = plot_run(_read_history(metrics), report, stage, loss_label=_loss_label(online.config),
                                  n_test=len(dataset.y_test))
                 if paths and features is not None:
                     paths += [p for p in [plot_features(features, dataset.y_test, stage)] if p is not None]
                 if paths:
                     footer.append("Plots: " + ", ".join(str(out / p.name) for p in paths))
-                elif problem := matplotlib_problem():
-                    footer.append(f"(no plots: {problem}; {_q(sys.executable)} -m pip install "
-                                  f"{'matplotlib' if problem.endswith('not installed') else '--upgrade matplotlib'})")
+                elif problem := matplotlib_problem():  # (one command installs, upgrades or repairs it)
+                    footer.append(f"(no plots: {problem}; {_q(sys.executable)} -m pip install --upgrade "
+                                  f"{_q('matplotlib>=' + MATPLOTLIB_LEAST)})")
             removed = publish_report(stage, out)
         if removed:
             print(f"byol-ref: removed {', '.join(str(out / n) for n in removed)}: of the report this one replaces, "

@@ -379,11 +379,15 @@ def test_a_matplotlib_too_old_for_numpy_2_is_named_and_not_imported(tmp_path, mo
     assert main(["train", "--data", "synthetic", "--epochs", "1", "--batch-size", "64", "--hidden-size", "8",
                  "--projection-dim", "4", "--predictor-dim", "4", "--no-progress", "--no-plots",
                  "--out", str(tmp_path / "r")]) == 0
-    versions = {"matplotlib": "3.6.3"}
-    capsys.readouterr()
-    assert main(["eval", str(tmp_path / "r"), "--out", str(tmp_path / "e")]) == 0
-    assert (f"(no plots: matplotlib 3.6.3 is older than 3.8.4, the first that runs with NumPy 2; "
-            f"{shlex.quote(sys.executable)} -m pip install --upgrade matplotlib)") in capsys.readouterr().out
+    # One command mends each case (it installs, upgrades or reinstalls), so the footer does not
+    # tell them apart by the problem's wording.
+    for version, says in (("3.6.3", "matplotlib 3.6.3 is older than 3.8.4, the first that runs with NumPy 2"),
+                          (None, "matplotlib is not installed")):
+        versions = {} if version is None else {"matplotlib": version}
+        capsys.readouterr()
+        assert main(["eval", str(tmp_path / "r"), "--out", str(tmp_path / f"e{version}")]) == 0
+        assert (f"(no plots: {says}; {shlex.quote(sys.executable)} -m pip install --upgrade "
+                f"'matplotlib>=3.8.4')") in capsys.readouterr().out
 
 
 class _Refuse:
