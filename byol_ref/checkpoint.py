@@ -219,17 +219,18 @@ def save(path, arrays: dict, meta: dict) -> Path:
             if flat[f"{group}/{name}"].dtype.hasobject:  # (NumPy said only "Object arrays cannot be saved ...")
                 raise ValueError(f"arrays[{group!r}][{name!r}] is a {type(value).__name__} of dtype object, which a "
                                  "checkpoint cannot hold without pickle; expected a numeric array")
-    deep = [k for k, v in meta.items() if _walk(v)[1] > META_DEPTH]
+    walks = {k: _walk(v, META_DEPTH) for k, v in meta.items()}  # key -> (its value's dict keys, depth)
+    deep = [k for k, (_, depth) in walks.items() if depth > META_DEPTH]
     if deep:  # (how deep Python's JSON goes depends on its version: 3.13 writes what 3.11 cannot read)
         raise TypeError(f"meta must hold JSON values nested at most {META_DEPTH} deep, which every Python reads "
-                        f"back; {deep[:4]} are nested deeper")
+                        f"back; {deep[:4]} are nested deeper (or hold themselves)")
     try:  # (no NaN or inf: standard JSON has none, and a reader other than Python's refuses them)
         text = json.dumps({**meta, **header}, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as exc:
         bad = [k for k, v in meta.items() if not _json_ok(v)]
         raise TypeError(f"meta must hold JSON values (numbers, strings, lists, dicts; finite numbers); {bad[:4]} do "
                         f"not ({exc})") from None
-    odd = [key for key in _walk(meta)[0] if not isinstance(key, str)]
+    odd = [key for key in [*meta, *(key for keys, _ in walks.values() for key in keys)] if not isinstance(key, str)]
     if odd:  # (JSON would write it as a string, and load give back another meta)
         raise TypeError(f"meta must hold JSON values, whose keys are strings; it has the key {odd[0]!r}")
     flat["meta"] = np.array(text)
@@ -244,12 +245,16 @@ def _json_ok(value) -> bool:
     return True
 
 
-def _walk(value) -> tuple[list, int]:
+def _walk(value, limit: int) -> tuple[list, int]:
     """(every dict key in ``value``, a tree of dicts, lists and tuples, at every depth; how deep it
-    nests: 0 for a number or a string, 1 for a list of them), walked without recursion."""
+    nests: 0 for a number or a string, 1 for a list of them), walked without recursion. The walk
+    goes no deeper than ``limit`` + 1 (then the depth it gives is ``limit`` + 1, and the keys below
+    are not listed), so it ends on a list that holds itself too."""
     keys, deepest, stack = [], 0, [(value, 1)]
     while stack:
         item, depth = stack.pop()
+        if depth > limit + 1:
+            continue
         if isinstance(item, Mapping):
             keys.extend(item)
             stack.extend((v, depth + 1) for v in item.values())

@@ -1,4 +1,4 @@
-"""PNG plots of a run (matplotlib is optional: ``pip install "matplotlib>=3.8.4"``, or the ``plot`` extra from the checkout)."""
+"""PNG plots of a run (matplotlib is optional: ``pip install "matplotlib>=3.8.4"``, or the ``plot`` extra)."""
 from __future__ import annotations
 
 import re

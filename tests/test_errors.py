@@ -769,10 +769,12 @@ def test_checkpoint_save_names_an_object_array_and_meta_nested_too_deep(tmp_path
             inner = {"a": inner} if level % 2 else [inner]
         return inner
 
-    for depth in (101, 5000, 50_000):
+    looped = {"a": [1.0]}
+    looped["a"].append(looped)  # (a list that holds itself: the walk went round it for ever, growing)
+    for x in (nested(101), nested(5000), nested(50_000), looped, [looped]):
         with pytest.raises(TypeError, match=r"meta must hold JSON values nested at most 100 deep, which every Python "
-                                            r"reads back; \['x'\] are nested deeper$"):
-            ckpt.save(path, {}, {"x": nested(depth), "y": nested(100)})
+                                            r"reads back; \['x'\] are nested deeper \(or hold themselves\)$"):
+            ckpt.save(path, {}, {"x": x, "y": nested(100)})
     assert path.read_bytes() == b"mine"
     ckpt.save(path, {}, {"x": nested(100)})
     assert ckpt.load(path)[1]["x"] == nested(100)
