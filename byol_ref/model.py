@@ -914,6 +914,8 @@ def loss_and_grads(online: Network, target: Network, view1, view2, *, record: Ca
         if dn_z is not None:
             record("target.z.normed.grad", target_views(dn_z))
         record("online.p.grad", dp)
+    # (Kept to the end of the network backward, they were 2N x P floats each of the step's peak memory.)
+    del dn_p, dn_z, loss_cache
 
     grads = {}
     # The views are data: no gradient for them (skips the first layer's dx GEMM).
