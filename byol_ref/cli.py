@@ -615,8 +615,11 @@ def _train_holding(args, lock: RunLock) -> int:
             if found is not None:
                 data_spec["labels_sha256"] = _sha256(found)
         model_cfg, tcfg, _ = _configs_from_flags(args, dataset.x_train.shape[1])
-    if dataset.x_train.shape[0] < tcfg.batch_size:
-        raise ValueError(f"--batch-size {tcfg.batch_size} exceeds the {dataset.x_train.shape[0]} training samples")
+    if dataset.x_train.shape[0] < tcfg.batch_size:  # (a step takes a full batch: drop_last)
+        n_train, n_test = dataset.x_train.shape[0], dataset.x_test.shape[0]
+        raise ValueError(f"--batch-size {tcfg.batch_size} exceeds the {n_train} training samples"
+                         + (f" ({n_test} more are the test split)" if n_test else "")
+                         + f"; a step takes a full batch: pass --batch-size {n_train} or less")
     if model_cfg.encoder_dim != dataset.x_train.shape[1]:
         raise ValueError(f"encoder_dim={model_cfg.encoder_dim}, but {dataset.name} has {dataset.x_train.shape[1]} "
                          "features; the encoder takes one input per feature (drop --set encoder_dim)")

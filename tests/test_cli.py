@@ -520,7 +520,8 @@ def test_train_run_directory_rules_and_a_batch_of_the_whole_split(tmp_path, caps
     assert main(["train", *common, "--batch-size", "408", "--out", str(empty)]) == 0  # 408 train samples: 1 step
     assert "trained 1 step in" in capsys.readouterr().out
     assert main(["train", *common, "--batch-size", "409", "--out", str(tmp_path / "big")]) == 2
-    assert "--batch-size 409 exceeds the 408 training samples" in capsys.readouterr().err
+    assert ("--batch-size 409 exceeds the 408 training samples (104 more are the test split); a step takes a full "
+            "batch: pass --batch-size 408 or less") in capsys.readouterr().err
     before = (empty / "checkpoint.npz").read_bytes()
     assert main(["train", *common, "--batch-size", "64", "--seed", "5", "--out", str(empty)]) == 2
     assert (empty / "checkpoint.npz").read_bytes() == before
