@@ -443,6 +443,17 @@ def test_bad_arguments_get_clear_errors(tmp_path):
     assert res.returncode == 2 and "corrupt" in res.stderr
 
 
+def test_quoted_result_tables_are_the_generated_ones():
+    """README quotes docs/results-digits.md (scripts/seed_table.py writes it) and collapse-lab.md
+    quotes docs/collapse-lab-results.md (scripts/collapse_lab.py): each quote is the whole file, as
+    written. (A rerun of the lab on 2026-12-01 moved one linear probe by a test image, 96.1 ->
+    96.4: the page has to follow the file, and nothing checked that it did.)"""
+    root = Path(__file__).resolve().parents[1]
+    for generated, page in (("docs/results-digits.md", "README.md"),
+                            ("docs/collapse-lab-results.md", "docs/collapse-lab.md")):
+        assert (root / generated).read_text().strip() in (root / page).read_text(), (generated, page)
+
+
 def test_make_run_recipe_is_the_one_the_readme_table_measures():
     """scripts/seed_table.py (which produced the README table) runs the Makefile's `run` recipe."""
     import importlib.util
