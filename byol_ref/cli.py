@@ -850,7 +850,7 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
                     paths += [p for p in [plot_features(features, dataset.y_test, stage)] if p is not None]
                 if paths:
                     footer.append("Plots: " + ", ".join(str(out / p.name) for p in paths))
-                elif problem := matplotlib_problem():  # (one command installs, upgrades or repairs it)
+                elif problem := matplotlib_problem():  # (one command installs it or upgrades it)
                     footer.append(f"(no plots: {problem}; {_q(sys.executable)} -m pip install --upgrade "
                                   f"{_q('matplotlib>=' + MATPLOTLIB_LEAST)})")
             removed = publish_report(stage, out)

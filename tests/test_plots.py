@@ -379,7 +379,7 @@ def test_a_matplotlib_too_old_for_numpy_2_is_named_and_not_imported(tmp_path, mo
     assert main(["train", "--data", "synthetic", "--epochs", "1", "--batch-size", "64", "--hidden-size", "8",
                  "--projection-dim", "4", "--predictor-dim", "4", "--no-progress", "--no-plots",
                  "--out", str(tmp_path / "r")]) == 0
-    # One command mends each case (it installs, upgrades or reinstalls), so the footer does not
+    # One command mends both (it installs or upgrades), so the footer does not
     # tell them apart by the problem's wording.
     for version, says in (("3.6.3", "matplotlib 3.6.3 is older than 3.8.4, the first that runs with NumPy 2"),
                           (None, "matplotlib is not installed")):
