@@ -292,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "metrics.jsonl, probes, features) into this folder")
     e.add_argument("--overwrite", action="store_true",
                    help="replace the report already in --out (its report and plot files, as one set)")
+    e.add_argument("--no-progress", action="store_true", help="no line saying which probe is running")
+    e.add_argument("--no-plots", action="store_true", help="with --out: skip the PNG plots")
     g = e
     g.add_argument("--knn-k", type=int, default=20, help="kNN neighbours in the report")
     g.add_argument("--knn-temperature", type=float, default=None,
@@ -992,8 +994,9 @@ def _eval(args) -> int:
             lock.take(out)  # (a train there, or another eval, would mix its files with this report's)
             if not args.overwrite:
                 _refuse_a_report_there(out)  # (one written meanwhile)
-        return _report(online, dataset, input_norm, backend, out, metrics, plots=out is not None, seed=tcfg.seed,
-                       as_json=args.json, probe=probe, run=Path(args.path), data_args=_data_args(args))
+        return _report(online, dataset, input_norm, backend, out, metrics, plots=out is not None and not args.no_plots,
+                       seed=tcfg.seed, as_json=args.json, probe=probe, run=Path(args.path), data_args=_data_args(args),
+                       progress=not args.no_progress)
 
 
 def _data_args(args) -> str:

@@ -3833,6 +3833,23 @@ def test_which_probe_is_running_shows_on_a_terminal_and_nowhere_else(tmp_path, c
     assert main(["train", *SMALL_RUN, "--out", str(tmp_path / "r")]) == 0
     with pytest.raises(pytest.fail.Exception):
         main(["eval", str(tmp_path / "r")])
+    assert main(["eval", str(tmp_path / "r"), "--no-progress"]) == 0  # (eval takes it as train does)
+
+
+def test_eval_no_plots_writes_the_report_without_plots(tmp_path, capsys, monkeypatch):
+    """eval --out draws the plots unless --no-plots, as train does (eval had no such flag)."""
+    from byol_ref import plots
+    from byol_ref.cli import main
+
+    assert main(["train", *SMALL_RUN, "--no-eval", "--out", str(tmp_path / "r")]) == 0
+    monkeypatch.setattr(plots, "plot_run", lambda *args, **kwargs: pytest.fail("drawn with --no-plots"))
+    monkeypatch.setattr(plots, "matplotlib_problem", lambda: pytest.fail("asked with --no-plots"))
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "r"), "--out", str(tmp_path / "e"), "--no-plots"]) == 0
+    assert sorted(p.name for p in (tmp_path / "e").iterdir()) == ["report.json", "report.txt"]
+    assert "Plots:" not in capsys.readouterr().out
+    with pytest.raises(pytest.fail.Exception):
+        main(["eval", str(tmp_path / "r"), "--out", str(tmp_path / "e2")])
 
 
 def test_seed_reaches_the_training_and_the_progress_bar_shows_unless_no_progress(tmp_path, capsys):
