@@ -443,6 +443,32 @@ def test_bad_arguments_get_clear_errors(tmp_path):
     assert res.returncode == 2 and "corrupt" in res.stderr
 
 
+def test_a_run_written_by_earlier_code_is_evaluated_and_resumed(tmp_path, capsys):
+    """tests/old_runs/c9aff3b was written by the code of 2026-11-28: its config.json lacks every
+    field added since, and records the views as reprs rather than dicts. The checkpoint format has
+    kept version 1 since, so today's code must still evaluate, embed and resume such a run (the
+    new fields read as the behaviour the run was trained with), not refuse it or misread it."""
+    import shutil
+
+    from byol_ref.cli import main
+    from byol_ref.train import load_checkpoint
+
+    run = tmp_path / "old"
+    shutil.copytree(Path(__file__).resolve().parent / "old_runs" / "c9aff3b", run)
+    assert "ema_form" not in json.loads((run / "config.json").read_text())["train_config"]
+    assert main(["eval", str(run), "--out", str(tmp_path / "e"), "--no-plots", "--no-progress"]) == 0
+    rows = json.loads((tmp_path / "e" / "report.json").read_text())["rows"]
+    assert [r["name"] for r in rows][:1] == ["BYOL encoder (y)"] and all(0 < r["knn"] <= 1 for r in rows)
+    assert main(["embed", str(run), "--out", str(tmp_path / "f.npz")]) == 0
+    assert np.load(tmp_path / "f.npz")["encoder_train"].shape == (408, 8)
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "3", "--no-progress", "--no-eval",
+                 "--no-plots"]) == 0
+    assert "at step 12" in capsys.readouterr().err
+    state, model_cfg, tcfg, _ = load_checkpoint(run / "checkpoint.npz")
+    assert state.step == 18 and tcfg.ema_form == "weighted" and model_cfg.hidden_size == 8
+
+
 def test_quoted_result_tables_are_the_generated_ones():
     """README quotes docs/results-digits.md (scripts/seed_table.py writes it) and collapse-lab.md
     quotes docs/collapse-lab-results.md (scripts/collapse_lab.py): each quote is the whole file, as
