@@ -714,24 +714,24 @@ def test_a_run_directory_another_process_holds_is_refused_naming_it_and_a_killed
 
     out = tmp_path / "r"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); "
-                               "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()", str(out)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline() == "held\n"
-        with rundir.RunLock() as lock, pytest.raises(rundir.RunDirectoryBusy) as err:
-            lock.take(out)
-        assert str(err.value) == (f"--out {out} is in use: another process is writing there (a byol-ref train, or an "
-                                  "eval --out); wait until it has ended, or choose another --out")
-        assert rundir._HELD == {}
-        holder.kill()  # kill -9: no clean-up runs, and the kernel ends its lock
-        holder.wait(timeout=60)
-        with rundir.RunLock() as lock:
-            lock.take(out)
-            assert held_elsewhere(out)
-    finally:
-        holder.kill()
-        holder.wait(timeout=60)
+    with subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); "
+                           "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()", str(out)],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as holder:  # (closes its pipes)
+        try:
+            assert holder.stdout.readline() == "held\n"
+            with rundir.RunLock() as lock, pytest.raises(rundir.RunDirectoryBusy) as err:
+                lock.take(out)
+            assert str(err.value) == (f"--out {out} is in use: another process is writing there (a byol-ref train, "
+                                      "or an eval --out); wait until it has ended, or choose another --out")
+            assert rundir._HELD == {}
+            holder.kill()  # kill -9: no clean-up runs, and the kernel ends its lock
+            holder.wait(timeout=60)
+            with rundir.RunLock() as lock:
+                lock.take(out)
+                assert held_elsewhere(out)
+        finally:
+            holder.kill()
+            holder.wait(timeout=60)
 
 
 @needs_flock
@@ -783,17 +783,17 @@ def test_two_processes_cannot_hold_one_run_directory(tmp_path):
 
     out = tmp_path / "r"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import sys; from byol_ref import rundir; lock = rundir.RunLock(); "
-                               "lock.take(sys.argv[1]); print('held', flush=True); sys.stdin.read()", str(out)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                              cwd=Path(rundir.__file__).parents[1])
-    try:
-        assert holder.stdout.readline() == "held\n"
-        with rundir.RunLock() as lock, pytest.raises(rundir.RunDirectoryBusy):
-            lock.take(out)
-    finally:
-        holder.kill()
-        holder.wait(timeout=60)
+    with subprocess.Popen([sys.executable, "-c", "import sys; from byol_ref import rundir; lock = rundir.RunLock(); "
+                           "lock.take(sys.argv[1]); print('held', flush=True); sys.stdin.read()", str(out)],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                          cwd=Path(rundir.__file__).parents[1]) as holder:  # (the with closes its pipes)
+        try:
+            assert holder.stdout.readline() == "held\n"
+            with rundir.RunLock() as lock, pytest.raises(rundir.RunDirectoryBusy):
+                lock.take(out)
+        finally:
+            holder.kill()
+            holder.wait(timeout=60)
 
 
 def _log_moves_and_syncs(monkeypatch) -> list:
