@@ -768,7 +768,7 @@ def _class_names(names: tuple) -> str:
     return f"the labels are {len(names)} class names, read as ids 0..{len(names) - 1} in sorted order: {shown}"
 
 
-def _failed(prog: str, exc: BaseException, then: str = "") -> int:
+def _failed(prog: str, exc: BaseException | str, then: str = "") -> int:
     """Say that ``exc`` stopped the command (and ``then``, what to do next), and return the exit
     status: 1 where a write found no room left (with what to do about it), else 2, bad input."""
     room = (" (no room left to write it: free some space there, or raise the quota or the file-size limit)"
@@ -1224,6 +1224,9 @@ def main(argv=None) -> int:
         return 141  # 128 + SIGPIPE, as a shell reports it
     except (ValueError, TypeError, OSError, RuntimeError) as exc:  # OSError: missing files, --out a folder, ...
         return _failed(prog, exc, "then run the command again" if disk_full(exc) else "")
+    except Warning as exc:  # a warning that the warnings filter made an error (python -W error, PYTHONWARNINGS)
+        return _failed(prog, f"{exc} (a {type(exc).__name__}, raised as an error by the warnings filter: "
+                             "python -W error or PYTHONWARNINGS)")
     except MemoryError as exc:  # (NumPy's says how much, for what shape)
         print(f"{prog}: error: out of memory: {exc or 'an allocation failed'}; smaller sizes (widths, batch, "
               "data) or float32 need less", file=sys.stderr)

@@ -2092,12 +2092,12 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
     a = save_trace(tmp_path / "a.npz", Trace({f"t{i}": np.zeros(1) for i in range(3000)}, {}))
     b = save_trace(tmp_path / "b.npz", Trace({f"t{i}": np.ones(1) for i in range(3000)}, {}))
     env = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "byol_ref", "diff", a, b, "--all"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env)
-    proc.stdout.readline()
-    proc.stdout.close()  # as head does after its line
-    err = proc.stderr.read().decode()
-    assert proc.wait(timeout=120) == 141 and err == ""
+    with subprocess.Popen([sys.executable, "-m", "byol_ref", "diff", a, b, "--all"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, env=env) as proc:  # (the with closes the pipes: no ResourceWarning)
+        proc.stdout.readline()
+        proc.stdout.close()  # as head does after its line
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=120) == 141 and err == ""
 
 
 def test_a_closed_pipe_during_train_ends_quietly_not_as_a_full_disk(tmp_path, capsys, monkeypatch):
@@ -2721,15 +2721,30 @@ def test_out_of_memory_is_one_line_and_leaves_no_half_made_run(tmp_path, capsys,
 
 
 def test_byol_refs_own_warnings_read_as_its_other_messages(tmp_path, capsys):
+    """A warning of byol-ref's is shown as its other messages are; where the warnings filter makes
+    warnings errors (python -W error, PYTHONWARNINGS=error), it stops the command as bad input
+    does, with the message and what made it an error, where it was a traceback."""
+    import warnings
+
     from byol_ref.cli import main
 
     np.save(tmp_path / "hwc.npy", np.random.default_rng(0).random((40, 8, 8, 3)))  # channels last
-    assert main(["train", "--data", str(tmp_path / "hwc.npy"), "--epochs", "1", "--batch-size", "16", "--hidden-size",
-                 "8", "--projection-dim", "4", "--predictor-dim", "4", "--out", str(tmp_path / "r"), "--no-eval",
-                 "--no-progress", "--no-plots"]) == 0
+    train = ["train", "--data", str(tmp_path / "hwc.npy"), "--epochs", "1", "--batch-size", "16", "--hidden-size",
+             "8", "--projection-dim", "4", "--predictor-dim", "4", "--no-eval", "--no-progress", "--no-plots"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")  # (whatever -W this suite runs under)
+        assert main([*train, "--out", str(tmp_path / "r")]) == 0
     err = capsys.readouterr().err
     assert err.startswith("byol-ref: warning: features in file") and "x.transpose(0, 3, 1, 2)" in err
     assert "UserWarning" not in err and "cli.py" not in err
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main([*train, "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("byol-ref train: error: features in file") and err.endswith(
+        "x.transpose(0, 3, 1, 2) (a UserWarning, raised as an error by the warnings filter: python -W error or "
+        "PYTHONWARNINGS)\n")
+    assert not (tmp_path / "e" / "checkpoint.npz").exists()
 
 
 def test_diff_of_a_checkpoint_says_it_is_not_a_trace(tiny_run, tmp_path, capsys):
