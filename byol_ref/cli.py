@@ -769,8 +769,9 @@ def _class_names(names: tuple) -> str:
 
 
 def _failed(prog: str, exc: BaseException | str, then: str = "") -> int:
-    """Say that ``exc`` stopped the command (and ``then``, what to do next), and return the exit
-    status: 1 where a write found no room left (with what to do about it), else 2, bad input."""
+    """Say that ``exc`` (an exception, or the message to show for one) stopped the command (and
+    ``then``, what to do next), and return the exit status: 1 where a write found no room left
+    (with what to do about it), else 2, bad input."""
     room = (" (no room left to write it: free some space there, or raise the quota or the file-size limit)"
             if disk_full(exc) else "")
     print(f"{prog}: error: {exc}{room}{'; ' + then if then else ''}", file=sys.stderr)
