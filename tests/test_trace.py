@@ -3,6 +3,7 @@ train.train_step, file round trips, inputs layouts, and clear errors for bad inp
 import json
 import re
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -421,8 +422,8 @@ def test_bad_files(tmp_path):
     assert list(load_trace(tmp_path / "partial.npz").arrays) == ["b", "a", "c"]  # unlisted arrays kept, after
     tr = trace_inputs(_inputs(), "deepmind")
     path = save_trace(tmp_path / "t.npz", tr)
-    raw = open(path, "rb").read()
-    open(tmp_path / "cut.npz", "wb").write(raw[: len(raw) // 2])
+    raw = Path(path).read_bytes()
+    (tmp_path / "cut.npz").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(TraceError):
         load_trace(tmp_path / "cut.npz")
 
