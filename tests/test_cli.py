@@ -460,7 +460,8 @@ def test_a_run_written_by_earlier_code_is_evaluated_and_resumed(tmp_path, capsys
     rows = json.loads((tmp_path / "e" / "report.json").read_text())["rows"]
     assert [r["name"] for r in rows][:1] == ["BYOL encoder (y)"] and all(0 < r["knn"] <= 1 for r in rows)
     assert main(["embed", str(run), "--out", str(tmp_path / "f.npz")]) == 0
-    assert np.load(tmp_path / "f.npz")["encoder_train"].shape == (408, 8)
+    with np.load(tmp_path / "f.npz") as features:
+        assert features["encoder_train"].shape == (408, 8)
     capsys.readouterr()
     assert main(["train", "--out", str(run), "--resume", "--epochs", "3", "--no-progress", "--no-eval",
                  "--no-plots"]) == 0
