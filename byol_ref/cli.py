@@ -752,7 +752,8 @@ def _train_stopped(exc: BaseException, out: Path, replacing, *, fresh: bool, cre
     io_error = isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError)
     if io_error and (ckpt.is_file() or back):  # a full disk, say, mid-run: what is kept
         return _failed("byol-ref train", exc, _where_it_stands(out, replacing, back, total))
-    if (io_error or isinstance(exc, (ValueError, TypeError, MemoryError))) and fresh and not ckpt.exists():
+    # (Warning: one that the warnings filter made an error, which main reports as bad input)
+    if (io_error or isinstance(exc, (ValueError, TypeError, MemoryError, Warning))) and fresh and not ckpt.exists():
         for name in ("config.json", "metrics.jsonl"):  # refused before any step: leave no half-made run
             (out / name).unlink(missing_ok=True)
         if created and not any(out.iterdir()):  # a folder the user made stays

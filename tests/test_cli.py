@@ -2721,7 +2721,7 @@ def test_out_of_memory_is_one_line_and_leaves_no_half_made_run(tmp_path, capsys,
     assert list((tmp_path / "b").iterdir()) == []
 
 
-def test_byol_refs_own_warnings_read_as_its_other_messages(tmp_path, capsys):
+def test_byol_refs_own_warnings_read_as_its_other_messages(tmp_path, capsys, monkeypatch):
     """A warning of byol-ref's is shown as its other messages are; where the warnings filter makes
     warnings errors (python -W error, PYTHONWARNINGS=error), it stops the command as bad input
     does, with the message and what made it an error, where it was a traceback."""
@@ -2746,6 +2746,21 @@ def test_byol_refs_own_warnings_read_as_its_other_messages(tmp_path, capsys):
         "x.transpose(0, 3, 1, 2) (a UserWarning, raised as an error by the warnings filter: python -W error or "
         "PYTHONWARNINGS)\n")
     assert not (tmp_path / "e" / "checkpoint.npz").exists()
+    # One raised as an error once the run directory is made (NumPy's overflow warning in the first
+    # step, say) leaves no half-made run there, as a refusal of bad input does.
+    from byol_ref import cli
+    real = cli.fit
+
+    def warns(*args, **kwargs):
+        warnings.warn("overflow encountered in multiply", RuntimeWarning)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "fit", warns)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(["train", "--data", "synthetic", *train[3:], "--out", str(tmp_path / "w")]) == 2
+    assert "error: overflow encountered in multiply (a RuntimeWarning" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
 
 
 def test_diff_of_a_checkpoint_says_it_is_not_a_trace(tiny_run, tmp_path, capsys):
