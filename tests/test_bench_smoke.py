@@ -28,20 +28,26 @@ def test_bench_step_smoke(tmp_path):
     assert "| smoke |" in out.with_suffix(".md").read_text()
 
 
+def _bench_step():
+    """benchmarks/bench_step.py as a module (it is a script, not part of the package)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_step
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return bench_step
+
+
 def test_bench_step_cupy_branch_on_the_standin(tmp_path):
     """The benchmark's CuPy branch (device arrays, synchronisation, the memory pool, the GPU table) on
     the CPU stand-in of cupy_standin.py, so the GPU run does not spend its minutes on a Python error."""
     from cupy_standin import install
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import bench_step
-        with install():
-            rows = bench_step.main(bench_step.parse_args(
-                ["--backend", "cupy", "--configs", "smoke", "--batch", "8,16", "--steps", "2", "--warmup", "1",
-                 "--no-torch", "--out", str(tmp_path / "gpu")]))
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    bench_step = _bench_step()
+    with install():
+        rows = bench_step.main(bench_step.parse_args(
+            ["--backend", "cupy", "--configs", "smoke", "--batch", "8,16", "--steps", "2", "--warmup", "1",
+             "--no-torch", "--out", str(tmp_path / "gpu")]))
     assert [r["dims"][0] for r in rows] == [8, 16] and all(r["ms_median"] > 0 for r in rows)
     assert "stand-in" in (tmp_path / "gpu.md").read_text()
 
@@ -52,12 +58,9 @@ def test_step_peak_memory_is_within_the_target():
     config and its widths at batch 64. A count of bytes (tracemalloc sees every NumPy allocation),
     not a time, so it holds on any machine. The trace's dL/dn(p) was once kept alive to the end of
     the backward: seed's peak went from 1.17x to 1.21x and only a rerun of the benchmark showed it."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import bench_step
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
     from byol_ref.backend import get_backend
+
+    bench_step = _bench_step()
 
     for dims, dtype in ((bench_step.CONFIGS["seed"], "float32"), ((64, *bench_step.CONFIGS["seed"][1:]), "float64")):
         rng = np.random.default_rng(0)
