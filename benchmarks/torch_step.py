@@ -9,7 +9,8 @@ the official LARS (``u = g + wd p``, ``r = eta ||p|| / ||u||``, heavy-ball momen
 norm parameters excluded) and the EMA ``t <- tau t + (1 - tau) o``, all with in-place tensor ops.
 
 The weights are copied from a byol-ref network (``weights_from``), so both implementations run the
-very same step from the same point; :func:`first_loss` lets the benchmark check that they agree.
+very same step from the same point; the benchmark compares their first updates (``step_difference``)
+before it times them.
 
 This module imports torch; byol-ref never does (the benchmark imports this file only when torch
 is installed).
@@ -135,9 +136,3 @@ class TorchStep:
                 t.mul_(self.tau).add_(o, alpha=1 - self.tau)
         return loss
 
-
-def first_loss(dims, online_params, target_params, v1, v2, device="cpu") -> float:
-    """The loss of the first step (float64 on the host), to check both implementations agree."""
-    st = TorchStep(dims, online_params, target_params, device=device)
-    with torch.no_grad():
-        return float(st.loss(torch.as_tensor(v1, device=device), torch.as_tensor(v2, device=device)))

@@ -1,6 +1,7 @@
 """The benchmark script runs end to end on a tiny config (a couple of steps, no timing claims).
 
 PyTorch is never needed: ``--no-torch`` keeps the comparison out even where torch is installed."""
+import importlib.util
 import json
 import os
 import pathlib
@@ -8,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -68,3 +70,36 @@ def test_step_peak_memory_is_within_the_target():
         peak = bench_step.peak_memory_numpy(dims, get_backend("numpy", dtype, seed=0), v1, v2)
         needed = bench_step.needed_bytes(dims, np.dtype(dtype).itemsize)[0]
         assert peak <= 1.2 * needed, (dims, dtype, peak / needed)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed (optional comparison)")
+@pytest.mark.parametrize("change", [None, ("lr", 1.01), ("tau", 0.991), ("weight_decay", 1e-4), ("eta", 1.1e-3)])
+def test_the_torch_ratio_is_for_the_same_step(change, monkeypatch):
+    """The benchmark compares one float64 step of torch_step.py with byol-ref's before it times them, and
+    withholds the ratio where they differ: a torch step with another lr, tau, weight decay or trust-ratio
+    eta is caught, each by a margin of 100 or more over the tolerance (weight decay 1e-4 for 1e-6, the
+    smallest: 1e-6), and the benchmark's own step passes by as much (1e-11 and less)."""
+    import torch
+
+    bench_step = _bench_step()
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import torch_step
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    if change is not None:
+        name, factor_or_value = change
+        original = torch_step.TorchStep.__init__
+
+        def changed(self, *a, **kw):
+            original(self, *a, **kw)
+            attr = {"lr": "lr", "tau": "tau", "weight_decay": "wd", "eta": "eta"}[name]
+            setattr(self, attr, getattr(self, attr) * factor_or_value if name == "lr" else factor_or_value)
+
+        monkeypatch.setattr(torch_step.TorchStep, "__init__", changed)
+    args = bench_step.parse_args(["--configs", "smoke", "--threads", "1"])
+    diff = bench_step.same_step(bench_step.CONFIGS["smoke"], args, torch)
+    if change is None:
+        assert max(diff.values()) < bench_step.SAME_STEP_TOL / 100, diff
+    else:
+        assert max(diff.values()) > bench_step.SAME_STEP_TOL * 10, (change, diff)
