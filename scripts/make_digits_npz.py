@@ -25,6 +25,7 @@ Source: UCI Machine Learning Repository, "Optical Recognition of Handwritten Dig
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -37,7 +38,12 @@ from byol_ref.data import DIGITS_PATH, train_test_indices  # noqa: E402
 
 def main(out: Path = DIGITS_PATH) -> None:
     """Load sklearn's digits, split them, write ``out`` and print a summary."""
-    from sklearn.datasets import load_digits  # dev-only dependency
+    try:
+        from sklearn.datasets import load_digits  # dev-only dependency
+    except ImportError:
+        raise SystemExit("make_digits_npz.py: scikit-learn is not installed here; it is a development tool's "
+                         "dependency only: pip install --target /tmp/skl scikit-learn, then "
+                         "PYTHONPATH=/tmp/skl python3 scripts/make_digits_npz.py") from None
 
     d = load_digits()
     images = np.asarray(d.images)  # (1797, 8, 8) float64 holding integers 0..16
@@ -56,4 +62,7 @@ def main(out: Path = DIGITS_PATH) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 epilog="It rewrites the data file the package ships unless --out says otherwise.")
+    ap.add_argument("--out", type=Path, default=DIGITS_PATH, help=f"where to write (default {DIGITS_PATH})")
+    main(ap.parse_args().out)

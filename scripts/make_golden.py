@@ -29,8 +29,16 @@ import os
 import sys
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        print(__doc__)
+        sys.exit(0)
+    sys.exit(f"make_golden.py: PyTorch is not installed for {sys.executable}; this development tool needs it "
+             "(byol-ref and its tests never do): run it with a Python that has torch, as its docstring shows")
 
 torch.set_default_dtype(torch.float64)
 # One thread: a reduction's rounding depends on how many threads split it, and Adam turns the

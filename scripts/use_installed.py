@@ -124,6 +124,9 @@ def _env_lacks(env_dir: Path, extra: str) -> str | None:
 
 
 def main(argv) -> int:
+    if argv in (["-h"], ["--help"]):
+        print(__doc__)
+        return 0
     if len(argv) == 2 and argv[0] == "--check":
         needed = problems(argv[1])[0]
         if needed:

@@ -1,0 +1,71 @@
+"""The repository's scripts (scripts/, benchmarks/, examples/) answer ``--help`` and say what they lack.
+
+Several of them write a file the repository tracks (the embedded digits, the CuPy namespace snapshot,
+the goldens) or need a package byol-ref never installs (torch, scikit-learn, CuPy, JAX). ``--help``
+must print the usage and change nothing, whatever is installed; run without its optional package, a
+script must say which one it needs, in a line, not a traceback.
+"""
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SCRIPTS = sorted(p for d in ("scripts", "benchmarks", "examples") for p in (ROOT / d).glob("*.py")
+                 if not p.name.startswith("_") and p.name != "torch_step.py")  # (torch_step: a module)
+SKIP_DIRS = {".git", ".venv", "__pycache__", ".hypothesis", ".pytest_cache", "runs", "results"}
+
+# What each optional package's absence looks like to a script: a module that cannot be imported.
+BLOCKED = ("torch", "sklearn", "cupy", "jax", "haiku", "optax", "tree", "lightly", "byol_pytorch", "matplotlib",
+           "safetensors")
+
+
+def _files():
+    """(path, size, mtime) of every file of the checkout, caches and scratch folders aside."""
+    out = set()
+    for base, dirs, files in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if d not in SKIP_DIRS and not d.endswith(".egg-info")]
+        for f in files:
+            st = os.stat(os.path.join(base, f))
+            out.add((os.path.relpath(os.path.join(base, f), ROOT), st.st_size, st.st_mtime_ns))
+    return out
+
+
+def _run(script, *args, blocked=None, tmp_path=None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
+    if blocked is not None:
+        for name in BLOCKED:
+            (blocked / f"{name}.py").write_text(f"raise ImportError({f'No module named {name!r} (blocked)'!r})\n")
+        env["PYTHONPATH"] = os.pathsep.join([str(blocked), str(ROOT)])
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=120,
+                          env=env, cwd=tmp_path or ROOT)
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("installed", ["as here", "no optional package"])
+def test_help_prints_the_usage_and_changes_nothing(script, installed, tmp_path):
+    blocked = None
+    if installed != "as here":
+        blocked = tmp_path / "blocked"
+        blocked.mkdir()
+    before = _files()
+    proc = _run(script, "--help", blocked=blocked, tmp_path=tmp_path)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
+    assert "Traceback" not in proc.stderr and proc.stdout.strip(), (proc.stdout + proc.stderr)[-2000:]
+    assert _files() == before, f"{script.name} --help changed files of the checkout"
+
+
+@pytest.mark.parametrize("script, needs", [("scripts/make_golden.py", "PyTorch"),
+                                           ("scripts/make_digits_npz.py", "scikit-learn"),
+                                           ("scripts/snapshot_cupy_namespace.py", "CuPy")])
+def test_a_development_script_without_its_package_says_which_it_needs(script, needs, tmp_path):
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    out = tmp_path / "out"
+    proc = _run(ROOT / script, *([] if "golden" in script else ["--out", str(out)]), blocked=blocked,
+                tmp_path=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert needs in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not out.exists()
