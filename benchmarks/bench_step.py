@@ -44,15 +44,49 @@ CONFIGS = {
 LR, TAU = 0.2, 0.99
 
 
+def _int_at_least(least: int):
+    """An argparse type: an int >= ``least`` (its error names the value and the bound)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"wants an integer >= {least}, got {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"wants an integer >= {least}, got {value}")
+        return value
+    return parse
+
+
+def _config_names(text: str) -> list:
+    names = text.split(",")
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown config(s) {unknown}; choose from {sorted(CONFIGS)}, "
+                                         "comma-separated")
+    return names
+
+
+def _batch_sizes(text: str) -> list:
+    try:
+        sizes = [int(b) for b in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 2:  # batch norm takes its statistics over the rows: 2 at least
+        raise argparse.ArgumentTypeError(f"wants comma-separated integers >= 2 (batch norm needs 2 rows), got {text!r}")
+    return sizes
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--configs", default="seed,wide,paper_head", help="comma-separated names from CONFIGS")
+    ap.add_argument("--configs", type=_config_names, default="seed,wide,paper_head",
+                    help=f"comma-separated names from {sorted(CONFIGS)}")
     ap.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    ap.add_argument("--threads", type=int, default=2, help="BLAS / torch threads (CPU)")
-    ap.add_argument("--steps", type=int, default=20, help="timed rounds per config (>= 20 for the table)")
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--batch", default=None, help="comma-separated batch sizes overriding each config's")
+    ap.add_argument("--threads", type=_int_at_least(1), default=2, help="BLAS / torch threads (CPU)")
+    ap.add_argument("--steps", type=_int_at_least(1), default=20, help="timed rounds per config (>= 20 for the table)")
+    ap.add_argument("--warmup", type=_int_at_least(0), default=3)
+    ap.add_argument("--batch", type=_batch_sizes, default=None,
+                    help="comma-separated batch sizes overriding each config's")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory step")
     ap.add_argument("--tf32", action="store_true", help="CuPy: let float32 matmuls use TF32 (CUPY_TF32=1)")
@@ -432,11 +466,9 @@ def main(args):
                     gpu=gpu.decode() if isinstance(gpu, bytes) else str(gpu))
     print(" ".join(f"{k}={v}" for k, v in meta.items()), flush=True)
 
-    batches = [int(b) for b in args.batch.split(",")] if args.batch else [None]
+    batches = args.batch or [None]
     rows = []
-    for name in args.configs.split(","):
-        if name not in CONFIGS:
-            raise SystemExit(f"unknown config {name!r}; choose from {sorted(CONFIGS)}")
+    for name in args.configs:
         for batch in batches:
             dims = CONFIGS[name] if batch is None else (batch, *CONFIGS[name][1:])
             row = run_config(name, dims, args, torch_mod)

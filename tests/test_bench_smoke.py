@@ -103,3 +103,21 @@ def test_the_torch_ratio_is_for_the_same_step(change, monkeypatch):
         assert max(diff.values()) < bench_step.SAME_STEP_TOL / 100, diff
     else:
         assert max(diff.values()) > bench_step.SAME_STEP_TOL * 10, (change, diff)
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--steps", "0"], "--steps: wants an integer >= 1, got 0"),
+    (["--threads", "0"], "--threads: wants an integer >= 1, got 0"),
+    (["--warmup", "-1"], "--warmup: wants an integer >= 0, got -1"),
+    (["--batch", "abc"], "--batch: wants comma-separated integers >= 2"),
+    (["--batch", "256,1"], "--batch: wants comma-separated integers >= 2"),
+    (["--configs", "seed,,wide"], "--configs: unknown config(s) ['']"),
+])
+def test_bench_step_refuses_a_bad_argument_before_it_runs_anything(argv, says, capsys):
+    """A bad argument is named before any config runs: --steps 0 was an IndexError after the warm-up, a
+    misspelt config was found only after the configs before it had run (minutes), --threads 0 set
+    OPENBLAS_NUM_THREADS=0 (every core) under a table that said 0 threads."""
+    bench_step = _bench_step()
+    with pytest.raises(SystemExit) as exc:
+        bench_step.parse_args(argv)
+    assert exc.value.code == 2 and says in capsys.readouterr().err
