@@ -67,6 +67,15 @@ def main(argv=None):
                    help="where collapse-lab-results.md/.json and img/*.png go; existing files are replaced "
                         "(default: docs)")
     args = p.parse_args(argv)
+    if args.epochs < 1:
+        p.error(f"argument --epochs: wants an integer >= 1, got {args.epochs}")
+    if args.seed < 0:
+        p.error(f"argument --seed: wants an integer >= 0, got {args.seed}")
+    out = Path(args.out)
+    try:  # now, not after the arms have trained for minutes
+        (out / "img").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        p.error(f"argument --out: cannot make the folder {out / 'img'}: {exc.strerror or exc}")
     ds = load_digits()
     results = []
     for name, model_kw, train_kw, lit in ARMS:
@@ -93,8 +102,6 @@ def main(argv=None):
         print(f"{name:<30} loss {results[-1]['final_loss']:.3f}  z std ratio {results[-1]['z_std_ratio']:.2f}  "
               f"kNN {100 * results[-1]['knn_y']:.1f}  low-label {100 * results[-1]['low_y']:.1f}  "
               f"({results[-1]['seconds']:.0f} s)", flush=True)
-    out = Path(args.out)
-    (out / "img").mkdir(parents=True, exist_ok=True)
     (out / "collapse-lab-results.json").write_text(json.dumps(
         [{k: v for k, v in r.items() if k not in ("history", "z_test")} for r in results], indent=2))
     (out / "collapse-lab-results.md").write_text(results_markdown(results, args.epochs, args.seed))

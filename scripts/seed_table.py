@@ -36,6 +36,18 @@ def main(argv=None):
                    help='the first seed\'s feature figure, "" for none (default: docs/img/make-run-features.png)')
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a variant of the recipe")
     args = p.parse_args(argv)
+    # What would otherwise fail only after minutes of training (or silently double a seed's weight):
+    if min(args.seeds) < 0:
+        p.error(f"argument --seeds: wants integers >= 0, got {args.seeds}")
+    if len(set(args.seeds)) < len(args.seeds):
+        p.error(f"argument --seeds: a seed is given twice in {args.seeds}; the spread is over distinct seeds")
+    for flag, path in (("--out", args.out), ("--figure", args.figure)):
+        if path and not Path(path).resolve().parent.is_dir():
+            p.error(f"argument {flag}: {Path(path).parent} is not a folder; it would be found only after the runs")
+    try:
+        Path(args.runs).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        p.error(f"argument --runs: cannot make the folder {args.runs}: {exc.strerror or exc}")
     variant = [a for pair in args.set for a in ("--set", pair)]
     reports = []
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -45,7 +57,11 @@ def main(argv=None):
         cmd = [sys.executable, "-m", "byol_ref", "train", *RECIPE, *variant, "--seed", str(seed), "--out", str(out),
                "--overwrite", "--no-progress", "--no-plots"]
         print(" ".join(cmd[1:]), flush=True)
-        subprocess.run(cmd, check=True, env=env, cwd=ROOT)
+        status = subprocess.run(cmd, env=env, cwd=ROOT).returncode
+        if status != 0:  # (byol-ref has said why, above)
+            print(f"seed_table.py: the seed {seed} run stopped with status {status}; no table was written",
+                  file=sys.stderr)
+            return status
         reports.append(json.loads((out / "report.json").read_text()))
     names = [r["name"] for r in reports[0]["rows"]]
     lines = [f"Test accuracy (%) on the embedded digits (359 test images; one image is 0.28 points), "
@@ -73,6 +89,7 @@ def main(argv=None):
     print("\n".join(lines))
     if args.figure:
         features_figure(Path(args.runs) / f"seed{args.seeds[0]}", Path(args.figure))
+    return 0
 
 
 def features_figure(run_dir: Path, path: Path) -> None:
@@ -93,4 +110,4 @@ def features_figure(run_dir: Path, path: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -69,3 +69,29 @@ def test_a_development_script_without_its_package_says_which_it_needs(script, ne
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert needs in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("script, argv, says", [
+    ("seed_table.py", ["--seeds", "-1"], "argument --seeds: wants integers >= 0, got [-1]"),
+    ("seed_table.py", ["--seeds", "0", "0"], "argument --seeds: a seed is given twice in [0, 0]"),
+    ("seed_table.py", ["--runs", "{file}/runs"], "argument --runs: cannot make the folder"),
+    ("seed_table.py", ["--out", "{tmp}/no/table.md"], "argument --out: "),
+    ("seed_table.py", ["--figure", "{tmp}/no/f.png"], "argument --figure: "),
+    ("seed_table.py", ["--set", "nonsense"], "the seed 0 run stopped with status 2; no table was written"),
+    ("collapse_lab.py", ["--epochs", "0"], "argument --epochs: wants an integer >= 1, got 0"),
+    ("collapse_lab.py", ["--seed", "-1"], "argument --seed: wants an integer >= 0, got -1"),
+    ("collapse_lab.py", ["--out", "{file}/lab"], "argument --out: cannot make the folder"),
+])
+def test_a_long_script_refuses_bad_arguments_before_it_trains(script, argv, says, tmp_path):
+    """seed_table.py and collapse_lab.py train for minutes: a bad argument is named at once (status 2),
+    not found after the training (an --out in no folder), nor as a traceback (a failed run, a seed < 0),
+    nor taken (a seed given twice, counted twice in the spread)."""
+    (tmp_path / "a-file").write_text("")
+    argv = [a.format(tmp=tmp_path, file=tmp_path / "a-file") for a in argv]
+    defaults = {"seed_table.py": ["--out", str(tmp_path / "t.md"), "--runs", str(tmp_path / "runs"), "--figure", ""],
+                "collapse_lab.py": ["--out", str(tmp_path / "lab")]}[script]
+    before = _files()
+    proc = _run(ROOT / "scripts" / script, *defaults, *argv, tmp_path=tmp_path)
+    assert proc.returncode == 2 and says in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and not (tmp_path / "t.md").exists()
+    assert _files() == before
