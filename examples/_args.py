@@ -1,7 +1,40 @@
 """The command-line settings the cross-checks share."""
 from __future__ import annotations
 
+import argparse
+import math
+import os
 import warnings
+
+
+def number(kind=float, lo=None, hi=None, *, lo_open=False, hi_open=False):
+    """An argparse ``type``: a finite ``kind`` (int or float) within [lo, hi] (an end ``*_open``: excluded;
+    None: unbounded), so that a bad value is named by the parser, not by a traceback from torch or the
+    library under test once the check has begun."""
+    left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+    want = ("an integer" if kind is int else "a number") + (
+        f" in {left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}" if hi is not None
+        else f" {'>' if lo_open else '>='} {lo}" if lo is not None else "")
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"wants {want}, got {text!r}") from None
+        if (not math.isfinite(value) or (lo is not None and (value <= lo if lo_open else value < lo))
+                or (hi is not None and (value >= hi if hi_open else value > hi))):
+            raise argparse.ArgumentTypeError(f"wants {want}, got {text!r}")
+        return value
+    return parse
+
+
+def make_workdir(ap, path):
+    """``--workdir``: made now (with its parents), or the parser's error naming it, before any check runs."""
+    if path is not None:
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as exc:
+            ap.error(f"--workdir {path}: cannot make the folder: {exc.strerror or exc}")
 
 
 def parse_dims(ap, text: str, names: str) -> tuple:
@@ -20,15 +53,15 @@ def parse_dims(ap, text: str, names: str) -> tuple:
 def add_start_step(ap) -> None:
     """``--start-step S``: the global step of the first compared step, from a fresh optimiser state
     (the schedules read ``S + k``; the trace names stay ``step<k>``)."""
-    ap.add_argument("--start-step", type=int, default=0, help="global step of the first compared step (default 0)")
+    ap.add_argument("--start-step", type=number(int, 0), default=0,
+                    help="global step of the first compared step (default 0)")
 
 
 def schedule_steps(ap, args) -> tuple:
     """(S, K): ``--start-step`` and ``--total-steps``, K defaulting to S + ``--steps`` where the script
-    leaves it None, or the parser's error naming the flag, what it got and what it wants."""
+    leaves it None, or the parser's error naming the flag, what it got and what it wants (an S below 0
+    is refused by the flag's type, :func:`add_start_step`)."""
     start = args.start_step
-    if start < 0:
-        ap.error(f"--start-step wants an integer >= 0, got {start}")
     total = start + args.steps if args.total_steps is None else args.total_steps
     if total < start + args.steps:
         ap.error(f"--total-steps wants an integer >= --start-step + --steps = {start + args.steps}, got {total}")

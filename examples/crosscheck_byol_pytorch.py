@@ -44,7 +44,7 @@ from inspect import signature
 
 import numpy as np
 
-from _args import parse_dims  # examples/_args.py: the settings the cross-checks share
+from _args import make_workdir, number, parse_dims  # examples/_args.py: the settings the cross-checks share
 from _skip import skip  # examples/_skip.py: exit 77 (skipped) when this check cannot run here
 
 try:
@@ -136,20 +136,23 @@ def run_byol_pytorch(steps: int, seed: int = 0, sem: bool = False, *, lr: float 
 def main(argv=None) -> int:
     global N, S, H, PH, P, D
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--steps", type=int, default=3, help="training steps to compare (default 3)")
-    ap.add_argument("--lr", type=float, default=3e-4, help="Adam's lr (default 3e-4, the README's)")
-    ap.add_argument("--tau-base", type=float, default=0.99, help="BYOL(moving_average_decay=...) (default 0.99)")
+    ap.add_argument("--steps", type=number(int, 1), default=3, help="training steps to compare (default 3)")
+    ap.add_argument("--lr", type=number(float, 0), default=3e-4, help="Adam's lr (default 3e-4, the README's)")
+    ap.add_argument("--tau-base", type=number(float, 0, 1), default=0.99,
+                    help="BYOL(moving_average_decay=...) (default 0.99)")
     ap.add_argument("--dims", default=f"{S},{H},{PH},{P}",
                     help=f"S,H,PH,P: image side (3 x S x S inputs), encoder width, projector and predictor hidden, "
                          f"projection (default {S},{H},{PH},{P})")
-    ap.add_argument("--batch", type=int, default=N, help=f"batch size N per view (default {N})")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the torch init and of the views (default 0)")
-    ap.add_argument("--rtol", type=float, default=1e-9, help="relative tolerance of the diff (default 1e-9)")
-    ap.add_argument("--atol", type=float, default=1e-10,
+    ap.add_argument("--batch", type=number(int, 2), default=N, help=f"batch size N per view (default {N})")
+    ap.add_argument("--seed", type=number(int, 0), default=0,
+                    help="seed of the torch init and of the views (default 0)")
+    ap.add_argument("--rtol", type=number(float, 0), default=1e-9, help="relative tolerance of the diff (default 1e-9)")
+    ap.add_argument("--atol", type=number(float, 0), default=1e-10,
                     help="absolute tolerance of the diff (default 1e-10; raise it with --lr: Adam moves the biases "
                          "in front of batch norm, whose true gradient is 0, by ~3e-8 x lr of rounding noise a step)")
     ap.add_argument("--workdir", default=None, help="where to write the files (default: a temporary folder)")
     args = ap.parse_args(argv)
+    make_workdir(ap, args.workdir)
     S, H, PH, P = parse_dims(ap, args.dims, "S,H,PH,P")
     N, D = args.batch, 3 * S * S
     with tempfile.TemporaryDirectory() as tmp:

@@ -32,7 +32,7 @@ import tempfile
 
 import numpy as np
 
-from _args import parse_dims  # examples/_args.py: the settings the cross-checks share
+from _args import make_workdir, number, parse_dims  # examples/_args.py: the settings the cross-checks share
 from _skip import skip  # examples/_skip.py: exit 77 (skipped) when this check cannot run here
 
 try:
@@ -201,22 +201,25 @@ def run_accumulation(inputs, cfg, shards, steps, hyper=(LR, MOMENTUM, TAU)):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--shards", type=int, default=2, help="replicas (and micro-batches)")
-    ap.add_argument("--rows", type=int, default=3, help="rows of each view per replica (1 with --views concat)")
-    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--shards", type=number(int, 1), default=2, help="replicas (and micro-batches)")
+    ap.add_argument("--rows", type=number(int, 1), default=3,
+                    help="rows of each view per replica (1 with --views concat)")
+    ap.add_argument("--steps", type=number(int, 1), default=3)
     ap.add_argument("--views", choices=["concat", "separate", "both"], default="both",
                     help="byol-pytorch's concatenated views, one pass per view, or both in turn")
-    ap.add_argument("--lr", type=float, default=LR, help=f"SGD lr (default {LR})")
-    ap.add_argument("--momentum", type=float, default=MOMENTUM, help=f"SGD momentum (default {MOMENTUM})")
-    ap.add_argument("--tau-base", type=float, default=TAU, help=f"the constant EMA tau (default {TAU})")
+    ap.add_argument("--lr", type=number(float, 0), default=LR, help=f"SGD lr (default {LR})")
+    ap.add_argument("--momentum", type=number(float, 0, 1, hi_open=True), default=MOMENTUM,
+                    help=f"SGD momentum (default {MOMENTUM})")
+    ap.add_argument("--tau-base", type=number(float, 0, 1), default=TAU, help=f"the constant EMA tau (default {TAU})")
     ap.add_argument("--dims", default="{encoder_dim},{hidden_size},{projection_dim},{predictor_dim},"
                     "{projector_hidden_dim}".format(**SIZES),
                     help="D,H,P,Q,PH: input, encoder width, projection, predictor hidden, projector hidden "
                          "(default {encoder_dim},{hidden_size},{projection_dim},{predictor_dim},"
                          "{projector_hidden_dim})".format(**SIZES))
-    ap.add_argument("--seed", type=int, default=0, help="seed of byol-ref's params and views (default 0)")
+    ap.add_argument("--seed", type=number(int, 0), default=0, help="seed of byol-ref's params and views (default 0)")
     ap.add_argument("--workdir", default=None, help="keep the traces here (default: a temporary directory)")
     args = ap.parse_args(argv)
+    make_workdir(ap, args.workdir)
     sizes = dict(zip(SIZES, parse_dims(ap, args.dims, "D,H,P,Q,PH")))
     if args.shards < 2:
         ap.error(f"--shards must be 2 or more, got {args.shards}: one replica shards nothing, and the check that "

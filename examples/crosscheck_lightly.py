@@ -37,7 +37,7 @@ import tempfile
 
 import numpy as np
 
-from _args import add_start_step, advance, parse_dims, schedule_steps  # examples/_args.py: what the checks share
+from _args import add_start_step, advance, make_workdir, number, parse_dims, schedule_steps  # examples/_args.py
 from _skip import skip  # examples/_skip.py: exit 77 (skipped) when this check cannot run here
 
 try:
@@ -136,23 +136,28 @@ def run_lightly(steps: int, warmup: int, weight_decay: float = 1e-6, seed: int =
 def main(argv=None) -> int:
     global N, D, H, PH, P
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--steps", type=int, default=5, help="training steps to compare (default 5)")
-    ap.add_argument("--total-steps", type=int, default=None,
+    ap.add_argument("--steps", type=number(int, 1), default=5, help="training steps to compare (default 5)")
+    ap.add_argument("--total-steps", type=number(int, 1), default=None,
                     help="K of the lr and tau schedules (default: --start-step + --steps)")
     add_start_step(ap)
-    ap.add_argument("--warmup", type=int, default=2, help="warm-up steps W (default 2)")
-    ap.add_argument("--weight-decay", type=float, default=1e-6, help="LARS weight decay (default 1e-6, the "
+    ap.add_argument("--warmup", type=number(int, 0), default=2, help="warm-up steps W (default 2)")
+    ap.add_argument("--weight-decay", type=number(float, 0), default=1e-6, help="LARS weight decay (default 1e-6, the "
                     "benchmark's; 0 turns lightly's LARS into momentum SGD)")
-    ap.add_argument("--lr", type=float, default=0.45, help="base lr (peak lr x N/256; default 0.45)")
-    ap.add_argument("--momentum", type=float, default=0.9, help="LARS momentum (default 0.9)")
-    ap.add_argument("--eta", type=float, default=1e-3, help="LARS trust_coefficient (default 1e-3)")
-    ap.add_argument("--tau-base", type=float, default=0.99, help="tau at step 0 of cosine_schedule (default 0.99)")
+    ap.add_argument("--lr", type=number(float, 0), default=0.45, help="base lr (peak lr x N/256; default 0.45)")
+    ap.add_argument("--momentum", type=number(float, 0, 1, hi_open=True), default=0.9,
+                    help="LARS momentum (default 0.9)")
+    ap.add_argument("--eta", type=number(float, 0, lo_open=True), default=1e-3,
+                    help="LARS trust_coefficient (default 1e-3)")
+    ap.add_argument("--tau-base", type=number(float, 0, 1), default=0.99,
+                    help="tau at step 0 of cosine_schedule (default 0.99)")
     ap.add_argument("--dims", default=f"{D},{H},{PH},{P}",
                     help=f"D,H,PH,P: input, backbone width, head hidden, projection (default {D},{H},{PH},{P})")
-    ap.add_argument("--batch", type=int, default=N, help=f"batch size N per view (default {N})")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the torch init and of the views (default 0)")
+    ap.add_argument("--batch", type=number(int, 2), default=N, help=f"batch size N per view (default {N})")
+    ap.add_argument("--seed", type=number(int, 0), default=0,
+                    help="seed of the torch init and of the views (default 0)")
     ap.add_argument("--workdir", default=None, help="where to write the files (default: a temporary folder)")
     args = ap.parse_args(argv)
+    make_workdir(ap, args.workdir)
     D, H, PH, P = parse_dims(ap, args.dims, "D,H,PH,P")
     N = args.batch
     start, total = schedule_steps(ap, args)

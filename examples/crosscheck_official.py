@@ -49,7 +49,7 @@ import tempfile
 
 import numpy as np
 
-from _args import add_start_step, parse_dims, schedule_steps  # examples/_args.py: the settings the cross-checks share
+from _args import add_start_step, make_workdir, number, parse_dims, schedule_steps  # examples/_args.py
 from _skip import skip  # examples/_skip.py: exit 77 (skipped) when this check cannot run here
 
 try:
@@ -206,34 +206,37 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--byol-src", default=os.environ.get("BYOL_OFFICIAL_SRC"),
                     help="checkout of google-deepmind/deepmind-research (default: $BYOL_OFFICIAL_SRC)")
-    ap.add_argument("--steps", type=int, default=6, help="training steps to compare (default 6)")
-    ap.add_argument("--total-steps", type=int, default=10, help="K of the lr and tau schedules (default 10)")
-    ap.add_argument("--warmup", type=int, default=3, help="warm-up steps W (default 3: 1/3 is not a float32)")
+    ap.add_argument("--steps", type=number(int, 1), default=6, help="training steps to compare (default 6)")
+    ap.add_argument("--total-steps", type=number(int, 1), default=10, help="K of the lr and tau schedules (default 10)")
+    ap.add_argument("--warmup", type=number(int, 0), default=3,
+                    help="warm-up steps W (default 3: 1/3 is not a float32)")
     add_start_step(ap)
-    ap.add_argument("--lr", type=float, default=5.0, help="base lr (peak lr x N/256; default 5, to move the params)")
-    ap.add_argument("--weight-decay", type=float, default=0.01, help="LARS weight decay (default 0.01)")
-    ap.add_argument("--eta", type=float, default=1e-3, help="LARS trust coefficient eta (default 1e-3)")
-    ap.add_argument("--momentum", type=float, default=0.9, help="LARS momentum (default 0.9)")
-    ap.add_argument("--tau-base", type=float, default=0.996, help="base_ema of target_ema (default 0.996)")
-    ap.add_argument("--bn-decay", type=float, default=BN_DECAY,
+    ap.add_argument("--lr", type=number(float, 0), default=5.0,
+                    help="base lr (peak lr x N/256; default 5, to move the params)")
+    ap.add_argument("--weight-decay", type=number(float, 0), default=0.01, help="LARS weight decay (default 0.01)")
+    ap.add_argument("--eta", type=number(float, 0, lo_open=True), default=1e-3,
+                    help="LARS trust coefficient eta (default 1e-3)")
+    ap.add_argument("--momentum", type=number(float, 0, 1, hi_open=True), default=0.9,
+                    help="LARS momentum (default 0.9)")
+    ap.add_argument("--tau-base", type=number(float, 0, 1), default=0.996,
+                    help="base_ema of target_ema (default 0.996)")
+    ap.add_argument("--bn-decay", type=number(float, 0, 1, hi_open=True), default=BN_DECAY,
                     help=f"batch-norm decay_rate, the weight on the old running statistic (default {BN_DECAY})")
-    ap.add_argument("--bn-eps", type=float, default=BN_EPS, help=f"batch-norm eps (default {BN_EPS})")
+    ap.add_argument("--bn-eps", type=number(float, 0, lo_open=True), default=BN_EPS,
+                    help=f"batch-norm eps (default {BN_EPS})")
     ap.add_argument("--dims", default=f"{D},{H},{P},{Q},{PH}",
                     help=f"D,H,P,Q,PH: input, encoder width, projection, predictor hidden, projector hidden "
                          f"(default {D},{H},{P},{Q},{PH})")
-    ap.add_argument("--batch", type=int, default=N, help=f"batch size N per view (default {N})")
-    ap.add_argument("--seed", type=int, default=0, help="seed of byol-ref's params and views (default 0)")
+    ap.add_argument("--batch", type=number(int, 2), default=N, help=f"batch size N per view (default {N})")
+    ap.add_argument("--seed", type=number(int, 0), default=0, help="seed of byol-ref's params and views (default 0)")
     ap.add_argument("--workdir", default=None, help="where to write the files (default: a temporary folder)")
     args = ap.parse_args(argv)
+    make_workdir(ap, args.workdir)
     if not args.byol_src:
         skip("this check runs the official BYOL code: clone google-deepmind/deepmind-research and pass "
              "--byol-src (or set BYOL_OFFICIAL_SRC). byol-ref does not need it; see docs/verifying.md.", __doc__)
     D, H, P, Q, PH = parse_dims(ap, args.dims, "D,H,P,Q,PH")
     start, total = schedule_steps(ap, args)
-    if not 0 <= args.bn_decay < 1:
-        ap.error(f"--bn-decay wants a number in [0, 1), got {args.bn_decay!r}")
-    if not args.bn_eps > 0:
-        ap.error(f"--bn-eps wants a number > 0, got {args.bn_eps!r}")
     N = args.batch
     official = import_official(args.byol_src)
     verdicts, lrs = {}, {}

@@ -58,7 +58,7 @@ import tempfile
 
 import numpy as np
 
-from _args import add_start_step, advance, parse_dims, schedule_steps  # examples/_args.py: what the checks share
+from _args import add_start_step, advance, make_workdir, number, parse_dims, schedule_steps  # examples/_args.py
 from _skip import skip  # examples/_skip.py: exit 77 (skipped) when this check cannot run here
 
 try:
@@ -212,22 +212,28 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--solo-src", default=os.environ.get("SOLO_LEARN_SRC"),
                     help="checkout of vturrisi/solo-learn (default: $SOLO_LEARN_SRC)")
-    ap.add_argument("--steps", type=int, default=5, help="training steps to compare (default 5)")
-    ap.add_argument("--total-steps", type=int, default=None,
+    ap.add_argument("--steps", type=number(int, 1), default=5, help="training steps to compare (default 5)")
+    ap.add_argument("--total-steps", type=number(int, 1), default=None,
                     help="K of the lr and tau schedules (default: --start-step + --steps)")
     add_start_step(ap)
-    ap.add_argument("--warmup", type=int, default=3, help="warm-up steps W (default 3)")
-    ap.add_argument("--lr", type=float, default=1.0, help="base lr (peak lr x N/256; default 1.0, the CIFAR recipe)")
-    ap.add_argument("--weight-decay", type=float, default=1e-5, help="LARS weight decay (default 1e-5)")
-    ap.add_argument("--momentum", type=float, default=0.9, help="LARS momentum (default 0.9)")
-    ap.add_argument("--eta", type=float, default=0.02, help="LARS eta (default 0.02, the CIFAR recipe)")
-    ap.add_argument("--tau-base", type=float, default=0.99, help="MomentumUpdater base_tau (default 0.99)")
+    ap.add_argument("--warmup", type=number(int, 0), default=3, help="warm-up steps W (default 3)")
+    ap.add_argument("--lr", type=number(float, 0), default=1.0,
+                    help="base lr (peak lr x N/256; default 1.0, the CIFAR recipe)")
+    ap.add_argument("--weight-decay", type=number(float, 0), default=1e-5, help="LARS weight decay (default 1e-5)")
+    ap.add_argument("--momentum", type=number(float, 0, 1, hi_open=True), default=0.9,
+                    help="LARS momentum (default 0.9)")
+    ap.add_argument("--eta", type=number(float, 0, lo_open=True), default=0.02,
+                    help="LARS eta (default 0.02, the CIFAR recipe)")
+    ap.add_argument("--tau-base", type=number(float, 0, 1), default=0.99,
+                    help="MomentumUpdater base_tau (default 0.99)")
     ap.add_argument("--dims", default=f"{D},{H},{PH},{P}",
                     help=f"D,H,PH,P: input, backbone width, head hidden, projection (default {D},{H},{PH},{P})")
-    ap.add_argument("--batch", type=int, default=N, help=f"batch size N per view (default {N})")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the torch init and of the views (default 0)")
+    ap.add_argument("--batch", type=number(int, 2), default=N, help=f"batch size N per view (default {N})")
+    ap.add_argument("--seed", type=number(int, 0), default=0,
+                    help="seed of the torch init and of the views (default 0)")
     ap.add_argument("--workdir", default=None, help="where to write the files (default: a temporary folder)")
     args = ap.parse_args(argv)
+    make_workdir(ap, args.workdir)
     if not args.solo_src:
         skip("this check runs solo-learn's own code: clone vturrisi/solo-learn and pass --solo-src (or set "
              "SOLO_LEARN_SRC). byol-ref does not need it; see docs/verifying.md.", __doc__)

@@ -181,7 +181,10 @@ if __name__ == "__main__":
     ap.add_argument("--workdir", default=None, help="where to write the files (default: a temporary folder)")
     args = ap.parse_args()
     if args.workdir:
-        os.makedirs(args.workdir, exist_ok=True)
+        try:
+            os.makedirs(args.workdir, exist_ok=True)
+        except OSError as exc:
+            ap.error(f"--workdir {args.workdir}: cannot make the folder: {exc.strerror or exc}")
         sys.exit(run(args.workdir, args.bug))
     with tempfile.TemporaryDirectory() as d:
         sys.exit(run(d, args.bug))

@@ -344,7 +344,7 @@ def test_the_cross_checks_read_start_and_total_steps_from_one_place(capsys):
     assert schedule_steps(ap, ap.parse_args([])) == (0, 5)
     assert schedule_steps(ap, ap.parse_args(["--start-step", "3"])) == (3, 8)
     assert schedule_steps(ap, ap.parse_args(["--start-step", "3", "--total-steps", "20"])) == (3, 20)
-    for bad, says in ((["--start-step", "-1"], "--start-step wants an integer >= 0, got -1"),
+    for bad, says in ((["--start-step", "-1"], "argument --start-step: wants an integer >= 0, got '-1'"),
                       (["--start-step", "3", "--total-steps", "7"],
                        "--total-steps wants an integer >= --start-step + --steps = 8, got 7")):
         with pytest.raises(SystemExit):

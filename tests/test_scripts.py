@@ -7,6 +7,7 @@ script must say which one it needs, in a line, not a traceback.
 """
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -95,3 +96,51 @@ def test_a_long_script_refuses_bad_arguments_before_it_trains(script, argv, says
     assert proc.returncode == 2 and says in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and not (tmp_path / "t.md").exists()
     assert _files() == before
+
+
+def _examples_args():
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import _args
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    return _args
+
+
+@pytest.mark.parametrize("kind, bounds, text, expect", [
+    (int, dict(lo=1), "3", 3),
+    (int, dict(lo=1), "0", "wants an integer >= 1, got '0'"),
+    (int, dict(lo=2), "x", "wants an integer >= 2, got 'x'"),
+    (float, dict(lo=0), "-1", "wants a number >= 0, got '-1'"),
+    (float, dict(lo=0), "nan", "wants a number >= 0, got 'nan'"),
+    (float, dict(lo=0), "inf", "wants a number >= 0, got 'inf'"),
+    (float, dict(lo=0, lo_open=True), "0", "wants a number > 0, got '0'"),
+    (float, dict(lo=0, hi=1, hi_open=True), "1", "wants a number in [0, 1), got '1'"),
+    (float, dict(lo=0, hi=1), "1", 1.0),
+    (float, dict(lo=0, hi=1), "1.5", "wants a number in [0, 1], got '1.5'"),
+])
+def test_the_cross_checks_settings_are_checked_by_the_parser(kind, bounds, text, expect):
+    """examples/_args.number, the type of every numeric flag of the cross-checks: --batch 1 was an
+    AssertionError from byol-pytorch, --lr -1 a ValueError from torch.optim, --rtol -1 a diff that
+    found every tensor different, each after the check had begun."""
+    import argparse
+
+    parse = _examples_args().number(kind, **bounds)
+    if isinstance(expect, str):
+        with pytest.raises(argparse.ArgumentTypeError, match=re.escape(expect)):
+            parse(text)
+    else:
+        assert parse(text) == expect and type(parse(text)) is kind
+
+
+def test_the_cross_checks_make_their_workdir_first_or_name_it(tmp_path, capsys):
+    import argparse
+
+    _args = _examples_args()
+    ap = argparse.ArgumentParser(prog="check")
+    _args.make_workdir(ap, str(tmp_path / "a" / "b"))
+    assert (tmp_path / "a" / "b").is_dir()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit) as exc:
+        _args.make_workdir(ap, str(tmp_path / "file" / "w"))
+    assert exc.value.code == 2 and "--workdir" in capsys.readouterr().err
