@@ -439,6 +439,13 @@ def table(rows, meta):
 
 
 def main(args):
+    if args.out:  # made now, not found unwritable after minutes of timing
+        try:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            print(f"bench_step.py: error: argument --out: cannot make the folder {Path(args.out).parent}: "
+                  f"{exc.strerror or exc}", file=sys.stderr)
+            raise SystemExit(2) from None
     torch_mod = None
     if not args.no_torch:
         try:
@@ -478,7 +485,6 @@ def main(args):
     print(md)
     if args.out:
         out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
         out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
         out.with_suffix(".md").write_text(md + "\n")
     return rows

@@ -121,3 +121,14 @@ def test_bench_step_refuses_a_bad_argument_before_it_runs_anything(argv, says, c
     with pytest.raises(SystemExit) as exc:
         bench_step.parse_args(argv)
     assert exc.value.code == 2 and says in capsys.readouterr().err
+
+
+def test_bench_step_refuses_an_out_it_cannot_write_before_it_times(tmp_path, capsys):
+    """--out was made only after every config had been timed (minutes), and a file in its path was
+    then a traceback with the figures lost."""
+    bench_step = _bench_step()
+    (tmp_path / "a-file").write_text("")
+    args = bench_step.parse_args(["--configs", "smoke", "--no-torch", "--out", str(tmp_path / "a-file" / "cpu")])
+    with pytest.raises(SystemExit) as exc:
+        bench_step.main(args)
+    assert exc.value.code == 2 and "argument --out: cannot make the folder" in capsys.readouterr().err
