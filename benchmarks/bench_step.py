@@ -335,7 +335,7 @@ def run_config(name, dims, args, torch_mod):
     check = None
     if torch_mod is not None:
         import torch_step
-        same = same_step(dims, args, torch_mod)  # (before this config's own arrays are made)
+        same = same_step(dims, args, torch_mod)  # (its float64 networks are freed when it returns)
         device = "cuda" if args.backend == "cupy" else "cpu"
         tdtype = getattr(torch_mod, args.dtype)
         torch_mod.set_default_dtype(tdtype)

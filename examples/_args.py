@@ -11,10 +11,13 @@ def number(kind=float, lo=None, hi=None, *, lo_open=False, hi_open=False):
     """An argparse ``type``: a finite ``kind`` (int or float) within [lo, hi] (an end ``*_open``: excluded;
     None: unbounded), so that a bad value is named by the parser, not by a traceback from torch or the
     library under test once the check has begun."""
-    left, right = "(" if lo_open else "[", ")" if hi_open else "]"
-    want = ("an integer" if kind is int else "a number") + (
-        f" in {left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}" if hi is not None
-        else f" {'>' if lo_open else '>='} {lo}" if lo is not None else "")
+    if hi is not None:  # "in [0, 1)"
+        bounds = f"in {'(' if lo_open else '['}{'-inf' if lo is None else lo}, {hi}{')' if hi_open else ']'}"
+    elif lo is not None:  # ">= 0", "> 0"
+        bounds = f"{'>' if lo_open else '>='} {lo}"
+    else:
+        bounds = "(finite)"
+    want = f"{'an integer' if kind is int else 'a number'} {bounds}"
 
     def parse(text: str):
         try:
