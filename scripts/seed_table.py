@@ -41,13 +41,13 @@ def main(argv=None):
         p.error(f"argument --seeds: wants integers >= 0, got {args.seeds}")
     if len(set(args.seeds)) < len(args.seeds):
         p.error(f"argument --seeds: a seed is given twice in {args.seeds}; the spread is over distinct seeds")
-    for flag, path in (("--out", args.out), ("--figure", args.figure)):
-        if path and not Path(path).resolve().parent.is_dir():
-            p.error(f"argument {flag}: {Path(path).parent} is not a folder; it would be found only after the runs")
-    try:
-        Path(args.runs).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        p.error(f"argument --runs: cannot make the folder {args.runs}: {exc.strerror or exc}")
+    for flag, folder in (("--out", Path(args.out).parent), ("--figure", args.figure and Path(args.figure).parent),
+                         ("--runs", Path(args.runs))):
+        try:  # now: the table and the figure are written after the runs
+            if folder:
+                folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            p.error(f"argument {flag}: cannot make the folder {folder}: {exc.strerror or exc}")
     variant = [a for pair in args.set for a in ("--set", pair)]
     reports = []
     env = dict(os.environ, PYTHONPATH=str(ROOT))
