@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from repo_modules import repo_module
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -32,12 +33,7 @@ def test_bench_step_smoke(tmp_path):
 
 def _bench_step():
     """benchmarks/bench_step.py as a module (it is a script, not part of the package)."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import bench_step
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-    return bench_step
+    return repo_module("benchmarks", "bench_step")
 
 
 def test_bench_step_cupy_branch_on_the_standin(tmp_path):
@@ -82,11 +78,7 @@ def test_the_torch_ratio_is_for_the_same_step(change, monkeypatch):
     import torch
 
     bench_step = _bench_step()
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import torch_step
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    torch_step = repo_module("benchmarks", "torch_step")
     if change is not None:
         name, factor_or_value = change
         original = torch_step.TorchStep.__init__

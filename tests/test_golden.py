@@ -14,6 +14,7 @@ import pytest
 from byol_ref.diff import diff_traces, format_report
 from byol_ref.presets import get_preset, preset_names
 from byol_ref.trace import load_trace, trace_inputs
+from repo_modules import repo_module
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 ROOT = GOLDEN.parents[1]
@@ -313,11 +314,7 @@ def test_the_cross_checks_read_dims_as_positive_integers_one_per_name(capsys):
     inside the other package or byol-ref, with no word of --dims)."""
     import argparse
 
-    sys.path.insert(0, str(ROOT / "examples"))
-    try:
-        from _args import parse_dims
-    finally:
-        sys.path.remove(str(ROOT / "examples"))
+    parse_dims = repo_module("examples", "_args").parse_dims
     ap = argparse.ArgumentParser(prog="crosscheck")
     assert parse_dims(ap, "6,7,9,3", "D,H,PH,P") == (6, 7, 9, 3)
     for bad in ("6,7,9", "6,7,9,3,5", "6,0,9,3", "6,x,9,3", ""):
@@ -332,11 +329,8 @@ def test_the_cross_checks_read_start_and_total_steps_from_one_place(capsys):
     naming the flag (byol-ref trace refused it later, in its own words)."""
     import argparse
 
-    sys.path.insert(0, str(ROOT / "examples"))
-    try:
-        from _args import add_start_step, schedule_steps
-    finally:
-        sys.path.remove(str(ROOT / "examples"))
+    _args = repo_module("examples", "_args")
+    add_start_step, schedule_steps = _args.add_start_step, _args.schedule_steps
     ap = argparse.ArgumentParser(prog="crosscheck")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--total-steps", type=int, default=None)

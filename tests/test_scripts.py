@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+from repo_modules import repo_module
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPTS = sorted(p for d in ("scripts", "benchmarks", "examples") for p in (ROOT / d).glob("*.py")
@@ -99,12 +100,7 @@ def test_a_long_script_refuses_bad_arguments_before_it_trains(script, argv, says
 
 
 def _examples_args():
-    sys.path.insert(0, str(ROOT / "examples"))
-    try:
-        import _args
-    finally:
-        sys.path.remove(str(ROOT / "examples"))
-    return _args
+    return repo_module("examples", "_args")
 
 
 @pytest.mark.parametrize("kind, bounds, text, expect", [
