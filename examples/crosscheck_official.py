@@ -255,7 +255,7 @@ def main(argv=None) -> int:
             ours = os.path.join(work, f"byol_ref_{rounding}.npz")
             if byol_ref_cli(["trace", *common, "--set", f"lr_rounding={rounding}", "--out", ours]) != 0:
                 return 2
-            with np.load(ours) as z:
+            with np.load(ours, allow_pickle=False) as z:
                 lrs[rounding] = [float(z[f"step{k}.lr"]) for k in range(args.steps)]
                 if rounding == "float32":  # the same initial state and views for the official run
                     ref = {k: z[k] for k in z.files if k.startswith("init.") or ".input." in k}
