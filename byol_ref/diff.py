@@ -58,6 +58,7 @@ class TensorDiff:
         worst_index: index of the largest tolerance violation (or of max_abs when all agree).
         a_value, b_value: the two values at worst_index.
         values_ok: whether the values agree within tolerance (None when not comparable).
+        scale: the tensor's largest finite magnitude, over both sides (None when not comparable).
     """
 
     name: str
@@ -73,6 +74,7 @@ class TensorDiff:
     a_value: float | None = None
     b_value: float | None = None
     values_ok: bool | None = None
+    scale: float | None = None
 
 
 @dataclass
@@ -106,16 +108,49 @@ class DiffReport:
 
     def hint(self) -> str | None:
         """Where to look for the first divergence: :func:`divergence_hint`, or, when only its
-        dtype differs, that (the values agree within tolerance)."""
+        dtype differs, that (the values agree within tolerance); when one side is float32 and the
+        difference is no more than its rounding (:data:`ROUNDING_UNITS`), that comes first."""
         first = next((d for d in self.tensors if d.name == self.first_divergence), None)
         if first is not None and first.status == "dtype":
             return (f"the dtypes only ({first.dtype_a} vs {first.dtype_b}), the values agree within tolerance: "
                     "--ignore-dtype compares the values alone")
-        return divergence_hint(self.first_divergence)
+        hint = divergence_hint(self.first_divergence)
+        rounding = _rounding_note(first)
+        if rounding is not None:
+            return rounding + (f"; if it is more than rounding: {hint}" if hint else "")
+        return hint
 
     def to_dict(self) -> dict:
         """Every field, and ``hint``: where to look for the first divergence (:meth:`hint`)."""
         return {**asdict(self), "hint": self.hint()}
+
+
+#: A first divergence no larger than this many units of the coarser side's eps times the tensor's largest
+#: value is reported as that dtype's rounding, where one side is float32 (or float16): two correct float32
+#: steps differ from float64 by a few units to a few tens (docs/verifying.md section 5, float32), a wrong
+#: convention by far more.
+ROUNDING_UNITS = 1000
+
+
+def _rounding_note(d: TensorDiff | None) -> str | None:
+    """What to say when a first divergence is no larger than the rounding of its coarser float dtype, a
+    float32 trace compared with a float64 one at float64's tolerances, say: None otherwise (and always
+    where both sides are float64)."""
+    if d is None or d.status != "mismatch" or not d.scale or d.max_abs is None:
+        return None
+    floats = [np.dtype(t) for t in (d.dtype_a, d.dtype_b) if t is not None and np.dtype(t).kind == "f"]
+    if not floats:
+        return None
+    coarse = max(floats, key=lambda t: float(np.finfo(t).eps))
+    eps = float(np.finfo(coarse).eps)
+    units = d.max_abs / (eps * d.scale)
+    if coarse.itemsize >= 8 or units > ROUNDING_UNITS:
+        return None
+    return (f"{coarse.name} rounding, by the look of it: the largest difference, {d.max_abs:.2g}, is {units:.2g} "
+            f"units of {coarse.name}'s eps ({eps:.2g}) times the tensor's largest value ({d.scale:.2g}), and "
+            "element-wise tolerances fail on rounding where values cancel toward 0. Compare each side in "
+            f"{coarse.name} with a float64 trace of the same inputs instead (docs/verifying.md section 5, "
+            "float32)")
 
 
 def _as_trace(x, label) -> Trace:
@@ -145,6 +180,7 @@ def _compare(name, a, b, rtol, atol) -> TensorDiff:
     bad = err > atol + rtol * scale
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.where(scale > 0, err / np.where(scale > 0, scale, 1.0), np.where(err > 0, np.inf, 0.0))
+    d.scale = float(scale.max()) if scale.size else 0.0
     d.max_abs = float(err.max()) if err.size else 0.0
     d.max_rel = float(rel.max()) if rel.size else 0.0
     d.n_bad = int(bad.sum())

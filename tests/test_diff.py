@@ -423,3 +423,41 @@ def test_the_worst_index_is_the_largest_excess_over_the_tolerance_not_the_larges
     d = _one([100.0, 1.0], [101.5, 2.0], rtol=1e-2, atol=0)
     assert d.n_bad == 2 and d.worst_index == [1] and (d.a_value, d.b_value) == (1.0, 2.0)
     assert d.max_abs == 1.5
+
+
+def _float32_trace(name="deepmind", preset=None):
+    """The _trace() inputs traced in float32 (each cast to it; preset: another convention)."""
+    inputs = make_inputs(get_preset(name), encoder_dim=5, hidden_size=6, projection_dim=4, predictor_dim=3,
+                         batch=4, steps=2, seed=0)
+    return trace_inputs(inputs, preset or get_preset(name), dtype="float32")
+
+
+def test_a_float32_trace_against_a_float64_one_is_called_rounding_not_a_wrong_init():
+    """A float32 trace diffed against byol-ref's float64 one at float64's tolerances: every value differs
+    by float32 rounding, and the first divergence (the starting weights, rounded) used to send the reader
+    to the mapping and the init. The hint now says float32 rounding and where the docs say how to
+    compare float32, before the operation's own hint; with --ignore-dtype and float32's tolerances, the
+    first divergence (a gradient that cancels) is rounding too."""
+    ref, f32 = _trace(), _float32_trace()
+    rep = diff_traces(ref, f32)
+    assert not rep.ok and rep.first_divergence.startswith("init.")
+    hint = rep.hint()
+    assert hint.startswith("float32 rounding, by the look of it:") and "docs/verifying.md section 5" in hint
+    assert hint.endswith("if it is more than rounding: " + divergence_hint(rep.first_divergence))
+    loose = diff_traces(ref, f32, ignore_dtype=True, rtol=1e-5, atol=1e-6)
+    assert not loose.ok and loose.hint().startswith("float32 rounding")
+    assert format_report(loose).count("float32 rounding, by the look of it") == 1
+
+
+def test_a_float32_trace_with_another_convention_is_not_called_rounding():
+    """The rounding note is no excuse: a float32 trace with joint batch statistics (views=concat) against
+    the float64 per-view one diverges at the first batch norm by far more than rounding, and gets that
+    layer's hint alone; two float64 traces never get the note, however small their difference."""
+    ref = _trace()
+    other = _float32_trace(preset=get_preset("deepmind").replace(views="concat"))
+    rep = diff_traces(ref, other, ignore_dtype=True, rtol=1e-5, atol=1e-6)
+    assert rep.first_divergence == "step0.online.view1.encoder.norm1.out"
+    assert rep.hint() == divergence_hint(rep.first_divergence)
+    tiny = diff_traces(ref, _perturbed(ref, "step0.online.view1.encoder.norm1.out", (0, 0), 1e-8))
+    assert tiny.first_divergence == "step0.online.view1.encoder.norm1.out"
+    assert tiny.hint() == divergence_hint(tiny.first_divergence)
