@@ -303,11 +303,11 @@ _HINTS = (
      "bn_decay, which views update them; Haiku's hidden EMA is stored debiased, h / (1 - decay^t)"),
     (r"^opt\.", None, "the optimiser: optimizer, weight_decay, momentum, lars_* (trust ratio, eps, clip), "
      "exclude (which tensors skip decay and the trust ratio)"),
-    (r"^online\.param\..*\.(fc\d+|sem_fc)\.bias$", None, "a bias's update: if a batch norm follows the layer, the "
-     "bias's true gradient is 0 and both sides step on rounding noise, which Adam scales up (to as much as lr a "
-     "step): by a little, that is all it is (docs/verifying.md section 5, tolerances; --set hidden_bias=false, "
-     "or SGD or LARS, leave no such steps); else the optimiser's update: the learning rate (step lr), "
-     "predictor_lr_mult, or the optimiser state just before it"),
+    (r"^online\.param\..*\.(fc\d+|sem_fc)\.bias$", None, "a bias's update: if a batch norm follows its layer, the "
+     "bias's true gradient is 0 and both sides step on rounding noise, which Adam scales up to as much as lr a "
+     "step; a small difference there is that noise (docs/verifying.md section 5, tolerances; --set "
+     "hidden_bias=false, SGD or LARS leave no such steps); else the optimiser's update: the learning rate (step "
+     "lr), predictor_lr_mult, or the optimiser state just before it"),
     (r"^online\.param\.", None, "the optimiser's update: the learning rate (step lr), predictor_lr_mult, "
      "or the optimiser state just before it"),
 )

@@ -471,7 +471,7 @@ def test_a_bias_update_hint_names_the_rounding_noise_adam_scales_up():
     for name in ("step2.online.param.predictor.fc1.bias", "step0.online.param.projector.sem_fc.bias",
                  "step1.online.param.encoder.fc2.bias"):
         hint = divergence_hint(name)
-        assert hint.startswith("a bias's update: if a batch norm follows the layer") and "Adam" in hint, name
+        assert hint.startswith("a bias's update: if a batch norm follows its layer") and "Adam" in hint, name
         assert hint.endswith(divergence_hint("step0.online.param.encoder.fc1.weight")), name
     assert not divergence_hint("step0.online.param.encoder.fc1.weight").startswith("a bias")
     assert not divergence_hint("init.online.param.encoder.fc1.bias").startswith("a bias")
