@@ -268,6 +268,8 @@ def diff_files(path_a, path_b, **kwargs) -> DiffReport:
 
 # Where a first divergence usually comes from: (pattern on the name after ``stepI.``/``init.``,
 # the options and causes to look at). First match wins; docs/verifying.md section 5 says more.
+_UPDATE = ("the optimiser's update: the learning rate (step lr), predictor_lr_mult, or the optimiser state just "
+           "before it")
 _HINTS = (
     (r"^(online|target)\.buffer\.", "init", "the starting running statistics: not read as written (the "
      "mapping), or another convention (bn_running: Haiku's debiased average, not its hidden EMA). With "
@@ -306,10 +308,8 @@ _HINTS = (
     (r"^online\.param\..*\.(fc\d+|sem_fc)\.bias$", None, "a bias's update: if a batch norm follows its layer, the "
      "bias's true gradient is 0 and both sides step on rounding noise, which Adam scales up to as much as lr a "
      "step; a small difference there is that noise (docs/verifying.md section 5, tolerances; --set "
-     "hidden_bias=false, SGD or LARS leave no such steps); else the optimiser's update: the learning rate (step "
-     "lr), predictor_lr_mult, or the optimiser state just before it"),
-    (r"^online\.param\.", None, "the optimiser's update: the learning rate (step lr), predictor_lr_mult, "
-     "or the optimiser state just before it"),
+     "hidden_bias=false, SGD or LARS leave no such steps); else " + _UPDATE),
+    (r"^online\.param\.", None, _UPDATE),
 )
 
 
