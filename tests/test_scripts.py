@@ -140,3 +140,16 @@ def test_the_cross_checks_make_their_workdir_first_or_name_it(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         _args.make_workdir(ap, str(tmp_path / "file" / "w"))
     assert exc.value.code == 2 and "--workdir" in capsys.readouterr().err
+
+
+def test_the_cross_check_sweep_counts_a_check_that_cannot_run_as_skipped(tmp_path):
+    """scripts/crosscheck_sweep.py: where the other packages are missing every run skips (77), and the
+    sweep says so and exits 77 itself; it never reports a skipped run as agreeing."""
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    proc = _run(ROOT / "scripts" / "crosscheck_sweep.py", "--runs", "3", "--seed", "1", "--only", "lightly,ddp",
+                blocked=blocked, tmp_path=tmp_path)
+    assert proc.returncode == 77, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line.split()[1] for line in lines[:3]] == ["skipped"] * 3 and "examples/crosscheck_" in lines[0]
+    assert lines[-1].startswith("crosscheck_sweep: 0 agree, 0 differ, 3 skipped")
