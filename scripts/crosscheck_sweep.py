@@ -13,8 +13,9 @@ that ran agreed, 1 when one differed, 77 when none could run.
 The examples' defaults are what the test suite runs; the sweep reaches what they do not. What it
 found when it was written (2026-12-01): no difference in byol-ref's arithmetic over some 130 runs, and
 that the rounding noise Adam turns into steps of a bias in front of batch norm
-(``crosscheck_byol_pytorch.py``) reaches 6e-6 x lr a step, where the docs had said 3e-8 x lr: that
-check's ``--atol`` is drawn to match, 1e-5 x lr x steps (docs/verifying.md section 5).
+(``crosscheck_byol_pytorch.py``) reaches 1e-5 x lr a step, where the docs had said 3e-8 x lr: that
+check's ``--atol`` is drawn with room to spare, 1e-4 x lr x steps (docs/verifying.md section 5), which
+still leaves a 1% change of the learning rate 100 times above it.
 
 A development tool: it needs what the examples need (torch; lightly, byol-pytorch; the official BYOL
 and solo-learn checkouts through ``--byol-src`` and ``--solo-src``, or BYOL_OFFICIAL_SRC and
@@ -65,7 +66,7 @@ def draw(rng: random.Random, check: str, args) -> list:
         lr = rng.choice([3e-4, 1e-2])
         return ["crosscheck_byol_pytorch.py", *common, "--lr", str(lr), "--batch", str(rng.randint(2, 9)),
                 "--tau-base", str(rng.choice([0.9, 0.99, 1.0])), "--dims", f"{rng.randint(2, 5)},{_dims(rng, 3)}",
-                "--atol", f"{max(1e-10, 1e-5 * lr * steps):g}"]
+                "--atol", f"{max(1e-10, 1e-4 * lr * steps):g}"]
     return ["crosscheck_ddp.py", *common, "--shards", str(rng.randint(2, 3)), "--rows", str(rng.randint(2, 4)),
             "--views", rng.choice(["concat", "separate", "both"]), "--lr", str(rng.choice([0.01, 0.5])),
             "--momentum", str(rng.choice([0.0, 0.9])), "--tau-base", str(rng.choice([0.9, 0.99])),
