@@ -11,7 +11,7 @@ missing here exits 77 and is counted as skipped, never as agreeing. Exit status:
 that ran agreed, 1 when one differed, 77 when none could run.
 
 The examples' defaults are what the test suite runs; the sweep reaches what they do not. What it
-found when it was written (2026-12-01): no difference in byol-ref's arithmetic over some 130 runs, and
+found when it was written (2026-12-01): no difference in byol-ref's arithmetic over some 230 runs, and
 that the rounding noise Adam turns into steps of a bias in front of batch norm
 (``crosscheck_byol_pytorch.py``) reaches 1e-5 x lr a step, where the docs had said 3e-8 x lr: that
 check's ``--atol`` is drawn with room to spare, 1e-4 x lr x steps (docs/verifying.md section 5), which
