@@ -150,13 +150,11 @@ def _check_online_gradients(config_kw, seed, n, tries=1):
         assume(False)
     res = byol.loss_and_grads(online, target, v1, v2)
     assert list(res.grads) == list(online.params)
-    signs = _relu_signs(online, target, v1, v2)
-    crossed = []
 
-    def loss_of(params):
-        """The loss, noting whether an online ReLU input changed sign: 1e-3 from a kink is not always far
-        enough (search seed 6188, n=5, the torch-init config: a ReLU input 1.8e-3 from its kink, behind
-        three batch norms, moved past it when one encoder.fc1 weight moved by 2e-5; h=1e-6 agreed)."""
+    def loss_of(params, crossed=None):
+        """The loss; with a list ``crossed``, noting there whether an online ReLU input changed sign."""
+        if crossed is None:
+            return byol.loss_and_grads(online._replace(params=params), target, v1, v2).loss
         seen = {}
         loss = byol.loss_and_grads(online._replace(params=params), target, v1, v2,
                                    record=lambda k, v: seen.__setitem__(k, np.asarray(v))).loss
@@ -174,13 +172,22 @@ def _check_online_gradients(config_kw, seed, n, tries=1):
     # where live draws give 0.04 |L| or more) is resolved by no step.
     assume(scale > 0.02 * abs(float(res.loss)))
     for key, value in online.params.items():
-        def f(x, key=key):
-            return loss_of({**online.params, key: x})
+        def f(x, key=key, crossed=None):
+            return loss_of({**online.params, key: x}, crossed)
         num = numerical_gradient(f, value.copy(), h=1e-5)  # small: _well_conditioned keeps ReLUs 1e-3 from kinks
-        # A difference quotient across a kink measures nothing (the gradient is right, the oracle is not):
-        # such a draw is rejected, never passed.
-        assume(not crossed)
-        assert grad_error(res.grads[key], num, scale=scale) < 1e-5, key
+        error = grad_error(res.grads[key], num, scale=scale)
+        if error >= 1e-5:
+            # A difference quotient across a kink measures nothing (the gradient is right, the oracle is
+            # not): such a draw is rejected, never passed. 1e-3 from a kink is not always far enough
+            # (search seed 6188, n=5, the torch-init config: a ReLU input 1.8e-3 from its kink, behind
+            # three batch norms, moved past it when one encoder.fc1 weight moved by 2e-5; h=1e-6 agreed).
+            # The same differences again, watching the signs: only here, where the comparison failed
+            # (the assume or the assert ends the example, so this runs once at most).
+            signs = _relu_signs(online, target, v1, v2)  # (read by loss_of)
+            crossed = []
+            numerical_gradient(lambda x: f(x, crossed=crossed), value.copy(), h=1e-5)
+            assume(not crossed)
+        assert error < 1e-5, key
 
 
 @given(seed=st.integers(0, 10_000), n=st.integers(3, 5), views=st.sampled_from(["separate", "concat"]))
