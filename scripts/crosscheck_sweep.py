@@ -31,6 +31,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "examples"))
+from _args import number  # noqa: E402  (examples/_args.py: the cross-checks' own flag types)
 CHECKS = ("official", "lightly", "solo-learn", "byol-pytorch", "ddp")
 SKIPPED = 77  # examples/_skip.py
 
@@ -81,19 +83,9 @@ def _checks(text: str) -> list:
     return names
 
 
-def _at_least_one(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"wants an integer >= 1, got {text!r}")
-    return value
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--runs", type=_at_least_one, default=20, help="how many runs (default 20)")
+    ap.add_argument("--runs", type=number(int, 1), default=20, help="how many runs (default 20)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
     ap.add_argument("--only", type=_checks, default=list(CHECKS), help=f"some of {','.join(CHECKS)} (default: all)")
     ap.add_argument("--byol-src", default=os.environ.get("BYOL_OFFICIAL_SRC"),
