@@ -109,12 +109,17 @@ class DiffReport:
     def hint(self) -> str | None:
         """Where to look for the first divergence: :func:`divergence_hint`, or, when only its
         dtype differs, that (the values agree within tolerance); when one side is float32 and the
-        difference is no more than its rounding (:data:`ROUNDING_UNITS`), that comes first."""
+        difference is no more than its rounding (:data:`ROUNDING_UNITS`), that comes first; when the
+        input views differ in shape, that comes before all: the two traces are not of the same work."""
         first = next((d for d in self.tensors if d.name == self.first_divergence), None)
         if first is not None and first.status == "dtype":
             return (f"the dtypes only ({first.dtype_a} vs {first.dtype_b}), the values agree within tolerance: "
                     "--ignore-dtype compares the values alone")
         hint = divergence_hint(self.first_divergence)
+        inputs = _input_shape_note(self.tensors)
+        if inputs is not None:
+            alone = f"; on its own, the first divergence ({self.first_tensor}) points to: {hint}"
+            return inputs + (alone if hint else "")
         rounding = _rounding_note(first)
         if rounding is not None:
             return rounding + (f"; if it is more than rounding: {hint}" if hint else "")
@@ -151,6 +156,21 @@ def _rounding_note(d: TensorDiff | None) -> str | None:
             "element-wise tolerances fail on rounding where values cancel toward 0. Compare each side in "
             f"{coarse.name} with a float64 trace of the same inputs instead (docs/verifying.md section 5, "
             "float32)")
+
+
+def _input_shape_note(tensors) -> str | None:
+    """What to say when an input view has one shape in A and another in B (None otherwise): then the
+    traces are of different batch sizes or input widths, and every later difference, the learning rate's
+    batch scaling first, may follow from that alone."""
+    for d in tensors:
+        m = _STEP_RE.match(d.name)
+        if d.status == "shape" and (m.group(3) if m else d.name).startswith("input."):
+            a, b = ("x".join(map(str, shape)) for shape in (d.shape_a, d.shape_b))
+            return (f"the input views differ in shape ({d.name}: {a} in A, {b} in B): the two traces are of "
+                    "different batch sizes or input widths, so every difference may follow from that (the "
+                    "learning rate first, where it scales with the batch); trace both from the same views "
+                    "(--inputs, or the same --dims and --batch)")
+    return None
 
 
 def _as_trace(x, label) -> Trace:

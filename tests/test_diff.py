@@ -475,3 +475,23 @@ def test_a_bias_update_hint_names_the_rounding_noise_adam_scales_up():
         assert hint.endswith(divergence_hint("step0.online.param.encoder.fc1.weight")), name
     assert not divergence_hint("step0.online.param.encoder.fc1.weight").startswith("a bias")
     assert not divergence_hint("init.online.param.encoder.fc1.bias").startswith("a bias")
+
+
+def test_traces_of_different_batch_sizes_are_called_that_not_a_schedule_difference():
+    """Two traces drawn with --batch 4 and --batch 8 differ first at the learning rate (it scales with
+    the batch), and the hint used to send the reader to the lr schedule's options alone. When an input
+    view differs in shape the hint now says first that the traces are not of the same work, and how to
+    make them so; a difference in the views' values alone gets the inputs' own hint."""
+    small = _trace()
+    inputs = make_inputs(get_preset("deepmind"), encoder_dim=5, hidden_size=6, projection_dim=4, predictor_dim=3,
+                         batch=8, steps=2, seed=0)
+    rep = diff_traces(small, trace_inputs(inputs, "deepmind"))
+    assert rep.first_divergence == "step0.lr"
+    hint = rep.hint()
+    assert hint.startswith("the input views differ in shape (step0.input.view1: 4x5 in A, 8x5 in B)"), hint
+    assert "--inputs" in hint and hint.endswith(divergence_hint("step0.lr"))
+    assert format_report(rep).count("the input views differ in shape") == 1
+    assert json.loads(json.dumps(rep.to_dict()))["hint"] == hint
+    moved = diff_traces(small, _perturbed(small, "step0.input.view1", (0, 0), 1e-3))
+    assert moved.first_divergence == "step0.input.view1"
+    assert moved.hint() == divergence_hint("step0.input.view1")
