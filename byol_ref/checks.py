@@ -209,6 +209,38 @@ def check_writable(folder, what: str, advice: str) -> None:
     raise PermissionError(f"{what} cannot be written: {why}; {advice}")
 
 
+#: The errors that mean "not allowed", not "not there": this user's rights, or a read-only file system.
+_DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def access_denied(exc: BaseException) -> str | None:
+    """Why the OS refused ``exc``'s file, as the end of a sentence ("this user may not read it", "this
+    user may not write in /data", "this user may not enter /home/ann", "it is on a file system mounted
+    read-only"), found by asking the OS about the file and the folders above it; None when ``exc`` is
+    no such refusal or names no file. Python's own "[Errno 13] Permission denied: 'x'" says neither which it was nor
+    where the missing right is: a run directory under a folder this user may not enter, say."""
+    if not isinstance(exc, OSError) or exc.errno not in _DENIED or not exc.filename:
+        return None
+    path = os.path.abspath(os.fsdecode(exc.filename))
+    if exc.errno == errno.EROFS:
+        return "it is on a file system mounted read-only"
+    # The nearest folder above it that this user can see: a folder they may not enter hides all below it,
+    # so where the right missing is entering a folder on the way, it is this one's.
+    folder = os.path.dirname(path)
+    while folder != os.path.dirname(folder) and not os.access(folder, os.F_OK):
+        folder = os.path.dirname(folder)
+    if os.access(path, os.F_OK):
+        if os.path.isdir(path):
+            if not os.access(path, os.R_OK | os.X_OK):
+                return "this user may not read this folder"
+            return "this user may not write in this folder"
+        return "this user may not read it" if not os.access(path, os.R_OK) else "this user may not write it"
+    if not os.access(folder, os.X_OK):
+        return f"this user may not enter {folder}"
+    return f"this user may not write in {folder}" + ("" if folder == os.path.dirname(path) else ", the nearest "
+                                                    "folder of the path that exists")
+
+
 def odd_entry(path) -> str | None:
     """What stands at ``path`` where it is there but is neither a regular file nor a folder, as the
     end of a sentence ("is a link to X, which leads to no file ...", "... round a loop of links, to no

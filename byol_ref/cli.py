@@ -34,7 +34,7 @@ from pathlib import Path
 from .augment import default_views_for, views_from_dicts, views_to_dicts
 from .backend import get_backend, host
 from .checkpoint import atomic_savez, atomic_write_text, disk_full, parse_json
-from .checks import check_seed, check_writable, not_a_file
+from .checks import access_denied, check_seed, check_writable, not_a_file
 from .data import csv_header_rule, labels_file, load_digits, load_file, synthetic
 from .model import NORMS, Config, loss_range
 from .rundir import (REPORT_FILES, RUN_FILES, SET_ASIDE, Replacing, RunDirectoryBusy, RunLock, first_interrupt_only,
@@ -329,6 +329,8 @@ def _read_run_config(cfg_file: Path) -> dict:
     try:
         text = cfg_file.read_bytes()
     except OSError as exc:
+        if access_denied(exc):  # (not the file's fault: main names the argument and the right missing)
+            raise
         raise ValueError(f"{cfg_file} cannot be read as a run's config.json ({type(exc).__name__}: {exc})") from None
     saved = parse_json(text, f"{cfg_file}, a run's config.json,")
     want = ("model_config", "train_config", "data")
@@ -769,6 +771,40 @@ def _class_names(names: tuple) -> str:
     return f"the labels are {len(names)} class names, read as ids 0..{len(names) - 1} in sorted order: {shown}"
 
 
+# The path-valued arguments, as a message names them, and whether the command writes there.
+_PATH_ARGS = {"out": ("--out", True), "dst": ("dst", True), "data": ("--data", False), "labels": ("--labels", False),
+              "inputs": ("--inputs", False), "mapping": ("--mapping", False), "path": ("the run", False),
+              "a": ("trace A", False), "b": ("trace B", False), "src": ("src", False)}
+
+
+def _denied(exc: BaseException, args) -> str | None:
+    """A refusal by the OS (``checks.access_denied``: no right to read or write, a read-only file
+    system) as a message that names the argument whose path it was, what was refused and what to do:
+    ``--out /data/run cannot be written: this user may not write in /data; choose ...``, not Python's
+    ``[Errno 13] Permission denied: '/data/run'``. None for any other error."""
+    why = access_denied(exc)
+    if why is None:
+        return None
+    name = os.path.abspath(os.fsdecode(exc.filename))
+    # The argument whose path it was: the file itself, one in the folder it names, or a folder made on the way
+    # to it; the nearest, where two fit (--out . and --data ./x.csv).
+    fits = []
+    for dest, (label, writes) in _PATH_ARGS.items():
+        value = getattr(args, dest, None)
+        if isinstance(value, str) and value:
+            given = os.path.abspath(value)
+            if os.path.commonpath([name, given]) in (name, given):
+                fits.append((abs(len(given) - len(name)), label, writes, value, given))
+    if fits:
+        _, label, writes, value, given = min(fits, key=lambda fit: fit[0])
+        at = "" if name == given else f" (at {name})"
+        if writes and not why.startswith("this user may not read"):
+            return f"{label} {value}{at} cannot be written: {why}; choose another {label}, where this user may write"
+        return (f"{label} {value}{at} cannot be read: {why}; give this user the right to read it, or copy it "
+                "where they may")
+    return f"{name}: permission denied: {why}"
+
+
 def _failed(prog: str, exc: BaseException | str, then: str = "") -> int:
     """Say that ``exc`` (an exception, or the message to show for one) stopped the command (and
     ``then``, what to do next), and return the exit status: 1 where a write found no room left
@@ -1203,7 +1239,7 @@ def main(argv=None) -> int:
         of the output went away.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
-    prog = "byol-ref"
+    prog, args = "byol-ref", None
     try:
         args = build_parser().parse_args(argv)
         args.given = _explicit_dests(argv)  # options typed on the command line, whatever their value
@@ -1225,7 +1261,7 @@ def main(argv=None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as a shell reports it
     except (ValueError, TypeError, OSError, RuntimeError) as exc:  # OSError: missing files, --out a folder, ...
-        return _failed(prog, exc, "then run the command again" if disk_full(exc) else "")
+        return _failed(prog, _denied(exc, args) or exc, "then run the command again" if disk_full(exc) else "")
     except Warning as exc:  # a warning that the warnings filter made an error (python -W error, PYTHONWARNINGS)
         return _failed(prog, f"{exc} (a {type(exc).__name__}, raised as an error by the warnings filter: "
                              "python -W error or PYTHONWARNINGS)")

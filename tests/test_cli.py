@@ -1424,6 +1424,152 @@ def test_a_folder_without_write_permission_is_refused_by_the_os_own_word(tmp_pat
         locked.chmod(0o755)
 
 
+def _as_a_user(monkeypatch, *, unreadable=(), unwritable=(), closed=()) -> None:
+    """os.access as the OS answers a user (not root) who may not read the files ``unreadable``, write
+    in the folders ``unwritable`` or enter the folders ``closed``: the tests may run as root, whom the
+    OS refuses nothing."""
+    real_access = os.access
+    paths = {mode: {Path(p).absolute() for p in ps} for mode, ps in
+             ((os.R_OK, unreadable), (os.W_OK, unwritable), (os.X_OK, closed))}
+
+    def access(path, mode, **kw):
+        here = Path(path).absolute()
+        if any(mode & m and here in ps for m, ps in paths.items()):
+            return False
+        if mode == os.F_OK and any(c in here.parents for c in paths[os.X_OK]):
+            return False  # (behind a folder this user may not enter, nothing can be seen)
+        return real_access(path, mode, **kw)
+
+    monkeypatch.setattr(os, "access", access)
+
+
+def test_a_file_or_folder_the_os_refuses_is_named_by_its_argument_and_the_right_missing(tmp_path, capsys,
+                                                                                        monkeypatch):
+    """Where the OS refused a file (no right to read it, to write in its folder, to enter a folder on
+    the way; a read-only mount), the command said Python's "[Errno 13] Permission denied: '/x/run'":
+    not which argument, nor which right, nor where. It now names the argument, the right and the folder
+    it lacks, and what to do. (The refusals are made here, as the tests may run as root; the next test
+    has the OS's own, where they run as a user.)"""
+    import errno
+    from pathlib import Path as P
+
+    from byol_ref import cli
+    from byol_ref import trace as trace_module
+    from byol_ref.cli import main
+
+    data = tmp_path / "x.npy"
+    np.save(data, np.random.default_rng(0).normal(size=(64, 6)))
+
+    def refused(path, code=errno.EACCES):
+        def call(*args, **kwargs):
+            raise PermissionError(code, os.strerror(code), str(path))
+        return call
+
+    monkeypatch.setattr(cli, "load_file", refused(data))
+    _as_a_user(monkeypatch, unreadable=[data])
+    assert main(["train", *SMALL_RUN, "--data", str(data), "--out", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err == (f"byol-ref train: error: --data {data} cannot be read: this user may not "
+                                       "read it; give this user the right to read it, or copy it where they may\n")
+    monkeypatch.undo()
+
+    locked, real_mkdir = tmp_path / "locked", P.mkdir
+    locked.mkdir()
+    out = locked / "a" / "run"
+
+    def mkdir(self, *args, **kwargs):
+        if locked in self.absolute().parents:
+            raise PermissionError(errno.EACCES, "Permission denied", str(locked / "a"))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(P, "mkdir", mkdir)
+    _as_a_user(monkeypatch, unwritable=[locked])
+    assert main(["train", *SMALL_RUN, "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (f"byol-ref train: error: --out {out} (at {locked / 'a'}) cannot be written: "
+                                       f"this user may not write in {locked}; choose another --out, where this user "
+                                       "may write\n")
+    monkeypatch.undo()
+
+    closed = tmp_path / "closed"
+    closed.mkdir()
+    trace = closed / "t.npz"
+    monkeypatch.setattr(trace_module, "load_trace", refused(trace))
+    _as_a_user(monkeypatch, closed=[closed])
+    assert main(["diff", str(data), str(trace)]) == 2
+    assert capsys.readouterr().err == (f"byol-ref diff: error: trace B {trace} cannot be read: this user may not "
+                                       f"enter {closed}; give this user the right to read it, or copy it where "
+                                       "they may\n")
+    monkeypatch.undo()
+
+    monkeypatch.setattr(cli, "load_file", refused(tmp_path / "r2", errno.EROFS))
+    assert main(["train", *SMALL_RUN, "--data", str(data), "--out", str(tmp_path / "r2")]) == 2
+    assert capsys.readouterr().err == (f"byol-ref train: error: --out {tmp_path / 'r2'} cannot be written: it is "
+                                       "on a file system mounted read-only; choose another --out, where this user "
+                                       "may write\n")
+
+
+def test_access_denied_says_which_right_is_missing_and_is_silent_on_other_errors(tmp_path, monkeypatch):
+    """checks.access_denied, the reason the messages above give: it asks the OS about the file and the
+    folders above it, and says nothing of an error that is no refusal (a missing file, a full disk)."""
+    import errno
+
+    from byol_ref.checks import access_denied
+
+    f = tmp_path / "f.npz"
+    f.write_bytes(b"")
+
+    def denied(path, code=errno.EACCES):
+        return PermissionError(code, os.strerror(code), str(path))
+
+    assert access_denied(FileNotFoundError(errno.ENOENT, "No such file", str(f))) is None
+    assert access_denied(OSError(errno.ENOSPC, "No space left", str(f))) is None
+    assert access_denied(PermissionError("no file named")) is None
+    assert access_denied(denied(f, errno.EROFS)) == "it is on a file system mounted read-only"
+    with monkeypatch.context() as m:
+        _as_a_user(m, unreadable=[f])
+        assert access_denied(denied(f)) == "this user may not read it"
+    with monkeypatch.context() as m:
+        _as_a_user(m, unwritable=[tmp_path])
+        assert access_denied(denied(tmp_path / "new")) == f"this user may not write in {tmp_path}"
+        assert access_denied(denied(tmp_path / "a" / "b")) == (f"this user may not write in {tmp_path}, the "
+                                                                "nearest folder of the path that exists")
+    with monkeypatch.context() as m:
+        _as_a_user(m, closed=[tmp_path])
+        assert access_denied(denied(tmp_path / "a" / "b")) == f"this user may not enter {tmp_path}"
+        assert access_denied(denied(f)) == f"this user may not enter {tmp_path}"
+    with monkeypatch.context() as m:  # (the folder that hides the rest is named, not the one the file is in)
+        _as_a_user(m, closed=[tmp_path.parent])
+        assert access_denied(denied(f)) == f"this user may not enter {tmp_path.parent}"
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may read and write anything")
+def test_the_os_own_refusals_are_named_by_their_argument(tmp_path, capsys):
+    """The messages of the test above from the OS's own permissions, where the tests run as a user."""
+    from byol_ref.cli import main
+
+    data = tmp_path / "x.npy"
+    np.save(data, np.random.default_rng(0).normal(size=(64, 6)))
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    try:
+        data.chmod(0)
+        assert main(["train", *SMALL_RUN, "--data", str(data), "--out", str(tmp_path / "r")]) == 2
+        assert capsys.readouterr().err.startswith(f"byol-ref train: error: --data {data} cannot be read: this "
+                                                  "user may not read it;")
+        data.chmod(0o644)
+        locked.chmod(0o555)
+        assert main(["train", *SMALL_RUN, "--out", str(locked / "a" / "run")]) == 2
+        assert capsys.readouterr().err.startswith(f"byol-ref train: error: --out {locked / 'a' / 'run'} (at "
+                                                  f"{locked / 'a'}) cannot be written: this user may not write "
+                                                  f"in {locked};")
+        locked.chmod(0)
+        assert main(["diff", str(data), str(locked / "t.npz")]) == 2
+        assert capsys.readouterr().err.startswith(f"byol-ref diff: error: trace B {locked / 't.npz'} cannot be "
+                                                  f"read: this user may not enter {locked};")
+    finally:
+        data.chmod(0o644)
+        locked.chmod(0o755)
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs POSIX file limits")
 def test_a_write_past_the_file_size_limit_is_told_as_a_full_disk(tmp_path):
     """The kernel's own refusal (``ulimit -f``: EFBIG, "File too large"), not a stand-in: the
