@@ -209,6 +209,22 @@ def check_writable(folder, what: str, advice: str) -> None:
     raise PermissionError(f"{what} cannot be written: {why}; {advice}")
 
 
+def make_folder(folder, flag: str, replaces=()) -> None:
+    """Make ``folder`` (with its parents) for a long job's results, and refuse it now where they could not
+    be written at the end: the folder cannot be made, or written in, or a file of ``replaces`` in it (one
+    the job writes in place) is there and may not be replaced. The OSError says which, what the OS gave
+    as the reason and to choose another ``flag``."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        why = access_denied(exc) or exc.strerror or str(exc)
+        raise OSError(f"cannot make the folder {folder}: {why}; choose another {flag}") from None
+    check_writable(folder, f"the folder {folder}", f"choose another {flag}")
+    for file in replaces:
+        if os.path.lexists(file) and not os.access(file, os.W_OK):
+            raise PermissionError(f"{file} cannot be replaced: this user may not write it; choose another {flag}")
+
+
 #: The errors that mean "not allowed", not "not there": this user's rights, or a read-only file system.
 _DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import warnings
 
 
@@ -32,12 +31,15 @@ def number(kind=float, lo=None, hi=None, *, lo_open=False, hi_open=False):
 
 
 def make_workdir(ap, path):
-    """``--workdir``: made now (with its parents), or the parser's error naming it, before any check runs."""
+    """``--workdir``: made now (with its parents), or the parser's error naming it, before any check runs:
+    one that cannot be made or written in."""
+    from byol_ref.checks import make_folder  # (the caller has put the checkout on the path)
+
     if path is not None:
         try:
-            os.makedirs(path, exist_ok=True)
+            make_folder(path, "--workdir")
         except OSError as exc:
-            ap.error(f"--workdir {path}: cannot make the folder: {exc.strerror or exc}")
+            ap.error(f"argument --workdir: {exc}")
 
 
 def parse_dims(ap, text: str, names: str) -> tuple:

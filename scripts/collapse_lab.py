@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 import byol_ref as byol  # noqa: E402
 from byol_ref.backend import get_backend  # noqa: E402
+from byol_ref.checks import make_folder  # noqa: E402
 from byol_ref.data import load_digits  # noqa: E402
 from byol_ref.plots import draw_similarity, similarity_colorbar  # noqa: E402
 from byol_ref.report import evaluate_features  # noqa: E402
@@ -73,9 +74,11 @@ def main(argv=None):
         p.error(f"argument --seed: wants an integer >= 0, got {args.seed}")
     out = Path(args.out)
     try:  # now, not after the arms have trained for minutes
-        (out / "img").mkdir(parents=True, exist_ok=True)
+        make_folder(out, "--out", replaces=[out / f"collapse-lab-results.{ext}" for ext in ("md", "json")])
+        make_folder(out / "img", "--out", replaces=[out / "img" / f"{name}.png" for name in
+                                                    ("collapse-lab", "collapse-lab-similarity")])
     except OSError as exc:
-        p.error(f"argument --out: cannot make the folder {out / 'img'}: {exc.strerror or exc}")
+        p.error(f"argument --out: {exc}")
     ds = load_digits()
     results = []
     for name, model_kw, train_kw, lit in ARMS:

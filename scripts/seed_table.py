@@ -20,6 +20,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from byol_ref.checks import make_folder  # noqa: E402
+
 RECIPE = ["--data", "digits", "--projection-dim", "64", "--projector-hidden-dim", "256", "--predictor-dim", "256",
           "--lr", "6e-3"]
 
@@ -41,13 +45,16 @@ def main(argv=None):
         p.error(f"argument --seeds: wants integers >= 0, got {args.seeds}")
     if len(set(args.seeds)) < len(args.seeds):
         p.error(f"argument --seeds: a seed is given twice in {args.seeds}; the spread is over distinct seeds")
-    for flag, folder in (("--out", Path(args.out).parent), ("--figure", args.figure and Path(args.figure).parent),
-                         ("--runs", Path(args.runs))):
+    for flag, file in (("--out", args.out), ("--figure", args.figure)):
         try:  # now: the table and the figure are written after the runs
-            if folder:
-                folder.mkdir(parents=True, exist_ok=True)
+            if file:
+                make_folder(Path(file).parent, flag, replaces=[file])
         except OSError as exc:
-            p.error(f"argument {flag}: cannot make the folder {folder}: {exc.strerror or exc}")
+            p.error(f"argument {flag}: {exc}")
+    try:
+        make_folder(args.runs, "--runs")
+    except OSError as exc:
+        p.error(f"argument --runs: {exc}")
     variant = [a for pair in args.set for a in ("--set", pair)]
     reports = []
     env = dict(os.environ, PYTHONPATH=str(ROOT))

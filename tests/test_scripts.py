@@ -153,3 +153,60 @@ def test_the_cross_check_sweep_counts_a_check_that_cannot_run_as_skipped(tmp_pat
     lines = proc.stdout.splitlines()
     assert [line.split()[1] for line in lines[:3]] == ["skipped"] * 3 and "examples/crosscheck_" in lines[0]
     assert lines[-1].startswith("crosscheck_sweep: 0 agree, 0 differ, 3 skipped")
+
+
+def _denied_writes(monkeypatch, *paths) -> None:
+    """os.access as the OS answers a user (not root) who may not write ``paths``: the tests may run as root."""
+    real_access = os.access
+    denied = {pathlib.Path(p).absolute() for p in paths}
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: not (mode & os.W_OK and pathlib.Path(
+        path).absolute() in denied) and real_access(path, mode, **kw))
+
+
+@pytest.mark.parametrize("script, argv, flag, denied", [
+    ("seed_table", ["--out", "{tmp}/locked/t.md"], "--out", "locked"),
+    ("seed_table", ["--out", "{tmp}/kept.md"], "--out", "kept.md"),
+    ("seed_table", ["--figure", "{tmp}/locked/f.png"], "--figure", "locked"),
+    ("seed_table", ["--runs", "{tmp}/locked"], "--runs", "locked"),
+    ("collapse_lab", ["--out", "{tmp}/locked"], "--out", "locked"),
+    ("collapse_lab", ["--out", "{tmp}"], "--out", "collapse-lab-results.md"),
+])
+def test_a_long_script_refuses_a_place_it_may_not_write_before_it_trains(script, argv, flag, denied, tmp_path,
+                                                                          monkeypatch, capsys):
+    """seed_table.py and collapse_lab.py made their output folders before training, but a folder this
+    user may not write in (or a file there it may not replace) was found only when the table was
+    written, after the minutes of training: as a user, `seed_table.py --out /root/x.md` trained three
+    seeds, then stopped on "Permission denied". Each is now refused at once, by the flag that gave it."""
+    module = repo_module("scripts", script)
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "kept.md").write_text("mine\n")
+    (tmp_path / "collapse-lab-results.md").write_text("mine\n")
+    _denied_writes(monkeypatch, tmp_path / denied)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **kw: pytest.fail("trained"))
+    if script == "collapse_lab":
+        monkeypatch.setattr(module, "fit", lambda *a, **kw: pytest.fail("trained"))
+    defaults = ["--out", str(tmp_path / "t.md"), "--runs", str(tmp_path / "runs"), "--figure", ""]
+    with pytest.raises(SystemExit) as exc:
+        module.main((defaults if script == "seed_table" else []) + [a.format(tmp=tmp_path) for a in argv])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and f"error: argument {flag}: " in err and f"choose another {flag}" in err, err
+    assert "this user may not write" in err and str(tmp_path / denied) in err, err
+    assert (tmp_path / "kept.md").read_text() == "mine\n"
+
+
+def test_make_folder_makes_it_or_says_why_not(tmp_path, monkeypatch):
+    """byol_ref.checks.make_folder, what the scripts and the cross-checks' --workdir use."""
+    from byol_ref.checks import make_folder
+
+    make_folder(tmp_path / "a" / "b", "--out")
+    assert (tmp_path / "a" / "b").is_dir()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OSError, match=r"^cannot make the folder .*/file/w: Not a directory; choose another --out$"):
+        make_folder(tmp_path / "file" / "w", "--out")
+    _denied_writes(monkeypatch, tmp_path / "a", tmp_path / "file")
+    with pytest.raises(PermissionError, match=r"^the folder .*/a cannot be written: this user may not write in it; "
+                                              r"choose another --x$"):
+        make_folder(tmp_path / "a", "--x")
+    make_folder(tmp_path, "--x", replaces=[tmp_path / "absent.md"])
+    with pytest.raises(PermissionError, match=r"/file cannot be replaced: this user may not write it; choose "):
+        make_folder(tmp_path, "--x", replaces=[tmp_path / "file"])
