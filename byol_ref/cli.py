@@ -592,6 +592,7 @@ def _train(args) -> int:
 def _train_holding(args, lock: RunLock) -> int:
     data_spec = {"data": args.data, "labels": args.labels, "data_seed": args.data_seed, "csv_header": args.csv_header}
     out = Path(args.out) if args.out else Path("runs") / f"{Path(args.data).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    args.default_out = None if args.out else out  # (for main's message, where the OS refuses it)
     existed = out.is_dir()
     if existed:  # before anything in it is read
         check_writable(out, f"--out {out}", "make it writable, or copy the run to a folder that is and resume the "
@@ -771,10 +772,13 @@ def _class_names(names: tuple) -> str:
     return f"the labels are {len(names)} class names, read as ids 0..{len(names) - 1} in sorted order: {shown}"
 
 
-# The path-valued arguments, as a message names them, and whether the command writes there.
-_PATH_ARGS = {"out": ("--out", True), "dst": ("dst", True), "data": ("--data", False), "labels": ("--labels", False),
-              "inputs": ("--inputs", False), "mapping": ("--mapping", False), "path": ("the run", False),
-              "a": ("trace A", False), "b": ("trace B", False), "src": ("src", False)}
+# The path-valued arguments, as a message names them, and where the command writes there, how to choose
+# another place (None where it only reads). ``default_out``: train's run directory without --out.
+_PATH_ARGS = {"out": ("--out", "choose another --out"), "dst": ("dst", "choose another dst"),
+              "data": ("--data", None), "labels": ("--labels", None), "inputs": ("--inputs", None),
+              "mapping": ("--mapping", None), "path": ("the run", None), "a": ("trace A", None),
+              "b": ("trace B", None), "src": ("src", None),
+              "default_out": ("the run directory (no --out given)", "choose one with --out")}
 
 
 def _denied(exc: BaseException, args) -> str | None:
@@ -789,17 +793,17 @@ def _denied(exc: BaseException, args) -> str | None:
     # The argument whose path it was: the file itself, one in the folder it names, or a folder made on the way
     # to it; the nearest, where two fit (--out . and --data ./x.csv).
     fits = []
-    for dest, (label, writes) in _PATH_ARGS.items():
+    for dest, (label, choose) in _PATH_ARGS.items():
         value = getattr(args, dest, None)
-        if isinstance(value, str) and value:
+        if isinstance(value, (str, Path)) and str(value):
             given = os.path.abspath(value)
             if os.path.commonpath([name, given]) in (name, given):
-                fits.append((abs(len(given) - len(name)), label, writes, value, given))
+                fits.append((abs(len(given) - len(name)), label, choose, value, given))
     if fits:
-        _, label, writes, value, given = min(fits, key=lambda fit: fit[0])
+        _, label, choose, value, given = min(fits, key=lambda fit: fit[0])
         at = "" if name == given else f" (at {name})"
-        if writes and not why.startswith("this user may not read"):
-            return f"{label} {value}{at} cannot be written: {why}; choose another {label}, where this user may write"
+        if choose and not why.startswith("this user may not read"):
+            return f"{label} {value}{at} cannot be written: {why}; {choose}, where this user may write"
         return (f"{label} {value}{at} cannot be read: {why}; give this user the right to read it, or copy it "
                 "where they may")
     return f"{name}: permission denied: {why}"

@@ -1477,8 +1477,9 @@ def test_a_file_or_folder_the_os_refuses_is_named_by_its_argument_and_the_right_
     out = locked / "a" / "run"
 
     def mkdir(self, *args, **kwargs):
-        if locked in self.absolute().parents:
-            raise PermissionError(errno.EACCES, "Permission denied", str(locked / "a"))
+        if locked in self.absolute().parents:  # (the first folder to be made under it is refused)
+            raise PermissionError(errno.EACCES, "Permission denied",
+                                  str(locked / self.absolute().relative_to(locked).parts[0]))
         return real_mkdir(self, *args, **kwargs)
 
     monkeypatch.setattr(P, "mkdir", mkdir)
@@ -1487,6 +1488,12 @@ def test_a_file_or_folder_the_os_refuses_is_named_by_its_argument_and_the_right_
     assert capsys.readouterr().err == (f"byol-ref train: error: --out {out} (at {locked / 'a'}) cannot be written: "
                                        f"this user may not write in {locked}; choose another --out, where this user "
                                        "may write\n")
+    monkeypatch.chdir(locked)  # without --out: runs/<data>-<time> in a folder this user may not write in
+    assert main(["train", *SMALL_RUN]) == 2
+    assert re.fullmatch(rf"byol-ref train: error: the run directory \(no --out given\) runs/synthetic-[-0-9]+ \(at "
+                        rf"{re.escape(str(locked / 'runs'))}\) cannot be written: this user may not write in "
+                        rf"{re.escape(str(locked))}; choose one with --out, where this user may write\n",
+                        capsys.readouterr().err)
     monkeypatch.undo()
 
     closed = tmp_path / "closed"
