@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -256,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override any model.Config or TrainConfig field, e.g. --set views=concat; null is None "
                         "(an optional field's default)")
     g = t.add_argument_group("run directory")
-    g.add_argument("--out", default=None, help="run directory (default runs/<data>-<time>)")
+    g.add_argument("--out", default=None, help="run directory (default runs/<data>-<time>, or -2, -3, ... after it where that is taken)")
     g.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoint with the run's saved settings; only "
                         "--epochs may change, other settings that differ are refused. A longer run spreads the lr "
@@ -591,7 +592,9 @@ def _train(args) -> int:
 
 def _train_holding(args, lock: RunLock) -> int:
     data_spec = {"data": args.data, "labels": args.labels, "data_seed": args.data_seed, "csv_header": args.csv_header}
-    out = Path(args.out) if args.out else Path("runs") / f"{Path(args.data).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    # Without --out: runs/<data>-<time>, or -2, -3, ... after it where another train took that name.
+    base = None if args.out else Path("runs") / f"{Path(args.data).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = Path(args.out) if args.out else next(p for p in _numbered(base) if not os.path.lexists(p))
     args.default_out = None if args.out else out  # (for main's message, where the OS refuses it)
     existed = out.is_dir()
     if existed:  # before anything in it is read
@@ -650,9 +653,15 @@ def _train_holding(args, lock: RunLock) -> int:
     else:  # (as augment.views_from_dicts reads them back)
         views_record = views_to_dicts(views)
     backend = get_backend("cupy" if args.device == "cuda" else "numpy", tcfg.dtype, tcfg.seed)
-    created = not out.exists()
-    fresh = created or not any(out.iterdir())
-    out.mkdir(parents=True, exist_ok=True)
+    if base is not None:
+        # This run's own, though another train began in the same second (a loop of seeds in the background)
+        # and may have taken the name meanwhile.
+        out = args.default_out = _claim_folder(base)
+        created = fresh = True
+    else:
+        created = not out.exists()
+        fresh = created or not any(out.iterdir())
+        out.mkdir(parents=True, exist_ok=True)
     if not existed:
         lock.take(out)
         if any(out.iterdir()) and not args.overwrite:  # another process made it meanwhile, and has ended
@@ -735,6 +744,25 @@ def _refuse_a_run_there(out: Path) -> None:
                               "--overwrite to replace it, or choose another --out")
     raise FileExistsError(f"--out {out} is not empty and holds no byol-ref run (none of {', '.join(RUN_FILES[:3])}, "
                           "...); choose another --out, or pass --overwrite to train in it (the files it holds stay)")
+
+
+def _numbered(base: Path):
+    """``base``, then ``base-2``, ``base-3``, ...: the names a default run directory may take."""
+    yield base
+    for k in itertools.count(2):
+        yield base.with_name(f"{base.name}-{k}")
+
+
+def _claim_folder(base: Path) -> Path:
+    """Make the first of :func:`_numbered` ``base`` that no one has made, and return it. Making a
+    folder is atomic: of two processes making one name, one is told it exists, and takes the next."""
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for path in _numbered(base):
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
 
 
 def _train_stopped(exc: BaseException, out: Path, replacing, *, fresh: bool, created: bool,

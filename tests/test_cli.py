@@ -4136,3 +4136,37 @@ def test_report_txt_says_which_probe_fits_stopped_at_their_cap_under_the_table(t
     assert "THE TABLE\n" + note + "\n\n" in capsys.readouterr().out
     written = json.loads((tmp_path / "report.json").read_text())
     assert [r["converged"] for r in written["rows"]] == [True, True, True, False] and "table" not in written
+
+
+def test_trains_begun_in_the_same_second_without_out_each_get_a_run_directory(tmp_path, capsys, monkeypatch):
+    """Without --out a run goes to runs/<data>-<time>, to the second: of two trains begun in one second
+    (`for s in 0 1 2; do byol-ref train --seed $s & done`) the second was refused, "--out runs/... is in
+    use", naming an --out no one gave, and trained nothing. It now takes runs/<data>-<time>-2 (then -3,
+    ...): where the name is there before it looks, and where another process makes it between its look
+    and its own mkdir."""
+    import time as time_module
+    from pathlib import Path as P
+
+    from byol_ref.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(time_module, "strftime", lambda fmt, *a: "20261201-120000")
+    base = tmp_path / "runs" / "synthetic-20261201-120000"
+    base.mkdir(parents=True)
+    (base / "config.json").write_text("{}")  # another run's, begun this second
+    assert main(["train", *SMALL_RUN, "--no-eval"]) == 0
+    assert "run directory runs/synthetic-20261201-120000-2\n" in capsys.readouterr().out
+    assert (base.parent / "synthetic-20261201-120000-2" / "checkpoint.npz").is_file()
+    assert (base / "config.json").read_text() == "{}"
+
+    real_mkdir, made = P.mkdir, []
+
+    def mkdir(self, *args, **kwargs):  # another process makes -3 just after this one found it free
+        if self.name == "synthetic-20261201-120000-3" and not made:
+            made.append(real_mkdir(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(P, "mkdir", mkdir)
+    assert main(["train", *SMALL_RUN, "--no-eval"]) == 0
+    assert "run directory runs/synthetic-20261201-120000-4\n" in capsys.readouterr().out
+    assert made and list((base.parent / "synthetic-20261201-120000-3").iterdir()) == []
