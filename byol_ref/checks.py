@@ -101,6 +101,7 @@ def check_operands(op: str, x, *, x_name: str = "x", per_feature: bool = False, 
     if getattr(x, "dtype", None) is None or x.dtype.name not in ("float32", "float64"):
         raise TypeError(f"{op}: {x_name} must be a float32 or float64 array, got "
                         f"{getattr(x, 'dtype', type(x).__name__)}")
+    check_plain({x_name: x, **params}, op)
     if x.ndim == 0:  # (no feature axis: x.shape[-1] would be an IndexError, a norm over axis -1 a scalar's)
         raise ValueError(f"{op}: {x_name} must have a feature axis, shape (..., F), got a 0-d array")
     for name, a in params.items():
@@ -124,6 +125,7 @@ def check_same_dtype(op: str, x, *, x_name: str = "x", **arrays) -> None:
             continue
         if not (hasattr(a, "dtype") and hasattr(a, "shape")):  # (np.dtype("float64") == None is True)
             raise TypeError(f"{op}: {name} must be an array in {x_name}'s dtype {x.dtype}, got {type(a).__name__}")
+        check_plain({name: a}, op)
         if a.dtype != x.dtype:
             raise TypeError(f"{op}: {name} has dtype {a.dtype}, but {x_name} has {x.dtype}; byol_ref never mixes "
                             "dtypes")
@@ -137,6 +139,7 @@ def check_upstream(op: str, dout, shape, dtype, *, name: str = "dout") -> None:
     if not (hasattr(dout, "dtype") and hasattr(dout, "shape")):
         raise TypeError(f"{op}: {name} must be an array like the forward's output ({tuple(shape)}, {dtype}), got "
                         f"{type(dout).__name__}")
+    check_plain({name: dout}, op)
     if tuple(dout.shape) != tuple(shape):
         raise ValueError(f"{op}: {name} has shape {tuple(dout.shape)}, expected {tuple(shape)} (the forward's "
                          "output's)")
@@ -328,6 +331,7 @@ def check_array(x, name, *, ndim=None, last_dim=None, dtype=None, finite=True, m
     """
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         raise TypeError(f"{name} must be a NumPy or CuPy array, got {type(x).__name__}")
+    check_plain({name: x})
     if ndim is not None and x.ndim != ndim:
         raise ValueError(f"{name} must be a {ndim}-D array, got shape {tuple(x.shape)} ({x.ndim}-D)")
     if x.dtype.kind != "f":
@@ -350,6 +354,32 @@ def check_array(x, name, *, ndim=None, last_dim=None, dtype=None, finite=True, m
             first = tuple(int(i) for i in xp.argwhere(~ok)[0])
             raise ValueError(f"{name} has {bad} non-finite value(s) (NaN or inf), first at index {first}")
     return x
+
+
+def odd_array(x, name: str) -> str | None:
+    """Why ``x`` is refused though it is a NumPy array, as a message naming ``name``; None for an array
+    (an ``np.memmap`` included). A ``numpy.matrix`` stays 2-D and its ``*`` is a matrix product; a masked
+    array's mask is a promise that the arithmetic here, on every value, does not keep. Each failed deep
+    inside with NumPy's words ("shape too large to be a matrix", shapes that do not broadcast)."""
+    if isinstance(x, np.matrix):
+        return (f"{name} is a numpy.matrix, whose operators are not an array's (it stays 2-D, and * is a matrix "
+                f"product); pass np.asarray({name})")
+    if isinstance(x, np.ma.MaskedArray):
+        masked = int(np.ma.count_masked(x))
+        if not masked:
+            return f"{name} is a masked array (nothing masked); pass np.asarray({name})"
+        return (f"{name} is a masked array with {masked} value(s) masked, and byol_ref has no notion of a missing "
+                f"value: fill them ({name}.filled(value)) or drop the rows that hold them")
+    return None
+
+
+def check_plain(arrays: dict, op: str | None = None) -> None:
+    """A TypeError (led by ``op``, where given) for the first of ``arrays`` (name -> array) that
+    :func:`odd_array` refuses: a numpy.matrix or a masked array."""
+    for name, a in arrays.items():
+        odd = odd_array(a, name)
+        if odd is not None:
+            raise TypeError(f"{op}: {odd}" if op else odd)
 
 
 def dataclass_from_dict(cls, d: dict):

@@ -257,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override any model.Config or TrainConfig field, e.g. --set views=concat; null is None "
                         "(an optional field's default)")
     g = t.add_argument_group("run directory")
-    g.add_argument("--out", default=None, help="run directory (default runs/<data>-<time>, or -2, -3, ... after it where that is taken)")
+    g.add_argument("--out", default=None,
+                   help="run directory (default runs/<data>-<time>, or -2, -3, ... after it where that is taken)")
     g.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoint with the run's saved settings; only "
                         "--epochs may change, other settings that differ are refused. A longer run spreads the lr "

@@ -26,8 +26,8 @@ from typing import Iterator, NamedTuple, Optional, Union
 from .backend import host as np
 from .checkpoint import (NPY_MAGIC, ZIP_MAGIC, file_head, first_line, npy_size_problem, numpy_read_errors,
                          read_npz)
-from .checks import (check_bool, check_image_shape, check_real, check_seed, column_mean_std, not_a_file,
-                     odd_entry)
+from .checks import (check_bool, check_image_shape, check_plain, check_real, check_seed, column_mean_std,
+                     not_a_file, odd_entry)
 
 __all__ = [
     "Dataset",
@@ -988,7 +988,9 @@ def standardize(x, mean, std):
 
 
 def _as_features(a, name: str):
-    """``a`` as a float64 host array, or a TypeError naming it (a str, None or object array)."""
+    """``a`` as a float64 host array, or a TypeError naming it (a str, None or object array; a
+    numpy.matrix or a masked array, :func:`checks.odd_array`)."""
+    check_plain({name: a})
     try:
         kind = np.asarray(a).dtype
     except (TypeError, ValueError):  # (a ragged list, say)

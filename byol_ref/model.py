@@ -22,8 +22,8 @@ from typing import Callable, NamedTuple
 
 from . import kernels
 from .backend import FLOAT_DTYPES, Backend, check_dtype, get_array_module, get_backend
-from .checks import (dataclass_from_dict, check_array, check_bool, check_choice, check_positive_int,
-                     check_real, check_seed)
+from .checks import (dataclass_from_dict, check_array, check_bool, check_choice, check_plain,
+                     check_positive_int, check_real, check_seed)
 from .layers import (RunningStats, affine_backward, affine_forward, batch_norm_backward, batch_norm_forward,
                      group_norm_backward, group_norm_forward, layer_norm_backward, layer_norm_forward, linear_backward,
                      linear_forward, relu_backward, relu_forward, simplex_backward, simplex_forward,
@@ -1031,6 +1031,7 @@ def ema_update(online_params: dict, target_params: dict, momentum: float = DEFAU
         for name, a in (("online_params", o), ("target_params", t)):
             if not (hasattr(a, "shape") and hasattr(a, "dtype")):
                 raise TypeError(f"ema_update: {name}[{key!r}] must be a NumPy or CuPy array, got {type(a).__name__}")
+            check_plain({f"{name}[{key!r}]": a}, "ema_update")
         if o.shape != t.shape:
             raise ValueError(f"ema_update: shape mismatch for {key!r}: online {tuple(o.shape)}, "
                              f"target {tuple(t.shape)}")
@@ -1334,6 +1335,7 @@ def _check_network(net, name, role=None):
     for key, value in net.params.items():
         if not (hasattr(value, "shape") and hasattr(value, "dtype")):
             raise TypeError(f"{name}.params[{key!r}] must be a NumPy or CuPy array, got {type(value).__name__}")
+        check_plain({f"{name}.params[{key!r}]": value})
     if reshaped:
         key, got, shape = reshaped[0]
         raise ValueError(f"{name}.params[{key!r}] has shape {got}, expected {shape}")

@@ -60,7 +60,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Union
 from . import kernels
 from .backend import FLOAT_DTYPES, get_array_module
 from .backend import host as np
-from .checks import check_bool, interval
+from .checks import check_bool, check_plain, interval
 from .tree import check_same_keys
 
 __all__ = [
@@ -226,6 +226,7 @@ def _check_inputs(grads, state, params, prefixes: tuple[str, ...], extra=()) -> 
             raise ValueError(f"params[{k!r}] must be a floating-point array ({' or '.join(FLOAT_DTYPES)}), got "
                              f"{type(p).__name__} of dtype {getattr(p, 'dtype', None)}")
         _check_like(grads[k], p, f"grads[{k!r}]", k)
+        check_plain({f"params[{k!r}]": p, f"grads[{k!r}]": grads[k]})
     for sk, k in expected.items():
         _check_like(state[sk], params[k], f"state[{sk!r}]", k)
 

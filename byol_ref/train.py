@@ -31,8 +31,8 @@ from .augment import ImageAug, VectorAug, default_views_for, two_views, views_fr
 from .backend import Backend, get_array_module, get_backend
 from .backend import host as np
 from .backend import to_numpy
-from .checks import (check_array, check_bool, check_choice, check_image_shape, check_path, check_positive_int,
-                     check_real, check_types, check_writable, dataclass_from_dict, overflow_refusal)
+from .checks import (check_array, check_bool, check_choice, check_image_shape, check_path, check_plain,
+                     check_positive_int, check_real, check_types, check_writable, dataclass_from_dict, overflow_refusal)
 from .data import Dataset, feature_stats, standardize
 from .kernels import EMA_FORMS
 from .model import (Config, Network, buffer_shapes, build_from_config, data_dependent_init, ema_update,
@@ -930,6 +930,7 @@ def _check_fit_args(dataset, model_cfg, tcfg, *, out_dir, progress, views, state
     (``progress=1``, an empty ``views`` read as the default, ``out_dir=""`` writing into the working
     folder, a negative ``stop_at`` training nothing)."""
     check_types(dataset=(dataset, Dataset), model_cfg=(model_cfg, Config), tcfg=(tcfg, TrainConfig))
+    check_plain({f"dataset.{k}": getattr(dataset, k) for k in ("x_train", "y_train", "x_test", "y_test")})
     x = dataset.x_train
     if getattr(x, "ndim", None) != 2 or getattr(getattr(x, "dtype", None), "kind", "") not in "fiub":
         got = f"{type(x).__name__} of shape {x.shape} and dtype {x.dtype}" if hasattr(x, "dtype") and hasattr(

@@ -1,5 +1,6 @@
 """Bad input gets a ValueError or TypeError naming the argument, what it got and what was expected."""
 import math
+import re
 
 import numpy as np
 import pytest
@@ -800,3 +801,74 @@ def test_checkpoint_save_refuses_a_meta_json_would_change(tmp_path, meta, says):
     assert path.read_bytes() == b"mine"
     ckpt.save(path, {}, {"scale": (0.08, 1.0), "nested": {"k": [{"a": 1}]}})
     assert ckpt.load(path)[1]["scale"] == [0.08, 1.0]
+
+
+def _matrix(a):
+    import warnings
+
+    with warnings.catch_warnings():  # (NumPy's PendingDeprecationWarning for np.matrix itself)
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        return np.asmatrix(a)
+
+
+@pytest.mark.parametrize("kind", ["matrix", "masked", "masked-some"])
+def test_a_numpy_matrix_or_a_masked_array_is_refused_by_name_at_every_entry(kind, nets):
+    """A numpy.matrix (always 2-D, * a matrix product) and a masked array (whose mask the arithmetic
+    here does not keep) are NumPy arrays to a hasattr check: loss_and_grads said "shape too large to be
+    a matrix" or "operands could not be broadcast together with shapes (16,6) (6,5)", the layers took a
+    matrix and returned one, and the probes dropped a mask without a word, scoring the values it hid.
+    Each entry now refuses them by name and says what to pass; an np.memmap stays an array."""
+    from byol_ref import augment, data, evaluate, layers, losses, optim, train
+    from byol_ref.model import Config
+
+    online, target = nets
+    rng = np.random.default_rng(0)
+    x, w, y = rng.normal(size=(6, 4)), rng.normal(size=(4, 3)), np.arange(6) % 2
+
+    def odd(a):
+        if kind == "matrix":
+            return _matrix(a)
+        mask = np.zeros(a.shape, bool)
+        mask[0, 0] = kind == "masked-some"
+        return np.ma.masked_array(a, mask=mask)
+
+    says = {"matrix": r"is a numpy\.matrix, whose operators are not an array's .*; pass np\.asarray\({}\)$",
+            "masked": r"is a masked array \(nothing masked\); pass np\.asarray\({}\)$",
+            "masked-some": r"is a masked array with 1 value\(s\) masked, and byol_ref has no notion of a missing "
+                           r"value: fill them \({}\.filled\(value\)\) or drop the rows that hold them$"}[kind]
+    params = {k: odd(v) if v.ndim == 2 and k == "encoder.fc1.weight" else v for k, v in online.params.items()}
+    ds = data.synthetic(n=64, dim=4, seed=0)
+    calls = [
+        ("view1", lambda: byol.loss_and_grads(online, target, odd(x), x)),
+        ("x", lambda: byol.forward(online, odd(x))),
+        ("online_pred", lambda: byol.loss(odd(x), x)),
+        ("x", lambda: layers.linear_forward(odd(x), w)),
+        ("w", lambda: layers.linear_forward(x, odd(w))),
+        ("dout", lambda: layers.linear_backward(odd(x[:, :3] @ np.ones((3, 3))), layers.linear_forward(x, w)[1])),
+        ("x", lambda: layers.relu_forward(odd(x))),
+        ("p", lambda: losses.regression_loss_forward(odd(x), x)),
+        ("x", lambda: augment.augment_vectors(odd(x), np.random.default_rng(0), augment.VectorAug())),
+        ("x_train", lambda: evaluate.knn_accuracy(odd(x), y, x, y, k=3)),
+        ("x", lambda: evaluate.fit_logreg(odd(x), y, l2=0.1)),
+        ("z", lambda: evaluate.normalized_std(odd(x))),
+        ("x_train", lambda: data.feature_stats(odd(x))),
+        ("online_params['encoder.fc1.weight']", lambda: byol.ema_update(params, target.params)),
+        ("params['encoder.fc1.weight']", lambda: optim.adam_update(
+            {k: np.zeros_like(v) for k, v in params.items()}, optim.adam_init(online.params), params, lr=0.1)),
+        ("dataset.x_train", lambda: train.fit(ds._replace(x_train=odd(ds.x_train)), Config(encoder_dim=4),
+                                              train.TrainConfig(epochs=1), progress=False)),
+    ]
+    for name, call in calls:
+        with pytest.raises(TypeError, match=says.format(re.escape(name))):
+            call()
+
+
+def test_a_memory_mapped_array_is_an_array(nets, tmp_path):
+    """np.load(..., mmap_mode="r") gives an np.memmap, an ndarray subclass that behaves as one: it is
+    taken, read-only as it is, and gives the loss of the array it maps."""
+    online, target = nets
+    v1, v2 = _views(n=6)
+    np.save(tmp_path / "v1.npy", v1)
+    mapped = np.load(tmp_path / "v1.npy", mmap_mode="r")
+    assert isinstance(mapped, np.memmap) and not mapped.flags.writeable
+    assert byol.loss_and_grads(online, target, mapped, v2).loss == byol.loss_and_grads(online, target, v1, v2).loss
