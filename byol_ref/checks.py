@@ -8,7 +8,7 @@ import operator
 import os
 from collections.abc import Mapping
 
-from .backend import get_array_module
+from .backend import get_array_module, is_array
 from .backend import host as np
 
 
@@ -98,10 +98,10 @@ def check_operands(op: str, x, *, x_name: str = "x", per_feature: bool = False, 
     gradient be summed wrongly), or, with ``per_feature``, other than ``(F,)``. Shapes
     and dtypes only: no data is read, so this costs no device synchronisation (the model
     checks its inputs' values once per step)."""
+    check_plain({x_name: x} if getattr(x, "dtype", None) is not None else {}, op)  # (before its dtype is read)
     if getattr(x, "dtype", None) is None or x.dtype.name not in ("float32", "float64"):
         raise TypeError(f"{op}: {x_name} must be a float32 or float64 array, got "
                         f"{getattr(x, 'dtype', type(x).__name__)}")
-    check_plain({x_name: x, **params}, op)
     if x.ndim == 0:  # (no feature axis: x.shape[-1] would be an IndexError, a norm over axis -1 a scalar's)
         raise ValueError(f"{op}: {x_name} must have a feature axis, shape (..., F), got a 0-d array")
     for name, a in params.items():
@@ -356,11 +356,19 @@ def check_array(x, name, *, ndim=None, last_dim=None, dtype=None, finite=True, m
     return x
 
 
-def odd_array(x, name: str) -> str | None:
-    """Why ``x`` is refused though it is a NumPy array, as a message naming ``name``; None for an array
-    (an ``np.memmap`` included). A ``numpy.matrix`` stays 2-D and its ``*`` is a matrix product; a masked
-    array's mask is a promise that the arithmetic here, on every value, does not keep. Each failed deep
-    inside with NumPy's words ("shape too large to be a matrix", shapes that do not broadcast)."""
+def odd_array(x, name: str, *, foreign_ok: bool = False) -> str | None:
+    """Why ``x`` is refused, as a message naming ``name``; None for a NumPy or CuPy array (an
+    ``np.memmap`` included). A torch tensor or a JAX array (unless ``foreign_ok``: where it is only
+    copied to the host) has a shape and a dtype, but not NumPy's dtype: byol_ref failed on it with
+    "'torch.dtype' object has no attribute 'kind'". A ``numpy.matrix`` stays 2-D and its ``*`` is a
+    matrix product; a masked array's mask is a promise that the arithmetic here, on every value, does
+    not keep. Each failed deep inside with NumPy's words ("shape too large to be a matrix", shapes that
+    do not broadcast)."""
+    if not foreign_ok and not is_array(x):
+        kind = type(x)
+        fix = f"{name}.detach().cpu().numpy()" if kind.__module__.startswith("torch") else f"np.asarray({name})"
+        got = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__.split('.')[0]}.{kind.__name__}"
+        return f"{name} must be a NumPy or CuPy array, got {got}; pass {fix}"
     if isinstance(x, np.matrix):
         return (f"{name} is a numpy.matrix, whose operators are not an array's (it stays 2-D, and * is a matrix "
                 f"product); pass np.asarray({name})")
@@ -373,11 +381,12 @@ def odd_array(x, name: str) -> str | None:
     return None
 
 
-def check_plain(arrays: dict, op: str | None = None) -> None:
+def check_plain(arrays: dict, op: str | None = None, *, foreign_ok: bool = False) -> None:
     """A TypeError (led by ``op``, where given) for the first of ``arrays`` (name -> array) that
-    :func:`odd_array` refuses: a numpy.matrix or a masked array."""
+    :func:`odd_array` refuses: no NumPy or CuPy array (unless ``foreign_ok``), a numpy.matrix or a
+    masked array."""
     for name, a in arrays.items():
-        odd = odd_array(a, name)
+        odd = odd_array(a, name, foreign_ok=foreign_ok)
         if odd is not None:
             raise TypeError(f"{op}: {odd}" if op else odd)
 

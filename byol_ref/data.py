@@ -990,7 +990,7 @@ def standardize(x, mean, std):
 def _as_features(a, name: str):
     """``a`` as a float64 host array, or a TypeError naming it (a str, None or object array; a
     numpy.matrix or a masked array, :func:`checks.odd_array`)."""
-    check_plain({name: a})
+    check_plain({name: a}, foreign_ok=True)
     try:
         kind = np.asarray(a).dtype
     except (TypeError, ValueError):  # (a ragged list, say)

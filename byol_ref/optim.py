@@ -221,12 +221,12 @@ def _check_inputs(grads, state, params, prefixes: tuple[str, ...], extra=()) -> 
     expected = {f"{pre}.{k}": k for pre in prefixes for k in params}  # state key -> param key
     check_same_keys(dict.fromkeys([*expected, *extra]), state, "the expected optimiser state", "state")
     for k, p in params.items():
+        check_plain({f"params[{k!r}]": p, f"grads[{k!r}]": grads[k]})  # (before their dtypes are read)
         # (float16 too is refused: byol_ref computes in FLOAT_DTYPES, and Adam's eps 1e-8 is 0 in it)
         if getattr(p, "dtype", None) is None or p.dtype.name not in FLOAT_DTYPES:
             raise ValueError(f"params[{k!r}] must be a floating-point array ({' or '.join(FLOAT_DTYPES)}), got "
                              f"{type(p).__name__} of dtype {getattr(p, 'dtype', None)}")
         _check_like(grads[k], p, f"grads[{k!r}]", k)
-        check_plain({f"params[{k!r}]": p, f"grads[{k!r}]": grads[k]})
     for sk, k in expected.items():
         _check_like(state[sk], params[k], f"state[{sk!r}]", k)
 

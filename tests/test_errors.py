@@ -872,3 +872,47 @@ def test_a_memory_mapped_array_is_an_array(nets, tmp_path):
     mapped = np.load(tmp_path / "v1.npy", mmap_mode="r")
     assert isinstance(mapped, np.memmap) and not mapped.flags.writeable
     assert byol.loss_and_grads(online, target, mapped, v2).loss == byol.loss_and_grads(online, target, v1, v2).loss
+
+
+def _foreign(kind, a):
+    """A stand-in of a torch tensor or a JAX array holding ``a``: a shape and a dtype, and the class
+    and module names the message reads (torch is not a test dependency)."""
+    if kind == "torch":
+        dtype = type("dtype", (), {"__module__": "torch", "is_floating_point": True})()  # (no .kind, no .name)
+        cls = type("Tensor", (), {"__module__": "torch"})
+    else:
+        dtype = a.dtype  # (a JAX array's dtype is NumPy's)
+        cls = type("ArrayImpl", (), {"__module__": "jaxlib.xla_extension"})
+    obj = cls()
+    obj.shape, obj.dtype, obj.ndim = a.shape, dtype, a.ndim
+    return obj
+
+
+@pytest.mark.parametrize("kind, fix", [("torch", r"{}\.detach\(\)\.cpu\(\)\.numpy\(\)"), ("jax", r"np\.asarray\({}\)")])
+def test_a_torch_tensor_or_a_jax_array_is_refused_by_name_with_the_conversion(kind, fix, nets):
+    """Someone checking a PyTorch BYOL against byol_ref passes a tensor by mistake: it has a shape and a
+    dtype, so it passed the array checks and failed on "'torch.dtype' object has no attribute 'kind'"
+    (a JAX array got as far as a dtype mismatch with itself). Each computing entry now names the
+    argument, the type and the conversion; the probes, which copy their inputs to the host, take them
+    as before (checked with the real packages where they are installed)."""
+    from byol_ref import layers, optim
+
+    online, target = nets
+    x = np.random.default_rng(0).normal(size=(6, 4))
+    got = {"torch": "torch.Tensor", "jax": "jaxlib.ArrayImpl"}[kind]
+    params = {**online.params, "encoder.fc1.weight": _foreign(kind, online.params["encoder.fc1.weight"])}
+    calls = [
+        ("view1", lambda: byol.loss_and_grads(online, target, _foreign(kind, x), x)),
+        ("online_pred", lambda: byol.loss(_foreign(kind, x), x)),
+        ("x", lambda: byol.forward(online, _foreign(kind, x))),
+        ("x", lambda: layers.linear_forward(_foreign(kind, x), np.ones((4, 2)))),
+        ("w", lambda: layers.linear_forward(x, _foreign(kind, np.ones((4, 2))))),
+        ("online_params['encoder.fc1.weight']", lambda: byol.ema_update(params, target.params)),
+        ("params['encoder.fc1.weight']", lambda: optim.sgd_update(
+            {k: np.zeros_like(v) if k != "encoder.fc1.weight" else v for k, v in online.params.items()},
+            optim.sgd_init(online.params), params, lr=0.1)),
+    ]
+    for name, call in calls:
+        with pytest.raises(TypeError, match=rf"{re.escape(name)} must be a NumPy or CuPy array, got {got}; pass "
+                                            + fix.format(re.escape(name)) + "$"):
+            call()
