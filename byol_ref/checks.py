@@ -6,6 +6,7 @@ import math
 import numbers
 import operator
 import os
+import sys
 from collections.abc import Mapping
 
 from .backend import get_array_module, is_array
@@ -379,6 +380,24 @@ def odd_array(x, name: str, *, foreign_ok: bool = False) -> str | None:
         return (f"{name} is a masked array with {masked} value(s) masked, and byol_ref has no notion of a missing "
                 f"value: fill them ({name}.filled(value)) or drop the rows that hold them")
     return None
+
+
+def check_one_place(arrays, op: str | None = None) -> None:
+    """A TypeError (led by ``op``, where given) where ``arrays`` (name -> array, or a function of no
+    arguments that returns them) are split between the host (NumPy) and the GPU (CuPy): CuPy's own
+    "Unsupported type <class 'numpy.ndarray'>" names neither. Nothing is checked (nor the function
+    called) until CuPy has been imported: before that no array is on the GPU."""
+    cupy = sys.modules.get("cupy")
+    if cupy is None:
+        return
+    arrays = arrays() if callable(arrays) else arrays
+    device = [name for name, a in arrays.items() if isinstance(a, cupy.ndarray)]
+    if device and len(device) < len(arrays):
+        host = next(name for name, a in arrays.items() if not isinstance(a, cupy.ndarray))
+        raise TypeError(f"{op + ': ' if op else ''}{device[0]} is a CuPy array (on the GPU), but {host} is a NumPy "
+                        "array (on the host); byol_ref computes where its arrays are, so all must be in one place: "
+                        "move them with cupy.asarray (to the GPU) or cupy.asnumpy (to the host), or build the "
+                        "networks with backend='cupy'")
 
 
 def check_plain(arrays: dict, op: str | None = None, *, foreign_ok: bool = False) -> None:

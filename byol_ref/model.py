@@ -22,7 +22,7 @@ from typing import Callable, NamedTuple
 
 from . import kernels
 from .backend import FLOAT_DTYPES, Backend, check_dtype, get_array_module, get_backend
-from .checks import (dataclass_from_dict, check_array, check_bool, check_choice, check_plain,
+from .checks import (dataclass_from_dict, check_array, check_bool, check_choice, check_one_place, check_plain,
                      check_positive_int, check_real, check_seed)
 from .layers import (RunningStats, affine_backward, affine_forward, batch_norm_backward, batch_norm_forward,
                      group_norm_backward, group_norm_forward, layer_norm_backward, layer_norm_forward, linear_backward,
@@ -755,6 +755,7 @@ def forward(network: Network, x, *, train: bool = False):
     check_array(x, "x", ndim=2, last_dim=cfg.encoder_dim, dtype=dtype, min_rows=2 if (train and has_bn) else 1,
                 rows_for="batch norm in training mode takes its statistics over the rows (train=False uses "
                          "the running statistics)")
+    check_one_place(lambda: {"x": x, **_first(network, "network")})
     if not train:
         outputs, _, buffers = network_forward(cfg, network.role, network.params, network.buffers, x, train=False)
         return outputs, buffers
@@ -857,6 +858,7 @@ def loss_and_grads(online: Network, target: Network, view1, view2, *, record: Ca
     check_array(view2, "view2", ndim=2, last_dim=cfg.encoder_dim, dtype=dtype, **rows)
     if view1.shape != view2.shape:
         raise ValueError(f"view1 and view2 must have the same shape, got {tuple(view1.shape)} and {tuple(view2.shape)}")
+    check_one_place(lambda: {"view1": view1, "view2": view2, **_first(online, "online"), **_first(target, "target")})
     _check_shards(cfg, view1.shape[0], "view1")
     xp = get_array_module(view1)
     n = view1.shape[0]
@@ -967,6 +969,7 @@ def loss(online_pred, target_proj, *, eps=None, eps_mode="sq_norm", form="mse"):
     if online_pred.shape != target_proj.shape:
         raise ValueError(f"online_pred and target_proj must have the same shape, got "
                          f"{tuple(online_pred.shape)} and {tuple(target_proj.shape)}")
+    check_one_place({"online_pred": online_pred, "target_proj": target_proj})
     per_sample, _ = regression_loss_forward(online_pred, target_proj, form=form, eps=eps, eps_mode=eps_mode)
     return per_sample.mean()
 
@@ -1040,6 +1043,9 @@ def ema_update(online_params: dict, target_params: dict, momentum: float = DEFAU
         if t.dtype.kind != "f" or t.dtype.itemsize not in (4, 8):  # float32 or float64 (cheaper than .name)
             raise TypeError(f"ema_update: {key!r} has dtype {t.dtype} in both online_params and target_params, "
                             f"expected one of {FLOAT_DTYPES}")
+    key = next(iter(target_params), None)  # (one of each: they come from one build, and are moved together)
+    check_one_place(lambda: {f"online_params[{key!r}]": online_params[key], f"target_params[{key!r}]":
+                             target_params[key]} if key is not None else {}, "ema_update")
     if not inplace and form == "weighted":
         return {key: tau * t + (1 - tau) * online_params[key] for key, t in target_params.items()}
     if not inplace:
@@ -1269,6 +1275,13 @@ def default_momentum() -> float:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _first(network: Network, name: str) -> dict:
+    """A network's first param by the name a message gives it (``online.params['...']``): where one is,
+    all are, as a network is built whole on one backend (``build(..., backend=...)``)."""
+    key = next(iter(network.params))
+    return {f"{name}.params[{key!r}]": network.params[key]}
 
 
 def _params_dtype(params: dict, name: str = "params") -> str:

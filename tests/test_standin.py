@@ -6,6 +6,7 @@ metrics, the final report), resume, eval. The backend-parametrised tests of the 
 it too (the ``backend`` fixture in conftest.py and the ``cp`` fixture in test_kernels.py).
 """
 import json
+import re
 
 import numpy as np
 import pytest
@@ -102,3 +103,28 @@ def test_cli_train_and_eval_on_the_device(tmp_path, capsys, dtype):
     assert dev_eval["collapse"].keys() == cpu_report["collapse"].keys()
     for key, want in cpu_report["collapse"].items():
         assert dev_eval["collapse"][key] == pytest.approx(want, rel=1e-3, abs=1e-6), key
+
+
+def test_arrays_split_between_host_and_gpu_are_named_not_left_to_cupy():
+    """Views on the GPU and networks built on the host (the default), or the reverse: CuPy's own
+    refusal, "Unsupported type <class 'numpy.ndarray'>", names neither array nor says what to do (the
+    stand-in raises it as CuPy does). The entries that take arrays from the user now name the two
+    and the ways to put them in one place."""
+    import byol_ref as byol
+
+    online, target = byol.build(6, projection_dim=4, predictor_dim=3, hidden_size=5)  # on the host
+    x = np.random.default_rng(0).normal(size=(8, 6))
+    with install() as cp:
+        gx = cp.asarray(x)
+        calls = [(lambda: byol.loss_and_grads(online, target, gx, gx), "view1", "online.params['encoder.fc1.weight']"),
+                 (lambda: byol.loss_and_grads(online, target, x, gx), "view2", "view1"),
+                 (lambda: byol.forward(online, gx), "x", "network.params['encoder.fc1.weight']"),
+                 (lambda: byol.loss(x, gx), "target_proj", "online_pred"),
+                 (lambda: byol.ema_update({k: cp.asarray(v) for k, v in online.params.items()}, target.params),
+                  "ema_update: online_params['encoder.fc1.weight']", "target_params['encoder.fc1.weight']")]
+        for call, device, host in calls:
+            says = re.escape(f"{device} is a CuPy array (on the GPU), but {host} is a NumPy array (on the host); ")
+            with pytest.raises(TypeError, match=says + ".*cupy.asarray.*cupy.asnumpy"):
+                call()
+        gpu_online, gpu_target = byol.build(6, projection_dim=4, predictor_dim=3, hidden_size=5, backend="cupy")
+        assert byol.loss_and_grads(gpu_online, gpu_target, gx, gx).loss is not None  # (all in one place)
