@@ -99,7 +99,7 @@ def check_operands(op: str, x, *, x_name: str = "x", per_feature: bool = False, 
     gradient be summed wrongly), or, with ``per_feature``, other than ``(F,)``. Shapes
     and dtypes only: no data is read, so this costs no device synchronisation (the model
     checks its inputs' values once per step)."""
-    check_plain({x_name: x} if getattr(x, "dtype", None) is not None else {}, op)  # (before its dtype is read)
+    check_plain({x_name: x}, op)  # (a torch tensor, say, before its dtype is read)
     if getattr(x, "dtype", None) is None or x.dtype.name not in ("float32", "float64"):
         raise TypeError(f"{op}: {x_name} must be a float32 or float64 array, got "
                         f"{getattr(x, 'dtype', type(x).__name__)}")
@@ -359,13 +359,14 @@ def check_array(x, name, *, ndim=None, last_dim=None, dtype=None, finite=True, m
 
 def odd_array(x, name: str, *, foreign_ok: bool = False) -> str | None:
     """Why ``x`` is refused, as a message naming ``name``; None for a NumPy or CuPy array (an
-    ``np.memmap`` included). A torch tensor or a JAX array (unless ``foreign_ok``: where it is only
-    copied to the host) has a shape and a dtype, but not NumPy's dtype: byol_ref failed on it with
-    "'torch.dtype' object has no attribute 'kind'". A ``numpy.matrix`` stays 2-D and its ``*`` is a
-    matrix product; a masked array's mask is a promise that the arithmetic here, on every value, does
-    not keep. Each failed deep inside with NumPy's words ("shape too large to be a matrix", shapes that
-    do not broadcast)."""
-    if not foreign_ok and not is_array(x):
+    ``np.memmap`` included), and for what has no shape and dtype at all (a list, None, a str: each
+    caller refuses those in its own words, or takes them). A torch tensor or a JAX array (unless
+    ``foreign_ok``: where it is only copied to the host) has a shape and a dtype, but not NumPy's
+    dtype: byol_ref failed on it with "'torch.dtype' object has no attribute 'kind'". A
+    ``numpy.matrix`` stays 2-D and its ``*`` is a matrix product; a masked array's mask is a
+    promise that the arithmetic here, on every value, does not keep. Each failed deep inside with
+    NumPy's words ("shape too large to be a matrix", shapes that do not broadcast)."""
+    if not foreign_ok and not is_array(x) and hasattr(x, "shape") and hasattr(x, "dtype"):
         kind = type(x)
         fix = f"{name}.detach().cpu().numpy()" if kind.__module__.startswith("torch") else f"np.asarray({name})"
         got = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__.split('.')[0]}.{kind.__name__}"

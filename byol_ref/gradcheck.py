@@ -82,8 +82,7 @@ def numerical_gradient(f, x, dout=None, h: float | None = None, order: int = 4):
         Array like x.
     """
     xp = get_array_module(x)
-    # (a torch tensor, say, before its dtype is read; what has no dtype at all is refused below)
-    check_plain({k: a for k, a in (("x", x), ("dout", dout)) if hasattr(a, "dtype")}, "numerical_gradient")
+    check_plain({"x": x, "dout": dout}, "numerical_gradient")  # (a torch tensor, say, before its dtype is read)
     if not hasattr(x, "dtype") or x.dtype.name != "float64":
         raise TypeError(f"numerical_gradient needs a float64 array x (got {getattr(x, 'dtype', type(x).__name__)}): "
                         "float32 rounding swamps the check")
