@@ -221,7 +221,7 @@ def make_folder(folder, flag: str, replaces=()) -> None:
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as exc:
-        why = access_denied(exc) or exc.strerror or str(exc)
+        why = why_refused(exc) or exc.strerror or str(exc)
         raise OSError(f"cannot make the folder {folder}: {why}; choose another {flag}") from None
     check_writable(folder, f"the folder {folder}", f"choose another {flag}")
     for file in replaces:
@@ -229,21 +229,27 @@ def make_folder(folder, flag: str, replaces=()) -> None:
             raise PermissionError(f"{file} cannot be replaced: this user may not write it; choose another {flag}")
 
 
-#: The errors that mean "not allowed", not "not there": this user's rights, or a read-only file system.
-_DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
+#: The errors that mean "not allowed", not "not there": this user's rights, a read-only file system, a name
+#: longer than the file system takes.
+_REFUSED = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENAMETOOLONG)
 
 
-def access_denied(exc: BaseException) -> str | None:
+def why_refused(exc: BaseException) -> str | None:
     """Why the OS refused ``exc``'s file, as the end of a sentence ("this user may not read it", "this
     user may not write in /data", "this user may not enter /home/ann", "it is on a file system mounted
-    read-only"), found by asking the OS about the file and the folders above it; None when ``exc`` is
-    no such refusal or names no file. Python's own "[Errno 13] Permission denied: 'x'" says neither which it was nor
-    where the missing right is: a run directory under a folder this user may not enter, say."""
-    if not isinstance(exc, OSError) or exc.errno not in _DENIED or not exc.filename:
+    read-only", "a name in the path is longer than ..."), found by asking the OS about the file and the
+    folders above it; None when ``exc`` is no such refusal or names no file. Python's own "[Errno 13]
+    Permission denied: 'x'" says neither which it was nor where the missing right is: a run directory
+    under a folder this user may not enter, say."""
+    if not isinstance(exc, OSError) or exc.errno not in _REFUSED or not exc.filename:
         return None
     path = os.path.abspath(os.fsdecode(exc.filename))
     if exc.errno == errno.EROFS:
         return "it is on a file system mounted read-only"
+    if exc.errno == errno.ENAMETOOLONG:
+        longest = max(len(os.fsencode(part)) for part in path.split(os.sep))
+        return (f"a name in the path is longer than the file system takes (the longest is {longest} bytes; most "
+                "take 255)")
     # The nearest folder above it that this user can see: a folder they may not enter hides all below it,
     # so where the right missing is entering a folder on the way, it is this one's.
     folder = os.path.dirname(path)

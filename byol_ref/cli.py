@@ -16,6 +16,7 @@ run stops before that).
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import hashlib
 import itertools
@@ -35,7 +36,7 @@ from pathlib import Path
 from .augment import default_views_for, views_from_dicts, views_to_dicts
 from .backend import get_backend, host
 from .checkpoint import atomic_savez, atomic_write_text, disk_full, parse_json
-from .checks import access_denied, check_seed, check_writable, not_a_file
+from .checks import check_seed, check_writable, not_a_file, why_refused
 from .data import csv_header_rule, labels_file, load_digits, load_file, synthetic
 from .model import NORMS, Config, loss_range
 from .rundir import (REPORT_FILES, RUN_FILES, SET_ASIDE, Replacing, RunDirectoryBusy, RunLock, first_interrupt_only,
@@ -331,7 +332,7 @@ def _read_run_config(cfg_file: Path) -> dict:
     try:
         text = cfg_file.read_bytes()
     except OSError as exc:
-        if access_denied(exc):  # (not the file's fault: main names the argument and the right missing)
+        if why_refused(exc):  # (not the file's fault: main names the argument and the right missing)
             raise
         raise ValueError(f"{cfg_file} cannot be read as a run's config.json ({type(exc).__name__}: {exc})") from None
     saved = parse_json(text, f"{cfg_file}, a run's config.json,")
@@ -810,12 +811,12 @@ _PATH_ARGS = {"out": ("--out", "choose another --out"), "dst": ("dst", "choose a
               "default_out": ("the run directory (no --out given)", "choose one with --out")}
 
 
-def _denied(exc: BaseException, args) -> str | None:
-    """A refusal by the OS (``checks.access_denied``: no right to read or write, a read-only file
-    system) as a message that names the argument whose path it was, what was refused and what to do:
-    ``--out /data/run cannot be written: this user may not write in /data; choose ...``, not Python's
-    ``[Errno 13] Permission denied: '/data/run'``. None for any other error."""
-    why = access_denied(exc)
+def _refused(exc: BaseException, args) -> str | None:
+    """A refusal by the OS (``checks.why_refused``: no right to read or write, a read-only file
+    system, a name too long) as a message that names the argument whose path it was, what was refused
+    and what to do: ``--out /data/run cannot be written: this user may not write in /data; choose
+    ...``, not Python's ``[Errno 13] Permission denied: '/data/run'``. None for any other error."""
+    why = why_refused(exc)
     if why is None:
         return None
     name = os.path.abspath(os.fsdecode(exc.filename))
@@ -831,11 +832,13 @@ def _denied(exc: BaseException, args) -> str | None:
     if fits:
         _, label, choose, value, given = min(fits, key=lambda fit: fit[0])
         at = "" if name == given else f" (at {name})"
+        long_name = exc.errno == errno.ENAMETOOLONG
         if choose and not why.startswith("this user may not read"):
-            return f"{label} {value}{at} cannot be written: {why}; {choose}, where this user may write"
-        return (f"{label} {value}{at} cannot be read: {why}; give this user the right to read it, or copy it "
-                "where they may")
-    return f"{name}: permission denied: {why}"
+            where = "with shorter names" if long_name else "where this user may write"
+            return f"{label} {value}{at} cannot be written: {why}; {choose}, {where}"
+        fix = "check the path" if long_name else "give this user the right to read it, or copy it where they may"
+        return f"{label} {value}{at} cannot be read: {why}; {fix}"
+    return f"{name}: {why}"
 
 
 def _failed(prog: str, exc: BaseException | str, then: str = "") -> int:
@@ -1294,7 +1297,7 @@ def main(argv=None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as a shell reports it
     except (ValueError, TypeError, OSError, RuntimeError) as exc:  # OSError: missing files, --out a folder, ...
-        return _failed(prog, _denied(exc, args) or exc, "then run the command again" if disk_full(exc) else "")
+        return _failed(prog, _refused(exc, args) or exc, "then run the command again" if disk_full(exc) else "")
     except Warning as exc:  # a warning that the warnings filter made an error (python -W error, PYTHONWARNINGS)
         return _failed(prog, f"{exc} (a {type(exc).__name__}, raised as an error by the warnings filter: "
                              "python -W error or PYTHONWARNINGS)")

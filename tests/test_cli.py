@@ -1514,12 +1514,12 @@ def test_a_file_or_folder_the_os_refuses_is_named_by_its_argument_and_the_right_
                                        "may write\n")
 
 
-def test_access_denied_says_which_right_is_missing_and_is_silent_on_other_errors(tmp_path, monkeypatch):
-    """checks.access_denied, the reason the messages above give: it asks the OS about the file and the
+def test_why_refused_says_which_right_is_missing_and_is_silent_on_other_errors(tmp_path, monkeypatch):
+    """checks.why_refused, the reason the messages above give: it asks the OS about the file and the
     folders above it, and says nothing of an error that is no refusal (a missing file, a full disk)."""
     import errno
 
-    from byol_ref.checks import access_denied
+    from byol_ref.checks import why_refused
 
     f = tmp_path / "f.npz"
     f.write_bytes(b"")
@@ -1527,25 +1527,25 @@ def test_access_denied_says_which_right_is_missing_and_is_silent_on_other_errors
     def denied(path, code=errno.EACCES):
         return PermissionError(code, os.strerror(code), str(path))
 
-    assert access_denied(FileNotFoundError(errno.ENOENT, "No such file", str(f))) is None
-    assert access_denied(OSError(errno.ENOSPC, "No space left", str(f))) is None
-    assert access_denied(PermissionError("no file named")) is None
-    assert access_denied(denied(f, errno.EROFS)) == "it is on a file system mounted read-only"
+    assert why_refused(FileNotFoundError(errno.ENOENT, "No such file", str(f))) is None
+    assert why_refused(OSError(errno.ENOSPC, "No space left", str(f))) is None
+    assert why_refused(PermissionError("no file named")) is None
+    assert why_refused(denied(f, errno.EROFS)) == "it is on a file system mounted read-only"
     with monkeypatch.context() as m:
         _as_a_user(m, unreadable=[f])
-        assert access_denied(denied(f)) == "this user may not read it"
+        assert why_refused(denied(f)) == "this user may not read it"
     with monkeypatch.context() as m:
         _as_a_user(m, unwritable=[tmp_path])
-        assert access_denied(denied(tmp_path / "new")) == f"this user may not write in {tmp_path}"
-        assert access_denied(denied(tmp_path / "a" / "b")) == (f"this user may not write in {tmp_path}, the "
+        assert why_refused(denied(tmp_path / "new")) == f"this user may not write in {tmp_path}"
+        assert why_refused(denied(tmp_path / "a" / "b")) == (f"this user may not write in {tmp_path}, the "
                                                                 "nearest folder of the path that exists")
     with monkeypatch.context() as m:
         _as_a_user(m, closed=[tmp_path])
-        assert access_denied(denied(tmp_path / "a" / "b")) == f"this user may not enter {tmp_path}"
-        assert access_denied(denied(f)) == f"this user may not enter {tmp_path}"
+        assert why_refused(denied(tmp_path / "a" / "b")) == f"this user may not enter {tmp_path}"
+        assert why_refused(denied(f)) == f"this user may not enter {tmp_path}"
     with monkeypatch.context() as m:  # (the folder that hides the rest is named, not the one the file is in)
         _as_a_user(m, closed=[tmp_path.parent])
-        assert access_denied(denied(f)) == f"this user may not enter {tmp_path.parent}"
+        assert why_refused(denied(f)) == f"this user may not enter {tmp_path.parent}"
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may read and write anything")
@@ -4170,3 +4170,20 @@ def test_trains_begun_in_the_same_second_without_out_each_get_a_run_directory(tm
     assert main(["train", *SMALL_RUN, "--no-eval"]) == 0
     assert "run directory runs/synthetic-20261201-120000-4\n" in capsys.readouterr().out
     assert made and list((base.parent / "synthetic-20261201-120000-3").iterdir()) == []
+
+
+def test_a_name_longer_than_the_file_system_takes_is_named_by_its_argument(tmp_path, capsys):
+    """A file or folder name over the file system's limit (255 bytes on most) was Python's "[Errno 36]
+    File name too long: '...'", naming no argument; without --out, a long data file name makes the
+    default run directory's name too long, and the message named a runs/ path no one typed."""
+    from byol_ref.cli import main
+
+    long = "a" * 300
+    assert main(["trace", "--dims", "4,5,3,3", "--out", str(tmp_path / f"{long}.npz")]) == 2
+    assert capsys.readouterr().err == (f"byol-ref trace: error: --out {tmp_path / long}.npz cannot be written: a "
+                                       "name in the path is longer than the file system takes (the longest is 304 "
+                                       "bytes; most take 255); choose another --out, with shorter names\n")
+    assert main(["eval", str(tmp_path / long)]) == 2
+    assert capsys.readouterr().err.endswith(f"error: the run {tmp_path / long} cannot be read: a name in the path is "
+                                            "longer than the file system takes (the longest is 300 bytes; most take "
+                                            "255); check the path\n")
