@@ -35,7 +35,7 @@ from pathlib import Path
 
 from .augment import default_views_for, views_from_dicts, views_to_dicts
 from .backend import get_backend, host
-from .checkpoint import atomic_savez, atomic_write_text, disk_full, parse_json
+from .checkpoint import atomic_savez, atomic_write_text, disk_full, first_line, parse_json
 from .checks import check_seed, check_writable, not_a_file, why_refused
 from .data import csv_header_rule, labels_file, load_digits, load_file, synthetic
 from .model import NORMS, Config, loss_range
@@ -920,12 +920,22 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
             atomic_write_text(stage / "report.txt", text + "\n")
             if plots:
                 from .plots import MATPLOTLIB_LEAST, matplotlib_problem, plot_features, plot_run
-                paths = plot_run(_read_history(metrics), report, stage, loss_label=_loss_label(online.config),
-                                 n_test=len(dataset.y_test))
-                if paths and features is not None:
-                    paths += [p for p in [plot_features(features, dataset.y_test, stage)] if p is not None]
+                failed = None
+                try:
+                    paths = plot_run(_read_history(metrics), report, stage, loss_label=_loss_label(online.config),
+                                     n_test=len(dataset.y_test))
+                    if paths and features is not None:
+                        paths += [p for p in [plot_features(features, dataset.y_test, stage)] if p is not None]
+                except Exception as exc:  # (an optional extra: the report stands without its pictures)
+                    for name in REPORT_FILES:  # (none drawn, rather than some)
+                        if name.endswith(".png"):
+                            (stage / name).unlink(missing_ok=True)
+                    paths, failed = [], _drawing_failed(exc)
+                    print(f"byol-ref: warning: no plots: {failed}", file=sys.stderr)
                 if paths:
                     footer.append("Plots: " + ", ".join(str(out / p.name) for p in paths))
+                elif failed:
+                    footer.append(f"(no plots: {failed})")
                 elif problem := matplotlib_problem():  # (one command installs it or upgrades it)
                     footer.append(f"(no plots: {problem}; {_q(sys.executable)} -m pip install --upgrade "
                                   f"{_q('matplotlib>=' + MATPLOTLIB_LEAST)})")
@@ -1003,12 +1013,24 @@ def _loss_label(config: Config) -> str:
 
 
 def _plot_curves_only(out: Path, metrics: Path, config: Config) -> None:
-    """training.png alone (no probes: --no-eval, or data without labels); says where it went."""
+    """training.png alone (no probes: --no-eval, or data without labels); says where it went, or
+    that it could not be drawn (the run stands without it)."""
     from .plots import plot_run
 
-    paths = plot_run(_read_history(metrics), None, out, loss_label=_loss_label(config))
+    try:
+        paths = plot_run(_read_history(metrics), None, out, loss_label=_loss_label(config))
+    except Exception as exc:  # (an optional extra)
+        print(f"byol-ref: warning: no plots: {_drawing_failed(exc)}", file=sys.stderr)
+        return
     if paths:
         print(f"Plots: {', '.join(str(p) for p in paths)}")
+
+
+def _drawing_failed(exc: BaseException) -> str:
+    """What to say where matplotlib failed to draw the plots (a broken font cache, a backend of the
+    user's that cannot be set): the run and the report stand without them."""
+    return (f"matplotlib failed to draw them ({type(exc).__name__}: {first_line(exc)}); the run and its report "
+            "stand without them")
 
 
 def _train_again(run_dir: Path) -> str:

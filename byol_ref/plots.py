@@ -1,6 +1,8 @@
 """PNG plots of a run (matplotlib is optional: ``pip install "matplotlib>=3.8.4"``, or the ``plot`` extra)."""
 from __future__ import annotations
 
+import contextlib
+import functools
 import re
 from pathlib import Path
 
@@ -43,6 +45,32 @@ def have_matplotlib() -> bool:
     return matplotlib_problem() is None
 
 
+@contextlib.contextmanager
+def default_style():
+    """Draw with matplotlib's own defaults (on the Agg backend), not the user's matplotlibrc: a
+    ``text.usetex: True`` there, common among those who write papers, made every plot need LaTeX and
+    the report fail without one; a style there changed what the figures show."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.style
+
+    with matplotlib.style.context("default"):
+        yield
+
+
+def _in_default_style(draw):
+    """``draw`` run within :func:`default_style`, where matplotlib is there to draw."""
+    @functools.wraps(draw)
+    def wrapped(*args, **kwargs):
+        if not have_matplotlib():
+            return draw(*args, **kwargs)  # (which draws nothing, and says so in its return value)
+        with default_style():
+            return draw(*args, **kwargs)
+    return wrapped
+
+
+@_in_default_style
 def plot_run(history: list, report: dict | None, out_dir, *, loss_label: str | None = None,
              n_test: int | None = None) -> list:
     """Draw the training curves (training.png, when there are any) and the probe comparison
@@ -62,10 +90,7 @@ def plot_run(history: list, report: dict | None, out_dir, *, loss_label: str | N
     """
     if not have_matplotlib():
         return []
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # (on Agg: _in_default_style)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -215,6 +240,7 @@ def similarity_colorbar(fig, image, axes):
     return fig.colorbar(image, ax=axes, label="cosine similarity", shrink=0.8, ticks=[-1, -0.5, 0, 0.5, 1])
 
 
+@_in_default_style
 def plot_features(features: dict, labels, out_dir, names=FEATURE_PANELS, *, dpi: int = 100, filename="features.png"):
     """Draw what the features look like: for each feature set, a 2-D PCA of the test split
     coloured by class (top) and the cosine similarity of the centred features, rows and
@@ -234,10 +260,7 @@ def plot_features(features: dict, labels, out_dir, names=FEATURE_PANELS, *, dpi:
     """
     if not have_matplotlib():
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # (on Agg: _in_default_style)
 
     names = [n for n in names if n in features]
     if not names:

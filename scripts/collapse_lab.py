@@ -26,7 +26,7 @@ import byol_ref as byol  # noqa: E402
 from byol_ref.backend import get_backend  # noqa: E402
 from byol_ref.checks import make_folder  # noqa: E402
 from byol_ref.data import load_digits  # noqa: E402
-from byol_ref.plots import draw_similarity, similarity_colorbar  # noqa: E402
+from byol_ref.plots import default_style, draw_similarity, have_matplotlib, similarity_colorbar  # noqa: E402
 from byol_ref.report import evaluate_features  # noqa: E402
 from byol_ref.train import TrainConfig, fit  # noqa: E402
 
@@ -135,13 +135,16 @@ def results_markdown(results: list, epochs: int, seed: int) -> str:
 def plot_lab(results: list, y_test, out: Path, epochs: int, seed: int) -> None:
     """docs/img/collapse-lab.png (the monitors over training, the probes) and
     collapse-lab-similarity.png (each arm's projection similarities) of the arms' ``results``."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    if not have_matplotlib():
         print("matplotlib missing: no plot")
         return
+    with default_style():
+        _plot_lab(results, y_test, out, epochs, seed)
+
+
+def _plot_lab(results: list, y_test, out: Path, epochs: int, seed: int) -> None:
+    import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(1, 3, figsize=(15, 5.6), layout="constrained")
     for i, r in enumerate(results):
         h = [x for x in r["history"] if "z_std" in x]

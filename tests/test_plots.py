@@ -487,3 +487,66 @@ def test_a_non_finite_step_record_is_left_out_of_the_curves_and_dpi_sets_the_fea
         # (matplotlib 3.11 rounds the figure's size in pixels, 3.10 truncates it: 4.6 x 50 is 229.99999999999997)
         assert abs(width - 4.6 * dpi) < 1 and abs(height - 8.6 * dpi) < 1, (width, height)
     plt.close("all")
+
+
+_SMALL_TRAIN = ["train", "--data", "synthetic", "--epochs", "1", "--batch-size", "64", "--hidden-size", "8",
+                "--projection-dim", "4", "--predictor-dim", "4", "--no-progress", "--no-plots"]
+
+
+def test_the_plots_are_drawn_in_matplotlib_s_defaults_not_the_user_s_rc(tmp_path, monkeypatch):
+    """A matplotlibrc with ``text.usetex: True`` (common among those who write papers) made every
+    label need LaTeX: without one, eval probed for a minute, then stopped on "latex could not be found"
+    with no report; a style there changed what the figures show. The plots are now drawn in
+    matplotlib's own defaults, whatever the user's rc says, and it is theirs again afterwards."""
+    matplotlib = pytest.importorskip("matplotlib")
+    import matplotlib.figure
+
+    from byol_ref.cli import main
+
+    assert main([*_SMALL_TRAIN, "--out", str(tmp_path / "r")]) == 0
+    seen, savefig = [], matplotlib.figure.Figure.savefig
+
+    def recording(self, *args, **kwargs):
+        seen.append((matplotlib.rcParams["text.usetex"], matplotlib.rcParams["lines.linewidth"]))
+        return savefig(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", recording)
+    monkeypatch.setitem(matplotlib.rcParams, "text.usetex", True)
+    monkeypatch.setitem(matplotlib.rcParams, "lines.linewidth", 9.0)
+    assert main(["eval", str(tmp_path / "r"), "--out", str(tmp_path / "e")]) == 0
+    assert len(seen) == 3 and set(seen) == {(False, matplotlib.rcParamsDefault["lines.linewidth"])}
+    assert {p.name for p in (tmp_path / "e").glob("*.png")} == {"training.png", "probes.png", "features.png"}
+    assert matplotlib.rcParams["text.usetex"] is True and matplotlib.rcParams["lines.linewidth"] == 9.0
+
+
+def test_plots_that_fail_to_draw_leave_the_report_and_say_why(tmp_path, monkeypatch, capsys):
+    """Where matplotlib fails to draw (a broken font cache, say), eval and train lost the report too:
+    the error stopped the command after the probes. The report is now written without plots, and the
+    footer and a warning say why; no plot of the failed drawing is left half made."""
+    matplotlib = pytest.importorskip("matplotlib")
+    import matplotlib.figure
+
+    from byol_ref.cli import main
+
+    assert main([*_SMALL_TRAIN, "--out", str(tmp_path / "r")]) == 0
+    calls = []
+
+    def broken(self, *args, **kwargs):  # (the first plot is drawn, the second fails)
+        calls.append(1)
+        if len(calls) > 1:
+            raise RuntimeError("font cache is broken\nand more")
+        return savefig(self, *args, **kwargs)
+
+    savefig = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", broken)
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "r"), "--out", str(tmp_path / "e")]) == 0
+    out, err = capsys.readouterr()
+    says = ("no plots: matplotlib failed to draw them (RuntimeError: font cache is broken); the run and its report "
+            "stand without them")
+    assert f"({says})" in out and f"byol-ref: warning: {says}" in err
+    assert sorted(p.name for p in (tmp_path / "e").iterdir()) == ["report.json", "report.txt"]
+    calls.append(1)  # (from here every drawing fails: train's curves alone, with --no-eval)
+    assert main([*_SMALL_TRAIN[:-1], "--no-eval", "--out", str(tmp_path / "r2")]) == 0
+    assert f"byol-ref: warning: {says}" in capsys.readouterr().err
+    assert (tmp_path / "r2" / "checkpoint.npz").is_file() and not (tmp_path / "r2" / "training.png").exists()
