@@ -827,7 +827,7 @@ def _refused(exc: BaseException, args) -> str | None:
         value = getattr(args, dest, None)
         if isinstance(value, (str, Path)) and str(value):
             given = os.path.abspath(value)
-            if os.path.commonpath([name, given]) in (name, given):
+            if name == given or name.startswith(given.rstrip(os.sep) + os.sep) or given.startswith(name + os.sep):
                 fits.append((abs(len(given) - len(name)), label, choose, value, given))
     if fits:
         _, label, choose, value, given = min(fits, key=lambda fit: fit[0])
@@ -927,6 +927,8 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
                     if paths and features is not None:
                         paths += [p for p in [plot_features(features, dataset.y_test, stage)] if p is not None]
                 except Exception as exc:  # (an optional extra: the report stands without its pictures)
+                    if disk_full(exc):  # (not matplotlib's doing: main says so, and that the report is not written)
+                        raise
                     for name in REPORT_FILES:  # (none drawn, rather than some)
                         if name.endswith(".png"):
                             (stage / name).unlink(missing_ok=True)
@@ -1020,6 +1022,8 @@ def _plot_curves_only(out: Path, metrics: Path, config: Config) -> None:
     try:
         paths = plot_run(_read_history(metrics), None, out, loss_label=_loss_label(config))
     except Exception as exc:  # (an optional extra)
+        if disk_full(exc):
+            raise
         print(f"byol-ref: warning: no plots: {_drawing_failed(exc)}", file=sys.stderr)
         return
     if paths:

@@ -60,13 +60,22 @@ def default_style():
 
 
 def _in_default_style(draw):
-    """``draw`` run within :func:`default_style`, where matplotlib is there to draw."""
+    """``draw`` run within :func:`default_style`, where matplotlib is there to draw; the figures it
+    opens are closed when it ends, however it ends (pyplot keeps a figure until it is closed: one
+    whose drawing failed was kept for the life of the process)."""
     @functools.wraps(draw)
     def wrapped(*args, **kwargs):
         if not have_matplotlib():
             return draw(*args, **kwargs)  # (which draws nothing, and says so in its return value)
         with default_style():
-            return draw(*args, **kwargs)
+            import matplotlib.pyplot as plt
+
+            before = set(plt.get_fignums())
+            try:
+                return draw(*args, **kwargs)
+            finally:
+                for number in set(plt.get_fignums()) - before:
+                    plt.close(number)
     return wrapped
 
 

@@ -442,6 +442,27 @@ def test_the_plots_close_their_figures(tmp_path):
     assert plt.get_fignums() == before
 
 
+def test_a_plot_that_fails_to_draw_closes_its_figure(tmp_path, monkeypatch):
+    """A drawing that failed (the report stands without it) left its figure open: pyplot kept it for
+    the life of the process, and a notebook or sweep warned past 20 of them."""
+    plt = pytest.importorskip("matplotlib.pyplot")
+    import matplotlib.figure
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("font cache is broken")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", broken)
+    history = [{"step": 1, "loss": 1.0, "lr": 1e-3, "tau": 0.99, "z_std": 0.1, "z_std_healthy": 0.125,
+                "z_rank": 2.0, "y_rank": 3.0}]
+    before = plt.get_fignums()
+    for draw in (lambda: plot_run(history, None, tmp_path),
+                 lambda: plot_features({n: np.ones((12, 3)) for n in FEATURE_PANELS}, np.repeat(np.arange(3), 4),
+                                       tmp_path)):
+        with pytest.raises(RuntimeError, match="font cache"):
+            draw()
+        assert plt.get_fignums() == before
+
+
 def test_beyond_20_classes_the_colours_span_the_whole_colour_map(tmp_path, monkeypatch):
     """Found by a mutation audit: the class colours taken as base(i) (the i-th of viridis's 256
     entries, nearly one colour for 21 classes) rather than base(i / (k - 1)) passed every test
