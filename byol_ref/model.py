@@ -1043,9 +1043,9 @@ def ema_update(online_params: dict, target_params: dict, momentum: float = DEFAU
         if t.dtype.kind != "f" or t.dtype.itemsize not in (4, 8):  # float32 or float64 (cheaper than .name)
             raise TypeError(f"ema_update: {key!r} has dtype {t.dtype} in both online_params and target_params, "
                             f"expected one of {FLOAT_DTYPES}")
-    key = next(iter(target_params), None)  # (one of each: they come from one build, and are moved together)
-    check_one_place(lambda: {f"online_params[{key!r}]": online_params[key], f"target_params[{key!r}]":
-                             target_params[key]} if key is not None else {}, "ema_update")
+    first = next(iter(target_params), None)  # (one of each: they come from one build, and are moved together)
+    check_one_place(lambda: {f"online_params[{first!r}]": online_params[first], f"target_params[{first!r}]":
+                             target_params[first]} if first is not None else {}, "ema_update")
     if not inplace and form == "weighted":
         return {key: tau * t + (1 - tau) * online_params[key] for key, t in target_params.items()}
     if not inplace:
