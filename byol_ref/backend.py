@@ -38,14 +38,6 @@ def get_array_module(*arrays: Any):
     return numpy
 
 
-def is_array(a: Any) -> bool:
-    """Whether ``a`` is a NumPy or a CuPy array, or a NumPy scalar (a 0-d array to NumPy), without
-    importing CuPy, as above: what byol_ref computes on. A torch tensor or a JAX array has a shape and
-    a dtype too, but not NumPy's dtype, nor its in-place operations."""
-    cupy = sys.modules.get("cupy")
-    return isinstance(a, (numpy.ndarray, numpy.generic)) or (cupy is not None and isinstance(a, cupy.ndarray))
-
-
 def cupy_status() -> tuple[bool, str]:
     """Say whether the CuPy backend can run here.
 

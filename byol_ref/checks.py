@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Mapping
 
-from .backend import get_array_module, is_array
+from .backend import get_array_module
 from .backend import host as np
 
 
@@ -363,29 +363,35 @@ def check_array(x, name, *, ndim=None, last_dim=None, dtype=None, finite=True, m
     return x
 
 
-def odd_array(x, name: str, *, foreign_ok: bool = False) -> str | None:
+def odd_array(x, name: str, *, host_copy: bool = False) -> str | None:
     """Why ``x`` is refused, as a message naming ``name``; None for a NumPy or CuPy array (an
-    ``np.memmap`` included), and for what has no shape and dtype at all (a list, None, a str: each
-    caller refuses those in its own words, or takes them). A torch tensor or a JAX array (unless
-    ``foreign_ok``: where it is only copied to the host) has a shape and a dtype, but not NumPy's
-    dtype: byol_ref failed on it with "'torch.dtype' object has no attribute 'kind'". A
-    ``numpy.matrix`` stays 2-D and its ``*`` is a matrix product; a masked array's mask is a
-    promise that the arithmetic here, on every value, does not keep. Each failed deep inside with
-    NumPy's words ("shape too large to be a matrix", shapes that do not broadcast)."""
-    if not foreign_ok and not is_array(x) and hasattr(x, "shape") and hasattr(x, "dtype"):
-        kind = type(x)
-        fix = f"{name}.detach().cpu().numpy()" if kind.__module__.startswith("torch") else f"np.asarray({name})"
-        got = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__.split('.')[0]}.{kind.__name__}"
-        return f"{name} must be a NumPy or CuPy array, got {got}; pass {fix}"
+    ``np.memmap`` included), for an array of another library with NumPy's dtypes (a JAX array, which
+    byol_ref computed with before these checks, and still does), and for what has no shape and dtype
+    at all (a list, None, a str: each caller refuses those in its own words, or takes them).
+
+    Refused where byol_ref computes on ``x`` as given: an array whose dtype is not NumPy's (a torch
+    tensor: it failed on "'torch.dtype' object has no attribute 'kind'"); a ``numpy.matrix`` (it stays
+    2-D and its ``*`` is a matrix product: "shape too large to be a matrix"); a masked array (the
+    arithmetic here, on every value, does not keep its mask: shapes that did not broadcast). Where the
+    caller only copies ``x`` to the host (``host_copy``: the probes, the data), ``np.asarray`` makes a
+    plain array of each of them, but of a masked array with values masked, whose hidden values it
+    would use without a word."""
+    if isinstance(x, np.ma.MaskedArray):
+        masked = int(np.ma.count_masked(x))
+        if masked:
+            return (f"{name} is a masked array with {masked} value(s) masked, and byol_ref has no notion of a "
+                    f"missing value: fill them ({name}.filled(value)) or drop the rows that hold them")
+        return None if host_copy else f"{name} is a masked array (nothing masked); pass np.asarray({name})"
+    if host_copy:
+        return None
     if isinstance(x, np.matrix):
         return (f"{name} is a numpy.matrix, whose operators are not an array's (it stays 2-D, and * is a matrix "
                 f"product); pass np.asarray({name})")
-    if isinstance(x, np.ma.MaskedArray):
-        masked = int(np.ma.count_masked(x))
-        if not masked:
-            return f"{name} is a masked array (nothing masked); pass np.asarray({name})"
-        return (f"{name} is a masked array with {masked} value(s) masked, and byol_ref has no notion of a missing "
-                f"value: fill them ({name}.filled(value)) or drop the rows that hold them")
+    if hasattr(x, "shape") and hasattr(x, "dtype") and not isinstance(x.dtype, np.dtype):
+        kind = type(x)
+        fix = f"{name}.detach().cpu().numpy()" if kind.__module__.startswith("torch") else f"np.asarray({name})"
+        got = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__.split('.')[0]}.{kind.__name__}"
+        return f"{name} must be a NumPy or CuPy array, got {got}, whose dtype is not NumPy's; pass {fix}"
     return None
 
 
@@ -407,12 +413,11 @@ def check_one_place(arrays, op: str | None = None) -> None:
                         "networks with backend='cupy'")
 
 
-def check_plain(arrays: dict, op: str | None = None, *, foreign_ok: bool = False) -> None:
+def check_plain(arrays: dict, op: str | None = None, *, host_copy: bool = False) -> None:
     """A TypeError (led by ``op``, where given) for the first of ``arrays`` (name -> array) that
-    :func:`odd_array` refuses: no NumPy or CuPy array (unless ``foreign_ok``), a numpy.matrix or a
-    masked array."""
+    :func:`odd_array` refuses (``host_copy``: where the caller only copies them to the host)."""
     for name, a in arrays.items():
-        odd = odd_array(a, name, foreign_ok=foreign_ok)
+        odd = odd_array(a, name, host_copy=host_copy)
         if odd is not None:
             raise TypeError(f"{op}: {odd}" if op else odd)
 

@@ -989,8 +989,8 @@ def standardize(x, mean, std):
 
 def _as_features(a, name: str):
     """``a`` as a float64 host array, or a TypeError naming it (a str, None or object array; a
-    numpy.matrix or a masked array, :func:`checks.odd_array`)."""
-    check_plain({name: a}, foreign_ok=True)
+    masked array with values masked, :func:`checks.odd_array`)."""
+    check_plain({name: a}, host_copy=True)
     try:
         kind = np.asarray(a).dtype
     except (TypeError, ValueError):  # (a ragged list, say)

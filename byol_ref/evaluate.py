@@ -66,8 +66,8 @@ DEFAULT_N_FOLDS = 5
 def _features(x: Any, name: str, *, min_rows: int = 1, axes: str = "(N, D)", ndim: int = 2) -> Any:
     """Return ``x`` as a finite float64 host array of shape (N, D), or raise (``axes``: how the
     message names its axes; ``ndim=1``: a vector, such as a bias (C,), with no row count)."""
-    # (the host copy below would drop a mask without a word, and use what it hides; a torch tensor it copies)
-    check_plain({name: x}, foreign_ok=True)
+    # (the host copy below would drop a mask without a word, and use the values it hides)
+    check_plain({name: x}, host_copy=True)
     a = to_numpy(x)
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be a real numeric array, got dtype {a.dtype}")
@@ -86,7 +86,7 @@ def _features(x: Any, name: str, *, min_rows: int = 1, axes: str = "(N, D)", ndi
 
 def _labels(y: Any, name: str, n: int | None = None, n_name: str = "features") -> Any:
     """Return ``y`` as a 1-D integer host array (of length ``n`` when given), or raise."""
-    check_plain({name: y}, foreign_ok=True)
+    check_plain({name: y}, host_copy=True)
     a = to_numpy(y)
     if a.ndim != 1:
         raise ValueError(f"{name} must be 1-D (N,), got shape {a.shape}")
