@@ -930,7 +930,10 @@ def _check_fit_args(dataset, model_cfg, tcfg, *, out_dir, progress, views, state
     (``progress=1``, an empty ``views`` read as the default, ``out_dir=""`` writing into the working
     folder, a negative ``stop_at`` training nothing)."""
     check_types(dataset=(dataset, Dataset), model_cfg=(model_cfg, Config), tcfg=(tcfg, TrainConfig))
-    check_plain({f"dataset.{k}": getattr(dataset, k) for k in ("x_train", "y_train", "x_test", "y_test")})
+    # (fit copies the data to its backend: a torch tensor or a matrix is copied as a plain array, but a mask
+    # would be dropped, and the values it hides trained on)
+    check_plain({f"dataset.{k}": getattr(dataset, k) for k in ("x_train", "y_train", "x_test", "y_test")},
+                host_copy=True)
     x = dataset.x_train
     if getattr(x, "ndim", None) != 2 or getattr(getattr(x, "dtype", None), "kind", "") not in "fiub":
         got = f"{type(x).__name__} of shape {x.shape} and dtype {x.dtype}" if hasattr(x, "dtype") and hasattr(
