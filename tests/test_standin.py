@@ -127,4 +127,5 @@ def test_arrays_split_between_host_and_gpu_are_named_not_left_to_cupy():
             with pytest.raises(TypeError, match=says + ".*cupy.asarray.*cupy.asnumpy"):
                 call()
         gpu_online, gpu_target = byol.build(6, projection_dim=4, predictor_dim=3, hidden_size=5, backend="cupy")
-        assert byol.loss_and_grads(gpu_online, gpu_target, gx, gx).loss is not None  # (all in one place)
+        on_gpu = byol.loss_and_grads(gpu_online, gpu_target, gx, gx).loss  # (all in one place: no refusal)
+        assert float(on_gpu) == pytest.approx(float(byol.loss_and_grads(online, target, x, x).loss), rel=1e-12)
