@@ -610,7 +610,10 @@ def _train_holding(args, lock: RunLock) -> int:
     else:
         if out.exists() and not out.is_dir():
             raise FileExistsError(f"--out {out} is a file, not a run directory; choose another --out")
-        _refuse_a_file_on_the_way(out, "--out", folder=False)
+        if args.out:
+            _refuse_a_file_on_the_way(out, "--out", folder=False)
+        else:  # (no --out was given: the default's way, runs/ in the current folder)
+            _refuse_a_file_on_the_way(out, _PATH_ARGS["default_out"][0], folder=False, advice="choose one with --out")
         if out.exists() and any(out.iterdir()) and not args.overwrite:
             _refuse_a_run_there(out)
         dataset = _load_data(data_spec)
@@ -1116,13 +1119,14 @@ def _refuse_a_report_there(out: Path) -> None:
                               "them or choose another folder")
 
 
-def _refuse_a_file_on_the_way(path: Path, flag: str, *, folder: bool) -> None:
+def _refuse_a_file_on_the_way(path: Path, flag: str, *, folder: bool, advice: str = "") -> None:
     """Refuse a path that goes through a file (or, when it names a folder, is one): the OS said only
-    "[Errno 17] File exists" or "[Errno 20] Not a directory", after the work."""
+    "[Errno 17] File exists" or "[Errno 20] Not a directory", after the work. ``advice``: what to do,
+    said after."""
     for p in ((path,) if folder else ()) + tuple(path.parents):
         if p.exists():
             if not p.is_dir():
-                raise FileExistsError(f"{flag} {path}: {p} is a file, not a folder")
+                raise FileExistsError(f"{flag} {path}: {p} is a file, not a folder" + (f"; {advice}" if advice else ""))
             return
 
 

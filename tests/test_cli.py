@@ -4187,3 +4187,17 @@ def test_a_name_longer_than_the_file_system_takes_is_named_by_its_argument(tmp_p
     assert capsys.readouterr().err.endswith(f"error: the run {tmp_path / long} cannot be read: a name in the path is "
                                             "longer than the file system takes (the longest is 300 bytes; most take "
                                             "255); check the path\n")
+
+
+def test_without_out_a_file_named_runs_is_told_as_the_default_run_directory_s_way(tmp_path, capsys, monkeypatch):
+    """No --out, and a file named runs in the current folder: the message named an --out no one gave
+    ("--out runs/synthetic-...: runs is a file"); it now names the default run directory and says to
+    choose one with --out. Nothing is trained, and the file is left as it was."""
+    from byol_ref.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").write_text("mine\n")
+    assert main(["train", *SMALL_RUN]) == 2
+    assert re.fullmatch(r"byol-ref train: error: the run directory \(no --out given\) runs/synthetic-[-0-9]+: runs "
+                        r"is a file, not a folder; choose one with --out\n", capsys.readouterr().err)
+    assert (tmp_path / "runs").read_text() == "mine\n"
