@@ -373,9 +373,9 @@ def odd_array(x, name: str, *, host_copy: bool = False) -> str | None:
     tensor: it failed on "'torch.dtype' object has no attribute 'kind'"); a ``numpy.matrix`` (it stays
     2-D and its ``*`` is a matrix product: "shape too large to be a matrix"); a masked array (the
     arithmetic here, on every value, does not keep its mask: shapes that did not broadcast). Where the
-    caller only copies ``x`` to the host (``host_copy``: the probes, the data), ``np.asarray`` makes a
-    plain array of each of them, but of a masked array with values masked, whose hidden values it
-    would use without a word."""
+    caller only copies ``x`` to the host (``host_copy``: the probes, the data, ``fit``'s dataset),
+    ``np.asarray`` makes a plain array of each of them, but of a masked array with values masked,
+    whose hidden values it would use without a word."""
     if isinstance(x, np.ma.MaskedArray):
         masked = int(np.ma.count_masked(x))
         if masked:
