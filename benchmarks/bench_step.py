@@ -107,6 +107,7 @@ import numpy as np  # noqa: E402  (the benchmark is not part of the package)
 
 import byol_ref as byol  # noqa: E402
 from byol_ref.backend import get_backend  # noqa: E402
+from byol_ref.checks import make_folder  # noqa: E402
 from byol_ref.model import ema_update, loss_and_grads, param_shapes  # noqa: E402
 from byol_ref.optim import make_optimizer  # noqa: E402
 
@@ -441,10 +442,9 @@ def table(rows, meta):
 def main(args):
     if args.out:  # made now, not found unwritable after minutes of timing
         try:
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            make_folder(Path(args.out).parent, "--out")
         except OSError as exc:
-            print(f"bench_step.py: error: argument --out: cannot make the folder {Path(args.out).parent}: "
-                  f"{exc.strerror or exc}", file=sys.stderr)
+            print(f"bench_step.py: error: argument --out: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
     torch_mod = None
     if not args.no_torch:

@@ -165,12 +165,16 @@ def _input_shape_note(tensors) -> str | None:
     for d in tensors:
         m = _STEP_RE.match(d.name)
         if d.status == "shape" and (m.group(3) if m else d.name).startswith("input."):
-            a, b = ("x".join(map(str, shape)) for shape in (d.shape_a, d.shape_b))
-            return (f"the input views differ in shape ({d.name}: {a} in A, {b} in B): the two traces are of "
-                    "different batch sizes or input widths, so every difference may follow from that (the "
-                    "learning rate first, where it scales with the batch); trace both from the same views "
-                    "(--inputs, or the same --dims and --batch)")
+            return (f"the input views differ in shape ({d.name}: {_shape(d.shape_a)} in A, {_shape(d.shape_b)} in "
+                    "B): the two traces are of different batch sizes or input widths, so every difference may "
+                    "follow from that (the learning rate first, where it scales with the batch); trace both from "
+                    "the same views (--inputs, or the same --dims and --batch)")
     return None
+
+
+def _shape(shape) -> str:
+    """A stored shape as the report writes it: ``4x6``; ``()`` for a scalar, ``-`` where it is missing."""
+    return "-" if shape is None else "x".join(map(str, shape)) or "()"
 
 
 def _as_trace(x, label) -> Trace:
@@ -370,15 +374,13 @@ def format_report(rep: DiffReport, *, show_all: bool = False, max_rows: int | No
         w = max(len(d.name) for d in rows[:max_rows])
         lines.append(f"  {'name':<{w}}  {'status':<8} {'shape A':<12} {'shape B':<12} {'max abs':>9} {'max rel':>9}")
         for d in rows[:max_rows]:
-            shape_a = "x".join(map(str, d.shape_a)) if d.shape_a is not None else "-"
-            shape_b = "x".join(map(str, d.shape_b)) if d.shape_b is not None else "-"
             extra = ""
             if d.status == "dtype":
                 extra = f"  ({d.dtype_a} vs {d.dtype_b})"
             elif d.status == "mismatch":
                 extra = f"  ({d.n_bad} bad; worst at {tuple(d.worst_index)}: {d.a_value:.17g} vs {d.b_value:.17g}"
                 extra += f"; {d.dtype_a} vs {d.dtype_b})" if d.dtype_a != d.dtype_b else ")"
-            lines.append(f"  {d.name:<{w}}  {d.status:<8} {shape_a or '()':<12} {shape_b or '()':<12} "
+            lines.append(f"  {d.name:<{w}}  {d.status:<8} {_shape(d.shape_a):<12} {_shape(d.shape_b):<12} "
                          f"{_fmt(d.max_abs):>9} {_fmt(d.max_rel):>9}{extra}")
         if len(rows) > max_rows:
             lines.append(f"  ... and {len(rows) - max_rows} more (--all lists them all, --json too)")

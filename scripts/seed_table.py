@@ -45,16 +45,15 @@ def main(argv=None):
         p.error(f"argument --seeds: wants integers >= 0, got {args.seeds}")
     if len(set(args.seeds)) < len(args.seeds):
         p.error(f"argument --seeds: a seed is given twice in {args.seeds}; the spread is over distinct seeds")
-    for flag, file in (("--out", args.out), ("--figure", args.figure)):
-        try:  # now: the table and the figure are written after the runs
-            if file:
-                make_folder(Path(file).parent, flag, replaces=[file])
+    # Now: the runs, then the table and the figure, are written after minutes of training.
+    for flag, folder, replaces in (("--out", Path(args.out).parent, [args.out]),
+                                   ("--figure", args.figure and Path(args.figure).parent, [args.figure]),
+                                   ("--runs", Path(args.runs), [])):
+        try:
+            if folder:
+                make_folder(folder, flag, replaces=replaces)
         except OSError as exc:
             p.error(f"argument {flag}: {exc}")
-    try:
-        make_folder(args.runs, "--runs")
-    except OSError as exc:
-        p.error(f"argument --runs: {exc}")
     variant = [a for pair in args.set for a in ("--set", pair)]
     reports = []
     env = dict(os.environ, PYTHONPATH=str(ROOT))

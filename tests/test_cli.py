@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from byol_ref.presets import get_preset
+from user_standin import as_a_user
 
 ROOT = Path(__file__).parents[1]
 
@@ -1424,25 +1425,6 @@ def test_a_folder_without_write_permission_is_refused_by_the_os_own_word(tmp_pat
         locked.chmod(0o755)
 
 
-def _as_a_user(monkeypatch, *, unreadable=(), unwritable=(), closed=()) -> None:
-    """os.access as the OS answers a user (not root) who may not read the files ``unreadable``, write
-    in the folders ``unwritable`` or enter the folders ``closed``: the tests may run as root, whom the
-    OS refuses nothing."""
-    real_access = os.access
-    paths = {mode: {Path(p).absolute() for p in ps} for mode, ps in
-             ((os.R_OK, unreadable), (os.W_OK, unwritable), (os.X_OK, closed))}
-
-    def access(path, mode, **kw):
-        here = Path(path).absolute()
-        if any(mode & m and here in ps for m, ps in paths.items()):
-            return False
-        if mode == os.F_OK and any(c in here.parents for c in paths[os.X_OK]):
-            return False  # (behind a folder this user may not enter, nothing can be seen)
-        return real_access(path, mode, **kw)
-
-    monkeypatch.setattr(os, "access", access)
-
-
 def test_a_file_or_folder_the_os_refuses_is_named_by_its_argument_and_the_right_missing(tmp_path, capsys,
                                                                                         monkeypatch):
     """Where the OS refused a file (no right to read it, to write in its folder, to enter a folder on
@@ -1466,7 +1448,7 @@ def test_a_file_or_folder_the_os_refuses_is_named_by_its_argument_and_the_right_
         return call
 
     monkeypatch.setattr(cli, "load_file", refused(data))
-    _as_a_user(monkeypatch, unreadable=[data])
+    as_a_user(monkeypatch, unreadable=[data])
     assert main(["train", *SMALL_RUN, "--data", str(data), "--out", str(tmp_path / "r")]) == 2
     assert capsys.readouterr().err == (f"byol-ref train: error: --data {data} cannot be read: this user may not "
                                        "read it; give this user the right to read it, or copy it where they may\n")
@@ -1483,7 +1465,7 @@ def test_a_file_or_folder_the_os_refuses_is_named_by_its_argument_and_the_right_
         return real_mkdir(self, *args, **kwargs)
 
     monkeypatch.setattr(P, "mkdir", mkdir)
-    _as_a_user(monkeypatch, unwritable=[locked])
+    as_a_user(monkeypatch, unwritable=[locked])
     assert main(["train", *SMALL_RUN, "--out", str(out)]) == 2
     assert capsys.readouterr().err == (f"byol-ref train: error: --out {out} (at {locked / 'a'}) cannot be written: "
                                        f"this user may not write in {locked}; choose another --out, where this user "
@@ -1500,7 +1482,7 @@ def test_a_file_or_folder_the_os_refuses_is_named_by_its_argument_and_the_right_
     closed.mkdir()
     trace = closed / "t.npz"
     monkeypatch.setattr(trace_module, "load_trace", refused(trace))
-    _as_a_user(monkeypatch, closed=[closed])
+    as_a_user(monkeypatch, closed=[closed])
     assert main(["diff", str(data), str(trace)]) == 2
     assert capsys.readouterr().err == (f"byol-ref diff: error: trace B {trace} cannot be read: this user may not "
                                        f"enter {closed}; give this user the right to read it, or copy it where "
@@ -1532,19 +1514,19 @@ def test_why_refused_says_which_right_is_missing_and_is_silent_on_other_errors(t
     assert why_refused(PermissionError("no file named")) is None
     assert why_refused(denied(f, errno.EROFS)) == "it is on a file system mounted read-only"
     with monkeypatch.context() as m:
-        _as_a_user(m, unreadable=[f])
+        as_a_user(m, unreadable=[f])
         assert why_refused(denied(f)) == "this user may not read it"
     with monkeypatch.context() as m:
-        _as_a_user(m, unwritable=[tmp_path])
+        as_a_user(m, unwritable=[tmp_path])
         assert why_refused(denied(tmp_path / "new")) == f"this user may not write in {tmp_path}"
         assert why_refused(denied(tmp_path / "a" / "b")) == (f"this user may not write in {tmp_path}, the "
                                                                 "nearest folder of the path that exists")
     with monkeypatch.context() as m:
-        _as_a_user(m, closed=[tmp_path])
+        as_a_user(m, closed=[tmp_path])
         assert why_refused(denied(tmp_path / "a" / "b")) == f"this user may not enter {tmp_path}"
         assert why_refused(denied(f)) == f"this user may not enter {tmp_path}"
     with monkeypatch.context() as m:  # (the folder that hides the rest is named, not the one the file is in)
-        _as_a_user(m, closed=[tmp_path.parent])
+        as_a_user(m, closed=[tmp_path.parent])
         assert why_refused(denied(f)) == f"this user may not enter {tmp_path.parent}"
 
 

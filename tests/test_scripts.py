@@ -13,6 +13,7 @@ import sys
 
 import pytest
 from repo_modules import repo_module
+from user_standin import as_a_user
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPTS = sorted(p for d in ("scripts", "benchmarks", "examples") for p in (ROOT / d).glob("*.py")
@@ -155,14 +156,6 @@ def test_the_cross_check_sweep_counts_a_check_that_cannot_run_as_skipped(tmp_pat
     assert lines[-1].startswith("crosscheck_sweep: 0 agree, 0 differ, 3 skipped")
 
 
-def _denied_writes(monkeypatch, *paths) -> None:
-    """os.access as the OS answers a user (not root) who may not write ``paths``: the tests may run as root."""
-    real_access = os.access
-    denied = {pathlib.Path(p).absolute() for p in paths}
-    monkeypatch.setattr(os, "access", lambda path, mode, **kw: not (mode & os.W_OK and pathlib.Path(
-        path).absolute() in denied) and real_access(path, mode, **kw))
-
-
 @pytest.mark.parametrize("script, argv, flag, denied", [
     ("seed_table", ["--out", "{tmp}/locked/t.md"], "--out", "locked"),
     ("seed_table", ["--out", "{tmp}/kept.md"], "--out", "kept.md"),
@@ -181,7 +174,7 @@ def test_a_long_script_refuses_a_place_it_may_not_write_before_it_trains(script,
     (tmp_path / "locked").mkdir()
     (tmp_path / "kept.md").write_text("mine\n")
     (tmp_path / "collapse-lab-results.md").write_text("mine\n")
-    _denied_writes(monkeypatch, tmp_path / denied)
+    as_a_user(monkeypatch, unwritable=[tmp_path / denied])
     monkeypatch.setattr(subprocess, "run", lambda *a, **kw: pytest.fail("trained"))
     if script == "collapse_lab":
         monkeypatch.setattr(module, "fit", lambda *a, **kw: pytest.fail("trained"))
@@ -203,7 +196,7 @@ def test_make_folder_makes_it_or_says_why_not(tmp_path, monkeypatch):
     (tmp_path / "file").write_text("")
     with pytest.raises(OSError, match=r"^cannot make the folder .*/file/w: Not a directory; choose another --out$"):
         make_folder(tmp_path / "file" / "w", "--out")
-    _denied_writes(monkeypatch, tmp_path / "a", tmp_path / "file")
+    as_a_user(monkeypatch, unwritable=[tmp_path / "a", tmp_path / "file"])
     with pytest.raises(PermissionError, match=r"^the folder .*/a cannot be written: this user may not write in it; "
                                               r"choose another --x$"):
         make_folder(tmp_path / "a", "--x")
