@@ -90,7 +90,7 @@ def parse_args(argv=None):
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory step")
     ap.add_argument("--tf32", action="store_true", help="CuPy: let float32 matmuls use TF32 (CUPY_TF32=1)")
-    ap.add_argument("--out", default=None, help="write <out>.json and <out>.md")
+    ap.add_argument("--out", type=os.path.expanduser, default=None, help="write <out>.json and <out>.md")
     return ap.parse_args(argv)
 
 

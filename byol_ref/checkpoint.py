@@ -33,7 +33,7 @@ from pathlib import Path
 
 from .backend import host as np
 from .backend import to_numpy
-from .checks import check_path, not_a_file
+from .checks import check_path, in_the_way, not_a_file
 from .version import __version__
 
 FORMAT = "byol-ref-checkpoint"
@@ -285,6 +285,9 @@ def atomic_write(path, write) -> Path:
     path = Path(check_path(path))
     if path.is_dir():  # (os.replace said "Is a directory", naming the temporary file first)
         raise IsADirectoryError(f"{path} is a folder; expected the path of a file to write")
+    blocked = in_the_way(path, folder=False)  # (the rename would put a regular file where a pipe or device was)
+    if blocked is not None:
+        raise FileExistsError(f"cannot write {path}: {blocked}; expected the path of a file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_orphaned_temporaries(path.parent, path.name)
     tmp = f = None

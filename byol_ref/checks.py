@@ -6,6 +6,7 @@ import math
 import numbers
 import operator
 import os
+import pathlib
 import sys
 from collections.abc import Mapping
 
@@ -218,6 +219,9 @@ def make_folder(folder, flag: str, replaces=()) -> None:
     be written at the end: the folder cannot be made, or written in, or a file of ``replaces`` in it (one
     the job writes in place) is there and may not be replaced. The OSError says which, what the OS gave
     as the reason and to choose another ``flag``."""
+    blocked = in_the_way(folder, folder=True)
+    if blocked is not None:
+        raise FileExistsError(f"cannot make the folder {folder}: {blocked}; choose another {flag}")
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as exc:
@@ -282,6 +286,26 @@ def odd_entry(path) -> str | None:
         return f"is a link to {os.readlink(path)}, which leads to no file (a disk not mounted, a file moved?)"
     if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
         return "is not a regular file (a pipe, device or socket)"
+    return None
+
+
+def in_the_way(path, *, folder: bool) -> str | None:
+    """What stands in the way of writing ``path`` (a folder, with ``folder``; else a file) and making the
+    folders above it, as a clause that names where: "/a/b is a file, not a folder", "/a/run is a link to
+    /mnt/x, which leads to no file (...)", "/a/f.npz is not a regular file (a pipe, device or socket)";
+    None where nothing does. (The OS said "[Errno 17] File exists" for a folder made at a link to
+    nothing, "[Errno 40] Too many levels of symbolic links" below a loop of links; and a file written at
+    a pipe or a device replaced it with a regular file.) A file or a folder at ``path`` itself, where the
+    caller writes a file, is the caller's to judge (there is an --overwrite to ask for)."""
+    path = os.fspath(path)
+    for here in (path, *map(os.fspath, pathlib.PurePath(path).parents)):
+        odd = odd_entry(here)
+        if odd is not None:
+            return f"{here} {odd}"
+        if os.path.exists(here):
+            if os.path.isdir(here) or here == path and not folder:
+                return None
+            return f"{here} is a file, not a folder"
     return None
 
 

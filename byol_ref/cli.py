@@ -36,7 +36,7 @@ from pathlib import Path
 from .augment import default_views_for, views_from_dicts, views_to_dicts
 from .backend import get_backend, host
 from .checkpoint import atomic_savez, atomic_write_text, disk_full, first_line, parse_json
-from .checks import check_seed, check_writable, not_a_file, why_refused
+from .checks import check_seed, check_writable, in_the_way, not_a_file, why_refused
 from .data import csv_header_rule, labels_file, load_digits, load_file, synthetic
 from .model import NORMS, Config, loss_range
 from .rundir import (REPORT_FILES, RUN_FILES, SET_ASIDE, Replacing, RunDirectoryBusy, RunLock, first_interrupt_only,
@@ -814,6 +814,17 @@ _PATH_ARGS = {"out": ("--out", "choose another --out"), "dst": ("dst", "choose a
               "default_out": ("the run directory (no --out given)", "choose one with --out")}
 
 
+def _expand_home(args) -> None:
+    """Read ``~`` and ``~user`` at the start of a path argument as the home folder, as a shell does for a
+    word of its own: it does not after ``=`` (``--out=~/runs``) nor within quotes, and the run went into a
+    folder named ``~`` in the current folder, while the messages said ``~/runs`` (the home folder, to any
+    reader). A folder literally named ``~`` is still ``./~``."""
+    for dest in _PATH_ARGS:
+        value = getattr(args, dest, None)
+        if isinstance(value, str) and value.startswith("~"):
+            setattr(args, dest, os.path.expanduser(value))
+
+
 def _refused(exc: BaseException, args) -> str | None:
     """A refusal by the OS (``checks.why_refused``: no right to read or write, a read-only file
     system, a name too long) as a message that names the argument whose path it was, what was refused
@@ -1120,14 +1131,13 @@ def _refuse_a_report_there(out: Path) -> None:
 
 
 def _refuse_a_file_on_the_way(path: Path, flag: str, *, folder: bool, advice: str = "") -> None:
-    """Refuse a path that goes through a file (or, when it names a folder, is one): the OS said only
-    "[Errno 17] File exists" or "[Errno 20] Not a directory", after the work. ``advice``: what to do,
-    said after."""
-    for p in ((path,) if folder else ()) + tuple(path.parents):
-        if p.exists():
-            if not p.is_dir():
-                raise FileExistsError(f"{flag} {path}: {p} is a file, not a folder" + (f"; {advice}" if advice else ""))
-            return
+    """Refuse a path that goes through a file (or, when it names a folder, is one), a link to nothing or a
+    loop of links, or that names a pipe or a device (``checks.in_the_way``): the OS said only "[Errno 17]
+    File exists", "[Errno 20] Not a directory" or "[Errno 40] Too many levels of symbolic links", after
+    the work. ``advice``: what to do, said after (default: choose another ``flag``)."""
+    blocked = in_the_way(path, folder=folder)
+    if blocked is not None:
+        raise FileExistsError(f"{flag} {path}: {blocked}; {advice or 'choose another ' + flag}")
 
 
 def _check_output(path, flag: str, overwrite: bool, inputs=()) -> None:
@@ -1309,6 +1319,7 @@ def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
         args.given = _explicit_dests(argv)  # options typed on the command line, whatever their value
+        _expand_home(args)
         prog = f"byol-ref {args.command}"
         # SIGTERM (`kill`, `timeout`, a scheduler's end of job) is tidied up after as Ctrl-C is. The
         # first of them stops the command; those that follow must not cut short what it set off: the

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .backend import host as np
 from .checkpoint import atomic_write
+from .checks import make_folder
 
 
 # The first matplotlib built for NumPy 2 (byol-ref's floor): an older one fails to import beside it, after NumPy
@@ -102,7 +103,7 @@ def plot_run(history: list, report: dict | None, out_dir, *, loss_label: str | N
     import matplotlib.pyplot as plt  # (on Agg: _in_default_style)
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out, "out_dir")
     written = []
     knn = [(h["step"], h["knn"]) for h in history if "knn" in h]
     history = [h for h in history if "z_std" in h]  # step records (a step-0 record has only kNN)

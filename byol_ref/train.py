@@ -32,7 +32,8 @@ from .backend import Backend, get_array_module, get_backend
 from .backend import host as np
 from .backend import to_numpy
 from .checks import (check_array, check_bool, check_choice, check_image_shape, check_path, check_plain,
-                     check_positive_int, check_real, check_types, check_writable, dataclass_from_dict, overflow_refusal)
+                     check_positive_int, check_real, check_types, check_writable, dataclass_from_dict, in_the_way,
+                     overflow_refusal)
 from .data import Dataset, feature_stats, standardize
 from .kernels import EMA_FORMS
 from .model import (Config, Network, buffer_shapes, build_from_config, data_dependent_init, ema_update,
@@ -951,6 +952,9 @@ def _check_fit_args(dataset, model_cfg, tcfg, *, out_dir, progress, views, state
         if os.path.exists(out_dir) and not os.path.isdir(out_dir):
             raise FileExistsError(f"out_dir {os.fspath(out_dir)} is a file, not a run directory; choose another "
                                   "out_dir")
+        blocked = in_the_way(out_dir, folder=True)  # (a link to nothing: "[Errno 17] File exists")
+        if blocked is not None:
+            raise FileExistsError(f"out_dir {os.fspath(out_dir)}: {blocked}; choose another out_dir")
         if os.path.isdir(out_dir):  # (before the training whose checkpoint it could not hold)
             check_writable(out_dir, f"out_dir {os.fspath(out_dir)}", "choose another out_dir")
     check_bool(progress, "progress")

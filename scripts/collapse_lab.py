@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -64,7 +65,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=150, help="epochs per arm (default: 150)")
     p.add_argument("--seed", type=int, default=0, help="the seed every arm trains from (default: 0)")
-    p.add_argument("--out", default=str(ROOT / "docs"),
+    p.add_argument("--out", type=os.path.expanduser, default=str(ROOT / "docs"),
                    help="where collapse-lab-results.md/.json and img/*.png go; existing files are replaced "
                         "(default: docs)")
     args = p.parse_args(argv)

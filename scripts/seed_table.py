@@ -31,12 +31,12 @@ RECIPE = ["--data", "digits", "--projection-dim", "64", "--projector-hidden-dim"
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default: 0 1 2)")
-    p.add_argument("--out", default=str(ROOT / "docs" / "results-digits.md"),
+    p.add_argument("--out", type=os.path.expanduser, default=str(ROOT / "docs" / "results-digits.md"),
                    help="the Markdown table to write (default: docs/results-digits.md)")
-    p.add_argument("--runs", default=str(ROOT / "runs" / "seeds"),
+    p.add_argument("--runs", type=os.path.expanduser, default=str(ROOT / "runs" / "seeds"),
                    help="where the run directories go, one seed<N> per seed; runs already there are replaced "
                         "(default: runs/seeds)")
-    p.add_argument("--figure", default=str(ROOT / "docs" / "img" / "make-run-features.png"),
+    p.add_argument("--figure", type=os.path.expanduser, default=str(ROOT / "docs" / "img" / "make-run-features.png"),
                    help='the first seed\'s feature figure, "" for none (default: docs/img/make-run-features.png)')
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a variant of the recipe")
     args = p.parse_args(argv)

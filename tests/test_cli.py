@@ -7,6 +7,7 @@ import re
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -3444,6 +3445,62 @@ def test_outputs_through_a_file_are_named_before_any_work(tmp_path, capsys):
     assert main(["convert", str(tmp_path / "w.npz"), str(tmp_path / "f" / "c.npz"), "--from", "byol-ref", "--to",
                  "byol-ref"]) == 2
     assert f"dst {tmp_path / 'f' / 'c.npz'}: {tmp_path / 'f'} is a file, not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink") or not hasattr(os, "mkfifo"), reason="needs symlinks and FIFOs (POSIX)")
+def test_outputs_at_a_link_to_nothing_a_loop_of_links_or_a_pipe_are_named_before_any_work(tmp_path, capsys,
+                                                                                        tiny_run):
+    """An --out that is a link to nothing (a disk not mounted), or that goes through a loop of links,
+    said only "[Errno 17] File exists: 'x'" or "[Errno 40] Too many levels of symbolic links", for
+    train, eval and embed alike; and an output file at a pipe, with --overwrite, was replaced by a
+    regular file (as root, an output at a device would have replaced the device). Each is now named,
+    with where and what to do, before any work, and nothing is made at the link's end or the pipe's
+    place."""
+    from byol_ref.cli import main
+
+    run_dir, _ = tiny_run
+    os.symlink(tmp_path / "unmounted" / "disk", tmp_path / "gone")
+    os.symlink(tmp_path / "loop2", tmp_path / "loop1")
+    os.symlink(tmp_path / "loop1", tmp_path / "loop2")
+    os.mkfifo(tmp_path / "pipe.npz")
+    gone = f"{tmp_path / 'gone'} is a link to {tmp_path / 'unmounted' / 'disk'}, which leads to no file"
+    loop = f"{tmp_path / 'loop1'} is a link to {tmp_path / 'loop2'}, which leads round a loop of links, to no file"
+    pipe = f"{tmp_path / 'pipe.npz'} is not a regular file (a pipe, device or socket)"
+    cases = [(["train", *SMALL_RUN, "--out", str(tmp_path / "gone")], gone),
+             (["train", *SMALL_RUN, "--out", str(tmp_path / "loop1" / "run")], loop),
+             (["train", *SMALL_RUN, "--out", str(tmp_path / "loop1")], loop),
+             (["eval", str(run_dir), "--out", str(tmp_path / "gone"), "--no-progress"], gone),
+             (["eval", str(run_dir), "--out", str(tmp_path / "loop1" / "r"), "--no-progress"], loop),
+             (["embed", str(run_dir), "--out", str(tmp_path / "loop1" / "f.npz")], loop),
+             (["embed", str(run_dir), "--out", str(tmp_path / "pipe.npz"), "--overwrite"], pipe),
+             (["trace", "--dims", "5,6,4,3", "--out", str(tmp_path / "pipe.npz"), "--overwrite"], pipe)]
+    for argv, why in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert f"--out {argv[argv.index('--out') + 1]}: {why}" in err and "; choose another --out" in err, (argv, err)
+    assert not (tmp_path / "unmounted").exists() and stat.S_ISFIFO(os.lstat(tmp_path / "pipe.npz").st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gone", "loop1", "loop2", "pipe.npz"]
+
+
+def test_a_path_that_starts_with_a_tilde_is_in_the_home_folder(tmp_path, capsys, monkeypatch):
+    """The shell reads ~ as the home folder only at the start of a word of its own: not after --out=,
+    nor within quotes. train --out=~/r trained into a folder named ~ in the current folder, and said
+    "run directory ~/r", which any reader takes for the home folder; --data=~/x.npy was not found.
+    Every path argument now reads ~ as the shell would have (./~ still names a folder named ~)."""
+    from byol_ref.cli import main
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    np.save(home / "x.npy", np.random.default_rng(0).standard_normal((80, 6)))
+    small = [a for a in SMALL_RUN if a != "synthetic" and a != "--data"]
+    assert main(["train", "--data=~/x.npy", *small, "--no-eval", "--out=~/r"]) == 0, capsys.readouterr().err
+    assert f"run directory {home / 'r'}" in capsys.readouterr().out
+    assert (home / "r" / "checkpoint.npz").is_file() and os.listdir(work) == []
+    assert main(["embed", "~/r", "--out", "~/f.npz"]) == 0, capsys.readouterr().err
+    assert (home / "f.npz").is_file() and os.listdir(work) == []
 
 
 def test_embed_never_writes_over_the_data_given_with_data(tmp_path, capsys):

@@ -922,3 +922,28 @@ def test_an_overwrite_that_reaches_its_first_checkpoint_drops_the_replaced_run_w
     rundir.remove_replaced(out)
     assert "which was killed after its first checkpoint" in capsys.readouterr().err
     assert os.listdir(out) == ["checkpoint.npz"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo") or not hasattr(os, "symlink"), reason="needs FIFOs and symlinks (POSIX)")
+def test_an_atomic_write_or_a_folder_made_at_a_pipe_or_a_link_to_nothing_is_refused_and_leaves_it(tmp_path):
+    """atomic_write renamed its file over a pipe (as root, over a device) and so replaced it with a
+    regular file; make_folder, at a link to nothing, said "[Errno 17] File exists" (make_folder's
+    users: seed_table, collapse_lab, the examples' --workdir, plot_run's out_dir). Both now refuse,
+    naming what stands there, and leave it."""
+    import stat
+
+    from byol_ref import checkpoint, checks
+
+    os.mkfifo(tmp_path / "pipe.npz")
+    os.symlink(tmp_path / "unmounted", tmp_path / "gone")
+    with pytest.raises(FileExistsError, match=r"cannot write .*pipe.npz: .*pipe.npz is not a regular file \(a pipe, "
+                       r"device or socket\); expected the path of a file to write"):
+        checkpoint.atomic_write(tmp_path / "pipe.npz", lambda f: f.write(b"data"))
+    with pytest.raises(FileExistsError, match=r"cannot write .*gone/x.bin: .*gone is a link to .*unmounted, which "
+                       "leads to no file"):
+        checkpoint.atomic_write(tmp_path / "gone" / "x.bin", lambda f: f.write(b"data"))
+    with pytest.raises(FileExistsError, match=r"cannot make the folder .*gone/a: .*gone is a link to .*unmounted, "
+                       r"which leads to no file .*; choose another --out"):
+        checks.make_folder(tmp_path / "gone" / "a", "--out")
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "pipe.npz").st_mode)
+    assert sorted(os.listdir(tmp_path)) == ["gone", "pipe.npz"]

@@ -100,6 +100,23 @@ def test_a_long_script_refuses_bad_arguments_before_it_trains(script, argv, says
     assert _files() == before
 
 
+@pytest.mark.parametrize("script, flag", [("seed_table.py", "--runs"), ("seed_table.py", "--out"),
+                                          ("seed_table.py", "--figure"), ("collapse_lab.py", "--out")])
+def test_a_long_script_reads_a_tilde_as_the_home_folder(script, flag, tmp_path, monkeypatch):
+    """--out=~/x (no shell reads ~ after =) made a folder named ~ in the current folder; it is now the home
+    folder's x, as the refusal of a file there in the way shows."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "a-file").write_text("")
+    monkeypatch.setenv("HOME", str(home))
+    defaults = {"seed_table.py": ["--out", str(tmp_path / "t.md"), "--runs", str(tmp_path / "runs"), "--figure", ""],
+                "collapse_lab.py": ["--out", str(tmp_path / "lab")]}[script]
+    proc = _run(ROOT / "scripts" / script, *defaults, f"{flag}=~/a-file/x.png", tmp_path=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"argument {flag}: cannot make the folder {home / 'a-file'}" in proc.stderr, proc.stderr[-2000:]
+    assert f"{home / 'a-file'} is a file, not a folder" in proc.stderr and not (tmp_path / "~").exists()
+
+
 def _examples_args():
     return repo_module("examples", "_args")
 
@@ -194,7 +211,8 @@ def test_make_folder_makes_it_or_says_why_not(tmp_path, monkeypatch):
     make_folder(tmp_path / "a" / "b", "--out")
     assert (tmp_path / "a" / "b").is_dir()
     (tmp_path / "file").write_text("")
-    with pytest.raises(OSError, match=r"^cannot make the folder .*/file/w: Not a directory; choose another --out$"):
+    with pytest.raises(OSError, match=r"^cannot make the folder .*/file/w: .*/file is a file, not a folder; choose "
+                                      r"another --out$"):  # (the OS said "Not a directory", naming neither)
         make_folder(tmp_path / "file" / "w", "--out")
     as_a_user(monkeypatch, unwritable=[tmp_path / "a", tmp_path / "file"])
     with pytest.raises(PermissionError, match=r"^the folder .*/a cannot be written: this user may not write in it; "

@@ -1998,6 +1998,21 @@ def test_fit_refuses_an_out_dir_that_is_a_file_and_leaves_it(tmp_path, data):
     assert f.read_text() == "mine"
 
 
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symlinks")
+def test_fit_refuses_an_out_dir_at_a_link_to_nothing_or_below_a_loop_of_links(tmp_path, data):
+    """A link to nothing (a disk not mounted) or a loop of links said "[Errno 17] File exists" or
+    "[Errno 40] Too many levels of symbolic links", naming no argument; now out_dir and what is in its
+    way are named, before any work, and nothing is made at the link's end."""
+    os.symlink(tmp_path / "unmounted" / "disk", tmp_path / "gone")
+    os.symlink(tmp_path / "loop2", tmp_path / "loop1")
+    os.symlink(tmp_path / "loop1", tmp_path / "loop2")
+    for out, why in [(tmp_path / "gone", "gone is a link to .*unmounted/disk, which leads to no file"),
+                     (tmp_path / "loop1" / "run", "loop1 is a link to .*loop2, which leads round a loop of links")]:
+        with pytest.raises(FileExistsError, match=f"out_dir {re.escape(str(out))}: .*{why}.*; choose another out_dir"):
+            fit(data, byol.Config(encoder_dim=12, **SMALL), _tcfg(epochs=1), out_dir=out, progress=False)
+    assert sorted(os.listdir(tmp_path)) == ["gone", "loop1", "loop2"]
+
+
 def test_a_checkpoint_missing_its_epoch_order_or_with_an_odd_version_is_refused(tmp_path, data):
     # Found by a corrupt-checkpoint fuzz: with data/epoch_perm removed or renamed (data/xepoch_perm) a
     # mid-epoch checkpoint loaded, and a resume drew a new sample order mid-epoch, silently not the run's;
