@@ -427,8 +427,9 @@ def _check_orientation(arrays: dict, mapping: dict, layout: str) -> None:
 # --------------------------------------------------------------------------- files
 
 
+# (U16, U32 and U64 are the format's too: an Nx or a safetensors writer may hold a step count or a key in one)
 _ST_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
-              "U8": "u1", "BOOL": "?"}
+              "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?"}
 _ST_NAMES = {np.dtype(v).name: k for k, v in _ST_DTYPES.items()}
 
 

@@ -164,6 +164,22 @@ def test_safetensors_dtypes(tmp_path):
     np.testing.assert_array_equal(read_safetensors(tmp_path / "bf.safetensors")["w"], [1.5, -2.0])
 
 
+@pytest.mark.parametrize("dtype, code", [("uint16", "U16"), ("uint32", "U32"), ("uint64", "U64")])
+def test_safetensors_unsigned_integers_are_read_and_written(tmp_path, dtype, code):
+    """The format's U16, U32 and U64 (which Nx and safetensors write: a step count, a key) were refused
+    both ways ("'s' has dtype uint32; .safetensors here holds ..."); their largest values come back whole,
+    from a file laid out by hand as the format gives it."""
+    big = np.array([0, 1, np.iinfo(dtype).max], dtype=dtype)
+    write_safetensors(tmp_path / "u.safetensors", {"s": big})
+    back = read_safetensors(tmp_path / "u.safetensors")["s"]
+    assert back.dtype == np.dtype(dtype) and back.tolist() == big.tolist()
+    header = json.dumps({"s": {"dtype": code, "shape": [3], "data_offsets": [0, big.nbytes]}}).encode()
+    data = big.astype(big.dtype.newbyteorder("<")).tobytes()
+    (tmp_path / "h.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + data)
+    assert read_safetensors(tmp_path / "h.safetensors")["s"].tolist() == big.tolist()
+    assert (tmp_path / "u.safetensors").read_bytes()[8:].startswith(b'{"s":{"dtype":"%s"' % code.encode())
+
+
 def test_bad_files_and_mappings(tmp_path):
     online, target = _nets()
     for name in ("model.pt", "model.pth", "pytorch_model.bin"):
