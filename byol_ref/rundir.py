@@ -51,10 +51,11 @@ PUBLISHING = ".publishing"  # in a staged report: the names it holds, written be
 
 
 class RunDirectoryBusy(RuntimeError):
-    """Another process is writing in the run directory (``RunLock``)."""
+    """Another process, or another thread of this one, is writing in the run directory (``RunLock``)."""
 
 
-_HELD = {}  # (st_dev, st_ino) of each run directory this process holds -> its open descriptor
+_HELD = {}  # (st_dev, st_ino) of each run directory this process holds -> (its open descriptor, the holding thread)
+_TAKING = threading.Lock()
 
 
 class RunLock:
@@ -63,9 +64,11 @@ class RunLock:
     at once (``RunDirectoryBusy``), where the two would have mixed their checkpoints, metrics and
     reports, and the second's clean-up (``remove_stale``) would have removed the first's
     temporary files. The lock is the kernel's, an ``flock`` on the directory itself: it ends with
-    the process however that ends (a ``kill -9`` too), so nothing is left to clear. A process takes
-    a directory it holds again without effect (``train`` holds its run around ``fit``). Where there
-    are no such locks (Windows, a file system without them) the directory is not held.
+    the process however that ends (a ``kill -9`` too), so nothing is left to clear. A thread takes
+    a directory it holds again without effect (``train`` holds its run around ``fit``); another
+    thread of the process is refused as another process is (two ``fit`` calls of a sweep run in
+    threads mixed their records on one line of metrics.jsonl). On a file system without such locks
+    the directory is held against the threads of this process only; on Windows, not at all.
 
     Use as a context manager; ``take`` each directory once it exists, before anything in it is
     read or written. Leaving the ``with`` releases them."""
@@ -79,37 +82,44 @@ class RunLock:
         except ImportError:  # (Windows)
             return
         for _ in range(3):  # the directory can be replaced between the open and the lock: lock the new one
-            fd = os.open(out, os.O_RDONLY)
-            st = os.fstat(fd)
-            key = (st.st_dev, st.st_ino)
-            if key in _HELD:
+            with _TAKING:  # (one thread at a time: the check of _HELD and the entry go together)
+                fd = os.open(out, os.O_RDONLY)
+                st = os.fstat(fd)
+                key = (st.st_dev, st.st_ino)
+                if key in _HELD:
+                    os.close(fd)
+                    if _HELD[key][1] == threading.get_ident():
+                        return
+                    raise self._busy(out, thread=True)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    raise self._busy(out, thread=False) from None
+                except OSError:  # no locks on this file system: the threads of this process are still kept apart
+                    pass
+                now = os.stat(out)
+                if (now.st_dev, now.st_ino) == key:
+                    _HELD[key] = (fd, threading.get_ident())
+                    self._keys.append(key)
+                    return
                 os.close(fd)
-                return
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise RunDirectoryBusy(
-                    f"{self.what} {out} is in use: another process is writing there (a byol-ref train, or an "
-                    f"eval --out); wait until it has ended, or choose another {self.what}") from None
-            except OSError:  # no locks on this file system
-                os.close(fd)
-                return
-            now = os.stat(out)
-            if (now.st_dev, now.st_ino) == key:
-                _HELD[key] = fd
-                self._keys.append(key)
-                return
-            os.close(fd)
         raise RunDirectoryBusy(f"{self.what} {out} keeps being replaced by another process; choose another "
                                f"{self.what}")
+
+    def _busy(self, out: Path, *, thread: bool) -> RunDirectoryBusy:
+        who = ("another thread of this process is writing there (a fit called from another thread)" if thread
+               else "another process is writing there (a byol-ref train, or an eval --out)")
+        return RunDirectoryBusy(f"{self.what} {out} is in use: {who}; wait until it has ended, or choose another "
+                                f"{self.what}")
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         while self._keys:
-            os.close(_HELD.pop(self._keys.pop()))
+            with _TAKING:
+                os.close(_HELD.pop(self._keys.pop())[0])
 
 
 def remove_stale(out: Path) -> None:

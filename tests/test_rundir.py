@@ -755,8 +755,8 @@ def test_a_run_directory_replaced_as_it_is_locked_is_locked_as_it_is_now(tmp_pat
 
 
 @needs_flock
-def test_a_run_lock_releases_every_directory_it_took_and_holds_none_without_locks(tmp_path, held_elsewhere,
-                                                                                  monkeypatch):
+def test_a_run_lock_releases_every_directory_it_took_and_without_locks_holds_against_threads_only(
+        tmp_path, held_elsewhere, monkeypatch):
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
     b.mkdir()
@@ -771,8 +771,9 @@ def test_a_run_lock_releases_every_directory_it_took_and_holds_none_without_lock
 
     monkeypatch.setattr(fcntl, "flock", no_locks)
     with rundir.RunLock() as lock:
-        lock.take(a)  # not held, and not refused
-        assert rundir._HELD == {}
+        lock.take(a)  # not refused; held against the other threads of this process (there is no kernel lock)
+        assert list(rundir._HELD) == [(os.stat(a).st_dev, os.stat(a).st_ino)]
+    assert rundir._HELD == {}
 
 
 @needs_flock

@@ -1374,6 +1374,44 @@ def test_fit_refuses_an_out_dir_another_process_writes_in_and_holds_its_own(data
     fit(data, cfg, tcfg, progress=False, out_dir=out, resume=True)  # once it has ended
 
 
+def test_fit_refuses_an_out_dir_another_thread_of_the_process_writes_in(data, tmp_path):
+    """A sweep that runs fit in threads, two of them given one out_dir: the run lock let every thread of
+    the process through (a process takes again what it holds), and the two runs wrote their records
+    into one metrics.jsonl, two on one line, and one checkpoint over the other's. The second is now
+    refused, as another process is; the first trains on, and holds out_dir until it ends."""
+    import threading
+
+    from byol_ref.rundir import RunDirectoryBusy
+
+    cfg, out = byol.Config(encoder_dim=12, **SMALL), tmp_path / "r"
+    tcfg = _tcfg(epochs=2, checkpoint_every=2)
+    training, go_on, ended = threading.Event(), threading.Event(), []
+
+    def first_checkpoint(step):  # the first thread waits here, holding out, while the second tries
+        training.set()
+        go_on.wait(timeout=60)
+
+    def first():
+        ended.append(fit(data, cfg, tcfg, progress=False, out_dir=out, on_checkpoint=first_checkpoint))
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    try:
+        assert training.wait(timeout=60)
+        before = {p.name: p.read_bytes() for p in out.iterdir()}
+        with pytest.raises(RunDirectoryBusy, match=f"^out_dir {out} is in use: another thread of this process is "
+                                                   "writing there"):
+            fit(data, cfg, tcfg, progress=False, out_dir=out, overwrite=True)
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    finally:
+        go_on.set()
+        thread.join(timeout=60)
+    assert ended and ended[0].state.step == fit(data, cfg, tcfg, progress=False).state.step
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == list(range(1, ended[0].state.step + 1))
+    fit(data, cfg, replace(tcfg, epochs=3), progress=False, out_dir=out, resume=True)  # once it has ended
+
+
 def test_resume_with_a_fresh_train_config_for_a_longer_run_keeps_the_runs_warmup(data, tmp_path):
     """warmup_epochs defaults to 5% of the run: a TrainConfig made afresh with more epochs has another
     one, which --resume refused as a change nobody asked for. Left at the default on both sides, the run's
