@@ -48,12 +48,9 @@ def have_matplotlib() -> bool:
 
 @contextlib.contextmanager
 def default_style():
-    """Draw with matplotlib's own defaults (on the Agg backend), not the user's matplotlibrc: a
-    ``text.usetex: True`` there, common among those who write papers, made every plot need LaTeX and
-    the report fail without one; a style there changed what the figures show."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    """Draw with matplotlib's own defaults, not the user's matplotlibrc: a ``text.usetex: True``
+    there, common among those who write papers, made every plot need LaTeX and the report fail
+    without one; a style there changed what the figures show. (The style leaves the backend alone.)"""
     import matplotlib.style
 
     with matplotlib.style.context("default"):
@@ -61,23 +58,32 @@ def default_style():
 
 
 def _in_default_style(draw):
-    """``draw`` run within :func:`default_style`, where matplotlib is there to draw; the figures it
-    opens are closed when it ends, however it ends (pyplot keeps a figure until it is closed: one
-    whose drawing failed was kept for the life of the process)."""
+    """``draw`` run within :func:`default_style`, where matplotlib is there to draw."""
     @functools.wraps(draw)
     def wrapped(*args, **kwargs):
         if not have_matplotlib():
             return draw(*args, **kwargs)  # (which draws nothing, and says so in its return value)
         with default_style():
-            import matplotlib.pyplot as plt
-
-            before = set(plt.get_fignums())
-            try:
-                return draw(*args, **kwargs)
-            finally:
-                for number in set(plt.get_fignums()) - before:
-                    plt.close(number)
+            return draw(*args, **kwargs)
     return wrapped
+
+
+def new_figure(**kwargs):
+    """A matplotlib Figure of its own, outside pyplot (``Figure(**kwargs)``), which ``savefig`` writes
+    as PNG with Agg whatever backend is in use. Drawing through pyplot had to switch the process to
+    Agg for good (a notebook's inline plots, a script's ``plt.show()``, then showed nothing) and to
+    close each figure (pyplot keeps every one it made, and warns past 20)."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
+def colour_map(name: str, steps: int | None = None):
+    """The registered colour map ``name`` (``steps`` colours of it), as ``pyplot.get_cmap`` gives it."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps[name]
+    return cmap if steps is None else cmap.resampled(steps)
 
 
 @_in_default_style
@@ -100,8 +106,6 @@ def plot_run(history: list, report: dict | None, out_dir, *, loss_label: str | N
     """
     if not have_matplotlib():
         return []
-    import matplotlib.pyplot as plt  # (on Agg: _in_default_style)
-
     out = Path(out_dir)
     make_folder(out, "out_dir")
     written = []
@@ -110,7 +114,7 @@ def plot_run(history: list, report: dict | None, out_dir, *, loss_label: str | N
     steps = [h["step"] for h in history]
 
     if history or knn:  # a checkpoint evaluated alone has no training curves: no training.png
-        written.append(_plot_training(plt, steps, history, knn, out / "training.png",
+        written.append(_plot_training(steps, history, knn, out / "training.png",
                                       loss_label or "||n(p) - n(z)||^2, both directions summed, in [0, 8]", n_test))
 
     if report and report.get("rows"):
@@ -120,7 +124,8 @@ def plot_run(history: list, report: dict | None, out_dir, *, loss_label: str | N
                    ("low_label", f"{probe.get('labels_per_class', 10)} labels/class"), ("linear", "full linear probe")]
         # Dots, not bars: the axis is zoomed onto the accuracies, where bar lengths would exaggerate the gaps.
         # The low-label probe's spread over its draws is an error bar; the legend sits outside the axes.
-        fig, ax = plt.subplots(figsize=(10, 4.5), layout="constrained")
+        fig = new_figure(figsize=(10, 4.5), layout="constrained")
+        ax = fig.subplots()
         width = 0.8 / len(rows)
         for i, row in enumerate(rows):
             xs = [j - 0.4 + (i + 0.5) * width for j in range(len(metrics))]
@@ -142,14 +147,14 @@ def plot_run(history: list, report: dict | None, out_dir, *, loss_label: str | N
         ax.grid(axis="y", alpha=0.3)
         path = out / "probes.png"
         atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
-        plt.close(fig)
         written.append(path)
     return written
 
 
-def _plot_training(plt, steps, history, knn, path, loss_label, n_test=None):
+def _plot_training(steps, history, knn, path, loss_label, n_test=None):
     """training.png: loss, schedules, collapse monitors and the kNN monitor over the steps."""
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8), layout="constrained")
+    fig = new_figure(figsize=(11, 8), layout="constrained")
+    axes = fig.subplots(2, 2)
     ax = axes[0, 0]
     ax.plot(steps, [h["loss"] for h in history], color="C0")
     ax.set(title=f"BYOL loss ({loss_label})", xlabel="step", ylabel="loss")
@@ -195,7 +200,6 @@ def _plot_training(plt, steps, history, knn, path, loss_label, n_test=None):
     ax.title.set_fontsize(10)
     ax.grid(alpha=0.3)
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
-    plt.close(fig)
     return path
 
 
@@ -220,8 +224,6 @@ def draw_similarity(ax, x, labels, *, centre: bool):
     Returns:
         the image, for a colour bar (:func:`similarity_colorbar`).
     """
-    import matplotlib.pyplot as plt
-
     x = np.asarray(x, dtype=np.float64)
     labels = np.asarray(labels)
     if centre:
@@ -229,7 +231,7 @@ def draw_similarity(ax, x, labels, *, centre: bool):
     xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     order = np.argsort(labels, kind="stable")
     # (antialiased: at a figure's resolution a panel has fewer pixels than rows, and "nearest" drops rows)
-    image = ax.imshow(xn[order] @ xn[order].T, cmap=plt.get_cmap("RdBu_r", 9), vmin=-1, vmax=1,
+    image = ax.imshow(xn[order] @ xn[order].T, cmap=colour_map("RdBu_r", 9), vmin=-1, vmax=1,
                       interpolation="antialiased")
     ax.set(xticks=[], yticks=[])
     edges = np.flatnonzero(np.diff(labels[order])) + 0.5
@@ -270,8 +272,6 @@ def plot_features(features: dict, labels, out_dir, names=FEATURE_PANELS, *, dpi:
     """
     if not have_matplotlib():
         return None
-    import matplotlib.pyplot as plt  # (on Agg: _in_default_style)
-
     names = [n for n in names if n in features]
     if not names:
         return None
@@ -281,11 +281,12 @@ def plot_features(features: dict, labels, out_dir, names=FEATURE_PANELS, *, dpi:
     # One colour per class (a discrete colour bar): the class's index among the classes present.
     classes = np.unique(labels)
     k = len(classes)
-    base = plt.get_cmap("tab10" if k <= 10 else "tab20" if k <= 20 else "viridis")
+    base = colour_map("tab10" if k <= 10 else "tab20" if k <= 20 else "viridis")
     colours = [base(i) if k <= 20 else base(i / max(k - 1, 1)) for i in range(k)]
     cmap, norm = ListedColormap(colours), BoundaryNorm(np.arange(k + 1) - 0.5, k)
     index = np.searchsorted(classes, labels)
-    fig, axes = plt.subplots(2, len(names), figsize=(4.6 * len(names), 8.6), squeeze=False, layout="constrained")
+    fig = new_figure(figsize=(4.6 * len(names), 8.6), layout="constrained")
+    axes = fig.subplots(2, len(names), squeeze=False)
     for col, name in enumerate(names):
         x = np.asarray(features[name], dtype=np.float64)
         xy, share = pca_2d(x)
@@ -302,5 +303,4 @@ def plot_features(features: dict, labels, out_dir, names=FEATURE_PANELS, *, dpi:
     bar.set_ticklabels([str(c) for c in classes[ticks]])
     path = Path(out_dir) / filename
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
-    plt.close(fig)
     return path

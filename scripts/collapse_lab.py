@@ -27,7 +27,8 @@ import byol_ref as byol  # noqa: E402
 from byol_ref.backend import get_backend  # noqa: E402
 from byol_ref.checks import make_folder  # noqa: E402
 from byol_ref.data import load_digits  # noqa: E402
-from byol_ref.plots import default_style, draw_similarity, have_matplotlib, similarity_colorbar  # noqa: E402
+from byol_ref.plots import (default_style, draw_similarity, have_matplotlib, new_figure,  # noqa: E402
+                            similarity_colorbar)
 from byol_ref.report import evaluate_features  # noqa: E402
 from byol_ref.train import TrainConfig, fit  # noqa: E402
 
@@ -144,9 +145,8 @@ def plot_lab(results: list, y_test, out: Path, epochs: int, seed: int) -> None:
 
 
 def _plot_lab(results: list, y_test, out: Path, epochs: int, seed: int) -> None:
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(15, 5.6), layout="constrained")
+    fig = new_figure(figsize=(15, 5.6), layout="constrained")
+    axes = fig.subplots(1, 3)
     for i, r in enumerate(results):
         h = [x for x in r["history"] if "z_std" in x]
         # ten colours, then the same ones dashed: no two arms look alike; the default drawn thicker
@@ -182,13 +182,12 @@ def _plot_lab(results: list, y_test, out: Path, epochs: int, seed: int) -> None:
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=6, fontsize=7)
     fig.savefig(out / "img" / "collapse-lab.png", dpi=110)
-    plt.close(fig)
     print("wrote", out / "img" / "collapse-lab.png")
 
     # What each arm's projections look like: cosine similarity of the test z (not centred), sorted
     # by class. Healthy: same-class blocks on a cooler background; collapsed: one red square.
-    fig, axes = plt.subplots(2, (len(results) + 1) // 2, figsize=(3.3 * ((len(results) + 1) // 2), 7.0),
-                             squeeze=False, layout="constrained")
+    fig = new_figure(figsize=(3.3 * ((len(results) + 1) // 2), 7.0), layout="constrained")
+    axes = fig.subplots(2, (len(results) + 1) // 2, squeeze=False)
     for ax, r in zip(axes.ravel(), results):
         image = draw_similarity(ax, r["z_test"], y_test, centre=False)
         ax.set_title(f"{r['arm']}\nspread {r['z_std_ratio']:.2f}, eff. rank {r['z_rank']:.1f}", fontsize=9)
@@ -196,7 +195,6 @@ def _plot_lab(results: list, y_test, out: Path, epochs: int, seed: int) -> None:
         ax.axis("off")
     similarity_colorbar(fig, image, axes.ravel().tolist())
     fig.savefig(out / "img" / "collapse-lab-similarity.png", dpi=90)
-    plt.close(fig)
     print("wrote", out / "img" / "collapse-lab-similarity.png")
 
 

@@ -1,10 +1,28 @@
 """The PNG plots of a run (skipped where matplotlib is not installed) and the PCA they use."""
 import importlib.util
+import os
 
 import numpy as np
 import pytest
 
 from byol_ref.plots import FEATURE_PANELS, pca_2d, plot_features, plot_run
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures the plots make, in order, to look at (matplotlib Figures of their own: pyplot
+    does not hold them)."""
+    pytest.importorskip("matplotlib")
+    import byol_ref.plots as plots
+
+    made, real = [], plots.new_figure
+
+    def new_figure(**kwargs):
+        made.append(real(**kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(plots, "new_figure", new_figure)
+    return made
 
 
 def test_pca_2d_finds_the_principal_plane():
@@ -72,23 +90,16 @@ def test_without_matplotlib_nothing_is_drawn(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_class_colours_are_discrete_and_the_loss_title_names_the_runs_loss(tmp_path, monkeypatch):
+def test_class_colours_are_discrete_and_the_loss_title_names_the_runs_loss(drawn, tmp_path):
     """features.png: one colour and one tick per class present (labels 3, 5, 9 are not a scale
     from 3 to 9); training.png: the title says which loss the run logs and its range."""
-    pytest.importorskip("matplotlib")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     from byol_ref.model import Config, loss_range
 
-    monkeypatch.setattr(plt, "close", lambda *a, **k: None)  # keep the figures to look at them
-    plt.close("all")
     rng = np.random.default_rng(0)
     labels = np.repeat([3, 5, 9], 10)
     plot_features({n: rng.standard_normal((30, 4)) for n in FEATURE_PANELS}, labels, tmp_path)
-    fig = plt.figure(plt.get_fignums()[-1])
+    fig = drawn[-1]
     bars = {a.get_ylabel(): a for a in fig.axes if a.get_label() == "<colorbar>"}
     assert [t.get_text() for t in bars["class"].get_yticklabels()] == ["3", "5", "9"]
     # the similarity panels have their scale (they had none: red +1, blue -1, in 9 steps)
@@ -100,30 +111,22 @@ def test_class_colours_are_discrete_and_the_loss_title_names_the_runs_loss(tmp_p
     history = [{"step": 1, "loss": -0.5, "lr": 1e-3, "tau": 0.99, "z_std": 0.1, "z_std_healthy": 0.125,
                 "z_rank": 2.0, "y_rank": 3.0}]
     plot_run(history, None, tmp_path, loss_label=f"{how}, in [{low:g}, {high:g}]")
-    fig = plt.figure(plt.get_fignums()[-1])
+    fig = drawn[-1]
     assert fig.axes[0].get_title() == "BYOL loss (-cos, mean of both directions, in [-1, 1])"
-    plt.close("all")
 
 
-def test_probes_are_dots_with_the_low_label_spread_and_the_monitors_start_at_zero(tmp_path, monkeypatch):
+def test_probes_are_dots_with_the_low_label_spread_and_the_monitors_start_at_zero(drawn, tmp_path):
     """probes.png drew bars from an axis that started near the lowest accuracy (their lengths exaggerated the gaps),
     without the low-label probe's spread, under a legend that could hide the last bars; training.png's collapse
     panel drew the healthy line on the frame and the ranks from an axis that did not start at 0."""
-    pytest.importorskip("matplotlib")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.container import ErrorbarContainer
 
-    monkeypatch.setattr(plt, "close", lambda *a, **k: None)
-    plt.close("all")
     rows = [{"name": n, "knn": a, "low_label": a - 0.05, "low_label_std": 0.01, "linear": a + 0.01}
             for n, a in (("BYOL encoder (y)", 0.97), ("raw inputs", 0.95))]
     history = [{"step": s, "loss": 1.0, "lr": 1e-3, "tau": 0.99, "z_std": 0.121, "z_std_healthy": 0.125,
                 "z_rank": 30.0, "y_rank": 130.0} for s in (10, 20)]
     plot_run(history, {"rows": rows, "probe": {}}, tmp_path)
-    training, probes = (plt.figure(n) for n in plt.get_fignums()[-2:])
+    training, probes = drawn[-2:]
     ax = probes.axes[0]
     assert not ax.patches  # no bars
     errorbars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
@@ -133,24 +136,16 @@ def test_probes_are_dots_with_the_low_label_spread_and_the_monitors_start_at_zer
     assert monitors.get_ylim()[0] == 0 and twin.get_ylim()[0] == 0
     assert 1.0 < monitors.get_ylim()[1] and [line.get_ydata()[0] for line in monitors.get_lines()] == \
         [pytest.approx(0.121 / 0.125), 1.0]
-    plt.close("all")
 
 
-def test_the_panels_say_what_their_axes_are(tmp_path, monkeypatch):
+def test_the_panels_say_what_their_axes_are(drawn, tmp_path):
     """A walk-through found: the PCA axes unnamed, the similarity blocks without their classes, the schedules'
     legend on the curves, and the zoomed kNN axis with nothing to say one test sample moves it 0.28 points."""
-    pytest.importorskip("matplotlib")
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    monkeypatch.setattr(plt, "close", lambda *a, **k: None)
-    plt.close("all")
     history = [{"step": s, "loss": 1.0, "lr": 1e-3, "tau": 0.99, "z_std": 0.1, "z_std_healthy": 0.125, "z_rank": 2.0,
                 "y_rank": 3.0} for s in (1, 2)] + [{"step": 2, "knn": 0.9}]
     plot_run(history, None, tmp_path, n_test=359)
-    training = plt.figure(plt.get_fignums()[-1])
+    training = drawn[-1]
     knn = next(a for a in training.axes if a.get_title().startswith("kNN"))
     assert knn.get_title() == "kNN test accuracy of the online encoder\n(step 0: at init; one test sample is 0.28 points)"
     schedules = next(a for a in training.axes if a.get_title() == "schedules")
@@ -158,36 +153,28 @@ def test_the_panels_say_what_their_axes_are(tmp_path, monkeypatch):
     assert legend.get_bbox_to_anchor().y1 < schedules.get_window_extent().y0 + 1  # below the axes
     labels = np.repeat([3, 5, 9], 10)
     plot_features({n: np.random.default_rng(0).standard_normal((30, 4)) for n in FEATURE_PANELS}, labels, tmp_path)
-    fig = plt.figure(plt.get_fignums()[-1])
+    fig = drawn[-1]
     pca, similarity = fig.axes[0], fig.axes[len(FEATURE_PANELS)]
     assert (pca.get_xlabel(), pca.get_ylabel()) == ("principal axis 1", "principal axis 2")
     assert [t.get_text() for t in similarity.get_xticklabels()] == ["3", "5", "9"]
     np.testing.assert_allclose(similarity.get_xticks(), [4.5, 14.5, 24.5])  # the middle of each class's block
-    plt.close("all")
 
 
-def _figures_of(plt, tmp_path, draw):
-    """Run ``draw`` with plt.close disabled and return the figures it made, in order."""
-    before = set(plt.get_fignums())
+def _figures_of(drawn, draw):
+    """Run ``draw`` and return the figures it made, in order (``drawn``: the fixture's record)."""
+    before = len(drawn)
     draw()
-    return [plt.figure(n) for n in plt.get_fignums() if n not in before]
+    return drawn[before:]
 
 
 def _twin_of(fig, ax):
     return next(a for a in fig.axes if a is not ax and a.bbox.bounds == ax.bbox.bounds)
 
 
-def test_training_curves_draw_each_series_against_the_steps(tmp_path, monkeypatch):
+def test_training_curves_draw_each_series_against_the_steps(drawn, tmp_path):
     """training.png: every panel plots its own series of the step records (not another one, not against the
     record index), names its axes, puts both axes' curves in its legend, and fits every curve on its axis."""
-    pytest.importorskip("matplotlib")
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    monkeypatch.setattr(plt, "close", lambda *a, **k: None)
-    plt.close("all")
     steps = [10, 20, 40]
     loss, lr, tau = [3.0, 2.0, 1.5], [0.1, 0.2, 0.3], [0.9, 0.95, 0.99]
     z_std, healthy, z_rank, y_rank = [0.05, 0.1, 0.2], 0.25, [4.0, 5.0, 6.0], [30.0, 60.0, 90.0]
@@ -195,7 +182,7 @@ def test_training_curves_draw_each_series_against_the_steps(tmp_path, monkeypatc
         {"step": s, "loss": a, "lr": b, "tau": c, "z_std": d, "z_std_healthy": healthy, "z_rank": e, "y_rank": f}
         for s, a, b, c, d, e, f in zip(steps, loss, lr, tau, z_std, z_rank, y_rank)]
     history[-1]["knn"] = 0.75  # the kNN monitor at step 0 and at the last step
-    (fig,) = _figures_of(plt, tmp_path, lambda: plot_run(history, None, tmp_path))
+    (fig,) = _figures_of(drawn, lambda: plot_run(history, None, tmp_path))
 
     def panel(prefix):
         return next(a for a in fig.axes if a.get_title().startswith(prefix))
@@ -227,27 +214,19 @@ def test_training_curves_draw_each_series_against_the_steps(tmp_path, monkeypatc
     ax = panel("kNN")
     assert [xy(line) for line in ax.get_lines()] == [([0.0, 40.0], [50.0, 75.0])]  # in percent, at its steps
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("step", "accuracy (%)")
-    plt.close("all")
 
 
-def test_probe_dots_are_the_rows_accuracies_in_percent_side_by_side(tmp_path, monkeypatch):
+def test_probe_dots_are_the_rows_accuracies_in_percent_side_by_side(drawn, tmp_path):
     """probes.png: one series per row, in the rows' order and named by them; its dots are the kNN, low-label and
     linear accuracies in percent, placed side by side around each metric's tick; only the low-label dot has an
     error bar (its sd); the y axis starts 3 points below the lowest mean - sd. A report without rows draws no
     probes.png."""
-    pytest.importorskip("matplotlib")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.container import ErrorbarContainer
 
-    monkeypatch.setattr(plt, "close", lambda *a, **k: None)
-    plt.close("all")
     rows = [{"name": "BYOL encoder (y)", "knn": 0.96, "low_label": 0.90, "low_label_std": 0.02, "linear": 0.97},
             {"name": "raw inputs", "knn": 0.93, "low_label": 0.91, "low_label_std": 0.005, "linear": 0.95}]
     report = {"rows": rows, "probe": {"k": 7, "labels_per_class": 3}}
-    (fig,) = _figures_of(plt, tmp_path, lambda: plot_run([], report, tmp_path))
+    (fig,) = _figures_of(drawn, lambda: plot_run([], report, tmp_path))
     ax = fig.axes[0]
     series = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
     assert [c.get_label() for c in series] == ["BYOL encoder (y)", "raw inputs"]
@@ -268,34 +247,26 @@ def test_probe_dots_are_the_rows_accuracies_in_percent_side_by_side(tmp_path, mo
     # each dot's value is written above it (above its error bar's top)
     assert [t.get_text() for t in ax.texts] == ["96.0", "90.0", "97.0", "93.0", "91.0", "95.0"]
     np.testing.assert_allclose([t.xy[1] for t in ax.texts], [96.0, 92.0, 97.0, 93.0, 91.5, 95.0], atol=1e-9)
-    (fig,) = _figures_of(plt, tmp_path, lambda: plot_run([], {"rows": rows[:1], "probe": {}}, tmp_path / "d"))
+    (fig,) = _figures_of(drawn, lambda: plot_run([], {"rows": rows[:1], "probe": {}}, tmp_path / "d"))
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["kNN (k=20)", "10 labels/class",
                                                                      "full linear probe"]
     history = [{"step": 1, "loss": 1.0, "lr": 1e-3, "tau": 0.99, "z_std": 0.1, "z_std_healthy": 0.125,
                 "z_rank": 2.0, "y_rank": 3.0}]
     assert [p.name for p in plot_run(history, {"rows": []}, tmp_path / "e")] == ["training.png"]
-    plt.close("all")
 
 
-def test_feature_panels_show_each_named_set_in_order(tmp_path, monkeypatch):
+def test_feature_panels_show_each_named_set_in_order(drawn, tmp_path):
     """features.png: the panels follow ``names`` (not the dict's order), each PCA panel scatters its own set's
     first two principal coordinates (x: axis 1, y: axis 2) and says its share of the variance in percent, and
     each similarity panel is the cosine of that set's centred rows on a -1..1 scale, with a line at every
     class boundary both ways."""
-    pytest.importorskip("matplotlib")
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    monkeypatch.setattr(plt, "close", lambda *a, **k: None)
-    plt.close("all")
     rng = np.random.default_rng(5)
     labels = np.array([1, 0, 2, 1, 0, 2, 2, 0, 1, 0, 1, 2])
     plane = rng.standard_normal((12, 2)) * [3.0, 1.0] @ rng.standard_normal((2, 4))  # rank 2: all the variance
     feats = {"BYOL encoder (y)": plane + 1.0, "random-init encoder": rng.standard_normal((12, 3)),
              "raw inputs": rng.standard_normal((12, 5)) + 4.0}  # (not in FEATURE_PANELS' order)
-    (fig,) = _figures_of(plt, tmp_path, lambda: plot_features(feats, labels, tmp_path))
+    (fig,) = _figures_of(drawn, lambda: plot_features(feats, labels, tmp_path))
     n = len(FEATURE_PANELS)
     order = np.argsort(labels, kind="stable")
     for col, name in enumerate(FEATURE_PANELS):
@@ -315,25 +286,17 @@ def test_feature_panels_show_each_named_set_in_order(tmp_path, monkeypatch):
                           if line.get_xdata()[0] == line.get_xdata()[1])
         assert vertical == [3.5, 7.5]  # classes 0, 1, 2 hold 4 rows each
     assert "(100% of the variance)" in fig.axes[FEATURE_PANELS.index("BYOL encoder (y)")].get_title()  # a plane
-    plt.close("all")
 
 
-def test_many_classes_get_distinct_colours_and_thinned_names(tmp_path, monkeypatch):
+def test_many_classes_get_distinct_colours_and_thinned_names(drawn, tmp_path):
     """12 classes: 12 distinct colours (tab10 has 10). 21 classes: the class colour bar names 11 of them, and the
     similarity blocks are not named (beyond 20 classes the names would crowd); 20 classes are all named. 30
     classes: 11 names too, the first class's and the last's among them."""
-    pytest.importorskip("matplotlib")
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    monkeypatch.setattr(plt, "close", lambda *a, **k: None)
-    plt.close("all")
     rng = np.random.default_rng(6)
     for k in (12, 20, 21, 30):
         labels = np.repeat(np.arange(k), 2)
-        (fig,) = _figures_of(plt, tmp_path, lambda: plot_features(
+        (fig,) = _figures_of(drawn, lambda: plot_features(
             {"raw inputs": rng.standard_normal((2 * k, 3))}, labels, tmp_path, names=("raw inputs",)))
         pca, sim = fig.axes[0], fig.axes[1]
         assert len({tuple(c) for c in pca.collections[0].get_facecolors()}) == k
@@ -347,7 +310,6 @@ def test_many_classes_get_distinct_colours_and_thinned_names(tmp_path, monkeypat
             assert named == [str(c) for c in (0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20)] and sim_named == []
         else:  # 11 names from the first class to the last, whatever k (a mutation audit: every other one survived)
             assert len(named) == 11 and (named[0], named[-1]) == ("0", str(k - 1)) and sim_named == []
-    plt.close("all")
 
 
 def test_a_matplotlib_too_old_for_numpy_2_is_named_and_not_imported(tmp_path, monkeypatch, capsys):
@@ -423,11 +385,11 @@ def test_without_matplotlib_installed_the_plots_are_skipped_not_an_import_error(
     assert plots.have_matplotlib() is (importlib.util.find_spec("matplotlib") is not None)
 
 
-def test_the_plots_close_their_figures(tmp_path):
-    """Found by a mutation audit: dropping any of the three plt.close calls passed every test (the
-    tests that look at the figures keep them open on purpose). pyplot holds every figure it made
-    until it is closed: a process that reports many runs (a sweep calling the CLI's report, a
-    notebook) would grow by a figure per plot and warn past 20."""
+def test_the_plots_leave_no_figure_with_pyplot(tmp_path):
+    """pyplot holds every figure it made until it is closed: a process that reports many runs (a
+    sweep calling the CLI's report, a notebook) would grow by a figure per plot and warn past 20.
+    (A mutation audit found that dropping any of the plt.close calls of the pyplot drawing passed
+    every test; the figures are now pyplot's in no case, which this checks.)"""
     plt = pytest.importorskip("matplotlib.pyplot")
 
     history = [{"step": 1, "loss": 1.0, "lr": 1e-3, "tau": 0.99, "z_std": 0.1, "z_std_healthy": 0.125,
@@ -442,7 +404,7 @@ def test_the_plots_close_their_figures(tmp_path):
     assert plt.get_fignums() == before
 
 
-def test_a_plot_that_fails_to_draw_closes_its_figure(tmp_path, monkeypatch):
+def test_a_plot_that_fails_to_draw_leaves_no_figure_with_pyplot(tmp_path, monkeypatch):
     """A drawing that failed (the report stands without it) left its figure open: pyplot kept it for
     the life of the process, and a notebook or sweep warned past 20 of them."""
     plt = pytest.importorskip("matplotlib.pyplot")
@@ -463,51 +425,69 @@ def test_a_plot_that_fails_to_draw_closes_its_figure(tmp_path, monkeypatch):
         assert plt.get_fignums() == before
 
 
-def test_beyond_20_classes_the_colours_span_the_whole_colour_map(tmp_path, monkeypatch):
+def test_the_plots_leave_the_user_s_backend_and_figures_as_they_were(tmp_path):
+    """Drawing through pyplot meant switching the process to Agg for good (``matplotlib.use``): a
+    notebook that called plot_run or plot_features (or a script, before its own ``plt.show()``)
+    then showed no figure again. The plots now draw on figures of their own, and the backend in use
+    and the figures open stay as they were. (In a process of its own: the backend is the process's.)"""
+    pytest.importorskip("matplotlib")
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = f"""
+import matplotlib, matplotlib.pyplot as plt, numpy as np
+from byol_ref.plots import FEATURE_PANELS, plot_features, plot_run
+mine = plt.figure(); plt.plot([1, 2])
+rows = [{{"name": n, "knn": 0.9, "low_label": 0.8, "linear": 0.95}} for n in FEATURE_PANELS]
+history = [{{"step": 1, "loss": 1.0, "lr": 1e-3, "tau": 0.99, "z_std": 0.1, "z_std_healthy": 0.125, "z_rank": 2.0,
+            "y_rank": 3.0}}]
+assert len(plot_run(history, {{"rows": rows}}, {str(tmp_path)!r})) == 2
+plot_features({{n: np.ones((12, 3)) + np.arange(12)[:, None] for n in FEATURE_PANELS}}, np.repeat(np.arange(3), 4),
+              {str(tmp_path)!r})
+print(matplotlib.get_backend(), plt.get_fignums(), plt.gcf() is mine)
+"""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "MPLBACKEND": "svg", "PYTHONPATH": str(root)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["svg", "[1]", "True"], proc.stdout
+
+
+def test_beyond_20_classes_the_colours_span_the_whole_colour_map(drawn, tmp_path):
     """Found by a mutation audit: the class colours taken as base(i) (the i-th of viridis's 256
     entries, nearly one colour for 21 classes) rather than base(i / (k - 1)) passed every test
     (they are still distinct). The first class is viridis's one end, the last its other."""
-    pytest.importorskip("matplotlib")
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    monkeypatch.setattr(plt, "close", lambda *a, **k: None)
-    plt.close("all")
     k = 21
     labels = np.repeat(np.arange(k), 2)
-    (fig,) = _figures_of(plt, tmp_path, lambda: plot_features(
+    (fig,) = _figures_of(drawn, lambda: plot_features(
         {"raw inputs": np.random.default_rng(7).standard_normal((2 * k, 3))}, labels, tmp_path, names=("raw inputs",)))
     shown = fig.axes[0].collections[0].get_facecolors()
-    viridis = plt.get_cmap("viridis")
+    import matplotlib
+
+    viridis = matplotlib.colormaps["viridis"]
     want = [viridis(i / (k - 1)) for i in labels]
     np.testing.assert_allclose(shown, want, atol=1e-12)
-    plt.close("all")
 
 
-def test_a_non_finite_step_record_is_left_out_of_the_curves_and_dpi_sets_the_features_size(tmp_path, monkeypatch):
+def test_a_non_finite_step_record_is_left_out_of_the_curves_and_dpi_sets_the_features_size(drawn, tmp_path):
     """Found by a mutation audit: telling step records by "loss" instead of "z_std" passed every test, but the
     record of a step whose features were not finite has a loss and no monitors (train._step_record), and
     drawing it failed; and plot_features ignoring its dpi (scripts/seed_table.py passes 90) passed too."""
-    plt = pytest.importorskip("matplotlib.pyplot")
     import struct
 
-    monkeypatch.setattr(plt, "close", lambda *a, **k: None)
-    plt.close("all")
     ok = {"loss": 1.0, "lr": 1e-3, "tau": 0.99, "z_std": 0.1, "z_std_healthy": 0.125, "z_rank": 2.0, "y_rank": 3.0}
     history = [{"step": 1, **ok}, {"step": 2, "loss": float("nan"), "lr": 1e-3, "tau": 0.99}]
-    (fig,) = _figures_of(plt, tmp_path, lambda: plot_run(history, None, tmp_path))
+    (fig,) = _figures_of(drawn, lambda: plot_run(history, None, tmp_path))
     loss = next(a for a in fig.axes if a.get_title().startswith("BYOL loss"))
     assert [list(line.get_xdata()) for line in loss.get_lines()] == [[1]]
-    plt.close("all")
     for dpi in (50, 90):
         path = plot_features({"raw inputs": np.random.default_rng(0).standard_normal((8, 3))}, np.repeat([0, 1], 4),
                              tmp_path, names=("raw inputs",), dpi=dpi, filename=f"f{dpi}.png")
         width, height = struct.unpack(">II", path.read_bytes()[16:24])  # (the PNG's IHDR)
         # (matplotlib 3.11 rounds the figure's size in pixels, 3.10 truncates it: 4.6 x 50 is 229.99999999999997)
         assert abs(width - 4.6 * dpi) < 1 and abs(height - 8.6 * dpi) < 1, (width, height)
-    plt.close("all")
 
 
 _SMALL_TRAIN = ["train", "--data", "synthetic", "--epochs", "1", "--batch-size", "64", "--hidden-size", "8",
