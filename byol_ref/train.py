@@ -871,13 +871,15 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
             state, m = train_step(state._replace(epoch_pos=state.epoch_pos + 1), xb, optimizer=optimizer,
                                   schedules=sched, views=views, tcfg=tcfg, image_shape=data.image_shape,
                                   input_norm=input_norm, inplace=True)
+            # (the messages count steps as metrics.jsonl, the progress bar and checkpoints do: step k is the
+            # k-th, after which k are done; its lr and tau are the ones that step used)
             if not math.isfinite(m["loss"]):
                 kept = ("" if ckpt_path is None else
                         f" The last good checkpoint {ckpt_path} is untouched." if ckpt_path.is_file() else
                         " No checkpoint was written before it." + (" The run it replaces (overwrite=True) is "
                                                                    "put back." if put_back else ""))
                 raise TrainingDiverged(
-                    f"the loss became {m['loss']} at step {state.step - 1} (lr {m['lr']:.3g}, tau {m['tau']:.5f}); "
+                    f"the loss became {m['loss']} at step {state.step} (lr {m['lr']:.3g}, tau {m['tau']:.5f}); "
                     f"stopping.{kept} Lower the learning rate or check the data.")
             k = state.step
             monitor = k % eval_every == 0 or k == sched.total_steps  # the kNN, about ten times a run
@@ -899,7 +901,7 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
                             f" without overwriting the last good checkpoint {ckpt_path}" if ckpt_path.is_file() else
                             " (no checkpoint was written before it" + ("; the run it replaces (overwrite=True) "
                                                                        "is put back" if put_back else "") + ")")
-                    raise TrainingDiverged(f"{bad} became non-finite by step {k - 1} (lr {m['lr']:.3g}), the loss "
+                    raise TrainingDiverged(f"{bad} became non-finite by step {k} (lr {m['lr']:.3g}), the loss "
                                            f"still {m['loss']:.4g}; stopping{kept}. Lower the learning rate.")
             if ckpt_path is not None and due:
                 if metrics_file is not None:  # on disk before the checkpoint is: a resume after a power cut

@@ -1306,8 +1306,9 @@ def test_a_buffer_that_overflows_while_the_loss_stays_finite_stops_the_run_befor
     tc = TrainConfig(epochs=4, batch_size=32, seed=31, checkpoint_every=1, dtype="float32", optimizer="adam",
                      lr=1e6, lr_batch_scale=0, warmup_epochs=0, eval_every=1000, log_every=1)
     out = tmp_path / "run"
+    # (by step 2, after the checkpoint of step 1: it said "by step 1", the step of the good checkpoint)
     with pytest.raises(TrainingDiverged, match=r"online.buffers\['predictor.norm1.running_var'\] became non-finite "
-                                                r"by step 1 .*the loss still [\d.]+; stopping without overwriting "
+                                                r"by step 2 .*the loss still [\d.]+; stopping without overwriting "
                                                 r"the last good checkpoint"):
         fit(synthetic(n=170, dim=12, n_classes=4, seed=0), cfg, tc, progress=False, out_dir=out)
     assert load_checkpoint(out / "checkpoint.npz")[0].step == 1  # the last good one, which loads
@@ -1543,8 +1544,32 @@ def test_an_infinite_loss_stops_the_run(data, monkeypatch):
 
     real = train.loss_and_grads
     monkeypatch.setattr(train, "loss_and_grads", lambda *a, **k: real(*a, **k)._replace(loss=float("inf")))
-    with pytest.raises(TrainingDiverged, match=r"the loss became inf at step 0"):
+    # (step 1: the first, as metrics.jsonl counts; it said "at step 0", which no record or checkpoint has)
+    with pytest.raises(TrainingDiverged, match=r"the loss became inf at step 1 "):
         fit(data, byol.Config(encoder_dim=12, **SMALL), _tcfg(epochs=1), progress=False)
+
+
+def test_a_divergence_names_its_step_as_metrics_jsonl_counts_them(data, monkeypatch, tmp_path):
+    """The message counted steps from 0 ("the loss became inf at step 2" for the third step), where
+    metrics.jsonl, the progress bar and the checkpoints count the steps done: a user who looked up
+    step 2 in metrics.jsonl found a finite loss there, and the lr the message gave on the record after."""
+    import byol_ref.train as train
+
+    real, calls = train.loss_and_grads, []
+
+    def third_is_inf(*a, **k):
+        calls.append(1)
+        res = real(*a, **k)
+        return res._replace(loss=float("inf")) if len(calls) == 3 else res
+
+    monkeypatch.setattr(train, "loss_and_grads", third_is_inf)
+    tcfg = _tcfg(epochs=2, log_every=1)
+    with pytest.raises(TrainingDiverged) as info:
+        fit(data, byol.Config(encoder_dim=12, **SMALL), tcfg, progress=False, out_dir=tmp_path / "r")
+    records = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2]
+    lr = make_schedules(tcfg, data.x_train.shape[0]).lr(2)  # the lr of the third step (schedules count from 0)
+    assert str(info.value).startswith(f"the loss became inf at step 3 (lr {lr:.3g}, ")
 
 
 def test_the_guard_before_a_checkpoint_looks_at_every_tree_the_checkpoint_holds():
