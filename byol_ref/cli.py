@@ -1045,9 +1045,10 @@ def _plot_curves_only(out: Path, metrics: Path, config: Config) -> None:
 
 
 def _drawing_failed(exc: BaseException) -> str:
-    """What to say where matplotlib failed to draw the plots (a broken font cache, a backend of the
-    user's that cannot be set): the run and the report stand without them."""
-    return (f"matplotlib failed to draw them ({type(exc).__name__}: {first_line(exc)}); the run and its report "
+    """What to say where the plots could not be drawn (a broken font cache, a backend of the user's
+    that cannot be set): the run and the report stand without them. (It said "matplotlib failed",
+    where the failure was byol-ref's own: a one-feature data set's PCA panel.)"""
+    return (f"drawing them failed ({type(exc).__name__}: {first_line(exc)}); the run and its report "
             "stand without them")
 
 

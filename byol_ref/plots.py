@@ -208,12 +208,16 @@ FEATURE_PANELS = ("raw inputs", "random-init encoder", "BYOL encoder (y)")
 
 
 def pca_2d(x):
-    """Coordinates of the rows of x (N, D) on its first two principal axes, and the share of
-    the variance they hold. (Centre, then SVD: x_c = U S V^T; the coordinates are x_c V[:, :2].)"""
+    """Coordinates (N, 2) of the rows of x (N, D) on its first two principal axes, and the share of
+    the variance they hold. (Centre, then SVD: x_c = U S V^T; the coordinates are x_c V[:, :2].)
+    Where there is one axis only (one feature, or one row), the second coordinate is 0: the features
+    panel of a one-feature data set failed on it, and the report blamed matplotlib."""
     xc = x - x.mean(axis=0)
     _, s, vt = np.linalg.svd(xc, full_matrices=False)
     total = float((s ** 2).sum())
-    return xc @ vt[:2].T, (float((s[:2] ** 2).sum()) / total if total > 0 else 0.0)
+    coords = xc @ vt[:2].T  # (N, min(2, N, D))
+    coords = np.pad(coords, ((0, 0), (0, 2 - coords.shape[1])))
+    return coords, (float((s[:2] ** 2).sum()) / total if total > 0 else 0.0)
 
 
 def draw_similarity(ax, x, labels, *, centre: bool):

@@ -42,6 +42,20 @@ def test_pca_2d_finds_the_principal_plane():
     assert pca_2d(np.ones((5, 3)))[1] == 0.0  # no variance at all: share 0, no division by zero
 
 
+def test_one_feature_or_one_row_has_a_second_coordinate_of_zero(tmp_path):
+    """pca_2d of one feature gave (N, 1) coordinates, and the features panel of a one-feature data set
+    failed on its second column (IndexError), which the report then blamed on matplotlib."""
+    x = np.array([[1.0], [3.0], [2.0], [6.0]])
+    xy, share = pca_2d(x)
+    assert xy.shape == (4, 2) and share == pytest.approx(1.0)
+    np.testing.assert_allclose(np.abs(xy[:, 0]), np.abs(x[:, 0] - 3.0), rtol=1e-12)
+    np.testing.assert_array_equal(xy[:, 1], 0.0)
+    assert pca_2d(np.array([[1.0, 2.0, 3.0]]))[0].shape == (1, 2)
+    pytest.importorskip("matplotlib")
+    labels = np.array([0, 1, 0, 1])
+    assert plot_features({n: x for n in FEATURE_PANELS}, labels, tmp_path).name == "features.png"
+
+
 def test_plots_are_written(tmp_path):
     pytest.importorskip("matplotlib")
     rng = np.random.default_rng(1)
@@ -543,7 +557,7 @@ def test_plots_that_fail_to_draw_leave_the_report_and_say_why(tmp_path, monkeypa
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "r"), "--out", str(tmp_path / "e")]) == 0
     out, err = capsys.readouterr()
-    says = ("no plots: matplotlib failed to draw them (RuntimeError: font cache is broken); the run and its report "
+    says = ("no plots: drawing them failed (RuntimeError: font cache is broken); the run and its report "
             "stand without them")
     assert f"({says})" in out and f"byol-ref: warning: {says}" in err
     assert sorted(p.name for p in (tmp_path / "e").iterdir()) == ["report.json", "report.txt"]
