@@ -683,7 +683,7 @@ def _train_holding(args, lock: RunLock) -> int:
             {"model_config": model_cfg.to_dict(), "train_config": asdict(tcfg), "data": data_spec,
              "views": views_record}, indent=2))
         print(f"byol-ref: training on {dataset.name} ({dataset.x_train.shape[0]} train / {dataset.x_test.shape[0]} "
-              f"test, {dataset.x_train.shape[1]} features) for {_count(tcfg.epochs, 'epoch')}, "
+              f"test, {_rows_are(dataset)}) for {_count(tcfg.epochs, 'epoch')}, "
               f"batch {tcfg.batch_size}, {tcfg.optimizer} lr {tcfg.lr}{_lr_note(tcfg)}, "
               f"tau {tcfg.tau_base} ({tcfg.tau_schedule}{', per epoch' if tcfg.tau_interval == 'epoch' else ''}), "
               f"{tcfg.dtype} on {backend.name}",
@@ -736,6 +736,16 @@ def _train_holding(args, lock: RunLock) -> int:
             return _failed("byol-ref train", exc, then)
         print(f"\nbyol-ref: {interrupted(exc)} {doing}; {then}", file=sys.stderr)
         return interrupt_status(exc)
+
+
+def _rows_are(dataset) -> str:
+    """What a row of ``dataset`` was read as, for the line a train begins with: ``64 features``, or
+    ``8x8 images`` and ``3x32x32 images (C x H x W)``, so that images read in another layout than
+    they were saved in show before the run."""
+    if dataset.image_shape is None:
+        return _count(dataset.x_train.shape[1], "feature")
+    shape = "x".join(str(s) for s in dataset.image_shape)
+    return f"{shape} images" + (" (C x H x W)" if len(dataset.image_shape) == 3 else "")
 
 
 def _count(n: int, noun: str) -> str:

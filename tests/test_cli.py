@@ -3503,6 +3503,21 @@ def test_a_path_that_starts_with_a_tilde_is_in_the_home_folder(tmp_path, capsys,
     assert (home / "f.npz").is_file() and os.listdir(work) == []
 
 
+def test_the_first_line_says_what_a_row_was_read_as(tmp_path, capsys):
+    """It said "64 features" of images too (how they were read, channels first, showed nowhere before the
+    run), and "1 features" of one column."""
+    from byol_ref.cli import main
+
+    rng = np.random.default_rng(0)
+    small = [a for a in SMALL_RUN if a not in ("--data", "synthetic")] + ["--no-eval"]
+    for name, shape, says in (("one", (80, 1), "(64 train / 16 test, 1 feature) for 1 epoch"),
+                              ("grey", (80, 4, 6), "(64 train / 16 test, 4x6 images) for 1 epoch"),
+                              ("rgb", (80, 3, 5, 5), "(64 train / 16 test, 3x5x5 images (C x H x W)) for 1 epoch")):
+        np.save(tmp_path / f"{name}.npy", rng.random(shape))
+        assert main(["train", "--data", str(tmp_path / f"{name}.npy"), *small, "--out", str(tmp_path / name)]) == 0
+        assert f"byol-ref: training on {name} {says}, " in capsys.readouterr().out
+
+
 def test_embed_never_writes_over_the_data_given_with_data(tmp_path, capsys):
     """embed --data FILE reads FILE, not the data the run records: an --out naming FILE is refused
     (the check looked at the run's own data files instead, and FILE was written over)."""
