@@ -30,6 +30,7 @@ from .layers import (RunningStats, affine_backward, affine_forward, batch_norm_b
                      weight_standardize_backward, weight_standardize_forward)
 from .losses import (DEFAULT_EPS, EPS_MODES, LOSS_FORMS, eps_for_new_mode, l2_normalize_backward,
                      regression_loss_dn, regression_loss_forward)
+from .tree import describe, describe_tree
 
 DEFAULT_PROJECTION_DIM = 256
 DEFAULT_PREDICTOR_DIM = 64
@@ -259,6 +260,10 @@ class Network(NamedTuple):
     role: str
     params: dict
     buffers: dict
+
+    def __repr__(self) -> str:  # (the arrays as dtype and shape: their values made it 24 KB in a notebook)
+        return (f"Network(config={self.config!r}, role={self.role!r}, params={describe_tree(self.params)}, "
+                f"buffers={describe_tree(self.buffers)})")
 
 
 # --------------------------------------------------------------------------- architecture
@@ -786,6 +791,11 @@ class LossAndGrads(NamedTuple):
     online_buffers: dict
     target_buffers: dict
     outputs: dict
+
+    def __repr__(self) -> str:
+        return (f"LossAndGrads(loss={describe(self.loss)}, grads={describe_tree(self.grads)}, online_buffers="
+                f"{describe_tree(self.online_buffers)}, target_buffers={describe_tree(self.target_buffers)}, "
+                f"outputs={describe_tree(self.outputs)})")
 
 
 def loss_and_grads(online: Network, target: Network, view1, view2, *, record: Callable | None = None):

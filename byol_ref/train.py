@@ -41,6 +41,7 @@ from .model import (Config, Network, buffer_shapes, build_from_config, data_depe
 from .optim import Optimizer, make_optimizer, predictor_lr_mult
 from .rundir import Replacing, RunLock, refuse_for_set_aside, remove_replaced, remove_stale
 from .schedules import check_warmup_convention, target_tau, warmup_cosine_lr
+from .tree import describe, describe_tree
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,11 @@ class TrainState(NamedTuple):
     rng: object
     epoch_perm: object
     epoch_pos: int
+
+    def __repr__(self) -> str:
+        return (f"TrainState(online={self.online!r}, target={self.target!r}, "
+                f"opt_state={describe_tree(self.opt_state)}, step={self.step!r}, rng={self.rng!r}, "
+                f"epoch_perm={describe(self.epoch_perm)}, epoch_pos={self.epoch_pos!r})")
 
 
 class Schedules(NamedTuple):
@@ -583,6 +589,21 @@ class FitResult(NamedTuple):
     dataset: Dataset
     preprocessing: dict
     start_step: int = 0
+
+    def __repr__(self) -> str:  # (245 KB printed in full, for a run on the digits)
+        steps = [h["step"] for h in self.history if isinstance(h, dict) and "step" in h]
+        history = f"<{len(self.history)} records" + (f", steps {steps[0]}..{steps[-1]}>" if steps else ">")
+        return (f"FitResult(state={self.state!r}, history={history}, model_config={self.model_config!r}, "
+                f"train_config={self.train_config!r}, input_norm={self.input_norm!r}, dataset={self.dataset!r}, "
+                f"preprocessing={_describe_preprocessing(self.preprocessing)}, start_step={self.start_step!r})")
+
+
+def _describe_preprocessing(prep) -> str:
+    """:func:`fit_preprocessing`'s dict for a repr: its per-feature lists as their length."""
+    if not isinstance(prep, dict):
+        return repr(prep)
+    return "{" + ", ".join(f"{k!r}: " + (f"<{len(v)} floats>" if isinstance(v, list) and len(v) > 4 else repr(v))
+                           for k, v in prep.items()) + "}"
 
 
 def fit_preprocessing(dataset: Dataset) -> dict:

@@ -1079,3 +1079,19 @@ def test_the_batch_norm_settings_reach_every_batch_norm_of_both_networks():
                                       var_formula=f)[0] for f in ("one_pass", "two_pass")}
         assert not np.array_equal(outs["one_pass"], outs["two_pass"])  # (else this part could not fail)
         np.testing.assert_array_equal(seen["online.encoder.norm1.out"], outs[bn_var])
+
+
+def test_the_reprs_show_the_arrays_as_dtype_and_shape():
+    """A Network printed every array's values (24 KB for the default sizes, in a notebook cell that
+    ends with ``online``), a LossAndGrads more; they now show each array as its dtype and shape, and
+    a 0-d one (the loss) with its value, so the structure can be read."""
+    online, target = byol.build(64, seed=0)
+    assert len(repr(online)) < 3000 and repr(online).startswith("Network(config=Config(encoder_dim=64, ")
+    assert "role='online', params={'encoder.fc1.weight': float64 (64, 256), 'encoder.fc1.bias': float64 (256,)" \
+        in repr(online)
+    assert "buffers={'encoder.norm1.running_mean': float64 (256,)" in repr(online)
+    rng = np.random.default_rng(0)
+    res = byol.loss_and_grads(online, target, rng.standard_normal((8, 64)), rng.standard_normal((8, 64)))
+    text = repr(res)
+    assert text.startswith(f"LossAndGrads(loss=float64 {float(res.loss)!r}, grads={{'encoder.fc1.weight': float64 "
+                           "(64, 256), ") and "outputs={'online.y': float64 (2, 8, 256)" in text and len(text) < 6000

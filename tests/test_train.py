@@ -1572,6 +1572,20 @@ def test_a_divergence_names_its_step_as_metrics_jsonl_counts_them(data, monkeypa
     assert str(info.value).startswith(f"the loss became inf at step 3 (lr {lr:.3g}, ")
 
 
+def test_a_fit_result_prints_short(data):
+    """A notebook cell ending with fit(...) printed 245 KB (every array of the state, the optimiser's
+    moments, and each of the preprocessing's per-feature statistics); now about 15 KB (four configs in
+    full among them) that show the structure, the records as their count and steps."""
+    res = fit(data, byol.Config(encoder_dim=12, **SMALL), _tcfg(epochs=1), progress=False)
+    text = repr(res)
+    assert len(text) < 20_000, len(text)
+    assert text.startswith("FitResult(state=TrainState(online=Network(config=Config(encoder_dim=12, ")
+    steps = [h["step"] for h in res.history]
+    assert f"history=<{len(res.history)} records, steps {steps[0]}..{steps[-1]}>" in text
+    assert "preprocessing={'kind': 'standardize', 'mean': <12 floats>, 'std': <12 floats>}" in text
+    assert f"step={res.state.step}, rng=Generator(PCG64)" in text and "epoch_perm=int64 (" in text
+
+
 def test_the_guard_before_a_checkpoint_looks_at_every_tree_the_checkpoint_holds():
     """A NaN or inf in any array a checkpoint holds is named before the checkpoint is written: the
     target's params and running statistics too, which no loss or online array shows at once."""
