@@ -39,9 +39,10 @@ from .checkpoint import atomic_savez, atomic_write_text, disk_full, first_line, 
 from .checks import check_seed, check_writable, in_the_way, not_a_file, why_refused
 from .data import csv_header_rule, labels_file, load_digits, load_file, synthetic
 from .model import NORMS, Config, loss_range
-from .rundir import (REPORT_FILES, RUN_FILES, SET_ASIDE, Replacing, RunDirectoryBusy, RunLock, first_interrupt_only,
-                     interrupt_after_step, interrupt_status, interrupted, interrupts_held, publish_report,
-                     refuse_for_set_aside, remove_replaced, remove_stale, sigterm_as_interrupt, staged_report)
+from .rundir import (ENDS, REPORT_FILES, RUN_FILES, SET_ASIDE, Replacing, RunDirectoryBusy, RunLock,
+                     first_interrupt_only, interrupt_after_step, interrupt_status, interrupted, interrupts_held,
+                     leave_a_closed_terminal, publish_report, refuse_for_set_aside, remove_replaced, remove_stale, sigterm_as_interrupt,
+                     staged_report)
 from .train import (TrainConfig, TrainingDiverged, apply_preprocessing, check_configs, check_resume_length,
                     checkpoint_file, encode, fit, fit_preprocessing, load_checkpoint, make_schedules, monitor_sizes,
                     prepare_training_data)
@@ -187,7 +188,8 @@ def _explicit_dests(argv: list) -> set:
 # What a script calling byol-ref can read from its exit status (main's docstring, --help, README).
 EXIT_STATUSES = ("exit status: 0 done; 1 training diverged (a non-finite loss; the last good checkpoint stays), "
                  "diff found tensors that differ, or memory or disk space ran out; 2 bad input (an option, a file, "
-                 "a setting: the message names it); 130 stopped by Ctrl-C, 143 by SIGTERM; 141 the reader of the "
+                 "a setting: the message names it); 130 stopped by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP (the terminal "
+                 "closed); 141 the reader of the "
                  "output went away (| head)")
 
 
@@ -270,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(other files stay). They wait in --out/.replaced until the new run writes its first "
                         "checkpoint, and come back if it stops before that")
     g.add_argument("--checkpoint-every", type=int, default=TrainConfig.checkpoint_every,
-                   help="steps (0: only at the end and where a Ctrl-C or SIGTERM stops the run)")
+                   help="steps (0: only at the end and where a Ctrl-C, SIGTERM or SIGHUP stops the run)")
     g.add_argument("--log-every", type=int, default=TrainConfig.log_every, help="steps between metric records")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
@@ -696,7 +698,7 @@ def _train_holding(args, lock: RunLock) -> int:
             print(f"byol-ref: the kNN monitor scores {watched[1]} of the {n_test} test rows against {watched[0]} of "
                   f"the {n_train} train rows, a subset drawn once (--set monitor_rows=0 for all of them; the "
                   "report's probes take all)", flush=True)
-        # A Ctrl-C or SIGTERM waits for the end of its step, which is then checkpointed (not while that
+        # A Ctrl-C, SIGTERM or SIGHUP waits for the end of its step, which is then checkpointed (not while that
         # would drop the run an --overwrite replaces: it is to come back).
         with interrupt_after_step(lambda: replacing is None or replacing.may_checkpoint(),
                                   "byol-ref: stopping once this step is done, with a checkpoint of it (a second "
@@ -1322,7 +1324,7 @@ def main(argv=None) -> int:
     Returns:
         The exit status: 0 done; 1 training diverged, ``diff`` found tensors that differ, or memory
         or disk space ran out; 2 bad input, with a message on stderr naming it (argparse's own
-        refusals raise ``SystemExit(2)``); 130 after Ctrl-C, 143 after SIGTERM; 141 when the reader
+        refusals raise ``SystemExit(2)``); 130 after Ctrl-C, 143 after SIGTERM, 129 after SIGHUP; 141 when the reader
         of the output went away.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -1332,7 +1334,8 @@ def main(argv=None) -> int:
         args.given = _explicit_dests(argv)  # options typed on the command line, whatever their value
         _expand_home(args)
         prog = f"byol-ref {args.command}"
-        # SIGTERM (`kill`, `timeout`, a scheduler's end of job) is tidied up after as Ctrl-C is. The
+        # SIGTERM (`kill`, `timeout`, a scheduler's end of job) and SIGHUP (the terminal closed) are tidied
+        # up after as Ctrl-C is. The
         # first of them stops the command; those that follow must not cut short what it set off: the
         # clean-up, and the message below.
         with sigterm_as_interrupt(), first_interrupt_only(), warnings.catch_warnings():
@@ -1399,23 +1402,58 @@ def _command(args) -> int:
     return _eval(args)
 
 
+class _TerminalMayClose:
+    """stdout or stderr of the console script, where a terminal that has closed is no error: a train
+    left running in the background of a shell that exited (no SIGHUP comes then), or run where SIGHUP
+    is ignored, failed on its next progress bar with "[Errno 5] Input/output error", and stopped. A
+    write or flush that finds its terminal closed points stdout and stderr at the null device
+    (``rundir.leave_a_closed_terminal``) and the command goes on; any other error is raised."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def _guarded(self, call, *args):
+        try:
+            return call(*args)
+        except OSError as exc:
+            try:
+                mine = self._stream.fileno()
+            except (OSError, ValueError, AttributeError):  # (a stream with no descriptor of its own)
+                mine = None
+            if exc.errno != errno.EIO or mine not in leave_a_closed_terminal():  # (a failing disk, say)
+                raise
+            return len(args[0]) if args else None
+
+    def write(self, text):
+        return self._guarded(self._stream.write, text)
+
+    def flush(self):
+        return self._guarded(self._stream.flush)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def console_main() -> int:
     """The ``byol-ref`` console script and ``python -m byol_ref``: ``main``, after which the
     command is over: a Ctrl-C as the interpreter shuts down would only print a traceback, so it is
-    ignored; and once the command has ended on Ctrl-C or SIGTERM, so is a SIGTERM (which would
-    report 143 after a Ctrl-C's message). Text the terminal's encoding cannot show (a class name
-    or a path in another script, on a Windows console or under ``PYTHONIOENCODING=ascii``) is
-    written as ``\\uXXXX`` escapes, as Python writes it to stderr, not refused mid-run."""
+    ignored; and once the command has ended on Ctrl-C, SIGTERM or SIGHUP, so are SIGTERM and SIGHUP
+    (which would report 143 or 129 after the first one's message). Text the terminal's encoding
+    cannot show (a class name or a path in another script, on a Windows console or under
+    ``PYTHONIOENCODING=ascii``) is written as ``\\uXXXX`` escapes, as Python writes it to stderr,
+    not refused mid-run."""
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):  # (an io.TextIOWrapper; a replaced stream is its owner's)
             stream.reconfigure(errors="backslashreplace")
+    sys.stdout, sys.stderr = _TerminalMayClose(sys.stdout), _TerminalMayClose(sys.stderr)
     try:
         status = main()
     except KeyboardInterrupt as exc:  # one that came as main was returning, its handlers out
         status = interrupt_status(exc)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if status in (130, 143):
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if status in (129, 130, 143):
+        for signum in ENDS:
+            signal.signal(signum, signal.SIG_IGN)
     return status
 
 

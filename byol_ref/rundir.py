@@ -22,7 +22,9 @@ Ctrl-C must not cut a move in two: ``interrupts_held`` holds it off meanwhile, a
 clean-up short; in ``train``'s loop, ``interrupt_after_step`` makes that one wait for the end of
 its step, which is checkpointed. A SIGTERM (``kill``, ``timeout``, a batch scheduler ending a job) is, within
 ``sigterm_as_interrupt`` (every command of the CLI), a Ctrl-C by another name: ``Terminated``, a
-KeyboardInterrupt, goes through the same clean-up, and the command ends with status 143, not 130.
+KeyboardInterrupt, goes through the same clean-up, and the command ends with status 143, not 130. So
+is a SIGHUP (the terminal closed, an ssh connection dropped; status 129), after which a terminal
+that closed is written to no more; under ``nohup``, which ignores it, the run goes on.
 
 All of this assumes one process writes in a run directory at a time: ``RunLock`` makes sure of it.
 """
@@ -32,6 +34,7 @@ import os
 import shlex
 import shutil
 import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -382,27 +385,35 @@ def _put_back(out: Path, aside: Path) -> None:
 
 
 class Terminated(KeyboardInterrupt):
-    """A SIGTERM stopped the command (within ``sigterm_as_interrupt``). A KeyboardInterrupt, so that
-    everything that tidies up after Ctrl-C tidies up after it too."""
+    """A SIGTERM, or a SIGHUP, stopped the command (within ``sigterm_as_interrupt``); ``signum`` says
+    which. A KeyboardInterrupt, so that everything that tidies up after Ctrl-C tidies up after it too."""
+
+    def __init__(self, signum: int = signal.SIGTERM):
+        super().__init__()
+        self.signum = signum
 
 
 def interrupt_status(exc: BaseException) -> int:
     """The exit status of a command stopped by ``exc``: 128 + the signal, as a shell reports it."""
-    return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+    return 128 + (exc.signum if isinstance(exc, Terminated) else signal.SIGINT)
 
 
 def interrupted(exc: BaseException) -> str:
     """How the CLI's messages name what stopped a command."""
-    return "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+    if not isinstance(exc, Terminated):
+        return "interrupted"
+    return "hung up (SIGHUP: the terminal closed)" if exc.signum == _SIGHUP else "terminated (SIGTERM)"
 
 
 # What the handlers below consult. Each changes only together with the handlers that read it,
 # inside _signals_deferred, so that a signal never finds the two half-changed.
 _holding = []  # the interrupts an outer interrupts_held has held off (nested holds leave them to it)
 _first_only = []  # while first_interrupt_only is on: [whether its one KeyboardInterrupt has been raised]
-_terminating = []  # while sigterm_as_interrupt is on: [True]
+_terminating = []  # while sigterm_as_interrupt is on: [the signals it took: SIGTERM, SIGHUP or both]
 _waiting = []  # while interrupt_after_step is on: [its _Wait]
-_STOPS = (signal.SIGINT, signal.SIGTERM)
+_SIGHUP = getattr(signal, "SIGHUP", None)  # (the terminal closed, an ssh connection dropped; not on Windows)
+ENDS = tuple(s for s in (signal.SIGTERM, _SIGHUP) if s is not None)  # the signals Terminated stands for
+_STOPS = (signal.SIGINT, *ENDS)
 # A second signal this soon after the one a stop waits with is the same one relayed (GNU timeout
 # and srun pass the terminal's Ctrl-C on to their child, which gets it twice; so does a kill of the
 # process group), not a person pressing Ctrl-C again.
@@ -411,7 +422,7 @@ RELAYED_WITHIN_S = 0.2
 
 @contextmanager
 def _signals_deferred():
-    """Keep SIGINT and SIGTERM from this thread (they are delivered at the end, to the handlers
+    """Keep SIGINT, SIGTERM and SIGHUP from this thread (they are delivered at the end, to the handlers
     then in), where the platform can (POSIX); elsewhere, nothing."""
     if not hasattr(signal, "pthread_sigmask"):
         yield
@@ -451,9 +462,29 @@ def _handlers(signums, handler, state: list, entry):
 
 
 def _on_sigterm(signum, frame):
-    """SIGTERM's handler within ``sigterm_as_interrupt``: ``Terminated``, unless the command is
-    ending on a signal already (``_stop``)."""
+    """The handler of SIGTERM and SIGHUP within ``sigterm_as_interrupt``: ``Terminated``, unless the
+    command is ending on a signal already (``_stop``)."""
     _stop([signum])
+
+
+def leave_a_closed_terminal() -> set:
+    """Point stdout and stderr at the null device where they are a terminal that has closed: a write
+    to it fails ("[Errno 5] Input/output error"), and a train that a SIGHUP stops at the end of its
+    step would fail on its progress bar instead, before the step's checkpoint. A closed terminal is
+    still a character device but no longer a terminal (``isatty``); one still open (a SIGHUP sent by
+    ``kill -HUP``), a file or a pipe keeps what is written to it. Returns the descriptors pointed
+    at the null device."""
+    moved = set()
+    for fd in (1, 2):
+        try:
+            if stat.S_ISCHR(os.fstat(fd).st_mode) and not os.isatty(fd):
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, fd)
+                os.close(null)
+                moved.add(fd)
+        except OSError:  # (no such descriptor)
+            pass
+    return moved
 
 
 def _on_main_thread() -> bool:
@@ -462,14 +493,16 @@ def _on_main_thread() -> bool:
 
 @contextmanager
 def sigterm_as_interrupt():
-    """Within: a SIGTERM raises ``Terminated``, where it would end the process at once and leave a
-    replaced run set aside (or a temporary file) for the next command to find. Only on the main
-    thread, and only where SIGTERM has its default action: a handler the caller put in stays, and
-    so does SIGTERM ignored."""
-    if _terminating or not _on_main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+    """Within: a SIGTERM, or a SIGHUP (the terminal closed, an ssh connection dropped), raises
+    ``Terminated``, where it would end the process at once: the steps since the last checkpoint
+    lost, a replaced run left set aside (or a temporary file) for the next command to find. Only on
+    the main thread, and only for a signal with its default action: a handler the caller put in
+    stays, and so does a signal ignored (``nohup`` ignores SIGHUP, and the run goes on)."""
+    taken = [s for s in ENDS if signal.getsignal(s) is signal.SIG_DFL]
+    if _terminating or not _on_main_thread() or not taken:
         yield
         return
-    with _handlers([signal.SIGTERM], _on_sigterm, _terminating, True):
+    with _handlers(taken, _on_sigterm, _terminating, taken):
         yield
 
 
@@ -481,14 +514,16 @@ def _catching_sigint() -> bool:
 
 def _stop_signals() -> list:
     """The signals that stop a command here and that byol-ref handles: Ctrl-C where it may catch
-    it, SIGTERM within ``sigterm_as_interrupt``."""
+    it, SIGTERM and SIGHUP (those it took) within ``sigterm_as_interrupt``."""
     return ([signal.SIGINT] if _catching_sigint() else []) + (
-        [signal.SIGTERM] if _terminating and _on_main_thread() else [])
+        list(_terminating[0]) if _terminating and _on_main_thread() else [])
 
 
 def _interrupt(signums) -> KeyboardInterrupt:
-    """What stops the command for these signals (a SIGTERM among them makes it ``Terminated``)."""
-    return Terminated() if signal.SIGTERM in signums else KeyboardInterrupt()
+    """What stops the command for these signals (a SIGTERM or SIGHUP among them makes it ``Terminated``,
+    by the first of them)."""
+    ends = [s for s in signums if s in ENDS]
+    return Terminated(ends[0]) if ends else KeyboardInterrupt()
 
 
 @contextmanager
@@ -525,7 +560,9 @@ def _stop(signums) -> None:
     """A stop signal has come where it may act (in a handler, or at the end of a hold): raise it,
     unless the command is stopping already (its first one was raised), or ``train`` may stop after
     its step (``interrupt_after_step``: the first one waits there, the same one relayed is ignored,
-    and a second one is raised at once)."""
+    and a second one is raised at once). After a SIGHUP, a terminal that closed is written to no more."""
+    if _SIGHUP is not None and _SIGHUP in signums:
+        leave_a_closed_terminal()
     if _first_only:
         if _first_only[0]:
             return  # the command has raised its one KeyboardInterrupt already

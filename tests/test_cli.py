@@ -41,7 +41,8 @@ def test_help_explains_every_option():
     assert out.returncode == 0
     # what a script can read from the exit status, each status main returns (they are tested one by one below)
     said = " ".join(out.stdout.split()[out.stdout.split().index("status:") + 1:])
-    for status in ("0 done", "1 training diverged", "2 bad input", "130 stopped by Ctrl-C", "143 by SIGTERM", "141 the"):
+    for status in ("0 done", "1 training diverged", "2 bad input", "130 stopped by Ctrl-C", "143 by SIGTERM",
+                   "129 by SIGHUP", "141 the"):
         assert status in said, said
     import byol_ref
     out = run("--version")
@@ -1128,24 +1129,125 @@ def test_sigterm_stops_a_command_as_ctrl_c_does_and_ends_with_status_143(tmp_pat
         assert not (tmp_path / "f.npz").exists()
 
 
-def _sigterm_mid_training(*args) -> tuple:
-    """Start ``byol-ref train ARGS`` for a very long run, send it a real SIGTERM once it trains;
-    (its exit status, its stderr)."""
-    import signal
-
+def _sigterm_mid_training(*args, signum=signal.SIGTERM, then=None, preexec_fn=None) -> tuple:
+    """Start ``byol-ref train ARGS`` for a very long run, send it a real ``signum`` (SIGTERM) once it
+    trains, and ``then`` another a second later if given; (its exit status, its stderr)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1")
     long_run = [a if a != "1" else "100000" for a in SMALL_RUN]  # (--epochs 1 -> 100000: still training)
     proc = subprocess.Popen([sys.executable, "-m", "byol_ref", "train", *long_run, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT, preexec_fn=preexec_fn)
     try:
         assert "training on" in proc.stdout.readline()  # the run directory is ready and fit is starting
         time.sleep(1.0)  # (some steps in)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
+        if then is not None:
+            time.sleep(1.0)
+            assert proc.poll() is None  # still training
+            proc.send_signal(then)
         err = proc.communicate(timeout=120)[1]
     finally:
         proc.kill()
     assert "Traceback" not in err
     return proc.returncode, err
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="needs SIGHUP (POSIX)")
+def test_a_sighup_mid_training_checkpoints_the_step_and_nohup_keeps_the_run_going(tmp_path):
+    """A SIGHUP (the terminal closed, an ssh connection dropped) ended train at once, the steps since
+    the last checkpoint lost (and an --overwrite's replaced run left set aside); it now stops as a
+    SIGTERM does, with a checkpoint of its step and status 129. Under nohup, which ignores SIGHUP,
+    it is ignored still: the run goes on (until the SIGTERM sent after it)."""
+    from byol_ref.train import load_checkpoint
+
+    out = tmp_path / "hup"
+    status, err = _sigterm_mid_training("--out", str(out), "--checkpoint-every", "0", signum=signal.SIGHUP,
+                                        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
+    assert status == 129, err
+    step = load_checkpoint(out / "checkpoint.npz")[0].step
+    assert step >= 1 and (f"hung up (SIGHUP: the terminal closed); its last checkpoint is at step {step}; continue "
+                          "with: ") in err
+    out = tmp_path / "nohup"
+    status, err = _sigterm_mid_training("--out", str(out), "--checkpoint-every", "0", signum=signal.SIGHUP,
+                                        then=signal.SIGTERM,
+                                        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    assert status == 143 and "terminated (SIGTERM)" in err and "SIGHUP" not in err, err
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or sys.platform != "linux", reason="needs a pseudo-terminal (Linux)")
+def test_a_train_whose_terminal_closes_stops_with_a_checkpoint_not_on_a_write_error(tmp_path):
+    """Closing the terminal a train runs in (its progress bar on it) sends SIGHUP, and every write to
+    that terminal fails from then on ("[Errno 5] Input/output error"): the run stopped at once, or,
+    had it caught the signal, on its progress bar before the step's checkpoint. It now writes to a
+    closed terminal no more, checkpoints its step and ends with status 129."""
+    from byol_ref.train import load_checkpoint
+
+    out = tmp_path / "run"
+    long_run = [a if a != "1" else "100000" for a in SMALL_RUN if a != "--no-progress"]
+    argv = [sys.executable, "-m", "byol_ref", "train", *long_run, "--out", str(out), "--checkpoint-every", "0"]
+    status, seen = _close_the_terminal_of(argv, sighup=signal.SIG_DFL)
+    assert status == 129, seen
+    assert load_checkpoint(out / "checkpoint.npz")[0].step >= 1
+
+
+def test_only_a_closed_terminal_is_written_to_no_more(tmp_path):
+    """The console script's stdout and stderr drop what a closed terminal cannot take, and nothing
+    else: an I/O error of a file (a failing disk), or any other error, is raised as it was."""
+    import errno
+    import io
+
+    from byol_ref.cli import _TerminalMayClose
+
+    class Failing:
+        def __init__(self, code, fd):
+            self.code, self.fd = code, fd
+
+        def write(self, text):
+            raise OSError(self.code, os.strerror(self.code))
+
+        def fileno(self):
+            return self.fd
+
+    with open(tmp_path / "log.txt", "w") as log:
+        for code in (errno.EIO, errno.ENOSPC):
+            with pytest.raises(OSError) as info:
+                _TerminalMayClose(Failing(code, log.fileno())).write("x")
+            assert info.value.errno == code
+    text = _TerminalMayClose(io.StringIO())
+    assert text.write("kept") == 4 and text.getvalue() == "kept"  # (everything else is the stream's)
+
+
+def _close_the_terminal_of(argv, *, sighup) -> tuple:
+    """Run ``argv`` (a byol-ref command) on a pseudo-terminal with SIGHUP's action ``sighup``, close
+    the terminal once its progress bar shows, and wait for it: (its exit status, what it wrote)."""
+    import pty
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1")
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: byol-ref, on the terminal (the test runner's own SIGHUP action not inherited)
+        signal.signal(signal.SIGHUP, sighup)
+        os.chdir(ROOT)
+        os.execve(sys.executable, argv, env)
+    seen, deadline = b"", time.monotonic() + 60
+    while b" loss " not in seen.split(b"training on", 1)[-1] and time.monotonic() < deadline:
+        seen += os.read(terminal, 4096)  # (the progress bar: training has begun)
+    os.close(terminal)  # the terminal closes
+    _, wait_status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(wait_status), seen.decode(errors="replace")[-2000:]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or sys.platform != "linux", reason="needs a pseudo-terminal (Linux)")
+def test_a_train_that_outlives_its_terminal_goes_on_to_its_end(tmp_path):
+    """A train left in the background of a shell that exited (no SIGHUP comes then), or run where
+    SIGHUP is ignored, failed on its next write to the terminal that had closed ("[Errno 5]
+    Input/output error"). It now writes no more there and trains to its end: checkpoint, report."""
+    from byol_ref.train import load_checkpoint
+
+    out = tmp_path / "run"
+    run_ = [a if a != "1" else "300" for a in SMALL_RUN if a != "--no-progress"]  # (some seconds of training)
+    argv = [sys.executable, "-m", "byol_ref", "train", *run_, "--out", str(out)]
+    status, seen = _close_the_terminal_of(argv, sighup=signal.SIG_IGN)
+    assert status == 0, seen
+    assert load_checkpoint(out / "checkpoint.npz")[0].step == 300 * 6 and (out / "report.txt").is_file()
 
 
 def test_a_real_sigterm_mid_training_checkpoints_the_step_or_puts_the_replaced_run_back(tmp_path):

@@ -539,6 +539,38 @@ def test_sigterm_is_a_ctrl_c_by_another_name_only_within_sigterm_as_interrupt():
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="needs SIGHUP (POSIX)")
+def test_a_sighup_is_a_sigterm_by_another_name_and_an_ignored_one_stays_ignored():
+    """A SIGHUP (the terminal closed) ended a command at once; within sigterm_as_interrupt it is now
+    Terminated, status 129, named as such, held off by a hold as a SIGTERM is. One the caller ignores
+    (nohup) stays ignored, while SIGTERM is still taken."""
+    runner = signal.signal(signal.SIGHUP, signal.SIG_DFL)  # (the test runner's may be ignored: nohup)
+    try:
+        _sighup_within_sigterm_as_interrupt()
+    finally:
+        signal.signal(signal.SIGHUP, runner)
+
+
+def _sighup_within_sigterm_as_interrupt():
+    with pytest.raises(rundir.Terminated) as stopped:
+        with rundir.sigterm_as_interrupt(), rundir.first_interrupt_only():
+            assert signal.getsignal(signal.SIGHUP) not in (signal.SIG_DFL, signal.SIG_IGN, None)
+            with rundir.interrupts_held():
+                os.kill(os.getpid(), signal.SIGHUP)
+                time.sleep(0.05)  # (held off: the block goes on to its end)
+            pytest.fail("the SIGHUP did not stop the block after the hold")
+    assert stopped.value.signum == signal.SIGHUP and rundir.interrupt_status(stopped.value) == 129
+    assert rundir.interrupted(stopped.value) == "hung up (SIGHUP: the terminal closed)"
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under nohup
+    try:
+        with rundir.sigterm_as_interrupt(), rundir.first_interrupt_only(), rundir.interrupts_held():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN and _sigterm_is_handled()
+            os.kill(os.getpid(), signal.SIGHUP)  # ignored
+    finally:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("theirs", [signal.SIG_IGN, "handler"])
 def test_sigterm_as_interrupt_leaves_a_callers_sigterm_alone(theirs):
     caught = []
