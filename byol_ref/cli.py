@@ -41,8 +41,8 @@ from .data import csv_header_rule, labels_file, load_digits, load_file, syntheti
 from .model import NORMS, Config, loss_range
 from .rundir import (ENDS, REPORT_FILES, RUN_FILES, SET_ASIDE, Replacing, RunDirectoryBusy, RunLock,
                      first_interrupt_only, interrupt_after_step, interrupt_status, interrupted, interrupts_held,
-                     leave_a_closed_terminal, publish_report, refuse_for_set_aside, remove_replaced, remove_stale, sigterm_as_interrupt,
-                     staged_report)
+                     leave_a_closed_terminal, publish_report, refuse_for_set_aside, remove_replaced, remove_stale,
+                     sigterm_as_interrupt, staged_report)
 from .train import (TrainConfig, TrainingDiverged, apply_preprocessing, check_configs, check_resume_length,
                     checkpoint_file, encode, fit, fit_preprocessing, load_checkpoint, make_schedules, monitor_sizes,
                     prepare_training_data)
@@ -1445,7 +1445,8 @@ def console_main() -> int:
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):  # (an io.TextIOWrapper; a replaced stream is its owner's)
             stream.reconfigure(errors="backslashreplace")
-    sys.stdout, sys.stderr = _TerminalMayClose(sys.stdout), _TerminalMayClose(sys.stderr)
+    if sys.stdout is not None and sys.stderr is not None:  # (None: no console at all, pythonw)
+        sys.stdout, sys.stderr = _TerminalMayClose(sys.stdout), _TerminalMayClose(sys.stderr)
     try:
         status = main()
     except KeyboardInterrupt as exc:  # one that came as main was returning, its handlers out

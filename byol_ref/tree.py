@@ -130,4 +130,3 @@ def describe_tree(tree) -> str:
     if not isinstance(tree, Mapping):
         return describe(tree)
     return "{" + ", ".join(f"{k!r}: {describe(v)}" for k, v in tree.items()) + "}"
-
