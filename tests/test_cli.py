@@ -1224,9 +1224,12 @@ def _close_the_terminal_of(argv, *, sighup) -> tuple:
     env = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1")
     pid, terminal = pty.fork()
     if pid == 0:  # the child: byol-ref, on the terminal (the test runner's own SIGHUP action not inherited)
-        signal.signal(signal.SIGHUP, sighup)
-        os.chdir(ROOT)
-        os.execve(sys.executable, argv, env)
+        try:
+            signal.signal(signal.SIGHUP, sighup)
+            os.chdir(ROOT)
+            os.execve(sys.executable, argv, env)
+        finally:
+            os._exit(127)  # (never back into the test runner, in a copy of it)
     seen, deadline = b"", time.monotonic() + 60
     while b" loss " not in seen.split(b"training on", 1)[-1] and time.monotonic() < deadline:
         seen += os.read(terminal, 4096)  # (the progress bar: training has begun)
