@@ -612,10 +612,8 @@ def _train_holding(args, lock: RunLock) -> int:
     else:
         if out.exists() and not out.is_dir():
             raise FileExistsError(f"--out {out} is a file, not a run directory; choose another --out")
-        if args.out:
-            _refuse_a_file_on_the_way(out, "--out", folder=False)
-        else:  # (no --out was given: the default's way, runs/ in the current folder)
-            _refuse_a_file_on_the_way(out, _PATH_ARGS["default_out"][0], folder=False, advice="choose one with --out")
+        label, choose = _PATH_ARGS["out" if args.out else "default_out"]  # (the default's way: runs/ here)
+        _refuse_a_file_on_the_way(out, label, folder=False, advice=choose)
         if out.exists() and any(out.iterdir()) and not args.overwrite:
             _refuse_a_run_there(out)
         dataset = _load_data(data_spec)
@@ -946,20 +944,19 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
             atomic_write_text(stage / "report.txt", text + "\n")
             if plots:
                 from .plots import MATPLOTLIB_LEAST, matplotlib_problem, plot_features, plot_run
-                failed = None
-                try:
+
+                def draw():
                     paths = plot_run(_read_history(metrics), report, stage, loss_label=_loss_label(online.config),
                                      n_test=len(dataset.y_test))
                     if paths and features is not None:
                         paths += [p for p in [plot_features(features, dataset.y_test, stage)] if p is not None]
-                except Exception as exc:  # (an optional extra: the report stands without its pictures)
-                    if disk_full(exc):  # (not matplotlib's doing: main says so, and that the report is not written)
-                        raise
+                    return paths
+
+                paths, failed = _try_to_draw(draw)
+                if failed:
                     for name in REPORT_FILES:  # (none drawn, rather than some)
                         if name.endswith(".png"):
                             (stage / name).unlink(missing_ok=True)
-                    paths, failed = [], _drawing_failed(exc)
-                    print(f"byol-ref: warning: no plots: {failed}", file=sys.stderr)
                 if paths:
                     footer.append("Plots: " + ", ".join(str(out / p.name) for p in paths))
                 elif failed:
@@ -1045,23 +1042,26 @@ def _plot_curves_only(out: Path, metrics: Path, config: Config) -> None:
     that it could not be drawn (the run stands without it)."""
     from .plots import plot_run
 
-    try:
-        paths = plot_run(_read_history(metrics), None, out, loss_label=_loss_label(config))
-    except Exception as exc:  # (an optional extra)
-        if disk_full(exc):
-            raise
-        print(f"byol-ref: warning: no plots: {_drawing_failed(exc)}", file=sys.stderr)
-        return
+    paths, _ = _try_to_draw(lambda: plot_run(_read_history(metrics), None, out, loss_label=_loss_label(config)))
     if paths:
         print(f"Plots: {', '.join(str(p) for p in paths)}")
 
 
-def _drawing_failed(exc: BaseException) -> str:
-    """What to say where the plots could not be drawn (a broken font cache, a backend of the user's
-    that cannot be set): the run and the report stand without them. (It said "matplotlib failed",
-    where the failure was byol-ref's own: a one-feature data set's PCA panel.)"""
-    return (f"drawing them failed ({type(exc).__name__}: {first_line(exc)}); the run and its report "
-            "stand without them")
+def _try_to_draw(draw) -> tuple:
+    """``(draw(), None)``: the plots' paths; or, where drawing fails (a broken font cache, a backend
+    of the user's that cannot be set), ``([], what to say)``, said as a warning too: the plots are an
+    optional extra, and the run and its report stand without them. (It said "matplotlib failed",
+    where the failure was byol-ref's own: a one-feature data set's PCA panel.) A full disk is raised:
+    not the drawing's doing, and main says so, and that the report is not written."""
+    try:
+        return draw(), None
+    except Exception as exc:
+        if disk_full(exc):
+            raise
+        failed = (f"drawing them failed ({type(exc).__name__}: {first_line(exc)}); the run and its report "
+                  "stand without them")
+        print(f"byol-ref: warning: no plots: {failed}", file=sys.stderr)
+        return [], failed
 
 
 def _train_again(run_dir: Path) -> str:
