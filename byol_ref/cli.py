@@ -51,8 +51,10 @@ from .version import __version__
 EXIT_USAGE = 2
 
 
-def _load_data(spec: dict, strict: bool = True):
-    """The data set ``spec`` names (``strict``: see ``load_file``; a run's own data are read with False)."""
+def _load_data(spec: dict, strict: bool = True, scale_pixels: bool = True):
+    """The data set ``spec`` names (``strict``, ``scale_pixels``: see ``load_file``; a run's own data are
+    read with strict False; 8-bit and 16-bit images are divided by their full scale unless the run
+    they are for standardises its inputs as feature vectors)."""
     kind = spec["data"]
     if kind in ("digits", "synthetic") and spec.get("csv_header", "auto") != "auto":
         raise ValueError(f"--csv-header {spec['csv_header']} is for a .csv --data, not the built-in {kind}")
@@ -74,7 +76,8 @@ def _load_data(spec: dict, strict: bool = True):
     header = _CSV_HEADER[spec.get("csv_header", "auto")]  # (a run's record is checked by _data_for_run)
     if header is not None and Path(kind).suffix.lower() not in (".csv", ".txt"):
         raise ValueError(f"--csv-header {spec['csv_header']} is for a .csv --data; {kind} is not one")
-    return load_file(kind, labels=spec.get("labels"), seed=seed, header=header, strict=strict)
+    return load_file(kind, labels=spec.get("labels"), seed=seed, header=header, strict=strict,
+                     scale_pixels=scale_pixels)
 
 
 _CSV_HEADER = {"auto": None, "yes": True, "no": False}
@@ -209,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=_HelpFormatter)
     g = t.add_argument_group("data")
     g.add_argument("--data", default="digits",
-                   help="'digits' (embedded UCI digits), 'synthetic', or a .npy/.npz/.csv feature file")
+                   help="'digits' (embedded UCI digits), 'synthetic', or a .npy/.npz/.csv feature file; "
+                        "image pixels lie in [0, 1] (uint8 or uint16 ones are divided by 255 or 65535)")
     g.add_argument("--labels", default=None,
                    help="for a CSV: label column name or index; or a separate .npy/.npz/.csv label file. "
                         "Labels are class ids 0..K-1, or class names (read as ids in sorted order)")
@@ -740,12 +744,14 @@ def _train_holding(args, lock: RunLock) -> int:
 
 def _rows_are(dataset) -> str:
     """What a row of ``dataset`` was read as, for the line a train begins with: ``64 features``, or
-    ``8x8 images`` and ``3x32x32 images (C x H x W)``, so that images read in another layout than
-    they were saved in show before the run."""
+    ``8x8 images`` and ``3x32x32 images (C x H x W, 8-bit pixels / 255)``, so that images read in
+    another layout or scale than they were saved in show before the run."""
     if dataset.image_shape is None:
         return _count(dataset.x_train.shape[1], "feature")
     shape = "x".join(str(s) for s in dataset.image_shape)
-    return f"{shape} images" + (" (C x H x W)" if len(dataset.image_shape) == 3 else "")
+    scaled = {255: "8-bit pixels / 255", 65535: "16-bit pixels / 65535"}.get(dataset.full_scale)
+    notes = [n for n in ("C x H x W" if len(dataset.image_shape) == 3 else None, scaled) if n]
+    return f"{shape} images" + (f" ({', '.join(notes)})" if notes else "")
 
 
 def _count(n: int, noun: str) -> str:
@@ -1231,8 +1237,10 @@ def _load_run(args):
                                 "or a checkpoint .npz)")
     state, model_cfg, tcfg, meta = load_checkpoint(ckpt_path)
     cfg_file = ckpt_path.parent / "config.json"
-    if args.data:
-        dataset = _load_data({"data": args.data, "labels": args.labels, "csv_header": args.csv_header})
+    if args.data:  # (a run fit from Python on pixels standardised as feature vectors takes them as stored)
+        vectors = isinstance(meta.get("preprocessing"), dict) and meta["preprocessing"].get("kind") == "standardize"
+        dataset = _load_data({"data": args.data, "labels": args.labels, "csv_header": args.csv_header},
+                             scale_pixels=not vectors)
     elif cfg_file.is_file():
         dataset = _data_for_run(_read_run_config(cfg_file)["data"], cfg_file)
     else:  # (it took the embedded digits, without a word, whatever the run had trained on)
@@ -1251,6 +1259,10 @@ def _load_run(args):
     except ValueError as exc:
         raise ValueError(f"{ckpt_path}: {exc}") from None
     _check_in_range(raw, dataset, input_norm, tcfg.dtype, what)
+    if input_norm is not None and raw.x_train.size and (raw.x_train.min() < 0 or raw.x_train.max() > 1):
+        print(f"byol-ref: warning: the pixels of {what} span [{raw.x_train.min():.4g}, {raw.x_train.max():.4g}], but "
+              f"{ckpt_path} trained on pixels in [0, 1]: its features of these mean little; divide them by their "
+              "full scale (255 for 8-bit images; a file of uint8 or uint16 images is read so)", file=sys.stderr)
     backend = get_backend("cupy" if args.device == "cuda" else "numpy", tcfg.dtype, tcfg.seed)
     online = state.online
     if backend.name != "numpy":

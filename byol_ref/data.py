@@ -39,6 +39,7 @@ __all__ = [
     "feature_stats",
     "standardize",
     "standardize_dataset",
+    "pixel_full_scale",
     "batches",
     "DIGITS_PATH",
 ]
@@ -62,6 +63,9 @@ class Dataset(NamedTuple):
         name: a short name (``"digits"``, a file stem, ``"synthetic"``).
         label_names: when the file's labels were class names, not ids: the names in id order
             (the ids are 0..K-1 in the names' sorted order); None otherwise.
+        full_scale: what the file's pixels were divided by as they were read, where it held 8-bit
+            or 16-bit images (uint8: 255, uint16: 65535; see :func:`load_file`); None where
+            x holds the values as stored.
     """
 
     x_train: object
@@ -71,6 +75,7 @@ class Dataset(NamedTuple):
     image_shape: Optional[tuple]
     name: str
     label_names: Optional[tuple] = None
+    full_scale: Optional[int] = None
 
 
 # --------------------------------------------------------------------------- splits
@@ -601,6 +606,24 @@ def _fold_features(x, image_shape, what: str, warn_layout: bool = True):
     return x64.reshape(x.shape[0], math.prod(x.shape[1:])), image_shape
 
 
+def pixel_full_scale(images) -> int | None:
+    """What images stored as ``images`` (an array of them as saved, or a list of such arrays: a
+    file's splits) are divided by as they are read: 255 for 8-bit and 65535 for 16-bit pixels
+    (uint8, uint16; as torchvision's ``ToTensor`` and scikit-image's ``img_as_float`` read them),
+    where all are of that one type and a value exceeds 1; else None. (Images of 0s and 1s only,
+    masks, are read as they are, as they always were: the image augmentations take pixels in
+    [0, 1], and pixels above 1 were refused until then.)
+
+    >>> pixel_full_scale(np.array([[0, 128, 255]], dtype=np.uint8)), pixel_full_scale([np.eye(2, dtype=np.uint8)])
+    (255, None)
+    """
+    images = [np.asarray(a) for a in ([images] if hasattr(images, "dtype") else images)]
+    kinds = {(a.dtype.kind, a.dtype.itemsize) for a in images}  # (either byte order)
+    if len(kinds) != 1 or kinds.pop() not in (("u", 1), ("u", 2)):
+        return None
+    return 2 ** (8 * images[0].dtype.itemsize) - 1 if any(a.size and a.max() > 1 for a in images) else None
+
+
 def _column_index(labels, names, ncols: int, what: str, strict: bool = True) -> int:
     if isinstance(labels, str):
         if names is None:
@@ -700,6 +723,7 @@ def load_file(
     image_shape=None,
     header: Optional[bool] = None,
     strict: bool = True,
+    scale_pixels: bool = False,
 ) -> Dataset:
     """Load a user data set from a .npy, .npz or .csv file and split it.
 
@@ -731,8 +755,13 @@ def load_file(
     Labels are integer class ids >= 0, or class names (strings: a CSV column or label file of
     them, an .npy/.npz of str), which are read as ids 0..K-1 in the names' sorted order (both
     splits of a pre-split .npz at once) and kept in the Dataset's ``label_names``. Features are
-    converted to float64 and must be finite. With labels the split is stratified, otherwise random (see
-    :func:`train_test_indices`), drawn from ``numpy.random.default_rng(seed)``.
+    converted to float64 and must be finite. With ``scale_pixels``, images stored as 8-bit or
+    16-bit pixels (uint8, uint16, in an .npy or .npz) are divided by their full scale, 255 or
+    65535, into [0, 1], where the image augmentations take them (as torchvision's ``ToTensor``
+    reads 8-bit pixels; the command line reads files so); the Dataset's ``full_scale`` records
+    it. Images of 0s and 1s only are read as they are, and so are feature tables (no image
+    shape), whatever their type. With labels the split is stratified,
+    otherwise random (see :func:`train_test_indices`), drawn from ``numpy.random.default_rng(seed)``.
 
     Args:
         path: the data file.
@@ -746,6 +775,9 @@ def load_file(
             outside its layout (ignored), an unnamed first column of distinct whole numbers
             (kept as a feature), a label column name given twice (the first). A run's own
             data, recorded before, must read as they did when it trained.
+        scale_pixels: divide 8-bit or 16-bit images by their full scale (see above). Off by
+            default, as it was before there was such an option: code that divides the pixels it
+            gets itself goes on getting them as stored.
 
     Returns:
         Dataset with x float64 (N, D), y int64 (N,) or None, named after the file stem.
@@ -769,6 +801,7 @@ def load_file(
     seed = check_seed(seed, "seed (of the train/test split)")
     if header is not None and not isinstance(header, bool):
         raise TypeError(f"header must be True, False or None (detect), got {header!r}")
+    scale_pixels = check_bool(scale_pixels, "scale_pixels")
     if header is not None and ext not in (".csv", ".txt"):
         raise ValueError(f"header={header} applies to a CSV table, but {what} is a {ext or 'extension-less'} file; "
                          "leave header=None")
@@ -781,7 +814,7 @@ def load_file(
             raise ValueError(f"{what} must hold x (and y), or x_train and x_test (and y_train and y_test), and "
                              f"nothing else; got {sorted(keys)}")
         if "x_train" in keys or "x_test" in keys:
-            return _load_presplit(arrays, labels, image_shape, what, p.stem)
+            return _load_presplit(arrays, labels, image_shape, what, p.stem, scale_pixels)
         x = _check_numeric(arrays["x"], f"x in {what}")
         y = arrays.get("y")
         if y is not None and labels is not None:
@@ -818,7 +851,11 @@ def load_file(
 
     if x.ndim < 1 or x.shape[0] < 2:
         raise ValueError(f"{what} must hold at least 2 samples, got shape {x.shape}")
+    stored = x
     x, image_shape = _fold_features(x, image_shape, f"features in {what}")
+    full_scale = pixel_full_scale([stored]) if scale_pixels and image_shape else None
+    if full_scale is not None:
+        x /= full_scale
     n = x.shape[0]
     if labels is not None and _is_label_path(labels, names):
         y, label_names = _labels_from_file(labels, n)
@@ -826,10 +863,10 @@ def load_file(
         y, label_names = _class_names_as_ids(y, f"labels in {what}")
     if y is not None and y.shape[0] != n:
         raise ValueError(f"{what}: {y.shape[0]} labels but {n} samples")
-    return _split(x, y, test_fraction, seed, image_shape, p.stem, label_names)
+    return _split(x, y, test_fraction, seed, image_shape, p.stem, label_names)._replace(full_scale=full_scale)
 
 
-def _load_presplit(arrays, labels, image_shape, what, name) -> Dataset:
+def _load_presplit(arrays, labels, image_shape, what, name, scale_pixels: bool) -> Dataset:
     """The x_train/y_train/x_test/y_test layout of an .npz file."""
     for k in ("x_train", "x_test"):
         if k not in arrays:
@@ -842,7 +879,7 @@ def _load_presplit(arrays, labels, image_shape, what, name) -> Dataset:
     has_y = ("y_train" in arrays, "y_test" in arrays)
     if has_y[0] != has_y[1]:
         raise ValueError(f"{what} must hold both y_train and y_test or neither")
-    out = {}
+    out, stored = {}, []
     shape = image_shape
     label_names = None
     if has_y[0] and any(np.asarray(arrays[f"y_{split}"]).dtype.kind in "US" for split in ("train", "test")):
@@ -862,6 +899,7 @@ def _load_presplit(arrays, labels, image_shape, what, name) -> Dataset:
         x = _check_numeric(arrays[f"x_{split}"], f"x_{split} in {what}")
         if x.ndim < 1 or (split == "train" and x.shape[0] < 2):
             raise ValueError(f"x_train in {what} must hold at least 2 samples, got shape {x.shape}")
+        stored.append(x)
         x, s = _fold_features(x, image_shape, f"x_{split} in {what}", warn_layout=split == "train")  # (once)
         if split == "test" and s != shape:
             raise ValueError(f"x_train and x_test in {what} have different image shapes: {shape} vs {s}")
@@ -877,6 +915,10 @@ def _load_presplit(arrays, labels, image_shape, what, name) -> Dataset:
             f"x_train and x_test in {what} have different feature counts: "
             f"{out['x_train'].shape[1]} vs {out['x_test'].shape[1]}"
         )
+    full_scale = pixel_full_scale(stored) if scale_pixels and shape else None  # (both splits or neither)
+    if full_scale is not None:
+        out["x_train"] /= full_scale
+        out["x_test"] /= full_scale
     if out["y_train"] is not None:
         unseen = np.setdiff1d(out["y_test"], out["y_train"])
         if unseen.size:  # (the report showed their test samples as errors, with no word of why)
@@ -884,7 +926,7 @@ def _load_presplit(arrays, labels, image_shape, what, name) -> Dataset:
             warnings.warn(f"y_test in {what} holds class(es) {shown} that y_train lacks: no probe fit "
                           f"on y_train predicts them, so their {int(np.isin(out['y_test'], unseen).sum())} test "
                           "sample(s) count as errors", UserWarning, stacklevel=3)
-    return Dataset(image_shape=shape, name=name, label_names=label_names, **out)
+    return Dataset(image_shape=shape, name=name, label_names=label_names, full_scale=full_scale, **out)
 
 
 # --------------------------------------------------------------------------- synthetic

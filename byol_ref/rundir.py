@@ -61,6 +61,27 @@ _HELD = {}  # (st_dev, st_ino) of each run directory this process holds -> (its 
 _TAKING = threading.Lock()
 
 
+def _hold_nothing_in_a_child() -> None:
+    """In the child of a fork() (a multiprocessing pool started from a callback of fit, say), hold
+    none of the parent's run directories. The child's copy of ``_HELD`` said that it held them, so
+    that a fit in it into the parent's run directory went on beside the parent's; and the
+    descriptors it inherited kept the directories locked after the parent had let them go, for as
+    long as the child lived. (Closing them here leaves the parent's locks: an flock lasts until the
+    last descriptor of its open file is closed, and the parent's stays open.)"""
+    global _TAKING
+    _TAKING = threading.Lock()  # (a thread that held it at the fork does not exist in the child to release it)
+    for fd, _ in _HELD.values():
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):  # (not on Windows, which has no fork)
+    os.register_at_fork(after_in_child=_hold_nothing_in_a_child)
+
+
 class RunLock:
     """Hold run directories for this process alone while it writes in them: a second ``train``
     (or ``eval --out``, or ``fit(out_dir=...)``) into one a live process is writing in is refused
@@ -70,8 +91,9 @@ class RunLock:
     the process however that ends (a ``kill -9`` too), so nothing is left to clear. A thread takes
     a directory it holds again without effect (``train`` holds its run around ``fit``); another
     thread of the process is refused as another process is (two ``fit`` calls of a sweep run in
-    threads mixed their records on one line of metrics.jsonl). On a file system without such locks
-    the directory is held against the threads of this process only; on Windows, not at all.
+    threads mixed their records on one line of metrics.jsonl), and so is the child of a fork(),
+    which holds none of its parent's directories. On a file system without such locks the
+    directory is held against the threads of this process only; on Windows, not at all.
 
     Use as a context manager; ``take`` each directory once it exists, before anything in it is
     read or written. Leaving the ``with`` releases them."""
@@ -122,7 +144,9 @@ class RunLock:
     def __exit__(self, *exc) -> None:
         while self._keys:
             with _TAKING:
-                os.close(_HELD.pop(self._keys.pop())[0])
+                held = _HELD.pop(self._keys.pop(), None)  # (None in the child of a fork: it holds nothing)
+                if held is not None:
+                    os.close(held[0])
 
 
 def remove_stale(out: Path) -> None:

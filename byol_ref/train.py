@@ -22,6 +22,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -34,7 +35,7 @@ from .backend import to_numpy
 from .checks import (check_array, check_bool, check_choice, check_image_shape, check_path, check_plain,
                      check_positive_int, check_real, check_types, check_writable, dataclass_from_dict, in_the_way,
                      overflow_refusal)
-from .data import Dataset, feature_stats, standardize
+from .data import Dataset, feature_stats, pixel_full_scale, standardize
 from .kernels import EMA_FORMS
 from .model import (Config, Network, buffer_shapes, build_from_config, data_dependent_init, ema_update,
                     loss_and_grads, param_shapes, rows_per_shard, shards_of_at_least)
@@ -690,8 +691,9 @@ def prepare_training_data(dataset: Dataset, views) -> tuple[dict, Dataset, Input
         if lo < 0.0 or hi > 1.0:
             raise ValueError(f"{dataset.name}: image pixels must lie in [0, 1] (the image augmentations clip "
                              f"each view to that range), but x_train spans [{lo:.4g}, {hi:.4g}]; divide them by "
-                             "their full scale (255 for 8-bit images), or load the rows as plain feature "
-                             "vectors (a 2-D table, augmented with VectorAug)")
+                             "their full scale (255 for 8-bit images; load_file(..., scale_pixels=True) and the "
+                             "command line read a file of uint8 or uint16 images so), or load the rows as plain "
+                             "feature vectors (a 2-D table, augmented with VectorAug)")
     with np.errstate(over="ignore", invalid="ignore"):  # (an overflow is refused below, in words of its own)
         try:
             prep = fit_preprocessing(dataset)
@@ -1148,6 +1150,8 @@ def checkpoint_features(path, x, *, which: str = "y", backend: Backend | None = 
         path: a checkpoint ``.npz`` or a run directory holding ``checkpoint.npz``.
         x: host array (N, D), the same kind of values the run trained on (for the embedded
             digits: ``pixel / 16`` in [0, 1], as :func:`byol_ref.data.load_digits` returns).
+            An image run also takes 8-bit or 16-bit pixels (uint8, uint16), divided by their full
+            scale as :func:`byol_ref.data.load_file` reads them, and warns of pixels outside [0, 1].
         which: ``"y"`` (encoder output, the representation) or ``"z"`` (projector output).
         backend: where to run (default: NumPy in the checkpoint's dtype).
         batch: rows per forward pass.
@@ -1161,13 +1165,29 @@ def checkpoint_features(path, x, *, which: str = "y", backend: Backend | None = 
     if "preprocessing" not in meta:
         raise ckpt.CheckpointError(f"{ckpt_path} predates stored input statistics; use `byol-ref eval` or "
                                    "`byol-ref embed`, which refit them on the run's data")
-    x = check_array(np.asarray(x), "x", ndim=2, last_dim=model_cfg.encoder_dim)
+    x = np.asarray(x)
+    images = isinstance(meta["preprocessing"], dict) and meta["preprocessing"].get("kind") == "image"
+    if images and x.dtype.kind == "u" and x.dtype.itemsize <= 2:  # (8-bit or 16-bit pixels, as load_file reads them)
+        x = x / (pixel_full_scale(x) or 1)
+    x = check_array(x, "x", ndim=2, last_dim=model_cfg.encoder_dim)
+    if images:
+        _warn_of_other_pixels(x, ckpt_path)
     try:
         x, input_norm = preprocess(x, meta["preprocessing"])
     except ValueError as exc:
         raise ckpt.CheckpointError(f"{ckpt_path}: {exc}") from None
     be = backend or get_backend("numpy", tcfg.dtype, seed=None)
     return encode(state.online, x.astype(tcfg.dtype), input_norm, be, batch=batch, which=which)
+
+
+def _warn_of_other_pixels(x, ckpt_path) -> None:
+    """Warn where an image run's new inputs lie outside [0, 1]: the run never saw such pixels, and
+    its features of them mean little."""
+    lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+    if lo < 0.0 or hi > 1.0:
+        warnings.warn(f"x spans [{lo:.4g}, {hi:.4g}], but {ckpt_path} trained on image pixels in [0, 1]: its "
+                      "features of these mean little; divide them by their full scale (255 for 8-bit images)",
+                      UserWarning, stacklevel=3)
 
 
 def init_sample(x, input_norm, backend: Backend, *, max_rows: int = 4096):

@@ -422,10 +422,11 @@ def test_bad_arguments_get_clear_errors(tmp_path):
     np.savez(both, x=np.ones((10, 3)), y=np.arange(10) % 2)
     res = run("train", "--data", str(both), "--labels", "2", "--out", str(tmp_path / "f"))
     assert res.returncode == 2 and "already holds its labels under 'y'" in res.stderr and "--labels" in res.stderr
-    images = tmp_path / "img255.npy"  # 8-bit pixels: the image augmentations would clip every view to white
-    np.save(images, np.random.default_rng(0).integers(0, 256, (40, 8, 8)).astype(np.uint8))
+    images = tmp_path / "img255.npy"  # 8-bit values as floats: the image augmentations would clip every view to white
+    np.save(images, np.random.default_rng(0).integers(0, 256, (40, 8, 8)).astype(np.float32))
     res = run("train", "--data", str(images), "--batch-size", "16", "--out", str(tmp_path / "g"))
     assert res.returncode == 2 and "pixels must lie in [0, 1]" in res.stderr and "[0, 255]" in res.stderr
+    assert "255 for 8-bit images" in res.stderr and "uint8" in res.stderr
     assert not (tmp_path / "g").exists()  # refused before the run directory is made
     res = run("train", "--data", "synthetic", "--set", "data_init=true", "--out", str(tmp_path / "h"))
     assert res.returncode == 2 and "data_init=True sets the norm='affine' layers" in res.stderr
@@ -3624,6 +3625,42 @@ def test_the_first_line_says_what_a_row_was_read_as(tmp_path, capsys):
         np.save(tmp_path / f"{name}.npy", rng.random(shape))
         assert main(["train", "--data", str(tmp_path / f"{name}.npy"), *small, "--out", str(tmp_path / name)]) == 0
         assert f"byol-ref: training on {name} {says}, " in capsys.readouterr().out
+
+
+def test_8_bit_images_are_read_as_pixels_in_0_1_by_train_eval_embed_and_checkpoint_features(tmp_path, capsys):
+    """A file of uint8 images was refused ("pixels must lie in [0, 1]"), where torchvision and scikit-image
+    read them as pixel / 255; and eval --data, embed --data and checkpoint_features took such pixels into an
+    image run as they were, without a word."""
+    import warnings
+
+    from byol_ref.cli import main
+    from byol_ref.train import checkpoint_features
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (80, 6, 6)).astype(np.uint8)
+    np.save(tmp_path / "u8.npy", x)
+    small = [a for a in SMALL_RUN if a not in ("--data", "synthetic")] + ["--no-eval"]
+    run_dir = tmp_path / "r"
+    assert main(["train", "--data", str(tmp_path / "u8.npy"), *small, "--out", str(run_dir)]) == 0
+    assert "(64 train / 16 test, 6x6 images (8-bit pixels / 255)) for 1 epoch" in capsys.readouterr().out
+    assert main(["embed", str(run_dir), "--baselines", "--out", str(tmp_path / "f.npz")]) == 0
+    with np.load(tmp_path / "f.npz", allow_pickle=False) as f:
+        inputs = np.concatenate([f["inputs_train"], f["inputs_test"]])
+    assert inputs.min() >= 0 and inputs.max() <= 1
+    np.testing.assert_array_equal(np.sort(inputs.ravel()), np.sort(x.ravel() / 255.0))
+    assert "warning" not in capsys.readouterr().err
+    # The same pixels saved as floats 0..255 are the run's pixels times 255: said, for eval and embed alike.
+    np.save(tmp_path / "f255.npy", x.astype(np.float64))
+    assert main(["embed", str(run_dir), "--data", str(tmp_path / "f255.npy"), "--out", str(tmp_path / "g.npz")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the pixels of --data" in err and "span [0, 255]" in err and "pixels in [0, 1]" in err
+    rows = x.reshape(80, 36)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        from_u8 = checkpoint_features(run_dir, rows)
+    np.testing.assert_array_equal(from_u8, checkpoint_features(run_dir, rows / 255.0))
+    with pytest.warns(UserWarning, match=r"x spans \[0, 255\], but .* trained on image pixels in \[0, 1\]"):
+        checkpoint_features(run_dir, rows.astype(np.float64))
 
 
 def test_embed_never_writes_over_the_data_given_with_data(tmp_path, capsys):

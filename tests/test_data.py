@@ -16,6 +16,7 @@ from byol_ref.data import (
     labels_file,
     load_digits,
     load_file,
+    pixel_full_scale,
     standardize,
     standardize_dataset,
     synthetic,
@@ -151,6 +152,62 @@ def test_load_npy_images_are_flattened(tmp_path):
     assert ds.x_train.dtype == np.float64 and ds.x_train.shape[1] == 24
     train, _ = _expected_split(10, 0)
     np.testing.assert_array_equal(ds.x_train, x[train].reshape(len(train), 24))
+
+
+def test_8_and_16_bit_images_are_divided_by_their_full_scale_when_asked(tmp_path):
+    rng = np.random.default_rng(0)
+    train, test = _expected_split(10, 0)
+    for dtype, scale in ((np.uint8, 255), (">u2", 65535), ("<u2", 65535)):
+        x = rng.integers(0, scale + 1, size=(10, 4, 6)).astype(dtype)
+        x[0, 0, 0] = scale
+        np.save(tmp_path / "img.npy", x)
+        ds = load_file(tmp_path / "img.npy", scale_pixels=True)
+        assert ds.full_scale == scale and ds.x_train.dtype == np.float64
+        np.testing.assert_array_equal(ds.x_train, x[train].reshape(8, 24).astype(np.float64) / scale)
+        np.testing.assert_array_equal(ds.x_test, x[test].reshape(2, 24).astype(np.float64) / scale)
+        assert ds.x_train.max() <= 1.0
+        as_stored = load_file(tmp_path / "img.npy")  # (the default: as before there was a choice)
+        assert as_stored.full_scale is None and as_stored.x_train.max() > 1
+    # A declared image shape over a 2-D table is images too; the table alone is feature vectors, left as they are.
+    flat = rng.integers(0, 256, size=(10, 6)).astype(np.uint8)
+    np.save(tmp_path / "flat.npy", flat)
+    assert load_file(tmp_path / "flat.npy", image_shape=(2, 3), scale_pixels=True).full_scale == 255
+    table = load_file(tmp_path / "flat.npy", scale_pixels=True)
+    assert table.full_scale is None and table.x_train.max() > 1
+    # Masks of 0s and 1s are pixels in [0, 1] already; float, signed and 32-bit images are read as stored.
+    for x in (rng.integers(0, 2, size=(10, 4, 4)).astype(np.uint8), rng.integers(0, 256, size=(10, 4, 4)),
+              rng.integers(0, 256, size=(10, 4, 4)).astype(np.uint32), rng.random((10, 4, 4)) * 255,
+              rng.integers(0, 100, size=(10, 4, 4)).astype(np.int8)):
+        np.save(tmp_path / "other.npy", x)
+        ds = load_file(tmp_path / "other.npy", scale_pixels=True)
+        assert ds.full_scale is None
+        np.testing.assert_array_equal(ds.x_train, x[train].reshape(8, 16).astype(np.float64))
+    with pytest.raises(TypeError, match="scale_pixels must be True or False, got 1"):
+        load_file(tmp_path / "other.npy", scale_pixels=1)
+
+
+def test_a_presplit_file_of_8_bit_images_divides_both_splits_or_neither(tmp_path):
+    rng = np.random.default_rng(1)
+    x_train = rng.integers(0, 256, size=(6, 3, 2, 2)).astype(np.uint8)
+    masks = rng.integers(0, 2, size=(3, 3, 2, 2)).astype(np.uint8)  # (no value above 1 in this split)
+    np.savez(tmp_path / "split.npz", x_train=x_train, x_test=masks)
+    ds = load_file(tmp_path / "split.npz", scale_pixels=True)
+    assert ds.full_scale == 255 and ds.image_shape == (3, 2, 2)
+    np.testing.assert_array_equal(ds.x_train, x_train.reshape(6, 12) / 255)
+    np.testing.assert_array_equal(ds.x_test, masks.reshape(3, 12) / 255)
+    np.savez(tmp_path / "mixed.npz", x_train=x_train, x_test=masks.astype(np.float64))  # two kinds of pixel
+    ds = load_file(tmp_path / "mixed.npz", scale_pixels=True)
+    assert ds.full_scale is None and ds.x_train.max() > 1  # (train then refuses them, naming the full scale)
+    np.savez(tmp_path / "empty.npz", x_train=x_train, x_test=x_train[:0])
+    assert load_file(tmp_path / "empty.npz", scale_pixels=True).full_scale == 255
+
+
+def test_pixel_full_scale_of_an_array_or_a_list_of_them():
+    assert pixel_full_scale(np.array([[0, 2]], dtype=np.uint8)) == 255
+    assert pixel_full_scale([np.array([1], dtype=np.uint16), np.array([7], dtype=np.uint16)]) == 65535
+    assert pixel_full_scale([np.array([1], dtype=np.uint16), np.array([7], dtype=np.uint8)]) is None
+    assert pixel_full_scale(np.ones((2, 2), dtype=np.uint8)) is None
+    assert pixel_full_scale(np.full((2, 2), 3.0)) is None
 
 
 def test_channels_last_images_are_read_channels_first_with_a_warning(tmp_path):

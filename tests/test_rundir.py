@@ -809,6 +809,48 @@ def test_a_run_lock_releases_every_directory_it_took_and_without_locks_holds_aga
 
 
 @needs_flock
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() on this platform")
+def test_the_child_of_a_fork_holds_none_of_its_parents_run_directories(tmp_path, held_elsewhere):
+    """A child forked while a run directory was held (a multiprocessing pool started from fit's callback)
+    took it as its own, and went on writing beside its parent; and its copy of the descriptor kept the
+    directory locked after the parent let go, for as long as the child lived."""
+    out = tmp_path / "r"
+    out.mkdir()
+    with rundir.RunLock() as lock:
+        lock.take(out)
+        said_r, said_w = os.pipe()
+        go_r, go_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: it never returns into the test runner it is a copy of
+            code = b"?"
+            try:
+                os.close(said_r)
+                os.close(go_w)
+                try:
+                    with rundir.RunLock() as mine:
+                        mine.take(out)
+                    code = b"taken"
+                except rundir.RunDirectoryBusy as exc:
+                    code = b"busy" if "another process" in str(exc) and not rundir._HELD else b"other"
+            finally:
+                os.write(said_w, code)
+                os.read(go_r, 1)  # (alive until the parent has looked again)
+                os._exit(0)
+        os.close(said_w)
+        os.close(go_r)
+        try:
+            assert os.read(said_r, 16) == b"busy"  # refused as another process is: the parent still holds it
+            assert held_elsewhere(out)
+            lock.__exit__(None, None, None)
+            assert not held_elsewhere(out)  # the parent let go, and the live child holds nothing
+        finally:
+            os.write(go_w, b"x")
+            os.waitpid(pid, 0)
+            for fd in (said_r, go_w):
+                os.close(fd)
+
+
+@needs_flock
 def test_two_processes_cannot_hold_one_run_directory(tmp_path):
     # Each takes the lock exclusively: a second byol-ref process is refused while the first holds it.
     import subprocess
