@@ -16,6 +16,7 @@ current epoch's data order and the position in it are part of it, which is what 
 from __future__ import annotations
 
 import copy
+import errno
 import json
 import math
 import os
@@ -526,7 +527,9 @@ def _jsonable(obj):
 
 
 class Progress:
-    """A dependency-free progress bar: redrawn in place on a terminal, a line every 10% otherwise."""
+    """A dependency-free progress bar: redrawn in place on a terminal, a line every 10% otherwise.
+    A terminal that has closed under it (the window of a notebook server or a script, shut while it
+    trains) ends the bar, not the training: the write failed with "[Errno 5] Input/output error"."""
 
     def __init__(self, total: int, *, enabled: bool = True, stream=None, start: int = 0):
         self.total, self.enabled = total, enabled
@@ -551,20 +554,26 @@ class Progress:
         if self.tty:
             if now - self.last_draw > 0.1 or step == self.total:
                 width = min(shutil.get_terminal_size().columns - 1, 150)  # (a wrapped line is not redrawn)
-                self.stream.write("\r" + line[:width].ljust(width))
-                self.stream.flush()
+                self._write("\r" + line[:width].ljust(width))
                 self.last_draw = now
         else:
             decile = int(frac * 10)
             if decile != self.last_decile:
                 self.last_decile = decile
-                self.stream.write(line + "\n")
-                self.stream.flush()
+                self._write(line + "\n")
 
     def close(self):
         if self.enabled and self.tty:
-            self.stream.write("\n")
+            self._write("\n")
+
+    def _write(self, text: str) -> None:
+        try:
+            self.stream.write(text)
             self.stream.flush()
+        except OSError as exc:
+            if exc.errno != errno.EIO:  # (a full disk under a redirected stream, say, is the caller's to hear of)
+                raise
+            self.enabled = False  # the terminal is gone: nobody is left to read the bar
 
 
 # --------------------------------------------------------------------------- the loop

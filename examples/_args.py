@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import warnings
 
 
@@ -28,6 +29,13 @@ def number(kind=float, lo=None, hi=None, *, lo_open=False, hi_open=False):
             raise argparse.ArgumentTypeError(f"wants {want}, got {text!r}")
         return value
     return parse
+
+
+def add_workdir(ap, what: str = "where to write the files") -> None:
+    """``--workdir DIR``, with a leading ``~`` read as the shell reads it (it does not after ``=``, so
+    ``--workdir=~/x`` made a folder named ``~``); :func:`make_workdir` makes it."""
+    ap.add_argument("--workdir", type=os.path.expanduser, default=None,
+                    help=f"{what} (default: a temporary folder)")
 
 
 def make_workdir(ap, path):

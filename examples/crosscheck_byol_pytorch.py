@@ -49,7 +49,7 @@ from inspect import signature
 
 import numpy as np
 
-from _args import make_workdir, number, parse_dims  # examples/_args.py: the settings the cross-checks share
+from _args import add_workdir, make_workdir, number, parse_dims  # examples/_args.py: the settings they share
 from _skip import skip  # examples/_skip.py: exit 77 (skipped) when this check cannot run here
 
 try:
@@ -156,7 +156,7 @@ def main(argv=None) -> int:
                     help="absolute tolerance of the diff (default 1e-10; raise it with --lr and --steps: Adam moves "
                          "the biases in front of batch norm, whose true gradient is 0, by up to ~1e-5 x lr of "
                          "rounding noise a step, as measured)")
-    ap.add_argument("--workdir", default=None, help="where to write the files (default: a temporary folder)")
+    add_workdir(ap)
     args = ap.parse_args(argv)
     make_workdir(ap, args.workdir)
     S, H, PH, P = parse_dims(ap, args.dims, "S,H,PH,P")

@@ -32,7 +32,7 @@ import tempfile
 
 import numpy as np
 
-from _args import make_workdir, number, parse_dims  # examples/_args.py: the settings the cross-checks share
+from _args import add_workdir, make_workdir, number, parse_dims  # examples/_args.py: the settings they share
 from _skip import skip  # examples/_skip.py: exit 77 (skipped) when this check cannot run here
 
 try:
@@ -217,7 +217,7 @@ def main(argv=None) -> int:
                          "(default {encoder_dim},{hidden_size},{projection_dim},{predictor_dim},"
                          "{projector_hidden_dim})".format(**SIZES))
     ap.add_argument("--seed", type=number(int, 0), default=0, help="seed of byol-ref's params and views (default 0)")
-    ap.add_argument("--workdir", default=None, help="keep the traces here (default: a temporary directory)")
+    add_workdir(ap, "keep the traces here")
     args = ap.parse_args(argv)
     make_workdir(ap, args.workdir)
     sizes = dict(zip(SIZES, parse_dims(ap, args.dims, "D,H,P,Q,PH")))

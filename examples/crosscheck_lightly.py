@@ -37,7 +37,8 @@ import tempfile
 
 import numpy as np
 
-from _args import add_start_step, advance, make_workdir, number, parse_dims, schedule_steps  # examples/_args.py
+from _args import (add_start_step, add_workdir, advance, make_workdir, number, parse_dims,  # examples/_args.py
+                   schedule_steps)
 from _skip import skip  # examples/_skip.py: exit 77 (skipped) when this check cannot run here
 
 try:
@@ -155,7 +156,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=number(int, 2), default=N, help=f"batch size N per view (default {N})")
     ap.add_argument("--seed", type=number(int, 0), default=0,
                     help="seed of the torch init and of the views (default 0)")
-    ap.add_argument("--workdir", default=None, help="where to write the files (default: a temporary folder)")
+    add_workdir(ap)
     args = ap.parse_args(argv)
     make_workdir(ap, args.workdir)
     D, H, PH, P = parse_dims(ap, args.dims, "D,H,PH,P")

@@ -49,7 +49,7 @@ import tempfile
 
 import numpy as np
 
-from _args import add_start_step, make_workdir, number, parse_dims, schedule_steps  # examples/_args.py
+from _args import add_start_step, add_workdir, make_workdir, number, parse_dims, schedule_steps  # examples/_args.py
 from _skip import skip  # examples/_skip.py: exit 77 (skipped) when this check cannot run here
 
 try:
@@ -229,7 +229,7 @@ def main(argv=None) -> int:
                          f"(default {D},{H},{P},{Q},{PH})")
     ap.add_argument("--batch", type=number(int, 2), default=N, help=f"batch size N per view (default {N})")
     ap.add_argument("--seed", type=number(int, 0), default=0, help="seed of byol-ref's params and views (default 0)")
-    ap.add_argument("--workdir", default=None, help="where to write the files (default: a temporary folder)")
+    add_workdir(ap)
     args = ap.parse_args(argv)
     make_workdir(ap, args.workdir)
     if not args.byol_src:

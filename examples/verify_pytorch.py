@@ -178,7 +178,8 @@ def run(workdir, bug=False) -> int:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bug", action="store_true", help="plant a bug (mean instead of sum of the two directions)")
-    ap.add_argument("--workdir", default=None, help="where to write the files (default: a temporary folder)")
+    ap.add_argument("--workdir", type=os.path.expanduser, default=None,  # (~ after "=" is the script's to read)
+                    help="where to write the files (default: a temporary folder)")
     args = ap.parse_args()
     if args.workdir:
         try:

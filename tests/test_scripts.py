@@ -160,6 +160,22 @@ def test_the_cross_checks_make_their_workdir_first_or_name_it(tmp_path, capsys):
     assert exc.value.code == 2 and "--workdir" in capsys.readouterr().err
 
 
+def test_every_cross_check_reads_a_workdir_beginning_with_a_tilde_as_the_home_folder(tmp_path, monkeypatch):
+    """The shell does not expand ~ after "=": --workdir=~/x made a folder named ~ in the current folder."""
+    import argparse
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    ap = argparse.ArgumentParser(prog="check")
+    _examples_args().add_workdir(ap)
+    assert ap.parse_args(["--workdir=~/x"]).workdir == str(tmp_path / "home" / "x")
+    assert ap.parse_args(["--workdir=./~"]).workdir == "./~" and ap.parse_args([]).workdir is None
+    examples = pathlib.Path(__file__).resolve().parents[1] / "examples"
+    for script in sorted(examples.glob("*.py")):  # (each one's own --workdir: none is parsed without the type)
+        text = script.read_text()
+        if "--workdir" in text and script.name != "_args.py":
+            assert "add_workdir(ap" in text or "type=os.path.expanduser" in text, script.name
+
+
 def test_the_cross_check_sweep_counts_a_check_that_cannot_run_as_skipped(tmp_path):
     """scripts/crosscheck_sweep.py: where the other packages are missing every run skips (77), and the
     sweep says so and exits 77 itself; it never reports a skipped run as agreeing."""

@@ -1,9 +1,11 @@
 """Training: the step order, schedules wiring, bit-exact resume, checkpoints and their errors,
 divergence handling, and a short run that learns without collapsing."""
+import io
 import itertools
 import json
 import os
 import re
+import sys
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -222,6 +224,40 @@ def test_schedules_per_epoch_hold_each_value_through_its_epoch():
         _tcfg(lr_interval="batch")
     with pytest.raises(ValueError, match="tau_interval must be one of"):
         _tcfg(tau_interval="epochs")
+
+
+class _TerminalThatCloses(io.StringIO):
+    """stderr on a terminal (``tty``) or not, whose writes after the first fail with ``error``: the
+    window a fit was started from, closed while it trains."""
+
+    def __init__(self, tty: bool, error: int):
+        super().__init__()
+        self.tty, self.error, self.writes = tty, error, 0
+
+    def isatty(self):
+        return self.tty
+
+    def write(self, text):
+        self.writes += 1
+        if self.writes > 1:
+            raise OSError(self.error, os.strerror(self.error))
+        return super().write(text)
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_a_progress_bar_whose_terminal_closed_ends_and_the_fit_goes_on(data, monkeypatch, tty):
+    """fit(progress=True) called from a program whose terminal closed failed on its next bar with
+    "[Errno 5] Input/output error", and stopped training; a failing write of another kind still stops it."""
+    import errno
+
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    gone = _TerminalThatCloses(tty, errno.EIO)
+    monkeypatch.setattr(sys, "stderr", gone)
+    res = fit(data, cfg, _tcfg(epochs=2), progress=True)
+    assert res.state.step == 2 * (128 // 32) and gone.writes == 2 and gone.getvalue()  # one bar, then none
+    monkeypatch.setattr(sys, "stderr", _TerminalThatCloses(tty, errno.ENOSPC))
+    with pytest.raises(OSError, match="No space left"):
+        fit(data, cfg, _tcfg(epochs=2), progress=True)
 
 
 def test_short_run_lowers_the_loss_without_collapse(data):
