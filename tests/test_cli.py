@@ -485,6 +485,52 @@ def test_quoted_result_tables_are_the_generated_ones():
         assert (root / generated).read_text().strip() in (root / page).read_text(), (generated, page)
 
 
+def _documented_command_lines():
+    """(page, line, command) of each byol-ref command line in README.md and docs/*.md: the lines of
+    fenced blocks other than Python's and of indented ones, and the inline code spans that give more than one argument
+    (``byol-ref trace --inputs`` names a flag; ``byol-ref embed RUN --baselines`` is a command to type)."""
+    root = Path(__file__).resolve().parents[1]
+    command = r"(?:byol-ref|python3? -m byol_ref) (?:train|eval|embed|trace|diff|convert)(?=\s|$)"
+    found = []
+    for page in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        lines, fence = page.read_text().splitlines(), None
+        for i, line in enumerate(lines):
+            if line.startswith("```"):
+                fence = None if fence is not None else line[3:].strip()
+            elif ((fence not in (None, "python") or (fence is None and line.startswith("    ")))  # (an indented block)
+                  and re.match(command, line.strip().removeprefix("$ "))):
+                cmd, k = line.strip().removeprefix("$ "), i
+                while cmd.endswith("\\"):  # (a command continued on the next line)
+                    k += 1
+                    cmd = cmd[:-1] + " " + lines[k].strip()
+                found.append((page.name, i + 1, cmd))
+            elif fence is None:
+                for span in re.finditer(f"`({command}[^`]*)`", line):
+                    if len(span.group(1).split()) - (4 if "byol_ref" in span.group(1) else 2) >= 2:
+                        found.append((page.name, i + 1, span.group(1)))
+    return [(page, line, cmd) for page, line, cmd in found if "..." not in cmd and "$" not in cmd]
+
+
+def test_every_command_line_the_docs_give_is_one_byol_ref_takes():
+    """README said `byol-ref embed RUN --baselines` writes every row's features; typed as written it
+    was refused, "the following arguments are required: --out"."""
+    import contextlib
+
+    from byol_ref.cli import build_parser
+
+    lines = _documented_command_lines()
+    assert len(lines) >= 15 and any(cmd.startswith("byol-ref embed RUN --out") for _, _, cmd in lines)
+    for page, line, cmd in lines:
+        words = shlex.split(cmd, comments=True)
+        argv = words[words.index("byol_ref") + 1:] if "byol_ref" in words else words[1:]
+        said = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(said):
+                build_parser().parse_args(argv)
+        except SystemExit as exc:
+            assert not exc.code, f"{page}:{line}: {cmd}: {said.getvalue().strip()}"
+
+
 def test_make_run_recipe_is_the_one_the_readme_table_measures():
     """scripts/seed_table.py (which produced the README table) runs the Makefile's `run` recipe."""
     import importlib.util
