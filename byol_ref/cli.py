@@ -37,7 +37,7 @@ from .augment import default_views_for, views_from_dicts, views_to_dicts
 from .backend import get_backend, host
 from .checkpoint import atomic_savez, atomic_write_text, disk_full, first_line, parse_json
 from .checks import check_seed, check_writable, in_the_way, not_a_file, why_refused
-from .data import csv_header_rule, labels_file, load_digits, load_file, synthetic
+from .data import csv_header_rule, image_files_hint, labels_file, load_digits, load_file, synthetic
 from .model import NORMS, Config, loss_range
 from .rundir import (ENDS, REPORT_FILES, RUN_FILES, SET_ASIDE, Replacing, RunDirectoryBusy, RunLock,
                      first_interrupt_only, interrupt_after_step, interrupt_status, interrupted, interrupts_held,
@@ -69,10 +69,13 @@ def _load_data(spec: dict, strict: bool = True, scale_pixels: bool = True):
     found = kind and not_a_file(kind, missing=None)  # (load_file said "path:")
     if found:
         raise FileNotFoundError(f"--data {kind!r} {found}; expected 'digits', 'synthetic' or a .npy/.npz/.csv "
-                                "feature file")
+                                f"feature file{image_files_hint(kind)}")
     if not kind or not Path(kind).exists():  # ("" is Path('.'), which was refused as "path: '.' is a directory")
         raise FileNotFoundError(f"--data {kind!r}: no such file, and not a built-in data set; pass 'digits', "
                                 "'synthetic' or a .npy/.npz/.csv feature file")
+    if Path(kind).suffix.lower() not in (".npy", ".npz", ".csv", ".txt"):  # (load_file said "path must end in")
+        raise ValueError(f"--data {kind!r} is no .npy, .npz or .csv file; expected 'digits', 'synthetic' or a "
+                         f"feature file of those{image_files_hint(kind)}")
     header = _CSV_HEADER[spec.get("csv_header", "auto")]  # (a run's record is checked by _data_for_run)
     if header is not None and Path(kind).suffix.lower() not in (".csv", ".txt"):
         raise ValueError(f"--csv-header {spec['csv_header']} is for a .csv --data; {kind} is not one")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import itertools
 import math
 import os
 import re
@@ -40,6 +41,7 @@ __all__ = [
     "standardize",
     "standardize_dataset",
     "pixel_full_scale",
+    "image_files_hint",
     "batches",
     "DIGITS_PATH",
 ]
@@ -485,6 +487,30 @@ def _check_not_row_numbers(column, what: str) -> None:
                          "file without them, or delete that column")
 
 
+#: Image files, which byol-ref does not decode (that takes an image library): named as such, with what to do.
+_IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+
+
+def image_files_hint(path) -> str:
+    """How to give byol-ref images, as the end of an error message ("; byol-ref reads no image files:
+    ..."), where ``path`` is an image file or a folder with image files in it; "" otherwise. (The
+    message was only "path must end in .npy, .npz or .csv", or "is a directory".)
+
+    >>> image_files_hint("cat.png")[:35], image_files_hint("table.csv")
+    ('; byol-ref reads no image files: st', '')
+    """
+    p = Path(path)
+    images = p.suffix.lower() in _IMAGE_SUFFIXES
+    if not images and p.is_dir():
+        try:
+            with os.scandir(p) as entries:  # (the first 1000 names: a folder of a million files is not read through)
+                images = any(Path(e.name).suffix.lower() in _IMAGE_SUFFIXES for e in itertools.islice(entries, 1000))
+        except OSError:
+            pass
+    return ("; byol-ref reads no image files: stack the images into one array of shape (N, H, W) or (N, C, H, W) "
+            "and save it as an .npy (numpy.save), 8-bit pixels as uint8" if images else "")
+
+
 def _check_path(path, arg: str, expected: str = "a data file") -> Path:
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{arg} must be a str or os.PathLike, got {type(path).__name__}")
@@ -494,7 +520,7 @@ def _check_path(path, arg: str, expected: str = "a data file") -> Path:
     # (a FIFO, /dev/null, a link to nothing is named: "no such file" sent the user looking for it)
     found = not_a_file(p, missing=None)
     if found:
-        raise FileNotFoundError(f"{arg}: {str(p)!r} {found}; expected {expected}")
+        raise FileNotFoundError(f"{arg}: {str(p)!r} {found}; expected {expected}{image_files_hint(p)}")
     if not p.is_file():
         raise FileNotFoundError(f"{arg}: no such file: {str(p)!r}")
     return p
@@ -829,7 +855,7 @@ def load_file(
         names, x, label_names = _read_csv(p, "file", header=header, label_column=labels, strict=strict)
         y = None
     else:
-        raise ValueError(f"path must end in .npy, .npz or .csv, got {str(p)!r}")
+        raise ValueError(f"path must end in .npy, .npz or .csv, got {str(p)!r}{image_files_hint(p)}")
 
     # "6" from a command line is column 6, unless a header names a column "6".
     if isinstance(labels, str) and _is_int_text(labels) and (names is None or labels not in names):

@@ -2340,6 +2340,20 @@ def test_a_folder_where_a_file_is_expected_is_named_as_such(tmp_path, capsys):
            "feature file" in capsys.readouterr().err
     assert main(["diff", str(tmp_path), str(tmp_path)]) == 2
     assert "is a directory" in capsys.readouterr().err
+    # A folder of images, or an image file: how to give byol-ref images (it said only "path must end in ...").
+    (tmp_path / "shots").mkdir()
+    (tmp_path / "shots" / "a.png").write_bytes(b"")
+    stack = "; byol-ref reads no image files: stack the images into one array of shape (N, H, W) or (N, C, H, W)"
+    assert main(["train", "--data", str(tmp_path / "shots"), "--out", str(tmp_path / "r")]) == 2
+    assert "is a directory; expected 'digits', 'synthetic' or a .npy/.npz/.csv feature file" + stack in \
+        capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path / "shots" / "a.png"), "--out", str(tmp_path / "r")]) == 2
+    assert (f"--data {str(tmp_path / 'shots' / 'a.png')!r} is no .npy, .npz or .csv file; expected 'digits', "
+            "'synthetic' or a feature file of those" + stack) in capsys.readouterr().err
+    (tmp_path / "d.dat").write_bytes(b"")
+    assert main(["train", "--data", str(tmp_path / "d.dat"), "--out", str(tmp_path / "r")]) == 2
+    assert "is no .npy, .npz or .csv file; expected 'digits', 'synthetic' or a feature file of those\n" in \
+        capsys.readouterr().err
 
 
 def test_training_curves_are_drawn_without_an_evaluation(tmp_path, capsys):

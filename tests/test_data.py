@@ -13,6 +13,7 @@ from byol_ref.data import (
     Dataset,
     batches,
     feature_stats,
+    image_files_hint,
     labels_file,
     load_digits,
     load_file,
@@ -541,8 +542,23 @@ def test_missing_file_names_path(tmp_path):
 
 def test_unknown_extension(tmp_path):
     (tmp_path / "d.json").write_text("[]")
-    with pytest.raises(ValueError, match=r"\.npy, \.npz or \.csv"):
+    with pytest.raises(ValueError, match=r"\.npy, \.npz or \.csv, got '.*d\.json'$"):
         load_file(tmp_path / "d.json")
+
+
+def test_image_files_and_folders_of_them_are_named_with_how_to_give_them(tmp_path):
+    """A PNG, or a folder of them, got "path must end in .npy, .npz or .csv" or "is a directory"."""
+    stack = "byol-ref reads no image files: stack the images into one array of shape (N, H, W) or (N, C, H, W)"
+    (tmp_path / "cat.JPG").write_bytes(b"\xff\xd8")
+    with pytest.raises(ValueError, match=re.escape(f"got {str(tmp_path / 'cat.JPG')!r}; {stack}")):
+        load_file(tmp_path / "cat.JPG")
+    (tmp_path / "cats").mkdir()
+    with pytest.raises(FileNotFoundError, match="is a directory; expected a data file$"):  # (no images in it yet)
+        load_file(tmp_path / "cats")
+    (tmp_path / "cats" / "0001.png").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=re.escape(f"is a directory; expected a data file; {stack}")):
+        load_file(tmp_path / "cats")
+    assert image_files_hint(tmp_path / "notes.txt") == "" and image_files_hint(tmp_path / "cats").startswith("; ")
 
 
 @pytest.mark.parametrize("shape", [(5,), (2, 2, 2, 2, 2)])
