@@ -15,6 +15,7 @@ current epoch's data order and the position in it are part of it, which is what 
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import errno
 import json
@@ -579,6 +580,39 @@ class Progress:
 # --------------------------------------------------------------------------- the loop
 
 
+class _Overflows:
+    """The floating-point errors NumPy reports in a fit's steps (an overflow, an invalid value, a
+    division by zero: ``numpy.errstate(call=...)``), told once, in a warning of byol-ref's own,
+    where the step's loss stayed finite: weights grown beyond the dtype's range while batch norm
+    kept the loss in bounds, or a first sign of a divergence a step later. Where the loss is not
+    finite the divergence message says it all; NumPy's warnings (five of them, with lines of
+    byol-ref's code) came before it."""
+
+    def __init__(self):
+        self.seen, self.told = set(), False
+        # Only what NumPy would have warned of: a caller's np.seterr(all="raise") (to find where a NaN is
+        # born) raises as it did, and a handler of the caller's own ("call") stays theirs.
+        modes = np.geterr()
+        self.modes = {} if "call" in modes.values() else {
+            kind: "call" for kind in ("over", "invalid", "divide") if modes[kind] == "warn"}
+
+    def watching(self):
+        """A context in which NumPy's floating-point errors are noted here rather than warned of."""
+        return np.errstate(**self.modes, call=self.note) if self.modes else contextlib.nullcontext()
+
+    def note(self, kind: str, flag: int) -> None:
+        self.seen.add(kind)
+
+    def tell(self, step: int, m: dict, dtype: str) -> None:
+        """After step ``step`` (its metrics ``m``) whose loss is finite: warn of what it reported, once."""
+        if self.seen and not self.told:
+            self.told = True
+            warnings.warn(f"step {step} overflowed {dtype} (NumPy reported: {', '.join(sorted(self.seen))}), though "
+                          f"its loss is finite ({m['loss']:.4g}): the weights may be growing without bound; lower "
+                          f"the learning rate (lr {m['lr']:.3g})", UserWarning, stacklevel=4)
+        self.seen.clear()
+
+
 class FitResult(NamedTuple):
     """What :func:`fit` returns.
 
@@ -760,6 +794,10 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
         TrainingDiverged: a non-finite loss; the last good checkpoint is left in place.
         RunDirectoryBusy: another process is writing in ``out_dir`` (``byol_ref.rundir.RunLock``).
 
+    Warns:
+        UserWarning: once, at the first step whose loss is finite but which overflowed the dtype's
+            range (NumPy's floating-point errors, which are not shown as NumPy's warnings).
+
     Examples:
         Two epochs of 52 training rows in batches of 16 are 6 steps (the last partial batch is dropped):
 
@@ -889,6 +927,7 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
     try:
         if out is not None:
             metrics_file = open(out / "metrics.jsonl", "a" if resume else "w", encoding="utf-8")
+        overflows = _Overflows()  # (NumPy's own warnings of them came before the divergence message, in its words)
         if state.step == 0:  # where the encoder starts: the kNN of the random init
             first = {"step": 0, "epoch": 0.0, **knn_monitor(state.online, watched, input_norm, be)}
             if "knn" in first:
@@ -900,9 +939,10 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
                 state = state._replace(epoch_perm=state.rng.permutation(n).astype(np.int64), epoch_pos=0)
             idx = state.epoch_perm[state.epoch_pos * B:(state.epoch_pos + 1) * B]
             xb = be.asarray(x_train[idx])
-            state, m = train_step(state._replace(epoch_pos=state.epoch_pos + 1), xb, optimizer=optimizer,
-                                  schedules=sched, views=views, tcfg=tcfg, image_shape=data.image_shape,
-                                  input_norm=input_norm, inplace=True)
+            with overflows.watching():
+                state, m = train_step(state._replace(epoch_pos=state.epoch_pos + 1), xb, optimizer=optimizer,
+                                      schedules=sched, views=views, tcfg=tcfg, image_shape=data.image_shape,
+                                      input_norm=input_norm, inplace=True)
             # (the messages count steps as metrics.jsonl, the progress bar and checkpoints do: step k is the
             # k-th, after which k are done; its lr and tau are the ones that step used)
             if not math.isfinite(m["loss"]):
@@ -918,10 +958,12 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
             if k % tcfg.log_every == 0 or k == end or monitor:
                 record = _step_record(k, sched, m)
                 if monitor:
-                    record.update(knn_monitor(state.online, watched, input_norm, be))
+                    with overflows.watching():
+                        record.update(knn_monitor(state.online, watched, input_norm, be))
                 history.append(record)
                 if metrics_file is not None:
                     _log_record(metrics_file, record)
+            overflows.tell(k, m, tcfg.dtype)
             bar.update(k, loss=m["loss"], lr=m["lr"], tau=m["tau"])
             stop = stop_requested() if stop_requested is not None else None
             due = stop is not None or (tcfg.checkpoint_every and k % tcfg.checkpoint_every == 0) or k == end

@@ -260,6 +260,32 @@ def test_a_progress_bar_whose_terminal_closed_ends_and_the_fit_goes_on(data, mon
         fit(data, cfg, _tcfg(epochs=2), progress=True)
 
 
+def test_an_overflowing_step_is_told_once_in_byol_refs_words_and_a_callers_seterr_is_kept(data):
+    """A step that overflowed float32 showed NumPy's RuntimeWarnings, five of them with lines of byol-ref's
+    code, before the divergence message; an overflow whose loss stayed finite showed nothing else."""
+    import warnings
+
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    tcfg = _tcfg(epochs=4, dtype="float32", optimizer="sgd", lr=1e30, warmup_epochs=0)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        with pytest.raises(TrainingDiverged, match="the loss became nan at step 2"):
+            fit(data, cfg, tcfg, backend=get_backend("numpy", "float32", 1), progress=False)
+    assert [str(w.message)[:57] for w in shown] == ["step 1 overflowed float32 (NumPy reported: invalid value, "[:57]]
+    assert shown[0].category is UserWarning and shown[0].filename == __file__  # (the caller's line: fit's call)
+    assert "its loss is finite (4)" in str(shown[0].message) and "rate (lr 1.25e+29)" in str(shown[0].message)  # (x 32/256)
+    with np.errstate(all="raise"), pytest.raises(FloatingPointError):  # (debugging where a NaN is born)
+        fit(data, cfg, tcfg, backend=get_backend("numpy", "float32", 1), progress=False)
+    seen = []
+    with np.errstate(all="call", call=lambda kind, flag: seen.append(kind)), pytest.raises(TrainingDiverged):
+        fit(data, cfg, tcfg, backend=get_backend("numpy", "float32", 1), progress=False)
+    assert "overflow" in seen  # (a handler of the caller's own is still called)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        fit(data, cfg, _tcfg(epochs=1), progress=False)
+    assert shown == []
+
+
 def test_short_run_lowers_the_loss_without_collapse(data):
     cfg = byol.Config(encoder_dim=12, **SMALL)
     res = fit(data, cfg, _tcfg(epochs=30, lr=5e-3), progress=False)
@@ -855,8 +881,8 @@ def test_data_whose_standardisation_overflows_is_refused_in_words_not_with_numpy
         fit(poisoned, cfg, _tcfg(epochs=1), progress=False)
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
-@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # (NumPy's: fit tells of an overflow in its own words)
+@pytest.mark.filterwarnings(r"ignore:step \d+ overflowed:UserWarning")
 def test_divergence_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path, data):
     cfg = byol.Config(encoder_dim=12, **SMALL)
     out = tmp_path / "run"
@@ -1007,8 +1033,8 @@ def test_a_new_run_is_not_started_beside_a_run_an_overwrite_left_set_aside(tmp_p
     assert (out / ".replaced").read_text() == "mine"
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
-@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # (NumPy's: fit tells of an overflow in its own words)
+@pytest.mark.filterwarnings(r"ignore:step \d+ overflowed:UserWarning")
 def test_a_divergence_says_the_run_it_replaces_is_put_back_only_where_there_was_one(tmp_path, data):
     """Both divergence guards (the loss, and the state a checkpoint would hold) say that the run an
     overwrite=True replaces is put back when out_dir held one, and not when it held none."""
@@ -1331,8 +1357,8 @@ def test_preprocessing_with_a_zero_or_non_finite_std_is_refused():
         preprocess(x, {"kind": "standardize", "mean": [0.0, 0.0], "std": [1.0]})
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
-@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # (NumPy's: fit tells of an overflow in its own words)
+@pytest.mark.filterwarnings(r"ignore:step \d+ overflowed:UserWarning")
 def test_a_buffer_that_overflows_while_the_loss_stays_finite_stops_the_run_before_its_checkpoint(tmp_path):
     """A running variance overflowed to inf (batch norm then outputs 0: the loss and the params stay finite); the
     guard checked the params only, so each checkpoint replaced the last good one with a file load refuses."""
@@ -1350,8 +1376,8 @@ def test_a_buffer_that_overflows_while_the_loss_stays_finite_stops_the_run_befor
     assert load_checkpoint(out / "checkpoint.npz")[0].step == 1  # the last good one, which loads
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
-@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # (NumPy's: fit tells of an overflow in its own words)
+@pytest.mark.filterwarnings(r"ignore:step \d+ overflowed:UserWarning")
 def test_divergence_before_the_first_checkpoint_says_none_was_written(tmp_path, data):
     cfg = byol.Config(encoder_dim=12, **SMALL)
     huge = _tcfg(epochs=3, lr=1e300, optimizer="sgd", warmup_epochs=0, checkpoint_every=0)
