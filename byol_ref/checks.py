@@ -14,6 +14,12 @@ from .backend import get_array_module
 from .backend import host as np
 
 
+def shown(value) -> str:
+    """``value`` as a message shows what it got: its repr, but a NumPy scalar's as its number's or
+    string's (``-1.0``, not ``np.float64(-1.0)``; ``'x'``, not ``np.str_('x')``)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def check_choice(value, name, choices):
     """Raise ValueError unless ``value`` is one of ``choices``."""
     try:
@@ -21,7 +27,7 @@ def check_choice(value, name, choices):
     except TypeError:  # (a list, in a set of strings: unhashable)
         known = False
     if not known:
-        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {shown(value)}")
     return value
 
 
@@ -58,11 +64,11 @@ def check_float_range(value, name, lo=None, hi=None, lo_open=False, hi_open=Fals
     if v != v:
         raise ValueError(f"{name} must not be NaN")
     if v in (float("inf"), float("-inf")):
-        raise ValueError(f"{name} must be finite, got {value!r}")
+        raise ValueError(f"{name} must be finite, got {shown(value)}")
     bad = (lo is not None and (v < lo or (lo_open and v == lo))) or (
         hi is not None and (v > hi or (hi_open and v == hi)))
     if bad:
-        raise ValueError(f"{name} must be in {interval(lo, hi, lo_open, hi_open)}, got {value!r}")
+        raise ValueError(f"{name} must be in {interval(lo, hi, lo_open, hi_open)}, got {shown(value)}")
     return v
 
 

@@ -345,6 +345,22 @@ def test_numpy_integers_are_sizes_and_are_stored_as_ints():
             byol.build(bad, 3, 2, 5)
 
 
+def test_a_numpy_scalar_out_of_range_is_shown_as_its_number():
+    """A setting read off an array (a sweep's np.linspace, say) was shown in NumPy 2's repr: "lr must be in
+    [0, inf), got np.float64(-1.0)"."""
+    from byol_ref.train import TrainConfig
+
+    for kw, said in ((dict(lr=np.float64(-1)), "lr must be in [0, inf), got -1.0"),
+                     (dict(tau_base=np.float32(2)), "tau_base must be in [0, 1], got 2.0"),
+                     (dict(lr=np.float64("inf")), "lr must be finite, got inf"),
+                     (dict(optimizer=np.str_("rmsprop")), "optimizer must be one of ('lars', 'sgd', 'adam', 'adamw'), "
+                                                          "got 'rmsprop'")):
+        with pytest.raises(ValueError, match=f"^{re.escape(said)}$"):
+            TrainConfig(**kw)
+    with pytest.raises(ValueError, match=r"^bn_eps must be in \(0, inf\), got -1\.0$"):
+        byol.Config(8, bn_eps=np.float64(-1))
+
+
 def test_missing_buffers_are_named(nets):
     online, target = nets
     v1, v2 = _views()
