@@ -530,11 +530,14 @@ def _jsonable(obj):
 class Progress:
     """A dependency-free progress bar: redrawn in place on a terminal, a line every 10% otherwise.
     A terminal that has closed under it (the window of a notebook server or a script, shut while it
-    trains) ends the bar, not the training: the write failed with "[Errno 5] Input/output error"."""
+    trains) ends the bar, not the training: the write failed with "[Errno 5] Input/output error".
+    Where there is no stderr at all (``sys.stderr`` is None under pythonw, a GUI or a service) there
+    is no bar: fit's default ``progress=True`` failed there on "'NoneType' object has no attribute
+    'write'"."""
 
     def __init__(self, total: int, *, enabled: bool = True, stream=None, start: int = 0):
-        self.total, self.enabled = total, enabled
-        self.stream = stream or sys.stderr
+        self.stream = stream if stream is not None else sys.stderr
+        self.total, self.enabled = total, enabled and self.stream is not None
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.t0 = time.perf_counter()
         self.start = start

@@ -260,6 +260,14 @@ def test_a_progress_bar_whose_terminal_closed_ends_and_the_fit_goes_on(data, mon
         fit(data, cfg, _tcfg(epochs=2), progress=True)
 
 
+def test_fit_shows_no_bar_where_there_is_no_stderr(data, monkeypatch):
+    """Under pythonw, a GUI or a service sys.stderr is None: fit's default progress=True failed there on
+    "'NoneType' object has no attribute 'write'" at its first bar."""
+    monkeypatch.setattr(sys, "stderr", None)
+    res = fit(data, byol.Config(encoder_dim=12, **SMALL), _tcfg(epochs=1), progress=True)
+    assert res.state.step == 128 // 32
+
+
 def test_an_overflowing_step_is_told_once_in_byol_refs_words_and_a_callers_seterr_is_kept(data):
     """A step that overflowed float32 showed NumPy's RuntimeWarnings, five of them with lines of byol-ref's
     code, before the divergence message; an overflow whose loss stayed finite showed nothing else."""
