@@ -25,20 +25,25 @@ help:
 # byol-ref then runs from this folder.
 # (--clear: a venv whose python link points at an interpreter since removed is made again, where a plain
 # venv keeps the dead link; a venv that could not be made whole, without pip say, is removed, not kept.)
+# Two makes started together (make run and make test in a fresh clone) take these steps one at a time
+# (scripts/one_at_a_time.py): the second found a venv without pip yet, and filled it from $(PYTHON)'s
+# packages. Each step finds, once it may run, what the other make's did: a venv made is not made again.
+ONE_AT_A_TIME := $(PYTHON) scripts/one_at_a_time.py $(VENV).lock
 $(VENV)/bin/python:
-	$(PYTHON) -m venv --clear $(VENV) || { rm -rf $(VENV); exit 1; }
-	$(PY) -m pip install -q --upgrade pip || echo "byol-ref: could not upgrade pip; going on with the venv's own"
+	$(ONE_AT_A_TIME) sh -c '[ -x $(PY) ] && exit 0; \
+	    $(PYTHON) -m venv --clear $(VENV) || { rm -rf $(VENV); exit 1; }; \
+	    $(PY) -m pip install -q --upgrade pip || echo "byol-ref: could not upgrade pip; going on with the pip it has"'
 
 # (setuptools warns of every editable install, in a box of asterisks, that a folder named like the
 # package in the working directory may be imported instead: here that folder is the package itself.)
 EDITABLE := PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q -e
 
 $(VENV)/.stamp-test: pyproject.toml | $(VENV)/bin/python
-	$(EDITABLE) '.[test]' || $(PYTHON) scripts/use_installed.py $(VENV) test
+	$(ONE_AT_A_TIME) sh -c '$(EDITABLE) ".[test]" || $(PYTHON) scripts/use_installed.py $(VENV) test'
 	touch $@
 
 $(VENV)/.stamp-run: pyproject.toml | $(VENV)/bin/python
-	$(EDITABLE) '.[plot]' || $(PYTHON) scripts/use_installed.py $(VENV) plot
+	$(ONE_AT_A_TIME) sh -c '$(EDITABLE) ".[plot]" || $(PYTHON) scripts/use_installed.py $(VENV) plot'
 	touch $@
 
 ## Main job: train BYOL on the embedded digits on CPU and report what it learned.
@@ -72,4 +77,4 @@ gpu-check:
 
 ## Remove the virtual environment and the caches (the next make makes them again).
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) $(VENV).lock .pytest_cache .hypothesis build *.egg-info
