@@ -109,3 +109,34 @@ def test_plain_make_says_what_each_target_does():
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert [line.split()[1] for line in lines][:3] == ["help", "run", "test"] and "Main job" in lines[1]
+
+
+def test_the_venv_steps_of_two_makes_run_one_at_a_time(tmp_path):
+    """scripts/one_at_a_time.py, around the Makefile's venv steps: `make run` and `make test` started
+    together in a fresh clone made one .venv at once, and the second filled it from the system's packages
+    on finding no pip in it yet. The second waits, saying so, and its command's status is the script's."""
+    pytest.importorskip("fcntl")
+    lock, log = tmp_path / ".venv.lock", tmp_path / "log"
+    script = [sys.executable, str(ROOT / "scripts" / "one_at_a_time.py"), str(lock)]
+    first = subprocess.Popen([*script, sys.executable, "-c", "import sys; print('held', flush=True); sys.stdin.read(); "
+                              f"open({str(log)!r}, 'a').write('first\\n')"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline() == "held\n"
+        second = subprocess.Popen([*script, sys.executable, "-c", f"open({str(log)!r}, 'a').write('second\\n'); "
+                                   "raise SystemExit(3)"], stderr=subprocess.PIPE, text=True)
+        assert "byol-ref: waiting for another make" in second.stderr.readline()
+        assert not log.exists()  # (it waits: nothing of the second's has run)
+        first.stdin.close()
+        assert first.wait(timeout=60) == 0 and second.wait(timeout=60) == 3
+        assert log.read_text() == "first\nsecond\n"
+        second.stderr.close()
+    finally:
+        first.kill()
+        first.wait(timeout=60)
+        first.stdout.close()
+    makefile = (ROOT / "Makefile").read_text()
+    for target in ("$(VENV)/bin/python:", "$(VENV)/.stamp-test:", "$(VENV)/.stamp-run:"):
+        recipe = makefile.split(target, 1)[1].split("\n\n", 1)[0]
+        assert "\t$(ONE_AT_A_TIME) sh -c '" in recipe, target
+    assert "[ -x $(PY) ] && exit 0;" in makefile  # (a venv the other make made is not made again)
