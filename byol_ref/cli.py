@@ -632,6 +632,8 @@ def _train_holding(args, lock: RunLock) -> int:
                 data_spec["labels"] = str(found.resolve())
             # their SHA-256, so that a file changed later is noticed (_data_for_run)
             data_spec["data_sha256"] = _sha256(data_spec["data"])
+            if dataset.full_scale is not None:  # (for the record: how the pixels were read; load_file reads so)
+                data_spec["full_scale"] = dataset.full_scale
             if found is not None:
                 data_spec["labels_sha256"] = _sha256(found)
         model_cfg, tcfg, _ = _configs_from_flags(args, dataset.x_train.shape[1])

@@ -3706,6 +3706,7 @@ def test_8_bit_images_are_read_as_pixels_in_0_1_by_train_eval_embed_and_checkpoi
     run_dir = tmp_path / "r"
     assert main(["train", "--data", str(tmp_path / "u8.npy"), *small, "--out", str(run_dir)]) == 0
     assert "(64 train / 16 test, 6x6 images (8-bit pixels / 255)) for 1 epoch" in capsys.readouterr().out
+    assert json.loads((run_dir / "config.json").read_text())["data"]["full_scale"] == 255  # (for the record)
     assert main(["embed", str(run_dir), "--baselines", "--out", str(tmp_path / "f.npz")]) == 0
     with np.load(tmp_path / "f.npz", allow_pickle=False) as f:
         inputs = np.concatenate([f["inputs_train"], f["inputs_test"]])
