@@ -18,6 +18,9 @@ import sys
 
 
 def main(argv: list) -> int:
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__.strip())
+        return 0
     if len(argv) < 2:
         print("usage: one_at_a_time.py LOCKFILE COMMAND [ARG ...]", file=sys.stderr)
         return 2
