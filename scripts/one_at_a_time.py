@@ -13,6 +13,7 @@ no flock (Windows), the command runs at once, as it did before. Exits with the c
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -25,6 +26,7 @@ def main(argv: list) -> int:
         print("usage: one_at_a_time.py LOCKFILE COMMAND [ARG ...]", file=sys.stderr)
         return 2
     lock, command = argv[0], argv[1:]
+    os.makedirs(os.path.dirname(os.path.abspath(lock)), exist_ok=True)  # (VENV=/new/folder/.venv: venv makes it)
     with open(lock, "a") as held:  # (kept, not removed: a make waiting on it holds this very file)
         try:
             import fcntl
