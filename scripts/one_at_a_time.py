@@ -44,4 +44,7 @@ def main(argv: list) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:  # (Ctrl-C while it waits, or in the command: make says it stopped; no traceback)
+        sys.exit(130)

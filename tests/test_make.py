@@ -135,6 +135,17 @@ def test_the_venv_steps_of_two_makes_run_one_at_a_time(tmp_path):
         first.kill()
         first.wait(timeout=60)
         first.stdout.close()
+    # Ctrl-C while it waits: make's own "Interrupt" stands, with no traceback of the script's.
+    with open(lock, "a") as held:
+        import fcntl
+        import signal
+
+        fcntl.flock(held, fcntl.LOCK_EX)
+        waiting = subprocess.Popen([*script, sys.executable, "-c", "pass"], stderr=subprocess.PIPE, text=True)
+        assert "waiting for another make" in waiting.stderr.readline()
+        waiting.send_signal(signal.SIGINT)
+        assert waiting.wait(timeout=60) == 130 and waiting.stderr.read() == ""
+        waiting.stderr.close()
     makefile = (ROOT / "Makefile").read_text()
     for target in ("$(VENV)/bin/python:", "$(VENV)/.stamp-test:", "$(VENV)/.stamp-run:"):
         recipe = makefile.split(target, 1)[1].split("\n\n", 1)[0]
