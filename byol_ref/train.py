@@ -594,9 +594,9 @@ class _Overflows:
     def __init__(self):
         self.seen, self.told = set(), False
         # Only what NumPy would have warned of: a caller's np.seterr(all="raise") (to find where a NaN is
-        # born) raises as it did, and a handler of the caller's own ("call") stays theirs.
+        # born) raises as it did, and a handler of the caller's own ("call", or "log" to its write) stays theirs.
         modes = np.geterr()
-        self.modes = {} if "call" in modes.values() else {
+        self.modes = {} if {"call", "log"} & set(modes.values()) else {
             kind: "call" for kind in ("over", "invalid", "divide") if modes[kind] == "warn"}
 
     def watching(self):

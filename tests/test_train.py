@@ -288,6 +288,16 @@ def test_an_overflowing_step_is_told_once_in_byol_refs_words_and_a_callers_seter
     with np.errstate(all="call", call=lambda kind, flag: seen.append(kind)), pytest.raises(TrainingDiverged):
         fit(data, cfg, tcfg, backend=get_backend("numpy", "float32", 1), progress=False)
     assert "overflow" in seen  # (a handler of the caller's own is still called)
+
+    class Log:  # (np.seterr(...="log") writes to the handler's write)
+        def write(self, text):
+            seen.append(text)
+
+    with warnings.catch_warnings(), np.errstate(over="log", invalid="warn", call=Log()):
+        warnings.simplefilter("ignore", RuntimeWarning)  # (invalid="warn": NumPy's, as the caller asked)
+        with pytest.raises(TrainingDiverged):  # (the handler was fit's, and NumPy called its .write: AttributeError)
+            fit(data, cfg, tcfg, backend=get_backend("numpy", "float32", 1), progress=False)
+    assert any("overflow" in text for text in seen if text not in ("overflow", "invalid value"))
     with warnings.catch_warnings(record=True) as shown:
         warnings.simplefilter("always")
         fit(data, cfg, _tcfg(epochs=1), progress=False)
