@@ -36,7 +36,8 @@ from pathlib import Path
 from .augment import default_views_for, views_from_dicts, views_to_dicts
 from .backend import get_backend, host
 from .checkpoint import atomic_savez, atomic_write_text, disk_full, first_line, parse_json
-from .checks import check_seed, check_writable, in_the_way, not_a_file, why_refused
+from .checks import (check_image_shape, check_real, check_seed, check_writable, in_the_way, not_a_file,
+                     why_refused)
 from .data import csv_header_rule, image_files_hint, labels_file, load_digits, load_file, synthetic
 from .model import NORMS, Config, loss_range
 from .rundir import (ENDS, REPORT_FILES, RUN_FILES, SET_ASIDE, Replacing, RunDirectoryBusy, RunLock,
@@ -54,13 +55,23 @@ EXIT_USAGE = 2
 def _load_data(spec: dict, strict: bool = True, scale_pixels: bool = True):
     """The data set ``spec`` names (``strict``, ``scale_pixels``: see ``load_file``; a run's own data are
     read with strict False; 8-bit and 16-bit images are divided by their full scale unless the run
-    they are for standardises its inputs as feature vectors)."""
+    they are for standardises its inputs as feature vectors). The spec's ``image_shape`` and
+    ``full_scale`` (``--image-shape``, ``--full-scale``, as a run records them) go to ``load_file``."""
     kind = spec["data"]
     if kind in ("digits", "synthetic") and spec.get("csv_header", "auto") != "auto":
         raise ValueError(f"--csv-header {spec['csv_header']} is for a .csv --data, not the built-in {kind}")
     if kind in ("digits", "synthetic") and spec.get("labels") is not None and strict:  # (runs that recorded one
         # before it was refused read their data as they trained: without it)
         raise ValueError(f"--labels {spec['labels']} is for a file --data; the built-in {kind} has its own labels")
+    image_shape, full_scale = spec.get("image_shape"), spec.get("full_scale")
+    for flag, value in (("--image-shape", image_shape), ("--full-scale", full_scale)):
+        if kind in ("digits", "synthetic") and value is not None:
+            shown = "x".join(map(str, value)) if flag == "--image-shape" else f"{value:g}"
+            raise ValueError(f"{flag} {shown} is for a file --data; the built-in {kind} is read as it is")
+    if full_scale is not None:
+        scale_pixels = check_real(full_scale, "--full-scale", lo=0, lo_open=True)
+    if image_shape is not None:
+        image_shape = check_image_shape(tuple(image_shape), "--image-shape")
     seed = check_seed(spec.get("data_seed", 0), "--data-seed")  # (synthetic and load_file said "seed")
     if kind == "digits":
         return load_digits()
@@ -79,8 +90,14 @@ def _load_data(spec: dict, strict: bool = True, scale_pixels: bool = True):
     header = _CSV_HEADER[spec.get("csv_header", "auto")]  # (a run's record is checked by _data_for_run)
     if header is not None and Path(kind).suffix.lower() not in (".csv", ".txt"):
         raise ValueError(f"--csv-header {spec['csv_header']} is for a .csv --data; {kind} is not one")
-    return load_file(kind, labels=spec.get("labels"), seed=seed, header=header, strict=strict,
-                     scale_pixels=scale_pixels)
+    try:
+        return load_file(kind, labels=spec.get("labels"), seed=seed, header=header, strict=strict,
+                         image_shape=image_shape, scale_pixels=scale_pixels)
+    except ValueError as exc:  # ("image_shape=(8, 9) has 72 pixels but ...": named as the flag gave it)
+        said = f"image_shape={image_shape}"
+        if image_shape is None or not str(exc).startswith(said):
+            raise
+        raise ValueError(f"--image-shape {'x'.join(map(str, image_shape))}{str(exc)[len(said):]}") from None
 
 
 _CSV_HEADER = {"auto": None, "yes": True, "no": False}
@@ -91,6 +108,23 @@ _CSV_HEADER_ARG = dict(choices=tuple(_CSV_HEADER), default="auto",
                             "first row of numbers and other fields, or one that reads as pandas' column numbers "
                             "(0,1,...,K-1, or rising whole numbers above rows of fractions), is refused until yes "
                             "or no says")
+
+
+_FULL_SCALE_ARG = dict(type=float, default=None, metavar="N",
+                       help="with a file --data: the value of a full-white pixel, which every value is divided by "
+                            "as the data are read: 255 for 8-bit pixels written as numbers (a CSV), 16 for the UCI "
+                            "digits' counts (default: uint8 and uint16 images by 255 and 65535, others as stored)")
+
+
+def _image_shape_arg(text: str) -> tuple:
+    """``--image-shape``: ``28x28`` or ``3x32x32`` as a tuple of ints >= 1, or the parser's error."""
+    try:
+        shape = tuple(int(part) for part in text.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if len(shape) not in (2, 3) or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"expected HxW or CxHxW, whole numbers >= 1 (28x28, 3x32x32), got {text!r}")
+    return shape
 
 
 def _with_csv_header(spec: dict) -> dict:
@@ -223,6 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data-seed", type=int, default=0,
                    help="seed of the train/test split of a user file, and of the points of --data synthetic")
     g.add_argument("--csv-header", **_CSV_HEADER_ARG)
+    g.add_argument("--image-shape", type=_image_shape_arg, default=None, metavar="HxW|CxHxW",
+                   help="the rows of a 2-D table (a CSV, say) are flattened images of this shape (channels "
+                        "first), augmented as images: 28x28, 3x32x32")
+    g.add_argument("--full-scale", **_FULL_SCALE_ARG)
     g = t.add_argument_group("training")
     g.add_argument("--epochs", type=int, default=TrainConfig.epochs, help="passes over the training split")
     g.add_argument("--batch-size", type=int, default=TrainConfig.batch_size,
@@ -297,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "checkpoint without one needs --data)")
     e.add_argument("--labels", default=None, help="with --data: the label column or label file, as for train")
     e.add_argument("--csv-header", **_CSV_HEADER_ARG)
+    e.add_argument("--full-scale", **_FULL_SCALE_ARG)
     e.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cpu (NumPy) or cuda (CuPy)")
     e.add_argument("--json", action="store_true", help="print the report as JSON")
     e.add_argument("--out", default=None,
@@ -325,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "checkpoint without one needs --data)")
     m.add_argument("--labels", default=None, help="with --data: the label column or label file, as for train")
     m.add_argument("--csv-header", **_CSV_HEADER_ARG)
+    m.add_argument("--full-scale", **_FULL_SCALE_ARG)
     m.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cpu (NumPy) or cuda (CuPy)")
     m.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     m.add_argument("--baselines", action="store_true",
@@ -483,10 +523,13 @@ def _check_resume_flags(args, out: Path, saved: dict, model_cfg: Config, tcfg: T
         return a == b
 
     asked = []
-    recorded = {"data": None, "labels": None, "data_seed": 0, "csv_header": "auto"}  # (runs before csv_header)
+    recorded = {"data": None, "labels": None, "data_seed": 0, "csv_header": "auto",  # (runs before csv_header)
+                "image_shape": None, "full_scale": None}
     for dest, default in recorded.items():
         run_value = saved["data"].get(dest, default)
         value = getattr(args, dest)
+        if dest == "image_shape" and value is not None:  # (config.json holds a list)
+            value = list(value)
         if dest == "csv_header":  # auto asks for what the rule makes of the run's file
             value = _with_csv_header({**saved["data"], "csv_header": value})["csv_header"]
         if dest in given and not same(dest, value, run_value):
@@ -602,7 +645,9 @@ def _train(args) -> int:
 
 
 def _train_holding(args, lock: RunLock) -> int:
-    data_spec = {"data": args.data, "labels": args.labels, "data_seed": args.data_seed, "csv_header": args.csv_header}
+    data_spec = {"data": args.data, "labels": args.labels, "data_seed": args.data_seed, "csv_header": args.csv_header,
+                 **({} if args.image_shape is None else {"image_shape": list(args.image_shape)}),
+                 **({} if args.full_scale is None else {"full_scale": args.full_scale})}
     # Without --out: runs/<data>-<time>, or -2, -3, ... after it where another train took that name.
     base = None if args.out else Path("runs") / f"{Path(args.data).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     out = Path(args.out) if args.out else next(p for p in _numbered(base) if not os.path.lexists(p))
@@ -624,6 +669,10 @@ def _train_holding(args, lock: RunLock) -> int:
         if out.exists() and any(out.iterdir()) and not args.overwrite:
             _refuse_a_run_there(out)
         dataset = _load_data(data_spec)
+        if args.full_scale is not None and dataset.image_shape is None:
+            raise ValueError(f"--full-scale {args.full_scale:g} is for image pixels, but {dataset.name} was read as "
+                             f"{_count(dataset.x_train.shape[1], 'feature')}, which are standardised whatever their "
+                             "scale; pass --image-shape too, to read its rows as images")
         data_spec = _with_csv_header(data_spec)
         if data_spec["data"] not in ("digits", "synthetic"):  # so eval and --resume find them from any folder
             data_spec["data"] = str(Path(data_spec["data"]).resolve())
@@ -632,7 +681,7 @@ def _train_holding(args, lock: RunLock) -> int:
                 data_spec["labels"] = str(found.resolve())
             # their SHA-256, so that a file changed later is noticed (_data_for_run)
             data_spec["data_sha256"] = _sha256(data_spec["data"])
-            if dataset.full_scale is not None:  # (for the record: how the pixels were read; load_file reads so)
+            if dataset.full_scale is not None:  # how the pixels were read: --resume and eval read them so again
                 data_spec["full_scale"] = dataset.full_scale
             if found is not None:
                 data_spec["labels_sha256"] = _sha256(found)
@@ -652,7 +701,12 @@ def _train_holding(args, lock: RunLock) -> int:
         raise ValueError(f"--augment {args.augment}: {dataset.name} holds feature vectors, not images; their "
                          "augmentations (noise, masking, scaling) have no recipe to choose") from None
     check_configs(model_cfg, tcfg)  # bad settings and data are refused before the run directory is made
-    prepare_training_data(dataset, views)
+    try:
+        prepare_training_data(dataset, views)
+    except ValueError as exc:  # (the library's advice names load_file; here the flag does it)
+        if "image pixels must lie in [0, 1]" not in str(exc):
+            raise
+        raise ValueError(f"{exc}; here, --full-scale N divides them as they are read (255 for 8-bit pixels)") from None
     sched = make_schedules(tcfg, dataset.x_train.shape[0])  # a non-finite peak learning rate, say
     if args.resume:  # before config.json records the new length
         check_resume_length(resumed.step, sched, tcfg, checkpoint_file(out), "--resume")
@@ -754,7 +808,8 @@ def _rows_are(dataset) -> str:
     if dataset.image_shape is None:
         return _count(dataset.x_train.shape[1], "feature")
     shape = "x".join(str(s) for s in dataset.image_shape)
-    scaled = {255: "8-bit pixels / 255", 65535: "16-bit pixels / 65535"}.get(dataset.full_scale)
+    scaled = None if dataset.full_scale is None else {255: "8-bit pixels / 255", 65535: "16-bit pixels / 65535"}.get(
+        dataset.full_scale, f"pixels / {dataset.full_scale:g}")
     notes = [n for n in ("C x H x W" if len(dataset.image_shape) == 3 else None, scaled) if n]
     return f"{shape} images" + (f" ({', '.join(notes)})" if notes else "")
 
@@ -1143,7 +1198,8 @@ def _data_args(args) -> str:
     if args.data is None:
         return ""
     given = [("--data", args.data), ("--labels", args.labels),
-             ("--csv-header", None if args.csv_header == "auto" else args.csv_header)]
+             ("--csv-header", None if args.csv_header == "auto" else args.csv_header),
+             ("--full-scale", None if args.full_scale is None else f"{args.full_scale:g}")]
     return "".join(f" {flag} {_q(value)}" for flag, value in given if value is not None)
 
 
@@ -1229,6 +1285,9 @@ def _load_run(args):
     if args.csv_header != "auto" and args.data is None:
         raise ValueError(f"--csv-header {args.csv_header} goes with --data (the run's own data are read as the "
                          "run read them)")
+    if args.full_scale is not None and args.data is None:
+        raise ValueError(f"--full-scale {args.full_scale:g} goes with --data (the run's own data are read as the "
+                         "run read them)")
     ckpt_path = checkpoint_file(args.path)
     if not ckpt_path.is_file():
         if Path(args.path).is_dir():
@@ -1244,8 +1303,8 @@ def _load_run(args):
     cfg_file = ckpt_path.parent / "config.json"
     if args.data:  # (a run fit from Python on pixels standardised as feature vectors takes them as stored)
         vectors = isinstance(meta.get("preprocessing"), dict) and meta["preprocessing"].get("kind") == "standardize"
-        dataset = _load_data({"data": args.data, "labels": args.labels, "csv_header": args.csv_header},
-                             scale_pixels=not vectors)
+        dataset = _load_data({"data": args.data, "labels": args.labels, "csv_header": args.csv_header,
+                              "full_scale": args.full_scale}, scale_pixels=not vectors)
     elif cfg_file.is_file():
         dataset = _data_for_run(_read_run_config(cfg_file)["data"], cfg_file)
     else:  # (it took the embedded digits, without a word, whatever the run had trained on)
@@ -1266,8 +1325,8 @@ def _load_run(args):
     _check_in_range(raw, dataset, input_norm, tcfg.dtype, what)
     if input_norm is not None and raw.x_train.size and (raw.x_train.min() < 0 or raw.x_train.max() > 1):
         print(f"byol-ref: warning: the pixels of {what} span [{raw.x_train.min():.4g}, {raw.x_train.max():.4g}], but "
-              f"{ckpt_path} trained on pixels in [0, 1]: its features of these mean little; divide them by their "
-              "full scale (255 for 8-bit images; a file of uint8 or uint16 images is read so)", file=sys.stderr)
+              f"{ckpt_path} trained on pixels in [0, 1]: its features of these mean little; pass --full-scale (255 "
+              "for 8-bit pixels; a file of uint8 or uint16 images is read so without it)", file=sys.stderr)
     backend = get_backend("cupy" if args.device == "cuda" else "numpy", tcfg.dtype, tcfg.seed)
     online = state.online
     if backend.name != "numpy":

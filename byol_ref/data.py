@@ -16,6 +16,7 @@ import codecs
 import csv
 import itertools
 import math
+import numbers
 import os
 import re
 import shlex
@@ -65,9 +66,9 @@ class Dataset(NamedTuple):
         name: a short name (``"digits"``, a file stem, ``"synthetic"``).
         label_names: when the file's labels were class names, not ids: the names in id order
             (the ids are 0..K-1 in the names' sorted order); None otherwise.
-        full_scale: what the file's pixels were divided by as they were read, where it held 8-bit
-            or 16-bit images (uint8: 255, uint16: 65535; see :func:`load_file`); None where
-            x holds the values as stored.
+        full_scale: what the file's pixels were divided by as they were read: 255 or 65535 for
+            8-bit or 16-bit images (uint8, uint16), or the full scale given (see :func:`load_file`'s
+            ``scale_pixels``); None where x holds the values as stored.
     """
 
     x_train: object
@@ -650,6 +651,27 @@ def pixel_full_scale(images) -> int | None:
     return 2 ** (8 * images[0].dtype.itemsize) - 1 if any(a.size and a.max() > 1 for a in images) else None
 
 
+def _check_scale(scale_pixels):
+    """``load_file``'s ``scale_pixels`` as a bool (by the pixels' type) or a full scale > 0 (a float)."""
+    if isinstance(scale_pixels, (bool, np.bool_)):
+        return bool(scale_pixels)
+    if not isinstance(scale_pixels, numbers.Real):
+        raise TypeError(f"scale_pixels must be True, False or a full scale (a number > 0), got {scale_pixels!r} "
+                        f"({type(scale_pixels).__name__})")
+    return check_real(scale_pixels, "scale_pixels", lo=0, lo_open=True)
+
+
+def _full_scale_of(stored, image_shape, scale_pixels):
+    """What a file's features ``stored`` (its arrays as saved) are divided by as they are read: a full
+    scale given (any values, images or not), or by the type of images (:func:`pixel_full_scale`);
+    None for as stored. An integral full scale is an int (``255``, as config.json records it)."""
+    if scale_pixels is True:
+        return pixel_full_scale(stored) if image_shape else None
+    if scale_pixels is False:
+        return None
+    return int(scale_pixels) if float(scale_pixels).is_integer() else scale_pixels
+
+
 def _column_index(labels, names, ncols: int, what: str, strict: bool = True) -> int:
     if isinstance(labels, str):
         if names is None:
@@ -801,9 +823,11 @@ def load_file(
             outside its layout (ignored), an unnamed first column of distinct whole numbers
             (kept as a feature), a label column name given twice (the first). A run's own
             data, recorded before, must read as they did when it trained.
-        scale_pixels: divide 8-bit or 16-bit images by their full scale (see above). Off by
-            default, as it was before there was such an option: code that divides the pixels it
-            gets itself goes on getting them as stored.
+        scale_pixels: True: divide 8-bit or 16-bit images by their full scale (see above); a
+            number > 0: divide every value by it, the full scale of pixels that no type tells
+            (a CSV's: 255 for 8-bit pixels written as text, 16 for the UCI digits' counts).
+            Off by default, as it was before there was such an option: code that divides the
+            pixels it gets itself goes on getting them as stored.
 
     Returns:
         Dataset with x float64 (N, D), y int64 (N,) or None, named after the file stem.
@@ -827,7 +851,7 @@ def load_file(
     seed = check_seed(seed, "seed (of the train/test split)")
     if header is not None and not isinstance(header, bool):
         raise TypeError(f"header must be True, False or None (detect), got {header!r}")
-    scale_pixels = check_bool(scale_pixels, "scale_pixels")
+    scale_pixels = _check_scale(scale_pixels)
     if header is not None and ext not in (".csv", ".txt"):
         raise ValueError(f"header={header} applies to a CSV table, but {what} is a {ext or 'extension-less'} file; "
                          "leave header=None")
@@ -879,7 +903,7 @@ def load_file(
         raise ValueError(f"{what} must hold at least 2 samples, got shape {x.shape}")
     stored = x
     x, image_shape = _fold_features(x, image_shape, f"features in {what}")
-    full_scale = pixel_full_scale([stored]) if scale_pixels and image_shape else None
+    full_scale = _full_scale_of([stored], image_shape, scale_pixels)
     if full_scale is not None:
         x /= full_scale
     n = x.shape[0]
@@ -941,7 +965,7 @@ def _load_presplit(arrays, labels, image_shape, what, name, scale_pixels: bool) 
             f"x_train and x_test in {what} have different feature counts: "
             f"{out['x_train'].shape[1]} vs {out['x_test'].shape[1]}"
         )
-    full_scale = pixel_full_scale(stored) if scale_pixels and shape else None  # (both splits or neither)
+    full_scale = _full_scale_of(stored, shape, scale_pixels)  # (both splits or neither)
     if full_scale is not None:
         out["x_train"] /= full_scale
         out["x_test"] /= full_scale

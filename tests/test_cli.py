@@ -1,4 +1,5 @@
 """The command line through a subprocess: help, a tiny train + eval, resume, and bad arguments."""
+import contextlib
 import functools
 import io
 import json
@@ -3725,6 +3726,58 @@ def test_8_bit_images_are_read_as_pixels_in_0_1_by_train_eval_embed_and_checkpoi
     np.testing.assert_array_equal(from_u8, checkpoint_features(run_dir, rows / 255.0))
     with pytest.warns(UserWarning, match=r"x spans \[0, 255\], but .* trained on image pixels in \[0, 1\]"):
         checkpoint_features(run_dir, rows.astype(np.float64))
+
+
+def test_a_csv_of_pixels_trains_as_images_with_image_shape_and_full_scale(tmp_path, capsys):
+    """A CSV of pixels (UCI's optdigits.tra: 64 counts 0..16 and the class; Kaggle's MNIST: 784 values 0..255)
+    could only be read as feature vectors: there was no --image-shape, and no way to scale its pixels."""
+    from byol_ref.cli import main
+    from byol_ref.data import DIGITS_PATH, load_file
+
+    with np.load(DIGITS_PATH, allow_pickle=False) as f:  # (the embedded digits' counts, as UCI's CSV holds them)
+        counts, y = f["x_train"][:200].reshape(200, 64), f["y_train"][:200]
+    table = tmp_path / "optdigits.csv"
+    np.savetxt(table, np.c_[counts, y], fmt="%d", delimiter=",")
+    small = [a for a in SMALL_RUN if a not in ("--data", "synthetic")] + ["--no-eval"]
+    run_dir = tmp_path / "r"
+    assert main(["train", "--data", str(table), "--labels", "64", "--image-shape", "8x8", "--full-scale", "16",
+                 *small, "--out", str(run_dir)]) == 0
+    assert "(160 train / 40 test, 8x8 images (pixels / 16)) for 1 epoch" in capsys.readouterr().out
+    data = json.loads((run_dir / "config.json").read_text())["data"]
+    assert (data["image_shape"], data["full_scale"]) == ([8, 8], 16)
+    read = load_file(table, labels=64, image_shape=(8, 8), scale_pixels=16)
+    assert read.x_train.max() == 1.0 and set(np.unique(read.x_train * 16)) <= set(range(17))
+    # The run reads its data so again; eval --data takes --full-scale, and warns without it.
+    assert main(["train", "--out", str(run_dir), "--resume", "--epochs", "2", *small[small.index("--batch-size"):]]) == 0
+    assert "8x8 images (pixels / 16)" in capsys.readouterr().out
+    assert main(["eval", str(run_dir), "--json", "--no-progress"]) == 0
+    own = json.loads(capsys.readouterr().out)["rows"]
+    assert main(["eval", str(run_dir), "--json", "--no-progress", "--data", str(table), "--labels", "64",
+                 "--full-scale", "16"]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"] == own
+    assert main(["eval", str(run_dir), "--no-progress", "--data", str(table), "--labels", "64"]) == 0
+    assert "warning: the pixels of --data" in capsys.readouterr().err
+    # Refusals, each naming the flag.
+    for argv, said in (
+            (["--resume", "--out", str(run_dir), "--full-scale", "255"], "--full-scale 255.0 (run: 16)"),
+            (["--data", "digits", "--image-shape", "8x8"], "--image-shape 8x8 is for a file --data"),
+            (["--data", str(table), "--labels", "64", "--full-scale", "16"],
+             "--full-scale 16 is for image pixels, but optdigits was read as 64 features"),
+            (["--data", str(table), "--labels", "64", "--image-shape", "8x9"],
+             "--image-shape 8x9 has 72 pixels but features in file"),
+            (["--data", str(table), "--labels", "64", "--image-shape", "8x8", "--batch-size", "64"],
+             "x_train spans [0, 16]"),
+            (["--data", str(table), "--labels", "64", "--image-shape", "8x8", "--full-scale", "0"],
+             "--full-scale must be in (0, inf), got 0.0"),
+            (["--data", str(table), "--image-shape", "8by8"], "argument --image-shape: expected HxW or CxHxW")):
+        with pytest.raises(SystemExit) if "8by8" in argv else contextlib.nullcontext():
+            assert main(["train", *argv, *([] if "--resume" in argv else ["--out", str(tmp_path / "new")])]) == 2
+        err = capsys.readouterr().err
+        assert said in err, (argv, err)
+        assert "8by8" in argv or "x_train spans" not in said or "here, --full-scale N divides them" in err
+    assert not (tmp_path / "new").exists()
+    assert main(["eval", str(run_dir), "--full-scale", "16"]) == 2
+    assert "--full-scale 16 goes with --data" in capsys.readouterr().err
 
 
 def test_embed_never_writes_over_the_data_given_with_data(tmp_path, capsys):

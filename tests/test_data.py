@@ -183,8 +183,30 @@ def test_8_and_16_bit_images_are_divided_by_their_full_scale_when_asked(tmp_path
         ds = load_file(tmp_path / "other.npy", scale_pixels=True)
         assert ds.full_scale is None
         np.testing.assert_array_equal(ds.x_train, x[train].reshape(8, 16).astype(np.float64))
-    with pytest.raises(TypeError, match="scale_pixels must be True or False, got 1"):
-        load_file(tmp_path / "other.npy", scale_pixels=1)
+    assert load_file(tmp_path / "other.npy", scale_pixels=np.bool_(True)).full_scale is None  # (NumPy's bool too)
+
+
+def test_a_full_scale_given_divides_every_value_whatever_its_type(tmp_path):
+    """scale_pixels=N: the full scale of pixels no type tells (a CSV's text: 255, or the UCI digits' 16)."""
+    counts = np.random.default_rng(2).integers(0, 17, size=(20, 16))
+    np.savetxt(tmp_path / "px.csv", counts, fmt="%d", delimiter=",")
+    train, test = _expected_split(20, 0)
+    ds = load_file(tmp_path / "px.csv", image_shape=(4, 4), scale_pixels=16)
+    assert ds.full_scale == 16 and type(ds.full_scale) is int and ds.image_shape == (4, 4)
+    np.testing.assert_array_equal(ds.x_train, counts[train] / 16)
+    np.testing.assert_array_equal(ds.x_test, counts[test] / 16)
+    assert load_file(tmp_path / "px.csv", scale_pixels=np.float32(2.5)).full_scale == 2.5  # (a table: as asked)
+    np.save(tmp_path / "u8.npy", counts.reshape(20, 4, 4).astype(np.uint8))  # (a number given beats the type's 255)
+    assert load_file(tmp_path / "u8.npy", scale_pixels=16.0).full_scale == 16
+    np.savez(tmp_path / "split.npz", x_train=counts[:15], x_test=counts[15:])
+    ds = load_file(tmp_path / "split.npz", scale_pixels=16)
+    np.testing.assert_array_equal(np.r_[ds.x_train, ds.x_test], counts / 16)
+    for bad, error, said in ((0, ValueError, r"scale_pixels must be in \(0, inf\), got 0"),
+                             (-255, ValueError, "got -255"), (float("inf"), ValueError, "must be finite"),
+                             ("255", TypeError, r"scale_pixels must be True, False or a full scale \(a number > 0\), "
+                                                r"got '255' \(str\)")):
+        with pytest.raises(error, match=said):
+            load_file(tmp_path / "px.csv", scale_pixels=bad)
 
 
 def test_a_presplit_file_of_8_bit_images_divides_both_splits_or_neither(tmp_path):
