@@ -533,7 +533,9 @@ def _check_resume_flags(args, out: Path, saved: dict, model_cfg: Config, tcfg: T
         if dest == "csv_header":  # auto asks for what the rule makes of the run's file
             value = _with_csv_header({**saved["data"], "csv_header": value})["csv_header"]
         if dest in given and not same(dest, value, run_value):
-            asked.append(f"--{dest.replace('_', '-')} {getattr(args, dest)} (run: {run_value})")
+            shown = {"image_shape": lambda v: v if v is None else "x".join(map(str, v)),  # (as the flags read)
+                     "full_scale": lambda v: v if v is None else f"{v:g}"}.get(dest, lambda v: v)
+            asked.append(f"--{dest.replace('_', '-')} {shown(getattr(args, dest))} (run: {shown(run_value)})")
     if given - set(recorded):  # as the run's length and batch, so derived fields (warm-up, final_lr) compare
         run_batch = {} if "batch_size" in args.given else {"batch_size": tcfg.batch_size}
         same_length = argparse.Namespace(**{**vars(args), "epochs": tcfg.epochs, **run_batch})

@@ -3759,7 +3759,8 @@ def test_a_csv_of_pixels_trains_as_images_with_image_shape_and_full_scale(tmp_pa
     assert "warning: the pixels of --data" in capsys.readouterr().err
     # Refusals, each naming the flag.
     for argv, said in (
-            (["--resume", "--out", str(run_dir), "--full-scale", "255"], "--full-scale 255.0 (run: 16)"),
+            (["--resume", "--out", str(run_dir), "--full-scale", "255"], "--full-scale 255 (run: 16)"),
+            (["--resume", "--out", str(run_dir), "--image-shape", "1x8x8"], "--image-shape 1x8x8 (run: 8x8)"),
             (["--data", "digits", "--image-shape", "8x8"], "--image-shape 8x8 is for a file --data"),
             (["--data", str(table), "--labels", "64", "--full-scale", "16"],
              "--full-scale 16 is for image pixels, but optdigits was read as 64 features"),
