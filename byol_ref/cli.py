@@ -46,7 +46,7 @@ from .rundir import (ENDS, REPORT_FILES, RUN_FILES, SET_ASIDE, Replacing, RunDir
                      sigterm_as_interrupt, staged_report)
 from .train import (TrainConfig, TrainingDiverged, apply_preprocessing, check_configs, check_resume_length,
                     checkpoint_file, encode, fit, fit_preprocessing, load_checkpoint, make_schedules, monitor_sizes,
-                    prepare_training_data)
+                    pixels_outside, prepare_training_data)
 from .version import __version__
 
 EXIT_USAGE = 2
@@ -66,7 +66,7 @@ def _load_data(spec: dict, strict: bool = True, scale_pixels: bool = True):
     image_shape, full_scale = spec.get("image_shape"), spec.get("full_scale")
     for flag, value in (("--image-shape", image_shape), ("--full-scale", full_scale)):
         if kind in ("digits", "synthetic") and value is not None:
-            shown = "x".join(map(str, value)) if flag == "--image-shape" else f"{value:g}"
+            shown = _shape_text(value) if flag == "--image-shape" else f"{value:g}"
             raise ValueError(f"{flag} {shown} is for a file --data; the built-in {kind} is read as it is")
     if full_scale is not None:
         scale_pixels = check_real(full_scale, "--full-scale", lo=0, lo_open=True)
@@ -97,7 +97,7 @@ def _load_data(spec: dict, strict: bool = True, scale_pixels: bool = True):
         said = f"image_shape={image_shape}"
         if image_shape is None or not str(exc).startswith(said):
             raise
-        raise ValueError(f"--image-shape {'x'.join(map(str, image_shape))}{str(exc)[len(said):]}") from None
+        raise ValueError(f"--image-shape {_shape_text(image_shape)}{str(exc)[len(said):]}") from None
 
 
 _CSV_HEADER = {"auto": None, "yes": True, "no": False}
@@ -114,6 +114,11 @@ _FULL_SCALE_ARG = dict(type=float, default=None, metavar="N",
                        help="with a file --data: the value of a full-white pixel, which every value is divided by "
                             "as the data are read: 255 for 8-bit pixels written as numbers (a CSV), 16 for the UCI "
                             "digits' counts (default: uint8 and uint16 images by 255 and 65535, others as stored)")
+
+
+def _shape_text(shape) -> str:
+    """An image shape as ``--image-shape`` and train's first line write it: ``8x8``, ``3x32x32``."""
+    return "x".join(map(str, shape))
 
 
 def _image_shape_arg(text: str) -> tuple:
@@ -228,9 +233,8 @@ def _explicit_dests(argv: list) -> set:
 # What a script calling byol-ref can read from its exit status (main's docstring, --help, README).
 EXIT_STATUSES = ("exit status: 0 done; 1 training diverged (a non-finite loss; the last good checkpoint stays), "
                  "diff found tensors that differ, or memory or disk space ran out; 2 bad input (an option, a file, "
-                 "a setting: the message names it); 130 stopped by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP (the terminal "
-                 "closed); 141 the reader of the "
-                 "output went away (| head)")
+                 "a setting: the message names it); 130 stopped by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP (the "
+                 "terminal closed); 141 the reader of the output went away (| head)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -533,7 +537,7 @@ def _check_resume_flags(args, out: Path, saved: dict, model_cfg: Config, tcfg: T
         if dest == "csv_header":  # auto asks for what the rule makes of the run's file
             value = _with_csv_header({**saved["data"], "csv_header": value})["csv_header"]
         if dest in given and not same(dest, value, run_value):
-            shown = {"image_shape": lambda v: v if v is None else "x".join(map(str, v)),  # (as the flags read)
+            shown = {"image_shape": lambda v: v if v is None else _shape_text(v),  # (as the flags read)
                      "full_scale": lambda v: v if v is None else f"{v:g}"}.get(dest, lambda v: v)
             asked.append(f"--{dest.replace('_', '-')} {shown(getattr(args, dest))} (run: {shown(run_value)})")
     if given - set(recorded):  # as the run's length and batch, so derived fields (warm-up, final_lr) compare
@@ -809,7 +813,7 @@ def _rows_are(dataset) -> str:
     another layout or scale than they were saved in show before the run."""
     if dataset.image_shape is None:
         return _count(dataset.x_train.shape[1], "feature")
-    shape = "x".join(str(s) for s in dataset.image_shape)
+    shape = _shape_text(dataset.image_shape)
     scaled = None if dataset.full_scale is None else {255: "8-bit pixels / 255", 65535: "16-bit pixels / 65535"}.get(
         dataset.full_scale, f"pixels / {dataset.full_scale:g}")
     notes = [n for n in ("C x H x W" if len(dataset.image_shape) == 3 else None, scaled) if n]
@@ -1325,10 +1329,11 @@ def _load_run(args):
     except ValueError as exc:
         raise ValueError(f"{ckpt_path}: {exc}") from None
     _check_in_range(raw, dataset, input_norm, tcfg.dtype, what)
-    if input_norm is not None and raw.x_train.size and (raw.x_train.min() < 0 or raw.x_train.max() > 1):
-        print(f"byol-ref: warning: the pixels of {what} span [{raw.x_train.min():.4g}, {raw.x_train.max():.4g}], but "
-              f"{ckpt_path} trained on pixels in [0, 1]: its features of these mean little; pass --full-scale (255 "
-              "for 8-bit pixels; a file of uint8 or uint16 images is read so without it)", file=sys.stderr)
+    span = None if input_norm is None else pixels_outside(raw.x_train)  # (an image run's)
+    if span is not None:
+        print(f"byol-ref: warning: the pixels of {what} span {span}, but {ckpt_path} trained on pixels in [0, 1]: "
+              "its features of these mean little; pass --full-scale (255 for 8-bit pixels; a file of uint8 or "
+              "uint16 images is read so without it)", file=sys.stderr)
     backend = get_backend("cupy" if args.device == "cuda" else "numpy", tcfg.dtype, tcfg.seed)
     online = state.online
     if backend.name != "numpy":
@@ -1402,8 +1407,8 @@ def main(argv=None) -> int:
     Returns:
         The exit status: 0 done; 1 training diverged, ``diff`` found tensors that differ, or memory
         or disk space ran out; 2 bad input, with a message on stderr naming it (argparse's own
-        refusals raise ``SystemExit(2)``); 130 after Ctrl-C, 143 after SIGTERM, 129 after SIGHUP; 141 when the reader
-        of the output went away.
+        refusals raise ``SystemExit(2)``); 130 after Ctrl-C, 143 after SIGTERM, 129 after SIGHUP; 141
+        when the reader of the output went away.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     prog, args = "byol-ref", None
@@ -1413,9 +1418,8 @@ def main(argv=None) -> int:
         _expand_home(args)
         prog = f"byol-ref {args.command}"
         # SIGTERM (`kill`, `timeout`, a scheduler's end of job) and SIGHUP (the terminal closed) are tidied
-        # up after as Ctrl-C is. The
-        # first of them stops the command; those that follow must not cut short what it set off: the
-        # clean-up, and the message below.
+        # up after as Ctrl-C is. The first of them stops the command; those that follow must not cut short
+        # what it set off: the clean-up, and the message below.
         with sigterm_as_interrupt(), first_interrupt_only(), warnings.catch_warnings():
             warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
             try:

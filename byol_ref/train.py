@@ -733,10 +733,10 @@ def prepare_training_data(dataset: Dataset, views) -> tuple[dict, Dataset, Input
         (``fit_preprocessing(dataset)``, then :func:`apply_preprocessing`'s data and InputNorm).
     """
     if any(isinstance(v, ImageAug) for v in views):
-        lo, hi = float(dataset.x_train.min()), float(dataset.x_train.max())
-        if lo < 0.0 or hi > 1.0:
+        span = pixels_outside(dataset.x_train)
+        if span is not None:
             raise ValueError(f"{dataset.name}: image pixels must lie in [0, 1] (the image augmentations clip "
-                             f"each view to that range), but x_train spans [{lo:.4g}, {hi:.4g}]; divide them by "
+                             f"each view to that range), but x_train spans {span}; divide them by "
                              "their full scale (255 for 8-bit images; load_file(..., scale_pixels=True) and the "
                              "command line read a file of uint8 or uint16 images so), or load the rows as plain "
                              "feature vectors (a 2-D table, augmented with VectorAug)")
@@ -1234,13 +1234,28 @@ def checkpoint_features(path, x, *, which: str = "y", backend: Backend | None = 
     return encode(state.online, x.astype(tcfg.dtype), input_norm, be, batch=batch, which=which)
 
 
+def pixels_outside(x) -> str | None:
+    """The span ``[lo, hi]`` of pixels ``x`` as messages write it, where it leaves [0, 1], the range
+    the image augmentations clip each view to (and so the only pixels an image run has seen); None
+    where it does not (or ``x`` is empty). Train refuses such pixels; new inputs of a saved run are
+    warned of.
+
+    >>> pixels_outside(np.array([0.0, 0.5, 1.0])), pixels_outside(np.array([0, 255]))
+    (None, '[0, 255]')
+    """
+    if not x.size:
+        return None
+    lo, hi = float(x.min()), float(x.max())
+    return f"[{lo:.4g}, {hi:.4g}]" if lo < 0.0 or hi > 1.0 else None
+
+
 def _warn_of_other_pixels(x, ckpt_path) -> None:
     """Warn where an image run's new inputs lie outside [0, 1]: the run never saw such pixels, and
     its features of them mean little."""
-    lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
-    if lo < 0.0 or hi > 1.0:
-        warnings.warn(f"x spans [{lo:.4g}, {hi:.4g}], but {ckpt_path} trained on image pixels in [0, 1]: its "
-                      "features of these mean little; divide them by their full scale (255 for 8-bit images)",
+    span = pixels_outside(x)
+    if span is not None:
+        warnings.warn(f"x spans {span}, but {ckpt_path} trained on image pixels in [0, 1]: its features of "
+                      "these mean little; divide them by their full scale (255 for 8-bit images)",
                       UserWarning, stacklevel=3)
 
 
