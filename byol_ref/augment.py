@@ -41,7 +41,8 @@ from typing import NamedTuple, Optional
 
 from .backend import get_array_module, to_numpy
 from .backend import host as np
-from .checks import check_array, check_bool, check_image_shape, check_positive_int, check_real, dataclass_from_dict
+from .checks import (check_array, check_bool, check_image_shape, check_positive_int, check_real, dataclass_from_dict,
+                     same_dtype)
 
 __all__ = [
     "ImageAug",
@@ -734,7 +735,7 @@ def augment_images(x, rng, cfg: ImageAug, image_shape=None, *, check_finite: boo
     x4 = x.reshape((x.shape[0],) + chw)  # (N, C, H, W), a view; never written to
     params = _draw_image_params(rng, x.shape[0], cfg, chw)
     out = _apply_image_params(x4, params, cfg)
-    assert out.dtype == x.dtype
+    assert same_dtype(out.dtype, x.dtype)
     return xp.ascontiguousarray(out.reshape(x.shape))
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from .backend import host as np
 from .backend import to_numpy
-from .checks import check_path, in_the_way, not_a_file
+from .checks import check_path, in_the_way, native_order, not_a_file
 from .version import __version__
 
 FORMAT = "byol-ref-checkpoint"
@@ -110,7 +110,7 @@ def read_npz(path, what: str, error=ValueError) -> dict:
     if size_problem is not None:
         raise error(f"{what} is corrupt: {size_problem}")
     check_members(names, arrays, what, error)
-    return arrays
+    return {k: native_order(a) for k, a in arrays.items()}  # (another machine's file holds >f8)
 
 
 def npy_size_problem(fh, size: int) -> str | None:

@@ -125,6 +125,21 @@ def check_operands(op: str, x, *, x_name: str = "x", per_feature: bool = False, 
                              f"{'axis' if one else 'axes'} of {x_name}, shape {tuple(x.shape)})")
 
 
+def same_dtype(a, b) -> bool:
+    """Whether dtypes ``a`` and ``b`` are one type, in either byte order: ``>f8`` (what
+    ``np.save`` writes on a big-endian machine, or a FITS file holds) is float64 as ``<f8`` is;
+    NumPy computes with the two alike, its results in the native order. (Equal dtypes answer at
+    the first test: it runs on every operand of every step.)"""
+    return a == b or a.newbyteorder("=") == b.newbyteorder("=")
+
+
+def native_order(a):
+    """``a`` in this machine's byte order: ``a`` itself where it is already (or its dtype has none),
+    else a copy. A file keeps the order of the machine that wrote it: ``np.load`` gives ``>f8``
+    back from an ``np.save`` on a big-endian one, which CuPy cannot hold."""
+    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
+
+
 def check_same_dtype(op: str, x, *, x_name: str = "x", **arrays) -> None:
     """Refuse an array (None: absent) in another dtype than ``x``: NumPy would promote the result
     without a word."""
@@ -134,7 +149,7 @@ def check_same_dtype(op: str, x, *, x_name: str = "x", **arrays) -> None:
         if not (hasattr(a, "dtype") and hasattr(a, "shape")):  # (np.dtype("float64") == None is True)
             raise TypeError(f"{op}: {name} must be an array in {x_name}'s dtype {x.dtype}, got {type(a).__name__}")
         check_plain({name: a}, op)
-        if a.dtype != x.dtype:
+        if not same_dtype(a.dtype, x.dtype):
             raise TypeError(f"{op}: {name} has dtype {a.dtype}, but {x_name} has {x.dtype}; byol_ref never mixes "
                             "dtypes")
 
@@ -151,7 +166,7 @@ def check_upstream(op: str, dout, shape, dtype, *, name: str = "dout") -> None:
     if tuple(dout.shape) != tuple(shape):
         raise ValueError(f"{op}: {name} has shape {tuple(dout.shape)}, expected {tuple(shape)} (the forward's "
                          "output's)")
-    if dout.dtype != dtype:
+    if not same_dtype(dout.dtype, dtype):
         raise TypeError(f"{op}: {name} has dtype {dout.dtype}, but the forward ran in {dtype}; byol_ref never mixes "
                         "dtypes")
 

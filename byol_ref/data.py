@@ -29,7 +29,7 @@ from .backend import host as np
 from .checkpoint import (NPY_MAGIC, ZIP_MAGIC, file_head, first_line, npy_size_problem, numpy_read_errors,
                          read_npz)
 from .checks import (check_bool, check_image_shape, check_plain, check_real, check_seed, column_mean_std,
-                     not_a_file, odd_entry)
+                     native_order, not_a_file, odd_entry)
 
 __all__ = [
     "Dataset",
@@ -549,7 +549,7 @@ def _load_npy(path: Path, what: str):
         raise ValueError(f"{what} {str(path)!r} is not an .npy file: {found}")
     _check_npy_size(path, what)
     with numpy_read_errors(f"{what} {str(path)!r}"):
-        return np.load(path, allow_pickle=False)
+        return native_order(np.load(path, allow_pickle=False))  # (another machine's file: >f8)
 
 
 def _check_numeric(a, what: str):

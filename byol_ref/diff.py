@@ -33,7 +33,7 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from .backend import host as np
-from .checks import check_bool, check_path
+from .checks import check_bool, check_path, same_dtype
 from .trace import Trace, load_trace
 
 __all__ = ["TensorDiff", "DiffReport", "diff_traces", "diff_files", "format_report", "divergence_hint",
@@ -217,7 +217,7 @@ def _compare(name, a, b, rtol, atol) -> TensorDiff:
         d.a_value, d.b_value = float(x[idx]), float(y[idx])
     if not d.values_ok:
         d.status = "mismatch"
-    elif a.dtype != b.dtype and not (a.dtype.kind in "iu" and b.dtype.kind in "iu"):
+    elif not same_dtype(a.dtype, b.dtype) and not (a.dtype.kind in "iu" and b.dtype.kind in "iu"):
         d.status = "dtype"  # (integers of two widths holding the same values, a count, agree)
     return d
 

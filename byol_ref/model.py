@@ -23,7 +23,7 @@ from typing import Callable, NamedTuple
 from . import kernels
 from .backend import FLOAT_DTYPES, Backend, check_dtype, get_array_module, get_backend
 from .checks import (dataclass_from_dict, check_array, check_bool, check_choice, check_one_place, check_plain,
-                     check_positive_int, check_real, check_seed)
+                     check_positive_int, check_real, check_seed, same_dtype)
 from .layers import (RunningStats, affine_backward, affine_forward, batch_norm_backward, batch_norm_forward,
                      group_norm_backward, group_norm_forward, layer_norm_backward, layer_norm_forward, linear_backward,
                      linear_forward, relu_backward, relu_forward, simplex_backward, simplex_forward,
@@ -1048,7 +1048,7 @@ def ema_update(online_params: dict, target_params: dict, momentum: float = DEFAU
         if o.shape != t.shape:
             raise ValueError(f"ema_update: shape mismatch for {key!r}: online {tuple(o.shape)}, "
                              f"target {tuple(t.shape)}")
-        if o.dtype != t.dtype:
+        if not same_dtype(o.dtype, t.dtype):
             raise TypeError(f"ema_update: dtype mismatch for {key!r}: online {o.dtype}, target {t.dtype}")
         if t.dtype.kind != "f" or t.dtype.itemsize not in (4, 8):  # float32 or float64 (cheaper than .name)
             raise TypeError(f"ema_update: {key!r} has dtype {t.dtype} in both online_params and target_params, "
@@ -1297,6 +1297,8 @@ def _first(network: Network, name: str) -> dict:
 def _params_dtype(params: dict, name: str = "params") -> str:
     """The one dtype of ``params``, which must be float32 or float64 (a cheap check: no data is read)."""
     dtypes = {v.dtype for v in params.values()}  # dtype objects: ``.name`` builds a string, once is enough
+    if len(dtypes) > 1:  # (float64 in both byte orders is one dtype: checks.same_dtype)
+        dtypes = {d.newbyteorder("=") for d in dtypes}
     if len(dtypes) != 1:
         raise TypeError(f"{name} mix dtypes {sorted(d.name for d in dtypes)}; expected one floating dtype")
     dtype = dtypes.pop().name

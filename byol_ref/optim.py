@@ -60,7 +60,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Union
 from . import kernels
 from .backend import FLOAT_DTYPES, get_array_module
 from .backend import host as np
-from .checks import check_bool, check_plain, interval
+from .checks import check_bool, check_plain, interval, same_dtype
 from .tree import check_same_keys
 
 __all__ = [
@@ -233,7 +233,7 @@ def _check_inputs(grads, state, params, prefixes: tuple[str, ...], extra=()) -> 
 
 def _check_like(a, p, what: str, key: str) -> None:
     shape, dtype = getattr(a, "shape", None), getattr(a, "dtype", None)
-    if shape != p.shape or dtype != p.dtype:
+    if shape != p.shape or dtype is None or not same_dtype(dtype, p.dtype):
         raise ValueError(f"{what} must match params[{key!r}] (shape {p.shape}, dtype {p.dtype}), "
                          f"got shape {shape}, dtype {dtype}")
 
