@@ -140,6 +140,19 @@ def native_order(a):
     return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
 
 
+def check_overwritable(op: str, inplace: bool, **arrays) -> None:
+    """Refuse, by name, an array that ``inplace=True`` would write the result into and that is
+    read-only: NumPy said only "output array is read-only". ``np.asarray`` of a JAX array, a memory
+    map opened with mode "r" and ``np.frombuffer`` give such arrays; CuPy's are always writable."""
+    if not inplace:
+        return
+    for name, a in arrays.items():
+        if getattr(getattr(a, "flags", None), "writeable", True) is False:
+            raise ValueError(f"{op}: {name} is read-only, and inplace=True writes the result into it (np.asarray "
+                             "of a JAX array, a memory map opened with mode 'r' and np.frombuffer are read-only); "
+                             f"pass inplace=False, or a writable copy ({name}.copy())")
+
+
 def check_same_dtype(op: str, x, *, x_name: str = "x", **arrays) -> None:
     """Refuse an array (None: absent) in another dtype than ``x``: NumPy would promote the result
     without a word."""

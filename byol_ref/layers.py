@@ -30,8 +30,8 @@ from typing import NamedTuple
 
 from . import kernels
 from .backend import get_array_module
-from .checks import (check_bool, check_cache, check_operands, check_positive_int, check_real, check_same_dtype,
-                     check_upstream)
+from .checks import (check_bool, check_cache, check_operands, check_overwritable, check_positive_int, check_real,
+                     check_same_dtype, check_upstream)
 
 
 # --------------------------------------------------------------------------- linear
@@ -111,6 +111,7 @@ class ReluCache(NamedTuple):
 def relu_forward(x, *, inplace=False):
     """``out = max(x, 0)``. Returns (out, ReluCache). ``inplace``: x is overwritten by out."""
     check_operands("relu_forward", x)
+    check_overwritable("relu_forward", inplace, x=x)
     xp = get_array_module(x)
     out = xp.maximum(x, 0, out=x if inplace else None)
     return out, ReluCache(out)
@@ -124,6 +125,7 @@ def relu_backward(dout, cache, *, inplace=False):
     """
     check_cache("relu_backward", cache, ReluCache, "relu_forward")
     check_upstream("relu_backward", dout, cache.out.shape, cache.out.dtype)
+    check_overwritable("relu_backward", inplace, dout=dout)
     xp = get_array_module(dout)
     return kernels.relu_backward(xp, dout, cache.out, out=dout if inplace else None)
 
@@ -332,6 +334,7 @@ def batch_norm_forward(x, gamma, beta, running, *, train, eps=1e-5, decay=0.9,
                    running_var=running.var)
     train = check_bool(train, "train")
     inplace, need_cache = check_bool(inplace, "inplace"), check_bool(need_cache, "need_cache")
+    check_overwritable("batch_norm_forward", inplace, x=x)
     if train and (x.ndim < 2 or x.shape[-2] < 2):  # (one row: its own mean, variance 0, out = beta)
         raise ValueError(f"batch_norm_forward: training needs batch statistics over at least 2 rows, x has shape "
                          f"{tuple(x.shape)} ((N, F) or (G, N, F))")
@@ -392,6 +395,7 @@ def batch_norm_backward(dout, cache, *, inplace=False):
     check_cache("batch_norm_backward", cache, NormCache, "batch_norm_forward")
     x_hat, rstd, gamma, axis, train = cache
     check_upstream("batch_norm_backward", dout, x_hat.shape, x_hat.dtype)
+    check_overwritable("batch_norm_backward", check_bool(inplace, "inplace"), dout=dout)
     xp = get_array_module(dout)
     f, n = dout.shape[-1], dout.shape[-2]
     s1 = dout.sum(axis=-2, keepdims=True)  # (..., 1, F)

@@ -22,8 +22,8 @@ from typing import Callable, NamedTuple
 
 from . import kernels
 from .backend import FLOAT_DTYPES, Backend, check_dtype, get_array_module, get_backend
-from .checks import (dataclass_from_dict, check_array, check_bool, check_choice, check_one_place, check_plain,
-                     check_positive_int, check_real, check_seed, same_dtype)
+from .checks import (dataclass_from_dict, check_array, check_bool, check_choice, check_one_place, check_overwritable,
+                     check_plain, check_positive_int, check_real, check_seed, same_dtype)
 from .layers import (RunningStats, affine_backward, affine_forward, batch_norm_backward, batch_norm_forward,
                      group_norm_backward, group_norm_forward, layer_norm_backward, layer_norm_forward, linear_backward,
                      linear_forward, relu_backward, relu_forward, simplex_backward, simplex_forward,
@@ -1004,7 +1004,7 @@ def ema_update(online_params: dict, target_params: dict, momentum: float = DEFAU
         inplace: overwrite the target arrays instead of making new ones (no weight-sized
             temporaries: on the CPU the update runs block by block through one small scratch,
             on CuPy as one fused kernel). The values are bitwise those of the pure update on
-            the CPU.
+            the CPU. A read-only target array is refused by name before any is written.
         form: how the average is rounded. ``"weighted"``: ``tau * t + (1 - tau) * o``, the
             paper's eq. 1 (byol-pytorch, lightly, solo-learn, the Elixir module). ``"increment"``:
             ``t + (1 - tau) * (o - t)``, the official code's (``byol_experiment.py``). Equal in
@@ -1045,6 +1045,7 @@ def ema_update(online_params: dict, target_params: dict, momentum: float = DEFAU
             if not (hasattr(a, "shape") and hasattr(a, "dtype")):
                 raise TypeError(f"ema_update: {name}[{key!r}] must be a NumPy or CuPy array, got {type(a).__name__}")
             check_plain({f"{name}[{key!r}]": a}, "ema_update")
+        check_overwritable("ema_update", inplace, **{f"target_params[{key!r}]": t})
         if o.shape != t.shape:
             raise ValueError(f"ema_update: shape mismatch for {key!r}: online {tuple(o.shape)}, "
                              f"target {tuple(t.shape)}")

@@ -26,7 +26,8 @@ Conventions shared by every update:
   SGD/Adam); a callable ``(name, param) -> bool`` (True = excluded) for both; or a pair of
   callables ``(exclude_wd, exclude_lars)``.
 * ``inplace=False`` (default) is pure: no input is mutated, and no output shares memory with an
-  input. ``inplace=True`` overwrites the param and state arrays through ufunc ``out=`` arguments.
+  input. ``inplace=True`` overwrites the param and state arrays through ufunc ``out=`` arguments
+  (a read-only one is refused by name before any is written).
   Either mode works without fresh weight-sized temporaries: on the CPU each tensor's update runs
   block by block (``kernels.blocks``) through block-sized scratch (two blocks for SGD and
   Adam/AdamW, one for LARS), and LARS keeps ``u = g + wd * p``, whose norm it needs whole, in one
@@ -60,7 +61,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Union
 from . import kernels
 from .backend import FLOAT_DTYPES, get_array_module
 from .backend import host as np
-from .checks import check_bool, check_plain, interval, same_dtype
+from .checks import check_bool, check_overwritable, check_plain, interval, same_dtype
 from .tree import check_same_keys
 
 __all__ = [
@@ -215,8 +216,10 @@ def _buffers_init(params: Mapping[str, Any], prefixes: tuple[str, ...]) -> dict:
     return {f"{pre}.{k}": get_array_module(p).zeros_like(p) for pre in prefixes for k, p in params.items()}
 
 
-def _check_inputs(grads, state, params, prefixes: tuple[str, ...], extra=()) -> None:
-    """Same keys, shapes and floating dtypes across params, grads and the optimiser state."""
+def _check_inputs(grads, state, params, prefixes: tuple[str, ...], extra=(), *, op: str, inplace: bool) -> None:
+    """Same keys, shapes and floating dtypes across params, grads and the optimiser state; in place,
+    every array written is writable, checked before any is written (half an update is worse than
+    none)."""
     check_same_keys(params, grads, "params", "grads")
     expected = {f"{pre}.{k}": k for pre in prefixes for k in params}  # state key -> param key
     check_same_keys(dict.fromkeys([*expected, *extra]), state, "the expected optimiser state", "state")
@@ -229,6 +232,8 @@ def _check_inputs(grads, state, params, prefixes: tuple[str, ...], extra=()) -> 
         _check_like(grads[k], p, f"grads[{k!r}]", k)
     for sk, k in expected.items():
         _check_like(state[sk], params[k], f"state[{sk!r}]", k)
+    check_overwritable(op, inplace, **{f"params[{k!r}]": p for k, p in params.items()},
+                       **{f"state[{k!r}]": a for k, a in state.items()})
 
 
 def _check_like(a, p, what: str, key: str) -> None:
@@ -340,7 +345,7 @@ def sgd_update(
     nesterov = check_bool(nesterov, "nesterov")
     inplace = check_bool(inplace, "inplace")
     exclude_wd, _ = _exclude_fns(exclude)
-    _check_inputs(grads, state, params, ("momentum",))
+    _check_inputs(grads, state, params, ("momentum",), op="sgd_update", inplace=inplace)
     mults = _lr_mults(lr_mult, params)
     xp = get_array_module(*params.values())
 
@@ -482,7 +487,7 @@ def lars_update(
     only_with_wd = check_bool(only_with_wd, "only_with_wd")
     inplace = check_bool(inplace, "inplace")
     exclude_wd, exclude_lars = _exclude_fns(exclude)
-    _check_inputs(grads, state, params, ("momentum",))
+    _check_inputs(grads, state, params, ("momentum",), op="lars_update", inplace=inplace)
     mults = _lr_mults(lr_mult, params)
     xp = get_array_module(*params.values())
     views = _scratch(xp, params, 1)
@@ -559,7 +564,8 @@ def _adam_update(grads, state, params, *, lr, b1, b2, eps, weight_decay, decoupl
     weight_decay = _check_float(weight_decay, "weight_decay")
     inplace = check_bool(inplace, "inplace")
     exclude_wd, _ = _exclude_fns(exclude)
-    _check_inputs(grads, state, params, ("mu", "nu"), extra=("count",))
+    _check_inputs(grads, state, params, ("mu", "nu"), extra=("count",), op="adamw_update" if decoupled else
+                  "adam_update", inplace=inplace)
     # eps > 0 in the params' own dtype (eps is added as a weak scalar: 1e-50 is 0 in float32): a
     # parameter whose gradient is exactly zero, such as a Linear bias before batch norm, has
     # m_hat = sqrt(v_hat) = 0, so eps = 0 would make its step 0/0 = NaN. A scalar check per dtype.

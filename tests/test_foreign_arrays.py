@@ -1,16 +1,21 @@
-"""Arrays in the other byte order: ``>f8`` is float64 as ``<f8`` is.
+"""Arrays as other libraries and other machines hand them over: in the other byte order, read-only.
 
-A FITS image, some HDF5 files and what ``np.save`` wrote on a big-endian machine (s390x) come back
-from NumPy as ``>f8``, ``>f4``, ``>u2``. NumPy computes with them as with their native twins, its
-results in the native order. So does byol_ref: each entry point takes them and gives the twins'
-results bit for bit, and a file read (a checkpoint, a trace, a data set) comes back native, which
-CuPy needs. Before, ``forward`` and ``loss`` failed inside a layer ("w has dtype float64, but x has
->f8"), ``augment_images`` on a bare assert, an optimiser and ``ema_update`` on a "dtype mismatch"
-of float64 with float64, ``diff_traces`` called two equal traces different ("dtype, float64 vs
-float64"), and a checkpoint another machine wrote was refused as corrupt.
+**The other byte order.** ``>f8`` is float64 as ``<f8`` is. A FITS image, some HDF5 files and what
+``np.save`` wrote on a big-endian machine (s390x) come back from NumPy as ``>f8``, ``>f4``, ``>u2``.
+NumPy computes with them as with their native twins, its results in the native order. So does
+byol_ref: each entry point takes them and gives the twins' results bit for bit, and a file read (a
+checkpoint, a trace, a data set) comes back native, which CuPy needs. Before, ``forward`` and
+``loss`` failed inside a layer ("w has dtype float64, but x has >f8"), ``augment_images`` on a bare
+assert, an optimiser and ``ema_update`` on a "dtype mismatch" of float64 with float64,
+``diff_traces`` called two equal traces different ("dtype, float64 vs float64"), and a checkpoint
+another machine wrote was refused as corrupt. ``swapped`` gives the other order of the machine the
+tests run on, so each test means the same on a big-endian one.
 
-``swapped`` gives the other order of the machine the tests run on, so each test means the same on
-a big-endian one.
+**Read-only arrays.** ``np.asarray`` of a JAX array, a memory map opened with mode "r" and
+``np.frombuffer`` are read-only. Everything that only reads them takes them; an op asked to write
+its result into one (``inplace=True``) refuses it by name before it writes anything, where NumPy
+said only "output array is read-only", and an in-place optimiser update had by then written the
+params before the read-only one.
 """
 import numpy as np
 import pytest
@@ -210,3 +215,85 @@ def test_a_data_file_another_machine_wrote_reads_as_its_twin(tmp_path, dtype):
             if getattr(want, field) is not None:
                 assert_twins(getattr(got, field), getattr(want, field), f"{name} {field}")
                 native_results(getattr(got, field), f"{name} {field}")
+
+
+def read_only(a):
+    a = np.array(a)
+    a.flags.writeable = False
+    return a
+
+
+def test_what_only_reads_a_read_only_array_takes_it():
+    online, target = byol.build(6, projection_dim=3, predictor_dim=4, hidden_size=5, seed=0)
+    view1, view2 = np.random.default_rng(0).standard_normal((2, 8, 6))
+
+    def frozen(network):
+        return network._replace(params={k: read_only(v) for k, v in network.params.items()},
+                                buffers={k: read_only(v) for k, v in network.buffers.items()})
+
+    want = byol.loss_and_grads(online, target, view1, view2)
+    got = byol.loss_and_grads(frozen(online), frozen(target), read_only(view1), read_only(view2))
+    for field in want._fields:
+        assert_twins(getattr(got, field), getattr(want, field), f"loss_and_grads .{field}")
+    assert_twins(byol.ema_update(frozen(online).params, frozen(target).params, 0.9),
+                 byol.ema_update(online.params, target.params, 0.9), "ema_update")
+    frozen_online = frozen(online)  # (in place, only the target is written: the online params are read)
+    assert_twins(byol.ema_update(frozen_online.params, {k: v.copy() for k, v in target.params.items()}, 0.9,
+                                 inplace=True), byol.ema_update(online.params, target.params, 0.9), "ema_update")
+    opt = optim.make_optimizer("lars")
+    assert_twins(opt.update({k: read_only(g) for k, g in want.grads.items()}, opt.init(frozen_online.params),
+                            frozen_online.params, lr=0.1),
+                 opt.update(want.grads, opt.init(online.params), online.params, lr=0.1), "lars update")
+    x = np.random.default_rng(1).random((5, 64))
+    assert_twins(augment.two_views(read_only(x), np.random.default_rng(3), augment.digits_views(), (8, 8)),
+                 augment.two_views(x, np.random.default_rng(3), augment.digits_views(), (8, 8)), "two_views")
+
+
+def _in_place_ops():
+    """(op, argument name, call with that argument read-only): each writes into that argument."""
+    rng = np.random.default_rng(0)
+    x, dout = rng.standard_normal((2, 4, 3))
+    gamma, beta = np.ones(3), np.zeros(3)
+
+    def running():
+        return layers.RunningStats(np.zeros(3), np.ones(3), np.zeros((), np.int64))
+
+    _, relu_cache = layers.relu_forward(x)
+    _, bn_cache, _ = layers.batch_norm_forward(x, gamma, beta, running(), train=True)
+    yield "relu_forward", "x", lambda: layers.relu_forward(read_only(x), inplace=True)
+    yield "relu_backward", "dout", lambda: layers.relu_backward(read_only(dout), relu_cache, inplace=True)
+    yield "batch_norm_forward", "x", lambda: layers.batch_norm_forward(read_only(x), gamma, beta, running(),
+                                                                        train=True, inplace=True)
+    yield "batch_norm_backward", "dout", lambda: layers.batch_norm_backward(read_only(dout), bn_cache, inplace=True)
+
+
+@pytest.mark.parametrize("op, name, call", list(_in_place_ops()), ids=lambda v: v if isinstance(v, str) else "")
+def test_a_layer_told_to_write_into_a_read_only_array_names_it(op, name, call):
+    with pytest.raises(ValueError, match=rf"^{op}: {name} is read-only, and inplace=True writes the result into it "
+                                         rf".*pass inplace=False, or a writable copy \({name}.copy\(\)\)$"):
+        call()
+
+
+@settings(max_examples=20, deadline=None)
+@given(name=st.sampled_from(["sgd", "lars", "adam", "adamw", "ema"]), which=st.integers(0, 10**6),
+       in_state=st.booleans())
+def test_an_in_place_update_with_a_read_only_array_names_it_and_writes_nothing(name, which, in_state):
+    """The read-only array may come last: each array before it was written, in place, before."""
+    online, target = byol.build(6, projection_dim=3, predictor_dim=4, hidden_size=5, seed=0)
+    grads = {k: np.full_like(v, 0.5) for k, v in online.params.items()}
+    params = {k: v.copy() for k, v in (target.params if name == "ema" else online.params).items()}
+    opt = None if name == "ema" else optim.make_optimizer(name)
+    state = {} if opt is None else opt.init(params)
+    if opt is not None:
+        state = {k: v + 0.25 for k, v in state.items()}  # (not all zeros, so a write shows)
+    tree, label = (state, "state") if in_state and state else (params, "target_params" if name == "ema" else "params")
+    key = sorted(tree)[which % len(tree)]
+    tree[key] = read_only(tree[key])
+    before = {k: v.copy() for k, v in {**params, **{"state." + k: v for k, v in state.items()}}.items()}
+    op = "ema_update" if name == "ema" else f"{name}_update"
+    with pytest.raises(ValueError, match=rf"^{op}: {label}\[{key!r}\] is read-only, and inplace=True writes"):
+        if opt is None:
+            byol.ema_update(online.params, params, 0.9, inplace=True)
+        else:
+            opt.update(grads, state, params, lr=0.1, inplace=True)
+    assert_twins({**params, **{"state." + k: v for k, v in state.items()}}, before, "after the refusal")
