@@ -272,27 +272,40 @@ def make_folder(folder, flag: str, replaces=()) -> None:
 _REFUSED = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENAMETOOLONG)
 
 
+def _limit(folder: str, name: str, default: int) -> int:
+    """The OS's ``name`` limit (``os.pathconf``) for paths in ``folder``, or ``default`` where it says none."""
+    try:
+        got = os.pathconf(folder, name)
+    except (OSError, ValueError, AttributeError):  # (AttributeError: no pathconf, on Windows)
+        return default
+    return got if got and got > 0 else default
+
+
 def why_refused(exc: BaseException) -> str | None:
     """Why the OS refused ``exc``'s file, as the end of a sentence ("this user may not read it", "this
     user may not write in /data", "this user may not enter /home/ann", "it is on a file system mounted
-    read-only", "a name in the path is longer than ..."), found by asking the OS about the file and the
-    folders above it; None when ``exc`` is no such refusal or names no file. Python's own "[Errno 13]
-    Permission denied: 'x'" says neither which it was nor where the missing right is: a run directory
-    under a folder this user may not enter, say."""
+    read-only", "a name in the path is longer than ...", "the path is longer than ..."), found by asking
+    the OS about the file and the folders above it; None when ``exc`` is no such refusal or names no
+    file. Python's own "[Errno 13] Permission denied: 'x'" says neither which it was nor where the
+    missing right is: a run directory under a folder this user may not enter, say."""
     if not isinstance(exc, OSError) or exc.errno not in _REFUSED or not exc.filename:
         return None
     path = os.path.abspath(os.fsdecode(exc.filename))
     if exc.errno == errno.EROFS:
         return "it is on a file system mounted read-only"
-    if exc.errno == errno.ENAMETOOLONG:
-        longest = max(len(os.fsencode(part)) for part in path.split(os.sep))
-        return (f"a name in the path is longer than the file system takes (the longest is {longest} bytes; most "
-                "take 255)")
     # The nearest folder above it that this user can see: a folder they may not enter hides all below it,
     # so where the right missing is entering a folder on the way, it is this one's.
     folder = os.path.dirname(path)
     while folder != os.path.dirname(folder) and not os.access(folder, os.F_OK):
         folder = os.path.dirname(folder)
+    if exc.errno == errno.ENAMETOOLONG:  # (one name over the file system's limit, or the whole path over the OS's)
+        longest = max(len(os.fsencode(part)) for part in path.split(os.sep))
+        given = len(os.fsencode(exc.filename))
+        name_max, path_max = _limit(folder, "PC_NAME_MAX", 255), _limit(folder, "PC_PATH_MAX", 4096)
+        if longest <= name_max and given >= path_max:  # (PATH_MAX counts the closing NUL)
+            return f"the path is longer than the system takes ({given} bytes; at most {path_max - 1})"
+        return (f"a name in the path is longer than the file system takes (the longest is {longest} bytes; most "
+                "take 255)")
     if os.access(path, os.F_OK):
         if os.path.isdir(path):
             if not os.access(path, os.R_OK | os.X_OK):

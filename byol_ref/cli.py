@@ -930,7 +930,8 @@ def _refused(exc: BaseException, args) -> str | None:
         at = "" if name == given else f" (at {name})"
         long_name = exc.errno == errno.ENAMETOOLONG
         if choose and not why.startswith("this user may not read"):
-            where = "with shorter names" if long_name else "where this user may write"
+            where = ("where this user may write" if not long_name else "with a shorter path"
+                     if why.startswith("the path is longer") else "with shorter names")
             return f"{label} {value}{at} cannot be written: {why}; {choose}, {where}"
         fix = "check the path" if long_name else "give this user the right to read it, or copy it where they may"
         return f"{label} {value}{at} cannot be read: {why}; {fix}"

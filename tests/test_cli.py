@@ -4506,6 +4506,23 @@ def test_a_name_longer_than_the_file_system_takes_is_named_by_its_argument(tmp_p
                                             "255); check the path\n")
 
 
+def test_a_path_longer_than_the_system_takes_is_told_from_a_name_too_long(tmp_path, capsys):
+    """Names of 200 bytes each, 25 of them: no name is over the file system's 255, the path is over
+    the OS's 4096 (PATH_MAX). Both are ENAMETOOLONG, and the message said a name was too long,
+    "the longest is 200 bytes; most take 255", which reads as a contradiction."""
+    from byol_ref.cli import main
+
+    deep = str(tmp_path / "/".join(["b" * 200] * 25))
+    size, most = len(os.fsencode(deep)), os.pathconf(tmp_path, "PC_PATH_MAX") - 1  # (4095 on Linux)
+    assert main(["trace", "--dims", "4,5,3,3", "--out", deep + ".npz"]) == 2
+    assert capsys.readouterr().err == (f"byol-ref trace: error: --out {deep}.npz cannot be written: the path is "
+                                       f"longer than the system takes ({size + 4} bytes; at most {most}); choose "
+                                       "another --out, with a shorter path\n")
+    assert main(["eval", deep]) == 2
+    assert capsys.readouterr().err.endswith(f"error: the run {deep} cannot be read: the path is longer than the "
+                                            f"system takes ({size} bytes; at most {most}); check the path\n")
+
+
 def test_without_out_a_file_named_runs_is_told_as_the_default_run_directory_s_way(tmp_path, capsys, monkeypatch):
     """No --out, and a file named runs in the current folder: the message named an --out no one gave
     ("--out runs/synthetic-...: runs is a file"); it now names the default run directory and says to
