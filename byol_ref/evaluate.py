@@ -404,8 +404,10 @@ def fit_logreg(x: Any, y: Any, *, l2: float, max_iter: int = 500, tol: float = 1
     is measured in standardised units and one grid of ``l2`` values suits features
     of any scale (raw pixels, encoder outputs, projections). The objective is
     :func:`logreg_loss_and_grad` on the standardised features, started from w = 0,
-    b = 0 (it is convex, strictly so when l2 > 0, so the start only matters for
-    speed). Deterministic: no randomness anywhere. In scikit-learn terms this is
+    b = 0. It is convex, and strictly so in w when l2 > 0: the optimal w is one, whatever the
+    start. The optimal b is one only up to a constant added to every class (which changes no
+    prediction); as db sums to 0, every step from b = 0 keeps b.sum() = 0, and so picks one.
+    Deterministic: no randomness anywhere. In scikit-learn terms this is
     ``StandardScaler`` then ``LogisticRegression(C=1 / (l2 * N))`` (multinomial, intercept
     unpenalised), the same optimum; sklearn's default, C=1 on unscaled features, is another probe.
 

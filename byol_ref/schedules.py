@@ -5,7 +5,8 @@ first update uses ``k = 0``), as the official code does, and return Python float
 They are plain ``math`` code: no arrays, so they cost nothing on either backend.
 
 References:
-    Grill et al., "Bootstrap Your Own Latent", NeurIPS 2020, section 3.2 and appendix C.
+    Grill et al., "Bootstrap Your Own Latent", NeurIPS 2020: its implementation details
+    (Optimization: the warm-up and cosine learning rate, and tau's schedule).
     deepmind-research/byol ``utils/schedules.py`` (``learning_schedule``, ``target_ema``);
     BYOL_FACTS a5, a6 and d10, d16.
 """
@@ -262,7 +263,7 @@ def target_tau(
         [0.996, 0.998, 1.0]
 
     References:
-        BYOL paper section 3.2, "tau = 1 - (1 - tau_base)(cos(pi k / K) + 1)/2";
+        The BYOL paper's implementation details (Optimization), "tau = 1 - (1 - tau_base)(cos(pi k / K) + 1)/2";
         deepmind-research/byol ``utils/schedules.py`` ``target_ema`` (BYOL_FACTS a5).
     """
     k = _check_int(step, "step", 0)
