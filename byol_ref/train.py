@@ -528,7 +528,9 @@ def _jsonable(obj):
 
 
 class Progress:
-    """A dependency-free progress bar: redrawn in place on a terminal, a line every 10% otherwise.
+    """A dependency-free progress bar: redrawn in place on a terminal and in a notebook (ipykernel's
+    output, in Jupyter, VS Code or Colab, draws a carriage return as a terminal does, but is no tty:
+    it had a line every 10%), a line every 10% elsewhere (a file, a pipe).
     A terminal that has closed under it (the window of a notebook server or a script, shut while it
     trains) ends the bar, not the training: the write failed with "[Errno 5] Input/output error".
     Where there is no stderr at all (``sys.stderr`` is None under pythonw, a GUI or a service) there
@@ -538,7 +540,8 @@ class Progress:
     def __init__(self, total: int, *, enabled: bool = True, stream=None, start: int = 0):
         self.stream = stream if stream is not None else sys.stderr
         self.total, self.enabled = total, enabled and self.stream is not None
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.tty = (hasattr(self.stream, "isatty") and self.stream.isatty()
+                    or type(self.stream).__module__.partition(".")[0] == "ipykernel")
         self.t0 = time.perf_counter()
         self.start = start
         self.last_decile = -1
@@ -775,7 +778,8 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
             where a run still waits there (an overwrite killed outright before its first
             checkpoint left it) is refused without ``overwrite``, saying where that run is and how
             to put it back; ``overwrite`` replaces it.
-        progress: show a progress bar on stderr.
+        progress: show a progress bar on stderr (redrawn in place on a terminal and in a notebook,
+            a line every 10% in a file or pipe).
         views: pair of augmentation configs (default: ``default_views_for(dataset)``; on resume,
             the ones stored in the checkpoint, and passing different ones is an error).
         state: start from (a copy of) this TrainState instead of a fresh one; it is left as it was.

@@ -260,6 +260,32 @@ def test_a_progress_bar_whose_terminal_closed_ends_and_the_fit_goes_on(data, mon
         fit(data, cfg, _tcfg(epochs=2), progress=True)
 
 
+class _NotebookStream(io.StringIO):
+    """A notebook's stderr, as ipykernel's ``OutStream`` is: no tty, but drawn by a front end that reads
+    a carriage return as a terminal does."""
+
+    def isatty(self):
+        return False
+
+
+_NotebookStream.__module__ = "ipykernel.iostream"
+
+
+def test_fit_redraws_its_bar_in_place_in_a_notebook(data, monkeypatch):
+    """In Jupyter (and VS Code, Colab) the bar was a new line every 10% of the run, as in a log file."""
+    from byol_ref.train import Progress
+
+    cell = _NotebookStream()
+    monkeypatch.setattr(sys, "stderr", cell)
+    fit(data, byol.Config(encoder_dim=12, **SMALL), _tcfg(epochs=2), progress=True)
+    assert cell.getvalue().startswith("\r[") and cell.getvalue().count("\n") == 1  # (one line, ended once)
+    log = io.StringIO()
+    bar = Progress(10, stream=log)
+    for step in range(1, 11):
+        bar.update(step)
+    assert "\r" not in log.getvalue() and log.getvalue().count("\n") == 10  # (a file: a line every 10%)
+
+
 def test_fit_shows_no_bar_where_there_is_no_stderr(data, monkeypatch):
     """Under pythonw, a GUI or a service sys.stderr is None: fit's default progress=True failed there on
     "'NoneType' object has no attribute 'write'" at its first bar."""
