@@ -586,17 +586,23 @@ def _refuse_no_checkpoint(run_dir: Path, prefix: str, verb: str) -> None:
         _read_run_config(run_dir / "config.json")
     except ValueError:  # none, or another program's config.json (a Hugging Face model's, say)
         return
-    try:  # a live train holds its run directory: it has not reached its first checkpoint yet, it did not stop
+    if _training_there(run_dir):  # it has not reached its first checkpoint yet, it did not stop
+        raise FileNotFoundError(f"{prefix}{run_dir} has no checkpoint yet: a process is training there and has not "
+                                f"written its first one; wait for it (every --checkpoint-every steps, and at the "
+                                f"end), then {verb} it")
+    raise FileNotFoundError(f"{prefix}{run_dir} has no checkpoint: its run stopped before writing its "
+                            f"first one, so there is nothing to {verb}; start it again with: "
+                            f"{_train_again(run_dir)}")
+
+
+def _training_there(run_dir: Path) -> bool:
+    """Whether a live train (of another process or thread) holds ``run_dir``: its run has not ended."""
+    try:
         with RunLock() as probe:
             probe.take(run_dir)
     except RunDirectoryBusy:
-        raise FileNotFoundError(f"{prefix}{run_dir} has no checkpoint yet: a process is training there and has not "
-                                f"written its first one; wait for it (every --checkpoint-every steps, and at the "
-                                f"end), then {verb} it") from None
-    else:
-        raise FileNotFoundError(f"{prefix}{run_dir} has no checkpoint: its run stopped before writing its "
-                                f"first one, so there is nothing to {verb}; start it again with: "
-                                f"{_train_again(run_dir)}")
+        return True
+    return False
 
 
 def _recorded_views(meta: dict):
@@ -966,12 +972,13 @@ def _where_it_stands(out: Path, replacing, back: bool, total: int) -> str:
 
 def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Path | None, *, plots=True, seed=0,
             extra=None, as_json=False, probe=None, run: Path | None = None, data_args: str = "",
-            progress: bool = True) -> int:
+            progress: bool = True, checkpoint_note: str | None = None) -> int:
     """Probe, print, and (with ``out``) write report.json/.txt and the plots into ``out``;
     with ``progress``, which probe is running shows on a terminal (``_probe_progress``).
     ``metrics`` is the run's metrics.jsonl (the whole run's curves, across resumes), if any;
     ``run`` is the run directory or checkpoint the features come from (default: ``out``);
-    ``data_args`` the data options (``--data FILE ...``) the hints' embed command needs to read the same data."""
+    ``data_args`` the data options (``--data FILE ...``) the hints' embed command needs to read the same data;
+    ``checkpoint_note`` heads report.txt (a checkpoint short of its run's end: ``_unfinished``)."""
     from .report import evaluate_features, format_collapse, format_convergence
 
     skipped = None
@@ -1001,7 +1008,8 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
     report.update(extra or {})
     k, lpc = probe.get("k", 20), probe.get("labels_per_class", 10)
     note = format_convergence(report["rows"])  # ("" when every probe fit converged)
-    text = (f"Test accuracy (%) on the held-out split; kNN = cosine k={k}, low-label = {lpc} labels per class "
+    text = ((f"Note: {checkpoint_note}\n" if checkpoint_note else "")
+            + f"Test accuracy (%) on the held-out split; kNN = cosine k={k}, low-label = {lpc} labels per class "
             f"(mean +- sd over {report['probe']['repeats']} draws of the labelled samples), linear = l2-regularised "
             "logistic regression on all train labels\nrandom-init encoder: the same networks drawn afresh, batch norm "
             "calibrated on the train split (not the run's own step-0 network, whose kNN starts the run's curve)\n"
@@ -1184,7 +1192,9 @@ def _eval(args) -> int:
     if out is not None and not args.overwrite:
         _refuse_a_report_there(out)
     _probe_opts(args)
-    online, dataset, input_norm, backend, tcfg = _load_run(args)
+    online, dataset, input_norm, backend, tcfg, at = _load_run(args)
+    if at[2] and (args.json or dataset.y_train is None or len(dataset.x_test) == 0):  # (else report.txt begins so)
+        print(f"byol-ref: note: {at[2]}", file=sys.stderr)
     probe = _probe_opts(args, dataset.x_train.shape[0], dataset.y_train)
     metrics = checkpoint_file(args.path).parent / "metrics.jsonl"  # the run's own curves, for training.png
     with RunLock() as lock:
@@ -1196,7 +1206,8 @@ def _eval(args) -> int:
                 _refuse_a_report_there(out)  # (one written meanwhile)
         return _report(online, dataset, input_norm, backend, out, metrics, plots=out is not None and not args.no_plots,
                        seed=tcfg.seed, as_json=args.json, probe=probe, run=Path(args.path), data_args=_data_args(args),
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, extra={"checkpoint_step": at[0], "total_steps": at[1]},
+                       checkpoint_note=at[2])
 
 
 def _data_args(args) -> str:
@@ -1249,7 +1260,9 @@ def _embed(args) -> int:
     if out.suffix != ".npz":
         raise ValueError(f"--out must name an .npz file, got {out}")
     _check_output(out, "--out", args.overwrite, inputs=(checkpoint_file(args.path), *_data_files(args)))
-    online, dataset, input_norm, backend, tcfg = _load_run(args)
+    online, dataset, input_norm, backend, tcfg, (_, _, note) = _load_run(args)
+    if note:
+        print(f"byol-ref: note: {note}", file=sys.stderr)
     arrays = {}
     for split, x in (("train", dataset.x_train), ("test", dataset.x_test)):
         arrays[f"encoder_{split}"] = encode(online, x, input_norm, backend, finite=True)
@@ -1284,8 +1297,10 @@ def _data_files(args) -> list:
 
 
 def _load_run(args):
-    """(online network on the device, data as the network sees it, InputNorm, backend, TrainConfig)
-    of ``args.path`` (a run directory or checkpoint) on its own data or ``args.data``."""
+    """(online network on the device, data as the network sees it, InputNorm, backend, TrainConfig,
+    where the checkpoint stands) of ``args.path`` (a run directory or checkpoint) on its own data or
+    ``args.data``. Where it stands: (its step, the run's steps or None where no record says, a note
+    where it is not the run's end: the run is training now, or stopped short)."""
     if args.labels is not None and args.data is None:
         raise ValueError("--labels goes with --data (the run's own data keep their own labels); pass both, or "
                          "neither")
@@ -1340,7 +1355,33 @@ def _load_run(args):
     if backend.name != "numpy":
         online = online._replace(params={k: backend.asarray(v) for k, v in online.params.items()},
                                  buffers={k: backend.xp.asarray(v) for k, v in online.buffers.items()})
-    return online, dataset, input_norm, backend, tcfg
+    total = meta.get("total_steps")
+    if type(total) is not int and not args.data:  # (a checkpoint written before it was kept: its own data say)
+        try:
+            total = make_schedules(tcfg, raw.x_train.shape[0]).total_steps
+        except ValueError:
+            total = None
+    total = total if type(total) is int else None
+    return online, dataset, input_norm, backend, tcfg, (state.step, total, _unfinished(ckpt_path, state.step, total))
+
+
+def _unfinished(ckpt_path: Path, step: int, total: int | None) -> str | None:
+    """What to say of a checkpoint that is not its run's end, or None: its run is training now (in
+    another process), or stopped short of its length. Their features are not the run's, and eval's
+    report and embed's file would otherwise pass for them."""
+    run = ckpt_path.parent
+    try:
+        live = _training_there(run)
+    except OSError:  # (a folder this user may not open, but whose checkpoint was read: nothing to tell)
+        live = False
+    if live:
+        return (f"{run} is training now, in another process: these are the features of its checkpoint at step "
+                f"{step}{'' if total is None else f' of {total}'}, not of the finished run")
+    if total is None or step >= total:
+        return None
+    finish = (f"; {_prog()} train --out {_q(run)} --resume finishes it" if (run / "config.json").is_file() else "")
+    return (f"{run} stopped at step {step} of {total}, its last checkpoint: these are the features of an unfinished "
+            f"run{finish}")
 
 
 def _check_in_range(raw, dataset, input_norm, dtype: str, what: str) -> None:

@@ -909,7 +909,8 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
         state = _copy_state(state)
 
     # The run's augmentations (for --resume) and input preprocessing (for features of new data).
-    ckpt_extra = {"views": views_to_dicts(views), "preprocessing": prep, "warmup_default": warmup_default}
+    ckpt_extra = {"views": views_to_dicts(views), "preprocessing": prep, "warmup_default": warmup_default,
+                  "total_steps": sched.total_steps}  # (eval and embed tell a checkpoint short of it)
     history = []
     metrics_file = None
     if out is not None:

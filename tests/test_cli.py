@@ -2628,6 +2628,56 @@ def test_the_commands_a_stopped_train_prints_run_as_printed_whatever_the_folder_
 
 
 @pytest.mark.skipif(os.name == "nt", reason="no flock on this platform: RunLock holds nothing there")
+def test_eval_and_embed_say_when_the_checkpoint_is_not_the_end_of_its_run(tmp_path, capsys, monkeypatch):
+    """eval of a run stopped at step 3 of 12 (or of one still training) printed and wrote a report
+    that read as the finished run's, and embed wrote its features without a word: neither said which
+    step the checkpoint is. They now say it (eval at the head of report.txt, --json and embed on
+    stderr), report.json records checkpoint_step and total_steps, and a finished run has no note."""
+    import fcntl
+
+    from byol_ref import checkpoint as ckpt
+    from byol_ref.cli import main
+
+    out = tmp_path / "r"
+    _sigint_in_step(monkeypatch, at=4)  # (stops once step 4 is done: its checkpoint is step 4)
+    assert main(["train", *SMALL_RUN, "--epochs", "2", "--no-eval", "--out", str(out)]) == 130
+    monkeypatch.undo()
+    capsys.readouterr()
+    stopped = f"{out} stopped at step 4 of 12, its last checkpoint: these are the features of an unfinished run; "
+    assert main(["eval", str(out), "--out", str(tmp_path / "e")]) == 0
+    assert capsys.readouterr().out.startswith(f"Note: {stopped}")
+    assert (tmp_path / "e" / "report.txt").read_text().startswith(f"Note: {stopped}")
+    report = json.loads((tmp_path / "e" / "report.json").read_text())
+    assert (report["checkpoint_step"], report["total_steps"]) == (4, 12)
+    assert main(["eval", str(out), "--json"]) == 0
+    printed = capsys.readouterr()
+    assert json.loads(printed.out)["checkpoint_step"] == 4 and f"byol-ref: note: {stopped}" in printed.err
+    assert main(["embed", str(out), "--out", str(tmp_path / "f.npz")]) == 0
+    err = capsys.readouterr().err
+    assert f"byol-ref: note: {stopped}" in err and err.rstrip().endswith(f"train --out {out} --resume finishes it")
+    path = out / "checkpoint.npz"  # one written before the checkpoint kept the run's length: its data say
+    arrays, meta = ckpt.load(path)
+    del meta["total_steps"]
+    ckpt.save(path, arrays, {k: v for k, v in meta.items() if k not in ("format", "version", "written_by")})
+    assert main(["eval", str(out)]) == 0 and f"Note: {stopped}" in capsys.readouterr().out
+    fd = os.open(out, os.O_RDONLY)  # a train of another process, writing there now
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert main(["eval", str(out)]) == 0
+        assert (f"Note: {out} is training now, in another process: these are the features of its checkpoint at "
+                "step 4 of 12, not of the finished run\n") in capsys.readouterr().out
+    finally:
+        os.close(fd)
+    assert main(["train", *SMALL_RUN, "--epochs", "2", "--no-eval", "--out", str(out), "--resume"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(out), "--json"]) == 0
+    printed = capsys.readouterr()
+    report = json.loads(printed.out)
+    assert (report["checkpoint_step"], report["total_steps"]) == (12, 12) and "note" not in printed.err
+    assert main(["eval", str(out)]) == 0 and "Note" not in capsys.readouterr().out
+
+
+@pytest.mark.skipif(os.name == "nt", reason="no flock on this platform: RunLock holds nothing there")
 def test_a_live_run_before_its_first_checkpoint_is_not_called_stopped(tmp_path, capsys):
     """eval (and embed) of a run that a live train has not checkpointed yet said that its run "stopped
     before writing its first one" and to start it again with --overwrite (which the lock then refuses)."""
