@@ -110,6 +110,19 @@ class Backend:
         """Reset the random generator."""
         self.rng = numpy.random.default_rng(seed)
 
+    def __reduce__(self):
+        """Pickled (for a worker process: ``fit(..., backend=be)`` in a spawned pool) and deep-copied as
+        its name, dtype and generator; a module itself cannot be ("cannot pickle 'module' object").
+        A CuPy backend read back where no GPU answers says so (``get_backend``)."""
+        return _rebuilt, (self.name, self.dtype, self.rng)
+
+
+def _rebuilt(name: str, dtype: str, rng) -> Backend:
+    """A Backend as ``Backend.__reduce__`` wrote it: the array module found again, the generator as it was."""
+    backend = get_backend(name, dtype, seed=None)
+    backend.rng = rng
+    return backend
+
 
 def to_numpy(a):
     """Return ``a`` (NumPy or CuPy array, or scalar) as a host NumPy array."""

@@ -142,6 +142,25 @@ def test_backend_seed_resets_the_generator_to_that_seed():
     np.testing.assert_array_equal(be.rng.standard_normal(3), np.random.default_rng(7).standard_normal(3))
 
 
+def test_a_backend_pickles_and_deep_copies_with_its_generator_where_it_was():
+    """``fit(..., backend=be)`` sent to a worker process (a spawned pool: macOS's and Windows' default)
+    failed on "cannot pickle 'module' object", as did copy.deepcopy of a backend; a copy now draws what
+    the original would have, from its own generator."""
+    import copy
+    import pickle
+
+    be = get_backend("numpy", "float32", seed=3)
+    be.rng.standard_normal(5)  # (mid-stream: the copy goes on from here)
+    for twin in (pickle.loads(pickle.dumps(be)), copy.deepcopy(be)):
+        assert (twin.name, twin.dtype, twin.xp) == ("numpy", "float32", np) and twin.rng is not be.rng
+        np.testing.assert_array_equal(twin.rng.standard_normal(3), copy.deepcopy(be.rng).standard_normal(3))
+    assert copy.copy(be).rng is be.rng  # (a shallow copy shares the generator, as a dataclass's does)
+    if not cupy_status()[0]:  # read back where no GPU answers: get_backend's own words
+        gpu = pickle.dumps(byol.Backend("cupy", np, "float32", np.random.default_rng(0)))
+        with pytest.raises(RuntimeError, match="backend 'cupy' is not available: "):
+            pickle.loads(gpu)
+
+
 def test_check_dtype_refuses_what_numpy_cannot_read():
     """A dtype spec NumPy does not understand is named, not read as the float64 default."""
     from byol_ref.backend import check_dtype
