@@ -65,7 +65,7 @@ def native_results(tree, what):
 ROLES = ("view1", "view2", "online", "target")
 
 
-@settings(max_examples=25, deadline=None)
+@settings(deadline=None)
 @given(seed=st.integers(0, 2**16), n=st.integers(2, 6), swap=st.sets(st.sampled_from(ROLES), min_size=1),
        tau=st.floats(0, 1), form=st.sampled_from(kernels.EMA_FORMS))
 def test_the_model_api_gives_the_native_twins_results(seed, n, swap, tau, form):
@@ -102,7 +102,7 @@ def test_the_model_api_gives_the_native_twins_results(seed, n, swap, tau, form):
     assert_twins(in_place, new, "ema_update(inplace=True)'s target arrays")  # (written in the caller's order)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(deadline=None)
 @given(seed=st.integers(0, 2**16), n=st.integers(2, 5), swap=st.lists(st.booleans(), min_size=4, max_size=4))
 def test_the_layers_give_the_native_twins_results(seed, n, swap):
     rng = np.random.default_rng(seed)
@@ -274,7 +274,7 @@ def test_a_layer_told_to_write_into_a_read_only_array_names_it(op, name, call):
         call()
 
 
-@settings(max_examples=20, deadline=None)
+@settings(deadline=None)
 @given(name=st.sampled_from(["sgd", "lars", "adam", "adamw", "ema"]), which=st.integers(0, 10**6),
        in_state=st.booleans())
 def test_an_in_place_update_with_a_read_only_array_names_it_and_writes_nothing(name, which, in_state):
