@@ -73,7 +73,8 @@ def numerical_gradient(f, x, dout=None, h: float | None = None, order: int = 4):
 
     Args:
         f: function of x returning an array (or a scalar if dout is None).
-        x: float64 array; perturbed in place one element at a time and restored.
+        x: float64 array; perturbed in place one element at a time (``f`` may read it by closure, as
+            CS231n's ``eval_numerical_gradient`` has it) and restored, also where ``f`` raises.
         dout: upstream gradient, shape of f(x); None means f returns a scalar.
         h: step (default 1e-4 for order 4, 1e-6 for order 2; see the module docstring).
         order: 4 (five-point stencil, default) or 2 (classic central difference).
@@ -86,6 +87,10 @@ def numerical_gradient(f, x, dout=None, h: float | None = None, order: int = 4):
     if not hasattr(x, "dtype") or x.dtype.name != "float64":
         raise TypeError(f"numerical_gradient needs a float64 array x (got {getattr(x, 'dtype', type(x).__name__)}): "
                         "float32 rounding swamps the check")
+    # (a read-only x: NumPy said only "assignment destination is read-only", at the first step)
+    if getattr(getattr(x, "flags", None), "writeable", True) is False:
+        raise ValueError("numerical_gradient: x is read-only, and it is perturbed in place, one element at a "
+                         "time (f may read it by closure); pass a writable copy (x.copy()), and have f read that")
     if order not in (2, 4):
         raise ValueError(f"order must be 2 or 4, got {order!r}")
     h = (1e-4 if order == 4 else 1e-6) if h is None else _check_step(h)
@@ -116,12 +121,14 @@ def numerical_gradient(f, x, dout=None, h: float | None = None, order: int = 4):
     # Index x itself (not a flat reshape of it, which is a copy when x is not C-contiguous: the
     # steps would never reach it and every entry would read 0).
     for i in host.ndindex(x.shape):
-        old = float(x[i])
-        if order == 2:
-            grad[i] = (at(i, old, h) - at(i, old, -h)) / (2 * h)
-        else:
-            grad[i] = (at(i, old, -2 * h) - 8 * at(i, old, -h) + 8 * at(i, old, h) - at(i, old, 2 * h)) / (12 * h)
-        x[i] = old
+        old = float(x[i])  # (exact: a float64)
+        try:
+            if order == 2:
+                grad[i] = (at(i, old, h) - at(i, old, -h)) / (2 * h)
+            else:
+                grad[i] = (at(i, old, -2 * h) - 8 * at(i, old, -h) + 8 * at(i, old, h) - at(i, old, 2 * h)) / (12 * h)
+        finally:  # (an f that raises, or a Ctrl-C, leaves the caller's x as it was, not one entry moved by h)
+            x[i] = old
     return grad
 
 

@@ -69,7 +69,30 @@ def test_default_steps_and_that_x_is_restored(order, offsets):
     assert steps == {round(s, 12) for s in offsets}
 
 
+@given(fails_at=st.integers(1, 12), order=st.sampled_from([2, 4]))  # (6 entries: 12 or 24 calls)
+def test_x_is_restored_where_f_raises(fails_at, order):
+    """x is the caller's (a parameter that f reads by closure, say); an f that raised at its k-th call
+    left one entry of it moved by a step, silently, for whatever the caller did next."""
+    x = np.array([[0.5, -1.25, 3.0], [2.0, 0.0, -0.75]])
+    calls = []
+
+    def f(v):
+        calls.append(1)
+        if len(calls) == fails_at:
+            raise RuntimeError("f failed")
+        return float((v**3).sum())
+
+    with pytest.raises(RuntimeError, match="f failed"):
+        numerical_gradient(f, x, order=order)
+    np.testing.assert_array_equal(x, [[0.5, -1.25, 3.0], [2.0, 0.0, -0.75]])
+
+
 def test_numerical_gradient_refusals():
+    x = np.zeros(2)
+    x.flags.writeable = False  # (np.asarray of a JAX array, a memory map opened "r")
+    with pytest.raises(ValueError, match=r"^numerical_gradient: x is read-only, and it is perturbed in place, one "
+                                         r"element at a time \(f may read it by closure\); pass a writable copy"):
+        numerical_gradient(lambda v: v.sum(), x)
     with pytest.raises(TypeError, match="needs a float64 array x"):
         numerical_gradient(lambda v: v.sum(), np.zeros(2, dtype="float32"))
     with pytest.raises(TypeError, match=r"needs a float64 array x \(got list\)"):
