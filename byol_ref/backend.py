@@ -17,6 +17,15 @@ from typing import Any
 
 import numpy
 
+#: The oldest NumPy byol_ref runs on (pyproject.toml's floor): its promotion rules (NEP 50) are the
+#: ones the dtype handling relies on. On NumPy 1.26 an Adam update fails ("Cannot cast ufunc 'add'
+#: output from dtype('int64') to dtype('uint8')"), and what else differs would differ silently.
+NUMPY_LEAST = "2.0.0"
+if numpy.lib.NumpyVersion(numpy.__version__) < NUMPY_LEAST:
+    raise ImportError(f"byol-ref needs NumPy >= {NUMPY_LEAST} (its type promotion rules, NEP 50), but NumPy "
+                      f"{numpy.__version__} is installed (at {numpy.__file__}); upgrade it: pip install --upgrade "
+                      "'numpy>=2'")
+
 #: The host array module (NumPy). Other modules use it for file I/O and CPU-only
 #: work (data loading, checkpoints, evaluation) instead of importing NumPy themselves.
 host = numpy

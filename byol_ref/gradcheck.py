@@ -191,6 +191,7 @@ def directional_check(loss_fn, params: dict, grads: dict, *, h: float = 1e-5, se
                 raise ValueError(f"{name}[{k!r}] must be an array of params[{k!r}]'s shape {tuple(p.shape)}, got "
                                  f"{getattr(tree[k], 'shape', type(tree[k]).__name__)}")
     analytic = sum(float((grads[k] * u[k]).sum()) for k in params)
+
     def at(t):
         return float(loss_fn({k: params[k] + t * u[k] for k in params}))
 

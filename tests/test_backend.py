@@ -142,6 +142,21 @@ def test_backend_seed_resets_the_generator_to_that_seed():
     np.testing.assert_array_equal(be.rng.standard_normal(3), np.random.default_rng(7).standard_normal(3))
 
 
+def test_an_older_numpy_than_the_floor_is_refused_at_import_in_words():
+    """pyproject.toml asks for NumPy >= 2.0, but byol_ref on a path (PYTHONPATH, a clone) imported on
+    NumPy 1.26 and ran, until an Adam update failed on "Cannot cast ufunc 'add' output from
+    dtype('int64') to dtype('uint8')"; what else differs under the old promotion rules did so silently."""
+    from byol_ref.backend import NUMPY_LEAST
+
+    floor = re.search(r'"numpy>=([0-9.]+)"', (PKG.parent / "pyproject.toml").read_text()).group(1).split(".")
+    assert NUMPY_LEAST.split(".") == floor + ["0"] * (3 - len(floor))  # (the two say the same: 2.0 is 2.0.0)
+    code = "import numpy; numpy.__version__ = '1.26.4'; import byol_ref"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PKG.parent)
+    assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == (
+        "ImportError: byol-ref needs NumPy >= 2.0.0 (its type promotion rules, NEP 50), but NumPy 1.26.4 is "
+        f"installed (at {np.__file__}); upgrade it: pip install --upgrade 'numpy>=2'")
+
+
 def test_a_backend_pickles_and_deep_copies_with_its_generator_where_it_was():
     """``fit(..., backend=be)`` sent to a worker process (a spawned pool: macOS's and Windows' default)
     failed on "cannot pickle 'module' object", as did copy.deepcopy of a backend; a copy now draws what
