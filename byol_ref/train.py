@@ -849,6 +849,10 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
     views = views if views is not None else default_views_for(dataset)
     prep, data, input_norm = prepare_training_data(dataset, views)
     sched = make_schedules(tcfg, data.x_train.shape[0])
+    if not (dataset.x_train != dataset.x_train[:1]).any():  # (a blank image file, a column of ones: it trained)
+        warnings.warn(f"{dataset.name}: its {dataset.x_train.shape[0]} training rows are one and the same (every "
+                      "feature holds a single value): there is nothing in them to learn, and the collapse monitors "
+                      "read 0 whatever is trained", UserWarning, stacklevel=3)  # (fit's caller)
     optimizer = make_optimizer_for(tcfg)
     out = Path(out_dir) if out_dir is not None else None
     ckpt_path = out / "checkpoint.npz" if out is not None else None

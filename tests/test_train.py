@@ -286,6 +286,24 @@ def test_fit_redraws_its_bar_in_place_in_a_notebook(data, monkeypatch):
     assert "\r" not in log.getvalue() and log.getvalue().count("\n") == 10  # (a file: a line every 10%)
 
 
+def test_training_rows_that_are_all_one_are_warned_of_at_the_callers_line(data):
+    """A blank image file or a table of one repeated row trained without a word, and its report read as a
+    collapse (std and rank 0) that the data, not the method, made."""
+    import warnings
+
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    same = data._replace(x_train=np.repeat(data.x_train[:1], len(data.x_train), axis=0), name="blank")
+    with pytest.warns(UserWarning, match=r"^blank: its 128 training rows are one and the same \(every feature holds "
+                                         r"a single value\): there is nothing in them to learn") as shown:
+        fit(same, cfg, _tcfg(epochs=1), progress=False)
+    assert [w.filename for w in shown if "one and the same" in str(w.message)] == [__file__]
+    one_differs = same.x_train.copy()
+    one_differs[-1, -1] += 1e-9
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit(same._replace(x_train=one_differs), cfg, _tcfg(epochs=1), progress=False)
+
+
 def test_fit_shows_no_bar_where_there_is_no_stderr(data, monkeypatch):
     """Under pythonw, a GUI or a service sys.stderr is None: fit's default progress=True failed there on
     "'NoneType' object has no attribute 'write'" at its first bar."""
