@@ -34,7 +34,7 @@ from pathlib import Path
 from .backend import host as np
 from .backend import to_numpy
 from .checks import check_path, in_the_way, native_order, not_a_file
-from .version import __version__
+from .version import __version__, release
 
 FORMAT = "byol-ref-checkpoint"
 VERSION = 1
@@ -454,6 +454,16 @@ def atomic_savez(path, arrays: dict) -> Path:
 def atomic_write_text(path, text: str) -> Path:
     """:func:`atomic_write` of UTF-8 text (config.json, report.json, report.txt)."""
     return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def newer_writer(meta) -> str | None:
+    """The byol-ref that wrote a checkpoint's ``meta`` (its ``written_by``), where it is a later release
+    than this one, as "byol-ref 0.2.0"; else None. A later release may record settings this one does
+    not know: that is not a file edited, and upgrading reads it."""
+    theirs = meta.get("written_by", {}).get("byol_ref") if isinstance(meta.get("written_by"), dict) else None
+    if isinstance(theirs, str) and release(theirs) > release(__version__):
+        return f"byol-ref {theirs}"
+    return None
 
 
 def load(path) -> tuple[dict, dict]:

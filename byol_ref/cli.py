@@ -35,7 +35,8 @@ from pathlib import Path
 
 from .augment import default_views_for, views_from_dicts, views_to_dicts
 from .backend import get_backend, host
-from .checkpoint import atomic_savez, atomic_write_text, disk_full, first_line, parse_json
+from .checkpoint import atomic_savez, atomic_write_text, disk_full, first_line, newer_writer, parse_json
+from .checkpoint import load as load_checkpoint_file
 from .checks import (check_image_shape, check_real, check_seed, check_writable, in_the_way, not_a_file,
                      why_refused)
 from .data import csv_header_rule, image_files_hint, labels_file, load_digits, load_file, synthetic
@@ -634,6 +635,13 @@ def _resume_settings(args, out: Path) -> tuple:
         model_cfg = Config.from_dict(saved["model_config"])
         tcfg = TrainConfig.from_dict(saved["train_config"])
     except (TypeError, ValueError) as exc:
+        try:
+            newer = newer_writer(load_checkpoint_file(checkpoint_file(out))[1])
+        except (OSError, ValueError):  # (the checkpoint's own problem is told where it is read)
+            newer = None
+        if newer:
+            raise ValueError(f"--resume: {out} was written by {newer}, a later release than this one ({__version__}), "
+                             f"with settings this one does not know ({exc}); upgrade byol-ref to continue it") from None
         raise ValueError(f"{cfg_file} records settings no run has ({exc}); the file was edited") from None
     # config.json must record what the checkpoint was trained with
     resumed, ck_model, ck_train, meta = load_checkpoint(checkpoint_file(out))

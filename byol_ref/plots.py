@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import re
 from pathlib import Path
 
 from .backend import host as np
 from .checkpoint import atomic_write
 from .checks import make_folder
+from .version import release
 
 
 # The first matplotlib built for NumPy 2 (byol-ref's floor): an older one fails to import beside it, after NumPy
@@ -26,18 +26,13 @@ def matplotlib_problem() -> str | None:
         version = metadata.version("matplotlib")
     except metadata.PackageNotFoundError:
         version = None  # (not installed; or a source tree on the path, which imports without it)
-    if version is not None and _release(version) < _release(MATPLOTLIB_LEAST):
+    if version is not None and release(version) < release(MATPLOTLIB_LEAST):
         return f"matplotlib {version} is older than {MATPLOTLIB_LEAST}, the first that runs with NumPy 2"
     try:
         import matplotlib  # noqa: F401
     except ImportError as exc:
         return "matplotlib is not installed" if version is None else f"matplotlib {version} does not import ({exc})"
     return None
-
-
-def _release(version: str) -> tuple:
-    """(3, 8, 4) of "3.8.4", "3.8.4.post1" or "3.10.0rc1"."""
-    return tuple(int(part) for part in re.findall(r"\d+", version.split("+")[0])[:3])
 
 
 def have_matplotlib() -> bool:

@@ -45,6 +45,7 @@ from .optim import Optimizer, make_optimizer, predictor_lr_mult
 from .rundir import Replacing, RunLock, refuse_for_set_aside, remove_replaced, remove_stale
 from .schedules import check_warmup_convention, target_tau, warmup_cosine_lr
 from .tree import describe, describe_tree
+from .version import __version__
 
 
 @dataclass(frozen=True)
@@ -432,6 +433,11 @@ def load_checkpoint(path, backend: Backend | None = None):
         step, pos = meta["step"], meta["epoch_pos"]
         rng_state = meta["rng_state"]
     except (KeyError, TypeError, ValueError) as exc:
+        newer = ckpt.newer_writer(meta)
+        if newer:
+            raise ckpt.CheckpointError(f"{path} was written by {newer}, a later release than this one ({__version__})"
+                                       f", with settings this one does not know ({exc}); upgrade byol-ref to read "
+                                       "it") from None
         raise ckpt.CheckpointError(f"{path}: checkpoint metadata is incomplete or invalid ({exc})") from None
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (step, pos)):
         raise ckpt.CheckpointError(f"{path}: step {step!r} and epoch position {pos!r} must be whole numbers; the "

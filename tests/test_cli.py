@@ -2627,6 +2627,48 @@ def test_the_commands_a_stopped_train_prints_run_as_printed_whatever_the_folder_
     assert cli._prog() == "'/opt/my python/bin/python3' -m byol_ref"
 
 
+def test_a_run_a_later_byol_ref_wrote_is_not_called_edited(tiny_run, tmp_path, capsys):
+    """A run written by a later release, with a setting this one does not know, was refused as "the file
+    was edited" (--resume) or "metadata is incomplete or invalid" (eval, embed): the way on is to
+    upgrade, which neither said. A run of this release with such a setting is still called edited."""
+    import shutil
+
+    from byol_ref import __version__
+    from byol_ref.cli import main
+
+    def written_by(version):
+        out = tmp_path / version
+        shutil.copytree(tiny_run[0], out)
+        with np.load(out / "checkpoint.npz", allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+        meta = json.loads(str(arrays["meta"]))
+        meta["model_config"]["future_option"] = 3
+        meta["written_by"]["byol_ref"] = version
+        arrays["meta"] = np.array(json.dumps(meta))
+        np.savez(out / "checkpoint.npz", **arrays)
+        config = json.loads((out / "config.json").read_text())
+        config["model_config"]["future_option"] = 3
+        (out / "config.json").write_text(json.dumps(config))
+        return out
+
+    later = written_by("99.0.1")
+    for cmd in (["eval", str(later)], ["embed", str(later), "--out", str(tmp_path / "f.npz")]):
+        assert main(cmd) == 2
+        err = capsys.readouterr().err
+        assert (f"{later / 'checkpoint.npz'} was written by byol-ref 99.0.1, a later release than this one "
+                f"({__version__}), with settings this one does not know (unknown Config field(s) ['future_option']"
+                in err) and err.rstrip().endswith("; upgrade byol-ref to read it")
+    assert main(["train", "--out", str(later), "--resume", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"--resume: {later} was written by byol-ref 99.0.1, a later release than this one ({__version__})" in err
+    assert err.rstrip().endswith("; upgrade byol-ref to continue it")
+    same = written_by(__version__)
+    assert main(["eval", str(same)]) == 2
+    assert "checkpoint metadata is incomplete or invalid (unknown Config field(s)" in capsys.readouterr().err
+    assert main(["train", "--out", str(same), "--resume", "--no-progress"]) == 2
+    assert "records settings no run has (unknown Config field(s)" in capsys.readouterr().err
+
+
 @pytest.mark.skipif(os.name == "nt", reason="no flock on this platform: RunLock holds nothing there")
 def test_eval_and_embed_say_when_the_checkpoint_is_not_the_end_of_its_run(tmp_path, capsys, monkeypatch):
     """eval of a run stopped at step 3 of 12 (or of one still training) printed and wrote a report
