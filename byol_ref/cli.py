@@ -1376,8 +1376,13 @@ def _load_run(args):
 def _unfinished(ckpt_path: Path, step: int, total: int | None) -> str | None:
     """What to say of a checkpoint that is not its run's end, or None: its run is training now (in
     another process), or stopped short of its length. Their features are not the run's, and eval's
-    report and embed's file would otherwise pass for them."""
+    report and embed's file would otherwise pass for them. A checkpoint file of another name (one
+    copied out of its run) is no run directory's: it is named itself, and no train is looked for."""
     run = ckpt_path.parent
+    if ckpt_path.name != "checkpoint.npz":
+        return None if total is None or step >= total else (
+            f"{ckpt_path} is the checkpoint of step {step} of its run's {total}: these are the features of an "
+            "unfinished run")
     try:
         live = _training_there(run)
     except OSError:  # (a folder this user may not open, but whose checkpoint was read: nothing to tell)

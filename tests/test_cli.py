@@ -2697,6 +2697,11 @@ def test_eval_and_embed_say_when_the_checkpoint_is_not_the_end_of_its_run(tmp_pa
     assert main(["embed", str(out), "--out", str(tmp_path / "f.npz")]) == 0
     err = capsys.readouterr().err
     assert f"byol-ref: note: {stopped}" in err and err.rstrip().endswith(f"train --out {out} --resume finishes it")
+    copied = tmp_path / "step4.npz"  # (out of its run: named itself, and no train looked for in its folder)
+    copied.write_bytes((out / "checkpoint.npz").read_bytes())
+    assert main(["embed", str(copied), "--data", "synthetic", "--out", str(tmp_path / "g.npz")]) == 0
+    assert (f"byol-ref: note: {copied} is the checkpoint of step 4 of its run's 12: these are the features of an "
+            "unfinished run\n") in capsys.readouterr().err
     path = out / "checkpoint.npz"  # one written before the checkpoint kept the run's length: its data say
     arrays, meta = ckpt.load(path)
     del meta["total_steps"]
