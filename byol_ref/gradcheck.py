@@ -23,18 +23,30 @@ float32 the rounding error is ~1e-3 or worse and a gradient check proves nothing
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from .backend import get_array_module, host
 from .checks import check_plain, check_real, check_seed
 
 
+def _real64(xp, v, name: str, op: str):
+    """``v`` (an array, a list, a number) as float64 for a comparison: a masked array with values masked
+    is refused (its hidden values were compared), and a complex one (its imaginary part was dropped,
+    with a ComplexWarning)."""
+    check_plain({name: v}, op, host_copy=True)
+    a = xp.asarray(v)
+    if a.dtype.kind == "c":
+        raise TypeError(f"{op}: {name} is complex ({a.dtype}); compare its real and imaginary parts as two real "
+                        "arrays")
+    return a.astype("float64", copy=False)
+
+
 def rel_error(a, b, floor: float = 1e-12) -> float:
     """Maximum elementwise relative error |a - b| / max(|a| + |b|, floor)."""
     floor = check_real(floor, "floor", lo=0, lo_open=True)  # (0 would make two zeros 0/0 = NaN)
     xp = get_array_module(a, b)
-    a = xp.asarray(a, dtype="float64")
-    b = xp.asarray(b, dtype="float64")
+    a, b = _real64(xp, a, "a", "rel_error"), _real64(xp, b, "b", "rel_error")
     if a.shape != b.shape:
         raise ValueError(f"rel_error: shapes differ, {a.shape} vs {b.shape}")
     if a.size == 0:
@@ -56,8 +68,7 @@ def grad_error(analytic, numerical, floor: float = 1e-4, scale: float | None = N
     if scale is not None:
         scale = check_real(scale, "scale", lo=0)
     xp = get_array_module(analytic, numerical)
-    a = xp.asarray(analytic, dtype="float64")
-    n = xp.asarray(numerical, dtype="float64")
+    a, n = _real64(xp, analytic, "analytic", "grad_error"), _real64(xp, numerical, "numerical", "grad_error")
     if a.shape != n.shape:
         raise ValueError(f"grad_error: shapes differ, {a.shape} vs {n.shape}")
     if a.size == 0:
@@ -104,8 +115,13 @@ def numerical_gradient(f, x, dout=None, h: float | None = None, order: int = 4):
         # f(x)'s shape, every call (metadata only): a dout of another shape would broadcast against it, and
         # the result be the gradient of another function; an array out without dout has no one value.
         shape = tuple(getattr(out, "shape", ()))
+        kind = str(getattr(out, "dtype", ""))  # (NumPy's, CuPy's, torch's "torch.float32" or JAX's)
+        if kind.endswith(("float32", "float16")):  # (bfloat16 too)
+            raise TypeError(f"numerical_gradient: f(x) returned {kind}, whose rounding swamps the check as a "
+                            "float32 x would (a derivative good to about 1e-3); compute f in float64 (JAX computes "
+                            "in float32 unless jax_enable_x64 is set)")
         if dout is None:
-            if getattr(out, "size", 1) != 1:
+            if math.prod(shape) != 1:  # (not out.size: a torch tensor's is a method)
                 raise ValueError(f"numerical_gradient: f(x) has shape {shape}; without dout f must return a "
                                  "scalar (pass dout, the upstream gradient of f(x)'s shape)")
             return float(out)
@@ -190,6 +206,10 @@ def directional_check(loss_fn, params: dict, grads: dict, *, h: float = 1e-5, se
             if tuple(getattr(tree[k], "shape", ())) != tuple(p.shape) or not hasattr(tree[k], "dtype"):
                 raise ValueError(f"{name}[{k!r}] must be an array of params[{k!r}]'s shape {tuple(p.shape)}, got "
                                  f"{getattr(tree[k], 'shape', type(tree[k]).__name__)}")
+    norm = math.sqrt(sum(float((u[k] * u[k]).sum()) for k in params))
+    if not 0 < norm < math.inf:  # (a zero direction passed any gradient: both sides are 0, the error 0)
+        raise ValueError(f"direction has norm {norm:g}; expected a direction of norm > 0 and finite (random_direction "
+                         "draws a unit one)")
     analytic = sum(float((grads[k] * u[k]).sum()) for k in params)
 
     def at(t):

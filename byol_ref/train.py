@@ -31,7 +31,7 @@ from typing import Callable, NamedTuple
 
 from . import checkpoint as ckpt
 from .augment import ImageAug, VectorAug, default_views_for, two_views, views_from_dicts, views_to_dicts
-from .backend import Backend, get_array_module, get_backend
+from .backend import Backend, check_dtype, get_array_module, get_backend
 from .backend import host as np
 from .backend import to_numpy
 from .checks import (check_array, check_bool, check_choice, check_image_shape, check_path, check_plain,
@@ -180,7 +180,9 @@ class TrainConfig:
         check_choice(self.ema_when, "ema_when", ("post_step", "pre_forward"))
         check_choice(self.ema_form, "ema_form", EMA_FORMS)
         object.__setattr__(self, "predictor_lr_mult", check_real(self.predictor_lr_mult, "predictor_lr_mult", 0, None))
-        check_choice(self.dtype, "dtype", ("float32", "float64"))
+        # (as build takes it: "f4" or np.float32 too; kept as its name, which JSON holds, where np.dtype("float32"),
+        # equal to "float32", passed, trained, and failed to be checkpointed at the end)
+        object.__setattr__(self, "dtype", check_dtype(self.dtype, "dtype"))
         for name, least in (("seed", 0), ("log_every", 1), ("eval_every", 0), ("monitor_rows", 0),
                             ("checkpoint_every", 0)):
             object.__setattr__(self, name, check_positive_int(getattr(self, name), name, minimum=least))
@@ -1179,6 +1181,12 @@ def encode(network: Network, x, input_norm: InputNorm | None, backend: Backend, 
     naming the first, where they are returned otherwise (a diverging run's monitor skips them)."""
     from .model import network_forward
 
+    # (a batch of -1 returned no rows for any x, 0 and 2.5 failed inside range(); which="q", a 1-D x or no
+    # backend failed as KeyError or AttributeError)
+    check_types(network=(network, Network), input_norm=(input_norm, InputNorm, None), backend=(backend, Backend))
+    check_choice(which, "which", ("y", "z"))
+    batch = check_positive_int(batch, "batch")
+    check_array(x, "x", ndim=2, last_dim=network.config.encoder_dim)
     outs, bad_rows = [], []
     for i in range(0, x.shape[0], batch):
         xb = backend.asarray(x[i:i + batch])
@@ -1230,6 +1238,7 @@ def checkpoint_features(path, x, *, which: str = "y", backend: Backend | None = 
     """
     ckpt_path = checkpoint_file(path)
     check_choice(which, "which", ("y", "z"))
+    batch = check_positive_int(batch, "batch")  # (-1 returned no rows, 0 failed inside range())
     state, model_cfg, tcfg, meta = load_checkpoint(ckpt_path, backend)
     if "preprocessing" not in meta:
         raise ckpt.CheckpointError(f"{ckpt_path} predates stored input statistics; use `byol-ref eval` or "

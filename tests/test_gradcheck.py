@@ -87,6 +87,54 @@ def test_x_is_restored_where_f_raises(fails_at, order):
     np.testing.assert_array_equal(x, [[0.5, -1.25, 3.0], [2.0, 0.0, -0.75]])
 
 
+class _TorchLikeScalar:
+    """What a torch function returns: a 0-d tensor whose ``size`` is a method, not a number."""
+
+    shape, dtype = (), "torch.float64"
+
+    def __init__(self, value):
+        self.value = value
+
+    def size(self):
+        return ()
+
+    def __float__(self):
+        return self.value
+
+
+def test_f_of_another_library_or_in_float32():
+    """A torch f(x) was refused as "f(x) has shape (); without dout f must return a scalar" (its size is a
+    method); an f computing in float32 (JAX's default) gave a derivative good to about 1e-3, without a word."""
+    x = np.array([0.5, -1.25])
+    g = numerical_gradient(lambda v: _TorchLikeScalar(float((v**2).sum())), x)
+    np.testing.assert_allclose(g, 2 * x, rtol=1e-8)
+    for f in (lambda v: (v.astype(np.float32) ** 2).sum(), lambda v: (v**2).astype(np.float16)):
+        with pytest.raises(TypeError, match=r"^numerical_gradient: f\(x\) returned float(32|16), whose rounding "
+                                            r"swamps the check as a float32 x would"):
+            numerical_gradient(f, x, dout=None if f(x).ndim == 0 else np.ones(2))
+
+
+def test_a_direction_of_no_length_is_refused():
+    """A zero direction passed any gradient (both derivatives 0, the error 0): 123 for a true 2."""
+    params, wrong = {"w": np.array([1.0, 2.0])}, {"w": np.array([123.0, -7.0])}
+    for d, norm in ((np.zeros(2), "0"), (np.array([np.inf, 0.0]), "inf"), (np.array([np.nan, 1.0]), "nan")):
+        with pytest.raises(ValueError, match=rf"^direction has norm {norm}; expected a direction of norm > 0 and "
+                                             "finite"):
+            directional_check(lambda p: float((p["w"] ** 2).sum()), params, wrong, direction={"w": d})
+
+
+def test_the_errors_refuse_masked_values_and_complex_numbers():
+    """rel_error and grad_error compared a masked array's hidden values (0.98 for 1 vs 1 with 100 masked)
+    and dropped a complex array's imaginary part (1+1j vs 1: 0)."""
+    hidden = np.ma.masked_array([1.0, 100.0], mask=[False, True])
+    for fn, names in ((rel_error, ("a", "b")), (grad_error, ("analytic", "numerical"))):
+        with pytest.raises(TypeError, match=rf"^{fn.__name__}: {names[0]} is a masked array with 1 value\(s\) masked"):
+            fn(hidden, np.ones(2))
+        with pytest.raises(TypeError, match=rf"^{fn.__name__}: {names[1]} is complex \(complex128\)"):
+            fn(np.ones(2), np.array([1 + 1j, 1.0]))
+        assert fn(np.ma.masked_array([1.0, 2.0]), [1.0, 2.0]) == 0.0  # (nothing masked; a list: as before)
+
+
 def test_numerical_gradient_refusals():
     x = np.zeros(2)
     x.flags.writeable = False  # (np.asarray of a JAX array, a memory map opened "r")

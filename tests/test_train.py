@@ -21,8 +21,9 @@ from byol_ref.augment import VectorAug
 from byol_ref.backend import get_backend, to_numpy
 from byol_ref.data import synthetic
 from byol_ref.evaluate import knn_accuracy
-from byol_ref.train import (TrainConfig, TrainingDiverged, encode, fit, init_sample, init_state, knn_monitor,
-                            load_checkpoint, make_optimizer_for, make_schedules, save_checkpoint, train_step)
+from byol_ref.train import (TrainConfig, TrainingDiverged, checkpoint_features, encode, fit, init_sample, init_state,
+                            knn_monitor, load_checkpoint, make_optimizer_for, make_schedules, save_checkpoint,
+                            train_step)
 
 SMALL = dict(hidden_size=32, projection_dim=16, predictor_dim=16)
 
@@ -302,6 +303,37 @@ def test_training_rows_that_are_all_one_are_warned_of_at_the_callers_line(data):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fit(same._replace(x_train=one_differs), cfg, _tcfg(epochs=1), progress=False)
+
+
+def test_a_dtype_given_as_numpy_gives_it_trains_and_is_checkpointed(data, tmp_path):
+    """TrainConfig(dtype=np.dtype("float32")) passed its check (it equals "float32"), trained to the end,
+    and failed there, writing the checkpoint ("Object of type Float32DType is not JSON serializable"):
+    the run was lost. It is kept as its name, as build takes it ("f4" and np.float32 too)."""
+    for given in (np.dtype("float32"), "f4", np.float32):
+        assert TrainConfig(dtype=given).dtype == "float32" and type(TrainConfig(dtype=given).dtype) is str
+    res = fit(data, byol.Config(encoder_dim=12, **SMALL), _tcfg(epochs=1, dtype=np.dtype("float32")),
+              progress=False, out_dir=tmp_path / "r")
+    assert load_checkpoint(tmp_path / "r" / "checkpoint.npz")[2].dtype == "float32" == res.train_config.dtype
+
+
+def test_encode_and_checkpoint_features_refuse_what_they_cannot_use_by_name(data, tmp_path):
+    """batch=-1 returned no features for any rows; 0 and 2.5 failed inside range(); which="q", a 1-D x and
+    no backend failed as KeyError and AttributeError."""
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    res = fit(data, cfg, _tcfg(epochs=1), progress=False, out_dir=tmp_path / "r")
+    online, be, x = res.state.online, get_backend(), data.x_test
+    for batch, err in ((-1, ValueError), (0, ValueError), (2.5, TypeError)):
+        with pytest.raises(err, match=rf"^batch must be an int >= 1, got {batch}"):
+            encode(online, x, None, be, batch=batch)
+        with pytest.raises(err, match=rf"^batch must be an int >= 1, got {batch}"):
+            checkpoint_features(tmp_path / "r", x, batch=batch)
+    with pytest.raises(ValueError, match=r"^which must be one of \('y', 'z'\), got 'q'"):
+        encode(online, x, None, be, which="q")
+    with pytest.raises(TypeError, match="^backend must be a byol_ref Backend, got NoneType"):
+        encode(online, x, None, None)
+    with pytest.raises(ValueError, match=r"^x must be a 2-D array, got shape \(12,\) \(1-D\)"):
+        encode(online, x[0], None, be)
+    np.testing.assert_array_equal(encode(online, x, None, be, batch=5), encode(online, x, None, be))
 
 
 def test_fit_shows_no_bar_where_there_is_no_stderr(data, monkeypatch):
