@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 import sys
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from functools import lru_cache
 from typing import Callable, NamedTuple
 
@@ -979,6 +979,9 @@ def loss(online_pred, target_proj, *, eps=None, eps_mode="sq_norm", form="mse"):
     if online_pred.shape != target_proj.shape:
         raise ValueError(f"online_pred and target_proj must have the same shape, got "
                          f"{tuple(online_pred.shape)} and {tuple(target_proj.shape)}")
+    if online_pred.shape[1] == 0:  # (the loss read 0, perfect agreement)
+        raise ValueError(f"online_pred and target_proj have no features (shape {tuple(online_pred.shape)}): the "
+                         "cosine of empty vectors is undefined; expected (N, P) with P >= 1")
     check_one_place({"online_pred": online_pred, "target_proj": target_proj})
     per_sample, _ = regression_loss_forward(online_pred, target_proj, form=form, eps=eps, eps_mode=eps_mode)
     return per_sample.mean()
@@ -1165,7 +1168,8 @@ def build_target(encoder_dim: int | None = None, projection_dim: int = DEFAULT_P
 
     With ``online`` given, the target copies its encoder and projector params (the
     config and dtype then come from ``online``: ``encoder_dim`` may be left out, or must be
-    online's, the other size arguments are ignored, and a ``dtype`` must be online's);
+    online's, the other size arguments are ignored, and a ``dtype`` and any option must be
+    online's);
     otherwise ``encoder_dim`` is needed, and the params are a fresh draw in ``dtype`` (default
     float64).
 
@@ -1184,6 +1188,12 @@ def build_target(encoder_dim: int | None = None, projection_dim: int = DEFAULT_P
         if encoder_dim is not None and encoder_dim != cfg.encoder_dim:
             raise ValueError(f"encoder_dim={encoder_dim!r}, but online takes {cfg.encoder_dim} input features: the "
                              "target copies it (leave encoder_dim out)")
+        # (norm="layer" was ignored: a batch-norm target, without a word; an unknown option is refused as build's)
+        asked = replace(cfg, **options)
+        for key in options:
+            if getattr(asked, key) != getattr(cfg, key):
+                raise ValueError(f"{key}={options[key]!r}, but online's config has {key}={getattr(cfg, key)!r}: the "
+                                 f"target copies online's config (leave {key} out)")
         own = _params_dtype(online.params, "online.params")
         if dtype is not None and check_dtype(dtype) != own:
             raise ValueError(f"dtype={dtype!r}, but online's params are {own}: the target copies them (cast the "
@@ -1339,9 +1349,9 @@ def _check_buffers(net, name, dtype: str):
         if got is None or tuple(got) != shape:
             raise ValueError(f"{name}.buffers[{key!r}] has shape {got}, expected {shape} (an array)")
         kind = net.buffers[key].dtype
-        if key.endswith(".count") and kind.kind not in "iu":
+        if key.endswith(".count") and (kind.kind not in "iu" or kind.itemsize < 4):  # (uint8 255 went on as 0)
             raise TypeError(f"{name}.buffers[{key!r}] has dtype {kind}, expected an integer count of the batches "
-                            "seen")
+                            "seen, of 32 bits or more (build makes int64): a narrower one wraps round")
         if not key.endswith(".count") and kind.name != dtype:
             raise TypeError(f"{name}.buffers[{key!r}] has dtype {kind}, expected {dtype} (the params' dtype); "
                             "byol_ref never mixes dtypes silently")
@@ -1355,6 +1365,8 @@ def _check_network(net, name, role=None):
         raise TypeError(f"{name}.config must be a byol_ref Config, got {type(net.config).__name__}")
     if role is not None and net.role != role:
         raise ValueError(f"{name} must be the {role} network, got a {net.role} network")
+    if not isinstance(net.params, Mapping):  # (None failed on "'NoneType' object has no attribute 'items'")
+        raise TypeError(f"{name}.params must be a dict name -> array, got {type(net.params).__name__}")
     missing, extra, reshaped = param_mismatch(net.params, net.config, net.role)
     if missing or extra:
         raise ValueError(f"{name}.params do not match the config: missing {missing}, unexpected {extra}")

@@ -1031,11 +1031,22 @@ def _check_fit_args(dataset, model_cfg, tcfg, *, out_dir, progress, views, state
     # would be dropped, and the values it hides trained on)
     check_plain({f"dataset.{k}": getattr(dataset, k) for k in ("x_train", "y_train", "x_test", "y_test")},
                 host_copy=True)
+    for split in ("x_train", "x_test"):  # (x_test: None failed on "'NoneType' object has no attribute 'shape'")
+        x = getattr(dataset, split)
+        if getattr(x, "ndim", None) != 2 or getattr(getattr(x, "dtype", None), "kind", "") not in "fiub":
+            got = f"{type(x).__name__} of shape {x.shape} and dtype {x.dtype}" if hasattr(x, "dtype") and hasattr(
+                x, "shape") else type(x).__name__
+            shape = "(N, D)" if split == "x_train" else "(N_test, D), where N_test may be 0,"
+            raise TypeError(f"dataset.{split} must be a 2-D array {shape} of real numbers, got {got}")
     x = dataset.x_train
-    if getattr(x, "ndim", None) != 2 or getattr(getattr(x, "dtype", None), "kind", "") not in "fiub":
-        got = f"{type(x).__name__} of shape {x.shape} and dtype {x.dtype}" if hasattr(x, "dtype") and hasattr(
-            x, "shape") else type(x).__name__
-        raise TypeError(f"dataset.x_train must be a 2-D array (N, D) of real numbers, got {got}")
+    if dataset.x_test.shape[1] != x.shape[1]:
+        raise ValueError(f"dataset.x_test has {dataset.x_test.shape[1]} features per row, but dataset.x_train has "
+                         f"{x.shape[1]}; expected the same features")
+    bad = int(np.size(dataset.x_test) - np.isfinite(dataset.x_test).sum())  # (it was "x has ... non-finite")
+    if bad:
+        first = tuple(int(i) for i in np.argwhere(~np.isfinite(dataset.x_test))[0])
+        raise ValueError(f"dataset.x_test has {bad} non-finite value(s) (NaN or inf), the first at index {first}; "
+                         "expected finite numbers")
     if not isinstance(dataset.name, str) or not dataset.name.strip():  # (every message about the data leads with it)
         raise TypeError(f"dataset.name must be a non-empty str (what messages call the data), got {dataset.name!r}")
     if dataset.image_shape is not None:

@@ -950,3 +950,32 @@ def test_a_torch_tensor_is_refused_by_name_with_the_conversion_and_a_jax_array_c
             call()
     assert odd_array(_foreign("jax", x), "x") is None
     assert odd_array(_foreign("torch", x), "x", host_copy=True) is None
+
+def test_what_a_sweep_of_the_api_found_networks_options_and_empty_vectors_refused_by_name(nets):
+    """Found by a sweep of the Python API with other libraries' arrays: params=None failed on "'NoneType'
+    object has no attribute 'items'"; a uint8 batch-norm count of 255 went on as 0 (and the running mean
+    to NaN); build_target(online=..., norm="layer") built a batch-norm target without a word; the loss of
+    vectors of no features read 0, perfect agreement."""
+    online, _ = nets
+    v1, _ = _views()
+    for params in (None, [1, 2]):
+        with pytest.raises(TypeError, match=rf"^network.params must be a dict name -> array, got "
+                                            rf"{type(params).__name__}$"):
+            byol.forward(online._replace(params=params), v1)
+    key = next(k for k in online.buffers if k.endswith(".count"))
+    for narrow in ("uint8", "int8", "int16"):
+        buffers = {**online.buffers, key: np.array(3, narrow)}
+        with pytest.raises(TypeError, match=rf"network.buffers\['{re.escape(key)}'\] has dtype {narrow}, expected an "
+                                            "integer count of the batches seen, of 32 bits or more"):
+            byol.forward(online._replace(buffers=buffers), v1, train=True)
+    wide = byol.forward(online._replace(buffers={**online.buffers, key: np.array(3, "int32")}), v1, train=True)
+    assert int(wide[1][key]) == 4
+    with pytest.raises(ValueError, match=r"^norm='layer', but online's config has norm='batch': the target copies "
+                                         r"online's config \(leave norm out\)$"):
+        byol.build_target(online=online, norm="layer")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
+        byol.build_target(online=online, bogus=1)
+    assert byol.build_target(online=online, norm="batch").config == online.config  # (online's own: taken)
+    with pytest.raises(ValueError, match=r"^online_pred and target_proj have no features \(shape \(3, 0\)\): the "
+                                         "cosine of empty vectors is undefined"):
+        byol.loss(np.ones((3, 0)), np.ones((3, 0)))

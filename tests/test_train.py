@@ -2187,6 +2187,13 @@ def test_a_resume_on_other_data_is_refused(data, tmp_path):
     (dict(tcfg="adamw"), TypeError, r"tcfg must be a byol_ref TrainConfig, got str"),
     (dict(x_train="x"), TypeError, r"dataset.x_train must be a 2-D array \(N, D\) of real numbers, got str"),
     (dict(x_train=1), TypeError, r"dataset.x_train must be a 2-D array .* got ndarray of shape \(12,\)"),
+    # (x_test: None and a 1-D one failed as AttributeError and IndexError; a NaN was "x has 1 non-finite value")
+    (dict(x_test=None), TypeError, r"dataset.x_test must be a 2-D array \(N_test, D\), where N_test may be 0, of "
+                                   r"real numbers, got NoneType"),
+    (dict(x_test=1), TypeError, r"dataset.x_test must be a 2-D array .* got ndarray of shape \(12,\)"),
+    (dict(x_test=2), ValueError, r"dataset.x_test has 5 features per row, but dataset.x_train has 12; expected the same"),
+    (dict(x_test=3), ValueError, r"dataset.x_test has 1 non-finite value\(s\) \(NaN or inf\), the first at index "
+                                 r"\(1, 2\); expected finite numbers"),
     (dict(image_shape="x"), ValueError, r"dataset.image_shape must be \(H, W\) or \(C, H, W\) of positive ints, "
                                         r"got 'x'"),
     (dict(image_shape=(3, 3)), ValueError, r"dataset.image_shape \(3, 3\) has 9 pixels, but dataset.x_train has 12"),
@@ -2213,10 +2220,14 @@ def test_fit_refuses_a_bad_argument_naming_it_before_any_work(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     args = dict(dataset=data, model_cfg=byol.Config(encoder_dim=12, **SMALL), tcfg=_tcfg(epochs=1),
                 out_dir=tmp_path / "run", progress=False)
-    for field in ("x_train", "image_shape", "name"):
+    nan_at = data.x_test.copy()
+    nan_at[1, 2] = np.nan
+    stand_in = {1: data.x_train[0], 2: data.x_test[:, :5], 3: nan_at}
+    for field in ("x_train", "x_test", "image_shape", "name"):
         if field in change:
             value = change.pop(field)
-            change["dataset"] = data._replace(**{field: data.x_train[0] if value == 1 else value})
+            change["dataset"] = data._replace(**{field: stand_in.get(value, value) if isinstance(value, int) else
+                                                 value})
     args.update(change)
     with pytest.raises(error, match=match):
         fit(args.pop("dataset"), args.pop("model_cfg"), args.pop("tcfg"), **args)
