@@ -63,7 +63,7 @@ from collections.abc import Mapping
 
 from .backend import host as np
 from .backend import to_numpy
-from .checkpoint import atomic_savez, atomic_write, parse_json
+from .checkpoint import atomic_savez, atomic_write, first_line, parse_json
 from .checks import check_bool, check_count, check_path, not_a_file
 from .model import NETWORK_LAYOUTS, NORMS, Config, Network, buffer_shapes, network_plan, param_shapes
 from .trace import TraceError, load_npz
@@ -294,7 +294,7 @@ def to_layout(arrays: dict, mapping: dict, *, layout: str, strict: bool = True) 
     out = {}
     for k, v in arrays.items():
         if k in mapping:
-            a = np.asarray(to_numpy(v))
+            a = np.array(to_numpy(v), copy=True)  # (not the network's own: torch.from_numpy would share them)
             out[mapping[k]] = np.ascontiguousarray(a.T) if layout == "torch" and _is_weight(k, a) else a
     return out
 
@@ -385,7 +385,13 @@ def from_layout(state: dict, mapping: dict, *, layout: str, strict: bool = True,
     out = {}
     for ref, t in mapping.items():
         if t in state:
-            a = np.asarray(state[t])
+            try:  # (a copy: the caller's own arrays, a torch model's through .numpy(), are never the params)
+                a = np.array(state[t], copy=True)
+            except (RuntimeError, TypeError) as exc:  # (torch's: a tensor that requires grad, a bfloat16 one)
+                raise TypeError(f"the {layout} state's {t!r} (for {ref}) is no array NumPy can read "
+                                f"({type(state[t]).__name__}: {first_line(exc)}); "
+                                "pass plain arrays, {k: v.detach().cpu().double().numpy() for k, v in "
+                                "state_dict.items()} for a torch model's") from None
             if a.dtype.kind not in "fiu":
                 raise TypeError(f"the {layout} state's {t!r} (for {ref}) holds {a.dtype} data, expected numbers")
             # (both passed through unconverted: a weight of another rank was not transposed, and integers

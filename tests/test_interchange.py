@@ -68,6 +68,38 @@ def test_torch_layout_transposes_and_renames():
     np.testing.assert_allclose(x @ state["online_encoder.projector.0.weight"].T, x @ w)
 
 
+def test_from_torch_layout_copies_and_names_a_tensor_numpy_cannot_read():
+    """The biases, gammas and counts read were the caller's own arrays (a torch model's, through .numpy()):
+    an in-place update of the params moved the model's; and a tensor that requires grad, or a bfloat16
+    one, failed in torch's words, naming no key."""
+    online, target = _nets("byol-pytorch")
+    m = torch_mapping("byol-pytorch", online.config)
+    state = to_torch_layout(networks_to_arrays(online, target), m)
+    ref = networks_to_arrays(online, target)  # (the networks' own arrays)
+    before = {k: v.copy() for k, v in ref.items()}
+    exported = to_torch_layout(ref, m)  # (and the way out: torch.from_numpy would share the network's arrays)
+    for a in exported.values():
+        a[...] = 7
+    for k in ref:
+        np.testing.assert_array_equal(ref[k], before[k], err_msg=k)
+    kept = {k: v.copy() for k, v in state.items()}
+    back = from_torch_layout(state, m)
+    for a in back.values():
+        a[...] = 7
+    for k in state:
+        np.testing.assert_array_equal(state[k], kept[k], err_msg=k)
+
+    class Unreadable:  # (a torch Parameter: np.array raises torch's RuntimeError)
+        def __array__(self, *args, **kwargs):
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() instead.")
+
+    key = "online_encoder.projector.0.weight"
+    with pytest.raises(TypeError, match=rf"^the torch state's '{key}' \(for online.param.projector.fc1.weight\) is "
+                                        r"no array NumPy can read \(Unreadable: Can't call numpy\(\) on Tensor that "
+                                        r"requires grad\. .*\); pass plain arrays, \{k: v.detach\(\).cpu\(\)"):
+        from_torch_layout({**state, key: Unreadable()}, m)
+
+
 def test_lightly_mapping_names():
     online, _ = _nets("lightly")
     m = torch_mapping("lightly", online.config)
