@@ -85,12 +85,8 @@ class Dataset(NamedTuple):
 
 
 def _check_fraction(test_fraction) -> float:
-    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)):
-        raise TypeError(f"test_fraction must be a float in [0, 1), got {test_fraction!r}")
-    f = float(test_fraction)
-    if not (0.0 <= f < 1.0):
-        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction!r}")
-    return f
+    """A real number in [0, 1): a NumPy float32 or a 0-d array too, as the other settings take them."""
+    return check_real(test_fraction, "test_fraction", 0, 1, hi_open=True)
 
 
 def _round_half_up(v: float) -> int:
@@ -842,6 +838,8 @@ def load_file(
     p = _check_path(path, "path")
     ext = p.suffix.lower()
     what = f"file {str(p)!r}"
+    if isinstance(labels, np.integer):  # (a column index from a NumPy computation: np.argmax, say)
+        labels = int(labels)
     if labels is not None and (isinstance(labels, bool) or not isinstance(labels, (str, int, os.PathLike))):
         raise TypeError(
             f"labels must be None, a column name (str), a column index (int) or a label file path, "

@@ -28,7 +28,7 @@ from typing import Any, Callable, NamedTuple
 
 from .backend import host as np
 from .backend import to_numpy
-from .checks import check_plain, column_mean_std
+from .checks import check_plain, column_mean_std, shown
 
 __all__ = [
     "SoftmaxXentCache",
@@ -619,7 +619,7 @@ def _sample_per_class(y: Any, k: int, rng) -> Any:
         idx = np.flatnonzero(y == cls)
         if idx.size < k:
             raise ValueError(
-                f"labels_per_class={k} but class {cls!r} of y_train has only {idx.size} examples"
+                f"labels_per_class={k} but class {shown(cls)} of y_train has only {idx.size} examples"
             )
         out.append(rng.choice(idx, size=k, replace=False))
     return np.concatenate(out)

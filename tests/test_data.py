@@ -113,6 +113,25 @@ def test_train_test_indices_bad_fraction(frac):
         train_test_indices(10, frac, np.random.default_rng(0))
 
 
+def test_numpy_numbers_are_the_numbers_they_hold(tmp_path):
+    """test_fraction=np.float32(0.2) (a sweep's value) was refused where np.float64(0.2) was taken, and
+    labels=np.int64(4) (a column found by np.argmax) where 4 was; and a class of the low-label probe's
+    refusal read "class np.int64(0)"."""
+    from byol_ref.evaluate import low_label_probe
+
+    want = train_test_indices(10, 0.2, np.random.default_rng(0))
+    for frac in (np.float32(0.2), np.array(0.2)):
+        got = train_test_indices(10, frac, np.random.default_rng(0))
+        assert all(np.array_equal(a, b) for a, b in zip(got, want))
+    rows = np.c_[np.random.default_rng(0).random((20, 3)), np.arange(20) % 2]
+    np.savetxt(tmp_path / "d.csv", rows, delimiter=",")
+    np.testing.assert_array_equal(load_file(tmp_path / "d.csv", labels=np.int64(3)).y_train,
+                                  load_file(tmp_path / "d.csv", labels=3).y_train)
+    y = np.r_[np.zeros(5, int), np.ones(25, int)]
+    with pytest.raises(ValueError, match=r"^labels_per_class=10 but class 0 of y_train has only 5 examples"):
+        low_label_probe(np.ones((30, 2)), y, np.ones((30, 2)), y, labels_per_class=10)
+
+
 def test_train_test_indices_bad_args():
     with pytest.raises(ValueError, match="n must be"):
         train_test_indices(1, 0.2, np.random.default_rng(0))
