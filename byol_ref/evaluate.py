@@ -539,6 +539,7 @@ def _probe_inputs(x_train, y_train, x_test, y_test):
     x_test = _features(x_test, "x_test")
     y_test = _labels(y_test, "y_test", x_test.shape[0], "x_test")
     _same_width(x_train, "x_train", x_test, "x_test")
+    _standardise_stats(x_train, "x_train")  # (the fits standardise it: an overflow there named "x")
     return x_train, y_train, x_test, y_test
 
 

@@ -999,3 +999,6 @@ def test_features_too_large_to_square_are_normalised_for_knn_and_refused_by_the_
     with pytest.raises(ValueError, match=r"^x has values whose standardisation overflows to inf or NaN \(largest "
                                          r"magnitude 1\.7e\+308\); rescale the features$"):
         ev.fit_logreg(big, y, l2=0.1)
+    for probe in (ev.linear_probe, ev.low_label_probe):  # (the probes' argument is x_train: it said "x")
+        with pytest.raises(ValueError, match=r"^x_train has values whose standardisation overflows"):
+            probe(big, np.arange(30) % 2, x, np.arange(30) % 2)
