@@ -40,7 +40,10 @@ def check_bool(value, name) -> bool:
 
 
 def check_positive_int(value, name, minimum=1):
-    """``value`` as a Python int >= minimum: an int or a NumPy integer (bools are refused)."""
+    """``value`` as a Python int >= minimum: an int, a NumPy integer or a 0-d integer array, as
+    :func:`check_real` takes a 0-d array (bools are refused)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iu":
+        value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int >= {minimum}, got {value!r} ({type(value).__name__})")
     if value < minimum:

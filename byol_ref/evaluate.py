@@ -760,7 +760,10 @@ def knn_predict(
     solo-learn reuse (T = 0.1 or 0.07). Queries are processed ``batch_size`` at a time,
     so memory is O(batch_size * N) rather than O(M * N). The block changes only how the BLAS
     rounds the similarities (one query row is a matrix-vector product), which can tip a tie
-    that is exact in real arithmetic (repeated or coarse features) the other way.
+    that is exact in real arithmetic (repeated or coarse features) the other way. Rows are
+    divided by max(||row||, 1e-12), as torch's ``F.normalize``, so an all-zero row stays zero;
+    rows shorter than 1e-12 are then not of unit length, and their similarities shrink with them
+    (rescale features that small).
 
     Args:
         x_train: train features, shape (N, D).

@@ -21,7 +21,7 @@ from functools import lru_cache
 from typing import Callable, NamedTuple
 
 from . import kernels
-from .backend import FLOAT_DTYPES, Backend, check_dtype, get_array_module, get_backend
+from .backend import FLOAT_DTYPES, Backend, check_dtype, get_array_module, get_backend, host
 from .checks import (dataclass_from_dict, check_array, check_bool, check_choice, check_one_place, check_overwritable,
                      check_plain, check_positive_int, check_real, check_seed, same_dtype)
 from .layers import (RunningStats, affine_backward, affine_forward, batch_norm_backward, batch_norm_forward,
@@ -199,6 +199,10 @@ class Config:
         check_choice(self.norm_eps_mode, "norm_eps_mode", EPS_MODES)
         check_choice(self.loss_form, "loss_form", LOSS_FORMS)
         check_choice(self.sym_reduce, "sym_reduce", ("sum", "mean"))
+        for name in ("hidden_bias", "head_bias", "use_predictor", "symmetric", "stop_gradient", "weight_std",
+                     "encoder_bias"):
+            if isinstance(getattr(self, name), host.bool_):  # (NumPy's, as train= takes it: kept as Python's)
+                object.__setattr__(self, name, bool(getattr(self, name)))
         for name in ("hidden_bias", "head_bias", "use_predictor", "symmetric", "stop_gradient", "weight_std"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")

@@ -187,6 +187,8 @@ class TrainConfig:
                             ("checkpoint_every", 0)):
             object.__setattr__(self, name, check_positive_int(getattr(self, name), name, minimum=least))
         for name in ("nesterov", "lars_clip_lr", "lars_only_with_wd", "data_init"):
+            if isinstance(getattr(self, name), np.bool_):  # (NumPy's, as train= takes it: kept as Python's)
+                object.__setattr__(self, name, bool(getattr(self, name)))
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
 

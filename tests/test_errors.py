@@ -979,3 +979,24 @@ def test_what_a_sweep_of_the_api_found_networks_options_and_empty_vectors_refuse
     with pytest.raises(ValueError, match=r"^online_pred and target_proj have no features \(shape \(3, 0\)\): the "
                                          "cosine of empty vectors is undefined"):
         byol.loss(np.ones((3, 0)), np.ones((3, 0)))
+
+
+def test_numpy_bools_and_0_d_integers_are_the_values_they_hold_in_the_configs():
+    """A 0-d array was taken for seed, eps and lr but refused for dims, k and epochs; a NumPy bool was
+    taken for train= but refused for the Config and TrainConfig switches. Each is kept as the Python
+    value (the configs are written as JSON)."""
+    import json
+
+    from byol_ref.train import TrainConfig
+
+    cfg = byol.Config(encoder_dim=np.array(6), projection_dim=np.int32(4), predictor_dim=4, hidden_size=8,
+                      use_predictor=np.bool_(True), encoder_bias=np.bool_(False))
+    assert cfg == byol.Config(encoder_dim=6, projection_dim=4, predictor_dim=4, hidden_size=8, encoder_bias=False)
+    assert type(cfg.encoder_dim) is int and type(cfg.use_predictor) is bool and type(cfg.encoder_bias) is bool
+    tcfg = TrainConfig(epochs=np.array(3), nesterov=np.bool_(True))
+    assert (tcfg.epochs, tcfg.nesterov) == (3, True) and type(tcfg.nesterov) is bool
+    json.dumps([cfg.to_dict(), tcfg.__dict__])
+    assert byol.output_size(np.array(16)) == 16
+    for bad in (np.array(2.5), np.array([3]), np.array(True)):
+        with pytest.raises(TypeError, match=r"^epochs must be an int >= 1, got"):
+            TrainConfig(epochs=bad)
