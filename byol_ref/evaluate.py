@@ -945,6 +945,7 @@ def effective_rank(x: Any) -> float:
         EUSIPCO 2007, definition 1.
     """
     x = _features(x, "x", min_rows=2)
+    x = x / _overflow_scale(x)  # (the rank is the same; beyond 1e150 the norm in tol was inf, and the rank 0)
     xc = x - x.mean(axis=0)  # (N, D)
     s = np.linalg.svd(xc, compute_uv=False)  # (min(N, D),)
     tol = max(x.shape) * np.finfo(np.float64).eps * float(np.linalg.norm(x))
@@ -953,6 +954,13 @@ def effective_rank(x: Any) -> float:
         return 0.0
     p = s / s.sum()  # all > 0 here, so log p is finite (0 log 0 never arises)
     return float(np.exp(-np.sum(p * np.log(p))))
+
+
+def _overflow_scale(x: Any) -> float:
+    """1, or for values beyond 1e150, whose squares overflow float64, the power of two at their
+    largest magnitude: x divided by it holds the same numbers, exactly, at another exponent."""
+    big = float(np.abs(x).max()) if x.size else 0.0
+    return 1.0 if big <= 1e150 else 2.0 ** math.floor(math.log2(big))
 
 
 def collapse_report(z: Any, y: Any | None = None) -> dict:
@@ -987,13 +995,15 @@ def collapse_report(z: Any, y: Any | None = None) -> dict:
     sq = np.sum(zn * zn, axis=1)  # (N,), 1 (or 0 for a zero row)
     total = float(np.sum(zn.sum(axis=0) ** 2) - sq.sum())
     std = normalized_std(z)
+    scale = _overflow_scale(z)
+    zs = z / scale  # (z itself below 1e150; beyond, its squares overflowed, and mean_norm read inf)
     report = {
         "normalized_std": std,
         "healthy_std": 1.0 / math.sqrt(d),
         "std_ratio": std * math.sqrt(d),
         "effective_rank": effective_rank(z),
         "max_rank": min(n - 1, d),  # (N centred rows span N - 1 dimensions at most)
-        "mean_norm": float(np.sqrt(np.sum(z * z, axis=1)).mean()),
+        "mean_norm": scale * float(np.sqrt(np.sum(zs * zs, axis=1)).mean()),
         "mean_cos": total / (n * (n - 1)),
     }
     if y is not None:

@@ -1002,3 +1002,17 @@ def test_features_too_large_to_square_are_normalised_for_knn_and_refused_by_the_
     for probe in (ev.linear_probe, ev.low_label_probe):  # (the probes' argument is x_train: it said "x")
         with pytest.raises(ValueError, match=r"^x_train has values whose standardisation overflows"):
             probe(big, np.arange(30) % 2, x, np.arange(30) % 2)
+
+
+def test_the_collapse_monitors_of_features_beyond_1e150_read_as_the_features_scaled_down():
+    """Features of 1e154 (finite, their squares not) read effective rank 0, "no spread at all", and
+    mean_norm inf: the norm in the rank's tolerance overflowed. Both now hold what the same features
+    read at another exponent; below 1e150 nothing changes, bit for bit."""
+    z = np.random.default_rng(0).standard_normal((64, 16))
+    want = ev.collapse_report(z, np.arange(64) % 4)
+    for scale in (1e154, 2.0**600, 1e300):
+        got = ev.collapse_report(z * scale, np.arange(64) % 4)
+        assert got["effective_rank"] == pytest.approx(want["effective_rank"], rel=1e-12)
+        assert got["mean_norm"] == pytest.approx(want["mean_norm"] * scale, rel=1e-12)
+        for key in ("normalized_std", "mean_cos", "cos_within", "cos_between"):
+            assert got[key] == pytest.approx(want[key], rel=1e-9, abs=1e-15), key
