@@ -132,8 +132,10 @@ def same_dtype(a, b) -> bool:
     """Whether dtypes ``a`` and ``b`` are one type, in either byte order: ``>f8`` (what
     ``np.save`` writes on a big-endian machine, or a FITS file holds) is float64 as ``<f8`` is;
     NumPy computes with the two alike, its results in the native order. (Equal dtypes answer at
-    the first test: it runs on every operand of every step.)"""
-    return a == b or a.newbyteorder("=") == b.newbyteorder("=")
+    the first test: it runs on every operand of every step.) Another library's dtype (torch's
+    ``torch.float64``) is never NumPy's."""
+    return a == b or (isinstance(a, np.dtype) and isinstance(b, np.dtype)
+                      and a.newbyteorder("=") == b.newbyteorder("="))
 
 
 def native_order(a):

@@ -153,6 +153,27 @@ def test_the_optimisers_give_the_native_twins_results(name, swap):
     assert_twins(run(s_params, s_grads), run(online.params, grads), f"{name} with {swap} swapped")
 
 
+def test_another_librarys_dtype_is_still_told_apart_from_numpys():
+    """same_dtype reads a byte order of NumPy's dtypes only: optimiser state of another library's
+    dtype (torch.float64, equal to no NumPy dtype) failed on an AttributeError (it has no
+    newbyteorder) once the comparison looked past equality, where it had been refused by name."""
+    from byol_ref.checks import same_dtype
+
+    online = byol.build_online(6, projection_dim=3, predictor_dim=4, hidden_size=5, seed=0)
+
+    class Foreign:  # (shape and dtype as a torch tensor has them)
+        def __init__(self, a):
+            self.shape, self.dtype = a.shape, "torch.float64"
+
+    opt = optim.make_optimizer("sgd")
+    state = opt.init(online.params)
+    key = next(iter(state))
+    state[key] = Foreign(state[key])
+    with pytest.raises(ValueError, match=rf"^state\['{key}'\] must match params\[.*got shape .*, dtype torch.float64$"):
+        opt.update({k: np.ones_like(v) for k, v in online.params.items()}, state, online.params, lr=0.1)
+    assert not same_dtype(np.dtype("float64"), "torch.float64") and same_dtype(np.dtype(">f8"), np.dtype("<f8"))
+
+
 def test_the_augmentations_give_the_native_twins_views():
     x = np.random.default_rng(0).random((5, 64))
     for views, shape in ((augment.digits_views(), (8, 8)), (augment.default_views_for(synthetic(n=40, dim=64)), None)):
