@@ -439,6 +439,17 @@ def check_array(x, name, *, ndim=None, last_dim=None, dtype=None, finite=True, m
     return x
 
 
+def check_finite(x, what: str) -> None:
+    """Refuse a host array holding NaN or inf, naming ``what``, how many and the first's index."""
+    bad = ~np.isfinite(x)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"{what} has {int(bad.sum())} non-finite value(s) (NaN or inf); the first is at "
+            f"index {first}; expected finite numbers"
+        )
+
+
 def odd_array(x, name: str, *, host_copy: bool = False) -> str | None:
     """Why ``x`` is refused, as a message naming ``name``; None for a NumPy or CuPy array (an
     ``np.memmap`` included), for an array of another library with NumPy's dtypes (a JAX array, which

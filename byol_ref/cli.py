@@ -986,7 +986,8 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
     ``metrics`` is the run's metrics.jsonl (the whole run's curves, across resumes), if any;
     ``run`` is the run directory or checkpoint the features come from (default: ``out``);
     ``data_args`` the data options (``--data FILE ...``) the hints' embed command needs to read the same data;
-    ``checkpoint_note`` heads report.txt (a checkpoint short of its run's end: ``_unfinished``)."""
+    ``checkpoint_note`` heads report.txt (a checkpoint short of its run's end: ``_unfinished``), or is told on
+    stderr where no report text is printed (``as_json``, nothing to probe)."""
     from .report import evaluate_features, format_collapse, format_convergence
 
     skipped = None
@@ -998,6 +999,8 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
     elif len(dataset.x_test) == 0:  # a pre-split file may hold an empty test split
         skipped = (f"{dataset.name} has an empty test split, so the probes have nothing to be tested on; "
                    f"{_prog()} eval {_q(run or out)} --data FILE probes the run on other data")
+    if checkpoint_note and (skipped or as_json):
+        print(f"byol-ref: note: {checkpoint_note}", file=sys.stderr)
     if skipped:
         # --json: still one JSON object on stdout, for whatever parses it
         print(json.dumps({"rows": [], "skipped": skipped}) if as_json else f"byol-ref: {skipped}")
@@ -1200,9 +1203,7 @@ def _eval(args) -> int:
     if out is not None and not args.overwrite:
         _refuse_a_report_there(out)
     _probe_opts(args)
-    online, dataset, input_norm, backend, tcfg, at = _load_run(args)
-    if at[2] and (args.json or dataset.y_train is None or len(dataset.x_test) == 0):  # (else report.txt begins so)
-        print(f"byol-ref: note: {at[2]}", file=sys.stderr)
+    online, dataset, input_norm, backend, tcfg, (step, total, note) = _load_run(args)
     probe = _probe_opts(args, dataset.x_train.shape[0], dataset.y_train)
     metrics = checkpoint_file(args.path).parent / "metrics.jsonl"  # the run's own curves, for training.png
     with RunLock() as lock:
@@ -1214,8 +1215,8 @@ def _eval(args) -> int:
                 _refuse_a_report_there(out)  # (one written meanwhile)
         return _report(online, dataset, input_norm, backend, out, metrics, plots=out is not None and not args.no_plots,
                        seed=tcfg.seed, as_json=args.json, probe=probe, run=Path(args.path), data_args=_data_args(args),
-                       progress=not args.no_progress, extra={"checkpoint_step": at[0], "total_steps": at[1]},
-                       checkpoint_note=at[2])
+                       progress=not args.no_progress, extra={"checkpoint_step": step, "total_steps": total},
+                       checkpoint_note=note)
 
 
 def _data_args(args) -> str:

@@ -28,8 +28,8 @@ from typing import Iterator, NamedTuple, Optional, Union
 from .backend import host as np
 from .checkpoint import (NPY_MAGIC, ZIP_MAGIC, file_head, first_line, npy_size_problem, numpy_read_errors,
                          read_npz)
-from .checks import (check_bool, check_image_shape, check_plain, check_real, check_seed, column_mean_std,
-                     native_order, not_a_file, odd_entry)
+from .checks import (check_bool, check_finite, check_image_shape, check_plain, check_real, check_seed,
+                     column_mean_std, native_order, not_a_file, odd_entry)
 
 __all__ = [
     "Dataset",
@@ -555,16 +555,6 @@ def _check_numeric(a, what: str):
     return a
 
 
-def _check_finite(x, what: str) -> None:
-    bad = ~np.isfinite(x)
-    if bad.any():
-        first = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(
-            f"{what} has {int(bad.sum())} non-finite value(s) (NaN or inf); the first is at "
-            f"index {first}; expected finite numbers"
-        )
-
-
 def _as_labels(y, what: str):
     """Check class ids: integer-valued, >= 0, shape (N,) (or (N, 1)); return int64 (N,)."""
     y = _check_numeric(y, what)
@@ -573,7 +563,7 @@ def _as_labels(y, what: str):
     if y.ndim != 1:
         raise ValueError(f"{what} must be 1-D class ids (N,), got shape {y.shape}")
     if y.dtype.kind == "f":
-        _check_finite(y, what)
+        check_finite(y, what)
         if not np.all(y == np.round(y)):
             i = int(np.flatnonzero(y != np.round(y))[0])
             raise ValueError(f"{what} must be integer class ids, got {y[i]!r} at index {i}")
@@ -617,7 +607,7 @@ def _fold_features(x, image_shape, what: str, warn_layout: bool = True):
                       "x.transpose(0, 3, 1, 2)", UserWarning, stacklevel=3)
     if math.prod(x.shape[1:]) == 0:
         raise ValueError(f"{what}: zero width, shape {x.shape}; expected at least one value per sample")
-    _check_finite(x, what)
+    check_finite(x, what)
     with np.errstate(over="ignore"):  # (a longdouble beyond float64's range becomes inf: refused just below)
         x64 = x.astype(np.float64)
     bad = ~np.isfinite(x64) if x.dtype.itemsize > 8 else None  # (no other dtype holds a value float64 cannot)
@@ -1051,7 +1041,7 @@ def feature_stats(x_train, *, eps: float = 1e-8):
     x = _as_features(x_train, "x_train")
     if x.ndim != 2 or x.shape[0] < 1:
         raise ValueError(f"x_train must have shape (N, D) with N >= 1, got {x.shape}")
-    _check_finite(x, "x_train")
+    check_finite(x, "x_train")
     mean, std = column_mean_std(x, "x_train", "data")  # (D,) each; the std biased: divide by N
     std = np.where(std <= eps, 1.0, std)  # (<=: with eps = 0 a constant feature's 0 is replaced too)
     return mean, std
@@ -1063,13 +1053,13 @@ def standardize(x, mean, std):
     x = _as_features(x, "x")
     if x.ndim != 2:
         raise ValueError(f"x must have shape (N, D), got {x.shape}")
-    _check_finite(x, "x")  # (NaN or inf would come back standardised, as NaN, without a word)
+    check_finite(x, "x")  # (NaN or inf would come back standardised, as NaN, without a word)
     stats = {"mean": _as_features(mean, "mean"), "std": _as_features(std, "std")}
     for name, a in stats.items():
         if a.shape not in ((), (x.shape[1],)):
             raise ValueError(f"{name} must have shape ({x.shape[1]},), one value per feature of x {x.shape} (or "
                              f"one for all), got {a.shape}")
-        _check_finite(a, name)
+        check_finite(a, name)
     if np.any(stats["std"] <= 0):
         raise ValueError(f"std must be > 0 (feature_stats sets a constant feature's to 1), got "
                          f"{stats['std'][stats['std'] <= 0][:4]} at features "

@@ -34,7 +34,7 @@ from .augment import ImageAug, VectorAug, default_views_for, two_views, views_fr
 from .backend import Backend, check_dtype, get_array_module, get_backend
 from .backend import host as np
 from .backend import to_numpy
-from .checks import (check_array, check_bool, check_choice, check_image_shape, check_path, check_plain,
+from .checks import (check_array, check_bool, check_choice, check_finite, check_image_shape, check_path, check_plain,
                      check_positive_int, check_real, check_types, check_writable, dataclass_from_dict, in_the_way,
                      overflow_refusal)
 from .data import Dataset, feature_stats, pixel_full_scale, standardize
@@ -1048,11 +1048,7 @@ def _check_fit_args(dataset, model_cfg, tcfg, *, out_dir, progress, views, state
     if dataset.x_test.shape[1] != x.shape[1]:
         raise ValueError(f"dataset.x_test has {dataset.x_test.shape[1]} features per row, but dataset.x_train has "
                          f"{x.shape[1]}; expected the same features")
-    bad = int(np.size(dataset.x_test) - np.isfinite(dataset.x_test).sum())  # (it was "x has ... non-finite")
-    if bad:
-        first = tuple(int(i) for i in np.argwhere(~np.isfinite(dataset.x_test))[0])
-        raise ValueError(f"dataset.x_test has {bad} non-finite value(s) (NaN or inf), the first at index {first}; "
-                         "expected finite numbers")
+    check_finite(dataset.x_test, "dataset.x_test")  # (it was "x has ... non-finite", from the preprocessing)
     if not isinstance(dataset.name, str) or not dataset.name.strip():  # (every message about the data leads with it)
         raise TypeError(f"dataset.name must be a non-empty str (what messages call the data), got {dataset.name!r}")
     if dataset.image_shape is not None:

@@ -2211,8 +2211,8 @@ def test_a_resume_on_other_data_is_refused(data, tmp_path):
                                    r"real numbers, got NoneType"),
     (dict(x_test=1), TypeError, r"dataset.x_test must be a 2-D array .* got ndarray of shape \(12,\)"),
     (dict(x_test=2), ValueError, r"dataset.x_test has 5 features per row, but dataset.x_train has 12; expected the same"),
-    (dict(x_test=3), ValueError, r"dataset.x_test has 1 non-finite value\(s\) \(NaN or inf\), the first at index "
-                                 r"\(1, 2\); expected finite numbers"),
+    (dict(x_test=3), ValueError, r"dataset.x_test has 1 non-finite value\(s\) \(NaN or inf\); the first is at "
+                                 r"index \(1, 2\); expected finite numbers"),
     (dict(image_shape="x"), ValueError, r"dataset.image_shape must be \(H, W\) or \(C, H, W\) of positive ints, "
                                         r"got 'x'"),
     (dict(image_shape=(3, 3)), ValueError, r"dataset.image_shape \(3, 3\) has 9 pixels, but dataset.x_train has 12"),
