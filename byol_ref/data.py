@@ -935,7 +935,7 @@ def _load_presplit(arrays, labels, image_shape, what, name, scale_pixels: bool) 
         arrays = {**arrays, "y_train": joint[:len(ys[0])], "y_test": joint[len(ys[0]):]}
     for split in ("train", "test"):
         x = _check_numeric(arrays[f"x_{split}"], f"x_{split} in {what}")
-        if x.ndim < 1 or (split == "train" and x.shape[0] < 2):
+        if split == "train" and (x.ndim < 1 or x.shape[0] < 2):  # (an x_test of no samples is an empty split)
             raise ValueError(f"x_train in {what} must hold at least 2 samples, got shape {x.shape}")
         stored.append(x)
         x, s = _fold_features(x, image_shape, f"x_{split} in {what}", warn_layout=split == "train")  # (once)

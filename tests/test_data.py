@@ -1387,3 +1387,26 @@ def test_feature_stats_refuses_values_whose_std_overflows():
         feature_stats(x)
     x[4, 1] = 1e150  # (its square, 1e300, is finite: accepted)
     assert np.isfinite(feature_stats(x)[1]).all()
+
+
+# ---------------------------------------------------------------------------------------
+# Refusals a coverage run found that no test reached: the user's files (CSV, .npy, .npz, pre-split .npz,
+# label files of class names), the embedded digits file, feature_stats and standardize.
+# ---------------------------------------------------------------------------------------
+
+
+def test_a_presplit_npz_whose_x_test_holds_no_samples_names_x_test(tmp_path):
+    """A pre-split .npz whose x_test is a single number (0-d) was refused as "x_train ... must hold at
+    least 2 samples, got shape ()", naming the split that was fine; it is now x_test, and what it must
+    be. An x_test of 0 samples (an empty test split) is taken, as before."""
+    np.savez(tmp_path / "s.npz", x_train=np.zeros((4, 2)), x_test=np.float64(1.0))
+    with pytest.raises(ValueError, match=r"^x_test in file .*s.npz'? must be a feature matrix \(N, D\), images "
+                                         r"\(N, H, W\) or \(N, C, H, W\); got shape \(\)$"):
+        load_file(tmp_path / "s.npz")
+    for x_train in (np.float64(1.0), np.zeros((1, 2))):
+        np.savez(tmp_path / "s.npz", x_train=x_train, x_test=np.zeros((2, 2)))
+        with pytest.raises(ValueError, match=rf"^x_train in file .*s.npz'? must hold at least 2 samples, got shape "
+                                             rf"{re.escape(str(x_train.shape))}$"):
+            load_file(tmp_path / "s.npz")
+    np.savez(tmp_path / "s.npz", x_train=np.zeros((4, 2)), x_test=np.zeros((0, 2)))
+    assert load_file(tmp_path / "s.npz").x_test.shape == (0, 2)
