@@ -916,7 +916,8 @@ def _load_presplit(arrays, labels, image_shape, what, name, scale_pixels: bool) 
         )
     has_y = ("y_train" in arrays, "y_test" in arrays)
     if has_y[0] != has_y[1]:
-        raise ValueError(f"{what} must hold both y_train and y_test or neither")
+        held, lacked = ("y_train", "y_test") if has_y[0] else ("y_test", "y_train")
+        raise ValueError(f"{what} holds {held} but no {lacked}; it must hold both y_train and y_test or neither")
     out, stored = {}, []
     shape = image_shape
     label_names = None

@@ -1410,3 +1410,14 @@ def test_a_presplit_npz_whose_x_test_holds_no_samples_names_x_test(tmp_path):
             load_file(tmp_path / "s.npz")
     np.savez(tmp_path / "s.npz", x_train=np.zeros((4, 2)), x_test=np.zeros((0, 2)))
     assert load_file(tmp_path / "s.npz").x_test.shape == (0, 2)
+
+
+def test_a_presplit_npz_with_labels_for_one_split_only_says_which_it_holds(tmp_path):
+    """A pre-split .npz with y_train and no y_test (or the reverse) was told it "must hold both y_train
+    and y_test or neither", not which of them it holds; it now says so."""
+    x = {"x_train": np.zeros((4, 2)), "x_test": np.zeros((2, 2))}
+    for held, lacked, y in (("y_train", "y_test", np.array([0, 1, 0, 1])), ("y_test", "y_train", np.array([0, 1]))):
+        np.savez(tmp_path / "s.npz", **x, **{held: y})
+        with pytest.raises(ValueError, match=rf"^file .*s.npz'? holds {held} but no {lacked}; it must hold both "
+                                             r"y_train and y_test or neither$"):
+            load_file(tmp_path / "s.npz")
