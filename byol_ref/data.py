@@ -232,8 +232,10 @@ def _csv_rows(path, what: str) -> Iterator[tuple]:
     # utf-8-sig: a byte-order mark (spreadsheets write one) is not part of the first field
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(_no_nul(fh, f"{what} {str(path)!r}"))
+        last = 0  # (the line the last row ended on)
         try:
             for fields in reader:
+                last = reader.line_num
                 if all(not s.strip() for s in fields):
                     continue  # a blank line, or a spreadsheet's empty row (",,,")
                 if any(("\n" in s or "\r" in s) and "," in s for s in fields):
@@ -243,6 +245,10 @@ def _csv_rows(path, what: str) -> Iterator[tuple]:
         except UnicodeDecodeError:
             raise ValueError(f"{what} {str(path)!r} {_not_utf8(path)}; save the CSV as UTF-8") from None
         except csv.Error as exc:
+            if reader.line_num > last + 1:  # (a field over csv's size limit, open since a row above the one read)
+                raise ValueError(f"{what} {str(path)!r}: a field that starts on line {last + 1} runs on to line "
+                                 f"{reader.line_num}, past the {csv.field_size_limit()} characters a field may hold: "
+                                 "rows a stray quote swallowed") from None
             raise ValueError(f"{what} {str(path)!r} is not a readable CSV table (line {reader.line_num}: "
                              f"{exc})") from None
 

@@ -1421,3 +1421,19 @@ def test_a_presplit_npz_with_labels_for_one_split_only_says_which_it_holds(tmp_p
         with pytest.raises(ValueError, match=rf"^file .*s.npz'? holds {held} but no {lacked}; it must hold both "
                                              r"y_train and y_test or neither$"):
             load_file(tmp_path / "s.npz")
+
+
+def test_a_stray_quote_that_swallows_the_rest_of_a_long_csv_names_the_line_it_opens_on(tmp_path):
+    """A stray quote that opens a field early in a long CSV swallows rows until the field passes the
+    csv module's size limit (131072 characters), far below: the user was sent to that line ("is not a
+    readable CSV table (line 32771: field larger than field limit (131072))"), where nothing is wrong.
+    The message now names the line the field starts on, as for a stray quote in a short file; a field
+    over the limit on one line (no stray quote) is still named at its line."""
+    (tmp_path / "q.csv").write_text('a,b\n1,2\n3,"4\n' + "5,6\n" * 40_000)
+    with pytest.raises(ValueError, match=r"q.csv'?: a field that starts on line 3 runs on to line \d{5}, past the "
+                                         r"131072 characters a field may hold: rows a stray quote swallowed$"):
+        load_file(tmp_path / "q.csv")
+    (tmp_path / "w.csv").write_text("a,b\n1,2\n3," + "4" * 140_000 + "\n5,6\n")
+    with pytest.raises(ValueError, match=r"w.csv'? is not a readable CSV table \(line 3: field larger than field "
+                                         r"limit \(131072\)\)$"):
+        load_file(tmp_path / "w.csv")
