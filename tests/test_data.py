@@ -1437,3 +1437,147 @@ def test_a_stray_quote_that_swallows_the_rest_of_a_long_csv_names_the_line_it_op
     with pytest.raises(ValueError, match=r"w.csv'? is not a readable CSV table \(line 3: field larger than field "
                                          r"limit \(131072\)\)$"):
         load_file(tmp_path / "w.csv")
+
+
+def test_a_missing_or_corrupt_embedded_digits_file_is_named(tmp_path, monkeypatch):
+    """An install without the embedded digits (package data left out), or with a digits file of other
+    shapes, is told which file and how to make it again, not a bare FileNotFoundError or an IndexError."""
+    import byol_ref.data as data
+
+    monkeypatch.setattr(data, "DIGITS_PATH", tmp_path / "digits.npz")
+    with pytest.raises(FileNotFoundError, match=r"^embedded digits file not found at .*digits.npz; regenerate it "
+                                                r"with scripts/make_digits_npz.py$"):
+        load_digits()
+    np.savez(tmp_path / "digits.npz", x_train=np.zeros((5, 64)), y_train=np.zeros(5, int),
+             x_test=np.zeros((2, 8, 8)), y_test=np.zeros(2, int))
+    with pytest.raises(ValueError, match=r"digits.npz is corrupt: x_train \(5, 64\), y_train \(5,\)$"):
+        load_digits()
+    np.savez(tmp_path / "digits.npz", x_train=np.zeros((5, 8, 8)), y_train=np.zeros(5, int),
+             x_test=np.zeros((2, 8, 8)), y_test=np.zeros(3, int))
+    with pytest.raises(ValueError, match=r"digits.npz is corrupt: x_test \(2, 8, 8\), y_test \(3,\)$"):
+        load_digits()
+
+
+def test_an_empty_csv_data_or_label_file_is_refused_as_empty(tmp_path):
+    """A CSV with nothing in it, or only blank lines and a spreadsheet's empty rows, is named as empty,
+    as a data file and as a label file."""
+    np.save(tmp_path / "x.npy", np.zeros((4, 2)))
+    for text in ("", "\n\n", " ,\n,,\n"):
+        (tmp_path / "e.csv").write_text(text)
+        with pytest.raises(ValueError, match=r"^file .*e.csv'? is empty \(expected a numeric CSV table\)$"):
+            load_file(tmp_path / "e.csv")
+        with pytest.raises(ValueError, match=r"^labels file .*e.csv'? is empty \(expected a numeric CSV table\)$"):
+            load_file(tmp_path / "x.npy", labels=str(tmp_path / "e.csv"))
+
+
+def test_a_csv_rewritten_with_utf8_text_while_it_was_read_is_still_named_as_no_utf8(tmp_path, monkeypatch):
+    """What is not UTF-8 in a CSV is found by reading the file again; a file rewritten in between (as
+    UTF-8 text) has no bad byte left to show, and is named as not UTF-8 text, without a place."""
+    (tmp_path / "t.csv").write_bytes(b"1,2\n3,\xff\n")
+    monkeypatch.setattr(type(tmp_path), "read_bytes", lambda self: b"1,2\n3,4\n")  # (the second read)
+    with pytest.raises(ValueError, match=r"t.csv'? is not UTF-8 text; save the CSV as UTF-8$"):
+        load_file(tmp_path / "t.csv")
+
+
+def test_class_names_of_another_shape_or_encoding_are_refused_by_name(tmp_path):
+    """Class names stored as bytes that are no UTF-8 text, or in an array of 2 columns, are refused
+    naming the label file; one column of names, (N, 1), is read as the names. Numeric class ids of 2
+    columns are refused alike, in a label file and as an .npz's y."""
+    x = np.random.default_rng(0).standard_normal((6, 2))
+    np.save(tmp_path / "x.npy", x)
+    names = np.array(["a", "b"] * 3)
+    np.save(tmp_path / "col.npy", names[:, None])
+    ds = load_file(tmp_path / "x.npy", labels=tmp_path / "col.npy", test_fraction=0)
+    assert ds.label_names == ("a", "b") and ds.y_train.tolist() == [0, 1] * 3
+    np.save(tmp_path / "bytes.npy", np.array([b"a", b"\xff"] * 3))
+    with pytest.raises(ValueError, match=r"^labels file .*bytes.npy'? holds class names that are not UTF-8 text$"):
+        load_file(tmp_path / "x.npy", labels=tmp_path / "bytes.npy")
+    np.save(tmp_path / "two.npy", np.stack([names, names], axis=1))
+    with pytest.raises(ValueError, match=r"^labels file .*two.npy'? must be 1-D class names or ids \(N,\), got shape "
+                                         r"\(6, 2\)$"):
+        load_file(tmp_path / "x.npy", labels=tmp_path / "two.npy")
+    np.save(tmp_path / "ids2.npy", np.zeros((6, 2), dtype=int))
+    with pytest.raises(ValueError, match=r"^labels file .*ids2.npy'? must be 1-D class ids \(N,\), got shape "
+                                         r"\(6, 2\)$"):
+        load_file(tmp_path / "x.npy", labels=tmp_path / "ids2.npy")
+    np.savez(tmp_path / "xy.npz", x=x, y=np.zeros((6, 2), dtype=int))
+    with pytest.raises(ValueError, match=r"^labels in file .*xy.npz'? must be 1-D class ids \(N,\), got shape "
+                                         r"\(6, 2\)$"):
+        load_file(tmp_path / "xy.npz")
+
+
+def test_load_file_refuses_labels_and_shapes_that_do_not_fit_the_file(tmp_path):
+    """A path that is no str or path; an image_shape other than the images'; a label file that is no
+    .npy/.npz/.csv/.txt (a path object: a str of that name is a column name); a column index for an
+    .npz or for images; a one-column table whose column is the labels: each is named with what it got."""
+    x = np.random.default_rng(0).standard_normal((6, 2))
+    np.save(tmp_path / "x.npy", x)
+    with pytest.raises(TypeError, match=r"^path must be a str or os.PathLike, got int$"):
+        load_file(3)
+    np.save(tmp_path / "im.npy", np.zeros((6, 4, 4)))
+    with pytest.raises(ValueError, match=r"^image_shape=\(2, 8\) does not match features in file .*im.npy'? of shape "
+                                         r"\(6, 4, 4\)$"):
+        load_file(tmp_path / "im.npy", image_shape=(2, 8))
+    (tmp_path / "y.json").write_text("[0, 1, 0, 1, 0, 1]")
+    with pytest.raises(ValueError, match=r"^labels file must end in .npy, .npz, .csv or .txt, got .*y.json'?$"):
+        load_file(tmp_path / "x.npy", labels=tmp_path / "y.json")
+    np.savez(tmp_path / "x.npz", x=x)
+    for labels in (1, "1", "label"):
+        with pytest.raises(ValueError, match=rf"^labels for an .npz file must be a label file path, got "
+                                             rf"{re.escape(repr(labels))}$"):
+            load_file(tmp_path / "x.npz", labels=labels)
+    with pytest.raises(ValueError, match=r"^labels=0 selects a column, which needs a 2-D table, but file .*im.npy'? "
+                                         r"has shape \(6, 4, 4\)$"):
+        load_file(tmp_path / "im.npy", labels=0)
+    (tmp_path / "one.csv").write_text("label\n" + "\n".join("01" * 3) + "\n")
+    for labels in ("label", 0, -1):
+        with pytest.raises(ValueError, match=r"^file .*one.csv'? has no feature columns left after taking labels "
+                                             r"from column 0$"):
+            load_file(tmp_path / "one.csv", labels=labels)
+
+
+def test_a_presplit_npz_refuses_labels_passed_and_labels_of_the_wrong_shape_or_count(tmp_path):
+    """A pre-split .npz holds its own labels: labels passed as well are refused; so are class names of
+    2 columns, and a y_train or y_test of another length than its x."""
+    x = {"x_train": np.zeros((4, 2)), "x_test": np.zeros((2, 2))}
+    np.save(tmp_path / "y.npy", np.zeros(6, dtype=int))
+    np.savez(tmp_path / "s.npz", **x)
+    with pytest.raises(ValueError, match=r"^file .*s.npz'? is already split \(x_train/x_test keys\); labels must come "
+                                         r"from y_train/y_test, got labels='.*y.npy'$"):
+        load_file(tmp_path / "s.npz", labels=str(tmp_path / "y.npy"))
+    np.savez(tmp_path / "s.npz", **x, y_train=np.array([["a", "b"]] * 4), y_test=np.array([["a", "b"]] * 2))
+    with pytest.raises(ValueError, match=r"^file .*s.npz'?: y_train and y_test must be 1-D class names or ids, got "
+                                         r"shapes \(4, 2\) and \(2, 2\)$"):
+        load_file(tmp_path / "s.npz")
+    for split, y_train, y_test, n in (("train", [0, 1, 0], [0, 1], 4), ("test", [0, 1, 0, 1], [0, 1, 0], 2)):
+        np.savez(tmp_path / "s.npz", **x, y_train=np.array(y_train), y_test=np.array(y_test))
+        with pytest.raises(ValueError, match=rf"^file .*s.npz'?: y_{split} has 3 labels but x_{split} has {n} "
+                                             rf"samples$"):
+            load_file(tmp_path / "s.npz")
+
+
+def test_feature_stats_and_standardize_refuse_arrays_that_are_no_table():
+    """feature_stats and standardize take an (N, D) table: another shape is named with the argument."""
+    for x in (np.zeros(3), np.zeros((0, 3)), np.zeros((2, 3, 1))):
+        with pytest.raises(ValueError, match=rf"^x_train must have shape \(N, D\) with N >= 1, got "
+                                             rf"{re.escape(str(x.shape))}$"):
+            feature_stats(x)
+    for x in (np.zeros(3), np.zeros((1, 2, 3))):
+        with pytest.raises(ValueError, match=rf"^x must have shape \(N, D\), got {re.escape(str(x.shape))}$"):
+            standardize(x, np.zeros(3), np.ones(3))
+
+
+def test_image_files_hint_of_a_folder_this_user_may_not_list_is_empty(tmp_path, monkeypatch):
+    """A folder of images that cannot be listed (a user without the right to read it) gets no hint, and
+    load_file still names it as a directory, not a crash of the hint."""
+    (tmp_path / "pics").mkdir()
+    (tmp_path / "pics" / "0.png").write_bytes(b"")
+    assert image_files_hint(tmp_path / "pics").startswith("; byol-ref reads no image files")
+
+    def refused(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr("os.scandir", refused)
+    assert image_files_hint(tmp_path / "pics") == ""
+    with pytest.raises(FileNotFoundError, match=r"^path: .*pics'? is a directory; expected a data file$"):
+        load_file(tmp_path / "pics")
