@@ -907,3 +907,28 @@ def test_blur_zero_pads_rows_and_columns():
     rows, cols = (np.array([1 - k1] + [1.0] * (m - 2) + [1 - k1]) for m in (5, 6))
     out = gaussian_blur(np.ones((1, 1, 5, 6)), np.array([1.0]), 1)
     np.testing.assert_allclose(out[0, 0], np.outer(rows, cols), atol=1e-15)
+
+
+def test_ragged_boxes_angles_and_sigmas_are_refused_by_name():
+    """Boxes, angles or sigmas given as a ragged list (rows of different lengths), which NumPy cannot
+    make an array of, are named with their type, as one that is no array of numbers."""
+    x = images(10, (2, 1, 4, 4))
+    full = [[0.0, 0.0, 4.0, 4.0]] * 2
+    with pytest.raises(TypeError, match=r"^boxes must be an array of numbers, got list$"):
+        crop_resize(x, [[0.0, 0.0, 4.0, 4.0], [0.0, 0.0, 4.0]])
+    with pytest.raises(TypeError, match=r"^angles must be an array of numbers, got list$"):
+        crop_resize(x, full, angles=[1.0, [2.0, 3.0]])
+    with pytest.raises(TypeError, match=r"^sigma must be a number or an array of numbers, got \[1.0, \[2.0, 3.0\]\]$"):
+        gaussian_blur(x, [1.0, [2.0, 3.0]], 1)
+
+
+def test_augment_vectors_refuses_an_image_config_and_images():
+    """augment_vectors takes a VectorAug and (N, D) features: an ImageAug (a view of digits_views) or a
+    batch of images is named, with what was got."""
+    rng = np.random.default_rng(0)
+    with pytest.raises(TypeError, match=r"^cfg must be a VectorAug, got ImageAug$"):
+        augment_vectors(np.zeros((3, 4)), rng, digits_views()[0])
+    for x in (np.zeros(4), images(11, (2, 1, 4, 4))):
+        with pytest.raises(ValueError, match=rf"^x must be feature vectors of shape \(N, D\), got "
+                                             rf"{re.escape(str(x.shape))}$"):
+            augment_vectors(x, rng, VectorAug())
