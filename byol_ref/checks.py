@@ -258,6 +258,8 @@ def make_folder(folder, flag: str, replaces=()) -> None:
     be written at the end: the folder cannot be made, or written in, or a file of ``replaces`` in it (one
     the job writes in place) is there and may not be replaced. The OSError says which, what the OS gave
     as the reason and to choose another ``flag``."""
+    if not os.fspath(folder):  # (an unset shell variable: the OS said "cannot make the folder : No such file ...")
+        raise OSError(f"cannot make the folder '': an empty path names no folder; choose another {flag}")
     blocked = in_the_way(folder, folder=True)
     if blocked is not None:
         raise FileExistsError(f"cannot make the folder {folder}: {blocked}; choose another {flag}")

@@ -1000,3 +1000,33 @@ def test_numpy_bools_and_0_d_integers_are_the_values_they_hold_in_the_configs():
     for bad in (np.array(2.5), np.array([3]), np.array(True)):
         with pytest.raises(TypeError, match=r"^epochs must be an int >= 1, got"):
             TrainConfig(epochs=bad)
+
+
+def test_make_folder_names_an_empty_path_a_name_too_long_and_what_else_the_os_refused(tmp_path, monkeypatch):
+    """make_folder, what plot_run's out_dir and the scripts' --workdir and --out go through. A folder
+    the OS will not make is named with the OS's reason, said in words where it is a refusal; an empty
+    path (``--workdir "$DIR"``, the variable unset) said "cannot make the folder : No such file or
+    directory", the folder shown as nothing at all."""
+    import errno
+    import os
+
+    from byol_ref.checks import in_the_way, make_folder
+
+    with pytest.raises(OSError, match=r"^cannot make the folder '': an empty path names no folder; choose another "
+                                      r"--workdir$"):
+        make_folder("", "--workdir")
+    assert in_the_way("", folder=True) is None  # (nothing stands in the way of nothing: its callers refuse it)
+    long = tmp_path / ("n" * 300) / "run"  # (the OS's own refusal, which root gets too)
+    with pytest.raises(OSError, match=rf"^cannot make the folder {re.escape(str(long))}: a name in the path is longer "
+                                      r"than the file system takes \(the longest is 300 bytes; most take 255\); "
+                                      r"choose another out_dir$"):
+        make_folder(long, "out_dir")
+    full = tmp_path / "full"
+
+    def no_room(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(os, "makedirs", no_room)  # (no refusal: the OS's own words, without its "[Errno 28]")
+    with pytest.raises(OSError, match=rf"^cannot make the folder {re.escape(str(full))}: "
+                                      rf"{re.escape(os.strerror(errno.ENOSPC))}; choose another --out$"):
+        make_folder(full, "--out")
