@@ -1346,13 +1346,15 @@ def _load_run(args):
         raise ValueError(f"{what} has {dataset.x_train.shape[1]} features, but the encoder of {ckpt_path} expects "
                          f"{model_cfg.encoder_dim}")
     # The run's own input statistics; checkpoints written before they were stored refit them on this data.
-    prep = meta.get("preprocessing") or fit_preprocessing(dataset)
+    recorded = meta.get("preprocessing")
+    prep = recorded or fit_preprocessing(dataset)
     raw = dataset
     try:
         with host.errstate(over="ignore", invalid="ignore"):  # (what overflows is refused just below)
             dataset, input_norm = apply_preprocessing(dataset, prep)
-    except ValueError as exc:
-        raise ValueError(f"{ckpt_path}: {exc}") from None
+    except ValueError as exc:  # (fit records what fit_preprocessing gives, which is taken: the record was changed)
+        edited = "; the file is corrupt or was edited, and no run writes this" if recorded else ""
+        raise ValueError(f"{ckpt_path}: {exc}{edited}") from None
     _check_in_range(raw, dataset, input_norm, tcfg.dtype, what)
     span = None if input_norm is None else pixels_outside(raw.x_train)  # (an image run's)
     if span is not None:

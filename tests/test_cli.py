@@ -4632,3 +4632,46 @@ def test_without_out_a_file_named_runs_is_told_as_the_default_run_directory_s_wa
     assert re.fullmatch(r"byol-ref train: error: the run directory \(no --out given\) runs/synthetic-[-0-9]+: runs "
                         r"is a file, not a folder; choose one with --out\n", capsys.readouterr().err)
     assert (tmp_path / "runs").read_text() == "mine\n"
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Error paths that a line-coverage run found no test running (byol_ref/cli.py), each reached as a user
+# reaches it, with what the user is told.
+def _edit_checkpoint_meta(path: Path, **changes) -> None:
+    """Rewrite the checkpoint at ``path`` with ``changes`` to its meta (None: the key removed)."""
+    from byol_ref import checkpoint as ckpt
+
+    arrays, meta = ckpt.load(path)
+    meta = {k: v for k, v in {**meta, **changes}.items() if v is not None}
+    ckpt.save(path, arrays, {k: v for k, v in meta.items() if k not in ("format", "version", "written_by")})
+
+
+def test_eval_and_embed_of_a_checkpoint_whose_input_statistics_were_edited(tiny_run, tmp_path, capsys):
+    """A checkpoint whose recorded input statistics were edited (a std of 0) was refused with the
+    library's words only ("preprocessing must come from fit_preprocessing"), which no command-line
+    user called: it now says the checkpoint is corrupt or was edited. A checkpoint from before the
+    record, whose statistics are refitted on the data given, is not blamed so."""
+    from byol_ref import checkpoint
+    from byol_ref.cli import main
+
+    out = tmp_path / "r"
+    shutil.copytree(tiny_run[0], out)
+    ckpt = out / "checkpoint.npz"
+    prep = checkpoint.load(ckpt)[1]["preprocessing"]
+    _edit_checkpoint_meta(ckpt, preprocessing={**prep, "std": [0.0] + prep["std"][1:]})
+    for cmd in (["eval", str(out)], ["embed", str(out), "--out", str(tmp_path / "f.npz")]):
+        assert main(cmd) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"byol-ref {cmd[0]}: error: {ckpt}: preprocessing must come from fit_preprocessing, "
+                              "got {'kind': 'standardize', "), err
+        assert err.endswith("(mean and std must be finite and std > 0); the file is corrupt or was edited, and no "
+                            "run writes this\n"), err
+    digits, pixels = tmp_path / "digits", tmp_path / "flat.npy"  # an image run's checkpoint without the record
+    assert main(["train", *SMALL_RUN, "--data", "digits", "--batch-size", "256", "--no-eval", "--out",
+                 str(digits)]) == 0
+    _edit_checkpoint_meta(digits / "checkpoint.npz", preprocessing=None)
+    np.save(pixels, np.zeros((50, 8, 8)))  # (one value: a std of 0, refitted)
+    capsys.readouterr()
+    assert main(["embed", str(digits), "--data", str(pixels), "--out", str(tmp_path / "g.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "{'kind': 'image', 'mean': 0.0, 'std': 0.0}" in err and "corrupt" not in err, err
