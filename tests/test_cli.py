@@ -4675,3 +4675,357 @@ def test_eval_and_embed_of_a_checkpoint_whose_input_statistics_were_edited(tiny_
     assert main(["embed", str(digits), "--data", str(pixels), "--out", str(tmp_path / "g.npz")]) == 2
     err = capsys.readouterr().err
     assert "{'kind': 'image', 'mean': 0.0, 'std': 0.0}" in err and "corrupt" not in err, err
+
+
+def _unlabelled_run(tmp_path: Path, rows: int = 100) -> tuple:
+    """(a run trained on an unlabelled .npy of ``rows`` x 4, that file): eval and embed read it without
+    probing (nothing to probe), so they end quickly."""
+    from byol_ref.cli import main
+
+    data, out = tmp_path / "d.npy", tmp_path / "run"
+    np.save(data, np.random.default_rng(0).normal(size=(rows, 4)))
+    assert main(["train", *SMALL_RUN, "--data", str(data), "--batch-size", "16", "--no-eval", "--out", str(out)]) == 0
+    return out, data
+
+
+def test_a_resume_whose_checkpoint_records_augmentations_no_run_writes_names_the_checkpoint(tmp_path, capsys):
+    """train --resume of a run whose checkpoint's augmentations were edited into ones no release writes:
+    the checkpoint's reader refuses them, naming the file. (The check of --augment against them reads
+    them first and leaves that to the reader: its own error, "view kind must be ...", names no file.)"""
+    from byol_ref.cli import main
+
+    out = tmp_path / "r"
+    assert main(["train", *SMALL_RUN, "--no-eval", "--out", str(out)]) == 0
+    _edit_checkpoint_meta(out / "checkpoint.npz", views=[{"kind": "nonsense"}])
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-progress", "--no-eval"]) == 2
+    assert capsys.readouterr().err.endswith(f"byol-ref train: error: {out / 'checkpoint.npz'}: invalid augmentation "
+                                            "settings (view kind must be 'image' or 'vector', got 'nonsense')\n")
+
+
+def test_a_resume_of_an_edited_config_names_it_though_its_checkpoint_is_cut_short_too(tiny_run, tmp_path, capsys):
+    """config.json edited to a setting no run has, and the checkpoint cut short too: --resume says what
+    is wrong with config.json. (The checkpoint is read there only to see whether a later release wrote
+    the run; that it cannot be read is told where it is read, once config.json is put right.)"""
+    from byol_ref.cli import main
+
+    out = tmp_path / "r"
+    shutil.copytree(tiny_run[0], out)
+    config = json.loads((out / "config.json").read_text())
+    config["model_config"]["hidden_size"] = -1
+    (out / "config.json").write_text(json.dumps(config))
+    ckpt = (out / "checkpoint.npz").read_bytes()
+    (out / "checkpoint.npz").write_bytes(ckpt[:len(ckpt) // 2])
+    assert main(["train", "--out", str(out), "--resume", "--no-progress", "--no-eval"]) == 2
+    assert capsys.readouterr().err == (f"byol-ref train: error: {out / 'config.json'} records settings no run has "
+                                       "(hidden_size must be an int >= 1, got -1); the file was edited\n")
+
+
+def test_train_data_whose_standardisation_overflows_get_no_advice_for_pixels(tmp_path, capsys):
+    """Feature vectors of 1e300 and more, whose squares overflow: train refuses them as overflowing and
+    says to rescale them, without the advice for pixels outside [0, 1] (--full-scale), which only that
+    refusal gets; no run directory is left."""
+    from byol_ref.cli import main
+
+    data, out = tmp_path / "big.npy", tmp_path / "r"
+    x = np.random.default_rng(0).normal(size=(100, 4))
+    x[:, 0] *= 1e300
+    np.save(data, x)
+    assert main(["train", *SMALL_RUN, "--data", str(data), "--batch-size", "16", "--out", str(out)]) == 2
+    assert re.fullmatch(r"byol-ref train: error: big: x_train has values whose standardisation overflows to inf or "
+                        r"NaN \(largest magnitude [0-9.]+e\+300\); rescale the data\n", capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_trace_dims_that_are_not_whole_numbers_are_named(tmp_path, capsys):
+    """trace --dims with a field that is no whole number (a letter, a fraction, nothing) is named as
+    the flag, with what it got and the form it takes."""
+    from byol_ref.cli import main
+
+    for dims in ("4,8,x,4", "4.5,8,4,4", "", "4,8,4,4,"):
+        assert main(["trace", "--dims", dims, "--out", str(tmp_path / "t.npz")]) == 2
+        assert capsys.readouterr().err == (f"byol-ref trace: error: --dims must be integers D,H,P,Q[,PH], got "
+                                           f"{dims!r}\n")
+    assert not (tmp_path / "t.npz").exists()
+
+
+def test_trace_says_what_it_left_out_and_a_simplicial_embedding_among_it(tmp_path, capsys):
+    """trace --layout torch of a byol-pytorch file that holds, besides every tensor the mapping names,
+    a tensor of byol-pytorch 0.9's simplicial embedding: the tensor is left out with a word, and the
+    hint for that embedding follows on a line of its own. (A file of such a network alone lacks the
+    plain projector: that is refused, with the same hint, before anything is left out.)"""
+    from byol_ref.cli import main
+    from byol_ref.interchange import networks_to_arrays, to_torch_layout, torch_mapping
+    from byol_ref.model import build_from_config
+
+    rng = np.random.default_rng(0)
+    for sem in ({"sem_simplices": 2, "sem_simplex_dim": 3}, {}):
+        cfg = get_preset("byol-pytorch").config(encoder_dim=5, hidden_size=6, projection_dim=4, predictor_dim=3,
+                                                **sem)
+        state = to_torch_layout(networks_to_arrays(*build_from_config(cfg, seed=3)), torch_mapping("byol-pytorch", cfg))
+        if not sem:
+            state["online_encoder.projector.0.0.weight"] = np.ones((6, 6))
+        np.savez(tmp_path / "sd.npz", **state, view1=rng.standard_normal((4, 5)), view2=rng.standard_normal((4, 5)))
+        status = main(["trace", "--inputs", str(tmp_path / "sd.npz"), "--layout", "torch", "--mapping",
+                       "byol-pytorch", "--preset", "byol-pytorch", "--steps", "1", "--out", str(tmp_path / "t.npz")])
+        err = capsys.readouterr().err
+        hint = "These look like byol-pytorch 0.9's default simplicial embedding (projector.0.0, 0.1, 2.<i>): add "
+        if sem:
+            assert status == 2 and "lacks 12 torch tensor(s) that the byol-pytorch mapping names" in err and hint in err
+    assert status == 0
+    assert err.startswith("byol-ref trace: left out 1 input tensor(s) the mapping does not name: "
+                          f"online_encoder.projector.0.0.weight\n  {hint}"), err
+
+
+def test_embed_of_a_run_from_before_its_length_was_kept_whose_data_shrank_says_no_step(tmp_path, capsys):
+    """A checkpoint from before it kept its run's length, at step 2, whose data file now holds fewer
+    training rows than its batch: the run's length cannot be told from those data, so embed writes the
+    features and says nothing of an unfinished run (it is not known to be one); nor does it fail on the
+    run's schedule."""
+    from byol_ref.cli import main
+
+    out, data = _unlabelled_run(tmp_path)
+    _edit_checkpoint_meta(out / "checkpoint.npz", total_steps=None, step=2)
+    np.save(data, np.random.default_rng(1).normal(size=(12, 4)))
+    capsys.readouterr()
+    assert main(["embed", str(out), "--out", str(tmp_path / "f.npz")]) == 0
+    err = capsys.readouterr().err
+    assert "has changed since the run trained" in err and "note:" not in err, err
+    with np.load(tmp_path / "f.npz") as f:
+        assert f["encoder_train"].shape == (10, 8)
+
+
+def test_embed_checks_its_output_before_it_reads_a_damaged_config(tiny_run, tmp_path, capsys):
+    """embed of a run whose config.json is damaged, to an --out that exists: the --out is refused
+    first, as for any run (the files the config would name as inputs are then unknown); without it,
+    the damage is named."""
+    from byol_ref.cli import main
+
+    out, dest = tmp_path / "r", tmp_path / "f.npz"
+    out.mkdir()
+    shutil.copy(tiny_run[0] / "checkpoint.npz", out)
+    (out / "config.json").write_text("{")
+    dest.write_bytes(b"mine")
+    assert main(["embed", str(out), "--out", str(dest)]) == 2
+    assert capsys.readouterr().err == (f"byol-ref embed: error: --out {dest} exists; pass --overwrite to replace it "
+                                       "or choose another path\n")
+    dest.unlink()
+    assert main(["embed", str(out), "--out", str(dest)]) == 2
+    assert capsys.readouterr().err.startswith(f"byol-ref embed: error: {out / 'config.json'}, a run's config.json, is "
+                                              "not valid JSON (JSONDecodeError: ")
+    assert not dest.exists()
+
+
+def test_a_blank_line_in_metrics_is_passed_over_without_a_note(tmp_path, capsys):
+    """A metrics.jsonl with a blank line (a hand edit, files joined): the curves are drawn from its
+    records, and the blank line is not called a line that is no record of ours."""
+    pytest.importorskip("matplotlib")
+    from byol_ref.cli import main
+
+    out, _ = _unlabelled_run(tmp_path)
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write("\n\n")
+    capsys.readouterr()
+    assert main(["eval", str(out), "--out", str(tmp_path / "e")]) == 0
+    printed = capsys.readouterr()
+    assert f"Plots: {tmp_path / 'e' / 'training.png'}" in printed.out and "note" not in printed.err, printed.err
+
+
+def test_a_full_disk_while_the_curves_are_drawn_is_told_as_a_full_disk(tmp_path, capsys, monkeypatch):
+    """The disk fills as training.png is written: that is no failed drawing to warn of and go on
+    from (status 0, "no plots"), but a full disk, status 1, with where the run stands."""
+    pytest.importorskip("matplotlib")
+    import errno
+
+    from byol_ref import checkpoint, plots
+    from byol_ref.cli import main
+
+    def atomic_write(path, write):
+        def write_then_no_room(f):
+            write(f)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        return checkpoint.atomic_write(path, write_then_no_room)
+
+    monkeypatch.setattr(plots, "atomic_write", atomic_write)
+    out = tmp_path / "r"
+    assert main(["train", *[a for a in SMALL_RUN if a != "--no-plots"], "--no-eval", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"byol-ref train: error: [Errno 28] {os.strerror(errno.ENOSPC)}: '{out / 'training.png'}' "
+                          "(no room left to write it: free some space there, or raise the quota or the file-size "
+                          "limit); the run is trained and its checkpoint written. Its report and plots: "), err
+    assert "warning" not in err and sorted(f.name for f in out.iterdir()) == ["checkpoint.npz", "config.json",
+                                                                             "metrics.jsonl"]
+
+
+def test_hints_say_byol_ref_when_it_was_called_by_that_name(tiny_run, tmp_path, capsys, monkeypatch):
+    """Called as the byol-ref console script, the commands a message gives begin with byol-ref (not
+    the interpreter that runs it)."""
+    from byol_ref.cli import main
+
+    out = tmp_path / "r"
+    out.mkdir()
+    shutil.copy(tiny_run[0] / "config.json", out)  # (a run stopped before its first checkpoint)
+    monkeypatch.setattr(sys, "argv", ["/usr/local/bin/byol-ref", "eval", str(out)])
+    assert main(["eval", str(out)]) == 2
+    assert capsys.readouterr().err.endswith(f"start it again with: byol-ref train ... --out {out} --overwrite\n")
+
+
+def test_ctrl_c_while_the_arguments_are_read_or_as_main_returns_ends_with_status_130(monkeypatch, capsys):
+    """A Ctrl-C while the command line is read (before the command's own handlers are in) is said
+    as any other and ends with status 130, not a traceback; one that comes as main returns ends
+    the console script with status 130 too."""
+    import signal
+
+    import byol_ref.cli as cli
+    from byol_ref import rundir
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    def status(call):
+        try:
+            return call()
+        except KeyboardInterrupt:  # (escaped: it would stop the test session as well)
+            pytest.fail("the Ctrl-C escaped as a KeyboardInterrupt")
+
+    with monkeypatch.context() as m:
+        m.setattr(cli, "_explicit_dests", interrupted)
+        assert status(lambda: cli.main(["eval", "run"])) == 130
+    assert capsys.readouterr().err == "\nbyol-ref: interrupted\n"
+
+    def main():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys, "stdout", sys.stdout)  # (console_main wraps them: put back after)
+    monkeypatch.setattr(sys, "stderr", sys.stderr)
+    monkeypatch.setattr(cli, "main", main)
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, *rundir.ENDS)}
+    try:
+        assert status(cli.console_main) == 130
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN and signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        for signum, handler in before.items():  # (as they were: nohup ignores SIGHUP, say)
+            signal.signal(signum, handler)
+
+
+def test_a_write_error_of_a_stream_without_a_descriptor_is_raised_as_it_came(monkeypatch):
+    """stdout replaced by a stream of no descriptor of its own (io.StringIO, a host program's), whose
+    write fails with an input/output error: that is not the terminal that closed (even where one
+    did), and the error is raised as it came, not as the stream's refusal to give a descriptor."""
+    import errno
+
+    import byol_ref.cli as cli
+
+    class Failing(io.StringIO):
+        def write(self, text):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+        def flush(self):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(cli, "leave_a_closed_terminal", lambda: {1, 2})  # (as where the terminal closed)
+    for call in (lambda s: s.write("x"), lambda s: s.flush()):
+        with pytest.raises(OSError) as got:
+            call(cli._TerminalMayClose(Failing()))
+        assert got.value.errno == errno.EIO
+
+
+def _os_refuses_to_open(monkeypatch, folder: Path) -> None:
+    """``folder`` as the OS shows one this user may enter but not read (mode 0o311): opening it
+    (RunLock does, to lock it) is refused. (Root may: the tests may run as root.)"""
+    import errno
+
+    real_open = os.open
+
+    def refusing(path, flags, *args, **kwargs):
+        if Path(os.fsdecode(path)).absolute() == folder.absolute():
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fsdecode(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refusing)
+    as_a_user(monkeypatch, unreadable=[folder])
+
+
+def test_what_the_os_refuses_in_a_run_is_named_or_passed_over(tiny_run, tmp_path, capsys, monkeypatch):
+    """The OS refusing, as it does a user who is not root: a run's config.json this user may not read
+    (named as the run's, with the right missing, not as a config.json that "cannot be read as a run's");
+    the data file a run records, outside it and unreadable (no argument names it: the file is named); a
+    run folder this user may enter but not read, whose checkpoint eval and embed read (there is then
+    no telling whether a train writes there, and nothing to tell); an --out folder train may not read
+    (it is opened to be locked). The next test has the OS's own refusals, where the tests run as a user."""
+    import errno
+
+    from byol_ref import cli
+    from byol_ref.cli import main
+
+    run, config = tiny_run[0], tiny_run[0] / "config.json"
+    real_read = Path.read_bytes
+
+    def read_bytes(self):
+        if self.absolute() == config.absolute():
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+        return real_read(self)
+
+    with monkeypatch.context() as m:
+        m.setattr(Path, "read_bytes", read_bytes)
+        as_a_user(m, unreadable=[config])
+        assert main(["eval", str(run)]) == 2
+    assert capsys.readouterr().err == (f"byol-ref eval: error: the run {run} (at {config}) cannot be read: this user "
+                                       "may not read it; give this user the right to read it, or copy it where they "
+                                       "may\n")
+    out, data = _unlabelled_run(tmp_path)
+    with monkeypatch.context() as m:
+        def load_file(*args, **kwargs):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(data))
+
+        m.setattr(cli, "load_file", load_file)
+        as_a_user(m, unreadable=[data])
+        assert main(["eval", str(out)]) == 2
+    assert capsys.readouterr().err == f"byol-ref eval: error: {data}: this user may not read it\n"
+    with monkeypatch.context() as m:
+        _os_refuses_to_open(m, run)
+        assert main(["embed", str(run), "--out", str(tmp_path / "f.npz")]) == 0
+        assert "note" not in capsys.readouterr().err and (tmp_path / "f.npz").is_file()
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        _os_refuses_to_open(m, locked)
+        assert main(["train", *SMALL_RUN, "--out", str(locked)]) == 2
+    assert capsys.readouterr().err == (f"byol-ref train: error: --out {locked} cannot be read: this user may not "
+                                       "read this folder; give this user the right to read it, or copy it where "
+                                       "they may\n")
+    assert list(locked.iterdir()) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may read and write anything")
+def test_what_the_os_itself_refuses_in_a_run_is_named_or_passed_over(tiny_run, tmp_path, capsys):
+    """The refusals of the test above from the OS's own permissions, where the tests run as a user."""
+    from byol_ref.cli import main
+
+    run = tmp_path / "tiny"
+    shutil.copytree(tiny_run[0], run)
+    out, data = _unlabelled_run(tmp_path)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    try:
+        (run / "config.json").chmod(0)
+        assert main(["eval", str(run)]) == 2
+        assert capsys.readouterr().err.startswith(f"byol-ref eval: error: the run {run} (at {run / 'config.json'}) "
+                                                  "cannot be read: this user may not read it;")
+        (run / "config.json").chmod(0o644)
+        data.chmod(0)
+        assert main(["eval", str(out)]) == 2
+        assert capsys.readouterr().err == f"byol-ref eval: error: {data}: this user may not read it\n"
+        data.chmod(0o644)
+        run.chmod(0o311)
+        assert main(["embed", str(run), "--out", str(tmp_path / "f.npz")]) == 0
+        assert "note" not in capsys.readouterr().err
+        locked.chmod(0o333)
+        assert main(["train", *SMALL_RUN, "--out", str(locked)]) == 2
+        assert capsys.readouterr().err.startswith(f"byol-ref train: error: --out {locked} cannot be read: this user "
+                                                  "may not read this folder;")
+    finally:
+        (run / "config.json").chmod(0o644)
+        data.chmod(0o644)
+        run.chmod(0o755)
+        locked.chmod(0o755)

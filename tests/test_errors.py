@@ -1030,3 +1030,45 @@ def test_make_folder_names_an_empty_path_a_name_too_long_and_what_else_the_os_re
     with pytest.raises(OSError, match=rf"^cannot make the folder {re.escape(str(full))}: "
                                       rf"{re.escape(os.strerror(errno.ENOSPC))}; choose another --out$"):
         make_folder(full, "--out")
+
+
+def test_why_refused_names_a_folder_this_user_may_not_read_or_write_in_and_a_system_without_limits(
+        tmp_path, monkeypatch):
+    """The OS refusing a folder itself (opened to be read or locked, as RunLock does; or changed) is
+    told by which right is missing there; and a name too long is told where the OS gives no limits
+    (os.pathconf refusing the question, unknown to the system, or absent, as on Windows): 255 bytes a
+    name and 4096 a path, those of most systems."""
+    import errno
+    import os
+
+    from user_standin import as_a_user
+
+    from byol_ref.checks import why_refused
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    denied = PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(folder))
+    with monkeypatch.context() as m:
+        as_a_user(m, unreadable=[folder])
+        assert why_refused(denied) == "this user may not read this folder"
+    with monkeypatch.context() as m:
+        as_a_user(m, unwritable=[folder])
+        assert why_refused(denied) == "this user may not write in this folder"
+    name = tmp_path / ("n" * 300)
+    path = tmp_path / "/".join(["d" * 200] * 21)  # (names of 200 bytes, a path over 4096)
+
+    def too_long(p):
+        return OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), str(p))
+
+    for refusal in (OSError(errno.EINVAL, "Invalid argument"), ValueError("unrecognized configuration name")):
+        def pathconf(folder, what, refusal=refusal):
+            raise refusal
+
+        monkeypatch.setattr(os, "pathconf", pathconf)
+        assert why_refused(too_long(name)) == ("a name in the path is longer than the file system takes (the longest "
+                                               "is 300 bytes; most take 255)")
+        given = len(os.fsencode(str(path)))
+        assert why_refused(too_long(path)) == (f"the path is longer than the system takes ({given} bytes; at most "
+                                               "4095)")
+    monkeypatch.delattr(os, "pathconf")
+    assert why_refused(too_long(path)).startswith("the path is longer than the system takes (")
