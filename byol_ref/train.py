@@ -207,7 +207,8 @@ class TrainState(NamedTuple):
         online, target: Networks (params and buffers).
         opt_state: the optimiser state (flat dict).
         step: optimiser steps taken so far (k).
-        rng: numpy Generator for data order and augmentations.
+        rng: numpy Generator for data order and augmentations (over PCG64, as ``default_rng``
+            makes it, where the state is to be checkpointed: the one a checkpoint restores).
         epoch_perm: this epoch's sample order (host int64 array), or None before the first.
         epoch_pos: index of the next batch within epoch_perm.
     """
@@ -419,7 +420,7 @@ def save_checkpoint(path, state: TrainState, model_cfg: Config, tcfg: TrainConfi
         "data": {} if state.epoch_perm is None else {"epoch_perm": state.epoch_perm},
     }
     meta = {"step": state.step, "epoch_pos": state.epoch_pos,
-            "rng_state": _jsonable(state.rng.bit_generator.state),
+            "rng_state": _generator_state(state.rng, "state.rng"),
             "model_config": model_cfg.to_dict(), "train_config": asdict(tcfg), **(extra or {})}
     return ckpt.save(path, arrays, meta)
 
@@ -526,12 +527,18 @@ def _check_checkpoint_arrays(path, arrays: dict, model_cfg: Config, tcfg: TrainC
                   f"data/epoch_perm ({perm.size} samples)")
 
 
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if hasattr(obj, "item"):
-        return obj.item()
-    return obj
+def _generator_state(rng, what: str) -> dict:
+    """The state of ``rng`` as a checkpoint stores it (plain JSON): that of a NumPy Generator over
+    PCG64 (``numpy.random.default_rng``'s, and every backend's), the one :func:`load_checkpoint`
+    restores. Another is refused, naming ``what`` (over MT19937, Philox or SFC64, whose states hold
+    arrays, it failed on "can only convert an array of size 1 to a Python scalar"; over PCG64DXSM it
+    was written, and the resume refused it)."""
+    bits = rng.bit_generator if isinstance(rng, np.random.Generator) else None
+    if type(bits) is not np.random.PCG64:
+        got = f"a Generator over {type(bits).__name__}" if bits is not None else type(rng).__name__
+        raise TypeError(f"{what} must be a NumPy Generator over PCG64 (numpy.random.default_rng's), the one a "
+                        f"checkpoint restores, got {got}")
+    return bits.state
 
 
 # --------------------------------------------------------------------------- progress
@@ -859,6 +866,8 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
     be = backend if isinstance(backend, Backend) else get_backend(backend, tcfg.dtype, tcfg.seed)
     if be.dtype != tcfg.dtype:
         raise ValueError(f"backend dtype {be.dtype} differs from TrainConfig.dtype {tcfg.dtype}")
+    if out_dir is not None and not resume:  # (refused before the steps, not at their first checkpoint)
+        _generator_state(*((be.rng, "backend.rng") if state is None else (state.rng, "state.rng")))
     requested_views = views
     views = views if views is not None else default_views_for(dataset)
     prep, data, input_norm = prepare_training_data(dataset, views)

@@ -2347,3 +2347,31 @@ def test_the_training_helpers_name_an_argument_of_the_wrong_type(tmp_path):
             call()
     assert not (tmp_path / "c.npz").exists()
     train_step(state, x, **step)  # as given: fine
+
+
+# --------------------------------------------------------------------------- found by a coverage audit (train.py)
+
+
+def test_a_run_whose_generator_a_checkpoint_cannot_restore_is_refused_before_it_trains(data, tmp_path):
+    """A checkpoint restores a PCG64 generator (default_rng's) only. fit(backend=Backend(..., rng=Generator(
+    Philox(7)))) trained its steps, then failed at the first checkpoint on "can only convert an array of
+    size 1 to a Python scalar" (so did save_checkpoint); one over PCG64DXSM wrote checkpoints that the resume
+    refused ("invalid generator state"). Both are refused by name before a step; without out_dir nothing is
+    saved, and any Generator trains."""
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    tcfg = _tcfg(epochs=1)
+    state = init_state(cfg, tcfg, get_backend())
+    says = r"must be a NumPy Generator over PCG64 \(numpy.random.default_rng's\), the one a checkpoint restores, got "
+    for bits in (np.random.Philox(7), np.random.PCG64DXSM(7)):
+        rng, name = np.random.Generator(bits), type(bits).__name__
+        with pytest.raises(TypeError, match=rf"^backend.rng {says}a Generator over {name}$"):
+            fit(data, cfg, tcfg, backend=byol.Backend("numpy", np, "float64", rng), out_dir=tmp_path / "r",
+                progress=False)
+        with pytest.raises(TypeError, match=rf"^state.rng {says}a Generator over {name}$"):
+            fit(data, cfg, tcfg, state=state._replace(rng=rng), out_dir=tmp_path / "r", progress=False)
+        with pytest.raises(TypeError, match=rf"^state.rng {says}a Generator over {name}$"):
+            save_checkpoint(tmp_path / "c.npz", state._replace(rng=rng), cfg, tcfg)
+    with pytest.raises(TypeError, match=rf"^state.rng {says}RandomState$"):
+        save_checkpoint(tmp_path / "c.npz", state._replace(rng=np.random.RandomState(0)), cfg, tcfg)
+    assert os.listdir(tmp_path) == []
+    assert fit(data, cfg, tcfg, state=state._replace(rng=rng), progress=False).state.step == 4
