@@ -704,6 +704,17 @@ def preprocess(x, prep: dict, what: str = "x") -> tuple:
         (x as the networks see it before augmentation: standardised float64 rows, or the pixels
         unchanged; the per-view InputNorm for images, else None).
     """
+    kind, mean, std = _preprocessing_record(prep)
+    if kind == "image":
+        return x, InputNorm(float(mean), float(std))
+    if mean.shape != (x.shape[1],):
+        raise ValueError(f"the preprocessing standardises {mean.size} features, but {what} has {x.shape[1]}")
+    return standardize(x, mean, std), None
+
+
+def _preprocessing_record(prep) -> tuple:
+    """(kind, mean, std as float64 arrays) of a :func:`fit_preprocessing` dict, or a ValueError
+    saying what is wrong with it (a checkpoint's: corrupt, or edited)."""
     try:
         kind = prep["kind"]
         if kind not in ("image", "standardize"):
@@ -713,16 +724,12 @@ def preprocess(x, prep: dict, what: str = "x") -> tuple:
             raise ValueError("mean and std must be finite and std > 0")
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"preprocessing must come from fit_preprocessing, got {prep!r:.200} ({exc})") from None
-    if kind == "image":
-        if mean.ndim or std.ndim:
-            raise ValueError(f"an image preprocessing holds one mean and one std, got shapes {mean.shape}, {std.shape}")
-        return x, InputNorm(float(mean), float(std))
+    if kind == "image" and (mean.ndim or std.ndim):
+        raise ValueError(f"an image preprocessing holds one mean and one std, got shapes {mean.shape}, {std.shape}")
     if std.shape != mean.shape:
         raise ValueError(f"preprocessing must come from fit_preprocessing: its mean has shape {mean.shape} but its "
                          f"std {std.shape}")
-    if mean.shape != (x.shape[1],):
-        raise ValueError(f"the preprocessing standardises {mean.size} features, but {what} has {x.shape[1]}")
-    return standardize(x, mean, std), None
+    return kind, mean, std
 
 
 def apply_preprocessing(dataset: Dataset, prep: dict) -> tuple[Dataset, InputNorm | None]:
@@ -1101,23 +1108,26 @@ def _check_same_training_data(state: TrainState, meta: dict, prep: dict, n: int,
     if perm is not None and perm.size != n:
         raise ValueError(f"resume=True: {ckpt_path} was trained on {perm.size} training samples, but the data has "
                          f"{n}: resume with the data the run trained on")
-    saved = meta.get("preprocessing")
-    if saved is not None and not _same_statistics(saved, prep):
+    if meta.get("preprocessing") is None:
+        return
+    try:  # (a record no run writes is the checkpoint's fault, where it was told as other data)
+        saved = _preprocessing_record(meta["preprocessing"])
+    except ValueError as exc:
+        raise ckpt.CheckpointError(f"{ckpt_path}: {exc}") from None
+    if not _same_statistics(saved, prep):
         raise ValueError(f"resume=True: the data is not what {ckpt_path} was trained on (its training split's "
                          "statistics differ from those the checkpoint recorded): resume with the data the run "
                          "trained on")
 
 
-def _same_statistics(saved: dict, prep: dict) -> bool:
-    """Whether two ``fit_preprocessing`` records are of one training split (the same kind, and the
-    same mean and std to within 1e-9 of each value)."""
-    if not isinstance(saved, dict) or saved.get("kind") != prep["kind"]:
+def _same_statistics(saved: tuple, prep: dict) -> bool:
+    """Whether a checkpoint's ``fit_preprocessing`` record (as :func:`_preprocessing_record` reads
+    it) and this one are of one training split (the same kind, and the same mean and std to within
+    1e-9 of each value)."""
+    kind, mean, std = saved
+    if kind != prep["kind"]:
         return False
-    for k in ("mean", "std"):
-        try:
-            got = np.asarray(saved.get(k), dtype=np.float64)
-        except (TypeError, ValueError):
-            return False
+    for got, k in ((mean, "mean"), (std, "std")):
         want = np.asarray(prep[k], dtype=np.float64)
         if got.shape != want.shape or not np.allclose(got, want, rtol=1e-9, atol=1e-12):
             return False

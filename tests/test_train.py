@@ -2375,3 +2375,34 @@ def test_a_run_whose_generator_a_checkpoint_cannot_restore_is_refused_before_it_
         save_checkpoint(tmp_path / "c.npz", state._replace(rng=np.random.RandomState(0)), cfg, tcfg)
     assert os.listdir(tmp_path) == []
     assert fit(data, cfg, tcfg, state=state._replace(rng=rng), progress=False).state.step == 4
+
+
+def test_a_resume_from_a_checkpoint_with_a_bad_record_names_the_checkpoint(data, tmp_path):
+    """A checkpoint whose stored augmentations or input statistics no run writes (a file edited, or
+    corrupt) is named as the culprit. Statistics that did not read as numbers were told as the user's
+    data: "the data is not what ... was trained on ... resume with the data the run trained on"; that
+    is kept for a record that reads, but of other data (an image run's, resumed on the same pixels
+    loaded as plain rows)."""
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    fit(data, cfg, _tcfg(epochs=1), progress=False, out_dir=tmp_path / "r")
+    arrays, meta = ckpt.load(tmp_path / "r" / "checkpoint.npz")
+    meta = {k: v for k, v in meta.items() if k not in ("format", "version")}
+
+    def resume_with(**changes):
+        ckpt.save(tmp_path / "r" / "checkpoint.npz", arrays, {**meta, **changes})
+        return fit(data, cfg, _tcfg(epochs=2), progress=False, out_dir=tmp_path / "r", resume=True)
+
+    at = re.escape(str(tmp_path / "r" / "checkpoint.npz"))
+    with pytest.raises(ckpt.CheckpointError, match=rf"^{at}: invalid augmentation settings \(view kind must be "
+                                                   r"'image' or 'vector', got 'audio'\)$"):
+        resume_with(views=[{"kind": "audio"}, {"kind": "vector"}])
+    for record, why in (("garbage", "string indices must be integers"),
+                        ({**meta["preprocessing"], "mean": "abc"}, "could not convert string to float: 'abc'")):
+        with pytest.raises(ckpt.CheckpointError, match=rf"^{at}: preprocessing must come from fit_preprocessing, "
+                                                       rf"got .*\({why}"):
+            resume_with(preprocessing=record)
+    with pytest.raises(ValueError, match=rf"^resume=True: the data is not what {at} was trained on \(its training "
+                                         r"split's statistics differ"):
+        resume_with(preprocessing={"kind": "image", "mean": 0.5, "std": 0.25})
+    del meta["preprocessing"]  # (a checkpoint from before the record: nothing to compare with)
+    assert resume_with().state.step == 8
