@@ -1273,8 +1273,10 @@ def checkpoint_features(path, x, *, which: str = "y", backend: Backend | None = 
     batch = check_positive_int(batch, "batch")  # (-1 returned no rows, 0 failed inside range())
     state, model_cfg, tcfg, meta = load_checkpoint(ckpt_path, backend)
     if "preprocessing" not in meta:
-        raise ckpt.CheckpointError(f"{ckpt_path} predates stored input statistics; use `byol-ref eval` or "
-                                   "`byol-ref embed`, which refit them on the run's data")
+        raise ckpt.CheckpointError(f"{ckpt_path} holds no input statistics (meta 'preprocessing'): it predates "
+                                   "them, or save_checkpoint wrote it without extra={'preprocessing': "
+                                   "fit_preprocessing(dataset)}; use `byol-ref eval` or `byol-ref embed`, which refit "
+                                   "them on the run's data")
     x = np.asarray(x)
     images = isinstance(meta["preprocessing"], dict) and meta["preprocessing"].get("kind") == "image"
     if images and x.dtype.kind == "u" and x.dtype.itemsize <= 2:  # (8-bit or 16-bit pixels, as load_file reads them)

@@ -2406,3 +2406,24 @@ def test_a_resume_from_a_checkpoint_with_a_bad_record_names_the_checkpoint(data,
         resume_with(preprocessing={"kind": "image", "mean": 0.5, "std": 0.25})
     del meta["preprocessing"]  # (a checkpoint from before the record: nothing to compare with)
     assert resume_with().state.step == 8
+
+
+def test_checkpoint_features_of_a_checkpoint_without_input_statistics_or_of_no_rows(tmp_path):
+    """A checkpoint save_checkpoint wrote without extra={'preprocessing': ...} was said to "predate stored
+    input statistics": it is told what it lacks and why it may. An image run's features of no rows are
+    no rows (there are no pixels to look at the range of)."""
+    r = np.random.default_rng(16)
+    ds = synthetic(16, 4, 2)._replace(x_train=r.random((64, 16)), y_train=np.arange(64) % 2,
+                                      x_test=r.random((8, 16)), y_test=np.arange(8) % 2, image_shape=(4, 4))
+    cfg = byol.Config(encoder_dim=16, **SMALL)
+    res = fit(ds, cfg, _tcfg(epochs=1), progress=False, out_dir=tmp_path / "r", stop_at=1)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert checkpoint_features(tmp_path / "r", np.zeros((0, 16))).shape == (0, SMALL["hidden_size"])
+    own = save_checkpoint(tmp_path / "own.npz", res.state, cfg, res.train_config)
+    with pytest.raises(ckpt.CheckpointError, match=r"^\S*own.npz holds no input statistics \(meta 'preprocessing'\): "
+                                                   r"it predates them, or save_checkpoint wrote it without "
+                                                   r"extra=\{'preprocessing': fit_preprocessing\(dataset\)\}; use "):
+        checkpoint_features(own, ds.x_test)
