@@ -586,6 +586,11 @@ def test_checkpoint_features_use_the_runs_own_input_statistics(tmp_path):
     bad = ckpt.save(tmp_path / "bad.npz", arrays, {k: v for k, v in meta.items() if k not in ("format", "version")})
     with pytest.raises(ckpt.CheckpointError, match=r"bad.npz: the preprocessing standardises 5 features, but x has 12"):
         checkpoint_features(bad, shifted.x_test)
+    meta["preprocessing"] = {"kind": "image", "mean": [0.1, 0.2], "std": [0.3, 0.3]}  # (an image run's is scalar)
+    bad = ckpt.save(tmp_path / "bad.npz", arrays, {k: v for k, v in meta.items() if k not in ("format", "version")})
+    with pytest.raises(ckpt.CheckpointError, match=r"^\S*bad.npz: an image preprocessing holds one mean and one std, "
+                                                   r"got shapes \(2,\), \(2,\)$"):
+        checkpoint_features(bad, np.full((2, 12), 0.5))
 
 
 def test_image_pixels_outside_the_unit_interval_are_refused():
@@ -1301,6 +1306,11 @@ def test_a_checkpoint_no_run_could_write_is_refused_naming_the_entry(tmp_path):
         ({w: entries[w].astype("int64")}, f"{w} has dtype int64, but the run computes in float64"),
         ({bn: entries[bn].astype("float32")}, f"{bn} has dtype float32, but the run computes in float64"),
         ({count: -entries[count] - 1}, f"{count} holds a negative value"),
+        # (the networks' params, checked as build's: named with the network they belong to)
+        ({"online/encoder.fc1.weight": entries["online/encoder.fc1.weight"][:, :3]},
+         r"^\S*edited.npz: checkpoint online.params\['encoder.fc1.weight'\] has shape \(5, 3\), expected \(5, 32\)$"),
+        ({"target/encoder.fc1.bias": None}, r"^\S*edited.npz: checkpoint target.params do not match the config: "
+                                            r"missing \['encoder.fc1.bias'\], unexpected \[\]$"),
     ]
     for changes, message in cases:
         with pytest.raises(ckpt.CheckpointError, match=message):
@@ -1759,6 +1769,7 @@ def test_a_fit_result_prints_short(data):
     assert f"history=<{len(res.history)} records, steps {steps[0]}..{steps[-1]}>" in text
     assert "preprocessing={'kind': 'standardize', 'mean': <12 floats>, 'std': <12 floats>}" in text
     assert f"step={res.state.step}, rng=Generator(PCG64)" in text and "epoch_perm=int64 (" in text
+    assert repr(res._replace(preprocessing=None)).endswith(", preprocessing=None, start_step=0)")  # (one made by hand)
 
 
 def test_the_guard_before_a_checkpoint_looks_at_every_tree_the_checkpoint_holds():
@@ -2230,6 +2241,11 @@ def test_a_resume_on_other_data_is_refused(data, tmp_path):
     (dict(log="stderr"), TypeError, r"log must be None or a callable, got 'stderr' \(str\)"),
     (dict(on_checkpoint=1), TypeError, r"on_checkpoint must be None or a callable, got 1 \(int\)"),
     (dict(stop_requested=[]), TypeError, r"stop_requested must be None or a callable, got \[\] \(list\)"),
+    (dict(model_cfg=byol.Config(encoder_dim=5, **SMALL)), ValueError, r"^model encoder_dim is 5 but the data has 12 "
+                                                                      r"features$"),
+    (dict(backend=get_backend("numpy", "float32")), ValueError, r"^backend dtype float32 differs from "
+                                                                r"TrainConfig.dtype float64$"),
+    (dict(tcfg=_tcfg(epochs=1, batch_size=200)), ValueError, r"^batch_size=200 exceeds the 128 training samples$"),
 ])
 def test_fit_refuses_a_bad_argument_naming_it_before_any_work(tmp_path, monkeypatch, data, change, error, match):
     # Found by a bad-input fuzz of fit: these were AttributeErrors ('NoneType' object has no attribute
@@ -2427,3 +2443,84 @@ def test_checkpoint_features_of_a_checkpoint_without_input_statistics_or_of_no_r
                                                    r"it predates them, or save_checkpoint wrote it without "
                                                    r"extra=\{'preprocessing': fit_preprocessing\(dataset\)\}; use "):
         checkpoint_features(own, ds.x_test)
+
+
+def test_a_resume_in_a_folder_holding_only_the_checkpoint_starts_its_metrics_afresh(data, tmp_path):
+    """A checkpoint.npz copied alone into a new folder (or one whose metrics.jsonl was removed) resumes
+    there; the metrics of the steps after it go into a new metrics.jsonl."""
+    import shutil
+
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    fit(data, cfg, _tcfg(epochs=1, log_every=1), progress=False, out_dir=tmp_path / "r")
+    (tmp_path / "copy").mkdir()
+    shutil.copy(tmp_path / "r" / "checkpoint.npz", tmp_path / "copy")
+    res = fit(data, cfg, _tcfg(epochs=2, log_every=1), progress=False, out_dir=tmp_path / "copy", resume=True)
+    records = [json.loads(line) for line in (tmp_path / "copy" / "metrics.jsonl").read_text().splitlines()]
+    assert res.start_step == 4 and [r["step"] for r in records] == [5, 6, 7, 8]
+
+
+def test_image_rows_whose_mean_overflows_are_refused_naming_x_train(data):
+    """Images trained as plain rows (VectorAug views, so no pixel range is asked for) keep an image
+    run's scalar input normalisation; its mean of values near the float64 limit overflows. Refused in
+    words before any step, naming the data, x_train and its largest magnitude."""
+    ds = data._replace(x_train=np.full((128, 16), 1e308), x_test=np.zeros((32, 16)), image_shape=(4, 4))
+    with pytest.raises(ValueError, match=r"^synthetic: x_train has values whose standardisation overflows to inf or "
+                                         r"NaN \(largest magnitude 1e\+308\); rescale the data$"):
+        fit(ds, byol.Config(encoder_dim=16, **SMALL), _tcfg(epochs=1), progress=False,
+            views=(VectorAug(), VectorAug()))
+
+
+def test_a_step_whose_features_overflow_while_its_loss_stays_finite_is_logged_without_the_monitors(data, tmp_path):
+    """float32 without normalisation layers: the online projection overflows to inf, and the predictor's
+    ReLU turns it into zeros, so the loss stays finite (the target's side is fine). The step's record
+    keeps the loss, lr and tau but leaves out the collapse monitors of its inf features, and the run
+    stops on the parameters that became NaN, before its checkpoint."""
+    small = byol.Config(encoder_dim=12, hidden_size=8, projection_dim=4, predictor_dim=4, norm="none")
+    tcfg = _tcfg(epochs=1, dtype="float32")
+    state = init_state(small, tcfg, get_backend("numpy", "float32", 1))
+    params = dict(state.online.params)
+    params["projector.fc1.bias"] = np.full_like(params["projector.fc1.bias"], 10.0)  # (ReLU lets it all through)
+    params["projector.fc2.weight"] = np.full_like(params["projector.fc2.weight"], 3e38)  # z: +inf in float32
+    params["predictor.fc1.weight"] = -np.abs(params["predictor.fc1.weight"])  # -inf, then 0 after the ReLU
+    state = state._replace(online=state.online._replace(params=params))
+    with np.errstate(all="ignore"), pytest.raises(TrainingDiverged, match=r"^online.params\['predictor.fc1.weight'\] "
+                                                                         r"became non-finite by step 1 "):
+        fit(data, small, tcfg, state=state, stop_at=1, out_dir=tmp_path / "r", progress=False)
+    step_1 = json.loads((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()[1])
+    assert sorted(step_1) == ["epoch", "knn", "loss", "lr", "step", "tau"] and step_1["step"] == 1
+    assert np.isfinite(step_1["loss"]) and not (tmp_path / "r" / "checkpoint.npz").exists()
+
+
+def test_a_checkpoint_member_whose_header_claims_more_than_memory_or_lacks_a_key_is_a_checkpoint_error(tmp_path):
+    """Crafted members of a checkpoint's zip: a header claiming 2**59 bytes of float64, which the zip's
+    directory claims too (so the size check finds nothing amiss), failed NumPy's allocation as it was
+    read; a header without its 'shape' key. Each is a CheckpointError naming the file and the problem,
+    not a MemoryError or NumPy's ValueError."""
+    cfg = byol.Config(encoder_dim=5, **SMALL)
+    good = save_checkpoint(tmp_path / "good.npz", init_state(cfg, _tcfg(), get_backend()), cfg, _tcfg())
+
+    def crafted(header: dict, claimed: int):
+        """good.npz with online/encoder.fc1.weight an .npy header alone, its size in the zip's directory
+        the header's plus ``claimed`` bytes (the member's local entry holds the true size)."""
+        text = repr(header).encode()
+        text += b" " * (63 - (10 + len(text)) % 64) + b"\n"  # (padded to 64 bytes in all, as NumPy does)
+        npy = b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text
+        path = tmp_path / "crafted.npz"
+        with zipfile.ZipFile(good) as src, zipfile.ZipFile(path, "w") as dst:
+            for name in src.namelist():
+                if name != "online/encoder.fc1.weight.npy":
+                    dst.writestr(name, src.read(name))
+                    continue
+                info = zipfile.ZipInfo(name)
+                with dst.open(info, "w", force_zip64=True) as f:
+                    f.write(npy)
+                info.file_size = len(npy) + claimed  # (written into the directory as the zip closes)
+        return path
+
+    at = re.escape(str(tmp_path / "crafted.npz"))
+    with pytest.raises(ckpt.CheckpointError, match=rf"^{at} claims an array larger than memory: it is corrupt, or not "
+                                                   r"written by NumPy$"):
+        load_checkpoint(crafted({"descr": "<f8", "fortran_order": False, "shape": (2**56,)}, 2**59))
+    with pytest.raises(ckpt.CheckpointError, match=rf"^{at} is truncated or corrupt \(Header does not contain the "
+                                                   r"correct keys: [^\n]*\)$"):  # (NumPy's words after the colon)
+        load_checkpoint(crafted({"descr": "<f8", "fortran_order": False}, 0))
