@@ -331,6 +331,97 @@ def test_a_write_removes_only_its_own_files_temporaries_whatever_its_name_holds(
     assert (tmp_path / name).read_text() == "written" and (tmp_path / orphan).exists()
 
 
+def test_a_write_into_a_folder_it_may_not_list_or_open_is_made_all_the_same(tmp_path, monkeypatch):
+    """A drop-box folder (mode 0o300: write and enter, not read): listing it, to remove the temporaries
+    of a killed writer, and opening it, to flush the rename to disk, fail with EACCES; the write goes on
+    without them. (Root reads any folder: the kernel's refusal is played here.)"""
+    from byol_ref import checkpoint
+
+    box = tmp_path / "box"
+    box.mkdir()
+    real_scandir, real_open, refused = os.scandir, os.open, []
+
+    def scandir(path="."):
+        if Path(path) == box:
+            refused.append("list")
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    def open_(path, flags, *args, **kwargs):
+        if Path(path) == box:
+            refused.append("open")
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint.os, "scandir", scandir)
+    monkeypatch.setattr(checkpoint.os, "open", open_)
+    checkpoint.atomic_write_text(box / "report.json", "{}")
+    monkeypatch.undo()
+    assert refused == ["list", "open"] and os.listdir(box) == ["report.json"]
+    assert (box / "report.json").read_text() == "{}"
+
+
+def test_a_folder_that_cannot_be_flushed_gets_the_file_and_its_descriptor_back(tmp_path, monkeypatch):
+    """Some file systems refuse an fsync of a folder (EINVAL: network ones; Windows): the rename is
+    atomic all the same, so the write succeeds, and the folder's descriptor is closed."""
+    import errno
+    import stat
+
+    from byol_ref import checkpoint
+
+    real_fsync, refused = os.fsync, []
+
+    def fsync(fd):
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            refused.append(fd)
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(checkpoint.os, "fsync", fsync)
+    checkpoint.atomic_write_text(tmp_path / "config.json", "{}")
+    monkeypatch.undo()
+    assert len(refused) == 1
+    with pytest.raises(OSError):  # (closed: nothing has opened a file since)
+        os.fstat(refused[0])
+    assert (tmp_path / "config.json").read_text() == "{}" and os.listdir(tmp_path) == ["config.json"]
+
+
+def test_where_no_writer_can_be_asked_after_no_temporary_is_an_orphan(tmp_path, monkeypatch):
+    """Not on POSIX (os.kill(pid, 0) would be a Ctrl-C on Windows, not a question) nothing tells
+    whether a temporary's writer has ended: a write leaves them all, a killed writer's too."""
+    from byol_ref import checkpoint
+
+    orphan = tmp_path / f".out.bin.{checkpoint._host_tag()}-{_ended_pid()}.a1b2c3d4.tmp"
+    orphan.write_text("x")
+    assert [e.name for e in checkpoint.orphaned_temporaries(tmp_path, "out.bin")] == [orphan.name]  # (on POSIX)
+    monkeypatch.setattr(checkpoint.os, "name", "nt")
+    found = checkpoint.orphaned_temporaries(tmp_path, "out.bin")
+    monkeypatch.undo()
+    assert found == [] and orphan.exists()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="a writer's process is asked after on POSIX only")
+def test_a_write_leaves_the_temporary_this_process_is_writing_and_asks_after_no_process_0(tmp_path, monkeypatch):
+    """A write of a file this process is writing already (from another thread; here, from inside the
+    first write) leaves the first one's temporary: its writer runs. One whose name says process 0 is
+    left too: os.kill(0, 0) would ask after the process group, not a process. Neither is asked after."""
+    from byol_ref import checkpoint
+
+    real_kill, asked = os.kill, []
+    monkeypatch.setattr(checkpoint.os, "kill", lambda pid, sig: asked.append(pid) or real_kill(pid, sig))
+    zero = tmp_path / f".out.bin.{checkpoint._host_tag()}-0.a1b2c3d4.tmp"
+    zero.write_text("x")
+
+    def outer(f):
+        checkpoint.atomic_write_text(tmp_path / "out.bin", "inner")
+        f.write(b"outer")
+
+    checkpoint.atomic_write(tmp_path / "out.bin", outer)
+    monkeypatch.undo()
+    assert asked == [] and (tmp_path / "out.bin").read_text() == "outer"
+    assert sorted(os.listdir(tmp_path)) == sorted(["out.bin", zero.name])
+
+
 def test_a_report_lands_whole_or_not_at_all(tmp_path):
     out = tmp_path / "run"
     _write_run(out, {**RUN, **{name: b"old " + name.encode() for name in rundir.REPORT_FILES}})
@@ -848,6 +939,141 @@ def test_the_child_of_a_fork_holds_none_of_its_parents_run_directories(tmp_path,
             os.waitpid(pid, 0)
             for fd in (said_r, go_w):
                 os.close(fd)
+
+
+@needs_flock
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() on this platform")
+def test_a_child_forked_while_another_thread_takes_a_run_lock_takes_its_own(tmp_path, held_elsewhere):
+    """A fork() while another thread of the parent was inside RunLock.take (holding the module's lock)
+    gave the child a copy of that lock held by a thread the child does not have: its first take would
+    wait for ever. The child gets a lock of its own, and its copies of the parent's lock descriptors
+    are closed (not unlocked: the parent's lock outlives the child)."""
+    import threading
+    import warnings
+
+    out, theirs = tmp_path / "r", tmp_path / "child"
+    out.mkdir()
+    theirs.mkdir()
+    with rundir.RunLock() as lock:
+        lock.take(out)
+        inherited = [fd for fd, _ in rundir._HELD.values()]
+        inside, done = threading.Event(), threading.Event()
+
+        def take_slowly():  # another thread, inside take: the module's lock held
+            with rundir._TAKING:
+                inside.set()
+                done.wait(60)
+
+        thread = threading.Thread(target=take_slowly)
+        thread.start()
+        try:
+            assert inside.wait(60)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # ("use of fork() may lead to deadlocks")
+                pid = os.fork()
+            if pid == 0:  # the child: it never returns into the test runner it is a copy of
+                status = 0
+                try:
+                    for fd in inherited:
+                        try:
+                            os.fstat(fd)
+                            status |= 1  # still open in the child
+                        except OSError:
+                            pass
+                    if rundir._TAKING.acquire(timeout=10):
+                        rundir._TAKING.release()
+                        with rundir.RunLock() as mine:
+                            mine.take(theirs)
+                            status |= 0 if list(rundir._HELD) == [(os.stat(theirs).st_dev,
+                                                                    os.stat(theirs).st_ino)] else 4
+                    else:
+                        status |= 2  # the parent's thread's lock, which nothing in the child releases
+                finally:
+                    os._exit(status)
+        finally:
+            done.set()
+            thread.join(60)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert held_elsewhere(out) and not held_elsewhere(theirs)  # the child has ended; the parent holds on
+
+
+@needs_flock
+def test_a_run_directory_that_keeps_being_replaced_is_refused_saying_so(tmp_path, monkeypatch, held_elsewhere):
+    """Another process moves the folder away and makes a new one each time, between the open and the
+    lock: after three tries take gives up, naming the folder and what to do, and holds nothing."""
+    out = tmp_path / "r"
+    out.mkdir()
+    real_flock, replaced = fcntl.flock, []
+
+    def flock(fd, op):
+        replaced.append(tmp_path / f"old{len(replaced)}")
+        out.rename(replaced[-1])
+        out.mkdir()
+        return real_flock(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    fds = set(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    with rundir.RunLock("out_dir") as lock, pytest.raises(rundir.RunDirectoryBusy) as err:
+        lock.take(out)
+    monkeypatch.undo()
+    assert str(err.value) == (f"out_dir {out} keeps being replaced by another process; choose another out_dir")
+    assert len(replaced) == 3 and rundir._HELD == {}
+    assert not any(held_elsewhere(p) for p in (out, *replaced))
+    assert fds is None or set(os.listdir("/proc/self/fd")) == fds  # (each try's descriptor closed)
+
+
+def test_without_flock_a_run_lock_holds_nothing(tmp_path, monkeypatch, held_elsewhere):
+    """Where fcntl does not import (Windows) a run directory is not locked at all (RunLock's docstring):
+    take returns, holding nothing, and leaving the with releases nothing."""
+    import sys
+
+    out = tmp_path / "r"
+    out.mkdir()
+    monkeypatch.setitem(sys.modules, "fcntl", None)  # (import fcntl: ImportError)
+    with rundir.RunLock() as lock:
+        lock.take(out)
+        assert rundir._HELD == {} and not held_elsewhere(out)
+        with rundir.RunLock() as again:  # (another thread's take would be refused with flock; here, not)
+            again.take(out)
+    assert rundir._HELD == {}
+
+
+def test_without_pthread_sigmask_a_hold_still_keeps_a_ctrl_c_to_its_end(monkeypatch):
+    """Where signals cannot be blocked (Windows has no pthread_sigmask) the handlers are swapped
+    without that, and a Ctrl-C inside interrupts_held is still raised at the end of the hold."""
+    monkeypatch.delattr(signal, "pthread_sigmask")
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with rundir.interrupts_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            reached.append("the end of the hold")
+    assert reached == ["the end of the hold"] and rundir._holding == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this platform")
+def test_a_hangup_with_stdout_and_stderr_closed_waits_for_the_end_of_the_step(tmp_path):
+    """A train started with both closed (`byol-ref train ... >&- 2>&-`) that gets a SIGHUP: its handler
+    looks for a closed terminal among them (fstat: no such descriptor) and says on stderr that the stop
+    waits (the write fails). Neither may raise out of the handler into the step, which is to end and
+    write its checkpoint; the hang-up is raised after it."""
+    import subprocess
+    import sys
+
+    code = ("import os, signal, sys\n"
+            "from byol_ref import rundir\n"
+            "signal.signal(signal.SIGHUP, signal.SIG_DFL)\n"  # (a suite under nohup would pass it on ignored)
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            "os.close(1)\n"
+            "os.close(2)\n"
+            "with rundir.sigterm_as_interrupt(), rundir.first_interrupt_only():\n"
+            "    with rundir.interrupt_after_step(lambda: True, 'stopping after this step') as pending:\n"
+            "        os.kill(os.getpid(), signal.SIGHUP)\n"
+            "        stop = pending()\n"
+            "sys.exit(0 if type(stop) is rundir.Terminated and stop.signum == signal.SIGHUP else 3)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(rundir.__file__).parents[1], timeout=120)
+    assert done.returncode == 0
 
 
 @needs_flock
