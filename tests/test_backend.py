@@ -184,3 +184,27 @@ def test_check_dtype_refuses_what_numpy_cannot_read():
         with pytest.raises(ValueError, match="dtype must be one of"):
             check_dtype(bad)
     assert check_dtype(np.float32) == "float32" and check_dtype("f8") == "float64"
+
+
+def test_cupy_that_imports_but_finds_no_device_says_which_and_get_backend_refuses_with_it():
+    """CuPy importable is not a GPU answering (STYLE.md 5): a machine with CuPy but no driver, or whose
+    devices are hidden (CUDA_VISIBLE_DEVICES=""), raises in getDeviceCount or counts none. Each is
+    told in its own words, which get_backend("cupy") passes on (the CPU stand-in plays CuPy)."""
+    from cupy_standin import install
+
+    class CUDARuntimeError(RuntimeError):  # (as cupy_backends.cuda.api.runtime raises it)
+        pass
+
+    def no_driver():
+        raise CUDARuntimeError("cudaErrorInsufficientDriver: CUDA driver version is insufficient")
+
+    with install() as cp:
+        assert cupy_status() == (True, "1 CUDA device(s)")
+        for count, reason in (
+                (no_driver, "CuPy is installed but no CUDA device answered (CUDARuntimeError: "
+                            "cudaErrorInsufficientDriver: CUDA driver version is insufficient)"),
+                (lambda: 0, "CuPy is installed but no CUDA device was found")):
+            cp.cuda.runtime.getDeviceCount = count
+            assert cupy_status() == (False, reason)
+            with pytest.raises(RuntimeError, match="^" + re.escape(f"backend 'cupy' is not available: {reason}") + "$"):
+                get_backend("cupy")
