@@ -415,7 +415,9 @@ def fit_logreg(x: Any, y: Any, *, l2: float, max_iter: int = 500, tol: float = 1
         x: train features, shape (N, D).
         y: integer train labels, shape (N,), at least 2 distinct values.
         l2: regularisation strength on w, >= 0 (with 0 and separable data the optimum
-            is at infinity and the fit stops at ``max_iter``).
+            is at infinity: the fit stops once the gradient falls below ``tol``, or, for a
+            ``tol`` below what float64 resolves, once the loss has rounded to 0, ``converged``
+            False).
         max_iter: maximum L-BFGS iterations.
         tol: stop when the max-abs gradient of the objective is <= tol.
 
@@ -609,7 +611,7 @@ def linear_probe(
         "accuracy": accuracy(y_test, predict(model, x_test)),
         "l2": l2,
         "val_accuracy": val_acc,
-        "converged": bool(model.converged),  # (False: stopped at max_iter, above the gradient tolerance)
+        "converged": bool(model.converged),  # (False: stopped above the gradient tolerance)
     }
 
 

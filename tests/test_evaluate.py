@@ -1016,3 +1016,47 @@ def test_the_collapse_monitors_of_features_beyond_1e150_read_as_the_features_sca
         assert got["mean_norm"] == pytest.approx(want["mean_norm"] * scale, rel=1e-12)
         for key in ("normalized_std", "mean_cos", "cos_within", "cos_between"):
             assert got[key] == pytest.approx(want[key], rel=1e-9, abs=1e-15), key
+
+
+# ---------------------------------------------------------------------------------------
+# Paths no test ran (a coverage audit)
+# ---------------------------------------------------------------------------------------
+
+
+def test_fit_logreg_with_tol_0_on_separable_data_stops_where_the_loss_has_rounded_to_0():
+    """A user asked for tol=0 (any tol below float64's reach does the same) with l2=0 on separable data:
+    the optimum is at infinity and no gradient reaches tol. Once every margin is past ~37 the loss rounds
+    to exactly 0 and no step can lower it: the line search fails along the quasi-Newton direction, then
+    along steepest descent (L-BFGS's two fallbacks). The fit stops there, long before max_iter, says
+    converged=False, and holds a model that separates the set, at the loss's infimum 0 with a gradient at
+    rounding level: nothing was left to gain. (Without the last fallback it spun on to max_iter.)"""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(40, 3))
+    y = (x[:, 0] > 0).astype(np.int64)
+    model = ev.fit_logreg(x, y, l2=0.0, tol=0.0, max_iter=500)
+    assert not model.converged and model.n_iter < 200, model.n_iter
+    loss, dw, db = ev.logreg_loss_and_grad(model.w, model.b, (x - model.mean) / model.std, y, 0.0)
+    assert loss == 0.0 and max(np.abs(dw).max(), np.abs(db).max()) < 1e-15
+    assert ev.accuracy(y, ev.predict(model, x)) == 1.0
+
+
+@pytest.mark.parametrize("call, exc, match", [
+    (lambda: ev.accuracy(np.zeros((2, 2), np.int64), np.zeros(2, np.int64)), ValueError,
+     r"^y_true must be 1-D \(N,\), got shape \(2, 2\)$"),
+    (lambda: ev.fit_logreg(X, Y[:, None], l2=0.1), ValueError, r"^y must be 1-D \(N,\), got shape \(36, 1\)$"),
+    (lambda: ev.accuracy(np.zeros(0, np.int64), np.zeros(0, np.int64)), ValueError,
+     r"^y_true must hold at least one label, got 0$"),
+    (lambda: ev.fit_logreg(X, Y, l2="0.1"), TypeError, r"^l2 must be a real number, got str '0.1'$"),
+    (lambda: ev.fit_logreg(X, Y, l2=0.1, tol=None), TypeError, r"^tol must be a real number, got NoneType None$"),
+    (lambda: ev.linear_probe(X, Y, XT, YT, l2_grid=0.1), TypeError,
+     r"^l2_grid must be a sequence of numbers, got float$"),
+    (lambda: ev.probe_report({"a": (X, XT)}, Y, YT, progress=3), TypeError,
+     r"^progress must be None or a callable, got int$"),
+    (lambda: ev.format_table({"name": "a", "knn": 0.5}), TypeError, r"^rows must be a list of dicts, got dict$"),
+])
+def test_labels_numbers_grids_progress_and_rows_of_the_wrong_kind_are_named(call, exc, match):
+    """A label array of another rank, no labels at all, an l2 or tol that is no number, one l2 for the
+    grid, a progress that cannot be called, one row for the table: each is refused naming the argument,
+    what it got and what was expected."""
+    with pytest.raises(exc, match=match):
+        call()
