@@ -131,6 +131,8 @@ def _fraction(v: Any, name: str) -> float:
 
 
 def _l2_grid(grid: Any) -> tuple[float, ...]:
+    if isinstance(grid, (str, bytes)):  # (a str is a sequence, of characters: "0.1" was refused as "got str '0'")
+        raise TypeError(f"l2_grid must be a sequence of numbers, got {type(grid).__name__} {grid!r:.80}")
     try:
         values = tuple(grid)
     except TypeError:

@@ -1,5 +1,6 @@
 """Tests of byol_ref.evaluate: hand-written logistic regression, probes, kNN, collapse monitors."""
 import math
+import re
 
 import pytest
 from hypothesis import assume, given
@@ -1060,3 +1061,13 @@ def test_labels_numbers_grids_progress_and_rows_of_the_wrong_kind_are_named(call
     what it got and what was expected."""
     with pytest.raises(exc, match=match):
         call()
+
+
+def test_an_l2_grid_written_as_a_string_is_named_as_a_whole():
+    """l2_grid="0.1,1" (a grid copied from a command line or a config file) was taken as the sequence of
+    its characters, and refused as "l2_grid entry must be a real number, got str '0'": a message about a
+    '0' the user never wrote. The string is now refused as the grid it was meant to be."""
+    for grid in ("0.1,1", "0.1", b"0.1"):
+        with pytest.raises(TypeError, match=rf"^l2_grid must be a sequence of numbers, got "
+                                            rf"{type(grid).__name__} {re.escape(repr(grid))}$"):
+            ev.linear_probe(X, Y, XT, YT, l2_grid=grid)
