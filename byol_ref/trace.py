@@ -155,7 +155,7 @@ def _put_tree(out, prefix, tree):
 # --------------------------------------------------------------------------- running steps
 
 
-def trace_networks(online: Network, target: Network, views, *, preset: Preset, total_steps: int | None = None,
+def trace_networks(online: Network, target: Network, views, *, preset: Preset | str, total_steps: int | None = None,
                    warmup_steps: int | None = None, opt_state: dict | None = None, start_step: int = 0,
                    train_extra: dict | None = None) -> Trace:
     """Run ``len(views)`` training steps and record everything.
@@ -164,7 +164,8 @@ def trace_networks(online: Network, target: Network, views, *, preset: Preset, t
         online, target: Networks (from ``build_from_config`` or :func:`networks_from_inputs`), whose
             Config carries the model conventions (build it with ``preset.config(...)``).
         views: list of (view1, view2) pairs, one per step, each (N, D) in the params' dtype.
-        preset: the training conventions (optimiser, LARS, schedules, EMA timing and scope).
+        preset: the training conventions (optimiser, LARS, schedules, EMA timing and scope): a Preset
+            or a preset name.
         total_steps: K of the schedules (default: start_step + number of steps).
         warmup_steps: W (default 0: a trace has no epochs for the preset's warmup_epochs; pass the W
             of the run it is compared with).
@@ -175,8 +176,7 @@ def trace_networks(online: Network, target: Network, views, *, preset: Preset, t
     Returns:
         Trace; names in docs/trace-format.md.
     """
-    if not isinstance(preset, Preset):
-        raise TypeError(f"preset must be a byol_ref.presets.Preset, got {type(preset).__name__}")
+    preset = _as_preset(preset)  # (a name was refused here alone: make_inputs, trace_inputs and the rest take one)
     _check_network(online, "online", role="online")
     _check_network(target, "target", role="target")
     if not isinstance(views, (list, tuple)) or not views:

@@ -744,3 +744,19 @@ def test_the_meta_records_the_model_and_train_overrides():
     tr = trace_inputs(_inputs(model_extra=extra), "deepmind", model_extra=extra, train_extra={"nesterov": True})
     assert tr.meta["model_extra"] == {"bn_shards": 2} and tr.meta["train_extra"] == {"nesterov": True}
     assert tr.meta["config"]["bn_shards"] == 2
+
+
+def test_trace_networks_takes_a_preset_name_as_the_other_entry_points_do():
+    """trace_networks(..., preset="deepmind") was refused ("preset must be a byol_ref.presets.Preset, got
+    str") where make_inputs, networks_from_inputs and trace_inputs take the name: it now traces what the
+    Preset of that name traces, and what is neither is refused naming both."""
+    online, target, views, _ = networks_from_inputs(_inputs(), "deepmind")
+    by_name = trace_networks(online, target, views, preset="deepmind")
+    by_preset = trace_networks(online, target, views, preset=get_preset("deepmind"))
+    assert list(by_name.arrays) == list(by_preset.arrays) and by_name.meta == by_preset.meta
+    for k, v in by_preset.arrays.items():
+        np.testing.assert_array_equal(by_name.arrays[k], v, err_msg=k)
+    with pytest.raises(TypeError, match=r"^preset must be a byol_ref.presets.Preset or a preset name, got NoneType$"):
+        trace_networks(online, target, views, preset=None)
+    with pytest.raises(ValueError, match="preset must be one of"):
+        trace_networks(online, target, views, preset="deepmnid")
