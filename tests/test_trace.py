@@ -10,7 +10,7 @@ import pytest
 
 from byol_ref.model import network_plan
 from byol_ref.presets import get_preset
-from byol_ref.trace import (TraceError, load_trace, make_inputs, networks_from_inputs, save_trace, trace_inputs,
+from byol_ref.trace import (Trace, TraceError, load_trace, make_inputs, networks_from_inputs, save_trace, trace_inputs,
                             trace_networks)
 
 SIZES = dict(encoder_dim=5, hidden_size=6, projection_dim=4, predictor_dim=3, projector_hidden_dim=7)
@@ -760,3 +760,65 @@ def test_trace_networks_takes_a_preset_name_as_the_other_entry_points_do():
         trace_networks(online, target, views, preset=None)
     with pytest.raises(ValueError, match="preset must be one of"):
         trace_networks(online, target, views, preset="deepmnid")
+
+
+@pytest.mark.parametrize("key, bad, says", [
+    ("online.param.encoder.fc1.weight", lambda a: a.ravel(),
+     r"^online.param.encoder.fc1.weight must be 2-D \(in, out\), got shape \(30,\)$"),
+    ("online.param.predictor.fc1.weight", lambda a: a[None],
+     r"^online.param.predictor.fc1.weight must be 2-D \(in, out\), got shape \(1, 4, 3\)$"),
+    ("online.param.encoder.fc1.bias", lambda a: a.astype(complex),
+     r"^online.param.encoder.fc1.bias must be numeric, got dtype complex128$"),
+    ("target.param.projector.fc2.weight", lambda a: a.astype(str),
+     r"^target.param.projector.fc2.weight must be numeric, got dtype <U\d+$"),
+    ("online.buffer.encoder.norm1.running_mean", None,
+     r"^online buffers do not match the config: missing \['encoder.norm1.running_mean'\], unexpected \[\]$"),
+    ("target.buffer.encoder.norm9.running_mean", lambda a: np.zeros(6),
+     r"^target buffers do not match the config: missing \[\], unexpected \['encoder.norm9.running_mean'\]$"),
+])
+def test_inputs_with_a_weight_of_another_rank_non_numbers_or_other_buffers_are_named(key, bad, says):
+    """An inputs file (byol-ref trace --inputs) whose weight has lost or gained an axis, whose array holds
+    complex numbers or strings, or whose buffers are not the config's: the array is named, with what it
+    has and what a trace needs."""
+    inputs = _inputs()
+    if bad is None:
+        del inputs[key]
+    else:
+        inputs[key] = bad(inputs.get(key, np.zeros(1)))
+    with pytest.raises(TraceError, match=says):
+        networks_from_inputs(inputs, "deepmind")
+
+
+def test_inputs_of_one_shared_view_pair_need_the_number_of_steps():
+    """view1/view2 (one pair for every step) say nothing of how many steps to trace: without steps the
+    user is told to pass it (--steps N on the command line); with it, each step takes that pair."""
+    inputs = {k: v for k, v in _inputs(steps=1).items() if ".input." not in k}
+    inputs.update(view1=_inputs(steps=1)["step0.input.view1"], view2=_inputs(steps=1)["step0.input.view2"])
+    with pytest.raises(TraceError, match=r"^the inputs hold one view1/view2 pair, used for every step: pass steps "
+                                         r"\(--steps N\)$"):
+        trace_inputs(inputs, "deepmind")
+    tr = trace_inputs(inputs, "deepmind", steps=2)
+    np.testing.assert_array_equal(tr.arrays["step1.input.view2"], inputs["view2"])
+
+
+def test_a_trace_name_a_file_cannot_hold_is_refused_before_anything_is_written(tmp_path):
+    """save_trace keeps __order__ and __meta__ for itself, and a '/' would be a folder inside the .npz:
+    such a name is refused, naming it, and no file is written."""
+    for name in ("__order__", "step0/loss"):
+        with pytest.raises(ValueError, match=rf"^trace names must not start with '__' or contain '/', got "
+                                             rf"\['{name}'\]$"):
+            save_trace(tmp_path / "t.npz", Trace({"x": np.ones(2), name: np.ones(1)}, {}))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("order, says", [
+    (np.array([1, 2]), r"dtype int64, shape \(2,\)"),
+    (np.array([["x"]]), r"dtype <U1, shape \(1, 1\)"),
+    (np.array([b"x"]), r"dtype \|S1, shape \(1,\)"),
+])
+def test_a_trace_order_that_is_no_list_of_names_is_refused(tmp_path, order, says):
+    """A trace file (anyone's .npz) whose __order__ is not a 1-D array of names: the file is named, with
+    the dtype and shape it holds."""
+    np.savez(tmp_path / "t.npz", __order__=order, x=np.ones(3))
+    with pytest.raises(TraceError, match=r"t.npz: __order__ must be a 1-D string array, got " + says):
+        load_trace(tmp_path / "t.npz")
