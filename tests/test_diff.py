@@ -495,3 +495,12 @@ def test_traces_of_different_batch_sizes_are_called_that_not_a_schedule_differen
     moved = diff_traces(small, _perturbed(small, "step0.input.view1", (0, 0), 1e-3))
     assert moved.first_divergence == "step0.input.view1"
     assert moved.hint() == divergence_hint("step0.input.view1")
+
+
+def test_an_integer_tensor_that_differs_gets_its_own_hint_and_no_rounding_note():
+    """Integers (an optimiser's count, int64 in one trace, int32 in the other) that differ are no float's
+    rounding: the hint is the tensor's own, and the rounding note, which looks for a float dtype, has
+    none to look at (it failed on max() of no dtypes without its guard)."""
+    rep = diff_traces({"step1.opt.count": np.array(1, np.int64)}, {"step1.opt.count": np.array(2, np.int32)})
+    assert not rep.ok and rep.first_divergence == "step1.opt.count"
+    assert rep.hint() == divergence_hint("step1.opt.count") and "rounding" not in rep.hint()
