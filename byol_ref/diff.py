@@ -181,6 +181,10 @@ def _as_trace(x, label) -> Trace:
     if isinstance(x, Trace):
         return x
     if isinstance(x, dict):
+        odd = [k for k in x if not isinstance(k, str)]
+        if odd:  # (it was "'int' object has no attribute 'startswith'")
+            raise TypeError(f"{label} must be a Trace or a dict name -> array, got a dict with the key {odd[0]!r} "
+                            f"({type(odd[0]).__name__}); names are strings")
         return Trace({k: v for k, v in x.items() if not k.startswith("__")}, {})
     raise TypeError(f"{label} must be a Trace or a dict name -> array, got {type(x).__name__}")
 

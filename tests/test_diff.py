@@ -1,6 +1,7 @@
 """Diff (byol_ref.diff): a single perturbed element is found and the right first tensor named;
 shape/dtype mismatches and one-sided names are reported; tolerances; CLI exit status and --json."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -504,3 +505,18 @@ def test_an_integer_tensor_that_differs_gets_its_own_hint_and_no_rounding_note()
     rep = diff_traces({"step1.opt.count": np.array(1, np.int64)}, {"step1.opt.count": np.array(2, np.int32)})
     assert not rep.ok and rep.first_divergence == "step1.opt.count"
     assert rep.hint() == divergence_hint("step1.opt.count") and "rounding" not in rep.hint()
+
+
+def test_traces_that_are_no_trace_or_name_dict_are_refused_naming_the_side():
+    """A path where a trace belongs (diff_files reads files), or a dict keyed by other than names: the
+    side is named with what it got. A non-string key failed on "'int' object has no attribute
+    'startswith'"."""
+    tr = {"step0.loss.total": np.array(1.0)}
+    with pytest.raises(TypeError, match=r"^a must be a Trace or a dict name -> array, got str$"):
+        diff_traces("a.npz", tr)
+    with pytest.raises(TypeError, match=r"^b must be a Trace or a dict name -> array, got NoneType$"):
+        diff_traces(tr, None)
+    for key in (0, None, ("step0", "loss")):
+        with pytest.raises(TypeError, match=rf"^b must be a Trace or a dict name -> array, got a dict with the key "
+                                            rf"{re.escape(repr(key))} \({type(key).__name__}\); names are strings$"):
+            diff_traces(tr, {**tr, key: np.array(1.0)})
