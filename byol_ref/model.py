@@ -1078,8 +1078,9 @@ def ema_update(online_params: dict, target_params: dict, momentum: float = DEFAU
 
 
 def _make_config(encoder_dim, projection_dim, predictor_dim, hidden_size, options) -> Config:
-    if "config" in options:
-        raise TypeError("pass either a config (build_from_config) or keyword options, not both")
+    if "config" in options:  # (it said "not both" to a call that gave the config alone, as config=)
+        raise TypeError(f"config is not an option here (got {type(options['config']).__name__}): pass a Config to "
+                        "build_from_config(config), or the sizes and other Config fields as keyword options")
     return Config(encoder_dim=encoder_dim, projection_dim=projection_dim, predictor_dim=predictor_dim,
                   hidden_size=hidden_size, **options)
 

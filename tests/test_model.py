@@ -1095,3 +1095,15 @@ def test_the_reprs_show_the_arrays_as_dtype_and_shape():
     text = repr(res)
     assert text.startswith(f"LossAndGrads(loss=float64 {float(res.loss)!r}, grads={{'encoder.fc1.weight': float64 "
                            "(64, 256), ") and "outputs={'online.y': float64 (2, 8, 256)" in text and len(text) < 6000
+
+
+def test_a_config_given_to_build_is_sent_to_build_from_config():
+    """build(64, config=cfg) (and build_online, build_target) was told "pass either a config
+    (build_from_config) or keyword options, not both", when the config was the only option given: it is
+    now told that config is no option of these builders, what it gave, and the two ways that work."""
+    cfg = byol.Config(encoder_dim=4, hidden_size=6, projection_dim=4, predictor_dim=3)
+    for build in (byol.build, byol.build_online, byol.build_target):
+        with pytest.raises(TypeError, match=r"^config is not an option here \(got Config\): pass a Config to "
+                                            r"build_from_config\(config\), or the sizes and other Config fields as "
+                                            r"keyword options$"):
+            build(4, config=cfg)
