@@ -1107,3 +1107,12 @@ def test_a_config_given_to_build_is_sent_to_build_from_config():
                                             r"build_from_config\(config\), or the sizes and other Config fields as "
                                             r"keyword options$"):
             build(4, config=cfg)
+
+
+def test_the_reprs_show_what_is_no_array_or_no_dict_as_it_is():
+    """A Network put together by hand, with params=None or a list where an array belongs (refused once it
+    is used, but printed first, in a notebook cell): its repr shows those values as their own repr, where
+    it would fail on None or print a list as 'None None'."""
+    online, _ = byol.build(4, 4, 3, 6, seed=0)
+    odd = online._replace(params=None, buffers={"encoder.norm1.running_mean": [0.0, 0.0]})
+    assert repr(odd).endswith("params=None, buffers={'encoder.norm1.running_mean': [0.0, 0.0]})")

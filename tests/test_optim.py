@@ -439,6 +439,13 @@ def test_tree_helpers():
         tree.check_same_keys(a, {}, "params", "grads")
 
 
+def test_the_global_norm_of_an_empty_tree_is_a_host_zero():
+    """An empty tree (grads filtered down to nothing, say) has norm 0.0, a Python float, as documented:
+    no array is there to say which device and dtype the norm would have."""
+    n = tree.global_norm({})
+    assert n == 0.0 and type(n) is float
+
+
 def test_tree_map_keeps_the_first_trees_order_and_dtypes_and_refuses_extra_keys_or_no_tree():
     a = {"z.weight": arr([1.0], "float32"), "a.bias": arr([2.0], "float32")}
     assert list(tree.tree_map(lambda u, v: u + v, a, a)) == ["z.weight", "a.bias"]  # (not sorted)
