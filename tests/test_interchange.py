@@ -1191,3 +1191,66 @@ def test_a_checkpoint_is_not_written_over_a_folder(tmp_path):
     with pytest.raises(IsADirectoryError, match=r"c.npz is a folder; expected the path of a file to write"):
         ckpt.save(tmp_path / "c.npz", {"opt": {"a": np.ones(2)}}, {"step": 0})
     assert [p.name for p in tmp_path.iterdir()] == ["c.npz"] and not any((tmp_path / "c.npz").iterdir())
+
+
+def test_a_style_mapping_without_the_config_it_is_built_for_is_refused(tmp_path):
+    """load_networks(path, layout="torch", mapping="lightly") without config=: a style's names depend on the
+    network's structure, so the style is named with what it needs (the axon layout's default style too)."""
+    online, target = _nets("lightly")
+    path = save_networks(tmp_path / "w.npz", online, target, layout="torch", mapping="lightly")
+    for layout, style in (("torch", "lightly"), ("axon", "edifice")):
+        with pytest.raises(ValueError, match=rf"^mapping style '{style}' needs the network config \(layout, norm, "
+                                             r"biases\)$"):
+            load_networks(path, layout=layout, mapping=style if layout == "torch" else None)
+
+
+def test_byol_pytorch_weights_with_a_simplicial_embedding_read_without_one_get_the_fix():
+    """byol-pytorch 0.9 builds a simplicial embedding by default; its weights (projector.0.0, 0.1, 2.<i>)
+    read with a config that has none lack the projector's mapped names: the refusal says what they look
+    like and the option that reads them."""
+    sizes = dict(encoder_dim=5, hidden_size=6, projection_dim=4, predictor_dim=3)
+    with_sem = get_preset("byol-pytorch").config(**sizes, sem_simplices=2, sem_simplex_dim=3)
+    online, target = build_from_config(with_sem, seed=0)
+    state = to_torch_layout(networks_to_arrays(online, target), torch_mapping("byol-pytorch", with_sem))
+    with pytest.raises(ValueError, match=r"lacks 18 mapped name\(s\).* These look like byol-pytorch 0.9's default "
+                                         r"simplicial embedding \(projector.0.0, 0.1, 2.<i>\): add --set "
+                                         r"sem_simplices=32 \(model.Config.sem_simplices\), or build its BYOL with "
+                                         r"use_simplicial_embeddings=False.$"):
+        from_torch_layout(state, torch_mapping("byol-pytorch", get_preset("byol-pytorch").config(**sizes)))
+
+
+@pytest.mark.parametrize("raw", [b"", b"abc", b"\x08\x00\x00\x00\x00\x00\x00"])
+def test_a_safetensors_file_shorter_than_its_length_field_is_named(tmp_path, raw):
+    """A .safetensors file of fewer than the 8 bytes of its header length (empty, or cut off): the file is
+    named as too short to be one, where unpacking the length would fail on a struct error."""
+    (tmp_path / "w.safetensors").write_bytes(raw)
+    with pytest.raises(TraceError, match=r"w.safetensors is too short to be a .safetensors file$"):
+        load_networks(tmp_path / "w.safetensors")
+
+
+@pytest.mark.parametrize("value, dtype", [(np.zeros(2, complex), "complex128"), (np.array(["a"]), "<U1"),
+                                          (np.array([None]), "object")])
+def test_the_safetensors_writer_names_an_array_of_a_dtype_it_cannot_hold(tmp_path, value, dtype):
+    """An array of complex numbers, strings or objects for a .safetensors file: the array is named with
+    its dtype and the dtypes the format holds here, and nothing is written."""
+    with pytest.raises(TypeError, match=rf"^'b' has dtype {dtype}; .safetensors here holds \['bool', 'float16', "
+                                        r"'float32', 'float64', 'int16', 'int32', 'int64', 'int8', 'uint16', "
+                                        r"'uint32', 'uint64', 'uint8'\]$"):
+        write_safetensors(tmp_path / "w.safetensors", {"a": np.ones(2), "b": value})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_networks_writes_the_online_network_alone_and_refuses_an_unknown_layout(tmp_path):
+    """save_networks(path, online) (no target): only online.* arrays are written, and read back equal; a
+    layout byol-ref does not write is named with the three it does, and nothing is written."""
+    online, target = _nets()
+    path = save_networks(tmp_path / "online.safetensors", online)
+    back = load_networks(path)
+    assert set(back) == set(networks_to_arrays(online)) and all(k.startswith("online.") for k in back)
+    for k, v in networks_to_arrays(online).items():
+        np.testing.assert_array_equal(back[k], v)
+    for layout in ("jax", "byol_ref"):
+        with pytest.raises(ValueError, match=rf"^layout must be one of \('byol-ref', 'torch', 'axon'\), got "
+                                             rf"'{layout}'$"):
+            save_networks(tmp_path / "x.npz", online, target, layout=layout)
+    assert [p.name for p in tmp_path.iterdir()] == ["online.safetensors"]
