@@ -62,14 +62,12 @@ def file_head(path, n: int = 6) -> bytes:
 
 
 @contextmanager
-def numpy_read_errors(what: str, error=ValueError, keep=()):
+def numpy_read_errors(what: str, error=ValueError):
     """Turn what NumPy and zipfile raise on a bad file into ``error`` naming it (``what``):
     pickled (object) data, which byol-ref never loads; a truncated or corrupt file; a header
-    that claims more than memory. Exceptions of the types in ``keep`` pass unchanged."""
+    that claims more than memory."""
     try:
         yield
-    except keep:
-        raise
     except MemoryError:
         raise error(f"{what} claims an array larger than memory: it is corrupt, or not written by NumPy") from None
     except ValueError as exc:

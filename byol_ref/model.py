@@ -942,10 +942,8 @@ def loss_and_grads(online: Network, target: Network, view1, view2, *, record: Ca
         # the online parameter of the same name (exact when the weights are shared, tau = 0).
         network_backward(to_groups(dz, cfg), tg_caches, grads, record=record, prefix="target.",
                          need_input_grad=False)
-    # A Linear bias followed by batch norm has an exactly-zero true gradient; keep every key.
-    for key, value in online.params.items():
-        if key not in grads:
-            grads[key] = xp.zeros_like(value)
+    # Every param has its gradient: each Linear writes its weight's (and its bias's, where it has one) and
+    # each norm its gamma's and beta's; a bias before batch norm gets its computed zero. In params' order:
     grads = {key: grads[key] for key in online.params}
 
     outputs = {"online.y": from_groups(on["y"], cfg, 2), "online.z": from_groups(on["z"], cfg, 2),
