@@ -1933,9 +1933,9 @@ def _cmd_convert(args) -> int:
     elif src.is_dir():
         # A checkpoint that does not read as one (cut short, corrupt): its reader says what is wrong,
         # where the lines below said the run had none and advised --overwrite, which would replace it.
-        if _read_what_stands_there(checkpoint_file(src)):
-            raise ValueError(f"{checkpoint_file(src)} is not a byol-ref checkpoint: it holds other arrays than "
-                             "meta and online/, target/, ... groups; pass a weights file as src, not its folder")
+        if _read_what_stands_there(checkpoint_file(src)):  # (one the reader takes is taken above: it came since)
+            raise FileNotFoundError(f"{checkpoint_file(src)} appeared while convert read {src} (a run writing its "
+                                    "first checkpoint?); run convert again")
         if args.src_layout == "byol-ref":
             _refuse_no_checkpoint(src, "", "convert")
         raise FileNotFoundError(f"{src} is a directory without a checkpoint.npz; pass a weights file (.npz or "

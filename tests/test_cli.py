@@ -5029,3 +5029,21 @@ def test_what_the_os_itself_refuses_in_a_run_is_named_or_passed_over(tiny_run, t
         data.chmod(0o644)
         run.chmod(0o755)
         locked.chmod(0o755)
+
+
+
+def test_convert_of_a_folder_whose_checkpoint_appeared_meanwhile_says_so(tiny_run, tmp_path, monkeypatch, capsys):
+    """convert of a run folder reads its checkpoint.npz twice: once to see whether it is a checkpoint,
+    then, where it is not, to let its reader say what is wrong with it. A checkpoint written between
+    the two (a run writing its first one) was told "is not a byol-ref checkpoint: it holds other
+    arrays than meta and ...", false of it; it is told that it appeared, and to run convert again."""
+    from byol_ref import cli
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run_dir)
+    monkeypatch.setattr(cli, "_is_checkpoint", lambda path: False)  # (the first read, before it was written)
+    assert cli.main(["convert", str(run_dir), str(tmp_path / "sd.npz"), "--from", "byol-ref", "--to", "torch",
+                     "--mapping", "byol-pytorch"]) == 2
+    assert capsys.readouterr().err == (f"byol-ref convert: error: {run_dir / 'checkpoint.npz'} appeared while convert "
+                                       f"read {run_dir} (a run writing its first checkpoint?); run convert again\n")
+    assert not (tmp_path / "sd.npz").exists()
