@@ -35,7 +35,7 @@ from pathlib import Path
 
 from .augment import default_views_for, views_from_dicts, views_to_dicts
 from .backend import get_backend, host
-from .checkpoint import atomic_savez, atomic_write_text, disk_full, first_line, newer_writer, parse_json
+from .checkpoint import atomic_savez, atomic_write, atomic_write_text, disk_full, first_line, newer_writer, parse_json
 from .checkpoint import load as load_checkpoint_file
 from .checks import (check_image_shape, check_real, check_seed, check_writable, in_the_way, not_a_file,
                      why_refused)
@@ -758,6 +758,8 @@ def _train_holding(args, lock: RunLock) -> int:
     if args.resume:
         remove_stale(out)
         remove_replaced(out)  # (this run has its checkpoint: what an --overwrite set aside was replaced)
+    # (a resume that fit refuses, on a checkpoint whose records do not read, leaves config.json as it was)
+    before = ((out / "config.json").read_bytes(), _identity(checkpoint_file(out))) if args.resume else None
     t0 = time.perf_counter()
     try:
         if replacing is not None:
@@ -789,7 +791,8 @@ def _train_holding(args, lock: RunLock) -> int:
                          replacing=replacing)
     except BaseException as exc:
         with interrupts_held(reraise=False):  # a second Ctrl-C must not cut the restore or its message short
-            status = _train_stopped(exc, out, replacing, fresh=fresh, created=created, total=sched.total_steps)
+            status = _train_stopped(exc, out, replacing, fresh=fresh, created=created, total=sched.total_steps,
+                                    before=before)
         if status is None:
             raise
         return status
@@ -866,11 +869,25 @@ def _claim_folder(base: Path) -> Path:
             continue
 
 
+def _identity(path: Path) -> tuple:
+    """What tells a file from the one written in its place (an atomic write is a new inode)."""
+    st = os.stat(path)
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
 def _train_stopped(exc: BaseException, out: Path, replacing, *, fresh: bool, created: bool,
-                   total: int) -> int | None:
+                   total: int, before: tuple | None = None) -> int | None:
     """What ``train`` does when training stops on ``exc``: the exit status, or None to raise it.
     The run an --overwrite replaces comes back unless this run has a checkpoint; a run refused
-    before its first step leaves no half-made run directory."""
+    before its first step leaves no half-made run directory, and a resume refused so (``before``:
+    its config.json's bytes and checkpoint as they were) leaves the run's config.json as it was."""
+    if before is not None and isinstance(exc, (ValueError, TypeError)):
+        try:
+            unchanged = _identity(out / "checkpoint.npz") == before[1]
+        except OSError:
+            unchanged = False
+        if unchanged:  # (not a step was checkpointed: it still says the length the run has)
+            atomic_write(out / "config.json", lambda f: f.write(before[0]))
     back = replacing is not None and replacing.stopped()
     restored = f"the run it was to replace is back in {out}"
     ckpt = out / "checkpoint.npz"

@@ -5031,7 +5031,6 @@ def test_what_the_os_itself_refuses_in_a_run_is_named_or_passed_over(tiny_run, t
         locked.chmod(0o755)
 
 
-
 def test_convert_of_a_folder_whose_checkpoint_appeared_meanwhile_says_so(tiny_run, tmp_path, monkeypatch, capsys):
     """convert of a run folder reads its checkpoint.npz twice: once to see whether it is a checkpoint,
     then, where it is not, to let its reader say what is wrong with it. A checkpoint written between
@@ -5047,3 +5046,25 @@ def test_convert_of_a_folder_whose_checkpoint_appeared_meanwhile_says_so(tiny_ru
     assert capsys.readouterr().err == (f"byol-ref convert: error: {run_dir / 'checkpoint.npz'} appeared while convert "
                                        f"read {run_dir} (a run writing its first checkpoint?); run convert again\n")
     assert not (tmp_path / "sd.npz").exists()
+
+
+def test_a_resume_refused_by_fit_leaves_config_json_as_it_was(tiny_run, tmp_path, capsys):
+    """train --resume --epochs N rewrites config.json with the new length, then trains. Where fit then
+    refused the resume before its first step (a checkpoint whose augmentation record does not read),
+    config.json was left saying N epochs of a run that had not moved; it is now left byte for byte as
+    it was. A resume that goes on records the new length, as before."""
+    from byol_ref import checkpoint as ck
+    from byol_ref.cli import main
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run_dir)
+    kept = (run_dir / "checkpoint.npz").read_bytes()
+    arrays, meta = ck.load(run_dir / "checkpoint.npz")
+    ck.save(run_dir / "checkpoint.npz", arrays, {**meta, "views": [{"kind": "bogus"}, {"kind": "bogus"}]})
+    before = (run_dir / "config.json").read_bytes()
+    assert main(["train", "--out", str(run_dir), "--resume", "--epochs", "5", "--no-progress", "--no-plots"]) == 2
+    assert "invalid augmentation settings" in capsys.readouterr().err
+    assert (run_dir / "config.json").read_bytes() == before
+    (run_dir / "checkpoint.npz").write_bytes(kept)  # the run as it was: the resume goes on, to 5 epochs
+    assert main(["train", "--out", str(run_dir), "--resume", "--epochs", "5", "--no-progress", "--no-plots"]) == 0
+    assert json.loads((run_dir / "config.json").read_text())["train_config"]["epochs"] == 5
