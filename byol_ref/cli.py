@@ -1838,7 +1838,7 @@ def _cmd_trace(args) -> int:
                                      f"{style} mapping names, e.g. {absent[:4]}"
                                      + (" (a model without these biases: use the preset of the implementation that "
                                         "wrote the weights, or --set hidden_bias=false / head_bias=false)" if biases
-                                        else "") + simplicial_hint(weights))
+                                        else "") + ("." + simplicial_hint(weights) if simplicial_hint(weights) else ""))
                 inputs = {**from_layout(weights, mapping, layout=args.layout, strict=False, ignore_prefixes=aliases),
                           **views}
             except ValueError as exc:  # the weights do not fit the preset's structure
