@@ -45,7 +45,7 @@ from .rundir import (ENDS, REPORT_FILES, RUN_FILES, SET_ASIDE, Replacing, RunDir
                      first_interrupt_only, interrupt_after_step, interrupt_status, interrupted, interrupts_held,
                      leave_a_closed_terminal, publish_report, refuse_for_set_aside, remove_replaced, remove_stale,
                      sigterm_as_interrupt, staged_report)
-from .train import (TrainConfig, TrainingDiverged, apply_preprocessing, check_configs, check_resume_length,
+from .train import (EDITED, TrainConfig, TrainingDiverged, apply_preprocessing, check_configs, check_resume_length,
                     checkpoint_file, encode, fit, fit_preprocessing, load_checkpoint, make_schedules, monitor_sizes,
                     pixels_outside, prepare_training_data)
 from .version import __version__
@@ -1370,7 +1370,7 @@ def _load_run(args):
         with host.errstate(over="ignore", invalid="ignore"):  # (what overflows is refused just below)
             dataset, input_norm = apply_preprocessing(dataset, prep)
     except ValueError as exc:  # (fit records what fit_preprocessing gives, which is taken: the record was changed)
-        edited = "; the file is corrupt or was edited, and no run writes this" if recorded else ""
+        edited = f"; {EDITED}" if recorded else ""
         raise ValueError(f"{ckpt_path}: {exc}{edited}") from None
     _check_in_range(raw, dataset, input_norm, tcfg.dtype, what)
     span = None if input_norm is None else pixels_outside(raw.x_train)  # (an image run's)

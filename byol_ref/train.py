@@ -425,6 +425,10 @@ def save_checkpoint(path, state: TrainState, model_cfg: Config, tcfg: TrainConfi
     return ckpt.save(path, arrays, meta)
 
 
+# What a checkpoint record that no run writes (fit's own checks refuse its values) says of the file.
+EDITED = "the file is corrupt or was edited, and no run writes this"
+
+
 def load_checkpoint(path, backend: Backend | None = None):
     """Read a checkpoint into (TrainState, model Config, TrainConfig, meta).
 
@@ -445,11 +449,9 @@ def load_checkpoint(path, backend: Backend | None = None):
                                        "it") from None
         raise ckpt.CheckpointError(f"{path}: checkpoint metadata is incomplete or invalid ({exc})") from None
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (step, pos)):
-        raise ckpt.CheckpointError(f"{path}: step {step!r} and epoch position {pos!r} must be whole numbers; the "
-                                   "file is corrupt or was edited, and no run writes this")
+        raise ckpt.CheckpointError(f"{path}: step {step!r} and epoch position {pos!r} must be whole numbers; {EDITED}")
     if not isinstance(meta.get("warmup_default", False), bool):  # (a resume read anything but true as false)
-        raise ckpt.CheckpointError(f"{path}: warmup_default {meta['warmup_default']!r} must be true or false; the "
-                                   "file is corrupt or was edited, and no run writes this")
+        raise ckpt.CheckpointError(f"{path}: warmup_default {meta['warmup_default']!r} must be true or false; {EDITED}")
     be = backend or get_backend("numpy", tcfg.dtype, seed=None)
     dev = {g: {k: be.xp.asarray(v) for k, v in arrays[g].items()}
            for g in ("online", "target", "online_buffers", "target_buffers", "opt")}
@@ -484,7 +486,7 @@ def _check_checkpoint_arrays(path, arrays: dict, model_cfg: Config, tcfg: TrainC
     data order. (Parameter names and shapes are checked with the networks.)"""
 
     def bad(what):
-        return ckpt.CheckpointError(f"{path}: {what}; the file is corrupt or was edited, and no run writes this")
+        return ckpt.CheckpointError(f"{path}: {what}; {EDITED}")
 
     if step < 0 or pos < 0:
         raise bad(f"step {step} and epoch position {pos} must be >= 0")
@@ -1113,7 +1115,7 @@ def _check_same_training_data(state: TrainState, meta: dict, prep: dict, n: int,
     try:  # (a record no run writes is the checkpoint's fault, where it was told as other data)
         saved = _preprocessing_record(meta["preprocessing"])
     except ValueError as exc:
-        raise ckpt.CheckpointError(f"{ckpt_path}: {exc}") from None
+        raise ckpt.CheckpointError(f"{ckpt_path}: {exc}; {EDITED}") from None
     if not _same_statistics(saved, prep):
         raise ValueError(f"resume=True: the data is not what {ckpt_path} was trained on (its training split's "
                          "statistics differ from those the checkpoint recorded): resume with the data the run "
@@ -1287,7 +1289,7 @@ def checkpoint_features(path, x, *, which: str = "y", backend: Backend | None = 
     try:
         x, input_norm = preprocess(x, meta["preprocessing"])
     except ValueError as exc:
-        raise ckpt.CheckpointError(f"{ckpt_path}: {exc}") from None
+        raise ckpt.CheckpointError(f"{ckpt_path}: {exc}; {EDITED}") from None
     be = backend or get_backend("numpy", tcfg.dtype, seed=None)
     return encode(state.online, x.astype(tcfg.dtype), input_norm, be, batch=batch, which=which)
 

@@ -584,12 +584,14 @@ def test_checkpoint_features_use_the_runs_own_input_statistics(tmp_path):
     arrays, meta = ckpt.load(tmp_path / "r" / "checkpoint.npz")
     meta["preprocessing"] = {**prep, "mean": prep["mean"][:5], "std": prep["std"][:5]}
     bad = ckpt.save(tmp_path / "bad.npz", arrays, {k: v for k, v in meta.items() if k not in ("format", "version")})
-    with pytest.raises(ckpt.CheckpointError, match=r"bad.npz: the preprocessing standardises 5 features, but x has 12"):
+    with pytest.raises(ckpt.CheckpointError, match=r"bad.npz: the preprocessing standardises 5 features, but x has 12; "
+                                                   "the file is corrupt or was edited, and no run writes this$"):
         checkpoint_features(bad, shifted.x_test)
     meta["preprocessing"] = {"kind": "image", "mean": [0.1, 0.2], "std": [0.3, 0.3]}  # (an image run's is scalar)
     bad = ckpt.save(tmp_path / "bad.npz", arrays, {k: v for k, v in meta.items() if k not in ("format", "version")})
     with pytest.raises(ckpt.CheckpointError, match=r"^\S*bad.npz: an image preprocessing holds one mean and one std, "
-                                                   r"got shapes \(2,\), \(2,\)$"):
+                                                   r"got shapes \(2,\), \(2,\); the file is corrupt or was edited, and no "
+                                                   "run writes this$"):
         checkpoint_features(bad, np.full((2, 12), 0.5))
 
 
