@@ -869,9 +869,13 @@ def _claim_folder(base: Path) -> Path:
             continue
 
 
-def _identity(path: Path) -> tuple:
-    """What tells a file from the one written in its place (an atomic write is a new inode)."""
-    st = os.stat(path)
+def _identity(path: Path) -> tuple | None:
+    """What tells a file from the one written in its place (an atomic write is a new inode); None
+    where there is none to stat."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
     return st.st_ino, st.st_mtime_ns, st.st_size
 
 
@@ -882,11 +886,7 @@ def _train_stopped(exc: BaseException, out: Path, replacing, *, fresh: bool, cre
     before its first step leaves no half-made run directory, and a resume refused so (``before``:
     its config.json's bytes and checkpoint as they were) leaves the run's config.json as it was."""
     if before is not None and isinstance(exc, (ValueError, TypeError)):
-        try:
-            unchanged = _identity(out / "checkpoint.npz") == before[1]
-        except OSError:
-            unchanged = False
-        if unchanged:  # (not a step was checkpointed: it still says the length the run has)
+        if _identity(out / "checkpoint.npz") == before[1]:  # (no step checkpointed: it says the run's own length)
             atomic_write(out / "config.json", lambda f: f.write(before[0]))
     back = replacing is not None and replacing.stopped()
     restored = f"the run it was to replace is back in {out}"

@@ -5069,3 +5069,34 @@ def test_a_resume_refused_by_fit_leaves_config_json_as_it_was(tiny_run, tmp_path
     (run_dir / "checkpoint.npz").write_bytes(kept)  # the run as it was: the resume goes on, to 5 epochs
     assert main(["train", "--out", str(run_dir), "--resume", "--epochs", "5", "--no-progress", "--no-plots"]) == 0
     assert json.loads((run_dir / "config.json").read_text())["train_config"]["epochs"] == 5
+
+
+def test_a_resume_that_stops_on_an_error_after_a_checkpoint_keeps_the_new_length(tiny_run, tmp_path, monkeypatch,
+                                                                                  capsys):
+    """The other side of the test above: where the resumed run has checkpointed a step (its checkpoint
+    is another file) or its checkpoint is gone, config.json keeps the length asked for, the one that
+    checkpoint's steps were trained towards; only a checkpoint still the one resumed from puts it back."""
+    from byol_ref import cli
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run_dir)
+    kept = (run_dir / "checkpoint.npz").read_bytes()
+
+    def stops(after):
+        def fit(*args, **kwargs):
+            after()
+            raise ValueError("stopped, as a test asks")
+        return fit
+
+    def checkpoints():  # (as save_checkpoint writes one: a new file, renamed over the old)
+        shutil.copy(run_dir / "checkpoint.npz", run_dir / "new.npz")
+        os.replace(run_dir / "new.npz", run_dir / "checkpoint.npz")
+
+    for after in (checkpoints, (run_dir / "checkpoint.npz").unlink):
+        (run_dir / "checkpoint.npz").write_bytes(kept)
+        monkeypatch.setattr(cli, "fit", stops(after))
+        assert cli.main(["train", "--out", str(run_dir), "--resume", "--epochs", "7", "--no-progress",
+                         "--no-plots"]) == 2
+        assert "stopped, as a test asks" in capsys.readouterr().err
+        assert json.loads((run_dir / "config.json").read_text())["train_config"]["epochs"] == 7, after
+        (run_dir / "config.json").write_text((tiny_run[0] / "config.json").read_text())
