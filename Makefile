@@ -8,10 +8,10 @@ export HYPOTHESIS_PROFILE
 # (measured on the 2-vCPU reference machine: 1 thread is 4-10x faster; docs/benchmarks.md).
 # Override with `make run BLAS_THREADS=2`.
 BLAS_THREADS ?= 1
-run test test-all test-search: export OPENBLAS_NUM_THREADS = $(BLAS_THREADS)
-run test test-all test-search: export OMP_NUM_THREADS = $(BLAS_THREADS)
+run test test-all test-search coverage: export OPENBLAS_NUM_THREADS = $(BLAS_THREADS)
+run test test-all test-search coverage: export OMP_NUM_THREADS = $(BLAS_THREADS)
 
-.PHONY: help run test test-all test-search bench gpu-check collapse-lab clean
+.PHONY: help run test test-all test-search coverage bench gpu-check collapse-lab clean
 .DEFAULT_GOAL := help
 
 ## What each target does (plain `make`).
@@ -61,6 +61,19 @@ test-all: $(VENV)/.stamp-test
 ## The CPU suite with many random hypothesis examples (not derandomized): finds rare draws CI's fixed seeds miss.
 test-search: $(VENV)/.stamp-test
 	HYPOTHESIS_PROFILE=search $(PY) -m pytest -m "not gpu" -q -p no:cacheprovider
+
+# (coverage's data files, one per process, go into the venv: tests check that scripts write nothing in the checkout)
+## Which lines of byol_ref the CPU suite runs, its subprocesses included, and which it misses (installs coverage
+## 7.10 or newer into .venv; on Python 3.12+ about the suite's time, on 3.10 and 3.11 several times it).
+coverage: export COVERAGE_FILE = $(abspath $(VENV))/coverage/.coverage
+coverage: $(VENV)/.stamp-test
+	$(PY) -m pip install -q "coverage>=7.10" || $(PY) -c "import coverage, sys; sys.exit(coverage.version_info < (7, 10))" \
+	    || { echo "byol-ref: make coverage needs coverage 7.10 or newer, and no package index answered" >&2; exit 1; }
+	rm -rf $(VENV)/coverage && mkdir -p $(VENV)/coverage
+	COVERAGE_CORE=$$($(PY) -c 'import sys; print("sysmon" if sys.version_info >= (3, 12) else "ctrace")') \
+	    $(PY) -m coverage run -m pytest -m "not gpu" -q -p no:cacheprovider
+	$(PY) -m coverage combine -q
+	$(PY) -m coverage report
 
 ## Benchmark (CPU float32, 2 threads); compares with PyTorch eager when torch is installed.
 bench: $(VENV)/.stamp-test

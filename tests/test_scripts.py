@@ -29,7 +29,8 @@ def _files():
     """(path, size, mtime) of every file of the checkout, caches and scratch folders aside."""
     out = set()
     for base, dirs, files in os.walk(ROOT):
-        dirs[:] = [d for d in dirs if d not in SKIP_DIRS and not d.endswith(".egg-info")]
+        dirs[:] = [d for d in dirs if d not in SKIP_DIRS and not d.endswith(".egg-info")
+                   and not os.path.isfile(os.path.join(base, d, "pyvenv.cfg"))]  # (a venv of any name: make VENV=)
         for f in files:
             st = os.stat(os.path.join(base, f))
             out.add((os.path.relpath(os.path.join(base, f), ROOT), st.st_size, st.st_mtime_ns))
