@@ -887,7 +887,10 @@ def _train_stopped(exc: BaseException, out: Path, replacing, *, fresh: bool, cre
     its config.json's bytes and checkpoint as they were) leaves the run's config.json as it was."""
     if before is not None and isinstance(exc, (ValueError, TypeError)):
         if _identity(out / "checkpoint.npz") == before[1]:  # (no step checkpointed: it says the run's own length)
-            atomic_write(out / "config.json", lambda f: f.write(before[0]))
+            try:
+                atomic_write(out / "config.json", lambda f: f.write(before[0]))
+            except OSError:  # (a full disk, say: the refusal is still what is told; the new length stays)
+                pass
     back = replacing is not None and replacing.stopped()
     restored = f"the run it was to replace is back in {out}"
     ckpt = out / "checkpoint.npz"
@@ -1833,12 +1836,12 @@ def _cmd_trace(args) -> int:
             absent = [t for ref, t in mapping.items() if ".param." in ref and t not in weights]
             try:
                 if absent and len(absent) < sum(".param." in ref for ref in mapping):  # all absent: from_layout says
-                    biases = all(t.endswith(".bias") for t in absent)
+                    biases, hint = all(t.endswith(".bias") for t in absent), simplicial_hint(weights)
                     raise ValueError(f"--inputs {args.inputs} lacks {len(absent)} {args.layout} tensor(s) that the "
                                      f"{style} mapping names, e.g. {absent[:4]}"
                                      + (" (a model without these biases: use the preset of the implementation that "
                                         "wrote the weights, or --set hidden_bias=false / head_bias=false)" if biases
-                                        else "") + ("." + simplicial_hint(weights) if simplicial_hint(weights) else ""))
+                                        else "") + ("." + hint if hint else ""))
                 inputs = {**from_layout(weights, mapping, layout=args.layout, strict=False, ignore_prefixes=aliases),
                           **views}
             except ValueError as exc:  # the weights do not fit the preset's structure

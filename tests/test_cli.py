@@ -1,5 +1,6 @@
 """The command line through a subprocess: help, a tiny train + eval, resume, and bad arguments."""
 import contextlib
+import errno
 import functools
 import io
 import json
@@ -5100,3 +5101,10 @@ def test_a_resume_that_stops_on_an_error_after_a_checkpoint_keeps_the_new_length
         assert "stopped, as a test asks" in capsys.readouterr().err
         assert json.loads((run_dir / "config.json").read_text())["train_config"]["epochs"] == 7, after
         (run_dir / "config.json").write_text((tiny_run[0] / "config.json").read_text())
+    # Where config.json cannot be put back (a full disk), the refusal is still what is told.
+    (run_dir / "checkpoint.npz").write_bytes(kept)
+    monkeypatch.setattr(cli, "fit", stops(lambda: None))
+    monkeypatch.setattr(cli, "atomic_write", lambda *a: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space")))
+    assert cli.main(["train", "--out", str(run_dir), "--resume", "--epochs", "7", "--no-progress", "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith("byol-ref train: error: stopped, as a test asks\n") and "space" not in err, err
