@@ -145,6 +145,11 @@ def native_order(a):
     return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
 
 
+def read_only(a) -> bool:
+    """Whether ``a`` is an array NumPy may not write into (its ``flags.writeable`` is False)."""
+    return getattr(getattr(a, "flags", None), "writeable", True) is False
+
+
 def check_overwritable(op: str, inplace: bool, **arrays) -> None:
     """Refuse, by name, an array that ``inplace=True`` would write the result into and that is
     read-only: NumPy said only "output array is read-only". ``np.asarray`` of a JAX array, a memory
@@ -152,7 +157,7 @@ def check_overwritable(op: str, inplace: bool, **arrays) -> None:
     if not inplace:
         return
     for name, a in arrays.items():
-        if getattr(getattr(a, "flags", None), "writeable", True) is False:
+        if read_only(a):
             raise ValueError(f"{op}: {name} is read-only, and inplace=True writes the result into it (np.asarray "
                              "of a JAX array, a memory map opened with mode 'r' and np.frombuffer are read-only); "
                              f"pass inplace=False, or a writable copy ({name}.copy())")

@@ -949,7 +949,8 @@ def effective_rank(x: Any) -> float:
         EUSIPCO 2007, definition 1.
     """
     x = _features(x, "x", min_rows=2)
-    x = x / _overflow_scale(x)  # (the rank is the same; beyond 1e150 the norm in tol was inf, and the rank 0)
+    scale = _overflow_scale(x)  # (the rank is the same; beyond 1e150 the norm in tol was inf, and the rank 0)
+    x = x / scale if scale != 1 else x
     xc = x - x.mean(axis=0)  # (N, D)
     s = np.linalg.svd(xc, compute_uv=False)  # (min(N, D),)
     tol = max(x.shape) * np.finfo(np.float64).eps * float(np.linalg.norm(x))
@@ -1000,7 +1001,7 @@ def collapse_report(z: Any, y: Any | None = None) -> dict:
     total = float(np.sum(zn.sum(axis=0) ** 2) - sq.sum())
     std = normalized_std(z)
     scale = _overflow_scale(z)
-    zs = z / scale  # (z itself below 1e150; beyond, its squares overflowed, and mean_norm read inf)
+    zs = z / scale if scale != 1 else z  # (beyond 1e150 its squares overflowed, and mean_norm read inf)
     report = {
         "normalized_std": std,
         "healthy_std": 1.0 / math.sqrt(d),

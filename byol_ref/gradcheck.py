@@ -27,7 +27,7 @@ import math
 from collections.abc import Mapping
 
 from .backend import get_array_module, host
-from .checks import check_plain, check_real, check_seed
+from .checks import check_plain, check_real, check_seed, read_only
 
 
 def _real64(xp, v, name: str, op: str):
@@ -99,7 +99,7 @@ def numerical_gradient(f, x, dout=None, h: float | None = None, order: int = 4):
         raise TypeError(f"numerical_gradient needs a float64 array x (got {getattr(x, 'dtype', type(x).__name__)}): "
                         "float32 rounding swamps the check")
     # (a read-only x: NumPy said only "assignment destination is read-only", at the first step)
-    if getattr(getattr(x, "flags", None), "writeable", True) is False:
+    if read_only(x):
         raise ValueError("numerical_gradient: x is read-only, and it is perturbed in place, one element at a "
                          "time (f may read it by closure); pass a writable copy (x.copy()), and have f read that")
     if order not in (2, 4):

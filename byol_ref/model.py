@@ -199,11 +199,11 @@ class Config:
         check_choice(self.norm_eps_mode, "norm_eps_mode", EPS_MODES)
         check_choice(self.loss_form, "loss_form", LOSS_FORMS)
         check_choice(self.sym_reduce, "sym_reduce", ("sum", "mean"))
-        for name in ("hidden_bias", "head_bias", "use_predictor", "symmetric", "stop_gradient", "weight_std",
-                     "encoder_bias"):
+        flags = ("hidden_bias", "head_bias", "use_predictor", "symmetric", "stop_gradient", "weight_std")
+        for name in (*flags, "encoder_bias"):  # (encoder_bias may also be None)
             if isinstance(getattr(self, name), host.bool_):  # (NumPy's, as train= takes it: kept as Python's)
                 object.__setattr__(self, name, bool(getattr(self, name)))
-        for name in ("hidden_bias", "head_bias", "use_predictor", "symmetric", "stop_gradient", "weight_std"):
+        for name in flags:
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if self.encoder_bias is not None and not isinstance(self.encoder_bias, bool):
