@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 from .backend import get_array_module, to_numpy
 from .backend import host as np
@@ -545,20 +545,20 @@ def _jitter(x, delta, factor, bright_first):
 class _ImageParams(NamedTuple):
     """Per-sample parameters drawn on the host (float64 / bool arrays, shape (N,) unless noted)."""
 
-    flip: object
-    boxes: object  # (N, 4): x0, y0, w, h in pixels
-    angle: object  # degrees
-    jitter: object
-    delta: object
-    factor: object
-    bright_first: object
-    blur: object
-    sigma: object
-    sol: object
-    noise: object
-    eps: Optional[object]  # (N, C, H, W) standard normal, or None when noise is off
-    erase: Optional[object] = None  # (N,) bool, or None when erasing is off
-    erase_at: Optional[object] = None  # (N, 2) int: top-left row, column of the patch
+    flip: Any
+    boxes: Any  # (N, 4): x0, y0, w, h in pixels
+    angle: Any  # degrees
+    jitter: Any
+    delta: Any
+    factor: Any
+    bright_first: Any
+    blur: Any
+    sigma: Any
+    sol: Any
+    noise: Any
+    eps: Optional[Any]  # (N, C, H, W) standard normal, or None when noise is off
+    erase: Optional[Any] = None  # (N,) bool, or None when erasing is off
+    erase_at: Optional[Any] = None  # (N, 2) int: top-left row, column of the patch
 
 
 def _draw_image_params(rng, n: int, cfg: ImageAug, chw: tuple) -> _ImageParams:

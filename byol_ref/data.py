@@ -23,7 +23,7 @@ import shlex
 import tokenize
 import warnings
 from pathlib import Path
-from typing import Iterator, NamedTuple, Optional, Union
+from typing import Any, Iterator, NamedTuple, Optional, Union
 
 from .backend import host as np
 from .checkpoint import (NPY_MAGIC, ZIP_MAGIC, file_head, first_line, npy_size_problem, numpy_read_errors,
@@ -71,10 +71,10 @@ class Dataset(NamedTuple):
             ``scale_pixels``); None where x holds the values as stored.
     """
 
-    x_train: object
-    y_train: Optional[object]
-    x_test: object
-    y_test: Optional[object]
+    x_train: Any
+    y_train: Optional[Any]
+    x_test: Any
+    y_test: Optional[Any]
     image_shape: Optional[tuple]
     name: str
     label_names: Optional[tuple] = None
@@ -763,7 +763,7 @@ def load_file(
     image_shape=None,
     header: Optional[bool] = None,
     strict: bool = True,
-    scale_pixels: bool = False,
+    scale_pixels: Union[bool, float] = False,
 ) -> Dataset:
     """Load a user data set from a .npy, .npz or .csv file and split it.
 

@@ -97,7 +97,7 @@ class DiffReport:
     only_a: list = field(default_factory=list)
     only_b: list = field(default_factory=list)
     first_divergence: str | None = None
-    first_step: object = None
+    first_step: int | str | None = None
     first_tensor: str | None = None
     ok: bool = True
     a_label: str = "A"

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from . import kernels
 from .backend import get_array_module
@@ -40,8 +40,8 @@ from .checks import (check_bool, check_cache, check_operands, check_overwritable
 class LinearCache(NamedTuple):
     """What linear_backward needs: the input (for dw) and the weight (for dx)."""
 
-    x: object  # (..., N, D)
-    w: object  # (D, H)
+    x: Any  # (..., N, D)
+    w: Any  # (D, H)
     has_bias: bool
 
 
@@ -105,7 +105,7 @@ def linear_backward(dout, cache, *, need_dx=True):
 class ReluCache(NamedTuple):
     """The ReLU output; its sign is the mask (out > 0 exactly where x > 0)."""
 
-    out: object
+    out: Any
 
 
 def relu_forward(x, *, inplace=False):
@@ -142,9 +142,9 @@ class NormCache(NamedTuple):
     mode the statistics are constants, and ``train`` is False.
     """
 
-    x_hat: object  # same shape as x
-    rstd: object  # 1 / sqrt(var + eps), broadcastable to x
-    gamma: object  # (F,)
+    x_hat: Any  # same shape as x
+    rstd: Any  # 1 / sqrt(var + eps), broadcastable to x
+    gamma: Any  # (F,)
     axis: int
     train: bool
 
@@ -216,9 +216,9 @@ class RunningStats(NamedTuple):
     count: 0-d integer array, how many updates have been made (the zero-debiased EMA needs it).
     """
 
-    mean: object
-    var: object
-    count: object
+    mean: Any
+    var: Any
+    count: Any
 
 
 def _check_running(op: str, running) -> None:
@@ -499,8 +499,8 @@ def group_norm_backward(dout, cache):
 
 
 class AffineCache(NamedTuple):
-    x: object  # the input, for dgamma (x_hat of the norm layers has no counterpart here)
-    gamma: object  # (F,)
+    x: Any  # the input, for dgamma (x_hat of the norm layers has no counterpart here)
+    gamma: Any  # (F,)
 
 
 def affine_forward(x, gamma, beta):
@@ -544,7 +544,7 @@ def affine_backward(dout, cache):
 
 
 class SimplexCache(NamedTuple):
-    s: object  # (..., L, V): the softmax of every simplex, what the backward needs
+    s: Any  # (..., L, V): the softmax of every simplex, what the backward needs
     temperature: float
 
 
@@ -612,8 +612,8 @@ def simplex_backward(dout, cache):
 
 
 class WeightStdCache(NamedTuple):
-    w_hat: object  # (D, H), the standardised weight
-    rstd: object  # (1, H)
+    w_hat: Any  # (D, H), the standardised weight
+    rstd: Any  # (1, H)
 
 
 def weight_standardize_forward(w, *, eps=1e-5):

@@ -27,7 +27,7 @@ rstd^3: that overflows once rstd > 7e12 in float32 (a norm below 1.4e-13), where
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from . import kernels
 from .backend import get_array_module
@@ -52,9 +52,9 @@ def eps_for_new_mode(old_mode, old_eps, new_mode):
 class NormalizeCache(NamedTuple):
     """The output n = x * rstd (the array returned, not a copy) and two per-row values."""
 
-    n: object  # (..., P)
-    rstd: object  # (..., 1)
-    clamped: object  # (..., 1) bool: where rstd is the clamp's constant (drstd/ds = 0 there)
+    n: Any  # (..., P)
+    rstd: Any  # (..., 1)
+    clamped: Any  # (..., 1) bool: where rstd is the clamp's constant (drstd/ds = 0 there)
 
 
 def l2_normalize_forward(x, *, eps=None, eps_mode="sq_norm"):
@@ -126,8 +126,8 @@ class RegressionCache(NamedTuple):
 
     p_cache: NormalizeCache
     z_cache: NormalizeCache
-    n_p: object  # (..., P)
-    n_z: object  # (..., P)
+    n_p: Any  # (..., P)
+    n_z: Any  # (..., P)
     form: str
 
 

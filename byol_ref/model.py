@@ -18,7 +18,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from functools import lru_cache
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 from . import kernels
 from .backend import FLOAT_DTYPES, Backend, check_dtype, get_array_module, get_backend, host
@@ -790,7 +790,7 @@ class LossAndGrads(NamedTuple):
             or (1, N) when one-sided.
     """
 
-    loss: object
+    loss: Any
     grads: dict
     online_buffers: dict
     target_buffers: dict

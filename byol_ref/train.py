@@ -27,7 +27,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 from . import checkpoint as ckpt
 from .augment import ImageAug, VectorAug, default_views_for, two_views, views_from_dicts, views_to_dicts
@@ -217,8 +217,8 @@ class TrainState(NamedTuple):
     target: Network
     opt_state: dict
     step: int
-    rng: object
-    epoch_perm: object
+    rng: Any
+    epoch_perm: Any
     epoch_pos: int
 
     def __repr__(self) -> str:
@@ -344,8 +344,8 @@ class InputNorm(NamedTuple):
     """Fixed affine input normalisation applied to each view after augmentation
     (the official code normalises images with the ImageNet mean and std inside the net)."""
 
-    mean: object
-    std: object
+    mean: Any
+    std: Any
 
     def __call__(self, x):
         return (x - self.mean) / self.std
