@@ -11,7 +11,7 @@ BLAS_THREADS ?= 1
 run test test-all test-search coverage: export OPENBLAS_NUM_THREADS = $(BLAS_THREADS)
 run test test-all test-search coverage: export OMP_NUM_THREADS = $(BLAS_THREADS)
 
-.PHONY: help run test test-all test-search coverage bench gpu-check collapse-lab clean
+.PHONY: help run test test-all test-search coverage typecheck bench gpu-check collapse-lab clean
 .DEFAULT_GOAL := help
 
 ## What each target does (plain `make`).
@@ -74,6 +74,12 @@ coverage: $(VENV)/.stamp-test
 	    $(PY) -m coverage run -m pytest -m "not gpu" -q -p no:cacheprovider
 	$(PY) -m coverage combine -q
 	$(PY) -m coverage report
+
+## Type-check the docs' Python examples against byol-ref's annotations, as a user's mypy reads them (byol-ref
+## ships py.typed; installs mypy 1.10 or newer into .venv).
+typecheck: $(VENV)/.stamp-test
+	$(PY) -m pip install -q "mypy>=1.10" || echo "byol-ref: could not install mypy; going on with the venv's own" >&2
+	$(PY) scripts/typecheck.py
 
 ## Benchmark (CPU float32, 2 threads); compares with PyTorch eager when torch is installed.
 bench: $(VENV)/.stamp-test

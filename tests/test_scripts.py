@@ -22,7 +22,7 @@ SKIP_DIRS = {".git", ".venv", "__pycache__", ".hypothesis", ".pytest_cache", "ru
 
 # What each optional package's absence looks like to a script: a module that cannot be imported.
 BLOCKED = ("torch", "sklearn", "cupy", "jax", "haiku", "optax", "tree", "lightly", "byol_pytorch", "matplotlib",
-           "safetensors")
+           "safetensors", "mypy")
 
 
 def _files():
@@ -238,3 +238,37 @@ def test_make_folder_makes_it_or_says_why_not(tmp_path, monkeypatch):
     make_folder(tmp_path, "--x", replaces=[tmp_path / "absent.md"])
     with pytest.raises(PermissionError, match=r"/file cannot be replaced: this user may not write it; choose "):
         make_folder(tmp_path, "--x", replaces=[tmp_path / "file"])
+
+
+def test_byol_ref_says_it_is_typed():
+    """A user's mypy reads byol-ref's annotations only where the package holds the PEP 561 marker and the
+    wheel ships it (without it, every `import byol_ref` is "missing library stubs or py.typed marker")."""
+    assert (ROOT / "byol_ref" / "py.typed").is_file()
+    data = re.search(r"^\[tool\.setuptools\.package-data\]\n((?:.+\n)+)", (ROOT / "pyproject.toml").read_text(), re.M)
+    assert data is not None and re.search(r'^"byol_ref" = \[[^]]*"py\.typed"', data.group(1), re.M), data
+
+
+def _mypy_version():
+    proc = subprocess.run([sys.executable, "-m", "mypy", "--version"], capture_output=True, text=True)
+    found = re.search(r"mypy (\d+)\.(\d+)", proc.stdout)
+    return (int(found.group(1)), int(found.group(2))) if proc.returncode == 0 and found else None
+
+
+@pytest.mark.skipif((_mypy_version() or (0, 0)) < (1, 10), reason="needs mypy 1.10 or newer (make typecheck "
+                    "installs it; the test extra does not)")
+def test_the_docs_examples_type_check_against_the_annotations(tmp_path):
+    """The docs' Python examples, as a user's mypy reads them: an annotation that flags correct code (a
+    Dataset field typed `object` that holds an array: "object" has no attribute "mean") fails here."""
+    before = _files()
+    proc = _run(ROOT / "scripts" / "typecheck.py", tmp_path=tmp_path)
+    assert proc.returncode == 0 and "Success: no issues found" in proc.stdout, (proc.stdout + proc.stderr)[-3000:]
+    assert _files() == before
+
+
+def test_the_type_check_without_mypy_says_how_to_get_it(tmp_path):
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    proc = _run(ROOT / "scripts" / "typecheck.py", blocked=blocked, tmp_path=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "needs mypy 1.10 or newer" in proc.stderr and "-m pip install 'mypy>=1.10'" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
