@@ -870,8 +870,9 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
         raise ValueError(f"replacing set aside the run in {replacing.out}, not in out_dir {out_dir}")
     check_configs(model_cfg, tcfg)
     if model_cfg.encoder_dim != dataset.x_train.shape[1]:
-        raise ValueError(f"model encoder_dim is {model_cfg.encoder_dim} but the data has "
-                         f"{dataset.x_train.shape[1]} features")
+        raise ValueError(f"model_cfg.encoder_dim is {model_cfg.encoder_dim}, but dataset.x_train has "
+                         f"{dataset.x_train.shape[1]} features; the encoder takes one input per feature: expected "
+                         f"Config(encoder_dim={dataset.x_train.shape[1]})")
     be = backend if isinstance(backend, Backend) else get_backend(backend, tcfg.dtype, tcfg.seed)
     if be.dtype != tcfg.dtype:
         raise ValueError(f"backend dtype {be.dtype} differs from TrainConfig.dtype {tcfg.dtype}")

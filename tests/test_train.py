@@ -2243,8 +2243,9 @@ def test_a_resume_on_other_data_is_refused(data, tmp_path):
     (dict(log="stderr"), TypeError, r"log must be None or a callable, got 'stderr' \(str\)"),
     (dict(on_checkpoint=1), TypeError, r"on_checkpoint must be None or a callable, got 1 \(int\)"),
     (dict(stop_requested=[]), TypeError, r"stop_requested must be None or a callable, got \[\] \(list\)"),
-    (dict(model_cfg=byol.Config(encoder_dim=5, **SMALL)), ValueError, r"^model encoder_dim is 5 but the data has 12 "
-                                                                      r"features$"),
+    (dict(model_cfg=byol.Config(encoder_dim=5, **SMALL)), ValueError,
+     r"^model_cfg.encoder_dim is 5, but dataset.x_train has 12 features; the encoder takes one input per feature: "
+     r"expected Config\(encoder_dim=12\)$"),
     (dict(backend=get_backend("numpy", "float32")), ValueError, r"^backend dtype float32 differs from "
                                                                 r"TrainConfig.dtype float64$"),
     (dict(tcfg=_tcfg(epochs=1, batch_size=200)), ValueError, r"^batch_size=200 exceeds the 128 training samples$"),
