@@ -409,6 +409,10 @@ def _class_names_as_ids(y, what: str) -> tuple:
             y = np.char.decode(y, "utf-8")
         except UnicodeDecodeError:
             raise ValueError(f"{what} holds class names that are not UTF-8 text") from None
+    elif y.dtype.itemsize and y.size and np.ascontiguousarray(y).reshape(-1).view(np.uint32).max() > 0x10FFFF:
+        # (NumPy reads any 4 bytes as a character: a corrupt file's names became strs Python cannot print or sort)
+        raise ValueError(f"{what} holds class names that are not Unicode text (a character code above U+10FFFF): "
+                         "it is corrupt, or not written by NumPy")
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:

@@ -1506,6 +1506,29 @@ def test_class_names_of_another_shape_or_encoding_are_refused_by_name(tmp_path):
         load_file(tmp_path / "xy.npz")
 
 
+def test_class_names_whose_characters_are_no_unicode_are_refused_by_name(tmp_path):
+    """A corrupt .npz or .npy whose str class names hold a character code above U+10FFFF (NumPy reads
+    any 4 bytes as one) is refused naming the file: it loaded, its label_names strs that Python can
+    neither sort nor print (iterating one raised SystemError)."""
+    x = np.random.default_rng(0).standard_normal((10, 2))
+    names = np.array(["cat", "dog"] * 5)
+    names.view(np.uint32)[3] = 0x7CBC69BC  # (the first character of the second name)
+    np.savez(tmp_path / "xy.npz", x=x, y=names)
+    with pytest.raises(ValueError, match=r"^labels in file .*xy.npz'? holds class names that are not Unicode text \(a "
+                                         r"character code above U\+10FFFF\): it is corrupt, or not written by NumPy$"):
+        load_file(tmp_path / "xy.npz")
+    np.savez(tmp_path / "split.npz", x_train=x, y_train=names, x_test=x[:2], y_test=names[:2])
+    with pytest.raises(ValueError, match=r"^y_train and y_test in file .*split.npz'? holds class names that are not "
+                                         r"Unicode text"):
+        load_file(tmp_path / "split.npz")
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "names.npy", names)
+    with pytest.raises(ValueError, match=r"^labels file .*names.npy'? holds class names that are not Unicode text"):
+        load_file(tmp_path / "x.npy", labels=tmp_path / "names.npy")
+    np.save(tmp_path / "names.npy", np.array(["cat", "dog", "\U0010FFFF"] * 3 + ["cat"]))  # (the last one there is)
+    assert load_file(tmp_path / "x.npy", labels=tmp_path / "names.npy").label_names == ("cat", "dog", "\U0010FFFF")
+
+
 def test_load_file_refuses_labels_and_shapes_that_do_not_fit_the_file(tmp_path):
     """A path that is no str or path; an image_shape other than the images'; a label file that is no
     .npy/.npz/.csv/.txt (a path object: a str of that name is a column name); a column index for an
