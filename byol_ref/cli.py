@@ -39,7 +39,7 @@ from .checkpoint import atomic_savez, atomic_write, atomic_write_text, disk_full
 from .checkpoint import load as load_checkpoint_file
 from .checks import (check_image_shape, check_real, check_seed, check_writable, in_the_way, not_a_file,
                      why_refused)
-from .data import csv_header_rule, image_files_hint, labels_file, load_digits, load_file, synthetic
+from .data import SPLIT_ADVICE, csv_header_rule, image_files_hint, labels_file, load_digits, load_file, synthetic
 from .model import NORMS, Config, loss_range
 from .rundir import (ENDS, REPORT_FILES, RUN_FILES, SET_ASIDE, Replacing, RunDirectoryBusy, RunLock,
                      first_interrupt_only, interrupt_after_step, interrupt_status, interrupted, interrupts_held,
@@ -95,6 +95,9 @@ def _load_data(spec: dict, strict: bool = True, scale_pixels: bool = True):
         return load_file(kind, labels=spec.get("labels"), seed=seed, header=header, strict=strict,
                          image_shape=image_shape, scale_pixels=scale_pixels)
     except ValueError as exc:  # ("image_shape=(8, 9) has 72 pixels but ...": named as the flag gave it)
+        if str(exc).endswith(SPLIT_ADVICE):  # (the command line has no test_fraction to raise or set to 0)
+            raise ValueError(f"{str(exc)[:-len(SPLIT_ADVICE)]}use more samples of each class, or a file already "
+                             "split (an .npz of x_train, y_train, x_test and y_test), which is read as given") from None
         said = f"image_shape={image_shape}"
         if image_shape is None or not str(exc).startswith(said):
             raise

@@ -155,10 +155,14 @@ def train_test_indices(n: int, test_fraction: float, rng, labels=None):
         if f > 0 and test.size == 0:
             raise ValueError(
                 f"test_fraction={f} of {n} labelled samples gives an empty stratified test set "
-                "(each class keeps at least one training sample); use more samples, a larger "
-                "test_fraction, or test_fraction=0"
+                f"(each class keeps at least one training sample); {SPLIT_ADVICE}"
             )
     return np.sort(train).astype(np.int64), np.sort(test).astype(np.int64)
+
+
+#: How to get a test set where train_test_indices' stratified one is empty (the command line, which has no
+#: test_fraction, says its own).
+SPLIT_ADVICE = "use more samples, a larger test_fraction, or test_fraction=0"
 
 
 def _check_rng(rng) -> None:
@@ -169,10 +173,13 @@ def _check_rng(rng) -> None:
         )
 
 
-def _split(x, y, test_fraction, seed, image_shape, name, label_names=None) -> Dataset:
-    """Split checked arrays ``x`` (N, D) and ``y`` (N,) or None into a Dataset."""
+def _split(x, y, test_fraction, seed, image_shape, name, label_names=None, what: str = "data") -> Dataset:
+    """Split checked arrays ``x`` (N, D) and ``y`` (N,) or None into a Dataset (``what``: the file, for errors)."""
     rng = np.random.default_rng(seed)
-    train, test = train_test_indices(x.shape[0], test_fraction, rng, labels=y)
+    try:
+        train, test = train_test_indices(x.shape[0], test_fraction, rng, labels=y)
+    except ValueError as exc:  # (too few samples of each class for a test set: said without the file's name)
+        raise ValueError(f"{what}: {exc}") from None
     return Dataset(
         x_train=x[train], y_train=None if y is None else y[train],
         x_test=x[test], y_test=None if y is None else y[test],
@@ -911,7 +918,7 @@ def load_file(
         y, label_names = _class_names_as_ids(y, f"labels in {what}")
     if y is not None and y.shape[0] != n:
         raise ValueError(f"{what}: {y.shape[0]} labels but {n} samples")
-    return _split(x, y, test_fraction, seed, image_shape, p.stem, label_names)._replace(full_scale=full_scale)
+    return _split(x, y, test_fraction, seed, image_shape, p.stem, label_names, what)._replace(full_scale=full_scale)
 
 
 def _load_presplit(arrays, labels, image_shape, what, name, scale_pixels: bool) -> Dataset:

@@ -1529,6 +1529,23 @@ def test_class_names_whose_characters_are_no_unicode_are_refused_by_name(tmp_pat
     assert load_file(tmp_path / "x.npy", labels=tmp_path / "names.npy").label_names == ("cat", "dog", "\U0010FFFF")
 
 
+def test_too_few_samples_of_each_class_for_a_test_set_names_the_file(tmp_path):
+    """Labelled data with too few samples of each class for a stratified test set (2 of each of 3
+    classes, 20% held out) is refused naming the file: the message named only test_fraction. The
+    command line, which has no test_fraction, says what else to do."""
+    from byol_ref.cli import _load_data
+
+    np.savez(tmp_path / "few.npz", x=np.zeros((6, 2)), y=np.arange(6) % 3)
+    with pytest.raises(ValueError, match=r"^file .*few.npz'?: test_fraction=0.2 of 6 labelled samples gives an empty "
+                                         r"stratified test set .*; use more samples, a larger test_fraction, or "
+                                         r"test_fraction=0$"):
+        load_file(tmp_path / "few.npz")
+    with pytest.raises(ValueError, match=r"^file .*few.npz'?: test_fraction=0.2 of 6 labelled samples .*; use more "
+                                         r"samples of each class, or a file already split \(an .npz of x_train, "
+                                         r"y_train, x_test and y_test\), which is read as given$"):
+        _load_data({"data": str(tmp_path / "few.npz")})
+
+
 def test_load_file_refuses_labels_and_shapes_that_do_not_fit_the_file(tmp_path):
     """A path that is no str or path; an image_shape other than the images'; a label file that is no
     .npy/.npz/.csv/.txt (a path object: a str of that name is a column name); a column index for an
