@@ -411,6 +411,7 @@ def _class_names_as_ids(y, what: str) -> tuple:
     y = np.asarray(y)
     if y.dtype.kind not in "US":
         return _as_labels(y, what), None
+    _check_names_have_characters(y, what)
     if y.dtype.kind == "S":
         try:
             y = np.char.decode(y, "utf-8")
@@ -428,6 +429,15 @@ def _class_names_as_ids(y, what: str) -> tuple:
     if y and all(_is_number(v) for v in y):  # ids written as text
         return _as_labels(np.array(y, dtype=np.float64), what), None
     return _names_as_ids(y, what, lambda i: f"index {i}")
+
+
+def _check_names_have_characters(y, what: str) -> None:
+    """Refuse class names of no characters at all (dtype <U0 or |S0), however many: an .npy of them holds no data
+    whatever count its header claims, and reading them one by one took seconds and gigabytes for a file of 128
+    bytes (every one is an empty class name, refused after that)."""
+    if y.dtype.itemsize == 0 and y.size:
+        raise ValueError(f"{what} holds {y.size} class names of no characters (dtype {y.dtype}, shape {y.shape}); "
+                         "every sample needs its class")
 
 
 def _names_as_ids(values: list, what: str, where) -> tuple:
@@ -945,6 +955,8 @@ def _load_presplit(arrays, labels, image_shape, what, name, scale_pixels: bool) 
         if any(y.dtype.kind not in "US" for y in ys):
             raise ValueError(f"{what}: one of y_train and y_test holds class names and the other numbers; both must "
                              "hold names, or both class ids")
+        for split, y in zip(("train", "test"), ys):  # (before both are put together, in the wider dtype)
+            _check_names_have_characters(y, f"y_{split} in {what}")
         ys = [y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y for y in ys]
         if any(y.ndim != 1 for y in ys):
             raise ValueError(f"{what}: y_train and y_test must be 1-D class names or ids, got shapes "
