@@ -77,9 +77,10 @@ def numpy_read_errors(what: str, error=ValueError):
             raise error(f"{what} holds pickled (object) data, which byol-ref never loads; save numeric arrays "
                         "(float or int dtype)") from None
         raise error(f"{what} is truncated or corrupt ({first_line(exc)})") from None
-    except (zipfile.BadZipFile, EOFError, OSError, KeyError, NotImplementedError, SyntaxError,
-            tokenize.TokenError, RuntimeError) as exc:  # (SyntaxError, TokenError: NumPy parsing a mangled .npy
-        # header; RuntimeError: zipfile reading a flipped flag bit as "File ... is encrypted, password required")
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError, NotImplementedError, SyntaxError, TypeError,
+            tokenize.TokenError, RuntimeError) as exc:  # (SyntaxError, TokenError, TypeError: NumPy parsing a mangled
+        # .npy header, TypeError where its dict has a bytes or list key; RuntimeError: zipfile reading a flipped flag
+        # bit as "File ... is encrypted, password required")
         raise error(f"{what} is truncated or corrupt ({type(exc).__name__}: {first_line(exc)})") from None
 
 

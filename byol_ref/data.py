@@ -556,8 +556,8 @@ def _check_npy_size(path: Path, what: str) -> None:
     with open(path, "rb") as fh:
         try:
             problem = npy_size_problem(fh, os.fstat(fh.fileno()).st_size)
-        except (ValueError, EOFError, OSError, SyntaxError, tokenize.TokenError) as exc:  # (the last two: a
-            raise ValueError(f"{what} {str(path)!r} is truncated or corrupt (its .npy header: "  # mangled header)
+        except (ValueError, EOFError, OSError, SyntaxError, tokenize.TokenError, TypeError) as exc:  # (the last 3:
+            raise ValueError(f"{what} {str(path)!r} is truncated or corrupt (its .npy header: "  # a mangled header)
                              f"{first_line(exc)})") from None
     if problem:
         raise ValueError(f"{what} {str(path)!r} is corrupt or cut short: {problem}")

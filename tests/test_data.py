@@ -1124,6 +1124,29 @@ def test_an_npy_header_mangled_or_oversized_and_bytes_after_the_data_are_named(t
         load_file(tmp_path / "tail.npy")
 
 
+def test_an_npy_header_whose_dict_has_a_bytes_or_list_key_is_named_as_corrupt(tmp_path):
+    """A mangled .npy header whose dict NumPy cannot read for a key of bytes or a list (a flipped byte
+    made 'fortran_order' b'fortran_order') is refused naming the file, in an .npy, an .npz and a label
+    file: NumPy's TypeError went through alone ("'<' not supported between instances of 'bytes' and
+    'str'", "unhashable type: 'list'"), naming no file."""
+    np.save(tmp_path / "x.npy", np.zeros((4, 3)))
+    raw = (tmp_path / "x.npy").read_bytes()
+    bytes_key = raw.replace(b"'fortran_order'", b"b'fortran_order'").replace(b" \n", b"\n", 1)  # (as long as it was)
+    list_key = raw.replace(b"'fortran_order'", b"['fortran_order']").replace(b"  \n", b"\n", 1)
+    for name, data, said in (("bk", bytes_key, "'<' not supported between instances of 'bytes' and 'str'"),
+                             ("lk", list_key, "unhashable type: 'list'")):
+        (tmp_path / f"{name}.npy").write_bytes(data)
+        with pytest.raises(ValueError, match=rf"^file .*{name}.npy'? is truncated or corrupt \(its .npy header: "
+                                             rf"{said}\)$"):
+            load_file(tmp_path / f"{name}.npy")
+        with zipfile.ZipFile(tmp_path / f"{name}.npz", "w") as z:
+            z.writestr("x.npy", data)
+        with pytest.raises(ValueError, match=rf"^file .*{name}.npz'? is truncated or corrupt \(TypeError: {said}\)$"):
+            load_file(tmp_path / f"{name}.npz")
+        with pytest.raises(ValueError, match=rf"^labels file .*{name}.npy'? is truncated or corrupt"):
+            load_file(tmp_path / "x.npy", labels=tmp_path / f"{name}.npy")
+
+
 def test_an_npz_with_keys_outside_its_layout_or_a_member_of_the_wrong_size_is_refused(tmp_path):
     """labels under another name than y would be dropped without a word; a member whose header
     claims fewer rows than it holds would be cut short."""

@@ -2497,8 +2497,9 @@ def test_a_step_whose_features_overflow_while_its_loss_stays_finite_is_logged_wi
 def test_a_checkpoint_member_whose_header_claims_more_than_memory_or_lacks_a_key_is_a_checkpoint_error(tmp_path):
     """Crafted members of a checkpoint's zip: a header claiming 2**59 bytes of float64, which the zip's
     directory claims too (so the size check finds nothing amiss), failed NumPy's allocation as it was
-    read; a header without its 'shape' key. Each is a CheckpointError naming the file and the problem,
-    not a MemoryError or NumPy's ValueError."""
+    read; a header without its 'shape' key; a header whose dict has a key of bytes (NumPy's TypeError
+    named no file). Each is a CheckpointError naming the file and the problem, not a MemoryError or
+    NumPy's ValueError or TypeError."""
     cfg = byol.Config(encoder_dim=5, **SMALL)
     good = save_checkpoint(tmp_path / "good.npz", init_state(cfg, _tcfg(), get_backend()), cfg, _tcfg())
 
@@ -2527,3 +2528,6 @@ def test_a_checkpoint_member_whose_header_claims_more_than_memory_or_lacks_a_key
     with pytest.raises(ckpt.CheckpointError, match=rf"^{at} is truncated or corrupt \(Header does not contain the "
                                                    r"correct keys: [^\n]*\)$"):  # (NumPy's words after the colon)
         load_checkpoint(crafted({"descr": "<f8", "fortran_order": False}, 0))
+    with pytest.raises(ckpt.CheckpointError, match=rf"^{at} is truncated or corrupt \(TypeError: '<' not supported "
+                                                   r"between instances of 'bytes' and 'str'\)$"):
+        load_checkpoint(crafted({"descr": "<f8", b"fortran_order": False, "shape": (2,)}, 0))
