@@ -488,13 +488,15 @@ def _check_header_guess(first: list, values, what: str) -> None:
     table of whole numbers whose first row is other whole numbers is data, as ever."""
     if not all(s.isascii() and s.isdigit() for s in first):
         return
-    numbers = [int(s) for s in first]
+    # (compared as digits, the longer number the larger: int() refuses more than 4300 digits, and said so alone)
+    numbers = [(len(s.lstrip("0")), s.lstrip("0")) for s in first]
     # pandas' column numbers, after columns are dropped or tables put side by side: rising runs,
     # each new one from 0
-    if not all(b > a or b == 0 for a, b in zip(numbers, numbers[1:])):
+    if not all(b > a or b == (0, "") for a, b in zip(numbers, numbers[1:])):
         return
     body = values[1:][np.isfinite(values[1:])]  # (a NaN below is another error, said later)
-    if (len(numbers) >= 3 and numbers == list(range(len(numbers)))) or np.any(body != np.trunc(body)):
+    counted = [(len(str(i).lstrip("0")), str(i).lstrip("0")) for i in range(len(numbers))]  # 0, 1, ..., K-1
+    if (len(numbers) >= 3 and numbers == counted) or np.any(body != np.trunc(body)):
         shown = ",".join(first[:6]) + (",..." if len(first) > 6 else "")
         raise ValueError(f"{what}: is its first line ({shown}) a header of column numbers, as pandas writes for a "
                          "table without column names, or a row of data? Say which: header=True or header=False "

@@ -425,6 +425,24 @@ def test_rows_a_stray_quote_swallowed_are_refused_with_any_line_ending(tmp_path)
             load_file(tmp_path / "q.csv")
 
 
+def test_a_first_row_with_a_number_of_thousands_of_digits_is_read_as_any_other(tmp_path):
+    """A CSV whose first row is whole numbers, one of them 5000 digits long (more than Python's int()
+    converts), is weighed as a header of pandas' column numbers or data like any other first row: it
+    raised Python's "Exceeds the limit (4300 digits) for integer string conversion ... use
+    sys.set_int_max_str_digits()", naming no file."""
+    long = "9" * 5000
+    (tmp_path / "d.csv").write_text(f"1,{long}\n1,2\n3,4\n5,6\n")  # data: its inf is refused as such
+    with pytest.raises(ValueError, match=r"^features in file .*d.csv.? has 1 non-finite value.* at index \(0, 1\)"):
+        load_file(tmp_path / "d.csv")
+    (tmp_path / "d.csv").write_text(f"1,{long}\n1.5,2\n3,4\n5,6\n")  # rising whole numbers above a fraction
+    with pytest.raises(ValueError, match=rf"^file .*d.csv'?: is its first line \(1,{long}\) a header of column "):
+        load_file(tmp_path / "d.csv")
+    assert load_file(tmp_path / "d.csv", header=True).x_train.shape[1] == 2
+    (tmp_path / "d.csv").write_text(f"0,1,000{long}\n1.5,2,3\n3,4,5\n5,6,7\n")  # (leading zeros: the same number)
+    with pytest.raises(ValueError, match=r"d.csv'?: is its first line \(0,1,0009"):
+        load_file(tmp_path / "d.csv")
+
+
 def test_a_header_the_labels_name_a_field_of_is_a_header_whatever_its_other_names(tmp_path):
     """pd.DataFrame(x).assign(label=y).to_csv(index=False) writes 0,1,2,label; spectra tables
     name columns by wavelength. --labels label says which row is the header."""
