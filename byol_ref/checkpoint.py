@@ -128,18 +128,17 @@ def npy_size_problem(fh, size: int) -> str | None:
 
 
 def npz_size_problem(path) -> str | None:
-    """``npy_size_problem`` of each ``.npy`` member of an ``.npz``, naming the first that has one."""
+    """``npy_size_problem`` of each array of an ``.npz``, naming the first that has one: each member that
+    starts as an ``.npy`` does, whatever its name (NumPy reads one named without ``.npy`` as an array too)."""
     with zipfile.ZipFile(path) as z:
         for info in z.infolist():
-            if not info.filename.endswith(".npy"):
-                continue
             with z.open(info) as fh:
                 if fh.read(len(NPY_MAGIC)) != NPY_MAGIC:
                     continue  # (no array at all: check_members refuses it)
                 fh.seek(0)
                 problem = npy_size_problem(fh, info.file_size)
             if problem:
-                return f"its member {info.filename[:-4]!r}: {problem}"
+                return f"its member {info.filename.removesuffix('.npy')!r}: {problem}"
     return None
 
 

@@ -1,5 +1,6 @@
 """Tests for byol_ref.data: embedded digits, file loading, synthetic set, splits, batches."""
 import codecs
+import io
 import math
 import re
 import zipfile
@@ -1191,6 +1192,25 @@ def test_an_npz_with_keys_outside_its_layout_or_a_member_of_the_wrong_size_is_re
     np.savez_compressed(tmp_path / "ok.npz", x=x, y=y)  # compressed members are measured uncompressed
     ok = load_file(tmp_path / "ok.npz", test_fraction=0.5)
     assert len(ok.x_train) + len(ok.x_test) == 10 and ok.x_train.shape[1] == 4
+
+
+def test_an_npz_member_named_without_npy_is_measured_as_an_array_too(tmp_path):
+    """NumPy reads a member of an .npz that starts as an .npy does as an array whatever its name (a
+    hand-made zip's 'x'), and the size check passed over members not named .npy: a header claiming 8
+    of the 10 rows the member holds loaded 8 rows without a word, and one claiming 8 GB had NumPy
+    allocate before it found the data short. Both are refused naming the member, as for 'x.npy'."""
+    def npy(shape):  # (a header by hand, padded as NumPy pads it, above 10 x 4 float64: 320 bytes)
+        header = repr({"descr": "<f8", "fortran_order": False, "shape": shape}).encode()
+        header += b" " * (-(len(header) + 11) % 64) + b"\n"
+        return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + np.ones((10, 4)).tobytes()
+
+    for name, shape, claim in (("cut", (8, 4), r"\(8, 4\) of float64 \(256 "),
+                               ("big", (10**9,), r"\(1000000000,\) of float64 \(8000000000 ")):
+        with zipfile.ZipFile(tmp_path / f"{name}.npz", "w") as z:
+            z.writestr("x", npy(shape))
+        with pytest.raises(ValueError, match=rf"^file .*{name}.npz'? is corrupt: its member 'x': its header claims "
+                                             rf"shape {claim}bytes\) but it holds 320 bytes of data$"):
+            load_file(tmp_path / f"{name}.npz")
 
 
 def test_an_npz_member_that_is_no_npy_array_is_refused(tmp_path):
