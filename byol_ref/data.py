@@ -506,7 +506,7 @@ def _check_header_guess(first: list, values, what: str) -> None:
 def _check_not_row_numbers(column, what: str) -> None:
     """Refuse an unnamed first column of distinct whole numbers: the row numbers that pandas'
     ``to_csv`` (index) and R's ``write.csv`` (row names) write first, which are no feature."""
-    if np.all(column == np.trunc(column)) and len(np.unique(column)) == len(column):
+    if np.all(np.isfinite(column) & (column == np.trunc(column))) and len(np.unique(column)) == len(column):
         raise ValueError(f"{what}: its first column has no name and holds {len(column)} distinct whole numbers "
                          f"({column.min():.0f} to {column.max():.0f}): row numbers, as pandas' to_csv writes without "
                          "index=False and R's write.csv without row.names=FALSE; they are no feature. Write the "

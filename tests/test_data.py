@@ -444,6 +444,15 @@ def test_a_first_row_with_a_number_of_thousands_of_digits_is_read_as_any_other(t
         load_file(tmp_path / "d.csv")
 
 
+def test_an_unnamed_first_column_with_an_inf_is_no_row_numbers(tmp_path):
+    """An unnamed first column of distinct whole numbers and an inf (1e999 written in a table) was
+    refused as row numbers "(0 to inf)": an inf is no whole number, and the column no row numbers. The
+    inf is refused as what it is, by its place."""
+    (tmp_path / "i.csv").write_text(",a,b\n0,1,2\n1e999,2,3\n2,3,4\n")
+    with pytest.raises(ValueError, match=r"^features in file .*i.csv'? has 1 non-finite value.* at index \(1, 0\)"):
+        load_file(tmp_path / "i.csv")
+
+
 def test_a_header_the_labels_name_a_field_of_is_a_header_whatever_its_other_names(tmp_path):
     """pd.DataFrame(x).assign(label=y).to_csv(index=False) writes 0,1,2,label; spectra tables
     name columns by wavelength. --labels label says which row is the header."""
