@@ -417,7 +417,7 @@ def _class_names_as_ids(y, what: str) -> tuple:
             y = np.char.decode(y, "utf-8")
         except UnicodeDecodeError:
             raise ValueError(f"{what} holds class names that are not UTF-8 text") from None
-    elif y.dtype.itemsize and y.size and np.ascontiguousarray(y).reshape(-1).view(np.uint32).max() > 0x10FFFF:
+    elif y.dtype.itemsize and y.size and _character_codes(y).max() > 0x10FFFF:
         # (NumPy reads any 4 bytes as a character: a corrupt file's names became strs Python cannot print or sort)
         raise ValueError(f"{what} holds class names that are not Unicode text (a character code above U+10FFFF): "
                          "it is corrupt, or not written by NumPy")
@@ -429,6 +429,12 @@ def _class_names_as_ids(y, what: str) -> tuple:
     if y and all(_is_number(v) for v in y):  # ids written as text
         return _as_labels(np.array(y, dtype=np.float64), what), None
     return _names_as_ids(y, what, lambda i: f"index {i}")
+
+
+def _character_codes(y):
+    """The code of every character of a str array (dtype U), as uint32 in the machine's byte order: a
+    big-endian file's 'a' is 0x61, not the 0x61000000 a plain view of its bytes reads."""
+    return np.ascontiguousarray(y, dtype=y.dtype.newbyteorder("=")).reshape(-1).view(np.uint32)
 
 
 def _check_names_have_characters(y, what: str) -> None:

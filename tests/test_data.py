@@ -1598,6 +1598,9 @@ def test_class_names_whose_characters_are_no_unicode_are_refused_by_name(tmp_pat
         load_file(tmp_path / "x.npy", labels=tmp_path / "names.npy")
     np.save(tmp_path / "names.npy", np.array(["cat", "dog", "\U0010FFFF"] * 3 + ["cat"]))  # (the last one there is)
     assert load_file(tmp_path / "x.npy", labels=tmp_path / "names.npy").label_names == ("cat", "dog", "\U0010FFFF")
+    big_endian = np.array(["cat", "dog"] * 5, dtype=">U3")  # (each code read in the file's byte order)
+    from byol_ref.data import _class_names_as_ids
+    assert _class_names_as_ids(big_endian, "y")[1] == ("cat", "dog")
 
 
 def test_class_names_of_no_characters_are_refused_before_they_are_read_one_by_one(tmp_path):
