@@ -1343,6 +1343,11 @@ def calibrate_batch_norm(network: Network, x, input_norm, backend: Backend) -> N
     return network._replace(buffers=buffers)
 
 
+#: The kNN monitor's neighbours (k): the report's default, 20 (fewer where the train split, or the subset the
+#: monitor scores, has fewer rows).
+MONITOR_K = 20
+
+
 def monitor_sizes(data: Dataset, rows: int) -> tuple[int, int]:
     """(train rows, test rows) that :func:`monitor_subset` keeps: at most ``rows`` of each split (0: all)."""
     return tuple(min(x.shape[0], rows) if rows else x.shape[0] for x in (data.x_train, data.x_test))
@@ -1363,7 +1368,8 @@ def monitor_subset(data: Dataset, rows: int) -> Dataset:
 
 
 def knn_monitor(online: Network, data: Dataset, input_norm, backend: Backend) -> dict:
-    """kNN (cosine, k = 20) test accuracy of the online encoder, if the data are labelled."""
+    """kNN (cosine, k = 20, or every train row where there are fewer) test accuracy of the online encoder,
+    if the data are labelled."""
     from .evaluate import knn_accuracy
 
     if data.y_train is None or data.y_test is None or len(data.y_test) == 0:
@@ -1372,4 +1378,5 @@ def knn_monitor(online: Network, data: Dataset, input_norm, backend: Backend) ->
     te = encode(online, data.x_test, input_norm, backend)
     if not (np.isfinite(tr).all() and np.isfinite(te).all()):
         return {}  # diverging: the loss check or the checkpoint guard reports it
-    return {"knn": knn_accuracy(tr, data.y_train, te, data.y_test, k=20)}
+    k = min(MONITOR_K, tr.shape[0])  # (18 train rows, or monitor_rows=5: k = 20 was refused before step 0)
+    return {"knn": knn_accuracy(tr, data.y_train, te, data.y_test, k=k)}

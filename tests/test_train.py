@@ -1827,6 +1827,26 @@ def test_the_knn_monitor_votes_with_20_neighbours(data):
     assert got != knn_accuracy(tr, data.y_train, te, data.y_test, k=10)  # (so k matters here)
 
 
+def test_the_knn_monitor_takes_every_train_row_where_there_are_fewer_than_20(data, tmp_path):
+    """A labelled file of 24 rows (18 train), or monitor_rows=5, has fewer train rows than the monitor's 20
+    neighbours: fit, train --data and train --no-eval stopped before step 0 with "k must be <= the number
+    of train rows (18), got 20", though no user asked for a kNN of 20. The monitor votes with every row."""
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    small = synthetic(n=24, dim=12, n_classes=3, seed=0)
+    run = fit(small, cfg, _tcfg(epochs=1, batch_size=6), progress=False)
+    be = get_backend("numpy", "float64", 0)
+    tr, te = (encode(run.state.online, x, run.input_norm, be) for x in (small.x_train, small.x_test))
+    assert small.x_train.shape[0] < 20
+    assert run.history[-1]["knn"] == knn_accuracy(tr, small.y_train, te, small.y_test, k=small.x_train.shape[0])
+    few = fit(data, cfg, _tcfg(epochs=1, monitor_rows=5), progress=False)
+    assert 0 <= few.history[-1]["knn"] <= 1
+    np.savez(tmp_path / "small.npz", x=np.concatenate([small.x_train, small.x_test]),
+             y=np.concatenate([small.y_train, small.y_test]))
+    from byol_ref.cli import main as cli_main
+    assert cli_main(["train", "--data", str(tmp_path / "small.npz"), "--epochs", "1", "--batch-size", "6",
+                     "--no-eval", "--no-plots", "--no-progress", "--out", str(tmp_path / "run")]) == 0
+
+
 def test_the_knn_monitor_scores_a_fixed_subset_of_a_large_split_and_leaves_the_run_alone(data):
     """On 56,000 x 14,000 rows ten kNN monitors took most of a one-epoch run. A split larger than
     ``monitor_rows`` is scored on a subset drawn once, by a generator of its own: the run's own draws,
