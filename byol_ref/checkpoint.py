@@ -145,11 +145,15 @@ def npz_size_problem(path) -> str | None:
 def parse_json(text, what: str, error=ValueError):
     """``json.loads`` of ``text`` (a file's contents, or a part of one), refusing by ``error``
     naming ``what`` what Python's parser raises something else for or takes quietly: nesting
-    deeper than it recurses, integers longer than it converts, a key given twice."""
+    deeper than it recurses, integers longer than it converts or beyond a float's range (every
+    number byol-ref reads is one; they failed later on OverflowError), a key given twice."""
     try:
-        return json.loads(text, object_pairs_hook=_unique_keys)
+        return json.loads(text, object_pairs_hook=_unique_keys, parse_int=_float_sized_int)
     except _KeyTwice as exc:
         raise error(f"{what} gives {exc.args[0]} more than once") from None
+    except _TooLarge as exc:
+        raise error(f"{what} holds the integer {exc.args[0]}, larger than any number byol-ref reads (a float's "
+                    "range, about 1.8e308)") from None
     except RecursionError:
         raise error(f"{what} is not JSON that byol-ref reads: nested deeper than Python's parser goes") from None
     except ValueError as exc:  # JSONDecodeError, the integer digit limit, UnicodeDecodeError of bytes
@@ -158,6 +162,20 @@ def parse_json(text, what: str, error=ValueError):
 
 class _KeyTwice(Exception):
     pass
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _float_sized_int(text: str) -> int:
+    """A JSON integer, refused (``_TooLarge``, naming it shortened) beyond the range of a float."""
+    value = int(text)  # (over Python's digit limit: ValueError, told as invalid JSON)
+    try:
+        float(value)
+    except OverflowError:
+        raise _TooLarge(f"{text[:12]}... ({len(text.lstrip('-'))} digits)") from None
+    return value
 
 
 def _unique_keys(pairs: list) -> dict:

@@ -1072,3 +1072,45 @@ def test_why_refused_names_a_folder_this_user_may_not_read_or_write_in_and_a_sys
                                                "4095)")
     monkeypatch.delattr(os, "pathconf")
     assert why_refused(too_long(path)).startswith("the path is longer than the system takes (")
+
+
+def test_a_json_integer_beyond_a_floats_range_is_refused_naming_the_file(tmp_path, capsys):
+    """A hand-edited checkpoint meta or config.json holding an integer no float holds ("lr": 1 and 400
+    zeros): the checkpoint's readers, and train --resume reading config.json, failed on Python's
+    OverflowError ("int too large to convert to float"), a traceback. Each JSON byol-ref reads
+    (checkpoint.parse_json) refuses it, naming the file and the integer, shortened."""
+    import json
+    import zipfile
+
+    from byol_ref import checkpoint as ckpt
+    from byol_ref.cli import main
+    from byol_ref.train import load_checkpoint
+
+    out = tmp_path / "run"
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(24, 4)))
+    assert main(["train", "--data", str(tmp_path / "x.npy"), "--epochs", "1", "--batch-size", "4", "--hidden-size",
+                 "2", "--projection-dim", "2", "--predictor-dim", "2", "--no-progress", "--no-eval", "--no-plots",
+                 "--out", str(out)]) == 0
+    huge = "1" + "0" * 400
+    says = r"holds the integer 100000000000\.\.\. \(401 digits\), larger than any number byol-ref reads"
+    with zipfile.ZipFile(out / "checkpoint.npz") as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    meta = json.loads(str(np.load(out / "checkpoint.npz")["meta"]))
+    edited = tmp_path / "edited.npz"
+    with zipfile.ZipFile(edited, "w") as z:
+        for name, raw in members.items():
+            if name == "meta.npy":
+                text = json.dumps({**meta, "train_config": {**meta["train_config"], "lr": 0}}).replace(
+                    '"lr": 0', f'"lr": {huge}')
+                with z.open(name, "w") as f:
+                    np.lib.format.write_array(f, np.array(text))
+            else:
+                z.writestr(name, raw)
+    with pytest.raises(ckpt.CheckpointError, match=rf"^{re.escape(str(edited))}: its meta entry {says}"):
+        load_checkpoint(edited)
+    config = (out / "config.json").read_text()
+    (out / "config.json").write_text(config.replace('"epochs": 1', f'"epochs": {huge}'))
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--resume", "--no-progress", "--no-eval", "--no-plots"]) == 2
+    assert re.match(rf"byol-ref train: error: {re.escape(str(out / 'config.json'))}, a run's config.json, {says}",
+                    capsys.readouterr().err)
