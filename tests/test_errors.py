@@ -1114,3 +1114,29 @@ def test_a_json_integer_beyond_a_floats_range_is_refused_naming_the_file(tmp_pat
     assert main(["train", "--out", str(out), "--resume", "--no-progress", "--no-eval", "--no-plots"]) == 2
     assert re.match(rf"byol-ref train: error: {re.escape(str(out / 'config.json'))}, a run's config.json, {says}",
                     capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("key", [b"b'shape'", b"(1,)", b"[1]"])
+def test_an_npy_header_with_a_key_that_is_no_string_is_refused_naming_the_file(tmp_path, key):
+    """A checkpoint, trace or weights .npz one of whose members has a mangled .npy header, a key that is
+    bytes or a tuple (NumPy sorts the keys to name them: "'<' not supported between instances of 'bytes'
+    and 'str'") or a list (Python cannot build the dict: "unhashable type: 'list'"): each reader let
+    NumPy's TypeError out, which named no file. Each says the file is truncated or corrupt, with NumPy's
+    words after."""
+    import zipfile
+
+    from byol_ref.checkpoint import CheckpointError
+    from byol_ref.checkpoint import load as load_checkpoint_file
+    from byol_ref.interchange import load_arrays
+    from byol_ref.trace import TraceError, load_trace
+
+    header = b"{'descr': '<f8', 'fortran_order': False, " + key + b": (2,), }"
+    header += b" " * (-(len(header) + 11) % 64) + b"\n"
+    member = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + bytes(16)
+    path = tmp_path / "mangled.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("online/encoder.fc1.bias.npy", member)
+    for read, error, prefix in ((load_checkpoint_file, CheckpointError, ""), (load_trace, TraceError, "trace "),
+                                (load_arrays, TraceError, "weights file ")):
+        with pytest.raises(error, match=rf"^{prefix}{re.escape(str(path))} is truncated or corrupt \(TypeError: "):
+            read(path)
