@@ -47,7 +47,7 @@ from .rundir import (ENDS, REPORT_FILES, RUN_FILES, SET_ASIDE, Replacing, RunDir
                      sigterm_as_interrupt, staged_report)
 from .train import (EDITED, TrainConfig, TrainingDiverged, apply_preprocessing, check_configs, check_resume_length,
                     checkpoint_file, encode, fit, fit_preprocessing, load_checkpoint, make_schedules, monitor_sizes,
-                    pixels_outside, prepare_training_data)
+                    pixels_outside, prepare_training_data, values_beyond)
 from .version import __version__
 
 EXIT_USAGE = 2
@@ -1436,17 +1436,12 @@ def _check_in_range(raw, dataset, input_norm, dtype: str, what: str) -> None:
         dtype: the run's dtype (``TrainConfig.dtype``).
         what: how to name the data in the error.
     """
-    limit = float(host.finfo(dtype).max)
     for split in ("train", "test"):
-        x = getattr(dataset, f"x_{split}")  # (N, D)
-        if input_norm is not None:
-            with host.errstate(over="ignore", invalid="ignore"):
-                x = input_norm(x)
-        big = ~(host.abs(x) <= limit)  # (NaN too, should one ever arise)
-        if big.any():
-            at = tuple(int(i) for i in host.argwhere(big)[0])
+        beyond = values_beyond(getattr(dataset, f"x_{split}"), input_norm, dtype)
+        if beyond is not None:
+            n, at, limit = beyond
             value = float(getattr(raw, f"x_{split}")[at])
-            raise ValueError(f"{what}: x_{split} has {int(big.sum())} value(s) that the run's input standardisation "
+            raise ValueError(f"{what}: x_{split} has {n} value(s) that the run's input standardisation "
                              f"(its training data's mean and std) takes beyond {dtype}'s range (magnitude "
                              f"{limit:.3g}), the first at index {at} (raw value {value:.3g}); "
                              "the network would compute inf and NaN features from them: rescale these data as the "

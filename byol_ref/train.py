@@ -1287,12 +1287,35 @@ def checkpoint_features(path, x, *, which: str = "y", backend: Backend | None = 
     x = check_array(x, "x", ndim=2, last_dim=model_cfg.encoder_dim)
     if images:
         _warn_of_other_pixels(x, ckpt_path)
+    raw = x
     try:
-        x, input_norm = preprocess(x, meta["preprocessing"])
+        with np.errstate(over="ignore", invalid="ignore"):  # (what overflows is refused just below)
+            x, input_norm = preprocess(x, meta["preprocessing"])
     except ValueError as exc:
         raise ckpt.CheckpointError(f"{ckpt_path}: {exc}; {EDITED}") from None
+    beyond = values_beyond(x, input_norm, tcfg.dtype)
+    if beyond is not None:  # (the network's check said x was not finite, of the x given, which was)
+        n, at, limit = beyond
+        raise ValueError(f"x has {n} value(s) that the run's input standardisation (its training data's mean and "
+                         f"std, recorded in {ckpt_path}) takes beyond {tcfg.dtype}'s range (magnitude {limit:.3g}), "
+                         f"the first at index {at} (raw value {float(raw[at]):.3g}); the network would compute inf "
+                         "and NaN features from them: rescale these data as the run's were")
     be = backend or get_backend("numpy", tcfg.dtype, seed=None)
     return encode(state.online, x.astype(tcfg.dtype), input_norm, be, batch=batch, which=which)
+
+
+def values_beyond(x, input_norm: InputNorm | None, dtype: str) -> tuple | None:
+    """Where preprocessed rows ``x`` (N, D), once an image run's per-view ``input_norm`` is applied,
+    hold values a network computing in ``dtype`` cannot (beyond its largest magnitude, or NaN):
+    ``(how many, the index of the first, that largest magnitude)``; None where there are none."""
+    limit = float(np.finfo(dtype).max)
+    if input_norm is not None:
+        with np.errstate(over="ignore", invalid="ignore"):
+            x = input_norm(x)
+    big = ~(np.abs(x) <= limit)  # (NaN too, should one ever arise)
+    if not big.any():
+        return None
+    return int(big.sum()), tuple(int(i) for i in np.argwhere(big)[0]), limit
 
 
 def pixels_outside(x) -> str | None:

@@ -595,6 +595,35 @@ def test_checkpoint_features_use_the_runs_own_input_statistics(tmp_path):
         checkpoint_features(bad, np.full((2, 12), 0.5))
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # (NumPy's "overflow encountered in divide" came first)
+def test_checkpoint_features_name_rows_the_runs_standardisation_takes_beyond_its_dtype(data, tmp_path):
+    """A user asked checkpoint_features for the features of finite rows that the run's recorded input
+    statistics take beyond float64 (1e308 divided by a std below 1; or any row, by a std of 1e-320 in
+    a checkpoint edited to hold one): NumPy warned of an overflow, then the network's check said "x has
+    ... non-finite value(s)", of an x that had none. The rows are named as eval and embed name them, with
+    the checkpoint whose statistics they are."""
+    from byol_ref.train import checkpoint_features
+
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    fit(data, cfg, _tcfg(epochs=1), progress=False, out_dir=tmp_path / "r")
+    path = tmp_path / "r" / "checkpoint.npz"
+    std = ckpt.load(path)[1]["preprocessing"]["std"]
+    x = np.zeros((3, 12))
+    x[1, int(np.argmin(std))] = 1.7e308
+    says = (r"^x has 1 value\(s\) that the run's input standardisation \(its training data's mean and std, recorded "
+            rf"in {re.escape(str(path))}\) takes beyond float64's range \(magnitude 1.8e\+308\), the first at index "
+            r"\(1, \d+\) \(raw value 1.7e\+308\); the network would compute inf and NaN features from them: "
+            "rescale these data as the run's were$")
+    with pytest.raises(ValueError, match=says):
+        checkpoint_features(path, x)
+    arrays, meta = ckpt.load(path)
+    meta["preprocessing"]["std"][0] = 1e-320
+    meta = {k: v for k, v in meta.items() if k not in ("format", "version")}
+    edited = ckpt.save(tmp_path / "edited.npz", arrays, meta)
+    with pytest.raises(ValueError, match=r"^x has 3 value\(s\) that .* recorded in \S*edited.npz\) takes beyond "):
+        checkpoint_features(edited, np.ones((3, 12)))
+
+
 def test_image_pixels_outside_the_unit_interval_are_refused():
     """The image augmentations clip each view to [0, 1]: 8-bit pixels would train on white images."""
     from byol_ref.augment import digits_views
