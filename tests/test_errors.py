@@ -1140,3 +1140,28 @@ def test_an_npy_header_with_a_key_that_is_no_string_is_refused_naming_the_file(t
                                 (load_arrays, TraceError, "weights file ")):
         with pytest.raises(error, match=rf"^{prefix}{re.escape(str(path))} is truncated or corrupt \(TypeError: "):
             read(path)
+
+
+@pytest.mark.parametrize("shape", ["(4, 218446744073709551615)", "(300000000,)"])
+def test_a_member_not_named_npy_is_size_checked_as_numpy_reads_it_as_an_array(tmp_path, shape):
+    """A weights, trace or checkpoint .npz whose member is named without ".npy" but holds an .npy array
+    (NumPy reads it as one): its header was not checked against the bytes it holds, so a header claiming
+    more than int64 counts failed on NumPy's OverflowError ("Python int too large to convert to C long"),
+    a traceback, and one claiming 2.4 GB had NumPy allocate them before it found 16 bytes. Both are told
+    as the member's header claiming other than it holds, as a member named .npy is."""
+    import zipfile
+
+    from byol_ref.interchange import load_arrays
+    from byol_ref.trace import TraceError
+
+    header = f"{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}".encode()
+    header += b" " * (-(len(header) + 11) % 64) + b"\n"
+    path = tmp_path / "weights.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("online.param.encoder.fc1.bias", b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little")
+                   + header + bytes(16))
+    with pytest.raises(TraceError, match=rf"^weights file {re.escape(str(path))} is corrupt: its member "
+                                         rf"'online.param.encoder.fc1.bias': its header claims shape "
+                                         rf"{re.escape(shape)} of float64 \(\d+ bytes\) but it holds 16 bytes of "
+                                         "data$"):
+        load_arrays(path)
