@@ -78,9 +78,10 @@ def numpy_read_errors(what: str, error=ValueError):
                         "(float or int dtype)") from None
         raise error(f"{what} is truncated or corrupt ({first_line(exc)})") from None
     except (zipfile.BadZipFile, EOFError, OSError, KeyError, NotImplementedError, SyntaxError, TypeError,
-            tokenize.TokenError, RuntimeError) as exc:  # (SyntaxError, TokenError, TypeError: NumPy parsing a mangled
-        # .npy header, TypeError where its dict has a bytes or list key; RuntimeError: zipfile reading a flipped flag
-        # bit as "File ... is encrypted, password required")
+            OverflowError, tokenize.TokenError, RuntimeError) as exc:  # (SyntaxError, TokenError, TypeError: NumPy
+        # parsing a mangled .npy header, TypeError where its dict has a bytes or list key; OverflowError: a dimension
+        # beyond int64 in the shape of an empty array, (0, 2**70), whose 0 bytes the size check finds right;
+        # RuntimeError: zipfile reading a flipped flag bit as "File ... is encrypted, password required")
         raise error(f"{what} is truncated or corrupt ({type(exc).__name__}: {first_line(exc)})") from None
 
 

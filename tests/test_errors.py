@@ -1165,3 +1165,27 @@ def test_a_member_not_named_npy_is_size_checked_as_numpy_reads_it_as_an_array(tm
                                          rf"{re.escape(shape)} of float64 \(\d+ bytes\) but it holds 16 bytes of "
                                          "data$"):
         load_arrays(path)
+
+
+def test_an_empty_array_with_a_dimension_beyond_int64_is_refused_naming_the_file(tmp_path):
+    """An .npy, or an .npz member, whose header claims an empty array with a dimension beyond int64,
+    shape (0, 2**70): its 0 bytes are what the shape needs, so the size check passed it, and NumPy then
+    failed on its OverflowError ("Python int too large to convert to C long"), a traceback from every
+    reader (weights, trace, checkpoint, data). It is told as a corrupt file, naming it."""
+    import zipfile
+
+    from byol_ref.data import load_file
+    from byol_ref.interchange import load_arrays
+    from byol_ref.trace import TraceError
+
+    header = b"{'descr': '<f8', 'fortran_order': False, 'shape': (0, 1180591620717411303424), }"
+    header += b" " * (-(len(header) + 11) % 64) + b"\n"
+    member = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
+    (tmp_path / "x.npy").write_bytes(member)
+    with zipfile.ZipFile(tmp_path / "weights.npz", "w") as z:
+        z.writestr("online.param.encoder.fc1.bias.npy", member)
+    says = r" is truncated or corrupt \(OverflowError: Python int too large to convert to C long\)$"
+    with pytest.raises(TraceError, match=rf"^weights file {re.escape(str(tmp_path / 'weights.npz'))}{says}"):
+        load_arrays(tmp_path / "weights.npz")
+    with pytest.raises(ValueError, match=rf"{re.escape(repr(str(tmp_path / 'x.npy')))}{says}"):
+        load_file(tmp_path / "x.npy")
