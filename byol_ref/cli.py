@@ -1139,7 +1139,10 @@ _STEP_FIELDS = ("loss", "lr", "tau", "z_std", "z_std_healthy", "z_rank", "y_rank
 def _plottable(record) -> bool:
     """A metrics.jsonl record the plots can draw: a step, and finite numbers where they draw them."""
     def real(v):
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        try:  # (an int beyond a float's range: OverflowError, which took every plot with it)
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        except OverflowError:
+            return False
 
     if not isinstance(record, dict) or not real(record.get("step")):
         return False

@@ -2215,6 +2215,21 @@ def test_a_damaged_config_or_metrics_record_is_named_and_never_a_traceback(tmp_p
     assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-progress", "--no-eval"]) == 0
 
 
+def test_a_metrics_record_with_an_integer_beyond_a_floats_range_is_left_out_with_a_note(tmp_path, capsys):
+    """A metrics.jsonl line edited to hold an integer no float holds ("step": 1 and 400 zeros): eval's
+    plots failed on its OverflowError, and the report lost training.png, probes.png and features.png,
+    said as "drawing them failed (OverflowError: int too large to convert to float)", naming no file.
+    The line is left out with the note other lines the plots cannot draw get; the rest are drawn."""
+    from byol_ref.cli import _read_history
+
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text('{"step": 0, "knn": 0.5}\n{"step": 1' + "0" * 400 + ', "knn": 0.5}\n'
+                       '{"step": 2, "knn": 0.1' + "0" * 400 + '1}\n')
+    assert _read_history(metrics) == [{"step": 0, "knn": 0.5}, {"step": 2, "knn": 0.1}]
+    assert capsys.readouterr().err == (f"byol-ref: note: line 2 of {metrics} is not a record of ours; the plots "
+                                       "leave it out\n")
+
+
 def test_a_run_reads_its_own_data_as_it_did_before_the_new_refusals(tmp_path, capsys):
     """An .npz with a key outside its layout, a CSV with an unnamed column of row numbers: refused
     for a new run, but a run trained on one before (here: the file changed under it, as such a
