@@ -189,13 +189,13 @@ def _as_trace(x, label) -> Trace:
     raise TypeError(f"{label} must be a Trace or a dict name -> array, got {type(x).__name__}")
 
 
-def _compare(name, a, b, rtol, atol) -> TensorDiff:
+def _compare(name, a, b, rtol, atol, labels=("A", "B")) -> TensorDiff:
     a, b = np.asarray(a), np.asarray(b)
     d = TensorDiff(name, "ok", list(a.shape), list(b.shape), a.dtype.name, b.dtype.name)
     if a.shape != b.shape:
         d.status = "shape"
         return d
-    for arr, side in ((a, "A"), (b, "B")):
+    for arr, side in zip((a, b), labels):  # (the files' paths, from diff_files and the command line)
         if arr.dtype.kind not in "biuf":
             raise TypeError(f"{name!r} in {side} has dtype {arr.dtype}; traces hold numbers only")
     x, y = a.astype("float64"), b.astype("float64")
@@ -265,7 +265,7 @@ def diff_traces(a, b, *, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
                                           np.asarray(tb.arrays[name]).dtype.name))
             rep.only_b.append(name)
             continue
-        d = _compare(name, ta.arrays[name], tb.arrays[name], rtol, atol)
+        d = _compare(name, ta.arrays[name], tb.arrays[name], rtol, atol, (a_label, b_label))
         rep.tensors.append(d)
         diverged = d.status in ("mismatch", "shape") or (d.status == "dtype" and not ignore_dtype)
         if diverged and rep.first_divergence is None:

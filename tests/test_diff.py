@@ -393,6 +393,22 @@ def test_complex_tensors_are_refused_not_compared_on_their_real_parts():
             diff_traces(a, b)
 
 
+def test_a_tensor_of_another_kind_is_refused_naming_the_file_that_holds_it(tmp_path, capsys):
+    """`byol-ref diff a.npz b.npz` where b.npz holds a tensor of dates (or complex numbers, or strings)
+    under a name a.npz holds numbers under: the error said "'t' in B has dtype datetime64[s]", and no
+    report, which defines A and B, is printed with it. It names the file."""
+    from byol_ref.cli import main
+
+    a, b = str(tmp_path / "a.npz"), str(tmp_path / "b.npz")
+    np.savez(a, t=np.ones(2))
+    dates = np.array(["2020-01-01", "2020-01-02"], dtype="datetime64[s]")
+    for other in (dates, np.ones(2) + 1j, np.array(["x", "y"])):
+        np.savez(b, t=other)
+        assert main(["diff", a, b]) == 2
+        assert capsys.readouterr().err == (f"byol-ref diff: error: 't' in {b} has dtype {other.dtype}; traces hold "
+                                           "numbers only\n")
+
+
 def test_an_error_exactly_at_the_tolerance_agrees():
     """|a - b| <= atol + rtol * max(|a|, |b|): the bound itself agrees, and with rtol = atol = 0 only equality."""
     assert _one([1.0], [1.5], rtol=0, atol=0.5).values_ok  # err 0.5 == atol (all exact in binary)
