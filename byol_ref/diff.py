@@ -148,7 +148,8 @@ def _rounding_note(d: TensorDiff | None) -> str | None:
         return None
     coarse = max(floats, key=lambda t: float(np.finfo(t).eps))
     eps = float(np.finfo(coarse).eps)
-    units = d.max_abs / (eps * d.scale)
+    unit = eps * d.scale  # (0 where the scale is subnormal: a float64 5e-324 against a float32 NaN)
+    units = d.max_abs / unit if unit else float("inf")
     if coarse.itemsize >= 8 or units > ROUNDING_UNITS:
         return None
     return (f"{coarse.name} rounding, by the look of it: the largest difference, {d.max_abs:.2g}, is {units:.2g} "

@@ -409,6 +409,20 @@ def test_a_tensor_of_another_kind_is_refused_naming_the_file_that_holds_it(tmp_p
                                            "numbers only\n")
 
 
+def test_a_float32_nan_against_a_subnormal_float64_is_reported(tmp_path, capsys):
+    """`byol-ref diff` of a float64 trace holding 5e-324 (a subnormal) where a float32 trace holds NaN: the
+    hint's check for float32 rounding divided by eps times the tensor's largest value, which underflows
+    to 0, and the command failed on ZeroDivisionError, a traceback. The report says they differ."""
+    from byol_ref.cli import main
+
+    a, b = str(tmp_path / "a.npz"), str(tmp_path / "b.npz")
+    np.savez(a, t=np.array([5e-324]))
+    np.savez(b, t=np.array([np.nan], dtype=np.float32))
+    assert main(["diff", a, b]) == 1
+    out = capsys.readouterr().out
+    assert "t  mismatch" in out and out.endswith("first divergence: no step, t\nresult: DIFFER\n")
+
+
 def test_an_error_exactly_at_the_tolerance_agrees():
     """|a - b| <= atol + rtol * max(|a|, |b|): the bound itself agrees, and with rtol = atol = 0 only equality."""
     assert _one([1.0], [1.5], rtol=0, atol=0.5).values_ok  # err 0.5 == atol (all exact in binary)
