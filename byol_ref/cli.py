@@ -410,6 +410,16 @@ def _read_run_config(cfg_file: Path) -> dict:
             or isinstance(labels, bool) or seed < 0:
         raise ValueError(f"{cfg_file} records labels {labels!r} and data_seed {seed!r} for the data, which no run "
                          "writes (labels: None or a column or file; data_seed: an int >= 0); the file was edited")
+    shape, scale = saved["data"].get("image_shape"), saved["data"].get("full_scale")
+    try:  # (they were told as the flags --image-shape and --full-scale, which --resume and eval were not given)
+        if shape is not None:
+            check_image_shape(tuple(shape) if isinstance(shape, list) else shape, "image_shape")
+        if scale is not None:
+            check_real(scale, "full_scale", lo=0, lo_open=True)
+    except (TypeError, ValueError):
+        raise ValueError(f"{cfg_file} records image_shape {shape!r} and full_scale {scale!r} for the data, which no "
+                         "run writes (image_shape: None or [H, W] or [C, H, W] of ints >= 1; full_scale: None or a "
+                         "number > 0); the file was edited") from None
     return saved
 
 

@@ -2230,6 +2230,31 @@ def test_a_metrics_record_with_an_integer_beyond_a_floats_range_is_left_out_with
                                        "leave it out\n")
 
 
+def test_an_edited_image_shape_or_full_scale_record_is_told_as_config_jsons(tmp_path, capsys):
+    """config.json edited to record an image_shape or full_scale no run writes (["x"], 5, -255): train
+    --resume and eval said "--image-shape must be (H, W) or (C, H, W) of positive ints, got ('x',)", of a
+    flag they were not given, or "'int' object is not iterable". They name config.json and the record."""
+    from byol_ref.cli import main
+
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).uniform(size=(24, 4)))
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "x.npy"), "--image-shape", "2x2", "--epochs", "1", "--batch-size",
+                 "4", "--hidden-size", "2", "--projection-dim", "2", "--predictor-dim", "2", "--no-progress",
+                 "--no-eval", "--no-plots", "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["data"]["image_shape"] == [2, 2]
+    for change in ({"image_shape": ["x"]}, {"image_shape": 5}, {"full_scale": -255}, {"full_scale": "255"}):
+        record = {**config["data"], **change}
+        (out / "config.json").write_text(json.dumps({**config, "data": record}))
+        capsys.readouterr()
+        for cmd in (["train", "--out", str(out), "--resume", "--no-progress", "--no-eval", "--no-plots"],
+                    ["embed", str(out), "--out", str(tmp_path / "f.npz")]):
+            assert main(cmd) == 2
+            assert capsys.readouterr().err.startswith(
+                f"byol-ref {cmd[0]}: error: {out / 'config.json'} records image_shape {record['image_shape']!r} and "
+                f"full_scale {record.get('full_scale')!r} for the data, which no run writes"), (change, cmd)
+
+
 def test_a_run_reads_its_own_data_as_it_did_before_the_new_refusals(tmp_path, capsys):
     """An .npz with a key outside its layout, a CSV with an unnamed column of row numbers: refused
     for a new run, but a run trained on one before (here: the file changed under it, as such a
