@@ -1157,7 +1157,11 @@ def _plottable(record) -> bool:
     if not isinstance(record, dict) or not real(record.get("step")):
         return False
     drawn = (_STEP_FIELDS if "z_std" in record else ()) + (("knn",) if "knn" in record else ())
-    return all(real(record.get(k)) for k in drawn)
+    if not all(real(record.get(k)) for k in drawn):
+        return False
+    # the plots draw z_std / z_std_healthy (1/sqrt(d) > 0): a 0 failed them on ZeroDivisionError, an overflow
+    # on "Axis limits cannot be NaN or Inf", and either took every plot with it
+    return "z_std" not in record or record["z_std_healthy"] > 0 and real(record["z_std"] / record["z_std_healthy"])
 
 
 def _loss_label(config: Config) -> str:

@@ -2230,6 +2230,27 @@ def test_a_metrics_record_with_an_integer_beyond_a_floats_range_is_left_out_with
                                        "leave it out\n")
 
 
+def test_a_metrics_record_whose_std_ratio_cannot_be_drawn_is_left_out_with_a_note(tmp_path, capsys):
+    """A metrics.jsonl step record edited to hold z_std_healthy 0, or one so small that z_std over it
+    overflows: the plots draw that ratio, and eval's report lost every plot to "drawing them failed
+    (ZeroDivisionError: float division by zero)" or matplotlib's "Axis limits cannot be NaN or Inf".
+    The line is left out with the note other lines the plots cannot draw get; the rest are drawn."""
+    from byol_ref.cli import _read_history
+    from byol_ref.plots import have_matplotlib, plot_run
+
+    step = {"step": 1, "loss": 1.0, "lr": 0.1, "tau": 0.99, "z_std": 0.3, "z_std_healthy": 0.5, "z_rank": 2.0,
+            "y_rank": 3.0}
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text("".join(json.dumps({**step, **change}) + "\n" for change in (
+        {}, {"step": 2, "z_std_healthy": 0}, {"step": 3, "z_std_healthy": 0.0}, {"step": 4, "z_std": 1e308,
+                                                                                  "z_std_healthy": 1e-300})))
+    assert _read_history(metrics) == [step]
+    assert capsys.readouterr().err == "".join(f"byol-ref: note: line {i} of {metrics} is not a record of ours; the "
+                                              "plots leave it out\n" for i in (2, 3, 4))
+    if have_matplotlib():
+        assert [p.name for p in plot_run(_read_history(metrics), None, tmp_path)] == ["training.png"]
+
+
 def test_an_edited_image_shape_or_full_scale_record_is_told_as_config_jsons(tmp_path, capsys):
     """config.json edited to record an image_shape or full_scale no run writes (["x"], 5, -255): train
     --resume and eval said "--image-shape must be (H, W) or (C, H, W) of positive ints, got ('x',)", of a
