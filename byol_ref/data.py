@@ -486,6 +486,13 @@ def _separator_hint(fields) -> str:
             "comma splits a number in two): save the table with commas between values and points in numbers")
 
 
+def _whole_number_key(digits: str) -> tuple:
+    """A string of ASCII digits as a key that orders and compares as its number does, however long: the
+    longer number (leading zeros aside) is the larger (int() refuses more than 4300 digits, and said so alone)."""
+    digits = digits.lstrip("0")
+    return len(digits), digits
+
+
 def _check_header_guess(first: list, values, what: str) -> None:
     """Refuse a first row of numbers that reads as column numbers: the header pandas writes for a
     table without column names (``0,1,...,K-1``, or what is left of it after dropping or
@@ -494,14 +501,13 @@ def _check_header_guess(first: list, values, what: str) -> None:
     table of whole numbers whose first row is other whole numbers is data, as ever."""
     if not all(s.isascii() and s.isdigit() for s in first):
         return
-    # (compared as digits, the longer number the larger: int() refuses more than 4300 digits, and said so alone)
-    numbers = [(len(s.lstrip("0")), s.lstrip("0")) for s in first]
+    numbers = [_whole_number_key(s) for s in first]
     # pandas' column numbers, after columns are dropped or tables put side by side: rising runs,
     # each new one from 0
-    if not all(b > a or b == (0, "") for a, b in zip(numbers, numbers[1:])):
+    if not all(b > a or b == _whole_number_key("0") for a, b in zip(numbers, numbers[1:])):
         return
     body = values[1:][np.isfinite(values[1:])]  # (a NaN below is another error, said later)
-    counted = [(len(str(i).lstrip("0")), str(i).lstrip("0")) for i in range(len(numbers))]  # 0, 1, ..., K-1
+    counted = [_whole_number_key(str(i)) for i in range(len(numbers))]  # 0, 1, ..., K-1
     if (len(numbers) >= 3 and numbers == counted) or np.any(body != np.trunc(body)):
         shown = ",".join(first[:6]) + (",..." if len(first) > 6 else "")
         raise ValueError(f"{what}: is its first line ({shown}) a header of column numbers, as pandas writes for a "
