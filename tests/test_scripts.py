@@ -248,14 +248,11 @@ def test_byol_ref_says_it_is_typed():
     assert data is not None and re.search(r'^"byol_ref" = \[[^]]*"py\.typed"', data.group(1), re.M), data
 
 
-def _mypy_version():
-    proc = subprocess.run([sys.executable, "-m", "mypy", "--version"], capture_output=True, text=True)
-    found = re.search(r"mypy (\d+)\.(\d+)", proc.stdout)
-    return (int(found.group(1)), int(found.group(2))) if proc.returncode == 0 and found else None
+TYPECHECK = repo_module("scripts", "typecheck")
 
 
-@pytest.mark.skipif((_mypy_version() or (0, 0)) < (1, 10), reason="needs mypy 1.10 or newer (make typecheck "
-                    "installs it; the test extra does not)")
+@pytest.mark.skipif((TYPECHECK.mypy_version() or (0, 0)) < TYPECHECK.MYPY_LEAST,
+                    reason="needs mypy 1.10 or newer (make typecheck installs it; the test extra does not)")
 def test_the_docs_examples_type_check_against_the_annotations(tmp_path):
     """The docs' Python examples, as a user's mypy reads them: an annotation that flags correct code (a
     Dataset field typed `object` that holds an array: "object" has no attribute "mean") fails here."""
