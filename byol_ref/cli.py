@@ -241,6 +241,21 @@ EXIT_STATUSES = ("exit status: 0 done; 1 training diverged (a non-finite loss; t
                  "terminal closed); 141 the reader of the output went away (| head)")
 
 
+#: The report's probe defaults: kNN neighbours and the low-label probe's labels per class.
+KNN_K, LABELS_PER_CLASS = 20, 10
+
+
+def _add_probe_args(g) -> None:
+    """The report's probe options, the same for ``train`` and ``eval``."""
+    g.add_argument("--knn-k", type=int, default=KNN_K,
+                   help=f"kNN neighbours in the report (default: {KNN_K}, or every training row where there are fewer)")
+    g.add_argument("--knn-temperature", type=float, default=None,
+                   help="kNN vote weights exp(sim/T) (e.g. 0.1); default: majority vote")
+    g.add_argument("--labels-per-class", type=int, default=LABELS_PER_CLASS,
+                   help=f"labels per class of the low-label probe (default: {LABELS_PER_CLASS}, or as many as the "
+                        "smallest class of the training split holds where that is fewer, 2 at least)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``byol-ref`` argument parser: one sub-command per task (train, eval, embed, trace, diff,
     convert), each option with its help; ``--help`` prints it."""
@@ -330,10 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     g.add_argument("--no-eval", action="store_true", help="skip the final evaluation (training.png is still drawn)")
-    g.add_argument("--knn-k", type=int, default=20, help="kNN neighbours in the report")
-    g.add_argument("--knn-temperature", type=float, default=None,
-                   help="kNN vote weights exp(sim/T) (e.g. 0.1); default: majority vote")
-    g.add_argument("--labels-per-class", type=int, default=10, help="labels per class of the low-label probe")
+    _add_probe_args(g)
 
     e = sub.add_parser("eval", help="evaluate a saved run or checkpoint",
                        description="Probe the online encoder of a saved run against baselines.",
@@ -354,10 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-progress", action="store_true", help="no line saying which probe is running")
     e.add_argument("--no-plots", action="store_true", help="with --out: skip the PNG plots")
     g = e
-    g.add_argument("--knn-k", type=int, default=20, help="kNN neighbours in the report")
-    g.add_argument("--knn-temperature", type=float, default=None,
-                   help="kNN vote weights exp(sim/T) (e.g. 0.1); default: majority vote")
-    g.add_argument("--labels-per-class", type=int, default=10, help="labels per class of the low-label probe")
+    _add_probe_args(g)
     m = sub.add_parser("embed", help="write a saved run's features of its data to an .npz",
                        description="Write the online encoder's (and projector's) eval-mode features of the "
                                    "run's train and test splits, after the run's own input preprocessing, with "
@@ -1467,28 +1476,45 @@ def _check_in_range(raw, dataset, input_norm, dtype: str, what: str) -> None:
 
 def _probe_opts(args, n_train: int | None = None, y_train=None) -> dict:
     """The probe options, checked (``n_train``: the training rows the kNN draws neighbours from;
-    ``y_train``: the labels the probes fit on, checked now rather than after a run has trained)."""
-    if args.knn_k < 1 or args.labels_per_class < 2:
-        raise ValueError(f"--knn-k must be >= 1 and --labels-per-class >= 2, got {args.knn_k} and "
-                         f"{args.labels_per_class}")
-    if n_train is not None and args.knn_k > n_train:
-        raise ValueError(f"--knn-k {args.knn_k} exceeds the {n_train} training samples the neighbours come from")
+    ``y_train``: the labels the probes fit on, checked now rather than after a run has trained).
+    A default the data are too small for (``--knn-k`` above ``n_train``, ``--labels-per-class``
+    above the smallest class) is lowered to what they hold, with a line saying so; a value typed
+    on the command line is refused instead."""
+    k, per_class = args.knn_k, args.labels_per_class
+    if k < 1 or per_class < 2:
+        raise ValueError(f"--knn-k must be >= 1 and --labels-per-class >= 2, got {k} and {per_class}")
+    typed = getattr(args, "given", None)  # (a Namespace made by hand: every value counts as typed)
+    lowered = []
+    if n_train is not None and k > n_train:
+        if typed is None or "knn_k" in typed:
+            raise ValueError(f"--knn-k {k} exceeds the {n_train} training samples the neighbours come from")
+        k = n_train
+        lowered.append((f"--knn-k {k} (every training row)", f"--knn-k {KNN_K}"))
     if y_train is not None:
         classes, counts = host.unique(host.asarray(y_train), return_counts=True)
         skip = "pass --no-eval to train without them" if args.command == "train" else "they cannot be probed"
         if classes.size < 2:
             raise ValueError(f"the training split's labels hold {classes.size} class(es); the probes of the report "
                              f"tell at least 2 apart ({skip})")
-        if counts.min() < args.labels_per_class:
-            few = classes[counts < args.labels_per_class][:5].tolist()
-            way = (f"lower --labels-per-class to {counts.min()}" if counts.min() >= 2 else
+        fewest = int(counts.min())
+        if fewest < per_class and fewest >= 2 and typed is not None and "labels_per_class" not in typed:
+            per_class = fewest
+            lowered.append((f"--labels-per-class {per_class} (the fewest examples of a class)",
+                            f"--labels-per-class {LABELS_PER_CLASS}"))
+        elif fewest < per_class:
+            few = classes[counts < per_class][:5].tolist()
+            way = (f"lower --labels-per-class to {fewest}" if fewest >= 2 else
                    f"a class with one example cannot be probed: {skip}")
-            raise ValueError(f"--labels-per-class {args.labels_per_class}, but class(es) {few} of the training "
-                             f"split have fewer examples (the fewest: {counts.min()}); {way}")
+            raise ValueError(f"--labels-per-class {per_class}, but class(es) {few} of the training "
+                             f"split have fewer examples (the fewest: {fewest}); {way}")
     t = args.knn_temperature
     if t is not None and not (t > 0 and t != float("inf")):
         raise ValueError(f"--knn-temperature must be a positive finite number (e.g. 0.1), got {t}")
-    return {"k": args.knn_k, "temperature": args.knn_temperature, "labels_per_class": args.labels_per_class}
+    if lowered:  # (the report's header says them too; JSON on stdout keeps stdout to itself)
+        print(f"byol-ref: the report's probes take {' and '.join(now for now, _ in lowered)}: the data hold too few "
+              f"for the default {' and '.join(default for _, default in lowered)}", flush=True,
+              file=sys.stderr if getattr(args, "json", False) else sys.stdout)
+    return {"k": k, "temperature": args.knn_temperature, "labels_per_class": per_class}
 
 
 def main(argv=None) -> int:

@@ -3034,7 +3034,7 @@ def test_labels_the_probes_cannot_use_are_refused_before_training(tmp_path, caps
     args = ["train", "--data", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy"), "--epochs", "1",
             "--batch-size", "16", "--hidden-size", "8", "--projection-dim", "4", "--predictor-dim", "4",
             "--no-progress", "--no-plots"]
-    assert main([*args, "--out", str(tmp_path / "a")]) == 2
+    assert main([*args, "--labels-per-class", "10", "--out", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err
     assert "--labels-per-class 10, but class(es) [2] of the training split have fewer examples" in err
     assert "lower --labels-per-class to" in err and not (tmp_path / "a").exists()
@@ -3546,6 +3546,37 @@ def test_warnings_from_outside_byol_ref_are_shown_as_python_shows_them(monkeypat
     with pytest.warns(UserWarning, match="a warning of another package"):
         assert cli.main(["diff", "a.npz", "b.npz"]) == 0
     assert "byol-ref: warning" not in capsys.readouterr().err
+
+
+def test_probe_defaults_the_data_cannot_meet_are_lowered_and_said_typed_values_refused(tmp_path, capsys):
+    """A labelled file of 24 rows (18 train, 6 of each class): the report's defaults, kNN k = 20 and
+    10 labels per class, used to stop train before step 0 with "--knn-k 20 exceeds the 18 training
+    samples", naming a flag the user never typed. Defaults now take what the data hold, with a line
+    saying so and the report's header showing them; a typed value is still refused. eval does the same,
+    and with --json the line goes to stderr, leaving stdout to the JSON."""
+    from byol_ref.cli import main
+
+    y = np.repeat(np.arange(3), 8)
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(24, 6)) + y[:, None])
+    np.save(tmp_path / "y.npy", y)
+    args = ["train", "--data", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy"), "--epochs", "1",
+            "--batch-size", "8", "--hidden-size", "8", "--projection-dim", "4", "--predictor-dim", "4",
+            "--no-progress", "--no-plots"]
+    assert main([*args, "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert ("the report's probes take --knn-k 18 (every training row) and --labels-per-class 6 (the fewest examples "
+            "of a class): the data hold too few for the default --knn-k 20 and --labels-per-class 10") in out
+    assert "kNN = cosine k=18, low-label = 6 labels per class" in out
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert (report["probe"]["k"], report["probe"]["labels_per_class"]) == (18, 6)
+    for typed, said in ((["--knn-k", "20"], "--knn-k 20 exceeds the 18 training samples"),
+                        (["--labels-per-class", "7"], "--labels-per-class 7, but class(es) [0, 1, 2]")):
+        assert main([*args, *typed, "--out", str(tmp_path / "t")]) == 2
+        assert said in capsys.readouterr().err and not (tmp_path / "t").exists()
+    assert main(["eval", str(tmp_path / "r"), "--knn-k", "5", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["probe"]["k"] == 5
+    assert captured.err.count("the report's probes take") == 1 and "--labels-per-class 6" in captured.err
 
 
 def test_too_few_labels_name_the_first_five_classes_and_the_lowest_count_that_works():
