@@ -26,6 +26,7 @@ import shutil
 import socket
 import tempfile
 import tokenize
+import warnings
 import zipfile
 from collections.abc import Mapping
 from contextlib import contextmanager
@@ -67,7 +68,8 @@ def numpy_read_errors(what: str, error=ValueError):
     pickled (object) data, which byol-ref never loads; a truncated or corrupt file; a header
     that claims more than memory."""
     try:
-        yield
+        with _python2_header_named(what):
+            yield
     except MemoryError:
         raise error(f"{what} claims an array larger than memory: it is corrupt, or not written by NumPy") from None
     except ValueError as exc:
@@ -83,6 +85,26 @@ def numpy_read_errors(what: str, error=ValueError):
         # beyond int64 in the shape of an empty array, (0, 2**70), whose 0 bytes the size check finds right;
         # RuntimeError: zipfile reading a flipped flag bit as "File ... is encrypted, password required")
         raise error(f"{what} is truncated or corrupt ({type(exc).__name__}: {first_line(exc)})") from None
+
+
+#: What NumPy warns of a header written by Python 2's NumPy (``(40L, 6L)``), naming no file.
+PYTHON2_HEADER = r".*created on Python 2"
+
+
+@contextmanager
+def _python2_header_named(what: str):
+    """NumPy's warning of an ``.npy`` header written by Python 2 (once per array read), as one
+    warning that names the file (``what``); other warnings pass as they came."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    old = [w for w in caught if issubclass(w.category, UserWarning) and re.match(PYTHON2_HEADER, str(w.message))]
+    for w in caught:
+        if w not in old:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    if old:
+        warnings.warn(f"{what} was written by Python 2's NumPy, whose header takes extra parsing to read; save it "
+                      "again with numpy.save to read it faster and without this warning", UserWarning, stacklevel=3)
 
 
 def first_line(exc: BaseException) -> str:
@@ -121,7 +143,9 @@ def npy_size_problem(fh, size: int) -> str | None:
     parser raises (SyntaxError, tokenize.TokenError)."""
     version = np.lib.format.read_magic(fh)
     read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-    shape, _, dtype = read(fh)
+    with warnings.catch_warnings():  # (the array's read warns of a Python 2 header, naming the file)
+        warnings.filterwarnings("ignore", PYTHON2_HEADER, UserWarning)
+        shape, _, dtype = read(fh)
     claimed, held = math.prod(shape) * dtype.itemsize, size - fh.tell()
     if dtype.hasobject or claimed == held:  # (object arrays: np.load refuses them without reading)
         return None

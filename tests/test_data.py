@@ -1728,3 +1728,35 @@ def test_image_files_hint_of_a_folder_this_user_may_not_list_is_empty(tmp_path, 
     assert image_files_hint(tmp_path / "pics") == ""
     with pytest.raises(FileNotFoundError, match=r"^path: .*pics'? is a directory; expected a data file$"):
         load_file(tmp_path / "pics")
+
+
+def _python2_npy(x) -> bytes:
+    """``x`` as an .npy whose header Python 2's NumPy wrote: its shape in longs, ``(40L, 6L)``."""
+    buf = io.BytesIO()
+    np.save(buf, x)
+    raw = buf.getvalue()
+    size = int.from_bytes(raw[8:10], "little")
+    header = raw[10:10 + size].decode("latin1").rstrip()
+    header = header.replace(str(x.shape), "(" + ", ".join(f"{n}L" for n in x.shape) + ("," * (x.ndim == 1)) + ")")
+    header += " " * (63 - (10 + len(header)) % 64) + "\n"  # (the header ends on a 64-byte boundary)
+    return raw[:8] + len(header).to_bytes(2, "little") + header.encode("latin1") + raw[10 + size:]
+
+
+def test_a_python2_header_is_read_with_one_warning_that_names_the_file(tmp_path):
+    """An .npy from Python 2's NumPy reads, but NumPy warned of its header twice (the size check read it,
+    then the load), naming no file; an .npz warned once per array. One warning now names the file."""
+    import warnings
+
+    x = np.random.default_rng(0).normal(size=(40, 6))
+    (tmp_path / "x.npy").write_bytes(_python2_npy(x))
+    with zipfile.ZipFile(tmp_path / "xy.npz", "w") as z:
+        z.writestr("x.npy", _python2_npy(x))
+        z.writestr("y.npy", _python2_npy(np.arange(40) % 2))
+    for name in ("x.npy", "xy.npz"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            data = load_file(tmp_path / name, test_fraction=0)
+        assert [str(w.message) for w in caught] == [
+            f"file {str(tmp_path / name)!r} was written by Python 2's NumPy, whose header takes extra parsing to "
+            "read; save it again with numpy.save to read it faster and without this warning"], name
+        assert np.array_equal(data.x_train, x)
