@@ -400,8 +400,9 @@ def _label_field(label_column, names, width: int) -> int | None:
         return None  # (None, or a label file's path)
     if isinstance(label_column, str) and not _is_int_text(label_column):
         return None
-    index = int(label_column)  # (an int is an index even where a header has a column of its digits)
-    return index % width if -width <= index < width else None
+    index = label_column if isinstance(label_column, int) else _index_of_text(label_column)
+    # (an int is an index even where a header has a column of its digits)
+    return index % width if index is not None and -width <= index < width else None
 
 
 def _class_names_as_ids(y, what: str) -> tuple:
@@ -607,7 +608,7 @@ def _as_labels(y, what: str):
         check_finite(y, what)
         if not np.all(y == np.round(y)):
             i = int(np.flatnonzero(y != np.round(y))[0])
-            raise ValueError(f"{what} must be integer class ids, got {y[i]!r} at index {i}")
+            raise ValueError(f"{what} must be integer class ids, got {y[i].item()!r} at index {i}")
     if y.size and y.min() < 0:
         i = int(np.argmin(y))
         raise ValueError(
@@ -768,6 +769,12 @@ def _is_int_text(s: str) -> bool:
     return re.fullmatch(r"[+-]?[0-9]+", s.strip()) is not None
 
 
+def _index_of_text(s: str) -> int | None:
+    """The column index that ``s`` (digits, as :func:`_is_int_text` takes them) gives, or None where
+    it has more than 18 digits: no table has 10**18 columns, and ``int`` refuses more than 4300."""
+    return int(s) if len(s.strip().lstrip("+-").lstrip("0")) <= 18 else None
+
+
 def labels_file(labels, path, header=None) -> Path | None:
     """The labels file that :func:`load_file` reads for ``labels`` with the data file ``path``,
     or None when ``labels`` is a column (or None): a ``.npy``/``.npz``/``.csv``/``.txt`` name is a file
@@ -912,7 +919,10 @@ def load_file(
 
     # "6" from a command line is column 6, unless a header names a column "6".
     if isinstance(labels, str) and _is_int_text(labels) and (names is None or labels not in names):
-        labels = int(labels)
+        if _index_of_text(labels) is None:
+            raise ValueError(f"labels column index {labels.strip()[:12]}... ({len(labels.strip())} characters) is out "
+                             f"of range for {x.shape[1]} columns in {what}")
+        labels = _index_of_text(labels)
     # Labels from a column of the table.
     if labels is not None and not _is_label_path(labels, names):
         if x.ndim != 2:
