@@ -724,6 +724,8 @@ _LABEL_FILE = ".npy, .npz, .csv or .txt, one class id per row"  # (what a label 
 def _not_a_label_file(labels: str) -> str:
     """The end of a "not a column" message for a ``labels`` meant as a file that is no label file
     (a folder, an .npz, a name without an extension that stands on disk): say what a label file is."""
+    if not labels.strip():  # (Path("") is the working folder, which was called "a directory")
+        return f"; a blank name is no label file either ({_LABEL_FILE})"
     p = Path(labels)
     if p.is_dir():
         return f"; it is a directory, not a label file ({_LABEL_FILE})"

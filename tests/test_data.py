@@ -1773,3 +1773,12 @@ def test_a_column_index_of_thousands_of_digits_is_out_of_range_not_a_python_limi
             load_file(tmp_path / "t.csv", labels=digits)
     data = load_file(tmp_path / "t.csv", labels="-" + "0" * 30 + "1", test_fraction=0)  # (the last column)
     assert data.x_train.shape == (8, 3) and np.array_equal(data.y_train, y)
+
+
+def test_blank_labels_are_not_called_a_directory(tmp_path):
+    """labels="" (a config.json edited by hand, an empty shell variable) was "names a column ...; it is a
+    directory, not a label file": Path("") is the working folder."""
+    np.save(tmp_path / "x.npy", _table(n=8, d=3)[0])
+    for blank in ("", "  "):
+        with pytest.raises(ValueError, match=r"has no header row; a blank name is no label file either \(\.npy"):
+            load_file(tmp_path / "x.npy", labels=blank)
