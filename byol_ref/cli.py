@@ -35,7 +35,8 @@ from pathlib import Path
 
 from .augment import default_views_for, views_from_dicts, views_to_dicts
 from .backend import get_backend, host
-from .checkpoint import atomic_savez, atomic_write, atomic_write_text, disk_full, first_line, newer_writer, parse_json
+from .checkpoint import (CheckpointError, atomic_savez, atomic_write, atomic_write_text, disk_full, first_line,
+                         newer_writer, parse_json)
 from .checkpoint import load as load_checkpoint_file
 from .checks import (check_image_shape, check_real, check_seed, check_writable, in_the_way, not_a_file,
                      why_refused)
@@ -46,8 +47,8 @@ from .rundir import (ENDS, REPORT_FILES, RUN_FILES, SET_ASIDE, Replacing, RunDir
                      leave_a_closed_terminal, publish_report, refuse_for_set_aside, remove_replaced, remove_stale,
                      sigterm_as_interrupt, staged_report)
 from .train import (EDITED, TrainConfig, TrainingDiverged, apply_preprocessing, check_configs, check_resume_length,
-                    checkpoint_file, encode, fit, fit_preprocessing, load_checkpoint, make_schedules, monitor_sizes,
-                    pixels_outside, prepare_training_data, values_beyond)
+                    check_same_training_data, checkpoint_file, encode, fit, fit_preprocessing, load_checkpoint,
+                    make_schedules, monitor_sizes, pixels_outside, prepare_training_data, values_beyond)
 from .version import __version__
 
 EXIT_USAGE = 2
@@ -628,13 +629,13 @@ def _training_there(run_dir: Path) -> bool:
     return False
 
 
-def _recorded_views(meta: dict):
-    """The augmentations a checkpoint's meta records, or None where they do not read back (fit says
-    why: a CheckpointError)."""
+def _recorded_views(meta: dict, ckpt: Path):
+    """The augmentations the meta of checkpoint ``ckpt`` records (a CheckpointError where they do not
+    read back, in fit's words)."""
     try:
         return views_from_dicts(meta["views"])
-    except (TypeError, ValueError):
-        return None
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{ckpt}: invalid augmentation settings ({exc})") from None
 
 
 def _resume_settings(args, out: Path) -> tuple:
@@ -744,17 +745,18 @@ def _train_holding(args, lock: RunLock) -> int:
                          "augmentations (noise, masking, scaling) have no recipe to choose") from None
     check_configs(model_cfg, tcfg)  # bad settings and data are refused before the run directory is made
     try:
-        prepare_training_data(dataset, views)
+        prep, _, _ = prepare_training_data(dataset, views)
     except ValueError as exc:  # (the library's advice names load_file; here the flag does it)
         if "image pixels must lie in [0, 1]" not in str(exc):
             raise
         raise ValueError(f"{exc}; here, --full-scale N divides them as they are read (255 for 8-bit pixels)") from None
     sched = make_schedules(tcfg, dataset.x_train.shape[0])  # a non-finite peak learning rate, say
-    if args.resume:  # before config.json records the new length
+    if args.resume:  # before config.json records the new length, and before "training on ..." is said
         check_resume_length(resumed.step, sched, tcfg, checkpoint_file(out), "--resume")
+        check_same_training_data(resumed, meta, prep, dataset.x_train.shape[0], checkpoint_file(out), "--resume")
         # The checkpoint holds the run's augmentations; an explicit --augment must agree with them. config.json
         # records them as the checkpoint holds them (a record from before it held dicts held repr strings).
-        recorded = _recorded_views(meta) if "views" in meta else None
+        recorded = _recorded_views(meta, checkpoint_file(out)) if "views" in meta else None
         if args.augment and recorded is not None and recorded != tuple(views):
             raise ValueError(f"--resume: {checkpoint_file(out)} was trained with other augmentations than "
                              f"--augment {args.augment} gives; drop --augment to go on with the run's own")

@@ -934,7 +934,7 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
                 raise ValueError(f"resume=True: the checkpoint was trained with other augmentations: {saved_views} "
                                  f"vs {tuple(requested_views)}")
             views = saved_views
-        _check_same_training_data(state, meta, prep, data.x_train.shape[0], ckpt_path)
+        check_same_training_data(state, meta, prep, data.x_train.shape[0], ckpt_path)
         check_resume_length(state.step, sched, tcfg, ckpt_path)
         remove_stale(out)
         remove_replaced(out)  # (one beside the checkpoint: an overwrite killed after its first left its old run)
@@ -1101,15 +1101,22 @@ def _check_fit_args(dataset, model_cfg, tcfg, *, out_dir, progress, views, state
             raise TypeError(f"{name} must be None or a callable, got {fn!r:.100} ({type(fn).__name__})")
 
 
-def _check_same_training_data(state: TrainState, meta: dict, prep: dict, n: int, ckpt_path) -> None:
+def check_same_training_data(state: TrainState, meta: dict, prep: dict, n: int, ckpt_path,
+                             flag: str = "resume=True") -> None:
     """Refuse to resume a run on a training split other than its own: the checkpoint's epoch order
     would index rows the split does not have, or quietly use only its first rows for the rest of
     the epoch, and the schedules would count other epochs. The split's size is the epoch order's;
     its input statistics (``preprocessing``) are what the checkpoint recorded, up to the last bits
-    that another NumPy build may round differently."""
+    that another NumPy build may round differently.
+
+    Args:
+        state, meta: the checkpoint's TrainState and meta (``load_checkpoint``), of ``ckpt_path``.
+        prep: :func:`fit_preprocessing` of the data to resume on; ``n``: its training rows.
+        flag: how the caller's user asked to resume, which the messages name.
+    """
     perm = state.epoch_perm
     if perm is not None and perm.size != n:
-        raise ValueError(f"resume=True: {ckpt_path} was trained on {perm.size} training samples, but the data has "
+        raise ValueError(f"{flag}: {ckpt_path} was trained on {perm.size} training samples, but the data has "
                          f"{n}: resume with the data the run trained on")
     if meta.get("preprocessing") is None:
         return
@@ -1118,7 +1125,7 @@ def _check_same_training_data(state: TrainState, meta: dict, prep: dict, n: int,
     except ValueError as exc:
         raise ckpt.CheckpointError(f"{ckpt_path}: {exc}; {EDITED}") from None
     if not _same_statistics(saved, prep):
-        raise ValueError(f"resume=True: the data is not what {ckpt_path} was trained on (its training split's "
+        raise ValueError(f"{flag}: the data is not what {ckpt_path} was trained on (its training split's "
                          "statistics differ from those the checkpoint recorded): resume with the data the run "
                          "trained on")
 

@@ -5142,26 +5142,52 @@ def test_convert_of_a_folder_whose_checkpoint_appeared_meanwhile_says_so(tiny_ru
     assert not (tmp_path / "sd.npz").exists()
 
 
-def test_a_resume_refused_by_fit_leaves_config_json_as_it_was(tiny_run, tmp_path, capsys):
+def test_a_resume_refused_by_fit_leaves_config_json_as_it_was(tiny_run, tmp_path, monkeypatch, capsys):
     """train --resume --epochs N rewrites config.json with the new length, then trains. Where fit then
-    refused the resume before its first step (a checkpoint whose augmentation record does not read),
-    config.json was left saying N epochs of a run that had not moved; it is now left byte for byte as
-    it was. A resume that goes on records the new length, as before."""
+    refused the resume before its first step, config.json was left saying N epochs of a run that had
+    not moved; it is now left byte for byte as it was. A resume that goes on records the new length."""
+    from byol_ref import cli
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run_dir)
+    before = (run_dir / "config.json").read_bytes()
+
+    def refuses(*args, **kwargs):
+        assert json.loads((run_dir / "config.json").read_text())["train_config"]["epochs"] == 5  # (rewritten)
+        raise ValueError("resume=True: refused, as a test asks")
+
+    monkeypatch.setattr(cli, "fit", refuses)
+    assert cli.main(["train", "--out", str(run_dir), "--resume", "--epochs", "5", "--no-progress", "--no-plots"]) == 2
+    assert "refused, as a test asks" in capsys.readouterr().err
+    assert (run_dir / "config.json").read_bytes() == before
+    monkeypatch.undo()  # the resume goes on, to 5 epochs
+    assert cli.main(["train", "--out", str(run_dir), "--resume", "--epochs", "5", "--no-progress", "--no-plots"]) == 0
+    assert json.loads((run_dir / "config.json").read_text())["train_config"]["epochs"] == 5
+
+
+def test_a_checkpoint_whose_records_do_not_fit_the_resume_is_refused_before_training_is_announced(tiny_run,
+                                                                                                   tmp_path, capsys):
+    """A checkpoint whose augmentation record does not read, or whose recorded input statistics are not
+    those of the run's data (both edited by hand), was refused by fit, after train --resume had printed
+    "training on ... for N epochs", and named the Python argument ("resume=True: the data is not what
+    ..."). Both are now refused before that line, in --resume's words, and config.json is not touched."""
     from byol_ref import checkpoint as ck
     from byol_ref.cli import main
 
     run_dir = tmp_path / "run"
     shutil.copytree(tiny_run[0], run_dir)
-    kept = (run_dir / "checkpoint.npz").read_bytes()
     arrays, meta = ck.load(run_dir / "checkpoint.npz")
-    ck.save(run_dir / "checkpoint.npz", arrays, {**meta, "views": [{"kind": "bogus"}, {"kind": "bogus"}]})
     before = (run_dir / "config.json").read_bytes()
-    assert main(["train", "--out", str(run_dir), "--resume", "--epochs", "5", "--no-progress", "--no-plots"]) == 2
-    assert "invalid augmentation settings" in capsys.readouterr().err
-    assert (run_dir / "config.json").read_bytes() == before
-    (run_dir / "checkpoint.npz").write_bytes(kept)  # the run as it was: the resume goes on, to 5 epochs
-    assert main(["train", "--out", str(run_dir), "--resume", "--epochs", "5", "--no-progress", "--no-plots"]) == 0
-    assert json.loads((run_dir / "config.json").read_text())["train_config"]["epochs"] == 5
+    shifted = {**meta["preprocessing"], "mean": [m + 1 for m in meta["preprocessing"]["mean"]]}
+    for edit, said in (({"views": [{"kind": "bogus"}, {"kind": "bogus"}]},
+                        f"{run_dir / 'checkpoint.npz'}: invalid augmentation settings (view kind must be"),
+                       ({"preprocessing": shifted},
+                        f"--resume: the data is not what {run_dir / 'checkpoint.npz'} was trained on")):
+        ck.save(run_dir / "checkpoint.npz", arrays, {**meta, **edit})
+        assert main(["train", "--out", str(run_dir), "--resume", "--epochs", "5", "--no-progress", "--no-plots"]) == 2
+        out, err = capsys.readouterr()
+        assert said in err and "training on" not in out
+        assert (run_dir / "config.json").read_bytes() == before
 
 
 def test_a_resume_that_stops_on_an_error_after_a_checkpoint_keeps_the_new_length(tiny_run, tmp_path, monkeypatch,
