@@ -568,15 +568,17 @@ def save_arrays(path, arrays: dict) -> str:
 
 
 def networks_to_arrays(online: Network, target: Network | None = None) -> dict:
-    """``online.param.*``, ``online.buffer.*`` (and the target's) as host arrays, byol-ref layout."""
+    """``online.param.*``, ``online.buffer.*`` (and the target's) as host arrays, byol-ref layout:
+    copies, so that changing one leaves the networks as they are (on NumPy the networks' own arrays
+    were returned, and a ``*=`` on one changed the network)."""
     out = {}
     for role, net in (("online", online), ("target", target)):
         if net is None and role == "target":
             continue
         if not isinstance(net, Network):
             raise TypeError(f"{role} must be a byol_ref Network, got {type(net).__name__}")
-        out.update({f"{role}.param.{k}": np.asarray(to_numpy(v)) for k, v in net.params.items()})
-        out.update({f"{role}.buffer.{k}": np.asarray(to_numpy(v)) for k, v in net.buffers.items()})
+        out.update({f"{role}.param.{k}": np.array(to_numpy(v)) for k, v in net.params.items()})  # (copies)
+        out.update({f"{role}.buffer.{k}": np.array(to_numpy(v)) for k, v in net.buffers.items()})
     return out
 
 

@@ -1254,3 +1254,16 @@ def test_save_networks_writes_the_online_network_alone_and_refuses_an_unknown_la
                                              rf"'{layout}'$"):
             save_networks(tmp_path / "x.npz", online, target, layout=layout)
     assert [p.name for p in tmp_path.iterdir()] == ["online.safetensors"]
+
+
+def test_networks_to_arrays_gives_copies_the_networks_do_not_share():
+    """networks_to_arrays returned the networks' own arrays on NumPy: scaling one in place (to try a
+    perturbation, say) changed the network it came from, params and buffers alike."""
+    online, target = _nets()
+    before = {k: v.copy() for k, v in networks_to_arrays(online, target).items()}
+    arrays = networks_to_arrays(online, target)
+    for v in arrays.values():
+        v *= 0
+    assert before.keys() == arrays.keys() and any(k.startswith("online.buffer.") for k in arrays)
+    for k, v in networks_to_arrays(online, target).items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
