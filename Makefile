@@ -76,7 +76,7 @@ coverage: $(VENV)/.stamp-test
 	$(PY) -m coverage report
 
 ## Type-check the docs' Python examples against byol-ref's annotations, as a user's mypy reads them (byol-ref
-## ships py.typed; installs mypy 1.10 or newer into .venv).
+## ships py.typed; installs mypy 1.10 or newer into .venv), and pyright too where it is installed (never by this).
 typecheck: $(VENV)/.stamp-test
 	$(PY) -m pip install -q "mypy>=1.10" || echo "byol-ref: could not install mypy; going on with the venv's own" >&2
 	$(PY) scripts/typecheck.py

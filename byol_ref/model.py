@@ -18,7 +18,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from functools import lru_cache
-from typing import Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Generic, NamedTuple, Optional, TypeVar, overload
 
 from . import kernels
 from .backend import FLOAT_DTYPES, Backend, check_dtype, get_array_module, get_backend, host
@@ -50,6 +50,26 @@ _LAYOUT_DEFAULTS = {
 }
 NETWORK_LAYOUTS = tuple(_LAYOUT_DEFAULTS)  # Config.layout's choices
 INITS = ("haiku", "torch", "glorot")  # Config.init's choices (init_params)
+
+
+_T = TypeVar("_T")
+
+# The fields of Config (and TrainConfig) that __post_init__ fills in when left as None (the layout's default, or
+# one derived from another field) are typed Filled[T]: the constructor (and replace) takes T or None, and a
+# config's field reads as T. For type checkers (mypy and pyright both) Filled is a descriptor whose __set__ takes
+# T | None and whose __get__ gives T; at run time it is Optional (the annotation reads Optional[T]) and the field a
+# plain one. The default FILLED_IN is None, typed Any: a checker takes no None for a Filled[T].
+if TYPE_CHECKING:
+    class Filled(Generic[_T]):
+        @overload
+        def __get__(self, obj: None, owner: Any) -> _T | None: ...
+        @overload
+        def __get__(self, obj: object, owner: Any) -> _T: ...
+        def __get__(self, obj: object, owner: Any) -> _T | None: ...
+        def __set__(self, obj: object, value: _T | None) -> None: ...
+else:
+    Filled = Optional
+FILLED_IN: Any = None
 
 
 @dataclass(frozen=True)
@@ -135,17 +155,17 @@ class Config:
     hidden_size: int = DEFAULT_HIDDEN_SIZE
     projection_dim: int = DEFAULT_PROJECTION_DIM
     predictor_dim: int = DEFAULT_PREDICTOR_DIM
-    projector_hidden_dim: int | None = None
+    projector_hidden_dim: Filled[int] = FILLED_IN
     layout: str = "paper"
-    norm: str | None = None
+    norm: Filled[str] = FILLED_IN
     norm_groups: int = 32
     weight_std: bool = False
     ws_eps: float = 1e-5
     hidden_bias: bool = True
     encoder_bias: bool | None = None
-    head_bias: bool | None = None
+    head_bias: Filled[bool] = FILLED_IN
     use_predictor: bool = True
-    init: str | None = None
+    init: Filled[str] = FILLED_IN
     target_init: str = "copy"
     bn_eps: float = 1e-5
     bn_decay: float = 0.9
@@ -157,10 +177,10 @@ class Config:
     bn_shards: int = 1
     bn_shard_running: str = "first"
     target_bn: str = "batch"
-    norm_eps_mode: str | None = None
-    norm_eps: float | None = None
-    loss_form: str | None = None
-    symmetric: bool | None = None
+    norm_eps_mode: Filled[str] = FILLED_IN
+    norm_eps: Filled[float] = FILLED_IN
+    loss_form: Filled[str] = FILLED_IN
+    symmetric: Filled[bool] = FILLED_IN
     sym_reduce: str = "sum"
     stop_gradient: bool = True
     sem_simplices: int = 0

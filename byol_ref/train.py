@@ -39,8 +39,8 @@ from .checks import (check_array, check_bool, check_choice, check_finite, check_
                      overflow_refusal)
 from .data import Dataset, feature_stats, pixel_full_scale, standardize
 from .kernels import EMA_FORMS
-from .model import (Config, Network, buffer_shapes, build_from_config, data_dependent_init, ema_update,
-                    loss_and_grads, param_shapes, rows_per_shard, shards_of_at_least)
+from .model import (FILLED_IN, Config, Filled, Network, buffer_shapes, build_from_config, data_dependent_init,
+                    ema_update, loss_and_grads, param_shapes, rows_per_shard, shards_of_at_least)
 from .optim import Optimizer, make_optimizer, predictor_lr_mult
 from .rundir import Replacing, RunLock, refuse_for_set_aside, remove_replaced, remove_stale
 from .schedules import check_warmup_convention, target_tau, warmup_cosine_lr
@@ -124,7 +124,7 @@ class TrainConfig:
     lars_clip_lr: bool = False
     lars_only_with_wd: bool = False
     exclude: str = "name"
-    warmup_epochs: float | None = None
+    warmup_epochs: Filled[float] = FILLED_IN
     final_lr: float = 0.0
     warmup_start: float = 0.0
     warmup_offset: int = 0

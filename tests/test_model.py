@@ -689,12 +689,26 @@ def test_config_refuses_a_zero_eps():
     for name in ("bn_eps", "ln_eps", "ws_eps", "norm_eps"):
         with pytest.raises(ValueError, match=name):
             byol.Config(encoder_dim=3, **{name: 0.0})
-    floats = [f.name for f in dataclasses.fields(byol.Config) if f.type in ("float", "float | None")]
+    floats = [f.name for f in dataclasses.fields(byol.Config) if f.type in ("float", "float | None", "Filled[float]")]
     assert len(floats) >= 6
     for name in floats:  # not stored as a str, and numpy scalars become Python floats (config.json holds them)
         with pytest.raises(TypeError, match=f"{name} must be a real number, got '0.5'"):
             byol.Config(encoder_dim=3, **{name: "0.5"})
         assert type(getattr(byol.Config(encoder_dim=3, **{name: np.float32(0.5)}), name)) is float
+
+
+def test_a_field_the_layout_fills_in_takes_none_and_reads_as_optional_at_run_time():
+    """A user who passes Config(loss_form=None) gets the layout's default, as before the field was typed
+    Filled[str] (a type checker reads cfg.loss_form as str, and takes None for it in Config(...)); a tool
+    that reads the annotations at run time (typing.get_type_hints) is told what the constructor takes."""
+    import typing
+
+    cfg = byol.Config(encoder_dim=4, norm=None, loss_form=None, norm_eps=None, symmetric=None)
+    assert cfg == byol.Config(encoder_dim=4) and (cfg.loss_form, cfg.norm_eps) == ("mse", 1e-12)
+    assert dataclasses.replace(cfg, loss_form=None) == cfg == byol.Config.from_dict({**cfg.to_dict(), "norm": None})
+    hints = typing.get_type_hints(byol.Config)
+    for name, kind in (("projector_hidden_dim", int), ("norm", str), ("head_bias", bool), ("norm_eps", float)):
+        assert set(typing.get_args(hints[name])) == {kind, type(None)}, (name, hints[name])
 
 
 def test_config_replace_derives_again_what_it_derived():

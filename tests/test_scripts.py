@@ -8,6 +8,7 @@ script must say which one it needs, in a line, not a traceback.
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 
@@ -22,7 +23,7 @@ SKIP_DIRS = {".git", ".venv", "__pycache__", ".hypothesis", ".pytest_cache", "ru
 
 # What each optional package's absence looks like to a script: a module that cannot be imported.
 BLOCKED = ("torch", "sklearn", "cupy", "jax", "haiku", "optax", "tree", "lightly", "byol_pytorch", "matplotlib",
-           "safetensors", "mypy")
+           "safetensors", "mypy", "pyright")
 
 
 def _files():
@@ -255,11 +256,79 @@ TYPECHECK = repo_module("scripts", "typecheck")
                     reason="needs mypy 1.10 or newer (make typecheck installs it; the test extra does not)")
 def test_the_docs_examples_type_check_against_the_annotations(tmp_path):
     """The docs' Python examples, as a user's mypy reads them: an annotation that flags correct code (a
-    Dataset field typed `object` that holds an array: "object" has no attribute "mean") fails here."""
+    Dataset field typed `object` that holds an array: "object" has no attribute "mean") fails here. And as
+    pyright (VS Code's Pylance) reads them, where it is installed: batch_norm_forward's cache was inferred
+    `NormCache | None` ('"x_hat" is not a known attribute of "None"') and Config.loss_form `str | None`."""
     before = _files()
     proc = _run(ROOT / "scripts" / "typecheck.py", tmp_path=tmp_path)
     assert proc.returncode == 0 and "Success: no issues found" in proc.stdout, (proc.stdout + proc.stderr)[-3000:]
+    if TYPECHECK.pyright_command() is None:
+        assert "== pyright: not installed here, not run" in proc.stdout, proc.stdout[-3000:]
+    else:
+        assert "\n0 errors, 0 warnings" in proc.stdout, proc.stdout[-3000:]
+        assert re.search(r"^typecheck.py: ran mypy \S+ and pyright \S+: no errors$", proc.stdout, re.M), proc.stdout
     assert _files() == before
+
+
+# Stand-ins for mypy and pyright (python -m mypy, python -m pyright): the script's own work, which checkers it
+# runs, on what, and how it reports them, checked where neither is installed. The pyright stand-in checks that
+# it is pointed at this checkout's byol_ref and at the doc modules, and reports the errors it is told to.
+FAKE_MYPY = """import sys
+if sys.argv[1:] == ["--version"]:
+    print("mypy 1.10.0 (fake)")
+else:
+    print(f"Success: no issues found in {sum(a.endswith('.py') for a in sys.argv)} source files")
+"""
+FAKE_PYRIGHT = """import json, os, sys
+if sys.argv[1:] == ["--version"]:
+    print("pyright 1.1.400")
+    sys.exit(0)
+project = sys.argv[sys.argv.index("--project") + 1]
+config = json.load(open(os.path.join(project, "pyrightconfig.json")))
+python = sys.argv[sys.argv.index("--pythonpath") + 1]
+if config["extraPaths"] != [{root!r}] or python != sys.executable or "doc_readme.py" not in config["include"]:
+    print("fake pyright: not pointed at this checkout", config, python)
+    sys.exit(3)
+for name in os.environ.get("FAKE_PYRIGHT_ERRORS", "").split():
+    print(f"  {{os.path.join(project, name)}}:1:1 - error: an error")
+errors = len(os.environ.get("FAKE_PYRIGHT_ERRORS", "").split())
+print(f"{{errors}} errors, 0 warnings, 0 informations")
+sys.exit(1 if errors else 0)
+"""
+
+
+@pytest.mark.parametrize("pyright", ["absent", "finds nothing", "finds an error"])
+def test_the_type_check_says_which_checkers_ran(pyright, tmp_path):
+    """A user who runs make typecheck reads which checkers ran: mypy, and pyright where it is installed (it
+    is optional); without it, a line says it was not run. An error pyright finds fails the check, as mypy's."""
+    fakes = tmp_path / "fakes"
+    for name, source in (("mypy", FAKE_MYPY), ("pyright", FAKE_PYRIGHT.format(root=str(ROOT)))):
+        (fakes / name).mkdir(parents=True)
+        (fakes / name / "__init__.py").write_text("")
+        (fakes / name / "__main__.py").write_text(source)
+    if pyright == "absent":
+        shutil.rmtree(fakes / "pyright")
+        (fakes / "pyright.py").write_text("raise ImportError('No module named pyright (blocked)')\n")
+    (tmp_path / "bin").mkdir()  # PATH: no pyright there either
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fakes), str(ROOT)]), "PYTHONDONTWRITEBYTECODE": "1",
+           "PATH": str(tmp_path / "bin"), "FAKE_PYRIGHT_ERRORS": "doc_readme.py" if pyright == "finds an error" else ""}
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "typecheck.py")], capture_output=True, text=True,
+                          timeout=120, env=env, cwd=tmp_path)
+    out = proc.stdout
+    assert "Traceback" not in proc.stderr and out.startswith("== mypy 1.10.0 (fake)\nSuccess: no issues found in "), \
+        (out + proc.stderr)[-3000:]
+    if pyright == "absent":
+        assert proc.returncode == 0, (out + proc.stderr)[-3000:]
+        assert "\n== pyright: not installed here, not run (optional: `pip install pyright` adds" in out, out
+        assert out.splitlines()[-1] == "typecheck.py: ran mypy 1.10.0 (pyright is not installed): no errors", out
+    elif pyright == "finds nothing":
+        assert proc.returncode == 0, (out + proc.stderr)[-3000:]
+        assert "\n== pyright 1.1.400\n0 errors, 0 warnings, 0 informations\n" in out, out
+        assert out.splitlines()[-1] == "typecheck.py: ran mypy 1.10.0 and pyright 1.1.400: no errors", out
+    else:
+        assert proc.returncode == 1, (out + proc.stderr)[-3000:]
+        assert "\n== pyright 1.1.400\n  doc_readme.py:1:1 - error: an error\n1 errors" in out, out
+        assert out.splitlines()[-1] == "typecheck.py: ran mypy 1.10.0 and pyright 1.1.400: errors from pyright", out
 
 
 def test_the_type_check_without_mypy_says_how_to_get_it(tmp_path):

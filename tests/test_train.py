@@ -1250,7 +1250,7 @@ def test_train_config_validation():
         TrainConfig(lr_rounding="bf16")
     import dataclasses
 
-    floats = [f.name for f in dataclasses.fields(TrainConfig) if f.type in ("float", "float | None")]
+    floats = [f.name for f in dataclasses.fields(TrainConfig) if f.type in ("float", "float | None", "Filled[float]")]
     assert len(floats) >= 10
     for field in floats:  # a number, not a str that float() would take ...
         with pytest.raises(TypeError, match=f"{field} must be a real number, got '0.1'"):
