@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Literal, NamedTuple, overload
+from typing import Any, NamedTuple
 
 from . import kernels
 from .backend import get_array_module
@@ -72,13 +72,7 @@ def linear_forward(x, w, b=None):
     return out, LinearCache(x, w, b is not None)
 
 
-@overload
-def linear_backward(dout, cache, *, need_dx: Literal[True] = True) -> tuple[Any, Any, Any | None]: ...
-@overload
-def linear_backward(dout, cache, *, need_dx: Literal[False]) -> tuple[None, Any, Any | None]: ...
-@overload
-def linear_backward(dout, cache, *, need_dx: bool) -> tuple[Any | None, Any, Any | None]: ...
-def linear_backward(dout, cache, *, need_dx=True):  # (overloads: dx is None with need_dx=False)
+def linear_backward(dout, cache, *, need_dx=True) -> tuple[Any, Any, Any]:  # (Any: dx is None with need_dx=False)
     """Backward of ``out = x @ w + b``.
 
     dx = dout @ w.T,  dw = x.T @ dout,  db = sum of dout over every row.
@@ -297,23 +291,9 @@ def _ema_running_stats(running, batch_mean, batch_var, n: int, *, decay, mode):
     return RunningStats(mean, var, t)
 
 
-# Overloads tell a type checker what the cache is: a NormCache with need_cache=True (the default), None with False,
-# either with a need_cache known only at run time (pyright infers `NormCache | None` from the body for every call).
-@overload
-def batch_norm_forward(x, gamma, beta, running, *, train, eps=1e-5, decay=0.9, mode="haiku", var_formula="two_pass",
-                       inplace=False, need_cache: Literal[True] = True,
-                       running_groups=None) -> tuple[Any, NormCache, RunningStats]: ...
-@overload
-def batch_norm_forward(x, gamma, beta, running, *, train, eps=1e-5, decay=0.9, mode="haiku", var_formula="two_pass",
-                       inplace=False, need_cache: Literal[False],
-                       running_groups=None) -> tuple[Any, None, RunningStats]: ...
-@overload
-def batch_norm_forward(x, gamma, beta, running, *, train, eps=1e-5, decay=0.9, mode="haiku", var_formula="two_pass",
-                       inplace=False, need_cache: bool,
-                       running_groups=None) -> tuple[Any, NormCache | None, RunningStats]: ...
 def batch_norm_forward(x, gamma, beta, running, *, train, eps=1e-5, decay=0.9,
                        mode="haiku", var_formula="two_pass", inplace=False, need_cache=True,
-                       running_groups=None):
+                       running_groups=None) -> tuple[Any, Any, RunningStats]:  # (Any: no cache with need_cache=False)
     """Batch normalisation.
 
     Train mode: statistics over the batch axis N, separately for each group G (each

@@ -27,7 +27,7 @@ rstd^3: that overflows once rstd > 7e12 in float32 (a norm below 1.4e-13), where
 """
 from __future__ import annotations
 
-from typing import Any, Literal, NamedTuple, overload
+from typing import Any, NamedTuple
 
 from . import kernels
 from .backend import get_array_module
@@ -172,13 +172,7 @@ def regression_loss_forward(p, z, *, form="mse", eps=None, eps_mode="sq_norm"):
     return loss, RegressionCache(p_cache, z_cache, n_p, n_z, form)
 
 
-@overload
-def regression_loss_dn(dloss, cache, *, need_dz: Literal[True] = True) -> tuple[Any, Any]: ...
-@overload
-def regression_loss_dn(dloss, cache, *, need_dz: Literal[False]) -> tuple[Any, None]: ...
-@overload
-def regression_loss_dn(dloss, cache, *, need_dz: bool) -> tuple[Any, Any | None]: ...
-def regression_loss_dn(dloss, cache, *, need_dz=True):  # (overloads: the second is None with need_dz=False)
+def regression_loss_dn(dloss, cache, *, need_dz=True) -> tuple[Any, Any]:  # (the second: None if not need_dz)
     """The gradient of regression_loss_forward with respect to the normalised vectors n(p), n(z).
 
     With g the upstream gradient of each sample's loss::
@@ -212,13 +206,7 @@ def _loss_dn(dloss, cache, need_dz):
     return n_z * scale, (n_p * scale if need_dz else None)
 
 
-@overload
-def regression_loss_backward(dloss, cache, *, need_dz: Literal[True] = True) -> tuple[Any, Any]: ...
-@overload
-def regression_loss_backward(dloss, cache, *, need_dz: Literal[False]) -> tuple[Any, None]: ...
-@overload
-def regression_loss_backward(dloss, cache, *, need_dz: bool) -> tuple[Any, Any | None]: ...
-def regression_loss_backward(dloss, cache, *, need_dz=True):  # (overloads: the second is None with need_dz=False)
+def regression_loss_backward(dloss, cache, *, need_dz=True) -> tuple[Any, Any]:  # (dz: None if not need_dz)
     """Backward of regression_loss_forward with respect to both inputs: regression_loss_dn, then
     each through its normalisation, ``dp = l2_normalize_backward(dn_p)`` and the same for z.
 
