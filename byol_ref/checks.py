@@ -14,6 +14,23 @@ from .backend import get_array_module
 from .backend import host as np
 
 
+class ArgumentError(ValueError):
+    """A refusal of one argument's value (``arg``, its name in the call), whose message keeps its
+    parts apart: ``subject`` (how it names the value, ``"image_shape=(8, 9)"``), ``problem`` and
+    ``advice`` (what to pass instead, in the call's terms), as ``"subject problem; advice"``. A
+    caller that took the value another way (the command line, from a flag) gives its own subject
+    or advice with :meth:`reworded` instead of matching the message's text."""
+
+    def __init__(self, arg: str, problem: str, *, subject: str = "", advice: str = ""):
+        self.arg, self.subject, self.problem, self.advice = arg, subject, problem, advice
+        super().__init__(" ".join(filter(None, (subject, problem))) + (f"; {advice}" if advice else ""))
+
+    def reworded(self, *, subject: str | None = None, advice: str | None = None) -> ArgumentError:
+        """The same refusal with another ``subject`` or ``advice`` (None keeps this one's)."""
+        return ArgumentError(self.arg, self.problem, subject=self.subject if subject is None else subject,
+                             advice=self.advice if advice is None else advice)
+
+
 def shown(value) -> str:
     """``value`` as a message shows what it got: its repr, but a NumPy scalar's as its number's or
     string's (``-1.0``, not ``np.float64(-1.0)``; ``'x'``, not ``np.str_('x')``)."""

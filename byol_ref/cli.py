@@ -38,9 +38,9 @@ from .backend import get_backend, host
 from .checkpoint import (CheckpointError, atomic_savez, atomic_write, atomic_write_text, disk_full, first_line,
                          newer_writer, parse_json)
 from .checkpoint import load as load_checkpoint_file
-from .checks import (check_image_shape, check_real, check_seed, check_writable, in_the_way, not_a_file,
-                     why_refused)
-from .data import SPLIT_ADVICE, csv_header_rule, image_files_hint, labels_file, load_digits, load_file, synthetic
+from .checks import (ArgumentError, check_image_shape, check_real, check_seed, check_writable, in_the_way,
+                     not_a_file, why_refused)
+from .data import csv_header_rule, image_files_hint, labels_file, load_digits, load_file, synthetic
 from .model import NORMS, Config, loss_range
 from .rundir import (ENDS, REPORT_FILES, RUN_FILES, SET_ASIDE, Replacing, RunDirectoryBusy, RunLock,
                      first_interrupt_only, interrupt_after_step, interrupt_status, interrupted, interrupts_held,
@@ -95,14 +95,13 @@ def _load_data(spec: dict, strict: bool = True, scale_pixels: bool = True):
     try:
         return load_file(kind, labels=spec.get("labels"), seed=seed, header=header, strict=strict,
                          image_shape=image_shape, scale_pixels=scale_pixels)
-    except ValueError as exc:  # ("image_shape=(8, 9) has 72 pixels but ...": named as the flag gave it)
-        if str(exc).endswith(SPLIT_ADVICE):  # (the command line has no test_fraction to raise or set to 0)
-            raise ValueError(f"{str(exc)[:-len(SPLIT_ADVICE)]}use more samples of each class, or a file already "
-                             "split (an .npz of x_train, y_train, x_test and y_test), which is read as given") from None
-        said = f"image_shape={image_shape}"
-        if image_shape is None or not str(exc).startswith(said):
-            raise
-        raise ValueError(f"--image-shape {_shape_text(image_shape)}{str(exc)[len(said):]}") from None
+    except ArgumentError as exc:
+        if exc.arg == "test_fraction":  # (the command line has no test_fraction to raise or set to 0)
+            raise exc.reworded(advice="use more samples of each class, or a file already split (an .npz of "
+                               "x_train, y_train, x_test and y_test), which is read as given") from None
+        if exc.arg == "image_shape" and image_shape is not None:  # (named as the flag gave it)
+            raise exc.reworded(subject=f"--image-shape {_shape_text(image_shape)}") from None
+        raise
 
 
 _CSV_HEADER = {"auto": None, "yes": True, "no": False}
@@ -746,10 +745,11 @@ def _train_holding(args, lock: RunLock) -> int:
     check_configs(model_cfg, tcfg)  # bad settings and data are refused before the run directory is made
     try:
         prep, _, _ = prepare_training_data(dataset, views)
-    except ValueError as exc:  # (the library's advice names load_file; here the flag does it)
-        if "image pixels must lie in [0, 1]" not in str(exc):
+    except ArgumentError as exc:  # (the library's advice names load_file; here the flag does it too)
+        if exc.arg != "scale_pixels":
             raise
-        raise ValueError(f"{exc}; here, --full-scale N divides them as they are read (255 for 8-bit pixels)") from None
+        raise exc.reworded(advice=f"{exc.advice}; here, --full-scale N divides them as they are read (255 for 8-bit "
+                           "pixels)") from None
     sched = make_schedules(tcfg, dataset.x_train.shape[0])  # a non-finite peak learning rate, say
     if args.resume:  # before config.json records the new length, and before "training on ..." is said
         check_resume_length(resumed.step, sched, tcfg, checkpoint_file(out), "--resume")

@@ -28,8 +28,8 @@ from typing import Any, Iterator, NamedTuple, Optional, Union
 from .backend import host as np
 from .checkpoint import (NPY_MAGIC, ZIP_MAGIC, file_head, first_line, npy_size_problem, numpy_read_errors,
                          read_npz)
-from .checks import (check_bool, check_finite, check_image_shape, check_plain, check_real, check_seed,
-                     column_mean_std, native_order, not_a_file, odd_entry)
+from .checks import (ArgumentError, check_bool, check_finite, check_image_shape, check_plain, check_real,
+                     check_seed, column_mean_std, native_order, not_a_file, odd_entry)
 
 __all__ = [
     "Dataset",
@@ -153,16 +153,10 @@ def train_test_indices(n: int, test_fraction: float, rng, labels=None):
             trains.append(perm[k:])
         test, train = np.concatenate(tests), np.concatenate(trains)
         if f > 0 and test.size == 0:
-            raise ValueError(
-                f"test_fraction={f} of {n} labelled samples gives an empty stratified test set "
-                f"(each class keeps at least one training sample); {SPLIT_ADVICE}"
-            )
+            raise ArgumentError("test_fraction", f"of {n} labelled samples gives an empty stratified test set "
+                                "(each class keeps at least one training sample)", subject=f"test_fraction={f}",
+                                advice="use more samples, a larger test_fraction, or test_fraction=0")
     return np.sort(train).astype(np.int64), np.sort(test).astype(np.int64)
-
-
-#: How to get a test set where train_test_indices' stratified one is empty (the command line, which has no
-#: test_fraction, says its own).
-SPLIT_ADVICE = "use more samples, a larger test_fraction, or test_fraction=0"
 
 
 def _check_rng(rng) -> None:
@@ -178,7 +172,9 @@ def _split(x, y, test_fraction, seed, image_shape, name, label_names=None, what:
     rng = np.random.default_rng(seed)
     try:
         train, test = train_test_indices(x.shape[0], test_fraction, rng, labels=y)
-    except ValueError as exc:  # (too few samples of each class for a test set: said without the file's name)
+    except ArgumentError as exc:  # (too few samples of each class for a test set: said without the file's name)
+        raise exc.reworded(subject=f"{what}: {exc.subject}") from None
+    except ValueError as exc:
         raise ValueError(f"{what}: {exc}") from None
     return Dataset(
         x_train=x[train], y_train=None if y is None else y[train],
@@ -632,12 +628,11 @@ def _fold_features(x, image_shape, what: str, warn_layout: bool = True):
     if image_shape is not None:
         image_shape = check_image_shape(image_shape)
         if x.ndim > 2 and tuple(x.shape[1:]) != image_shape:
-            raise ValueError(f"image_shape={image_shape} does not match {what} of shape {x.shape}")
+            raise ArgumentError("image_shape", f"does not match {what} of shape {x.shape}",
+                                subject=f"image_shape={image_shape}")
         if x.ndim == 2 and math.prod(image_shape) != x.shape[1]:
-            raise ValueError(
-                f"image_shape={image_shape} has {math.prod(image_shape)} pixels but {what} has "
-                f"D={x.shape[1]} features"
-            )
+            raise ArgumentError("image_shape", f"has {math.prod(image_shape)} pixels but {what} has D={x.shape[1]} "
+                                "features", subject=f"image_shape={image_shape}")
     elif x.ndim > 2:
         image_shape = tuple(int(s) for s in x.shape[1:])
     if warn_layout and x.ndim == 4 and x.shape[3] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):

@@ -34,9 +34,9 @@ from .augment import ImageAug, VectorAug, default_views_for, two_views, views_fr
 from .backend import Backend, check_dtype, get_array_module, get_backend
 from .backend import host as np
 from .backend import to_numpy
-from .checks import (check_array, check_bool, check_choice, check_finite, check_image_shape, check_path, check_plain,
-                     check_positive_int, check_real, check_types, check_writable, dataclass_from_dict, in_the_way,
-                     overflow_refusal)
+from .checks import (ArgumentError, check_array, check_bool, check_choice, check_finite, check_image_shape,
+                     check_path, check_plain, check_positive_int, check_real, check_types, check_writable,
+                     dataclass_from_dict, in_the_way, overflow_refusal)
 from .data import Dataset, feature_stats, pixel_full_scale, standardize
 from .kernels import EMA_FORMS
 from .model import (FILLED_IN, Config, Filled, Network, buffer_shapes, build_from_config, data_dependent_init,
@@ -764,11 +764,11 @@ def prepare_training_data(dataset: Dataset, views) -> tuple[dict, Dataset, Input
     if any(isinstance(v, ImageAug) for v in views):
         span = pixels_outside(dataset.x_train)
         if span is not None:
-            raise ValueError(f"{dataset.name}: image pixels must lie in [0, 1] (the image augmentations clip "
-                             f"each view to that range), but x_train spans {span}; divide them by "
-                             "their full scale (255 for 8-bit images; load_file(..., scale_pixels=True) and the "
-                             "command line read a file of uint8 or uint16 images so), or load the rows as plain "
-                             "feature vectors (a 2-D table, augmented with VectorAug)")
+            raise ArgumentError("scale_pixels", "image pixels must lie in [0, 1] (the image augmentations clip "
+                                f"each view to that range), but x_train spans {span}", subject=f"{dataset.name}:",
+                                advice="divide them by their full scale (255 for 8-bit images; load_file(..., "
+                                "scale_pixels=True) and the command line read a file of uint8 or uint16 images so), "
+                                "or load the rows as plain feature vectors (a 2-D table, augmented with VectorAug)")
     with np.errstate(over="ignore", invalid="ignore"):  # (an overflow is refused below, in words of its own)
         try:
             prep = fit_preprocessing(dataset)

@@ -1189,3 +1189,31 @@ def test_an_empty_array_with_a_dimension_beyond_int64_is_refused_naming_the_file
         load_arrays(tmp_path / "weights.npz")
     with pytest.raises(ValueError, match=rf"{re.escape(repr(str(tmp_path / 'x.npy')))}{says}"):
         load_file(tmp_path / "x.npy")
+
+
+def test_a_refusal_a_caller_rewords_keeps_its_parts_and_its_class():
+    """The command line gives its own advice for a refusal of load_file's test_fraction or image_shape and
+    prepare_training_data's pixel range, which it used to find by matching the message's text (a change
+    of the library's words would have let the Python advice through). The refusal now carries the
+    argument and the message's parts, and a rewording is the same refusal, a ValueError still."""
+    from byol_ref.checks import ArgumentError
+    from byol_ref.data import load_file
+
+    exc = ArgumentError("image_shape", "has 72 pixels but x has D=64 features", subject="image_shape=(8, 9)",
+                        advice="pass (8, 8)")
+    assert str(exc) == "image_shape=(8, 9) has 72 pixels but x has D=64 features; pass (8, 8)"
+    again = exc.reworded(subject="--image-shape 8x9")
+    assert isinstance(again, ValueError) and again.arg == "image_shape"
+    assert str(again) == "--image-shape 8x9 has 72 pixels but x has D=64 features; pass (8, 8)"
+    assert str(ArgumentError("x", "is bad")) == "is bad" and str(exc.reworded(advice="")).endswith("features")
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(Path(tmp) / "x.npy", np.zeros((4, 64)))
+        np.save(Path(tmp) / "y.npy", np.arange(4))  # four classes of one sample: no stratified test split
+        for kw, arg in ((dict(labels=str(Path(tmp) / "y.npy")), "test_fraction"),
+                        (dict(image_shape=(8, 9)), "image_shape")):
+            with pytest.raises(ArgumentError) as info:
+                load_file(Path(tmp) / "x.npy", **kw)
+            assert info.value.arg == arg and str(info.value).startswith(info.value.subject)
