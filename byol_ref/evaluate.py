@@ -419,7 +419,11 @@ def fit_logreg(x: Any, y: Any, *, l2: float, max_iter: int = 500, tol: float = 1
         l2: regularisation strength on w, >= 0 (with 0 and separable data the optimum
             is at infinity: the fit stops once the gradient falls below ``tol``, or, for a
             ``tol`` below what float64 resolves, once the loss has rounded to 0, ``converged``
-            False).
+            False). With l2 so large (about 1e21 and up) that not one step from w = 0, b = 0
+            lowers the objective, the fit starts again from that l2's optimum to first order in
+            1 / l2: b at the centred log class frequencies (the intercept-only optimum, which
+            predicts the majority class) and w = -dw / l2; ``n_iter`` counts the second start's
+            iterations, and ``converged`` still says whether the gradient reached ``tol``.
         max_iter: maximum L-BFGS iterations.
         tol: stop when the max-abs gradient of the objective is <= tol.
 
@@ -447,6 +451,19 @@ def fit_logreg(x: Any, y: Any, *, l2: float, max_iter: int = 500, tol: float = 1
         return loss, np.concatenate([dw.ravel(), db])
 
     theta, n_iter, converged = _lbfgs(fun, np.zeros(d * c + c), max_iter=max_iter, tol=tol)
+    if n_iter == 0 and not converged and l2 > 0:
+        # Not one step from w = 0, b = 0 was accepted: l2 is so large (~1e21 and up) that even the line
+        # search's smallest step, 2^-59, raises the penalty by more than the loss falls. Start again from the
+        # optimum to first order in 1 / l2: the intercept-only one, softmax(b) = the class frequencies
+        # (b = centred log counts, so b.sum() = 0 as on every other path), with w = -dw(0, b) / l2,
+        # a Newton step in w on the Hessian's l2 I (the data's part is O(1) in standardised units;
+        # b's first-order shift is 0, as the standardised features have mean 0). L-BFGS says
+        # converged only where the gradient reaches tol. A fit that took a first step is untouched.
+        log_counts = np.log(np.bincount(y_idx, minlength=c).astype(float))  # (C,): every class is present
+        b0 = log_counts - log_counts.mean()  # (C,)
+        dw0 = _logreg_objective(np.zeros((d, c)), b0, xs, y_idx, l2)[1]  # (D, C)
+        theta0 = np.concatenate([(-dw0 / l2).ravel(), b0])
+        theta, n_iter, converged = _lbfgs(fun, theta0, max_iter=max_iter, tol=tol)
     w = theta[: d * c].reshape(d, c).copy()
     b = theta[d * c:].copy()
     return LogReg(w, b, mean, std, classes, n_iter, converged)

@@ -230,6 +230,74 @@ def test_fit_logreg_handles_constant_features():
     assert ev.accuracy(y, ev.predict(model, x)) == 1.0
 
 
+@pytest.mark.parametrize("l2", [3e21, 1e30, 1e300])
+def test_fit_logreg_with_a_huge_l2_predicts_the_majority_class(l2):
+    """A user swept l2 up to 3e21 and beyond, on 10 labels 3 and 40 labels 8: no step from w = 0, b = 0
+    lowered the objective there, and the fit stayed at b = 0, predicting classes[0] = 3 everywhere (20%
+    accuracy, converged False). It now starts again from the intercept-only optimum, b at the centred log
+    class frequencies, with w = -dw / l2: label 8 everywhere (80%), converged, the gradient at rounding level."""
+    rng = np.random.default_rng(0)
+    y = np.where(np.arange(50) % 5 == 0, 3, 8)
+    x = rng.normal(size=(50, 3)) + 0.5 * (y == 8)[:, None]
+    model = ev.fit_logreg(x, y, l2=l2)
+    np.testing.assert_array_equal(ev.predict(model, x), np.full(50, 8))
+    xs = (x - model.mean) / model.std
+    y_idx = (y == 8).astype(np.int64)  # classes [3, 8] -> [0, 1]
+    _, dw, db = ev.logreg_loss_and_grad(model.w, model.b, xs, y_idx, l2)
+    assert model.converged and max(np.abs(dw).max(), np.abs(db).max()) <= 1e-6
+    np.testing.assert_allclose(model.b, [-math.log(2), math.log(2)], rtol=1e-12)  # log(10/40) / 2 * [1, -1]
+    probs = np.array([0.2, 0.8])  # softmax(b): the class frequencies
+    dw_at_b = xs.T @ (probs - np.eye(2)[y_idx]) / 50  # (D, C): dw at w = 0
+    np.testing.assert_allclose(model.w * l2, -dw_at_b, rtol=1e-9)
+
+
+@given(seed=seeds, n=st.integers(10, 60), d=st.integers(1, 6), c=st.integers(2, 4),
+       log10_l2=st.floats(15.0, 308.0))
+def test_fit_logreg_with_a_huge_l2_ends_at_the_intercept_only_optimum(seed, n, d, c, log10_l2):
+    """A user fitted with any l2 from 1e15 up to float64's largest, on unbalanced classes: whichever side
+    of ~1e21 (where the first L-BFGS step stops being accepted) the l2 lies on, the model is finite, b sits
+    at the centred log class frequencies, every prediction is the majority class, and converged says
+    whether the gradient reached tol (below the cliff some fits end at max_iter, w short of tol, and say
+    so). Before, every l2 past the cliff left b = 0 and predicted classes[0]."""
+    rng = np.random.default_rng(seed)
+    l2 = 10.0 ** log10_l2
+    y = rng.choice(c, size=n, p=rng.dirichlet(np.ones(c)))
+    y[:c] = np.arange(c)  # every class present
+    x = 3.0 * rng.normal(size=(n, d)) + rng.normal(size=d)
+    model = ev.fit_logreg(x, y, l2=l2)
+    assert np.all(np.isfinite(model.w)) and np.all(np.isfinite(model.b))
+    xs = (x - model.mean) / model.std
+    _, dw, db = ev.logreg_loss_and_grad(model.w, model.b, xs, y, l2)
+    assert model.converged == (max(np.abs(dw).max(), np.abs(db).max()) <= 1e-6)
+    counts = np.bincount(y, minlength=c)
+    np.testing.assert_allclose(model.b, np.log(counts) - np.log(counts).mean(), atol=1e-5)
+    if np.sum(counts == counts.max()) == 1:  # (a tie is broken by w, ~1 / l2)
+        np.testing.assert_array_equal(ev.predict(model, x), np.full(n, np.argmax(counts)))
+
+
+@given(seed=seeds, n=st.integers(10, 60), d=st.integers(1, 6), c=st.integers(2, 4),
+       l2=st.sampled_from((0.0,) + ev.DEFAULT_L2_GRID) | st.floats(0.0, 1e18))
+def test_fit_logreg_is_plain_lbfgs_from_zero_to_the_bit_where_a_first_step_is_taken(seed, n, d, c, l2):
+    """A user fitted with an ordinary l2 (the probe grid's, 0, anything up to 1e18): the fit is the one
+    L-BFGS run from w = 0, b = 0 it always was, bit for bit (w, b, n_iter, converged); the huge-l2
+    restart never fires there, so no probe figure moves. The oracle is that run rebuilt from _lbfgs,
+    not recorded numbers, which would tie the test to one BLAS build's rounding."""
+    rng = np.random.default_rng(seed)
+    x = 3.0 * rng.normal(size=(n, d)) + rng.normal(size=d)
+    y = rng.permutation(np.arange(n) % c)
+    model = ev.fit_logreg(x, y, l2=l2)
+    xs = (x - model.mean) / model.std
+
+    def fun(theta):
+        loss, dw, db = ev.logreg_loss_and_grad(theta[: d * c].reshape(d, c), theta[d * c:], xs, y, l2)
+        return loss, np.concatenate([dw.ravel(), db])
+
+    theta, n_iter, converged = ev._lbfgs(fun, np.zeros(d * c + c), max_iter=500, tol=1e-6)
+    assert n_iter > 0 or converged  # a first step was taken (or none was needed)
+    assert (model.n_iter, model.converged) == (n_iter, converged)
+    assert model.w.tobytes() == theta[: d * c].tobytes() and model.b.tobytes() == theta[d * c:].tobytes()
+
+
 # ---------------------------------------------------------------------------------------
 # Probes
 # ---------------------------------------------------------------------------------------
