@@ -94,7 +94,8 @@ PYTHON2_HEADER = r".*created on Python 2"
 @contextmanager
 def _python2_header_named(what: str):
     """NumPy's warning of an ``.npy`` header written by Python 2 (once per array read), as one
-    warning that names the file (``what``); other warnings pass as they came."""
+    warning that names the file (``what``); other warnings pass as they came. Where the read
+    fails, its error is what is told, without them."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield

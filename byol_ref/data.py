@@ -916,10 +916,11 @@ def load_file(
 
     # "6" from a command line is column 6, unless a header names a column "6".
     if isinstance(labels, str) and _is_int_text(labels) and (names is None or labels not in names):
-        if _index_of_text(labels) is None:
+        index = _index_of_text(labels)
+        if index is None:
             raise ValueError(f"labels column index {labels.strip()[:12]}... ({len(labels.strip())} characters) is out "
                              f"of range for {x.shape[1]} columns in {what}")
-        labels = _index_of_text(labels)
+        labels = index
     # Labels from a column of the table.
     if labels is not None and not _is_label_path(labels, names):
         if x.ndim != 2:
