@@ -441,14 +441,22 @@ def _data_for_run(data_spec: dict, cfg_file: Path, *, resume: bool = False):
     if not isinstance(kind, str):
         raise ValueError(f"{cfg_file} records the data as {kind!r}, expected 'digits', 'synthetic' or a file path; "
                          f"the file was edited: {way}")
-    found = None if kind in ("digits", "synthetic") else \
-        not_a_file(kind, missing="does not exist (moved, or a path relative to another folder?)")
+    moved = "does not exist (moved, or a path relative to another folder?)"
+    found = None if kind in ("digits", "synthetic") else not_a_file(kind, missing=moved)
     if found:
         raise FileNotFoundError(f"{cfg_file} records the data file {kind!r}, which {found}; {way}")
     header = data_spec.get("csv_header", "auto")
     if not isinstance(header, str) or header not in _CSV_HEADER:
         raise ValueError(f"{cfg_file} records csv_header {header!r}, expected one of {list(_CSV_HEADER)}; the file "
                          f"was edited: {way}")
+    labels = data_spec.get("labels")  # (load_file said "labels: no such file", of labels no flag here named)
+    label_path = labels_file(labels, kind, _CSV_HEADER[header]) if isinstance(labels, str) and \
+        kind not in ("digits", "synthetic") else None
+    gone = label_path and not_a_file(label_path, missing=moved)
+    if gone:
+        raise FileNotFoundError(f"{cfg_file} records the labels file {labels!r}, which {gone}; " + (
+            f"correct the \"labels\" record in {cfg_file} (--resume reads the labels from there)" if resume else
+            "pass --data PATH and --labels to name the data"))
     # The files' SHA-256 as the run recorded them (runs before the record have none to compare).
     changed = [data_spec[key] for key in ("data", "labels") if f"{key}_sha256" in data_spec
                and Path(data_spec[key]).is_file() and _sha256(data_spec[key]) != data_spec[f"{key}_sha256"]]

@@ -1977,9 +1977,15 @@ def test_a_data_file_changed_since_the_run_trained_is_noticed(tmp_path, capsys):
         assert f"records {{'data_sha256': {({**record['data'], **edit})['data_sha256']!r}, 'labels_sha256': " in \
             capsys.readouterr().err
     (out / "config.json").write_text(json.dumps(record))
-    (tmp_path / "y.npy").rename(tmp_path / "gone.npy")  # a labels file that is gone is named as such
-    assert main(["eval", str(out)]) == 2
-    assert f"labels: no such file: {str(tmp_path / 'y.npy')!r}" in capsys.readouterr().err
+    (tmp_path / "y.npy").rename(tmp_path / "gone.npy")  # a labels file that is gone is named as such, as the
+    assert main(["eval", str(out)]) == 2  # record the user never typed in this command (it said "labels: no such file")
+    assert (f"{out / 'config.json'} records the labels file {str(tmp_path / 'y.npy')!r}, which does not exist (moved, "
+            "or a path relative to another folder?); pass --data PATH and --labels to name the data") in \
+        capsys.readouterr().err
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-progress"]) == 2
+    assert (f"records the labels file {str(tmp_path / 'y.npy')!r}, which does not exist (moved, or a path relative to "
+            f"another folder?); correct the \"labels\" record in {out / 'config.json'} (--resume reads the labels "
+            "from there)") in capsys.readouterr().err
     (tmp_path / "gone.npy").rename(tmp_path / "y.npy")
     # A label column named like a file is a column, as load_file reads it, even beside such a file: no
     # file recorded, nothing hashed but the data.
