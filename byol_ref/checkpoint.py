@@ -68,8 +68,7 @@ def numpy_read_errors(what: str, error=ValueError):
     pickled (object) data, which byol-ref never loads; a truncated or corrupt file; a header
     that claims more than memory."""
     try:
-        with _python2_header_named(what):
-            yield
+        yield
     except MemoryError:
         raise error(f"{what} claims an array larger than memory: it is corrupt, or not written by NumPy") from None
     except ValueError as exc:
@@ -89,23 +88,50 @@ def numpy_read_errors(what: str, error=ValueError):
 
 #: What NumPy warns of a header written by Python 2's NumPy (``(40L, 6L)``), naming no file.
 PYTHON2_HEADER = r".*created on Python 2"
+_PYTHON2_LONG = re.compile(rb"\d[lL]\b")  # (a Python 2 long in the header's shape: 40L)
+
+
+def _python2_header(fh) -> bool:
+    """Whether the ``.npy`` that ``fh`` reads from where it stands has a version 1.0 header (the one
+    Python 2's NumPy wrote) holding Python 2's longs; ``fh`` is left where it was."""
+    start = fh.tell()
+    try:
+        head = fh.read(10)
+        if len(head) < 10 or not head.startswith(NPY_MAGIC) or head[6] != 1:
+            return False
+        return _PYTHON2_LONG.search(fh.read(int.from_bytes(head[8:10], "little"))) is not None
+    finally:
+        fh.seek(start)
+
+
+def written_by_python2(path) -> bool:
+    """Whether an ``.npy``, or an array of an ``.npz``, has a header from Python 2's NumPy (read
+    after the size check, which has found the file sound)."""
+    with open(path, "rb") as fh:
+        if fh.read(len(NPY_MAGIC)) == NPY_MAGIC:
+            fh.seek(0)
+            return _python2_header(fh)
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            with z.open(info) as member:
+                if _python2_header(member):
+                    return True
+    return False
 
 
 @contextmanager
-def _python2_header_named(what: str):
-    """NumPy's warning of an ``.npy`` header written by Python 2 (once per array read), as one
-    warning that names the file (``what``); other warnings pass as they came. Where the read
-    fails, its error is what is told, without them."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+def python2_named(path, what: str):
+    """Read ``path`` (an ``.npy`` or ``.npz``, named ``what``) in this block with one warning, naming it,
+    where a header is Python 2's: NumPy warns once per such array and names no file. Other files are
+    read as they are, with the warning filters untouched (they are the process's, not this thread's)."""
+    if not written_by_python2(path):
         yield
-    old = [w for w in caught if issubclass(w.category, UserWarning) and re.match(PYTHON2_HEADER, str(w.message))]
-    for w in caught:
-        if w not in old:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
-    if old:
-        warnings.warn(f"{what} was written by Python 2's NumPy, whose header takes extra parsing to read; save it "
-                      "again with numpy.save to read it faster and without this warning", UserWarning, stacklevel=3)
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", PYTHON2_HEADER, UserWarning)
+        yield
+    warnings.warn(f"{what} was written by Python 2's NumPy, whose header takes extra parsing to read; save it "
+                  "again with numpy.save to read it faster and without this warning", UserWarning, stacklevel=3)
 
 
 def first_line(exc: BaseException) -> str:
@@ -127,7 +153,7 @@ def read_npz(path, what: str, error=ValueError) -> dict:
     with numpy_read_errors(what, error):
         size_problem = npz_size_problem(path)
         if size_problem is None:
-            with np.load(path, allow_pickle=False) as f:
+            with python2_named(path, what), np.load(path, allow_pickle=False) as f:
                 names = list(f.files)
                 arrays = {k: f[k] for k in names}
     if size_problem is not None:
@@ -142,10 +168,14 @@ def npy_size_problem(fh, size: int) -> str | None:
     the header claims and quietly leaves the rest; a header claiming more (terabytes, when
     corrupt) would have it allocate first. A mangled header raises ValueError or what NumPy's
     parser raises (SyntaxError, tokenize.TokenError)."""
+    python2 = _python2_header(fh)
     version = np.lib.format.read_magic(fh)
     read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-    with warnings.catch_warnings():  # (the array's read warns of a Python 2 header, naming the file)
-        warnings.filterwarnings("ignore", PYTHON2_HEADER, UserWarning)
+    if python2:  # (the array's read warns of it, naming the file: python2_named)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", PYTHON2_HEADER, UserWarning)
+            shape, _, dtype = read(fh)
+    else:
         shape, _, dtype = read(fh)
     claimed, held = math.prod(shape) * dtype.itemsize, size - fh.tell()
     if dtype.hasobject or claimed == held:  # (object arrays: np.load refuses them without reading)

@@ -27,7 +27,7 @@ from typing import Any, Iterator, NamedTuple, Optional, Union
 
 from .backend import host as np
 from .checkpoint import (NPY_MAGIC, ZIP_MAGIC, file_head, first_line, npy_size_problem, numpy_read_errors,
-                         read_npz)
+                         python2_named, read_npz)
 from .checks import (ArgumentError, check_bool, check_finite, check_image_shape, check_plain, check_real,
                      check_seed, column_mean_std, native_order, not_a_file, odd_entry)
 
@@ -582,7 +582,7 @@ def _load_npy(path: Path, what: str):
                  "it does not start with the .npy header that numpy.save writes")
         raise ValueError(f"{what} {str(path)!r} is not an .npy file: {found}")
     _check_npy_size(path, what)
-    with numpy_read_errors(f"{what} {str(path)!r}"):
+    with numpy_read_errors(f"{what} {str(path)!r}"), python2_named(path, f"{what} {str(path)!r}"):
         return native_order(np.load(path, allow_pickle=False))  # (another machine's file: >f8)
 
 

@@ -1762,6 +1762,24 @@ def test_a_python2_header_is_read_with_one_warning_that_names_the_file(tmp_path)
         assert np.array_equal(data.x_train, x)
 
 
+
+def test_an_ordinary_file_is_read_without_touching_the_warning_filters(tmp_path, monkeypatch):
+    """Only a file with a Python 2 header is read inside warnings.catch_warnings, whose change of the
+    process's warning filters another thread reading at the same time could leave behind; every
+    other .npy and .npz is read with the filters as they are."""
+    import warnings
+
+    def refused(*args, **kwargs):
+        raise AssertionError("warnings.catch_warnings was entered for an ordinary file")
+
+    x = np.random.default_rng(0).normal(size=(40, 6))
+    np.save(tmp_path / "x.npy", x)
+    np.savez(tmp_path / "xy.npz", x=x, y=np.arange(40) % 2)
+    monkeypatch.setattr(warnings, "catch_warnings", refused)
+    for name in ("x.npy", "xy.npz"):
+        assert load_file(tmp_path / name, test_fraction=0).x_train.shape == (40, 6)
+
+
 def test_a_column_index_of_thousands_of_digits_is_out_of_range_not_a_python_limit(tmp_path):
     """labels="111...1" (5000 digits) for a CSV hit Python's 4300-digit limit of int(), whose message
     names neither the argument nor the file; 19 digits or more are now out of range, shortened."""
