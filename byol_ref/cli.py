@@ -33,10 +33,10 @@ import warnings
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
-from .augment import default_views_for, views_from_dicts, views_to_dicts
+from .augment import default_views_for, views_to_dicts
 from .backend import get_backend, host
-from .checkpoint import (CheckpointError, atomic_savez, atomic_write, atomic_write_text, disk_full, first_line,
-                         newer_writer, parse_json)
+from .checkpoint import (atomic_savez, atomic_write, atomic_write_text, disk_full, first_line, newer_writer,
+                         parse_json)
 from .checkpoint import load as load_checkpoint_file
 from .checks import (ArgumentError, check_image_shape, check_real, check_seed, check_writable, in_the_way,
                      not_a_file, why_refused)
@@ -46,9 +46,10 @@ from .rundir import (ENDS, REPORT_FILES, RUN_FILES, SET_ASIDE, Replacing, RunDir
                      first_interrupt_only, interrupt_after_step, interrupt_status, interrupted, interrupts_held,
                      leave_a_closed_terminal, publish_report, refuse_for_set_aside, remove_replaced, remove_stale,
                      sigterm_as_interrupt, staged_report)
-from .train import (EDITED, TrainConfig, TrainingDiverged, apply_preprocessing, check_configs, check_resume_length,
-                    check_same_training_data, checkpoint_file, encode, fit, fit_preprocessing, load_checkpoint,
-                    make_schedules, monitor_sizes, pixels_outside, prepare_training_data, values_beyond)
+from .train import (EDITED, MONITOR_K, TrainConfig, TrainingDiverged, apply_preprocessing, check_configs,
+                    check_resume_length, check_same_training_data, checkpoint_file, encode, fit, fit_preprocessing,
+                    load_checkpoint, make_schedules, monitor_sizes, pixels_outside, prepare_training_data,
+                    recorded_views, values_beyond)
 from .version import __version__
 
 EXIT_USAGE = 2
@@ -241,8 +242,9 @@ EXIT_STATUSES = ("exit status: 0 done; 1 training diverged (a non-finite loss; t
                  "terminal closed); 141 the reader of the output went away (| head)")
 
 
-#: The report's probe defaults: kNN neighbours and the low-label probe's labels per class.
-KNN_K, LABELS_PER_CLASS = 20, 10
+#: The report's probe defaults: kNN neighbours (the training's kNN monitor takes the same) and the low-label
+#: probe's labels per class.
+KNN_K, LABELS_PER_CLASS = MONITOR_K, 10
 
 
 def _add_probe_args(g) -> None:
@@ -636,15 +638,6 @@ def _training_there(run_dir: Path) -> bool:
     return False
 
 
-def _recorded_views(meta: dict, ckpt: Path):
-    """The augmentations the meta of checkpoint ``ckpt`` records (a CheckpointError where they do not
-    read back, in fit's words)."""
-    try:
-        return views_from_dicts(meta["views"])
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{ckpt}: invalid augmentation settings ({exc})") from None
-
-
 def _resume_settings(args, out: Path) -> tuple:
     """(config.json's record, model Config, TrainConfig with --epochs, the checkpoint's TrainState
     and its meta) of the run ``train --resume`` continues, checked: the record against the
@@ -764,7 +757,7 @@ def _train_holding(args, lock: RunLock) -> int:
         check_same_training_data(resumed, meta, prep, dataset.x_train.shape[0], checkpoint_file(out), "--resume")
         # The checkpoint holds the run's augmentations; an explicit --augment must agree with them. config.json
         # records them as the checkpoint holds them (a record from before it held dicts held repr strings).
-        recorded = _recorded_views(meta, checkpoint_file(out)) if "views" in meta else None
+        recorded = recorded_views(meta, checkpoint_file(out)) if "views" in meta else None
         if args.augment and recorded is not None and recorded != tuple(views):
             raise ValueError(f"--resume: {checkpoint_file(out)} was trained with other augmentations than "
                              f"--augment {args.augment} gives; drop --augment to go on with the run's own")

@@ -926,10 +926,7 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
             raise ValueError(f"resume=True: the checkpoint's training config differs from the requested one ({diff}); "
                              "only epochs may change")
         if "views" in meta:  # the run's augmentations continue unless others are asked for (an error)
-            try:
-                saved_views = views_from_dicts(meta["views"])
-            except (TypeError, ValueError) as exc:
-                raise ckpt.CheckpointError(f"{ckpt_path}: invalid augmentation settings ({exc})") from None
+            saved_views = recorded_views(meta, ckpt_path)
             if requested_views is not None and tuple(requested_views) != saved_views:
                 raise ValueError(f"resume=True: the checkpoint was trained with other augmentations: {saved_views} "
                                  f"vs {tuple(requested_views)}")
@@ -1099,6 +1096,15 @@ def _check_fit_args(dataset, model_cfg, tcfg, *, out_dir, progress, views, state
     for name, fn in callbacks.items():
         if fn is not None and not callable(fn):
             raise TypeError(f"{name} must be None or a callable, got {fn!r:.100} ({type(fn).__name__})")
+
+
+def recorded_views(meta: dict, ckpt_path) -> tuple:
+    """The augmentations that the meta of checkpoint ``ckpt_path`` records, or a CheckpointError naming
+    it where they do not read back (the file is corrupt or was edited)."""
+    try:
+        return views_from_dicts(meta["views"])
+    except (TypeError, ValueError) as exc:
+        raise ckpt.CheckpointError(f"{ckpt_path}: invalid augmentation settings ({exc})") from None
 
 
 def check_same_training_data(state: TrainState, meta: dict, prep: dict, n: int, ckpt_path,
