@@ -631,8 +631,8 @@ def _fold_features(x, image_shape, what: str, warn_layout: bool = True):
             raise ArgumentError("image_shape", f"does not match {what} of shape {x.shape}",
                                 subject=f"image_shape={image_shape}")
         if x.ndim == 2 and math.prod(image_shape) != x.shape[1]:
-            raise ArgumentError("image_shape", f"has {math.prod(image_shape)} pixels but {what} has D={x.shape[1]} "
-                                "features", subject=f"image_shape={image_shape}")
+            raise ArgumentError("image_shape", f"has {math.prod(image_shape)} pixels but the rows of {what} "
+                                f"hold D={x.shape[1]} values", subject=f"image_shape={image_shape}")
     elif x.ndim > 2:
         image_shape = tuple(int(s) for s in x.shape[1:])
     if warn_layout and x.ndim == 4 and x.shape[3] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):

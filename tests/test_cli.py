@@ -3961,7 +3961,7 @@ def test_a_csv_of_pixels_trains_as_images_with_image_shape_and_full_scale(tmp_pa
             (["--data", str(table), "--labels", "64", "--full-scale", "16"],
              "--full-scale 16 is for image pixels, but optdigits was read as 64 features"),
             (["--data", str(table), "--labels", "64", "--image-shape", "8x9"],
-             "--image-shape 8x9 has 72 pixels but features in file"),
+             "--image-shape 8x9 has 72 pixels but the rows of features in file"),
             (["--data", str(table), "--labels", "64", "--image-shape", "8x8", "--batch-size", "64"],
              "x_train spans [0, 16]"),
             (["--data", str(table), "--labels", "64", "--image-shape", "8x8", "--full-scale", "0"],
