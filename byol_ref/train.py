@@ -546,6 +546,16 @@ def _generator_state(rng, what: str) -> dict:
 # --------------------------------------------------------------------------- progress
 
 
+def _duration(seconds: float) -> str:
+    """``seconds`` as "57s", "16m37s" or "2h05m"."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
 class Progress:
     """A dependency-free progress bar: redrawn in place on a terminal and in a notebook (ipykernel's
     output, in Jupyter, VS Code or Colab, draws a carriage return as a terminal does, but is no tty:
@@ -554,15 +564,17 @@ class Progress:
     trains) ends the bar, not the training: the write failed with "[Errno 5] Input/output error".
     Where there is no stderr at all (``sys.stderr`` is None under pythonw, a GUI or a service) there
     is no bar: fit's default ``progress=True`` failed there on "'NoneType' object has no attribute
-    'write'"."""
+    'write'".
+    The rate and the time left count the steps after the first update, as tqdm's do: the first step's
+    time held the step-0 kNN monitor, and a log's first line had said "9 it/s  eta 3280s" of a run of
+    27 it/s that took 1100 s. Until a second update there is no rate to tell: "? it/s  eta ?"."""
 
-    def __init__(self, total: int, *, enabled: bool = True, stream=None, start: int = 0):
+    def __init__(self, total: int, *, enabled: bool = True, stream=None):
         self.stream = stream if stream is not None else sys.stderr
         self.total, self.enabled = total, enabled and self.stream is not None
         self.tty = (hasattr(self.stream, "isatty") and self.stream.isatty()
                     or type(self.stream).__module__.partition(".")[0] == "ipykernel")
-        self.t0 = time.perf_counter()
-        self.start = start
+        self.first: tuple[int, float] | None = None  # (step, time) of the first update
         self.last_decile = -1
         self.last_draw = 0.0
 
@@ -570,13 +582,20 @@ class Progress:
         if not self.enabled:
             return
         now = time.perf_counter()
+        if self.first is None:
+            self.first = (step, now)
         frac = step / max(self.total, 1)
-        rate = (step - self.start) / max(now - self.t0, 1e-9)
-        eta = (self.total - step) / rate if rate > 0 else float("nan")
+        done, took = step - self.first[0], now - self.first[1]
+        if done > 0 and took > 0:
+            rate = done / took  # (below one step a second, seconds a step: "0 it/s" told nothing)
+            speed = f"{rate:.0f} it/s" if rate >= 1 else f"{1 / rate:.1f} s/it"
+            speed += f"  eta {_duration((self.total - step) / rate)}"
+        else:
+            speed = f"? it/s  eta {'0s' if step >= self.total else '?'}"
         info = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in fields.items())
         width = 24
         bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
-        line = f"[{bar}] {step}/{self.total}  {info}  {rate:.0f} it/s  eta {eta:.0f}s"
+        line = f"[{bar}] {step}/{self.total}  {info}  {speed}"
         if self.tty:
             if now - self.last_draw > 0.1 or step == self.total:
                 width = min(shutil.get_terminal_size().columns - 1, 150)  # (a wrapped line is not redrawn)
@@ -955,7 +974,7 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
     eval_every = tcfg.eval_every or max(sched.total_steps // 10, 1)
     watched = monitor_subset(data, tcfg.monitor_rows)  # what the kNN monitor scores
     x_train = data.x_train.astype(tcfg.dtype)
-    bar = Progress(sched.total_steps, enabled=progress, start=state.step)
+    bar = Progress(sched.total_steps, enabled=progress)
     end = sched.total_steps if stop_at is None else min(stop_at, sched.total_steps)
     n, B = x_train.shape[0], tcfg.batch_size
     start_step = state.step

@@ -287,6 +287,32 @@ def test_fit_redraws_its_bar_in_place_in_a_notebook(data, monkeypatch):
     assert "\r" not in log.getvalue() and log.getvalue().count("\n") == 10  # (a file: a line every 10%)
 
 
+def test_the_bar_times_the_steps_after_its_first_and_tells_slow_and_long_runs_plainly(monkeypatch):
+    """A log's first line had said "9 it/s  eta 3280s" of a run of 27 it/s: its one timed step held the
+    step-0 kNN monitor. The rate now counts the steps after the first update ("?" before a second one);
+    a run slower than a step a second said "0 it/s", and an hour left read "eta 3600s"."""
+    from types import SimpleNamespace
+
+    from byol_ref import train
+
+    def lines(total, times):
+        clock = iter(times)
+        monkeypatch.setattr(train, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
+        log = io.StringIO()
+        bar = train.Progress(total, stream=log)
+        for step in range(1, total + 1):
+            bar.update(step, loss=1.0)
+        return [line.split("loss 1  ")[1] for line in log.getvalue().splitlines()]
+
+    # A first step of 5 s (the monitor), then two steps a second.
+    assert lines(10, [5.0 + 0.5 * k for k in range(10)]) == [
+        "? it/s  eta ?", *(f"2 it/s  eta {round((10 - s) / 2)}s" for s in range(2, 11))]
+    assert lines(10, [40.0 * k for k in range(10)])[1:3] == ["40.0 s/it  eta 5m20s", "40.0 s/it  eta 4m40s"]
+    assert lines(10, [400.0 * k for k in range(10)])[1] == "400.0 s/it  eta 53m20s"
+    assert lines(10, [4000.0 * k for k in range(10)])[1] == "4000.0 s/it  eta 8h53m"
+    assert lines(1, [3.0]) == ["? it/s  eta 0s"]  # (one step: no rate, and nothing left)
+
+
 def test_training_rows_that_are_all_one_are_warned_of_at_the_callers_line(data):
     """A blank image file or a table of one repeated row trained without a word, and its report read as a
     collapse (std and rank 0) that the data, not the method, made."""
