@@ -1867,7 +1867,7 @@ def _cmd_trace(args) -> int:
             views = {k: v for k, v in inputs.items() if keep.match(k)}
             weights = {k: v for k, v in inputs.items() if not keep.match(k)}
             structure = _structure(preset, model_extra)
-            from .interchange import _ALIASES, simplicial_hint, unmapped_names
+            from .interchange import _ALIASES, byol_pytorch_hint, unmapped_names
             style = _layout_style(args.layout, args.mapping, "--layout")
             if args.layout == "axon" and (structure.layout, structure.norm) != ("edifice", "layer"):
                 note = (f"--layout axon with preset {preset.name} (layout {structure.layout!r}, norm "
@@ -1880,7 +1880,7 @@ def _cmd_trace(args) -> int:
             absent = [t for ref, t in mapping.items() if ".param." in ref and t not in weights]
             try:
                 if absent and len(absent) < sum(".param." in ref for ref in mapping):  # all absent: from_layout says
-                    biases, hint = all(t.endswith(".bias") for t in absent), simplicial_hint(weights)
+                    biases, hint = all(t.endswith(".bias") for t in absent), byol_pytorch_hint(weights)
                     raise ValueError(f"--inputs {args.inputs} lacks {len(absent)} {args.layout} tensor(s) that the "
                                      f"{style} mapping names, e.g. {absent[:4]}"
                                      + (" (a model without these biases: use the preset of the implementation that "
@@ -1894,7 +1894,7 @@ def _cmd_trace(args) -> int:
             if ignored:  # say what was left out, so that nothing is dropped silently
                 print(f"byol-ref trace: left out {len(ignored)} input tensor(s) the mapping does not name: "
                       f"{', '.join(ignored[:6])}{', ...' if len(ignored) > 6 else ''}", file=sys.stderr)
-                hint = simplicial_hint(ignored)
+                hint = byol_pytorch_hint(ignored)
                 if hint:
                     print(f"  {hint.strip()}", file=sys.stderr)
     else:

@@ -311,14 +311,22 @@ def unmapped_names(state: dict, mapping: dict, *, ignore_prefixes=()) -> list:
     return [t for t in state if t not in inverse and not t.startswith(tuple(ignore_prefixes))]
 
 
-def simplicial_hint(names) -> str:
-    """A hint when torch names show byol-pytorch 0.9's simplicial embedding (its default) to a config
-    without one: the names ``...projector.0.0.*`` exist only there. Empty otherwise."""
-    if not any(".projector.0.0." in n for n in names):
-        return ""
-    return (" These look like byol-pytorch 0.9's default simplicial embedding (projector.0.0, 0.1, 2.<i>): "
-            "add --set sem_simplices=32 (model.Config.sem_simplices), or build its BYOL with "
-            "use_simplicial_embeddings=False.")
+def byol_pytorch_hint(names) -> str:
+    """A hint when torch names show one of byol-pytorch's structures that its plain BYOL is not. Its
+    simplicial embedding (0.9's default), to a config without one: names ``...projector.0.0.*`` exist
+    only there. ``BYOL(use_momentum=False)``, which is SimSiam: its ``SimSiamMLP`` projector's third
+    Linear and last batch norm (``...projector.6.weight``, ``...projector.7.running_mean``), which no
+    BYOL projector has (a BYOL MLP's are 0, 1 and 3). Empty otherwise."""
+    if any(".projector.0.0." in n for n in names):
+        return (" These look like byol-pytorch 0.9's default simplicial embedding (projector.0.0, 0.1, 2.<i>): "
+                "add --set sem_simplices=32 (model.Config.sem_simplices), or build its BYOL with "
+                "use_simplicial_embeddings=False.")
+    if any(n.endswith((".projector.6.weight", ".projector.7.running_mean")) for n in names):
+        return (" These look like byol-pytorch's BYOL(use_momentum=False), which is SimSiam, not BYOL: its "
+                "projector is SimSiamMLP (projector.0, 3 and 6: three Linears without biases, a batch norm after "
+                "each, the last without gamma and beta), which byol-ref does not build; docs/verifying.md says "
+                "what a byol-ref run of it matches.")
+    return ""
 
 
 def from_torch_layout(state: dict, mapping: dict, *, strict: bool = True, ignore_prefixes=()) -> dict:
@@ -355,7 +363,7 @@ def from_layout(state: dict, mapping: dict, *, layout: str, strict: bool = True,
         raise ValueError(f"the {layout} state lacks {len(absent)} mapped name(s), e.g. {absent[:4]}; its names "
                          f"include {list(state)[:6]}. Wrong mapping style, or a model of another structure "
                          "(the --preset of the implementation that wrote it, or --set head_bias/hidden_bias/layout)?"
-                         + simplicial_hint(state))
+                         + byol_pytorch_hint(state))
     # A tensor of a layer the mapping does name is a structure mismatch, whatever ``strict`` says:
     # said first, since "extend the mapping" would be the wrong advice for it.
     modules = {}  # torch module -> the byol-ref names mapped to its tensors
@@ -381,7 +389,7 @@ def from_layout(state: dict, mapping: dict, *, layout: str, strict: bool = True,
                          "or remove the tensor if your model never uses it")
     if strict and unmapped:
         raise ValueError(f"{len(unmapped)} {layout} name(s) have no byol-ref name, e.g. {unmapped[:4]}; "
-                         "extend the mapping or pass strict=False." + simplicial_hint(unmapped))
+                         "extend the mapping or pass strict=False." + byol_pytorch_hint(unmapped))
     out = {}
     for ref, t in mapping.items():
         if t in state:

@@ -1219,6 +1219,38 @@ def test_byol_pytorch_weights_with_a_simplicial_embedding_read_without_one_get_t
         from_torch_layout(state, torch_mapping("byol-pytorch", get_preset("byol-pytorch").config(**sizes)))
 
 
+def test_byol_pytorch_weights_of_use_momentum_false_are_told_as_simsiam(tmp_path, capsys):
+    """byol-pytorch's BYOL(use_momentum=False) is SimSiam: no target network, and a SimSiamMLP projector
+    (projector.0, 3, 6, bias-free, batch norm 1, 4 and an affine-less 7). Its weights got "lacks 25
+    mapped name(s) ... Wrong mapping style, or a model of another structure?", and a user was left to
+    guess which; the refusal now says what they are and that byol-ref does not build them."""
+    from byol_ref.cli import main
+
+    sizes = dict(encoder_dim=5, hidden_size=6, projection_dim=4, predictor_dim=3)
+    cfg = get_preset("byol-pytorch").config(**sizes)
+    plain = to_torch_layout(networks_to_arrays(*build_from_config(cfg, seed=0)), torch_mapping("byol-pytorch", cfg))
+    rng = np.random.default_rng(0)
+    simsiam = {k: v for k, v in plain.items() if k.startswith(("online_encoder.net.", "online_predictor."))}
+    for i, (n_out, n_in) in zip((0, 3, 6), ((6, 5), (6, 6), (4, 6))):
+        simsiam[f"online_encoder.projector.{i}.weight"] = rng.standard_normal((n_out, n_in))
+        bn = f"online_encoder.projector.{i + 1}."
+        simsiam.update({bn + "running_mean": np.zeros(n_out), bn + "running_var": np.ones(n_out),
+                        bn + "num_batches_tracked": np.array(0)})
+        if i < 6:
+            simsiam.update({bn + "weight": np.ones(n_out), bn + "bias": np.zeros(n_out)})
+    said = (r"These look like byol-pytorch's BYOL\(use_momentum=False\), which is SimSiam, not BYOL: its projector "
+            r"is SimSiamMLP \(projector.0, 3 and 6: .*\), which byol-ref does not build; docs/verifying.md says")
+    with pytest.raises(ValueError, match=r"lacks \d+ mapped name\(s\).* " + said):
+        from_torch_layout(simsiam, torch_mapping("byol-pytorch", cfg))
+    np.savez(tmp_path / "simsiam.npz", **simsiam)
+    assert main(["convert", str(tmp_path / "simsiam.npz"), str(tmp_path / "out.npz"), "--from", "torch", "--to",
+                 "byol-ref", "--mapping", "byol-pytorch", "--preset", "byol-pytorch"]) == 2
+    assert re.search(said, capsys.readouterr().err) and not (tmp_path / "out.npz").exists()
+    with pytest.raises(ValueError, match=r"lacks \d+ mapped name\(s\).*layout\)\?$"):  # (BYOL's, told no such thing)
+        from_torch_layout({k: v for k, v in plain.items() if "projector.3.bias" not in k},
+                          torch_mapping("byol-pytorch", cfg))
+
+
 @pytest.mark.parametrize("raw", [b"", b"abc", b"\x08\x00\x00\x00\x00\x00\x00"])
 def test_a_safetensors_file_shorter_than_its_length_field_is_named(tmp_path, raw):
     """A .safetensors file of fewer than the 8 bytes of its header length (empty, or cut off): the file is
