@@ -566,8 +566,8 @@ class Progress:
     is no bar: fit's default ``progress=True`` failed there on "'NoneType' object has no attribute
     'write'".
     The rate and the time left count the steps after the first update, as tqdm's do: the first step's
-    time held the step-0 kNN monitor, and a log's first line had said "9 it/s  eta 3280s" of a run of
-    27 it/s that took 1100 s. Until a second update there is no rate to tell: "? it/s  eta ?"."""
+    time held the step-0 kNN monitor, and a log's first line had said "9 it/s  eta 3280s" of a run that
+    went at 26 it/s and ended 1180 s later. Until a second update there is no rate to tell: "? it/s  eta ?"."""
 
     def __init__(self, total: int, *, enabled: bool = True, stream=None):
         self.stream = stream if stream is not None else sys.stderr

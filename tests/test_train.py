@@ -288,7 +288,7 @@ def test_fit_redraws_its_bar_in_place_in_a_notebook(data, monkeypatch):
 
 
 def test_the_bar_times_the_steps_after_its_first_and_tells_slow_and_long_runs_plainly(monkeypatch):
-    """A log's first line had said "9 it/s  eta 3280s" of a run of 27 it/s: its one timed step held the
+    """A log's first line had said "9 it/s  eta 3280s" of a run of 26 it/s: its one timed step held the
     step-0 kNN monitor. The rate now counts the steps after the first update ("?" before a second one);
     a run slower than a step a second said "0 it/s", and an hour left read "eta 3600s"."""
     from types import SimpleNamespace
