@@ -304,7 +304,7 @@ def test_the_bar_times_the_steps_after_its_first_and_tells_slow_and_long_runs_pl
             bar.update(step, loss=1.0)
         return [line.split("loss 1  ")[1] for line in log.getvalue().splitlines()]
 
-    # A first step of 5 s (the monitor), then two steps a second.
+    # The first update 5 s in (the step-0 monitor held it: the bar reads no clock before), then two steps a second.
     assert lines(10, [5.0 + 0.5 * k for k in range(10)]) == [
         "? it/s  eta ?", *(f"2 it/s  eta {round((10 - s) / 2)}s" for s in range(2, 11))]
     assert lines(10, [40.0 * k for k in range(10)])[1:3] == ["40.0 s/it  eta 5m20s", "40.0 s/it  eta 4m40s"]
