@@ -120,18 +120,29 @@ def written_by_python2(path) -> bool:
 
 
 @contextmanager
-def python2_named(path, what: str):
-    """Read ``path`` (an ``.npy`` or ``.npz``, named ``what``) in this block with one warning, naming it,
-    where a header is Python 2's: NumPy warns once per such array and names no file. Other files are
-    read as they are, with the warning filters untouched (they are the process's, not this thread's)."""
-    if not written_by_python2(path):
+def _python2_warning_ignored(ignore: bool):
+    """NumPy's warning of a Python 2 header filtered out in this block where ``ignore`` (the caller names the
+    file in a warning of its own); where not, the warning filters untouched (they are the process's, not this
+    thread's: ``catch_warnings`` is entered only for such a file)."""
+    if not ignore:
         yield
         return
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", PYTHON2_HEADER, UserWarning)
         yield
-    warnings.warn(f"{what} was written by Python 2's NumPy, whose header takes extra parsing to read; save it "
-                  "again with numpy.save to read it faster and without this warning", UserWarning, stacklevel=3)
+
+
+@contextmanager
+def python2_named(path, what: str):
+    """Read ``path`` (an ``.npy`` or ``.npz``, named ``what``) in this block with one warning, naming it,
+    where a header is Python 2's: NumPy warns once per such array and names no file. Other files are
+    read as they are."""
+    python2 = written_by_python2(path)
+    with _python2_warning_ignored(python2):
+        yield
+    if python2:
+        warnings.warn(f"{what} was written by Python 2's NumPy, whose header takes extra parsing to read; save "
+                      "it again with numpy.save to read it faster and without this warning", UserWarning, stacklevel=3)
 
 
 def first_line(exc: BaseException) -> str:
@@ -168,14 +179,9 @@ def npy_size_problem(fh, size: int) -> str | None:
     the header claims and quietly leaves the rest; a header claiming more (terabytes, when
     corrupt) would have it allocate first. A mangled header raises ValueError or what NumPy's
     parser raises (SyntaxError, tokenize.TokenError)."""
-    python2 = _python2_header(fh)
-    version = np.lib.format.read_magic(fh)
-    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-    if python2:  # (the array's read warns of it, naming the file: python2_named)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", PYTHON2_HEADER, UserWarning)
-            shape, _, dtype = read(fh)
-    else:
+    with _python2_warning_ignored(_python2_header(fh)):  # (the array's read warns of it, naming the file)
+        version = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, _, dtype = read(fh)
     claimed, held = math.prod(shape) * dtype.itemsize, size - fh.tell()
     if dtype.hasobject or claimed == held:  # (object arrays: np.load refuses them without reading)
