@@ -25,6 +25,7 @@ printed) or mypy is not installed (a line says how to install it).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -36,6 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MYPY_LEAST = (1, 10)
+MYPY = (sys.executable, "-m", "mypy")
 # (pyright's pip package would tell of each newer release, a line in the report; the check is the same)
 PYRIGHT_ENV = {"PYRIGHT_PYTHON_IGNORE_WARNINGS": "1"}
 
@@ -51,9 +53,11 @@ def doc_modules() -> dict:
     return out
 
 
-def checker_version(command: list) -> str | None:
+@functools.lru_cache(maxsize=None)
+def checker_version(*command: str) -> str | None:
     """The first line ``command --version`` prints ("mypy 1.10.1 (compiled: yes)", "pyright 1.1.414"), or
-    None where the command does not run or fails."""
+    None where the command does not run or fails; asked once per command (the check asks each checker
+    before it runs it, and the report names it)."""
     try:
         proc = subprocess.run([*command, "--version"], capture_output=True, text=True, timeout=600,
                               env={**os.environ, **PYRIGHT_ENV})
@@ -64,7 +68,7 @@ def checker_version(command: list) -> str | None:
 
 def mypy_version() -> tuple | None:
     """mypy's (major, minor) where this Python has it, else None."""
-    found = re.match(r"mypy (\d+)\.(\d+)", checker_version([sys.executable, "-m", "mypy"]) or "")
+    found = re.match(r"mypy (\d+)\.(\d+)", checker_version(*MYPY) or "")
     return (int(found.group(1)), int(found.group(2))) if found else None
 
 
@@ -73,7 +77,7 @@ def pyright_command() -> list | None:
     where neither answers ``--version`` as pyright."""
     on_path = shutil.which("pyright")
     for command in ([sys.executable, "-m", "pyright"], *([[on_path]] if on_path else [])):
-        if (checker_version(command) or "").startswith("pyright "):
+        if (checker_version(*command) or "").startswith("pyright "):
             return command
     return None
 
@@ -106,10 +110,10 @@ def main(argv=None) -> int:
         for name, source in modules.items():
             (Path(tmp) / f"{name}.py").write_text(source, encoding="utf-8")
             files.append(str(Path(tmp) / f"{name}.py"))
-        version = checker_version([sys.executable, "-m", "mypy"])
+        version = checker_version(*MYPY)
         print(f"== {version}")
         env = {**os.environ, "MYPYPATH": str(ROOT)}  # (byol_ref from this checkout, whatever is installed)
-        proc = subprocess.run([sys.executable, "-m", "mypy", "--check-untyped-defs", "--follow-imports=silent",
+        proc = subprocess.run([*MYPY, "--check-untyped-defs", "--follow-imports=silent",
                                "--pretty", "--cache-dir", str(Path(tmp) / "cache"), *files],
                               env=env, cwd=tmp, capture_output=True, text=True)
         ran.append(version)
@@ -119,7 +123,7 @@ def main(argv=None) -> int:
             print("== pyright: not installed here, not run (optional: `pip install pyright` adds the checker "
                   "of VS Code's Pylance)")
         else:
-            version = checker_version(pyright)
+            version = checker_version(*pyright)
             print(f"== {version}")
             # byol_ref from this checkout (extraPaths come before site-packages); numpy from this Python
             config = {"include": [f"{name}.py" for name in modules], "extraPaths": [str(ROOT)],
