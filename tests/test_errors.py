@@ -1191,7 +1191,7 @@ def test_an_empty_array_with_a_dimension_beyond_int64_is_refused_naming_the_file
         load_file(tmp_path / "x.npy")
 
 
-def test_a_refusal_a_caller_rewords_keeps_its_parts_and_its_class():
+def test_a_refusal_a_caller_rewords_keeps_its_parts_and_its_class(tmp_path):
     """The command line gives its own advice for a refusal of load_file's test_fraction or image_shape and
     prepare_training_data's pixel range, which it used to find by matching the message's text (a change
     of the library's words would have let the Python advice through). The refusal now carries the
@@ -1206,14 +1206,9 @@ def test_a_refusal_a_caller_rewords_keeps_its_parts_and_its_class():
     assert isinstance(again, ValueError) and again.arg == "image_shape"
     assert str(again) == "--image-shape 8x9 has 72 pixels but x has D=64 features; pass (8, 8)"
     assert str(ArgumentError("x", "is bad")) == "is bad" and str(exc.reworded(advice="")).endswith("features")
-    import tempfile
-    from pathlib import Path
-
-    with tempfile.TemporaryDirectory() as tmp:
-        np.save(Path(tmp) / "x.npy", np.zeros((4, 64)))
-        np.save(Path(tmp) / "y.npy", np.arange(4))  # four classes of one sample: no stratified test split
-        for kw, arg in ((dict(labels=str(Path(tmp) / "y.npy")), "test_fraction"),
-                        (dict(image_shape=(8, 9)), "image_shape")):
-            with pytest.raises(ArgumentError) as info:
-                load_file(Path(tmp) / "x.npy", **kw)
-            assert info.value.arg == arg and str(info.value).startswith(info.value.subject)
+    np.save(tmp_path / "x.npy", np.zeros((4, 64)))
+    np.save(tmp_path / "y.npy", np.arange(4))  # four classes of one sample: no stratified test split
+    for kw, arg in ((dict(labels=str(tmp_path / "y.npy")), "test_fraction"), (dict(image_shape=(8, 9)), "image_shape")):
+        with pytest.raises(ArgumentError) as info:
+            load_file(tmp_path / "x.npy", **kw)
+        assert info.value.arg == arg and str(info.value).startswith(info.value.subject)
