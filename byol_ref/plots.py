@@ -146,17 +146,60 @@ def plot_run(history: list, report: dict | None, out_dir, *, loss_label: str | N
     return written
 
 
-def _plot_training(steps, history, knn, path, loss_label, n_test=None):
-    """training.png: loss, schedules, collapse monitors and the kNN monitor over the steps."""
-    fig = new_figure(figsize=(11, 8), layout="constrained")
-    axes = fig.subplots(2, 2)
-    ax = axes[0, 0]
-    ax.plot(steps, [h["loss"] for h in history], color="C0")
-    ax.set(title=f"BYOL loss ({loss_label})", xlabel="step", ylabel="loss")
-    ax.title.set_fontsize(10)
-    ax.grid(alpha=0.3)
+def moving_mean(values, window: int):
+    """The mean of each run of ``window`` consecutive ``values`` (a centred moving average: entry i is
+    the mean of values[i : i + window], drawn at the middle of that run), ``len(values) - window + 1``
+    entries."""
+    sums = np.cumsum(np.concatenate([[0.0], np.asarray(values, dtype=float)]))
+    return (sums[window:] - sums[:-window]) / window
 
-    ax = axes[0, 1]
+
+def _smoothing_window(records: int) -> int:
+    """Records averaged by the loss panel's moving mean: an odd count near 2% of them (1, no
+    smoothing, up to 50 records; 61 for the 3,000 records of a 30,000-step run)."""
+    return 2 * round(records / 100) + 1
+
+
+def _plain_log_formatter(**kwargs):
+    """A log axis' tick formatter that labels the ticks matplotlib's own would label, in plain numbers."""
+    from matplotlib.ticker import LogFormatter
+
+    class Plain(LogFormatter):
+        def __call__(self, x, pos=None):
+            return f"{x:g}" if super().__call__(x, pos) else ""
+
+    return Plain(**kwargs)
+
+
+def _plot_training(steps, history, knn, path, loss_label, n_test=None):
+    """training.png: the loss, the schedules and the kNN monitor above, the two collapse monitors
+    (the spread and the effective rank of the features) below, over the steps."""
+    fig = new_figure(figsize=(15, 8), layout="constrained")
+    axes = fig.subplot_mosaic([["loss"] * 2 + ["schedules"] * 2 + ["knn"] * 2, ["spread"] * 3 + ["rank"] * 3])
+
+    # The loss of each logged step, and where there are many (a long run's curve is a band of noise), their
+    # moving mean over it. On a log axis where the loss cannot be negative: on a linear one the first steps,
+    # at several times the rest, set the scale and flatten everything after them.
+    ax = axes["loss"]
+    loss = [h["loss"] for h in history]
+    window = _smoothing_window(len(loss))
+    smoothed = window > 1
+    ax.plot(steps, loss, color="C0", lw=0.8 if smoothed else 1.5, alpha=0.35 if smoothed else 1.0,
+            label="each logged step")
+    if smoothed:
+        ax.plot(steps[window // 2: len(steps) - window // 2], moving_mean(loss, window), color="C0",
+                label=f"moving mean of {window} records, over {steps[window - 1] - steps[0]} steps")
+        ax.legend(fontsize=8, loc="upper right")
+    log = bool(loss) and min(loss) > 0
+    if log:
+        ax.set_yscale("log")  # (the ticks matplotlib labels, as 0.3 and 2, not 3 x 10^-1 and 2 x 10^0)
+        ax.yaxis.set_major_formatter(_plain_log_formatter())
+        ax.yaxis.set_minor_formatter(_plain_log_formatter(labelOnlyBase=False))
+    ax.set(title=f"BYOL loss ({loss_label})", xlabel="step", ylabel="loss (log scale)" if log else "loss")
+    ax.title.set_fontsize(10)
+    ax.grid(alpha=0.3, which="both" if log else "major")
+
+    ax = axes["schedules"]
     ax.plot(steps, [h["lr"] for h in history], color="C1", label="learning rate")
     ax.set(title="schedules", xlabel="step", ylabel="learning rate")
     ax2 = ax.twinx()
@@ -166,26 +209,29 @@ def _plot_training(steps, history, knn, path, loss_label, n_test=None):
               fontsize=8, frameon=False)  # (below the axes: inside, it sat on the curves)
     ax.grid(alpha=0.3)
 
-    # The spread as a ratio to its healthy value (1: isotropic, 0: collapsed), both axes from 0, so that a
-    # curve near the bottom of either axis means collapse; the legend below the axes hides no curve.
-    ax = axes[1, 0]
-    ax.plot(steps, [h["z_std"] / h["z_std_healthy"] for h in history], color="C3",
-            label="std of l2-normalised z x sqrt(P)")
+    # The collapse monitors, each on an axis of its own from 0, so that a curve near the bottom means collapse.
+    # (On one axis and its twin, the spread of z and the rank of y crossed and ran together in a long run.)
+    # The spread as a ratio to its healthy value: 1 isotropic, 0 collapsed. Legends below the axes hide no curve.
+    ax = axes["spread"]
+    ratio = [h["z_std"] / h["z_std_healthy"] for h in history]
+    ax.plot(steps, ratio, color="C3", label="std of l2-normalised z x sqrt(P)")
     ax.axhline(1.0, color="C3", ls="--", alpha=0.6, label="healthy (isotropic): 1")
-    ax.set(title="collapse monitors (online z and y of the training batch, view 1)", xlabel="step",
-           ylabel="normalised std x sqrt(P)")
+    ax.set(title="collapse monitor: spread of the online z (training batch, view 1)", xlabel="step",
+           ylabel="normalised std x sqrt(P)", ylim=(0, 1.15 * max([1.0] + ratio)))
     ax.title.set_fontsize(10)
-    ax.set_ylim(0, 1.15 * max([1.0] + [h["z_std"] / h["z_std_healthy"] for h in history]))
-    ax2 = ax.twinx()
-    ax2.plot(steps, [h["z_rank"] for h in history], color="C4", label="effective rank of z")
-    ax2.plot(steps, [h["y_rank"] for h in history], color="C5", label="effective rank of y")
-    ax2.set_ylabel("effective rank")
-    ax2.set_ylim(0, 1.15 * max([1.0] + [max(h["z_rank"], h["y_rank"]) for h in history]))
-    ax.legend(handles=ax.get_lines() + ax2.get_lines(), loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2,
-              fontsize=8, frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, fontsize=8, frameon=False)
     ax.grid(alpha=0.3)
 
-    ax = axes[1, 1]
+    ax = axes["rank"]
+    ax.plot(steps, [h["z_rank"] for h in history], color="C4", label="effective rank of z")
+    ax.plot(steps, [h["y_rank"] for h in history], color="C5", label="effective rank of y")
+    ax.set(title="collapse monitor: effective rank of the online z and y (training batch, view 1)", xlabel="step",
+           ylabel="effective rank", ylim=(0, 1.15 * max([1.0] + [max(h["z_rank"], h["y_rank"]) for h in history])))
+    ax.title.set_fontsize(10)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, fontsize=8, frameon=False)
+    ax.grid(alpha=0.3)
+
+    ax = axes["knn"]
     if knn:
         ax.plot([s for s, _ in knn], [100 * a for _, a in knn], marker="o", color="C0")
     # (the axis is zoomed onto the curve: the title says what one test sample is worth on it)

@@ -145,10 +145,10 @@ def test_probes_are_dots_with_the_low_label_spread_and_the_monitors_start_at_zer
     assert not ax.patches  # no bars
     errorbars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
     assert len(errorbars) == 2 and ax.get_legend().get_bbox_to_anchor().x0 > ax.get_window_extent().x1 - 1
-    monitors = training.axes[2]
-    twin = next(a for a in training.axes if a is not monitors and a.bbox.bounds == monitors.bbox.bounds)
-    assert monitors.get_ylim()[0] == 0 and twin.get_ylim()[0] == 0
-    assert 1.0 < monitors.get_ylim()[1] and [line.get_ydata()[0] for line in monitors.get_lines()] == \
+    spread, rank = (next(a for a in training.axes if a.get_title().startswith(f"collapse monitor: {what}"))
+                    for what in ("spread", "effective rank"))
+    assert spread.get_ylim()[0] == 0 and rank.get_ylim()[0] == 0
+    assert 1.0 < spread.get_ylim()[1] and [line.get_ydata()[0] for line in spread.get_lines()] == \
         [pytest.approx(0.121 / 0.125), 1.0]
 
 
@@ -182,7 +182,7 @@ def _figures_of(drawn, draw):
 
 
 def _twin_of(fig, ax):
-    return next(a for a in fig.axes if a is not ax and a.bbox.bounds == ax.bbox.bounds)
+    return next((a for a in fig.axes if a is not ax and a.bbox.bounds == ax.bbox.bounds), None)
 
 
 def test_training_curves_draw_each_series_against_the_steps(drawn, tmp_path):
@@ -208,7 +208,7 @@ def test_training_curves_draw_each_series_against_the_steps(drawn, tmp_path):
     assert [xy(line) for line in ax.get_lines()] == [(steps, loss)]
     # without a loss_label: the official loss (a mutation audit: a default that lost its range survived)
     assert ax.get_title() == "BYOL loss (||n(p) - n(z)||^2, both directions summed, in [0, 8])"
-    assert (ax.get_xlabel(), ax.get_ylabel()) == ("step", "loss")
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_yscale()) == ("step", "loss (log scale)", "log")
 
     ax = panel("schedules")
     twin = _twin_of(fig, ax)
@@ -217,17 +217,56 @@ def test_training_curves_draw_each_series_against_the_steps(drawn, tmp_path):
     assert (ax.get_xlabel(), ax.get_ylabel(), twin.get_ylabel()) == ("step", "learning rate", "tau")
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["learning rate", "tau (target EMA)"]
 
-    ax = panel("collapse monitors")
-    twin = _twin_of(fig, ax)
-    assert [xy(line) for line in twin.get_lines()] == [(steps, z_rank), (steps, y_rank)]
-    assert twin.get_ylabel() == "effective rank" and ax.get_xlabel() == "step"
-    assert twin.get_ylim()[1] >= max(y_rank) and ax.get_ylim()[1] >= 1.0  # every curve within its axis
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
-        "std of l2-normalised z x sqrt(P)", "healthy (isotropic): 1", "effective rank of z", "effective rank of y"]
+    ax = panel("collapse monitor: spread")
+    assert [xy(line) for line in ax.get_lines()] == [(steps, [d / healthy for d in z_std]), ([0.0, 1.0], [1.0, 1.0])]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("step", "normalised std x sqrt(P)")
+    assert ax.get_ylim()[1] >= 1.0 and [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "std of l2-normalised z x sqrt(P)", "healthy (isotropic): 1"]
+    ax = panel("collapse monitor: effective rank")
+    assert [xy(line) for line in ax.get_lines()] == [(steps, z_rank), (steps, y_rank)]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("step", "effective rank")
+    assert ax.get_ylim()[1] >= max(y_rank)  # every curve within its axis
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["effective rank of z", "effective rank of y"]
+    assert [_twin_of(fig, a) for a in fig.axes if a.get_title().startswith("collapse")] == [None, None]
 
     ax = panel("kNN")
     assert [xy(line) for line in ax.get_lines()] == [([0.0, 40.0], [50.0, 75.0])]  # in percent, at its steps
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("step", "accuracy (%)")
+
+
+def test_a_long_run_s_loss_is_drawn_on_a_log_axis_with_its_moving_mean(drawn, tmp_path):
+    """A 30,000-step run's training.png: its first steps, at ten times the rest, set the loss axis and flattened
+    the 29,000 steps after them into a band of noise at its foot. The loss is now on a log axis where it cannot be
+    negative, with a centred moving mean of about 2% of the records over the records themselves."""
+    from byol_ref.plots import moving_mean
+
+    np.testing.assert_allclose(moving_mean([1.0, 2.0, 4.0, 8.0, 16.0], 3), [7 / 3, 14 / 3, 28 / 3])
+    np.testing.assert_allclose(moving_mean([5.0, 1.0], 1), [5.0, 1.0])
+    rng = np.random.default_rng(0)
+    steps = list(range(10, 3010, 10))  # 300 records: a window of 7
+    loss = list(0.3 + 3.0 * np.exp(-np.arange(300) / 20.0) + 0.05 * rng.random(300))
+    ok = {"lr": 1e-3, "tau": 0.99, "z_std": 0.1, "z_std_healthy": 0.125, "z_rank": 2.0, "y_rank": 3.0}
+    (fig,) = _figures_of(drawn, lambda: plot_run([{"step": s, "loss": a, **ok} for s, a in zip(steps, loss)],
+                                                 None, tmp_path))
+    ax = next(a for a in fig.axes if a.get_title().startswith("BYOL loss"))
+    raw, mean = ax.get_lines()
+    assert (list(raw.get_xdata()), list(raw.get_ydata())) == (steps, loss)
+    assert list(mean.get_xdata()) == steps[3:-3]
+    np.testing.assert_allclose(mean.get_ydata(), [np.mean(loss[i - 3:i + 4]) for i in range(3, 297)], rtol=1e-12)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "each logged step", "moving mean of 7 records, over 60 steps"]
+    assert (ax.get_yscale(), ax.get_ylabel()) == ("log", "loss (log scale)")
+    fig.canvas.draw()  # (the tick labels are made as the figure is drawn)
+    labels = [t.get_text() for t in ax.get_yticklabels() + ax.get_yticklabels(minor=True) if t.get_text()]
+    assert "1" in labels and all("e" not in t and "10^" not in t for t in labels), labels
+
+    # The -cos form's loss is negative: a linear axis; and so is a run with a loss of exactly 0 (collapsed). A few
+    # records are not averaged.
+    for loss in ([-0.9, -0.95, -0.99], [0.5, 0.0, 0.0]):
+        (fig,) = _figures_of(drawn, lambda: plot_run([{"step": s, "loss": a, **ok} for s, a in zip(steps, loss)],
+                                                     None, tmp_path / "neg"))
+        ax = next(a for a in fig.axes if a.get_title().startswith("BYOL loss"))
+        assert (ax.get_yscale(), ax.get_ylabel(), len(ax.get_lines())) == ("linear", "loss", 1)
 
 
 def test_probe_dots_are_the_rows_accuracies_in_percent_side_by_side(drawn, tmp_path):
