@@ -160,15 +160,22 @@ def _smoothing_window(records: int) -> int:
     return 2 * round(records / 100) + 1
 
 
-def _plain_log_formatter(**kwargs):
-    """A log axis' tick formatter that labels the ticks matplotlib's own would label, in plain numbers."""
+def log_axis_if_positive(ax, values) -> bool:
+    """Put ``ax``'s y-axis on a log scale where every one of ``values`` is positive, its ticks labelled
+    as matplotlib's own would be but in plain numbers (0.3 and 2, not 3 x 10^-1 and 2 x 10^0); say
+    whether it did (a negative value, a 0 or no value at all leaves the axis linear)."""
     from matplotlib.ticker import LogFormatter
 
     class Plain(LogFormatter):
         def __call__(self, x, pos=None):
             return f"{x:g}" if super().__call__(x, pos) else ""
 
-    return Plain(**kwargs)
+    if not len(values) or min(values) <= 0:
+        return False
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(Plain())
+    ax.yaxis.set_minor_formatter(Plain(labelOnlyBase=False))
+    return True
 
 
 def _plot_training(steps, history, knn, path, loss_label, n_test=None):
@@ -190,11 +197,7 @@ def _plot_training(steps, history, knn, path, loss_label, n_test=None):
         ax.plot(steps[window // 2: len(steps) - window // 2], moving_mean(loss, window), color="C0",
                 label=f"moving mean of {window} records, over {steps[window - 1] - steps[0]} steps")
         ax.legend(fontsize=8, loc="upper right")
-    log = bool(loss) and min(loss) > 0
-    if log:
-        ax.set_yscale("log")  # (the ticks matplotlib labels, as 0.3 and 2, not 3 x 10^-1 and 2 x 10^0)
-        ax.yaxis.set_major_formatter(_plain_log_formatter())
-        ax.yaxis.set_minor_formatter(_plain_log_formatter(labelOnlyBase=False))
+    log = log_axis_if_positive(ax, loss)
     ax.set(title=f"BYOL loss ({loss_label})", xlabel="step", ylabel="loss (log scale)" if log else "loss")
     ax.title.set_fontsize(10)
     ax.grid(alpha=0.3, which="both" if log else "major")

@@ -27,8 +27,8 @@ import byol_ref as byol  # noqa: E402
 from byol_ref.backend import get_backend  # noqa: E402
 from byol_ref.checks import make_folder  # noqa: E402
 from byol_ref.data import load_digits  # noqa: E402
-from byol_ref.plots import (default_style, draw_similarity, have_matplotlib, new_figure,  # noqa: E402
-                            similarity_colorbar)
+from byol_ref.plots import (default_style, draw_similarity, have_matplotlib, log_axis_if_positive,  # noqa: E402
+                            new_figure, similarity_colorbar)
 from byol_ref.report import evaluate_features  # noqa: E402
 from byol_ref.train import TrainConfig, fit  # noqa: E402
 
@@ -155,7 +155,9 @@ def _plot_lab(results: list, y_test, out: Path, epochs: int, seed: int) -> None:
         axes[1].plot([x["step"] for x in h], [x["loss"] for x in h], **style)
     axes[0].set(title="spread of l2-normalised z (x sqrt(P): 1 healthy, 0 collapsed)", xlabel="step")
     axes[0].title.set_fontsize(10)
-    axes[1].set(title="BYOL loss", xlabel="step")
+    # On a log axis: on a linear one the collapsed arms' losses (from 0.016 down to 0.0004) lay together on its 0.
+    log = log_axis_if_positive(axes[1], [x["loss"] for r in results for x in r["history"] if "z_std" in x])
+    axes[1].set(title="BYOL loss" + (" (log scale)" if log else ""), xlabel="step")
     # Dots on a zoomed axis (bars from an axis that starts at 85 would exaggerate the gaps), in black and grey
     # (the arms' colours belong to the curves), each arm next to its own random-init encoder's (|): the arms
     # of another norm have another random baseline.
@@ -176,8 +178,8 @@ def _plot_lab(results: list, y_test, out: Path, epochs: int, seed: int) -> None:
     ax.set(title=f"test accuracy (%), {epochs} epochs, seed {seed}", xlim=(lo - 1, 100))
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=2)
-    for ax in axes[:2]:
-        ax.grid(alpha=0.3)
+    axes[0].grid(alpha=0.3)
+    axes[1].grid(alpha=0.3, which="both" if log else "major")
     # the arms' legend, for both curve panels, below the figure: clear of the curves
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=6, fontsize=7)

@@ -269,6 +269,36 @@ def test_a_long_run_s_loss_is_drawn_on_a_log_axis_with_its_moving_mean(drawn, tm
         assert (ax.get_yscale(), ax.get_ylabel(), len(ax.get_lines())) == ("linear", "loss", 1)
 
 
+def test_the_collapse_lab_draws_its_arms_losses_on_a_log_axis(tmp_path, monkeypatch):
+    """docs/img/collapse-lab.png drew the arms' losses on a linear axis, where the collapsed arms' (from 0.016 down
+    to 0.0004 at the end, told apart by the page's table) lay together on its 0."""
+    import importlib.util
+    from pathlib import Path
+
+    pytest.importorskip("matplotlib")
+    spec = importlib.util.spec_from_file_location("collapse_lab", Path(__file__).parents[1] / "scripts" /
+                                                  "collapse_lab.py")
+    lab = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lab)
+    made, real = [], lab.new_figure
+    monkeypatch.setattr(lab, "new_figure", lambda **kwargs: made.append(real(**kwargs)) or made[-1])
+    rng = np.random.default_rng(0)
+    y_test = np.repeat([0, 1], 6)
+    results = [{"arm": arm, "history": [{"step": 0, "knn": 0.5}] + [
+                    {"step": s, "loss": loss * (1 + 1 / s), "z_std": spread / 8, "z_std_healthy": 1 / 8}
+                    for s in (10, 20, 30)],
+                "knn_y": 0.9, "low_y": 0.8, "knn_random": 0.85, "low_random": 0.7, "z_std_ratio": spread,
+                "z_rank": 3.0, "z_test": rng.standard_normal((12, 4))}
+               for arm, loss, spread in (("BYOL (default)", 0.49, 0.97), ("no stop-gradient (tau = 0)", 4e-4, 0.01))]
+    (tmp_path / "img").mkdir()
+    lab.plot_lab(results, y_test, tmp_path, 150, 0)
+    ax = next(a for a in made[0].axes if a.get_title().startswith("BYOL loss"))
+    assert (ax.get_title(), ax.get_yscale()) == ("BYOL loss (log scale)", "log")
+    np.testing.assert_allclose([line.get_ydata() for line in ax.get_lines()],
+                               [[0.49 * (1 + 1 / s) for s in (10, 20, 30)], [4e-4 * (1 + 1 / s) for s in (10, 20, 30)]])
+    assert (tmp_path / "img" / "collapse-lab.png").exists()
+
+
 def test_probe_dots_are_the_rows_accuracies_in_percent_side_by_side(drawn, tmp_path):
     """probes.png: one series per row, in the rows' order and named by them; its dots are the kNN, low-label and
     linear accuracies in percent, placed side by side around each metric's tick; only the low-label dot has an
