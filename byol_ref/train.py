@@ -828,7 +828,10 @@ def fit(dataset: Dataset, model_cfg: Config, tcfg: TrainConfig, *, backend: str 
         views: pair of augmentation configs (default: ``default_views_for(dataset)``; on resume,
             the ones stored in the checkpoint, and passing different ones is an error).
         state: start from (a copy of) this TrainState instead of a fresh one; it is left as it was.
-        stop_at: stop after this many total steps (for tests of interrupted runs).
+        stop_at: stop after this many total steps (for tests of interrupted runs), with a checkpoint
+            and a record of that step whether the logging cadence falls on it or not (so the
+            metrics.jsonl of a run resumed from there holds that record besides the uninterrupted
+            run's; a Ctrl-C or ``stop_requested`` adds none).
         log: callable for one-line messages (default: print to stderr).
         on_checkpoint: called with the step after each checkpoint is written.
         stop_requested: called after each step: None, or an exception to raise once the step's

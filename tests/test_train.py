@@ -1456,6 +1456,27 @@ def test_a_run_stopped_early_records_the_step_it_stopped_at(data):
     assert [r["step"] for r in res.history if "loss" in r] == [5, 7]
 
 
+def test_a_run_stopped_between_records_and_resumed_writes_the_uninterrupted_runs_metrics(tmp_path, data):
+    """A Ctrl-C (``stop_requested``) off the logging cadence adds no record (only stop_at, above, does): the
+    resumed run's metrics.jsonl is the uninterrupted run's, byte for byte, as its final state is."""
+    cfg = byol.Config(encoder_dim=12, **SMALL)
+    tcfg = _tcfg(epochs=3, log_every=5, eval_every=100)  # K = 12: records at 0 (kNN), 5, 10 and 12
+
+    class Stop(KeyboardInterrupt):
+        pass
+
+    fit(data, cfg, tcfg, progress=False, out_dir=tmp_path / "whole")
+    steps = iter(range(1, 13))
+    with pytest.raises(Stop):
+        fit(data, cfg, tcfg, progress=False, out_dir=tmp_path / "part",
+            stop_requested=lambda: Stop() if next(steps) == 7 else None)
+    assert [json.loads(line)["step"] for line in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()] \
+        == [0, 5]
+    fit(data, cfg, tcfg, progress=False, out_dir=tmp_path / "part", resume=True, log=lambda msg: None)
+    whole = (tmp_path / "whole" / "metrics.jsonl").read_bytes()
+    assert (tmp_path / "part" / "metrics.jsonl").read_bytes() == whole and whole.count(b"\n") == 4
+
+
 def test_atomic_writes_get_the_permissions_open_would_give(tmp_path):
     import os
 
