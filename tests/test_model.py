@@ -119,7 +119,6 @@ def test_every_online_gradient_matches_finite_differences(config_kw, seed, n):
     _check_online_gradients(config_kw, seed, n)
 
 
-@settings(max_examples=10)
 @given(config_kw=model_conventions(), seed=st.integers(0, 10_000), n=st.integers(3, 5))
 def test_every_online_gradient_matches_finite_differences_at_drawn_conventions(config_kw, seed, n):
     """CONFIGS holds a few conventions in each line; here every one is drawn at once (layout, norm, biases, init,

@@ -462,7 +462,6 @@ def test_resume_is_bit_identical(tmp_path, data, backend):
     _assert_same_bits(resumed.state, full.state)
 
 
-@settings(max_examples=8, deadline=None)
 @given(kw=model_conventions().flatmap(lambda mk: st.tuples(st.just(mk), train_conventions(mk.get("norm")))),
        stop_gradient=st.booleans(), seed=st.integers(0, 1000), stop=st.integers(1, 11))
 def test_resume_is_bit_identical_at_drawn_conventions(tmp_path_factory, data, kw, stop_gradient, seed, stop):
