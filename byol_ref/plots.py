@@ -146,10 +146,10 @@ def plot_run(history: list, report: dict | None, out_dir, *, loss_label: str | N
     return written
 
 
-def moving_mean(values, window: int):
-    """The mean of each run of ``window`` consecutive ``values`` (a centred moving average: entry i is
-    the mean of values[i : i + window], drawn at the middle of that run), ``len(values) - window + 1``
-    entries."""
+def _moving_mean(values, window: int):
+    """The mean of each run of ``window`` consecutive ``values``: entry i is the mean of
+    values[i : i + window], ``len(values) - window + 1`` entries (drawn at the middle of each run, a
+    centred moving average)."""
     sums = np.cumsum(np.concatenate([[0.0], np.asarray(values, dtype=float)]))
     return (sums[window:] - sums[:-window]) / window
 
@@ -194,7 +194,7 @@ def _plot_training(steps, history, knn, path, loss_label, n_test=None):
     ax.plot(steps, loss, color="C0", lw=0.8 if smoothed else 1.5, alpha=0.35 if smoothed else 1.0,
             label="each logged step")
     if smoothed:
-        ax.plot(steps[window // 2: len(steps) - window // 2], moving_mean(loss, window), color="C0",
+        ax.plot(steps[window // 2: len(steps) - window // 2], _moving_mean(loss, window), color="C0",
                 label=f"moving mean of {window} records, over {steps[window - 1] - steps[0]} steps")
         ax.legend(fontsize=8, loc="upper right")
     log = log_axis_if_positive(ax, loss)

@@ -238,7 +238,7 @@ def test_a_long_run_s_loss_is_drawn_on_a_log_axis_with_its_moving_mean(drawn, tm
     """A 30,000-step run's training.png: its first steps, at ten times the rest, set the loss axis and flattened
     the 29,000 steps after them into a band of noise at its foot. The loss is now on a log axis where it cannot be
     negative, with a centred moving mean of about 2% of the records over the records themselves."""
-    from byol_ref.plots import moving_mean
+    from byol_ref.plots import _moving_mean as moving_mean
 
     np.testing.assert_allclose(moving_mean([1.0, 2.0, 4.0, 8.0, 16.0], 3), [7 / 3, 14 / 3, 28 / 3])
     np.testing.assert_allclose(moving_mean([5.0, 1.0], 1), [5.0, 1.0])

@@ -21,10 +21,10 @@ from byol_ref.augment import VectorAug
 from byol_ref.backend import get_backend, to_numpy
 from byol_ref.data import synthetic
 from byol_ref.evaluate import knn_accuracy
-from conventions import model_conventions, train_conventions
 from byol_ref.train import (TrainConfig, TrainingDiverged, checkpoint_features, encode, fit, init_sample, init_state,
                             knn_monitor, load_checkpoint, make_optimizer_for, make_schedules, save_checkpoint,
                             train_step)
+from conventions import model_conventions, train_conventions
 
 SMALL = dict(hidden_size=32, projection_dim=16, predictor_dim=16)
 
