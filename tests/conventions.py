@@ -24,7 +24,9 @@ TRAIN = dict(
     cosine_denominator=["K-W", "K-W-1"], lr_interval=["step", "epoch"], tau_base=[0.0, 0.9, 0.996, 1.0],
     tau_schedule=["cosine", "constant"], tau_denominator=["K", "K-1"], tau_interval=["step", "epoch"],
     ema_when=["post_step", "pre_forward"], predictor_lr_mult=[0.0, 1.0, 10.0], data_init=[False, True],
-    dtype=["float64", "float32"], log_every=[1, 3], eval_every=[0, 5], checkpoint_every=[0, 2, 5])
+    ema_form=["weighted", "increment"], warmup_offset=[0, 1], warmup_denominator=["W", "W-1"],
+    lr_rounding=["exact", "float32"], momentum=[0.0, 0.9], lars_eta=[1e-3, 0.02], dtype=["float64", "float32"],
+    log_every=[1, 3], eval_every=[0, 5], monitor_rows=[0, 20], checkpoint_every=[0, 2, 5])
 
 
 def _fields(table: dict) -> st.SearchStrategy:
@@ -44,5 +46,9 @@ def model_conventions() -> st.SearchStrategy:
 
 def train_conventions(norm: str | None) -> st.SearchStrategy:
     """TrainConfig keyword arguments for a model of ``norm``: the data-dependent init only for the affine norm it
-    initialises."""
-    return _fields(TRAIN).map(lambda kw: {**kw, "data_init": kw["data_init"] and norm == "affine"})
+    initialises; lightly's warm-up offset only with a denominator of W (with solo-learn's W-1 it would overshoot
+    the peak, and is refused)."""
+    def fit(kw):
+        return {**kw, "data_init": kw["data_init"] and norm == "affine",
+                "warmup_denominator": "W" if kw["warmup_offset"] else kw["warmup_denominator"]}
+    return _fields(TRAIN).map(fit)
