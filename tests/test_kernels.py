@@ -22,7 +22,7 @@ from byol_ref.layers import (RunningStats, _normalize_backward, batch_norm_backw
 from byol_ref.losses import regression_loss_backward, regression_loss_forward
 from byol_ref.model import ema_update, loss_and_grads, mlp_backward, mlp_forward, network_plan
 from byol_ref.optim import make_optimizer
-from conventions import model_conventions
+from conventions import MODEL_PAIRS, model_conventions
 
 DTYPES = ["float32", "float64"]
 
@@ -147,16 +147,28 @@ def test_fast_loss_and_grads_equals_the_allocating_path(dtype, options):
     _assert_fast_path_is_the_allocating_path(online, target, *rng.standard_normal((2, 5, 7)).astype(dtype))
 
 
-# (five times the profile's examples, 200 in CI, a few ms each: 25 drew no batch norm after edifice's ReLU)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("row", range(len(MODEL_PAIRS)), ids=[f"pairs{i}" for i in range(len(MODEL_PAIRS))])
+def test_fast_loss_and_grads_equals_the_allocating_path_at_every_pair_of_conventions(dtype, row):
+    """FAST_PATH_OPTIONS lists the block orders and the options that change which temporaries exist; the
+    combination of two once broke the fast path alone. tests/conventions.py's MODEL_PAIRS hold every value of
+    every convention next to every value of every other."""
+    _assert_fast_path_agrees_at(MODEL_PAIRS[row], dtype, n=(4, 6, 8)[row % 3], seed=row)
+
+
+# (five times the profile's examples, 200 in CI, a few ms each)
 @settings(max_examples=5 * settings.default.max_examples)
-@given(options=model_conventions(), stop_gradient=st.booleans(), dtype=st.sampled_from(DTYPES),
-       n=st.sampled_from([4, 6, 8]), seed=st.integers(0, 1000))
-def test_fast_loss_and_grads_equals_the_allocating_path_at_drawn_conventions(options, stop_gradient, dtype, n, seed):
-    """FAST_PATH_OPTIONS lists the block orders and the options that change which temporaries exist; here every
-    convention is drawn at once (tests/conventions.py), as the combination of two once broke the fast path
-    alone. (A sweep of 1,500 draws found the two paths equal, bit for bit, in every one.)"""
+@given(options=model_conventions(), dtype=st.sampled_from(DTYPES), n=st.sampled_from([4, 6, 8]),
+       seed=st.integers(0, 1000))
+def test_fast_loss_and_grads_equals_the_allocating_path_at_drawn_conventions(options, dtype, n, seed):
+    """The conventions drawn at random, beyond the pairs above. (A sweep of 1,500 draws found the two paths
+    equal, bit for bit, in every one.)"""
+    _assert_fast_path_agrees_at(options, dtype, n=n, seed=seed)
+
+
+def _assert_fast_path_agrees_at(options, dtype, *, n, seed):
     online, target = byol.build(7, 6, 4, 8, projector_hidden_dim=10, dtype=dtype, seed=seed,
-                                stop_gradient=stop_gradient, **options)  # (even widths: any norm_groups drawn)
+                                **options)  # (even widths: any norm_groups drawn)
     rng = np.random.default_rng(seed)
     _assert_fast_path_is_the_allocating_path(online, target, *rng.standard_normal((2, n, 7)).astype(dtype))
 
@@ -460,13 +472,25 @@ def test_device_whole_step_fused_matches_numpy(cp, dtype, optimizer):
             np.testing.assert_allclose(dev[k], host[k], rtol=rtol, atol=rtol * scale, err_msg=k)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("row", range(len(MODEL_PAIRS)), ids=[f"pairs{i}" for i in range(len(MODEL_PAIRS))])
+def test_device_loss_and_grads_matches_numpy_at_every_pair_of_conventions(cp, dtype, row):
+    """loss_and_grads on the device (the fused kernels and their dispatch) against CPU NumPy at
+    tests/conventions.py's MODEL_PAIRS, where every value of every convention meets every value of every other;
+    the whole-step test above runs byol-ref's defaults."""
+    _assert_device_agrees_at(MODEL_PAIRS[row], dtype, n=(4, 6, 8)[row % 3], seed=row)
+
+
 # (the profile's examples: under make gpu-check each costs device time, within the 150 s its tests have)
-@given(options=model_conventions(), stop_gradient=st.booleans(), dtype=st.sampled_from(DTYPES),
-       n=st.sampled_from([4, 6, 8]), seed=st.integers(0, 1000))
-def test_device_loss_and_grads_matches_numpy_at_drawn_conventions(cp, options, stop_gradient, dtype, n, seed):
-    """loss_and_grads on the device (the fused kernels and their dispatch) against CPU NumPy with every convention
-    drawn at once; the whole-step test above runs byol-ref's defaults. (A sweep of 1,500 draws on the stand-in, and
-    of 300 two-epoch fits at drawn model and training conventions, agreed to rounding.)"""
+@given(options=model_conventions(), dtype=st.sampled_from(DTYPES), n=st.sampled_from([4, 6, 8]),
+       seed=st.integers(0, 1000))
+def test_device_loss_and_grads_matches_numpy_at_drawn_conventions(cp, options, dtype, n, seed):
+    """The conventions drawn at random, beyond the pairs above. (A sweep of 1,500 draws on the stand-in, and of
+    300 two-epoch fits at drawn model and training conventions, agreed to rounding.)"""
+    _assert_device_agrees_at(options, dtype, n=n, seed=seed)
+
+
+def _assert_device_agrees_at(options, dtype, *, n, seed):
     from byol_ref.backend import get_backend
 
     rng = np.random.default_rng(seed)
@@ -474,8 +498,7 @@ def test_device_loss_and_grads_matches_numpy_at_drawn_conventions(cp, options, s
     results = []
     for name in ("cupy", "numpy"):
         be = get_backend(name, dtype, seed=seed)
-        online, target = byol.build(7, 6, 4, 8, projector_hidden_dim=10, backend=be, stop_gradient=stop_gradient,
-                                    **options)
+        online, target = byol.build(7, 6, 4, 8, projector_hidden_dim=10, backend=be, **options)
         res = loss_and_grads(online, target, be.asarray(v1), be.asarray(v2))
         results.append((float(res.loss), {k: be.to_numpy(v) for k, v in res.grads.items()},
                         {k: be.to_numpy(v) for k, v in {**res.online_buffers, **res.target_buffers}.items()}))

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import byol_ref as byol
 from byol_ref.gradcheck import directional_check, grad_error, numerical_gradient, random_direction
-from conventions import model_conventions
+from conventions import MODEL_PAIRS, model_conventions
 
 seeds = st.integers(0, 2**32 - 1)
 
@@ -119,14 +119,30 @@ def test_every_online_gradient_matches_finite_differences(config_kw, seed, n):
     _check_online_gradients(config_kw, seed, n)
 
 
+@pytest.mark.parametrize("config_kw", MODEL_PAIRS, ids=[f"pairs{i}" for i in range(len(MODEL_PAIRS))])
+@settings(max_examples=max(settings.default.max_examples // 40, 1))  # (1 in CI, ~1.7 s each; 3 in a search)
+@given(seed=st.integers(0, 10_000), n=st.integers(3, 5))
+def test_every_online_gradient_matches_finite_differences_at_every_pair_of_conventions(config_kw, seed, n):
+    """CONFIGS holds a few conventions in each line; tests/conventions.py's MODEL_PAIRS, a few dozen lines in which
+    every value of every convention (layout, norm, biases, init, target init, batch-norm statistics, shards and
+    running averages, views, eps modes, loss form, symmetry, the simplicial embedding) meets every value of every
+    other, so that no two that interact go unchecked for want of a line that holds both. The no-stop-gradient
+    ablation has a test of its own, below."""
+    _check_online_gradients_at(config_kw, seed, n)
+
+
+@settings(max_examples=max(settings.default.max_examples // 10, 1))
 @given(config_kw=model_conventions(), seed=st.integers(0, 10_000), n=st.integers(3, 5))
 def test_every_online_gradient_matches_finite_differences_at_drawn_conventions(config_kw, seed, n):
-    """CONFIGS holds a few conventions in each line; here every one is drawn at once (layout, norm, biases, init,
-    target init, batch-norm statistics, shards and running averages, views, eps modes, loss form, symmetry, the
-    simplicial embedding), so that no two that interact go unchecked for want of a line that holds both. (A sweep
-    of 2,000 draws, 1,598 of them conditioned well enough to check, found every gradient right; most of the rest
-    put a batch or group norm after the edifice layout's ReLU, whose zeros leave a feature or a group without
-    spread on 3 to 5 rows.) The no-stop-gradient ablation has a test of its own, below."""
+    """The conventions drawn at random, a tenth of the profile's examples (4 in CI, 15 under the search profile),
+    beyond the pairs above. (A sweep of 2,000 draws, 1,598 of them conditioned well enough to check,
+    found every gradient right; most of the rest put a batch or group norm after the edifice layout's ReLU, whose
+    zeros leave a feature or a group without spread on 3 to 5 rows.)"""
+    _check_online_gradients_at(config_kw, seed, n)
+
+
+def _check_online_gradients_at(config_kw, seed, n):
+    config_kw = {**config_kw, "stop_gradient": True}
     if config_kw.get("norm") == "group" or config_kw.get("weight_std"):  # (even widths: any norm_groups drawn)
         config_kw = {**config_kw, "hidden_size": 6, "projector_hidden_dim": 6, "predictor_dim": 6}
     _check_online_gradients(config_kw, seed, n, tries=5)
