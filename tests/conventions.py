@@ -97,8 +97,8 @@ def pairwise(table: dict, fix, *, seed: int = 0, candidates: int = 5) -> list:
     todo = [((a, u), (b, v)) for a, b in itertools.combinations(fields, 2) for u in table[a] for v in table[b]]
     # A pair that no fixed row holds (bn_shards=2 with layer norm, say) is not asked for. Only a field that fix
     # changes can lose its value: a pair of two others is held by any row that has it.
-    rows = [{f: rng.choice(table[f]) for f in fields} for _ in range(200)]
-    changed = {f for row in rows for f, v in fix(dict(row)).items() if not holds(row, ((f, v),))}
+    samples = [{f: rng.choice(table[f]) for f in fields} for _ in range(200)]
+    changed = {f for row in samples for f, v in fix(dict(row)).items() if not holds(row, ((f, v),))}
     todo = {p for p in todo if not {p[0][0], p[1][0]} & changed
             or any(holds(fix({**{f: rng.choice(table[f]) for f in fields}, **dict(p)}), p) for _ in range(50))}
     rows = []
