@@ -8,7 +8,7 @@ import pytest
 
 import byol_ref as byol
 from byol_ref.train import TrainConfig
-from conventions import MODEL, MODEL_ROWS, TRAIN, TRAIN_ROWS
+from conventions import MODEL, MODEL_ROWS, TRAIN, TRAIN_PAIRS, TRAIN_ROWS
 
 
 def _missing(table: dict, rows: list) -> set:
@@ -36,8 +36,6 @@ def test_the_training_design_holds_every_pair_but_those_the_library_refuses():
 
 @pytest.mark.parametrize("row", range(len(TRAIN_ROWS)))
 def test_every_row_is_a_configuration_byol_ref_takes(row):
-    from conventions import TRAIN_PAIRS
-
     model, train = TRAIN_PAIRS[row]
     byol.Config(encoder_dim=12, hidden_size=16, projection_dim=8, predictor_dim=8, projector_hidden_dim=16, **model)
     TrainConfig(**train)

@@ -272,14 +272,10 @@ def test_a_long_run_s_loss_is_drawn_on_a_log_axis_with_its_moving_mean(drawn, tm
 def test_the_collapse_lab_draws_its_arms_losses_on_a_log_axis(tmp_path, monkeypatch):
     """docs/img/collapse-lab.png drew the arms' losses on a linear axis, where the collapsed arms' (from 0.016 down
     to 0.0004 at the end, told apart by the page's table) lay together on its 0."""
-    import importlib.util
-    from pathlib import Path
+    from repo_modules import repo_module
 
     pytest.importorskip("matplotlib")
-    spec = importlib.util.spec_from_file_location("collapse_lab", Path(__file__).parents[1] / "scripts" /
-                                                  "collapse_lab.py")
-    lab = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(lab)
+    lab = repo_module("scripts", "collapse_lab")
     made, real = [], lab.new_figure
     monkeypatch.setattr(lab, "new_figure", lambda **kwargs: made.append(real(**kwargs)) or made[-1])
     rng = np.random.default_rng(0)
