@@ -8,7 +8,10 @@ the backward, the official LARS update (``inplace=True``) and the EMA of the tar
 For each config the script interleaves, round after round, (A) a byol-ref step, (B) the same step
 in PyTorch eager (``torch_step.py``, only when torch is importable) and (C) the step's own matmuls
 alone, with the same shapes and transposes, on the same BLAS: the *matmul bound*. Drift on a shared
-machine then hits all three alike. Before timing, one float64 step of (A) and of (B) from the same
+machine then hits all three alike. On the CPU each timed call comes after a pause (``--gap``, 0.3 s):
+after its last op a BLAS or OpenMP thread pool keeps its idle threads spinning for a while
+(OpenBLAS about 2**28 cycles, GNU OpenMP and MKL up to 200 ms), and on a 2-core machine those
+threads would take a core from whichever contender runs next. Before timing, one float64 step of (A) and of (B) from the same
 start must change the params alike (:func:`same_step`), or the ratio to PyTorch is withheld: a ratio
 is only worth printing for the same work. It prints, per config: the median and the interquartile range of
 ms/step over ``--steps`` timed rounds after ``--warmup``, the achieved GFLOP/s (the step's matmul
@@ -57,6 +60,17 @@ def _int_at_least(least: int):
     return parse
 
 
+def _seconds(text: str) -> float:
+    """An argparse type: seconds from 0 to 10."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"wants a number of seconds from 0 to 10, got {text!r}") from None
+    if not 0.0 <= value <= 10.0:  # (NaN fails this too)
+        raise argparse.ArgumentTypeError(f"wants a number of seconds from 0 to 10, got {text}")
+    return value
+
+
 def _config_names(text: str) -> list:
     names = text.split(",")
     unknown = [n for n in names if n not in CONFIGS]
@@ -85,6 +99,9 @@ def parse_args(argv=None):
     ap.add_argument("--threads", type=_int_at_least(1), default=2, help="BLAS / torch threads (CPU)")
     ap.add_argument("--steps", type=_int_at_least(1), default=20, help="timed rounds per config (>= 20 for the table)")
     ap.add_argument("--warmup", type=_int_at_least(0), default=3)
+    ap.add_argument("--gap", type=_seconds, default=None,
+                    help="seconds of pause before each timed call, so that the thread pools of the call before "
+                         "have gone idle (default: 0.3 on the CPU, 0 on CuPy)")
     ap.add_argument("--batch", type=_batch_sizes, default=None,
                     help="comma-separated batch sizes overriding each config's")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
@@ -318,6 +335,15 @@ def quartiles(ts):
     return float(np.median(a)), float(np.percentile(a, 25)), float(np.percentile(a, 75))
 
 
+def pause_between_calls(args) -> float:
+    """``--gap``, or its default: 0.3 s on the CPU, where thread pools spin for up to 0.2 s after their
+    last op; 0 on CuPy, whose timed calls end in a device synchronisation and whose run must fit
+    the GPU budget of ``make gpu-check``."""
+    if args.gap is not None:
+        return args.gap
+    return 0.3 if args.backend == "numpy" else 0.0
+
+
 def run_config(name, dims, args, torch_mod):
     be = get_backend(args.backend, args.dtype, seed=0)
     xp = be.xp
@@ -355,8 +381,11 @@ def run_config(name, dims, args, torch_mod):
         if tstep is not None and args.backend == "cupy":
             torch_mod.cuda.synchronize()
 
+    gap = pause_between_calls(args)
+
     def timed(fn):
         sync()
+        time.sleep(gap)  # the previous call's idle threads stop spinning (module docstring)
         t0 = time.perf_counter()
         fn()
         sync()
@@ -459,6 +488,7 @@ def main(args):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
     meta = {"backend": args.backend, "dtype": args.dtype, "steps": args.steps, "warmup": args.warmup,
+            "gap_s": pause_between_calls(args),
             "python": platform.python_version(), "numpy": np.__version__, "machine": platform.machine(),
             "cpu_count": os.cpu_count(), "torch": getattr(torch_mod, "__version__", None)}
     if args.backend == "numpy":

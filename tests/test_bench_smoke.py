@@ -28,6 +28,7 @@ def test_bench_step_smoke(tmp_path):
     assert row["config"] == "smoke" and row["ms_median"] > 0 and row["bound_ms"] > 0
     assert row["peak_mb"] > 0 and row["needed_mb"] > 0
     assert "torch_ms_median" not in row
+    assert data["meta"]["gap_s"] == 0.3
     assert "| smoke |" in out.with_suffix(".md").read_text()
 
 
@@ -104,6 +105,9 @@ def test_the_torch_ratio_is_for_the_same_step(change, monkeypatch):
     (["--batch", "abc"], "--batch: wants comma-separated integers >= 2"),
     (["--batch", "256,1"], "--batch: wants comma-separated integers >= 2"),
     (["--configs", "seed,,wide"], "--configs: unknown config(s) ['']"),
+    (["--gap", "-1"], "--gap: wants a number of seconds from 0 to 10, got -1"),
+    (["--gap", "nan"], "--gap: wants a number of seconds from 0 to 10, got nan"),
+    (["--gap", "soon"], "--gap: wants a number of seconds from 0 to 10, got 'soon'"),
 ])
 def test_bench_step_refuses_a_bad_argument_before_it_runs_anything(argv, says, capsys):
     """A bad argument is named before any config runs: --steps 0 was an IndexError after the warm-up, a
@@ -113,6 +117,28 @@ def test_bench_step_refuses_a_bad_argument_before_it_runs_anything(argv, says, c
     with pytest.raises(SystemExit) as exc:
         bench_step.parse_args(argv)
     assert exc.value.code == 2 and says in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backend, argv, gap", [
+    ("numpy", [], 0.3), ("numpy", ["--gap", "0.05"], 0.05), ("cupy", [], 0.0), ("cupy", ["--gap", "0.1"], 0.1)])
+def test_each_timed_call_comes_after_the_pause(backend, argv, gap, monkeypatch):
+    """Each timed call, of every contender, comes after ``--gap`` seconds of pause. Without it, on a
+    2-core VM (2026-12-02), the thread pool of the call before kept spinning into the next one:
+    OpenBLAS's GEMMs of seed took 14.6 ms right after torch's and 8.8 ms after a 0.3 s pause,
+    torch's 14.9 ms and 6.9 ms, and the interleaved table said byol-ref took 0.70x torch's time
+    on seed where, each timed alone, it took about 1.5x."""
+    bench_step = _bench_step()
+    slept = []
+    monkeypatch.setattr(bench_step.time, "sleep", slept.append)
+    args = bench_step.parse_args(["--backend", backend, "--configs", "smoke", "--steps", "3", "--warmup", "1",
+                                  "--no-torch", "--no-memory", *argv])
+    if backend == "cupy":
+        from cupy_standin import install
+        with install():
+            bench_step.run_config("smoke", bench_step.CONFIGS["smoke"], args, None)
+    else:
+        bench_step.run_config("smoke", bench_step.CONFIGS["smoke"], args, None)
+    assert slept == [gap] * (3 * 2)  # three rounds of byol-ref and the bound
 
 
 def test_bench_step_refuses_an_out_it_cannot_write_before_it_times(tmp_path, capsys):
