@@ -6,16 +6,19 @@ and target forward on both views (stacked into one GEMM per layer), the symmetri
 the backward, the official LARS update (``inplace=True``) and the EMA of the target (in place).
 
 For each config the script interleaves, round after round, (A) a byol-ref step, (B) the same step
-in PyTorch eager (``torch_step.py``, only when torch is importable) and (C) the step's own matmuls
-alone, with the same shapes and transposes, on the same BLAS: the *matmul bound*. Drift on a shared
-machine then hits all three alike. On the CPU each timed call comes after a pause (``--gap``, 0.3 s):
-after its last op a BLAS or OpenMP thread pool keeps its idle threads spinning for a while
-(OpenBLAS about 2**28 cycles, GNU OpenMP and MKL up to 200 ms), and on a 2-core machine those
-threads would take a core from whichever contender runs next. Before timing, one float64 step of (A) and of (B) from the same
-start must change the params alike (:func:`same_step`), or the ratio to PyTorch is withheld: a ratio
-is only worth printing for the same work. It prints, per config: the median and the interquartile range of
-ms/step over ``--steps`` timed rounds after ``--warmup``, the achieved GFLOP/s (the step's matmul
-FLOPs over the median time), the ratio to the matmul bound and to PyTorch, and the peak memory (NumPy:
+in PyTorch eager (``torch_step.py``, only when torch is importable), (C) the step's own matmuls
+alone, with the same shapes and transposes, on the same BLAS: the *matmul bound*, and (D) the same
+matmuls in torch (its own BLAS), which splits the ratio to torch into BLAS and the rest. Drift on a
+shared machine then hits all four alike. On the CPU each timed call comes after a pause (``--gap``,
+0.3 s): after its last op a BLAS or OpenMP thread pool keeps its idle threads spinning for a while
+before they sleep (OpenBLAS's ``OPENBLAS_THREAD_TIMEOUT``, OpenMP's wait policy), and on a 2-core
+machine those threads take a core from whichever contender runs next (measured in
+``tests/test_bench_smoke.py::test_each_timed_call_comes_after_the_pause``). Before timing, one
+float64 step of (A) and of (B) from the same start must change the params alike (:func:`same_step`),
+or the ratio to PyTorch is withheld: a ratio is only worth printing for the same work. It prints, per
+config: the median and the interquartile range of ms/step over ``--steps`` timed rounds after
+``--warmup``, the achieved GFLOP/s (the step's matmul FLOPs over the median time), the ratio to the
+matmul bound and to PyTorch, the median of (D), and the peak memory (NumPy:
 ``tracemalloc``, which sees every NumPy allocation, in a separate, untimed step; CuPy: the memory
 pool's high-water mark) against what the step needs (params, grads, optimiser state, target
 params and the activations cached for the backward, counted from the shapes).
@@ -216,6 +219,24 @@ class MatmulBound:
             a @ b
 
 
+class TorchMatmulBound(MatmulBound):
+    """The same GEMMs in torch (its BLAS: MKL or oneDNN on the CPU, cuBLAS on the GPU), so that the
+    ratio to torch splits into BLAS against BLAS and everything else."""
+
+    def __init__(self, dims, torch_mod, dtype, rng, device):
+        super().__init__(dims, _TorchAsXp(torch_mod, device), getattr(torch_mod, dtype), rng)
+
+
+class _TorchAsXp:
+    """Just enough of an array module for MatmulBound: ``asarray(host, dtype)``."""
+
+    def __init__(self, torch_mod, device):
+        self.torch, self.device = torch_mod, device
+
+    def asarray(self, host, dtype):
+        return self.torch.as_tensor(host, dtype=dtype, device=self.device)
+
+
 def blas_info():
     """Which BLAS library, core type (kernel) and thread count NumPy's OpenBLAS reports."""
     info = {}
@@ -358,7 +379,7 @@ def run_config(name, dims, args, torch_mod):
     ref = RefStep(dims, be)
     bound = MatmulBound(dims, xp, args.dtype, rng)
 
-    tstep = None
+    tstep = tbound = None
     check = None
     if torch_mod is not None:
         import torch_step
@@ -371,6 +392,7 @@ def run_config(name, dims, args, torch_mod):
         tstep = torch_step.TorchStep(dims[1:], host, thost, device=device, lr=LR, tau=TAU)
         tv1 = torch_mod.as_tensor(v1_host, device=device)
         tv2 = torch_mod.as_tensor(v2_host, device=device)
+        tbound = TorchMatmulBound(dims, torch_mod, args.dtype, rng, device)
         with torch_mod.no_grad():
             t_loss = float(tstep.loss(tv1, tv2))
         r_loss = float(loss_and_grads(ref.online, ref.target, v1, v2).loss)
@@ -395,12 +417,14 @@ def run_config(name, dims, args, torch_mod):
         ref(v1, v2)
         if tstep is not None:
             tstep.step(tv1, tv2)
+            tbound()
         bound()
-    times = {"ref": [], "torch": [], "bound": []}
-    for _ in range(args.steps):  # A B C, A B C, ...: drift hits every contender alike
+    times = {"ref": [], "torch": [], "bound": [], "torch_bound": []}
+    for _ in range(args.steps):  # A B C D, A B C D, ...: drift hits every contender alike
         times["ref"].append(timed(lambda: ref(v1, v2)))
         if tstep is not None:
             times["torch"].append(timed(lambda: tstep.step(tv1, tv2)))
+            times["torch_bound"].append(timed(tbound))
         times["bound"].append(timed(bound))
 
     flops = step_flops(dims)
@@ -428,6 +452,7 @@ def run_config(name, dims, args, torch_mod):
         tmed, tq1, tq3 = quartiles(times["torch"])
         differ = max(check[2].values())
         row.update({"torch_ms_median": tmed, "torch_ms_p25": tq1, "torch_ms_p75": tq3,
+                    "torch_bound_ms": quartiles(times["torch_bound"])[0],
                     "ratio_torch": med / tmed if differ <= SAME_STEP_TOL else None, "first_loss_ref": check[0],
                     "first_loss_torch": check[1], "same_step_online": check[2]["online"],
                     "same_step_target": check[2]["target"],
@@ -447,8 +472,8 @@ def fmt(v, spec):
 def table(rows, meta):
     lines = [
         "| config | batch | ms/step median (p25-p75) | GFLOP/s | matmul bound ms | / bound | "
-        "torch ms median (p25-p75) | / torch | peak MB | needed MB | peak / needed |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "torch ms median (p25-p75) | torch matmul bound ms | / torch | peak MB | needed MB | peak / needed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         t = (f"{r['torch_ms_median']:.1f} ({r['torch_ms_p25']:.1f}-{r['torch_ms_p75']:.1f})"
@@ -456,6 +481,7 @@ def table(rows, meta):
         lines.append(
             f"| {r['config']} | {r['dims'][0]} | {r['ms_median']:.1f} ({r['ms_p25']:.1f}-{r['ms_p75']:.1f}) | "
             f"{r['gflops']:.0f} | {r['bound_ms']:.1f} | {r['ratio_bound']:.2f} | {t} | "
+            f"{fmt(r.get('torch_bound_ms'), '.1f')} | "
             f"{fmt(r.get('ratio_torch'), '.2f')} | {fmt(r['peak_mb'], '.0f')} | {r['needed_mb']:.0f} | "
             f"{fmt(r['ratio_memory'], '.2f')} |")
     checked = [r for r in rows if "same_step_online" in r]

@@ -32,6 +32,25 @@ def test_bench_step_smoke(tmp_path):
     assert "| smoke |" in out.with_suffix(".md").read_text()
 
 
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed (optional comparison)")
+def test_bench_step_smoke_with_torch(tmp_path):
+    """With torch: its step, its own GEMMs (the column that splits the ratio into BLAS and the rest),
+    the ratio and the same-step check reach the JSON and the table."""
+    out = tmp_path / "smoke"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_step.py"), "--configs", "smoke", "--steps", "2",
+         "--warmup", "1", "--threads", "1", "--gap", "0.01", "--no-memory", "--out", str(out)],
+        capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (row,) = json.loads(out.with_suffix(".json").read_text())["rows"]
+    assert row["torch_ms_median"] > 0 and row["torch_bound_ms"] > 0 and row["ratio_torch"] > 0
+    assert row["same_step_online"] < 1e-8 and row["same_step_target"] < 1e-8
+    header, _, line = out.with_suffix(".md").read_text().splitlines()[1:4]
+    cells = dict(zip(header.split("|"), line.split("|")))
+    assert float(cells[" torch matmul bound ms "]) == round(row["torch_bound_ms"], 1)
+
+
 def _bench_step():
     """benchmarks/bench_step.py as a module (it is a script, not part of the package)."""
     return repo_module("benchmarks", "bench_step")
