@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from byol_ref.presets import get_preset
+from repo_modules import repo_module
 from user_standin import as_a_user
 
 ROOT = Path(__file__).parents[1]
@@ -535,20 +536,13 @@ def test_every_command_line_the_docs_give_is_one_byol_ref_takes():
 
 def test_make_run_recipe_is_the_one_the_readme_table_measures():
     """scripts/seed_table.py (which produced the README table) runs the Makefile's `run` recipe."""
-    import importlib.util
-    import re
-
     root = Path(__file__).resolve().parents[1]
     make = re.search(r"^run:.*\n\t\$\(PY\) -m byol_ref train (.*)$", (root / "Makefile").read_text(), re.M).group(1)
-    spec = importlib.util.spec_from_file_location("seed_table", root / "scripts" / "seed_table.py")
-    seed_table = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(seed_table)
+    seed_table = repo_module("scripts", "seed_table")
     assert make.split() == seed_table.RECIPE
     assert f"`byol-ref train {' '.join(seed_table.RECIPE)}`" in (root / "README.md").read_text()
     # and scripts/collapse_lab.py runs the same recipe (as configs rather than flags)
-    spec = importlib.util.spec_from_file_location("collapse_lab", root / "scripts" / "collapse_lab.py")
-    lab = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(lab)
+    lab = repo_module("scripts", "collapse_lab")
     flags = dict(zip(seed_table.RECIPE[2::2], seed_table.RECIPE[3::2]))  # after --data digits
     assert {k.lstrip("-").replace("-", "_"): float(v) for k, v in flags.items()} == \
         {**{k: float(v) for k, v in lab.RECIPE_MODEL.items() if k != "encoder_dim"}, **lab.RECIPE_TRAIN}

@@ -336,8 +336,8 @@ def test_a_dtype_given_as_numpy_gives_it_trains_and_is_checkpointed(data, tmp_pa
     """TrainConfig(dtype=np.dtype("float32")) passed its check (it equals "float32"), trained to the end,
     and failed there, writing the checkpoint ("Object of type Float32DType is not JSON serializable"):
     the run was lost. It is kept as its name, as build takes it ("f4" and np.float32 too)."""
-    for given in (np.dtype("float32"), "f4", np.float32):
-        assert TrainConfig(dtype=given).dtype == "float32" and type(TrainConfig(dtype=given).dtype) is str
+    for dtype in (np.dtype("float32"), "f4", np.float32):
+        assert TrainConfig(dtype=dtype).dtype == "float32" and type(TrainConfig(dtype=dtype).dtype) is str
     res = fit(data, byol.Config(encoder_dim=12, **SMALL), _tcfg(epochs=1, dtype=np.dtype("float32")),
               progress=False, out_dir=tmp_path / "r")
     assert load_checkpoint(tmp_path / "r" / "checkpoint.npz")[2].dtype == "float32" == res.train_config.dtype
