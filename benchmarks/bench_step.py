@@ -511,6 +511,9 @@ def main(args):
                 torch_mod = None
         except ImportError:
             torch_mod = None
+        if torch_mod is None:
+            print("bench_step.py: torch is not importable (or has no CUDA device for --backend cupy): the torch "
+                  "columns stay n/a; install torch in this environment for the comparison", flush=True)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
     meta = {"backend": args.backend, "dtype": args.dtype, "steps": args.steps, "warmup": args.warmup,

@@ -160,6 +160,15 @@ def test_each_timed_call_comes_after_the_pause(backend, argv, gap, monkeypatch):
     assert slept == [gap] * (3 * 2)  # three rounds of byol-ref and the bound
 
 
+def test_without_torch_the_benchmark_says_why_its_torch_columns_are_empty(monkeypatch, capsys):
+    bench_step = _bench_step()
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
+    (row,) = bench_step.main(bench_step.parse_args(
+        ["--configs", "smoke", "--steps", "1", "--warmup", "0", "--gap", "0", "--no-memory", "--threads", "1"]))
+    out = capsys.readouterr().out
+    assert "torch is not importable" in out and "install torch" in out and "torch_ms_median" not in row
+
+
 def test_bench_step_refuses_an_out_it_cannot_write_before_it_times(tmp_path, capsys):
     """--out was made only after every config had been timed (minutes), and a file in its path was
     then a traceback with the figures lost."""
