@@ -119,13 +119,22 @@ def test_golden_detects_a_wrong_convention():
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed (optional cross-check)")
 def test_regenerate_goldens(tmp_path):
+    """The generator, rerun, makes the committed goldens (to their own tolerance, RTOL and ATOL, the one
+    byol-ref is held to), and byol-ref agrees with what it makes.
+
+    Not to 1e-12: torch's float64 kernels round differently on another machine. Measured (2026-12-02) on an
+    Intel VM, with the very torch that made the goldens elsewhere (2.13.0+cpu, as their meta says) and with
+    2.14.1 alike: byol-pytorch's params up to 1.2e-10 apart (Adam turns the rounding noise in the gradient
+    of a bias before batch norm into steps, as RTOL's note says), two of deepmind's tensors 3e-12 apart
+    (relative), the other four goldens to 1e-12. A 1e-12 check failed there for no fault of the code;
+    the goldens' tolerance still catches the deepmind generator's lr changed by 1e-6 (at step1.lr)."""
     script = ROOT / "scripts" / "make_golden.py"
     res = subprocess.run([sys.executable, str(script), "--out", str(tmp_path)], capture_output=True, text=True,
                          timeout=300)
     assert res.returncode == 0, res.stderr
     for name in preset_names() + VARIANTS:
         new, old = load_trace(tmp_path / f"{name}.npz"), load_trace(GOLDEN / f"{name}.npz")
-        assert diff_traces(new, old, rtol=1e-12, atol=1e-14).ok, name
+        assert diff_traces(new, old, rtol=RTOL, atol=ATOL).ok, name
         _, _, rep = _check(tmp_path / f"{name}.npz")
         assert rep.ok, format_report(rep)
 
