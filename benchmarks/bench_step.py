@@ -12,8 +12,8 @@ matmuls in torch (its own BLAS), which splits the ratio to torch into BLAS and t
 shared machine then hits all four alike. On the CPU each timed call comes after a pause (``--gap``,
 0.3 s): after its last op a BLAS or OpenMP thread pool keeps its idle threads spinning for a while
 before they sleep (OpenBLAS's ``OPENBLAS_THREAD_TIMEOUT``, OpenMP's wait policy), and on a 2-core
-machine those threads take a core from whichever contender runs next (measured in
-``tests/test_bench_smoke.py::test_each_timed_call_comes_after_the_pause``). Before timing, one
+machine those threads take a core from whichever contender runs next (figures in
+docs/benchmarks.md, *Why the pause*). Before timing, one
 float64 step of (A) and of (B) from the same start must change the params alike (:func:`same_step`),
 or the ratio to PyTorch is withheld: a ratio is only worth printing for the same work. It prints, per
 config: the median and the interquartile range of ms/step over ``--steps`` timed rounds after
@@ -357,9 +357,10 @@ def quartiles(ts):
 
 
 def pause_between_calls(args) -> float:
-    """``--gap``, or its default: 0.3 s on the CPU, where thread pools spin for up to 0.2 s after their
-    last op; 0 on CuPy, whose timed calls end in a device synchronisation and whose run must fit
-    the GPU budget of ``make gpu-check``."""
+    """``--gap``, or its default: 0.3 s on the CPU, where idle thread pools keep spinning after their
+    last op (on a 2-core VM 0.3 s took OpenBLAS's seed GEMMs timed after torch's from 14.6 to 8.8 ms,
+    near their time in a process of their own); 0 on CuPy, whose timed calls end in a device
+    synchronisation and whose run must fit the GPU budget of ``make gpu-check``."""
     if args.gap is not None:
         return args.gap
     return 0.3 if args.backend == "numpy" else 0.0

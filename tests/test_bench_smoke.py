@@ -145,7 +145,7 @@ def test_each_timed_call_comes_after_the_pause(backend, argv, gap, monkeypatch):
     2-core VM (2026-12-02), the thread pool of the call before kept spinning into the next one:
     OpenBLAS's GEMMs of seed took 14.6 ms right after torch's and 8.8 ms after a 0.3 s pause,
     torch's 14.9 ms and 6.9 ms, and the interleaved table said byol-ref took 0.70x torch's time
-    on seed where, each timed alone, it took about 1.5x."""
+    on seed where, each call paused, it took 1.36x to 1.50x (two runs)."""
     bench_step = _bench_step()
     slept = []
     monkeypatch.setattr(bench_step.time, "sleep", slept.append)
