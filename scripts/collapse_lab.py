@@ -147,16 +147,19 @@ def plot_lab(results: list, y_test, out: Path, epochs: int, seed: int) -> None:
 def _plot_lab(results: list, y_test, out: Path, epochs: int, seed: int) -> None:
     fig = new_figure(figsize=(15, 5.6), layout="constrained")
     axes = fig.subplots(1, 3)
+    losses = []  # every arm's, for the loss axis's scale
     for i, r in enumerate(results):
         h = [x for x in r["history"] if "z_std" in x]
+        loss = [x["loss"] for x in h]
+        losses += loss
         # ten colours, then the same ones dashed: no two arms look alike; the default drawn thicker
         style = dict(color=f"C{i % 10}", ls="-" if i < 10 else "--", lw=2.2 if i == 0 else 1.3, label=r["arm"])
         axes[0].plot([x["step"] for x in h], [x["z_std"] / x["z_std_healthy"] for x in h], **style)
-        axes[1].plot([x["step"] for x in h], [x["loss"] for x in h], **style)
+        axes[1].plot([x["step"] for x in h], loss, **style)
     axes[0].set(title="spread of l2-normalised z (x sqrt(P): 1 healthy, 0 collapsed)", xlabel="step")
     axes[0].title.set_fontsize(10)
     # On a log axis: on a linear one the collapsed arms' losses (from 0.016 down to 0.0004) lay together on its 0.
-    log = log_axis_if_positive(axes[1], [x["loss"] for r in results for x in r["history"] if "z_std" in x])
+    log = log_axis_if_positive(axes[1], losses)
     axes[1].set(title="BYOL loss" + (" (log scale)" if log else ""), xlabel="step")
     # Dots on a zoomed axis (bars from an axis that starts at 85 would exaggerate the gaps), in black and grey
     # (the arms' colours belong to the curves), each arm next to its own random-init encoder's (|): the arms

@@ -51,6 +51,11 @@ def fit_train(kw: dict, norm: str | None) -> dict:
             "warmup_denominator": "W" if kw["warmup_offset"] else kw["warmup_denominator"]}
 
 
+def pair_ids(rows: list) -> list:
+    """pytest ids for the rows of a design: pairs0, pairs1, ..."""
+    return [f"pairs{i}" for i in range(len(rows))]
+
+
 def kwargs(row: dict) -> dict:
     """The keyword arguments of a row: a field drawn as None is left out (its default)."""
     return {k: v for k, v in row.items() if v is not None}

@@ -22,7 +22,7 @@ from byol_ref.layers import (RunningStats, _normalize_backward, batch_norm_backw
 from byol_ref.losses import regression_loss_backward, regression_loss_forward
 from byol_ref.model import ema_update, loss_and_grads, mlp_backward, mlp_forward, network_plan
 from byol_ref.optim import make_optimizer
-from conventions import MODEL_PAIRS, model_conventions
+from conventions import MODEL_PAIRS, model_conventions, pair_ids
 
 DTYPES = ["float32", "float64"]
 
@@ -148,7 +148,7 @@ def test_fast_loss_and_grads_equals_the_allocating_path(dtype, options):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("row", range(len(MODEL_PAIRS)), ids=[f"pairs{i}" for i in range(len(MODEL_PAIRS))])
+@pytest.mark.parametrize("row", range(len(MODEL_PAIRS)), ids=pair_ids(MODEL_PAIRS))
 def test_fast_loss_and_grads_equals_the_allocating_path_at_every_pair_of_conventions(dtype, row):
     """FAST_PATH_OPTIONS lists the block orders and the options that change which temporaries exist; the
     combination of two once broke the fast path alone. tests/conventions.py's MODEL_PAIRS hold every value of
@@ -473,7 +473,7 @@ def test_device_whole_step_fused_matches_numpy(cp, dtype, optimizer):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("row", range(len(MODEL_PAIRS)), ids=[f"pairs{i}" for i in range(len(MODEL_PAIRS))])
+@pytest.mark.parametrize("row", range(len(MODEL_PAIRS)), ids=pair_ids(MODEL_PAIRS))
 def test_device_loss_and_grads_matches_numpy_at_every_pair_of_conventions(cp, dtype, row):
     """loss_and_grads on the device (the fused kernels and their dispatch) against CPU NumPy at
     tests/conventions.py's MODEL_PAIRS, where every value of every convention meets every value of every other;

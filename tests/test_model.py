@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import byol_ref as byol
 from byol_ref.gradcheck import directional_check, grad_error, numerical_gradient, random_direction
-from conventions import MODEL_PAIRS, model_conventions
+from conventions import MODEL_PAIRS, model_conventions, pair_ids
 
 seeds = st.integers(0, 2**32 - 1)
 
@@ -119,7 +119,7 @@ def test_every_online_gradient_matches_finite_differences(config_kw, seed, n):
     _check_online_gradients(config_kw, seed, n)
 
 
-@pytest.mark.parametrize("config_kw", MODEL_PAIRS, ids=[f"pairs{i}" for i in range(len(MODEL_PAIRS))])
+@pytest.mark.parametrize("config_kw", MODEL_PAIRS, ids=pair_ids(MODEL_PAIRS))
 @settings(max_examples=max(settings.default.max_examples // 40, 1))  # (1 in CI, ~1.7 s each; 3 in a search)
 @given(seed=st.integers(0, 10_000), n=st.integers(3, 5))
 def test_every_online_gradient_matches_finite_differences_at_every_pair_of_conventions(config_kw, seed, n):

@@ -24,7 +24,7 @@ from byol_ref.evaluate import knn_accuracy
 from byol_ref.train import (TrainConfig, TrainingDiverged, checkpoint_features, encode, fit, init_sample, init_state,
                             knn_monitor, load_checkpoint, make_optimizer_for, make_schedules, save_checkpoint,
                             train_step)
-from conventions import TRAIN_PAIRS, model_conventions, train_conventions
+from conventions import TRAIN_PAIRS, model_conventions, pair_ids, train_conventions
 
 SMALL = dict(hidden_size=32, projection_dim=16, predictor_dim=16)
 
@@ -462,7 +462,7 @@ def test_resume_is_bit_identical(tmp_path, data, backend):
     _assert_same_bits(resumed.state, full.state)
 
 
-@pytest.mark.parametrize("row", range(len(TRAIN_PAIRS)), ids=[f"pairs{i}" for i in range(len(TRAIN_PAIRS))])
+@pytest.mark.parametrize("row", range(len(TRAIN_PAIRS)), ids=pair_ids(TRAIN_PAIRS))
 def test_resume_is_bit_identical_at_every_pair_of_conventions(tmp_path, data, row):
     """The test above resumes byol-ref's defaults; tests/conventions.py's TRAIN_PAIRS are a few dozen runs in which
     every value of every convention of the model and of the training (optimiser and its LARS variants, schedules
