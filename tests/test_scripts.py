@@ -5,6 +5,7 @@ the goldens) or need a package byol-ref never installs (torch, scikit-learn, CuP
 must print the usage and change nothing, whatever is installed; run without its optional package, a
 script must say which one it needs, in a line, not a traceback.
 """
+import json
 import os
 import pathlib
 import re
@@ -338,3 +339,79 @@ def test_the_type_check_without_mypy_says_how_to_get_it(tmp_path):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "needs mypy 1.10 or newer" in proc.stderr and "-m pip install 'mypy>=1.10'" in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def _mutation_sweep():
+    return repo_module("scripts", "mutation_sweep")
+
+
+def test_the_mutation_sweep_changes_one_token_and_leaves_the_input_checks_alone(tmp_path, monkeypatch):
+    """scripts/mutation_sweep.py's mutants: each changes one operator, name or number; a raise, an assert,
+    the condition of an if that only raises, strings, comments and the stars of *args, **kw and a bare *
+    are never touched, and a change that does not compile is no mutant."""
+    sweep = _mutation_sweep()
+    monkeypatch.setattr(sweep, "ROOT", tmp_path)
+    module = tmp_path / "m.py"
+    module.write_text(
+        'def f(x, *args, y=2, **kw):\n'                    # 1
+        '    """a + b * 2"""  # 3 - 4\n'                     # 2
+        '    if x < 0:\n'                                    # 3: only raises: its condition is left alone
+        '        raise ValueError(f"x {x + 1} < 0")\n'      # 4
+        '    assert x == x\n'                                # 5
+        '    return x * y - 1.5 if True else g(*args)\n'     # 6
+        'def g(*, a):\n'                                     # 7
+        '    return a ** 2\n')                               # 8
+    got = [(m.line, m.old, m.new) for m in sweep.mutants(module)]
+    assert got == [(1, "2", "3"),
+                   (6, "*", "/"), (6, "-", "+"), (6, "1.5", "3.0"), (6, "True", "False"),
+                   (8, "**", "*"), (8, "2", "3")], got
+    for m in sweep.mutants(module):
+        assert m.path == "m.py" and len(m.source.splitlines()) == 8
+        compile(m.source, "m.py", "exec")
+    assert [(m.line, m.new) for m in sweep.mutants(module, functions=["g"])] == [(8, "*"), (8, "3")]
+    assert [m.line for m in sweep.mutants(module, ranges=[(1, 2)])] == [1]
+
+
+def test_the_mutation_sweep_says_which_test_kills_a_mutant_and_lists_the_survivors(tmp_path):
+    """End to end on one line of schedules.py (float32's largest value, doubled): the test that looks at
+    it kills the mutant and is named; a test that does not look lets it survive, and the survivor is
+    printed with its line. Neither run changes the checkout."""
+    line = next(i for i, text in enumerate((ROOT / "byol_ref/schedules.py").read_text().splitlines(), 1)
+                if text.startswith("_FLOAT32_MAX = "))
+    script = ROOT / "scripts" / "mutation_sweep.py"
+    before = _files()
+    verdicts = {}
+    for name, test in (("looks", "test_the_overflow_checks_refuse_exactly_what_overflows"),
+                       ("does not look", "test_tau_official_values")):
+        out = tmp_path / f"{name}.jsonl"
+        proc = _run(script, str(ROOT / "byol_ref/schedules.py"), "--lines", str(line), "--jobs", "1",
+                    "--tests", f"tests/test_schedules.py::{test}", "--out", str(out), tmp_path=tmp_path)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
+        rows = [json.loads(r) for r in out.read_text().splitlines()]
+        assert len(rows) == 1 and rows[0]["old"] == "3.4028234663852886e38", rows
+        verdicts[name] = rows[0]["verdict"], rows[0]["failed"], proc.stdout
+    assert verdicts["looks"][:2] == ("killed", "tests/test_schedules.py::test_the_overflow_checks_refuse_exactly_"
+                                               "what_overflows")
+    assert verdicts["does not look"][:2] == ("survived", "")
+    assert f"survived byol_ref/schedules.py:{line}  3.4028234663852886e38 -> 6.805646932770577e+38" \
+        in verdicts["does not look"][2]
+    assert _files() == before
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--jobs", "0"], "argument --jobs: wants an integer >= 1, got 0"),
+    (["--limit", "0"], "argument --limit: wants an integer >= 1, got 0"),
+    (["--timeout", "-1"], "argument --timeout: wants seconds > 0, got -1.0"),
+    (["--lines", "x"], "argument --lines: wants A-B or A, got 'x'"),
+    (["--survivors", "{tmp}/none.jsonl"], "argument --survivors: wants the JSON lines of an earlier --out"),
+])
+def test_the_mutation_sweep_refuses_bad_arguments(argv, says, tmp_path):
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    proc = _run(ROOT / "scripts" / "mutation_sweep.py", "byol_ref/tree.py", "--tests", "tests/test_defaults.py",
+                *argv, tmp_path=ROOT)
+    assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    outside = tmp_path / "m.py"
+    outside.write_text("x = 1\n")
+    proc = _run(ROOT / "scripts" / "mutation_sweep.py", str(outside), "--tests", "tests/test_defaults.py")
+    assert proc.returncode == 2 and f"argument MODULE: wants a .py file of this checkout, got {str(outside)!r}" \
+        in proc.stderr, proc.stderr[-2000:]
