@@ -193,7 +193,8 @@ def bn_apply(xp, x, mean, rstd, gamma, beta, *, need_cache=True, overwrite_x=Fal
 def bn_backward_dx_ref(xp, dout, x_hat, s1, s2, scale, n, out=None):
     """dx = scale * (dout - s1 / n - x_hat * (s2 / n)), scale = rstd * gamma; into ``out`` if given.
 
-    s1, s2: per-group sums over the batch of dout and dout * x_hat, shape (..., 1, F).
+    s1, s2: per-group sums over the batch of dout and dout * x_hat, shape (..., 1, F); scale the same
+    shape (the training statistics' rstd is per group).
     On the CPU the chain runs over blocks of rows through a block-sized scratch, so the
     x_hat * (s2 / n) term never takes an activation-sized temporary (same values as whole-array
     ufuncs: each element sees the same operations).
@@ -203,7 +204,7 @@ def bn_backward_dx_ref(xp, dout, x_hat, s1, s2, scale, n, out=None):
     f = dout.shape[-1]
     d3, x3, o3 = (a.reshape(-1, n, f) for a in (dout, x_hat, dx))  # (G, N, F) views
     c1, c2 = c1.reshape(-1, 1, f), c2.reshape(-1, 1, f)
-    sc = scale.reshape(-1, 1, f) if scale.ndim == dout.ndim else scale.reshape(1, 1, f)
+    sc = scale.reshape(-1, 1, f)  # (G, 1, F)
     rows = n if getattr(xp, "__name__", "") == "cupy" else max(1, min(n, (BLOCK * 4) // f))
     t = xp.empty((rows, f), dtype=dout.dtype)
     for g in range(d3.shape[0]):
@@ -212,7 +213,7 @@ def bn_backward_dx_ref(xp, dout, x_hat, s1, s2, scale, n, out=None):
             xp.subtract(d3[g, r:r + rows], c1[g], out=d)
             xp.multiply(x3[g, r:r + rows], c2[g], out=tb)
             d -= tb
-            d *= sc[min(g, sc.shape[0] - 1)]
+            d *= sc[g]
     return dx
 
 

@@ -190,7 +190,7 @@ def regression_loss_dn(dloss, cache, *, need_dz=True) -> tuple[Any, Any]:  # (th
         (dn_p, dn_z): each (..., P).
     """
     check_cache("regression_loss_dn", cache, RegressionCache, "regression_loss_forward")
-    n_p = cache[2]
+    n_p = cache.n_p
     check_upstream("regression_loss_dn", dloss, n_p.shape[:-1], n_p.dtype, name="dloss")
     return _loss_dn(dloss, cache, need_dz)
 

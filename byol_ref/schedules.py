@@ -195,7 +195,7 @@ def warmup_cosine_lr(
 
     peak = base_lr * B / scale
     # The warm-up multiplies (peak - warmup_start) by up to W before dividing: refuse an overflow there too.
-    if not (math.isfinite(peak) and math.isfinite((peak - warmup_start) * max(W, 1))):
+    if not (math.isfinite(peak) and math.isfinite((peak - warmup_start) * W)):
         what = ("is not finite" if not math.isfinite(peak) else
                 f"and warmup_start={warmup_start!r} overflow in the warm-up ((peak - warmup_start) * warmup_steps={W})")
         raise ValueError(f"the peak learning rate base_lr * batch_size / batch_scale = {base_lr!r} * {B} / {scale} "

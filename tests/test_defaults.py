@@ -83,6 +83,24 @@ def test_sgd_default_momentum_is_0_9():
     np.testing.assert_allclose(got["encoder.fc1.weight"], [-2.9], rtol=0, atol=1e-14)
 
 
+def test_adam_defaults_are_torchs_betas_eps_and_no_weight_decay():
+    """Adam's defaults are torch.optim.Adam's (byol-pytorch's optimiser): b1 0.9, b2 0.999, eps 1e-8
+    and no weight decay. Two steps from p = 1 (g = 0.5, then -0.2; lr 0.1) in plain Python floats: the
+    second step shows both betas, the decay would show in the first. Found by scripts/mutation_sweep.py:
+    a default weight decay of 1.0 passed every test."""
+    b1, b2, eps = 0.9, 0.999, 1e-8
+    p, m, v = 1.0, 0.0, 0.0
+    for t, g in enumerate((0.5, -0.2), start=1):
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+        p -= 0.1 * (m / (1 - b1**t)) / (math.sqrt(v / (1 - b2**t)) + eps)
+    opt = make_optimizer("adam")
+    params = {"encoder.fc1.weight": np.ones(1)}
+    state = opt.init(params)
+    for g in (0.5, -0.2):
+        params, state = opt.update({"encoder.fc1.weight": np.full(1, g)}, state, params, lr=0.1)
+    np.testing.assert_allclose(params["encoder.fc1.weight"], [p], rtol=0, atol=1e-15)
+
+
 def test_adamw_default_weight_decay_is_optaxs_1e_4():
     """AdamW's default decoupled decay is optax's 1e-4 (torch's is 1e-2). One step from p = 1 with
     g = 0.5, lr = 0.1: m_hat = 0.5, v_hat = 0.25, so p = 1 - 0.1 (0.5 / (0.5 + 1e-8) + 1e-4 * 1)."""

@@ -93,6 +93,38 @@ def test_batch_norm_backward_matches_the_general_closed_form(dtype, train, seed,
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("g", [1, 2])
+def test_batch_norm_backward_runs_over_row_blocks_through_one_block_sized_scratch(g):
+    """On the CPU bn_backward_dx_ref takes the rows in blocks of BLOCK * 4 // F through one block-sized
+    scratch. With more rows than two blocks (the last one cut short) it gives the bits of the whole-array
+    formula, and it allocates dx and the scratch, never a second activation-sized temporary (a count of
+    bytes, not a time). Found by scripts/mutation_sweep.py: every test had fewer rows than a block, so a
+    block size computed with / for // (a float: a TypeError past one block) or a scratch of all N rows
+    passed."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    f = 64
+    rows = kernels.BLOCK * 4 // f
+    n = 2 * rows + 37
+    x = rng.standard_normal((g, n, f)[2 - g:])  # (N, F) or (G, N, F)
+    gamma, beta = rng.standard_normal(f), rng.standard_normal(f)
+    _, cache, _ = batch_norm_forward(x, gamma, beta, RunningStats(np.zeros(f), np.ones(f), np.array(0)), train=True)
+    dout, x_hat = rng.standard_normal(x.shape), cache.x_hat
+    s1, s2 = dout.sum(axis=-2, keepdims=True), (dout * x_hat).sum(axis=-2, keepdims=True)  # (..., 1, F)
+    scale = cache.rstd * gamma
+    want = scale * (dout - s1 / n - x_hat * (s2 / n))
+    tracemalloc.start()
+    try:
+        got = kernels.bn_backward_dx_ref(np, dout, x_hat, s1, s2, scale, n)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(got, want)
+    scratch = rows * f * dout.itemsize
+    assert dout.nbytes + scratch <= peak < dout.nbytes + 1.25 * scratch, (peak - dout.nbytes) / scratch
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_relu_and_linear_fast_paths(dtype):
     rng = np.random.default_rng(3)

@@ -592,6 +592,95 @@ def test_what_the_mutation_audit_found_no_test_for_in_the_ops():
     np.testing.assert_array_equal(out.reshape(4, 6), group_norm_forward(x, ones, zeros, groups=2)[0])
 
 
+def _pairs(x, rng):
+    """(name, backward, cache, upstream gradient) for every op, run forward on x (G, N, F)."""
+    f = x.shape[-1]
+    gamma, beta = rng.standard_normal(f), rng.standard_normal(f)
+    run = _running(f, rng)
+    forwards = {
+        "linear": (linear_backward, linear_forward(x, rng.standard_normal((f, 3)), rng.standard_normal(3))),
+        "relu": (relu_backward, relu_forward(x)),
+        "batch_norm train": (batch_norm_backward, batch_norm_forward(x, gamma, beta, run, train=True)[:2]),
+        "batch_norm eval": (batch_norm_backward, batch_norm_forward(x, gamma, beta, run, train=False)[:2]),
+        "layer_norm": (layer_norm_backward, layer_norm_forward(x, gamma, beta)),
+        "group_norm": (group_norm_backward, group_norm_forward(x, gamma, beta, groups=2)),
+        "affine": (affine_backward, affine_forward(x, gamma, beta)),
+        "simplex": (simplex_backward, simplex_forward(x, simplex_dim=2, temperature=0.7)),
+        "weight_standardize": (weight_standardize_backward, weight_standardize_forward(x[0])),
+    }
+    return [(name, backward, cache, rng.standard_normal(out.shape))
+            for name, (backward, (out, cache)) in forwards.items()]
+
+
+def test_no_backward_overwrites_its_upstream_gradient_or_its_cache_by_default():
+    """STYLE 14: inputs are never mutated. A backward called without ``inplace`` leaves dout and every
+    array of its cache as they were, returns nothing that shares their memory, and so gives the same
+    gradients when called again (BYOL's step runs each backward once, but a user checking gradients
+    calls it many times). Found by scripts/mutation_sweep.py: relu_backward with ``inplace=True`` as its
+    default overwrote dout, and no test saw it (the dtype test above checks the forward inputs only)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 5, 4))
+    for name, backward, cache, dout in _pairs(x, rng):
+        saved = dout.copy(), [a.copy() if isinstance(a, np.ndarray) else a for a in cache]
+        first = backward(dout, cache)
+        np.testing.assert_array_equal(dout, saved[0], err_msg=f"{name}: dout was overwritten")
+        for field, a, s in zip(cache._fields, cache, saved[1]):
+            if isinstance(a, np.ndarray):
+                np.testing.assert_array_equal(a, s, err_msg=f"{name}: the cache's {field} was overwritten")
+        first = first if isinstance(first, tuple) else (first,)
+        for grad in first:
+            assert not np.shares_memory(grad, dout), f"{name}: a gradient shares dout's memory"
+            assert not any(np.shares_memory(grad, a) for a in cache if isinstance(a, np.ndarray)), name
+        again = backward(dout, cache)
+        for g1, g2 in zip(first, again if isinstance(again, tuple) else (again,)):
+            np.testing.assert_array_equal(g1, g2, err_msg=f"{name}: a second call gave other gradients")
+
+
+def test_the_per_feature_ops_refuse_a_gamma_per_sample():
+    """Batch norm, group norm and the affine layer scale each feature: a (N, F) gamma, which matches
+    x's trailing axes and would broadcast, is refused by name (layer norm's case is in the test above).
+    Found by scripts/mutation_sweep.py: with ``per_feature`` dropped from their checks every test passed."""
+    rng = np.random.default_rng(2)
+    for shape in ((4, 6), (2, 4, 6)):
+        x = rng.standard_normal(shape)
+        calls = {
+            "batch_norm_forward": lambda g, b: batch_norm_forward(x, g, b, _running(6, rng), train=True),
+            "group_norm_forward": lambda g, b: group_norm_forward(x, g, b, groups=2),
+            "affine_forward": lambda g, b: affine_forward(x, g, b),
+        }
+        for op, call in calls.items():
+            says = f"{op}: gamma has shape (4, 6), expected (6,) (the trailing axis of x, shape {shape})"
+            with pytest.raises(ValueError, match=re.escape(says)):
+                call(np.ones((4, 6)), np.zeros(6))
+            call(np.ones(6), np.zeros(6))  # (the right one is taken)
+
+
+@pytest.mark.parametrize("var_formula", ["two_pass", "one_pass"])
+@pytest.mark.parametrize("inplace", [False, True])
+def test_batch_norm_training_forward_allocates_only_out_and_x_hat(inplace, var_formula):
+    """The train forward's activation-sized allocations: the squares' buffer (later out) and x - mean
+    (later x_hat, normalised where it lies); with ``inplace`` x itself holds x_hat. So the peak is 2 arrays
+    the size of x, or 1 in place, and a third is a regression of the memory the step's peak is counted
+    from (tests/test_bench_smoke.py). A count of bytes (tracemalloc sees every NumPy allocation), not a time.
+    Found by scripts/mutation_sweep.py: normalising the centred copy into a new array passed every test."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 256, 128))
+    gamma, beta, run = rng.standard_normal(128), rng.standard_normal(128), _running(128, rng)
+    work = x.copy()
+    tracemalloc.start()
+    try:
+        out, cache, _ = batch_norm_forward(work, gamma, beta, run, train=True, inplace=inplace, var_formula=var_formula)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    arrays = 1 if inplace else 2
+    assert arrays * x.nbytes <= peak < (arrays + 0.25) * x.nbytes, (peak / x.nbytes, arrays)
+    want = batch_norm_forward(x, gamma, beta, run, train=True, var_formula=var_formula)[0]
+    np.testing.assert_array_equal(out, want)
+
+
 def test_a_0d_input_a_missing_parameter_and_bad_running_stats_are_named():
     """Found by an API audit: a 0-d x was an IndexError (linear, simplex) or read as one feature
     (l2 normalisation), a None gamma an AttributeError, a plain tuple of running statistics an

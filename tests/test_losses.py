@@ -1,5 +1,7 @@
 """l2 normalisation and the regression loss: gradients for every eps convention and loss form,
 identities (range, scale invariance, p . dl/dp = 0), the clamped regime."""
+import re
+
 import numpy as np
 import pytest
 from hypothesis import assume, given
@@ -213,6 +215,30 @@ def test_regression_loss_dn_refuses_an_upstream_gradient_unlike_the_forward_outp
             regression_loss_dn(bad, cache)
 
 
+@given(seed=seeds, shape=st.sampled_from([(3,), (2, 3), (2, 1, 3)]), p=st.integers(1, 5), form=forms)
+def test_regression_loss_dn_gives_both_gradients_by_default_at_any_leading_shape(seed, shape, p, form):
+    """dn_p and dn_z by their formulas (the docstring's table), the upstream gradient checked against
+    every leading axis, not the first. Found by scripts/mutation_sweep.py: ``need_dz=False`` as the
+    default, and a check of ``shape[:1]`` for ``shape[:-1]``, passed every test (all were 2-D)."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.standard_normal((2, *shape, p))
+    loss, cache = regression_loss_forward(a, b, form=form)
+    g = rng.standard_normal(loss.shape)
+    n_p, n_z = cache.n_p, cache.n_z
+    want_p = {"mse": 2 * (n_p - n_z), "2-2cos": -2 * n_z, "neg_cos": -n_z}[form] * g[..., None]
+    want_z = {"mse": -2 * (n_p - n_z), "2-2cos": -2 * n_p, "neg_cos": -n_p}[form] * g[..., None]
+    dn_p, dn_z = regression_loss_dn(g, cache)
+    np.testing.assert_allclose(dn_p, want_p, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(dn_z, want_z, rtol=1e-14, atol=1e-15)
+    assert regression_loss_dn(g, cache, need_dz=False)[1] is None
+    for bad in (g[:1], g.reshape(-1)[:shape[0]], g[..., None]):
+        if bad.shape == g.shape:
+            continue
+        says = "regression_loss_dn: dloss has shape .*, expected " + re.escape(str(tuple(shape)))
+        with pytest.raises(ValueError, match=says):
+            regression_loss_dn(bad, cache)
+
+
 def test_the_mse_form_is_the_distance_of_the_normalised_vectors_where_they_are_not_unit():
     """"mse" is ||n(p) - n(z)||^2, not 2 - 2 cos: the two differ wherever a normalised vector is not
     unit (a clamped row, or any row under "add"), which is the collapse regime where the conventions
@@ -252,3 +278,12 @@ def test_each_modes_default_eps_by_its_clamp_on_a_row_of_norm_1e_minus_10():
         n, cache = l2_normalize_forward(x, eps_mode=mode)
         assert n[0, 0] == pytest.approx(first, rel=1e-12) and n[0, 1] == 0
         assert bool(cache.clamped[0, 0]) == (mode == "sq_norm")
+    # Each clamp at its value: half as much is clamped, 1.5 times as much is not. Found by
+    # scripts/mutation_sweep.py: norm's default doubled (2e-12) passed every test.
+    for mode, at in (("sq_norm", 1e-12), ("norm", 1e-12)):
+        for factor in (0.5, 1.5):
+            value = np.sqrt(factor * at) if mode == "sq_norm" else factor * at  # (sq_norm clamps ||x||^2)
+            n, cache = l2_normalize_forward(np.array([[value, 0.0]]), eps_mode=mode)
+            assert bool(cache.clamped[0, 0]) == (factor < 1), (mode, factor)
+            want = 1.0 if factor > 1 else (np.sqrt(factor) if mode == "sq_norm" else factor)
+            assert n[0, 0] == pytest.approx(want, rel=1e-12), (mode, factor)

@@ -285,6 +285,26 @@ def test_lr_rounding_float32_refuses_a_final_lr_beyond_float32_at_every_step():
                              lr_rounding="float32")
 
 
+def test_the_overflow_checks_refuse_exactly_what_overflows():
+    """The two guards at their edges. lr_rounding="float32" takes float32's largest value as a peak and
+    refuses the next double up (struct could not round it: OverflowError); the warm-up guard refuses a
+    (peak - warmup_start) * W that overflows, and takes one that does not however large peak and
+    warmup_start are. Found by scripts/mutation_sweep.py: float32's largest value doubled, or the guard
+    on (peak + warmup_start), passed every test."""
+    f32_max = float(np.finfo(np.float32).max)
+    one = dict(batch_size=1, batch_scale=1, total_steps=10, warmup_steps=4)
+    for k in (0, 2, 4, 9):
+        assert warmup_cosine_lr(k, base_lr=f32_max, lr_rounding="float32", **one) <= f32_max
+        with pytest.raises(ValueError, match="exceeds float32's largest value 3.403e"):
+            warmup_cosine_lr(k, base_lr=math.nextafter(f32_max, math.inf), lr_rounding="float32", **one)
+    # warm-up from 1e308 to 1e308: (peak - warmup_start) * W = 0, a constant rate however large
+    assert [warmup_cosine_lr(k, base_lr=1e308, warmup_start=1e308, **one) for k in range(4)] == [1e308] * 4
+    half = 0.6 * np.finfo(np.float64).max
+    assert warmup_cosine_lr(0, base_lr=half, **{**one, "warmup_steps": 1}) == 0.0  # (half * 1 is finite)
+    with pytest.raises(ValueError, match=r"overflow in the warm-up \(\(peak - warmup_start\) \* warmup_steps=2\)"):
+        warmup_cosine_lr(0, base_lr=half, **{**one, "warmup_steps": 2})
+
+
 def test_lr_refuses_a_peak_rate_that_is_not_finite():
     """base_lr * batch_size / batch_scale overflowed to inf (or the warm-up to nan) without a word."""
     with pytest.raises(ValueError, match=r"the peak learning rate base_lr \* batch_size / batch_scale = "
