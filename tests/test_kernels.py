@@ -123,6 +123,24 @@ def test_batch_norm_backward_runs_over_row_blocks_through_one_block_sized_scratc
     np.testing.assert_array_equal(got, want)
     scratch = rows * f * dout.itemsize
     assert dout.nbytes + scratch <= peak < dout.nbytes + 1.25 * scratch, (peak - dout.nbytes) / scratch
+    # A row wider than a block: one row at a time (a block of 0 rows would be a range of step 0).
+    f = kernels.BLOCK * 4 + 1
+    x_hat, dout = rng.standard_normal((2, 3, f))
+    s1, s2, scale = dout.sum(axis=0, keepdims=True), (dout * x_hat).sum(axis=0, keepdims=True), np.ones((1, f))
+    np.testing.assert_array_equal(kernels.bn_backward_dx_ref(np, dout, x_hat, s1, s2, scale, 3),
+                                  scale * (dout - s1 / 3 - x_hat * (s2 / 3)))
+
+
+def test_a_weight_decay_term_is_skipped_for_the_python_float_0_only():
+    """add_scaled (u = p * wd + g, the optimisers' first link) skips the product for a Python 0.0, so a
+    zero decay gives g exactly even where p is not finite; any other wd, 1.0 included, is computed.
+    Found by scripts/mutation_sweep.py: a skip for 1.0 in place of 0.0 passed every test."""
+    p, g = np.array([2.0, np.inf, -3.0]), np.array([0.5, 0.25, 1.0])
+    with np.errstate(invalid="ignore"):  # (inf * 0 = nan, where the 0-d array's term is computed)
+        for wd, want in ((0.0, g), (1.0, p + g), (np.array(0.0), [0.5, np.nan, 1.0])):
+            u = np.empty(3)
+            kernels.add_scaled(np, g, p, wd, u)
+            np.testing.assert_array_equal(u, want)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
