@@ -131,6 +131,37 @@ def test_batch_norm_backward_runs_over_row_blocks_through_one_block_sized_scratc
                                   scale * (dout - s1 / 3 - x_hat * (s2 / 3)))
 
 
+def test_a_heads_forward_and_backward_overwrite_their_own_temporaries():
+    """mlp_forward and mlp_backward let a step overwrite an input that the step before made (batch norm
+    the linear output, ReLU the batch-norm output, each backward its dout). On a projector whose hidden
+    layer A = (2, 2048, 512) dwarfs the rest, the forward keeps x_hat and the ReLU output (2 A) and peaks
+    there, and the backward peaks at one A above what it started with; without the overwrites they
+    peak at 3 A and 2 A. A count of bytes (tracemalloc), not a time. Found by scripts/mutation_sweep.py:
+    with either loop never overwriting, every test passed (the step's peak-memory test included: there
+    the weights dominate)."""
+    import tracemalloc
+
+    online, _ = byol.build(64, 64, 16, 64, seed=0, projector_hidden_dim=512)
+    steps = network_plan(online.config, "online")["projector"]
+    assert [kind for kind, _ in steps] == ["linear", "batch_norm", "relu", "linear"]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 2048, 64))
+    a = 2 * 2048 * 512 * x.itemsize
+    tracemalloc.start()
+    try:
+        out, caches, _ = mlp_forward(steps, online.params, online.buffers, x, config=online.config, train=True)
+        forward_peak = tracemalloc.get_traced_memory()[1]
+        dout = rng.standard_normal(out.shape)
+        tracemalloc.reset_peak()
+        start = tracemalloc.get_traced_memory()[0]
+        mlp_backward(dout, caches, {})
+        backward_peak = tracemalloc.get_traced_memory()[1] - start
+    finally:
+        tracemalloc.stop()
+    assert 2 * a <= forward_peak < 2.5 * a, forward_peak / a
+    assert a <= backward_peak < 1.5 * a, backward_peak / a
+
+
 def test_a_weight_decay_term_is_skipped_for_the_python_float_0_only():
     """add_scaled (u = p * wd + g, the optimisers' first link) skips the product for a Python 0.0, so a
     zero decay gives g exactly even where p is not finite; any other wd, 1.0 included, is computed.
