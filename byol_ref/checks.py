@@ -451,7 +451,7 @@ def check_array(x, name, *, ndim=None, last_dim=None, dtype=None, finite=True, m
     if last_dim is not None and x.shape[-1] != last_dim:
         raise ValueError(f"{name} must have {last_dim} features in its last axis, got shape {tuple(x.shape)}")
     if min_rows is not None and x.shape[0] < min_rows:
-        raise ValueError(f"{name} must have at least {min_rows} rows, got shape {tuple(x.shape)}"
+        raise ValueError(f"{name} must have at least {min_rows} row{'s' * (min_rows != 1)}, got shape {tuple(x.shape)}"
                          + (f": {rows_for}" if rows_for else ""))
     if finite:
         xp = get_array_module(x)

@@ -780,10 +780,10 @@ def forward(network: Network, x, *, train: bool = False):
     train = check_bool(train, "train")
     dtype = _params_dtype(network.params, "network.params")
     _check_buffers(network, "network", dtype)
-    has_bn = any(k.endswith(".running_mean") for k in network.buffers)
-    check_array(x, "x", ndim=2, last_dim=cfg.encoder_dim, dtype=dtype, min_rows=2 if (train and has_bn) else 1,
+    batch_stats = train and any(k.endswith(".running_mean") for k in network.buffers)
+    check_array(x, "x", ndim=2, last_dim=cfg.encoder_dim, dtype=dtype, min_rows=2 if batch_stats else 1,
                 rows_for="batch norm in training mode takes its statistics over the rows (train=False uses "
-                         "the running statistics)")
+                         "the running statistics)" if batch_stats else None)
     check_one_place(lambda: {"x": x, **_first(network, "network")})
     if not train:
         outputs, _, buffers = network_forward(cfg, network.role, network.params, network.buffers, x, train=False)

@@ -114,6 +114,19 @@ def test_adamw_default_weight_decay_is_optaxs_1e_4():
 # --------------------------------------------------------------------------- model
 
 
+def test_forward_evaluates_by_default():
+    """``forward(network, x)`` is evaluation: the running statistics normalise, so a row's output does
+    not depend on the other rows, and the buffers come back unchanged. Found by scripts/mutation_sweep.py:
+    ``train=True`` as the default passed every test (the docstring's example prints shapes only)."""
+    net = byol.build_online(6, projection_dim=4, predictor_dim=3, hidden_size=8, seed=0)
+    x = np.random.default_rng(0).standard_normal((5, 6))
+    outputs, buffers = byol.forward(net, x)
+    alone, _ = byol.forward(net, x[:2])
+    np.testing.assert_allclose(outputs["p"][:2], alone["p"], rtol=1e-12, atol=1e-14)
+    for key, value in net.buffers.items():
+        np.testing.assert_array_equal(buffers[key], value)
+
+
 def test_model_default_bn_decay_is_haikus_0_9():
     """A training step runs the online encoder on each view in turn, so its first batch norm's running
     mean gets two zero-debiased updates with Haiku's decay 0.9 (BYOL_FACTS a4):
