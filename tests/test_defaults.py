@@ -127,6 +127,27 @@ def test_forward_evaluates_by_default():
         np.testing.assert_array_equal(buffers[key], value)
 
 
+def test_network_backward_returns_the_inputs_gradient_by_default():
+    """``network_backward(dout, caches, grads)`` chains into the input (need_input_grad=True): the
+    returned dx matches finite differences of the forward (evaluation mode: the running statistics are
+    constants). Found by scripts/mutation_sweep.py: False as the default (dx None) passed every test,
+    as the step passes False for its data."""
+    from byol_ref.gradcheck import grad_error, numerical_gradient
+    from byol_ref.model import network_backward, network_forward
+
+    net = byol.build_online(5, projection_dim=4, predictor_dim=3, hidden_size=6, seed=0)
+    rng = np.random.default_rng(1)
+    x, dout = rng.standard_normal((3, 5)), rng.standard_normal((3, 4))
+
+    def p_of(x_):
+        return network_forward(net.config, "online", net.params, net.buffers, x_, train=False)[0]["p"]
+
+    _, caches, _ = network_forward(net.config, "online", net.params, net.buffers, x, train=False)
+    dx = network_backward(dout, caches, {})
+    assert dx is not None and dx.shape == x.shape
+    assert grad_error(dx, numerical_gradient(p_of, x, dout)) < 1e-6
+
+
 def test_model_default_bn_decay_is_haikus_0_9():
     """A training step runs the online encoder on each view in turn, so its first batch norm's running
     mean gets two zero-debiased updates with Haiku's decay 0.9 (BYOL_FACTS a4):

@@ -162,6 +162,30 @@ def test_a_heads_forward_and_backward_overwrite_their_own_temporaries():
     assert a <= backward_peak < 1.5 * a, backward_peak / a
 
 
+@pytest.mark.parametrize("stop_gradient", [True, False])
+def test_the_step_skips_the_gradient_of_its_views_and_only_that(stop_gradient, monkeypatch):
+    """The views are data: loss_and_grads asks the first linear layer of each network it differentiates
+    for no dx (one GEMM of the input's width saved per network), and every other layer for its dx.
+    Found by scripts/mutation_sweep.py: asking for the views' gradient too gives the same numbers, so
+    every test passed."""
+    from byol_ref import model
+
+    asked = []
+    original = model.linear_backward
+
+    def spy(dout, cache, *, need_dx=True):
+        asked.append((tuple(cache.x.shape), need_dx))
+        return original(dout, cache, need_dx=need_dx)
+
+    monkeypatch.setattr(model, "linear_backward", spy)
+    online, target = byol.build(5, 4, 3, 6, seed=0, stop_gradient=stop_gradient)
+    v1, v2 = np.random.default_rng(0).standard_normal((2, 4, 5))
+    byol.loss_and_grads(online, target, v1, v2)
+    views = (2, 4, 5)  # (the only layer input of this width: the others are 6, 4 and 3 wide)
+    assert [shape for shape, need in asked if not need] == [views] * (1 if stop_gradient else 2), asked
+    assert all(need for shape, need in asked if shape != views), asked
+
+
 def test_a_weight_decay_term_is_skipped_for_the_python_float_0_only():
     """add_scaled (u = p * wd + g, the optimisers' first link) skips the product for a Python 0.0, so a
     zero decay gives g exactly even where p is not finite; any other wd, 1.0 included, is computed.

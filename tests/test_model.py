@@ -386,14 +386,17 @@ def test_forward_with_bn_shards_takes_statistics_per_shard():
     np.testing.assert_allclose(ev["p"], byol.forward(one, x, train=False)[0]["p"], rtol=1e-12)
 
 
+@pytest.mark.parametrize("rows", [6, 8])
 @pytest.mark.parametrize("mode", ["first", "sequential"])
-def test_forward_with_bn_shards_updates_running_statistics_as_configured(mode):
+def test_forward_with_bn_shards_updates_running_statistics_as_configured(mode, rows):
+    """With 8 rows too: at 6, the rows of a shard (3) divided by the shards (2) is 1 as well, and a count
+    of shard 0's groups taken from the rows passed (found by scripts/mutation_sweep.py)."""
     online, _, rng = _small(dict(bn_shards=2, bn_shard_running=mode), 7)
-    x = rng.standard_normal((6, 4))
+    x = rng.standard_normal((rows, 4))
     _, buffers = byol.forward(online, x, train=True)
     one = online._replace(config=online.config.replace(bn_shards=1))
-    _, first = byol.forward(one, x[:3], train=True)
-    _, both = byol.forward(one._replace(buffers=first), x[3:], train=True)
+    _, first = byol.forward(one, x[:rows // 2], train=True)
+    _, both = byol.forward(one._replace(buffers=first), x[rows // 2:], train=True)
     want = first if mode == "first" else both
     for key in buffers:
         np.testing.assert_allclose(buffers[key], want[key], rtol=1e-12, err_msg=key)
