@@ -210,9 +210,9 @@ class VectorAug:
     are standardised (:func:`byol_ref.data.standardize_dataset`), which is the intended use.
 
     Attributes:
-        noise_std: standard deviation of the additive noise (>= 0).
-        p_mask: probability that each feature of each sample is zeroed, in [0, 1].
-        scale: (low, high) range of the per-sample scale factor, 0 <= low <= high.
+        noise_std: standard deviation of the additive noise (>= 0; default 0.1).
+        p_mask: probability that each feature of each sample is zeroed, in [0, 1] (default 0.1).
+        scale: (low, high) range of the per-sample scale factor, 0 <= low <= high (default (0.8, 1.2)).
     """
 
     noise_std: float = 0.1

@@ -251,6 +251,22 @@ def test_solarize_formula(seed, t, dtype):
     assert out.min() >= 0 and out.max() <= 1
 
 
+def test_vector_ops_off_draw_nothing():
+    """augment_vectors draws its mask and its noise only when they are on: with both off, a view takes
+    its N scale draws and nothing else, and view 2 of a pair draws what it would alone after them."""
+    n, d = 6, 3
+    for cfg, draws in ((VectorAug(p_mask=0.0, noise_std=0.0), n), (VectorAug(p_mask=0.5, noise_std=0.0), n + n * d)):
+        rng, want = rng_(2), rng_(2)
+        augment_vectors(np.ones((n, d)), rng, cfg)
+        want.uniform(size=draws)
+        assert rng.bit_generator.state == want.bit_generator.state, cfg
+
+
+def test_solarize_default_threshold_is_one_half():
+    x = np.array([0.25, 0.5, 0.75])
+    np.testing.assert_array_equal(solarize(x), [0.25, 0.5, 0.25])  # (0.5 is not below 0.5: 1 - 0.5)
+
+
 def test_solarize_in_pipeline_uses_threshold():
     x = np.linspace(0, 1, 64).reshape(1, 8, 8)
     out = augment_images(x, rng_(), replace(IDENTITY, p_solarize=1.0, solarize_threshold=0.5))
@@ -391,11 +407,29 @@ def test_zoom_and_shift_move_a_dot_as_drawn():
 
 
 def test_new_ops_off_keep_the_random_stream():
-    # zoom, shift and erase draw nothing when off, so runs with older settings are unchanged.
-    x = images(0, (16, 8, 8))
-    a = augment_images(x, rng_(5), digits_views()[0], None)
-    b = augment_images(x, rng_(5), replace(digits_views()[0], zoom=(1.0, 1.0), shift=0.0, p_erase=0.0), None)
-    np.testing.assert_array_equal(a, b)
+    """zoom, shift, erase and pixel noise draw nothing when off, so runs with older settings are unchanged:
+    a view then takes exactly its 14 per-sample uniforms (flip, scale, ratio, two offsets, angle, jitter,
+    brightness, contrast, their order, blur, sigma, solarize, noise), and each op turned on draws more.
+    (This test compared two configs with these ops off both times, so it could not fail: a zoom drawn
+    when off, a shift of 1 px taken as off, or noise drawn at p_noise 0 all passed it.)"""
+    from byol_ref.augment import _draw_image_params
+
+    n, chw = 5, (1, 8, 8)
+    off = replace(digits_views()[0], zoom=(1.0, 1.0), shift=0.0, p_erase=0.0, p_noise=0.0)
+    want = rng_(5)
+    want.uniform(size=14 * n)
+    for cfg in (off, replace(off, p_noise=0.5, noise_std=0.0), replace(off, noise_std=0.5)):
+        rng = rng_(5)
+        _draw_image_params(rng, n, cfg, chw)
+        assert rng.bit_generator.state == want.bit_generator.state, cfg
+    for on in (dict(zoom=(1.0, 1.1)), dict(shift=1.0), dict(p_erase=0.5), dict(p_noise=0.5, noise_std=0.05)):
+        rng = rng_(5)
+        _draw_image_params(rng, n, replace(off, **on), chw)
+        assert rng.bit_generator.state != want.bit_generator.state, on
+    # and a view with noise on at std 0 is the view without it (no eps was drawn to add)
+    x = images(0, (n, 8, 8))
+    np.testing.assert_array_equal(augment_images(x, rng_(5), replace(off, p_noise=0.5, noise_std=0.0), (8, 8)),
+                                  augment_images(x, rng_(5), off, (8, 8)))
 
 
 def test_probabilities_select_samples():
@@ -932,3 +966,57 @@ def test_augment_vectors_refuses_an_image_config_and_images():
         with pytest.raises(ValueError, match=rf"^x must be feature vectors of shape \(N, D\), got "
                                              rf"{re.escape(str(x.shape))}$"):
             augment_vectors(x, rng, VectorAug())
+
+
+# ---------------------------------------------------------------------------------------
+# What scripts/mutation_sweep.py found untested (2026-12-02).
+# ---------------------------------------------------------------------------------------
+
+
+def test_a_read_outside_the_image_is_background_and_the_half_pixel_band_is_the_border():
+    """_bilinear: the image fills [-0.5, W - 0.5] x [-0.5, H - 0.5] in index coordinates; inside, a point
+    in the outer half-pixel band reads the border pixel (clamped), outside it reads 0 (the corners a
+    rotation uncovers). Read at the band's ends and a quarter pixel beyond them, on an image of ones.
+    Every change to the inside test (strict for loose, a band of 1 for 0.5, W + 0.5 for W - 0.5) passed
+    every test: nothing read there."""
+    from byol_ref.augment import _bilinear
+
+    h, w = 3, 5
+    x = np.ones((1, 1, h, w))
+    ends = {"x": [-0.5, w - 0.5], "y": [-0.5, h - 0.5]}
+    beyond = {"x": [-0.75, w - 0.25], "y": [-0.75, h - 0.25]}
+    for axis in ("x", "y"):
+        for where, want in ((ends, 1.0), (beyond, 0.0)):
+            for v in where[axis]:
+                sx, sy = (np.full((1, 1, 1), v), np.full((1, 1, 1), 1.0))[:: 1 if axis == "x" else -1]
+                assert _bilinear(x, sx, sy)[0, 0, 0, 0] == want, (axis, v)
+    # a full-box 45-degree turn: the corners come from outside the image
+    turned = crop_resize(np.ones((1, 1, 8, 8)), np.array([[0.0, 0.0, 8.0, 8.0]]), angles=np.array([45.0]))
+    assert turned[0, 0, 0, 0] == 0.0 and turned[0, 0, 4, 4] == 1.0
+
+
+def test_digits_views_are_the_whole_recipe_the_docstring_gives():
+    """Every field of the `make run` views, not only those test_digits_views_are_asymmetric_and_mild
+    names: crop aspect ratio (3/4, 4/3), blur sigma 0.1 to 0.7 px with radius 1, no zoom, shift or
+    erase (a doubled ratio or sigma passed every test). VectorAug's defaults are its docstring's."""
+    v1, v2 = digits_views()
+    assert v1 == ImageAug() and v2 == replace(v1, p_blur=0.1, p_solarize=0.2)
+    assert asdict(v1) == dict(crop_scale=(0.6, 1.0), crop_ratio=(3 / 4, 4 / 3), rotation=10.0, p_flip=0.0,
+                              p_jitter=0.8, brightness=0.2, contrast=(0.7, 1.3), p_blur=0.5, blur_sigma=(0.1, 0.7),
+                              blur_radius=1, p_solarize=0.0, solarize_threshold=0.5, p_noise=0.5, noise_std=0.05,
+                              zoom=(1.0, 1.0), shift=0.0, p_erase=0.0, erase_size=2)
+    assert asdict(VectorAug()) == dict(noise_std=0.1, p_mask=0.1, scale=(0.8, 1.2))
+    with pytest.raises(FrozenInstanceError, match="cannot assign to field 'p_mask'"):
+        VectorAug().p_mask = 0.5
+
+
+def test_the_config_checks_take_the_ends_of_their_intervals():
+    """Each documented closed end is taken: rotation 180, a probability of 0 or 1, a threshold of 1,
+    contrast and vector scale from 0, a crop of the whole image; an open end (crop scale, ratio, zoom,
+    sigma at 0) is refused. A check made strict at a closed end passed every test."""
+    ImageAug(rotation=180.0, p_flip=1.0, p_jitter=0.0, solarize_threshold=1.0, contrast=(0.0, 0.0),
+             crop_scale=(1.0, 1.0), brightness=0.0, noise_std=0.0, shift=0.0)
+    VectorAug(scale=(0.0, 0.0), p_mask=1.0, noise_std=0.0)
+    for field in ("crop_scale", "crop_ratio", "zoom", "blur_sigma"):
+        with pytest.raises(ValueError, match=rf"ImageAug\.{field} must satisfy low <= high within \(0.0, "):
+            ImageAug(**{field: (0.0, 1.0)})
