@@ -1139,3 +1139,43 @@ def test_an_l2_grid_written_as_a_string_is_named_as_a_whole():
         with pytest.raises(TypeError, match=rf"^l2_grid must be a sequence of numbers, got "
                                             rf"{type(grid).__name__} {re.escape(repr(grid))}$"):
             ev.linear_probe(X, Y, XT, YT, l2_grid=grid)
+
+
+# ---------------------------------------------------------------------------------------
+# What scripts/mutation_sweep.py found untested (2026-12-02).
+# ---------------------------------------------------------------------------------------
+
+
+def test_the_probe_protocol_is_the_one_the_readme_gives():
+    """README: l2 from 1e-4, 1e-3, 1e-2, 0.1 and 1; a fifth of each class to validate the full probe;
+    5-fold cross-validation, five times, for the low-label probe. Any of them changed passed every test."""
+    assert ev.DEFAULT_L2_GRID == (1e-4, 1e-3, 1e-2, 0.1, 1.0)
+    assert (ev.DEFAULT_VAL_FRACTION, ev.DEFAULT_REPEATS, ev.DEFAULT_N_FOLDS) == (0.2, 5, 5)
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # (numpy.matrix's own)
+def test_the_probes_copy_plain_arrays_of_any_kind_and_count_what_is_not_finite():
+    """The probes only copy their inputs to the host, so a numpy.matrix or a masked array with nothing
+    masked is taken as its values (the step refuses them: it computes on them as given); an empty
+    feature array is refused, and a non-finite one by its count of NaN and inf values."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((12, 3)), np.arange(12) % 3
+    want = ev.knn_accuracy(x, y, x, y, k=3)
+    assert ev.knn_accuracy(np.asmatrix(x), np.ma.masked_array(y), np.ma.masked_array(x), y, k=3) == want
+    with pytest.raises(ValueError, match=r"x_train must have at least 1 row\(s\) and 1 column, got shape \(0, 3\)"):
+        ev.knn_accuracy(x[:0], y[:0], x, y, k=3)
+    bad = x.copy()
+    bad[0, :2] = np.nan
+    bad[3, 1] = np.inf
+    with pytest.raises(ValueError, match=r"x_test must be finite, got 3 NaN/inf value\(s\) in shape \(12, 3\)"):
+        ev.knn_accuracy(x, y, bad, y, k=3)
+
+
+def test_a_constant_feature_of_large_magnitude_is_not_amplified():
+    """A feature whose computed spread is rounding noise of its magnitude (12345.6789 in every row, a
+    std of about 1e-12 after the mean's rounding) standardises to 0 with std 1, however large the
+    value: the threshold is relative to the feature's magnitude (1e-12 of it), not an absolute 1e-12."""
+    col = np.full(7, 12345.6789) + np.array([0, 0, 0, 0, 0, 0, 1]) * 1e-11
+    x = np.stack([col, np.arange(7.0)], axis=1)
+    mean, std = ev._standardise_stats(x)
+    assert 0 < x[:, 0].std() <= 1e-12 * 12345.6789 and std[0] == 1.0 and std[1] == x[:, 1].std()
