@@ -1179,3 +1179,40 @@ def test_a_constant_feature_of_large_magnitude_is_not_amplified():
     x = np.stack([col, np.arange(7.0)], axis=1)
     mean, std = ev._standardise_stats(x)
     assert 0 < x[:, 0].std() <= 1e-12 * 12345.6789 and std[0] == 1.0 and std[1] == x[:, 1].std()
+
+
+def test_the_probes_defaults_and_their_smallest_settings():
+    """The defaults the README's table was made with (kNN k 20, 10 labels a class, seed 0, at most 500
+    L-BFGS iterations), and the smallest settings each check takes: 2 labels a class, 2 folds, 1
+    iteration, 1 draw (whose sd is 0, not the NaN of a one-sample sd). Each passed every test changed."""
+    rng = np.random.default_rng(3)
+    y = np.repeat(np.arange(3), 12)
+    x = rng.standard_normal((36, 4)) + y[:, None]
+    assert np.array_equal(ev.knn_predict(x, y, x), ev.knn_predict(x, y, x, k=20))
+    assert ev.knn_accuracy(x, y, x, y) == ev.knn_accuracy(x, y, x, y, k=20)
+    assert ev.linear_probe(x, y, x, y) == ev.linear_probe(x, y, x, y, seed=0, max_iter=500)
+    assert ev.low_label_probe(x, y, x, y) == ev.low_label_probe(x, y, x, y, labels_per_class=10, seed=0,
+                                                                max_iter=500)
+    for a, b in zip(ev.stratified_split(y, 0.25), ev.stratified_split(y, 0.25, seed=0)):
+        assert np.array_equal(a, b)
+    assert ev.stratified_split(y, 0.25)[0].tolist() != ev.stratified_split(y, 0.25, seed=1)[0].tolist()
+    one = ev.low_label_probe(x, y, x, y, labels_per_class=2, n_folds=2, repeats=1, max_iter=1)
+    assert one["accuracy_std"] == 0.0 and math.isfinite(one["accuracy"])
+    for name, bad in (("labels_per_class", 1), ("n_folds", 1), ("max_iter", 0)):
+        with pytest.raises(ValueError, match=f"{name} must be >= {2 if name != 'max_iter' else 1}, got {bad}"):
+            ev.low_label_probe(x, y, x, y, **{name: bad})
+    with pytest.raises(ValueError, match="max_iter must be >= 1, got 0"):
+        ev.linear_probe(x, y, x, y, max_iter=0)
+
+
+def test_knn_takes_the_first_train_rows_tied_at_the_kth_place_and_no_more():
+    """k = 2: one train row above the k-th similarity, three tied at it. The first tied row joins the one
+    above (one vote each, the tie going to the larger summed similarity: class 0); taking more than
+    k - above of the tied rows gave a wrong-sized neighbour list and no test reached it. An empty
+    query gets no labels."""
+    x_train = np.array([[1.0, 0.0], [1.0, 1.0], [1.0, 1.0], [1.0, 1.0]])
+    y_train = np.array([0, 1, 1, 1])
+    query = np.array([[1.0, 0.0]])
+    assert ev.knn_predict(x_train, y_train, query, k=2).tolist() == [0]
+    assert ev.knn_predict(x_train, y_train, query, k=4).tolist() == [1]  # (all four vote)
+    assert ev.knn_predict(x_train, y_train, query[:0], k=2).shape == (0,)
