@@ -3,7 +3,7 @@
     python scripts/mutation_sweep.py MODULE [MODULE ...] --tests TEST [TEST ...]
         [--functions NAME ...] [--jobs N] [--timeout S] [--limit N] [--out FILE] [--list]
 
-A test that cannot fail is a defect (the brief); this finds such tests, or the code no test reaches.
+A test that cannot fail is a defect; this finds such tests, and the code no test looks at.
 A *mutant* is the module with one token changed:
 
     + and - swapped        * and / swapped, ** made *      < <= > >= made loose or strict
@@ -21,7 +21,8 @@ given tests (``HYPOTHESIS_PROFILE=ci``: derandomized, so a verdict is repeatable
     survived  every test passed: either the change cannot alter a result (an *equivalent* mutant,
               such as doubling an eps that only guards a division by exactly zero), or no test
               looks at what it changes; each survivor needs a reason or a test
-    timeout   the tests ran past --timeout (an endless loop counts as found)
+    timeout   the tests ran past --timeout: counted as found (the change made them loop or crawl),
+              but worth a look
 
 The unchanged module must pass the tests first, or the sweep stops. Results go to --out as JSON
 lines, one per mutant, and the survivors are printed at the end with their lines.
@@ -38,7 +39,7 @@ Options:
     --out FILE             JSON lines of every verdict (default: print only)
     --list                 list the mutants and run nothing
 
-Example (the layers' forwards and backwards against their own tests; about 4 minutes on 2 cores):
+Example (the layers' forwards and backwards against their own tests; about 10 minutes on 2 cores):
 
     python scripts/mutation_sweep.py byol_ref/layers.py --tests tests/test_layers.py tests/test_gradcheck.py
 """
