@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import io
 import json
 import os
@@ -57,9 +58,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import tokenize
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import NamedTuple
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -266,11 +267,8 @@ def main(argv=None) -> int:
         timeout = args.timeout or 5 * clean_s + 20
         print(f"{len(todo)} mutants; the clean run took {clean_s:.1f} s; timeout {timeout:.0f} s", flush=True)
 
-        results, lock, done = [], threading.Lock(), [0]
-        out = open(args.out, "w") if args.out else None
-
-        def one(m: Mutant):
-            copy = copies.get()
+        def one(m: Mutant) -> dict:
+            copy = copies.get()  # (a copy no other job is using)
             target = copy / m.path
             original = target.read_text()
             try:
@@ -279,38 +277,21 @@ def main(argv=None) -> int:
             finally:
                 target.write_text(original)
                 copies.put(copy)
-            text = m.source.splitlines()[m.line - 1].strip()
-            row = {"path": m.path, "line": m.line, "col": m.col, "old": m.old, "new": m.new, "verdict": verdict,
-                   "failed": failed, "seconds": round(seconds, 2), "text": text}
-            with lock:
-                done[0] += 1
+            return {"path": m.path, "line": m.line, "col": m.col, "old": m.old, "new": m.new, "verdict": verdict,
+                    "failed": failed, "seconds": round(seconds, 2), "text": m.source.splitlines()[m.line - 1].strip()}
+
+        results = []
+        with (open(args.out, "w") if args.out else contextlib.nullcontext()) as out, \
+                ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            for done, future in enumerate(as_completed([pool.submit(one, m) for m in todo]), 1):
+                row = future.result()  # (a job's exception surfaces here, not in a thread nobody reads)
                 results.append(row)
-                print(f"[{done[0]}/{len(todo)}] {m.path}:{m.line} {m.old!r} -> {m.new!r}: {verdict}"
-                      f"{' (' + failed + ')' if failed else ''} {seconds:.1f} s", flush=True)
+                print(f"[{done}/{len(todo)}] {row['path']}:{row['line']} {row['old']!r} -> {row['new']!r}: "
+                      f"{row['verdict']}{' (' + row['failed'] + ')' if row['failed'] else ''} {row['seconds']:.1f} s",
+                      flush=True)
                 if out:
                     out.write(json.dumps(row) + "\n")
                     out.flush()
-
-        threads = []
-        work = queue.Queue()
-        for m in todo:
-            work.put(m)
-
-        def worker():
-            while True:
-                try:
-                    m = work.get_nowait()
-                except queue.Empty:
-                    return
-                one(m)
-
-        for _ in range(args.jobs):
-            threads.append(threading.Thread(target=worker))
-            threads[-1].start()
-        for t in threads:
-            t.join()
-        if out:
-            out.close()
 
     results.sort(key=lambda r: (r["path"], r["line"], r["col"]))
     counts = {v: sum(r["verdict"] == v for r in results) for v in ("killed", "survived", "timeout")}
