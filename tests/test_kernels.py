@@ -23,6 +23,7 @@ from byol_ref.losses import regression_loss_backward, regression_loss_forward
 from byol_ref.model import ema_update, loss_and_grads, mlp_backward, mlp_forward, network_plan
 from byol_ref.optim import make_optimizer
 from conventions import MODEL_PAIRS, model_conventions, pair_ids
+from memory import peak_bytes
 
 DTYPES = ["float32", "float64"]
 
@@ -101,8 +102,6 @@ def test_batch_norm_backward_runs_over_row_blocks_through_one_block_sized_scratc
     bytes, not a time). Found by scripts/mutation_sweep.py: every test had fewer rows than a block, so a
     block size computed with / for // (a float: a TypeError past one block) or a scratch of all N rows
     passed."""
-    import tracemalloc
-
     rng = np.random.default_rng(0)
     f = 64
     rows = kernels.BLOCK * 4 // f
@@ -114,12 +113,7 @@ def test_batch_norm_backward_runs_over_row_blocks_through_one_block_sized_scratc
     s1, s2 = dout.sum(axis=-2, keepdims=True), (dout * x_hat).sum(axis=-2, keepdims=True)  # (..., 1, F)
     scale = cache.rstd * gamma
     want = scale * (dout - s1 / n - x_hat * (s2 / n))
-    tracemalloc.start()
-    try:
-        got = kernels.bn_backward_dx_ref(np, dout, x_hat, s1, s2, scale, n)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    got, peak = peak_bytes(lambda: kernels.bn_backward_dx_ref(np, dout, x_hat, s1, s2, scale, n))
     np.testing.assert_array_equal(got, want)
     scratch = rows * f * dout.itemsize
     assert dout.nbytes + scratch <= peak < dout.nbytes + 1.25 * scratch, (peak - dout.nbytes) / scratch
@@ -139,25 +133,16 @@ def test_a_heads_forward_and_backward_overwrite_their_own_temporaries():
     peak at 3 A and 2 A. A count of bytes (tracemalloc), not a time. Found by scripts/mutation_sweep.py:
     with either loop never overwriting, every test passed (the step's peak-memory test included: there
     the weights dominate)."""
-    import tracemalloc
-
     online, _ = byol.build(64, 64, 16, 64, seed=0, projector_hidden_dim=512)
     steps = network_plan(online.config, "online")["projector"]
     assert [kind for kind, _ in steps] == ["linear", "batch_norm", "relu", "linear"]
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 2048, 64))
     a = 2 * 2048 * 512 * x.itemsize
-    tracemalloc.start()
-    try:
-        out, caches, _ = mlp_forward(steps, online.params, online.buffers, x, config=online.config, train=True)
-        forward_peak = tracemalloc.get_traced_memory()[1]
-        dout = rng.standard_normal(out.shape)
-        tracemalloc.reset_peak()
-        start = tracemalloc.get_traced_memory()[0]
-        mlp_backward(dout, caches, {})
-        backward_peak = tracemalloc.get_traced_memory()[1] - start
-    finally:
-        tracemalloc.stop()
+    (out, caches, _), forward_peak = peak_bytes(
+        lambda: mlp_forward(steps, online.params, online.buffers, x, config=online.config, train=True))
+    dout = rng.standard_normal(out.shape)
+    _, backward_peak = peak_bytes(lambda: mlp_backward(dout, caches, {}))
     assert 2 * a <= forward_peak < 2.5 * a, forward_peak / a
     assert a <= backward_peak < 1.5 * a, backward_peak / a
 
