@@ -539,20 +539,9 @@ def test_every_backward_refuses_an_upstream_gradient_unlike_the_forward_output()
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, 4, 6))  # (G, N, F)
     ones, zeros = np.ones(6), np.zeros(6)
-    ops = {  # name: (backward, cache, the forward output's shape)
-        "linear_backward": (linear_backward, linear_forward(x, np.ones((6, 3)), np.zeros(3))[1], (2, 4, 3)),
-        "relu_backward": (relu_backward, relu_forward(x)[1], x.shape),
-        "batch_norm_backward": (batch_norm_backward, batch_norm_forward(x, ones, zeros, _running(6, rng),
-                                                                        train=True)[1], x.shape),
-        "layer_norm_backward": (layer_norm_backward, layer_norm_forward(x, ones, zeros)[1], x.shape),
-        "group_norm_backward": (group_norm_backward, group_norm_forward(x, ones, zeros, groups=2)[1], x.shape),
-        "affine_backward": (affine_backward, affine_forward(x, ones, zeros)[1], x.shape),
-        "simplex_backward": (simplex_backward, simplex_forward(x, simplex_dim=3, temperature=0.5)[1], x.shape),
-        "weight_standardize_backward": (weight_standardize_backward, weight_standardize_forward(x[0])[1], (4, 6)),
-    }
-    for op, (backward, cache, shape) in ops.items():
+    for _, backward, cache, good in _pairs(x, rng):  # (good: shaped like the forward's output)
+        op, shape = backward.__name__, good.shape
         name = "dw_hat" if op.startswith("weight") else "dout"
-        good = rng.standard_normal(shape)
         backward(good, cache)  # the right one is taken
         for bad in (good[..., :1], good[..., :1, :], good[0], good.T):
             if bad.shape == shape:
@@ -594,7 +583,8 @@ def test_what_the_mutation_audit_found_no_test_for_in_the_ops():
 
 
 def _pairs(x, rng):
-    """(name, backward, cache, upstream gradient) for every op, run forward on x (G, N, F)."""
+    """(name, backward, cache, upstream gradient) for every op, run forward on x (G, N, F) with F even;
+    the upstream gradient is shaped like the forward's output."""
     f = x.shape[-1]
     gamma, beta = rng.standard_normal(f), rng.standard_normal(f)
     run = _running(f, rng)
