@@ -326,6 +326,38 @@ def _standardise_stats(x: Any, name: str = "x") -> tuple[Any, Any]:
     return mean, std
 
 
+def _two_loop(g, pairs):
+    """The L-BFGS direction -H g, by the two-loop recursion.
+
+    Args:
+        g: the gradient, shape (P,).
+        pairs: the (s, y, rho = 1 / s'y) curvature pairs, oldest first; none means the
+            first step (or one after a reset): steepest descent, at most unit length, so
+            the trial point stays in a region where the quadratic model is sensible.
+
+    Returns:
+        d of shape (P,), a new array.
+
+    References:
+        Nocedal & Wright (2006), Algorithm 7.4, with H0 = gamma I, gamma = s'y / y'y
+        (eq. 7.20) from the newest pair.
+    """
+    if not pairs:
+        return -g / max(1.0, float(np.linalg.norm(g)))
+    q = g.copy()
+    alphas = []
+    for s, yv, rho in reversed(pairs):
+        a = rho * float(s @ q)
+        q -= a * yv
+        alphas.append(a)
+    s, yv, _ = pairs[-1]
+    q *= float(s @ yv) / float(yv @ yv)  # H0 = gamma I, eq. (7.20)
+    for (s, yv, rho), a in zip(pairs, reversed(alphas)):
+        beta = rho * float(yv @ q)
+        q += (a - beta) * s
+    return -q
+
+
 def _lbfgs(fun, theta0, *, max_iter: int, tol: float, memory: int = 10):
     """Minimise a smooth function with L-BFGS and a backtracking (Armijo) line search.
 
@@ -340,8 +372,8 @@ def _lbfgs(fun, theta0, *, max_iter: int, tol: float, memory: int = 10):
         (theta, n_iter, converged).
 
     References:
-        Nocedal & Wright (2006), Algorithm 7.4 (two-loop recursion), eq. (7.20) (initial
-        Hessian scaling gamma = s'y / y'y) and Algorithm 3.1 (backtracking line search).
+        Nocedal & Wright (2006), Algorithm 7.4 (two-loop recursion, :func:`_two_loop`)
+        and Algorithm 3.1 (backtracking line search).
     """
     c1 = 1e-4  # Armijo sufficient-decrease constant (Nocedal & Wright's usual choice)
     theta = theta0.copy()
@@ -350,28 +382,11 @@ def _lbfgs(fun, theta0, *, max_iter: int, tol: float, memory: int = 10):
     for it in range(max_iter):
         if np.max(np.abs(g)) <= tol:
             return theta, it, True
-        # Two-loop recursion: d = -H g with H the L-BFGS inverse-Hessian approximation.
-        q = g.copy()
-        alphas = []
-        for s, yv, rho in reversed(pairs):
-            a = rho * float(s @ q)
-            q -= a * yv
-            alphas.append(a)
-        if pairs:
-            s, yv, _ = pairs[-1]
-            q *= float(s @ yv) / float(yv @ yv)  # H0 = gamma I, eq. (7.20)
-        else:
-            # First step (or after a reset): steepest descent, at most unit length, so
-            # the trial point stays in a region where the quadratic model is sensible.
-            q /= max(1.0, float(np.linalg.norm(g)))
-        for (s, yv, rho), a in zip(pairs, reversed(alphas)):
-            beta = rho * float(yv @ q)
-            q += (a - beta) * s
-        d = -q
+        d = _two_loop(g, pairs)
         slope = float(g @ d)
         if not slope < 0:  # not a descent direction (rounding): restart from steepest descent
             pairs.clear()
-            d = -g / max(1.0, float(np.linalg.norm(g)))
+            d = _two_loop(g, pairs)
             slope = float(g @ d)
         # Backtracking: halve the step until f drops by at least c1 * t * |slope|.
         t = 1.0

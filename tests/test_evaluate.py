@@ -298,6 +298,164 @@ def test_fit_logreg_is_plain_lbfgs_from_zero_to_the_bit_where_a_first_step_is_ta
     assert model.w.tobytes() == theta[: d * c].tobytes() and model.b.tobytes() == theta[d * c:].tobytes()
 
 
+@given(seed=seeds, p=st.integers(1, 6), m=st.integers(0, 4), scale=st.sampled_from([1e-3, 1.0, 1e3]))
+def test_two_loop_is_minus_the_lbfgs_inverse_hessian_times_g(seed, p, m, scale):
+    """The two-loop recursion against the matrix it stands for (Nocedal & Wright eq. 7.19): H0 = gamma I with
+    gamma = s'y / y'y of the newest pair, then H <- (I - rho s y') H (I - rho y s') + rho s s' for each pair,
+    oldest first. With no pair, steepest descent cut to unit length: -g / max(1, |g|), bit for bit."""
+    rng = np.random.default_rng(seed)
+    g = scale * rng.normal(size=p)
+    pairs = []
+    for _ in range(m):
+        s = rng.normal(size=p)
+        yv = rng.normal(size=p)
+        yv += (1.0 - min(0.0, float(s @ yv))) * s / float(s @ s)  # s'y >= 1: positive curvature
+        pairs.append((s, yv, 1.0 / float(s @ yv)))
+    d = ev._two_loop(g, pairs)
+    assert d.shape == (p,) and d is not g and np.all(g == scale * np.random.default_rng(seed).normal(size=p))
+    if not pairs:
+        np.testing.assert_array_equal(d, -g / max(1.0, np.linalg.norm(g)))
+        return
+    s, yv, _ = pairs[-1]
+    h = float(s @ yv) / float(yv @ yv) * np.eye(p)
+    for s, yv, rho in pairs:
+        v = np.eye(p) - rho * np.outer(yv, s)
+        h = v.T @ h @ v + rho * np.outer(s, s)
+    np.testing.assert_allclose(d, -h @ g, rtol=1e-9, atol=1e-12 * scale * np.abs(h).max())
+    assert float(g @ d) < 0  # H is positive definite: a descent direction
+
+
+def test_lbfgs_restarts_from_steepest_descent_when_the_direction_goes_uphill(monkeypatch):
+    """The branch that rounding alone reaches: a quasi-Newton direction that is not a descent direction.
+    With the two-loop made to point uphill whenever it has a pair, _lbfgs must drop its pairs and step along
+    -g at once, so the run is the steepest-descent one (memory=0) to the bit, with the same calls to fun: no
+    line search is wasted along the uphill direction, and the fit still converges."""
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(4, 4))
+    a = a @ a.T + np.eye(4)
+    b = rng.normal(size=4)
+
+    def run(**kw):
+        points = []
+
+        def fun(theta):
+            points.append(theta.copy())
+            return 0.5 * float(theta @ a @ theta) - float(b @ theta), a @ theta - b
+
+        theta, n_iter, converged = ev._lbfgs(fun, np.zeros(4), max_iter=500, tol=1e-8, **kw)
+        return theta, n_iter, converged, points
+
+    want = run(memory=0)
+    two_loop = ev._two_loop
+    monkeypatch.setattr(ev, "_two_loop", lambda g, pairs: -two_loop(g, pairs) if pairs else two_loop(g, pairs))
+    got = run()
+    assert got[2] and 0 < got[1] == want[1]
+    np.testing.assert_allclose(got[0], np.linalg.solve(a, b), atol=1e-7)
+    assert len(got[3]) == len(want[3])
+    for x, w in zip(got[3], want[3]):
+        np.testing.assert_array_equal(x, w)
+    assert got[0].tobytes() == want[0].tobytes()
+
+
+def _scripted(table, default=(1.0, None)):
+    """fun for _lbfgs that answers (f, g) for the points in ``table`` (tuple(theta) -> (f, g)); any other point
+    gets ``default``'s f (no decrease) and the gradient of the last point asked, so the line search fails there."""
+    last = {}
+
+    def fun(theta):
+        f, g = table.get(tuple(theta.tolist()), (default[0], None))
+        last.setdefault("g", g)
+        return f, np.array(g if g is not None else last["g"], dtype=np.float64)
+
+    return fun
+
+
+@pytest.mark.parametrize("drop, accepted", [(1.5e-4, True), (0.5e-4, False)])
+def test_lbfgs_accepts_a_step_that_lowers_f_by_1e_4_of_the_slope_and_no_less(drop, accepted):
+    """Armijo's rule with c1 = 1e-4 (Nocedal & Wright's usual constant, as the code says): from theta = 0 with
+    g = 1, the first step is d = -1 (slope -1). A point where f has dropped by 1.5e-4 is taken at once; a
+    function that drops by 0.5e-4 per unit of step never drops enough at any halving, and the fit stops
+    where it began, unconverged, after 60 halvings (the trial steps 1, 1/2, ..., 2**-59)."""
+    table = _scripted({(0.0,): (0.0, [1.0])} | {(-0.5 ** k,): (-drop * 0.5 ** k, [1.0]) for k in range(61)})
+    points = []
+
+    def fun(theta):
+        points.append(float(theta[0]))
+        return table(theta)
+
+    theta, n_iter, converged = ev._lbfgs(fun, np.zeros(1), max_iter=1, tol=1e-6)
+    assert not converged and theta.tolist() == ([-1.0] if accepted else [0.0]) and n_iter == (1 if accepted else 0)
+    assert points == [0.0, -1.0] if accepted else points == [0.0] + [-0.5 ** k for k in range(60)]
+
+
+@pytest.mark.parametrize("ratio, kept", [(1.5e-10, True), (0.5e-10, False)])
+def test_lbfgs_keeps_a_curvature_pair_only_above_1e_10_of_its_norms(monkeypatch, ratio, kept):
+    """The rounding guard: a pair (s, y) is kept only if s'y > 1e-10 |s| |y|. Scripted: from theta = (0, 0)
+    with g = (1, 0) the first step is s = (-1, 0), and the gradient there makes y = (-ratio, 1), so that
+    s'y / (|s| |y|) = ratio (|y| is 1 to the last bit)."""
+    seen = []
+    two_loop = ev._two_loop
+    monkeypatch.setattr(ev, "_two_loop", lambda g, pairs: seen.append(len(pairs)) or two_loop(g, pairs))
+    fun = _scripted({(0.0, 0.0): (0.0, [1.0, 0.0]), (-1.0, 0.0): (-1.0, [1.0 - ratio, 1.0])})
+    ev._lbfgs(fun, np.zeros(2), max_iter=2, tol=1e-12)
+    assert seen[:2] == [0, 1 if kept else 0]
+
+
+@pytest.mark.parametrize("memory", [None, 3])
+def test_lbfgs_keeps_the_newest_memory_pairs_10_by_default(monkeypatch, memory):
+    """On a problem that takes more iterations than memory, the two-loop sees 0, 1, 2, ... pairs, then exactly
+    memory of them (10 unless told): each step adds its pair and, past memory, the oldest goes."""
+    calls = []
+    two_loop = ev._two_loop
+
+    def spy(g, pairs):
+        calls.append([s.tobytes() for s, _, _ in pairs])
+        return two_loop(g, pairs)
+
+    monkeypatch.setattr(ev, "_two_loop", spy)
+    a = np.diag(np.logspace(0, 3, 30))
+
+    def fun(theta):
+        return 0.5 * float(theta @ a @ theta) - float(theta.sum()), a @ theta - 1.0
+
+    kw = {} if memory is None else {"memory": memory}
+    _, n_iter, converged = ev._lbfgs(fun, np.zeros(30), max_iter=500, tol=1e-6, **kw)
+    m = 10 if memory is None else memory
+    assert converged and n_iter > m + 2 and [len(c) for c in calls] == [min(k, m) for k in range(len(calls))]
+    for before, after in zip(calls, calls[1:]):
+        assert after[:-1] == before[-(m - 1):] if len(before) == m else after[:-1] == before
+
+
+def test_lbfgs_restarts_where_the_slope_is_exactly_0(monkeypatch):
+    """A direction along which f neither rises nor falls to first order (g'd = 0) is no descent direction
+    either: the next point tried is along -g (cut to unit length), not along d. Scripted with dyadic numbers,
+    so that g'd is 0 to the bit: the first step s = (-1, 0) gives g = (0.5, 1), and the two-loop is made to
+    answer d = (-1, 0.5)."""
+    two_loop = ev._two_loop
+    monkeypatch.setattr(ev, "_two_loop", lambda g, pairs: np.array([-1.0, 0.5]) if pairs else two_loop(g, pairs))
+    points = []
+    table = _scripted({(0.0, 0.0): (0.0, [1.0, 0.0]), (-1.0, 0.0): (-1.0, [0.5, 1.0])})
+
+    def fun(theta):
+        points.append(theta.tolist())
+        return table(theta)
+
+    ev._lbfgs(fun, np.zeros(2), max_iter=2, tol=1e-12)
+    g = np.array([0.5, 1.0])
+    assert points[:2] == [[0.0, 0.0], [-1.0, 0.0]]
+    assert points[2] == (np.array([-1.0, 0.0]) - g / np.linalg.norm(g)).tolist()
+
+
+@pytest.mark.parametrize("g, converged", [(1e-6, True), (-1e-6, True), (np.nextafter(1e-6, 1), False)])
+def test_lbfgs_stops_at_a_gradient_of_exactly_tol(g, converged):
+    """'stop when max |g| <= tol', at the boundary, both where the loop begins and where max_iter ends it."""
+    fun = _scripted({(0.0,): (0.0, [g])})
+    for max_iter in (0, 50):
+        theta, n_iter, ok = ev._lbfgs(fun, np.zeros(1), max_iter=max_iter, tol=1e-6)
+        assert ok == converged and theta.tolist() == [0.0]
+        assert n_iter == (0 if converged or max_iter == 0 else n_iter)
+
+
 # ---------------------------------------------------------------------------------------
 # Probes
 # ---------------------------------------------------------------------------------------
