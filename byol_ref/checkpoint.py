@@ -432,7 +432,8 @@ def sync_folder(folder) -> None:
 
 
 def _host_tag() -> str:
-    """This host's name as it goes into a temporary file's name (letters, digits and '-')."""
+    """This host's name as it goes into a temporary file's name: its ASCII letters, digits and '-', at most 40
+    of them, or "host" where none is left."""
     return re.sub(r"[^A-Za-z0-9-]", "", socket.gethostname())[:40] or "host"
 
 

@@ -1762,6 +1762,39 @@ def test_a_python2_header_is_read_with_one_warning_that_names_the_file(tmp_path)
         assert np.array_equal(data.x_train, x)
 
 
+@pytest.mark.parametrize("version", [(1, 0), (2, 0), (3, 0)])
+def test_only_a_python2_header_is_taken_for_one(tmp_path, version):
+    """The check looks for Python 2's longs (``40L``) in a version 1.0 header, and only there: a 2.0 or 3.0
+    header (4 length bytes, which Python 2's NumPy never wrote), and data bytes after a 1.0 header that
+    spell ``1L``, are read without the warning. (Read as 1.0 headers, with a 3-byte length, or with every
+    version taken for Python 2's, each of these warned.)"""
+    import warnings
+
+    x = np.frombuffer(b"(1L, 2L)" * 30, dtype="<f8").reshape(5, 6)
+    with open(tmp_path / "x.npy", "wb") as f:
+        np.lib.format.write_array(f, x, version=version)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = load_file(tmp_path / "x.npy", test_fraction=0)
+    assert caught == [] and data.x_train.tobytes() == x.tobytes()
+
+
+def test_an_npy_cut_at_any_byte_is_named_as_cut_or_not_an_npy(tmp_path):
+    """A download or copy that stopped part way: at every length short of the whole, load_file says what is
+    wrong in its own words, never an IndexError or EOFError from the header checks (the Python 2 check
+    looks at a header's 7th byte, which a file of the magic string alone does not have)."""
+    buf = io.BytesIO()
+    np.save(buf, np.arange(6.0).reshape(2, 3))
+    full = buf.getvalue()
+    says = (r"is empty \(0 bytes\)|does not start with the \.npy header|is truncated or corrupt \(its \.npy header: "
+            r"EOF|but it holds \d+ bytes of data$")
+    for n in range(len(full)):
+        (tmp_path / "x.npy").write_bytes(full[:n])
+        with pytest.raises(ValueError, match=says):
+            load_file(tmp_path / "x.npy")
+    (tmp_path / "x.npy").write_bytes(full)
+    assert load_file(tmp_path / "x.npy", test_fraction=0).x_train.shape == (2, 3)
+
 
 def test_an_ordinary_file_is_read_without_touching_the_warning_filters(tmp_path, monkeypatch):
     """Only a file with a Python 2 header is read inside warnings.catch_warnings, whose change of the

@@ -331,6 +331,56 @@ def test_a_write_removes_only_its_own_files_temporaries_whatever_its_name_holds(
     assert (tmp_path / name).read_text() == "written" and (tmp_path / orphan).exists()
 
 
+@pytest.mark.skipif(os.name != "posix", reason="a writer's process is asked after on POSIX only")
+def test_asking_whether_a_writer_runs_sends_it_no_signal():
+    """_running asks with signal 0, which only checks that a signal could be sent: the process asked after (a
+    writer still at work) goes on running. Once it has ended and been reaped, it is not running."""
+    import subprocess
+    import sys
+
+    from byol_ref import checkpoint
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert checkpoint._running(child.pid) and checkpoint._running(os.getpid())
+        with pytest.raises(subprocess.TimeoutExpired):
+            child.wait(timeout=0.5)  # (a signal that ends a process is delivered well within this)
+    finally:
+        child.kill()
+        child.wait()
+    assert not checkpoint._running(child.pid)
+
+
+@pytest.mark.parametrize("name, tag", [("node-7.example.org", "node-7exampleorg"), ("", "host"), ("..", "host"),
+                                       ("gr\u00fcn_01", "grn01"), ("a" * 60, "a" * 40)])
+def test_the_host_in_a_temporary_name_is_its_letters_digits_and_dashes(monkeypatch, name, tag):
+    """What _host_tag's docstring says: the host name's ASCII letters, digits and '-' (no '.', which separates
+    the parts of a temporary's name), at most 40 of them, and 'host' where none is left. Two hosts must not
+    share a tag unless their names do: a tag of 'host' for every host would let one host remove another's
+    temporaries in a shared folder."""
+    import socket
+
+    from byol_ref import checkpoint
+
+    monkeypatch.setattr(socket, "gethostname", lambda: name)
+    assert checkpoint._host_tag() == tag
+
+
+def test_a_checkpoint_array_past_the_zip64_limit_is_written_as_zip64(tmp_path, monkeypatch):
+    """An array of over 2 GiB needs a zip64 member, and a member written as a stream must say so before its size
+    is known (zipfile raises "File size too large, try using force_zip64" on close otherwise). Played here
+    with the limit lowered to 1000 bytes, so that a 4 kB array is past it."""
+    import zipfile
+
+    from byol_ref import checkpoint
+    from byol_ref.backend import host as np
+
+    monkeypatch.setattr(zipfile, "ZIP64_LIMIT", 1000)
+    x = np.arange(500.0)
+    checkpoint.atomic_savez(tmp_path / "big.npz", {"online/w": x})
+    assert checkpoint.read_npz(tmp_path / "big.npz", "big.npz")["online/w"].tobytes() == x.tobytes()
+
+
 def test_a_write_into_a_folder_it_may_not_list_or_open_is_made_all_the_same(tmp_path, monkeypatch):
     """A drop-box folder (mode 0o300: write and enter, not read): listing it, to remove the temporaries
     of a killed writer, and opening it, to flush the rename to disk, fail with EACCES; the write goes on
