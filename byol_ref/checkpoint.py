@@ -34,7 +34,7 @@ from pathlib import Path
 
 from .backend import host as np
 from .backend import to_numpy
-from .checks import check_path, in_the_way, native_order, not_a_file
+from .checks import check_path, in_the_way, native_order, not_a_file, warn
 from .version import __version__, release
 
 FORMAT = "byol-ref-checkpoint"
@@ -141,8 +141,8 @@ def python2_named(path, what: str):
     with _python2_warning_ignored(python2):
         yield
     if python2:
-        warnings.warn(f"{what} was written by Python 2's NumPy, whose header takes extra parsing to read; save "
-                      "it again with numpy.save to read it faster and without this warning", UserWarning, stacklevel=3)
+        warn(f"{what} was written by Python 2's NumPy, whose header takes extra parsing to read; save "
+             "it again with numpy.save to read it faster and without this warning")
 
 
 def first_line(exc: BaseException) -> str:

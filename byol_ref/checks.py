@@ -1,6 +1,7 @@
 """Input validation with messages that name the argument, what it got and what was expected."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import numbers
@@ -8,6 +9,7 @@ import operator
 import os
 import pathlib
 import sys
+import warnings
 from collections.abc import Mapping
 
 from .backend import get_array_module
@@ -544,3 +546,32 @@ def dataclass_from_dict(cls, d: dict):
     if unknown:
         raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; known fields: {sorted(known)}")
     return cls(**d)
+
+
+# --------------------------------------------------------------------------- warnings
+
+
+class ByolRefWarning(UserWarning):
+    """A warning byol-ref gives of what it was handed (data it reads one way that may be meant another,
+    a run that overflowed): ``warnings.filterwarnings("ignore", category=ByolRefWarning)`` silences
+    them all, and the command line shows them as its other messages."""
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+_CONTEXTLIB = os.path.abspath(contextlib.__file__)
+
+
+def warn(message: str) -> None:
+    """Warn of ``message`` as a :class:`ByolRefWarning` that names the line that called into byol-ref
+    (the user's, in a script or notebook), however deep inside the package it is raised: the first
+    frame up the stack outside it (``contextlib``'s, of a ``with`` block ending, passed over too).
+    Where every frame is byol-ref's (``python -m byol_ref``), the outermost."""
+    frame, level = sys._getframe(1), 2  # (level 2: this function's caller, the one warning)
+    while frame.f_back is not None and _inside(frame.f_code.co_filename):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, ByolRefWarning, stacklevel=level)
+
+
+def _inside(filename: str) -> bool:
+    path = os.path.abspath(filename)
+    return path == _CONTEXTLIB or os.path.dirname(path) == _PACKAGE

@@ -38,8 +38,8 @@ from .backend import get_backend, host
 from .checkpoint import (atomic_savez, atomic_write, atomic_write_text, disk_full, first_line, newer_writer,
                          parse_json)
 from .checkpoint import load as load_checkpoint_file
-from .checks import (ArgumentError, check_image_shape, check_real, check_seed, check_writable, in_the_way,
-                     not_a_file, why_refused)
+from .checks import (ArgumentError, ByolRefWarning, check_image_shape, check_real, check_seed, check_writable,
+                     in_the_way, not_a_file, why_refused)
 from .data import csv_header_rule, image_files_hint, labels_file, load_digits, load_file, synthetic
 from .model import NORMS, Config, loss_range
 from .rundir import (ENDS, REPORT_FILES, RUN_FILES, SET_ASIDE, Replacing, RunDirectoryBusy, RunLock,
@@ -1566,14 +1566,11 @@ def main(argv=None) -> int:
         return 1
 
 
-_PACKAGE = Path(__file__).resolve().parent
-
-
 def _show_warning(shown_before, message, category, filename, lineno, file=None, line=None):
-    """byol-ref's own warnings as its other messages read ("byol-ref: warning: ..."), without the
-    file and line of the code that raised them; others (NumPy's) as ``shown_before``, the
-    ``warnings.showwarning`` in place when the command began, shows them."""
-    if issubclass(category, UserWarning) and Path(filename).resolve().is_relative_to(_PACKAGE):
+    """byol-ref's own warnings (:class:`~byol_ref.checks.ByolRefWarning`) as its other messages read
+    ("byol-ref: warning: ..."), without the file and line they name; others (NumPy's) as
+    ``shown_before``, the ``warnings.showwarning`` in place when the command began, shows them."""
+    if issubclass(category, ByolRefWarning):
         print(f"byol-ref: warning: {message}", file=sys.stderr if file is None else file)
     else:
         shown_before(message, category, filename, lineno, file, line)

@@ -21,7 +21,6 @@ import os
 import re
 import shlex
 import tokenize
-import warnings
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple, Optional, Union
 
@@ -29,7 +28,7 @@ from .backend import host as np
 from .checkpoint import (NPY_MAGIC, ZIP_MAGIC, file_head, first_line, npy_size_problem, numpy_read_errors,
                          python2_named, read_npz)
 from .checks import (ArgumentError, check_bool, check_finite, check_image_shape, check_plain, check_real,
-                     check_seed, column_mean_std, native_order, not_a_file, odd_entry)
+                     check_seed, column_mean_std, native_order, not_a_file, odd_entry, warn)
 
 __all__ = [
     "Dataset",
@@ -342,6 +341,16 @@ def _read_csv(path: Path, what: str, header=None, label_column=None, ask: bool =
     if guessed:
         header = _first_row_is_header(rows[0][1], rows[1:], label_column)  # (csv_header_rule)
         if header is None:
+            # A label index past the row's end is the mistake to name, not the header (unless the row has a
+            # field of its digits: then header=True makes it a column's name).
+            width, at = len(rows[0][1]), None
+            if isinstance(label_column, int) and not isinstance(label_column, bool):
+                at = label_column
+            elif isinstance(label_column, str) and _is_int_text(label_column) and label_column not in rows[0][1]:
+                at = _index_of_text(label_column)
+            if at is not None and not -width <= at < width:
+                raise ValueError(f"labels column index {at} is out of range for {width} columns in {what} "
+                                 f"{str(path)!r}")
             shown = ",".join(rows[0][1][:6]) + (",..." if len(rows[0][1]) > 6 else "")
             raise ValueError(f"{what} {str(path)!r}: its first line ({shown}) mixes numbers and other fields: a "
                              "header with some numeric names, or a row of data with missing or bad values? Say "
@@ -468,9 +477,9 @@ def _warn_of_a_label_column(names, what: str) -> None:
     a feature (the labels leak into the inputs), and the run has nothing to probe."""
     for i, name in enumerate(names):
         if name.strip().lower() in _LABEL_NAMES:
-            warnings.warn(f"{what}: column {i} ({name!r}) is named like labels, but no labels were asked for, so it "
-                          f"is read as a feature; if it holds the class ids, pass labels={name!r} (on the command "
-                          f"line, --labels {name})", UserWarning, stacklevel=3)
+            warn(f"{what}: column {i} ({name!r}) is named like labels, but no labels were asked for, so it "
+                 f"is read as a feature; if it holds the class ids, pass labels={name!r} (on the command "
+                 f"line, --labels {name})")
             return
 
 
@@ -639,9 +648,9 @@ def _fold_features(x, image_shape, what: str, warn_layout: bool = True):
         # Channels first is the one layout read (as torch stores images); PIL, TF and matplotlib store them
         # channels last, which would be read as C = H channels of H x C images: crops and blurs along the wrong axes.
         n, c, h, w = x.shape
-        warnings.warn(f"{what} of shape {x.shape} are read as (N, C, H, W): {c} channels of {h}x{w} images. If "
-                      f"they are channels last, (N, H, W, C) = {c}x{h} images with {w} channels, save them as "
-                      "x.transpose(0, 3, 1, 2)", UserWarning, stacklevel=3)
+        warn(f"{what} of shape {x.shape} are read as (N, C, H, W): {c} channels of {h}x{w} images. If "
+             f"they are channels last, (N, H, W, C) = {c}x{h} images with {w} channels, save them as "
+             "x.transpose(0, 3, 1, 2)")
     if math.prod(x.shape[1:]) == 0:
         raise ValueError(f"{what}: zero width, shape {x.shape}; expected at least one value per sample")
     check_finite(x, what)
@@ -695,7 +704,7 @@ def _full_scale_of(stored, image_shape, scale_pixels):
     return int(scale_pixels) if float(scale_pixels).is_integer() else scale_pixels
 
 
-def _column_index(labels, names, ncols: int, what: str, strict: bool = True) -> int:
+def _column_index(labels, names, ncols: int, what: str, strict: bool) -> int:
     if isinstance(labels, str):
         if names is None:
             raise ValueError(f"labels={labels!r} names a column, but {what} has no header row"
@@ -745,7 +754,7 @@ def _labels_from_file(path, n: int) -> tuple:
         # A first row that is no number is a header ("class"), unless it is a class name of its own: one
         # row per sample, and the name comes again below ("setosa" in a file of names with no header).
         rows = list(_csv_rows(p, "labels file"))
-        first = rows[0][1][0] if rows and rows[0][1] else None
+        first = rows[0][1][0] if rows else None  # (a row holds a field: _csv_rows skips blank ones)
         named = len(rows) == n and first is not None and not _is_number(first) and any(
             fields[:1] == [first] for _, fields in rows[1:])
         _, y, label_names = _read_csv(p, "labels file", header=False if named else None, label_column=0, ask=False,
@@ -776,8 +785,6 @@ def labels_file(labels, path, header=None) -> Path | None:
     """The labels file that :func:`load_file` reads for ``labels`` with the data file ``path``,
     or None when ``labels`` is a column (or None): a ``.npy``/``.npz``/``.csv``/``.txt`` name is a file
     unless the CSV's header names a column so (``header`` as ``load_file`` takes it)."""
-    if labels is None or isinstance(labels, int):
-        return None
     names = None
     if isinstance(labels, str) and header is not False and Path(path).suffix.lower() in (".csv", ".txt"):
         first = next(_csv_rows(path, "file"), None)  # (the header, when there is one)
@@ -1013,9 +1020,9 @@ def _load_presplit(arrays, labels, image_shape, what, name, scale_pixels: bool) 
         unseen = np.setdiff1d(out["y_test"], out["y_train"])
         if unseen.size:  # (the report showed their test samples as errors, with no word of why)
             shown = [label_names[i] for i in unseen[:8]] if label_names else unseen[:8].tolist()
-            warnings.warn(f"y_test in {what} holds class(es) {shown} that y_train lacks: no probe fit "
-                          f"on y_train predicts them, so their {int(np.isin(out['y_test'], unseen).sum())} test "
-                          "sample(s) count as errors", UserWarning, stacklevel=3)
+            warn(f"y_test in {what} holds class(es) {shown} that y_train lacks: no probe fit "
+                 f"on y_train predicts them, so their {int(np.isin(out['y_test'], unseen).sum())} test "
+                 "sample(s) count as errors")
     return Dataset(image_shape=shape, name=name, label_names=label_names, full_scale=full_scale, **out)
 
 

@@ -24,7 +24,6 @@ import os
 import shutil
 import sys
 import time
-import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
@@ -36,7 +35,7 @@ from .backend import host as np
 from .backend import to_numpy
 from .checks import (ArgumentError, check_array, check_bool, check_choice, check_finite, check_image_shape,
                      check_path, check_plain, check_positive_int, check_real, check_types, check_writable,
-                     dataclass_from_dict, in_the_way, overflow_refusal)
+                     dataclass_from_dict, in_the_way, overflow_refusal, warn)
 from .data import Dataset, feature_stats, pixel_full_scale, standardize
 from .kernels import EMA_FORMS
 from .model import (FILLED_IN, Config, Filled, Network, buffer_shapes, build_from_config, data_dependent_init,
@@ -651,9 +650,9 @@ class _Overflows:
         """After step ``step`` (its metrics ``m``) whose loss is finite: warn of what it reported, once."""
         if self.seen and not self.told:
             self.told = True
-            warnings.warn(f"step {step} overflowed {dtype} (NumPy reported: {', '.join(sorted(self.seen))}), though "
-                          f"its loss is finite ({m['loss']:.4g}): the weights may be growing without bound; lower "
-                          f"the learning rate (lr {m['lr']:.3g})", UserWarning, stacklevel=4)
+            warn(f"step {step} overflowed {dtype} (NumPy reported: {', '.join(sorted(self.seen))}), though "
+                 f"its loss is finite ({m['loss']:.4g}): the weights may be growing without bound; lower "
+                 f"the learning rate (lr {m['lr']:.3g})")
         self.seen.clear()
 
 
@@ -905,9 +904,9 @@ def _fit(dataset, model_cfg, tcfg, *, backend, out_dir, resume, overwrite, progr
     prep, data, input_norm = prepare_training_data(dataset, views)
     sched = make_schedules(tcfg, data.x_train.shape[0])
     if not (dataset.x_train != dataset.x_train[:1]).any():  # (a blank image file, a column of ones: it trained)
-        warnings.warn(f"{dataset.name}: its {dataset.x_train.shape[0]} training rows are one and the same (every "
-                      "feature holds a single value): there is nothing in them to learn, and the collapse monitors "
-                      "read 0 whatever is trained", UserWarning, stacklevel=3)  # (fit's caller)
+        warn(f"{dataset.name}: its {dataset.x_train.shape[0]} training rows are one and the same (every "
+             "feature holds a single value): there is nothing in them to learn, and the collapse monitors "
+             "read 0 whatever is trained")
     optimizer = make_optimizer_for(tcfg)
     out = Path(out_dir) if out_dir is not None else None
     ckpt_path = out / "checkpoint.npz" if out is not None else None
@@ -1373,9 +1372,8 @@ def _warn_of_other_pixels(x, ckpt_path) -> None:
     its features of them mean little."""
     span = pixels_outside(x)
     if span is not None:
-        warnings.warn(f"x spans {span}, but {ckpt_path} trained on image pixels in [0, 1]: its features of "
-                      "these mean little; divide them by their full scale (255 for 8-bit images)",
-                      UserWarning, stacklevel=3)
+        warn(f"x spans {span}, but {ckpt_path} trained on image pixels in [0, 1]: its features of "
+             "these mean little; divide them by their full scale (255 for 8-bit images)")
 
 
 def init_sample(x, input_norm, backend: Backend, *, max_rows: int = 4096):

@@ -3211,7 +3211,7 @@ def test_byol_refs_own_warnings_read_as_its_other_messages(tmp_path, capsys, mon
         assert main([*train, "--out", str(tmp_path / "e")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("byol-ref train: error: features in file") and err.endswith(
-        "x.transpose(0, 3, 1, 2) (a UserWarning, raised as an error by the warnings filter: python -W error or "
+        "x.transpose(0, 3, 1, 2) (a ByolRefWarning, raised as an error by the warnings filter: python -W error or "
         "PYTHONWARNINGS)\n")
     assert not (tmp_path / "e" / "checkpoint.npz").exists()
     # One raised as an error once the run directory is made (NumPy's overflow warning in the first
@@ -3598,14 +3598,22 @@ def test_too_few_labels_name_the_first_five_classes_and_the_lowest_count_that_wo
 
 def test_byol_refs_warning_goes_to_the_file_it_is_shown_on():
     """_show_warning stands in for warnings.showwarning, whose ``file`` argument says where to print
-    (logging's capture and tools that call it directly pass one): stderr is only the default."""
+    (logging's capture and tools that call it directly pass one): stderr is only the default. What it
+    shows as byol-ref's own is told by the category, not by the file the warning names (byol-ref names the
+    line that called into it); another UserWarning, even one naming a file of byol-ref's, is shown as the
+    warnings module showed it."""
     import io
 
     from byol_ref import cli
+    from byol_ref.checks import ByolRefWarning
 
     buf = io.StringIO()
-    cli._show_warning(None, "features read as images", UserWarning, str(Path(cli.__file__).parent / "data.py"), 1,
-                      file=buf)
+    cli._show_warning(None, "features read as images", ByolRefWarning, "/home/someone/run.py", 1, file=buf)
+    assert buf.getvalue() == "byol-ref: warning: features read as images\n"
+    shown = []
+    cli._show_warning(lambda *a: shown.append(a), "NumPy's", UserWarning, str(Path(cli.__file__).parent / "data.py"),
+                      7, file=buf)
+    assert shown == [("NumPy's", UserWarning, str(Path(cli.__file__).parent / "data.py"), 7, buf, None)]
     assert buf.getvalue() == "byol-ref: warning: features read as images\n"
 
 

@@ -1833,3 +1833,159 @@ def test_blank_labels_are_not_called_a_directory(tmp_path):
     for blank in ("", "  "):
         with pytest.raises(ValueError, match=r"has no header row; a blank name is no label file either \(\.npy"):
             load_file(tmp_path / "x.npy", labels=blank)
+
+
+# --------------------------------------------------------------------------- found by a mutation sweep (data.py)
+
+
+def test_every_warning_of_load_file_names_the_line_that_called_it(tmp_path):
+    """A warning points at the caller's line (a script's, a notebook cell's), however deep in byol-ref it is
+    raised: the .npz's channels-last warning named load_file's own line in data.py, and a Python 2 header's
+    a line of checkpoint.py; each is a ByolRefWarning, which a filter can single out."""
+    import warnings
+
+    from byol_ref.checks import ByolRefWarning
+
+    hwc = np.random.default_rng(0).random((10, 8, 8, 3))
+    np.save(tmp_path / "hwc.npy", hwc)
+    np.savez(tmp_path / "hwc.npz", x_train=hwc, x_test=hwc[:4])
+    np.savez(tmp_path / "unseen.npz", x_train=np.eye(6), x_test=np.eye(6)[:2], y_train=np.zeros(6, np.int64),
+             y_test=np.array([0, 1]))
+    (tmp_path / "label.csv").write_text("a,b,label\n1,2,0\n3,4,1\n5,6,0\n")
+    (tmp_path / "py2.npy").write_bytes(_python2_npy(np.eye(4)))
+    with zipfile.ZipFile(tmp_path / "py2.npz", "w") as z:
+        z.writestr("x.npy", _python2_npy(np.eye(4)))
+    for name in ("hwc.npy", "hwc.npz", "unseen.npz", "label.csv", "py2.npy", "py2.npz"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            load_file(tmp_path / name, test_fraction=0.5)
+        assert [(w.category, w.filename) for w in caught] == [(ByolRefWarning, __file__)], name
+
+
+@pytest.mark.parametrize("shape, warned", [((10, 8, 8, 1), True), ((10, 8, 8, 4), True), ((10, 5, 8, 3), True),
+                                           ((10, 3, 8, 3), False), ((10, 4, 8, 4), False), ((10, 1, 8, 1), False)])
+def test_images_look_channels_last_when_the_last_axis_is_1_3_or_4_and_the_second_is_not(tmp_path, shape, warned):
+    import warnings
+
+    np.save(tmp_path / "x.npy", np.zeros(shape))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_file(tmp_path / "x.npy")
+    assert [("channels last" in str(w.message)) for w in caught] == ([True] if warned else [])
+
+
+def test_a_stray_quote_in_the_first_row_is_named_from_line_1(tmp_path):
+    """A quote opened on line 1 that runs past csv's field size limit: the message says the field starts on
+    line 1 (the count of lines read before the failing row starts at 0, not 1)."""
+    import csv
+
+    (tmp_path / "t.csv").write_text('"' + "x" * 10 + "\n" + "y" * (csv.field_size_limit() + 5) + "\n1,2\n")
+    with pytest.raises(ValueError, match=r"a field that starts on line 1 runs on to line 2, past the \d+ characters"):
+        load_file(tmp_path / "t.csv")
+
+
+def test_a_file_whose_first_byte_is_no_utf8_is_named_at_offset_0(tmp_path):
+    (tmp_path / "t.csv").write_bytes(b"\xe9,1\n2,3\n")
+    with pytest.raises(ValueError, match=r"is not UTF-8 text \(byte 0xe9 at offset 0, line 1\); save the CSV"):
+        load_file(tmp_path / "t.csv")
+
+
+@pytest.mark.parametrize("width", [6, 7])
+def test_a_first_row_in_a_message_shows_six_fields_then_dots(tmp_path, width):
+    """Both questions about a first row (mixed numbers and names; column numbers as pandas writes them) show
+    its first 6 fields, with ',...' only where it has more."""
+    shown = ",".join(["x", "1", "2", "3", "4", "5"]) + (",..." if width > 6 else "")
+    (tmp_path / "mixed.csv").write_text(",".join(["x"] + [str(i) for i in range(1, width)]) + "\n"
+                                        + ",".join(["1"] * width) + "\n")
+    with pytest.raises(ValueError, match=rf"its first line \({re.escape(shown)}\) mixes numbers and other fields"):
+        load_file(tmp_path / "mixed.csv")
+    numbers = ",".join(str(i) for i in range(6)) + (",..." if width > 6 else "")
+    (tmp_path / "counted.csv").write_text(",".join(str(i) for i in range(width)) + "\n"
+                                          + ",".join(["1"] * width) + "\n" + ",".join(["2"] * width) + "\n")
+    with pytest.raises(ValueError, match=rf"is its first line \({re.escape(numbers)}\) a header of column numbers"):
+        load_file(tmp_path / "counted.csv")
+
+
+def test_a_first_row_of_column_numbers_is_asked_about_from_three_columns(tmp_path):
+    """'0,1,2' over whole numbers reads as pandas' column numbers (K >= 3, as the docstring says); '0,1' over
+    whole numbers is a row of data."""
+    (tmp_path / "two.csv").write_text("0,1\n5,6\n7,8\n")
+    assert load_file(tmp_path / "two.csv", test_fraction=0).x_train.tolist() == [[0, 1], [5, 6], [7, 8]]
+    (tmp_path / "three.csv").write_text("0,1,2\n5,6,7\n7,8,9\n")
+    with pytest.raises(ValueError, match=r"is its first line \(0,1,2\) a header of column numbers"):
+        load_file(tmp_path / "three.csv")
+
+
+def test_a_label_index_from_the_end_names_the_first_column_and_one_past_either_end_is_out_of_range(tmp_path):
+    """labels=-3 of a 3-column table is its first column (here class names, so the first row, a name and
+    numbers, is data: the name comes again below). 3 and -4 are past its ends, and that is what is said, not
+    a question about the first row (which was asked, and answering it led only to the same refusal)."""
+    (tmp_path / "t.csv").write_text("a,1,2\na,3,4\nb,5,6\n")
+    ds = load_file(tmp_path / "t.csv", labels=-3, test_fraction=0)
+    assert ds.y_train.tolist() == [0, 0, 1] and ds.label_names == ("a", "b") and ds.x_train.tolist() == [
+        [1, 2], [3, 4], [5, 6]]
+    for labels in (3, "3", -4, "-4"):
+        with pytest.raises(ValueError, match=rf"^labels column index {labels} is out of range for 3 columns in file"):
+            load_file(tmp_path / "t.csv", labels=labels)
+    (tmp_path / "named.csv").write_text("a,1,3\nb,3,4\nc,5,6\n")  # ("3" names a field: header=True would read it)
+    with pytest.raises(ValueError, match=r"its first line \(a,1,3\) mixes numbers and other fields"):
+        load_file(tmp_path / "named.csv", labels="3")
+
+
+def test_a_label_index_of_18_digits_is_a_number_and_of_19_shortened(tmp_path):
+    np.savetxt(tmp_path / "t.csv", np.eye(3), delimiter=",")
+    with pytest.raises(ValueError, match=r"^labels column index 111111111111111111 is out of range for 3 columns"):
+        load_file(tmp_path / "t.csv", labels="1" * 18)
+    with pytest.raises(ValueError, match=r"^labels column index 111111111111\.\.\. \(19 characters\) is out of range"):
+        load_file(tmp_path / "t.csv", labels="1" * 19)
+
+
+def test_class_ids_up_to_2_to_the_31_less_1_are_read(tmp_path):
+    np.save(tmp_path / "x.npy", np.eye(4))
+    np.save(tmp_path / "y.npy", np.array([0, 62, 1000, 2**31 - 1]))
+    assert load_file(tmp_path / "x.npy", labels=tmp_path / "y.npy", test_fraction=0).y_train.tolist() == [
+        0, 62, 1000, 2**31 - 1]
+
+
+def test_class_names_of_an_npz_split_may_be_a_column(tmp_path):
+    """y_train and y_test of class names as (N, 1) columns, as a one-column table is saved, read as (N,)."""
+    np.savez(tmp_path / "s.npz", x_train=np.eye(4), x_test=np.eye(4)[:2],
+             y_train=np.array([["b"], ["a"], ["b"], ["a"]]), y_test=np.array([["a"], ["b"]]))
+    ds = load_file(tmp_path / "s.npz")
+    assert ds.label_names == ("a", "b") and ds.y_train.tolist() == [1, 0, 1, 0] and ds.y_test.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("names", [False, True])
+def test_the_classes_y_train_lacks_are_listed_up_to_eight(tmp_path, names):
+    y_test = np.arange(10)
+    np.savez(tmp_path / "s.npz", x_train=np.eye(10)[:2], x_test=np.eye(10),
+             y_train=np.array(["c00", "c00"]) if names else np.zeros(2, np.int64),
+             y_test=np.array([f"c{i:02d}" for i in y_test]) if names else y_test)
+    listed = [f"c{i:02d}" for i in range(1, 9)] if names else list(range(1, 9))
+    with pytest.warns(UserWarning, match=re.escape(f"holds class(es) {listed} that y_train lacks")):
+        load_file(tmp_path / "s.npz")
+
+
+def test_synthetic_draws_from_seed_0_by_default_and_takes_its_smallest_sizes():
+    a, b = synthetic(), synthetic(seed=0)
+    assert all(np.array_equal(u, v) for u, v in zip(a[:4], b[:4]))
+    ds = synthetic(n=2, dim=1, n_classes=1, latent_dim=1, test_fraction=0.5)
+    assert ds.x_train.shape == (1, 1) and ds.x_test.shape == (1, 1)
+    for kw, says in ((dict(dim=0, latent_dim=0), "dim must be an integer >= 1, got 0"),
+                     (dict(latent_dim=0), "latent_dim must be an integer >= 1, got 0")):
+        with pytest.raises(ValueError, match="^" + re.escape(says)):
+            synthetic(**kw)
+
+
+def test_feature_stats_count_a_std_above_1e_8_as_a_spread_by_default():
+    """The default eps (1e-8): a feature whose std is 1.5e-8 is standardised as any other; one of 0.5e-8 is
+    constant, its std replaced by 1. standardize_dataset has the same default."""
+    x = np.array([[1.5e-8, 0.5e-8], [-1.5e-8, -0.5e-8]])
+    _, std = feature_stats(x)
+    assert std.tolist() == [1.5e-8, 1.0]
+    ds = Dataset(x, None, x, None, None, "t")
+    assert standardize_dataset(ds)[2].tolist() == [1.5e-8, 1.0]
+
+
+def test_batches_drop_the_last_smaller_batch_by_default():
+    assert [b.size for b in batches(10, 4, np.random.default_rng(0))] == [4, 4]

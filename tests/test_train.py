@@ -19,6 +19,7 @@ import byol_ref as byol
 from byol_ref import checkpoint as ckpt
 from byol_ref.augment import VectorAug
 from byol_ref.backend import get_backend, to_numpy
+from byol_ref.checks import ByolRefWarning
 from byol_ref.data import synthetic
 from byol_ref.evaluate import knn_accuracy
 from byol_ref.train import (TrainConfig, TrainingDiverged, checkpoint_features, encode, fit, init_sample, init_state,
@@ -402,7 +403,7 @@ def test_an_overflowing_step_is_told_once_in_byol_refs_words_and_a_callers_seter
         with pytest.raises(TrainingDiverged, match="the loss became nan at step 2"):
             fit(data, cfg, tcfg, backend=get_backend("numpy", "float32", 1), progress=False)
     assert [str(w.message)[:57] for w in shown] == ["step 1 overflowed float32 (NumPy reported: invalid value, "[:57]]
-    assert shown[0].category is UserWarning and shown[0].filename == __file__  # (the caller's line: fit's call)
+    assert shown[0].category is ByolRefWarning and shown[0].filename == __file__  # (the caller's line: fit's call)
     assert "its loss is finite (4)" in str(shown[0].message) and "rate (lr 1.25e+29)" in str(shown[0].message)  # (x 32/256)
     with np.errstate(all="raise"), pytest.raises(FloatingPointError):  # (debugging where a NaN is born)
         fit(data, cfg, tcfg, backend=get_backend("numpy", "float32", 1), progress=False)
