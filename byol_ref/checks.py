@@ -564,8 +564,9 @@ _CONTEXTLIB = os.path.abspath(contextlib.__file__)
 def warn(message: str) -> None:
     """Warn of ``message`` as a :class:`ByolRefWarning` that names the line that called into byol-ref
     (the user's, in a script or notebook), however deep inside the package it is raised: the first
-    frame up the stack outside it (``contextlib``'s, of a ``with`` block ending, passed over too).
-    Where every frame is byol-ref's (``python -m byol_ref``), the outermost."""
+    frame up the stack outside it (``contextlib``'s, of a ``with`` block ending, passed over too; under
+    ``python -m byol_ref``, runpy's). A fixed ``stacklevel`` named the caller of the function that
+    warned, which was a line of byol-ref's where that function was called from deeper in."""
     frame, level = sys._getframe(1), 2  # (level 2: this function's caller, the one warning)
     while frame.f_back is not None and _inside(frame.f_code.co_filename):
         frame, level = frame.f_back, level + 1

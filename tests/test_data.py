@@ -1766,8 +1766,8 @@ def test_a_python2_header_is_read_with_one_warning_that_names_the_file(tmp_path)
 def test_only_a_python2_header_is_taken_for_one(tmp_path, version):
     """The check looks for Python 2's longs (``40L``) in a version 1.0 header, and only there: a 2.0 or 3.0
     header (4 length bytes, which Python 2's NumPy never wrote), and data bytes after a 1.0 header that
-    spell ``1L``, are read without the warning. (Read as 1.0 headers, with a 3-byte length, or with every
-    version taken for Python 2's, each of these warned.)"""
+    spell ``1L``, are read without the warning. (With every version taken for Python 2's, the 2.0 and 3.0
+    files warned; a check that read past the header would warn of the 1.0 one.)"""
     import warnings
 
     x = np.frombuffer(b"(1L, 2L)" * 30, dtype="<f8").reshape(5, 6)
