@@ -1934,6 +1934,40 @@ def test_step_records_the_last_knn_the_epoch_and_the_healthy_std(data):
         assert r["z_std_healthy"] == 1 / np.sqrt(16)
 
 
+def test_a_step_record_reads_the_collapse_monitors_of_view_1_and_its_epoch_even_where_they_overflowed():
+    """The monitors of a step are those of the first view's online z and y, as the record's comment says (view 2's
+    passed unseen: two views of one batch give near figures); a step whose features are not finite keeps the
+    step, its epoch (k / steps per epoch) and the schedules, without the monitors."""
+    from byol_ref.evaluate import effective_rank, normalized_std
+    from byol_ref.train import _step_record
+
+    rng = np.random.default_rng(0)
+    z1, z2 = rng.normal(size=(8, 4)), rng.normal(size=(8, 4)) * np.array([1.0, 1.0, 0.0, 0.0])
+    y1, y2 = rng.normal(size=(8, 6)), rng.normal(size=(8, 6)) * np.array([1.0, 0, 0, 0, 0, 0])
+    sched = make_schedules(_tcfg(epochs=4), 64)
+    m = {"outputs": {"online.z": [z1, z2], "online.y": [y1, y2]}, "loss": 3.5, "lr": 0.1, "tau": 0.99}
+    k = 3
+    record = _step_record(k, sched, m)
+    assert record == {"step": k, "epoch": k / sched.steps_per_epoch, "loss": 3.5, "lr": 0.1, "tau": 0.99,
+                      "z_std": normalized_std(z1), "z_std_healthy": 0.5, "z_rank": effective_rank(z1),
+                      "y_rank": effective_rank(y1)}
+    assert record["z_rank"] != effective_rank(z2) and record["y_rank"] != effective_rank(y2)
+    z1[0, 0] = np.inf
+    assert _step_record(k, sched, m) == {"step": k, "epoch": k / sched.steps_per_epoch, "loss": 3.5, "lr": 0.1,
+                                         "tau": 0.99}
+    assert sched.steps_per_epoch != 1  # (so that k / steps and k * steps differ)
+
+
+def test_a_data_dependent_init_sees_4096_evenly_spaced_rows_by_default():
+    """init_sample's default max_rows: a train split of 10,000 rows gives 4096 of them, the first and the last
+    among them, in order; a smaller split gives every row."""
+    be = get_backend("numpy", "float64", 0)
+    x = np.arange(10_000.0)[:, None]
+    got = to_numpy(init_sample(x, None, be))[:, 0]
+    assert got.shape == (4096,) and got[0] == 0 and got[-1] == 9999 and np.all(np.diff(got) > 0)
+    assert to_numpy(init_sample(x[:100], None, be))[:, 0].tolist() == list(range(100))
+
+
 def test_the_knn_monitor_votes_with_20_neighbours(data):
     cfg = byol.Config(encoder_dim=12, **SMALL)
     be = get_backend("numpy", "float64", 0)
