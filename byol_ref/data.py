@@ -343,11 +343,8 @@ def _read_csv(path: Path, what: str, header=None, label_column=None, ask: bool =
         if header is None:
             # A label index past the row's end is the mistake to name, not the header (unless the row has a
             # field of its digits: then header=True makes it a column's name).
-            width, at = len(rows[0][1]), None
-            if isinstance(label_column, int) and not isinstance(label_column, bool):
-                at = label_column
-            elif isinstance(label_column, str) and _is_int_text(label_column) and label_column not in rows[0][1]:
-                at = _index_of_text(label_column)
+            width = len(rows[0][1])
+            at = None if label_column in rows[0][1] else _label_index(label_column)
             if at is not None and not -width <= at < width:
                 raise ValueError(f"labels column index {at} is out of range for {width} columns in {what} "
                                  f"{str(path)!r}")
@@ -401,13 +398,18 @@ def _label_field(label_column, names, width: int) -> int | None:
     no labels, or no such column (load_file says which)."""
     if isinstance(label_column, str) and names and label_column in names:
         return names.index(label_column)
+    index = _label_index(label_column)  # (an int is an index even where a header has a column of its digits)
+    return index % width if index is not None and -width <= index < width else None
+
+
+def _label_index(label_column) -> int | None:
+    """The column index ``label_column`` gives as typed, an int or digits (:func:`_is_int_text`), before any
+    range check; None for a name, a label file's path, no labels, or more digits than any index has."""
     if isinstance(label_column, bool) or not isinstance(label_column, (int, str)):
         return None  # (None, or a label file's path)
-    if isinstance(label_column, str) and not _is_int_text(label_column):
-        return None
-    index = label_column if isinstance(label_column, int) else _index_of_text(label_column)
-    # (an int is an index even where a header has a column of its digits)
-    return index % width if index is not None and -width <= index < width else None
+    if isinstance(label_column, str):
+        return _index_of_text(label_column) if _is_int_text(label_column) else None
+    return label_column
 
 
 def _class_names_as_ids(y, what: str) -> tuple:

@@ -357,15 +357,13 @@ def test_lbfgs_restarts_from_steepest_descent_when_the_direction_goes_uphill(mon
     assert got[0].tobytes() == want[0].tobytes()
 
 
-def _scripted(table, default=(1.0, None)):
+def _scripted(table):
     """fun for _lbfgs that answers (f, g) for the points in ``table`` (tuple(theta) -> (f, g)); any other point
-    gets ``default``'s f (no decrease) and the gradient of the last point asked, so the line search fails there."""
-    last = {}
-
+    gets f = 1, above every f the tables hold, so that a line search fails there (and its gradient, 0, is
+    never used)."""
     def fun(theta):
-        f, g = table.get(tuple(theta.tolist()), (default[0], None))
-        last.setdefault("g", g)
-        return f, np.array(g if g is not None else last["g"], dtype=np.float64)
+        f, g = table.get(tuple(theta.tolist()), (1.0, [0.0] * theta.size))
+        return f, np.array(g, dtype=np.float64)
 
     return fun
 
