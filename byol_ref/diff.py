@@ -141,7 +141,7 @@ def _rounding_note(d: TensorDiff | None) -> str | None:
     """What to say when a first divergence is no larger than the rounding of its coarser float dtype, a
     float32 trace compared with a float64 one at float64's tolerances, say: None otherwise (and always
     where both sides are float64)."""
-    if d is None or d.status != "mismatch" or not d.scale or d.max_abs is None:
+    if d is None or d.status != "mismatch":  # (a mismatch has its scale and errors; a scale of 0 is below)
         return None
     floats = [np.dtype(t) for t in (d.dtype_a, d.dtype_b) if t is not None and np.dtype(t).kind == "f"]
     if not floats:
@@ -202,20 +202,25 @@ def _compare(name, a, b, rtol, atol, labels=("A", "B")) -> TensorDiff:
     x, y = a.astype("float64"), b.astype("float64")
     both_nan = np.isnan(x) & np.isnan(y)
     same_inf = np.isinf(x) & (x == y)
-    with np.errstate(invalid="ignore"):  # inf - inf is NaN here, and masked: equal infinities agree
+    # (silent: inf - inf is NaN here, and masked, as equal infinities agree; 1e308 - -1e308 is inf, as is an
+    # error over a scale of 0, NaN against 0, or over a subnormal one)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         err = np.where(both_nan | same_inf, 0.0, np.abs(x - y))
-    err = np.where(np.isnan(err), np.inf, err)  # NaN on one side only: infinitely wrong
-    scale = np.maximum(np.abs(np.nan_to_num(x)), np.abs(np.nan_to_num(y)))
-    bad = err > atol + rtol * scale
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.where(scale > 0, err / np.where(scale > 0, scale, 1.0), np.where(err > 0, np.inf, 0.0))
+        err = np.where(np.isnan(err), np.inf, err)  # NaN on one side only: infinitely wrong
+        scale = np.maximum(np.abs(np.nan_to_num(x)), np.abs(np.nan_to_num(y)))
+        # a NaN or an infinity agrees only exactly, whatever the tolerances (nan_to_num makes inf 1.8e308: under
+        # an rtol of 2, inf against 1 agreed)
+        tol = np.where(np.isfinite(x) & np.isfinite(y), atol + rtol * scale, 0.0)
+        bad = err > tol
+        rel = np.where(err > 0, err / scale, 0.0)
     d.scale = float(scale.max()) if scale.size else 0.0
     d.max_abs = float(err.max()) if err.size else 0.0
     d.max_rel = float(rel.max()) if rel.size else 0.0
     d.n_bad = int(bad.sum())
     d.values_ok = d.n_bad == 0
     if err.size:
-        excess = np.where(bad, err - (atol + rtol * scale), -np.inf)
+        with np.errstate(invalid="ignore"):  # (inf - inf where an rtol over 1 overflows the tolerance: masked)
+            excess = np.where(bad, err - tol, -np.inf)
         flat = int(np.argmax(excess)) if d.n_bad else int(np.argmax(err))
         idx = np.unravel_index(flat, err.shape)
         d.worst_index = [int(i) for i in idx]

@@ -245,7 +245,7 @@ def resolve_mapping(mapping, config: Config | None = None, layout: str | None = 
 
 
 def _is_weight(name: str, a) -> bool:
-    return name.rsplit(".", 1)[-1] == "weight" and np.ndim(a) == 2
+    return (name == "weight" or name.endswith(".weight")) and np.ndim(a) == 2
 
 
 def _check_dicts(arrays_name: str, arrays, mapping=None, layout: str | None = None) -> None:
@@ -259,7 +259,7 @@ def _check_dicts(arrays_name: str, arrays, mapping=None, layout: str | None = No
 
 
 def transpose_weights(arrays: dict) -> dict:
-    """Transpose every 2-D array whose name ends in ``.weight`` (Linear weights, their gradients and
+    """Transpose every 2-D array named ``weight`` or ``*.weight`` (Linear weights, their gradients and
     optimiser buffers): turns a trace written in PyTorch's (out, in) layout into byol-ref's (in, out),
     and back. Other arrays are passed through. Returns a new dict in the same order."""
     _check_dicts("arrays", arrays)
@@ -407,7 +407,7 @@ def from_layout(state: dict, mapping: dict, *, layout: str, strict: bool = True,
             if a.dtype.kind != "f" and not ref.endswith(".count"):
                 raise TypeError(f"the {layout} state's {t!r} (for {ref}) holds {a.dtype} data, expected floating "
                                 "point (only a batch count is a whole number)")
-            if ref.rsplit(".", 1)[-1] == "weight" and a.ndim != 2:
+            if ref.endswith(".weight") and a.ndim != 2:  # (a mapping's byol-ref names are its networks')
                 want = "(out, in)" if layout == "torch" else "(in, out)"
                 raise ValueError(f"the {layout} state's {t!r} (for {ref}) has shape {a.shape}, expected a 2-D Linear "
                                  f"weight {want}")

@@ -550,3 +550,63 @@ def test_traces_that_are_no_trace_or_name_dict_are_refused_naming_the_side():
         with pytest.raises(TypeError, match=rf"^b must be a Trace or a dict name -> array, got a dict with the key "
                                             rf"{re.escape(repr(key))} \({type(key).__name__}\); names are strings$"):
             diff_traces(tr, {**tr, key: np.array(1.0)})
+
+
+def test_the_default_tolerances_are_the_documented_rtol_1e_9_and_atol_1e_12():
+    """An error of 1.5 times either default fails, where a default twice as loose would let it pass."""
+    assert not _one([1.0], [1.0 + 1.5e-9]).values_ok and _one([1.0], [1.0 + 0.5e-9]).values_ok
+    assert not _one([0.0], [1.5e-12]).values_ok and _one([0.0], [0.5e-12]).values_ok
+    assert "(rtol 1e-09, atol 1e-12)" in format_report(diff_traces({"t": np.ones(1)}, {"t": np.ones(1)}))
+
+
+def test_a_nan_or_an_infinity_agrees_only_exactly_whatever_the_tolerances():
+    """inf became 1.8e308 in the tolerance's scale, so under an rtol over 1 the tolerance overflowed to
+    inf and inf against 1 agreed; and 1e308 against -1e308 warned of an overflow."""
+    with np.errstate(all="raise"):
+        d = _one([np.inf, np.nan, -np.inf, 1e308, np.inf], [1.0, 1.0, -np.inf, -1e308, np.inf], rtol=5.0)
+    assert d.n_bad == 2 and d.worst_index == [0] and d.max_abs == np.inf
+    assert not _one([np.inf], [-np.inf], rtol=1e300, atol=1e300).values_ok
+
+
+def test_relative_errors_below_a_scale_of_1_are_over_that_scale():
+    """max(|a|, |b|) under 1 divides the error as any other does; a 0 scale is no error or an infinite one."""
+    assert _one([0.5], [0.25], rtol=1.0).max_rel == 0.5
+    assert _one([1e-300], [0.0], rtol=1.0).max_rel == 1.0
+    assert _one([0.0, 0.0], [0.0, 0.0]).max_rel == 0.0
+
+
+def test_empty_tensors_agree_with_errors_of_0():
+    d = _one(np.zeros((0, 3)), np.zeros((0, 3)))
+    assert d.status == "ok" and d.values_ok and (d.max_abs, d.max_rel, d.scale, d.n_bad) == (0.0, 0.0, 0.0, 0)
+    assert d.worst_index is None
+
+
+def test_rows_that_are_not_compared_count_no_bad_elements_in_the_json():
+    a = {"x": np.ones(2), "y": np.ones(3), "z": np.zeros(1)}
+    b = {"x": np.ones(2), "y": np.ones(4), "w": np.zeros(1)}
+    rows = {t["name"]: t for t in diff_traces(a, b).to_dict()["tensors"]}
+    assert {k: (t["status"], t["n_bad"], t["values_ok"], t["max_abs"]) for k, t in rows.items()} == {
+        "x": ("ok", 0, True, 0.0), "y": ("shape", 0, None, None), "z": ("only_a", 0, None, None),
+        "w": ("only_b", 0, None, None)}
+
+
+@pytest.mark.parametrize("units, note", [(1000, True), (1001, False)])
+def test_a_float32_difference_is_called_rounding_up_to_1000_units_of_its_eps(units, note):
+    """ROUNDING_UNITS, at its edge: eps(float32) = 2**-23 and a largest value of 1 make a unit 2**-23 exactly."""
+    a = {"step0.loss.total": np.array([1.0, 0.5], np.float32)}
+    b = {"step0.loss.total": np.array([1.0 - units * 2.0 ** -23, 0.5])}  # (the error exactly that many units)
+    assert diff_traces(a, b).hint().startswith("float32 rounding, by the look of it") is note
+
+
+def test_two_float64_traces_are_never_called_rounding_even_an_ulp_apart_at_tolerance_0():
+    a = {"step0.loss.total": np.array([1.0])}
+    rep = diff_traces(a, {"step0.loss.total": np.nextafter(a["step0.loss.total"], 2)}, rtol=0, atol=0)
+    assert not rep.ok and rep.hint() == divergence_hint("step0.loss.total")
+
+
+@pytest.mark.parametrize("n", [8, 9])
+def test_up_to_8_one_sided_names_are_listed_then_the_count(n):
+    a = {"x": np.ones(1), **{f"a{i}": np.ones(1) for i in range(n)}}
+    line = next(s for s in format_report(diff_traces(a, {"x": np.ones(1)})).splitlines() if s.startswith("only in A"))
+    listed = ", ".join(f"a{i}" for i in range(8))
+    assert line == f"only in A: {listed}" + (", ... (9 in all)" if n == 9 else "")

@@ -1299,3 +1299,44 @@ def test_networks_to_arrays_gives_copies_the_networks_do_not_share():
     assert before.keys() == arrays.keys() and any(k.startswith("online.buffer.") for k in arrays)
     for k, v in networks_to_arrays(online, target).items():
         np.testing.assert_array_equal(v, before[k], err_msg=k)
+
+
+def test_every_conversion_is_strict_unless_told_otherwise(tmp_path):
+    """to_layout, from_layout and load_networks leave nothing out by default: an array the mapping does not
+    name, or a tensor of a module it does not touch (a classifier head), is an error until strict=False."""
+    online, target = _nets("edifice")
+    arrays = networks_to_arrays(online, target)
+    partial = {"online.param.encoder.fc1.weight": "fc1.kernel"}
+    with pytest.raises(ValueError, match=r"no axon name for \d+ byol-ref array\(s\).*pass strict=False"):
+        to_layout(arrays, partial, layout="axon")
+    assert set(to_layout(arrays, partial, layout="axon", strict=False)) == {"fc1.kernel"}
+    mapping = resolve_mapping("edifice", online.config, "axon")
+    state = {**to_layout(arrays, mapping, layout="axon"), "classifier.kernel": np.ones((4, 2))}
+    with pytest.raises(ValueError, match=r"1 axon name\(s\) have no byol-ref name, e\.g\. \['classifier\.kernel'\]"):
+        from_layout(state, mapping, layout="axon")
+    assert set(from_layout(state, mapping, layout="axon", strict=False)) == set(arrays)
+    path = tmp_path / "with_head.safetensors"
+    write_safetensors(path, state)
+    with pytest.raises(ValueError, match=r"have no byol-ref name, e\.g\. \['classifier\.kernel'\]"):
+        load_networks(path, layout="axon", config=online.config)
+    assert set(load_networks(path, layout="axon", config=online.config, strict=False)) == set(arrays)
+
+
+def test_one_unmapped_running_statistic_is_named_with_its_own_layer_s_buffers():
+    """The advice names the buffers of the norm layer the first unmapped tensor belongs to; with a single
+    one (a mapping that forgot one running mean) there is no second to look at."""
+    online, target = _nets("byol-pytorch")
+    mapping = torch_mapping("byol-pytorch", online.config)
+    state = to_torch_layout(networks_to_arrays(online, target), mapping)
+    forgot = {k: v for k, v in mapping.items() if k != "target.buffer.projector.norm1.running_mean"}
+    with pytest.raises(ValueError, match=r"has \['target_encoder\.projector\.1\.running_mean'\], unmapped .* e\.g\. "
+                                         r"target\.buffer\.projector\.norm1\.running_mean, \.running_var"):
+        from_torch_layout(state, forgot)
+
+
+def test_a_weight_named_weight_alone_is_transposed_too():
+    """A bare nn.Linear's state_dict names its weight ``weight``: it is a Linear weight as ``fc.weight`` is."""
+    w, b = np.arange(6.0).reshape(2, 3), np.ones(2)
+    t = transpose_weights({"weight": w, "bias": b, "weights": w})
+    np.testing.assert_array_equal(t["weight"], w.T)
+    assert t["bias"] is b and t["weights"] is w

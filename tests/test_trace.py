@@ -822,3 +822,25 @@ def test_a_trace_order_that_is_no_list_of_names_is_refused(tmp_path, order, says
     np.savez(tmp_path / "t.npz", __order__=order, x=np.ones(3))
     with pytest.raises(TraceError, match=r"t.npz: __order__ must be a 1-D string array, got " + says):
         load_trace(tmp_path / "t.npz")
+
+
+def test_inputs_without_predictor_weights_trace_a_network_without_a_predictor():
+    """use_predictor is read off the weights as the sizes are: a file without predictor.* needs no
+    model_extra to say so (a no-predictor ablation's own export)."""
+    inputs = make_inputs(get_preset("deepmind"), **SIZES, batch=4, steps=1, seed=0,
+                         model_extra=dict(use_predictor=False))
+    assert not any(".predictor." in k for k in inputs)
+    tr = trace_inputs(inputs, "deepmind")
+    assert tr.meta["config"]["use_predictor"] is False and not any(".predictor." in k for k in tr.arrays)
+    ablation = trace_inputs(inputs, "deepmind", model_extra=dict(use_predictor=False))
+    assert list(tr.arrays) == list(ablation.arrays)
+
+
+def test_make_inputs_defaults_to_2_steps_of_4_rows_from_seed_0_and_the_meta_to_version_1():
+    """Its signature's defaults, pinned, and the version docs/trace-format.md gives."""
+    inputs = make_inputs(get_preset("deepmind"), **SIZES)
+    drawn = make_inputs(get_preset("deepmind"), **SIZES, batch=4, steps=2, seed=0)
+    assert list(inputs) == list(drawn) and all(np.array_equal(inputs[k], drawn[k]) for k in inputs)
+    assert inputs["step1.input.view2"].shape == (4, 5) and "step2.input.view1" not in inputs
+    meta = trace_inputs(inputs, "deepmind").meta
+    assert (meta["format"], meta["version"]) == ("byol-ref-trace", 1)
