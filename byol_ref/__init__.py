@@ -39,8 +39,11 @@ Where things are, module by module (each reads on its own):
   compare two records, read other implementations' weights, and their numeric conventions.
 - ``backend``: the one place NumPy or CuPy is imported (``get_backend``); ``kernels``: fused
   CuPy kernels beside the formulas they replace.
+- ``checks``: the argument checks, and ``ByolRefWarning`` (exported here), the category of every
+  warning byol-ref gives, for a warnings filter.
 """
 from .backend import Backend, get_backend
+from .checks import ByolRefWarning
 from .model import (Config, LossAndGrads, Network, build, build_from_config, build_online, build_target,
                     data_dependent_init, default_hidden_size, default_momentum, default_predictor_dim,
                     default_projection_dim, ema_update, forward, loss, loss_and_grads, output_size)
@@ -48,7 +51,7 @@ from .model import (Config, LossAndGrads, Network, build, build_from_config, bui
 from .version import __version__
 
 __all__ = [
-    "Backend", "Config", "LossAndGrads", "Network", "build", "build_from_config", "build_online",
+    "Backend", "ByolRefWarning", "Config", "LossAndGrads", "Network", "build", "build_from_config", "build_online",
     "build_target", "data_dependent_init", "default_hidden_size", "default_momentum",
     "default_predictor_dim", "default_projection_dim", "ema_update", "forward", "get_backend", "loss",
     "loss_and_grads", "output_size",

@@ -1862,6 +1862,21 @@ def test_every_warning_of_load_file_names_the_line_that_called_it(tmp_path):
         assert [(w.category, w.filename) for w in caught] == [(ByolRefWarning, __file__)], name
 
 
+def test_the_warning_category_is_exported_at_the_top_and_a_filter_on_it_stops_a_script(tmp_path):
+    """``warnings.filterwarnings("error", category=byol_ref.ByolRefWarning)``, as the README has it."""
+    import warnings
+
+    import byol_ref
+    from byol_ref.checks import ByolRefWarning
+
+    assert byol_ref.ByolRefWarning is ByolRefWarning and issubclass(ByolRefWarning, UserWarning)
+    np.save(tmp_path / "hwc.npy", np.random.default_rng(0).random((10, 8, 8, 3)))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", category=byol_ref.ByolRefWarning)
+        with pytest.raises(byol_ref.ByolRefWarning, match="channels last"):
+            load_file(tmp_path / "hwc.npy", test_fraction=0.5)
+
+
 @pytest.mark.parametrize("shape, warned", [((10, 8, 8, 1), True), ((10, 8, 8, 4), True), ((10, 5, 8, 3), True),
                                            ((10, 3, 8, 3), False), ((10, 4, 8, 4), False), ((10, 1, 8, 1), False)])
 def test_images_look_channels_last_when_the_last_axis_is_1_3_or_4_and_the_second_is_not(tmp_path, shape, warned):
