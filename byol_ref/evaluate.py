@@ -558,15 +558,12 @@ def _select_l2(folds, x: Any, y: Any, grid: tuple[float, ...], max_iter: int) ->
 
     Ties go to the larger l2 (the simpler model). Returns (l2, held-out accuracy).
     """
-    best = (-1, -1.0)  # (correct, l2) compared lexicographically
-    total = sum(v.size for _, v in folds)
-    for l2 in grid:
-        correct = 0
-        for tr, va in folds:
-            model = fit_logreg(x[tr], y[tr], l2=l2, max_iter=max_iter)
-            correct += int(np.sum(predict(model, x[va]) == y[va]))
-        best = max(best, (correct, l2))
-    return best[1], best[0] / total
+    def correct(l2: float) -> int:  # held-out predictions that are right, over every fold
+        return sum(int(np.sum(predict(fit_logreg(x[tr], y[tr], l2=l2, max_iter=max_iter), x[va]) == y[va]))
+                   for tr, va in folds)
+
+    most, best = max((correct(l2), l2) for l2 in grid)  # (compared as pairs: a tie goes to the larger l2)
+    return best, most / sum(va.size for _, va in folds)
 
 
 def _probe_inputs(x_train, y_train, x_test, y_test):
@@ -995,8 +992,9 @@ def effective_rank(x: Any) -> float:
 
 def _overflow_scale(x: Any) -> float:
     """1, or for values beyond 1e150, whose squares overflow float64, the power of two at their
-    largest magnitude: x divided by it holds the same numbers, exactly, at another exponent."""
-    big = float(np.abs(x).max()) if x.size else 0.0
+    largest magnitude: x (non-empty, as ``_features`` returns it) divided by it holds the same
+    numbers, exactly, at another exponent."""
+    big = float(np.abs(x).max())
     return 1.0 if big <= 1e150 else 2.0 ** math.floor(math.log2(big))
 
 

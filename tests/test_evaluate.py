@@ -840,7 +840,7 @@ def test_format_table_layout_exactly():
 def test_probe_report_rows_come_from_the_three_probes_with_its_settings(monkeypatch):
     """Each row holds exactly what the kNN, low-label and linear probes return for that feature set, each probe
     called with the report's k, temperature, seed, repeats, labels per class and l2 grid; a row is converged only
-    if both probes' fits are."""
+    if both probes' fits are. Its defaults, and the progress it reports, are the docstring's."""
     calls = []
 
     def knn(x_tr, y_tr, x_te, y_te, **kw):
@@ -874,6 +874,16 @@ def test_probe_report_rows_come_from_the_three_probes_with_its_settings(monkeypa
         assert by[("knn", x)] == {"k": 7, "temperature": 0.2}
         assert by[("low", x)] == {"labels_per_class": 3, "seed": 9, "repeats": 4, "l2_grid": (0.5,)}
         assert by[("lin", x)] == {"l2_grid": (0.5,), "seed": 9}
+    # its defaults, as its docstring gives them, and the progress callback: before each probe, then once at the end
+    calls.clear()
+    seen = []
+    ev.probe_report(feats, y, y, progress=lambda *args: seen.append(args))
+    by = {(what, x): kw for what, x, kw in calls}
+    assert by[("knn", 0.0)] == {"k": 20, "temperature": None}
+    assert by[("low", 0.0)] == {"labels_per_class": 10, "seed": 0, "repeats": 5, "l2_grid": (1e-4, 1e-3, 1e-2, 0.1, 1.0)}
+    assert by[("lin", 0.0)] == {"l2_grid": (1e-4, 1e-3, 1e-2, 0.1, 1.0), "seed": 0}
+    assert seen == [(0, 6, "b: low-label probe"), (1, 6, "b: linear probe"), (2, 6, "b: kNN"),
+                    (3, 6, "a: low-label probe"), (4, 6, "a: linear probe"), (5, 6, "a: kNN"), (6, 6, "done")]
 
 
 # ---------------------------------------------------------------------------------------
@@ -1227,6 +1237,13 @@ def test_features_too_large_to_square_are_normalised_for_knn_and_refused_by_the_
     for probe in (ev.linear_probe, ev.low_label_probe):  # (the probes' argument is x_train: it said "x")
         with pytest.raises(ValueError, match=r"^x_train has values whose standardisation overflows"):
             probe(big, np.arange(30) % 2, x, np.arange(30) % 2)
+
+
+def test_knn_rows_are_divided_by_their_norm_clamped_at_1e_12_as_torch_s_normalize():
+    """max(||row||, 1e-12), as the docstring and F.normalize have it: a row of norm 5e-13 comes out of norm
+    0.5, a zero row stays zero, a row of norm 1e-12 is a unit row."""
+    n = ev._l2_normalize_rows(np.array([[3e-13, 4e-13], [0.0, 0.0], [6e-13, 8e-13], [3.0, 4.0]]))
+    np.testing.assert_allclose(n, [[0.3, 0.4], [0.0, 0.0], [0.6, 0.8], [0.6, 0.8]], rtol=1e-15, atol=0)
 
 
 def test_the_collapse_monitors_of_features_beyond_1e150_read_as_the_features_scaled_down():
