@@ -1144,7 +1144,8 @@ def build(encoder_dim: int, projection_dim: int = DEFAULT_PROJECTION_DIM, predic
         projection_dim: P (default 256).
         predictor_dim: predictor hidden width Q (default 64).
         hidden_size: encoder width H (default 256).
-        seed: seed of the parameter draw (ignored when a Backend object is passed).
+        seed: seed of the parameter draw (default 0, so a call is reproducible as it stands; None: fresh
+            entropy; ignored when a Backend object is passed).
         dtype: ``"float64"`` (default) or ``"float32"``.
         backend: ``"numpy"`` (default), ``"cupy"``, or a Backend.
         **options: any other Config field (layout, norm, projector_hidden_dim, target_init, ...).

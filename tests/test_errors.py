@@ -1231,3 +1231,17 @@ def test_a_refusal_a_caller_rewords_keeps_its_parts_and_its_class(tmp_path):
         with pytest.raises(ArgumentError) as info:
             load_file(tmp_path / "x.npy", **kw)
         assert info.value.arg == arg and str(info.value).startswith(info.value.subject)
+
+
+@pytest.mark.parametrize("field, least", [("encoder_dim", 1), ("hidden_size", 1), ("projection_dim", 1),
+                                          ("predictor_dim", 1), ("projector_hidden_dim", 1), ("norm_groups", 1),
+                                          ("sem_simplices", 0), ("sem_simplex_dim", 1), ("bn_shards", 1)])
+def test_every_width_and_count_of_a_config_is_refused_below_its_least_value(field, least):
+    """Each of Config's sizes at its own floor: a width of 0 (an empty layer) is refused naming the field,
+    where 0 for hidden_size, projection_dim, predictor_dim or projector_hidden_dim passed every test before
+    (found by scripts/mutation_sweep.py); no simplicial embedding, sem_simplices=0, is the default."""
+    from byol_ref.model import Config
+
+    with pytest.raises(ValueError, match=rf"^{field} must be an int >= {least}, got {least - 1}"):
+        Config(**{"encoder_dim": 4, field: least - 1})
+    Config(**{"encoder_dim": 4, field: least})

@@ -1163,3 +1163,22 @@ def test_the_reprs_show_what_is_no_array_or_no_dict_as_it_is():
     online, _ = byol.build(4, 4, 3, 6, seed=0)
     odd = online._replace(params=None, buffers={"encoder.norm1.running_mean": [0.0, 0.0]})
     assert repr(odd).endswith("params=None, buffers={'encoder.norm1.running_mean': [0.0, 0.0]})")
+
+
+def test_every_builder_draws_from_seed_0_by_default():
+    """build, build_online, build_target and build_from_config: a call without a seed is reproducible, the
+    draw of seed 0 (init_params on a backend seeded 0), as its docstring says. Any other default passed
+    every test before (found by scripts/mutation_sweep.py)."""
+    from byol_ref.model import build_from_config, init_params
+
+    cfg = byol.Config(encoder_dim=3, hidden_size=5, projection_dim=4, predictor_dim=2)
+    be = byol.get_backend("numpy", "float64", 0)
+    want = init_params(cfg, "online", be.rng, be)
+    sizes = dict(projection_dim=4, predictor_dim=2, hidden_size=5)
+    for online in (byol.build(3, **sizes)[0], byol.build_online(3, **sizes), build_from_config(cfg)[0]):
+        assert list(online.params) == list(want)
+        assert all(np.array_equal(online.params[k], want[k]) for k in want)
+    be = byol.get_backend("numpy", "float64", 0)
+    want = init_params(cfg, "target", be.rng, be)  # (a target built on its own draws its params as the online does)
+    target = byol.build_target(3, **sizes)
+    assert all(np.array_equal(target.params[k], want[k]) for k in want) and list(target.params) == list(want)
