@@ -330,7 +330,8 @@ class Preset:
         """A ``train.TrainConfig`` with this preset's conventions.
 
         Args:
-            epochs, batch_size: the run (they also resolve warmup_epochs and final_lr_ratio).
+            epochs, batch_size: the run (they also resolve warmup_epochs and final_lr_ratio); by default
+                TrainConfig's own, 300 and 256.
             **extra: any other TrainConfig field; ``final_lr`` given here wins over final_lr_ratio.
                 A preset field given here (``lr``, ``lr_batch_scale``, ``warmup_epochs``, ...) acts as
                 if the preset had it, so final_lr follows an overridden lr, and warmup_epochs is

@@ -879,9 +879,10 @@ def test_probe_report_rows_come_from_the_three_probes_with_its_settings(monkeypa
     seen = []
     ev.probe_report(feats, y, y, progress=lambda *args: seen.append(args))
     by = {(what, x): kw for what, x, kw in calls}
+    grid = (1e-4, 1e-3, 1e-2, 0.1, 1.0)
     assert by[("knn", 0.0)] == {"k": 20, "temperature": None}
-    assert by[("low", 0.0)] == {"labels_per_class": 10, "seed": 0, "repeats": 5, "l2_grid": (1e-4, 1e-3, 1e-2, 0.1, 1.0)}
-    assert by[("lin", 0.0)] == {"l2_grid": (1e-4, 1e-3, 1e-2, 0.1, 1.0), "seed": 0}
+    assert by[("low", 0.0)] == {"labels_per_class": 10, "seed": 0, "repeats": 5, "l2_grid": grid}
+    assert by[("lin", 0.0)] == {"l2_grid": grid, "seed": 0}
     assert seen == [(0, 6, "b: low-label probe"), (1, 6, "b: linear probe"), (2, 6, "b: kNN"),
                     (3, 6, "a: low-label probe"), (4, 6, "a: linear probe"), (5, 6, "a: kNN"), (6, 6, "done")]
 

@@ -284,3 +284,17 @@ def test_preset_name_and_final_lr_ratio_are_checked_by_the_preset():
         Preset(name="")
     with pytest.raises(ValueError, match="final_lr_ratio"):
         get_preset("lightly", final_lr_ratio=-0.5)
+
+
+def test_a_preset_is_frozen_and_its_train_config_takes_the_run_length_of_train_config_by_default():
+    """A preset is a value (get_preset hands out the one shipped object: a preset changed in place would
+    change every later get_preset); train_config() without epochs or batch_size is TrainConfig's run,
+    300 epochs of batches of 256 (found unpinned by scripts/mutation_sweep.py)."""
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        get_preset("lightly").norm_eps = 1.0
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    for name in PRESETS:
+        tcfg = get_preset(name).train_config()
+        assert (tcfg.epochs, tcfg.batch_size) == (defaults["epochs"], defaults["batch_size"]) == (300, 256)
