@@ -840,7 +840,8 @@ def test_format_table_layout_exactly():
 def test_probe_report_rows_come_from_the_three_probes_with_its_settings(monkeypatch):
     """Each row holds exactly what the kNN, low-label and linear probes return for that feature set, each probe
     called with the report's k, temperature, seed, repeats, labels per class and l2 grid; a row is converged only
-    if both probes' fits are. Its defaults, and the progress it reports, are the docstring's."""
+    if both probes' fits are. Its defaults are the README's protocol, and it reports progress as its docstring
+    says."""
     calls = []
 
     def knn(x_tr, y_tr, x_te, y_te, **kw):
@@ -874,7 +875,8 @@ def test_probe_report_rows_come_from_the_three_probes_with_its_settings(monkeypa
         assert by[("knn", x)] == {"k": 7, "temperature": 0.2}
         assert by[("low", x)] == {"labels_per_class": 3, "seed": 9, "repeats": 4, "l2_grid": (0.5,)}
         assert by[("lin", x)] == {"l2_grid": (0.5,), "seed": 9}
-    # its defaults, as its docstring gives them, and the progress callback: before each probe, then once at the end
+    # its defaults (kNN k = 20 by majority vote, 10 labels a class over 5 draws, seed 0, the l2 grid), and the
+    # progress callback: before each probe, then once at the end
     calls.clear()
     seen = []
     ev.probe_report(feats, y, y, progress=lambda *args: seen.append(args))
