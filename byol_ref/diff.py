@@ -141,9 +141,9 @@ def _rounding_note(d: TensorDiff | None) -> str | None:
     """What to say when a first divergence is no larger than the rounding of its coarser float dtype, a
     float32 trace compared with a float64 one at float64's tolerances, say: None otherwise (and always
     where both sides are float64)."""
-    if d is None or d.status != "mismatch":  # (a mismatch has its scale and errors; a scale of 0 is below)
+    if d is None or d.status != "mismatch":  # (a mismatch has both dtypes, its scale and errors; a 0 scale: below)
         return None
-    floats = [np.dtype(t) for t in (d.dtype_a, d.dtype_b) if t is not None and np.dtype(t).kind == "f"]
+    floats = [np.dtype(t) for t in (d.dtype_a, d.dtype_b) if np.dtype(t).kind == "f"]  # (integers have no eps)
     if not floats:
         return None
     coarse = max(floats, key=lambda t: float(np.finfo(t).eps))
