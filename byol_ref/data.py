@@ -346,8 +346,7 @@ def _read_csv(path: Path, what: str, header=None, label_column=None, ask: bool =
             width = len(rows[0][1])
             at = None if label_column in rows[0][1] else _label_index(label_column)
             if at is not None and not -width <= at < width:
-                raise ValueError(f"labels column index {at} is out of range for {width} columns in {what} "
-                                 f"{str(path)!r}")
+                raise _index_out_of_range(at, width, f"{what} {str(path)!r}")
             shown = ",".join(rows[0][1][:6]) + (",..." if len(rows[0][1]) > 6 else "")
             raise ValueError(f"{what} {str(path)!r}: its first line ({shown}) mixes numbers and other fields: a "
                              "header with some numeric names, or a row of data with missing or bad values? Say "
@@ -720,8 +719,13 @@ def _column_index(labels, names, ncols: int, what: str, strict: bool) -> int:
                              "of the one that holds the labels")
         return names.index(labels)
     if not -ncols <= labels < ncols:
-        raise ValueError(f"labels column index {labels} is out of range for {ncols} columns in {what}")
+        raise _index_out_of_range(labels, ncols, what)
     return labels % ncols
+
+
+def _index_out_of_range(index: int, ncols: int, what: str) -> ValueError:
+    """The error for a label column index past either end of a table of ``ncols`` columns."""
+    return ValueError(f"labels column index {index} is out of range for {ncols} columns in {what}")
 
 
 _LABEL_FILE = ".npy, .npz, .csv or .txt, one class id per row"  # (what a label file is, for messages)
