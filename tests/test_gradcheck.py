@@ -30,6 +30,9 @@ def test_grad_error_floors_at_a_fraction_of_the_gradients_scale():
     assert grad_error([1e-3, 0.0], [1e-3, 1e-9]) == pytest.approx(1e-2, rel=1e-9)
     # a given scale replaces it (a tensor whose own gradient is zero everywhere)
     assert grad_error([0.0, 0.0], [1e-9, 0.0], scale=1.0) == pytest.approx(1e-5, rel=1e-9)
+    # any scale >= 0 is taken, below 1 too (a model whose gradient is small, or zero everywhere)
+    assert grad_error([0.0, 0.0], [1e-9, 0.0], scale=0.01) == pytest.approx(1e-3, rel=1e-9)
+    assert grad_error([1.0, 0.0], [1.0, 0.0], scale=0.0) == 0.0
     assert grad_error([0.0, 0.0], [0.0, 0.0]) == 0.0 and grad_error(np.zeros(0), np.zeros(0)) == 0.0
     # however small the gradient, its entries are compared relatively (the scale's own floor, 1e-300, is
     # only there so that an all-zero pair divides 0 by a positive number): a 1e-12 gradient off by half fails
@@ -223,6 +226,35 @@ def test_directional_check_uses_the_five_point_stencil_and_a_tiny_floor():
     tiny = 1e-9  # a loss scaled down: a wrong gradient must still be seen as wrong
     _, _, bad = directional_check(lambda p: tiny * quartic(p), params, {"w": 2 * tiny * grads["w"]}, h=0.1)
     assert bad == pytest.approx(1 / 3, rel=1e-6)
+    # below the floor the error is absolute: a loss flat along u (numerical 0) against an analytic 1e-13
+    # gives 1e-13 / max(1e-13, 1e-12) = 0.1
+    flat = directional_check(lambda p: 0.0, {"w": np.zeros(1)}, {"w": np.array([1e-13])},
+                             direction={"w": np.ones(1)})
+    assert flat[1] == 0.0 and flat[2] == pytest.approx(0.1, rel=1e-12)
+
+
+def test_directional_check_defaults_step_1e_5_along_the_seed_0_direction():
+    """Left out, h is 1e-5 and the direction is random_direction's of seed 0 (itself seed 0 by default):
+    the loss is called at params + t u for t = -2h, -h, h, 2h, with u standard normal draws of
+    default_rng(0) in the dict's order, scaled to unit norm."""
+    params = {"w": np.zeros((2, 3)), "b": np.zeros(4)}
+    seen = []
+
+    def loss(p):
+        seen.append({k: v.copy() for k, v in p.items()})
+        return 0.0
+
+    directional_check(loss, params, {k: np.zeros_like(v) for k, v in params.items()})
+    rng = np.random.default_rng(0)
+    draws = {"w": rng.standard_normal((2, 3)), "b": rng.standard_normal(4)}
+    norm = np.sqrt(sum((d**2).sum() for d in draws.values()))
+    assert len(seen) == 4
+    for got, t in zip(seen, (-2e-5, -1e-5, 1e-5, 2e-5)):
+        for k in params:
+            np.testing.assert_allclose(got[k], t * draws[k] / norm, rtol=1e-12, atol=0)
+    u = random_direction(params)
+    for k in params:
+        np.testing.assert_allclose(u[k], draws[k] / norm, rtol=1e-15, atol=0)
 
 
 @given(seed=st.integers(0, 2**32 - 1), size=st.integers(2, 6), rel=st.floats(1e-6, 1e-2), zero=st.floats(1e-9, 1e-3))
