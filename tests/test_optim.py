@@ -456,6 +456,28 @@ def test_tree_map_keeps_the_first_trees_order_and_dtypes_and_refuses_extra_keys_
         tree.tree_map(lambda: 0)
 
 
+def test_describe_names_an_array_by_dtype_and_shape_and_anything_else_by_its_repr():
+    """Only what has both a tuple ``shape`` and a ``dtype`` is an array here. Found by
+    scripts/mutation_sweep.py: the two tests joined by ``and`` passed every test, and then a NumPy
+    dtype (shape (), no dtype of its own) raised AttributeError in a repr, and an object with a
+    shape alone was printed "None (2, 3)"."""
+    assert tree.describe(np.zeros((2, 3))) == "float64 (2, 3)"
+    assert tree.describe(np.array(5)) == "int64 5"
+    assert tree.describe(np.dtype("float32")) == "dtype('float32')"
+
+    class ShapeOnly:
+        shape = (2, 3)
+
+        def __repr__(self):
+            return "ShapeOnly()"
+
+    class ListShape(ShapeOnly):
+        shape, dtype = [2, 3], "float64"
+
+    assert tree.describe(ShapeOnly()) == "ShapeOnly()" and tree.describe(ListShape()) == "ShapeOnly()"
+    assert tree.describe_tree({"w": np.zeros(2, "float32"), "n": 3}) == "{'w': float32 (2,), 'n': 3}"
+
+
 # ---------------------------------------------------------------------------------------------
 # Property tests (hypothesis)
 # ---------------------------------------------------------------------------------------------
