@@ -176,6 +176,64 @@ def test_a_backend_pickles_and_deep_copies_with_its_generator_where_it_was():
             pickle.loads(gpu)
 
 
+def test_a_cupy_that_does_not_import_is_told_with_what_to_install(monkeypatch):
+    """cupy_status's first answer, held without depending on this machine: the test above skips where
+    a GPU answers, and found nothing to skip here when a mutant made a failed import read as a GPU
+    (scripts/mutation_sweep.py). ``sys.modules["cupy"] = None`` makes ``import cupy`` fail as a
+    missing one does."""
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    ok, reason = cupy_status()
+    assert not ok and reason.startswith("CuPy is not installed or failed to import (ModuleNotFoundError: ")
+    assert reason.endswith("install the CuPy that matches your CUDA toolkit: pip install cupy-cuda12x (or "
+                           "cupy-cuda13x), or from a byol-ref checkout pip install -e '.[cuda12]' (or '.[cuda13]')")
+    with pytest.raises(RuntimeError, match="^" + re.escape(f"backend 'cupy' is not available: {reason}") + "$"):
+        get_backend("cupy")
+
+
+def test_synchronize_waits_on_cupys_stream_and_is_a_no_op_on_numpy():
+    """NumPy has no ``cuda``: a synchronize that read it there raised AttributeError (no test called it)."""
+    from cupy_standin import install
+
+    assert get_backend("numpy").synchronize() is None
+    with install() as cp:
+        waited = []
+
+        class Stream:
+            def synchronize(self):
+                waited.append(1)
+
+        cp.cuda.get_current_stream = Stream
+        get_backend("cupy").synchronize()
+        assert waited == [1]
+
+
+def test_a_backends_repr_leaves_out_its_generator():
+    """The generator's repr is an address (``Generator(PCG64) at 0x7f...``), which tells nothing and differs
+    from run to run."""
+    text = repr(get_backend("numpy", "float32"))
+    assert text.startswith("Backend(name='numpy', xp=<module 'numpy'") and text.endswith(", dtype='float32')")
+    assert "rng" not in text and "Generator" not in text
+
+
+def test_to_numpy_calls_get_on_cupy_arrays_only():
+    """Only a CuPy array is brought to the host with ``.get()``: anything else with a ``get`` method (a
+    pandas Series, a dict) is handed to ``numpy.asarray``, where ``get()`` would raise or be something else."""
+    from byol_ref.backend import to_numpy
+    from cupy_standin import install
+
+    class SeriesLike:
+        def get(self, key, default=None):
+            raise AssertionError("get was called")
+
+        def __array__(self, dtype=None, copy=None):
+            return np.array([1.0, 2.0])
+
+    np.testing.assert_array_equal(to_numpy(SeriesLike()), [1.0, 2.0])
+    with install() as cp:
+        a = to_numpy(cp.asarray([3.0, 4.0]))
+        assert type(a) is np.ndarray and a.tolist() == [3.0, 4.0]
+
+
 def test_check_dtype_refuses_what_numpy_cannot_read():
     """A dtype spec NumPy does not understand is named, not read as the float64 default."""
     from byol_ref.backend import check_dtype

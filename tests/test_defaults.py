@@ -13,6 +13,17 @@ from byol_ref.layers import RunningStats, batch_norm_forward, weight_standardize
 from byol_ref.optim import make_optimizer
 
 
+# --------------------------------------------------------------------------- backend
+
+
+def test_get_backend_defaults_to_numpy_float64_and_seed_0():
+    """``get_backend()`` is NumPy in float64 (a reference), its generator PCG64 seeded with 0: the same
+    draws as ``numpy.random.default_rng(0)``."""
+    be = byol.get_backend()
+    assert (be.name, be.dtype) == ("numpy", "float64")
+    np.testing.assert_array_equal(be.rng.standard_normal(4), np.random.default_rng(0).standard_normal(4))
+
+
 # --------------------------------------------------------------------------- layers
 
 
