@@ -309,7 +309,7 @@ def _limit(folder: str, name: str, default: int) -> int:
         got = os.pathconf(folder, name)
     except (OSError, ValueError, AttributeError):  # (AttributeError: no pathconf, on Windows)
         return default
-    return got if got and got > 0 else default
+    return got if got > 0 else default  # (-1: no limit set; 0 would refuse every name)
 
 
 def why_refused(exc: BaseException) -> str | None:

@@ -506,6 +506,116 @@ def test_check_real_seed_and_dtype_tuple_helpers():
         check_array(x.astype("float16"), "x", dtype=("float32", "float64"))
 
 
+def test_read_only_is_said_of_numpy_arrays_that_may_not_be_written_only():
+    """CuPy's arrays have ``flags`` but no ``writeable`` (they are always writable), a list has no flags at
+    all: neither is read-only. Found by scripts/mutation_sweep.py: the default of the lookup read as
+    "read-only" passed every test, and then an in-place op on a CuPy array would have been refused."""
+    from byol_ref.checks import read_only
+
+    class CupyLikeFlags:
+        c_contiguous, f_contiguous, owndata = True, True, True
+
+    class CupyLike:
+        flags = CupyLikeFlags()
+
+    frozen = np.zeros(2)
+    frozen.flags.writeable = False
+    assert read_only(frozen) and not read_only(np.zeros(2))
+    assert not read_only(CupyLike()) and not read_only([1.0]) and not read_only(None)
+
+
+def test_odd_array_refuses_what_byol_ref_computes_on_by_default():
+    """``host_copy`` is False unless the caller says it only copies to the host: a numpy.matrix and a masked
+    array are refused by default, taken with ``host_copy``."""
+    from byol_ref.checks import odd_array
+
+    import warnings
+
+    with warnings.catch_warnings():  # (NumPy's PendingDeprecationWarning for np.matrix itself)
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        matrix = np.matrix([[1.0]])
+    assert odd_array(matrix, "x").startswith("x is a numpy.matrix")
+    assert odd_array(np.ma.masked_array([1.0]), "x") == "x is a masked array (nothing masked); pass np.asarray(x)"
+    assert odd_array(matrix, "x", host_copy=True) is None
+    assert odd_array(np.ma.masked_array([1.0]), "x", host_copy=True) is None
+
+
+def test_check_writable_tells_a_read_only_file_system_from_a_missing_right(tmp_path, monkeypatch):
+    """The two reasons a folder cannot be written in, from statvfs's ST_RDONLY flag (1 where the os module
+    does not name it). Found by scripts/mutation_sweep.py: the flag's test could go either way with no test
+    failing where the tests run as root (no folder is unwritable to root) or on a writable disk."""
+    import os
+    from types import SimpleNamespace
+
+    from byol_ref.checks import check_writable
+    from user_standin import as_a_user
+
+    check_writable(tmp_path, "the folder T", "choose another")  # (writable: nothing said)
+    as_a_user(monkeypatch, unwritable=[tmp_path])
+    for flags, why in ((0, "this user may not write in it"), (1, "it is on a file system mounted read-only"),
+                       (1 | 1024, "it is on a file system mounted read-only")):
+        monkeypatch.setattr(os, "statvfs", lambda folder, flags=flags: SimpleNamespace(f_flag=flags))
+        with pytest.raises(PermissionError, match=f"^the folder T cannot be written: {why}; choose another$"):
+            check_writable(tmp_path, "the folder T", "choose another")
+    monkeypatch.delattr(os, "ST_RDONLY", raising=False)
+    with pytest.raises(PermissionError, match="mounted read-only"):  # (statvfs flag 1 still)
+        check_writable(tmp_path, "the folder T", "choose another")
+
+
+def test_make_folder_makes_a_new_one_takes_one_there_and_names_a_file_in_the_way(tmp_path):
+    from byol_ref.checks import make_folder
+
+    make_folder(tmp_path / "a" / "b", "--out")
+    make_folder(tmp_path / "a" / "b", "--out")  # there already: taken as it is
+    assert (tmp_path / "a" / "b").is_dir()
+    (tmp_path / "f").write_text("mine")
+    for folder, blocker in ((tmp_path / "f", tmp_path / "f"), (tmp_path / "f" / "c", tmp_path / "f")):
+        with pytest.raises(FileExistsError, match=f"^cannot make the folder {re.escape(str(folder))}: "
+                                                  f"{re.escape(str(blocker))} is a file, not a folder; "
+                                                  "choose another --out$"):
+            make_folder(folder, "--out")
+    assert (tmp_path / "f").read_text() == "mine"
+
+
+def test_the_os_limits_on_names_and_paths_and_what_a_name_too_long_is_told_as(tmp_path, monkeypatch):
+    """``_limit`` takes pathconf's answer where it is a limit (> 0) and the default where it gives -1 (none
+    set) or fails; ``why_refused`` tells a path over PATH_MAX (which counts the closing NUL) from a name
+    over NAME_MAX at their edges. Found by scripts/mutation_sweep.py: each bound moved by one, the
+    defaults 255 and 4096 among them, passed every test."""
+    import errno
+    import os
+
+    from byol_ref.checks import _limit, why_refused
+
+    for answer, got in ((-1, 77), (0, 77), (1, 1), (300, 300)):
+        monkeypatch.setattr(os, "pathconf", lambda folder, name, answer=answer: answer)
+        assert _limit(str(tmp_path), "PC_NAME_MAX", 77) == got
+
+    def fails(folder, name):
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    def too_long(longest: int, total: int):
+        """The reason for an ENAMETOOLONG on a path of ``total`` bytes whose longest name has ``longest``."""
+        path = str(tmp_path / ("n" * longest))
+        while len(os.fsencode(path)) < total:
+            room = total - len(os.fsencode(path))
+            path += "m" if room == 1 else "/" + "m" * min(room - 1, 200)  # (a name of 201 at most)
+        assert len(os.fsencode(path)) == total
+        return why_refused(OSError(errno.ENAMETOOLONG, "File name too long", path))
+
+    def name_msg(longest):
+        return (f"a name in the path is longer than the file system takes (the longest is {longest} bytes; most "
+                "take 255)")
+
+    for pathconf in (lambda folder, name: {"PC_NAME_MAX": 255, "PC_PATH_MAX": 4096}[name], fails):
+        monkeypatch.setattr(os, "pathconf", pathconf)
+        # each at its limit: the path is the one over (PATH_MAX 4096 counts the closing NUL)
+        assert too_long(255, 4096) == "the path is longer than the system takes (4096 bytes; at most 4095)"
+        assert too_long(255, 4095) == name_msg(255)  # (neither over: the OS said a name, then)
+        assert too_long(256, 4096) == name_msg(256)  # (both over: the name is the one to shorten)
+        assert too_long(256, 600) == name_msg(256)
+
+
 def test_numpy_scalars_are_taken_wherever_python_ones_are():
     """NumPy's bools, integers and 0-d arrays come out of array code everywhere: where a bool, an int
     or a real number is asked for, they are taken (and stored as Python values, which JSON writes)."""
