@@ -155,7 +155,7 @@ def remove_stale(out: Path) -> None:
     a writer that has ended only: hold ``out`` first (``RunLock``), as a live writer's would go too).
     A report folder it left is settled (``settle_dead_reports``)."""
     settle_dead_reports(out)
-    if (out / REMOVING).is_dir() and not (out / REMOVING).is_symlink():
+    if (out / REMOVING).is_dir():  # (a link of that name stays, and what it leads to: rmtree removes no link)
         shutil.rmtree(out / REMOVING, ignore_errors=True)  # (what cannot go was reported when it could not)
     for name in RUN_FILES:
         remove_orphaned_temporaries(out, name)
@@ -618,7 +618,7 @@ class _Wait:
 
     def __init__(self, may, note):
         self.may, self.note = may, note
-        self.signals, self.since = None, 0.0  # the signals it waits with, and when the first came
+        self.signals, self.since = None, None  # the signals it waits with, and when the first came
 
 
 @contextmanager

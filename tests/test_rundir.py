@@ -650,6 +650,124 @@ def test_a_replacing_run_may_checkpoint_unless_that_would_drop_a_run_an_interrup
     assert not replacing.stopped() and _contents(out) == {"checkpoint.npz": b"new checkpoint"}
 
 
+def test_a_replacing_run_stopped_after_its_checkpoint_keeps_it_and_drops_the_replaced_run(tmp_path):
+    """A stop between the new run's first checkpoint and its commit(): the checkpoint is the new run's,
+    the replaced run goes, and nothing was put back (False, as the CLI reads it to say so)."""
+    out = tmp_path / "r"
+    _write_run(out)
+    replacing = rundir.Replacing(out)
+    replacing.set_aside()
+    (out / "checkpoint.npz").write_bytes(b"new checkpoint")
+    assert replacing.stopped() is False
+    assert _contents(out) == {"checkpoint.npz": b"new checkpoint"} and replacing.committed
+    assert replacing.stopped() is False  # (once committed, a second stop changes nothing)
+
+
+def _stuck(monkeypatch, name: str) -> None:
+    """os.unlink refuses files called ``name`` (a file held open on Windows, a folder this user may not
+    write in: as root no folder is one)."""
+    import errno
+
+    real_unlink = os.unlink
+
+    def unlink(path, *args, **kw):
+        if os.path.basename(os.fsdecode(path)) == name:
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return real_unlink(path, *args, **kw)
+
+    monkeypatch.setattr(os, "unlink", unlink)
+
+
+def test_remove_stale_removes_a_replaced_run_being_removed_but_no_link_of_that_name(tmp_path, monkeypatch):
+    """``.replaced-removing``: the run a killed --overwrite had begun to remove goes; what cannot go stays
+    without an error (it was reported when it could not go the first time), and a link of that name is
+    not followed into the user's folder."""
+    out = tmp_path / "r"
+    _write_run(out, {"checkpoint.npz": b"new checkpoint"})
+    _write_run(out / rundir.REMOVING, RUN)
+    rundir.remove_stale(out)
+    assert _contents(out) == {"checkpoint.npz": b"new checkpoint"}
+    _write_run(out / rundir.REMOVING, {**RUN, "stuck": b"held"})
+    with monkeypatch.context() as m:
+        _stuck(m, "stuck")
+        rundir.remove_stale(out)
+    assert os.listdir(out / rundir.REMOVING) == ["stuck"]
+    (out / rundir.REMOVING / "stuck").unlink()
+    (out / rundir.REMOVING).rmdir()
+    mine = tmp_path / "mine"
+    _write_run(mine, RUN)
+    (out / rundir.REMOVING).symlink_to(mine, target_is_directory=True)
+    rundir.remove_stale(out)
+    assert _contents(mine) == RUN
+
+
+def test_a_staged_report_names_the_file_an_error_was_for_as_the_one_in_out(tmp_path, monkeypatch):
+    """A write that fails into the staging folder is told as the file in ``out`` it was to be (the folder
+    has a name no one typed); an error about a file elsewhere keeps its name, one about no file names
+    ``out``, and an OSError with a message of its own is raised as it came. The staging folder goes,
+    and a file in it that cannot go is no error on top."""
+    import errno
+
+    out, elsewhere = tmp_path / "r", str(tmp_path / "data.npy")
+    cases = ((lambda stage: OSError(errno.ENOSPC, "No space left on device", str(stage / "training.png")),
+              str(out / "training.png")),
+             (lambda stage: OSError(errno.EACCES, "Permission denied", elsewhere), elsewhere),
+             (lambda stage: OSError(errno.ENOSPC, "No space left on device"), str(out)),
+             (lambda stage: OSError("the plot could not be drawn"), None))
+    for make, filename in cases:
+        with pytest.raises(OSError) as info:
+            with rundir.staged_report(out) as stage:
+                raise make(stage)
+        assert info.value.filename == filename
+        assert os.listdir(out) == []
+    assert str(info.value) == "the plot could not be drawn"
+    with monkeypatch.context() as m:
+        _stuck(m, "stuck")
+        with rundir.staged_report(out) as stage:
+            (stage / "stuck").write_text("held")
+    assert [p.name for p in out.iterdir()] == [stage.name]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="a writer's process is asked after on POSIX only")
+def test_a_link_named_as_a_killed_reports_folder_is_not_followed(tmp_path):
+    """settle_dead_reports finishes the report a killed process had begun to move in; a link with such a
+    folder's name, to a folder holding a report and its list, is no report of this run's: nothing in it
+    moves into ``out``."""
+    from byol_ref import checkpoint
+
+    out, theirs = tmp_path / "r", tmp_path / "theirs"
+    _write_run(out, {"report.txt": b"this run's report"})
+    _write_run(theirs, {"report.txt": b"another report", rundir.PUBLISHING: b"report.txt\n"})
+    link = out / f".report.{checkpoint._host_tag()}-{_ended_pid()}.a1b2c3d4.tmp"
+    link.symlink_to(theirs, target_is_directory=True)
+    assert rundir.settle_dead_reports(out) == []
+    assert _contents(out) == {"report.txt": b"this run's report"}  # (the link went: it is a leftover's name)
+    assert _contents(theirs) == {"report.txt": b"another report", rundir.PUBLISHING: b"report.txt\n"}
+
+
+def test_a_second_signal_is_the_first_relayed_for_0_2_s_exactly(monkeypatch):
+    """RELAYED_WITHIN_S is 0.2 s, and the window is open at its end: a second Ctrl-C 0.2 s after the first
+    is a person's and raised, one just inside it is the first relayed and ignored (a clock of our own:
+    real sleeps would make the edge a race)."""
+    from types import SimpleNamespace
+
+    now = [0.0]
+    monkeypatch.setattr(rundir, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    assert rundir.RELAYED_WITHIN_S == 0.2
+    with rundir.first_interrupt_only(), rundir.interrupt_after_step(lambda: True) as pending:
+        os.kill(os.getpid(), signal.SIGINT)  # waits, since 0.0
+        now[0] = 0.19999
+        os.kill(os.getpid(), signal.SIGINT)  # relayed: ignored
+        assert type(pending()) is KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        with rundir.first_interrupt_only(), rundir.interrupt_after_step(lambda: True):
+            now[0] = 0.0
+            os.kill(os.getpid(), signal.SIGINT)
+            now[0] = 0.2  # (exactly 0.2 after it: 10.2 - 10.0 is 0.19999999999999929)
+            os.kill(os.getpid(), signal.SIGINT)
+            pytest.fail("the second Ctrl-C, 0.2 s on, waited")
+
+
 def test_an_interrupt_after_step_inside_another_leaves_the_outer_one_waiting():
     with rundir.first_interrupt_only(), rundir.interrupt_after_step(lambda: True) as pending:
         with rundir.interrupt_after_step(lambda: True) as inner:  # (the outer one's: a no-op)
