@@ -585,7 +585,7 @@ def _stop(signums) -> None:
     unless the command is stopping already (its first one was raised), or ``train`` may stop after
     its step (``interrupt_after_step``: the first one waits there, the same one relayed is ignored,
     and a second one is raised at once). After a SIGHUP, a terminal that closed is written to no more."""
-    if _SIGHUP is not None and _SIGHUP in signums:
+    if _SIGHUP in signums:  # (None, where there is no SIGHUP, is in no list of signals)
         leave_a_closed_terminal()
     if _first_only:
         if _first_only[0]:

@@ -768,6 +768,28 @@ def test_a_second_signal_is_the_first_relayed_for_0_2_s_exactly(monkeypatch):
             pytest.fail("the second Ctrl-C, 0.2 s on, waited")
 
 
+def test_off_the_main_thread_the_signal_contexts_change_nothing():
+    """Python takes signal handlers on the main thread only ("signal only works in main thread of the main
+    interpreter"): a command's contexts entered on another thread (a fit in a worker thread) put none in
+    and leave no state for the main thread's handlers to read. Found by scripts/mutation_sweep.py: with
+    either guard's ``or`` made ``and``, every test passed."""
+    import threading
+
+    seen = []
+
+    def work():
+        try:
+            with rundir.sigterm_as_interrupt(), rundir.first_interrupt_only():
+                seen.append((signal.getsignal(signal.SIGTERM), rundir._terminating[:], rundir._first_only[:]))
+        except BaseException as exc:  # (ValueError from signal.signal)
+            seen.append(exc)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join()
+    assert seen == [(signal.SIG_DFL, [], [])]
+
+
 def test_an_interrupt_after_step_inside_another_leaves_the_outer_one_waiting():
     with rundir.first_interrupt_only(), rundir.interrupt_after_step(lambda: True) as pending:
         with rundir.interrupt_after_step(lambda: True) as inner:  # (the outer one's: a no-op)
