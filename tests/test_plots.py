@@ -95,6 +95,47 @@ def test_similarity_panel_is_the_cosine_of_the_rows():
     np.testing.assert_allclose(np.diag(shown), 1.0, rtol=1e-12)
 
 
+def test_the_similarity_panel_names_each_class_at_its_block_s_middle_on_9_colour_steps():
+    """Labels [2, 0, 1, 1], sorted [0, 1, 1, 2]: blocks [0], [1, 2], [3], named at 0, 1.5 and 3, by their
+    first row's class (a class of one row included); the colour map's 9 steps are the colour bar's; a row
+    normalised as ``F.normalize`` does, its norm clamped at 1e-12 (a row of norm 1.5e-12 is a unit row)."""
+    plt = pytest.importorskip("matplotlib.pyplot")
+    from byol_ref.plots import draw_similarity
+
+    x = np.array([[1.0, 0.0], [0.0, 1.0], [1.5e-12, 0.0], [0.6, 0.8]])
+    fig, ax = plt.subplots()
+    try:
+        image = draw_similarity(ax, x, np.array([2, 0, 1, 1]), centre=False)
+        assert image.cmap.N == 9 and image.get_clim() == (-1, 1)
+        assert list(ax.get_xticks()) == list(ax.get_yticks()) == [0.0, 1.5, 3.0]
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "2"]
+        shown = np.asarray(image.get_array())  # rows in class order: x[1], x[2], x[3], x[0]
+        np.testing.assert_allclose(np.diag(shown), 1.0, rtol=1e-12)
+        assert shown[1, 3] == pytest.approx(1.0, rel=1e-12)  # the tiny row is (1, 0), as x[0]
+    finally:
+        plt.close(fig)
+
+
+def test_pca_2d_gives_the_share_of_a_small_variance_and_holds_no_n_by_n_matrix():
+    """The share of the variance is a ratio, whatever the data's scale (a spread of 0.05 once read as none);
+    and the SVD is the thin one: a full one made U (N, N), 200 MB for the 5000 rows below."""
+    from memory import peak_bytes
+
+    xy, share = pca_2d(np.array([[0.0, 0.0], [0.1, 0.0], [0.0, 0.0], [0.1, 0.0]]))
+    assert share == pytest.approx(1.0, rel=1e-12) and np.allclose(np.abs(xy[:, 0]), 0.05, rtol=1e-12)
+    x = np.random.default_rng(0).standard_normal((5000, 3))
+    _, peak = peak_bytes(lambda: pca_2d(x))
+    assert peak < 20 * x.nbytes, peak  # (x is 120 kB; an (N, N) U is 200 MB)
+
+
+def test_the_loss_panel_smooths_over_an_odd_window_near_2_percent_of_the_records():
+    """Up to 50 records, none (a window of 1); then 2 round(n / 100) + 1 (Python's round, half to even):
+    3 from 51, 5 at 150, 61 for 3000."""
+    from byol_ref.plots import _smoothing_window
+
+    assert [_smoothing_window(n) for n in (1, 50, 51, 149, 150, 151, 3000)] == [1, 1, 3, 3, 5, 5, 61]
+
+
 def test_without_matplotlib_nothing_is_drawn(tmp_path, monkeypatch):
     import byol_ref.plots as plots
 
@@ -259,6 +300,8 @@ def test_a_long_run_s_loss_is_drawn_on_a_log_axis_with_its_moving_mean(drawn, tm
     fig.canvas.draw()  # (the tick labels are made as the figure is drawn)
     labels = [t.get_text() for t in ax.get_yticklabels() + ax.get_yticklabels(minor=True) if t.get_text()]
     assert "1" in labels and all("e" not in t and "10^" not in t for t in labels), labels
+    minor = [t.get_text() for t in ax.get_yticklabels(minor=True) if t.get_text()]
+    assert "0.3" in minor and "2" in minor, minor  # (within a decade or two the minor ticks are named too)
 
     # The -cos form's loss is negative: a linear axis; and so is a run with a loss of exactly 0 (collapsed). A few
     # records are not averaged.
