@@ -132,7 +132,9 @@ def test_the_optimiser_gets_every_setting_the_train_config_gives_it():
             (dict(optimizer="lars", lars_eps=1e-3), "lars", dict(base, momentum=0.9, eps=1e-3)),
             (dict(optimizer="lars", lars_eta=2e-3), "lars", dict(base, momentum=0.9, eta=2e-3)),
             (dict(optimizer="adamw", predictor_lr_mult=0.5), "adamw",
-             dict(base, lr_mult=byol.optim.predictor_lr_mult(0.5)))):
+             dict(base, lr_mult=byol.optim.predictor_lr_mult(0.5))),
+            (dict(optimizer="adamw", predictor_lr_mult=2.0), "adamw",  # (2.0 too: not only the values below 1)
+             dict(base, lr_mult=byol.optim.predictor_lr_mult(2.0)))):
         got = step(make_optimizer_for(_tcfg(**setting)))
         want = step(byol.optim.make_optimizer(name, **hyper))
         plain = {k: v for k, v in setting.items() if k in ("optimizer", "weight_decay")}
@@ -381,6 +383,56 @@ def test_the_same_data_in_another_memory_layout_trains_to_the_same_bits(data, la
     for k in want.state.online.params:
         np.testing.assert_array_equal(got.state.online.params[k], want.state.online.params[k], err_msg=k)
     assert got.history == want.history
+
+
+def test_fit_shows_a_bar_by_default(data, monkeypatch):
+    """``progress`` is True unless said otherwise, as the docstring has it (every other test of the bar
+    passes it)."""
+    log = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", log)
+    fit(data, byol.Config(encoder_dim=12, **SMALL), _tcfg(epochs=1))
+    assert log.getvalue().startswith("[") and f"{128 // 32}/{128 // 32}" in log.getvalue(), log.getvalue()
+
+
+def test_durations_are_seconds_then_minutes_then_hours_from_60_s_and_3600_s():
+    from byol_ref.train import _duration
+
+    assert [_duration(s) for s in (0, 59, 59.4, 59.5, 60, 61, 3599, 3599.6, 3600, 3660, 90061)] == [
+        "0s", "59s", "59s", "1m00s", "1m00s", "1m01s", "59m59s", "1h00m", "1h00m", "1h01m", "25h01m"]
+
+
+def test_a_preprocessing_repr_shows_up_to_4_values_of_a_list_and_the_length_of_a_longer_one():
+    from byol_ref.train import _describe_preprocessing
+
+    assert _describe_preprocessing({"kind": "standardize", "mean": [0.5, 1.0, 1.5, 2.0], "std": [1.0] * 5}) == (
+        "{'kind': 'standardize', 'mean': [0.5, 1.0, 1.5, 2.0], 'std': <5 floats>}")
+    assert _describe_preprocessing(None) == "None"
+
+
+def test_data_whose_std_overflows_while_their_mean_does_not_are_refused():
+    """Values of +-1e200 have a mean of 0 and a std of inf. Image data trained with vector views are not
+    checked for pixels in [0, 1]; were the mean's finiteness enough (scripts/mutation_sweep.py: an ``or`` for
+    the ``and`` passed every test), their scalar InputNorm would take the inf std, and every input be 0."""
+    from byol_ref.data import Dataset
+    from byol_ref.train import prepare_training_data
+
+    x = np.tile([[1e200, -1e200, 1e200, -1e200]], (8, 1))
+    images = Dataset(x_train=x, y_train=np.zeros(8, int), x_test=x[:2], y_test=np.zeros(2, int),
+                          image_shape=(2, 2), name="big")
+    with pytest.raises(ValueError, match=r"^big: x_train has values whose standardisation overflows to inf or NaN "
+                                         r"\(largest magnitude 1e\+200\); rescale the data$"):
+        prepare_training_data(images, (VectorAug(), VectorAug()))
+
+
+def test_fit_copies_a_masked_array_with_nothing_masked_as_a_plain_one(data):
+    """fit only copies its data to the host (``host_copy``): a masked array with no value masked is taken, as
+    ``np.asarray`` makes it (one with values masked is refused: test_foreign_arrays.py)."""
+    plain = fit(data, byol.Config(encoder_dim=12, **SMALL), _tcfg(epochs=1), progress=False)
+    masked = fit(data._replace(x_train=np.ma.masked_array(data.x_train)), byol.Config(encoder_dim=12, **SMALL),
+                 _tcfg(epochs=1), progress=False)
+    assert masked.state.step == plain.state.step == 128 // 32
+    for key, value in plain.state.online.params.items():
+        np.testing.assert_array_equal(masked.state.online.params[key], value, err_msg=key)
 
 
 def test_fit_shows_no_bar_where_there_is_no_stderr(data, monkeypatch):
