@@ -527,9 +527,9 @@ def test_read_only_is_said_of_numpy_arrays_that_may_not_be_written_only():
 def test_odd_array_refuses_what_byol_ref_computes_on_by_default():
     """``host_copy`` is False unless the caller says it only copies to the host: a numpy.matrix and a masked
     array are refused by default, taken with ``host_copy``."""
-    from byol_ref.checks import odd_array
-
     import warnings
+
+    from byol_ref.checks import odd_array
 
     with warnings.catch_warnings():  # (NumPy's PendingDeprecationWarning for np.matrix itself)
         warnings.simplefilter("ignore", PendingDeprecationWarning)

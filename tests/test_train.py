@@ -743,6 +743,96 @@ def test_checkpoint_features_name_rows_the_runs_standardisation_takes_beyond_its
         checkpoint_features(edited, np.ones((3, 12)))
 
 
+def test_checkpoint_features_scale_8_and_16_bit_pixels_of_an_image_run_only(data, tmp_path):
+    """checkpoint_features reads uint8 and uint16 rows of an image run as load_file does (divided by 255 or
+    65535, unless every value is 0 or 1: a mask); a feature-vector run has no pixels to divide, and takes
+    float rows only, as everywhere else. Found by scripts/mutation_sweep.py: the image test made ``or``, the 16-bit case dropped and
+    a mask divided by 0 each passed every test."""
+    import warnings
+
+    from byol_ref.augment import digits_views
+    from byol_ref.data import load_digits
+    from byol_ref.train import checkpoint_features
+
+    digits = load_digits()
+    fit(digits, byol.Config(encoder_dim=64, **SMALL), _tcfg(epochs=1, batch_size=256), progress=False,
+        views=digits_views("affine"), out_dir=tmp_path / "img")
+    rows = np.random.default_rng(0).integers(0, 256, (4, 64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (pixels in [0, 1] once scaled: no warning)
+        for dtype, scale in (("uint8", 255), ("uint16", 65535)):
+            np.testing.assert_array_equal(checkpoint_features(tmp_path / "img", rows.astype(dtype)),
+                                          checkpoint_features(tmp_path / "img", rows / scale), err_msg=dtype)
+        mask = rows % 2
+        np.testing.assert_array_equal(checkpoint_features(tmp_path / "img", mask.astype("uint8")),
+                                      checkpoint_features(tmp_path / "img", mask.astype(float)))
+        fit(data, byol.Config(encoder_dim=12, **SMALL), _tcfg(epochs=1), progress=False, out_dir=tmp_path / "vec")
+    with pytest.raises(TypeError, match=r"^x must be a floating array \(float32 or float64\), got dtype uint8$"):
+        checkpoint_features(tmp_path / "vec", rows[:, :12].astype("uint8"))  # (no pixels: not divided by 255)
+
+
+def test_the_pixel_range_and_the_dtype_limit_at_their_edges():
+    """pixels_outside names a span past 1 however little (1.5, not only 255); values_beyond takes a value of
+    exactly the dtype's largest magnitude (a network can hold it) and names one past it."""
+    from byol_ref.train import pixels_outside, values_beyond
+
+    assert pixels_outside(np.array([0.0, 1.0])) is None and pixels_outside(np.array([0.0, 1.5])) == "[0, 1.5]"
+    top = float(np.finfo("float32").max)
+    assert values_beyond(np.array([[top, -top]]), None, "float32") is None
+    assert values_beyond(np.array([[0.0, top], [-2 * top, 1.0]]), None, "float32") == (1, (1, 0), top)
+
+
+def test_fit_names_the_type_of_an_x_train_with_a_dtype_but_no_shape():
+    """Its type is named; its shape is not read (scripts/mutation_sweep.py: with the two tests of the message
+    joined by ``or``, reading it raised AttributeError, and every test passed)."""
+    from byol_ref.data import Dataset
+
+    class DtypeOnly:
+        dtype = np.dtype("float64")
+
+    table = Dataset(x_train=DtypeOnly(), y_train=None, x_test=np.zeros((0, 3)), y_test=None, image_shape=None,
+                    name="table")
+    with pytest.raises(TypeError, match=r"^dataset.x_train must be a 2-D array \(N, D\) of real numbers, got "
+                                        r"DtypeOnly$"):
+        fit(table, byol.Config(encoder_dim=3, **SMALL), _tcfg(epochs=1), progress=False)
+
+
+def test_the_monitor_subset_is_drawn_without_replacement_from_a_generator_of_seed_0():
+    """monitor_subset's rows: train's, then test's, each ``sort(choice(n, size, replace=False))`` of one
+    default_rng(0), as the docstring has it (the same rows on every resume)."""
+    from byol_ref.train import monitor_subset
+
+    data = synthetic(n=200, dim=4, n_classes=4, seed=0)
+    sub = monitor_subset(data, 30)
+    picker = np.random.default_rng(0)
+    for split, n in (("train", data.x_train.shape[0]), ("test", data.x_test.shape[0])):
+        keep = np.sort(picker.choice(n, 30, replace=False))
+        np.testing.assert_array_equal(getattr(sub, f"x_{split}"), getattr(data, f"x_{split}")[keep], err_msg=split)
+        np.testing.assert_array_equal(getattr(sub, f"y_{split}"), getattr(data, f"y_{split}")[keep], err_msg=split)
+
+
+def test_the_knn_monitor_needs_labels_and_finite_features_and_takes_a_test_split_of_one_row(monkeypatch):
+    from byol_ref import train
+    from byol_ref.train import knn_monitor
+
+    data = synthetic(n=60, dim=4, n_classes=2, seed=0)
+    online = byol.build_online(4, projection_dim=4, predictor_dim=3, hidden_size=8, seed=0)
+    be = get_backend("numpy")
+    one = data._replace(x_test=data.x_test[:1], y_test=data.y_test[:1])
+    assert set(knn_monitor(online, one, None, be)) == {"knn"}
+    for unlabelled in (data._replace(y_train=None), data._replace(y_test=None),
+                       data._replace(x_test=data.x_test[:0], y_test=data.y_test[:0])):
+        assert knn_monitor(online, unlabelled, None, be) == {}
+    real_encode = train.encode
+
+    def encode(network, x, input_norm, backend):  # (a diverging network: its test features overflow)
+        y = real_encode(network, x, input_norm, backend)
+        return np.where(x.shape[0] == data.x_test.shape[0], np.inf, y)
+
+    monkeypatch.setattr(train, "encode", encode)
+    assert knn_monitor(online, data, None, be) == {}  # (finite train features, not finite test ones: no score)
+
+
 def test_image_pixels_outside_the_unit_interval_are_refused():
     """The image augmentations clip each view to [0, 1]: 8-bit pixels would train on white images."""
     from byol_ref.augment import digits_views
@@ -1497,6 +1587,39 @@ def test_resume_drops_metric_records_logged_after_the_checkpoint(tmp_path, data)
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     whole = [json.loads(line)["step"] for line in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
     assert steps == whole and len(set(steps)) == len(steps)
+
+
+def test_metrics_are_rewritten_only_where_a_record_goes_and_a_record_without_a_step_is_step_0(tmp_path):
+    """_drop_records_after, on a resume: a file whose records all stay, each on a line of its own, is left as
+    it is (not rewritten: the same file); a record with no ``step`` counts as step 0 and stays, even at a
+    resume from step 0; a line that is JSON but no record goes."""
+    from byol_ref.train import _drop_records_after
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 0, "knn": 0.5}\n{"step": 1, "loss": 3.0}\n')
+    before = os.stat(path)
+    _drop_records_after(path, 1)
+    after = os.stat(path)
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    path.write_text('{"note": "no step"}\n{"step": 0, "knn": 0.5}\n[1, 2]\n{"step": 1, "loss": 3.0}\n')
+    _drop_records_after(path, 0)
+    assert path.read_text() == '{"note": "no step"}\n{"step": 0, "knn": 0.5}\n'
+
+
+def test_the_training_statistics_agree_to_a_relative_1e_9_and_an_absolute_1e_12():
+    """_same_statistics, which a resume uses to tell the run's data from other data: a mean or std within
+    rtol 1e-9 (plus atol 1e-12, for values near 0) of the checkpoint's is the same, 1.5 times that is not."""
+    from byol_ref.train import _same_statistics
+
+    def same(mean, std, kind="standardize"):
+        return _same_statistics(("standardize", np.array([1.0, 0.0]), np.array([2.0, 1.0])),
+                                {"kind": kind, "mean": mean, "std": std})
+
+    assert same([1.0, 0.0], [2.0, 1.0]) and not same([1.0, 0.0], [2.0, 1.0], kind="image")
+    assert same([1.0 + 0.9e-9, 0.0], [2.0, 1.0]) and not same([1.0 + 1.5e-9, 0.0], [2.0, 1.0])
+    assert same([1.0, 0.9e-12], [2.0, 1.0]) and not same([1.0, 1.5e-12], [2.0, 1.0])
+    assert same([1.0, 0.0], [2.0 * (1 + 0.9e-9), 1.0]) and not same([1.0, 0.0], [2.0 * (1 + 1.5e-9), 1.0])
+    assert not same([1.0], [2.0])  # (another feature count)
 
 
 def test_resume_drops_a_torn_last_metric_record(tmp_path, data):
