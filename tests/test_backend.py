@@ -177,10 +177,9 @@ def test_a_backend_pickles_and_deep_copies_with_its_generator_where_it_was():
 
 
 def test_a_cupy_that_does_not_import_is_told_with_what_to_install(monkeypatch):
-    """cupy_status's first answer, held without depending on this machine: the test above skips where
-    a GPU answers, and found nothing to skip here when a mutant made a failed import read as a GPU
-    (scripts/mutation_sweep.py). ``sys.modules["cupy"] = None`` makes ``import cupy`` fail as a
-    missing one does."""
+    """cupy_status's first answer, held on every machine: the test above skips where a GPU answers, and so
+    skipped, and passed, when a mutant made a failed import read as a GPU (scripts/mutation_sweep.py).
+    ``sys.modules["cupy"] = None`` makes ``import cupy`` fail as a missing one does."""
     monkeypatch.setitem(sys.modules, "cupy", None)
     ok, reason = cupy_status()
     assert not ok and reason.startswith("CuPy is not installed or failed to import (ModuleNotFoundError: ")
@@ -191,7 +190,8 @@ def test_a_cupy_that_does_not_import_is_told_with_what_to_install(monkeypatch):
 
 
 def test_synchronize_waits_on_cupys_stream_and_is_a_no_op_on_numpy():
-    """NumPy has no ``cuda``: a synchronize that read it there raised AttributeError (no test called it)."""
+    """NumPy has no ``cuda``: synchronize must not reach for it there (scripts/mutation_sweep.py: with its test
+    of the backend's name inverted, every test passed, as none called it)."""
     from cupy_standin import install
 
     assert get_backend("numpy").synchronize() is None

@@ -458,9 +458,9 @@ def test_tree_map_keeps_the_first_trees_order_and_dtypes_and_refuses_extra_keys_
 
 def test_describe_names_an_array_by_dtype_and_shape_and_anything_else_by_its_repr():
     """Only what has both a tuple ``shape`` and a ``dtype`` is an array here. Found by
-    scripts/mutation_sweep.py: the two tests joined by ``and`` passed every test, and then a NumPy
-    dtype (shape (), no dtype of its own) raised AttributeError in a repr, and an object with a
-    shape alone was printed "None (2, 3)"."""
+    scripts/mutation_sweep.py: with the two tests joined by ``and``, every test passed, though a NumPy
+    dtype (shape (), no dtype of its own) would then raise AttributeError in a repr, and an object with a
+    shape alone be printed "None (2, 3)"."""
     assert tree.describe(np.zeros((2, 3))) == "float64 (2, 3)"
     assert tree.describe(np.array(5)) == "int64 5"
     assert tree.describe(np.dtype("float32")) == "dtype('float32')"

@@ -117,8 +117,9 @@ def test_the_similarity_panel_names_each_class_at_its_block_s_middle_on_9_colour
 
 
 def test_pca_2d_gives_the_share_of_a_small_variance_and_holds_no_n_by_n_matrix():
-    """The share of the variance is a ratio, whatever the data's scale (a spread of 0.05 once read as none);
-    and the SVD is the thin one: a full one made U (N, N), 200 MB for the 5000 rows below."""
+    """The share of the variance is a ratio, whatever the data's scale (scripts/mutation_sweep.py: a share of
+    0 wherever the total variance is below 1 passed every test); and the SVD is the thin one: a full one
+    would make U (N, N), 200 MB for the 5000 rows below."""
     from memory import peak_bytes
 
     xy, share = pca_2d(np.array([[0.0, 0.0], [0.1, 0.0], [0.0, 0.0], [0.1, 0.0]]))

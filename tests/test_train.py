@@ -784,7 +784,7 @@ def test_the_pixel_range_and_the_dtype_limit_at_their_edges():
 
 def test_fit_names_the_type_of_an_x_train_with_a_dtype_but_no_shape():
     """Its type is named; its shape is not read (scripts/mutation_sweep.py: with the two tests of the message
-    joined by ``or``, reading it raised AttributeError, and every test passed)."""
+    joined by ``or``, reading it would raise AttributeError, and every test passed)."""
     from byol_ref.data import Dataset
 
     class DtypeOnly:
