@@ -345,8 +345,8 @@ def _read_csv(path: Path, what: str, header=None, label_column=None, ask: bool =
             # field of its digits: then header=True makes it a column's name).
             width = len(rows[0][1])
             at = None if label_column in rows[0][1] else _label_index(label_column)
-            if at is not None and not -width <= at < width:
-                raise _index_out_of_range(at, width, f"{what} {str(path)!r}")
+            if at is not None:
+                _column_in_range(at, width, f"{what} {str(path)!r}")
             shown = ",".join(rows[0][1][:6]) + (",..." if len(rows[0][1]) > 6 else "")
             raise ValueError(f"{what} {str(path)!r}: its first line ({shown}) mixes numbers and other fields: a "
                              "header with some numeric names, or a row of data with missing or bad values? Say "
@@ -718,14 +718,15 @@ def _column_index(labels, names, ncols: int, what: str, strict: bool) -> int:
             raise ValueError(f"labels={labels!r} names {len(at)} columns of {what} (columns {at}); pass the index "
                              "of the one that holds the labels")
         return names.index(labels)
-    if not -ncols <= labels < ncols:
-        raise _index_out_of_range(labels, ncols, what)
-    return labels % ncols
+    return _column_in_range(labels, ncols, what)
 
 
-def _index_out_of_range(index: int, ncols: int, what: str) -> ValueError:
-    """The error for a label column index past either end of a table of ``ncols`` columns."""
-    return ValueError(f"labels column index {index} is out of range for {ncols} columns in {what}")
+def _column_in_range(index: int, ncols: int, what: str) -> int:
+    """A label column index of a table of ``ncols`` columns as one from the start (-1: the last), or the
+    error for one past either end."""
+    if not -ncols <= index < ncols:
+        raise ValueError(f"labels column index {index} is out of range for {ncols} columns in {what}")
+    return index % ncols
 
 
 _LABEL_FILE = ".npy, .npz, .csv or .txt, one class id per row"  # (what a label file is, for messages)

@@ -25,6 +25,21 @@ def _contents(folder: Path) -> dict:
     return {f.name: f.read_bytes() for f in folder.iterdir()}
 
 
+def _stuck(monkeypatch, name: str) -> None:
+    """os.unlink refuses files called ``name`` (a file held open on Windows, a folder this user may not
+    write in: as root no folder is one)."""
+    import errno
+
+    real_unlink = os.unlink
+
+    def unlink(path, *args, **kw):
+        if os.path.basename(os.fsdecode(path)) == name:
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return real_unlink(path, *args, **kw)
+
+    monkeypatch.setattr(os, "unlink", unlink)
+
+
 def _ctrl_c_on_move(monkeypatch, at: int, *, back: bool = False) -> list:
     """Press Ctrl-C (a real SIGINT) as the ``at``-th file of a run is set aside (or, with ``back``,
     put back); those moves are listed."""
@@ -319,14 +334,7 @@ def test_a_write_removes_only_its_own_files_temporaries_whatever_its_name_holds(
     assert checkpoint.remove_orphaned_temporaries(tmp_path, name) == [] and (tmp_path / orphan).exists()
     monkeypatch.undo()
     # One that cannot be removed is left where it is: the write goes on.
-    real_unlink = os.unlink
-
-    def unlink(path, *a, **kw):
-        if os.path.basename(path) == orphan:
-            raise PermissionError(13, "Permission denied", path)
-        return real_unlink(path, *a, **kw)
-
-    monkeypatch.setattr(checkpoint.os, "unlink", unlink)
+    _stuck(monkeypatch, orphan)
     checkpoint.atomic_write_text(tmp_path / name, "written")
     assert (tmp_path / name).read_text() == "written" and (tmp_path / orphan).exists()
 
@@ -661,21 +669,6 @@ def test_a_replacing_run_stopped_after_its_checkpoint_keeps_it_and_drops_the_rep
     assert replacing.stopped() is False
     assert _contents(out) == {"checkpoint.npz": b"new checkpoint"} and replacing.committed
     assert replacing.stopped() is False  # (once committed, a second stop changes nothing)
-
-
-def _stuck(monkeypatch, name: str) -> None:
-    """os.unlink refuses files called ``name`` (a file held open on Windows, a folder this user may not
-    write in: as root no folder is one)."""
-    import errno
-
-    real_unlink = os.unlink
-
-    def unlink(path, *args, **kw):
-        if os.path.basename(os.fsdecode(path)) == name:
-            raise PermissionError(errno.EACCES, "Permission denied", path)
-        return real_unlink(path, *args, **kw)
-
-    monkeypatch.setattr(os, "unlink", unlink)
 
 
 def test_remove_stale_removes_a_replaced_run_being_removed_but_no_link_of_that_name(tmp_path, monkeypatch):
