@@ -1,7 +1,7 @@
 """Mutation sweep: change one token of a module at a time and ask whether some test then fails.
 
     python scripts/mutation_sweep.py MODULE [MODULE ...] --tests TEST [TEST ...]
-        [--functions NAME ...] [--jobs N] [--timeout S] [--limit N] [--out FILE] [--list]
+        [--functions NAME ...] [--covering] [--jobs N] [--timeout S] [--limit N] [--out FILE] [--list]
 
 A test that cannot fail is a defect; this finds such tests, and the code no test looks at.
 A *mutant* is the module with one token changed:
@@ -24,6 +24,15 @@ given tests (``HYPOTHESIS_PROFILE=ci``: derandomized, so a verdict is repeatable
     timeout   the tests ran past --timeout: counted as found (the change made them loop or crawl),
               but worth a look
 
+With --covering, a mutant is tried only on the tests that ran its line, fastest first: the sweep
+first runs the tests once under coverage.py (5 or newer), each test's lines recorded under its name,
+those of the Python processes it starts included (they find a ``sitecustomize.py`` the sweep puts in
+its copy for that run only). A line run at import (module level, a class body, a default value) is
+tried on every test, and so is one run while pytest collected or by no test. A
+survivor of the narrowed run is only *probably* untested: a child process killed by a signal saves no
+lines, and a fixture shared by several tests is recorded under the first, so try the survivors again
+on every test (``--survivors FILE`` without ``--covering``) before writing a test for them.
+
 The unchanged module must pass the tests first, or the sweep stops. Results go to --out as JSON
 lines, one per mutant, and the survivors are printed at the end with their lines.
 
@@ -32,6 +41,7 @@ Options:
     --keyword EXPR         pytest's -k: only the tests whose names match (to leave slow ones for a second pass)
     --functions NAME ...   mutate only inside these functions (top-level or methods, by name)
     --lines A-B ...        mutate only these line ranges
+    --covering             each mutant on the tests that ran its line only (needs coverage.py)
     --jobs N               mutants run at once, each in its own copy (default 2)
     --timeout S            seconds per mutant before it counts as timeout (default: 5x the clean run + 20)
     --limit N              stop after N mutants (a quick look)
@@ -175,6 +185,128 @@ def mutants(path: pathlib.Path, functions=None, ranges=None):
         yield Mutant(rel, line, col, tok.string, new, mutated)
 
 
+def _statement_lines(tree: ast.AST, line: int) -> set:
+    """The lines of the innermost statement holding ``line``, its inner statements' lines left out: a whole
+    simple statement, or the header of an if, for, while, with, def (decorators included) or class."""
+    best = None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.stmt):
+            start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            if start <= line <= node.end_lineno and (best is None or start >= best[0]):
+                best = (start, node)
+    if best is None:
+        return {line}
+    start, node = best
+    lines = set(range(start, node.end_lineno + 1))
+    for inner in ast.walk(node):
+        if inner is not node and isinstance(inner, ast.stmt):
+            lines -= set(range(inner.lineno, inner.end_lineno + 1))
+    return lines | {line}
+
+
+_SITECUSTOMIZE = '''"""Put here by scripts/mutation_sweep.py --covering for its coverage run, and removed after it."""
+import os
+
+if os.environ.get("COVERAGE_PROCESS_START"):
+    import coverage
+
+    coverage.process_startup()  # (a child process: its lines go under the name of the test that started it)
+'''
+
+_PLUGIN = '''"""Put here by scripts/mutation_sweep.py --covering: each test's lines go under its name; each is timed."""
+import json
+import os
+import time
+
+import coverage
+import pytest
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    cov = coverage.Coverage.current()
+    os.environ["BYOL_SWEEP_TEST"] = item.nodeid  # (the child processes' coverage configuration reads it)
+    if cov is not None:
+        cov.switch_context(item.nodeid)
+    start = time.perf_counter()
+    yield
+    seconds = time.perf_counter() - start
+    os.environ["BYOL_SWEEP_TEST"] = ""
+    if cov is not None:
+        cov.switch_context("")
+    with open(os.environ["BYOL_SWEEP_TIMES"], "a") as f:
+        f.write(json.dumps([item.nodeid, seconds]) + "\\n")
+'''
+
+_RCFILE = """[run]
+parallel = true
+data_file = {data}/.coverage
+include =
+    {include}
+context = ${{BYOL_SWEEP_TEST}}
+disable_warnings = no-data-collected, module-not-imported, module-not-measured, no-ctracer
+"""
+
+
+def _map_tests(copy: pathlib.Path, paths, tests, keyword, scratch: pathlib.Path):
+    """Run the tests once under coverage: (verdict, failed, seconds, {path: {line: tests}}, {test: seconds})."""
+    data = scratch / "coverage-data"
+    data.mkdir(mode=0o777)
+    data.chmod(0o777)  # (a test may start a child as another user: its lines are written here too)
+    rcfile = scratch / "coveragerc"
+    rcfile.write_text(_RCFILE.format(data=data, include="\n    ".join(str(copy / p) for p in paths)))
+    times = scratch / "times.jsonl"
+    added = [copy / "sitecustomize.py", copy / "_sweep_contexts.py"]
+    added[0].write_text(_SITECUSTOMIZE)
+    added[1].write_text(_PLUGIN)
+    try:
+        verdict, failed, seconds = _run_tests(copy, tests, None, keyword, plugin="_sweep_contexts",
+                                              env={"COVERAGE_PROCESS_START": str(rcfile), "BYOL_SWEEP_TEST": "",
+                                                   "BYOL_SWEEP_TIMES": str(times)})
+    finally:
+        for f in added:
+            f.unlink()
+    if verdict != "survived":
+        return verdict, failed, seconds, {}, {}
+    import coverage  # (only here: the sweep without --covering does not need it)
+
+    cov = coverage.Coverage(config_file=str(rcfile))
+    cov.combine([str(data)])
+    measured = cov.get_data()
+    by_line = {p: {line: set(names) for line, names in measured.contexts_by_lineno(str((copy / p).resolve())).items()}
+               for p in paths}
+    timed = {}
+    for row in times.read_text().splitlines():
+        name, s = json.loads(row)
+        timed[name] = timed.get(name, 0.0) + s
+    return verdict, failed, seconds, by_line, timed
+
+
+def _runs_at_import(tree: ast.AST, line: int) -> bool:
+    """Whether the line runs when the module is imported: one outside every function's body (a module
+    or class statement, a def's decorators and default values)."""
+    return not any(isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+                   and _body_start(node) <= line <= node.end_lineno for node in ast.walk(tree))
+
+
+def _body_start(node) -> int:
+    return node.body.lineno if isinstance(node, ast.Lambda) else node.body[0].lineno
+
+
+def _chosen_tests(by_line: dict, timed: dict, tree: ast.AST, line: int):
+    """The tests that ran the mutant's statement, fastest first; None for every test (a line run at
+    import, or by no test). (The first test to import a module is the only one recorded for its
+    module-level lines: the others ran them too, before they began.)"""
+    if _runs_at_import(tree, line):
+        return None
+    names = set()
+    for ln in _statement_lines(tree, line):
+        names |= by_line.get(ln, set())
+    if not names or "" in names or not names <= timed.keys():
+        return None
+    return sorted(names, key=lambda n: (timed[n], n))
+
+
 def _copy_checkout(dest: pathlib.Path) -> None:
     for name in COPIED:
         src = ROOT / name
@@ -184,15 +316,15 @@ def _copy_checkout(dest: pathlib.Path) -> None:
             shutil.copy2(src, dest / name)
 
 
-def _run_tests(copy: pathlib.Path, tests, timeout, keyword=None):
+def _run_tests(copy: pathlib.Path, tests, timeout, keyword=None, plugin=None, env=None):
     env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1",
            "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "ci"),
-           "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+           "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **(env or {})}
     shutil.rmtree(copy / ".hypothesis", ignore_errors=True)  # (no example saved by one mutant replays for the next)
     start = time.perf_counter()
     try:
         command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m", "not gpu",
-                   *(["-k", keyword] if keyword else []), *tests]
+                   *(["-p", plugin] if plugin else []), *(["-k", keyword] if keyword else []), *tests]
         proc = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return "timeout", "", time.perf_counter() - start
@@ -217,6 +349,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=pathlib.Path)
     parser.add_argument("--survivors", type=pathlib.Path)
     parser.add_argument("--list", action="store_true")
+    parser.add_argument("--covering", action="store_true")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"argument --jobs: wants an integer >= 1, got {args.jobs}")
@@ -251,6 +384,13 @@ def main(argv=None) -> int:
         print("no mutants: nothing to mutate in the lines chosen", file=sys.stderr)
         return 1
 
+    if args.covering:
+        try:
+            import coverage  # noqa: F401
+        except ImportError:
+            print("mutation_sweep.py --covering needs coverage.py: python -m pip install coverage", file=sys.stderr)
+            return 1
+
     with tempfile.TemporaryDirectory(prefix="byol-mutants-") as scratch:
         copies = queue.Queue()
         for j in range(args.jobs):
@@ -259,13 +399,27 @@ def main(argv=None) -> int:
             _copy_checkout(copy)
             copies.put(copy)
         first = copies.get()
-        verdict, failed, clean_s = _run_tests(first, args.tests, None, args.keyword)
+        if args.covering:
+            paths = sorted({m.path for m in todo})
+            verdict, failed, clean_s, by_line, timed = _map_tests(first, paths, args.tests, args.keyword,
+                                                                   pathlib.Path(scratch))
+            trees = {p: ast.parse((ROOT / p).read_text()) for p in paths}
+            chosen = {m: _chosen_tests(by_line[m.path], timed, trees[m.path], m.line) for m in todo}
+        else:
+            verdict, failed, clean_s = _run_tests(first, args.tests, None, args.keyword)
+            chosen = dict.fromkeys(todo)
         copies.put(first)
         if verdict != "survived":
-            print(f"the unchanged checkout fails the tests ({failed}): fix that first", file=sys.stderr)
+            print(f"the unchanged checkout fails the tests{' under coverage' if args.covering else ''} ({failed}): "
+                  f"fix that first", file=sys.stderr)
             return 1
         timeout = args.timeout or 5 * clean_s + 20
         print(f"{len(todo)} mutants; the clean run took {clean_s:.1f} s; timeout {timeout:.0f} s", flush=True)
+        if args.covering:
+            narrowed = [len(c) for c in chosen.values() if c is not None]
+            print(f"--covering: {len(narrowed)} of the {len(todo)} mutants tried on the tests that ran their lines "
+                  f"(median {sorted(narrowed)[len(narrowed) // 2] if narrowed else 0} of {len(timed)} tests), "
+                  f"the others on every test", flush=True)
 
         def one(m: Mutant) -> dict:
             copy = copies.get()  # (a copy no other job is using)
@@ -273,12 +427,15 @@ def main(argv=None) -> int:
             original = target.read_text()
             try:
                 target.write_text(m.source)
-                verdict, failed, seconds = _run_tests(copy, args.tests, timeout, args.keyword)
+                tests = chosen[m]
+                verdict, failed, seconds = _run_tests(copy, tests or args.tests, timeout,
+                                                      None if tests else args.keyword)
             finally:
                 target.write_text(original)
                 copies.put(copy)
             return {"path": m.path, "line": m.line, "col": m.col, "old": m.old, "new": m.new, "verdict": verdict,
-                    "failed": failed, "seconds": round(seconds, 2), "text": m.source.splitlines()[m.line - 1].strip()}
+                    "failed": failed, "seconds": round(seconds, 2), "tests": len(chosen[m]) if chosen[m] else "all",
+                    "text": m.source.splitlines()[m.line - 1].strip()}
 
         results = []
         with (open(args.out, "w") if args.out else contextlib.nullcontext()) as out, \

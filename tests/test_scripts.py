@@ -5,6 +5,7 @@ the goldens) or need a package byol-ref never installs (torch, scikit-learn, CuP
 must print the usage and change nothing, whatever is installed; run without its optional package, a
 script must say which one it needs, in a line, not a traceback.
 """
+import ast
 import json
 import os
 import pathlib
@@ -24,7 +25,7 @@ SKIP_DIRS = {".git", ".venv", "__pycache__", ".hypothesis", ".pytest_cache", "ru
 
 # What each optional package's absence looks like to a script: a module that cannot be imported.
 BLOCKED = ("torch", "sklearn", "cupy", "jax", "haiku", "optax", "tree", "lightly", "byol_pytorch", "matplotlib",
-           "safetensors", "mypy", "pyright")
+           "safetensors", "mypy", "pyright", "coverage")
 
 
 def _files():
@@ -415,3 +416,79 @@ def test_the_mutation_sweep_refuses_bad_arguments(argv, says, tmp_path):
     proc = _run(ROOT / "scripts" / "mutation_sweep.py", str(outside), "--tests", "tests/test_defaults.py")
     assert proc.returncode == 2 and f"argument MODULE: wants a .py file of this checkout, got {str(outside)!r}" \
         in proc.stderr, proc.stderr[-2000:]
+
+
+def test_the_mutation_sweep_covering_without_coverage_says_how_to_get_it(tmp_path):
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    proc = _run(ROOT / "scripts" / "mutation_sweep.py", "byol_ref/tree.py", "--tests", "tests/test_defaults.py",
+                "--covering", blocked=blocked, tmp_path=ROOT)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip() == "mutation_sweep.py --covering needs coverage.py: python -m pip install coverage"
+
+
+def test_the_mutation_sweep_narrows_to_the_statement_a_mutant_is_in():
+    """--covering picks tests by the lines of the mutated statement: every line of a simple statement
+    written over several lines (a test may be recorded at another of them than the mutant's), only the
+    header of a compound one (the tests that ran its body ran the header too: a body's tests are not
+    more), and a def's decorators with its signature. A line run at import (a module statement, a
+    decorator, a default value), while pytest collected, or by no test gets every test; the others the
+    tests that ran it, fastest first."""
+    sweep = _mutation_sweep()
+    source = ("import functools\n"             # 1
+              "@functools.lru_cache(\n"        # 2
+              "    maxsize=2)\n"               # 3
+              "def f(x,\n"                     # 4
+              "      y=1):\n"                  # 5
+              "    if (x > 0 and\n"            # 6
+              "            y > 0):\n"          # 7
+              "        z = (x +\n"             # 8
+              "             y)\n"              # 9
+              "        return z\n"             # 10
+              "    return 0\n")                # 11
+    tree = ast.parse(source)
+    assert sweep._statement_lines(tree, 9) == {8, 9}
+    assert sweep._statement_lines(tree, 7) == {6, 7}
+    assert sweep._statement_lines(tree, 3) == {2, 3, 4, 5}
+    assert sweep._statement_lines(tree, 5) == {2, 3, 4, 5}
+    assert sweep._statement_lines(tree, 11) == {11}
+    assert sweep._statement_lines(tree, 1) == {1}
+    # (the module's first importer is the only test recorded at its module-level lines and defaults)
+    by_line = {8: {"t::slow"}, 9: {"t::fast"}, 10: {"t::slow", ""}, 11: {"t::other"}, 1: {"t::first"},
+               2: {"t::first"}, 4: {"t::first"}}
+    timed = {"t::slow": 2.0, "t::fast": 0.5, "t::other": 1.0, "t::first": 0.1}
+    assert sweep._chosen_tests(by_line, timed, tree, 9) == ["t::fast", "t::slow"]  # (fastest first)
+    assert sweep._chosen_tests(by_line, timed, tree, 11) == ["t::other"]
+    for at_import in (1, 3, 5):
+        assert sweep._chosen_tests(by_line, timed, tree, at_import) is None
+    assert sweep._chosen_tests(by_line, timed, tree, 10) is None  # (run while pytest collected)
+    assert sweep._chosen_tests(by_line, timed, tree, 7) is None  # (run by no test)
+    lam = ast.parse("key = (lambda v:\n       v + 1)\n")
+    assert sweep._runs_at_import(lam, 1) and not sweep._runs_at_import(lam, 2)
+
+
+def test_the_mutation_sweep_covering_tries_a_mutant_on_the_tests_that_ran_its_line(tmp_path):
+    """End to end: console_main runs only in a ``python -m byol_ref`` child, so a mutant of it is tried on
+    the one test that starts such a child (its lines were recorded in the child, under the test's name),
+    not on a test that never reaches it; a module-level line, run at import, is tried on every test. The
+    checkout is as it was (the coverage run's sitecustomize.py and plugin are the copy's, and removed)."""
+    pytest.importorskip("coverage", reason="--covering needs coverage.py, which byol-ref's test extra does not install")
+    cli = (ROOT / "byol_ref/cli.py").read_text().splitlines()
+    start = next(i for i, text in enumerate(cli, 1) if text.startswith("def console_main("))
+    line = next(i for i, text in enumerate(cli[start:], start + 1) if "sys.stdout is not None and" in text)
+    schedules = (ROOT / "byol_ref/schedules.py").read_text().splitlines()
+    top = next(i for i, text in enumerate(schedules, 1) if text.startswith("_FLOAT32_MAX = "))
+    script = ROOT / "scripts" / "mutation_sweep.py"
+    before = _files()
+    out = tmp_path / "rows.jsonl"
+    proc = _run(script, str(ROOT / "byol_ref/cli.py"), str(ROOT / "byol_ref/schedules.py"), "--covering",
+                "--lines", str(line), str(top), "--jobs", "1", "--out", str(out),
+                "--tests", "tests/test_cli.py::test_help_explains_every_option",
+                "tests/test_schedules.py::test_the_overflow_checks_refuse_exactly_what_overflows", tmp_path=tmp_path)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
+    rows = {(r["path"], r["line"]): r for r in map(json.loads, out.read_text().splitlines())}
+    assert rows[("byol_ref/cli.py", line)]["tests"] == 1, rows
+    assert rows[("byol_ref/schedules.py", top)]["tests"] == "all", rows
+    assert rows[("byol_ref/schedules.py", top)]["verdict"] == "killed", rows
+    assert "--covering: 1 of the 2 mutants tried on the tests that ran their lines" in proc.stdout, proc.stdout
+    assert _files() == before
