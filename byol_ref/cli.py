@@ -209,12 +209,13 @@ def _apply_sets(pairs, model_kw, train_kw):
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Appends "(default: X)" only where the help does not already state its default and X means
-    something (not None: a None default is explained in the help text or means "not given")."""
+    something: not None (a None default is explained in the help text or means "not given"; the
+    required arguments' is None) and not a switch's False. (argparse's own formatter leaves out the
+    SUPPRESS default of --help.)"""
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if (action.default is None or action.default is argparse.SUPPRESS or action.required or action.nargs == 0
-                or "default" in text):
+        if action.default is None or action.nargs == 0 or "default" in text:
             return text
         return super()._get_help_string(action)
 

@@ -52,6 +52,15 @@ def test_help_explains_every_option():
     assert out.returncode == 0 and out.stdout.startswith(f"byol-ref {byol_ref.__version__} (NumPy {np.__version__}")
 
 
+def test_no_command_is_a_usage_error_naming_the_commands():
+    """``byol-ref`` alone: the sub-command is required (not taken for ``eval``, the command main falls
+    through to, which would fail on its missing arguments)."""
+    out = run()
+    assert out.returncode == 2 and out.stdout == "", out.stderr
+    assert "byol-ref: error: the following arguments are required: command" in out.stderr, out.stderr
+    assert "{train,eval,embed,trace,diff,convert}" in out.stderr, out.stderr
+
+
 def test_every_option_of_every_command_has_help():
     import argparse
 
