@@ -453,8 +453,7 @@ def _data_for_run(data_spec: dict, cfg_file: Path, *, resume: bool = False):
         raise ValueError(f"{cfg_file} records csv_header {header!r}, expected one of {list(_CSV_HEADER)}; the file "
                          f"was edited: {way}")
     labels = data_spec.get("labels")  # (load_file said "labels: no such file", of labels no flag here named)
-    label_path = labels_file(labels, kind, _CSV_HEADER[header]) if isinstance(labels, str) and \
-        kind not in ("digits", "synthetic") else None
+    label_path = labels_file(labels, kind, _CSV_HEADER[header]) if kind not in ("digits", "synthetic") else None
     gone = label_path and not_a_file(label_path, missing=moved)
     if gone:
         raise FileNotFoundError(f"{cfg_file} records the labels file {labels!r}, which {gone}; " + (

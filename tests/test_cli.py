@@ -52,13 +52,17 @@ def test_help_explains_every_option():
     assert out.returncode == 0 and out.stdout.startswith(f"byol-ref {byol_ref.__version__} (NumPy {np.__version__}")
 
 
-def test_no_command_is_a_usage_error_naming_the_commands():
+def test_no_command_or_no_embed_out_is_a_usage_error_naming_what_is_missing(tmp_path):
     """``byol-ref`` alone: the sub-command is required (not taken for ``eval``, the command main falls
-    through to, which would fail on its missing arguments)."""
+    through to, which would fail on its missing arguments); so is embed's --out, which has no default
+    to fall back on (a None there would fail as "expected str, bytes or os.PathLike object, not NoneType")."""
     out = run()
     assert out.returncode == 2 and out.stdout == "", out.stderr
     assert "byol-ref: error: the following arguments are required: command" in out.stderr, out.stderr
     assert "{train,eval,embed,trace,diff,convert}" in out.stderr, out.stderr
+    out = run("embed", str(tmp_path))
+    assert out.returncode == 2 and out.stdout == "", out.stderr
+    assert "byol-ref embed: error: the following arguments are required: --out" in out.stderr, out.stderr
 
 
 def test_every_option_of_every_command_has_help():
@@ -2200,6 +2204,9 @@ def test_a_damaged_config_or_metrics_record_is_named_and_never_a_traceback(tmp_p
             (edited(data__data_seed=True), r"records labels None and data_seed True for the data"),
             (edited(data__data_seed=-1), r"records labels None and data_seed -1 for the data"),
             (edited(data__labels=True), r"records labels True and data_seed 0 for the data"),
+            # (a record from before data_seed was kept: its runs drew with 0, which the message shows)
+            (json.dumps({**good, "data": {**{k: v for k, v in good["data"].items() if k != "data_seed"},
+                                          "labels": True}}), r"records labels True and data_seed 0 for the data"),
             (edited(train_config__lars_eta=1.5), r"disagree on the run's settings \(lars_eta: 0.001 in the "
                                                  r"checkpoint, 1.5 in config.json\)")):
         cfg.write_text(text)
@@ -2261,10 +2268,10 @@ def test_a_metrics_record_whose_std_ratio_cannot_be_drawn_is_left_out_with_a_not
 
 
 def test_an_edited_image_shape_or_full_scale_record_is_told_as_config_jsons(tmp_path, capsys):
-    """config.json edited to record an image_shape or full_scale no run writes (["x"], 5, -255): train
+    """config.json edited to record an image_shape or full_scale no run writes (["x"], 5, -255, 0): train
     --resume and eval said "--image-shape must be (H, W) or (C, H, W) of positive ints, got ('x',)", of a
     flag they were not given, or "'int' object is not iterable". They name config.json and the record."""
-    from byol_ref.cli import main
+    from byol_ref.cli import _read_run_config, main
 
     np.save(tmp_path / "x.npy", np.random.default_rng(0).uniform(size=(24, 4)))
     out = tmp_path / "run"
@@ -2273,7 +2280,8 @@ def test_an_edited_image_shape_or_full_scale_record_is_told_as_config_jsons(tmp_
                  "--no-eval", "--no-plots", "--out", str(out)]) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["data"]["image_shape"] == [2, 2]
-    for change in ({"image_shape": ["x"]}, {"image_shape": 5}, {"full_scale": -255}, {"full_scale": "255"}):
+    for change in ({"image_shape": ["x"]}, {"image_shape": 5}, {"full_scale": -255}, {"full_scale": 0},
+                   {"full_scale": "255"}):
         record = {**config["data"], **change}
         (out / "config.json").write_text(json.dumps({**config, "data": record}))
         capsys.readouterr()
@@ -2283,6 +2291,10 @@ def test_an_edited_image_shape_or_full_scale_record_is_told_as_config_jsons(tmp_
             assert capsys.readouterr().err.startswith(
                 f"byol-ref {cmd[0]}: error: {out / 'config.json'} records image_shape {record['image_shape']!r} and "
                 f"full_scale {record.get('full_scale')!r} for the data, which no run writes"), (change, cmd)
+    # --full-scale takes any number > 0, a fraction too (pixels stored as 0..0.5): so does the record
+    for scale in (0.5, 1e-3):
+        (out / "config.json").write_text(json.dumps({**config, "data": {**config["data"], "full_scale": scale}}))
+        assert _read_run_config(out / "config.json")["data"]["full_scale"] == scale
 
 
 def test_a_run_reads_its_own_data_as_it_did_before_the_new_refusals(tmp_path, capsys):
@@ -2550,6 +2562,14 @@ def test_resume_compares_data_files_as_files_and_refuses_a_new_seed_or_data_seed
     # the seed alone, with nothing else the run compares, is refused too
     assert main(["train", "--resume", "--out", "r", "--epochs", "2", "--seed", "7", "--no-eval", "--no-progress"]) == 2
     assert "seed 7 (run: 0)" in capsys.readouterr().err
+    # a run from before config.json recorded its data seed drew its split with 0: --data-seed 0 is its own
+    cfg = tmp_path / "r" / "config.json"
+    record = json.loads(cfg.read_text())
+    del record["data"]["data_seed"]
+    cfg.write_text(json.dumps(record))
+    assert main([*args, "--epochs", "2", "--resume", "--data-seed", "1"]) == 2
+    assert "--data-seed 1 (run: 0)" in capsys.readouterr().err
+    assert main([*args, "--epochs", "3", "--resume", "--data-seed", "0"]) == 0, capsys.readouterr().err
 
 
 def test_resume_compares_a_file_name_with_none_as_a_name(tmp_path, capsys):
