@@ -107,7 +107,10 @@ def test_train_writes_a_run_directory_and_reports(tiny_run):
     assert {r["name"] for r in report["rows"]} >= {"BYOL encoder (y)", "raw inputs"}
     # report.json is the data, not the printed table (a mutation audit: writing the table there too survived);
     # it says how long the probes took, and report.txt is a text file that ends its last line
-    assert "table" not in report and report["eval_seconds"] > 0 and report["train_seconds"] > 0
+    # (each under the command's 300 s timeout: a sum with the clock's reading rather than a difference is not)
+    assert "table" not in report and 0 < report["eval_seconds"] < 300 and 0 < report["train_seconds"] < 300
+    said = re.search(r"byol-ref: trained 18 steps in ([0-9.]+) s; run directory", res.stdout)
+    assert said and 0 <= float(said.group(1)) < 300, res.stdout
     assert (out / "report.txt").read_text().endswith("\n")
 
 
@@ -5263,3 +5266,35 @@ def test_a_resume_that_stops_on_an_error_after_a_checkpoint_keeps_the_new_length
     assert cli.main(["train", "--out", str(run_dir), "--resume", "--epochs", "7", "--no-progress", "--no-plots"]) == 2
     err = capsys.readouterr().err
     assert err.endswith("byol-ref train: error: stopped, as a test asks\n") and "space" not in err, err
+
+
+def test_the_line_before_training_says_how_rows_and_labels_were_read():
+    """_rows_are: 8-bit and 16-bit pixels are named so, another scale by its number; _class_names shows
+    twelve names, and "..." only where there are more."""
+    from byol_ref.cli import _class_names, _rows_are
+    from byol_ref.data import Dataset
+
+    x = np.zeros((2, 12))
+    ds = Dataset(x, None, x[:0], None, (3, 2, 2), "d")
+    assert _rows_are(ds._replace(image_shape=None)) == "12 features"
+    assert _rows_are(ds) == "3x2x2 images (C x H x W)"
+    for scale, said in ((255, "8-bit pixels / 255"), (65535, "16-bit pixels / 65535"), (65536, "pixels / 65536"),
+                        (0.5, "pixels / 0.5")):
+        assert _rows_are(ds._replace(image_shape=(4, 3), full_scale=scale)) == f"4x3 images ({said})", scale
+    twelve = tuple(f"c{i}" for i in range(12))
+    shown = ", ".join(f"{i} c{i}" for i in range(12))
+    assert _class_names(twelve) == f"the labels are 12 class names, read as ids 0..11 in sorted order: {shown}"
+    assert _class_names(twelve + ("c12",)) == (f"the labels are 13 class names, read as ids 0..12 in sorted order: "
+                                               f"{shown}, ...")
+
+
+def test_a_checkpoint_copied_out_of_its_run_is_unfinished_only_short_of_its_length(tmp_path):
+    """_unfinished of a checkpoint file of another name: its step against its run's length alone;
+    at the length, or with no length kept, nothing to say."""
+    from byol_ref.cli import _unfinished
+
+    copy = tmp_path / "c.npz"
+    assert _unfinished(copy, 18, 18) is None and _unfinished(copy, 20, 18) is None
+    assert _unfinished(copy, 3, None) is None
+    assert _unfinished(copy, 17, 18) == (f"{copy} is the checkpoint of step 17 of its run's 18: these are the "
+                                         "features of an unfinished run")
