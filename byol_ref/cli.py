@@ -1023,9 +1023,9 @@ def _where_it_stands(out: Path, replacing, back: bool, total: int) -> str:
     return f"no checkpoint was written yet; start again with: {_train_again(out)}"
 
 
-def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Path | None, *, plots=True, seed=0,
-            extra=None, as_json=False, probe=None, run: Path | None = None, data_args: str = "",
-            progress: bool = True, checkpoint_note: str | None = None) -> int:
+def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Path | None, *, plots: bool, seed: int,
+            probe: dict, progress: bool, extra=None, as_json=False, run: Path | None = None, data_args: str = "",
+            checkpoint_note: str | None = None) -> int:
     """Probe, print, and (with ``out``) write report.json/.txt and the plots into ``out``;
     with ``progress``, which probe is running shows on a terminal (``_probe_progress``).
     ``metrics`` is the run's metrics.jsonl (the whole run's curves, across resumes), if any;
@@ -1062,7 +1062,7 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
     features = report.pop("features", None)
     report["eval_seconds"] = time.perf_counter() - t0
     report.update(extra or {})
-    k, lpc = probe.get("k", 20), probe.get("labels_per_class", 10)
+    k, lpc = report["probe"]["k"], report["probe"]["labels_per_class"]  # (as evaluate_features ran them)
     note = format_convergence(report["rows"])  # ("" when every probe fit converged)
     text = ((f"Note: {checkpoint_note}\n" if checkpoint_note else "")
             + f"Test accuracy (%) on the held-out split; kNN = cosine k={k}, low-label = {lpc} labels per class "

@@ -4673,10 +4673,11 @@ def test_report_txt_says_which_probe_fits_stopped_at_their_cap_under_the_table(t
     names = ("BYOL encoder (y)", "BYOL projector (z)", "random-init encoder", "raw inputs")
     rows = [{"name": n, "knn": 0.9, "low_label": 0.8, "low_label_std": 0.01, "linear": 0.95,
              "converged": n != "raw inputs"} for n in names]
-    given = {"rows": rows, "collapse": {}, "table": "THE TABLE", "probe": {"repeats": 5}}
+    given = {"rows": rows, "collapse": {}, "table": "THE TABLE",
+             "probe": {"repeats": 5, "k": 20, "labels_per_class": 10}}
     monkeypatch.setattr(report, "evaluate_features", lambda *a, **k: dict(given))
     data = SimpleNamespace(name="d", y_train=np.zeros(8, int), x_test=np.zeros((4, 2)), y_test=np.zeros(4, int))
-    assert cli._report(None, data, None, None, tmp_path, None, plots=False) == 0
+    assert cli._report(None, data, None, None, tmp_path, None, plots=False, seed=0, probe={}, progress=False) == 0
     note = report.format_convergence(rows)
     assert note.startswith("Note: a logistic-regression fit of the probes of raw inputs stopped")
     assert "THE TABLE\n" + note + "\n\n" in (tmp_path / "report.txt").read_text()
