@@ -1026,7 +1026,8 @@ def _where_it_stands(out: Path, replacing, back: bool, total: int) -> str:
 def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Path | None, *, plots: bool, seed: int,
             probe: dict, progress: bool, extra=None, as_json=False, run: Path | None = None, data_args: str = "",
             checkpoint_note: str | None = None) -> int:
-    """Probe, print, and (with ``out``) write report.json/.txt and the plots into ``out``;
+    """Probe, print, and (with ``out``) write report.json/.txt and, with ``plots`` (given only with
+    ``out``), the plots into ``out``;
     with ``progress``, which probe is running shows on a terminal (``_probe_progress``).
     ``metrics`` is the run's metrics.jsonl (the whole run's curves, across resumes), if any;
     ``run`` is the run directory or checkpoint the features come from (default: ``out``);
@@ -1049,15 +1050,14 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
     if skipped:
         # --json: still one JSON object on stdout, for whatever parses it
         print(json.dumps({"rows": [], "skipped": skipped}) if as_json else f"byol-ref: {skipped}")
-        if plots and out is not None:
+        if plots:
             _plot_curves_only(out, metrics, online.config)
         return 0
     t0 = time.perf_counter()
     probe = probe or {}
     print(f"byol-ref: probing the features (kNN, {probe.get('labels_per_class', 10)}-label and linear probes of the "
           "BYOL encoder and projector, a random-init encoder and the raw inputs)...", file=sys.stderr, flush=True)
-    want_plots = plots and out is not None
-    report = evaluate_features(online, dataset, input_norm, backend, seed=seed, return_features=want_plots,
+    report = evaluate_features(online, dataset, input_norm, backend, seed=seed, return_features=plots,
                                progress=_probe_progress() if progress else None, **probe)
     features = report.pop("features", None)
     report["eval_seconds"] = time.perf_counter() - t0
@@ -1085,7 +1085,7 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
                 def draw():
                     paths = plot_run(_read_history(metrics), report, stage, loss_label=_loss_label(online.config),
                                      n_test=len(dataset.y_test))
-                    if paths and features is not None:
+                    if paths:
                         paths += [p for p in [plot_features(features, dataset.y_test, stage)] if p is not None]
                     return paths
 
