@@ -5299,3 +5299,16 @@ def test_a_checkpoint_copied_out_of_its_run_is_unfinished_only_short_of_its_leng
     assert _unfinished(copy, 3, None) is None
     assert _unfinished(copy, 17, 18) == (f"{copy} is the checkpoint of step 17 of its run's 18: these are the "
                                          "features of an unfinished run")
+
+
+def test_train_and_eval_make_the_folders_their_out_is_in(tmp_path, capsys):
+    """--out a/b/run, where neither a nor a/b exists yet: train and eval make the whole path, as
+    ``mkdir -p`` does, rather than refusing a folder the user asked for."""
+    from byol_ref.cli import main
+
+    run = tmp_path / "a" / "b" / "run"
+    assert main(["train", *SMALL_RUN, "--no-eval", "--out", str(run)]) == 0, capsys.readouterr().err
+    assert (run / "checkpoint.npz").is_file()
+    report = tmp_path / "c" / "d" / "report"
+    assert main(["eval", str(run), "--no-plots", "--out", str(report)]) == 0, capsys.readouterr().err
+    assert (report / "report.json").is_file()
