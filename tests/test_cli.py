@@ -5312,3 +5312,24 @@ def test_train_and_eval_make_the_folders_their_out_is_in(tmp_path, capsys):
     report = tmp_path / "c" / "d" / "report"
     assert main(["eval", str(run), "--no-plots", "--out", str(report)]) == 0, capsys.readouterr().err
     assert (report / "report.json").is_file()
+
+
+def test_the_labels_per_class_default_is_lowered_only_below_the_fewest_class_and_never_below_2(capsys):
+    """With --labels-per-class not typed: a smallest class of exactly 10 examples keeps the default 10,
+    silently; one of 2 lowers it to 2, with the line saying so (2 is the least the probe takes). Typed,
+    the refusal lists the classes below the value, not one holding exactly as many."""
+    import argparse
+
+    from byol_ref.cli import _probe_opts
+
+    args = argparse.Namespace(command="train", knn_k=1, labels_per_class=10, knn_temperature=None, given=set())
+    enough = np.array([0] * 20 + [1] * 10)
+    assert _probe_opts(args, len(enough), enough)["labels_per_class"] == 10
+    assert capsys.readouterr().out == ""
+    two = np.array([0] * 20 + [1] * 2)
+    assert _probe_opts(args, len(two), two)["labels_per_class"] == 2
+    assert "the report's probes take --labels-per-class 2 (the fewest examples of a class)" in capsys.readouterr().out
+    args.given = {"labels_per_class"}
+    y = np.array([0] * 20 + [1] * 10 + [2, 2, 3, 3])
+    with pytest.raises(ValueError, match=r"class\(es\) \[2, 3\] of the training split have fewer examples"):
+        _probe_opts(args, len(y), y)
