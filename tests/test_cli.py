@@ -226,7 +226,7 @@ def test_resume_continues_a_run(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "resuming" in res.stderr
     # the new --epochs extends the run: 408 // 64 = 6 steps per epoch, 3 epochs, 6 of them in this call
-    assert "trained 6 steps (step 18 of the run)" in res.stdout
+    assert "trained 6 steps (step 18 of the run)" in res.stdout and "already at its last step" not in res.stdout
     # the same flags again are fine; any that differ from the run's are refused, naming both values
     res = run("train", "--epochs", "3", "--resume", *common, "--lr", "0.1", "--seed", "0", "--set", "views=concat")
     assert res.returncode == 2
