@@ -5333,3 +5333,25 @@ def test_the_labels_per_class_default_is_lowered_only_below_the_fewest_class_and
     y = np.array([0] * 20 + [1] * 10 + [2, 2, 3, 3])
     with pytest.raises(ValueError, match=r"class\(es\) \[2, 3\] of the training split have fewer examples"):
         _probe_opts(args, len(y), y)
+
+
+def test_embed_refuses_projector_features_that_are_not_finite(tmp_path, capsys, monkeypatch):
+    """The run's own projector is checked as its encoder is: with an encoder whose features are finite
+    and a projector whose sums overflow (its last weights 1e308), embed writes no inf/NaN features."""
+    from byol_ref import cli
+
+    run_dir, feats = tmp_path / "r", tmp_path / "f.npz"
+    assert cli.main(["train", *SMALL_RUN, "--no-eval", "--out", str(run_dir)]) == 0
+    real = cli.load_checkpoint
+
+    def overflowing(*a, **k):
+        state, *rest = real(*a, **k)
+        online = state.online
+        params = {**online.params, "projector.fc2.weight": np.full_like(online.params["projector.fc2.weight"], 1e308)}
+        return (state._replace(online=online._replace(params=params)), *rest)
+
+    monkeypatch.setattr(cli, "load_checkpoint", overflowing)
+    capsys.readouterr()
+    assert cli.main(["embed", str(run_dir), "--out", str(feats)]) == 2
+    assert "error: the network's features of " in capsys.readouterr().err
+    assert not feats.exists()
