@@ -52,17 +52,21 @@ def test_help_explains_every_option():
     assert out.returncode == 0 and out.stdout.startswith(f"byol-ref {byol_ref.__version__} (NumPy {np.__version__}")
 
 
-def test_no_command_or_no_embed_out_is_a_usage_error_naming_what_is_missing(tmp_path):
+def test_no_command_or_no_required_option_is_a_usage_error_naming_what_is_missing(tmp_path):
     """``byol-ref`` alone: the sub-command is required (not taken for ``eval``, the command main falls
-    through to, which would fail on its missing arguments); so is embed's --out, which has no default
-    to fall back on (a None there would fail as "expected str, bytes or os.PathLike object, not NoneType")."""
+    through to, which would fail on its missing arguments); so are embed's and trace's --out and
+    convert's --from and --to, which have no default to fall back on (a None there would fail later,
+    as "expected str, bytes or os.PathLike object, not NoneType", say)."""
     out = run()
     assert out.returncode == 2 and out.stdout == "", out.stderr
     assert "byol-ref: error: the following arguments are required: command" in out.stderr, out.stderr
     assert "{train,eval,embed,trace,diff,convert}" in out.stderr, out.stderr
-    out = run("embed", str(tmp_path))
-    assert out.returncode == 2 and out.stdout == "", out.stderr
-    assert "byol-ref embed: error: the following arguments are required: --out" in out.stderr, out.stderr
+    for cmd, missing in ((["embed", str(tmp_path)], "--out"), (["trace"], "--out"),
+                         (["convert", "a.npz", "b.npz", "--to", "byol-ref"], "--from"),
+                         (["convert", "a.npz", "b.npz", "--from", "byol-ref"], "--to")):
+        out = run(*cmd)
+        assert out.returncode == 2 and out.stdout == "", out.stderr
+        assert f"byol-ref {cmd[0]}: error: the following arguments are required: {missing}" in out.stderr, out.stderr
 
 
 def test_every_option_of_every_command_has_help():
