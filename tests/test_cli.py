@@ -2072,7 +2072,9 @@ def test_the_console_script_ignores_ctrl_c_once_a_command_ended_on_one(monkeypat
 
     import byol_ref.cli as cli
 
-    for status, sigterm in ((130, signal.SIG_IGN), (143, signal.SIG_IGN), (0, signal.SIG_DFL), (2, signal.SIG_DFL)):
+    before = {signum: signal.getsignal(signum) for signum in cli.ENDS}
+    for status, sigterm in ((130, signal.SIG_IGN), (143, signal.SIG_IGN), (129, signal.SIG_IGN), (0, signal.SIG_DFL),
+                            (2, signal.SIG_DFL)):
         monkeypatch.setattr(cli, "main", lambda: status)
         try:
             assert cli.console_main() == status
@@ -2081,6 +2083,8 @@ def test_the_console_script_ignores_ctrl_c_once_a_command_ended_on_one(monkeypat
         finally:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            for signum, handler in before.items():  # (SIGHUP too: as the test process had it)
+                signal.signal(signum, handler)
 
 
 def test_csv_header_is_recorded_kept_on_resume_and_given_to_eval_with_data(tmp_path, capsys):
