@@ -210,8 +210,8 @@ def _apply_sets(pairs, model_kw, train_kw):
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Appends "(default: X)" only where the help does not already state its default and X means
     something: not None (a None default is explained in the help text or means "not given"; the
-    required arguments' is None) and not a switch's False. (argparse's own formatter leaves out the
-    SUPPRESS default of --help.)"""
+    required arguments' is None) and not a switch's False. (argparse's own formatter leaves a SUPPRESS
+    default out.)"""
 
     def _get_help_string(self, action):
         text = action.help or ""
@@ -1054,7 +1054,6 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
             _plot_curves_only(out, metrics, online.config)
         return 0
     t0 = time.perf_counter()
-    probe = probe or {}
     print(f"byol-ref: probing the features (kNN, {probe.get('labels_per_class', 10)}-label and linear probes of the "
           "BYOL encoder and projector, a random-init encoder and the raw inputs)...", file=sys.stderr, flush=True)
     report = evaluate_features(online, dataset, input_norm, backend, seed=seed, return_features=plots,
