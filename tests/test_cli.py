@@ -5363,3 +5363,24 @@ def test_embed_refuses_projector_features_that_are_not_finite(tmp_path, capsys, 
     assert cli.main(["embed", str(run_dir), "--out", str(feats)]) == 2
     assert "error: the network's features of " in capsys.readouterr().err
     assert not feats.exists()
+
+
+def test_the_console_script_leaves_a_missing_stream_missing(monkeypatch):
+    """pythonw (no console) runs with sys.stdout or sys.stderr None: console_main wraps the streams
+    only where both are there, and leaves a None as it is (wrapped, it would pass for a stream)."""
+    import signal
+
+    import byol_ref.cli as cli
+
+    monkeypatch.setattr(cli, "main", lambda: 0)
+    for missing in ("stdout", "stderr"):
+        kept = getattr(sys, "stderr" if missing == "stdout" else "stdout")
+        monkeypatch.setattr(sys, missing, None)
+        try:
+            assert cli.console_main() == 0
+            assert getattr(sys, missing) is None
+            assert getattr(sys, "stderr" if missing == "stdout" else "stdout") is kept
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            monkeypatch.undo()
+            monkeypatch.setattr(cli, "main", lambda: 0)
