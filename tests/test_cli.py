@@ -5384,3 +5384,18 @@ def test_the_console_script_leaves_a_missing_stream_missing(monkeypatch):
             signal.signal(signal.SIGINT, signal.default_int_handler)
             monkeypatch.undo()
             monkeypatch.setattr(cli, "main", lambda: 0)
+
+
+def test_a_refusal_names_the_nearest_path_argument_it_fits(tmp_path):
+    """Where the refused path lies in or under two path arguments (--labels a folder's file, --out a
+    run folder in that folder), the message names the nearer one, --out (not the first in any order)."""
+    import argparse
+
+    from byol_ref.cli import _refused
+
+    run = tmp_path / "w" / "run"
+    name = run / "checkpoint.npz"
+    args = argparse.Namespace(labels=str(tmp_path / "w"), out=str(run))
+    said = _refused(PermissionError(errno.EROFS, os.strerror(errno.EROFS), str(name)), args)
+    assert said == (f"--out {run} (at {name}) cannot be written: it is on a file system mounted read-only; "
+                    "choose another --out, where this user may write")
