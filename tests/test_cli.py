@@ -5399,3 +5399,16 @@ def test_a_refusal_names_the_nearest_path_argument_it_fits(tmp_path):
     said = _refused(PermissionError(errno.EROFS, os.strerror(errno.EROFS), str(name)), args)
     assert said == (f"--out {run} (at {name}) cannot be written: it is on a file system mounted read-only; "
                     "choose another --out, where this user may write")
+
+
+def test_is_checkpoint_takes_meta_and_group_arrays_only(tmp_path):
+    """_is_checkpoint: an .npz of meta and ``<group>/<name>`` arrays of checkpoint.GROUPS is one; with an
+    array under another folder, or with no meta, it is some other weights file."""
+    from byol_ref.cli import _is_checkpoint
+
+    w = np.zeros(2)
+    for arrays, taken in (({"meta": w, "online/w": w}, True), ({"meta": w, "online/w": w, "weights/w": w}, False),
+                          ({"meta": w, "online/w": w, "w": w}, False), ({"online/w": w}, False)):
+        path = tmp_path / "c.npz"
+        np.savez(path, **arrays)
+        assert _is_checkpoint(path) is taken, arrays
