@@ -1054,7 +1054,7 @@ def _report(online, dataset, input_norm, backend, out: Path | None, metrics: Pat
             _plot_curves_only(out, metrics, online.config)
         return 0
     t0 = time.perf_counter()
-    print(f"byol-ref: probing the features (kNN, {probe.get('labels_per_class', 10)}-label and linear probes of the "
+    print(f"byol-ref: probing the features (kNN, {probe['labels_per_class']}-label and linear probes of the "
           "BYOL encoder and projector, a random-init encoder and the raw inputs)...", file=sys.stderr, flush=True)
     report = evaluate_features(online, dataset, input_norm, backend, seed=seed, return_features=plots,
                                progress=_probe_progress() if progress else None, **probe)

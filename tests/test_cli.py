@@ -4685,7 +4685,8 @@ def test_report_txt_says_which_probe_fits_stopped_at_their_cap_under_the_table(t
              "probe": {"repeats": 5, "k": 20, "labels_per_class": 10}}
     monkeypatch.setattr(report, "evaluate_features", lambda *a, **k: dict(given))
     data = SimpleNamespace(name="d", y_train=np.zeros(8, int), x_test=np.zeros((4, 2)), y_test=np.zeros(4, int))
-    assert cli._report(None, data, None, None, tmp_path, None, plots=False, seed=0, probe={}, progress=False) == 0
+    assert cli._report(None, data, None, None, tmp_path, None, plots=False, seed=0,
+                       probe={"k": 20, "labels_per_class": 10}, progress=False) == 0
     note = report.format_convergence(rows)
     assert note.startswith("Note: a logistic-regression fit of the probes of raw inputs stopped")
     assert "THE TABLE\n" + note + "\n\n" in (tmp_path / "report.txt").read_text()
@@ -5372,18 +5373,17 @@ def test_the_console_script_leaves_a_missing_stream_missing(monkeypatch):
 
     import byol_ref.cli as cli
 
-    monkeypatch.setattr(cli, "main", lambda: 0)
-    for missing in ("stdout", "stderr"):
-        kept = getattr(sys, "stderr" if missing == "stdout" else "stdout")
-        monkeypatch.setattr(sys, missing, None)
-        try:
-            assert cli.console_main() == 0
-            assert getattr(sys, missing) is None
-            assert getattr(sys, "stderr" if missing == "stdout" else "stdout") is kept
-        finally:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            monkeypatch.undo()
-            monkeypatch.setattr(cli, "main", lambda: 0)
+    for missing, other in (("stdout", "stderr"), ("stderr", "stdout")):
+        with monkeypatch.context() as m:
+            m.setattr(cli, "main", lambda: 0)
+            m.setattr(sys, missing, None)
+            kept = getattr(sys, other)
+            try:
+                assert cli.console_main() == 0
+                assert getattr(sys, missing) is None
+                assert getattr(sys, other) is kept
+            finally:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def test_a_refusal_names_the_nearest_path_argument_it_fits(tmp_path):
