@@ -779,7 +779,7 @@ def _train_holding(args, lock: RunLock) -> int:
         lock.take(out)
         if any(out.iterdir()) and not args.overwrite:  # another process made it meanwhile, and has ended
             _refuse_a_run_there(out)
-    replacing = Replacing(out) if args.overwrite and not args.resume else None
+    replacing = Replacing(out) if args.overwrite else None  # (never with --resume: _check_resume_flags refuses both)
     if args.resume:
         remove_stale(out)
         remove_replaced(out)  # (this run has its checkpoint: what an --overwrite set aside was replaced)
@@ -815,7 +815,9 @@ def _train_holding(args, lock: RunLock) -> int:
                          progress=not args.no_progress, views=views, stop_requested=stop_requested,
                          replacing=replacing)
     except BaseException as exc:
-        with interrupts_held(reraise=False):  # a second Ctrl-C must not cut the restore or its message short
+        # A Ctrl-C now (a second one, or the first after an error) must not cut the restore or its message
+        # short, nor end the command as interrupted: it is ending on exc.
+        with interrupts_held(reraise=False):
             status = _train_stopped(exc, out, replacing, fresh=fresh, created=created, total=sched.total_steps,
                                     before=before)
         if status is None:

@@ -1108,6 +1108,21 @@ def test_ctrl_c_anywhere_ends_with_status_130_and_says_where_the_run_stands(tmp_
     assert {f.name: f.read_bytes() for f in out.iterdir()} == before
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     monkeypatch.undo()
+    # A run that diverged is ending already: a Ctrl-C as the run it replaces is put back is dropped, and
+    # the command ends on what stopped it (status 1, not 130), its message whole.
+    from byol_ref.train import TrainingDiverged
+
+    def diverged(*args, **kw):
+        raise TrainingDiverged("the loss is nan at step 1")
+
+    monkeypatch.setattr(cli, "fit", diverged)
+    monkeypatch.setattr(rundir, "_put_back", pressed_inside)
+    assert cli.main(["train", *SMALL_RUN, "--out", str(out), "--overwrite", "--seed", "4"]) == 1
+    err = capsys.readouterr().err
+    assert err.endswith(f"byol-ref: the loss is nan at step 1\nbyol-ref: the run it was to replace is back in {out}\n")
+    assert "interrupted" not in err and {f.name: f.read_bytes() for f in out.iterdir()} == before
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    monkeypatch.undo()
     # Ctrl-C before the run was set aside: nothing changed, and the message says so (its checkpoint is
     # the replaced run's, which --resume would continue).
     real_set_aside = rundir.Replacing.set_aside
@@ -2895,8 +2910,8 @@ def test_a_run_config_without_its_sections_is_refused_by_eval_and_resume(tmp_pat
 
 def test_a_run_refused_inside_fit_before_its_first_step_leaves_no_run_directory(tmp_path, capsys, monkeypatch):
     """What train wrote for a run that fit then refuses (config.json, the metrics file fit opens
-    before the first step) goes again, and so does the folder it made; a folder that held
-    something before keeps it."""
+    before the first step) goes again, and so does the folder it made (the one it claims without
+    --out too); a folder that held something before keeps it."""
     import byol_ref.cli as cli
 
     def refusing_fit(dataset, model_cfg, tcfg, *, out_dir, **kw):
@@ -2913,7 +2928,11 @@ def test_a_run_refused_inside_fit_before_its_first_step_leaves_no_run_directory(
     (kept / "notes.txt").write_text("mine")
     assert cli.main(["train", *SMALL_RUN, "--no-eval", "--overwrite", "--out", str(kept)]) == 2
     assert (kept / "notes.txt").read_text() == "mine"
-    capsys.readouterr()
+    # Without --out, the runs/<data>-<time> folder this run claimed is its own (made by it): it goes too.
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", *SMALL_RUN, "--no-eval"]) == 2
+    assert "refused by fit" in capsys.readouterr().err
+    assert list((tmp_path / "runs").iterdir()) == []
 
 
 def test_knn_k_may_be_every_training_sample_and_the_temperature_must_be_finite(tmp_path, capsys):
@@ -3004,6 +3023,28 @@ def test_convert_and_trace_take_group_norm_and_weight_std_networks_of_any_width(
         np.savez(tmp_path / "in.npz", **f, view1=x, view2=x[::-1])
     assert main(["trace", "--inputs", str(tmp_path / "in.npz"), "--layout", "torch", "--mapping", "byol-pytorch",
                  "--steps", "1", *sets, "--out", str(tmp_path / "t.npz")]) == 0, capsys.readouterr().err
+
+
+def test_convert_takes_the_sizes_from_the_weights_and_names_a_bad_norm_groups_itself(tmp_path, capsys):
+    """The structure a mapping follows keeps the --set fields that shape its names and drops the sizes,
+    which the weights give: --set projection_dim=7 over weights of width 4 converts them as they are. A
+    norm_groups of 0 or -2 is named as norm_groups, not as the stand-in widths it would make (0, -4)."""
+    from byol_ref.cli import main
+    from byol_ref.interchange import networks_to_arrays
+    from byol_ref.model import build_from_config
+
+    online, target = build_from_config(get_preset("deepmind").config(encoder_dim=5, hidden_size=6, projection_dim=4,
+                                                                     predictor_dim=3), seed=0)
+    nets, sd = tmp_path / "nets.npz", tmp_path / "sd.npz"
+    np.savez(nets, **networks_to_arrays(online, target))
+    args = ["convert", str(nets), str(sd), "--from", "byol-ref", "--to", "torch", "--mapping", "byol-pytorch",
+            "--preset", "deepmind"]
+    assert main([*args, "--set", "projection_dim=7", "--set", "hidden_size=9"]) == 0, capsys.readouterr().err
+    with np.load(sd) as f:
+        assert f["online_encoder.projector.0.weight"].shape == (4, 6)  # (torch's (out, in))
+    for groups in (0, -2):
+        assert main([*args, "--overwrite", "--set", f"norm_groups={groups}"]) == 2
+        assert "norm_groups must be " in capsys.readouterr().err
 
 
 def test_convert_names_its_own_flag_for_tensors_the_mapping_leaves_out(tmp_path, capsys):
@@ -3966,6 +4007,29 @@ def test_8_bit_images_are_read_as_pixels_in_0_1_by_train_eval_embed_and_checkpoi
         checkpoint_features(run_dir, rows.astype(np.float64))
 
 
+def test_eval_and_embed_data_read_8_bit_pixels_as_the_run_read_its_own(tmp_path, capsys):
+    """--data of uint8 images is read as the run read its data: divided by 255 for an image run, and as
+    stored for a run on the same pixels as feature vectors (a 2-D table, standardised per feature),
+    whose statistics are of values 0..255: the features equal those of the run's own data."""
+    from byol_ref.cli import main
+
+    x = np.random.default_rng(0).integers(0, 256, (80, 6, 6)).astype(np.uint8)
+    np.save(tmp_path / "u8.npy", x)
+    np.save(tmp_path / "rows.npy", x.reshape(80, 36))
+    small = [a for a in SMALL_RUN if a not in ("--data", "synthetic")] + ["--no-eval"]
+    for data, kind in (("u8.npy", "image"), ("rows.npy", "standardize")):
+        run_dir = tmp_path / kind
+        assert main(["train", "--data", str(tmp_path / data), *small, "--out", str(run_dir)]) == 0
+        assert json.loads((run_dir / "config.json").read_text())["data"]["data"].endswith(data)
+        own, given = tmp_path / f"{kind}-own.npz", tmp_path / f"{kind}-given.npz"
+        assert main(["embed", str(run_dir), "--out", str(own)]) == 0
+        assert main(["embed", str(run_dir), "--data", str(tmp_path / "u8.npy"), "--out", str(given)]) == 0
+        assert "warning" not in capsys.readouterr().err
+        with np.load(own, allow_pickle=False) as a, np.load(given, allow_pickle=False) as b:
+            np.testing.assert_array_equal(a["encoder_test"], b["encoder_test"])
+            np.testing.assert_array_equal(a["projector_train"], b["projector_train"])
+
+
 def test_a_csv_of_pixels_trains_as_images_with_image_shape_and_full_scale(tmp_path, capsys):
     """A CSV of pixels (UCI's optdigits.tra: 64 counts 0..16 and the class; Kaggle's MNIST: 784 values 0..255)
     could only be read as feature vectors: there was no --image-shape, and no way to scale its pixels."""
@@ -4462,6 +4526,36 @@ def test_embed_baselines_refuses_random_encoder_features_that_are_not_finite(tmp
     assert not feats.exists()
 
 
+def test_embed_refuses_encoder_features_that_are_not_finite_where_the_projector_s_are(tmp_path, capsys, monkeypatch):
+    """The encoder's features are checked on their own: an encoder unit that overflows to +inf, which
+    the projector's first Linear (negative weights) makes -inf and its ReLU 0, leaves every projector
+    feature finite; with the encoder's check dropped embed wrote the inf without a word."""
+    import byol_ref.cli as cli
+
+    run_dir, feats = tmp_path / "r", tmp_path / "f.npz"
+    assert cli.main(["train", *SMALL_RUN, "--no-eval", "--out", str(run_dir)]) == 0
+    real = cli._load_run
+
+    def overflowing(args):  # (scale and shift of 1e308 on the encoder's last norm: its unit 0 overflows float64)
+        online, *rest = real(args)
+        p = {k: v.copy() for k, v in online.params.items()}
+        p["encoder.norm2.gamma"][0] = p["encoder.norm2.beta"][0] = 1e308
+        p["projector.fc1.weight"][0] = -1.0
+        return (online._replace(params=p), *rest)
+
+    monkeypatch.setattr(cli, "_load_run", overflowing)
+    online, dataset, input_norm, backend, *_ = cli._load_run(cli.build_parser().parse_args(["embed", str(run_dir),
+                                                                                        "--out", str(feats)]))
+    with np.errstate(over="ignore", invalid="ignore"):
+        y = cli.encode(online, dataset.x_test, input_norm, backend)
+        z = cli.encode(online, dataset.x_test, input_norm, backend, which="z")
+    assert np.isposinf(y[:, 0]).any() and np.isfinite(y[:, 1:]).all() and np.isfinite(z).all()  # (the case)
+    capsys.readouterr()
+    assert cli.main(["embed", str(run_dir), "--out", str(feats)]) == 2
+    assert "error: the network's features of " in capsys.readouterr().err
+    assert not feats.exists()
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo (POSIX)")
 def test_a_recorded_data_file_that_became_a_link_to_nothing_or_a_pipe_is_named_as_such(tmp_path):
     """The data file config.json records is named for what stands there (checks.odd_entry), as every reader
@@ -4915,6 +5009,7 @@ def test_trace_says_what_it_left_out_and_a_simplicial_embedding_among_it(tmp_pat
         hint = "These look like byol-pytorch 0.9's default simplicial embedding (projector.0.0, 0.1, 2.<i>): add "
         if sem:
             assert status == 2 and "lacks 12 torch tensor(s) that the byol-pytorch mapping names" in err
+            assert "note:" not in err  # (the note of a structure other than Edifice's is --layout axon's only)
             assert "']. " + hint in err, err  # (a sentence of its own: it ran on from the list, "...'] These")
     assert status == 0
     assert err.startswith("byol-ref trace: left out 1 input tensor(s) the mapping does not name: "
@@ -4925,11 +5020,19 @@ def test_embed_of_a_run_from_before_its_length_was_kept_whose_data_shrank_says_n
     """A checkpoint from before it kept its run's length, at step 2, whose data file now holds fewer
     training rows than its batch: the run's length cannot be told from those data, so embed writes the
     features and says nothing of an unfinished run (it is not known to be one); nor does it fail on the
-    run's schedule."""
+    run's schedule. Nor is the length told from other data given with --data."""
     from byol_ref.cli import main
 
     out, data = _unlabelled_run(tmp_path)
     _edit_checkpoint_meta(out / "checkpoint.npz", total_steps=None, step=2)
+    # Its own data, unchanged, tell its length (80 training rows in batches of 16: 5 steps); other data
+    # given with --data tell nothing of it (1000 rows would make it 50).
+    capsys.readouterr()
+    assert main(["embed", str(out), "--out", str(tmp_path / "own.npz")]) == 0
+    assert f"note: {out} stopped at step 2 of 5, its last checkpoint" in capsys.readouterr().err
+    np.save(tmp_path / "other.npy", np.random.default_rng(2).normal(size=(1000, 4)))
+    assert main(["embed", str(out), "--data", str(tmp_path / "other.npy"), "--out", str(tmp_path / "g.npz")]) == 0
+    assert "note:" not in capsys.readouterr().err
     np.save(data, np.random.default_rng(1).normal(size=(12, 4)))
     capsys.readouterr()
     assert main(["embed", str(out), "--out", str(tmp_path / "f.npz")]) == 0
