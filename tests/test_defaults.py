@@ -200,3 +200,32 @@ def test_model_default_ln_eps_is_axons_1e_5():
     h = np.stack([v1 @ w + b, v2 @ w + b])
     want = (h - h.mean(axis=-1, keepdims=True)) / np.sqrt(h.var(axis=-1, keepdims=True) + 1e-5)
     np.testing.assert_allclose(seen["online.encoder.norm1.out"], want, rtol=1e-12, atol=1e-13)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def test_report_defaults_are_knn_k_20_ten_labels_per_class_seed_0_and_no_features():
+    """``evaluate_features`` without its options probes as the module's docstring says: a kNN of k = 20
+    (majority vote), 10 labels per class, the probes' draws seeded 0, and no features returned; its
+    random-init encoder, as ``random_init_baseline`` draws it by default, has the weights of seed
+    0 + 1_000_003."""
+    from byol_ref.data import synthetic
+    from byol_ref.model import build_from_config
+    from byol_ref.report import evaluate_features, random_init_baseline
+    from byol_ref.train import apply_preprocessing, fit_preprocessing
+
+    data = synthetic(n=120, dim=6, n_classes=2, seed=0)
+    data, input_norm = apply_preprocessing(data, fit_preprocessing(data))
+    online, _ = build_from_config(byol.Config(encoder_dim=6, hidden_size=8, projection_dim=4, predictor_dim=4),
+                                  seed=7)
+    be = byol.get_backend()
+    rep = evaluate_features(online, data, input_norm, be)
+    assert {k: rep["probe"][k] for k in ("k", "labels_per_class", "temperature", "seed")} == {
+        "k": 20, "labels_per_class": 10, "temperature": None, "seed": 0}
+    assert "features" not in rep
+    drawn = random_init_baseline(online, data.x_train, input_norm, be)
+    want, _ = build_from_config(online.config, seed=1_000_003)
+    assert drawn.params.keys() == want.params.keys()
+    for k, v in want.params.items():
+        np.testing.assert_array_equal(drawn.params[k], v, err_msg=k)
