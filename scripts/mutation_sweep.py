@@ -403,16 +403,18 @@ def main(argv=None) -> int:
             paths = sorted({m.path for m in todo})
             verdict, failed, clean_s, by_line, timed = _map_tests(first, paths, args.tests, args.keyword,
                                                                    pathlib.Path(scratch))
-            trees = {p: ast.parse((ROOT / p).read_text()) for p in paths}
-            chosen = {m: _chosen_tests(by_line[m.path], timed, trees[m.path], m.line) for m in todo}
         else:
             verdict, failed, clean_s = _run_tests(first, args.tests, None, args.keyword)
-            chosen = dict.fromkeys(todo)
         copies.put(first)
-        if verdict != "survived":
+        if verdict != "survived":  # (before the tests are chosen: a failed coverage run measured no lines)
             print(f"the unchanged checkout fails the tests{' under coverage' if args.covering else ''} ({failed}): "
                   f"fix that first", file=sys.stderr)
             return 1
+        if args.covering:
+            trees = {p: ast.parse((ROOT / p).read_text()) for p in paths}
+            chosen = {m: _chosen_tests(by_line[m.path], timed, trees[m.path], m.line) for m in todo}
+        else:
+            chosen = dict.fromkeys(todo)
         timeout = args.timeout or 5 * clean_s + 20
         print(f"{len(todo)} mutants; the clean run took {clean_s:.1f} s; timeout {timeout:.0f} s", flush=True)
         if args.covering:

@@ -427,6 +427,21 @@ def test_the_mutation_sweep_covering_without_coverage_says_how_to_get_it(tmp_pat
     assert proc.stderr.strip() == "mutation_sweep.py --covering needs coverage.py: python -m pip install coverage"
 
 
+def test_the_mutation_sweep_says_when_the_unchanged_checkout_fails_under_coverage(tmp_path):
+    """A clean run that fails (here: a --keyword that selects no test, pytest's exit 5) stops the sweep
+    with the reason, under --covering as without it; no traceback from choosing tests by lines that a
+    failed coverage run never measured."""
+    pytest.importorskip("coverage", reason="--covering needs coverage.py, which byol-ref's test extra does not install")
+    before = _files()
+    for covering, says in (([], "the unchanged checkout fails the tests (pytest exit 5): fix that first"),
+                           (["--covering"], "the unchanged checkout fails the tests under coverage (pytest exit 5): "
+                                            "fix that first")):
+        proc = _run(ROOT / "scripts" / "mutation_sweep.py", str(ROOT / "byol_ref/tree.py"),
+                    "--tests", "tests/test_defaults.py", "--keyword", "no_test_is_called_this", "--limit", "1", *covering, tmp_path=tmp_path)
+        assert proc.returncode == 1 and proc.stderr.strip() == says, proc.stderr[-2000:]
+    assert _files() == before
+
+
 def test_the_mutation_sweep_narrows_to_the_statement_a_mutant_is_in():
     """--covering picks tests by the lines of the mutated statement: every line of a simple statement
     written over several lines (a test may be recorded at another of them than the mutant's), only the
