@@ -978,7 +978,7 @@ def effective_rank(x: Any) -> float:
         EUSIPCO 2007, definition 1.
     """
     x = _features(x, "x", min_rows=2)
-    scale = _overflow_scale(x)  # (the rank is the same; beyond 1e150 the norm in tol was inf, and the rank 0)
+    scale = _exponent_scale(x)  # (the rank is the same; beyond 1e150 tol's norm was inf, below 1e-150 0)
     x = x / scale if scale != 1 else x
     xc = x - x.mean(axis=0)  # (N, D)
     s = np.linalg.svd(xc, compute_uv=False)  # (min(N, D),)
@@ -990,12 +990,13 @@ def effective_rank(x: Any) -> float:
     return float(np.exp(-np.sum(p * np.log(p))))
 
 
-def _overflow_scale(x: Any) -> float:
-    """1, or for values beyond 1e150, whose squares overflow float64, the power of two at their
-    largest magnitude: x (non-empty, as ``_features`` returns it) divided by it holds the same
-    numbers, exactly, at another exponent."""
+def _exponent_scale(x: Any) -> float:
+    """1, or for values whose squares leave float64's range, the power of two at their largest
+    magnitude: beyond 1e150 the squares overflow; where every value is below 1e-150 (and one is not
+    0) they underflow, to 0 or to subnormals that keep few digits. x (non-empty, as ``_features``
+    returns it) divided by it holds the same numbers, exactly, at another exponent."""
     big = float(np.abs(x).max())
-    return 1.0 if big <= 1e150 else 2.0 ** math.floor(math.log2(big))
+    return 1.0 if big == 0 or 1e-150 <= big <= 1e150 else 2.0 ** math.floor(math.log2(big))
 
 
 def collapse_report(z: Any, y: Any | None = None) -> dict:
@@ -1030,8 +1031,8 @@ def collapse_report(z: Any, y: Any | None = None) -> dict:
     sq = np.sum(zn * zn, axis=1)  # (N,), 1 (or 0 for a zero row)
     total = float(np.sum(zn.sum(axis=0) ** 2) - sq.sum())
     std = normalized_std(z)
-    scale = _overflow_scale(z)
-    zs = z / scale if scale != 1 else z  # (beyond 1e150 its squares overflowed, and mean_norm read inf)
+    scale = _exponent_scale(z)
+    zs = z / scale if scale != 1 else z  # (beyond 1e150 mean_norm read inf; below 1e-150 0, its squares underflowed)
     report = {
         "normalized_std": std,
         "healthy_std": 1.0 / math.sqrt(d),

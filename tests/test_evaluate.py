@@ -1263,6 +1263,30 @@ def test_the_collapse_monitors_of_features_beyond_1e150_read_as_the_features_sca
             assert got[key] == pytest.approx(want[key], rel=1e-9, abs=1e-15), key
 
 
+
+@pytest.mark.parametrize("scale", [1e-160, 2.0**-700, 1e-300, 2.0**-1040])
+def test_the_collapse_monitors_of_features_below_1e_150_read_as_the_features_scaled_up(scale):
+    """Features whose every value is below 1e-150 have squares that underflow: mean_norm read 0 (or a
+    subnormal of few digits), and with the norm in the rank's tolerance at 0, rows equal but for
+    rounding read an effective rank of 1.6, not 0 ("no spread at all"). Both now read what the same
+    features read at 1 (scaled by a power of two, exactly: even subnormal inputs, 2**-1040, keep their
+    digits). normalized_std and the cosines keep the 1e-12 floor of every l2 normalisation here, as
+    lightly's and torch's do: rows that short are not scaled up."""
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((64, 16))
+    want = ev.collapse_report(z, np.arange(64) % 4)
+    got = ev.collapse_report(z * scale, np.arange(64) % 4)
+    assert got["effective_rank"] == pytest.approx(want["effective_rank"], rel=1e-12)
+    # (approx's default abs of 1e-12 would pass any number this small: one subnormal step instead, the
+    # rounding of a result as small as 2**-1040's)
+    assert got["mean_norm"] == pytest.approx(want["mean_norm"] * scale, rel=1e-12, abs=2.0**-1074)
+    assert got["normalized_std"] < 1e-100 < want["normalized_std"]  # (the floor, as before)
+    same = np.tile(0.1 * rng.standard_normal((1, 8)), (20, 1))
+    same[:, 0] += 1e-17 * rng.standard_normal(20)  # (rounding-level spread: 1e-16 of the values)
+    assert ev.effective_rank(same) == 0.0
+    assert ev.effective_rank(same * scale) == 0.0
+    assert ev.effective_rank(np.zeros((4, 3))) == 0.0  # (all zero: no scale to find, nothing divided)
+
 # ---------------------------------------------------------------------------------------
 # Paths no test ran (a coverage audit)
 # ---------------------------------------------------------------------------------------
