@@ -208,9 +208,12 @@ _SITECUSTOMIZE = '''"""Put here by scripts/mutation_sweep.py --covering for its 
 import os
 
 if os.environ.get("COVERAGE_PROCESS_START"):
-    import coverage
-
-    coverage.process_startup()  # (a child process: its lines go under the name of the test that started it)
+    try:
+        import coverage
+    except ImportError:  # (a test's child that hides coverage.py, to test its absence: it goes unmeasured)
+        coverage = None
+    if coverage is not None:
+        coverage.process_startup()  # (a child process: its lines go under the name of the test that started it)
 '''
 
 _PLUGIN = '''"""Put here by scripts/mutation_sweep.py --covering: each test's lines go under its name; each is timed."""

@@ -442,6 +442,21 @@ def test_the_mutation_sweep_says_when_the_unchanged_checkout_fails_under_coverag
     assert _files() == before
 
 
+def test_the_mutation_sweep_covering_measures_around_a_child_that_hides_coverage(tmp_path):
+    """The coverage run starts coverage.py in every child Python (a sitecustomize.py); a test whose child
+    hides coverage.py, to test what a script says without it, got Python's "Error in sitecustomize" on
+    its stderr and failed, so the sweep stopped: "the unchanged checkout fails the tests under coverage".
+    Such a child now goes unmeasured, and the test passes as it does without the sweep."""
+    pytest.importorskip("coverage", reason="--covering needs coverage.py, which byol-ref's test extra does not install")
+    before = _files()
+    proc = _run(ROOT / "scripts" / "mutation_sweep.py", str(ROOT / "byol_ref/tree.py"), "--covering", "--limit", "1",
+                "--jobs", "1", "--tests", "tests/test_scripts.py::test_the_type_check_without_mypy_says_how_to_get_it",
+                tmp_path=tmp_path)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
+    assert "1 mutants; the clean run took" in proc.stdout, proc.stdout[-2000:]
+    assert _files() == before
+
+
 def test_the_mutation_sweep_narrows_to_the_statement_a_mutant_is_in():
     """--covering picks tests by the lines of the mutated statement: every line of a simple statement
     written over several lines (a test may be recorded at another of them than the mutant's), only the
