@@ -187,11 +187,22 @@ def test_probes_are_dots_with_the_low_label_spread_and_the_monitors_start_at_zer
     assert not ax.patches  # no bars
     errorbars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
     assert len(errorbars) == 2 and ax.get_legend().get_bbox_to_anchor().x0 > ax.get_window_extent().x1 - 1
-    spread, rank = (next(a for a in training.axes if a.get_title().startswith(f"collapse monitor: {what}"))
-                    for what in ("spread", "effective rank"))
+    spread, rank = _monitor_axes(training)
     assert spread.get_ylim()[0] == 0 and rank.get_ylim()[0] == 0
     assert 1.0 < spread.get_ylim()[1] and [line.get_ydata()[0] for line in spread.get_lines()] == \
         [pytest.approx(0.121 / 0.125), 1.0]
+    # Each axis reaches 15 % above its highest curve, the healthy line of 1 counted on the spread's, and 1 on
+    # the rank's: no curve is cut off at the top, nor squeezed under an empty band.
+    assert spread.get_ylim()[1] == pytest.approx(1.15) and rank.get_ylim()[1] == pytest.approx(1.15 * 130)
+    history[1].update(z_std=0.15, z_rank=140.0, y_rank=0.0)
+    plot_run(history, None, tmp_path / "above")
+    spread, rank = _monitor_axes(drawn[-1])
+    assert spread.get_ylim()[1] == pytest.approx(1.15 * 0.15 / 0.125)
+    assert rank.get_ylim()[1] == pytest.approx(1.15 * 140)
+    collapsed = [{**h, "z_std": 0.0, "z_rank": 0.0, "y_rank": 0.0} for h in history]
+    plot_run(collapsed, None, tmp_path / "collapsed")
+    spread, rank = _monitor_axes(drawn[-1])
+    assert spread.get_ylim() == pytest.approx((0, 1.15)) and rank.get_ylim() == pytest.approx((0, 1.15))
 
 
 def test_the_panels_say_what_their_axes_are(drawn, tmp_path):
@@ -221,6 +232,12 @@ def _figures_of(drawn, draw):
     before = len(drawn)
     draw()
     return drawn[before:]
+
+
+def _monitor_axes(fig):
+    """training.png's two collapse-monitor axes: the spread's and the effective rank's."""
+    return tuple(next(a for a in fig.axes if a.get_title().startswith(f"collapse monitor: {what}"))
+                 for what in ("spread", "effective rank"))
 
 
 def _twin_of(fig, ax):
@@ -274,6 +291,20 @@ def test_training_curves_draw_each_series_against_the_steps(drawn, tmp_path):
     ax = panel("kNN")
     assert [xy(line) for line in ax.get_lines()] == [([0.0, 40.0], [50.0, 75.0])]  # in percent, at its steps
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("step", "accuracy (%)")
+
+
+def test_the_schedules_and_monitors_legends_sit_below_their_axes(drawn, tmp_path):
+    """training.png: the legends of the schedules and the two collapse monitors lie wholly below their
+    axes (inside, they sat on the curves; a mutation audit found that no test looked: anchored at +0.18
+    of the axes rather than -0.18, each passed)."""
+    history = [{"step": s, "loss": 1.0 / s, "lr": 1e-3 * s, "tau": 0.99, "z_std": 0.1, "z_std_healthy": 0.125,
+                "z_rank": 2.0, "y_rank": 3.0} for s in range(1, 6)]
+    (fig,) = _figures_of(drawn, lambda: plot_run(history, None, tmp_path))
+    for title in ("schedules", "collapse monitor: spread", "collapse monitor: effective rank"):
+        ax = next(a for a in fig.axes if a.get_title().startswith(title))
+        legend = ax.get_legend()
+        assert legend is not None, title
+        assert legend.get_window_extent().y1 < ax.get_window_extent().y0, title
 
 
 def test_a_long_run_s_loss_is_drawn_on_a_log_axis_with_its_moving_mean(drawn, tmp_path):
@@ -342,8 +373,8 @@ def test_the_collapse_lab_draws_its_arms_losses_on_a_log_axis(tmp_path, monkeypa
 def test_probe_dots_are_the_rows_accuracies_in_percent_side_by_side(drawn, tmp_path):
     """probes.png: one series per row, in the rows' order and named by them; its dots are the kNN, low-label and
     linear accuracies in percent, placed side by side around each metric's tick; only the low-label dot has an
-    error bar (its sd); the y axis starts 3 points below the lowest mean - sd. A report without rows draws no
-    probes.png."""
+    error bar (its sd); the y axis starts 3 points below the lowest mean - sd, or at 0 if that is lower. A
+    report without rows draws no probes.png."""
     from matplotlib.container import ErrorbarContainer
 
     rows = [{"name": "BYOL encoder (y)", "knn": 0.96, "low_label": 0.90, "low_label_std": 0.02, "linear": 0.97},
@@ -373,6 +404,10 @@ def test_probe_dots_are_the_rows_accuracies_in_percent_side_by_side(drawn, tmp_p
     (fig,) = _figures_of(drawn, lambda: plot_run([], {"rows": rows[:1], "probe": {}}, tmp_path / "d"))
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["kNN (k=20)", "10 labels/class",
                                                                      "full linear probe"]
+    # a dot below 3 % (a collapsed encoder's kNN, 1 %) puts the axis's foot at 0, not at 1 or below 0
+    (fig,) = _figures_of(drawn, lambda: plot_run([], {"rows": [{**rows[0], "knn": 0.01}], "probe": {}},
+                                                 tmp_path / "f"))
+    assert fig.axes[0].get_ylim() == pytest.approx((0.0, 102.0), abs=1e-9)
     history = [{"step": 1, "loss": 1.0, "lr": 1e-3, "tau": 0.99, "z_std": 0.1, "z_std_healthy": 0.125,
                 "z_rank": 2.0, "y_rank": 3.0}]
     assert [p.name for p in plot_run(history, {"rows": []}, tmp_path / "e")] == ["training.png"]
@@ -594,6 +629,20 @@ def test_beyond_20_classes_the_colours_span_the_whole_colour_map(drawn, tmp_path
     np.testing.assert_allclose(shown, want, atol=1e-12)
 
 
+@pytest.mark.parametrize("k, palette", [(2, "tab10"), (10, "tab10"), (11, "tab20"), (20, "tab20")])
+def test_up_to_10_classes_take_tab10_s_colours_and_up_to_20_tab20_s(k, palette, drawn, tmp_path):
+    """The class colours are the palette's first k, in class order: tab10's for the digits' 10 classes
+    (a mutation audit: ``k < 10`` drew them in tab20's paired light and dark shades, and no test looked),
+    tab20's from 11 classes to 20."""
+    import matplotlib
+
+    labels = np.repeat(np.arange(k), 2)
+    (fig,) = _figures_of(drawn, lambda: plot_features(
+        {"raw inputs": np.random.default_rng(8).standard_normal((2 * k, 3))}, labels, tmp_path, names=("raw inputs",)))
+    base = matplotlib.colormaps[palette]
+    np.testing.assert_allclose(fig.axes[0].collections[0].get_facecolors(), [base(i) for i in labels], atol=1e-12)
+
+
 def test_a_non_finite_step_record_is_left_out_of_the_curves_and_dpi_sets_the_features_size(drawn, tmp_path):
     """Found by a mutation audit: telling step records by "loss" instead of "z_std" passed every test, but the
     record of a step whose features were not finite has a loss and no monitors (train._step_record), and
@@ -611,6 +660,35 @@ def test_a_non_finite_step_record_is_left_out_of_the_curves_and_dpi_sets_the_fea
         width, height = struct.unpack(">II", path.read_bytes()[16:24])  # (the PNG's IHDR)
         # (matplotlib 3.11 rounds the figure's size in pixels, 3.10 truncates it: 4.6 x 50 is 229.99999999999997)
         assert abs(width - 4.6 * dpi) < 1 and abs(height - 8.6 * dpi) < 1, (width, height)
+    # two panels side by side, at the default dpi of 100: 4.6 inches a panel, 8.6 high
+    two = {n: np.random.default_rng(1).standard_normal((8, 3)) for n in FEATURE_PANELS[:2]}
+    width, height = struct.unpack(">II", plot_features(two, np.repeat([0, 1], 4), tmp_path).read_bytes()[16:24])
+    assert abs(width - 2 * 4.6 * 100) < 1 and abs(height - 8.6 * 100) < 1, (width, height)
+
+
+def test_the_features_figure_is_two_rows_of_panels_each_row_with_its_colour_bar(drawn, tmp_path):
+    """features.png: PCAs on the top row, similarity images below, one column per feature set and no
+    other axes but two colour bars: the classes' beside the PCAs it colours, the cosine's beside the
+    images. (A mutation audit: a third, empty row of axes, or each colour bar beside the other row, passed
+    every test.)"""
+    rng = np.random.default_rng(2)
+    labels = np.repeat([0, 1, 2], 5)
+    (fig,) = _figures_of(drawn, lambda: plot_features({n: rng.standard_normal((15, 4)) for n in FEATURE_PANELS},
+                                                      labels, tmp_path))
+    bars = {a.get_ylabel(): a for a in fig.axes if a.get_label() == "<colorbar>"}
+    panels = [a for a in fig.axes if a.get_label() != "<colorbar>"]
+    assert sorted(bars) == ["class", "cosine similarity"] and len(panels) == 2 * len(FEATURE_PANELS)
+    top = [a for a in panels if a.get_title().endswith("% of the variance)")]
+    bottom = [a for a in panels if a.get_title() == "cosine similarity (centred), sorted by class"]
+    assert [a.get_title().split("\n")[0] for a in top] == list(FEATURE_PANELS) and len(bottom) == len(FEATURE_PANELS)
+    # (positions as the saved figure's constrained layout placed them, in figure fractions)
+    top_y = (min(a.get_position().y0 for a in top), max(a.get_position().y1 for a in top))
+    bottom_y = (min(a.get_position().y0 for a in bottom), max(a.get_position().y1 for a in bottom))
+    assert bottom_y[1] < top_y[0]  # (the images below the PCAs)
+    for name, (lo, hi) in (("class", top_y), ("cosine similarity", bottom_y)):
+        box = bars[name].get_position()
+        assert lo <= (box.y0 + box.y1) / 2 <= hi, (name, box, lo, hi)
+        assert box.x0 > max(a.get_position().x1 for a in panels)  # (to the right of every panel)
 
 
 _SMALL_TRAIN = ["train", "--data", "synthetic", "--epochs", "1", "--batch-size", "64", "--hidden-size", "8",
