@@ -486,6 +486,20 @@ def test_an_overflowing_step_is_told_once_in_byol_refs_words_and_a_callers_seter
     assert shown == []
 
 
+def test_fit_makes_a_missing_out_dir_with_its_parents_and_logs_the_init_at_epoch_0(data, tmp_path):
+    """fit(out_dir=a/b), where neither folder exists, makes both: the command line makes its --out
+    itself, so only a library call reaches fit's own mkdir (a mutation audit: parents=False passed).
+    The first record, the kNN of the random init, is at step 0 and epoch 0 (epoch 1.0 passed too), the
+    same in the history and in metrics.jsonl; step k is at epoch k / steps per epoch (4 here: 128
+    training rows, in batches of 32)."""
+    out = tmp_path / "a" / "b"
+    res = fit(data, byol.Config(encoder_dim=12, **SMALL), _tcfg(epochs=1), out_dir=out, progress=False)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert data.x_train.shape[0] == 128 and records == res.history and len(records) == 1 + 4
+    assert records[0]["step"] == 0 and records[0]["epoch"] == 0.0 and "knn" in records[0] and "loss" not in records[0]
+    assert [(r["step"], r["epoch"]) for r in records[1:]] == [(k, k / 4) for k in range(1, 5)]
+
+
 def test_short_run_lowers_the_loss_without_collapse(data):
     cfg = byol.Config(encoder_dim=12, **SMALL)
     res = fit(data, cfg, _tcfg(epochs=30, lr=5e-3), progress=False)
