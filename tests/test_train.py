@@ -500,6 +500,30 @@ def test_fit_makes_a_missing_out_dir_with_its_parents_and_logs_the_init_at_epoch
     assert [(r["step"], r["epoch"]) for r in records[1:]] == [(k, k / 4) for k in range(1, 5)]
 
 
+def test_fit_steps_its_own_state_in_place(data, monkeypatch):
+    """fit owns its state (it copies a caller's), so each step updates the online and target params and
+    the optimiser's buffers in the arrays the step before left: no weight-sized copy a step, the memory
+    train_step's ``inplace`` promises. (A mutation audit: fit stepping with inplace=False gave the same
+    numbers, bit for bit, and passed every test.)"""
+    import byol_ref.train as train
+
+    real, steps = train.train_step, []
+
+    def arrays(state):  # (by name: a step may hand back a dict of the same arrays in another order)
+        return {(part, name): id(a) for part, tree in (("online", state.online.params), ("target", state.target.params),
+                                                      ("optimiser", state.opt_state)) for name, a in tree.items()}
+
+    def watched(state, *args, **kwargs):
+        before = arrays(state)
+        new, metrics = real(state, *args, **kwargs)
+        steps.append(arrays(new) == before)
+        return new, metrics
+
+    monkeypatch.setattr(train, "train_step", watched)
+    fit(data, byol.Config(encoder_dim=12, **SMALL), _tcfg(epochs=1), progress=False)
+    assert steps == [True] * 4
+
+
 def test_short_run_lowers_the_loss_without_collapse(data):
     cfg = byol.Config(encoder_dim=12, **SMALL)
     res = fit(data, cfg, _tcfg(epochs=30, lr=5e-3), progress=False)
