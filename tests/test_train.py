@@ -842,6 +842,42 @@ def test_fit_names_the_type_of_an_x_train_with_a_dtype_but_no_shape():
         fit(table, byol.Config(encoder_dim=3, **SMALL), _tcfg(epochs=1), progress=False)
 
 
+class _Frame:
+    """A table as pandas' DataFrame is one to fit: a 2-D shape, no ``dtype`` (its columns' ``dtypes``
+    instead), and its values through ``__array__``."""
+
+    def __init__(self, values):
+        self.values, self.ndim, self.shape = values, 2, values.shape
+
+    def __array__(self, dtype=None, copy=None):
+        return self.values if dtype is None else self.values.astype(dtype)
+
+
+def test_fit_trains_on_a_table_with_no_dtype_as_on_its_values(data):
+    """A DataFrame-like table (no ``dtype``, values through ``__array__``) trains to the numbers its
+    array does; a table of strings, and an object with a shape but no values, are refused by name with
+    the dtype they copy to (the bare object failed on "tuple index out of range")."""
+    from byol_ref.data import Dataset
+
+    cfg, tcfg = byol.Config(encoder_dim=data.x_train.shape[1], **SMALL), _tcfg(epochs=1)
+    want = fit(data, cfg, tcfg, progress=False).state.online.params
+    got = fit(data._replace(x_train=_Frame(data.x_train), x_test=_Frame(data.x_test)), cfg, tcfg,
+              progress=False).state.online.params
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+    class Bare:
+        ndim, shape = 2, (8, 3)
+
+    words = _Frame(np.full((8, 3), "a"))
+    for split, x, copied in (("x_train", Bare(), "object"), ("x_train", words, "<U1"), ("x_test", Bare(), "object")):
+        table = Dataset(x_train=np.zeros((8, 3)), y_train=None, x_test=np.zeros((0, 3)), y_test=None,
+                        image_shape=None, name="table")._replace(**{split: x})
+        with pytest.raises(TypeError, match=rf"^dataset.{split} must be a 2-D array .* of real numbers, got "
+                                            rf"{type(x).__name__}, which copies to an array of dtype {copied}$"):
+            fit(table, byol.Config(encoder_dim=3, **SMALL), _tcfg(epochs=1), progress=False)
+
+
 def test_the_monitor_subset_is_drawn_without_replacement_from_a_generator_of_seed_0():
     """monitor_subset's rows: train's, then test's, each ``sort(choice(n, size, replace=False))`` of one
     default_rng(0), as the docstring has it (the same rows on every resume)."""
