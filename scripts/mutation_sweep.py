@@ -334,8 +334,14 @@ def _run_tests(copy: pathlib.Path, tests, timeout, keyword=None, plugin=None, en
     seconds = time.perf_counter() - start
     if proc.returncode == 0:
         return "survived", "", seconds
-    failed = re.search(r"^(?:FAILED|ERROR) (\S+)", proc.stdout, re.M)
-    return "killed", failed.group(1) if failed else f"pytest exit {proc.returncode}", seconds
+    return "killed", _first_failed(proc.stdout) or f"pytest exit {proc.returncode}", seconds
+
+
+def _first_failed(stdout: str) -> str | None:
+    """The id of the first test pytest's summary names as failed or in error: up to the " - " before its
+    message, as a parametrized id may hold spaces ("test_x[a b]"), or the line's end where none follows."""
+    failed = re.search(r"^(?:FAILED|ERROR) (.+?)(?: - |$)", stdout, re.M)
+    return failed.group(1) if failed else None
 
 
 def main(argv=None) -> int:

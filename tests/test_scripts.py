@@ -399,6 +399,19 @@ def test_the_mutation_sweep_says_which_test_kills_a_mutant_and_lists_the_survivo
     assert _files() == before
 
 
+@pytest.mark.parametrize("summary, first", [
+    ("FAILED tests/t.py::test_a - AssertionError: 1 - 2\nFAILED tests/t.py::test_b", "tests/t.py::test_a"),
+    ("..\nFAILED tests/t.py::test_x[a b-c] - ValueError: no", "tests/t.py::test_x[a b-c]"),
+    ("ERROR tests/t.py::test_y[2 views]\n", "tests/t.py::test_y[2 views]"),
+    ("= 1 failed in 0.1s =\n", None),
+])
+def test_the_mutation_sweep_names_the_first_failed_test_whole(summary, first):
+    """A failed test's id is read up to the " - " before its message or to the line's end: a parametrized
+    id with spaces is not cut at the first (it was "tests/t.py::test_x[a"), and one message's " - " is not
+    taken for the end of an id."""
+    assert _mutation_sweep()._first_failed(summary) == first
+
+
 @pytest.mark.parametrize("argv, says", [
     (["--jobs", "0"], "argument --jobs: wants an integer >= 1, got 0"),
     (["--limit", "0"], "argument --limit: wants an integer >= 1, got 0"),
