@@ -1076,18 +1076,17 @@ def _check_fit_args(dataset, model_cfg, tcfg, *, out_dir, progress, views, state
                 host_copy=True)
     for split in ("x_train", "x_test"):  # (x_test: None failed on "'NoneType' object has no attribute 'shape'")
         x = getattr(dataset, split)
-        kind, copied = getattr(getattr(x, "dtype", None), "kind", None), None
+        kind, copied = getattr(getattr(x, "dtype", None), "kind", None), ""
         if kind is None and getattr(x, "ndim", None) == 2:  # a DataFrame's dtypes, a torch tensor's: what they copy to
             try:  # (a bare object with a shape copied to a 0-d object array: "tuple index out of range")
-                copied = np.asarray(x).dtype
-            except Exception:  # (whatever refuses the copy fit would make)
-                copied = np.dtype(object)
-            kind = copied.kind
+                dtype = np.asarray(x).dtype
+                kind, copied = dtype.kind, f", which copies to an array of dtype {dtype}"
+            except Exception as exc:  # (the copy fit would make: a torch tensor that requires grad refuses it)
+                copied = f", which does not copy to an array ({type(exc).__name__}: {exc})"
         if getattr(x, "ndim", None) != 2 or kind not in ("f", "i", "u", "b"):
             got = f"{type(x).__name__} of shape {x.shape} and dtype {x.dtype}" if hasattr(x, "dtype") and hasattr(
                 x, "shape") else type(x).__name__
-            if copied is not None:
-                got += f", which copies to an array of dtype {copied}"
+            got += copied
             shape = "(N, D)" if split == "x_train" else "(N_test, D), where N_test may be 0,"
             raise TypeError(f"dataset.{split} must be a 2-D array {shape} of real numbers, got {got}")
     x = dataset.x_train

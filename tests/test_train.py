@@ -856,7 +856,8 @@ class _Frame:
 def test_fit_trains_on_a_table_with_no_dtype_as_on_its_values(data):
     """A DataFrame-like table (no ``dtype``, values through ``__array__``) trains to the numbers its
     array does; a table of strings, and an object with a shape but no values, are refused by name with
-    the dtype they copy to (the bare object failed on "tuple index out of range")."""
+    the dtype they copy to (the bare object failed on "tuple index out of range"), and one whose values
+    refuse the copy with what refused it."""
     from byol_ref.data import Dataset
 
     cfg, tcfg = byol.Config(encoder_dim=data.x_train.shape[1], **SMALL), _tcfg(epochs=1)
@@ -869,12 +870,19 @@ def test_fit_trains_on_a_table_with_no_dtype_as_on_its_values(data):
     class Bare:
         ndim, shape = 2, (8, 3)
 
-    words = _Frame(np.full((8, 3), "a"))
-    for split, x, copied in (("x_train", Bare(), "object"), ("x_train", words, "<U1"), ("x_test", Bare(), "object")):
+    class Held(_Frame):  # (as a torch tensor that requires grad: "Can't call numpy() on Tensor that requires grad")
+        def __array__(self, dtype=None, copy=None):
+            raise RuntimeError("not without detach()")
+
+    words, held = _Frame(np.full((8, 3), "a")), Held(np.zeros((8, 3)))
+    for split, x, copied in (("x_train", Bare(), "copies to an array of dtype object"),
+                             ("x_train", words, "copies to an array of dtype <U1"),
+                             ("x_test", Bare(), "copies to an array of dtype object"),
+                             ("x_train", held, r"does not copy to an array \(RuntimeError: not without detach\(\)\)")):
         table = Dataset(x_train=np.zeros((8, 3)), y_train=None, x_test=np.zeros((0, 3)), y_test=None,
                         image_shape=None, name="table")._replace(**{split: x})
         with pytest.raises(TypeError, match=rf"^dataset.{split} must be a 2-D array .* of real numbers, got "
-                                            rf"{type(x).__name__}, which copies to an array of dtype {copied}$"):
+                                            rf"{type(x).__name__}, which {copied}$"):
             fit(table, byol.Config(encoder_dim=3, **SMALL), _tcfg(epochs=1), progress=False)
 
 
