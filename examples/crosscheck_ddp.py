@@ -164,16 +164,28 @@ def _ddp_worker(rank, world, inputs, cfg, steps, init_file, out_file, hyper):
         if rank == 0:
             out[f"step{k}.loss.total"] = (total / world).numpy()
             _record(model.module, out, f"step{k}.")
-    if rank == 0:
-        np.savez(out_file, **out)
+    if rank == 0:  # whole or not at all: a replica that aborts makes spawn kill the others, this one too
+        np.savez(out_file + ".part.npz", **out)
+        os.replace(out_file + ".part.npz", out_file)
     dist.barrier()  # no replica tears gloo down while another still talks to it (that aborted one at times)
     dist.destroy_process_group()
 
 
 def run_ddp(inputs, cfg, shards, steps, workdir, hyper=(LR, MOMENTUM, TAU)):
     out_file = os.path.join(workdir, "ddp.npz")
-    mp.spawn(_ddp_worker, args=(shards, inputs, cfg, steps, os.path.join(workdir, "rendezvous"), out_file, hyper),
-             nprocs=shards, join=True)
+    if os.path.exists(out_file):  # (a run before, in the same --workdir)
+        os.remove(out_file)
+    try:
+        mp.spawn(_ddp_worker, args=(shards, inputs, cfg, steps, os.path.join(workdir, "rendezvous"), out_file,
+                                    hyper), nprocs=shards, join=True)
+    except mp.ProcessExitedException as exc:
+        # gloo still aborts a replica now and then as the group is torn down ("terminate called without an
+        # active exception"), after every step. Rank 0 writes its record once every step's all-reduce is done,
+        # so a record there is whole; without one, the run itself failed.
+        if not os.path.exists(out_file):
+            raise
+        print(f"note: a DDP replica ended abnormally after the last step ({exc}); rank 0's record of every step "
+              "was written before it, and is compared", file=sys.stderr)
     with np.load(out_file, allow_pickle=False) as f:
         return dict(f)
 
