@@ -15,7 +15,11 @@ found when it was written (2026-12-01): no difference in byol-ref's arithmetic o
 that the rounding noise Adam turns into steps of a bias in front of batch norm
 (``crosscheck_byol_pytorch.py``) reaches 1e-5 x lr a step, where the docs had said 3e-8 x lr: that
 check's ``--atol`` is drawn with room to spare, 1e-4 x lr x steps (docs/verifying.md section 5), which
-still leaves a 1% change of the learning rate 100 times above it.
+still leaves a 1% change of the learning rate 100 times above it. Rerun on 2026-12-03 (torch 2.14.1,
+byol-pytorch 0.9.1, lightly 1.6.0, 64 runs of the three): one ``crosscheck_ddp.py`` run, with shards
+of 2 rows at lr 0.5, differed by 1.8e-10 in a running mean at step 4, where byol-ref itself moves
+2e-10 when its initial weights move by 1 part in 1e15 (a batch norm's variance had fallen below its
+eps); such runs take ``--atol 1e-9``, and a DIFFER prints that rounding measure.
 
 A development tool: it needs what the examples need (torch; lightly, byol-pytorch; the official BYOL
 and solo-learn checkouts through ``--byol-src`` and ``--solo-src``, or BYOL_OFFICIAL_SRC and
@@ -69,10 +73,13 @@ def draw(rng: random.Random, check: str, args) -> list:
         return ["crosscheck_byol_pytorch.py", *common, "--lr", str(lr), "--batch", str(rng.randint(2, 9)),
                 "--tau-base", str(rng.choice([0.9, 0.99, 1.0])), "--dims", f"{rng.randint(2, 5)},{_dims(rng, 3)}",
                 "--atol", f"{max(1e-10, 1e-4 * lr * steps):g}"]
-    return ["crosscheck_ddp.py", *common, "--shards", str(rng.randint(2, 3)), "--rows", str(rng.randint(2, 4)),
-            "--views", rng.choice(["concat", "separate", "both"]), "--lr", str(rng.choice([0.01, 0.5])),
-            "--momentum", str(rng.choice([0.0, 0.9])), "--tau-base", str(rng.choice([0.9, 0.99])),
-            "--dims", _dims(rng, 5)]
+    run = ["crosscheck_ddp.py", *common, "--shards", str(rng.randint(2, 3)), "--rows", str(rng.randint(2, 4)),
+           "--views", rng.choice(["concat", "separate", "both"]), "--lr", str(rng.choice([0.01, 0.5])),
+           "--momentum", str(rng.choice([0.0, 0.9])), "--tau-base", str(rng.choice([0.9, 0.99])),
+           "--dims", _dims(rng, 5)]
+    # (2 rows a shard at lr 0.5: a batch norm's variance can fall below its eps, amplifying rounding; docstring)
+    hard = run[run.index("--rows") + 1] == "2" and run[run.index("--lr") + 1] == "0.5"
+    return [*run, "--atol", "1e-9" if hard else "1e-10"]
 
 
 def _checks(text: str) -> list:
