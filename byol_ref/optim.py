@@ -586,11 +586,10 @@ def _adam_update(grads, state, params, *, lr, b1, b2, eps, weight_decay, decoupl
     mults = _lr_mults(lr_mult, params)
     xp = get_array_module(*params.values(), count)
 
-    new_params, new_state = {}, {}  # new dicts; in place they hold the same arrays
+    new_params, mu, nu = {}, {}, {}  # new dicts; in place they hold the same arrays
     count_out = _out(count, inplace)
     xp.add(count, 1, out=count_out)
     bc1, bc2 = 1.0 - b1**t, 1.0 - b2**t      # bias corrections (Python floats)
-    new_state["count"] = count_out
 
     for k, p in params.items():
         g, m, v = grads[k], state["mu." + k], state["nu." + k]
@@ -600,8 +599,8 @@ def _adam_update(grads, state, params, *, lr, b1, b2, eps, weight_decay, decoupl
         # u = g + wd_l2*p;  m = b1*m + (1-b1)*u;  v = b2*v + (1-b2)*u^2;
         # p = p - lr_p*(m_hat / (sqrt(v_hat) + eps) + wd_dec*p)  (blocked on the CPU, one fused kernel on CuPy)
         kernels.adam_apply(xp, g, p, m, v, b1, b2, bc1, bc2, eps, wd_l2, wd_dec, lr * mults[k], m_out, v_out, p_out)
-        new_params[k], new_state["mu." + k], new_state["nu." + k] = p_out, m_out, v_out
-    return new_params, new_state
+        new_params[k], mu["mu." + k], nu["nu." + k] = p_out, m_out, v_out
+    return new_params, {**mu, **nu, "count": count_out}  # adam_init's keys, in its order
 
 
 def adam_update(

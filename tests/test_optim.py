@@ -275,6 +275,24 @@ def test_adam_count_in_state():
     assert int(state["count"]) == 1
 
 
+@pytest.mark.parametrize("name", ["sgd", "lars", "adam", "adamw"])
+@pytest.mark.parametrize("inplace", [False, True])
+def test_an_update_returns_the_state_in_its_inits_key_order(name, inplace):
+    """Adam's update returned "count" first and each parameter's moments side by side, where its
+    init gives every "mu." key, then every "nu." key, then "count": a run's optimiser state changed
+    order at its first step, so a checkpoint of step 0 and one of step 1 listed it otherwise."""
+    params = {"encoder.fc1.weight": arr([1.0, 2.0]), "encoder.fc1.bias": arr([0.5]),
+              "projector.fc2.weight": arr([-1.0])}
+    grads = {k: v + 0.25 for k, v in params.items()}
+    opt = make_optimizer(name)
+    state = opt.init(params)
+    order = list(state)
+    for _ in range(2):
+        params, state = opt.update(grads, state, params, lr=0.1, inplace=inplace)
+        assert list(state) == order
+        assert list(params) == list(grads)
+
+
 # ---------------------------------------------------------------------------------------------
 # Filters, lr_mult, make_optimizer
 # ---------------------------------------------------------------------------------------------
