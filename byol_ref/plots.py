@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from pathlib import Path
 
 from .backend import host as np
@@ -169,6 +170,20 @@ def log_axis_if_positive(ax, values) -> bool:
     class Plain(LogFormatter):
         def __call__(self, x, pos=None):
             return f"{x:g}" if super().__call__(x, pos) else ""
+
+        def set_locs(self, locs=None):
+            # Which minor ticks are named: matplotlib 3.11 names some (2, 3, 4, 6) while at most one decade tick
+            # is in view, and only the decades once two are. Before 3.11 it named only the decades once the view
+            # spanned more than one decade, however few were in it: a loss from 0.27 to 3.8 read "1" alone.
+            # Here the rule of 3.11 on every version: the subset's threshold is raised past the view's span
+            # while at most one decade tick is in it.
+            self.minor_thresholds = (1, 0.4)
+            lo, hi = sorted(self.axis.get_view_interval()) if self.axis is not None else (0, 0)
+            if lo > 0 and math.isfinite(hi):
+                decade_ticks = math.floor(math.log10(hi)) - math.floor(math.nextafter(math.log10(lo), -math.inf))
+                if decade_ticks <= 1:
+                    self.minor_thresholds = (math.log10(hi / lo) + 1, 0.4)
+            super().set_locs(locs)
 
     if not len(values) or min(values) <= 0:
         return False

@@ -1,5 +1,6 @@
 """The PNG plots of a run (skipped where matplotlib is not installed) and the PCA they use."""
 import importlib.util
+import math
 import os
 
 import numpy as np
@@ -305,6 +306,47 @@ def test_the_schedules_and_monitors_legends_sit_below_their_axes(drawn, tmp_path
         legend = ax.get_legend()
         assert legend is not None, title
         assert legend.get_window_extent().y1 < ax.get_window_extent().y0, title
+
+
+def _span_rule(self, locs=None):
+    """LogFormatter.set_locs as matplotlib 3.8 to 3.10 decide (linear axes aside): by the decades the view spans."""
+    lo, hi = sorted(self.axis.get_view_interval())
+    span = math.log10(hi / lo)
+    self._sublabels = ({1} if span > self.minor_thresholds[0] else {1, 2, 3, 4, 6, 10}
+                       if span > self.minor_thresholds[1] else set(range(1, 11)))
+
+
+@pytest.mark.parametrize("rule", ["installed", "span"])
+@pytest.mark.parametrize("view, named", [
+    ((0.266, 3.76), ["0.3", "0.4", "0.6", "1", "2", "3"]),  # one decade tick in view: some minor ones named too
+    ((0.04, 5.0), ["0.1", "1"]),                             # two: the decades alone
+    ((0.3, 0.8), ["0.3", "0.4", "0.6"]),                     # none
+    ((0.5, 0.9), ["0.5", "0.6", "0.7", "0.8", "0.9"]),       # none, and under 0.4 of a decade: every one
+])
+def test_a_log_axis_names_its_ticks_by_the_decade_ticks_in_view_on_every_matplotlib(rule, view, named,
+                                                                                    monkeypatch):
+    """Before 3.11 matplotlib named only the decades of a log axis that spanned more than one decade, even with
+    one decade tick in view: under matplotlib 3.10 (what Python 3.10 installs) a loss from 0.27 to 3.8 had "1" as
+    its only label, and the long-run test failed there. log_axis_if_positive now names them by 3.11's rule on
+    every version; "span" stands in for the older matplotlib's own rule."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import LogFormatter
+
+    from byol_ref.plots import log_axis_if_positive
+
+    if rule == "span":
+        monkeypatch.setattr(LogFormatter, "set_locs", _span_rule)
+    fig = Figure()
+    ax = fig.subplots()
+    ax.plot([0, 1], list(view))
+    assert log_axis_if_positive(ax, list(view))
+    ax.set_ylim(*view)
+    fig.canvas.draw()
+    ticks = ax.get_yticklabels() + ax.get_yticklabels(minor=True)
+    shown = sorted((t.get_position()[1], t.get_text()) for t in ticks
+                   if t.get_text() and view[0] <= t.get_position()[1] <= view[1])
+    assert [text for _, text in shown] == named
 
 
 def test_a_long_run_s_loss_is_drawn_on_a_log_axis_with_its_moving_mean(drawn, tmp_path):
