@@ -56,17 +56,27 @@ def _well_conditioned(online, target, v1, v2, roles=("online", "target")):
     its batch (a near-constant feature gives rstd ~ 1/sqrt(eps), a correct but so curved
     objective that no finite difference resolves it), and no ReLU input may sit within
     reach of the finite-difference step of its kink. Only the networks in ``roles`` are
-    checked: those whose forward the finite differences perturb."""
+    checked: those whose forward the finite differences perturb.
+
+    A feature that is exactly 0 on every row is let through: a dead ReLU's (the edifice
+    layout normalises after its ReLU), which stays 0 under every step the kink margin allows,
+    so nothing curves and nothing rounds. Counted, it let 1 draw in 45 of batch norm after the
+    edifice ReLU through (pair 22; 26 in 30 now), and that pair was all but never checked. The
+    spread asked of the others, 5% of 1 + |mean|, is not lowered: the rounding of a narrow
+    feature grows as 1/spread, and at 1% a bias before batch norm (true gradient 0) read
+    1.3e-5 of the model's gradient in its differences at h=1e-5 (pair 9, seed 6222, n=3;
+    1e-6 at h=1e-4: rounding)."""
     seen = _recorded(online, target, v1, v2)
     for role in roles:
         for kind, x in _layer_inputs(seen, online.config, role):
             if kind == "batch_norm":
                 spread = x.std(axis=-2) / (1 + np.abs(x.mean(axis=-2)))
-                if spread.min() < 0.05:
+                if np.where((x == 0).all(axis=-2), np.inf, spread).min() < 0.05:
                     return False
             if kind == "group_norm":  # the same within each sample's feature group
                 xg = x.reshape(*x.shape[:-1], online.config.norm_groups, -1)
-                if (xg.std(axis=-1) / (1 + np.abs(xg.mean(axis=-1)))).min() < 0.05:
+                spread = xg.std(axis=-1) / (1 + np.abs(xg.mean(axis=-1)))
+                if np.where((xg == 0).all(axis=-1), np.inf, spread).min() < 0.05:
                     return False
             if kind == "relu" and np.abs(x).min() < 1e-3:
                 return False
@@ -145,7 +155,10 @@ def _check_online_gradients_at(config_kw, seed, n):
     config_kw = {**config_kw, "stop_gradient": True}
     if config_kw.get("norm") == "group" or config_kw.get("weight_std"):  # (even widths: any norm_groups drawn)
         config_kw = {**config_kw, "hidden_size": 6, "projector_hidden_dim": 6, "predictor_dim": 6}
-    _check_online_gradients(config_kw, seed, n, tries=5)
+    # (20 networks: a simplicial embedding at temperature 2 before batch norm narrows that norm's input, and 1
+    # network in 10 to 100 has views conditioned well enough in 5 draws (pair 9; 19 seeds in 30 with 20 networks).
+    # With 1, hypothesis 6.80 failed that pair for filtering too much: 50 draws, none checked.)
+    _check_online_gradients(config_kw, seed, n, tries=5, networks=20)
 
 
 @pytest.mark.parametrize("config_kw", [c for c in CONFIGS if c.get("views") == "concat"],
@@ -165,16 +178,18 @@ def test_concat_views_take_one_row_of_each_view_per_shard(config_kw, seed):
         byol.loss_and_grads(online, target, v1, v2 if v1.shape[0] == 1 else v1)
 
 
-def _check_online_gradients(config_kw, seed, n, tries=1):
+def _check_online_gradients(config_kw, seed, n, tries=1, networks=1):
     """Every online gradient of loss_and_grads against central differences, for ``n`` rows per view and
-    shard; the first of ``tries`` draws of the views (from the seed) that is well conditioned."""
+    shard; the first of ``tries`` draws of the views (from the seed) that is well conditioned, for the
+    first of ``networks`` draws of the networks (the seed's, then seed + 10_001 k) that has one."""
     n *= config_kw.get("bn_shards", 1)  # n rows per shard
-    online, target, rng = _small(config_kw, seed)
-    for _ in range(tries):
-        v1, v2 = rng.standard_normal((n, 4)), rng.standard_normal((n, 4))
+    for k in range(networks):
+        online, target, rng = _small(config_kw, seed + 10_001 * k)
         # Under stop-gradient the target has its own parameters and its forward does not move when an
         # online parameter is perturbed, so only the online network must be away from kinks.
-        if _well_conditioned(online, target, v1, v2, roles=("online",)):
+        views = ((rng.standard_normal((n, 4)), rng.standard_normal((n, 4))) for _ in range(tries))
+        v1, v2 = next((v for v in views if _well_conditioned(online, target, *v, roles=("online",))), (None, None))
+        if v1 is not None:
             break
     else:
         assume(False)
@@ -199,8 +214,12 @@ def _check_online_gradients(config_kw, seed, n, tries=1):
     assume(scale > 1e-6)  # a dead draw (every ReLU off, possible with norm="none") checks nothing
     # The finite differences carry the rounding of L, about eps |L| / h per entry: a draw whose whole
     # gradient is tiny next to L (p all but antiparallel to z'; seed 224 of layer norm, scale 0.0026 |L|,
-    # where live draws give 0.04 |L| or more) is resolved by no step.
-    assume(scale > 0.02 * abs(float(res.loss)))
+    # where live draws give 0.04 |L| or more) is resolved by no step. The cosine forms subtract cos from a
+    # constant, so however small L is, its rounding is not: a p all but parallel to z' (pair 4, seed 2850,
+    # n=3: L 4.6e-7, scale 2.4e-6) differed from its gradient by 3e-11, growing as 1/h (rounding, not the
+    # gradient). There L is taken as no smaller than 0.01.
+    rounds_as = abs(float(res.loss)) if online.config.loss_form == "mse" else max(abs(float(res.loss)), 0.01)
+    assume(scale > 0.02 * rounds_as)
     for key, value in online.params.items():
         def f(x, key=key, crossed=None):
             return loss_of({**online.params, key: x}, crossed)
