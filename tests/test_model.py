@@ -180,10 +180,25 @@ def test_concat_views_take_one_row_of_each_view_per_shard(config_kw, seed):
         byol.loss_and_grads(online, target, v1, v2 if v1.shape[0] == 1 else v1)
 
 
+def _resolvable(loss, scale, loss_form):
+    """Whether central differences can resolve a gradient whose largest entry is ``scale`` at this loss.
+
+    A dead draw (scale 0: with norm="none", the predictor's 2 hidden ReLUs off on every row, so p = 0 and no small
+    change of a parameter moves the loss; 56 networks of 200 at pair 1) checks nothing. The finite differences carry
+    the rounding of L, about eps |L| / h per entry: a draw whose whole gradient is tiny next to L (p all but
+    antiparallel to z'; seed 224 of layer norm, scale 0.0026 |L|, where live draws give 0.04 |L| or more) is
+    resolved by no step. The cosine forms subtract cos from a constant, so however small L is, its rounding is not:
+    a p all but parallel to z' (pair 4, seed 2850, n=3: L 4.6e-7, scale 2.4e-6) differed from its gradient by 3e-11,
+    growing as 1/h (rounding, not the gradient). There L is taken as no smaller than 0.01."""
+    rounds_as = abs(float(loss)) if loss_form == "mse" else max(abs(float(loss)), 0.01)
+    return scale > 1e-6 and scale > 0.02 * rounds_as
+
+
 def _check_online_gradients(config_kw, seed, n, tries=1, networks=1):
     """Every online gradient of loss_and_grads against central differences, for ``n`` rows per view and
     shard; the first of ``tries`` draws of the views (from the seed) that is well conditioned, for the
-    first of ``networks`` draws of the networks (the seed's, then seed + 10_001 k) that has one."""
+    first of ``networks`` draws of the networks (the seed's, then seed + 10_001 k) that has one and a gradient
+    the differences resolve."""
     n *= config_kw.get("bn_shards", 1)  # n rows per shard
     for k in range(networks):
         online, target, rng = _small(config_kw, seed + 10_001 * k)
@@ -191,11 +206,16 @@ def _check_online_gradients(config_kw, seed, n, tries=1, networks=1):
         # online parameter is perturbed, so only the online network must be away from kinks.
         views = ((rng.standard_normal((n, 4)), rng.standard_normal((n, 4))) for _ in range(tries))
         v1, v2 = next((v for v in views if _well_conditioned(online, target, *v, roles=("online",))), (None, None))
-        if v1 is not None:
+        if v1 is None:
+            continue
+        res = byol.loss_and_grads(online, target, v1, v2)
+        # A bias followed by batch norm has a true gradient of exactly 0, so errors are
+        # measured against the scale of the whole model's gradient.
+        scale = max(float(np.abs(g).max()) for g in res.grads.values())
+        if _resolvable(res.loss, scale, online.config.loss_form):
             break
     else:
         assume(False)
-    res = byol.loss_and_grads(online, target, v1, v2)
     assert list(res.grads) == list(online.params)
 
     def loss_of(params, crossed=None):
@@ -210,18 +230,6 @@ def _check_online_gradients(config_kw, seed, n, tries=1, networks=1):
             crossed.append(True)
         return loss
 
-    # A bias followed by batch norm has a true gradient of exactly 0, so errors are
-    # measured against the scale of the whole model's gradient.
-    scale = max(float(np.abs(g).max()) for g in res.grads.values())
-    assume(scale > 1e-6)  # a dead draw (every ReLU off, possible with norm="none") checks nothing
-    # The finite differences carry the rounding of L, about eps |L| / h per entry: a draw whose whole
-    # gradient is tiny next to L (p all but antiparallel to z'; seed 224 of layer norm, scale 0.0026 |L|,
-    # where live draws give 0.04 |L| or more) is resolved by no step. The cosine forms subtract cos from a
-    # constant, so however small L is, its rounding is not: a p all but parallel to z' (pair 4, seed 2850,
-    # n=3: L 4.6e-7, scale 2.4e-6) differed from its gradient by 3e-11, growing as 1/h (rounding, not the
-    # gradient). There L is taken as no smaller than 0.01.
-    rounds_as = abs(float(res.loss)) if online.config.loss_form == "mse" else max(abs(float(res.loss)), 0.01)
-    assume(scale > 0.02 * rounds_as)
     for key, value in online.params.items():
         def f(x, key=key, crossed=None):
             return loss_of({**online.params, key: x}, crossed)
