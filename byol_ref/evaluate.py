@@ -58,6 +58,9 @@ DEFAULT_VAL_FRACTION = 0.2
 DEFAULT_REPEATS = 5
 DEFAULT_N_FOLDS = 5
 
+# fit_logreg starts from its optimum to first order in 1 / l2 above this l2, from w = 0, b = 0 below it.
+FIRST_ORDER_L2 = 1e8
+
 
 # ---------------------------------------------------------------------------------------
 # Input checks (every public function validates at its boundary, then works in float64)
@@ -421,9 +424,10 @@ def fit_logreg(x: Any, y: Any, *, l2: float, max_iter: int = 500, tol: float = 1
     is measured in standardised units and one grid of ``l2`` values suits features
     of any scale (raw pixels, encoder outputs, projections). The objective is
     :func:`logreg_loss_and_grad` on the standardised features, started from w = 0,
-    b = 0. It is convex, and strictly so in w when l2 > 0: the optimal w is one, whatever the
-    start. The optimal b is one only up to a constant added to every class (which changes no
-    prediction); as db sums to 0, every step from b = 0 keeps b.sum() = 0, and so picks one.
+    b = 0 (above ``FIRST_ORDER_L2``, from the optimum to first order in 1 / l2: see ``l2``). It
+    is convex, and strictly so in w when l2 > 0: the optimal w is one, whatever the start. The
+    optimal b is one only up to a constant added to every class (which changes no prediction);
+    as db sums to 0, every step from a b that sums to 0 keeps b.sum() = 0, and so picks one.
     Deterministic: no randomness anywhere. In scikit-learn terms this is
     ``StandardScaler`` then ``LogisticRegression(C=1 / (l2 * N))`` (multinomial, intercept
     unpenalised), the same optimum; sklearn's default, C=1 on unscaled features, is another probe.
@@ -434,11 +438,10 @@ def fit_logreg(x: Any, y: Any, *, l2: float, max_iter: int = 500, tol: float = 1
         l2: regularisation strength on w, >= 0 (with 0 and separable data the optimum
             is at infinity: the fit stops once the gradient falls below ``tol``, or, for a
             ``tol`` below what float64 resolves, once the loss has rounded to 0, ``converged``
-            False). With l2 so large (about 1e21 and up) that not one step from w = 0, b = 0
-            lowers the objective, the fit starts again from that l2's optimum to first order in
-            1 / l2: b at the centred log class frequencies (the intercept-only optimum, which
-            predicts the majority class) and w = -dw / l2; ``n_iter`` counts the second start's
-            iterations, and ``converged`` still says whether the gradient reached ``tol``.
+            False). Above ``FIRST_ORDER_L2`` (1e8) the fit starts from that l2's optimum to first
+            order in 1 / l2: b at the centred log class frequencies (the intercept-only optimum,
+            which predicts the majority class) and w = -dw / l2, whose gradient is already of order
+            1 / l2; ``converged`` still says whether the gradient reached ``tol``.
         max_iter: maximum L-BFGS iterations.
         tol: stop when the max-abs gradient of the objective is <= tol.
 
@@ -465,20 +468,22 @@ def fit_logreg(x: Any, y: Any, *, l2: float, max_iter: int = 500, tol: float = 1
         loss, dw, db = _logreg_objective(w, b, xs, y_idx, l2)
         return loss, np.concatenate([dw.ravel(), db])
 
-    theta, n_iter, converged = _lbfgs(fun, np.zeros(d * c + c), max_iter=max_iter, tol=tol)
-    if n_iter == 0 and not converged and l2 > 0:
-        # Not one step from w = 0, b = 0 was accepted: l2 is so large (~1e21 and up) that even the line
-        # search's smallest step, 2^-59, raises the penalty by more than the loss falls. Start again from the
+    theta0 = np.zeros(d * c + c)
+    if l2 > FIRST_ORDER_L2:
+        # From w = 0, b = 0, L-BFGS cannot reach this optimum: w's curvature (l2) outweighs b's (O(1)) by
+        # more than float64 resolves, so the inverse-Hessian model it learns holds no trace of b's: from
+        # ~3e14 up some runs stalled short of the optimal b (a fifth to a third of the fits at 1e18 to 1e20
+        # ended at max_iter, b off by up to 0.2), and from ~1e21 not one step is accepted. So it starts at the
         # optimum to first order in 1 / l2: the intercept-only one, softmax(b) = the class frequencies
-        # (b = centred log counts, so b.sum() = 0 as on every other path), with w = -dw(0, b) / l2,
-        # a Newton step in w on the Hessian's l2 I (the data's part is O(1) in standardised units;
-        # b's first-order shift is 0, as the standardised features have mean 0). L-BFGS says
-        # converged only where the gradient reaches tol. A fit that took a first step is untouched.
+        # (b = centred log counts, so b.sum() = 0 as on every other path), with w = -dw(0, b) / l2, a
+        # Newton step in w on the Hessian's l2 I (the data's part is O(1) in standardised units; b's
+        # first-order shift is 0, as the standardised features have mean 0). The gradient there is of
+        # order 1 / l2, so the default tol holds at once; L-BFGS goes on where it does not.
         log_counts = np.log(np.bincount(y_idx, minlength=c).astype(float))  # (C,): every class is present
         b0 = log_counts - log_counts.mean()  # (C,)
         dw0 = _logreg_objective(np.zeros((d, c)), b0, xs, y_idx, l2)[1]  # (D, C)
         theta0 = np.concatenate([(-dw0 / l2).ravel(), b0])
-        theta, n_iter, converged = _lbfgs(fun, theta0, max_iter=max_iter, tol=tol)
+    theta, n_iter, converged = _lbfgs(fun, theta0, max_iter=max_iter, tol=tol)
     w = theta[: d * c].reshape(d, c).copy()
     b = theta[d * c:].copy()
     return LogReg(w, b, mean, std, classes, n_iter, converged)
