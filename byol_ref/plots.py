@@ -220,6 +220,7 @@ def _plot_training(steps, history, knn, path, loss_label, n_test=None):
     ax = axes["schedules"]
     ax.plot(steps, [h["lr"] for h in history], color="C1", label="learning rate")
     ax.set(title="schedules", xlabel="step", ylabel="learning rate")
+    ax.title.set_fontsize(10)
     ax2 = ax.twinx()
     ax2.plot(steps, [h["tau"] for h in history], color="C2", label="tau (target EMA)")
     ax2.set_ylabel("tau")

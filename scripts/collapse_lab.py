@@ -157,7 +157,6 @@ def _plot_lab(results: list, y_test, out: Path, epochs: int, seed: int) -> None:
         axes[0].plot([x["step"] for x in h], [x["z_std"] / x["z_std_healthy"] for x in h], **style)
         axes[1].plot([x["step"] for x in h], loss, **style)
     axes[0].set(title="spread of l2-normalised z (x sqrt(P): 1 healthy, 0 collapsed)", xlabel="step")
-    axes[0].title.set_fontsize(10)
     # On a log axis: on a linear one the collapsed arms' losses (from 0.016 down to 0.0004) lay together on its 0.
     log = log_axis_if_positive(axes[1], losses)
     axes[1].set(title="BYOL loss" + (" (log scale)" if log else ""), xlabel="step")
@@ -179,6 +178,8 @@ def _plot_lab(results: list, y_test, out: Path, epochs: int, seed: int) -> None:
     ax.invert_yaxis()  # the default arm on top, as in the table
     lo = min(100 * min(r["knn_y"], r["low_y"], r["knn_random"], r["low_random"]) for r in results)
     ax.set(title=f"test accuracy (%), {epochs} epochs, seed {seed}", xlim=(lo - 1, 100))
+    for a in axes:  # (one size for the three titles, the first one's: at matplotlib's 12 it would not fit)
+        a.title.set_fontsize(10)
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=2)
     axes[0].grid(alpha=0.3)

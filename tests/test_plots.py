@@ -228,6 +228,22 @@ def test_the_panels_say_what_their_axes_are(drawn, tmp_path):
     np.testing.assert_allclose(similarity.get_xticks(), [4.5, 14.5, 24.5])  # the middle of each class's block
 
 
+def test_every_panel_s_title_is_drawn_at_one_size(drawn, tmp_path):
+    """The panel titles of training.png, probes.png and features.png share one font size, 10 points:
+    training.png drew its "schedules" title at matplotlib's default of 12, beside 10 for every other panel."""
+    history = [{"step": s, "loss": 1.0 / s, "lr": 1e-3 * s, "tau": 0.99, "z_std": 0.1, "z_std_healthy": 0.125,
+                "z_rank": 2.0, "y_rank": 3.0} for s in range(1, 6)] + [{"step": 5, "knn": 0.9}]
+    rows = [{"name": n, "knn": a, "low_label": a - 0.05, "low_label_std": 0.01, "linear": a + 0.01}
+            for n, a in (("BYOL encoder (y)", 0.97), ("raw inputs", 0.95))]
+    figures = _figures_of(drawn, lambda: plot_run(history, {"rows": rows, "probe": {}}, tmp_path, n_test=359))
+    figures += _figures_of(drawn, lambda: plot_features(
+        {n: np.random.default_rng(0).standard_normal((30, 4)) for n in FEATURE_PANELS}, np.repeat([3, 5, 9], 10),
+        tmp_path))
+    titled = [[(a.get_title(), a.title.get_fontsize()) for a in fig.axes if a.get_title()] for fig in figures]
+    assert [len(t) for t in titled] == [5, 1, 2 * len(FEATURE_PANELS)]  # (a twin axis has no title of its own)
+    assert {size for t in titled for _, size in t} == {10.0}, titled
+
+
 def _figures_of(drawn, draw):
     """Run ``draw`` and return the figures it made, in order (``drawn``: the fixture's record)."""
     before = len(drawn)
@@ -388,7 +404,8 @@ def test_a_long_run_s_loss_is_drawn_on_a_log_axis_with_its_moving_mean(drawn, tm
 
 def test_the_collapse_lab_draws_its_arms_losses_on_a_log_axis(tmp_path, monkeypatch):
     """docs/img/collapse-lab.png drew the arms' losses on a linear axis, where the collapsed arms' (from 0.016 down
-    to 0.0004 at the end, told apart by the page's table) lay together on its 0."""
+    to 0.0004 at the end, told apart by the page's table) lay together on its 0; and its three titles at two sizes
+    (the spread's at 10 points, the loss's and the accuracies' at matplotlib's 12)."""
     from repo_modules import repo_module
 
     pytest.importorskip("matplotlib")
@@ -409,6 +426,7 @@ def test_the_collapse_lab_draws_its_arms_losses_on_a_log_axis(tmp_path, monkeypa
     assert (ax.get_title(), ax.get_yscale()) == ("BYOL loss (log scale)", "log")
     np.testing.assert_allclose([line.get_ydata() for line in ax.get_lines()],
                                [[0.49 * (1 + 1 / s) for s in (10, 20, 30)], [4e-4 * (1 + 1 / s) for s in (10, 20, 30)]])
+    assert [a.title.get_fontsize() for a in made[0].axes] == [10.0, 10.0, 10.0]
     assert (tmp_path / "img" / "collapse-lab.png").exists()
 
 
