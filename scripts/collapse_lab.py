@@ -178,8 +178,6 @@ def _plot_lab(results: list, y_test, out: Path, epochs: int, seed: int) -> None:
     ax.invert_yaxis()  # the default arm on top, as in the table
     lo = min(100 * min(r["knn_y"], r["low_y"], r["knn_random"], r["low_random"]) for r in results)
     ax.set(title=f"test accuracy (%), {epochs} epochs, seed {seed}", xlim=(lo - 1, 100))
-    for a in axes:  # (one size for the three titles, the first one's: at matplotlib's 12 it would not fit)
-        a.title.set_fontsize(10)
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=2)
     axes[0].grid(alpha=0.3)
