@@ -357,7 +357,7 @@ def _read_csv(path: Path, what: str, header=None, label_column=None, ask: bool =
     for line, fields in data:
         if len(fields) != width:
             raise ValueError(
-                f"{what} {str(path)!r}: line {line} has {len(fields)} fields, expected {width} "
+                f"{what} {str(path)!r}: line {line} has {len(fields)} field{'s' * (len(fields) != 1)}, expected {width} "
                 "(like the first line)" + _separator_hint(rows[0][1] + fields)
             )
     at = _label_field(label_column, names, width)

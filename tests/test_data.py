@@ -764,8 +764,9 @@ def test_npz_label_file(tmp_path):
 
 
 def test_ragged_csv(tmp_path):
+    """A short line is named with its count in words a person would write ("has 1 fields" before)."""
     (tmp_path / "r.csv").write_text("1,2\n3\n")
-    with pytest.raises(ValueError, match="line 2 has 1 fields"):
+    with pytest.raises(ValueError, match=r"^file '.*r\.csv': line 2 has 1 field, expected 2 \(like the first line\)$"):
         load_file(tmp_path / "r.csv")
 
 
