@@ -100,8 +100,13 @@ def _views(cfg, rng, rows_per_shard):
 
 
 def _conditioned(online, target, v1, v2):
-    """Avoid degenerate draws (STYLE.md 13): no online ReLU input within 1e-9 of its kink (a
-    rounding-sized change would flip its mask, a gradient jump), and every batch-norm input feature
+    """Avoid degenerate draws (STYLE.md 13): no ReLU input that the gradient passes within 1e-9 of its
+    kink (a rounding-sized change would flip its mask, a gradient jump): the online network's, and the
+    target's too without stop-gradient. (Online ReLUs only let the search profile through seed 2 of a
+    no-stop-gradient config with norm none, weight standardisation and a simplicial embedding: a dead
+    target encoder row made the embedding uniform, which meets a zero-mean standardised weight column
+    in a target projector input of exactly 0 in exact arithmetic, +-1e-16 by rounding; swapping the
+    views flipped that mask and moved a gradient column by 1e-4.) And every batch-norm input feature is
     spread by at least 1e-3 of its size (rstd amplifies the rounding of the mean by size / spread).
     With ``bn_var="one_pass"`` the variance E[x^2] - E[x]^2 also carries the rounding of E[x^2] times
     E[x^2] / var, so that ratio must stay below 1e3: at 2e4 (a spread of 3e-3 of the size) a mere
@@ -112,7 +117,8 @@ def _conditioned(online, target, v1, v2):
         steps = [s for part in network_plan(online.config, role).values() for s in part]
         for (kind, _), (_, prev) in zip(steps[1:], steps[:-1]):
             x = seen[f"{role}.{prev}.out"]
-            if kind == "relu" and role == "online" and np.abs(x).min() < 1e-9:
+            gradient_passes = role == "online" or not online.config.stop_gradient
+            if kind == "relu" and gradient_passes and np.abs(x).min() < 1e-9:
                 return False
             batch_stats = role == "online" or online.config.target_bn == "batch"
             if kind == "batch_norm" and batch_stats and (x.std(axis=-2) < 1e-3 * (1 + np.abs(x).max(axis=-2))).any():
