@@ -356,8 +356,9 @@ def _read_csv(path: Path, what: str, header=None, label_column=None, ask: bool =
     width = len(rows[0][1])
     for line, fields in data:
         if len(fields) != width:
+            fields_word = "field" if len(fields) == 1 else "fields"
             raise ValueError(
-                f"{what} {str(path)!r}: line {line} has {len(fields)} field{'s' * (len(fields) != 1)}, expected {width} "
+                f"{what} {str(path)!r}: line {line} has {len(fields)} {fields_word}, expected {width} "
                 "(like the first line)" + _separator_hint(rows[0][1] + fields)
             )
     at = _label_field(label_column, names, width)
