@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import byol_ref as byol
@@ -568,7 +568,7 @@ def test_device_loss_and_grads_matches_numpy_at_every_pair_of_conventions(cp, dt
     """loss_and_grads on the device (the fused kernels and their dispatch) against CPU NumPy at
     tests/conventions.py's MODEL_PAIRS, where every value of every convention meets every value of every other;
     the whole-step test above runs byol-ref's defaults."""
-    _assert_device_agrees_at(MODEL_PAIRS[row], dtype, n=(4, 6, 8)[row % 3], seed=row)
+    assert _assert_device_agrees_at(MODEL_PAIRS[row], dtype, n=(4, 6, 8)[row % 3], seed=row)  # (a fixed draw)
 
 
 # (the profile's examples: under make gpu-check each costs device time, within the 150 s its tests have)
@@ -577,10 +577,48 @@ def test_device_loss_and_grads_matches_numpy_at_every_pair_of_conventions(cp, dt
 def test_device_loss_and_grads_matches_numpy_at_drawn_conventions(cp, options, dtype, n, seed):
     """The conventions drawn at random, beyond the pairs above. (A sweep of 1,500 draws on the stand-in, and of
     300 two-epoch fits at drawn model and training conventions, agreed to rounding.)"""
-    _assert_device_agrees_at(options, dtype, n=n, seed=seed)
+    assume(_assert_device_agrees_at(options, dtype, n=n, seed=seed))
+
+
+def test_a_draw_with_a_row_on_a_ray_is_set_aside_not_compared(cp):
+    """The search profile's draw of _smallest_ray_unit's docstring: in float32 the step's gradient along the one
+    live unit is rounding alone, 7.5e-5 on the device and 1.0e-5 on NumPy against 3.6e-5 allowed, so the draw is
+    set aside (False); in float64 its rounding, 1e-13 of the scale, is far inside 1e-10, and it is compared."""
+    options = dict(layout="paper", norm="affine", hidden_bias=False, encoder_bias=True, init="torch", sem_simplices=2,
+                   sem_simplex_dim=2, sem_temperature=0.5)
+    assert _assert_device_agrees_at(options, "float32", n=4, seed=22) is False
+    assert _assert_device_agrees_at(options, "float64", n=4, seed=22) is True
+
+
+def _smallest_ray_unit(online, target, v1, v2):
+    """The smallest activation a of a row that holds only one live unit where it enters a network's bias-free
+    output layer (inf where there is none), over the networks the gradient passes (the target too without
+    stop-gradient). Such a row's output is a w, on a ray from 0, and its l2 normalisation drops a: the
+    gradient along that unit is 0 in exact arithmetic, and each side holds only its own rounding, amplified
+    by 1 / a, which no tolerance relative to the gradient's scale holds. (The search profile drew one in
+    float32: affine norms, no biases in the heads, a predictor row with one unit alive at a = 1.1e-3;
+    predictor.norm1.beta's gradient, -3.9e-14 in float64, read 7.5e-5 on the stand-in and 1.0e-5 on
+    NumPy, past the 3.6e-5 allowed. The rounding there was 1.7 eps / a of the gradient's scale; a > 20 eps
+    / rtol keeps it a tenth of rtol, and sets aside 11 of 1,500 drawn conventions, none of which failed.)"""
+    seen = {}
+    loss_and_grads(online, target, v1, v2, record=lambda k, v: seen.__setitem__(k, np.asarray(v)))
+    roles = ("online",) if online.config.stop_gradient else ("online", "target")
+    smallest = np.inf
+    for role, net in zip(roles, (online, target)):
+        steps = [s for part in network_plan(net.config, role).values() for s in part]
+        (_, before), (_, last) = steps[-2], steps[-1]
+        if f"{last}.bias" in net.params:
+            continue
+        x = seen[f"{role}.{before}.out"]
+        one_live = (x != 0).sum(axis=-1) == 1
+        if one_live.any():
+            smallest = min(smallest, float(np.abs(x[one_live]).max(axis=-1).min()))
+    return smallest
 
 
 def _assert_device_agrees_at(options, dtype, *, n, seed):
+    """loss_and_grads on the device against NumPy at these conventions: True once they agree, False, with
+    nothing compared, for a draw whose gradient holds only rounding somewhere (_smallest_ray_unit)."""
     from byol_ref.backend import get_backend
 
     rng = np.random.default_rng(seed)
@@ -594,12 +632,15 @@ def _assert_device_agrees_at(options, dtype, *, n, seed):
                         {k: be.to_numpy(v) for k, v in {**res.online_buffers, **res.target_buffers}.items()}))
     (l_dev, g_dev, b_dev), (l_host, g_host, b_host) = results
     rtol = 1e-4 if dtype == "float32" else 1e-10
+    if _smallest_ray_unit(online, target, v1, v2) <= 20 * np.finfo(dtype).eps / rtol:
+        return False  # (a degenerate draw: nothing to compare)
     assert l_dev == pytest.approx(l_host, rel=rtol, abs=rtol)
     scale = max(np.abs(v).max() for v in g_host.values())  # (a bias before batch norm: rounding noise on each side)
     for k in g_host:
         np.testing.assert_allclose(g_dev[k], g_host[k], rtol=rtol, atol=rtol * scale, err_msg=k)
     for k in b_host:
         np.testing.assert_allclose(b_dev[k], b_host[k], rtol=rtol, atol=rtol, err_msg=k)
+    return True
 
 
 def test_device_fusion_switch_and_lazy_compilation(cp):
