@@ -100,13 +100,18 @@ def _views(cfg, rng, rows_per_shard):
 
 
 def _conditioned(online, target, v1, v2):
-    """Avoid degenerate draws (STYLE.md 13): no ReLU input that the gradient passes within 1e-9 of its
-    kink (a rounding-sized change would flip its mask, a gradient jump): the online network's, and the
-    target's too without stop-gradient. (Online ReLUs only let the search profile through seed 2 of a
-    no-stop-gradient config with norm none, weight standardisation and a simplicial embedding: a dead
-    target encoder row made the embedding uniform, which meets a zero-mean standardised weight column
-    in a target projector input of exactly 0 in exact arithmetic, +-1e-16 by rounding; swapping the
-    views flipped that mask and moved a gradient column by 1e-4.) And every batch-norm input feature is
+    """Avoid degenerate draws (STYLE.md 13): no ReLU input of either network within 1e-9 of its kink. Where
+    the gradient passes (the online network; the target too without stop-gradient), a rounding-sized change
+    would flip its mask, a gradient jump. Where none passes, such an input is still a value that is 0 in
+    exact arithmetic, and its rounding decides whether what follows is exactly 0 or noise: a row of z' that
+    is noise alone is a random direction, which the loss's normalisation scales up to the loss's size.
+    (The search profile found both in configs with norm none, weight standardisation and a simplicial
+    embedding: a dead target encoder row makes the embedding uniform, which meets a zero-mean standardised
+    weight column in a target projector input of exactly 0 in exact arithmetic, +-1e-16 by rounding.
+    Without stop-gradient, seed 2: swapping the views flipped that mask and moved a gradient column by
+    1e-4. With it, seed 1: relabelling the hidden units left two rows of z' at 1.3e-17, and seed 10 turned
+    three rows of z' from exactly 0 to noise; the loss moved by 2.6e-11 and 3.3e-12 relative, through a
+    norm eps of 1e-12.) And every batch-norm input feature is
     spread by at least 1e-3 of its size (rstd amplifies the rounding of the mean by size / spread).
     With ``bn_var="one_pass"`` the variance E[x^2] - E[x]^2 also carries the rounding of E[x^2] times
     E[x^2] / var, so that ratio must stay below 1e3: at 2e4 (a spread of 3e-3 of the size) a mere
@@ -117,8 +122,7 @@ def _conditioned(online, target, v1, v2):
         steps = [s for part in network_plan(online.config, role).values() for s in part]
         for (kind, _), (_, prev) in zip(steps[1:], steps[:-1]):
             x = seen[f"{role}.{prev}.out"]
-            gradient_passes = role == "online" or not online.config.stop_gradient
-            if kind == "relu" and gradient_passes and np.abs(x).min() < 1e-9:
+            if kind == "relu" and np.abs(x).min() < 1e-9:
                 return False
             batch_stats = role == "online" or online.config.target_bn == "batch"
             if kind == "batch_norm" and batch_stats and (x.std(axis=-2) < 1e-3 * (1 + np.abs(x).max(axis=-2))).any():
