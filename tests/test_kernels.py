@@ -590,9 +590,10 @@ def test_a_draw_with_a_row_on_a_ray_is_set_aside_not_compared(cp):
     assert _assert_device_agrees_at(options, "float64", n=4, seed=22) is True
 
 
-def _degenerate(online, target, v1, v2, rtol):
+def _degenerate(online, target, seen, grads, rtol):
     """Whether some part of this draw's step is rounding alone, which no tolerance relative to the gradient's
-    scale holds (NumPy's networks, views and float type):
+    scale holds, read from NumPy's step: its networks, every intermediate (``seen``, as ``record`` gives them)
+    and its gradients:
 
     - a ReLU input, of either network, within 100 eps of its kink (a few times the rounding of a sum of a few
       terms of order 1, the size of these networks' values). Where the gradient passes, the two sides'
@@ -614,11 +615,9 @@ def _degenerate(online, target, v1, v2, rtol):
       edifice layout, batch norm and no predictor, both networks' projections were 0 on every row, and
       the loss 2 - 2 cos exactly 2: the float64 gradient was 1e-15 but for a batch norm's gamma at 8.6e-11,
       rounding amplified, which the two sides rounded 4e-19 apart, past the 8.6e-21 allowed.)"""
-    seen = {}
-    res = loss_and_grads(online, target, v1, v2, record=lambda k, v: seen.__setitem__(k, np.asarray(v)))
-    if max(float(np.abs(g).max()) for g in res.grads.values()) < 1e-6:
+    if max(float(np.abs(g).max()) for g in grads.values()) < 1e-6:
         return True
-    eps = np.finfo(v1.dtype).eps
+    eps = np.finfo(next(iter(grads.values())).dtype).eps
     for role, net in (("online", online), ("target", target)):
         steps = [s for part in network_plan(net.config, role).values() for s in part]
         for (kind, _), (_, prev) in zip(steps[1:], steps[:-1]):
@@ -642,16 +641,17 @@ def _assert_device_agrees_at(options, dtype, *, n, seed):
 
     rng = np.random.default_rng(seed)
     v1, v2 = rng.standard_normal((2, n, 7)).astype(dtype)
-    results = []
+    results, seen = [], {}  # (seen: every intermediate of the host's step, for _degenerate)
     for name in ("cupy", "numpy"):
         be = get_backend(name, dtype, seed=seed)
         online, target = byol.build(7, 6, 4, 8, projector_hidden_dim=10, backend=be, **options)
-        res = loss_and_grads(online, target, be.asarray(v1), be.asarray(v2))
+        record = seen.__setitem__ if name == "numpy" else None
+        res = loss_and_grads(online, target, be.asarray(v1), be.asarray(v2), record=record)
         results.append((float(res.loss), {k: be.to_numpy(v) for k, v in res.grads.items()},
                         {k: be.to_numpy(v) for k, v in {**res.online_buffers, **res.target_buffers}.items()}))
     (l_dev, g_dev, b_dev), (l_host, g_host, b_host) = results
     rtol = 1e-4 if dtype == "float32" else 1e-10
-    if _degenerate(online, target, v1, v2, rtol):
+    if _degenerate(online, target, seen, g_host, rtol):
         return False  # (nothing to compare)
     assert l_dev == pytest.approx(l_host, rel=rtol, abs=rtol)
     scale = max(np.abs(v).max() for v in g_host.values())  # (a bias before batch norm: rounding noise on each side)
