@@ -24,6 +24,7 @@ from byol_ref.model import ema_update, loss_and_grads, mlp_backward, mlp_forward
 from byol_ref.optim import make_optimizer
 from conventions import MODEL_PAIRS, model_conventions, pair_ids
 from memory import peak_bytes
+from recorded import layer_inputs
 
 DTYPES = ["float32", "float64"]
 
@@ -567,81 +568,125 @@ def test_device_whole_step_fused_matches_numpy(cp, dtype, optimizer):
 def test_device_loss_and_grads_matches_numpy_at_every_pair_of_conventions(cp, dtype, row):
     """loss_and_grads on the device (the fused kernels and their dispatch) against CPU NumPy at
     tests/conventions.py's MODEL_PAIRS, where every value of every convention meets every value of every other;
-    the whole-step test above runs byol-ref's defaults."""
-    assert _assert_device_agrees_at(MODEL_PAIRS[row], dtype, n=(4, 6, 8)[row % 3], seed=row)  # (a fixed draw)
+    the whole-step test above runs byol-ref's defaults. Each row is compared at the first of ten fixed seeds
+    whose draw _set_aside keeps. All rows but one are compared at their first; pair 9, in float32,
+    at its sixth: it takes one-pass batch-norm variances, E[x^2] - E[x]^2, of features that its simplicial
+    embedding (near uniform at temperature 2) leaves nearly constant (E[x^2] / var of the online batch norms'
+    inputs reached 3e2 to 1.8e4), and its first five float32 steps are 1.6e-5 to 7e-4 of their scale from the
+    same steps in float64."""
+    reasons = []
+    for seed in range(row, row + 10 * len(MODEL_PAIRS), len(MODEL_PAIRS)):
+        reasons.append(_assert_device_agrees_at(MODEL_PAIRS[row], dtype, n=(4, 6, 8)[row % 3], seed=seed))
+        if reasons[-1] is None:
+            return
+    pytest.fail(f"pair {row} was never compared: its ten draws were set aside, {reasons}")
 
 
 # (the profile's examples: under make gpu-check each costs device time, within the 150 s its tests have)
 @given(options=model_conventions(), dtype=st.sampled_from(DTYPES), n=st.sampled_from([4, 6, 8]),
        seed=st.integers(0, 1000))
 def test_device_loss_and_grads_matches_numpy_at_drawn_conventions(cp, options, dtype, n, seed):
-    """The conventions drawn at random, beyond the pairs above. (A sweep of 1,500 draws on the stand-in, and of
-    300 two-epoch fits at drawn model and training conventions, agreed to rounding.)"""
-    assume(_assert_device_agrees_at(options, dtype, n=n, seed=seed))
+    """The conventions drawn at random, beyond the pairs above. (A sweep of 1,500 draws on the stand-in, of which
+    _set_aside set aside 1 in 10, and of 300 two-epoch fits at drawn model and training conventions, agreed to
+    rounding.)"""
+    assume(_assert_device_agrees_at(options, dtype, n=n, seed=seed) is None)
 
 
 def test_a_draw_with_a_row_on_a_ray_is_set_aside_not_compared(cp):
-    """The search profile's draw of _degenerate's docstring, a row on a ray: in float32 the step's gradient along
+    """The search profile's draw of _set_aside's docstring, a row on a ray: in float32 the step's gradient along
     the one live unit is rounding alone, 7.5e-5 on the device and 1.0e-5 on NumPy against 3.6e-5 allowed, so the
-    draw is set aside (False); in float64 its rounding, 1e-13 of the scale, is far inside 1e-10: it is compared."""
+    draw is set aside; in float64 its rounding, 1e-13 of the scale, is far inside 1e-10: it is compared. (Its
+    float32 step is also 2.8e-5 of its scale from float64, which alone would set it aside: the ray is looked
+    for first, so that the reason given is the row, not only its effect.)"""
     options = dict(layout="paper", norm="affine", hidden_bias=False, encoder_bias=True, init="torch", sem_simplices=2,
                    sem_simplex_dim=2, sem_temperature=0.5)
-    assert _assert_device_agrees_at(options, "float32", n=4, seed=22) is False
-    assert _assert_device_agrees_at(options, "float64", n=4, seed=22) is True
+    assert _assert_device_agrees_at(options, "float32", n=4, seed=22) == "a row on a ray"
+    assert _assert_device_agrees_at(options, "float64", n=4, seed=22) is None
 
 
-def _degenerate(online, target, seen, grads, rtol):
-    """Whether some part of this draw's step is rounding alone, which no tolerance relative to the gradient's
-    scale holds, read from NumPy's step: its networks, every intermediate (``seen``, as ``record`` gives them)
-    and its gradients:
+def test_a_float32_draw_that_rounds_past_a_tenth_of_the_tolerance_is_set_aside_not_compared(cp):
+    """The search profile's draw of _set_aside's docstring (seed 161) whose float32 step nearly cancels: it was
+    compared, and the stand-in and NumPy differed by 1.8e-4 of its gradient's scale, past the 1e-4 allowed,
+    though both are correct float32 steps. Measured against the same step in float64, NumPy's is 2.0e-4 of
+    its scale away (the stand-in's 6.4e-5), so it is set aside; in float64 it is compared."""
+    options = dict(layout="edifice", norm="affine", use_predictor=False, target_init="copy", sem_simplices=2,
+                   sem_simplex_dim=3, sem_temperature=2.0, head_bias=False, init="torch", norm_eps_mode="add",
+                   loss_form="2-2cos", symmetric=True, sym_reduce="mean", target_bn="running")
+    assert _assert_device_agrees_at(options, "float32", n=6, seed=161) == "float32 rounding"
+    assert _assert_device_agrees_at(options, "float64", n=6, seed=161) is None
 
-    - a ReLU input, of either network, within 100 eps of its kink (a few times the rounding of a sum of a few
-      terms of order 1, the size of these networks' values). Where the gradient passes, the two sides'
-      rounding may flip its mask, a jump in the gradient; where none passes (the target under stop-gradient),
-      such an input is usually 0 in exact arithmetic (a dead row makes a simplicial embedding uniform, which
-      meets a zero-mean standardised weight column), and its rounding decides whether a row of z' is exactly
-      0 or a direction of noise that the normalisation scales to the loss's size. With norm none, weight
-      standardisation, an embedding and no biases drawn together, 18 draws of 3,500 differed so (float32
-      gradients of projector.fc1.weight up to 4x apart between the stand-in and NumPy); this check sets
-      aside 1 in 10 of those configs, after which none of 1,870 differed, and 1 in 14 of all drawn ones.
-    - a row with only one live unit, of activation a, where it enters a network's bias-free output layer.
-      Its output is a w, on a ray from 0, and its l2 normalisation drops a: the gradient along that unit is
-      0 in exact arithmetic, and each side holds only its own rounding, amplified by 1 / a. The search
-      profile drew one in float32: affine norms, no biases in the heads, a predictor row with one unit alive
-      at a = 1.1e-3; predictor.norm1.beta's gradient, -3.9e-14 in float64, read 7.5e-5 on the stand-in and
-      1.0e-5 on NumPy, past the 3.6e-5 allowed. The rounding there was 1.7 eps / a of the gradient's scale;
-      a > 20 eps / rtol keeps it a tenth of rtol. Only the networks the gradient passes are looked at.
-    - a dead draw: a gradient 0 in exact arithmetic, whose largest entry is below 1e-6. (Drawn with the
+
+def _set_aside(online, target, seen, grads, rtol, wide_grads=None):
+    """Why some part of this draw's step is rounding alone, which no tolerance relative to the gradient's scale
+    holds, or None: read from NumPy's step (its networks, every intermediate, ``seen``, as ``record`` gives
+    them, and its gradients) and, in float32, from the gradients of the same step in float64. The reasons, in
+    the order they are looked for:
+
+    - "a dead draw": a gradient 0 in exact arithmetic, whose largest entry is below 1e-6. (Drawn with the
       edifice layout, batch norm and no predictor, both networks' projections were 0 on every row, and
       the loss 2 - 2 cos exactly 2: the float64 gradient was 1e-15 but for a batch norm's gamma at 8.6e-11,
-      rounding amplified, which the two sides rounded 4e-19 apart, past the 8.6e-21 allowed.)"""
-    if max(float(np.abs(g).max()) for g in grads.values()) < 1e-6:
-        return True
+      rounding amplified, which the two sides rounded 4e-19 apart, past the 8.6e-21 allowed.)
+    - "a ReLU input at its kink": one, of either network, within 100 eps of its kink (a few times the
+      rounding of a sum of a few terms of order 1, the size of these networks' values). Where the gradient
+      passes, the two sides' rounding may flip its mask, a jump in the gradient; where none passes (the
+      target under stop-gradient), such an input is usually 0 in exact arithmetic (a dead row makes a
+      simplicial embedding uniform, which meets a zero-mean standardised weight column), and its rounding
+      decides whether a row of z' is exactly 0 or a direction of noise that the normalisation scales to the
+      loss's size. With norm none, weight standardisation, an embedding and no biases drawn together, 18
+      draws of 3,500 differed so (float32 gradients of projector.fc1.weight up to 4x apart between the
+      stand-in and NumPy); this check sets aside 1 in 10 of those configs, after which none of 1,870
+      differed, and 1 in 14 of all drawn ones.
+    - "a row on a ray": a row with only one live unit, of activation a, where it enters a network's
+      bias-free output layer. Its output is a w, on a ray from 0, and its l2 normalisation drops a: the
+      gradient along that unit is 0 in exact arithmetic, and each side holds only its own rounding,
+      amplified by 1 / a. The search profile drew one in float32: affine norms, no biases in the heads, a
+      predictor row with one unit alive at a = 1.1e-3; predictor.norm1.beta's gradient, -3.9e-14 in
+      float64, read 7.5e-5 on the stand-in and 1.0e-5 on NumPy, past the 3.6e-5 allowed. The rounding there
+      was 1.7 eps / a of the gradient's scale; a > 20 eps / rtol keeps it a tenth of rtol. Only the
+      networks the gradient passes are looked at.
+    - "float32 rounding": a float32 step whose own rounding passes a tenth of rtol of the gradient's scale,
+      measured as the distance of NumPy's float32 gradient from the same step in float64 (``wide_grads``:
+      the same params and views, widened exactly). Two correct float32 steps may then differ by more than
+      rtol, each rounding its own way: on the stand-in, the device's distance from float64 was up to 12
+      times NumPy's. The search profile drew one (seed 161: edifice, affine norms, an embedding, no
+      predictor, 2 - 2 cos): at initialisation that network maps the two independent views to directions
+      0.2 to 1.4 degrees apart, so the loss's gradient (z/|z| - cos p/|p|) / |p| is the difference of two
+      unit vectors that nearly agree, 8.5e-4 at its largest; the stand-in and NumPy differed by 1.8e-4 of
+      it. Of 1,446 drawn configs of that kind, 18 differed past rtol; this check sets aside 10% of them,
+      after which the largest difference was 2.2e-5 of the scale, and 5% more of all drawn conventions in
+      float32 (the largest difference kept, 5.6e-6, was unchanged). NumPy and the stand-in mostly share
+      their rounding, and agree even where float32 is far from float64 (seed 18: 7e-4 from it, 1.7e-6
+      apart); a GPU's own order of summation does not promise that. (float64 has no wider step to measure
+      against; its rtol is 4.5e5 eps, where float32's is 840 eps.)"""
+    scale = max(float(np.abs(g).max()) for g in grads.values())
+    if scale < 1e-6:
+        return "a dead draw"
     eps = np.finfo(next(iter(grads.values())).dtype).eps
     for role, net in (("online", online), ("target", target)):
-        steps = [s for part in network_plan(net.config, role).values() for s in part]
-        for (kind, _), (_, prev) in zip(steps[1:], steps[:-1]):
-            if kind == "relu" and np.abs(seen[f"{role}.{prev}.out"]).min() < 100 * eps:
-                return True
+        inputs = list(layer_inputs(seen, net.config, role))
+        if any(kind == "relu" and np.abs(x).min() < 100 * eps for kind, _, x in inputs):
+            return "a ReLU input at its kink"
         if role == "target" and net.config.stop_gradient:
             continue
-        (_, before), (_, last) = steps[-2], steps[-1]
+        _, last, x = inputs[-1]
         if f"{last}.bias" not in net.params:
-            x = seen[f"{role}.{before}.out"]
             one_live = (x != 0).sum(axis=-1) == 1
             if one_live.any() and np.abs(x[one_live]).max(axis=-1).min() <= 20 * eps / rtol:
-                return True
-    return False
+                return "a row on a ray"
+    if wide_grads is not None:
+        if max(float(np.abs(wide_grads[k] - g).max()) for k, g in grads.items()) > scale * rtol / 10:
+            return "float32 rounding"
+    return None
 
 
 def _assert_device_agrees_at(options, dtype, *, n, seed):
-    """loss_and_grads on the device against NumPy at these conventions: True once they agree, False, with
-    nothing compared, for a draw whose step is rounding alone somewhere (_degenerate)."""
+    """loss_and_grads on the device against NumPy at these conventions: None once they agree; for a draw whose
+    step is rounding alone somewhere, with nothing compared, the reason _set_aside gives."""
     from byol_ref.backend import get_backend
 
     rng = np.random.default_rng(seed)
     v1, v2 = rng.standard_normal((2, n, 7)).astype(dtype)
-    results, seen = [], {}  # (seen: every intermediate of the host's step, for _degenerate)
+    results, seen = [], {}  # (seen: every intermediate of the host's step, for _set_aside)
     for name in ("cupy", "numpy"):
         be = get_backend(name, dtype, seed=seed)
         online, target = byol.build(7, 6, 4, 8, projector_hidden_dim=10, backend=be, **options)
@@ -651,15 +696,23 @@ def _assert_device_agrees_at(options, dtype, *, n, seed):
                         {k: be.to_numpy(v) for k, v in {**res.online_buffers, **res.target_buffers}.items()}))
     (l_dev, g_dev, b_dev), (l_host, g_host, b_host) = results
     rtol = 1e-4 if dtype == "float32" else 1e-10
-    if _degenerate(online, target, seen, g_host, rtol):
-        return False  # (nothing to compare)
+    wide = None
+    if dtype == "float32":  # (the same step in float64: its networks' and views' values, widened exactly)
+        def widen(net):
+            return net._replace(params={k: v.astype("float64") for k, v in net.params.items()},
+                                buffers={k: v if k.endswith(".count") else v.astype("float64")
+                                         for k, v in net.buffers.items()})
+        wide = loss_and_grads(widen(online), widen(target), v1.astype("float64"), v2.astype("float64")).grads
+    reason = _set_aside(online, target, seen, g_host, rtol, wide)
+    if reason is not None:
+        return reason  # (nothing compared)
     assert l_dev == pytest.approx(l_host, rel=rtol, abs=rtol)
     scale = max(np.abs(v).max() for v in g_host.values())  # (a bias before batch norm: rounding noise on each side)
     for k in g_host:
         np.testing.assert_allclose(g_dev[k], g_host[k], rtol=rtol, atol=rtol * scale, err_msg=k)
     for k in b_host:
         np.testing.assert_allclose(b_dev[k], b_host[k], rtol=rtol, atol=rtol, err_msg=k)
-    return True
+    return None
 
 
 def test_device_fusion_switch_and_lazy_compilation(cp):

@@ -45,6 +45,7 @@ from byol_ref.backend import get_backend
 from byol_ref.model import NORMS, build_from_config, network_plan
 from byol_ref.presets import get_preset, preset_names
 from byol_ref.train import Schedules, init_state, make_optimizer_for, train_step
+from recorded import layer_inputs, recorded
 
 seeds = st.integers(0, 2**32 - 1)
 TOL = 1e-10  # the tolerance of the module docstring, relative to the largest entry compared
@@ -116,12 +117,9 @@ def _conditioned(online, target, v1, v2):
     With ``bn_var="one_pass"`` the variance E[x^2] - E[x]^2 also carries the rounding of E[x^2] times
     E[x^2] / var, so that ratio must stay below 1e3: at 2e4 (a spread of 3e-3 of the size) a mere
     reordering of 4 rows moved the loss by 1e-12 relative, which two_pass holds to 7e-15."""
-    seen = {}
-    byol.loss_and_grads(online, target, v1, v2, record=lambda k, v: seen.__setitem__(k, np.asarray(v)))
+    seen = recorded(online, target, v1, v2)
     for role in ("online", "target"):
-        steps = [s for part in network_plan(online.config, role).values() for s in part]
-        for (kind, _), (_, prev) in zip(steps[1:], steps[:-1]):
-            x = seen[f"{role}.{prev}.out"]
+        for kind, _, x in layer_inputs(seen, online.config, role):
             if kind == "relu" and np.abs(x).min() < 1e-9:
                 return False
             batch_stats = role == "online" or online.config.target_bn == "batch"

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 import byol_ref as byol
 from byol_ref.gradcheck import directional_check, grad_error, numerical_gradient, random_direction
 from conventions import MODEL_PAIRS, model_conventions, pair_ids
+from recorded import layer_inputs, recorded
 
 seeds = st.integers(0, 2**32 - 1)
 
@@ -66,9 +67,9 @@ def _well_conditioned(online, target, v1, v2, roles=("online", "target")):
     feature grows as 1/spread, and at 1% a bias before batch norm (true gradient 0) read
     1.3e-5 of the model's gradient in its differences at h=1e-5 (pair 9, seed 6222, n=3;
     2e-7 at h=1e-4: rounding)."""
-    seen = _recorded(online, target, v1, v2)
+    seen = recorded(online, target, v1, v2)
     for role in roles:
-        for kind, x in _layer_inputs(seen, online.config, role):
+        for kind, _, x in layer_inputs(seen, online.config, role):
             if kind == "batch_norm" and _narrow(x, axis=-2):
                 return False
             if kind == "group_norm" and _narrow(x.reshape(*x.shape[:-1], online.config.norm_groups, -1), axis=-1):
@@ -85,24 +86,8 @@ def _narrow(x, axis):
     return bool(np.where((x == 0).all(axis=axis), np.inf, spread).min() < 0.05)
 
 
-def _recorded(online, target, v1, v2):
-    """Every intermediate of loss_and_grads, by name."""
-    seen = {}
-    byol.loss_and_grads(online, target, v1, v2, record=lambda k, v: seen.__setitem__(k, np.asarray(v)))
-    return seen
-
-
-def _layer_inputs(seen, config, role):
-    """(kind, input) of every layer of ``role`` after the first, from a _recorded dict."""
-    from byol_ref.model import network_plan
-
-    steps = [s for part in network_plan(config, role).values() for s in part]
-    for (kind, _), (_, prev_name) in zip(steps[1:], steps[:-1]):
-        yield kind, seen[f"{role}.{prev_name}.out"]
-
-
 def _relu_signs(online, target, v1, v2):
-    return [x > 0 for kind, x in _layer_inputs(_recorded(online, target, v1, v2), online.config, "online")
+    return [x > 0 for kind, _, x in layer_inputs(recorded(online, target, v1, v2), online.config, "online")
             if kind == "relu"]
 
 
@@ -232,7 +217,7 @@ def _check_online_gradients(config_kw, seed, n, tries=1, networks=1):
         seen = {}
         loss = byol.loss_and_grads(online._replace(params=params), target, v1, v2,
                                    record=lambda k, v: seen.__setitem__(k, np.asarray(v))).loss
-        now = [x > 0 for kind, x in _layer_inputs(seen, online.config, "online") if kind == "relu"]
+        now = [x > 0 for kind, _, x in layer_inputs(seen, online.config, "online") if kind == "relu"]
         if not all(np.array_equal(a, b) for a, b in zip(signs, now)):
             crossed.append(True)
         return loss
