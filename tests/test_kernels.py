@@ -550,16 +550,14 @@ def test_device_whole_step_fused_matches_numpy(cp, dtype, optimizer):
                                     hidden_bias=optimizer != "adamw")
         opt = make_optimizer(optimizer, inplace=True, **({"nesterov": True} if optimizer == "sgd" else {}))
         state = opt.init(online.params)
-        before = [net._replace(params={k: be.to_numpy(v).copy() for k, v in net.params.items()})
-                  for net in (online, target)]  # (the update and the EMA overwrite their params in place)
+        if name == "numpy":  # (before the update and the EMA overwrite the params in place)
+            others = _computed_otherwise(online, target, v1, v2, seed=5)
         res = loss_and_grads(online, target, be.asarray(v1), be.asarray(v2))
         params, state = opt.update(res.grads, state, online.params, lr=0.2)
         tparams = ema_update(params, target.params, 0.99, inplace=True)
         results.append((float(res.loss), {k: be.to_numpy(v) for k, v in res.grads.items()},
                         {k: be.to_numpy(v) for k, v in params.items()},
                         {k: be.to_numpy(v) for k, v in tparams.items()}))
-        if name == "numpy":
-            others = _computed_otherwise(*before, v1, v2, seed=5)
     (l_dev, g_dev, p_dev, t_dev), (l_host, g_host, p_host, t_host) = results
     rtol = 1e-4 if dtype == "float32" else 1e-10
     scale = max(np.abs(v).max() for v in g_host.values())
