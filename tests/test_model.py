@@ -156,8 +156,11 @@ def test_concat_views_take_one_row_of_each_view_per_shard(config_kw, seed):
     """views="concat" takes batch statistics over both views' rows: one row of each (per shard) is 2 rows
     for batch norm, as a DDP replica with a batch of 1 per GPU and concatenated views has (torch takes it;
     byol-ref refused it). Separate statistics still need 2 rows of each view. (Two rows put a batch-norm
-    feature's values close together more often than 3 to 6 do: the views are drawn until they are not.)"""
-    _check_online_gradients(config_kw, seed, 1, tries=30)
+    feature's values close together more often than 3 to 6 do: the views are drawn until they are not, and
+    the networks too. With one network a seed, the simplicial embedding's config found well-conditioned views
+    for 30 seeds of 150, and the search profile once drew 3 such seeds in 53, which hypothesis refuses as
+    filtering too much; with 10 networks a seed, 50 seeds of 60 had one.)"""
+    _check_online_gradients(config_kw, seed, 1, tries=30, networks=10)
     online, target, rng = _small({**config_kw, "views": "separate"}, seed)
     v1, v2 = rng.standard_normal((config_kw.get("bn_shards", 1), 4)), rng.standard_normal((1, 4))
     with pytest.raises(ValueError, match=r"^view1 must have at least 2 rows" if v1.shape[0] == 1 else
