@@ -667,9 +667,9 @@ def _set_aside(online, target, seen, grads, rtol, others):
       from float64 sets aside 10% of them, after which the largest difference was 2.2e-5 of the scale, and
       5% more of all drawn conventions in float32. That distance alone can be small by chance: of 4,000
       float32 draws it kept, reordering the rows moved the gradient of one by 1.3e-4 of its scale, and of
-      another (one-pass batch-norm variances over shards) by 3.9e-5, 16 times its distance from float64. NumPy and the
-      stand-in mostly share their order of summation, and agree even where float32 is far from float64
-      (seed 18: 7e-4 from it, 1.7e-6 apart); a GPU does not. In float64, reordering moved no kept draw's
+      another (one-pass batch-norm variances over shards) by 3.9e-5, 16 times its distance from float64.
+      NumPy and the stand-in mostly share their order of summation, and agree even where float32 is far
+      from float64 (seed 18: 7e-4 from it, 1.7e-6 apart); a GPU does not. In float64, reordering moved no kept draw's
       gradient by more than 4e-13 of its scale (its rtol is 4.5e5 eps, float32's 840 eps).
     """
     scale = max(float(np.abs(g).max()) for g in grads.values())

@@ -86,9 +86,9 @@ def _narrow(x, axis):
     return bool(np.where((x == 0).all(axis=axis), np.inf, spread).min() < 0.05)
 
 
-def _relu_signs(online, target, v1, v2):
-    return [x > 0 for kind, _, x in layer_inputs(recorded(online, target, v1, v2), online.config, "online")
-            if kind == "relu"]
+def _relu_signs(seen, config):
+    """Which of each online ReLU input's entries are positive, from a dict of recorded intermediates."""
+    return [x > 0 for kind, _, x in layer_inputs(seen, config, "online") if kind == "relu"]
 
 
 def _no_kink_crossed(online, target_of, v1, v2, u, h):
@@ -98,7 +98,7 @@ def _no_kink_crossed(online, target_of, v1, v2, u, h):
     ends = []
     for t in (-2 * h, 2 * h):
         params = {k: v + t * u[k] for k, v in online.params.items()}
-        ends.append(_relu_signs(online._replace(params=params), target_of(params), v1, v2))
+        ends.append(_relu_signs(recorded(online._replace(params=params), target_of(params), v1, v2), online.config))
     return all(np.array_equal(a, b) for a, b in zip(*ends))
 
 
@@ -254,13 +254,10 @@ def _check_online_gradients(config_kw, seed, n, tries=1, networks=1):
         """The loss; with a list ``crossed``, noting there whether an online ReLU input changed sign."""
         if crossed is None:
             return byol.loss_and_grads(online._replace(params=params), target, v1, v2).loss
-        seen = {}
-        loss = byol.loss_and_grads(online._replace(params=params), target, v1, v2,
-                                   record=lambda k, v: seen.__setitem__(k, np.asarray(v))).loss
-        now = [x > 0 for kind, _, x in layer_inputs(seen, online.config, "online") if kind == "relu"]
-        if not all(np.array_equal(a, b) for a, b in zip(signs, now)):
+        seen = recorded(online._replace(params=params), target, v1, v2)
+        if not all(np.array_equal(a, b) for a, b in zip(signs, _relu_signs(seen, online.config))):
             crossed.append(True)
-        return loss
+        return seen["loss.total"]
 
     for key, value in online.params.items():
         def f(x, key=key, crossed=None):
@@ -274,7 +271,7 @@ def _check_online_gradients(config_kw, seed, n, tries=1, networks=1):
             # three batch norms, moved past it when one encoder.fc1 weight moved by 2e-5; h=1e-6 agreed).
             # The same differences again, watching the signs: only here, where the comparison failed
             # (the assume or the assert ends the example, so this runs once at most).
-            signs = _relu_signs(online, target, v1, v2)  # (read by loss_of)
+            signs = _relu_signs(recorded(online, target, v1, v2), online.config)  # (read by loss_of)
             crossed = []
             numerical_gradient(lambda x: f(x, crossed=crossed), value.copy(), h=1e-5)
             assume(not crossed)
