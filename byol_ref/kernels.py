@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 
 from .backend import get_array_module
 
@@ -109,6 +110,8 @@ _SOURCES = {
                  "T h = (x - mean) * rstd; x_hat = h; y = gamma * h + beta"),
     "bn_apply_nocache": ("T x, T mean, T rstd, T gamma, T beta", "T y",
                          "y = gamma * ((x - mean) * rstd) + beta"),
+    # Normalisation: rstd = 1 / sqrt(var + eps), eps inside the root.
+    "rstd": ("T var, T eps", "T rstd", "rstd = (T)1 / sqrt(var + eps)"),
     # Batch-norm backward, with per-group sums s1 = sum_N dout, s2 = sum_N dout * x_hat:
     # dx = rstd * gamma * (dout - s1 / N - x_hat * s2 / N).
     "bn_backward": ("T dout, T x_hat, T s1, T s2, T scale, T inv_n", "T dx",
@@ -117,6 +120,8 @@ _SOURCES = {
     "mse_dn": ("T n_p, T n_z, T g", "T dn", "dn = (T)2 * (n_p - n_z) * g"),
     # l2-normalise backward: dx = dn * rstd + n * c, with c = -rstd (n . dn) per row (0 where clamped).
     "l2n_backward": ("T dn, T n, T rstd, T c", "T dx", "dx = dn * rstd + n * c"),
+    # The first link of the optimisers' chains: u = p wd + g.
+    "add_scaled": ("T p, T wd, T g", "T u", "u = p * wd + g"),
     # SGD with momentum: u = g + wd p; m <- momentum m + u; p <- p - lr m (Nesterov: p - lr (u + momentum m)).
     "sgd_apply": ("T g, T p, T m, T wd, T momentum, T lr", "T m_out, T p_out",
                   "T u = p * wd + g; T m_new = m * momentum + u; m_out = m_new; p_out = p - m_new * lr"),
@@ -129,6 +134,24 @@ _SOURCES = {
                    "T u = p * wd_l2 + g; T m_new = m * b1 + u * one_minus_b1; "
                    "T v_new = v * b2 + (u * u) * one_minus_b2; m_out = m_new; v_out = v_new; "
                    "p_out = p - ((m_new / bc1) / (sqrt(v_new / bc2) + eps) + p * wd_dec) * lr"),
+    # Batch-norm running statistics, one update (layers.update_running_stats). Haiku's zero-debiased EMA: the
+    # weights on the old value and on this batch, keep = decay (1 - decay^(t-1)) / (1 - decay^t) and
+    # new = (1 - decay) / (1 - decay^t), in double (as NumPy takes a float to an integer power), then rounded to T.
+    "bn_running_haiku": ("T mean, T var, T batch_mean, T batch_var, int64 t, float64 decay", "T mean_out, T var_out",
+                         "double b = pow(decay, (double)(t - 1)); double c = pow(decay, (double)(t)); "
+                         "T keep = (T)(decay * (1.0 - b) / (1.0 - c)); T new_w = (T)((1.0 - decay) / (1.0 - c)); "
+                         "mean_out = keep * mean + new_w * batch_mean; var_out = keep * var + new_w * batch_var"),
+    # PyTorch's: value <- decay value + (1 - decay) v, with the unbiased variance v = batch_var * n / (n - 1).
+    "bn_running_torch": ("T mean, T var, T batch_mean, T batch_var, T decay, T one_minus_decay, T unbias",
+                         "T mean_out, T var_out",
+                         "mean_out = decay * mean + one_minus_decay * batch_mean; "
+                         "var_out = decay * var + one_minus_decay * (batch_var * unbias)"),
+    # LARS with the official trust ratio, after the two squared norms: r = eta ||p|| / (||u|| + eps) where both
+    # norms are > 0, else 1; m <- momentum m + r u; p <- p - lr m.
+    "lars_trust_apply": ("T u, T sq_p, T sq_u, T eta, T eps, T m, T p, T momentum, T lr", "T m_out, T p_out",
+                         "T p_norm = sqrt(sq_p); T u_norm = sqrt(sq_u); "
+                         "T r = (p_norm > (T)0 && u_norm > (T)0) ? eta * p_norm / (u_norm + eps) : (T)1; "
+                         "T m_new = m * momentum + u * r; m_out = m_new; p_out = p - m_new * lr"),
     # LARS, after the norms: m <- momentum m + r u; p <- p - lr m.
     "lars_apply": ("T u, T r, T m, T p, T momentum, T lr", "T m_out, T p_out",
                    "T m_new = m * momentum + u * r; m_out = m_new; p_out = p - m_new * lr"),
@@ -155,6 +178,17 @@ def relu_backward(xp, dout, y, out=None):
 
 
 # --------------------------------------------------------------------------- batch norm
+
+
+def rstd_ref(xp, var, eps):
+    """rstd = 1 / sqrt(var + eps): eps inside the root bounds rstd by 1/sqrt(eps)."""
+    return 1 / xp.sqrt(var + eps)
+
+
+def rstd(xp, var, eps):
+    if use_fused(xp):
+        return _kernel(xp, "rstd")(var, eps)
+    return rstd_ref(xp, var, eps)
 
 
 def bn_apply_ref(xp, x, mean, rstd, gamma, beta, *, need_cache=True, overwrite_x=False, out=None):
@@ -226,13 +260,75 @@ def bn_backward_dx(xp, dout, x_hat, s1, s2, scale, n, out=None):
     return bn_backward_dx_ref(xp, dout, x_hat, s1, s2, scale, n, out)
 
 
+def running_stats_ref(xp, mean, var, batch_mean, batch_var, t, n, decay, mode):
+    """The t-th EMA update of batch-norm running statistics (``layers.update_running_stats`` gives the two
+    conventions); returns the new (mean, var), shape (F,).
+
+    ``"haiku"``: the zero-debiased EMA's weights on the old value and on this batch, computed in float64
+    (t an integer, or a 0-d integer array) and rounded to the buffers' dtype, so float32 stays float32.
+    ``"torch"``: decay on the old value, and the unbiased variance batch_var * n / (n - 1).
+    """
+    if mode == "haiku":
+        keep = decay * (1 - decay ** (t - 1)) / (1 - decay**t)  # weight on the old value
+        new = (1 - decay) / (1 - decay**t)  # weight on this batch
+        keep = xp.asarray(keep, dtype=batch_mean.dtype)
+        new = xp.asarray(new, dtype=batch_mean.dtype)
+        return keep * mean + new * batch_mean, keep * var + new * batch_var
+    unbiased = batch_var * (n / (n - 1))
+    return decay * mean + (1 - decay) * batch_mean, decay * var + (1 - decay) * unbiased
+
+
+def running_stats(xp, mean, var, batch_mean, batch_var, t, n, decay, mode):
+    # One kernel instead of some twenty launches on 0-d arrays (the debiasing weights of a device count). The
+    # kernel takes the int64 count a Network's buffers hold; another integer dtype, or a Python int, takes the
+    # reference.
+    if use_fused(xp) and get_array_module(t) is xp and t.dtype.name == "int64":
+        if mode == "haiku":
+            return _kernel(xp, "bn_running_haiku")(mean, var, batch_mean, batch_var, t, decay)
+        return _kernel(xp, "bn_running_torch")(mean, var, batch_mean, batch_var, decay, 1 - decay, n / (n - 1))
+    return running_stats_ref(xp, mean, var, batch_mean, batch_var, t, n, decay, mode)
+
+
+@functools.lru_cache(maxsize=None)
+def _row(xp, n: int, value: float, dtype: str, device: int):
+    """A (1, n) row of ``value`` on ``device``, made once (the row that turns a sum over rows into a GEMM)."""
+    return xp.full((1, n), value, dtype=dtype)
+
+
+def _rows_by_gemm(xp) -> bool:
+    """Whether sums over rows run as a product with a row of ones: on CuPy, with fusion on, unless float32
+    matmuls may use TF32 (``CUPY_TF32=1``), which would round the batch statistics to 10 bits."""
+    return use_fused(xp) and os.environ.get("CUPY_TF32", "0") == "0"
+
+
+def mean_over(xp, a, axis):
+    """``a.mean(axis, keepdims=True)``. On CuPy, over the rows (axis -2) it is the product of a row of 1 / N
+    with each (N, F) group, (1, N) @ (..., N, F): cuBLAS reads the rows whole, where CuPy's reduction reads
+    each column with a stride of F (a third of a step's GPU time at batch 4096)."""
+    if axis == -2 and _rows_by_gemm(xp):
+        n = a.shape[-2]
+        return xp.matmul(_row(xp, n, 1.0 / n, a.dtype.name, xp.cuda.Device().id), a)
+    return a.mean(axis=axis, keepdims=True)
+
+
+def sum_over(xp, a, axis):
+    """``a.sum(axis, keepdims=True)``; over the rows on CuPy, (1, N) @ (..., N, F) with a row of ones
+    (:func:`mean_over`)."""
+    if axis == -2 and _rows_by_gemm(xp):
+        return xp.matmul(_row(xp, a.shape[-2], 1.0, a.dtype.name, xp.cuda.Device().id), a)
+    return a.sum(axis=axis, keepdims=True)
+
+
 def sum_of_product(xp, a, b, axis):
     """sum(a * b) over ``axis`` (-1 or -2), kept as a dim, without an array for a * b.
 
-    NumPy: ``einsum`` (one pass, no temporary); CuPy: one reduction kernel.
+    NumPy: ``einsum`` (one pass, no temporary); CuPy: one reduction kernel over the features (-1), the
+    product and a GEMM over the rows (-2, :func:`sum_over`).
     """
     if axis not in (-1, -2):
         raise ValueError(f"axis must be -1 or -2, got {axis!r}")
+    if axis == -2 and _rows_by_gemm(xp):
+        return sum_over(xp, a * b, -2)  # (the product, then a GEMM: see mean_over)
     if use_fused(xp):
         return _reduction(xp, "sum_of_product")(a, b, axis=axis, keepdims=True)
     if axis == -1:
@@ -279,26 +375,33 @@ def l2n_backward(xp, dn, n, rstd, c):
 # --------------------------------------------------------------------------- optimiser and EMA
 
 
-def _python_zero(w) -> bool:
+def python_zero(w) -> bool:
     """Whether ``w`` is the Python float 0.0 (a term to skip; a 0-d array 0 is computed with)."""
     return isinstance(w, float) and w == 0.0
 
 
-def add_scaled(xp, gb, pb, wd, ub):
+def add_scaled_ref(xp, gb, pb, wd, ub):
     """ub = pb * wd + gb, computed in that order into ``ub`` (wd a Python 0.0: a copy of gb, exactly);
     one block of a blocked chain, or whole arrays."""
-    if _python_zero(wd):
+    if python_zero(wd):
         xp.copyto(ub, gb)
     else:
         xp.multiply(pb, wd, out=ub)
         xp.add(ub, gb, out=ub)
 
 
+def add_scaled(xp, gb, pb, wd, ub):
+    if use_fused(xp) and not python_zero(wd):
+        _kernel(xp, "add_scaled")(pb, wd, gb, ub)
+        return
+    add_scaled_ref(xp, gb, pb, wd, ub)
+
+
 def sgd_apply_ref(xp, g, p, m, wd, momentum, lr, nesterov, m_out, p_out):
     """u = g + wd * p; m_out = momentum * m + u; p_out = p - lr * m_out, or with ``nesterov``
     p_out = p - lr * (u + momentum * m_out); block by block through two block-sized scratches."""
     def chain(gb, pb, mb, mob, pob, ub, sb):
-        add_scaled(xp, gb, pb, wd, ub)
+        add_scaled_ref(xp, gb, pb, wd, ub)
         xp.multiply(mb, momentum, out=mob)
         xp.add(mob, ub, out=mob)
         d = mob
@@ -325,8 +428,8 @@ def adam_apply_ref(xp, g, p, m, v, b1, b2, bc1, bc2, eps, wd_l2, wd_dec, lr, m_o
     p_out = p - lr * d. Block by block through two block-sized scratches."""
     def chain(gb, pb, mb, vb, mob, vob, pob, s1, s2):
         u = gb
-        if not _python_zero(wd_l2):
-            add_scaled(xp, gb, pb, wd_l2, s1)
+        if not python_zero(wd_l2):
+            add_scaled_ref(xp, gb, pb, wd_l2, s1)
             u = s1
         xp.multiply(u, 1.0 - b1, out=s2)
         xp.multiply(mb, b1, out=mob)
@@ -341,7 +444,7 @@ def adam_apply_ref(xp, g, p, m, v, b1, b2, bc1, bc2, eps, wd_l2, wd_dec, lr, m_o
         xp.add(s1, eps, out=s1)                    # sqrt(v_hat) + eps
         xp.divide(mob, bc1, out=s2)
         xp.divide(s2, s1, out=s2)                  # d = m_hat / (sqrt(v_hat) + eps)
-        if not _python_zero(wd_dec):
+        if not python_zero(wd_dec):
             xp.multiply(pb, wd_dec, out=s1)
             xp.add(s2, s1, out=s2)                 # AdamW: d += wd*p (old p; scaled by lr below)
         xp.multiply(s2, lr, out=s2)
@@ -356,6 +459,36 @@ def adam_apply(xp, g, p, m, v, b1, b2, bc1, bc2, eps, wd_l2, wd_dec, lr, m_out, 
                                   m_out, v_out, p_out)
         return
     adam_apply_ref(xp, g, p, m, v, b1, b2, bc1, bc2, eps, wd_l2, wd_dec, lr, m_out, v_out, p_out)
+
+
+def ratio_or_one(xp, ok, num, den):
+    """``num / den`` where ``ok`` else 1, as a 0-d array of den's dtype, never dividing by 0."""
+    one = xp.ones((), dtype=den.dtype)
+    return xp.where(ok, num / xp.where(ok, den, one), one)
+
+
+def lars_trust_ratio_ref(xp, p, u, eta, eps):
+    """The official trust ratio: (r, ok) with ok = ||p|| > 0 and ||u|| > 0 (0-d arrays) and
+    r = eta ||p|| / (||u|| + eps) where ok, else 1; the norms l2 over the whole tensor, in its dtype."""
+    p_norm, u_norm = xp.linalg.norm(p), xp.linalg.norm(u)
+    ok = (p_norm > 0) & (u_norm > 0)
+    return ratio_or_one(xp, ok, eta * p_norm, u_norm + eps), ok
+
+
+def lars_trust_apply_ref(xp, u, m, p, eta, eps, momentum, lr, m_out, p_out):
+    """r from :func:`lars_trust_ratio_ref`, then :func:`lars_apply_ref` (u <- u r, u overwritten)."""
+    r, _ = lars_trust_ratio_ref(xp, p, u, eta, eps)
+    lars_apply_ref(xp, u, r, m, p, momentum, lr, m_out, p_out)
+
+
+def lars_trust_apply(xp, u, m, p, eta, eps, momentum, lr, m_out, p_out):
+    # The two squared norms, then one kernel, instead of some fifteen launches; u is not written. (vdot: CuPy's
+    # vector dot, a CUB device-wide reduction where that accelerator is on, CuPy 14's default. A ReductionKernel
+    # to one value runs on one thread block: at paper_head's sizes it made the step three times slower.)
+    if use_fused(xp):
+        _kernel(xp, "lars_trust_apply")(u, xp.vdot(p, p), xp.vdot(u, u), eta, eps, m, p, momentum, lr, m_out, p_out)
+        return
+    lars_trust_apply_ref(xp, u, m, p, eta, eps, momentum, lr, m_out, p_out)
 
 
 def lars_apply_ref(xp, u, r, m, p, momentum, lr, m_out, p_out):

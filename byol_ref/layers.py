@@ -95,7 +95,7 @@ def linear_backward(dout, cache, *, need_dx=True) -> tuple[Any, Any, Any]:  # (A
     # w.T and x.T are transposed views: BLAS reads them with a transpose flag, no copy.
     dx = (dout2 @ w.T).reshape(x.shape) if need_dx else None  # (..., N, D)
     dw = x.reshape(-1, x.shape[-1]).T @ dout2  # (D, H)
-    db = dout2.sum(axis=0) if has_bias else None  # (H,)
+    db = kernels.sum_over(get_array_module(dout2), dout2, -2).reshape(-1) if has_bias else None  # (H,): the rows' sum
     return dx, dw, db
 
 
@@ -171,15 +171,15 @@ def _moments_centered(x, axis, var_formula, *, inplace=False):
     Returns (mean, var, (xc, scratch)) with xc None for ``one_pass``.
     """
     xp = get_array_module(x)
-    mean = x.mean(axis=axis, keepdims=True)
+    mean = kernels.mean_over(xp, x, axis)  # (x.mean(axis, keepdims=True); over the rows a GEMM on CuPy)
     if var_formula == "two_pass":
         xc = xp.subtract(x, mean, out=x if inplace else None)
         sq = xc * xc
-        var = sq.mean(axis=axis, keepdims=True)
+        var = kernels.mean_over(xp, sq, axis)
         return mean, var, (xc, sq)
     if var_formula == "one_pass":
         sq = x * x
-        var = xp.maximum(sq.mean(axis=axis, keepdims=True) - mean * mean, 0)
+        var = xp.maximum(kernels.mean_over(xp, sq, axis) - mean * mean, 0)
         return mean, var, (None, sq)
     raise ValueError(f"var_formula must be 'two_pass' or 'one_pass', got {var_formula!r}")
 
@@ -276,18 +276,9 @@ def _ema_running_stats(running, batch_mean, batch_var, n: int, *, decay, mode):
     (its operands, its running statistics and ``n`` = its rows, at least 2)."""
     xp = get_array_module(batch_mean)
     t = running.count + 1
-    if mode == "haiku":
-        # Debiasing factors in the buffers' dtype, so float32 stays float32.
-        keep = decay * (1 - decay ** (t - 1)) / (1 - decay**t)  # weight on the old value
-        new = (1 - decay) / (1 - decay**t)  # weight on this batch
-        keep = xp.asarray(keep, dtype=batch_mean.dtype)
-        new = xp.asarray(new, dtype=batch_mean.dtype)
-        mean = keep * running.mean + new * batch_mean
-        var = keep * running.var + new * batch_var
-    else:  # "torch"
-        unbiased = batch_var * (n / (n - 1))
-        mean = decay * running.mean + (1 - decay) * batch_mean
-        var = decay * running.var + (1 - decay) * unbiased
+    # haiku: the zero-debiased weights (in float64, rounded to the buffers' dtype, so float32 stays float32);
+    # torch: decay and the unbiased variance. The formulas: kernels.running_stats_ref.
+    mean, var = kernels.running_stats(xp, running.mean, running.var, batch_mean, batch_var, t, n, decay, mode)
     return RunningStats(mean, var, t)
 
 
@@ -361,7 +352,7 @@ def batch_norm_forward(x, gamma, beta, running, *, train, eps=1e-5, decay=0.9,
     else:
         mean, var = running.mean, running.var  # (F,)
         center = mean
-    rstd = 1 / xp.sqrt(var + eps)  # eps inside the root: bounds rstd by 1/sqrt(eps)
+    rstd = kernels.rstd(xp, var, eps)  # 1 / sqrt(var + eps): eps inside the root bounds rstd by 1/sqrt(eps)
     # x_hat = (x - mean) * rstd;  out = gamma * x_hat + beta
     out, x_hat = kernels.bn_apply(xp, src, center, rstd, gamma, beta, need_cache=need_cache,
                                   overwrite_x=overwrite, out=scratch)
@@ -398,7 +389,7 @@ def batch_norm_backward(dout, cache, *, inplace=False):
     check_overwritable("batch_norm_backward", check_bool(inplace, "inplace"), dout=dout)
     xp = get_array_module(dout)
     f, n = dout.shape[-1], dout.shape[-2]
-    s1 = dout.sum(axis=-2, keepdims=True)  # (..., 1, F)
+    s1 = kernels.sum_over(xp, dout, -2)  # (..., 1, F)
     s2 = kernels.sum_of_product(xp, dout, x_hat, -2)  # (..., 1, F)
     dbeta = s1.reshape(-1, f).sum(axis=0)  # (F,)
     dgamma = s2.reshape(-1, f).sum(axis=0)  # (F,)
@@ -432,7 +423,7 @@ def layer_norm_forward(x, gamma, beta, *, eps=1e-5, var_formula="two_pass"):
     check_real(eps, "eps", 0, None)  # (0 allowed: see batch_norm_forward)
     xp = get_array_module(x)
     mean, var = _moments(x, -1, var_formula)  # (..., 1)
-    rstd = 1 / xp.sqrt(var + eps)
+    rstd = kernels.rstd(xp, var, eps)  # 1 / sqrt(var + eps)
     x_hat = (x - mean) * rstd
     return gamma * x_hat + beta, NormCache(x_hat, rstd, gamma, -1, True)
 

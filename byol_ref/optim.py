@@ -273,12 +273,6 @@ def _norm(xp, a):
     return xp.linalg.norm(a)
 
 
-def _ratio_or_one(xp, ok, num, den):
-    """``num / den`` where ``ok`` else 1, as a 0-d array of den's dtype, never dividing by 0."""
-    one = xp.ones((), dtype=den.dtype)
-    return xp.where(ok, num / xp.where(ok, den, one), one)
-
-
 # ----------------------------------------------------------------------------------------------
 # SGD
 # ----------------------------------------------------------------------------------------------
@@ -501,27 +495,27 @@ def lars_update(
         wd = 0.0 if exclude_wd(k, p) else weight_decay
         use_lars = not exclude_lars(k, p) and (wd != 0.0 or not only_with_wd)
 
-        if trust_ratio == "norm_of_sum":
-            _add_scaled(xp, g, p, wd, out=u)                     # u = g + wd*p
-            if use_lars:
-                p_norm, u_norm = _norm(xp, p), _norm(xp, u)
-                ok = (p_norm > 0) & (u_norm > 0)
-                r = _ratio_or_one(xp, ok, eta * p_norm, u_norm + eps)  # eta||p||/(||u|| + eps), or 1
-        elif use_lars:  # sum_of_norms
+        if not use_lars and (trust_ratio == "sum_of_norms" or kernels.python_zero(wd)):
+            u, r = g, None                                        # the plain gradient: read, never written
+        elif trust_ratio == "norm_of_sum":
+            _add_scaled(xp, g, p, wd, out=u)                      # u = g + wd*p
+            if use_lars and not clip_lr:
+                # r = eta||p||/(||u|| + eps), or 1;  u = u*r;  m = momentum*m + u;  p = p - lr_p*m
+                # (on CuPy: the two squared norms, then one fused kernel)
+                kernels.lars_trust_apply(xp, u, m, p, eta, eps, momentum, lr_p, m_out, p_out)
+                new_params[k], new_state["momentum." + k] = p_out, m_out
+                continue
+            r, ok = kernels.lars_trust_ratio_ref(xp, p, u, eta, eps) if use_lars else (None, None)
+        else:           # sum_of_norms with LARS
             p_norm, g_norm = _norm(xp, p), _norm(xp, g)
             ok = (p_norm > 0) & (g_norm > 0)
-            r = _ratio_or_one(xp, ok, eta * p_norm, g_norm + wd * p_norm + eps)
+            r = kernels.ratio_or_one(xp, ok, eta * p_norm, g_norm + wd * p_norm + eps)
             # Weight decay only together with the ratio: where a norm is 0, wd -> 0 and u = g.
             _add_scaled(xp, g, p, xp.where(ok, xp.asarray(wd, dtype=p.dtype), xp.zeros((), p.dtype)), out=u)
-        else:           # sum_of_norms, LARS-excluded: plain gradient, no weight decay
-            xp.copyto(u, g)
 
-        if use_lars:
-            if clip_lr:  # min(r/lr, 1): step = min(r, lr)*u; at lr 0 it is 1, as torch's min(r / 0.0, 1)
-                one = xp.ones((), dtype=p.dtype)
-                r = xp.where(ok, xp.minimum(r / lr_p, one), one) if lr_p > 0.0 else one
-        else:
-            r = None                                              # no scaling
+        if use_lars and clip_lr:  # min(r/lr, 1): step = min(r, lr)*u; at lr 0 it is 1, as torch's min(r / 0.0, 1)
+            one = xp.ones((), dtype=p.dtype)
+            r = xp.where(ok, xp.minimum(r / lr_p, one), one) if lr_p > 0.0 else one
         # u = u*r;  m = momentum*m + u;  p = p - lr_p*m   (blocked on the CPU, one fused kernel on CuPy)
         kernels.lars_apply(xp, u, r, m, p, momentum, lr_p, m_out, p_out)
         new_params[k], new_state["momentum." + k] = p_out, m_out

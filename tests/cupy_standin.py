@@ -13,9 +13,11 @@ GPU if something behaves like CuPy at that boundary. This module is a fake ``cup
   AttributeError here, as on a GPU machine. The same holds for ``ndarray`` methods;
 * returns 0-d device arrays where NumPy returns scalars, as CuPy does;
 * runs ``ElementwiseKernel`` and ``ReductionKernel`` by evaluating their C bodies with NumPy
-  (the tiny subset of C the kernels in byol_ref use: casts ``(T)``, declarations ``T x = ...``,
-  arithmetic, comparisons and ``sqrt``), with CuPy's argument rules: inputs then optional outputs, one dtype
-  per type placeholder ("Type is mismatched" otherwise), inputs read-only.
+  (the tiny subset of C the kernels in byol_ref use: casts ``(T)`` and ``(double)``, declarations
+  ``T x = ...`` and ``double x = ...``, arithmetic, comparisons, ``&&``, one ``c ? a : b`` a statement,
+  ``sqrt`` and ``pow``), with CuPy's argument rules: inputs then optional outputs, one dtype per type
+  placeholder ("Type is mismatched" otherwise, and for an array given to a parameter of a fixed type such
+  as ``int64 t``), inputs read-only.
 
 It is deliberately stricter than CuPy in one respect: a few CuPy functions fall back to NumPy for
 host inputs (``cupy.sum(numpy_array)`` returns a NumPy scalar); here every host array reaching a
@@ -235,24 +237,77 @@ def _parse_params(spec):
         m = _PARAM.match(p)
         if not m:
             raise ValueError(f"cannot parse kernel parameter {p!r}")
-        params.append((m.group(1), m.group(2)))
+        t = m.group(1)
+        if len(t) > 1 and (t not in numpy.sctypeDict or numpy.dtype(t).name != t):
+            raise ValueError(f"Wrong type {t}")  # (CuPy: one letter is a placeholder, else a NumPy dtype's name)
+        params.append((t, m.group(2)))
     return params
 
 
+# C types a kernel may name besides its type placeholders, and the NumPy dtype each stands for.
+_C_TYPES = {"double": "float64", "float": "float32", "int": "int32", "bool": "bool",
+            "float64": "float64", "float32": "float32", "int64": "int64", "int32": "int32"}
+
+
+def _casts(s, types):
+    """``(type)operand`` -> ``_cast_type(operand)``, the operand a name, a number or a parenthesised group."""
+    out, i = "", 0
+    pattern = re.compile(r"\((" + "|".join(map(re.escape, types)) + r")\)\s*")
+    while True:
+        m = pattern.search(s, i)
+        if not m:
+            return out + s[i:]
+        out += s[i:m.start()] + f"_cast_{m.group(1)}("
+        j = m.end()
+        if s[j] == "(":  # a balanced group
+            depth = 0
+            for k in range(j, len(s)):
+                depth += {"(": 1, ")": -1}.get(s[k], 0)
+                if depth == 0:
+                    break
+            out += "(" + _casts(s[j + 1:k], types) + "))"  # (casts inside the group too)
+            i = k + 1
+        else:
+            name = re.match(r"[\w.]+", s[j:]).group(0)
+            out += name + ")"
+            i = j + len(name)
+
+
+def _expression(e, types):
+    """A C expression as Python: ``c ? a : b`` (one, outermost) is ``_where(c, a, b)``, both sides evaluated;
+    ``&&`` joins parenthesised operands with ``&`` (comparisons bind tighter than ``&&`` in C, looser than
+    ``&`` in Python); casts are calls that round."""
+    if e.count("?") > 1 or "||" in e:
+        raise NotImplementedError(f"the stand-in does not translate {e!r}")
+    if "?" in e:
+        cond, rest = e.split("?")
+        a, b = rest.split(":")
+        e = f"_where({_expression(cond, types)}, {_expression(a, types)}, {_expression(b, types)})"
+    elif "&&" in e:
+        e = "((" + ") & (".join(e.split("&&")) + "))"
+    return _casts(e, types)
+
+
 def _c_to_python(body, type_names, inputs):
-    """Translate the kernel bodies byol_ref uses (C arithmetic) into Python statements."""
+    """Translate the kernel bodies byol_ref uses (C arithmetic) into Python statements: ``T x = e`` is
+    ``x = (T)(e)`` (a declaration rounds to its type, as a cast does), expressions as :func:`_expression`."""
     statements = []
+    types = [*type_names, *_C_TYPES]
     for s in body.split(";"):
         s = s.strip()
         if not s:
             continue
-        for t in type_names:
-            s = re.sub(rf"\({t}\)", "", s)  # casts: the dtype is already T
-            s = re.sub(rf"^{t}\s+(\w+)\s*=", r"\1 =", s)  # declarations
-        target = re.match(r"^(\w+)\s*=(?!=)", s)
-        if target and target.group(1) in inputs:
-            raise SyntaxError(f"kernel body assigns to input {target.group(1)!r} (a const reference in CUDA)")
-        if "?" in s or "{" in s:
+        if "{" in s:
+            raise NotImplementedError(f"the stand-in does not translate {s!r}")
+        decl = re.match(r"^(" + "|".join(map(re.escape, types)) + r")\s+(\w+)\s*=(?!=)(.*)$", s, re.S)
+        assign = re.match(r"^(\w+)\s*=(?!=)(.*)$", s, re.S)
+        if decl:
+            s = f"{decl.group(2)} = _cast_{decl.group(1)}({_expression(decl.group(3), types)})"
+        elif assign:
+            if assign.group(1) in inputs:
+                raise SyntaxError(f"kernel body assigns to input {assign.group(1)!r} (a const reference in CUDA)")
+            s = f"{assign.group(1)} = {_expression(assign.group(2), types)}"
+        else:
             raise NotImplementedError(f"the stand-in does not translate {s!r}")
         statements.append(s)
     return compile("\n".join(statements), "<kernel>", "exec")
@@ -264,7 +319,7 @@ class ElementwiseKernel:
         self.out_params = _parse_params(out_params)
         self.name = name
         types_ = {t for t, _ in self.in_params + self.out_params}
-        self.type_names = sorted(t for t in types_ if t not in ("float", "double", "bool", "int"))
+        self.type_names = sorted(t for t in types_ if t not in _C_TYPES)
         self.code = _c_to_python(operation, self.type_names, {n for _, n in self.in_params})
 
     def __call__(self, *args, size=None, **kwargs):
@@ -285,10 +340,17 @@ class ElementwiseKernel:
         missing = [t for t in self.type_names if t not in dtypes]
         if missing:
             raise TypeError(f"Cannot determine type {missing[0]!r} in {self.name!r}")
-        env = {}
+        env = {"_where": numpy.where, "pow": numpy.power, "sqrt": numpy.sqrt}
+        env.update({f"_cast_{t}": numpy.dtype(dtypes[t]).type for t in self.type_names})
+        env.update({f"_cast_{t}": numpy.dtype(dt).type for t, dt in _C_TYPES.items()})
         for (t, pname), a in bound[:n_in]:
-            dt = dtypes.get(t, t)
-            env[pname] = a._a if isinstance(a, ndarray) else numpy.asarray(a, dtype=dt)[()]
+            dt = dtypes.get(t, _C_TYPES.get(t))
+            if isinstance(a, ndarray):
+                if t in _C_TYPES and a._a.dtype != dt:
+                    raise TypeError(f"Type is mismatched. {pname} {a._a.dtype} {dt}")
+                env[pname] = a._a
+            else:
+                env[pname] = numpy.asarray(a, dtype=dt)[()]
         # CuPy broadcasts inputs and given outputs together; each output must have that shape.
         shape = numpy.broadcast_shapes(*(a._a.shape for a in args if isinstance(a, ndarray)))
         for a in args[n_in:]:
@@ -296,7 +358,8 @@ class ElementwiseKernel:
                 raise TypeError(f"Output arguments type must be cupy.ndarray, not {type(a)}")
             if a._a.shape != shape:
                 raise ValueError(f"Out shape is mismatched: {a._a.shape} while {shape} is expected.")
-        exec(self.code, {"sqrt": numpy.sqrt}, env)  # (CUDA's sqrt keeps the argument's float type, as numpy's)
+        with numpy.errstate(all="ignore"):  # (a GPU does not warn; where() computes the branch not taken too)
+            exec(self.code, env)  # (CUDA's sqrt and pow keep the arguments' float type, as NumPy's)
         outs = []
         for i, (t, pname) in enumerate(self.out_params):
             value = env[pname]
@@ -342,6 +405,14 @@ class _Stream:
         pass
 
 
+class _Device(contextlib.nullcontext):
+    """``cupy.cuda.Device(i)``: the one device, 0 (its ``id``), and a context manager that selects it."""
+
+    def __init__(self, device=0):
+        super().__init__()
+        self.id = 0 if device is None else int(device)
+
+
 class _MemoryPool:
     """The calls the benchmark makes; the stand-in has no pool, so it holds 0 bytes."""
 
@@ -363,8 +434,7 @@ def _make_module():
     mod.ReductionKernel = ReductionKernel
     runtime = types.SimpleNamespace(getDeviceCount=lambda: 1,
                                     getDeviceProperties=lambda i: {"name": b"CuPy stand-in (CPU)"})
-    mod.cuda = types.SimpleNamespace(runtime=runtime, get_current_stream=lambda: _Stream(),
-                                     Device=lambda i=0: contextlib.nullcontext())
+    mod.cuda = types.SimpleNamespace(runtime=runtime, get_current_stream=lambda: _Stream(), Device=_Device)
     mod.get_default_memory_pool = lambda: _MemoryPool()
     linalg = types.ModuleType("cupy.linalg")
 

@@ -498,6 +498,107 @@ def test_device_lars_apply_and_ema(cp, dtype, seed, size):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", ["haiku", "torch"])
+@given(seed=st.integers(0, 2**31 - 1), f=st.integers(1, 300), count=st.one_of(st.integers(0, 3), st.integers(0, 10**6)),
+       decay=st.floats(0.0, 0.999))
+def test_device_running_stats(cp, dtype, mode, seed, f, count, decay):
+    """The fused update of batch-norm running statistics (one kernel where the reference makes some twenty
+    launches on 0-d arrays, the Haiku debiasing weights of a device count) against its reference, from the
+    first update (t = 1: the weight on the old value is 0) to the millionth (the weights near decay and
+    1 - decay)."""
+    rng = np.random.default_rng(seed)
+    mean, batch_mean = rng.standard_normal((2, f)).astype(dtype)
+    var, batch_var = rng.uniform(0, 3, (2, f)).astype(dtype)
+    t = np.asarray(count + 1, dtype=np.int64)  # the update's number, as a Network's int64 count makes it
+
+    def update(xp, mean, var, batch_mean, batch_var, t):
+        return xp.stack(kernels.running_stats(xp, mean, var, batch_mean, batch_var, t, 16, decay, mode))
+
+    f_, tw, h = _both(cp, update, mean, var, batch_mean, batch_var, t)
+    atol = 16 * np.finfo(dtype).eps * 4  # (|values| <= 3, and the two products may fuse into one FMA)
+    _close(f_, h, dtype, atol=atol)
+    _close(tw, h, dtype, atol=atol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(seed=st.integers(0, 2**31 - 1), shape=shapes, eps=st.floats(1e-8, 1e-2))
+def test_device_rstd_and_add_scaled(cp, dtype, seed, shape, eps):
+    rng = np.random.default_rng(seed)
+    var = rng.uniform(0, 3, shape).astype(dtype)
+    var.flat[0] = 0  # (rstd is then 1 / sqrt(eps), its largest)
+    f, tw, h = _both(cp, lambda xp, v: kernels.rstd(xp, v, eps), var)
+    _close(f, h, dtype)
+    _close(tw, h, dtype)
+
+    g, p = rng.standard_normal((2, *shape)).astype(dtype)
+    for wd in (0.0, 1e-4, 0.1, np.asarray(0.1, dtype=dtype)):  # (a 0-d wd: LARS's sum_of_norms passes one)
+        def add_scaled(xp, g, p, wd):
+            u = xp.empty_like(g)
+            kernels.add_scaled(xp, g, p, wd, u)
+            return u
+
+        f, tw, h = _both(cp, add_scaled, g, p, wd)
+        _close(f, h, dtype, atol=4 * np.finfo(dtype).eps * float(np.abs(h).max()))
+        _close(tw, h, dtype, atol=4 * np.finfo(dtype).eps * float(np.abs(h).max()))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(seed=st.integers(0, 2**31 - 1), shape=st.tuples(st.integers(2, 40), st.integers(1, 50)),
+       groups=st.sampled_from([(), (1,), (2,), (2, 3)]), strided=st.booleans())
+def test_device_sums_over_rows(cp, dtype, seed, shape, groups, strided):
+    """mean_over and sum_over the rows (axis -2), a GEMM with a row of 1/N or of ones on the device
+    (CuPy's reduction reads each column with a stride of F), against NumPy's reduction, for (N, F) and
+    stacked groups, from a non-contiguous view too; over another axis, the reduction itself."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((*groups, shape[0], 2 * shape[1] if strided else shape[1])).astype(dtype)
+    a = a[..., ::2] if strided else a  # (a view with a stride of 2 along F)
+    for fn in (kernels.mean_over, kernels.sum_over):
+        for axis in (-2, -1):
+            f, tw, h = _both(cp, lambda xp, x: fn(xp, x, axis), a)
+            assert f.shape == tw.shape == h.shape == (*a.shape[:-2], *((1, a.shape[-1]) if axis == -2 else
+                                                                        (a.shape[-2], 1)))
+            atol = 4 * shape[0] * np.finfo(dtype).eps * float(np.abs(a).max())  # (sums of N terms, any order)
+            _close(f, h, dtype, atol=atol)
+            _close(tw, h, dtype, atol=atol)
+
+
+def test_sums_over_rows_keep_the_reduction_where_tf32_may_round_them(monkeypatch):
+    """With CUPY_TF32=1 a float32 GEMM may round its inputs to 10 bits: the batch statistics would be
+    rounded so, so the rows are summed by CuPy's reduction there (exactly NumPy's values on the stand-in)."""
+    from cupy_standin import install
+
+    a = np.random.default_rng(0).standard_normal((2, 7, 5)).astype("float32")
+    monkeypatch.setenv("CUPY_TF32", "1")
+    with install() as cp:
+        got = kernels.mean_over(cp, cp.asarray(a), -2)
+    np.testing.assert_array_equal(got.get(), a.mean(axis=-2, keepdims=True))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(seed=st.integers(0, 2**31 - 1), size=st.integers(1, 5000), zero=st.sampled_from([None, "p", "u"]),
+       eta=st.floats(1e-4, 1e-2), eps=st.sampled_from([0.0, 1e-9]))
+def test_device_lars_trust_apply(cp, dtype, seed, size, zero, eta, eps):
+    """The official trust ratio and the LARS step in two reductions and one kernel, against the reference
+    (norms, the ratio or 1, then lars_apply), a zero p or u included: the ratio is then 1, not 0 / 0."""
+    rng = np.random.default_rng(seed)
+    u, m, p = rng.standard_normal((3, size)).astype(dtype)
+    if zero == "p":
+        p[:] = 0
+    elif zero == "u":
+        u[:] = 0
+
+    def lars(xp, u, m, p):
+        m_out, p_out = xp.empty_like(m), xp.empty_like(p)
+        kernels.lars_trust_apply(xp, u, m, p, eta, eps, 0.9, 0.3, m_out, p_out)
+        return xp.stack([m_out, p_out])
+
+    f, tw, h = _both(cp, lars, u, m, p)
+    atol = 16 * np.finfo(dtype).eps * float(np.abs(h).max() + 1)
+    _close(f, h, dtype, atol=atol)
+    _close(tw, h, dtype, atol=atol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @given(seed=st.integers(0, 2**31 - 1), size=st.integers(1, 5000), nesterov=st.booleans(),
        wd=st.sampled_from([0.0, 1e-4, 0.1]), decoupled=st.booleans())
 def test_device_sgd_and_adam_apply(cp, dtype, seed, size, nesterov, wd, decoupled):
@@ -751,7 +852,7 @@ def test_device_fusion_switch_and_lazy_compilation(cp):
 
 # The kernel inputs the dispatchers pass as Python scalars (CuPy then declares them by value).
 _SCALAR_INPUTS = {"mean", "inv_n", "r", "momentum", "lr", "tau", "one_minus_tau", "wd", "b1", "one_minus_b1", "b2",
-                  "one_minus_b2", "bc1", "bc2", "eps", "wd_l2", "wd_dec"}
+                  "one_minus_b2", "bc1", "bc2", "eps", "wd_l2", "wd_dec", "decay", "one_minus_decay", "unbias", "eta"}
 
 
 def _cupy_codegen():
@@ -817,18 +918,19 @@ def test_kernel_sources_compile_with_nvrtc(name):
     in_params, out_params, body = kernels._SOURCES[name]
     k = cupy.ElementwiseKernel(in_params, out_params, body, f"byol_{name}")
     n_in = len(in_params.split(","))
-    for dtype in (np.dtype("float32"), np.dtype("float64")):
+    for t_dtype in (np.dtype("float32"), np.dtype("float64")):
         for scalars in (False, True):
             infos = []
             for i, p in enumerate(k.params[:-1]):  # the last parameter is CuPy's indexer
+                dtype = t_dtype if p.dtype is None else np.dtype(p.dtype)  # T, or a fixed type (int64 t)
                 if i < n_in and scalars and p.name in _SCALAR_INPUTS:
                     infos.append(_kernel._ArgInfo(3, dtype.type, dtype, 0, True, True))
                 else:
                     infos.append(_kernel._ArgInfo(1, cupy.ndarray, dtype, 2, True, True))
             infos.append(_kernel._ArgInfo(2, None, None, 2, True, True))
             src = _kernel._get_elementwise_kernel_code(
-                tuple(infos), _kernel._TypeMap((("T", dtype),)), k.params, k.operation, k.name, k.preamble)
-            _nvrtc_compile(cupy, compiler, src, f"{name}_{dtype}_{'scalars' if scalars else 'arrays'}")
+                tuple(infos), _kernel._TypeMap((("T", t_dtype),)), k.params, k.operation, k.name, k.preamble)
+            _nvrtc_compile(cupy, compiler, src, f"{name}_{t_dtype}_{'scalars' if scalars else 'arrays'}")
 
 
 def test_reduction_kernel_source_compiles_with_nvrtc():
