@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make gpu-check: on a machine with CuPy and a CUDA GPU, run the gpu-marked tests and the GPU
 # benchmark in one go, in under 5 minutes, installing nothing (no network needed).
-# Writes benchmarks/results/gpu-tests.txt, gpu.json, gpu.md and, when time allows, gpu-tf32.{json,md}
+# Writes benchmarks/results/gpu-tests.txt, gpu.json, gpu.md, gpu-profile.txt and, when time allows,
+# gpu-tf32.{json,md}
 # (git ignores results/: quote the figures in docs/benchmarks.md).
 set -u
 cd "$(dirname "$0")/.."
@@ -27,7 +28,12 @@ timeout 110 $PY benchmarks/bench_step.py --backend cupy --configs wide,paper_hea
     --steps 20 --warmup 3 --out "$OUT/gpu" 2>&1 | tee "$OUT/gpu-bench.txt"
 bench_rc=${PIPESTATUS[0]}
 
-# 3. the same with TF32 matmuls (an explicit option), if at least 40 s of the 5 minutes remain
+# 3. where a small-batch step's CPU time goes (it is bound by the CPU that issues it): cProfile of 20 steps
+timeout 60 $PY benchmarks/profile_step.py --backend cupy --config wide --batch 256 --top 40 \
+    --out "$OUT/gpu-profile.txt" > /dev/null 2>&1 || echo "gpu-check: the profile did not finish" >&2
+head -1 "$OUT/gpu-profile.txt" 2>/dev/null
+
+# 4. the same with TF32 matmuls (an explicit option), if at least 40 s of the 5 minutes remain
 left=$(( 290 - ($(date +%s) - start) ))
 if [ "$left" -gt 40 ]; then
     timeout "$left" $PY benchmarks/bench_step.py --backend cupy --configs wide,paper_head --batch 256,4096 \

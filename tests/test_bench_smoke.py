@@ -178,3 +178,35 @@ def test_bench_step_refuses_an_out_it_cannot_write_before_it_times(tmp_path, cap
     with pytest.raises(SystemExit) as exc:
         bench_step.main(args)
     assert exc.value.code == 2 and "argument --out: cannot make the folder" in capsys.readouterr().err
+
+
+def test_profile_step_names_the_step_s_calls_on_numpy_and_on_the_standin(tmp_path):
+    """benchmarks/profile_step.py (make gpu-check's profile of a small-batch step) runs its NumPy branch and,
+    on the CPU stand-in, its CuPy branch, and its report names the step's functions with their counts; so
+    the GPU run, which has minutes, does not spend them on a Python error."""
+    from cupy_standin import install
+
+    profile_step = repo_module("benchmarks", "profile_step")
+    for backend in ("numpy", "cupy"):
+        out = tmp_path / f"{backend}.txt"
+        argv = ["--backend", backend, "--config", "smoke", "--batch", "8", "--steps", "2", "--top", "50",
+                "--out", str(out)]
+        if backend == "cupy":
+            with install():
+                assert profile_step.main(argv) == 0
+        else:
+            assert profile_step.main(argv) == 0
+        report = out.read_text()
+        assert report.startswith(f"config smoke (8, ") and f"backend {backend}" in report
+        assert "loss_and_grads" in report and "lars_update" in report and "by cumulative" in report
+
+
+@pytest.mark.parametrize("argv, says", [(["--config", "huge"], "invalid choice: 'huge'"),
+                                        (["--steps", "0"], "--steps and --top must be >= 1"),
+                                        (["--batch", "1"], "--batch >= 2"),
+                                        (["--out", "/no/such/folder/x.txt"], "its folder does not exist")])
+def test_profile_step_refuses_a_bad_argument_before_it_runs_anything(argv, says, capsys):
+    profile_step = repo_module("benchmarks", "profile_step")
+    with pytest.raises(SystemExit):
+        profile_step.parse_args(argv)
+    assert says in capsys.readouterr().err
