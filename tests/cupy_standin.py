@@ -23,6 +23,10 @@ It is deliberately stricter than CuPy in one respect: a few CuPy functions fall 
 host inputs (``cupy.sum(numpy_array)`` returns a NumPy scalar); here every host array reaching a
 device function is an error, since in byol_ref it would be a host/device mix-up.
 
+It also counts what it is asked (:data:`CALLS`, the calls that would launch work on a GPU; :data:`SYNCS`, the
+transfers, each of which waits for the device), so that a test can hold a step's calls and transfers to a
+budget: on a GPU a small-batch step is bound by the time its calls take to issue.
+
 What it cannot show: that the CUDA sources compile (``tests/test_kernels.py`` compiles them with
 NVRTC where CuPy is importable), CuPy's own numerics, speed, or memory. Those need a GPU
 (``make gpu-check``).
@@ -31,6 +35,7 @@ Use :func:`install` (a context manager) to put it in ``sys.modules["cupy"]`` for
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import pathlib
@@ -45,6 +50,17 @@ _NAMES = json.loads((pathlib.Path(__file__).with_name("cupy_namespace.json")).re
 _TOP = frozenset(_NAMES["cupy"])
 _LINALG = frozenset(_NAMES["cupy.linalg"])
 _METHODS = frozenset(_NAMES["cupy.ndarray"])
+
+#: What the code under test asked of the "device": ``CALLS[what]`` counts the calls that would each launch
+#: work on a GPU (ufuncs, functions, ndarray methods, kernels, ``cupy.linalg``; not an allocation or a view),
+#: by name; ``SYNCS[what]`` the transfers, each of which waits for the device's queue: reads back to the
+#: host (``get``, ``float``, ``int``, ``bool``, ``item``, ``tolist``) and copies of host data to the device
+#: (``asarray``). Reset them (``.clear()``) before the code to count.
+CALLS: collections.Counter = collections.Counter()
+SYNCS: collections.Counter = collections.Counter()
+# Functions that allocate or return a view, and launch nothing.
+_NO_LAUNCH = frozenset({"empty", "empty_like", "reshape", "ravel", "transpose", "swapaxes", "squeeze",
+                        "expand_dims", "broadcast_to", "moveaxis", "atleast_1d", "atleast_2d", "atleast_3d"})
 
 _IMPLICIT = ("Implicit conversion to a NumPy array is not allowed. "
              "Please use `.get()` to construct a NumPy array explicitly.")
@@ -76,9 +92,11 @@ class ndarray(NDArrayOperatorsMixin):
         raise TypeError(_IMPLICIT)
 
     def get(self, stream=None, order="C", out=None, blocking=True):
+        SYNCS["get"] += 1
         return self._a.copy(order=order)
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        CALLS[f"{ufunc.__name__}" + ("" if method == "__call__" else f".{method}")] += 1
         args = [_unwrap_operand(x, f"numpy.{ufunc.__name__}") for x in inputs]
         out = kwargs.get("out")
         if out is not None:
@@ -110,6 +128,10 @@ class ndarray(NDArrayOperatorsMixin):
         attr = getattr(self._a, name)
         if callable(attr):
             def method(*args, **kwargs):
+                if name in ("item", "tolist"):
+                    SYNCS[name] += 1
+                elif name not in ("reshape", "view", "ravel", "transpose", "swapaxes", "squeeze"):  # (views)
+                    CALLS[f"ndarray.{name}"] += 1
                 args = [_unwrap_operand(a, f"ndarray.{name}") for a in args]
                 kwargs = {k: _unwrap_operand(v, f"ndarray.{name}") for k, v in kwargs.items()}
                 return _wrap(attr(*args, **kwargs))
@@ -129,12 +151,15 @@ class ndarray(NDArrayOperatorsMixin):
         return (_wrap(row) for row in self._a)
 
     def __float__(self):
+        SYNCS["float"] += 1
         return float(self._a)
 
     def __int__(self):
+        SYNCS["int"] += 1
         return int(self._a)
 
     def __bool__(self):
+        SYNCS["bool"] += 1
         return bool(self._a)
 
     def __repr__(self):
@@ -207,13 +232,17 @@ def _function(name):
             if isinstance(a, ndarray):
                 if name == "asarray" and (dtype is None or numpy.dtype(dtype) == a._a.dtype):
                     return a  # no copy, as CuPy
+                CALLS[name] += 1  # (a copy on the device)
                 return ndarray(numpy.array(a._a, dtype=dtype, copy=True))
+            SYNCS[f"{name} from the host"] += 1
             return ndarray(numpy.array(_unwrap(a), dtype=dtype, copy=True))  # host -> device copy
         return to_device
     if name == "asnumpy":
         return lambda a, *args, **kwargs: a.get() if isinstance(a, ndarray) else numpy.asarray(a)
 
     def device_function(*args, **kwargs):
+        if name not in _NO_LAUNCH:
+            CALLS[name] += 1
         if "out" in kwargs and kwargs["out"] is not None:
             out = kwargs["out"]
             kwargs["out"] = tuple(_unwrap_out(o) for o in out) if isinstance(out, tuple) else _unwrap_out(out)
@@ -323,6 +352,7 @@ class ElementwiseKernel:
         self.code = _c_to_python(operation, self.type_names, {n for _, n in self.in_params})
 
     def __call__(self, *args, size=None, **kwargs):
+        CALLS[self.name] += 1
         n_in, n_out = len(self.in_params), len(self.out_params)
         if len(args) not in (n_in, n_in + n_out):
             raise TypeError(f"Wrong number of arguments for {self.name!r}: {len(args)} "
@@ -385,6 +415,7 @@ class ReductionKernel:
         self.code = compile(map_expr.replace("(T)", ""), "<map>", "eval")
 
     def __call__(self, *args, axis=None, keepdims=False, **kwargs):
+        CALLS[self.name] += 1
         if len(args) != len(self.in_params):
             raise TypeError(f"Wrong number of arguments for {self.name!r}")
         for a in args:
@@ -444,6 +475,7 @@ def _make_module():
         target = getattr(numpy.linalg, name)
 
         def f(*args, **kwargs):
+            CALLS[f"linalg.{name}"] += 1
             args = [_unwrap_operand(a, f"cupy.linalg.{name}") for a in args]
             return _wrap(target(*args, **kwargs))
         return f

@@ -841,6 +841,33 @@ def _assert_device_agrees_at(options, dtype, *, n, seed):
     return None
 
 
+def test_a_device_step_makes_few_calls_and_reads_back_only_the_views_finiteness():
+    """On a GPU each array call costs its issue time (9 to 16 us on the H200 host of docs/benchmarks.md), and
+    a small-batch step is bound by that time; so the calls of one step of the benchmark's (loss_and_grads,
+    LARS and the EMA in place) are counted here, on the stand-in, and held under a ceiling. The step made 541
+    calls until the running statistics' update (some twenty launches on 0-d arrays a layer and view, for
+    Haiku's debiasing weights) and LARS's ratio were fused; it makes 221 (459 with the running statistics'
+    reference). Its only transfers are the two reads of the views' finiteness (check_array): each waits for
+    the device."""
+    from cupy_standin import CALLS, SYNCS, install
+    from repo_modules import repo_module
+
+    from byol_ref.backend import get_backend
+
+    bench_step = repo_module("benchmarks", "bench_step")
+    with install():
+        be = get_backend("cupy", "float32", seed=0)
+        step = bench_step.RefStep(bench_step.CONFIGS["smoke"], be)
+        v1, v2 = (be.asarray(v) for v in np.random.default_rng(0).standard_normal((2, 16, 12)))
+        step(v1, v2)  # (first use: kernels built, rows of ones cached)
+        CALLS.clear()
+        SYNCS.clear()
+        step(v1, v2)
+    calls = sum(CALLS.values())
+    assert calls <= 230, f"{calls} device calls a step; the most frequent: {CALLS.most_common(12)}"
+    assert SYNCS == {"bool": 2}, f"transfers in a step: {dict(SYNCS)}"
+
+
 def test_device_fusion_switch_and_lazy_compilation(cp):
     assert kernels.use_fused(cp)
     with kernels.fused(False):
