@@ -279,7 +279,8 @@ _C_TYPES = {"double": "float64", "float": "float32", "int": "int32", "bool": "bo
 
 
 def _casts(s, types):
-    """``(type)operand`` -> ``_cast_type(operand)``, the operand a name, a number or a parenthesised group."""
+    """``(type)operand`` -> ``_cast_type(operand)``, the operand a name or a number (negated or not) or a
+    parenthesised group."""
     out, i = "", 0
     pattern = re.compile(r"\((" + "|".join(map(re.escape, types)) + r")\)\s*")
     while True:
@@ -297,7 +298,7 @@ def _casts(s, types):
             out += "(" + _casts(s[j + 1:k], types) + "))"  # (casts inside the group too)
             i = k + 1
         else:
-            name = re.match(r"[\w.]+", s[j:]).group(0)
+            name = re.match(r"-?[\w.]+", s[j:]).group(0)  # (a name or a number, negated or not: (T)-1)
             out += name + ")"
             i = j + len(name)
 

@@ -63,6 +63,30 @@ def test_standin_behaves_like_cupy_where_cupy_works(cp):
     np.testing.assert_allclose(to_numpy(r), (to_numpy(a) ** 2).sum(-1, keepdims=True))
 
 
+def test_standin_kernel_bodies_read_as_c_reads_them(cp):
+    """The C the stand-in translates means what it means in C: ``&&`` binds looser than a comparison (a bare
+    ``&`` in Python binds tighter: ``x > 0 & y > 0`` is ``x > (0 & y) > 0``), a declaration or a cast rounds to
+    its type, ``pow`` takes doubles, the ternary picks per element; a parameter of a fixed type takes only
+    arrays of it; and a type CuPy refuses to parse is refused here too (CuPy: "Wrong type double")."""
+    x = np.array([1.0, 1.0, -1.0, 2.0], np.float32)
+    y = np.array([1.0, -1.0, 1.0, 0.5], np.float32)
+    k = cp.ElementwiseKernel("T x, T y", "T z", "z = (x > (T)0 && y > (T)0) ? x * y : (T)-1", "both")
+    np.testing.assert_array_equal(k(cp.asarray(x), cp.asarray(y)).get(), [1.0, -1.0, -1.0, 1.0])
+    # r is declared T (float32): rounded there, before the double product that follows.
+    third = cp.ElementwiseKernel("T x, int64 t, float64 d", "T z",
+                                 "double q = (double)(x) / 3.0; T r = q * pow(d, (double)(t)); "
+                                 "z = (T)((double)(r) * 3.0)", "third")
+    v = np.random.default_rng(0).uniform(0.5, 2.0, 64).astype(np.float32)
+    got = third(cp.asarray(v), cp.asarray(np.asarray(2, np.int64)), 0.5).get()
+    r = (v.astype(np.float64) / 3.0 * 0.25).astype(np.float32)
+    np.testing.assert_array_equal(got, (r.astype(np.float64) * 3.0).astype(np.float32))
+    assert got.dtype == np.float32 and (got != v * np.float32(0.25)).any()  # (unrounded, it would be v / 4)
+    with pytest.raises(TypeError, match="Type is mismatched"):  # (an int32 count for an int64 parameter)
+        third(cp.asarray(v), cp.asarray(np.asarray(2, np.int32)), 0.5)
+    with pytest.raises(ValueError, match="Wrong type double"):
+        cp.ElementwiseKernel("T x, double d", "T z", "z = x * d", "bad_type")
+
+
 SMALL = ["--epochs", "2", "--batch-size", "128", "--hidden-size", "32", "--projection-dim", "16",
          "--predictor-dim", "16", "--no-progress", "--no-plots", "--checkpoint-every", "5", "--log-every", "5", "--set", "hidden_bias=false"]
 
