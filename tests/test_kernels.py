@@ -523,6 +523,9 @@ def test_device_running_stats(cp, dtype, mode, seed, f, count, decay):
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(seed=st.integers(0, 2**31 - 1), shape=shapes, eps=st.floats(1e-8, 1e-2))
 def test_device_rstd_and_add_scaled(cp, dtype, seed, shape, eps):
+    """rstd = 1 / sqrt(var + eps) and u = p wd + g, one kernel each on the device, against their references:
+    at var = 0 (rstd's largest, 1 / sqrt(eps)), and with wd a Python 0.0 (the reference's exact copy of g, no
+    kernel), a Python float, or a 0-d array (as LARS's sum_of_norms passes it)."""
     rng = np.random.default_rng(seed)
     var = rng.uniform(0, 3, shape).astype(dtype)
     var.flat[0] = 0  # (rstd is then 1 / sqrt(eps), its largest)
