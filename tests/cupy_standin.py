@@ -58,8 +58,8 @@ _METHODS = frozenset(_NAMES["cupy.ndarray"])
 #: (``asarray``). Reset them (``.clear()``) before the code to count.
 CALLS: collections.Counter = collections.Counter()
 SYNCS: collections.Counter = collections.Counter()
-# Functions that allocate or return a view, and launch nothing.
-_NO_LAUNCH = frozenset({"empty", "empty_like", "reshape", "ravel", "transpose", "swapaxes", "squeeze",
+# Functions and ndarray methods that allocate or return a view, and launch nothing.
+_NO_LAUNCH = frozenset({"empty", "empty_like", "reshape", "ravel", "view", "transpose", "swapaxes", "squeeze",
                         "expand_dims", "broadcast_to", "moveaxis", "atleast_1d", "atleast_2d", "atleast_3d"})
 
 _IMPLICIT = ("Implicit conversion to a NumPy array is not allowed. "
@@ -130,7 +130,7 @@ class ndarray(NDArrayOperatorsMixin):
             def method(*args, **kwargs):
                 if name in ("item", "tolist"):
                     SYNCS[name] += 1
-                elif name not in ("reshape", "view", "ravel", "transpose", "swapaxes", "squeeze"):  # (views)
+                elif name not in _NO_LAUNCH:
                     CALLS[f"ndarray.{name}"] += 1
                 args = [_unwrap_operand(a, f"ndarray.{name}") for a in args]
                 kwargs = {k: _unwrap_operand(v, f"ndarray.{name}") for k, v in kwargs.items()}
